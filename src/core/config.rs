@@ -1,0 +1,228 @@
+//! Engine configuration: every limit and threshold is a named field with a default.
+//!
+//! `Config::default()` is the documented default set (README, "Defaults"). A
+//! `ConfigPatch` from the page changes some fields; `Config::apply` validates the
+//! result as a whole so the engine never runs on an inconsistent configuration.
+
+use super::error::{CoreError, ErrorCode};
+
+/// All tunables of the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Samples kept per meter (the ring length). 1,200 = 10 min at 2 Hz.
+    pub window: u32,
+    /// Most meters tracked at once; a new meter past it is refused with an error.
+    pub max_meters: u32,
+    /// Evaluation interval (the tick), in ms.
+    pub tick_ms: f64,
+    /// How often a `stats` event is emitted, in ms.
+    pub stats_interval_ms: f64,
+    /// Estimated engine bytes above which the window is halved (once).
+    pub memory_ceiling_bytes: f64,
+    /// Window used after the memory guard fires.
+    pub reduced_window: u32,
+    /// Readings a meter needs before it may raise any alert.
+    pub warmup: u32,
+    /// Base |z| threshold for a spike breach, before adaptation to the tails.
+    pub spike_z: f64,
+    /// Evaluations looked back over for the spike vote.
+    pub spike_votes_of: u32,
+    /// Breaching evaluations among the last `spike_votes_of` that raise a spike.
+    pub spike_votes_needed: u32,
+    /// Readings in the short-term mean used for drift.
+    pub drift_short: u32,
+    /// Drift threshold in standard errors of the short-term mean.
+    pub drift_z: f64,
+    /// Consecutive breaching evaluations that raise a drift alert.
+    pub drift_consecutive: u32,
+    /// Identical consecutive readings that make a meter `stuck`.
+    pub stuck_run: u32,
+    /// A meter with no reading for this long (ms) is `silent`.
+    pub silent_after_ms: f64,
+    /// Normal evaluations after which an alert is cleared.
+    pub clear_after: u32,
+    /// |z| at or above `critical_factor` x threshold makes an alert critical.
+    pub critical_factor: f64,
+    /// Exact recompute of a meter's moments after this many removals.
+    pub recompute_every: u32,
+    /// Largest accepted payload (JSON text or binary frame), in bytes.
+    pub max_payload_bytes: u32,
+    /// Most readings in one batch.
+    pub max_batch: u32,
+    /// Largest stream key a binary frame may bind (keys are array indices).
+    pub max_stream_keys: u32,
+    /// Largest |value| accepted for a reading.
+    pub max_abs_value: f64,
+    /// A reading older than `now - max_age_ms` is refused as outside the window.
+    pub max_age_ms: f64,
+    /// A reading newer than `now + max_future_ms` is refused.
+    pub max_future_ms: f64,
+    /// Most `error` events one batch produces; the rest are summed up in one more.
+    pub max_errors_per_batch: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            window: 1_200,
+            max_meters: 5_000,
+            tick_ms: 500.0,
+            stats_interval_ms: 1_000.0,
+            memory_ceiling_bytes: 300e6,
+            reduced_window: 600,
+            warmup: 60,
+            spike_z: 4.0,
+            spike_votes_of: 5,
+            spike_votes_needed: 3,
+            drift_short: 20,
+            drift_z: 5.0,
+            drift_consecutive: 5,
+            stuck_run: 30,
+            silent_after_ms: 60_000.0,
+            clear_after: 10,
+            critical_factor: 2.0,
+            recompute_every: 100,
+            max_payload_bytes: 16 << 20,
+            max_batch: 1_000_000,
+            max_stream_keys: 1 << 20,
+            max_abs_value: 1e15,
+            max_age_ms: 6.0 * 3_600_000.0,
+            max_future_ms: 300_000.0,
+            max_errors_per_batch: 100,
+        }
+    }
+}
+
+/// A partial configuration sent by the page; `None` keeps the current value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigPatch {
+    pub window: Option<u32>,
+    pub max_meters: Option<u32>,
+    pub tick_ms: Option<f64>,
+    pub stats_interval_ms: Option<f64>,
+    pub memory_ceiling_bytes: Option<f64>,
+    pub reduced_window: Option<u32>,
+    pub warmup: Option<u32>,
+    pub spike_z: Option<f64>,
+    pub spike_votes_of: Option<u32>,
+    pub spike_votes_needed: Option<u32>,
+    pub drift_short: Option<u32>,
+    pub drift_z: Option<f64>,
+    pub drift_consecutive: Option<u32>,
+    pub stuck_run: Option<u32>,
+    pub silent_after_ms: Option<f64>,
+    pub clear_after: Option<u32>,
+    pub critical_factor: Option<f64>,
+    pub recompute_every: Option<u32>,
+    pub max_payload_bytes: Option<u32>,
+    pub max_batch: Option<u32>,
+    pub max_stream_keys: Option<u32>,
+    pub max_abs_value: Option<f64>,
+    pub max_age_ms: Option<f64>,
+    pub max_future_ms: Option<f64>,
+    pub max_errors_per_batch: Option<u32>,
+}
+
+macro_rules! patch_fields {
+    ($cfg:ident, $patch:ident, $($f:ident),*) => {
+        $( if let Some(v) = $patch.$f { $cfg.$f = v; } )*
+    };
+}
+
+/// Hard upper bound on the window so `meters x window` never overflows.
+pub const MAX_WINDOW: u32 = 1 << 20;
+/// Hard upper bound on meters (dense indices are `u32`; the slab is addressed by `usize`).
+pub const MAX_METERS: u32 = 1 << 24;
+
+impl Config {
+    /// Returns this config with `patch` applied, or an error naming the first bad field.
+    pub fn apply(&self, patch: &ConfigPatch) -> Result<Config, CoreError> {
+        let mut c = self.clone();
+        patch_fields!(
+            c, patch, window, max_meters, tick_ms, stats_interval_ms, memory_ceiling_bytes,
+            reduced_window, warmup, spike_z, spike_votes_of, spike_votes_needed, drift_short,
+            drift_z, drift_consecutive, stuck_run, silent_after_ms, clear_after, critical_factor,
+            recompute_every, max_payload_bytes, max_batch, max_stream_keys, max_abs_value,
+            max_age_ms, max_future_ms, max_errors_per_batch
+        );
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every field's range and the relations between fields.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let bad = |field: &str, why: &str| {
+            Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
+        };
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        if self.window < 8 || self.window > MAX_WINDOW {
+            return bad("window", "must be in 8..=1048576");
+        }
+        if self.reduced_window < 8 || self.reduced_window > self.window {
+            return bad("reducedWindow", "must be in 8..=window");
+        }
+        if self.max_meters == 0 || self.max_meters > MAX_METERS {
+            return bad("maxMeters", "must be in 1..=16777216");
+        }
+        if !(pos(self.tick_ms) && pos(self.stats_interval_ms) && pos(self.memory_ceiling_bytes)) {
+            return bad("tickMs/statsIntervalMs/memoryCeilingBytes", "must be finite and > 0");
+        }
+        if !(pos(self.spike_z) && pos(self.drift_z) && pos(self.critical_factor)) {
+            return bad("spikeZ/driftZ/criticalFactor", "must be finite and > 0");
+        }
+        if self.spike_votes_of == 0 || self.spike_votes_of > 32 {
+            return bad("spikeVotesOf", "must be in 1..=32");
+        }
+        if self.spike_votes_needed == 0 || self.spike_votes_needed > self.spike_votes_of {
+            return bad("spikeVotesNeeded", "must be in 1..=spikeVotesOf");
+        }
+        if self.drift_short < 2 || self.drift_short > self.reduced_window {
+            return bad("driftShort", "must be in 2..=reducedWindow");
+        }
+        if self.stuck_run < 2 || self.stuck_run > self.reduced_window {
+            return bad("stuckRun", "must be in 2..=reducedWindow");
+        }
+        if self.drift_consecutive == 0 || self.clear_after == 0 || self.recompute_every == 0 {
+            return bad("driftConsecutive/clearAfter/recomputeEvery", "must be >= 1");
+        }
+        if !(pos(self.silent_after_ms) && pos(self.max_abs_value)) {
+            return bad("silentAfterMs/maxAbsValue", "must be finite and > 0");
+        }
+        if !(pos(self.max_age_ms) && pos(self.max_future_ms)) {
+            return bad("maxAgeMs/maxFutureMs", "must be finite and > 0");
+        }
+        if self.max_errors_per_batch == 0 {
+            return bad("maxErrorsPerBatch", "must be >= 1");
+        }
+        if self.max_payload_bytes < 64 || self.max_batch == 0 || self.max_stream_keys == 0 {
+            return bad("maxPayloadBytes/maxBatch/maxStreamKeys", "too small");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn bad_patch_is_refused_and_names_the_field() {
+        let p = ConfigPatch { window: Some(3), ..Default::default() };
+        let e = Config::default().apply(&p).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadConfig);
+        assert!(e.message.contains("window"), "{}", e.message);
+    }
+
+    #[test]
+    fn patch_changes_only_named_fields() {
+        let p = ConfigPatch { spike_z: Some(6.0), ..Default::default() };
+        let c = Config::default().apply(&p).unwrap();
+        assert_eq!(c.spike_z, 6.0);
+        assert_eq!(c.window, 1_200);
+    }
+}

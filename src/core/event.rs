@@ -1,0 +1,203 @@
+//! The engine's closed input and output enums and the types they carry.
+//!
+//! These are core types, not wire types: `crate::wire` converts JSON and binary
+//! payloads into [`Inbound`] and [`Outbound`] into JSON; `src/wasm` turns outbound
+//! bulk data (windows) into typed arrays.
+
+use super::config::ConfigPatch;
+use super::error::CoreError;
+
+/// Everything the engine can be told.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Inbound {
+    /// Change some configuration fields.
+    Config(ConfigPatch),
+    /// A batch of readings, already decoded; may carry decode errors to report.
+    Readings(ReadingBatch),
+    /// Ask for something; the answer is one outbound message.
+    Query(Query),
+    /// Forget one meter's samples and alerts, or everything.
+    Reset(ResetScope),
+    /// The evaluation timer fired. Carries what only the host can measure.
+    Tick(HostStats),
+    /// A payload that could not be decoded at all (malformed JSON, unknown type, ...).
+    Rejected(CoreError),
+}
+
+/// Measurements only the host can make, passed in with each tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HostStats {
+    /// Size of the wasm linear memory, in bytes (0 natively).
+    pub linear_memory_bytes: f64,
+    /// Wall time the previous tick's evaluation took, in ms, as the host measured it.
+    pub last_tick_eval_ms: f64,
+}
+
+/// A decoded batch of readings in columns.
+///
+/// Meters are referred to by *keys*. `bindings` bind keys to meter ids before
+/// the records apply. With [`KeyScope::Stream`] (binary frames) bindings persist
+/// across batches, so a stream names each meter once; with [`KeyScope::Batch`]
+/// (JSON) keys index `bindings` of this batch only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReadingBatch {
+    pub scope: KeyScope,
+    /// `(key, meter id)` pairs.
+    pub bindings: Vec<(u32, String)>,
+    /// Per record: the meter key.
+    pub keys: Vec<u32>,
+    /// Per record: timestamp, ms since the Unix epoch.
+    pub ts: Vec<f64>,
+    /// Per record: the reading's value.
+    pub values: Vec<f64>,
+    /// Per record: its position in the original payload (for error events).
+    /// Empty means record `i` is at position `i`.
+    pub positions: Vec<u32>,
+    /// Items the decoder refused; reported as `error` events, the rest still applies.
+    pub errors: Vec<CoreError>,
+}
+
+/// How a batch's keys are resolved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyScope {
+    /// Keys index this batch's `bindings` (JSON batches).
+    #[default]
+    Batch,
+    /// Keys live in the engine's stream key table and persist (binary frames).
+    Stream,
+}
+
+/// What a page can ask for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Query {
+    /// One meter's window, oldest first.
+    Window { meter: String },
+    /// One meter's moments and alert state.
+    Meter { meter: String },
+    /// A `stats` event now.
+    Stats,
+}
+
+/// What a reset forgets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResetScope {
+    /// One meter: its samples, moments and alerts (the meter stays interned).
+    Meter(String),
+    /// Every meter, the stream key table and the counters; the config stays.
+    All,
+}
+
+/// Everything the engine can say.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outbound {
+    Anomaly(AnomalyEvent),
+    Cleared(ClearedEvent),
+    Stats(StatsEvent),
+    Error(CoreError),
+    Warning(WarningEvent),
+    /// Answer to `Query::Window`: samples oldest first.
+    Window { meter: String, values: Vec<f64> },
+    /// Answer to `Query::Meter`.
+    Meter(MeterSnapshot),
+}
+
+/// The kinds of anomaly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnomalyKind {
+    Spike,
+    Drift,
+    Stuck,
+    Silent,
+}
+
+impl AnomalyKind {
+    /// Wire string: `spike`, `drift`, `stuck`, `silent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::Spike => "spike",
+            AnomalyKind::Drift => "drift",
+            AnomalyKind::Stuck => "stuck",
+            AnomalyKind::Silent => "silent",
+        }
+    }
+}
+
+/// How bad an anomaly is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// Wire string: `warning`, `critical`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// An alert raised for one meter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnomalyEvent {
+    pub meter: String,
+    pub kind: AnomalyKind,
+    pub severity: Severity,
+    /// The z-score behind the alert (for drift: in standard errors of the short mean).
+    pub z: f64,
+    /// The reading's value (for drift: the short-term mean; for silent: the last value).
+    pub value: f64,
+    /// Window mean and standard deviation the z was taken against.
+    pub mean: f64,
+    pub std: f64,
+    /// Timestamp of the reading behind the alert (for silent: the last reading).
+    pub ts: f64,
+    /// Evaluations of this meter from the first breach to the alert.
+    pub evaluations: u32,
+}
+
+/// A meter is back to normal for `kind`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClearedEvent {
+    pub meter: String,
+    pub kind: AnomalyKind,
+    /// The engine time (`now_ms`) at which it cleared.
+    pub at: f64,
+}
+
+/// Periodic engine statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatsEvent {
+    pub meters: u32,
+    pub window: u32,
+    pub linear_memory_bytes: f64,
+    pub engine_bytes: f64,
+    pub readings_ingested: f64,
+    pub readings_rejected: f64,
+    pub evaluations: f64,
+    pub last_tick_eval_ms: f64,
+    pub active_alerts: u32,
+}
+
+/// Something the page should know that is not an error (e.g. the memory guard fired).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WarningEvent {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// One meter's state, for `Query::Meter`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeterSnapshot {
+    pub meter: String,
+    pub count: u32,
+    pub mean: f64,
+    pub variance: f64,
+    pub skewness: f64,
+    pub excess_kurtosis: f64,
+    pub last_ts: f64,
+    /// Kinds currently alerting.
+    pub alerts: Vec<AnomalyKind>,
+}

@@ -1,0 +1,147 @@
+//! Applying a decoded `ReadingBatch`: resolve keys to meters, validate each
+//! record against the clock, score it against the window *before* it enters,
+//! then push it.
+//!
+//! Errors are reported per item with its position, at most
+//! `max_errors_per_batch` events per batch plus one summary, so a hostile or
+//! broken batch cannot flood the page; every refused record is counted in
+//! `readingsRejected`.
+
+use super::error::{CoreError, ErrorCode};
+use super::event::{KeyScope, Outbound, ReadingBatch};
+use super::{Engine, UNBOUND};
+
+/// Caps the error events one batch produces.
+struct ErrorSink<'a> {
+    out: &'a mut Vec<Outbound>,
+    sent: u32,
+    suppressed: u32,
+    max: u32,
+}
+
+impl ErrorSink<'_> {
+    fn push(&mut self, e: CoreError) {
+        if self.sent < self.max {
+            self.sent += 1;
+            self.out.push(Outbound::Error(e));
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    fn finish(self) {
+        if self.suppressed > 0 {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "{} more errors in this batch not reported individually (maxErrorsPerBatch = {})",
+                    self.suppressed, self.max
+                ),
+            )));
+        }
+    }
+}
+
+impl Engine {
+    pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
+        let mut sink = ErrorSink {
+            out: &mut self.out,
+            sent: 0,
+            suppressed: 0,
+            max: self.cfg.max_errors_per_batch,
+        };
+        self.counters.readings_rejected += batch.errors.len() as f64;
+        for e in &batch.errors {
+            sink.push(e.clone());
+        }
+
+        // Resolve bindings to dense meter indices, interning new meters.
+        let mut local: Vec<u32> = Vec::new();
+        if batch.scope == KeyScope::Batch {
+            local.resize(batch.bindings.len(), UNBOUND);
+        }
+        for (key, id) in &batch.bindings {
+            let m = match self.meters.intern(id, self.cfg.max_meters) {
+                Ok((m, new)) => {
+                    if new {
+                        self.windows.add_meter(self.cfg.max_meters as usize);
+                        self.detector.add_meter();
+                    }
+                    m
+                }
+                Err(e) => {
+                    sink.push(e);
+                    UNBOUND
+                }
+            };
+            let table = match batch.scope {
+                KeyScope::Batch => &mut local,
+                KeyScope::Stream => &mut self.stream_keys,
+            };
+            let k = *key as usize;
+            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
+                sink.push(CoreError::new(
+                    ErrorCode::KeyOutOfRange,
+                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
+                ));
+                continue;
+            }
+            if k >= table.len() {
+                table.resize(k + 1, UNBOUND);
+            }
+            if let Some(slot) = table.get_mut(k) {
+                *slot = m;
+            }
+        }
+
+        let table: &[u32] = match batch.scope {
+            KeyScope::Batch => &local,
+            KeyScope::Stream => &self.stream_keys,
+        };
+        let n = batch.keys.len().min(batch.ts.len()).min(batch.values.len());
+        let oldest = now_ms - self.cfg.max_age_ms;
+        let newest = now_ms + self.cfg.max_future_ms;
+        let mut ingested = 0u64;
+        let mut rejected = 0u64;
+        for i in 0..n {
+            let (key, ts, x) = (batch.keys[i], batch.ts[i], batch.values[i]);
+            let pos = batch.positions.get(i).map_or(i, |&p| p as usize);
+            let m = table.get(key as usize).copied().unwrap_or(UNBOUND);
+            if m == UNBOUND {
+                rejected += 1;
+                sink.push(CoreError::at(
+                    ErrorCode::UnknownKey,
+                    pos,
+                    format!("record names key {key}, which is bound to no accepted meter"),
+                ));
+                continue;
+            }
+            if !(ts >= oldest && ts <= newest) {
+                rejected += 1;
+                sink.push(CoreError::at(
+                    ErrorCode::BadTimestamp,
+                    pos,
+                    format!("timestamp {ts} outside [{oldest}, {newest}] (now {now_ms})"),
+                ));
+                continue;
+            }
+            if !(x.is_finite() && x.abs() <= self.cfg.max_abs_value) {
+                rejected += 1;
+                sink.push(CoreError::at(
+                    ErrorCode::BadValue,
+                    pos,
+                    format!("value {x} is not finite or beyond maxAbsValue"),
+                ));
+                continue;
+            }
+            let m = m as usize;
+            let before = self.windows.moments(m);
+            self.detector.observe(m, x, ts, &before, &self.cfg);
+            self.windows.push(m, x);
+            ingested += 1;
+        }
+        sink.finish();
+        self.counters.readings_ingested += ingested as f64;
+        self.counters.readings_rejected += rejected as f64;
+    }
+}

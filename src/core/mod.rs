@@ -1,0 +1,277 @@
+//! The pure core: `Engine::handle(Inbound, now_ms) -> Vec<Outbound>`.
+//!
+//! No I/O, no clock, no JavaScript: time arrives as `now_ms`, host-only
+//! measurements arrive inside `Inbound::Tick`. Outputs are queued while an input
+//! is handled and returned together once the state is consistent again ("flush,
+//! then return"). Nothing on an input path panics: bad input becomes
+//! `Outbound::Error`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod detect;
+pub mod error;
+pub mod event;
+mod ingest;
+pub mod meters;
+pub mod moments;
+pub mod ring;
+pub mod windows;
+
+use config::Config;
+use detect::Detector;
+use error::{CoreError, ErrorCode};
+use event::{HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent};
+use meters::MeterTable;
+use windows::Windows;
+
+/// Running counters reported in `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Counters {
+    pub readings_ingested: f64,
+    pub readings_rejected: f64,
+    pub evaluations: f64,
+}
+
+/// The engine: every meter's window, moments and detection state.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cfg: Config,
+    meters: MeterTable,
+    windows: Windows,
+    detector: Detector,
+    /// Stream key -> meter index (`UNBOUND` where no frame bound it).
+    stream_keys: Vec<u32>,
+    counters: Counters,
+    host: HostStats,
+    next_stats_ms: Option<f64>,
+    memory_guard_fired: bool,
+    out: Vec<Outbound>,
+}
+
+/// Marks a stream key no frame has bound.
+pub(crate) const UNBOUND: u32 = u32::MAX;
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::with_valid_config(Config::default())
+    }
+}
+
+impl Engine {
+    /// An engine with `cfg`, or an error naming the first invalid field.
+    pub fn new(cfg: Config) -> Result<Engine, CoreError> {
+        cfg.validate()?;
+        Ok(Engine::with_valid_config(cfg))
+    }
+
+    fn with_valid_config(cfg: Config) -> Engine {
+        Engine {
+            windows: Windows::new(cfg.window as usize, cfg.recompute_every),
+            cfg,
+            meters: MeterTable::default(),
+            detector: Detector::default(),
+            stream_keys: Vec::new(),
+            counters: Counters::default(),
+            host: HostStats::default(),
+            next_stats_ms: None,
+            memory_guard_fired: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Running counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Number of meters tracked.
+    pub fn meter_count(&self) -> usize {
+        self.meters.len()
+    }
+
+    /// The rings and moments (read-only), for tests and benchmarks.
+    pub fn windows(&self) -> &Windows {
+        &self.windows
+    }
+
+    /// The dense index of meter `id`, if tracked.
+    pub fn meter_index(&self, id: &str) -> Option<u32> {
+        self.meters.get(id)
+    }
+
+    /// Handles one input at engine time `now_ms` and returns what it produced.
+    pub fn handle(&mut self, input: Inbound, now_ms: f64) -> Vec<Outbound> {
+        self.handle_into(input, now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    /// Like [`Engine::handle`] but leaves the outputs queued; take them with
+    /// [`Engine::drain`]. Lets a caller reuse one output buffer across inputs.
+    pub fn handle_into(&mut self, input: Inbound, now_ms: f64) {
+        match input {
+            Inbound::Config(patch) => match self.cfg.apply(&patch) {
+                Ok(cfg) => self.reconfigure(cfg),
+                Err(e) => self.out.push(Outbound::Error(e)),
+            },
+            Inbound::Readings(batch) => {
+                self.ingest(&batch, now_ms);
+                self.guard_memory();
+            }
+            Inbound::Query(q) => self.answer(q),
+            Inbound::Reset(scope) => self.reset(scope),
+            Inbound::Tick(host) => self.tick(host, now_ms),
+            Inbound::Rejected(e) => {
+                self.counters.readings_rejected += 0.0;
+                self.out.push(Outbound::Error(e));
+            }
+        }
+    }
+
+    /// Takes the queued outputs.
+    pub fn drain(&mut self, into: &mut Vec<Outbound>) {
+        into.append(&mut self.out);
+    }
+
+    fn reconfigure(&mut self, cfg: Config) {
+        if (cfg.max_meters as usize) < self.meters.len() {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadConfig,
+                format!(
+                    "config.maxMeters: {} meters are tracked already; reset first",
+                    self.meters.len()
+                ),
+            )));
+            return;
+        }
+        let window_changed = cfg.window != self.cfg.window;
+        self.windows.set_recompute_every(cfg.recompute_every);
+        if window_changed {
+            self.windows.set_window(cfg.window as usize);
+            self.detector.on_window_change(&self.windows);
+            self.memory_guard_fired = false;
+        }
+        if cfg.stats_interval_ms != self.cfg.stats_interval_ms {
+            self.next_stats_ms = None;
+        }
+        self.cfg = cfg;
+        self.guard_memory();
+    }
+
+    fn tick(&mut self, host: HostStats, now_ms: f64) {
+        self.host = host;
+        let evaluated =
+            self.detector.tick(now_ms, &self.windows, &self.meters, &self.cfg, &mut self.out);
+        self.counters.evaluations += f64::from(evaluated);
+        self.guard_memory();
+        let due = self.next_stats_ms.is_none_or(|t| now_ms >= t);
+        if due {
+            self.out.push(Outbound::Stats(self.stats()));
+            self.next_stats_ms = Some(now_ms + self.cfg.stats_interval_ms);
+        }
+    }
+
+    /// Estimated bytes held by the engine's state (rings, moments, detection, ids).
+    pub fn engine_bytes(&self) -> usize {
+        self.windows.bytes()
+            + self.detector.bytes()
+            + self.meters.bytes()
+            + self.stream_keys.capacity() * 4
+            + std::mem::size_of::<Engine>()
+    }
+
+    /// A `stats` event describing the engine now.
+    pub fn stats(&self) -> StatsEvent {
+        StatsEvent {
+            meters: self.meters.len() as u32,
+            window: self.windows.window() as u32,
+            linear_memory_bytes: self.host.linear_memory_bytes,
+            engine_bytes: self.engine_bytes() as f64,
+            readings_ingested: self.counters.readings_ingested,
+            readings_rejected: self.counters.readings_rejected,
+            evaluations: self.counters.evaluations,
+            last_tick_eval_ms: self.host.last_tick_eval_ms,
+            active_alerts: self.detector.active_alerts(),
+        }
+    }
+
+    /// Halves the window once when the estimate passes the ceiling, keeping the
+    /// newest samples, and says so.
+    fn guard_memory(&mut self) {
+        let bytes = self.engine_bytes() as f64;
+        if self.memory_guard_fired || bytes <= self.cfg.memory_ceiling_bytes {
+            return;
+        }
+        self.memory_guard_fired = true;
+        let from = self.windows.window();
+        let to = self.cfg.reduced_window as usize;
+        if to < from {
+            self.windows.set_window(to);
+            self.detector.on_window_change(&self.windows);
+            self.cfg.window = to as u32;
+        }
+        self.out.push(Outbound::Warning(WarningEvent {
+            code: "memory_ceiling",
+            message: format!(
+                "estimated engine memory {:.1} MB passed the ceiling {:.1} MB: window reduced from {from} to {} samples for all meters; now {:.1} MB",
+                bytes / 1e6,
+                self.cfg.memory_ceiling_bytes / 1e6,
+                self.windows.window(),
+                self.engine_bytes() as f64 / 1e6
+            ),
+        }));
+    }
+
+    fn answer(&mut self, q: Query) {
+        let msg = match q {
+            Query::Stats => Outbound::Stats(self.stats()),
+            Query::Window { meter } => match self.meters.get(&meter) {
+                Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
+                None => unknown_meter(&meter),
+            },
+            Query::Meter { meter } => match self.meters.get(&meter) {
+                Some(m) => Outbound::Meter(self.snapshot(m as usize, meter)),
+                None => unknown_meter(&meter),
+            },
+        };
+        self.out.push(msg);
+    }
+
+    fn snapshot(&self, m: usize, meter: String) -> MeterSnapshot {
+        let mo = self.windows.moments(m);
+        MeterSnapshot {
+            meter,
+            count: mo.n as u32,
+            mean: mo.mean(),
+            variance: mo.variance(),
+            skewness: mo.skewness(),
+            excess_kurtosis: mo.excess_kurtosis(),
+            last_ts: self.detector.last_ts(m),
+            alerts: self.detector.alerts(m),
+        }
+    }
+
+    fn reset(&mut self, scope: ResetScope) {
+        match scope {
+            ResetScope::Meter(id) => match self.meters.get(&id) {
+                Some(m) => {
+                    self.windows.clear_meter(m as usize);
+                    self.detector.reset_meter(m as usize);
+                }
+                None => self.out.push(unknown_meter(&id)),
+            },
+            ResetScope::All => {
+                let cfg = self.cfg.clone();
+                *self = Engine::with_valid_config(cfg);
+            }
+        }
+    }
+}
+
+fn unknown_meter(id: &str) -> Outbound {
+    Outbound::Error(CoreError::new(ErrorCode::UnknownMeter, format!("meter '{id}' is not tracked")))
+}

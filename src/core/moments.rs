@@ -1,0 +1,222 @@
+//! Rolling central moments (mean, M2, M3, M4) with O(1) add **and remove**.
+//!
+//! The update formulas are Pébay's (2008) one-pass central-moment updates, and
+//! removal is their exact algebraic inverse. Removal cancels, so error grows with
+//! each one; [`Moments::needs_recompute`] says when to rebuild exactly from the
+//! ring (every `recompute_every` removals, when M2 falls below 1e-4 of its peak
+//! since the last rebuild, when M4 falls below 1e-6 of its peak — M4 collapses
+//! roughly as the square of M2, its rounding error scales with its peak, and
+//! excess kurtosis (n·M4/M2² − 3) turns a relative error of M4 into an absolute
+//! one —,
+//! or when an even moment goes negative). A constant series
+//! keeps `mean == x` exactly, so its M2..M4 stay exactly 0.
+//!
+//! Samples are taken relative to a per-meter `shift` (the first sample after the
+//! last rebuild): `x - shift` is exact for nearby values (Sterbenz), so a level of
+//! 1e9 with a spread of 1e-3 keeps the precision a two-pass computation has,
+//! instead of losing it to the rounding of a large absolute mean.
+
+/// The central moments of one meter's window.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Moments {
+    pub n: f64,
+    /// Samples are accumulated as `x - shift`.
+    pub shift: f64,
+    /// Mean of `x - shift`; the mean is `shift + centered_mean` (see [`Moments::mean`]).
+    pub centered_mean: f64,
+    pub m2: f64,
+    pub m3: f64,
+    pub m4: f64,
+    /// Largest M2 since the last exact recompute.
+    pub peak_m2: f64,
+    /// Largest M4 since the last exact recompute.
+    pub peak_m4: f64,
+    /// Removals since the last exact recompute.
+    pub removals: u32,
+}
+
+/// Relative floor under which M2 has cancelled too far to trust.
+const M2_COLLAPSE: f64 = 1e-4;
+/// The same for M4, which falls as the square of M2.
+const M4_COLLAPSE: f64 = 1e-6;
+
+impl Moments {
+    /// Adds sample `x`.
+    #[inline]
+    pub fn add(&mut self, x: f64) {
+        if self.n == 0.0 {
+            self.shift = x;
+            self.centered_mean = 0.0;
+        }
+        let x = x - self.shift;
+        let n1 = self.n;
+        let n = n1 + 1.0;
+        let delta = x - self.centered_mean;
+        let dn = delta / n;
+        let dn2 = dn * dn;
+        let term1 = delta * dn * n1;
+        self.centered_mean += dn;
+        self.m4 += term1 * dn2 * (n * n - 3.0 * n + 3.0) + 6.0 * dn2 * self.m2 - 4.0 * dn * self.m3;
+        self.m3 += term1 * dn * (n - 2.0) - 3.0 * dn * self.m2;
+        self.m2 += term1;
+        self.n = n;
+        self.peak_m2 = self.peak_m2.max(self.m2);
+        self.peak_m4 = self.peak_m4.max(self.m4);
+    }
+
+    /// Removes sample `x`, which must be in the window. Inverts [`Moments::add`].
+    #[inline]
+    pub fn remove(&mut self, x: f64) {
+        let n = self.n;
+        if n <= 1.0 {
+            *self = Moments {
+                peak_m2: self.peak_m2,
+                peak_m4: self.peak_m4,
+                removals: self.removals + 1,
+                ..Default::default()
+            };
+            return;
+        }
+        let x = x - self.shift;
+        let n1 = n - 1.0;
+        let mean1 = self.centered_mean - (x - self.centered_mean) / n1;
+        let delta = x - mean1;
+        let dn = delta / n;
+        let dn2 = dn * dn;
+        let term1 = delta * dn * n1;
+        let m2 = self.m2 - term1;
+        let m3 = self.m3 - term1 * dn * (n - 2.0) + 3.0 * dn * m2;
+        let m4 = self.m4 - term1 * dn2 * (n * n - 3.0 * n + 3.0) - 6.0 * dn2 * m2 + 4.0 * dn * m3;
+        // A constant window stays exactly constant: x == mean gives delta == 0.
+        if x != self.centered_mean {
+            self.centered_mean = mean1;
+        }
+        self.m2 = m2;
+        self.m3 = m3;
+        self.m4 = m4;
+        self.n = n1;
+        self.removals += 1;
+    }
+
+    /// Whether accumulated cancellation calls for an exact rebuild.
+    #[inline]
+    pub fn needs_recompute(&self, recompute_every: u32) -> bool {
+        self.removals >= recompute_every
+            || self.m2 < 0.0
+            || self.m4 < 0.0
+            || (self.removals > 0
+                && (self.m2 < M2_COLLAPSE * self.peak_m2 || self.m4 < M4_COLLAPSE * self.peak_m4))
+    }
+
+    /// Rebuilds exactly from the samples (two passes, shifted by the first sample
+    /// so a constant series gives exactly zero moments and large offsets cancel).
+    pub fn recompute(a: &[f64], b: &[f64]) -> Moments {
+        let n = (a.len() + b.len()) as f64;
+        let Some(&k) = a.first().or(b.first()) else {
+            return Moments::default();
+        };
+        let mut s = 0.0;
+        for &x in a.iter().chain(b) {
+            s += x - k;
+        }
+        let md = s / n;
+        let (mut m2, mut m3, mut m4) = (0.0, 0.0, 0.0);
+        for &x in a.iter().chain(b) {
+            let d = (x - k) - md;
+            let d2 = d * d;
+            m2 += d2;
+            m3 += d2 * d;
+            m4 += d2 * d2;
+        }
+        Moments { n, shift: k, centered_mean: md, m2, m3, m4, peak_m2: m2, peak_m4: m4, removals: 0 }
+    }
+
+    /// The mean of the window (0 when empty).
+    #[inline]
+    pub fn mean(&self) -> f64 {
+        self.shift + self.centered_mean
+    }
+
+    /// Population variance (M2 / n), 0 for fewer than two samples; never negative.
+    #[inline]
+    pub fn variance(&self) -> f64 {
+        if self.n < 2.0 || self.m2 <= 0.0 {
+            0.0
+        } else {
+            self.m2 / self.n
+        }
+    }
+
+    /// Population standard deviation.
+    #[inline]
+    pub fn std(&self) -> f64 {
+        self.variance().sqrt()
+    }
+
+    /// Sample skewness g1 = sqrt(n) M3 / M2^1.5; 0 when the variance is 0.
+    pub fn skewness(&self) -> f64 {
+        if self.variance() == 0.0 {
+            0.0
+        } else {
+            self.n.sqrt() * self.m3 / self.m2.powf(1.5)
+        }
+    }
+
+    /// Excess kurtosis g2 = n M4 / M2^2 - 3; 0 when the variance is 0.
+    pub fn excess_kurtosis(&self) -> f64 {
+        if self.variance() == 0.0 {
+            0.0
+        } else {
+            self.n * self.m4 / (self.m2 * self.m2) - 3.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_then_remove_matches_recompute() {
+        let xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
+        let mut m = Moments::default();
+        for &x in &xs {
+            m.add(x);
+        }
+        m.remove(3.0);
+        m.remove(1.0);
+        let r = Moments::recompute(&xs[2..], &[]);
+        for (a, b) in [(m.mean(), r.mean()), (m.m2, r.m2), (m.m3, r.m3), (m.m4, r.m4)] {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn constant_series_has_exactly_zero_moments() {
+        let mut m = Moments::default();
+        for _ in 0..50 {
+            m.add(0.1);
+        }
+        for _ in 0..20 {
+            m.remove(0.1);
+            m.add(0.1);
+        }
+        assert_eq!((m.m2, m.m3, m.m4), (0.0, 0.0, 0.0));
+        assert_eq!(m.variance(), 0.0);
+        assert_eq!(m.skewness(), 0.0);
+        assert_eq!(m.excess_kurtosis(), 0.0);
+        let r = Moments::recompute(&[0.1; 7], &[]);
+        assert_eq!((r.m2, r.variance()), (0.0, 0.0));
+    }
+
+    #[test]
+    fn collapse_of_m2_asks_for_recompute() {
+        let mut m = Moments::default();
+        for x in [0.0, 1e7, 1e7, 1e7] {
+            m.add(x);
+        }
+        assert!(!m.needs_recompute(100));
+        m.remove(0.0);
+        assert!(m.needs_recompute(100));
+    }
+}

@@ -1,0 +1,229 @@
+//! `RingSlab`: every meter's recent samples in one contiguous `f64` slab.
+//!
+//! Meter `m` owns `data[m * window .. (m + 1) * window]`; `head[m]` is the slot the
+//! next sample goes to and `len[m]` how many slots are filled. Invariants:
+//! `len[m] <= window`, `head[m] < window`, and the oldest sample sits at
+//! `(head - len) mod window`. The slab grows by whole meters (geometrically, up to
+//! the configured capacity) and is re-laid out in place when the window shrinks.
+
+/// Per-meter fixed-length rings in one flat allocation.
+#[derive(Clone, Debug)]
+pub struct RingSlab {
+    window: usize,
+    data: Vec<f64>,
+    head: Vec<u32>,
+    len: Vec<u32>,
+}
+
+impl RingSlab {
+    /// An empty slab whose rings hold `window` samples each.
+    pub fn new(window: usize) -> Self {
+        RingSlab { window: window.max(1), data: Vec::new(), head: Vec::new(), len: Vec::new() }
+    }
+
+    /// Samples per ring.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Number of meters.
+    pub fn meters(&self) -> usize {
+        self.head.len()
+    }
+
+    /// Samples currently held by meter `m` (0 for an unknown meter).
+    pub fn len(&self, m: usize) -> usize {
+        self.len.get(m).map_or(0, |&l| l as usize)
+    }
+
+    /// Bytes reserved by the slab and its per-meter heads.
+    pub fn bytes(&self) -> usize {
+        self.data.capacity() * 8 + (self.head.capacity() + self.len.capacity()) * 4
+    }
+
+    /// Adds an empty ring for a new meter and returns its index. `cap_meters` bounds
+    /// the geometric growth so the slab never reserves past the configured capacity.
+    pub fn add_meter(&mut self, cap_meters: usize) -> usize {
+        let m = self.head.len();
+        let need = (m + 1) * self.window;
+        if need > self.data.capacity() {
+            let target = (m + 1).max(m * 2).max(64).min(cap_meters.max(m + 1));
+            self.data.reserve_exact(target * self.window - self.data.len());
+        }
+        self.data.resize(need, 0.0);
+        self.head.push(0);
+        self.len.push(0);
+        m
+    }
+
+    /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
+    #[inline]
+    pub fn push(&mut self, m: usize, x: f64) -> Option<f64> {
+        let w = self.window;
+        let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
+            return None;
+        };
+        let slot = m * w + h as usize;
+        let old = self.data.get_mut(slot).map(|s| std::mem::replace(s, x));
+        let next = if h as usize + 1 == w { 0 } else { h + 1 };
+        self.head[m] = next;
+        if (l as usize) < w {
+            self.len[m] = l + 1;
+            None
+        } else {
+            old
+        }
+    }
+
+    /// Meter `m`'s samples oldest first, as two slices (the second may be empty).
+    pub fn slices(&self, m: usize) -> (&[f64], &[f64]) {
+        let w = self.window;
+        let (Some(&h), Some(&l)) = (self.head.get(m), self.len.get(m)) else {
+            return (&[], &[]);
+        };
+        let ring = &self.data[m * w..(m + 1) * w];
+        let (h, l) = (h as usize, l as usize);
+        if l < w {
+            // Not yet wrapped: the samples are ring[0..l] and head == l.
+            (&ring[..l], &[])
+        } else {
+            (&ring[h..], &ring[..h])
+        }
+    }
+
+    /// Meter `m`'s samples oldest first, copied.
+    pub fn to_vec(&self, m: usize) -> Vec<f64> {
+        let (a, b) = self.slices(m);
+        let mut v = Vec::with_capacity(a.len() + b.len());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        v
+    }
+
+    /// The newest `k` samples of meter `m` (fewer if it holds fewer), newest last.
+    pub fn newest(&self, m: usize, k: usize) -> (&[f64], &[f64]) {
+        let (a, b) = self.slices(m);
+        let k = k.min(a.len() + b.len());
+        if k <= b.len() {
+            (&[], &b[b.len() - k..])
+        } else {
+            (&a[a.len() - (k - b.len())..], b)
+        }
+    }
+
+    /// Empties meter `m`'s ring.
+    pub fn clear_meter(&mut self, m: usize) {
+        if let (Some(h), Some(l)) = (self.head.get_mut(m), self.len.get_mut(m)) {
+            *h = 0;
+            *l = 0;
+        }
+    }
+
+    /// Forgets every meter and releases the slab.
+    pub fn clear(&mut self) {
+        *self = RingSlab::new(self.window);
+    }
+
+    /// Changes the window of every ring, keeping the newest samples, in place.
+    /// Growing a window moves rings backwards through the slab; shrinking forwards.
+    pub fn set_window(&mut self, new_window: usize) {
+        let new_window = new_window.max(1);
+        if new_window == self.window {
+            return;
+        }
+        let meters = self.meters();
+        let rings: Vec<Vec<f64>> = if new_window > self.window {
+            (0..meters).map(|m| self.to_vec(m)).collect()
+        } else {
+            Vec::new()
+        };
+        if new_window < self.window {
+            // Compact forwards: meter m's new ring starts at or before its old one,
+            // and each ring is linearised into scratch first, so no unread data is overwritten.
+            let mut scratch = Vec::with_capacity(new_window);
+            for m in 0..meters {
+                scratch.clear();
+                let (a, b) = self.newest(m, new_window);
+                scratch.extend_from_slice(a);
+                scratch.extend_from_slice(b);
+                let base = m * new_window;
+                self.data[base..base + scratch.len()].copy_from_slice(&scratch);
+                let l = scratch.len();
+                self.len[m] = l as u32;
+                self.head[m] = if l == new_window { 0 } else { l as u32 };
+            }
+            self.data.truncate(meters * new_window);
+            self.data.shrink_to_fit();
+        } else {
+            self.data = vec![0.0; meters * new_window];
+            for (m, ring) in rings.iter().enumerate() {
+                let base = m * new_window;
+                self.data[base..base + ring.len()].copy_from_slice(ring);
+                self.len[m] = ring.len() as u32;
+                self.head[m] = ring.len() as u32 % new_window as u32;
+            }
+        }
+        self.window = new_window;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(window: usize, meters: usize, per_meter: usize) -> RingSlab {
+        let mut r = RingSlab::new(window);
+        for _ in 0..meters {
+            r.add_meter(1000);
+        }
+        for m in 0..meters {
+            for i in 0..per_meter {
+                r.push(m, (m * 10_000 + i) as f64);
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn push_evicts_oldest_once_full() {
+        let mut r = RingSlab::new(3);
+        r.add_meter(10);
+        assert_eq!(r.push(0, 1.0), None);
+        assert_eq!(r.push(0, 2.0), None);
+        assert_eq!(r.push(0, 3.0), None);
+        assert_eq!(r.push(0, 4.0), Some(1.0));
+        assert_eq!(r.to_vec(0), vec![2.0, 3.0, 4.0]);
+        assert_eq!(r.newest(0, 2).0.len() + r.newest(0, 2).1.len(), 2);
+    }
+
+    #[test]
+    fn meters_do_not_share_slots() {
+        let r = filled(4, 3, 6);
+        assert_eq!(r.to_vec(1), vec![10_002.0, 10_003.0, 10_004.0, 10_005.0]);
+        assert_eq!(r.to_vec(2), vec![20_002.0, 20_003.0, 20_004.0, 20_005.0]);
+    }
+
+    #[test]
+    fn shrink_and_grow_keep_newest_samples() {
+        for per in [0, 2, 5, 8, 13] {
+            let mut r = filled(8, 4, per);
+            let before: Vec<Vec<f64>> = (0..4).map(|m| r.to_vec(m)).collect();
+            r.set_window(3);
+            for (m, b) in before.iter().enumerate() {
+                let keep = &b[b.len().saturating_sub(3)..];
+                assert_eq!(r.to_vec(m), keep, "per={per} m={m}");
+            }
+            r.set_window(6);
+            r.push(0, -1.0);
+            let v = r.to_vec(0);
+            assert_eq!(v.last(), Some(&-1.0));
+        }
+    }
+
+    #[test]
+    fn unknown_meter_is_harmless() {
+        let mut r = RingSlab::new(4);
+        assert_eq!(r.push(7, 1.0), None);
+        assert_eq!(r.to_vec(7), Vec::<f64>::new());
+    }
+}

@@ -1,0 +1,121 @@
+//! `Windows`: each meter's ring of samples together with its rolling moments.
+//!
+//! Invariant: `moments[m]` describes exactly the samples in `ring`'s window for
+//! meter `m` (up to rounding, which [`Moments::needs_recompute`] bounds by
+//! triggering an exact rebuild from the ring).
+
+use super::moments::Moments;
+use super::ring::RingSlab;
+
+/// Per-meter rings and moments, in flat per-meter arrays.
+#[derive(Clone, Debug)]
+pub struct Windows {
+    ring: RingSlab,
+    moments: Vec<Moments>,
+    recompute_every: u32,
+    recomputes: u64,
+}
+
+impl Windows {
+    /// Empty windows of `window` samples; moments rebuilt every `recompute_every` removals.
+    pub fn new(window: usize, recompute_every: u32) -> Self {
+        Windows { ring: RingSlab::new(window), moments: Vec::new(), recompute_every, recomputes: 0 }
+    }
+
+    /// Samples per window.
+    pub fn window(&self) -> usize {
+        self.ring.window()
+    }
+
+    /// Number of meters.
+    pub fn meters(&self) -> usize {
+        self.moments.len()
+    }
+
+    /// Adds an empty window for a new meter and returns its index.
+    pub fn add_meter(&mut self, cap_meters: usize) -> usize {
+        let m = self.ring.add_meter(cap_meters);
+        if self.moments.capacity() == self.moments.len() {
+            let extra = self.moments.len().max(64).min(cap_meters.saturating_sub(m).max(1));
+            self.moments.reserve_exact(extra);
+        }
+        self.moments.push(Moments::default());
+        m
+    }
+
+    /// The moments of meter `m`'s window (zeros for an unknown meter).
+    #[inline]
+    pub fn moments(&self, m: usize) -> Moments {
+        self.moments.get(m).copied().unwrap_or_default()
+    }
+
+    /// Appends `x` to meter `m`'s window, evicting the oldest sample when full.
+    #[inline]
+    pub fn push(&mut self, m: usize, x: f64) {
+        let evicted = self.ring.push(m, x);
+        let Some(mo) = self.moments.get_mut(m) else { return };
+        if let Some(old) = evicted {
+            mo.remove(old);
+        }
+        mo.add(x);
+        if mo.needs_recompute(self.recompute_every) {
+            let (a, b) = self.ring.slices(m);
+            *mo = Moments::recompute(a, b);
+            self.recomputes += 1;
+        }
+    }
+
+    /// Meter `m`'s samples oldest first.
+    pub fn samples(&self, m: usize) -> Vec<f64> {
+        self.ring.to_vec(m)
+    }
+
+    /// The newest `k` samples of meter `m`, oldest of them first, as two slices.
+    pub fn newest(&self, m: usize, k: usize) -> (&[f64], &[f64]) {
+        self.ring.newest(m, k)
+    }
+
+    /// Samples meter `m` holds.
+    pub fn len(&self, m: usize) -> usize {
+        self.ring.len(m)
+    }
+
+    /// Exact rebuilds done so far.
+    pub fn recomputes(&self) -> u64 {
+        self.recomputes
+    }
+
+    /// Forgets meter `m`'s samples.
+    pub fn clear_meter(&mut self, m: usize) {
+        self.ring.clear_meter(m);
+        if let Some(mo) = self.moments.get_mut(m) {
+            *mo = Moments::default();
+        }
+    }
+
+    /// Forgets every meter.
+    pub fn clear(&mut self) {
+        self.ring.clear();
+        self.moments = Vec::new();
+    }
+
+    /// Sets how many removals trigger a rebuild.
+    pub fn set_recompute_every(&mut self, every: u32) {
+        self.recompute_every = every;
+    }
+
+    /// Changes the window of every meter, keeping the newest samples, and rebuilds
+    /// every meter's moments exactly.
+    pub fn set_window(&mut self, window: usize) {
+        self.ring.set_window(window);
+        for (m, mo) in self.moments.iter_mut().enumerate() {
+            let (a, b) = self.ring.slices(m);
+            *mo = Moments::recompute(a, b);
+        }
+    }
+
+    /// Bytes reserved by the rings and moments.
+    pub fn bytes(&self) -> usize {
+        self.ring.bytes() + self.moments.capacity() * std::mem::size_of::<Moments>()
+    }
+}
