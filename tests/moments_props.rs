@@ -112,7 +112,13 @@ fn check_series(xs: &[f64], window: usize, tol: &Tolerance) -> Result<(), String
         if rel(got.m4, m4) > tol.rel_m4 {
             return fail("M4", got.m4, m4);
         }
-        let bound = |r: f64| if tol.shape_scales { tol.abs_shape * r.abs().max(1.0) } else { tol.abs_shape };
+        let bound = |r: f64| {
+            if tol.shape_scales {
+                tol.abs_shape * r.abs().max(1.0)
+            } else {
+                tol.abs_shape
+            }
+        };
         let (gs, ws) = (got.skewness(), want.skewness());
         if (gs - ws).abs() > bound(ws) || gs.is_nan() {
             return fail("skewness", gs, ws);
@@ -136,9 +142,8 @@ const ACCEPTANCE: Tolerance =
 fn acceptance_offset_1e9_sd_10_with_level_shift() {
     let mut rng = Rng(0x5EED_0001);
     let n = 1_000_000;
-    let xs: Vec<f64> = (0..n)
-        .map(|i| 1e9 + 10.0 * rng.normal() + if i >= n / 2 { 1e7 } else { 0.0 })
-        .collect();
+    let xs: Vec<f64> =
+        (0..n).map(|i| 1e9 + 10.0 * rng.normal() + if i >= n / 2 { 1e7 } else { 0.0 }).collect();
     check_series(&xs, 3_600, &ACCEPTANCE).unwrap();
 }
 
@@ -180,8 +185,11 @@ enum Segment {
 fn segment() -> impl Strategy<Value = Segment> {
     let level = prop_oneof![Just(0.0), -1e6..1e6f64, 1e8..1e10f64];
     prop_oneof![
-        (level.clone(), 1e-3..1e3f64, 1..400usize)
-            .prop_map(|(level, sd, len)| Segment::Noise { level, sd, len }),
+        (level.clone(), 1e-3..1e3f64, 1..400usize).prop_map(|(level, sd, len)| Segment::Noise {
+            level,
+            sd,
+            len
+        }),
         (level.clone(), 1..400usize).prop_map(|(level, len)| Segment::Constant { level, len }),
         (level, -1e7..1e7f64).prop_map(|(level, height)| Segment::Spike { level, height }),
     ]

@@ -1,0 +1,107 @@
+//! Native criterion benchmarks of the core engine.
+//!
+//! - `ingest/N`: readings/s through `Engine::handle(Inbound::Readings)` for a
+//!   decoded stream-keyed batch, one reading per meter, windows full.
+//! - `tick/N`: one evaluation tick with every one of N meters dirty (one new
+//!   reading each since the last tick), windows full, window 1,200.
+//!
+//! Run: `cargo bench --bench engine` (add `-- --quick` for a short run).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use meterflow::core::config::{Config, ConfigPatch};
+use meterflow::core::event::{HostStats, Inbound, KeyScope, ReadingBatch};
+use meterflow::core::Engine;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const T0: f64 = 1.7e12;
+
+/// An engine with `meters` meters bound to stream keys 0..meters, windows full.
+fn full_engine(meters: usize) -> (Engine, ReadingBatch) {
+    let patch = ConfigPatch {
+        max_meters: Some(meters as u32),
+        memory_ceiling_bytes: Some(4e9),
+        ..Default::default()
+    };
+    let mut engine = Engine::new(Config::default().apply(&patch).unwrap()).unwrap();
+    let bind = ReadingBatch {
+        scope: KeyScope::Stream,
+        bindings: (0..meters as u32).map(|k| (k, format!("meter-{k:06}"))).collect(),
+        ..Default::default()
+    };
+    engine.handle(Inbound::Readings(bind), T0);
+    let mut frame = ReadingBatch {
+        scope: KeyScope::Stream,
+        keys: (0..meters as u32).collect(),
+        ts: vec![T0; meters],
+        values: vec![0.0; meters],
+        ..Default::default()
+    };
+    let mut seed = 1u64;
+    for _ in 0..1_200 {
+        fill(&mut frame, &mut seed);
+        engine.handle(Inbound::Readings(frame.clone()), T0);
+    }
+    (engine, frame)
+}
+
+/// New values: level 100 per meter plus cheap noise (an LCG).
+fn fill(frame: &mut ReadingBatch, seed: &mut u64) {
+    for (m, v) in frame.values.iter_mut().enumerate() {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *v = 100.0 + (m % 50) as f64 + ((*seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 4.0;
+    }
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    g.sample_size(20);
+    for meters in [5_000usize, 50_000] {
+        let (mut engine, mut frame) = full_engine(meters);
+        let mut seed = 7u64;
+        fill(&mut frame, &mut seed);
+        g.throughput(Throughput::Elements(meters as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(meters), &meters, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let input = Inbound::Readings(frame.clone()); // not timed
+                    let t = Instant::now();
+                    black_box(engine.handle(input, T0));
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn tick(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tick");
+    g.sample_size(20);
+    for meters in [5_000usize, 20_000, 50_000] {
+        let (mut engine, mut frame) = full_engine(meters);
+        let mut seed = 11u64;
+        let mut now = T0;
+        g.bench_with_input(BenchmarkId::from_parameter(meters), &meters, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Make every meter dirty again (not timed).
+                    fill(&mut frame, &mut seed);
+                    now += 500.0;
+                    engine.handle(Inbound::Readings(frame.clone()), now);
+                    let t = Instant::now();
+                    black_box(engine.handle(Inbound::Tick(HostStats::default()), now));
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, tick);
+criterion_main!(benches);
