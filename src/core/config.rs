@@ -59,7 +59,58 @@ pub struct Config {
     pub max_future_ms: f64,
     /// Most `error` events one batch produces; the rest are summed up in one more.
     pub max_errors_per_batch: u32,
+
+    // ---- Consumption ledger (live stream + REST catch-up) ----
+    /// The resources the ledger totals, each with its unit and resolution.
+    pub resources: Vec<ResourceSpec>,
+    /// Complete past hours kept besides the current one (older buckets roll off).
+    pub history_hours: u32,
+    /// A remote HLC more than this far (ms) ahead of the corrected clock is refused.
+    pub max_offset_ms: f64,
+    /// Largest accepted |server clock - worker clock| (ms); larger sync samples are refused.
+    pub max_clock_skew_ms: f64,
+    /// `totals` events are coalesced to at most one per this interval (ms).
+    pub totals_flush_ms: f64,
+    /// A scheduled `fetch` (REST catch-up) is requested this often (ms).
+    pub catchup_interval_ms: f64,
+    /// An unanswered `fetch` is repeated after this long (ms).
+    pub fetch_retry_ms: f64,
+    /// Most live readings held until a REST result covers them.
+    pub max_pending_readings: u32,
+    /// Reading ids per meter remembered for duplicate detection (a sliding window).
+    pub dedup_window: u32,
+    /// Most missing sequence numbers tracked individually per channel.
+    pub max_missing_seqs: u32,
+    /// Most stream channels tracked.
+    pub max_channels: u32,
+    /// The worker's HLC node id (reported with every `totals`).
+    pub node_id: u32,
+    /// Live readings also feed the meter's anomaly window.
+    pub detect_live: bool,
 }
+
+/// A resource the ledger totals: its name on the wire, unit and resolution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceSpec {
+    /// Name used in frames and REST bodies, e.g. `"water"`.
+    pub name: String,
+    /// Display unit, e.g. `"m3"`.
+    pub unit: String,
+    /// Decimal places of the resolution: amounts are exact multiples of `10^-decimals`.
+    pub decimals: u8,
+}
+
+impl ResourceSpec {
+    /// A resource spec.
+    pub fn new(name: &str, unit: &str, decimals: u8) -> Self {
+        ResourceSpec { name: name.into(), unit: unit.into(), decimals }
+    }
+}
+
+/// Most resources a ledger totals.
+pub const MAX_RESOURCES: usize = 32;
+/// Most decimals a resource resolution may have.
+pub const MAX_DECIMALS: u8 = 9;
 
 impl Default for Config {
     fn default() -> Self {
@@ -89,6 +140,23 @@ impl Default for Config {
             max_age_ms: 6.0 * 3_600_000.0,
             max_future_ms: 300_000.0,
             max_errors_per_batch: 100,
+            resources: vec![
+                ResourceSpec::new("water", "m3", 3),
+                ResourceSpec::new("energy", "kWh", 3),
+                ResourceSpec::new("bandwidth", "MB", 3),
+            ],
+            history_hours: 6,
+            max_offset_ms: 500.0,
+            max_clock_skew_ms: 86_400_000.0,
+            totals_flush_ms: 250.0,
+            catchup_interval_ms: 60_000.0,
+            fetch_retry_ms: 5_000.0,
+            max_pending_readings: 2_000_000,
+            dedup_window: 1_024,
+            max_missing_seqs: 4_096,
+            max_channels: 64,
+            node_id: 1,
+            detect_live: true,
         }
     }
 }
@@ -121,11 +189,24 @@ pub struct ConfigPatch {
     pub max_age_ms: Option<f64>,
     pub max_future_ms: Option<f64>,
     pub max_errors_per_batch: Option<u32>,
+    pub resources: Option<Vec<ResourceSpec>>,
+    pub history_hours: Option<u32>,
+    pub max_offset_ms: Option<f64>,
+    pub max_clock_skew_ms: Option<f64>,
+    pub totals_flush_ms: Option<f64>,
+    pub catchup_interval_ms: Option<f64>,
+    pub fetch_retry_ms: Option<f64>,
+    pub max_pending_readings: Option<u32>,
+    pub dedup_window: Option<u32>,
+    pub max_missing_seqs: Option<u32>,
+    pub max_channels: Option<u32>,
+    pub node_id: Option<u32>,
+    pub detect_live: Option<bool>,
 }
 
 macro_rules! patch_fields {
     ($cfg:ident, $patch:ident, $($f:ident),*) => {
-        $( if let Some(v) = $patch.$f { $cfg.$f = v; } )*
+        $( if let Some(v) = &$patch.$f { $cfg.$f = v.clone(); } )*
     };
 }
 
@@ -143,7 +224,10 @@ impl Config {
             reduced_window, warmup, spike_z, spike_votes_of, spike_votes_needed, drift_short,
             drift_z, drift_consecutive, stuck_run, silent_after_ms, clear_after, critical_factor,
             recompute_every, max_payload_bytes, max_batch, max_stream_keys, max_abs_value,
-            max_age_ms, max_future_ms, max_errors_per_batch
+            max_age_ms, max_future_ms, max_errors_per_batch, resources, history_hours,
+            max_offset_ms, max_clock_skew_ms, totals_flush_ms, catchup_interval_ms, fetch_retry_ms,
+            max_pending_readings, dedup_window, max_missing_seqs, max_channels, node_id,
+            detect_live
         );
         c.validate()?;
         Ok(c)
@@ -196,6 +280,46 @@ impl Config {
         }
         if self.max_payload_bytes < 64 || self.max_batch == 0 || self.max_stream_keys == 0 {
             return bad("maxPayloadBytes/maxBatch/maxStreamKeys", "too small");
+        }
+        self.validate_ledger()
+    }
+
+    fn validate_ledger(&self) -> Result<(), CoreError> {
+        let bad = |field: &str, why: &str| {
+            Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
+        };
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        if self.resources.is_empty() || self.resources.len() > MAX_RESOURCES {
+            return bad("resources", "must list 1..=32 resources");
+        }
+        for (i, r) in self.resources.iter().enumerate() {
+            if r.name.is_empty() || r.name.len() > 64 || r.unit.len() > 64 {
+                return bad("resources", "names must be 1..=64 bytes, units at most 64");
+            }
+            if r.decimals > MAX_DECIMALS {
+                return bad("resources", "decimals must be in 0..=9");
+            }
+            if self.resources[..i].iter().any(|o| o.name == r.name) {
+                return bad("resources", "names must be unique");
+            }
+        }
+        if self.history_hours == 0 || self.history_hours > 168 {
+            return bad("historyHours", "must be in 1..=168");
+        }
+        if !(self.max_offset_ms.is_finite() && self.max_offset_ms >= 0.0) {
+            return bad("maxOffsetMs", "must be finite and >= 0");
+        }
+        if !(pos(self.max_clock_skew_ms) && pos(self.totals_flush_ms)) {
+            return bad("maxClockSkewMs/totalsFlushMs", "must be finite and > 0");
+        }
+        if !(pos(self.catchup_interval_ms) && pos(self.fetch_retry_ms)) {
+            return bad("catchupIntervalMs/fetchRetryMs", "must be finite and > 0");
+        }
+        if self.max_pending_readings == 0 || self.max_missing_seqs == 0 || self.max_channels == 0 {
+            return bad("maxPendingReadings/maxMissingSeqs/maxChannels", "must be >= 1");
+        }
+        if self.dedup_window < 64 || self.dedup_window > 1 << 16 || self.dedup_window % 64 != 0 {
+            return bad("dedupWindow", "must be a multiple of 64 in 64..=65536");
         }
         Ok(())
     }

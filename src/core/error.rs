@@ -39,6 +39,13 @@ pub enum ErrorCode {
     UnknownMeter,
     /// A configuration patch was refused; the previous configuration stays.
     BadConfig,
+    /// A remote clock (frame stamp, REST watermark, server time) is too far ahead
+    /// of the corrected clock, or a sync sample is beyond `maxClockSkewMs`.
+    ClockAhead,
+    /// A reading or bucket names a resource the configuration does not list.
+    UnknownResource,
+    /// A reading arrived for an hour that has rolled off (it is counted as late).
+    LateReading,
 }
 
 impl ErrorCode {
@@ -60,6 +67,9 @@ impl ErrorCode {
             ErrorCode::MeterCapacity => "meter_capacity",
             ErrorCode::UnknownMeter => "unknown_meter",
             ErrorCode::BadConfig => "bad_config",
+            ErrorCode::ClockAhead => "clock_ahead",
+            ErrorCode::UnknownResource => "unknown_resource",
+            ErrorCode::LateReading => "late_reading",
         }
     }
 }

@@ -6,6 +6,10 @@
 
 use super::config::ConfigPatch;
 use super::error::CoreError;
+pub use super::ledger::event::{
+    BucketTotal, Catchup, CatchupBucket, FetchReason, FetchRequest, LedgerCounters, LiveBinding,
+    LiveFrame, ResourceTotals, StreamHello, TotalsEvent,
+};
 
 /// Everything the engine can be told.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +26,14 @@ pub enum Inbound {
     Tick(HostStats),
     /// A payload that could not be decoded at all (malformed JSON, unknown type, ...).
     Rejected(CoreError),
+    /// A live ledger frame from the WebSocket.
+    Live(LiveFrame),
+    /// The stream's greeting after a (re)connect.
+    Hello(StreamHello),
+    /// A REST catch-up result.
+    Catchup(Catchup),
+    /// The totals flush timer fired (every `totalsFlushMs`): emit coalesced totals.
+    Flush,
 }
 
 /// Measurements only the host can make, passed in with each tick.
@@ -76,6 +88,8 @@ pub enum Query {
     Meter { meter: String },
     /// A `stats` event now.
     Stats,
+    /// A `totals` event now.
+    Totals,
 }
 
 /// What a reset forgets.
@@ -99,6 +113,10 @@ pub enum Outbound {
     Window { meter: String, values: Vec<f64> },
     /// Answer to `Query::Meter`.
     Meter(MeterSnapshot),
+    /// Consumption totals per resource and hour.
+    Totals(TotalsEvent),
+    /// Ask the page for a REST catch-up now.
+    Fetch(FetchRequest),
 }
 
 /// The kinds of anomaly.

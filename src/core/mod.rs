@@ -8,10 +8,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod decimal;
 pub mod detect;
 pub mod error;
 pub mod event;
+pub mod hlc;
 mod ingest;
+pub mod ledger;
 pub mod meters;
 pub mod moments;
 pub mod ring;
@@ -125,10 +128,8 @@ impl Engine {
             Inbound::Query(q) => self.answer(q),
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
-            Inbound::Rejected(e) => {
-                self.counters.readings_rejected += 0.0;
-                self.out.push(Outbound::Error(e));
-            }
+            Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
+            Inbound::Live(_) | Inbound::Hello(_) | Inbound::Catchup(_) | Inbound::Flush => {}
         }
     }
 
@@ -229,6 +230,7 @@ impl Engine {
     fn answer(&mut self, q: Query) {
         let msg = match q {
             Query::Stats => Outbound::Stats(self.stats()),
+            Query::Totals => return,
             Query::Window { meter } => match self.meters.get(&meter) {
                 Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
                 None => unknown_meter(&meter),
