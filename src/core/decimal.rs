@@ -137,7 +137,9 @@ mod tests {
         assert_eq!(Decimal::parse("15e-4"), d(15, 4));
         assert_eq!(Decimal::parse("-0.0"), d(0, 0));
         assert_eq!(Decimal::parse(".5"), d(5, 1));
-        for bad in ["", "-", "1.2.3", "abc", "1e", "0x10", "NaN", "1e999", "99999999999999999999999"] {
+        for bad in
+            ["", "-", "1.2.3", "abc", "1e", "0x10", "NaN", "1e999", "99999999999999999999999"]
+        {
             assert_eq!(Decimal::parse(bad), None, "{bad}");
         }
     }

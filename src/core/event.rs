@@ -110,7 +110,10 @@ pub enum Outbound {
     Error(CoreError),
     Warning(WarningEvent),
     /// Answer to `Query::Window`: samples oldest first.
-    Window { meter: String, values: Vec<f64> },
+    Window {
+        meter: String,
+        values: Vec<f64>,
+    },
     /// Answer to `Query::Meter`.
     Meter(MeterSnapshot),
     /// Consumption totals per resource and hour.

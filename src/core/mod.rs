@@ -23,7 +23,9 @@ pub mod windows;
 use config::Config;
 use detect::Detector;
 use error::{CoreError, ErrorCode};
-use event::{HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent};
+use event::{
+    HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent,
+};
 use meters::MeterTable;
 use windows::Windows;
 

@@ -153,7 +153,17 @@ impl Moments {
         }
         let sum = |v: [f64; 4]| (v[0] + v[1]) + (v[2] + v[3]);
         let (m2, m3, m4) = (sum(m2), sum(m3), sum(m4));
-        Moments { n, shift: k, centered_mean: md, m2, m3, m4, peak_m2: m2, peak_m4: m4, removals: 0 }
+        Moments {
+            n,
+            shift: k,
+            centered_mean: md,
+            m2,
+            m3,
+            m4,
+            peak_m2: m2,
+            peak_m4: m4,
+            removals: 0,
+        }
     }
 
     /// The mean of the window (0 when empty).

@@ -1,0 +1,1 @@
+//! Web Worker binding (wasm32 only): being written.
