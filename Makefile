@@ -1,0 +1,76 @@
+# meterflow: build, test, demo and benchmarks.
+#
+#   make test           install what is missing, then every check CI runs
+#   make demo           build the wasm package and serve the demo on 127.0.0.1
+#   make bench          native criterion benchmarks
+#   make bench-browser  the in-browser benchmark (5,000 / 20,000 / 50,000 meters)
+#
+# Every step runs through scripts/step.sh, which prints its time.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+CHROMEDRIVER ?= /usr/bin/chromedriver
+PORT ?= 8080
+STEP := scripts/step.sh
+export CHROMEDRIVER
+# The worker suite waits on real timers; give the runner room on a loaded machine.
+export WASM_BINDGEN_TEST_TIMEOUT ?= 300
+
+PKG := www/pkg/meterflow_bg.wasm
+
+.PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native \
+        test-worker build e2e bench-smoke
+
+test: deps
+	@$(STEP) fmt $(MAKE) --no-print-directory fmt
+	@$(STEP) clippy $(MAKE) --no-print-directory clippy
+	@$(STEP) clippy-wasm32 $(MAKE) --no-print-directory clippy-wasm
+	@$(STEP) cargo-test $(MAKE) --no-print-directory test-native
+	@$(STEP) worker-tests $(MAKE) --no-print-directory test-worker
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	@$(STEP) e2e $(MAKE) --no-print-directory e2e
+	@$(STEP) bench-smoke $(MAKE) --no-print-directory bench-smoke
+
+deps:
+	@$(STEP) install-deps scripts/install-deps.sh
+
+fmt:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets -- -D warnings
+
+clippy-wasm:
+	cargo clippy --target wasm32-unknown-unknown --lib --test worker -- -D warnings
+
+test-native:
+	cargo test
+
+# The worker suite (tests/worker.rs) runs in a dedicated worker in Debian's
+# headless Chromium. Only that test target is built for wasm32: the native
+# suites use proptest and criterion.
+test-worker:
+	wasm-pack test --headless --chrome --chromedriver $(CHROMEDRIVER) --mode no-install -- --test worker
+
+# The release package the page loads: www/pkg/meterflow.js, meterflow_bg.wasm, meterflow.d.ts.
+build:
+	wasm-pack build --release --target web --out-dir www/pkg --mode no-install --no-pack
+
+e2e:
+	cd www && node --test tests/
+
+bench-smoke:
+	node www/bench/run.mjs --smoke
+
+demo: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	node www/serve.mjs $(PORT)
+
+bench:
+	cargo bench --bench engine
+
+bench-browser: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	node www/bench/run.mjs
