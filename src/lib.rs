@@ -16,4 +16,4 @@ pub mod replay;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
-mod wasm;
+pub mod wasm;

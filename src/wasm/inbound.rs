@@ -1,0 +1,142 @@
+//! Page messages (JS values) into core inputs.
+//!
+//! The envelope is read here; the payload is decoded by `crate::wire`:
+//! - `readings` / `live` / `catchup` with `data` a string: `wire::decode_text`;
+//!   with `data` an `ArrayBuffer` or a typed array / `DataView`: copied into
+//!   wasm memory once (into the host's scratch buffer) and `wire::decode_binary`.
+//! - any other `type` (`config`, `query`, `reset`, unknown ones): the object is
+//!   converted to a `serde_json::Value` and `wire::decode_message` decides.
+//!
+//! Every JavaScript type mismatch becomes `Inbound::Rejected` with a code, which
+//! the engine reports as an `error` message. Nothing here panics.
+
+use crate::core::config::Config;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::Inbound;
+use crate::wire::{self, Arrival, Envelope};
+use js_sys::{ArrayBuffer, JsString, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Decodes one page message; never fails (a bad message is `Inbound::Rejected`).
+pub(crate) fn decode(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Inbound {
+    decode_envelope(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected)
+}
+
+fn decode_envelope(
+    msg: &JsValue,
+    cfg: &Config,
+    scratch: &mut Vec<u8>,
+) -> Result<Inbound, CoreError> {
+    if !msg.is_object() {
+        return Err(bad_field("a message must be an object with a string `type`"));
+    }
+    let ty = field(msg, "type")?
+        .as_string()
+        .ok_or_else(|| bad_field("message.type must be a string"))?;
+    check_version(msg)?;
+    let envelope = match ty.as_str() {
+        "readings" => Envelope::Readings,
+        "live" => Envelope::Live,
+        "catchup" => Envelope::Catchup,
+        _ => return control(msg, cfg),
+    };
+    let data = field(msg, "data")?;
+    if data.is_string() {
+        let text = text(&data, &ty, cfg)?;
+        let arrival = Arrival {
+            sent_at_ms: optional_time(msg, "sentAt")?,
+            received_at_ms: optional_time(msg, "receivedAt")?,
+        };
+        return Ok(wire::decode_text(envelope, &text, arrival, cfg));
+    }
+    let bytes = bytes_of(&data).ok_or_else(|| {
+        bad_field(format!("{ty}.data must be a string, an ArrayBuffer or a typed array"))
+    })?;
+    let len = bytes.length() as usize;
+    if len > cfg.max_payload_bytes as usize {
+        return Err(too_large(&ty, len, cfg));
+    }
+    // The one copy from JS into wasm memory. `resize` zero-fills only when the
+    // buffer grows, so frames of a steady size cost one memcpy and nothing else.
+    scratch.resize(len, 0);
+    let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
+    bytes.copy_to(dst);
+    Ok(wire::decode_binary(envelope, dst, cfg))
+}
+
+/// `config`, `query`, `reset` and unknown types: the whole message as JSON.
+fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
+    let value: serde_json::Value = serde_wasm_bindgen::from_value(msg.clone())
+        .map_err(|e| bad_field(format!("message is not plain JSON-like data: {e}")))?;
+    Ok(wire::decode_message(&value, cfg))
+}
+
+/// `data` as a Rust string, refusing it before the copy if it cannot fit.
+fn text(data: &JsValue, ty: &str, cfg: &Config) -> Result<String, CoreError> {
+    // UTF-8 never takes fewer bytes than UTF-16 code units, so a string with more
+    // units than the limit is too large without converting it.
+    let units = data.unchecked_ref::<JsString>().length() as usize;
+    if units > cfg.max_payload_bytes as usize {
+        return Err(too_large(ty, units, cfg));
+    }
+    data.as_string().ok_or_else(|| bad_field(format!("{ty}.data must be a string")))
+}
+
+/// A byte view of an `ArrayBuffer`, a typed array or a `DataView`.
+fn bytes_of(data: &JsValue) -> Option<Uint8Array> {
+    if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
+        return Some(Uint8Array::new(buf));
+    }
+    if ArrayBuffer::is_view(data) {
+        // Read the view's own accessors, whichever kind of view it is.
+        let buffer = Reflect::get(data, &"buffer".into()).ok()?;
+        let offset = Reflect::get(data, &"byteOffset".into()).ok()?.as_f64()?;
+        let length = Reflect::get(data, &"byteLength".into()).ok()?.as_f64()?;
+        return Some(Uint8Array::new_with_byte_offset_and_length(
+            &buffer,
+            offset as u32,
+            length as u32,
+        ));
+    }
+    None
+}
+
+/// `v`, if present, must be 1.
+fn check_version(msg: &JsValue) -> Result<(), CoreError> {
+    let v = field(msg, "v")?;
+    if v.is_undefined() || v.as_f64() == Some(1.0) {
+        return Ok(());
+    }
+    Err(CoreError::new(
+        ErrorCode::UnsupportedVersion,
+        format!("message.v is {v:?}; this worker speaks version 1"),
+    ))
+}
+
+/// An optional page timestamp (`sentAt`, `receivedAt`): absent/null, or a finite number.
+fn optional_time(msg: &JsValue, name: &str) -> Result<Option<f64>, CoreError> {
+    let v = field(msg, name)?;
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(t) if t.is_finite() => Ok(Some(t)),
+        _ => Err(bad_field(format!("message.{name} must be a finite number (ms since the epoch)"))),
+    }
+}
+
+fn field(msg: &JsValue, name: &str) -> Result<JsValue, CoreError> {
+    Reflect::get(msg, &JsValue::from_str(name))
+        .map_err(|_| bad_field(format!("message.{name} could not be read")))
+}
+
+fn bad_field(message: impl Into<String>) -> CoreError {
+    CoreError::new(ErrorCode::BadField, message)
+}
+
+fn too_large(ty: &str, len: usize, cfg: &Config) -> CoreError {
+    CoreError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("{ty}.data is {len} bytes; maxPayloadBytes is {}", cfg.max_payload_bytes),
+    )
+}

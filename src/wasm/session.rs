@@ -1,0 +1,203 @@
+//! The worker loop: one engine behind a message port.
+//!
+//! [`start_worker`] runs it on the dedicated worker's own global scope;
+//! [`start_on_port`] on any object with `postMessage` and `onmessage` (a
+//! `MessagePort`, a `Worker`, a worker scope), so tests can do a real
+//! `postMessage` round trip through a `MessageChannel`.
+//!
+//! A session posts `{ type: 'ready', v: 1, version }` first, then installs two
+//! `gloo-timers` intervals: the evaluation tick every `tickMs` and the totals
+//! flush every `totalsFlushMs`, re-armed whenever a `config` message changes
+//! either. Engine time is `Date.now()`. Each tick's wall time is measured with
+//! `performance.now()` and reported with the next tick.
+//!
+//! The port's `onmessage` closure and the timers hold the session (a deliberate
+//! reference cycle): it lives until [`WorkerSession::stop`], whatever happens to
+//! the handle on the JS side. All state is behind `RefCell`s that are only ever
+//! borrowed for the length of one engine call, and borrowed with `try_borrow_mut`
+//! so even an unexpected re-entrant call cannot panic.
+
+use super::engine::config_from_js;
+use super::host::Host;
+use super::outbound::{internal_error, object, to_js, Posted};
+use super::types::{ConfigJs, MessagePortLike};
+use crate::core::config::Config;
+use crate::core::event::Outbound;
+use crate::core::Engine;
+use gloo_timers::callback::Interval;
+use js_sys::Array;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+/// Starts the engine on this dedicated worker's global scope: installs
+/// `onmessage`, posts `ready`, starts the tick and flush timers.
+/// Throws if not running in a dedicated worker.
+#[wasm_bindgen(js_name = startWorker)]
+pub fn start_worker() -> Result<(), JsValue> {
+    super::install_panic_hook();
+    let scope = js_sys::global().dyn_into::<DedicatedWorkerGlobalScope>().map_err(|_| {
+        js_sys::Error::new("startWorker() must be called in a dedicated Web Worker")
+    })?;
+    // The session keeps itself alive through its own closures; no handle needed.
+    Session::start(scope.unchecked_into(), Config::default())?;
+    Ok(())
+}
+
+/// Starts an engine behind `port` (anything with `postMessage` and `onmessage`),
+/// with the default configuration patched by `config`. Returns a handle whose
+/// `stop()` removes `onmessage` and the timers.
+#[wasm_bindgen(js_name = startOnPort)]
+pub fn start_on_port(
+    port: MessagePortLike,
+    config: Option<ConfigJs>,
+) -> Result<WorkerSession, JsValue> {
+    super::install_panic_hook();
+    let cfg = match config {
+        Some(c) if !c.is_undefined() && !c.is_null() => config_from_js(&c)?,
+        _ => Config::default(),
+    };
+    let shared = Session::start(port, cfg)?;
+    Ok(WorkerSession { shared })
+}
+
+/// A running session started by `startOnPort`.
+#[wasm_bindgen]
+pub struct WorkerSession {
+    shared: Rc<Session>,
+}
+
+#[wasm_bindgen]
+impl WorkerSession {
+    /// Stops the session: clears the timers and the port's `onmessage`. The
+    /// engine's state is released once nothing refers to it.
+    pub fn stop(&self) {
+        self.shared.stop();
+    }
+}
+
+struct Session {
+    port: MessagePortLike,
+    host: RefCell<Host>,
+    timers: RefCell<Timers>,
+    on_message: RefCell<Option<MessageHandler>>,
+}
+
+type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
+
+#[derive(Default)]
+struct Timers {
+    tick: Option<(u32, Interval)>,
+    flush: Option<(u32, Interval)>,
+}
+
+impl Session {
+    fn start(port: MessagePortLike, cfg: Config) -> Result<Rc<Session>, JsValue> {
+        let engine = Engine::new(cfg).map_err(|e| super::engine::range_error(&e))?;
+        let session = Rc::new(Session {
+            port,
+            host: RefCell::new(Host::new(engine)),
+            timers: RefCell::new(Timers::default()),
+            on_message: RefCell::new(None),
+        });
+        let s = Rc::clone(&session);
+        let on_message = MessageHandler::new(move |ev: MessageEvent| {
+            s.on_message(&ev.data());
+        });
+        session.port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        if let Ok(mut slot) = session.on_message.try_borrow_mut() {
+            *slot = Some(on_message);
+        }
+        session.post(&Posted {
+            message: object(&[
+                ("type", "ready".into()),
+                ("v", 1.into()),
+                ("version", env!("CARGO_PKG_VERSION").into()),
+            ]),
+            transfer: None,
+        });
+        Session::arm_timers(&session);
+        Ok(session)
+    }
+
+    fn on_message(self: &Rc<Session>, data: &JsValue) {
+        let outs = match self.host.try_borrow_mut() {
+            Ok(mut host) => host.handle(data, js_sys::Date::now()),
+            Err(_) => return,
+        };
+        self.post_all(&outs);
+        // A `config` message may have changed the intervals.
+        Session::arm_timers(self);
+    }
+
+    fn on_tick(&self) {
+        let outs = match self.host.try_borrow_mut() {
+            Ok(mut host) => host.tick(js_sys::Date::now()),
+            Err(_) => return,
+        };
+        self.post_all(&outs);
+    }
+
+    fn on_flush(&self) {
+        let outs = match self.host.try_borrow_mut() {
+            Ok(mut host) => host.flush(js_sys::Date::now()),
+            Err(_) => return,
+        };
+        self.post_all(&outs);
+    }
+
+    /// (Re)creates each interval whose period differs from the config's.
+    fn arm_timers(this: &Rc<Session>) {
+        let (tick_ms, flush_ms) = match this.host.try_borrow() {
+            Ok(host) => {
+                (interval_ms(host.config().tick_ms), interval_ms(host.config().totals_flush_ms))
+            }
+            Err(_) => return,
+        };
+        let Ok(mut timers) = this.timers.try_borrow_mut() else { return };
+        if timers.tick.as_ref().map(|t| t.0) != Some(tick_ms) {
+            let s = Rc::clone(this);
+            timers.tick = Some((tick_ms, Interval::new(tick_ms, move || s.on_tick())));
+        }
+        if timers.flush.as_ref().map(|t| t.0) != Some(flush_ms) {
+            let s = Rc::clone(this);
+            timers.flush = Some((flush_ms, Interval::new(flush_ms, move || s.on_flush())));
+        }
+    }
+
+    fn stop(&self) {
+        self.port.set_onmessage(None);
+        // Dropping the intervals clears them; dropping the closures breaks the
+        // cycle that kept the session alive.
+        let timers = self.timers.try_borrow_mut().map(|mut t| std::mem::take(&mut *t));
+        drop(timers);
+        let closure = self.on_message.try_borrow_mut().map(|mut c| c.take());
+        drop(closure);
+    }
+
+    /// Posts every output, in order, after the engine call that made them returned.
+    fn post_all(&self, outs: &[Outbound]) {
+        for out in outs {
+            self.post(&to_js(out));
+        }
+    }
+
+    fn post(&self, posted: &Posted) {
+        let result = match &posted.transfer {
+            Some(buf) => self.port.post_message_with_transfer(&posted.message, &Array::of1(buf)),
+            None => self.port.post_message(&posted.message),
+        };
+        if let Err(e) = result {
+            let detail = e.as_string().unwrap_or_else(|| format!("{e:?}"));
+            if self.port.post_message(&internal_error(&detail)).is_err() {
+                web_sys::console::error_2(&"meterflow: postMessage failed:".into(), &e);
+            }
+        }
+    }
+}
+
+/// A timer period in whole ms, at least 1 (the config guarantees finite and > 0).
+fn interval_ms(ms: f64) -> u32 {
+    ms.round().clamp(1.0, i32::MAX as f64) as u32
+}

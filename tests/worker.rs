@@ -1,0 +1,443 @@
+//! The wasm binding, tested where it lives: in a dedicated worker in headless
+//! Chromium. Run: `CHROMEDRIVER=/usr/bin/chromedriver wasm-pack test --headless --chrome -- --test worker`.
+//!
+//! The session tests do real `postMessage` round trips: the engine runs behind
+//! one port of a `MessageChannel` (`startOnPort`), the test posts on the other
+//! and awaits the replies. Ordering comes from the protocol, never from sleeps:
+//! a message's replies are posted before the next message is handled, and a
+//! tick evaluates a meter only when it has a new reading, so `stats.evaluations`
+//! tells the test that a tick has seen what it posted.
+//!
+//! Tests return `Result` instead of panicking: with panic=abort a panic traps
+//! the instance mid-future, and the runner then hangs instead of reporting.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Array, Float64Array, Function, Promise, Reflect, Uint8Array, JSON};
+use meterflow::wasm::{start_on_port, MeterflowEngine, WorkerMessages, WorkerSession};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{MessageChannel, MessageEvent, MessagePort};
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+/// How long to wait for a reply before failing: a liveness guard for a hung
+/// worker, not a speed assertion (replies take milliseconds).
+const GUARD_MS: i32 = 20_000;
+
+// ---- helpers -----------------------------------------------------------------
+
+type TestResult = Result<(), JsValue>;
+
+/// Fails the test (returns `Err`) unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(JsValue::from_str(&format!("{} ({})", format!($($msg)+), stringify!($cond))));
+        }
+    };
+}
+
+/// Fails the test unless `left == right`.
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr $(, $($msg:tt)+)?) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            let ctx: String = String::new() $(+ &format!($($msg)+))?;
+            return Err(JsValue::from_str(&format!(
+                "{} != {}: {:?} != {:?} {ctx}", stringify!($left), stringify!($right), l, r
+            )));
+        }
+    }};
+}
+
+fn js(text: &str) -> JsValue {
+    JSON::parse(text).unwrap_or_else(|e| panic!("bad test JSON {text}: {e:?}"))
+}
+
+fn get(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &key.into()).unwrap()
+}
+
+fn text(v: &JsValue, key: &str) -> Result<String, JsValue> {
+    get(v, key).as_string().ok_or_else(|| format!("{key} is not a string in {}", show(v)).into())
+}
+
+fn num(v: &JsValue, key: &str) -> Result<f64, JsValue> {
+    get(v, key).as_f64().ok_or_else(|| format!("{key} is not a number in {}", show(v)).into())
+}
+
+/// `m.key`, or NaN: for predicates that skip messages without the field.
+fn num_or_nan(m: &JsValue, key: &str) -> f64 {
+    get(m, key).as_f64().unwrap_or(f64::NAN)
+}
+
+fn show(v: &JsValue) -> String {
+    JSON::stringify(v).ok().and_then(|s| s.as_string()).unwrap_or_else(|| format!("{v:?}"))
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// A JSON `readings` message for one meter, one reading per 500 ms ending now.
+fn json_readings(meter: &str, values: &[f64]) -> JsValue {
+    let end = now();
+    let items: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let ts = end - 500.0 * (values.len() - 1 - i) as f64;
+            format!(r#"{{"meter":"{meter}","ts":{ts},"value":{v}}}"#)
+        })
+        .collect();
+    let payload = format!(r#"{{"type":"readings","readings":[{}]}}"#, items.join(","));
+    let msg = js(r#"{"type":"readings"}"#);
+    Reflect::set(&msg, &"data".into(), &payload.into()).unwrap();
+    msg
+}
+
+/// A binary kind-1 frame (PROTOCOL.md 3.4) with one shared timestamp.
+fn frame(bindings: &[(u32, &str)], keys: &[u32], ts: f64, values: &[f64]) -> Vec<u8> {
+    let pad8 = |v: &mut Vec<u8>| v.resize(v.len().div_ceil(8) * 8, 0);
+    let mut f = b"MFLW".to_vec();
+    f.extend_from_slice(&[1, 1]);
+    f.extend_from_slice(&1u16.to_le_bytes());
+    f.extend_from_slice(&(bindings.len() as u32).to_le_bytes());
+    f.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    for (key, id) in bindings {
+        f.extend_from_slice(&key.to_le_bytes());
+        f.extend_from_slice(&(id.len() as u16).to_le_bytes());
+        f.extend_from_slice(id.as_bytes());
+    }
+    pad8(&mut f);
+    keys.iter().for_each(|k| f.extend_from_slice(&k.to_le_bytes()));
+    pad8(&mut f);
+    f.extend_from_slice(&ts.to_le_bytes());
+    values.iter().for_each(|v| f.extend_from_slice(&v.to_le_bytes()));
+    f
+}
+
+fn readings_message(data: &JsValue) -> JsValue {
+    let msg = js(r#"{"type":"readings"}"#);
+    Reflect::set(&msg, &"data".into(), data).unwrap();
+    msg
+}
+
+/// A promise that resolves to `"timeout"` after `ms`.
+fn timeout(ms: i32) -> Result<Promise, JsValue> {
+    let mut result = Ok(());
+    let promise = Promise::new(&mut |resolve, _| {
+        let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        result = scope
+            .set_timeout_with_callback_and_timeout_and_arguments_1(&resolve, ms, &"timeout".into())
+            .map(drop);
+    });
+    result.map(|()| promise)
+}
+
+/// The page side of a session: posts on one port, collects every reply in order.
+struct Page {
+    port: MessagePort,
+    queue: Rc<RefCell<VecDeque<JsValue>>>,
+    waker: Rc<RefCell<Option<Function>>>,
+    /// Every message taken from the queue so far, for assertions after the fact.
+    seen: Vec<JsValue>,
+    session: WorkerSession,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl Page {
+    /// Starts an engine with `config` on one port of a new channel.
+    fn start(config: Option<&str>) -> Result<Page, JsValue> {
+        let channel = MessageChannel::new()?;
+        let config = config.map(|c| js(c).unchecked_into());
+        let session = start_on_port(channel.port1().unchecked_into(), config)?;
+        let queue: Rc<RefCell<VecDeque<JsValue>>> = Rc::default();
+        let waker: Rc<RefCell<Option<Function>>> = Rc::default();
+        let (q, w) = (queue.clone(), waker.clone());
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            q.borrow_mut().push_back(ev.data());
+            if let Some(wake) = w.borrow_mut().take() {
+                let _ = wake.call0(&JsValue::NULL);
+            }
+        });
+        let port = channel.port2();
+        port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Ok(Page { port, queue, waker, seen: Vec::new(), session, _on_message: on_message })
+    }
+
+    fn post(&self, msg: &JsValue) -> TestResult {
+        self.port.post_message(msg)
+    }
+
+    fn post_transfer(&self, msg: &JsValue, buffer: &JsValue) -> TestResult {
+        self.port.post_message_with_transferable(msg, &Array::of1(buffer))
+    }
+
+    /// The next reply, in order.
+    async fn next(&mut self) -> Result<JsValue, JsValue> {
+        loop {
+            let first = self.queue.borrow_mut().pop_front();
+            if let Some(m) = first {
+                self.seen.push(m.clone());
+                return Ok(m);
+            }
+            let waker = self.waker.clone();
+            let arrived = Promise::new(&mut |resolve, _| *waker.borrow_mut() = Some(resolve));
+            let guard = timeout(GUARD_MS)?;
+            let winner = JsFuture::from(Promise::race(&Array::of2(&arrived, &guard))).await?;
+            if winner.as_string().as_deref() == Some("timeout") {
+                let seen = self.seen_types();
+                return Err(format!("no reply within {GUARD_MS} ms; replies so far: {seen}").into());
+            }
+        }
+    }
+
+    /// Skips replies until one satisfies `pred` (timer `stats`/`totals` interleave
+    /// freely); gives up after `GUARD_MS` even while replies keep coming.
+    async fn until(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&JsValue) -> bool,
+    ) -> Result<JsValue, JsValue> {
+        let start = now();
+        while now() - start < f64::from(GUARD_MS) {
+            let m = self.next().await?;
+            if pred(&m) {
+                return Ok(m);
+            }
+        }
+        Err(format!("no {what} within {GUARD_MS} ms; replies: {}", self.seen_types()).into())
+    }
+
+    async fn next_of(&mut self, ty: &str) -> Result<JsValue, JsValue> {
+        self.until(ty, |m| type_of(m) == ty).await
+    }
+
+    /// The next reply that is not timer output (`stats`, `totals`, `fetch`).
+    async fn next_reply(&mut self) -> Result<JsValue, JsValue> {
+        self.until("a reply", |m| !matches!(type_of(m).as_str(), "stats" | "totals" | "fetch"))
+            .await
+    }
+
+    fn saw_no_error(&self) -> TestResult {
+        let errors: Vec<String> =
+            self.seen.iter().filter(|m| type_of(m) == "error").map(show).collect();
+        ensure!(errors.is_empty(), "unexpected errors: {}", errors.join("; "));
+        Ok(())
+    }
+
+    fn seen_types(&self) -> String {
+        self.seen.iter().map(type_of).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        self.session.stop();
+        self.port.set_onmessage(None);
+    }
+}
+
+fn type_of(m: &JsValue) -> String {
+    get(m, "type").as_string().unwrap_or_default()
+}
+
+// ---- session: real postMessage round trips ------------------------------------
+
+#[wasm_bindgen_test]
+async fn ready_comes_first_then_queries_are_answered() -> TestResult {
+    let mut page = Page::start(None)?;
+    let ready = page.next().await?;
+    ensure_eq!(text(&ready, "type")?, "ready");
+    ensure_eq!(num(&ready, "v")?, 1.0);
+    ensure_eq!(text(&ready, "version")?, env!("CARGO_PKG_VERSION"));
+
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    let stats = page.next_of("stats").await?;
+    ensure_eq!(num(&stats, "v")?, 1.0);
+    ensure_eq!(num(&stats, "meters")?, 0.0);
+    ensure_eq!(num(&stats, "window")?, 1200.0);
+    page.saw_no_error()
+}
+
+#[wasm_bindgen_test]
+async fn json_readings_come_back_as_a_float64array_window() -> TestResult {
+    let mut page = Page::start(None)?;
+    page.next_of("ready").await?;
+    page.post(&json_readings("pump-1", &[1.0, 2.5, 3.0, 4.25]))?;
+    page.post(&js(r#"{"type":"query","query":"window","meter":"pump-1"}"#))?;
+    let w = page.next_reply().await?;
+    ensure_eq!(text(&w, "type")?, "window", "{}", show(&w));
+    ensure_eq!(text(&w, "meter")?, "pump-1");
+    let values = get(&w, "values");
+    ensure!(values.is_instance_of::<Float64Array>(), "values is not a Float64Array: {}", show(&w));
+    ensure_eq!(values.unchecked_into::<Float64Array>().to_vec(), vec![1.0, 2.5, 3.0, 4.25]);
+    page.saw_no_error()
+}
+
+#[wasm_bindgen_test]
+async fn binary_frames_are_transferred_and_views_are_read_at_their_offset() -> TestResult {
+    let mut page = Page::start(None)?;
+    page.next_of("ready").await?;
+    let t = now();
+    // A whole transferred ArrayBuffer, binding two meters.
+    let bytes = frame(&[(0, "a"), (1, "b")], &[0, 1, 0], t, &[10.0, 20.0, 30.0]);
+    let buffer: JsValue = Uint8Array::from(&bytes[..]).buffer().into();
+    page.post_transfer(&readings_message(&buffer), &buffer)?;
+    ensure_eq!(num(&buffer, "byteLength")?, 0.0, "the buffer was not transferred");
+    // A Uint8Array view 8 bytes into a larger buffer; the keys stay bound.
+    let more = frame(&[], &[1, 1], t, &[40.0, 60.0]);
+    let len = more.len() as u32;
+    let backing = Uint8Array::new_with_length(len + 16);
+    backing.subarray(8, 8 + len).copy_from(&more);
+    let view = Uint8Array::new_with_byte_offset_and_length(&backing.buffer(), 8, len);
+    page.post(&readings_message(&view))?;
+
+    page.post(&js(r#"{"type":"query","query":"meter","meter":"a"}"#))?;
+    let a = page.next_reply().await?;
+    ensure_eq!((num(&a, "count")?, num(&a, "mean")?), (2.0, 20.0), "{}", show(&a));
+    page.post(&js(r#"{"type":"query","query":"meter","meter":"b"}"#))?;
+    let b = page.next_reply().await?;
+    ensure_eq!((num(&b, "count")?, num(&b, "mean")?), (3.0, 40.0), "{}", show(&b));
+    page.saw_no_error()
+}
+
+#[wasm_bindgen_test]
+async fn every_type_mismatch_is_an_error_with_a_code_and_the_engine_survives() -> TestResult {
+    let mut page = Page::start(Some(r#"{"maxPayloadBytes": 64}"#))?;
+    page.next_of("ready").await?;
+    let cases: Vec<(JsValue, &str)> = vec![
+        (JsValue::from_f64(42.0), "bad_field"),
+        (JsValue::from_str("readings"), "bad_field"),
+        (js(r#"{"type": 7}"#), "bad_field"),
+        (js(r#"{"data": "{}"}"#), "bad_field"),
+        (js(r#"{"type": "readings"}"#), "bad_field"),
+        (js(r#"{"type": "readings", "data": 42}"#), "bad_field"),
+        (js(r#"{"type": "readings", "data": [1, 2]}"#), "bad_field"),
+        (js(r#"{"type": "readings", "data": "{not json"}"#), "malformed_json"),
+        (js(r#"{"type": "readings", "v": 2, "data": "{}"}"#), "unsupported_version"),
+        (js(r#"{"type": "catchup", "data": "{}", "sentAt": "yesterday"}"#), "bad_field"),
+        (js(r#"{"type": "no-such-type"}"#), "unknown_type"),
+        (readings_message(&Uint8Array::new_with_length(65).buffer()), "payload_too_large"),
+        (readings_message(&"x".repeat(65).into()), "payload_too_large"),
+        (readings_message(&Uint8Array::from(&b"MFLW"[..]).into()), "truncated_frame"),
+        (js(r#"{"type": "query", "query": "meter", "meter": "nobody"}"#), "unknown_meter"),
+    ];
+    for (msg, code) in &cases {
+        page.post(msg)?;
+        let e = page.next_reply().await?;
+        ensure_eq!(text(&e, "type")?, "error", "for {}: {}", show(msg), show(&e));
+        ensure_eq!(text(&e, "code")?, *code, "for {}: {}", show(msg), show(&e));
+        ensure!(!text(&e, "message")?.is_empty(), "empty message for {}", show(msg));
+        ensure_eq!(num(&e, "v")?, 1.0);
+    }
+    // Still alive, and nothing was counted.
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    let stats = page.next_reply().await?;
+    ensure_eq!(text(&stats, "type")?, "stats");
+    ensure_eq!(num(&stats, "meters")?, 0.0);
+    Ok(())
+}
+
+#[wasm_bindgen_test]
+async fn a_config_message_rearms_the_tick_timer_and_ticks_report_host_stats() -> TestResult {
+    // A tick period of ~11 days: no tick fires unless the config re-arms the timer.
+    let mut page = Page::start(Some(r#"{"tickMs": 1e9, "statsIntervalMs": 1}"#))?;
+    page.next_of("ready").await?;
+    page.post(&json_readings("m", &[1.0, 2.0, 3.0]))?;
+    page.post(&js(r#"{"type":"config","config":{"tickMs": 5}}"#))?;
+    let ticked = |m: &JsValue| type_of(m) == "stats" && num_or_nan(m, "evaluations") >= 1.0;
+    let stats = page.until("a tick's stats", ticked).await?;
+    ensure_eq!(num(&stats, "meters")?, 1.0);
+    ensure_eq!(num(&stats, "readingsIngested")?, 3.0);
+    let memory = num(&stats, "linearMemoryBytes")?;
+    ensure!(memory > 0.0 && memory % 65_536.0 == 0.0, "linearMemoryBytes {memory}");
+    let tick_ms = num(&stats, "lastTickEvalMs")?;
+    ensure!(tick_ms.is_finite() && tick_ms >= 0.0, "lastTickEvalMs {tick_ms}");
+    page.saw_no_error()
+}
+
+#[wasm_bindgen_test]
+async fn a_spike_through_the_worker_loop_raises_an_anomaly() -> TestResult {
+    // Every tick reports stats, so `evaluations` shows when a tick saw a reading.
+    let mut page = Page::start(Some(r#"{"tickMs": 5, "statsIntervalMs": 1}"#))?;
+    page.next_of("ready").await?;
+    let history: Vec<f64> = (0..200).map(|i| 100.0 + ((i * 7919) % 13) as f64 * 0.1).collect();
+    page.post(&json_readings("pipe", &history))?;
+    let mut evaluations = 0.0;
+    // One spike reading per evaluation, so the vote sees several breaching evaluations.
+    for round in 0..7 {
+        if round > 0 {
+            page.post(&json_readings("pipe", &[1_000.0]))?;
+        }
+        let want = evaluations + 1.0;
+        let evaluated = |m: &JsValue| type_of(m) == "stats" && num_or_nan(m, "evaluations") >= want;
+        evaluations = num(&page.until("an evaluation", evaluated).await?, "evaluations")?;
+    }
+    let anomaly = page.seen.iter().find(|m| type_of(m) == "anomaly").cloned();
+    let Some(anomaly) = anomaly else {
+        return Err(format!("no anomaly; replies: {}", page.seen_types()).into());
+    };
+    ensure_eq!(text(&anomaly, "meter")?, "pipe");
+    ensure_eq!(text(&anomaly, "kind")?, "spike", "{}", show(&anomaly));
+    let severity = text(&anomaly, "severity")?;
+    ensure!(["warning", "critical"].contains(&severity.as_str()), "severity {severity}");
+    ensure_eq!(num(&anomaly, "value")?, 1_000.0);
+    ensure!(num(&anomaly, "z")? > 4.0, "{}", show(&anomaly));
+    page.saw_no_error()
+}
+
+// ---- MeterflowEngine, used directly ------------------------------------------
+
+fn calls(out: WorkerMessages) -> Array {
+    out.unchecked_into()
+}
+
+#[wasm_bindgen_test]
+fn a_bad_config_throws_a_range_error_with_a_code() -> TestResult {
+    for config in [r#"{"window": 3}"#, r#"{"maxMeters": 0}"#, r#"{"window": "big"}"#] {
+        let err = match MeterflowEngine::new(Some(js(config).unchecked_into())) {
+            Ok(_) => return Err(format!("config {config} was accepted").into()),
+            Err(e) => e,
+        };
+        ensure!(err.is_instance_of::<js_sys::RangeError>(), "{config}: not a RangeError: {err:?}");
+        let code = text(&err, "code")?;
+        ensure!(["bad_config", "bad_field"].contains(&code.as_str()), "{config}: code {code}");
+    }
+    MeterflowEngine::new(None)?;
+    MeterflowEngine::new(Some(js(r#"{"maxMeters": 20000}"#).unchecked_into()))?;
+    Ok(())
+}
+
+#[wasm_bindgen_test]
+fn the_engine_class_handles_ticks_flushes_and_bad_times() -> TestResult {
+    let mut engine = MeterflowEngine::new(None)?;
+    let out = calls(engine.handle(json_readings("e", &[5.0, 6.0, 7.0]).unchecked_ref(), now()));
+    ensure_eq!(out.length(), 0, "{}", show(&out));
+
+    let out = calls(engine.tick(now()));
+    let stats = out.iter().find(|m| type_of(m) == "stats");
+    let Some(stats) = stats else { return Err("the first tick reports no stats".into()) };
+    ensure_eq!((num(&stats, "meters")?, num(&stats, "evaluations")?), (1.0, 1.0));
+    calls(engine.flush(now()));
+
+    let query = js(r#"{"type":"query","query":"window","meter":"e"}"#);
+    let out = calls(engine.handle(query.unchecked_ref(), now()));
+    let values: Float64Array = get(&out.get(0), "values").dyn_into()?;
+    ensure_eq!(values.to_vec(), vec![5.0, 6.0, 7.0]);
+
+    let query = js(r#"{"type":"query","query":"stats"}"#);
+    let out = calls(engine.handle(query.unchecked_ref(), f64::NAN));
+    ensure_eq!(out.length(), 1);
+    ensure_eq!(text(&out.get(0), "code")?, "bad_field");
+
+    let memory = engine.linear_memory_bytes();
+    ensure!(memory > 0.0 && memory % 65_536.0 == 0.0, "linearMemoryBytes {memory}");
+    Ok(())
+}
