@@ -193,6 +193,9 @@ pub enum FetchReason {
     PendingLimit,
     /// A reading could not be deduplicated (below the dedup window).
     Dedup,
+    /// Readings of a frame were refused (bad item, unknown meter or resource,
+    /// meter capacity): the catch-up carries them.
+    Refused,
 }
 
 impl FetchReason {
@@ -206,6 +209,7 @@ impl FetchReason {
             FetchReason::Clock => "clock",
             FetchReason::PendingLimit => "pending_limit",
             FetchReason::Dedup => "dedup",
+            FetchReason::Refused => "refused",
         }
     }
 }
