@@ -12,6 +12,9 @@ pub use super::ledger::event::{
 };
 
 /// Everything the engine can be told.
+// A config patch is the largest variant; inputs are built once and consumed at
+// once, so boxing it would add an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Inbound {
     /// Change some configuration fields.

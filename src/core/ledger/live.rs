@@ -9,9 +9,9 @@
 //! `incomplete` until a REST result covers it: nothing is lost, only deferred.
 
 use super::buckets::HourPlace;
+use super::cursor::{FramePlace, UNBOUND_KEY};
 use super::dedup::IdCheck;
 use super::event::{FetchReason, LiveFrame};
-use super::cursor::{FramePlace, UNBOUND_KEY};
 use super::{hour_of, Ledger};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
@@ -46,9 +46,10 @@ impl Ledger {
             self.channel_refused(&f.channel, Some(f.stamp), cfg, now_ms, out);
             return;
         };
-        let place = self.cursors.get_mut(ci).map(|c| {
-            c.place(f.epoch, f.seq, f.stamp, cfg.max_missing_seqs as usize)
-        });
+        let place = self
+            .cursors
+            .get_mut(ci)
+            .map(|c| c.place(f.epoch, f.seq, f.stamp, cfg.max_missing_seqs as usize));
         match place {
             Some(FramePlace::NewEpoch) => {
                 self.counters.gaps += 1;

@@ -66,7 +66,6 @@ pub struct Ledger {
 /// Longest hour range a catch-up result may span.
 const MAX_RANGE_HOURS: i64 = 24 * 366;
 
-
 impl Ledger {
     /// An empty ledger for `cfg`.
     pub fn new(cfg: &Config) -> Ledger {
@@ -162,12 +161,12 @@ impl Ledger {
     }
 
     /// First hour start (ms) a catch-up should cover.
-    fn from_hour_ms(&self) -> f64 {
+    fn catchup_start_ms(&self) -> f64 {
         self.buckets.current().map_or(0.0, |c| (c - self.buckets.history()) as f64 * HOUR_MS)
     }
 
     fn ask(&mut self, reason: FetchReason, now_ms: f64, out: &mut Vec<Outbound>) {
-        let (need, from) = (self.need_max(), self.from_hour_ms());
+        let (need, from) = (self.need_max(), self.catchup_start_ms());
         if let Some(req) = self.fetch.ask(reason, now_ms, need, from) {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
@@ -177,7 +176,7 @@ impl Ledger {
     /// Timer work, on every tick and flush: hour roll-off and catch-up scheduling.
     pub fn on_timer(&mut self, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
         self.roll(now_ms);
-        let (need, from) = (self.need_max(), self.from_hour_ms());
+        let (need, from) = (self.need_max(), self.catchup_start_ms());
         let incomplete = self.incomplete();
         if let Some(req) = self.fetch.on_timer(now_ms, incomplete, need, from, cfg) {
             self.counters.fetches += 1;
@@ -389,7 +388,7 @@ impl Ledger {
             }
         }
         let still = self.need_max().is_some();
-        if let Some(req) = self.fetch.answered(now_ms, still, self.need_max(), self.from_hour_ms())
+        if let Some(req) = self.fetch.answered(now_ms, still, self.need_max(), self.catchup_start_ms())
         {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
