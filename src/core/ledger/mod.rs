@@ -388,7 +388,8 @@ impl Ledger {
             }
         }
         let still = self.need_max().is_some();
-        if let Some(req) = self.fetch.answered(now_ms, still, self.need_max(), self.catchup_start_ms())
+        if let Some(req) =
+            self.fetch.answered(now_ms, still, self.need_max(), self.catchup_start_ms())
         {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
