@@ -12,8 +12,8 @@ pub use super::ledger::event::{
 };
 
 /// Everything the engine can be told.
-// A config patch is the largest variant; inputs are built once and consumed at
-// once, so boxing it would add an allocation for nothing.
+// One `Inbound` is built and moved per page message; boxing the large variants
+// would add an allocation per message for no gain.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Inbound {
