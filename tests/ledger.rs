@@ -330,3 +330,22 @@ fn first_timer_asks_for_history() {
     });
     assert!(t.expect("initial totals").incomplete, "no history yet");
 }
+
+#[test]
+fn a_result_with_a_malformed_bucket_is_refused_whole_and_retried() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[(H10, "7")]), NOW + 1.0);
+    h.send(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1")]), NOW + 110.0);
+    // The decoder dropped a bad bucket (say, hour 10's) and reported it.
+    let Inbound::Catchup(mut c) = rest(NOW + 200.0, &[]) else { unreachable!() };
+    c.errors.push(meterflow::core::error::CoreError::at(ErrorCode::BadValue, 0, "total: bad"));
+    h.send(Inbound::Catchup(c), NOW + 210.0);
+    let t = h.totals(NOW + 220.0);
+    assert_eq!(water_now(&t), 8_000, "hour 10 keeps REST 7 + live 1, not 0");
+    assert_eq!((t.counters.refused_rest, t.counters.rest_applied), (1, 1));
+    // An unknown resource alone does not poison a result.
+    let Inbound::Catchup(mut c) = rest(NOW + 300.0, &[(H10, "9")]) else { unreachable!() };
+    c.errors.push(meterflow::core::error::CoreError::at(ErrorCode::UnknownResource, 1, "gas"));
+    h.send(Inbound::Catchup(c), NOW + 310.0);
+    assert_eq!(water_now(&h.totals(NOW + 320.0)), 9_000);
+}

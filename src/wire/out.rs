@@ -300,6 +300,7 @@ struct CountersOut {
     clock_regressions: Count,
     gaps: Count,
     fetches: Count,
+    refused_rest: Count,
 }
 
 fn counters_out(c: &LedgerCounters) -> CountersOut {
@@ -318,6 +319,7 @@ fn counters_out(c: &LedgerCounters) -> CountersOut {
         clock_regressions: n(c.clock_regressions),
         gaps: n(c.gaps),
         fetches: n(c.fetches),
+        refused_rest: n(c.refused_rest),
     }
 }
 

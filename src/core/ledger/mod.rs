@@ -367,11 +367,23 @@ impl Ledger {
             self.counters.stale_rest += 1;
             return;
         }
+        // A malformed bucket was dropped by the decoder: applying the rest would
+        // read its hour as 0. Refuse the whole result; the request is retried.
+        // Buckets of resources this dashboard does not total are merely ignored.
+        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
+        if malformed > 0 {
+            self.counters.refused_rest += 1;
+            out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadField,
+                format!("catch-up result refused: {malformed} malformed item(s); the previous totals stay and the catch-up is retried"),
+            )));
+            return;
+        }
         // The watermark is data, not a clock reading: a result whose asOf runs
         // ahead (a server HLC pushed forward) still applies; only the worker's
         // clock refuses to follow it.
         self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
-        let clean = c.errors.is_empty() && self.apply_buckets(c, cfg, out);
+        let clean = self.apply_buckets(c, cfg, out);
         self.as_of = Some(c.as_of);
         self.counters.rest_applied += 1;
         self.dirty = true;
