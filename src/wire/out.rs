@@ -296,11 +296,11 @@ struct CountersOut {
     late: Count,
     rest_applied: Count,
     stale_rest: Count,
+    refused_rest: Count,
     refused_clocks: Count,
     clock_regressions: Count,
     gaps: Count,
     fetches: Count,
-    refused_rest: Count,
 }
 
 fn counters_out(c: &LedgerCounters) -> CountersOut {
@@ -315,11 +315,11 @@ fn counters_out(c: &LedgerCounters) -> CountersOut {
         late: n(c.late),
         rest_applied: n(c.rest_applied),
         stale_rest: n(c.stale_rest),
+        refused_rest: n(c.refused_rest),
         refused_clocks: n(c.refused_clocks),
         clock_regressions: n(c.clock_regressions),
         gaps: n(c.gaps),
         fetches: n(c.fetches),
-        refused_rest: n(c.refused_rest),
     }
 }
 
