@@ -119,7 +119,7 @@ fn totals_send_hlcs_as_parts_and_big_totals_as_strings() {
             r#""buckets":[{"hour":1764043200000.0,"total":"-9007199254740992","asOf":{"wallMs":1764064860000,"counter":12}},"#,
             r#"{"hour":1764046800000.0,"total":4567,"asOf":null}]}],"#,
             r#""counters":{"livePending":0,"liveCounted":0,"duplicates":2,"covered":0,"unverifiable":0,"#,
-            r#""overflow":0,"late":"18446744073709551615","restApplied":0,"staleRest":0,"refusedClocks":0,"#,
+            r#""overflow":0,"late":"18446744073709551615","restApplied":0,"staleRest":0,"refusedRest":0,"refusedClocks":0,"#,
             r#""clockRegressions":0,"gaps":0,"fetches":0}}"#
         ),
     );
