@@ -537,3 +537,47 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
     };
     assert_eq!(c, expected);
 }
+
+#[test]
+fn decoded_json_drives_the_engine_with_item_positions() {
+    use meterflow::core::event::Outbound;
+    use meterflow::core::Engine;
+    let c = Config::default()
+        .apply(&ConfigPatch {
+            max_meters: Some(1),
+            max_errors_per_batch: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
+    let now = 1764064800000.0;
+    let mut engine = Engine::new(c.clone()).unwrap();
+    let payload = format!(
+        r#"{{"readings":[
+        {{"meter":"a","ts":{now},"value":1}},
+        {{"meter":"b","ts":{now},"value":2}},
+        {{"meter":"a","ts":{now},"value":1e16}},
+        {{"meter":"a","ts":1,"value":3}},
+        {{"meter":"a","ts":{now},"value":"x"}},
+        {{"meter":"a","ts":{now},"value":4}}]}}"#
+    );
+    let out = engine.handle(decode_text(Envelope::Readings, &payload, Arrival::default(), &c), now);
+    let errs: Vec<(ErrorCode, Option<u32>)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outbound::Error(e) => Some((e.code, e.position)),
+            _ => None,
+        })
+        .collect();
+    // The decoder's bad_field (item 4) comes first, then the engine's refusals
+    // in record order; past maxErrorsPerBatch (3) one summary counts the rest.
+    assert_eq!(
+        errs,
+        vec![
+            (ErrorCode::BadField, Some(4)),
+            (ErrorCode::MeterCapacity, None),
+            (ErrorCode::UnknownKey, Some(1)),
+            (ErrorCode::PayloadTooLarge, None),
+        ]
+    );
+    assert_eq!(engine.counters().readings_ingested, 2.0);
+}

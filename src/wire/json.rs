@@ -1,9 +1,9 @@
 //! JSON text payloads (PROTOCOL.md 3.1, 3.2, 3.3, 3.6): readings, live frames,
 //! hellos and REST catch-up bodies, into core inputs.
 //!
-//! The top level is parsed once into [`Doc`], whose fields stay raw JSON text;
-//! lists are split into raw items, and each item is parsed on its own so a bad
-//! item costs only itself. Items take a typed fast path (borrowed meter ids,
+//! The top level is parsed once into a `Doc` (`doc.rs`), whose fields stay raw
+//! JSON text and whose item list is split into raw items in the same pass;
+//! each item is then parsed on its own so a bad item costs only itself. Items take a typed fast path (borrowed meter ids,
 //! no per-item allocation); only a failing item is re-read field by field to
 //! say exactly what is wrong. Each distinct meter (or meter and resource) is
 //! bound once per batch.
@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::doc::{self, Doc, List};
 use super::field::{self, Loc, MAX_WHOLE};
 use super::{check_batch_size, check_payload_size, Arrival, Envelope};
 use crate::core::config::{Config, ResourceSpec};
@@ -27,38 +28,6 @@ use crate::core::event::{
 pub const MAX_CHANNEL_BYTES: usize = 255;
 
 const HOUR_MS: f64 = 3_600_000.0;
-
-/// Every top-level field any payload type has, as raw JSON text.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct Doc<'a> {
-    #[serde(rename = "type", borrow, default)]
-    ty: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    v: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    readings: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    channel: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    epoch: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    seq: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    hlc: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    next_seq: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    server_time: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    as_of: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    from: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    to: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    buckets: Option<&'a RawValue>,
-}
 
 /// Decodes a JSON payload carried by `envelope`.
 pub(crate) fn decode(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
@@ -76,14 +45,8 @@ fn try_decode(
 ) -> Result<Inbound, CoreError> {
     check_payload_size(text.len(), cfg)?;
     let what = || format!("{} payload", envelope.as_str());
-    let doc: Doc<'_> = serde_json::from_str(text).map_err(|e| field::payload_error(&e, &what()))?;
-    if !text.trim_start().starts_with('{') {
-        // serde would read a JSON array positionally into `Doc`.
-        return Err(CoreError::new(
-            ErrorCode::BadField,
-            format!("{}: must be a JSON object", what()),
-        ));
-    }
+    let doc =
+        doc::parse(text, cfg.max_batch as usize).map_err(|e| field::payload_error(&e, &what()))?;
     field::version(doc.v)?;
     let ty = match doc.ty {
         Some(raw) => Some(field::string(raw, Loc::top(), "type")?),
@@ -108,17 +71,21 @@ fn try_decode(
     }
 }
 
-/// The raw items of a required list field, bounded by `maxBatch`.
-fn items<'a>(
-    raw: Option<&'a RawValue>,
+/// The raw items of a required list field, at most `maxBatch` of them.
+fn items<'a, 'd>(
+    list: &'d List<'a>,
     field: &str,
     cfg: &Config,
-) -> Result<Vec<&'a RawValue>, CoreError> {
-    let raw = field::required(raw, Loc::top(), field)?;
-    let list: Vec<&RawValue> = serde_json::from_str(raw.get())
-        .map_err(|_| Loc::top().err(ErrorCode::BadField, field, "must be an array"))?;
-    check_batch_size(field, list.len(), cfg)?;
-    Ok(list)
+) -> Result<&'d [&'a RawValue], CoreError> {
+    match list {
+        List::Items(items) => Ok(items),
+        List::TooMany(n) => {
+            check_batch_size(field, *n, cfg)?;
+            Err(Loc::top().err(ErrorCode::PayloadTooLarge, field, "too many items"))
+        }
+        List::NotArray => Err(Loc::top().err(ErrorCode::BadField, field, "must be an array")),
+        List::Missing => Err(Loc::top().missing(field)),
+    }
 }
 
 /// Keeps `positions` in step with the records once an item has been skipped
@@ -164,7 +131,7 @@ struct RawReading<'a> {
 }
 
 fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
-    let list = items(doc.readings, "readings", cfg)?;
+    let list = items(&doc.readings, "readings", cfg)?;
     let n = list.len();
     let mut b = ReadingBatch {
         scope: KeyScope::Batch,
@@ -174,7 +141,7 @@ fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
         ..Default::default()
     };
     let mut keys: FxHashMap<Cow<'_, str>, u32> = FxHashMap::default();
-    for (pos, raw) in list.into_iter().enumerate() {
+    for (pos, raw) in list.iter().copied().enumerate() {
         let r = match object(raw).and_then(|r| serde_json::from_str::<Reading<'_>>(r.get()).ok()) {
             Some(r) => {
                 field::check_meter_id(&r.meter, Loc::item("readings", pos), "meter").map(|_| r)
@@ -274,7 +241,7 @@ fn frame(doc: &Doc<'_>, cfg: &Config) -> Result<LiveFrame, CoreError> {
     let epoch = field::whole(field::required(doc.epoch, top, "epoch")?, top, "epoch", MAX_WHOLE)?;
     let seq = field::whole(field::required(doc.seq, top, "seq")?, top, "seq", MAX_WHOLE)?;
     let stamp = field::hlc(field::required(doc.hlc, top, "hlc")?, top, "hlc")?;
-    let list = items(doc.readings, "readings", cfg)?;
+    let list = items(&doc.readings, "readings", cfg)?;
     let n = list.len();
     let mut f = LiveFrame {
         channel,
@@ -289,7 +256,7 @@ fn frame(doc: &Doc<'_>, cfg: &Config) -> Result<LiveFrame, CoreError> {
         ..Default::default()
     };
     let mut keys: FxHashMap<(Cow<'_, str>, Cow<'_, str>), u32> = FxHashMap::default();
-    for (pos, raw) in list.into_iter().enumerate() {
+    for (pos, raw) in list.iter().copied().enumerate() {
         let r = match object(raw)
             .and_then(|r| serde_json::from_str::<FrameReading<'_>>(r.get()).ok())
         {
@@ -474,7 +441,7 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
             ));
         }
     }
-    let list = items(doc.buckets, "buckets", cfg)?;
+    let list = items(&doc.buckets, "buckets", cfg)?;
     let mut c = Catchup {
         as_of,
         from_hour_ms,
@@ -485,7 +452,7 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
         received_at_ms: arrival.received_at_ms.filter(|x| x.is_finite()),
         errors: Vec::new(),
     };
-    for (pos, raw) in list.into_iter().enumerate() {
+    for (pos, raw) in list.iter().copied().enumerate() {
         let loc = Loc::item("buckets", pos);
         let b = match object(raw).and_then(|r| serde_json::from_str::<Bucket<'_>>(r.get()).ok()) {
             Some(b) => Ok(b),

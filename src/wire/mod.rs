@@ -16,10 +16,12 @@
 //! Modules: [`json`] (readings, live frame, hello, catch-up text payloads),
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
-//! wire shapes), `field` (shared checks of JSON fields).
+//! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
+//! (shared checks of JSON fields).
 
 pub mod binary;
 pub mod control;
+mod doc;
 mod field;
 pub mod json;
 pub mod out;
