@@ -25,6 +25,14 @@ impl Engine {
             local.resize(batch.bindings.len(), UNBOUND);
         }
         for (key, id) in &batch.bindings {
+            // Check the key first: a refused binding must not use up a meter slot.
+            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
+                sink.push(CoreError::new(
+                    ErrorCode::KeyOutOfRange,
+                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
+                ));
+                continue;
+            }
             let m = match self.meters.intern(id, self.cfg.max_meters) {
                 Ok((m, new)) => {
                     if new {
@@ -43,13 +51,6 @@ impl Engine {
                 KeyScope::Stream => &mut self.stream_keys,
             };
             let k = *key as usize;
-            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
-                sink.push(CoreError::new(
-                    ErrorCode::KeyOutOfRange,
-                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
-                ));
-                continue;
-            }
             if k >= table.len() {
                 table.resize(k + 1, UNBOUND);
             }

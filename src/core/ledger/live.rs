@@ -113,21 +113,7 @@ impl Ledger {
         };
         let mut local: Vec<u64> = Vec::new();
         for b in &f.bindings {
-            let resolved = match (intern(&b.meter), self.resource(&b.resource)) {
-                (Ok(m), Some(r)) => Some((m, r)),
-                (Err(e), _) => {
-                    sink.push(e);
-                    None
-                }
-                (_, None) => {
-                    sink.push(CoreError::new(
-                        ErrorCode::UnknownResource,
-                        format!("meter '{}': resource '{}' is not configured", b.meter, b.resource),
-                    ));
-                    None
-                }
-            };
-            let packed = resolved.map_or(UNBOUND_KEY, |(m, r)| (u64::from(m) << 8) | r as u64);
+            // Check key and resource first: a refused binding must not use up a meter slot.
             if b.key >= cfg.max_stream_keys {
                 sink.push(CoreError::new(
                     ErrorCode::KeyOutOfRange,
@@ -135,6 +121,23 @@ impl Ledger {
                 ));
                 continue;
             }
+            let resolved = match self.resource(&b.resource) {
+                None => {
+                    sink.push(CoreError::new(
+                        ErrorCode::UnknownResource,
+                        format!("meter '{}': resource '{}' is not configured", b.meter, b.resource),
+                    ));
+                    None
+                }
+                Some(r) => match intern(&b.meter) {
+                    Ok(m) => Some((m, r)),
+                    Err(e) => {
+                        sink.push(e);
+                        None
+                    }
+                },
+            };
+            let packed = resolved.map_or(UNBOUND_KEY, |(m, r)| (u64::from(m) << 8) | r as u64);
             match persistent.and_then(|ci| self.cursors.get_mut(ci)) {
                 Some(cursor) => cursor.bind(b.key, packed),
                 None => {
