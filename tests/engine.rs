@@ -229,3 +229,26 @@ fn stream_keys_persist_across_batches() {
     };
     assert_eq!(errors(&e.handle(Inbound::Readings(unbound), T0))[0].0, ErrorCode::UnknownKey);
 }
+
+#[test]
+fn a_binding_refused_for_its_key_does_not_use_up_a_meter_slot() {
+    let mut e =
+        engine(ConfigPatch { max_meters: Some(1), max_stream_keys: Some(4), ..Default::default() });
+    let bad = ReadingBatch {
+        scope: KeyScope::Stream,
+        bindings: vec![(9, "x".into())],
+        ..Default::default()
+    };
+    assert_eq!(errors(&e.handle(Inbound::Readings(bad), T0))[0].0, ErrorCode::KeyOutOfRange);
+    assert_eq!(e.meter_count(), 0);
+    let good = ReadingBatch {
+        scope: KeyScope::Stream,
+        bindings: vec![(1, "y".into())],
+        keys: vec![1],
+        ts: vec![T0],
+        values: vec![5.0],
+        ..Default::default()
+    };
+    assert!(errors(&e.handle(Inbound::Readings(good), T0)).is_empty());
+    assert_eq!(window(&mut e, "y"), vec![5.0]);
+}

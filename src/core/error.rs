@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::event::Outbound;
+
 /// Stable error codes. New codes may be added; existing strings never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -101,6 +103,44 @@ impl fmt::Display for CoreError {
         match self.position {
             Some(p) => write!(f, "{} at item {}: {}", self.code.as_str(), p, self.message),
             None => write!(f, "{}: {}", self.code.as_str(), self.message),
+        }
+    }
+}
+
+/// Caps the error events one batch produces.
+pub(crate) struct ErrorSink<'a> {
+    out: &'a mut Vec<Outbound>,
+    sent: u32,
+    suppressed: u32,
+    max: u32,
+}
+
+impl<'a> ErrorSink<'a> {
+    /// A sink reporting at most `max` errors into `out`.
+    pub(crate) fn new(out: &'a mut Vec<Outbound>, max: u32) -> Self {
+        ErrorSink { out, sent: 0, suppressed: 0, max }
+    }
+
+    /// Reports `e`, or counts it once the cap is reached.
+    pub(crate) fn push(&mut self, e: CoreError) {
+        if self.sent < self.max {
+            self.sent += 1;
+            self.out.push(Outbound::Error(e));
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    /// Reports how many errors were not reported individually, if any.
+    pub(crate) fn finish(self) {
+        if self.suppressed > 0 {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "{} more errors in this batch not reported individually (maxErrorsPerBatch = {})",
+                    self.suppressed, self.max
+                ),
+            )));
         }
     }
 }

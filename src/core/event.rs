@@ -12,6 +12,9 @@ pub use super::ledger::event::{
 };
 
 /// Everything the engine can be told.
+// One `Inbound` is built and moved per page message; boxing the large variants
+// would add an allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Inbound {
     /// Change some configuration fields.

@@ -7,49 +7,13 @@
 //! broken batch cannot flood the page; every refused record is counted in
 //! `readingsRejected`.
 
-use super::error::{CoreError, ErrorCode};
-use super::event::{KeyScope, Outbound, ReadingBatch};
+use super::error::{CoreError, ErrorCode, ErrorSink};
+use super::event::{KeyScope, ReadingBatch};
 use super::{Engine, UNBOUND};
-
-/// Caps the error events one batch produces.
-struct ErrorSink<'a> {
-    out: &'a mut Vec<Outbound>,
-    sent: u32,
-    suppressed: u32,
-    max: u32,
-}
-
-impl ErrorSink<'_> {
-    fn push(&mut self, e: CoreError) {
-        if self.sent < self.max {
-            self.sent += 1;
-            self.out.push(Outbound::Error(e));
-        } else {
-            self.suppressed += 1;
-        }
-    }
-
-    fn finish(self) {
-        if self.suppressed > 0 {
-            self.out.push(Outbound::Error(CoreError::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "{} more errors in this batch not reported individually (maxErrorsPerBatch = {})",
-                    self.suppressed, self.max
-                ),
-            )));
-        }
-    }
-}
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
-        let mut sink = ErrorSink {
-            out: &mut self.out,
-            sent: 0,
-            suppressed: 0,
-            max: self.cfg.max_errors_per_batch,
-        };
+        let mut sink = ErrorSink::new(&mut self.out, self.cfg.max_errors_per_batch);
         self.counters.readings_rejected += batch.errors.len() as f64;
         for e in &batch.errors {
             sink.push(e.clone());
@@ -61,6 +25,14 @@ impl Engine {
             local.resize(batch.bindings.len(), UNBOUND);
         }
         for (key, id) in &batch.bindings {
+            // Check the key first: a refused binding must not use up a meter slot.
+            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
+                sink.push(CoreError::new(
+                    ErrorCode::KeyOutOfRange,
+                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
+                ));
+                continue;
+            }
             let m = match self.meters.intern(id, self.cfg.max_meters) {
                 Ok((m, new)) => {
                     if new {
@@ -79,13 +51,6 @@ impl Engine {
                 KeyScope::Stream => &mut self.stream_keys,
             };
             let k = *key as usize;
-            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
-                sink.push(CoreError::new(
-                    ErrorCode::KeyOutOfRange,
-                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
-                ));
-                continue;
-            }
             if k >= table.len() {
                 table.resize(k + 1, UNBOUND);
             }
@@ -99,6 +64,9 @@ impl Engine {
             KeyScope::Stream => &self.stream_keys,
         };
         let n = batch.keys.len().min(batch.ts.len()).min(batch.values.len());
+        // Plausibility is judged on the corrected clock: a laptop clock that is
+        // minutes off must not refuse every reading.
+        let now_ms = self.ledger.corrected(now_ms);
         let oldest = now_ms - self.cfg.max_age_ms;
         let newest = now_ms + self.cfg.max_future_ms;
         let mut ingested = 0u64;

@@ -7,7 +7,9 @@
 //! `Outbound::Error`.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
+mod consumption;
 pub mod decimal;
 pub mod detect;
 pub mod error;
@@ -26,6 +28,7 @@ use error::{CoreError, ErrorCode};
 use event::{
     HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent,
 };
+use ledger::Ledger;
 use meters::MeterTable;
 use windows::Windows;
 
@@ -44,6 +47,7 @@ pub struct Engine {
     meters: MeterTable,
     windows: Windows,
     detector: Detector,
+    ledger: Ledger,
     /// Stream key -> meter index (`UNBOUND` where no frame bound it).
     stream_keys: Vec<u32>,
     counters: Counters,
@@ -72,6 +76,7 @@ impl Engine {
     fn with_valid_config(cfg: Config) -> Engine {
         Engine {
             windows: Windows::new(cfg.window as usize, cfg.recompute_every),
+            ledger: Ledger::new(&cfg),
             cfg,
             meters: MeterTable::default(),
             detector: Detector::default(),
@@ -104,6 +109,11 @@ impl Engine {
         &self.windows
     }
 
+    /// The consumption ledger (read-only), for tests and benchmarks.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
     /// The dense index of meter `id`, if tracked.
     pub fn meter_index(&self, id: &str) -> Option<u32> {
         self.meters.get(id)
@@ -127,11 +137,14 @@ impl Engine {
                 self.ingest(&batch, now_ms);
                 self.guard_memory();
             }
-            Inbound::Query(q) => self.answer(q),
+            Inbound::Query(q) => self.answer(q, now_ms),
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
-            Inbound::Live(_) | Inbound::Hello(_) | Inbound::Catchup(_) | Inbound::Flush => {}
+            Inbound::Live(f) => self.live(&f, now_ms),
+            Inbound::Hello(h) => self.hello(&h, now_ms),
+            Inbound::Catchup(c) => self.catchup(&c, now_ms),
+            Inbound::Flush => self.flush(now_ms),
         }
     }
 
@@ -161,6 +174,7 @@ impl Engine {
         if cfg.stats_interval_ms != self.cfg.stats_interval_ms {
             self.next_stats_ms = None;
         }
+        self.ledger.reconfigure(&cfg);
         self.cfg = cfg;
         self.guard_memory();
     }
@@ -170,6 +184,7 @@ impl Engine {
         let evaluated =
             self.detector.tick(now_ms, &self.windows, &self.meters, &self.cfg, &mut self.out);
         self.counters.evaluations += f64::from(evaluated);
+        self.ledger.on_timer(now_ms, &self.cfg, &mut self.out);
         self.guard_memory();
         let due = self.next_stats_ms.is_none_or(|t| now_ms >= t);
         if due {
@@ -182,6 +197,7 @@ impl Engine {
     pub fn engine_bytes(&self) -> usize {
         self.windows.bytes()
             + self.detector.bytes()
+            + self.ledger.bytes()
             + self.meters.bytes()
             + self.stream_keys.capacity() * 4
             + std::mem::size_of::<Engine>()
@@ -229,10 +245,10 @@ impl Engine {
         }));
     }
 
-    fn answer(&mut self, q: Query) {
+    fn answer(&mut self, q: Query, now_ms: f64) {
         let msg = match q {
             Query::Stats => Outbound::Stats(self.stats()),
-            Query::Totals => return,
+            Query::Totals => Outbound::Totals(self.ledger.totals(now_ms, &self.cfg)),
             Query::Window { meter } => match self.meters.get(&meter) {
                 Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
                 None => unknown_meter(&meter),

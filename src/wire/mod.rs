@@ -1,1 +1,108 @@
-//! Wire formats (being written).
+//! The wire layer: untrusted payloads in, core inputs out; core outputs in, wire
+//! shapes out. Pure Rust, shared by the wasm binding, the replay command, the
+//! tests and the benchmarks.
+//!
+//! Invariants:
+//! - Nothing here panics on any input: no `unwrap`, no `expect`, no unchecked
+//!   index on a decode path. A payload that cannot be decoded at all becomes
+//!   [`Inbound::Rejected`] with a stable [`ErrorCode`]; a bad item inside a
+//!   batch goes into the batch's `errors` (with its position) and the other
+//!   items still apply.
+//! - Amounts and totals are taken exactly from their JSON text or their binary
+//!   mantissa (via [`Decimal`](crate::core::decimal::Decimal)), never through an
+//!   `f64` sum.
+//! - The layouts and codes are those of `docs/PROTOCOL.md`, version 1.
+//!
+//! Modules: [`json`] (readings, live frame, hello, catch-up text payloads),
+//! [`control`] (whole page messages: config, query, reset, and the envelopes),
+//! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
+//! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
+//! (shared checks of JSON fields).
+
+pub mod binary;
+pub mod control;
+mod doc;
+mod field;
+pub mod json;
+pub mod out;
+
+use crate::core::config::Config;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::{Inbound, Outbound};
+
+pub use control::{decode_config, decode_message};
+pub use out::WireOut;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Which page message carried a payload (PROTOCOL.md section 2). The payload's
+/// own type must fit it, otherwise it is `unknown_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// `readings`: JSON `readings` or binary kind 1.
+    Readings,
+    /// `live`: JSON `frame` or `hello`, or binary kind 2.
+    Live,
+    /// `catchup`: JSON `catchup`.
+    Catchup,
+}
+
+impl Envelope {
+    /// The page message type that carries this envelope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Envelope::Readings => "readings",
+            Envelope::Live => "live",
+            Envelope::Catchup => "catchup",
+        }
+    }
+}
+
+/// When the page sent the request behind a payload and when the payload arrived
+/// (page `Date.now()`), for clock-offset samples of REST catch-ups.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Arrival {
+    pub sent_at_ms: Option<f64>,
+    pub received_at_ms: Option<f64>,
+}
+
+/// Decodes a JSON text payload carried by `envelope`. Never panics: anything
+/// undecodable becomes `Inbound::Rejected(err)`.
+pub fn decode_text(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
+    json::decode(envelope, text, arrival, cfg)
+}
+
+/// Decodes a binary frame (PROTOCOL.md 3.4/3.5) carried by `envelope`. Never
+/// panics: anything undecodable becomes `Inbound::Rejected(err)`.
+pub fn decode_binary(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Inbound {
+    binary::decode(envelope, bytes, cfg)
+}
+
+/// The wire shape of an outbound message (PROTOCOL.md section 4): serialise it
+/// with `serde_json` or `serde-wasm-bindgen`.
+pub fn encode(out: &Outbound) -> WireOut<'_> {
+    out::encode(out)
+}
+
+/// The error for a payload larger than `maxPayloadBytes`, if it is.
+pub(crate) fn check_payload_size(len: usize, cfg: &Config) -> Result<(), CoreError> {
+    if len > cfg.max_payload_bytes as usize {
+        return Err(CoreError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("payload of {len} bytes exceeds maxPayloadBytes {}", cfg.max_payload_bytes),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a batch of more than `maxBatch` items, if it is.
+pub(crate) fn check_batch_size(what: &str, n: usize, cfg: &Config) -> Result<(), CoreError> {
+    if n > cfg.max_batch as usize {
+        return Err(CoreError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("{what}: {n} items exceed maxBatch {}", cfg.max_batch),
+        ));
+    }
+    Ok(())
+}

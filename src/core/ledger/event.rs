@@ -122,6 +122,9 @@ pub struct LedgerCounters {
     pub rest_applied: u64,
     /// REST results discarded because their `asOf` was not newer than the applied one.
     pub stale_rest: u64,
+    /// REST results refused whole because an item was malformed (applying the
+    /// rest would read the bad bucket as 0).
+    pub refused_rest: u64,
     /// Remote timestamps refused for running ahead of the corrected clock.
     pub refused_clocks: u64,
     /// Times the physical clock stepped backwards.
@@ -193,6 +196,9 @@ pub enum FetchReason {
     PendingLimit,
     /// A reading could not be deduplicated (below the dedup window).
     Dedup,
+    /// Readings of a frame were refused (bad item, unknown meter or resource,
+    /// meter capacity): the catch-up carries them.
+    Refused,
 }
 
 impl FetchReason {
@@ -206,6 +212,7 @@ impl FetchReason {
             FetchReason::Clock => "clock",
             FetchReason::PendingLimit => "pending_limit",
             FetchReason::Dedup => "dedup",
+            FetchReason::Refused => "refused",
         }
     }
 }

@@ -1,5 +1,507 @@
 //! The consumption ledger: live readings and REST catch-up merged into hourly
-//! buckets per resource, with nothing lost and nothing counted twice.
-//! (Being built; the engine dispatches to it.)
+//! buckets per resource, with **no reading lost and none counted twice**,
+//! whatever the order of arrival.
+//!
+//! The rule (see `buckets` for the bucket algebra): each bucket shows the REST
+//! total at its watermark `asOf` plus the live readings stamped after `asOf`,
+//! each counted once. It holds because the server's watermark is closed — a REST
+//! result includes every reading stamped at or before `asOf` and none stamped
+//! after it can be missing later — so the two parts never overlap and, once a
+//! REST result covers every stamp the worker may have missed, nothing is absent.
+//!
+//! The worker may miss readings (sequence gaps, reconnects, frames refused for
+//! their clock, readings it cannot deduplicate, the pending limit); each such
+//! event records the stamp a REST watermark must reach to cover what was missed
+//! (a *need*), marks the totals `incomplete` and asks the page for a catch-up
+//! (`fetch`). The flag clears when a REST result covering every need and every
+//! kept hour is applied.
+//!
+//! Submodules: `buckets` (hourly buckets), `dedup` (per-meter reading-id
+//! windows), `cursor` (stream positions and holes), `live` (applying a frame),
+//! `fetch` (when to ask for a catch-up), `event` (inputs and outputs).
 
+mod buckets;
+mod cursor;
+mod dedup;
 pub mod event;
+mod fetch;
+mod live;
+
+pub use buckets::{hour_of, HOUR_MS};
+
+use crate::core::clock::ClockSync;
+use crate::core::config::{Config, ResourceSpec};
+use crate::core::error::{CoreError, ErrorCode, ErrorSink};
+use crate::core::event::Outbound;
+use crate::core::hlc::{Hlc, HybridClock};
+use buckets::HourBuckets;
+use cursor::StreamCursor;
+use dedup::ReadingIds;
+use event::TotalsEvent;
+use event::{BucketTotal, Catchup, FetchReason, LedgerCounters, ResourceTotals, StreamHello};
+use fetch::FetchPolicy;
+
+/// The ledger's state.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    resources: Vec<ResourceSpec>,
+    buckets: HourBuckets,
+    ids: ReadingIds,
+    cursors: Vec<StreamCursor>,
+    clock: HybridClock,
+    sync: ClockSync,
+    /// The newest applied REST watermark.
+    as_of: Option<Hlc>,
+    /// Newest stamp of readings missed outside stream holes (refused frames,
+    /// refused or unverifiable readings, overflow).
+    need: Option<Hlc>,
+    counters: LedgerCounters,
+    fetch: FetchPolicy,
+    /// Something shown changed since the last `totals`.
+    dirty: bool,
+    /// Readings to feed the anomaly windows: `(meter, ts, value)`.
+    feed: Vec<(u32, f64, f64)>,
+}
+
+/// Longest hour range a catch-up result may span.
+const MAX_RANGE_HOURS: i64 = 24 * 366;
+
+impl Ledger {
+    /// An empty ledger for `cfg`.
+    pub fn new(cfg: &Config) -> Ledger {
+        Ledger {
+            resources: cfg.resources.clone(),
+            buckets: HourBuckets::new(cfg.resources.len(), cfg.history_hours),
+            ids: ReadingIds::new(cfg.dedup_window),
+            cursors: Vec::new(),
+            clock: HybridClock::default(),
+            sync: ClockSync::default(),
+            as_of: None,
+            need: None,
+            counters: LedgerCounters::default(),
+            fetch: FetchPolicy::default(),
+            dirty: true,
+            feed: Vec::new(),
+        }
+    }
+
+    /// Takes the new configuration. Changing the resources or the kept hours
+    /// restarts the totals (a new catch-up fills them); the clock survives.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
+        {
+            let (clock, sync) = (self.clock, self.sync.clone());
+            *self = Ledger { clock, sync, ..Ledger::new(cfg) };
+        } else if u64::from(cfg.dedup_window) != self.ids.window() {
+            // A smaller or larger window forgets the ids seen; anything it can no
+            // longer verify is left to the next REST result.
+            self.ids = ReadingIds::new(cfg.dedup_window);
+        }
+    }
+
+    /// The corrected clock (server time estimate) at worker time `now_ms`.
+    pub fn corrected(&self, now_ms: f64) -> f64 {
+        self.sync.corrected(now_ms)
+    }
+
+    /// Physical time for the HLC: the corrected clock in whole ms.
+    fn pt(&self, now_ms: f64) -> u64 {
+        let c = self.corrected(now_ms);
+        if c.is_finite() && c > 0.0 {
+            c as u64
+        } else {
+            0
+        }
+    }
+
+    /// Counters as of now.
+    pub fn counters(&self) -> LedgerCounters {
+        LedgerCounters {
+            live_pending: self.buckets.pending(),
+            clock_regressions: self.clock.regressions(),
+            ..self.counters
+        }
+    }
+
+    /// Readings accepted live since the last call, for the anomaly windows.
+    pub fn take_feed(&mut self) -> std::vec::Drain<'_, (u32, f64, f64)> {
+        self.feed.drain(..)
+    }
+
+    /// Bytes held by the ledger.
+    pub fn bytes(&self) -> usize {
+        self.buckets.bytes()
+            + self.ids.bytes()
+            + self.cursors.iter().map(StreamCursor::bytes).sum::<usize>()
+            + self.feed.capacity() * 24
+    }
+
+    /// The newest stamp some missed reading may carry, if any.
+    fn need_max(&self) -> Option<Hlc> {
+        self.cursors.iter().map(StreamCursor::need).fold(self.need, Option::max)
+    }
+
+    /// Whether the totals may lack readings the server stamped.
+    pub fn incomplete(&self) -> bool {
+        self.as_of.is_none() || self.need_max().is_some()
+    }
+
+    fn add_need(&mut self, stamp: Hlc) {
+        self.need = self.need.max(Some(stamp));
+    }
+
+    /// Rolls the hours forward to the corrected clock.
+    fn roll(&mut self, now_ms: f64) {
+        if let Some(h) = hour_of(self.corrected(now_ms)) {
+            if self.buckets.current() != Some(h) {
+                self.buckets.set_current(h);
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// First hour start (ms) a catch-up should cover.
+    fn catchup_start_ms(&self) -> f64 {
+        self.buckets.current().map_or(0.0, |c| (c - self.buckets.history()) as f64 * HOUR_MS)
+    }
+
+    fn ask(&mut self, reason: FetchReason, now_ms: f64, out: &mut Vec<Outbound>) {
+        let (need, from) = (self.need_max(), self.catchup_start_ms());
+        if let Some(req) = self.fetch.ask(reason, now_ms, need, from) {
+            self.counters.fetches += 1;
+            out.push(Outbound::Fetch(req));
+        }
+    }
+
+    /// Timer work, on every tick and flush: hour roll-off and catch-up scheduling.
+    pub fn on_timer(&mut self, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
+        self.roll(now_ms);
+        let (need, from) = (self.need_max(), self.catchup_start_ms());
+        let incomplete = self.incomplete();
+        if let Some(req) = self.fetch.on_timer(now_ms, incomplete, need, from, cfg) {
+            self.counters.fetches += 1;
+            out.push(Outbound::Fetch(req));
+        }
+    }
+
+    /// The flush timer: a `totals` event if anything changed since the last one.
+    pub fn on_flush(&mut self, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
+        self.on_timer(now_ms, cfg, out);
+        if self.dirty {
+            let t = self.totals(now_ms, cfg);
+            out.push(Outbound::Totals(t));
+        }
+    }
+
+    /// A `totals` event now.
+    pub fn totals(&mut self, now_ms: f64, cfg: &Config) -> TotalsEvent {
+        self.roll(now_ms);
+        self.dirty = false;
+        let hlc = self.clock.now(self.pt(now_ms));
+        let current = self.buckets.current().unwrap_or(0);
+        let history = self.buckets.history();
+        let resources = self
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(r, spec)| {
+                let buckets: Vec<BucketTotal> = (current - history..=current)
+                    .map(|h| {
+                        let b = self.buckets.get(r, h);
+                        BucketTotal {
+                            hour_ms: h as f64 * HOUR_MS,
+                            total: b.map_or(0, |b| b.shown()),
+                            as_of: b.and_then(|b| b.as_of),
+                        }
+                    })
+                    .collect();
+                ResourceTotals {
+                    resource: spec.name.clone(),
+                    unit: spec.unit.clone(),
+                    decimals: spec.decimals,
+                    total: buckets.iter().fold(0i64, |a, b| a.saturating_add(b.total)),
+                    current_hour: buckets.last().map_or(0, |b| b.total),
+                    buckets,
+                }
+            })
+            .collect();
+        TotalsEvent {
+            hlc,
+            node: cfg.node_id,
+            as_of: self.as_of,
+            incomplete: self.incomplete(),
+            current_hour_ms: current as f64 * HOUR_MS,
+            resources,
+            counters: self.counters(),
+        }
+    }
+
+    /// Takes a clock-sync sample; a refused one is reported.
+    fn sync_sample(
+        &mut self,
+        server_ms: f64,
+        sent_ms: Option<f64>,
+        received_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) {
+        if let Err(r) = self.sync.sample(server_ms, sent_ms, received_ms, cfg.max_clock_skew_ms) {
+            self.counters.refused_clocks += 1;
+            out.push(Outbound::Error(CoreError::new(
+                ErrorCode::ClockAhead,
+                format!(
+                    "server time {server_ms} is {:.0} ms from the worker clock {received_ms}, beyond maxClockSkewMs {}: clock sample ignored",
+                    r.offset_ms, r.max_skew_ms
+                ),
+            )));
+        }
+    }
+
+    /// Merges a remote stamp into the worker's HLC; `false` (and an error) if it is
+    /// too far ahead of the corrected clock.
+    fn receive(
+        &mut self,
+        stamp: Hlc,
+        what: &str,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) -> bool {
+        let pt = self.pt(now_ms);
+        match self.clock.receive(stamp, pt, cfg.max_offset_ms as u64) {
+            Ok(_) => true,
+            Err(r) => {
+                self.counters.refused_clocks += 1;
+                out.push(Outbound::Error(CoreError::new(
+                    ErrorCode::ClockAhead,
+                    format!(
+                        "{what} stamp {}.{} is {} ms ahead of the corrected clock {} (worker clock {now_ms}, offset {:.0} ms), beyond maxOffsetMs {}",
+                        r.remote.wall_ms, r.remote.counter, r.ahead_ms, r.pt_ms, self.sync.offset_ms(), cfg.max_offset_ms
+                    ),
+                )));
+                false
+            }
+        }
+    }
+
+    /// The index of `channel`'s cursor, created if there is room.
+    fn cursor_index(&mut self, channel: &str, cfg: &Config) -> Option<usize> {
+        match self.cursors.iter().position(|c| c.channel == channel) {
+            Some(i) => Some(i),
+            None if self.cursors.len() < cfg.max_channels as usize => {
+                self.cursors.push(StreamCursor::new(channel));
+                Some(self.cursors.len() - 1)
+            }
+            None => None,
+        }
+    }
+
+    fn cursor(&mut self, channel: &str, cfg: &Config) -> Option<&mut StreamCursor> {
+        let i = self.cursor_index(channel, cfg)?;
+        self.cursors.get_mut(i)
+    }
+
+    /// The stream greeted us after a (re)connect.
+    pub fn on_hello(
+        &mut self,
+        h: &StreamHello,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) {
+        if let Some(t) = h.server_time_ms {
+            self.sync_sample(t, None, now_ms, cfg, out);
+        }
+        self.roll(now_ms);
+        if let Some(stamp) = h.stamp {
+            // Refused or not, the greeting stamp bounds what the new stream may
+            // have missed (the cursor records it as a need).
+            self.receive(stamp, "hello", now_ms, cfg, out);
+        }
+        let Some(cursor) = self.cursor(&h.channel, cfg) else {
+            self.channel_refused(&h.channel, h.stamp, cfg, now_ms, out);
+            return;
+        };
+        if cursor.hello(h.epoch, h.next_seq, h.stamp) {
+            self.counters.gaps += 1;
+            self.dirty = true;
+            self.ask(FetchReason::Epoch, now_ms, out);
+        }
+    }
+
+    fn channel_refused(
+        &mut self,
+        channel: &str,
+        stamp: Option<Hlc>,
+        cfg: &Config,
+        now_ms: f64,
+        out: &mut Vec<Outbound>,
+    ) {
+        out.push(Outbound::Error(CoreError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "channel '{channel}' refused: {} channels already tracked (maxChannels)",
+                cfg.max_channels
+            ),
+        )));
+        if let Some(s) = stamp {
+            self.add_need(s);
+        }
+        self.dirty = true;
+        self.ask(FetchReason::Gap, now_ms, out);
+    }
+
+    /// A REST catch-up result arrived.
+    pub fn on_catchup(&mut self, c: &Catchup, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        for e in &c.errors {
+            sink.push(e.clone());
+        }
+        sink.finish();
+        if let Some(t) = c.server_time_ms {
+            let received = c.received_at_ms.unwrap_or(now_ms);
+            self.sync_sample(t, c.sent_at_ms, received, cfg, out);
+        }
+        self.roll(now_ms);
+        if self.as_of.is_some_and(|a| c.as_of <= a) {
+            self.counters.stale_rest += 1;
+            return;
+        }
+        // A malformed bucket was dropped by the decoder: applying the rest would
+        // read its hour as 0. Refuse the whole result; the request is retried.
+        // Buckets of resources this dashboard does not total are merely ignored.
+        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
+        if malformed > 0 {
+            self.counters.refused_rest += 1;
+            out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadField,
+                format!("catch-up result refused: {malformed} malformed item(s); the previous totals stay and the catch-up is retried"),
+            )));
+            return;
+        }
+        // The watermark is data, not a clock reading: a result whose asOf runs
+        // ahead (a server HLC pushed forward) still applies; only the worker's
+        // clock refuses to follow it.
+        self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
+        let clean = self.apply_buckets(c, cfg, out);
+        self.as_of = Some(c.as_of);
+        self.counters.rest_applied += 1;
+        self.dirty = true;
+        let Some(current) = self.buckets.current() else { return };
+        let (from, to) = catchup_range(c);
+        let covers_kept = from.is_some_and(|f| f <= current - self.buckets.history())
+            && to.is_some_and(|t| Some(t) >= hour_of(c.as_of.wall_ms as f64));
+        if clean && covers_kept {
+            if self.need.is_some_and(|n| n <= c.as_of) {
+                self.need = None;
+            }
+            for cursor in &mut self.cursors {
+                cursor.covered(c.as_of);
+            }
+        }
+        let still = self.need_max().is_some();
+        if let Some(req) =
+            self.fetch.answered(now_ms, still, self.need_max(), self.catchup_start_ms())
+        {
+            self.counters.fetches += 1;
+            out.push(Outbound::Fetch(req));
+        }
+    }
+
+    /// Sets every kept bucket in the result's range. Returns `false` if an item was
+    /// refused (that bucket keeps its previous REST part).
+    fn apply_buckets(&mut self, c: &Catchup, cfg: &Config, out: &mut Vec<Outbound>) -> bool {
+        let (Some(from), Some(to)) = catchup_range(c) else { return true };
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        if to - from >= MAX_RANGE_HOURS {
+            sink.push(CoreError::new(
+                ErrorCode::BadField,
+                format!("catch-up range {from}..={to} spans more than {MAX_RANGE_HOURS} hours"),
+            ));
+            sink.finish();
+            return false;
+        }
+        let mut clean = true;
+        // Totals per (resource, hour) in range; absent means 0.
+        let span = (to - from + 1) as usize;
+        let nres = self.resources.len();
+        let mut totals: Vec<Option<i64>> = vec![Some(0); nres * span];
+        let mut seen = vec![false; nres * span];
+        for b in &c.buckets {
+            let pos = b.position as usize;
+            let Some(r) = self.resources.iter().position(|s| s.name == b.resource) else {
+                sink.push(CoreError::at(
+                    ErrorCode::UnknownResource,
+                    pos,
+                    format!("resource '{}' is not configured", b.resource),
+                ));
+                clean = false;
+                continue;
+            };
+            let Some(h) = hour_of(b.hour_ms).filter(|h| (from..=to).contains(h)) else {
+                sink.push(CoreError::at(
+                    ErrorCode::BadField,
+                    pos,
+                    format!("bucket hour {} is outside the result's range", b.hour_ms),
+                ));
+                clean = false;
+                continue;
+            };
+            let i = r * span + (h - from) as usize;
+            let decimals = self.resources.get(r).map_or(0, |s| s.decimals);
+            let units = match b.total.to_units(decimals) {
+                Ok(u) if u >= 0 => u,
+                _ => {
+                    sink.push(CoreError::at(ErrorCode::BadValue, pos, format!("total for {} hour {} is negative, too large or finer than the resolution", b.resource, b.hour_ms)));
+                    if let Some(t) = totals.get_mut(i) {
+                        *t = None;
+                    }
+                    clean = false;
+                    continue;
+                }
+            };
+            if seen.get_mut(i).is_some_and(|s| std::mem::replace(s, true)) {
+                sink.push(CoreError::at(
+                    ErrorCode::BadField,
+                    pos,
+                    format!("bucket {} hour {} is listed twice", b.resource, b.hour_ms),
+                ));
+                if let Some(t) = totals.get_mut(i) {
+                    *t = None;
+                }
+                clean = false;
+                continue;
+            }
+            if let Some(t) = totals.get_mut(i) {
+                *t = t.and(Some(units));
+            }
+        }
+        sink.finish();
+        for r in 0..nres {
+            for k in 0..span {
+                let h = from + k as i64;
+                let Some(Some(total)) = totals.get(r * span + k).copied() else { continue };
+                if let Some(b) = self.buckets.get_mut(r, h) {
+                    b.apply_rest(total, c.as_of);
+                }
+            }
+        }
+        clean
+    }
+
+    /// The resource index of `name`.
+    fn resource(&self, name: &str) -> Option<usize> {
+        self.resources.iter().position(|r| r.name == name)
+    }
+}
+
+/// The hour range a result covers: its `from`/`to`, else its earliest/latest bucket.
+fn catchup_range(c: &Catchup) -> (Option<i64>, Option<i64>) {
+    let hours = || c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));
+    let from = c.from_hour_ms.and_then(hour_of).or_else(|| hours().min());
+    let to = c.to_hour_ms.and_then(hour_of).or_else(|| hours().max());
+    match (from, to) {
+        (Some(f), Some(t)) if f <= t => (Some(f), Some(t)),
+        _ => (None, None),
+    }
+}

@@ -1,0 +1,45 @@
+//! The engine's side of the consumption ledger: dispatching live frames,
+//! hellos, catch-ups and flushes to `Ledger`, interning the meters they name,
+//! and feeding accepted live readings into the anomaly windows.
+
+use super::error::CoreError;
+use super::event::{Catchup, LiveFrame, StreamHello};
+use super::Engine;
+
+impl Engine {
+    pub(super) fn live(&mut self, f: &LiveFrame, now_ms: f64) {
+        let Engine { ledger, meters, windows, detector, cfg, out, counters, .. } = self;
+        let max = cfg.max_meters;
+        let mut intern = |id: &str| -> Result<u32, CoreError> {
+            let (m, new) = meters.intern(id, max)?;
+            if new {
+                windows.add_meter(max as usize);
+                detector.add_meter();
+            }
+            Ok(m)
+        };
+        ledger.on_live(f, now_ms, cfg, &mut intern, out);
+        let mut fed = 0u64;
+        for (m, ts, x) in ledger.take_feed() {
+            let m = m as usize;
+            let before = windows.moments(m);
+            detector.observe(m, x, ts, &before, cfg);
+            windows.push(m, x);
+            fed += 1;
+        }
+        counters.readings_ingested += fed as f64;
+        self.guard_memory();
+    }
+
+    pub(super) fn hello(&mut self, h: &StreamHello, now_ms: f64) {
+        self.ledger.on_hello(h, now_ms, &self.cfg, &mut self.out);
+    }
+
+    pub(super) fn catchup(&mut self, c: &Catchup, now_ms: f64) {
+        self.ledger.on_catchup(c, now_ms, &self.cfg, &mut self.out);
+    }
+
+    pub(super) fn flush(&mut self, now_ms: f64) {
+        self.ledger.on_flush(now_ms, &self.cfg, &mut self.out);
+    }
+}

@@ -1,0 +1,222 @@
+//! `StreamCursor`: where each live channel's stream stands, and which frames are missing.
+//!
+//! A stream is `(channel, epoch)`; its frames carry `seq` growing by one, and the
+//! server's stamps grow with `seq`. So when frame `s` arrives while `e < s` was
+//! expected, frames `e..s` are missing and every reading in them was stamped
+//! *before* frame `s`'s stamp: a REST result whose `asOf` is at least that stamp
+//! covers them. Each missing `seq` (a *hole*) is kept with that bound until its
+//! frame arrives late (reordering) or a covering REST result is applied.
+//!
+//! Holes are bounded by `maxMissingSeqs` per channel; past it, the bound is folded
+//! into one `overflow_need` for the channel (nothing is forgotten: the totals stay
+//! incomplete until a covering REST result). Channels are bounded by `maxChannels`.
+
+use std::collections::BTreeMap;
+
+use crate::core::hlc::Hlc;
+
+/// What a frame's `(epoch, seq)` means for its channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramePlace {
+    /// The next expected frame, or the first of the channel.
+    InOrder,
+    /// The first frame of a new epoch (a reconnect): readings before it may be missing.
+    NewEpoch,
+    /// Frames were skipped: `missing` of them.
+    Gap { missing: u64 },
+    /// A missing frame arriving late.
+    FilledHole,
+    /// Already seen (a duplicated frame).
+    Behind,
+    /// From an epoch older than the current one (a straggler across a reconnect):
+    /// its keys cannot use the current epoch's key table.
+    OldEpoch,
+}
+
+/// One channel's stream position.
+#[derive(Clone, Debug, Default)]
+pub struct StreamCursor {
+    /// The channel's name.
+    pub channel: String,
+    epoch: Option<u64>,
+    next_seq: u64,
+    /// Missing seq -> the stamp a REST `asOf` must reach to cover it.
+    holes: BTreeMap<u64, Hlc>,
+    /// Bound for holes not kept individually, and for readings before a new epoch.
+    overflow_need: Option<Hlc>,
+    /// A stampless `hello` began this epoch: its first frame bounds what was missed.
+    expect_first: bool,
+    /// Binary (kind 2) key table of the current epoch: key -> `meter << 8 | resource`.
+    keys: Vec<u64>,
+}
+
+/// Marks a key no frame of the current epoch has bound.
+pub const UNBOUND_KEY: u64 = u64::MAX;
+
+impl StreamCursor {
+    /// A cursor for `channel` with nothing seen.
+    pub fn new(channel: &str) -> Self {
+        StreamCursor { channel: channel.to_string(), ..Default::default() }
+    }
+
+    /// The newest stamp a REST result must reach to cover everything missing here.
+    pub fn need(&self) -> Option<Hlc> {
+        self.holes.values().copied().max().max(self.overflow_need)
+    }
+
+    /// Missing frames tracked individually.
+    #[cfg(test)]
+    pub fn holes(&self) -> usize {
+        self.holes.len()
+    }
+
+    /// Bytes held (estimate).
+    pub fn bytes(&self) -> usize {
+        // A BTreeMap entry is about key + value + node overhead.
+        self.holes.len() * 40
+            + self.keys.capacity() * 8
+            + self.channel.len()
+            + std::mem::size_of::<StreamCursor>()
+    }
+
+    /// The current epoch's key table.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// Binds `key` to `packed` (or unbinds it with [`UNBOUND_KEY`]) for the current epoch.
+    pub fn bind(&mut self, key: u32, packed: u64) {
+        let k = key as usize;
+        if k >= self.keys.len() {
+            self.keys.resize(k + 1, UNBOUND_KEY);
+        }
+        if let Some(slot) = self.keys.get_mut(k) {
+            *slot = packed;
+        }
+    }
+
+    fn need_at_least(&mut self, stamp: Hlc) {
+        self.overflow_need = self.overflow_need.max(Some(stamp));
+    }
+
+    /// A `hello` announced `epoch`, its first `seq` and the server's stamp at greeting.
+    /// Returns whether it starts a new epoch.
+    pub fn hello(&mut self, epoch: u64, next_seq: Option<u64>, stamp: Option<Hlc>) -> bool {
+        if self.epoch.is_some_and(|e| epoch <= e) {
+            return false;
+        }
+        self.epoch = Some(epoch);
+        self.next_seq = next_seq.unwrap_or(0);
+        self.keys.clear();
+        // Readings stamped before the greeting may have been missed while
+        // disconnected. Without a stamp, the first frame will bound them.
+        match stamp {
+            Some(s) => self.need_at_least(s),
+            None => self.expect_first = true,
+        }
+        true
+    }
+
+    /// Places a frame; records holes and needs. `max_holes` bounds the holes kept.
+    pub fn place(&mut self, epoch: u64, seq: u64, stamp: Hlc, max_holes: usize) -> FramePlace {
+        let new_epoch = match self.epoch {
+            None => true,
+            Some(e) if epoch > e => true,
+            Some(e) if epoch < e => return FramePlace::OldEpoch,
+            Some(_) => false,
+        };
+        if new_epoch {
+            self.epoch = Some(epoch);
+            self.next_seq = seq.saturating_add(1);
+            self.expect_first = false;
+            self.keys.clear();
+            self.need_at_least(stamp);
+            return FramePlace::NewEpoch;
+        }
+        if self.expect_first {
+            // The epoch was announced by a hello without a stamp: this frame bounds
+            // what may have been missed before the stream started.
+            self.expect_first = false;
+            self.need_at_least(stamp);
+        }
+        if seq == self.next_seq {
+            self.next_seq = seq.saturating_add(1);
+            FramePlace::InOrder
+        } else if seq > self.next_seq {
+            let missing = seq - self.next_seq;
+            let room = max_holes.saturating_sub(self.holes.len()) as u64;
+            if missing <= room {
+                for s in self.next_seq..seq {
+                    self.holes.insert(s, stamp);
+                }
+            } else {
+                self.need_at_least(stamp);
+            }
+            self.next_seq = seq.saturating_add(1);
+            FramePlace::Gap { missing }
+        } else if self.holes.remove(&seq).is_some() {
+            FramePlace::FilledHole
+        } else {
+            FramePlace::Behind
+        }
+    }
+
+    /// A REST result with watermark `as_of` covering every kept hour was applied:
+    /// forget what it covers.
+    pub fn covered(&mut self, as_of: Hlc) {
+        self.holes.retain(|_, need| *need > as_of);
+        if self.overflow_need.is_some_and(|n| n <= as_of) {
+            self.overflow_need = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(w: u64) -> Hlc {
+        Hlc { wall_ms: w, counter: 0 }
+    }
+
+    #[test]
+    fn gap_then_late_frame_fills_the_hole() {
+        let mut c = StreamCursor::new("");
+        assert_eq!(c.place(1, 10, h(100), 16), FramePlace::NewEpoch);
+        assert_eq!(c.need(), Some(h(100)));
+        c.covered(h(100));
+        assert_eq!(c.need(), None);
+        assert_eq!(c.place(1, 11, h(110), 16), FramePlace::InOrder);
+        assert_eq!(c.place(1, 14, h(140), 16), FramePlace::Gap { missing: 2 });
+        assert_eq!(c.holes(), 2);
+        assert_eq!(c.place(1, 12, h(120), 16), FramePlace::FilledHole);
+        assert_eq!(c.place(1, 12, h(120), 16), FramePlace::Behind);
+        assert_eq!(c.need(), Some(h(140)));
+        c.covered(h(139));
+        assert_eq!(c.need(), Some(h(140)));
+        c.covered(h(140));
+        assert_eq!((c.need(), c.holes()), (None, 0));
+    }
+
+    #[test]
+    fn holes_are_bounded_and_fold_into_one_need() {
+        let mut c = StreamCursor::new("");
+        c.place(1, 0, h(1), 4);
+        c.covered(h(1));
+        assert_eq!(c.place(1, 1_000_000, h(50), 4), FramePlace::Gap { missing: 999_999 });
+        assert_eq!(c.holes(), 0);
+        assert_eq!(c.need(), Some(h(50)));
+    }
+
+    #[test]
+    fn new_epoch_and_older_epochs() {
+        let mut c = StreamCursor::new("");
+        c.place(1, 5, h(10), 4);
+        assert_eq!(c.place(2, 0, h(30), 4), FramePlace::NewEpoch);
+        assert_eq!(c.place(1, 6, h(11), 4), FramePlace::OldEpoch);
+        assert!(c.hello(3, Some(7), Some(h(40))));
+        assert!(!c.hello(3, Some(7), Some(h(40))));
+        assert_eq!(c.place(3, 7, h(41), 4), FramePlace::InOrder);
+        assert_eq!(c.need(), Some(h(40)));
+    }
+}

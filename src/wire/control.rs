@@ -1,0 +1,235 @@
+//! Whole page messages (PROTOCOL.md section 2) given as JSON values: the
+//! payload envelopes (`readings`, `live`, `catchup`) and the control messages
+//! (`config`, `query`, `reset`).
+//!
+//! A config patch is strict: an unknown field is `bad_config` naming it, so a
+//! typo never passes silently. Everywhere else unknown fields are ignored, so
+//! version 1 can grow.
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use super::{binary, check_payload_size, json, Arrival, Envelope};
+use crate::core::config::{Config, ConfigPatch, ResourceSpec};
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::{Inbound, Query, ResetScope};
+
+/// Decodes one page message. Never panics: anything undecodable becomes
+/// `Inbound::Rejected(err)`.
+pub fn decode_message(msg: &Value, cfg: &Config) -> Inbound {
+    match try_decode(msg, cfg) {
+        Ok(inbound) => inbound,
+        Err(e) => Inbound::Rejected(e),
+    }
+}
+
+fn bad_field(why: impl Into<String>) -> CoreError {
+    CoreError::new(ErrorCode::BadField, why)
+}
+
+fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
+    let Value::Object(obj) = msg else {
+        return Err(bad_field("message: must be an object with a string `type`"));
+    };
+    if let Some(v) = obj.get("v") {
+        if v.as_f64() != Some(1.0) {
+            return Err(CoreError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("v: protocol version {v} is not supported (this worker speaks 1)"),
+            ));
+        }
+    }
+    let ty = match obj.get("type") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(bad_field("type: must be a string")),
+        None => return Err(bad_field("type: missing")),
+    };
+    match ty {
+        "readings" => payload(Envelope::Readings, obj, cfg),
+        "live" => payload(Envelope::Live, obj, cfg),
+        "catchup" => payload(Envelope::Catchup, obj, cfg),
+        "config" => match obj.get("config") {
+            Some(c) => decode_config(c).map(Inbound::Config),
+            None => Err(bad_field("config: missing")),
+        },
+        "query" => query(obj).map(Inbound::Query),
+        "reset" => match obj.get("meter") {
+            None | Some(Value::Null) => Ok(Inbound::Reset(ResetScope::All)),
+            Some(Value::String(m)) => Ok(Inbound::Reset(ResetScope::Meter(m.clone()))),
+            Some(_) => Err(bad_field("meter: must be a string")),
+        },
+        other => Err(CoreError::new(
+            ErrorCode::UnknownType,
+            format!("type: unknown message type '{}'", other.chars().take(40).collect::<String>()),
+        )),
+    }
+}
+
+/// An optional page time (`sentAt`, `receivedAt`).
+fn time(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, CoreError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| bad_field(format!("{field}: must be a number (ms since the epoch)"))),
+    }
+}
+
+fn payload(
+    envelope: Envelope,
+    obj: &Map<String, Value>,
+    cfg: &Config,
+) -> Result<Inbound, CoreError> {
+    let arrival =
+        Arrival { sent_at_ms: time(obj, "sentAt")?, received_at_ms: time(obj, "receivedAt")? };
+    match (obj.get("data"), obj.get("dataBase64")) {
+        (Some(Value::String(text)), _) => Ok(json::decode(envelope, text, arrival, cfg)),
+        (Some(inline @ (Value::Object(_) | Value::Array(_))), _) => {
+            // Re-serialised: numbers keep what the JSON value kept (f64 or
+            // integer); send `data` as a string when amounts need more digits.
+            let text = serde_json::to_string(inline)
+                .map_err(|e| bad_field(format!("data: cannot be re-serialised ({e})")))?;
+            Ok(json::decode(envelope, &text, arrival, cfg))
+        }
+        (Some(_), _) => Err(bad_field("data: must be a string of JSON or a JSON object")),
+        (None, Some(Value::String(b64))) => {
+            // Base64 is 4 characters per 3 bytes: refuse before decoding a giant.
+            check_payload_size(b64.len() / 4 * 3, cfg)?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| bad_field(format!("dataBase64: not base64 ({e})")))?;
+            Ok(binary::decode(envelope, &bytes, cfg))
+        }
+        (None, Some(_)) => Err(bad_field("dataBase64: must be a string")),
+        (None, None) => Err(bad_field("data: missing")),
+    }
+}
+
+fn query(obj: &Map<String, Value>) -> Result<Query, CoreError> {
+    let meter = || match obj.get("meter") {
+        Some(Value::String(m)) => Ok(m.clone()),
+        Some(_) => Err(bad_field("meter: must be a string")),
+        None => Err(bad_field("meter: missing (required by this query)")),
+    };
+    match obj.get("query") {
+        Some(Value::String(q)) => match q.as_str() {
+            "stats" => Ok(Query::Stats),
+            "totals" => Ok(Query::Totals),
+            "window" => Ok(Query::Window { meter: meter()? }),
+            "meter" => Ok(Query::Meter { meter: meter()? }),
+            _ => Err(bad_field("query: must be one of stats, totals, window, meter")),
+        },
+        Some(_) => Err(bad_field("query: must be a string")),
+        None => Err(bad_field("query: missing")),
+    }
+}
+
+fn bad_config(field: &str, why: &str) -> CoreError {
+    CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}"))
+}
+
+fn uint(field: &str, v: &Value) -> Result<u32, CoreError> {
+    let n = match v {
+        Value::Number(n) => super::field::whole_of(n, u64::from(u32::MAX)),
+        _ => None,
+    };
+    n.map(|n| n as u32).ok_or_else(|| bad_config(field, "must be a whole number in 0..=4294967295"))
+}
+
+fn float(field: &str, v: &Value) -> Result<f64, CoreError> {
+    v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| bad_config(field, "must be a number"))
+}
+
+fn boolean(field: &str, v: &Value) -> Result<bool, CoreError> {
+    v.as_bool().ok_or_else(|| bad_config(field, "must be true or false"))
+}
+
+fn resources(field: &str, v: &Value) -> Result<Vec<ResourceSpec>, CoreError> {
+    let shape = "must be an array of {name: string, unit: string, decimals: 0..=9}";
+    let Value::Array(list) = v else { return Err(bad_config(field, shape)) };
+    if list.len() > crate::core::config::MAX_RESOURCES {
+        return Err(bad_config(field, "must list 1..=32 resources"));
+    }
+    list.iter()
+        .map(|r| {
+            let name = r.get("name").and_then(Value::as_str);
+            let unit = r.get("unit").and_then(Value::as_str);
+            let decimals = r.get("decimals").map(|d| uint(field, d)).transpose()?;
+            match (name, unit, decimals) {
+                (Some(name), Some(unit), Some(d)) => {
+                    let decimals = u8::try_from(d).map_err(|_| bad_config(field, shape))?;
+                    Ok(ResourceSpec { name: name.into(), unit: unit.into(), decimals })
+                }
+                _ => Err(bad_config(field, shape)),
+            }
+        })
+        .collect()
+}
+
+/// Decodes a config object (the `config` field of a `config` message, the
+/// engine constructor's argument, `meterflow replay --config`) into a patch.
+/// Field names are the camelCase names of [`Config`]'s fields. An unknown
+/// field or a value of the wrong type is `bad_config` naming the field; ranges
+/// and relations are checked when the engine applies the patch.
+pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
+    let Value::Object(obj) = v else {
+        return Err(CoreError::new(ErrorCode::BadConfig, "config: must be an object"));
+    };
+    let mut p = ConfigPatch::default();
+    for (key, val) in obj {
+        let k = key.as_str();
+        macro_rules! set {
+            ($($name:literal => $f:ident : $kind:ident),* $(,)?) => {
+                match k {
+                    $( $name => p.$f = Some($kind(k, val)?), )*
+                    _ => {
+                        let shown: String = k.chars().take(64).collect();
+                        return Err(bad_config(&shown, "unknown field"));
+                    }
+                }
+            };
+        }
+        set!(
+            "window" => window: uint,
+            "maxMeters" => max_meters: uint,
+            "tickMs" => tick_ms: float,
+            "statsIntervalMs" => stats_interval_ms: float,
+            "memoryCeilingBytes" => memory_ceiling_bytes: float,
+            "reducedWindow" => reduced_window: uint,
+            "warmup" => warmup: uint,
+            "spikeZ" => spike_z: float,
+            "spikeVotesOf" => spike_votes_of: uint,
+            "spikeVotesNeeded" => spike_votes_needed: uint,
+            "driftShort" => drift_short: uint,
+            "driftZ" => drift_z: float,
+            "driftConsecutive" => drift_consecutive: uint,
+            "stuckRun" => stuck_run: uint,
+            "silentAfterMs" => silent_after_ms: float,
+            "clearAfter" => clear_after: uint,
+            "criticalFactor" => critical_factor: float,
+            "recomputeEvery" => recompute_every: uint,
+            "maxPayloadBytes" => max_payload_bytes: uint,
+            "maxBatch" => max_batch: uint,
+            "maxStreamKeys" => max_stream_keys: uint,
+            "maxAbsValue" => max_abs_value: float,
+            "maxAgeMs" => max_age_ms: float,
+            "maxFutureMs" => max_future_ms: float,
+            "maxErrorsPerBatch" => max_errors_per_batch: uint,
+            "resources" => resources: resources,
+            "historyHours" => history_hours: uint,
+            "maxOffsetMs" => max_offset_ms: float,
+            "maxClockSkewMs" => max_clock_skew_ms: float,
+            "totalsFlushMs" => totals_flush_ms: float,
+            "catchupIntervalMs" => catchup_interval_ms: float,
+            "fetchRetryMs" => fetch_retry_ms: float,
+            "maxPendingReadings" => max_pending_readings: uint,
+            "dedupWindow" => dedup_window: uint,
+            "maxMissingSeqs" => max_missing_seqs: uint,
+            "maxChannels" => max_channels: uint,
+            "nodeId" => node_id: uint,
+            "detectLive" => detect_live: boolean,
+        );
+    }
+    Ok(p)
+}

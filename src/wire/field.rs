@@ -1,0 +1,253 @@
+//! Checks of individual JSON fields, shared by the payload decoders.
+//!
+//! Each check takes the field's raw JSON text (`&RawValue`, so numbers can be
+//! read exactly) and a [`Loc`] naming where it is, and returns the value or a
+//! `CoreError` whose message names the field and whose position is the item's.
+//! These run on the slow path only where they can: decoders first try a typed
+//! fast parse and use these to explain a failure.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::core::decimal::Decimal;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::hlc::Hlc;
+use crate::core::meters::MAX_METER_ID_BYTES;
+
+/// Largest whole number accepted for epochs, sequence numbers and reading ids (2^53).
+pub(crate) const MAX_WHOLE: u64 = 1 << 53;
+
+/// Where a field is: an item of a list (`readings[3]`) or the payload itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc<'s> {
+    pub list: &'s str,
+    pub index: Option<usize>,
+}
+
+impl<'s> Loc<'s> {
+    /// The payload's top level.
+    pub fn top() -> Loc<'static> {
+        Loc { list: "", index: None }
+    }
+
+    /// Item `index` of `list`.
+    pub fn item(list: &'s str, index: usize) -> Loc<'s> {
+        Loc { list, index: Some(index) }
+    }
+
+    /// An error about `field` here (`field` may be empty for the item itself).
+    pub fn err(&self, code: ErrorCode, field: &str, why: impl std::fmt::Display) -> CoreError {
+        let path = match (self.index, field.is_empty()) {
+            (Some(i), true) => format!("{}[{i}]", self.list),
+            (Some(i), false) => format!("{}[{i}].{field}", self.list),
+            (None, _) => field.to_string(),
+        };
+        let message = format!("{path}: {why}");
+        match self.index {
+            Some(i) => CoreError::at(code, i, message),
+            None => CoreError::new(code, message),
+        }
+    }
+
+    /// `bad_field` for a missing required field.
+    pub fn missing(&self, field: &str) -> CoreError {
+        self.err(ErrorCode::BadField, field, "missing")
+    }
+}
+
+/// A short excerpt of raw JSON for messages (never the whole of a large value).
+pub(crate) fn excerpt(raw: &RawValue) -> String {
+    let s = raw.get();
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn is_number_text(raw: &RawValue) -> bool {
+    matches!(raw.get().as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+}
+
+/// A required field.
+pub(crate) fn required<'a>(
+    raw: Option<&'a RawValue>,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<&'a RawValue, CoreError> {
+    raw.ok_or_else(|| loc.missing(field))
+}
+
+/// A finite JSON number. Not a number is `bad_field`; beyond the f64 range is
+/// `out_of_range` (the caller's code: `bad_value` or `bad_timestamp`).
+pub(crate) fn number(
+    raw: &RawValue,
+    loc: Loc<'_>,
+    field: &str,
+    out_of_range: ErrorCode,
+) -> Result<f64, CoreError> {
+    if !is_number_text(raw) {
+        return Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a number, got {}", excerpt(raw)),
+        ));
+    }
+    match serde_json::from_str::<f64>(raw.get()) {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(loc.err(out_of_range, field, format_args!("{} is out of range", excerpt(raw)))),
+    }
+}
+
+/// A whole number in `0..=max`, exactly (a JSON integer beyond 2^53 is not
+/// rounded into range). Not a number is `bad_field`, anything else `bad_value`.
+pub(crate) fn whole(raw: &RawValue, loc: Loc<'_>, field: &str, max: u64) -> Result<u64, CoreError> {
+    if !is_number_text(raw) {
+        return Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a whole number, got {}", excerpt(raw)),
+        ));
+    }
+    let n = serde_json::from_str::<serde_json::Number>(raw.get()).ok();
+    match n.as_ref().and_then(|n| whole_of(n, max)) {
+        Some(v) => Ok(v),
+        None => Err(loc.err(
+            ErrorCode::BadValue,
+            field,
+            format_args!("{} is not a whole number in 0..={max}", excerpt(raw)),
+        )),
+    }
+}
+
+/// A JSON number as a whole number in `0..=max`, if it is one.
+pub(crate) fn whole_of(n: &serde_json::Number, max: u64) -> Option<u64> {
+    if let Some(u) = n.as_u64() {
+        return (u <= max).then_some(u);
+    }
+    let f = n.as_f64()?;
+    // `max` is at most 2^53 here, so `max as f64` is exact.
+    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= max as f64).then_some(f as u64)
+}
+
+/// A JSON string, borrowed when it has no escapes.
+pub(crate) fn string<'a>(
+    raw: &'a RawValue,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<Cow<'a, str>, CoreError> {
+    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
+        return Ok(Cow::Borrowed(s));
+    }
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(s) => Ok(Cow::Owned(s)),
+        Err(_) => Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a string, got {}", excerpt(raw)),
+        )),
+    }
+}
+
+/// A meter id: a string of 1..=256 bytes.
+pub(crate) fn meter_id<'a>(
+    raw: &'a RawValue,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<Cow<'a, str>, CoreError> {
+    let s = string(raw, loc, field)?;
+    check_meter_id(&s, loc, field)?;
+    Ok(s)
+}
+
+/// Checks a meter id's length (1..=256 bytes).
+pub(crate) fn check_meter_id(id: &str, loc: Loc<'_>, field: &str) -> Result<(), CoreError> {
+    if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
+        return Err(loc.err(
+            ErrorCode::BadMeterId,
+            field,
+            format_args!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// An HLC given as `{wallMs, counter}`. Not an object of two numbers is
+/// `bad_field`; parts out of range are `bad_timestamp`.
+pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Parts {
+        wall_ms: f64,
+        counter: f64,
+    }
+    let parts: Parts = serde_json::from_str(raw.get()).map_err(|_| {
+        loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be {{wallMs, counter}} numbers, got {}", excerpt(raw)),
+        )
+    })?;
+    Hlc::from_f64(parts.wall_ms, parts.counter).ok_or_else(|| {
+        loc.err(
+            ErrorCode::BadTimestamp,
+            field,
+            format_args!(
+                "wallMs {} and counter {} must be whole, wallMs <= 2^47, counter <= 65535",
+                parts.wall_ms, parts.counter
+            ),
+        )
+    })
+}
+
+/// An exact decimal given as a JSON number or a decimal string.
+pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decimal, CoreError> {
+    let text: Cow<'_, str> = if is_number_text(raw) {
+        Cow::Borrowed(raw.get())
+    } else {
+        match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(s) => s,
+            Err(_) => {
+                return Err(loc.err(
+                    ErrorCode::BadField,
+                    field,
+                    format_args!("must be a number or a decimal string, got {}", excerpt(raw)),
+                ))
+            }
+        }
+    };
+    Decimal::parse(&text).ok_or_else(|| {
+        loc.err(
+            ErrorCode::BadValue,
+            field,
+            format_args!("{} is not an exact decimal within range", excerpt(raw)),
+        )
+    })
+}
+
+/// Checks `v`, if present: it must be the number 1.
+pub(crate) fn version(raw: Option<&RawValue>) -> Result<(), CoreError> {
+    match raw {
+        None => Ok(()),
+        Some(v) if serde_json::from_str::<f64>(v.get()).is_ok_and(|x| x == 1.0) => Ok(()),
+        Some(v) => Err(CoreError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("v: protocol version {} is not supported (this worker speaks 1)", excerpt(v)),
+        )),
+    }
+}
+
+/// Maps a `serde_json` error on a whole payload to `malformed_json` (syntax)
+/// or `bad_field` (valid JSON of the wrong shape).
+pub(crate) fn payload_error(e: &serde_json::Error, what: &str) -> CoreError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            CoreError::new(ErrorCode::MalformedJson, format!("{what}: not JSON ({e})"))
+        }
+        Category::Data => CoreError::new(
+            ErrorCode::BadField,
+            format!("{what}: expected a JSON object with the documented fields ({e})"),
+        ),
+    }
+}

@@ -1,0 +1,378 @@
+//! Outbound wire shapes (PROTOCOL.md section 4): every message an object with
+//! a `type` tag, `v: 1` and camelCase fields.
+//!
+//! The shapes borrow from the core's `Outbound`, so encoding copies nothing
+//! until a serializer runs. They serialise alike with `serde_json` and
+//! `serde-wasm-bindgen`: no `u64`/`i64` ever crosses as a number beyond
+//! 2^53 − 1 (totals and counters past it become decimal strings; HLCs cross as
+//! `{wallMs, counter}`, both exact).
+
+use serde::{Serialize, Serializer};
+
+use crate::core::error::CoreError;
+use crate::core::event::{
+    AnomalyEvent, AnomalyKind, BucketTotal, ClearedEvent, FetchRequest, LedgerCounters,
+    MeterSnapshot, Outbound, ResourceTotals, StatsEvent, TotalsEvent, WarningEvent,
+};
+use crate::core::hlc::Hlc;
+
+/// Largest integer a JS number carries exactly, 2^53 − 1.
+pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// An outbound message in its wire shape. Serialise it; do not inspect it.
+#[derive(Serialize, Debug)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum WireOut<'a> {
+    Anomaly(AnomalyOut<'a>),
+    Cleared(ClearedOut<'a>),
+    Stats(StatsOut<'a>),
+    Error(ErrorOut<'a>),
+    Warning(WarningOut<'a>),
+    Window(WindowOut<'a>),
+    Meter(MeterOut<'a>),
+    Totals(TotalsOut<'a>),
+    Fetch(FetchOut<'a>),
+}
+
+/// `v`, first in every body. Bodies are plain structs (never maps, never
+/// flattened) so serde-wasm-bindgen makes plain JS objects of them.
+const V: u8 = super::PROTOCOL_VERSION;
+
+/// The wire shape of `out`.
+pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
+    match out {
+        Outbound::Anomaly(a) => WireOut::Anomaly(AnomalyOut(a)),
+        Outbound::Cleared(c) => WireOut::Cleared(ClearedOut(c)),
+        Outbound::Stats(s) => WireOut::Stats(StatsOut(s)),
+        Outbound::Error(e) => WireOut::Error(ErrorOut(e)),
+        Outbound::Warning(w) => WireOut::Warning(WarningOut(w)),
+        Outbound::Window { meter, values } => WireOut::Window(WindowOut { v: V, meter, values }),
+        Outbound::Meter(m) => WireOut::Meter(MeterOut(m)),
+        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t)),
+        Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
+    }
+}
+
+/// An integer count: a number up to 2^53 − 1 in magnitude, a decimal string past it.
+struct Count(i128);
+
+impl Serialize for Count {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match i64::try_from(self.0) {
+            Ok(x) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&x) => s.serialize_i64(x),
+            _ => s.collect_str(&self.0),
+        }
+    }
+}
+
+/// An HLC as `{wallMs, counter}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HlcOut {
+    wall_ms: u64,
+    counter: u32,
+}
+
+fn hlc(h: Hlc) -> HlcOut {
+    HlcOut { wall_ms: h.wall_ms, counter: h.counter }
+}
+
+/// The `anomaly` body.
+#[derive(Debug)]
+pub struct AnomalyOut<'a>(&'a AnomalyEvent);
+
+impl Serialize for AnomalyOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            meter: &'b str,
+            kind: &'static str,
+            severity: &'static str,
+            z: f64,
+            value: f64,
+            mean: f64,
+            std: f64,
+            ts: f64,
+            evaluations: u32,
+        }
+        let a = self.0;
+        Body {
+            v: V,
+            meter: &a.meter,
+            kind: a.kind.as_str(),
+            severity: a.severity.as_str(),
+            z: a.z,
+            value: a.value,
+            mean: a.mean,
+            std: a.std,
+            ts: a.ts,
+            evaluations: a.evaluations,
+        }
+        .serialize(s)
+    }
+}
+
+/// The `cleared` body.
+#[derive(Debug)]
+pub struct ClearedOut<'a>(&'a ClearedEvent);
+
+impl Serialize for ClearedOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            meter: &'b str,
+            kind: &'static str,
+            at: f64,
+        }
+        Body { v: V, meter: &self.0.meter, kind: self.0.kind.as_str(), at: self.0.at }.serialize(s)
+    }
+}
+
+/// The `stats` body.
+#[derive(Debug)]
+pub struct StatsOut<'a>(&'a StatsEvent);
+
+impl Serialize for StatsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            v: u8,
+            meters: u32,
+            window: u32,
+            linear_memory_bytes: f64,
+            engine_bytes: f64,
+            readings_ingested: f64,
+            readings_rejected: f64,
+            evaluations: f64,
+            last_tick_eval_ms: f64,
+            active_alerts: u32,
+        }
+        let t = self.0;
+        Body {
+            v: V,
+            meters: t.meters,
+            window: t.window,
+            linear_memory_bytes: t.linear_memory_bytes,
+            engine_bytes: t.engine_bytes,
+            readings_ingested: t.readings_ingested,
+            readings_rejected: t.readings_rejected,
+            evaluations: t.evaluations,
+            last_tick_eval_ms: t.last_tick_eval_ms,
+            active_alerts: t.active_alerts,
+        }
+        .serialize(s)
+    }
+}
+
+/// The `error` body: `code`, `message`, `position` when the error is about an item.
+#[derive(Debug)]
+pub struct ErrorOut<'a>(&'a CoreError);
+
+impl Serialize for ErrorOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            code: &'static str,
+            message: &'b str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            position: Option<u32>,
+        }
+        let e = self.0;
+        Body { v: V, code: e.code.as_str(), message: &e.message, position: e.position }.serialize(s)
+    }
+}
+
+/// The `warning` body.
+#[derive(Debug)]
+pub struct WarningOut<'a>(&'a WarningEvent);
+
+impl Serialize for WarningOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            code: &'static str,
+            message: &'b str,
+        }
+        Body { v: V, code: self.0.code, message: &self.0.message }.serialize(s)
+    }
+}
+
+/// The `window` body: `values` oldest first (the binding sends a `Float64Array`).
+#[derive(Serialize, Debug)]
+pub struct WindowOut<'a> {
+    v: u8,
+    meter: &'a str,
+    values: &'a [f64],
+}
+
+/// The `meter` body.
+#[derive(Debug)]
+pub struct MeterOut<'a>(&'a MeterSnapshot);
+
+impl Serialize for MeterOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'b> {
+            v: u8,
+            meter: &'b str,
+            count: u32,
+            mean: f64,
+            variance: f64,
+            skewness: f64,
+            excess_kurtosis: f64,
+            last_ts: f64,
+            alerts: Vec<&'static str>,
+        }
+        let m = self.0;
+        Body {
+            v: V,
+            meter: &m.meter,
+            count: m.count,
+            mean: m.mean,
+            variance: m.variance,
+            skewness: m.skewness,
+            excess_kurtosis: m.excess_kurtosis,
+            last_ts: m.last_ts,
+            alerts: m.alerts.iter().map(|k: &AnomalyKind| k.as_str()).collect(),
+        }
+        .serialize(s)
+    }
+}
+
+/// The `totals` body.
+#[derive(Debug)]
+pub struct TotalsOut<'a>(&'a TotalsEvent);
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BucketOut {
+    hour: f64,
+    total: Count,
+    as_of: Option<HlcOut>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResourceOut<'b> {
+    resource: &'b str,
+    unit: &'b str,
+    decimals: u8,
+    total: Count,
+    current_hour: Count,
+    buckets: Vec<BucketOut>,
+}
+
+fn resource_out(r: &ResourceTotals) -> ResourceOut<'_> {
+    let bucket = |b: &BucketTotal| BucketOut {
+        hour: b.hour_ms,
+        total: Count(i128::from(b.total)),
+        as_of: b.as_of.map(hlc),
+    };
+    ResourceOut {
+        resource: &r.resource,
+        unit: &r.unit,
+        decimals: r.decimals,
+        total: Count(i128::from(r.total)),
+        current_hour: Count(i128::from(r.current_hour)),
+        buckets: r.buckets.iter().map(bucket).collect(),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CountersOut {
+    live_pending: Count,
+    live_counted: Count,
+    duplicates: Count,
+    covered: Count,
+    unverifiable: Count,
+    overflow: Count,
+    late: Count,
+    rest_applied: Count,
+    stale_rest: Count,
+    refused_rest: Count,
+    refused_clocks: Count,
+    clock_regressions: Count,
+    gaps: Count,
+    fetches: Count,
+}
+
+fn counters_out(c: &LedgerCounters) -> CountersOut {
+    let n = |x: u64| Count(i128::from(x));
+    CountersOut {
+        live_pending: n(c.live_pending),
+        live_counted: n(c.live_counted),
+        duplicates: n(c.duplicates),
+        covered: n(c.covered),
+        unverifiable: n(c.unverifiable),
+        overflow: n(c.overflow),
+        late: n(c.late),
+        rest_applied: n(c.rest_applied),
+        stale_rest: n(c.stale_rest),
+        refused_rest: n(c.refused_rest),
+        refused_clocks: n(c.refused_clocks),
+        clock_regressions: n(c.clock_regressions),
+        gaps: n(c.gaps),
+        fetches: n(c.fetches),
+    }
+}
+
+impl Serialize for TotalsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'b> {
+            v: u8,
+            hlc: HlcOut,
+            node: u32,
+            as_of: Option<HlcOut>,
+            incomplete: bool,
+            current_hour: f64,
+            resources: Vec<ResourceOut<'b>>,
+            counters: CountersOut,
+        }
+        let t = self.0;
+        Body {
+            v: V,
+            hlc: hlc(t.hlc),
+            node: t.node,
+            as_of: t.as_of.map(hlc),
+            incomplete: t.incomplete,
+            current_hour: t.current_hour_ms,
+            resources: t.resources.iter().map(resource_out).collect(),
+            counters: counters_out(&t.counters),
+        }
+        .serialize(s)
+    }
+}
+
+/// The `fetch` body: `reason`, `minAsOf` (HLC or `null`), `fromHour`.
+#[derive(Debug)]
+pub struct FetchOut<'a>(&'a FetchRequest);
+
+impl Serialize for FetchOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            v: u8,
+            reason: &'static str,
+            min_as_of: Option<HlcOut>,
+            from_hour: f64,
+        }
+        let f = self.0;
+        Body {
+            v: V,
+            reason: f.reason.as_str(),
+            min_as_of: f.min_as_of.map(hlc),
+            from_hour: f.from_hour_ms,
+        }
+        .serialize(s)
+    }
+}

@@ -1,0 +1,351 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Ledger scenarios, one behaviour each: the seed's overwrite bug, stale results,
+//! coalescing, clocks, gaps, roll-off, limits and bad items. The simulation in
+//! `ledger_sim.rs` checks the same rules under random interleavings.
+
+use meterflow::core::config::{Config, ConfigPatch, ResourceSpec};
+use meterflow::core::decimal::Decimal;
+use meterflow::core::error::ErrorCode;
+use meterflow::core::event::{
+    Catchup, CatchupBucket, FetchReason, Inbound, KeyScope, LiveBinding, LiveFrame, Outbound,
+    StreamHello, TotalsEvent,
+};
+use meterflow::core::hlc::Hlc;
+use meterflow::core::ledger::HOUR_MS;
+use meterflow::core::Engine;
+
+/// 10:30 on an hour boundary day; hour 10 starts at `H10`.
+const H10: f64 = 1_764_064_800_000.0;
+const NOW: f64 = H10 + 1_800_000.0;
+
+fn stamp(ms: f64) -> Hlc {
+    Hlc { wall_ms: ms as u64, counter: 0 }
+}
+
+/// A frame of `(meter, resource, id, ts, amount)` readings.
+fn frame(epoch: u64, seq: u64, at: f64, readings: &[(&str, &str, u64, f64, &str)]) -> Inbound {
+    let mut f =
+        LiveFrame { epoch, seq, stamp: stamp(at), scope: KeyScope::Batch, ..Default::default() };
+    for (i, &(meter, resource, id, ts, amount)) in readings.iter().enumerate() {
+        f.bindings.push(LiveBinding {
+            key: i as u32,
+            meter: meter.into(),
+            resource: resource.into(),
+        });
+        f.keys.push(i as u32);
+        f.ids.push(id);
+        f.ts.push(ts);
+        f.amounts.push(Decimal::parse(amount).unwrap());
+    }
+    Inbound::Live(f)
+}
+
+/// A REST result at `as_of` covering hours 4..=10 with the given water totals.
+fn rest(as_of: f64, water: &[(f64, &str)]) -> Inbound {
+    Inbound::Catchup(Catchup {
+        as_of: stamp(as_of),
+        from_hour_ms: Some(H10 - 6.0 * HOUR_MS),
+        to_hour_ms: Some(H10),
+        buckets: water
+            .iter()
+            .enumerate()
+            .map(|(i, &(hour_ms, total))| CatchupBucket {
+                resource: "water".into(),
+                hour_ms,
+                total: Decimal::parse(total).unwrap(),
+                position: i as u32,
+            })
+            .collect(),
+        server_time_ms: Some(as_of),
+        ..Default::default()
+    })
+}
+
+struct Harness {
+    e: Engine,
+    out: Vec<Outbound>,
+}
+
+impl Harness {
+    fn new(patch: ConfigPatch) -> Self {
+        let mut e = Engine::new(Config::default().apply(&patch).unwrap()).unwrap();
+        let hello = StreamHello {
+            epoch: 1,
+            next_seq: Some(0),
+            stamp: Some(stamp(NOW - 1.0)),
+            server_time_ms: Some(NOW),
+            ..Default::default()
+        };
+        let out = e.handle(Inbound::Hello(hello), NOW);
+        Harness { e, out }
+    }
+
+    fn send(&mut self, input: Inbound, at: f64) -> &mut Self {
+        let out = self.e.handle(input, at);
+        self.out.extend(out);
+        self
+    }
+
+    fn totals(&mut self, at: f64) -> TotalsEvent {
+        match self.e.handle(Inbound::Query(meterflow::core::event::Query::Totals), at).pop() {
+            Some(Outbound::Totals(t)) => t,
+            other => panic!("no totals: {other:?}"),
+        }
+    }
+
+    fn errors(&self) -> Vec<(ErrorCode, Option<u32>)> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Outbound::Error(e) => Some((e.code, e.position)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn fetches(&self) -> Vec<FetchReason> {
+        self.out
+            .iter()
+            .filter_map(|o| match o {
+                Outbound::Fetch(f) => Some(f.reason),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Water's current hour (10:00), in units of 0.001 m3.
+fn water_now(t: &TotalsEvent) -> i64 {
+    t.resources[0].current_hour
+}
+
+#[test]
+fn rest_result_never_overwrites_live_readings_it_does_not_include() {
+    // The seed's bug: REST replaced the current hour and dropped ~30 s of stream.
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1.000")]), NOW + 120.0);
+    h.send(frame(1, 1, NOW + 200.0, &[("a", "water", 2, NOW, "2.000")]), NOW + 220.0);
+    // The REST result was computed at NOW+150: it includes reading 1 (stamp 100)
+    // but not reading 2 (stamp 200).
+    h.send(rest(NOW + 150.0, &[(H10, "101.000")]), NOW + 300.0);
+    let t = h.totals(NOW + 300.0);
+    assert_eq!(water_now(&t), 103_000, "REST 101 (with reading 1) + live reading 2");
+    assert!(!t.incomplete);
+    assert_eq!((t.counters.live_pending, t.counters.live_counted), (1, 2));
+}
+
+#[test]
+fn stale_rest_is_discarded_and_counted() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW + 500.0, &[(H10, "10")]), NOW + 600.0);
+    h.send(rest(NOW + 400.0, &[(H10, "9")]), NOW + 700.0);
+    let t = h.totals(NOW + 700.0);
+    assert_eq!(water_now(&t), 10_000);
+    assert_eq!((t.counters.rest_applied, t.counters.stale_rest), (1, 1));
+}
+
+#[test]
+fn duplicated_and_covered_readings_count_once() {
+    let mut h = Harness::new(ConfigPatch::default());
+    let f =
+        frame(1, 0, NOW + 100.0, &[("a", "water", 7, NOW, "0.5"), ("b", "energy", 7, NOW, "0.25")]);
+    h.send(f.clone(), NOW + 110.0).send(f.clone(), NOW + 120.0);
+    let t = h.totals(NOW + 130.0);
+    assert_eq!((t.resources[0].current_hour, t.resources[1].current_hour), (500, 250));
+    assert_eq!(t.counters.duplicates, 2);
+    // A REST result covering the frame, then the frame once more: covered.
+    h.send(rest(NOW + 100.0, &[(H10, "0.5")]), NOW + 140.0);
+    h.send(f, NOW + 150.0);
+    let t = h.totals(NOW + 160.0);
+    assert_eq!(t.resources[0].current_hour, 500);
+    assert_eq!(t.resources[1].current_hour, 0, "energy's REST part (0) now covers its reading");
+    assert_eq!(t.counters.covered, 2);
+}
+
+#[test]
+fn totals_are_coalesced_to_one_per_flush_and_only_on_change() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[]), NOW + 1.0);
+    let mut totals = 0;
+    for k in 0..100u64 {
+        h.send(
+            frame(1, k, NOW + 10.0 + k as f64, &[("a", "water", k + 1, NOW, "1")]),
+            NOW + 20.0 + k as f64,
+        );
+    }
+    for _ in 0..3 {
+        totals +=
+            h.e.handle(Inbound::Flush, NOW + 250.0)
+                .iter()
+                .filter(|o| matches!(o, Outbound::Totals(_)))
+                .count();
+    }
+    assert_eq!(totals, 1, "100 frames, three flushes: one totals event");
+}
+
+#[test]
+fn skewed_laptop_clock_accepts_frames_and_runaway_stamps_are_refused() {
+    // The laptop is 3 minutes behind; the hello carries the server's time.
+    let laptop = NOW - 180_000.0;
+    let mut e = Engine::default();
+    let hello = StreamHello {
+        epoch: 1,
+        next_seq: Some(0),
+        stamp: None,
+        server_time_ms: Some(NOW),
+        ..Default::default()
+    };
+    e.handle(Inbound::Hello(hello), laptop);
+    e.handle(rest(NOW, &[]), laptop + 50.0); // answers the hello's catch-up request
+    let out = e.handle(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1")]), laptop + 120.0);
+    assert!(!out.iter().any(|o| matches!(o, Outbound::Error(_))), "{out:?}");
+    // A stamp 10 s ahead of the corrected clock: refused, named, clock unchanged.
+    let out = e.handle(frame(1, 1, NOW + 10_200.0, &[("a", "water", 2, NOW, "1")]), laptop + 200.0);
+    let err = out.iter().find_map(|o| match o {
+        Outbound::Error(e) => Some(e.clone()),
+        _ => None,
+    });
+    let err = err.expect("clock_ahead error");
+    assert_eq!(err.code, ErrorCode::ClockAhead);
+    assert!(err.message.contains("ahead of the corrected clock"), "{}", err.message);
+    assert!(out.iter().any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Clock)));
+    let t =
+        match e.handle(Inbound::Query(meterflow::core::event::Query::Totals), laptop + 300.0).pop()
+        {
+            Some(Outbound::Totals(t)) => t,
+            o => panic!("{o:?}"),
+        };
+    assert!(
+        t.hlc.wall_ms < (NOW + 10_000.0) as u64,
+        "the worker clock did not follow: {:?}",
+        t.hlc
+    );
+    assert_eq!(t.counters.refused_clocks, 1);
+    assert_eq!(t.resources[0].current_hour, 1_000, "the refused frame's reading is not counted");
+    assert!(t.incomplete);
+}
+
+#[test]
+fn gap_asks_for_a_catch_up_at_once_and_a_covering_result_clears_it() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[]), NOW + 1.0);
+    h.out.clear();
+    h.send(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1")]), NOW + 110.0);
+    h.send(frame(1, 3, NOW + 400.0, &[("a", "water", 4, NOW, "1")]), NOW + 410.0);
+    assert_eq!(h.fetches(), vec![FetchReason::Gap]);
+    assert!(h.totals(NOW + 420.0).incomplete);
+    // A result whose watermark stops before the frame that revealed the gap does not clear it.
+    h.send(rest(NOW + 350.0, &[(H10, "3")]), NOW + 500.0);
+    assert!(h.totals(NOW + 510.0).incomplete);
+    h.send(rest(NOW + 400.0, &[(H10, "4")]), NOW + 600.0);
+    let t = h.totals(NOW + 610.0);
+    assert!(!t.incomplete);
+    assert_eq!(water_now(&t), 4_000);
+}
+
+#[test]
+fn rolled_off_hours_count_late_and_new_hours_start_empty() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[(H10 - 6.0 * HOUR_MS, "5"), (H10, "1")]), NOW + 1.0);
+    let t = h.totals(NOW + 2.0);
+    assert_eq!(t.resources[0].buckets.len(), 7);
+    assert_eq!(t.resources[0].total, 6_000);
+    // An hour later hour 4 has rolled off; a backfilled reading for it is late.
+    let later = NOW + HOUR_MS;
+    h.send(frame(1, 0, later, &[("a", "water", 1, H10 - 6.0 * HOUR_MS + 5.0, "1")]), later + 10.0);
+    assert_eq!(h.errors(), vec![(ErrorCode::LateReading, Some(0))]);
+    let t = h.totals(later + 20.0);
+    assert_eq!(t.counters.late, 1);
+    assert_eq!(t.resources[0].total, 1_000, "hour 4 left the window");
+    assert_eq!(t.resources[0].current_hour, 0, "hour 11 starts empty");
+}
+
+#[test]
+fn pending_limit_defers_to_the_next_catch_up_and_says_so() {
+    let mut h = Harness::new(ConfigPatch { max_pending_readings: Some(2), ..Default::default() });
+    h.send(rest(NOW, &[]), NOW + 1.0);
+    h.out.clear();
+    let readings: Vec<(&str, &str, u64, f64, &str)> =
+        (1..=4).map(|i| ("a", "water", i, NOW, "1")).collect();
+    h.send(frame(1, 0, NOW + 100.0, &readings), NOW + 110.0);
+    assert!(h.errors().contains(&(ErrorCode::PayloadTooLarge, None)));
+    assert_eq!(h.fetches(), vec![FetchReason::PendingLimit]);
+    let t = h.totals(NOW + 120.0);
+    assert_eq!((water_now(&t), t.counters.overflow, t.incomplete), (2_000, 2, true));
+    h.send(rest(NOW + 100.0, &[(H10, "4")]), NOW + 200.0);
+    let t = h.totals(NOW + 210.0);
+    assert_eq!((water_now(&t), t.counters.live_pending, t.incomplete), (4_000, 0, false));
+}
+
+#[test]
+fn bad_items_are_named_and_the_rest_of_the_frame_applies() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[]), NOW + 1.0);
+    h.out.clear();
+    h.send(
+        frame(
+            1,
+            0,
+            NOW + 100.0,
+            &[
+                ("a", "water", 1, NOW, "0.0005"), // finer than 0.001
+                ("a", "gas", 2, NOW, "1"),        // not configured
+                ("a", "water", 3, NOW, "-1"),     // negative
+                ("a", "water", 4, NOW, "2.5"),
+            ],
+        ),
+        NOW + 110.0,
+    );
+    let errs = h.errors();
+    assert!(errs.contains(&(ErrorCode::BadValue, Some(0))), "{errs:?}");
+    assert!(errs.iter().any(|e| e.0 == ErrorCode::UnknownResource), "{errs:?}");
+    assert!(errs.contains(&(ErrorCode::BadValue, Some(2))), "{errs:?}");
+    let t = h.totals(NOW + 120.0);
+    assert_eq!(water_now(&t), 2_500);
+    assert!(t.incomplete, "refused readings are the server's: a catch-up must carry them");
+}
+
+#[test]
+fn totals_past_two_to_the_53_stay_exact() {
+    let mut h = Harness::new(ConfigPatch {
+        resources: Some(vec![ResourceSpec::new("water", "m3", 9)]),
+        ..Default::default()
+    });
+    h.send(rest(NOW, &[(H10, "9007199.254740993")]), NOW + 1.0);
+    h.send(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "0.000000001")]), NOW + 110.0);
+    let t = h.totals(NOW + 120.0);
+    assert_eq!(water_now(&t), 9_007_199_254_740_994);
+}
+
+#[test]
+fn first_timer_asks_for_history() {
+    let mut e = Engine::default();
+    let out = e.handle(Inbound::Flush, NOW);
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Startup)));
+    let t = out.iter().find_map(|o| match o {
+        Outbound::Totals(t) => Some(t.clone()),
+        _ => None,
+    });
+    assert!(t.expect("initial totals").incomplete, "no history yet");
+}
+
+#[test]
+fn a_result_with_a_malformed_bucket_is_refused_whole_and_retried() {
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(rest(NOW, &[(H10, "7")]), NOW + 1.0);
+    h.send(frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1")]), NOW + 110.0);
+    // The decoder dropped a bad bucket (say, hour 10's) and reported it.
+    let Inbound::Catchup(mut c) = rest(NOW + 200.0, &[]) else { unreachable!() };
+    c.errors.push(meterflow::core::error::CoreError::at(ErrorCode::BadValue, 0, "total: bad"));
+    h.send(Inbound::Catchup(c), NOW + 210.0);
+    let t = h.totals(NOW + 220.0);
+    assert_eq!(water_now(&t), 8_000, "hour 10 keeps REST 7 + live 1, not 0");
+    assert_eq!((t.counters.refused_rest, t.counters.rest_applied), (1, 1));
+    // An unknown resource alone does not poison a result.
+    let Inbound::Catchup(mut c) = rest(NOW + 300.0, &[(H10, "9")]) else { unreachable!() };
+    c.errors.push(meterflow::core::error::CoreError::at(ErrorCode::UnknownResource, 1, "gas"));
+    h.send(Inbound::Catchup(c), NOW + 310.0);
+    assert_eq!(water_now(&h.totals(NOW + 320.0)), 9_000);
+}

@@ -1,0 +1,231 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Replay end to end: the example recordings under `tests/data/`, the timer
+//! schedule, bad lines, and the `meterflow` binary itself.
+
+use std::process::Command;
+
+use meterflow::core::config::{Config, ConfigPatch};
+use meterflow::replay::{replay, ReplaySummary, MAX_FIRES_PER_GAP};
+use serde_json::Value;
+
+const T0: f64 = 1764064800000.0;
+const BASIC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/replay_basic.ndjson");
+
+fn run(input: &str, cfg: Config) -> (ReplaySummary, Vec<Value>) {
+    let mut out = Vec::new();
+    let summary = replay(input.as_bytes(), &mut out, cfg).unwrap();
+    let lines = String::from_utf8(out).unwrap();
+    let values = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (summary, values)
+}
+
+fn of_type<'a>(out: &'a [Value], ty: &str) -> Vec<&'a Value> {
+    out.iter().filter(|v| v["type"] == ty).collect()
+}
+
+fn rel_t(v: &Value) -> f64 {
+    v["t"].as_f64().unwrap() - T0
+}
+
+#[test]
+fn basic_recording_replays_as_documented() {
+    let text = std::fs::read_to_string(BASIC).unwrap();
+    let (s, out) = run(&text, Config::default());
+    assert_eq!((s.lines, s.messages, s.bad_lines, s.rejected), (15, 14, 1, 1));
+    // Ticks every 500 ms from t0 + 500 through the last t (t0 + 2600) plus one
+    // tick interval; flushes every 250 ms over the same span.
+    assert_eq!((s.ticks, s.flushes), (6, 12));
+    assert_eq!(s.outputs as usize, out.len());
+
+    let ts: Vec<f64> = out.iter().map(rel_t).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "output t must not decrease: {ts:?}");
+    assert!(ts.iter().all(|&t| t <= 2600.0 + 500.0));
+    assert!(out.iter().all(|v| v["v"] == 1 && v["type"].is_string()));
+
+    // Every error names its line; line 9 (live) and 10 (catchup) are the
+    // ledger's to answer and not checked here.
+    let errors: Vec<(u64, &str, Option<u64>)> = of_type(&out, "error")
+        .into_iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["code"].as_str().unwrap(), e["position"].as_u64()))
+        .filter(|(line, _, _)| *line != 9 && *line != 10)
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (4, "malformed_json", None),
+            (5, "bad_field", Some(1)),
+            (13, "unknown_meter", None),
+            (14, "unknown_type", None)
+        ]
+    );
+    assert!(of_type(&out, "error")[0]["message"].as_str().unwrap().starts_with("line 4:"));
+
+    // Stats from the timer: the first tick, then every statsIntervalMs (1000).
+    let timer_stats: Vec<f64> =
+        of_type(&out, "stats").into_iter().filter(|v| v.get("line").is_none()).map(rel_t).collect();
+    assert_eq!(timer_stats, vec![500.0, 1500.0, 2500.0]);
+    let queried = of_type(&out, "stats").into_iter().find(|v| v["line"] == 15).unwrap();
+    // 7 readings plus the live frame's one (live readings feed the anomaly windows).
+    assert_eq!(
+        (queried["meters"].as_u64(), queried["readingsIngested"].as_f64()),
+        (Some(3), Some(8.0))
+    );
+    assert_eq!(queried["readingsRejected"].as_f64(), Some(1.0));
+
+    let windows = of_type(&out, "window");
+    assert_eq!(windows[0]["meter"], "pump-17");
+    assert_eq!(windows[0]["values"], serde_json::json!([12.5, 12.75, 12.5]));
+    assert_eq!((rel_t(windows[0]), windows[0]["line"].as_u64()), (1300.0, Some(7)));
+    assert_eq!(windows[1]["values"], serde_json::json!([]), "pump-18 was reset");
+    let meter = of_type(&out, "meter")[0];
+    assert_eq!((meter["meter"].as_str(), meter["count"].as_u64()), (Some("pump-18"), Some(2)));
+    assert_eq!(meter["mean"].as_f64(), Some(3.375));
+}
+
+fn cfg(patch: ConfigPatch) -> Config {
+    Config::default().apply(&patch).unwrap()
+}
+
+fn line(t: f64, rest: &str) -> String {
+    format!("{{\"t\":{},{rest}}}\n", T0 + t)
+}
+
+#[test]
+fn timers_fire_in_order_and_restart_when_config_changes_them() {
+    // Every tick emits stats, so stats lines show the tick schedule.
+    let c = cfg(ConfigPatch { stats_interval_ms: Some(1.0), ..Default::default() });
+    let input = [
+        line(0.0, r#""type":"query","query":"totals""#),
+        line(1250.0, r#""type":"query","query":"totals""#),
+        line(1300.0, r#""type":"config","config":{"tickMs":200,"totalsFlushMs":100}"#),
+        line(1700.0, r#""type":"query","query":"totals""#),
+    ]
+    .concat();
+    let (s, out) = run(&input, c.clone());
+    let ticks: Vec<f64> = of_type(&out, "stats").into_iter().map(rel_t).collect();
+    assert_eq!(ticks, vec![500.0, 1000.0, 1500.0, 1700.0, 1900.0]);
+    // Flushes: 250..=1250 every 250 (5), then restarted at 1300 every 100 up to 1900 (6).
+    assert_eq!((s.ticks, s.flushes), (5, 11));
+    // An unchanged interval does not restart its timer.
+    let input = [
+        line(0.0, r#""type":"query","query":"totals""#),
+        line(700.0, r#""type":"config","config":{"tickMs":500,"spikeZ":6}"#),
+        line(1100.0, r#""type":"query","query":"totals""#),
+    ]
+    .concat();
+    let (_, out) = run(&input, c);
+    let ticks: Vec<f64> = of_type(&out, "stats").into_iter().map(rel_t).collect();
+    assert_eq!(ticks, vec![500.0, 1000.0, 1500.0]);
+}
+
+#[test]
+fn bad_lines_are_reported_and_replay_continues() {
+    let input = [
+        line(0.0, r#""type":"query","query":"stats""#),
+        "not json\n".to_string(),
+        "\n".to_string(),
+        "{\"type\":\"query\",\"query\":\"stats\"}\n".to_string(),
+        "{\"t\":\"soon\",\"type\":\"query\",\"query\":\"stats\"}\n".to_string(),
+        line(-5.0, r#""type":"query","query":"stats""#),
+        line(10.0, r#""type":"query","query":"stats","v":2"#),
+        line(20.0, r#""type":"query","query":"stats""#),
+    ]
+    .concat();
+    let (s, out) = run(&input, Config::default());
+    assert_eq!((s.lines, s.messages, s.bad_lines, s.rejected), (8, 3, 4, 1));
+    let errors: Vec<(u64, &str)> = of_type(&out, "error")
+        .into_iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (2, "malformed_json"),
+            (4, "bad_field"),
+            (5, "bad_field"),
+            (6, "bad_timestamp"),
+            (7, "unsupported_version")
+        ]
+    );
+    let stats_lines: Vec<u64> =
+        of_type(&out, "stats").into_iter().filter_map(|v| v["line"].as_u64()).collect();
+    assert_eq!(stats_lines, vec![1, 8]);
+}
+
+#[test]
+fn a_huge_gap_skips_timer_fires_with_a_warning_instead_of_hanging() {
+    let input = [
+        line(0.0, r#""type":"query","query":"stats""#),
+        line(1e12, r#""type":"query","query":"stats""#),
+    ]
+    .concat();
+    let (s, out) = run(&input, Config::default());
+    let warnings = of_type(&out, "warning");
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0]["code"], "replay_gap");
+    assert!(s.skipped_fires > MAX_FIRES_PER_GAP);
+    // After the gap the schedule resumes: one more tick at the end.
+    assert_eq!(s.ticks, 1);
+}
+
+#[test]
+fn an_empty_recording_produces_nothing() {
+    let (s, out) = run("", Config::default());
+    assert_eq!(s, ReplaySummary::default());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn the_binary_replays_files_and_stdin_and_refuses_bad_usage() {
+    let bin = env!("CARGO_BIN_EXE_meterflow");
+    let out = Command::new(bin).args(["replay", BASIC]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut expected = Vec::new();
+    replay(std::fs::read(BASIC).unwrap().as_slice(), &mut expected, Config::default()).unwrap();
+    assert_eq!(out.stdout, expected, "the binary prints what the library writes");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 15 lines"));
+
+    // --config: a JSON object of config fields; stdin with `-`.
+    let dir = std::env::temp_dir().join(format!("meterflow-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(&config, r#"{"tickMs": 1000}"#).unwrap();
+    let mut child = Command::new(bin)
+        .args(["replay", "-", "--config", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(line(0.0, r#""type":"query","query":"stats""#).as_bytes()).unwrap();
+        stdin.write_all(line(2500.0, r#""type":"query","query":"stats""#).as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 ticks"), "tickMs 1000 over 0..=3500: {stderr}");
+
+    let bad = |args: &[&str], code: i32, needle: &str| {
+        let out = Command::new(bin).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    bad(&[], 2, "usage: meterflow replay");
+    bad(&["replay"], 2, "missing the recording");
+    bad(&["play", BASIC], 2, "unknown command 'play'");
+    bad(&["replay", BASIC, "--speed"], 2, "unknown option '--speed'");
+    bad(&["replay", BASIC, "--config"], 2, "--config needs a file");
+    bad(&["replay", BASIC, BASIC], 2, "unexpected argument");
+    bad(&["replay", "/nonexistent/rec.ndjson"], 1, "/nonexistent/rec.ndjson");
+    std::fs::write(&config, r#"{"tickMz": 1000}"#).unwrap();
+    bad(&["replay", BASIC, "--config", config.to_str().unwrap()], 1, "config.tickMz");
+    std::fs::write(&config, r#"{"window": 3}"#).unwrap();
+    bad(&["replay", BASIC, "--config", config.to_str().unwrap()], 1, "config.window");
+    let help = Command::new(bin).arg("--help").output().unwrap();
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("usage"));
+    std::fs::remove_dir_all(&dir).ok();
+}
