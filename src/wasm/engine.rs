@@ -9,7 +9,7 @@ use super::outbound::to_js_array;
 use super::types::{ConfigJs, PageMessageJs, WorkerMessages};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
-use crate::core::event::{Inbound, Outbound};
+use crate::core::event::Outbound;
 use crate::core::Engine;
 use crate::wire;
 use js_sys::Reflect;
@@ -86,12 +86,8 @@ pub(crate) fn config_from_js(config: &JsValue) -> Result<Config, JsValue> {
             format!("config is not plain JSON-like data: {e}"),
         ))
     })?;
-    let msg = serde_json::json!({ "type": "config", "config": value });
-    match wire::decode_message(&msg, &Config::default()) {
-        Inbound::Config(patch) => Config::default().apply(&patch).map_err(|e| range_error(&e)),
-        Inbound::Rejected(e) => Err(range_error(&e)),
-        _ => Err(range_error(&CoreError::new(ErrorCode::BadConfig, "config was not understood"))),
-    }
+    let patch = wire::decode_config(&value).map_err(|e| range_error(&e))?;
+    Config::default().apply(&patch).map_err(|e| range_error(&e))
 }
 
 /// A `RangeError` carrying the error's `code` (and `position`, if any).

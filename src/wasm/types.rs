@@ -22,10 +22,10 @@ export type ErrorCode =
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
 
-/** A resource the ledger totals. */
+/** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
 
-/** Configuration fields (all optional in a patch); defaults in the README. */
+/** Configuration fields (all optional in a patch; unknown fields are refused); defaults in the README. */
 export interface MeterflowConfig {
   window?: number; maxMeters?: number; tickMs?: number; statsIntervalMs?: number;
   memoryCeilingBytes?: number; reducedWindow?: number; warmup?: number;
@@ -73,7 +73,7 @@ export interface StatsMessage {
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
 }
-export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number | null; }
+export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: string; message: string; }
 export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }
 export interface MeterMessage {
@@ -87,17 +87,19 @@ export interface ResourceTotals {
   resource: string; unit: string; decimals: number; total: Total; currentHour: Total;
   buckets: TotalsBucket[];
 }
+/** Ledger counters; like totals, a count beyond 2^53 − 1 is a decimal string. */
 export interface LedgerCounters {
-  livePending: number; liveCounted: number; duplicates: number; covered: number;
-  unverifiable: number; overflow: number; late: number; restApplied: number;
-  staleRest: number; refusedClocks: number; clockRegressions: number; gaps: number;
-  fetches: number;
+  livePending: Total; liveCounted: Total; duplicates: Total; covered: Total;
+  unverifiable: Total; overflow: Total; late: Total; restApplied: Total;
+  staleRest: Total; refusedRest: Total; refusedClocks: Total; clockRegressions: Total;
+  gaps: Total; fetches: Total;
 }
 export interface TotalsMessage {
   type: "totals"; v: 1; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
   currentHour: number; resources: ResourceTotals[]; counters: LedgerCounters;
 }
-export type FetchReason = "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup";
+export type FetchReason =
+  | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
 export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; }
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
