@@ -1,0 +1,27 @@
+// The human-readable table of benchmark results (shared by the page and run.mjs).
+
+const f = (x, digits = 0) =>
+  Number.isFinite(x) ? x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–';
+
+/** @param {object[]} results one entry per size, as bench/worker.js posts them */
+export function formatTable(results) {
+  const rows = [
+    ['meters', (r) => f(r.meters)],
+    ['tick, all meters dirty: median ms', (r) => f(r.tick.medianMs, 3)],
+    ['  min / max ms', (r) => `${f(r.tick.minMs, 3)} / ${f(r.tick.maxMs, 3)}`],
+    ['  inside wasm (engine), median ms', (r) => f(r.tick.engineMedianMs, 3)],
+    ['binary ingest, readings/s', (r) => f(r.binary.readingsPerSec)],
+    ['  MB/s of frames', (r) => f(r.binary.mbPerSec, 1)],
+    ['JSON ingest, readings/s', (r) => f(r.json.readingsPerSec)],
+    ['  MB/s of JSON text', (r) => f(r.json.mbPerSec, 1)],
+    ['fill (1,200/meter, binary), readings/s', (r) => f(r.fill.readingsPerSec)],
+    ['linear memory, bytes/meter', (r) => f(r.memory.linearBytesPerMeter)],
+    ['engine estimate, bytes/meter', (r) => f(r.memory.engineBytesPerMeter)],
+    ['linear memory, MB', (r) => f(r.memory.linearMemoryBytes / 1e6, 1)],
+  ];
+  const cols = [rows.map(([name]) => name), ...results.map((r) => rows.map(([, get]) => get(r)))];
+  const widths = cols.map((c) => Math.max(...c.map((s) => s.length)));
+  return rows
+    .map((_, i) => cols.map((c, j) => (j === 0 ? c[i].padEnd(widths[j]) : c[i].padStart(widths[j]))).join('  '))
+    .join('\n');
+}

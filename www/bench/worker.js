@@ -1,0 +1,178 @@
+// The benchmark worker: one size, one fresh wasm instance, `MeterflowEngine`
+// used directly (no postMessage in the timed paths).
+//
+// For N meters it
+//   1. binds the meters and fills every window (1,200 readings each) with binary
+//      frames, one reading per meter per frame;
+//   2. times ticks with every meter dirty (one binary frame before each tick);
+//   3. times binary ingest: `engine.handle({type:'readings', data: ArrayBuffer})`,
+//      which includes the JS→wasm copy, decoding and ingest (frames are built
+//      beforehand; only their shared timestamp is rewritten in place);
+//   4. times JSON ingest the same way with prebuilt JSON strings (the string
+//      crosses into wasm as UTF-8, then is parsed);
+//   5. reports linear memory per meter and the engine's own estimate.
+import init, { MeterflowEngine } from '../pkg/meterflow.js';
+import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
+
+const WINDOW = 1200;
+const STEP_MS = 500;
+
+self.onmessage = async (e) => {
+  try {
+    await init();
+    self.postMessage(run(e.data));
+  } catch (err) {
+    self.postMessage({ error: String(err?.stack ?? err) });
+  }
+};
+
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Fails loudly if the engine reported an error: a benchmark of refused input measures nothing. */
+function check(out, what) {
+  for (const m of out) {
+    if (m.type === 'error' || m.type === 'warning') throw new Error(`${what}: ${m.type} ${m.code}: ${m.message}`);
+  }
+  return out;
+}
+
+function run({ meters, smoke }) {
+  const rand = random(meters);
+  const engine = new MeterflowEngine({ maxMeters: meters, memoryCeilingBytes: 1e12, statsIntervalMs: 1 });
+  const ids = Array.from({ length: meters }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
+  const encoder = new ReadingFrameEncoder(ids);
+  const level = Float64Array.from(ids, (_, i) => 50 + (i % 100));
+  const values = () => Float64Array.from(level, (l) => l + (rand() + rand() + rand() - 1.5) * 2);
+
+  // Prebuilt frames without bindings, cycled; their shared ts is rewritten in place.
+  const first = encoder.frame(0, values()); // binds every meter
+  const frames = Array.from({ length: 8 }, () => encoder.frame(0, values()));
+  const tsAt = sharedTsOffset(frames[0]);
+  const views = frames.map((f) => new DataView(f));
+  const frameBytes = frames[0].byteLength;
+  let k = 0;
+  const nextFrame = (ts) => {
+    const i = k++ % frames.length;
+    views[i].setFloat64(tsAt, ts, true);
+    return frames[i];
+  };
+
+  // 1. Fill every window: readings from 10 minutes ago up to now.
+  const start = Date.now() - WINDOW * STEP_MS;
+  new DataView(first).setFloat64(sharedTsOffset(first), start, true);
+  let t0 = performance.now();
+  check(engine.handle({ type: 'readings', data: first }, Date.now()), 'bind');
+  for (let s = 1; s < WINDOW; s++) {
+    check(engine.handle({ type: 'readings', data: nextFrame(start + s * STEP_MS) }, Date.now()), 'fill');
+  }
+  const fillSeconds = (performance.now() - t0) / 1000;
+  const tickOut = engine.tick(Date.now()); // evaluates the fill, starts the stats clock
+  const statsAfterFill = check(tickOut, 'first tick').find((m) => m.type === 'stats');
+  if (!statsAfterFill || statsAfterFill.meters !== meters || statsAfterFill.window !== WINDOW) {
+    throw new Error(`fill did not track ${meters} meters with window ${WINDOW}: ${JSON.stringify(statsAfterFill)}`);
+  }
+
+  // 2. Ticks with every meter dirty. Engine time advances one step per round (a
+  // virtual clock running ahead of Date.now() by at most rounds × 500 ms, well
+  // inside maxFutureMs), so each tick's stats carry the previous tick's time as
+  // measured inside wasm.
+  const rounds = smoke ? 3 : 30;
+  const tickMs = [];
+  const engineTickMs = [];
+  let clock = Date.now();
+  for (let r = 0; r < rounds; r++) {
+    clock += STEP_MS;
+    check(engine.handle({ type: 'readings', data: nextFrame(clock) }, clock), 'tick frame');
+    t0 = performance.now();
+    const out = engine.tick(clock);
+    tickMs.push(performance.now() - t0);
+    const stats = check(out, 'tick').find((m) => m.type === 'stats');
+    if (stats && r > 0) engineTickMs.push(stats.lastTickEvalMs);
+  }
+
+  // 3. Binary ingest, windows full.
+  const binaryTarget = smoke ? 3 * meters : Math.max(3_000_000, 20 * meters);
+  const binaryFrames = Math.ceil(binaryTarget / meters);
+  let binaryMs = 0;
+  for (let i = 0; i < binaryFrames; i++) {
+    const data = nextFrame(Date.now() - 1000);
+    const msg = { type: 'readings', data };
+    t0 = performance.now();
+    const out = engine.handle(msg, Date.now());
+    binaryMs += performance.now() - t0;
+    if (out.length) check(out, 'binary ingest');
+  }
+  const binaryReadings = binaryFrames * meters;
+
+  // 4. JSON ingest, same meters, prebuilt strings.
+  const jsonTexts = Array.from({ length: 4 }, () => {
+    const v = values();
+    const now = Date.now() - 1000;
+    const items = ids.map((id, i) => `{"meter":"${id}","ts":${now},"value":${v[i]}}`);
+    return `{"type":"readings","readings":[${items.join(',')}]}`;
+  });
+  const jsonTarget = smoke ? 2 * meters : Math.max(1_000_000, 8 * meters);
+  const jsonMessages = Math.ceil(jsonTarget / meters);
+  let jsonMs = 0;
+  let jsonBytes = 0;
+  for (let i = 0; i < jsonMessages; i++) {
+    const data = jsonTexts[i % jsonTexts.length];
+    t0 = performance.now();
+    const out = engine.handle({ type: 'readings', data }, Date.now());
+    jsonMs += performance.now() - t0;
+    jsonBytes += data.length;
+    if (out.length) check(out, 'JSON ingest');
+  }
+  const jsonReadings = jsonMessages * meters;
+
+  // 5. Memory.
+  const stats = engine.handle({ type: 'query', query: 'stats' }, Date.now()).find((m) => m.type === 'stats');
+  const linearMemoryBytes = engine.linearMemoryBytes();
+  engine.free();
+  return {
+    meters,
+    window: WINDOW,
+    fill: { seconds: fillSeconds, readingsPerSec: (meters * WINDOW) / fillSeconds },
+    tick: {
+      rounds,
+      medianMs: median(tickMs),
+      minMs: Math.min(...tickMs),
+      maxMs: Math.max(...tickMs),
+      engineMedianMs: engineTickMs.length ? median(engineTickMs) : NaN,
+    },
+    binary: {
+      readings: binaryReadings,
+      frameBytes,
+      bytesPerReading: frameBytes / meters,
+      readingsPerSec: binaryReadings / (binaryMs / 1000),
+      mbPerSec: (binaryFrames * frameBytes) / 1e6 / (binaryMs / 1000),
+    },
+    json: {
+      readings: jsonReadings,
+      bytesPerReading: jsonBytes / jsonReadings,
+      readingsPerSec: jsonReadings / (jsonMs / 1000),
+      mbPerSec: jsonBytes / 1e6 / (jsonMs / 1000),
+    },
+    memory: {
+      linearMemoryBytes,
+      linearBytesPerMeter: linearMemoryBytes / meters,
+      engineBytes: stats.engineBytes,
+      engineBytesPerMeter: stats.engineBytes / meters,
+      readingsIngested: stats.readingsIngested,
+      readingsRejected: stats.readingsRejected,
+    },
+  };
+}
