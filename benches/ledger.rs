@@ -6,6 +6,8 @@
 //!   (`detectLive: false`) to isolate the ledger; `ledger+detect` turns it on.
 //! - `ledger/rest_merge`: applying one REST result of 7 hours x 3 resources
 //!   while 60 s of live readings (10,000/s) are pending, so retirement is timed too.
+//! - `ledger/rest_merge/json_5000_meters_x7h_x3r`: decoding and merging a REST
+//!   body of per-meter totals, 5,000 meters x 7 hours x 3 resources (105,000 entries).
 //! - Before the groups run, the memory the ledger holds for pending readings
 //!   after 60 s at 10,000 readings/s (no REST result in between) is printed.
 //!
@@ -92,6 +94,7 @@ fn rest(as_of_ms: f64) -> Catchup {
     for (r, name) in RESOURCES.iter().enumerate() {
         for h in 0..7 {
             buckets.push(CatchupBucket {
+                meter: None,
                 resource: (*name).into(),
                 hour_ms: H10 - f64::from(6 - h) * HOUR_MS,
                 total: Decimal::new(1_000_000 + r as i64 + i64::from(h), 3),
@@ -184,5 +187,62 @@ fn pending_memory(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, pending_memory, frame, rest_merge);
+/// A REST body listing per-meter totals: 5,000 meters x 7 hours x 3 resources
+/// (105,000 entries, as issue 3 sizes it).
+fn per_meter_body(as_of_ms: f64) -> String {
+    let mut body = format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{},"counter":0}},"from":{},"to":{},"buckets":["#,
+        as_of_ms as u64,
+        H10 - 6.0 * HOUR_MS,
+        H10
+    );
+    for m in 0..METERS {
+        for h in 0..7 {
+            for (r, name) in RESOURCES.iter().enumerate() {
+                if m + h + r as u32 > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!(
+                    r#"{{"meter":"meter-{m:05}","resource":"{name}","hour":{},"total":"{}.{:03}"}}"#,
+                    H10 - f64::from(6 - h) * HOUR_MS,
+                    m % 97,
+                    h * 7 + r as u32
+                ));
+            }
+        }
+    }
+    body.push_str("]}");
+    body
+}
+
+fn rest_merge_per_meter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ledger");
+    g.sample_size(10);
+    let cfg = Config::default();
+    let mut as_of = NOW;
+    let mut feed = Feed::new(false);
+    g.throughput(Throughput::Elements(u64::from(METERS) * 7 * 3));
+    g.bench_function("rest_merge/json_5000_meters_x7h_x3r", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                as_of += 1_000.0;
+                let body = per_meter_body(as_of); // not timed
+                let t = Instant::now();
+                let input = meterflow::wire::decode_text(
+                    meterflow::wire::Envelope::Catchup,
+                    &body,
+                    Default::default(),
+                    &cfg,
+                );
+                black_box(feed.engine.handle(input, as_of + 10.0));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pending_memory, frame, rest_merge, rest_merge_per_meter);
 criterion_main!(benches);

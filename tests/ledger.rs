@@ -50,6 +50,7 @@ fn rest(as_of: f64, water: &[(f64, &str)]) -> Inbound {
             .iter()
             .enumerate()
             .map(|(i, &(hour_ms, total))| CatchupBucket {
+                meter: None,
                 resource: "water".into(),
                 hour_ms,
                 total: Decimal::parse(total).unwrap(),
@@ -348,4 +349,32 @@ fn a_result_with_a_malformed_bucket_is_refused_whole_and_retried() {
     c.errors.push(meterflow::core::error::CoreError::at(ErrorCode::UnknownResource, 1, "gas"));
     h.send(Inbound::Catchup(c), NOW + 310.0);
     assert_eq!(water_now(&h.totals(NOW + 320.0)), 9_000);
+}
+
+#[test]
+fn per_meter_totals_are_summed_and_a_meter_listed_twice_is_refused() {
+    let mut h = Harness::new(ConfigPatch::default());
+    let per_meter = |as_of: f64, entries: &[(&str, &str)]| {
+        let Inbound::Catchup(mut c) = rest(as_of, &[]) else { unreachable!() };
+        for (i, &(meter, total)) in entries.iter().enumerate() {
+            c.buckets.push(CatchupBucket {
+                meter: Some(meter.into()),
+                resource: "water".into(),
+                hour_ms: H10,
+                total: Decimal::parse(total).unwrap(),
+                position: i as u32,
+            });
+        }
+        Inbound::Catchup(c)
+    };
+    h.send(per_meter(NOW, &[("a", "1.5"), ("b", "2"), ("c", "0.25")]), NOW + 1.0);
+    assert_eq!(water_now(&h.totals(NOW + 2.0)), 3_750);
+    h.out.clear();
+    h.send(per_meter(NOW + 100.0, &[("a", "9"), ("a", "9")]), NOW + 101.0);
+    assert_eq!(h.errors(), vec![(ErrorCode::BadValue, Some(1))]);
+    let t = h.totals(NOW + 102.0);
+    assert_eq!(water_now(&t), 3_750, "the hour with a duplicated meter keeps its previous value");
+    let hour10 = t.resources[0].buckets.last().unwrap();
+    assert_eq!(hour10.as_of, Some(stamp(NOW)), "hour 10 keeps the previous watermark");
+    assert_eq!(t.as_of, Some(stamp(NOW + 100.0)), "the other hours took the new one");
 }

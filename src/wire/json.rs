@@ -394,6 +394,8 @@ fn hello(doc: &Doc<'_>) -> Result<StreamHello, CoreError> {
 
 #[derive(Deserialize)]
 struct Bucket<'a> {
+    #[serde(borrow, default)]
+    meter: Option<Cow<'a, str>>,
     #[serde(borrow)]
     resource: Cow<'a, str>,
     hour: f64,
@@ -403,6 +405,8 @@ struct Bucket<'a> {
 
 #[derive(Deserialize)]
 struct RawBucket<'a> {
+    #[serde(borrow, default)]
+    meter: Option<&'a RawValue>,
     #[serde(borrow, default)]
     resource: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -463,7 +467,16 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
             let hour_ms = check_hour(b.hour, loc, "hour")?;
             let total = check_amount(field::decimal(b.total, loc, "total")?, spec, loc, "total")?;
             let position = pos as u32;
-            Ok(CatchupBucket { resource: b.resource.into_owned(), hour_ms, total, position })
+            if let Some(m) = &b.meter {
+                field::check_meter_id(m, loc, "meter")?;
+            }
+            Ok(CatchupBucket {
+                meter: b.meter.map(Cow::into_owned),
+                resource: b.resource.into_owned(),
+                hour_ms,
+                total,
+                position,
+            })
         });
         match checked {
             Ok(b) => c.buckets.push(b),
@@ -481,5 +494,6 @@ fn explain_bucket<'a>(raw: &'a RawValue, loc: Loc<'_>) -> Result<Bucket<'a>, Cor
     let hour =
         field::number(field::required(b.hour, loc, "hour")?, loc, "hour", ErrorCode::BadTimestamp)?;
     let total = field::required(b.total, loc, "total")?;
-    Ok(Bucket { resource, hour, total })
+    let meter = b.meter.map(|m| field::meter_id(m, loc, "meter")).transpose()?;
+    Ok(Bucket { meter, resource, hour, total })
 }

@@ -191,6 +191,7 @@ impl Server {
             .into_iter()
             .enumerate()
             .map(|(i, ((r, h), units))| CatchupBucket {
+                meter: None,
                 resource: RESOURCES[r].to_string(),
                 hour_ms: h as f64 * HOUR_MS,
                 total: Decimal::new(units, 3),

@@ -88,9 +88,12 @@ pub struct Catchup {
     pub errors: Vec<CoreError>,
 }
 
-/// One hourly total in a REST result.
+/// One hourly total in a REST result: a resource's, or one meter's share of it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CatchupBucket {
+    /// Set when the result lists per-meter totals; the ledger sums them per
+    /// resource and hour. An hour is listed either per meter or once in total.
+    pub meter: Option<String>,
     pub resource: String,
     /// Start of the hour, ms since the epoch (a multiple of 3,600,000).
     pub hour_ms: f64,

@@ -29,6 +29,8 @@ mod live;
 
 pub use buckets::{hour_of, HOUR_MS};
 
+use rustc_hash::FxHashSet;
+
 use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
@@ -61,6 +63,14 @@ pub struct Ledger {
     dirty: bool,
     /// Readings to feed the anomaly windows: `(meter, ts, value)`.
     feed: Vec<(u32, f64, f64)>,
+}
+
+/// How an hour of a resource is listed in a catch-up result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listed {
+    No,
+    Total,
+    PerMeter,
 }
 
 /// Longest hour range a catch-up result may span.
@@ -426,16 +436,18 @@ impl Ledger {
         let span = (to - from + 1) as usize;
         let nres = self.resources.len();
         let mut totals: Vec<Option<i64>> = vec![Some(0); nres * span];
-        let mut seen = vec![false; nres * span];
+        let mut listed = vec![Listed::No; nres * span];
+        // Per-meter entries: each (meter, slot) at most once.
+        let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
         for b in &c.buckets {
             let pos = b.position as usize;
             let Some(r) = self.resources.iter().position(|s| s.name == b.resource) else {
+                // Not a resource this dashboard totals (the decoder drops these first).
                 sink.push(CoreError::at(
                     ErrorCode::UnknownResource,
                     pos,
-                    format!("resource '{}' is not configured", b.resource),
+                    format!("resource '{}' is not configured; bucket ignored", b.resource),
                 ));
-                clean = false;
                 continue;
             };
             let Some(h) = hour_of(b.hour_ms).filter(|h| (from..=to).contains(h)) else {
@@ -449,31 +461,46 @@ impl Ledger {
             };
             let i = r * span + (h - from) as usize;
             let decimals = self.resources.get(r).map_or(0, |s| s.decimals);
-            let units = match b.total.to_units(decimals) {
-                Ok(u) if u >= 0 => u,
-                _ => {
-                    sink.push(CoreError::at(ErrorCode::BadValue, pos, format!("total for {} hour {} is negative, too large or finer than the resolution", b.resource, b.hour_ms)));
-                    if let Some(t) = totals.get_mut(i) {
-                        *t = None;
+            let problem = match (b.total.to_units(decimals), listed.get(i).copied(), &b.meter) {
+                (Ok(u), _, _) if u < 0 => Some("is negative".to_string()),
+                (Err(_), _, _) => Some("is too large or finer than the resolution".to_string()),
+                (Ok(_), Some(Listed::Total), None) => Some("is listed twice".to_string()),
+                (Ok(_), Some(Listed::PerMeter), None) | (Ok(_), Some(Listed::Total), Some(_)) => {
+                    Some("mixes a resource total with per-meter totals".to_string())
+                }
+                (Ok(_), _, Some(m)) if !meters.insert((m.as_str(), i)) => {
+                    Some(format!("lists meter '{m}' twice"))
+                }
+                (Ok(u), _, m) => {
+                    let kind = if m.is_some() { Listed::PerMeter } else { Listed::Total };
+                    if let Some(l) = listed.get_mut(i) {
+                        *l = kind;
                     }
-                    clean = false;
-                    continue;
+                    match totals.get_mut(i) {
+                        Some(Some(t)) => match t.checked_add(u) {
+                            Some(sum) => {
+                                *t = sum;
+                                None
+                            }
+                            None => Some("overflows when summed".to_string()),
+                        },
+                        _ => None,
+                    }
                 }
             };
-            if seen.get_mut(i).is_some_and(|s| std::mem::replace(s, true)) {
+            if let Some(why) = problem {
                 sink.push(CoreError::at(
-                    ErrorCode::BadField,
+                    ErrorCode::BadValue,
                     pos,
-                    format!("bucket {} hour {} is listed twice", b.resource, b.hour_ms),
+                    format!(
+                        "{} hour {}: total {why}; that hour keeps its previous value",
+                        b.resource, b.hour_ms
+                    ),
                 ));
                 if let Some(t) = totals.get_mut(i) {
                     *t = None;
                 }
                 clean = false;
-                continue;
-            }
-            if let Some(t) = totals.get_mut(i) {
-                *t = t.and(Some(units));
             }
         }
         sink.finish();
