@@ -69,7 +69,7 @@ demo: deps
 	node www/serve.mjs $(PORT)
 
 bench:
-	cargo bench --bench engine
+	cargo bench
 
 bench-browser: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
