@@ -18,20 +18,20 @@ export CHROMEDRIVER
 # The worker suite waits on real timers; give the runner room on a loaded machine.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
-PKG := www/pkg/meterflow_bg.wasm
-
 .PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native \
         test-worker build e2e bench-smoke
 
+# Every step runs even when an earlier one failed (so one CI run shows every
+# failure); `make test` fails at the end if any did.
+TEST_STEPS := fmt clippy clippy-wasm test-native test-worker build e2e bench-smoke
+
 test: deps
-	@$(STEP) fmt $(MAKE) --no-print-directory fmt
-	@$(STEP) clippy $(MAKE) --no-print-directory clippy
-	@$(STEP) clippy-wasm32 $(MAKE) --no-print-directory clippy-wasm
-	@$(STEP) cargo-test $(MAKE) --no-print-directory test-native
-	@$(STEP) worker-tests $(MAKE) --no-print-directory test-worker
-	@$(STEP) wasm-build $(MAKE) --no-print-directory build
-	@$(STEP) e2e $(MAKE) --no-print-directory e2e
-	@$(STEP) bench-smoke $(MAKE) --no-print-directory bench-smoke
+	@failed=""; \
+	for step in $(TEST_STEPS); do \
+	  $(STEP) $$step $(MAKE) --no-print-directory $$step || failed="$$failed $$step"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; \
+	echo "make test: every step passed"
 
 deps:
 	@$(STEP) install-deps scripts/install-deps.sh
