@@ -331,6 +331,9 @@ impl Config {
         if self.drift_z >= self.spike_z * f64::from(self.drift_short).sqrt() {
             return bad("driftZ", "must be below spikeZ·sqrt(driftShort), or drift can never fire");
         }
+        if self.drift_consecutive > 65_535 || self.clear_after > 65_535 {
+            return bad("driftConsecutive/clearAfter", "must be at most 65535");
+        }
         if self.drift_consecutive == 0 || self.clear_after == 0 || self.recompute_every == 0 {
             return bad("driftConsecutive/clearAfter/recomputeEvery", "must be >= 1");
         }

@@ -15,6 +15,7 @@ use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Sev
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
 use super::rules;
+use super::short::ShortWindow;
 use super::state::{index, Pending, Verdicts, KINDS};
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
@@ -31,6 +32,8 @@ pub(super) struct Finding {
 /// The context of one tick: engine time, the windows, names and the outputs.
 pub(super) struct Judge<'a> {
     pub now: f64,
+    /// √drift_short, computed once per tick.
+    pub sqrt_short: f64,
     pub windows: &'a Windows,
     pub names: &'a MeterTable,
     pub cfg: &'a Config,
@@ -39,7 +42,7 @@ pub(super) struct Judge<'a> {
 
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`.
-    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, r: &Pending) {
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, short: &mut ShortWindow, r: &Pending) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
         let warm = mo.n >= f64::from(cfg.warmup);
@@ -50,9 +53,9 @@ impl Judge<'_> {
 
         // Spike: the largest |z| since the last evaluation against the threshold
         // in force, then the vote over the last `spike_votes_of` evaluations.
+        // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
-        let z = r.peak_d / r.peak_var.sqrt();
-        let breach = warm && z.abs() > threshold;
+        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * r.peak_var;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
@@ -60,36 +63,46 @@ impl Judge<'_> {
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
-        self.settle(m, v, AnomalyKind::Spike, breach, raise, || Finding {
-            z,
-            value: r.peak_x,
-            mean: r.peak_mean,
-            std: r.peak_var.sqrt(),
-            ts: r.peak_ts,
-            evaluations: rules::vote_span(votes),
-            critical: z.abs() >= critical_factor * threshold,
+        self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
+            let std = r.peak_var.sqrt();
+            let z = r.peak_d / std;
+            Finding {
+                z,
+                value: r.peak_x,
+                mean: r.peak_mean,
+                std,
+                ts: r.peak_ts,
+                evaluations: rules::vote_span(votes),
+                critical: z.abs() >= critical_factor * threshold,
+            }
         });
 
         // Drift: the clipped mean of the newest `drift_short` samples against the
-        // window mean, in standard errors.
+        // window mean, in standard errors std/√k (see `rules::drift_sum`, kept
+        // up to date in O(1) by `ShortWindow`).
         let k = cfg.drift_short as usize;
-        let (dz, short) = if warm && self.windows.len(m) >= k {
-            rules::drift(self.windows.newest(m, k), mean, std, cfg.spike_z)
+        let sum = if warm && self.windows.len(m) >= k {
+            short.clipped_sum(self.windows, m, k, r.new as usize, mean, cfg.spike_z * std)
         } else {
-            (0.0, mean)
+            short.invalidate();
+            0.0
         };
-        let breach = dz.abs() > cfg.drift_z;
+        let sqrt_short = self.sqrt_short;
+        let breach = sum.abs() > cfg.drift_z * sqrt_short * std;
         v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
-        let raise = v.drift_run >= cfg.drift_consecutive;
+        let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
         let run = v.drift_run;
-        self.settle(m, v, AnomalyKind::Drift, breach, raise, || Finding {
-            z: dz,
-            value: short,
-            mean,
-            std,
-            ts: r.last_ts,
-            evaluations: run,
-            critical: dz.abs() >= critical_factor * cfg.drift_z,
+        self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
+            let z = sum / (std * sqrt_short);
+            Finding {
+                z,
+                value: mean + sum / (sqrt_short * sqrt_short),
+                mean,
+                std,
+                ts: r.last_ts,
+                evaluations: u32::from(run),
+                critical: z.abs() >= critical_factor * cfg.drift_z,
+            }
         });
 
         // Stuck: the newest `stuck_run` readings identical while the window still
@@ -173,7 +186,7 @@ impl Judge<'_> {
             if raise {
                 self.raise(m, v, kind, finding());
             }
-        } else if v.calm[i] >= self.cfg.clear_after {
+        } else if u32::from(v.calm[i]) >= self.cfg.clear_after {
             v.active &= !(1 << i);
             v.critical &= !(1 << i);
             self.out.push(Outbound::Cleared(ClearedEvent {

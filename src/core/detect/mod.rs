@@ -18,13 +18,14 @@
 //!   dirty meter ([`evaluate`]), then the silence check, which visits meters
 //!   only when one of them can have become silent (see [`SilenceSchedule`]).
 //!
-//! Invariants: `pending`, `verdicts` and `seen` have one entry per meter;
+//! Invariants: `pending`, `verdicts`, `short` and `seen` have one entry per meter;
 //! `pending[m].new > 0` exactly when `m` is on `dirty`, once; nothing here
 //! panics or allocates per reading.
 #![forbid(unsafe_code)]
 
 mod evaluate;
 mod rules;
+mod short;
 mod state;
 
 use super::config::Config;
@@ -33,6 +34,7 @@ use super::meters::MeterTable;
 use super::moments::Moments;
 use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
+use short::ShortWindow;
 use state::{Pending, Verdicts};
 
 /// Per-meter detection state in flat arrays.
@@ -42,6 +44,8 @@ pub struct Detector {
     pending: Vec<Pending>,
     /// What evaluations remember per meter.
     verdicts: Vec<Verdicts>,
+    /// The drift statistic's running short-term sum per meter.
+    short: Vec<ShortWindow>,
     /// Engine time of each meter's last evaluation (−∞ before its first). A
     /// meter's readings arrived at most one tick before this.
     seen: Vec<f64>,
@@ -80,16 +84,18 @@ impl SilenceSchedule {
 impl Detector {
     /// Adds state for a new meter.
     pub fn add_meter(&mut self) {
-        // Grow by a quarter (at least 64) instead of doubling: the estimate in
+        // Grow by an eighth (at least 64) instead of doubling: the estimate in
         // `bytes` counts capacity, and the per-meter budget is tight.
         if self.pending.len() == self.pending.capacity() {
-            let extra = (self.pending.len() / 4).max(64);
+            let extra = (self.pending.len() / 8).max(64);
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
+            self.short.reserve_exact(extra);
             self.seen.reserve_exact(extra);
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());
+        self.short.push(ShortWindow::default());
         self.seen.push(f64::NEG_INFINITY);
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
@@ -111,6 +117,9 @@ impl Detector {
         *p = Pending::default();
         if let Some(v) = self.verdicts.get_mut(m) {
             *v = Verdicts::default();
+        }
+        if let Some(s) = self.short.get_mut(m) {
+            *s = ShortWindow::default();
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
@@ -168,20 +177,24 @@ impl Detector {
         if !now_ms.is_finite() {
             return 0;
         }
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out };
+        let sqrt_short = f64::from(cfg.drift_short).sqrt();
+        let mut judge = Judge { now: now_ms, sqrt_short, windows, names, cfg, out };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(seen)) =
-                (self.pending.get_mut(m), self.verdicts.get_mut(m), self.seen.get_mut(m))
-            else {
+            let (Some(p), Some(v), Some(short), Some(seen)) = (
+                self.pending.get_mut(m),
+                self.verdicts.get_mut(m),
+                self.short.get_mut(m),
+                self.seen.get_mut(m),
+            ) else {
                 continue;
             };
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, p);
+            judge.evaluate(m, v, short, p);
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
@@ -232,6 +245,7 @@ impl Detector {
     pub fn bytes(&self) -> usize {
         self.pending.capacity() * std::mem::size_of::<Pending>()
             + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
+            + self.short.capacity() * std::mem::size_of::<ShortWindow>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()

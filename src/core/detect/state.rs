@@ -3,7 +3,8 @@
 //! [`Pending`] is what `observe` writes on the ingest path: exactly one cache
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
-//! Neither holds a pointer: a meter's whole detection state is 100 bytes.
+//! Neither holds a pointer; with `short::ShortWindow` and the last evaluation
+//! time a meter's whole detection state is 140 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -76,13 +77,15 @@ pub(super) struct Verdicts {
     /// while a spike vote is open, so a spike's own readings cannot raise the
     /// bar it is judged against.
     pub widen: f32,
-    /// Consecutive evaluations whose drift statistic breached.
-    pub drift_run: u32,
+    /// Consecutive evaluations whose drift statistic breached (saturating;
+    /// `drift_consecutive` is at most 65,535).
+    pub drift_run: u16,
     /// Evaluations since the one that received the first reading of the
     /// current run of identical readings.
     pub stuck_evals: u32,
-    /// Per kind: evaluations without a breach since the last one (saturating).
-    pub calm: [u32; 4],
+    /// Per kind: evaluations without a breach since the last one (saturating;
+    /// `clear_after` is at most 65,535).
+    pub calm: [u16; 4],
     /// Per kind (bit [`index`]): an alert is active.
     pub active: u8,
     /// Per kind: the active alert has been raised as critical.
@@ -118,7 +121,8 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
-        assert!(std::mem::size_of::<Verdicts>() <= 40);
+        assert_eq!(std::mem::size_of::<Verdicts>(), 24);
+        assert_eq!(std::mem::size_of::<super::super::short::ShortWindow>(), 40);
     }
 
     #[test]
