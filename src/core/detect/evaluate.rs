@@ -96,7 +96,7 @@ impl Judge<'_> {
             let z = sum / (std * sqrt_short);
             Finding {
                 z,
-                value: mean + sum / (sqrt_short * sqrt_short),
+                value: mean + sum / f64::from(cfg.drift_short),
                 mean,
                 std,
                 ts: r.last_ts,

@@ -3,9 +3,10 @@
 //! are written for users in `docs/DETECTION.md`.
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
-//! [`Windows`]. Its own state is two fixed-size records per meter in flat `Vec`s
-//! indexed by the dense meter index ([`state`]), plus a list of *dirty* meters,
-//! those with readings since their last evaluation.
+//! [`Windows`]. Its own state is a few fixed-size records per meter in flat
+//! `Vec`s indexed by the dense meter index ([`state`], [`short`]; 140 bytes a
+//! meter), plus a list of *dirty* meters, those with readings since their last
+//! evaluation.
 //!
 //! Two entry points, with different budgets:
 //!
