@@ -268,7 +268,10 @@ mod tests {
         }
         let mut s = ShortWindow::default();
         // k + new > samples held: scan; then `new >= k`: scan again.
-        assert_eq!(s.clipped_sum(&w, 0, 8, 4, 5.0, 100.0), (2..10).map(|x| x as f64 - 5.0).sum());
+        assert_eq!(
+            s.clipped_sum(&w, 0, 8, 4, 5.0, 100.0),
+            (2..10).map(|x| x as f64 - 5.0).sum::<f64>()
+        );
         assert_eq!(s.clipped_sum(&w, 0, 8, 8, 5.0, 100.0), 4.0);
     }
 }
