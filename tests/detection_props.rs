@@ -92,7 +92,7 @@ fn apply(stream: &mut [Step], regimes: &[(Regime, usize)], seed: u64) {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     };
-    let mut spans = regimes.iter().cycle().flat_map(|&(r, n)| std::iter::repeat(r).take(n));
+    let mut spans = regimes.iter().cycle().flat_map(|&(r, n)| std::iter::repeat_n(r, n));
     for s in stream {
         match spans.next() {
             Some(Regime::Flat(v)) => s.x = v,
