@@ -491,7 +491,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "maxOffsetMs": 1000, "maxClockSkewMs": 60000, "totalsFlushMs": 500,
         "catchupIntervalMs": 30000, "fetchRetryMs": 2000, "maxPendingReadings": 1000,
         "dedupWindow": 128, "maxMissingSeqs": 100, "maxChannels": 4, "nodeId": 9,
-        "detectLive": false
+        "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
     let p = decode_config(&all).unwrap();
     let c = Config::default().apply(&p).unwrap();
@@ -513,6 +513,9 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         silent_after_ms: 90000.0,
         clear_after: 12,
         critical_factor: 3.0,
+        std_floor: 0.001,
+        std_floor_rel: 0.0001,
+        spike_widen_max: 3.0,
         recompute_every: 50,
         max_payload_bytes: 1_000_000,
         max_batch: 10_000,

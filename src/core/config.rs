@@ -43,6 +43,14 @@ pub struct Config {
     pub clear_after: u32,
     /// |z| at or above `critical_factor` x threshold makes an alert critical.
     pub critical_factor: f64,
+    /// Absolute floor under the window standard deviation a z-score divides by
+    /// (reading units), so a flat window never divides by zero.
+    pub std_floor: f64,
+    /// Floor under that standard deviation relative to |window mean|.
+    pub std_floor_rel: f64,
+    /// Most the tail adaptation may widen the spike threshold: at most
+    /// `spike_widen_max` x `spike_z`.
+    pub spike_widen_max: f64,
     /// Exact recompute of a meter's moments after this many removals.
     pub recompute_every: u32,
     /// Largest accepted payload (JSON text or binary frame), in bytes.
@@ -132,6 +140,9 @@ impl Default for Config {
             silent_after_ms: 60_000.0,
             clear_after: 10,
             critical_factor: 2.0,
+            std_floor: 1e-6,
+            std_floor_rel: 1e-6,
+            spike_widen_max: 2.0,
             recompute_every: 100,
             max_payload_bytes: 16 << 20,
             max_batch: 1_000_000,
@@ -181,6 +192,9 @@ pub struct ConfigPatch {
     pub silent_after_ms: Option<f64>,
     pub clear_after: Option<u32>,
     pub critical_factor: Option<f64>,
+    pub std_floor: Option<f64>,
+    pub std_floor_rel: Option<f64>,
+    pub spike_widen_max: Option<f64>,
     pub recompute_every: Option<u32>,
     pub max_payload_bytes: Option<u32>,
     pub max_batch: Option<u32>,
@@ -210,6 +224,8 @@ macro_rules! patch_fields {
     };
 }
 
+/// Smallest `std_floor`: its square stays a normal positive `f64`.
+pub const MIN_STD_FLOOR: f64 = 1e-12;
 /// Hard upper bound on the window so `meters x window` never overflows.
 pub const MAX_WINDOW: u32 = 1 << 20;
 /// Hard upper bound on meters (dense indices are `u32`; the slab is addressed by `usize`).
@@ -239,6 +255,9 @@ impl Config {
             silent_after_ms,
             clear_after,
             critical_factor,
+            std_floor,
+            std_floor_rel,
+            spike_widen_max,
             recompute_every,
             max_payload_bytes,
             max_batch,
@@ -297,6 +316,23 @@ impl Config {
         }
         if self.stuck_run < 2 || self.stuck_run > self.reduced_window {
             return bad("stuckRun", "must be in 2..=reducedWindow");
+        }
+        if !(self.std_floor.is_finite() && self.std_floor >= MIN_STD_FLOOR) {
+            return bad("stdFloor", "must be finite and >= 1e-12");
+        }
+        if !(self.std_floor_rel >= 0.0 && self.std_floor_rel <= 1.0) {
+            return bad("stdFloorRel", "must be in 0..=1");
+        }
+        if !(self.spike_widen_max >= 1.0 && self.spike_widen_max <= 100.0) {
+            return bad("spikeWidenMax", "must be in 1..=100");
+        }
+        // Each reading moves the drift statistic by at most spikeZ standard
+        // deviations (docs/DETECTION.md), so its largest value is spikeZ·√driftShort.
+        if self.drift_z >= self.spike_z * f64::from(self.drift_short).sqrt() {
+            return bad("driftZ", "must be below spikeZ·sqrt(driftShort), or drift can never fire");
+        }
+        if self.drift_consecutive > 65_535 || self.clear_after > 65_535 {
+            return bad("driftConsecutive/clearAfter", "must be at most 65535");
         }
         if self.drift_consecutive == 0 || self.clear_after == 0 || self.recompute_every == 0 {
             return bad("driftConsecutive/clearAfter/recomputeEvery", "must be >= 1");
@@ -377,8 +413,7 @@ mod tests {
     #[test]
     fn patch_changes_only_named_fields() {
         let p = ConfigPatch { spike_z: Some(6.0), ..Default::default() };
-        let c = Config::default().apply(&p).unwrap();
-        assert_eq!(c.spike_z, 6.0);
-        assert_eq!(c.window, 1_200);
+        let c = Config::default().apply(&p);
+        assert_eq!(c.as_ref().map(|c| (c.spike_z, c.window)), Ok((6.0, 1_200)));
     }
 }

@@ -146,11 +146,11 @@ mod tests {
 
     #[test]
     fn converts_to_units_or_refuses() {
-        let d = Decimal::parse("0.125").unwrap();
+        let d = Decimal::new(125, 3);
         assert_eq!(d.to_units(3), Ok(125));
         assert_eq!(d.to_units(6), Ok(125_000));
         assert_eq!(d.to_units(2), Err(UnitsError::TooFine));
-        assert_eq!(Decimal::parse("0.100").unwrap().to_units(1), Ok(1));
+        assert_eq!(Decimal::parse("0.100").map(|d| d.to_units(1)), Some(Ok(1)));
         assert_eq!(Decimal::new(i64::MAX, 0).to_units(1), Err(UnitsError::Overflow));
     }
 

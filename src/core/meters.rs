@@ -86,9 +86,9 @@ mod tests {
     #[test]
     fn interning_is_stable_and_bounded() {
         let mut t = MeterTable::default();
-        assert_eq!(t.intern("a", 2).unwrap(), (0, true));
-        assert_eq!(t.intern("b", 2).unwrap(), (1, true));
-        assert_eq!(t.intern("a", 2).unwrap(), (0, false));
+        assert_eq!(t.intern("a", 2), Ok((0, true)));
+        assert_eq!(t.intern("b", 2), Ok((1, true)));
+        assert_eq!(t.intern("a", 2), Ok((0, false)));
         let e = t.intern("c", 2).unwrap_err();
         assert_eq!(e.code, ErrorCode::MeterCapacity);
         assert!(e.message.contains("'c'"));

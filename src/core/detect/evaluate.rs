@@ -1,0 +1,247 @@
+//! One evaluation of one meter, and the silence check.
+//!
+//! An evaluation turns what [`Pending`] collected since the meter's last one
+//! into a breach / no-breach verdict per kind, then [`Judge::settle`] applies the
+//! alert life cycle, the same for every kind:
+//!
+//! - not active: raise when the kind's rule says so (spike: votes; drift:
+//!   consecutive breaches; stuck: the breach itself);
+//! - active: clear after `clear_after` evaluations in a row without a breach,
+//!   otherwise re-raise once, as critical, if a breach meets the critical rule
+//!   while the alert is still a warning. Nothing else is repeated.
+
+use super::super::config::Config;
+use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
+use super::super::meters::MeterTable;
+use super::super::windows::Windows;
+use super::rules;
+use super::short::ShortWindow;
+use super::state::{index, Pending, Verdicts, KINDS};
+
+/// What an anomaly event reports about the reading (or statistic) behind it.
+pub(super) struct Finding {
+    pub z: f64,
+    pub value: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub ts: f64,
+    pub evaluations: u32,
+    pub critical: bool,
+}
+
+/// The context of one tick: engine time, the windows, names and the outputs.
+pub(super) struct Judge<'a> {
+    pub now: f64,
+    /// √drift_short, computed once per tick.
+    pub sqrt_short: f64,
+    pub windows: &'a Windows,
+    pub names: &'a MeterTable,
+    pub cfg: &'a Config,
+    pub out: &'a mut Vec<Outbound>,
+}
+
+impl Judge<'_> {
+    /// Evaluates meter `m` over the readings summarised in `r`.
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, short: &mut ShortWindow, r: &Pending) {
+        let cfg = self.cfg;
+        let mo = self.windows.moments(m);
+        let warm = mo.n >= f64::from(cfg.warmup);
+        let mean = mo.mean();
+        let var = mo.variance();
+        let std = rules::floored_variance(var, mean, cfg).sqrt();
+        let critical_factor = cfg.critical_factor;
+
+        // Spike: the largest |z| since the last evaluation against the threshold
+        // in force, then the vote over the last `spike_votes_of` evaluations.
+        // |z| > t is tested as d² > t²·s², without a square root or division.
+        let threshold = cfg.spike_z * f64::from(v.widen);
+        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * r.peak_var;
+        v.votes =
+            if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
+        if v.votes == 0 {
+            v.widen = rules::widen(mo.excess_kurtosis(), cfg) as f32;
+        }
+        let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
+        let votes = v.votes;
+        self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
+            let std = r.peak_var.sqrt();
+            let z = r.peak_d / std;
+            Finding {
+                z,
+                value: r.peak_x,
+                mean: r.peak_mean,
+                std,
+                ts: r.peak_ts,
+                evaluations: rules::vote_span(votes),
+                critical: z.abs() >= critical_factor * threshold,
+            }
+        });
+
+        // Drift: the clipped mean of the newest `drift_short` samples against the
+        // window mean, in standard errors std/√k (see `rules::drift_sum`, kept
+        // up to date in O(1) by `ShortWindow`).
+        let k = cfg.drift_short as usize;
+        let sum = if warm && self.windows.len(m) >= k {
+            short.clipped_sum(self.windows, m, k, r.new as usize, mean, cfg.spike_z * std)
+        } else {
+            short.invalidate();
+            0.0
+        };
+        let sqrt_short = self.sqrt_short;
+        let breach = sum.abs() > cfg.drift_z * sqrt_short * std;
+        v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
+        let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
+        let run = v.drift_run;
+        self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
+            let z = sum / (std * sqrt_short);
+            Finding {
+                z,
+                value: mean + sum / f64::from(cfg.drift_short),
+                mean,
+                std,
+                ts: r.last_ts,
+                evaluations: u32::from(run),
+                critical: z.abs() >= critical_factor * cfg.drift_z,
+            }
+        });
+
+        // Stuck: the newest `stuck_run` readings identical while the window still
+        // had variance above the floor (an always-flat meter is not stuck). Once
+        // raised it stays while the run lasts, even after the run fills the window.
+        v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
+        let spread = var > rules::floored_variance(0.0, mean, cfg);
+        let breach =
+            warm && r.run >= cfg.stuck_run && (spread || v.is_active(index(AnomalyKind::Stuck)));
+        let evals = v.stuck_evals;
+        self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
+            z: (r.last_x - mean) / std,
+            value: r.last_x,
+            mean,
+            std,
+            ts: r.last_ts,
+            evaluations: evals,
+            critical: rules::stuck_is_critical(r.run, cfg),
+        });
+
+        // Silent: the meter has just reported, so this evaluation is normal.
+        self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
+    }
+
+    /// Checks meter `m`, last evaluated at engine time `seen`, for silence.
+    /// Returns the earliest engine time at which its silence state can change.
+    pub fn check_silence(&mut self, m: usize, v: &mut Verdicts, seen: f64, r: &Pending) -> f64 {
+        let cfg = self.cfg;
+        let i = index(AnomalyKind::Silent);
+        if seen == f64::NEG_INFINITY || (self.windows.len(m) as f64) < f64::from(cfg.warmup) {
+            // Never evaluated, or not warm: only a new reading can change that.
+            return f64::INFINITY;
+        }
+        let after = cfg.silent_after_ms;
+        let critical_after = cfg.critical_factor * after;
+        let silence = self.now - seen;
+        let critical = silence >= critical_after;
+        if silence > after && (!v.is_active(i) || (critical && v.critical & (1 << i) == 0)) {
+            v.calm[i] = 0;
+            let finding = self.silent_finding(m, r);
+            self.raise(m, v, AnomalyKind::Silent, Finding { critical, ..finding });
+        }
+        if !v.is_active(i) {
+            seen + after
+        } else if v.critical & (1 << i) == 0 {
+            seen + critical_after
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    fn silent_finding(&self, m: usize, r: &Pending) -> Finding {
+        let mo = self.windows.moments(m);
+        let mean = mo.mean();
+        let std = rules::floored_variance(mo.variance(), mean, self.cfg).sqrt();
+        Finding {
+            z: 0.0,
+            value: r.last_x,
+            mean,
+            std,
+            ts: r.last_ts,
+            evaluations: 0,
+            critical: false,
+        }
+    }
+
+    /// Applies one evaluation's verdict for `kind` to the alert life cycle.
+    /// `finding` is only computed when an event is emitted.
+    fn settle(
+        &mut self,
+        m: usize,
+        v: &mut Verdicts,
+        kind: AnomalyKind,
+        breach: bool,
+        raise: bool,
+        finding: impl FnOnce() -> Finding,
+    ) {
+        let i = index(kind);
+        v.calm[i] = if breach { 0 } else { v.calm[i].saturating_add(1) };
+        if !v.is_active(i) {
+            if raise {
+                self.raise(m, v, kind, finding());
+            }
+        } else if u32::from(v.calm[i]) >= self.cfg.clear_after {
+            v.active &= !(1 << i);
+            v.critical &= !(1 << i);
+            self.out.push(Outbound::Cleared(ClearedEvent {
+                meter: self.names.name(m).to_string(),
+                kind,
+                at: self.now,
+            }));
+        } else if breach && v.critical & (1 << i) == 0 {
+            let f = finding();
+            if f.critical {
+                self.raise(m, v, kind, f);
+            }
+        }
+    }
+
+    /// Marks `kind` active for meter `m` at the finding's severity and says so.
+    fn raise(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind, f: Finding) {
+        let bit = 1 << index(kind);
+        v.active |= bit;
+        let severity = if f.critical {
+            v.critical |= bit;
+            Severity::Critical
+        } else {
+            v.critical &= !bit;
+            Severity::Warning
+        };
+        self.out.push(Outbound::Anomaly(AnomalyEvent {
+            meter: self.names.name(m).to_string(),
+            kind,
+            severity,
+            z: f.z,
+            value: f.value,
+            mean: f.mean,
+            std: f.std,
+            ts: f.ts,
+            evaluations: f.evaluations,
+        }));
+    }
+}
+
+/// The silent verdict of an evaluation never breaches, so its finding is never
+/// read; it still must be a value, and a harmless one.
+fn unreachable_finding(r: &Pending) -> Finding {
+    Finding {
+        z: 0.0,
+        value: r.last_x,
+        mean: 0.0,
+        std: 0.0,
+        ts: r.last_ts,
+        evaluations: 0,
+        critical: false,
+    }
+}
+
+/// Kinds whose bit is set in `mask`, in [`KINDS`] order.
+pub(super) fn kinds_in(mask: u8) -> Vec<AnomalyKind> {
+    KINDS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, k)| *k).collect()
+}

@@ -1,0 +1,257 @@
+//! Anomaly detection: spike, drift, stuck and silent, with vote-based blip
+//! suppression, warm-up, severity and clearing. The rules, with every default,
+//! are written for users in `docs/DETECTION.md`.
+//!
+//! The detector owns no samples: it reads each meter's window and moments from
+//! [`Windows`]. Its own state is a few fixed-size records per meter in flat
+//! `Vec`s indexed by the dense meter index ([`state`], [`short`]; 140 bytes a
+//! meter), plus a list of *dirty* meters, those with readings since their last
+//! evaluation.
+//!
+//! Two entry points, with different budgets:
+//!
+//! - [`Detector::observe`] runs on the ingest path for every reading, *before*
+//!   it enters the window: it scores the reading against the window's moments,
+//!   keeps the highest-|z| reading since the last evaluation, the run of
+//!   identical values and the newest value and timestamp, and puts the meter on
+//!   the dirty list. No division, no square root, no allocation.
+//! - [`Detector::tick`] runs once per evaluation interval: one evaluation per
+//!   dirty meter ([`evaluate`]), then the silence check, which visits meters
+//!   only when one of them can have become silent (see [`SilenceSchedule`]).
+//!
+//! Invariants: `pending`, `verdicts`, `short` and `seen` have one entry per meter;
+//! `pending[m].new > 0` exactly when `m` is on `dirty`, once; nothing here
+//! panics or allocates per reading.
+#![forbid(unsafe_code)]
+
+mod evaluate;
+mod rules;
+mod short;
+mod state;
+
+use super::config::Config;
+use super::event::{AnomalyKind, Outbound};
+use super::meters::MeterTable;
+use super::moments::Moments;
+use super::windows::Windows;
+use evaluate::{kinds_in, Judge};
+use short::ShortWindow;
+use state::{Pending, Verdicts};
+
+/// Per-meter detection state in flat arrays.
+#[derive(Clone, Debug, Default)]
+pub struct Detector {
+    /// What `observe` collected since each meter's last evaluation.
+    pending: Vec<Pending>,
+    /// What evaluations remember per meter.
+    verdicts: Vec<Verdicts>,
+    /// The drift statistic's running short-term sum per meter.
+    short: Vec<ShortWindow>,
+    /// Engine time of each meter's last evaluation (−∞ before its first). A
+    /// meter's readings arrived at most one tick before this.
+    seen: Vec<f64>,
+    /// Meters with readings since their last evaluation, in order of first reading.
+    dirty: Vec<u32>,
+    silence: SilenceSchedule,
+}
+
+/// When the silence check must next visit the meters.
+///
+/// `due` is a lower bound of the earliest engine time at which any meter's
+/// silence state can change (a reporting meter's `seen + silent_after_ms`, a
+/// silent warning's `seen + critical_factor·silent_after_ms`). Ticks before it
+/// skip the check; a check recomputes it exactly; an evaluation can only lower
+/// it. So with every meter reporting the check runs about once per
+/// `silent_after_ms`, not once per tick. `basis` holds the config fields the
+/// bound was computed with; when they change the next tick checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SilenceSchedule {
+    due: f64,
+    basis: (u32, u64, u64),
+}
+
+impl Default for SilenceSchedule {
+    fn default() -> Self {
+        SilenceSchedule { due: f64::INFINITY, basis: (0, 0, 0) }
+    }
+}
+
+impl SilenceSchedule {
+    fn basis_of(cfg: &Config) -> (u32, u64, u64) {
+        (cfg.warmup, cfg.silent_after_ms.to_bits(), cfg.critical_factor.to_bits())
+    }
+}
+
+impl Detector {
+    /// Adds state for a new meter.
+    pub fn add_meter(&mut self) {
+        // Grow by an eighth (at least 64) instead of doubling: the estimate in
+        // `bytes` counts capacity, and the per-meter budget is tight.
+        if self.pending.len() == self.pending.capacity() {
+            let extra = (self.pending.len() / 8).max(64);
+            self.pending.reserve_exact(extra);
+            self.verdicts.reserve_exact(extra);
+            self.short.reserve_exact(extra);
+            self.seen.reserve_exact(extra);
+        }
+        self.pending.push(Pending::default());
+        self.verdicts.push(Verdicts::default());
+        self.short.push(ShortWindow::default());
+        self.seen.push(f64::NEG_INFINITY);
+        // The dirty list never holds a meter twice, so this capacity means
+        // `observe` never reallocates.
+        let want = self.pending.capacity();
+        if self.dirty.capacity() < want {
+            self.dirty.reserve_exact(want - self.dirty.len());
+        }
+    }
+
+    /// Forgets meter `m`'s detection state and alerts (no `cleared` is sent: the
+    /// page asked for the reset).
+    pub fn reset_meter(&mut self, m: usize) {
+        let Some(p) = self.pending.get_mut(m) else { return };
+        if p.new > 0 {
+            // Rare (a reset between a reading and the next tick); keeps the dirty
+            // list free of duplicates.
+            self.dirty.retain(|&d| d as usize != m);
+        }
+        *p = Pending::default();
+        if let Some(v) = self.verdicts.get_mut(m) {
+            *v = Verdicts::default();
+        }
+        if let Some(s) = self.short.get_mut(m) {
+            *s = ShortWindow::default();
+        }
+        if let Some(s) = self.seen.get_mut(m) {
+            *s = f64::NEG_INFINITY;
+        }
+    }
+
+    /// Forgets every meter.
+    pub fn clear(&mut self) {
+        *self = Detector::default();
+    }
+
+    /// Scores reading `x` at `ts` for meter `m` against `before`, the window's
+    /// moments before the reading enters it, and marks the meter dirty.
+    ///
+    /// Its z is `(x − mean) / s` with `s² = floored_variance` (see
+    /// `docs/DETECTION.md`). Only the reading with the largest |z| since the
+    /// last evaluation is kept, compared as `d²·s_peak² > d_peak²·s²` to avoid a
+    /// division per reading.
+    #[inline]
+    pub fn observe(&mut self, m: usize, x: f64, ts: f64, before: &Moments, cfg: &Config) {
+        let Some(p) = self.pending.get_mut(m) else { return };
+        let mean = before.mean();
+        let var = rules::floored_variance(before.variance(), mean, cfg);
+        let d = x - mean;
+        if p.new == 0 {
+            self.dirty.push(m as u32);
+        }
+        if p.new == 0 || d * d * p.peak_var > p.peak_d * p.peak_d * var {
+            p.peak_d = d;
+            p.peak_var = var;
+            p.peak_x = x;
+            p.peak_ts = ts;
+            p.peak_mean = mean;
+        }
+        p.new = p.new.saturating_add(1);
+        p.run = if p.run > 0 && x == p.last_x { p.run.saturating_add(1) } else { 1 };
+        p.last_x = x;
+        if ts > p.last_ts {
+            p.last_ts = ts;
+        }
+    }
+
+    /// One evaluation tick at engine time `now_ms`: evaluates every meter with
+    /// readings since its last evaluation, then checks for silent meters.
+    /// Returns the number of meters evaluated. A non-finite `now_ms` evaluates
+    /// nothing (the readings wait for the next tick), so no event carries it.
+    pub fn tick(
+        &mut self,
+        now_ms: f64,
+        windows: &Windows,
+        names: &MeterTable,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) -> u32 {
+        if !now_ms.is_finite() {
+            return 0;
+        }
+        let sqrt_short = f64::from(cfg.drift_short).sqrt();
+        let mut judge = Judge { now: now_ms, sqrt_short, windows, names, cfg, out };
+        let mut evaluated = 0u32;
+        let mut due = self.silence.due;
+        for &m in &self.dirty {
+            let m = m as usize;
+            let (Some(p), Some(v), Some(short), Some(seen)) = (
+                self.pending.get_mut(m),
+                self.verdicts.get_mut(m),
+                self.short.get_mut(m),
+                self.seen.get_mut(m),
+            ) else {
+                continue;
+            };
+            if p.new == 0 {
+                continue;
+            }
+            judge.evaluate(m, v, short, p);
+            p.new = 0;
+            *seen = now_ms;
+            due = due.min(now_ms + cfg.silent_after_ms);
+            evaluated += 1;
+        }
+        self.dirty.clear();
+        self.silence.due = due;
+
+        let basis = SilenceSchedule::basis_of(cfg);
+        if basis != self.silence.basis || now_ms >= self.silence.due {
+            let mut next = f64::INFINITY;
+            let meters = self.pending.iter().zip(self.verdicts.iter_mut()).zip(&self.seen);
+            for (m, ((p, v), &seen)) in meters.enumerate() {
+                next = next.min(judge.check_silence(m, v, seen, p));
+            }
+            self.silence = SilenceSchedule { due: next, basis };
+        }
+        evaluated
+    }
+
+    /// Kinds meter `m` is currently alerting on.
+    pub fn alerts(&self, m: usize) -> Vec<AnomalyKind> {
+        self.verdicts.get(m).map_or_else(Vec::new, |v| kinds_in(v.active))
+    }
+
+    /// Timestamp of meter `m`'s newest reading (NaN before any).
+    pub fn last_ts(&self, m: usize) -> f64 {
+        match self.pending.get(m) {
+            Some(p) if p.run > 0 => p.last_ts,
+            _ => f64::NAN,
+        }
+    }
+
+    /// Number of (meter, kind) alerts currently active.
+    pub fn active_alerts(&self) -> u32 {
+        self.verdicts.iter().map(|v| v.active.count_ones()).sum()
+    }
+
+    /// The window changed (memory guard or config). Nothing needs remapping:
+    /// detection state counts readings and evaluations, not window positions,
+    /// and every evaluation reads the (rebuilt) moments afresh. The spike
+    /// widening of a quiet meter follows the new window at its next evaluation;
+    /// a halved window holds at least `reduced_window` ≥ `drift_short` and
+    /// ≥ `stuck_run` samples of a full one, so drift and stuck stay computable.
+    pub fn on_window_change(&mut self, _windows: &Windows) {}
+
+    /// Bytes reserved by the detection state.
+    pub fn bytes(&self) -> usize {
+        self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
+            + self.short.capacity() * std::mem::size_of::<ShortWindow>()
+            + self.seen.capacity() * std::mem::size_of::<f64>()
+            + self.dirty.capacity() * std::mem::size_of::<u32>()
+            + std::mem::size_of::<Detector>()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,134 @@
+//! Per-meter detection state, one fixed-size record per meter in flat `Vec`s.
+//!
+//! [`Pending`] is what `observe` writes on the ingest path: exactly one cache
+//! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
+//! evaluation keeps between ticks (vote history, run counters, alert flags).
+//! Neither holds a pointer; with `short::ShortWindow` and the last evaluation
+//! time a meter's whole detection state is 140 bytes.
+
+use super::super::event::AnomalyKind;
+
+/// The kinds in the order an evaluation settles them; `index` maps back.
+pub(super) const KINDS: [AnomalyKind; 4] =
+    [AnomalyKind::Spike, AnomalyKind::Drift, AnomalyKind::Stuck, AnomalyKind::Silent];
+
+/// Position of `kind` in [`KINDS`], also its bit in the alert masks.
+#[inline]
+pub(super) fn index(kind: AnomalyKind) -> usize {
+    match kind {
+        AnomalyKind::Spike => 0,
+        AnomalyKind::Drift => 1,
+        AnomalyKind::Stuck => 2,
+        AnomalyKind::Silent => 3,
+    }
+}
+
+/// What the readings since a meter's last evaluation left for the next one.
+///
+/// The "peak" fields describe the reading with the largest |z| since the last
+/// evaluation, scored against the window as it was just before that reading
+/// entered: its deviation from the window mean, the (floored) variance it was
+/// divided by, its value, timestamp and that mean. Keeping the deviation and
+/// the variance, not z, lets `observe` compare two z-scores by
+/// cross-multiplication, without a division or a square root per reading.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub(super) struct Pending {
+    /// Readings since the last evaluation; non-zero exactly when the meter is
+    /// on the dirty list.
+    pub new: u32,
+    /// Consecutive identical readings, in arrival order, ending with the newest
+    /// (0 before the first reading).
+    pub run: u32,
+    /// The newest reading in arrival order.
+    pub last_x: f64,
+    /// The largest timestamp received (−∞ before any).
+    pub last_ts: f64,
+    pub peak_d: f64,
+    pub peak_var: f64,
+    pub peak_x: f64,
+    pub peak_ts: f64,
+    pub peak_mean: f64,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            new: 0,
+            run: 0,
+            last_x: 0.0,
+            last_ts: f64::NEG_INFINITY,
+            peak_d: 0.0,
+            peak_var: 1.0,
+            peak_x: 0.0,
+            peak_ts: 0.0,
+            peak_mean: 0.0,
+        }
+    }
+}
+
+/// What evaluations remember about a meter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Verdicts {
+    /// Spike vote history: bit 0 is the newest evaluation, a set bit a breach.
+    /// Only the low `spike_votes_of` bits are kept.
+    pub votes: u32,
+    /// Factor the spike threshold is widened by for this meter's tails. Frozen
+    /// while a spike vote is open, so a spike's own readings cannot raise the
+    /// bar it is judged against.
+    pub widen: f32,
+    /// Consecutive evaluations whose drift statistic breached (saturating;
+    /// `drift_consecutive` is at most 65,535).
+    pub drift_run: u16,
+    /// Evaluations since the one that received the first reading of the
+    /// current run of identical readings.
+    pub stuck_evals: u32,
+    /// Per kind: evaluations without a breach since the last one (saturating;
+    /// `clear_after` is at most 65,535).
+    pub calm: [u16; 4],
+    /// Per kind (bit [`index`]): an alert is active.
+    pub active: u8,
+    /// Per kind: the active alert has been raised as critical.
+    pub critical: u8,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Verdicts {
+            votes: 0,
+            widen: 1.0,
+            drift_run: 0,
+            stuck_evals: 0,
+            calm: [0; 4],
+            active: 0,
+            critical: 0,
+        }
+    }
+}
+
+impl Verdicts {
+    /// Whether an alert of kind `i` is active.
+    #[inline]
+    pub fn is_active(&self, i: usize) -> bool {
+        self.active & (1 << i) != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_stay_small() {
+        assert_eq!(std::mem::size_of::<Pending>(), 64);
+        assert_eq!(std::mem::size_of::<Verdicts>(), 24);
+        assert_eq!(std::mem::size_of::<super::super::short::ShortWindow>(), 40);
+    }
+
+    #[test]
+    fn kinds_and_indices_agree() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(index(*k), i);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Unit tests of the `Detector` bookkeeping; the rules are tested in `rules`,
+//! behaviour end to end in `tests/detection_*.rs`.
+
+use super::*;
+
+fn moments(xs: &[f64]) -> Moments {
+    Moments::recompute(xs, &[])
+}
+
+/// `n` meters named m0.. with empty windows of 64.
+fn setup(n: usize) -> (Detector, Windows, MeterTable) {
+    let mut d = Detector::default();
+    let mut w = Windows::new(64, 100);
+    let mut names = MeterTable::default();
+    for m in 0..n {
+        assert!(names.intern(&format!("m{m}"), n as u32).is_ok());
+        w.add_meter(n);
+        d.add_meter();
+    }
+    (d, w, names)
+}
+
+#[test]
+fn observe_keeps_the_reading_with_the_largest_abs_z() {
+    let cfg = Config::default();
+    let (mut d, _, _) = setup(1);
+    let narrow = moments(&[8.0, 12.0]); // mean 10, sd 2
+    let wide = moments(&[0.0, 20.0]); // mean 10, sd 10
+    d.observe(0, 16.0, 1.0, &narrow, &cfg); // z = 3
+    d.observe(0, 30.0, 2.0, &wide, &cfg); // z = 2
+    d.observe(0, 2.0, 3.0, &narrow, &cfg); // z = −4
+    d.observe(0, 9.0, 0.5, &narrow, &cfg); // z = −0.5, and older
+    let p = d.pending[0];
+    assert_eq!((p.new, p.peak_x, p.peak_ts, p.peak_mean), (4, 2.0, 3.0, 10.0));
+    assert_eq!(p.peak_d / p.peak_var.sqrt(), -4.0);
+    assert_eq!((p.last_x, p.last_ts, p.run), (9.0, 3.0, 1), "newest value, newest ts");
+    assert_eq!(d.last_ts(0), 3.0);
+    assert!(d.last_ts(7).is_nan());
+}
+
+#[test]
+fn identical_readings_extend_the_run() {
+    let cfg = Config::default();
+    let (mut d, _, _) = setup(1);
+    let mo = Moments::default();
+    for x in [1.0, 0.0, 0.0, 0.0] {
+        d.observe(0, x, 1.0, &mo, &cfg);
+    }
+    assert_eq!(d.pending[0].run, 3);
+}
+
+#[test]
+fn dirty_list_holds_each_meter_once_and_reset_removes_it() {
+    let cfg = Config::default();
+    let (mut d, w, names) = setup(3);
+    let mo = Moments::default();
+    for m in [2, 0, 2, 2, 0] {
+        d.observe(m, 1.0, 1.0, &mo, &cfg);
+    }
+    assert_eq!(d.dirty, vec![2, 0]);
+    d.reset_meter(2);
+    assert_eq!(d.dirty, vec![0]);
+    d.observe(2, 1.0, 1.0, &mo, &cfg);
+    assert_eq!(d.dirty, vec![0, 2]);
+    let mut out = Vec::new();
+    assert_eq!(d.tick(1_000.0, &w, &names, &cfg, &mut out), 2);
+    assert!(d.dirty.is_empty());
+    assert_eq!(d.tick(1_500.0, &w, &names, &cfg, &mut out), 0, "nothing new");
+    d.reset_meter(99);
+}
+
+#[test]
+fn a_non_finite_now_evaluates_nothing_and_keeps_the_readings() {
+    let cfg = Config::default();
+    let (mut d, w, names) = setup(1);
+    d.observe(0, 1.0, 1.0, &Moments::default(), &cfg);
+    let mut out = Vec::new();
+    assert_eq!(d.tick(f64::NAN, &w, &names, &cfg, &mut out), 0);
+    assert_eq!(d.tick(f64::INFINITY, &w, &names, &cfg, &mut out), 0);
+    assert_eq!(d.tick(1_000.0, &w, &names, &cfg, &mut out), 1);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn silence_is_checked_only_when_due() {
+    let cfg = Config { warmup: 2, ..Config::default() };
+    let (mut d, mut w, names) = setup(2);
+    w.push(0, 1.0);
+    w.push(0, 2.0);
+    let mut out = Vec::new();
+    d.observe(0, 1.0, 1.0, &Moments::default(), &cfg);
+    d.tick(1_000.0, &w, &names, &cfg, &mut out);
+    // The first tick checks (new basis) and finds meter 0 due at 1 000 + 60 000;
+    // meter 1 never reported, so it is never due.
+    assert_eq!(d.silence.due, 61_000.0);
+    d.observe(0, 1.0, 1.0, &Moments::default(), &cfg);
+    d.tick(1_500.0, &w, &names, &cfg, &mut out);
+    assert_eq!(d.silence.due, 61_000.0, "a stale lower bound is fine until it passes");
+    d.tick(61_000.0, &w, &names, &cfg, &mut out);
+    assert_eq!(d.silence.due, 61_500.0, "recomputed exactly when it passes");
+    assert!(out.is_empty(), "59.5 s of silence is not yet silent: {out:?}");
+    // A config change forces a check: 59.5 s is past 2 x 10 s, so critical at once.
+    let other = Config { silent_after_ms: 10_000.0, ..cfg.clone() };
+    d.tick(61_000.0, &w, &names, &other, &mut out);
+    let silent: Vec<_> = out
+        .iter()
+        .map(|o| match o {
+            Outbound::Anomaly(a) => {
+                Some((a.kind, a.severity, a.meter.as_str(), a.value, a.ts, a.evaluations))
+            }
+            _ => None,
+        })
+        .collect();
+    let critical = super::super::event::Severity::Critical;
+    assert_eq!(silent, vec![Some((AnomalyKind::Silent, critical, "m0", 1.0, 1.0, 0))]);
+    assert_eq!(d.silence.due, f64::INFINITY, "nothing left to change without a reading");
+    assert_eq!(d.alerts(0), vec![AnomalyKind::Silent]);
+    assert_eq!(d.active_alerts(), 1);
+}
+
+#[test]
+fn detection_state_stays_well_under_200_bytes_per_meter() {
+    let (d, _, _) = setup(5_000);
+    let per_meter = d.bytes() as f64 / 5_000.0;
+    // 140 B of records, plus up to an eighth of growth headroom.
+    assert!(per_meter <= 160.0, "{per_meter} bytes per meter");
+    assert_eq!(d.alerts(0), Vec::new());
+    assert_eq!(d.active_alerts(), 0);
+}
