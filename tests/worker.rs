@@ -441,3 +441,35 @@ fn the_engine_class_handles_ticks_flushes_and_bad_times() -> TestResult {
     ensure!(memory > 0.0 && memory % 65_536.0 == 0.0, "linearMemoryBytes {memory}");
     Ok(())
 }
+
+/// The `MeterflowConfig` field names in the shipped TypeScript types.
+fn typescript_config_fields() -> Vec<String> {
+    let ts = include_str!("../src/wasm/protocol.d.ts");
+    let body = ts.split("export interface MeterflowConfig {").nth(1).unwrap_or("");
+    let body = body.split('}').next().unwrap_or("");
+    body.split(';')
+        .filter_map(|item| item.trim().split_once("?:").map(|(name, _)| name.trim().to_string()))
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+#[wasm_bindgen_test]
+fn every_typescript_config_field_is_one_the_decoder_knows() -> TestResult {
+    let fields = typescript_config_fields();
+    ensure!(fields.len() >= 40, "parsed only {} MeterflowConfig fields: {fields:?}", fields.len());
+    let refusal = |field: &str| -> Result<String, JsValue> {
+        let config = js_sys::Object::new();
+        Reflect::set(&config, &field.into(), &"not a value".into())?;
+        match MeterflowEngine::new(Some(config.unchecked_into())) {
+            Ok(_) => Err(format!("config.{field} = 'not a value' was accepted").into()),
+            Err(e) => Ok(text(&e, "message")?),
+        }
+    };
+    // The check can fail: a name the decoder does not know is refused as unknown.
+    ensure!(refusal("noSuchField")?.contains("unknown field"), "unknown fields are not named");
+    for field in &fields {
+        let message = refusal(field)?;
+        ensure!(!message.contains("unknown field"), "TypeScript lists {field}: {message}");
+    }
+    Ok(())
+}
