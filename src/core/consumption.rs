@@ -2,22 +2,14 @@
 //! hellos, catch-ups and flushes to `Ledger`, interning the meters they name,
 //! and feeding accepted live readings into the anomaly windows.
 
-use super::error::CoreError;
 use super::event::{Catchup, LiveFrame, StreamHello};
-use super::Engine;
+use super::{intern_meter, Engine};
 
 impl Engine {
     pub(super) fn live(&mut self, f: &LiveFrame, now_ms: f64) {
         let Engine { ledger, meters, windows, detector, cfg, out, counters, .. } = self;
         let max = cfg.max_meters;
-        let mut intern = |id: &str| -> Result<u32, CoreError> {
-            let (m, new) = meters.intern(id, max)?;
-            if new {
-                windows.add_meter(max as usize);
-                detector.add_meter();
-            }
-            Ok(m)
-        };
+        let mut intern = |id: &str| intern_meter(meters, windows, detector, id, max);
         ledger.on_live(f, now_ms, cfg, &mut intern, out);
         let mut fed = 0u64;
         for (m, ts, x) in ledger.take_feed() {

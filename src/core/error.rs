@@ -48,6 +48,8 @@ pub enum ErrorCode {
     UnknownResource,
     /// A reading arrived for an hour that has rolled off (it is counted as late).
     LateReading,
+    /// Memory for a new meter's window could not be reserved.
+    OutOfMemory,
 }
 
 impl ErrorCode {
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::ClockAhead => "clock_ahead",
             ErrorCode::UnknownResource => "unknown_resource",
             ErrorCode::LateReading => "late_reading",
+            ErrorCode::OutOfMemory => "out_of_memory",
         }
     }
 }

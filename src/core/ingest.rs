@@ -9,7 +9,7 @@
 
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
-use super::{Engine, UNBOUND};
+use super::{intern_meter, Engine, UNBOUND};
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
@@ -33,14 +33,10 @@ impl Engine {
                 ));
                 continue;
             }
-            let m = match self.meters.intern(id, self.cfg.max_meters) {
-                Ok((m, new)) => {
-                    if new {
-                        self.windows.add_meter(self.cfg.max_meters as usize);
-                        self.detector.add_meter();
-                    }
-                    m
-                }
+            let (meters, windows, detector) =
+                (&mut self.meters, &mut self.windows, &mut self.detector);
+            let m = match intern_meter(meters, windows, detector, id, self.cfg.max_meters) {
+                Ok(m) => m,
                 Err(e) => {
                     sink.push(e);
                     UNBOUND

@@ -292,6 +292,37 @@ impl Engine {
     }
 }
 
+/// The dense index of meter `id`, interning it (with its ring, moments and
+/// detection state) if it is new. Memory for the ring is secured before the id is
+/// interned, so a refusal leaves no meter without a ring.
+pub(crate) fn intern_meter(
+    meters: &mut MeterTable,
+    windows: &mut Windows,
+    detector: &mut Detector,
+    id: &str,
+    max_meters: u32,
+) -> Result<u32, CoreError> {
+    if let Some(m) = meters.get(id) {
+        return Ok(m);
+    }
+    if meters.len() < max_meters as usize && !windows.reserve_meter(max_meters as usize) {
+        return Err(CoreError::new(
+            ErrorCode::OutOfMemory,
+            format!(
+                "meter '{id}' refused: no memory for its {}-sample window ({} meters tracked)",
+                windows.window(),
+                meters.len()
+            ),
+        ));
+    }
+    let (m, new) = meters.intern(id, max_meters)?;
+    if new {
+        windows.add_meter(max_meters as usize);
+        detector.add_meter();
+    }
+    Ok(m)
+}
+
 fn unknown_meter(id: &str) -> Outbound {
     Outbound::Error(CoreError::new(ErrorCode::UnknownMeter, format!("meter '{id}' is not tracked")))
 }

@@ -32,13 +32,20 @@ impl Windows {
         self.moments.len()
     }
 
+    /// Makes room for one more meter (reserving for `cap_meters` at once, see
+    /// [`RingSlab::reserve_meter`]); `false` if memory ran out.
+    pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
+        let rest = cap_meters.max(self.moments.len() + 1) - self.moments.len();
+        self.ring.reserve_meter(cap_meters)
+            && (self.moments.capacity() > self.moments.len()
+                || self.moments.try_reserve_exact(rest).is_ok()
+                || self.moments.try_reserve_exact(1).is_ok())
+    }
+
     /// Adds an empty window for a new meter and returns its index.
     pub fn add_meter(&mut self, cap_meters: usize) -> usize {
+        self.reserve_meter(cap_meters);
         let m = self.ring.add_meter(cap_meters);
-        if self.moments.capacity() == self.moments.len() {
-            let extra = self.moments.len().max(64).min(cap_meters.saturating_sub(m).max(1));
-            self.moments.reserve_exact(extra);
-        }
         self.moments.push(Moments::default());
         m
     }
