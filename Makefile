@@ -49,13 +49,9 @@ test-native:
 	cargo test
 
 # The worker suite (tests/worker.rs) runs in a dedicated worker in Debian's
-# headless Chromium. This is what `wasm-pack test --headless --chrome -- --test
-# worker` runs, minus the `--tests` wasm-pack adds to its build, which would also
-# compile the crate's native-only unit tests (proptest) for wasm32 and fail.
+# headless Chromium, through chromedriver.
 test-worker:
-	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-	WASM_BINDGEN_TEST_ONLY_WEB=1 \
-	cargo test --target wasm32-unknown-unknown --test worker
+	wasm-pack test --headless --chrome -- --test worker
 
 # The release package the page loads: www/pkg/meterflow.js, meterflow_bg.wasm, meterflow.d.ts.
 # wasm-opt comes from npm's binaryen (132): Debian's (108) cannot parse the

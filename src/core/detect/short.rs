@@ -153,7 +153,7 @@ impl ShortWindow {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use proptest::strategy::Strategy as _;
