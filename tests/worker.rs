@@ -393,6 +393,73 @@ async fn a_spike_through_the_worker_loop_raises_an_anomaly() -> TestResult {
     page.saw_no_error()
 }
 
+/// A `live` message carrying one JSON frame of one water reading.
+fn live_frame(seq: u32, stamp: f64, id: u32, amount: &str) -> JsValue {
+    let text = format!(
+        r#"{{"type":"frame","epoch":1,"seq":{seq},"hlc":{{"wallMs":{stamp},"counter":0}},"readings":[{{"meter":"a","resource":"water","id":{id},"ts":{stamp},"amount":"{amount}"}}]}}"#
+    );
+    let msg = js(r#"{"type":"live"}"#);
+    Reflect::set(&msg, &"data".into(), &text.into()).unwrap();
+    msg
+}
+
+/// Issue 3 in the worker: live frames and a REST catch-up that overlaps them,
+/// a duplicated frame and a frame the catch-up already covers; the posted
+/// totals count every reading exactly once.
+#[wasm_bindgen_test]
+async fn overlapping_live_and_rest_payloads_are_counted_once() -> TestResult {
+    let mut page = Page::start(Some(r#"{"totalsFlushMs": 20}"#))?;
+    page.next_of("ready").await?;
+    let hour_ms = 3_600_000.0;
+    let t = now();
+    // Keep every stamp in one hour, even right after an hour boundary.
+    let base = if t % hour_ms < 5_000.0 { t - t % hour_ms - 5_000.0 } else { t - 2_000.0 };
+    let bucket = base - base % hour_ms;
+    let current = t - t % hour_ms;
+    let hello = format!(
+        r#"{{"type":"hello","epoch":1,"nextSeq":0,"hlc":{{"wallMs":{},"counter":0}},"serverTime":{t}}}"#,
+        base - 100.0
+    );
+    let msg = js(r#"{"type":"live"}"#);
+    Reflect::set(&msg, &"data".into(), &hello.into()).unwrap();
+    page.post(&msg)?;
+    page.post(&live_frame(0, base, 1, "1.000"))?;
+    page.post(&live_frame(1, base + 100.0, 2, "2.000"))?;
+    page.post(&live_frame(0, base, 1, "1.000"))?; // duplicated frame
+                                                  // The catch-up was taken between the two frames: it includes reading 1 only.
+    let rest = format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{},"counter":0}},"serverTime":{t},"from":{},"to":{current},"buckets":[{{"resource":"water","hour":{bucket},"total":"101.000"}}]}}"#,
+        base + 50.0,
+        current - 6.0 * hour_ms
+    );
+    let msg = js(r#"{"type":"catchup"}"#);
+    Reflect::set(&msg, &"data".into(), &rest.into()).unwrap();
+    Reflect::set(&msg, &"sentAt".into(), &(t - 5.0).into()).unwrap();
+    Reflect::set(&msg, &"receivedAt".into(), &t.into()).unwrap();
+    page.post(&msg)?;
+    page.post(&live_frame(0, base, 1, "1.000"))?; // now covered by the catch-up
+    let counter = |m: &JsValue, name: &str| num_or_nan(&get(m, "counters"), name);
+    let settled = |m: &JsValue| type_of(m) == "totals" && counter(m, "covered") >= 1.0;
+    let totals = page.until("totals after the catch-up", settled).await?;
+    ensure_eq!(get(&totals, "incomplete").as_bool(), Some(false), "{}", show(&totals));
+    let water = Reflect::get(&get(&totals, "resources"), &0.into())?;
+    ensure_eq!(text(&water, "resource")?, "water");
+    let buckets: Array = get(&water, "buckets").unchecked_into();
+    let hour = buckets.iter().find(|b| num_or_nan(b, "hour") == bucket);
+    let Some(hour) = hour else {
+        return Err(format!("no bucket for hour {bucket}: {}", show(&totals)).into());
+    };
+    // REST 101.000 (with reading 1) + live reading 2, in 0.001 m3.
+    ensure_eq!(num(&hour, "total")?, 103_000.0, "{}", show(&totals));
+    ensure_eq!(counter(&totals, "duplicates"), 1.0);
+    ensure_eq!(counter(&totals, "livePending"), 1.0);
+    ensure_eq!(counter(&totals, "liveCounted"), 2.0);
+    let hlc = get(&totals, "hlc");
+    ensure!(num(&hlc, "wallMs")? >= base && num(&hlc, "counter")? >= 0.0, "{}", show(&hlc));
+    ensure_eq!(num(&get(&totals, "asOf"), "wallMs")?, base + 50.0);
+    page.saw_no_error()
+}
+
 // ---- MeterflowEngine, used directly ------------------------------------------
 
 fn calls(out: WorkerMessages) -> Array {
