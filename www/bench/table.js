@@ -18,6 +18,14 @@ export function formatTable(results) {
     ['linear memory, bytes/meter', (r) => f(r.memory.linearBytesPerMeter)],
     ['engine estimate, bytes/meter', (r) => f(r.memory.engineBytesPerMeter)],
     ['linear memory, MB', (r) => f(r.memory.linearMemoryBytes / 1e6, 1)],
+    ['ledger: ns per live reading (binary, incl. decode)', (r) => f(r.ledger?.nsPerReading, 1)],
+    ['  live readings/s', (r) => f(r.ledger?.readingsPerSec)],
+    ['  pending after 60 s at 10,000/s: readings', (r) => f(r.ledger?.pending.readings)],
+    ['  bytes held for them (engine estimate)', (r) => f(r.ledger?.pending.engineBytes)],
+    ['  linear memory growth, bytes', (r) => f(r.ledger?.pending.linearGrowthBytes)],
+    ['  REST 7h x 3 merge retiring them, ms', (r) => f(r.ledger?.retireMs, 3)],
+    ['  REST per-meter (5,000 x 7h x 3) merge, ms', (r) => f(r.ledger?.perMeterMerge.medianMs, 1)],
+    ['    entries / JSON MB', (r) => `${f(r.ledger?.perMeterMerge.entries)} / ${f((r.ledger?.perMeterMerge.bodyBytes ?? NaN) / 1e6, 1)}`],
   ];
   const cols = [rows.map(([name]) => name), ...results.map((r) => rows.map(([, get]) => get(r)))];
   const widths = cols.map((c) => Math.max(...c.map((s) => s.length)));

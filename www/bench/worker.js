@@ -10,9 +10,11 @@
 //      beforehand; only their shared timestamp is rewritten in place);
 //   4. times JSON ingest the same way with prebuilt JSON strings (the string
 //      crosses into wasm as UTF-8, then is parsed);
-//   5. reports linear memory per meter and the engine's own estimate.
+//   5. reports linear memory per meter and the engine's own estimate;
+//   6. then the consumption ledger, in a fresh engine (bench/ledger.js).
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
 import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
+import { runLedger } from './ledger.js';
 
 const WINDOW = 1200;
 const STEP_MS = 500;
@@ -20,7 +22,9 @@ const STEP_MS = 500;
 self.onmessage = async (e) => {
   try {
     await init();
-    self.postMessage(run(e.data));
+    const result = run(e.data);
+    result.ledger = runLedger(e.data);
+    self.postMessage(result);
   } catch (err) {
     self.postMessage({ error: String(err?.stack ?? err) });
   }
