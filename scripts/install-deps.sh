@@ -8,9 +8,10 @@
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version pinned in Cargo.lock
 #     (the CLI and the library must match, or the generated glue is refused)
 #   - wasm-pack
-#   - Debian's chromium, chromium-driver and binaryen (wasm-opt)
+#   - Debian's chromium and chromium-driver
 #   - Node.js and npm (only if missing), then `npm ci` in www/ (playwright-core,
-#     which drives Debian's Chromium and never downloads a browser)
+#     which drives Debian's Chromium and never downloads a browser, and binaryen
+#     for wasm-opt: Debian's binaryen 108 cannot read wasm-bindgen 0.2.130's output)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,15 +53,14 @@ else
   cargo install wasm-pack
 fi
 
-# 4. Debian packages: Chromium, its driver, binaryen; Node.js if missing.
+# 4. Debian packages: Chromium and its driver; Node.js if missing.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
-command -v wasm-opt >/dev/null || missing+=(binaryen)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
-  say "chromium, chromium-driver, binaryen, node, npm: present"
+  say "chromium, chromium-driver, node, npm: present"
 else
   say "apt-get installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -68,13 +68,23 @@ else
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# 5. www/node_modules from the committed lock file.
-lock_version=$(node -e 'const l = require("./www/package-lock.json"); console.log(l.packages["node_modules/playwright-core"].version)')
-installed_version=$(node -e 'try { console.log(require("./www/node_modules/playwright-core/package.json").version) } catch { console.log("none") }')
-if [ "$installed_version" = "$lock_version" ]; then
-  say "www/node_modules (playwright-core $lock_version): present"
+# 5. www/node_modules from the committed lock file: every locked package at its version.
+versions() {
+  node -e '
+    const lock = require("./www/package-lock.json");
+    for (const [path, p] of Object.entries(lock.packages)) {
+      if (!path) continue;
+      let have = "none";
+      try { have = require("./www/" + path + "/package.json").version; } catch {}
+      console.log(`${path.replace("node_modules/", "")} ${p.version} ${have}`);
+    }'
+}
+stale=$(versions | awk '$2 != $3 { print $1 " " $2 " (found " $3 ")" }')
+lock_version=$(versions | awk '{ print $1 "@" $2 }' | paste -sd' ')
+if [ -z "$stale" ]; then
+  say "www/node_modules ($lock_version): present"
 else
-  say "npm ci in www/ (playwright-core $lock_version, found $installed_version)"
+  say "npm ci in www/: $stale"
   # playwright-core never downloads a browser; the variable makes sure nothing tries.
   (cd www && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
 fi
