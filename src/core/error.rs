@@ -53,6 +53,29 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for documentation checks.
+    pub const ALL: [ErrorCode; 19] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::BadField,
+        ErrorCode::UnknownType,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::BadValue,
+        ErrorCode::BadTimestamp,
+        ErrorCode::TruncatedFrame,
+        ErrorCode::BadFrame,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnknownKey,
+        ErrorCode::KeyOutOfRange,
+        ErrorCode::BadMeterId,
+        ErrorCode::MeterCapacity,
+        ErrorCode::UnknownMeter,
+        ErrorCode::BadConfig,
+        ErrorCode::ClockAhead,
+        ErrorCode::UnknownResource,
+        ErrorCode::LateReading,
+        ErrorCode::OutOfMemory,
+    ];
+
     /// The stable wire string, e.g. `"malformed_json"`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ export type ErrorCode =
   | "bad_value" | "bad_timestamp" | "truncated_frame" | "bad_frame"
   | "payload_too_large" | "unknown_key" | "key_out_of_range" | "bad_meter_id"
   | "meter_capacity" | "unknown_meter" | "bad_config" | "clock_ahead"
-  | "unknown_resource" | "late_reading"
+  | "unknown_resource" | "late_reading" | "out_of_memory"
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
 
