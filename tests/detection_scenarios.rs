@@ -11,41 +11,19 @@
 //! with the default configuration; where a step depends on the noise drawn,
 //! the line gives the range the rules allow (`+53..=81`).
 
+#[path = "common/rng.rs"]
+mod rng;
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{
     AnomalyEvent, AnomalyKind, HostStats, Inbound, KeyScope, Outbound, ReadingBatch,
 };
 use meterflow::core::Engine;
+use rng::Rng;
 
 const T0: f64 = 1.7e12;
 const STEP_MS: f64 = 500.0;
 /// Normal readings before every anomaly.
 const HISTORY: usize = 2_400;
-
-/// splitmix64 + Box-Muller, as in `tests/moments_props.rs`.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-    /// Laplace with unit standard deviation (excess kurtosis 3).
-    fn laplace(&mut self) -> f64 {
-        let u = self.unit() - 0.5;
-        -u.signum() * (1.0 - 2.0 * u.abs()).ln() / std::f64::consts::SQRT_2
-    }
-}
 
 /// `n` readings of `level` plus normal noise of standard deviation `sd`.
 fn normal(rng: &mut Rng, n: usize, level: f64, sd: f64) -> Vec<Option<f64>> {

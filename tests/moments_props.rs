@@ -7,30 +7,13 @@
 //! absolute of an exact two-pass computation over the same window. Property tests
 //! then vary window, offset, scale, shifts and constant runs.
 
+#[path = "common/rng.rs"]
+mod rng;
 use meterflow::core::moments::Moments;
 use meterflow::core::windows::Windows;
 use proptest::prelude::*;
+use rng::Rng;
 use std::collections::VecDeque;
-
-/// splitmix64 + Box-Muller: a deterministic normal generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.unit(), self.unit());
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-}
 
 /// Exact central moments of a window, two passes shifted by the first sample,
 /// with four accumulators per sum so a million windows of 3,600 stay fast.

@@ -9,6 +9,7 @@
 //! everything delivered, a covering REST result applied): every kept bucket of
 //! every resource equals the oracle exactly and `incomplete` is false.
 
+#[path = "../common/rng.rs"]
 pub mod rng;
 pub mod server;
 

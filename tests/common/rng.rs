@@ -1,4 +1,7 @@
-//! splitmix64: a small deterministic generator, so a schedule is its seed.
+//! splitmix64 with Box-Muller and Laplace draws: the deterministic generator the
+//! test suites share, so a scenario or schedule is reproduced by its seed.
+// Each test crate uses a different subset of the draws.
+#![allow(dead_code)]
 
 /// A seeded generator.
 #[derive(Clone, Debug)]
@@ -11,6 +14,23 @@ impl Rng {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1), never 0 (safe under `ln`).
+    pub fn unit(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.unit(), self.unit());
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
+    /// Laplace with unit standard deviation (excess kurtosis 3).
+    pub fn laplace(&mut self) -> f64 {
+        let u = self.unit() - 0.5;
+        -u.signum() * (1.0 - 2.0 * u.abs()).ln() / std::f64::consts::SQRT_2
     }
 
     /// Uniform in `0..n` (0 when `n` is 0).
