@@ -18,12 +18,12 @@ export CHROMEDRIVER
 # The worker suite waits on real timers; give the runner room on a loaded machine.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
-.PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native \
+.PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
         test-worker build e2e bench-smoke
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
-TEST_STEPS := fmt clippy clippy-wasm test-native test-worker build e2e bench-smoke
+TEST_STEPS := fmt clippy clippy-wasm test-native fuzz test-worker build e2e bench-smoke
 
 test: deps
 	@failed=""; \
@@ -47,6 +47,13 @@ clippy-wasm:
 
 test-native:
 	cargo test
+
+# A bounded fuzz run of every decoder and the engine behind it (proptest-based:
+# cargo-fuzz needs a nightly toolchain). `cargo test` already runs 2,000 cases
+# per target; this runs 20,000. Longer: METERFLOW_FUZZ_CASES=200000.
+FUZZ_CASES ?= 20000
+fuzz:
+	METERFLOW_FUZZ_CASES=$(FUZZ_CASES) cargo test --test fuzz_decoders
 
 # The worker suite (tests/worker.rs) runs in a dedicated worker in Debian's
 # headless Chromium, through chromedriver.

@@ -229,3 +229,26 @@ fn the_binary_replays_files_and_stdin_and_refuses_bad_usage() {
     assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("usage"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The recording's live frame (line 9) and REST body (line 10) drive the ledger
+/// exactly as in the worker: the frame's reading, stamped before the body's
+/// watermark, is retired into the REST total rather than added to it.
+#[test]
+fn recorded_live_frames_and_rest_bodies_replay_into_totals() {
+    let text = std::fs::read_to_string(BASIC).unwrap();
+    let (_, out) = run(&text, Config::default());
+    let totals = of_type(&out, "totals");
+    let after_rest: Vec<&&Value> = totals.iter().filter(|v| rel_t(v) > 1_600.0).collect();
+    let last = after_rest.last().expect("totals after the REST body");
+    assert_eq!(last["asOf"], serde_json::json!({"wallMs": 1764064801500u64, "counter": 0}));
+    let water = &last["resources"][0];
+    assert_eq!(
+        (water["resource"].as_str(), water["currentHour"].as_i64()),
+        (Some("water"), Some(1_250))
+    );
+    assert_eq!(last["counters"]["liveCounted"], 1);
+    assert_eq!(last["counters"]["livePending"], 0, "retired by the watermark");
+    // The body lists one hour and no range: it cannot vouch for the 6 hours before.
+    assert_eq!(last["incomplete"], true);
+    assert!(of_type(&out, "fetch").iter().any(|f| f["reason"] == "startup"));
+}
