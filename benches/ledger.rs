@@ -8,6 +8,8 @@
 //!   while 60 s of live readings (10,000/s) are pending, so retirement is timed too.
 //! - `ledger/rest_merge/json_5000_meters_x7h_x3r`: decoding and merging a REST
 //!   body of per-meter totals, 5,000 meters x 7 hours x 3 resources (105,000 entries).
+//! - `ledger/rest_merge/binary_5000_meters_x7h_x3r`: the same body as a binary
+//!   kind-3 frame, decoded and merged.
 //! - Before the groups run, the memory the ledger holds for pending readings
 //!   after 60 s at 10,000 readings/s (no REST result in between) is printed.
 //!
@@ -233,6 +235,35 @@ fn rest_merge_per_meter(c: &mut Criterion) {
                     meterflow::wire::Envelope::Catchup,
                     &body,
                     Default::default(),
+                    &cfg,
+                );
+                black_box(feed.engine.handle(input, as_of + 10.0));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    let body = per_meter_body(as_of + 1e6);
+    let Inbound::Catchup(c) = meterflow::wire::decode_text(
+        meterflow::wire::Envelope::Catchup,
+        &body,
+        Default::default(),
+        &cfg,
+    ) else {
+        panic!("the per-meter body must decode")
+    };
+    g.bench_function("rest_merge/binary_5000_meters_x7h_x3r", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                as_of += 1_000.0;
+                let mut next = c.clone(); // not timed
+                next.as_of = Hlc { wall_ms: as_of as u64, counter: 0 };
+                let frame = meterflow::wire::binary::encode_catchup(&next, 3).unwrap();
+                let t = Instant::now();
+                let input = meterflow::wire::decode_binary(
+                    meterflow::wire::Envelope::Catchup,
+                    &frame,
                     &cfg,
                 );
                 black_box(feed.engine.handle(input, as_of + 10.0));

@@ -17,10 +17,12 @@ use std::sync::OnceLock;
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::decimal::Decimal;
 use meterflow::core::error::CoreError;
-use meterflow::core::event::{Inbound, KeyScope, LiveBinding, LiveFrame, Outbound, ReadingBatch};
+use meterflow::core::event::{
+    Catchup, CatchupBucket, Inbound, KeyScope, LiveBinding, LiveFrame, Outbound, ReadingBatch,
+};
 use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
-use meterflow::wire::binary::{encode_live, encode_readings, TsLayout};
+use meterflow::wire::binary::{encode_catchup, encode_live, encode_readings, TsLayout};
 use meterflow::wire::{decode_binary, decode_message, decode_text, encode, Arrival, Envelope};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -168,6 +170,48 @@ fn kind2() -> impl Strategy<Value = Vec<u8>> {
                 ..Default::default()
             };
             encode_live(&f, scale, TsLayout::PerRecord).unwrap()
+        })
+}
+
+fn kind3() -> impl Strategy<Value = Vec<u8>> {
+    let hour = prop_oneof![
+        (0i64..10).prop_map(|h| (T0 / 3.6e6).floor() * 3.6e6 - h as f64 * 3.6e6),
+        any::<f64>()
+    ];
+    let bucket = (
+        prop::option::of("[a-z0-9-]{0,6}"),
+        prop_oneof!["water", "energy", "gas"],
+        hour,
+        0i64..1_000_000,
+    );
+    (
+        (0u64..1 << 47, 0u32..=65_535),
+        // A valid frame has a valid range; the mutations break it.
+        prop::option::of(Just((T0 / 3.6e6).floor() * 3.6e6 - 6.0 * 3.6e6)),
+        prop::option::of(Just((T0 / 3.6e6).floor() * 3.6e6)),
+        prop::collection::vec(bucket, 0..30),
+        0u8..=9,
+    )
+        .prop_map(|((wall_ms, counter), from, to, buckets, scale)| {
+            let c = Catchup {
+                as_of: Hlc { wall_ms, counter },
+                from_hour_ms: from,
+                to_hour_ms: to,
+                server_time_ms: Some(T0),
+                buckets: buckets
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (meter, resource, hour_ms, m))| CatchupBucket {
+                        meter,
+                        resource,
+                        hour_ms,
+                        total: Decimal::new(m, scale),
+                        position: i as u32,
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            encode_catchup(&c, scale).unwrap()
         })
 }
 
@@ -330,7 +374,7 @@ proptest! {
     fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         decode_all(&bytes);
         // Random bytes behind a valid header reach the frame bodies.
-        for kind in [1u8, 2] {
+        for kind in [1u8, 2, 3] {
             let mut framed = b"MFLW".to_vec();
             framed.extend_from_slice(&[1, kind]);
             framed.extend_from_slice(&bytes);
@@ -340,10 +384,14 @@ proptest! {
 
     #[test]
     fn mutated_binary_frames(
-        frame in prop_oneof![kind1(), kind2()],
+        frame in prop_oneof![kind1(), kind2(), kind3()],
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
-        let env = if frame[5] == 1 { Envelope::Readings } else { Envelope::Live };
+        let env = match frame[5] {
+            1 => Envelope::Readings,
+            2 => Envelope::Live,
+            _ => Envelope::Catchup,
+        };
         // The unmutated frame decodes (or is refused only for a limit).
         match decode_binary(env, &frame, cfg()) {
             Inbound::Rejected(e) => prop_assert!(

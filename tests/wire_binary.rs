@@ -136,7 +136,7 @@ fn header_errors() {
     check(Readings, &k1[..15], ErrorCode::TruncatedFrame, "header");
     check(Readings, &patched(&k1, 0, b'X'), ErrorCode::BadFrame, "magic");
     check(Readings, &patched(&k1, 4, 2), ErrorCode::BadFrame, "version 2");
-    check(Readings, &patched(&k1, 5, 3), ErrorCode::BadFrame, "kind 3");
+    check(Readings, &patched(&k1, 5, 4), ErrorCode::BadFrame, "kind 4");
     check(Readings, &patched(&k1, 6, 2), ErrorCode::BadFrame, "flags");
     check(Live, &k1, ErrorCode::UnknownType, "kind 1");
     check(Readings, &k2, ErrorCode::UnknownType, "kind 2");
@@ -318,6 +318,148 @@ fn kind1_frames_drive_the_engine_with_persistent_keys() {
 #[test]
 fn frame_constants_match_the_protocol() {
     assert_eq!(&binary::MAGIC, b"MFLW");
-    assert_eq!((binary::VERSION, binary::KIND_READINGS, binary::KIND_LIVE), (1, 1, 2));
-    assert_eq!((binary::HEADER_BYTES, binary::LIVE_HEADER_BYTES), (16, 32));
+    assert_eq!(
+        (binary::VERSION, binary::KIND_READINGS, binary::KIND_LIVE, binary::KIND_CATCHUP),
+        (1, 1, 2, 3)
+    );
+    assert_eq!(
+        (binary::HEADER_BYTES, binary::LIVE_HEADER_BYTES, binary::CATCHUP_HEADER_BYTES),
+        (16, 32, 40)
+    );
+}
+
+fn kind3() -> meterflow::core::event::Catchup {
+    use meterflow::core::event::{Catchup, CatchupBucket};
+    let h10 = 1_764_064_800_000.0;
+    let bucket =
+        |i: u32, meter: Option<&str>, resource: &str, hour_ms: f64, total: &str| CatchupBucket {
+            meter: meter.map(str::to_owned),
+            resource: resource.into(),
+            hour_ms,
+            total: Decimal::parse(total).unwrap(),
+            position: i,
+        };
+    Catchup {
+        as_of: Hlc { wall_ms: 1_764_064_860_000, counter: 12 },
+        from_hour_ms: Some(h10 - 6.0 * 3_600_000.0),
+        to_hour_ms: Some(h10),
+        buckets: vec![
+            bucket(0, Some("pump-17"), "water", h10, "1.25"),
+            bucket(1, Some("pump-18"), "water", h10, "2"),
+            bucket(2, None, "energy", h10 - 3_600_000.0, "7.125"),
+            bucket(3, Some("pump-17"), "water", h10 - 3_600_000.0, "0.5"),
+        ],
+        server_time_ms: Some(1_764_064_860_004.0),
+        ..Default::default()
+    }
+}
+
+/// Decoded totals come back at the frame's scale; compare them as values.
+fn normalised_catchup(mut c: meterflow::core::event::Catchup) -> meterflow::core::event::Catchup {
+    for b in &mut c.buckets {
+        b.total = Decimal::parse(&meterflow::core::decimal::format_units(
+            b.total.mantissa,
+            b.total.scale,
+        ))
+        .unwrap();
+    }
+    c
+}
+
+#[test]
+fn kind3_catchups_round_trip_with_arrival_times() {
+    use meterflow::wire::{decode_binary_at, Arrival};
+    let c = kind3();
+    let bytes = binary::encode_catchup(&c, 3).unwrap();
+    let arrival = Arrival { sent_at_ms: Some(1.0), received_at_ms: Some(2.0) };
+    let Inbound::Catchup(d) = decode_binary_at(Envelope::Catchup, &bytes, arrival, &cfg()) else {
+        panic!("not a catch-up")
+    };
+    let want = meterflow::core::event::Catchup {
+        sent_at_ms: Some(1.0),
+        received_at_ms: Some(2.0),
+        ..c.clone()
+    };
+    assert_eq!(normalised_catchup(d), want);
+    // Absent range and server time travel as NaN and come back absent.
+    let bare = meterflow::core::event::Catchup {
+        from_hour_ms: None,
+        to_hour_ms: None,
+        server_time_ms: None,
+        ..c
+    };
+    let Inbound::Catchup(d) =
+        decode_binary(Envelope::Catchup, &binary::encode_catchup(&bare, 3).unwrap(), &cfg())
+    else {
+        panic!("not a catch-up")
+    };
+    assert_eq!((d.from_hour_ms, d.to_hour_ms, d.server_time_ms), (None, None, None));
+}
+
+#[test]
+fn kind3_errors() {
+    let c = kind3();
+    let bytes = binary::encode_catchup(&c, 3).unwrap();
+    check(
+        Envelope::Live,
+        &bytes,
+        ErrorCode::UnknownType,
+        "does not carry a binary frame of kind 3",
+    );
+    check(Envelope::Catchup, &bytes[..bytes.len() - 1], ErrorCode::TruncatedFrame, "totals column");
+    check(Envelope::Catchup, &patched(&bytes, 6, 1), ErrorCode::BadFrame, "SHARED_TS");
+    check(Envelope::Catchup, &patched(&bytes, 29, 1), ErrorCode::BadFrame, "reserved");
+    // asOf counter above 65535.
+    check(Envelope::Catchup, &patched(&bytes, 26, 1), ErrorCode::BadTimestamp, "asOf");
+    // A bucket hour that is not an hour start, and a total finer than the resolution.
+    let mut odd = kind3();
+    odd.buckets[1].hour_ms += 1.0;
+    let Inbound::Catchup(d) =
+        decode_binary(Envelope::Catchup, &binary::encode_catchup(&odd, 3).unwrap(), &cfg())
+    else {
+        panic!("not a catch-up")
+    };
+    assert_eq!(
+        d.errors.iter().map(|e| (e.code, e.position)).collect::<Vec<_>>(),
+        vec![(ErrorCode::BadTimestamp, Some(1))]
+    );
+    assert_eq!(d.buckets.len(), 3);
+    let Inbound::Catchup(d) =
+        decode_binary(Envelope::Catchup, &binary::encode_catchup(&kind3(), 4).unwrap(), &cfg())
+    else {
+        panic!("not a catch-up")
+    };
+    assert!(d.errors.is_empty(), "a coarser total at a finer scale is fine: {:?}", d.errors);
+}
+
+#[test]
+fn a_binary_catchup_gives_the_totals_of_its_json_twin() {
+    let c = kind3();
+    let json = serde_json::json!({
+        "type": "catchup",
+        "asOf": {"wallMs": c.as_of.wall_ms, "counter": c.as_of.counter},
+        "serverTime": c.server_time_ms,
+        "from": c.from_hour_ms, "to": c.to_hour_ms,
+        "buckets": c.buckets.iter().map(|b| {
+            let mut o = serde_json::json!({"resource": b.resource, "hour": b.hour_ms,
+                "total": meterflow::core::decimal::format_units(b.total.mantissa, b.total.scale)});
+            if let Some(m) = &b.meter { o["meter"] = m.clone().into(); }
+            o
+        }).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let totals = |input: Inbound| {
+        let mut e = Engine::default();
+        e.handle(input, 1_764_064_860_010.0);
+        match e.handle(Inbound::Query(Query::Totals), 1_764_064_860_020.0).pop() {
+            Some(Outbound::Totals(t)) => t.resources,
+            other => panic!("{other:?}"),
+        }
+    };
+    let from_json =
+        totals(meterflow::wire::decode_text(Envelope::Catchup, &json, Default::default(), &cfg()));
+    let from_binary =
+        totals(decode_binary(Envelope::Catchup, &binary::encode_catchup(&c, 3).unwrap(), &cfg()));
+    assert_eq!(from_binary, from_json);
+    assert_eq!((from_binary[0].current_hour, from_binary[0].total), (3_250, 3_750));
 }

@@ -457,6 +457,37 @@ async fn overlapping_live_and_rest_payloads_are_counted_once() -> TestResult {
     let hlc = get(&totals, "hlc");
     ensure!(num(&hlc, "wallMs")? >= base && num(&hlc, "counter")? >= 0.0, "{}", show(&hlc));
     ensure_eq!(num(&get(&totals, "asOf"), "wallMs")?, base + 50.0);
+
+    // A newer catch-up as a binary kind-3 frame (transferred), covering reading 2.
+    let c = meterflow::core::event::Catchup {
+        as_of: meterflow::core::hlc::Hlc { wall_ms: (base + 150.0) as u64, counter: 0 },
+        from_hour_ms: Some(current - 6.0 * hour_ms),
+        to_hour_ms: Some(current),
+        server_time_ms: Some(t),
+        buckets: vec![meterflow::core::event::CatchupBucket {
+            meter: Some("a".into()),
+            resource: "water".into(),
+            hour_ms: bucket,
+            total: meterflow::core::decimal::Decimal::new(103_000, 3),
+            position: 0,
+        }],
+        ..Default::default()
+    };
+    let frame = meterflow::wire::binary::encode_catchup(&c, 3).map_err(|e| e.to_string())?;
+    let buf = Uint8Array::from(frame.as_slice()).buffer();
+    let msg = js(r#"{"type":"catchup"}"#);
+    Reflect::set(&msg, &"data".into(), &buf)?;
+    Reflect::set(&msg, &"sentAt".into(), &(t - 5.0).into())?;
+    Reflect::set(&msg, &"receivedAt".into(), &t.into())?;
+    page.post_transfer(&msg, &buf)?;
+    let retired = |m: &JsValue| type_of(m) == "totals" && counter(m, "restApplied") >= 2.0;
+    let totals = page.until("totals after the binary catch-up", retired).await?;
+    ensure_eq!(counter(&totals, "livePending"), 0.0, "{}", show(&totals));
+    ensure_eq!(num(&get(&totals, "asOf"), "wallMs")?, base + 150.0);
+    let water = Reflect::get(&get(&totals, "resources"), &0.into())?;
+    let buckets: Array = get(&water, "buckets").unchecked_into();
+    let hour = buckets.iter().find(|b| num_or_nan(b, "hour") == bucket);
+    ensure_eq!(hour.map(|h| num_or_nan(&h, "total")), Some(103_000.0), "{}", show(&totals));
     page.saw_no_error()
 }
 

@@ -1,7 +1,9 @@
-// Binary live frames, kind 2 (docs/PROTOCOL.md 3.5), built in JavaScript: what a
-// feed server sends over the WebSocket for the consumption ledger.
+// Binary frames for the consumption ledger, built in JavaScript: live frames
+// (kind 2, docs/PROTOCOL.md 3.5), what a feed server sends over the WebSocket,
+// and catch-ups (kind 3, 3.8), a REST body in columns.
 //
-// Layout: the 16-byte common header (magic "MFLW", version 1, kind 2, flags, B
+// Kind 2
+// layout: the 16-byte common header (magic "MFLW", version 1, kind 2, flags, B
 // bindings, N records), then at 16: epoch f64, seq f64, stamp wallMs f64, stamp
 // counter u32, amount scale u8, channel length u8, reserved u16, channel bytes;
 // then B bindings (`u32 key, u16 meter_len, u8 resource_len, meter, resource`),
@@ -71,5 +73,67 @@ export function encodeLiveFrame({ channel = '', epoch, seq, stamp, scale, bindin
   if (sharedTs) view.setFloat64(tsAt, ts, true);
   else new Float64Array(buf, tsAt, n).set(ts);
   new Float64Array(buf, amountsAt, n).set(amounts);
+  return buf;
+}
+
+export const KIND_CATCHUP = 3;
+
+/**
+ * Encodes a REST catch-up as a binary kind-3 frame (docs/PROTOCOL.md 3.8).
+ * @param {{ asOf: { wallMs: number, counter: number }, scale: number,
+ *           from?: number, to?: number, serverTime?: number,
+ *           buckets: Array<{ meter?: string, resource: string, hour: number, mantissa: number }> }} c
+ *   `mantissa` is the total × 10^scale, a whole number.
+ * @returns {ArrayBuffer}
+ */
+export function encodeCatchupFrame({ asOf, scale, from, to, serverTime, buckets }) {
+  const keyOf = new Map();
+  const bindings = [];
+  const keys = new Uint32Array(buckets.length);
+  buckets.forEach((b, i) => {
+    const id = `${b.meter ?? ''}\u0000${b.resource}`;
+    let key = keyOf.get(id);
+    if (key === undefined) {
+      key = bindings.length;
+      keyOf.set(id, key);
+      bindings.push([utf8.encode(b.meter ?? ''), utf8.encode(b.resource)]);
+    }
+    keys[i] = key;
+  });
+  let at = 56;
+  for (const [meter, resource] of bindings) at += 7 + meter.length + resource.length;
+  const keysAt = pad8(at);
+  const hoursAt = pad8(keysAt + 4 * buckets.length);
+  const totalsAt = hoursAt + 8 * buckets.length;
+  const buf = new ArrayBuffer(totalsAt + 8 * buckets.length);
+  const bytes = new Uint8Array(buf);
+  const view = new DataView(buf);
+  bytes.set(MAGIC, 0);
+  view.setUint8(4, VERSION);
+  view.setUint8(5, KIND_CATCHUP);
+  view.setUint32(8, bindings.length, true);
+  view.setUint32(12, buckets.length, true);
+  view.setFloat64(16, asOf.wallMs, true);
+  view.setUint32(24, asOf.counter, true);
+  view.setUint8(28, scale);
+  view.setFloat64(32, from ?? NaN, true);
+  view.setFloat64(40, to ?? NaN, true);
+  view.setFloat64(48, serverTime ?? NaN, true);
+  at = 56;
+  bindings.forEach(([meter, resource], key) => {
+    view.setUint32(at, key, true);
+    view.setUint16(at + 4, meter.length, true);
+    view.setUint8(at + 6, resource.length);
+    bytes.set(meter, at + 7);
+    bytes.set(resource, at + 7 + meter.length);
+    at += 7 + meter.length + resource.length;
+  });
+  new Uint32Array(buf, keysAt, buckets.length).set(keys);
+  const hours = new Float64Array(buf, hoursAt, buckets.length);
+  const totals = new Float64Array(buf, totalsAt, buckets.length);
+  buckets.forEach((b, i) => {
+    hours[i] = b.hour;
+    totals[i] = b.mantissa;
+  });
   return buf;
 }

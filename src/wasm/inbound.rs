@@ -41,12 +41,12 @@ fn decode_envelope(
         _ => return control(msg, cfg),
     };
     let data = field(msg, "data")?;
+    let arrival = Arrival {
+        sent_at_ms: optional_time(msg, "sentAt")?,
+        received_at_ms: optional_time(msg, "receivedAt")?,
+    };
     if data.is_string() {
         let text = text(&data, &ty, cfg)?;
-        let arrival = Arrival {
-            sent_at_ms: optional_time(msg, "sentAt")?,
-            received_at_ms: optional_time(msg, "receivedAt")?,
-        };
         return Ok(wire::decode_text(envelope, &text, arrival, cfg));
     }
     let bytes = bytes_of(&data).ok_or_else(|| {
@@ -61,7 +61,7 @@ fn decode_envelope(
     scratch.resize(len, 0);
     let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
     bytes.copy_to(dst);
-    Ok(wire::decode_binary(envelope, dst, cfg))
+    Ok(wire::decode_binary_at(envelope, dst, arrival, cfg))
 }
 
 /// `config`, `query`, `reset` and unknown types: the whole message as JSON.

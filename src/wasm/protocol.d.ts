@@ -42,7 +42,7 @@ export type BinaryPayload = ArrayBuffer | ArrayBufferView;
 
 export interface ReadingsMessage { type: "readings"; v?: 1; data: string | BinaryPayload; }
 export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload; receivedAt?: number; }
-export interface CatchupMessage { type: "catchup"; v?: 1; data: string; sentAt?: number; receivedAt?: number; }
+export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; }
 export interface ConfigMessage { type: "config"; v?: 1; config: MeterflowConfig; }
 export type QueryMessage =
   | { type: "query"; v?: 1; query: "stats" | "totals" }

@@ -99,7 +99,7 @@ fn payload(
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| bad_field(format!("dataBase64: not base64 ({e})")))?;
-            Ok(binary::decode(envelope, &bytes, cfg))
+            Ok(binary::decode(envelope, &bytes, arrival, cfg))
         }
         (None, Some(_)) => Err(bad_field("dataBase64: must be a string")),
         (None, None) => Err(bad_field("data: missing")),

@@ -73,10 +73,21 @@ pub fn decode_text(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Confi
     json::decode(envelope, text, arrival, cfg)
 }
 
-/// Decodes a binary frame (PROTOCOL.md 3.4/3.5) carried by `envelope`. Never
+/// Decodes a binary frame (PROTOCOL.md 3.4/3.5/3.8) carried by `envelope`. Never
 /// panics: anything undecodable becomes `Inbound::Rejected(err)`.
 pub fn decode_binary(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Inbound {
-    binary::decode(envelope, bytes, cfg)
+    binary::decode(envelope, bytes, Arrival::default(), cfg)
+}
+
+/// [`decode_binary`] with the page's request and arrival times, which a binary
+/// catch-up (kind 3) turns into a clock-offset sample.
+pub fn decode_binary_at(
+    envelope: Envelope,
+    bytes: &[u8],
+    arrival: Arrival,
+    cfg: &Config,
+) -> Inbound {
+    binary::decode(envelope, bytes, arrival, cfg)
 }
 
 /// The wire shape of an outbound message (PROTOCOL.md section 4): serialise it

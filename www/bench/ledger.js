@@ -9,10 +9,10 @@
 //   3. REST merge: a 7 hours × 3 resources result retiring those 60 s, then a
 //      JSON body of per-meter totals, 5,000 meters × 7 hours × 3 resources (the
 //      size issue 3 names; 8.8 MB, so larger fleets would pass maxPayloadBytes),
-//      decoded and merged.
+//      decoded and merged; then the same body as a binary kind-3 frame.
 // Engine time is a virtual clock that advances with the stream's stamps.
 import { MeterflowEngine } from '../pkg/meterflow.js';
-import { encodeLiveFrame } from '../live-frames.js';
+import { encodeCatchupFrame, encodeLiveFrame } from '../live-frames.js';
 
 const RESOURCES = ['water', 'energy', 'bandwidth'];
 const PER_FRAME = 1000;
@@ -133,6 +133,21 @@ export function runLedger({ meters, smoke }) {
     check(engine.handle({ type: 'catchup', data: body }, clock + 10), 'per-meter catch-up');
     merges.push(performance.now() - t0);
   }
+  // 3c. The same per-meter totals as a binary kind-3 frame.
+  const binaryMerges = [];
+  let frameBytes = 0;
+  for (let r = 0; r < (smoke ? 1 : 5); r++) {
+    clock += 1000;
+    const current = clock - (clock % HOUR_MS);
+    const buckets = perMeter(current).map((b) => ({ ...b, mantissa: Math.round(Number(b.total) * 1000) }));
+    const data = encodeCatchupFrame({
+      asOf: { wallMs: clock, counter: 0 }, scale: 3, from: current - 6 * HOUR_MS, to: current, serverTime: clock + 10, buckets,
+    });
+    frameBytes = data.byteLength;
+    t0 = performance.now();
+    check(engine.handle({ type: 'catchup', data }, clock + 10), 'binary per-meter catch-up');
+    binaryMerges.push(performance.now() - t0);
+  }
   const applied = totals().counters.restApplied;
   engine.free();
   return {
@@ -143,5 +158,6 @@ export function runLedger({ meters, smoke }) {
     pending: { readings: pending, engineBytes: pendingBytes, linearGrowthBytes: linearGrowth },
     retireMs,
     perMeterMerge: { entries: listed * 21, bodyBytes, medianMs: median(merges), applied },
+    perMeterBinaryMerge: { frameBytes, medianMs: median(binaryMerges) },
   };
 }

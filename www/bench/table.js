@@ -26,6 +26,7 @@ export function formatTable(results) {
     ['  REST 7h x 3 merge retiring them, ms', (r) => f(r.ledger?.retireMs, 3)],
     ['  REST per-meter (5,000 x 7h x 3) merge, ms', (r) => f(r.ledger?.perMeterMerge.medianMs, 1)],
     ['    entries / JSON MB', (r) => `${f(r.ledger?.perMeterMerge.entries)} / ${f((r.ledger?.perMeterMerge.bodyBytes ?? NaN) / 1e6, 1)}`],
+    ['  same as binary kind 3: merge ms / frame MB', (r) => `${f(r.ledger?.perMeterBinaryMerge.medianMs, 1)} / ${f((r.ledger?.perMeterBinaryMerge.frameBytes ?? NaN) / 1e6, 1)}`],
   ];
   const cols = [rows.map(([name]) => name), ...results.map((r) => rows.map(([, get]) => get(r)))];
   const widths = cols.map((c) => Math.max(...c.map((s) => s.length)));

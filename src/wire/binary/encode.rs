@@ -1,11 +1,11 @@
 //! Encoders for binary frames v1, for tests, benchmarks, fuzzing and the demo
-//! feed. They write exactly the layout the decoders read (PROTOCOL.md 3.4/3.5)
+//! feed. They write exactly the layout the decoders read (PROTOCOL.md 3.4/3.5/3.8)
 //! and refuse, with a `CoreError`, what the layout cannot carry.
 
-use super::{FLAG_SHARED_TS, HEADER_BYTES, KIND_LIVE, KIND_READINGS, MAGIC, VERSION};
+use super::{FLAG_SHARED_TS, HEADER_BYTES, KIND_CATCHUP, KIND_LIVE, KIND_READINGS, MAGIC, VERSION};
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
-use crate::core::event::{LiveFrame, ReadingBatch};
+use crate::core::event::{Catchup, LiveFrame, ReadingBatch};
 
 /// How a frame carries its timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +157,53 @@ pub fn encode_live(frame: &LiveFrame, scale: u8, layout: TsLayout) -> Result<Vec
     ts_column(&mut buf, &frame.ts, layout)?;
     for (i, a) in frame.amounts.iter().enumerate() {
         buf.extend_from_slice(&mantissa(*a, scale, i)?.to_le_bytes());
+    }
+    Ok(buf)
+}
+
+/// Encodes a kind-3 frame (a REST catch-up): one binding per distinct
+/// `(meter, resource)` of `c.buckets` (an empty meter name for a resource
+/// total), totals as mantissas of `10^-scale`; absent range or server time as NaN.
+pub fn encode_catchup(c: &Catchup, scale: u8) -> Result<Vec<u8>, CoreError> {
+    if scale > MAX_SCALE {
+        return Err(refuse(format!("scale {scale} is above {MAX_SCALE}")));
+    }
+    let mut keys: Vec<u32> = Vec::with_capacity(c.buckets.len());
+    let mut bound: std::collections::HashMap<(&str, &str), u32> = std::collections::HashMap::new();
+    let mut bindings: Vec<(&str, &str)> = Vec::new();
+    for b in &c.buckets {
+        let pair = (b.meter.as_deref().unwrap_or(""), b.resource.as_str());
+        let key = *bound.entry(pair).or_insert_with(|| {
+            bindings.push(pair);
+            bindings.len() as u32 - 1
+        });
+        keys.push(key);
+    }
+    let mut buf = Vec::with_capacity(HEADER_BYTES + 40 + bindings.len() * 24 + keys.len() * 20);
+    header(&mut buf, KIND_CATCHUP, TsLayout::PerRecord, bindings.len(), keys.len())?;
+    buf.extend_from_slice(&(c.as_of.wall_ms as f64).to_le_bytes());
+    buf.extend_from_slice(&c.as_of.counter.to_le_bytes());
+    buf.extend_from_slice(&[scale, 0, 0, 0]);
+    for x in [c.from_hour_ms, c.to_hour_ms, c.server_time_ms] {
+        buf.extend_from_slice(&x.unwrap_or(f64::NAN).to_le_bytes());
+    }
+    for (key, (meter, resource)) in bindings.iter().enumerate() {
+        let meter_len =
+            u16::try_from(meter.len()).map_err(|_| refuse("meter id longer than 65535 bytes"))?;
+        let resource_len =
+            u8::try_from(resource.len()).map_err(|_| refuse("resource longer than 255 bytes"))?;
+        buf.extend_from_slice(&(key as u32).to_le_bytes());
+        buf.extend_from_slice(&meter_len.to_le_bytes());
+        buf.push(resource_len);
+        buf.extend_from_slice(meter.as_bytes());
+        buf.extend_from_slice(resource.as_bytes());
+    }
+    keys_column(&mut buf, &keys);
+    for b in &c.buckets {
+        buf.extend_from_slice(&b.hour_ms.to_le_bytes());
+    }
+    for (i, b) in c.buckets.iter().enumerate() {
+        buf.extend_from_slice(&mantissa(b.total, scale, i)?.to_le_bytes());
     }
     Ok(buf)
 }

@@ -1,6 +1,7 @@
-//! Binary frames, version 1 (PROTOCOL.md 3.4, 3.5): kind 1 (readings) and
-//! kind 2 (live ledger frame), decoded into core inputs; the Rust-side
-//! encoders live in [`encode`] (re-exported here).
+//! Binary frames, version 1 (PROTOCOL.md 3.4, 3.5, 3.8): kind 1 (readings),
+//! kind 2 (live ledger frame) and kind 3 (REST catch-up, in [`catchup`]),
+//! decoded into core inputs; the Rust-side encoders live in [`encode`]
+//! (re-exported here).
 //!
 //! Lengths are checked exactly before anything is copied: a frame shorter than
 //! its header or declared contents is `truncated_frame`, trailing bytes are
@@ -14,12 +15,14 @@
 //! the key table (the engine for kind 1, the ledger for kind 2). A binding that
 //! is not UTF-8 cannot be represented and rejects the whole frame.
 
+mod catchup;
 mod encode;
 
-pub use encode::{encode_live, encode_readings, TsLayout};
+pub use catchup::CATCHUP_HEADER_BYTES;
+pub use encode::{encode_catchup, encode_live, encode_readings, TsLayout};
 
 use super::field::MAX_WHOLE;
-use super::{check_payload_size, Envelope};
+use super::{check_payload_size, Arrival, Envelope};
 use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
@@ -34,6 +37,8 @@ pub const VERSION: u8 = 1;
 pub const KIND_READINGS: u8 = 1;
 /// Kind 2: a live ledger frame.
 pub const KIND_LIVE: u8 = 2;
+/// Kind 3: a REST catch-up result.
+pub const KIND_CATCHUP: u8 = 3;
 /// Flag bit 0: one timestamp for all records.
 pub const FLAG_SHARED_TS: u16 = 1;
 /// Bytes of the common header.
@@ -41,10 +46,11 @@ pub const HEADER_BYTES: usize = 16;
 /// Bytes of the kind-2 header before the channel name.
 pub const LIVE_HEADER_BYTES: usize = 32;
 
-/// Decodes a binary frame carried by `envelope`.
-pub(crate) fn decode(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Inbound {
+/// Decodes a binary frame carried by `envelope`; `arrival` times a catch-up.
+pub(crate) fn decode(envelope: Envelope, bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
     let decoded = header(envelope, bytes, cfg).and_then(|h| match h.kind {
         KIND_READINGS => readings(&h, bytes).map(Inbound::Readings),
+        KIND_CATCHUP => catchup::decode(&h, bytes, arrival, cfg).map(Inbound::Catchup),
         _ => live(&h, bytes).map(Inbound::Live),
     });
     decoded.unwrap_or_else(Inbound::Rejected)
@@ -163,7 +169,7 @@ fn header(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Result<Header, Core
     if version != VERSION {
         return Err(bad_frame(format!("binary frame: version {version} is not 1")));
     }
-    if kind != KIND_READINGS && kind != KIND_LIVE {
+    if !matches!(kind, KIND_READINGS | KIND_LIVE | KIND_CATCHUP) {
         return Err(bad_frame(format!("binary frame: unknown kind {kind}")));
     }
     if flags & !FLAG_SHARED_TS != 0 {
@@ -171,7 +177,9 @@ fn header(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Result<Header, Core
     }
     let fits = matches!(
         (envelope, kind),
-        (Envelope::Readings, KIND_READINGS) | (Envelope::Live, KIND_LIVE)
+        (Envelope::Readings, KIND_READINGS)
+            | (Envelope::Live, KIND_LIVE)
+            | (Envelope::Catchup, KIND_CATCHUP)
     );
     if !fits {
         return Err(CoreError::new(

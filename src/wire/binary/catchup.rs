@@ -1,0 +1,206 @@
+//! Binary frames of kind 3: a REST catch-up result (PROTOCOL.md 3.8).
+//!
+//! The same information as the JSON body of 3.6 in columns: the watermark, the
+//! hour range and the server time in the kind header; bindings naming
+//! `(meter, resource)` pairs (an empty meter name is a resource total), local to
+//! the frame since a catch-up is self-contained; then `keys`, `hours` and
+//! `totals` (whole mantissas of `10^-scale`) columns.
+//!
+//! Items are checked as the JSON decoder checks them: a bucket whose key is
+//! unbound, whose resource is not configured, whose hour is not an hour start,
+//! or whose total is not a whole mantissa or finer than the resolution becomes
+//! an error with its position (the ledger then refuses the result whole, see
+//! `Ledger::on_catchup`, except for unknown resources, which it ignores).
+
+use super::{bad_frame, le_f64, le_u32, utf8, whole, Header, Reader, HEADER_BYTES};
+use crate::core::config::Config;
+use crate::core::decimal::{Decimal, MAX_SCALE};
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::{Catchup, CatchupBucket};
+use crate::core::hlc::Hlc;
+use crate::core::ledger::HOUR_MS;
+use crate::wire::Arrival;
+
+/// Bytes of the kind-3 header after the common header.
+pub const CATCHUP_HEADER_BYTES: usize = 40;
+
+/// An hour start in `0..=2^53` ms, or `None` for NaN (absent).
+fn hour(x: f64, what: &str) -> Result<Option<f64>, CoreError> {
+    if x.is_nan() {
+        return Ok(None);
+    }
+    match whole(x) {
+        Some(_) if x % HOUR_MS == 0.0 => Ok(Some(x)),
+        _ => Err(CoreError::new(
+            ErrorCode::BadTimestamp,
+            format!("binary catch-up: {what} {x} is not an hour start (a multiple of 3600000 ms)"),
+        )),
+    }
+}
+
+/// `(meter, resource)` of a binding; an empty meter is a resource total.
+type Binding = (Option<String>, String);
+
+pub(super) fn decode(
+    h: &Header,
+    bytes: &[u8],
+    arrival: Arrival,
+    cfg: &Config,
+) -> Result<Catchup, CoreError> {
+    if h.shared_ts {
+        return Err(bad_frame("binary catch-up: flag SHARED_TS does not apply to kind 3"));
+    }
+    let mut r = Reader { buf: bytes, pos: HEADER_BYTES };
+    let what = "kind-3 header";
+    let (wall_ms, counter) = (r.f64(what)?, r.u32(what)?);
+    let (scale, reserved) = (r.u8(what)?, [r.u8(what)?, r.u8(what)?, r.u8(what)?]);
+    let (from, to, server_time) = (r.f64(what)?, r.f64(what)?, r.f64(what)?);
+    let as_of = Hlc::from_f64(wall_ms, f64::from(counter)).ok_or_else(|| {
+        CoreError::new(
+            ErrorCode::BadTimestamp,
+            format!("binary catch-up: asOf wallMs {wall_ms} counter {counter} out of range"),
+        )
+    })?;
+    if scale > MAX_SCALE {
+        return Err(bad_frame(format!(
+            "binary catch-up: total scale {scale} is above {MAX_SCALE}"
+        )));
+    }
+    if reserved != [0; 3] {
+        return Err(bad_frame("binary catch-up: reserved kind-3 header bytes are not zero"));
+    }
+    let (from_hour_ms, to_hour_ms) = (hour(from, "from")?, hour(to, "to")?);
+    if let (Some(f), Some(t)) = (from_hour_ms, to_hour_ms) {
+        if f > t {
+            return Err(CoreError::new(
+                ErrorCode::BadTimestamp,
+                format!("binary catch-up: from {f} is after to {t}"),
+            ));
+        }
+    }
+    let server_time_ms = if server_time.is_nan() {
+        None
+    } else if server_time.is_finite() {
+        Some(server_time)
+    } else {
+        return Err(CoreError::new(
+            ErrorCode::BadTimestamp,
+            format!("binary catch-up: serverTime {server_time} is not finite"),
+        ));
+    };
+
+    // Bindings are local to the frame: key -> (meter, resource).
+    let mut table: Vec<Option<Binding>> = Vec::new();
+    for _ in 0..h.bindings {
+        let key = r.u32("bindings")?;
+        let (meter_len, resource_len) = (r.u16("bindings")?, r.u8("bindings")?);
+        let meter = utf8(
+            r.take(usize::from(meter_len), "bindings")?,
+            ErrorCode::BadMeterId,
+            "meter id",
+            key,
+        )?;
+        let resource = utf8(
+            r.take(usize::from(resource_len), "bindings")?,
+            ErrorCode::UnknownResource,
+            "resource",
+            key,
+        )?;
+        if key >= cfg.max_stream_keys {
+            return Err(CoreError::new(
+                ErrorCode::KeyOutOfRange,
+                format!("binary catch-up: key {key} >= maxStreamKeys {}", cfg.max_stream_keys),
+            ));
+        }
+        let k = key as usize;
+        if k >= table.len() {
+            table.resize(k + 1, None);
+        }
+        let meter = (!meter.is_empty()).then(|| meter.to_owned());
+        if let Some(slot) = table.get_mut(k) {
+            *slot = Some((meter, resource.to_owned()));
+        }
+    }
+    r.pad8("padding after the bindings")?;
+    let keys = r.column(h.records, 4, "keys column")?;
+    r.pad8("padding after the keys")?;
+    let hours = r.column(h.records, 8, "hours column")?;
+    let totals = r.column(h.records, 8, "totals column")?;
+    r.finish()?;
+
+    let mut c = Catchup {
+        as_of,
+        from_hour_ms,
+        to_hour_ms,
+        buckets: Vec::with_capacity(h.records as usize),
+        server_time_ms,
+        sent_at_ms: arrival.sent_at_ms.filter(|x| x.is_finite()),
+        received_at_ms: arrival.received_at_ms.filter(|x| x.is_finite()),
+        errors: Vec::new(),
+    };
+    let columns = keys.chunks_exact(4).zip(hours.chunks_exact(8)).zip(totals.chunks_exact(8));
+    for (i, ((key, hour_ms), total)) in columns.enumerate() {
+        match bucket(i, le_u32(key), le_f64(hour_ms), le_f64(total), scale, &table, cfg) {
+            Ok(b) => c.buckets.push(b),
+            Err(e) => c.errors.push(e),
+        }
+    }
+    Ok(c)
+}
+
+fn bucket(
+    i: usize,
+    key: u32,
+    hour_ms: f64,
+    total: f64,
+    scale: u8,
+    table: &[Option<Binding>],
+    cfg: &Config,
+) -> Result<CatchupBucket, CoreError> {
+    let Some(Some((meter, resource))) = table.get(key as usize) else {
+        return Err(CoreError::at(
+            ErrorCode::UnknownKey,
+            i,
+            format!("bucket {i}: key {key} is bound to no meter and resource in this frame"),
+        ));
+    };
+    let Some(spec) = cfg.resources.iter().find(|s| &s.name == resource) else {
+        return Err(CoreError::at(
+            ErrorCode::UnknownResource,
+            i,
+            format!("bucket {i}: '{resource}' is not a configured resource"),
+        ));
+    };
+    let hour_ms = hour(hour_ms, "hour").ok().flatten().ok_or_else(|| {
+        CoreError::at(
+            ErrorCode::BadTimestamp,
+            i,
+            format!("bucket {i}: hour {hour_ms} is not an hour start"),
+        )
+    })?;
+    let mantissa = whole(total).ok_or_else(|| {
+        CoreError::at(
+            ErrorCode::BadValue,
+            i,
+            format!("bucket {i}: total mantissa {total} is not a whole number in 0..=2^53"),
+        )
+    })?;
+    let total = Decimal::new(mantissa as i64, scale);
+    if total.to_units(spec.decimals).is_err() {
+        return Err(CoreError::at(
+            ErrorCode::BadValue,
+            i,
+            format!(
+                "bucket {i}: total is finer than the resolution of '{}' ({} decimals)",
+                spec.name, spec.decimals
+            ),
+        ));
+    }
+    Ok(CatchupBucket {
+        meter: meter.clone(),
+        resource: resource.clone(),
+        hour_ms,
+        total,
+        position: i as u32,
+    })
+}
