@@ -16,6 +16,18 @@ export const KIND_LIVE = 2;
 const utf8 = new TextEncoder();
 const pad8 = (n) => (n + 7) & ~7;
 
+/** Writes `[key, meterBytes, resourceBytes]` bindings (`u32 key, u16, u8, meter, resource`) from `at`. */
+function writePairBindings(view, bytes, at, bindings) {
+  for (const [key, meter, resource] of bindings) {
+    view.setUint32(at, key, true);
+    view.setUint16(at + 4, meter.length, true);
+    view.setUint8(at + 6, resource.length);
+    bytes.set(meter, at + 7);
+    bytes.set(resource, at + 7 + meter.length);
+    at += 7 + meter.length + resource.length;
+  }
+}
+
 /**
  * @param {{ channel?: string, epoch: number, seq: number,
  *           stamp: { wallMs: number, counter: number }, scale: number,
@@ -59,15 +71,7 @@ export function encodeLiveFrame({ channel = '', epoch, seq, stamp, scale, bindin
   view.setUint8(44, scale);
   view.setUint8(45, chan.length);
   bytes.set(chan, 48);
-  at = 48 + chan.length;
-  for (const [key, meter, resource] of encoded) {
-    view.setUint32(at, key, true);
-    view.setUint16(at + 4, meter.length, true);
-    view.setUint8(at + 6, resource.length);
-    bytes.set(meter, at + 7);
-    bytes.set(resource, at + 7 + meter.length);
-    at += 7 + meter.length + resource.length;
-  }
+  writePairBindings(view, bytes, 48 + chan.length, encoded);
   new Uint32Array(buf, keysAt, n).set(keys);
   new Float64Array(buf, idsAt, n).set(ids);
   if (sharedTs) view.setFloat64(tsAt, ts, true);
@@ -119,15 +123,7 @@ export function encodeCatchupFrame({ asOf, scale, from, to, serverTime, buckets 
   view.setFloat64(32, from ?? NaN, true);
   view.setFloat64(40, to ?? NaN, true);
   view.setFloat64(48, serverTime ?? NaN, true);
-  at = 56;
-  bindings.forEach(([meter, resource], key) => {
-    view.setUint32(at, key, true);
-    view.setUint16(at + 4, meter.length, true);
-    view.setUint8(at + 6, resource.length);
-    bytes.set(meter, at + 7);
-    bytes.set(resource, at + 7 + meter.length);
-    at += 7 + meter.length + resource.length;
-  });
+  writePairBindings(view, bytes, 56, bindings.map(([meter, resource], key) => [key, meter, resource]));
   new Uint32Array(buf, keysAt, buckets.length).set(keys);
   const hours = new Float64Array(buf, hoursAt, buckets.length);
   const totals = new Float64Array(buf, totalsAt, buckets.length);

@@ -12,7 +12,7 @@
 //! an error with its position (the ledger then refuses the result whole, see
 //! `Ledger::on_catchup`, except for unknown resources, which it ignores).
 
-use super::{bad_frame, le_f64, le_u32, utf8, whole, Header, Reader, HEADER_BYTES};
+use super::{bad_frame, le_f64, le_u32, whole, Header, Reader, HEADER_BYTES};
 use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
@@ -92,20 +92,7 @@ pub(super) fn decode(
     // Bindings are local to the frame: key -> (meter, resource).
     let mut table: Vec<Option<Binding>> = Vec::new();
     for _ in 0..h.bindings {
-        let key = r.u32("bindings")?;
-        let (meter_len, resource_len) = (r.u16("bindings")?, r.u8("bindings")?);
-        let meter = utf8(
-            r.take(usize::from(meter_len), "bindings")?,
-            ErrorCode::BadMeterId,
-            "meter id",
-            key,
-        )?;
-        let resource = utf8(
-            r.take(usize::from(resource_len), "bindings")?,
-            ErrorCode::UnknownResource,
-            "resource",
-            key,
-        )?;
+        let (key, meter, resource) = r.pair_binding()?;
         if key >= cfg.max_stream_keys {
             return Err(CoreError::new(
                 ErrorCode::KeyOutOfRange,

@@ -46,6 +46,20 @@ fn header(
     Ok(())
 }
 
+/// Writes a kind-2/kind-3 binding: `u32 key, u16 meter_len, u8 resource_len`, names.
+fn pair_binding(buf: &mut Vec<u8>, key: u32, meter: &str, resource: &str) -> Result<(), CoreError> {
+    let meter_len =
+        u16::try_from(meter.len()).map_err(|_| refuse("meter id longer than 65535 bytes"))?;
+    let resource_len =
+        u8::try_from(resource.len()).map_err(|_| refuse("resource longer than 255 bytes"))?;
+    buf.extend_from_slice(&key.to_le_bytes());
+    buf.extend_from_slice(&meter_len.to_le_bytes());
+    buf.push(resource_len);
+    buf.extend_from_slice(meter.as_bytes());
+    buf.extend_from_slice(resource.as_bytes());
+    Ok(())
+}
+
 /// Writes padding, the keys column, and padding again.
 fn keys_column(buf: &mut Vec<u8>, keys: &[u32]) {
     pad8(buf);
@@ -140,15 +154,7 @@ pub fn encode_live(frame: &LiveFrame, scale: u8, layout: TsLayout) -> Result<Vec
     buf.extend_from_slice(&0u16.to_le_bytes());
     buf.extend_from_slice(frame.channel.as_bytes());
     for b in &frame.bindings {
-        let meter_len =
-            u16::try_from(b.meter.len()).map_err(|_| refuse("meter id longer than 65535 bytes"))?;
-        let resource_len =
-            u8::try_from(b.resource.len()).map_err(|_| refuse("resource longer than 255 bytes"))?;
-        buf.extend_from_slice(&b.key.to_le_bytes());
-        buf.extend_from_slice(&meter_len.to_le_bytes());
-        buf.push(resource_len);
-        buf.extend_from_slice(b.meter.as_bytes());
-        buf.extend_from_slice(b.resource.as_bytes());
+        pair_binding(&mut buf, b.key, &b.meter, &b.resource)?;
     }
     keys_column(&mut buf, &frame.keys);
     for id in &frame.ids {
@@ -188,15 +194,7 @@ pub fn encode_catchup(c: &Catchup, scale: u8) -> Result<Vec<u8>, CoreError> {
         buf.extend_from_slice(&x.unwrap_or(f64::NAN).to_le_bytes());
     }
     for (key, (meter, resource)) in bindings.iter().enumerate() {
-        let meter_len =
-            u16::try_from(meter.len()).map_err(|_| refuse("meter id longer than 65535 bytes"))?;
-        let resource_len =
-            u8::try_from(resource.len()).map_err(|_| refuse("resource longer than 255 bytes"))?;
-        buf.extend_from_slice(&(key as u32).to_le_bytes());
-        buf.extend_from_slice(&meter_len.to_le_bytes());
-        buf.push(resource_len);
-        buf.extend_from_slice(meter.as_bytes());
-        buf.extend_from_slice(resource.as_bytes());
+        pair_binding(&mut buf, key as u32, meter, resource)?;
     }
     keys_column(&mut buf, &keys);
     for b in &c.buckets {

@@ -126,6 +126,20 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A kind-2/kind-3 binding: `u32 key, u16 meter_len, u8 resource_len`, then
+    /// the names, which must be UTF-8.
+    fn pair_binding(&mut self) -> Result<(u32, &'a str, &'a str), CoreError> {
+        let key = self.u32("bindings")?;
+        let (meter_len, resource_len) = (self.u16("bindings")?, self.u8("bindings")?);
+        let meter = self.take(usize::from(meter_len), "bindings")?;
+        let resource = self.take(usize::from(resource_len), "bindings")?;
+        Ok((
+            key,
+            utf8(meter, ErrorCode::BadMeterId, "meter id", key)?,
+            utf8(resource, ErrorCode::UnknownResource, "resource", key)?,
+        ))
+    }
+
     fn finish(&self) -> Result<(), CoreError> {
         if self.pos != self.buf.len() {
             return Err(bad_frame(format!(
@@ -276,15 +290,8 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
 
     let mut bindings = Vec::with_capacity(binding_capacity(h.bindings, &r, 7));
     for _ in 0..h.bindings {
-        let key = r.u32("bindings")?;
-        let (meter_len, resource_len) = (r.u16("bindings")?, r.u8("bindings")?);
-        let meter = r.take(usize::from(meter_len), "bindings")?;
-        let resource = r.take(usize::from(resource_len), "bindings")?;
-        bindings.push(LiveBinding {
-            key,
-            meter: utf8(meter, ErrorCode::BadMeterId, "meter id", key)?.to_owned(),
-            resource: utf8(resource, ErrorCode::UnknownResource, "resource", key)?.to_owned(),
-        });
+        let (key, meter, resource) = r.pair_binding()?;
+        bindings.push(LiveBinding { key, meter: meter.to_owned(), resource: resource.to_owned() });
     }
     r.pad8("padding after the bindings")?;
     let keys = r.column(h.records, 4, "keys column")?;
