@@ -3,7 +3,7 @@
 //! and feeding accepted live readings into the anomaly windows.
 
 use super::event::{Catchup, LiveFrame, StreamHello};
-use super::{intern_meter, Engine};
+use super::{add_reading, intern_meter, Engine};
 
 impl Engine {
     pub(super) fn live(&mut self, f: &LiveFrame, now_ms: f64) {
@@ -13,10 +13,7 @@ impl Engine {
         ledger.on_live(f, now_ms, cfg, &mut intern, out);
         let mut fed = 0u64;
         for (m, ts, x) in ledger.take_feed() {
-            let m = m as usize;
-            let before = windows.moments(m);
-            detector.observe(m, x, ts, &before, cfg);
-            windows.push(m, x);
+            add_reading(windows, detector, m as usize, x, ts, cfg);
             fed += 1;
         }
         counters.readings_ingested += fed as f64;

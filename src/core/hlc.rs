@@ -14,8 +14,6 @@
 //!
 //! The physical time is always passed in (`pt_ms`); the clock never reads one.
 
-use std::cmp::Ordering;
-
 /// Largest counter value; the next event in the same millisecond moves to `wall_ms + 1`.
 pub const MAX_COUNTER: u32 = 0xFFFF;
 /// Largest wall time accepted in a timestamp, 2^47 ms (year 6429): exact in an f64.
@@ -142,11 +140,6 @@ impl HybridClock {
         debug_assert!(next > old && next > m);
         self.last = next;
         Ok(next)
-    }
-
-    /// Compares a remote timestamp with the clock without changing it.
-    pub fn cmp_last(&self, m: Hlc) -> Ordering {
-        m.cmp(&self.last)
     }
 }
 

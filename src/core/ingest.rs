@@ -9,7 +9,7 @@
 
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
-use super::{intern_meter, Engine, UNBOUND};
+use super::{add_reading, intern_meter, Engine, UNBOUND};
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
@@ -98,10 +98,7 @@ impl Engine {
                 ));
                 continue;
             }
-            let m = m as usize;
-            let before = self.windows.moments(m);
-            self.detector.observe(m, x, ts, &before, &self.cfg);
-            self.windows.push(m, x);
+            add_reading(&mut self.windows, &mut self.detector, m as usize, x, ts, &self.cfg);
             ingested += 1;
         }
         sink.finish();

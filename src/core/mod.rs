@@ -323,6 +323,23 @@ pub(crate) fn intern_meter(
     Ok(m)
 }
 
+/// Adds reading `x` at `ts` to meter `m`: scored by the detector against the
+/// window as it was *before* the reading entered, then pushed into the window.
+/// Every path a reading takes into the anomaly engine goes through here.
+#[inline]
+pub(crate) fn add_reading(
+    windows: &mut Windows,
+    detector: &mut Detector,
+    m: usize,
+    x: f64,
+    ts: f64,
+    cfg: &Config,
+) {
+    let before = windows.moments(m);
+    detector.observe(m, x, ts, &before, cfg);
+    windows.push(m, x);
+}
+
 fn unknown_meter(id: &str) -> Outbound {
     Outbound::Error(CoreError::new(ErrorCode::UnknownMeter, format!("meter '{id}' is not tracked")))
 }
