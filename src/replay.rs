@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::core::config::Config;
-use crate::core::error::{CoreError, ErrorCode};
+use crate::core::error::{CoreError, ErrorCode, WarningCode};
 use crate::core::event::{HostStats, Inbound, Outbound, WarningEvent};
 use crate::core::Engine;
 use crate::wire::{self, WireOut};
@@ -247,7 +247,7 @@ impl<W: Write> Replayer<W> {
             self.flush = Some(flush);
             self.summary.skipped_fires += skipped;
             let w = WarningEvent {
-                code: "replay_gap",
+                code: WarningCode::ReplayGap,
                 message: format!(
                     "{skipped} timer fires due between t {} and t {t} skipped (more than {MAX_FIRES_PER_GAP}), as a suspended worker would",
                     self.last_t

@@ -134,7 +134,7 @@ fn memory_guard_halves_the_window_keeping_newest_samples_and_warns() {
         }
     }
     assert_eq!(warned.len(), 1, "{warned:?}");
-    assert_eq!(warned[0].1.code, "memory_ceiling");
+    assert_eq!(warned[0].1.code.as_str(), "memory_ceiling");
     assert!(warned[0].1.message.contains("1200 to 600"), "{}", warned[0].1.message);
     assert_eq!(e.config().window, 600);
     let w = window(&mut e, "m7");

@@ -262,6 +262,18 @@ fn rolled_off_hours_count_late_and_new_hours_start_empty() {
 }
 
 #[test]
+fn a_channel_past_max_channels_is_refused_with_its_own_code() {
+    let mut h = Harness::new(ConfigPatch { max_channels: Some(1), ..Default::default() });
+    h.out.clear();
+    let mut f = frame(1, 0, NOW + 100.0, &[("a", "water", 1, NOW, "1")]);
+    if let Inbound::Live(lf) = &mut f {
+        lf.channel = "second".into();
+    }
+    h.send(f, NOW + 110.0);
+    assert_eq!(h.errors(), vec![(ErrorCode::ChannelLimit, None)]);
+}
+
+#[test]
 fn pending_limit_defers_to_the_next_catch_up_and_says_so() {
     let mut h = Harness::new(ConfigPatch { max_pending_readings: Some(2), ..Default::default() });
     h.send(rest(NOW, &[]), NOW + 1.0);
@@ -269,7 +281,7 @@ fn pending_limit_defers_to_the_next_catch_up_and_says_so() {
     let readings: Vec<(&str, &str, u64, f64, &str)> =
         (1..=4).map(|i| ("a", "water", i, NOW, "1")).collect();
     h.send(frame(1, 0, NOW + 100.0, &readings), NOW + 110.0);
-    assert!(h.errors().contains(&(ErrorCode::PayloadTooLarge, None)));
+    assert!(h.errors().contains(&(ErrorCode::PendingLimit, None)));
     assert_eq!(h.fetches(), vec![FetchReason::PendingLimit]);
     let t = h.totals(NOW + 120.0);
     assert_eq!((water_now(&t), t.counters.overflow, t.incomplete), (2_000, 2, true));

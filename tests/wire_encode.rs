@@ -36,7 +36,10 @@ fn anomaly_cleared_warning_error() {
         r#"{"type":"cleared","v":1,"meter":"m","kind":"silent","at":5.0}"#,
     );
     check(
-        Outbound::Warning(WarningEvent { code: "memory_ceiling", message: "halved".into() }),
+        Outbound::Warning(WarningEvent {
+            code: meterflow::core::error::WarningCode::MemoryCeiling,
+            message: "halved".into(),
+        }),
         r#"{"type":"warning","v":1,"code":"memory_ceiling","message":"halved"}"#,
     );
     check(

@@ -579,7 +579,7 @@ fn decoded_json_drives_the_engine_with_item_positions() {
             (ErrorCode::BadField, Some(4)),
             (ErrorCode::MeterCapacity, None),
             (ErrorCode::UnknownKey, Some(1)),
-            (ErrorCode::PayloadTooLarge, None),
+            (ErrorCode::ErrorsSuppressed, None),
         ]
     );
     assert_eq!(engine.counters().readings_ingested, 2.0);

@@ -9,7 +9,13 @@ use std::fmt;
 use super::event::Outbound;
 
 /// Stable error codes. New codes may be added; existing strings never change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// The wire string of a variant is its name in snake_case (derived, so the
+/// list of codes is the enum itself: [`ErrorCode::iter`] walks every variant,
+/// and `tests/protocol_docs.rs` checks PROTOCOL.md and `protocol.d.ts` against
+/// it both ways). Each code means one thing, so a page can branch on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The payload is not valid JSON.
     MalformedJson,
@@ -29,6 +35,12 @@ pub enum ErrorCode {
     BadFrame,
     /// A payload is larger than `maxPayloadBytes`, or a batch than `maxBatch`.
     PayloadTooLarge,
+    /// More errors in one batch than `maxErrorsPerBatch`: one event counts the rest.
+    ErrorsSuppressed,
+    /// `maxPendingReadings` live readings wait for a catch-up: later ones are not counted yet.
+    PendingLimit,
+    /// A live frame or hello named a new channel while `maxChannels` are tracked.
+    ChannelLimit,
     /// A binary record names a stream key that no frame has bound.
     UnknownKey,
     /// A stream key is at or past `maxStreamKeys`.
@@ -50,55 +62,43 @@ pub enum ErrorCode {
     LateReading,
     /// Memory for a new meter's window could not be reserved.
     OutOfMemory,
+    /// The binding could not convert an outbound message (a bug). Never produced
+    /// by the core; the wasm binding posts it.
+    Internal,
 }
 
 impl ErrorCode {
-    /// Every code, for documentation checks.
-    pub const ALL: [ErrorCode; 19] = [
-        ErrorCode::MalformedJson,
-        ErrorCode::BadField,
-        ErrorCode::UnknownType,
-        ErrorCode::UnsupportedVersion,
-        ErrorCode::BadValue,
-        ErrorCode::BadTimestamp,
-        ErrorCode::TruncatedFrame,
-        ErrorCode::BadFrame,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UnknownKey,
-        ErrorCode::KeyOutOfRange,
-        ErrorCode::BadMeterId,
-        ErrorCode::MeterCapacity,
-        ErrorCode::UnknownMeter,
-        ErrorCode::BadConfig,
-        ErrorCode::ClockAhead,
-        ErrorCode::UnknownResource,
-        ErrorCode::LateReading,
-        ErrorCode::OutOfMemory,
-    ];
-
     /// The stable wire string, e.g. `"malformed_json"`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedJson => "malformed_json",
-            ErrorCode::BadField => "bad_field",
-            ErrorCode::UnknownType => "unknown_type",
-            ErrorCode::UnsupportedVersion => "unsupported_version",
-            ErrorCode::BadValue => "bad_value",
-            ErrorCode::BadTimestamp => "bad_timestamp",
-            ErrorCode::TruncatedFrame => "truncated_frame",
-            ErrorCode::BadFrame => "bad_frame",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UnknownKey => "unknown_key",
-            ErrorCode::KeyOutOfRange => "key_out_of_range",
-            ErrorCode::BadMeterId => "bad_meter_id",
-            ErrorCode::MeterCapacity => "meter_capacity",
-            ErrorCode::UnknownMeter => "unknown_meter",
-            ErrorCode::BadConfig => "bad_config",
-            ErrorCode::ClockAhead => "clock_ahead",
-            ErrorCode::UnknownResource => "unknown_resource",
-            ErrorCode::LateReading => "late_reading",
-            ErrorCode::OutOfMemory => "out_of_memory",
-        }
+        self.into()
+    }
+
+    /// Every code, in declaration order.
+    pub fn iter() -> impl Iterator<Item = ErrorCode> {
+        <ErrorCode as strum::IntoEnumIterator>::iter()
+    }
+}
+
+/// Stable warning codes: something the page should know that is not an error.
+/// Wire strings are the variant names in snake_case, as for [`ErrorCode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::EnumIter, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum WarningCode {
+    /// The memory guard fired: every meter's window was reduced to `reducedWindow`.
+    MemoryCeiling,
+    /// Replay only: timer fires over a gap in the recording were skipped.
+    ReplayGap,
+}
+
+impl WarningCode {
+    /// The stable wire string, e.g. `"memory_ceiling"`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every code, in declaration order.
+    pub fn iter() -> impl Iterator<Item = WarningCode> {
+        <WarningCode as strum::IntoEnumIterator>::iter()
     }
 }
 
@@ -161,12 +161,30 @@ impl<'a> ErrorSink<'a> {
     pub(crate) fn finish(self) {
         if self.suppressed > 0 {
             self.out.push(Outbound::Error(CoreError::new(
-                ErrorCode::PayloadTooLarge,
+                ErrorCode::ErrorsSuppressed,
                 format!(
                     "{} more errors in this batch not reported individually (maxErrorsPerBatch = {})",
                     self.suppressed, self.max
                 ),
             )));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_strings_are_snake_case_and_unique() {
+        assert_eq!(ErrorCode::MalformedJson.as_str(), "malformed_json");
+        assert_eq!(ErrorCode::OutOfMemory.as_str(), "out_of_memory");
+        assert_eq!(WarningCode::MemoryCeiling.as_str(), "memory_ceiling");
+        let mut all: Vec<&str> = ErrorCode::iter().map(ErrorCode::as_str).collect();
+        all.extend(WarningCode::iter().map(WarningCode::as_str));
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a code string is used twice");
     }
 }

@@ -5,7 +5,7 @@
 //! bulk data (windows) into typed arrays.
 
 use super::config::ConfigPatch;
-use super::error::CoreError;
+use super::error::{CoreError, WarningCode};
 pub use super::ledger::event::{
     BucketTotal, Catchup, CatchupBucket, FetchReason, FetchRequest, LedgerCounters, LiveBinding,
     LiveFrame, ResourceTotals, StreamHello, TotalsEvent,
@@ -208,7 +208,7 @@ pub struct StatsEvent {
 /// Something the page should know that is not an error (e.g. the memory guard fired).
 #[derive(Clone, Debug, PartialEq)]
 pub struct WarningEvent {
-    pub code: &'static str,
+    pub code: WarningCode,
     pub message: String,
 }
 

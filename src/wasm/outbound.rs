@@ -56,7 +56,7 @@ pub(crate) fn internal_error(message: &str) -> JsValue {
     object(&[
         ("type", "error".into()),
         ("v", 1.into()),
-        ("code", "internal".into()),
+        ("code", crate::core::error::ErrorCode::Internal.as_str().into()),
         ("message", format!("meterflow could not convert an outbound message: {message}").into()),
     ])
 }

@@ -9,11 +9,15 @@ export interface Hlc { wallMs: number; counter: number; }
 export type ErrorCode =
   | "malformed_json" | "bad_field" | "unknown_type" | "unsupported_version"
   | "bad_value" | "bad_timestamp" | "truncated_frame" | "bad_frame"
-  | "payload_too_large" | "unknown_key" | "key_out_of_range" | "bad_meter_id"
+  | "payload_too_large" | "errors_suppressed" | "pending_limit" | "channel_limit"
+  | "unknown_key" | "key_out_of_range" | "bad_meter_id"
   | "meter_capacity" | "unknown_meter" | "bad_config" | "clock_ahead"
   | "unknown_resource" | "late_reading" | "out_of_memory"
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
+
+/** Stable warning codes (PROTOCOL.md section 6); new codes may be added. */
+export type WarningCode = "memory_ceiling" | "replay_gap";
 
 /** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
@@ -68,7 +72,7 @@ export interface StatsMessage {
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
 }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
-export interface WarningMessage { type: "warning"; v: 1; code: string; message: string; }
+export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
 export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }
 export interface MeterMessage {
   type: "meter"; v: 1; meter: string; count: number; mean: number; variance: number;

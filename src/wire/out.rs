@@ -198,7 +198,7 @@ impl Serialize for WarningOut<'_> {
             code: &'static str,
             message: &'b str,
         }
-        Body { v: V, code: self.0.code, message: &self.0.message }.serialize(s)
+        Body { v: V, code: self.0.code.as_str(), message: &self.0.message }.serialize(s)
     }
 }
 

@@ -264,7 +264,7 @@ impl Ledger {
         }
         if causes.overflow {
             sink.push(CoreError::new(
-                ErrorCode::PayloadTooLarge,
+                ErrorCode::PendingLimit,
                 format!(
                     "maxPendingReadings ({}) reached: live readings wait for the next catch-up",
                     cfg.max_pending_readings

@@ -348,7 +348,7 @@ impl Ledger {
         out: &mut Vec<Outbound>,
     ) {
         out.push(Outbound::Error(CoreError::new(
-            ErrorCode::PayloadTooLarge,
+            ErrorCode::ChannelLimit,
             format!(
                 "channel '{channel}' refused: {} channels already tracked (maxChannels)",
                 cfg.max_channels
