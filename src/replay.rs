@@ -2,25 +2,30 @@
 //! clock, exactly as the worker would have been driven (`docs/REPLAY.md`).
 //!
 //! Each input line is a page message (as for [`wire::decode_message`]) plus
-//! `"t"`, its arrival time in ms; `t` never decreases. Two simulated timers run
-//! as the worker's do: the evaluation tick every `tickMs` and the totals flush
-//! every `totalsFlushMs`, both first due one interval after the first line's
-//! `t`. Before a line is handled, every timer fire due at or before its `t` is
-//! handled in time order (a tick before a flush due at the same time); after
-//! the last line, fires are due up to the last `t` plus one tick interval. A
-//! `config` line that changes an interval restarts that timer at the line's
-//! `t`, as the worker restarts its interval timer.
+//! `"t"`, its arrival time in ms; `t` never decreases and stays within
+//! ±[`MAX_T_MS`] (2^53 − 1, where consecutive milliseconds are still distinct
+//! doubles). Two simulated timers run as the worker's do: the evaluation tick
+//! every `tickMs` and the totals flush every `totalsFlushMs`, each interval
+//! rounded and clamped to 1..=2^31 − 1 ms as the worker's `setInterval` is,
+//! both first due one interval after the first line's `t`. Before a line is
+//! handled, every timer fire due at or before its `t` is handled in time order
+//! (a tick before a flush due at the same time); after the last line, fires are
+//! due up to the last `t` plus one tick interval. A `config` line that changes
+//! an interval restarts that timer at the line's `t`, as the worker restarts
+//! its interval timer.
 //!
 //! Every outbound message is written as one NDJSON line in its wire shape
 //! ([`wire::encode`]) with `"t"` (engine time) added, and `"line"` (1-based
-//! input line) when a line caused it. A bad line becomes an `error` line with
-//! its line number and the replay goes on.
+//! input line) when a line caused it; [`ReplayOptions::only`] keeps only some
+//! message types. A bad line becomes an `error` line with its line number and
+//! the replay goes on.
 //!
-//! Invariant: output `t` never decreases, and a timer never fires more than
-//! [`MAX_FIRES_PER_GAP`] times between two lines: past that (a recording
-//! with a gap of days, or a corrupt `t`) the timers skip ahead, as a suspended
-//! worker's would, and a `warning` line with code `replay_gap` says how many
-//! fires were skipped.
+//! Invariants: output `t` never decreases, and the timers never fire more than
+//! [`ReplayOptions::max_fires_per_line`] times between two lines: past that (a
+//! recording with a gap of days, or a corrupt `t`) the timers skip ahead, as a
+//! suspended worker's would, and a `warning` line with code `replay_gap` says
+//! how many fires were skipped. So the work per input line is bounded whatever
+//! the numbers in it.
 
 use std::io::{self, BufRead, Write};
 
@@ -33,8 +38,96 @@ use crate::core::event::{HostStats, Inbound, Outbound, WarningEvent};
 use crate::core::Engine;
 use crate::wire::{self, WireOut};
 
-/// Most timer fires (ticks and flushes together) handled between two lines.
+/// Default for [`ReplayOptions::max_fires_per_line`].
 pub const MAX_FIRES_PER_GAP: u64 = 1_000_000;
+
+/// Largest `|t|` accepted on an input line, 2^53 − 1 ms (JS
+/// `Number.MAX_SAFE_INTEGER`, some 285,000 years): past it consecutive
+/// milliseconds are not distinct doubles, so a timer could not advance.
+pub const MAX_T_MS: f64 = 9_007_199_254_740_991.0;
+
+/// The outbound message types, as in `type` on the wire (PROTOCOL.md section 4).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "snake_case")]
+pub enum OutType {
+    Anomaly,
+    Cleared,
+    Stats,
+    Error,
+    Warning,
+    Window,
+    Meter,
+    Totals,
+    Fetch,
+}
+
+impl OutType {
+    /// The type of `o` on the wire.
+    pub fn of(o: &Outbound) -> OutType {
+        match o {
+            Outbound::Anomaly(_) => OutType::Anomaly,
+            Outbound::Cleared(_) => OutType::Cleared,
+            Outbound::Stats(_) => OutType::Stats,
+            Outbound::Error(_) => OutType::Error,
+            Outbound::Warning(_) => OutType::Warning,
+            Outbound::Window { .. } => OutType::Window,
+            Outbound::Meter(_) => OutType::Meter,
+            Outbound::Totals(_) => OutType::Totals,
+            Outbound::Fetch(_) => OutType::Fetch,
+        }
+    }
+
+    /// The wire string, e.g. `"totals"`.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Every type, in declaration order.
+    pub fn iter() -> impl Iterator<Item = OutType> {
+        <OutType as strum::IntoEnumIterator>::iter()
+    }
+
+    /// The types named in a comma-separated list such as `"anomaly,totals"`.
+    pub fn parse_list(list: &str) -> Result<Vec<OutType>, String> {
+        list.split(',')
+            .map(str::trim)
+            .map(|name| {
+                name.parse().map_err(|_| {
+                    let known: Vec<&str> = OutType::iter().map(OutType::as_str).collect();
+                    format!("unknown message type '{name}' (one of {})", known.join(", "))
+                })
+            })
+            .collect()
+    }
+}
+
+/// How a replay runs; [`Default`] is what `meterflow replay` does without options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Most timer fires (ticks and flushes together) handled between two
+    /// lines, and after the last one. Default [`MAX_FIRES_PER_GAP`]; at least 1
+    /// (0 is taken as 1). Past it the timers skip ahead with a `replay_gap` warning.
+    pub max_fires_per_line: u64,
+    /// Write only messages of these types (`--only`); `None` writes every type.
+    /// Filtered messages are counted in [`ReplaySummary::filtered`].
+    pub only: Option<Vec<OutType>>,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions { max_fires_per_line: MAX_FIRES_PER_GAP, only: None }
+    }
+}
 
 /// What a replay did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,10 +144,12 @@ pub struct ReplaySummary {
     pub ticks: u64,
     /// Totals flushes fired.
     pub flushes: u64,
-    /// Timer fires skipped over gaps longer than [`MAX_FIRES_PER_GAP`] allows.
+    /// Timer fires skipped over gaps longer than [`ReplayOptions::max_fires_per_line`] allows.
     pub skipped_fires: u64,
     /// Output lines written.
     pub outputs: u64,
+    /// Outbound messages not written because [`ReplayOptions::only`] left out their type.
+    pub filtered: u64,
 }
 
 /// Why a replay stopped early.
@@ -80,6 +175,8 @@ struct Timer {
 }
 
 impl Timer {
+    /// A timer first due at `start + interval`; `interval` is in ms, already
+    /// clamped by [`interval_ms`].
     fn new(start: f64, interval: f64) -> Timer {
         Timer { start, interval, k: 1 }
     }
@@ -88,16 +185,24 @@ impl Timer {
         self.start + self.k as f64 * self.interval
     }
 
-    /// Fires due at or before `t`.
+    /// Fires due at or before `t`, saturating at `u64::MAX`: the float-to-int
+    /// conversion saturates and the `+ 1` must not wrap to 0.
     fn due(&self, t: f64) -> u64 {
         let next = self.next();
-        if next > t {
-            0
+        if next <= t {
+            (((t - next) / self.interval) as u64).saturating_add(1)
         } else {
-            // Saturating float-to-int conversion bounds an absurd gap.
-            ((t - next) / self.interval) as u64 + 1
+            0
         }
     }
+}
+
+/// A timer interval as the worker's `setInterval` takes it: whole ms, 1 to 2^31 − 1.
+fn interval_ms(ms: f64) -> f64 {
+    if ms.is_nan() {
+        return 1.0;
+    }
+    ms.round().clamp(1.0, f64::from(i32::MAX))
 }
 
 /// One output line: `t`, `line` when an input line caused it, then the message.
@@ -118,6 +223,8 @@ struct Replayer<W: Write> {
     tick: Option<Timer>,
     flush: Option<Timer>,
     last_t: f64,
+    max_fires: u64,
+    only: Option<Vec<OutType>>,
     summary: ReplaySummary,
 }
 
@@ -128,6 +235,16 @@ pub fn replay(
     out: impl Write,
     cfg: Config,
 ) -> Result<ReplaySummary, ReplayError> {
+    replay_with(input, out, cfg, ReplayOptions::default())
+}
+
+/// [`replay`] with options: an output filter and the per-line timer cap.
+pub fn replay_with(
+    input: impl BufRead,
+    out: impl Write,
+    cfg: Config,
+    opts: ReplayOptions,
+) -> Result<ReplaySummary, ReplayError> {
     let engine = Engine::new(cfg).map_err(ReplayError::Config)?;
     let mut r = Replayer {
         engine,
@@ -136,6 +253,8 @@ pub fn replay(
         tick: None,
         flush: None,
         last_t: 0.0,
+        max_fires: opts.max_fires_per_line.max(1),
+        only: opts.only,
         summary: ReplaySummary::default(),
     };
     r.run(input)?;
@@ -185,6 +304,12 @@ impl<W: Write> Replayer<W> {
                 .ok_or_else(|| CoreError::new(ErrorCode::BadField, "t: must be a number (ms)"))?,
             None => return Err(CoreError::new(ErrorCode::BadField, "t: missing")),
         };
+        if t.is_nan() || t.abs() > MAX_T_MS {
+            return Err(CoreError::new(
+                ErrorCode::BadTimestamp,
+                format!("t {t} is not a time in ms: |t| must be at most 2^53 - 1"),
+            ));
+        }
         if self.tick.is_some() && t < self.last_t {
             return Err(CoreError::new(
                 ErrorCode::BadTimestamp,
@@ -203,8 +328,8 @@ impl<W: Write> Replayer<W> {
     fn handle(&mut self, n: u64, t: f64, msg: &Value) -> Result<(), ReplayError> {
         if self.tick.is_none() {
             let cfg = self.engine.config();
-            self.tick = Some(Timer::new(t, cfg.tick_ms));
-            self.flush = Some(Timer::new(t, cfg.totals_flush_ms));
+            self.tick = Some(Timer::new(t, interval_ms(cfg.tick_ms)));
+            self.flush = Some(Timer::new(t, interval_ms(cfg.totals_flush_ms)));
         }
         self.fire_until(t)?;
         self.last_t = t;
@@ -224,8 +349,8 @@ impl<W: Write> Replayer<W> {
 
     /// Restarts a timer at `t` when the config changed its interval.
     fn retime(&mut self, t: f64) {
-        let (tick_ms, flush_ms) =
-            (self.engine.config().tick_ms, self.engine.config().totals_flush_ms);
+        let cfg = self.engine.config();
+        let (tick_ms, flush_ms) = (interval_ms(cfg.tick_ms), interval_ms(cfg.totals_flush_ms));
         for (timer, interval) in [(&mut self.tick, tick_ms), (&mut self.flush, flush_ms)] {
             if let Some(tm) = timer {
                 if tm.interval != interval {
@@ -239,7 +364,8 @@ impl<W: Write> Replayer<W> {
     fn fire_until(&mut self, t: f64) -> Result<(), ReplayError> {
         let (Some(mut tick), Some(mut flush)) = (self.tick, self.flush) else { return Ok(()) };
         let due = tick.due(t).saturating_add(flush.due(t));
-        if due > MAX_FIRES_PER_GAP {
+        let max = self.max_fires;
+        if due > max {
             let skipped = due;
             tick.k = tick.k.saturating_add(tick.due(t));
             flush.k = flush.k.saturating_add(flush.due(t));
@@ -249,13 +375,14 @@ impl<W: Write> Replayer<W> {
             let w = WarningEvent {
                 code: WarningCode::ReplayGap,
                 message: format!(
-                    "{skipped} timer fires due between t {} and t {t} skipped (more than {MAX_FIRES_PER_GAP}), as a suspended worker would",
+                    "{skipped} timer fires due between t {} and t {t} skipped (more than {max}), as a suspended worker would",
                     self.last_t
                 ),
             };
             return self.write(t, None, &[Outbound::Warning(w)]);
         }
-        loop {
+        // `due` bounds the loop; the count guards against rounding at the edge.
+        for _ in 0..=due {
             let (tn, fnext) = (tick.next(), flush.next());
             if tn.min(fnext) > t {
                 break;
@@ -284,6 +411,12 @@ impl<W: Write> Replayer<W> {
         outputs: &[Outbound],
     ) -> Result<(), ReplayError> {
         for o in outputs {
+            if let Some(only) = &self.only {
+                if !only.contains(&OutType::of(o)) {
+                    self.summary.filtered += 1;
+                    continue;
+                }
+            }
             let l = OutLine { t, line, msg: wire::encode(o) };
             self.line_buf.clear();
             serde_json::to_writer(&mut self.line_buf, &l)

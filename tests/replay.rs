@@ -2,10 +2,11 @@
 //! Replay end to end: the example recordings under `tests/data/`, the timer
 //! schedule, bad lines, and the `meterflow` binary itself.
 
+use std::io::{self, Write};
 use std::process::Command;
 
 use meterflow::core::config::{Config, ConfigPatch};
-use meterflow::replay::{replay, ReplaySummary, MAX_FIRES_PER_GAP};
+use meterflow::replay::{replay, ReplaySummary, MAX_FIRES_PER_GAP, MAX_T_MS};
 use serde_json::Value;
 
 const T0: f64 = 1764064800000.0;
@@ -15,6 +16,36 @@ fn run(input: &str, cfg: Config) -> (ReplaySummary, Vec<Value>) {
     let mut out = Vec::new();
     let summary = replay(input.as_bytes(), &mut out, cfg).unwrap();
     let lines = String::from_utf8(out).unwrap();
+    let values = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (summary, values)
+}
+
+/// A writer that fails past `cap` bytes, so a runaway replay fails its test
+/// instead of writing gigabytes.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + b.len() > self.cap {
+            return Err(io::Error::other(format!("replay output past {} bytes", self.cap)));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`run`] with the output capped at 64 KiB.
+fn run_capped(input: &str, cfg: Config) -> (ReplaySummary, Vec<Value>) {
+    let mut out = Capped { buf: Vec::new(), cap: 64 << 10 };
+    let summary = replay(input.as_bytes(), &mut out, cfg).expect("replay within the output cap");
+    let lines = String::from_utf8(out.buf).unwrap();
     let values = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     (summary, values)
 }
@@ -251,4 +282,73 @@ fn recorded_live_frames_and_rest_bodies_replay_into_totals() {
     // The body lists one hour and no range: it cannot vouch for the 6 hours before.
     assert_eq!(last["incomplete"], true);
     assert!(of_type(&out, "fetch").iter().any(|f| f["reason"] == "startup"));
+}
+
+/// `t` = 1e25 made `Timer::due` wrap (`as u64 + 1`), so the gap check never
+/// fired and the timers walked towards 1e25 forever. Such a `t` is refused.
+#[test]
+fn an_absurd_t_is_an_error_line_not_an_endless_timer_walk() {
+    let stats = r#""type":"query","query":"stats""#;
+    let input = [
+        line(0.0, stats),
+        line(1e25, stats),
+        line(1e30, stats),
+        line(-1e30, stats),
+        line(1_000.0, stats),
+    ]
+    .concat();
+    let (s, out) = run_capped(&input, Config::default());
+    assert_eq!((s.lines, s.messages, s.bad_lines), (5, 2, 3));
+    let errors: Vec<(u64, &str)> = of_type(&out, "error")
+        .into_iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(errors, vec![(2, "bad_timestamp"), (3, "bad_timestamp"), (4, "bad_timestamp")]);
+    assert!(of_type(&out, "error")[0]["message"].as_str().unwrap().contains("2^53"));
+    // Ticks at 500, 1000 and 1500 (the last t plus one tick interval).
+    assert_eq!(s.ticks, 3);
+    assert_eq!(s.skipped_fires, 0);
+}
+
+/// The largest accepted `t` (2^53 - 1) is a gap the timers skip, bounded.
+#[test]
+fn the_largest_t_is_a_bounded_gap() {
+    let stats = r#""type":"query","query":"stats""#;
+    let input = [line(0.0, stats), line(MAX_T_MS - T0, stats)].concat();
+    let (s, out) = run_capped(&input, Config::default());
+    assert_eq!(s.bad_lines, 0);
+    assert_eq!(of_type(&out, "warning").len(), 1);
+    assert!(s.skipped_fires > MAX_FIRES_PER_GAP);
+    assert!(s.ticks + s.flushes <= 2 * MAX_FIRES_PER_GAP, "{s:?}");
+}
+
+/// `tickMs` 1e308 made the end-of-recording walk (`last t + tickMs`) wrap the
+/// fire count; the worker clamps an interval to 2^31 - 1 ms, and so does replay.
+#[test]
+fn a_huge_tick_interval_is_clamped_as_the_worker_clamps_it() {
+    let input = [
+        line(0.0, r#""type":"config","config":{"tickMs":1e308}"#),
+        line(5_000.0, r#""type":"query","query":"stats""#),
+    ]
+    .concat();
+    let (s, out) = run_capped(&input, Config::default());
+    assert_eq!(s.bad_lines, 0);
+    // The flush every 250 ms would fire 8.6 million times over 2^31 - 1 ms:
+    // skipped with one warning.
+    assert_eq!(of_type(&out, "warning").len(), 1, "{s:?}");
+    assert_eq!(s.ticks, 0);
+}
+
+/// `tickMs` 1e-300 never moved the timer past its start: replay looped forever.
+/// The worker clamps an interval to at least 1 ms, and so does replay.
+#[test]
+fn a_tiny_tick_interval_is_clamped_to_one_ms() {
+    let input = [
+        line(0.0, r#""type":"config","config":{"tickMs":1e-300}"#),
+        line(5_000.0, r#""type":"query","query":"stats""#),
+    ]
+    .concat();
+    let (s, _) = run_capped(&input, Config::default());
+    // One tick per ms over 0..=5001.
+    assert_eq!((s.bad_lines, s.ticks, s.skipped_fires), (0, 5_001, 0));
 }
