@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use std::process::Command;
 
 use meterflow::core::config::{Config, ConfigPatch};
-use meterflow::replay::{replay, ReplaySummary, MAX_FIRES_PER_GAP, MAX_T_MS};
+use meterflow::replay::{
+    replay, replay_with, OutType, ReplayOptions, ReplaySummary, MAX_FIRES_PER_GAP, MAX_T_MS,
+};
 use serde_json::Value;
 
 const T0: f64 = 1764064800000.0;
@@ -351,4 +353,42 @@ fn a_tiny_tick_interval_is_clamped_to_one_ms() {
     let (s, _) = run_capped(&input, Config::default());
     // One tick per ms over 0..=5001.
     assert_eq!((s.bad_lines, s.ticks, s.skipped_fires), (0, 5_001, 0));
+}
+
+#[test]
+fn only_keeps_the_named_message_types() {
+    let text = std::fs::read_to_string(BASIC).unwrap();
+    let (all, every) = run(&text, Config::default());
+    let opts = ReplayOptions {
+        only: Some(OutType::parse_list("anomaly,totals").unwrap()),
+        ..ReplayOptions::default()
+    };
+    let mut out = Vec::new();
+    let s = replay_with(text.as_bytes(), &mut out, Config::default(), opts).unwrap();
+    let kept: Vec<Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected: Vec<&Value> =
+        every.iter().filter(|v| v["type"] == "anomaly" || v["type"] == "totals").collect();
+    assert!(!expected.is_empty());
+    assert_eq!(kept.iter().collect::<Vec<_>>(), expected, "the same lines, in order");
+    assert_eq!((s.outputs, s.filtered), (kept.len() as u64, all.outputs - kept.len() as u64));
+    // The wire `type` of every output is its OutType name.
+    for v in &every {
+        let ty = v["type"].as_str().unwrap();
+        assert!(OutType::iter().any(|t| t.as_str() == ty), "{ty}");
+    }
+    assert!(OutType::parse_list("anomaly,total").unwrap_err().contains("'total'"));
+
+    let bin = env!("CARGO_BIN_EXE_meterflow");
+    let cli =
+        Command::new(bin).args(["replay", BASIC, "--only", "anomaly,totals"]).output().unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let mut lib = Vec::new();
+    let opts =
+        ReplayOptions { only: Some(vec![OutType::Anomaly, OutType::Totals]), ..Default::default() };
+    replay_with(text.as_bytes(), &mut lib, Config::default(), opts).unwrap();
+    assert_eq!(cli.stdout, lib);
+    let bad = Command::new(bin).args(["replay", BASIC, "--only", "stats,nope"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown message type 'nope'"));
 }
