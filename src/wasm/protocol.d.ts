@@ -1,7 +1,8 @@
 // TypeScript types of the meterflow worker protocol (docs/PROTOCOL.md sections
 // 2, 4 and 5), appended to the generated meterflow.d.ts by src/wasm/types.rs.
 // tests/worker.rs checks that every MeterflowConfig field is one the config
-// decoder knows.
+// decoder knows; tests/protocol_docs.rs that the ErrorCode and WarningCode
+// unions list exactly the variants of the Rust enums.
 /** A hybrid logical clock timestamp: order by `wallMs`, then `counter`. */
 export interface Hlc { wallMs: number; counter: number; }
 

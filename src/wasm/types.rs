@@ -4,7 +4,9 @@
 //!
 //! The types themselves are in `protocol.d.ts` beside this file. Keep them in
 //! step with `docs/PROTOCOL.md` and `crate::wire`; the worker suite checks that
-//! every `MeterflowConfig` field is one the config decoder accepts.
+//! every `MeterflowConfig` field is one the config decoder accepts, and
+//! `tests/protocol_docs.rs` that the `ErrorCode`/`WarningCode` unions are
+//! exactly the variants of `core::error::ErrorCode`/`WarningCode`.
 
 use wasm_bindgen::prelude::*;
 
