@@ -265,8 +265,31 @@ fn describe(inbound: &Inbound) -> Value {
     }
 }
 
+/// `v` with the keys of the first two object levels one per line and
+/// everything deeper on one line: readable, and a few KB for the whole set.
+fn layout(v: &Value, depth: usize, out: &mut String) {
+    match v {
+        Value::Object(map) if depth < 2 && !map.is_empty() => {
+            let indent = "  ".repeat(depth + 1);
+            out.push('{');
+            for (i, (k, x)) in map.iter().enumerate() {
+                out.push_str(if i == 0 { "\n" } else { ",\n" });
+                out.push_str(&indent);
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                layout(x, depth + 1, out);
+            }
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+            out.push('}');
+        }
+        _ => out.push_str(&v.to_string()),
+    }
+}
+
 fn write_pretty(path: &Path, v: &Value) {
-    let mut text = serde_json::to_string_pretty(v).expect("serialises");
+    let mut text = String::new();
+    layout(v, 0, &mut text);
     text.push('\n');
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
