@@ -371,7 +371,7 @@ impl<W: Write> Replayer<W> {
             flush.k = flush.k.saturating_add(flush.due(t));
             self.tick = Some(tick);
             self.flush = Some(flush);
-            self.summary.skipped_fires += skipped;
+            self.summary.skipped_fires = self.summary.skipped_fires.saturating_add(skipped);
             let w = WarningEvent {
                 code: WarningCode::ReplayGap,
                 message: format!(
