@@ -126,7 +126,7 @@ fn decode_all(bytes: &[u8]) {
 }
 
 fn kind1() -> impl Strategy<Value = Vec<u8>> {
-    let binding = (0u32..300, "[a-z0-9-]{0,10}");
+    let binding = (0u32..300, "[a-z0-9-]{1,10}");
     let record = (0u32..300, prop_oneof![Just(T0), any::<f64>()], any::<f64>());
     (prop::collection::vec(binding, 0..5), prop::collection::vec(record, 0..30), any::<bool>())
         .prop_map(|(bindings, records, shared)| {
@@ -143,7 +143,7 @@ fn kind1() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn kind2() -> impl Strategy<Value = Vec<u8>> {
-    let binding = (0u32..300, "[a-z0-9-]{0,10}", prop_oneof!["water", "energy", "gas", ""]);
+    let binding = (0u32..300, "[a-z0-9-]{1,10}", prop_oneof!["water", "energy", "gas", ""]);
     let record = (0u32..300, 0u64..1 << 53, 0i64..1_000_000);
     (
         "[a-z]{0,6}",
