@@ -549,3 +549,66 @@ fn binary_header_numbers_at_their_extremes_are_exact_or_refused() {
         assert_eq!(decode(&counts(b, n)), Err(code), "B={b} N={n}");
     }
 }
+
+#[test]
+fn binary_record_numbers_at_their_extremes_are_exact_or_refused() {
+    use ErrorCode::*;
+    let two53 = 2f64.powi(53);
+    let put = |bytes: &mut Vec<u8>, at: usize, x: f64| {
+        bytes[at..at + 8].copy_from_slice(&x.to_le_bytes());
+    };
+    // Kind 2 (frame_with_amount): ids at 72, ts at 80.
+    let live = |at: usize, x: f64| {
+        let mut b = frame_with_amount(0, 1.0);
+        put(&mut b, at, x);
+        match decode_binary(Envelope::Live, &b, &cfg()) {
+            Inbound::Live(f) => match (f.ids.as_slice(), f.ts.as_slice(), f.errors.as_slice()) {
+                ([id], [ts], []) => Ok((*id, *ts)),
+                ([], [], [e]) => Err(e.code),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(live(72, two53), Ok((1 << 53, 1.0)));
+    assert_eq!(live(72, 0.0), Ok((0, 1.0)));
+    for id in [two53 + 2.0, 2f64.powi(64), f64::INFINITY, f64::NAN, -1.0, 0.5] {
+        assert_eq!(live(72, id), Err(BadValue), "id {id}");
+    }
+    for ts in [-two53 - 2.0, 1e300, -1e300, f64::MIN_POSITIVE] {
+        assert_eq!(live(80, ts), Ok((1, ts)), "ts {ts}");
+    }
+    for ts in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        assert_eq!(live(80, ts), Err(BadTimestamp), "ts {ts}");
+    }
+    // Kind 3 (catchup_with_total): from 32, to 40, serverTime 48, the hour at 80.
+    let catchup = |at: usize, x: f64| {
+        let mut b = catchup_with_total(3, 1.0);
+        put(&mut b, at, x);
+        match decode_binary(Envelope::Catchup, &b, &cfg()) {
+            Inbound::Catchup(c) => match (c.buckets.as_slice(), c.errors.as_slice()) {
+                ([b], []) => Ok((b.hour_ms, c.from_hour_ms, c.to_hour_ms, c.server_time_ms)),
+                ([], [e]) => Err(e.code),
+                other => panic!("{other:?}"),
+            },
+            Inbound::Rejected(e) => Err(e.code),
+            other => panic!("{other:?}"),
+        }
+    };
+    let last_hour = (two53 / HOUR).floor() * HOUR;
+    assert_eq!(catchup(80, 0.0), Ok((0.0, None, None, None)));
+    assert_eq!(catchup(80, last_hour), Ok((last_hour, None, None, None)));
+    assert_eq!(catchup(32, last_hour), Ok((H10, Some(last_hour), None, None)));
+    assert_eq!(catchup(48, -1e300), Ok((H10, None, None, Some(-1e300))));
+    for hour in [last_hour + HOUR, -HOUR, 3_600_001.0, f64::NAN, f64::INFINITY, 1e300] {
+        assert_eq!(catchup(80, hour), Err(BadTimestamp), "hour {hour}");
+    }
+    for (at, x) in [(32, -HOUR), (40, 1.5), (32, f64::INFINITY), (40, last_hour + HOUR)] {
+        assert_eq!(catchup(at, x), Err(BadTimestamp), "from/to at {at}: {x}");
+    }
+    assert_eq!(catchup(48, f64::INFINITY), Err(BadTimestamp));
+    let mut b = catchup_with_total(3, 1.0);
+    put(&mut b, 32, H10 + HOUR);
+    put(&mut b, 40, H10);
+    assert_eq!(binary_amount(Envelope::Catchup, &b), Err(BadTimestamp), "from after to");
+}
