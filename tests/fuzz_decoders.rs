@@ -126,7 +126,7 @@ fn decode_all(bytes: &[u8]) {
 }
 
 fn kind1() -> impl Strategy<Value = Vec<u8>> {
-    let binding = (0u32..300, "[a-z0-9-]{0,10}");
+    let binding = (0u32..300, "[a-z0-9-]{1,10}");
     let record = (0u32..300, prop_oneof![Just(T0), any::<f64>()], any::<f64>());
     (prop::collection::vec(binding, 0..5), prop::collection::vec(record, 0..30), any::<bool>())
         .prop_map(|(bindings, records, shared)| {
@@ -143,7 +143,7 @@ fn kind1() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn kind2() -> impl Strategy<Value = Vec<u8>> {
-    let binding = (0u32..300, "[a-z0-9-]{0,10}", prop_oneof!["water", "energy", "gas", ""]);
+    let binding = (0u32..300, "[a-z0-9-]{1,10}", prop_oneof!["water", "energy", "gas", ""]);
     let record = (0u32..300, 0u64..1 << 53, 0i64..1_000_000);
     (
         "[a-z]{0,6}",
@@ -296,6 +296,32 @@ fn snippet() -> impl Strategy<Value = String> {
         Just("{\"wallMs\":1e300,\"counter\":-1}".to_string()),
         (-1e20f64..1e20).prop_map(|x| x.to_string()),
         "\"[a-z0-9 .-]{0,8}\"",
+        // Amount grammar edges (PROTOCOL.md 3.9): extreme exponents, huge digit
+        // strings, lenient forms, as numbers and as strings.
+        prop_oneof![
+            Just("1e-2147483648".to_string()),
+            Just("1e2147483647".to_string()),
+            Just("1e-99999999999999999999".to_string()),
+            Just("9".repeat(10_000)),
+            Just(format!("0.{}1", "0".repeat(5_000))),
+            Just("1.000000000000000000000000000000000000000".to_string()),
+            Just("9223372036854775807".to_string()),
+            Just("9007199254740992.5".to_string()),
+            (any::<i64>(), -30i32..30).prop_map(|(m, e)| format!("{m}e{e}")),
+        ]
+        .prop_flat_map(|n| prop_oneof![Just(n.clone()), Just(format!("\"{n}\""))]),
+        prop_oneof![
+            Just("\" 5 \"".to_string()),
+            Just("\"+5\"".to_string()),
+            Just("\"5.\"".to_string()),
+            Just("\".5\"".to_string()),
+            Just("\"05\"".to_string()),
+            Just("\"0x10\"".to_string()),
+            Just("\"1_000\"".to_string()),
+            Just("\"\\u0661\"".to_string()),
+            Just("\"m\\u0000\"".to_string()),
+            Just(format!("\"{}\"", "m".repeat(257))),
+        ],
     ]
 }
 

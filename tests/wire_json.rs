@@ -232,7 +232,7 @@ fn bad_live_items_are_reported_with_positions() {
             (ErrorCode::BadValue, Some(4)),
             (ErrorCode::BadValue, Some(5)),
             (ErrorCode::BadValue, Some(6)),
-            (ErrorCode::BadValue, Some(7)),
+            (ErrorCode::BadField, Some(7)),
             (ErrorCode::BadField, Some(8)),
             (ErrorCode::BadMeterId, Some(9)),
             (ErrorCode::BadField, Some(10)),

@@ -327,6 +327,8 @@ async fn every_type_mismatch_is_an_error_with_a_code_and_the_engine_survives() -
         (readings_message(&Uint8Array::new_with_length(65).buffer()), "payload_too_large"),
         (readings_message(&"x".repeat(65).into()), "payload_too_large"),
         (readings_message(&Uint8Array::from(&b"MFLW"[..]).into()), "truncated_frame"),
+        (readings_message(&js_sys::ArrayBuffer::new(0).into()), "truncated_frame"),
+        (readings_message(&Uint8Array::new_with_length(0).into()), "truncated_frame"),
         (js(r#"{"type": "query", "query": "meter", "meter": "nobody"}"#), "unknown_meter"),
     ];
     for (msg, code) in &cases {
@@ -537,6 +539,66 @@ fn the_engine_class_handles_ticks_flushes_and_bad_times() -> TestResult {
 
     let memory = engine.linear_memory_bytes();
     ensure!(memory > 0.0 && memory % 65_536.0 == 0.0, "linearMemoryBytes {memory}");
+    Ok(())
+}
+
+/// `buffer` detached the way a page detaches one, by transferring it away.
+fn detach(buffer: &JsValue) -> TestResult {
+    let structured_clone: Function =
+        Reflect::get(&js_sys::global(), &"structuredClone".into())?.dyn_into()?;
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"transfer".into(), &Array::of1(buffer))?;
+    structured_clone.call2(&JsValue::UNDEFINED, buffer, &options)?;
+    ensure_eq!(num(buffer, "byteLength")?, 0.0, "the buffer was not detached");
+    Ok(())
+}
+
+#[wasm_bindgen_test]
+fn detached_empty_and_shared_buffers_are_error_events_not_exceptions() -> TestResult {
+    let mut engine = MeterflowEngine::new(None)?;
+    let t = now();
+    let bytes = frame(&[(0, "a")], &[0], t, &[1.0]);
+    let detached_buffer: JsValue = Uint8Array::from(&bytes[..]).buffer().into();
+    let view_of_detached = Uint8Array::from(&bytes[..]);
+    let data_view_of_detached: JsValue =
+        js_sys::DataView::new(&view_of_detached.buffer(), 8, 8).into();
+    detach(&detached_buffer)?;
+    detach(&view_of_detached.buffer().into())?;
+    let mut cases: Vec<(&str, JsValue, &str)> = vec![
+        ("a detached ArrayBuffer", detached_buffer, "bad_frame"),
+        ("a Uint8Array of a detached buffer", view_of_detached.into(), "bad_frame"),
+        ("a DataView of a detached buffer", data_view_of_detached, "bad_frame"),
+        ("an empty ArrayBuffer", js_sys::ArrayBuffer::new(0).into(), "truncated_frame"),
+        ("an empty Uint8Array", Uint8Array::new_with_length(0).into(), "truncated_frame"),
+        ("an object", js(r#"{"byteLength": 8, "buffer": {}}"#), "bad_field"),
+        ("a number array", js("[77, 70, 76, 87]"), "bad_field"),
+    ];
+    // Only a cross-origin isolated scope has SharedArrayBuffer.
+    if let Ok(ctor) = Reflect::get(&js_sys::global(), &"SharedArrayBuffer".into()) {
+        if let Ok(ctor) = ctor.dyn_into::<Function>() {
+            let shared = Reflect::construct(&ctor, &Array::of1(&JsValue::from(16)))?;
+            let view: JsValue = Uint8Array::new(&shared).into();
+            cases.push(("a SharedArrayBuffer", shared, "bad_field"));
+            cases.push(("a view of a SharedArrayBuffer", view, "bad_field"));
+        }
+    }
+    for (what, data, code) in &cases {
+        let out = calls(engine.handle(readings_message(data).unchecked_ref(), t));
+        ensure_eq!(out.length(), 1, "{what}: {}", show(&out));
+        let e = out.get(0);
+        ensure_eq!(text(&e, "type")?, "error", "{what}: {}", show(&e));
+        ensure_eq!(text(&e, "code")?, *code, "{what}: {}", show(&e));
+        if *code == "bad_frame" {
+            ensure!(text(&e, "message")?.contains("detached"), "{what}: {}", show(&e));
+        }
+    }
+    // The engine is intact and takes the next frame.
+    let fresh: JsValue = Uint8Array::from(&bytes[..]).buffer().into();
+    let out = calls(engine.handle(readings_message(&fresh).unchecked_ref(), t));
+    ensure_eq!(out.length(), 0, "{}", show(&out));
+    let query = js(r#"{"type":"query","query":"meter","meter":"a"}"#);
+    let out = calls(engine.handle(query.unchecked_ref(), t));
+    ensure_eq!(num(&out.get(0), "count")?, 1.0, "{}", show(&out));
     Ok(())
 }
 

@@ -6,6 +6,11 @@
 //! resource's smallest unit (e.g. 0.001 kWh), and totals are integer sums.
 //! An amount finer than the resolution is refused rather than rounded, so no
 //! reading is silently changed.
+//!
+//! The text grammar (PROTOCOL.md, "Amounts and meter ids") is JSON's number
+//! grammar with bounded lengths, [`Decimal::parse_text`] is its one reader, and
+//! every exponent and digit count is computed in checked arithmetic on values
+//! the bounds keep small: no input can overflow or wrap.
 
 /// `mantissa / 10^scale`, exactly.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -18,6 +23,22 @@ pub struct Decimal {
 /// Most digits after the decimal point accepted.
 pub const MAX_SCALE: u8 = 18;
 
+/// Most digits in an amount's integer and fraction parts together.
+pub const MAX_AMOUNT_DIGITS: usize = 40;
+
+/// Most digits in an amount's exponent (`1e-9999` is grammatical, `1e10000` is not).
+pub const MAX_EXPONENT_DIGITS: usize = 4;
+
+/// Why an amount's text is not a [`Decimal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The text does not follow the amount grammar or its length bounds.
+    Syntax,
+    /// The text is grammatical but its value has more than [`MAX_SCALE`]
+    /// significant decimals or a mantissa beyond `i64`.
+    Range,
+}
+
 /// Why an amount could not become whole units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnitsError {
@@ -27,61 +48,118 @@ pub enum UnitsError {
     Overflow,
 }
 
+/// The parts of an amount's text, as the grammar splits them.
+struct Parts<'a> {
+    negative: bool,
+    int: &'a [u8],
+    frac: &'a [u8],
+    exponent: i32,
+}
+
+/// Splits `text` by the grammar `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+/// with at most [`MAX_AMOUNT_DIGITS`] significand and [`MAX_EXPONENT_DIGITS`]
+/// exponent digits; `None` for anything else.
+fn split(text: &str) -> Option<Parts<'_>> {
+    fn digits(s: &[u8]) -> usize {
+        s.iter().take_while(|c| c.is_ascii_digit()).count()
+    }
+    let s = text.as_bytes();
+    let (negative, s) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let n = digits(s);
+    let (int, s) = s.split_at(n);
+    if int.is_empty() || (int.len() > 1 && int.first() == Some(&b'0')) {
+        return None;
+    }
+    let (frac, s) = match s.split_first() {
+        Some((b'.', rest)) => {
+            let n = digits(rest);
+            if n == 0 {
+                return None;
+            }
+            rest.split_at(n)
+        }
+        _ => (&[][..], s),
+    };
+    if int.len() + frac.len() > MAX_AMOUNT_DIGITS {
+        return None;
+    }
+    let (exponent, s) = match s.split_first() {
+        Some((b'e' | b'E', rest)) => {
+            let (sign, rest) = match rest.split_first() {
+                Some((b'-', r)) => (-1, r),
+                Some((b'+', r)) => (1, r),
+                _ => (1, rest),
+            };
+            let n = digits(rest);
+            if n == 0 || n > MAX_EXPONENT_DIGITS {
+                return None;
+            }
+            let (e, rest) = rest.split_at(n);
+            // At most four digits: the value is below 10,000 and cannot overflow.
+            let value = e.iter().fold(0i32, |acc, &c| acc * 10 + i32::from(c - b'0'));
+            (sign * value, rest)
+        }
+        _ => (0, s),
+    };
+    s.is_empty().then_some(Parts { negative, int, frac, exponent })
+}
+
 impl Decimal {
     /// A decimal from a mantissa and scale.
     pub fn new(mantissa: i64, scale: u8) -> Decimal {
         Decimal { mantissa, scale }
     }
 
-    /// Parses JSON number text or a decimal string exactly: an optional `-`,
-    /// digits, an optional fraction, an optional exponent (`1.5e3`). Returns
-    /// `None` for anything else or anything that does not fit.
+    /// Parses an amount's text exactly (JSON number text or the contents of a
+    /// decimal string), or `None`; see [`Decimal::parse_text`].
     pub fn parse(text: &str) -> Option<Decimal> {
-        let s = text.trim();
-        let (neg, s) = match s.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, s.strip_prefix('+').unwrap_or(s)),
-        };
-        let (num, exp) = match s.find(['e', 'E']) {
-            Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
-            None => (s, 0),
-        };
-        let (int, frac) = match num.find('.') {
-            Some(i) => (&num[..i], &num[i + 1..]),
-            None => (num, ""),
-        };
-        if int.is_empty() && frac.is_empty() {
-            return None;
+        Decimal::parse_text(text).ok()
+    }
+
+    /// Parses an amount's text exactly by the grammar
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`: no spaces, no `+`, no
+    /// leading zeros, digits on both sides of a point, at most
+    /// [`MAX_AMOUNT_DIGITS`] significand digits and [`MAX_EXPONENT_DIGITS`]
+    /// exponent digits. The value is normalised (trailing fraction zeros
+    /// dropped) and must fit: at most [`MAX_SCALE`] decimals, a mantissa within
+    /// `i64`.
+    pub fn parse_text(text: &str) -> Result<Decimal, ParseError> {
+        let p = split(text).ok_or(ParseError::Syntax)?;
+        let digits = || p.int.iter().chain(p.frac).copied();
+        // Significant digits: the significand without its leading and trailing zeros.
+        let lead = digits().take_while(|&c| c == b'0').count();
+        let total = p.int.len() + p.frac.len();
+        if lead == total {
+            return Ok(Decimal::new(0, 0));
+        }
+        let trail = digits().rev().take_while(|&c| c == b'0').count();
+        let significant = total - lead - trail;
+        // value = significant digits × 10^(trail − frac.len() + exponent). Every
+        // term is bounded (digits ≤ 40, |exponent| < 10,000), so i64 cannot overflow.
+        let frac_len = i64::try_from(p.frac.len()).map_err(|_| ParseError::Syntax)?;
+        let trail_len = i64::try_from(trail).map_err(|_| ParseError::Syntax)?;
+        let power = trail_len - frac_len + i64::from(p.exponent);
+        if significant > 19 {
+            return Err(ParseError::Range);
         }
         let mut mantissa: i128 = 0;
-        for c in int.bytes().chain(frac.bytes()) {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            mantissa = mantissa.checked_mul(10)?.checked_add(i128::from(c - b'0'))?;
-            if mantissa > i128::from(i64::MAX) * 1_000 {
-                return None;
-            }
+        for c in digits().skip(lead).take(significant) {
+            mantissa = mantissa * 10 + i128::from(c - b'0');
         }
-        let mut scale = i32::try_from(frac.len()).ok()? - exp;
-        // Normalise: drop trailing zeros while the scale is positive, then apply a
-        // negative scale by multiplying out.
-        while scale > 0 && mantissa != 0 && mantissa % 10 == 0 {
-            mantissa /= 10;
-            scale -= 1;
-        }
-        if mantissa == 0 {
-            scale = 0;
-        }
-        while scale < 0 {
-            mantissa = mantissa.checked_mul(10)?;
-            scale += 1;
-        }
-        if scale > i32::from(MAX_SCALE) {
-            return None;
-        }
-        let m = i64::try_from(if neg { -mantissa } else { mantissa }).ok()?;
-        Some(Decimal { mantissa: m, scale: scale as u8 })
+        let scale = if power >= 0 {
+            let k = u32::try_from(power).map_err(|_| ParseError::Range)?;
+            let f = 10i128.checked_pow(k).ok_or(ParseError::Range)?;
+            mantissa = mantissa.checked_mul(f).ok_or(ParseError::Range)?;
+            0
+        } else {
+            u8::try_from(-power).ok().filter(|&s| s <= MAX_SCALE).ok_or(ParseError::Range)?
+        };
+        let m = i64::try_from(if p.negative { -mantissa } else { mantissa })
+            .map_err(|_| ParseError::Range)?;
+        Ok(Decimal { mantissa: m, scale })
     }
 
     /// The amount as a count of `10^-decimals` units, exactly.
@@ -136,11 +214,25 @@ mod tests {
         assert_eq!(Decimal::parse("1.5e3"), d(1500, 0));
         assert_eq!(Decimal::parse("15e-4"), d(15, 4));
         assert_eq!(Decimal::parse("-0.0"), d(0, 0));
-        assert_eq!(Decimal::parse(".5"), d(5, 1));
+        assert_eq!(Decimal::parse("0.1e1"), d(1, 0));
+        assert_eq!(Decimal::parse("100"), d(100, 0));
+        assert_eq!(Decimal::parse("1E+2"), d(100, 0));
+        assert_eq!(Decimal::parse("9223372036854775807"), d(i64::MAX, 0));
+        assert_eq!(Decimal::parse("1.000000000000000000000000000000000000000"), d(1, 0));
+        assert_eq!(Decimal::parse("1e-18"), d(1, 18));
+        assert_eq!(Decimal::parse("0e-9999"), d(0, 0));
         for bad in
-            ["", "-", "1.2.3", "abc", "1e", "0x10", "NaN", "1e999", "99999999999999999999999"]
+            ["", "-", "1.2.3", "abc", "1e", "0x10", "NaN", ".5", "5.", "+5", " 5", "5 ", "05"]
         {
-            assert_eq!(Decimal::parse(bad), None, "{bad}");
+            assert_eq!(Decimal::parse_text(bad), Err(ParseError::Syntax), "{bad}");
+        }
+        for bad in ["1e99999", "1e-2147483648", "1e2147483647", "1_000", "\u{661}", "1e+-1"] {
+            assert_eq!(Decimal::parse_text(bad), Err(ParseError::Syntax), "{bad}");
+        }
+        assert_eq!(Decimal::parse_text(&"1".repeat(10_000)), Err(ParseError::Syntax));
+        assert_eq!(Decimal::parse_text(&"1".repeat(41)), Err(ParseError::Syntax));
+        for far in ["1e999", "1e-19", "99999999999999999999999", "9223372036854775808", "1e-9999"] {
+            assert_eq!(Decimal::parse_text(far), Err(ParseError::Range), "{far}");
         }
     }
 

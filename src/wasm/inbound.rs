@@ -4,6 +4,8 @@
 //! - `readings` / `live` / `catchup` with `data` a string: `wire::decode_text`;
 //!   with `data` an `ArrayBuffer` or a typed array / `DataView`: copied into
 //!   wasm memory once (into the host's scratch buffer) and `wire::decode_binary`.
+//!   A detached buffer is `bad_frame`, an empty one `truncated_frame`, a
+//!   `SharedArrayBuffer` `bad_field`: never a JS exception.
 //! - any other `type` (`config`, `query`, `reset`, unknown ones): the object is
 //!   converted to a `serde_json::Value` and `wire::decode_message` decides.
 //!
@@ -14,7 +16,7 @@ use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
 use crate::wire::{self, Arrival, Envelope};
-use js_sys::{ArrayBuffer, JsString, Reflect, Uint8Array};
+use js_sys::{ArrayBuffer, JsString, Reflect, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Decodes one page message; never fails (a bad message is `Inbound::Rejected`).
@@ -49,15 +51,25 @@ fn decode_envelope(
         let text = text(&data, &ty, cfg)?;
         return Ok(wire::decode_text(envelope, &text, arrival, cfg));
     }
-    let bytes = bytes_of(&data).ok_or_else(|| {
-        bad_field(format!("{ty}.data must be a string, an ArrayBuffer or a typed array"))
-    })?;
+    let Some(bytes) = bytes_of(&data, &ty)? else {
+        // Zero bytes: nothing to copy, and the decoder says `truncated_frame`.
+        return Ok(wire::decode_binary_at(envelope, &[], arrival, cfg));
+    };
     let len = bytes.length() as usize;
     if len > cfg.max_payload_bytes as usize {
         return Err(too_large(&ty, len, cfg));
     }
     // The one copy from JS into wasm memory. `resize` zero-fills only when the
-    // buffer grows, so frames of a steady size cost one memcpy and nothing else.
+    // buffer grows, so frames of a steady size cost one memcpy and nothing else;
+    // the growth itself is fallible.
+    if let Some(more) = len.checked_sub(scratch.len()).filter(|&n| n > 0) {
+        scratch.try_reserve(more).map_err(|_| {
+            CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("{ty}.data: no memory to copy a frame of {len} bytes"),
+            )
+        })?;
+    }
     scratch.resize(len, 0);
     let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
     bytes.copy_to(dst);
@@ -82,23 +94,74 @@ fn text(data: &JsValue, ty: &str, cfg: &Config) -> Result<String, CoreError> {
     data.as_string().ok_or_else(|| bad_field(format!("{ty}.data must be a string")))
 }
 
-/// A byte view of an `ArrayBuffer`, a typed array or a `DataView`.
-fn bytes_of(data: &JsValue) -> Option<Uint8Array> {
-    if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
-        return Some(Uint8Array::new(buf));
+/// A byte view of an `ArrayBuffer`, a typed array or a `DataView`, or `None`
+/// when it holds no bytes. Nothing here can throw: a view is only made over a
+/// live `ArrayBuffer` and a range checked against it, since a JS exception
+/// thrown through wasm would leave the engine half-way through `handle`.
+/// A detached buffer is `bad_frame`; a `SharedArrayBuffer` (or a view of one),
+/// which another thread may write while it is decoded, and anything else are
+/// `bad_field`.
+fn bytes_of(data: &JsValue, ty: &str) -> Result<Option<Uint8Array>, CoreError> {
+    let not_bytes =
+        || bad_field(format!("{ty}.data must be a string, an ArrayBuffer or a typed array"));
+    let shared = || {
+        bad_field(format!(
+            "{ty}.data is backed by a SharedArrayBuffer; post (transfer) an ArrayBuffer or a copy"
+        ))
+    };
+    let (buffer, offset, length) = if let Some(buf) = data.dyn_ref::<ArrayBuffer>() {
+        check_attached(buf, ty)?;
+        (buf.clone(), 0.0, f64::from(buf.byte_length()))
+    } else if ArrayBuffer::is_view(data) {
+        // Read the view's own accessors, whichever kind of view it is; a
+        // DataView's accessors throw once its buffer is detached: check that first.
+        let get = |name: &str| Reflect::get(data, &name.into()).map_err(|_| not_bytes());
+        let buffer = get("buffer")?;
+        let Some(buf) = buffer.dyn_ref::<ArrayBuffer>() else {
+            return Err(if buffer.is_instance_of::<SharedArrayBuffer>() {
+                shared()
+            } else {
+                not_bytes()
+            });
+        };
+        check_attached(buf, ty)?;
+        let offset = get("byteOffset")?.as_f64().ok_or_else(not_bytes)?;
+        let length = get("byteLength")?.as_f64().ok_or_else(not_bytes)?;
+        (buf.clone(), offset, length)
+    } else if data.is_instance_of::<SharedArrayBuffer>() {
+        return Err(shared());
+    } else {
+        return Err(not_bytes());
+    };
+    if length == 0.0 {
+        return Ok(None);
     }
-    if ArrayBuffer::is_view(data) {
-        // Read the view's own accessors, whichever kind of view it is.
-        let buffer = Reflect::get(data, &"buffer".into()).ok()?;
-        let offset = Reflect::get(data, &"byteOffset".into()).ok()?.as_f64()?;
-        let length = Reflect::get(data, &"byteLength".into()).ok()?.as_f64()?;
-        return Some(Uint8Array::new_with_byte_offset_and_length(
-            &buffer,
-            offset as u32,
-            length as u32,
+    let whole = |x: f64| x >= 0.0 && x.fract() == 0.0 && x <= f64::from(u32::MAX);
+    let end = offset + length;
+    if !(whole(offset) && whole(length) && end <= f64::from(buffer.byte_length())) {
+        return Err(CoreError::new(
+            ErrorCode::BadFrame,
+            format!("{ty}.data: a view of bytes {offset}..{end} lies outside its buffer"),
         ));
     }
-    None
+    Ok(Some(Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32)))
+}
+
+/// `bad_frame` if `buffer` is detached. `detached` is read where the engine
+/// has it; elsewhere a detached buffer and its typed arrays have length 0 and
+/// end as an empty frame (`truncated_frame`).
+fn check_attached(buffer: &ArrayBuffer, ty: &str) -> Result<(), CoreError> {
+    let detached = Reflect::get(buffer, &"detached".into()).ok().and_then(|d| d.as_bool());
+    if detached == Some(true) {
+        return Err(CoreError::new(
+            ErrorCode::BadFrame,
+            format!(
+                "{ty}.data: its ArrayBuffer is detached (already transferred elsewhere); \
+                 post each frame's buffer once"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `v`, if present, must be 1.

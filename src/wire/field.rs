@@ -10,7 +10,9 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::core::decimal::Decimal;
+use crate::core::decimal::{
+    Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
+};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::hlc::Hlc;
 use crate::core::meters::MAX_METER_ID_BYTES;
@@ -109,8 +111,7 @@ pub(crate) fn whole(raw: &RawValue, loc: Loc<'_>, field: &str, max: u64) -> Resu
             format_args!("must be a whole number, got {}", excerpt(raw)),
         ));
     }
-    let n = serde_json::from_str::<serde_json::Number>(raw.get()).ok();
-    match n.as_ref().and_then(|n| whole_of(n, max)) {
+    match whole_text(raw.get(), max) {
         Some(v) => Ok(v),
         None => Err(loc.err(
             ErrorCode::BadValue,
@@ -120,7 +121,18 @@ pub(crate) fn whole(raw: &RawValue, loc: Loc<'_>, field: &str, max: u64) -> Resu
     }
 }
 
-/// A JSON number as a whole number in `0..=max`, if it is one.
+/// JSON number text as a whole number in `0..=max`, exactly: read as a decimal
+/// (so `9007199254740992.5` or `9007199254740993` is not rounded to 2^53), whole
+/// if its value is (`1.0`, `1e3`). `max` is at most `i64::MAX`.
+pub(crate) fn whole_text(text: &str, max: u64) -> Option<u64> {
+    let d = Decimal::parse_text(text).ok()?;
+    let v = u64::try_from(d.mantissa).ok()?;
+    (d.scale == 0 && v <= max).then_some(v)
+}
+
+/// A JSON number (as `serde_json` keeps it: an integer or an `f64`) as a whole
+/// number in `0..=max`, if it is one. Only for `max` up to 2^53, where every
+/// integer is an exact `f64`.
 pub(crate) fn whole_of(n: &serde_json::Number, max: u64) -> Option<u64> {
     if let Some(u) = n.as_u64() {
         return (u <= max).then_some(u);
@@ -160,47 +172,69 @@ pub(crate) fn meter_id<'a>(
     Ok(s)
 }
 
-/// Checks a meter id's length (1..=256 bytes).
+/// Checks a meter id by the one rule of every path (PROTOCOL.md, "Amounts and
+/// meter ids"): see [`meter_id_problem`].
 pub(crate) fn check_meter_id(id: &str, loc: Loc<'_>, field: &str) -> Result<(), CoreError> {
-    if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
-        return Err(loc.err(
-            ErrorCode::BadMeterId,
-            field,
-            format_args!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()),
-        ));
+    match meter_id_problem(id) {
+        None => Ok(()),
+        Some(why) => Err(loc.err(ErrorCode::BadMeterId, field, why)),
     }
-    Ok(())
+}
+
+/// Why `id` is not a meter id, if it is not: a meter id is 1..=256 bytes of
+/// UTF-8 (which `&str` guarantees) without control characters (U+0000..=U+001F,
+/// U+007F..=U+009F). JSON readings, live frames and catch-ups and the bindings
+/// of binary kinds 1, 2 and 3 all check their ids here.
+pub(crate) fn meter_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
+        return Some(format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()));
+    }
+    id.char_indices().find(|(_, c)| c.is_control()).map(|(i, c)| {
+        format!("meter id must not contain control characters, got U+{:04X} at byte {i}", c as u32)
+    })
 }
 
 /// An HLC given as `{wallMs, counter}`. Not an object of two numbers is
-/// `bad_field`; parts out of range are `bad_timestamp`.
+/// `bad_field`; parts out of range (beyond the double range too) or not whole
+/// are `bad_timestamp`.
 pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
-    struct Parts {
-        wall_ms: f64,
-        counter: f64,
+    struct Parts<'a> {
+        #[serde(borrow)]
+        wall_ms: &'a RawValue,
+        #[serde(borrow)]
+        counter: &'a RawValue,
     }
-    let parts: Parts = serde_json::from_str(raw.get()).map_err(|_| {
+    let shape = || {
         loc.err(
             ErrorCode::BadField,
             field,
             format_args!("must be {{wallMs, counter}} numbers, got {}", excerpt(raw)),
         )
-    })?;
-    Hlc::from_f64(parts.wall_ms, parts.counter).ok_or_else(|| {
+    };
+    if !raw.get().starts_with('{') {
+        return Err(shape());
+    }
+    let parts: Parts<'_> = serde_json::from_str(raw.get()).map_err(|_| shape())?;
+    if !(is_number_text(parts.wall_ms) && is_number_text(parts.counter)) {
+        return Err(shape());
+    }
+    let wall_ms = number(parts.wall_ms, loc, field, ErrorCode::BadTimestamp)?;
+    let counter = number(parts.counter, loc, field, ErrorCode::BadTimestamp)?;
+    Hlc::from_f64(wall_ms, counter).ok_or_else(|| {
         loc.err(
             ErrorCode::BadTimestamp,
             field,
             format_args!(
-                "wallMs {} and counter {} must be whole, wallMs <= 2^47, counter <= 65535",
-                parts.wall_ms, parts.counter
+                "wallMs {wall_ms} and counter {counter} must be whole, wallMs <= 2^47, counter <= 65535"
             ),
         )
     })
 }
 
-/// An exact decimal given as a JSON number or a decimal string.
+/// An exact decimal given as a JSON number or a decimal string, by the one
+/// amount grammar: not grammatical is `bad_field`, out of range `bad_value`.
 pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decimal, CoreError> {
     let text: Cow<'_, str> = if is_number_text(raw) {
         Cow::Borrowed(raw.get())
@@ -216,12 +250,25 @@ pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decim
             }
         }
     };
-    Decimal::parse(&text).ok_or_else(|| {
-        loc.err(
+    Decimal::parse_text(&text).map_err(|e| match e {
+        ParseError::Syntax => loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!(
+                "{} is not an amount (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, at most \
+                 {MAX_AMOUNT_DIGITS} digits and a {MAX_EXPONENT_DIGITS}-digit exponent)",
+                excerpt(raw)
+            ),
+        ),
+        ParseError::Range => loc.err(
             ErrorCode::BadValue,
             field,
-            format_args!("{} is not an exact decimal within range", excerpt(raw)),
-        )
+            format_args!(
+                "{} is not an exact decimal within range (at most {MAX_SCALE} decimals, \
+                 a mantissa within i64)",
+                excerpt(raw)
+            ),
+        ),
     })
 }
 

@@ -193,7 +193,8 @@ struct FrameReading<'a> {
     meter: Cow<'a, str>,
     #[serde(borrow)]
     resource: Cow<'a, str>,
-    id: serde_json::Number,
+    #[serde(borrow)]
+    id: &'a RawValue,
     ts: f64,
     #[serde(borrow)]
     amount: &'a RawValue,
@@ -342,13 +343,7 @@ fn check_live<'a>(
     let loc = Loc::item("readings", pos);
     field::check_meter_id(&r.meter, loc, "meter")?;
     let spec = resource(&r.resource, cfg, loc)?;
-    let id = field::whole_of(&r.id, MAX_WHOLE).ok_or_else(|| {
-        loc.err(
-            ErrorCode::BadValue,
-            "id",
-            format_args!("{} is not a whole number in 0..=2^53", r.id),
-        )
-    })?;
+    let id = field::whole(r.id, loc, "id", MAX_WHOLE)?;
     let amount = check_amount(field::decimal(r.amount, loc, "amount")?, spec, loc, "amount")?;
     Ok(LiveReading { meter: r.meter, resource: r.resource, id, ts: r.ts, amount })
 }

@@ -11,6 +11,13 @@
 //! - Amounts and totals are taken exactly from their JSON text or their binary
 //!   mantissa (via [`Decimal`](crate::core::decimal::Decimal)), never through an
 //!   `f64` sum.
+//! - One grammar for amounts and one rule for meter ids on every path (JSON and
+//!   binary, PROTOCOL.md 3.9): `Decimal::parse_text` and
+//!   `field::meter_id_problem` are their only readers.
+//! - Allocation follows the payload: decoding allocates at most a small
+//!   constant times the payload's length (`tests/alloc_bounds.rs`); counts in
+//!   a header are checked against the bytes left before anything is reserved,
+//!   and no table is sized by a key a payload names.
 //! - The layouts and codes are those of `docs/PROTOCOL.md`, version 1.
 //!
 //! Modules: [`json`] (readings, live frame, hello, catch-up text payloads),

@@ -89,25 +89,24 @@ pub(super) fn decode(
         ));
     };
 
-    // Bindings are local to the frame: key -> (meter, resource).
-    let mut table: Vec<Option<Binding>> = Vec::new();
+    // Bindings are local to the frame: key -> (meter, resource), sorted by key
+    // so the table holds exactly what the frame carries whatever keys it names
+    // (PROTOCOL.md 3.8), and no chosen set of keys can slow the lookups.
+    let mut table: Vec<(u32, Binding)> =
+        Vec::with_capacity(super::bindings_fit(h.bindings, &r, 7)?);
     for _ in 0..h.bindings {
-        let (key, meter, resource) = r.pair_binding()?;
+        let (key, meter, resource) = r.pair_binding(true)?;
         if key >= cfg.max_stream_keys {
             return Err(CoreError::new(
                 ErrorCode::KeyOutOfRange,
                 format!("binary catch-up: key {key} >= maxStreamKeys {}", cfg.max_stream_keys),
             ));
         }
-        let k = key as usize;
-        if k >= table.len() {
-            table.resize(k + 1, None);
-        }
         let meter = (!meter.is_empty()).then(|| meter.to_owned());
-        if let Some(slot) = table.get_mut(k) {
-            *slot = Some((meter, resource.to_owned()));
-        }
+        table.push((key, (meter, resource.to_owned())));
     }
+    // Stable: of a key bound twice, the later binding wins (found last below).
+    table.sort_by_key(|&(key, _)| key);
     r.pad8("padding after the bindings")?;
     let keys = r.column(h.records, 4, "keys column")?;
     r.pad8("padding after the keys")?;
@@ -141,10 +140,12 @@ fn bucket(
     hour_ms: f64,
     total: f64,
     scale: u8,
-    table: &[Option<Binding>],
+    table: &[(u32, Binding)],
     cfg: &Config,
 ) -> Result<CatchupBucket, CoreError> {
-    let Some(Some((meter, resource))) = table.get(key as usize) else {
+    let last = table.partition_point(|&(k, _)| k <= key).checked_sub(1);
+    let found = last.and_then(|i| table.get(i)).filter(|(k, _)| *k == key);
+    let Some((_, (meter, resource))) = found else {
         return Err(CoreError::at(
             ErrorCode::UnknownKey,
             i,

@@ -21,7 +21,7 @@ mod encode;
 pub use catchup::CATCHUP_HEADER_BYTES;
 pub use encode::{encode_catchup, encode_live, encode_readings, TsLayout};
 
-use super::field::MAX_WHOLE;
+use super::field::{meter_id_problem, MAX_WHOLE};
 use super::{check_payload_size, Arrival, Envelope};
 use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
@@ -127,17 +127,16 @@ impl<'a> Reader<'a> {
     }
 
     /// A kind-2/kind-3 binding: `u32 key, u16 meter_len, u8 resource_len`, then
-    /// the names, which must be UTF-8.
-    fn pair_binding(&mut self) -> Result<(u32, &'a str, &'a str), CoreError> {
+    /// the names, which must be UTF-8. The meter id must follow the one meter-id
+    /// rule; only a kind-3 binding may leave it empty (`empty_meter`: a resource
+    /// total).
+    fn pair_binding(&mut self, empty_meter: bool) -> Result<(u32, &'a str, &'a str), CoreError> {
         let key = self.u32("bindings")?;
         let (meter_len, resource_len) = (self.u16("bindings")?, self.u8("bindings")?);
         let meter = self.take(usize::from(meter_len), "bindings")?;
         let resource = self.take(usize::from(resource_len), "bindings")?;
-        Ok((
-            key,
-            utf8(meter, ErrorCode::BadMeterId, "meter id", key)?,
-            utf8(resource, ErrorCode::UnknownResource, "resource", key)?,
-        ))
+        let meter = if empty_meter && meter.is_empty() { "" } else { meter_id(meter, key)? };
+        Ok((key, meter, utf8(resource, ErrorCode::UnknownResource, "resource", key)?))
     }
 
     fn finish(&self) -> Result<(), CoreError> {
@@ -208,9 +207,28 @@ fn header(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Result<Header, Core
     Ok(Header { kind, shared_ts: flags & FLAG_SHARED_TS != 0, bindings, records })
 }
 
-/// Reserves for `n` bindings, but never more than the bytes left could hold.
-fn binding_capacity(n: u32, r: &Reader<'_>, min_bytes: usize) -> usize {
-    (n as usize).min((r.buf.len() - r.pos.min(r.buf.len())) / min_bytes)
+/// The number of bindings `n` as a capacity, once the bytes left can hold
+/// them at `min_bytes` each: otherwise the frame is `truncated_frame` before
+/// anything is reserved or read (so a count far past the payload costs nothing).
+fn bindings_fit(n: u32, r: &Reader<'_>, min_bytes: usize) -> Result<usize, CoreError> {
+    let left = r.buf.len().saturating_sub(r.pos);
+    match usize::try_from(n).ok().and_then(|n| n.checked_mul(min_bytes)) {
+        Some(need) if need <= left => Ok(n as usize),
+        _ => Err(truncated("bindings", r.pos, r.buf.len())),
+    }
+}
+
+/// A binding's meter id, checked by the one meter-id rule (`field::meter_id_problem`):
+/// a bad one is `bad_meter_id` for the whole frame, since its key cannot be bound.
+fn meter_id(bytes: &[u8], key: u32) -> Result<&str, CoreError> {
+    let id = utf8(bytes, ErrorCode::BadMeterId, "meter id", key)?;
+    match meter_id_problem(id) {
+        None => Ok(id),
+        Some(why) => Err(CoreError::new(
+            ErrorCode::BadMeterId,
+            format!("binary frame: the meter id bound to key {key}: {why}"),
+        )),
+    }
 }
 
 fn utf8<'a>(bytes: &'a [u8], code: ErrorCode, what: &str, key: u32) -> Result<&'a str, CoreError> {
@@ -221,12 +239,12 @@ fn utf8<'a>(bytes: &'a [u8], code: ErrorCode, what: &str, key: u32) -> Result<&'
 
 fn readings(h: &Header, bytes: &[u8]) -> Result<ReadingBatch, CoreError> {
     let mut r = Reader { buf: bytes, pos: HEADER_BYTES };
-    let mut bindings = Vec::with_capacity(binding_capacity(h.bindings, &r, 6));
+    let mut bindings = Vec::with_capacity(bindings_fit(h.bindings, &r, 6)?);
     for _ in 0..h.bindings {
         let key = r.u32("bindings")?;
         let len = r.u16("bindings")?;
         let id = r.take(usize::from(len), "bindings")?;
-        bindings.push((key, utf8(id, ErrorCode::BadMeterId, "meter id", key)?.to_owned()));
+        bindings.push((key, meter_id(id, key)?.to_owned()));
     }
     r.pad8("padding after the bindings")?;
     let keys = r.column(h.records, 4, "keys column")?;
@@ -288,9 +306,9 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
         .map_err(|_| bad_frame("binary frame: channel is not UTF-8"))?
         .to_owned();
 
-    let mut bindings = Vec::with_capacity(binding_capacity(h.bindings, &r, 7));
+    let mut bindings = Vec::with_capacity(bindings_fit(h.bindings, &r, 7)?);
     for _ in 0..h.bindings {
-        let (key, meter, resource) = r.pair_binding()?;
+        let (key, meter, resource) = r.pair_binding(false)?;
         bindings.push(LiveBinding { key, meter: meter.to_owned(), resource: resource.to_owned() });
     }
     r.pad8("padding after the bindings")?;

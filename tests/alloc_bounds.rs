@@ -1,0 +1,283 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! Allocation follows the payload (ARCHITECTURE.md invariants): decoding any
+//! payload allocates at most `BYTES_PER_PAYLOAD_BYTE × its length + SLACK`
+//! bytes at its peak, whatever keys, counts or lengths it names.
+//!
+//! A counting global allocator keeps, per thread, the bytes live now and the
+//! peak since [`peak_during`] started measuring, so tests may run in parallel.
+//! To add a case (an engine-level one, say): call `peak_during(|| ...)` around
+//! the step and compare with [`bound`] or a bound of its own, e.g. a configured
+//! cap plus `bound(len)`.
+//!
+//! Why 128: the worst case is a JSON list of 2-byte items (`1,`) that are
+//! not objects: each becomes a 16-byte raw item and a 40-byte error with a
+//! ~60-byte message, kept until the engine reports them (at most `maxBatch`
+//! items are kept at all), and vectors that double can hold three times their
+//! contents while they grow: about 100 bytes per payload byte. A binary record
+//! of 20–28 bytes becomes at most ~40 bytes of columns, or an error of ~100
+//! bytes; a binding of 7 bytes plus names a 56-byte entry plus its names.
+//! Compare a table sized by the key a frame names: 1,048,575 × 48 bytes for
+//! one 100-byte frame is a factor of 500,000.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use meterflow::core::config::Config;
+use meterflow::core::decimal::Decimal;
+use meterflow::core::event::{Catchup, CatchupBucket, KeyScope, LiveBinding, LiveFrame};
+use meterflow::core::hlc::Hlc;
+use meterflow::wire::binary::{encode_catchup, encode_live, TsLayout};
+use meterflow::wire::{decode_binary, decode_text, Arrival, Envelope};
+
+/// The factor of the bound: peak bytes allocated per payload byte (see the module docs).
+pub const BYTES_PER_PAYLOAD_BYTE: usize = 128;
+/// The constant of the bound: a few small fixed allocations per decode.
+pub const SLACK: usize = 4096;
+
+/// The bound for a payload of `len` bytes.
+pub fn bound(len: usize) -> usize {
+    BYTES_PER_PAYLOAD_BYTE * len + SLACK
+}
+
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn note(delta: isize) {
+    // `try_with`: the thread's counters may already be gone while it exits.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every method forwards to `System` with the caller's own arguments and
+// only updates thread-local counters besides, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size() as isize);
+        // SAFETY: the caller upholds `alloc`'s contract, which `System` shares.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note(-(layout.size() as isize));
+        // SAFETY: `ptr` was allocated by `System` with `layout` (see `alloc`).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // While a block moves, both the old and the new one are live.
+        note(new_size as isize);
+        // SAFETY: as for `dealloc`; `new_size` is the caller's, valid for `layout`'s align.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        note(-(layout.size() as isize));
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns its result and the peak of the bytes it had allocated
+/// and not yet freed at any moment (on this thread).
+pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(start));
+    let out = f();
+    let peak = PEAK.with(Cell::get);
+    (out, usize::try_from(peak - start).unwrap_or(0))
+}
+
+/// Decodes `bytes` as a binary payload of `env` and checks the bound.
+fn check_binary(what: &str, env: Envelope, bytes: &[u8], cfg: &Config) {
+    let (decoded, peak) = peak_during(|| decode_binary(env, bytes, cfg));
+    let limit = bound(bytes.len());
+    assert!(peak <= limit, "{what}: {peak} bytes for a {}-byte frame (bound {limit})", bytes.len());
+    drop(decoded);
+}
+
+/// Decodes `text` as a JSON payload of `env` and checks the bound.
+fn check_text(what: &str, env: Envelope, text: &str, cfg: &Config) {
+    let (decoded, peak) = peak_during(|| decode_text(env, text, Arrival::default(), cfg));
+    let limit = bound(text.len());
+    assert!(
+        peak <= limit,
+        "{what}: {peak} bytes for a {}-byte payload (bound {limit})",
+        text.len()
+    );
+    drop(decoded);
+}
+
+const H10: f64 = 1_764_064_800_000.0;
+
+fn catchup(buckets: Vec<CatchupBucket>) -> Catchup {
+    Catchup { as_of: Hlc { wall_ms: H10 as u64, counter: 0 }, buckets, ..Default::default() }
+}
+
+fn bucket(meter: Option<&str>, resource: &str, i: u32) -> CatchupBucket {
+    CatchupBucket {
+        meter: meter.map(str::to_owned),
+        resource: resource.into(),
+        hour_ms: H10,
+        total: Decimal::new(i64::from(i), 3),
+        position: i,
+    }
+}
+
+/// Sets every binding key of a one-binding kind-2/kind-3 frame and every
+/// record's key to `key`.
+fn rekey(bytes: &mut [u8], binding_at: usize, keys_at: usize, records: usize, key: u32) {
+    bytes[binding_at..binding_at + 4].copy_from_slice(&key.to_le_bytes());
+    for r in 0..records {
+        let at = keys_at + 4 * r;
+        bytes[at..at + 4].copy_from_slice(&key.to_le_bytes());
+    }
+}
+
+#[test]
+fn a_catchup_naming_a_high_key_allocates_for_what_it_carries() {
+    let cfg = Config::default();
+    let top = cfg.max_stream_keys - 1; // 1,048,575 by default
+    let mut bytes = encode_catchup(&catchup(vec![bucket(Some("m"), "water", 1)]), 3).unwrap();
+    // Header 16 + kind header 40: the binding at 56 (4 + 2 + 1 + 1 + 5 bytes),
+    // padding to 72, the keys column at 72.
+    rekey(&mut bytes, 56, 72, 1, top);
+    let meterflow::core::event::Inbound::Catchup(c) =
+        decode_binary(Envelope::Catchup, &bytes, &cfg)
+    else {
+        panic!("not a catch-up")
+    };
+    assert_eq!((c.buckets.len(), c.errors.len()), (1, 0), "{c:?}");
+    check_binary("kind 3, key 2^20 - 1", Envelope::Catchup, &bytes, &cfg);
+    for key in [0, 1, 65_535, top / 2] {
+        rekey(&mut bytes, 56, 72, 1, key);
+        check_binary(&format!("kind 3, key {key}"), Envelope::Catchup, &bytes, &cfg);
+    }
+}
+
+#[test]
+fn a_live_frame_naming_a_high_key_decodes_within_the_bound() {
+    let cfg = Config::default();
+    let f = LiveFrame {
+        epoch: 1,
+        scope: KeyScope::Stream,
+        stamp: Hlc { wall_ms: 1, counter: 0 },
+        bindings: vec![LiveBinding { key: 0, meter: "m".into(), resource: "water".into() }],
+        keys: vec![0],
+        ids: vec![1],
+        ts: vec![1.0],
+        amounts: vec![Decimal::new(1, 0)],
+        ..Default::default()
+    };
+    let mut bytes = encode_live(&f, 0, TsLayout::PerRecord).unwrap();
+    // Header 16 + kind header 32, empty channel: the binding at 48 (13 bytes),
+    // padding to 64, the keys column at 64.
+    for key in [cfg.max_stream_keys - 1, u32::MAX] {
+        rekey(&mut bytes, 48, 64, 1, key);
+        check_binary(&format!("kind 2, key {key}"), Envelope::Live, &bytes, &cfg);
+    }
+}
+
+#[test]
+fn header_counts_past_the_payload_allocate_nothing_for_them() {
+    let cfg = Config::default();
+    let bytes = encode_catchup(&catchup(vec![bucket(None, "water", 1)]), 3).unwrap();
+    for kind in [1u8, 2, 3] {
+        for (bindings, records) in [(u32::MAX, 0u32), (0, 1_000_000), (u32::MAX, 1_000_000)] {
+            let mut b = bytes.clone();
+            b[5] = kind;
+            b[8..12].copy_from_slice(&bindings.to_le_bytes());
+            b[12..16].copy_from_slice(&records.to_le_bytes());
+            let env =
+                [Envelope::Readings, Envelope::Live, Envelope::Catchup][usize::from(kind - 1)];
+            check_binary(&format!("kind {kind} B={bindings} N={records}"), env, &b, &cfg);
+        }
+    }
+}
+
+#[test]
+fn large_frames_stay_within_the_bound() {
+    let cfg = Config::default();
+    // Per-meter catch-up: long meter ids shared by many buckets.
+    let long = "m".repeat(256);
+    let mut buckets = Vec::new();
+    for i in 0..2_000u32 {
+        let meter = format!("{long:.250}{:06}", i % 7);
+        buckets.push(bucket(Some(&meter), ["water", "energy", "bandwidth"][i as usize % 3], i));
+    }
+    let bytes = encode_catchup(&catchup(buckets.clone()), 3).unwrap();
+    check_binary("kind 3, 2,000 per-meter buckets", Envelope::Catchup, &bytes, &cfg);
+    // The same buckets naming an unknown resource: every one an error.
+    for b in &mut buckets {
+        b.resource = "r".repeat(255);
+    }
+    let bytes = encode_catchup(&catchup(buckets), 3).unwrap();
+    check_binary("kind 3, 2,000 bad buckets", Envelope::Catchup, &bytes, &cfg);
+
+    // A live frame of 5,000 records, then the same with every record bad.
+    let n = 5_000;
+    let f = LiveFrame {
+        epoch: 1,
+        scope: KeyScope::Stream,
+        stamp: Hlc { wall_ms: 1, counter: 0 },
+        bindings: vec![LiveBinding { key: 0, meter: "m".into(), resource: "water".into() }],
+        keys: vec![0; n],
+        ids: (0..n as u64).collect(),
+        ts: vec![1.0; n],
+        amounts: vec![Decimal::new(1, 0); n],
+        ..Default::default()
+    };
+    let mut bytes = encode_live(&f, 0, TsLayout::PerRecord).unwrap();
+    check_binary("kind 2, 5,000 records", Envelope::Live, &bytes, &cfg);
+    let amounts_at = bytes.len() - 8 * n;
+    for r in 0..n {
+        let at = amounts_at + 8 * r;
+        bytes[at..at + 8].copy_from_slice(&(-1.5f64).to_le_bytes());
+    }
+    check_binary("kind 2, 5,000 bad records", Envelope::Live, &bytes, &cfg);
+}
+
+#[test]
+fn json_payloads_stay_within_the_bound() {
+    let cfg = Config::default();
+    let n = 20_000;
+    let many = |item: &str| format!(r#"{{"readings":[{}]}}"#, vec![item; n].join(","));
+    let cases = [
+        ("empty items", Envelope::Readings, many("{}")),
+        ("numbers", Envelope::Readings, many("1")),
+        ("good readings", Envelope::Readings, many(r#"{"meter":"a","ts":1,"value":1}"#)),
+        ("escaped ids", Envelope::Readings, many(r#"{"meter":"\u0061\u0062","ts":1,"value":1}"#)),
+        ("bad values", Envelope::Readings, many(r#"{"meter":"a","ts":1,"value":"x"}"#)),
+        ("bad live items", Envelope::Live, {
+            let body = vec![r#"{"amount":"1e-2147483648"}"#; n].join(",");
+            format!(
+                r#"{{"type":"frame","epoch":1,"seq":1,"hlc":{{"wallMs":1,"counter":0}},"readings":[{body}]}}"#
+            )
+        }),
+        ("huge amounts", Envelope::Live, {
+            let item = format!(
+                r#"{{"meter":"m","resource":"water","id":1,"ts":1,"amount":{}}}"#,
+                "9".repeat(10_000)
+            );
+            let body = vec![item.as_str(); 100].join(",");
+            format!(
+                r#"{{"type":"frame","epoch":1,"seq":1,"hlc":{{"wallMs":1,"counter":0}},"readings":[{body}]}}"#
+            )
+        }),
+        ("empty buckets", Envelope::Catchup, {
+            let body = vec!["{}"; n].join(",");
+            format!(r#"{{"asOf":{{"wallMs":1,"counter":0}},"buckets":[{body}]}}"#)
+        }),
+        ("deep nesting", Envelope::Readings, {
+            format!(r#"{{"readings":[{}{}]}}"#, "[".repeat(100_000), "]".repeat(100_000))
+        }),
+    ];
+    for (what, env, text) in &cases {
+        check_text(what, *env, text, &cfg);
+    }
+}
