@@ -51,9 +51,15 @@ test-native:
 # A bounded fuzz run of every decoder and the engine behind it (proptest-based:
 # cargo-fuzz needs a nightly toolchain). `cargo test` already runs 2,000 cases
 # per target; this runs 20,000. Longer: METERFLOW_FUZZ_CASES=200000.
+# Then the stateful engine fuzz (tests/fuzz_engine.rs: sequences of up to 40
+# messages against a twin engine; 300 cases in `cargo test`), 20,000 sequences
+# here, under a minute on 2 cores. Longer:
+# METERFLOW_FUZZ_CASES=1000000 cargo test --release --test fuzz_engine
 FUZZ_CASES ?= 20000
+ENGINE_FUZZ_CASES ?= 20000
 fuzz:
 	METERFLOW_FUZZ_CASES=$(FUZZ_CASES) cargo test --test fuzz_decoders
+	METERFLOW_FUZZ_CASES=$(ENGINE_FUZZ_CASES) cargo test --test fuzz_engine
 
 # The worker suite (tests/worker.rs) runs in a dedicated worker in Debian's
 # headless Chromium, through chromedriver.

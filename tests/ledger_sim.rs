@@ -2,6 +2,9 @@
 //! Deterministic simulation of live stream + REST catch-up against an oracle
 //! (issue 3): no reading lost, none counted twice, whatever the faults.
 //!
+//! Every live frame, hello and catch-up goes through the wire (JSON text or
+//! binary kind 2/3, drawn per schedule or per message) and the worker's decoders.
+//!
 //! `cargo test --test ledger_sim` runs 10,000 schedules: 9,900 at 10 readings/s
 //! and 100 at 10,000 readings/s, in four parallel parts. A longer run:
 //! `METERFLOW_SIM_SCHEDULES=200000 cargo test --release --test ledger_sim -- --nocapture`
@@ -18,6 +21,7 @@ fn schedules() -> u64 {
 fn part(part: u64, rate: u32, count: u64) {
     let mut fetched = 0;
     let mut totals = 0;
+    let (mut json, mut binary, mut bytes) = (0, 0, 0);
     for k in 0..count {
         let seed = part * 1_000_000_007 + k;
         let p = Params::random(seed, rate);
@@ -25,12 +29,24 @@ fn part(part: u64, rate: u32, count: u64) {
             Ok(r) => {
                 totals += r.totals_checked;
                 fetched += r.rests_applied;
+                json += r.json_messages;
+                binary += r.binary_messages;
+                bytes += r.wire_bytes;
             }
             Err(e) => panic!("{e}\nparams: {p:#?}"),
         }
     }
-    println!("part {part}: {count} schedules at {rate}/s, {totals} totals checked, {fetched} REST results");
+    println!(
+        "part {part}: {count} schedules at {rate}/s, {totals} totals checked, {fetched} REST results; \
+         through the wire: {json} JSON and {binary} binary payloads, {bytes} bytes"
+    );
     assert!(totals > count, "every schedule must produce totals");
+    if count >= 10 {
+        assert!(
+            json > 0 && binary > 0,
+            "both wire formats must be exercised: {json} JSON, {binary} binary"
+        );
+    }
 }
 
 #[test]

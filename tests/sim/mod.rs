@@ -8,21 +8,27 @@
 //! watermarks); the worker's HLC only grows. At quiescence (production stopped,
 //! everything delivered, a covering REST result applied): every kept bucket of
 //! every resource equals the oracle exactly and `incomplete` is false.
+//!
+//! Every server message reaches the engine through the wire (`wire.rs`): encoded
+//! as JSON text or a binary frame and decoded as the worker decodes it.
 
 #[path = "../common/rng.rs"]
 pub mod rng;
 pub mod server;
+pub mod wire;
 
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{Catchup, Inbound, LiveFrame, Outbound, StreamHello, TotalsEvent};
 use meterflow::core::hlc::Hlc;
 use meterflow::core::ledger::{hour_of, HOUR_MS};
 use meterflow::core::Engine;
+use meterflow::wire::decode_message;
 use rng::Rng;
 use server::{Server, RESOURCES};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::rc::Rc;
+use wire::Page;
 
 /// An hour boundary: 2025-11-25 10:00:00 UTC.
 pub const HOUR_BOUNDARY: f64 = 1_764_064_800_000.0;
@@ -131,6 +137,10 @@ pub struct Report {
     pub frames_delivered: u64,
     pub rests_applied: u64,
     pub errors: u64,
+    /// Payloads decoded from JSON text and from binary frames, and their bytes.
+    pub json_messages: u64,
+    pub binary_messages: u64,
+    pub wire_bytes: u64,
     pub last: Option<TotalsEvent>,
 }
 
@@ -138,6 +148,9 @@ struct World {
     p: Params,
     rng: Rng,
     engine: Engine,
+    cfg: Config,
+    /// The page: every server message goes through the wire to the engine.
+    page: Page,
     server: Server,
     queue: BinaryHeap<Reverse<(i64, u64)>>,
     events: HashMap<u64, Ev>,
@@ -328,11 +341,13 @@ impl World {
                     self.delivered[i] = true;
                 }
                 self.seen_stamp = self.seen_stamp.max(Some(f.0.stamp));
-                self.handle(Inbound::Live(f.0.clone()), t)?;
+                let input = self.page.live(&f.0, self.local(t), &self.cfg)?;
+                self.handle(input, t)?;
             }
             Ev::Hello(h) => {
                 self.seen_stamp = self.seen_stamp.max(h.stamp);
-                self.handle(Inbound::Hello(h), t)?
+                let input = self.page.hello(&h, self.local(t), &self.cfg)?;
+                self.handle(input, t)?
             }
             Ev::Serve { sent_local, quiet } => {
                 let quiet = quiet || self.quiet;
@@ -358,7 +373,8 @@ impl World {
                 c.received_at_ms = Some(self.local(t));
                 self.max_as_of = self.max_as_of.max(Some(c.as_of));
                 self.report.rests_applied += 1;
-                self.handle(Inbound::Catchup(c), t)?;
+                let input = self.page.catchup(&c, &self.cfg)?;
+                self.handle(input, t)?;
             }
             Ev::Tick => {
                 self.handle(Inbound::Tick(Default::default()), t)?;
@@ -405,6 +421,8 @@ pub fn run(p: &Params) -> Result<Report, String> {
     let mut w = World {
         rng: Rng(p.seed),
         engine,
+        cfg: cfg.clone(),
+        page: Page::new(p.seed),
         server: Server::new(p.meters, p.binary_keys),
         queue: BinaryHeap::new(),
         events: HashMap::new(),
@@ -456,7 +474,11 @@ pub fn run(p: &Params) -> Result<Report, String> {
     // The covering catch-up, then the totals.
     let c = w.server.catchup(settle, 0.0, i64::from(cfg.history_hours), false);
     w.step(settle + 1.0, Ev::Rest { c, sent_local: w.local(settle) }, &cfg)?;
-    w.handle(Inbound::Query(meterflow::core::event::Query::Totals), settle + 2.0)?;
+    let query = decode_message(&serde_json::json!({ "type": "query", "query": "totals" }), &cfg);
+    w.handle(query, settle + 2.0)?;
+    w.report.json_messages = w.page.json;
+    w.report.binary_messages = w.page.binary;
+    w.report.wire_bytes = w.page.bytes;
     let last = w.report.last.clone().ok_or("no totals")?;
     quiescent_check(&w.server, &last).map_err(|e| format!("seed {} at quiescence: {e}", p.seed))?;
     Ok(w.report)
