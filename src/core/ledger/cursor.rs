@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::hlc::Hlc;
+use crate::core::keys::{KeyTable, PendingNames};
 
 /// What a frame's `(epoch, seq)` means for its channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub enum FramePlace {
 }
 
 /// One channel's stream position.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StreamCursor {
     /// The channel's name.
     pub channel: String,
@@ -47,7 +48,9 @@ pub struct StreamCursor {
     /// A stampless `hello` began this epoch: its first frame bounds what was missed.
     expect_first: bool,
     /// Binary (kind 2) key table of the current epoch: key -> `meter << 8 | resource`.
-    keys: Vec<u64>,
+    keys: KeyTable<u64>,
+    /// Keys of the current epoch bound to a meter not interned yet, with the resource.
+    pending: PendingNames<u8>,
 }
 
 /// Marks a key no frame of the current epoch has bound.
@@ -56,7 +59,16 @@ pub const UNBOUND_KEY: u64 = u64::MAX;
 impl StreamCursor {
     /// A cursor for `channel` with nothing seen.
     pub fn new(channel: &str) -> Self {
-        StreamCursor { channel: channel.to_string(), ..Default::default() }
+        StreamCursor {
+            channel: channel.to_string(),
+            epoch: None,
+            next_seq: 0,
+            holes: BTreeMap::new(),
+            overflow_need: None,
+            expect_first: false,
+            keys: KeyTable::new(UNBOUND_KEY),
+            pending: PendingNames::default(),
+        }
     }
 
     /// The newest stamp a REST result must reach to cover everything missing here.
@@ -74,25 +86,15 @@ impl StreamCursor {
     pub fn bytes(&self) -> usize {
         // A BTreeMap entry is about key + value + node overhead.
         self.holes.len() * 40
-            + self.keys.capacity() * 8
+            + self.keys.bytes()
+            + self.pending.bytes()
             + self.channel.len()
             + std::mem::size_of::<StreamCursor>()
     }
 
-    /// The current epoch's key table.
-    pub fn keys(&self) -> &[u64] {
-        &self.keys
-    }
-
-    /// Binds `key` to `packed` (or unbinds it with [`UNBOUND_KEY`]) for the current epoch.
-    pub fn bind(&mut self, key: u32, packed: u64) {
-        let k = key as usize;
-        if k >= self.keys.len() {
-            self.keys.resize(k + 1, UNBOUND_KEY);
-        }
-        if let Some(slot) = self.keys.get_mut(k) {
-            *slot = packed;
-        }
+    /// The current epoch's key table and the keys waiting for their meter.
+    pub fn keys_mut(&mut self) -> (&mut KeyTable<u64>, &mut PendingNames<u8>) {
+        (&mut self.keys, &mut self.pending)
     }
 
     fn need_at_least(&mut self, stamp: Hlc) {
@@ -108,6 +110,7 @@ impl StreamCursor {
         self.epoch = Some(epoch);
         self.next_seq = next_seq.unwrap_or(0);
         self.keys.clear();
+        self.pending.clear();
         // Readings stamped before the greeting may have been missed while
         // disconnected. Without a stamp, the first frame will bound them.
         match stamp {
@@ -130,6 +133,7 @@ impl StreamCursor {
             self.next_seq = seq.saturating_add(1);
             self.expect_first = false;
             self.keys.clear();
+            self.pending.clear();
             self.need_at_least(stamp);
             return FramePlace::NewEpoch;
         }
