@@ -201,6 +201,15 @@ impl Ledger {
         let mut held = self.buckets.pending();
         let max_pending = u64::from(cfg.max_pending_readings);
         let n = f.keys.len().min(f.ids.len()).min(f.ts.len()).min(f.amounts.len());
+        // Room for the whole frame's feed up front, so the pushes below never
+        // reallocate; without it the readings still count, only not in windows.
+        let feed = cfg.detect_live && self.feed.try_reserve(n).is_ok();
+        if cfg.detect_live && !feed {
+            sink.push(CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("no memory to feed this frame's {n} readings to the anomaly windows; they still count in the totals"),
+            ));
+        }
         for i in 0..n {
             let (key, id, ts, amount) = (f.keys[i], f.ids[i], f.ts[i], f.amounts[i]);
             let pos = f.positions.get(i).map_or(i, |&p| p as usize);
@@ -327,7 +336,7 @@ impl Ledger {
             held += 1;
             self.counters.live_counted += 1;
             self.dirty = true;
-            if cfg.detect_live {
+            if feed {
                 let value = units as f64 / 10f64.powi(i32::from(decimals));
                 self.feed.push((m, ts, value));
             }
