@@ -198,6 +198,7 @@ fn sixty_four_channels_binding_the_top_key_stay_within_a_constant_times_the_byte
     assert!(!outs.iter().any(|o| matches!(o, Outbound::Warning(_))), "memory guard fired");
     assert!(received < 63 * 110, "frames of about 100 bytes: {received}");
     let grown = e.engine_bytes() - before;
+    eprintln!("63 frames, {received} bytes: engine +{grown} bytes, peak +{peak} bytes");
     assert!(grown <= 64 * received, "engine grew {grown} bytes for {received} bytes received");
     assert!(peak <= 64 * received, "peak {peak} bytes for {received} bytes received");
     assert_eq!(totals(&mut e, NOW + 30.0).resources[0].current_hour, 64_000);
@@ -209,6 +210,18 @@ fn a_forty_byte_frame_binding_the_largest_key_allocates_nothing_big() {
     let max = Config::default().max_stream_keys_limit();
     let mut e = greeted(ConfigPatch { max_stream_keys: Some(max), ..Default::default() });
     let key = max - 1;
+    // The key of the report, 4,294,967,294, is past every maxStreamKeys the
+    // validator allows now: refused, nothing allocated for it.
+    let far = ReadingBatch {
+        scope: KeyScope::Stream,
+        bindings: vec![(4_294_967_294, "far".into())],
+        ..Default::default()
+    };
+    let (inb, _) = wire_readings(&e, &far);
+    let mut out = Vec::new();
+    let peak = peak_during(|| out = e.handle(inb, NOW));
+    assert_eq!(codes(&out), vec![ErrorCode::KeyOutOfRange]);
+    assert!(peak < 4_096, "key 4,294,967,294: peak {peak} bytes");
     // Kind 1: one binding, no records.
     let b = ReadingBatch {
         scope: KeyScope::Stream,
@@ -218,11 +231,13 @@ fn a_forty_byte_frame_binding_the_largest_key_allocates_nothing_big() {
     let (inb, n) = wire_readings(&e, &b);
     assert!(n <= 48, "{n} bytes");
     let peak = peak_during(|| assert!(errors(&e.handle(inb, NOW)).is_empty()));
+    eprintln!("kind 1 ({n} bytes) binding key {key}: peak +{peak} bytes");
     assert!(peak < 4_096, "kind 1: peak {peak} bytes");
     // Kind 2, on a fresh channel.
     let f = live("", 0, NOW + 10.0, &[(key, "m")], &[]);
     let (inb, _) = wire_live(&e, &f);
     let peak = peak_during(|| assert!(errors(&e.handle(inb, NOW + 20.0)).is_empty()));
+    eprintln!("kind 2 binding key {key}: peak +{peak} bytes");
     assert!(peak < 16_384, "kind 2: peak {peak} bytes");
     assert!(e.engine_bytes() < 64 << 10, "{} engine bytes", e.engine_bytes());
     // The bindings work.

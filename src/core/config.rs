@@ -239,8 +239,10 @@ pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
 /// (at most 256 bytes) in the table twice with its map slot, and slack.
 pub const METER_FIXED_BYTES: u128 = 2_048;
-/// Per name waiting for a meter's first accepted reading: the id and its map slot.
-pub const PENDING_NAME_BYTES: u128 = 256 + 64;
+/// Per name waiting for a meter's first accepted reading: the id (at most 256
+/// bytes), its map slot (about 73 bytes at worst load) and its place in the
+/// order queue (up to 64 bytes with the queue's slack).
+pub const PENDING_NAME_BYTES: u128 = 400;
 /// Per missing sequence number kept individually (a B-tree entry).
 pub const HOLE_BYTES: u128 = 48;
 /// Per channel: its cursor and name.
@@ -513,6 +515,10 @@ mod tests {
         let c = Config::default();
         assert!(c.worst_case_bytes() <= ADDRESS_SPACE_BYTES);
         assert!(c.max_stream_keys_limit() >= c.max_stream_keys);
+        // The fleet sizes the README and the benchmarks use still fit.
+        for meters in [20_000, 50_000] {
+            assert!(with(|c| c.max_meters = meters).validate().is_ok(), "{meters}");
+        }
     }
 
     #[test]
