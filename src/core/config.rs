@@ -5,6 +5,7 @@
 //! result as a whole so the engine never runs on an inconsistent configuration.
 
 use super::error::{CoreError, ErrorCode};
+use super::keys::WORST_BYTES_PER_KEY;
 
 /// All tunables of the engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,7 +58,9 @@ pub struct Config {
     pub max_payload_bytes: u32,
     /// Most readings in one batch.
     pub max_batch: u32,
-    /// Largest stream key a binary frame may bind (keys are array indices).
+    /// Stream keys a binary frame may bind: keys `0..maxStreamKeys`. Each key
+    /// table (the engine's and one per channel) may come to hold them all, so
+    /// [`Config::worst_case_bytes`] bounds it (about 2.1 M at the other defaults).
     pub max_stream_keys: u32,
     /// Largest |value| accepted for a reading.
     pub max_abs_value: f64,
@@ -89,7 +92,7 @@ pub struct Config {
     pub dedup_window: u32,
     /// Most missing sequence numbers tracked individually per channel.
     pub max_missing_seqs: u32,
-    /// Most stream channels tracked.
+    /// Most stream channels tracked (each with its own key table, see `maxStreamKeys`).
     pub max_channels: u32,
     /// The worker's HLC node id (reported with every `totals`).
     pub node_id: u32,
@@ -230,6 +233,28 @@ pub const MIN_STD_FLOOR: f64 = 1e-12;
 pub const MAX_WINDOW: u32 = 1 << 20;
 /// Hard upper bound on meters (dense indices are `u32`; the slab is addressed by `usize`).
 pub const MAX_METERS: u32 = 1 << 24;
+
+/// The memory a wasm32 instance can address: 4 GiB.
+pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
+/// Per meter besides its ring and id bitmap: moments, detection state, the id
+/// (at most 256 bytes) in the table twice with its map slot, and slack.
+pub const METER_FIXED_BYTES: u128 = 2_048;
+/// Per name waiting for a meter's first accepted reading: the id (at most 256
+/// bytes), its map slot (about 73 bytes at worst load) and its place in the
+/// order queue (up to 64 bytes with the queue's slack).
+pub const PENDING_NAME_BYTES: u128 = 400;
+/// Per missing sequence number kept individually (a B-tree entry).
+pub const HOLE_BYTES: u128 = 48;
+/// Per channel: its cursor and name.
+pub const CHANNEL_FIXED_BYTES: u128 = 512;
+/// Per live reading held until a catch-up (an aggregated entry, with vector growth).
+pub const PENDING_READING_BYTES: u128 = 64;
+/// Per record of a decoded batch or frame (columns, positions, the windows' feed).
+pub const BATCH_RECORD_BYTES: u128 = 64;
+/// The payload's bytes as received plus what decoding it may hold at once.
+pub const PAYLOAD_FACTOR: u128 = 8;
+/// Per hourly bucket of a resource.
+pub const BUCKET_BYTES: u128 = 256;
 
 impl Config {
     /// Returns this config with `patch` applied, or an error naming the first bad field.
@@ -389,7 +414,65 @@ impl Config {
         if self.dedup_window < 64 || self.dedup_window > 1 << 16 || self.dedup_window % 64 != 0 {
             return bad("dedupWindow", "must be a multiple of 64 in 64..=65536");
         }
+        let worst = self.worst_case_bytes();
+        if worst > ADDRESS_SPACE_BYTES {
+            return Err(CoreError::new(
+                ErrorCode::BadConfig,
+                format!(
+                    "config: the engine's state could reach {:.2} GB at these limits (maxMeters × window, maxStreamKeys × (maxChannels + 1), maxPendingReadings, ...), past the 4 GiB a wasm32 address space holds",
+                    worst as f64 / 1e9
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The most bytes the engine's state may hold under this config, whatever
+    /// the inputs: every store at its configured bound, each at its worst-case
+    /// cost per entry (allocator slack and growth included). `validate` refuses
+    /// a config for which this passes [`ADDRESS_SPACE_BYTES`], so no input can
+    /// make the engine need more memory than a wasm32 instance can address.
+    ///
+    /// - meters: `maxMeters × (window × 8 + dedupWindow / 8 + METER_FIXED_BYTES)`
+    ///   (ring, reading-id bitmap, moments, detection state, the id twice);
+    /// - key tables: `(maxChannels + 1) × (maxStreamKeys × WORST_BYTES_PER_KEY +
+    ///   maxMeters × PENDING_NAME_BYTES)` (the engine's kind-1 table and one per
+    ///   channel, each with its names waiting for a first accepted reading);
+    /// - channels: `maxChannels × (maxMissingSeqs × HOLE_BYTES + CHANNEL_FIXED_BYTES)`;
+    /// - live readings held: `maxPendingReadings × PENDING_READING_BYTES`, and
+    ///   one batch in flight: `maxBatch × BATCH_RECORD_BYTES`;
+    /// - the payload being decoded: `maxPayloadBytes × PAYLOAD_FACTOR`;
+    /// - buckets: `resources × (historyHours + 2) × BUCKET_BYTES`.
+    pub fn worst_case_bytes(&self) -> u128 {
+        let n = u128::from;
+        let meters = n(self.max_meters)
+            * (n(self.window) * 8 + n(self.dedup_window) / 8 + METER_FIXED_BYTES);
+        let tables = (n(self.max_channels) + 1)
+            * (n(self.max_stream_keys) * u128::from(WORST_BYTES_PER_KEY)
+                + n(self.max_meters) * PENDING_NAME_BYTES);
+        let channels =
+            n(self.max_channels) * (n(self.max_missing_seqs) * HOLE_BYTES + CHANNEL_FIXED_BYTES);
+        let held = n(self.max_pending_readings) * PENDING_READING_BYTES
+            + n(self.max_batch) * BATCH_RECORD_BYTES;
+        let payload = n(self.max_payload_bytes) * PAYLOAD_FACTOR;
+        let buckets = (self.resources.len() as u128) * (n(self.history_hours) + 2) * BUCKET_BYTES;
+        meters + tables + channels + held + payload + buckets
+    }
+
+    /// The largest `maxStreamKeys` this config's other limits leave room for
+    /// (0 if none), so tests and pages can ask for "as many keys as fit".
+    pub fn max_stream_keys_limit(&self) -> u32 {
+        let (mut lo, mut hi) = (0u32, u32::MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let c = Config { max_stream_keys: mid, ..self.clone() };
+            if c.worst_case_bytes() <= ADDRESS_SPACE_BYTES {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
     }
 }
 
@@ -415,5 +498,74 @@ mod tests {
         let p = ConfigPatch { spike_z: Some(6.0), ..Default::default() };
         let c = Config::default().apply(&p);
         assert_eq!(c.as_ref().map(|c| (c.spike_z, c.window)), Ok((6.0, 1_200)));
+    }
+
+    fn with(f: impl FnOnce(&mut Config)) -> Config {
+        let mut c = Config::default();
+        f(&mut c);
+        c
+    }
+
+    fn refused(c: &Config) -> bool {
+        matches!(c.validate(), Err(e) if e.code == ErrorCode::BadConfig)
+    }
+
+    #[test]
+    fn default_worst_case_fits_a_wasm32_address_space() {
+        let c = Config::default();
+        assert!(c.worst_case_bytes() <= ADDRESS_SPACE_BYTES);
+        assert!(c.max_stream_keys_limit() >= c.max_stream_keys);
+        // The fleet sizes the README and the benchmarks use still fit.
+        for meters in [20_000, 50_000] {
+            assert!(with(|c| c.max_meters = meters).validate().is_ok(), "{meters}");
+        }
+    }
+
+    #[test]
+    fn max_stream_keys_is_accepted_up_to_the_limit_and_refused_past_it() {
+        let limit = Config::default().max_stream_keys_limit();
+        assert!(limit > 1 << 20 && limit < 1 << 22, "{limit}");
+        assert!(with(|c| c.max_stream_keys = limit).validate().is_ok());
+        assert!(refused(&with(|c| c.max_stream_keys = limit + 1)));
+        // Accepted before: one 40-byte frame then forced a 16–32 GiB table.
+        let e = with(|c| c.max_stream_keys = u32::MAX).validate().unwrap_err();
+        assert!(e.message.contains("4 GiB"), "{}", e.message);
+        // Fewer channels leave room for more keys.
+        let one = with(|c| c.max_channels = 1);
+        assert!(one.max_stream_keys_limit() > 20 * limit);
+    }
+
+    #[test]
+    fn rings_past_the_address_space_are_refused() {
+        // On wasm32 this product wrapped to 0 and the reservation was skipped.
+        assert!(refused(&with(|c| {
+            c.max_meters = 4_194_304;
+            c.window = 1_024;
+            c.reduced_window = 1_024;
+        })));
+        assert!(refused(&with(|c| c.window = MAX_WINDOW)));
+        // Just under and just over, all else default.
+        let base = with(|c| c.max_meters = 1).worst_case_bytes();
+        let per_meter = with(|c| c.max_meters = 2).worst_case_bytes() - base;
+        let room = ((ADDRESS_SPACE_BYTES - base) / per_meter + 1) as u32;
+        assert!(with(|c| c.max_meters = room).validate().is_ok());
+        assert!(refused(&with(|c| c.max_meters = room + 1)));
+    }
+
+    #[test]
+    fn every_store_counts_in_the_worst_case() {
+        let base = Config::default().worst_case_bytes();
+        let grow: [fn(&mut Config); 7] = [
+            |c| c.max_meters += 1,
+            |c| c.window += 1,
+            |c| c.max_channels += 1,
+            |c| c.max_missing_seqs += 1,
+            |c| c.max_pending_readings += 1,
+            |c| c.max_batch += 1,
+            |c| c.max_payload_bytes += 1,
+        ];
+        for (i, g) in grow.iter().enumerate() {
+            assert!(with(g).worst_case_bytes() > base, "field {i}");
+        }
     }
 }

@@ -1,22 +1,77 @@
 //! The engine's side of the consumption ledger: dispatching live frames,
 //! hellos, catch-ups and flushes to `Ledger`, interning the meters they name,
-//! and feeding accepted live readings into the anomaly windows.
+//! and feeding counted live readings into the anomaly windows.
+//!
+//! A live reading counted by the ledger enters the anomaly window only if it
+//! passes the same [`ReadingBounds`] check as every other reading; otherwise it
+//! is reported (`bad_timestamp`/`bad_value`, counted in `readingsRejected`) and
+//! stays in the totals, which are the server's data.
 
+use super::detect::Detector;
+use super::error::{CoreError, ErrorSink};
 use super::event::{Catchup, LiveFrame, StreamHello};
-use super::{add_reading, intern_meter, Engine};
+use super::ledger::MeterIds;
+use super::meters::{check_meter_id, MeterTable};
+use super::windows::Windows;
+use super::{add_reading, intern_meter, Engine, ReadingBounds};
+
+/// The engine's meter table, windows and detector, as the ledger interns meters.
+struct EngineMeters<'a> {
+    meters: &'a mut MeterTable,
+    windows: &'a mut Windows,
+    detector: &'a mut Detector,
+    max_meters: u32,
+}
+
+impl MeterIds for EngineMeters<'_> {
+    fn find(&self, id: &str) -> Option<u32> {
+        self.meters.get(id)
+    }
+
+    fn check_new(&self, id: &str) -> Result<(), CoreError> {
+        check_meter_id(id).and_then(|()| self.meters.check_room(id, self.max_meters))
+    }
+
+    fn room(&self) -> usize {
+        (self.max_meters as usize).saturating_sub(self.meters.len())
+    }
+
+    fn intern(&mut self, id: &str) -> Result<u32, CoreError> {
+        intern_meter(self.meters, self.windows, self.detector, id, self.max_meters)
+    }
+}
 
 impl Engine {
     pub(super) fn live(&mut self, f: &LiveFrame, now_ms: f64) {
         let Engine { ledger, meters, windows, detector, cfg, out, counters, .. } = self;
-        let max = cfg.max_meters;
-        let mut intern = |id: &str| intern_meter(meters, windows, detector, id, max);
-        ledger.on_live(f, now_ms, cfg, &mut intern, out);
-        let mut fed = 0u64;
-        for (m, ts, x) in ledger.take_feed() {
-            add_reading(windows, detector, m as usize, x, ts, cfg);
-            fed += 1;
+        let mut ids = EngineMeters { meters, windows, detector, max_meters: cfg.max_meters };
+        ledger.on_live(f, now_ms, cfg, &mut ids, out);
+        let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        let (mut fed, mut rejected) = (0u64, 0u64);
+        for (i, (m, ts, x)) in ledger.take_feed().enumerate() {
+            match bounds.check(ts, x, i) {
+                Ok(()) => {
+                    add_reading(windows, detector, m as usize, x, ts, cfg);
+                    fed += 1;
+                }
+                Err(e) => {
+                    sink.push(CoreError {
+                        position: None,
+                        message: format!(
+                            "live reading of meter '{}' counted in the totals but kept out of its window: {}",
+                            meters.name(m as usize),
+                            e.message
+                        ),
+                        ..e
+                    });
+                    rejected += 1;
+                }
+            }
         }
+        sink.finish();
         counters.readings_ingested += fed as f64;
+        counters.readings_rejected += rejected as f64;
         self.guard_memory();
     }
 

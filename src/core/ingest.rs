@@ -2,6 +2,10 @@
 //! record against the clock, score it against the window *before* it enters,
 //! then push it.
 //!
+//! A binding to a meter that is not tracked yet does not intern it: the name
+//! waits (`PendingNames`) until one of its readings passes the checks, so
+//! readings that are all refused never use up a meter slot.
+//!
 //! Errors are reported per item with its position, at most
 //! `max_errors_per_batch` events per batch plus one summary, so a hostile or
 //! broken batch cannot flood the page; every refused record is counted in
@@ -9,69 +13,78 @@
 
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
-use super::{add_reading, intern_meter, Engine, UNBOUND};
+use super::keys::{KeyTable, PendingNames};
+use super::meters::check_meter_id;
+use super::{add_reading, intern_meter, Engine, ReadingBounds, UNBOUND};
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
-        let mut sink = ErrorSink::new(&mut self.out, self.cfg.max_errors_per_batch);
+        // Plausibility is judged on the corrected clock: a laptop clock that is
+        // minutes off must not refuse every reading.
+        let bounds = ReadingBounds::new(&self.cfg, self.ledger.corrected(now_ms));
+        let Engine { cfg, meters, windows, detector, stream_keys, stream_pending, out, .. } = self;
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         self.counters.readings_rejected += batch.errors.len() as f64;
         for e in &batch.errors {
             sink.push(e.clone());
         }
 
-        // Resolve bindings to dense meter indices, interning new meters.
-        let mut local: Vec<u32> = Vec::new();
-        if batch.scope == KeyScope::Batch {
-            local.resize(batch.bindings.len(), UNBOUND);
-        }
+        // Resolve bindings: to a tracked meter, or to a name waiting for its
+        // first accepted reading.
+        let mut local_keys = KeyTable::new(UNBOUND);
+        let mut local_pending = PendingNames::default();
+        let (table, pending) = match batch.scope {
+            KeyScope::Batch => (&mut local_keys, &mut local_pending),
+            KeyScope::Stream => (stream_keys, stream_pending),
+        };
+        let max_meters = cfg.max_meters;
+        let persistent = batch.scope == KeyScope::Stream;
         for (key, id) in &batch.bindings {
             // Check the key first: a refused binding must not use up a meter slot.
-            if batch.scope == KeyScope::Stream && *key >= self.cfg.max_stream_keys {
+            if batch.scope == KeyScope::Stream && *key >= cfg.max_stream_keys {
                 sink.push(CoreError::new(
                     ErrorCode::KeyOutOfRange,
-                    format!("stream key {key} >= maxStreamKeys {}", self.cfg.max_stream_keys),
+                    format!("stream key {key} >= maxStreamKeys {}", cfg.max_stream_keys),
                 ));
                 continue;
             }
-            let (meters, windows, detector) =
-                (&mut self.meters, &mut self.windows, &mut self.detector);
-            let m = match intern_meter(meters, windows, detector, id, self.cfg.max_meters) {
-                Ok(m) => m,
-                Err(e) => {
-                    sink.push(e);
+            pending.remove(*key);
+            let room = (max_meters as usize).saturating_sub(meters.len());
+            let m = match meters.get(id) {
+                Some(m) => m,
+                None => {
+                    let waiting = check_meter_id(id)
+                        .and_then(|()| meters.check_room(id, max_meters))
+                        .and_then(|()| match pending.insert(*key, id, (), room, persistent) {
+                            true => Ok(()),
+                            false => Err(CoreError::new(
+                                ErrorCode::MeterCapacity,
+                                format!("meter '{id}' refused: {} meters tracked and {} new ones named before it reach maxMeters {max_meters}", meters.len(), room),
+                            )),
+                        });
+                    if let Err(e) = waiting {
+                        sink.push(e);
+                    }
                     UNBOUND
                 }
             };
-            let table = match batch.scope {
-                KeyScope::Batch => &mut local,
-                KeyScope::Stream => &mut self.stream_keys,
-            };
-            let k = *key as usize;
-            if k >= table.len() {
-                table.resize(k + 1, UNBOUND);
-            }
-            if let Some(slot) = table.get_mut(k) {
-                *slot = m;
+            if table.bind(*key, m, cfg.max_stream_keys).is_err() {
+                pending.remove(*key);
+                sink.push(CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("no memory to bind key {key} to meter '{id}'"),
+                ));
             }
         }
 
-        let table: &[u32] = match batch.scope {
-            KeyScope::Batch => &local,
-            KeyScope::Stream => &self.stream_keys,
-        };
         let n = batch.keys.len().min(batch.ts.len()).min(batch.values.len());
-        // Plausibility is judged on the corrected clock: a laptop clock that is
-        // minutes off must not refuse every reading.
-        let now_ms = self.ledger.corrected(now_ms);
-        let oldest = now_ms - self.cfg.max_age_ms;
-        let newest = now_ms + self.cfg.max_future_ms;
         let mut ingested = 0u64;
         let mut rejected = 0u64;
         for i in 0..n {
             let (key, ts, x) = (batch.keys[i], batch.ts[i], batch.values[i]);
             let pos = batch.positions.get(i).map_or(i, |&p| p as usize);
-            let m = table.get(key as usize).copied().unwrap_or(UNBOUND);
-            if m == UNBOUND {
+            let mut m = table.get(key);
+            if m == UNBOUND && pending.get(key).is_none() {
                 rejected += 1;
                 sink.push(CoreError::at(
                     ErrorCode::UnknownKey,
@@ -80,25 +93,39 @@ impl Engine {
                 ));
                 continue;
             }
-            if !(ts >= oldest && ts <= newest) {
+            if let Err(e) = bounds.check(ts, x, pos) {
                 rejected += 1;
-                sink.push(CoreError::at(
-                    ErrorCode::BadTimestamp,
-                    pos,
-                    format!("timestamp {ts} outside [{oldest}, {newest}] (now {now_ms})"),
-                ));
+                sink.push(e);
                 continue;
             }
-            if !(x.is_finite() && x.abs() <= self.cfg.max_abs_value) {
-                rejected += 1;
-                sink.push(CoreError::at(
-                    ErrorCode::BadValue,
-                    pos,
-                    format!("value {x} is not finite or beyond maxAbsValue"),
-                ));
-                continue;
+            if m == UNBOUND {
+                // The meter's first accepted reading: intern it now.
+                let interned = match pending.get(key) {
+                    Some((id, ())) => intern_meter(meters, windows, detector, id, max_meters),
+                    None => continue,
+                };
+                pending.remove(key);
+                match interned {
+                    Ok(new) => {
+                        m = new;
+                        // Without room in the table this reading still applies; the
+                        // key's later readings are refused as unknown.
+                        if table.bind(key, m, cfg.max_stream_keys).is_err() {
+                            sink.push(CoreError::at(
+                                ErrorCode::OutOfMemory,
+                                pos,
+                                format!("no memory to bind key {key}"),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        rejected += 1;
+                        sink.push(CoreError { position: u32::try_from(pos).ok(), ..e });
+                        continue;
+                    }
+                }
             }
-            add_reading(&mut self.windows, &mut self.detector, m as usize, x, ts, &self.cfg);
+            add_reading(windows, detector, m as usize, x, ts, cfg);
             ingested += 1;
         }
         sink.finish();

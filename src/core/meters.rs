@@ -11,6 +11,17 @@ use super::error::{CoreError, ErrorCode};
 /// Longest meter id accepted, in bytes.
 pub const MAX_METER_ID_BYTES: usize = 256;
 
+/// `Ok` if `id` is a valid meter id (1..=`MAX_METER_ID_BYTES` bytes).
+pub fn check_meter_id(id: &str) -> Result<(), CoreError> {
+    if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
+        return Err(CoreError::new(
+            ErrorCode::BadMeterId,
+            format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// String ids to dense indices and back.
 #[derive(Clone, Debug, Default)]
 pub struct MeterTable {
@@ -46,16 +57,13 @@ impl MeterTable {
         if let Some(&m) = self.by_name.get(id) {
             return Ok((m, false));
         }
-        if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
+        check_meter_id(id)?;
+        self.check_room(id, max_meters)?;
+        let reserved = self.names.try_reserve(1).is_ok() && self.by_name.try_reserve(1).is_ok();
+        if !reserved {
             return Err(CoreError::new(
-                ErrorCode::BadMeterId,
-                format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()),
-            ));
-        }
-        if self.names.len() >= max_meters as usize {
-            return Err(CoreError::new(
-                ErrorCode::MeterCapacity,
-                format!("meter '{id}' refused: {max_meters} meters already tracked (maxMeters)"),
+                ErrorCode::OutOfMemory,
+                format!("meter '{id}' refused: no memory to intern its id"),
             ));
         }
         let m = self.names.len() as u32;
@@ -64,6 +72,17 @@ impl MeterTable {
         self.by_name.insert(name.clone(), m);
         self.names.push(name);
         Ok((m, true))
+    }
+
+    /// `Ok` if a new meter `id` would fit under `max_meters`.
+    pub fn check_room(&self, id: &str, max_meters: u32) -> Result<(), CoreError> {
+        if self.names.len() >= max_meters as usize {
+            return Err(CoreError::new(
+                ErrorCode::MeterCapacity,
+                format!("meter '{id}' refused: {max_meters} meters already tracked (maxMeters)"),
+            ));
+        }
+        Ok(())
     }
 
     /// Estimated heap bytes: both copies of each id plus table overhead.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod hlc;
 mod ingest;
+pub mod keys;
 pub mod ledger;
 pub mod meters;
 pub mod moments;
@@ -28,6 +29,7 @@ use error::{CoreError, ErrorCode};
 use event::{
     HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent,
 };
+use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
 use meters::MeterTable;
 use windows::Windows;
@@ -48,8 +50,11 @@ pub struct Engine {
     windows: Windows,
     detector: Detector,
     ledger: Ledger,
-    /// Stream key -> meter index (`UNBOUND` where no frame bound it).
-    stream_keys: Vec<u32>,
+    /// Stream key -> meter index (`UNBOUND` where no frame bound it, or where
+    /// the meter waits in `stream_pending`).
+    stream_keys: KeyTable<u32>,
+    /// Stream keys bound to meters not interned yet (no reading accepted so far).
+    stream_pending: PendingNames<()>,
     counters: Counters,
     host: HostStats,
     next_stats_ms: Option<f64>,
@@ -80,7 +85,8 @@ impl Engine {
             cfg,
             meters: MeterTable::default(),
             detector: Detector::default(),
-            stream_keys: Vec::new(),
+            stream_keys: KeyTable::new(UNBOUND),
+            stream_pending: PendingNames::default(),
             counters: Counters::default(),
             host: HostStats::default(),
             next_stats_ms: None,
@@ -165,12 +171,24 @@ impl Engine {
             return;
         }
         let window_changed = cfg.window != self.cfg.window;
-        self.windows.set_recompute_every(cfg.recompute_every);
         if window_changed {
-            self.windows.set_window(cfg.window as usize);
+            // First, so a window that cannot be had leaves config and state as they were.
+            if self.windows.set_window(cfg.window as usize).is_err() {
+                self.out.push(Outbound::Error(CoreError::new(
+                    ErrorCode::BadConfig,
+                    format!(
+                        "config.window: no memory for {} meters × {} samples; the window stays {}",
+                        self.meters.len(),
+                        cfg.window,
+                        self.windows.window()
+                    ),
+                )));
+                return;
+            }
             self.detector.on_window_change(&self.windows);
             self.memory_guard_fired = false;
         }
+        self.windows.set_recompute_every(cfg.recompute_every);
         if cfg.stats_interval_ms != self.cfg.stats_interval_ms {
             self.next_stats_ms = None;
         }
@@ -199,7 +217,8 @@ impl Engine {
             + self.detector.bytes()
             + self.ledger.bytes()
             + self.meters.bytes()
-            + self.stream_keys.capacity() * 4
+            + self.stream_keys.bytes()
+            + self.stream_pending.bytes()
             + std::mem::size_of::<Engine>()
     }
 
@@ -228,8 +247,9 @@ impl Engine {
         self.memory_guard_fired = true;
         let from = self.windows.window();
         let to = self.cfg.reduced_window as usize;
-        if to < from {
-            self.windows.set_window(to);
+        // Shrinking needs no new slab, only a scratch ring: if even that fails,
+        // the window stays and the warning below says so.
+        if to < from && self.windows.set_window(to).is_ok() {
             self.detector.on_window_change(&self.windows);
             self.cfg.window = to as u32;
         }
@@ -293,8 +313,8 @@ impl Engine {
 }
 
 /// The dense index of meter `id`, interning it (with its ring, moments and
-/// detection state) if it is new. Memory for the ring is secured before the id is
-/// interned, so a refusal leaves no meter without a ring.
+/// detection state) if it is new. The ring is added before the id is interned,
+/// so a refusal leaves no meter without a ring.
 pub(crate) fn intern_meter(
     meters: &mut MeterTable,
     windows: &mut Windows,
@@ -305,7 +325,11 @@ pub(crate) fn intern_meter(
     if let Some(m) = meters.get(id) {
         return Ok(m);
     }
-    if meters.len() < max_meters as usize && !windows.reserve_meter(max_meters as usize) {
+    meters::check_meter_id(id)?;
+    meters.check_room(id, max_meters)?;
+    // Window first, then the id: a refusal leaves no meter without a window. A
+    // window added for an id that then failed is used by the next new meter.
+    if windows.meters() == meters.len() && windows.add_meter(max_meters as usize).is_none() {
         return Err(CoreError::new(
             ErrorCode::OutOfMemory,
             format!(
@@ -315,12 +339,56 @@ pub(crate) fn intern_meter(
             ),
         ));
     }
-    let (m, new) = meters.intern(id, max_meters)?;
-    if new {
-        windows.add_meter(max_meters as usize);
-        detector.add_meter();
-    }
+    let (m, _) = meters.intern(id, max_meters)?;
+    detector.add_meter();
     Ok(m)
+}
+
+/// What a reading must satisfy to enter a window: a timestamp within
+/// `[now - maxAgeMs, now + maxFutureMs]` on the corrected clock and a finite
+/// value with `|x| <= maxAbsValue`. Every path into the windows checks it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadingBounds {
+    now_ms: f64,
+    oldest: f64,
+    newest: f64,
+    max_abs: f64,
+}
+
+impl ReadingBounds {
+    /// The bounds at corrected time `now_ms`.
+    pub(crate) fn new(cfg: &Config, now_ms: f64) -> Self {
+        ReadingBounds {
+            now_ms,
+            oldest: now_ms - cfg.max_age_ms,
+            newest: now_ms + cfg.max_future_ms,
+            max_abs: cfg.max_abs_value,
+        }
+    }
+
+    /// `Ok` if reading `x` at `ts` (item `pos`) may enter a window, else the
+    /// `bad_timestamp` or `bad_value` error to report.
+    #[inline]
+    pub(crate) fn check(&self, ts: f64, x: f64, pos: usize) -> Result<(), CoreError> {
+        if !(ts >= self.oldest && ts <= self.newest) {
+            return Err(CoreError::at(
+                ErrorCode::BadTimestamp,
+                pos,
+                format!(
+                    "timestamp {ts} outside [{}, {}] (now {})",
+                    self.oldest, self.newest, self.now_ms
+                ),
+            ));
+        }
+        if !(x.is_finite() && x.abs() <= self.max_abs) {
+            return Err(CoreError::at(
+                ErrorCode::BadValue,
+                pos,
+                format!("value {x} is not finite or beyond maxAbsValue"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Adds reading `x` at `ts` to meter `m`: scored by the detector against the

@@ -47,34 +47,42 @@ impl RingSlab {
     /// linear memory never shrinks, so growing by doubling would leave every
     /// superseded copy in its high-water mark (measured: 25.6 KB of linear memory
     /// per meter at 5,000 meters, against 9.6 KB of samples). If that much cannot
-    /// be had, it falls back to room for this one meter. `false`: out of memory.
+    /// be had, it falls back to room for this one meter. `false`: out of memory
+    /// (or a slab size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
-        let need = (m + 1) * self.window;
+        let Some(need) = m.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
+            return false;
+        };
         if need <= self.data.capacity() {
             return true;
         }
         let all = cap_meters.max(m + 1);
         let rest = |v: usize| all.saturating_sub(v);
-        let reserved = self.data.try_reserve_exact(all * self.window - self.data.len()).is_ok()
-            || self.data.try_reserve_exact(self.window).is_ok();
-        reserved
-            && self.head.try_reserve_exact(rest(self.head.len())).is_ok()
-            && self.len.try_reserve_exact(rest(self.len.len())).is_ok()
+        let len = self.data.len();
+        let whole = all.checked_mul(self.window).map(|n| n.saturating_sub(len));
+        let reserved = whole.is_some_and(|n| self.data.try_reserve_exact(n).is_ok())
+            || self.data.try_reserve_exact(need - len).is_ok();
+        let heads = |v: &mut Vec<u32>| {
+            v.capacity() > v.len()
+                || v.try_reserve_exact(rest(v.len())).is_ok()
+                || v.try_reserve_exact(1).is_ok()
+        };
+        reserved && heads(&mut self.head) && heads(&mut self.len)
     }
 
-    /// Adds an empty ring for a new meter and returns its index. Call
-    /// [`RingSlab::reserve_meter`] first so this does not reallocate.
-    pub fn add_meter(&mut self, cap_meters: usize) -> usize {
+    /// Adds an empty ring for a new meter and returns its index, or `None` when
+    /// memory ran out (nothing changed then). Call [`RingSlab::reserve_meter`]
+    /// first so this does not reallocate.
+    pub fn add_meter(&mut self, cap_meters: usize) -> Option<usize> {
         let m = self.head.len();
-        let need = (m + 1) * self.window;
-        if need > self.data.capacity() {
-            self.reserve_meter(cap_meters);
+        if !self.reserve_meter(cap_meters) {
+            return None;
         }
-        self.data.resize(need, 0.0);
+        self.data.resize((m + 1) * self.window, 0.0);
         self.head.push(0);
         self.len.push(0);
-        m
+        Some(m)
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -102,7 +110,9 @@ impl RingSlab {
         let (Some(&h), Some(&l)) = (self.head.get(m), self.len.get(m)) else {
             return (&[], &[]);
         };
-        let ring = &self.data[m * w..(m + 1) * w];
+        let Some(ring) = self.data.get(m * w..(m + 1) * w) else {
+            return (&[], &[]);
+        };
         let (h, l) = (h as usize, l as usize);
         if l < w {
             // Not yet wrapped: the samples are ring[0..l] and head == l.
@@ -147,46 +157,60 @@ impl RingSlab {
 
     /// Changes the window of every ring, keeping the newest samples, in place.
     /// Growing a window moves rings backwards through the slab; shrinking forwards.
-    pub fn set_window(&mut self, new_window: usize) {
+    /// Growing reserves the whole new slab first: if that fails (or its size
+    /// passes the address space) nothing changes and `Err` says so.
+    pub fn set_window(&mut self, new_window: usize) -> Result<(), NoMemory> {
         let new_window = new_window.max(1);
-        if new_window == self.window {
-            return;
+        let old = self.window;
+        if new_window == old {
+            return Ok(());
         }
         let meters = self.meters();
-        let rings: Vec<Vec<f64>> = if new_window > self.window {
-            (0..meters).map(|m| self.to_vec(m)).collect()
-        } else {
-            Vec::new()
-        };
-        if new_window < self.window {
+        let mut scratch: Vec<f64> = Vec::new();
+        scratch.try_reserve_exact(new_window.min(old)).map_err(|_| NoMemory)?;
+        if new_window < old {
             // Compact forwards: meter m's new ring starts at or before its old one,
             // and each ring is linearised into scratch first, so no unread data is overwritten.
-            let mut scratch = Vec::with_capacity(new_window);
             for m in 0..meters {
-                scratch.clear();
-                let (a, b) = self.newest(m, new_window);
-                scratch.extend_from_slice(a);
-                scratch.extend_from_slice(b);
-                let base = m * new_window;
-                self.data[base..base + scratch.len()].copy_from_slice(&scratch);
-                let l = scratch.len();
-                self.len[m] = l as u32;
-                self.head[m] = if l == new_window { 0 } else { l as u32 };
+                self.relayout(m, new_window, &mut scratch);
             }
             self.data.truncate(meters * new_window);
             self.data.shrink_to_fit();
         } else {
-            self.data = vec![0.0; meters * new_window];
-            for (m, ring) in rings.iter().enumerate() {
-                let base = m * new_window;
-                self.data[base..base + ring.len()].copy_from_slice(ring);
-                self.len[m] = ring.len() as u32;
-                self.head[m] = ring.len() as u32 % new_window as u32;
+            let need = meters.checked_mul(new_window).ok_or(NoMemory)?;
+            self.data.try_reserve_exact(need - self.data.len()).map_err(|_| NoMemory)?;
+            self.data.resize(need, 0.0);
+            // Backwards: meter m's new ring ends after every older ring below it.
+            for m in (0..meters).rev() {
+                self.relayout(m, new_window, &mut scratch);
             }
         }
         self.window = new_window;
+        Ok(())
+    }
+
+    /// Copies meter `m`'s newest samples (at the current window) to its ring at
+    /// `new_window`, oldest first from slot 0.
+    fn relayout(&mut self, m: usize, new_window: usize, scratch: &mut Vec<f64>) {
+        scratch.clear();
+        let (a, b) = self.newest(m, new_window);
+        scratch.extend_from_slice(a);
+        scratch.extend_from_slice(b);
+        let base = m * new_window;
+        let l = scratch.len();
+        if let Some(dst) = self.data.get_mut(base..base + l) {
+            dst.copy_from_slice(scratch);
+        }
+        if let (Some(h), Some(len)) = (self.head.get_mut(m), self.len.get_mut(m)) {
+            *len = l as u32;
+            *h = if l == new_window { 0 } else { l as u32 };
+        }
     }
 }
+
+/// Memory for a slab could not be had (or its size passes the address space).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoMemory;
 
 #[cfg(test)]
 mod tests {
@@ -195,7 +219,7 @@ mod tests {
     fn filled(window: usize, meters: usize, per_meter: usize) -> RingSlab {
         let mut r = RingSlab::new(window);
         for _ in 0..meters {
-            r.add_meter(1000);
+            assert!(r.add_meter(1000).is_some());
         }
         for m in 0..meters {
             for i in 0..per_meter {
@@ -208,7 +232,7 @@ mod tests {
     #[test]
     fn push_evicts_oldest_once_full() {
         let mut r = RingSlab::new(3);
-        r.add_meter(10);
+        assert_eq!(r.add_meter(10), Some(0));
         assert_eq!(r.push(0, 1.0), None);
         assert_eq!(r.push(0, 2.0), None);
         assert_eq!(r.push(0, 3.0), None);
@@ -229,12 +253,12 @@ mod tests {
         for per in [0, 2, 5, 8, 13] {
             let mut r = filled(8, 4, per);
             let before: Vec<Vec<f64>> = (0..4).map(|m| r.to_vec(m)).collect();
-            r.set_window(3);
+            assert_eq!(r.set_window(3), Ok(()));
             for (m, b) in before.iter().enumerate() {
                 let keep = &b[b.len().saturating_sub(3)..];
                 assert_eq!(r.to_vec(m), keep, "per={per} m={m}");
             }
-            r.set_window(6);
+            assert_eq!(r.set_window(6), Ok(()));
             r.push(0, -1.0);
             let v = r.to_vec(0);
             assert_eq!(v.last(), Some(&-1.0));
@@ -246,5 +270,33 @@ mod tests {
         let mut r = RingSlab::new(4);
         assert_eq!(r.push(7, 1.0), None);
         assert_eq!(r.to_vec(7), Vec::<f64>::new());
+    }
+
+    #[test]
+    fn a_window_that_cannot_be_had_changes_nothing() {
+        let mut r = filled(8, 3, 10);
+        let before: Vec<Vec<f64>> = (0..3).map(|m| r.to_vec(m)).collect();
+        // 3 × 2^61 samples overflow usize; 3 × 2^40 × 8 bytes cannot be reserved.
+        for w in [1usize << 61, 1 << 40, usize::MAX] {
+            assert_eq!(r.set_window(w), Err(NoMemory), "window {w}");
+            assert_eq!(r.window(), 8);
+            let after: Vec<Vec<f64>> = (0..3).map(|m| r.to_vec(m)).collect();
+            assert_eq!(after, before);
+        }
+        r.push(1, -1.0);
+        assert_eq!(r.to_vec(1).last(), Some(&-1.0));
+    }
+
+    #[test]
+    fn a_slab_past_the_address_space_is_refused_not_wrapped() {
+        // On wasm32, 4,194,304 meters × 1,024 samples wrapped to 0 and reserved
+        // nothing; the same overflow at usize::MAX must refuse, not wrap.
+        let mut r = RingSlab::new(1 << 40);
+        assert!(!r.reserve_meter(1 << 30));
+        assert_eq!(r.add_meter(1 << 30), None);
+        let mut r = RingSlab::new(usize::MAX / 2);
+        assert!(!r.reserve_meter(4));
+        assert_eq!(r.add_meter(4), None);
+        assert_eq!(r.meters(), 0);
     }
 }

@@ -5,7 +5,7 @@
 //! triggering an exact rebuild from the ring).
 
 use super::moments::Moments;
-use super::ring::RingSlab;
+use super::ring::{NoMemory, RingSlab};
 
 /// Per-meter rings and moments, in flat per-meter arrays.
 #[derive(Clone, Debug)]
@@ -42,12 +42,15 @@ impl Windows {
                 || self.moments.try_reserve_exact(1).is_ok())
     }
 
-    /// Adds an empty window for a new meter and returns its index.
-    pub fn add_meter(&mut self, cap_meters: usize) -> usize {
-        self.reserve_meter(cap_meters);
-        let m = self.ring.add_meter(cap_meters);
+    /// Adds an empty window for a new meter and returns its index, or `None`
+    /// (nothing changed) when memory ran out.
+    pub fn add_meter(&mut self, cap_meters: usize) -> Option<usize> {
+        if !self.reserve_meter(cap_meters) {
+            return None;
+        }
+        let m = self.ring.add_meter(cap_meters)?;
         self.moments.push(Moments::default());
-        m
+        Some(m)
     }
 
     /// The moments of meter `m`'s window (zeros for an unknown meter).
@@ -112,13 +115,15 @@ impl Windows {
     }
 
     /// Changes the window of every meter, keeping the newest samples, and rebuilds
-    /// every meter's moments exactly.
-    pub fn set_window(&mut self, window: usize) {
-        self.ring.set_window(window);
+    /// every meter's moments exactly. `Err` (nothing changed) when the larger
+    /// slab cannot be had.
+    pub fn set_window(&mut self, window: usize) -> Result<(), NoMemory> {
+        self.ring.set_window(window)?;
         for (m, mo) in self.moments.iter_mut().enumerate() {
             let (a, b) = self.ring.slices(m);
             *mo = Moments::recompute(a, b);
         }
+        Ok(())
     }
 
     /// Bytes reserved by the rings and moments.

@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::hlc::Hlc;
+use crate::core::keys::{KeyTable, PendingNames};
 
 /// What a frame's `(epoch, seq)` means for its channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,12 +35,14 @@ pub enum FramePlace {
 }
 
 /// One channel's stream position.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StreamCursor {
     /// The channel's name.
     pub channel: String,
     epoch: Option<u64>,
-    next_seq: u64,
+    /// The next expected `seq`; `u128` so that the frame after `u64::MAX` is
+    /// not `u64::MAX` again (a duplicate would read as in order).
+    next_seq: u128,
     /// Missing seq -> the stamp a REST `asOf` must reach to cover it.
     holes: BTreeMap<u64, Hlc>,
     /// Bound for holes not kept individually, and for readings before a new epoch.
@@ -47,7 +50,9 @@ pub struct StreamCursor {
     /// A stampless `hello` began this epoch: its first frame bounds what was missed.
     expect_first: bool,
     /// Binary (kind 2) key table of the current epoch: key -> `meter << 8 | resource`.
-    keys: Vec<u64>,
+    keys: KeyTable<u64>,
+    /// Keys of the current epoch bound to a meter not interned yet, with the resource.
+    pending: PendingNames<u8>,
 }
 
 /// Marks a key no frame of the current epoch has bound.
@@ -56,7 +61,16 @@ pub const UNBOUND_KEY: u64 = u64::MAX;
 impl StreamCursor {
     /// A cursor for `channel` with nothing seen.
     pub fn new(channel: &str) -> Self {
-        StreamCursor { channel: channel.to_string(), ..Default::default() }
+        StreamCursor {
+            channel: channel.to_string(),
+            epoch: None,
+            next_seq: 0,
+            holes: BTreeMap::new(),
+            overflow_need: None,
+            expect_first: false,
+            keys: KeyTable::new(UNBOUND_KEY),
+            pending: PendingNames::default(),
+        }
     }
 
     /// The newest stamp a REST result must reach to cover everything missing here.
@@ -74,25 +88,15 @@ impl StreamCursor {
     pub fn bytes(&self) -> usize {
         // A BTreeMap entry is about key + value + node overhead.
         self.holes.len() * 40
-            + self.keys.capacity() * 8
+            + self.keys.bytes()
+            + self.pending.bytes()
             + self.channel.len()
             + std::mem::size_of::<StreamCursor>()
     }
 
-    /// The current epoch's key table.
-    pub fn keys(&self) -> &[u64] {
-        &self.keys
-    }
-
-    /// Binds `key` to `packed` (or unbinds it with [`UNBOUND_KEY`]) for the current epoch.
-    pub fn bind(&mut self, key: u32, packed: u64) {
-        let k = key as usize;
-        if k >= self.keys.len() {
-            self.keys.resize(k + 1, UNBOUND_KEY);
-        }
-        if let Some(slot) = self.keys.get_mut(k) {
-            *slot = packed;
-        }
+    /// The current epoch's key table and the keys waiting for their meter.
+    pub fn keys_mut(&mut self) -> (&mut KeyTable<u64>, &mut PendingNames<u8>) {
+        (&mut self.keys, &mut self.pending)
     }
 
     fn need_at_least(&mut self, stamp: Hlc) {
@@ -106,8 +110,9 @@ impl StreamCursor {
             return false;
         }
         self.epoch = Some(epoch);
-        self.next_seq = next_seq.unwrap_or(0);
+        self.next_seq = u128::from(next_seq.unwrap_or(0));
         self.keys.clear();
+        self.pending.clear();
         // Readings stamped before the greeting may have been missed while
         // disconnected. Without a stamp, the first frame will bound them.
         match stamp {
@@ -127,9 +132,10 @@ impl StreamCursor {
         };
         if new_epoch {
             self.epoch = Some(epoch);
-            self.next_seq = seq.saturating_add(1);
+            self.next_seq = u128::from(seq) + 1;
             self.expect_first = false;
             self.keys.clear();
+            self.pending.clear();
             self.need_at_least(stamp);
             return FramePlace::NewEpoch;
         }
@@ -139,20 +145,24 @@ impl StreamCursor {
             self.expect_first = false;
             self.need_at_least(stamp);
         }
-        if seq == self.next_seq {
-            self.next_seq = seq.saturating_add(1);
+        let next = self.next_seq;
+        let wide = u128::from(seq);
+        if wide == next {
+            self.next_seq = wide + 1;
             FramePlace::InOrder
-        } else if seq > self.next_seq {
-            let missing = seq - self.next_seq;
+        } else if wide > next {
+            // `next <= seq < 2^64` here, so both fit a u64.
+            let next = next as u64;
+            let missing = seq - next;
             let room = max_holes.saturating_sub(self.holes.len()) as u64;
             if missing <= room {
-                for s in self.next_seq..seq {
+                for s in next..seq {
                     self.holes.insert(s, stamp);
                 }
             } else {
                 self.need_at_least(stamp);
             }
-            self.next_seq = seq.saturating_add(1);
+            self.next_seq = wide + 1;
             FramePlace::Gap { missing }
         } else if self.holes.remove(&seq).is_some() {
             FramePlace::FilledHole
@@ -218,5 +228,21 @@ mod tests {
         assert!(!c.hello(3, Some(7), Some(h(40))));
         assert_eq!(c.place(3, 7, h(41), 4), FramePlace::InOrder);
         assert_eq!(c.need(), Some(h(40)));
+    }
+
+    #[test]
+    fn extreme_epochs_and_seqs_do_not_overflow() {
+        let mut c = StreamCursor::new("");
+        assert_eq!(c.place(u64::MAX, u64::MAX, h(1), 4), FramePlace::NewEpoch);
+        assert_eq!(c.place(u64::MAX, u64::MAX, h(2), 4), FramePlace::Behind);
+        assert_eq!(c.place(u64::MAX, 0, h(3), 4), FramePlace::Behind);
+        let mut c = StreamCursor::new("");
+        c.place(0, 0, h(1), 4);
+        // A gap of 2^53 frames folds into one need without walking it.
+        assert_eq!(c.place(0, 1 << 53, h(9), 4), FramePlace::Gap { missing: (1 << 53) - 1 });
+        assert_eq!((c.holes(), c.need()), (0, Some(h(9))));
+        assert!(!c.hello(0, Some(u64::MAX), None));
+        assert!(c.hello(u64::MAX, Some(u64::MAX), None));
+        assert_eq!(c.place(u64::MAX, u64::MAX, h(10), 4), FramePlace::InOrder);
     }
 }

@@ -16,10 +16,29 @@ use super::{hour_of, Ledger};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::{KeyScope, Outbound};
+use crate::core::keys::{KeyTable, PendingNames};
 
-/// Resolves a meter id to its dense index, interning it (and giving it anomaly
-/// state) if new. Provided by the engine, which owns the meter table.
-pub type InternMeter<'a> = dyn FnMut(&str) -> Result<u32, CoreError> + 'a;
+/// A key's value in a ledger key table: meter `m` and resource `r`.
+fn pack(m: u32, r: usize) -> u64 {
+    (u64::from(m) << 8) | (r as u64 & 0xFF)
+}
+
+/// The engine's meter table as the ledger sees it: look an id up, check a new
+/// one would be accepted, intern it (giving it anomaly state). A meter is
+/// interned only when one of its readings is counted.
+pub trait MeterIds {
+    /// The dense index of `id`, if it is tracked.
+    fn find(&self, id: &str) -> Option<u32>;
+    /// `Ok` if `id` is valid and a new meter would fit.
+    fn check_new(&self, id: &str) -> Result<(), CoreError>;
+    /// How many more meters `maxMeters` leaves room for.
+    fn room(&self) -> usize;
+    /// The dense index of `id`, interning it if new.
+    fn intern(&mut self, id: &str) -> Result<u32, CoreError>;
+}
+
+/// The meter table handed to [`Ledger::on_live`].
+pub type InternMeter<'a> = dyn MeterIds + 'a;
 
 /// Why a frame's readings need a catch-up, found while applying it.
 #[derive(Default)]
@@ -64,6 +83,14 @@ impl Ledger {
             Some(FramePlace::FilledHole) => self.dirty = true,
             _ => {}
         }
+        // A straggler from an older epoch cannot use the current epoch's keys.
+        let keys = match place {
+            Some(FramePlace::OldEpoch) => None,
+            _ => Some(ci),
+        };
+        // Bindings apply even when the frame's clock is refused: they are the
+        // epoch's, and the later frames of the epoch name their keys only.
+        let causes = self.apply_frame(f, keys, accepted, cfg, intern, out);
         if !accepted {
             // The frame's readings are the server's; a REST result whose asOf
             // reaches this stamp will carry them.
@@ -72,12 +99,6 @@ impl Ledger {
             self.ask(FetchReason::Clock, now_ms, out);
             return;
         }
-        // A straggler from an older epoch cannot use the current epoch's keys.
-        let keys = match place {
-            Some(FramePlace::OldEpoch) => None,
-            _ => Some(ci),
-        };
-        let causes = self.apply_readings(f, keys, cfg, intern, out);
         if causes.refused || causes.unverifiable || causes.overflow {
             self.add_need(f.stamp);
             self.dirty = true;
@@ -91,12 +112,14 @@ impl Ledger {
         }
     }
 
-    /// Applies the frame's readings; binary keys resolve through cursor `keys`
-    /// (the channel's current epoch), or through the frame's own bindings only.
-    fn apply_readings(
+    /// Applies the frame's bindings, then (if `accepted`) its readings. Binary
+    /// keys resolve through cursor `keys` (the channel's current epoch), or
+    /// through the frame's own bindings only.
+    fn apply_frame(
         &mut self,
         f: &LiveFrame,
         keys: Option<usize>,
+        accepted: bool,
         cfg: &Config,
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
@@ -111,8 +134,18 @@ impl Ledger {
             KeyScope::Stream => keys,
             KeyScope::Batch => None,
         };
-        let mut local: Vec<u64> = Vec::new();
-        for b in &f.bindings {
+        let mut local_keys = KeyTable::new(UNBOUND_KEY);
+        let mut local_pending = PendingNames::default();
+        // Resources first: the key table below borrows the cursor.
+        let resources: Vec<Option<usize>> =
+            f.bindings.iter().map(|b| self.resource(&b.resource)).collect();
+        let (table, pending) = match persistent.and_then(|ci| self.cursors.get_mut(ci)) {
+            Some(cursor) => cursor.keys_mut(),
+            None => (&mut local_keys, &mut local_pending),
+        };
+        // The epoch's table persists: its oldest waiting name makes room.
+        let evict = persistent.is_some();
+        for (b, resource) in f.bindings.iter().zip(resources) {
             // Check key and resource first: a refused binding must not use up a meter slot.
             if b.key >= cfg.max_stream_keys {
                 sink.push(CoreError::new(
@@ -121,50 +154,67 @@ impl Ledger {
                 ));
                 continue;
             }
-            let resolved = match self.resource(&b.resource) {
+            pending.remove(b.key);
+            let packed = match resource {
                 None => {
                     sink.push(CoreError::new(
                         ErrorCode::UnknownResource,
                         format!("meter '{}': resource '{}' is not configured", b.meter, b.resource),
                     ));
-                    None
+                    UNBOUND_KEY
                 }
-                Some(r) => match intern(&b.meter) {
-                    Ok(m) => Some((m, r)),
-                    Err(e) => {
-                        sink.push(e);
-                        None
+                Some(r) => match intern.find(&b.meter) {
+                    Some(m) => pack(m, r),
+                    None => {
+                        // The meter is interned when one of its readings is counted.
+                        let waiting = intern.check_new(&b.meter).and_then(|()| {
+                            let room = intern.room();
+                            match pending.insert(b.key, &b.meter, r as u8, room, evict) {
+                                true => Ok(()),
+                                false => Err(CoreError::new(
+                                    ErrorCode::MeterCapacity,
+                                    format!("meter '{}' refused: with the {room} new meters named before it, maxMeters is reached", b.meter),
+                                )),
+                            }
+                        });
+                        if let Err(e) = waiting {
+                            sink.push(e);
+                        }
+                        UNBOUND_KEY
                     }
                 },
             };
-            let packed = resolved.map_or(UNBOUND_KEY, |(m, r)| (u64::from(m) << 8) | r as u64);
-            match persistent.and_then(|ci| self.cursors.get_mut(ci)) {
-                Some(cursor) => cursor.bind(b.key, packed),
-                None => {
-                    let k = b.key as usize;
-                    if k >= local.len() {
-                        local.resize(k + 1, UNBOUND_KEY);
-                    }
-                    if let Some(slot) = local.get_mut(k) {
-                        *slot = packed;
-                    }
-                }
+            if table.bind(b.key, packed, cfg.max_stream_keys).is_err() {
+                pending.remove(b.key);
+                sink.push(CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("no memory to bind key {}", b.key),
+                ));
             }
         }
-        let table: &[u64] = match persistent.and_then(|ci| self.cursors.get(ci)) {
-            Some(cursor) => cursor.keys(),
-            None => &local,
-        };
+        if !accepted {
+            sink.finish();
+            return causes;
+        }
         let stamp = f.stamp;
         let stamp_hour = hour_of(stamp.wall_ms as f64).unwrap_or(i64::MAX);
-        let mut pending = self.buckets.pending();
+        let mut held = self.buckets.pending();
         let max_pending = u64::from(cfg.max_pending_readings);
         let n = f.keys.len().min(f.ids.len()).min(f.ts.len()).min(f.amounts.len());
+        // Room for the whole frame's feed up front, so the pushes below never
+        // reallocate; without it the readings still count, only not in windows.
+        let feed = cfg.detect_live && self.feed.try_reserve(n).is_ok();
+        if cfg.detect_live && !feed {
+            sink.push(CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("no memory to feed this frame's {n} readings to the anomaly windows; they still count in the totals"),
+            ));
+        }
         for i in 0..n {
             let (key, id, ts, amount) = (f.keys[i], f.ids[i], f.ts[i], f.amounts[i]);
             let pos = f.positions.get(i).map_or(i, |&p| p as usize);
-            let packed = table.get(key as usize).copied().unwrap_or(UNBOUND_KEY);
-            if packed == UNBOUND_KEY {
+            let mut packed = table.get(key);
+            if packed == UNBOUND_KEY && pending.get(key).is_none() {
                 causes.refused = true;
                 sink.push(CoreError::at(
                     ErrorCode::UnknownKey,
@@ -173,7 +223,10 @@ impl Ledger {
                 ));
                 continue;
             }
-            let (m, r) = ((packed >> 8) as u32, (packed & 0xFF) as usize);
+            let r = match pending.get(key) {
+                Some((_, r)) if packed == UNBOUND_KEY => usize::from(r),
+                _ => (packed & 0xFF) as usize,
+            };
             let Some(hour) = hour_of(ts).map(|h| h.min(stamp_hour)) else {
                 causes.refused = true;
                 sink.push(CoreError::at(
@@ -190,7 +243,7 @@ impl Ledger {
                     sink.push(CoreError::at(
                         ErrorCode::LateReading,
                         pos,
-                        format!("reading {id} of meter {m} is for hour {hour}, which has rolled off; counted as late"),
+                        format!("reading {id} of key {key} is for hour {hour}, which has rolled off; counted as late"),
                     ));
                     continue;
                 }
@@ -228,11 +281,37 @@ impl Ledger {
                 self.counters.covered += 1;
                 continue;
             }
-            if pending >= max_pending {
+            if held >= max_pending {
                 self.counters.overflow += 1;
                 causes.overflow = true;
                 continue;
             }
+            if packed == UNBOUND_KEY {
+                // The meter's first counted reading: intern it now.
+                let interned = match pending.get(key) {
+                    Some((name, _)) => intern.intern(name),
+                    None => continue,
+                };
+                pending.remove(key);
+                match interned {
+                    Ok(m) => {
+                        packed = pack(m, r);
+                        if table.bind(key, packed, cfg.max_stream_keys).is_err() {
+                            sink.push(CoreError::at(
+                                ErrorCode::OutOfMemory,
+                                pos,
+                                format!("no memory to bind key {key}"),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        causes.refused = true;
+                        sink.push(CoreError { position: u32::try_from(pos).ok(), ..e });
+                        continue;
+                    }
+                }
+            }
+            let m = (packed >> 8) as u32;
             match self.ids.check(m as usize, id) {
                 IdCheck::New => {}
                 IdCheck::Duplicate => {
@@ -254,10 +333,10 @@ impl Ledger {
                 ));
                 continue;
             }
-            pending += 1;
+            held += 1;
             self.counters.live_counted += 1;
             self.dirty = true;
-            if cfg.detect_live {
+            if feed {
                 let value = units as f64 / 10f64.powi(i32::from(decimals));
                 self.feed.push((m, ts, value));
             }

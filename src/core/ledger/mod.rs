@@ -28,6 +28,7 @@ mod fetch;
 mod live;
 
 pub use buckets::{hour_of, HOUR_MS};
+pub use live::MeterIds;
 
 use rustc_hash::FxHashSet;
 
