@@ -378,3 +378,99 @@ fn per_meter_totals_are_summed_and_a_meter_listed_twice_is_refused() {
     assert_eq!(hour10.as_of, Some(stamp(NOW)), "hour 10 keeps the previous watermark");
     assert_eq!(t.as_of, Some(stamp(NOW + 100.0)), "the other hours took the new one");
 }
+
+// ---- Through the wire: JSON payloads decoded as the worker decodes them ----
+
+use meterflow::wire::{decode_text, Arrival, Envelope};
+
+/// Feeds a JSON payload through the wire decoder into the engine at worker time `at`.
+fn wire(e: &mut Engine, env: Envelope, text: &str, arrival: Arrival, at: f64) -> Vec<Outbound> {
+    let input = decode_text(env, text, arrival, e.config());
+    e.handle(input, at)
+}
+
+fn wire_frame(seq: u64, stamp_ms: f64, id: u64, ts: f64, amount: &str) -> String {
+    format!(
+        r#"{{"type":"frame","epoch":1,"seq":{seq},"hlc":{{"wallMs":{stamp_ms},"counter":0}},"readings":[{{"meter":"a","resource":"water","id":{id},"ts":{ts},"amount":"{amount}"}}]}}"#
+    )
+}
+
+fn clock_errors(out: &[Outbound]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outbound::Error(e) if e.code == ErrorCode::ClockAhead => Some(e.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_slow_honest_round_trip_does_not_refuse_the_next_frame() {
+    // Worker and server clocks identical. An honest 2 s round trip gives the
+    // offset -990 +- 1000; a frame stamped 50 ms before it arrives is honest.
+    let mut e = Engine::default();
+    let t = NOW;
+    let body = format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{},"counter":0}},"serverTime":{},"from":{},"to":{},"buckets":[]}}"#,
+        t - 1_990.0,
+        t - 1_990.0,
+        H10 - 6.0 * HOUR_MS,
+        H10
+    );
+    let arrival = Arrival { sent_at_ms: Some(t - 2_000.0), received_at_ms: Some(t) };
+    let out = wire(&mut e, Envelope::Catchup, &body, arrival, t);
+    assert!(clock_errors(&out).is_empty(), "{out:?}");
+    let out = wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(0, t + 950.0, 1, t, "1"),
+        Arrival::default(),
+        t + 1_000.0,
+    );
+    assert!(clock_errors(&out).is_empty(), "{:?}", clock_errors(&out));
+    let c = e.ledger().corrected(t + 1_000.0) - (t + 1_000.0);
+    assert!((-50.0..=10.0).contains(&c), "the frame's one-way bound narrows the estimate: {c}");
+    let t2 =
+        match e.handle(Inbound::Query(meterflow::core::event::Query::Totals), t + 1_100.0).pop() {
+            Some(Outbound::Totals(x)) => x,
+            o => panic!("{o:?}"),
+        };
+    assert_eq!(t2.resources[0].current_hour, 1_000);
+    assert_eq!(t2.counters.refused_clocks, 0);
+}
+
+#[test]
+fn a_server_hlc_pushed_ahead_cannot_walk_the_corrected_clock() {
+    // The hello's untimed sample puts the offset in [-1000, 1000]. Each frame is
+    // stamped as far ahead as is still accepted; the corrected clock must stay
+    // inside the sample's interval however many such frames arrive.
+    let mut e = Engine::default();
+    let hello = r#"{"type":"hello","epoch":1,"nextSeq":0,"serverTime":NOW}"#
+        .replace("NOW", &NOW.to_string());
+    wire(&mut e, Envelope::Live, &hello, Arrival::default(), NOW);
+    let mut accepted = 0;
+    for k in 0..200u64 {
+        let at = NOW + 10.0 * k as f64;
+        let limit = at + 1_000.0 + 500.0; // now + hi + maxOffsetMs
+        let out = wire(
+            &mut e,
+            Envelope::Live,
+            &wire_frame(k, limit.floor(), k + 1, NOW, "1"),
+            Arrival::default(),
+            at,
+        );
+        accepted += usize::from(clock_errors(&out).is_empty());
+        let offset = e.ledger().corrected(at) - at;
+        assert!(offset <= 1_000.0 + 1.0, "frame {k}: offset {offset}");
+    }
+    assert!(accepted > 0, "stamps within maxOffsetMs of the bound are accepted");
+    // Far beyond: refused.
+    let out = wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(200, NOW + 10_000.0, 999, NOW, "1"),
+        Arrival::default(),
+        NOW + 2_000.0,
+    );
+    assert_eq!(clock_errors(&out).len(), 1);
+}

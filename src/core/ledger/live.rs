@@ -39,7 +39,7 @@ impl Ledger {
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
     ) {
-        self.sync.observe_stamp(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
+        self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
         let accepted = self.receive(f.stamp, "frame", now_ms, cfg, out);
         let Some(ci) = self.cursor_index(&f.channel, cfg) else {

@@ -133,6 +133,13 @@ impl Ledger {
         }
     }
 
+    /// The ledger's whole state except its counters, as text: equal digests
+    /// mean equal buckets, watermark, needs, stream positions, clocks and fetch
+    /// state. For tests that a refused input changed nothing.
+    pub fn digest(&self) -> String {
+        format!("{:?}", Ledger { counters: LedgerCounters::default(), ..self.clone() })
+    }
+
     /// Readings accepted live since the last call, for the anomaly windows.
     pub fn take_feed(&mut self) -> std::vec::Drain<'_, (u32, f64, f64)> {
         self.feed.drain(..)
@@ -267,8 +274,9 @@ impl Ledger {
         }
     }
 
-    /// Merges a remote stamp into the worker's HLC; `false` (and an error) if it is
-    /// too far ahead of the corrected clock.
+    /// Merges a remote stamp into the worker's HLC and takes it as a one-way
+    /// bound on the clock offset; `false` (and an error) if it is too far ahead
+    /// of the corrected clock (see [`clock_refusal`]), which changes nothing.
     fn receive(
         &mut self,
         stamp: Hlc,
@@ -277,17 +285,27 @@ impl Ledger {
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) -> bool {
+        if let Some(e) = clock_refusal(&self.sync, stamp, what, now_ms, cfg) {
+            self.counters.refused_clocks += 1;
+            out.push(Outbound::Error(e));
+            return false;
+        }
         let pt = self.pt(now_ms);
-        match self.clock.receive(stamp, pt, cfg.max_offset_ms as u64) {
-            Ok(_) => true,
-            Err(r) => {
+        // `clock_refusal` accepted `stamp.wall_ms <= limit`; the HLC needs no
+        // further check, and a stamp beyond `pt` moves it forward as the paper says.
+        let limit = clock_limit(&self.sync, now_ms, cfg);
+        let allowance = (limit.floor().max(0.0) as u64).saturating_sub(pt);
+        match self.clock.receive(stamp, pt, allowance) {
+            Ok(_) => {
+                self.sync.bound(stamp.wall_ms as f64, now_ms);
+                true
+            }
+            Err(_) => {
+                // Unreachable by construction; refusing is the safe side.
                 self.counters.refused_clocks += 1;
                 out.push(Outbound::Error(CoreError::new(
                     ErrorCode::ClockAhead,
-                    format!(
-                        "{what} stamp {}.{} is {} ms ahead of the corrected clock {} (worker clock {now_ms}, offset {:.0} ms), beyond maxOffsetMs {}",
-                        r.remote.wall_ms, r.remote.counter, r.ahead_ms, r.pt_ms, self.sync.offset_ms(), cfg.max_offset_ms
-                    ),
+                    format!("{what} stamp {}.{} refused by the HLC", stamp.wall_ms, stamp.counter),
                 )));
                 false
             }
@@ -324,6 +342,7 @@ impl Ledger {
         }
         self.roll(now_ms);
         if let Some(stamp) = h.stamp {
+            self.sync.bootstrap(stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
             // Refused or not, the greeting stamp bounds what the new stream may
             // have missed (the cursor records it as a need).
             self.receive(stamp, "hello", now_ms, cfg, out);
@@ -520,6 +539,45 @@ impl Ledger {
     fn resource(&self, name: &str) -> Option<usize> {
         self.resources.iter().position(|r| r.name == name)
     }
+}
+
+/// The newest server wall time a remote stamp may carry at worker time `now_ms`:
+/// the upper bound of the server's clock (`now + hi`) plus `maxOffsetMs`, the
+/// lead an honest server's HLC may have over its physical clock. Before any
+/// clock information, the worker's own clock ± `UNTIMED_UNCERTAINTY_MS`.
+fn clock_limit(sync: &ClockSync, now_ms: f64, cfg: &Config) -> f64 {
+    now_ms + sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms
+}
+
+/// The `clock_ahead` error for a remote stamp beyond [`clock_limit`], if it is.
+/// That is: more than `maxOffsetMs` plus the offset's error bound ahead of the
+/// corrected clock.
+fn clock_refusal(
+    sync: &ClockSync,
+    stamp: Hlc,
+    what: &str,
+    now_ms: f64,
+    cfg: &Config,
+) -> Option<CoreError> {
+    let limit = clock_limit(sync, now_ms, cfg);
+    let wall = stamp.wall_ms as f64;
+    if wall <= limit {
+        return None;
+    }
+    let est = sync.estimate_or_prior(now_ms);
+    let corrected = now_ms + est.offset_ms();
+    Some(CoreError::new(
+        ErrorCode::ClockAhead,
+        format!(
+            "{what} stamp {}.{} is {:.0} ms ahead of the corrected clock {corrected:.0} (worker clock {now_ms}, offset {:.0} ± {:.0} ms), beyond maxOffsetMs {} plus the offset's error bound",
+            stamp.wall_ms,
+            stamp.counter,
+            wall - corrected,
+            est.offset_ms(),
+            est.error_ms(),
+            cfg.max_offset_ms
+        ),
+    ))
 }
 
 /// The hour range a result covers: its `from`/`to`, else its earliest/latest bucket.
