@@ -371,12 +371,12 @@ fn per_meter_totals_are_summed_and_a_meter_listed_twice_is_refused() {
     assert_eq!(water_now(&h.totals(NOW + 2.0)), 3_750);
     h.out.clear();
     h.send(per_meter(NOW + 100.0, &[("a", "9"), ("a", "9")]), NOW + 101.0);
-    assert_eq!(h.errors(), vec![(ErrorCode::BadValue, Some(1))]);
+    // The item is named, then the whole result is refused.
+    assert_eq!(h.errors(), vec![(ErrorCode::BadValue, Some(1)), (ErrorCode::BadValue, None)]);
     let t = h.totals(NOW + 102.0);
-    assert_eq!(water_now(&t), 3_750, "the hour with a duplicated meter keeps its previous value");
-    let hour10 = t.resources[0].buckets.last().unwrap();
-    assert_eq!(hour10.as_of, Some(stamp(NOW)), "hour 10 keeps the previous watermark");
-    assert_eq!(t.as_of, Some(stamp(NOW + 100.0)), "the other hours took the new one");
+    assert_eq!(water_now(&t), 3_750, "nothing of a refused result applies");
+    assert_eq!(t.as_of, Some(stamp(NOW)), "the watermark does not advance");
+    assert_eq!((t.counters.refused_rest, t.counters.rest_applied), (1, 1));
 }
 
 // ---- Through the wire: JSON payloads decoded as the worker decodes them ----
@@ -473,4 +473,160 @@ fn a_server_hlc_pushed_ahead_cannot_walk_the_corrected_clock() {
         NOW + 2_000.0,
     );
     assert_eq!(clock_errors(&out).len(), 1);
+}
+
+/// A JSON catch-up body: `buckets` are `(meter, hour_ms, total)`.
+fn wire_catchup(as_of: f64, from: f64, to: f64, buckets: &[(Option<&str>, f64, &str)]) -> String {
+    let items: Vec<String> = buckets
+        .iter()
+        .map(|&(meter, hour, total)| match meter {
+            Some(m) => {
+                format!(r#"{{"meter":"{m}","resource":"water","hour":{hour},"total":"{total}"}}"#)
+            }
+            None => format!(r#"{{"resource":"water","hour":{hour},"total":"{total}"}}"#),
+        })
+        .collect();
+    format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{as_of},"counter":0}},"from":{from},"to":{to},"buckets":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+fn wire_totals(e: &mut Engine, at: f64) -> TotalsEvent {
+    match e.handle(Inbound::Query(meterflow::core::event::Query::Totals), at).pop() {
+        Some(Outbound::Totals(t)) => t,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// An engine greeted by an honest server at `NOW` (clocks identical).
+fn greeted() -> Engine {
+    let mut e = Engine::default();
+    let hello = format!(
+        r#"{{"type":"hello","epoch":1,"nextSeq":0,"hlc":{{"wallMs":{NOW},"counter":0}},"serverTime":{NOW}}}"#
+    );
+    wire(&mut e, Envelope::Live, &hello, Arrival::default(), NOW);
+    e
+}
+
+const FROM: f64 = H10 - 6.0 * HOUR_MS;
+
+#[test]
+fn a_catch_up_from_the_future_is_refused_whole_and_cannot_poison_the_ledger() {
+    let mut e = greeted();
+    let ok = wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "10")]);
+    wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 200.0);
+    // A watermark a day ahead, its range reaching the hour of that watermark.
+    let day = 86_400_000.0;
+    let future = wire_catchup(NOW + day, FROM, H10 + day, &[(None, H10, "10")]);
+    let before = e.ledger().digest();
+    let out = wire(&mut e, Envelope::Catchup, &future, Arrival::default(), NOW + 300.0);
+    assert_eq!(clock_errors(&out).len(), 1, "{out:?}");
+    assert_eq!(e.ledger().digest(), before, "a refused body changes nothing");
+    // Live readings after the honest watermark count; the honest catch-up applies.
+    wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(0, NOW + 1_000.0, 1, NOW, "2.5"),
+        Arrival::default(),
+        NOW + 1_010.0,
+    );
+    let honest = wire_catchup(NOW + 1_500.0, FROM, H10, &[(None, H10, "12.5")]);
+    wire(&mut e, Envelope::Catchup, &honest, Arrival::default(), NOW + 1_600.0);
+    wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(1, NOW + 2_000.0, 2, NOW, "5"),
+        Arrival::default(),
+        NOW + 2_010.0,
+    );
+    let t = wire_totals(&mut e, NOW + 2_100.0);
+    assert_eq!(water_now(&t), 17_500);
+    assert!(!t.incomplete);
+    assert_eq!(t.as_of, Some(stamp(NOW + 1_500.0)));
+    assert_eq!(
+        (t.counters.rest_applied, t.counters.refused_rest, t.counters.stale_rest),
+        (2, 1, 0)
+    );
+    assert_eq!(t.counters.covered, 0);
+}
+
+#[test]
+fn a_refused_catch_up_leaves_the_ledger_unchanged_and_its_corrected_resend_applies() {
+    let big = "9000000000000000"; // 9e18 units: two of them overflow an i64
+    let year = 367.0 * 24.0 * HOUR_MS;
+    let refused: Vec<(&str, String)> = vec![
+        (
+            "hour listed twice",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "1"), (None, H10, "2")]),
+        ),
+        (
+            "meter listed twice",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, "1"), (Some("a"), H10, "2")]),
+        ),
+        (
+            "total mixed with per-meter",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, "1"), (None, H10, "2")]),
+        ),
+        (
+            "per-meter mixed with total",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "1"), (Some("a"), H10, "2")]),
+        ),
+        (
+            "sum overflow",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, big), (Some("b"), H10, big)]),
+        ),
+        ("range over 366 days", wire_catchup(NOW + 500.0, H10 - year, H10, &[(None, H10, "1")])),
+        ("negative total", wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "-1")])),
+        (
+            "hour outside the range",
+            wire_catchup(NOW + 500.0, FROM, H10 - HOUR_MS, &[(None, H10, "1")]),
+        ),
+        ("watermark from the future", wire_catchup(NOW + 60_000.0, FROM, H10, &[(None, H10, "1")])),
+    ];
+    for (why, body) in refused {
+        let mut e = greeted();
+        wire(
+            &mut e,
+            Envelope::Catchup,
+            &wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "7")]),
+            Arrival::default(),
+            NOW + 150.0,
+        );
+        wire(
+            &mut e,
+            Envelope::Live,
+            &wire_frame(0, NOW + 200.0, 1, NOW, "1"),
+            Arrival::default(),
+            NOW + 210.0,
+        );
+        let before = e.ledger().digest();
+        let counted = e.ledger().counters();
+        let out = wire(&mut e, Envelope::Catchup, &body, Arrival::default(), NOW + 300.0);
+        assert!(out.iter().any(|o| matches!(o, Outbound::Error(_))), "{why}: no error");
+        assert_eq!(e.ledger().digest(), before, "{why}: the ledger changed");
+        let c = e.ledger().counters();
+        assert_eq!(
+            (c.refused_rest, c.rest_applied),
+            (counted.refused_rest + 1, counted.rest_applied),
+            "{why}"
+        );
+        assert_eq!(water_now(&wire_totals(&mut e, NOW + 310.0)), 8_000, "{why}");
+        // The corrected resend, same asOf (the future one is resent once the clock is there).
+        let (at, as_of) = if why.contains("future") {
+            (NOW + 60_000.0, NOW + 60_000.0)
+        } else {
+            (NOW + 400.0, NOW + 500.0)
+        };
+        let fixed = wire_catchup(as_of, FROM, H10, &[(None, H10, "9")]);
+        let out = wire(&mut e, Envelope::Catchup, &fixed, Arrival::default(), at);
+        assert!(!out.iter().any(|o| matches!(o, Outbound::Error(_))), "{why}: {out:?}");
+        let t = wire_totals(&mut e, at + 10.0);
+        assert_eq!(
+            (t.as_of, water_now(&t), t.counters.stale_rest),
+            (Some(stamp(as_of)), 9_000, 0),
+            "{why}"
+        );
+        assert!(!t.incomplete, "{why}");
+    }
 }

@@ -20,9 +20,15 @@
 //! - **Combination** (Marzullo): the estimate is the region where the most
 //!   (aged) sample intervals overlap: the intersection of every consistent
 //!   sample, so it is never wider than the narrowest of them and a wide sample
-//!   never overrides a narrow one. Inconsistent samples (a region supported by
-//!   fewer intervals) are outvoted; between equally supported regions the
-//!   narrowest wins.
+//!   never overrides a narrow one (between equally supported regions the
+//!   narrowest wins).
+//! - **Steps**: a new sample disjoint from that region cannot be reconciled
+//!   with it. Two honest samples disagree only when a clock stepped (the
+//!   laptop's `Date.now()` corrected, or set back) or drifted faster than
+//!   `MAX_DRIFT`, and then the newest describes the clocks as they are now: the
+//!   older samples and the one-way bound are dropped. (The cost: a `serverTime`
+//!   as wrong as its body's `asOf` would be believed; `serverTime` is the
+//!   server's physical clock, which this design trusts, unlike its HLC.)
 //! - **One-way bounds**: a server stamp `S` (a live frame's, a hello's, a REST
 //!   `asOf`) that arrives at worker time `A` was made before it arrived, so the
 //!   offset is at least `S - A` (network delay ≥ 0). The largest such bound,
@@ -172,6 +178,13 @@ impl ClockSync {
         }
         let s =
             Sample { lo: offset_ms - uncertainty, hi: offset_ms + uncertainty, at_ms: received_ms };
+        let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
+        if marzullo(kept, received_ms).is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
+            // Disjoint from everything consistent so far: a clock stepped (see
+            // the module doc). The older samples and bounds no longer apply.
+            self.taken = 0;
+            self.lower = None;
+        }
         if let Some(slot) = self.samples.get_mut(self.taken % SAMPLES) {
             *slot = s;
         }
@@ -277,21 +290,21 @@ mod tests {
     }
 
     #[test]
-    fn an_outlier_is_outvoted_and_a_wide_sample_never_overrides_a_narrow_one() {
+    fn a_wide_sample_never_overrides_a_narrow_one_and_a_step_is_followed() {
         let mut c = ClockSync::default();
         for k in 0..3 {
             let t = 1_000_000.0 + 10_000.0 * f64::from(k);
             assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, SKEW).is_ok());
         }
-        // One sample 30 s off, but narrow: three agreeing samples outvote it.
-        assert!(c.sample(1_065_000.0, Some(1_030_000.0), 1_030_002.0, SKEW).is_ok());
-        let (o, _) = est(&c, 1_030_002.0);
-        assert!((o - 5_000.0).abs() < 20.0, "{o}");
-        // Two inconsistent samples alone: the narrow one wins.
-        let mut c = ClockSync::default();
-        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, SKEW).is_ok()); // 1000 +- 100
-        assert!(c.sample(9_000.0, None, 1_200.0, SKEW).is_ok()); // 7800 +- 1000
-        assert!((est(&c, 1_200.0).0 - 1_000.0).abs() < 1.0);
+        // A wide sample that agrees: the estimate stays narrow.
+        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, SKEW).is_ok());
+        let (o, e) = est(&c, 1_032_000.0);
+        assert!((o - 5_000.0).abs() < 20.0 && e < 20.0, "{o} {e}");
+        // The worker clock steps back 2.4 s: the next sample is disjoint and wins.
+        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, SKEW).is_ok());
+        let (o, e) = est(&c, 1_040_020.0);
+        assert!((o - 7_400.0).abs() < 11.0 && e <= 10.0, "{o} {e}");
+        assert!(c.synced());
     }
 
     #[test]

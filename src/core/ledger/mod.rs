@@ -380,47 +380,77 @@ impl Ledger {
         self.ask(FetchReason::Gap, now_ms, out);
     }
 
-    /// A REST catch-up result arrived.
+    /// A REST catch-up result arrived: **decode → check → apply**.
+    ///
+    /// The whole body is checked before the first state change: decoder errors,
+    /// its hour range, every bucket, and its watermark against the corrected
+    /// clock (as updated by the body's own clock sample). A refused body changes
+    /// nothing but `refusedRest` (and `refusedClocks` for a watermark from the
+    /// future): not the buckets, not `asOf`, not the HLC, and not the clock
+    /// estimate (a body whose watermark is refused may carry a faulty
+    /// `serverTime` too). The outstanding request is then repeated as unanswered.
     pub fn on_catchup(&mut self, c: &Catchup, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for e in &c.errors {
             sink.push(e.clone());
         }
         sink.finish();
+        // The body's clock sample, on a copy until the body is accepted.
+        let mut sync = self.sync.clone();
         if let Some(t) = c.server_time_ms {
             let received = c.received_at_ms.unwrap_or(now_ms);
-            self.sync_sample(t, c.sent_at_ms, received, cfg, out);
+            if let Err(r) = sync.sample(t, c.sent_at_ms, received, cfg.max_clock_skew_ms) {
+                self.counters.refused_clocks += 1;
+                out.push(Outbound::Error(CoreError::new(
+                    ErrorCode::ClockAhead,
+                    format!(
+                        "server time {t} is {:.0} ms from the worker clock {received}, beyond maxClockSkewMs {}: clock sample ignored",
+                        r.offset_ms, r.max_skew_ms
+                    ),
+                )));
+            }
         }
-        self.roll(now_ms);
         if self.as_of.is_some_and(|a| c.as_of <= a) {
+            // Valid but not newer: its clock sample still counts.
+            self.sync = sync;
             self.counters.stale_rest += 1;
             return;
         }
-        // A malformed bucket was dropped by the decoder: applying the rest would
-        // read its hour as 0. Refuse the whole result; the request is retried.
-        // Buckets of resources this dashboard does not total are merely ignored.
-        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
-        if malformed > 0 {
-            self.counters.refused_rest += 1;
-            out.push(Outbound::Error(CoreError::new(
-                ErrorCode::BadField,
-                format!("catch-up result refused: {malformed} malformed item(s); the previous totals stay and the catch-up is retried"),
-            )));
-            return;
+        let checked = match self.check_catchup(c, &sync, now_ms, cfg, out) {
+            Ok(checked) => checked,
+            Err(why) => {
+                self.counters.refused_rest += 1;
+                out.push(Outbound::Error(CoreError::new(
+                    why.code,
+                    format!(
+                        "catch-up result asOf {}.{} refused whole: {}; the previous totals stay and the catch-up is retried",
+                        c.as_of.wall_ms, c.as_of.counter, why.message
+                    ),
+                )));
+                return;
+            }
+        };
+        // Apply.
+        self.sync = sync;
+        self.roll(now_ms);
+        let accepted = self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
+        debug_assert!(accepted, "check_catchup accepted the watermark");
+        if let Some(range) = &checked {
+            for (r, k, total) in range.totals() {
+                if let Some(b) = self.buckets.get_mut(r, range.from + k as i64) {
+                    b.apply_rest(total, c.as_of);
+                }
+            }
         }
-        // The watermark is data, not a clock reading: a result whose asOf runs
-        // ahead (a server HLC pushed forward) still applies; only the worker's
-        // clock refuses to follow it.
-        self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
-        let clean = self.apply_buckets(c, cfg, out);
         self.as_of = Some(c.as_of);
         self.counters.rest_applied += 1;
         self.dirty = true;
         let Some(current) = self.buckets.current() else { return };
-        let (from, to) = catchup_range(c);
-        let covers_kept = from.is_some_and(|f| f <= current - self.buckets.history())
-            && to.is_some_and(|t| Some(t) >= hour_of(c.as_of.wall_ms as f64));
-        if clean && covers_kept {
+        let covers_kept = checked.as_ref().is_some_and(|r| {
+            r.from <= current - self.buckets.history()
+                && hour_of(c.as_of.wall_ms as f64).is_some_and(|h| r.to >= h)
+        });
+        if covers_kept {
             if self.need.is_some_and(|n| n <= c.as_of) {
                 self.need = None;
             }
@@ -437,30 +467,58 @@ impl Ledger {
         }
     }
 
-    /// Sets every kept bucket in the result's range. Returns `false` if an item was
-    /// refused (that bucket keeps its previous REST part).
-    fn apply_buckets(&mut self, c: &Catchup, cfg: &Config, out: &mut Vec<Outbound>) -> bool {
-        let (Some(from), Some(to)) = catchup_range(c) else { return true };
-        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
-        if to - from >= MAX_RANGE_HOURS {
-            sink.push(CoreError::new(
+    /// Checks a whole catch-up body without changing anything. `Ok(None)` for a
+    /// body without an hour range (nothing listed: only its watermark applies);
+    /// otherwise the per-(resource, hour) totals to apply. Item problems are
+    /// reported into `out` with their positions; the returned error says why the
+    /// body is refused.
+    fn check_catchup(
+        &self,
+        c: &Catchup,
+        sync: &ClockSync,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) -> Result<Option<RangeTotals>, CoreError> {
+        // A malformed bucket was dropped by the decoder: applying the rest would
+        // read its hour as 0. Buckets of resources this dashboard does not total
+        // are merely ignored.
+        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
+        if malformed > 0 {
+            return Err(CoreError::new(
                 ErrorCode::BadField,
-                format!("catch-up range {from}..={to} spans more than {MAX_RANGE_HOURS} hours"),
+                format!("{malformed} malformed item(s)"),
             ));
-            sink.finish();
-            return false;
         }
-        let mut clean = true;
-        // Totals per (resource, hour) in range; absent means 0.
+        // The watermark is a server stamp: one from beyond the corrected clock
+        // would cover every later live reading and outlive every honest result.
+        if let Some(e) = clock_refusal(sync, c.as_of, "REST asOf", now_ms, cfg) {
+            return Err(e);
+        }
+        let (from, to) = match catchup_range(c) {
+            Ok(Some(range)) => range,
+            Ok(None) => return Ok(None),
+            Err(why) => return Err(CoreError::new(ErrorCode::BadField, why)),
+        };
+        // `from <= to` and both are below 1e15 in magnitude: no overflow.
+        if to - from >= MAX_RANGE_HOURS {
+            return Err(CoreError::new(
+                ErrorCode::BadField,
+                format!("range {from}..={to} spans more than {MAX_RANGE_HOURS} hours"),
+            ));
+        }
         let span = (to - from + 1) as usize;
         let nres = self.resources.len();
-        let mut totals: Vec<Option<i64>> = vec![Some(0); nres * span];
+        // Bounded: at most 32 resources × 8,784 hours, whatever the payload says.
+        let mut totals = RangeTotals { from, to, span, totals: vec![0; nres * span] };
         let mut listed = vec![Listed::No; nres * span];
         // Per-meter entries: each (meter, slot) at most once.
         let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        let mut bad = 0usize;
         for b in &c.buckets {
             let pos = b.position as usize;
-            let Some(r) = self.resources.iter().position(|s| s.name == b.resource) else {
+            let Some(r) = self.resource(&b.resource) else {
                 // Not a resource this dashboard totals (the decoder drops these first).
                 sink.push(CoreError::at(
                     ErrorCode::UnknownResource,
@@ -470,12 +528,12 @@ impl Ledger {
                 continue;
             };
             let Some(h) = hour_of(b.hour_ms).filter(|h| (from..=to).contains(h)) else {
+                bad += 1;
                 sink.push(CoreError::at(
                     ErrorCode::BadField,
                     pos,
                     format!("bucket hour {} is outside the result's range", b.hour_ms),
                 ));
-                clean = false;
                 continue;
             };
             let i = r * span + (h - from) as usize;
@@ -495,44 +553,26 @@ impl Ledger {
                     if let Some(l) = listed.get_mut(i) {
                         *l = kind;
                     }
-                    match totals.get_mut(i) {
-                        Some(Some(t)) => match t.checked_add(u) {
-                            Some(sum) => {
-                                *t = sum;
-                                None
-                            }
-                            None => Some("overflows when summed".to_string()),
-                        },
+                    match totals.totals.get_mut(i).map(|t| t.checked_add(u).map(|s| *t = s)) {
+                        Some(None) => Some("overflows when summed".to_string()),
                         _ => None,
                     }
                 }
             };
             if let Some(why) = problem {
+                bad += 1;
                 sink.push(CoreError::at(
                     ErrorCode::BadValue,
                     pos,
-                    format!(
-                        "{} hour {}: total {why}; that hour keeps its previous value",
-                        b.resource, b.hour_ms
-                    ),
+                    format!("{} hour {}: total {why}", b.resource, b.hour_ms),
                 ));
-                if let Some(t) = totals.get_mut(i) {
-                    *t = None;
-                }
-                clean = false;
             }
         }
         sink.finish();
-        for r in 0..nres {
-            for k in 0..span {
-                let h = from + k as i64;
-                let Some(Some(total)) = totals.get(r * span + k).copied() else { continue };
-                if let Some(b) = self.buckets.get_mut(r, h) {
-                    b.apply_rest(total, c.as_of);
-                }
-            }
+        if bad > 0 {
+            return Err(CoreError::new(ErrorCode::BadValue, format!("{bad} bad bucket(s)")));
         }
-        clean
+        Ok(Some(totals))
     }
 
     /// The resource index of `name`.
@@ -580,13 +620,39 @@ fn clock_refusal(
     ))
 }
 
-/// The hour range a result covers: its `from`/`to`, else its earliest/latest bucket.
-fn catchup_range(c: &Catchup) -> (Option<i64>, Option<i64>) {
+/// The hour range a result covers: its `from`/`to`, else its earliest/latest
+/// bucket. `Ok(None)` when it names no hour at all; an error for a bound that
+/// is not a finite time or an inverted range (nothing would be applied, yet the
+/// watermark would advance).
+fn catchup_range(c: &Catchup) -> Result<Option<(i64, i64)>, String> {
+    let bound = |given: Option<f64>, what: &str| match given {
+        Some(ms) => hour_of(ms).map(Some).ok_or(format!("'{what}' {ms} is not a time")),
+        None => Ok(None),
+    };
     let hours = || c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));
-    let from = c.from_hour_ms.and_then(hour_of).or_else(|| hours().min());
-    let to = c.to_hour_ms.and_then(hour_of).or_else(|| hours().max());
+    let from = bound(c.from_hour_ms, "from")?.or_else(|| hours().min());
+    let to = bound(c.to_hour_ms, "to")?.or_else(|| hours().max());
     match (from, to) {
-        (Some(f), Some(t)) if f <= t => (Some(f), Some(t)),
-        _ => (None, None),
+        (Some(f), Some(t)) if f <= t => Ok(Some((f, t))),
+        (None, None) if c.buckets.is_empty() => Ok(None),
+        (f, t) => Err(format!("range {f:?}..={t:?} is empty or inverted")),
+    }
+}
+
+/// A checked catch-up's totals per (resource, hour) of its range; hours with no
+/// bucket total 0.
+struct RangeTotals {
+    from: i64,
+    to: i64,
+    span: usize,
+    /// `resource * span + (hour - from)` -> total in units.
+    totals: Vec<i64>,
+}
+
+impl RangeTotals {
+    /// `(resource, hour - from, total)` for every slot.
+    fn totals(&self) -> impl Iterator<Item = (usize, usize, i64)> + '_ {
+        let span = self.span.max(1);
+        self.totals.iter().enumerate().map(move |(i, &t)| (i / span, i % span, t))
     }
 }
