@@ -630,3 +630,51 @@ fn a_refused_catch_up_leaves_the_ledger_unchanged_and_its_corrected_resend_appli
         assert!(!t.incomplete, "{why}");
     }
 }
+
+fn fetch_requests(out: &[Outbound], into: &mut Vec<meterflow::core::event::FetchRequest>) {
+    into.extend(out.iter().filter_map(|o| match o {
+        Outbound::Fetch(f) => Some(f.clone()),
+        _ => None,
+    }));
+}
+
+#[test]
+fn after_a_stamp_at_the_end_of_time_an_honest_server_brings_the_totals_to_complete() {
+    let max = 140_737_488_355_328.0; // 2^47 ms, the largest wall time
+    for via_hello in [false, true] {
+        let mut e = greeted();
+        let ok = wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "7")]);
+        wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 200.0);
+        let bogus = if via_hello {
+            format!(
+                r#"{{"type":"hello","epoch":2,"nextSeq":0,"hlc":{{"wallMs":{max},"counter":65535}}}}"#
+            )
+        } else {
+            wire_frame(0, max, 1, NOW, "1")
+        };
+        let out = wire(&mut e, Envelope::Live, &bogus, Arrival::default(), NOW + 300.0);
+        assert_eq!(clock_errors(&out).len(), 1, "{via_hello}: {out:?}");
+        assert!(wire_totals(&mut e, NOW + 310.0).incomplete, "{via_hello}");
+        // The honest server answers the fetch; its readings keep arriving.
+        let epoch = if via_hello { 2 } else { 1 };
+        let honest = wire_frame(1, NOW + 900.0, 2, NOW, "2")
+            .replace(r#""epoch":1"#, &format!(r#""epoch":{epoch}"#));
+        wire(&mut e, Envelope::Live, &honest, Arrival::default(), NOW + 910.0);
+        let ok = wire_catchup(NOW + 1_000.0, FROM, H10, &[(None, H10, "9")]);
+        wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 1_100.0);
+        let t = wire_totals(&mut e, NOW + 1_200.0);
+        assert!(!t.incomplete, "{via_hello}: complete again");
+        assert_eq!(water_now(&t), 9_000, "{via_hello}: exact");
+        // And the fetches stop: only the scheduled catch-up in the next 10 minutes.
+        let mut fetches = Vec::new();
+        for k in 1..=6_000u32 {
+            let at = NOW + 1_200.0 + 100.0 * f64::from(k);
+            let out = e.handle(Inbound::Flush, at);
+            fetch_requests(&out, &mut fetches);
+        }
+        assert!(
+            fetches.iter().all(|f| f.reason == FetchReason::Scheduled && f.min_as_of.is_none()),
+            "{via_hello}: nothing is needed any more: {fetches:?}"
+        );
+    }
+}

@@ -35,7 +35,7 @@ use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::Outbound;
-use crate::core::hlc::{Hlc, HybridClock};
+use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::HourBuckets;
 use cursor::StreamCursor;
 use dedup::ReadingIds;
@@ -312,6 +312,31 @@ impl Ledger {
         }
     }
 
+    /// The need a remote stamp records: the stamp itself, unless it was refused
+    /// for its clock **and** lies beyond anything an honest server can stamp:
+    /// `now + maxClockSkewMs + maxOffsetMs` (a server clock further off is
+    /// refused as a sync sample, and an honest HLC leads its clock by at most
+    /// `maxOffsetMs`). Such a stamp (2^47, say) is not evidence of readings a
+    /// REST result will ever carry: no honest watermark reaches it, so
+    /// `incomplete` would never clear and the catch-up would be repeated
+    /// forever. Its need is capped at the earliest the server's clock can read
+    /// now (`now + lo`): the next honest result covers it, and the refused
+    /// readings, stamped beyond every watermark the worker accepts, are never
+    /// counted. A stamp refused but within that horizon (the estimate was off,
+    /// or the server's HLC was pushed ahead) keeps its need: an honest server's
+    /// watermark reaches it once its clock does, and until then the totals
+    /// rightly say `incomplete`.
+    fn need_stamp(&self, stamp: Hlc, accepted: bool, now_ms: f64, cfg: &Config) -> Hlc {
+        let horizon = now_ms + cfg.max_clock_skew_ms + cfg.max_offset_ms;
+        if accepted || stamp.wall_ms as f64 <= horizon {
+            return stamp;
+        }
+        let earliest = now_ms + self.sync.estimate_or_prior(now_ms).lo;
+        // `as` saturates (NaN to 0); the clamp keeps the part valid.
+        let wall = (earliest.floor().max(0.0) as u64).min(MAX_WALL_MS);
+        stamp.min(Hlc { wall_ms: wall, counter: 0 })
+    }
+
     /// The index of `channel`'s cursor, created if there is room.
     fn cursor_index(&mut self, channel: &str, cfg: &Config) -> Option<usize> {
         match self.cursors.iter().position(|c| c.channel == channel) {
@@ -341,17 +366,18 @@ impl Ledger {
             self.sync_sample(t, None, now_ms, cfg, out);
         }
         self.roll(now_ms);
-        if let Some(stamp) = h.stamp {
+        // Refused or not, the greeting stamp bounds what the new stream may have
+        // missed (the cursor records it as a need), capped if it was refused.
+        let stamp = h.stamp.map(|stamp| {
             self.sync.bootstrap(stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
-            // Refused or not, the greeting stamp bounds what the new stream may
-            // have missed (the cursor records it as a need).
-            self.receive(stamp, "hello", now_ms, cfg, out);
-        }
+            let accepted = self.receive(stamp, "hello", now_ms, cfg, out);
+            self.need_stamp(stamp, accepted, now_ms, cfg)
+        });
         let Some(cursor) = self.cursor(&h.channel, cfg) else {
-            self.channel_refused(&h.channel, h.stamp, cfg, now_ms, out);
+            self.channel_refused(&h.channel, stamp, cfg, now_ms, out);
             return;
         };
-        if cursor.hello(h.epoch, h.next_seq, h.stamp) {
+        if cursor.hello(h.epoch, h.next_seq, stamp) {
             self.counters.gaps += 1;
             self.dirty = true;
             self.ask(FetchReason::Epoch, now_ms, out);
