@@ -319,17 +319,90 @@ fn totals_past_two_to_the_53_stay_exact() {
 }
 
 #[test]
-fn first_timer_asks_for_history() {
+fn first_timer_asks_for_history_once_the_ledger_is_used_or_when_configured() {
+    let startup = |out: &[Outbound]| {
+        out.iter().any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Startup))
+    };
+    // Greeted by a stream: the hello's own request is the first.
+    let mut e = Engine::default();
+    let hello = StreamHello { epoch: 1, ..Default::default() };
+    let out = e.handle(Inbound::Hello(hello), NOW);
+    assert!(out.iter().any(|o| matches!(o, Outbound::Fetch(_))));
+    // Not greeted: nothing until configured.
     let mut e = Engine::default();
     let out = e.handle(Inbound::Flush, NOW);
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Startup)));
+    assert!(!out.iter().any(|o| matches!(o, Outbound::Fetch(_))), "{out:?}");
     let t = out.iter().find_map(|o| match o {
         Outbound::Totals(t) => Some(t.clone()),
         _ => None,
     });
     assert!(t.expect("initial totals").incomplete, "no history yet");
+    let cfg = Config::default()
+        .apply(&ConfigPatch { catchup_on_start: Some(true), ..Default::default() })
+        .unwrap();
+    let mut e = Engine::new(cfg).unwrap();
+    assert!(startup(&e.handle(Inbound::Flush, NOW)));
+}
+
+#[test]
+fn a_page_using_only_anomaly_detection_is_never_asked_for_a_catch_up() {
+    let mut e = Engine::default();
+    let mut fetches = 0;
+    for s in 0..86_400u32 {
+        let at = NOW + 1_000.0 * f64::from(s);
+        if s % 60 == 0 {
+            let r = format!(
+                r#"{{"type":"readings","readings":[{{"meter":"pump","ts":{at},"value":{}}}]}}"#,
+                s % 7
+            );
+            let input = decode_text(Envelope::Readings, &r, Arrival::default(), e.config());
+            fetches +=
+                e.handle(input, at).iter().filter(|o| matches!(o, Outbound::Fetch(_))).count();
+        }
+        for input in [Inbound::Tick(Default::default()), Inbound::Flush] {
+            fetches +=
+                e.handle(input, at).iter().filter(|o| matches!(o, Outbound::Fetch(_))).count();
+        }
+    }
+    assert_eq!(fetches, 0);
+}
+
+#[test]
+fn unanswered_fetches_back_off_exponentially_to_the_catch_up_interval() {
+    let mut e = Engine::default();
+    let mut times = Vec::new();
+    let hello = StreamHello { epoch: 1, ..Default::default() };
+    if e.handle(Inbound::Hello(hello), NOW).iter().any(|o| matches!(o, Outbound::Fetch(_))) {
+        times.push(0.0);
+    }
+    for k in 1..=6_000u32 {
+        let dt = 100.0 * f64::from(k);
+        if e.handle(Inbound::Flush, NOW + dt).iter().any(|o| matches!(o, Outbound::Fetch(_))) {
+            times.push(dt);
+        }
+    }
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [
+            5_000.0, 10_000.0, 20_000.0, 40_000.0, 60_000.0, 60_000.0, 60_000.0, 60_000.0,
+            60_000.0, 60_000.0, 60_000.0, 60_000.0
+        ],
+        "retries double from fetchRetryMs and stop at catchupIntervalMs"
+    );
+    // An answer resets the delay: the next unanswered request is retried after 5 s.
+    let body = wire_catchup(NOW + 600_000.0, FROM, H10, &[]);
+    wire(&mut e, Envelope::Catchup, &body, Arrival::default(), NOW + 600_050.0);
+    let gap = wire_frame(5, NOW + 600_100.0, 1, NOW + 600_000.0, "1");
+    let first = wire(&mut e, Envelope::Live, &gap, Arrival::default(), NOW + 600_100.0);
+    assert!(first.iter().any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Gap)));
+    let again = (1..=50u32)
+        .find(|k| {
+            let at = NOW + 600_100.0 + 100.0 * f64::from(*k);
+            e.handle(Inbound::Flush, at).iter().any(|o| matches!(o, Outbound::Fetch(_)))
+        })
+        .map(|k| 100.0 * f64::from(k));
+    assert_eq!(again, Some(5_000.0));
 }
 
 #[test]

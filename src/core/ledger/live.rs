@@ -39,6 +39,7 @@ impl Ledger {
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
     ) {
+        self.engaged = true;
         self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
         let accepted = self.receive(f.stamp, "frame", now_ms, cfg, out);

@@ -61,6 +61,9 @@ pub struct Ledger {
     fetch: FetchPolicy,
     /// Something shown changed since the last `totals`.
     dirty: bool,
+    /// A live frame, hello or catch-up was seen: the page uses the ledger, so
+    /// catch-ups may be asked for.
+    engaged: bool,
     /// Readings to feed the anomaly windows: `(meter, ts, value)`.
     feed: Vec<(u32, f64, f64)>,
 }
@@ -91,6 +94,7 @@ impl Ledger {
             counters: LedgerCounters::default(),
             fetch: FetchPolicy::default(),
             dirty: true,
+            engaged: false,
             feed: Vec::new(),
         }
     }
@@ -100,8 +104,8 @@ impl Ledger {
     pub fn reconfigure(&mut self, cfg: &Config) {
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {
-            let (clock, sync) = (self.clock, self.sync.clone());
-            *self = Ledger { clock, sync, ..Ledger::new(cfg) };
+            let (clock, sync, engaged) = (self.clock, self.sync.clone(), self.engaged);
+            *self = Ledger { clock, sync, engaged, ..Ledger::new(cfg) };
         } else if u64::from(cfg.dedup_window) != self.ids.window() {
             // A smaller or larger window forgets the ids seen; anything it can no
             // longer verify is left to the next REST result.
@@ -195,7 +199,7 @@ impl Ledger {
         self.roll(now_ms);
         let (need, from) = (self.need_max(), self.catchup_start_ms());
         let incomplete = self.incomplete();
-        if let Some(req) = self.fetch.on_timer(now_ms, incomplete, need, from, cfg) {
+        if let Some(req) = self.fetch.on_timer(now_ms, self.engaged, incomplete, need, from, cfg) {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
         }
@@ -362,6 +366,7 @@ impl Ledger {
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) {
+        self.engaged = true;
         if let Some(t) = h.server_time_ms {
             self.sync_sample(t, None, now_ms, cfg, out);
         }
@@ -439,6 +444,7 @@ impl Ledger {
         if self.as_of.is_some_and(|a| c.as_of <= a) {
             // Valid but not newer: its clock sample still counts.
             self.sync = sync;
+            self.engaged = true;
             self.counters.stale_rest += 1;
             return;
         }
@@ -458,6 +464,7 @@ impl Ledger {
         };
         // Apply.
         self.sync = sync;
+        self.engaged = true;
         self.roll(now_ms);
         let accepted = self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
         debug_assert!(accepted, "check_catchup accepted the watermark");
