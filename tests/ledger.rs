@@ -751,3 +751,47 @@ fn after_a_stamp_at_the_end_of_time_an_honest_server_brings_the_totals_to_comple
         );
     }
 }
+
+#[test]
+fn extreme_numbers_in_core_inputs_are_refused_or_bounded_never_a_panic() {
+    let two53 = 9_007_199_254_740_992.0;
+    let huge =
+        [0.0, -1.0, two53, -two53, 1e300, -1e300, f64::MAX, f64::MIN, f64::NAN, f64::INFINITY];
+    for &x in &huge {
+        let mut h = Harness::new(ConfigPatch::default());
+        h.send(rest(NOW, &[(H10, "7")]), NOW + 1.0);
+        // Catch-ups with extreme ranges, hours and clock samples.
+        let Inbound::Catchup(mut c) = rest(NOW + 10.0, &[(H10, "1")]) else { unreachable!() };
+        c.from_hour_ms = Some(x);
+        h.send(Inbound::Catchup(c.clone()), NOW + 20.0);
+        c.from_hour_ms = Some(H10 - HOUR_MS);
+        c.to_hour_ms = Some(x);
+        h.send(Inbound::Catchup(c.clone()), NOW + 30.0);
+        c.to_hour_ms = Some(H10);
+        c.buckets[0].hour_ms = x;
+        h.send(Inbound::Catchup(c.clone()), NOW + 40.0);
+        let Inbound::Catchup(mut c) = rest(NOW + 50.0, &[]) else { unreachable!() };
+        (c.server_time_ms, c.sent_at_ms, c.received_at_ms) = (Some(x), Some(-x), Some(x));
+        c.as_of = Hlc { wall_ms: u64::MAX, counter: u32::MAX };
+        h.send(Inbound::Catchup(c), NOW + 60.0);
+        // Live frames with extreme timestamps and stamps; ids at the top of u64.
+        let Inbound::Live(mut f) = frame(1, 0, NOW + 70.0, &[("a", "water", u64::MAX, x, "1")])
+        else {
+            unreachable!()
+        };
+        h.send(Inbound::Live(f.clone()), NOW + 80.0);
+        f.seq = u64::MAX;
+        f.epoch = u64::MAX;
+        f.stamp = Hlc { wall_ms: 1 << 47, counter: 0xFFFF };
+        h.send(Inbound::Live(f), NOW + 90.0);
+        let t = h.totals(NOW + 100.0);
+        assert_eq!(t.counters.rest_applied, 1, "{x}: only the honest result applied");
+        assert!(t.as_of <= Some(stamp(NOW + 100.0)), "{x}: {:?}", t.as_of);
+        assert!(water_now(&t) >= 7_000 && water_now(&t) <= 8_000, "{x}");
+        // The worker clock itself at the extremes: hours roll (never back), no panic.
+        h.send(Inbound::Flush, x);
+        h.send(frame(1, 1, NOW + 200.0, &[("a", "water", 5, x, "1")]), x);
+        let t = h.totals(x);
+        assert!(t.current_hour_ms.is_finite(), "{x}");
+    }
+}
