@@ -16,6 +16,11 @@
 //! (`fetch`). The flag clears when a REST result covering every need and every
 //! kept hour is applied.
 //!
+//! A REST result is checked whole before anything of it applies, its watermark
+//! against the corrected clock like any remote stamp: a refused result leaves
+//! the ledger as it was (only `refusedRest` counts it), so it can neither
+//! advance the watermark nor poison later results.
+//!
 //! Submodules: `buckets` (hourly buckets), `dedup` (per-meter reading-id
 //! windows), `cursor` (stream positions and holes), `live` (applying a frame),
 //! `fetch` (when to ask for a catch-up), `event` (inputs and outputs).
