@@ -789,6 +789,9 @@ fn extreme_numbers_in_core_inputs_are_refused_or_bounded_never_a_panic() {
         assert!(t.as_of <= Some(stamp(NOW + 100.0)), "{x}: {:?}", t.as_of);
         assert!(water_now(&t) >= 7_000 && water_now(&t) <= 8_000, "{x}");
         // The worker clock itself at the extremes: hours roll (never back), no panic.
+        let Inbound::Catchup(mut c) = rest(NOW + 300.0, &[]) else { unreachable!() };
+        c.as_of = Hlc { wall_ms: u64::MAX, counter: 0 };
+        h.send(Inbound::Catchup(c), x);
         h.send(Inbound::Flush, x);
         h.send(frame(1, 1, NOW + 200.0, &[("a", "water", 5, x, "1")]), x);
         let t = h.totals(x);
