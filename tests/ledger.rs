@@ -331,17 +331,90 @@ fn totals_past_two_to_the_53_stay_exact() {
 }
 
 #[test]
-fn first_timer_asks_for_history() {
+fn first_timer_asks_for_history_once_the_ledger_is_used_or_when_configured() {
+    let startup = |out: &[Outbound]| {
+        out.iter().any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Startup))
+    };
+    // Greeted by a stream: the hello's own request is the first.
+    let mut e = Engine::default();
+    let hello = StreamHello { epoch: 1, ..Default::default() };
+    let out = e.handle(Inbound::Hello(hello), NOW);
+    assert!(out.iter().any(|o| matches!(o, Outbound::Fetch(_))));
+    // Not greeted: nothing until configured.
     let mut e = Engine::default();
     let out = e.handle(Inbound::Flush, NOW);
-    assert!(out
-        .iter()
-        .any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Startup)));
+    assert!(!out.iter().any(|o| matches!(o, Outbound::Fetch(_))), "{out:?}");
     let t = out.iter().find_map(|o| match o {
         Outbound::Totals(t) => Some(t.clone()),
         _ => None,
     });
     assert!(t.expect("initial totals").incomplete, "no history yet");
+    let cfg = Config::default()
+        .apply(&ConfigPatch { catchup_on_start: Some(true), ..Default::default() })
+        .unwrap();
+    let mut e = Engine::new(cfg).unwrap();
+    assert!(startup(&e.handle(Inbound::Flush, NOW)));
+}
+
+#[test]
+fn a_page_using_only_anomaly_detection_is_never_asked_for_a_catch_up() {
+    let mut e = Engine::default();
+    let mut fetches = 0;
+    for s in 0..86_400u32 {
+        let at = NOW + 1_000.0 * f64::from(s);
+        if s % 60 == 0 {
+            let r = format!(
+                r#"{{"type":"readings","readings":[{{"meter":"pump","ts":{at},"value":{}}}]}}"#,
+                s % 7
+            );
+            let input = decode_text(Envelope::Readings, &r, Arrival::default(), e.config());
+            fetches +=
+                e.handle(input, at).iter().filter(|o| matches!(o, Outbound::Fetch(_))).count();
+        }
+        for input in [Inbound::Tick(Default::default()), Inbound::Flush] {
+            fetches +=
+                e.handle(input, at).iter().filter(|o| matches!(o, Outbound::Fetch(_))).count();
+        }
+    }
+    assert_eq!(fetches, 0);
+}
+
+#[test]
+fn unanswered_fetches_back_off_exponentially_to_the_catch_up_interval() {
+    let mut e = Engine::default();
+    let mut times = Vec::new();
+    let hello = StreamHello { epoch: 1, ..Default::default() };
+    if e.handle(Inbound::Hello(hello), NOW).iter().any(|o| matches!(o, Outbound::Fetch(_))) {
+        times.push(0.0);
+    }
+    for k in 1..=6_000u32 {
+        let dt = 100.0 * f64::from(k);
+        if e.handle(Inbound::Flush, NOW + dt).iter().any(|o| matches!(o, Outbound::Fetch(_))) {
+            times.push(dt);
+        }
+    }
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [
+            5_000.0, 10_000.0, 20_000.0, 40_000.0, 60_000.0, 60_000.0, 60_000.0, 60_000.0,
+            60_000.0, 60_000.0, 60_000.0, 60_000.0
+        ],
+        "retries double from fetchRetryMs and stop at catchupIntervalMs"
+    );
+    // An answer resets the delay: the next unanswered request is retried after 5 s.
+    let body = wire_catchup(NOW + 600_000.0, FROM, H10, &[]);
+    wire(&mut e, Envelope::Catchup, &body, Arrival::default(), NOW + 600_050.0);
+    let gap = wire_frame(5, NOW + 600_100.0, 1, NOW + 600_000.0, "1");
+    let first = wire(&mut e, Envelope::Live, &gap, Arrival::default(), NOW + 600_100.0);
+    assert!(first.iter().any(|o| matches!(o, Outbound::Fetch(f) if f.reason == FetchReason::Gap)));
+    let again = (1..=50u32)
+        .find(|k| {
+            let at = NOW + 600_100.0 + 100.0 * f64::from(*k);
+            e.handle(Inbound::Flush, at).iter().any(|o| matches!(o, Outbound::Fetch(_)))
+        })
+        .map(|k| 100.0 * f64::from(k));
+    assert_eq!(again, Some(5_000.0));
 }
 
 #[test]
@@ -383,10 +456,357 @@ fn per_meter_totals_are_summed_and_a_meter_listed_twice_is_refused() {
     assert_eq!(water_now(&h.totals(NOW + 2.0)), 3_750);
     h.out.clear();
     h.send(per_meter(NOW + 100.0, &[("a", "9"), ("a", "9")]), NOW + 101.0);
-    assert_eq!(h.errors(), vec![(ErrorCode::BadValue, Some(1))]);
+    // The item is named, then the whole result is refused.
+    assert_eq!(h.errors(), vec![(ErrorCode::BadValue, Some(1)), (ErrorCode::BadValue, None)]);
     let t = h.totals(NOW + 102.0);
-    assert_eq!(water_now(&t), 3_750, "the hour with a duplicated meter keeps its previous value");
-    let hour10 = t.resources[0].buckets.last().unwrap();
-    assert_eq!(hour10.as_of, Some(stamp(NOW)), "hour 10 keeps the previous watermark");
-    assert_eq!(t.as_of, Some(stamp(NOW + 100.0)), "the other hours took the new one");
+    assert_eq!(water_now(&t), 3_750, "nothing of a refused result applies");
+    assert_eq!(t.as_of, Some(stamp(NOW)), "the watermark does not advance");
+    assert_eq!((t.counters.refused_rest, t.counters.rest_applied), (1, 1));
+}
+
+// ---- Through the wire: JSON payloads decoded as the worker decodes them ----
+
+use meterflow::wire::{decode_text, Arrival, Envelope};
+
+/// Feeds a JSON payload through the wire decoder into the engine at worker time `at`.
+fn wire(e: &mut Engine, env: Envelope, text: &str, arrival: Arrival, at: f64) -> Vec<Outbound> {
+    let input = decode_text(env, text, arrival, e.config());
+    e.handle(input, at)
+}
+
+fn wire_frame(seq: u64, stamp_ms: f64, id: u64, ts: f64, amount: &str) -> String {
+    format!(
+        r#"{{"type":"frame","epoch":1,"seq":{seq},"hlc":{{"wallMs":{stamp_ms},"counter":0}},"readings":[{{"meter":"a","resource":"water","id":{id},"ts":{ts},"amount":"{amount}"}}]}}"#
+    )
+}
+
+fn clock_errors(out: &[Outbound]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outbound::Error(e) if e.code == ErrorCode::ClockAhead => Some(e.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_slow_honest_round_trip_does_not_refuse_the_next_frame() {
+    // Worker and server clocks identical. An honest 2 s round trip gives the
+    // offset -990 +- 1000; a frame stamped 50 ms before it arrives is honest.
+    let mut e = Engine::default();
+    let t = NOW;
+    let body = format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{},"counter":0}},"serverTime":{},"from":{},"to":{},"buckets":[]}}"#,
+        t - 1_990.0,
+        t - 1_990.0,
+        H10 - 6.0 * HOUR_MS,
+        H10
+    );
+    let arrival = Arrival { sent_at_ms: Some(t - 2_000.0), received_at_ms: Some(t) };
+    let out = wire(&mut e, Envelope::Catchup, &body, arrival, t);
+    assert!(clock_errors(&out).is_empty(), "{out:?}");
+    let out = wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(0, t + 950.0, 1, t, "1"),
+        Arrival::default(),
+        t + 1_000.0,
+    );
+    assert!(clock_errors(&out).is_empty(), "{:?}", clock_errors(&out));
+    let c = e.ledger().corrected(t + 1_000.0) - (t + 1_000.0);
+    assert!((-50.0..=10.0).contains(&c), "the frame's one-way bound narrows the estimate: {c}");
+    let t2 =
+        match e.handle(Inbound::Query(meterflow::core::event::Query::Totals), t + 1_100.0).pop() {
+            Some(Outbound::Totals(x)) => x,
+            o => panic!("{o:?}"),
+        };
+    assert_eq!(t2.resources[0].current_hour, 1_000);
+    assert_eq!(t2.counters.refused_clocks, 0);
+}
+
+#[test]
+fn a_server_hlc_pushed_ahead_cannot_walk_the_corrected_clock() {
+    // The hello's untimed sample puts the offset in [-1000, 1000]. Each frame is
+    // stamped as far ahead as is still accepted; the corrected clock must stay
+    // inside the sample's interval however many such frames arrive.
+    let mut e = Engine::default();
+    let hello = r#"{"type":"hello","epoch":1,"nextSeq":0,"serverTime":NOW}"#
+        .replace("NOW", &NOW.to_string());
+    wire(&mut e, Envelope::Live, &hello, Arrival::default(), NOW);
+    let mut accepted = 0;
+    for k in 0..200u64 {
+        let at = NOW + 10.0 * k as f64;
+        let limit = at + 1_000.0 + 500.0; // now + hi + maxOffsetMs
+        let out = wire(
+            &mut e,
+            Envelope::Live,
+            &wire_frame(k, limit.floor(), k + 1, NOW, "1"),
+            Arrival::default(),
+            at,
+        );
+        accepted += usize::from(clock_errors(&out).is_empty());
+        let offset = e.ledger().corrected(at) - at;
+        assert!(offset <= 1_000.0 + 1.0, "frame {k}: offset {offset}");
+    }
+    assert!(accepted > 0, "stamps within maxOffsetMs of the bound are accepted");
+    // Far beyond: refused.
+    let out = wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(200, NOW + 10_000.0, 999, NOW, "1"),
+        Arrival::default(),
+        NOW + 2_000.0,
+    );
+    assert_eq!(clock_errors(&out).len(), 1);
+}
+
+/// A JSON catch-up body: `buckets` are `(meter, hour_ms, total)`.
+fn wire_catchup(as_of: f64, from: f64, to: f64, buckets: &[(Option<&str>, f64, &str)]) -> String {
+    let items: Vec<String> = buckets
+        .iter()
+        .map(|&(meter, hour, total)| match meter {
+            Some(m) => {
+                format!(r#"{{"meter":"{m}","resource":"water","hour":{hour},"total":"{total}"}}"#)
+            }
+            None => format!(r#"{{"resource":"water","hour":{hour},"total":"{total}"}}"#),
+        })
+        .collect();
+    format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{as_of},"counter":0}},"from":{from},"to":{to},"buckets":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+fn wire_totals(e: &mut Engine, at: f64) -> TotalsEvent {
+    match e.handle(Inbound::Query(meterflow::core::event::Query::Totals), at).pop() {
+        Some(Outbound::Totals(t)) => t,
+        o => panic!("{o:?}"),
+    }
+}
+
+/// An engine greeted by an honest server at `NOW` (clocks identical).
+fn greeted() -> Engine {
+    let mut e = Engine::default();
+    let hello = format!(
+        r#"{{"type":"hello","epoch":1,"nextSeq":0,"hlc":{{"wallMs":{NOW},"counter":0}},"serverTime":{NOW}}}"#
+    );
+    wire(&mut e, Envelope::Live, &hello, Arrival::default(), NOW);
+    e
+}
+
+const FROM: f64 = H10 - 6.0 * HOUR_MS;
+
+#[test]
+fn a_catch_up_from_the_future_is_refused_whole_and_cannot_poison_the_ledger() {
+    let mut e = greeted();
+    let ok = wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "10")]);
+    wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 200.0);
+    // A watermark a day ahead, its range reaching the hour of that watermark.
+    let day = 86_400_000.0;
+    let future = wire_catchup(NOW + day, FROM, H10 + day, &[(None, H10, "10")]);
+    let before = e.ledger().digest();
+    let out = wire(&mut e, Envelope::Catchup, &future, Arrival::default(), NOW + 300.0);
+    assert_eq!(clock_errors(&out).len(), 1, "{out:?}");
+    assert_eq!(e.ledger().digest(), before, "a refused body changes nothing");
+    // Live readings after the honest watermark count; the honest catch-up applies.
+    wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(0, NOW + 1_000.0, 1, NOW, "2.5"),
+        Arrival::default(),
+        NOW + 1_010.0,
+    );
+    let honest = wire_catchup(NOW + 1_500.0, FROM, H10, &[(None, H10, "12.5")]);
+    wire(&mut e, Envelope::Catchup, &honest, Arrival::default(), NOW + 1_600.0);
+    wire(
+        &mut e,
+        Envelope::Live,
+        &wire_frame(1, NOW + 2_000.0, 2, NOW, "5"),
+        Arrival::default(),
+        NOW + 2_010.0,
+    );
+    let t = wire_totals(&mut e, NOW + 2_100.0);
+    assert_eq!(water_now(&t), 17_500);
+    assert!(!t.incomplete);
+    assert_eq!(t.as_of, Some(stamp(NOW + 1_500.0)));
+    assert_eq!(
+        (t.counters.rest_applied, t.counters.refused_rest, t.counters.stale_rest),
+        (2, 1, 0)
+    );
+    assert_eq!(t.counters.covered, 0);
+}
+
+#[test]
+fn a_refused_catch_up_leaves_the_ledger_unchanged_and_its_corrected_resend_applies() {
+    let big = "9000000000000000"; // 9e18 units: two of them overflow an i64
+    let year = 367.0 * 24.0 * HOUR_MS;
+    let refused: Vec<(&str, String)> = vec![
+        (
+            "hour listed twice",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "1"), (None, H10, "2")]),
+        ),
+        (
+            "meter listed twice",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, "1"), (Some("a"), H10, "2")]),
+        ),
+        (
+            "total mixed with per-meter",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, "1"), (None, H10, "2")]),
+        ),
+        (
+            "per-meter mixed with total",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "1"), (Some("a"), H10, "2")]),
+        ),
+        (
+            "sum overflow",
+            wire_catchup(NOW + 500.0, FROM, H10, &[(Some("a"), H10, big), (Some("b"), H10, big)]),
+        ),
+        ("range over 366 days", wire_catchup(NOW + 500.0, H10 - year, H10, &[(None, H10, "1")])),
+        ("negative total", wire_catchup(NOW + 500.0, FROM, H10, &[(None, H10, "-1")])),
+        (
+            "hour outside the range",
+            wire_catchup(NOW + 500.0, FROM, H10 - HOUR_MS, &[(None, H10, "1")]),
+        ),
+        ("watermark from the future", wire_catchup(NOW + 60_000.0, FROM, H10, &[(None, H10, "1")])),
+    ];
+    for (why, body) in refused {
+        let mut e = greeted();
+        wire(
+            &mut e,
+            Envelope::Catchup,
+            &wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "7")]),
+            Arrival::default(),
+            NOW + 150.0,
+        );
+        wire(
+            &mut e,
+            Envelope::Live,
+            &wire_frame(0, NOW + 200.0, 1, NOW, "1"),
+            Arrival::default(),
+            NOW + 210.0,
+        );
+        let before = e.ledger().digest();
+        let counted = e.ledger().counters();
+        let out = wire(&mut e, Envelope::Catchup, &body, Arrival::default(), NOW + 300.0);
+        assert!(out.iter().any(|o| matches!(o, Outbound::Error(_))), "{why}: no error");
+        assert_eq!(e.ledger().digest(), before, "{why}: the ledger changed");
+        let c = e.ledger().counters();
+        assert_eq!(
+            (c.refused_rest, c.rest_applied),
+            (counted.refused_rest + 1, counted.rest_applied),
+            "{why}"
+        );
+        assert_eq!(water_now(&wire_totals(&mut e, NOW + 310.0)), 8_000, "{why}");
+        // The corrected resend, same asOf (the future one is resent once the clock is there).
+        let (at, as_of) = if why.contains("future") {
+            (NOW + 60_000.0, NOW + 60_000.0)
+        } else {
+            (NOW + 400.0, NOW + 500.0)
+        };
+        let fixed = wire_catchup(as_of, FROM, H10, &[(None, H10, "9")]);
+        let out = wire(&mut e, Envelope::Catchup, &fixed, Arrival::default(), at);
+        assert!(!out.iter().any(|o| matches!(o, Outbound::Error(_))), "{why}: {out:?}");
+        let t = wire_totals(&mut e, at + 10.0);
+        assert_eq!(
+            (t.as_of, water_now(&t), t.counters.stale_rest),
+            (Some(stamp(as_of)), 9_000, 0),
+            "{why}"
+        );
+        assert!(!t.incomplete, "{why}");
+    }
+}
+
+fn fetch_requests(out: &[Outbound], into: &mut Vec<meterflow::core::event::FetchRequest>) {
+    into.extend(out.iter().filter_map(|o| match o {
+        Outbound::Fetch(f) => Some(f.clone()),
+        _ => None,
+    }));
+}
+
+#[test]
+fn after_a_stamp_at_the_end_of_time_an_honest_server_brings_the_totals_to_complete() {
+    let max = 140_737_488_355_328.0; // 2^47 ms, the largest wall time
+    for via_hello in [false, true] {
+        let mut e = greeted();
+        let ok = wire_catchup(NOW + 100.0, FROM, H10, &[(None, H10, "7")]);
+        wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 200.0);
+        let bogus = if via_hello {
+            format!(
+                r#"{{"type":"hello","epoch":2,"nextSeq":0,"hlc":{{"wallMs":{max},"counter":65535}}}}"#
+            )
+        } else {
+            wire_frame(0, max, 1, NOW, "1")
+        };
+        let out = wire(&mut e, Envelope::Live, &bogus, Arrival::default(), NOW + 300.0);
+        assert_eq!(clock_errors(&out).len(), 1, "{via_hello}: {out:?}");
+        assert!(wire_totals(&mut e, NOW + 310.0).incomplete, "{via_hello}");
+        // The honest server answers the fetch; its readings keep arriving.
+        let epoch = if via_hello { 2 } else { 1 };
+        let honest = wire_frame(1, NOW + 900.0, 2, NOW, "2")
+            .replace(r#""epoch":1"#, &format!(r#""epoch":{epoch}"#));
+        wire(&mut e, Envelope::Live, &honest, Arrival::default(), NOW + 910.0);
+        let ok = wire_catchup(NOW + 1_000.0, FROM, H10, &[(None, H10, "9")]);
+        wire(&mut e, Envelope::Catchup, &ok, Arrival::default(), NOW + 1_100.0);
+        let t = wire_totals(&mut e, NOW + 1_200.0);
+        assert!(!t.incomplete, "{via_hello}: complete again");
+        assert_eq!(water_now(&t), 9_000, "{via_hello}: exact");
+        // And the fetches stop: only the scheduled catch-up in the next 10 minutes.
+        let mut fetches = Vec::new();
+        for k in 1..=6_000u32 {
+            let at = NOW + 1_200.0 + 100.0 * f64::from(k);
+            let out = e.handle(Inbound::Flush, at);
+            fetch_requests(&out, &mut fetches);
+        }
+        assert!(
+            fetches.iter().all(|f| f.reason == FetchReason::Scheduled && f.min_as_of.is_none()),
+            "{via_hello}: nothing is needed any more: {fetches:?}"
+        );
+    }
+}
+
+#[test]
+fn extreme_numbers_in_core_inputs_are_refused_or_bounded_never_a_panic() {
+    let two53 = 9_007_199_254_740_992.0;
+    let huge =
+        [0.0, -1.0, two53, -two53, 1e300, -1e300, f64::MAX, f64::MIN, f64::NAN, f64::INFINITY];
+    for &x in &huge {
+        let mut h = Harness::new(ConfigPatch::default());
+        h.send(rest(NOW, &[(H10, "7")]), NOW + 1.0);
+        // Catch-ups with extreme ranges, hours and clock samples.
+        let Inbound::Catchup(mut c) = rest(NOW + 10.0, &[(H10, "1")]) else { unreachable!() };
+        c.from_hour_ms = Some(x);
+        h.send(Inbound::Catchup(c.clone()), NOW + 20.0);
+        c.from_hour_ms = Some(H10 - HOUR_MS);
+        c.to_hour_ms = Some(x);
+        h.send(Inbound::Catchup(c.clone()), NOW + 30.0);
+        c.to_hour_ms = Some(H10);
+        c.buckets[0].hour_ms = x;
+        h.send(Inbound::Catchup(c.clone()), NOW + 40.0);
+        let Inbound::Catchup(mut c) = rest(NOW + 50.0, &[]) else { unreachable!() };
+        (c.server_time_ms, c.sent_at_ms, c.received_at_ms) = (Some(x), Some(-x), Some(x));
+        c.as_of = Hlc { wall_ms: u64::MAX, counter: u32::MAX };
+        h.send(Inbound::Catchup(c), NOW + 60.0);
+        // Live frames with extreme timestamps and stamps; ids at the top of u64.
+        let Inbound::Live(mut f) = frame(1, 0, NOW + 70.0, &[("a", "water", u64::MAX, x, "1")])
+        else {
+            unreachable!()
+        };
+        h.send(Inbound::Live(f.clone()), NOW + 80.0);
+        f.seq = u64::MAX;
+        f.epoch = u64::MAX;
+        f.stamp = Hlc { wall_ms: 1 << 47, counter: 0xFFFF };
+        h.send(Inbound::Live(f), NOW + 90.0);
+        let t = h.totals(NOW + 100.0);
+        assert_eq!(t.counters.rest_applied, 1, "{x}: only the honest result applied");
+        assert!(t.as_of <= Some(stamp(NOW + 100.0)), "{x}: {:?}", t.as_of);
+        assert!(water_now(&t) >= 7_000 && water_now(&t) <= 8_000, "{x}");
+        // The worker clock itself at the extremes: hours roll (never back), no panic.
+        let Inbound::Catchup(mut c) = rest(NOW + 300.0, &[]) else { unreachable!() };
+        c.as_of = Hlc { wall_ms: u64::MAX, counter: 0 };
+        h.send(Inbound::Catchup(c), x);
+        h.send(Inbound::Flush, x);
+        h.send(frame(1, 1, NOW + 200.0, &[("a", "water", 5, x, "1")]), x);
+        let t = h.totals(x);
+        assert!(t.current_hour_ms.is_finite(), "{x}");
+    }
 }

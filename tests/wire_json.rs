@@ -479,7 +479,7 @@ fn config_patch_names_unknown_and_mistyped_fields() {
 
 #[test]
 fn every_config_field_is_reachable_by_its_camel_case_name() {
-    let all = json!({
+    let mut all = json!({
         "window": 2400, "maxMeters": 7, "tickMs": 250, "statsIntervalMs": 2000,
         "memoryCeilingBytes": 1e9, "reducedWindow": 1000, "warmup": 30, "spikeZ": 5,
         "spikeVotesOf": 7, "spikeVotesNeeded": 4, "driftShort": 25, "driftZ": 6,
@@ -493,6 +493,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "dedupWindow": 128, "maxMissingSeqs": 100, "maxChannels": 4, "nodeId": 9,
         "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
+    all["catchupOnStart"] = json!(true);
     let p = decode_config(&all).unwrap();
     let c = Config::default().apply(&p).unwrap();
     let expected = Config {
@@ -531,6 +532,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         totals_flush_ms: 500.0,
         catchup_interval_ms: 30_000.0,
         fetch_retry_ms: 2000.0,
+        catchup_on_start: true,
         max_pending_readings: 1000,
         dedup_window: 128,
         max_missing_seqs: 100,

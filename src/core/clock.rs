@@ -1,38 +1,101 @@
-//! `ClockSync`: the estimated offset between the worker's clock and the server's,
-//! and the *corrected clock* (`local + offset`) the HLC and the hour boundaries run on.
+//! `ClockSync`: what the worker knows about the offset between its clock and the
+//! server's, as an **interval** `[lo, hi]` (server minus worker, ms), and the
+//! *corrected clock* (`local + midpoint`) the HLC and the hour boundaries run on.
 //!
 //! Browser clocks are often wrong by minutes, so the worker never compares server
-//! stamps with its raw `Date.now()`. The estimator, NTP's clock filter in small:
+//! stamps with its raw `Date.now()`. The estimator is NTP's in small, with
+//! Marzullo's interval intersection instead of a single best sample:
 //!
 //! - A **sync sample** comes with each `hello` and each REST result that carries
 //!   `serverTime`. With the page's `sentAt`/`receivedAt` around the request, the
-//!   sample's offset is `serverTime - (sentAt + receivedAt) / 2` with uncertainty
-//!   `± (receivedAt - sentAt) / 2`; without them, the arrival time is used and the
-//!   uncertainty is taken as [`UNTIMED_UNCERTAINTY_MS`].
-//! - The estimate is the sample with the **smallest uncertainty** among the last
-//!   [`SAMPLES`] (a slow round trip cannot drag it off by more than its own half
-//!   round trip).
-//! - A sample whose |offset| exceeds `maxClockSkewMs` is refused (`clock_ahead`)
-//!   and changes nothing.
-//! - Until the first sync sample, the first accepted frame stamp gives a
-//!   provisional offset (`stamp - arrival`, a lower bound of the true offset by the
-//!   network delay); any sync sample replaces it.
-//! - Frame stamps never move an established estimate: a server HLC that runs ahead
-//!   (pushed by a faulty node) therefore cannot drag the corrected clock with it,
-//!   and its frames stay refused by the `maxOffsetMs` check until its clock is sane.
+//!   server's clock read `serverTime` somewhere inside the round trip, so the
+//!   offset lies in `serverTime - receivedAt ..= serverTime - sentAt` (midpoint
+//!   ± half the round trip); without them, the arrival time ± [`UNTIMED_UNCERTAINTY_MS`].
+//!   A sample whose |offset| exceeds `maxClockSkewMs` is refused and changes nothing.
+//! - **Ageing**: a sample taken `d` ms ago is widened by `d ×` [`MAX_DRIFT`] on
+//!   both sides (the two clocks may drift apart that fast), so an old precise
+//!   sample slowly yields to fresh ones. Only the last [`SAMPLES`] are kept, so
+//!   a worker clock that steps (an NTP correction of `Date.now()`) is followed
+//!   once the new samples outnumber the old.
+//! - **Combination** (Marzullo): the estimate is the region where the most
+//!   (aged) sample intervals overlap: the intersection of every consistent
+//!   sample, so it is never wider than the narrowest of them and a wide sample
+//!   never overrides a narrow one (between equally supported regions the
+//!   narrowest wins).
+//! - **Steps**: a new sample disjoint from that region cannot be reconciled
+//!   with it. Two honest samples disagree only when a clock stepped (the
+//!   laptop's `Date.now()` corrected, or set back) or drifted faster than
+//!   `MAX_DRIFT`, and then the newest describes the clocks as they are now: the
+//!   older samples and the one-way bound are dropped. (The cost: a `serverTime`
+//!   as wrong as its body's `asOf` would be believed; `serverTime` is the
+//!   server's physical clock, which this design trusts, unlike its HLC.)
+//! - **One-way bounds**: a server stamp `S` (a live frame's, a hello's, a REST
+//!   `asOf`) that arrives at worker time `A` was made before it arrived, so the
+//!   offset is at least `S - A` (network delay ≥ 0). The largest such bound,
+//!   aged like a sample, raises `lo` when it is consistent (`≤ hi`).
+//! - Before any sync sample, the first accepted stamp gives a provisional
+//!   interval `S - A ± UNTIMED_UNCERTAINTY_MS`; any sync sample replaces it.
 //!
-//! Bounds: |offset| <= `maxClockSkewMs`; the estimate's error is at most the
-//! chosen sample's uncertainty plus the drift of the two clocks since it was taken.
+//! **Why a server HLC pushed ahead cannot drag the estimate.** An HLC stamp may
+//! lead the server's physical clock (by up to `maxOffsetMs` for an honest
+//! server; unboundedly for a faulty one), so it is weaker evidence than a sync
+//! sample, and it is used only as far as the samples allow:
+//! 1. A stamp beyond `local + hi + maxOffsetMs` is refused (see `Ledger::receive`)
+//!    and never becomes a bound.
+//! 2. An accepted stamp whose bound exceeds `hi` (an HLC leading its physical
+//!    clock by less than `maxOffsetMs`) is inconsistent with the samples and is
+//!    ignored.
+//! 3. Any other bound only raises `lo` inside `[lo, hi]`: the corrected clock
+//!    moves by at most the samples' own uncertainty, and **`hi`, which alone
+//!    decides refusals, is set by sync samples only**. So a run of pushed stamps
+//!    can neither widen what is accepted nor walk the clock forward.
+//!
+//! Bounds: |offset| ≤ `maxClockSkewMs`; the error of the estimate is
+//! `(hi - lo) / 2`, at most the narrowest sample's half round trip plus
+//! `MAX_DRIFT` times its age.
 
 /// Sync samples remembered.
 pub const SAMPLES: usize = 8;
-/// Uncertainty assumed for a sync sample without a measured round trip (ms).
+/// Uncertainty assumed for a sync sample without a measured round trip (ms), and
+/// for the worker's own clock before anything is known.
 pub const UNTIMED_UNCERTAINTY_MS: f64 = 1_000.0;
+/// How fast the two clocks may drift apart: 100 ppm (0.36 s per hour), twice
+/// the tolerance of a common quartz oscillator on each side.
+pub const MAX_DRIFT: f64 = 100e-6;
 
+/// An offset interval measured at worker time `at_ms`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Sample {
-    offset_ms: f64,
-    uncertainty_ms: f64,
+    lo: f64,
+    hi: f64,
+    at_ms: f64,
+}
+
+impl Sample {
+    /// The interval widened by the drift since it was taken.
+    fn aged(self, now_ms: f64) -> (f64, f64) {
+        let d = MAX_DRIFT * (now_ms - self.at_ms).abs();
+        (self.lo - d, self.hi + d)
+    }
+}
+
+/// The offset interval at one instant: server clock minus worker clock (ms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Estimate {
+    /// The offset estimate: the interval's midpoint.
+    pub fn offset_ms(self) -> f64 {
+        (self.lo + self.hi) / 2.0
+    }
+
+    /// The estimate's error bound: half the interval.
+    pub fn error_ms(self) -> f64 {
+        (self.hi - self.lo) / 2.0
+    }
 }
 
 /// The offset estimator.
@@ -41,10 +104,10 @@ pub struct ClockSync {
     samples: [Sample; SAMPLES],
     /// Samples in `samples` (at most `SAMPLES`), next slot `taken % SAMPLES`.
     taken: usize,
-    /// The current estimate: server clock minus worker clock (ms).
-    offset_ms: f64,
-    uncertainty_ms: f64,
-    provisional: bool,
+    /// From the first stamp, until the first sync sample.
+    provisional: Option<Sample>,
+    /// The largest one-way lower bound (`lo` only), aged like a sample.
+    lower: Option<Sample>,
 }
 
 /// A refused sync sample.
@@ -55,23 +118,34 @@ pub struct SkewRefusal {
 }
 
 impl ClockSync {
+    /// The offset interval at worker time `now_ms`, or `None` before any sample
+    /// or stamp.
+    pub fn estimate(&self, now_ms: f64) -> Option<Estimate> {
+        let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
+        let (lo, hi) =
+            if kept.is_empty() { self.provisional?.aged(now_ms) } else { marzullo(kept, now_ms)? };
+        let lo = match self.lower.map(|l| l.aged(now_ms).0) {
+            Some(l) if l <= hi => lo.max(l),
+            _ => lo,
+        };
+        Some(Estimate { lo, hi })
+    }
+
+    /// The interval at `now_ms`; before anything is known, the worker's own
+    /// clock ± [`UNTIMED_UNCERTAINTY_MS`].
+    pub fn estimate_or_prior(&self, now_ms: f64) -> Estimate {
+        self.estimate(now_ms)
+            .unwrap_or(Estimate { lo: -UNTIMED_UNCERTAINTY_MS, hi: UNTIMED_UNCERTAINTY_MS })
+    }
+
     /// The corrected clock at worker time `local_ms`.
     pub fn corrected(&self, local_ms: f64) -> f64 {
-        local_ms + self.offset_ms
+        local_ms + self.offset_ms(local_ms)
     }
 
-    /// The current offset estimate (server minus worker, ms).
-    pub fn offset_ms(&self) -> f64 {
-        self.offset_ms
-    }
-
-    /// The uncertainty of the estimate (ms; infinite before any sample).
-    pub fn uncertainty_ms(&self) -> f64 {
-        if self.taken == 0 && !self.provisional {
-            f64::INFINITY
-        } else {
-            self.uncertainty_ms
-        }
+    /// The offset estimate at `now_ms` (server minus worker, ms; 0 before anything is known).
+    pub fn offset_ms(&self, now_ms: f64) -> f64 {
+        self.estimate(now_ms).map_or(0.0, Estimate::offset_ms)
     }
 
     /// Whether any sync sample has been accepted.
@@ -95,81 +169,202 @@ impl ClockSync {
             _ => (received_ms, UNTIMED_UNCERTAINTY_MS),
         };
         let offset_ms = server_ms - mid;
-        if !(offset_ms.is_finite() && offset_ms.abs() <= max_skew_ms) {
+        if !(offset_ms.is_finite()
+            && offset_ms.abs() <= max_skew_ms
+            && uncertainty.is_finite()
+            && received_ms.is_finite())
+        {
             return Err(SkewRefusal { offset_ms, max_skew_ms });
         }
+        let s =
+            Sample { lo: offset_ms - uncertainty, hi: offset_ms + uncertainty, at_ms: received_ms };
+        let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
+        if marzullo(kept, received_ms).is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
+            // Disjoint from everything consistent so far: a clock stepped (see
+            // the module doc). The older samples and bounds no longer apply.
+            self.taken = 0;
+            self.lower = None;
+        }
         if let Some(slot) = self.samples.get_mut(self.taken % SAMPLES) {
-            *slot = Sample { offset_ms, uncertainty_ms: uncertainty };
+            *slot = s;
         }
-        self.taken += 1;
-        self.provisional = false;
-        let kept = &self.samples[..self.taken.min(SAMPLES)];
-        let best = kept.iter().copied().reduce(|a, b| {
-            // On a tie the later slot wins; both are equally precise.
-            if b.uncertainty_ms <= a.uncertainty_ms {
-                b
-            } else {
-                a
-            }
-        });
-        if let Some(b) = best {
-            self.offset_ms = b.offset_ms;
-            self.uncertainty_ms = b.uncertainty_ms;
-        }
+        // Saturating: counting past usize::MAX samples only has to keep the slot
+        // rotation going, and `taken >= SAMPLES` stays true.
+        self.taken = self.taken.checked_add(1).unwrap_or(SAMPLES);
+        self.provisional = None;
         Ok(())
     }
 
-    /// A frame stamped at server wall time `stamp_ms` arrived at worker time
-    /// `arrival_ms`. Sets a provisional offset if nothing better is known.
-    pub fn observe_stamp(&mut self, stamp_ms: f64, arrival_ms: f64, max_skew_ms: f64) {
-        if self.taken > 0 || self.provisional {
+    /// A server stamp (`stamp_ms`) arriving at worker time `arrival_ms`, with
+    /// nothing known yet: sets the provisional interval. No effect once anything
+    /// is known, or for an offset beyond `maxClockSkewMs`.
+    pub fn bootstrap(&mut self, stamp_ms: f64, arrival_ms: f64, max_skew_ms: f64) {
+        if self.taken > 0 || self.provisional.is_some() {
             return;
         }
         let offset_ms = stamp_ms - arrival_ms;
-        if offset_ms.is_finite() && offset_ms.abs() <= max_skew_ms {
-            self.offset_ms = offset_ms;
-            self.uncertainty_ms = UNTIMED_UNCERTAINTY_MS;
-            self.provisional = true;
+        if offset_ms.is_finite() && offset_ms.abs() <= max_skew_ms && arrival_ms.is_finite() {
+            let u = UNTIMED_UNCERTAINTY_MS;
+            self.provisional =
+                Some(Sample { lo: offset_ms - u, hi: offset_ms + u, at_ms: arrival_ms });
+            self.lower = Some(Sample { lo: offset_ms, hi: offset_ms, at_ms: arrival_ms });
         }
     }
+
+    /// An accepted server stamp (`stamp_ms`) arrived at worker time
+    /// `arrival_ms`: the offset is at least `stamp_ms - arrival_ms`. Taken only
+    /// when it is consistent with the current interval (see the module doc).
+    pub fn bound(&mut self, stamp_ms: f64, arrival_ms: f64) {
+        let l = stamp_ms - arrival_ms;
+        if !(l.is_finite() && arrival_ms.is_finite()) {
+            return;
+        }
+        let Some(est) = self.estimate(arrival_ms) else { return };
+        if l > est.hi {
+            return;
+        }
+        // A stored bound that a later sample made inconsistent is replaced.
+        let old = self.lower.map(|s| s.aged(arrival_ms).0);
+        if old.is_none_or(|o| l > o || o > est.hi) {
+            self.lower = Some(Sample { lo: l, hi: l, at_ms: arrival_ms });
+        }
+    }
+}
+
+/// Marzullo's algorithm over the aged sample intervals: the region covered by
+/// the most intervals (the narrowest such region on a tie).
+fn marzullo(samples: &[Sample], now_ms: f64) -> Option<(f64, f64)> {
+    // (value, 0 = interval starts, 1 = interval ends): starts sort before ends at
+    // one value, so intervals that touch count as overlapping.
+    // A fixed array: this runs on every corrected-clock reading, so no allocation.
+    let mut all = [(0.0f64, 0u8); 2 * SAMPLES];
+    let n = 2 * samples.len().min(SAMPLES);
+    for (pair, s) in all.chunks_exact_mut(2).zip(samples) {
+        let (lo, hi) = s.aged(now_ms);
+        pair.copy_from_slice(&[(lo, 0), (hi, 1)]);
+    }
+    let edges = all.get_mut(..n)?;
+    edges.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut count, mut best, mut region) = (0usize, 0usize, None::<(f64, f64)>);
+    let edges = &*edges;
+    for (k, &(x, kind)) in edges.iter().enumerate() {
+        if kind == 1 {
+            count = count.saturating_sub(1);
+            continue;
+        }
+        count += 1;
+        let Some(&(next, _)) = edges.get(k + 1) else { continue };
+        let narrower = region.is_none_or(|(a, b)| next - x < b - a);
+        if count > best || (count == best && narrower) {
+            best = count;
+            region = Some((x, next));
+        }
+    }
+    region
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const SKEW: f64 = 86_400_000.0;
+
+    fn est(c: &ClockSync, now: f64) -> (f64, f64) {
+        let e = c.estimate(now).unwrap();
+        (e.offset_ms(), e.error_ms())
+    }
+
     #[test]
-    fn picks_the_sample_with_the_shortest_round_trip() {
+    fn intersects_consistent_samples_and_never_widens() {
         let mut c = ClockSync::default();
         // Server 120 s ahead. A slow request (400 ms round trip) then a fast one (20 ms).
-        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, 86_400_000.0).is_ok());
-        assert_eq!(c.offset_ms(), 120_000.0);
-        assert!(c.sample(1_130_010.0 + 3.0, Some(1_010_000.0), 1_010_020.0, 86_400_000.0).is_ok());
-        assert_eq!(c.offset_ms(), 120_003.0);
-        assert_eq!(c.uncertainty_ms(), 10.0);
-        // A later slow sample that disagrees does not displace the precise one.
-        assert!(c.sample(1_150_000.0, Some(1_020_000.0), 1_021_000.0, 86_400_000.0).is_ok());
-        assert_eq!(c.offset_ms(), 120_003.0);
+        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, SKEW).is_ok());
+        assert_eq!(est(&c, 1_000_400.0), (120_000.0, 200.0));
+        assert!(c.sample(1_120_410.0 + 3.0, Some(1_000_400.0), 1_000_420.0, SKEW).is_ok());
+        let (o, e) = est(&c, 1_000_420.0);
+        assert!((o - 120_003.0).abs() < 0.01 && (e - 10.0).abs() < 0.01, "{o} {e}");
+        // A later slow sample that agrees loosely does not widen the estimate.
+        assert!(c.sample(1_121_000.0, Some(1_000_500.0), 1_001_500.0, SKEW).is_ok());
+        let (o2, e2) = est(&c, 1_001_500.0);
+        assert!((o2 - 120_003.0).abs() < 0.2 && e2 <= 10.2, "{o2} {e2}");
+    }
+
+    #[test]
+    fn a_wide_sample_never_overrides_a_narrow_one_and_a_step_is_followed() {
+        let mut c = ClockSync::default();
+        for k in 0..3 {
+            let t = 1_000_000.0 + 10_000.0 * f64::from(k);
+            assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, SKEW).is_ok());
+        }
+        // A wide sample that agrees: the estimate stays narrow.
+        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, SKEW).is_ok());
+        let (o, e) = est(&c, 1_032_000.0);
+        assert!((o - 5_000.0).abs() < 20.0 && e < 20.0, "{o} {e}");
+        // The worker clock steps back 2.4 s: the next sample is disjoint and wins.
+        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, SKEW).is_ok());
+        let (o, e) = est(&c, 1_040_020.0);
+        assert!((o - 7_400.0).abs() < 11.0 && e <= 10.0, "{o} {e}");
+        assert!(c.synced());
+    }
+
+    #[test]
+    fn samples_age_by_the_drift_rate() {
+        let mut c = ClockSync::default();
+        assert!(c.sample(1_010.0, Some(990.0), 1_010.0, SKEW).is_ok()); // 10 +- 10
+        let hour = 3_600_000.0;
+        let (_, e) = est(&c, 1_010.0 + hour);
+        assert!((e - (10.0 + MAX_DRIFT * hour)).abs() < 1e-6, "{e}");
     }
 
     #[test]
     fn refuses_absurd_skew_and_keeps_the_estimate() {
         let mut c = ClockSync::default();
-        assert!(c.sample(5_000.0, None, 1_000.0, 86_400_000.0).is_ok());
+        assert!(c.sample(5_000.0, None, 1_000.0, SKEW).is_ok());
         let before = c.clone();
-        assert!(c.sample(1e15, None, 1_000.0, 86_400_000.0).is_err());
-        assert!(c.sample(f64::NAN, None, 1_000.0, 86_400_000.0).is_err());
-        assert_eq!(c, before);
+        assert!(c.sample(1e15, None, 1_000.0, SKEW).is_err());
+        assert!(c.sample(f64::NAN, None, 1_000.0, SKEW).is_err());
+        assert!(c.sample(5_000.0, None, f64::INFINITY, SKEW).is_err());
+        assert!(c.sample(5_000.0, Some(f64::NEG_INFINITY), 1_000.0, SKEW).is_ok());
+        assert_eq!(c.estimate(1_000.0), before.estimate(1_000.0));
     }
 
     #[test]
-    fn frame_stamps_only_bootstrap() {
+    fn stamps_bootstrap_and_bound_only_inside_the_samples() {
         let mut c = ClockSync::default();
-        c.observe_stamp(61_000.0, 1_000.0, 86_400_000.0);
-        assert_eq!(c.offset_ms(), 60_000.0);
-        c.observe_stamp(999_000.0, 1_000.0, 86_400_000.0);
-        assert_eq!(c.offset_ms(), 60_000.0);
-        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, 86_400_000.0).is_ok());
-        assert_eq!(c.offset_ms(), 1_000.0);
+        assert_eq!(c.estimate(0.0), None);
+        c.bootstrap(61_000.0, 1_000.0, SKEW);
+        assert_eq!(c.estimate(1_000.0), Some(Estimate { lo: 60_000.0, hi: 61_000.0 }));
+        c.bootstrap(999_000.0, 1_000.0, SKEW);
+        assert_eq!(c.estimate(1_000.0).map(|e| e.hi), Some(61_000.0));
+        // A sync sample replaces the provisional interval: 1000 +- 100.
+        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, SKEW).is_ok());
+        assert_eq!(c.estimate(1_100.0), Some(Estimate { lo: 900.0, hi: 1_100.0 }));
+        // A one-way bound inside the interval raises lo.
+        c.bound(2_150.0, 1_100.0);
+        assert_eq!(c.estimate(1_100.0), Some(Estimate { lo: 1_050.0, hi: 1_100.0 }));
+        // A bound beyond hi (an HLC leading its physical clock) moves nothing, ever.
+        for k in 0..100 {
+            c.bound(2_000_000.0 + f64::from(k), 1_100.0);
+        }
+        assert_eq!(c.estimate(1_100.0), Some(Estimate { lo: 1_050.0, hi: 1_100.0 }));
+        // An older, lower bound does not replace a higher one.
+        c.bound(2_000.0, 1_100.0);
+        assert_eq!(c.estimate(1_100.0).map(|e| e.lo), Some(1_050.0));
+    }
+
+    #[test]
+    fn survives_extreme_inputs() {
+        let mut c = ClockSync::default();
+        c.bootstrap(f64::MAX, -f64::MAX, SKEW);
+        c.bound(f64::NAN, 0.0);
+        assert_eq!(c.estimate(0.0), None);
+        for x in [0.0, 1e300, -1e300, f64::MAX, f64::MIN_POSITIVE] {
+            let _ = c.sample(x, Some(-x), x, SKEW);
+            let _ = c.corrected(x);
+        }
+        for _ in 0..(3 * SAMPLES) {
+            assert!(c.sample(1_000.0, None, 0.0, SKEW).is_ok());
+        }
+        assert_eq!(est(&c, 0.0), (1_000.0, 1_000.0));
     }
 }

@@ -84,8 +84,13 @@ pub struct Config {
     pub totals_flush_ms: f64,
     /// A scheduled `fetch` (REST catch-up) is requested this often (ms).
     pub catchup_interval_ms: f64,
-    /// An unanswered `fetch` is repeated after this long (ms).
+    /// An unanswered `fetch` is repeated after this long (ms), doubling on each
+    /// repetition up to `catchup_interval_ms`.
     pub fetch_retry_ms: f64,
+    /// Ask for a catch-up at the first timer even before any live frame, hello
+    /// or catch-up was seen (otherwise a page using only anomaly detection is
+    /// never asked).
+    pub catchup_on_start: bool,
     /// Most live readings held until a REST result covers them.
     pub max_pending_readings: u32,
     /// Reading ids per meter remembered for duplicate detection (a sliding window).
@@ -165,6 +170,7 @@ impl Default for Config {
             totals_flush_ms: 250.0,
             catchup_interval_ms: 60_000.0,
             fetch_retry_ms: 5_000.0,
+            catchup_on_start: false,
             max_pending_readings: 2_000_000,
             dedup_window: 1_024,
             max_missing_seqs: 4_096,
@@ -213,6 +219,7 @@ pub struct ConfigPatch {
     pub totals_flush_ms: Option<f64>,
     pub catchup_interval_ms: Option<f64>,
     pub fetch_retry_ms: Option<f64>,
+    pub catchup_on_start: Option<bool>,
     pub max_pending_readings: Option<u32>,
     pub dedup_window: Option<u32>,
     pub max_missing_seqs: Option<u32>,
@@ -298,6 +305,7 @@ impl Config {
             totals_flush_ms,
             catchup_interval_ms,
             fetch_retry_ms,
+            catchup_on_start,
             max_pending_readings,
             dedup_window,
             max_missing_seqs,

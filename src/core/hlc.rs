@@ -57,9 +57,11 @@ impl Hlc {
     }
 
     /// The next timestamp after this one (counter + 1, or the next millisecond).
+    /// Saturates at `u64::MAX` ms, which no clock here reaches: issued wall
+    /// times stay within `MAX_WALL_MS + 1` but for one ms per 65,536 events.
     pub fn successor(self) -> Hlc {
         if self.counter >= MAX_COUNTER {
-            Hlc { wall_ms: self.wall_ms + 1, counter: 0 }
+            Hlc { wall_ms: self.wall_ms.saturating_add(1), counter: 0 }
         } else {
             Hlc { wall_ms: self.wall_ms, counter: self.counter + 1 }
         }
@@ -123,8 +125,13 @@ impl HybridClock {
     /// receive rule). Refuses `m` when it is more than `max_offset_ms` ahead of
     /// `pt_ms`, leaving the clock unchanged.
     pub fn receive(&mut self, m: Hlc, pt_ms: u64, max_offset_ms: u64) -> Result<Hlc, ClockRefusal> {
-        if m.wall_ms > pt_ms.saturating_add(max_offset_ms) {
-            return Err(ClockRefusal { remote: m, pt_ms, ahead_ms: m.wall_ms - pt_ms });
+        // A stamp out of range (never decoded from the wire) is refused too.
+        if m.wall_ms > pt_ms.saturating_add(max_offset_ms) || m.wall_ms > MAX_WALL_MS {
+            return Err(ClockRefusal {
+                remote: m,
+                pt_ms,
+                ahead_ms: m.wall_ms.saturating_sub(pt_ms),
+            });
         }
         self.observe_pt(pt_ms);
         let pt = pt_ms.min(MAX_WALL_MS);
@@ -179,6 +186,28 @@ mod tests {
         let r = Hlc { wall_ms: 11, counter: 0 };
         assert_eq!(c.receive(m, 10, 0), Ok(r));
         assert!(c.now(10) > r);
+    }
+
+    #[test]
+    fn the_end_of_time_neither_panics_nor_goes_backwards() {
+        let mut c = HybridClock::default();
+        let top = Hlc { wall_ms: MAX_WALL_MS, counter: MAX_COUNTER };
+        let next = Hlc { wall_ms: MAX_WALL_MS + 1, counter: 0 };
+        assert_eq!(c.receive(top, MAX_WALL_MS, 0), Ok(next));
+        assert!(c.now(u64::MAX) > next);
+        assert!(c
+            .receive(Hlc { wall_ms: MAX_WALL_MS + 2, counter: 0 }, u64::MAX, u64::MAX)
+            .is_err());
+        let before = c;
+        let e =
+            c.receive(Hlc { wall_ms: u64::MAX, counter: MAX_COUNTER }, 0, u64::MAX).unwrap_err();
+        assert_eq!(e.ahead_ms, u64::MAX);
+        assert_eq!(c, before);
+        let last = Hlc { wall_ms: u64::MAX, counter: MAX_COUNTER };
+        assert_eq!(last.successor().wall_ms, u64::MAX);
+        assert_eq!(Hlc::from_f64(MAX_WALL_MS as f64 + 1.0, 0.0), None);
+        assert_eq!(Hlc::from_f64(f64::INFINITY, 0.0), None);
+        assert_eq!(Hlc::from_f64(9_007_199_254_740_993.0, 0.0), None);
     }
 
     #[test]

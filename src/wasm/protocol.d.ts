@@ -35,7 +35,7 @@ export interface MeterflowConfig {
   maxStreamKeys?: number; maxAbsValue?: number; maxAgeMs?: number; maxFutureMs?: number;
   maxErrorsPerBatch?: number; resources?: ResourceSpec[]; historyHours?: number;
   maxOffsetMs?: number; maxClockSkewMs?: number; totalsFlushMs?: number;
-  catchupIntervalMs?: number; fetchRetryMs?: number; maxPendingReadings?: number;
+  catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
 }

@@ -226,6 +226,7 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "totalsFlushMs" => totals_flush_ms: float,
             "catchupIntervalMs" => catchup_interval_ms: float,
             "fetchRetryMs" => fetch_retry_ms: float,
+            "catchupOnStart" => catchup_on_start: boolean,
             "maxPendingReadings" => max_pending_readings: uint,
             "dedupWindow" => dedup_window: uint,
             "maxMissingSeqs" => max_missing_seqs: uint,

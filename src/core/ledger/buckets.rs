@@ -281,5 +281,17 @@ mod tests {
         assert_eq!(hour_of(3_599_999.0), Some(0));
         assert_eq!(hour_of(-1.0), Some(-1));
         assert_eq!(hour_of(f64::NAN), None);
+        // Timestamps at the edge of exact JS numbers, and beyond any date.
+        let two53 = 9_007_199_254_740_992.0;
+        assert_eq!(hour_of(two53), Some(2_501_999_792));
+        assert_eq!(hour_of(-two53), Some(-2_501_999_793));
+        assert_eq!(hour_of(1e300), None);
+        assert_eq!(hour_of(f64::NEG_INFINITY), None);
+        // The kept-hour arithmetic stays in range at the largest hour.
+        let mut hb = HourBuckets::new(1, 168);
+        hb.set_current(999_999_999_999_999);
+        assert_eq!(hb.place(-999_999_999_999_999), HourPlace::Late);
+        assert_eq!(hb.place(999_999_999_999_999 + 2), HourPlace::Future);
+        assert!(hb.get_mut(0, 999_999_999_999_999).is_some());
     }
 }

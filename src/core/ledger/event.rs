@@ -125,8 +125,9 @@ pub struct LedgerCounters {
     pub rest_applied: u64,
     /// REST results discarded because their `asOf` was not newer than the applied one.
     pub stale_rest: u64,
-    /// REST results refused whole because an item was malformed (applying the
-    /// rest would read the bad bucket as 0).
+    /// REST results refused whole, changing nothing: a malformed item (applying
+    /// the rest would read the bad bucket as 0), a bad range, or a watermark
+    /// ahead of the corrected clock.
     pub refused_rest: u64,
     /// Remote timestamps refused for running ahead of the corrected clock.
     pub refused_clocks: u64,

@@ -1,17 +1,22 @@
 //! `FetchPolicy`: when the ledger asks the page for a REST catch-up.
 //!
-//! - The first timer asks at once (`startup`): totals need their history.
+//! - Nothing is asked before the ledger is *engaged*: it has seen a live frame,
+//!   a hello or a catch-up (a page using only anomaly detection is never asked),
+//!   or `catchupOnStart` is set. Then the first timer asks (`startup`).
 //! - A cause (gap, new epoch, refused clock, unverifiable reading, pending limit)
 //!   asks **immediately**, unless a request is outstanding; then the cause is
 //!   remembered and asked again as soon as that request is answered, if the
 //!   totals are still incomplete (the answer may predate the cause).
-//! - An outstanding request is repeated after `fetchRetryMs`; so is a need that
-//!   an answer did not cover (e.g. a result whose range missed a kept hour).
+//! - An outstanding request is repeated after `fetchRetryMs`, then after twice
+//!   as long each time, up to `catchupIntervalMs` (deterministic, no jitter);
+//!   so is a need that answers did not cover. The delay returns to
+//!   `fetchRetryMs` with a new cause or an answer that leaves nothing needed.
 //! - Otherwise a `scheduled` catch-up is asked every `catchupIntervalMs` after
 //!   the last request.
 //!
 //! So at most one request is outstanding, and the page is never asked faster
-//! than once per answer plus once per `fetchRetryMs`.
+//! than once per answer plus once per `fetchRetryMs`; an unanswered page is
+//! asked at most once per `catchupIntervalMs` in the long run.
 
 use super::event::{FetchReason, FetchRequest};
 use crate::core::config::Config;
@@ -25,6 +30,9 @@ pub struct FetchPolicy {
     last_reason: Option<FetchReason>,
     /// A cause that arose while a request was outstanding.
     again: Option<FetchReason>,
+    /// Repetitions since the last new cause or complete answer: the next one
+    /// waits `fetchRetryMs × 2^retries`, capped.
+    retries: u32,
 }
 
 impl FetchPolicy {
@@ -53,29 +61,47 @@ impl FetchPolicy {
             self.again = self.again.or(Some(reason));
             None
         } else {
+            self.retries = 0;
             Some(self.request(reason, now_ms, need, from_hour_ms))
         }
     }
 
-    /// Timer: startup, retries and the schedule.
+    /// The wait before the next repetition: `fetchRetryMs × 2^retries`, at most
+    /// `catchupIntervalMs` (or `fetchRetryMs` if that is longer).
+    fn retry_delay(&self, cfg: &Config) -> f64 {
+        let cap = cfg.catchup_interval_ms.max(cfg.fetch_retry_ms);
+        // 2^30 × any positive retry already exceeds any finite cap worth having.
+        (cfg.fetch_retry_ms * f64::from(1u32 << self.retries.min(30))).min(cap)
+    }
+
+    /// Timer: startup, retries and the schedule. `engaged`: the ledger has seen
+    /// a live frame, a hello or a catch-up.
     pub fn on_timer(
         &mut self,
         now_ms: f64,
+        engaged: bool,
         incomplete: bool,
         need: Option<Hlc>,
         from_hour_ms: f64,
         cfg: &Config,
     ) -> Option<FetchRequest> {
         let Some(last) = self.last_request else {
+            if !(engaged || cfg.catchup_on_start) {
+                return None;
+            }
+            self.retries = 0;
             return Some(self.request(FetchReason::Startup, now_ms, need, from_hour_ms));
         };
         let since = now_ms - last;
+        let retry = self.retry_delay(cfg);
         let reason = match self.outstanding_since {
-            Some(_) if since >= cfg.fetch_retry_ms => {
+            Some(_) if since >= retry => {
+                self.retries = self.retries.saturating_add(1);
                 self.again.take().or(self.last_reason).unwrap_or(FetchReason::Scheduled)
             }
             Some(_) => return None,
-            None if incomplete && need.is_some() && since >= cfg.fetch_retry_ms => {
+            None if incomplete && need.is_some() && since >= retry => {
+                self.retries = self.retries.saturating_add(1);
                 self.last_reason.unwrap_or(FetchReason::Gap)
             }
             None if since >= cfg.catchup_interval_ms => FetchReason::Scheduled,
@@ -94,6 +120,9 @@ impl FetchPolicy {
         from_hour_ms: f64,
     ) -> Option<FetchRequest> {
         self.outstanding_since = None;
+        if !still_incomplete {
+            self.retries = 0;
+        }
         match self.again.take() {
             Some(reason) if still_incomplete => {
                 Some(self.request(reason, now_ms, need, from_hour_ms))

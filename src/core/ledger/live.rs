@@ -58,9 +58,20 @@ impl Ledger {
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
     ) {
-        self.sync.observe_stamp(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
+        self.engaged = true;
+        self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
         let accepted = self.receive(f.stamp, "frame", now_ms, cfg, out);
+        // A stamp refused for its clock records needs only up to the corrected
+        // clock (see `Ledger::need_stamp`): the frame goes on with that stamp.
+        let capped;
+        let f = match self.need_stamp(f.stamp, accepted, now_ms, cfg) {
+            s if s == f.stamp => f,
+            stamp => {
+                capped = LiveFrame { stamp, ..f.clone() };
+                &capped
+            }
+        };
         let Some(ci) = self.cursor_index(&f.channel, cfg) else {
             self.channel_refused(&f.channel, Some(f.stamp), cfg, now_ms, out);
             return;

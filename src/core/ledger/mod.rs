@@ -16,6 +16,11 @@
 //! (`fetch`). The flag clears when a REST result covering every need and every
 //! kept hour is applied.
 //!
+//! A REST result is checked whole before anything of it applies, its watermark
+//! against the corrected clock like any remote stamp: a refused result leaves
+//! the ledger as it was (only `refusedRest` counts it), so it can neither
+//! advance the watermark nor poison later results.
+//!
 //! Submodules: `buckets` (hourly buckets), `dedup` (per-meter reading-id
 //! windows), `cursor` (stream positions and holes), `live` (applying a frame),
 //! `fetch` (when to ask for a catch-up), `event` (inputs and outputs).
@@ -36,7 +41,7 @@ use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::Outbound;
-use crate::core::hlc::{Hlc, HybridClock};
+use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::HourBuckets;
 use cursor::StreamCursor;
 use dedup::ReadingIds;
@@ -62,6 +67,9 @@ pub struct Ledger {
     fetch: FetchPolicy,
     /// Something shown changed since the last `totals`.
     dirty: bool,
+    /// A live frame, hello or catch-up was seen: the page uses the ledger, so
+    /// catch-ups may be asked for.
+    engaged: bool,
     /// Readings to feed the anomaly windows: `(meter, ts, value)`.
     feed: Vec<(u32, f64, f64)>,
 }
@@ -92,6 +100,7 @@ impl Ledger {
             counters: LedgerCounters::default(),
             fetch: FetchPolicy::default(),
             dirty: true,
+            engaged: false,
             feed: Vec::new(),
         }
     }
@@ -101,8 +110,8 @@ impl Ledger {
     pub fn reconfigure(&mut self, cfg: &Config) {
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {
-            let (clock, sync) = (self.clock, self.sync.clone());
-            *self = Ledger { clock, sync, ..Ledger::new(cfg) };
+            let (clock, sync, engaged) = (self.clock, self.sync.clone(), self.engaged);
+            *self = Ledger { clock, sync, engaged, ..Ledger::new(cfg) };
         } else if u64::from(cfg.dedup_window) != self.ids.window() {
             // A smaller or larger window forgets the ids seen; anything it can no
             // longer verify is left to the next REST result.
@@ -132,6 +141,13 @@ impl Ledger {
             clock_regressions: self.clock.regressions(),
             ..self.counters
         }
+    }
+
+    /// The ledger's whole state except its counters, as text: equal digests
+    /// mean equal buckets, watermark, needs, stream positions, clocks and fetch
+    /// state. For tests that a refused input changed nothing.
+    pub fn digest(&self) -> String {
+        format!("{:?}", Ledger { counters: LedgerCounters::default(), ..self.clone() })
     }
 
     /// Readings accepted live since the last call, for the anomaly windows.
@@ -189,7 +205,7 @@ impl Ledger {
         self.roll(now_ms);
         let (need, from) = (self.need_max(), self.catchup_start_ms());
         let incomplete = self.incomplete();
-        if let Some(req) = self.fetch.on_timer(now_ms, incomplete, need, from, cfg) {
+        if let Some(req) = self.fetch.on_timer(now_ms, self.engaged, incomplete, need, from, cfg) {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
         }
@@ -268,8 +284,9 @@ impl Ledger {
         }
     }
 
-    /// Merges a remote stamp into the worker's HLC; `false` (and an error) if it is
-    /// too far ahead of the corrected clock.
+    /// Merges a remote stamp into the worker's HLC and takes it as a one-way
+    /// bound on the clock offset; `false` (and an error) if it is too far ahead
+    /// of the corrected clock (see [`clock_refusal`]), which changes nothing.
     fn receive(
         &mut self,
         stamp: Hlc,
@@ -278,21 +295,56 @@ impl Ledger {
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) -> bool {
+        if let Some(e) = clock_refusal(&self.sync, stamp, what, now_ms, cfg) {
+            self.counters.refused_clocks += 1;
+            out.push(Outbound::Error(e));
+            return false;
+        }
         let pt = self.pt(now_ms);
-        match self.clock.receive(stamp, pt, cfg.max_offset_ms as u64) {
-            Ok(_) => true,
-            Err(r) => {
+        // `clock_refusal` accepted `stamp.wall_ms <= limit`; the HLC needs no
+        // further check, and a stamp beyond `pt` moves it forward as the paper says.
+        let limit = clock_limit(&self.sync, now_ms, cfg);
+        let allowance = (limit.floor().max(0.0) as u64).saturating_sub(pt);
+        match self.clock.receive(stamp, pt, allowance) {
+            Ok(_) => {
+                self.sync.bound(stamp.wall_ms as f64, now_ms);
+                true
+            }
+            Err(_) => {
+                // Unreachable by construction; refusing is the safe side.
                 self.counters.refused_clocks += 1;
                 out.push(Outbound::Error(CoreError::new(
                     ErrorCode::ClockAhead,
-                    format!(
-                        "{what} stamp {}.{} is {} ms ahead of the corrected clock {} (worker clock {now_ms}, offset {:.0} ms), beyond maxOffsetMs {}",
-                        r.remote.wall_ms, r.remote.counter, r.ahead_ms, r.pt_ms, self.sync.offset_ms(), cfg.max_offset_ms
-                    ),
+                    format!("{what} stamp {}.{} refused by the HLC", stamp.wall_ms, stamp.counter),
                 )));
                 false
             }
         }
+    }
+
+    /// The need a remote stamp records: the stamp itself, unless it was refused
+    /// for its clock **and** lies beyond anything an honest server can stamp:
+    /// `now + maxClockSkewMs + maxOffsetMs` (a server clock further off is
+    /// refused as a sync sample, and an honest HLC leads its clock by at most
+    /// `maxOffsetMs`). Such a stamp (2^47, say) is not evidence of readings a
+    /// REST result will ever carry: no honest watermark reaches it, so
+    /// `incomplete` would never clear and the catch-up would be repeated
+    /// forever. Its need is capped at the earliest the server's clock can read
+    /// now (`now + lo`): the next honest result covers it, and the refused
+    /// readings, stamped beyond every watermark the worker accepts, are never
+    /// counted. A stamp refused but within that horizon (the estimate was off,
+    /// or the server's HLC was pushed ahead) keeps its need: an honest server's
+    /// watermark reaches it once its clock does, and until then the totals
+    /// rightly say `incomplete`.
+    fn need_stamp(&self, stamp: Hlc, accepted: bool, now_ms: f64, cfg: &Config) -> Hlc {
+        let horizon = now_ms + cfg.max_clock_skew_ms + cfg.max_offset_ms;
+        if accepted || stamp.wall_ms as f64 <= horizon {
+            return stamp;
+        }
+        let earliest = now_ms + self.sync.estimate_or_prior(now_ms).lo;
+        // `as` saturates (NaN to 0); the clamp keeps the part valid.
+        let wall = (earliest.floor().max(0.0) as u64).min(MAX_WALL_MS);
+        stamp.min(Hlc { wall_ms: wall, counter: 0 })
     }
 
     /// The index of `channel`'s cursor, created if there is room.
@@ -320,20 +372,23 @@ impl Ledger {
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) {
+        self.engaged = true;
         if let Some(t) = h.server_time_ms {
             self.sync_sample(t, None, now_ms, cfg, out);
         }
         self.roll(now_ms);
-        if let Some(stamp) = h.stamp {
-            // Refused or not, the greeting stamp bounds what the new stream may
-            // have missed (the cursor records it as a need).
-            self.receive(stamp, "hello", now_ms, cfg, out);
-        }
+        // Refused or not, the greeting stamp bounds what the new stream may have
+        // missed (the cursor records it as a need), capped if it was refused.
+        let stamp = h.stamp.map(|stamp| {
+            self.sync.bootstrap(stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
+            let accepted = self.receive(stamp, "hello", now_ms, cfg, out);
+            self.need_stamp(stamp, accepted, now_ms, cfg)
+        });
         let Some(cursor) = self.cursor(&h.channel, cfg) else {
-            self.channel_refused(&h.channel, h.stamp, cfg, now_ms, out);
+            self.channel_refused(&h.channel, stamp, cfg, now_ms, out);
             return;
         };
-        if cursor.hello(h.epoch, h.next_seq, h.stamp) {
+        if cursor.hello(h.epoch, h.next_seq, stamp) {
             self.counters.gaps += 1;
             self.dirty = true;
             self.ask(FetchReason::Epoch, now_ms, out);
@@ -362,47 +417,79 @@ impl Ledger {
         self.ask(FetchReason::Gap, now_ms, out);
     }
 
-    /// A REST catch-up result arrived.
+    /// A REST catch-up result arrived: **decode → check → apply**.
+    ///
+    /// The whole body is checked before the first state change: decoder errors,
+    /// its hour range, every bucket, and its watermark against the corrected
+    /// clock (as updated by the body's own clock sample). A refused body changes
+    /// nothing but `refusedRest` (and `refusedClocks` for a watermark from the
+    /// future): not the buckets, not `asOf`, not the HLC, and not the clock
+    /// estimate (a body whose watermark is refused may carry a faulty
+    /// `serverTime` too). The outstanding request is then repeated as unanswered.
     pub fn on_catchup(&mut self, c: &Catchup, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for e in &c.errors {
             sink.push(e.clone());
         }
         sink.finish();
+        // The body's clock sample, on a copy until the body is accepted.
+        let mut sync = self.sync.clone();
         if let Some(t) = c.server_time_ms {
             let received = c.received_at_ms.unwrap_or(now_ms);
-            self.sync_sample(t, c.sent_at_ms, received, cfg, out);
+            if let Err(r) = sync.sample(t, c.sent_at_ms, received, cfg.max_clock_skew_ms) {
+                self.counters.refused_clocks += 1;
+                out.push(Outbound::Error(CoreError::new(
+                    ErrorCode::ClockAhead,
+                    format!(
+                        "server time {t} is {:.0} ms from the worker clock {received}, beyond maxClockSkewMs {}: clock sample ignored",
+                        r.offset_ms, r.max_skew_ms
+                    ),
+                )));
+            }
         }
-        self.roll(now_ms);
         if self.as_of.is_some_and(|a| c.as_of <= a) {
+            // Valid but not newer: its clock sample still counts.
+            self.sync = sync;
+            self.engaged = true;
             self.counters.stale_rest += 1;
             return;
         }
-        // A malformed bucket was dropped by the decoder: applying the rest would
-        // read its hour as 0. Refuse the whole result; the request is retried.
-        // Buckets of resources this dashboard does not total are merely ignored.
-        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
-        if malformed > 0 {
-            self.counters.refused_rest += 1;
-            out.push(Outbound::Error(CoreError::new(
-                ErrorCode::BadField,
-                format!("catch-up result refused: {malformed} malformed item(s); the previous totals stay and the catch-up is retried"),
-            )));
-            return;
-        }
-        // The watermark is data, not a clock reading: a result whose asOf runs
-        // ahead (a server HLC pushed forward) still applies; only the worker's
-        // clock refuses to follow it.
+        let checked = match self.check_catchup(c, &sync, now_ms, cfg, out) {
+            Ok(checked) => checked,
+            Err(why) => {
+                self.counters.refused_rest += 1;
+                out.push(Outbound::Error(CoreError::new(
+                    why.code,
+                    format!(
+                        "catch-up result asOf {}.{} refused whole: {}; the previous totals stay and the catch-up is retried",
+                        c.as_of.wall_ms, c.as_of.counter, why.message
+                    ),
+                )));
+                return;
+            }
+        };
+        // Apply.
+        self.sync = sync;
+        self.engaged = true;
+        self.roll(now_ms);
+        // Accepted by the same check in `check_catchup`, so this cannot refuse.
         self.receive(c.as_of, "REST asOf", now_ms, cfg, out);
-        let clean = self.apply_buckets(c, cfg, out);
+        if let Some(range) = &checked {
+            for (r, k, total) in range.totals() {
+                if let Some(b) = self.buckets.get_mut(r, range.from + k as i64) {
+                    b.apply_rest(total, c.as_of);
+                }
+            }
+        }
         self.as_of = Some(c.as_of);
         self.counters.rest_applied += 1;
         self.dirty = true;
         let Some(current) = self.buckets.current() else { return };
-        let (from, to) = catchup_range(c);
-        let covers_kept = from.is_some_and(|f| f <= current - self.buckets.history())
-            && to.is_some_and(|t| Some(t) >= hour_of(c.as_of.wall_ms as f64));
-        if clean && covers_kept {
+        let covers_kept = checked.as_ref().is_some_and(|r| {
+            r.from <= current - self.buckets.history()
+                && hour_of(c.as_of.wall_ms as f64).is_some_and(|h| r.to >= h)
+        });
+        if covers_kept {
             if self.need.is_some_and(|n| n <= c.as_of) {
                 self.need = None;
             }
@@ -419,30 +506,58 @@ impl Ledger {
         }
     }
 
-    /// Sets every kept bucket in the result's range. Returns `false` if an item was
-    /// refused (that bucket keeps its previous REST part).
-    fn apply_buckets(&mut self, c: &Catchup, cfg: &Config, out: &mut Vec<Outbound>) -> bool {
-        let (Some(from), Some(to)) = catchup_range(c) else { return true };
-        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
-        if to - from >= MAX_RANGE_HOURS {
-            sink.push(CoreError::new(
+    /// Checks a whole catch-up body without changing anything. `Ok(None)` for a
+    /// body without an hour range (nothing listed: only its watermark applies);
+    /// otherwise the per-(resource, hour) totals to apply. Item problems are
+    /// reported into `out` with their positions; the returned error says why the
+    /// body is refused.
+    fn check_catchup(
+        &self,
+        c: &Catchup,
+        sync: &ClockSync,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) -> Result<Option<RangeTotals>, CoreError> {
+        // A malformed bucket was dropped by the decoder: applying the rest would
+        // read its hour as 0. Buckets of resources this dashboard does not total
+        // are merely ignored.
+        let malformed = c.errors.iter().filter(|e| e.code != ErrorCode::UnknownResource).count();
+        if malformed > 0 {
+            return Err(CoreError::new(
                 ErrorCode::BadField,
-                format!("catch-up range {from}..={to} spans more than {MAX_RANGE_HOURS} hours"),
+                format!("{malformed} malformed item(s)"),
             ));
-            sink.finish();
-            return false;
         }
-        let mut clean = true;
-        // Totals per (resource, hour) in range; absent means 0.
+        // The watermark is a server stamp: one from beyond the corrected clock
+        // would cover every later live reading and outlive every honest result.
+        if let Some(e) = clock_refusal(sync, c.as_of, "REST asOf", now_ms, cfg) {
+            return Err(e);
+        }
+        let (from, to) = match catchup_range(c) {
+            Ok(Some(range)) => range,
+            Ok(None) => return Ok(None),
+            Err(why) => return Err(CoreError::new(ErrorCode::BadField, why)),
+        };
+        // `from <= to` and both are below 1e15 in magnitude: no overflow.
+        if to - from >= MAX_RANGE_HOURS {
+            return Err(CoreError::new(
+                ErrorCode::BadField,
+                format!("range {from}..={to} spans more than {MAX_RANGE_HOURS} hours"),
+            ));
+        }
         let span = (to - from + 1) as usize;
         let nres = self.resources.len();
-        let mut totals: Vec<Option<i64>> = vec![Some(0); nres * span];
+        // Bounded: at most 32 resources × 8,784 hours, whatever the payload says.
+        let mut totals = RangeTotals { from, to, span, totals: vec![0; nres * span] };
         let mut listed = vec![Listed::No; nres * span];
         // Per-meter entries: each (meter, slot) at most once.
         let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        let mut bad = 0usize;
         for b in &c.buckets {
             let pos = b.position as usize;
-            let Some(r) = self.resources.iter().position(|s| s.name == b.resource) else {
+            let Some(r) = self.resource(&b.resource) else {
                 // Not a resource this dashboard totals (the decoder drops these first).
                 sink.push(CoreError::at(
                     ErrorCode::UnknownResource,
@@ -452,12 +567,12 @@ impl Ledger {
                 continue;
             };
             let Some(h) = hour_of(b.hour_ms).filter(|h| (from..=to).contains(h)) else {
+                bad += 1;
                 sink.push(CoreError::at(
                     ErrorCode::BadField,
                     pos,
                     format!("bucket hour {} is outside the result's range", b.hour_ms),
                 ));
-                clean = false;
                 continue;
             };
             let i = r * span + (h - from) as usize;
@@ -477,44 +592,26 @@ impl Ledger {
                     if let Some(l) = listed.get_mut(i) {
                         *l = kind;
                     }
-                    match totals.get_mut(i) {
-                        Some(Some(t)) => match t.checked_add(u) {
-                            Some(sum) => {
-                                *t = sum;
-                                None
-                            }
-                            None => Some("overflows when summed".to_string()),
-                        },
+                    match totals.totals.get_mut(i).map(|t| t.checked_add(u).map(|s| *t = s)) {
+                        Some(None) => Some("overflows when summed".to_string()),
                         _ => None,
                     }
                 }
             };
             if let Some(why) = problem {
+                bad += 1;
                 sink.push(CoreError::at(
                     ErrorCode::BadValue,
                     pos,
-                    format!(
-                        "{} hour {}: total {why}; that hour keeps its previous value",
-                        b.resource, b.hour_ms
-                    ),
+                    format!("{} hour {}: total {why}", b.resource, b.hour_ms),
                 ));
-                if let Some(t) = totals.get_mut(i) {
-                    *t = None;
-                }
-                clean = false;
             }
         }
         sink.finish();
-        for r in 0..nres {
-            for k in 0..span {
-                let h = from + k as i64;
-                let Some(Some(total)) = totals.get(r * span + k).copied() else { continue };
-                if let Some(b) = self.buckets.get_mut(r, h) {
-                    b.apply_rest(total, c.as_of);
-                }
-            }
+        if bad > 0 {
+            return Err(CoreError::new(ErrorCode::BadValue, format!("{bad} bad bucket(s)")));
         }
-        clean
+        Ok(Some(totals))
     }
 
     /// The resource index of `name`.
@@ -523,13 +620,79 @@ impl Ledger {
     }
 }
 
-/// The hour range a result covers: its `from`/`to`, else its earliest/latest bucket.
-fn catchup_range(c: &Catchup) -> (Option<i64>, Option<i64>) {
+/// The newest server wall time a remote stamp may carry at worker time `now_ms`:
+/// the upper bound of the server's clock (`now + hi`) plus `maxOffsetMs`, the
+/// lead an honest server's HLC may have over its physical clock. Before any
+/// clock information, the worker's own clock ± `UNTIMED_UNCERTAINTY_MS`.
+fn clock_limit(sync: &ClockSync, now_ms: f64, cfg: &Config) -> f64 {
+    now_ms + sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms
+}
+
+/// The `clock_ahead` error for a remote stamp beyond [`clock_limit`], if it is.
+/// That is: more than `maxOffsetMs` plus the offset's error bound ahead of the
+/// corrected clock.
+fn clock_refusal(
+    sync: &ClockSync,
+    stamp: Hlc,
+    what: &str,
+    now_ms: f64,
+    cfg: &Config,
+) -> Option<CoreError> {
+    let limit = clock_limit(sync, now_ms, cfg);
+    let wall = stamp.wall_ms as f64;
+    // Out of range walls never come from the wire; the HLC refuses them too.
+    if wall <= limit && stamp.wall_ms <= MAX_WALL_MS {
+        return None;
+    }
+    let est = sync.estimate_or_prior(now_ms);
+    let corrected = now_ms + est.offset_ms();
+    Some(CoreError::new(
+        ErrorCode::ClockAhead,
+        format!(
+            "{what} stamp {}.{} is {:.0} ms ahead of the corrected clock {corrected:.0} (worker clock {now_ms}, offset {:.0} ± {:.0} ms), beyond maxOffsetMs {} plus the offset's error bound",
+            stamp.wall_ms,
+            stamp.counter,
+            wall - corrected,
+            est.offset_ms(),
+            est.error_ms(),
+            cfg.max_offset_ms
+        ),
+    ))
+}
+
+/// The hour range a result covers: its `from`/`to`, else its earliest/latest
+/// bucket. `Ok(None)` when it names no hour at all; an error for a bound that
+/// is not a finite time or an inverted range (nothing would be applied, yet the
+/// watermark would advance).
+fn catchup_range(c: &Catchup) -> Result<Option<(i64, i64)>, String> {
+    let bound = |given: Option<f64>, what: &str| match given {
+        Some(ms) => hour_of(ms).map(Some).ok_or(format!("'{what}' {ms} is not a time")),
+        None => Ok(None),
+    };
     let hours = || c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));
-    let from = c.from_hour_ms.and_then(hour_of).or_else(|| hours().min());
-    let to = c.to_hour_ms.and_then(hour_of).or_else(|| hours().max());
+    let from = bound(c.from_hour_ms, "from")?.or_else(|| hours().min());
+    let to = bound(c.to_hour_ms, "to")?.or_else(|| hours().max());
     match (from, to) {
-        (Some(f), Some(t)) if f <= t => (Some(f), Some(t)),
-        _ => (None, None),
+        (Some(f), Some(t)) if f <= t => Ok(Some((f, t))),
+        (None, None) if c.buckets.is_empty() => Ok(None),
+        (f, t) => Err(format!("range {f:?}..={t:?} is empty or inverted")),
+    }
+}
+
+/// A checked catch-up's totals per (resource, hour) of its range; hours with no
+/// bucket total 0.
+struct RangeTotals {
+    from: i64,
+    to: i64,
+    span: usize,
+    /// `resource * span + (hour - from)` -> total in units.
+    totals: Vec<i64>,
+}
+
+impl RangeTotals {
+    /// `(resource, hour - from, total)` for every slot.
+    fn totals(&self) -> impl Iterator<Item = (usize, usize, i64)> + '_ {
+        let span = self.span.max(1);
+        self.totals.iter().enumerate().map(move |(i, &t)| (i / span, i % span, t))
     }
 }
