@@ -58,6 +58,17 @@ pub struct Params {
     pub rest_recent_p: f64,
     pub binary_keys: bool,
     pub patch: ConfigPatch,
+    /// Every fault (drops, duplicates, reorders, late, old or partial REST
+    /// results, lagging watermarks) stops this long after the start; `None`:
+    /// faults last until production ends.
+    pub faults_end_ms: Option<f64>,
+    /// Each leg of a REST round trip (request, response) drawn log-uniformly
+    /// from this range, independently (asymmetric); `None`: half of a draw from
+    /// `rest_rtt_ms` each way.
+    pub rest_leg_ms: Option<(f64, f64)>,
+    /// Totals must be complete on every `totals` event from this long after the
+    /// start (the liveness check); `None`: only at quiescence.
+    pub complete_from_ms: Option<f64>,
 }
 
 impl Params {
@@ -91,6 +102,9 @@ impl Params {
             rest_recent_p: if g.chance(0.3) { g.range(0.0, 0.5) } else { 0.0 },
             binary_keys: g.chance(0.5),
             patch: ConfigPatch { detect_live: Some(g.chance(0.1)), ..Default::default() },
+            faults_end_ms: None,
+            rest_leg_ms: None,
+            complete_from_ms: None,
         };
         if g.chance(0.2) {
             p.step_back = Some((g.range(0.0, duration_ms), g.range(500.0, 3_000.0)));
@@ -111,6 +125,78 @@ impl Params {
         if g.chance(0.3) {
             p.patch.catchup_interval_ms = Some(g.range(5_000.0, 30_000.0));
         }
+        p
+    }
+}
+
+/// Each leg of an honest schedule's REST round trip is at most this long, so a
+/// round trip takes 10 ms to 90 s.
+pub const HONEST_LEG_MS: (f64, f64) = (5.0, 45_000.0);
+
+/// How long faulty messages still arrive once the faults stop: a frame's delay
+/// (under 62 ms) plus a reorder (under 400 ms) plus a duplicate's extra delay
+/// (under 500 ms), rounded up, and a reconnect's hello (scheduled 1 s before).
+pub const FAULT_SETTLE_MS: f64 = 2_000.0;
+
+/// The liveness bound: how long after the last fault an honest schedule's
+/// totals must be complete (and stay so). Once the faults have settled, the
+/// fetch policy asks for a catch-up within `catchupIntervalMs` (the longest it
+/// waits between two requests while the totals are incomplete: `fetchRetryMs`
+/// today, backed-off retries included); that request is served after it was
+/// sent, so its watermark covers every reading stamped before, and its answer
+/// arrives within one round trip (at most 2 × 45 s); the next tick and totals
+/// flush report it. With the defaults: 2 + 60 + 90 + 0.5 + 0.25 = 152.75 s.
+pub fn liveness_bound_ms(cfg: &Config) -> f64 {
+    FAULT_SETTLE_MS
+        + cfg.catchup_interval_ms
+        + 2.0 * HONEST_LEG_MS.1
+        + cfg.tick_ms
+        + cfg.totals_flush_ms
+}
+
+impl Params {
+    /// An honest server (its stamps and `serverTime` tell the truth, no HLC
+    /// jump) behind a network whose faults stop: drops, duplicates, reorders,
+    /// disconnects (new epochs), a backward step of the page clock, late, old,
+    /// partial and lagging REST results all happen before `faults_end_ms`, and so
+    /// does the hour rollover. REST legs are drawn independently (asymmetric)
+    /// up to 50 ms, 2.5 s or 45 s per schedule. Production goes on, fault-free,
+    /// past the liveness bound, and every totals event after it must be
+    /// complete. The page's clock may be skewed by up to ±300 s (that is the
+    /// page's clock, not a lie of the server). No meter backfill and no pending
+    /// or dedup limits below the load: those make totals incomplete by design.
+    pub fn honest(seed: u64) -> Params {
+        let mut p = Params::random(seed, 10);
+        let mut g = Rng(seed ^ 0x40E5_7000_0000_0000);
+        let faults = g.range(60_000.0, 180_000.0);
+        let cfg: Config = Config::default().apply(&p.patch).unwrap_or_default();
+        p.patch.max_pending_readings = None;
+        p.patch.dedup_window = None;
+        let bound = liveness_bound_ms(&cfg);
+        p.duration_ms = faults + bound + g.range(30_000.0, 120_000.0);
+        // The hour rolls over during the faults, at least a minute before they end.
+        p.start_ms = (HOUR_BOUNDARY - g.range(0.0, faults - 60_000.0)).floor();
+        p.hlc_jump = None;
+        p.backfill_p = 0.0;
+        p.step_back = p.step_back.map(|(_, ms)| (g.range(0.0, faults - 5_000.0), ms));
+        p.disconnects.clear();
+        for _ in 0..g.below(4) {
+            let len = g.range(1_000.0, 20_000.0);
+            p.disconnects.push((g.range(0.0, faults - len - 3_000.0), len));
+        }
+        if p.binary_keys && p.drop_p > 0.0 {
+            // A kind-2 binding lost with a dropped frame leaves its meter's
+            // records `unknown_key` until the epoch ends (PROTOCOL.md 3.5), so
+            // the faults end with a reconnect, as a WebSocket that lost a frame
+            // would; the new epoch starts just after the faults end, so its
+            // first frames cannot be dropped.
+            let len = g.range(1_000.0, 5_000.0);
+            p.disconnects.push((faults - len + 2.0, len));
+        }
+        let hi = [50.0, 2_500.0, HONEST_LEG_MS.1][g.below(3) as usize];
+        p.rest_leg_ms = Some((HONEST_LEG_MS.0, hi));
+        p.faults_end_ms = Some(faults);
+        p.complete_from_ms = Some(faults + bound);
         p
     }
 }
@@ -137,6 +223,8 @@ pub struct Report {
     pub frames_delivered: u64,
     pub rests_applied: u64,
     pub errors: u64,
+    /// Totals events checked complete after the liveness bound.
+    pub complete_after_bound: u64,
     /// Payloads decoded from JSON text and from binary frames, and their bytes.
     pub json_messages: u64,
     pub binary_messages: u64,
@@ -179,6 +267,19 @@ impl World {
         self.queue.push(Reverse((t as i64, id)));
     }
 
+    /// No fault applies at `t`: production has ended, or the schedule's faults have.
+    fn calm(&self, t: f64) -> bool {
+        self.quiet || self.p.faults_end_ms.is_some_and(|end| t >= self.p.start_ms + end)
+    }
+
+    /// One leg of a REST round trip.
+    fn rest_leg(&mut self) -> f64 {
+        match self.p.rest_leg_ms {
+            Some((lo, hi)) => (lo.ln() + self.rng.range(0.0, 1.0) * (hi / lo).ln()).exp(),
+            None => self.rng.range(self.p.rest_rtt_ms.0, self.p.rest_rtt_ms.1) / 2.0,
+        }
+    }
+
     fn local(&self, t: f64) -> f64 {
         let back = match self.p.step_back {
             Some((at, ms)) if t >= self.p.start_ms + at => ms,
@@ -212,11 +313,14 @@ impl World {
         let now = self.local(t);
         for o in self.engine.handle(input, now) {
             match o {
-                Outbound::Totals(tot) => self.check(&tot)?,
+                Outbound::Totals(tot) => {
+                    self.check(&tot)?;
+                    self.check_live(&tot, t)?;
+                }
                 Outbound::Fetch(_) => {
-                    let half = self.rng.range(self.p.rest_rtt_ms.0, self.p.rest_rtt_ms.1) / 2.0;
-                    let quiet = self.quiet;
-                    self.at(t + half, Ev::Serve { sent_local: now, quiet });
+                    let out = self.rest_leg();
+                    let quiet = self.calm(t);
+                    self.at(t + out, Ev::Serve { sent_local: now, quiet });
                 }
                 Outbound::Error(_) => self.report.errors += 1,
                 _ => {}
@@ -254,6 +358,27 @@ impl World {
             self.check_complete(tot)?;
         }
         self.report.last = Some(tot.clone());
+        Ok(())
+    }
+
+    /// Liveness: from `complete_from_ms` on, every totals event is complete.
+    fn check_live(&mut self, tot: &TotalsEvent, t: f64) -> Result<(), String> {
+        let Some(from) = self.p.complete_from_ms else { return Ok(()) };
+        if t < self.p.start_ms + from {
+            return Ok(());
+        }
+        if tot.incomplete {
+            return Err(format!(
+                "totals still incomplete {:.1} s after the last fault (bound {:.1} s); \
+                 counters {:?}; {} frames and {} REST results delivered",
+                (t - self.p.start_ms - self.p.faults_end_ms.unwrap_or(0.0)) / 1_000.0,
+                (from - self.p.faults_end_ms.unwrap_or(0.0)) / 1_000.0,
+                tot.counters,
+                self.report.frames_delivered,
+                self.report.rests_applied,
+            ));
+        }
+        self.report.complete_after_bound += 1;
         Ok(())
     }
 
@@ -304,14 +429,15 @@ impl World {
     }
 
     fn send_frame(&mut self, t: f64, frame: Rc<(LiveFrame, Vec<usize>)>) {
-        if !self.quiet && self.rng.chance(self.p.drop_p) {
+        let calm = self.calm(t);
+        if !calm && self.rng.chance(self.p.drop_p) {
             return;
         }
         let mut d = self.rng.range(self.p.delay_ms.0, self.p.delay_ms.1);
-        if !self.quiet && self.rng.chance(self.p.reorder_p) {
+        if !calm && self.rng.chance(self.p.reorder_p) {
             d += self.rng.range(0.0, self.p.reorder_ms);
         }
-        if !self.quiet && self.rng.chance(self.p.dup_p) {
+        if !calm && self.rng.chance(self.p.dup_p) {
             let d2 = d + self.rng.range(0.0, 500.0);
             self.at(t + d2, Ev::Frame(frame.clone()));
         }
@@ -350,7 +476,7 @@ impl World {
                 self.handle(input, t)?
             }
             Ev::Serve { sent_local, quiet } => {
-                let quiet = quiet || self.quiet;
+                let quiet = quiet || self.calm(t);
                 let c = if !quiet
                     && !self.server.answered.is_empty()
                     && self.rng.chance(self.p.rest_old_p)
@@ -362,7 +488,7 @@ impl World {
                     let recent = !quiet && self.rng.chance(self.p.rest_recent_p);
                     self.server.catchup(t, lag, i64::from(cfg.history_hours), recent)
                 };
-                let mut back = self.rng.range(self.p.rest_rtt_ms.0, self.p.rest_rtt_ms.1) / 2.0;
+                let mut back = self.rest_leg();
                 if !quiet && self.rng.chance(self.p.rest_late_p) {
                     back += self.rng.range(5_000.0, 40_000.0);
                 }

@@ -286,17 +286,13 @@ fn units(d: Decimal) -> Result<i64, String> {
     d.to_units(DECIMALS).map_err(|e| format!("amount {d:?}: {e:?}"))
 }
 
-/// Whether a decoded time is the one sent. A binary frame carries the f64
-/// itself: bit for bit. JSON text carries its shortest round-trip decimal,
-/// which serde_json without `float_roundtrip` may read 1 ULP off (issue 6: a
-/// `ts` of 1764041228770.4263 comes back as 1764041228770.4265); a later
-/// commit makes this exact once the decoder parses floats exactly.
-fn same_time(sent: f64, got: f64, binary: bool) -> bool {
-    if binary {
-        sent.to_bits() == got.to_bits()
-    } else {
-        sent.to_bits().abs_diff(got.to_bits()) <= 1
-    }
+/// Whether a decoded time is the one sent: bit for bit, whatever the format.
+/// A binary frame carries the f64 itself; JSON text carries its shortest
+/// round-trip decimal, which an exact parser reads back to the same f64
+/// (serde_json without `float_roundtrip` reads some 1 ULP off: issue 6, e.g.
+/// a `ts` of 1764041228770.4263 came back as 1764041228770.4265).
+fn same_time(sent: f64, got: f64, _binary: bool) -> bool {
+    sent.to_bits() == got.to_bits()
 }
 
 /// The decoded frame means what the server sent: same header, and per record
