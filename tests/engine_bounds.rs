@@ -287,7 +287,7 @@ fn json_readings_all_refused_use_no_meter_slot() {
     let out = e.handle(json(&e, Envelope::Readings, &text), NOW);
     assert!(codes(&out).iter().all(|c| matches!(
         c,
-        ErrorCode::BadValue | ErrorCode::BadTimestamp | ErrorCode::PayloadTooLarge
+        ErrorCode::BadValue | ErrorCode::BadTimestamp | ErrorCode::ErrorsSuppressed
     )));
     assert_eq!(e.meter_count(), 0);
     let ok =

@@ -207,6 +207,9 @@ enum Twin {
     /// A mutated or hostile payload: if it decodes to anything but a refusal,
     /// the twin gets it too.
     IfAccepted,
+    /// Refused if the resource is configured when the message arrives, else
+    /// the twin gets it too.
+    NothingIfConfigured(String),
 }
 
 fn same(msg: Msg) -> Step {
@@ -835,8 +838,11 @@ fn build(r: &Recipe, now: f64) -> Step {
                     });
                 }
             }
-            let refused = *duplicate && !list.is_empty();
-            if refused {
+            // An hour listed twice refuses the body, unless its resource is not
+            // configured (then the decoder drops both and the ledger ignores them).
+            let duplicated =
+                (*duplicate).then(|| list.first().map(|b| b.resource.clone())).flatten();
+            if duplicated.is_some() {
                 let mut again = list[0].clone();
                 again.position = list.len() as u32;
                 list.push(again);
@@ -851,7 +857,7 @@ fn build(r: &Recipe, now: f64) -> Step {
                     position: list.len() as u32,
                 });
             }
-            let refused = refused || long || *future;
+            let refused = long || *future;
             let as_of = if *future {
                 stamp(now, 24 * 3_600_000)
             } else {
@@ -912,8 +918,13 @@ fn build(r: &Recipe, now: f64) -> Step {
                 }
                 Msg::Page(v)
             };
-            let twin =
-                if refused && REFUSED_CATCHUP_LEAVES_NO_TRACE { Twin::Nothing } else { Twin::Same };
+            let twin = match duplicated {
+                _ if refused && REFUSED_CATCHUP_LEAVES_NO_TRACE => Twin::Nothing,
+                Some(resource) if REFUSED_CATCHUP_LEAVES_NO_TRACE => {
+                    Twin::NothingIfConfigured(resource)
+                }
+                _ => Twin::Same,
+            };
             Step { msg, twin }
         }
         Recipe::Config(k, v) => {
@@ -1134,6 +1145,9 @@ impl Run {
             Twin::Other(m) => Some(m),
             Twin::Nothing => None,
             Twin::IfAccepted => (!refused).then_some(&step.msg),
+            Twin::NothingIfConfigured(r) => {
+                (!self.a.config().resources.iter().any(|s| &s.name == r)).then_some(&step.msg)
+            }
         };
         if let Some(m) = twin {
             if let Some(input) = m.decode(self.b.config()) {

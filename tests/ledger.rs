@@ -810,3 +810,20 @@ fn extreme_numbers_in_core_inputs_are_refused_or_bounded_never_a_panic() {
         assert!(t.current_hour_ms.is_finite(), "{x}");
     }
 }
+
+#[test]
+fn a_full_reset_forgets_the_totals_but_not_the_clock() {
+    // The HLC never goes backwards (ARCHITECTURE.md): a page that keeps the
+    // newest totals by stamp must see the totals after a reset as newer.
+    let mut h = Harness::new(ConfigPatch::default());
+    h.send(frame(1, 0, NOW + 400.0, &[("a", "water", 1, NOW, "1.000")]), NOW + 10.0);
+    let before = h.totals(NOW + 20.0);
+    assert!(before.hlc > stamp(NOW + 400.0), "the frame's stamp was received");
+    assert_eq!(water_now(&before), 1_000);
+    h.send(Inbound::Reset(meterflow::core::event::ResetScope::All), NOW + 30.0);
+    let after = h.totals(NOW + 40.0);
+    assert!(after.hlc > before.hlc, "{:?} after {:?}", after.hlc, before.hlc);
+    assert_eq!(water_now(&after), 0, "the totals restart");
+    assert!(after.incomplete, "they need a catch-up again");
+    assert_eq!(h.e.meter_count(), 0);
+}

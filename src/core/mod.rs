@@ -305,8 +305,12 @@ impl Engine {
                 None => self.out.push(unknown_meter(&id)),
             },
             ResetScope::All => {
+                // Everything restarts but time: the HLC must never go backwards
+                // (ARCHITECTURE.md), so the ledger keeps its clock.
                 let cfg = self.cfg.clone();
-                *self = Engine::with_valid_config(cfg);
+                let mut ledger = std::mem::replace(&mut self.ledger, Ledger::new(&cfg));
+                ledger.restart(&cfg);
+                *self = Engine { ledger, ..Engine::with_valid_config(cfg) };
             }
         }
     }

@@ -458,13 +458,16 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
             None => explain_bucket(raw, loc),
         };
         let checked = b.and_then(|b| {
-            let spec = resource(&b.resource, cfg, loc)?;
-            let hour_ms = check_hour(b.hour, loc, "hour")?;
-            let total = check_amount(field::decimal(b.total, loc, "total")?, spec, loc, "total")?;
-            let position = pos as u32;
+            // The grammar first: a malformed bucket refuses the body even when its
+            // resource is one this dashboard ignores (PROTOCOL.md 3.6).
             if let Some(m) = &b.meter {
                 field::check_meter_id(m, loc, "meter")?;
             }
+            let hour_ms = check_hour(b.hour, loc, "hour")?;
+            let total = field::decimal(b.total, loc, "total")?;
+            let spec = resource(&b.resource, cfg, loc)?;
+            let total = check_amount(total, spec, loc, "total")?;
+            let position = pos as u32;
             Ok(CatchupBucket {
                 meter: b.meter.map(Cow::into_owned),
                 resource: b.resource.into_owned(),

@@ -119,6 +119,14 @@ impl Ledger {
         }
     }
 
+    /// Forgets every total, cursor and need (a full `reset`), keeping what the
+    /// worker knows of time: its HLC, so stamps it issues never go backwards,
+    /// and the clock offset estimate.
+    pub fn restart(&mut self, cfg: &Config) {
+        let (clock, sync) = (self.clock, self.sync.clone());
+        *self = Ledger { clock, sync, ..Ledger::new(cfg) };
+    }
+
     /// The corrected clock (server time estimate) at worker time `now_ms`.
     pub fn corrected(&self, now_ms: f64) -> f64 {
         self.sync.corrected(now_ms)
@@ -447,13 +455,6 @@ impl Ledger {
                 )));
             }
         }
-        if self.as_of.is_some_and(|a| c.as_of <= a) {
-            // Valid but not newer: its clock sample still counts.
-            self.sync = sync;
-            self.engaged = true;
-            self.counters.stale_rest += 1;
-            return;
-        }
         let checked = match self.check_catchup(c, &sync, now_ms, cfg, out) {
             Ok(checked) => checked,
             Err(why) => {
@@ -468,6 +469,14 @@ impl Ledger {
                 return;
             }
         };
+        if self.as_of.is_some_and(|a| c.as_of <= a) {
+            // Valid but not newer: its clock sample still counts. (A malformed
+            // stale body was refused above and changed nothing, clock included.)
+            self.sync = sync;
+            self.engaged = true;
+            self.counters.stale_rest += 1;
+            return;
+        }
         // Apply.
         self.sync = sync;
         self.engaged = true;

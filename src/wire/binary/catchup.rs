@@ -152,13 +152,6 @@ fn bucket(
             format!("bucket {i}: key {key} is bound to no meter and resource in this frame"),
         ));
     };
-    let Some(spec) = cfg.resources.iter().find(|s| &s.name == resource) else {
-        return Err(CoreError::at(
-            ErrorCode::UnknownResource,
-            i,
-            format!("bucket {i}: '{resource}' is not a configured resource"),
-        ));
-    };
     let hour_ms = hour(hour_ms, "hour").ok().flatten().ok_or_else(|| {
         CoreError::at(
             ErrorCode::BadTimestamp,
@@ -174,6 +167,15 @@ fn bucket(
         )
     })?;
     let total = Decimal::new(mantissa as i64, scale);
+    // The grammar first (as the JSON decoder): a malformed bucket refuses the
+    // body even when its resource is one this dashboard ignores.
+    let Some(spec) = cfg.resources.iter().find(|s| &s.name == resource) else {
+        return Err(CoreError::at(
+            ErrorCode::UnknownResource,
+            i,
+            format!("bucket {i}: '{resource}' is not a configured resource"),
+        ));
+    };
     if total.to_units(spec.decimals).is_err() {
         return Err(CoreError::at(
             ErrorCode::BadValue,
