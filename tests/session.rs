@@ -447,7 +447,8 @@ fn a_gap_pauses_only_its_channel_and_fetches_a_mini_snapshot() {
     live(&mut h, "totals", 1, 5);
     live(&mut h, "meters.north", 2, 10);
     let out = h.delta("totals", 1, 7);
-    let [(id, FetchWhat::MiniSnapshot { ref channel, since_seq: 5 })] = fetches(&out)[..] else {
+    let [(id, FetchWhat::MiniSnapshot { ref channel, epoch: 1, since_seq: 5 })] = fetches(&out)[..]
+    else {
         panic!("{out:?}")
     };
     assert_eq!(channel, "totals");

@@ -239,12 +239,15 @@ impl Session {
         let request_id = self.next_request;
         self.next_request += 1;
         self.counters.snapshot_fetches += 1;
-        c.fetch = Fetch::InFlight { request_id, since };
         let channel = c.name.clone();
-        let what = match since {
-            Some(since_seq) => FetchWhat::MiniSnapshot { channel, since_seq },
-            None => FetchWhat::Snapshot { channel },
+        // A mini-snapshot continues a position; without one only a full snapshot can.
+        let (what, since) = match (since, c.pos) {
+            (Some(since_seq), Some((epoch, _))) => {
+                (FetchWhat::MiniSnapshot { channel, epoch, since_seq }, Some(since_seq))
+            }
+            _ => (FetchWhat::Snapshot { channel }, None),
         };
+        c.fetch = Fetch::InFlight { request_id, since };
         out.push(SessionOutput::Fetch { request_id, what });
     }
 

@@ -157,10 +157,12 @@ pub enum FetchWhat {
         /// Channel name.
         channel: String,
     },
-    /// `GET /snapshot-v2?channel=C&since_seq=N`.
+    /// `GET /snapshot-v2?channel=C&epoch=E&since_seq=N`.
     MiniSnapshot {
         /// Channel name.
         channel: String,
+        /// The epoch of `since_seq`: a server in a later epoch answers with a full snapshot.
+        epoch: u64,
         /// The last delta applied.
         since_seq: u64,
     },
