@@ -1,6 +1,9 @@
 //! Stream v2 session state machine: every transition against a scripted server
 //! and a manual clock (docs/STREAM.md).
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use meterflow::core::session::{
     ChannelPos, ClientOp, ConnectionState, Delivery, FetchWhat, Payload, ServerOp, Session,
     SessionConfig, SessionErrorCode, SessionInput as In, SessionOutput as Out, SnapshotReply,
@@ -614,4 +617,77 @@ fn client_ops_are_valid_json() {
     .unwrap();
     assert_eq!(v["session_id"], "s\"\\\n1");
     assert_eq!(v["channels"][0]["last_seq"], 9);
+}
+
+/// Arbitrary inputs in any order, with extreme numbers (u64::MAX positions, NaN
+/// and infinite times and intervals, huge renders), never panic and never let a
+/// store pass its cap.
+#[test]
+fn arbitrary_inputs_never_panic_and_stay_bounded() {
+    let nums = [0u64, 1, 2, 3, 1 << 53, u64::MAX - 1, u64::MAX];
+    let times = [0.0, 1.0, 1e3, 1e12, -5.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+    let names = ["totals", "notices", "meters.a", "", "x y", "meters.b"];
+    for seed in 0..300 {
+        let mut r = rng::Rng(seed);
+        let c = SessionConfig {
+            max_channels: 1 + r.below(3) as u32,
+            max_buffered_deltas: 1 + r.below(4) as u32,
+            credit_window: 1 + r.below(4) as u32,
+            seed,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(c.clone()).unwrap();
+        let pick = |r: &mut rng::Rng, n: usize| r.below(n as u64) as usize;
+        for _ in 0..400 {
+            let num = |r: &mut rng::Rng| nums[r.below(nums.len() as u64) as usize];
+            let name = names[pick(&mut r, names.len())].to_string();
+            let input = match pick(&mut r, 16) {
+                0 => In::Start,
+                1 => In::Stop,
+                2 => In::Closed {
+                    code: [1000, 1006, 4000, 4004, 4007, 0, 65535][pick(&mut r, 7)],
+                    reason: String::new(),
+                },
+                3 => In::Server(ServerOp::Hello {
+                    heartbeat_interval_ms: times[pick(&mut r, times.len())],
+                    session_id: "\u{0}\"".into(),
+                    server_time_ms: f64::NAN,
+                    resume_url: Some(String::new()),
+                }),
+                4 => In::Server(ServerOp::Ready { session_id: name }),
+                5 => In::Server(ServerOp::Resumed),
+                6 => In::Server(ServerOp::HeartbeatAck {
+                    sent: vec![ChannelPos { channel: name, epoch: num(&mut r), seq: num(&mut r) }],
+                }),
+                7 => In::Server(ServerOp::InvalidSession { resumable: r.chance(0.5) }),
+                8 => In::Server(ServerOp::Reconnect),
+                9 | 10 => In::Server(ServerOp::Delta {
+                    channel: name,
+                    epoch: num(&mut r),
+                    seq: num(&mut r),
+                    body: body(0),
+                }),
+                11 => In::Snapshot(SnapshotReply {
+                    request_id: r.below(40),
+                    channel: name,
+                    epoch: num(&mut r),
+                    snapshot_seq: num(&mut r),
+                    since_seq: r.chance(0.5).then(|| num(&mut r)),
+                    body: body(0),
+                }),
+                12 => In::FetchFailed { request_id: r.below(40) },
+                13 => In::Subscribe { channel: name },
+                14 => In::Rendered { channel: name, frames: [0, 1, u32::MAX][pick(&mut r, 3)] },
+                _ => In::Tick,
+            };
+            let t = times[pick(&mut r, times.len())];
+            let _ = s.handle(input, t);
+            let views = s.channels();
+            assert!(views.len() <= c.max_channels as usize);
+            for v in views {
+                assert!(v.buffered <= c.max_buffered_deltas.min(c.credit_window) as usize);
+                assert!(v.outstanding <= c.credit_window && v.accepted <= v.granted);
+            }
+        }
+    }
 }

@@ -237,7 +237,7 @@ impl Session {
     fn fetch(&mut self, i: usize, since: Option<u64>, out: &mut Vec<SessionOutput>) {
         let Some(c) = self.channels.get_mut(i) else { return };
         let request_id = self.next_request;
-        self.next_request += 1;
+        self.next_request = self.next_request.wrapping_add(1);
         self.counters.snapshot_fetches += 1;
         let channel = c.name.clone();
         // A mini-snapshot continues a position; without one only a full snapshot can.
@@ -252,7 +252,7 @@ impl Session {
     }
 
     /// Drops channel `i`'s buffer and fetches a full snapshot.
-    pub(super) fn rebootstrap(&mut self, i: usize, _now: f64, out: &mut Vec<SessionOutput>) {
+    pub(super) fn rebootstrap(&mut self, i: usize, out: &mut Vec<SessionOutput>) {
         if let Some(c) = self.channels.get_mut(i) {
             c.pending += c.buffer.len() as u32;
             c.buffer.clear();
@@ -292,7 +292,6 @@ impl Session {
         epoch: u64,
         seq: u64,
         body: Payload,
-        now: f64,
         out: &mut Vec<SessionOutput>,
     ) {
         let Some(i) = self.find(name) else {
@@ -319,12 +318,12 @@ impl Session {
             self.counters.credit_exhausted += 1;
         }
         let Some((pe, ps)) = c.live() else {
-            return self.buffer(i, Buffered { epoch, seq, body }, now, out);
+            return self.buffer(i, Buffered { epoch, seq, body }, out);
         };
         if epoch < pe || (epoch == pe && seq <= ps) {
             self.counters.duplicates += 1;
             c.pending += 1;
-        } else if epoch == pe && seq == ps + 1 {
+        } else if epoch == pe && seq == ps.saturating_add(1) {
             c.pos = Some((epoch, seq));
             c.outstanding += 1;
             out.push(SessionOutput::Deliver {
@@ -339,12 +338,12 @@ impl Session {
                 self.counters.gaps += 1;
                 Some(ps)
             };
-            self.buffer(i, Buffered { epoch, seq, body }, now, out);
+            self.buffer(i, Buffered { epoch, seq, body }, out);
             self.fetch(i, since, out);
         }
     }
 
-    fn buffer(&mut self, i: usize, d: Buffered, _now: f64, out: &mut Vec<SessionOutput>) {
+    fn buffer(&mut self, i: usize, d: Buffered, out: &mut Vec<SessionOutput>) {
         let cap = self.cfg.max_buffered_deltas as usize;
         let c = &mut self.channels[i];
         if c.buffer.len() >= cap || c.buffer.try_reserve(1).is_err() {
@@ -426,7 +425,7 @@ impl Session {
                 keep.push(d);
             } else if d.epoch < epoch || (d.epoch == epoch && d.seq <= last) {
                 c.pending += 1;
-            } else if d.epoch == epoch && d.seq == last + 1 {
+            } else if d.epoch == epoch && d.seq == last.saturating_add(1) {
                 last = d.seq;
                 applied = true;
                 c.outstanding += 1;

@@ -248,16 +248,16 @@ impl Session {
             return;
         }
         if SESSION_ENDING_CLOSE_CODES.contains(&code) {
-            self.forget_session(now, out);
+            self.forget_session(out);
         }
         self.reconnect(None, &format!("closed with code {code}: {reason}"), now, out);
     }
 
     /// The server's session is gone: identify next time, and bootstrap every channel again.
-    fn forget_session(&mut self, now: f64, out: &mut Vec<SessionOutput>) {
+    fn forget_session(&mut self, out: &mut Vec<SessionOutput>) {
         self.session_id = None;
         for i in 0..self.channels.len() {
-            self.rebootstrap(i, now, out);
+            self.rebootstrap(i, out);
         }
     }
 
@@ -286,7 +286,7 @@ impl Session {
                 self.invalid_session(resumable, now, out)
             }
             ServerOp::Delta { channel, epoch, seq, body } if self.greeted() => {
-                self.delta(&channel, epoch, seq, body, now, out)
+                self.delta(&channel, epoch, seq, body, out)
             }
             other => unexpected(&other, self.state(), out),
         }
@@ -349,7 +349,7 @@ impl Session {
         if resumable && self.session_id.is_some() {
             return self.reconnect(Some(CLOSE_RESUMABLE), "session invalid, resumable", now, out);
         }
-        self.forget_session(now, out);
+        self.forget_session(out);
         self.phase = Phase::IdentifyAt { at: now + 1_000.0 + 4_000.0 * self.rng.unit() };
         self.status("session invalid: identifying afresh after a pause", out);
     }
