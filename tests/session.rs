@@ -691,3 +691,21 @@ fn arbitrary_inputs_never_panic_and_stay_bounded() {
         }
     }
 }
+
+#[test]
+fn detail_fetches_get_their_own_request_ids() {
+    let mut h = H::new(cfg());
+    let out = h.at(0.0, In::Subscribe { channel: "totals".into() });
+    let (snap, _) = fetches(&out)[0].clone();
+    let out = h.at(0.0, In::FetchDetail { meter: "m-1".into() });
+    let [(id, FetchWhat::Detail { ref meter })] = fetches(&out)[..] else { panic!("{out:?}") };
+    assert_eq!((meter.as_str(), id > snap), ("m-1", true));
+    // A reply to it is not the session's: ignored as stale, the channel still waits.
+    assert!(h.reply(id, "totals", 1, 1, None).is_empty());
+    for bad in [String::new(), "m".repeat(257)] {
+        assert_eq!(
+            errors(&h.at(0.0, In::FetchDetail { meter: bad })),
+            [SessionErrorCode::BadMeterId]
+        );
+    }
+}

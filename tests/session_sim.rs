@@ -412,6 +412,7 @@ impl Sim {
         }
         let (channel, since) = match what {
             FetchWhat::Snapshot { channel } => (channel, None),
+            FetchWhat::Detail { .. } => return,
             FetchWhat::MiniSnapshot { channel, epoch, since_seq } => {
                 let (e, head) = self.head[channel.as_str()];
                 let since = (e == epoch && since_seq <= head).then_some(since_seq);

@@ -21,6 +21,7 @@ pub mod types;
 pub use op::{ChannelOffer, ChannelPos, ClientOp};
 pub use types::*;
 
+use crate::core::meters::MAX_METER_ID_BYTES;
 use channel::Channel;
 pub use channel::{valid_channel_name, ChannelView, MAX_CHANNEL_NAME};
 use rng::SplitMix64;
@@ -112,6 +113,7 @@ impl Session {
             SessionInput::FetchFailed { request_id } => self.fetch_failed(request_id, now),
             SessionInput::Subscribe { channel } => self.subscribe(channel, out),
             SessionInput::Unsubscribe { channel } => self.unsubscribe(&channel, out),
+            SessionInput::FetchDetail { meter } => self.fetch_detail(meter, out),
             SessionInput::Rendered { channel, frames } => self.rendered(&channel, frames),
             SessionInput::Tick => self.tick(now, out),
         }
@@ -352,6 +354,22 @@ impl Session {
         self.forget_session(out);
         self.phase = Phase::IdentifyAt { at: now + 1_000.0 + 4_000.0 * self.rng.unit() };
         self.status("session invalid: identifying afresh after a pause", out);
+    }
+
+    fn fetch_detail(&mut self, meter: String, out: &mut Vec<SessionOutput>) {
+        if meter.is_empty() || meter.len() > MAX_METER_ID_BYTES {
+            out.push(SessionOutput::Error(SessionError::new(
+                SessionErrorCode::BadMeterId,
+                format!(
+                    "detail: meter id of {} bytes is not 1..={MAX_METER_ID_BYTES}",
+                    meter.len()
+                ),
+            )));
+            return;
+        }
+        let request_id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        out.push(SessionOutput::Fetch { request_id, what: FetchWhat::Detail { meter } });
     }
 
     fn send_heartbeat(&mut self, out: &mut Vec<SessionOutput>) {

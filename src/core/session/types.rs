@@ -113,6 +113,12 @@ pub enum SessionInput {
         /// Channel name.
         channel: String,
     },
+    /// The page opened a meter's detail: fetch `GET /meters/{id}` (the reply goes
+    /// to the detail cache, not to the session).
+    FetchDetail {
+        /// The meter id (1..=`MAX_METER_ID_BYTES` bytes).
+        meter: String,
+    },
     /// The page rendered `frames` delivered deltas of `channel`.
     Rendered {
         /// Channel name.
@@ -165,6 +171,11 @@ pub enum FetchWhat {
         epoch: u64,
         /// The last delta applied.
         since_seq: u64,
+    },
+    /// `GET /meters/{id}`.
+    Detail {
+        /// The meter id.
+        meter: String,
     },
 }
 
@@ -270,6 +281,8 @@ pub enum SessionErrorCode {
     FatalClose,
     /// A delta or request for a channel that is not subscribed.
     NotSubscribed,
+    /// A detail request names an empty or overlong meter id.
+    BadMeterId,
     /// A session config value is out of its documented bound.
     BadConfig,
 }
@@ -286,6 +299,7 @@ impl SessionErrorCode {
             SessionErrorCode::BadSnapshot => "bad_snapshot",
             SessionErrorCode::FatalClose => "fatal_close",
             SessionErrorCode::NotSubscribed => "not_subscribed",
+            SessionErrorCode::BadMeterId => "bad_meter_id",
             SessionErrorCode::BadConfig => "bad_config",
         }
     }
