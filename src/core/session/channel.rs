@@ -417,7 +417,7 @@ impl Session {
         let c = &mut self.channels[i];
         let Some((epoch, mut last)) = c.pos else { return };
         let mut buf = std::mem::take(&mut c.buffer);
-        buf.sort_by_key(|d| (d.epoch, d.seq));
+        buf.sort_unstable_by_key(|d| (d.epoch, d.seq));
         let mut applied = false;
         let mut keep = Vec::new();
         for d in buf {
