@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod meters;
 pub mod moments;
 pub mod ring;
+pub mod session;
 pub mod windows;
 
 use config::Config;

@@ -1,0 +1,462 @@
+//! Per-channel bootstrap, ordering, gap recovery and credit (docs/STREAM.md §4–§5).
+//!
+//! A channel is *live* when it holds a position from a snapshot and no fetch is
+//! outstanding; otherwise it is *paused* and buffers its deltas. Credit
+//! accounting keeps `credit + buffered + outstanding + pending = creditWindow`
+//! while connected: every accepted delta moves one unit from `credit` to the
+//! buffer or to `outstanding` (delivered, awaiting render) or straight to
+//! `pending` (dropped); renders and drops move units to `pending`, and grants
+//! move `pending` back to `credit`.
+
+use super::{
+    ChannelOffer, ChannelPos, Delivery, FetchWhat, Payload, Session, SessionError,
+    SessionErrorCode, SessionOutput, SnapshotReply,
+};
+
+/// Longest channel name in bytes.
+pub const MAX_CHANNEL_NAME: usize = 64;
+
+#[derive(Clone, Debug, PartialEq)]
+enum Fetch {
+    /// Live: deltas apply as they come.
+    Idle,
+    /// A snapshot (`since: None`) or mini-snapshot is on its way.
+    InFlight { request_id: u64, since: Option<u64> },
+    /// The last fetch failed or was refused; it is reissued at `at`.
+    RetryAt { at: f64, since: Option<u64> },
+}
+
+#[derive(Clone, Debug)]
+struct Buffered {
+    epoch: u64,
+    seq: u64,
+    body: Payload,
+}
+
+/// One subscribed channel.
+#[derive(Clone, Debug)]
+pub(super) struct Channel {
+    name: String,
+    /// `(epoch, seq)` delivered so far; `None` before the first snapshot.
+    pos: Option<(u64, u64)>,
+    fetch: Fetch,
+    buffer: Vec<Buffered>,
+    credit: u32,
+    outstanding: u32,
+    pending: u32,
+    granted: u64,
+    accepted: u64,
+}
+
+/// A read-only view of one channel, for tests, stats and the page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Channel name.
+    pub name: String,
+    /// `(epoch, seq)` delivered so far.
+    pub position: Option<(u64, u64)>,
+    /// True while a snapshot fetch is outstanding or scheduled (deltas are buffered).
+    pub paused: bool,
+    /// Deltas buffered.
+    pub buffered: usize,
+    /// Credit the server still has on this connection.
+    pub credit: u32,
+    /// Delivered deltas awaiting a render acknowledgement.
+    pub outstanding: u32,
+    /// Freed credit not granted yet.
+    pub pending: u32,
+    /// Credit granted on this connection (offer, SUBSCRIBE and CREDIT messages).
+    pub granted: u64,
+    /// Deltas accepted on this connection.
+    pub accepted: u64,
+}
+
+impl Channel {
+    pub(super) fn retry_at(&self) -> Option<f64> {
+        match self.fetch {
+            Fetch::RetryAt { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    pub(super) fn position(&self) -> Option<ChannelPos> {
+        self.pos.map(|(epoch, seq)| ChannelPos { channel: self.name.clone(), epoch, seq })
+    }
+
+    fn live(&self) -> Option<(u64, u64)> {
+        if self.fetch == Fetch::Idle {
+            self.pos
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `name` is a valid channel name.
+pub fn valid_channel_name(name: &str) -> bool {
+    (1..=MAX_CHANNEL_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl Session {
+    /// Views of every subscribed channel.
+    pub fn channels(&self) -> Vec<ChannelView> {
+        self.channels
+            .iter()
+            .map(|c| ChannelView {
+                name: c.name.clone(),
+                position: c.pos,
+                paused: c.fetch != Fetch::Idle,
+                buffered: c.buffer.len(),
+                credit: c.credit,
+                outstanding: c.outstanding,
+                pending: c.pending,
+                granted: c.granted,
+                accepted: c.accepted,
+            })
+            .collect()
+    }
+
+    /// Deltas buffered over all channels.
+    pub fn queue_depth(&self) -> usize {
+        self.channels.iter().map(|c| c.buffer.len()).sum()
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        self.channels.iter().position(|c| c.name == name)
+    }
+
+    /// Channel offers for IDENTIFY/RESUME; starts each channel's credit afresh
+    /// for the new connection (the window minus what is still held).
+    pub(super) fn offers(&mut self) -> Vec<ChannelOffer> {
+        let window = self.cfg.credit_window;
+        let mut offers = Vec::with_capacity(self.channels.len());
+        for c in &mut self.channels {
+            let held = c.outstanding.saturating_add(c.buffer.len() as u32);
+            c.credit = window.saturating_sub(held);
+            c.pending = 0;
+            c.granted = u64::from(c.credit);
+            c.accepted = 0;
+            offers.push(ChannelOffer { name: c.name.clone(), credit: c.credit, position: c.pos });
+        }
+        offers
+    }
+
+    pub(super) fn subscribe(&mut self, name: String, out: &mut Vec<SessionOutput>) {
+        if !valid_channel_name(&name) {
+            return error(
+                out,
+                SessionErrorCode::BadChannel,
+                format!("channel name {name:?} is not 1-64 bytes of A-Z a-z 0-9 . _ -"),
+            );
+        }
+        if self.find(&name).is_some() {
+            return;
+        }
+        if self.channels.len() >= self.cfg.max_channels as usize
+            || self.channels.try_reserve(1).is_err()
+        {
+            return error(
+                out,
+                SessionErrorCode::ChannelLimit,
+                format!(
+                    "channel '{name}' refused: {} channels subscribed (maxChannels)",
+                    self.channels.len()
+                ),
+            );
+        }
+        let credit = if self.greeted() { self.cfg.credit_window } else { 0 };
+        if self.greeted() {
+            out.push(SessionOutput::Send(super::ClientOp::Subscribe {
+                channel: name.clone(),
+                credit,
+            }));
+        }
+        self.channels.push(Channel {
+            name,
+            pos: None,
+            fetch: Fetch::Idle,
+            buffer: Vec::new(),
+            credit,
+            outstanding: 0,
+            pending: 0,
+            granted: u64::from(credit),
+            accepted: 0,
+        });
+        self.fetch(self.channels.len() - 1, None, out);
+    }
+
+    pub(super) fn unsubscribe(&mut self, name: &str, out: &mut Vec<SessionOutput>) {
+        match self.find(name) {
+            Some(i) => {
+                self.channels.remove(i);
+                if self.greeted() {
+                    out.push(SessionOutput::Send(super::ClientOp::Unsubscribe {
+                        channel: name.into(),
+                    }));
+                }
+            }
+            None => error(
+                out,
+                SessionErrorCode::NotSubscribed,
+                format!("unsubscribe: channel '{name}' is not subscribed"),
+            ),
+        }
+    }
+
+    pub(super) fn rendered(&mut self, name: &str, frames: u32) {
+        // A render acknowledgement for a channel dropped meanwhile is normal: ignored.
+        if let Some(i) = self.find(name) {
+            let c = &mut self.channels[i];
+            let n = frames.min(c.outstanding);
+            c.outstanding -= n;
+            c.pending += n;
+        }
+    }
+
+    /// Sends one CREDIT for every channel with at least a quarter window freed.
+    pub(super) fn grant_credit(&mut self, out: &mut Vec<SessionOutput>) {
+        if !self.greeted() {
+            return;
+        }
+        let threshold = (self.cfg.credit_window / 4).max(1);
+        let mut grants = Vec::new();
+        for c in &mut self.channels {
+            if c.pending >= threshold {
+                grants.push((c.name.clone(), c.pending));
+                c.credit += c.pending;
+                c.granted += u64::from(c.pending);
+                c.pending = 0;
+            }
+        }
+        if !grants.is_empty() {
+            out.push(SessionOutput::Send(super::ClientOp::Credit { grants }));
+        }
+    }
+
+    fn fetch(&mut self, i: usize, since: Option<u64>, out: &mut Vec<SessionOutput>) {
+        let Some(c) = self.channels.get_mut(i) else { return };
+        let request_id = self.next_request;
+        self.next_request = self.next_request.wrapping_add(1);
+        self.counters.snapshot_fetches += 1;
+        let channel = c.name.clone();
+        // A mini-snapshot continues a position; without one only a full snapshot can.
+        let (what, since) = match (since, c.pos) {
+            (Some(since_seq), Some((epoch, _))) => {
+                (FetchWhat::MiniSnapshot { channel, epoch, since_seq }, Some(since_seq))
+            }
+            _ => (FetchWhat::Snapshot { channel }, None),
+        };
+        c.fetch = Fetch::InFlight { request_id, since };
+        out.push(SessionOutput::Fetch { request_id, what });
+    }
+
+    /// Drops channel `i`'s buffer and fetches a full snapshot.
+    pub(super) fn rebootstrap(&mut self, i: usize, out: &mut Vec<SessionOutput>) {
+        if let Some(c) = self.channels.get_mut(i) {
+            c.pending += c.buffer.len() as u32;
+            c.buffer.clear();
+        }
+        self.fetch(i, None, out);
+    }
+
+    pub(super) fn retry_fetches(&mut self, now: f64, out: &mut Vec<SessionOutput>) {
+        for i in 0..self.channels.len() {
+            if let Fetch::RetryAt { at, since } = self.channels[i].fetch {
+                if now >= at {
+                    self.fetch(i, since, out);
+                }
+            }
+        }
+    }
+
+    pub(super) fn fetch_failed(&mut self, request_id: u64, now: f64) {
+        let retry = self.cfg.fetch_retry_ms;
+        match self
+            .channels
+            .iter_mut()
+            .find(|c| matches!(c.fetch, Fetch::InFlight { request_id: r, .. } if r == request_id))
+        {
+            Some(c) => {
+                if let Fetch::InFlight { since, .. } = c.fetch {
+                    c.fetch = Fetch::RetryAt { at: now + retry, since };
+                }
+            }
+            None => self.counters.stale_replies += 1,
+        }
+    }
+
+    pub(super) fn delta(
+        &mut self,
+        name: &str,
+        epoch: u64,
+        seq: u64,
+        body: Payload,
+        out: &mut Vec<SessionOutput>,
+    ) {
+        let Some(i) = self.find(name) else {
+            return error(
+                out,
+                SessionErrorCode::NotSubscribed,
+                format!(
+                    "delta {epoch}/{seq} for channel '{name}', which is not subscribed: ignored"
+                ),
+            );
+        };
+        let c = &mut self.channels[i];
+        if c.credit == 0 {
+            self.counters.credit_overruns += 1;
+            return error(
+                out,
+                SessionErrorCode::CreditOverrun,
+                format!("channel '{name}': delta {epoch}/{seq} beyond the granted credit: refused"),
+            );
+        }
+        c.credit -= 1;
+        c.accepted += 1;
+        if c.credit == 0 {
+            self.counters.credit_exhausted += 1;
+        }
+        let Some((pe, ps)) = c.live() else {
+            return self.buffer(i, Buffered { epoch, seq, body }, out);
+        };
+        if epoch < pe || (epoch == pe && seq <= ps) {
+            self.counters.duplicates += 1;
+            c.pending += 1;
+        } else if epoch == pe && seq == ps.saturating_add(1) {
+            c.pos = Some((epoch, seq));
+            c.outstanding += 1;
+            out.push(SessionOutput::Deliver {
+                channel: c.name.clone(),
+                item: Delivery::Delta { epoch, seq, body },
+            });
+        } else {
+            let since = if epoch > pe {
+                self.counters.epoch_changes += 1;
+                None
+            } else {
+                self.counters.gaps += 1;
+                Some(ps)
+            };
+            self.buffer(i, Buffered { epoch, seq, body }, out);
+            self.fetch(i, since, out);
+        }
+    }
+
+    fn buffer(&mut self, i: usize, d: Buffered, out: &mut Vec<SessionOutput>) {
+        let cap = self.cfg.max_buffered_deltas as usize;
+        let c = &mut self.channels[i];
+        if c.buffer.len() >= cap || c.buffer.try_reserve(1).is_err() {
+            // Dropping the buffer keeps the bound; the drain after the next
+            // snapshot sees the hole and fetches again.
+            self.counters.buffer_overflows += 1;
+            c.pending += c.buffer.len() as u32 + 1;
+            c.buffer.clear();
+            let name = c.name.clone();
+            return error(out, SessionErrorCode::BufferLimit, format!("channel '{name}': more than {cap} deltas buffered (maxBufferedDeltas): buffer dropped"));
+        }
+        c.buffer.push(d);
+    }
+
+    /// A HEARTBEAT_ACK's `sent` positions: a live channel with nothing buffered
+    /// that is behind what the server sent lost its tail.
+    pub(super) fn tail_gaps(&mut self, sent: &[ChannelPos], out: &mut Vec<SessionOutput>) {
+        for p in sent {
+            let Some(i) = self.find(&p.channel) else { continue };
+            let c = &self.channels[i];
+            let Some((pe, ps)) = c.live().filter(|_| c.buffer.is_empty()) else { continue };
+            if p.epoch > pe {
+                self.counters.epoch_changes += 1;
+                self.fetch(i, None, out);
+            } else if p.epoch == pe && p.seq > ps {
+                self.counters.gaps += 1;
+                self.fetch(i, Some(ps), out);
+            }
+        }
+    }
+
+    pub(super) fn snapshot(&mut self, r: SnapshotReply, now: f64, out: &mut Vec<SessionOutput>) {
+        let found = self.channels.iter().position(
+            |c| matches!(c.fetch, Fetch::InFlight { request_id, .. } if request_id == r.request_id),
+        );
+        let Some(i) = found else {
+            self.counters.stale_replies += 1;
+            return;
+        };
+        let c = &mut self.channels[i];
+        let Fetch::InFlight { since, .. } = c.fetch else { return };
+        let fits = r.channel == c.name
+            && match r.since_seq {
+                None => c.pos.is_none_or(|(pe, _)| r.epoch >= pe),
+                Some(n) => since == Some(n) && c.pos == Some((r.epoch, n)) && r.snapshot_seq >= n,
+            };
+        if !fits {
+            c.fetch = Fetch::RetryAt { at: now + self.cfg.fetch_retry_ms, since: None };
+            let msg = format!(
+                "snapshot reply {} for '{}' (epoch {}, snapshot_seq {}, since_seq {:?}) does not fit channel '{}' at {:?} asking since {:?}: fetching again",
+                r.request_id, r.channel, r.epoch, r.snapshot_seq, r.since_seq, c.name, c.pos, since
+            );
+            return error(out, SessionErrorCode::BadSnapshot, msg);
+        }
+        c.pos = Some((r.epoch, r.snapshot_seq));
+        c.fetch = Fetch::Idle;
+        let item = Delivery::Snapshot {
+            epoch: r.epoch,
+            snapshot_seq: r.snapshot_seq,
+            since_seq: r.since_seq,
+            body: r.body,
+        };
+        out.push(SessionOutput::Deliver { channel: c.name.clone(), item });
+        self.drain(i, r.since_seq.is_none(), out);
+    }
+
+    /// Applies channel `i`'s buffer after a snapshot: drops what the snapshot
+    /// covers, delivers the run that follows it, and keeps the rest behind a new
+    /// fetch if the run stops short.
+    fn drain(&mut self, i: usize, after_full: bool, out: &mut Vec<SessionOutput>) {
+        let c = &mut self.channels[i];
+        let Some((epoch, mut last)) = c.pos else { return };
+        let mut buf = std::mem::take(&mut c.buffer);
+        buf.sort_unstable_by_key(|d| (d.epoch, d.seq));
+        let mut applied = false;
+        let mut keep = Vec::new();
+        for d in buf {
+            if !keep.is_empty() {
+                keep.push(d);
+            } else if d.epoch < epoch || (d.epoch == epoch && d.seq <= last) {
+                c.pending += 1;
+            } else if d.epoch == epoch && d.seq == last.saturating_add(1) {
+                last = d.seq;
+                applied = true;
+                c.outstanding += 1;
+                out.push(SessionOutput::Deliver {
+                    channel: c.name.clone(),
+                    item: Delivery::Delta { epoch, seq: d.seq, body: d.body },
+                });
+            } else {
+                keep.push(d);
+            }
+        }
+        c.pos = Some((epoch, last));
+        let next_epoch = keep.first().map(|d| d.epoch);
+        c.buffer = keep;
+        match next_epoch {
+            None => {}
+            Some(e) if e > epoch => {
+                self.counters.epoch_changes += 1;
+                self.fetch(i, None, out);
+            }
+            Some(_) => {
+                self.counters.gaps += 1;
+                // Binance's rule: the first delta after a full snapshot must follow it,
+                // or the snapshot itself is fetched again.
+                let since = if after_full && !applied { None } else { Some(last) };
+                self.fetch(i, since, out);
+            }
+        }
+    }
+}
+
+fn error(out: &mut Vec<SessionOutput>, code: SessionErrorCode, message: String) {
+    out.push(SessionOutput::Error(SessionError::new(code, message)));
+}

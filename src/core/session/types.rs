@@ -1,0 +1,426 @@
+//! The session's closed input and output enums, its status, errors and config.
+//!
+//! Wire decoding happens at the edge: `SessionInput` carries already-decoded
+//! server ops; delta and snapshot bodies stay opaque (`Payload`) because the
+//! consumer (the ledger, the meter store) decodes them, not the session.
+
+use super::op::{ChannelPos, ClientOp};
+
+/// An opaque message body, exactly as it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A JSON text body.
+    Text(String),
+    /// A binary body (a v1 kind-2 live frame on `totals`).
+    Binary(Vec<u8>),
+}
+
+/// A server message on the socket, decoded at the edge.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerOp {
+    /// First message of every connection.
+    Hello {
+        /// Heartbeat period in ms (finite, in `1..=HEARTBEAT_MAX_MS`).
+        heartbeat_interval_ms: f64,
+        /// The server's id for the session this connection may carry.
+        session_id: String,
+        /// The server's wall clock when it sent HELLO.
+        server_time_ms: f64,
+        /// Where to reconnect to resume, if not the usual URL.
+        resume_url: Option<String>,
+    },
+    /// IDENTIFY accepted: a new session.
+    Ready {
+        /// The session's id, to RESUME with.
+        session_id: String,
+    },
+    /// RESUME accepted; missed deltas follow in order.
+    Resumed,
+    /// The server asks for an immediate heartbeat.
+    Heartbeat,
+    /// Heartbeat answered, with the last delta sent per channel on this connection.
+    HeartbeatAck {
+        /// Last `(epoch, seq)` sent per channel, if the server says.
+        sent: Vec<ChannelPos>,
+    },
+    /// Reconnect and resume.
+    Reconnect,
+    /// The session cannot continue on this connection.
+    InvalidSession {
+        /// Whether a RESUME may still succeed.
+        resumable: bool,
+    },
+    /// One delta of one channel (a DELTA op, or a v1 live frame on `totals`).
+    Delta {
+        /// Channel name.
+        channel: String,
+        /// The channel's epoch.
+        epoch: u64,
+        /// Position in the epoch, from 1.
+        seq: u64,
+        /// The delta itself, for the consumer.
+        body: Payload,
+    },
+}
+
+/// A REST snapshot body answering a `Fetch`, decoded at the edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotReply {
+    /// The `request_id` of the `Fetch` it answers.
+    pub request_id: u64,
+    /// The channel it describes.
+    pub channel: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// The last delta it includes.
+    pub snapshot_seq: u64,
+    /// `Some(n)`: a mini-snapshot of the changes after `n`; `None`: full state.
+    pub since_seq: Option<u64>,
+    /// The body, for the consumer.
+    pub body: Payload,
+}
+
+/// Everything the session reacts to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionInput {
+    /// Start connecting (from `Disconnected` or `Stopped`).
+    Start,
+    /// End the session: close with 1000 and stay disconnected.
+    Stop,
+    /// The socket closed (or failed to open) with this code.
+    Closed {
+        /// The WebSocket close code (1006 when the socket failed).
+        code: u16,
+        /// The close reason, as received.
+        reason: String,
+    },
+    /// A server message arrived.
+    Server(ServerOp),
+    /// A snapshot fetch answered.
+    Snapshot(SnapshotReply),
+    /// A snapshot fetch failed (network, HTTP status, undecodable body).
+    FetchFailed {
+        /// The request that failed.
+        request_id: u64,
+    },
+    /// The page wants a channel.
+    Subscribe {
+        /// Channel name.
+        channel: String,
+    },
+    /// The page no longer wants a channel.
+    Unsubscribe {
+        /// Channel name.
+        channel: String,
+    },
+    /// The page opened a meter's detail: fetch `GET /meters/{id}` (the reply goes
+    /// to the detail cache, not to the session).
+    FetchDetail {
+        /// The meter id (1..=`MAX_METER_ID_BYTES` bytes).
+        meter: String,
+    },
+    /// The page rendered `frames` delivered deltas of `channel`.
+    Rendered {
+        /// Channel name.
+        channel: String,
+        /// How many delivered deltas the render covered.
+        frames: u32,
+    },
+    /// Time passed: run due timers (heartbeat, timeouts, backoff, retries).
+    Tick,
+}
+
+/// What the consumer receives for a channel, strictly in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// Replace (full) or patch (mini) the channel's state up to `snapshot_seq`.
+    Snapshot {
+        /// Epoch of the state.
+        epoch: u64,
+        /// Last delta included.
+        snapshot_seq: u64,
+        /// `Some(n)`: a mini-snapshot continuing from `n`; `None`: full state.
+        since_seq: Option<u64>,
+        /// The body.
+        body: Payload,
+    },
+    /// Apply one delta; its `seq` is the previous position plus one.
+    Delta {
+        /// Epoch.
+        epoch: u64,
+        /// Position.
+        seq: u64,
+        /// The body.
+        body: Payload,
+    },
+}
+
+/// What a fetch asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchWhat {
+    /// `GET /snapshot-v2?channel=C`.
+    Snapshot {
+        /// Channel name.
+        channel: String,
+    },
+    /// `GET /snapshot-v2?channel=C&epoch=E&since_seq=N`.
+    MiniSnapshot {
+        /// Channel name.
+        channel: String,
+        /// The epoch of `since_seq`: a server in a later epoch answers with a full snapshot.
+        epoch: u64,
+        /// The last delta applied.
+        since_seq: u64,
+    },
+    /// `GET /meters/{id}`.
+    Detail {
+        /// The meter id.
+        meter: String,
+    },
+}
+
+/// The connection as the page should show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// No socket; waiting to (re)connect, or not started.
+    Disconnected,
+    /// Socket requested; waiting for HELLO.
+    Connecting,
+    /// IDENTIFY sent (or about to be, after a non-resumable INVALID_SESSION).
+    Identifying,
+    /// RESUME sent.
+    Resuming,
+    /// READY or RESUMED received.
+    Ready,
+    /// Stopped for good by a fatal close code.
+    Stopped,
+}
+
+impl ConnectionState {
+    /// The wire string, e.g. `"ready"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Identifying => "identifying",
+            ConnectionState::Resuming => "resuming",
+            ConnectionState::Ready => "ready",
+            ConnectionState::Stopped => "stopped",
+        }
+    }
+}
+
+/// A `connection` event: emitted on every state change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionStatus {
+    /// The state now.
+    pub state: ConnectionState,
+    /// Reconnect attempts since the last READY/RESUMED.
+    pub attempt: u32,
+    /// When the next connect is due, if one is scheduled.
+    pub next_retry_ms: Option<f64>,
+    /// The last close code seen or sent.
+    pub last_close_code: Option<u16>,
+    /// Why the state changed, in words.
+    pub reason: String,
+}
+
+/// Everything the session asks the host to do or tells the consumer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionOutput {
+    /// Send this control message as JSON text (`ClientOp::to_json`).
+    Send(ClientOp),
+    /// Open the socket (`url`: the HELLO's `resume_url` when resuming, else the host's URL).
+    Connect {
+        /// Resume URL, if the server gave one.
+        url: Option<String>,
+    },
+    /// Close the socket with this code.
+    Close {
+        /// WebSocket close code.
+        code: u16,
+        /// Reason text.
+        reason: String,
+    },
+    /// Run a REST request and answer with `Snapshot` or `FetchFailed`.
+    Fetch {
+        /// Echo this in the answer.
+        request_id: u64,
+        /// The resource.
+        what: FetchWhat,
+    },
+    /// The connection changed.
+    Connection(ConnectionStatus),
+    /// In-order data for the consumer of `channel`.
+    Deliver {
+        /// Channel name.
+        channel: String,
+        /// The snapshot or delta.
+        item: Delivery,
+    },
+    /// Something went wrong; the session carried on.
+    Error(SessionError),
+}
+
+/// Stable session error codes (wire strings in snake_case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionErrorCode {
+    /// A channel name is empty, too long or has characters outside `A–Z a–z 0–9 . _ -`.
+    BadChannel,
+    /// A subscription past `maxChannels`.
+    ChannelLimit,
+    /// A channel's buffer passed `maxBufferedDeltas`; it was dropped and the channel refetches.
+    BufferLimit,
+    /// The server sent a delta beyond the granted credit; it was refused.
+    CreditOverrun,
+    /// A server op that the current state does not allow (or a bad HELLO); ignored.
+    UnexpectedOp,
+    /// A snapshot reply that does not fit the request; the channel fetches again.
+    BadSnapshot,
+    /// The server closed with a fatal code; the session stopped.
+    FatalClose,
+    /// A delta or request for a channel that is not subscribed.
+    NotSubscribed,
+    /// A detail request names an empty or overlong meter id.
+    BadMeterId,
+    /// A session config value is out of its documented bound.
+    BadConfig,
+}
+
+impl SessionErrorCode {
+    /// The stable wire string, e.g. `"credit_overrun"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionErrorCode::BadChannel => "bad_channel",
+            SessionErrorCode::ChannelLimit => "channel_limit",
+            SessionErrorCode::BufferLimit => "buffer_limit",
+            SessionErrorCode::CreditOverrun => "credit_overrun",
+            SessionErrorCode::UnexpectedOp => "unexpected_op",
+            SessionErrorCode::BadSnapshot => "bad_snapshot",
+            SessionErrorCode::FatalClose => "fatal_close",
+            SessionErrorCode::NotSubscribed => "not_subscribed",
+            SessionErrorCode::BadMeterId => "bad_meter_id",
+            SessionErrorCode::BadConfig => "bad_config",
+        }
+    }
+}
+
+/// A session error: a stable code and a message naming what and where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct SessionError {
+    /// The code a page can branch on.
+    pub code: SessionErrorCode,
+    /// What happened, in words.
+    pub message: String,
+}
+
+impl SessionError {
+    /// An error with `code` and `message`.
+    pub fn new(code: SessionErrorCode, message: impl Into<String>) -> SessionError {
+        SessionError { code, message: message.into() }
+    }
+}
+
+/// Heartbeat intervals above this (one hour) are refused as a bad HELLO.
+pub const HEARTBEAT_MAX_MS: f64 = 3_600_000.0;
+
+/// The session's limits and timings. Every store is bounded by one of these.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionConfig {
+    /// Channels subscribed at once (1..=256; default 16).
+    pub max_channels: u32,
+    /// Deltas buffered per channel while it waits for a snapshot (1..=1,000,000; default 1024).
+    pub max_buffered_deltas: u32,
+    /// Deltas in flight per channel: granted, buffered or awaiting render (1..=1,000,000; default 256).
+    pub credit_window: u32,
+    /// First backoff ceiling in ms (1..=`backoff_cap_ms`; default 500).
+    pub backoff_base_ms: f64,
+    /// Largest backoff ceiling in ms (≤ 600,000; default 30,000).
+    pub backoff_cap_ms: f64,
+    /// Time allowed from `Connect` to HELLO in ms (100..=600,000; default 10,000).
+    pub hello_timeout_ms: f64,
+    /// Wait before a failed or refused snapshot fetch is retried, in ms (1..=600,000; default 1,000).
+    pub fetch_retry_ms: f64,
+    /// Seed of the jitter generator (any value; default 1).
+    pub seed: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_channels: 16,
+            max_buffered_deltas: 1024,
+            credit_window: 256,
+            backoff_base_ms: 500.0,
+            backoff_cap_ms: 30_000.0,
+            hello_timeout_ms: 10_000.0,
+            fetch_retry_ms: 1_000.0,
+            seed: 1,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// Checks every field against its documented bound.
+    pub fn validate(&self) -> Result<(), SessionError> {
+        let bad = |field: &str, bound: &str| {
+            Err(SessionError::new(
+                SessionErrorCode::BadConfig,
+                format!("session config {field} must be {bound}"),
+            ))
+        };
+        let within = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo && x <= hi;
+        if !(1..=256).contains(&self.max_channels) {
+            return bad("maxChannels", "in 1..=256");
+        }
+        if !(1..=1_000_000).contains(&self.max_buffered_deltas) {
+            return bad("maxBufferedDeltas", "in 1..=1000000");
+        }
+        if !(1..=1_000_000).contains(&self.credit_window) {
+            return bad("creditWindow", "in 1..=1000000");
+        }
+        if !within(self.backoff_cap_ms, 1.0, 600_000.0) {
+            return bad("backoffCapMs", "in 1..=600000");
+        }
+        if !within(self.backoff_base_ms, 1.0, self.backoff_cap_ms) {
+            return bad("backoffBaseMs", "in 1..=backoffCapMs");
+        }
+        if !within(self.hello_timeout_ms, 100.0, 600_000.0) {
+            return bad("helloTimeoutMs", "in 100..=600000");
+        }
+        if !within(self.fetch_retry_ms, 1.0, 600_000.0) {
+            return bad("fetchRetryMs", "in 1..=600000");
+        }
+        Ok(())
+    }
+}
+
+/// Running counters for `stats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    /// Gaps detected (out-of-order delta, lost tail, discontinuous buffer).
+    pub gaps: u64,
+    /// RESUMED received.
+    pub resumes_ok: u64,
+    /// INVALID_SESSION received while resuming.
+    pub resumes_failed: u64,
+    /// Times a channel's credit reached zero.
+    pub credit_exhausted: u64,
+    /// Deltas refused for arriving beyond the granted credit.
+    pub credit_overruns: u64,
+    /// Snapshot and mini-snapshot fetches issued.
+    pub snapshot_fetches: u64,
+    /// Reconnects scheduled.
+    pub reconnect_attempts: u64,
+    /// Connections closed for a missed HEARTBEAT_ACK.
+    pub zombies: u64,
+    /// Deltas ignored as duplicates or from an older epoch.
+    pub duplicates: u64,
+    /// Epoch changes that re-snapshotted a channel.
+    pub epoch_changes: u64,
+    /// Buffers dropped at `maxBufferedDeltas`.
+    pub buffer_overflows: u64,
+    /// Fetch replies that answered a superseded request.
+    pub stale_replies: u64,
+}
