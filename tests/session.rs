@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! Stream v2 session state machine: every transition against a scripted server
 //! and a manual clock (docs/STREAM.md).
 

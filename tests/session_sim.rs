@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! Seeded simulation of the stream v2 session against a faulty server: drops,
 //! duplicates, reorders, disconnects, epoch changes, resume failures, credit
 //! overruns, failed and reordered fetches, and a slow page. At quiescence every
