@@ -271,27 +271,6 @@ impl Ledger {
         }
     }
 
-    /// Takes a clock-sync sample; a refused one is reported.
-    fn sync_sample(
-        &mut self,
-        server_ms: f64,
-        sent_ms: Option<f64>,
-        received_ms: f64,
-        cfg: &Config,
-        out: &mut Vec<Outbound>,
-    ) {
-        if let Err(r) = self.sync.sample(server_ms, sent_ms, received_ms, cfg.max_clock_skew_ms) {
-            self.counters.refused_clocks += 1;
-            out.push(Outbound::Error(CoreError::new(
-                ErrorCode::ClockAhead,
-                format!(
-                    "server time {server_ms} is {:.0} ms from the worker clock {received_ms}, beyond maxClockSkewMs {}: clock sample ignored",
-                    r.offset_ms, r.max_skew_ms
-                ),
-            )));
-        }
-    }
-
     /// Merges a remote stamp into the worker's HLC and takes it as a one-way
     /// bound on the clock offset; `false` (and an error) if it is too far ahead
     /// of the corrected clock (see [`clock_refusal`]), which changes nothing.
@@ -382,7 +361,7 @@ impl Ledger {
     ) {
         self.engaged = true;
         if let Some(t) = h.server_time_ms {
-            self.sync_sample(t, None, now_ms, cfg, out);
+            sync_sample(&mut self.sync, &mut self.counters, t, None, now_ms, cfg, out);
         }
         self.roll(now_ms);
         // Refused or not, the greeting stamp bounds what the new stream may have
@@ -444,16 +423,7 @@ impl Ledger {
         let mut sync = self.sync.clone();
         if let Some(t) = c.server_time_ms {
             let received = c.received_at_ms.unwrap_or(now_ms);
-            if let Err(r) = sync.sample(t, c.sent_at_ms, received, cfg.max_clock_skew_ms) {
-                self.counters.refused_clocks += 1;
-                out.push(Outbound::Error(CoreError::new(
-                    ErrorCode::ClockAhead,
-                    format!(
-                        "server time {t} is {:.0} ms from the worker clock {received}, beyond maxClockSkewMs {}: clock sample ignored",
-                        r.offset_ms, r.max_skew_ms
-                    ),
-                )));
-            }
+            sync_sample(&mut sync, &mut self.counters, t, c.sent_at_ms, received, cfg, out);
         }
         let checked = match self.check_catchup(c, &sync, now_ms, cfg, out) {
             Ok(checked) => checked,
@@ -667,6 +637,28 @@ fn clock_refusal(
             cfg.max_offset_ms
         ),
     ))
+}
+
+/// Adds a clock-sync sample to `sync`; a refused one is counted and reported.
+fn sync_sample(
+    sync: &mut ClockSync,
+    counters: &mut LedgerCounters,
+    server_ms: f64,
+    sent_ms: Option<f64>,
+    received_ms: f64,
+    cfg: &Config,
+    out: &mut Vec<Outbound>,
+) {
+    if let Err(r) = sync.sample(server_ms, sent_ms, received_ms, cfg.max_clock_skew_ms) {
+        counters.refused_clocks += 1;
+        out.push(Outbound::Error(CoreError::new(
+            ErrorCode::ClockAhead,
+            format!(
+                "server time {server_ms} is {:.0} ms from the worker clock {received_ms}, beyond maxClockSkewMs {}: clock sample ignored",
+                r.offset_ms, r.max_skew_ms
+            ),
+        )));
+    }
 }
 
 /// The hour range a result covers: its `from`/`to`, else its earliest/latest
