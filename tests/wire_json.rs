@@ -574,13 +574,14 @@ fn decoded_json_drives_the_engine_with_item_positions() {
         })
         .collect();
     // The decoder's bad_field (item 4) comes first, then the engine's refusals
-    // in record order; past maxErrorsPerBatch (3) one summary counts the rest.
+    // in record order ('b' at its first reading, which would have been
+    // accepted); past maxErrorsPerBatch (3) one summary counts the rest.
     assert_eq!(
         errs,
         vec![
             (ErrorCode::BadField, Some(4)),
-            (ErrorCode::MeterCapacity, None),
-            (ErrorCode::UnknownKey, Some(1)),
+            (ErrorCode::MeterCapacity, Some(1)),
+            (ErrorCode::BadValue, Some(2)),
             (ErrorCode::ErrorsSuppressed, None),
         ]
     );

@@ -49,13 +49,17 @@ impl Engine {
                 continue;
             }
             pending.remove(*key);
+            // A batch's own table is bounded by the batch; its names are checked
+            // against maxMeters when their first reading is accepted. A stream's
+            // persistent table keeps at most as many waiting names as there is room.
             let room = (max_meters as usize).saturating_sub(meters.len());
+            let cap = if persistent { room } else { usize::MAX };
             let m = match meters.get(id) {
                 Some(m) => m,
                 None => {
                     let waiting = check_meter_id(id)
                         .and_then(|()| meters.check_room(id, max_meters))
-                        .and_then(|()| match pending.insert(*key, id, (), room, persistent) {
+                        .and_then(|()| match pending.insert(*key, id, (), cap, persistent) {
                             true => Ok(()),
                             false => Err(CoreError::new(
                                 ErrorCode::MeterCapacity,

@@ -179,8 +179,11 @@ impl Ledger {
                     None => {
                         // The meter is interned when one of its readings is counted.
                         let waiting = intern.check_new(&b.meter).and_then(|()| {
+                            // A frame's own table is bounded by the frame; the
+                            // epoch's keeps as many waiting names as there is room.
                             let room = intern.room();
-                            match pending.insert(b.key, &b.meter, r as u8, room, evict) {
+                            let cap = if evict { room } else { usize::MAX };
+                            match pending.insert(b.key, &b.meter, r as u8, cap, evict) {
                                 true => Ok(()),
                                 false => Err(CoreError::new(
                                     ErrorCode::MeterCapacity,
