@@ -113,8 +113,8 @@ pub fn aggregate(detector: &str, scores: &[SeriesScore]) -> Figures {
 /// The per-series table of one detector.
 pub fn series_table(detector: &str, scores: &[SeriesScore]) -> String {
     let mut t = format!(
-        "{detector}: per series\n{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}\n",
-        "series", "class", "alerts", "in", "out", "delay", "reward"
+        "{detector}: per series\n{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}  {}\n",
+        "series", "class", "alerts", "in", "out", "delay", "reward", "by kind (in/out)"
     );
     for s in scores {
         let (class, delay, reward) = match s.windows.first() {
@@ -125,10 +125,18 @@ pub fn series_table(detector: &str, scores: &[SeriesScore]) -> String {
             ),
             None => ("(none)", "-".to_string(), "-".to_string()),
         };
+        let kinds: Vec<String> = s.by_kind.iter().map(|(k, i, o)| format!("{k} {i}/{o}")).collect();
         let _ = writeln!(
             t,
-            "{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}",
-            s.name, class, s.alerts, s.inside, s.outside, delay, reward
+            "{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}  {}",
+            s.name,
+            class,
+            s.alerts,
+            s.inside,
+            s.outside,
+            delay,
+            reward,
+            kinds.join(", ")
         );
     }
     t
@@ -136,13 +144,13 @@ pub fn series_table(detector: &str, scores: &[SeriesScore]) -> String {
 
 /// The side-by-side summary of several detectors.
 pub fn summary_table(figs: &[Figures]) -> String {
-    let mut t = format!("{:<34}", "overall");
+    let mut t = format!("{:<42}", "overall");
     for f in figs {
         let _ = write!(t, " {:>20}", f.detector);
     }
     t.push('\n');
     let mut row = |label: &str, cell: &dyn Fn(&Figures) -> String| {
-        let _ = write!(t, "{label:<34}");
+        let _ = write!(t, "{label:<42}");
         for f in figs {
             let _ = write!(t, " {:>20}", cell(f));
         }
@@ -220,4 +228,69 @@ pub fn check_baseline(base: &Baseline, figs: &[Figures]) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::score::WindowResult;
+
+    fn scores(detected: bool, outside: usize) -> Vec<SeriesScore> {
+        let w = WindowResult {
+            class: "spike".into(),
+            first_alert_ms: detected.then_some(0.0),
+            delay_readings: detected.then_some(3.0),
+            reward: if detected { 1.0 } else { 0.0 },
+        };
+        vec![
+            SeriesScore {
+                name: "a".into(),
+                days: 1.0,
+                alerts: outside + usize::from(detected),
+                inside: usize::from(detected),
+                outside: 0,
+                by_kind: Vec::new(),
+                windows: vec![w],
+            },
+            SeriesScore {
+                name: "neg".into(),
+                days: 0.5,
+                alerts: outside,
+                inside: 0,
+                outside,
+                by_kind: vec![("spike", 0, outside)],
+                windows: Vec::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn aggregate_counts_recall_and_false_alerts_per_meter_day() {
+        let f = aggregate("m", &scores(true, 2));
+        assert_eq!(f.classes.get("spike").map(|c| (c.detected, c.recall)), Some((1, 1.0)));
+        assert!((f.false_per_day_negative - 4.0).abs() < 1e-12);
+        assert!(
+            (f.score - 100.0 * (1.0 - 2.0 * crate::eval::score::FALSE_ALERT_PENALTY)).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn the_baseline_check_fails_only_on_a_drop_past_the_margin() {
+        let good = aggregate("m", &scores(true, 0));
+        let base = Baseline {
+            seed: 1,
+            short: true,
+            score_margin: 5.0,
+            recall_margin: 0.1,
+            detectors: vec![good.clone()],
+        };
+        assert!(check_baseline(&base, &[good]).is_empty());
+        // Two false alerts cost 22 points: past the margin.
+        assert_eq!(check_baseline(&base, &[aggregate("m", &scores(true, 2))]).len(), 1);
+        // A missed window: both the score and the recall fall.
+        assert_eq!(check_baseline(&base, &[aggregate("m", &scores(false, 0))]).len(), 2);
+        // An improvement never fails.
+        let worse = Baseline { detectors: vec![aggregate("m", &scores(false, 3))], ..base };
+        assert!(check_baseline(&worse, &[aggregate("m", &scores(true, 0))]).is_empty());
+    }
 }
