@@ -9,7 +9,7 @@
 //! - `wasm` (wasm32 only): the Web Worker binding, the only code that knows JavaScript.
 //!
 //! [`replay`] drives the core from an NDJSON recording with a simulated clock; the
-//! `meterflow replay` command, the tests and the benchmarks use it. [`eval`]
+//! `meterflow replay` command, the tests and the benchmarks use it. `eval`
 //! (native only) scores the detector on a labelled corpus (`meterflow eval`).
 
 pub mod core;

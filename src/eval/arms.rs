@@ -83,7 +83,9 @@ fn run_engine(s: &Series, cfg: &Config) -> Result<Vec<Alert>, EvalError> {
             ("anomaly", Some(kind)) => {
                 if !active.contains(&kind) {
                     active.push(kind);
-                    let t_ms = msg.get("t").and_then(Value::as_f64).unwrap_or(f64::NAN);
+                    let t_ms = msg.get("t").and_then(Value::as_f64);
+                    let t_ms =
+                        t_ms.ok_or_else(|| engine_err("an anomaly line without t".into()))?;
                     alerts.push(Alert { t_ms, kind });
                 }
             }

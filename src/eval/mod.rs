@@ -51,7 +51,4 @@ pub enum EvalError {
     /// The engine reported an error while replaying a series (a harness bug).
     #[error("series {series}: the engine reported {message}")]
     Engine { series: String, message: String },
-    /// The baseline file is missing or malformed.
-    #[error("baseline: {0}")]
-    Baseline(String),
 }
