@@ -219,6 +219,35 @@ mod tests {
     }
 
     #[test]
+    fn an_escalation_is_not_a_new_alert() {
+        // The level doubles for 200 readings (a burst pipe), then returns.
+        let high: Vec<usize> = (2_000..2_200).collect();
+        let mut s = square_noise(4_000, &[], 0.0);
+        for &i in &high {
+            s.values[i] += 10.0;
+        }
+        let mut raw = Vec::new();
+        let input: String = s
+            .t_ms
+            .iter()
+            .zip(&s.values)
+            .map(|(t, v)| format!("{{\"t\":{t},\"type\":\"readings\",\"data\":{{\"readings\":[{{\"meter\":\"m\",\"ts\":{t},\"value\":{v}}}]}}}}\n"))
+            .collect();
+        let opts = ReplayOptions { only: Some(vec![OutType::Anomaly]), ..ReplayOptions::default() };
+        replay_with(input.as_bytes(), &mut raw, Config::default(), opts).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        let drift_events = raw.lines().filter(|l| l.contains(r#""kind":"drift""#)).count();
+        // The engine escalates drift (warning, then critical) ...
+        assert_eq!(drift_events, 2, "{raw}");
+        let a = Detector::Meterflow.run(&s, &Config::default()).unwrap();
+        let drifts: Vec<&Alert> = a.iter().filter(|a| a.kind == "drift").collect();
+        // ... which is one raise, at the first (warning) event.
+        assert_eq!(drifts.len(), 1, "{a:?}");
+        let warning = raw.lines().find(|l| l.contains(r#""kind":"drift""#)).unwrap_or("");
+        assert!(warning.contains(&format!(r#""t":{:.1}"#, drifts[0].t_ms)), "{warning}");
+    }
+
+    #[test]
     fn the_engine_arm_sees_a_spike_through_the_wire() {
         let s = square_noise(3_000, &[2_000, 2_001, 2_002], 40.0);
         let a = Detector::Meterflow.run(&s, &Config::default()).unwrap();
