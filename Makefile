@@ -4,6 +4,7 @@
 #   make demo           build the wasm package and serve the demo on 127.0.0.1
 #   make bench          native criterion benchmarks
 #   make bench-browser  the in-browser benchmark (5,000 / 20,000 / 50,000 meters)
+#   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
 
@@ -19,11 +20,11 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build e2e bench-smoke
+        test-worker build e2e bench-smoke eval eval-smoke
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
-TEST_STEPS := fmt clippy clippy-wasm test-native fuzz test-worker build e2e bench-smoke
+TEST_STEPS := fmt clippy clippy-wasm test-native fuzz test-worker build e2e bench-smoke eval-smoke
 
 test: deps
 	@failed=""; \
@@ -81,6 +82,16 @@ e2e:
 
 bench-smoke:
 	node www/bench/run.mjs --smoke
+
+# Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
+# table, meterflow beside the plain z-score, on the two-day built-in corpus.
+# `eval-smoke` runs the 4-hour corpus and fails on a crash or a drop past the
+# margins of tests/data/eval/baseline.json (quality, not time).
+eval:
+	cargo run --release --bin meterflow -- eval --series
+
+eval-smoke:
+	cargo test --test eval_smoke -- --nocapture
 
 demo: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build

@@ -9,9 +9,12 @@
 //! - `wasm` (wasm32 only): the Web Worker binding, the only code that knows JavaScript.
 //!
 //! [`replay`] drives the core from an NDJSON recording with a simulated clock; the
-//! `meterflow replay` command, the tests and the benchmarks use it.
+//! `meterflow replay` command, the tests and the benchmarks use it. `eval`
+//! (native only) scores the detector on a labelled corpus (`meterflow eval`).
 
 pub mod core;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod eval;
 pub mod replay;
 pub mod wire;
 

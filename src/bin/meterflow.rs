@@ -1,19 +1,29 @@
-//! The `meterflow` command: `meterflow replay FILE.ndjson [--config FILE.json] [--only TYPES]`.
+//! The `meterflow` command:
+//! - `meterflow replay FILE.ndjson [--config FILE.json] [--only TYPES]` replays
+//!   a recording of page messages through the engine with a simulated clock
+//!   and prints every outbound message as NDJSON (see `docs/REPLAY.md`).
+//! - `meterflow eval [CORPUS_DIR] ...` scores the detector on a labelled corpus
+//!   (see `docs/DETECTION.md`, "Evaluation"; the work is in `meterflow::eval`).
 //!
-//! Replays a recording of page messages through the engine with a simulated
-//! clock and prints every outbound message as NDJSON (see `docs/REPLAY.md`).
 //! Exit codes: 0 done (bad lines are reported in the output), 1 a file could
-//! not be read or written or the configuration is invalid, 2 bad usage.
+//! not be read or written, the configuration is invalid, or (eval) the figures
+//! fell below the baseline, 2 bad usage.
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::process::ExitCode;
 
 use meterflow::core::config::Config;
+use meterflow::eval::arms::Detector;
+use meterflow::eval::corpus::{self, Length};
+use meterflow::eval::{files, report};
 use meterflow::replay::{replay_with, OutType, ReplayError, ReplayOptions};
 use meterflow::wire::decode_config;
 
 const USAGE: &str = "usage: meterflow replay FILE.ndjson [--config FILE.json] [--only TYPES]
+       meterflow eval [CORPUS_DIR] [--detector meterflow|zscore] [--short] [--seed N]
+                      [--series] [--config FILE.json] [--baseline FILE] [--write-baseline FILE]
+       meterflow eval --generate DIR [--short] [--seed N]
 
 Replays a recording of worker page messages (one JSON object per line, each
 with its arrival time \"t\" in ms) through the engine with a simulated clock and
@@ -24,6 +34,21 @@ prints every outbound message as one JSON line with \"t\" added.
   --only TYPES      print only these message types, comma-separated (e.g.
                     anomaly,totals); of anomaly, cleared, stats, error,
                     warning, window, meter, totals, fetch
+
+eval replays each labelled series of a corpus as one meter at 2 Hz with the
+default config (or --config) and prints, per detector, the alerts inside and
+outside the labelled windows, recall and delay per incident class, false
+alerts per meter-day and the windowed score (docs/DETECTION.md, Evaluation).
+
+  CORPUS_DIR        labels.json and one NAME.csv (t_ms,value) per series;
+                    without it, the built-in seeded corpus
+  --detector D      only this detector (default: meterflow and zscore)
+  --short           the built-in corpus at 4 hours per series (the smoke run)
+  --seed N          the built-in corpus's seed (default 1)
+  --series          also print the per-series tables
+  --baseline FILE   exit 1 if the figures fall below FILE by its margins
+  --write-baseline FILE   write the figures as a baseline (margins 5 points, 0.10 recall)
+  --generate DIR    write the built-in corpus to DIR and stop
 ";
 
 /// What the command line asks for.
@@ -31,6 +56,81 @@ struct Args {
     input: String,
     config: Option<String>,
     only: Option<Vec<OutType>>,
+}
+
+/// What `meterflow eval` is asked for.
+#[derive(Default)]
+struct EvalArgs {
+    corpus: Option<String>,
+    detector: Option<Detector>,
+    short: bool,
+    seed: Option<u64>,
+    series: bool,
+    config: Option<String>,
+    baseline: Option<String>,
+    write_baseline: Option<String>,
+    generate: Option<String>,
+}
+
+enum Command {
+    Replay(Args),
+    Eval(EvalArgs),
+}
+
+fn parse_command(mut args: impl Iterator<Item = String>) -> Result<Option<Command>, String> {
+    let mut args = args.by_ref().peekable();
+    if args.peek().map(String::as_str) == Some("eval") {
+        args.next();
+        return parse_eval(args).map(|a| a.map(Command::Eval));
+    }
+    parse_args(args).map(|a| a.map(Command::Replay))
+}
+
+/// The value after option `name`, once.
+fn once(slot: &mut Option<String>, name: &str, v: Option<String>) -> Result<(), String> {
+    match v {
+        Some(_) if slot.is_some() => Err(format!("{name} given twice")),
+        Some(v) => {
+            *slot = Some(v);
+            Ok(())
+        }
+        None => Err(format!("{name} needs a value")),
+    }
+}
+
+fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>, String> {
+    let mut e = EvalArgs::default();
+    let (mut detector, mut seed) = (None, None);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--short" => e.short = true,
+            "--series" => e.series = true,
+            "--detector" => once(&mut detector, "--detector", args.next())?,
+            "--seed" => once(&mut seed, "--seed", args.next())?,
+            "--config" => once(&mut e.config, "--config", args.next())?,
+            "--baseline" => once(&mut e.baseline, "--baseline", args.next())?,
+            "--write-baseline" => once(&mut e.write_baseline, "--write-baseline", args.next())?,
+            "--generate" => once(&mut e.generate, "--generate", args.next())?,
+            s if s.starts_with("--") => return Err(format!("unknown option '{s}'")),
+            _ if e.corpus.is_none() => e.corpus = Some(a),
+            _ => return Err(format!("unexpected argument '{a}'")),
+        }
+    }
+    if let Some(d) = detector {
+        e.detector = Some(
+            Detector::parse(&d).ok_or(format!("unknown detector '{d}' (meterflow or zscore)"))?,
+        );
+    }
+    if let Some(s) = seed {
+        e.seed = Some(s.parse().map_err(|_| format!("--seed: '{s}' is not a whole number"))?);
+    }
+    if e.corpus.is_some() && (e.generate.is_some() || e.short || e.seed.is_some()) {
+        return Err(
+            "--generate, --short and --seed are for the built-in corpus, not CORPUS_DIR".into()
+        );
+    }
+    Ok(Some(e))
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
@@ -72,9 +172,80 @@ fn load_config(path: Option<&str>) -> Result<Config, String> {
     Config::default().apply(&patch).map_err(|e| format!("{path}: {e}"))
 }
 
+/// `meterflow eval`: builds or reads the corpus, runs the detectors, prints.
+fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
+    let cfg = load_config(a.config.as_deref()).map_err(|e| format!("config {e}"))?;
+    let seed = a.seed.unwrap_or(1);
+    let len = if a.short { Length::Short } else { Length::Full };
+    let corpus = match &a.corpus {
+        Some(dir) => files::read_dir(std::path::Path::new(dir)).map_err(|e| e.to_string())?,
+        None => corpus::generate(seed, len),
+    };
+    if let Some(dir) = &a.generate {
+        files::write_dir(std::path::Path::new(dir), &corpus).map_err(|e| e.to_string())?;
+        eprintln!("meterflow: wrote {} series to {dir}", corpus.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let detectors = match a.detector {
+        Some(d) => vec![d],
+        None => vec![Detector::Meterflow, Detector::Zscore],
+    };
+    let mut figs = Vec::new();
+    for d in detectors {
+        let (scores, f) = report::evaluate(d, &corpus, &cfg).map_err(|e| e.to_string())?;
+        if a.series {
+            println!("{}", report::series_table(d.as_str(), &scores));
+        }
+        figs.push(f);
+    }
+    let what = a.corpus.clone().unwrap_or_else(|| {
+        format!("built-in corpus, seed {seed}{}", if a.short { ", short" } else { "" })
+    });
+    println!(
+        "{} series, {} labelled windows ({what})",
+        corpus.len(),
+        figs.first().map_or(0, |f| f.windows)
+    );
+    print!("{}", report::summary_table(&figs));
+    if let Some(path) = &a.write_baseline {
+        let b = report::Baseline {
+            seed,
+            short: a.short,
+            score_margin: 5.0,
+            recall_margin: 0.10,
+            detectors: figs.clone(),
+        };
+        let text = serde_json::to_string_pretty(&b).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{path}: {e}"))?;
+    }
+    if let Some(path) = &a.baseline {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let b: report::Baseline =
+            serde_json::from_str(&text).map_err(|e| format!("{path}: not a baseline ({e})"))?;
+        let problems = report::check_baseline(&b, &figs);
+        if !problems.is_empty() {
+            for p in problems {
+                eprintln!("meterflow: regression: {p}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        eprintln!("meterflow: no regression against {path}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
+    let args = match parse_command(std::env::args().skip(1)) {
+        Ok(Some(Command::Eval(e))) => {
+            return match run_eval(e) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("meterflow: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Ok(Some(Command::Replay(a))) => a,
         Ok(None) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
