@@ -193,7 +193,11 @@ async fn snapshot(
             return error(StatusCode::NOT_FOUND, "unknown_channel", "only channel=totals is served")
         }
     }
-    let oldest = shared.model().hours().front().map_or(0, |h| h.hour_ms);
+    // Every hour held; before the first reading, the hour of `asOf` (the start).
+    let oldest = {
+        let m = shared.model();
+        m.hours().front().map_or(m.as_of().wall_ms, |h| h.hour_ms)
+    };
     serve_catchup(&shared, &q, Some(oldest))
 }
 

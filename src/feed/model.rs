@@ -174,6 +174,8 @@ pub struct ReadModel {
     meters: Vec<MeterState>,
     meter_ids: Arc<Vec<String>>,
     meter_resources: Arc<Vec<usize>>,
+    /// Meter id → index, for `/meters/{id}`.
+    index: std::collections::HashMap<String, usize>,
     readings: u64,
 }
 
@@ -204,6 +206,7 @@ impl ReadModel {
             ring: VecDeque::new(),
             ring_cap: ring_cap.max(1),
             meters: vec![MeterState::default(); n],
+            index: meter_ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect(),
             meter_ids: Arc::new(meter_ids),
             meter_resources: Arc::new(meter_resources),
             readings: 0,
@@ -318,7 +321,7 @@ impl ReadModel {
 
     /// One meter's id, resource and state.
     pub fn meter(&self, id: &str) -> Option<(usize, &str, MeterState)> {
-        let i = self.meter_ids.iter().position(|m| m == id)?;
+        let i = *self.index.get(id)?;
         Some((i, RESOURCES.get(*self.meter_resources.get(i)?)?.0, *self.meters.get(i)?))
     }
 
