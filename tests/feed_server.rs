@@ -457,3 +457,27 @@ async fn catchup_serve_time_at_5000_meters() {
     }
     server.shutdown().await.expect("server error");
 }
+
+/// A backlog longer than one send batch drains without waiting for the next
+/// tick: with the writer paused, every held frame after `snapshot_seq` arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_one_batch_drains_without_new_ticks() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    while server.shared().model().seq() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.set_paused(true);
+    let head = server.shared().model().seq();
+    let (mut ws, _) = connect(&server).await;
+    send(
+        &mut ws,
+        json!({ "op": "IDENTIFY",
+        "channels": [ { "name": "totals", "credit": 10_000, "epoch": 9, "snapshot_seq": 1 } ] }),
+    )
+    .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    for want in 2..=head {
+        assert_eq!(next_seq(&mut ws).await, want);
+    }
+    server.shutdown().await.expect("server error");
+}

@@ -130,7 +130,9 @@ impl Conn {
             Duration::from_millis(self.shared.cfg.heartbeat_interval_ms.saturating_mul(2));
         let mut deadline = tokio::time::Instant::now() + silence;
         loop {
-            self.send_frames().await?;
+            // More held frames than one batch: go round again at once (after
+            // reading whatever the client sent meanwhile).
+            let more = self.send_frames().await?;
             let waiting = self.totals.as_ref().is_some_and(|s| s.credit > 0);
             tokio::select! {
                 msg = self.socket.recv() => {
@@ -144,6 +146,7 @@ impl Conn {
                         Some(Ok(_)) => {}
                     }
                 }
+                () = std::future::ready(()), if more => {}
                 changed = head.changed(), if waiting => {
                     if changed.is_err() {
                         return Err(End::Close(close::GOING_AWAY, "server stopping"));
@@ -159,11 +162,12 @@ impl Conn {
         }
     }
 
-    /// Sends what the credit allows of the frames after the channel's position.
-    async fn send_frames(&mut self) -> Result<(), End> {
-        let Some(sub) = self.totals.as_mut() else { return Ok(()) };
+    /// Sends what the credit allows of the frames after the channel's position,
+    /// one batch; `true` if a full batch went and credit is left (maybe more).
+    async fn send_frames(&mut self) -> Result<bool, End> {
+        let Some(sub) = self.totals.as_mut() else { return Ok(false) };
         if sub.credit == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let max = (sub.credit as usize).min(SEND_BATCH);
         let frames = {
@@ -173,10 +177,11 @@ impl Conn {
                 None => {
                     // Behind the ring (or a position from the future): skip to the head.
                     sub.next = m.seq() + 1;
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         };
+        let full = frames.len() == max;
         for f in frames {
             let msg = frame_message(&f, self.binary)
                 .ok_or(End::Close(close::DECODE_ERROR, "frame encoding failed"))?;
@@ -186,7 +191,7 @@ impl Conn {
                 sub.credit -= 1;
             }
         }
-        Ok(())
+        Ok(full && self.totals.as_ref().is_some_and(|s| s.credit > 0))
     }
 
     /// Where a channel offer starts: after its position if the ring still holds
