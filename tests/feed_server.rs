@@ -481,3 +481,16 @@ async fn a_backlog_beyond_one_batch_drains_without_new_ticks() {
     }
     server.shutdown().await.expect("server error");
 }
+
+/// A client silent for two heartbeat intervals is closed with 4009.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_with_4009() {
+    let cfg = FeedConfig { heartbeat_interval_ms: 100, ..config() };
+    let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let (mut ws, _) = connect(&server).await;
+    send(&mut ws, json!({ "op": "IDENTIFY", "channels": [ { "name": "totals", "credit": 1 } ] }))
+        .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    assert_eq!(next_op(&mut ws).await, Err(Some(4009)));
+    server.shutdown().await.expect("server error");
+}

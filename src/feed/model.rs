@@ -395,6 +395,31 @@ mod tests {
     }
 
     #[test]
+    fn fifty_thousand_meters_total_exactly() {
+        let mut sim = Simulator::new(50_000, 2, 1_764_000_000_000);
+        let mut m = model(&sim, 4, 4);
+        let (mut out, mut want) = (Vec::new(), [0i64; 3]);
+        for _ in 0..20 {
+            let ts = sim.step(&mut out);
+            for r in &out {
+                want[sim.meters()[r.meter as usize].resource] += r.units;
+            }
+            m.apply(ts, std::mem::take(&mut out));
+        }
+        let got = m.hours().iter().fold([0i64; 3], |mut a, h| {
+            (0..3).for_each(|r| a[r] += h.units[r]);
+            a
+        });
+        assert_eq!(got, want);
+        assert_eq!(m.readings(), 20 * 50_000);
+        assert!(
+            m.meter("b-49999").is_some()
+                || m.meter("w-49999").is_some()
+                || m.meter("e-49999").is_some()
+        );
+    }
+
+    #[test]
     fn ring_and_hours_stay_bounded_and_resume_knows_what_it_holds() {
         let mut sim = Simulator::new(10, 1, 1_764_000_000_000);
         let mut m = model(&sim, 2, 8);
