@@ -42,12 +42,16 @@ fmt:
 
 clippy:
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --features feed --all-targets -- -D warnings
 
 clippy-wasm:
 	cargo clippy --target wasm32-unknown-unknown --lib --test worker -- -D warnings
 
+# The feed server (`feed` feature): its unit tests and tests/feed_*.rs.
 test-native:
 	cargo test
+	cargo test --features feed --lib feed::
+	cargo test --features feed --test 'feed_*'
 
 # A bounded fuzz run of every decoder and the engine behind it (proptest-based:
 # cargo-fuzz needs a nightly toolchain). `cargo test` already runs 2,000 cases

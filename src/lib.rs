@@ -18,5 +18,9 @@ pub mod eval;
 pub mod replay;
 pub mod wire;
 
+/// The native feed server (`feed` feature; `meterflow-feed`).
+#[cfg(all(feature = "feed", not(target_arch = "wasm32")))]
+pub mod feed;
+
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -1,0 +1,123 @@
+//! `meterflow-feed`: the feed server (docs/STREAM.md, "Feed server").
+//!
+//! `meterflow-feed [--host 127.0.0.1] [--port 8090] [--meters 5000] [--seed 1]
+//! [--speed 1] [--start-ms MS] [--epoch N] [--history-hours 168] [--ring 240]
+//! [--heartbeat-ms 15000] [--www DIR]`. Prints the URL it listens on, then
+//! serves until SIGINT or SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use meterflow::feed::{start, FeedConfig};
+
+const USAGE: &str =
+    "usage: meterflow-feed [--host IP] [--port N] [--meters N] [--seed N] [--speed X] \
+[--start-ms MS] [--epoch N] [--history-hours N] [--ring N] [--heartbeat-ms N] [--www DIR]";
+
+fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
+    let mut cfg = FeedConfig {
+        // A new epoch per process: a restarted server's stream is a new one.
+        epoch: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1)),
+        ..FeedConfig::default()
+    };
+    let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut port: u16 = 8090;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(USAGE.to_string());
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |_| format!("{flag}: bad value '{value}'");
+        match flag.as_str() {
+            "--host" => {
+                host = value.parse().map_err(|_| format!("--host: bad address '{value}'"))?
+            }
+            "--port" => port = value.parse().map_err(bad)?,
+            "--meters" => cfg.meters = value.parse().map_err(bad)?,
+            "--seed" => cfg.seed = value.parse().map_err(bad)?,
+            "--speed" => {
+                cfg.speed = value.parse().map_err(|_| format!("--speed: bad value '{value}'"))?
+            }
+            "--start-ms" => cfg.start_ms = Some(value.parse().map_err(bad)?),
+            "--epoch" => cfg.epoch = value.parse().map_err(bad)?,
+            "--history-hours" => cfg.history_hours = value.parse().map_err(bad)?,
+            "--ring" => cfg.ring_frames = value.parse().map_err(bad)?,
+            "--heartbeat-ms" => cfg.heartbeat_interval_ms = value.parse().map_err(bad)?,
+            "--www" => cfg.www = value.into(),
+            _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+        }
+    }
+    cfg.validate()?;
+    Ok((cfg, SocketAddr::new(host, port)))
+}
+
+async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cfg, addr) = match parse(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meterflow-feed: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match start(cfg.clone(), addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("meterflow-feed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("{}", server.url());
+        eprintln!(
+            "meterflow-feed: {} meters, seed {}, speed {}x, epoch {}; stream at {}/stream",
+            cfg.meters,
+            cfg.seed,
+            cfg.speed,
+            cfg.epoch,
+            server.url().replacen("http", "ws", 1)
+        );
+        signal().await;
+        eprintln!("meterflow-feed: stopping");
+        match server.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meterflow-feed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,338 @@
+//! The feed server (native, `feed` feature): a seeded simulation of N meters,
+//! one writer that stamps every reading once and keeps an incremental read
+//! model (seed §5, Option A), and axum endpoints on one port: `/stream`
+//! (stream v2 WebSocket, docs/STREAM.md), `/catchup` and `/snapshot-v2`
+//! (PROTOCOL.md 3.6/3.8), `/truth`, `/meters/{id}`, static files.
+//!
+//! - `sim.rs`: the simulator (pure, seeded). `model.rs`: the read model (pure).
+//! - `http.rs`: REST handlers and bodies. `ws.rs`: one WebSocket session.
+//! - this file: `FeedConfig`, the shared state, the writer task, `start`.
+
+pub mod http;
+pub mod model;
+pub mod sim;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use model::ReadModel;
+use sim::{Incident, MeterSpec, Simulator, TICK_MS};
+
+/// Every limit of the feed server, with defaults (`meterflow-feed --help`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedConfig {
+    /// Simulated meters; 1..=1,000,000 (default 5,000).
+    pub meters: u32,
+    /// Seed of the simulation.
+    pub seed: u64,
+    /// Simulated time runs `speed` × real time; > 0 and ≤ 10,000 (default 1).
+    pub speed: f64,
+    /// Simulated start (ms since the Unix epoch); default: the wall clock at start.
+    pub start_ms: Option<u64>,
+    /// Epoch of the `totals` stream; ≥ 1, ≤ 2^53 (default: a new one per process).
+    pub epoch: u64,
+    /// Hours of exact totals kept; 1..=8,784 (default 168).
+    pub history_hours: usize,
+    /// Recent `totals` frames kept for resume; 1..=100,000 (default 240).
+    pub ring_frames: usize,
+    /// HELLO's heartbeat interval (real ms); 100..=600,000 (default 15,000).
+    /// A connection silent for twice that is closed with 4009.
+    pub heartbeat_interval_ms: u64,
+    /// Session ids remembered for RESUME (oldest forgotten first); 1..=1,000,000 (default 4,096).
+    pub max_sessions: usize,
+    /// Most credit a channel may hold; 1..=1,000,000 (default 65,536). More is capped.
+    pub max_credit: u64,
+    /// Largest client message accepted (bytes); 256..=1 MiB (default 64 KiB).
+    pub max_client_message_bytes: usize,
+    /// Ticks the writer applies per wake-up before it yields; 1..=100,000 (default 256).
+    pub max_ticks_per_wake: u32,
+    /// Directory of the static files served at other paths (default `www`).
+    pub www: PathBuf,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig {
+            meters: 5_000,
+            seed: 1,
+            speed: 1.0,
+            start_ms: None,
+            epoch: 1,
+            history_hours: 168,
+            ring_frames: 240,
+            heartbeat_interval_ms: 15_000,
+            max_sessions: 4_096,
+            max_credit: 65_536,
+            max_client_message_bytes: 64 << 10,
+            max_ticks_per_wake: 256,
+            www: PathBuf::from("www"),
+        }
+    }
+}
+
+impl FeedConfig {
+    /// Checks every bound; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |f: &str, b: &str| Err(format!("{f}: must be {b}"));
+        if !(1..=1_000_000).contains(&self.meters) {
+            return bad("meters", "1..=1000000");
+        }
+        if !(self.speed > 0.0 && self.speed <= 10_000.0) {
+            return bad("speed", "> 0 and <= 10000");
+        }
+        if !(1..=1u64 << 53).contains(&self.epoch) {
+            return bad("epoch", "1..=2^53");
+        }
+        if self.start_ms.is_some_and(|s| s > 1u64 << 46) {
+            return bad("start_ms", "<= 2^46");
+        }
+        if !(1..=8_784).contains(&self.history_hours) {
+            return bad("history_hours", "1..=8784");
+        }
+        if !(1..=100_000).contains(&self.ring_frames) {
+            return bad("ring_frames", "1..=100000");
+        }
+        if !(100..=600_000).contains(&self.heartbeat_interval_ms) {
+            return bad("heartbeat_interval_ms", "100..=600000");
+        }
+        if !(1..=1_000_000).contains(&self.max_sessions) {
+            return bad("max_sessions", "1..=1000000");
+        }
+        if !(1..=1_000_000).contains(&self.max_credit) {
+            return bad("max_credit", "1..=1000000");
+        }
+        if !(256..=1 << 20).contains(&self.max_client_message_bytes) {
+            return bad("max_client_message_bytes", "256..=1048576");
+        }
+        if !(1..=100_000).contains(&self.max_ticks_per_wake) {
+            return bad("max_ticks_per_wake", "1..=100000");
+        }
+        Ok(())
+    }
+}
+
+/// Simulated time: `start_ms` plus `speed` × the real time elapsed.
+#[derive(Clone, Copy, Debug)]
+pub struct SimClock {
+    real_start: Instant,
+    start_ms: u64,
+    speed: f64,
+}
+
+impl SimClock {
+    /// Simulated ms now.
+    pub fn now_ms(&self) -> u64 {
+        self.start_ms + (self.real_start.elapsed().as_secs_f64() * 1e3 * self.speed) as u64
+    }
+
+    /// Real time until simulated time reaches `sim_ms` (zero if it has).
+    pub fn real_until(&self, sim_ms: u64) -> Duration {
+        let ahead = sim_ms.saturating_sub(self.now_ms()) as f64 / self.speed;
+        Duration::from_secs_f64(ahead / 1e3)
+    }
+}
+
+/// Session ids handed out, remembered for RESUME, oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    ids: std::collections::VecDeque<String>,
+    next: u64,
+}
+
+impl Sessions {
+    fn create(&mut self, cap: usize) -> String {
+        self.next += 1;
+        let id = format!("s-{:x}", self.next);
+        if self.ids.len() >= cap {
+            self.ids.pop_front();
+        }
+        self.ids.push_back(id.clone());
+        id
+    }
+
+    fn known(&self, id: &str) -> bool {
+        self.ids.iter().any(|s| s == id)
+    }
+}
+
+/// What every task shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: FeedConfig,
+    pub clock: SimClock,
+    pub meters: Vec<MeterSpec>,
+    pub incidents: Vec<Incident>,
+    model: RwLock<ReadModel>,
+    /// The last `seq` applied; connection tasks wait on it.
+    head: watch::Sender<u64>,
+    sessions: Mutex<Sessions>,
+    shutdown: watch::Sender<bool>,
+    paused: AtomicBool,
+    /// Origins allowed to open `/stream` (the server's own).
+    pub origins: Vec<String>,
+    /// Catch-up and snapshot bodies served.
+    pub catchups_served: AtomicU64,
+}
+
+impl Shared {
+    /// The read model, for a short read (a poisoned lock still reads: the
+    /// writer never leaves the model half-updated across a panic point).
+    pub fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits on the head `seq`.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+
+    /// Resolves when the server is shutting down.
+    pub fn shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    fn new_session(&self) -> String {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.create(self.cfg.max_sessions)
+    }
+
+    fn session_known(&self, id: &str) -> bool {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).known(id)
+    }
+}
+
+/// A running feed server.
+#[derive(Debug)]
+pub struct Server {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The shared state (read model, clock, incidents).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops (or restarts) the writer: no new ticks while paused; on resume the
+    /// simulation catches up with the simulated clock.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001 and waits for the tasks.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.shared.shutdown.send_replace(true);
+        let _ = self.writer.await;
+        match self.serve.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Binds `addr`, starts the writer and the server.
+pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server> {
+    cfg.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let start_ms = cfg.start_ms.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    });
+    let sim = Simulator::new(cfg.meters, cfg.seed, start_ms);
+    let model = ReadModel::new(
+        cfg.epoch,
+        sim.start_ms(),
+        sim.meters().iter().map(|m| m.id.clone()).collect(),
+        sim.meters().iter().map(|m| m.resource).collect(),
+        cfg.history_hours,
+        cfg.ring_frames,
+    );
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    let shared = Arc::new(Shared {
+        clock: SimClock { real_start: Instant::now(), start_ms: sim.start_ms(), speed: cfg.speed },
+        meters: sim.meters().to_vec(),
+        incidents: sim.incidents().to_vec(),
+        model: RwLock::new(model),
+        head: watch::Sender::new(0),
+        sessions: Mutex::new(Sessions::default()),
+        shutdown: watch::Sender::new(false),
+        paused: AtomicBool::new(false),
+        origins,
+        catchups_served: AtomicU64::new(0),
+        cfg,
+    });
+    let writer = tokio::spawn(write_loop(shared.clone(), sim));
+    let app = http::router(shared.clone());
+    let mut stop = shared.shutdown();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(Server { addr, shared, serve, writer })
+}
+
+/// The one writer: steps the simulation up to the simulated clock, applies each
+/// tick to the read model, publishes the head `seq`.
+async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
+    let mut stop = shared.shutdown();
+    let mut out = Vec::new();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if !shared.paused.load(Ordering::SeqCst) {
+            let now = shared.clock.now_ms();
+            let mut n = 0;
+            while sim.next_ts() <= now && n < shared.cfg.max_ticks_per_wake {
+                let ts = sim.step(&mut out);
+                let readings = std::mem::take(&mut out);
+                let seq = {
+                    let mut m = shared.model.write().unwrap_or_else(|e| e.into_inner());
+                    m.apply(ts, readings);
+                    m.seq()
+                };
+                shared.head.send_replace(seq);
+                n += 1;
+            }
+            if n == shared.cfg.max_ticks_per_wake {
+                tokio::task::yield_now().await;
+                continue;
+            }
+        }
+        let wait = if shared.paused.load(Ordering::SeqCst) {
+            Duration::from_millis(5)
+        } else {
+            shared
+                .clock
+                .real_until(sim.next_ts())
+                .clamp(Duration::from_millis(1), Duration::from_millis(TICK_MS))
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

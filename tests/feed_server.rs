@@ -1,0 +1,496 @@
+//! The feed server end to end (`--features feed`): started in-process on
+//! 127.0.0.1:0, a native WebSocket client does HELLO/IDENTIFY, takes live
+//! `totals` frames for a few seconds of accelerated time (one client in JSON,
+//! one in binary kind 2) within its credit, fetches a catch-up over HTTP, and
+//! feeds everything through `meterflow::wire` into a `core::Engine` running on
+//! the server's clock. Once a catch-up covering the last frame is applied, the
+//! engine's totals equal `/truth` exactly and are complete.
+#![cfg(feature = "feed")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use meterflow::core::config::Config;
+use meterflow::core::event::{Inbound, Outbound, Query};
+use meterflow::core::Engine;
+use meterflow::feed::model::HOUR_MS;
+use meterflow::feed::{start, FeedConfig, Server};
+use meterflow::wire::{decode_binary_at, decode_text, Arrival, Envelope};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Seconds of real time the clients stream for (× `SPEED` simulated).
+const STREAM_FOR: Duration = Duration::from_millis(2_000);
+const SPEED: f64 = 300.0;
+/// Simulated start: 5 minutes before an hour, so the run crosses into the next.
+const START_MS: u64 = 1_764_064_800_000 - 5 * 60_000;
+
+/// The engine's config: at `SPEED`× a few ms of real network and scheduling
+/// jitter are seconds of simulated time, so the clock allowance is widened
+/// accordingly (a dashboard against an accelerated feed needs the same).
+fn engine_config() -> Config {
+    Config { max_offset_ms: 60_000.0, ..Config::default() }
+}
+
+fn config() -> FeedConfig {
+    FeedConfig {
+        meters: 300,
+        seed: 7,
+        speed: SPEED,
+        start_ms: Some(START_MS),
+        epoch: 9,
+        ring_frames: 8_192,
+        heartbeat_interval_ms: 2_000,
+        ..FeedConfig::default()
+    }
+}
+
+/// `GET path` over a fresh connection: status, headers (lower-case names), body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    assert!(!headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")));
+    (status, headers, buf[split + 4..].to_vec())
+}
+
+fn header(h: &[(String, String)], name: &str) -> Option<u64> {
+    h.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok())
+}
+
+/// What one client saw.
+struct Client {
+    engine: Engine,
+    frames: u64,
+    last_seq: u64,
+    last_stamp: (u64, u32),
+    acks: u64,
+}
+
+async fn stream(server: &Server, binary: bool) -> Client {
+    let shared = server.shared().clone();
+    let url = format!("ws://{}/stream{}", server.addr, if binary { "?format=binary" } else { "" });
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    let hello: Value = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).expect("HELLO json"),
+        other => panic!("expected HELLO, got {other:?}"),
+    };
+    assert_eq!(hello["op"], "HELLO");
+    assert_eq!(hello["heartbeat_interval_ms"], 2_000);
+    let session = hello["session_id"].as_str().expect("session id").to_string();
+    let credit = 64u64;
+    let identify =
+        json!({ "op": "IDENTIFY", "channels": [ { "name": "totals", "credit": credit } ] });
+    ws.send(Message::Text(identify.to_string().into())).await.expect("send");
+    let ready: Value = match ws.next().await {
+        Some(Ok(Message::Text(t))) => serde_json::from_str(&t).expect("READY json"),
+        other => panic!("expected READY, got {other:?}"),
+    };
+    assert_eq!(ready, json!({ "op": "READY", "session_id": session }));
+
+    let cfg = engine_config();
+    let mut c = Client {
+        engine: Engine::new(cfg.clone()).expect("engine"),
+        frames: 0,
+        last_seq: 0,
+        last_stamp: (0, 0),
+        acks: 0,
+    };
+    let (mut outstanding, mut unreturned) = (credit, 0u64);
+    let real_start = tokio::time::Instant::now();
+    let mut next_beat = real_start;
+    let mut paused_head = None;
+    loop {
+        if paused_head.is_none() && real_start.elapsed() >= STREAM_FOR {
+            server.set_paused(true);
+            paused_head = Some(shared.model().seq());
+        }
+        if paused_head.is_some_and(|h| c.last_seq >= h && h > 0) {
+            break;
+        }
+        if tokio::time::Instant::now() >= next_beat {
+            let beat = json!({ "op": "HEARTBEAT", "seqs": { "totals": [9, c.last_seq] } });
+            ws.send(Message::Text(beat.to_string().into())).await.expect("heartbeat");
+            next_beat += Duration::from_millis(300);
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the stream went silent")
+            .expect("stream ended")
+            .expect("ws error");
+        let now = shared.clock.now_ms() as f64;
+        let arrival = Arrival { sent_at_ms: None, received_at_ms: Some(now) };
+        let inbound = match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if let Some(op) = v.get("op") {
+                    assert_eq!(op, "HEARTBEAT_ACK", "{v}");
+                    let sent = &v["sent"]["totals"];
+                    assert_eq!(sent[0], 9);
+                    assert!(sent[1].as_u64().is_some_and(|s| s >= c.last_seq));
+                    c.acks += 1;
+                    continue;
+                }
+                assert!(!binary, "a JSON frame on a binary connection");
+                decode_text(Envelope::Live, &t, arrival, &cfg)
+            }
+            Message::Binary(b) => {
+                assert!(binary, "a binary frame on a JSON connection");
+                decode_binary_at(Envelope::Live, &b, arrival, &cfg)
+            }
+            other => panic!("unexpected message {other:?}"),
+        };
+        let Inbound::Live(f) = &inbound else { panic!("not a live frame: {inbound:?}") };
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!((f.channel.as_str(), f.epoch), ("totals", 9));
+        assert!(c.last_seq == 0 || f.seq == c.last_seq + 1, "gap: {} after {}", f.seq, c.last_seq);
+        c.last_seq = f.seq;
+        c.last_stamp = (f.stamp.wall_ms, f.stamp.counter);
+        c.frames += 1;
+        outstanding -= 1;
+        unreturned += 1;
+        for out in c.engine.handle(inbound, now) {
+            if let Outbound::Error(e) = out {
+                panic!("engine error on a live frame: {e:?}");
+            }
+        }
+        // Credit back in quarters of the window, as the session client does.
+        if unreturned >= credit / 4 {
+            let msg = json!({ "op": "CREDIT", "credit": { "totals": unreturned } });
+            ws.send(Message::Text(msg.to_string().into())).await.expect("credit");
+            outstanding += unreturned;
+            unreturned = 0;
+        }
+        assert!(outstanding <= credit, "the server sent past the credit");
+    }
+    c
+}
+
+/// Fetches a catch-up from the engine's oldest kept hour, applies it, and checks
+/// the engine's totals against `/truth`.
+async fn settle(server: &Server, c: &mut Client, binary: bool) {
+    let cfg = engine_config();
+    let now = server.shared().clock.now_ms() as f64;
+    let from = (now as u64 / HOUR_MS - u64::from(cfg.history_hours)) * HOUR_MS;
+    let fmt = if binary { "&format=binary" } else { "" };
+    let (status, headers, body) = get(server.addr, &format!("/catchup?from={from}{fmt}")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(header(&headers, "x-meterflow-snapshot-seq"), Some(c.last_seq));
+    assert_eq!(header(&headers, "x-meterflow-epoch"), Some(9));
+    let arrival = Arrival { sent_at_ms: Some(now), received_at_ms: Some(now) };
+    let inbound = if binary {
+        decode_binary_at(Envelope::Catchup, &body, arrival, &cfg)
+    } else {
+        let text = std::str::from_utf8(&body).expect("utf-8");
+        let v: Value = serde_json::from_str(text).expect("json");
+        assert_eq!(v["snapshot_seq"], c.last_seq);
+        decode_text(Envelope::Catchup, text, arrival, &cfg)
+    };
+    let Inbound::Catchup(cu) = &inbound else { panic!("not a catch-up: {inbound:?}") };
+    assert!(cu.errors.is_empty(), "{:?}", cu.errors);
+    // The closed asOf is the last frame's stamp: everything streamed is covered.
+    assert_eq!((cu.as_of.wall_ms, cu.as_of.counter), c.last_stamp);
+    for out in c.engine.handle(inbound, now) {
+        if let Outbound::Error(e) = out {
+            panic!("engine error on the catch-up: {e:?}");
+        }
+    }
+    let (status, _, truth) = get(server.addr, "/truth").await;
+    assert_eq!(status, 200);
+    let truth: Value = serde_json::from_slice(&truth).expect("truth json");
+    assert_eq!(truth["channels"]["totals"]["seq"], c.last_seq);
+    let totals = c
+        .engine
+        .handle(Inbound::Query(Query::Totals), now)
+        .into_iter()
+        .find_map(|o| if let Outbound::Totals(t) = o { Some(t) } else { None })
+        .expect("a totals event");
+    assert!(
+        !totals.incomplete,
+        "totals still incomplete after a covering catch-up: {:?}",
+        totals.counters
+    );
+    let mut compared = 0;
+    for r in truth["resources"].as_array().expect("resources") {
+        let name = r["resource"].as_str().expect("name");
+        let mine = totals.resources.iter().find(|x| x.resource == name).expect("resource");
+        for b in r["buckets"].as_array().expect("buckets") {
+            let hour = b["hour"].as_u64().expect("hour") as f64;
+            let want =
+                meterflow::core::decimal::Decimal::parse(b["total"].as_str().expect("total"))
+                    .and_then(|d| d.to_units(3).ok())
+                    .expect("exact total");
+            let got = mine.buckets.iter().find(|x| x.hour_ms == hour).map(|x| x.total);
+            assert_eq!(got, Some(want), "{name} at hour {hour}");
+            compared += 1;
+        }
+        // Hours the truth does not list total 0.
+        let listed: Vec<f64> = r["buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b["hour"].as_f64())
+            .collect();
+        assert!(mine.buckets.iter().all(|x| listed.contains(&x.hour_ms) || x.total == 0));
+    }
+    assert!(compared >= 6, "the run should cover two hours of 3 resources: {compared}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_frames_and_a_catchup_reach_the_truth_exactly() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let (mut json_client, mut bin_client) =
+        tokio::join!(stream(&server, false), stream(&server, true));
+    assert!(
+        json_client.frames > 100 && bin_client.frames > 100,
+        "{} {}",
+        json_client.frames,
+        bin_client.frames
+    );
+    assert!(json_client.acks > 0 && bin_client.acks > 0);
+    // Both saw every frame up to the paused head.
+    assert_eq!(json_client.last_seq, bin_client.last_seq);
+    settle(&server, &mut json_client, false).await;
+    settle(&server, &mut bin_client, true).await;
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown hangs")
+        .expect("server error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_from_another_origin_are_refused_and_the_own_origin_is_not() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let url = format!("ws://{}/stream", server.addr);
+    let mut req = url.clone().into_client_request().expect("request");
+    req.headers_mut().insert("origin", "http://evil.example".parse().expect("header"));
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a foreign origin was not refused: {:?}", other.map(|_| ())),
+    }
+    let mut req = url.into_client_request().expect("request");
+    let own = format!("http://{}", server.addr);
+    req.headers_mut().insert("origin", own.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("own origin");
+    assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+    // Shutting down closes the open socket with 1001.
+    let stop = tokio::spawn(server.shutdown());
+    let closed = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(closed, Some(1001));
+    stop.await.expect("join").expect("server error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let id = server.shared().meters[0].id.clone();
+    let (status, _, body) = get(server.addr, &format!("/meters/{id}")).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["meter"], id.as_str());
+    assert_eq!(get(server.addr, "/meters/nope").await.0, 404);
+    assert_eq!(get(server.addr, "/catchup").await.0, 400);
+    assert_eq!(get(server.addr, "/catchup?from=0").await.0, 400, "more than 366 days");
+    assert_eq!(get(server.addr, &format!("/catchup?from={START_MS}&format=xml")).await.0, 400);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.north").await.0, 404);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=totals").await.0, 200);
+    assert_eq!(get(server.addr, "/../Cargo.toml").await.0, 404);
+    let (_, _, truth) = get(server.addr, "/truth").await;
+    let truth: Value = serde_json::from_slice(&truth).expect("json");
+    let kinds: Vec<&str> = truth["incidents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["spike", "burst_pipe", "stuck", "drift", "dropout"]);
+    server.shutdown().await.expect("server error");
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+}
+
+/// The next text op (frames skipped), or the close code.
+async fn next_op(ws: &mut Ws) -> Result<Value, Option<u16>> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("silent");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v.get("op").is_some() {
+                    return Ok(v);
+                }
+            }
+            Some(Ok(Message::Close(f))) => return Err(f.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            _ => return Err(None),
+        }
+    }
+}
+
+/// The next live frame's seq.
+async fn next_seq(ws: &mut Ws) -> u64 {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("silent");
+        if let Some(Ok(Message::Text(t))) = msg {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v.get("op").is_none() {
+                return v["seq"].as_u64().expect("seq");
+            }
+        } else {
+            panic!("no frame: {msg:?}");
+        }
+    }
+}
+
+async fn connect(server: &Server) -> (Ws, String) {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/stream", server.addr)).await.expect("ws");
+    let hello = next_op(&mut ws).await.expect("hello");
+    let id = hello["session_id"].as_str().expect("id").to_string();
+    (ws, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_continues_after_last_seq_and_bad_ops_close_with_their_codes() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    // A session that takes 3 frames and goes away.
+    let (mut ws, session) = connect(&server).await;
+    send(&mut ws, json!({ "op": "IDENTIFY", "channels": [ { "name": "totals", "credit": 3 } ] }))
+        .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    let first = next_seq(&mut ws).await;
+    assert_eq!(next_seq(&mut ws).await, first + 1);
+    let last = next_seq(&mut ws).await;
+    assert_eq!(last, first + 2);
+    drop(ws);
+    // Resumed, it continues right after `last_seq`.
+    let (mut ws, _) = connect(&server).await;
+    send(
+        &mut ws,
+        json!({ "op": "RESUME", "session_id": session,
+        "channels": [ { "name": "totals", "credit": 2, "epoch": 9, "last_seq": last } ] }),
+    )
+    .await;
+    assert_eq!(next_op(&mut ws).await.expect("resumed"), json!({ "op": "RESUMED" }));
+    assert_eq!(next_seq(&mut ws).await, last + 1);
+    // Credit exhausted: the ACK says how far the stream went.
+    assert_eq!(next_seq(&mut ws).await, last + 2);
+    send(&mut ws, json!({ "op": "HEARTBEAT", "seqs": { "totals": [9, last + 2] } })).await;
+    assert_eq!(next_op(&mut ws).await.expect("ack")["sent"]["totals"], json!([9, last + 2]));
+    // IDENTIFY on an identified connection: 4005.
+    send(&mut ws, json!({ "op": "IDENTIFY", "channels": [] })).await;
+    assert_eq!(next_op(&mut ws).await, Err(Some(4005)));
+
+    // An unknown session cannot resume.
+    let (mut ws, _) = connect(&server).await;
+    send(&mut ws, json!({ "op": "RESUME", "session_id": "s-nope", "channels": [] })).await;
+    assert_eq!(
+        next_op(&mut ws).await.expect("invalid"),
+        json!({ "op": "INVALID_SESSION", "resumable": false })
+    );
+    // An unknown channel is fatal (4010).
+    send(&mut ws, json!({ "op": "IDENTIFY", "channels": [ { "name": "meters.x", "credit": 1 } ] }))
+        .await;
+    assert_eq!(next_op(&mut ws).await, Err(Some(4010)));
+    // An unknown op: 4001; no op: 4002; CREDIT before IDENTIFY: 4003.
+    for (msg, code) in [
+        (json!({ "op": "DANCE" }), 4001),
+        (json!({ "hello": 1 }), 4002),
+        (json!({ "op": "CREDIT", "credit": { "totals": 1 } }), 4003),
+    ] {
+        let (mut ws, _) = connect(&server).await;
+        send(&mut ws, msg).await;
+        assert_eq!(next_op(&mut ws).await, Err(Some(code)));
+    }
+    server.shutdown().await.expect("server error");
+}
+
+/// Catch-up (= `totals` snapshot) serve time at 5,000 meters over HTTP,
+/// connection included; printed, not asserted (the target is ≤ 20 ms p99:
+/// `cargo test --release --features feed --test feed_server -- --nocapture serve_time`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catchup_serve_time_at_5000_meters() {
+    // Slow enough that the writer (10,000 readings per simulated second × 20)
+    // does not starve the tests running beside this one.
+    let cfg = FeedConfig { meters: 5_000, speed: 20.0, ..config() };
+    let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let from = START_MS - HOUR_MS;
+    for format in ["", "&format=binary"] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            let (status, _, body) =
+                get(server.addr, &format!("/catchup?from={from}{format}")).await;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(status, 200);
+            assert!(!body.is_empty());
+        }
+        times.sort_by(f64::total_cmp);
+        let p = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+        println!("catch-up{format} at 5000 meters: p50 {:.3} ms, p99 {:.3} ms", p(0.5), p(0.99));
+    }
+    server.shutdown().await.expect("server error");
+}
+
+/// A backlog longer than one send batch drains without waiting for the next
+/// tick: with the writer paused, every held frame after `snapshot_seq` arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_one_batch_drains_without_new_ticks() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    while server.shared().model().seq() < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.set_paused(true);
+    let head = server.shared().model().seq();
+    let (mut ws, _) = connect(&server).await;
+    send(
+        &mut ws,
+        json!({ "op": "IDENTIFY",
+        "channels": [ { "name": "totals", "credit": 10_000, "epoch": 9, "snapshot_seq": 1 } ] }),
+    )
+    .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    for want in 2..=head {
+        assert_eq!(next_seq(&mut ws).await, want);
+    }
+    server.shutdown().await.expect("server error");
+}
+
+/// A client silent for two heartbeat intervals is closed with 4009.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_with_4009() {
+    let cfg = FeedConfig { heartbeat_interval_ms: 100, ..config() };
+    let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let (mut ws, _) = connect(&server).await;
+    send(&mut ws, json!({ "op": "IDENTIFY", "channels": [ { "name": "totals", "credit": 1 } ] }))
+        .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    assert_eq!(next_op(&mut ws).await, Err(Some(4009)));
+    server.shutdown().await.expect("server error");
+}
