@@ -45,7 +45,7 @@ clippy:
 	cargo clippy --features feed --all-targets -- -D warnings
 
 clippy-wasm:
-	cargo clippy --target wasm32-unknown-unknown --lib --test worker -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown --lib --tests -- -D warnings
 
 # The feed server (`feed` feature): its unit tests and tests/feed_*.rs.
 test-native:

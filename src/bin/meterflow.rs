@@ -14,8 +14,13 @@ use std::io::{self, BufReader, Write};
 use std::process::ExitCode;
 
 use meterflow::core::config::Config;
+// `eval` is native only (like its module): the wasm32 test build compiles this
+// binary too.
+#[cfg(not(target_arch = "wasm32"))]
 use meterflow::eval::arms::Detector;
+#[cfg(not(target_arch = "wasm32"))]
 use meterflow::eval::corpus::{self, Length};
+#[cfg(not(target_arch = "wasm32"))]
 use meterflow::eval::{files, report};
 use meterflow::replay::{replay_with, OutType, ReplayError, ReplayOptions};
 use meterflow::wire::decode_config;
@@ -59,6 +64,7 @@ struct Args {
 }
 
 /// What `meterflow eval` is asked for.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Default)]
 struct EvalArgs {
     corpus: Option<String>,
@@ -74,11 +80,14 @@ struct EvalArgs {
 
 enum Command {
     Replay(Args),
+    #[cfg(not(target_arch = "wasm32"))]
     Eval(EvalArgs),
 }
 
 fn parse_command(mut args: impl Iterator<Item = String>) -> Result<Option<Command>, String> {
+    #[cfg_attr(target_arch = "wasm32", allow(unused_mut))]
     let mut args = args.by_ref().peekable();
+    #[cfg(not(target_arch = "wasm32"))]
     if args.peek().map(String::as_str) == Some("eval") {
         args.next();
         return parse_eval(args).map(|a| a.map(Command::Eval));
@@ -87,6 +96,7 @@ fn parse_command(mut args: impl Iterator<Item = String>) -> Result<Option<Comman
 }
 
 /// The value after option `name`, once.
+#[cfg(not(target_arch = "wasm32"))]
 fn once(slot: &mut Option<String>, name: &str, v: Option<String>) -> Result<(), String> {
     match v {
         Some(_) if slot.is_some() => Err(format!("{name} given twice")),
@@ -98,6 +108,7 @@ fn once(slot: &mut Option<String>, name: &str, v: Option<String>) -> Result<(), 
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>, String> {
     let mut e = EvalArgs::default();
     let (mut detector, mut seed) = (None, None);
@@ -173,6 +184,7 @@ fn load_config(path: Option<&str>) -> Result<Config, String> {
 }
 
 /// `meterflow eval`: builds or reads the corpus, runs the detectors, prints.
+#[cfg(not(target_arch = "wasm32"))]
 fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
     let cfg = load_config(a.config.as_deref()).map_err(|e| format!("config {e}"))?;
     let seed = a.seed.unwrap_or(1);
@@ -236,6 +248,7 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
 
 fn main() -> ExitCode {
     let args = match parse_command(std::env::args().skip(1)) {
+        #[cfg(not(target_arch = "wasm32"))]
         Ok(Some(Command::Eval(e))) => {
             return match run_eval(e) {
                 Ok(code) => code,

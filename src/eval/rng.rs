@@ -1,16 +1,19 @@
-//! A small seeded random source for the corpus generator: SplitMix64, with
-//! uniform, normal (Box–Muller) and Student-t draws. Self-contained so the
-//! corpus for a seed never changes with a dependency's version.
+//! A small seeded random source for the corpus generator: the core's
+//! SplitMix64, with uniform, normal (Box–Muller) and Student-t draws on top.
+//! Self-contained so the corpus for a seed never changes with a dependency's
+//! version.
 
-/// SplitMix64 (Steele, Lea, Flood 2014): 64-bit state, full period.
+use crate::core::session::rng::SplitMix64;
+
+/// SplitMix64 (Steele, Lea, Flood 2014) and the draws the corpus needs.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    state: u64,
+    bits: SplitMix64,
 }
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { state: seed }
+        Rng { bits: SplitMix64::new(seed) }
     }
 
     /// A new independent stream derived from this seed and `tag` (one per series).
@@ -21,11 +24,7 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.bits.next_u64()
     }
 
     /// Uniform in [0, 1), 53 bits.
