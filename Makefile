@@ -51,7 +51,9 @@ clippy-wasm:
 test-native:
 	cargo test
 	cargo test --features feed --lib feed::
-	cargo test --features feed --test 'feed_*'
+	# One test at a time: each starts a server with its own runtime and the
+	# 5,000-meter serve-time test would starve the others on 2 cores.
+	cargo test --features feed --test 'feed_*' -- --test-threads=1
 
 # A bounded fuzz run of every decoder and the engine behind it (proptest-based:
 # cargo-fuzz needs a nightly toolchain). `cargo test` already runs 2,000 cases

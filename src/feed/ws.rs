@@ -134,7 +134,10 @@ impl Conn {
             // reading whatever the client sent meanwhile).
             let more = self.send_frames().await?;
             let waiting = self.totals.as_ref().is_some_and(|s| s.credit > 0);
+            // Biased: a message already received always wins over the silence
+            // deadline, so a starved task never closes a client that spoke.
             tokio::select! {
+                biased;
                 msg = self.socket.recv() => {
                     deadline = tokio::time::Instant::now() + silence;
                     match msg {
