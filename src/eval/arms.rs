@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn an_escalation_is_not_a_new_alert() {
+    fn an_escalation_is_not_a_new_alert() -> Result<(), Box<dyn std::error::Error>> {
         // The level doubles for 200 readings (a burst pipe), then returns.
         let high: Vec<usize> = (2_000..2_200).collect();
         let mut s = square_noise(4_000, &[], 0.0);
@@ -234,26 +234,28 @@ mod tests {
             .map(|(t, v)| format!("{{\"t\":{t},\"type\":\"readings\",\"data\":{{\"readings\":[{{\"meter\":\"m\",\"ts\":{t},\"value\":{v}}}]}}}}\n"))
             .collect();
         let opts = ReplayOptions { only: Some(vec![OutType::Anomaly]), ..ReplayOptions::default() };
-        replay_with(input.as_bytes(), &mut raw, Config::default(), opts).unwrap();
-        let raw = String::from_utf8(raw).unwrap();
+        replay_with(input.as_bytes(), &mut raw, Config::default(), opts)?;
+        let raw = String::from_utf8(raw)?;
         let drift_events = raw.lines().filter(|l| l.contains(r#""kind":"drift""#)).count();
         // The engine escalates drift (warning, then critical) ...
         assert_eq!(drift_events, 2, "{raw}");
-        let a = Detector::Meterflow.run(&s, &Config::default()).unwrap();
+        let a = Detector::Meterflow.run(&s, &Config::default())?;
         let drifts: Vec<&Alert> = a.iter().filter(|a| a.kind == "drift").collect();
         // ... which is one raise, at the first (warning) event.
         assert_eq!(drifts.len(), 1, "{a:?}");
         let warning = raw.lines().find(|l| l.contains(r#""kind":"drift""#)).unwrap_or("");
         assert!(warning.contains(&format!(r#""t":{:.1}"#, drifts[0].t_ms)), "{warning}");
+        Ok(())
     }
 
     #[test]
-    fn the_engine_arm_sees_a_spike_through_the_wire() {
+    fn the_engine_arm_sees_a_spike_through_the_wire() -> Result<(), crate::eval::EvalError> {
         let s = square_noise(3_000, &[2_000, 2_001, 2_002], 40.0);
-        let a = Detector::Meterflow.run(&s, &Config::default()).unwrap();
+        let a = Detector::Meterflow.run(&s, &Config::default())?;
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].kind, "spike");
         // Raised at the tick after the third spike reading.
         assert!(a[0].t_ms > s.t_ms[2_002] && a[0].t_ms <= s.t_ms[2_002] + 500.0, "{a:?}");
+        Ok(())
     }
 }

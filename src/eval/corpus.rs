@@ -413,13 +413,14 @@ mod tests {
     }
 
     #[test]
-    fn the_corpus_survives_its_file_format() {
+    fn the_corpus_survives_its_file_format() -> Result<(), crate::eval::EvalError> {
         let c = generate(2, Length::Short);
         let dir = std::env::temp_dir().join(format!("meterflow-eval-{}", std::process::id()));
         let sub: Vec<Series> = c.into_iter().filter(|s| s.name.contains("stuck")).collect();
-        super::super::files::write_dir(&dir, &sub).unwrap();
-        let back = super::super::files::read_dir(&dir).unwrap();
+        super::super::files::write_dir(&dir, &sub)?;
+        let back = super::super::files::read_dir(&dir);
         let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(back, sub);
+        assert_eq!(back?, sub);
+        Ok(())
     }
 }
