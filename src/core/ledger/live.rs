@@ -62,24 +62,19 @@ impl Ledger {
         self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
         let accepted = self.receive(f.stamp, "frame", now_ms, cfg, out);
-        // A stamp refused for its clock records needs only up to the corrected
-        // clock (see `Ledger::need_stamp`): the frame goes on with that stamp.
-        let capped;
-        let f = match self.need_stamp(f.stamp, accepted, now_ms, cfg) {
-            s if s == f.stamp => f,
-            stamp => {
-                capped = LiveFrame { stamp, ..f.clone() };
-                &capped
-            }
-        };
+        // The stamp the frame's position and needs are recorded at: a stamp
+        // refused for its clock records needs only up to the corrected clock
+        // (see `Ledger::need_stamp`). Readings are counted at `f.stamp`, and
+        // only when it was accepted (then the two are equal).
+        let need = self.need_stamp(f.stamp, accepted, now_ms, cfg);
         let Some(ci) = self.cursor_index(&f.channel, cfg) else {
-            self.channel_refused(&f.channel, Some(f.stamp), cfg, now_ms, out);
+            self.channel_refused(&f.channel, Some(need), cfg, now_ms, out);
             return;
         };
         let place = self
             .cursors
             .get_mut(ci)
-            .map(|c| c.place(f.epoch, f.seq, f.stamp, cfg.max_missing_seqs as usize));
+            .map(|c| c.place(f.epoch, f.seq, need, cfg.max_missing_seqs as usize));
         match place {
             Some(FramePlace::NewEpoch) => {
                 self.counters.gaps += 1;
@@ -105,13 +100,13 @@ impl Ledger {
         if !accepted {
             // The frame's readings are the server's; a REST result whose asOf
             // reaches this stamp will carry them.
-            self.add_need(f.stamp);
+            self.add_need(need);
             self.dirty = true;
             self.ask(FetchReason::Clock, now_ms, out);
             return;
         }
         if causes.refused || causes.unverifiable || causes.overflow {
-            self.add_need(f.stamp);
+            self.add_need(need);
             self.dirty = true;
         }
         if causes.overflow {
