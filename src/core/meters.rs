@@ -11,15 +11,27 @@ use super::error::{CoreError, ErrorCode};
 /// Longest meter id accepted, in bytes.
 pub const MAX_METER_ID_BYTES: usize = 256;
 
-/// `Ok` if `id` is a valid meter id (1..=`MAX_METER_ID_BYTES` bytes).
-pub fn check_meter_id(id: &str) -> Result<(), CoreError> {
+/// Why `id` is not a meter id, if it is not: a meter id is 1..=256 bytes of
+/// UTF-8 (which `&str` guarantees) without control characters (U+0000..=U+001F,
+/// U+007F..=U+009F). The one rule of every path (PROTOCOL.md, "Amounts and
+/// meter ids"): JSON readings, live frames and catch-ups, the bindings of
+/// binary kinds 1, 2 and 3, the engine's interning and the session's detail
+/// requests all check their ids here.
+pub fn meter_id_problem(id: &str) -> Option<String> {
     if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
-        return Err(CoreError::new(
-            ErrorCode::BadMeterId,
-            format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()),
-        ));
+        return Some(format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()));
     }
-    Ok(())
+    id.char_indices().find(|(_, c)| c.is_control()).map(|(i, c)| {
+        format!("meter id must not contain control characters, got U+{:04X} at byte {i}", c as u32)
+    })
+}
+
+/// `Ok` if `id` is a valid meter id (see [`meter_id_problem`]), else `bad_meter_id`.
+pub fn check_meter_id(id: &str) -> Result<(), CoreError> {
+    match meter_id_problem(id) {
+        None => Ok(()),
+        Some(why) => Err(CoreError::new(ErrorCode::BadMeterId, why)),
+    }
 }
 
 /// String ids to dense indices and back.

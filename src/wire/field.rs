@@ -15,7 +15,7 @@ use crate::core::decimal::{
 };
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::hlc::Hlc;
-use crate::core::meters::MAX_METER_ID_BYTES;
+pub(crate) use crate::core::meters::meter_id_problem;
 
 /// Largest whole number accepted for epochs, sequence numbers and reading ids (2^53).
 pub(crate) const MAX_WHOLE: u64 = 1 << 53;
@@ -179,19 +179,6 @@ pub(crate) fn check_meter_id(id: &str, loc: Loc<'_>, field: &str) -> Result<(), 
         None => Ok(()),
         Some(why) => Err(loc.err(ErrorCode::BadMeterId, field, why)),
     }
-}
-
-/// Why `id` is not a meter id, if it is not: a meter id is 1..=256 bytes of
-/// UTF-8 (which `&str` guarantees) without control characters (U+0000..=U+001F,
-/// U+007F..=U+009F). JSON readings, live frames and catch-ups and the bindings
-/// of binary kinds 1, 2 and 3 all check their ids here.
-pub(crate) fn meter_id_problem(id: &str) -> Option<String> {
-    if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
-        return Some(format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()));
-    }
-    id.char_indices().find(|(_, c)| c.is_control()).map(|(i, c)| {
-        format!("meter id must not contain control characters, got U+{:04X} at byte {i}", c as u32)
-    })
 }
 
 /// An HLC given as `{wallMs, counter}`. Not an object of two numbers is

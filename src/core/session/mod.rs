@@ -21,7 +21,7 @@ pub mod types;
 pub use op::{ChannelOffer, ChannelPos, ClientOp};
 pub use types::*;
 
-use crate::core::meters::MAX_METER_ID_BYTES;
+use crate::core::meters::meter_id_problem;
 use channel::Channel;
 pub use channel::{valid_channel_name, ChannelView, MAX_CHANNEL_NAME};
 use rng::SplitMix64;
@@ -357,13 +357,10 @@ impl Session {
     }
 
     fn fetch_detail(&mut self, meter: String, out: &mut Vec<SessionOutput>) {
-        if meter.is_empty() || meter.len() > MAX_METER_ID_BYTES {
+        if let Some(why) = meter_id_problem(&meter) {
             out.push(SessionOutput::Error(SessionError::new(
                 SessionErrorCode::BadMeterId,
-                format!(
-                    "detail: meter id of {} bytes is not 1..={MAX_METER_ID_BYTES}",
-                    meter.len()
-                ),
+                format!("detail: {why}"),
             )));
             return;
         }
