@@ -10,8 +10,9 @@
 #   - wasm-pack
 #   - Debian's chromium and chromium-driver
 #   - Node.js and npm (only if missing), then `npm ci` in www/ (playwright-core,
-#     which drives Debian's Chromium and never downloads a browser, and binaryen
-#     for wasm-opt: Debian's binaryen 108 cannot read wasm-bindgen 0.2.130's output)
+#     which drives Debian's Chromium and never downloads a browser, binaryen
+#     for wasm-opt: Debian's binaryen 108 cannot read wasm-bindgen 0.2.130's output,
+#     and the dashboard's TypeScript, Vite, Redux Toolkit and uPlot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +77,9 @@ versions() {
       if (!path) continue;
       let have = "none";
       try { have = require("./www/" + path + "/package.json").version; } catch {}
+      // Optional packages are native bindings for other platforms (rolldown,
+      // lightningcss, typescript 7): absent here by design, not stale.
+      if (p.optional && have === "none") continue;
       console.log(`${path.replace("node_modules/", "")} ${p.version} ${have}`);
     }'
 }
