@@ -20,11 +20,11 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build e2e bench-smoke eval eval-smoke
+        test-worker build dash e2e bench-smoke eval eval-smoke
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
-TEST_STEPS := fmt clippy clippy-wasm test-native fuzz test-worker build e2e bench-smoke eval-smoke
+TEST_STEPS := fmt clippy clippy-wasm test-native fuzz test-worker build dash e2e bench-smoke eval-smoke
 
 test: deps
 	@failed=""; \
@@ -82,6 +82,13 @@ WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
 build:
 	wasm-pack build --release --target web --out-dir www/pkg --mode no-install --no-pack
 	$(WASM_OPT) $(WASM_OPT_FLAGS) www/pkg/meterflow_bg.wasm -o www/pkg/meterflow_bg.wasm
+
+# The page-side client and the dashboard (www/client, www/src): strict
+# TypeScript type-check, then the client emitted to www/build/client (the unit
+# tests in www/tests/client.test.mjs load it from there).
+dash:
+	cd www && npx tsc --noEmit -p .
+	cd www && npx tsc -p client/tsconfig.json
 
 e2e:
 	cd www && node --test tests/

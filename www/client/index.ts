@@ -1,0 +1,301 @@
+// The page-side meterflow client: one typed object around the worker.
+//
+//   const mf = await startMeterflow({ worker, config, transport: 'page' });
+//   mf.on('totals', (t) => ...);               // typed per event
+//   const ack = await mf.post({ type: 'readings', data }, [data]);
+//   const stats = await mf.query({ query: 'stats' });
+//   mf.rendered('totals', 1);                  // credit after a render
+//   mf.close();
+//
+// `post` and `query` give each message an `id`; the worker answers a posted
+// payload with `{ type: 'ack', id, accepted, refused, ms }` and a query with
+// its answer carrying the same `id`. At most `maxPending` of them wait at
+// once; past that `post`/`query` reject with `pending_limit` (the caller is
+// posting faster than the worker answers: back off) rather than queue without
+// bound. With `transport: 'page'` the client also runs the page transport
+// (transport.ts).
+import type {
+  AckMessage,
+  AnomalyMessage,
+  ClearedMessage,
+  ClientConfig,
+  ClientPageMessage,
+  ClientWorkerMessage,
+  ConnectionMessage,
+  DetailMessage,
+  ErrorMessage,
+  MeterMessage,
+  MetersMessage,
+  NoticesMessage,
+  ReadyMessage,
+  StatsMessage,
+  TotalsMessage,
+  WarningMessage,
+  WindowMessage,
+} from './protocol.js';
+import { PageTransport, type FetchLike, type SocketFactory, type TransportErrorCode } from './transport.js';
+
+export * from './protocol.js';
+export { PageTransport, streamUrl } from './transport.js';
+
+/** The subset of `Worker` the client drives (a fake in unit tests). */
+export interface WorkerLike {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  onmessage: ((ev: { data: unknown }) => unknown) | null;
+  onerror?: ((ev: { message?: string; preventDefault?: () => void }) => unknown) | null;
+  terminate?(): void;
+}
+
+/** An error the client itself raises (the transport, a refused post); worker errors keep their codes. */
+export interface ClientError {
+  type: 'error'; v: 1; code: ClientErrorCode; message: string; source: 'client';
+}
+export type ClientErrorCode = TransportErrorCode | 'worker_failed' | 'pending_limit' | 'closed';
+
+/** The events `on` takes, and what each handler receives. */
+export interface ClientEvents {
+  ready: ReadyMessage;
+  totals: TotalsMessage;
+  anomaly: AnomalyMessage;
+  cleared: ClearedMessage;
+  connection: ConnectionMessage;
+  meters: MetersMessage;
+  notices: NoticesMessage;
+  detail: DetailMessage;
+  stats: StatsMessage;
+  warning: WarningMessage;
+  error: ErrorMessage | ClientError;
+}
+export type ClientEvent = keyof ClientEvents;
+
+export type QueryRequest = { query: 'stats' } | { query: 'totals' } | { query: 'window'; meter: string } | { query: 'meter'; meter: string };
+export type QueryAnswer<Q extends QueryRequest> = Q extends { query: 'stats' } ? StatsMessage
+  : Q extends { query: 'totals' } ? TotalsMessage
+  : Q extends { query: 'window' } ? WindowMessage
+  : MeterMessage;
+
+export interface StartOptions {
+  worker: WorkerLike;
+  /** Posted before anything else; `transport` and `feedUrl` only if given (older workers refuse unknown fields). */
+  config?: ClientConfig;
+  /** Who owns the network: the page (default) or the worker. */
+  transport?: 'page' | 'worker';
+  /** Feed base URL for the page transport; default: the page's origin. */
+  feedUrl?: string;
+  /** Binary frames on the stream and binary catch-ups (default false: JSON). */
+  binary?: boolean;
+  /** Most `post`/`query` promises waiting for their answer (default 1,024; 1..=1,000,000). */
+  maxPending?: number;
+  /** Seams for tests; default the page's `WebSocket`, `fetch` and `Date.now`. */
+  openSocket?: SocketFactory;
+  fetch?: FetchLike;
+  now?: () => number;
+}
+
+export const DEFAULT_MAX_PENDING = 1024;
+
+type Handler<E extends ClientEvent> = (message: ClientEvents[E]) => void;
+type Waiter = { resolve: (m: never) => void; reject: (e: Error) => void };
+
+/** A rejected `post`/`query`, with a stable `code`. */
+export class MeterflowClientError extends Error {
+  constructor(readonly code: ClientErrorCode, message: string) {
+    super(message);
+    this.name = 'MeterflowClientError';
+  }
+}
+
+export class MeterflowClient {
+  private readonly handlers = new Map<ClientEvent, Set<Handler<ClientEvent>>>();
+  private readonly waiting = new Map<number, Waiter>();
+  private nextId = 1;
+  private closed = false;
+  private readonly transport: PageTransport;
+  /** Whether this client executes the session's socket and REST requests. */
+  readonly pageOwnsStream: boolean;
+  private readonly maxPending: number;
+  /** Whether the worker runs a stream v2 session (it has posted `connection`): only then is credit meaningful. */
+  sessionActive = false;
+
+  constructor(private readonly worker: WorkerLike, o: StartOptions) {
+    const max = o.maxPending ?? DEFAULT_MAX_PENDING;
+    if (!Number.isInteger(max) || max < 1 || max > 1_000_000) {
+      throw new RangeError(`maxPending must be a whole number in 1..=1000000, not ${max}`);
+    }
+    this.maxPending = max;
+    const now = o.now ?? (() => Date.now());
+    // The ledger's own catch-up `fetch` is the page's in either mode; the
+    // session's socket and REST requests only with `transport: 'page'`.
+    this.transport = new PageTransport({
+      feedUrl: o.feedUrl ?? globalThis.location?.origin ?? 'http://127.0.0.1',
+      binary: o.binary ?? false,
+      post: (m, t) => this.postRaw(m, t),
+      openSocket: o.openSocket ?? ((url) => new WebSocket(url) as unknown as ReturnType<SocketFactory>),
+      fetch: o.fetch ?? ((url) => globalThis.fetch(url)),
+      now,
+      onError: (code, message) => this.emit('error', { type: 'error', v: 1, code, message, source: 'client' }),
+    });
+    this.pageOwnsStream = (o.transport ?? 'page') === 'page';
+  }
+
+  /** Adds a handler; returns the function that removes it. */
+  on<E extends ClientEvent>(event: E, handler: Handler<E>): () => void {
+    let set = this.handlers.get(event);
+    if (!set) this.handlers.set(event, (set = new Set()));
+    set.add(handler as Handler<ClientEvent>);
+    return () => set.delete(handler as Handler<ClientEvent>);
+  }
+
+  /** Posts a page message with an `id`; resolves with the worker's `ack` for it. */
+  post(message: ClientPageMessage, transfer?: Transferable[]): Promise<AckMessage> {
+    return this.request<AckMessage>(message, transfer);
+  }
+
+  /** Posts a `query` with an `id`; resolves with the answer carrying that `id`. */
+  query<Q extends QueryRequest>(q: Q): Promise<QueryAnswer<Q>> {
+    return this.request<QueryAnswer<Q>>({ type: 'query', ...q } as ClientPageMessage);
+  }
+
+  /**
+   * Credit: the page rendered `frames` delivered updates of `channel`. Posted
+   * only while a session runs (a worker without one has nothing to credit);
+   * returns whether it was posted.
+   */
+  rendered(channel: string, frames: number): boolean {
+    if (this.closed || !this.sessionActive || !(frames > 0)) return false;
+    this.postRaw({ type: 'rendered', channel, frames });
+    return true;
+  }
+
+  /** Stops listening, closes the page transport's socket, rejects what still waits, ends the worker. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.transport.shutdown();
+    this.worker.onmessage = null;
+    for (const w of this.waiting.values()) w.reject(new MeterflowClientError('closed', 'the client was closed'));
+    this.waiting.clear();
+    this.worker.terminate?.();
+  }
+
+  /** How many `post`/`query` promises wait for an answer. */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
+  /** One message from the worker (wired to `worker.onmessage`; public for tests). */
+  dispatch(raw: unknown): void {
+    if (this.closed || typeof raw !== 'object' || raw === null) return;
+    const msg = raw as ClientWorkerMessage & { id?: unknown };
+    if (typeof msg.id === 'number' && this.settle(msg.id, msg)) {
+      if (msg.type === 'ack') return;
+    }
+    switch (msg.type) {
+      case 'connect':
+        if (this.pageOwnsStream) this.transport.connect(msg);
+        return;
+      case 'send':
+        if (this.pageOwnsStream) this.transport.send(msg);
+        return;
+      case 'close':
+        if (this.pageOwnsStream) this.transport.close(msg);
+        return;
+      case 'fetch':
+        if ('requestId' in msg) {
+          if (this.pageOwnsStream) void this.transport.sessionFetch(msg);
+        } else {
+          void this.transport.catchup(msg);
+        }
+        return;
+      case 'connection':
+        this.sessionActive = msg.state !== 'stopped';
+        this.emit('connection', msg);
+        return;
+      case 'ready':
+      case 'totals':
+      case 'anomaly':
+      case 'cleared':
+      case 'meters':
+      case 'notices':
+      case 'detail':
+      case 'stats':
+      case 'warning':
+      case 'error':
+        this.emit(msg.type, msg as never);
+        return;
+      default:
+        return; // window, meter, ack without a waiter: answered through `query`/`post` only
+    }
+  }
+
+  /** A worker that failed to start or crashed. */
+  fail(message: string): void {
+    this.emit('error', { type: 'error', v: 1, code: 'worker_failed', message, source: 'client' });
+    for (const w of this.waiting.values()) w.reject(new MeterflowClientError('worker_failed', message));
+    this.waiting.clear();
+  }
+
+  private request<T>(message: ClientPageMessage, transfer?: Transferable[]): Promise<T> {
+    if (this.closed) return Promise.reject(new MeterflowClientError('closed', 'the client was closed'));
+    if (this.waiting.size >= this.maxPending) {
+      return Promise.reject(
+        new MeterflowClientError('pending_limit', `${this.waiting.size} messages wait for the worker's answer (maxPending ${this.maxPending})`),
+      );
+    }
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (m: never) => void, reject });
+      this.postRaw({ ...message, id }, transfer);
+    });
+  }
+
+  private settle(id: number, msg: ClientWorkerMessage): boolean {
+    const w = this.waiting.get(id);
+    if (!w) return false;
+    this.waiting.delete(id);
+    w.resolve(msg as never);
+    return true;
+  }
+
+  private postRaw(message: object, transfer?: Transferable[]): void {
+    if (this.closed) return;
+    if (transfer && transfer.length > 0) this.worker.postMessage(message, transfer);
+    else this.worker.postMessage(message);
+  }
+
+  private emit<E extends ClientEvent>(event: E, message: ClientEvents[E]): void {
+    const set = this.handlers.get(event);
+    if (!set) return;
+    for (const h of set) h(message);
+  }
+}
+
+/**
+ * Starts a client on `worker`: posts the config first (the worker queues
+ * messages while its module loads), resolves once the worker says `ready`,
+ * rejects if the worker fails before that.
+ */
+export function startMeterflow(o: StartOptions): Promise<MeterflowClient> {
+  const mf = new MeterflowClient(o.worker, o);
+  return new Promise((resolve, reject) => {
+    let started = false;
+    o.worker.onmessage = (ev) => {
+      const data = ev.data as { type?: unknown } | null;
+      mf.dispatch(data);
+      if (!started && data?.type === 'ready') {
+        started = true;
+        resolve(mf);
+      }
+    };
+    o.worker.onerror = (ev) => {
+      ev.preventDefault?.();
+      const message = `worker error: ${ev.message || 'the worker failed to start'}`;
+      mf.fail(message);
+      if (!started) reject(new MeterflowClientError('worker_failed', message));
+    };
+    const config: ClientConfig = { ...(o.config ?? {}) };
+    if (o.transport !== undefined) config.transport = o.transport;
+    if (o.transport === 'worker' && o.feedUrl !== undefined) config.feedUrl = o.feedUrl;
+    if (Object.keys(config).length > 0) o.worker.postMessage({ type: 'config', config });
+  });
+}
