@@ -84,11 +84,15 @@ build:
 	$(WASM_OPT) $(WASM_OPT_FLAGS) www/pkg/meterflow_bg.wasm -o www/pkg/meterflow_bg.wasm
 
 # The page-side client and the dashboard (www/client, www/src): strict
-# TypeScript type-check, then the client emitted to www/build/client (the unit
-# tests in www/tests/client.test.mjs load it from there).
+# TypeScript type-check, the client emitted to www/build/client (the unit
+# tests in www/tests/client.test.mjs load it from there), the dashboard built
+# by Vite into www/dist (needs www/pkg: `make build`), and the release feed
+# server that serves it in www/tests/dashboard.test.mjs and `make demo`.
 dash:
 	cd www && npx tsc --noEmit -p .
 	cd www && npx tsc -p client/tsconfig.json
+	cd www && npx vite build --logLevel warn
+	cargo build --release --features feed --bin meterflow-feed
 
 e2e:
 	cd www && node --test tests/

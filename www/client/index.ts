@@ -41,8 +41,9 @@ export { PageTransport, streamUrl } from './transport.js';
 /** The subset of `Worker` the client drives (a fake in unit tests). */
 export interface WorkerLike {
   postMessage(message: unknown, transfer?: Transferable[]): void;
-  onmessage: ((ev: { data: unknown }) => unknown) | null;
-  onerror?: ((ev: { message?: string; preventDefault?: () => void }) => unknown) | null;
+  // Typed as the DOM's `Worker` types them, so a real worker fits as it is.
+  onmessage: ((this: any, ev: MessageEvent) => unknown) | null;
+  onerror?: ((this: any, ev: ErrorEvent) => unknown) | null;
   terminate?(): void;
 }
 
@@ -114,6 +115,8 @@ export class MeterflowClient {
   /** Whether this client executes the session's socket and REST requests. */
   readonly pageOwnsStream: boolean;
   private readonly maxPending: number;
+  /** The worker's version, from its `ready` message. */
+  version = '';
   /** Whether the worker runs a stream v2 session (it has posted `connection`): only then is credit meaningful. */
   sessionActive = false;
 
@@ -212,6 +215,9 @@ export class MeterflowClient {
         this.emit('connection', msg);
         return;
       case 'ready':
+        this.version = msg.version;
+        this.emit('ready', msg);
+        return;
       case 'totals':
       case 'anomaly':
       case 'cleared':

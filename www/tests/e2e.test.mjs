@@ -1,5 +1,7 @@
-// End to end: the real demo page in Debian's headless Chromium, served by
-// www/serve.mjs, running the built wasm package (www/pkg) in its worker.
+// End to end: the synthetic demo page (www/synthetic.html: readings generated
+// in the page, for anomaly detection) in Debian's headless Chromium, served by
+// www/serve.mjs, running the built wasm package (www/pkg) in its worker. The
+// operator dashboard against the feed server is dashboard.test.mjs.
 //
 // It checks what a person would see: the worker says ready, the stats line
 // shows 5,000 meters, each injected anomaly shows up as an alert of its kind
@@ -38,7 +40,7 @@ test('the demo page streams 5,000 meters and shows the injected anomalies', { ti
   page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
 
-  const response = await page.goto(server.url);
+  const response = await page.goto(new URL('synthetic.html', server.url).href);
   assert.equal(response.status(), 200);
   assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'COOP/COEP headers missing');
 

@@ -1,0 +1,59 @@
+// The hourly bucket chart (uPlot): one resource at a time (they have
+// different units), bars per hour, from the `totals` buckets.
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import type { ResourceTotals } from '../client/index.js';
+import { formatHour, unitName } from './format.js';
+
+/** A total as a number for drawing only (the tables show exact digits). */
+function approx(total: number | string, decimals: number): number {
+  return Number(total) / 10 ** decimals;
+}
+
+export class BucketChart {
+  private plot: uPlot | null = null;
+  private unit = '';
+  private key = '';
+
+  constructor(private readonly host: HTMLElement) {
+    new ResizeObserver(() => this.plot?.setSize(this.size())).observe(host);
+  }
+
+  private size(): { width: number; height: number } {
+    return { width: Math.max(200, this.host.clientWidth), height: Math.max(140, this.host.clientHeight) };
+  }
+
+  show(r: ResourceTotals | undefined): void {
+    if (!r) return;
+    const xs = r.buckets.map((b) => b.hour / 1000);
+    const ys = r.buckets.map((b) => approx(b.total, r.decimals));
+    const key = `${r.resource}:${xs.join(',')}:${ys.join(',')}`;
+    if (key === this.key) return;
+    this.key = key;
+    if (!this.plot || this.unit !== r.unit) {
+      this.plot?.destroy();
+      this.unit = r.unit;
+      const unit = unitName(r.unit);
+      this.plot = new uPlot(
+        {
+          ...this.size(),
+          legend: { show: false },
+          cursor: { show: true, drag: { x: false, y: false } },
+          scales: { x: { time: true, range: (_u, min, max) => [min, max + 3600] }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+          axes: [
+            { stroke: '#3b4252', values: (_u, splits) => splits.map((s) => formatHour(s * 1000).split('–')[0] ?? '') },
+            { stroke: '#3b4252', label: unit, size: 70, values: (_u, splits) => splits.map((s) => s.toLocaleString()) },
+          ],
+          series: [
+            {},
+            { label: unit, stroke: '#1f5fa8', fill: 'rgba(31, 95, 168, 0.35)', width: 1, paths: uPlot.paths.bars?.({ size: [0.9, 200], align: 1 }), points: { show: false } },
+          ],
+        },
+        [xs, ys],
+        this.host,
+      );
+    } else {
+      this.plot.setData([xs, ys]);
+    }
+  }
+}

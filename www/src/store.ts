@@ -1,0 +1,161 @@
+// The dashboard's state: one Redux Toolkit `telemetry` slice, fed from every
+// worker event as it arrives (ingest), read by the renderer at most once per
+// animation frame. `anomalyDetected` is dispatched for every anomaly event,
+// so a downstream middleware can log or forward each one (seed 004).
+//
+// Bounded: the anomaly feed keeps `FEED_LIMIT` entries, the error list
+// `ERROR_LIMIT`; a meter's badges are dropped `BADGE_TTL_MS` after its last
+// alert once no alert of it is active. Per-meter rows of the `meters` channel
+// live outside the store (meters.ts): tens of thousands of rows do not belong
+// in an immutable tree copied on every update.
+import { configureStore, createSlice, type PayloadAction } from '@reduxjs/toolkit';
+import type {
+  AnomalyKind,
+  AnomalyMessage,
+  ClearedMessage,
+  ConnectionMessage,
+  Notice,
+  NoticesMessage,
+  Severity,
+  StatsMessage,
+  TotalsMessage,
+} from '../client/index.js';
+
+/** Anomaly feed entries kept, newest first. */
+export const FEED_LIMIT = 200;
+/** Errors kept for display (every one is counted). */
+export const ERROR_LIMIT = 50;
+/** A meter's badges go this long after its last alert, once none is active (page clock). */
+export const BADGE_TTL_MS = 300_000;
+/** Notices kept. */
+export const NOTICE_LIMIT = 100;
+
+export interface AlertState {
+  severity: Severity;
+  active: boolean;
+  z: number;
+  value: number;
+  /** Page time of the last anomaly event of this kind. */
+  at: number;
+}
+export interface MeterAlerts {
+  kinds: Partial<Record<AnomalyKind, AlertState>>;
+  lastAlertAt: number;
+}
+export interface FeedItem {
+  key: number;
+  meter: string;
+  kind: AnomalyKind;
+  severity: Severity;
+  z: number;
+  value: number;
+  ts: number;
+  at: number;
+}
+export interface ErrorItem {
+  code: string;
+  message: string;
+  at: number;
+}
+export type WorkerState = 'starting' | 'ready' | 'failed';
+
+export interface TelemetryState {
+  worker: { state: WorkerState; version: string; reason: string };
+  totals: TotalsMessage | null;
+  /** Page time the last totals message arrived. */
+  totalsAt: number | null;
+  anomalies: Record<string, MeterAlerts>;
+  /** Every anomaly event since start. */
+  alertCount: number;
+  feed: FeedItem[];
+  connection: ConnectionMessage | null;
+  stats: StatsMessage | null;
+  notices: Notice[];
+  errors: ErrorItem[];
+  errorCount: number;
+}
+
+const initialState: TelemetryState = {
+  worker: { state: 'starting', version: '', reason: '' },
+  totals: null,
+  totalsAt: null,
+  anomalies: {},
+  alertCount: 0,
+  feed: [],
+  connection: null,
+  stats: null,
+  notices: [],
+  errors: [],
+  errorCount: 0,
+};
+
+/** Orders HLC stamps: by wall time, then counter. */
+function hlcAfter(a: { wallMs: number; counter: number }, b: { wallMs: number; counter: number }): boolean {
+  return a.wallMs > b.wallMs || (a.wallMs === b.wallMs && a.counter > b.counter);
+}
+
+export const telemetry = createSlice({
+  name: 'telemetry',
+  initialState,
+  reducers: {
+    workerReady(state, a: PayloadAction<{ version: string }>) {
+      state.worker = { state: 'ready', version: a.payload.version, reason: '' };
+    },
+    workerFailed(state, a: PayloadAction<{ reason: string }>) {
+      state.worker = { ...state.worker, state: 'failed', reason: a.payload.reason };
+    },
+    /** Totals: when messages cross, the newest worker HLC wins (PROTOCOL.md `totals`). */
+    totalsReceived(state, a: PayloadAction<{ totals: TotalsMessage; at: number }>) {
+      const t = a.payload.totals;
+      if (state.totals && !hlcAfter(t.hlc, state.totals.hlc)) return;
+      state.totals = t;
+      state.totalsAt = a.payload.at;
+    },
+    anomalyDetected(state, a: PayloadAction<{ anomaly: AnomalyMessage; at: number }>) {
+      const { anomaly: m, at } = a.payload;
+      state.alertCount += 1;
+      const meter = (state.anomalies[m.meter] ??= { kinds: {}, lastAlertAt: at });
+      meter.kinds[m.kind] = { severity: m.severity, active: true, z: m.z, value: m.value, at };
+      meter.lastAlertAt = at;
+      state.feed.unshift({ key: state.alertCount, meter: m.meter, kind: m.kind, severity: m.severity, z: m.z, value: m.value, ts: m.ts, at });
+      if (state.feed.length > FEED_LIMIT) state.feed.length = FEED_LIMIT;
+    },
+    anomalyCleared(state, a: PayloadAction<ClearedMessage>) {
+      const k = state.anomalies[a.payload.meter]?.kinds[a.payload.kind];
+      if (k) k.active = false;
+    },
+    /** Drops the badges of meters whose last alert is older than `BADGE_TTL_MS` and none active. */
+    badgesExpired(state, a: PayloadAction<{ now: number }>) {
+      for (const [meter, m] of Object.entries(state.anomalies)) {
+        const active = Object.values(m.kinds).some((k) => k?.active);
+        if (!active && a.payload.now - m.lastAlertAt >= BADGE_TTL_MS) delete state.anomalies[meter];
+      }
+    },
+    connectionChanged(state, a: PayloadAction<ConnectionMessage>) {
+      state.connection = a.payload;
+    },
+    statsReceived(state, a: PayloadAction<StatsMessage>) {
+      state.stats = a.payload;
+    },
+    noticesReceived(state, a: PayloadAction<NoticesMessage>) {
+      const gone = new Set([...a.payload.remove, ...a.payload.upsert.map((n) => n.id)]);
+      state.notices = [...a.payload.upsert, ...state.notices.filter((n) => !gone.has(n.id))].slice(0, NOTICE_LIMIT);
+    },
+    errorReported(state, a: PayloadAction<ErrorItem>) {
+      state.errorCount += 1;
+      state.errors.unshift(a.payload);
+      if (state.errors.length > ERROR_LIMIT) state.errors.length = ERROR_LIMIT;
+    },
+  },
+});
+
+export const {
+  workerReady, workerFailed, totalsReceived, anomalyDetected, anomalyCleared, badgesExpired,
+  connectionChanged, statsReceived, noticesReceived, errorReported,
+} = telemetry.actions;
+
+export function makeStore() {
+  return configureStore({ reducer: { telemetry: telemetry.reducer } });
+}
+export type Store = ReturnType<typeof makeStore>;
+export type RootState = ReturnType<Store['getState']>;

@@ -1,0 +1,233 @@
+// Renders the telemetry state into the page. Called at most once per
+// animation frame; builds DOM with textContent only (no HTML strings, no
+// inline styles), so the page runs under `default-src 'self'`.
+import type { AnomalyKind, ConnectionMessage, MeterRow, TotalsMessage } from '../client/index.js';
+import {
+  formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatTotal, formatValue, unitName,
+} from './format.js';
+import type { MeterAlerts, TelemetryState } from './store.js';
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} is missing from index.html`);
+  return el as T;
+};
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+/** Severity shape and word, so it reads without colour too. */
+const SEVERITY_MARK = { critical: '▲', warning: '●' } as const;
+
+/** One badge: colour, shape and words; blinks while active. */
+export function badge(kind: AnomalyKind, severity: 'warning' | 'critical', active: boolean): HTMLElement {
+  const b = el('span', `badge ${severity}${active ? ' active' : ''}`);
+  b.dataset.kind = kind;
+  b.dataset.severity = severity;
+  b.dataset.active = String(active);
+  b.textContent = `${SEVERITY_MARK[severity]} ${kind}`;
+  b.title = `${severity} ${kind}${active ? ' (active)' : ' (cleared)'}`;
+  return b;
+}
+
+export function badges(alerts: MeterAlerts | undefined): HTMLElement[] {
+  if (!alerts) return [];
+  return Object.entries(alerts.kinds).flatMap(([kind, k]) => (k ? [badge(kind as AnomalyKind, k.severity, k.active)] : []));
+}
+
+// ---- totals ----------------------------------------------------------------
+
+/** Why totals may be incomplete, in words (PROTOCOL.md `totals`). */
+function incompleteText(t: TotalsMessage): string {
+  if (t.asOf === null) return 'Incomplete: no server catch-up has been applied yet, so readings the server already counted may be missing. Totals settle when the first catch-up arrives.';
+  return 'Incomplete: some readings the server stamped may be missing (a sequence gap, a new stream epoch, a refused frame or an unverifiable reading). Totals marked ◐ settle when the next catch-up covers them.';
+}
+
+export function renderTotals(s: TelemetryState): void {
+  const t = s.totals;
+  const table = $<HTMLTableElement>('totals');
+  const asOf = $('as-of');
+  const note = $('incomplete');
+  if (!t) return;
+  asOf.textContent = t.asOf ? formatDateTime(t.asOf.wallMs) : 'no catch-up yet';
+  asOf.dataset.asOf = t.asOf ? `${t.asOf.wallMs}.${t.asOf.counter}` : '';
+  note.hidden = !t.incomplete;
+  note.textContent = t.incomplete ? incompleteText(t) : '';
+  table.dataset.incomplete = String(t.incomplete);
+
+  // Columns: the current hour first, then the past hours, newest first.
+  const hours = [...(t.resources[0]?.buckets ?? [])].map((b) => b.hour).sort((a, b) => b - a);
+  const head = el('tr');
+  head.append(el('th', undefined, 'resource'));
+  for (const h of hours) {
+    const th = el('th', h === t.currentHour ? 'current' : undefined);
+    th.scope = 'col';
+    th.append(el('span', 'hour', formatHour(h)));
+    th.append(el('span', 'hour-note', h === t.currentHour ? 'current hour' : `${Math.round((t.currentHour - h) / 3_600_000)} h ago`));
+    head.append(th);
+  }
+  const total = el('th', 'sum', 'all hours shown');
+  total.scope = 'col';
+  head.append(total);
+  table.tHead?.replaceChildren(head);
+
+  const rows = t.resources.map((r) => {
+    const tr = el('tr');
+    tr.dataset.resource = r.resource;
+    const name = el('th', undefined, r.resource);
+    name.scope = 'row';
+    tr.append(name);
+    const byHour = new Map(r.buckets.map((b) => [b.hour, b]));
+    for (const h of hours) {
+      const b = byHour.get(h);
+      const td = el('td', h === t.currentHour ? 'current' : undefined);
+      td.dataset.resource = r.resource;
+      td.dataset.hour = String(h);
+      const unconfirmed = t.incomplete || !b || b.asOf === null;
+      td.dataset.confirmed = String(!unconfirmed);
+      const v = el('span', 'num', b ? formatTotal(b.total, r.decimals) : '—');
+      v.dataset.total = b ? String(b.total) : '';
+      td.append(v, el('span', 'unit', ` ${unitName(r.unit)}`));
+      if (unconfirmed) td.append(el('span', 'mark', ' ◐'));
+      tr.append(td);
+    }
+    const sum = el('td', 'sum');
+    sum.append(el('span', 'num', formatTotal(r.total, r.decimals)), el('span', 'unit', ` ${unitName(r.unit)}`));
+    tr.append(sum);
+    return tr;
+  });
+  table.tBodies[0]?.replaceChildren(...rows);
+  $('totals-legend').hidden = table.querySelector('td[data-confirmed="false"]') === null;
+}
+
+// ---- connection --------------------------------------------------------------
+
+/** What the connection pill says: live, reconnecting with countdown, resyncing, fatal with reason. */
+export function connectionText(c: ConnectionMessage | null, s: TelemetryState, now: number): { state: string; text: string } {
+  if (s.worker.state === 'failed') return { state: 'fatal', text: `worker failed: ${s.worker.reason}` };
+  if (!c) {
+    if (!s.totals) return { state: 'starting', text: 'starting: waiting for the first catch-up' };
+    return { state: 'rest', text: 'catch-ups only · stream not connected' };
+  }
+  switch (c.state) {
+    case 'ready':
+      return { state: 'live', text: 'live' };
+    case 'connecting':
+      return { state: 'connecting', text: `connecting (attempt ${c.attempt})` };
+    case 'identifying':
+    case 'resuming':
+      return { state: 'resyncing', text: c.state === 'resuming' ? 'resyncing: resuming the session' : 'resyncing: new session' };
+    case 'disconnected': {
+      const code = c.lastCloseCode === null ? '' : `, closed ${c.lastCloseCode}`;
+      if (c.nextRetryAt === null) return { state: 'reconnecting', text: `disconnected${code}: ${c.reason}` };
+      const secs = Math.max(0, Math.ceil((c.nextRetryAt - now) / 1000));
+      return { state: 'reconnecting', text: `reconnecting in ${secs} s (attempt ${c.attempt}${code})${c.reason ? `: ${c.reason}` : ''}` };
+    }
+    case 'stopped':
+      return c.reason ? { state: 'fatal', text: `stopped: ${c.reason}` } : { state: 'stopped', text: 'stopped' };
+  }
+}
+
+export function renderConnection(s: TelemetryState, now: number): void {
+  const { state, text } = connectionText(s.connection, s, now);
+  const pill = $('connection');
+  pill.dataset.state = state;
+  pill.textContent = text;
+  const w = $('worker');
+  w.dataset.state = s.worker.state;
+  w.textContent = s.worker.state === 'ready' ? `worker ${s.worker.version}` : s.worker.state === 'failed' ? 'worker failed' : 'worker starting…';
+}
+
+// ---- stats -------------------------------------------------------------------
+
+export function renderStats(s: TelemetryState): void {
+  const st = s.stats;
+  const c = s.totals?.counters;
+  const items: [string, string, string][] = [
+    ['meters', 'meters tracked', st ? formatCount(st.meters) : '—'],
+    ['memory', 'wasm memory', st ? formatBytes(st.linearMemoryBytes) : '—'],
+    ['engine', 'engine estimate', st ? formatBytes(st.engineBytes) : '—'],
+    ['tick', 'last tick', st ? formatMs(st.lastTickEvalMs) : '—'],
+    ['ingested', 'readings in', st ? formatCount(st.readingsIngested) : '—'],
+    ['rejected', 'readings refused', st ? formatCount(st.readingsRejected) : '—'],
+    ['alerts', 'active alerts', st ? formatCount(st.activeAlerts) : '—'],
+    ['catchups', 'catch-ups applied', c ? formatCount(c.restApplied) : '—'],
+    ['refused', 'catch-ups refused', c ? formatCount(c.refusedRest) : '—'],
+    ['gaps', 'sequence gaps', c ? formatCount(c.gaps) : '—'],
+    ['fetches', 'catch-ups asked', c ? formatCount(c.fetches) : '—'],
+    ['live', 'live readings', c ? formatCount(c.liveCounted) : '—'],
+  ];
+  const dl = $('stats');
+  dl.replaceChildren(...items.flatMap(([key, label, value]) => {
+    const dd = el('dd', undefined, value);
+    dd.dataset.stat = key;
+    return [el('dt', undefined, label), dd];
+  }));
+}
+
+// ---- anomaly feed, notices, errors -------------------------------------------
+
+export function renderFeed(s: TelemetryState): void {
+  const count = $('alert-count');
+  count.textContent = formatCount(s.alertCount);
+  count.dataset.count = String(s.alertCount);
+  $('feed-empty').hidden = s.feed.length > 0;
+  $('anomaly-feed').replaceChildren(...s.feed.slice(0, 60).map((f) => {
+    const li = el('li');
+    li.dataset.meter = f.meter;
+    li.dataset.kind = f.kind;
+    const active = s.anomalies[f.meter]?.kinds[f.kind]?.active ?? false;
+    li.append(badge(f.kind, f.severity, active && s.anomalies[f.meter]?.kinds[f.kind]?.at === f.at));
+    li.append(el('span', 'meter', f.meter));
+    li.append(el('span', 'z', `z ${formatValue(f.z)}`));
+    li.append(el('time', 'when', formatTime(f.ts)));
+    return li;
+  }));
+}
+
+export function renderSide(s: TelemetryState): void {
+  const count = $('error-count');
+  count.textContent = formatCount(s.errorCount);
+  count.dataset.count = String(s.errorCount);
+  $('errors').replaceChildren(...s.errors.slice(0, 8).map((e) => el('li', undefined, `${formatTime(e.at)} ${e.code}: ${e.message}`)));
+  const notices = s.notices.map((n) => {
+    const li = el('li', `notice ${n.severity}`);
+    li.append(el('b', undefined, `${n.severity === 'critical' ? '▲' : n.severity === 'warning' ? '●' : 'ℹ'} ${n.title}`), el('span', undefined, ` ${n.text} (${formatTime(n.fromMs)}–${formatTime(n.toMs)})`));
+    return li;
+  });
+  $('notices').replaceChildren(...(notices.length ? notices : [el('li', 'empty', 'None.')]));
+}
+
+export function renderDetail(meter: string | null, detail: Record<string, unknown> | null, cached: boolean, sessionActive: boolean): void {
+  const host = $('detail');
+  if (!meter) return;
+  if (!detail) {
+    host.replaceChildren(el('p', 'empty', sessionActive ? `Loading ${meter}…` : `${meter}: the detail comes through the stream session, which is not connected.`));
+    return;
+  }
+  const dl = el('dl');
+  for (const [k, v] of Object.entries(detail)) {
+    dl.append(el('dt', undefined, k), el('dd', undefined, typeof v === 'object' ? JSON.stringify(v) : String(v)));
+  }
+  host.replaceChildren(el('h3', undefined, `${meter}${cached ? ' (cached)' : ''}`), dl);
+}
+
+/** One meter list row. */
+export function renderMeterRow(row: HTMLElement, m: (MeterRow & { channel: string }) | undefined, alerts: MeterAlerts | undefined): void {
+  if (!m) return;
+  const unit = unitName(m.resource === 'water' ? 'm3' : m.resource === 'energy' ? 'kWh' : m.resource === 'bandwidth' ? 'MB' : '');
+  const cells = [
+    el('span', 'meter', m.meter),
+    el('span', undefined, m.resource),
+    el('span', 'num', `${formatValue(m.value)} ${unit}`),
+    el('span', 'num', `${formatDecimal(m.total)} ${unit}`),
+    el('span', `status ${m.status}`, m.status),
+    el('span', 'alerts'),
+  ];
+  cells[5]?.append(...badges(alerts));
+  row.replaceChildren(...cells);
+}

@@ -1,0 +1,206 @@
+// End to end: the built operator dashboard (www/dist) served by the real feed
+// server (`meterflow-feed --www www/dist`), in Debian's headless Chromium.
+//
+// What a person would see: the worker starts, totals appear, and once a
+// catch-up is applied every total on the page (read from the DOM, not from
+// the worker) equals the server's ground truth (`GET /truth`) exactly, for
+// each resource and hour; no console error, no CSP violation, no error on
+// the page; keyboard switching of the chart works; screenshots at 1366x768
+// and 1920x1080 are saved under www/artifacts/ (E2E_ARTIFACTS to move them).
+//
+// The stream v2 test turns on by itself once the worker runs the session
+// (it probes: a worker without one answers `session` with unknown_type).
+//
+// Run: `make build dash && cd www && node --test tests/dashboard.test.mjs`.
+// Waits are liveness guards for a hung page, not speed assertions.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launchChromium, WWW } from './harness.mjs';
+import { requireDashboard, startFeed } from './dash-harness.mjs';
+
+const GUARD_MS = Number(process.env.E2E_GUARD_MS ?? 120_000);
+const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(WWW, 'artifacts');
+const UNITS = { m3: 'm³', kWh: 'kWh', MB: 'MB' };
+
+let feed;
+let browser;
+before(async () => {
+  requireDashboard();
+  feed = await startFeed(['--meters', '2000', '--seed', '11']);
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  await feed?.stop();
+});
+
+/** "37,856.591" -> 37856591n with 3 decimals; "200.312" likewise. */
+function units(text, decimals) {
+  const m = /^(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d+))?$/.exec(text.trim());
+  assert.ok(m, `not an amount: '${text}'`);
+  const frac = (m[2] ?? '').padEnd(decimals, '0');
+  assert.equal(frac.length, decimals, `'${text}' has more than ${decimals} decimals`);
+  return BigInt(m[1].replaceAll(',', '') + frac);
+}
+
+async function truth() {
+  const r = await fetch(new URL('truth', feed.url));
+  assert.equal(r.status, 200);
+  return r.json();
+}
+const stamp = (h) => `${h.wallMs}.${h.counter}`;
+
+/** A page with every problem collected: page errors, console errors, failed requests, CSP violations. */
+async function openDashboard(query) {
+  const page = await browser.context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
+  await page.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  await page.setViewportSize({ width: 1366, height: 768 });
+  const response = await page.goto(new URL(query, feed.url).href);
+  assert.equal(response.status(), 200);
+  return { page, problems };
+}
+
+/**
+ * Waits until the page shows a catch-up whose `asOf` is the server's current
+ * one (read before and after the DOM, so nothing moved in between), then
+ * compares every shown total with the truth, digit for digit.
+ */
+async function totalsEqualTruth(page) {
+  const deadline = Date.now() + GUARD_MS;
+  let last = '';
+  for (;;) {
+    const before = await truth();
+    const dom = await page.evaluate(() => ({
+      asOf: document.getElementById('as-of').dataset.asOf,
+      incomplete: document.getElementById('totals').dataset.incomplete,
+      rows: [...document.querySelectorAll('#totals tbody tr')].map((tr) => ({
+        resource: tr.dataset.resource,
+        cells: [...tr.querySelectorAll('td[data-hour]')].map((td) => ({
+          hour: Number(td.dataset.hour),
+          text: td.querySelector('.num').textContent,
+          unit: td.querySelector('.unit').textContent.trim(),
+          confirmed: td.dataset.confirmed,
+        })),
+        sum: tr.querySelector('td.sum .num')?.textContent,
+      })),
+    }));
+    const afterT = await truth();
+    if (dom.asOf && dom.asOf === stamp(before.asOf) && dom.asOf === stamp(afterT.asOf) && dom.incomplete === 'false') {
+      return { dom, truth: before };
+    }
+    last = `page asOf ${dom.asOf} incomplete ${dom.incomplete}; server asOf ${stamp(before.asOf)}..${stamp(afterT.asOf)}`;
+    if (Date.now() > deadline) throw new Error(`the page never showed the server's current catch-up: ${last}`);
+    await new Promise((r) => setTimeout(r, 40));
+  }
+}
+
+function assertExact({ dom, truth: t }) {
+  assert.equal(dom.rows.length, t.resources.length, 'one row per resource');
+  let nonZero = 0;
+  for (const r of t.resources) {
+    const row = dom.rows.find((x) => x.resource === r.resource);
+    assert.ok(row, `no row for ${r.resource}`);
+    assert.equal(row.cells.length, 7, `${r.resource}: the current hour and the past 6`);
+    let sum = 0n;
+    for (const c of row.cells) {
+      const want = r.buckets.find((b) => b.hour === c.hour);
+      const expected = want ? units(want.total, r.decimals) : 0n;
+      const shown = units(c.text, r.decimals);
+      assert.equal(shown, expected, `${r.resource} hour ${new Date(c.hour).toISOString()}: page ${c.text}, truth ${want?.total ?? 0}`);
+      assert.equal(c.unit, UNITS[r.unit], `${r.resource}: unit`);
+      assert.equal(c.confirmed, 'true');
+      sum += shown;
+      if (shown > 0n) nonZero += 1;
+    }
+    assert.equal(units(row.sum, r.decimals), sum, `${r.resource}: the sum column`);
+  }
+  // Every hour the server holds is on the page (none fell outside the columns).
+  for (const r of t.resources) {
+    const hours = new Set(dom.rows.find((x) => x.resource === r.resource).cells.map((c) => c.hour));
+    for (const b of r.buckets) assert.ok(hours.has(b.hour) || b.total.replace(/[0.]/g, '') === '', `hour ${b.hour} of ${r.resource} not shown`);
+  }
+  assert.ok(nonZero > 0, 'every total is zero: the comparison would prove nothing');
+}
+
+test('the dashboard shows the server\'s exact totals, without console errors or CSP violations', { timeout: 3 * GUARD_MS }, async () => {
+  const { page, problems } = await openDashboard('?catchupMs=1000');
+  const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
+  assert.equal(csp, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'");
+  await page.waitForSelector('#worker[data-state="ready"]', { timeout: GUARD_MS });
+  await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
+
+  assertExact(await totalsEqualTruth(page));
+  // And again a few catch-ups later: the page follows the server.
+  await page.waitForFunction(() => window.meterflowDashboard.store.getState().telemetry.totals.counters.restApplied >= 4, null, { timeout: GUARD_MS });
+  assertExact(await totalsEqualTruth(page));
+
+  // The store holds what the page shows; renders happen (once per frame at most).
+  const state = await page.evaluate(() => {
+    const d = window.meterflowDashboard;
+    const t = d.store.getState().telemetry;
+    return { renders: d.renders, worker: t.worker.state, errors: t.errorCount, hasTotals: t.totals !== null };
+  });
+  assert.deepEqual({ ...state, renders: state.renders > 0 }, { renders: true, worker: 'ready', errors: 0, hasTotals: true });
+  assert.equal(await page.getAttribute('#connection', 'data-state'), 'rest');
+
+  // Keyboard: the chart's resource buttons take Tab focus and Enter.
+  await page.focus('#chart-tabs button[value="energy"]');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.getAttribute('#chart-tabs button[value="energy"]', 'aria-pressed'), 'true');
+  assert.equal(await page.getAttribute('#chart-tabs button[value="water"]', 'aria-pressed'), 'false');
+
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1366x768.png') });
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.waitForTimeout(300); // a resize settles in the next frames; not a speed assertion
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1920x1080.png') });
+
+  assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
+  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
+  assert.deepEqual(problems, []);
+
+  // The violation check can fail: an inline script is refused and reported.
+  await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__inlineRan = true';
+    document.body.append(s);
+  });
+  await page.waitForFunction(() => window.__csp.length > 0, null, { timeout: GUARD_MS });
+  assert.equal(await page.evaluate(() => window.__inlineRan), undefined, 'the CSP let an inline script run');
+  await page.close();
+});
+
+test('with the stream v2 session, the dashboard goes live and its totals converge to the truth', { timeout: 3 * GUARD_MS }, async (t) => {
+  const { page, problems } = await openDashboard('?catchupMs=1000&stream=v2');
+  // A worker without the session refuses the `session` message as unknown_type.
+  const probe = await page.waitForFunction(() => {
+    const s = window.meterflowDashboard?.store.getState().telemetry;
+    if (!s) return false;
+    if (s.connection) return 'session';
+    if (s.errors.some((e) => e.code === 'unknown_type' && /session/.test(e.message))) return 'none';
+    return false;
+  }, null, { timeout: GUARD_MS, polling: 100 });
+  if ((await probe.jsonValue()) === 'none') {
+    await page.close();
+    t.skip('this worker has no stream v2 session yet (it answered `session` with unknown_type)');
+    return;
+  }
+  await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
+  assertExact(await totalsEqualTruth(page));
+  assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
+  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
