@@ -90,7 +90,7 @@ build:
 # server that serves it in www/tests/dashboard.test.mjs and `make demo`.
 dash:
 	cd www && npx tsc --noEmit -p .
-	cd www && npx tsc -p client/tsconfig.json
+	cd www && npx tsc -p tsconfig.emit.json
 	cd www && npx vite build --logLevel warn
 	cargo build --release --features feed --bin meterflow-feed
 

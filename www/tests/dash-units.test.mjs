@@ -1,0 +1,82 @@
+// Unit tests of the dashboard's pure parts (emitted to www/build/src by
+// `make dash`): the telemetry slice and exact total formatting. What the page
+// shows is tested in dashboard.test.mjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const dir = fileURLToPath(new URL('../build/src/', import.meta.url));
+if (!existsSync(`${dir}store.js`)) throw new Error('www/build/src is missing: run `make dash` first');
+const store = await import(`${dir}store.js`);
+const { formatTotal, formatDecimal } = await import(`${dir}format.js`);
+
+const anomaly = (meter, kind, severity = 'warning') => ({
+  type: 'anomaly', v: 1, meter, kind, severity, z: 5, value: 1, mean: 0, std: 1, ts: 0, evaluations: 3,
+});
+
+test('every anomaly event is an anomalyDetected action, seen by middleware, counted and fed', () => {
+  const s = store.makeStore();
+  const seen = [];
+  s.subscribe(() => seen.push(s.getState().telemetry.alertCount));
+  for (let i = 0; i < store.FEED_LIMIT + 5; i++) s.dispatch(store.anomalyDetected({ anomaly: anomaly(`m-${i % 3}`, 'spike'), at: i }));
+  const t = s.getState().telemetry;
+  assert.equal(t.alertCount, store.FEED_LIMIT + 5);
+  assert.equal(seen.length, store.FEED_LIMIT + 5, 'one state change per anomaly');
+  assert.equal(t.feed.length, store.FEED_LIMIT, 'the feed is bounded');
+  assert.equal(t.feed[0].at, store.FEED_LIMIT + 4, 'newest first');
+  assert.deepEqual(Object.keys(t.anomalies).sort(), ['m-0', 'm-1', 'm-2']);
+  assert.equal(store.anomalyDetected.type, 'telemetry/anomalyDetected');
+});
+
+test('badges go 300 s after the meter\'s last alert, and not while an alert is active', () => {
+  const s = store.makeStore();
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-1', 'spike', 'critical'), at: 1000 }));
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'drift'), at: 1000 }));
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'stuck'), at: 50_000 }));
+  s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-1', kind: 'spike', at: 2000 }));
+  s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-2', kind: 'drift', at: 2000 }));
+  s.dispatch(store.badgesExpired({ now: 1000 + store.BADGE_TTL_MS - 1 }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies).sort(), ['m-1', 'm-2']);
+  s.dispatch(store.badgesExpired({ now: 1000 + store.BADGE_TTL_MS }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), ['m-2'], 'm-1 cleared and 300 s old: gone');
+  s.dispatch(store.badgesExpired({ now: 50_000 + store.BADGE_TTL_MS * 10 }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), ['m-2'], 'm-2 stuck still active: kept');
+  s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-2', kind: 'stuck', at: 3000 }));
+  s.dispatch(store.badgesExpired({ now: 50_000 + store.BADGE_TTL_MS }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), []);
+});
+
+test('crossing totals messages: the newest worker HLC wins', () => {
+  const s = store.makeStore();
+  const totals = (wallMs, counter) => ({ type: 'totals', v: 1, hlc: { wallMs, counter }, resources: [] });
+  s.dispatch(store.totalsReceived({ totals: totals(10, 2), at: 1 }));
+  s.dispatch(store.totalsReceived({ totals: totals(10, 1), at: 2 }));
+  s.dispatch(store.totalsReceived({ totals: totals(9, 9), at: 3 }));
+  assert.deepEqual(s.getState().telemetry.totals.hlc, { wallMs: 10, counter: 2 });
+  s.dispatch(store.totalsReceived({ totals: totals(11, 0), at: 4 }));
+  assert.deepEqual([s.getState().telemetry.totals.hlc.wallMs, s.getState().telemetry.totalsAt], [11, 4]);
+});
+
+test('errors and notices stay bounded', () => {
+  const s = store.makeStore();
+  for (let i = 0; i < store.ERROR_LIMIT * 2; i++) s.dispatch(store.errorReported({ code: 'x', message: String(i), at: i }));
+  assert.equal(s.getState().telemetry.errors.length, store.ERROR_LIMIT);
+  assert.equal(s.getState().telemetry.errorCount, store.ERROR_LIMIT * 2);
+  const n = (id) => ({ id, severity: 'info', title: id, text: '', fromMs: 0, toMs: 1 });
+  s.dispatch(store.noticesReceived({ upsert: [n('a'), n('b')], remove: [] }));
+  s.dispatch(store.noticesReceived({ upsert: [n('b')], remove: ['a'] }));
+  assert.deepEqual(s.getState().telemetry.notices.map((x) => x.id), ['b']);
+});
+
+test('totals are shown digit for digit, past 2^53 too', () => {
+  assert.equal(formatTotal(1234567, 3), '1,234.567');
+  assert.equal(formatTotal(5, 3), '0.005');
+  assert.equal(formatTotal(0, 3), '0.000');
+  assert.equal(formatTotal(1234, 0), '1,234');
+  assert.equal(formatTotal('123456789012345678901', 3), '123,456,789,012,345,678.901');
+  assert.equal(formatTotal(-1500, 3), '−1.500');
+  assert.equal(formatTotal(Number.MAX_SAFE_INTEGER, 2), '90,071,992,547,409.91');
+  assert.equal(formatDecimal('812125.125'), '812,125.125');
+  assert.equal(formatDecimal('12'), '12');
+});
