@@ -1,7 +1,8 @@
 # meterflow: build, test, demo and benchmarks.
 #
 #   make test           install what is missing, then every check CI runs
-#   make demo           build the wasm package and serve the demo on 127.0.0.1
+#   make demo           the operator dashboard against the feed server on 127.0.0.1
+#                       (METERS=50000 SPEED=60 FAULTS=off)
 #   make bench          native criterion benchmarks
 #   make bench-browser  the in-browser benchmark (5,000 / 20,000 / 50,000 meters)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
@@ -19,7 +20,7 @@ export CHROMEDRIVER
 # The worker suite waits on real timers; give the runner room on a loaded machine.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
-.PHONY: test demo bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
+.PHONY: test demo demo-synthetic bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
         test-worker build dash e2e bench-smoke eval eval-smoke
 
 # Every step runs even when an earlier one failed (so one CI run shows every
@@ -110,7 +111,23 @@ eval:
 eval-smoke:
 	cargo test --test eval_smoke -- --nocapture
 
+# The operator dashboard against the real feed server: builds the wasm
+# package, the client and the page (www/dist), then serves them with
+# meterflow-feed on 127.0.0.1:$(PORT) and prints the URL. METERS simulated
+# meters, SPEED x real time, FAULTS (off, or a level the feed server's
+# --faults takes once it has one).
+METERS ?= 5000
+SPEED ?= 1
+FAULTS ?= off
 demo: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	@$(STEP) dash-build $(MAKE) --no-print-directory dash
+	@echo "demo: open the URL below (Ctrl-C stops the server)"
+	target/release/meterflow-feed --port $(PORT) --www www/dist --meters $(METERS) --speed $(SPEED) \
+	  $(if $(filter-out off,$(FAULTS)),--faults $(FAULTS))
+
+# The older synthetic page: readings generated in the page, anomaly alerts only.
+demo-synthetic: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
 	node www/serve.mjs $(PORT)
 

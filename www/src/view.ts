@@ -148,7 +148,7 @@ export function renderStats(s: TelemetryState): void {
   const st = s.stats;
   const c = s.totals?.counters;
   const items: [string, string, string][] = [
-    ['meters', 'meters tracked', st ? formatCount(st.meters) : '—'],
+    ['meters', 'meters (detection)', st ? formatCount(st.meters) : '—'],
     ['memory', 'wasm memory', st ? formatBytes(st.linearMemoryBytes) : '—'],
     ['engine', 'engine estimate', st ? formatBytes(st.engineBytes) : '—'],
     ['tick', 'last tick', st ? formatMs(st.lastTickEvalMs) : '—'],
