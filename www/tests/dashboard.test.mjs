@@ -4,7 +4,8 @@
 // What a person would see: the worker starts, totals appear, and once a
 // catch-up is applied every total on the page (read from the DOM, not from
 // the worker) equals the server's ground truth (`GET /truth`) exactly, for
-// each resource and hour; no console error, no CSP violation, no error on
+// each resource and hour; at 240x simulated time, across two hour rollovers,
+// every closed hour equals the truth too; no console error, no CSP violation, no error on
 // the page; keyboard switching of the chart works; screenshots at 1366x768
 // and 1920x1080 are saved under www/artifacts/ (E2E_ARTIFACTS to move them).
 //
@@ -180,6 +181,60 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   await page.waitForFunction(() => window.__csp.length > 0, null, { timeout: GUARD_MS });
   assert.equal(await page.evaluate(() => window.__inlineRan), undefined, 'the CSP let an inline script run');
   await page.close();
+});
+
+test('at 240x simulated time, across hour rollovers, every closed hour on the page equals the truth', { timeout: 3 * GUARD_MS }, async () => {
+  // The simulation starts a minute before an hour boundary (in the past, so
+  // it runs ahead of the wall clock within seconds): about 2.5 simulated
+  // hours and two rollovers pass in under a minute.
+  const H = 3_600_000;
+  const start = Math.floor(Date.now() / H) * H - 60_000;
+  const fast = await startFeed(['--meters', '1000', '--seed', '5', '--speed', '240', '--start-ms', String(start)]);
+  try {
+    const page = await browser.context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+    await page.goto(new URL('?catchupMs=1000', fast.url).href);
+    // Until the page's catch-up covers 2 whole hours after the first one.
+    const covered = start + 60_000 + 2 * H + 60_000;
+    await page.waitForFunction((t) => Number(document.getElementById('as-of').dataset.asOf?.split('.')[0] ?? 0) >= t, covered, {
+      timeout: GUARD_MS,
+      polling: 200,
+    });
+    const dom = await page.evaluate(() => ({
+      asOf: Number(document.getElementById('as-of').dataset.asOf.split('.')[0]),
+      incomplete: document.getElementById('totals').dataset.incomplete,
+      rows: [...document.querySelectorAll('#totals tbody tr')].map((tr) => ({
+        resource: tr.dataset.resource,
+        cells: [...tr.querySelectorAll('td[data-hour]')].map((td) => ({ hour: Number(td.dataset.hour), text: td.querySelector('.num').textContent })),
+      })),
+    }));
+    const t = await (await fetch(new URL('truth', fast.url))).json();
+    assert.equal(dom.incomplete, 'false');
+    let closed = 0;
+    for (const r of t.resources) {
+      const row = dom.rows.find((x) => x.resource === r.resource);
+      for (const c of row.cells) {
+        const want = r.buckets.find((b) => b.hour === c.hour);
+        const truthUnits = want ? units(want.total, r.decimals) : 0n;
+        const shown = units(c.text, r.decimals);
+        // A stamp a second past the hour's end: the hour is closed on both sides.
+        if (c.hour + H + 1000 <= dom.asOf) {
+          assert.equal(shown, truthUnits, `${r.resource} closed hour ${new Date(c.hour).toISOString()}: page ${c.text}, truth ${want?.total ?? 0}`);
+          if (shown > 0n) closed += 1;
+        } else {
+          assert.ok(shown <= truthUnits, `${r.resource} open hour ${new Date(c.hour).toISOString()}: page ${c.text} > truth ${want?.total}`);
+        }
+      }
+    }
+    assert.ok(closed >= 3 * 3, `only ${closed} closed non-zero hour totals: no rollover was checked`);
+    assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
+    assert.deepEqual(problems, []);
+    await page.close();
+  } finally {
+    await fast.stop();
+  }
 });
 
 test('with the stream v2 session, the dashboard goes live and its totals converge to the truth', { timeout: 3 * GUARD_MS }, async (t) => {
