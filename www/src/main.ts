@@ -108,6 +108,7 @@ function renderTabs(s: RootState['telemetry']): void {
     b.setAttribute('aria-pressed', String(name === chartResource));
     b.addEventListener('click', () => {
       chartResource = name;
+      for (const other of host.querySelectorAll<HTMLButtonElement>('button')) other.setAttribute('aria-pressed', String(other === b));
       lastRendered = null;
       markDirty();
     });

@@ -80,3 +80,25 @@ test('totals are shown digit for digit, past 2^53 too', () => {
   assert.equal(formatDecimal('812125.125'), '812,125.125');
   assert.equal(formatDecimal('12'), '12');
 });
+
+test('the connection pill: catch-ups only, live, reconnecting with countdown, resyncing, fatal with reason', async () => {
+  const { connectionText } = await import(`${dir}view.js`);
+  const base = store.makeStore().getState().telemetry;
+  const ready = { ...base, worker: { state: 'ready', version: '0.1.0', reason: '' } };
+  const conn = (state, extra = {}) => ({ type: 'connection', v: 1, state, attempt: 0, nextRetryAt: null, lastCloseCode: null, reason: '', ...extra });
+  const now = 1_000_000;
+  assert.equal(connectionText(null, ready, now).state, 'starting');
+  assert.deepEqual(connectionText(null, { ...ready, totals: {} }, now), { state: 'rest', text: 'catch-ups only · stream not connected' });
+  assert.deepEqual(connectionText(conn('ready'), ready, now), { state: 'live', text: 'live' });
+  assert.deepEqual(
+    connectionText(conn('disconnected', { attempt: 3, nextRetryAt: now + 6_200, lastCloseCode: 1006, reason: 'connection lost' }), ready, now),
+    { state: 'reconnecting', text: 'reconnecting in 7 s (attempt 3, closed 1006): connection lost' },
+  );
+  assert.equal(connectionText(conn('disconnected', { nextRetryAt: now - 5 }), ready, now).text, 'reconnecting in 0 s (attempt 0)');
+  assert.equal(connectionText(conn('resuming'), ready, now).state, 'resyncing');
+  assert.equal(connectionText(conn('identifying'), ready, now).state, 'resyncing');
+  assert.equal(connectionText(conn('connecting', { attempt: 2 }), ready, now).text, 'connecting (attempt 2)');
+  assert.deepEqual(connectionText(conn('stopped', { reason: 'unsupported server version' }), ready, now), { state: 'fatal', text: 'stopped: unsupported server version' });
+  assert.deepEqual(connectionText(conn('stopped'), ready, now), { state: 'stopped', text: 'stopped' });
+  assert.equal(connectionText(conn('ready'), { ...ready, worker: { state: 'failed', version: '', reason: 'boom' } }, now).state, 'fatal');
+});

@@ -6,7 +6,8 @@
 // the worker) equals the server's ground truth (`GET /truth`) exactly, for
 // each resource and hour; at 240x simulated time, across two hour rollovers,
 // every closed hour equals the truth too; no console error, no CSP violation, no error on
-// the page; keyboard switching of the chart works; screenshots at 1366x768
+// the page; keyboard switching of the chart works; the meter list stays
+// virtualised at 50,000 meters and the keyboard walks it; screenshots at 1366x768
 // and 1920x1080 are saved under www/artifacts/ (E2E_ARTIFACTS to move them).
 //
 // The stream v2 test turns on by itself once the worker runs the session
@@ -159,8 +160,35 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   // Keyboard: the chart's resource buttons take Tab focus and Enter.
   await page.focus('#chart-tabs button[value="energy"]');
   await page.keyboard.press('Enter');
-  assert.equal(await page.getAttribute('#chart-tabs button[value="energy"]', 'aria-pressed'), 'true');
+  await page.waitForSelector('#chart-tabs button[value="energy"][aria-pressed="true"]', { timeout: GUARD_MS });
   assert.equal(await page.getAttribute('#chart-tabs button[value="water"]', 'aria-pressed'), 'false');
+
+  // The meter list: 50,000 meters in the documented `meters` shape, through
+  // the client's dispatch (the worker does not post them until the session
+  // lands): a bounded number of DOM rows, and the keyboard reaches the end.
+  const listed = await page.evaluate(async () => {
+    const mf = window.meterflowDashboard.client();
+    const upsert = Array.from({ length: 50_000 }, (_, i) => ({
+      meter: `m-${i + 1}`, resource: 'water', ts: 1764064860000, value: 12.5, status: i % 1000 ? 'ok' : 'offline', count: 1234, total: '812345.125',
+    }));
+    mf.dispatch({ type: 'meters', v: 1, channel: 'meters.north', upsert, remove: [] });
+    mf.dispatch({ type: 'meters', v: 1, channel: 'meters.north', upsert: [], remove: ['m-2'] });
+    await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    return { count: document.getElementById('meter-count').textContent, rows: document.querySelectorAll('#meter-list .vlist-row:not([hidden])').length };
+  });
+  assert.equal(listed.count, (49_999).toLocaleString(undefined));
+  assert.ok(listed.rows > 0 && listed.rows < 60, `${listed.rows} DOM rows for 49,999 meters: not virtualised`);
+  await page.focus('#meter-list');
+  await page.keyboard.press('End');
+  await page.waitForSelector('#meter-list [aria-selected="true"][data-meter="m-50000"]', { timeout: GUARD_MS });
+  await page.keyboard.press('ArrowUp');
+  await page.waitForSelector('#meter-list [aria-selected="true"][data-meter="m-49999"]', { timeout: GUARD_MS });
+  assert.match(await page.textContent('#meter-list [data-meter="m-49999"]'), /812,345\.125 m³/);
+  await page.keyboard.press('Home');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#meter-list [aria-selected="true"][data-meter="m-1"]', { timeout: GUARD_MS });
+  assert.match(await page.textContent('#detail'), /m-1: the detail comes through the stream session/);
+  await page.evaluate(() => window.scrollTo(0, 0));
 
   mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1366x768.png') });
