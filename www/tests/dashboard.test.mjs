@@ -163,6 +163,16 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   await page.waitForSelector('#chart-tabs button[value="energy"][aria-pressed="true"]', { timeout: GUARD_MS });
   assert.equal(await page.getAttribute('#chart-tabs button[value="water"]', 'aria-pressed'), 'false');
 
+  // What a person sees, before the synthetic meter rows below: nothing wider than the screen.
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the page scrolls sideways at 1366x768');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1366x768.png') });
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.waitForTimeout(300); // a resize settles in the next frames; not a speed assertion
+  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1920x1080.png') });
+
+  await page.setViewportSize({ width: 1366, height: 768 });
+
   // The meter list: 50,000 meters in the documented `meters` shape, through
   // the client's dispatch (the worker does not post them until the session
   // lands): a bounded number of DOM rows, and the keyboard reaches the end.
@@ -189,12 +199,6 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   await page.waitForSelector('#meter-list [aria-selected="true"][data-meter="m-1"]', { timeout: GUARD_MS });
   assert.match(await page.textContent('#detail'), /m-1: the detail comes through the stream session/);
   await page.evaluate(() => window.scrollTo(0, 0));
-
-  mkdirSync(ARTIFACTS, { recursive: true });
-  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1366x768.png') });
-  await page.setViewportSize({ width: 1920, height: 1080 });
-  await page.waitForTimeout(300); // a resize settles in the next frames; not a speed assertion
-  await page.screenshot({ path: join(ARTIFACTS, 'dashboard-1920x1080.png') });
 
   assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
   assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
