@@ -7,8 +7,9 @@
 // the ledger's catch-up path: `catchupOnStart` makes the worker ask for a
 // catch-up at once and every `catchupIntervalMs` after, and the client's page
 // transport answers with `GET /catchup` from the feed server that serves
-// this page. URL parameters: `catchupMs` (default 5,000), `stream=v2` to
-// start the session (channels `totals`, `notices`, `meters.<group>`).
+// this page. URL parameters: `catchupMs` (default 5,000), `binary=1` for
+// binary catch-ups and stream frames, `stream=v2` to start the session
+// (channels `totals`, `notices`, `meters.<group>`).
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import { BucketChart } from './chart.js';
 import { zoneName } from './format.js';
@@ -25,6 +26,7 @@ import './style.css';
 const params = new URLSearchParams(location.search);
 const CATCHUP_MS = Number(params.get('catchupMs') ?? 5000);
 const STREAM_V2 = params.get('stream') === 'v2';
+const BINARY = params.get('binary') === '1';
 const GROUPS = ['north', 'south', 'east', 'west', 'centre', 'harbour', 'hills', 'airport'];
 
 const store = makeStore();
@@ -140,6 +142,7 @@ async function start(): Promise<void> {
   worker.onmessageerror = () => store.dispatch(errorReported({ code: 'page', message: 'a worker message could not be read', at: Date.now() }));
   const starting = startMeterflow({
     worker,
+    binary: BINARY,
     config: { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) },
   });
   // Handlers go on before `ready` resolves, so nothing posted with it is missed.

@@ -215,6 +215,19 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   await page.close();
 });
 
+test('with binary catch-ups (kind 3, transferred ArrayBuffers) the totals are exact too', { timeout: 3 * GUARD_MS }, async () => {
+  const { page, problems } = await openDashboard('?catchupMs=1000&binary=1');
+  const binary = [];
+  page.on('request', (r) => r.url().includes('/catchup?') && binary.push(r.url().includes('format=binary')));
+  await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
+  assertExact(await totalsEqualTruth(page));
+  assert.ok(binary.length > 0 && binary.every(Boolean), `catch-up requests not all binary: ${binary}`);
+  assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
+  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('at 240x simulated time, across hour rollovers, every closed hour on the page equals the truth', { timeout: 3 * GUARD_MS }, async () => {
   // The simulation starts a minute before an hour boundary (in the past, so
   // it runs ahead of the wall clock within seconds): about 2.5 simulated
