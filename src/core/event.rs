@@ -10,6 +10,8 @@ pub use super::ledger::event::{
     BucketTotal, Catchup, CatchupBucket, FetchReason, FetchRequest, LedgerCounters, LiveBinding,
     LiveFrame, ResourceTotals, StreamHello, TotalsEvent,
 };
+pub use super::session::{ConnectionState, ConnectionStatus, SessionInput};
+pub use super::stream::{DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
 
 /// Everything the engine can be told.
 // One `Inbound` is built and moved per page message; boxing the large variants
@@ -35,8 +37,12 @@ pub enum Inbound {
     Hello(StreamHello),
     /// A REST catch-up result.
     Catchup(Catchup),
-    /// The totals flush timer fired (every `totalsFlushMs`): emit coalesced totals.
+    /// The totals flush timer fired (every `totalsFlushMs`): emit coalesced
+    /// totals and the stream stores' coalesced `meters`/`notices` updates.
     Flush,
+    /// A stream v2 session input (docs/STREAM.md): page commands, socket
+    /// events and fetched bodies, decoded at the edge by `crate::wire::stream`.
+    Stream(SessionInput),
 }
 
 /// Measurements only the host can make, passed in with each tick.
@@ -123,6 +129,16 @@ pub enum Outbound {
     Totals(TotalsEvent),
     /// Ask the page for a REST catch-up now.
     Fetch(FetchRequest),
+    /// Stream v2: the host must connect, send, close or fetch.
+    Stream(StreamRequest),
+    /// Stream v2: the connection's state changed.
+    Connection(ConnectionStatus),
+    /// Stream v2: meter rows changed (coalesced per flush).
+    Meters(MetersEvent),
+    /// Stream v2: notices changed (coalesced per flush).
+    Notices(NoticesEvent),
+    /// Stream v2: a meter's detail.
+    Detail(DetailEvent),
 }
 
 /// The kinds of anomaly.
