@@ -86,3 +86,113 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert_eq!(t[0]["counters"]["gaps"], 0, "no spurious hole after the cursor sync");
     assert!(of_type(&p.told, "error").is_empty(), "{:?}", of_type(&p.told, "error"));
 }
+
+/// Starts a session on `channels` and answers HELLO/READY; returns the
+/// snapshot fetches (`path` → `requestId`).
+fn ready(p: &mut Page, channels: &[&str]) -> Vec<(String, u64)> {
+    let out = p.post(json!({"type": "session", "op": "start", "channels": channels}));
+    p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
+    p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+    of_type(&out, "fetch")
+        .iter()
+        .map(|f| {
+            (f["path"].as_str().unwrap_or("").to_string(), f["requestId"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn row(meter: &str, ts: u64, value: f64, count: u64, total: &str) -> Value {
+    json!({"meter": meter, "resource": "water", "ts": ts, "value": value, "status": "ok",
+        "count": count, "total": total})
+}
+
+#[test]
+fn meters_channel_coalesces_caps_and_feeds_each_reading_once() {
+    let cfg = Config { max_meter_entities: 3, ..Config::default() };
+    let mut p = Page::new(cfg, T0 + 1_000.0);
+    let fetches = ready(&mut p, &["totals", "meters.north"]);
+    let (path, rid) = fetches[1].clone();
+    assert_eq!(path, "/snapshot-v2?channel=meters.north");
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10,
+        "meters": [row("m-1", t, 1.0, 1, "1.0"), row("m-2", t, 2.0, 1, "2.0")]});
+    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    // Two deltas touch m-1 twice before a flush: one upsert (newest) reaches the page.
+    for (seq, v) in [(11u64, 5.0), (12, 6.0)] {
+        let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": seq,
+            "patch": {"upsert": [row("m-1", t + seq, v, seq, "9.5")], "remove": []}});
+        p.socket(&d.to_string());
+    }
+    // A duplicate of 12 changes nothing; 13 adds two meters, one past the cap of 3.
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 13,
+        "patch": {"upsert": [row("m-3", t, 3.0, 1, "3"), row("m-4", t, 4.0, 1, "4")],
+                  "remove": ["m-2"]}});
+    p.socket(&d.to_string());
+    let errs: Vec<Value> = of_type(&p.told, "error").into_iter().cloned().collect();
+    assert_eq!(errs.len(), 0, "{errs:?}");
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 14,
+        "patch": {"upsert": [row("m-4", t, 4.0, 1, "4"), row("m-5", t, 5.0, 1, "5")], "remove": []}});
+    let out = p.socket(&d.to_string());
+    let errs = of_type(&out, "error");
+    assert_eq!(errs.len(), 1, "{out:?}");
+    assert_eq!(errs[0]["code"], "entity_limit");
+    assert!(errs[0]["message"].as_str().is_some_and(|m| m.contains("meters.north")));
+    assert!(p.engine.meter_store().len() <= 3);
+    let out = p.post(json!({"type": "query", "query": "stats"}));
+    assert!(of_type(&out, "stats")[0]["stream"]["coalescedUpdates"].as_u64() >= Some(1));
+    let out = p.handle(Inbound::Flush);
+    let m = of_type(&out, "meters");
+    assert_eq!(m.len(), 1, "{out:?}");
+    let ups = m[0]["upsert"].as_array().cloned().unwrap_or_default();
+    let m1: Vec<&Value> = ups.iter().filter(|r| r["meter"] == "m-1").collect();
+    assert_eq!(m1.len(), 1, "one row per meter per flush");
+    assert_eq!(m1[0]["value"], 6.0, "newest wins");
+    assert_eq!(m[0]["remove"], json!(["m-2"]));
+    // The same reading through totals after its row: it enters the window once.
+    let (_, totals_rid) = fetches[0].clone();
+    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 0,
+        "asOf": {"wallMs": t, "counter": 0}, "from": T0, "to": T0, "buckets": []});
+    let out = p.post(json!({"type": "fetched", "requestId": totals_rid, "ok": true, "status": 200,
+        "data": body.to_string()}));
+    assert!(of_type(&out, "error").is_empty(), "{out:?}");
+    let n =
+        |p: &Page| p.engine.windows().moments(p.engine.meter_index("m-1").unwrap_or(0) as usize).n;
+    let before = n(&p);
+    p.socket(&frame(9, 1, t + 12, "m-1", 100, "0.5"));
+    assert_eq!(n(&p), before, "a (meter, ts) carried by both channels enters once");
+    p.socket(&frame(9, 2, t + 20, "m-1", 101, "0.5"));
+    assert_eq!(n(&p), before + 1.0, "a newer live reading enters");
+}
+
+#[test]
+fn detail_is_cached_and_the_selected_meter_stays() {
+    let cfg = Config { detail_cache_size: 1, ..Config::default() };
+    let mut p = Page::new(cfg, T0);
+    ready(&mut p, &["totals"]);
+    let fetch = |p: &mut Page, meter: &str| {
+        let out = p.post(json!({"type": "session", "op": "detail", "meter": meter}));
+        let f = of_type(&out, "fetch");
+        assert_eq!(f.len(), 1, "{out:?}");
+        assert_eq!(f[0]["path"], format!("/meters/{meter}"));
+        let rid = f[0]["requestId"].as_u64().unwrap_or(0);
+        let body = json!({"meter": meter, "total": "1.5"}).to_string();
+        let out = p.post(
+            json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200, "data": body}),
+        );
+        let d = of_type(&out, "detail");
+        assert_eq!(d[0]["cached"], false);
+        assert_eq!(d[0]["detail"]["total"], "1.5");
+    };
+    fetch(&mut p, "m-1");
+    let out = p.post(json!({"type": "session", "op": "detail", "meter": "m-1"}));
+    assert!(of_type(&out, "fetch").is_empty());
+    assert_eq!(of_type(&out, "detail")[0]["cached"], true);
+    // m-2 is selected now; m-1 goes (cap 1), m-2 stays even past its TTL's neighbours.
+    fetch(&mut p, "m-2");
+    assert_eq!(p.engine.detail_cache().len(), 1);
+    assert_eq!(p.engine.detail_cache().selected(), Some("m-2"));
+    p.now += 60_000.0;
+    let out = p.post(json!({"type": "session", "op": "detail", "meter": "m-2"}));
+    assert_eq!(of_type(&out, "fetch").len(), 1, "expired: fetched again");
+}

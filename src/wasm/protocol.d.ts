@@ -94,6 +94,15 @@ export interface StatsMessage {
   type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
+  /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
+  stream?: StreamStats;
+}
+/** Session counters in `stats` (counts only; no timings). */
+export interface StreamStats {
+  state: ConnectionState; gaps: Total; resumesOk: Total; resumesFailed: Total;
+  creditExhausted: Total; creditOverruns: Total; coalescedUpdates: Total;
+  snapshotFetches: Total; evictions: Total; refusedEntities: Total; detailCacheHits: Total;
+  reconnects: Total; queueDepth: Total; meterEntities: Total; notices: Total; detailsCached: Total;
 }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
