@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, WarningCode};
-use crate::core::event::{HostStats, Inbound, Outbound, WarningEvent};
+use crate::core::event::{HostStats, Inbound, Outbound, StreamRequest, WarningEvent};
 use crate::core::Engine;
 use crate::wire::{self, WireOut};
 
@@ -69,6 +69,13 @@ pub enum OutType {
     Meter,
     Totals,
     Fetch,
+    Connect,
+    Send,
+    Close,
+    Connection,
+    Meters,
+    Notices,
+    Detail,
 }
 
 impl OutType {
@@ -84,6 +91,16 @@ impl OutType {
             Outbound::Meter(_) => OutType::Meter,
             Outbound::Totals(_) => OutType::Totals,
             Outbound::Fetch(_) => OutType::Fetch,
+            Outbound::Stream(r) => match r {
+                StreamRequest::Connect { .. } => OutType::Connect,
+                StreamRequest::Send { .. } => OutType::Send,
+                StreamRequest::Close { .. } => OutType::Close,
+                StreamRequest::Fetch { .. } => OutType::Fetch,
+            },
+            Outbound::Connection(_) => OutType::Connection,
+            Outbound::Meters(_) => OutType::Meters,
+            Outbound::Notices(_) => OutType::Notices,
+            Outbound::Detail(_) => OutType::Detail,
         }
     }
 

@@ -494,6 +494,15 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
     all["catchupOnStart"] = json!(true);
+    let stream = json!({
+        "transport": "worker", "feedUrl": "http://127.0.0.1:8090", "maxSubscriptions": 8,
+        "maxBufferedDeltas": 512, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
+        "helloTimeoutMs": 5000, "streamSeed": 7, "maxMeterEntities": 9000, "maxNotices": 99,
+        "detailCacheSize": 16, "detailTtlMs": 10000, "maxUpdatesPerMessage": 500
+    });
+    for (k, v) in stream.as_object().unwrap() {
+        all[k] = v.clone();
+    }
     let p = decode_config(&all).unwrap();
     let c = Config::default().apply(&p).unwrap();
     let expected = Config {
@@ -539,6 +548,20 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_channels: 4,
         node_id: 9,
         detect_live: false,
+        transport: meterflow::core::config::Transport::Worker,
+        feed_url: "http://127.0.0.1:8090".into(),
+        max_subscriptions: 8,
+        max_buffered_deltas: 512,
+        credit_window: 128,
+        backoff_base_ms: 250.0,
+        backoff_cap_ms: 20_000.0,
+        hello_timeout_ms: 5000.0,
+        stream_seed: 7,
+        max_meter_entities: 9000,
+        max_notices: 99,
+        detail_cache_size: 16,
+        detail_ttl_ms: 10_000.0,
+        max_updates_per_message: 500,
     };
     assert_eq!(c, expected);
 }

@@ -6,6 +6,7 @@
 
 use super::error::{CoreError, ErrorCode};
 use super::keys::WORST_BYTES_PER_KEY;
+use crate::core::session::SessionConfig;
 
 /// All tunables of the engine.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +104,56 @@ pub struct Config {
     pub node_id: u32,
     /// Live readings also feed the meter's anomaly window.
     pub detect_live: bool,
+    /// Who runs the stream v2 socket and fetches: the page or the worker.
+    pub transport: Transport,
+    /// Feed base URL for the worker transport (`http(s)://host:port`; the
+    /// stream is `ws(s)://host:port/stream`). Empty: none configured.
+    pub feed_url: String,
+    /// Stream channels subscribed at once (1..=256).
+    pub max_subscriptions: u32,
+    /// Deltas buffered per channel while it waits for a snapshot (1..=1,000,000).
+    pub max_buffered_deltas: u32,
+    /// Deltas in flight per channel: granted, buffered or awaiting render (1..=1,000,000).
+    pub credit_window: u32,
+    /// First reconnect backoff ceiling, ms (1..=`backoffCapMs`).
+    pub backoff_base_ms: f64,
+    /// Largest reconnect backoff ceiling, ms (1..=600,000).
+    pub backoff_cap_ms: f64,
+    /// Time allowed from `connect` to HELLO, ms (100..=600,000).
+    pub hello_timeout_ms: f64,
+    /// Seed of the session's jitter generator.
+    pub stream_seed: u32,
+    /// Meter rows held over all `meters.<group>` channels (1..=1,000,000).
+    pub max_meter_entities: u32,
+    /// Notices held (1..=100,000).
+    pub max_notices: u32,
+    /// Meter details cached (1..=4,096; the selected meter is kept beyond it).
+    pub detail_cache_size: u32,
+    /// A cached detail is fresh this long, ms (> 0).
+    pub detail_ttl_ms: f64,
+    /// Entities per `meters`/`notices` message (1..=100,000).
+    pub max_updates_per_message: u32,
+}
+
+/// Who runs the stream v2 connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// The page runs the socket and fetches; the worker posts `connect`,
+    /// `send`, `close`, `fetch` requests (the default).
+    #[default]
+    Page,
+    /// The worker runs them itself (the binding's web-sys transport).
+    Worker,
+}
+
+impl Transport {
+    /// Wire string: `page`, `worker`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Page => "page",
+            Transport::Worker => "worker",
+        }
+    }
 }
 
 /// A resource the ledger totals: its name on the wire, unit and resolution.
@@ -177,6 +228,20 @@ impl Default for Config {
             max_channels: 64,
             node_id: 1,
             detect_live: true,
+            transport: Transport::Page,
+            feed_url: String::new(),
+            max_subscriptions: 16,
+            max_buffered_deltas: 1_024,
+            credit_window: 256,
+            backoff_base_ms: 500.0,
+            backoff_cap_ms: 30_000.0,
+            hello_timeout_ms: 10_000.0,
+            stream_seed: 1,
+            max_meter_entities: 100_000,
+            max_notices: 1_024,
+            detail_cache_size: 64,
+            detail_ttl_ms: 30_000.0,
+            max_updates_per_message: 1_000,
         }
     }
 }
@@ -226,6 +291,20 @@ pub struct ConfigPatch {
     pub max_channels: Option<u32>,
     pub node_id: Option<u32>,
     pub detect_live: Option<bool>,
+    pub transport: Option<Transport>,
+    pub feed_url: Option<String>,
+    pub max_subscriptions: Option<u32>,
+    pub max_buffered_deltas: Option<u32>,
+    pub credit_window: Option<u32>,
+    pub backoff_base_ms: Option<f64>,
+    pub backoff_cap_ms: Option<f64>,
+    pub hello_timeout_ms: Option<f64>,
+    pub stream_seed: Option<u32>,
+    pub max_meter_entities: Option<u32>,
+    pub max_notices: Option<u32>,
+    pub detail_cache_size: Option<u32>,
+    pub detail_ttl_ms: Option<f64>,
+    pub max_updates_per_message: Option<u32>,
 }
 
 macro_rules! patch_fields {
@@ -311,7 +390,21 @@ impl Config {
             max_missing_seqs,
             max_channels,
             node_id,
-            detect_live
+            detect_live,
+            transport,
+            feed_url,
+            max_subscriptions,
+            max_buffered_deltas,
+            credit_window,
+            backoff_base_ms,
+            backoff_cap_ms,
+            hello_timeout_ms,
+            stream_seed,
+            max_meter_entities,
+            max_notices,
+            detail_cache_size,
+            detail_ttl_ms,
+            max_updates_per_message
         );
         c.validate()?;
         Ok(c)
@@ -422,6 +515,27 @@ impl Config {
         if self.dedup_window < 64 || self.dedup_window > 1 << 16 || self.dedup_window % 64 != 0 {
             return bad("dedupWindow", "must be a multiple of 64 in 64..=65536");
         }
+        if let Err(e) = self.session_config().validate() {
+            return Err(CoreError::new(ErrorCode::BadConfig, format!("config: {}", e.message)));
+        }
+        if !(1..=1_000_000).contains(&self.max_meter_entities) {
+            return bad("maxMeterEntities", "must be in 1..=1000000");
+        }
+        if !(1..=100_000).contains(&self.max_notices) {
+            return bad("maxNotices", "must be in 1..=100000");
+        }
+        if !(1..=4_096).contains(&self.detail_cache_size) {
+            return bad("detailCacheSize", "must be in 1..=4096");
+        }
+        if !pos(self.detail_ttl_ms) {
+            return bad("detailTtlMs", "must be finite and > 0");
+        }
+        if !(1..=100_000).contains(&self.max_updates_per_message) {
+            return bad("maxUpdatesPerMessage", "must be in 1..=100000");
+        }
+        if self.feed_url.len() > 2_048 {
+            return bad("feedUrl", "must be at most 2048 bytes");
+        }
         let worst = self.worst_case_bytes();
         if worst > ADDRESS_SPACE_BYTES {
             return Err(CoreError::new(
@@ -433,6 +547,21 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The session's part of this config. The session retries a failed
+    /// snapshot after `fetchRetryMs` (clamped to its 1..=600,000 bound).
+    pub fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            max_channels: self.max_subscriptions,
+            max_buffered_deltas: self.max_buffered_deltas,
+            credit_window: self.credit_window,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_cap_ms: self.backoff_cap_ms,
+            hello_timeout_ms: self.hello_timeout_ms,
+            fetch_retry_ms: self.fetch_retry_ms.clamp(1.0, 600_000.0),
+            seed: u64::from(self.stream_seed),
+        }
     }
 
     /// The most bytes the engine's state may hold under this config, whatever

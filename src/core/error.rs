@@ -62,6 +62,24 @@ pub enum ErrorCode {
     LateReading,
     /// Memory for a new meter's window could not be reserved.
     OutOfMemory,
+    /// Stream: a channel name is empty, too long or outside `A–Z a–z 0–9 . _ -`.
+    BadChannel,
+    /// Stream: a channel's buffer passed `maxBufferedDeltas`; it refetches.
+    BufferLimit,
+    /// Stream: the server sent a delta beyond the granted credit; refused.
+    CreditOverrun,
+    /// Stream: a server op the session's state does not allow; ignored.
+    UnexpectedOp,
+    /// Stream: a snapshot or fetched body that does not fit its request or channel.
+    BadSnapshot,
+    /// Stream: the server closed with a fatal code; the session stopped.
+    FatalClose,
+    /// Stream: a delta or request for a channel that is not subscribed.
+    NotSubscribed,
+    /// Stream: entities refused at a store's cap (`maxMeterEntities`, `maxNotices`).
+    EntityLimit,
+    /// Stream: a detail request past `detailCacheSize` fetches in flight.
+    DetailLimit,
     /// The binding could not convert an outbound message (a bug). Never produced
     /// by the core; the wasm binding posts it.
     Internal,

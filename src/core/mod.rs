@@ -22,6 +22,7 @@ pub mod meters;
 pub mod moments;
 pub mod ring;
 pub mod session;
+pub mod stream;
 pub mod windows;
 
 use config::Config;
@@ -33,6 +34,7 @@ use event::{
 use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
 use meters::MeterTable;
+use stream::engine::StreamState;
 use windows::Windows;
 
 /// Running counters reported in `stats`.
@@ -60,6 +62,8 @@ pub struct Engine {
     host: HostStats,
     next_stats_ms: Option<f64>,
     memory_guard_fired: bool,
+    /// The stream v2 session and the stores its channels fill.
+    stream: StreamState,
     out: Vec<Outbound>,
 }
 
@@ -81,6 +85,7 @@ impl Engine {
 
     fn with_valid_config(cfg: Config) -> Engine {
         Engine {
+            stream: StreamState::new(&cfg),
             windows: Windows::new(cfg.window as usize, cfg.recompute_every),
             ledger: Ledger::new(&cfg),
             cfg,
@@ -151,7 +156,11 @@ impl Engine {
             Inbound::Live(f) => self.live(&f, now_ms),
             Inbound::Hello(h) => self.hello(&h, now_ms),
             Inbound::Catchup(c) => self.catchup(&c, now_ms),
-            Inbound::Flush => self.flush(now_ms),
+            Inbound::Flush => {
+                self.flush(now_ms);
+                self.stream_flush();
+            }
+            Inbound::Stream(input) => self.stream_input(input, now_ms),
         }
     }
 
@@ -194,6 +203,8 @@ impl Engine {
             self.next_stats_ms = None;
         }
         self.ledger.reconfigure(&cfg);
+        // Validated with the rest of the config above.
+        let _ = self.stream.session.reconfigure(cfg.session_config());
         self.cfg = cfg;
         self.guard_memory();
     }
@@ -204,6 +215,7 @@ impl Engine {
             self.detector.tick(now_ms, &self.windows, &self.meters, &self.cfg, &mut self.out);
         self.counters.evaluations += f64::from(evaluated);
         self.ledger.on_timer(now_ms, &self.cfg, &mut self.out);
+        self.stream_tick(now_ms);
         self.guard_memory();
         let due = self.next_stats_ms.is_none_or(|t| now_ms >= t);
         if due {
@@ -220,6 +232,7 @@ impl Engine {
             + self.meters.bytes()
             + self.stream_keys.bytes()
             + self.stream_pending.bytes()
+            + self.stream.bytes()
             + std::mem::size_of::<Engine>()
     }
 
@@ -235,6 +248,7 @@ impl Engine {
             evaluations: self.counters.evaluations,
             last_tick_eval_ms: self.host.last_tick_eval_ms,
             active_alerts: self.detector.active_alerts(),
+            stream: self.stream_stats(),
         }
     }
 
@@ -311,7 +325,10 @@ impl Engine {
                 let cfg = self.cfg.clone();
                 let mut ledger = std::mem::replace(&mut self.ledger, Ledger::new(&cfg));
                 ledger.restart(&cfg);
+                // The connection is the page's to stop; the session survives a reset.
+                let session = self.stream.session.clone();
                 *self = Engine { ledger, ..Engine::with_valid_config(cfg) };
+                self.stream.session = session;
             }
         }
     }

@@ -14,6 +14,8 @@ export type ErrorCode =
   | "unknown_key" | "key_out_of_range" | "bad_meter_id"
   | "meter_capacity" | "unknown_meter" | "bad_config" | "clock_ahead"
   | "unknown_resource" | "late_reading" | "out_of_memory"
+  | "bad_channel" | "buffer_limit" | "credit_overrun" | "unexpected_op" | "bad_snapshot"
+  | "fatal_close" | "not_subscribed" | "entity_limit" | "detail_limit"
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
 
@@ -38,6 +40,12 @@ export interface MeterflowConfig {
   catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
+  /** Stream v2 session (PROTOCOL.md section 7). */
+  transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
+  maxBufferedDeltas?: number; creditWindow?: number; backoffBaseMs?: number;
+  backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
+  maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
+  detailTtlMs?: number; maxUpdatesPerMessage?: number;
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */
@@ -53,8 +61,23 @@ export type QueryMessage =
   | { type: "query"; v?: 1; query: "stats" | "totals" }
   | { type: "query"; v?: 1; query: "window" | "meter"; meter: string };
 export interface ResetMessage { type: "reset"; v?: 1; meter?: string; }
+export type SessionMessage =
+  | { type: "session"; v?: 1; op: "start"; channels?: string[] }
+  | { type: "session"; v?: 1; op: "stop" }
+  | { type: "session"; v?: 1; op: "subscribe" | "unsubscribe"; channel: string }
+  | { type: "session"; v?: 1; op: "detail"; meter: string };
+export interface RenderedMessage { type: "rendered"; v?: 1; channel: string; frames: number; }
+export type SocketMessage =
+  | { type: "socket"; v?: 1; event: "open" }
+  | { type: "socket"; v?: 1; event: "message"; data: string | ArrayBuffer }
+  | { type: "socket"; v?: 1; event: "close"; code: number; reason: string };
+export interface FetchedMessage {
+  type: "fetched"; v?: 1; requestId: number; ok: boolean; status: number;
+  data?: string | ArrayBuffer; sentAt?: number; receivedAt?: number;
+}
 export type PageMessage =
-  | ReadingsMessage | LiveMessage | CatchupMessage | ConfigMessage | QueryMessage | ResetMessage;
+  | ReadingsMessage | LiveMessage | CatchupMessage | ConfigMessage | QueryMessage | ResetMessage
+  | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage;
 
 // ---- worker -> page (section 4) ----
 
@@ -71,6 +94,15 @@ export interface StatsMessage {
   type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
+  /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
+  stream?: StreamStats;
+}
+/** Session counters in `stats` (counts only; no timings). */
+export interface StreamStats {
+  state: ConnectionState; gaps: Total; resumesOk: Total; resumesFailed: Total;
+  creditExhausted: Total; creditOverruns: Total; coalescedUpdates: Total;
+  snapshotFetches: Total; evictions: Total; refusedEntities: Total; detailCacheHits: Total;
+  reconnects: Total; queueDepth: Total; meterEntities: Total; notices: Total; detailsCached: Total;
 }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
@@ -100,9 +132,32 @@ export interface TotalsMessage {
 export type FetchReason =
   | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
 export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; }
+export interface ConnectMessage { type: "connect"; v: 1; url: string | null; }
+export interface SendMessage { type: "send"; v: 1; data: string; }
+export interface CloseMessage { type: "close"; v: 1; code: number; reason: string; }
+export interface StreamFetchMessage { type: "fetch"; v: 1; requestId: number; path: string; }
+export type ConnectionState =
+  | "disconnected" | "connecting" | "identifying" | "resuming" | "ready" | "stopped";
+export interface ConnectionMessage {
+  type: "connection"; v: 1; state: ConnectionState; attempt: number;
+  nextRetryAt: number | null; lastCloseCode: number | null; reason: string;
+}
+export interface MeterRow {
+  meter: string; resource: string; ts: number; value: number;
+  status: "ok" | "stale" | "offline"; count: number; total: string;
+}
+export interface MetersMessage { type: "meters"; v: 1; channel: string; upsert: MeterRow[]; remove: string[]; }
+export interface Notice {
+  id: string; severity: "info" | "warning" | "critical"; title: string; text: string;
+  fromMs: number; toMs: number;
+}
+export interface NoticesMessage { type: "notices"; v: 1; upsert: Notice[]; remove: string[]; }
+export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: object; cached: boolean; }
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
-  | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage;
+  | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
+  | ConnectMessage | SendMessage | CloseMessage | StreamFetchMessage | ConnectionMessage
+  | MetersMessage | NoticesMessage | DetailMessage;
 
 /** What `startOnPort` drives: a `MessagePort`, a `Worker`, a worker's global scope. */
 export interface MessagePortLike {

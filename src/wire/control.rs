@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::{binary, check_payload_size, json, Arrival, Envelope};
-use crate::core::config::{Config, ConfigPatch, ResourceSpec};
+use crate::core::config::{Config, ConfigPatch, ResourceSpec, Transport};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Query, ResetScope};
 
@@ -53,6 +53,10 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
             None => Err(bad_field("config: missing")),
         },
         "query" => query(obj).map(Inbound::Query),
+        "session" => super::stream::session_message(obj),
+        "rendered" => super::stream::rendered_message(obj),
+        "socket" => super::stream::socket_message(obj, cfg),
+        "fetched" => super::stream::fetched_message(obj, cfg),
         "reset" => match obj.get("meter") {
             None | Some(Value::Null) => Ok(Inbound::Reset(ResetScope::All)),
             Some(Value::String(m)) => Ok(Inbound::Reset(ResetScope::Meter(m.clone()))),
@@ -145,6 +149,22 @@ fn boolean(field: &str, v: &Value) -> Result<bool, CoreError> {
     v.as_bool().ok_or_else(|| bad_config(field, "must be true or false"))
 }
 
+fn transport(field: &str, v: &Value) -> Result<Transport, CoreError> {
+    match v.as_str() {
+        Some("page") => Ok(Transport::Page),
+        Some("worker") => Ok(Transport::Worker),
+        _ => Err(bad_config(field, "must be \"page\" or \"worker\"")),
+    }
+}
+
+fn text(field: &str, v: &Value) -> Result<String, CoreError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        _ => Err(bad_config(field, "must be a string")),
+    }
+}
+
 fn resources(field: &str, v: &Value) -> Result<Vec<ResourceSpec>, CoreError> {
     let shape = "must be an array of {name: string, unit: string, decimals: 0..=9}";
     let Value::Array(list) = v else { return Err(bad_config(field, shape)) };
@@ -233,6 +253,20 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxChannels" => max_channels: uint,
             "nodeId" => node_id: uint,
             "detectLive" => detect_live: boolean,
+            "transport" => transport: transport,
+            "feedUrl" => feed_url: text,
+            "maxSubscriptions" => max_subscriptions: uint,
+            "maxBufferedDeltas" => max_buffered_deltas: uint,
+            "creditWindow" => credit_window: uint,
+            "backoffBaseMs" => backoff_base_ms: float,
+            "backoffCapMs" => backoff_cap_ms: float,
+            "helloTimeoutMs" => hello_timeout_ms: float,
+            "streamSeed" => stream_seed: uint,
+            "maxMeterEntities" => max_meter_entities: uint,
+            "maxNotices" => max_notices: uint,
+            "detailCacheSize" => detail_cache_size: uint,
+            "detailTtlMs" => detail_ttl_ms: float,
+            "maxUpdatesPerMessage" => max_updates_per_message: uint,
         );
     }
     Ok(p)

@@ -32,6 +32,7 @@ mod doc;
 mod field;
 pub mod json;
 pub mod out;
+pub mod stream;
 
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
@@ -39,6 +40,7 @@ use crate::core::event::{Inbound, Outbound};
 
 pub use control::{decode_config, decode_message};
 pub use out::WireOut;
+pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u8 = 1;

@@ -14,6 +14,7 @@ use crate::core::event::{
     AnomalyEvent, AnomalyKind, BucketTotal, ClearedEvent, FetchRequest, LedgerCounters,
     MeterSnapshot, Outbound, ResourceTotals, StatsEvent, TotalsEvent, WarningEvent,
 };
+use crate::core::event::{ConnectionStatus, DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
 use crate::core::hlc::Hlc;
 
 /// Largest integer a JS number carries exactly, 2^53 − 1.
@@ -32,6 +33,17 @@ pub enum WireOut<'a> {
     Meter(MeterOut<'a>),
     Totals(TotalsOut<'a>),
     Fetch(FetchOut<'a>),
+    Connect(ConnectOut<'a>),
+    Send(SendOut<'a>),
+    Close(CloseOut<'a>),
+    /// A session fetch: `type: "fetch"` with `requestId` and `path` (the
+    /// ledger's own catch-up `fetch` has neither).
+    #[serde(rename = "fetch")]
+    StreamFetch(StreamFetchOut<'a>),
+    Connection(ConnectionOut<'a>),
+    Meters(MetersOut<'a>),
+    Notices(NoticesOut<'a>),
+    Detail(DetailOut<'a>),
 }
 
 /// `v`, first in every body. Bodies are plain structs (never maps, never
@@ -50,11 +62,32 @@ pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
         Outbound::Meter(m) => WireOut::Meter(MeterOut(m)),
         Outbound::Totals(t) => WireOut::Totals(TotalsOut(t)),
         Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
+        Outbound::Stream(StreamRequest::Connect { url }) => {
+            WireOut::Connect(ConnectOut { v: V, url: url.as_deref() })
+        }
+        Outbound::Stream(StreamRequest::Send { text }) => {
+            WireOut::Send(SendOut { v: V, data: text })
+        }
+        Outbound::Stream(StreamRequest::Close { code, reason }) => {
+            WireOut::Close(CloseOut { v: V, code: *code, reason })
+        }
+        Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
+            WireOut::StreamFetch(StreamFetchOut {
+                v: V,
+                request_id: Count(i128::from(*request_id)),
+                path,
+            })
+        }
+        Outbound::Connection(c) => WireOut::Connection(ConnectionOut(c)),
+        Outbound::Meters(m) => WireOut::Meters(MetersOut(m)),
+        Outbound::Notices(n) => WireOut::Notices(NoticesOut(n)),
+        Outbound::Detail(d) => WireOut::Detail(DetailOut(d)),
     }
 }
 
 /// An integer count: a number up to 2^53 − 1 in magnitude, a decimal string past it.
-struct Count(i128);
+#[derive(Debug)]
+pub struct Count(i128);
 
 impl Serialize for Count {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +182,8 @@ impl Serialize for StatsOut<'_> {
             evaluations: f64,
             last_tick_eval_ms: f64,
             active_alerts: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stream: Option<StreamStatsOut>,
         }
         let t = self.0;
         Body {
@@ -162,6 +197,24 @@ impl Serialize for StatsOut<'_> {
             evaluations: t.evaluations,
             last_tick_eval_ms: t.last_tick_eval_ms,
             active_alerts: t.active_alerts,
+            stream: t.stream.map(|s| StreamStatsOut {
+                state: s.state.map_or("disconnected", |x| x.as_str()),
+                gaps: Count(i128::from(s.gaps)),
+                resumes_ok: Count(i128::from(s.resumes_ok)),
+                resumes_failed: Count(i128::from(s.resumes_failed)),
+                credit_exhausted: Count(i128::from(s.credit_exhausted)),
+                credit_overruns: Count(i128::from(s.credit_overruns)),
+                coalesced_updates: Count(i128::from(s.coalesced_updates)),
+                snapshot_fetches: Count(i128::from(s.snapshot_fetches)),
+                evictions: Count(i128::from(s.evictions)),
+                refused_entities: Count(i128::from(s.refused_entities)),
+                detail_cache_hits: Count(i128::from(s.detail_cache_hits)),
+                reconnects: Count(i128::from(s.reconnects)),
+                queue_depth: Count(i128::from(s.queue_depth)),
+                meter_entities: Count(i128::from(s.meter_entities)),
+                notices: Count(i128::from(s.notices)),
+                details_cached: Count(i128::from(s.details_cached)),
+            }),
         }
         .serialize(s)
     }
@@ -375,4 +428,187 @@ impl Serialize for FetchOut<'_> {
         }
         .serialize(s)
     }
+}
+
+/// The `connect` body: `url` (`null`: the configured stream URL).
+#[derive(Serialize, Debug)]
+pub struct ConnectOut<'a> {
+    v: u8,
+    url: Option<&'a str>,
+}
+
+/// The `send` body: `data`, the text to send on the socket.
+#[derive(Serialize, Debug)]
+pub struct SendOut<'a> {
+    v: u8,
+    data: &'a str,
+}
+
+/// The `close` body: `code`, `reason`.
+#[derive(Serialize, Debug)]
+pub struct CloseOut<'a> {
+    v: u8,
+    code: u16,
+    reason: &'a str,
+}
+
+/// The session's `fetch` body: `requestId`, `path` (relative to the feed base URL).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamFetchOut<'a> {
+    v: u8,
+    request_id: Count,
+    path: &'a str,
+}
+
+/// The `connection` body: `state`, `attempt`, `nextRetryAt`, `lastCloseCode`, `reason`.
+#[derive(Debug)]
+pub struct ConnectionOut<'a>(&'a ConnectionStatus);
+
+impl Serialize for ConnectionOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'b> {
+            v: u8,
+            state: &'static str,
+            attempt: u32,
+            next_retry_at: Option<f64>,
+            last_close_code: Option<u16>,
+            reason: &'b str,
+        }
+        let c = self.0;
+        Body {
+            v: V,
+            state: c.state.as_str(),
+            attempt: c.attempt,
+            next_retry_at: c.next_retry_ms,
+            last_close_code: c.last_close_code,
+            reason: &c.reason,
+        }
+        .serialize(s)
+    }
+}
+
+/// The `meters` body: `channel`, `upsert` rows, `remove` ids.
+#[derive(Debug)]
+pub struct MetersOut<'a>(&'a MetersEvent);
+
+impl Serialize for MetersOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'b> {
+            meter: &'b str,
+            resource: &'b str,
+            ts: f64,
+            value: f64,
+            status: &'static str,
+            count: Count,
+            /// Exact decimal text.
+            total: String,
+        }
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            channel: &'b str,
+            upsert: Vec<Row<'b>>,
+            remove: &'b [String],
+        }
+        let m = self.0;
+        let upsert = m
+            .upsert
+            .iter()
+            .map(|r| Row {
+                meter: &r.meter,
+                resource: &r.resource,
+                ts: r.ts,
+                value: r.value,
+                status: r.status.as_str(),
+                count: Count(i128::from(r.count)),
+                total: crate::core::decimal::format_units(r.total.mantissa, r.total.scale),
+            })
+            .collect();
+        Body { v: V, channel: &m.channel, upsert, remove: &m.remove }.serialize(s)
+    }
+}
+
+/// The `notices` body: `upsert` notices, `remove` ids.
+#[derive(Debug)]
+pub struct NoticesOut<'a>(&'a NoticesEvent);
+
+impl Serialize for NoticesOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Row<'b> {
+            id: &'b str,
+            severity: &'static str,
+            title: &'b str,
+            text: &'b str,
+            from_ms: f64,
+            to_ms: f64,
+        }
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            upsert: Vec<Row<'b>>,
+            remove: &'b [String],
+        }
+        let n = self.0;
+        let upsert = n
+            .upsert
+            .iter()
+            .map(|r| Row {
+                id: &r.id,
+                severity: r.severity.as_str(),
+                title: &r.title,
+                text: &r.text,
+                from_ms: r.from_ms,
+                to_ms: r.to_ms,
+            })
+            .collect();
+        Body { v: V, upsert, remove: &n.remove }.serialize(s)
+    }
+}
+
+/// The `detail` body: `meter`, `detail` (the `/meters/{id}` object), `cached`.
+#[derive(Debug)]
+pub struct DetailOut<'a>(&'a DetailEvent);
+
+impl Serialize for DetailOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Body<'b> {
+            v: u8,
+            meter: &'b str,
+            detail: serde_json::Value,
+            cached: bool,
+        }
+        let d = self.0;
+        // Checked to be a JSON object at the edge; `null` should it ever not parse.
+        let detail = serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null);
+        Body { v: V, meter: &d.meter, detail, cached: d.cached }.serialize(s)
+    }
+}
+
+/// The `stream` part of `stats` (counts; no timings).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct StreamStatsOut {
+    state: &'static str,
+    gaps: Count,
+    resumes_ok: Count,
+    resumes_failed: Count,
+    credit_exhausted: Count,
+    credit_overruns: Count,
+    coalesced_updates: Count,
+    snapshot_fetches: Count,
+    evictions: Count,
+    refused_entities: Count,
+    detail_cache_hits: Count,
+    reconnects: Count,
+    queue_depth: Count,
+    meter_entities: Count,
+    notices: Count,
+    details_cached: Count,
 }

@@ -171,6 +171,23 @@ impl StreamCursor {
         }
     }
 
+    /// A snapshot of this channel at `(epoch, last_seq)` was applied (the
+    /// session delivers in order): the next frame expected is `last_seq + 1`
+    /// in `epoch`, and every hole up to `last_seq` is covered by it. A new
+    /// epoch starts a fresh key table.
+    pub fn sync(&mut self, epoch: u64, last_seq: u64) {
+        if self.epoch != Some(epoch) {
+            self.epoch = Some(epoch);
+            self.keys.clear();
+            self.pending.clear();
+            self.holes.clear();
+        } else {
+            self.holes.retain(|&s, _| s > last_seq);
+        }
+        self.next_seq = u128::from(last_seq) + 1;
+        self.expect_first = false;
+    }
+
     /// A REST result with watermark `as_of` covering every kept hour was applied:
     /// forget what it covers.
     pub fn covered(&mut self, as_of: Hlc) {

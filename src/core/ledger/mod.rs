@@ -351,6 +351,16 @@ impl Ledger {
         self.cursors.get_mut(i)
     }
 
+    /// The session applied `channel`'s snapshot at `(epoch, snapshot_seq)`:
+    /// the channel's cursor expects `snapshot_seq + 1` in `epoch` next.
+    pub fn sync_stream(&mut self, channel: &str, epoch: u64, snapshot_seq: u64, cfg: &Config) {
+        self.engaged = true;
+        if let Some(cursor) = self.cursor(channel, cfg) {
+            cursor.sync(epoch, snapshot_seq);
+        }
+        self.dirty = true;
+    }
+
     /// The stream greeted us after a (re)connect.
     pub fn on_hello(
         &mut self,

@@ -79,6 +79,13 @@ impl Channel {
         }
     }
 
+    /// Bytes held (estimate); a buffered body counts its struct, not its heap.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<Channel>()
+            + self.name.len()
+            + self.buffer.capacity() * (std::mem::size_of::<Buffered>() + 256)
+    }
+
     pub(super) fn position(&self) -> Option<ChannelPos> {
         self.pos.map(|(epoch, seq)| ChannelPos { channel: self.name.clone(), epoch, seq })
     }
@@ -160,7 +167,7 @@ impl Session {
                 out,
                 SessionErrorCode::ChannelLimit,
                 format!(
-                    "channel '{name}' refused: {} channels subscribed (maxChannels)",
+                    "channel '{name}' refused: {} channels subscribed (maxSubscriptions)",
                     self.channels.len()
                 ),
             );

@@ -74,11 +74,21 @@ pub struct Session {
     counters: SessionCounters,
 }
 
+impl Default for Session {
+    fn default() -> Self {
+        Session::with_valid_config(SessionConfig::default())
+    }
+}
+
 impl Session {
     /// A disconnected session with `cfg`, or an error naming the first bad field.
     pub fn new(cfg: SessionConfig) -> Result<Session, SessionError> {
         cfg.validate()?;
-        Ok(Session {
+        Ok(Session::with_valid_config(cfg))
+    }
+
+    fn with_valid_config(cfg: SessionConfig) -> Session {
+        Session {
             rng: SplitMix64::new(cfg.seed),
             cfg,
             phase: Phase::Idle,
@@ -92,7 +102,21 @@ impl Session {
             channels: Vec::new(),
             next_request: 1,
             counters: SessionCounters::default(),
-        })
+        }
+    }
+
+    /// Takes a new configuration (already validated); the state stays. A
+    /// smaller window or buffer takes effect as credit is granted and
+    /// buffers refill.
+    pub fn reconfigure(&mut self, cfg: SessionConfig) -> Result<(), SessionError> {
+        cfg.validate()?;
+        self.cfg = cfg;
+        Ok(())
+    }
+
+    /// Bytes held (estimate): channels, their buffers and names.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Session>() + self.channels.iter().map(Channel::bytes).sum::<usize>()
     }
 
     /// Handles one input at `now_ms`; returns what it produced.
@@ -106,6 +130,22 @@ impl Session {
     pub fn handle_into(&mut self, input: SessionInput, now: f64, out: &mut Vec<SessionOutput>) {
         match input {
             SessionInput::Start => self.start(now, out),
+            SessionInput::StartWith { channels } => {
+                for c in channels {
+                    if self.channels().iter().all(|v| v.name != c) {
+                        self.subscribe(c, out);
+                    }
+                }
+                self.start(now, out)
+            }
+            SessionInput::Opened => {}
+            SessionInput::BadFetch { request_id, message } => {
+                out.push(SessionOutput::Error(SessionError::new(
+                    SessionErrorCode::BadSnapshot,
+                    format!("fetch {request_id}: {message}"),
+                )));
+                self.fetch_failed(request_id, now)
+            }
             SessionInput::Stop => self.stop(out),
             SessionInput::Closed { code, reason } => self.closed(code, &reason, now, out),
             SessionInput::Server(op) => self.server(op, now, out),
@@ -116,6 +156,7 @@ impl Session {
             SessionInput::FetchDetail { meter } => self.fetch_detail(meter, out),
             SessionInput::Rendered { channel, frames } => self.rendered(&channel, frames),
             SessionInput::Tick => self.tick(now, out),
+            SessionInput::DetailReply { .. } => {}
         }
         self.grant_credit(out);
     }

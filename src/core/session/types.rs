@@ -5,14 +5,27 @@
 //! consumer (the ledger, the meter store) decodes them, not the session.
 
 use super::op::{ChannelPos, ClientOp};
+use crate::core::ledger::event::{Catchup, LiveFrame};
+use crate::core::stream::{MeterPatch, NoticePatch};
 
-/// An opaque message body, exactly as it arrived.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A message body the session carries without looking inside: either as it
+/// arrived (`Text`, `Binary`: tests of the session alone) or decoded at the
+/// edge by `crate::wire::stream` (the engine's path; the core imports no wire).
+// Boxed variants keep the enum small; one allocation per message at most.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     /// A JSON text body.
     Text(String),
     /// A binary body (a v1 kind-2 live frame on `totals`).
     Binary(Vec<u8>),
+    /// A `totals` delta: a v1 live frame (JSON `frame` or binary kind 2).
+    Frame(Box<LiveFrame>),
+    /// A `totals` snapshot or mini-snapshot: a catch-up body.
+    Catchup(Box<Catchup>),
+    /// A `meters.<group>` delta or snapshot (a snapshot lists every meter in `upsert`).
+    Meters(Box<MeterPatch>),
+    /// A `notices` delta or snapshot.
+    Notices(Box<NoticePatch>),
 }
 
 /// A server message on the socket, decoded at the edge.
@@ -85,6 +98,14 @@ pub struct SnapshotReply {
 pub enum SessionInput {
     /// Start connecting (from `Disconnected` or `Stopped`).
     Start,
+    /// Subscribe each of `channels` not subscribed yet, then `Start` (the
+    /// page's `session` `start` message).
+    StartWith {
+        /// Channel names.
+        channels: Vec<String>,
+    },
+    /// The socket opened (the session waits for HELLO; nothing else to do).
+    Opened,
     /// End the session: close with 1000 and stay disconnected.
     Stop,
     /// The socket closed (or failed to open) with this code.
@@ -102,6 +123,14 @@ pub enum SessionInput {
     FetchFailed {
         /// The request that failed.
         request_id: u64,
+    },
+    /// A fetch answered with a body that cannot be used: like `FetchFailed`,
+    /// and the session reports `message` as a `bad_snapshot` error.
+    BadFetch {
+        /// The request it answers.
+        request_id: u64,
+        /// What is wrong with the body.
+        message: String,
     },
     /// The page wants a channel.
     Subscribe {
@@ -128,6 +157,14 @@ pub enum SessionInput {
     },
     /// Time passed: run due timers (heartbeat, timeouts, backoff, retries).
     Tick,
+    /// A `/meters/{id}` body answering a detail `Fetch`: for the engine's
+    /// detail cache; the session itself ignores it.
+    DetailReply {
+        /// The `request_id` of the `Fetch` it answers.
+        request_id: u64,
+        /// The body: JSON text of an object (checked at the edge).
+        body: String,
+    },
 }
 
 /// What the consumer receives for a channel, strictly in order.
@@ -267,7 +304,7 @@ pub enum SessionOutput {
 pub enum SessionErrorCode {
     /// A channel name is empty, too long or has characters outside `A–Z a–z 0–9 . _ -`.
     BadChannel,
-    /// A subscription past `maxChannels`.
+    /// A subscription past `maxSubscriptions`.
     ChannelLimit,
     /// A channel's buffer passed `maxBufferedDeltas`; it was dropped and the channel refetches.
     BufferLimit,
@@ -328,7 +365,7 @@ pub const HEARTBEAT_MAX_MS: f64 = 3_600_000.0;
 /// The session's limits and timings. Every store is bounded by one of these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionConfig {
-    /// Channels subscribed at once (1..=256; default 16).
+    /// Channels subscribed at once (`maxSubscriptions`: 1..=256; default 16).
     pub max_channels: u32,
     /// Deltas buffered per channel while it waits for a snapshot (1..=1,000,000; default 1024).
     pub max_buffered_deltas: u32,
@@ -372,7 +409,7 @@ impl SessionConfig {
         };
         let within = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo && x <= hi;
         if !(1..=256).contains(&self.max_channels) {
-            return bad("maxChannels", "in 1..=256");
+            return bad("maxSubscriptions", "in 1..=256");
         }
         if !(1..=1_000_000).contains(&self.max_buffered_deltas) {
             return bad("maxBufferedDeltas", "in 1..=1000000");

@@ -1,0 +1,422 @@
+//! How the engine drives its session: inputs in, requests and deliveries out.
+
+use super::store::{DetailCache, MeterStore, NoticeStore, Refused, StreamCounters};
+use super::MeterRow;
+use super::{
+    fetch_path, DetailEvent, MetersEvent, NoticesEvent, StreamRequest, METERS_PREFIX,
+    NOTICES_CHANNEL, TOTALS_CHANNEL,
+};
+use crate::core::config::Config;
+use crate::core::error::ErrorSink;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::Outbound;
+use crate::core::session::{
+    Delivery, FetchWhat, Payload, Session, SessionError, SessionErrorCode, SessionInput,
+    SessionOutput,
+};
+use crate::core::{add_reading, intern_meter, Engine, ReadingBounds};
+
+/// The engine's session and the stores its channels fill.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamState {
+    pub(crate) session: Session,
+    pub(crate) meters: MeterStore,
+    pub(crate) notices: NoticeStore,
+    pub(crate) details: DetailCache,
+    /// Detail fetches in flight: `(request id, meter)`, at most `detailCacheSize`.
+    pending_details: Vec<(u64, String)>,
+    pub(crate) counters: StreamCounters,
+    scratch: Vec<SessionOutput>,
+    /// A session input was seen: `stats` carry the session's counters.
+    used: bool,
+    /// Per meter index: the newest `ts` that entered its window from a
+    /// `meters.*` row (NaN: none).
+    newest_row_ts: Vec<f64>,
+    /// Per meter index: the newest `ts` that entered its window from any stream path.
+    newest_ts: Vec<f64>,
+}
+
+impl StreamState {
+    /// A disconnected session configured from `cfg` (already validated).
+    pub(crate) fn new(cfg: &Config) -> StreamState {
+        // `Config::validate` checked the session's fields; the default is the
+        // safe side should the two ever disagree.
+        let session = Session::new(cfg.session_config()).unwrap_or_default();
+        StreamState {
+            session,
+            meters: MeterStore::default(),
+            notices: NoticeStore::default(),
+            details: DetailCache::default(),
+            pending_details: Vec::new(),
+            counters: StreamCounters::default(),
+            scratch: Vec::new(),
+            used: false,
+            newest_row_ts: Vec::new(),
+            newest_ts: Vec::new(),
+        }
+    }
+
+    /// Makes room in the per-meter ts slabs for meter `m` (of `meters`
+    /// tracked); false if memory for them cannot be had.
+    fn slot(&mut self, m: usize, meters: usize) -> bool {
+        if self.newest_ts.len() > m {
+            return true;
+        }
+        let n = meters.max(m + 1);
+        let more = n - self.newest_ts.len();
+        if self.newest_ts.try_reserve(more).is_err()
+            || self.newest_row_ts.try_reserve(more).is_err()
+        {
+            return false;
+        }
+        self.newest_ts.resize(n, f64::NAN);
+        self.newest_row_ts.resize(n, f64::NAN);
+        true
+    }
+
+    /// Whether a live reading of meter `m` at `ts` enters its window: not if a
+    /// `meters.*` row at the same or a later `ts` already entered it. Records
+    /// the newest stream `ts` of the meter. Without the memory to record it,
+    /// the reading enters (v1 behaviour).
+    pub(crate) fn live_reading_enters(&mut self, m: usize, ts: f64, meters: usize) -> bool {
+        if !self.slot(m, meters) {
+            return true;
+        }
+        if self.newest_row_ts.get(m).is_some_and(|&r| ts <= r) {
+            return false;
+        }
+        if let Some(n) = self.newest_ts.get_mut(m) {
+            if n.is_nan() || ts > *n {
+                *n = ts;
+            }
+        }
+        true
+    }
+
+    /// Bytes held (estimate).
+    pub(crate) fn bytes(&self) -> usize {
+        self.meters.bytes()
+            + self.notices.bytes()
+            + self.details.bytes()
+            + self.pending_details.len() * 64
+            + (self.newest_row_ts.capacity() + self.newest_ts.capacity()) * 8
+            + self.session.bytes()
+    }
+}
+
+/// The engine's error for a session error.
+pub(crate) fn core_error(e: SessionError) -> CoreError {
+    let code = match e.code {
+        SessionErrorCode::BadChannel => ErrorCode::BadChannel,
+        SessionErrorCode::ChannelLimit => ErrorCode::ChannelLimit,
+        SessionErrorCode::BufferLimit => ErrorCode::BufferLimit,
+        SessionErrorCode::CreditOverrun => ErrorCode::CreditOverrun,
+        SessionErrorCode::UnexpectedOp => ErrorCode::UnexpectedOp,
+        SessionErrorCode::BadSnapshot => ErrorCode::BadSnapshot,
+        SessionErrorCode::FatalClose => ErrorCode::FatalClose,
+        SessionErrorCode::NotSubscribed => ErrorCode::NotSubscribed,
+        SessionErrorCode::BadMeterId => ErrorCode::BadMeterId,
+        SessionErrorCode::BadConfig => ErrorCode::BadConfig,
+    };
+    CoreError::new(code, e.message)
+}
+
+impl Engine {
+    /// Handles one session input (`Inbound::Stream`).
+    pub(crate) fn stream_input(&mut self, input: SessionInput, now_ms: f64) {
+        if !matches!(input, SessionInput::Tick) {
+            self.stream.used = true;
+        }
+        let input = match input {
+            SessionInput::DetailReply { request_id, body } => {
+                return self.detail_reply(request_id, body, now_ms)
+            }
+            SessionInput::FetchFailed { request_id } if self.detail_pending(request_id) => {
+                return self.detail_failed(request_id, "no answer")
+            }
+            SessionInput::BadFetch { request_id, message } if self.detail_pending(request_id) => {
+                return self.detail_failed(request_id, &message)
+            }
+            SessionInput::FetchDetail { meter } => {
+                let ttl = self.cfg.detail_ttl_ms;
+                if let Some(body) = self.stream.details.select(&meter, now_ms, ttl) {
+                    self.stream.counters.detail_cache_hits += 1;
+                    self.out.push(Outbound::Detail(DetailEvent { meter, body, cached: true }));
+                    return;
+                }
+                if self.stream.pending_details.iter().any(|(_, m)| *m == meter) {
+                    return;
+                }
+                if self.stream.pending_details.len() >= self.cfg.detail_cache_size as usize {
+                    self.out.push(Outbound::Error(CoreError::new(
+                        ErrorCode::DetailLimit,
+                        format!(
+                            "detail for meter '{meter}' refused: {} detail fetches in flight (detailCacheSize)",
+                            self.stream.pending_details.len()
+                        ),
+                    )));
+                    return;
+                }
+                SessionInput::FetchDetail { meter }
+            }
+            SessionInput::Unsubscribe { channel } => {
+                self.drop_channel(&channel);
+                SessionInput::Unsubscribe { channel }
+            }
+            other => other,
+        };
+        let mut outs = std::mem::take(&mut self.stream.scratch);
+        self.stream.session.handle_into(input, now_ms, &mut outs);
+        for o in outs.drain(..) {
+            self.session_output(o, now_ms);
+        }
+        self.stream.scratch = outs;
+    }
+
+    /// Runs the session's timers (with the engine's tick).
+    pub(crate) fn stream_tick(&mut self, now_ms: f64) {
+        self.stream_input(SessionInput::Tick, now_ms);
+    }
+
+    fn session_output(&mut self, o: SessionOutput, now_ms: f64) {
+        let msg = match o {
+            SessionOutput::Send(op) => Outbound::Stream(StreamRequest::Send { text: op.to_json() }),
+            SessionOutput::Connect { url } => Outbound::Stream(StreamRequest::Connect { url }),
+            SessionOutput::Close { code, reason } => {
+                Outbound::Stream(StreamRequest::Close { code, reason })
+            }
+            SessionOutput::Fetch { request_id, what } => {
+                if let FetchWhat::Detail { meter } = &what {
+                    self.stream.counters.detail_fetches += 1;
+                    self.stream.pending_details.push((request_id, meter.clone()));
+                }
+                Outbound::Stream(StreamRequest::Fetch { request_id, path: fetch_path(&what) })
+            }
+            SessionOutput::Connection(s) => Outbound::Connection(s),
+            SessionOutput::Error(e) => Outbound::Error(core_error(e)),
+            SessionOutput::Deliver { channel, item } => {
+                return self.deliver(&channel, item, now_ms)
+            }
+        };
+        self.out.push(msg);
+    }
+
+    fn deliver(&mut self, channel: &str, item: Delivery, now_ms: f64) {
+        let (at, full, body) = match item {
+            Delivery::Snapshot { epoch, snapshot_seq, since_seq, body } => {
+                ((epoch, snapshot_seq), since_seq.is_none(), body)
+            }
+            Delivery::Delta { epoch, seq, body } => ((epoch, seq), false, body),
+        };
+        match body {
+            Payload::Catchup(c) if channel == TOTALS_CHANNEL => {
+                self.catchup(&c, now_ms);
+                self.ledger.sync_stream(channel, at.0, at.1, &self.cfg);
+            }
+            Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
+            Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
+                let cap = self.cfg.max_meter_entities as usize;
+                let p = *p;
+                let (applied, refused) = self.stream.meters.apply(
+                    channel,
+                    p.upsert,
+                    &p.remove,
+                    at,
+                    full,
+                    cap,
+                    &mut self.stream.counters,
+                );
+                self.refused(refused, "maxMeterEntities");
+                if self.cfg.detect_live {
+                    self.row_readings(&applied, now_ms);
+                }
+            }
+            Payload::Notices(p) if channel == NOTICES_CHANNEL => {
+                let cap = self.cfg.max_notices as usize;
+                let p = *p;
+                let refused = self.stream.notices.apply(
+                    p.upsert,
+                    &p.remove,
+                    at,
+                    full,
+                    cap,
+                    &mut self.stream.counters,
+                );
+                self.refused(refused, "maxNotices");
+            }
+            _ => self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadSnapshot,
+                format!(
+                    "channel '{channel}': update {}/{} has a body this channel does not carry: ignored",
+                    at.0, at.1
+                ),
+            ))),
+        }
+    }
+
+    /// Feeds the rows' latest readings to the anomaly windows. A row's
+    /// reading enters a meter's window only if its `ts` is newer than every
+    /// reading that entered it from the stream (live `totals` frames or rows),
+    /// so a reading carried by both channels enters once.
+    fn row_readings(&mut self, rows: &[MeterRow], now_ms: f64) {
+        let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
+        let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        for (i, r) in rows.iter().enumerate() {
+            let m = match intern_meter(meters, windows, detector, &r.meter, cfg.max_meters) {
+                Ok(m) => m as usize,
+                Err(e) => {
+                    sink.push(e);
+                    counters.readings_rejected += 1.0;
+                    continue;
+                }
+            };
+            if !stream.slot(m, meters.len()) {
+                sink.push(CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("meter '{}': no memory to track its stream readings", r.meter),
+                ));
+                continue;
+            }
+            let newest = stream.newest_ts.get(m).copied().unwrap_or(f64::NAN);
+            if r.ts <= newest {
+                continue;
+            }
+            if let Err(e) = bounds.check(r.ts, r.value, i) {
+                sink.push(e);
+                counters.readings_rejected += 1.0;
+                continue;
+            }
+            add_reading(windows, detector, m, r.value, r.ts, cfg);
+            counters.readings_ingested += 1.0;
+            if let (Some(a), Some(b)) =
+                (stream.newest_ts.get_mut(m), stream.newest_row_ts.get_mut(m))
+            {
+                *a = r.ts;
+                *b = r.ts;
+            }
+        }
+        sink.finish();
+    }
+
+    fn refused(&mut self, refused: Option<Refused>, cap: &str) {
+        if let Some(r) = refused {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::EntityLimit,
+                format!(
+                    "channel '{}': {} new entities refused at {cap} (first '{}'); unsubscribe a channel or raise {cap}",
+                    r.channel, r.count, r.first
+                ),
+            )));
+        }
+    }
+
+    fn drop_channel(&mut self, channel: &str) {
+        if channel.starts_with(METERS_PREFIX) {
+            self.stream.meters.drop_channel(channel, &mut self.stream.counters);
+        } else if channel == NOTICES_CHANNEL {
+            self.stream.notices.clear(&mut self.stream.counters);
+        }
+    }
+
+    fn detail_pending(&self, request_id: u64) -> bool {
+        self.stream.pending_details.iter().any(|(id, _)| *id == request_id)
+    }
+
+    fn take_detail(&mut self, request_id: u64) -> Option<String> {
+        let i = self.stream.pending_details.iter().position(|(id, _)| *id == request_id)?;
+        Some(self.stream.pending_details.swap_remove(i).1)
+    }
+
+    fn detail_reply(&mut self, request_id: u64, body: String, now_ms: f64) {
+        let Some(meter) = self.take_detail(request_id) else {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadSnapshot,
+                format!("fetched {request_id}: a meter detail no request is waiting for: ignored"),
+            )));
+            return;
+        };
+        let (cap, ttl) = (self.cfg.detail_cache_size as usize, self.cfg.detail_ttl_ms);
+        let evicted = self.stream.details.insert(&meter, body.clone(), now_ms, cap, ttl);
+        self.stream.counters.evictions += evicted;
+        self.out.push(Outbound::Detail(DetailEvent { meter, body, cached: false }));
+    }
+
+    fn detail_failed(&mut self, request_id: u64, why: &str) {
+        if let Some(meter) = self.take_detail(request_id) {
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadSnapshot,
+                format!(
+                    "detail of meter '{meter}' could not be fetched (request {request_id}): {why}"
+                ),
+            )));
+        }
+    }
+
+    /// Posts what changed in the stores since the last flush, coalesced per
+    /// entity, at most `maxUpdatesPerMessage` entities per message.
+    pub(crate) fn stream_flush(&mut self) {
+        let max = self.cfg.max_updates_per_message as usize;
+        for (channel, upsert, remove) in self.stream.meters.flush(max) {
+            self.stream.counters.update_messages += 1;
+            self.out.push(Outbound::Meters(MetersEvent { channel, upsert, remove }));
+        }
+        for (upsert, remove) in self.stream.notices.flush(max) {
+            self.stream.counters.update_messages += 1;
+            self.out.push(Outbound::Notices(NoticesEvent { upsert, remove }));
+        }
+    }
+
+    /// The session's part of `stats`, once the session was used.
+    pub(crate) fn stream_stats(&self) -> Option<crate::core::event::StreamStats> {
+        if !self.stream.used {
+            return None;
+        }
+        let s = &self.stream;
+        let c = s.session.counters();
+        let queued = s.session.queue_depth() + s.meters.queued() + s.notices.queued();
+        Some(crate::core::event::StreamStats {
+            state: Some(s.session.state()),
+            gaps: c.gaps,
+            resumes_ok: c.resumes_ok,
+            resumes_failed: c.resumes_failed,
+            credit_exhausted: c.credit_exhausted,
+            credit_overruns: c.credit_overruns,
+            coalesced_updates: s.counters.coalesced_updates,
+            snapshot_fetches: c.snapshot_fetches,
+            evictions: s.counters.evictions,
+            refused_entities: s.counters.refused_entities,
+            detail_cache_hits: s.counters.detail_cache_hits,
+            reconnects: c.reconnect_attempts,
+            queue_depth: queued as u64,
+            meter_entities: s.meters.len() as u64,
+            notices: s.notices.len() as u64,
+            details_cached: s.details.len() as u64,
+        })
+    }
+
+    /// The stores, for tests and benchmarks.
+    pub fn meter_store(&self) -> &MeterStore {
+        &self.stream.meters
+    }
+
+    /// The notice store, for tests.
+    pub fn notice_store(&self) -> &NoticeStore {
+        &self.stream.notices
+    }
+
+    /// The detail cache, for tests.
+    pub fn detail_cache(&self) -> &DetailCache {
+        &self.stream.details
+    }
+
+    /// The session (read-only), for tests.
+    pub fn session(&self) -> &Session {
+        &self.stream.session
+    }
+
+    /// Stream counters, for tests and `stats`.
+    pub fn stream_counters(&self) -> StreamCounters {
+        self.stream.counters
+    }
+}

@@ -1,0 +1,493 @@
+//! Stream v2 at the edge (docs/STREAM.md, PROTOCOL.md §7): socket messages,
+//! fetched bodies and the page's session messages, decoded into
+//! `Inbound::Stream(SessionInput)` with every body already in core types.
+//!
+//! - A text message with an `op` is a server op; without one it is a v1
+//!   payload (a `frame` of the `totals` channel becomes a `DELTA` of it; a v1
+//!   `hello` goes to the ledger as before). A binary message is a v1 kind-2
+//!   live frame (`totals`).
+//! - A `DELTA`'s patch is decoded whole or not at all: one bad row refuses the
+//!   message (`Inbound::Rejected`); the session then sees a gap and recovers.
+//! - A fetched body that cannot be used becomes `SessionInput::BadFetch`, so
+//!   the session retries instead of waiting forever; a failed fetch becomes
+//!   `FetchFailed`.
+
+use serde_json::{Map, Value};
+
+use super::field::{meter_id_problem, whole_of, MAX_WHOLE};
+use super::{binary, check_payload_size, json, Arrival, Envelope};
+use crate::core::config::Config;
+use crate::core::decimal::Decimal;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::event::Inbound;
+use crate::core::session::{
+    valid_channel_name, ChannelPos, Payload, ServerOp, SessionInput, SnapshotReply,
+};
+use crate::core::stream::{
+    MeterPatch, MeterRow, MeterStatus, Notice, NoticePatch, NoticeSeverity, METERS_PREFIX,
+    NOTICES_CHANNEL, TOTALS_CHANNEL,
+};
+
+/// A fetched REST answer as the host got it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchedBody<'a> {
+    /// A text body (HTTP 2xx).
+    Text(&'a str),
+    /// A binary body (HTTP 2xx).
+    Binary(&'a [u8]),
+    /// No usable answer: a network error (`status` 0) or an HTTP error status.
+    Failed {
+        /// The HTTP status, 0 for a network error.
+        status: u16,
+    },
+}
+
+fn bad(why: impl Into<String>) -> CoreError {
+    CoreError::new(ErrorCode::BadField, why)
+}
+
+fn server(op: ServerOp) -> Inbound {
+    Inbound::Stream(SessionInput::Server(op))
+}
+
+/// Decodes a text message from the socket. Never panics.
+pub fn decode_socket_text(text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
+    if let Err(e) = check_payload_size(text.len(), cfg) {
+        return Inbound::Rejected(e);
+    }
+    // Cheap look at the top level: does it carry an `op`?
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        op: Option<std::borrow::Cow<'a, str>>,
+    }
+    match serde_json::from_str::<Head<'_>>(text) {
+        Ok(Head { op: Some(_) }) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(obj)) => match server_op(&obj) {
+                Ok(op) => server(op),
+                Err(e) => Inbound::Rejected(e),
+            },
+            _ => Inbound::Rejected(bad("socket message: must be a JSON object")),
+        },
+        // No `op` (or not even JSON: the v1 decoder says what is wrong).
+        _ => live(json::decode(Envelope::Live, text, arrival, cfg)),
+    }
+}
+
+/// Decodes a binary message from the socket (a v1 kind-2 live frame). Never panics.
+pub fn decode_socket_binary(bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
+    live(binary::decode(Envelope::Live, bytes, arrival, cfg))
+}
+
+/// A v1 live frame becomes a `DELTA` of its channel; anything else stays.
+fn live(inbound: Inbound) -> Inbound {
+    match inbound {
+        Inbound::Live(f) => server(ServerOp::Delta {
+            channel: f.channel.clone(),
+            epoch: f.epoch,
+            seq: f.seq,
+            body: Payload::Frame(Box::new(f)),
+        }),
+        other => other,
+    }
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a str, CoreError> {
+    match obj.get(f) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(bad(format!("{f}: must be a string"))),
+        None => Err(bad(format!("{f}: missing"))),
+    }
+}
+
+fn whole_field(obj: &Map<String, Value>, f: &str) -> Result<u64, CoreError> {
+    match obj.get(f) {
+        Some(Value::Number(n)) => {
+            whole_of(n, MAX_WHOLE).ok_or_else(|| bad(format!("{f}: must be a whole number ≤ 2^53")))
+        }
+        Some(_) => Err(bad(format!("{f}: must be a whole number"))),
+        None => Err(bad(format!("{f}: missing"))),
+    }
+}
+
+fn num_field(obj: &Map<String, Value>, f: &str) -> Result<f64, CoreError> {
+    match obj.get(f).and_then(Value::as_f64) {
+        Some(x) if x.is_finite() => Ok(x),
+        _ => Err(bad(format!("{f}: must be a finite number"))),
+    }
+}
+
+fn channel_field(obj: &Map<String, Value>) -> Result<&str, CoreError> {
+    let c = str_field(obj, "channel")?;
+    if !valid_channel_name(c) {
+        return Err(CoreError::new(
+            ErrorCode::BadChannel,
+            format!("channel: {:?} is not 1-64 bytes of A-Z a-z 0-9 . _ -", trunc(c)),
+        ));
+    }
+    Ok(c)
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn server_op(obj: &Map<String, Value>) -> Result<ServerOp, CoreError> {
+    let op = str_field(obj, "op")?;
+    Ok(match op {
+        "HELLO" => ServerOp::Hello {
+            heartbeat_interval_ms: num_field(obj, "heartbeat_interval_ms")?,
+            session_id: str_field(obj, "session_id")?.to_string(),
+            server_time_ms: obj.get("server_time_ms").and_then(Value::as_f64).unwrap_or(0.0),
+            resume_url: match obj.get("resume_url") {
+                Some(Value::String(u)) => Some(u.clone()),
+                _ => None,
+            },
+        },
+        "READY" => ServerOp::Ready { session_id: str_field(obj, "session_id")?.to_string() },
+        "RESUMED" => ServerOp::Resumed,
+        "HEARTBEAT" => ServerOp::Heartbeat,
+        "RECONNECT" => ServerOp::Reconnect,
+        "INVALID_SESSION" => ServerOp::InvalidSession {
+            resumable: obj.get("resumable").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "HEARTBEAT_ACK" => {
+            let mut sent = Vec::new();
+            if let Some(Value::Object(m)) = obj.get("sent") {
+                for (channel, pos) in m {
+                    let pair = pos.as_array().filter(|a| a.len() == 2);
+                    let nums = pair.and_then(|a| {
+                        let n = |i: usize| match a.get(i) {
+                            Some(Value::Number(n)) => whole_of(n, MAX_WHOLE),
+                            _ => None,
+                        };
+                        Some((n(0)?, n(1)?))
+                    });
+                    match nums {
+                        Some((epoch, seq)) if valid_channel_name(channel) => {
+                            sent.push(ChannelPos { channel: channel.clone(), epoch, seq })
+                        }
+                        _ => {
+                            return Err(bad(format!(
+                                "sent.{}: must be [epoch, seq] of a valid channel",
+                                trunc(channel)
+                            )))
+                        }
+                    }
+                }
+            }
+            ServerOp::HeartbeatAck { sent }
+        }
+        "DELTA" => {
+            let channel = channel_field(obj)?;
+            let epoch = whole_field(obj, "epoch")?;
+            let seq = whole_field(obj, "seq")?;
+            let patch = match obj.get("patch") {
+                Some(Value::Object(p)) => p,
+                _ => return Err(bad("patch: must be an object")),
+            };
+            let body = if channel.starts_with(METERS_PREFIX) {
+                Payload::Meters(Box::new(meter_patch(patch, "upsert")?))
+            } else if channel == NOTICES_CHANNEL {
+                Payload::Notices(Box::new(notice_patch(patch, "upsert")?))
+            } else {
+                return Err(bad(format!(
+                    "DELTA on channel '{channel}': only meters.<group> and notices carry DELTA ops"
+                )));
+            };
+            ServerOp::Delta { channel: channel.to_string(), epoch, seq, body }
+        }
+        other => {
+            return Err(CoreError::new(
+                ErrorCode::UnexpectedOp,
+                format!("op: unknown server op '{}': ignored", trunc(other)),
+            ))
+        }
+    })
+}
+
+fn list<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a [Value], CoreError> {
+    match obj.get(f) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(bad(format!("{f}: must be an array"))),
+    }
+}
+
+fn ids(obj: &Map<String, Value>, f: &str) -> Result<Vec<String>, CoreError> {
+    list(obj, f)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::String(s) if meter_id_problem(s).is_none() => Ok(s.clone()),
+            _ => Err(bad(format!("{f}[{i}]: must be an id of 1-256 bytes"))),
+        })
+        .collect()
+}
+
+fn meter_patch(obj: &Map<String, Value>, rows: &str) -> Result<MeterPatch, CoreError> {
+    let upsert = list(obj, rows)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| meter_row(v).map_err(|e| bad(format!("{rows}[{i}].{}", e.message))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MeterPatch { upsert, remove: ids(obj, "remove")? })
+}
+
+fn meter_row(v: &Value) -> Result<MeterRow, CoreError> {
+    let Value::Object(o) = v else { return Err(bad("must be an object")) };
+    let meter = str_field(o, "meter")?;
+    if let Some(why) = meter_id_problem(meter) {
+        return Err(bad(format!("meter: {why}")));
+    }
+    let status = str_field(o, "status")?;
+    let total = match o.get("total") {
+        Some(Value::String(t)) => Decimal::parse(t),
+        _ => None,
+    };
+    Ok(MeterRow {
+        meter: meter.to_string(),
+        resource: str_field(o, "resource")?.chars().take(64).collect(),
+        ts: num_field(o, "ts")?,
+        value: num_field(o, "value")?,
+        status: MeterStatus::parse(status)
+            .ok_or_else(|| bad("status: must be ok, stale or offline"))?,
+        count: whole_field(o, "count")?,
+        total: total.ok_or_else(|| bad("total: must be an exact decimal string"))?,
+    })
+}
+
+/// Longest notice title and text kept, in characters.
+const MAX_NOTICE_TEXT: usize = 4_096;
+
+fn notice_patch(obj: &Map<String, Value>, rows: &str) -> Result<NoticePatch, CoreError> {
+    let upsert = list(obj, rows)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| notice(v).map_err(|e| bad(format!("{rows}[{i}].{}", e.message))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NoticePatch { upsert, remove: ids(obj, "remove")? })
+}
+
+fn notice(v: &Value) -> Result<Notice, CoreError> {
+    let Value::Object(o) = v else { return Err(bad("must be an object")) };
+    let id = str_field(o, "id")?;
+    if meter_id_problem(id).is_some() {
+        return Err(bad("id: must be 1-256 bytes"));
+    }
+    let text = |f: &str| -> Result<String, CoreError> {
+        let s = str_field(o, f)?;
+        if s.chars().count() > MAX_NOTICE_TEXT {
+            return Err(bad(format!("{f}: longer than {MAX_NOTICE_TEXT} characters")));
+        }
+        Ok(s.to_string())
+    };
+    Ok(Notice {
+        id: id.to_string(),
+        severity: NoticeSeverity::parse(str_field(o, "severity")?)
+            .ok_or_else(|| bad("severity: must be info, warning or critical"))?,
+        title: text("title")?,
+        text: text("text")?,
+        from_ms: num_field(o, "fromMs")?,
+        to_ms: num_field(o, "toMs")?,
+    })
+}
+
+fn bad_fetch(request_id: u64, message: impl Into<String>) -> Inbound {
+    Inbound::Stream(SessionInput::BadFetch { request_id, message: message.into() })
+}
+
+/// Decodes a fetched REST answer to the session's `Fetch` `request_id`. Never panics.
+pub fn decode_fetched(
+    request_id: u64,
+    body: FetchedBody<'_>,
+    arrival: Arrival,
+    cfg: &Config,
+) -> Inbound {
+    let text =
+        match body {
+            FetchedBody::Failed { .. } => {
+                return Inbound::Stream(SessionInput::FetchFailed { request_id })
+            }
+            FetchedBody::Binary(_) => return bad_fetch(
+                request_id,
+                "a binary body carries no channel, epoch or snapshot_seq: fetch snapshots as JSON",
+            ),
+            FetchedBody::Text(t) => t,
+        };
+    if let Err(e) = check_payload_size(text.len(), cfg) {
+        return bad_fetch(request_id, e.message);
+    }
+    match fetched_text(request_id, text, arrival, cfg) {
+        Ok(input) => Inbound::Stream(input),
+        Err(e) => bad_fetch(request_id, e.message),
+    }
+}
+
+fn fetched_text(
+    request_id: u64,
+    text: &str,
+    arrival: Arrival,
+    cfg: &Config,
+) -> Result<SessionInput, CoreError> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        channel: Option<String>,
+        meter: Option<serde::de::IgnoredAny>,
+    }
+    let head: Head = serde_json::from_str(text)
+        .map_err(|e| bad(format!("fetched body is not a JSON object ({e})")))?;
+    let Some(channel) = head.channel else {
+        if head.meter.is_some() {
+            return Ok(SessionInput::DetailReply { request_id, body: text.to_string() });
+        }
+        return Err(bad("fetched body has neither `channel` (a snapshot) nor `meter` (a detail)"));
+    };
+    if !valid_channel_name(&channel) {
+        return Err(bad(format!("channel: {:?} is not a valid channel name", trunc(&channel))));
+    }
+    let (epoch, snapshot_seq, since_seq, body) = if channel == TOTALS_CHANNEL {
+        #[derive(serde::Deserialize)]
+        struct Pos {
+            epoch: Value,
+            snapshot_seq: Value,
+            since_seq: Option<Value>,
+        }
+        let pos: Pos =
+            serde_json::from_str(text).map_err(|e| bad(format!("totals snapshot: {e}")))?;
+        let mut o = Map::new();
+        o.insert("epoch".into(), pos.epoch);
+        o.insert("snapshot_seq".into(), pos.snapshot_seq);
+        if let Some(s) = pos.since_seq {
+            o.insert("since_seq".into(), s);
+        }
+        let c = match json::decode(Envelope::Catchup, text, arrival, cfg) {
+            Inbound::Catchup(c) => c,
+            Inbound::Rejected(e) => return Err(e),
+            _ => return Err(bad("totals snapshot: not a catch-up body")),
+        };
+        let since = since(&o)?;
+        (
+            whole_field(&o, "epoch")?,
+            whole_field(&o, "snapshot_seq")?,
+            since,
+            Payload::Catchup(Box::new(c)),
+        )
+    } else {
+        let Value::Object(o) =
+            serde_json::from_str::<Value>(text).map_err(|e| bad(format!("snapshot: {e}")))?
+        else {
+            return Err(bad("snapshot: must be an object"));
+        };
+        let body = if channel.starts_with(METERS_PREFIX) {
+            Payload::Meters(Box::new(meter_patch(&o, "meters")?))
+        } else if channel == NOTICES_CHANNEL {
+            Payload::Notices(Box::new(notice_patch(&o, "notices")?))
+        } else {
+            return Err(bad(format!("snapshot of unknown channel kind '{channel}'")));
+        };
+        (whole_field(&o, "epoch")?, whole_field(&o, "snapshot_seq")?, since(&o)?, body)
+    };
+    Ok(SessionInput::Snapshot(SnapshotReply {
+        request_id,
+        channel,
+        epoch,
+        snapshot_seq,
+        since_seq,
+        body,
+    }))
+}
+
+fn since(o: &Map<String, Value>) -> Result<Option<u64>, CoreError> {
+    match o.get("since_seq") {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => whole_field(o, "since_seq").map(Some),
+    }
+}
+
+/// The page's `session` message.
+pub(crate) fn session_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+    let op = str_field(obj, "op")?;
+    let input = match op {
+        "start" => {
+            let channels = match obj.get("channels") {
+                None | Some(Value::Null) => vec![TOTALS_CHANNEL.to_string()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("channels: must be an array of strings"))?,
+                Some(_) => return Err(bad("channels: must be an array of strings")),
+            };
+            SessionInput::StartWith { channels }
+        }
+        "stop" => SessionInput::Stop,
+        "subscribe" => SessionInput::Subscribe { channel: str_field(obj, "channel")?.to_string() },
+        "unsubscribe" => {
+            SessionInput::Unsubscribe { channel: str_field(obj, "channel")?.to_string() }
+        }
+        "detail" => SessionInput::FetchDetail { meter: str_field(obj, "meter")?.to_string() },
+        other => {
+            return Err(bad(format!(
+                "op: '{}' is not one of start, stop, subscribe, unsubscribe, detail",
+                trunc(other)
+            )))
+        }
+    };
+    Ok(Inbound::Stream(input))
+}
+
+/// The page's `rendered` message.
+pub(crate) fn rendered_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+    let channel = str_field(obj, "channel")?.to_string();
+    let frames = whole_field(obj, "frames")?;
+    let frames = u32::try_from(frames).map_err(|_| bad("frames: must be ≤ 4294967295"))?;
+    Ok(Inbound::Stream(SessionInput::Rendered { channel, frames }))
+}
+
+/// The page's `socket` message (a text `data`; the binding passes an
+/// `ArrayBuffer` to [`decode_socket_binary`] itself).
+pub(crate) fn socket_message(obj: &Map<String, Value>, cfg: &Config) -> Result<Inbound, CoreError> {
+    match str_field(obj, "event")? {
+        "open" => Ok(Inbound::Stream(SessionInput::Opened)),
+        "close" => {
+            let code = match obj.get("code") {
+                None | Some(Value::Null) => 1006,
+                Some(_) => u16::try_from(whole_field(obj, "code")?)
+                    .map_err(|_| bad("code: must be a WebSocket close code (0..=65535)"))?,
+            };
+            let reason = match obj.get("reason") {
+                Some(Value::String(r)) => trunc(r),
+                _ => String::new(),
+            };
+            Ok(Inbound::Stream(SessionInput::Closed { code, reason }))
+        }
+        "message" => match obj.get("data") {
+            Some(Value::String(t)) => Ok(decode_socket_text(t, Arrival::default(), cfg)),
+            _ => Err(bad("data: must be a string (or an ArrayBuffer, via the binding)")),
+        },
+        other => Err(bad(format!("event: '{}' is not one of open, message, close", trunc(other)))),
+    }
+}
+
+/// The page's `fetched` message (a text `data`; the binding passes an
+/// `ArrayBuffer` to [`decode_fetched`] itself).
+pub(crate) fn fetched_message(
+    obj: &Map<String, Value>,
+    cfg: &Config,
+) -> Result<Inbound, CoreError> {
+    let request_id = whole_field(obj, "requestId")?;
+    let time = |f: &str| obj.get(f).and_then(Value::as_f64);
+    let arrival = Arrival { sent_at_ms: time("sentAt"), received_at_ms: time("receivedAt") };
+    let ok = obj.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    let status = obj.get("status").and_then(Value::as_u64).unwrap_or(0).min(999) as u16;
+    let body = match (ok, obj.get("data")) {
+        (true, Some(Value::String(t))) => FetchedBody::Text(t),
+        (true, Some(v @ Value::Object(_))) => {
+            let t = serde_json::to_string(v).map_err(|e| bad(format!("data: {e}")))?;
+            return Ok(decode_fetched(request_id, FetchedBody::Text(&t), arrival, cfg));
+        }
+        _ => FetchedBody::Failed { status },
+    };
+    Ok(decode_fetched(request_id, body, arrival, cfg))
+}
