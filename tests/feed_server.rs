@@ -312,7 +312,11 @@ async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
     assert_eq!(get(server.addr, "/catchup").await.0, 400);
     assert_eq!(get(server.addr, "/catchup?from=0").await.0, 400, "more than 366 days");
     assert_eq!(get(server.addr, &format!("/catchup?from={START_MS}&format=xml")).await.0, 400);
-    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.north").await.0, 404);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.nowhere").await.0, 404);
+    assert_eq!(get(server.addr, "/snapshot-v2").await.0, 400);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=notices&since_seq=x").await.0, 400);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.north").await.0, 200);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=notices").await.0, 200);
     assert_eq!(get(server.addr, "/snapshot-v2?channel=totals").await.0, 200);
     assert_eq!(get(server.addr, "/../Cargo.toml").await.0, 404);
     let (_, _, truth) = get(server.addr, "/truth").await;
