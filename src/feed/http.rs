@@ -461,3 +461,20 @@ async fn static_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
         Err(_) => error(StatusCode::NOT_FOUND, "not_found", "no such file"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_api_refuses_peers_off_the_loopback() {
+        let status = |a: &str| {
+            let peer: SocketAddr = a.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            loopback_only(peer).map(|r| r.status())
+        };
+        assert_eq!(status("127.0.0.1:5000"), None);
+        assert_eq!(status("[::1]:5000"), None);
+        assert_eq!(status("10.0.0.7:5000"), Some(StatusCode::FORBIDDEN));
+        assert_eq!(status("[2001:db8::1]:5000"), Some(StatusCode::FORBIDDEN));
+    }
+}
