@@ -312,7 +312,11 @@ async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
     assert_eq!(get(server.addr, "/catchup").await.0, 400);
     assert_eq!(get(server.addr, "/catchup?from=0").await.0, 400, "more than 366 days");
     assert_eq!(get(server.addr, &format!("/catchup?from={START_MS}&format=xml")).await.0, 400);
-    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.north").await.0, 404);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.nowhere").await.0, 404);
+    assert_eq!(get(server.addr, "/snapshot-v2").await.0, 400);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=notices&since_seq=x").await.0, 400);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=meters.north").await.0, 200);
+    assert_eq!(get(server.addr, "/snapshot-v2?channel=notices").await.0, 200);
     assert_eq!(get(server.addr, "/snapshot-v2?channel=totals").await.0, 200);
     assert_eq!(get(server.addr, "/../Cargo.toml").await.0, 404);
     let (_, _, truth) = get(server.addr, "/truth").await;
@@ -492,5 +496,167 @@ async fn a_silent_client_is_closed_with_4009() {
         .await;
     assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
     assert_eq!(next_op(&mut ws).await, Err(Some(4009)));
+    server.shutdown().await.expect("server error");
+}
+
+/// A client's entity state of one channel: entities by id.
+type State = std::collections::BTreeMap<String, Value>;
+
+/// Applies a snapshot body (`meters` or `notices` list, `remove` in a mini one).
+fn apply_snapshot(state: &mut State, body: &Value, list: &str, key: &str) {
+    if body.get("since_seq").is_none() {
+        state.clear();
+    }
+    for id in body["remove"].as_array().into_iter().flatten() {
+        state.remove(id.as_str().expect("id"));
+    }
+    for e in body[list].as_array().expect("list") {
+        state.insert(e[key].as_str().expect("id").to_string(), e.clone());
+    }
+}
+
+fn apply_patch(state: &mut State, patch: &Value, key: &str) {
+    for id in patch["remove"].as_array().expect("remove") {
+        state.remove(id.as_str().expect("id"));
+    }
+    for e in patch["upsert"].as_array().expect("upsert") {
+        state.insert(e[key].as_str().expect("id").to_string(), e.clone());
+    }
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let (status, _, body) = get(addr, path).await;
+    assert_eq!(status, 200, "{path}");
+    serde_json::from_slice(&body).expect("json")
+}
+
+/// `meters.<group>` and `notices` over a real WebSocket: snapshot, then the
+/// deltas after it in order (credit replenished as they arrive); at the same
+/// `seq` the client's entities equal `/snapshot-v2`, and the first snapshot
+/// plus a `since_seq` mini-snapshot equals it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_and_notices_channels_reach_the_served_snapshot_exactly() {
+    let cfg = FeedConfig { delta_ring: 8_192, ..config() };
+    let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let groups = get_json(server.addr, "/groups").await;
+    let north: Vec<&str> =
+        groups["groups"]["north"].as_array().expect("north").iter().filter_map(Value::as_str).collect();
+    let all: usize = groups["groups"].as_object().expect("groups").values().map(|g| g.as_array().map_or(0, Vec::len)).sum();
+    assert_eq!((all, groups["groups"].as_object().map(|g| g.len())), (300, Some(8)));
+    assert!(!north.is_empty());
+
+    let (mut ws, _) = connect(&server).await;
+    let channels = [("meters.north", "meters", "meter"), ("notices", "notices", "id")];
+    let credit = 64u64;
+    send(
+        &mut ws,
+        json!({ "op": "IDENTIFY", "channels": channels.iter().map(|c| json!({ "name": c.0, "credit": credit })).collect::<Vec<_>>() }),
+    )
+    .await;
+    assert_eq!(next_op(&mut ws).await.expect("ready")["op"], "READY");
+    let mut state = vec![State::new(); 2];
+    let mut first = vec![State::new(); 2];
+    let mut last = vec![0u64; 2];
+    let mut first_seq = vec![0u64; 2];
+    for (i, (name, list, key)) in channels.iter().enumerate() {
+        let body = get_json(server.addr, &format!("/snapshot-v2?channel={name}")).await;
+        assert_eq!((body["channel"].as_str(), body["epoch"].as_u64()), (Some(*name), Some(9)));
+        apply_snapshot(&mut state[i], &body, list, key);
+        first[i] = state[i].clone();
+        last[i] = body["snapshot_seq"].as_u64().expect("seq");
+        first_seq[i] = last[i];
+    }
+    assert!(state[0].keys().all(|m| north.contains(&m.as_str())));
+    let real_start = tokio::time::Instant::now();
+    let (mut paused, mut unreturned, mut applied) = (None::<Vec<u64>>, vec![0u64; 2], vec![0u64; 2]);
+    loop {
+        if paused.is_none() && real_start.elapsed() >= STREAM_FOR {
+            server.set_paused(true);
+            let c = server.shared().channels();
+            paused = Some(channels.iter().map(|ch| c.stream(ch.0).map_or(0, |s| s.seq())).collect());
+        }
+        if paused.as_ref().is_some_and(|h| h.iter().zip(&last).all(|(h, l)| l >= h)) {
+            break;
+        }
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the stream went silent")
+            .expect("ended")
+            .expect("ws error");
+        let Message::Text(t) = msg else { panic!("not text: {msg:?}") };
+        let v: Value = serde_json::from_str(&t).expect("json");
+        assert_eq!(v["op"], "DELTA", "{v}");
+        let i = channels.iter().position(|c| v["channel"] == c.0).expect("a subscribed channel");
+        let seq = v["seq"].as_u64().expect("seq");
+        unreturned[i] += 1;
+        if unreturned[i] >= credit / 2 {
+            let grant = json!({ "op": "CREDIT", "credit": { channels[i].0: unreturned[i] } });
+            send(&mut ws, grant).await;
+            unreturned[i] = 0;
+        }
+        if seq <= last[i] {
+            continue;
+        }
+        assert_eq!(seq, last[i] + 1, "a gap on {}", channels[i].0);
+        apply_patch(&mut state[i], &v["patch"], channels[i].2);
+        last[i] = seq;
+        applied[i] += 1;
+    }
+    assert!(applied[0] > 100, "{applied:?}");
+    assert!(applied[1] >= 1, "no notice went by: {applied:?}");
+    send(&mut ws, json!({ "op": "HEARTBEAT", "seqs": {} })).await;
+    let ack = next_op(&mut ws).await.expect("ack");
+    assert_eq!(ack["sent"]["meters.north"], json!([9, last[0]]));
+    assert_eq!(ack["sent"]["notices"], json!([9, last[1]]));
+    for (i, (name, list, key)) in channels.iter().enumerate() {
+        let body = get_json(server.addr, &format!("/snapshot-v2?channel={name}")).await;
+        assert_eq!(body["snapshot_seq"].as_u64(), Some(last[i]));
+        let mut full = State::new();
+        apply_snapshot(&mut full, &body, list, key);
+        assert_eq!(state[i], full, "{name}");
+        let path = format!("/snapshot-v2?channel={name}&epoch=9&since_seq={}", first_seq[i]);
+        let mini = get_json(server.addr, &path).await;
+        assert_eq!(mini["since_seq"].as_u64(), Some(first_seq[i]));
+        apply_snapshot(&mut first[i], &mini, list, key);
+        assert_eq!(first[i], full, "{name} by mini-snapshot");
+    }
+    // Every north meter read and counts match the totals' truth of meters.
+    let shared = server.shared().clone();
+    for (id, e) in &state[0] {
+        let (_, _, m) = shared.model().meter(id).expect("meter");
+        assert_eq!(e["count"].as_u64(), Some(m.readings), "{id}");
+        assert_eq!(e["total"].as_str(), Some(meterflow::core::decimal::format_units(m.total_units, 3).as_str()));
+    }
+    server.shutdown().await.expect("server error");
+}
+
+/// The `totals` mini-snapshot `since_seq = N`: the catch-up from the hour of the
+/// oldest frame after `N`, carrying `since_seq`; a position no longer held (or
+/// another epoch) gets the full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_totals_mini_snapshot_starts_at_the_hour_of_the_frame_after_since_seq() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    // Run past the hour (5 simulated minutes in), then hold still.
+    while server.shared().model().as_of().wall_ms < START_MS + 6 * 60_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.set_paused(true);
+    let seq = server.shared().model().seq();
+    let full = get_json(server.addr, "/snapshot-v2?channel=totals").await;
+    assert!(full.get("since_seq").is_none());
+    assert_eq!(full["from"].as_u64(), Some(START_MS / HOUR_MS * HOUR_MS));
+    let mini = get_json(server.addr, &format!("/snapshot-v2?channel=totals&epoch=9&since_seq={}", seq - 3)).await;
+    assert_eq!(mini["since_seq"].as_u64(), Some(seq - 3));
+    assert_eq!(mini["snapshot_seq"].as_u64(), Some(seq));
+    let hour = START_MS / HOUR_MS * HOUR_MS + HOUR_MS;
+    assert_eq!(mini["from"].as_u64(), Some(hour));
+    assert!(mini["buckets"].as_array().expect("buckets").iter().all(|b| b["hour"] == hour));
+    // Before the hour: from the first hour.
+    let early = get_json(server.addr, "/snapshot-v2?channel=totals&epoch=9&since_seq=1").await;
+    assert_eq!(early["from"], full["from"]);
+    assert_eq!(early["buckets"], full["buckets"]);
+    // Another epoch: the full one.
+    let other = get_json(server.addr, "/snapshot-v2?channel=totals&epoch=8&since_seq=1").await;
+    assert!(other.get("since_seq").is_none());
     server.shutdown().await.expect("server error");
 }

@@ -2,8 +2,12 @@
 //!
 //! `meterflow-feed [--host 127.0.0.1] [--port 8090] [--meters 5000] [--seed 1]
 //! [--speed 1] [--start-ms MS] [--epoch N] [--history-hours 168] [--ring 240]
-//! [--heartbeat-ms 15000] [--www DIR]`. Prints the URL it listens on, then
-//! serves until SIGINT or SIGTERM.
+//! [--heartbeat-ms 15000] [--www DIR] [--groups 8] [--delta-ring 32]
+//! [--max-notices 64] [--drop-pct P] [--duplicate-pct P] [--reorder-window N]
+//! [--disconnect-every-s S] [--rest-delay-ms MS] [--rest-out-of-order true]
+//! [--clock-skew-ms MS] [--credit-overrun N]`. Prints the URL it listens on,
+//! then serves until SIGINT or SIGTERM. Faults change at runtime through
+//! `POST /admin/faults` (docs/STREAM.md §7).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -12,7 +16,10 @@ use meterflow::feed::{start, FeedConfig};
 
 const USAGE: &str =
     "usage: meterflow-feed [--host IP] [--port N] [--meters N] [--seed N] [--speed X] \
-[--start-ms MS] [--epoch N] [--history-hours N] [--ring N] [--heartbeat-ms N] [--www DIR]";
+[--start-ms MS] [--epoch N] [--history-hours N] [--ring N] [--heartbeat-ms N] [--www DIR] \
+[--groups N] [--delta-ring N] [--max-notices N] [--drop-pct P] [--duplicate-pct P] \
+[--reorder-window N] [--disconnect-every-s S] [--rest-delay-ms MS] [--rest-out-of-order BOOL] \
+[--clock-skew-ms MS] [--credit-overrun N]";
 
 fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
     let mut cfg = FeedConfig {
@@ -31,6 +38,7 @@ fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let bad = |_| format!("{flag}: bad value '{value}'");
+        let bad_f = || format!("{flag}: bad value '{value}'");
         match flag.as_str() {
             "--host" => {
                 host = value.parse().map_err(|_| format!("--host: bad address '{value}'"))?
@@ -47,6 +55,25 @@ fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
             "--ring" => cfg.ring_frames = value.parse().map_err(bad)?,
             "--heartbeat-ms" => cfg.heartbeat_interval_ms = value.parse().map_err(bad)?,
             "--www" => cfg.www = value.into(),
+            "--groups" => cfg.groups = value.parse().map_err(bad)?,
+            "--delta-ring" => cfg.delta_ring = value.parse().map_err(bad)?,
+            "--max-notices" => cfg.max_notices = value.parse().map_err(bad)?,
+            "--drop-pct" => cfg.faults.drop_pct = value.parse().map_err(|_| bad_f())?,
+            "--duplicate-pct" => cfg.faults.duplicate_pct = value.parse().map_err(|_| bad_f())?,
+            "--reorder-window" => cfg.faults.reorder_window = value.parse().map_err(bad)?,
+            "--disconnect-every-s" => {
+                let s: f64 = value.parse().map_err(|_| bad_f())?;
+                if !(0.0..=86_400.0).contains(&s) {
+                    return Err(format!("{flag}: must be 0..=86400"));
+                }
+                cfg.faults.disconnect_every_ms = (s * 1e3) as u64;
+            }
+            "--rest-delay-ms" => cfg.faults.rest_delay_ms = value.parse().map_err(bad)?,
+            "--rest-out-of-order" => {
+                cfg.faults.rest_out_of_order = value.parse().map_err(|_| bad_f())?
+            }
+            "--clock-skew-ms" => cfg.faults.clock_skew_ms = value.parse().map_err(|_| bad_f())?,
+            "--credit-overrun" => cfg.faults.credit_overrun = value.parse().map_err(bad)?,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }

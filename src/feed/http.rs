@@ -1,22 +1,26 @@
 //! REST endpoints and their bodies: `/catchup` and `/snapshot-v2` (the ledger's
 //! catch-up, PROTOCOL.md 3.6 JSON or 3.8 binary kind 3, with the `totals`
-//! stream's `epoch` and `snapshot_seq`), `/truth`, `/meters/{id}`, static files.
-//! Each copies what it needs from the read model under one read lock.
+//! stream's `epoch` and `snapshot_seq`; the `meters.<group>` and `notices`
+//! snapshots; `since_seq` mini-snapshots), `/groups`, `/truth`, `/meters/{id}`,
+//! `/admin/faults` (loopback peers only), static files. Each copies what it
+//! needs from a read model under one read lock.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::faults::Command;
 use super::model::{CatchupRefusal, CatchupView, HOUR_MS, TOTALS};
 use super::sim::{DECIMALS, RESOURCES};
 use super::Shared;
@@ -31,6 +35,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/catchup", get(catchup))
         .route("/snapshot-v2", get(snapshot))
         .route("/truth", get(truth))
+        .route("/groups", get(groups))
+        .route("/admin/faults", get(faults_get).merge(post(faults_post)))
         .route("/meters/{id}", get(meter))
         .fallback(get(static_file))
         .with_state(shared)
@@ -58,8 +64,16 @@ pub fn catchup_json(c: &CatchupView, server_time_ms: u64) -> String {
     let mut s = String::with_capacity(256 + c.hours.len() * 3 * 64);
     let _ = write!(
         s,
-        r#"{{"type":"catchup","channel":"{TOTALS}","epoch":{},"snapshot_seq":{},"asOf":{{"wallMs":{},"counter":{}}},"serverTime":{server_time_ms},"from":{},"to":{},"buckets":["#,
-        c.epoch, c.snapshot_seq, c.as_of.wall_ms, c.as_of.counter, c.from_hour_ms, c.to_hour_ms
+        r#"{{"type":"catchup","channel":"{TOTALS}","epoch":{},"snapshot_seq":{},"#,
+        c.epoch, c.snapshot_seq
+    );
+    if let Some(n) = c.since_seq {
+        let _ = write!(s, r#""since_seq":{n},"#);
+    }
+    let _ = write!(
+        s,
+        r#""asOf":{{"wallMs":{},"counter":{}}},"serverTime":{server_time_ms},"from":{},"to":{},"buckets":["#,
+        c.as_of.wall_ms, c.as_of.counter, c.from_hour_ms, c.to_hour_ms
     );
     let mut first = true;
     for h in &c.hours {
@@ -113,10 +127,27 @@ pub fn catchup_binary(c: &CatchupView, server_time_ms: u64) -> Result<Vec<u8>, S
     encode_catchup(&body, DECIMALS).map_err(|e| e.message.to_string())
 }
 
+/// The REST delay fault (fixed, or random so answers come out of order).
+async fn rest_delay(shared: &Shared) {
+    let ms = shared.faults().rest_delay(shared.next_random());
+    if ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 fn serve_catchup(
     shared: &Shared,
     q: &HashMap<String, String>,
     default_from: Option<u64>,
+) -> Response {
+    serve_catchup_since(shared, q, default_from, None)
+}
+
+fn serve_catchup_since(
+    shared: &Shared,
+    q: &HashMap<String, String>,
+    default_from: Option<u64>,
+    since_seq: Option<u64>,
 ) -> Response {
     let from = match q.get("from").map(|f| f.parse::<u64>()) {
         Some(Ok(f)) => f,
@@ -136,9 +167,12 @@ fn serve_catchup(
         }
     };
     let view = shared.model().catchup(from);
-    let server_time = shared.clock.now_ms();
+    let server_time = shared.server_time_ms();
     let view = match view {
-        Ok(v) => v,
+        Ok(mut v) => {
+            v.since_seq = since_seq;
+            v
+        }
         Err(CatchupRefusal::Evicted { oldest_hour_ms }) => {
             return error(
                 StatusCode::GONE,
@@ -163,8 +197,10 @@ fn serve_catchup(
     } else {
         respond(StatusCode::OK, "application/json", catchup_json(&view, server_time))
     };
-    for (name, v) in
-        [("x-meterflow-epoch", view.epoch), ("x-meterflow-snapshot-seq", view.snapshot_seq)]
+    let since = view.since_seq.map(|n| ("x-meterflow-since-seq", n));
+    for (name, v) in [("x-meterflow-epoch", view.epoch), ("x-meterflow-snapshot-seq", view.snapshot_seq)]
+        .into_iter()
+        .chain(since)
     {
         if let Ok(v) = v.to_string().parse() {
             r.headers_mut().insert(name, v);
@@ -178,32 +214,163 @@ async fn catchup(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    rest_delay(&shared).await;
     serve_catchup(&shared, &q, None)
 }
 
-/// `GET /snapshot-v2?channel=totals[&from=MS][&format=binary]`: the totals
-/// snapshot is the catch-up; without `from`, every hour held.
+/// A whole number query parameter (`None` if absent).
+fn whole(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Response> {
+    match q.get(key).map(|v| v.parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(n)) => Ok(Some(n)),
+        Some(Err(_)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("bad_{key}"),
+            &format!("{key} must be a whole number"),
+        )),
+    }
+}
+
+/// `GET /snapshot-v2?channel=C[&epoch=E&since_seq=N][&from=MS][&format=binary]`:
+/// `totals` is the catch-up (without `from`: every hour held; with `since_seq`:
+/// from the hour of the oldest frame after `N`, every hour held if `N` is not);
+/// `meters.<group>` and `notices` are JSON entity snapshots (see channels.rs).
 async fn snapshot(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    match q.get("channel").map(String::as_str) {
-        Some(TOTALS) => {}
-        _ => {
-            return error(StatusCode::NOT_FOUND, "unknown_channel", "only channel=totals is served")
+    rest_delay(&shared).await;
+    let (epoch, since) = match (whole(&q, "epoch"), whole(&q, "since_seq")) {
+        (Ok(e), Ok(n)) => (e, n),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let Some(channel) = q.get("channel") else {
+        return error(StatusCode::BAD_REQUEST, "bad_channel", "channel is required");
+    };
+    if channel == TOTALS {
+        // Every hour held; before the first reading, the hour of `asOf` (the start).
+        let (oldest, mini) = {
+            let m = shared.model();
+            let oldest = m.hours().front().map_or(m.as_of().wall_ms, |h| h.hour_ms);
+            let mini = match (epoch, since) {
+                (Some(e), Some(n)) if e == m.epoch() => m.hour_after(n).map(|h| (h, n)),
+                _ => None,
+            };
+            (oldest, mini)
+        };
+        return match mini {
+            Some((hour, n)) => serve_catchup_since(&shared, &q, Some(hour.max(oldest)), Some(n)),
+            None => serve_catchup(&shared, &q, Some(oldest)),
+        };
+    }
+    let since = epoch.zip(since);
+    let snap = {
+        let c = shared.channels();
+        c.snapshot(channel, since).map(|s| (s, c.names().clone()))
+    };
+    let Some((snap, names)) = snap else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_channel",
+            "channels: totals, meters.<group> (GET /groups), notices",
+        );
+    };
+    shared.catchups_served.fetch_add(1, Ordering::Relaxed);
+    let mut r = respond(StatusCode::OK, "application/json", snap.json(&names));
+    for (name, v) in [("x-meterflow-epoch", snap.epoch), ("x-meterflow-snapshot-seq", snap.snapshot_seq)] {
+        if let Ok(v) = v.to_string().parse() {
+            r.headers_mut().insert(name, v);
         }
     }
-    // Every hour held; before the first reading, the hour of `asOf` (the start).
-    let oldest = {
-        let m = shared.model();
-        m.hours().front().map_or(m.as_of().wall_ms, |h| h.hour_ms)
+    r
+}
+
+/// `GET /groups`: `{"version":V,"groups":{"north":["w-00001",…],…}}`.
+async fn groups(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.channels().groups_json();
+    respond(StatusCode::OK, "application/json", body)
+}
+
+/// Refuses a peer that is not on the loopback interface.
+fn loopback_only(peer: SocketAddr) -> Option<Response> {
+    (!peer.ip().is_loopback())
+        .then(|| error(StatusCode::FORBIDDEN, "forbidden", "the admin API is loopback only"))
+}
+
+/// `GET /admin/faults`: the faults now.
+async fn faults_get(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if let Some(r) = loopback_only(peer) {
+        return r;
+    }
+    respond(StatusCode::OK, "application/json", shared.faults().to_json().to_string())
+}
+
+/// `POST /admin/faults` with a JSON object: the fields given replace the
+/// faults (`reset: true` first clears them); `reconnect: true` sends RECONNECT
+/// on every open connection, `invalidSession: {"resumable": bool}` an
+/// INVALID_SESSION. Answers the faults now and `notified` connections.
+async fn faults_post(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: String,
+) -> Response {
+    if let Some(r) = loopback_only(peer) {
+        return r;
+    }
+    let Ok(Value::Object(patch)) = serde_json::from_str::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "bad_json", "the body must be a JSON object");
     };
-    serve_catchup(&shared, &q, Some(oldest))
+    let invalid = match patch.get("invalidSession") {
+        None => None,
+        Some(v) => match v.get("resumable").and_then(Value::as_bool) {
+            Some(resumable) => Some(Command::InvalidSession { resumable }),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_fault",
+                    "invalidSession: must be {\"resumable\": bool}",
+                )
+            }
+        },
+    };
+    let reconnect = match patch.get("reconnect") {
+        None => false,
+        Some(v) => match v.as_bool() {
+            Some(b) => b,
+            None => return error(StatusCode::BAD_REQUEST, "bad_fault", "reconnect: must be a boolean"),
+        },
+    };
+    let faults = match shared.faults().patched(&patch) {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_fault", &e),
+    };
+    shared.set_faults(faults);
+    let mut notified = 0;
+    if let Some(c) = invalid {
+        notified += shared.command(c);
+    }
+    if reconnect {
+        notified += shared.command(Command::Reconnect);
+    }
+    let body = json!({ "faults": faults.to_json(), "notified": notified });
+    respond(StatusCode::OK, "application/json", body.to_string())
 }
 
 /// `GET /truth`: exact totals per resource and hour, incidents, the stream's position.
 async fn truth(State(shared): State<Arc<Shared>>) -> Response {
+    let mut channels = serde_json::Map::new();
+    for s in shared.channels().streams() {
+        let v = json!({ "epoch": shared.cfg.epoch, "seq": s.seq(), "oldestSeq": s.oldest_seq() });
+        channels.insert(s.name.to_string(), v);
+    }
     let m = shared.model();
+    channels.insert(
+        TOTALS.into(),
+        json!({ "epoch": m.epoch(), "seq": m.seq(), "oldestSeq": m.oldest_seq() }),
+    );
     let resources: Vec<_> = RESOURCES
         .iter()
         .enumerate()
@@ -232,7 +399,7 @@ async fn truth(State(shared): State<Arc<Shared>>) -> Response {
             "start": i.start_ms,
             "end": i.end_ms,
         })).collect::<Vec<_>>(),
-        "channels": { TOTALS: { "epoch": m.epoch(), "seq": m.seq(), "oldestSeq": m.oldest_seq() } },
+        "channels": channels,
     });
     drop(m);
     respond(StatusCode::OK, "application/json", body.to_string())
@@ -240,6 +407,7 @@ async fn truth(State(shared): State<Arc<Shared>>) -> Response {
 
 /// `GET /meters/{id}`: one meter's description, latest reading and counters.
 async fn meter(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) -> Response {
+    rest_delay(&shared).await;
     let found = shared.model().meter(&id).map(|(i, r, s)| (i, r.to_string(), s));
     let Some((i, resource, state)) = found else {
         return error(StatusCode::NOT_FOUND, "unknown_meter", "no such meter");
@@ -291,5 +459,22 @@ async fn static_file(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     match tokio::fs::read(&path).await {
         Ok(bytes) => respond(StatusCode::OK, content_type(&path), bytes),
         Err(_) => error(StatusCode::NOT_FOUND, "not_found", "no such file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_api_refuses_peers_off_the_loopback() {
+        let status = |a: &str| {
+            let peer: SocketAddr = a.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            loopback_only(peer).map(|r| r.status())
+        };
+        assert_eq!(status("127.0.0.1:5000"), None);
+        assert_eq!(status("[::1]:5000"), None);
+        assert_eq!(status("10.0.0.7:5000"), Some(StatusCode::FORBIDDEN));
+        assert_eq!(status("[2001:db8::1]:5000"), Some(StatusCode::FORBIDDEN));
     }
 }

@@ -4,10 +4,14 @@
 //! (stream v2 WebSocket, docs/STREAM.md), `/catchup` and `/snapshot-v2`
 //! (PROTOCOL.md 3.6/3.8), `/truth`, `/meters/{id}`, static files.
 //!
-//! - `sim.rs`: the simulator (pure, seeded). `model.rs`: the read model (pure).
+//! - `sim.rs`: the simulator (pure, seeded). `model.rs`: the `totals` read
+//!   model (pure). `channels.rs`: the `meters.<group>` and `notices` read model
+//!   (pure). `faults.rs`: fault settings and the send planner (pure).
 //! - `http.rs`: REST handlers and bodies. `ws.rs`: one WebSocket session.
 //! - this file: `FeedConfig`, the shared state, the writer task, `start`.
 
+pub mod channels;
+pub mod faults;
 pub mod http;
 pub mod model;
 pub mod sim;
@@ -19,8 +23,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
+use crate::core::session::rng::SplitMix64;
+
+use channels::{ChannelLimits, ChannelModel};
+use faults::{Command, Faults};
 use model::ReadModel;
 use sim::{Incident, MeterSpec, Simulator, TICK_MS};
 
@@ -54,6 +62,19 @@ pub struct FeedConfig {
     pub max_ticks_per_wake: u32,
     /// Directory of the static files served at other paths (default `www`).
     pub www: PathBuf,
+    /// District groups, each a `meters.<group>` channel; 1..=64 (default 8).
+    pub groups: usize,
+    /// Recent deltas kept per `meters.<group>` / `notices` channel for the
+    /// stream; 1..=10,000 (default 32). Memory: about 40 bytes × the group's
+    /// meters per delta, plus its JSON once sent.
+    pub delta_ring: usize,
+    /// Notices held at once (the oldest is removed past it); 1..=10,000 (default 64).
+    pub max_notices: usize,
+    /// Notice removals remembered for `since_seq` mini-snapshots (an older
+    /// `since_seq` gets a full snapshot); 1..=100,000 (default 256).
+    pub notice_removals: usize,
+    /// Faults at start (all off by default; `POST /admin/faults` changes them).
+    pub faults: Faults,
 }
 
 impl Default for FeedConfig {
@@ -72,6 +93,11 @@ impl Default for FeedConfig {
             max_client_message_bytes: 64 << 10,
             max_ticks_per_wake: 256,
             www: PathBuf::from("www"),
+            groups: 8,
+            delta_ring: 32,
+            max_notices: 64,
+            notice_removals: 256,
+            faults: Faults::default(),
         }
     }
 }
@@ -113,7 +139,19 @@ impl FeedConfig {
         if !(1..=100_000).contains(&self.max_ticks_per_wake) {
             return bad("max_ticks_per_wake", "1..=100000");
         }
-        Ok(())
+        if !(1..=64).contains(&self.groups) {
+            return bad("groups", "1..=64");
+        }
+        if !(1..=10_000).contains(&self.delta_ring) {
+            return bad("delta_ring", "1..=10000");
+        }
+        if !(1..=10_000).contains(&self.max_notices) {
+            return bad("max_notices", "1..=10000");
+        }
+        if !(1..=100_000).contains(&self.notice_removals) {
+            return bad("notice_removals", "1..=100000");
+        }
+        self.faults.validate()
     }
 }
 
@@ -159,6 +197,10 @@ impl Sessions {
     fn known(&self, id: &str) -> bool {
         self.ids.iter().any(|s| s == id)
     }
+
+    fn forget(&mut self, id: &str) {
+        self.ids.retain(|s| s != id);
+    }
 }
 
 /// What every task shares.
@@ -169,6 +211,11 @@ pub struct Shared {
     pub meters: Vec<MeterSpec>,
     pub incidents: Vec<Incident>,
     model: RwLock<ReadModel>,
+    channels: RwLock<ChannelModel>,
+    faults: RwLock<Faults>,
+    commands: broadcast::Sender<Command>,
+    /// Seeds per-connection fault generators; drives REST delays.
+    rng: Mutex<SplitMix64>,
     /// The last `seq` applied; connection tasks wait on it.
     head: watch::Sender<u64>,
     sessions: Mutex<Sessions>,
@@ -185,6 +232,40 @@ impl Shared {
     /// writer never leaves the model half-updated across a panic point).
     pub fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
         self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The `meters.<group>` and `notices` read model, for a short read.
+    pub fn channels(&self) -> RwLockReadGuard<'_, ChannelModel> {
+        self.channels.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The faults now.
+    pub fn faults(&self) -> Faults {
+        *self.faults.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the faults (already validated).
+    pub fn set_faults(&self, f: Faults) {
+        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// Orders every open connection (RECONNECT, INVALID_SESSION); returns how many heard it.
+    pub fn command(&self, c: Command) -> usize {
+        self.commands.send(c).unwrap_or(0)
+    }
+
+    fn commands(&self) -> broadcast::Receiver<Command> {
+        self.commands.subscribe()
+    }
+
+    /// The next seed for a per-connection generator, or a REST delay draw.
+    pub fn next_random(&self) -> u64 {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner()).next_u64()
+    }
+
+    /// The server clock as clients see it (simulated, with the skew fault).
+    pub fn server_time_ms(&self) -> u64 {
+        self.faults().skewed(self.clock.now_ms())
     }
 
     /// Waits on the head `seq`.
@@ -204,6 +285,10 @@ impl Shared {
 
     fn session_known(&self, id: &str) -> bool {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).known(id)
+    }
+
+    fn forget_session(&self, id: &str) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).forget(id)
     }
 }
 
@@ -264,6 +349,21 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
         cfg.history_hours,
         cfg.ring_frames,
     );
+    let channels = ChannelModel::new(
+        cfg.epoch,
+        sim.meters().iter().map(|m| m.id.clone()).collect(),
+        sim.meters().iter().map(|m| m.resource).collect(),
+        channels::assign_groups(sim.meters().len(), cfg.groups, cfg.seed),
+        cfg.groups,
+        sim.incidents(),
+        cfg.seed,
+        sim.start_ms(),
+        ChannelLimits {
+            delta_ring: cfg.delta_ring,
+            max_notices: cfg.max_notices,
+            notice_removals: cfg.notice_removals,
+        },
+    );
     let mut origins = vec![format!("http://{addr}")];
     if addr.ip().is_loopback() {
         origins.push(format!("http://localhost:{}", addr.port()));
@@ -273,6 +373,10 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
         meters: sim.meters().to_vec(),
         incidents: sim.incidents().to_vec(),
         model: RwLock::new(model),
+        channels: RwLock::new(channels),
+        faults: RwLock::new(cfg.faults),
+        commands: broadcast::channel(16).0,
+        rng: Mutex::new(SplitMix64::new(cfg.seed ^ 0x6661_756c_7473_0001)),
         head: watch::Sender::new(0),
         sessions: Mutex::new(Sessions::default()),
         shutdown: watch::Sender::new(false),
@@ -285,7 +389,7 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
     let app = http::router(shared.clone());
     let mut stop = shared.shutdown();
     let serve = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
@@ -308,10 +412,15 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
             let mut n = 0;
             while sim.next_ts() <= now && n < shared.cfg.max_ticks_per_wake {
                 let ts = sim.step(&mut out);
+                {
+                    let mut c = shared.channels.write().unwrap_or_else(|e| e.into_inner());
+                    c.apply(ts, &out, &shared.incidents);
+                }
                 let readings = std::mem::take(&mut out);
+                let wall = shared.faults().skewed(ts);
                 let seq = {
                     let mut m = shared.model.write().unwrap_or_else(|e| e.into_inner());
-                    m.apply(ts, readings);
+                    m.apply_at(ts, wall, readings);
                     m.seq()
                 };
                 shared.head.send_replace(seq);

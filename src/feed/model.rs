@@ -142,6 +142,8 @@ pub struct HourTotals {
 pub struct CatchupView {
     pub epoch: u64,
     pub snapshot_seq: u64,
+    /// A `totals` mini-snapshot: the frames after this `seq` are covered.
+    pub since_seq: Option<u64>,
     pub as_of: Hlc,
     pub from_hour_ms: u64,
     pub to_hour_ms: u64,
@@ -216,7 +218,14 @@ impl ReadModel {
     /// Applies one tick's readings (simulated time `ts_ms`): stamps them once,
     /// takes the next `seq`, adds them to the totals, keeps the frame in the ring.
     pub fn apply(&mut self, ts_ms: u64, readings: Vec<Reading>) -> Arc<Frame> {
-        let stamp = self.clock.now(ts_ms);
+        self.apply_at(ts_ms, ts_ms, readings)
+    }
+
+    /// [`apply`](Self::apply) with the stamp taken at server wall time `wall_ms`
+    /// (the clock-skew fault); buckets follow the ledger's rule (the hour of
+    /// `min(ts, stamp)`), so the totals stay what a client computes.
+    pub fn apply_at(&mut self, ts_ms: u64, wall_ms: u64, readings: Vec<Reading>) -> Arc<Frame> {
+        let stamp = self.clock.now(wall_ms);
         self.seq += 1;
         self.sim_ms = self.sim_ms.max(ts_ms);
         for r in &readings {
@@ -309,6 +318,18 @@ impl ReadModel {
         Some(self.ring.iter().skip(skip).take(max).cloned().collect())
     }
 
+    /// The hour a `totals` mini-snapshot `since_seq = after` starts from: the
+    /// ledger bucket hour of the oldest frame after `after` (the hour of `asOf`
+    /// when none is); `None` when that frame is no longer held.
+    pub fn hour_after(&self, after: u64) -> Option<u64> {
+        let frames = self.frames_after(after, 1)?;
+        let Some(f) = frames.first() else {
+            return Some(self.as_of().wall_ms / HOUR_MS * HOUR_MS);
+        };
+        let ms = f.readings.iter().map(|r| r.ts_ms).min().unwrap_or(f.stamp.wall_ms);
+        Some(ms.min(f.stamp.wall_ms) / HOUR_MS * HOUR_MS)
+    }
+
     /// The oldest `seq` still in the ring.
     pub fn oldest_seq(&self) -> Option<u64> {
         self.ring.front().map(|f| f.seq)
@@ -345,6 +366,7 @@ impl ReadModel {
         Ok(CatchupView {
             epoch: self.epoch,
             snapshot_seq: self.seq,
+            since_seq: None,
             as_of,
             from_hour_ms: from,
             to_hour_ms: to,

@@ -1,9 +1,10 @@
-//! One stream v2 WebSocket session (docs/STREAM.md), `totals` channel only:
-//! HELLO, then IDENTIFY or RESUME, then v1 live frames (JSON 3.2 or binary
-//! kind 2 3.5) within the client's credit, HEARTBEAT answered with
-//! HEARTBEAT_ACK, SUBSCRIBE/UNSUBSCRIBE/CREDIT. Frames come from the read
-//! model's ring; a connection that falls behind the ring skips to the head
-//! (the client sees the gap and recovers with a snapshot).
+//! One stream v2 WebSocket session (docs/STREAM.md): HELLO, then IDENTIFY or
+//! RESUME, then per subscribed channel its deltas within the client's credit:
+//! `totals` as v1 live frames (JSON 3.2 or binary kind 2 3.5), `meters.<group>`
+//! and `notices` as DELTA ops. HEARTBEAT is answered with HEARTBEAT_ACK;
+//! SUBSCRIBE/UNSUBSCRIBE/CREDIT. Deltas come from the read models' rings; a
+//! connection that falls behind a ring skips to its head (the client sees the
+//! gap and recovers with a mini-snapshot). Faults (`faults.rs`) act here.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +17,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::channels::Delta;
+use super::faults::{plan_sends, Command};
 use super::model::{Frame, TOTALS};
 use super::Shared;
+use crate::core::session::rng::SplitMix64;
 
 /// Frames sent per loop turn before the socket is read again.
 const SEND_BATCH: usize = 64;
@@ -25,12 +29,14 @@ const SEND_BATCH: usize = 64;
 /// Close codes the server uses (docs/STREAM.md §3).
 mod close {
     pub const GOING_AWAY: u16 = 1001;
+    pub const RECONNECT: u16 = 4000;
     pub const UNKNOWN_OP: u16 = 4001;
     pub const DECODE_ERROR: u16 = 4002;
     pub const NOT_IDENTIFIED: u16 = 4003;
     pub const ALREADY_IDENTIFIED: u16 = 4005;
     pub const SESSION_TIMED_OUT: u16 = 4009;
     pub const UNKNOWN_CHANNEL: u16 = 4010;
+    pub const TOO_MANY_CHANNELS: u16 = 4013;
 }
 
 /// `GET /stream[?format=binary]`: refuses an `Origin` other than the server's own.
@@ -59,9 +65,18 @@ pub async fn upgrade(
 /// A channel's position on this connection.
 #[derive(Debug)]
 struct Sub {
+    channel: String,
     credit: u64,
     /// The next `seq` to send.
     next: u64,
+    /// Sends left past the credit (the overrun fault), reset by CREDIT.
+    overrun: u64,
+}
+
+impl Sub {
+    fn can_send(&self) -> bool {
+        self.credit > 0 || self.overrun > 0
+    }
 }
 
 struct Conn {
@@ -69,8 +84,11 @@ struct Conn {
     socket: WebSocket,
     binary: bool,
     session: String,
+    /// The session was invalidated (not resumable): IDENTIFY takes a new id.
+    forgotten: bool,
     identified: bool,
-    totals: Option<Sub>,
+    subs: Vec<Sub>,
+    rng: SplitMix64,
 }
 
 /// Why the loop ends.
@@ -87,11 +105,30 @@ impl AsRef<[u8]> for ArcStrBytes {
     }
 }
 
-fn frame_message(f: &Frame, binary: bool) -> Option<Message> {
-    if binary {
-        Some(Message::Binary(Bytes::from_owner(f.binary())))
-    } else {
-        Utf8Bytes::try_from(Bytes::from_owner(ArcStrBytes(f.json()))).ok().map(Message::Text)
+fn text_message(s: Arc<str>) -> Option<Message> {
+    Utf8Bytes::try_from(Bytes::from_owner(ArcStrBytes(s))).ok().map(Message::Text)
+}
+
+/// A held delta of any channel.
+enum Item {
+    Frame(Arc<Frame>),
+    Delta(Arc<Delta>),
+}
+
+impl Item {
+    fn seq(&self) -> u64 {
+        match self {
+            Item::Frame(f) => f.seq,
+            Item::Delta(d) => d.seq,
+        }
+    }
+
+    fn message(&self, binary: bool) -> Option<Message> {
+        match self {
+            Item::Frame(f) if binary => Some(Message::Binary(Bytes::from_owner(f.binary()))),
+            Item::Frame(f) => text_message(f.json()),
+            Item::Delta(d) => text_message(d.json()),
+        }
     }
 }
 
@@ -102,8 +139,17 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 
 async fn run(socket: WebSocket, shared: Arc<Shared>, binary: bool) {
     let session = shared.new_session();
-    let mut c =
-        Conn { shared: shared.clone(), socket, binary, session, identified: false, totals: None };
+    let rng = SplitMix64::new(shared.next_random());
+    let mut c = Conn {
+        shared: shared.clone(),
+        socket,
+        binary,
+        session,
+        forgotten: false,
+        identified: false,
+        subs: Vec::new(),
+        rng,
+    };
     let end = c.serve().await;
     if let Err(End::Close(code, reason)) = end {
         let frame = CloseFrame { code, reason: reason.into() };
@@ -121,19 +167,25 @@ impl Conn {
             "op": "HELLO",
             "heartbeat_interval_ms": self.shared.cfg.heartbeat_interval_ms,
             "session_id": self.session,
-            "server_time_ms": self.shared.clock.now_ms(),
+            "server_time_ms": self.shared.server_time_ms(),
         });
         self.send_json(hello).await?;
+        let opened = tokio::time::Instant::now();
         let mut head = self.shared.head();
         let mut stop = self.shared.shutdown();
+        let mut commands = self.shared.commands();
         let silence =
             Duration::from_millis(self.shared.cfg.heartbeat_interval_ms.saturating_mul(2));
         let mut deadline = tokio::time::Instant::now() + silence;
         loop {
-            // More held frames than one batch: go round again at once (after
+            // More held deltas than one batch: go round again at once (after
             // reading whatever the client sent meanwhile).
-            let more = self.send_frames().await?;
-            let waiting = self.totals.as_ref().is_some_and(|s| s.credit > 0);
+            let more = self.send_all().await?;
+            let waiting = self.subs.iter().any(Sub::can_send);
+            let cut = match self.shared.faults().disconnect_every_ms {
+                0 => None,
+                ms => Some(opened + Duration::from_millis(ms)),
+            };
             // Biased: a message already received always wins over the silence
             // deadline, so a starved task never closes a client that spoke.
             tokio::select! {
@@ -149,11 +201,20 @@ impl Conn {
                         Some(Ok(_)) => {}
                     }
                 }
+                cmd = commands.recv() => {
+                    if let Ok(cmd) = cmd {
+                        self.on_command(cmd).await?;
+                    }
+                }
                 () = std::future::ready(()), if more => {}
                 changed = head.changed(), if waiting => {
                     if changed.is_err() {
                         return Err(End::Close(close::GOING_AWAY, "server stopping"));
                     }
+                }
+                // The disconnect fault: cut without a close frame (the client sees 1006).
+                _ = tokio::time::sleep_until(cut.unwrap_or(deadline)), if cut.is_some() => {
+                    return Err(End::Gone);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(End::Close(close::SESSION_TIMED_OUT, "no message within 2 heartbeat intervals"));
@@ -165,42 +226,91 @@ impl Conn {
         }
     }
 
-    /// Sends what the credit allows of the frames after the channel's position,
-    /// one batch; `true` if a full batch went and credit is left (maybe more).
-    async fn send_frames(&mut self) -> Result<bool, End> {
-        let Some(sub) = self.totals.as_mut() else { return Ok(false) };
-        if sub.credit == 0 {
+    async fn on_command(&mut self, cmd: Command) -> Result<(), End> {
+        match cmd {
+            Command::Reconnect => {
+                self.send_json(json!({ "op": "RECONNECT" })).await?;
+                Err(End::Close(close::RECONNECT, "reconnect requested"))
+            }
+            Command::InvalidSession { resumable } => {
+                if !self.identified {
+                    return Ok(());
+                }
+                self.identified = false;
+                self.subs.clear();
+                if !resumable {
+                    self.shared.forget_session(&self.session);
+                    self.forgotten = true;
+                }
+                self.send_json(json!({ "op": "INVALID_SESSION", "resumable": resumable })).await
+            }
+        }
+    }
+
+    /// Sends one batch on every channel; `true` if some channel may have more.
+    async fn send_all(&mut self) -> Result<bool, End> {
+        let mut more = false;
+        for i in 0..self.subs.len() {
+            more |= self.send_deltas(i).await?;
+        }
+        Ok(more)
+    }
+
+    /// The held deltas of `channel` after `after`, at most `max`; `None` when
+    /// `after + 1` is no longer held, with the head `seq`.
+    fn held(&self, channel: &str, after: u64, max: usize) -> (Option<Vec<Item>>, u64) {
+        if channel == TOTALS {
+            let m = self.shared.model();
+            let f = m.frames_after(after, max).map(|v| v.into_iter().map(Item::Frame).collect());
+            return (f, m.seq());
+        }
+        let c = self.shared.channels();
+        match c.stream(channel) {
+            Some(s) => (
+                s.deltas_after(after, max).map(|v| v.into_iter().map(Item::Delta).collect()),
+                s.seq(),
+            ),
+            None => (Some(Vec::new()), 0),
+        }
+    }
+
+    /// Sends what the credit (and the faults) allow of the deltas after the
+    /// channel's position, one batch; `true` if a full batch went and the
+    /// channel can send more.
+    async fn send_deltas(&mut self, i: usize) -> Result<bool, End> {
+        let Some(sub) = self.subs.get(i) else { return Ok(false) };
+        if !sub.can_send() {
             return Ok(false);
         }
-        let max = (sub.credit as usize).min(SEND_BATCH);
-        let frames = {
-            let m = self.shared.model();
-            match m.frames_after(sub.next.saturating_sub(1), max) {
-                Some(f) => f,
-                None => {
-                    // Behind the ring (or a position from the future): skip to the head.
-                    sub.next = m.seq() + 1;
-                    return Ok(false);
-                }
+        let (held, head) = self.held(&sub.channel, sub.next.saturating_sub(1), SEND_BATCH);
+        let Some(held) = held else {
+            // Behind the ring (or a position from the future): skip to the head.
+            if let Some(sub) = self.subs.get_mut(i) {
+                sub.next = head + 1;
             }
+            return Ok(false);
         };
-        let full = frames.len() == max;
-        for f in frames {
-            let msg = frame_message(&f, self.binary)
-                .ok_or(End::Close(close::DECODE_ERROR, "frame encoding failed"))?;
+        let faults = self.shared.faults();
+        let plan = plan_sends(held.len(), sub.credit, sub.overrun, &faults, &mut self.rng);
+        for &k in &plan.sends {
+            let Some(item) = held.get(k) else { continue };
+            let msg = item
+                .message(self.binary)
+                .ok_or(End::Close(close::DECODE_ERROR, "delta encoding failed"))?;
             self.socket.send(msg).await.map_err(|_| End::Gone)?;
-            if let Some(sub) = self.totals.as_mut() {
-                sub.next = f.seq + 1;
-                sub.credit -= 1;
-            }
         }
-        Ok(full && self.totals.as_ref().is_some_and(|s| s.credit > 0))
+        let Some(sub) = self.subs.get_mut(i) else { return Ok(false) };
+        if let Some(last) = plan.consumed.checked_sub(1).and_then(|k| held.get(k)) {
+            sub.next = last.seq() + 1;
+        }
+        sub.credit -= plan.credit_used;
+        sub.overrun -= plan.overrun_used;
+        Ok(plan.consumed == SEND_BATCH && sub.can_send())
     }
 
     /// Where a channel offer starts: after its position if the ring still holds
-    /// it in this epoch, else at the next frame.
-    fn start(&self, offer: &Value, pos_field: &str) -> Sub {
-        let m = self.shared.model();
+    /// it in this epoch, else at the next delta. `None`: no such channel.
+    fn start(&self, channel: &str, offer: &Value, pos_field: &str) -> Option<Sub> {
         let credit = offer
             .get("credit")
             .and_then(Value::as_u64)
@@ -208,11 +318,35 @@ impl Conn {
             .min(self.shared.cfg.max_credit);
         let epoch = offer.get("epoch").and_then(Value::as_u64);
         let pos = offer.get(pos_field).and_then(Value::as_u64);
-        let next = match (epoch, pos) {
-            (Some(e), Some(p)) if e == m.epoch() && m.frames_after(p, 0).is_some() => p + 1,
-            _ => m.seq() + 1,
+        let (held, head) = match (epoch, pos) {
+            (Some(e), Some(p)) if e == self.shared.cfg.epoch => {
+                let (h, head) = self.held(channel, p, 0);
+                (h.map(|_| p), head)
+            }
+            _ => (None, self.held(channel, 0, 0).1),
         };
-        Sub { credit, next }
+        if channel != TOTALS && self.shared.channels().stream(channel).is_none() {
+            return None;
+        }
+        Some(Sub {
+            channel: channel.to_string(),
+            credit,
+            next: held.unwrap_or(head) + 1,
+            overrun: u64::from(self.shared.faults().credit_overrun),
+        })
+    }
+
+    /// Adds (or restarts) a channel; unknown: 4010, too many: 4013.
+    fn subscribe(&mut self, channel: &str, offer: &Value, pos_field: &str) -> Result<(), End> {
+        let sub = self
+            .start(channel, offer, pos_field)
+            .ok_or(End::Close(close::UNKNOWN_CHANNEL, "unknown channel"))?;
+        self.subs.retain(|s| s.channel != channel);
+        if self.subs.len() >= self.shared.cfg.groups + 2 {
+            return Err(End::Close(close::TOO_MANY_CHANNELS, "too many channels"));
+        }
+        self.subs.push(sub);
+        Ok(())
     }
 
     /// Subscribes the offered channels; an unknown one closes with 4010.
@@ -220,11 +354,12 @@ impl Conn {
         let Some(list) = msg.get("channels").and_then(Value::as_array) else {
             return Err(End::Close(close::DECODE_ERROR, "channels must be an array"));
         };
+        self.subs.clear();
         for offer in list {
-            match offer.get("name").and_then(Value::as_str) {
-                Some(TOTALS) => self.totals = Some(self.start(offer, pos_field)),
-                _ => return Err(End::Close(close::UNKNOWN_CHANNEL, "unknown channel")),
-            }
+            let Some(name) = offer.get("name").and_then(Value::as_str) else {
+                return Err(End::Close(close::DECODE_ERROR, "a channel needs a name"));
+            };
+            self.subscribe(name, offer, pos_field)?;
         }
         if let Some(f) = msg.get("format").and_then(Value::as_str) {
             self.binary = f == "binary";
@@ -241,6 +376,10 @@ impl Conn {
                 Err(End::Close(close::ALREADY_IDENTIFIED, "already identified"))
             }
             "IDENTIFY" => {
+                if self.forgotten {
+                    self.session = self.shared.new_session();
+                    self.forgotten = false;
+                }
                 self.take_channels(&msg, "snapshot_seq")?;
                 self.identified = true;
                 let ready = json!({ "op": "READY", "session_id": self.session });
@@ -254,40 +393,49 @@ impl Conn {
                         .await;
                 }
                 self.session = id.to_string();
+                self.forgotten = false;
                 self.take_channels(&msg, "last_seq")?;
                 self.identified = true;
                 self.send_json(json!({ "op": "RESUMED" })).await
             }
             "HEARTBEAT" => {
-                let mut sent = serde_json::Map::new();
-                if let Some(sub) = &self.totals {
-                    let epoch = self.shared.model().epoch();
-                    sent.insert(TOTALS.into(), json!([epoch, sub.next.saturating_sub(1)]));
-                }
+                let epoch = self.shared.cfg.epoch;
+                let sent: serde_json::Map<String, Value> = self
+                    .subs
+                    .iter()
+                    .map(|s| (s.channel.clone(), json!([epoch, s.next.saturating_sub(1)])))
+                    .collect();
                 self.send_json(json!({ "op": "HEARTBEAT_ACK", "sent": sent })).await
             }
             "SUBSCRIBE" | "UNSUBSCRIBE" | "CREDIT" if !self.identified => {
                 Err(End::Close(close::NOT_IDENTIFIED, "identify first"))
             }
             "SUBSCRIBE" => match msg.get("channel").and_then(Value::as_str) {
-                Some(TOTALS) => {
-                    if self.totals.is_none() {
-                        self.totals = Some(self.start(&msg, "snapshot_seq"));
+                Some(name) => {
+                    if !self.subs.iter().any(|s| s.channel == name) {
+                        self.subscribe(name, &msg, "snapshot_seq")?;
                     }
                     Ok(())
                 }
-                _ => Err(End::Close(close::UNKNOWN_CHANNEL, "unknown channel")),
+                None => Err(End::Close(close::DECODE_ERROR, "SUBSCRIBE needs a channel")),
             },
             "UNSUBSCRIBE" => {
-                if msg.get("channel").and_then(Value::as_str) == Some(TOTALS) {
-                    self.totals = None;
+                if let Some(name) = msg.get("channel").and_then(Value::as_str) {
+                    self.subs.retain(|s| s.channel != name);
                 }
                 Ok(())
             }
             "CREDIT" => {
-                let n = msg.get("credit").and_then(|c| c.get(TOTALS)).and_then(Value::as_u64);
-                if let (Some(n), Some(sub)) = (n, self.totals.as_mut()) {
-                    sub.credit = sub.credit.saturating_add(n).min(self.shared.cfg.max_credit);
+                let Some(grants) = msg.get("credit").and_then(Value::as_object) else {
+                    return Err(End::Close(close::DECODE_ERROR, "credit must be an object"));
+                };
+                let (max, overrun) =
+                    (self.shared.cfg.max_credit, u64::from(self.shared.faults().credit_overrun));
+                for sub in &mut self.subs {
+                    if let Some(n) = grants.get(&sub.channel).and_then(Value::as_u64) {
+                        sub.credit = sub.credit.saturating_add(n).min(max);
+                        sub.overrun = overrun;
+                    }
                 }
                 Ok(())
             }
