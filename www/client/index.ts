@@ -51,7 +51,7 @@ export interface WorkerLike {
 export interface ClientError {
   type: 'error'; v: 1; code: ClientErrorCode; message: string; source: 'client';
 }
-export type ClientErrorCode = TransportErrorCode | 'worker_failed' | 'pending_limit' | 'closed';
+export type ClientErrorCode = TransportErrorCode | 'worker_failed' | 'pending_limit' | 'closed' | 'timeout';
 
 /** The events `on` takes, and what each handler receives. */
 export interface ClientEvents {
@@ -87,6 +87,12 @@ export interface StartOptions {
   binary?: boolean;
   /** Most `post`/`query` promises waiting for their answer (default 1,024; 1..=1,000,000). */
   maxPending?: number;
+  /**
+   * A `post`/`query` unanswered this long rejects with `timeout` and frees its
+   * slot (default 10,000 ms; 1..=3,600,000), so a message the worker never
+   * answers cannot hold a pending slot for ever.
+   */
+  answerTimeoutMs?: number;
   /** Seams for tests; default the page's `WebSocket`, `fetch` and `Date.now`. */
   openSocket?: SocketFactory;
   fetch?: FetchLike;
@@ -94,9 +100,12 @@ export interface StartOptions {
 }
 
 export const DEFAULT_MAX_PENDING = 1024;
+export const DEFAULT_ANSWER_TIMEOUT_MS = 10_000;
 
 type Handler<E extends ClientEvent> = (message: ClientEvents[E]) => void;
-type Waiter = { resolve: (m: never) => void; reject: (e: Error) => void };
+type Waiter = { resolve: (m: never) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> };
+/** The answer types of a query, for matching answers that do not echo the `id`. */
+type QueryKind = 'stats' | 'totals' | 'window' | 'meter';
 
 /** A rejected `post`/`query`, with a stable `code`. */
 export class MeterflowClientError extends Error {
@@ -115,6 +124,14 @@ export class MeterflowClient {
   /** Whether this client executes the session's socket and REST requests. */
   readonly pageOwnsStream: boolean;
   private readonly maxPending: number;
+  private readonly answerTimeoutMs: number;
+  /**
+   * Query ids per answer kind, oldest first. A worker that does not echo a
+   * query's `id` answers queries in the order it got them, so a `window` or
+   * `meter` answer without a known `id` settles the oldest query of its kind
+   * for its meter (the worker sends those two only when asked).
+   */
+  private readonly queries = new Map<QueryKind, { id: number; meter?: string }[]>();
   /** The worker's version, from its `ready` message. */
   version = '';
   /** Whether the worker runs a stream v2 session (it has posted `connection`): only then is credit meaningful. */
@@ -126,6 +143,11 @@ export class MeterflowClient {
       throw new RangeError(`maxPending must be a whole number in 1..=1000000, not ${max}`);
     }
     this.maxPending = max;
+    const timeout = o.answerTimeoutMs ?? DEFAULT_ANSWER_TIMEOUT_MS;
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 3_600_000) {
+      throw new RangeError(`answerTimeoutMs must be a whole number in 1..=3600000, not ${timeout}`);
+    }
+    this.answerTimeoutMs = timeout;
     const now = o.now ?? (() => Date.now());
     // The ledger's own catch-up `fetch` is the page's in either mode; the
     // session's socket and REST requests only with `transport: 'page'`.
@@ -154,9 +176,21 @@ export class MeterflowClient {
     return this.request<AckMessage>(message, transfer);
   }
 
+  /** Posts a page message without an `id`: nothing is awaited (session commands, transport events). */
+  send(message: ClientPageMessage, transfer?: Transferable[]): void {
+    this.postRaw(message, transfer);
+  }
+
   /** Posts a `query` with an `id`; resolves with the answer carrying that `id`. */
   query<Q extends QueryRequest>(q: Q): Promise<QueryAnswer<Q>> {
-    return this.request<QueryAnswer<Q>>({ type: 'query', ...q } as ClientPageMessage);
+    const answer = this.request<QueryAnswer<Q>>({ type: 'query', ...q } as ClientPageMessage);
+    const id = this.nextId - 1;
+    if (this.waiting.has(id)) {
+      let list = this.queries.get(q.query);
+      if (!list) this.queries.set(q.query, (list = []));
+      list.push({ id, meter: 'meter' in q ? q.meter : undefined });
+    }
+    return answer;
   }
 
   /**
@@ -176,8 +210,12 @@ export class MeterflowClient {
     this.closed = true;
     this.transport.shutdown();
     this.worker.onmessage = null;
-    for (const w of this.waiting.values()) w.reject(new MeterflowClientError('closed', 'the client was closed'));
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(new MeterflowClientError('closed', 'the client was closed'));
+    }
     this.waiting.clear();
+    this.queries.clear();
     this.worker.terminate?.();
   }
 
@@ -192,6 +230,9 @@ export class MeterflowClient {
     const msg = raw as ClientWorkerMessage & { id?: unknown };
     if (typeof msg.id === 'number' && this.settle(msg.id, msg)) {
       if (msg.type === 'ack') return;
+    } else if (msg.type === 'window' || msg.type === 'meter') {
+      // Only these two: `stats` and `totals` also come unasked, so without an `id` they answer nothing.
+      this.settleOldest(msg.type, msg.meter, msg);
     }
     switch (msg.type) {
       case 'connect':
@@ -237,8 +278,12 @@ export class MeterflowClient {
   /** A worker that failed to start or crashed. */
   fail(message: string): void {
     this.emit('error', { type: 'error', v: 1, code: 'worker_failed', message, source: 'client' });
-    for (const w of this.waiting.values()) w.reject(new MeterflowClientError('worker_failed', message));
+    for (const w of this.waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(new MeterflowClientError('worker_failed', message));
+    }
     this.waiting.clear();
+    this.queries.clear();
   }
 
   private request<T>(message: ClientPageMessage, transfer?: Transferable[]): Promise<T> {
@@ -250,7 +295,12 @@ export class MeterflowClient {
     }
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (m: never) => void, reject });
+      const timer = setTimeout(() => {
+        if (!this.waiting.delete(id)) return;
+        this.forgetQuery(id);
+        reject(new MeterflowClientError('timeout', `no answer from the worker within ${this.answerTimeoutMs} ms`));
+      }, this.answerTimeoutMs);
+      this.waiting.set(id, { resolve: resolve as (m: never) => void, reject, timer });
       this.postRaw({ ...message, id }, transfer);
     });
   }
@@ -259,8 +309,28 @@ export class MeterflowClient {
     const w = this.waiting.get(id);
     if (!w) return false;
     this.waiting.delete(id);
+    this.forgetQuery(id);
+    clearTimeout(w.timer);
     w.resolve(msg as never);
     return true;
+  }
+
+  /** An answer without a known `id`: settles the oldest query of its kind (and meter). */
+  private settleOldest(kind: QueryKind, meter: string | undefined, msg: ClientWorkerMessage): void {
+    const list = this.queries.get(kind);
+    const i = list?.findIndex((q) => q.meter === meter) ?? -1;
+    const q = i >= 0 ? list?.[i] : undefined;
+    if (q) this.settle(q.id, msg);
+  }
+
+  private forgetQuery(id: number): void {
+    for (const list of this.queries.values()) {
+      const i = list.findIndex((q) => q.id === id);
+      if (i >= 0) {
+        list.splice(i, 1);
+        return;
+      }
+    }
   }
 
   private postRaw(message: object, transfer?: Transferable[]): void {

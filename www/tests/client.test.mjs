@@ -164,6 +164,39 @@ test('past maxPending a post is refused with pending_limit; close rejects the re
   assert.throws(() => startMeterflow({ worker: fakeWorker(), maxPending: 0 }), RangeError);
 });
 
+test('a query answer without its id settles the oldest query of its kind and meter', async () => {
+  const { worker, mf } = await started();
+  const wa = mf.query({ query: 'window', meter: 'm-1' });
+  const wb = mf.query({ query: 'window', meter: 'm-2' });
+  const m1 = mf.query({ query: 'meter', meter: 'm-1' });
+  assert.equal(mf.pending, 3);
+  // A worker that does not echo `id` answers in order; the meter picks the waiter.
+  worker.answer({ type: 'window', v: 1, meter: 'm-2', values: new Float64Array([2]) });
+  assert.equal((await wb).values[0], 2);
+  worker.answer({ type: 'meter', v: 1, meter: 'm-1', count: 7 });
+  assert.equal((await m1).count, 7);
+  worker.answer({ type: 'window', v: 1, meter: 'm-9', values: new Float64Array([9]) });
+  assert.equal(mf.pending, 1, 'an answer for a meter nobody asked about settles nothing');
+  worker.answer({ type: 'window', v: 1, meter: 'm-1', values: new Float64Array([1]) });
+  assert.equal((await wa).values[0], 1);
+  assert.equal(mf.pending, 0);
+  // `send` posts without an id and awaits nothing.
+  mf.send({ type: 'session', op: 'start' });
+  assert.deepEqual(worker.posted.at(-1), { type: 'session', op: 'start' });
+  assert.equal(mf.pending, 0);
+});
+
+test('an unanswered post or query rejects with timeout and frees its slot', async () => {
+  const { mf } = await started({ answerTimeoutMs: 20, maxPending: 1 });
+  const q = mf.query({ query: 'window', meter: 'm-1' });
+  await assert.rejects(mf.post({ type: 'reset' }), (e) => e.code === 'pending_limit');
+  await assert.rejects(q, (e) => e instanceof MeterflowClientError && e.code === 'timeout');
+  assert.equal(mf.pending, 0);
+  const p = mf.post({ type: 'reset' });
+  await assert.rejects(p, (e) => e.code === 'timeout');
+  assert.throws(() => startMeterflow({ worker: fakeWorker(), answerTimeoutMs: 0 }), RangeError);
+});
+
 test('the page transport runs connect, send and close and reports what the socket did', async () => {
   const sockets = fakeSockets();
   const { worker, mf } = await started({ openSocket: sockets.open });
