@@ -3,15 +3,18 @@
 // at most once per animation frame; after each render it acknowledges what
 // it rendered (credit), so the stream follows the page's real speed.
 //
-// Until the stream v2 session is wired into the worker, totals come through
-// the ledger's catch-up path: `catchupOnStart` makes the worker ask for a
-// catch-up at once and every `catchupIntervalMs` after, and the client's page
-// transport answers with `GET /catchup` from the feed server that serves
-// this page. URL parameters: `catchupMs` (default 5,000), `binary=1` for
-// binary catch-ups and stream frames, `stream=v2` to start the session
-// (channels `totals`, `notices`, `meters.<group>`).
+// By default the page starts the worker's stream v2 session on the feed
+// server that serves it (channels `totals`, `notices`, `meters.<group>`):
+// totals come from the `totals` snapshot (the ledger's catch-up) and its live
+// deltas, the meter list from `meters.<group>`, notices from `notices`.
+// URL parameters: `transport=worker` hands the socket and REST to the worker
+// (default `page`: the client executes the worker's connect/send/close/fetch);
+// `stream=off` runs without the session, on the ledger's periodic catch-ups
+// only (`catchupMs`, default 5,000); `binary=1` for binary frames and
+// catch-ups; `maxOffsetMs` for a feed server on accelerated time.
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import { BucketChart } from './chart.js';
+import type { DetailState } from './view.js';
 import { zoneName } from './format.js';
 import { MeterTable, VirtualList } from './meters.js';
 import {
@@ -25,7 +28,11 @@ import './style.css';
 
 const params = new URLSearchParams(location.search);
 const CATCHUP_MS = Number(params.get('catchupMs') ?? 5000);
-const STREAM_V2 = params.get('stream') === 'v2';
+const STREAM_V2 = params.get('stream') !== 'off';
+const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
+// A feed server on accelerated time (`--speed`) has a clock that runs fast on
+// purpose; `maxOffsetMs` widens the worker's clock check to match.
+const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
 const BINARY = params.get('binary') === '1';
 const GROUPS = ['north', 'south', 'east', 'west', 'centre', 'harbour', 'hills', 'airport'];
 
@@ -33,7 +40,7 @@ const store = makeStore();
 const meters = new MeterTable();
 /** Delivered updates per channel since the last render: the credit the next render returns. */
 const delivered = new Map<string, number>();
-let detail: { meter: string | null; body: Record<string, unknown> | null; cached: boolean } = { meter: null, body: null, cached: false };
+let detail: DetailState = { meter: null, body: null, cached: false, window: null, moments: null };
 let mf: MeterflowClient | null = null;
 
 /** For the end-to-end test and for debugging: the store and the client. */
@@ -87,7 +94,7 @@ function frame(): void {
   document.getElementById('meter-count')!.textContent = meters.size.toLocaleString();
   document.getElementById('meters-empty')!.hidden = meters.size > 0;
   list.update(meters.ids());
-  renderDetail(detail.meter, detail.body, detail.cached, mf?.sessionActive ?? false);
+  renderDetail(detail, mf?.sessionActive ?? false);
   handle.renders += 1;
   // Credit: what was delivered before this render has now been shown.
   for (const [channel, frames] of delivered) mf?.rendered(channel, frames);
@@ -119,15 +126,35 @@ function renderTabs(s: RootState['telemetry']): void {
 }
 
 function openDetail(meter: string): void {
-  detail = { meter, body: null, cached: false };
-  if (mf?.sessionActive) void mf.post({ type: 'session', op: 'detail', meter }).catch(() => {});
+  detail = { meter, body: null, cached: false, window: null, moments: null };
+  // The window and moments exist for meters the session's rows feed; without
+  // a session a listed meter may be unknown to the worker (unknown_meter).
+  if (mf?.sessionActive) {
+    mf.send({ type: 'session', op: 'detail', meter });
+    void refreshWindow(meter);
+  }
   markDirty();
+}
+
+/** The selected meter's detection window (sparkline) and moments, from the worker. */
+async function refreshWindow(meter: string): Promise<void> {
+  const client = mf;
+  if (!client) return;
+  try {
+    const [w, m] = await Promise.all([client.query({ query: 'window', meter }), client.query({ query: 'meter', meter })]);
+    if (detail.meter !== meter) return;
+    detail = { ...detail, window: w.values, moments: m };
+    markDirty();
+  } catch {
+    // The client was closed or is over its pending limit: the next refresh tries again.
+  }
 }
 
 store.subscribe(markDirty);
 // Badge expiry and the reconnect countdown move with time, not with events.
 setInterval(() => {
   store.dispatch(badgesExpired({ now: Date.now() }));
+  if (detail.meter && mf?.sessionActive) void refreshWindow(detail.meter);
   markDirty();
 }, 1000);
 
@@ -143,7 +170,14 @@ async function start(): Promise<void> {
   const starting = startMeterflow({
     worker,
     binary: BINARY,
-    config: { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) },
+    transport: TRANSPORT,
+    feedUrl: location.origin,
+    // With the session, totals start from the `totals` snapshot and follow its
+    // deltas; the ledger still asks for a catch-up itself after a gap.
+    config: {
+      ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
+      ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS }),
+    },
   });
   // Handlers go on before `ready` resolves, so nothing posted with it is missed.
   const client = await starting.catch((e: unknown) => {
@@ -174,7 +208,7 @@ async function start(): Promise<void> {
     markDirty();
   });
   client.on('detail', (d) => {
-    if (d.meter === detail.meter) detail = { meter: d.meter, body: d.detail, cached: d.cached };
+    if (d.meter === detail.meter) detail = { ...detail, body: d.detail, cached: d.cached };
     markDirty();
   });
   client.on('error', (e) => {
@@ -183,7 +217,7 @@ async function start(): Promise<void> {
   });
   client.on('warning', (w) => store.dispatch(errorReported({ code: `warning ${w.code}`, message: w.message, at: Date.now() })));
   if (STREAM_V2) {
-    void client.post({ type: 'session', op: 'start', channels: ['totals', 'notices', ...GROUPS.map((g) => `meters.${g}`)] }).catch(() => {});
+    client.send({ type: 'session', op: 'start', channels: ['totals', 'notices', ...GROUPS.map((g) => `meters.${g}`)] });
   }
 }
 

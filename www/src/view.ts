@@ -1,7 +1,7 @@
 // Renders the telemetry state into the page. Called at most once per
 // animation frame; builds DOM with textContent only (no HTML strings, no
 // inline styles), so the page runs under `default-src 'self'`.
-import type { AnomalyKind, ConnectionMessage, MeterRow, TotalsMessage } from '../client/index.js';
+import type { AnomalyKind, ConnectionMessage, MeterMessage, MeterRow, TotalsMessage } from '../client/index.js';
 import {
   formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatTotal, formatValue, unitName,
 } from './format.js';
@@ -161,6 +161,20 @@ export function renderStats(s: TelemetryState): void {
     ['fetches', 'catch-ups asked', c ? formatCount(c.fetches) : '—'],
     ['live', 'live readings', c ? formatCount(c.liveCounted) : '—'],
   ];
+  // The stream session's counters, once the worker runs one.
+  const ss = st?.stream;
+  if (ss) {
+    const n = (v: number | string): string => formatCount(Number(v));
+    items.push(
+      ['stream-gaps', 'stream gaps', n(ss.gaps)],
+      ['reconnects', 'reconnects', n(ss.reconnects)],
+      ['resumes', 'resumes ok / failed', `${n(ss.resumesOk)} / ${n(ss.resumesFailed)}`],
+      ['snapshots', 'snapshots fetched', n(ss.snapshotFetches)],
+      ['credit', 'credit exhausted', n(ss.creditExhausted)],
+      ['queue', 'queue depth', n(ss.queueDepth)],
+      ['coalesced', 'updates coalesced', n(ss.coalescedUpdates)],
+    );
+  }
   const dl = $('stats');
   dl.replaceChildren(...items.flatMap(([key, label, value]) => {
     const dd = el('dd', undefined, value);
@@ -202,18 +216,98 @@ export function renderSide(s: TelemetryState): void {
   $('notices').replaceChildren(...(notices.length ? notices : [el('li', 'empty', 'None.')]));
 }
 
-export function renderDetail(meter: string | null, detail: Record<string, unknown> | null, cached: boolean, sessionActive: boolean): void {
+/** The selected meter: its REST detail (through the session), detection window and moments. */
+export interface DetailState {
+  meter: string | null;
+  body: Record<string, unknown> | null;
+  cached: boolean;
+  /** The meter's detection window, oldest first (`query window`). */
+  window: Float64Array | null;
+  moments: MeterMessage | null;
+}
+
+/** A sparkline of the window on a canvas (no inline style: CSP `default-src 'self'`). */
+function sparkline(values: Float64Array): HTMLCanvasElement {
+  const c = el('canvas', 'spark');
+  const w = 320;
+  const h = 64;
+  const ratio = window.devicePixelRatio || 1;
+  c.width = w * ratio;
+  c.height = h * ratio;
+  c.setAttribute('role', 'img');
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  c.setAttribute('aria-label', values.length ? `last ${values.length} readings, from ${formatValue(lo)} to ${formatValue(hi)}` : 'no readings yet');
+  c.dataset.samples = String(values.length);
+  const g = c.getContext('2d');
+  if (!g || values.length < 2) return c;
+  g.scale(ratio, ratio);
+  const span = hi - lo || 1;
+  g.strokeStyle = '#1f6feb';
+  g.lineWidth = 1.25;
+  g.beginPath();
+  values.forEach((v, i) => {
+    const x = (i / (values.length - 1)) * (w - 2) + 1;
+    const y = h - 2 - ((v - lo) / span) * (h - 4);
+    if (i === 0) g.moveTo(x, y);
+    else g.lineTo(x, y);
+  });
+  g.stroke();
+  return c;
+}
+
+/** Detail fields a person reads first, with the rest after them. */
+function detailValue(v: unknown, key = ''): string {
+  if (typeof v === 'number') return /ts|Ms$|time/i.test(key) && v > 1e11 ? formatDateTime(v) : formatValue(v);
+  if (Array.isArray(v)) return v.length ? v.map((x) => detailValue(x)).join('; ') : 'none';
+  if (typeof v === 'object' && v !== null) {
+    return Object.entries(v).map(([k, x]) => `${k} ${detailValue(x, k)}`).join(' · ');
+  }
+  return String(v);
+}
+
+export function renderDetail(d: DetailState, sessionActive: boolean): void {
   const host = $('detail');
+  const meter = d.meter;
   if (!meter) return;
-  if (!detail) {
-    host.replaceChildren(el('p', 'empty', sessionActive ? `Loading ${meter}…` : `${meter}: the detail comes through the stream session, which is not connected.`));
-    return;
+  host.dataset.meter = meter;
+  const parts: HTMLElement[] = [el('h3', undefined, `${meter}${d.cached ? ' (cached)' : ''}`)];
+  // The window and moments come from the worker's own detection state.
+  const w = d.window;
+  if (w || sessionActive) {
+    const spark = el('figure', 'spark-box');
+    spark.append(w ? sparkline(w) : el('p', 'empty', 'Loading the reading window…'));
+    spark.append(el('figcaption', undefined, w ? `last ${formatCount(w.length)} readings (detection window)` : ''));
+    parts.push(spark);
   }
-  const dl = el('dl');
-  for (const [k, v] of Object.entries(detail)) {
-    dl.append(el('dt', undefined, k), el('dd', undefined, typeof v === 'object' ? JSON.stringify(v) : String(v)));
+  const m = d.moments;
+  if (m) {
+    const dl = el('dl', 'moments');
+    dl.dataset.count = String(m.count);
+    const row = (k: string, v: string): void => {
+      dl.append(el('dt', undefined, k), el('dd', undefined, v));
+    };
+    row('readings', formatCount(m.count));
+    row('mean', formatValue(m.mean));
+    row('std dev', formatValue(Math.sqrt(Math.max(0, m.variance))));
+    row('skewness', formatValue(m.skewness));
+    row('excess kurtosis', formatValue(m.excessKurtosis));
+    row('last reading', m.lastTs ? formatTime(m.lastTs) : '—');
+    row('active alerts', m.alerts.length ? m.alerts.join(', ') : 'none');
+    parts.push(dl);
   }
-  host.replaceChildren(el('h3', undefined, `${meter}${cached ? ' (cached)' : ''}`), dl);
+  if (d.body) {
+    const dl = el('dl', 'rest');
+    for (const [k, v] of Object.entries(d.body)) dl.append(el('dt', undefined, k), el('dd', undefined, detailValue(v, k)));
+    parts.push(el('h4', undefined, 'from the feed server'), dl);
+  } else {
+    parts.push(el('p', 'empty', sessionActive ? `Loading ${meter} from the feed server…` : `${meter}: the detail comes through the stream session, which is not connected.`));
+  }
+  host.replaceChildren(...parts);
 }
 
 /** One meter list row. */

@@ -16,13 +16,13 @@ export function requireDashboard() {
 }
 
 /**
- * Starts `meterflow-feed --port 0 --www www/dist ...args` and resolves once it
- * prints its URL.
- * @returns {Promise<{ url: string, stop: () => Promise<void>, log: () => string }>}
+ * Starts `meterflow-feed --port <port> --www www/dist ...args` (port 0: a
+ * free one) and resolves once it prints its URL.
+ * @returns {Promise<{ url: string, port: number, stop: () => Promise<void>, log: () => string }>}
  */
-export function startFeed(args = []) {
+export function startFeed(args = [], port = 0) {
   return new Promise((resolve, reject) => {
-    const child = spawn(FEED, ['--port', '0', '--www', DIST, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(FEED, ['--port', String(port), '--www', DIST, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     const fail = (why) => {
@@ -43,6 +43,7 @@ export function startFeed(args = []) {
         const exited = new Promise((r) => child.on('exit', r));
         resolve({
           url: `${m[0]}/`,
+          port: Number(m[0].split(':').pop()),
           log: () => err,
           stop: async () => {
             child.kill('SIGTERM');

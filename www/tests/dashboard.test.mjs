@@ -10,8 +10,9 @@
 // virtualised at 50,000 meters and the keyboard walks it; screenshots at 1366x768
 // and 1920x1080 are saved under www/artifacts/ (E2E_ARTIFACTS to move them).
 //
-// The stream v2 test turns on by itself once the worker runs the session
-// (it probes: a worker without one answers `session` with unknown_type).
+// These tests run the page without the stream session (`?stream=off`), on
+// the ledger's periodic catch-ups; dashboard-stream.test.mjs runs it on the
+// live stream v2 session with faults, a server restart and both transports.
 //
 // Run: `make build dash && cd www && node --test tests/dashboard.test.mjs`.
 // Waits are liveness guards for a hung page, not speed assertions.
@@ -137,7 +138,7 @@ function assertExact({ dom, truth: t }) {
 }
 
 test('the dashboard shows the server\'s exact totals, without console errors or CSP violations', { timeout: 3 * GUARD_MS }, async () => {
-  const { page, problems } = await openDashboard('?catchupMs=1000');
+  const { page, problems } = await openDashboard('?stream=off&catchupMs=1000');
   const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
   assert.equal(csp, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'");
   await page.waitForSelector('#worker[data-state="ready"]', { timeout: GUARD_MS });
@@ -216,7 +217,7 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
 });
 
 test('with binary catch-ups (kind 3, transferred ArrayBuffers) the totals are exact too', { timeout: 3 * GUARD_MS }, async () => {
-  const { page, problems } = await openDashboard('?catchupMs=1000&binary=1');
+  const { page, problems } = await openDashboard('?stream=off&catchupMs=1000&binary=1');
   const binary = [];
   page.on('request', (r) => r.url().includes('/catchup?') && binary.push(r.url().includes('format=binary')));
   await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
@@ -240,7 +241,7 @@ test('at 240x simulated time, across hour rollovers, every closed hour on the pa
     const problems = [];
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-    await page.goto(new URL('?catchupMs=1000', fast.url).href);
+    await page.goto(new URL('?stream=off&catchupMs=1000', fast.url).href);
     // Until the page's catch-up covers 2 whole hours after the first one.
     const covered = start + 60_000 + 2 * H + 60_000;
     await page.waitForFunction((t) => Number(document.getElementById('as-of').dataset.asOf?.split('.')[0] ?? 0) >= t, covered, {
@@ -280,27 +281,4 @@ test('at 240x simulated time, across hour rollovers, every closed hour on the pa
   } finally {
     await fast.stop();
   }
-});
-
-test('with the stream v2 session, the dashboard goes live and its totals converge to the truth', { timeout: 3 * GUARD_MS }, async (t) => {
-  const { page, problems } = await openDashboard('?catchupMs=1000&stream=v2');
-  // A worker without the session refuses the `session` message as unknown_type.
-  const probe = await page.waitForFunction(() => {
-    const s = window.meterflowDashboard?.store.getState().telemetry;
-    if (!s) return false;
-    if (s.connection) return 'session';
-    if (s.errors.some((e) => e.code === 'unknown_type' && /session/.test(e.message))) return 'none';
-    return false;
-  }, null, { timeout: GUARD_MS, polling: 100 });
-  if ((await probe.jsonValue()) === 'none') {
-    await page.close();
-    t.skip('this worker has no stream v2 session yet (it answered `session` with unknown_type)');
-    return;
-  }
-  await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
-  assertExact(await totalsEqualTruth(page));
-  assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
-  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
-  assert.deepEqual(problems, []);
-  await page.close();
 });

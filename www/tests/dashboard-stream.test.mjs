@@ -1,0 +1,272 @@
+// End to end on the live stream: the built dashboard (www/dist) served by the
+// real feed server, in Debian's headless Chromium, running the worker's
+// stream v2 session (channels `totals`, `notices`, `meters.<group>`).
+//
+// - With faults on (drops, duplicates, reorders, a disconnect every few
+//   seconds, slow out-of-order REST) over accelerated time across an hour
+//   rollover: once faults stop (`POST /admin/faults {"reset":true}`), every
+//   total on the page (read from the DOM) equals `/truth` exactly; the meter
+//   list fills from `meters.<group>`, the detail panel shows the REST detail,
+//   the window sparkline and the moments.
+// - The feed server killed and restarted mid-run on the same port: the page
+//   shows reconnecting, then goes live again and its totals converge to the
+//   new server's truth exactly.
+// - The same with `transport=worker` (the worker owns the socket and REST).
+// No console error, no CSP violation, no error on the page. Screenshots at
+// 1366x768 and 1920x1080 (www/artifacts/stream-*.png; E2E_ARTIFACTS moves them).
+//
+// "Exactly": the page and `/truth` are compared only while the server's
+// writer stands still (the truth read before and after the DOM is the same,
+// reading for reading), so neither can move during the comparison; the
+// waits are liveness guards for a hung page, not speed assertions.
+//
+// Run: `make build dash && cd www && node --test tests/dashboard-stream.test.mjs`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launchChromium, WWW } from './harness.mjs';
+import { requireDashboard, startFeed } from './dash-harness.mjs';
+
+const GUARD_MS = Number(process.env.E2E_GUARD_MS ?? 120_000);
+const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(WWW, 'artifacts');
+const H = 3_600_000;
+
+let browser;
+before(async () => {
+  requireDashboard();
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** "37,856.591" -> 37856591n with 3 decimals. */
+function units(text, decimals) {
+  const m = /^(\d{1,3}(?:,\d{3})*|\d+)(?:\.(\d+))?$/.exec(text.trim());
+  assert.ok(m, `not an amount: '${text}'`);
+  const frac = (m[2] ?? '').padEnd(decimals, '0');
+  assert.equal(frac.length, decimals, `'${text}' has more than ${decimals} decimals`);
+  return BigInt(m[1].replaceAll(',', '') + frac);
+}
+
+async function truth(feed) {
+  const r = await fetch(new URL('truth', feed.url));
+  assert.equal(r.status, 200);
+  return r.json();
+}
+
+/** A page with every problem collected; counts the `connect` requests the worker posts to the page. */
+async function openDashboard(feed, query) {
+  const page = await browser.context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+  });
+  page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
+  await page.addInitScript(() => {
+    window.__csp = [];
+    window.__connectRequests = 0;
+    window.__states = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+    const W = window.Worker;
+    window.Worker = class extends W {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (e) => {
+          if (e.data?.type === 'connect') window.__connectRequests += 1;
+          if (e.data?.type === 'connection') window.__states.push(e.data.state);
+        });
+      }
+    };
+  });
+  await page.setViewportSize({ width: 1366, height: 768 });
+  const response = await page.goto(new URL(query, feed.url).href);
+  assert.equal(response.status(), 200);
+  return { page, problems };
+}
+
+function readTotals(page) {
+  return page.evaluate(() => [...document.querySelectorAll('#totals tbody tr')].map((tr) => ({
+    resource: tr.dataset.resource,
+    cells: [...tr.querySelectorAll('td[data-hour]')].map((td) => ({ hour: Number(td.dataset.hour), text: td.querySelector('.num').textContent })),
+  })));
+}
+
+/** Differences between the page's totals and the truth; empty when every shown total and every held hour agree. */
+function diff(rows, t) {
+  const out = [];
+  let nonZero = 0;
+  for (const r of t.resources) {
+    const row = rows.find((x) => x.resource === r.resource);
+    if (!row) {
+      out.push(`no row for ${r.resource}`);
+      continue;
+    }
+    const shown = new Set();
+    for (const c of row.cells) {
+      shown.add(c.hour);
+      const want = r.buckets.find((b) => b.hour === c.hour);
+      const expected = want ? units(want.total, r.decimals) : 0n;
+      const got = c.text === '—' ? 0n : units(c.text, r.decimals);
+      if (got !== expected) out.push(`${r.resource} ${new Date(c.hour).toISOString()}: page ${c.text}, truth ${want?.total ?? 0}`);
+      if (got > 0n) nonZero += 1;
+    }
+    for (const b of r.buckets) {
+      if (!shown.has(b.hour) && units(b.total, r.decimals) !== 0n) out.push(`${r.resource} ${new Date(b.hour).toISOString()}: not on the page`);
+    }
+  }
+  if (nonZero === 0) out.push('every total on the page is zero');
+  return out;
+}
+
+/**
+ * Waits until the page's totals equal the truth exactly, compared only while
+ * the server's writer stood still (same `readings` before and after the DOM
+ * read). Returns the truth it matched.
+ */
+async function convergesToTruth(page, feed, label) {
+  const deadline = Date.now() + GUARD_MS;
+  let last = 'no stable moment';
+  for (;;) {
+    const a = await truth(feed);
+    const rows = await readTotals(page);
+    const b = await truth(feed);
+    if (a.readings === b.readings) {
+      const d = diff(rows, a);
+      if (d.length === 0) return a;
+      last = d.slice(0, 6).join('; ');
+    }
+    if (Date.now() > deadline) throw new Error(`${label}: the page's totals never equalled the truth: ${last}`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+}
+
+async function setFaults(feed, body) {
+  const r = await fetch(new URL('admin/faults', feed.url), { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const text = await r.text();
+  assert.equal(r.status, 200, text);
+  return JSON.parse(text);
+}
+
+async function noProblems(page, problems) {
+  assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
+  assert.deepEqual(await page.evaluate(() => window.__csp), [], 'CSP violations');
+  assert.deepEqual(problems, []);
+}
+
+/** Opens the first meter of the list; the detail panel shows the REST detail, the window sparkline and the moments. */
+async function detailWorks(page) {
+  await page.waitForFunction(() => window.meterflowDashboard.meters.size > 0, null, { timeout: GUARD_MS });
+  await page.focus('#meter-list');
+  await page.keyboard.press('Home');
+  await page.keyboard.press('Enter');
+  const meter = await page.getAttribute('#meter-list [aria-selected="true"]', 'data-meter');
+  assert.ok(meter, 'no meter selected');
+  await page.waitForSelector(`#detail[data-meter="${meter}"] dl.rest`, { timeout: GUARD_MS });
+  await page.waitForSelector('#detail canvas.spark:not([data-samples="0"])', { timeout: GUARD_MS });
+  await page.waitForSelector('#detail dl.moments', { timeout: GUARD_MS });
+  return meter;
+}
+
+test('faults on across an hour rollover: after they stop, every total on the page equals the truth exactly', { timeout: 4 * GUARD_MS }, async () => {
+  // 4x simulated time starting 40 s (simulated) before an hour boundary: the
+  // rollover comes 10 s (real) into the run, under faults.
+  const start = Math.floor(Date.now() / H) * H - 40_000;
+  const feed = await startFeed([
+    '--meters', '1000', '--seed', '7', '--speed', '4', '--start-ms', String(start), '--heartbeat-ms', '2000',
+    '--drop-pct', '3', '--duplicate-pct', '3', '--reorder-window', '4', '--disconnect-every-s', '6',
+    '--rest-delay-ms', '400', '--rest-out-of-order', 'true',
+  ]);
+  try {
+    const t0 = Date.now();
+    // The server's clock runs 4x: the worker's clock check is widened to match.
+    const { page, problems } = await openDashboard(feed, '?maxOffsetMs=60000');
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
+    const ready = Date.now() - t0;
+    await page.waitForSelector('#totals td[data-hour]', { timeout: GUARD_MS });
+    const firstTotals = Date.now() - t0;
+    // Under faults until the simulation is 10 s past the hour and the page
+    // has lived through at least one disconnect.
+    const edge = start + 40_000;
+    for (const deadline = Date.now() + GUARD_MS; ;) {
+      const now = (await truth(feed)).serverTime;
+      const states = await page.evaluate(() => window.__states);
+      if (now >= edge + 10_000 && states.includes('disconnected') && states.at(-1) === 'ready') break;
+      assert.ok(Date.now() < deadline, `still waiting for the rollover and a disconnect: server time ${now}, states ${states.slice(-8)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await page.waitForTimeout(2_000); // a little more stream under faults; not a speed assertion
+    const counters = await page.evaluate(() => window.meterflowDashboard.store.getState().telemetry.stats);
+    await setFaults(feed, { reset: true });
+    const stopped = Date.now();
+    const t = await convergesToTruth(page, feed, 'after faults');
+    const converged = Date.now() - stopped;
+    // The rollover is in what was compared: the hour before the boundary and the one after it both hold readings.
+    const hours = new Set(t.resources[0].buckets.filter((b) => b.total.replace(/[0.]/g, '') !== '').map((b) => b.hour));
+    assert.ok(hours.has(edge - H) && hours.has(edge), `no rollover in the compared truth: ${[...hours]}`);
+    await detailWorks(page);
+    await noProblems(page, problems);
+    console.log(`# faults: ready ${ready} ms, first totals ${firstTotals} ms, converged ${converged} ms after faults stopped; states ${JSON.stringify(await page.evaluate(() => window.__states.length))} connection messages; stream stats ${JSON.stringify(Object.fromEntries(Object.entries(counters?.stream ?? {}).filter(([k]) => /gap|resume|snapshot|credit|overrun|duplicate/i.test(k))))}`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.evaluate(() => window.scrollTo(0, 0));
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the page scrolls sideways at 1366x768');
+    await page.screenshot({ path: join(ARTIFACTS, 'stream-1366x768.png') });
+    await page.setViewportSize({ width: 1920, height: 1080 });
+    await page.waitForTimeout(300); // a resize settles in the next frames
+    await page.screenshot({ path: join(ARTIFACTS, 'stream-1920x1080.png') });
+    await page.close();
+  } finally {
+    await feed.stop();
+  }
+});
+
+test('the feed server killed and restarted: the page shows reconnecting, goes live again, and converges to the truth', { timeout: 4 * GUARD_MS }, async () => {
+  const start = Date.now() - 20 * 60_000;
+  const args = ['--meters', '1000', '--seed', '3', '--start-ms', String(start), '--heartbeat-ms', '2000'];
+  let feed = await startFeed([...args, '--epoch', '1']);
+  try {
+    const { page, problems } = await openDashboard(feed, '');
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
+    await convergesToTruth(page, feed, 'first server');
+    const port = feed.port;
+    await feed.stop();
+    await page.waitForSelector('#connection[data-state="reconnecting"]', { timeout: GUARD_MS });
+    const pill = await page.textContent('#connection');
+    assert.match(pill, /reconnecting in \d+ s|disconnected/, pill);
+    // Same history (seed, start), a new stream epoch: the session cannot resume and bootstraps afresh.
+    feed = await startFeed([...args, '--epoch', '2'], port);
+    const back = Date.now();
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
+    await convergesToTruth(page, feed, 'restarted server');
+    console.log(`# restart: live and exact ${Date.now() - back} ms after the server came back`);
+    await noProblems(page, problems);
+    await page.close();
+  } finally {
+    await feed.stop();
+  }
+});
+
+test('with transport=worker the worker owns the socket and REST, goes live and converges to the truth', { timeout: 4 * GUARD_MS }, async (t) => {
+  const feed = await startFeed(['--meters', '1000', '--seed', '9', '--start-ms', String(Date.now() - 10 * 60_000)]);
+  try {
+    const { page, problems } = await openDashboard(feed, '?transport=worker');
+    const outcome = await page.waitForFunction(() => {
+      if (window.__connectRequests > 0) return 'page';
+      return document.getElementById('connection')?.dataset.state === 'live' ? 'live' : false;
+    }, null, { timeout: GUARD_MS, polling: 100 });
+    if ((await outcome.jsonValue()) === 'page') {
+      await page.close();
+      t.skip('this worker has no worker-owned transport yet (it posted `connect` to the page)');
+      return;
+    }
+    await convergesToTruth(page, feed, 'worker transport');
+    await detailWorks(page);
+    assert.equal(await page.evaluate(() => window.__connectRequests), 0, 'the worker asked the page to connect');
+    await noProblems(page, problems);
+    await page.close();
+  } finally {
+    await feed.stop();
+  }
+});
