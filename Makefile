@@ -114,17 +114,20 @@ eval-smoke:
 # The operator dashboard against the real feed server: builds the wasm
 # package, the client and the page (www/dist), then serves them with
 # meterflow-feed on 127.0.0.1:$(PORT) and prints the URL. METERS simulated
-# meters, SPEED x real time, FAULTS (off, or a level the feed server's
-# --faults takes once it has one).
+# meters, SPEED x real time, FAULTS `mild` (default: a few dropped, duplicated
+# and reordered deltas, a disconnect every 5 minutes, REST answers delayed up
+# to 250 ms and out of order; `POST /admin/faults` changes them live) or `off`.
 METERS ?= 5000
 SPEED ?= 1
-FAULTS ?= off
+FAULTS ?= mild
+FAULTS_mild := --drop-pct 0.5 --duplicate-pct 0.5 --reorder-window 4 --disconnect-every-s 300 \
+  --rest-delay-ms 250 --rest-out-of-order true
 demo: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
 	@$(STEP) dash-build $(MAKE) --no-print-directory dash
 	@echo "demo: open the URL below (Ctrl-C stops the server)"
 	target/release/meterflow-feed --port $(PORT) --www www/dist --meters $(METERS) --speed $(SPEED) \
-	  $(if $(filter-out off,$(FAULTS)),--faults $(FAULTS))
+	  $(if $(filter off,$(FAULTS)),,$(or $(FAULTS_$(FAULTS)),$(error FAULTS must be mild or off, not '$(FAULTS)')))
 
 # The older synthetic page: readings generated in the page, anomaly alerts only.
 demo-synthetic: deps
