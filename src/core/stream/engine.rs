@@ -217,7 +217,12 @@ impl Engine {
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
                 let cap = self.cfg.max_meter_entities as usize;
                 let p = *p;
-                let (applied, refused) = self.stream.meters.apply(
+                // The readings first (by reference), then the rows move into
+                // the store; the window's own ts rule keeps this idempotent.
+                if self.cfg.detect_live {
+                    self.row_readings(&p.upsert, now_ms);
+                }
+                let refused = self.stream.meters.apply(
                     channel,
                     p.upsert,
                     &p.remove,
@@ -227,9 +232,6 @@ impl Engine {
                     &mut self.stream.counters,
                 );
                 self.refused(refused, "maxMeterEntities");
-                if self.cfg.detect_live {
-                    self.row_readings(&applied, now_ms);
-                }
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
                 let cap = self.cfg.max_notices as usize;
