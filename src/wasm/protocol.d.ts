@@ -143,7 +143,14 @@ export interface Notice {
   fromMs: number; toMs: number;
 }
 export interface NoticesMessage { type: "notices"; v: 1; upsert: Notice[]; remove: string[]; }
-export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: object; cached: boolean; }
+/** The feed server's `GET /meters/{id}` body; other servers may add fields. */
+export interface MeterDetail {
+  meter: string; resource: string; quantum?: string; noisy?: boolean;
+  latest?: { id: number; ts: number; amount: string } | null; total?: string; readings?: number;
+  incidents?: { kind: string; start: number; end: number }[];
+  [field: string]: unknown;
+}
+export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: MeterDetail; cached: boolean; }
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
   | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
