@@ -590,6 +590,41 @@ async fn the_page_transport_drives_a_totals_session_to_ready_and_exact_totals() 
     page.saw_no_error()
 }
 
+/// The worker transport executes the requests itself: nothing of `connect`,
+/// `send`, `close` or `fetch` reaches the page. A feed that cannot be reached
+/// (a closed loopback port) becomes a socket close with code 1006 in the
+/// session's `connection` status (and failed fetches), never an exception: the
+/// worker keeps answering.
+#[wasm_bindgen_test]
+async fn the_worker_transport_reports_an_unreachable_feed_as_a_1006_close() -> TestResult {
+    let config = r#"{"transport":"worker","feedUrl":"http://127.0.0.1:47","backoffBaseMs":50,"backoffCapMs":100}"#;
+    let mut page = Page::start(Some(config))?;
+    page.next_of("ready").await?;
+    page.post(&js(r#"{"type":"session","op":"start"}"#))?;
+    let closed =
+        |m: &JsValue| type_of(m) == "connection" && num_or_nan(m, "lastCloseCode") == 1006.0;
+    let status = page.until("a connection status after a 1006 close", closed).await?;
+    ensure!(num(&status, "attempt")? >= 1.0, "{}", show(&status));
+    // It keeps trying: a second failed attempt.
+    let again = |m: &JsValue| {
+        type_of(m) == "connection"
+            && num_or_nan(m, "lastCloseCode") == 1006.0
+            && num_or_nan(m, "attempt") >= 2.0
+    };
+    page.until("a second attempt", again).await?;
+    page.post(&js(r#"{"type":"session","op":"stop"}"#))?;
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    page.next_of("stats").await?;
+    let posted: Vec<String> = page
+        .seen
+        .iter()
+        .map(type_of)
+        .filter(|t| matches!(t.as_str(), "connect" | "send" | "close" | "fetch"))
+        .collect();
+    ensure!(posted.is_empty(), "the worker transport posted requests: {posted:?}");
+    page.saw_no_error()
+}
+
 // ---- MeterflowEngine, used directly ------------------------------------------
 
 fn calls(out: WorkerMessages) -> Array {

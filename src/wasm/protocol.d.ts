@@ -40,7 +40,8 @@ export interface MeterflowConfig {
   catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
-  /** Stream v2 session (PROTOCOL.md section 7). */
+  /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
+   *  the socket and fetches itself, against `feedUrl` (empty: its own origin). */
   transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
   maxBufferedDeltas?: number; creditWindow?: number; backoffBaseMs?: number;
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
