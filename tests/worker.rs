@@ -587,6 +587,16 @@ async fn the_page_transport_drives_a_totals_session_to_ready_and_exact_totals() 
     ensure_eq!(water_total(&totals), Some(102_500.0), "{}", show(&totals));
     ensure_eq!(get(&totals, "incomplete").as_bool(), Some(false), "{}", show(&totals));
     ensure_eq!(num(&get(&totals, "asOf"), "wallMs")?, base);
+    // The delta's wait for that totals message was timed.
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    let stats = page.until("stats with a delivery latency", |m| type_of(m) == "stats").await?;
+    let latency = get(&stats, "deliveryLatencyMs");
+    ensure_eq!(num(&latency, "samples")?, 1.0, "{}", show(&stats));
+    ensure!(
+        num(&latency, "p50")? >= 0.0 && num(&latency, "max")? >= num(&latency, "p50")?,
+        "{}",
+        show(&latency)
+    );
     page.saw_no_error()
 }
 

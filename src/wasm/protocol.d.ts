@@ -95,7 +95,11 @@ export interface StatsMessage {
   type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
+  /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
+   *  over the last 1,024 updates; absent until a delta has been shown. */
+  deliveryLatencyMs?: DeliveryLatency;
 }
+export interface DeliveryLatency { p50: number; p95: number; max: number; samples: number; }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
 export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }

@@ -231,8 +231,26 @@ impl Session {
                     continue;
                 }
             }
-            self.post(&to_js(out));
+            let posted = to_js(out);
+            if matches!(out, Outbound::Stats(_)) {
+                self.add_delivery_latency(&posted.message);
+            }
+            self.post(&posted);
         }
+    }
+
+    /// `stats.deliveryLatencyMs`: `{ p50, p95, max, samples }` once a stream
+    /// delta has reached the page (the binding measures it; see `Host`).
+    fn add_delivery_latency(&self, stats: &JsValue) {
+        let Ok(host) = self.host.try_borrow() else { return };
+        let Some(l) = host.delivery_latency() else { return };
+        let summary = object(&[
+            ("p50", l.p50.into()),
+            ("p95", l.p95.into()),
+            ("max", l.max.into()),
+            ("samples", (l.samples as f64).into()),
+        ]);
+        let _ = js_sys::Reflect::set(stats, &"deliveryLatencyMs".into(), &summary);
     }
 
     fn post(&self, posted: &Posted) {

@@ -211,6 +211,18 @@ for (const transport of ['worker', 'page']) {
     assert.ok(t.readings > 0, 'the server had readings to total');
     assert.ok(totals.resources.some((r) => BigInt(r.total) !== 0n), 'totals are not all zero');
 
+    // The binding timed each delta's wait for the totals message showing it.
+    const stats = await guarded(
+      page.evaluate(() => {
+        const next = window.feedTest.waitFor('stats', (s) => s.deliveryLatencyMs !== undefined);
+        window.feedTest.post({ type: 'query', query: 'stats' });
+        return next;
+      }),
+      'stats with deliveryLatencyMs',
+    );
+    assert.ok(stats.deliveryLatencyMs.samples > 0, JSON.stringify(stats.deliveryLatencyMs));
+    console.log(`# ${transport} transport: delivery latency ms ${JSON.stringify(stats.deliveryLatencyMs)}`);
+
     // A meter's detail through the session: fetched once, then from the cache.
     const meter = await someMeter();
     const askDetail = (m) =>
