@@ -43,13 +43,17 @@ impl MeterIds for EngineMeters<'_> {
 
 impl Engine {
     pub(super) fn live(&mut self, f: &LiveFrame, now_ms: f64) {
-        let Engine { ledger, meters, windows, detector, cfg, out, counters, .. } = self;
+        let Engine { ledger, meters, windows, detector, cfg, out, counters, stream, .. } = self;
         let mut ids = EngineMeters { meters, windows, detector, max_meters: cfg.max_meters };
         ledger.on_live(f, now_ms, cfg, &mut ids, out);
         let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         let (mut fed, mut rejected) = (0u64, 0u64);
         for (i, (m, ts, x)) in ledger.take_feed().enumerate() {
+            // A reading a `meters.*` row already put in the window enters once.
+            if !stream.live_reading_enters(m as usize, ts, meters.len()) {
+                continue;
+            }
             match bounds.check(ts, x, i) {
                 Ok(()) => {
                     add_reading(windows, detector, m as usize, x, ts, cfg);

@@ -219,6 +219,46 @@ pub struct StatsEvent {
     pub evaluations: f64,
     pub last_tick_eval_ms: f64,
     pub active_alerts: u32,
+    /// The stream v2 session's counters, once a session input was seen.
+    pub stream: Option<StreamStats>,
+}
+
+/// The stream v2 session's part of `stats` (counts; delta apply time is not
+/// measured: the core has no clock, and the host's timings are per message).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StreamStats {
+    /// The connection state now.
+    pub state: Option<ConnectionState>,
+    /// Gaps detected (out-of-order delta, lost tail, discontinuous buffer).
+    pub gaps: u64,
+    /// RESUMED received.
+    pub resumes_ok: u64,
+    /// INVALID_SESSION received while resuming.
+    pub resumes_failed: u64,
+    /// Times a channel's credit reached zero.
+    pub credit_exhausted: u64,
+    /// Deltas refused beyond the granted credit.
+    pub credit_overruns: u64,
+    /// Entity updates merged into a newer one before a flush.
+    pub coalesced_updates: u64,
+    /// Snapshot and mini-snapshot fetches issued.
+    pub snapshot_fetches: u64,
+    /// Entities dropped by the stores (snapshot replace, unsubscribe, detail LRU/TTL).
+    pub evictions: u64,
+    /// Entities refused at a store's cap.
+    pub refused_entities: u64,
+    /// Detail requests answered from the cache.
+    pub detail_cache_hits: u64,
+    /// Reconnects scheduled.
+    pub reconnects: u64,
+    /// Deltas buffered in the session plus entity changes waiting for a flush.
+    pub queue_depth: u64,
+    /// Meter rows held.
+    pub meter_entities: u64,
+    /// Notices held.
+    pub notices: u64,
+    /// Meter details cached.
+    pub details_cached: u64,
 }
 
 /// Something the page should know that is not an error (e.g. the memory guard fired).

@@ -248,6 +248,7 @@ impl Engine {
             evaluations: self.counters.evaluations,
             last_tick_eval_ms: self.host.last_tick_eval_ms,
             active_alerts: self.detector.active_alerts(),
+            stream: self.stream_stats(),
         }
     }
 

@@ -98,6 +98,15 @@ export interface StatsMessage {
   /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
    *  over the last 1,024 updates; absent until a delta has been shown. */
   deliveryLatencyMs?: DeliveryLatency;
+  /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
+  stream?: StreamStats;
+}
+/** Session counters in `stats` (counts only; no timings). */
+export interface StreamStats {
+  state: ConnectionState; gaps: Total; resumesOk: Total; resumesFailed: Total;
+  creditExhausted: Total; creditOverruns: Total; coalescedUpdates: Total;
+  snapshotFetches: Total; evictions: Total; refusedEntities: Total; detailCacheHits: Total;
+  reconnects: Total; queueDepth: Total; meterEntities: Total; notices: Total; detailsCached: Total;
 }
 export interface DeliveryLatency { p50: number; p95: number; max: number; samples: number; }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }

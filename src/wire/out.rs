@@ -182,6 +182,8 @@ impl Serialize for StatsOut<'_> {
             evaluations: f64,
             last_tick_eval_ms: f64,
             active_alerts: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stream: Option<StreamStatsOut>,
         }
         let t = self.0;
         Body {
@@ -195,6 +197,24 @@ impl Serialize for StatsOut<'_> {
             evaluations: t.evaluations,
             last_tick_eval_ms: t.last_tick_eval_ms,
             active_alerts: t.active_alerts,
+            stream: t.stream.map(|s| StreamStatsOut {
+                state: s.state.map_or("disconnected", |x| x.as_str()),
+                gaps: Count(i128::from(s.gaps)),
+                resumes_ok: Count(i128::from(s.resumes_ok)),
+                resumes_failed: Count(i128::from(s.resumes_failed)),
+                credit_exhausted: Count(i128::from(s.credit_exhausted)),
+                credit_overruns: Count(i128::from(s.credit_overruns)),
+                coalesced_updates: Count(i128::from(s.coalesced_updates)),
+                snapshot_fetches: Count(i128::from(s.snapshot_fetches)),
+                evictions: Count(i128::from(s.evictions)),
+                refused_entities: Count(i128::from(s.refused_entities)),
+                detail_cache_hits: Count(i128::from(s.detail_cache_hits)),
+                reconnects: Count(i128::from(s.reconnects)),
+                queue_depth: Count(i128::from(s.queue_depth)),
+                meter_entities: Count(i128::from(s.meter_entities)),
+                notices: Count(i128::from(s.notices)),
+                details_cached: Count(i128::from(s.details_cached)),
+            }),
         }
         .serialize(s)
     }
@@ -569,4 +589,26 @@ impl Serialize for DetailOut<'_> {
         let detail = serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null);
         Body { v: V, meter: &d.meter, detail, cached: d.cached }.serialize(s)
     }
+}
+
+/// The `stream` part of `stats` (counts; no timings).
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct StreamStatsOut {
+    state: &'static str,
+    gaps: Count,
+    resumes_ok: Count,
+    resumes_failed: Count,
+    credit_exhausted: Count,
+    credit_overruns: Count,
+    coalesced_updates: Count,
+    snapshot_fetches: Count,
+    evictions: Count,
+    refused_entities: Count,
+    detail_cache_hits: Count,
+    reconnects: Count,
+    queue_depth: Count,
+    meter_entities: Count,
+    notices: Count,
+    details_cached: Count,
 }

@@ -1,18 +1,20 @@
 //! How the engine drives its session: inputs in, requests and deliveries out.
 
 use super::store::{DetailCache, MeterStore, NoticeStore, Refused, StreamCounters};
+use super::MeterRow;
 use super::{
     fetch_path, DetailEvent, MetersEvent, NoticesEvent, StreamRequest, METERS_PREFIX,
     NOTICES_CHANNEL, TOTALS_CHANNEL,
 };
 use crate::core::config::Config;
+use crate::core::error::ErrorSink;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Outbound;
 use crate::core::session::{
     Delivery, FetchWhat, Payload, Session, SessionError, SessionErrorCode, SessionInput,
     SessionOutput,
 };
-use crate::core::Engine;
+use crate::core::{add_reading, intern_meter, Engine, ReadingBounds};
 
 /// The engine's session and the stores its channels fill.
 #[derive(Clone, Debug)]
@@ -25,6 +27,13 @@ pub(crate) struct StreamState {
     pending_details: Vec<(u64, String)>,
     pub(crate) counters: StreamCounters,
     scratch: Vec<SessionOutput>,
+    /// A session input was seen: `stats` carry the session's counters.
+    used: bool,
+    /// Per meter index: the newest `ts` that entered its window from a
+    /// `meters.*` row (NaN: none).
+    newest_row_ts: Vec<f64>,
+    /// Per meter index: the newest `ts` that entered its window from any stream path.
+    newest_ts: Vec<f64>,
 }
 
 impl StreamState {
@@ -41,7 +50,47 @@ impl StreamState {
             pending_details: Vec::new(),
             counters: StreamCounters::default(),
             scratch: Vec::new(),
+            used: false,
+            newest_row_ts: Vec::new(),
+            newest_ts: Vec::new(),
         }
+    }
+
+    /// Makes room in the per-meter ts slabs for meter `m` (of `meters`
+    /// tracked); false if memory for them cannot be had.
+    fn slot(&mut self, m: usize, meters: usize) -> bool {
+        if self.newest_ts.len() > m {
+            return true;
+        }
+        let n = meters.max(m + 1);
+        let more = n - self.newest_ts.len();
+        if self.newest_ts.try_reserve(more).is_err()
+            || self.newest_row_ts.try_reserve(more).is_err()
+        {
+            return false;
+        }
+        self.newest_ts.resize(n, f64::NAN);
+        self.newest_row_ts.resize(n, f64::NAN);
+        true
+    }
+
+    /// Whether a live reading of meter `m` at `ts` enters its window: not if a
+    /// `meters.*` row at the same or a later `ts` already entered it. Records
+    /// the newest stream `ts` of the meter. Without the memory to record it,
+    /// the reading enters (v1 behaviour).
+    pub(crate) fn live_reading_enters(&mut self, m: usize, ts: f64, meters: usize) -> bool {
+        if !self.slot(m, meters) {
+            return true;
+        }
+        if self.newest_row_ts.get(m).is_some_and(|&r| ts <= r) {
+            return false;
+        }
+        if let Some(n) = self.newest_ts.get_mut(m) {
+            if n.is_nan() || ts > *n {
+                *n = ts;
+            }
+        }
+        true
     }
 
     /// Bytes held (estimate).
@@ -50,6 +99,7 @@ impl StreamState {
             + self.notices.bytes()
             + self.details.bytes()
             + self.pending_details.len() * 64
+            + (self.newest_row_ts.capacity() + self.newest_ts.capacity()) * 8
             + self.session.bytes()
     }
 }
@@ -74,6 +124,9 @@ pub(crate) fn core_error(e: SessionError) -> CoreError {
 impl Engine {
     /// Handles one session input (`Inbound::Stream`).
     pub(crate) fn stream_input(&mut self, input: SessionInput, now_ms: f64) {
+        if !matches!(input, SessionInput::Tick) {
+            self.stream.used = true;
+        }
         let input = match input {
             SessionInput::DetailReply { request_id, body } => {
                 return self.detail_reply(request_id, body, now_ms)
@@ -164,7 +217,7 @@ impl Engine {
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
                 let cap = self.cfg.max_meter_entities as usize;
                 let p = *p;
-                let (_applied, refused) = self.stream.meters.apply(
+                let (applied, refused) = self.stream.meters.apply(
                     channel,
                     p.upsert,
                     &p.remove,
@@ -174,6 +227,9 @@ impl Engine {
                     &mut self.stream.counters,
                 );
                 self.refused(refused, "maxMeterEntities");
+                if self.cfg.detect_live {
+                    self.row_readings(&applied, now_ms);
+                }
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
                 let cap = self.cfg.max_notices as usize;
@@ -196,6 +252,51 @@ impl Engine {
                 ),
             ))),
         }
+    }
+
+    /// Feeds the rows' latest readings to the anomaly windows. A row's
+    /// reading enters a meter's window only if its `ts` is newer than every
+    /// reading that entered it from the stream (live `totals` frames or rows),
+    /// so a reading carried by both channels enters once.
+    fn row_readings(&mut self, rows: &[MeterRow], now_ms: f64) {
+        let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
+        let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        for (i, r) in rows.iter().enumerate() {
+            let m = match intern_meter(meters, windows, detector, &r.meter, cfg.max_meters) {
+                Ok(m) => m as usize,
+                Err(e) => {
+                    sink.push(e);
+                    counters.readings_rejected += 1.0;
+                    continue;
+                }
+            };
+            if !stream.slot(m, meters.len()) {
+                sink.push(CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("meter '{}': no memory to track its stream readings", r.meter),
+                ));
+                continue;
+            }
+            let newest = stream.newest_ts.get(m).copied().unwrap_or(f64::NAN);
+            if r.ts <= newest {
+                continue;
+            }
+            if let Err(e) = bounds.check(r.ts, r.value, i) {
+                sink.push(e);
+                counters.readings_rejected += 1.0;
+                continue;
+            }
+            add_reading(windows, detector, m, r.value, r.ts, cfg);
+            counters.readings_ingested += 1.0;
+            if let (Some(a), Some(b)) =
+                (stream.newest_ts.get_mut(m), stream.newest_row_ts.get_mut(m))
+            {
+                *a = r.ts;
+                *b = r.ts;
+            }
+        }
+        sink.finish();
     }
 
     fn refused(&mut self, refused: Option<Refused>, cap: &str) {
@@ -264,6 +365,34 @@ impl Engine {
             self.stream.counters.update_messages += 1;
             self.out.push(Outbound::Notices(NoticesEvent { upsert, remove }));
         }
+    }
+
+    /// The session's part of `stats`, once the session was used.
+    pub(crate) fn stream_stats(&self) -> Option<crate::core::event::StreamStats> {
+        if !self.stream.used {
+            return None;
+        }
+        let s = &self.stream;
+        let c = s.session.counters();
+        let queued = s.session.queue_depth() + s.meters.queued() + s.notices.queued();
+        Some(crate::core::event::StreamStats {
+            state: Some(s.session.state()),
+            gaps: c.gaps,
+            resumes_ok: c.resumes_ok,
+            resumes_failed: c.resumes_failed,
+            credit_exhausted: c.credit_exhausted,
+            credit_overruns: c.credit_overruns,
+            coalesced_updates: s.counters.coalesced_updates,
+            snapshot_fetches: c.snapshot_fetches,
+            evictions: s.counters.evictions,
+            refused_entities: s.counters.refused_entities,
+            detail_cache_hits: s.counters.detail_cache_hits,
+            reconnects: c.reconnect_attempts,
+            queue_depth: queued as u64,
+            meter_entities: s.meters.len() as u64,
+            notices: s.notices.len() as u64,
+            details_cached: s.details.len() as u64,
+        })
     }
 
     /// The stores, for tests and benchmarks.
