@@ -597,6 +597,9 @@ async fn the_page_transport_drives_a_totals_session_to_ready_and_exact_totals() 
         "{}",
         show(&latency)
     );
+    let apply = get(&stats, "deltaApplyMs");
+    ensure_eq!(num(&apply, "samples")?, 1.0, "{}", show(&stats));
+    ensure!(num(&apply, "p99")? >= 0.0, "{}", show(&apply));
     page.saw_no_error()
 }
 

@@ -6,11 +6,12 @@
 //! buffer that binary payloads are copied into, so steady-state ingest does
 //! not allocate.
 //!
-//! It also measures, for the benchmark, how long a stream delta waits from its
-//! arrival in the worker to the `totals` or `meters` message that shows it
-//! ([`DeliveryLatency`]), reported in `stats` as `deliveryLatencyMs`.
+//! It also times stream deltas (`timing`): how long each takes to apply
+//! (`stats.deltaApplyMs`) and how long it waits from its arrival in the worker
+//! to the `totals` or `meters` message that shows it (`stats.deliveryLatencyMs`).
 
 use super::inbound;
+use super::timing::{DeliveryLatency, SampleRing, Summary};
 use crate::core::config::Config;
 use crate::core::event::{HostStats, Inbound, Outbound};
 use crate::core::session::{ServerOp, SessionInput};
@@ -26,6 +27,7 @@ pub(crate) struct Host {
     clock: Clock,
     last_tick_eval_ms: f64,
     latency: DeliveryLatency,
+    delta_apply: SampleRing,
 }
 
 impl Host {
@@ -36,6 +38,7 @@ impl Host {
             clock: Clock::new(),
             last_tick_eval_ms: 0.0,
             latency: DeliveryLatency::default(),
+            delta_apply: SampleRing::default(),
         }
     }
 
@@ -46,17 +49,28 @@ impl Host {
     /// One page message: decoded here, handled by the engine.
     pub(crate) fn handle(&mut self, msg: &JsValue, now_ms: f64) -> Vec<Outbound> {
         let input = inbound::decode(msg, self.engine.config(), &mut self.scratch);
-        if matches!(input, Inbound::Stream(SessionInput::Server(ServerOp::Delta { .. }))) {
-            self.latency.arrived(self.clock.now());
+        let delta = matches!(input, Inbound::Stream(SessionInput::Server(ServerOp::Delta { .. })));
+        let start = self.clock.now();
+        if delta {
+            self.latency.arrived(start);
         }
         let out = self.engine.handle(input, now_ms);
-        self.latency.observe(&out, self.clock.now());
+        let end = self.clock.now();
+        if delta {
+            self.delta_apply.push(end - start);
+        }
+        self.latency.observe(&out, end);
         out
     }
 
-    /// Delta arrival → page update, over the last [`LATENCY_SAMPLES`] updates.
-    pub(crate) fn delivery_latency(&self) -> Option<LatencySummary> {
+    /// Delta arrival → page update, over the last updates.
+    pub(crate) fn delivery_latency(&self) -> Option<Summary> {
         self.latency.summary()
+    }
+
+    /// One delta message's `handle` (the session and its consumer), over the last deltas.
+    pub(crate) fn delta_apply(&self) -> Option<Summary> {
+        self.delta_apply.summary()
     }
 
     /// One evaluation tick, timed; the time reaches `stats` with the next tick.
@@ -78,66 +92,6 @@ impl Host {
         let out = self.engine.handle(Inbound::Flush, now_ms);
         self.latency.observe(&out, self.clock.now());
         out
-    }
-}
-
-/// Page updates whose latency is kept (a ring; older ones are overwritten).
-pub(crate) const LATENCY_SAMPLES: usize = 1024;
-
-/// How long stream deltas wait before the page sees them: from the arrival of
-/// the oldest delta not yet shown (the moment its socket message is decoded) to
-/// the next `totals` or `meters` output. A delta that changes nothing (a
-/// duplicate, one buffered for a snapshot) waits for the next update that does.
-#[derive(Default)]
-pub(crate) struct DeliveryLatency {
-    pending_since: Option<f64>,
-    samples: Vec<f64>,
-    next: usize,
-}
-
-/// `deliveryLatencyMs` in `stats`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct LatencySummary {
-    pub p50: f64,
-    pub p95: f64,
-    pub max: f64,
-    pub samples: usize,
-}
-
-impl DeliveryLatency {
-    fn arrived(&mut self, now: f64) {
-        self.pending_since.get_or_insert(now);
-    }
-
-    fn observe(&mut self, out: &[Outbound], now: f64) {
-        let Some(since) = self.pending_since else { return };
-        if !out.iter().any(|o| matches!(o, Outbound::Totals(_) | Outbound::Meters(_))) {
-            return;
-        }
-        self.pending_since = None;
-        let sample = (now - since).max(0.0);
-        if self.samples.len() < LATENCY_SAMPLES {
-            // Bounded by LATENCY_SAMPLES; a failed growth only loses the sample.
-            if self.samples.try_reserve(1).is_ok() {
-                self.samples.push(sample);
-            }
-        } else if let Some(slot) = self.samples.get_mut(self.next) {
-            *slot = sample;
-        }
-        self.next = (self.next + 1) % LATENCY_SAMPLES;
-    }
-
-    fn summary(&self) -> Option<LatencySummary> {
-        if self.samples.is_empty() {
-            return None;
-        }
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-            sorted.get(i).copied().unwrap_or(f64::NAN)
-        };
-        Some(LatencySummary { p50: at(0.5), p95: at(0.95), max: at(1.0), samples: sorted.len() })
     }
 }
 

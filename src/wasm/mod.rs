@@ -17,6 +17,7 @@ mod host;
 mod inbound;
 mod outbound;
 mod session;
+mod timing;
 mod transport;
 mod types;
 

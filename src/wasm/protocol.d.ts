@@ -97,7 +97,9 @@ export interface StatsMessage {
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
   /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
    *  over the last 1,024 updates; absent until a delta has been shown. */
-  deliveryLatencyMs?: DeliveryLatency;
+  deliveryLatencyMs?: Timing;
+  /** The worker's handling of one stream delta message, over the last 1,024. */
+  deltaApplyMs?: Timing;
   /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
   stream?: StreamStats;
 }
@@ -108,7 +110,8 @@ export interface StreamStats {
   snapshotFetches: Total; evictions: Total; refusedEntities: Total; detailCacheHits: Total;
   reconnects: Total; queueDepth: Total; meterEntities: Total; notices: Total; detailsCached: Total;
 }
-export interface DeliveryLatency { p50: number; p95: number; max: number; samples: number; }
+/** Milliseconds, timed by the worker (`performance.now()`). */
+export interface Timing { p50: number; p95: number; p99: number; max: number; samples: number; }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
 export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }

@@ -233,24 +233,30 @@ impl Session {
             }
             let posted = to_js(out);
             if matches!(out, Outbound::Stats(_)) {
-                self.add_delivery_latency(&posted.message);
+                self.add_timings(&posted.message);
             }
             self.post(&posted);
         }
     }
 
-    /// `stats.deliveryLatencyMs`: `{ p50, p95, max, samples }` once a stream
-    /// delta has reached the page (the binding measures it; see `Host`).
-    fn add_delivery_latency(&self, stats: &JsValue) {
+    /// `stats.deliveryLatencyMs` and `stats.deltaApplyMs`, `{ p50, p95, p99,
+    /// max, samples }` each, once there is a sample (the binding times them;
+    /// see `Host`).
+    fn add_timings(&self, stats: &JsValue) {
         let Ok(host) = self.host.try_borrow() else { return };
-        let Some(l) = host.delivery_latency() else { return };
-        let summary = object(&[
-            ("p50", l.p50.into()),
-            ("p95", l.p95.into()),
-            ("max", l.max.into()),
-            ("samples", (l.samples as f64).into()),
-        ]);
-        let _ = js_sys::Reflect::set(stats, &"deliveryLatencyMs".into(), &summary);
+        for (name, summary) in
+            [("deliveryLatencyMs", host.delivery_latency()), ("deltaApplyMs", host.delta_apply())]
+        {
+            let Some(t) = summary else { continue };
+            let value = object(&[
+                ("p50", t.p50.into()),
+                ("p95", t.p95.into()),
+                ("p99", t.p99.into()),
+                ("max", t.max.into()),
+                ("samples", (t.samples as f64).into()),
+            ]);
+            let _ = js_sys::Reflect::set(stats, &name.into(), &value);
+        }
     }
 
     fn post(&self, posted: &Posted) {
