@@ -22,63 +22,17 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { launchChromium, requirePackage, WWW } from './harness.mjs';
+import { launchChromium, requirePackage } from './harness.mjs';
+import { startFeed } from './feed-harness.mjs';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const FEED_BIN =
-  process.env.METERFLOW_FEED_BIN ??
-  join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'release', 'meterflow-feed');
 const GUARD_MS = Number(process.env.E2E_GUARD_MS ?? 30_000);
 const METERS = 500;
-
-/** Starts meterflow-feed on a free port; resolves once it prints its URL. */
-function startFeed() {
-  if (!existsSync(FEED_BIN)) {
-    throw new Error(`${FEED_BIN} is missing: run \`make feed-bin\` first`);
-  }
-  const args = ['--port', '0', '--meters', String(METERS), '--seed', '11', '--speed', '1',
-    '--heartbeat-ms', '2000', '--www', WWW];
-  return new Promise((resolve, reject) => {
-    const child = spawn(FEED_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const fail = (why) => {
-      child.kill('SIGTERM');
-      reject(new Error(`meterflow-feed: ${why}; stdout: ${out}; stderr: ${err}`));
-    };
-    const guard = setTimeout(() => fail('no URL within 10 s'), 10_000);
-    child.on('exit', (code) => fail(`exited with ${code}`));
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (c) => (err += c));
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const m = out.match(/http:\/\/127\.0\.0\.1:\d+/);
-      if (m) {
-        clearTimeout(guard);
-        child.removeAllListeners('exit');
-        resolve({
-          url: m[0],
-          stop: () =>
-            new Promise((done) => {
-              child.on('exit', done);
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-    });
-  });
-}
 
 let feed;
 let browser;
 before(async () => {
   requirePackage();
-  feed = await startFeed();
+  feed = await startFeed({ meters: METERS, seed: 11, speed: 1, heartbeatMs: 2000 });
   browser = await launchChromium();
 });
 
