@@ -638,6 +638,53 @@ async fn the_worker_transport_reports_an_unreachable_feed_as_a_1006_close() -> T
     page.saw_no_error()
 }
 
+/// A switch from the page transport to the worker transport mid-session: the
+/// worker has no socket for the session's next message (a heartbeat), so it
+/// reports the connection closed, and the session reconnects through the worker
+/// (here to an unreachable feed: 1006 again), instead of sending into nothing.
+#[wasm_bindgen_test]
+async fn a_switch_to_the_worker_transport_mid_session_reconnects_through_it() -> TestResult {
+    let mut page = Page::start(Some(r#"{"backoffBaseMs":50,"backoffCapMs":100}"#))?;
+    page.next_of("ready").await?;
+    page.post(&js(r#"{"type":"session","op":"start"}"#))?;
+    page.next_of("connect").await?;
+    page.post(&js(r#"{"type":"socket","event":"open"}"#))?;
+    let hello = format!(
+        r#"{{"op":"HELLO","heartbeat_interval_ms":200,"session_id":"s-2","server_time_ms":{}}}"#,
+        now()
+    );
+    page.post(&socket_message(&hello.into()))?;
+    page.until("IDENTIFY", |m| type_of(m) == "send").await?;
+    page.post(&socket_message(&r#"{"op":"READY","session_id":"s-2"}"#.into()))?;
+    page.until("ready", |m| get(m, "state").as_string().as_deref() == Some("ready")).await?;
+    page.post(&js(
+        r#"{"type":"config","config":{"transport":"worker","feedUrl":"http://127.0.0.1:47"}}"#,
+    ))?;
+    let noticed = |m: &JsValue| {
+        type_of(m) == "connection"
+            && get(m, "reason").as_string().is_some_and(|r| r.contains("no open socket"))
+    };
+    let status = page.until("the missing socket reported", noticed).await?;
+    ensure_eq!(num(&status, "lastCloseCode")?, 1006.0, "{}", show(&status));
+    let retried = |m: &JsValue| {
+        type_of(m) == "connection"
+            && num_or_nan(m, "attempt") >= 2.0
+            && num_or_nan(m, "lastCloseCode") == 1006.0
+    };
+    page.until("a reconnect through the worker transport", retried).await?;
+    let first_switch = page.seen.iter().position(noticed).unwrap_or(0);
+    let posted_after: Vec<String> = page.seen[first_switch..]
+        .iter()
+        .map(type_of)
+        .filter(|t| matches!(t.as_str(), "connect" | "send"))
+        .collect();
+    ensure!(
+        posted_after.is_empty(),
+        "requests reached the page after the switch: {posted_after:?}"
+    );
+    page.saw_no_error()
+}
+
 // ---- MeterflowEngine, used directly ------------------------------------------
 
 fn calls(out: WorkerMessages) -> Array {

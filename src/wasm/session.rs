@@ -158,9 +158,20 @@ impl Session {
         };
         let Ok(mut slot) = this.transport.try_borrow_mut() else { return };
         let current = slot.as_ref().map(|t| t.feed_url().to_string());
+        let keep = match (&wanted, &current) {
+            (Some(url), Some(cur)) => url.trim_end_matches('/') == cur,
+            (None, None) => true,
+            _ => false,
+        };
+        if keep {
+            return;
+        }
+        if let Some(old) = slot.as_mut() {
+            old.hand_over();
+        }
         match wanted {
             None => *slot = None,
-            Some(url) if current.as_deref() != Some(url.trim_end_matches('/')) => {
+            Some(url) => {
                 let weak = Rc::downgrade(this);
                 let deliver: Deliver = Rc::new(move |msg: &JsValue| {
                     if let Some(session) = weak.upgrade() {
@@ -169,7 +180,6 @@ impl Session {
                 });
                 *slot = Some(WorkerTransport::new(&url, deliver));
             }
-            Some(_) => {}
         }
     }
 

@@ -151,7 +151,22 @@ impl WorkerTransport {
         }
     }
 
-    /// Closes the socket (1000: the page stopped the session) and forgets it.
+    /// Before this transport is replaced or dropped for a config change:
+    /// closes a live socket with 4000 (the server keeps the session for a
+    /// RESUME) and tells the session, which reconnects through the new transport.
+    pub(crate) fn hand_over(&mut self) {
+        let current = self.current.get();
+        let live = self.socket.as_ref().is_some_and(|s| s.generation == current);
+        self.current.set(current.wrapping_add(1));
+        if let Some(old) = self.socket.take() {
+            old.retire(4000, "transport changed");
+        }
+        if live {
+            self.deliver_later(socket_close(4000, "transport changed"));
+        }
+    }
+
+    /// Closes the socket (1000: the worker session stopped) and forgets it.
     pub(crate) fn shutdown(&mut self) {
         self.current.set(self.current.get().wrapping_add(1));
         if let Some(old) = self.socket.take() {
@@ -227,8 +242,10 @@ impl WorkerTransport {
     fn send(&mut self, text: &str) {
         let current = self.current.get();
         let Some(socket) = self.socket.as_ref().filter(|s| s.generation == current) else {
-            // No live socket (closed, or never opened): the close already
-            // reported, or the session's HELLO timeout, covers it.
+            // The session believes in a socket this transport does not have (it
+            // was opened by the page before a switch to this transport): say it
+            // closed. A session that already saw the close ignores the echo.
+            self.deliver_later(socket_close(ABNORMAL_CLOSE, "no open socket in the worker"));
             return;
         };
         if let Err(e) = socket.ws.send_with_str(text) {
