@@ -21,7 +21,7 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo demo-synthetic bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build dash e2e bench-smoke eval eval-smoke
+        test-worker build dash feed-bin e2e bench-smoke eval eval-smoke
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
@@ -95,7 +95,14 @@ dash:
 	cd www && npx vite build --logLevel warn
 	cargo build --release --features feed --bin meterflow-feed
 
-e2e:
+# The feed server the browser tests talk to (www/tests/feed-*.test.mjs).
+feed-bin:
+	cargo build --release --features feed --bin meterflow-feed
+
+# The demo page (e2e.test.mjs), the JS encoders (golden.test.mjs) and the stream
+# v2 session against the real feed server, worker and page transports
+# (feed-worker.test.mjs). Needs `make build`.
+e2e: feed-bin
 	cd www && node --test tests/
 
 bench-smoke:

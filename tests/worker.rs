@@ -493,6 +493,198 @@ async fn overlapping_live_and_rest_payloads_are_counted_once() -> TestResult {
     page.saw_no_error()
 }
 
+// ---- stream v2 session: the page transport and the worker transport ----------
+
+/// A `socket` message event carrying `data`.
+fn socket_message(data: &JsValue) -> JsValue {
+    let msg = js(r#"{"type":"socket","event":"message"}"#);
+    Reflect::set(&msg, &"data".into(), data).unwrap();
+    msg
+}
+
+/// A binary kind-2 live frame of `totals`: one water reading of meter `a`.
+fn totals_frame(epoch: u64, seq: u64, stamp: f64, id: u64, amount_units: i64) -> Vec<u8> {
+    use meterflow::core::event::{LiveBinding, LiveFrame};
+    let frame = LiveFrame {
+        channel: "totals".into(),
+        epoch,
+        seq,
+        stamp: meterflow::core::hlc::Hlc { wall_ms: stamp as u64, counter: 0 },
+        bindings: vec![LiveBinding { key: 0, meter: "a".into(), resource: "water".into() }],
+        keys: vec![0],
+        ids: vec![id],
+        ts: vec![stamp],
+        amounts: vec![meterflow::core::decimal::Decimal::new(amount_units, 3)],
+        ..Default::default()
+    };
+    meterflow::wire::binary::encode_live(&frame, 3, meterflow::wire::binary::TsLayout::Shared)
+        .unwrap_or_default()
+}
+
+/// The page transport through the worker loop: `session start` asks the page to
+/// `connect`; the page's `socket` open / HELLO / READY messages drive the session
+/// to `ready`; the `totals` snapshot is asked for with a `fetch` carrying a
+/// `requestId`, answered with `fetched` (a catch-up body), and a transferred
+/// binary live frame that follows it is counted on top, exactly.
+#[wasm_bindgen_test]
+async fn the_page_transport_drives_a_totals_session_to_ready_and_exact_totals() -> TestResult {
+    let mut page = Page::start(Some(r#"{"totalsFlushMs": 20}"#))?;
+    page.next_of("ready").await?;
+    page.post(&js(r#"{"type":"session","op":"start"}"#))?;
+    let connect = page.next_of("connect").await?;
+    ensure!(get(&connect, "url").is_null(), "connect.url: {}", show(&connect));
+    page.post(&js(r#"{"type":"socket","event":"open"}"#))?;
+    let t = now();
+    let hello = format!(
+        r#"{{"op":"HELLO","heartbeat_interval_ms":60000,"session_id":"s-1","server_time_ms":{t}}}"#
+    );
+    page.post(&socket_message(&hello.into()))?;
+    let identify = page
+        .until("IDENTIFY", |m| {
+            type_of(m) == "send"
+                && get(m, "data").as_string().is_some_and(|d| d.contains("IDENTIFY"))
+        })
+        .await?;
+    ensure!(text(&identify, "data")?.contains("totals"), "{}", show(&identify));
+    page.post(&socket_message(&r#"{"op":"READY","session_id":"s-1"}"#.into()))?;
+    let ready = page.until("ready", |m| get(m, "state").as_string().as_deref() == Some("ready"));
+    ready.await?;
+    let asked = |m: &JsValue| type_of(m) == "fetch" && get(m, "requestId").as_f64().is_some();
+    let fetch = match page.seen.iter().find(|m| asked(m)) {
+        Some(f) => f.clone(),
+        None => page.until("a snapshot fetch", asked).await?,
+    };
+    ensure_eq!(text(&fetch, "path")?, "/snapshot-v2?channel=totals");
+
+    let hour_ms = 3_600_000.0;
+    let base = if t % hour_ms < 5_000.0 { t - t % hour_ms - 5_000.0 } else { t - 2_000.0 };
+    let bucket = base - base % hour_ms;
+    let current = t - t % hour_ms;
+    let body = format!(
+        r#"{{"type":"catchup","channel":"totals","epoch":5,"snapshot_seq":10,"asOf":{{"wallMs":{base},"counter":0}},"serverTime":{t},"from":{},"to":{current},"buckets":[{{"resource":"water","hour":{bucket},"total":"100.000"}}]}}"#,
+        current - 6.0 * hour_ms
+    );
+    let fetched = js(r#"{"type":"fetched","ok":true,"status":200}"#);
+    Reflect::set(&fetched, &"requestId".into(), &get(&fetch, "requestId"))?;
+    Reflect::set(&fetched, &"data".into(), &body.into())?;
+    Reflect::set(&fetched, &"sentAt".into(), &(t - 5.0).into())?;
+    Reflect::set(&fetched, &"receivedAt".into(), &t.into())?;
+    page.post(&fetched)?;
+    let frame = totals_frame(5, 11, base + 100.0, 1, 2_500);
+    ensure!(!frame.is_empty(), "the test frame did not encode");
+    let buf = Uint8Array::from(frame.as_slice()).buffer();
+    page.post_transfer(&socket_message(&buf), &buf)?;
+    let water_total = |m: &JsValue| {
+        let water = Reflect::get(&get(m, "resources"), &0.into()).unwrap_or_default();
+        let buckets: Array = get(&water, "buckets").unchecked_into();
+        buckets.iter().find(|b| num_or_nan(b, "hour") == bucket).map(|b| num_or_nan(&b, "total"))
+    };
+    let counted = |m: &JsValue| {
+        type_of(m) == "totals" && num_or_nan(&get(m, "counters"), "liveCounted") >= 1.0
+    };
+    let totals = page.until("totals with the live frame", counted).await?;
+    // The snapshot's 100.000 plus the frame's 2.500, in 0.001 m3.
+    ensure_eq!(water_total(&totals), Some(102_500.0), "{}", show(&totals));
+    ensure_eq!(get(&totals, "incomplete").as_bool(), Some(false), "{}", show(&totals));
+    ensure_eq!(num(&get(&totals, "asOf"), "wallMs")?, base);
+    // The delta's wait for that totals message was timed.
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    let stats = page.until("stats with a delivery latency", |m| type_of(m) == "stats").await?;
+    let latency = get(&stats, "deliveryLatencyMs");
+    ensure_eq!(num(&latency, "samples")?, 1.0, "{}", show(&stats));
+    ensure!(
+        num(&latency, "p50")? >= 0.0 && num(&latency, "max")? >= num(&latency, "p50")?,
+        "{}",
+        show(&latency)
+    );
+    let apply = get(&stats, "deltaApplyMs");
+    ensure_eq!(num(&apply, "samples")?, 1.0, "{}", show(&stats));
+    ensure!(num(&apply, "p99")? >= 0.0, "{}", show(&apply));
+    page.saw_no_error()
+}
+
+/// The worker transport executes the requests itself: nothing of `connect`,
+/// `send`, `close` or `fetch` reaches the page. A feed that cannot be reached
+/// (a closed loopback port) becomes a socket close with code 1006 in the
+/// session's `connection` status (and failed fetches), never an exception: the
+/// worker keeps answering.
+#[wasm_bindgen_test]
+async fn the_worker_transport_reports_an_unreachable_feed_as_a_1006_close() -> TestResult {
+    let config = r#"{"transport":"worker","feedUrl":"http://127.0.0.1:47","backoffBaseMs":50,"backoffCapMs":100}"#;
+    let mut page = Page::start(Some(config))?;
+    page.next_of("ready").await?;
+    page.post(&js(r#"{"type":"session","op":"start"}"#))?;
+    let closed =
+        |m: &JsValue| type_of(m) == "connection" && num_or_nan(m, "lastCloseCode") == 1006.0;
+    let status = page.until("a connection status after a 1006 close", closed).await?;
+    ensure!(num(&status, "attempt")? >= 1.0, "{}", show(&status));
+    // It keeps trying: a second failed attempt.
+    let again = |m: &JsValue| {
+        type_of(m) == "connection"
+            && num_or_nan(m, "lastCloseCode") == 1006.0
+            && num_or_nan(m, "attempt") >= 2.0
+    };
+    page.until("a second attempt", again).await?;
+    page.post(&js(r#"{"type":"session","op":"stop"}"#))?;
+    page.post(&js(r#"{"type":"query","query":"stats"}"#))?;
+    page.next_of("stats").await?;
+    let posted: Vec<String> = page
+        .seen
+        .iter()
+        .map(type_of)
+        .filter(|t| matches!(t.as_str(), "connect" | "send" | "close" | "fetch"))
+        .collect();
+    ensure!(posted.is_empty(), "the worker transport posted requests: {posted:?}");
+    page.saw_no_error()
+}
+
+/// A switch from the page transport to the worker transport mid-session: the
+/// worker has no socket for the session's next message (a heartbeat), so it
+/// reports the connection closed, and the session reconnects through the worker
+/// (here to an unreachable feed: 1006 again), instead of sending into nothing.
+#[wasm_bindgen_test]
+async fn a_switch_to_the_worker_transport_mid_session_reconnects_through_it() -> TestResult {
+    let mut page = Page::start(Some(r#"{"backoffBaseMs":50,"backoffCapMs":100}"#))?;
+    page.next_of("ready").await?;
+    page.post(&js(r#"{"type":"session","op":"start"}"#))?;
+    page.next_of("connect").await?;
+    page.post(&js(r#"{"type":"socket","event":"open"}"#))?;
+    let hello = format!(
+        r#"{{"op":"HELLO","heartbeat_interval_ms":200,"session_id":"s-2","server_time_ms":{}}}"#,
+        now()
+    );
+    page.post(&socket_message(&hello.into()))?;
+    page.until("IDENTIFY", |m| type_of(m) == "send").await?;
+    page.post(&socket_message(&r#"{"op":"READY","session_id":"s-2"}"#.into()))?;
+    page.until("ready", |m| get(m, "state").as_string().as_deref() == Some("ready")).await?;
+    page.post(&js(
+        r#"{"type":"config","config":{"transport":"worker","feedUrl":"http://127.0.0.1:47"}}"#,
+    ))?;
+    let noticed = |m: &JsValue| {
+        type_of(m) == "connection"
+            && get(m, "reason").as_string().is_some_and(|r| r.contains("no open socket"))
+    };
+    let status = page.until("the missing socket reported", noticed).await?;
+    ensure_eq!(num(&status, "lastCloseCode")?, 1006.0, "{}", show(&status));
+    let retried = |m: &JsValue| {
+        type_of(m) == "connection"
+            && num_or_nan(m, "attempt") >= 2.0
+            && num_or_nan(m, "lastCloseCode") == 1006.0
+    };
+    page.until("a reconnect through the worker transport", retried).await?;
+    let first_switch = page.seen.iter().position(noticed).unwrap_or(0);
+    let posted_after: Vec<String> = page.seen[first_switch..]
+        .iter()
+        .map(type_of)
+        .filter(|t| matches!(t.as_str(), "connect" | "send"))
+        .collect();
+    ensure!(
+        posted_after.is_empty(),
+        "requests reached the page after the switch: {posted_after:?}"
+    );
+    page.saw_no_error()
+}
+
 // ---- MeterflowEngine, used directly ------------------------------------------
 
 fn calls(out: WorkerMessages) -> Array {
@@ -607,7 +799,16 @@ fn typescript_config_fields() -> Vec<String> {
     let ts = include_str!("../src/wasm/protocol.d.ts");
     let body = ts.split("export interface MeterflowConfig {").nth(1).unwrap_or("");
     let body = body.split('}').next().unwrap_or("");
-    body.split(';')
+    // Drop `/** ... */` comments between the fields.
+    let mut fields = String::new();
+    let mut rest = body;
+    while let Some((before, after)) = rest.split_once("/*") {
+        fields.push_str(before);
+        rest = after.split_once("*/").map_or("", |(_, tail)| tail);
+    }
+    fields.push_str(rest);
+    fields
+        .split(';')
         .filter_map(|item| item.trim().split_once("?:").map(|(name, _)| name.trim().to_string()))
         .filter(|name| !name.is_empty())
         .collect()
@@ -619,9 +820,10 @@ fn every_typescript_config_field_is_one_the_decoder_knows() -> TestResult {
     ensure!(fields.len() >= 40, "parsed only {} MeterflowConfig fields: {fields:?}", fields.len());
     let refusal = |field: &str| -> Result<String, JsValue> {
         let config = js_sys::Object::new();
-        Reflect::set(&config, &field.into(), &"not a value".into())?;
+        // An object: no field takes one (a string would be a valid `feedUrl`).
+        Reflect::set(&config, &field.into(), &js_sys::Object::new())?;
         match MeterflowEngine::new(Some(config.unchecked_into())) {
-            Ok(_) => Err(format!("config.{field} = 'not a value' was accepted").into()),
+            Ok(_) => Err(format!("config.{field} = {{}} was accepted").into()),
             Err(e) => Ok(text(&e, "message")?),
         }
     };

@@ -5,10 +5,16 @@
 //! linear memory size, to the *next* tick as `HostStats`; it keeps one scratch
 //! buffer that binary payloads are copied into, so steady-state ingest does
 //! not allocate.
+//!
+//! It also times stream deltas (`timing`): how long each takes to apply
+//! (`stats.deltaApplyMs`) and how long it waits from its arrival in the worker
+//! to the `totals` or `meters` message that shows it (`stats.deliveryLatencyMs`).
 
 use super::inbound;
+use super::timing::{DeliveryLatency, SampleRing, Summary};
 use crate::core::config::Config;
 use crate::core::event::{HostStats, Inbound, Outbound};
+use crate::core::session::{ServerOp, SessionInput};
 use crate::core::Engine;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;
@@ -20,11 +26,20 @@ pub(crate) struct Host {
     scratch: Vec<u8>,
     clock: Clock,
     last_tick_eval_ms: f64,
+    latency: DeliveryLatency,
+    delta_apply: SampleRing,
 }
 
 impl Host {
     pub(crate) fn new(engine: Engine) -> Host {
-        Host { engine, scratch: Vec::new(), clock: Clock::new(), last_tick_eval_ms: 0.0 }
+        Host {
+            engine,
+            scratch: Vec::new(),
+            clock: Clock::new(),
+            last_tick_eval_ms: 0.0,
+            latency: DeliveryLatency::default(),
+            delta_apply: SampleRing::default(),
+        }
     }
 
     pub(crate) fn config(&self) -> &Config {
@@ -34,7 +49,28 @@ impl Host {
     /// One page message: decoded here, handled by the engine.
     pub(crate) fn handle(&mut self, msg: &JsValue, now_ms: f64) -> Vec<Outbound> {
         let input = inbound::decode(msg, self.engine.config(), &mut self.scratch);
-        self.engine.handle(input, now_ms)
+        let delta = matches!(input, Inbound::Stream(SessionInput::Server(ServerOp::Delta { .. })));
+        let start = self.clock.now();
+        if delta {
+            self.latency.arrived(start);
+        }
+        let out = self.engine.handle(input, now_ms);
+        let end = self.clock.now();
+        if delta {
+            self.delta_apply.push(end - start);
+        }
+        self.latency.observe(&out, end);
+        out
+    }
+
+    /// Delta arrival → page update, over the last updates.
+    pub(crate) fn delivery_latency(&self) -> Option<Summary> {
+        self.latency.summary()
+    }
+
+    /// One delta message's `handle` (the session and its consumer), over the last deltas.
+    pub(crate) fn delta_apply(&self) -> Option<Summary> {
+        self.delta_apply.summary()
     }
 
     /// One evaluation tick, timed; the time reaches `stats` with the next tick.
@@ -45,13 +81,17 @@ impl Host {
         };
         let start = self.clock.now();
         let out = self.engine.handle(Inbound::Tick(host), now_ms);
-        self.last_tick_eval_ms = (self.clock.now() - start).max(0.0);
+        let end = self.clock.now();
+        self.last_tick_eval_ms = (end - start).max(0.0);
+        self.latency.observe(&out, end);
         out
     }
 
     /// One totals flush.
     pub(crate) fn flush(&mut self, now_ms: f64) -> Vec<Outbound> {
-        self.engine.handle(Inbound::Flush, now_ms)
+        let out = self.engine.handle(Inbound::Flush, now_ms);
+        self.latency.observe(&out, self.clock.now());
+        out
     }
 }
 

@@ -6,7 +6,12 @@
 //!   wasm memory once (into the host's scratch buffer) and `wire::decode_binary`.
 //!   A detached buffer is `bad_frame`, an empty one `truncated_frame`, a
 //!   `SharedArrayBuffer` `bad_field`: never a JS exception.
-//! - any other `type` (`config`, `query`, `reset`, unknown ones): the object is
+//! - `socket` with `event: "message"`: its `data` (string, or bytes copied once
+//!   as above) through `wire::decode_socket_text` / `decode_socket_binary`;
+//!   `fetched`: `requestId`, `ok`, `status` read here, `data` as above, through
+//!   `wire::decode_fetched`.
+//! - any other `type` (`config`, `query`, `reset`, `session`, `rendered`,
+//!   `socket` open/close, unknown ones): the object is
 //!   converted to a `serde_json::Value` and `wire::decode_message` decides.
 //!
 //! Every JavaScript type mismatch becomes `Inbound::Rejected` with a code, which
@@ -15,7 +20,7 @@
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
-use crate::wire::{self, Arrival, Envelope};
+use crate::wire::{self, Arrival, Envelope, FetchedBody};
 use js_sys::{ArrayBuffer, JsString, Reflect, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -36,28 +41,97 @@ fn decode_envelope(
         .as_string()
         .ok_or_else(|| bad_field("message.type must be a string"))?;
     check_version(msg)?;
+    let arrival = || -> Result<Arrival, CoreError> {
+        Ok(Arrival {
+            sent_at_ms: optional_time(msg, "sentAt")?,
+            received_at_ms: optional_time(msg, "receivedAt")?,
+        })
+    };
     let envelope = match ty.as_str() {
         "readings" => Envelope::Readings,
         "live" => Envelope::Live,
         "catchup" => Envelope::Catchup,
+        "socket" => return socket(msg, cfg, scratch),
+        "fetched" => return fetched(msg, arrival()?, cfg, scratch),
         _ => return control(msg, cfg),
     };
-    let data = field(msg, "data")?;
-    let arrival = Arrival {
-        sent_at_ms: optional_time(msg, "sentAt")?,
-        received_at_ms: optional_time(msg, "receivedAt")?,
-    };
-    if data.is_string() {
-        let text = text(&data, &ty, cfg)?;
-        return Ok(wire::decode_text(envelope, &text, arrival, cfg));
+    let arrival = arrival()?;
+    Ok(match payload(&field(msg, "data")?, &ty, cfg, scratch)? {
+        Payload::Text(text) => wire::decode_text(envelope, &text, arrival, cfg),
+        Payload::Binary(bytes) => wire::decode_binary_at(envelope, bytes, arrival, cfg),
+    })
+}
+
+/// `socket`: a `message` event's data goes to the socket decoders; `open` and
+/// `close` are control messages.
+fn socket(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Result<Inbound, CoreError> {
+    if field(msg, "event")?.as_string().as_deref() != Some("message") {
+        return control(msg, cfg);
     }
-    let Some(bytes) = bytes_of(&data, &ty)? else {
+    let arrival = Arrival::default();
+    Ok(match payload(&field(msg, "data")?, "socket", cfg, scratch)? {
+        Payload::Text(text) => wire::decode_socket_text(&text, arrival, cfg),
+        Payload::Binary(bytes) => wire::decode_socket_binary(bytes, arrival, cfg),
+    })
+}
+
+/// `fetched`: a REST answer to the session's `fetch` with `requestId`. A 2xx
+/// answer whose `data` is a string or bytes is read here (the bytes copied once);
+/// anything else (a failure, a missing or odd `requestId` or `data`) goes whole
+/// to `wire::decode_message`, which holds the rules for it.
+fn fetched(
+    msg: &JsValue,
+    arrival: Arrival,
+    cfg: &Config,
+    scratch: &mut Vec<u8>,
+) -> Result<Inbound, CoreError> {
+    let request_id = field(msg, "requestId")?
+        .as_f64()
+        .filter(|id| id.fract() == 0.0 && (0.0..=MAX_REQUEST_ID).contains(id));
+    let ok = field(msg, "ok")?.as_bool() == Some(true);
+    let data = field(msg, "data")?;
+    let (Some(request_id), true) = (request_id, ok) else { return control(msg, cfg) };
+    if !data.is_string() && !data.is_instance_of::<ArrayBuffer>() && !ArrayBuffer::is_view(&data) {
+        return control(msg, cfg);
+    }
+    let request_id = request_id as u64;
+    Ok(match payload(&data, "fetched", cfg, scratch)? {
+        Payload::Text(text) => {
+            wire::decode_fetched(request_id, FetchedBody::Text(&text), arrival, cfg)
+        }
+        Payload::Binary(bytes) => {
+            wire::decode_fetched(request_id, FetchedBody::Binary(bytes), arrival, cfg)
+        }
+    })
+}
+
+/// The largest `requestId` (2^53, as the wire's whole numbers).
+const MAX_REQUEST_ID: f64 = 9_007_199_254_740_992.0;
+
+/// A message's `data`: a string, or bytes copied once into `scratch`.
+enum Payload<'a> {
+    Text(String),
+    Binary(&'a [u8]),
+}
+
+/// Reads `data` (a string, an `ArrayBuffer`, a typed array or a `DataView`),
+/// refusing it before any copy if it is larger than `maxPayloadBytes`.
+fn payload<'a>(
+    data: &JsValue,
+    ty: &str,
+    cfg: &Config,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Payload<'a>, CoreError> {
+    if data.is_string() {
+        return Ok(Payload::Text(text(data, ty, cfg)?));
+    }
+    let Some(bytes) = bytes_of(data, ty)? else {
         // Zero bytes: nothing to copy, and the decoder says `truncated_frame`.
-        return Ok(wire::decode_binary_at(envelope, &[], arrival, cfg));
+        return Ok(Payload::Binary(&[]));
     };
     let len = bytes.length() as usize;
     if len > cfg.max_payload_bytes as usize {
-        return Err(too_large(&ty, len, cfg));
+        return Err(too_large(ty, len, cfg));
     }
     // The one copy from JS into wasm memory. `resize` zero-fills only when the
     // buffer grows, so frames of a steady size cost one memcpy and nothing else;
@@ -73,7 +147,7 @@ fn decode_envelope(
     scratch.resize(len, 0);
     let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
     bytes.copy_to(dst);
-    Ok(wire::decode_binary_at(envelope, dst, arrival, cfg))
+    Ok(Payload::Binary(dst))
 }
 
 /// `config`, `query`, `reset` and unknown types: the whole message as JSON.

@@ -17,6 +17,8 @@ mod host;
 mod inbound;
 mod outbound;
 mod session;
+mod timing;
+mod transport;
 mod types;
 
 pub use engine::MeterflowEngine;

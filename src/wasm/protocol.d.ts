@@ -40,7 +40,8 @@ export interface MeterflowConfig {
   catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
-  /** Stream v2 session (PROTOCOL.md section 7). */
+  /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
+   *  the socket and fetches itself, against `feedUrl` (empty: its own origin). */
   transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
   maxBufferedDeltas?: number; creditWindow?: number; backoffBaseMs?: number;
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
@@ -94,6 +95,11 @@ export interface StatsMessage {
   type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
+  /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
+   *  over the last 1,024 updates; absent until a delta has been shown. */
+  deliveryLatencyMs?: Timing;
+  /** The worker's handling of one stream delta message, over the last 1,024. */
+  deltaApplyMs?: Timing;
   /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
   stream?: StreamStats;
 }
@@ -104,6 +110,8 @@ export interface StreamStats {
   snapshotFetches: Total; evictions: Total; refusedEntities: Total; detailCacheHits: Total;
   reconnects: Total; queueDepth: Total; meterEntities: Total; notices: Total; detailsCached: Total;
 }
+/** Milliseconds, timed by the worker (`performance.now()`). */
+export interface Timing { p50: number; p95: number; p99: number; max: number; samples: number; }
 export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
 export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }
@@ -152,7 +160,14 @@ export interface Notice {
   fromMs: number; toMs: number;
 }
 export interface NoticesMessage { type: "notices"; v: 1; upsert: Notice[]; remove: string[]; }
-export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: object; cached: boolean; }
+/** The feed server's `GET /meters/{id}` body; other servers may add fields. */
+export interface MeterDetail {
+  meter: string; resource: string; quantum?: string; noisy?: boolean;
+  latest?: { id: number; ts: number; amount: string } | null; total?: string; readings?: number;
+  incidents?: { kind: string; start: number; end: number }[];
+  [field: string]: unknown;
+}
+export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: MeterDetail; cached: boolean; }
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
   | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage

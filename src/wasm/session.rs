@@ -11,6 +11,14 @@
 //! either. Engine time is `Date.now()`. Each tick's wall time is measured with
 //! `performance.now()` and reported with the next tick.
 //!
+//! With config `transport: "worker"` the session also owns a
+//! [`WorkerTransport`]: the engine's stream requests (`connect`, `send`,
+//! `close`, `fetch` with a `requestId`) and the ledger's catch-up `fetch` are
+//! executed here instead of posted, and what the socket and the fetches bring
+//! back re-enters through `on_message` as the page messages a page transport
+//! would post. It is created, replaced (new `feedUrl`) or dropped (back to
+//! `"page"`, or `stop`) after every message, as the config says.
+//!
 //! The port's `onmessage` closure and the timers hold the session (a deliberate
 //! reference cycle): it lives until [`WorkerSession::stop`], whatever happens to
 //! the handle on the JS side. All state is behind `RefCell`s that are only ever
@@ -20,9 +28,10 @@
 use super::engine::config_from_js;
 use super::host::Host;
 use super::outbound::{internal_error, object, to_js, Posted};
+use super::transport::{Deliver, TransportRequest, WorkerTransport};
 use super::types::{ConfigJs, MessagePortLike};
-use crate::core::config::Config;
-use crate::core::event::Outbound;
+use crate::core::config::{Config, Transport};
+use crate::core::event::{Outbound, StreamRequest};
 use crate::core::Engine;
 use gloo_timers::callback::Interval;
 use js_sys::Array;
@@ -82,6 +91,8 @@ struct Session {
     host: RefCell<Host>,
     timers: RefCell<Timers>,
     on_message: RefCell<Option<MessageHandler>>,
+    /// The worker-owned transport, while the config asks for one.
+    transport: RefCell<Option<WorkerTransport>>,
 }
 
 type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
@@ -100,6 +111,7 @@ impl Session {
             host: RefCell::new(Host::new(engine)),
             timers: RefCell::new(Timers::default()),
             on_message: RefCell::new(None),
+            transport: RefCell::new(None),
         });
         let s = Rc::clone(&session);
         let on_message = MessageHandler::new(move |ev: MessageEvent| {
@@ -118,6 +130,7 @@ impl Session {
             transfer: None,
         });
         Session::arm_timers(&session);
+        Session::fit_transport(&session);
         Ok(session)
     }
 
@@ -126,9 +139,48 @@ impl Session {
             Ok(mut host) => host.handle(data, js_sys::Date::now()),
             Err(_) => return,
         };
+        // A `config` message may have changed the transport and the intervals;
+        // the transport is fitted before this message's requests are executed.
+        Session::fit_transport(self);
         self.post_all(&outs);
-        // A `config` message may have changed the intervals.
         Session::arm_timers(self);
+    }
+
+    /// Creates, replaces or drops the worker transport as the config says. The
+    /// feed URL is `feedUrl`, or this worker's own origin when it is empty.
+    fn fit_transport(this: &Rc<Session>) {
+        let wanted = match this.host.try_borrow() {
+            Ok(host) => match host.config().transport {
+                Transport::Worker => Some(feed_url(&host.config().feed_url)),
+                Transport::Page => None,
+            },
+            Err(_) => return,
+        };
+        let Ok(mut slot) = this.transport.try_borrow_mut() else { return };
+        let current = slot.as_ref().map(|t| t.feed_url().to_string());
+        let keep = match (&wanted, &current) {
+            (Some(url), Some(cur)) => url.trim_end_matches('/') == cur,
+            (None, None) => true,
+            _ => false,
+        };
+        if keep {
+            return;
+        }
+        if let Some(old) = slot.as_mut() {
+            old.hand_over();
+        }
+        match wanted {
+            None => *slot = None,
+            Some(url) => {
+                let weak = Rc::downgrade(this);
+                let deliver: Deliver = Rc::new(move |msg: &JsValue| {
+                    if let Some(session) = weak.upgrade() {
+                        session.on_message(msg);
+                    }
+                });
+                *slot = Some(WorkerTransport::new(&url, deliver));
+            }
+        }
     }
 
     fn on_tick(&self) {
@@ -168,6 +220,9 @@ impl Session {
 
     fn stop(&self) {
         self.port.set_onmessage(None);
+        // Dropping the transport closes its socket.
+        let transport = self.transport.try_borrow_mut().map(|mut t| t.take());
+        drop(transport);
         // Dropping the intervals clears them; dropping the closures breaks the
         // cycle that kept the session alive.
         let timers = self.timers.try_borrow_mut().map(|mut t| std::mem::take(&mut *t));
@@ -176,10 +231,41 @@ impl Session {
         drop(closure);
     }
 
-    /// Posts every output, in order, after the engine call that made them returned.
+    /// Posts every output, in order, after the engine call that made them
+    /// returned; with the worker transport, executes its requests instead.
     fn post_all(&self, outs: &[Outbound]) {
         for out in outs {
-            self.post(&to_js(out));
+            if let Some(req) = transport_request(out) {
+                if let Ok(Some(transport)) = self.transport.try_borrow_mut().as_deref_mut() {
+                    transport.execute(req);
+                    continue;
+                }
+            }
+            let posted = to_js(out);
+            if matches!(out, Outbound::Stats(_)) {
+                self.add_timings(&posted.message);
+            }
+            self.post(&posted);
+        }
+    }
+
+    /// `stats.deliveryLatencyMs` and `stats.deltaApplyMs`, `{ p50, p95, p99,
+    /// max, samples }` each, once there is a sample (the binding times them;
+    /// see `Host`).
+    fn add_timings(&self, stats: &JsValue) {
+        let Ok(host) = self.host.try_borrow() else { return };
+        for (name, summary) in
+            [("deliveryLatencyMs", host.delivery_latency()), ("deltaApplyMs", host.delta_apply())]
+        {
+            let Some(t) = summary else { continue };
+            let value = object(&[
+                ("p50", t.p50.into()),
+                ("p95", t.p95.into()),
+                ("p99", t.p99.into()),
+                ("max", t.max.into()),
+                ("samples", (t.samples as f64).into()),
+            ]);
+            let _ = js_sys::Reflect::set(stats, &name.into(), &value);
         }
     }
 
@@ -195,6 +281,37 @@ impl Session {
             }
         }
     }
+}
+
+/// The request behind an output the worker transport executes, if it is one.
+fn transport_request(out: &Outbound) -> Option<TransportRequest> {
+    Some(match out {
+        Outbound::Stream(StreamRequest::Connect { url }) => {
+            TransportRequest::Connect { url: url.clone() }
+        }
+        Outbound::Stream(StreamRequest::Send { text }) => {
+            TransportRequest::Send { text: text.clone() }
+        }
+        Outbound::Stream(StreamRequest::Close { code, reason }) => {
+            TransportRequest::Close { code: *code, reason: reason.clone() }
+        }
+        Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
+            TransportRequest::Fetch { request_id: *request_id, path: path.clone() }
+        }
+        Outbound::Fetch(f) => TransportRequest::Catchup { from_hour: f.from_hour_ms },
+        _ => return None,
+    })
+}
+
+/// `configured`, or this worker's origin (`self.location.origin`) when empty.
+fn feed_url(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    js_sys::global()
+        .dyn_into::<web_sys::WorkerGlobalScope>()
+        .map(|scope| scope.location().origin())
+        .unwrap_or_default()
 }
 
 /// A timer period in whole ms, at least 1 (the config guarantees finite and > 0).

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// Measures, in headless Chromium against the real feed server, how long a
+// stream delta waits from its arrival in the worker to the `totals` message
+// that shows it (`stats.deliveryLatencyMs`, timed by the binding), with the
+// worker transport on `totals`. A measurement, not a test: it prints figures.
+//
+//   node www/tests/feed-latency.mjs [--meters 5000] [--seconds 30] [--flush-ms 250]
+//
+// Needs `make build feed-bin`. `--flush-ms` sets `totalsFlushMs`: the figure
+// includes the wait for that flush.
+
+import { launchChromium, requirePackage } from './harness.mjs';
+import { startFeed } from './feed-harness.mjs';
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const meters = arg('meters', 5000);
+const seconds = arg('seconds', 30);
+const flushMs = arg('flush-ms', 250);
+
+requirePackage();
+const feed = await startFeed({ meters, seed: 1, speed: 1 });
+const browser = await launchChromium();
+try {
+  const page = await browser.context.newPage();
+  await page.goto(`${feed.url}/tests/feed.html?transport=worker`);
+  const result = await page.evaluate(
+    async ({ feedUrl, flushMs, seconds }) => {
+      const t = window.feedTest;
+      await t.ready;
+      t.post({ type: 'config', config: { transport: 'worker', feedUrl, totalsFlushMs: flushMs } });
+      t.post({ type: 'session', op: 'start', channels: ['totals'] });
+      await t.waitForState('ready');
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      const stats = t.waitFor('stats', (s) => s.deliveryLatencyMs !== undefined);
+      t.post({ type: 'query', query: 'stats' });
+      const s = await stats;
+      return { latency: s.deliveryLatencyMs, apply: s.deltaApplyMs, stream: s.stream, errors: t.errors.length, totals: t.counts.totals };
+    },
+    { feedUrl: feed.url, flushMs, seconds },
+  );
+  console.log(JSON.stringify({ meters, seconds, totalsFlushMs: flushMs, ...result }));
+} finally {
+  await browser.close();
+  await feed.stop();
+}

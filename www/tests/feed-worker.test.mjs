@@ -1,0 +1,222 @@
+// The stream v2 session in headless Chromium against the REAL feed server:
+// `meterflow-feed` (target/release, `cargo build --release --features feed
+// --bin meterflow-feed`) on a free 127.0.0.1 port serves the test page
+// (www/tests/feed.html), the worker and the wasm package itself (`--www www`),
+// so the page, the worker and the WebSocket share one origin (the server
+// refuses upgrades from any other).
+//
+// For each transport (the worker's own WebSocket + fetch, and the page's), the
+// page starts the worker, starts a session on `totals`, waits for `ready` and
+// live totals, and then compares the worker's totals with `GET /truth` exactly.
+//
+// Clock: `--speed 1` with the server's default start (the wall clock), so the
+// stamps are real time and the worker's default `maxOffsetMs` holds; at a
+// higher speed the browser's clock falls behind the simulated stamps.
+// Comparing a moving stream: the server ticks every 500 ms; a comparison counts
+// when /truth read before and after the worker's totals names the same seq (a
+// quiet moment), and the worker must match the truth at one of them. A wrong
+// total never matches, so a bug fails the test (after the guard).
+//
+// Run: `make build feed-bin && cd www && node --test tests/` (part of `make test`).
+// Waits are liveness guards for a hung page, not speed assertions.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchChromium, requirePackage } from './harness.mjs';
+import { startFeed } from './feed-harness.mjs';
+
+const GUARD_MS = Number(process.env.E2E_GUARD_MS ?? 30_000);
+const METERS = 500;
+
+let feed;
+let browser;
+before(async () => {
+  requirePackage();
+  feed = await startFeed({ meters: METERS, seed: 11, speed: 1, heartbeatMs: 2000 });
+  browser = await launchChromium();
+});
+
+/** `promise`, or a rejection naming `what` after the guard (the timer is cleared either way). */
+async function guarded(promise, what) {
+  let timer;
+  const guard = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no ${what} within ${GUARD_MS} ms`)), GUARD_MS);
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+after(async () => {
+  await browser?.close();
+  await feed?.stop();
+});
+
+async function truth() {
+  const r = await fetch(`${feed.url}/truth`);
+  assert.equal(r.status, 200);
+  return r.json();
+}
+
+/** The `/meters/{id}` body of some meter of the feed (ids are `w-`, `e-` or `b-` + 5 digits). */
+async function someMeter() {
+  for (const id of ['w-00000', 'e-00000', 'b-00000', 'w-00001', 'e-00001', 'b-00001']) {
+    const r = await fetch(`${feed.url}/meters/${id}`);
+    if (r.status === 200) return r.json();
+  }
+  throw new Error('the feed has none of the first meter ids');
+}
+
+/** A decimal string ("812.125") as an integer count of 10^-decimals units. */
+function units(decimal, decimals) {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(decimal);
+  assert.ok(m, `not a decimal: ${decimal}`);
+  const frac = (m[3] ?? '').padEnd(decimals, '0');
+  assert.equal(frac.length, decimals, `${decimal} has more than ${decimals} decimals`);
+  const v = BigInt(m[2] + frac);
+  return m[1] ? -v : v;
+}
+
+/** Every difference between the worker's `totals` message and the truth. */
+function differences(totals, t) {
+  const diffs = [];
+  for (const r of t.resources) {
+    const mine = totals.resources.find((x) => x.resource === r.resource);
+    if (!mine) {
+      diffs.push(`${r.resource}: missing`);
+      continue;
+    }
+    assert.equal(mine.decimals, r.decimals, `${r.resource} decimals`);
+    const listed = new Set();
+    for (const b of r.buckets) {
+      listed.add(b.hour);
+      const got = mine.buckets.find((x) => x.hour === b.hour);
+      const want = units(b.total, r.decimals);
+      if (!got || BigInt(got.total) !== want) {
+        diffs.push(`${r.resource} hour ${b.hour}: worker ${got?.total} truth ${want}`);
+      }
+    }
+    for (const b of mine.buckets) {
+      if (!listed.has(b.hour) && BigInt(b.total) !== 0n) {
+        diffs.push(`${r.resource} hour ${b.hour}: worker ${b.total}, truth has no such hour`);
+      }
+    }
+  }
+  return diffs;
+}
+
+/**
+ * Waits for a quiet moment (the truth's seq the same before and after reading
+ * the worker's totals) at which the worker's totals equal the truth exactly.
+ */
+async function matchTruth(page) {
+  const deadline = Date.now() + GUARD_MS;
+  let last = 'no quiet moment';
+  while (Date.now() < deadline) {
+    const before = await truth();
+    const totals = await guarded(page.evaluate(() => window.feedTest.totals()), 'totals reply');
+    const after = await truth();
+    if (before.channels.totals.seq === after.channels.totals.seq) {
+      const diffs = differences(totals, before);
+      if (diffs.length === 0 && !totals.incomplete) return { totals, truth: before };
+      last = `at seq ${before.channels.totals.seq}: incomplete ${totals.incomplete}; ${diffs.join('; ')}`;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the worker's totals never matched /truth: ${last}`);
+}
+
+for (const transport of ['worker', 'page']) {
+  test(`${transport} transport: the session reaches ready and the totals equal /truth exactly`, { timeout: 4 * GUARD_MS }, async () => {
+    const page = await browser.context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+    });
+    page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
+
+    const response = await page.goto(`${feed.url}/tests/feed.html?transport=${transport}`);
+    assert.equal(response.status(), 200);
+    await guarded(page.evaluate(() => window.feedTest.ready), 'worker ready');
+    await page.evaluate(
+      ({ transport, feedUrl }) => {
+        const t = window.feedTest;
+        t.post({ type: 'config', config: { transport, feedUrl } });
+        t.post({ type: 'session', op: 'start', channels: ['totals'] });
+      },
+      { transport, feedUrl: feed.url },
+    );
+    const ready = await guarded(
+      page.evaluate(() => window.feedTest.waitForState('ready')),
+      'connection ready',
+    ).catch(async (e) => {
+      const state = await page.evaluate(() => ({
+        connections: window.feedTest.connections, errors: window.feedTest.errors,
+        counts: window.feedTest.counts, asked: window.feedTest.asked,
+      }));
+      throw new Error(`${e.message}: ${JSON.stringify(state)}`);
+    });
+    assert.equal(ready.lastCloseCode, null);
+
+    const { totals, truth: t } = await matchTruth(page);
+    assert.ok(t.channels.totals.seq > 0, 'the stream had delivered frames');
+    assert.ok(t.readings > 0, 'the server had readings to total');
+    assert.ok(totals.resources.some((r) => BigInt(r.total) !== 0n), 'totals are not all zero');
+
+    // The binding timed each delta's wait for the totals message showing it.
+    const stats = await guarded(
+      page.evaluate(() => {
+        const next = window.feedTest.waitFor('stats', (s) => s.deliveryLatencyMs !== undefined);
+        window.feedTest.post({ type: 'query', query: 'stats' });
+        return next;
+      }),
+      'stats with deliveryLatencyMs',
+    );
+    assert.ok(stats.deliveryLatencyMs.samples > 0, JSON.stringify(stats.deliveryLatencyMs));
+    console.log(`# ${transport} transport: delivery latency ms ${JSON.stringify(stats.deliveryLatencyMs)}`);
+
+    // A meter's detail through the session: fetched once, then from the cache.
+    const meter = await someMeter();
+    const askDetail = (m) =>
+      guarded(
+        page.evaluate((m) => {
+          const next = window.feedTest.waitFor('detail', (d) => d.meter === m);
+          window.feedTest.post({ type: 'session', op: 'detail', meter: m });
+          return next;
+        }, m),
+        `detail of ${m}`,
+      );
+    const first = await askDetail(meter.meter);
+    assert.equal(first.cached, false);
+    assert.equal(first.detail.meter, meter.meter);
+    assert.equal(first.detail.resource, meter.resource);
+    assert.equal((await askDetail(meter.meter)).cached, true);
+
+    const seen = await page.evaluate(() => ({
+      asked: window.feedTest.asked, errors: window.feedTest.errors, counts: window.feedTest.counts,
+    }));
+    if (transport === 'worker') {
+      // The worker ran every request itself: none reached the page.
+      assert.deepEqual(seen.asked, { connect: 0, send: 0, close: 0, fetch: 0 });
+    } else {
+      assert.ok(seen.asked.connect >= 1 && seen.asked.send >= 1 && seen.asked.fetch >= 1,
+        `the page transport was asked: ${JSON.stringify(seen.asked)}`);
+    }
+    assert.deepEqual(seen.errors, [], 'the worker reported errors');
+
+    // Stopping the session closes the socket and says so.
+    const stopped = await guarded(
+      page.evaluate(() => {
+        const next = window.feedTest.waitFor('connection', (c) => c.state === 'disconnected');
+        window.feedTest.post({ type: 'session', op: 'stop' });
+        return next;
+      }),
+      'disconnected status after stop',
+    );
+    assert.equal(stopped.state, 'disconnected');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
+}
