@@ -2,8 +2,14 @@
 //! hours: one read of the read model plus the JSON or binary body, as
 //! `/catchup` does (target ≤ 20 ms p99). The body's size follows the hours and
 //! resources held, never the readings behind them.
+//!
+//! `meters.<group>` snapshot-v2 for 5,000 meters (one group holding all of
+//! them, the worst case; and one of 8 districts), full and `since_seq` mini, as
+//! `/snapshot-v2` does: copy under the read lock, encode outside it. And the
+//! writer's tick of the channel model at 5,000 meters.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use meterflow::feed::channels::{assign_groups, ChannelLimits, ChannelModel};
 use meterflow::feed::http::{catchup_binary, catchup_json};
 use meterflow::feed::model::{ReadModel, HOUR_MS};
 use meterflow::feed::sim::Simulator;
@@ -39,5 +45,55 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn channels(groups: usize) -> (Simulator, ChannelModel) {
+    let mut sim = Simulator::new(5_000, 1, 1_764_000_000_000);
+    let incidents = sim.incidents().to_vec();
+    let mut c = ChannelModel::new(
+        1,
+        sim.meters().iter().map(|x| x.id.clone()).collect(),
+        sim.meters().iter().map(|x| x.resource).collect(),
+        assign_groups(5_000, groups, 1),
+        groups,
+        &incidents,
+        1,
+        sim.start_ms(),
+        ChannelLimits { delta_ring: 32, max_notices: 64, notice_removals: 256 },
+    );
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        let ts = sim.step(&mut out);
+        c.apply(ts, &out, &incidents);
+    }
+    (sim, c)
+}
+
+fn bench_channels(c: &mut Criterion) {
+    for groups in [1usize, 8] {
+        let (_, m) = channels(groups);
+        let seq = m.stream("meters.north").map_or(0, |s| s.seq());
+        let n = m.members(0).len();
+        c.bench_function(&format!("feed snapshot-v2 meters.north json {n} meters"), |b| {
+            b.iter(|| m.snapshot("meters.north", None).map(|s| s.json(m.names()).len()))
+        });
+        c.bench_function(
+            &format!("feed snapshot-v2 meters.north since_seq json {n} meters"),
+            |b| {
+                b.iter(|| {
+                    m.snapshot("meters.north", Some((1, seq - 1))).map(|s| s.json(m.names()).len())
+                })
+            },
+        );
+    }
+    let (mut sim, mut m) = channels(8);
+    let incidents = sim.incidents().to_vec();
+    let mut out = Vec::new();
+    c.bench_function("feed sim step + channel model tick 5000 meters 8 groups", |b| {
+        b.iter(|| {
+            let ts = sim.step(&mut out);
+            m.apply(ts, &out, &incidents);
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_channels);
 criterion_main!(benches);

@@ -112,7 +112,10 @@ async fn wait_head(server: &Server, seq: u64) {
 async fn drop_duplicate_overrun_and_reorder_do_what_they_say_within_credit() {
     let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
     let (status, now) = http(server.addr, "GET", "/admin/faults", "").await;
-    assert_eq!((status, now["dropPct"].as_f64(), now["reorderWindow"].as_u64()), (200, Some(0.0), Some(0)));
+    assert_eq!(
+        (status, now["dropPct"].as_f64(), now["reorderWindow"].as_u64()),
+        (200, Some(0.0), Some(0))
+    );
 
     // Drop 100%: nothing is sent, the stream moves on, no credit is used.
     faults(&server, json!({ "dropPct": 100 })).await;
@@ -210,9 +213,14 @@ async fn reconnect_and_invalid_session_on_demand() {
 async fn disconnect_skew_delay_and_bad_admin_requests() {
     let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
     // Bad requests change nothing.
-    for body in ["nope", "[1]", r#"{"dropPct":101}"#, r#"{"nope":1}"#, r#"{"invalidSession":true}"#] {
+    for body in ["nope", "[1]", r#"{"dropPct":101}"#, r#"{"nope":1}"#, r#"{"invalidSession":true}"#]
+    {
         let (status, v) = http(server.addr, "POST", "/admin/faults", body).await;
-        assert_eq!((status, v["error"].as_str()), (400, Some(if body.starts_with('{') { "bad_fault" } else { "bad_json" })), "{body}");
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some(if body.starts_with('{') { "bad_fault" } else { "bad_json" })),
+            "{body}"
+        );
     }
     assert_eq!(http(server.addr, "GET", "/admin/faults", "").await.1["dropPct"], 0.0);
 
@@ -236,7 +244,9 @@ async fn disconnect_skew_delay_and_bad_admin_requests() {
         .into_iter()
         .flatten()
         .flat_map(|r| r["buckets"].as_array().into_iter().flatten())
-        .map(|b| (b["total"].as_str().unwrap_or("0").parse::<f64>().unwrap_or(0.0) * 1e3).round() as u64)
+        .map(|b| {
+            (b["total"].as_str().unwrap_or("0").parse::<f64>().unwrap_or(0.0) * 1e3).round() as u64
+        })
         .sum();
     assert!(sum > 0);
     assert!(truth["asOf"]["wallMs"].as_u64() >= Some(ts + 3_600_000));

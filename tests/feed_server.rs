@@ -462,6 +462,38 @@ async fn catchup_serve_time_at_5000_meters() {
     server.shutdown().await.expect("server error");
 }
 
+/// `meters.<group>` snapshot-v2 serve time with all 5,000 meters in one group
+/// (the worst case) over HTTP, connection included, full and `since_seq`;
+/// printed, not asserted (the target is ≤ 20 ms p99: `cargo test --features
+/// feed --test feed_server -- --nocapture --test-threads=1 snapshot_serve_time`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_snapshot_serve_time_at_5000_meters() {
+    let cfg = FeedConfig { meters: 5_000, speed: 20.0, groups: 1, ..config() };
+    let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seq = server.shared().channels().stream("meters.north").map_or(0, |s| s.seq());
+    assert!(seq > 2);
+    for query in ["", "&epoch=9&since_seq=1"] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = std::time::Instant::now();
+            let (status, _, body) =
+                get(server.addr, &format!("/snapshot-v2?channel=meters.north{query}")).await;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(status, 200);
+            assert!(body.len() > 5_000 * 60);
+        }
+        times.sort_by(f64::total_cmp);
+        let p = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+        println!(
+            "snapshot-v2 meters.north{query} at 5000 meters: p50 {:.3} ms, p99 {:.3} ms",
+            p(0.5),
+            p(0.99)
+        );
+    }
+    server.shutdown().await.expect("server error");
+}
+
 /// A backlog longer than one send batch drains without waiting for the next
 /// tick: with the writer paused, every held frame after `snapshot_seq` arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,9 +571,18 @@ async fn meters_and_notices_channels_reach_the_served_snapshot_exactly() {
     let cfg = FeedConfig { delta_ring: 8_192, ..config() };
     let server = start(cfg, "127.0.0.1:0".parse().expect("addr")).await.expect("start");
     let groups = get_json(server.addr, "/groups").await;
-    let north: Vec<&str> =
-        groups["groups"]["north"].as_array().expect("north").iter().filter_map(Value::as_str).collect();
-    let all: usize = groups["groups"].as_object().expect("groups").values().map(|g| g.as_array().map_or(0, Vec::len)).sum();
+    let north: Vec<&str> = groups["groups"]["north"]
+        .as_array()
+        .expect("north")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let all: usize = groups["groups"]
+        .as_object()
+        .expect("groups")
+        .values()
+        .map(|g| g.as_array().map_or(0, Vec::len))
+        .sum();
     assert_eq!((all, groups["groups"].as_object().map(|g| g.len())), (300, Some(8)));
     assert!(!north.is_empty());
 
@@ -557,7 +598,7 @@ async fn meters_and_notices_channels_reach_the_served_snapshot_exactly() {
     let mut state = vec![State::new(); 2];
     let mut first = vec![State::new(); 2];
     let mut last = vec![0u64; 2];
-    let mut first_seq = vec![0u64; 2];
+    let mut first_seq = [0u64; 2];
     for (i, (name, list, key)) in channels.iter().enumerate() {
         let body = get_json(server.addr, &format!("/snapshot-v2?channel={name}")).await;
         assert_eq!((body["channel"].as_str(), body["epoch"].as_u64()), (Some(*name), Some(9)));
@@ -568,12 +609,14 @@ async fn meters_and_notices_channels_reach_the_served_snapshot_exactly() {
     }
     assert!(state[0].keys().all(|m| north.contains(&m.as_str())));
     let real_start = tokio::time::Instant::now();
-    let (mut paused, mut unreturned, mut applied) = (None::<Vec<u64>>, vec![0u64; 2], vec![0u64; 2]);
+    let (mut paused, mut unreturned, mut applied) =
+        (None::<Vec<u64>>, vec![0u64; 2], vec![0u64; 2]);
     loop {
         if paused.is_none() && real_start.elapsed() >= STREAM_FOR {
             server.set_paused(true);
             let c = server.shared().channels();
-            paused = Some(channels.iter().map(|ch| c.stream(ch.0).map_or(0, |s| s.seq())).collect());
+            paused =
+                Some(channels.iter().map(|ch| c.stream(ch.0).map_or(0, |s| s.seq())).collect());
         }
         if paused.as_ref().is_some_and(|h| h.iter().zip(&last).all(|(h, l)| l >= h)) {
             break;
@@ -625,7 +668,10 @@ async fn meters_and_notices_channels_reach_the_served_snapshot_exactly() {
     for (id, e) in &state[0] {
         let (_, _, m) = shared.model().meter(id).expect("meter");
         assert_eq!(e["count"].as_u64(), Some(m.readings), "{id}");
-        assert_eq!(e["total"].as_str(), Some(meterflow::core::decimal::format_units(m.total_units, 3).as_str()));
+        assert_eq!(
+            e["total"].as_str(),
+            Some(meterflow::core::decimal::format_units(m.total_units, 3).as_str())
+        );
     }
     server.shutdown().await.expect("server error");
 }
@@ -645,7 +691,11 @@ async fn a_totals_mini_snapshot_starts_at_the_hour_of_the_frame_after_since_seq(
     let full = get_json(server.addr, "/snapshot-v2?channel=totals").await;
     assert!(full.get("since_seq").is_none());
     assert_eq!(full["from"].as_u64(), Some(START_MS / HOUR_MS * HOUR_MS));
-    let mini = get_json(server.addr, &format!("/snapshot-v2?channel=totals&epoch=9&since_seq={}", seq - 3)).await;
+    let mini = get_json(
+        server.addr,
+        &format!("/snapshot-v2?channel=totals&epoch=9&since_seq={}", seq - 3),
+    )
+    .await;
     assert_eq!(mini["since_seq"].as_u64(), Some(seq - 3));
     assert_eq!(mini["snapshot_seq"].as_u64(), Some(seq));
     let hour = START_MS / HOUR_MS * HOUR_MS + HOUR_MS;

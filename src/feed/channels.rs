@@ -12,7 +12,6 @@ use std::sync::{Arc, OnceLock};
 
 use super::model::HOUR_MS;
 use super::sim::{Incident, IncidentKind, Reading, DECIMALS, RESOURCES};
-use crate::core::decimal::format_units;
 use crate::core::session::rng::SplitMix64;
 
 /// The default district groups, in index order (`--groups 8`).
@@ -120,11 +119,13 @@ impl Delta {
             self.channel, self.epoch, self.seq
         );
         match &self.patch {
-            Patch::Meters { upsert, remove } => {
-                write_patch(&mut s, upsert, |s, e| self.names.entity(s, e), remove, |s, m| {
-                    write_str(s, self.names.id(*m))
-                })
-            }
+            Patch::Meters { upsert, remove } => write_patch(
+                &mut s,
+                upsert,
+                |s, e| self.names.entity(s, e),
+                remove,
+                |s, m| write_str(s, self.names.id(*m)),
+            ),
             Patch::Notices { upsert, remove } => {
                 write_patch(&mut s, upsert, write_notice, remove, |s, id| write_str(s, id))
             }
@@ -198,23 +199,40 @@ impl Names {
         self.ids.get(m as usize).map_or("", String::as_str)
     }
 
-    /// One entity as the channel's JSON object.
+    /// One entity as the channel's JSON object (no allocation: snapshots of
+    /// thousands of meters are encoded on request).
     pub fn entity(&self, s: &mut String, e: &Entity) {
         let resource = self
             .resources
             .get(e.meter as usize)
             .and_then(|&r| RESOURCES.get(r))
             .map_or("", |r| r.0);
-        let _ = write!(
-            s,
-            r#"{{"meter":"{}","resource":"{resource}","ts":{},"value":{},"status":"{}","count":{},"total":"{}"}}"#,
-            self.id(e.meter),
-            e.ts,
-            format_units(e.units, DECIMALS),
-            e.status.as_str(),
-            e.count,
-            format_units(e.total_units, DECIMALS)
-        );
+        s.push_str(r#"{"meter":""#);
+        s.push_str(self.id(e.meter));
+        s.push_str(r#"","resource":""#);
+        s.push_str(resource);
+        let _ = write!(s, r#"","ts":{},"value":"#, e.ts);
+        push_units(s, e.units);
+        s.push_str(r#","status":""#);
+        s.push_str(e.status.as_str());
+        let _ = write!(s, r#"","count":{},"total":""#, e.count);
+        push_units(s, e.total_units);
+        s.push_str("\"}");
+    }
+}
+
+/// `units` as an exact decimal with [`DECIMALS`] places, as
+/// [`format_units`](crate::core::decimal::format_units) writes it, appended
+/// without allocating.
+fn push_units(s: &mut String, units: i64) {
+    let d = usize::from(DECIMALS);
+    let pow = 10u64.pow(u32::from(DECIMALS));
+    let sign = if units < 0 { "-" } else { "" };
+    let abs = units.unsigned_abs();
+    if d == 0 {
+        let _ = write!(s, "{sign}{abs}");
+    } else {
+        let _ = write!(s, "{sign}{}.{:0d$}", abs / pow, abs % pow);
     }
 }
 
@@ -396,7 +414,9 @@ pub struct ChannelModel {
 
 impl ChannelModel {
     /// The model for `ids`/`resources`, meters in `group_of` (one of `groups`),
-    /// dropouts from `incidents`, at simulated `start_ms`.
+    /// dropouts from `incidents`, at simulated `start_ms`. (Each argument is a
+    /// distinct piece of the simulation's setup; a struct would only rename them.)
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         epoch: u64,
         ids: Vec<String>,
@@ -433,7 +453,11 @@ impl ChannelModel {
             groups: gs,
             entities: (0..n).map(|m| Entity { meter: m as u32, ..Entity::default() }).collect(),
             changed_seq: vec![0; n],
-            dropouts: incidents.iter().filter(|i| i.kind == IncidentKind::Dropout).copied().collect(),
+            dropouts: incidents
+                .iter()
+                .filter(|i| i.kind == IncidentKind::Dropout)
+                .copied()
+                .collect(),
             notices: Stream::new(NOTICES.to_string()),
             held: VecDeque::new(),
             removed: VecDeque::new(),
@@ -510,9 +534,10 @@ impl ChannelModel {
             if e.ts == ts {
                 continue;
             }
-            let offline = self.dropouts.iter().any(|d| {
-                d.meter == e.meter && (d.start_ms..d.end_ms).contains(&ts)
-            });
+            let offline = self
+                .dropouts
+                .iter()
+                .any(|d| d.meter == e.meter && (d.start_ms..d.end_ms).contains(&ts));
             let status = if offline {
                 Status::Offline
             } else if ts.saturating_sub(e.ts) > STALE_MS {
@@ -635,9 +660,23 @@ impl ChannelModel {
         self.notices.push(d, self.limits.delta_ring);
     }
 
-    fn notice(&mut self, severity: &'static str, title: String, text: String, from: u64, to: u64) -> Notice {
+    fn notice(
+        &mut self,
+        severity: &'static str,
+        title: String,
+        text: String,
+        from: u64,
+        to: u64,
+    ) -> Notice {
         self.next_notice += 1;
-        Notice { id: format!("n-{}", self.next_notice), severity, title, text, from_ms: from, to_ms: to }
+        Notice {
+            id: format!("n-{}", self.next_notice),
+            severity,
+            title,
+            text,
+            from_ms: from,
+            to_ms: to,
+        }
     }
 
     /// The snapshot of `channel` (`None`: unknown channel); with `since =
@@ -650,19 +689,12 @@ impl ChannelModel {
         if channel == NOTICES {
             let since = since.filter(|&n| n >= self.removed_horizon);
             let after = since.unwrap_or(0);
-            let notices = self
-                .held
-                .iter()
-                .filter(|(_, s)| *s > after)
-                .map(|(n, _)| n.clone())
-                .collect();
+            let notices =
+                self.held.iter().filter(|(_, s)| *s > after).map(|(n, _)| n.clone()).collect();
             let remove = match since {
-                Some(n) => self
-                    .removed
-                    .iter()
-                    .filter(|(s, _)| *s > n)
-                    .map(|(_, id)| id.clone())
-                    .collect(),
+                Some(n) => {
+                    self.removed.iter().filter(|(s, _)| *s > n).map(|(_, id)| id.clone()).collect()
+                }
                 None => Vec::new(),
             };
             return Some(Snapshot {
@@ -719,9 +751,11 @@ impl ChannelModel {
 mod tests {
     use super::super::sim::Simulator;
     use super::*;
+    use crate::core::decimal::format_units;
     use std::collections::BTreeMap;
 
-    const LIMITS: ChannelLimits = ChannelLimits { delta_ring: 64, max_notices: 8, notice_removals: 16 };
+    const LIMITS: ChannelLimits =
+        ChannelLimits { delta_ring: 64, max_notices: 8, notice_removals: 16 };
 
     fn model(sim: &Simulator, groups: usize, limits: ChannelLimits) -> ChannelModel {
         let ids: Vec<String> = sim.meters().iter().map(|m| m.id.clone()).collect();
@@ -770,8 +804,10 @@ mod tests {
         let sim = Simulator::new(50, 1, 1_764_000_000_000);
         let m = model(&sim, 3, LIMITS);
         let v: serde_json::Value = serde_json::from_str(&m.groups_json()).unwrap_or_default();
-        let total: usize =
-            ["north", "south", "east"].iter().map(|g| v["groups"][g].as_array().map_or(0, Vec::len)).sum();
+        let total: usize = ["north", "south", "east"]
+            .iter()
+            .map(|g| v["groups"][g].as_array().map_or(0, Vec::len))
+            .sum();
         assert_eq!(total, 50);
         assert_eq!(v["version"], 3);
     }
@@ -846,7 +882,10 @@ mod tests {
             let mut state = old.clone();
             apply_snapshot(&mut state, &mini);
             let mut full = BTreeMap::new();
-            apply_snapshot(&mut full, &m.snapshot(ch, None).unwrap_or_else(|| panic!("no channel")));
+            apply_snapshot(
+                &mut full,
+                &m.snapshot(ch, None).unwrap_or_else(|| panic!("no channel")),
+            );
             assert_eq!(state, full, "round {round}: old + mini");
             // Later deltas on top of the mini-snapshot.
             let at = mini.snapshot_seq;
@@ -905,6 +944,43 @@ mod tests {
         assert!(m.stream(NOTICES).is_some_and(|s| s.ring.len() <= 4));
         // N older than the remembered removals: a full snapshot.
         assert_eq!(m.snapshot(NOTICES, Some((3, 1))).map(|s| s.since_seq), Some(None));
+    }
+
+    #[test]
+    fn units_are_written_as_format_units_writes_them() {
+        for u in
+            [0i64, 1, 9, 10, 999, 1_000, 1_001, 12_500, -1, -1_000, -12_345, i64::MAX, i64::MIN]
+        {
+            let mut s = String::new();
+            push_units(&mut s, u);
+            assert_eq!(s, format_units(u, DECIMALS), "{u}");
+        }
+    }
+
+    #[test]
+    fn fifty_thousand_meters_stay_within_their_caps() {
+        let mut sim = Simulator::new(50_000, 2, 1_764_000_000_000);
+        let incidents = sim.incidents().to_vec();
+        let limits = ChannelLimits { delta_ring: 4, max_notices: 8, notice_removals: 16 };
+        let mut m = model(&sim, 8, limits);
+        let mut out = Vec::new();
+        for _ in 0..12 {
+            let ts = sim.step(&mut out);
+            m.apply(ts, &out, &incidents);
+        }
+        let mut seen = 0;
+        for g in 0..8 {
+            let name = format!("meters.{}", group_name(g));
+            let s = m.stream(&name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!((s.seq(), s.ring.len()), (12, 4));
+            let held: usize = s.ring.iter().map(|d| d.len()).sum();
+            assert!(held <= 4 * m.members(g).len());
+            let snap = m.snapshot(&name, None).map(|x| x.patch);
+            let Some(SnapshotBody::Meters { meters, .. }) = snap else { panic!("{name}") };
+            seen += meters.len();
+        }
+        assert_eq!(seen, 50_000);
+        assert_eq!(m.entities.iter().map(|e| e.count).sum::<u64>(), 12 * 50_000);
     }
 
     #[test]

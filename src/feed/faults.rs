@@ -104,7 +104,8 @@ impl Faults {
                 "dropPct" => f.drop_pct = num()?,
                 "duplicatePct" => f.duplicate_pct = num()?,
                 "reorderWindow" => {
-                    f.reorder_window = u32::try_from(whole()?).map_err(|_| "reorderWindow: too large")?
+                    f.reorder_window =
+                        u32::try_from(whole()?).map_err(|_| "reorderWindow: too large")?
                 }
                 "disconnectEveryMs" => f.disconnect_every_ms = whole()?,
                 "restDelayMs" => f.rest_delay_ms = whole()?,
@@ -115,11 +116,15 @@ impl Faults {
                     f.clock_skew_ms = v.as_i64().ok_or("clockSkewMs: must be a whole number")?
                 }
                 "creditOverrun" => {
-                    f.credit_overrun = u32::try_from(whole()?).map_err(|_| "creditOverrun: too large")?
+                    f.credit_overrun =
+                        u32::try_from(whole()?).map_err(|_| "creditOverrun: too large")?
                 }
                 "reset" | "reconnect" | "invalidSession" => {}
                 _ => {
-                    return Err(format!("unknown field {k} (known: {}, reset, reconnect, invalidSession)", FIELDS.join(", ")))
+                    return Err(format!(
+                        "unknown field {k} (known: {}, reset, reconnect, invalidSession)",
+                        FIELDS.join(", ")
+                    ))
                 }
             }
         }
@@ -188,7 +193,8 @@ pub fn plan_sends(
         if f.drop_pct > 0.0 && rng.unit() * 100.0 < f.drop_pct {
             continue;
         }
-        let copies = if f.duplicate_pct > 0.0 && rng.unit() * 100.0 < f.duplicate_pct { 2 } else { 1 };
+        let copies =
+            if f.duplicate_pct > 0.0 && rng.unit() * 100.0 < f.duplicate_pct { 2 } else { 1 };
         for _ in 0..copies {
             if credit > 0 {
                 credit -= 1;

@@ -198,9 +198,10 @@ fn serve_catchup_since(
         respond(StatusCode::OK, "application/json", catchup_json(&view, server_time))
     };
     let since = view.since_seq.map(|n| ("x-meterflow-since-seq", n));
-    for (name, v) in [("x-meterflow-epoch", view.epoch), ("x-meterflow-snapshot-seq", view.snapshot_seq)]
-        .into_iter()
-        .chain(since)
+    for (name, v) in
+        [("x-meterflow-epoch", view.epoch), ("x-meterflow-snapshot-seq", view.snapshot_seq)]
+            .into_iter()
+            .chain(since)
     {
         if let Ok(v) = v.to_string().parse() {
             r.headers_mut().insert(name, v);
@@ -218,16 +219,12 @@ async fn catchup(
     serve_catchup(&shared, &q, None)
 }
 
-/// A whole number query parameter (`None` if absent).
-fn whole(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, Response> {
+/// A whole number query parameter (`None` if absent); `Err(key)` if not one.
+fn whole<'a>(q: &HashMap<String, String>, key: &'a str) -> Result<Option<u64>, &'a str> {
     match q.get(key).map(|v| v.parse::<u64>()) {
         None => Ok(None),
         Some(Ok(n)) => Ok(Some(n)),
-        Some(Err(_)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("bad_{key}"),
-            &format!("{key} must be a whole number"),
-        )),
+        Some(Err(_)) => Err(key),
     }
 }
 
@@ -242,7 +239,13 @@ async fn snapshot(
     rest_delay(&shared).await;
     let (epoch, since) = match (whole(&q, "epoch"), whole(&q, "since_seq")) {
         (Ok(e), Ok(n)) => (e, n),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(key), _) | (_, Err(key)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("bad_{key}"),
+                &format!("{key} must be a whole number"),
+            )
+        }
     };
     let Some(channel) = q.get("channel") else {
         return error(StatusCode::BAD_REQUEST, "bad_channel", "channel is required");
@@ -277,7 +280,9 @@ async fn snapshot(
     };
     shared.catchups_served.fetch_add(1, Ordering::Relaxed);
     let mut r = respond(StatusCode::OK, "application/json", snap.json(&names));
-    for (name, v) in [("x-meterflow-epoch", snap.epoch), ("x-meterflow-snapshot-seq", snap.snapshot_seq)] {
+    for (name, v) in
+        [("x-meterflow-epoch", snap.epoch), ("x-meterflow-snapshot-seq", snap.snapshot_seq)]
+    {
         if let Ok(v) = v.to_string().parse() {
             r.headers_mut().insert(name, v);
         }
@@ -340,7 +345,9 @@ async fn faults_post(
         None => false,
         Some(v) => match v.as_bool() {
             Some(b) => b,
-            None => return error(StatusCode::BAD_REQUEST, "bad_fault", "reconnect: must be a boolean"),
+            None => {
+                return error(StatusCode::BAD_REQUEST, "bad_fault", "reconnect: must be a boolean")
+            }
         },
     };
     let faults = match shared.faults().patched(&patch) {
@@ -469,7 +476,8 @@ mod tests {
     #[test]
     fn the_admin_api_refuses_peers_off_the_loopback() {
         let status = |a: &str| {
-            let peer: SocketAddr = a.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let peer: SocketAddr =
+                a.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             loopback_only(peer).map(|r| r.status())
         };
         assert_eq!(status("127.0.0.1:5000"), None);
