@@ -11,7 +11,8 @@
 // (default `page`: the client executes the worker's connect/send/close/fetch);
 // `stream=off` runs without the session, on the ledger's periodic catch-ups
 // only (`catchupMs`, default 5,000); `binary=1` for binary frames and
-// catch-ups; `maxOffsetMs` for a feed server on accelerated time.
+// catch-ups; `maxOffsetMs` for a feed server on accelerated time;
+// `creditWindow` and `rendered=off` (below).
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import { BucketChart } from './chart.js';
 import type { DetailState } from './view.js';
@@ -33,6 +34,13 @@ const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
 // purpose; `maxOffsetMs` widens the worker's clock check to match.
 const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
+// The session's credit window per channel (default: the worker's), and, for
+// the credit test and for seeing what a stalled page does, `rendered=off`:
+// the page renders but never acknowledges, so the stream stops at the window.
+const CREDIT_WINDOW = params.has('creditWindow') ? Number(params.get('creditWindow')) : undefined;
+const ACK_RENDERS = params.get('rendered') !== 'off';
+/** The session's default `creditWindow` (PROTOCOL.md 7). */
+const CREDIT_ACK = CREDIT_WINDOW ?? 256;
 const BINARY = params.get('binary') === '1';
 const GROUPS = ['north', 'south', 'east', 'west', 'centre', 'harbour', 'hills', 'airport'];
 
@@ -97,7 +105,15 @@ function frame(): void {
   renderDetail(detail, mf?.sessionActive ?? false);
   handle.renders += 1;
   // Credit: what was delivered before this render has now been shown.
-  for (const [channel, frames] of delivered) mf?.rendered(channel, frames);
+  // The worker counts credit in deltas, but a `totals`/`meters` message
+  // coalesces several and does not say how many, so the page cannot count
+  // them: counting messages leaks credit until the channel stalls. Every
+  // delta delivered before this render is drawn by it, so the page
+  // acknowledges up to a whole window for each channel that delivered, and
+  // the worker caps that at what it holds (PROTOCOL.md 7: `frames` beyond the
+  // outstanding deltas return nothing more). A page that does not render
+  // still acknowledges nothing.
+  if (ACK_RENDERS) for (const [channel, messages] of delivered) mf?.rendered(channel, Math.max(messages, CREDIT_ACK));
   delivered.clear();
 }
 
@@ -177,6 +193,7 @@ async function start(): Promise<void> {
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
       ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS }),
+      ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },
   });
   // Handlers go on before `ready` resolves, so nothing posted with it is missed.

@@ -175,6 +175,9 @@ export function renderStats(s: TelemetryState): void {
       ['coalesced', 'updates coalesced', n(ss.coalescedUpdates)],
     );
   }
+  // Delta arrival in the worker -> the message that shows it (worker-timed).
+  const lat = st?.deliveryLatencyMs;
+  if (lat) items.push(['delivery', 'delta → page p50 / p95', `${formatMs(lat.p50)} / ${formatMs(lat.p95)}`]);
   const dl = $('stats');
   dl.replaceChildren(...items.flatMap(([key, label, value]) => {
     const dd = el('dd', undefined, value);

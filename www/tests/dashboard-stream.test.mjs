@@ -11,6 +11,9 @@
 // - The feed server killed and restarted mid-run on the same port: the page
 //   shows reconnecting, then goes live again and its totals converge to the
 //   new server's truth exactly.
+// - A page that never acknowledges its renders (`rendered=off`) stops its
+//   channels after `creditWindow` deltas while the server goes on; the
+//   worker's memory stays flat.
 // - The same with `transport=worker` (the worker owns the socket and REST).
 // No console error, no CSP violation, no error on the page. Screenshots at
 // 1366x768 and 1920x1080 (www/artifacts/stream-*.png; E2E_ARTIFACTS moves them).
@@ -242,6 +245,38 @@ test('the feed server killed and restarted: the page shows reconnecting, goes li
     await convergesToTruth(page, feed, 'restarted server');
     console.log(`# restart: live and exact ${Date.now() - back} ms after the server came back`);
     await noProblems(page, problems);
+    await page.close();
+  } finally {
+    await feed.stop();
+  }
+});
+
+test('a page that never acknowledges its renders stops its channels at the credit window; the worker\'s memory stays flat', { timeout: 4 * GUARD_MS }, async () => {
+  const feed = await startFeed(['--meters', '1000', '--seed', '4', '--speed', '4', '--start-ms', String(Date.now() - 10 * 60_000)]);
+  try {
+    const { page, problems } = await openDashboard(feed, '?rendered=off&creditWindow=16&maxOffsetMs=60000');
+    await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
+    // The worker's periodic stats and latest totals, as the store holds them.
+    const stream = () => page.evaluate(() => {
+      const { stats: s, totals: t } = window.meterflowDashboard.store.getState().telemetry;
+      return { exhausted: Number(s?.stream?.creditExhausted ?? 0), memory: s?.linearMemoryBytes, live: Number(t?.counters.liveCounted ?? 0) };
+    });
+    // 16 totals deltas at 4x: a few seconds until the window is used up.
+    for (const deadline = Date.now() + GUARD_MS; (await stream()).exhausted === 0;) {
+      assert.ok(Date.now() < deadline, 'the credit never ran out');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await page.waitForTimeout(1_000); // what was in flight lands
+    const a = await stream();
+    const truthA = (await truth(feed)).readings;
+    await page.waitForTimeout(4_000); // the server goes on; the page must not
+    const b = await stream();
+    const truthB = (await truth(feed)).readings;
+    assert.ok(truthB > truthA, 'the server stood still: the check would prove nothing');
+    assert.equal(b.live, a.live, `live readings counted went on without credit: ${a.live} -> ${b.live}`);
+    assert.equal(b.memory, a.memory, 'the worker\'s memory grew while the stream was stopped');
+    await noProblems(page, problems);
+    console.log(`# credit: stopped at ${a.live} live readings while the server went from ${truthA} to ${truthB}`);
     await page.close();
   } finally {
     await feed.stop();
