@@ -638,3 +638,26 @@ fn simulated_schedules_converge_to_the_servers_state() {
         "overruns refused {overruns}, resumes {resumes}, gaps {gaps}, epoch changes {epochs}"
     );
 }
+
+#[test]
+fn a_reset_keeps_the_session_and_its_stores() {
+    let mut p = Page::new(Config::default(), T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10,
+        "meters": [row("m-1", t, 1.0, 1, "1.0")]});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    p.post(json!({"type": "reset"}));
+    assert_eq!(p.engine.session().state().as_str(), "ready");
+    assert_eq!(
+        p.engine.meter_store().len(),
+        1,
+        "the store mirrors the server, which did not reset"
+    );
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 11,
+        "patch": {"upsert": [row("m-2", t + 1, 2.0, 1, "2")], "remove": []}});
+    let out = p.socket(&d.to_string());
+    assert!(of_type(&out, "error").is_empty() && of_type(&out, "fetch").is_empty(), "{out:?}");
+    assert_eq!(p.engine.meter_store().len(), 2);
+}

@@ -93,6 +93,12 @@ impl StreamState {
         true
     }
 
+    /// Forgets the per-meter marks (the engine's meters were reset).
+    pub(crate) fn forget_meters(&mut self) {
+        self.newest_ts = Vec::new();
+        self.newest_row_ts = Vec::new();
+    }
+
     /// Bytes held (estimate).
     pub(crate) fn bytes(&self) -> usize {
         self.meters.bytes()
