@@ -204,6 +204,51 @@ fn detail_is_cached_and_the_selected_meter_stays() {
     assert_eq!(of_type(&out, "fetch").len(), 1, "expired: fetched again");
 }
 
+#[test]
+fn notices_channel_snapshot_patch_remove_and_cap() {
+    let cfg = Config { max_notices: 2, ..Config::default() };
+    let mut p = Page::new(cfg, T0);
+    let fetches = ready(&mut p, &["notices"]);
+    let (path, rid) = fetches[0].clone();
+    assert_eq!(path, "/snapshot-v2?channel=notices");
+    let n = |id: &str, sev: &str| json!({"id": id, "severity": sev, "title": "t", "text": "x", "fromMs": T0, "toMs": T0 + 1.0});
+    let snap =
+        json!({"channel": "notices", "epoch": 1, "snapshot_seq": 4, "notices": [n("n-1", "info")]});
+    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200, "data": snap.to_string()}));
+    let d = json!({"op": "DELTA", "channel": "notices", "epoch": 1, "seq": 5,
+        "patch": {"upsert": [n("n-2", "critical"), n("n-3", "warning")], "remove": ["n-1"]}});
+    let out = p.socket(&d.to_string());
+    // n-1 goes first, so n-2 and n-3 fit the cap of 2.
+    assert!(of_type(&out, "error").is_empty(), "{out:?}");
+    let d = json!({"op": "DELTA", "channel": "notices", "epoch": 1, "seq": 6,
+        "patch": {"upsert": [n("n-4", "info")], "remove": []}});
+    let out = p.socket(&d.to_string());
+    assert_eq!(of_type(&out, "error")[0]["code"], "entity_limit");
+    assert_eq!(p.engine.notice_store().len(), 2);
+    let out = p.handle(Inbound::Flush);
+    let msgs = of_type(&out, "notices");
+    assert_eq!(msgs.len(), 1, "{out:?}");
+    let mut ids: Vec<&str> = msgs[0]["upsert"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x["id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["n-2", "n-3"]);
+    assert_eq!(msgs[0]["remove"], json!(["n-1"]));
+    // A bad row refuses the whole DELTA, and the session recovers through the gap.
+    let bad = json!({"op": "DELTA", "channel": "notices", "epoch": 1, "seq": 7,
+        "patch": {"upsert": [{"id": "n-5", "severity": "loud"}]}});
+    let out = p.socket(&bad.to_string());
+    assert_eq!(of_type(&out, "error")[0]["code"], "bad_field");
+    let d =
+        json!({"op": "DELTA", "channel": "notices", "epoch": 1, "seq": 8, "patch": {"upsert": []}});
+    let out = p.socket(&d.to_string());
+    let f = of_type(&out, "fetch");
+    assert_eq!(f[0]["path"], "/snapshot-v2?channel=notices&epoch=1&since_seq=6", "{out:?}");
+}
+
 // ---- the seeded simulation ----
 
 use meterflow::core::event::{HostStats, Outbound, Query};
@@ -592,4 +637,27 @@ fn simulated_schedules_converge_to_the_servers_state() {
     eprintln!(
         "overruns refused {overruns}, resumes {resumes}, gaps {gaps}, epoch changes {epochs}"
     );
+}
+
+#[test]
+fn a_reset_keeps_the_session_and_its_stores() {
+    let mut p = Page::new(Config::default(), T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10,
+        "meters": [row("m-1", t, 1.0, 1, "1.0")]});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    p.post(json!({"type": "reset"}));
+    assert_eq!(p.engine.session().state().as_str(), "ready");
+    assert_eq!(
+        p.engine.meter_store().len(),
+        1,
+        "the store mirrors the server, which did not reset"
+    );
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 11,
+        "patch": {"upsert": [row("m-2", t + 1, 2.0, 1, "2")], "remove": []}});
+    let out = p.socket(&d.to_string());
+    assert!(of_type(&out, "error").is_empty() && of_type(&out, "fetch").is_empty(), "{out:?}");
+    assert_eq!(p.engine.meter_store().len(), 2);
 }

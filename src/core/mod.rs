@@ -325,10 +325,12 @@ impl Engine {
                 let cfg = self.cfg.clone();
                 let mut ledger = std::mem::replace(&mut self.ledger, Ledger::new(&cfg));
                 ledger.restart(&cfg);
-                // The connection is the page's to stop; the session survives a reset.
-                let session = self.stream.session.clone();
-                *self = Engine { ledger, ..Engine::with_valid_config(cfg) };
-                self.stream.session = session;
+                // The connection is the page's to stop: the session and the
+                // stores its channels fill survive a reset (they mirror the
+                // server, which did not reset); the per-meter marks go.
+                let mut stream = std::mem::replace(&mut self.stream, StreamState::new(&cfg));
+                stream.forget_meters();
+                *self = Engine { ledger, stream, ..Engine::with_valid_config(cfg) };
             }
         }
     }

@@ -93,6 +93,12 @@ impl StreamState {
         true
     }
 
+    /// Forgets the per-meter marks (the engine's meters were reset).
+    pub(crate) fn forget_meters(&mut self) {
+        self.newest_ts = Vec::new();
+        self.newest_row_ts = Vec::new();
+    }
+
     /// Bytes held (estimate).
     pub(crate) fn bytes(&self) -> usize {
         self.meters.bytes()
@@ -217,7 +223,12 @@ impl Engine {
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
                 let cap = self.cfg.max_meter_entities as usize;
                 let p = *p;
-                let (applied, refused) = self.stream.meters.apply(
+                // The readings first (by reference), then the rows move into
+                // the store; the window's own ts rule keeps this idempotent.
+                if self.cfg.detect_live {
+                    self.row_readings(&p.upsert, now_ms);
+                }
+                let refused = self.stream.meters.apply(
                     channel,
                     p.upsert,
                     &p.remove,
@@ -227,9 +238,6 @@ impl Engine {
                     &mut self.stream.counters,
                 );
                 self.refused(refused, "maxMeterEntities");
-                if self.cfg.detect_live {
-                    self.row_readings(&applied, now_ms);
-                }
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
                 let cap = self.cfg.max_notices as usize;

@@ -54,16 +54,16 @@ impl<T: Clone> Table<T> {
         }
     }
 
-    /// Upserts `row` written at `at`; `Err(())` if it is new and `room` is 0.
+    /// Upserts `row` written at `at`; `Err(id)` if it is new and `room` is 0.
     fn upsert(
         &mut self,
-        id: &str,
+        id: String,
         row: T,
         at: (u64, u64),
         room: usize,
         counters: &mut StreamCounters,
-    ) -> Result<bool, ()> {
-        match self.rows.get_mut(id) {
+    ) -> Result<bool, String> {
+        match self.rows.get_mut(&id) {
             Some((old, written)) => {
                 if *written > at {
                     return Ok(false);
@@ -74,12 +74,17 @@ impl<T: Clone> Table<T> {
             None => {
                 if room == 0 {
                     counters.refused_entities += 1;
-                    return Err(());
+                    return Err(id);
                 }
-                self.rows.insert(id.to_string(), (row, at));
+                self.rows.insert(id.clone(), (row, at));
             }
         }
-        self.mark(id, counters);
+        // The name moves into the dirty set unless it is there already.
+        if self.dirty.contains(&id) {
+            counters.coalesced_updates += 1;
+        } else {
+            self.dirty.insert(id);
+        }
         Ok(true)
     }
 
@@ -103,8 +108,14 @@ impl<T: Clone> Table<T> {
 
     /// Takes up to `max` changed names: `(rows to upsert, ids to remove)`.
     fn take(&mut self, max: usize) -> (Vec<T>, Vec<String>) {
-        let names: Vec<String> = self.dirty.iter().take(max).cloned().collect();
-        let (mut up, mut rm) = (Vec::new(), Vec::new());
+        let names: Vec<String> = if self.dirty.len() <= max {
+            // The usual case: everything changed fits one message; no copies of names.
+            let all: Vec<String> = self.dirty.drain().collect();
+            all
+        } else {
+            self.dirty.iter().take(max).cloned().collect()
+        };
+        let (mut up, mut rm) = (Vec::with_capacity(names.len()), Vec::new());
         for id in names {
             self.dirty.remove(&id);
             match self.rows.get(&id) {
@@ -186,11 +197,10 @@ impl MeterStore {
         full: bool,
         cap: usize,
         counters: &mut StreamCounters,
-    ) -> (Vec<MeterRow>, Option<Refused>) {
+    ) -> Option<Refused> {
         let mut held = self.len();
         let table = self.table(channel);
         let mut refused: Option<Refused> = None;
-        let mut applied = Vec::new();
         for id in remove {
             let had = table.rows.contains_key(id);
             table.remove(id, at, counters);
@@ -201,13 +211,10 @@ impl MeterStore {
         for row in upsert {
             let new = !table.rows.contains_key(&row.meter);
             let id = row.meter.clone();
-            match table.upsert(&id, row.clone(), at, cap.saturating_sub(held), counters) {
-                Ok(true) => {
-                    held += usize::from(new);
-                    applied.push(row);
-                }
+            match table.upsert(id, row, at, cap.saturating_sub(held), counters) {
+                Ok(true) => held += usize::from(new),
                 Ok(false) => {}
-                Err(()) => match &mut refused {
+                Err(id) => match &mut refused {
                     Some(r) => r.count += 1,
                     None => {
                         refused = Some(Refused { channel: channel.into(), first: id, count: 1 })
@@ -218,7 +225,7 @@ impl MeterStore {
         if full {
             table.retain_written_at(at, counters);
         }
-        (applied, refused)
+        refused
     }
 
     /// Forgets a channel; its rows go to the page as removes at the next flush.
@@ -297,7 +304,7 @@ impl NoticeStore {
         for n in upsert {
             let id = n.id.clone();
             let room = cap.saturating_sub(self.table.rows.len());
-            if self.table.upsert(&id, n, at, room, counters).is_err() {
+            if let Err(id) = self.table.upsert(id, n, at, room, counters) {
                 match &mut refused {
                     Some(r) => r.count += 1,
                     None => {
