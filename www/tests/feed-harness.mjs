@@ -18,11 +18,11 @@ export const FEED_BIN =
  * Starts meterflow-feed; resolves once it prints its URL.
  * @returns {Promise<{ url: string, stop: () => Promise<void> }>}
  */
-export function startFeed({ meters, seed = 1, speed = 1, heartbeatMs = 15_000 }) {
+export function startFeed({ meters, seed = 1, speed = 1, heartbeatMs = 15_000, port = 0 }) {
   if (!existsSync(FEED_BIN)) {
     throw new Error(`${FEED_BIN} is missing: run \`make feed-bin\` first`);
   }
-  const args = ['--port', '0', '--meters', String(meters), '--seed', String(seed),
+  const args = ['--port', String(port), '--meters', String(meters), '--seed', String(seed),
     '--speed', String(speed), '--heartbeat-ms', String(heartbeatMs), '--www', WWW];
   return new Promise((resolve, reject) => {
     const child = spawn(FEED_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -53,8 +53,8 @@ after(async () => {
   await feed?.stop();
 });
 
-async function truth() {
-  const r = await fetch(`${feed.url}/truth`);
+async function truth(url = feed.url) {
+  const r = await fetch(`${url}/truth`);
   assert.equal(r.status, 200);
   return r.json();
 }
@@ -110,13 +110,13 @@ function differences(totals, t) {
  * Waits for a quiet moment (the truth's seq the same before and after reading
  * the worker's totals) at which the worker's totals equal the truth exactly.
  */
-async function matchTruth(page) {
+async function matchTruth(page, url = feed.url) {
   const deadline = Date.now() + GUARD_MS;
   let last = 'no quiet moment';
   while (Date.now() < deadline) {
-    const before = await truth();
+    const before = await truth(url);
     const totals = await guarded(page.evaluate(() => window.feedTest.totals()), 'totals reply');
-    const after = await truth();
+    const after = await truth(url);
     if (before.channels.totals.seq === after.channels.totals.seq) {
       const diffs = differences(totals, before);
       if (diffs.length === 0 && !totals.incomplete) return { totals, truth: before };
@@ -220,3 +220,50 @@ for (const transport of ['worker', 'page']) {
     await page.close();
   });
 }
+
+// The worker transport rejoins a feed server that restarted on the same port
+// (a new process: a new epoch, the old session unknown): the socket closes, the
+// session reconnects with backoff, bootstraps afresh, and the totals equal the
+// new server's truth exactly.
+test('worker transport: a restarted feed server is rejoined and the totals equal its truth', { timeout: 4 * GUARD_MS }, async () => {
+  let first = await startFeed({ meters: 300, seed: 12, speed: 1, heartbeatMs: 2000 });
+  const port = Number(new URL(first.url).port);
+  let second;
+  const page = await browser.context.newPage();
+  try {
+    await page.goto(`${first.url}/tests/feed.html?transport=worker`);
+    await guarded(page.evaluate(() => window.feedTest.ready), 'worker ready');
+    await page.evaluate((feedUrl) => {
+      const t = window.feedTest;
+      t.post({ type: 'config', config: { transport: 'worker', feedUrl, backoffCapMs: 1000 } });
+      t.post({ type: 'session', op: 'start', channels: ['totals'] });
+    }, first.url);
+    await guarded(page.evaluate(() => window.feedTest.waitForState('ready')), 'first ready');
+    const before = (await truth(first.url)).channels.totals.epoch;
+    await first.stop();
+    first = null;
+    second = await startFeed({ meters: 300, seed: 13, speed: 1, heartbeatMs: 2000, port });
+    const after = await truth(second.url);
+    assert.notEqual(after.channels.totals.epoch, before, 'the restarted server has a new epoch');
+    const rejoined = await guarded(
+      page.evaluate(() => {
+        const t = window.feedTest;
+        const readies = t.connections.filter((c) => c.state === 'ready');
+        return readies.length >= 2 ? readies.at(-1) : t.waitFor('connection', (c) => c.state === 'ready');
+      }),
+      'ready again after the restart',
+    );
+    assert.equal(rejoined.state, 'ready');
+    await matchTruth(page, second.url);
+    const seen = await page.evaluate(() => ({
+      asked: window.feedTest.asked, connections: window.feedTest.connections, errors: window.feedTest.errors,
+    }));
+    console.log(`# restart: ${JSON.stringify(seen.connections.map((c) => [c.state, c.lastCloseCode, c.attempt]))} errors ${JSON.stringify(seen.errors)}`);
+    assert.deepEqual(seen.asked, { connect: 0, send: 0, close: 0, fetch: 0 });
+    assert.ok(seen.connections.some((c) => c.lastCloseCode !== null), 'the restart was seen as a close');
+  } finally {
+    await page.close();
+    await first?.stop();
+    await second?.stop();
+  }
+});
