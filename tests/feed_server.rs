@@ -308,6 +308,9 @@ async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
     assert_eq!(status, 200);
     let v: Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["meter"], id.as_str());
+    let groups = get_json(server.addr, "/groups").await;
+    let group = v["group"].as_str().expect("group");
+    assert!(groups["groups"][group].as_array().expect("listed").contains(&json!(id)));
     assert_eq!(get(server.addr, "/meters/nope").await.0, 404);
     assert_eq!(get(server.addr, "/catchup").await.0, 400);
     assert_eq!(get(server.addr, "/catchup?from=0").await.0, 400, "more than 366 days");

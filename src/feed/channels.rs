@@ -503,6 +503,12 @@ impl ChannelModel {
         self.groups.iter().position(|g| g.stream.name.strip_prefix(METERS_PREFIX) == Some(name))
     }
 
+    /// The district group of meter `m` (`north`, …).
+    pub fn group_of(&self, m: u32) -> Option<&str> {
+        let g = *self.group_of.get(m as usize)?;
+        self.groups.get(usize::from(g))?.stream.name.strip_prefix(METERS_PREFIX)
+    }
+
     /// One meter's entity.
     pub fn entity(&self, m: u32) -> Option<&Entity> {
         self.entities.get(m as usize)
@@ -1009,6 +1015,8 @@ mod tests {
         assert_eq!((v["snapshot_seq"].as_u64(), v["since_seq"].as_u64()), (Some(1), Some(0)));
         assert_eq!(v["meters"].as_array().map(Vec::len), Some(6));
         assert!(m.snapshot("meters.nowhere", None).is_none());
+        assert_eq!(m.group_of(0), Some("north"));
+        assert_eq!(m.group_of(6), None);
         assert!(m.snapshot("totals", None).is_none());
     }
 }

@@ -422,9 +422,16 @@ async fn meter(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) 
     let Some(spec) = shared.meters.get(i) else {
         return error(StatusCode::NOT_FOUND, "unknown_meter", "no such meter");
     };
+    let (group, status) = {
+        let c = shared.channels();
+        let status = c.entity(i as u32).map_or("ok", |e| e.status.as_str());
+        (c.group_of(i as u32).unwrap_or("").to_string(), status)
+    };
     let body = json!({
         "meter": id,
         "resource": resource,
+        "group": group,
+        "status": status,
         "quantum": format_units(spec.quantum, DECIMALS),
         "noisy": spec.noise > 0.3,
         "latest": state.last.map(|r| json!({ "id": r.id, "ts": r.ts_ms, "amount": format_units(r.units, DECIMALS) })),

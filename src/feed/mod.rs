@@ -49,6 +49,10 @@ pub struct FeedConfig {
     pub history_hours: usize,
     /// Recent `totals` frames kept for resume; 1..=100,000 (default 240).
     pub ring_frames: usize,
+    /// Readings those frames may hold in all (fewer frames are kept when
+    /// meters are many: 32 bytes a reading, plus its JSON/binary once sent);
+    /// 1..=100,000,000 (default 1,200,000: 240 frames at 5,000 meters, 24 at 50,000).
+    pub ring_readings: usize,
     /// HELLO's heartbeat interval (real ms); 100..=600,000 (default 15,000).
     /// A connection silent for twice that is closed with 4009.
     pub heartbeat_interval_ms: u64,
@@ -87,6 +91,7 @@ impl Default for FeedConfig {
             epoch: 1,
             history_hours: 168,
             ring_frames: 240,
+            ring_readings: 1_200_000,
             heartbeat_interval_ms: 15_000,
             max_sessions: 4_096,
             max_credit: 65_536,
@@ -123,6 +128,9 @@ impl FeedConfig {
         }
         if !(1..=100_000).contains(&self.ring_frames) {
             return bad("ring_frames", "1..=100000");
+        }
+        if !(1..=100_000_000).contains(&self.ring_readings) {
+            return bad("ring_readings", "1..=100000000");
         }
         if !(100..=600_000).contains(&self.heartbeat_interval_ms) {
             return bad("heartbeat_interval_ms", "100..=600000");
@@ -348,7 +356,8 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
         sim.meters().iter().map(|m| m.resource).collect(),
         cfg.history_hours,
         cfg.ring_frames,
-    );
+    )
+    .with_ring_readings(cfg.ring_readings);
     let channels = ChannelModel::new(
         cfg.epoch,
         sim.meters().iter().map(|m| m.id.clone()).collect(),

@@ -173,6 +173,9 @@ pub struct ReadModel {
     evicted: bool,
     ring: VecDeque<Arc<Frame>>,
     ring_cap: usize,
+    /// Readings in the ring, and their cap (the newest frame is always kept).
+    ring_readings: usize,
+    max_ring_readings: usize,
     meters: Vec<MeterState>,
     meter_ids: Arc<Vec<String>>,
     meter_resources: Arc<Vec<usize>>,
@@ -207,12 +210,26 @@ impl ReadModel {
             evicted: false,
             ring: VecDeque::new(),
             ring_cap: ring_cap.max(1),
+            ring_readings: 0,
+            max_ring_readings: usize::MAX,
             meters: vec![MeterState::default(); n],
             index: meter_ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect(),
             meter_ids: Arc::new(meter_ids),
             meter_resources: Arc::new(meter_resources),
             readings: 0,
         }
+    }
+
+    /// The ring also keeps at most `max` readings in all (so its memory does
+    /// not grow with the meter count); the newest frame is always kept.
+    pub fn with_ring_readings(mut self, max: usize) -> ReadModel {
+        self.max_ring_readings = max;
+        self
+    }
+
+    /// Readings held in the frame ring.
+    pub fn ring_readings(&self) -> usize {
+        self.ring_readings
     }
 
     /// Applies one tick's readings (simulated time `ts_ms`): stamps them once,
@@ -251,10 +268,15 @@ impl ReadModel {
             json: OnceLock::new(),
             binary: OnceLock::new(),
         });
-        if self.ring.len() == self.ring_cap {
-            self.ring.pop_front();
-        }
+        self.ring_readings += frame.readings.len();
         self.ring.push_back(frame.clone());
+        while self.ring.len() > 1
+            && (self.ring.len() > self.ring_cap || self.ring_readings > self.max_ring_readings)
+        {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_readings -= old.readings.len();
+            }
+        }
         frame
     }
 
@@ -419,7 +441,8 @@ mod tests {
     #[test]
     fn fifty_thousand_meters_total_exactly() {
         let mut sim = Simulator::new(50_000, 2, 1_764_000_000_000);
-        let mut m = model(&sim, 4, 4);
+        // At most 4 frames, and at most 150,000 readings: 3 frames of 50,000.
+        let mut m = model(&sim, 4, 4).with_ring_readings(150_000);
         let (mut out, mut want) = (Vec::new(), [0i64; 3]);
         for _ in 0..20 {
             let ts = sim.step(&mut out);
@@ -434,6 +457,7 @@ mod tests {
         });
         assert_eq!(got, want);
         assert_eq!(m.readings(), 20 * 50_000);
+        assert_eq!((m.oldest_seq(), m.ring_readings()), (Some(18), 150_000));
         assert!(
             m.meter("b-49999").is_some()
                 || m.meter("w-49999").is_some()
