@@ -69,6 +69,7 @@ pub enum OutType {
     Meter,
     Totals,
     Fetch,
+    Ack,
 }
 
 impl OutType {
@@ -84,6 +85,7 @@ impl OutType {
             Outbound::Meter(_) => OutType::Meter,
             Outbound::Totals(_) => OutType::Totals,
             Outbound::Fetch(_) => OutType::Fetch,
+            Outbound::Ack(_) => OutType::Ack,
         }
     }
 

@@ -33,8 +33,14 @@ impl Host {
 
     /// One page message: decoded here, handled by the engine.
     pub(crate) fn handle(&mut self, msg: &JsValue, now_ms: f64) -> Vec<Outbound> {
+        let start = self.clock.now();
         let input = inbound::decode(msg, self.engine.config(), &mut self.scratch);
-        self.engine.handle(input, now_ms)
+        let mut out = self.engine.handle(input, now_ms);
+        // An `ack` carries the time this message took, decode included.
+        if let Some(Outbound::Ack(ack)) = out.last_mut() {
+            ack.ms = (self.clock.now() - start).max(0.0);
+        }
+        out
     }
 
     /// One evaluation tick, timed; the time reaches `stats` with the next tick.

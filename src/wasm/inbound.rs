@@ -20,11 +20,29 @@ use js_sys::{ArrayBuffer, JsString, Reflect, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Decodes one page message; never fails (a bad message is `Inbound::Rejected`).
+/// A `readings` / `live` / `catchup` message with an `id` is answered with an
+/// `ack`, even when its payload is refused.
 pub(crate) fn decode(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Inbound {
-    decode_envelope(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected)
+    let input = decode_payload(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected);
+    let is_payload = msg.is_object()
+        && matches!(
+            field(msg, "type").ok().and_then(|t| t.as_string()).as_deref(),
+            Some("readings" | "live" | "catchup")
+        );
+    if !is_payload {
+        return input;
+    }
+    match field(msg, "id") {
+        Ok(id) if id.is_undefined() || id.is_null() => input,
+        Ok(id) => match wire::control::ack_id(id.as_f64()) {
+            Ok(id) => wire::control::acked(Some(id), input),
+            Err(e) => Inbound::Rejected(e),
+        },
+        Err(e) => Inbound::Rejected(e),
+    }
 }
 
-fn decode_envelope(
+fn decode_payload(
     msg: &JsValue,
     cfg: &Config,
     scratch: &mut Vec<u8>,

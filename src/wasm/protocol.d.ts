@@ -45,9 +45,9 @@ export type BinaryPayload = ArrayBuffer | ArrayBufferView;
 
 // ---- page -> worker (section 2) ----
 
-export interface ReadingsMessage { type: "readings"; v?: 1; data: string | BinaryPayload; }
-export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload; receivedAt?: number; }
-export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; }
+export interface ReadingsMessage { type: "readings"; v?: 1; data: string | BinaryPayload; id?: number; }
+export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload; receivedAt?: number; id?: number; }
+export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; id?: number; }
 export interface ConfigMessage { type: "config"; v?: 1; config: MeterflowConfig; }
 export type QueryMessage =
   | { type: "query"; v?: 1; query: "stats" | "totals" }
@@ -100,9 +100,11 @@ export interface TotalsMessage {
 export type FetchReason =
   | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
 export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; }
+/** The answer to a `readings` / `live` / `catchup` message that carried an `id`. */
+export interface AckMessage { type: "ack"; v: 1; id: number; accepted: number; refused: number; ms: number; }
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
-  | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage;
+  | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage | AckMessage;
 
 /** What `startOnPort` drives: a `MessagePort`, a `Worker`, a worker's global scope. */
 export interface MessagePortLike {

@@ -32,6 +32,7 @@ pub enum WireOut<'a> {
     Meter(MeterOut<'a>),
     Totals(TotalsOut<'a>),
     Fetch(FetchOut<'a>),
+    Ack(AckOut),
 }
 
 /// `v`, first in every body. Bodies are plain structs (never maps, never
@@ -50,6 +51,13 @@ pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
         Outbound::Meter(m) => WireOut::Meter(MeterOut(m)),
         Outbound::Totals(t) => WireOut::Totals(TotalsOut(t)),
         Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
+        Outbound::Ack(a) => WireOut::Ack(AckOut {
+            v: V,
+            id: a.id,
+            accepted: a.accepted,
+            refused: a.refused,
+            ms: a.ms,
+        }),
     }
 }
 
@@ -375,4 +383,14 @@ impl Serialize for FetchOut<'_> {
         }
         .serialize(s)
     }
+}
+
+/// The `ack` body: `id`, `accepted`, `refused`, `ms`.
+#[derive(Serialize, Debug)]
+pub struct AckOut {
+    v: u8,
+    id: f64,
+    accepted: f64,
+    refused: f64,
+    ms: f64,
 }
