@@ -3,7 +3,7 @@
 #   make test           install what is missing, then every check CI runs
 #   make demo           build the wasm package and serve the demo on 127.0.0.1
 #   make bench          native criterion benchmarks
-#   make bench-browser  the in-browser benchmark (5,000 / 20,000 / 50,000 meters)
+#   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -88,6 +88,7 @@ e2e:
 
 bench-smoke:
 	node www/bench/run.mjs --smoke
+	node www/bench/path-run.mjs --smoke --json "$$(mktemp -d)/path-smoke.json" > /dev/null
 
 # Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
 # table, meterflow beside the plain z-score, on the two-day built-in corpus.
@@ -106,6 +107,9 @@ demo: deps
 bench:
 	cargo bench
 
+# The path benchmark (README "Performance"): results in benches/results/,
+# then the README table regenerated from them.
 bench-browser: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
-	node www/bench/run.mjs
+	node www/bench/path-run.mjs
+	node scripts/bench-table.mjs
