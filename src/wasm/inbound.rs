@@ -3,7 +3,8 @@
 //! The envelope is read here; the payload is decoded by `crate::wire`:
 //! - `readings` / `live` / `catchup` with `data` a string: `wire::decode_text`;
 //!   with `data` an `ArrayBuffer` or a typed array / `DataView`: copied into
-//!   wasm memory once (into the host's scratch buffer) and `wire::decode_binary`.
+//!   wasm memory once (into the host's scratch buffer) and `wire::decode_bytes`
+//!   (UTF-8 JSON text if it starts with `{`, else a binary frame).
 //!   A detached buffer is `bad_frame`, an empty one `truncated_frame`, a
 //!   `SharedArrayBuffer` `bad_field`: never a JS exception.
 //! - any other `type` (`config`, `query`, `reset`, unknown ones): the object is
@@ -66,8 +67,8 @@ fn decode_payload(
         received_at_ms: optional_time(msg, "receivedAt")?,
     };
     if data.is_string() {
-        let text = text(&data, &ty, cfg)?;
-        return Ok(wire::decode_text(envelope, &text, arrival, cfg));
+        let text = text(&data, &ty, cfg, scratch)?;
+        return Ok(wire::decode_text_bytes(envelope, text, arrival, cfg));
     }
     let Some(bytes) = bytes_of(&data, &ty)? else {
         // Zero bytes: nothing to copy, and the decoder says `truncated_frame`.
@@ -77,21 +78,13 @@ fn decode_payload(
     if len > cfg.max_payload_bytes as usize {
         return Err(too_large(&ty, len, cfg));
     }
-    // The one copy from JS into wasm memory. `resize` zero-fills only when the
-    // buffer grows, so frames of a steady size cost one memcpy and nothing else;
-    // the growth itself is fallible.
-    if let Some(more) = len.checked_sub(scratch.len()).filter(|&n| n > 0) {
-        scratch.try_reserve(more).map_err(|_| {
-            CoreError::new(
-                ErrorCode::OutOfMemory,
-                format!("{ty}.data: no memory to copy a frame of {len} bytes"),
-            )
-        })?;
-    }
-    scratch.resize(len, 0);
+    // The one copy from JS into wasm memory. The buffer is zero-filled only
+    // when it grows, so frames of a steady size cost one memcpy and nothing
+    // else; the growth itself is fallible.
+    grow(scratch, len, &ty)?;
     let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
     bytes.copy_to(dst);
-    Ok(wire::decode_binary_at(envelope, dst, arrival, cfg))
+    Ok(wire::decode_bytes(envelope, dst, arrival, cfg))
 }
 
 /// `config`, `query`, `reset` and unknown types: the whole message as JSON.
@@ -101,15 +94,89 @@ fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
     Ok(wire::decode_message(&value, cfg))
 }
 
-/// `data` as a Rust string, refusing it before the copy if it cannot fit.
-fn text(data: &JsValue, ty: &str, cfg: &Config) -> Result<String, CoreError> {
+/// `data` as UTF-8 in `scratch`, refusing it before the copy if it cannot fit.
+///
+/// One `TextEncoder.encodeInto` straight into wasm memory: native transcoding,
+/// no intermediate `String` (wasm-bindgen's own string passing copies ASCII
+/// one character at a time in JavaScript, the largest cost of a JSON batch).
+/// Lone surrogates become U+FFFD, as with any conversion to a Rust string.
+fn text<'s>(
+    data: &JsValue,
+    ty: &str,
+    cfg: &Config,
+    scratch: &'s mut Vec<u8>,
+) -> Result<&'s [u8], CoreError> {
     // UTF-8 never takes fewer bytes than UTF-16 code units, so a string with more
     // units than the limit is too large without converting it.
-    let units = data.unchecked_ref::<JsString>().length() as usize;
-    if units > cfg.max_payload_bytes as usize {
+    let source = data.unchecked_ref::<JsString>();
+    let units = source.length() as usize;
+    let max = cfg.max_payload_bytes as usize;
+    if units > max {
         return Err(too_large(ty, units, cfg));
     }
-    data.as_string().ok_or_else(|| bad_field(format!("{ty}.data must be a string")))
+    let encoder = ENCODER.with(Clone::clone);
+    // ASCII fits in `units` bytes; anything else takes up to 3 bytes a unit,
+    // and past `max` bytes it is too large (`max + 4` holds one more character).
+    for room in [units, units.saturating_mul(3).min(max + 4)] {
+        grow(scratch, room, ty)?;
+        let dst = scratch.get_mut(..room).ok_or_else(|| bad_field("scratch buffer"))?;
+        let view = wasm_view(dst);
+        let done = encoder.encode_into(source, &view);
+        if done.read() as usize == units {
+            let written = done.written() as usize;
+            return scratch.get(..written).ok_or_else(|| bad_field("scratch buffer"));
+        }
+    }
+    Err(too_large(ty, units.saturating_mul(3), cfg))
+}
+
+/// `scratch` at least `len` bytes long; the growth is fallible.
+fn grow(scratch: &mut Vec<u8>, len: usize, ty: &str) -> Result<(), CoreError> {
+    if let Some(more) = len.checked_sub(scratch.len()).filter(|&n| n > 0) {
+        scratch.try_reserve(more).map_err(|_| {
+            CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("{ty}.data: no memory to copy a payload of {len} bytes"),
+            )
+        })?;
+        scratch.resize(len, 0);
+    }
+    Ok(())
+}
+
+/// A `Uint8Array` over `dst` in wasm memory. Valid until wasm memory grows:
+/// use it before anything allocates.
+fn wasm_view(dst: &mut [u8]) -> Uint8Array {
+    let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
+    Uint8Array::new_with_byte_offset_and_length(
+        &memory.buffer(),
+        dst.as_mut_ptr() as usize as u32,
+        dst.len() as u32,
+    )
+}
+
+thread_local! {
+    static ENCODER: Utf8Encoder = Utf8Encoder::new();
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `TextEncoder`, with `encodeInto` taking the JS string itself (web-sys's
+    /// binding takes a `&str`, which would copy the string into wasm first).
+    #[wasm_bindgen(js_name = TextEncoder)]
+    #[derive(Clone)]
+    type Utf8Encoder;
+    #[wasm_bindgen(constructor, js_class = "TextEncoder")]
+    fn new() -> Utf8Encoder;
+    #[wasm_bindgen(method, js_class = "TextEncoder", js_name = encodeInto)]
+    fn encode_into(this: &Utf8Encoder, source: &JsString, dest: &Uint8Array) -> EncodeIntoResult;
+
+    /// `{ read, written }` of `encodeInto`.
+    type EncodeIntoResult;
+    #[wasm_bindgen(method, getter)]
+    fn read(this: &EncodeIntoResult) -> f64;
+    #[wasm_bindgen(method, getter)]
+    fn written(this: &EncodeIntoResult) -> f64;
 }
 
 /// A byte view of an `ArrayBuffer`, a typed array or a `DataView`, or `None`
