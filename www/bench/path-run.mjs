@@ -9,6 +9,8 @@
 //   node www/bench/path-run.mjs                   4 M readings × 5 passes, ticks at 5,000 / 50,000
 //   node www/bench/path-run.mjs --smoke           small and quick: proves it runs
 //   node www/bench/path-run.mjs --json FILE       write the JSON to FILE instead
+//   --meters N --readings N --batch N --passes N  the path workload (defaults 5,000 / 4 M / 10,000 / 5)
+//   --sizes 5000,50000                            the engine page's sizes
 //
 // Needs www/pkg (`make build`). Asserts nothing about speed; exits non-zero only
 // if a run failed (or the arms' window moments disagree).
@@ -25,6 +27,11 @@ const opt = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const smoke = args.includes('--smoke');
+// Page parameters passed through (meters, readings, batch, passes).
+const pageParams = ['meters', 'readings', 'batch', 'passes']
+  .filter((k) => opt(`--${k}`))
+  .map((k) => `${k}=${opt(`--${k}`)}`);
+if (smoke) pageParams.push('smoke=1');
 const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,50000');
 const day = new Date().toISOString().slice(0, 10);
 const jsonFile = opt('--json') ?? join(WWW, '..', 'benches', 'results', `browser-${smoke ? 'smoke-' : ''}${day}.json`);
@@ -53,7 +60,7 @@ async function runPage(url) {
 
 try {
   const loadBefore = loadavg();
-  const path = await runPage(`${server.url}bench-path.html${smoke ? '?smoke=1' : ''}`);
+  const path = await runPage(`${server.url}bench-path.html?${pageParams.join('&')}`);
   const engine = await runPage(`${server.url}bench.html?sizes=${sizes}${smoke ? '&smoke=1' : ''}`);
   const report = {
     date: new Date().toISOString(),
