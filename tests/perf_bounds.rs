@@ -23,10 +23,7 @@ fn max_meters_50000_with_5000_in_use_reserves_for_5000() -> Result<(), String> {
         b.values.push(f64::from(m));
     }
     let out = engine.handle(Inbound::Readings(b), NOW);
-    assert!(
-        !out.iter().any(|o| matches!(o, Outbound::Warning(_) | Outbound::Error(_))),
-        "{out:?}"
-    );
+    assert!(!out.iter().any(|o| matches!(o, Outbound::Warning(_) | Outbound::Error(_))), "{out:?}");
     assert_eq!(engine.meter_count(), 5_000);
     assert_eq!(engine.windows().window(), window, "the memory guard must not have fired");
     // 5,000 rings of 1,200 samples are 48 MB; 50,000 would be 480 MB.
