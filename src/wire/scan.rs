@@ -15,9 +15,9 @@
 //! and explains. So the scanner changes speed, never acceptance: for every
 //! payload it accepts, its batch equals the general decoder's
 //! (`tests/wire_scan.rs` checks that differentially on random valid and hostile
-//! payloads). Numbers are read by `str::parse::<f64>` after the JSON number
-//! grammar is checked here: both it and `serde_json` with `float_roundtrip`
-//! round correctly, so the values are the same bits.
+//! payloads). Numbers are read in the same pass as their grammar is checked,
+//! exactly (Clinger's fast path) when that is possible, else by `serde_json`'s
+//! own number reader, so the values are the same bits as the general decoder's.
 //!
 //! Nothing here panics or indexes unchecked; it allocates what the batch holds
 //! (columns sized by the item count, one `String` per distinct meter, as the
@@ -207,7 +207,8 @@ impl<'a> Scanner<'a> {
     /// digits go into an integer, and when it is at most 2^53 and the decimal
     /// exponent within ±22, one multiplication or division by an exact power
     /// of ten gives the correctly rounded double (Clinger's fast path), as
-    /// `str::parse` would. Any other number is handed to `str::parse`.
+    /// `serde_json` (with `float_roundtrip`) gives. Any other number is handed
+    /// to `serde_json`.
     #[inline]
     fn number(&mut self) -> Option<f64> {
         let start = self.i;
@@ -289,8 +290,10 @@ impl<'a> Scanner<'a> {
                 return Some(if neg { -v } else { v });
             }
         }
+        // The general decoder's own number reader: the same result by
+        // construction, and no second float parser in the `.wasm`.
         let text = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
-        text.parse::<f64>().ok().filter(|x| x.is_finite())
+        serde_json::from_str::<f64>(text).ok().filter(|x| x.is_finite())
     }
 
     #[inline]
