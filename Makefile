@@ -4,7 +4,7 @@
 #   make demo           the operator dashboard against the feed server on 127.0.0.1
 #                       (METERS=50000 SPEED=60 FAULTS=off)
 #   make bench          native criterion benchmarks
-#   make bench-browser  the in-browser benchmark (5,000 / 20,000 / 50,000 meters)
+#   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -107,6 +107,7 @@ e2e: feed-bin
 
 bench-smoke:
 	node www/bench/run.mjs --smoke
+	node www/bench/path-run.mjs --smoke --json "$$(mktemp -d)/path-smoke.json" > /dev/null
 
 # Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
 # table, meterflow beside the plain z-score, on the two-day built-in corpus.
@@ -144,6 +145,9 @@ demo-synthetic: deps
 bench:
 	cargo bench
 
+# The path benchmark (README "Performance"): results in benches/results/,
+# then the README table regenerated from them.
 bench-browser: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
-	node www/bench/run.mjs
+	node www/bench/path-run.mjs
+	node scripts/bench-table.mjs

@@ -3,7 +3,10 @@
 //! - `decode/*`: readings/s decoding one 5,000-record payload: binary kind 1
 //!   (per-record and shared timestamps, keys already bound; and a first frame
 //!   binding all 5,000 meters), binary kind 2 (likewise), JSON readings (5,000
-//!   distinct meters), JSON live frame (amounts as decimal strings).
+//!   distinct meters) through the scanner (`json_readings`, from bytes:
+//!   `json_readings_bytes`) and through the general serde decoder alone
+//!   (`json_readings_general`, what every JSON payload took before the
+//!   scanner), JSON live frame (amounts as decimal strings).
 //! - `decode_ingest/*`: readings/s for decode + `Engine::handle` of one
 //!   5,000-record payload at 5,000 meters (one reading per meter, keys already
 //!   bound for binary, windows full).
@@ -17,7 +20,8 @@ use meterflow::core::event::{KeyScope, LiveBinding, LiveFrame, ReadingBatch};
 use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
 use meterflow::wire::binary::{encode_live, encode_readings, TsLayout};
-use meterflow::wire::{decode_binary, decode_text, Arrival, Envelope};
+use meterflow::wire::json::decode_general;
+use meterflow::wire::{decode_binary, decode_bytes, decode_text, Arrival, Envelope};
 use std::hint::black_box;
 
 const T0: f64 = 1.7e12;
@@ -128,6 +132,21 @@ fn decode(c: &mut Criterion) {
     g.bench_function("json_readings", |b| {
         b.iter(|| {
             black_box(decode_text(Envelope::Readings, black_box(&jr), Arrival::default(), &cfg))
+        })
+    });
+    g.bench_function("json_readings_general", |b| {
+        b.iter(|| {
+            black_box(decode_general(Envelope::Readings, black_box(&jr), Arrival::default(), &cfg))
+        })
+    });
+    g.bench_function("json_readings_bytes", |b| {
+        b.iter(|| {
+            black_box(decode_bytes(
+                Envelope::Readings,
+                black_box(jr.as_bytes()),
+                Arrival::default(),
+                &cfg,
+            ))
         })
     });
     g.bench_function("json_frame", |b| {

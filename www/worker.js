@@ -3,11 +3,20 @@
 // after `startWorker()` has installed its own `onmessage` and posted `ready`.
 // Start it as a module worker:
 //   new Worker(new URL('./worker.js', import.meta.url), { type: 'module' })
-import init, { startWorker } from './pkg/meterflow.js';
+//
+// The `.wasm` is fetched and compiled (streaming) at once, while the JS glue
+// (`pkg/meterflow.js`) is still being loaded: a static import would load the
+// glue first and only then start the fetch. If streaming compilation is not
+// possible (a server without `application/wasm`), the glue loads it itself.
+
+const compiled = WebAssembly.compileStreaming(fetch(new URL('./pkg/meterflow_bg.wasm', import.meta.url)))
+  .catch(() => undefined);
 
 const early = [];
 self.onmessage = (event) => early.push(event);
 
-await init();
+const { default: init, startWorker } = await import('./pkg/meterflow.js');
+const module = await compiled;
+await init(module ? { module_or_path: module } : undefined);
 startWorker();
 for (const event of early) self.onmessage(event);

@@ -43,6 +43,23 @@ pub enum Inbound {
     /// A stream v2 session input (docs/STREAM.md): page commands, socket
     /// events and fetched bodies, decoded at the edge by `crate::wire::stream`.
     Stream(SessionInput),
+    /// A `readings` / `live` / `catchup` payload whose page message carried an
+    /// `id`: handled as `input`, then answered with [`Outbound::Ack`].
+    Acked { id: f64, input: Box<Inbound> },
+}
+
+/// The answer to a payload message that carried an `id` (`ack`, PROTOCOL.md 4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AckEvent {
+    /// The page message's `id`.
+    pub id: f64,
+    /// `readings`: records applied; `live` / `catchup`: 1 if the payload applied.
+    pub accepted: f64,
+    /// `readings`: records refused; `live` / `catchup`: 1 if it was refused.
+    pub refused: f64,
+    /// Wall time the worker spent on the message (decode + apply), in ms, as
+    /// the host measured it (0 where the host does not measure).
+    pub ms: f64,
 }
 
 /// Measurements only the host can make, passed in with each tick.
@@ -139,6 +156,8 @@ pub enum Outbound {
     Notices(NoticesEvent),
     /// Stream v2: a meter's detail.
     Detail(DetailEvent),
+    /// A payload message with an `id` was handled.
+    Ack(AckEvent),
 }
 
 /// The kinds of anomaly.

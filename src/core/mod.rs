@@ -29,7 +29,8 @@ use config::Config;
 use detect::Detector;
 use error::{CoreError, ErrorCode};
 use event::{
-    HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent, WarningEvent,
+    AckEvent, HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent,
+    WarningEvent,
 };
 use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
@@ -161,7 +162,28 @@ impl Engine {
                 self.stream_flush();
             }
             Inbound::Stream(input) => self.stream_input(input, now_ms),
+            Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
         }
+    }
+
+    /// Handles `input`, then answers with an `ack` counting what it applied.
+    fn acked(&mut self, id: f64, input: Inbound, now_ms: f64) {
+        let records = matches!(input, Inbound::Readings(_));
+        let (ingested, rejected) =
+            (self.counters.readings_ingested, self.counters.readings_rejected);
+        let queued = self.out.len();
+        self.handle_into(input, now_ms);
+        let (accepted, refused) = if records {
+            (self.counters.readings_ingested - ingested, self.counters.readings_rejected - rejected)
+        } else {
+            let failed = self.out.iter().skip(queued).any(|o| matches!(o, Outbound::Error(_)));
+            if failed {
+                (0.0, 1.0)
+            } else {
+                (1.0, 0.0)
+            }
+        };
+        self.out.push(Outbound::Ack(AckEvent { id, accepted, refused, ms: 0.0 }));
     }
 
     /// Takes the queued outputs.

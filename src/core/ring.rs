@@ -1,16 +1,28 @@
-//! `RingSlab`: every meter's recent samples in one contiguous `f64` slab.
+//! `RingSlab`: every meter's recent samples in flat `f64` chunks.
 //!
-//! Meter `m` owns `data[m * window .. (m + 1) * window]`; `head[m]` is the slot the
-//! next sample goes to and `len[m]` how many slots are filled. Invariants:
-//! `len[m] <= window`, `head[m] < window`, and the oldest sample sits at
-//! `(head - len) mod window`. The slab grows by whole meters (geometrically, up to
-//! the configured capacity) and is re-laid out in place when the window shrinks.
+//! Meters are grouped [`CHUNK_METERS`] to a chunk; meter `m` owns
+//! `chunks[m / CHUNK_METERS][(m % CHUNK_METERS) * window ..][.. window]`;
+//! `head[m]` is the slot the next sample goes to and `len[m]` how many slots are
+//! filled. Invariants: `len[m] <= window`, `head[m] < window`, and the oldest
+//! sample sits at `(head - len) mod window`.
+//!
+//! Memory follows the meters in use, not `maxMeters`: a chunk is reserved whole
+//! when its first meter arrives (for at most the meters `maxMeters` leaves), and
+//! a chunk never moves once reserved, so growth copies nothing and leaves no
+//! superseded copy in wasm's never-shrinking linear memory. With `maxMeters:
+//! 50000` and 5,000 meters in use, the rings take 5,000 meters' worth (plus at
+//! most one partly used chunk), not 480 MB. The chunks are re-laid out in place
+//! when the window changes.
 
-/// Per-meter fixed-length rings in one flat allocation.
+/// Meters per chunk: 64 × 1,200 samples is 614 KB, so a partly used last chunk
+/// wastes at most that much.
+pub const CHUNK_METERS: usize = 64;
+
+/// Per-meter fixed-length rings in chunks of flat allocations.
 #[derive(Clone, Debug)]
 pub struct RingSlab {
     window: usize,
-    data: Vec<f64>,
+    chunks: Vec<Vec<f64>>,
     head: Vec<u32>,
     len: Vec<u32>,
 }
@@ -18,7 +30,7 @@ pub struct RingSlab {
 impl RingSlab {
     /// An empty slab whose rings hold `window` samples each.
     pub fn new(window: usize) -> Self {
-        RingSlab { window: window.max(1), data: Vec::new(), head: Vec::new(), len: Vec::new() }
+        RingSlab { window: window.max(1), chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
     }
 
     /// Samples per ring.
@@ -38,37 +50,48 @@ impl RingSlab {
 
     /// Bytes reserved by the slab and its per-meter heads.
     pub fn bytes(&self) -> usize {
-        self.data.capacity() * 8 + (self.head.capacity() + self.len.capacity()) * 4
+        self.chunks.iter().map(|c| c.capacity() * 8).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<f64>>()
+            + (self.head.capacity() + self.len.capacity()) * 4
     }
 
     /// Makes room for one more meter without a panic on allocation failure.
     ///
-    /// The first time, the slab is reserved for all `cap_meters` at once: wasm
-    /// linear memory never shrinks, so growing by doubling would leave every
-    /// superseded copy in its high-water mark (measured: 25.6 KB of linear memory
-    /// per meter at 5,000 meters, against 9.6 KB of samples). If that much cannot
-    /// be had, it falls back to room for this one meter. `false`: out of memory
-    /// (or a slab size past the address space).
+    /// A new chunk is reserved whole, for `CHUNK_METERS` meters or the fewer
+    /// that `cap_meters` leaves room for; if that cannot be had, for this one
+    /// meter (the chunk then grows meter by meter). The per-meter heads are
+    /// reserved for `cap_meters` at once (8 bytes a meter). `false`: out of
+    /// memory (or a size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
-        let Some(need) = m.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
+        let (c, i) = (m / CHUNK_METERS, m % CHUNK_METERS);
+        let Some(need) = i.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
             return false;
         };
-        if need <= self.data.capacity() {
-            return true;
+        if c == self.chunks.len() {
+            if self.chunks.try_reserve(1).is_err() {
+                return false;
+            }
+            self.chunks.push(Vec::new());
         }
-        let all = cap_meters.max(m + 1);
-        let rest = |v: usize| all.saturating_sub(v);
-        let len = self.data.len();
-        let whole = all.checked_mul(self.window).map(|n| n.saturating_sub(len));
-        let reserved = whole.is_some_and(|n| self.data.try_reserve_exact(n).is_ok())
-            || self.data.try_reserve_exact(need - len).is_ok();
+        let Some(chunk) = self.chunks.get_mut(c) else { return false };
+        if need > chunk.capacity() {
+            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(CHUNK_METERS);
+            let whole = planned.checked_mul(self.window).map(|n| n.saturating_sub(chunk.len()));
+            let len = chunk.len();
+            let reserved = whole.is_some_and(|n| chunk.try_reserve_exact(n).is_ok())
+                || chunk.try_reserve_exact(need - len).is_ok();
+            if !reserved {
+                return false;
+            }
+        }
+        let rest = |v: usize| cap_meters.max(m + 1).saturating_sub(v);
         let heads = |v: &mut Vec<u32>| {
             v.capacity() > v.len()
                 || v.try_reserve_exact(rest(v.len())).is_ok()
                 || v.try_reserve_exact(1).is_ok()
         };
-        reserved && heads(&mut self.head) && heads(&mut self.len)
+        heads(&mut self.head) && heads(&mut self.len)
     }
 
     /// Adds an empty ring for a new meter and returns its index, or `None` when
@@ -79,10 +102,19 @@ impl RingSlab {
         if !self.reserve_meter(cap_meters) {
             return None;
         }
-        self.data.resize((m + 1) * self.window, 0.0);
+        let chunk = self.chunks.get_mut(m / CHUNK_METERS)?;
+        chunk.resize((m % CHUNK_METERS + 1) * self.window, 0.0);
         self.head.push(0);
         self.len.push(0);
         Some(m)
+    }
+
+    /// Meter `m`'s ring (all `window` slots), if it has one.
+    #[inline]
+    fn ring(&self, m: usize) -> Option<&[f64]> {
+        let w = self.window;
+        let at = (m % CHUNK_METERS) * w;
+        self.chunks.get(m / CHUNK_METERS)?.get(at..at + w)
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -92,8 +124,12 @@ impl RingSlab {
         let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
             return None;
         };
-        let slot = m * w + h as usize;
-        let old = self.data.get_mut(slot).map(|s| std::mem::replace(s, x));
+        let slot = (m % CHUNK_METERS) * w + h as usize;
+        let old = self
+            .chunks
+            .get_mut(m / CHUNK_METERS)
+            .and_then(|c| c.get_mut(slot))
+            .map(|s| std::mem::replace(s, x));
         let next = if h as usize + 1 == w { 0 } else { h + 1 };
         self.head[m] = next;
         if (l as usize) < w {
@@ -110,7 +146,7 @@ impl RingSlab {
         let (Some(&h), Some(&l)) = (self.head.get(m), self.len.get(m)) else {
             return (&[], &[]);
         };
-        let Some(ring) = self.data.get(m * w..(m + 1) * w) else {
+        let Some(ring) = self.ring(m) else {
             return (&[], &[]);
         };
         let (h, l) = (h as usize, l as usize);
@@ -155,33 +191,51 @@ impl RingSlab {
         *self = RingSlab::new(self.window);
     }
 
+    /// Meters in chunk `c`.
+    fn in_chunk(&self, c: usize) -> usize {
+        self.meters().saturating_sub(c * CHUNK_METERS).min(CHUNK_METERS)
+    }
+
     /// Changes the window of every ring, keeping the newest samples, in place.
-    /// Growing a window moves rings backwards through the slab; shrinking forwards.
-    /// Growing reserves the whole new slab first: if that fails (or its size
-    /// passes the address space) nothing changes and `Err` says so.
+    /// Growing a window moves rings backwards through each chunk; shrinking
+    /// forwards. Growing reserves every chunk's new size first: if that fails
+    /// (or a size passes the address space) no sample moves and `Err` says so.
     pub fn set_window(&mut self, new_window: usize) -> Result<(), NoMemory> {
         let new_window = new_window.max(1);
         let old = self.window;
         if new_window == old {
             return Ok(());
         }
-        let meters = self.meters();
         let mut scratch: Vec<f64> = Vec::new();
         scratch.try_reserve_exact(new_window.min(old)).map_err(|_| NoMemory)?;
         if new_window < old {
             // Compact forwards: meter m's new ring starts at or before its old one,
             // and each ring is linearised into scratch first, so no unread data is overwritten.
-            for m in 0..meters {
+            for m in 0..self.meters() {
                 self.relayout(m, new_window, &mut scratch);
             }
-            self.data.truncate(meters * new_window);
-            self.data.shrink_to_fit();
+            for c in 0..self.chunks.len() {
+                let n = self.in_chunk(c) * new_window;
+                if let Some(chunk) = self.chunks.get_mut(c) {
+                    chunk.truncate(n);
+                    chunk.shrink_to_fit();
+                }
+            }
         } else {
-            let need = meters.checked_mul(new_window).ok_or(NoMemory)?;
-            self.data.try_reserve_exact(need - self.data.len()).map_err(|_| NoMemory)?;
-            self.data.resize(need, 0.0);
+            let mut needs = Vec::new();
+            needs.try_reserve_exact(self.chunks.len()).map_err(|_| NoMemory)?;
+            for c in 0..self.chunks.len() {
+                needs.push(self.in_chunk(c).checked_mul(new_window).ok_or(NoMemory)?);
+            }
+            for (chunk, &need) in self.chunks.iter_mut().zip(&needs) {
+                let more = need.saturating_sub(chunk.len());
+                chunk.try_reserve_exact(more).map_err(|_| NoMemory)?;
+            }
+            for (chunk, &need) in self.chunks.iter_mut().zip(&needs) {
+                chunk.resize(need, 0.0);
+            }
             // Backwards: meter m's new ring ends after every older ring below it.
-            for m in (0..meters).rev() {
+            for m in (0..self.meters()).rev() {
                 self.relayout(m, new_window, &mut scratch);
             }
         }
@@ -196,9 +250,11 @@ impl RingSlab {
         let (a, b) = self.newest(m, new_window);
         scratch.extend_from_slice(a);
         scratch.extend_from_slice(b);
-        let base = m * new_window;
+        let base = (m % CHUNK_METERS) * new_window;
         let l = scratch.len();
-        if let Some(dst) = self.data.get_mut(base..base + l) {
+        if let Some(dst) =
+            self.chunks.get_mut(m / CHUNK_METERS).and_then(|c| c.get_mut(base..base + l))
+        {
             dst.copy_from_slice(scratch);
         }
         if let (Some(h), Some(len)) = (self.head.get_mut(m), self.len.get_mut(m)) {
@@ -263,6 +319,40 @@ mod tests {
             let v = r.to_vec(0);
             assert_eq!(v.last(), Some(&-1.0));
         }
+    }
+
+    #[test]
+    fn rings_across_chunks_keep_their_samples_through_window_changes() {
+        let meters = 3 * CHUNK_METERS + 5;
+        let mut r = filled(7, meters, 11);
+        let before: Vec<Vec<f64>> = (0..meters).map(|m| r.to_vec(m)).collect();
+        assert_eq!(r.set_window(4), Ok(()));
+        for (m, b) in before.iter().enumerate() {
+            assert_eq!(r.to_vec(m), &b[b.len() - 4..], "m={m}");
+        }
+        assert_eq!(r.set_window(9), Ok(()));
+        for (m, b) in before.iter().enumerate() {
+            assert_eq!(r.to_vec(m), &b[b.len() - 4..], "m={m}");
+            r.push(m, -(m as f64));
+            assert_eq!(r.to_vec(m).last(), Some(&-(m as f64)));
+        }
+    }
+
+    #[test]
+    fn reservation_follows_the_meters_in_use_not_the_cap() {
+        let window = 1200;
+        let mut r = RingSlab::new(window);
+        for _ in 0..(2 * CHUNK_METERS + 1) {
+            assert!(r.add_meter(50_000).is_some());
+        }
+        // Three chunks of samples (the last one reserved whole), and 8 bytes a
+        // meter of heads for the cap: not 50,000 rings.
+        let samples = 3 * CHUNK_METERS * window * 8;
+        assert!(r.bytes() <= samples + 50_000 * 8 + 1024, "{} bytes", r.bytes());
+        // A cap below the chunk size reserves only that many rings.
+        let mut r = RingSlab::new(window);
+        assert!(r.add_meter(3).is_some());
+        assert!(r.bytes() <= 3 * window * 8 + 1024, "{} bytes", r.bytes());
     }
 
     #[test]

@@ -48,16 +48,20 @@ impl Host {
 
     /// One page message: decoded here, handled by the engine.
     pub(crate) fn handle(&mut self, msg: &JsValue, now_ms: f64) -> Vec<Outbound> {
+        let start = self.clock.now();
         let input = inbound::decode(msg, self.engine.config(), &mut self.scratch);
         let delta = matches!(input, Inbound::Stream(SessionInput::Server(ServerOp::Delta { .. })));
-        let start = self.clock.now();
         if delta {
             self.latency.arrived(start);
         }
-        let out = self.engine.handle(input, now_ms);
+        let mut out = self.engine.handle(input, now_ms);
         let end = self.clock.now();
         if delta {
             self.delta_apply.push(end - start);
+        }
+        // An `ack` carries the time this message took, decode included.
+        if let Some(Outbound::Ack(ack)) = out.last_mut() {
+            ack.ms = (end - start).max(0.0);
         }
         self.latency.observe(&out, end);
         out

@@ -3,7 +3,9 @@
 //! The envelope is read here; the payload is decoded by `crate::wire`:
 //! - `readings` / `live` / `catchup` with `data` a string: `wire::decode_text`;
 //!   with `data` an `ArrayBuffer` or a typed array / `DataView`: copied into
-//!   wasm memory once (into the host's scratch buffer) and `wire::decode_binary`.
+//!   wasm memory once (into the host's scratch buffer) and `wire::decode_bytes`
+//!   (UTF-8 JSON text if it starts with `{`, else a binary frame). Strings are
+//!   transcoded once with `TextEncoder.encodeInto` into the same buffer.
 //!   A detached buffer is `bad_frame`, an empty one `truncated_frame`, a
 //!   `SharedArrayBuffer` `bad_field`: never a JS exception.
 //! - `socket` with `event: "message"`: its `data` (string, or bytes copied once
@@ -25,11 +27,29 @@ use js_sys::{ArrayBuffer, JsString, Reflect, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Decodes one page message; never fails (a bad message is `Inbound::Rejected`).
+/// A `readings` / `live` / `catchup` message with an `id` is answered with an
+/// `ack`, even when its payload is refused.
 pub(crate) fn decode(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Inbound {
-    decode_envelope(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected)
+    let input = decode_payload(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected);
+    let is_payload = msg.is_object()
+        && matches!(
+            field(msg, "type").ok().and_then(|t| t.as_string()).as_deref(),
+            Some("readings" | "live" | "catchup")
+        );
+    if !is_payload {
+        return input;
+    }
+    match field(msg, "id") {
+        Ok(id) if id.is_undefined() || id.is_null() => input,
+        Ok(id) => match wire::control::ack_id(id.as_f64()) {
+            Ok(id) => wire::control::acked(Some(id), input),
+            Err(e) => Inbound::Rejected(e),
+        },
+        Err(e) => Inbound::Rejected(e),
+    }
 }
 
-fn decode_envelope(
+fn decode_payload(
     msg: &JsValue,
     cfg: &Config,
     scratch: &mut Vec<u8>,
@@ -57,8 +77,8 @@ fn decode_envelope(
     };
     let arrival = arrival()?;
     Ok(match payload(&field(msg, "data")?, &ty, cfg, scratch)? {
-        Payload::Text(text) => wire::decode_text(envelope, &text, arrival, cfg),
-        Payload::Binary(bytes) => wire::decode_binary_at(envelope, bytes, arrival, cfg),
+        Payload::Text(text) => wire::decode_text_bytes(envelope, text, arrival, cfg),
+        Payload::Binary(bytes) => wire::decode_bytes(envelope, bytes, arrival, cfg),
     })
 }
 
@@ -70,7 +90,7 @@ fn socket(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Result<Inbound,
     }
     let arrival = Arrival::default();
     Ok(match payload(&field(msg, "data")?, "socket", cfg, scratch)? {
-        Payload::Text(text) => wire::decode_socket_text(&text, arrival, cfg),
+        Payload::Text(text) => wire::decode_socket_text(utf8(text)?, arrival, cfg),
         Payload::Binary(bytes) => wire::decode_socket_binary(bytes, arrival, cfg),
     })
 }
@@ -97,7 +117,7 @@ fn fetched(
     let request_id = request_id as u64;
     Ok(match payload(&data, "fetched", cfg, scratch)? {
         Payload::Text(text) => {
-            wire::decode_fetched(request_id, FetchedBody::Text(&text), arrival, cfg)
+            wire::decode_fetched(request_id, FetchedBody::Text(utf8(text)?), arrival, cfg)
         }
         Payload::Binary(bytes) => {
             wire::decode_fetched(request_id, FetchedBody::Binary(bytes), arrival, cfg)
@@ -108,10 +128,15 @@ fn fetched(
 /// The largest `requestId` (2^53, as the wire's whole numbers).
 const MAX_REQUEST_ID: f64 = 9_007_199_254_740_992.0;
 
-/// A message's `data`: a string, or bytes copied once into `scratch`.
+/// A message's `data`: a string (as UTF-8) or bytes, copied once into `scratch`.
 enum Payload<'a> {
-    Text(String),
+    Text(&'a [u8]),
     Binary(&'a [u8]),
+}
+
+/// Bytes `encodeInto` wrote, as `&str` (always valid UTF-8; checked, not assumed).
+fn utf8(bytes: &[u8]) -> Result<&str, CoreError> {
+    std::str::from_utf8(bytes).map_err(|_| bad_field("data is not valid UTF-8"))
 }
 
 /// Reads `data` (a string, an `ArrayBuffer`, a typed array or a `DataView`),
@@ -123,7 +148,7 @@ fn payload<'a>(
     scratch: &'a mut Vec<u8>,
 ) -> Result<Payload<'a>, CoreError> {
     if data.is_string() {
-        return Ok(Payload::Text(text(data, ty, cfg)?));
+        return Ok(Payload::Text(text(data, ty, cfg, scratch)?));
     }
     let Some(bytes) = bytes_of(data, ty)? else {
         // Zero bytes: nothing to copy, and the decoder says `truncated_frame`.
@@ -133,18 +158,10 @@ fn payload<'a>(
     if len > cfg.max_payload_bytes as usize {
         return Err(too_large(ty, len, cfg));
     }
-    // The one copy from JS into wasm memory. `resize` zero-fills only when the
-    // buffer grows, so frames of a steady size cost one memcpy and nothing else;
-    // the growth itself is fallible.
-    if let Some(more) = len.checked_sub(scratch.len()).filter(|&n| n > 0) {
-        scratch.try_reserve(more).map_err(|_| {
-            CoreError::new(
-                ErrorCode::OutOfMemory,
-                format!("{ty}.data: no memory to copy a frame of {len} bytes"),
-            )
-        })?;
-    }
-    scratch.resize(len, 0);
+    // The one copy from JS into wasm memory. The buffer is zero-filled only
+    // when it grows, so frames of a steady size cost one memcpy and nothing
+    // else; the growth itself is fallible.
+    grow(scratch, len, ty)?;
     let dst = scratch.get_mut(..len).ok_or_else(|| bad_field("scratch buffer"))?;
     bytes.copy_to(dst);
     Ok(Payload::Binary(dst))
@@ -157,15 +174,89 @@ fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
     Ok(wire::decode_message(&value, cfg))
 }
 
-/// `data` as a Rust string, refusing it before the copy if it cannot fit.
-fn text(data: &JsValue, ty: &str, cfg: &Config) -> Result<String, CoreError> {
+/// `data` as UTF-8 in `scratch`, refusing it before the copy if it cannot fit.
+///
+/// One `TextEncoder.encodeInto` straight into wasm memory: native transcoding,
+/// no intermediate `String` (wasm-bindgen's own string passing copies ASCII
+/// one character at a time in JavaScript, the largest cost of a JSON batch).
+/// Lone surrogates become U+FFFD, as with any conversion to a Rust string.
+fn text<'s>(
+    data: &JsValue,
+    ty: &str,
+    cfg: &Config,
+    scratch: &'s mut Vec<u8>,
+) -> Result<&'s [u8], CoreError> {
     // UTF-8 never takes fewer bytes than UTF-16 code units, so a string with more
     // units than the limit is too large without converting it.
-    let units = data.unchecked_ref::<JsString>().length() as usize;
-    if units > cfg.max_payload_bytes as usize {
+    let source = data.unchecked_ref::<JsString>();
+    let units = source.length() as usize;
+    let max = cfg.max_payload_bytes as usize;
+    if units > max {
         return Err(too_large(ty, units, cfg));
     }
-    data.as_string().ok_or_else(|| bad_field(format!("{ty}.data must be a string")))
+    let encoder = ENCODER.with(Clone::clone);
+    // ASCII fits in `units` bytes; anything else takes up to 3 bytes a unit,
+    // and past `max` bytes it is too large (`max + 4` holds one more character).
+    for room in [units, units.saturating_mul(3).min(max + 4)] {
+        grow(scratch, room, ty)?;
+        let dst = scratch.get_mut(..room).ok_or_else(|| bad_field("scratch buffer"))?;
+        let view = wasm_view(dst);
+        let done = encoder.encode_into(source, &view);
+        if done.read() as usize == units {
+            let written = done.written() as usize;
+            return scratch.get(..written).ok_or_else(|| bad_field("scratch buffer"));
+        }
+    }
+    Err(too_large(ty, units.saturating_mul(3), cfg))
+}
+
+/// `scratch` at least `len` bytes long; the growth is fallible.
+fn grow(scratch: &mut Vec<u8>, len: usize, ty: &str) -> Result<(), CoreError> {
+    if let Some(more) = len.checked_sub(scratch.len()).filter(|&n| n > 0) {
+        scratch.try_reserve(more).map_err(|_| {
+            CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("{ty}.data: no memory to copy a payload of {len} bytes"),
+            )
+        })?;
+        scratch.resize(len, 0);
+    }
+    Ok(())
+}
+
+/// A `Uint8Array` over `dst` in wasm memory. Valid until wasm memory grows:
+/// use it before anything allocates.
+fn wasm_view(dst: &mut [u8]) -> Uint8Array {
+    let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
+    Uint8Array::new_with_byte_offset_and_length(
+        &memory.buffer(),
+        dst.as_mut_ptr() as usize as u32,
+        dst.len() as u32,
+    )
+}
+
+thread_local! {
+    static ENCODER: Utf8Encoder = Utf8Encoder::new();
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// `TextEncoder`, with `encodeInto` taking the JS string itself (web-sys's
+    /// binding takes a `&str`, which would copy the string into wasm first).
+    #[wasm_bindgen(js_name = TextEncoder)]
+    #[derive(Clone)]
+    type Utf8Encoder;
+    #[wasm_bindgen(constructor, js_class = "TextEncoder")]
+    fn new() -> Utf8Encoder;
+    #[wasm_bindgen(method, js_class = "TextEncoder", js_name = encodeInto)]
+    fn encode_into(this: &Utf8Encoder, source: &JsString, dest: &Uint8Array) -> EncodeIntoResult;
+
+    /// `{ read, written }` of `encodeInto`.
+    type EncodeIntoResult;
+    #[wasm_bindgen(method, getter)]
+    fn read(this: &EncodeIntoResult) -> f64;
+    #[wasm_bindgen(method, getter)]
+    fn written(this: &EncodeIntoResult) -> f64;
 }
 
 /// A byte view of an `ArrayBuffer`, a typed array or a `DataView`, or `None`

@@ -54,9 +54,9 @@ export type BinaryPayload = ArrayBuffer | ArrayBufferView;
 
 // ---- page -> worker (section 2) ----
 
-export interface ReadingsMessage { type: "readings"; v?: 1; data: string | BinaryPayload; }
-export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload; receivedAt?: number; }
-export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; }
+export interface ReadingsMessage { type: "readings"; v?: 1; data: string | BinaryPayload; id?: number; }
+export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload; receivedAt?: number; id?: number; }
+export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; id?: number; }
 export interface ConfigMessage { type: "config"; v?: 1; config: MeterflowConfig; }
 export type QueryMessage =
   | { type: "query"; v?: 1; query: "stats" | "totals" }
@@ -140,6 +140,8 @@ export interface TotalsMessage {
 export type FetchReason =
   | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
 export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; }
+/** The answer to a `readings` / `live` / `catchup` message that carried an `id`. */
+export interface AckMessage { type: "ack"; v: 1; id: number; accepted: number; refused: number; ms: number; }
 export interface ConnectMessage { type: "connect"; v: 1; url: string | null; }
 export interface SendMessage { type: "send"; v: 1; data: string; }
 export interface CloseMessage { type: "close"; v: 1; code: number; reason: string; }
@@ -172,7 +174,7 @@ export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
   | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
   | ConnectMessage | SendMessage | CloseMessage | StreamFetchMessage | ConnectionMessage
-  | MetersMessage | NoticesMessage | DetailMessage;
+  | MetersMessage | NoticesMessage | DetailMessage | AckMessage;
 
 /** What `startOnPort` drives: a `MessagePort`, a `Worker`, a worker's global scope. */
 export interface MessagePortLike {

@@ -85,8 +85,38 @@ fn payload(
     obj: &Map<String, Value>,
     cfg: &Config,
 ) -> Result<Inbound, CoreError> {
-    let arrival =
-        Arrival { sent_at_ms: time(obj, "sentAt")?, received_at_ms: time(obj, "receivedAt")? };
+    // `id` asks for an `ack`, which answers even a refused payload.
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(ack_id(v.as_f64())?),
+    };
+    let input = (|| {
+        let arrival =
+            Arrival { sent_at_ms: time(obj, "sentAt")?, received_at_ms: time(obj, "receivedAt")? };
+        payload_inner(envelope, obj, arrival, cfg)
+    })();
+    Ok(acked(id, input.unwrap_or_else(Inbound::Rejected)))
+}
+
+/// A payload message's optional `id` (PROTOCOL.md 2): a finite number.
+pub fn ack_id(id: Option<f64>) -> Result<f64, CoreError> {
+    id.filter(|x| x.is_finite()).ok_or_else(|| bad_field("id: must be a finite number"))
+}
+
+/// `input` answered with an `ack` when its page message carried an `id`.
+pub fn acked(id: Option<f64>, input: Inbound) -> Inbound {
+    match id {
+        Some(id) => Inbound::Acked { id, input: Box::new(input) },
+        None => input,
+    }
+}
+
+fn payload_inner(
+    envelope: Envelope,
+    obj: &Map<String, Value>,
+    arrival: Arrival,
+    cfg: &Config,
+) -> Result<Inbound, CoreError> {
     match (obj.get("data"), obj.get("dataBase64")) {
         (Some(Value::String(text)), _) => Ok(json::decode(envelope, text, arrival, cfg)),
         (Some(inline @ (Value::Object(_) | Value::Array(_))), _) => {

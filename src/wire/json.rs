@@ -37,6 +37,17 @@ pub(crate) fn decode(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Con
     }
 }
 
+/// The general decoder alone, without the readings scanner in front of it: the
+/// oracle the scanner is tested against (`tests/wire_scan.rs`) and benchmarked
+/// against (`benches/wire.rs`). Same results as [`decode`].
+#[doc(hidden)]
+pub fn decode_general(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
+    match check_payload_size(text.len(), cfg).and_then(|()| general(envelope, text, arrival, cfg)) {
+        Ok(inbound) => inbound,
+        Err(e) => Inbound::Rejected(e),
+    }
+}
+
 fn try_decode(
     envelope: Envelope,
     text: &str,
@@ -44,6 +55,21 @@ fn try_decode(
     cfg: &Config,
 ) -> Result<Inbound, CoreError> {
     check_payload_size(text.len(), cfg)?;
+    // The common readings shape in one pass; anything else below (scan.rs).
+    if envelope == Envelope::Readings {
+        if let Some(batch) = super::scan::readings(text.as_bytes(), cfg) {
+            return Ok(Inbound::Readings(batch));
+        }
+    }
+    general(envelope, text, arrival, cfg)
+}
+
+fn general(
+    envelope: Envelope,
+    text: &str,
+    arrival: Arrival,
+    cfg: &Config,
+) -> Result<Inbound, CoreError> {
     let what = || format!("{} payload", envelope.as_str());
     let doc =
         doc::parse(text, cfg.max_batch as usize).map_err(|e| field::payload_error(&e, &what()))?;

@@ -33,6 +33,7 @@ mod field;
 pub mod json;
 pub mod out;
 pub mod stream;
+mod scan;
 
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
@@ -80,6 +81,46 @@ pub struct Arrival {
 /// undecodable becomes `Inbound::Rejected(err)`.
 pub fn decode_text(envelope: Envelope, text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
     json::decode(envelope, text, arrival, cfg)
+}
+
+/// Decodes a payload given as bytes (PROTOCOL.md 2): UTF-8 JSON text if its
+/// first byte other than JSON whitespace is `{`, else a binary frame (whose
+/// magic `MFLW` never is). JSON bytes that are not UTF-8 are `malformed_json`.
+/// Never panics.
+pub fn decode_bytes(envelope: Envelope, bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
+    let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return binary::decode(envelope, bytes, arrival, cfg);
+    }
+    decode_text_bytes(envelope, bytes, arrival, cfg)
+}
+
+/// Decodes a JSON text payload given as UTF-8 bytes: the same as
+/// [`decode_text`] on the same text; bytes that are not UTF-8 are
+/// `malformed_json`. Never panics.
+pub fn decode_text_bytes(
+    envelope: Envelope,
+    bytes: &[u8],
+    arrival: Arrival,
+    cfg: &Config,
+) -> Inbound {
+    if let Err(e) = check_payload_size(bytes.len(), cfg) {
+        return Inbound::Rejected(e);
+    }
+    // The readings scanner accepts only ASCII structure and strings, so what it
+    // accepts is UTF-8 without checking; everything else is checked first.
+    if envelope == Envelope::Readings {
+        if let Some(batch) = scan::readings(bytes, cfg) {
+            return Inbound::Readings(batch);
+        }
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => json::decode_general(envelope, text, arrival, cfg),
+        Err(e) => Inbound::Rejected(CoreError::new(
+            ErrorCode::MalformedJson,
+            format!("{} payload: JSON bytes are not UTF-8 ({e})", envelope.as_str()),
+        )),
+    }
 }
 
 /// Decodes a binary frame (PROTOCOL.md 3.4/3.5/3.8) carried by `envelope`. Never

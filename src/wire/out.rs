@@ -44,6 +44,7 @@ pub enum WireOut<'a> {
     Meters(MetersOut<'a>),
     Notices(NoticesOut<'a>),
     Detail(DetailOut<'a>),
+    Ack(AckOut),
 }
 
 /// `v`, first in every body. Bodies are plain structs (never maps, never
@@ -82,6 +83,13 @@ pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
         Outbound::Meters(m) => WireOut::Meters(MetersOut(m)),
         Outbound::Notices(n) => WireOut::Notices(NoticesOut(n)),
         Outbound::Detail(d) => WireOut::Detail(DetailOut(d)),
+        Outbound::Ack(a) => WireOut::Ack(AckOut {
+            v: V,
+            id: a.id,
+            accepted: a.accepted,
+            refused: a.refused,
+            ms: a.ms,
+        }),
     }
 }
 
@@ -611,4 +619,12 @@ struct StreamStatsOut {
     meter_entities: Count,
     notices: Count,
     details_cached: Count,
+/// The `ack` body: `id`, `accepted`, `refused`, `ms`.
+#[derive(Serialize, Debug)]
+pub struct AckOut {
+    v: u8,
+    id: f64,
+    accepted: f64,
+    refused: f64,
+    ms: f64,
 }

@@ -1,0 +1,303 @@
+//! A one-pass scanner for the common shape of a JSON readings payload
+//! (PROTOCOL.md 3.1), in front of the general decoder in `json.rs`.
+//!
+//! It takes bytes and accepts exactly one shape: a top-level object whose
+//! fields are only `type` (the string `"readings"`), `v` (the number `1`) and
+//! `readings` (required), each at most once, and every item an object of
+//! exactly the fields `meter`, `ts` and `value`, each once, in any order, where
+//! `meter` is a printable-ASCII string without escapes of 1 to
+//! `MAX_METER_ID_BYTES` bytes and `ts` and `value` are finite JSON numbers;
+//! JSON whitespace anywhere between tokens, nothing after the object.
+//!
+//! Anything else, however slightly off (an escape, a fourth field, a repeated
+//! field, a bad item, more than `maxBatch` items, an unknown top-level field),
+//! returns `None` and the payload goes to the general decoder, which decides
+//! and explains. So the scanner changes speed, never acceptance: for every
+//! payload it accepts, its batch equals the general decoder's
+//! (`tests/wire_scan.rs` checks that differentially on random valid and hostile
+//! payloads). Numbers are read in the same pass as their grammar is checked,
+//! exactly (Clinger's fast path) when that is possible, else by `serde_json`'s
+//! own number reader, so the values are the same bits as the general decoder's.
+//!
+//! Nothing here panics or indexes unchecked; it allocates what the batch holds
+//! (columns sized by the item count, one `String` per distinct meter, as the
+//! general decoder does).
+
+use rustc_hash::FxHashMap;
+
+use crate::core::config::Config;
+use crate::core::event::{KeyScope, ReadingBatch};
+use crate::core::meters::MAX_METER_ID_BYTES;
+
+/// The batch of `text` if it has the common shape (module docs), else `None`.
+pub(crate) fn readings(text: &[u8], cfg: &Config) -> Option<ReadingBatch> {
+    let mut s = Scanner { b: text, i: 0 };
+    let mut batch: Option<ReadingBatch> = None;
+    let (mut seen_type, mut seen_v) = (false, false);
+    s.ws();
+    s.eat(b'{')?;
+    s.ws();
+    loop {
+        match s.key()? {
+            b"type" if !seen_type => {
+                seen_type = true;
+                s.literal(b"\"readings\"")?;
+            }
+            b"v" if !seen_v => {
+                seen_v = true;
+                s.literal(b"1")?;
+                // `1` and not `10` or `1.5`: the next byte ends the number.
+                if !matches!(s.peek(), Some(b',' | b'}' | b' ' | b'\t' | b'\n' | b'\r')) {
+                    return None;
+                }
+            }
+            b"readings" if batch.is_none() => batch = Some(items(&mut s, cfg)?),
+            _ => return None,
+        }
+        s.ws();
+        match s.next()? {
+            b',' => s.ws(),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    s.ws();
+    if s.i != s.b.len() {
+        return None;
+    }
+    batch
+}
+
+/// The `readings` array, after its key.
+fn items(s: &mut Scanner<'_>, cfg: &Config) -> Option<ReadingBatch> {
+    s.eat(b'[')?;
+    s.ws();
+    let mut b = ReadingBatch { scope: KeyScope::Batch, ..Default::default() };
+    if s.peek() == Some(b']') {
+        s.i += 1;
+        return Some(b);
+    }
+    // A reading takes at least 28 bytes (`{"meter":"m","ts":0,"value":0}`):
+    // reserve for what the payload can hold, never for more than `maxBatch`.
+    let cap = (s.b.len().saturating_sub(s.i) / 28).min(cfg.max_batch as usize);
+    b.keys.try_reserve_exact(cap).ok()?;
+    b.ts.try_reserve_exact(cap).ok()?;
+    b.values.try_reserve_exact(cap).ok()?;
+    let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
+    // Distinct meters: at most the items; room for a typical share up front.
+    keys.try_reserve(cap / 2).ok()?;
+    b.bindings.try_reserve_exact(cap / 2).ok()?;
+    loop {
+        if b.keys.len() >= cfg.max_batch as usize {
+            return None;
+        }
+        let (meter, ts, value) = item(s)?;
+        let key = match keys.get(meter) {
+            Some(&k) => k,
+            None => {
+                let k = u32::try_from(b.bindings.len()).ok()?;
+                // Printable ASCII, checked by `string`: always UTF-8.
+                let id = std::str::from_utf8(meter).ok()?;
+                b.bindings.push((k, id.to_owned()));
+                keys.insert(meter, k);
+                k
+            }
+        };
+        b.keys.push(key);
+        b.ts.push(ts);
+        b.values.push(value);
+        s.ws();
+        match s.next()? {
+            b',' => s.ws(),
+            b']' => return Some(b),
+            _ => return None,
+        }
+    }
+}
+
+/// One reading object: `meter`, `ts`, `value`, each exactly once.
+fn item<'a>(s: &mut Scanner<'a>) -> Option<(&'a [u8], f64, f64)> {
+    s.eat(b'{')?;
+    s.ws();
+    let (mut meter, mut ts, mut value) = (None, None, None);
+    for n in 0..3 {
+        match s.key()? {
+            b"meter" if meter.is_none() => meter = Some(s.string()?),
+            b"ts" if ts.is_none() => ts = Some(s.number()?),
+            b"value" if value.is_none() => value = Some(s.number()?),
+            _ => return None,
+        }
+        s.ws();
+        s.eat(if n == 2 { b'}' } else { b',' })?;
+        s.ws();
+    }
+    Some((meter?, ts?, value?))
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn literal(&mut self, lit: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(lit.len())?;
+        (self.b.get(self.i..end)? == lit).then(|| self.i = end)
+    }
+
+    /// A field name and the `:` after it, the whitespace after that skipped.
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let k = self.raw_string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(k)
+    }
+
+    /// A meter id: printable ASCII, 1..=MAX_METER_ID_BYTES bytes.
+    #[inline]
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let s = self.raw_string()?;
+        (!s.is_empty() && s.len() <= MAX_METER_ID_BYTES).then_some(s)
+    }
+
+    /// A string of printable ASCII without escapes; its bytes, quotes excluded.
+    #[inline]
+    fn raw_string(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let rest = self.b.get(start..)?;
+        let len =
+            rest.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))?;
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        self.i = start + len + 1;
+        rest.get(..len)
+    }
+
+    /// A JSON number (RFC 8259 grammar), finite as an f64.
+    ///
+    /// Read in the same pass as its grammar is checked: up to 19 significant
+    /// digits go into an integer, and when it is at most 2^53 and the decimal
+    /// exponent within ±22, one multiplication or division by an exact power
+    /// of ten gives the correctly rounded double (Clinger's fast path), as
+    /// `serde_json` (with `float_roundtrip`) gives. Any other number is handed
+    /// to `serde_json`.
+    #[inline]
+    fn number(&mut self) -> Option<f64> {
+        let start = self.i;
+        let neg = self.peek() == Some(b'-');
+        if neg {
+            self.i += 1;
+        }
+        let mut mantissa = 0u64;
+        let mut digits = 0u32;
+        let mut exp10 = 0i32;
+        match self.next()? {
+            b'0' => {}
+            c @ b'1'..=b'9' => {
+                mantissa = u64::from(c - b'0');
+                digits = 1;
+                while let Some(c @ b'0'..=b'9') = self.peek() {
+                    self.i += 1;
+                    if digits < 19 {
+                        mantissa = mantissa * 10 + u64::from(c - b'0');
+                        digits += 1;
+                    } else {
+                        digits = u32::MAX;
+                    }
+                }
+            }
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.digit()?;
+            self.i -= 1;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                self.i += 1;
+                if mantissa == 0 && c == b'0' {
+                    exp10 -= 1; // leading zeros of a fraction: no significant digit yet
+                } else if digits < 19 {
+                    mantissa = mantissa * 10 + u64::from(c - b'0');
+                    digits += 1;
+                    exp10 -= 1;
+                } else {
+                    digits = u32::MAX;
+                }
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            let eneg = match self.peek() {
+                Some(b'-') => {
+                    self.i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    self.i += 1;
+                    false
+                }
+                _ => false,
+            };
+            self.digit()?;
+            self.i -= 1;
+            let mut e = 0i32;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                self.i += 1;
+                e = e.saturating_mul(10).saturating_add(i32::from(c - b'0'));
+            }
+            exp10 = exp10.saturating_add(if eneg { -e } else { e });
+        }
+        const POW10: [f64; 23] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        ];
+        if digits != u32::MAX && mantissa <= 1 << 53 {
+            let m = mantissa as f64;
+            let v = if exp10 >= 0 {
+                POW10.get(exp10 as usize).map(|p| m * p)
+            } else {
+                POW10.get(exp10.unsigned_abs() as usize).map(|p| m / p)
+            };
+            if let Some(v) = v {
+                return Some(if neg { -v } else { v });
+            }
+        }
+        // The general decoder's own number reader: the same result by
+        // construction, and no second float parser in the `.wasm`.
+        let text = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
+        serde_json::from_str::<f64>(text).ok().filter(|x| x.is_finite())
+    }
+
+    #[inline]
+    fn digit(&mut self) -> Option<()> {
+        self.next().filter(u8::is_ascii_digit).map(|_| ())
+    }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// Runs the path benchmark (www/bench-path.html: postMessage to a real worker,
+// meterflow against a careful JS worker) and the engine benchmark
+// (www/bench.html: tick time and linear memory per meter) in one headless
+// Chromium, adds the `.wasm` size and the machine's load, prints the result as
+// JSON and writes it to benches/results/ (the README table is generated from
+// there by scripts/bench-table.mjs).
+//
+//   node www/bench/path-run.mjs                   4 M readings × 5 passes, ticks at 5,000 / 50,000
+//   node www/bench/path-run.mjs --smoke           small and quick: proves it runs
+//   node www/bench/path-run.mjs --json FILE       write the JSON to FILE instead
+//   --meters N --readings N --batch N --passes N  the path workload (defaults 5,000 / 4 M / 10,000 / 5)
+//   --sizes 5000,50000                            the engine page's sizes
+//
+// Needs www/pkg (`make build`). Asserts nothing about speed; exits non-zero only
+// if a run failed (or the arms' window moments disagree).
+
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { loadavg, cpus } from 'node:os';
+import { join } from 'node:path';
+import { launchChromium, requirePackage, startServer, WWW } from '../tests/harness.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const smoke = args.includes('--smoke');
+// Page parameters passed through (meters, readings, batch, passes).
+const pageParams = ['meters', 'readings', 'batch', 'passes']
+  .filter((k) => opt(`--${k}`))
+  .map((k) => `${k}=${opt(`--${k}`)}`);
+if (smoke) pageParams.push('smoke=1');
+const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,50000');
+const day = new Date().toISOString().slice(0, 10);
+const jsonFile = opt('--json') ?? join(WWW, '..', 'benches', 'results', `browser-${smoke ? 'smoke-' : ''}${day}.json`);
+
+requirePackage();
+const wasm = await readFile(join(WWW, 'pkg', 'meterflow_bg.wasm'));
+const server = await startServer();
+const browser = await launchChromium();
+let failed = false;
+
+async function runPage(url) {
+  const page = await browser.context.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
+  await page.goto(url);
+  await page.waitForFunction(() => window.benchResult?.done, null, { timeout: 30 * 60_000, polling: 500 });
+  const result = await page.evaluate(() => window.benchResult);
+  await page.close();
+  if (result.error || problems.length) {
+    console.error(`${url}: ${[result.error, ...problems].filter(Boolean).join('; ')}`);
+    failed = true;
+  }
+  return result;
+}
+
+try {
+  const loadBefore = loadavg();
+  const path = await runPage(`${server.url}bench-path.html?${pageParams.join('&')}`);
+  const engine = await runPage(`${server.url}bench.html?sizes=${sizes}${smoke ? '&smoke=1' : ''}`);
+  const report = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
+    env: path.env,
+    wasm: { rawBytes: wasm.length, gzipBytes: gzipSync(wasm, { level: 9 }).length },
+    path: path.path,
+    engine: (engine.results ?? []).map((r) => ({
+      meters: r.meters,
+      window: r.window,
+      tick: r.tick,
+      linearBytesPerMeter: r.memory.linearBytesPerMeter,
+      engineBytesPerMeter: r.memory.engineBytesPerMeter,
+      directBinaryReadingsPerSec: r.binary.readingsPerSec,
+      directJsonReadingsPerSec: r.json.readingsPerSec,
+    })),
+  };
+  console.log(JSON.stringify(report, null, 2));
+  if (!failed) {
+    await mkdir(join(jsonFile, '..'), { recursive: true });
+    await writeFile(jsonFile, JSON.stringify(report, null, 2) + '\n');
+    console.error(`written: ${jsonFile}`);
+  }
+} finally {
+  await browser.close();
+  server.stop();
+}
+process.exit(failed ? 1 : 0);
