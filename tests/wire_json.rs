@@ -494,6 +494,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
     all["catchupOnStart"] = json!(true);
+    all["stuckFactor"] = json!(4);
+    all["baselineReadings"] = json!(3600);
     let p = decode_config(&all).unwrap();
     let c = Config::default().apply(&p).unwrap();
     let expected = Config {
@@ -511,6 +513,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         drift_z: 6.0,
         drift_consecutive: 6,
         stuck_run: 40,
+        stuck_factor: 4.0,
+        baseline_readings: 3600,
         silent_after_ms: 90000.0,
         clear_after: 12,
         critical_factor: 3.0,

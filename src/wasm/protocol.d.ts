@@ -29,6 +29,7 @@ export interface MeterflowConfig {
   memoryCeilingBytes?: number; reducedWindow?: number; warmup?: number;
   spikeZ?: number; spikeVotesOf?: number; spikeVotesNeeded?: number;
   driftShort?: number; driftZ?: number; driftConsecutive?: number; stuckRun?: number;
+  stuckFactor?: number; baselineReadings?: number;
   silentAfterMs?: number; clearAfter?: number; criticalFactor?: number;
   stdFloor?: number; stdFloorRel?: number; spikeWidenMax?: number;
   recomputeEvery?: number; maxPayloadBytes?: number; maxBatch?: number;

@@ -14,8 +14,8 @@ use super::super::config::Config;
 use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
+use super::learn::Learned;
 use super::rules;
-use super::short::ShortWindow;
 use super::state::{index, Pending, Verdicts, KINDS};
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
@@ -32,8 +32,6 @@ pub(super) struct Finding {
 /// The context of one tick: engine time, the windows, names and the outputs.
 pub(super) struct Judge<'a> {
     pub now: f64,
-    /// √drift_short, computed once per tick.
-    pub sqrt_short: f64,
     pub windows: &'a Windows,
     pub names: &'a MeterTable,
     pub cfg: &'a Config,
@@ -41,30 +39,34 @@ pub(super) struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Evaluates meter `m` over the readings summarised in `r`.
-    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, short: &mut ShortWindow, r: &Pending) {
+    /// Evaluates meter `m` over the readings summarised in `r`, judging each
+    /// kind against what the meter has learned (`l`), then learning from it.
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
         let warm = mo.n >= f64::from(cfg.warmup);
         let mean = mo.mean();
         let var = mo.variance();
-        let std = rules::floored_variance(var, mean, cfg).sqrt();
+        let fvar = rules::floored_variance(var, mean, cfg);
         let critical_factor = cfg.critical_factor;
 
-        // Spike: the largest |z| since the last evaluation against the threshold
-        // in force, then the vote over the last `spike_votes_of` evaluations.
+        // Spike: the largest |z| since the last evaluation, its variance floored
+        // by the meter's long-run window variance, against the threshold in
+        // force, then the vote over the last `spike_votes_of` evaluations.
         // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
-        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * r.peak_var;
+        let spike_var = l.spike_var(r.peak_var);
+        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * spike_var;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            v.widen = rules::widen(mo.excess_kurtosis(), cfg) as f32;
+            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            v.widen = rules::widen(g2, cfg) as f32;
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
-            let std = r.peak_var.sqrt();
+            let std = spike_var.sqrt();
             let z = r.peak_d / std;
             Finding {
                 z,
@@ -77,42 +79,48 @@ impl Judge<'_> {
             }
         });
 
-        // Drift: the clipped mean of the newest `drift_short` samples against the
-        // window mean, in standard errors std/√k (see `rules::drift_sum`, kept
-        // up to date in O(1) by `ShortWindow`).
-        let k = cfg.drift_short as usize;
-        let sum = if warm && self.windows.len(m) >= k {
-            short.clipped_sum(self.windows, m, k, r.new as usize, mean, cfg.spike_z * std)
-        } else {
-            short.invalidate();
-            0.0
-        };
-        let sqrt_short = self.sqrt_short;
-        let breach = sum.abs() > cfg.drift_z * sqrt_short * std;
+        // Drift: the window mean against the meter's slow baseline, in units of
+        // the meter's own learned distance between the two (see `learn`).
+        let d = mean - l.slow;
+        let scale2 = l.drift_scale2(fvar, mo.n);
+        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
+        let breach = warm && l.trained(cfg) && d * d > limit2;
         v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
         let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
         let run = v.drift_run;
+        let slow = l.slow;
         self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
-            let z = sum / (std * sqrt_short);
+            let std = scale2.sqrt();
+            let z = d / std;
             Finding {
                 z,
-                value: mean + sum / f64::from(cfg.drift_short),
-                mean,
+                value: mean,
+                mean: slow,
                 std,
                 ts: r.last_ts,
                 evaluations: u32::from(run),
                 critical: z.abs() >= critical_factor * cfg.drift_z,
             }
         });
+        if warm {
+            l.learn_moments(&mo, fvar, r.new, limit2, cfg);
+        }
 
-        // Stuck: the newest `stuck_run` readings identical while the window still
-        // had variance above the floor (an always-flat meter is not stuck). Once
+        // Stuck: a run of identical readings `stuckFactor` times longer than the
+        // meter's own longest at that kind of value, while the window still had
+        // variance above the floor (an always-flat meter is not stuck). Once
         // raised it stays while the run lasts, even after the run fills the window.
+        let stuck = index(AnomalyKind::Stuck);
+        l.learn_run(r.run, r.last_x, r.new, v.is_active(stuck));
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
         let spread = var > rules::floored_variance(0.0, mean, cfg);
-        let breach =
-            warm && r.run >= cfg.stuck_run && (spread || v.is_active(index(AnomalyKind::Stuck)));
+        let limit = l.stuck_limit(r.last_x, cfg);
+        let breach = warm
+            && l.judges_run(r.run, cfg)
+            && f64::from(r.run) >= limit
+            && (spread || v.is_active(stuck));
         let evals = v.stuck_evals;
+        let std = fvar.sqrt();
         self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
             z: (r.last_x - mean) / std,
             value: r.last_x,
@@ -120,7 +128,7 @@ impl Judge<'_> {
             std,
             ts: r.last_ts,
             evaluations: evals,
-            critical: rules::stuck_is_critical(r.run, cfg),
+            critical: f64::from(r.run) >= critical_factor * limit,
         });
 
         // Silent: the meter has just reported, so this evaluation is normal.

@@ -3,8 +3,8 @@
 //! [`Pending`] is what `observe` writes on the ingest path: exactly one cache
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
-//! Neither holds a pointer; with `short::ShortWindow` and the last evaluation
-//! time a meter's whole detection state is 140 bytes.
+//! Neither holds a pointer; with `learn::Learned` and the last evaluation
+//! time a meter's whole detection state is 160 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -122,7 +122,7 @@ mod tests {
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
         assert_eq!(std::mem::size_of::<Verdicts>(), 24);
-        assert_eq!(std::mem::size_of::<super::super::short::ShortWindow>(), 40);
+        assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
     #[test]
