@@ -27,6 +27,8 @@ pub(super) struct Finding {
     pub ts: f64,
     pub evaluations: u32,
     pub critical: bool,
+    /// The evidence over the threshold, squared (`rules::score` grades it).
+    pub u2: f64,
 }
 
 /// The context of one tick: engine time, the windows, names and the outputs.
@@ -56,7 +58,8 @@ impl Judge<'_> {
         // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
         let spike_var = l.spike_var(r.peak_var);
-        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * spike_var;
+        let spike_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
@@ -76,6 +79,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold,
+                u2: spike_u2,
             }
         });
 
@@ -84,7 +88,8 @@ impl Judge<'_> {
         let d = mean - l.slow;
         let scale2 = l.drift_scale2(fvar, mo.n);
         let limit2 = cfg.drift_z * cfg.drift_z * scale2;
-        let breach = warm && l.trained(cfg) && d * d > limit2;
+        let drift_u2 = if l.trained(cfg) { d * d / limit2 } else { 0.0 };
+        let breach = warm && drift_u2 > 1.0;
         v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
         let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
         let run = v.drift_run;
@@ -100,6 +105,7 @@ impl Judge<'_> {
                 ts: r.last_ts,
                 evaluations: u32::from(run),
                 critical: z.abs() >= critical_factor * cfg.drift_z,
+                u2: drift_u2,
             }
         });
         if warm {
@@ -115,10 +121,9 @@ impl Judge<'_> {
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
         let spread = var > rules::floored_variance(0.0, mean, cfg);
         let limit = l.stuck_limit(r.last_x, cfg);
-        let breach = warm
-            && l.judges_run(r.run, cfg)
-            && f64::from(r.run) >= limit
-            && (spread || v.is_active(stuck));
+        let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
+        let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
+        let breach = stuck_u >= 1.0;
         let evals = v.stuck_evals;
         let std = fvar.sqrt();
         self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
@@ -129,7 +134,13 @@ impl Judge<'_> {
             ts: r.last_ts,
             evaluations: evals,
             critical: f64::from(r.run) >= critical_factor * limit,
+            u2: stuck_u * stuck_u,
         });
+
+        // The meter's score: its strongest evidence in this evaluation (not
+        // during warm-up, when no rule may breach).
+        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        v.score = rules::score(u2) as f32;
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
@@ -148,10 +159,14 @@ impl Judge<'_> {
         let critical_after = cfg.critical_factor * after;
         let silence = self.now - seen;
         let critical = silence >= critical_after;
+        let u = silence / after;
+        if u > 1.0 {
+            v.score = v.score.max(rules::score(u * u) as f32);
+        }
         if silence > after && (!v.is_active(i) || (critical && v.critical & (1 << i) == 0)) {
             v.calm[i] = 0;
             let finding = self.silent_finding(m, r);
-            self.raise(m, v, AnomalyKind::Silent, Finding { critical, ..finding });
+            self.raise(m, v, AnomalyKind::Silent, Finding { critical, u2: u * u, ..finding });
         }
         if !v.is_active(i) {
             seen + after
@@ -174,6 +189,7 @@ impl Judge<'_> {
             ts: r.last_ts,
             evaluations: 0,
             critical: false,
+            u2: 0.0,
         }
     }
 
@@ -231,6 +247,7 @@ impl Judge<'_> {
             std: f.std,
             ts: f.ts,
             evaluations: f.evaluations,
+            score: rules::score(f.u2),
         }));
     }
 }
@@ -246,6 +263,7 @@ fn unreachable_finding(r: &Pending) -> Finding {
         ts: r.last_ts,
         evaluations: 0,
         critical: false,
+        u2: 0.0,
     }
 }
 

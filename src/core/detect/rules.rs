@@ -36,6 +36,22 @@ pub(super) fn widen(g2: f64, cfg: &Config) -> f64 {
     (1.0 + slope * g2.max(0.0)).min(cfg.spike_widen_max).max(1.0)
 }
 
+/// The graded score of evidence `u²`, where `u` is the evidence over the
+/// kind's threshold (|z|/t for spike, |z|/driftZ for drift, run/limit for
+/// stuck, silence/silentAfterMs for silent): `u² / (1 + u²)`. 0 without
+/// evidence, 0.5 at the threshold, 0.8 at twice it (critical with the default
+/// `criticalFactor`), → 1; monotone. Takes the square so no root is needed.
+#[inline]
+pub(super) fn score(u2: f64) -> f64 {
+    if u2.is_nan() || u2 <= 0.0 {
+        0.0
+    } else if u2.is_infinite() {
+        1.0
+    } else {
+        u2 / (1.0 + u2)
+    }
+}
+
 /// The low `spike_votes_of` bits: the spike vote history kept.
 #[inline]
 pub(super) fn vote_mask(cfg: &Config) -> u32 {
@@ -81,6 +97,21 @@ mod tests {
         assert_eq!(widen(f64::NAN, &c), 1.0);
         let low = Config { spike_z: 1.5, ..cfg() };
         assert_eq!(widen(10.0, &low), 1.0, "below sqrt(3) the expansion has no widening term");
+    }
+
+    #[test]
+    fn score_is_graded_monotone_and_bounded() {
+        assert_eq!(score(0.0), 0.0);
+        assert_eq!(score(1.0), 0.5);
+        assert!((score(4.0) - 0.8).abs() < 1e-12);
+        assert_eq!(score(f64::INFINITY), 1.0);
+        assert_eq!(score(f64::NAN), 0.0);
+        let mut last = 0.0;
+        for i in 1..10_000 {
+            let s = score(f64::from(i) * 0.01);
+            assert!(s > last && s < 1.0, "{i}: {s}");
+            last = s;
+        }
     }
 
     #[test]
