@@ -135,8 +135,9 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
     // as each enters), ±4 for the noise: all breach, the third critical. 3 of 5
     // breached at +3, first breach at +1: 3 evaluations. After it, normal
     // readings score |z| < 4 against an sd of 1.3, so +4 is the first calm
-    // evaluation and the 10th, +13, clears. Drift: three readings clipped at
-    // 4 sd add 3·4/√20 = 2.7 standard errors, short of 5.
+    // evaluation and the 10th, +13, clears. Drift: k readings of any height
+    // move the window mean by at most about √k of its own standard error
+    // √(var/n) (they inflate var as much), √3 = 1.7, short of 5.
     let mut rng = Rng(1);
     let mut anomaly: Vec<Option<f64>> = (0..3).map(|_| Some(120.0 + rng.normal())).collect();
     anomaly.extend(normal(&mut rng, 600, 100.0, 1.0));
@@ -154,7 +155,8 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
 fn lone_blips_and_a_two_frame_spike_never_alert() {
     // One reading at +1e6 sd, later two at +40 sd, later one at −1e9: each far
     // beyond the threshold, but no more than 2 breaches in any 5 evaluations, and
-    // clipped to 4 sd in the drift statistic (≤ 2·4/√20 = 1.8 standard errors).
+    // at most about √2 = 1.4 standard errors of the window mean in the drift
+    // statistic (each inflates the window's variance as much as its mean).
     // They are 1,300 readings apart, so each meets a window without the last.
     let mut rng = Rng(2);
     let mut s = normal(&mut rng, HISTORY, 100.0, 1.0);
@@ -382,10 +384,10 @@ fn six_hours_of_noisy_but_normal_meters_raise_nothing() {
     //
     // Why nothing may fire: a spike needs 3 breaches in 5 evaluations; the
     // outliers breach at a rate of about 0.2% and Laplace beyond 8 sd 1e-5, so
-    // 3-in-5 has odds below 1e-7 per evaluation. The drift statistic of
-    // independent readings is about normal(0, 1) (outliers clipped), and needs
-    // > 5 five times in a row. No two readings of a 1-sd meter at 0.001 resolution
-    // repeat 30 times.
+    // 3-in-5 has odds below 1e-7 per evaluation. The drift statistic is
+    // scaled by the meter's own learned spread of it (the slow swing is in
+    // that spread), and needs > 5 five times in a row. No two readings of a
+    // 1-sd meter at 0.001 resolution repeat 30 times.
     let mut rng = Rng(7);
     let n = 6 * 3_600 * 2;
     let office: Vec<Option<f64>> = (0..n)
