@@ -119,7 +119,8 @@ impl Learned {
         let a = self.weight(new, memory);
         let d = mean - self.slow;
         self.slow += a * d;
-        let m4 = (mo.excess_kurtosis() + 3.0) * var * var;
+        // The window's fourth central moment, M4/n (no division by the variance).
+        let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
         self.var += a * (var - self.var);
         if m4.is_finite() {
             self.m4 += a * (m4 - self.m4);
