@@ -6,9 +6,8 @@
 //!   reading each since the last tick), windows full, window 1,200. The noise
 //!   is uniform, so no reading breaches: the common case.
 //! - `tick_outliers/N`: the same with 1% of readings 35 sd outliers. Each one
-//!   breaches, opens a spike vote and sends the meter's drift statistic to the
-//!   exact scan for about 2·driftShort readings (`src/core/detect/short.rs`),
-//!   so about a third of the meters take that path at any time.
+//!   breaches and opens a spike vote, which freezes the meter's threshold
+//!   until the vote history is clear again.
 //!
 //! Run: `cargo bench --bench engine` (add `-- --quick` for a short run).
 

@@ -6,6 +6,7 @@
 //! - every event field is finite, events name tracked meters only, and the
 //!   alert life cycle holds: raised once, re-raised only to escalate to
 //!   critical, cleared only when active; the engine's active count agrees;
+//!   every anomaly's score is in [0.5, 1] (a raise is at or past a threshold);
 //! - a tick evaluates exactly the meters that received readings since the last.
 
 use meterflow::core::config::{Config, ConfigPatch};
@@ -179,6 +180,8 @@ proptest! {
             warmup: Some(warmup),
             drift_short: Some(8),
             stuck_run: Some(stuck_run),
+            // Short training, so drift and stuck are judged within the stream.
+            baseline_readings: Some(50),
             silent_after_ms: Some(20_000.0),
             clear_after: Some(3),
             ..Default::default()
@@ -206,6 +209,8 @@ proptest! {
                             prop_assert!(v.is_finite(), "{field} of {a:?}");
                         }
                         prop_assert!(a.std > 0.0, "{a:?}");
+                        // A raise is at or past the kind's threshold: score ≥ 0.5.
+                        prop_assert!((0.5..=1.0).contains(&a.score), "score of {a:?}");
                         prop_assert!(e.meter_index(&a.meter).is_some(), "untracked {a:?}");
                         let key = (a.meter.clone(), a.kind);
                         match active.get(&key) {

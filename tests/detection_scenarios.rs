@@ -23,7 +23,7 @@ use rng::Rng;
 const T0: f64 = 1.7e12;
 const STEP_MS: f64 = 500.0;
 /// Normal readings before every anomaly.
-const HISTORY: usize = 2_400;
+const HISTORY: usize = 8_000;
 
 /// `n` readings of `level` plus normal noise of standard deviation `sd`.
 fn normal(rng: &mut Rng, n: usize, level: f64, sd: f64) -> Vec<Option<f64>> {
@@ -135,8 +135,9 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
     // as each enters), ±4 for the noise: all breach, the third critical. 3 of 5
     // breached at +3, first breach at +1: 3 evaluations. After it, normal
     // readings score |z| < 4 against an sd of 1.3, so +4 is the first calm
-    // evaluation and the 10th, +13, clears. Drift: three readings clipped at
-    // 4 sd add 3·4/√20 = 2.7 standard errors, short of 5.
+    // evaluation and the 10th, +13, clears. Drift: k readings of any height
+    // move the window mean by at most about √k of its own standard error
+    // √(var/n) (they inflate var as much), √3 = 1.7, short of 5.
     let mut rng = Rng(1);
     let mut anomaly: Vec<Option<f64>> = (0..3).map(|_| Some(120.0 + rng.normal())).collect();
     anomaly.extend(normal(&mut rng, 600, 100.0, 1.0));
@@ -154,7 +155,8 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
 fn lone_blips_and_a_two_frame_spike_never_alert() {
     // One reading at +1e6 sd, later two at +40 sd, later one at −1e9: each far
     // beyond the threshold, but no more than 2 breaches in any 5 evaluations, and
-    // clipped to 4 sd in the drift statistic (≤ 2·4/√20 = 1.8 standard errors).
+    // at most about √2 = 1.4 standard errors of the window mean in the drift
+    // statistic (each inflates the window's variance as much as its mean).
     // They are 1,300 readings apart, so each meets a window without the last.
     let mut rng = Rng(2);
     let mut s = normal(&mut rng, HISTORY, 100.0, 1.0);
@@ -176,62 +178,58 @@ fn burst_pipe_is_a_spike_then_a_drift() {
     // no longer matters at the precision below.
     //
     // Spike: reading k scores √((1−p')/p'), p' = (k−1)/1200: ∞ (floored sd),
-    // 34.6, 24.5 ≥ 2·5.3: critical at +3, 3 evaluations. It breaches while that
+    // 34.6, 24.5 ≥ 2·5.3: critical at +3, 3 evaluations. (The meter's long-run
+    // window variance, 1e-4, is far below the window's.) It breaches while that
     // exceeds the frozen threshold t ∈ [4, 5.3] (see the spike scenario), i.e.
     // up to k = 43..71; cleared 10 calm evaluations later: +53..=81.
     //
-    // Drift: each step reading is clipped to 4 sd, the pre-step ones sit p·100
-    // below the mean, so z(k) = 4k/√20 − (20−k)·√(p/(1−p))/√20:
-    // z(5) = 4.26, z(6) = 5.15 (first breach), z(10) = 8.74 (5th in a row:
-    // warning, 5 evaluations), z(11) = 9.65, z(12) = 10.55 ≥ 2·5 (critical,
-    // 7 in a row). Past k = 70 nothing is clipped and z = √((1−p)/p)·√20:
-    // 5.003 at k = 533, 4.994 at k = 534, so +534 is the first calm
-    // evaluation and +543 clears.
+    // Drift: the window mean moves 100/1200 per reading away from the slow
+    // baseline (100), d = k/12, while the floor of the scale, the standard
+    // error of the window mean √(var/n) = 100·√(p(1−p))/√1200 ≈ √k/12, grows
+    // too: d > 5·√k/12 from k = 26, so the 5th breach in a row is +30 (the
+    // learned scale, from a meter of sd 0.01, is far smaller). The exact lines
+    // come from the reference; the alert lasts while the baseline catches up.
     let mut rng = Rng(3);
     let step = normal(&mut rng, 1_300, 200.0, 0.01);
     let series = with_history(&mut rng, 100.0, 0.01, step);
+    let xs: Vec<f64> = series.iter().map(|x| x.unwrap()).collect();
+    let mut expected =
+        vec!["+3 anomaly spike critical 3".to_string(), "+53..=81 cleared spike".into()];
+    let drift = drift_lines(&xs, HISTORY);
+    assert!(drift[0].starts_with("+2") && drift[0].ends_with("drift warning 5"), "{drift:?}");
+    expected.extend(drift);
     let (_, said) = drive(&[("main-7", &series)], ConfigPatch::default());
-    check(
-        &said,
-        "main-7",
-        HISTORY,
-        &[
-            "+3 anomaly spike critical 3",
-            "+10 anomaly drift warning 5",
-            "+12 anomaly drift critical 7",
-            "+53..=81 cleared spike",
-            "+543 cleared drift",
-        ],
-    );
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    check(&said, "main-7", HISTORY, &expected);
     let d = anomalies(&said, AnomalyKind::Drift);
-    assert!((d[0].z - 8.74).abs() < 0.01 && (d[1].z - 10.55).abs() < 0.01, "{d:?}");
-    assert!(d[0].value > d[0].mean, "short-term mean above the window mean: {:?}", d[0]);
+    assert!(d[0].value > d[0].mean, "window mean above the slow baseline: {:?}", d[0]);
+    assert!((d[0].mean - 100.0).abs() < 0.01, "the baseline is the old level: {:?}", d[0]);
 }
 
 #[test]
 fn stuck_at_zero_is_a_spike_a_drift_then_stuck() {
     // Level 1000, sd 0.1, then exactly 0 for good: the burst pipe mirrored
-    // (same spike and drift steps, z negative), plus the flat run: 30 identical
-    // readings at +30 while the window still varies (warning, 30 evaluations
-    // since the run began), 60 = 2·30 at +60 (critical). Stuck never clears:
-    // the run goes on after the window is all zeros.
+    // (same spike and drift steps, z negative), plus the flat run. The meter
+    // never repeated a reading in its history (longest run 1, so the stuck
+    // limit is max(stuckRun, 3·1) = 30): 30 identical readings at +30 while the
+    // window still varies (warning, 30 evaluations since the run began),
+    // 60 = 2·30 at +60 (critical). Stuck never clears: the run goes on after
+    // the window is all zeros.
     let mut rng = Rng(4);
     let series = with_history(&mut rng, 1_000.0, 0.1, vec![Some(0.0); 1_300]);
+    let xs: Vec<f64> = series.iter().map(|x| x.unwrap()).collect();
+    let mut expected: Vec<String> = [
+        "+3 anomaly spike critical 3",
+        "+30 anomaly stuck warning 30",
+        "+53..=81 cleared spike",
+        "+60 anomaly stuck critical 60",
+    ]
+    .map(String::from)
+    .to_vec();
+    expected.extend(drift_lines(&xs, HISTORY));
     let (mut e, said) = drive(&[("well-3", &series)], ConfigPatch::default());
-    check(
-        &said,
-        "well-3",
-        HISTORY,
-        &[
-            "+3 anomaly spike critical 3",
-            "+10 anomaly drift warning 5",
-            "+12 anomaly drift critical 7",
-            "+30 anomaly stuck warning 30",
-            "+53..=81 cleared spike",
-            "+60 anomaly stuck critical 60",
-            "+543 cleared drift",
-        ],
-    );
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    check(&said, "well-3", HISTORY, &expected);
     let s = anomalies(&said, AnomalyKind::Stuck);
     assert_eq!((s[0].value, s[0].z.is_sign_negative()), (0.0, true), "{s:?}");
     assert!(s.iter().all(|a| a.z.is_finite() && a.std > 0.0));
@@ -242,87 +240,108 @@ fn stuck_at_zero_is_a_spike_a_drift_then_stuck() {
     );
     match snap.as_slice() {
         [Outbound::Meter(s)] => {
-            assert_eq!(s.alerts, vec![AnomalyKind::Stuck]);
+            assert_eq!(s.alerts, vec![AnomalyKind::Drift, AnomalyKind::Stuck]);
             assert_eq!(s.variance, 0.0, "the window is all zeros by now");
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(e.stats().active_alerts, 1, "meter {m}");
+    assert_eq!(e.stats().active_alerts, 2, "stuck and drift, meter {m}");
 }
 
-/// The drift statistic of `docs/DETECTION.md`, computed two-pass from the
-/// window of the newest `window` readings: the mean of the newest `short`
-/// readings, each clipped to mean ± 4·sd, minus the mean, in units of sd/√short.
-fn reference_drift_z(readings: &[f64], window: usize, short: usize) -> f64 {
-    let w = &readings[readings.len().saturating_sub(window)..];
-    let n = w.len() as f64;
-    let mean = w.iter().sum::<f64>() / n;
-    let sd = (w.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-    let s = &w[w.len() - short..];
-    let sum: f64 = s.iter().map(|x| x.clamp(mean - 4.0 * sd, mean + 4.0 * sd) - mean).sum();
-    sum / (sd * (short as f64).sqrt())
-}
-
-/// The drift alert life cycle of `docs/DETECTION.md` applied to the reference
-/// statistic, one evaluation per reading from `from` on: the lines the engine
-/// must produce, relative to `from`.
-fn reference_drift_lines(xs: &[f64], from: usize) -> Vec<String> {
+/// The drift rule of `docs/DETECTION.md`, written independently of the
+/// engine: window moments two-pass from the newest 1,200 readings, the slow
+/// baseline and the learned scale as the documented recurrences (running means
+/// until `baselineReadings` = 7,200 readings are learned, then EWMAs with time
+/// constants 7,200 and 28,800), one evaluation per reading. Returns the drift
+/// lines the engine must produce, relative to `from`, and each evaluation's z.
+fn reference_drift(xs: &[f64], from: usize) -> (Vec<String>, Vec<f64>) {
+    let (mut slow, mut dev2, mut learned) = (0.0f64, 0.0f64, 0u32);
     let (mut run, mut calm, mut active, mut critical) = (0u32, 0u32, false, false);
-    let mut out = Vec::new();
-    for k in 1..=xs.len() - from {
-        let z = reference_drift_z(&xs[..from + k], 1_200, 20);
-        assert!((z.abs() - 5.0).abs() > 1e-6, "+{k}: z = {z} too close to call");
-        assert!((z.abs() - 10.0).abs() > 1e-6, "+{k}: z = {z} too close to call");
-        let breach = z.abs() > 5.0;
+    let (mut out, mut zs) = (Vec::new(), vec![0.0; xs.len()]);
+    for i in 0..xs.len() {
+        let w = &xs[(i + 1).saturating_sub(1_200)..=i];
+        let n = w.len() as f64;
+        if n < 60.0 {
+            continue;
+        }
+        let mean = w.iter().sum::<f64>() / n;
+        let var = w.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+        let fvar = var.max((1e-6 * mean.abs()).powi(2)).max(1e-12);
+        let d = mean - slow;
+        let scale2 = dev2.max(fvar / n);
+        let limit2 = 25.0 * scale2;
+        let ratio = d * d / limit2;
+        let trained = learned >= 7_200;
+        assert!(
+            !trained || (ratio - 1.0).abs() > 1e-6,
+            "{i}: d²/limit² = {ratio} too close to call"
+        );
+        let breach = trained && ratio > 1.0;
+        zs[i] = d / scale2.sqrt();
+        // The life cycle: 5 breaches in a row raise, 10 calm evaluations clear,
+        // |z| ≥ 2·5 is critical.
         run = if breach { run + 1 } else { 0 };
         calm = if breach { 0 } else { calm + 1 };
-        let severe = z.abs() >= 10.0;
-        let severity = if severe { "critical" } else { "warning" };
+        let severe = breach && ratio >= 4.0;
+        let k = i as i64 - from as i64 + 1;
         if !active && run >= 5 {
             (active, critical) = (true, severe);
-            out.push(format!("+{k} anomaly drift {severity} {run}"));
+            let severity = if severe { "critical" } else { "warning" };
+            out.push(format!("{k:+} anomaly drift {severity} {run}"));
         } else if active && calm >= 10 {
             (active, critical) = (false, false);
-            out.push(format!("+{k} cleared drift"));
-        } else if active && breach && severe && !critical {
+            out.push(format!("{k:+} cleared drift"));
+        } else if active && severe && !critical {
             critical = true;
-            out.push(format!("+{k} anomaly drift critical {run}"));
+            out.push(format!("{k:+} anomaly drift critical {run}"));
         }
+        let seen = f64::from(learned + 1).min(7_200.0);
+        slow += d / seen;
+        if learned > 0 {
+            dev2 += ((d * d).min(limit2) - dev2) / f64::from(learned + 1).min(28_800.0);
+        }
+        learned += 1;
     }
-    out
+    (out, zs)
+}
+
+/// Every drift line of `reference_drift` must come after `from` (the normal
+/// history raises nothing), and there must be one.
+fn drift_lines(xs: &[f64], from: usize) -> Vec<String> {
+    let (lines, _) = reference_drift(xs, from);
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| !l.starts_with('-') && !l.starts_with("+0 "))
+    );
+    lines
 }
 
 #[test]
 fn slow_drift_alerts_after_five_breaching_evaluations() {
     // Level 100, sd 1, rising 0.025 sd per reading for 60 readings (30 s), then
     // holding at +1.5 sd. No single reading stands out (|z| ≈ 1.5 ± noise), but
-    // the short-term mean moves ≈ 1.5 sd = 6.7 standard errors from the window
-    // mean, a lead that shrinks as the window absorbs the new level (to 5 by
-    // about a quarter of the window). When exactly each threshold is crossed
-    // depends on the noise, so a two-pass reference of the documented statistic
-    // and life cycle says which evaluations alert and clear (the statistic
-    // wanders around 5 on its way down, so the alert clears and returns a few
-    // times); the engine must agree to the evaluation.
+    // the window mean leaves the slow baseline: its learned distance from it on
+    // this meter is about the standard error of a window mean, 1/√1200 = 0.03,
+    // so a shift of 1.5 breaches 5 of those once the window holds about a tenth
+    // of the new level. A two-pass reference of the documented statistic and
+    // life cycle says which evaluations alert and clear; the engine must agree
+    // to the evaluation.
     let mut rng = Rng(5);
     let mut anomaly: Vec<Option<f64>> =
         (1..=60).map(|k| Some(100.0 + 0.025 * k as f64 + rng.normal())).collect();
     anomaly.extend(normal(&mut rng, 1_400, 101.5, 1.0));
     let series = with_history(&mut rng, 100.0, 1.0, anomaly);
     let xs: Vec<f64> = series.iter().map(|x| x.unwrap()).collect();
-    let expected = reference_drift_lines(&xs, HISTORY);
-    // Sanity of the reference against the reasoning above: the first alert needs
-    // the ramp well under way (≥ 1.1 sd, i.e. 45 readings, give or take the
-    // noise), and by the time the window holds mostly the new level, all is clear.
+    let expected = drift_lines(&xs, HISTORY);
     let first: i64 = expected[0].split_once(' ').unwrap().0.parse().unwrap();
-    assert!(expected[0].ends_with("anomaly drift warning 5") && (20..=120).contains(&first));
-    assert!(expected.last().unwrap().ends_with("cleared drift"), "{expected:?}");
+    assert!(expected[0].ends_with("anomaly drift warning 5") && (60..=400).contains(&first));
 
     let (_, said) = drive(&[("feeder", &series)], ConfigPatch::default());
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     check(&said, "feeder", HISTORY, &expected);
     let d = anomalies(&said, AnomalyKind::Drift)[0];
-    let z = reference_drift_z(&xs[..HISTORY + first as usize], 1_200, 20);
-    assert!((d.z - z).abs() < 1e-9 * z.abs(), "engine {} vs reference {z}", d.z);
+    let (_, zs) = reference_drift(&xs, HISTORY);
+    let z = zs[HISTORY + first as usize - 1];
+    assert!((d.z - z).abs() < 1e-6 * z.abs(), "engine {} vs reference {z}", d.z);
     assert!(anomalies(&said, AnomalyKind::Spike).is_empty());
 }
 
@@ -365,10 +384,10 @@ fn six_hours_of_noisy_but_normal_meters_raise_nothing() {
     //
     // Why nothing may fire: a spike needs 3 breaches in 5 evaluations; the
     // outliers breach at a rate of about 0.2% and Laplace beyond 8 sd 1e-5, so
-    // 3-in-5 has odds below 1e-7 per evaluation. The drift statistic of
-    // independent readings is about normal(0, 1) (outliers clipped), and needs
-    // > 5 five times in a row. No two readings of a 1-sd meter at 0.001 resolution
-    // repeat 30 times.
+    // 3-in-5 has odds below 1e-7 per evaluation. The drift statistic is
+    // scaled by the meter's own learned spread of it (the slow swing is in
+    // that spread), and needs > 5 five times in a row. No two readings of a
+    // 1-sd meter at 0.001 resolution repeat 30 times.
     let mut rng = Rng(7);
     let n = 6 * 3_600 * 2;
     let office: Vec<Option<f64>> = (0..n)

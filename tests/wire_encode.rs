@@ -28,8 +28,9 @@ fn anomaly_cleared_warning_error() {
             std: 2.0,
             ts: 1764064800000.0,
             evaluations: 3,
+            score: 0.75,
         }),
-        r#"{"type":"anomaly","v":1,"meter":"pump-17","kind":"spike","severity":"critical","z":9.5,"value":120.0,"mean":100.0,"std":2.0,"ts":1764064800000.0,"evaluations":3}"#,
+        r#"{"type":"anomaly","v":1,"meter":"pump-17","kind":"spike","severity":"critical","z":9.5,"value":120.0,"mean":100.0,"std":2.0,"ts":1764064800000.0,"evaluations":3,"score":0.75}"#,
     );
     check(
         Outbound::Cleared(ClearedEvent { meter: "m".into(), kind: AnomalyKind::Silent, at: 5.0 }),
@@ -83,8 +84,9 @@ fn stats_window_meter() {
             excess_kurtosis: -1.5,
             last_ts: 9.0,
             alerts: vec![AnomalyKind::Drift, AnomalyKind::Stuck],
+            score: 0.5,
         }),
-        r#"{"type":"meter","v":1,"meter":"m","count":3,"mean":2.0,"variance":1.0,"skewness":0.0,"excessKurtosis":-1.5,"lastTs":9.0,"alerts":["drift","stuck"]}"#,
+        r#"{"type":"meter","v":1,"meter":"m","count":3,"mean":2.0,"variance":1.0,"skewness":0.0,"excessKurtosis":-1.5,"lastTs":9.0,"alerts":["drift","stuck"],"score":0.5}"#,
     );
 }
 

@@ -503,6 +503,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
     for (k, v) in stream.as_object().unwrap() {
         all[k] = v.clone();
     }
+    all["stuckFactor"] = json!(4);
+    all["baselineReadings"] = json!(3600);
     let p = decode_config(&all).unwrap();
     let c = Config::default().apply(&p).unwrap();
     let expected = Config {
@@ -520,6 +522,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         drift_z: 6.0,
         drift_consecutive: 6,
         stuck_run: 40,
+        stuck_factor: 4.0,
+        baseline_readings: 3600,
         silent_after_ms: 90000.0,
         clear_after: 12,
         critical_factor: 3.0,

@@ -37,8 +37,15 @@ pub struct Config {
     pub drift_z: f64,
     /// Consecutive breaching evaluations that raise a drift alert.
     pub drift_consecutive: u32,
-    /// Identical consecutive readings that make a meter `stuck`.
+    /// Identical consecutive readings that make a meter `stuck`: the least,
+    /// whatever the meter has learned.
     pub stuck_run: u32,
+    /// A run is stuck once `stuck_factor` times longer than the longest the
+    /// meter completed at that kind of value (its plateau, or any other).
+    pub stuck_factor: f64,
+    /// Readings a meter learns its normal from before drift and stuck are
+    /// judged; also the time constant (in readings) of its slow baseline.
+    pub baseline_readings: u32,
     /// A meter with no reading for this long (ms) is `silent`.
     pub silent_after_ms: f64,
     /// Normal evaluations after which an alert is cleared.
@@ -196,6 +203,8 @@ impl Default for Config {
             drift_z: 5.0,
             drift_consecutive: 5,
             stuck_run: 30,
+            stuck_factor: 3.0,
+            baseline_readings: 7_200,
             silent_after_ms: 60_000.0,
             clear_after: 10,
             critical_factor: 2.0,
@@ -263,6 +272,8 @@ pub struct ConfigPatch {
     pub drift_z: Option<f64>,
     pub drift_consecutive: Option<u32>,
     pub stuck_run: Option<u32>,
+    pub stuck_factor: Option<f64>,
+    pub baseline_readings: Option<u32>,
     pub silent_after_ms: Option<f64>,
     pub clear_after: Option<u32>,
     pub critical_factor: Option<f64>,
@@ -363,6 +374,8 @@ impl Config {
             drift_z,
             drift_consecutive,
             stuck_run,
+            stuck_factor,
+            baseline_readings,
             silent_after_ms,
             clear_after,
             critical_factor,
@@ -442,6 +455,12 @@ impl Config {
         }
         if self.stuck_run < 2 || self.stuck_run > self.reduced_window {
             return bad("stuckRun", "must be in 2..=reducedWindow");
+        }
+        if !(self.stuck_factor >= 1.0 && self.stuck_factor <= 1_000.0) {
+            return bad("stuckFactor", "must be in 1..=1000");
+        }
+        if self.baseline_readings == 0 || self.baseline_readings > 100_000_000 {
+            return bad("baselineReadings", "must be in 1..=100000000");
         }
         if !(self.std_floor.is_finite() && self.std_floor >= MIN_STD_FLOOR) {
             return bad("stdFloor", "must be finite and >= 1e-12");

@@ -215,6 +215,9 @@ pub struct AnomalyEvent {
     pub ts: f64,
     /// Evaluations of this meter from the first breach to the alert.
     pub evaluations: u32,
+    /// Graded evidence in [0, 1], monotone in it: 0.5 at the kind's threshold
+    /// (docs/DETECTION.md, "Score").
+    pub score: f64,
 }
 
 /// A meter is back to normal for `kind`.
@@ -299,4 +302,6 @@ pub struct MeterSnapshot {
     pub last_ts: f64,
     /// Kinds currently alerting.
     pub alerts: Vec<AnomalyKind>,
+    /// The meter's current anomaly score in [0, 1] (docs/DETECTION.md, "Score").
+    pub score: f64,
 }

@@ -329,6 +329,7 @@ impl Engine {
             excess_kurtosis: mo.excess_kurtosis(),
             last_ts: self.detector.last_ts(m),
             alerts: self.detector.alerts(m),
+            score: self.detector.score(m),
         }
     }
 

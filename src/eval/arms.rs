@@ -220,9 +220,10 @@ mod tests {
 
     #[test]
     fn an_escalation_is_not_a_new_alert() -> Result<(), Box<dyn std::error::Error>> {
-        // The level doubles for 200 readings (a burst pipe), then returns.
-        let high: Vec<usize> = (2_000..2_200).collect();
-        let mut s = square_noise(4_000, &[], 0.0);
+        // The level doubles for 400 readings (a burst pipe), then returns, once
+        // the meter has learned its baseline (7,200 readings).
+        let high: Vec<usize> = (9_000..9_400).collect();
+        let mut s = square_noise(12_000, &[], 0.0);
         for &i in &high {
             s.values[i] += 10.0;
         }

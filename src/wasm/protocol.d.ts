@@ -31,6 +31,7 @@ export interface MeterflowConfig {
   memoryCeilingBytes?: number; reducedWindow?: number; warmup?: number;
   spikeZ?: number; spikeVotesOf?: number; spikeVotesNeeded?: number;
   driftShort?: number; driftZ?: number; driftConsecutive?: number; stuckRun?: number;
+  stuckFactor?: number; baselineReadings?: number;
   silentAfterMs?: number; clearAfter?: number; criticalFactor?: number;
   stdFloor?: number; stdFloorRel?: number; spikeWidenMax?: number;
   recomputeEvery?: number; maxPayloadBytes?: number; maxBatch?: number;
@@ -89,6 +90,8 @@ export interface ReadyMessage { type: "ready"; v: 1; version: string; }
 export interface AnomalyMessage {
   type: "anomaly"; v: 1; meter: string; kind: AnomalyKind; severity: Severity;
   z: number; value: number; mean: number; std: number; ts: number; evaluations: number;
+  /** Graded evidence in [0, 1], 0.5 at the kind's threshold (DETECTION.md, "Score"). */
+  score: number;
 }
 export interface ClearedMessage { type: "cleared"; v: 1; meter: string; kind: AnomalyKind; at: number; }
 export interface StatsMessage {
@@ -118,6 +121,8 @@ export interface WindowMessage { type: "window"; v: 1; meter: string; values: Fl
 export interface MeterMessage {
   type: "meter"; v: 1; meter: string; count: number; mean: number; variance: number;
   skewness: number; excessKurtosis: number; lastTs: number; alerts: AnomalyKind[];
+  /** The meter's current anomaly score in [0, 1] (DETECTION.md, "Score"). */
+  score: number;
 }
 /** An integer count of `10^-decimals` units; a decimal string beyond ±(2^53 − 1). */
 export type Total = number | string;

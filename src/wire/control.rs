@@ -255,6 +255,8 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "driftZ" => drift_z: float,
             "driftConsecutive" => drift_consecutive: uint,
             "stuckRun" => stuck_run: uint,
+            "stuckFactor" => stuck_factor: float,
+            "baselineReadings" => baseline_readings: uint,
             "silentAfterMs" => silent_after_ms: float,
             "clearAfter" => clear_after: uint,
             "criticalFactor" => critical_factor: float,

@@ -136,6 +136,7 @@ impl Serialize for AnomalyOut<'_> {
             std: f64,
             ts: f64,
             evaluations: u32,
+            score: f64,
         }
         let a = self.0;
         Body {
@@ -149,6 +150,7 @@ impl Serialize for AnomalyOut<'_> {
             std: a.std,
             ts: a.ts,
             evaluations: a.evaluations,
+            score: a.score,
         }
         .serialize(s)
     }
@@ -289,6 +291,7 @@ impl Serialize for MeterOut<'_> {
             excess_kurtosis: f64,
             last_ts: f64,
             alerts: Vec<&'static str>,
+            score: f64,
         }
         let m = self.0;
         Body {
@@ -301,6 +304,7 @@ impl Serialize for MeterOut<'_> {
             excess_kurtosis: m.excess_kurtosis,
             last_ts: m.last_ts,
             alerts: m.alerts.iter().map(|k: &AnomalyKind| k.as_str()).collect(),
+            score: m.score,
         }
         .serialize(s)
     }

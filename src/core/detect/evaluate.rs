@@ -14,8 +14,8 @@ use super::super::config::Config;
 use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
+use super::learn::Learned;
 use super::rules;
-use super::short::ShortWindow;
 use super::state::{index, Pending, Verdicts, KINDS};
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
@@ -27,13 +27,13 @@ pub(super) struct Finding {
     pub ts: f64,
     pub evaluations: u32,
     pub critical: bool,
+    /// The evidence over the threshold, squared (`rules::score` grades it).
+    pub u2: f64,
 }
 
 /// The context of one tick: engine time, the windows, names and the outputs.
 pub(super) struct Judge<'a> {
     pub now: f64,
-    /// √drift_short, computed once per tick.
-    pub sqrt_short: f64,
     pub windows: &'a Windows,
     pub names: &'a MeterTable,
     pub cfg: &'a Config,
@@ -41,30 +41,35 @@ pub(super) struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Evaluates meter `m` over the readings summarised in `r`.
-    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, short: &mut ShortWindow, r: &Pending) {
+    /// Evaluates meter `m` over the readings summarised in `r`, judging each
+    /// kind against what the meter has learned (`l`), then learning from it.
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
         let warm = mo.n >= f64::from(cfg.warmup);
         let mean = mo.mean();
         let var = mo.variance();
-        let std = rules::floored_variance(var, mean, cfg).sqrt();
+        let fvar = rules::floored_variance(var, mean, cfg);
         let critical_factor = cfg.critical_factor;
 
-        // Spike: the largest |z| since the last evaluation against the threshold
-        // in force, then the vote over the last `spike_votes_of` evaluations.
+        // Spike: the largest |z| since the last evaluation, its variance floored
+        // by the meter's long-run window variance, against the threshold in
+        // force, then the vote over the last `spike_votes_of` evaluations.
         // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
-        let breach = warm && r.peak_d * r.peak_d > threshold * threshold * r.peak_var;
+        let spike_var = l.spike_var(r.peak_var);
+        let spike_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            v.widen = rules::widen(mo.excess_kurtosis(), cfg) as f32;
+            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            v.widen = rules::widen(g2, cfg) as f32;
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
-            let std = r.peak_var.sqrt();
+            let std = spike_var.sqrt();
             let z = r.peak_d / std;
             Finding {
                 z,
@@ -74,45 +79,53 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold,
+                u2: spike_u2,
             }
         });
 
-        // Drift: the clipped mean of the newest `drift_short` samples against the
-        // window mean, in standard errors std/√k (see `rules::drift_sum`, kept
-        // up to date in O(1) by `ShortWindow`).
-        let k = cfg.drift_short as usize;
-        let sum = if warm && self.windows.len(m) >= k {
-            short.clipped_sum(self.windows, m, k, r.new as usize, mean, cfg.spike_z * std)
-        } else {
-            short.invalidate();
-            0.0
-        };
-        let sqrt_short = self.sqrt_short;
-        let breach = sum.abs() > cfg.drift_z * sqrt_short * std;
+        // Drift: the window mean against the meter's slow baseline, in units of
+        // the meter's own learned distance between the two (see `learn`).
+        let d = mean - l.slow;
+        let scale2 = l.drift_scale2(fvar, mo.n);
+        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
+        let drift_u2 = if l.trained(cfg) { d * d / limit2 } else { 0.0 };
+        let breach = warm && drift_u2 > 1.0;
         v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
         let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
         let run = v.drift_run;
+        let slow = l.slow;
         self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
-            let z = sum / (std * sqrt_short);
+            let std = scale2.sqrt();
+            let z = d / std;
             Finding {
                 z,
-                value: mean + sum / f64::from(cfg.drift_short),
-                mean,
+                value: mean,
+                mean: slow,
                 std,
                 ts: r.last_ts,
                 evaluations: u32::from(run),
                 critical: z.abs() >= critical_factor * cfg.drift_z,
+                u2: drift_u2,
             }
         });
+        if warm {
+            l.learn_moments(&mo, fvar, r.new, limit2, cfg);
+        }
 
-        // Stuck: the newest `stuck_run` readings identical while the window still
-        // had variance above the floor (an always-flat meter is not stuck). Once
+        // Stuck: a run of identical readings `stuckFactor` times longer than the
+        // meter's own longest at that kind of value, while the window still had
+        // variance above the floor (an always-flat meter is not stuck). Once
         // raised it stays while the run lasts, even after the run fills the window.
+        let stuck = index(AnomalyKind::Stuck);
+        l.learn_run(r.run, r.last_x, r.new, v.is_active(stuck));
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
         let spread = var > rules::floored_variance(0.0, mean, cfg);
-        let breach =
-            warm && r.run >= cfg.stuck_run && (spread || v.is_active(index(AnomalyKind::Stuck)));
+        let limit = l.stuck_limit(r.last_x, cfg);
+        let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
+        let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
+        let breach = stuck_u >= 1.0;
         let evals = v.stuck_evals;
+        let std = fvar.sqrt();
         self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
             z: (r.last_x - mean) / std,
             value: r.last_x,
@@ -120,8 +133,14 @@ impl Judge<'_> {
             std,
             ts: r.last_ts,
             evaluations: evals,
-            critical: rules::stuck_is_critical(r.run, cfg),
+            critical: f64::from(r.run) >= critical_factor * limit,
+            u2: stuck_u * stuck_u,
         });
+
+        // The meter's score: its strongest evidence in this evaluation (not
+        // during warm-up, when no rule may breach).
+        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        v.score = rules::score(u2) as f32;
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
@@ -140,10 +159,14 @@ impl Judge<'_> {
         let critical_after = cfg.critical_factor * after;
         let silence = self.now - seen;
         let critical = silence >= critical_after;
+        let u = silence / after;
+        if u > 1.0 {
+            v.score = v.score.max(rules::score(u * u) as f32);
+        }
         if silence > after && (!v.is_active(i) || (critical && v.critical & (1 << i) == 0)) {
             v.calm[i] = 0;
             let finding = self.silent_finding(m, r);
-            self.raise(m, v, AnomalyKind::Silent, Finding { critical, ..finding });
+            self.raise(m, v, AnomalyKind::Silent, Finding { critical, u2: u * u, ..finding });
         }
         if !v.is_active(i) {
             seen + after
@@ -166,6 +189,7 @@ impl Judge<'_> {
             ts: r.last_ts,
             evaluations: 0,
             critical: false,
+            u2: 0.0,
         }
     }
 
@@ -223,6 +247,7 @@ impl Judge<'_> {
             std: f.std,
             ts: f.ts,
             evaluations: f.evaluations,
+            score: rules::score(f.u2),
         }));
     }
 }
@@ -238,6 +263,7 @@ fn unreachable_finding(r: &Pending) -> Finding {
         ts: r.last_ts,
         evaluations: 0,
         critical: false,
+        u2: 0.0,
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`short`]; 140 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`]; 164 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -19,14 +19,14 @@
 //!   dirty meter ([`evaluate`]), then the silence check, which visits meters
 //!   only when one of them can have become silent (see [`SilenceSchedule`]).
 //!
-//! Invariants: `pending`, `verdicts`, `short` and `seen` have one entry per meter;
+//! Invariants: `pending`, `verdicts`, `learned` and `seen` have one entry per meter;
 //! `pending[m].new > 0` exactly when `m` is on `dirty`, once; nothing here
 //! panics or allocates per reading.
 #![forbid(unsafe_code)]
 
 mod evaluate;
+mod learn;
 mod rules;
-mod short;
 mod state;
 
 use super::config::Config;
@@ -35,7 +35,7 @@ use super::meters::MeterTable;
 use super::moments::Moments;
 use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
-use short::ShortWindow;
+use learn::Learned;
 use state::{Pending, Verdicts};
 
 /// Per-meter detection state in flat arrays.
@@ -45,8 +45,8 @@ pub struct Detector {
     pending: Vec<Pending>,
     /// What evaluations remember per meter.
     verdicts: Vec<Verdicts>,
-    /// The drift statistic's running short-term sum per meter.
-    short: Vec<ShortWindow>,
+    /// What each meter has learned about its normal behaviour.
+    learned: Vec<Learned>,
     /// Engine time of each meter's last evaluation (−∞ before its first). A
     /// meter's readings arrived at most one tick before this.
     seen: Vec<f64>,
@@ -91,12 +91,12 @@ impl Detector {
             let extra = (self.pending.len() / 8).max(64);
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
-            self.short.reserve_exact(extra);
+            self.learned.reserve_exact(extra);
             self.seen.reserve_exact(extra);
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());
-        self.short.push(ShortWindow::default());
+        self.learned.push(Learned::default());
         self.seen.push(f64::NEG_INFINITY);
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
@@ -119,8 +119,8 @@ impl Detector {
         if let Some(v) = self.verdicts.get_mut(m) {
             *v = Verdicts::default();
         }
-        if let Some(s) = self.short.get_mut(m) {
-            *s = ShortWindow::default();
+        if let Some(l) = self.learned.get_mut(m) {
+            *l = Learned::default();
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
@@ -178,16 +178,15 @@ impl Detector {
         if !now_ms.is_finite() {
             return 0;
         }
-        let sqrt_short = f64::from(cfg.drift_short).sqrt();
-        let mut judge = Judge { now: now_ms, sqrt_short, windows, names, cfg, out };
+        let mut judge = Judge { now: now_ms, windows, names, cfg, out };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(short), Some(seen)) = (
+            let (Some(p), Some(v), Some(l), Some(seen)) = (
                 self.pending.get_mut(m),
                 self.verdicts.get_mut(m),
-                self.short.get_mut(m),
+                self.learned.get_mut(m),
                 self.seen.get_mut(m),
             ) else {
                 continue;
@@ -195,7 +194,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, short, p);
+            judge.evaluate(m, v, l, p);
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
@@ -221,6 +220,11 @@ impl Detector {
         self.verdicts.get(m).map_or_else(Vec::new, |v| kinds_in(v.active))
     }
 
+    /// Meter `m`'s current anomaly score in [0, 1] (0 for an unknown meter).
+    pub fn score(&self, m: usize) -> f64 {
+        self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score))
+    }
+
     /// Timestamp of meter `m`'s newest reading (NaN before any).
     pub fn last_ts(&self, m: usize) -> f64 {
         match self.pending.get(m) {
@@ -237,16 +241,15 @@ impl Detector {
     /// The window changed (memory guard or config). Nothing needs remapping:
     /// detection state counts readings and evaluations, not window positions,
     /// and every evaluation reads the (rebuilt) moments afresh. The spike
-    /// widening of a quiet meter follows the new window at its next evaluation;
-    /// a halved window holds at least `reduced_window` ≥ `drift_short` and
-    /// ≥ `stuck_run` samples of a full one, so drift and stuck stay computable.
+    /// widening of a quiet meter follows the new window at its next evaluation,
+    /// and what a meter has learned (`learn`) does not depend on the window's length.
     pub fn on_window_change(&mut self, _windows: &Windows) {}
 
     /// Bytes reserved by the detection state.
     pub fn bytes(&self) -> usize {
         self.pending.capacity() * std::mem::size_of::<Pending>()
             + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
-            + self.short.capacity() * std::mem::size_of::<ShortWindow>()
+            + self.learned.capacity() * std::mem::size_of::<Learned>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()

@@ -36,6 +36,22 @@ pub(super) fn widen(g2: f64, cfg: &Config) -> f64 {
     (1.0 + slope * g2.max(0.0)).min(cfg.spike_widen_max).max(1.0)
 }
 
+/// The graded score of evidence `u²`, where `u` is the evidence over the
+/// kind's threshold (|z|/t for spike, |z|/driftZ for drift, run/limit for
+/// stuck, silence/silentAfterMs for silent): `u² / (1 + u²)`. 0 without
+/// evidence, 0.5 at the threshold, 0.8 at twice it (critical with the default
+/// `criticalFactor`), → 1; monotone. Takes the square so no root is needed.
+#[inline]
+pub(super) fn score(u2: f64) -> f64 {
+    if u2.is_nan() || u2 <= 0.0 {
+        0.0
+    } else if u2.is_infinite() {
+        1.0
+    } else {
+        u2 / (1.0 + u2)
+    }
+}
+
 /// The low `spike_votes_of` bits: the spike vote history kept.
 #[inline]
 pub(super) fn vote_mask(cfg: &Config) -> u32 {
@@ -47,49 +63,6 @@ pub(super) fn vote_mask(cfg: &Config) -> u32 {
 #[inline]
 pub(super) fn vote_span(votes: u32) -> u32 {
     32 - votes.leading_zeros()
-}
-
-/// The sum behind the drift statistic: `Σ (clip(x) − mean)` over the newest
-/// samples `newest` (two slices), each clipped to `[lo, hi]`, which the caller
-/// sets to `mean ± spike_z·std`. The statistic itself is
-/// `z = sum / (std·√k)` (the clipped short-term mean's distance from the
-/// window mean in standard errors `std/√k`) and the short-term mean is
-/// `mean + sum/k`; the caller tests `|sum| > drift_z·√k·std` and divides only
-/// for an event.
-///
-/// Clipping at the spike threshold leaves normal readings untouched but limits
-/// what any one reading can add to `spike_z/√k` standard errors (0.89 with the
-/// defaults), so a lone blip of any height cannot look like a level change.
-#[inline]
-pub(super) fn drift_sum(newest: (&[f64], &[f64]), mean: f64, lo: f64, hi: f64) -> f64 {
-    // A comparison clamp compiles to plain min/max; `f64::clamp` adds NaN
-    // handling (and can panic), and the samples are finite. Four accumulators,
-    // because one chain of k dependent additions would dominate the cost.
-    let clipped = |x: f64| {
-        let x = if x < lo { lo } else { x };
-        (if x > hi { hi } else { x }) - mean
-    };
-    let mut acc = [0.0f64; 4];
-    let (a, b) = newest;
-    for part in [a, b] {
-        let mut chunks = part.chunks_exact(4);
-        for c in &mut chunks {
-            for (s, &x) in acc.iter_mut().zip(c) {
-                *s += clipped(x);
-            }
-        }
-        for (s, &x) in acc.iter_mut().zip(chunks.remainder()) {
-            *s += clipped(x);
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
-}
-
-/// Whether a run of `run` identical readings is long enough to be critical:
-/// `run ≥ critical_factor · stuck_run`.
-#[inline]
-pub(super) fn stuck_is_critical(run: u32, cfg: &Config) -> bool {
-    f64::from(run) >= cfg.critical_factor * f64::from(cfg.stuck_run)
 }
 
 #[cfg(test)]
@@ -127,6 +100,21 @@ mod tests {
     }
 
     #[test]
+    fn score_is_graded_monotone_and_bounded() {
+        assert_eq!(score(0.0), 0.0);
+        assert_eq!(score(1.0), 0.5);
+        assert!((score(4.0) - 0.8).abs() < 1e-12);
+        assert_eq!(score(f64::INFINITY), 1.0);
+        assert_eq!(score(f64::NAN), 0.0);
+        let mut last = 0.0;
+        for i in 1..10_000 {
+            let s = score(f64::from(i) * 0.01);
+            assert!(s > last && s < 1.0, "{i}: {s}");
+            last = s;
+        }
+    }
+
+    #[test]
     fn vote_mask_and_span() {
         let c = cfg();
         assert_eq!(vote_mask(&c), 0b11111);
@@ -135,26 +123,5 @@ mod tests {
         assert_eq!(vote_span(0), 0);
         assert_eq!(vote_span(0b111), 3);
         assert_eq!(vote_span(0b1101), 4);
-    }
-
-    #[test]
-    fn drift_clips_each_reading_to_the_spike_threshold() {
-        // 19 readings at the mean and one huge one: the huge one counts as 4 std.
-        let mut xs = vec![10.0; 19];
-        xs.push(1e12);
-        let sum = drift_sum((&xs, &[]), 10.0, 6.0, 14.0);
-        assert_eq!(sum, 4.0);
-        // z = sum / (std·√k) = 4/√20 = 0.89 standard errors: a lone blip's most.
-        // A whole short window shifted by −2 std, split over the ring's seam.
-        let ys = [8.0; 20];
-        assert_eq!(drift_sum((&ys[..5], &ys[5..]), 10.0, 6.0, 14.0), -40.0);
-        assert_eq!(drift_sum((&[], &[]), 3.0, 2.0, 4.0), 0.0);
-    }
-
-    #[test]
-    fn stuck_severity_by_run_length() {
-        let c = cfg();
-        assert!(!stuck_is_critical(59, &c));
-        assert!(stuck_is_critical(60, &c));
     }
 }

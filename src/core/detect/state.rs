@@ -3,8 +3,8 @@
 //! [`Pending`] is what `observe` writes on the ingest path: exactly one cache
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
-//! Neither holds a pointer; with `short::ShortWindow` and the last evaluation
-//! time a meter's whole detection state is 140 bytes.
+//! Neither holds a pointer; with `learn::Learned` and the last evaluation
+//! time a meter's whole detection state is 164 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -90,6 +90,9 @@ pub(super) struct Verdicts {
     pub active: u8,
     /// Per kind: the active alert has been raised as critical.
     pub critical: u8,
+    /// The meter's score at its latest evaluation or silence check: the
+    /// largest over the kinds (`rules::score`).
+    pub score: f32,
 }
 
 impl Default for Verdicts {
@@ -102,6 +105,7 @@ impl Default for Verdicts {
             calm: [0; 4],
             active: 0,
             critical: 0,
+            score: 0.0,
         }
     }
 }
@@ -121,8 +125,8 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
-        assert_eq!(std::mem::size_of::<Verdicts>(), 24);
-        assert_eq!(std::mem::size_of::<super::super::short::ShortWindow>(), 40);
+        assert_eq!(std::mem::size_of::<Verdicts>(), 28);
+        assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
     #[test]

@@ -1,0 +1,220 @@
+//! What each meter has learned about its own normal behaviour, in O(1) state
+//! updated once per evaluation (never on the ingest path).
+//!
+//! - a **slow baseline** of the window mean (an EWMA with time constant
+//!   `baselineReadings`) and the mean square of the window mean's distance from
+//!   it (time constant 4·`baselineReadings`): the drift rule's reference and
+//!   its own, autocorrelation-aware, scale;
+//! - the long-run average of the window's variance and fourth central moment:
+//!   the spike rule's floor, so a window that happens to be flat (a pump that
+//!   has been off for ten minutes) does not make the meter's ordinary jumps
+//!   look infinite;
+//! - the meter's runs of identical readings: the value it rests at longest
+//!   (its plateau), the longest completed run there and the longest completed
+//!   run at any other value: the stuck rule's reference.
+//!
+//! Every average is the plain running mean until `baselineReadings` readings
+//! have been learned, then an EWMA: no start-up bias, no state per sample.
+
+use super::super::config::Config;
+use super::super::moments::Moments;
+
+/// The scale of the drift statistic is learned this many times slower than
+/// the slow baseline it is measured against: the distance from the baseline is
+/// itself correlated over about one baseline time constant, so its mean square
+/// needs several of them to settle.
+pub(super) const SCALE_MEMORY: f64 = 4.0;
+
+/// One meter's learned normal behaviour (56 bytes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Learned {
+    /// Slow baseline: EWMA of the window mean.
+    pub slow: f64,
+    /// EWMA of `(window mean − slow)²`, each term capped at `(driftZ·scale)²`.
+    pub dev2: f64,
+    /// EWMA of the window variance.
+    pub var: f64,
+    /// EWMA of the window's fourth central moment.
+    pub m4: f64,
+    /// The value of the longest completed run of identical readings.
+    pub plateau_x: f64,
+    /// Readings learned from (saturating).
+    pub readings: u32,
+    /// Longest completed run at `plateau_x`.
+    pub plateau_run: u32,
+    /// Longest completed run at any other value.
+    pub other_run: u32,
+    /// The run of identical readings as the last evaluation left it, and its value.
+    pub run_seen: u32,
+    pub run_x: f64,
+}
+
+impl Default for Learned {
+    fn default() -> Self {
+        Learned {
+            slow: 0.0,
+            dev2: 0.0,
+            var: 0.0,
+            m4: 0.0,
+            plateau_x: f64::NAN,
+            readings: 0,
+            plateau_run: 0,
+            other_run: 0,
+            run_seen: 0,
+            run_x: f64::NAN,
+        }
+    }
+}
+
+impl Learned {
+    /// Whether the meter has learned for `baselineReadings` readings: before
+    /// that, drift and stuck are not judged.
+    #[inline]
+    pub fn trained(&self, cfg: &Config) -> bool {
+        self.readings >= cfg.baseline_readings
+    }
+
+    /// Weight of the newest evaluation (of `new` readings) in an average with
+    /// time constant `memory` readings: the running mean's while fewer than
+    /// `memory` readings are learned, then the EWMA's.
+    #[inline]
+    fn weight(&self, new: u32, memory: f64) -> f64 {
+        let seen = (f64::from(self.readings) + f64::from(new)).min(memory).max(1.0);
+        (f64::from(new) / seen).min(1.0)
+    }
+
+    /// The drift statistic's scale²: the learned mean square distance of the
+    /// window mean from the slow baseline, never below the variance of the
+    /// window mean of independent readings, `var/n`.
+    #[inline]
+    pub fn drift_scale2(&self, window_var: f64, n: f64) -> f64 {
+        self.dev2.max(window_var / n.max(1.0))
+    }
+
+    /// The variance the spike rule divides by: the window's, or the meter's
+    /// long-run average window variance if that is larger.
+    #[inline]
+    pub fn spike_var(&self, window_var: f64) -> f64 {
+        window_var.max(self.var)
+    }
+
+    /// Excess kurtosis of the meter's long-run readings, from the averaged
+    /// moments (0 before any spread was seen).
+    #[inline]
+    pub fn excess_kurtosis(&self) -> f64 {
+        if self.var > 0.0 {
+            self.m4 / (self.var * self.var) - 3.0
+        } else {
+            0.0
+        }
+    }
+
+    /// Learns from one evaluation of `new` readings: the window's moments `mo`
+    /// (floored variance `var`), and the distance `d` of its mean from the slow
+    /// baseline as judged (`cap2` the largest d² learned from).
+    pub fn learn_moments(&mut self, mo: &Moments, var: f64, new: u32, cap2: f64, cfg: &Config) {
+        let memory = f64::from(cfg.baseline_readings);
+        let mean = mo.mean();
+        let fresh = self.readings == 0;
+        let a = self.weight(new, memory);
+        let d = mean - self.slow;
+        self.slow += a * d;
+        // The window's fourth central moment, M4/n (no division by the variance).
+        let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
+        self.var += a * (var - self.var);
+        if m4.is_finite() {
+            self.m4 += a * (m4 - self.m4);
+        }
+        if !fresh {
+            let b = self.weight(new, SCALE_MEMORY * memory);
+            self.dev2 += b * ((d * d).min(cap2) - self.dev2);
+        }
+        self.readings = self.readings.saturating_add(new);
+    }
+
+    /// Learns the run of identical readings the meter is in: `run` readings at
+    /// `x`, of which `new` arrived since the last evaluation. A run that ended
+    /// since then is learned, unless it raised a stuck alert (`stuck_active`).
+    pub fn learn_run(&mut self, run: u32, x: f64, new: u32, stuck_active: bool) {
+        if run <= new && self.run_seen > 0 && !stuck_active {
+            // A new run began in this evaluation: the previous one ended, with
+            // the readings of this evaluation before the new run.
+            let ended = self.run_seen.saturating_add(new - run);
+            let v = self.run_x;
+            if v == self.plateau_x {
+                self.plateau_run = self.plateau_run.max(ended);
+            } else if ended > self.plateau_run {
+                self.other_run = self.other_run.max(self.plateau_run);
+                self.plateau_x = v;
+                self.plateau_run = ended;
+            } else {
+                self.other_run = self.other_run.max(ended);
+            }
+        }
+        self.run_seen = run;
+        self.run_x = x;
+    }
+
+    /// The shortest run at `x` that is stuck: `stuckFactor` times the longest
+    /// the meter has completed at that kind of value (its plateau, or any
+    /// other), and at least `stuckRun`.
+    pub fn stuck_limit(&self, x: f64, cfg: &Config) -> f64 {
+        let normal = if x == self.plateau_x { self.plateau_run } else { self.other_run };
+        (cfg.stuck_factor * f64::from(normal)).max(f64::from(cfg.stuck_run))
+    }
+
+    /// Whether the current run (`run` readings) may be judged: the meter is
+    /// trained and the run began after training ended (a run that was part of
+    /// the training is the meter's normal, whatever its length).
+    pub fn judges_run(&self, run: u32, cfg: &Config) -> bool {
+        self.trained(cfg) && run <= self.readings - cfg.baseline_readings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_learn_the_plateau_and_the_rest() {
+        let mut l = Learned::default();
+        // 0 × 10, 12 × 4, 0 × 12, 5 × 1: one reading per evaluation.
+        for (x, n) in [(0.0, 10u32), (12.0, 4), (0.0, 12), (5.0, 1)] {
+            for run in 1..=n {
+                l.learn_run(run, x, 1, false);
+            }
+        }
+        assert_eq!((l.plateau_x, l.plateau_run, l.other_run), (0.0, 12, 4));
+        let cfg = Config { stuck_factor: 3.0, stuck_run: 5, ..Config::default() };
+        assert_eq!(l.stuck_limit(0.0, &cfg), 36.0);
+        assert_eq!(l.stuck_limit(12.0, &cfg), 12.0);
+        assert_eq!(l.stuck_limit(7.0, &cfg), 12.0);
+        // Batches: a run that ended inside one is counted with its readings there.
+        let mut b = Learned::default();
+        b.learn_run(3, 1.0, 3, false);
+        b.learn_run(2, 2.0, 4, false); // 1.0 ended after 3 + 2 readings
+        assert_eq!((b.plateau_x, b.plateau_run), (1.0, 5));
+        // A run that raised a stuck alert is not normal.
+        b.learn_run(1, 3.0, 1, true);
+        assert_eq!((b.plateau_x, b.plateau_run, b.other_run), (1.0, 5, 0));
+    }
+
+    #[test]
+    fn averages_start_as_running_means_then_forget() {
+        let cfg = Config { baseline_readings: 4, ..Config::default() };
+        let mut l = Learned::default();
+        for x in [2.0, 4.0, 6.0] {
+            let mo = Moments::recompute(&[x - 1.0, x + 1.0], &[]);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, &cfg);
+        }
+        // The slow baseline is the running mean of the window means: 2, 3, 4.
+        assert!((l.slow - 4.0).abs() < 1e-12, "{}", l.slow);
+        assert!((l.var - 1.0).abs() < 1e-12);
+        for _ in 0..200 {
+            let mo = Moments::recompute(&[99.0, 101.0], &[]);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, &cfg);
+        }
+        assert!((l.slow - 100.0).abs() < 1e-6, "{}", l.slow);
+        assert!(l.trained(&cfg));
+    }
+}
