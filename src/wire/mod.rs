@@ -32,8 +32,8 @@ mod doc;
 mod field;
 pub mod json;
 pub mod out;
-pub mod stream;
 mod scan;
+pub mod stream;
 
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};

@@ -623,6 +623,8 @@ struct StreamStatsOut {
     meter_entities: Count,
     notices: Count,
     details_cached: Count,
+}
+
 /// The `ack` body: `id`, `accepted`, `refused`, `ms`.
 #[derive(Serialize, Debug)]
 pub struct AckOut {
