@@ -76,6 +76,7 @@ pub enum OutType {
     Meters,
     Notices,
     Detail,
+    Groups,
 }
 
 impl OutType {
@@ -101,6 +102,7 @@ impl OutType {
             Outbound::Meters(_) => OutType::Meters,
             Outbound::Notices(_) => OutType::Notices,
             Outbound::Detail(_) => OutType::Detail,
+            Outbound::Groups(_) => OutType::Groups,
         }
     }
 

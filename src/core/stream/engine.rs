@@ -93,6 +93,11 @@ impl StreamState {
         true
     }
 
+    /// Whether a session input other than a tick was seen.
+    pub(crate) fn used(&self) -> bool {
+        self.used
+    }
+
     /// Bytes held (estimate).
     pub(crate) fn bytes(&self) -> usize {
         self.meters.bytes()
