@@ -185,4 +185,16 @@ fn covered_live_readings_count_in_their_groups_once() {
     // The gap (frame 2 before frame 1) and the stream's start leave this hour incomplete.
     assert!(ev.groups.iter().all(|g| g.incomplete));
     assert_eq!(ev.complete_from_ms, Some(hour + 3_600_000.0));
+
+    // A full reset forgets the readings and meters, not the map: m-2's next
+    // reading (interned first now) lands in its groups.
+    let reset = serde_json::json!({"type": "reset", "v": 1});
+    e.handle(decode_message(&reset, &cfg), T + 14_000.0);
+    live(&mut e, &cfg, &frame(3, T + 15_000.0, "m-2", 2, "0.500"), T + 15_000.0);
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 15_100.0)).expect("a groups event");
+    let by_name = |n: &str| ev.groups.iter().find(|g| g.group == n);
+    assert_eq!(ev.version, Some(1));
+    assert_eq!(by_name("all").and_then(water), Some(500));
+    assert_eq!(by_name("north").and_then(water), Some(0));
+    assert_eq!(by_name("all").map(|g| g.meters), Some(1));
 }

@@ -365,7 +365,10 @@ impl Engine {
                 ledger.restart(&cfg);
                 // The connection is the page's to stop; the session survives a reset.
                 let session = self.stream.session.clone();
-                *self = Engine { ledger, ..Engine::with_valid_config(cfg) };
+                // The map stays too: it is the server's, not the meters' state.
+                let mut groups = std::mem::take(&mut self.groups);
+                groups.forget_meters();
+                *self = Engine { ledger, groups, ..Engine::with_valid_config(cfg) };
                 self.stream.session = session;
             }
         }

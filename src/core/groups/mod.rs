@@ -135,6 +135,16 @@ impl Groups {
         &self.map
     }
 
+    /// Forgets what depends on meter indices (a full `reset` re-interns
+    /// meters); the map and its refresh state stay.
+    pub fn forget_meters(&mut self) {
+        self.resolved_at.clear();
+        self.resolved.clear();
+        self.totals.clear();
+        self.all_dirty = true;
+        self.last = None;
+    }
+
     /// Timer work: a `/groups` fetch when one is due (`active`: the stream
     /// session is in use, so a feed server answers `/groups`).
     pub fn on_timer(&mut self, now_ms: f64, active: bool, cfg: &Config, out: &mut Vec<Outbound>) {
