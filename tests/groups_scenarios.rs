@@ -182,6 +182,9 @@ fn covered_live_readings_count_in_their_groups_once() {
     assert_eq!(by_name("all").and_then(water), Some(7_000));
     assert_eq!(water(&ev.unassigned), Some(0));
     assert_eq!(by_name("all").map(|g| g.meters), Some(2));
+    // Readings received over the last minute / 60, each (meter, id) once.
+    assert_eq!(by_name("all").map(|g| g.readings_per_sec), Some(3.0 / 60.0));
+    assert_eq!(by_name("north").map(|g| g.readings_per_sec), Some(2.0 / 60.0));
     // The gap (frame 2 before frame 1) and the stream's start leave this hour incomplete.
     assert!(ev.groups.iter().all(|g| g.incomplete));
     assert_eq!(ev.complete_from_ms, Some(hour + 3_600_000.0));
@@ -197,4 +200,44 @@ fn covered_live_readings_count_in_their_groups_once() {
     assert_eq!(by_name("all").and_then(water), Some(500));
     assert_eq!(by_name("north").and_then(water), Some(0));
     assert_eq!(by_name("all").map(|g| g.meters), Some(1));
+}
+
+#[test]
+fn active_alerts_count_in_each_group_of_their_meter() {
+    let cfg = Config::default();
+    let mut e = started(&cfg);
+    let (id, _) = tick(&mut e, T);
+    let map = r#"{"version":1,"groups":{"north":["m-1"],"all":["m-1","m-2"]}}"#;
+    e.handle(decode_fetched(id.unwrap_or(0), FetchedBody::Text(map), Arrival::default(), &cfg), T);
+    // 200 steady readings per meter, then a spike on m-1 only.
+    let mut items = Vec::new();
+    for i in 0..200 {
+        for m in ["m-1", "m-2", "m-3"] {
+            let v = 10.0 + f64::from(i % 7) * 0.1;
+            items.push(format!(
+                r#"{{"meter":"{m}","ts":{},"value":{v}}}"#,
+                T - 200_000.0 + f64::from(i) * 1_000.0
+            ));
+        }
+    }
+    let text = format!(r#"{{"type":"readings","readings":[{}]}}"#, items.join(","));
+    e.handle(decode_text(Envelope::Readings, &text, Arrival::default(), &cfg), T);
+    e.handle(Inbound::Tick(Default::default()), T + 500.0);
+    // A spike on m-1 over three evaluations (one reading per tick).
+    let mut said = Vec::new();
+    for k in 0..3 {
+        let ts = T + 1_000.0 * f64::from(k + 1);
+        let text = format!(
+            r#"{{"type":"readings","readings":[{{"meter":"m-1","ts":{ts},"value":500}}]}}"#
+        );
+        e.handle(decode_text(Envelope::Readings, &text, Arrival::default(), &cfg), ts);
+        said.extend(e.handle(Inbound::Tick(Default::default()), ts + 500.0));
+    }
+    assert!(said.iter().any(|o| matches!(o, Outbound::Anomaly(a) if a.meter == "m-1")), "{said:?}");
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 4_000.0)).expect("a groups event");
+    let alerts = |n: &str| ev.groups.iter().find(|g| g.group == n).map(|g| g.active_alerts);
+    assert_eq!(alerts("north"), Some(1));
+    assert_eq!(alerts("all"), Some(1));
+    assert_eq!(ev.unassigned.active_alerts, 0);
+    assert_eq!(ev.unassigned.meters, 1, "m-3");
 }

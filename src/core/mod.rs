@@ -280,11 +280,13 @@ impl Engine {
     fn groups_flush(&mut self, now_ms: f64) {
         let detector = &self.detector;
         let alerts = |m: usize| detector.alerts(m).len() as u32;
+        // Per meter only when some alert is active.
+        let alerts = (detector.active_alerts() > 0).then_some(&alerts as &dyn Fn(usize) -> u32);
         self.groups.on_flush(
             now_ms,
             &mut self.ledger,
             &self.meters,
-            &alerts,
+            alerts,
             &self.cfg,
             &mut self.out,
         );

@@ -199,6 +199,13 @@ impl MeterHours {
         self.units.get(m * self.stride() + col).copied().unwrap_or(0)
     }
 
+    /// Meter `m`'s row: its units per column (empty past the rows held).
+    #[inline]
+    pub fn row(&self, m: usize) -> &[i64] {
+        let stride = self.stride();
+        self.units.get(m * stride..(m + 1) * stride).unwrap_or(&[])
+    }
+
     /// Meter `m`'s readings over the rate bins.
     #[inline]
     pub fn recent(&self, m: usize) -> u64 {

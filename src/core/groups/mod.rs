@@ -243,44 +243,49 @@ impl Groups {
         }
     }
 
-    fn groups_of(&self, m: usize) -> &[u16] {
-        match self.resolved_at.get(m) {
-            Some(&(s, l)) => self.resolved.get(s as usize..s as usize + l as usize).unwrap_or(&[]),
-            None => &[],
-        }
-    }
-
-    /// Sums the changed columns again from the per-meter rows.
-    fn sum(&mut self, rows: &MeterHours, cols: usize) {
+    /// One pass over the meters: sums the changed columns again from the
+    /// per-meter rows, and counts each group's meters, recent readings and
+    /// active alerts (`per`, indexed like the groups, `unassigned` last).
+    fn sum(
+        &mut self,
+        rows: &MeterHours,
+        meters: usize,
+        cols: usize,
+        alerts: Option<&dyn Fn(usize) -> u32>,
+        per: &mut [(u32, u64, u32)],
+    ) {
         let n = self.map.names().len() + 1;
         if self.totals.len() != n * cols {
             self.totals.clear();
             self.totals.resize(n * cols, 0);
             self.all_dirty = true;
         }
-        let dirty_cols: Vec<usize> =
-            (0..cols).filter(|&c| self.all_dirty || rows.is_dirty(c)).collect();
-        let unassigned = n - 1;
-        for &col in &dirty_cols {
+        let dirty: Vec<usize> = (0..cols).filter(|&c| self.all_dirty || rows.is_dirty(c)).collect();
+        for &col in &dirty {
             for g in 0..n {
                 if let Some(t) = self.totals.get_mut(g * cols + col) {
                     *t = 0;
                 }
             }
-            for m in 0..rows.meters() {
-                let u = rows.at(m, col);
-                if u == 0 {
-                    continue;
+        }
+        let unassigned = [(n - 1) as u16];
+        for m in 0..meters {
+            let (s, l) = self.resolved_at.get(m).copied().unwrap_or((0, 0));
+            let targets = match self.resolved.get(s as usize..s as usize + l as usize) {
+                Some(gs) if !gs.is_empty() => gs,
+                _ => &unassigned[..],
+            };
+            let recent = rows.recent(m);
+            let active = alerts.map_or(0, |a| a(m));
+            let row = rows.row(m);
+            for &g in targets {
+                let g = g as usize;
+                if let Some(p) = per.get_mut(g) {
+                    *p = (p.0 + 1, p.1 + recent, p.2 + active);
                 }
-                let (s, l) = self.resolved_at.get(m).copied().unwrap_or((0, 0));
-                if l == 0 {
-                    if let Some(t) = self.totals.get_mut(unassigned * cols + col) {
-                        *t = t.saturating_add(u);
-                    }
-                    continue;
-                }
-                for &g in self.resolved.get(s as usize..s as usize + l as usize).unwrap_or(&[]) {
-                    if let Some(t) = self.totals.get_mut(g as usize * cols + col) {
+                for &col in &dirty {
+                    let u = row.get(col).copied().unwrap_or(0);
+                    if let Some(t) = self.totals.get_mut(g * cols + col) {
                         *t = t.saturating_add(u);
                     }
                 }
@@ -296,7 +301,7 @@ impl Groups {
         now_ms: f64,
         ledger: &mut Ledger,
         meters: &MeterTable,
-        alerts: &dyn Fn(usize) -> u32,
+        alerts: Option<&dyn Fn(usize) -> u32>,
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) {
@@ -317,30 +322,19 @@ impl Groups {
         &mut self,
         ledger: &Ledger,
         meters: &MeterTable,
-        alerts: &dyn Fn(usize) -> u32,
+        alerts: Option<&dyn Fn(usize) -> u32>,
         cfg: &Config,
     ) -> GroupsEvent {
         self.resolve(meters);
         let rows = ledger.meter_hours();
         let cols = cfg.resources.len() * rows.slots();
-        self.sum(rows, cols);
         let n = self.map.names().len();
         let current = ledger.current_hour().unwrap_or(0);
         let history = ledger.history_hours();
         let incomplete = rows.missed_through().is_some_and(|h| h >= current - history);
         // Per group: meters, recent readings, active alerts.
         let mut per = vec![(0u32, 0u64, 0u32); n + 1];
-        for m in 0..meters.len() {
-            let (recent, active) = (rows.recent(m), alerts(m));
-            let gs = self.groups_of(m);
-            let add = |p: &mut (u32, u64, u32)| *p = (p.0 + 1, p.1 + recent, p.2 + active);
-            if gs.is_empty() {
-                per.get_mut(n).map(add);
-            }
-            for &g in gs {
-                per.get_mut(g as usize).map(add);
-            }
-        }
+        self.sum(rows, meters.len(), cols, alerts, &mut per);
         let group = |g: usize, name: &str| {
             let resources = cfg
                 .resources
