@@ -77,6 +77,7 @@ pub enum OutType {
     Notices,
     Detail,
     Ack,
+    Groups,
 }
 
 impl OutType {
@@ -103,6 +104,7 @@ impl OutType {
             Outbound::Notices(_) => OutType::Notices,
             Outbound::Detail(_) => OutType::Detail,
             Outbound::Ack(_) => OutType::Ack,
+            Outbound::Groups(_) => OutType::Groups,
         }
     }
 

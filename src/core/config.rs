@@ -140,6 +140,12 @@ pub struct Config {
     pub detail_ttl_ms: f64,
     /// Entities per `meters`/`notices` message (1..=100,000).
     pub max_updates_per_message: u32,
+    /// Groups in the meter → group map (1..=4,096).
+    pub max_groups: u32,
+    /// Groups one meter may belong to (1..=64).
+    pub max_groups_per_meter: u32,
+    /// The map is fetched again this often, ms (1,000..=86,400,000).
+    pub groups_refresh_ms: f64,
 }
 
 /// Who runs the stream v2 connection.
@@ -251,6 +257,9 @@ impl Default for Config {
             detail_cache_size: 64,
             detail_ttl_ms: 30_000.0,
             max_updates_per_message: 1_000,
+            max_groups: 256,
+            max_groups_per_meter: 8,
+            groups_refresh_ms: 30_000.0,
         }
     }
 }
@@ -316,6 +325,9 @@ pub struct ConfigPatch {
     pub detail_cache_size: Option<u32>,
     pub detail_ttl_ms: Option<f64>,
     pub max_updates_per_message: Option<u32>,
+    pub max_groups: Option<u32>,
+    pub max_groups_per_meter: Option<u32>,
+    pub groups_refresh_ms: Option<f64>,
 }
 
 macro_rules! patch_fields {
@@ -417,7 +429,10 @@ impl Config {
             max_notices,
             detail_cache_size,
             detail_ttl_ms,
-            max_updates_per_message
+            max_updates_per_message,
+            max_groups,
+            max_groups_per_meter,
+            groups_refresh_ms
         );
         c.validate()?;
         Ok(c)
@@ -552,6 +567,15 @@ impl Config {
         if !(1..=100_000).contains(&self.max_updates_per_message) {
             return bad("maxUpdatesPerMessage", "must be in 1..=100000");
         }
+        if !(1..=4_096).contains(&self.max_groups) {
+            return bad("maxGroups", "must be in 1..=4096");
+        }
+        if !(1..=64).contains(&self.max_groups_per_meter) {
+            return bad("maxGroupsPerMeter", "must be in 1..=64");
+        }
+        if !(self.groups_refresh_ms >= 1_000.0 && self.groups_refresh_ms <= 86_400_000.0) {
+            return bad("groupsRefreshMs", "must be in 1000..=86400000");
+        }
         if self.feed_url.len() > 2_048 {
             return bad("feedUrl", "must be at most 2048 bytes");
         }
@@ -598,7 +622,11 @@ impl Config {
     /// - live readings held: `maxPendingReadings × PENDING_READING_BYTES`, and
     ///   one batch in flight: `maxBatch × BATCH_RECORD_BYTES`;
     /// - the payload being decoded: `maxPayloadBytes × PAYLOAD_FACTOR`;
-    /// - buckets: `resources × (historyHours + 2) × BUCKET_BYTES`.
+    /// - buckets: `resources × (historyHours + 2) × BUCKET_BYTES`;
+    /// - groups: per meter its hourly rows (`resources × (historyHours + 2) ×
+    ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
+    ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
+    ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`).
     pub fn worst_case_bytes(&self) -> u128 {
         let n = u128::from;
         let meters = n(self.max_meters)
@@ -612,7 +640,11 @@ impl Config {
             + n(self.max_batch) * BATCH_RECORD_BYTES;
         let payload = n(self.max_payload_bytes) * PAYLOAD_FACTOR;
         let buckets = (self.resources.len() as u128) * (n(self.history_hours) + 2) * BUCKET_BYTES;
-        meters + tables + channels + held + payload + buckets
+        let slots = (self.resources.len() as u128) * (n(self.history_hours) + 2);
+        let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
+            + n(self.max_payload_bytes) * PAYLOAD_FACTOR
+            + (n(self.max_groups) + 1) * slots * 8;
+        meters + tables + channels + held + payload + buckets + groups
     }
 
     /// The largest `maxStreamKeys` this config's other limits leave room for

@@ -80,6 +80,9 @@ pub enum ErrorCode {
     EntityLimit,
     /// Stream: a detail request past `detailCacheSize` fetches in flight.
     DetailLimit,
+    /// Groups: a group past `maxGroups`, or a meter's membership past
+    /// `maxGroupsPerMeter`, in a `/groups` map; the rest of the map applies.
+    GroupLimit,
     /// The binding could not convert an outbound message (a bug). Never produced
     /// by the core; the wasm binding posts it.
     Internal,
@@ -106,6 +109,8 @@ pub enum WarningCode {
     MemoryCeiling,
     /// Replay only: timer fires over a gap in the recording were skipped.
     ReplayGap,
+    /// Groups: a `/groups` refresh failed or was malformed; the previous map stays.
+    GroupsRefreshFailed,
 }
 
 impl WarningCode {

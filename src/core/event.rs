@@ -6,6 +6,7 @@
 
 use super::config::ConfigPatch;
 use super::error::{CoreError, WarningCode};
+pub use super::groups::{GroupTotals, GroupsEvent, GroupsInput, GroupsStats};
 pub use super::ledger::event::{
     BucketTotal, Catchup, CatchupBucket, FetchReason, FetchRequest, LedgerCounters, LiveBinding,
     LiveFrame, ResourceTotals, StreamHello, TotalsEvent,
@@ -43,6 +44,9 @@ pub enum Inbound {
     /// A stream v2 session input (docs/STREAM.md): page commands, socket
     /// events and fetched bodies, decoded at the edge by `crate::wire::stream`.
     Stream(SessionInput),
+    /// A fetched `/groups` map (or its failure), decoded at the edge by
+    /// `crate::wire::groups`.
+    Groups(GroupsInput),
     /// A `readings` / `live` / `catchup` payload whose page message carried an
     /// `id`: handled as `input`, then answered with [`Outbound::Ack`].
     Acked { id: f64, input: Box<Inbound> },
@@ -158,6 +162,8 @@ pub enum Outbound {
     Detail(DetailEvent),
     /// A payload message with an `id` was handled.
     Ack(AckEvent),
+    /// Per group totals, rates and alerts (coalesced per flush).
+    Groups(GroupsEvent),
 }
 
 /// The kinds of anomaly.
@@ -243,6 +249,8 @@ pub struct StatsEvent {
     pub active_alerts: u32,
     /// The stream v2 session's counters, once a session input was seen.
     pub stream: Option<StreamStats>,
+    /// The meter → group map's state, once a map fetch was issued.
+    pub groups: Option<GroupsStats>,
 }
 
 /// The stream v2 session's part of `stats` (counts; delta apply time is not

@@ -14,6 +14,7 @@ pub mod decimal;
 pub mod detect;
 pub mod error;
 pub mod event;
+pub mod groups;
 pub mod hlc;
 mod ingest;
 pub mod keys;
@@ -32,6 +33,7 @@ use event::{
     AckEvent, HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent,
     WarningEvent,
 };
+use groups::Groups;
 use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
 use meters::MeterTable;
@@ -65,6 +67,8 @@ pub struct Engine {
     memory_guard_fired: bool,
     /// The stream v2 session and the stores its channels fill.
     stream: StreamState,
+    /// The meter → group map and the per group totals.
+    groups: Groups,
     out: Vec<Outbound>,
 }
 
@@ -98,6 +102,7 @@ impl Engine {
             host: HostStats::default(),
             next_stats_ms: None,
             memory_guard_fired: false,
+            groups: Groups::default(),
             out: Vec::new(),
         }
     }
@@ -160,9 +165,11 @@ impl Engine {
             Inbound::Flush => {
                 self.flush(now_ms);
                 self.stream_flush();
+                self.groups_flush(now_ms);
             }
             Inbound::Stream(input) => self.stream_input(input, now_ms),
             Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
+            Inbound::Groups(input) => self.groups.on_input(input, now_ms, &self.cfg, &mut self.out),
         }
     }
 
@@ -238,10 +245,13 @@ impl Engine {
         self.counters.evaluations += f64::from(evaluated);
         self.ledger.on_timer(now_ms, &self.cfg, &mut self.out);
         self.stream_tick(now_ms);
+        self.groups.on_expired(now_ms, &self.cfg, &mut self.out);
+        let active = self.stream.used();
+        self.groups.on_timer(now_ms, active, &self.cfg, &mut self.out);
         self.guard_memory();
         let due = self.next_stats_ms.is_none_or(|t| now_ms >= t);
         if due {
-            self.out.push(Outbound::Stats(self.stats()));
+            self.out.push(Outbound::Stats(self.stats_at(now_ms)));
             self.next_stats_ms = Some(now_ms + self.cfg.stats_interval_ms);
         }
     }
@@ -255,6 +265,7 @@ impl Engine {
             + self.stream_keys.bytes()
             + self.stream_pending.bytes()
             + self.stream.bytes()
+            + self.groups.bytes()
             + std::mem::size_of::<Engine>()
     }
 
@@ -271,7 +282,36 @@ impl Engine {
             last_tick_eval_ms: self.host.last_tick_eval_ms,
             active_alerts: self.detector.active_alerts(),
             stream: self.stream_stats(),
+            groups: None,
         }
+    }
+
+    /// [`Engine::stats`] with the groups' part as of `now_ms`.
+    fn stats_at(&self, now_ms: f64) -> StatsEvent {
+        let groups = (self.groups.map().version().is_some() || self.stream.used())
+            .then(|| self.groups.stats(now_ms, &self.ledger));
+        StatsEvent { groups, ..self.stats() }
+    }
+
+    /// The meter → group map, its sums and refresh state (read-only).
+    pub fn groups(&self) -> &Groups {
+        &self.groups
+    }
+
+    /// The flush timer's `groups` event, if a map is in force and it changed.
+    fn groups_flush(&mut self, now_ms: f64) {
+        let detector = &self.detector;
+        let alerts = |m: usize| detector.alerts(m).len() as u32;
+        // Per meter only when some alert is active.
+        let alerts = (detector.active_alerts() > 0).then_some(&alerts as &dyn Fn(usize) -> u32);
+        self.groups.on_flush(
+            now_ms,
+            &mut self.ledger,
+            &self.meters,
+            alerts,
+            &self.cfg,
+            &mut self.out,
+        );
     }
 
     /// Halves the window once when the estimate passes the ceiling, keeping the
@@ -304,7 +344,7 @@ impl Engine {
 
     fn answer(&mut self, q: Query, now_ms: f64) {
         let msg = match q {
-            Query::Stats => Outbound::Stats(self.stats()),
+            Query::Stats => Outbound::Stats(self.stats_at(now_ms)),
             Query::Totals => Outbound::Totals(self.ledger.totals(now_ms, &self.cfg)),
             Query::Window { meter } => match self.meters.get(&meter) {
                 Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
@@ -353,7 +393,10 @@ impl Engine {
                 // server, which did not reset); the per-meter marks go.
                 let mut stream = std::mem::replace(&mut self.stream, StreamState::new(&cfg));
                 stream.forget_meters();
-                *self = Engine { ledger, stream, ..Engine::with_valid_config(cfg) };
+                // The map stays too: it is the server's, not the meters' state.
+                let mut groups = std::mem::take(&mut self.groups);
+                groups.forget_meters();
+                *self = Engine { ledger, stream, groups, ..Engine::with_valid_config(cfg) };
             }
         }
     }

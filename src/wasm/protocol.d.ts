@@ -15,12 +15,12 @@ export type ErrorCode =
   | "meter_capacity" | "unknown_meter" | "bad_config" | "clock_ahead"
   | "unknown_resource" | "late_reading" | "out_of_memory"
   | "bad_channel" | "buffer_limit" | "credit_overrun" | "unexpected_op" | "bad_snapshot"
-  | "fatal_close" | "not_subscribed" | "entity_limit" | "detail_limit"
+  | "fatal_close" | "not_subscribed" | "entity_limit" | "detail_limit" | "group_limit"
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
 
 /** Stable warning codes (PROTOCOL.md section 6); new codes may be added. */
-export type WarningCode = "memory_ceiling" | "replay_gap";
+export type WarningCode = "memory_ceiling" | "replay_gap" | "groups_refresh_failed";
 
 /** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
@@ -48,6 +48,8 @@ export interface MeterflowConfig {
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
+  /** Meter groups (PROTOCOL.md, `groups`). */
+  maxGroups?: number; maxGroupsPerMeter?: number; groupsRefreshMs?: number;
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */
@@ -105,6 +107,14 @@ export interface StatsMessage {
   deltaApplyMs?: Timing;
   /** Present once the stream v2 session was used (PROTOCOL.md section 7). */
   stream?: StreamStats;
+  /** Present once the session was used or a group map applied. */
+  groups?: GroupsStats;
+}
+/** The meter → group map's state in `stats`. */
+export interface GroupsStats {
+  version: Total | null; groups: number; meters: number; memberships: number;
+  ageMs: number | null; refreshLatencyMs: number | null; consecutiveFailures: number;
+  refreshes: Total; failures: Total; rowBytesPerMeter: number;
 }
 /** Session counters in `stats` (counts only; no timings). */
 export interface StreamStats {
@@ -175,11 +185,20 @@ export interface MeterDetail {
   [field: string]: unknown;
 }
 export interface DetailMessage { type: "detail"; v: 1; meter: string; detail: MeterDetail; cached: boolean; }
+/** One group's figures (`group` is "" for `unassigned`); buckets' `asOf` is null. */
+export interface GroupTotals {
+  group: string; meters: number; resources: ResourceTotals[]; incomplete: boolean;
+  readingsPerSec: number; activeAlerts: number;
+}
+export interface GroupsMessage {
+  type: "groups"; v: 1; version: Total | null; currentHour: number; completeFrom: number | null;
+  groups: GroupTotals[]; unassigned: GroupTotals;
+}
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
   | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
   | ConnectMessage | SendMessage | CloseMessage | StreamFetchMessage | ConnectionMessage
-  | MetersMessage | NoticesMessage | DetailMessage | AckMessage;
+  | MetersMessage | NoticesMessage | DetailMessage | AckMessage | GroupsMessage;
 
 /** What `startOnPort` drives: a `MessagePort`, a `Worker`, a worker's global scope. */
 export interface MessagePortLike {

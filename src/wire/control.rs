@@ -298,6 +298,9 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxNotices" => max_notices: uint,
             "detailCacheSize" => detail_cache_size: uint,
             "detailTtlMs" => detail_ttl_ms: float,
+            "maxGroups" => max_groups: uint,
+            "maxGroupsPerMeter" => max_groups_per_meter: uint,
+            "groupsRefreshMs" => groups_refresh_ms: float,
             "maxUpdatesPerMessage" => max_updates_per_message: uint,
         );
     }

@@ -30,6 +30,7 @@ pub mod binary;
 pub mod control;
 mod doc;
 mod field;
+pub mod groups;
 pub mod json;
 pub mod out;
 mod scan;

@@ -15,6 +15,7 @@ use crate::core::event::{
     MeterSnapshot, Outbound, ResourceTotals, StatsEvent, TotalsEvent, WarningEvent,
 };
 use crate::core::event::{ConnectionStatus, DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
+use crate::core::event::{GroupTotals, GroupsEvent, GroupsStats};
 use crate::core::hlc::Hlc;
 
 /// Largest integer a JS number carries exactly, 2^53 − 1.
@@ -45,6 +46,7 @@ pub enum WireOut<'a> {
     Notices(NoticesOut<'a>),
     Detail(DetailOut<'a>),
     Ack(AckOut),
+    Groups(GroupsOut<'a>),
 }
 
 /// `v`, first in every body. Bodies are plain structs (never maps, never
@@ -90,6 +92,7 @@ pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
             refused: a.refused,
             ms: a.ms,
         }),
+        Outbound::Groups(g) => WireOut::Groups(GroupsOut(g)),
     }
 }
 
@@ -194,6 +197,8 @@ impl Serialize for StatsOut<'_> {
             active_alerts: u32,
             #[serde(skip_serializing_if = "Option::is_none")]
             stream: Option<StreamStatsOut>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            groups: Option<GroupsStatsOut>,
         }
         let t = self.0;
         Body {
@@ -225,6 +230,7 @@ impl Serialize for StatsOut<'_> {
                 notices: Count(i128::from(s.notices)),
                 details_cached: Count(i128::from(s.details_cached)),
             }),
+            groups: t.groups.as_ref().map(groups_stats_out),
         }
         .serialize(s)
     }
@@ -633,4 +639,86 @@ pub struct AckOut {
     accepted: f64,
     refused: f64,
     ms: f64,
+}
+
+/// The `groups` part of `stats`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupsStatsOut {
+    version: Option<Count>,
+    groups: u32,
+    meters: u32,
+    memberships: u32,
+    age_ms: Option<f64>,
+    refresh_latency_ms: Option<f64>,
+    consecutive_failures: u32,
+    refreshes: Count,
+    failures: Count,
+    row_bytes_per_meter: u32,
+}
+
+fn groups_stats_out(g: &GroupsStats) -> GroupsStatsOut {
+    GroupsStatsOut {
+        version: g.version.map(|v| Count(i128::from(v))),
+        groups: g.groups,
+        meters: g.meters,
+        memberships: g.memberships,
+        age_ms: g.age_ms,
+        refresh_latency_ms: g.refresh_latency_ms,
+        consecutive_failures: g.consecutive_failures,
+        refreshes: Count(i128::from(g.refreshes)),
+        failures: Count(i128::from(g.failures)),
+        row_bytes_per_meter: g.row_bytes_per_meter,
+    }
+}
+
+/// The `groups` body: `version`, `currentHour`, `completeFrom`, `groups`, `unassigned`.
+#[derive(Debug)]
+pub struct GroupsOut<'a>(&'a GroupsEvent);
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupOut<'b> {
+    group: &'b str,
+    meters: u32,
+    resources: Vec<ResourceOut<'b>>,
+    incomplete: bool,
+    readings_per_sec: f64,
+    active_alerts: u32,
+}
+
+fn group_out(g: &GroupTotals) -> GroupOut<'_> {
+    GroupOut {
+        group: &g.group,
+        meters: g.meters,
+        resources: g.resources.iter().map(resource_out).collect(),
+        incomplete: g.incomplete,
+        readings_per_sec: g.readings_per_sec,
+        active_alerts: g.active_alerts,
+    }
+}
+
+impl Serialize for GroupsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'b> {
+            v: u8,
+            version: Option<Count>,
+            current_hour: f64,
+            complete_from: Option<f64>,
+            groups: Vec<GroupOut<'b>>,
+            unassigned: GroupOut<'b>,
+        }
+        let g = self.0;
+        Body {
+            v: V,
+            version: g.version.map(|v| Count(i128::from(v))),
+            current_hour: g.current_hour_ms,
+            complete_from: g.complete_from_ms,
+            groups: g.groups.iter().map(group_out).collect(),
+            unassigned: group_out(&g.unassigned),
+        }
+        .serialize(s)
+    }
 }

@@ -304,6 +304,9 @@ pub fn decode_fetched(
     arrival: Arrival,
     cfg: &Config,
 ) -> Inbound {
+    if super::groups::is_groups_request(request_id) {
+        return super::groups::decode_groups_fetched(request_id, body, arrival, cfg);
+    }
     let text =
         match body {
             FetchedBody::Failed { .. } => {

@@ -380,6 +380,10 @@ impl Server {
 
     /// `GET path` as the real server answers it (JSON).
     pub fn get(&self, path: &str) -> Result<String, String> {
+        if path == "/groups" {
+            // The worker's meter → group map refresh (docs/LEDGER.md, "Groups").
+            return Ok(r#"{"version":1,"groups":{}}"#.to_string());
+        }
         let q =
             path.strip_prefix("/snapshot-v2?").ok_or_else(|| format!("unexpected fetch {path}"))?;
         let mut channel = "";

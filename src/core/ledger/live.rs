@@ -58,6 +58,24 @@ impl Ledger {
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
     ) {
+        let was_engaged = self.engaged;
+        self.meter_hours.set_time(now_ms);
+        self.on_live_frame(f, now_ms, cfg, intern, out);
+        // Before the first frame, the stream was not seen: readings stamped
+        // before it are missing from the per-meter rows (a stamp refused as
+        // too far ahead stands for no later than the corrected clock).
+        let first = (!was_engaged).then(|| f.stamp.min(self.now_stamp(now_ms + cfg.max_offset_ms)));
+        self.note_missed(first);
+    }
+
+    fn on_live_frame(
+        &mut self,
+        f: &LiveFrame,
+        now_ms: f64,
+        cfg: &Config,
+        intern: &mut InternMeter<'_>,
+        out: &mut Vec<Outbound>,
+    ) {
         self.engaged = true;
         self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
@@ -288,6 +306,18 @@ impl Ledger {
             };
             if bucket.covers(stamp) {
                 self.counters.covered += 1;
+                // In the REST total, which cannot be split by meter: the
+                // per-meter rows count it live, each (meter, id) once.
+                match packed {
+                    UNBOUND_KEY => self.meter_hours.miss_through(hour),
+                    _ => match self.ids.check((packed >> 8) as usize, id) {
+                        IdCheck::New => {
+                            self.meter_hours.add((packed >> 8) as u32, r, hour, units);
+                        }
+                        IdCheck::Duplicate => {}
+                        IdCheck::Unverifiable => self.meter_hours.miss_through(hour),
+                    },
+                }
                 continue;
             }
             if held >= max_pending {
@@ -342,6 +372,7 @@ impl Ledger {
                 ));
                 continue;
             }
+            self.meter_hours.add(m, r, hour, units);
             held += 1;
             self.counters.live_counted += 1;
             self.dirty = true;

@@ -41,6 +41,7 @@ use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::Outbound;
+use crate::core::groups::MeterHours;
 use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::HourBuckets;
 use cursor::StreamCursor;
@@ -72,6 +73,10 @@ pub struct Ledger {
     engaged: bool,
     /// Readings to feed the anomaly windows: `(meter, ts, value)`.
     feed: Vec<(u32, f64, f64)>,
+    /// Per meter, resource and hour: the live readings counted or covered,
+    /// each `(meter, id)` once, and the hours some may be missing from (the
+    /// groups' totals are sums over these rows; docs/LEDGER.md, "Groups").
+    meter_hours: MeterHours,
 }
 
 /// How an hour of a resource is listed in a catch-up result.
@@ -102,6 +107,7 @@ impl Ledger {
             dirty: true,
             engaged: false,
             feed: Vec::new(),
+            meter_hours: MeterHours::new(cfg.resources.len(), cfg.history_hours),
         }
     }
 
@@ -111,7 +117,12 @@ impl Ledger {
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {
             let (clock, sync, engaged) = (self.clock, self.sync.clone(), self.engaged);
+            let current = self.buckets.current();
             *self = Ledger { clock, sync, engaged, ..Ledger::new(cfg) };
+            // The per-meter rows restart too: what came before is missed.
+            if let Some(h) = current.filter(|_| engaged) {
+                self.meter_hours.miss_through(h);
+            }
         } else if u64::from(cfg.dedup_window) != self.ids.window() {
             // A smaller or larger window forgets the ids seen; anything it can no
             // longer verify is left to the next REST result.
@@ -169,6 +180,43 @@ impl Ledger {
             + self.ids.bytes()
             + self.cursors.iter().map(StreamCursor::bytes).sum::<usize>()
             + self.feed.capacity() * 24
+            + self.meter_hours.bytes()
+    }
+
+    /// The per-meter hourly rows the groups sum (read-only).
+    pub fn meter_hours(&self) -> &MeterHours {
+        &self.meter_hours
+    }
+
+    /// The per-meter hourly rows, to move their rate bins and mark them summed.
+    pub fn meter_hours_mut(&mut self) -> &mut MeterHours {
+        &mut self.meter_hours
+    }
+
+    /// The current hour number, once a clock has been seen.
+    pub fn current_hour(&self) -> Option<i64> {
+        self.buckets.current()
+    }
+
+    /// Past hours kept besides the current one.
+    pub fn history_hours(&self) -> i64 {
+        self.buckets.history()
+    }
+
+    /// Every hour up to the newest need's may lack readings the per-meter rows
+    /// never saw (a REST result fills the resource totals, not the rows); and
+    /// so may every hour up to `first` when the ledger was not engaged before.
+    fn note_missed(&mut self, first: Option<Hlc>) {
+        for stamp in [self.need_max(), first].into_iter().flatten() {
+            if let Some(h) = hour_of(stamp.wall_ms as f64) {
+                self.meter_hours.miss_through(h);
+            }
+        }
+    }
+
+    /// The stamp of the corrected clock now, for `note_missed`.
+    fn now_stamp(&self, now_ms: f64) -> Hlc {
+        Hlc { wall_ms: self.pt(now_ms).min(MAX_WALL_MS), counter: 0 }
     }
 
     /// The newest stamp some missed reading may carry, if any.
@@ -355,6 +403,13 @@ impl Ledger {
     /// the channel's cursor expects `snapshot_seq + 1` in `epoch` next.
     pub fn sync_stream(&mut self, channel: &str, epoch: u64, snapshot_seq: u64, cfg: &Config) {
         self.engaged = true;
+        // Deltas up to `snapshot_seq` came in the snapshot only, which the
+        // per-meter rows cannot split: its hours may lack readings there.
+        let upto = self.as_of.or(self.buckets.current().map(|h| Hlc {
+            wall_ms: ((h as f64 + 1.0) * HOUR_MS - 1.0).max(0.0) as u64,
+            counter: 0,
+        }));
+        self.note_missed(upto);
         if let Some(cursor) = self.cursor(channel, cfg) {
             cursor.sync(epoch, snapshot_seq);
         }
@@ -363,6 +418,20 @@ impl Ledger {
 
     /// The stream greeted us after a (re)connect.
     pub fn on_hello(
+        &mut self,
+        h: &StreamHello,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) {
+        let was_engaged = self.engaged;
+        self.on_hello_inner(h, now_ms, cfg, out);
+        let now = self.now_stamp(now_ms + cfg.max_offset_ms);
+        let first = (!was_engaged).then(|| h.stamp.map_or(now, |s| s.min(now)));
+        self.note_missed(first);
+    }
+
+    fn on_hello_inner(
         &mut self,
         h: &StreamHello,
         now_ms: f64,
@@ -458,8 +527,13 @@ impl Ledger {
             return;
         }
         // Apply.
+        let first = !self.engaged;
         self.sync = sync;
         self.engaged = true;
+        if first {
+            // What the worker saw of the stream starts after this result.
+            self.note_missed(Some(c.as_of));
+        }
         self.roll(now_ms);
         // Accepted by the same check in `check_catchup`, so this cannot refuse.
         self.receive(c.as_of, "REST asOf", now_ms, cfg, out);

@@ -99,6 +99,11 @@ impl StreamState {
         self.newest_row_ts = Vec::new();
     }
 
+    /// Whether a session input other than a tick was seen.
+    pub(crate) fn used(&self) -> bool {
+        self.used
+    }
+
     /// Bytes held (estimate).
     pub(crate) fn bytes(&self) -> usize {
         self.meters.bytes()

@@ -1,0 +1,187 @@
+//! Native criterion benchmarks of meter groups at 5,000 meters, 3 groups per
+//! meter (a district of 8, a region of 2, a tariff of 4).
+//!
+//! - `groups/frame/5000x3`: one live frame of 1,000 readings through
+//!   `Engine::handle` with the map applied (ledger + per-meter rows);
+//!   throughput in readings, so criterion prints the per-reading cost.
+//! - `groups/rows_add/1000`: the per-reading work groups add to that path:
+//!   `MeterHours::add` for the same 1,000 readings.
+//! - `groups/flush/5000x3` and `groups/flush/no_map`: a flush after one such
+//!   frame, with the map (the groups' sums of the changed hours, rates,
+//!   alerts, and the event) and without one (the ledger's `totals` alone).
+//!   Their difference, spread over the readings of one flush interval
+//!   (2,500 at 10,000 readings/s and 250 ms), is the groups' flush cost per
+//!   reading.
+//!
+//! Run: `cargo bench --bench groups` (add `-- --quick` for a short run).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use meterflow::core::config::{Config, ConfigPatch};
+use meterflow::core::decimal::Decimal;
+use meterflow::core::event::{Inbound, KeyScope, LiveBinding, LiveFrame, Outbound, StreamRequest};
+use meterflow::core::groups::MeterHours;
+use meterflow::core::hlc::Hlc;
+use meterflow::core::Engine;
+use meterflow::wire::{decode_fetched, decode_message, Arrival, FetchedBody};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const NOW: f64 = 1_764_064_800_000.0 + 1_800_000.0;
+const METERS: u32 = 5_000;
+const PER_FRAME: usize = 1_000;
+const RESOURCES: [&str; 3] = ["water", "energy", "bandwidth"];
+
+fn map_json() -> String {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (prefix, n) in [("district", 8), ("region", 2), ("tariff", 4)] {
+        for g in 0..n {
+            let members =
+                (0..METERS).filter(|m| m % n == g).map(|m| format!("\"meter-{m:05}\"")).collect();
+            groups.push((format!("{prefix}-{g}"), members));
+        }
+    }
+    let body: Vec<String> =
+        groups.iter().map(|(g, ms)| format!("\"{g}\":[{}]", ms.join(","))).collect();
+    format!(r#"{{"version":1,"groups":{{{}}}}}"#, body.join(","))
+}
+
+struct Feed {
+    engine: Engine,
+    seq: u64,
+    t: f64,
+    ids: Vec<u64>,
+    frame: LiveFrame,
+}
+
+impl Feed {
+    fn new(with_map: bool) -> Feed {
+        let patch = ConfigPatch {
+            max_meters: Some(METERS),
+            detect_live: Some(false),
+            memory_ceiling_bytes: Some(4e9),
+            ..Default::default()
+        };
+        let cfg = Config::default().apply(&patch).unwrap();
+        let mut engine = Engine::new(cfg.clone()).unwrap();
+        if with_map {
+            let start = serde_json::json!({"type": "session", "v": 1, "op": "start"});
+            engine.handle(decode_message(&start, &cfg), NOW);
+            let out = engine.handle(Inbound::Tick(Default::default()), NOW);
+            let id = out
+                .iter()
+                .find_map(|o| match o {
+                    Outbound::Stream(StreamRequest::Fetch { request_id, path })
+                        if path == "/groups" =>
+                    {
+                        Some(*request_id)
+                    }
+                    _ => None,
+                })
+                .unwrap();
+            let text = map_json();
+            let input = decode_fetched(id, FetchedBody::Text(&text), Arrival::default(), &cfg);
+            engine.handle(input, NOW);
+            assert_eq!(engine.groups().map().names().len(), 14);
+        }
+        let frame = LiveFrame {
+            epoch: 1,
+            scope: KeyScope::Stream,
+            bindings: (0..METERS)
+                .map(|m| LiveBinding {
+                    key: m,
+                    meter: format!("meter-{m:05}"),
+                    resource: RESOURCES[m as usize % 3].into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let mut f = Feed { engine, seq: 0, t: NOW, ids: vec![0; METERS as usize], frame };
+        // Every meter gets a reading first, so all are interned.
+        for _ in 0..METERS as usize / PER_FRAME {
+            f.next_frame();
+            f.engine.handle(Inbound::Live(f.frame.clone()), f.t);
+            f.frame.bindings.clear();
+        }
+        f.engine.handle(Inbound::Flush, f.t);
+        f
+    }
+
+    fn next_frame(&mut self) {
+        self.t += 100.0;
+        let f = &mut self.frame;
+        f.seq = self.seq;
+        self.seq += 1;
+        f.stamp = Hlc { wall_ms: self.t as u64, counter: 0 };
+        f.keys.clear();
+        f.ids.clear();
+        f.ts.clear();
+        f.amounts.clear();
+        let base = (self.seq as usize * PER_FRAME) % METERS as usize;
+        for k in 0..PER_FRAME {
+            let m = (base + k) % METERS as usize;
+            self.ids[m] += 1;
+            f.keys.push(m as u32);
+            f.ids.push(self.ids[m]);
+            f.ts.push(self.t - 50.0);
+            f.amounts.push(Decimal::new(((m * 7 + k) % 900) as i64, 3));
+        }
+    }
+}
+
+fn frame(c: &mut Criterion) {
+    let mut g = c.benchmark_group("groups");
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(PER_FRAME as u64));
+    let mut feed = Feed::new(true);
+    g.bench_function(BenchmarkId::new("frame", "5000x3"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                feed.next_frame();
+                let input = Inbound::Live(feed.frame.clone()); // not timed
+                let t = Instant::now();
+                black_box(feed.engine.handle(input, feed.t + 5.0));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
+    let mut rows = MeterHours::new(3, 6);
+    let hour = (NOW / 3_600_000.0) as i64;
+    g.bench_function(BenchmarkId::new("rows_add", PER_FRAME), |b| {
+        let mut base = 0usize;
+        b.iter(|| {
+            base = (base + PER_FRAME) % METERS as usize;
+            for k in 0..PER_FRAME {
+                let m = ((base + k) % METERS as usize) as u32;
+                black_box(rows.add(m, m as usize % 3, hour, (k % 900) as i64));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn flush(c: &mut Criterion) {
+    let mut g = c.benchmark_group("groups");
+    g.sample_size(30);
+    for (name, with_map) in [("5000x3", true), ("no_map", false)] {
+        let mut feed = Feed::new(with_map);
+        g.bench_function(BenchmarkId::new("flush", name), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    feed.next_frame();
+                    feed.engine.handle(Inbound::Live(feed.frame.clone()), feed.t + 5.0);
+                    let t = Instant::now();
+                    black_box(feed.engine.handle(Inbound::Flush, feed.t + 6.0));
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, frame, flush);
+criterion_main!(benches);

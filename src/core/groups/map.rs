@@ -1,0 +1,212 @@
+//! `GroupMap`: meter id → the groups it belongs to, as the feed server's
+//! `GET /groups` lists them, checked against `maxGroups` and
+//! `maxGroupsPerMeter` and built whole before it replaces the previous map.
+//!
+//! Invariants: at most `maxGroups` groups, each meter in at most
+//! `maxGroupsPerMeter` of them, each membership once; a group or membership
+//! past a bound is refused with an error naming it, the rest applies.
+
+use rustc_hash::FxHashMap;
+
+use crate::core::config::Config;
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::meters::meter_id_problem;
+
+/// A decoded `GET /groups` body: `{"version":V,"groups":{"north":["m-1",…],…}}`,
+/// groups in body order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupMapBody {
+    /// The server's map version.
+    pub version: u64,
+    /// `(group, member meter ids)`.
+    pub groups: Vec<(String, Vec<String>)>,
+}
+
+/// Longest group name, bytes.
+pub const MAX_GROUP_NAME_BYTES: usize = 64;
+
+/// Why a group name is refused, if it is: 1..=64 bytes of `A–Z a–z 0–9 . _ -`
+/// (a group's channel is `meters.<group>`).
+pub fn group_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
+        return Some("must be 1..=64 bytes");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        return Some("may hold only A-Z a-z 0-9 . _ -");
+    }
+    None
+}
+
+/// The meter → groups map in force.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GroupMap {
+    version: Option<u64>,
+    names: Vec<String>,
+    /// Meter id → `(start, len)` in `memberships`.
+    by_meter: FxHashMap<String, (u32, u16)>,
+    memberships: Vec<u16>,
+}
+
+impl GroupMap {
+    /// Builds a map from `body`, refusing what passes the bounds. Returns the
+    /// map and the errors (each naming its group, and meter where it applies).
+    pub fn build(body: &GroupMapBody, cfg: &Config) -> (GroupMap, Vec<CoreError>) {
+        let mut errors = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut lists: FxHashMap<&str, Vec<u16>> = FxHashMap::default();
+        for (name, members) in &body.groups {
+            if let Some(why) = group_name_problem(name) {
+                errors.push(CoreError::new(
+                    ErrorCode::BadField,
+                    format!("group {:?}: name {why}; group ignored", trunc(name)),
+                ));
+                continue;
+            }
+            if names.iter().any(|n| n == name) {
+                errors.push(CoreError::new(
+                    ErrorCode::BadField,
+                    format!("group '{name}' is listed twice; the second list is ignored"),
+                ));
+                continue;
+            }
+            if names.len() >= cfg.max_groups as usize {
+                errors.push(CoreError::new(
+                    ErrorCode::GroupLimit,
+                    format!(
+                        "group '{name}' refused: maxGroups ({}) groups already listed; its {} meter(s) count in no group unless another lists them",
+                        cfg.max_groups,
+                        members.len()
+                    ),
+                ));
+                continue;
+            }
+            let g = names.len() as u16;
+            names.push(name.clone());
+            for meter in members {
+                if let Some(why) = meter_id_problem(meter) {
+                    errors.push(CoreError::new(
+                        ErrorCode::BadMeterId,
+                        format!(
+                            "group '{name}': meter {:?} {why}; membership ignored",
+                            trunc(meter)
+                        ),
+                    ));
+                    continue;
+                }
+                let list = lists.entry(meter.as_str()).or_default();
+                if list.contains(&g) {
+                    continue;
+                }
+                if list.len() >= cfg.max_groups_per_meter as usize {
+                    errors.push(CoreError::new(
+                        ErrorCode::GroupLimit,
+                        format!(
+                            "group '{name}': meter '{meter}' refused, already in maxGroupsPerMeter ({}) groups",
+                            cfg.max_groups_per_meter
+                        ),
+                    ));
+                    continue;
+                }
+                list.push(g);
+            }
+        }
+        let mut map = GroupMap { version: Some(body.version), names, ..Default::default() };
+        map.by_meter.reserve(lists.len());
+        for (meter, list) in lists {
+            let start = map.memberships.len() as u32;
+            map.memberships.extend_from_slice(&list);
+            map.by_meter.insert(meter.to_string(), (start, list.len() as u16));
+        }
+        (map, errors)
+    }
+
+    /// The version of the body behind this map, `None` before any.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    /// Group names, indexed by group number.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Meters listed in at least one group.
+    pub fn meters(&self) -> usize {
+        self.by_meter.len()
+    }
+
+    /// Memberships held.
+    pub fn memberships(&self) -> usize {
+        self.memberships.len()
+    }
+
+    /// The groups of meter `id` (empty: unassigned).
+    pub fn groups_of(&self, id: &str) -> &[u16] {
+        match self.by_meter.get(id) {
+            Some(&(start, len)) => {
+                let s = start as usize;
+                self.memberships.get(s..s + len as usize).unwrap_or(&[])
+            }
+            None => &[],
+        }
+    }
+
+    /// Bytes held (estimate: ids, names, slots and memberships).
+    pub fn bytes(&self) -> usize {
+        self.by_meter.keys().map(|k| k.capacity() + 48).sum::<usize>()
+            + self.names.iter().map(|n| n.capacity() + 24).sum::<usize>()
+            + self.memberships.capacity() * 2
+    }
+}
+
+fn trunc(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(groups: &[(&str, &[&str])]) -> GroupMapBody {
+        GroupMapBody {
+            version: 7,
+            groups: groups
+                .iter()
+                .map(|(g, ms)| (g.to_string(), ms.iter().map(|m| m.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn bounds_refuse_the_named_group_and_the_rest_applies() {
+        let cfg = Config { max_groups: 2, max_groups_per_meter: 2, ..Config::default() };
+        let b = body(&[("a", &["m-1", "m-2"]), ("b", &["m-1"]), ("c", &["m-3"])]);
+        let (map, errors) = GroupMap::build(&b, &cfg);
+        assert_eq!(map.names(), ["a", "b"]);
+        assert_eq!(map.groups_of("m-1"), [0, 1]);
+        assert_eq!(map.groups_of("m-3"), [] as [u16; 0]);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("'c'"), "{}", errors[0].message);
+        assert_eq!(errors[0].code, ErrorCode::GroupLimit);
+
+        let cfg = Config { max_groups_per_meter: 1, ..Config::default() };
+        let (map, errors) = GroupMap::build(&b, &cfg);
+        assert_eq!(map.groups_of("m-1"), [0]);
+        assert!(errors[0].message.contains("group 'b': meter 'm-1'"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn bad_names_and_repeats() {
+        let b = body(&[("", &["m-1"]), ("a", &["m-1", "m-1", ""]), ("a", &["m-2"])]);
+        let (map, errors) = GroupMap::build(&b, &Config::default());
+        assert_eq!(map.names(), ["a"]);
+        assert_eq!(map.groups_of("m-1"), [0]);
+        assert_eq!(map.meters(), 1);
+        assert_eq!(errors.len(), 3);
+        assert_eq!(map.version(), Some(7));
+    }
+}

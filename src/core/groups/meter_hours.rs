@@ -1,0 +1,290 @@
+//! `MeterHours`: every meter's live consumption per resource and kept hour,
+//! and its readings per 10-second bin, in flat slabs indexed by the dense
+//! meter index. The ledger owns one and adds each live reading it counts (or
+//! finds covered by a REST watermark) exactly once per `(meter, id)`; the
+//! groups' totals are sums over these rows, so a map change rebuilds them
+//! exactly.
+//!
+//! Invariants:
+//! - `units[m][r][s]` is the sum, in integer units of resource `r`, of the
+//!   live readings of meter `m` counted in hour `tags[r][s]` (a slot whose
+//!   tag is another hour holds nothing: it is zeroed when reused).
+//! - Every hour a reading may have been missed in (a ledger need, the time
+//!   before the worker first saw the stream, a reading that could not be
+//!   recorded here) is at or before `missed_through`: the groups' totals of
+//!   later hours hold every reading the server stamped for them.
+//! - Memory follows the meters seen: `resources × (historyHours + 2) × 8 +
+//!   BINS × 4` bytes per meter, grown with `try_reserve`.
+
+use crate::core::ledger::HOUR_MS;
+
+/// Rate bins per meter: the readings of the last `BINS × BIN_MS` ms.
+pub const BINS: usize = 6;
+/// Width of one rate bin, ms.
+pub const BIN_MS: f64 = 10_000.0;
+
+/// Per meter, per resource and kept hour: live units counted; per meter, readings per bin.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeterHours {
+    resources: usize,
+    slots: usize,
+    meters: usize,
+    units: Vec<i64>,
+    /// `r * slots + s` -> the hour slot `s` of resource `r` holds.
+    tags: Vec<Option<i64>>,
+    /// `r * slots + s` -> changed since the groups last summed it.
+    dirty: Vec<bool>,
+    /// `m * BINS + b` -> readings of meter `m` in bin `b`.
+    counts: Vec<u32>,
+    /// The current bin number (`floor(now / BIN_MS)`).
+    bin: Option<i64>,
+    /// The newest hour the worker may have missed a reading of.
+    missed_through: Option<i64>,
+    /// A meter's row could not be grown: its readings are missed (see `missed_through`).
+    refused: u64,
+}
+
+impl MeterHours {
+    /// Rows for `resources` resources keeping `history` past hours (the
+    /// ledger's buckets: `history + 2` slots).
+    pub fn new(resources: usize, history: u32) -> MeterHours {
+        let slots = history as usize + 2;
+        MeterHours {
+            resources,
+            slots,
+            tags: vec![None; resources * slots],
+            dirty: vec![false; resources * slots],
+            ..Default::default()
+        }
+    }
+
+    fn stride(&self) -> usize {
+        self.resources * self.slots
+    }
+
+    /// Meters with a row.
+    pub fn meters(&self) -> usize {
+        self.meters
+    }
+
+    /// Hour slots per resource.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Rows refused for memory since start.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// The newest hour a reading may be missing from.
+    pub fn missed_through(&self) -> Option<i64> {
+        self.missed_through
+    }
+
+    /// Records that readings of hours up to `hour` may be missing.
+    pub fn miss_through(&mut self, hour: i64) {
+        self.missed_through = self.missed_through.max(Some(hour));
+    }
+
+    fn ensure(&mut self, m: usize) -> bool {
+        if m < self.meters {
+            return true;
+        }
+        let n = m + 1;
+        let more = (n - self.meters) * self.stride();
+        if self.units.try_reserve(more).is_err()
+            || self.counts.try_reserve(BINS * (n - self.meters)).is_err()
+        {
+            return false;
+        }
+        self.units.resize(n * self.stride(), 0);
+        self.counts.resize(n * BINS, 0);
+        self.meters = n;
+        true
+    }
+
+    /// Moves the rate bins to worker time `now_ms`, emptying the bins it passes.
+    pub fn set_time(&mut self, now_ms: f64) {
+        let b = (now_ms / BIN_MS).floor();
+        if !b.is_finite() || b.abs() > 1e15 {
+            return;
+        }
+        let b = b as i64;
+        let Some(old) = self.bin else {
+            self.bin = Some(b);
+            return;
+        };
+        if b <= old {
+            return;
+        }
+        let passed = (b - old).min(BINS as i64);
+        for k in 1..=passed {
+            let slot = (old + k).rem_euclid(BINS as i64) as usize;
+            for c in self.counts.iter_mut().skip(slot).step_by(BINS) {
+                *c = 0;
+            }
+        }
+        self.bin = Some(b);
+    }
+
+    /// Adds one live reading of `units` for meter `m`, resource `r`, hour
+    /// `hour` (kept by the ledger). `false` (changing nothing but marking the
+    /// hour missed) if the row cannot be had or the slot holds a newer hour.
+    #[inline]
+    pub fn add(&mut self, m: u32, r: usize, hour: i64, units: i64) -> bool {
+        let m = m as usize;
+        if r >= self.resources || !self.ensure(m) {
+            self.refused += 1;
+            self.miss_through(hour);
+            return false;
+        }
+        let s = hour.rem_euclid(self.slots as i64) as usize;
+        let col = r * self.slots + s;
+        match self.tags.get(col).copied().flatten() {
+            Some(h) if h == hour => {}
+            Some(h) if h > hour => {
+                self.miss_through(hour);
+                return false;
+            }
+            _ => self.reset_column(col, hour),
+        }
+        let stride = self.stride();
+        if let Some(u) = self.units.get_mut(m * stride + col) {
+            *u = u.saturating_add(units);
+        }
+        if let Some(d) = self.dirty.get_mut(col) {
+            *d = true;
+        }
+        let bin = self.bin.unwrap_or(0).rem_euclid(BINS as i64) as usize;
+        if let Some(c) = self.counts.get_mut(m * BINS + bin) {
+            *c = c.saturating_add(1);
+        }
+        true
+    }
+
+    fn reset_column(&mut self, col: usize, hour: i64) {
+        let stride = self.stride();
+        for u in self.units.iter_mut().skip(col).step_by(stride.max(1)) {
+            *u = 0;
+        }
+        if let Some(t) = self.tags.get_mut(col) {
+            *t = Some(hour);
+        }
+        if let Some(d) = self.dirty.get_mut(col) {
+            *d = true;
+        }
+    }
+
+    /// Meter `m`'s units of resource `r` in `hour` (0 if none kept).
+    #[inline]
+    pub fn units(&self, m: usize, r: usize, hour: i64) -> i64 {
+        let s = hour.rem_euclid(self.slots as i64) as usize;
+        let col = r * self.slots + s;
+        if self.tags.get(col).copied().flatten() != Some(hour) {
+            return 0;
+        }
+        self.units.get(m * self.stride() + col).copied().unwrap_or(0)
+    }
+
+    /// The column index of `(r, hour)` if its slot holds that hour.
+    pub fn column(&self, r: usize, hour: i64) -> Option<usize> {
+        let col = r * self.slots + hour.rem_euclid(self.slots as i64) as usize;
+        (r < self.resources && self.tags.get(col).copied().flatten() == Some(hour)).then_some(col)
+    }
+
+    /// Meter `m`'s units in column `col`.
+    #[inline]
+    pub fn at(&self, m: usize, col: usize) -> i64 {
+        self.units.get(m * self.stride() + col).copied().unwrap_or(0)
+    }
+
+    /// Meter `m`'s row: its units per column (empty past the rows held).
+    #[inline]
+    pub fn row(&self, m: usize) -> &[i64] {
+        let stride = self.stride();
+        self.units.get(m * stride..(m + 1) * stride).unwrap_or(&[])
+    }
+
+    /// Meter `m`'s readings over the rate bins.
+    #[inline]
+    pub fn recent(&self, m: usize) -> u64 {
+        self.counts
+            .get(m * BINS..(m + 1) * BINS)
+            .map_or(0, |c| c.iter().map(|&x| u64::from(x)).sum())
+    }
+
+    /// Whether any column changed since [`MeterHours::clear_dirty`].
+    pub fn any_dirty(&self) -> bool {
+        self.dirty.iter().any(|&d| d)
+    }
+
+    /// Whether column `col` changed since [`MeterHours::clear_dirty`].
+    #[inline]
+    pub fn is_dirty(&self, col: usize) -> bool {
+        self.dirty.get(col).copied().unwrap_or(false)
+    }
+
+    /// Marks every column summed.
+    pub fn clear_dirty(&mut self) {
+        self.dirty.iter_mut().for_each(|d| *d = false);
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.units.capacity() * 8
+            + self.counts.capacity() * 4
+            + self.tags.capacity() * 16
+            + self.dirty.capacity()
+    }
+
+    /// Bytes per meter row: `resources × slots × 8 + BINS × 4`.
+    pub fn bytes_per_meter(&self) -> usize {
+        self.stride() * 8 + BINS * 4
+    }
+
+    /// Start (ms) of the first hour after `missed_through`, or `None` if nothing was missed.
+    pub fn complete_from_ms(&self) -> Option<f64> {
+        self.missed_through.map(|h| (h.saturating_add(1)) as f64 * HOUR_MS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_reset_when_reused_and_rows_grow() {
+        let mut mh = MeterHours::new(2, 6);
+        assert!(mh.add(3, 1, 100, 5));
+        assert!(mh.add(3, 1, 100, 7));
+        assert_eq!(mh.meters(), 4);
+        assert_eq!(mh.units(3, 1, 100), 12);
+        assert_eq!(mh.units(3, 0, 100), 0);
+        // Hour 108 reuses hour 100's slot: the column starts empty.
+        assert!(mh.add(0, 1, 108, 2));
+        assert_eq!(mh.units(3, 1, 100), 0);
+        assert_eq!(mh.units(3, 1, 108), 0);
+        assert_eq!(mh.units(0, 1, 108), 2);
+        // A reading for the older hour of a reused slot is refused and marked missed.
+        assert!(!mh.add(0, 1, 100, 1));
+        assert_eq!(mh.missed_through(), Some(100));
+        assert!(!mh.add(0, 9, 108, 1), "unknown resource");
+    }
+
+    #[test]
+    fn rate_bins_age_out() {
+        let mut mh = MeterHours::new(1, 1);
+        mh.set_time(0.0);
+        assert!(mh.add(0, 0, 0, 1));
+        mh.set_time(15_000.0);
+        assert!(mh.add(0, 0, 0, 1));
+        assert_eq!(mh.recent(0), 2);
+        mh.set_time(55_000.0);
+        assert_eq!(mh.recent(0), 2);
+        mh.set_time(60_000.0);
+        assert_eq!(mh.recent(0), 1, "bin 0 left the window");
+        mh.set_time(1e9);
+        assert_eq!(mh.recent(0), 0);
+    }
+}
