@@ -18,6 +18,7 @@ use meterflow::core::stream::{
     MeterPatch, MeterRow, MeterStatus, Notice, NoticePatch, NoticeSeverity,
 };
 use meterflow::core::Engine;
+use meterflow::wire::{self, Arrival, FetchedBody};
 
 const METERS: usize = 5_000;
 const GROUPS: [&str; 8] =
@@ -38,6 +39,8 @@ struct Run {
     /// Next seq per channel (index 0: totals, 1..=8 groups, 9 notices).
     seq: Vec<u64>,
     fetches: Vec<(u64, String)>,
+    /// `/groups` refreshes (docs/LEDGER.md, "Groups"), answered with an empty map.
+    group_fetches: Vec<u64>,
     heartbeats: u32,
     errors: u64,
     /// Ledger catch-ups asked for (`fetch` without a request id).
@@ -50,6 +53,11 @@ impl Run {
     fn handle(&mut self, i: Inbound) {
         for o in self.engine.handle(i, self.now as f64) {
             match o {
+                Outbound::Stream(StreamRequest::Fetch { request_id, path })
+                    if path == "/groups" =>
+                {
+                    self.group_fetches.push(request_id)
+                }
                 Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
                     self.fetches.push((request_id, path))
                 }
@@ -63,6 +71,15 @@ impl Run {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Answers the group map refreshes through the wire, as the page would.
+    fn answer_groups(&mut self) {
+        for rid in std::mem::take(&mut self.group_fetches) {
+            let body = FetchedBody::Text(r#"{"version":1,"groups":{}}"#);
+            let input = wire::decode_fetched(rid, body, Arrival::default(), self.engine.config());
+            self.handle(input);
         }
     }
 
@@ -102,6 +119,7 @@ fn six_hours_at_5000_meters_2hz_keep_every_store_and_the_engine_flat() {
         now: T0,
         seq: vec![0; 10],
         fetches: Vec::new(),
+        group_fetches: Vec::new(),
         heartbeats: 0,
         errors: 0,
         catchups: 0,
@@ -241,6 +259,7 @@ fn six_hours_at_5000_meters_2hz_keep_every_store_and_the_engine_flat() {
             }
         }
         run.handle(Inbound::Tick(HostStats::default()));
+        run.answer_groups();
         // Heartbeats are answered.
         for _ in 0..std::mem::take(&mut run.heartbeats) {
             run.handle(stream(SessionInput::Server(ServerOp::HeartbeatAck { sent: vec![] })));
