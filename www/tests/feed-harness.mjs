@@ -18,12 +18,15 @@ export const FEED_BIN =
  * Starts meterflow-feed; resolves once it prints its URL.
  * @returns {Promise<{ url: string, stop: () => Promise<void> }>}
  */
-export function startFeed({ meters, seed = 1, speed = 1, heartbeatMs = 15_000, port = 0 }) {
+export function startFeed({ meters, seed = 1, speed = 1, heartbeatMs = 15_000, port = 0, epoch }) {
   if (!existsSync(FEED_BIN)) {
     throw new Error(`${FEED_BIN} is missing: run \`make feed-bin\` first`);
   }
   const args = ['--port', String(port), '--meters', String(meters), '--seed', String(seed),
     '--speed', String(speed), '--heartbeat-ms', String(heartbeatMs), '--www', WWW];
+  // The server's epoch defaults to its start second: a restart within the same
+  // second would reuse it, so a test that restarts names the new one.
+  if (epoch !== undefined) args.push('--epoch', String(epoch));
   return new Promise((resolve, reject) => {
     const child = spawn(FEED_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -242,7 +242,7 @@ test('worker transport: a restarted feed server is rejoined and the totals equal
     const before = (await truth(first.url)).channels.totals.epoch;
     await first.stop();
     first = null;
-    second = await startFeed({ meters: 300, seed: 13, speed: 1, heartbeatMs: 2000, port });
+    second = await startFeed({ meters: 300, seed: 13, speed: 1, heartbeatMs: 2000, port, epoch: before + 1 });
     const after = await truth(second.url);
     assert.notEqual(after.channels.totals.epoch, before, 'the restarted server has a new epoch');
     const rejoined = await guarded(
