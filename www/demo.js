@@ -7,10 +7,15 @@ import { ReadingFrameEncoder } from './frames.js';
 
 const params = new URLSearchParams(location.search);
 const METERS = Number(params.get('meters') ?? 5000);
-/** Steps of history sent at start-up (60 s at 2 Hz), so windows are past warm-up at once. */
-const HISTORY_STEPS = 120;
-/** The demo's configuration: room for its meters, and a 10 s silence limit so the dropout shows soon. */
-const CONFIG = { maxMeters: METERS, silentAfterMs: 10_000 };
+/** Steps of history sent at start-up (5 min at 2 Hz), so windows are past warm-up and trained at once. */
+const HISTORY_STEPS = 600;
+/**
+ * The demo's configuration: room for its meters, a 10 s silence limit so the
+ * dropout shows soon, and training (`baselineReadings`, docs/DETECTION.md) short
+ * enough to end within the 5 min of history, so drift and stuck can alert in a
+ * two-minute demo (the default, 7,200 readings, is an hour at 2 Hz).
+ */
+const CONFIG = { maxMeters: METERS, silentAfterMs: 10_000, baselineReadings: 500 };
 const MAX_ROWS = 300;
 
 const $ = (sel) => document.querySelector(sel);
