@@ -185,6 +185,10 @@ impl SimClock {
 }
 
 /// Session ids handed out, remembered for RESUME, oldest forgotten first.
+///
+/// An id names the server's epoch (`s-<epoch>-<n>`, hex): a restarted server
+/// (a new epoch) never takes an id of the process before it for its own, so a
+/// client resuming across a restart is told its session is gone.
 #[derive(Debug, Default)]
 pub struct Sessions {
     ids: std::collections::VecDeque<String>,
@@ -192,9 +196,9 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn create(&mut self, cap: usize) -> String {
+    fn create(&mut self, cap: usize, epoch: u64) -> String {
         self.next += 1;
-        let id = format!("s-{:x}", self.next);
+        let id = format!("s-{epoch:x}-{:x}", self.next);
         if self.ids.len() >= cap {
             self.ids.pop_front();
         }
@@ -288,7 +292,7 @@ impl Shared {
 
     fn new_session(&self) -> String {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.create(self.cfg.max_sessions)
+        s.create(self.cfg.max_sessions, self.cfg.epoch)
     }
 
     fn session_known(&self, id: &str) -> bool {
@@ -452,5 +456,19 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod session_id_tests {
+    use super::Sessions;
+
+    #[test]
+    fn a_restarted_server_never_knows_the_ids_of_the_process_before_it() {
+        let (mut before, mut after) = (Sessions::default(), Sessions::default());
+        let old: Vec<String> = (0..5).map(|_| before.create(16, 1_764_064_800)).collect();
+        let new: Vec<String> = (0..5).map(|_| after.create(16, 1_764_064_801)).collect();
+        assert!(old.iter().all(|id| !after.known(id)), "{old:?} vs {new:?}");
+        assert!(new.iter().all(|id| after.known(id)));
     }
 }
