@@ -31,7 +31,9 @@ let feed;
 let browser;
 before(async () => {
   requireDashboard();
-  feed = await startFeed(['--meters', '2000', '--seed', '11']);
+  // A quarter speed: the server's asOf moves every 2 s of real time, so a loaded
+  // machine still has time to show a catch-up before it is superseded.
+  feed = await startFeed(['--meters', '2000', '--seed', '11', '--speed', '0.25']);
   browser = await launchChromium();
 });
 after(async () => {
@@ -137,12 +139,16 @@ function assertExact({ dom, truth: t }) {
   assert.ok(nonZero > 0, 'every total is zero: the comparison would prove nothing');
 }
 
+// Catch-ups every 1,300 ms, not a multiple of the server's tick, so the page's
+// catch-ups cannot stay phase-locked just before each tick.
 test('the dashboard shows the server\'s exact totals, without console errors or CSP violations', { timeout: 3 * GUARD_MS }, async () => {
-  const { page, problems } = await openDashboard('?stream=off&catchupMs=1000');
+  const { page, problems } = await openDashboard('?stream=off&catchupMs=1300');
   const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
   assert.equal(csp, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'");
   await page.waitForSelector('#worker[data-state="ready"]', { timeout: GUARD_MS });
   await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
+  // Past the first server tick, so there are readings to compare.
+  await page.waitForFunction(() => window.meterflowDashboard.store.getState().telemetry.totals.counters.restApplied >= 2, null, { timeout: GUARD_MS });
 
   assertExact(await totalsEqualTruth(page));
   // And again a few catch-ups later: the page follows the server.
@@ -198,7 +204,12 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
   await page.keyboard.press('Home');
   await page.keyboard.press('Enter');
   await page.waitForSelector('#meter-list [aria-selected="true"][data-meter="m-1"]', { timeout: GUARD_MS });
-  assert.match(await page.textContent('#detail'), /m-1: the detail comes through the stream session/);
+  // The detail panel renders in the next animation frame after the selection.
+  await page.waitForFunction(
+    () => /m-1: the detail comes through the stream session/.test(document.getElementById('detail').textContent),
+    null,
+    { timeout: GUARD_MS },
+  );
   await page.evaluate(() => window.scrollTo(0, 0));
 
   assert.equal(await page.getAttribute('#error-count', 'data-count'), '0', await page.textContent('#errors'));
@@ -217,7 +228,7 @@ test('the dashboard shows the server\'s exact totals, without console errors or 
 });
 
 test('with binary catch-ups (kind 3, transferred ArrayBuffers) the totals are exact too', { timeout: 3 * GUARD_MS }, async () => {
-  const { page, problems } = await openDashboard('?stream=off&catchupMs=1000&binary=1');
+  const { page, problems } = await openDashboard('?stream=off&catchupMs=1300&binary=1');
   const binary = [];
   page.on('request', (r) => r.url().includes('/catchup?') && binary.push(r.url().includes('format=binary')));
   await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
@@ -241,7 +252,7 @@ test('at 240x simulated time, across hour rollovers, every closed hour on the pa
     const problems = [];
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-    await page.goto(new URL('?stream=off&catchupMs=1000', fast.url).href);
+    await page.goto(new URL('?stream=off&catchupMs=1300', fast.url).href);
     // Until the page's catch-up covers 2 whole hours after the first one.
     const covered = start + 60_000 + 2 * H + 60_000;
     await page.waitForFunction((t) => Number(document.getElementById('as-of').dataset.asOf?.split('.')[0] ?? 0) >= t, covered, {
