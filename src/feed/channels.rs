@@ -819,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn entity_state_equals_a_recomputation_from_the_generated_readings() {
+    fn entity_state_equals_a_recomputation_from_the_generated_readings() -> Result<(), String> {
         // Long enough to go through the dropout (5th incident, 50–55 min in).
         let mut sim = Simulator::new(40, 11, 1_764_000_000_000 - 30 * 60_000);
         let incidents = sim.incidents().to_vec();
@@ -850,21 +850,27 @@ mod tests {
         // The client's view from the full snapshots equals the entities.
         for g in 0..m.groups() {
             let name = format!("meters.{}", group_name(g));
-            let s = m.snapshot(&name, None).unwrap_or_else(|| panic!("{name}"));
-            let SnapshotBody::Meters { meters, .. } = s.patch else { panic!("not meters") };
+            let s = m.snapshot(&name, None).ok_or_else(|| format!("no channel {name}"))?;
+            let SnapshotBody::Meters { meters, .. } = s.patch else {
+                return Err("not meters".into());
+            };
             assert_eq!(meters.len(), m.members(g).len());
             assert!(meters.iter().all(|e| m.entity(e.meter) == Some(e)));
         }
         // The outage and hourly notices were posted; the hour's maintenance is
         // still held, the ended outage was removed.
         let notices = m.snapshot(NOTICES, None).map(|s| s.patch);
-        let Some(SnapshotBody::Notices { notices, .. }) = notices else { panic!("no notices") };
+        let Some(SnapshotBody::Notices { notices, .. }) = notices else {
+            return Err("no notices".into());
+        };
         assert_eq!(notices.len(), 1, "{notices:?}");
         assert_eq!(m.stream(NOTICES).map(Stream::seq), Some(3));
+        Ok(())
     }
 
     #[test]
-    fn an_old_state_plus_a_mini_snapshot_plus_the_deltas_after_equals_the_full_snapshot() {
+    fn an_old_state_plus_a_mini_snapshot_plus_the_deltas_after_equals_the_full_snapshot(
+    ) -> Result<(), String> {
         let mut sim = Simulator::new(60, 3, 1_764_000_000_000 - 1_000);
         let incidents = sim.incidents().to_vec();
         let mut m = model(&sim, 2, LIMITS);
@@ -874,7 +880,7 @@ mod tests {
         let mut rng = SplitMix64::new(9);
         for round in 0..40 {
             // A client that saw N, misses some deltas, then takes since_seq = N.
-            let snap = m.snapshot(ch, None).unwrap_or_else(|| panic!("no channel"));
+            let snap = m.snapshot(ch, None).ok_or("no channel")?;
             apply_snapshot(&mut old, &snap);
             let n = snap.snapshot_seq;
             // Every other round misses exactly one delta (the edge of `> N`).
@@ -883,15 +889,12 @@ mod tests {
                 let ts = sim.step(&mut out);
                 m.apply(ts, &out, &incidents);
             }
-            let mini = m.snapshot(ch, Some((3, n))).unwrap_or_else(|| panic!("no channel"));
+            let mini = m.snapshot(ch, Some((3, n))).ok_or("no channel")?;
             assert_eq!(mini.since_seq, Some(n), "round {round}");
             let mut state = old.clone();
             apply_snapshot(&mut state, &mini);
             let mut full = BTreeMap::new();
-            apply_snapshot(
-                &mut full,
-                &m.snapshot(ch, None).unwrap_or_else(|| panic!("no channel")),
-            );
+            apply_snapshot(&mut full, &m.snapshot(ch, None).ok_or("no channel")?);
             assert_eq!(state, full, "round {round}: old + mini");
             // Later deltas on top of the mini-snapshot.
             let at = mini.snapshot_seq;
@@ -905,16 +908,17 @@ mod tests {
                 apply_delta(&mut state, d);
             }
             let mut full = BTreeMap::new();
-            let snap = m.snapshot(ch, None).unwrap_or_else(|| panic!("no channel"));
+            let snap = m.snapshot(ch, None).ok_or("no channel")?;
             apply_snapshot(&mut full, &snap);
             assert_eq!(state, full, "round {round}");
             // A mini one of another epoch is a full one.
             assert_eq!(m.snapshot(ch, Some((2, n))).map(|s| s.since_seq), Some(None));
         }
+        Ok(())
     }
 
     #[test]
-    fn notices_stay_bounded_and_mini_snapshots_list_removals() {
+    fn notices_stay_bounded_and_mini_snapshots_list_removals() -> Result<(), String> {
         let mut sim = Simulator::new(5, 2, 1_764_000_000_000);
         let incidents = sim.incidents().to_vec();
         let limits = ChannelLimits { delta_ring: 4, max_notices: 2, notice_removals: 3 };
@@ -929,8 +933,10 @@ mod tests {
             assert!(m.notices().count() <= 2);
             let seq = m.stream(NOTICES).map_or(0, Stream::seq);
             if seq > seen {
-                let s = m.snapshot(NOTICES, Some((3, seen))).unwrap_or_else(|| panic!("notices"));
-                let SnapshotBody::Notices { notices, remove } = &s.patch else { panic!() };
+                let s = m.snapshot(NOTICES, Some((3, seen))).ok_or("no notices channel")?;
+                let SnapshotBody::Notices { notices, remove } = &s.patch else {
+                    return Err("not notices".into());
+                };
                 if s.since_seq.is_none() {
                     state.clear();
                 }
@@ -950,6 +956,7 @@ mod tests {
         assert!(m.stream(NOTICES).is_some_and(|s| s.ring.len() <= 4));
         // N older than the remembered removals: a full snapshot.
         assert_eq!(m.snapshot(NOTICES, Some((3, 1))).map(|s| s.since_seq), Some(None));
+        Ok(())
     }
 
     #[test]
@@ -964,7 +971,7 @@ mod tests {
     }
 
     #[test]
-    fn fifty_thousand_meters_stay_within_their_caps() {
+    fn fifty_thousand_meters_stay_within_their_caps() -> Result<(), String> {
         let mut sim = Simulator::new(50_000, 2, 1_764_000_000_000);
         let incidents = sim.incidents().to_vec();
         let limits = ChannelLimits { delta_ring: 4, max_notices: 8, notice_removals: 16 };
@@ -977,16 +984,19 @@ mod tests {
         let mut seen = 0;
         for g in 0..8 {
             let name = format!("meters.{}", group_name(g));
-            let s = m.stream(&name).unwrap_or_else(|| panic!("{name}"));
+            let s = m.stream(&name).ok_or_else(|| format!("no channel {name}"))?;
             assert_eq!((s.seq(), s.ring.len()), (12, 4));
             let held: usize = s.ring.iter().map(|d| d.len()).sum();
             assert!(held <= 4 * m.members(g).len());
             let snap = m.snapshot(&name, None).map(|x| x.patch);
-            let Some(SnapshotBody::Meters { meters, .. }) = snap else { panic!("{name}") };
+            let Some(SnapshotBody::Meters { meters, .. }) = snap else {
+                return Err(format!("{name}: not meters"));
+            };
             seen += meters.len();
         }
         assert_eq!(seen, 50_000);
         assert_eq!(m.entities.iter().map(|e| e.count).sum::<u64>(), 12 * 50_000);
+        Ok(())
     }
 
     #[test]
