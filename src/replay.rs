@@ -84,6 +84,7 @@ impl OutType {
     /// The type of `o` on the wire.
     pub fn of(o: &Outbound) -> OutType {
         match o {
+            Outbound::Answer { answer, .. } => OutType::of(answer),
             Outbound::Anomaly(_) => OutType::Anomaly,
             Outbound::Cleared(_) => OutType::Cleared,
             Outbound::Stats(_) => OutType::Stats,

@@ -26,6 +26,10 @@ pub enum Inbound {
     Readings(ReadingBatch),
     /// Ask for something; the answer is one outbound message.
     Query(Query),
+    /// A `query` with an `id`: answered like [`Inbound::Query`], the answer
+    /// (or the error refusing it, when it did not decode) wrapped in
+    /// [`Outbound::Answer`].
+    Asked { id: f64, query: Result<Query, CoreError> },
     /// Forget one meter's samples and alerts, or everything.
     Reset(ResetScope),
     /// The evaluation timer fired. Carries what only the host can measure.
@@ -139,6 +143,12 @@ pub enum Outbound {
     Stats(StatsEvent),
     Error(CoreError),
     Warning(WarningEvent),
+    /// The answer to a `query` that carried an `id`: `answer` with that `id`
+    /// on the wire (PROTOCOL.md 2, `query`).
+    Answer {
+        id: f64,
+        answer: Box<Outbound>,
+    },
     /// Answer to `Query::Window`: samples oldest first.
     Window {
         meter: String,

@@ -156,6 +156,17 @@ impl Engine {
                 self.guard_memory();
             }
             Inbound::Query(q) => self.answer(q, now_ms),
+            Inbound::Asked { id, query } => {
+                let from = self.out.len();
+                match query {
+                    Ok(q) => self.answer(q, now_ms),
+                    Err(e) => self.out.push(Outbound::Error(e)),
+                }
+                let answers: Vec<Outbound> = self.out.drain(from..).collect();
+                for answer in answers {
+                    self.out.push(Outbound::Answer { id, answer: Box::new(answer) });
+                }
+            }
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),

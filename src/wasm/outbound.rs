@@ -25,8 +25,14 @@ pub(crate) struct Posted {
 /// Converts one output. Never fails: a conversion error (a bug) becomes an
 /// `error` message with code `internal`.
 pub(crate) fn to_js(out: &Outbound) -> Posted {
-    if let Outbound::Window { meter, values } = out {
-        return window(meter, values);
+    match out {
+        Outbound::Window { meter, values } => return window(None, meter, values),
+        Outbound::Answer { id, answer } => {
+            if let Outbound::Window { meter, values } = answer.as_ref() {
+                return window(Some(*id), meter, values);
+            }
+        }
+        _ => {}
     }
     match wire::encode(out).serialize(&SERIALIZER) {
         Ok(message) => Posted { message, transfer: None },
@@ -39,15 +45,16 @@ pub(crate) fn to_js_array(outs: &[Outbound]) -> js_sys::Array {
     outs.iter().map(|o| to_js(o).message).collect()
 }
 
-fn window(meter: &str, values: &[f64]) -> Posted {
+fn window(id: Option<f64>, meter: &str, values: &[f64]) -> Posted {
     let samples = Float64Array::from(values);
     let buffer: JsValue = samples.buffer().into();
-    let msg = object(&[
-        ("type", "window".into()),
-        ("v", 1.into()),
-        ("meter", meter.into()),
-        ("values", samples.into()),
-    ]);
+    let mut fields = vec![("type", "window".into()), ("v", 1.into())];
+    if let Some(id) = id {
+        fields.push(("id", id.into()));
+    }
+    fields.push(("meter", meter.into()));
+    fields.push(("values", samples.into()));
+    let msg = object(&fields);
     Posted { message: msg, transfer: Some(buffer) }
 }
 

@@ -62,8 +62,8 @@ export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload
 export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; id?: number; }
 export interface ConfigMessage { type: "config"; v?: 1; config: MeterflowConfig; }
 export type QueryMessage =
-  | { type: "query"; v?: 1; query: "stats" | "totals" }
-  | { type: "query"; v?: 1; query: "window" | "meter"; meter: string };
+  | { type: "query"; v?: 1; id?: number; query: "stats" | "totals" }
+  | { type: "query"; v?: 1; id?: number; query: "window" | "meter"; meter: string };
 export interface ResetMessage { type: "reset"; v?: 1; meter?: string; }
 export type SessionMessage =
   | { type: "session"; v?: 1; op: "start"; channels?: string[] }
@@ -97,7 +97,7 @@ export interface AnomalyMessage {
 }
 export interface ClearedMessage { type: "cleared"; v: 1; meter: string; kind: AnomalyKind; at: number; }
 export interface StatsMessage {
-  type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
+  type: "stats"; v: 1; id?: number; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
   /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
@@ -125,11 +125,11 @@ export interface StreamStats {
 }
 /** Milliseconds, timed by the worker (`performance.now()`). */
 export interface Timing { p50: number; p95: number; p99: number; max: number; samples: number; }
-export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
+export interface ErrorMessage { type: "error"; v: 1; id?: number; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
-export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }
+export interface WindowMessage { type: "window"; v: 1; id?: number; meter: string; values: Float64Array; }
 export interface MeterMessage {
-  type: "meter"; v: 1; meter: string; count: number; mean: number; variance: number;
+  type: "meter"; v: 1; id?: number; meter: string; count: number; mean: number; variance: number;
   skewness: number; excessKurtosis: number; lastTs: number; alerts: AnomalyKind[];
   /** The meter's current anomaly score in [0, 1] (DETECTION.md, "Score"). */
   score: number;
@@ -149,7 +149,7 @@ export interface LedgerCounters {
   gaps: Total; fetches: Total;
 }
 export interface TotalsMessage {
-  type: "totals"; v: 1; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
+  type: "totals"; v: 1; id?: number; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
   currentHour: number; resources: ResourceTotals[]; counters: LedgerCounters;
 }
 export type FetchReason =

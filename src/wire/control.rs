@@ -52,7 +52,17 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
             Some(c) => decode_config(c).map(Inbound::Config),
             None => Err(bad_field("config: missing")),
         },
-        "query" => query(obj).map(Inbound::Query),
+        "query" => {
+            let q = query(obj);
+            match obj.get("id") {
+                None | Some(Value::Null) => q.map(Inbound::Query),
+                // An answer to a query with an `id` carries it, even when the query is refused.
+                Some(v) => {
+                    let id = ack_id(v.as_f64())?;
+                    Ok(Inbound::Asked { id, query: q })
+                }
+            }
+        }
         "session" => super::stream::session_message(obj),
         "rendered" => super::stream::rendered_message(obj),
         "socket" => super::stream::socket_message(obj, cfg),

@@ -55,15 +55,23 @@ const V: u8 = super::PROTOCOL_VERSION;
 
 /// The wire shape of `out`.
 pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
+    encode_answer(out, None)
+}
+
+/// The wire shape of `out`, carrying the `id` of the query it answers.
+fn encode_answer(out: &Outbound, id: Option<f64>) -> WireOut<'_> {
     match out {
+        Outbound::Answer { id, answer } => encode_answer(answer, Some(*id)),
         Outbound::Anomaly(a) => WireOut::Anomaly(AnomalyOut(a)),
         Outbound::Cleared(c) => WireOut::Cleared(ClearedOut(c)),
-        Outbound::Stats(s) => WireOut::Stats(StatsOut(s)),
-        Outbound::Error(e) => WireOut::Error(ErrorOut(e)),
+        Outbound::Stats(s) => WireOut::Stats(StatsOut(s, id)),
+        Outbound::Error(e) => WireOut::Error(ErrorOut(e, id)),
         Outbound::Warning(w) => WireOut::Warning(WarningOut(w)),
-        Outbound::Window { meter, values } => WireOut::Window(WindowOut { v: V, meter, values }),
-        Outbound::Meter(m) => WireOut::Meter(MeterOut(m)),
-        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t)),
+        Outbound::Window { meter, values } => {
+            WireOut::Window(WindowOut { v: V, id, meter, values })
+        }
+        Outbound::Meter(m) => WireOut::Meter(MeterOut(m, id)),
+        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t, id)),
         Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
         Outbound::Stream(StreamRequest::Connect { url }) => {
             WireOut::Connect(ConnectOut { v: V, url: url.as_deref() })
@@ -178,7 +186,7 @@ impl Serialize for ClearedOut<'_> {
 
 /// The `stats` body.
 #[derive(Debug)]
-pub struct StatsOut<'a>(&'a StatsEvent);
+pub struct StatsOut<'a>(&'a StatsEvent, Option<f64>);
 
 impl Serialize for StatsOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -186,6 +194,8 @@ impl Serialize for StatsOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             meters: u32,
             window: u32,
             linear_memory_bytes: f64,
@@ -203,6 +213,7 @@ impl Serialize for StatsOut<'_> {
         let t = self.0;
         Body {
             v: V,
+            id: self.1,
             meters: t.meters,
             window: t.window,
             linear_memory_bytes: t.linear_memory_bytes,
@@ -238,20 +249,23 @@ impl Serialize for StatsOut<'_> {
 
 /// The `error` body: `code`, `message`, `position` when the error is about an item.
 #[derive(Debug)]
-pub struct ErrorOut<'a>(&'a CoreError);
+pub struct ErrorOut<'a>(&'a CoreError, Option<f64>);
 
 impl Serialize for ErrorOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             code: &'static str,
             message: &'b str,
             #[serde(skip_serializing_if = "Option::is_none")]
             position: Option<u32>,
         }
         let e = self.0;
-        Body { v: V, code: e.code.as_str(), message: &e.message, position: e.position }.serialize(s)
+        Body { v: V, id: self.1, code: e.code.as_str(), message: &e.message, position: e.position }
+            .serialize(s)
     }
 }
 
@@ -275,13 +289,15 @@ impl Serialize for WarningOut<'_> {
 #[derive(Serialize, Debug)]
 pub struct WindowOut<'a> {
     v: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<f64>,
     meter: &'a str,
     values: &'a [f64],
 }
 
 /// The `meter` body.
 #[derive(Debug)]
-pub struct MeterOut<'a>(&'a MeterSnapshot);
+pub struct MeterOut<'a>(&'a MeterSnapshot, Option<f64>);
 
 impl Serialize for MeterOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -289,6 +305,8 @@ impl Serialize for MeterOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             meter: &'b str,
             count: u32,
             mean: f64,
@@ -302,6 +320,7 @@ impl Serialize for MeterOut<'_> {
         let m = self.0;
         Body {
             v: V,
+            id: self.1,
             meter: &m.meter,
             count: m.count,
             mean: m.mean,
@@ -318,7 +337,7 @@ impl Serialize for MeterOut<'_> {
 
 /// The `totals` body.
 #[derive(Debug)]
-pub struct TotalsOut<'a>(&'a TotalsEvent);
+pub struct TotalsOut<'a>(&'a TotalsEvent, Option<f64>);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -400,6 +419,8 @@ impl Serialize for TotalsOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             hlc: HlcOut,
             node: u32,
             as_of: Option<HlcOut>,
@@ -411,6 +432,7 @@ impl Serialize for TotalsOut<'_> {
         let t = self.0;
         Body {
             v: V,
+            id: self.1,
             hlc: hlc(t.hlc),
             node: t.node,
             as_of: t.as_of.map(hlc),
