@@ -78,6 +78,7 @@ pub enum OutType {
     Detail,
     Ack,
     Groups,
+    Series,
 }
 
 impl OutType {
@@ -106,6 +107,7 @@ impl OutType {
             Outbound::Detail(_) => OutType::Detail,
             Outbound::Ack(_) => OutType::Ack,
             Outbound::Groups(_) => OutType::Groups,
+            Outbound::Series(_) => OutType::Series,
         }
     }
 

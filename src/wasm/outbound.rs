@@ -6,7 +6,8 @@
 //! its samples become one `Float64Array` (copied out of wasm memory once), whose
 //! buffer the worker transfers instead of cloning.
 
-use crate::core::event::Outbound;
+use crate::core::event::{Outbound, SeriesEvent};
+use crate::core::series::SeriesBody;
 use crate::wire;
 use js_sys::{Float64Array, Object, Reflect};
 use serde::Serialize;
@@ -27,11 +28,12 @@ pub(crate) struct Posted {
 pub(crate) fn to_js(out: &Outbound) -> Posted {
     match out {
         Outbound::Window { meter, values } => return window(None, meter, values),
-        Outbound::Answer { id, answer } => {
-            if let Outbound::Window { meter, values } = answer.as_ref() {
-                return window(Some(*id), meter, values);
-            }
-        }
+        Outbound::Series(e) => return series(e, None),
+        Outbound::Answer { id, answer } => match answer.as_ref() {
+            Outbound::Window { meter, values } => return window(Some(*id), meter, values),
+            Outbound::Series(e) => return series(e, Some(*id)),
+            _ => {}
+        },
         _ => {}
     }
     match wire::encode(out).serialize(&SERIALIZER) {
@@ -56,6 +58,40 @@ fn window(id: Option<f64>, meter: &str, values: &[f64]) -> Posted {
     fields.push(("values", samples.into()));
     let msg = object(&fields);
     Posted { message: msg, transfer: Some(buffer) }
+}
+
+/// A `series` message: the scalar fields through the one wire shape, the six
+/// arrays as `Float64Array` views of one buffer, which the worker transfers.
+fn series(e: &SeriesEvent, id: Option<f64>) -> Posted {
+    let shape = wire::WireOut::Series(wire::SeriesOut { event: e, id, arrays: false });
+    let message = match shape.serialize(&SERIALIZER) {
+        Ok(m) => m,
+        Err(err) => return Posted { message: internal_error(&format!("{err}")), transfer: None },
+    };
+    let SeriesBody::Data { data, .. } = &e.body else {
+        return Posted { message, transfer: None };
+    };
+    let n = data.ts.len();
+    let [sum, min, max, last] = wire::series_columns(data);
+    let all = Float64Array::new_with_length((n * 6) as u32);
+    let buffer = all.buffer();
+    for (k, (name, col)) in [
+        ("ts", &data.ts),
+        ("count", &data.count),
+        ("sum", &sum),
+        ("min", &min),
+        ("max", &max),
+        ("last", &last),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let view =
+            Float64Array::new_with_byte_offset_and_length(&buffer, (k * n * 8) as u32, n as u32);
+        view.copy_from(col);
+        let _ = Reflect::set(&message, &JsValue::from_str(name), &view);
+    }
+    Posted { message, transfer: Some(buffer.into()) }
 }
 
 /// `{ type: 'error', v: 1, code: 'internal', message }`.
