@@ -260,3 +260,18 @@ fn bad_series_queries_are_named_errors() {
     );
     assert_eq!(out[0]["to"].as_f64(), out[0]["ts"][29].as_f64().map(|t| t + 60_000.0));
 }
+
+#[test]
+fn pairs_past_max_series_pairs_are_missed_and_say_incomplete() {
+    let cfg = Config { max_series_pairs: 2, ..Config::default() };
+    let mut p = Page::new(cfg, 4);
+    p.frame(0..4, 1_000);
+    let st = p.stats();
+    assert_eq!((st["pairs"].clone(), st["missed"].clone()), (json!(2), json!(2)));
+    let ask = |m: &str| json!({"type":"query","query":"series","meter":m,"resource":"energy","spanMs":600_000});
+    let out = p.send(ask("m-3"));
+    assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (0.0, json!(true)), "{out:?}");
+    // The meters that have a series have their reading, and the same minute is missed.
+    let out = p.send(ask("m-0"));
+    assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (1.0, json!(true)));
+}

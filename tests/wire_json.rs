@@ -500,7 +500,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "helloTimeoutMs": 5000, "streamSeed": 7, "maxMeterEntities": 9000, "maxNotices": 99,
         "detailCacheSize": 16, "detailTtlMs": 10000, "maxUpdatesPerMessage": 500,
         "maxGroups": 12, "maxGroupsPerMeter": 3, "groupsRefreshMs": 5000,
-        "maxSeriesSubscriptions": 5, "maxConcurrentQueries": 3, "seriesChunkMeters": 500
+        "maxSeriesSubscriptions": 5, "maxConcurrentQueries": 3, "seriesChunkMeters": 500,
+        "maxSeriesPairs": 900
     });
     for (k, v) in stream.as_object().unwrap() {
         all[k] = v.clone();
@@ -574,6 +575,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_series_subscriptions: 5,
         max_concurrent_queries: 3,
         series_chunk_meters: 500,
+        max_series_pairs: 900,
     };
     assert_eq!(c, expected);
 }

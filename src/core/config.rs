@@ -154,6 +154,10 @@ pub struct Config {
     /// Meters a series sums per chunk; a larger group is computed over ticks
     /// (100..=10,000,000).
     pub series_chunk_meters: u32,
+    /// `(meter, resource)` series held (4,056 B each); past it a reading is
+    /// not in the series, counted in `stats.series.missed`, and the answers
+    /// covering it are `incomplete` (0..=1,000,000).
+    pub max_series_pairs: u32,
 }
 
 /// Who runs the stream v2 connection.
@@ -268,9 +272,10 @@ impl Default for Config {
             max_groups: 256,
             max_groups_per_meter: 8,
             groups_refresh_ms: 30_000.0,
-            max_series_subscriptions: 32,
+            max_series_subscriptions: 8,
             max_concurrent_queries: 2,
             series_chunk_meters: 10_000,
+            max_series_pairs: 2_000,
         }
     }
 }
@@ -342,6 +347,7 @@ pub struct ConfigPatch {
     pub max_series_subscriptions: Option<u32>,
     pub max_concurrent_queries: Option<u32>,
     pub series_chunk_meters: Option<u32>,
+    pub max_series_pairs: Option<u32>,
 }
 
 macro_rules! patch_fields {
@@ -360,8 +366,10 @@ pub const MAX_METERS: u32 = 1 << 24;
 /// The memory a wasm32 instance can address: 4 GiB.
 pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 
-/// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes, a 24-byte head, a 4-byte index entry.
-pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24 + 4;
+/// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes and a 24-byte head.
+pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24;
+/// The series slab grows a block of 64 pairs at a time: at most one block unused.
+pub const SERIES_BLOCK_SLACK_BYTES: u128 = 64 * 168 * 24;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
 /// (at most 256 bytes) in the table twice with its map slot, and slack.
 pub const METER_FIXED_BYTES: u128 = 2_048;
@@ -452,7 +460,8 @@ impl Config {
             groups_refresh_ms,
             max_series_subscriptions,
             max_concurrent_queries,
-            series_chunk_meters
+            series_chunk_meters,
+            max_series_pairs
         );
         c.validate()?;
         Ok(c)
@@ -605,6 +614,9 @@ impl Config {
         if !(100..=10_000_000).contains(&self.series_chunk_meters) {
             return bad("seriesChunkMeters", "must be in 100..=10000000");
         }
+        if self.max_series_pairs > 1_000_000 {
+            return bad("maxSeriesPairs", "must be in 0..=1000000");
+        }
         if self.feed_url.len() > 2_048 {
             return bad("feedUrl", "must be at most 2048 bytes");
         }
@@ -656,8 +668,8 @@ impl Config {
     ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
-    /// - series: per meter and resource `SERIES_PAIR_BYTES` (buckets, head,
-    ///   index); `maxSeriesSubscriptions` cached answers of at most 120
+    /// - series: `maxSeriesPairs × SERIES_PAIR_BYTES` (buckets, head), an
+    ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
     pub fn worst_case_bytes(&self) -> u128 {
         let n = u128::from;
@@ -676,7 +688,9 @@ impl Config {
         let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
-        let series = n(self.max_meters) * (self.resources.len() as u128) * SERIES_PAIR_BYTES
+        let series = n(self.max_series_pairs) * SERIES_PAIR_BYTES
+            + n(self.max_meters) * (self.resources.len() as u128) * 4
+            + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
         meters + tables + channels + held + payload + buckets + groups + series
     }

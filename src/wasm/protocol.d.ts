@@ -53,6 +53,7 @@ export interface MeterflowConfig {
   maxGroups?: number; maxGroupsPerMeter?: number; groupsRefreshMs?: number;
   /** Series (PROTOCOL.md, `series`). */
   maxSeriesSubscriptions?: number; maxConcurrentQueries?: number; seriesChunkMeters?: number;
+  maxSeriesPairs?: number;
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */

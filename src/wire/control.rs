@@ -363,6 +363,7 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxSeriesSubscriptions" => max_series_subscriptions: uint,
             "maxConcurrentQueries" => max_concurrent_queries: uint,
             "seriesChunkMeters" => series_chunk_meters: uint,
+            "maxSeriesPairs" => max_series_pairs: uint,
         );
     }
     Ok(p)

@@ -19,6 +19,9 @@
 use crate::core::ledger::HOUR_MS;
 use crate::core::series::SeriesSlab;
 
+/// `maxSeriesPairs` until the ledger passes its config's.
+const DEFAULT_SERIES_PAIRS: u32 = 2_000;
+
 /// Rate bins per meter: the readings of the last `BINS × BIN_MS` ms.
 pub const BINS: usize = 6;
 /// Width of one rate bin, ms.
@@ -57,7 +60,7 @@ impl MeterHours {
             slots,
             tags: vec![None; resources * slots],
             dirty: vec![false; resources * slots],
-            series: SeriesSlab::new(resources),
+            series: SeriesSlab::new(resources, DEFAULT_SERIES_PAIRS),
             ..Default::default()
         }
     }
@@ -190,6 +193,17 @@ impl MeterHours {
             self.miss_through(hour);
         }
         true
+    }
+
+    /// Bounds the series at `max_pairs` `(meter, resource)` pairs (`maxSeriesPairs`).
+    pub fn with_series_pairs(mut self, max_pairs: u32) -> MeterHours {
+        self.series.set_max_pairs(max_pairs);
+        self
+    }
+
+    /// Takes a new `maxSeriesPairs`.
+    pub fn set_series_pairs(&mut self, max_pairs: u32) {
+        self.series.set_max_pairs(max_pairs);
     }
 
     /// The per-meter series.
