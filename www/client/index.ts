@@ -45,7 +45,7 @@ import type {
 import { PageTransport, type DownloadProgress, type FetchLike, type SocketFactory, type TransportErrorCode } from './transport.js';
 
 export * from './protocol.js';
-export { PageTransport, streamUrl } from './transport.js';
+export { DEFAULT_PROGRESS_MIN_BYTES, PageTransport, streamUrl } from './transport.js';
 export type { DownloadProgress } from './transport.js';
 
 /** The subset of `Worker` the client drives (a fake in unit tests). */
@@ -118,6 +118,8 @@ export interface StartOptions {
    * answers cannot hold a pending slot for ever.
    */
   answerTimeoutMs?: number;
+  /** REST bodies at least this large (bytes) are streamed with `download` progress (default 256 KiB). */
+  progressMinBytes?: number;
   /** Seams for tests; default the page's `WebSocket`, `fetch` and `Date.now`. */
   openSocket?: SocketFactory;
   fetch?: FetchLike;
@@ -191,6 +193,7 @@ export class MeterflowClient {
       now,
       onError: (code, message) => this.emit('error', { type: 'error', v: 1, code, message, source: 'client' }),
       onProgress: (p) => this.emit('download', p),
+      progressMinBytes: o.progressMinBytes,
     });
     this.pageOwnsStream = (o.transport ?? 'page') === 'page';
   }

@@ -68,7 +68,15 @@ export interface PageTransportOptions {
   onError: (code: TransportErrorCode, message: string) => void;
   /** Download progress of each REST body, per chunk (optional). */
   onProgress?: (p: DownloadProgress) => void;
+  /**
+   * Bodies smaller than this (by `Content-Length`) are read whole, without
+   * progress (default `DEFAULT_PROGRESS_MIN_BYTES`; 0 = every body streamed).
+   */
+  progressMinBytes?: number;
 }
+
+/** Below this a download is too quick to show progress for (bytes). */
+export const DEFAULT_PROGRESS_MIN_BYTES = 256 * 1024;
 
 export type TransportErrorCode = 'catchup_failed' | 'socket_send_failed';
 
@@ -193,11 +201,13 @@ export class PageTransport {
   private async body(res: FetchResponse, path: string): Promise<string | ArrayBuffer> {
     const binary = isBinary(res.headers.get('content-type'));
     const report = this.o.onProgress;
-    const reader = report ? res.body?.getReader() : undefined;
+    const header = res.headers.get('content-length');
+    const length = header === null ? NaN : Number(header);
+    const total = Number.isSafeInteger(length) && length >= 0 ? length : null;
+    const small = total !== null && total < (this.o.progressMinBytes ?? DEFAULT_PROGRESS_MIN_BYTES);
+    const reader = report && !small ? res.body?.getReader() : undefined;
     if (!report || !reader) return binary ? res.arrayBuffer() : res.text();
     const key = `${path}#${++this.downloads}`;
-    const length = Number(res.headers.get('content-length'));
-    const total = Number.isSafeInteger(length) && length >= 0 ? length : null;
     const chunks: Uint8Array[] = [];
     let received = 0;
     report({ key, path, received, total, done: false });

@@ -245,7 +245,7 @@ test('stats and totals answers resolve by id, not by type: a periodic one in bet
   assert.equal((await t).hlc.wallMs, 2);
 });
 
-test('the page transport reports download progress from a streamed body: bytes of Content-Length, then done', async () => {
+test('the page transport reports download progress from a streamed body: bytes of Content-Length, then done; small bodies are read whole', async () => {
   const body = new TextEncoder().encode('{"type":"catchup","v":1}');
   const parts = [body.slice(0, 5), body.slice(5, 12), body.slice(12)];
   const fetch = async () => ({
@@ -255,7 +255,7 @@ test('the page transport reports download progress from a streamed body: bytes o
     arrayBuffer: async () => { throw new Error('read through the stream'); },
     body: { getReader: () => ({ read: async () => (parts.length ? { done: false, value: parts.shift() } : { done: true }) }) },
   });
-  const { worker, mf } = await started({ fetch });
+  const { worker, mf } = await started({ fetch, progressMinBytes: 0 });
   const seen = [];
   mf.on('download', (p) => seen.push([p.received, p.total, p.done]));
   worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
@@ -263,6 +263,13 @@ test('the page transport reports download progress from a streamed body: bytes o
   assert.deepEqual(seen, [[0, 24, false], [5, 24, false], [12, 24, false], [24, 24, false], [24, 24, true]]);
   const posted = worker.posted.find((m) => m.type === 'catchup');
   assert.equal(posted.data, '{"type":"catchup","v":1}', 'the body arrives whole');
+  // Under progressMinBytes (default 256 KiB) the body is read with text(): no progress.
+  const small = await started({ fetch: async () => ({ ...(await fetch()), text: async () => 'whole' }) });
+  const none = [];
+  small.mf.on('download', (p) => none.push(p));
+  small.worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual([none.length, small.worker.posted.find((m) => m.type === 'catchup')?.data], [0, 'whole']);
 });
 
 test('the page transport runs connect, send and close and reports what the socket did', async () => {
