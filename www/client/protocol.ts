@@ -15,6 +15,7 @@ import type {
   MeterflowConfig,
   MeterMessage,
   PageMessage,
+  QueryMessage,
   ReadyMessage,
   StatsMessage,
   TotalsMessage,
@@ -64,8 +65,10 @@ export interface FetchedMessage {
   data?: string | ArrayBuffer; sentAt?: number; receivedAt?: number;
 }
 /** Every message the page may post; each may carry an `id` the worker's `ack` echoes. */
+/** A `query` carries an `id` its answer echoes (the client always sets one). */
+export type ClientQueryMessage = QueryMessage & { id?: number };
 export type ClientPageMessage =
-  | PageMessage | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage
+  | PageMessage | ClientQueryMessage | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage
   | SeriesQueryMessage | SeriesSubscribeMessage | SeriesUnsubscribeMessage;
 
 /** The configuration, with the session's transport fields. */

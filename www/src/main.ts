@@ -26,7 +26,7 @@ import {
   statsReceived, totalsReceived, workerFailed, workerReady, type RootState,
 } from './store.js';
 import {
-  renderConnection, renderDetail, renderFeed, renderMeterRow, renderProgress, renderSide, renderStats, renderTotals,
+  renderConnection, renderDetail, renderDetailBadges, renderFeed, renderMeterRow, renderProgress, renderSide, renderStats, renderTotals,
 } from './view.js';
 import './style.css';
 
@@ -37,6 +37,16 @@ const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
 // purpose; `maxOffsetMs` widens the worker's clock check to match.
 const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
+// Detection settings for a short accelerated run (a demo, the incident test):
+// `baselineReadings` (training length; drift and stuck wait for it),
+// `silentAfterMs` (silence in the worker's own time) and `tickMs` (one
+// evaluation per tick: on accelerated time a shorter tick keeps a few readings
+// per evaluation, as the documented rules assume). DETECTION.md gives the
+// defaults and bounds; the worker refuses a value out of range (bad_config).
+const DETECTION: Record<string, number> = {};
+for (const key of ['baselineReadings', 'silentAfterMs', 'tickMs']) {
+  if (params.has(key)) DETECTION[key] = Number(params.get(key));
+}
 // The session's credit window per channel (default: the worker's), and, for
 // the credit test and for seeing what a stalled page does, `rendered=off`:
 // the page renders but never acknowledges, so the stream stops at the window.
@@ -64,9 +74,13 @@ let series: SeriesPanel | null = null;
 
 /** For the end-to-end test and for debugging: the store and the client. */
 declare global {
-  interface Window { meterflowDashboard?: { store: typeof store; meters: MeterTable; client: () => MeterflowClient | null; renders: number } }
+  interface Window {
+    meterflowDashboard?: {
+      store: typeof store; meters: MeterTable; client: () => MeterflowClient | null; renders: number; open: (meter: string) => void;
+    };
+  }
 }
-const handle = { store, meters, client: () => mf, renders: 0 };
+const handle = { store, meters, client: () => mf, renders: 0, open: (meter: string) => openDetail(meter) };
 window.meterflowDashboard = handle;
 
 document.getElementById('zone')!.textContent = zoneName();
@@ -114,6 +128,7 @@ function frame(): void {
   document.getElementById('meters-empty')!.hidden = meters.size > 0;
   list.update(meters.ids());
   renderDetail(detail, mf?.sessionActive ?? false);
+  renderDetailBadges(detail.meter, s.anomalies);
   series?.render();
   if (progress.version !== progressShown) {
     progressShown = progress.version;
@@ -213,6 +228,7 @@ async function start(): Promise<void> {
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
       ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS }),
+      ...DETECTION,
       ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },
   });

@@ -350,3 +350,12 @@ export function renderProgress(items: ProgressItem[]): void {
     return li;
   }));
 }
+
+/** The selected meter's badges, above its detail: gone with the store's entry (300 s after its last alert). */
+export function renderDetailBadges(meter: string | null, anomalies: TelemetryState['anomalies']): void {
+  const host = $('detail-badges');
+  const list = meter ? badges(anomalies[meter]) : [];
+  host.hidden = list.length === 0;
+  host.dataset.meter = meter ?? '';
+  host.replaceChildren(...list);
+}
