@@ -78,12 +78,14 @@ pub enum OutType {
     Detail,
     Ack,
     Groups,
+    Series,
 }
 
 impl OutType {
     /// The type of `o` on the wire.
     pub fn of(o: &Outbound) -> OutType {
         match o {
+            Outbound::Answer { answer, .. } => OutType::of(answer),
             Outbound::Anomaly(_) => OutType::Anomaly,
             Outbound::Cleared(_) => OutType::Cleared,
             Outbound::Stats(_) => OutType::Stats,
@@ -105,6 +107,7 @@ impl OutType {
             Outbound::Detail(_) => OutType::Detail,
             Outbound::Ack(_) => OutType::Ack,
             Outbound::Groups(_) => OutType::Groups,
+            Outbound::Series(_) => OutType::Series,
         }
     }
 

@@ -9,7 +9,9 @@
 //! the sum of the delivered readings of the meters the map in force lists in
 //! it (`unassigned`: those it lists nowhere); and, for every hour from
 //! `completeFrom` on, the sum of every reading the server sent up to the
-//! newest frame delivered.
+//! newest frame delivered. At every check, the groups' 6-hour 5-minute
+//! series and some meters' 2-hour 1-minute series, asked for with `query`,
+//! equal the oracle bucket by bucket (the sums exactly).
 //!
 //! `METERFLOW_GROUPS_SCHEDULES` sets the number of schedules (default 150).
 
@@ -43,6 +45,7 @@ struct Reading {
     resource: usize,
     id: u64,
     hour: i64,
+    ts: f64,
     units: i64,
 }
 
@@ -163,6 +166,9 @@ struct Run {
     outstanding: Vec<u64>,
     consecutive_failures: u32,
     checks: u64,
+    /// Series buckets with readings compared, and those more than 2 h old.
+    series_buckets: u64,
+    series_old_buckets: u64,
 }
 
 impl Run {
@@ -204,6 +210,8 @@ impl Run {
             outstanding: Vec::new(),
             consecutive_failures: 0,
             checks: 0,
+            series_buckets: 0,
+            series_old_buckets: 0,
             rng,
         }
     }
@@ -273,7 +281,7 @@ impl Run {
                 units / 1000,
                 units % 1000
             ));
-            readings.push(Reading { meter, resource, id, hour, units });
+            readings.push(Reading { meter, resource, id, hour, ts, units });
         }
         let seq = self.seq;
         self.seq += 1;
@@ -407,7 +415,134 @@ impl Run {
         for g in all {
             assert_eq!(g["incomplete"].as_bool(), Some(want_incomplete), "{g}");
         }
+        self.check_series(&names, &of, current);
         self.checks += 1;
+    }
+
+    /// Every group's 6-hour 5-minute series and some meters' 2-hour 1-minute
+    /// series, asked for as the page does (`query`, through the wire), equal
+    /// the oracle bucket by bucket (count, exact sum, min, max; a meter's
+    /// last) over the kept hours, within each meter's 6-hour horizon.
+    fn check_series(&mut self, names: &[String], of: &HashMap<usize, Vec<usize>>, current: i64) {
+        let first_kept = current - self.cfg.history_hours as i64;
+        // Each (meter, resource)'s newest minute: its series keeps the 48
+        // five-minute periods before its last 120 minutes, and those minutes.
+        let mut head: HashMap<(usize, usize), i64> = HashMap::new();
+        for r in &self.delivered_readings {
+            let minute = (r.ts / 60_000.0).floor() as i64;
+            let h = head.entry((r.meter, r.resource)).or_insert(minute);
+            *h = (*h).max(minute);
+        }
+        let kept = |r: &Reading, step: f64| -> Option<i64> {
+            let k = (r.ts / step).floor() as i64;
+            let h = *head.get(&(r.meter, r.resource))?;
+            let oldest_minute = ((h - 120).div_euclid(5) - 47) * 5;
+            ((r.ts / 60_000.0).floor() as i64 >= oldest_minute && r.hour >= first_kept).then_some(k)
+        };
+        let mut asks: Vec<(String, Option<usize>, usize, f64)> = Vec::new();
+        for (g, name) in names.iter().enumerate() {
+            let r = self.rng.below(3) as usize;
+            asks.push((format!(r#""group":"{name}""#), None, r, 6.0 * HOUR));
+            let _ = g;
+        }
+        for _ in 0..2 {
+            let m = self.rng.below(self.meters as u64) as usize;
+            let r = self.rng.below(3) as usize;
+            asks.push((format!(r#""meter":"m-{m}""#), Some(m), r, 2.0 * HOUR));
+        }
+        for (n, (target, meter, r, span)) in asks.into_iter().enumerate() {
+            let id = 1000 + n;
+            let text = format!(
+                r#"{{"type":"query","query":"series",{target},"resource":"{}","spanMs":{span},"id":{id}}}"#,
+                RESOURCES[r]
+            );
+            let msg: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let out = self.engine.handle(decode_message(&msg, &self.cfg), self.now);
+            let answers: Vec<Value> =
+                out.iter().filter_map(|o| serde_json::to_value(encode(o)).ok()).collect();
+            let Some(ev) = answers.iter().find(|a| a["id"].as_f64() == Some(id as f64)) else {
+                panic!("no answer to {text}: {answers:?}");
+            };
+            if meter.is_some_and(|m| !self.delivered_readings.iter().any(|x| x.meter == m)) {
+                assert_eq!(ev["code"], "unknown_meter", "{ev}");
+                continue;
+            }
+            assert_eq!(ev["type"], "series", "{text}: {ev}");
+            let step = ev["stepMs"].as_f64().unwrap_or(f64::NAN);
+            assert_eq!(step, if span > 2.0 * HOUR { 300_000.0 } else { 60_000.0 });
+            let ts: Vec<f64> =
+                ev["ts"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+            assert_eq!(ts.len() as f64, span / step, "{text}");
+            let gname = names.iter().position(|x| target == format!(r#""group":"{x}""#));
+            let member = |m: usize| match (meter, gname) {
+                (Some(want), _) => m == want,
+                (None, Some(g)) => of.get(&m).is_some_and(|l| l.contains(&g)),
+                _ => false,
+            };
+            // Oracle: bucket start -> (count, sum, min, max, last by ts).
+            let mut want: BTreeMap<i64, (u64, i64, f32, f32, (f64, f32))> = BTreeMap::new();
+            for x in self.delivered_readings.iter().filter(|x| x.resource == r && member(x.meter)) {
+                let Some(k) = kept(x, step) else { continue };
+                let v = x.units as f32;
+                let e = want.entry(k).or_insert((
+                    0,
+                    0,
+                    f32::INFINITY,
+                    f32::NEG_INFINITY,
+                    (f64::MIN, 0.0),
+                ));
+                e.0 += 1;
+                e.1 += x.units;
+                e.2 = e.2.min(v);
+                e.3 = e.3.max(v);
+                // `last` orders by 5 ms ticks, the later arrival on a tie.
+                let tick = (x.ts / 5.0).floor();
+                if tick >= e.4 .0 {
+                    e.4 = (tick, v);
+                }
+            }
+            let col = |name: &str, i: usize| ev[name].get(i).and_then(Value::as_f64);
+            for (i, &t) in ts.iter().enumerate() {
+                let k = (t / step) as i64;
+                // Only kept hours are compared (older ones the rows no longer hold).
+                if ((t / HOUR).floor() as i64) < first_kept {
+                    continue;
+                }
+                let (count, sum, min, max, last) =
+                    want.get(&k).copied().unwrap_or((0, 0, 0.0, 0.0, (0.0, 0.0)));
+                assert_eq!(col("count", i), Some(count as f64), "{text} bucket {t}: count");
+                let got_sum = (col("sum", i).unwrap_or(f64::NAN) * 1000.0).round() as i64;
+                assert_eq!(got_sum, sum, "{text} bucket {t}: sum");
+                if count > 0 {
+                    self.series_buckets += 1;
+                    if t < self.now - 2.0 * HOUR {
+                        self.series_old_buckets += 1;
+                    }
+                    assert_eq!(
+                        col("min", i).map(|x| (x * 1000.0).round()),
+                        Some(f64::from(min).round()),
+                        "{text} min"
+                    );
+                    assert_eq!(
+                        col("max", i).map(|x| (x * 1000.0).round()),
+                        Some(f64::from(max).round()),
+                        "{text} max"
+                    );
+                    if meter.is_some() {
+                        assert_eq!(
+                            col("last", i).map(|x| (x * 1000.0).round()),
+                            Some(f64::from(last.1).round()),
+                            "{text} last"
+                        );
+                    }
+                } else {
+                    assert!(
+                        ev["min"][i].is_null() && ev["last"][i].is_null(),
+                        "{text}: empty bucket {t}"
+                    );
+                }
+            }
+        }
     }
 
     fn step(&mut self) {
@@ -451,6 +586,7 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(150);
     let (mut checks, mut applied, mut multi) = (0u64, 0u64, 0u64);
+    let (mut buckets, mut old) = (0u64, 0u64);
     for seed in 0..n {
         let mut run = Run::new(0x6A0_0000 + seed);
         run.hello();
@@ -463,6 +599,8 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         }
         run.check();
         checks += run.checks;
+        buckets += run.series_buckets;
+        old += run.series_old_buckets;
         if run.engine_map.is_some() {
             applied += 1;
         }
@@ -477,4 +615,8 @@ fn group_totals_equal_the_oracle_through_the_wire() {
     assert!(checks > n * 5, "only {checks} checks");
     assert!(applied > n / 2, "a map applied in only {applied} schedules");
     assert!(multi > n / 4, "multi-membership in only {multi} schedules");
+    assert!(
+        buckets > n * 50 && old > n,
+        "series: {buckets} buckets compared, {old} older than 2 h"
+    );
 }

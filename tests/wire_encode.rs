@@ -68,6 +68,7 @@ fn stats_window_meter() {
             active_alerts: 1,
             stream: None,
             groups: None,
+            series: None,
         }),
         r#"{"type":"stats","v":1,"meters":2,"window":1200,"linearMemoryBytes":65536.0,"engineBytes":1000.0,"readingsIngested":10.0,"readingsRejected":1.0,"evaluations":4.0,"lastTickEvalMs":0.25,"activeAlerts":1}"#,
     );

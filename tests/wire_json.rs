@@ -499,7 +499,8 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "maxBufferedDeltas": 512, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
         "helloTimeoutMs": 5000, "streamSeed": 7, "maxMeterEntities": 9000, "maxNotices": 99,
         "detailCacheSize": 16, "detailTtlMs": 10000, "maxUpdatesPerMessage": 500,
-        "maxGroups": 12, "maxGroupsPerMeter": 3, "groupsRefreshMs": 5000
+        "maxGroups": 12, "maxGroupsPerMeter": 3, "groupsRefreshMs": 5000,
+        "maxSeriesSubscriptions": 5, "maxConcurrentQueries": 3, "seriesChunkMeters": 500
     });
     for (k, v) in stream.as_object().unwrap() {
         all[k] = v.clone();
@@ -570,6 +571,9 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_groups: 12,
         max_groups_per_meter: 3,
         groups_refresh_ms: 5_000.0,
+        max_series_subscriptions: 5,
+        max_concurrent_queries: 3,
+        series_chunk_meters: 500,
     };
     assert_eq!(c, expected);
 }

@@ -146,6 +146,14 @@ pub struct Config {
     pub max_groups_per_meter: u32,
     /// The map is fetched again this often, ms (1,000..=86,400,000).
     pub groups_refresh_ms: f64,
+    /// Series subscriptions, and also cached series answers and queued series
+    /// computations, each at most this many (1..=1,024).
+    pub max_series_subscriptions: u32,
+    /// Series computations running at once, one chunk each per tick (1..=64).
+    pub max_concurrent_queries: u32,
+    /// Meters a series sums per chunk; a larger group is computed over ticks
+    /// (100..=10,000,000).
+    pub series_chunk_meters: u32,
 }
 
 /// Who runs the stream v2 connection.
@@ -260,6 +268,9 @@ impl Default for Config {
             max_groups: 256,
             max_groups_per_meter: 8,
             groups_refresh_ms: 30_000.0,
+            max_series_subscriptions: 32,
+            max_concurrent_queries: 2,
+            series_chunk_meters: 10_000,
         }
     }
 }
@@ -328,6 +339,9 @@ pub struct ConfigPatch {
     pub max_groups: Option<u32>,
     pub max_groups_per_meter: Option<u32>,
     pub groups_refresh_ms: Option<f64>,
+    pub max_series_subscriptions: Option<u32>,
+    pub max_concurrent_queries: Option<u32>,
+    pub series_chunk_meters: Option<u32>,
 }
 
 macro_rules! patch_fields {
@@ -345,6 +359,9 @@ pub const MAX_METERS: u32 = 1 << 24;
 
 /// The memory a wasm32 instance can address: 4 GiB.
 pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
+
+/// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes, a 24-byte head, a 4-byte index entry.
+pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24 + 4;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
 /// (at most 256 bytes) in the table twice with its map slot, and slack.
 pub const METER_FIXED_BYTES: u128 = 2_048;
@@ -432,7 +449,10 @@ impl Config {
             max_updates_per_message,
             max_groups,
             max_groups_per_meter,
-            groups_refresh_ms
+            groups_refresh_ms,
+            max_series_subscriptions,
+            max_concurrent_queries,
+            series_chunk_meters
         );
         c.validate()?;
         Ok(c)
@@ -576,6 +596,15 @@ impl Config {
         if !(self.groups_refresh_ms >= 1_000.0 && self.groups_refresh_ms <= 86_400_000.0) {
             return bad("groupsRefreshMs", "must be in 1000..=86400000");
         }
+        if !(1..=1_024).contains(&self.max_series_subscriptions) {
+            return bad("maxSeriesSubscriptions", "must be in 1..=1024");
+        }
+        if !(1..=64).contains(&self.max_concurrent_queries) {
+            return bad("maxConcurrentQueries", "must be in 1..=64");
+        }
+        if !(100..=10_000_000).contains(&self.series_chunk_meters) {
+            return bad("seriesChunkMeters", "must be in 100..=10000000");
+        }
         if self.feed_url.len() > 2_048 {
             return bad("feedUrl", "must be at most 2048 bytes");
         }
@@ -626,7 +655,10 @@ impl Config {
     /// - groups: per meter its hourly rows (`resources × (historyHours + 2) ×
     ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
-    ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`).
+    ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
+    /// - series: per meter and resource `SERIES_PAIR_BYTES` (buckets, head,
+    ///   index); `maxSeriesSubscriptions` cached answers of at most 120
+    ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
     pub fn worst_case_bytes(&self) -> u128 {
         let n = u128::from;
         let meters = n(self.max_meters)
@@ -644,7 +676,9 @@ impl Config {
         let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
-        meters + tables + channels + held + payload + buckets + groups
+        let series = n(self.max_meters) * (self.resources.len() as u128) * SERIES_PAIR_BYTES
+            + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
+        meters + tables + channels + held + payload + buckets + groups + series
     }
 
     /// The largest `maxStreamKeys` this config's other limits leave room for

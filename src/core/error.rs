@@ -83,6 +83,8 @@ pub enum ErrorCode {
     /// Groups: a group past `maxGroups`, or a meter's membership past
     /// `maxGroupsPerMeter`, in a `/groups` map; the rest of the map applies.
     GroupLimit,
+    /// series: past `maxSeriesSubscriptions` subscriptions or queued computations.
+    SeriesLimit,
     /// The binding could not convert an outbound message (a bug). Never produced
     /// by the core; the wasm binding posts it.
     Internal,

@@ -11,6 +11,7 @@ pub use super::ledger::event::{
     BucketTotal, Catchup, CatchupBucket, FetchReason, FetchRequest, LedgerCounters, LiveBinding,
     LiveFrame, ResourceTotals, StreamHello, TotalsEvent,
 };
+pub use super::series::{SeriesEvent, SeriesInput, SeriesQuery, SeriesStats};
 pub use super::session::{ConnectionState, ConnectionStatus, SessionInput};
 pub use super::stream::{DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
 
@@ -26,6 +27,10 @@ pub enum Inbound {
     Readings(ReadingBatch),
     /// Ask for something; the answer is one outbound message.
     Query(Query),
+    /// A `query` with an `id`: answered like [`Inbound::Query`], the answer
+    /// (or the error refusing it, when it did not decode) wrapped in
+    /// [`Outbound::Answer`].
+    Asked { id: f64, query: Result<Query, CoreError> },
     /// Forget one meter's samples and alerts, or everything.
     Reset(ResetScope),
     /// The evaluation timer fired. Carries what only the host can measure.
@@ -47,6 +52,8 @@ pub enum Inbound {
     /// A fetched `/groups` map (or its failure), decoded at the edge by
     /// `crate::wire::groups`.
     Groups(GroupsInput),
+    /// The page's `series` subscribe/unsubscribe.
+    Series(SeriesInput),
     /// A `readings` / `live` / `catchup` payload whose page message carried an
     /// `id`: handled as `input`, then answered with [`Outbound::Ack`].
     Acked { id: f64, input: Box<Inbound> },
@@ -120,6 +127,8 @@ pub enum Query {
     Stats,
     /// A `totals` event now.
     Totals,
+    /// A meter's or group's downsampled series.
+    Series(SeriesQuery),
 }
 
 /// What a reset forgets.
@@ -139,6 +148,12 @@ pub enum Outbound {
     Stats(StatsEvent),
     Error(CoreError),
     Warning(WarningEvent),
+    /// The answer to a `query` that carried an `id`: `answer` with that `id`
+    /// on the wire (PROTOCOL.md 2, `query`).
+    Answer {
+        id: f64,
+        answer: Box<Outbound>,
+    },
     /// Answer to `Query::Window`: samples oldest first.
     Window {
         meter: String,
@@ -164,6 +179,8 @@ pub enum Outbound {
     Ack(AckEvent),
     /// Per group totals, rates and alerts (coalesced per flush).
     Groups(GroupsEvent),
+    /// A series answer or subscription update (or `computing`).
+    Series(SeriesEvent),
 }
 
 /// The kinds of anomaly.
@@ -251,6 +268,8 @@ pub struct StatsEvent {
     pub stream: Option<StreamStats>,
     /// The meter → group map's state, once a map fetch was issued.
     pub groups: Option<GroupsStats>,
+    /// The series' counters, once a series was asked for.
+    pub series: Option<SeriesStats>,
 }
 
 /// The stream v2 session's part of `stats` (counts; delta apply time is not

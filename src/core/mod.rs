@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod meters;
 pub mod moments;
 pub mod ring;
+pub mod series;
 pub mod session;
 pub mod stream;
 pub mod windows;
@@ -37,6 +38,7 @@ use groups::Groups;
 use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
 use meters::MeterTable;
+use series::{SeriesBook, SeriesSources};
 use stream::engine::StreamState;
 use windows::Windows;
 
@@ -69,6 +71,7 @@ pub struct Engine {
     stream: StreamState,
     /// The meter → group map and the per group totals.
     groups: Groups,
+    series: SeriesBook,
     out: Vec<Outbound>,
 }
 
@@ -103,6 +106,7 @@ impl Engine {
             next_stats_ms: None,
             memory_guard_fired: false,
             groups: Groups::default(),
+            series: SeriesBook::default(),
             out: Vec::new(),
         }
     }
@@ -156,6 +160,20 @@ impl Engine {
                 self.guard_memory();
             }
             Inbound::Query(q) => self.answer(q, now_ms),
+            Inbound::Asked { id, query: Ok(Query::Series(q)) } => {
+                self.with_series(now_ms, |book, src, out| book.query(q, Some(id), src, out));
+            }
+            Inbound::Asked { id, query } => {
+                let from = self.out.len();
+                match query {
+                    Ok(q) => self.answer(q, now_ms),
+                    Err(e) => self.out.push(Outbound::Error(e)),
+                }
+                let answers: Vec<Outbound> = self.out.drain(from..).collect();
+                for answer in answers {
+                    self.out.push(Outbound::Answer { id, answer: Box::new(answer) });
+                }
+            }
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
@@ -166,10 +184,14 @@ impl Engine {
                 self.flush(now_ms);
                 self.stream_flush();
                 self.groups_flush(now_ms);
+                self.with_series(now_ms, |book, src, out| book.on_flush(src, out));
             }
             Inbound::Stream(input) => self.stream_input(input, now_ms),
             Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
             Inbound::Groups(input) => self.groups.on_input(input, now_ms, &self.cfg, &mut self.out),
+            Inbound::Series(input) => {
+                self.with_series(now_ms, |book, src, out| book.input(input, src, out));
+            }
         }
     }
 
@@ -248,6 +270,7 @@ impl Engine {
         self.groups.on_expired(now_ms, &self.cfg, &mut self.out);
         let active = self.stream.used();
         self.groups.on_timer(now_ms, active, &self.cfg, &mut self.out);
+        self.with_series(now_ms, |book, src, out| book.on_tick(src, out));
         self.guard_memory();
         let due = self.next_stats_ms.is_none_or(|t| now_ms >= t);
         if due {
@@ -266,6 +289,7 @@ impl Engine {
             + self.stream_pending.bytes()
             + self.stream.bytes()
             + self.groups.bytes()
+            + self.series.bytes()
             + std::mem::size_of::<Engine>()
     }
 
@@ -283,7 +307,30 @@ impl Engine {
             active_alerts: self.detector.active_alerts(),
             stream: self.stream_stats(),
             groups: None,
+            series: self.series.stats(self.ledger.meter_hours().series()).used(),
         }
+    }
+
+    /// Runs `f` on the series book with the engine's state it reads.
+    fn with_series(
+        &mut self,
+        now_ms: f64,
+        f: impl FnOnce(&mut SeriesBook, &mut SeriesSources, &mut Vec<Outbound>),
+    ) {
+        let map_version = self.groups.map().version();
+        let (groups, meters) = (&mut self.groups, &self.meters);
+        let mut members = |name: &str| groups.members(meters, name);
+        let rows = self.ledger.meter_hours();
+        let mut src = SeriesSources {
+            slab: rows.series(),
+            rows_missed_hour: rows.missed_through(),
+            meters: &self.meters,
+            map_version,
+            members: &mut members,
+            cfg: &self.cfg,
+            now_ms,
+        };
+        f(&mut self.series, &mut src, &mut self.out);
     }
 
     /// [`Engine::stats`] with the groups' part as of `now_ms`.
@@ -346,6 +393,10 @@ impl Engine {
         let msg = match q {
             Query::Stats => Outbound::Stats(self.stats_at(now_ms)),
             Query::Totals => Outbound::Totals(self.ledger.totals(now_ms, &self.cfg)),
+            Query::Series(q) => {
+                self.with_series(now_ms, |book, src, out| book.query(q, None, src, out));
+                return;
+            }
             Query::Window { meter } => match self.meters.get(&meter) {
                 Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
                 None => unknown_meter(&meter),

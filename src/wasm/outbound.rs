@@ -6,7 +6,8 @@
 //! its samples become one `Float64Array` (copied out of wasm memory once), whose
 //! buffer the worker transfers instead of cloning.
 
-use crate::core::event::Outbound;
+use crate::core::event::{Outbound, SeriesEvent};
+use crate::core::series::SeriesBody;
 use crate::wire;
 use js_sys::{Float64Array, Object, Reflect};
 use serde::Serialize;
@@ -25,8 +26,15 @@ pub(crate) struct Posted {
 /// Converts one output. Never fails: a conversion error (a bug) becomes an
 /// `error` message with code `internal`.
 pub(crate) fn to_js(out: &Outbound) -> Posted {
-    if let Outbound::Window { meter, values } = out {
-        return window(meter, values);
+    match out {
+        Outbound::Window { meter, values } => return window(None, meter, values),
+        Outbound::Series(e) => return series(e, None),
+        Outbound::Answer { id, answer } => match answer.as_ref() {
+            Outbound::Window { meter, values } => return window(Some(*id), meter, values),
+            Outbound::Series(e) => return series(e, Some(*id)),
+            _ => {}
+        },
+        _ => {}
     }
     match wire::encode(out).serialize(&SERIALIZER) {
         Ok(message) => Posted { message, transfer: None },
@@ -39,16 +47,51 @@ pub(crate) fn to_js_array(outs: &[Outbound]) -> js_sys::Array {
     outs.iter().map(|o| to_js(o).message).collect()
 }
 
-fn window(meter: &str, values: &[f64]) -> Posted {
+fn window(id: Option<f64>, meter: &str, values: &[f64]) -> Posted {
     let samples = Float64Array::from(values);
     let buffer: JsValue = samples.buffer().into();
-    let msg = object(&[
-        ("type", "window".into()),
-        ("v", 1.into()),
-        ("meter", meter.into()),
-        ("values", samples.into()),
-    ]);
+    let mut fields = vec![("type", "window".into()), ("v", 1.into())];
+    if let Some(id) = id {
+        fields.push(("id", id.into()));
+    }
+    fields.push(("meter", meter.into()));
+    fields.push(("values", samples.into()));
+    let msg = object(&fields);
     Posted { message: msg, transfer: Some(buffer) }
+}
+
+/// A `series` message: the scalar fields through the one wire shape, the six
+/// arrays as `Float64Array` views of one buffer, which the worker transfers.
+fn series(e: &SeriesEvent, id: Option<f64>) -> Posted {
+    let shape = wire::WireOut::Series(wire::SeriesOut { event: e, id, arrays: false });
+    let message = match shape.serialize(&SERIALIZER) {
+        Ok(m) => m,
+        Err(err) => return Posted { message: internal_error(&format!("{err}")), transfer: None },
+    };
+    let SeriesBody::Data { data, .. } = &e.body else {
+        return Posted { message, transfer: None };
+    };
+    let n = data.ts.len();
+    let [sum, min, max, last] = wire::series_columns(data);
+    let all = Float64Array::new_with_length((n * 6) as u32);
+    let buffer = all.buffer();
+    for (k, (name, col)) in [
+        ("ts", &data.ts),
+        ("count", &data.count),
+        ("sum", &sum),
+        ("min", &min),
+        ("max", &max),
+        ("last", &last),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let view =
+            Float64Array::new_with_byte_offset_and_length(&buffer, (k * n * 8) as u32, n as u32);
+        view.copy_from(col);
+        let _ = Reflect::set(&message, &JsValue::from_str(name), &view);
+    }
+    Posted { message, transfer: Some(buffer.into()) }
 }
 
 /// `{ type: 'error', v: 1, code: 'internal', message }`.

@@ -16,6 +16,7 @@ export type ErrorCode =
   | "unknown_resource" | "late_reading" | "out_of_memory"
   | "bad_channel" | "buffer_limit" | "credit_overrun" | "unexpected_op" | "bad_snapshot"
   | "fatal_close" | "not_subscribed" | "entity_limit" | "detail_limit" | "group_limit"
+  | "series_limit"
   /** The binding could not convert an outbound message (a bug; please report it). */
   | "internal";
 
@@ -50,6 +51,8 @@ export interface MeterflowConfig {
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
   /** Meter groups (PROTOCOL.md, `groups`). */
   maxGroups?: number; maxGroupsPerMeter?: number; groupsRefreshMs?: number;
+  /** Series (PROTOCOL.md, `series`). */
+  maxSeriesSubscriptions?: number; maxConcurrentQueries?: number; seriesChunkMeters?: number;
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */
@@ -62,8 +65,16 @@ export interface LiveMessage { type: "live"; v?: 1; data: string | BinaryPayload
 export interface CatchupMessage { type: "catchup"; v?: 1; data: string | BinaryPayload; sentAt?: number; receivedAt?: number; id?: number; }
 export interface ConfigMessage { type: "config"; v?: 1; config: MeterflowConfig; }
 export type QueryMessage =
-  | { type: "query"; v?: 1; query: "stats" | "totals" }
-  | { type: "query"; v?: 1; query: "window" | "meter"; meter: string };
+  | { type: "query"; v?: 1; id?: number; query: "stats" | "totals" }
+  | { type: "query"; v?: 1; id?: number; query: "window" | "meter"; meter: string }
+  | ({ type: "query"; v?: 1; id?: number; query: "series" } & SeriesSpec);
+/** What a series is of: exactly one of `meter` and `group`. */
+export type SeriesSpec = ({ meter: string; group?: never } | { group: string; meter?: never }) & {
+  resource: string; spanMs?: number; resolution?: "1m" | "5m";
+};
+export type SeriesControlMessage =
+  | ({ type: "series"; v?: 1; op: "subscribe"; sub: string } & SeriesSpec)
+  | { type: "series"; v?: 1; op: "unsubscribe"; sub: string };
 export interface ResetMessage { type: "reset"; v?: 1; meter?: string; }
 export type SessionMessage =
   | { type: "session"; v?: 1; op: "start"; channels?: string[] }
@@ -81,7 +92,7 @@ export interface FetchedMessage {
 }
 export type PageMessage =
   | ReadingsMessage | LiveMessage | CatchupMessage | ConfigMessage | QueryMessage | ResetMessage
-  | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage;
+  | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage | SeriesControlMessage;
 
 // ---- worker -> page (section 4) ----
 
@@ -97,7 +108,7 @@ export interface AnomalyMessage {
 }
 export interface ClearedMessage { type: "cleared"; v: 1; meter: string; kind: AnomalyKind; at: number; }
 export interface StatsMessage {
-  type: "stats"; v: 1; meters: number; window: number; linearMemoryBytes: number;
+  type: "stats"; v: 1; id?: number; meters: number; window: number; linearMemoryBytes: number;
   engineBytes: number; readingsIngested: number; readingsRejected: number;
   evaluations: number; lastTickEvalMs: number; activeAlerts: number;
   /** Stream delta arrival in the worker → the `totals`/`meters` message showing it,
@@ -109,6 +120,12 @@ export interface StatsMessage {
   stream?: StreamStats;
   /** Present once the session was used or a group map applied. */
   groups?: GroupsStats;
+  /** Present once a series was asked for or held. */
+  series?: SeriesStats;
+}
+export interface SeriesStats {
+  cacheHits: Total; recomputes: Total; chunks: Total; queueDepth: number;
+  subscriptions: number; pairs: Total; bytesPerPair: number; missed: Total;
 }
 /** The meter → group map's state in `stats`. */
 export interface GroupsStats {
@@ -125,11 +142,11 @@ export interface StreamStats {
 }
 /** Milliseconds, timed by the worker (`performance.now()`). */
 export interface Timing { p50: number; p95: number; p99: number; max: number; samples: number; }
-export interface ErrorMessage { type: "error"; v: 1; code: ErrorCode; message: string; position?: number; }
+export interface ErrorMessage { type: "error"; v: 1; id?: number; code: ErrorCode; message: string; position?: number; }
 export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
-export interface WindowMessage { type: "window"; v: 1; meter: string; values: Float64Array; }
+export interface WindowMessage { type: "window"; v: 1; id?: number; meter: string; values: Float64Array; }
 export interface MeterMessage {
-  type: "meter"; v: 1; meter: string; count: number; mean: number; variance: number;
+  type: "meter"; v: 1; id?: number; meter: string; count: number; mean: number; variance: number;
   skewness: number; excessKurtosis: number; lastTs: number; alerts: AnomalyKind[];
   /** The meter's current anomaly score in [0, 1] (DETECTION.md, "Score"). */
   score: number;
@@ -149,7 +166,7 @@ export interface LedgerCounters {
   gaps: Total; fetches: Total;
 }
 export interface TotalsMessage {
-  type: "totals"; v: 1; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
+  type: "totals"; v: 1; id?: number; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
   currentHour: number; resources: ResourceTotals[]; counters: LedgerCounters;
 }
 export type FetchReason =
@@ -194,11 +211,22 @@ export interface GroupsMessage {
   type: "groups"; v: 1; version: Total | null; currentHour: number; completeFrom: number | null;
   groups: GroupTotals[]; unassigned: GroupTotals;
 }
+/** A series answer (arrays are views of one transferred buffer; empty buckets
+ *  have count 0 and NaN min/max/last), or `computing` while a large group is summed. */
+export type SeriesMessage =
+  | {
+      type: "series"; v: 1; id?: number; sub?: string; meter?: string; group?: string;
+      resource: string; resolution: "1m" | "5m"; stepMs: number; from: number; to: number;
+      ts: Float64Array; count: Float64Array; sum: Float64Array; min: Float64Array;
+      max: Float64Array; last: Float64Array; sourceWatermark: number | null;
+      incomplete: boolean; cached: boolean;
+    }
+  | { type: "series"; v: 1; id?: number; sub?: string; state: "computing"; retryAfterMs: number };
 export type WorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage
   | WarningMessage | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
   | ConnectMessage | SendMessage | CloseMessage | StreamFetchMessage | ConnectionMessage
-  | MetersMessage | NoticesMessage | DetailMessage | AckMessage | GroupsMessage;
+  | MetersMessage | NoticesMessage | DetailMessage | AckMessage | GroupsMessage | SeriesMessage;
 
 /** What `startOnPort` drives: a `MessagePort`, a `Worker`, a worker's global scope. */
 export interface MessagePortLike {

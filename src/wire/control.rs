@@ -13,6 +13,7 @@ use super::{binary, check_payload_size, json, Arrival, Envelope};
 use crate::core::config::{Config, ConfigPatch, ResourceSpec, Transport};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Query, ResetScope};
+use crate::core::series::{Resolution, SeriesInput, SeriesQuery, SeriesTarget, MAX_SPAN_MS};
 
 /// Decodes one page message. Never panics: anything undecodable becomes
 /// `Inbound::Rejected(err)`.
@@ -52,7 +53,18 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
             Some(c) => decode_config(c).map(Inbound::Config),
             None => Err(bad_field("config: missing")),
         },
-        "query" => query(obj).map(Inbound::Query),
+        "query" => {
+            let q = query(obj);
+            match obj.get("id") {
+                None | Some(Value::Null) => q.map(Inbound::Query),
+                // An answer to a query with an `id` carries it, even when the query is refused.
+                Some(v) => {
+                    let id = ack_id(v.as_f64())?;
+                    Ok(Inbound::Asked { id, query: q })
+                }
+            }
+        }
+        "series" => series_message(obj),
         "session" => super::stream::session_message(obj),
         "rendered" => super::stream::rendered_message(obj),
         "socket" => super::stream::socket_message(obj, cfg),
@@ -152,10 +164,56 @@ fn query(obj: &Map<String, Value>) -> Result<Query, CoreError> {
             "totals" => Ok(Query::Totals),
             "window" => Ok(Query::Window { meter: meter()? }),
             "meter" => Ok(Query::Meter { meter: meter()? }),
-            _ => Err(bad_field("query: must be one of stats, totals, window, meter")),
+            "series" => series_query(obj).map(Query::Series),
+            _ => Err(bad_field("query: must be one of stats, totals, window, meter, series")),
         },
         Some(_) => Err(bad_field("query: must be a string")),
         None => Err(bad_field("query: missing")),
+    }
+}
+
+/// The fields of a `series` query or subscription (PROTOCOL.md 2, `series`).
+fn series_query(obj: &Map<String, Value>) -> Result<SeriesQuery, CoreError> {
+    let text = |f: &str| match obj.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad_field(format!("{f}: must be a string"))),
+    };
+    let target = match (text("meter")?, text("group")?) {
+        (Some(m), None) => SeriesTarget::Meter(m),
+        (None, Some(g)) => SeriesTarget::Group(g),
+        _ => return Err(bad_field("series: exactly one of `meter` and `group` is required")),
+    };
+    let resource = text("resource")?.ok_or_else(|| bad_field("resource: missing"))?;
+    let span_ms = match obj.get("spanMs") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|x| x.is_finite() && *x > 0.0 && *x <= MAX_SPAN_MS)
+                .ok_or_else(|| bad_field("spanMs: must be a number in (0, 21600000] (6 h)"))?,
+        ),
+    };
+    let resolution = match text("resolution")?.as_deref() {
+        None => None,
+        Some("1m") => Some(Resolution::Minute),
+        Some("5m") => Some(Resolution::FiveMinutes),
+        Some(_) => return Err(bad_field("resolution: must be \"1m\" or \"5m\"")),
+    };
+    Ok(SeriesQuery { target, resource, span_ms, resolution })
+}
+
+/// A `series` message: subscribe or unsubscribe.
+fn series_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+    let sub = match obj.get("sub") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
+        _ => return Err(bad_field("sub: must be a string of 1..=256 bytes")),
+    };
+    match obj.get("op").and_then(Value::as_str) {
+        Some("subscribe") => {
+            Ok(Inbound::Series(SeriesInput::Subscribe { sub, query: series_query(obj)? }))
+        }
+        Some("unsubscribe") => Ok(Inbound::Series(SeriesInput::Unsubscribe { sub })),
+        _ => Err(bad_field("op: must be \"subscribe\" or \"unsubscribe\"")),
     }
 }
 
@@ -302,6 +360,9 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxGroupsPerMeter" => max_groups_per_meter: uint,
             "groupsRefreshMs" => groups_refresh_ms: float,
             "maxUpdatesPerMessage" => max_updates_per_message: uint,
+            "maxSeriesSubscriptions" => max_series_subscriptions: uint,
+            "maxConcurrentQueries" => max_concurrent_queries: uint,
+            "seriesChunkMeters" => series_chunk_meters: uint,
         );
     }
     Ok(p)

@@ -42,6 +42,8 @@ use crate::core::event::{Inbound, Outbound};
 
 pub use control::{decode_config, decode_message};
 pub use out::WireOut;
+#[cfg(target_arch = "wasm32")]
+pub(crate) use out::{series_columns, SeriesOut};
 pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
 
 /// The protocol version this crate speaks.

@@ -15,8 +15,9 @@ use crate::core::event::{
     MeterSnapshot, Outbound, ResourceTotals, StatsEvent, TotalsEvent, WarningEvent,
 };
 use crate::core::event::{ConnectionStatus, DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
-use crate::core::event::{GroupTotals, GroupsEvent, GroupsStats};
+use crate::core::event::{GroupTotals, GroupsEvent, GroupsStats, SeriesEvent, SeriesStats};
 use crate::core::hlc::Hlc;
+use crate::core::series::{SeriesBody, SeriesTarget};
 
 /// Largest integer a JS number carries exactly, 2^53 − 1.
 pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
@@ -47,6 +48,7 @@ pub enum WireOut<'a> {
     Detail(DetailOut<'a>),
     Ack(AckOut),
     Groups(GroupsOut<'a>),
+    Series(SeriesOut<'a>),
 }
 
 /// `v`, first in every body. Bodies are plain structs (never maps, never
@@ -55,15 +57,23 @@ const V: u8 = super::PROTOCOL_VERSION;
 
 /// The wire shape of `out`.
 pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
+    encode_answer(out, None)
+}
+
+/// The wire shape of `out`, carrying the `id` of the query it answers.
+fn encode_answer(out: &Outbound, id: Option<f64>) -> WireOut<'_> {
     match out {
+        Outbound::Answer { id, answer } => encode_answer(answer, Some(*id)),
         Outbound::Anomaly(a) => WireOut::Anomaly(AnomalyOut(a)),
         Outbound::Cleared(c) => WireOut::Cleared(ClearedOut(c)),
-        Outbound::Stats(s) => WireOut::Stats(StatsOut(s)),
-        Outbound::Error(e) => WireOut::Error(ErrorOut(e)),
+        Outbound::Stats(s) => WireOut::Stats(StatsOut(s, id)),
+        Outbound::Error(e) => WireOut::Error(ErrorOut(e, id)),
         Outbound::Warning(w) => WireOut::Warning(WarningOut(w)),
-        Outbound::Window { meter, values } => WireOut::Window(WindowOut { v: V, meter, values }),
-        Outbound::Meter(m) => WireOut::Meter(MeterOut(m)),
-        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t)),
+        Outbound::Window { meter, values } => {
+            WireOut::Window(WindowOut { v: V, id, meter, values })
+        }
+        Outbound::Meter(m) => WireOut::Meter(MeterOut(m, id)),
+        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t, id)),
         Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
         Outbound::Stream(StreamRequest::Connect { url }) => {
             WireOut::Connect(ConnectOut { v: V, url: url.as_deref() })
@@ -93,6 +103,7 @@ pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
             ms: a.ms,
         }),
         Outbound::Groups(g) => WireOut::Groups(GroupsOut(g)),
+        Outbound::Series(e) => WireOut::Series(SeriesOut { event: e, id, arrays: true }),
     }
 }
 
@@ -178,7 +189,7 @@ impl Serialize for ClearedOut<'_> {
 
 /// The `stats` body.
 #[derive(Debug)]
-pub struct StatsOut<'a>(&'a StatsEvent);
+pub struct StatsOut<'a>(&'a StatsEvent, Option<f64>);
 
 impl Serialize for StatsOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -186,6 +197,8 @@ impl Serialize for StatsOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             meters: u32,
             window: u32,
             linear_memory_bytes: f64,
@@ -199,10 +212,13 @@ impl Serialize for StatsOut<'_> {
             stream: Option<StreamStatsOut>,
             #[serde(skip_serializing_if = "Option::is_none")]
             groups: Option<GroupsStatsOut>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            series: Option<SeriesStatsOut>,
         }
         let t = self.0;
         Body {
             v: V,
+            id: self.1,
             meters: t.meters,
             window: t.window,
             linear_memory_bytes: t.linear_memory_bytes,
@@ -231,6 +247,7 @@ impl Serialize for StatsOut<'_> {
                 details_cached: Count(i128::from(s.details_cached)),
             }),
             groups: t.groups.as_ref().map(groups_stats_out),
+            series: t.series.as_ref().map(series_stats_out),
         }
         .serialize(s)
     }
@@ -238,20 +255,23 @@ impl Serialize for StatsOut<'_> {
 
 /// The `error` body: `code`, `message`, `position` when the error is about an item.
 #[derive(Debug)]
-pub struct ErrorOut<'a>(&'a CoreError);
+pub struct ErrorOut<'a>(&'a CoreError, Option<f64>);
 
 impl Serialize for ErrorOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             code: &'static str,
             message: &'b str,
             #[serde(skip_serializing_if = "Option::is_none")]
             position: Option<u32>,
         }
         let e = self.0;
-        Body { v: V, code: e.code.as_str(), message: &e.message, position: e.position }.serialize(s)
+        Body { v: V, id: self.1, code: e.code.as_str(), message: &e.message, position: e.position }
+            .serialize(s)
     }
 }
 
@@ -275,13 +295,15 @@ impl Serialize for WarningOut<'_> {
 #[derive(Serialize, Debug)]
 pub struct WindowOut<'a> {
     v: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<f64>,
     meter: &'a str,
     values: &'a [f64],
 }
 
 /// The `meter` body.
 #[derive(Debug)]
-pub struct MeterOut<'a>(&'a MeterSnapshot);
+pub struct MeterOut<'a>(&'a MeterSnapshot, Option<f64>);
 
 impl Serialize for MeterOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -289,6 +311,8 @@ impl Serialize for MeterOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             meter: &'b str,
             count: u32,
             mean: f64,
@@ -302,6 +326,7 @@ impl Serialize for MeterOut<'_> {
         let m = self.0;
         Body {
             v: V,
+            id: self.1,
             meter: &m.meter,
             count: m.count,
             mean: m.mean,
@@ -318,7 +343,7 @@ impl Serialize for MeterOut<'_> {
 
 /// The `totals` body.
 #[derive(Debug)]
-pub struct TotalsOut<'a>(&'a TotalsEvent);
+pub struct TotalsOut<'a>(&'a TotalsEvent, Option<f64>);
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -400,6 +425,8 @@ impl Serialize for TotalsOut<'_> {
         #[serde(rename_all = "camelCase")]
         struct Body<'b> {
             v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
             hlc: HlcOut,
             node: u32,
             as_of: Option<HlcOut>,
@@ -411,6 +438,7 @@ impl Serialize for TotalsOut<'_> {
         let t = self.0;
         Body {
             v: V,
+            id: self.1,
             hlc: hlc(t.hlc),
             node: t.node,
             as_of: t.as_of.map(hlc),
@@ -721,4 +749,146 @@ impl Serialize for GroupsOut<'_> {
         }
         .serialize(s)
     }
+}
+
+/// `stats.series`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct SeriesStatsOut {
+    cache_hits: Count,
+    recomputes: Count,
+    chunks: Count,
+    queue_depth: u32,
+    subscriptions: u32,
+    pairs: Count,
+    bytes_per_pair: u32,
+    missed: Count,
+}
+
+fn series_stats_out(x: &SeriesStats) -> SeriesStatsOut {
+    SeriesStatsOut {
+        cache_hits: Count(i128::from(x.cache_hits)),
+        recomputes: Count(i128::from(x.recomputes)),
+        chunks: Count(i128::from(x.chunks)),
+        queue_depth: x.queue_depth,
+        subscriptions: x.subscriptions,
+        pairs: Count(i128::from(x.pairs)),
+        bytes_per_pair: x.bytes_per_pair,
+        missed: Count(i128::from(x.missed)),
+    }
+}
+
+/// The `series` body (PROTOCOL.md 4, `series`): the answer, or
+/// `state: "computing"` with `retryAfterMs`. Sums are in resource units;
+/// `min`/`max`/`last` of an empty bucket are NaN (`null` in JSON). With
+/// `arrays` false the six arrays are left out (the binding adds them as typed
+/// arrays on one transferred buffer).
+#[derive(Debug)]
+pub struct SeriesOut<'a> {
+    pub(crate) event: &'a SeriesEvent,
+    pub(crate) id: Option<f64>,
+    pub(crate) arrays: bool,
+}
+
+impl Serialize for SeriesOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Computing<'b> {
+            v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub: Option<&'b str>,
+            state: &'static str,
+            retry_after_ms: f64,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body<'b> {
+            v: u8,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<f64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sub: Option<&'b str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            meter: Option<&'b str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            group: Option<&'b str>,
+            resource: &'b str,
+            resolution: &'static str,
+            step_ms: f64,
+            from: f64,
+            to: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ts: Option<&'b [f64]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            count: Option<&'b [f64]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sum: Option<Vec<f64>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            min: Option<Vec<f64>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            max: Option<Vec<f64>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            last: Option<Vec<f64>>,
+            source_watermark: Option<f64>,
+            incomplete: bool,
+            cached: bool,
+        }
+        let sub = self.event.sub.as_deref();
+        let (d, cached) = match &self.event.body {
+            SeriesBody::Computing { retry_after_ms } => {
+                return Computing {
+                    v: V,
+                    id: self.id,
+                    sub,
+                    state: "computing",
+                    retry_after_ms: *retry_after_ms,
+                }
+                .serialize(s)
+            }
+            SeriesBody::Data { data, cached } => (data, *cached),
+        };
+        let a = self.arrays;
+        let (meter, group) = match &d.target {
+            SeriesTarget::Meter(m) => (Some(m.as_str()), None),
+            SeriesTarget::Group(g) => (None, Some(g.as_str())),
+        };
+        let cols = series_columns(d);
+        Body {
+            v: V,
+            id: self.id,
+            sub,
+            meter,
+            group,
+            resource: &d.resource,
+            resolution: d.resolution.as_str(),
+            step_ms: d.resolution.step_ms(),
+            from: d.from_ms(),
+            to: d.to_ms(),
+            ts: a.then_some(&d.ts[..]),
+            count: a.then_some(&d.count[..]),
+            sum: a.then(|| cols[0].clone()),
+            min: a.then(|| cols[1].clone()),
+            max: a.then(|| cols[2].clone()),
+            last: a.then(|| cols[3].clone()),
+            source_watermark: d.source_watermark,
+            incomplete: d.incomplete,
+            cached,
+        }
+        .serialize(s)
+    }
+}
+
+/// A series' `sum`, `min`, `max`, `last` in resource units (units / 10^decimals).
+pub(crate) fn series_columns(d: &crate::core::series::SeriesData) -> [Vec<f64>; 4] {
+    let scale = 10f64.powi(i32::from(d.decimals));
+    let units = |v: &[f64]| v.iter().map(|x| x / scale).collect::<Vec<f64>>();
+    [
+        d.sum_units.iter().map(|&u| u as f64 / scale).collect(),
+        units(&d.min),
+        units(&d.max),
+        units(&d.last),
+    ]
 }

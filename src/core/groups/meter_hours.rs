@@ -17,6 +17,7 @@
 //!   BINS × 4` bytes per meter, grown with `try_reserve`.
 
 use crate::core::ledger::HOUR_MS;
+use crate::core::series::SeriesSlab;
 
 /// Rate bins per meter: the readings of the last `BINS × BIN_MS` ms.
 pub const BINS: usize = 6;
@@ -42,6 +43,8 @@ pub struct MeterHours {
     missed_through: Option<i64>,
     /// A meter's row could not be grown: its readings are missed (see `missed_through`).
     refused: u64,
+    /// The same readings by minute and five minutes (docs/LEDGER.md "Series").
+    series: SeriesSlab,
 }
 
 impl MeterHours {
@@ -54,6 +57,7 @@ impl MeterHours {
             slots,
             tags: vec![None; resources * slots],
             dirty: vec![false; resources * slots],
+            series: SeriesSlab::new(resources),
             ..Default::default()
         }
     }
@@ -163,6 +167,36 @@ impl MeterHours {
         true
     }
 
+    /// [`MeterHours::add`], and the reading (at `ts_ms`, in a frame stamped
+    /// `stamp_ms`) into the series when the row took it, so that the series'
+    /// sums over an hour equal the row. A reading stamped in an earlier hour
+    /// than its timestamp counts in the stamp's hour (the ledger's rule), so
+    /// the series places it at that hour's last millisecond.
+    #[inline]
+    pub fn add_reading(
+        &mut self,
+        m: u32,
+        r: usize,
+        hour: i64,
+        ts_ms: f64,
+        units: i64,
+        stamp_ms: f64,
+    ) -> bool {
+        if !self.add(m, r, hour, units) {
+            return false;
+        }
+        let ts = ts_ms.min((hour + 1) as f64 * HOUR_MS - 1.0);
+        if !self.series.add(m, r, ts, units, stamp_ms) {
+            self.miss_through(hour);
+        }
+        true
+    }
+
+    /// The per-meter series.
+    pub fn series(&self) -> &SeriesSlab {
+        &self.series
+    }
+
     fn reset_column(&mut self, col: usize, hour: i64) {
         let stride = self.stride();
         for u in self.units.iter_mut().skip(col).step_by(stride.max(1)) {
@@ -233,6 +267,7 @@ impl MeterHours {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.units.capacity() * 8
+            + self.series.bytes()
             + self.counts.capacity() * 4
             + self.tags.capacity() * 16
             + self.dirty.capacity()

@@ -233,6 +233,24 @@ impl Groups {
             + self.totals.capacity() * 8
     }
 
+    /// The members (meter indices) of group `name` in the map in force, or
+    /// `None` if it has no such group.
+    pub fn members(&mut self, meters: &MeterTable, name: &str) -> Option<Vec<u32>> {
+        let g = self.map.names().iter().position(|n| n == name)? as u16;
+        self.resolve(meters);
+        let mut out = Vec::new();
+        for (m, &(s, l)) in self.resolved_at.iter().enumerate() {
+            if self
+                .resolved
+                .get(s as usize..s as usize + l as usize)
+                .is_some_and(|gs| gs.contains(&g))
+            {
+                out.push(m as u32);
+            }
+        }
+        Some(out)
+    }
+
     /// Resolves the groups of meters interned since the last call.
     fn resolve(&mut self, meters: &MeterTable) {
         for m in self.resolved_at.len()..meters.len() {

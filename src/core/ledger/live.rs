@@ -312,7 +312,8 @@ impl Ledger {
                     UNBOUND_KEY => self.meter_hours.miss_through(hour),
                     _ => match self.ids.check((packed >> 8) as usize, id) {
                         IdCheck::New => {
-                            self.meter_hours.add((packed >> 8) as u32, r, hour, units);
+                            let (m, wall) = ((packed >> 8) as u32, stamp.wall_ms as f64);
+                            self.meter_hours.add_reading(m, r, hour, ts, units, wall);
                         }
                         IdCheck::Duplicate => {}
                         IdCheck::Unverifiable => self.meter_hours.miss_through(hour),
@@ -372,7 +373,7 @@ impl Ledger {
                 ));
                 continue;
             }
-            self.meter_hours.add(m, r, hour, units);
+            self.meter_hours.add_reading(m, r, hour, ts, units, stamp.wall_ms as f64);
             held += 1;
             self.counters.live_counted += 1;
             self.dirty = true;

@@ -1,0 +1,370 @@
+//! `SeriesSlab`: every `(meter, resource)` pair's downsampled series over the
+//! 6-hour horizon, in one flat slab of fixed-size buckets.
+//!
+//! Layout (chosen by size, docs/LEDGER.md "Series"): per pair, a ring of 120
+//! one-minute buckets (the last two hours up to the pair's newest minute) and
+//! a ring of 48 five-minute buckets (the four hours before); a minute leaving
+//! the minute ring is folded into its five-minute bucket, so a five-minute
+//! answer combines both rings exactly. 168 buckets × 24 bytes = 4,032 bytes,
+//! plus 24 bytes of head and 4 bytes of index per resource: 4,060 bytes for a
+//! meter of one resource. A pair's rings exist only once it has a reading.
+//!
+//! Invariants:
+//! - `sum` is the exact sum, in integer units of the resource, of the readings
+//!   the ledger counted (each `(meter, id)` once) whose timestamp falls in the
+//!   bucket; `count` is how many. `min`/`max`/`last` are the reading amounts
+//!   in units, rounded to f32 (24-bit mantissa); `last` is the amount of the
+//!   reading with the latest timestamp (`tick`), the later arrival on a tie.
+//! - A reading older than the horizon of its pair, or past
+//!   [`MAX_PER_BUCKET`] in its bucket, is not in the series: it is counted in
+//!   `missed` and its minute is at or before `missed_through`, which makes
+//!   every answer covering it `incomplete`.
+//! - Memory follows the pairs seen, grown with `try_reserve`; a pair refused
+//!   for memory is recorded the same way.
+
+/// One-minute buckets per pair: two hours.
+pub const MINUTES: i64 = 120;
+/// Five-minute buckets per pair, before the minute ring: four hours.
+pub const FIVES: i64 = 48;
+/// Buckets per pair.
+pub const BUCKETS: usize = (MINUTES + FIVES) as usize;
+/// Most readings one bucket counts (its `count` is 16 bits).
+pub const MAX_PER_BUCKET: u16 = u16::MAX;
+/// One minute, ms.
+pub const MINUTE_MS: f64 = 60_000.0;
+/// Ticks (the `last` ordering within a bucket) are 5 ms: a five-minute bucket has 60,000.
+const TICK_MS: f64 = 5.0;
+const NONE: u32 = u32::MAX;
+
+/// One bucket: 24 bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    /// Exact sum of the amounts, integer units.
+    pub sum: i64,
+    /// Smallest amount, units.
+    pub min: f32,
+    /// Largest amount, units.
+    pub max: f32,
+    /// Amount of the latest reading, units.
+    pub last: f32,
+    /// Readings.
+    pub count: u16,
+    /// Time of `last` within the bucket, in 5 ms ticks.
+    pub tick: u16,
+}
+
+impl Bucket {
+    /// No reading.
+    pub const EMPTY: Bucket =
+        Bucket { sum: 0, min: f32::INFINITY, max: f32::NEG_INFINITY, last: 0.0, count: 0, tick: 0 };
+
+    /// Folds `o` (a later stretch of time when `o_later`) into this bucket.
+    /// `false` (nothing changed) if the count would pass [`MAX_PER_BUCKET`].
+    fn merge(&mut self, o: &Bucket, tick: u16) -> bool {
+        if o.count == 0 {
+            return true;
+        }
+        let Some(count) = self.count.checked_add(o.count) else { return false };
+        self.sum = self.sum.saturating_add(o.sum);
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        if self.count == 0 || tick >= self.tick {
+            self.last = o.last;
+            self.tick = tick;
+        }
+        self.count = count;
+        true
+    }
+}
+
+/// Per pair: where its rings stand.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Head {
+    /// The newest minute held (the minute ring holds `(minute - 120, minute]`).
+    minute: i64,
+    /// The slab's change counter when this pair last changed.
+    changed: u64,
+    /// The newest HLC wall (ms) of a frame whose reading this pair holds.
+    watermark: f64,
+}
+
+/// Every pair's series.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesSlab {
+    resources: usize,
+    /// `m * resources + r` -> pair number, or `NONE`.
+    index: Vec<u32>,
+    heads: Vec<Head>,
+    /// `pair * BUCKETS + b`: minute ring `0..120`, five-minute ring `120..168`.
+    buckets: Vec<Bucket>,
+    changes: u64,
+    missed: u64,
+    missed_through: Option<i64>,
+    newest_minute: Option<i64>,
+}
+
+fn minute_of(ts_ms: f64) -> Option<i64> {
+    let m = (ts_ms / MINUTE_MS).floor();
+    (m.is_finite() && m.abs() < 1e13).then_some(m as i64)
+}
+
+impl SeriesSlab {
+    /// Series for `resources` resources.
+    pub fn new(resources: usize) -> SeriesSlab {
+        SeriesSlab { resources, ..Default::default() }
+    }
+
+    /// Pairs with a series.
+    pub fn pairs(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// Readings not in the series (older than the horizon, a full bucket, no memory).
+    pub fn missed(&self) -> u64 {
+        self.missed
+    }
+
+    /// The newest minute a reading of which may be missing from the series.
+    pub fn missed_through(&self) -> Option<i64> {
+        self.missed_through
+    }
+
+    /// The newest minute any reading fell in.
+    pub fn newest_minute(&self) -> Option<i64> {
+        self.newest_minute
+    }
+
+    /// Bumped on every change: a cache keyed on it is fresh while it stands.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.index.capacity() * 4
+            + self.heads.capacity() * std::mem::size_of::<Head>()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+
+    /// Bytes a pair takes (its buckets and head), and an index entry per resource of a meter.
+    pub fn bytes_per_pair(&self) -> usize {
+        BUCKETS * std::mem::size_of::<Bucket>() + std::mem::size_of::<Head>()
+    }
+
+    fn miss(&mut self, minute: i64) {
+        self.missed += 1;
+        self.missed_through = self.missed_through.max(Some(minute));
+    }
+
+    fn pair(&mut self, m: usize, r: usize, minute: i64) -> Option<usize> {
+        let at = m.checked_mul(self.resources)?.checked_add(r)?;
+        if let Some(&p) = self.index.get(at) {
+            if p != NONE {
+                return Some(p as usize);
+            }
+        } else {
+            let more = at + 1 - self.index.len();
+            self.index.try_reserve(more).ok()?;
+            self.index.resize(at + 1, NONE);
+        }
+        let p = self.heads.len();
+        let p32 = u32::try_from(p).ok().filter(|&x| x != NONE)?;
+        self.heads.try_reserve(1).ok()?;
+        self.buckets.try_reserve(BUCKETS).ok()?;
+        self.heads.push(Head { minute, changed: 0, watermark: f64::NEG_INFINITY });
+        self.buckets.resize(self.buckets.len() + BUCKETS, Bucket::EMPTY);
+        if let Some(x) = self.index.get_mut(at) {
+            *x = p32;
+        }
+        Some(p)
+    }
+
+    /// Adds one counted reading: meter `m`, resource `r`, reading time `ts_ms`,
+    /// `units` (integer units), from a frame stamped at HLC wall `stamp_ms`.
+    /// `false` if the series cannot hold it (recorded as missed).
+    pub fn add(&mut self, m: u32, r: usize, ts_ms: f64, units: i64, stamp_ms: f64) -> bool {
+        let Some(t) = minute_of(ts_ms) else { return false };
+        if r >= self.resources {
+            return false;
+        }
+        let Some(p) = self.pair(m as usize, r, t) else {
+            self.miss(t);
+            return false;
+        };
+        let head = self.heads.get(p).map_or(t, |h| h.minute);
+        if t > head {
+            self.advance(p, head, t);
+        }
+        let head = head.max(t);
+        let (slot, tick) = if t > head - MINUTES {
+            let within = ts_ms - t as f64 * MINUTE_MS;
+            (t.rem_euclid(MINUTES) as usize, (within / TICK_MS) as u16)
+        } else {
+            let q = t.div_euclid(5);
+            let oldest = (head - MINUTES).div_euclid(5) - (FIVES - 1);
+            if q < oldest {
+                self.miss(t);
+                return false;
+            }
+            let within = ts_ms - (q * 5) as f64 * MINUTE_MS;
+            ((MINUTES + q.rem_euclid(FIVES)) as usize, (within / TICK_MS) as u16)
+        };
+        let v = units as f32;
+        let one = Bucket { sum: units, min: v, max: v, last: v, count: 1, tick };
+        let ok = self.buckets.get_mut(p * BUCKETS + slot).is_some_and(|b| b.merge(&one, tick));
+        if !ok {
+            self.miss(t);
+            return false;
+        }
+        self.changes += 1;
+        let changes = self.changes;
+        if let Some(h) = self.heads.get_mut(p) {
+            h.changed = changes;
+            h.watermark = h.watermark.max(stamp_ms);
+        }
+        self.newest_minute = self.newest_minute.max(Some(t));
+        true
+    }
+
+    /// Moves pair `p`'s newest minute from `h0` to `h1`: the minutes leaving
+    /// the minute ring fold into their five-minute buckets (a five-minute
+    /// bucket starts empty at its period's first minute), and the minute
+    /// slots they free start empty.
+    fn advance(&mut self, p: usize, h0: i64, h1: i64) {
+        let base = p * BUCKETS;
+        let Some(ring) = self.buckets.get_mut(base..base + BUCKETS) else { return };
+        let first = (h0 - MINUTES + 1).max((h1 - MINUTES - 5 * FIVES + 1).div_euclid(5) * 5);
+        for t in first..=h1 - MINUTES {
+            let q = t.div_euclid(5);
+            let five = (MINUTES + q.rem_euclid(FIVES)) as usize;
+            if t.rem_euclid(5) == 0 {
+                if let Some(b) = ring.get_mut(five) {
+                    *b = Bucket::EMPTY;
+                }
+            }
+            if t <= h0 {
+                let slot = t.rem_euclid(MINUTES) as usize;
+                let Some(mb) = ring.get(slot).copied() else { continue };
+                // Ticks of the minute, as 5 ms ticks of its five-minute period.
+                let offset = (t - q * 5) as u16 * (MINUTE_MS / TICK_MS) as u16;
+                let tick = offset.saturating_add(mb.tick);
+                if let Some(b) = ring.get_mut(five) {
+                    // Two full minutes cannot pass the bound unless the period
+                    // already holds as many: then the minute's readings are missed.
+                    if !b.merge(&Bucket { tick, ..mb }, tick) {
+                        self.missed += u64::from(mb.count);
+                        self.missed_through = self.missed_through.max(Some(t));
+                    }
+                }
+            }
+        }
+        for t in (h0 + 1).max(h1 - MINUTES + 1)..=h1 {
+            if let Some(b) = ring.get_mut(t.rem_euclid(MINUTES) as usize) {
+                *b = Bucket::EMPTY;
+            }
+        }
+        if let Some(h) = self.heads.get_mut(p) {
+            h.minute = h1;
+        }
+    }
+
+    /// Pair `(m, r)`'s bucket for one step: a minute (`five == false`) or the
+    /// five-minute period `k` (minutes `5k..5k+5`). `None` if the pair has no
+    /// series; an empty bucket if the step is outside what it holds.
+    pub fn bucket(&self, m: usize, r: usize, k: i64, five: bool) -> Option<Bucket> {
+        let p = *self.index.get(m * self.resources + r).filter(|&&p| p != NONE)? as usize;
+        let head = self.heads.get(p)?.minute;
+        let ring = self.buckets.get(p * BUCKETS..(p + 1) * BUCKETS)?;
+        let minute = |t: i64| -> Option<&Bucket> {
+            (t <= head && t > head - MINUTES).then(|| ring.get(t.rem_euclid(MINUTES) as usize))?
+        };
+        if !five {
+            return Some(minute(k).copied().unwrap_or(Bucket::EMPTY));
+        }
+        let newest_five = (head - MINUTES).div_euclid(5);
+        let mut b = if k <= newest_five && k > newest_five - FIVES {
+            ring.get((MINUTES + k.rem_euclid(FIVES)) as usize).copied().unwrap_or(Bucket::EMPTY)
+        } else {
+            Bucket::EMPTY
+        };
+        for i in 0..5 {
+            if let Some(mb) = minute(k * 5 + i) {
+                let tick = (i as u16 * 12_000).saturating_add(mb.tick);
+                // Within the bound: a period's minutes fold into it without passing it,
+                // or else were missed already.
+                b.merge(&Bucket { tick, ..*mb }, tick);
+            }
+        }
+        Some(b)
+    }
+
+    /// Pair `(m, r)`'s change counter and watermark, if it has a series.
+    pub fn source(&self, m: usize, r: usize) -> Option<(u64, f64)> {
+        let p = *self.index.get(m * self.resources + r).filter(|&&p| p != NONE)? as usize;
+        self.heads.get(p).map(|h| (h.changed, h.watermark))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: f64 = 29_401_080.0 * MINUTE_MS; // a minute divisible by 5
+
+    #[test]
+    fn minutes_fold_into_fives_exactly() {
+        let mut s = SeriesSlab::new(2);
+        // One reading per minute for 6 hours, amount = minute number.
+        for k in 0..360i64 {
+            assert!(s.add(3, 1, T0 + k as f64 * MINUTE_MS + 1000.0, k, 1.0));
+        }
+        let head = (T0 / MINUTE_MS) as i64 + 359;
+        // Minutes of the last two hours are held one by one.
+        for k in 240..360 {
+            let b = s.bucket(3, 1, (T0 / MINUTE_MS) as i64 + k, false);
+            assert_eq!(b.map(|b| (b.count, b.sum)), Some((1, k)));
+        }
+        // Every five-minute period of the 6 hours sums its five minutes.
+        for q in 0..72i64 {
+            let k = head.div_euclid(5) - 71 + q;
+            let b = s.bucket(3, 1, k, true).unwrap_or(Bucket::EMPTY);
+            let first = k * 5 - (T0 / MINUTE_MS) as i64;
+            assert_eq!((b.count, b.sum), (5, (first..first + 5).sum()), "period {q}");
+            assert_eq!(
+                (b.min, b.max, b.last),
+                (first as f32, (first + 4) as f32, (first + 4) as f32)
+            );
+        }
+        assert_eq!(s.missed(), 0);
+        // A reading older than the horizon is missed, never silently dropped.
+        assert!(!s.add(3, 1, T0 - 10.0 * MINUTE_MS, 1, 1.0));
+        assert_eq!(s.missed(), 1);
+        assert!(s.bucket(3, 0, head, false).is_none(), "resource 0 has no series");
+    }
+
+    #[test]
+    fn late_readings_fold_in_and_last_is_latest_timestamp() {
+        let mut s = SeriesSlab::new(1);
+        let t = T0 + 3.0 * 3_600_000.0;
+        assert!(s.add(0, 0, t + 30_000.0, 7, 1.0));
+        assert!(s.add(0, 0, t + 10_000.0, 2, 2.0)); // late, earlier: not last
+        let b = s.bucket(0, 0, (t / MINUTE_MS) as i64, false).unwrap_or(Bucket::EMPTY);
+        assert_eq!((b.count, b.sum, b.min, b.max, b.last), (2, 9, 2.0, 7.0, 7.0));
+        // A late reading 3 hours back lands in its five-minute bucket.
+        assert!(s.add(0, 0, t - 3.0 * 3_600_000.0 + 61_000.0, 5, 3.0));
+        let k = ((t - 3.0 * 3_600_000.0) / MINUTE_MS) as i64 / 5;
+        assert_eq!(s.bucket(0, 0, k, true).map(|b| (b.count, b.sum)), Some((1, 5)));
+        assert_eq!(s.source(0, 0).map(|x| x.1), Some(3.0));
+    }
+
+    #[test]
+    fn a_long_silence_empties_the_rings() {
+        let mut s = SeriesSlab::new(1);
+        assert!(s.add(0, 0, T0, 4, 1.0));
+        assert!(s.add(0, 0, T0 + 7.0 * 3_600_000.0, 1, 1.0));
+        let k = (T0 / MINUTE_MS) as i64;
+        assert_eq!(s.bucket(0, 0, k, true).map(|b| b.count), Some(0));
+        assert_eq!(std::mem::size_of::<Bucket>(), 24);
+        assert!(s.bytes_per_pair() + 4 <= 4096);
+    }
+}
