@@ -87,7 +87,7 @@ export class SeriesChart {
           cursor: { show: true, drag: { x: false, y: false } },
           scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
           axes: [
-            { stroke: '#3b4252' },
+            { stroke: '#3b4252', values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) },
             { stroke: '#3b4252', label: `${u} per bucket`, size: 70, values: (_u, splits) => splits.map((s) => s.toLocaleString()) },
           ],
           series: [

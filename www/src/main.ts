@@ -280,6 +280,9 @@ async function start(): Promise<void> {
     markDirty();
   });
   client.on('error', (e) => {
+    // An error carrying an `id` answers that request: its caller (e.g. the
+    // series panel, which shows the reason) has it as a rejection.
+    if (typeof (e as { id?: unknown }).id === 'number') return;
     if (series?.absorbs(e)) return;
     if (e.code === 'worker_failed') store.dispatch(workerFailed({ reason: e.message }));
     store.dispatch(errorReported({ code: e.code, message: e.message, at: Date.now() }));

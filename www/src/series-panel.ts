@@ -14,6 +14,8 @@ export type SeriesState = 'idle' | 'loading' | 'computing' | 'ready' | 'unavaila
 
 /** How long the first answer (or a `computing` note) may take before the panel gives up (ms). */
 export const SERIES_TIMEOUT_MS = 8_000;
+/** A refused series (e.g. a group before the worker has the group map) is asked again after this (ms). */
+export const SERIES_RETRY_MS = 5_000;
 
 const $ = (id: string): HTMLElement => {
   const e = document.getElementById(id);
@@ -143,10 +145,17 @@ export class SeriesPanel {
       if (gen !== this.gen) return;
       this.progress.seriesComputing(null);
       const code = e instanceof MeterflowClientError ? e.code : '';
-      if (code === 'timeout' || code === 'bad_field' || code === 'unknown_type') this.unavailable();
-      else {
+      const message = e instanceof Error ? e.message : String(e);
+      // A worker without series: no answer, or its decoder refuses the query itself.
+      if (code === 'timeout' || code === 'unknown_type' || (code === 'bad_field' && message.startsWith('query:'))) {
+        this.unavailable();
+      } else {
+        // Refused for this target (unknown group or meter yet, a limit): say why, ask again later.
         this.state = 'failed';
-        this.message = e instanceof Error ? e.message : String(e);
+        this.message = `${code ? `${code}: ` : ''}${message}`;
+        setTimeout(() => {
+          if (gen === this.gen) this.request();
+        }, SERIES_RETRY_MS);
       }
       this.changed();
     });
