@@ -137,3 +137,47 @@ test('credit: the page acknowledges exactly the frames it rendered, per channel'
   c.delivered('notices', 1.5);
   assert.deepEqual(c.take(8), [['totals', 8], ['notices', 8]], 'a count that is not a whole number is not trusted');
 });
+
+test('series: 1 m buckets up to 2 h and 5 m beyond; empty buckets are gaps, not zeros; the caption says incomplete and the watermark', async () => {
+  const series = await import(`${dir}series.js`);
+  assert.deepEqual(series.SPANS_MS.map(series.resolutionFor), ['1m', '1m', '5m']);
+  assert.equal(series.resolutionFor(7_200_001), '5m');
+  const f = (a) => new Float64Array(a);
+  const s = {
+    type: 'series', v: 1, resource: 'water', resolution: '1m', stepMs: 60_000, from: 0, to: 180_000,
+    ts: f([0, 60_000, 120_000]), count: f([2, 0, 1]), sum: f([5, 0, 1.5]), min: f([2, NaN, 1.5]), max: f([3, NaN, 1.5]), last: f([3, NaN, 1.5]),
+    sourceWatermark: 1_764_064_860_000, incomplete: true, cached: false,
+  };
+  assert.deepEqual(series.chartColumns(s), [[0, 60, 120], [5, null, 1.5], [2, null, 1.5], [3, null, 1.5]]);
+  const c = series.seriesCaption(s);
+  assert.equal(c.incomplete, true);
+  assert.match(c.text, /1 min buckets · 2 of 3 with data · data up to .+ · ◐ incomplete/);
+  assert.match(series.seriesCaption({ ...s, sourceWatermark: null, incomplete: false, resolution: '5m' }).text, /^5 min buckets .* no data yet$/);
+});
+
+test('progress: bootstrap counts channels snapshotted of those subscribed; downloads by bytes of Content-Length; each item goes when done', async () => {
+  const { Progress, MAX_DOWNLOADS_SHOWN } = await import(`${dir}progress.js`);
+  const p = new Progress();
+  assert.deepEqual(p.items(), []);
+  p.bootstrap(['totals', 'meters.north', 'meters.south']);
+  p.snapshotted('meters.north');
+  p.snapshotted('meters.north');
+  p.snapshotted('not-subscribed');
+  assert.deepEqual(p.items().map((i) => [i.key, i.value, i.max, i.detail]), [['bootstrap', 1, 3, '1 of 3 channels snapshotted (3 subscribed)']]);
+  p.download({ key: '/catchup?from=0#1', path: '/catchup?from=0', received: 512 * 1024, total: 2 * 1024 * 1024, done: false });
+  assert.deepEqual(p.items().at(-1).detail, '512 KB of 2 MB');
+  assert.equal(p.items().at(-1).label, 'Catch-up');
+  p.snapshotted('totals');
+  p.snapshotted('meters.south');
+  assert.equal(p.bootstrapping, false);
+  p.download({ key: '/catchup?from=0#1', path: '/catchup?from=0', received: 2 * 1024 * 1024, total: 2 * 1024 * 1024, done: true });
+  assert.deepEqual(p.items(), [], 'gone when done');
+  for (let i = 0; i < MAX_DOWNLOADS_SHOWN + 2; i++) p.download({ key: `k${i}`, path: '/snapshot-v2?channel=x', received: 1, total: null, done: false });
+  const items = p.items();
+  assert.equal(items.length, MAX_DOWNLOADS_SHOWN + 1, 'bounded: the rest are counted in one item');
+  assert.equal(items.at(-1).detail, '2 more');
+  p.seriesComputing({ label: 'group north, water, 6 h', retryAfterMs: 250 });
+  assert.match(p.items().at(-1).detail, /computing, next answer in about 250 ms/);
+  p.seriesComputing(null);
+  assert.equal(p.items().some((i) => i.key === 'series'), false);
+});
