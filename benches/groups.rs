@@ -13,6 +13,15 @@
 //!   (2,500 at 10,000 readings/s and 250 ms), is the groups' flush cost per
 //!   reading.
 //!
+//! - `groups/rows_add_series/1000`: `MeterHours::add_reading`, the rows and
+//!   the series (docs/LEDGER.md "Series") for the same readings: its
+//!   difference to `rows_add` is the series' per-reading cost.
+//! - `series/group_5m_6h/fresh` and `series/group_5m_6h/recomputed`: a 6-hour
+//!   5-minute series query (through the wire: `decode_message` → engine) for
+//!   a group of all 5,000 meters with 6 hours of readings, answered from the
+//!   cache, and summed again after one member's new reading. The memory per
+//!   `(meter, resource)` series is printed.
+//!
 //! Run: `cargo bench --bench groups` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -42,7 +51,8 @@ fn map_json() -> String {
     }
     let body: Vec<String> =
         groups.iter().map(|(g, ms)| format!("\"{g}\":[{}]", ms.join(","))).collect();
-    format!(r#"{{"version":1,"groups":{{{}}}}}"#, body.join(","))
+    let all: Vec<String> = (0..METERS).map(|m| format!("\"meter-{m:05}\"")).collect();
+    format!(r#"{{"version":1,"groups":{{{},"all":[{}]}}}}"#, body.join(","), all.join(","))
 }
 
 struct Feed {
@@ -81,7 +91,7 @@ impl Feed {
             let text = map_json();
             let input = decode_fetched(id, FetchedBody::Text(&text), Arrival::default(), &cfg);
             engine.handle(input, NOW);
-            assert_eq!(engine.groups().map().names().len(), 14);
+            assert_eq!(engine.groups().map().names().len(), 15);
         }
         let frame = LiveFrame {
             epoch: 1,
@@ -158,6 +168,79 @@ fn frame(c: &mut Criterion) {
             }
         })
     });
+    let mut rows = MeterHours::new(3, 6);
+    g.bench_function(BenchmarkId::new("rows_add_series", PER_FRAME), |b| {
+        let mut base = 0usize;
+        let mut t = NOW;
+        b.iter(|| {
+            base = (base + PER_FRAME) % METERS as usize;
+            t += 100.0;
+            for k in 0..PER_FRAME {
+                let m = ((base + k) % METERS as usize) as u32;
+                let units = (k % 900) as i64;
+                black_box(rows.add_reading(m, m as usize % 3, hour, t, units, t));
+            }
+        })
+    });
+    g.finish();
+}
+
+fn series(c: &mut Criterion) {
+    let mut g = c.benchmark_group("series");
+    g.sample_size(30);
+    let mut feed = Feed::new(true);
+    // Six hours of readings, every meter every 5 minutes, oldest first.
+    let end = feed.t;
+    for step in (0..72).rev() {
+        for chunk in 0..METERS as usize / PER_FRAME {
+            feed.next_frame();
+            let f = &mut feed.frame;
+            f.stamp = Hlc { wall_ms: end as u64, counter: (72 - step) * 8 + chunk as u32 };
+            for (k, ts) in f.ts.iter_mut().enumerate() {
+                *ts = end - step as f64 * 300_000.0 - 1_000.0 - k as f64;
+            }
+            feed.engine.handle(Inbound::Live(feed.frame.clone()), end);
+        }
+    }
+    let cfg = Config { max_meters: METERS, ..Config::default() };
+    let q = serde_json::json!({"type":"query","query":"series","group":"all","resource":"energy","spanMs":21_600_000});
+    let out = feed.engine.handle(decode_message(&q, &cfg), end);
+    let stats = feed
+        .engine
+        .handle(decode_message(&serde_json::json!({"type":"query","query":"stats"}), &cfg), end);
+    for o in stats {
+        if let Outbound::Stats(s) = o {
+            if let Some(x) = s.series {
+                eprintln!(
+                    "series: {} (meter, resource) pairs, {} bytes per pair (+4 per meter and resource of index); first answer {:?}",
+                    x.pairs,
+                    x.bytes_per_pair,
+                    out.first().map(|o| matches!(o, Outbound::Series(_)))
+                );
+            }
+        }
+    }
+    g.bench_function(BenchmarkId::new("group_5m_6h", "fresh"), |b| {
+        b.iter(|| black_box(feed.engine.handle(decode_message(&q, &cfg), end)))
+    });
+    g.bench_function(BenchmarkId::new("group_5m_6h", "recomputed"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                feed.next_frame();
+                feed.frame.keys.truncate(1);
+                feed.frame.ids.truncate(1);
+                feed.frame.ts.truncate(1);
+                feed.frame.amounts.truncate(1);
+                feed.engine.handle(Inbound::Live(feed.frame.clone()), feed.t);
+                let input = decode_message(&q, &cfg);
+                let t = Instant::now();
+                black_box(feed.engine.handle(input, feed.t));
+                total += t.elapsed();
+            }
+            total
+        })
+    });
     g.finish();
 }
 
@@ -183,5 +266,5 @@ fn flush(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frame, flush);
+criterion_group!(benches, frame, flush, series);
 criterion_main!(benches);

@@ -38,6 +38,8 @@ const NAMES: [&str; 9] =
 type MapBody = Vec<(String, Vec<usize>)>;
 /// `(group, resource, hour) -> total`.
 type Totals = BTreeMap<(String, String, i64), i64>;
+/// A series bucket: count, sum, min, max, (tick, amount) of the last.
+type OracleBucket = (u64, i64, f32, f32, (f64, f32));
 
 #[derive(Clone, Debug)]
 struct Reading {
@@ -480,7 +482,7 @@ impl Run {
                 _ => false,
             };
             // Oracle: bucket start -> (count, sum, min, max, last by ts).
-            let mut want: BTreeMap<i64, (u64, i64, f32, f32, (f64, f32))> = BTreeMap::new();
+            let mut want: BTreeMap<i64, OracleBucket> = BTreeMap::new();
             for x in self.delivered_readings.iter().filter(|x| x.resource == r && member(x.meter)) {
                 let Some(k) = kept(x, step) else { continue };
                 let v = x.units as f32;
