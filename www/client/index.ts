@@ -4,12 +4,16 @@
 //   mf.on('totals', (t) => ...);               // typed per event
 //   const ack = await mf.post({ type: 'readings', data }, [data]);
 //   const stats = await mf.query({ query: 'stats' });
-//   mf.rendered('totals', 1);                  // credit after a render
+//   const s = await mf.series({ group: 'north', resource: 'electricity' });
+//   const stop = mf.subscribeSeries('north-el', { group: 'north', resource: 'electricity' });
+//   mf.on('series', (s) => ...);               // subscription updates, `computing` notes
+//   mf.rendered('totals', t.frames);           // credit: exactly the deltas rendered
 //   mf.close();
 //
 // `post` and `query` give each message an `id`; the worker answers a posted
 // payload with `{ type: 'ack', id, accepted, refused, ms }` and a query with
-// its answer carrying the same `id`. At most `maxPending` of them wait at
+// its answer carrying the same `id` (an answer is matched by `id`, never by
+// its type: a periodic `stats` has none). At most `maxPending` of them wait at
 // once; past that `post`/`query` reject with `pending_limit` (the caller is
 // posting faster than the worker answers: back off) rather than queue without
 // bound. With `transport: 'page'` the client also runs the page transport
@@ -23,20 +27,26 @@ import type {
   ClientWorkerMessage,
   ConnectionMessage,
   DetailMessage,
+  ErrorCode,
   ErrorMessage,
   MeterMessage,
   MetersMessage,
   NoticesMessage,
   ReadyMessage,
+  SeriesComputing,
+  SeriesData,
+  SeriesMessage,
+  SeriesSpec,
   StatsMessage,
-  TotalsMessage,
+  TotalsUpdate,
   WarningMessage,
   WindowMessage,
 } from './protocol.js';
-import { PageTransport, type FetchLike, type SocketFactory, type TransportErrorCode } from './transport.js';
+import { PageTransport, type DownloadProgress, type FetchLike, type SocketFactory, type TransportErrorCode } from './transport.js';
 
 export * from './protocol.js';
-export { PageTransport, streamUrl } from './transport.js';
+export { DEFAULT_PROGRESS_MIN_BYTES, PageTransport, streamUrl } from './transport.js';
+export type { DownloadProgress } from './transport.js';
 
 /** The subset of `Worker` the client drives (a fake in unit tests). */
 export interface WorkerLike {
@@ -56,7 +66,7 @@ export type ClientErrorCode = TransportErrorCode | 'worker_failed' | 'pending_li
 /** The events `on` takes, and what each handler receives. */
 export interface ClientEvents {
   ready: ReadyMessage;
-  totals: TotalsMessage;
+  totals: TotalsUpdate;
   anomaly: AnomalyMessage;
   cleared: ClearedMessage;
   connection: ConnectionMessage;
@@ -64,16 +74,31 @@ export interface ClientEvents {
   notices: NoticesMessage;
   detail: DetailMessage;
   stats: StatsMessage;
+  /** Every series message: subscription updates (`sub`), `computing` notes, and answers (which also resolve `series()`). */
+  series: SeriesMessage;
   warning: WarningMessage;
   error: ErrorMessage | ClientError;
+  /** A REST body the page downloads (page transport, and the ledger's catch-ups): bytes of `Content-Length`. */
+  download: DownloadProgress;
 }
 export type ClientEvent = keyof ClientEvents;
 
-export type QueryRequest = { query: 'stats' } | { query: 'totals' } | { query: 'window'; meter: string } | { query: 'meter'; meter: string };
+export type QueryRequest =
+  | { query: 'stats' } | { query: 'totals' } | { query: 'window'; meter: string } | { query: 'meter'; meter: string }
+  | ({ query: 'series' } & SeriesSpec);
 export type QueryAnswer<Q extends QueryRequest> = Q extends { query: 'stats' } ? StatsMessage
-  : Q extends { query: 'totals' } ? TotalsMessage
+  : Q extends { query: 'totals' } ? TotalsUpdate
   : Q extends { query: 'window' } ? WindowMessage
+  : Q extends { query: 'series' } ? SeriesData
   : MeterMessage;
+
+/** Options of one `series()` call. */
+export interface SeriesOptions {
+  /** Each `computing` note the worker sends before the answer (progress); the wait restarts with each. */
+  onComputing?: (note: SeriesComputing) => void;
+  /** Rejects with `timeout` if neither a note nor the answer comes this long (default `answerTimeoutMs`). */
+  timeoutMs?: number;
+}
 
 export interface StartOptions {
   worker: WorkerLike;
@@ -93,6 +118,8 @@ export interface StartOptions {
    * answers cannot hold a pending slot for ever.
    */
   answerTimeoutMs?: number;
+  /** REST bodies at least this large (bytes) are streamed with `download` progress (default 256 KiB). */
+  progressMinBytes?: number;
   /** Seams for tests; default the page's `WebSocket`, `fetch` and `Date.now`. */
   openSocket?: SocketFactory;
   fetch?: FetchLike;
@@ -103,13 +130,19 @@ export const DEFAULT_MAX_PENDING = 1024;
 export const DEFAULT_ANSWER_TIMEOUT_MS = 10_000;
 
 type Handler<E extends ClientEvent> = (message: ClientEvents[E]) => void;
-type Waiter = { resolve: (m: never) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> };
+type Waiter = {
+  resolve: (m: never) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+  timeoutMs: number;
+  onComputing?: (note: SeriesComputing) => void;
+};
 /** The answer types of a query, for matching answers that do not echo the `id`. */
-type QueryKind = 'stats' | 'totals' | 'window' | 'meter';
+type QueryKind = 'stats' | 'totals' | 'window' | 'meter' | 'series';
 
 /** A rejected `post`/`query`, with a stable `code`. */
 export class MeterflowClientError extends Error {
-  constructor(readonly code: ClientErrorCode, message: string) {
+  constructor(readonly code: ClientErrorCode | ErrorCode, message: string) {
     super(message);
     this.name = 'MeterflowClientError';
   }
@@ -159,6 +192,8 @@ export class MeterflowClient {
       fetch: o.fetch ?? ((url) => globalThis.fetch(url)),
       now,
       onError: (code, message) => this.emit('error', { type: 'error', v: 1, code, message, source: 'client' }),
+      onProgress: (p) => this.emit('download', p),
+      progressMinBytes: o.progressMinBytes,
     });
     this.pageOwnsStream = (o.transport ?? 'page') === 'page';
   }
@@ -183,7 +218,29 @@ export class MeterflowClient {
 
   /** Posts a `query` with an `id`; resolves with the answer carrying that `id`. */
   query<Q extends QueryRequest>(q: Q): Promise<QueryAnswer<Q>> {
-    const answer = this.request<QueryAnswer<Q>>({ type: 'query', ...q } as ClientPageMessage);
+    return this.queryWith(q);
+  }
+
+  /**
+   * A series of one meter or group (PROTOCOL.md, "Series"): resolves with the
+   * answer carrying this query's `id`; `computing` notes before it go to
+   * `o.onComputing` (and the `series` event) and restart the wait.
+   */
+  series(spec: SeriesSpec, o: SeriesOptions = {}): Promise<SeriesData> {
+    return this.queryWith({ query: 'series', ...spec } as QueryRequest & { query: 'series' }, o) as Promise<SeriesData>;
+  }
+
+  /**
+   * Subscribes `sub` to a series: its answers and updates come as `series`
+   * events carrying `sub`. Returns the function that unsubscribes.
+   */
+  subscribeSeries(sub: string, spec: SeriesSpec): () => void {
+    this.postRaw({ type: 'series', op: 'subscribe', sub, ...spec });
+    return () => this.postRaw({ type: 'series', op: 'unsubscribe', sub });
+  }
+
+  private queryWith<Q extends QueryRequest>(q: Q, o: SeriesOptions = {}): Promise<QueryAnswer<Q>> {
+    const answer = this.request<QueryAnswer<Q>>({ type: 'query', ...q } as ClientPageMessage, undefined, o);
     const id = this.nextId - 1;
     if (this.waiting.has(id)) {
       let list = this.queries.get(q.query);
@@ -228,6 +285,12 @@ export class MeterflowClient {
   dispatch(raw: unknown): void {
     if (this.closed || typeof raw !== 'object' || raw === null) return;
     const msg = raw as ClientWorkerMessage & { id?: unknown };
+    if (msg.type === 'series' && msg.state === 'computing') {
+      // Not the answer yet: progress, and the wait restarts.
+      if (typeof msg.id === 'number') this.extend(msg.id, msg);
+      this.emit('series', msg);
+      return;
+    }
     if (typeof msg.id === 'number' && this.settle(msg.id, msg)) {
       if (msg.type === 'ack') return;
     } else if (msg.type === 'window' || msg.type === 'meter') {
@@ -268,6 +331,7 @@ export class MeterflowClient {
       case 'stats':
       case 'warning':
       case 'error':
+      case 'series':
         this.emit(msg.type, msg as never);
         return;
       default:
@@ -286,7 +350,7 @@ export class MeterflowClient {
     this.queries.clear();
   }
 
-  private request<T>(message: ClientPageMessage, transfer?: Transferable[]): Promise<T> {
+  private request<T>(message: ClientPageMessage, transfer?: Transferable[], o: SeriesOptions = {}): Promise<T> {
     if (this.closed) return Promise.reject(new MeterflowClientError('closed', 'the client was closed'));
     if (this.waiting.size >= this.maxPending) {
       return Promise.reject(
@@ -294,15 +358,34 @@ export class MeterflowClient {
       );
     }
     const id = this.nextId++;
+    const timeoutMs = o.timeoutMs ?? this.answerTimeoutMs;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (!this.waiting.delete(id)) return;
-        this.forgetQuery(id);
-        reject(new MeterflowClientError('timeout', `no answer from the worker within ${this.answerTimeoutMs} ms`));
-      }, this.answerTimeoutMs);
-      this.waiting.set(id, { resolve: resolve as (m: never) => void, reject, timer });
+      this.waiting.set(id, {
+        resolve: resolve as (m: never) => void, reject, timer: this.expire(id, timeoutMs), timeoutMs, onComputing: o.onComputing,
+      });
       this.postRaw({ ...message, id }, transfer);
     });
+  }
+
+  /** The timer that rejects `id` with `timeout` after `ms`. */
+  private expire(id: number, ms: number): ReturnType<typeof setTimeout> {
+    return setTimeout(() => {
+      const w = this.waiting.get(id);
+      if (!w) return;
+      this.waiting.delete(id);
+      this.forgetQuery(id);
+      w.reject(new MeterflowClientError('timeout', `no answer from the worker within ${ms} ms`));
+    }, ms);
+  }
+
+  /** A `computing` note for `id`: tells its caller, restarts its wait (the note's retry plus the timeout). */
+  private extend(id: number, note: SeriesComputing): void {
+    const w = this.waiting.get(id);
+    if (!w) return;
+    clearTimeout(w.timer);
+    const retry = Number.isFinite(note.retryAfterMs) && note.retryAfterMs > 0 ? Math.min(note.retryAfterMs, 3_600_000) : 0;
+    w.timer = this.expire(id, w.timeoutMs + retry);
+    w.onComputing?.(note);
   }
 
   private settle(id: number, msg: ClientWorkerMessage): boolean {
@@ -311,7 +394,9 @@ export class MeterflowClient {
     this.waiting.delete(id);
     this.forgetQuery(id);
     clearTimeout(w.timer);
-    w.resolve(msg as never);
+    // An `error` carrying the `id` refuses that message: the caller's promise rejects with its code.
+    if (msg.type === 'error') w.reject(new MeterflowClientError(msg.code, msg.message));
+    else w.resolve(msg as never);
     return true;
   }
 

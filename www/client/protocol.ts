@@ -15,6 +15,7 @@ import type {
   MeterflowConfig,
   MeterMessage,
   PageMessage,
+  QueryMessage,
   ReadyMessage,
   StatsMessage,
   TotalsMessage,
@@ -64,7 +65,11 @@ export interface FetchedMessage {
   data?: string | ArrayBuffer; sentAt?: number; receivedAt?: number;
 }
 /** Every message the page may post; each may carry an `id` the worker's `ack` echoes. */
-export type ClientPageMessage = PageMessage | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage;
+/** A `query` carries an `id` its answer echoes (the client always sets one). */
+export type ClientQueryMessage = QueryMessage & { id?: number };
+export type ClientPageMessage =
+  | PageMessage | ClientQueryMessage | SessionMessage | RenderedMessage | SocketMessage | FetchedMessage
+  | SeriesQueryMessage | SeriesSubscribeMessage | SeriesUnsubscribeMessage;
 
 /** The configuration, with the session's transport fields. */
 export interface ClientConfig extends MeterflowConfig {
@@ -91,7 +96,12 @@ export interface MeterRow {
   meter: string; resource: string; ts: number; value: number; status: MeterStatus;
   count: number; total: string;
 }
-export interface MetersMessage { type: 'meters'; v: 1; channel: string; upsert: MeterRow[]; remove: string[]; }
+/**
+ * `frames`: the server deltas of `channel` whose effects this message shows
+ * first (PROTOCOL.md 7); the page acknowledges exactly the sum it rendered.
+ * Absent from workers older than the field.
+ */
+export interface MetersMessage { type: 'meters'; v: 1; channel: string; upsert: MeterRow[]; remove: string[]; frames?: number; }
 export type NoticeSeverity = 'info' | 'warning' | 'critical';
 export interface Notice { id: string; severity: NoticeSeverity; title: string; text: string; fromMs: number; toMs: number; }
 export interface NoticesMessage { type: 'notices'; v: 1; upsert: Notice[]; remove: string[]; }
@@ -99,11 +109,42 @@ export interface DetailMessage { type: 'detail'; v: 1; meter: string; detail: Re
 /** The worker's answer to a page message that carried `id`. */
 export interface AckMessage { type: 'ack'; v: 1; id: number; accepted: number; refused: number; ms: number; }
 
+/**
+ * A `totals` message with the session's fields: `frames` (the `totals`
+ * channel's deltas it shows first, 0 when none) and `id` when it answers a
+ * `query`. Both absent from older workers.
+ */
+export type TotalsUpdate = TotalsMessage & { frames?: number; id?: number };
+
+// ---- series (PROTOCOL.md, "Series") ----
+
+export type SeriesResolution = '1m' | '5m';
+/** Exactly one of `meter` / `group`. */
+export type SeriesTarget = { meter: string; group?: never } | { group: string; meter?: never };
+/** What a series covers: `spanMs` default 2 h, at most 6 h; `resolution` default 1m up to 2 h, 5m beyond. */
+export type SeriesSpec = SeriesTarget & { resource: string; spanMs?: number; resolution?: SeriesResolution };
+export type SeriesQueryMessage = { type: 'query'; v?: 1; query: 'series'; id?: number } & SeriesSpec;
+export type SeriesSubscribeMessage = { type: 'series'; v?: 1; op: 'subscribe'; sub: string } & SeriesSpec;
+export interface SeriesUnsubscribeMessage { type: 'series'; v?: 1; op: 'unsubscribe'; sub: string; }
+/**
+ * A series: one entry per bucket in each array (buffers transferred); an empty
+ * bucket has count 0 and NaN min/max/last.
+ */
+export interface SeriesData {
+  type: 'series'; v?: 1; id?: number; sub?: string; meter?: string; group?: string; resource: string;
+  resolution: SeriesResolution; stepMs: number; from: number; to: number;
+  ts: Float64Array; count: Float64Array; sum: Float64Array; min: Float64Array; max: Float64Array; last: Float64Array;
+  sourceWatermark: number | null; incomplete: boolean; cached: boolean; state?: undefined;
+}
+/** Heavy work is chunked: the answer follows later with the same `id`/`sub`. */
+export interface SeriesComputing { type: 'series'; v?: 1; id?: number; sub?: string; state: 'computing'; retryAfterMs: number; }
+export type SeriesMessage = SeriesData | SeriesComputing;
+
 /** Every message the worker may post, v1 and session. */
 export type ClientWorkerMessage =
   | ReadyMessage | AnomalyMessage | ClearedMessage | StatsMessage | ErrorMessage | WarningMessage
-  | WindowMessage | MeterMessage | TotalsMessage | FetchMessage
+  | WindowMessage | MeterMessage | TotalsUpdate | FetchMessage
   | ConnectRequest | SendRequest | CloseRequest | SessionFetchRequest
-  | ConnectionMessage | MetersMessage | NoticesMessage | DetailMessage | AckMessage;
+  | ConnectionMessage | MetersMessage | NoticesMessage | DetailMessage | AckMessage | SeriesMessage;
 
 export type { BinaryPayload as Payload };

@@ -37,7 +37,23 @@ export type FetchLike = (url: string) => Promise<{
   headers: { get(name: string): string | null };
   text(): Promise<string>;
   arrayBuffer(): Promise<ArrayBuffer>;
+  /** The streamed body, when the platform has one: read chunk by chunk for download progress. */
+  body?: { getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }>; releaseLock?(): void } } | null;
 }>;
+
+/**
+ * One step of a REST download the transport runs (a snapshot, a catch-up, a
+ * detail): bytes received so far and the `Content-Length` (null when the
+ * server did not say); `done` once the whole body is in (or it failed).
+ */
+export interface DownloadProgress {
+  /** A stable key of this download (`<path>#<n>`). */
+  key: string;
+  path: string;
+  received: number;
+  total: number | null;
+  done: boolean;
+}
 
 export interface PageTransportOptions {
   /** Base URL of the feed server, e.g. `http://127.0.0.1:8090` (no trailing slash needed). */
@@ -50,7 +66,17 @@ export interface PageTransportOptions {
   now: () => number;
   /** A transport failure the worker cannot see (a catch-up request that failed). */
   onError: (code: TransportErrorCode, message: string) => void;
+  /** Download progress of each REST body, per chunk (optional). */
+  onProgress?: (p: DownloadProgress) => void;
+  /**
+   * Bodies smaller than this (by `Content-Length`) are read whole, without
+   * progress (default `DEFAULT_PROGRESS_MIN_BYTES`; 0 = every body streamed).
+   */
+  progressMinBytes?: number;
 }
+
+/** Below this a download is too quick to show progress for (bytes). */
+export const DEFAULT_PROGRESS_MIN_BYTES = 256 * 1024;
 
 export type TransportErrorCode = 'catchup_failed' | 'socket_send_failed';
 
@@ -70,9 +96,12 @@ function isBinary(contentType: string | null): boolean {
   return (contentType ?? '').split(';')[0]?.trim() === 'application/octet-stream';
 }
 
+type FetchResponse = Awaited<ReturnType<FetchLike>>;
+
 export class PageTransport {
   private socket: SocketLike | null = null;
   private closed = false;
+  private downloads = 0;
 
   constructor(private readonly o: PageTransportOptions) {}
 
@@ -132,7 +161,7 @@ export class PageTransport {
     const base = { type: 'fetched', requestId: req.requestId, sentAt };
     try {
       const res = await this.o.fetch(new URL(req.path, this.o.feedUrl).toString());
-      const data = isBinary(res.headers.get('content-type')) ? await res.arrayBuffer() : await res.text();
+      const data = await this.body(res, req.path);
       if (this.closed) return;
       const msg = { ...base, ok: res.ok, status: res.status, data, receivedAt: this.o.now() };
       this.o.post(msg, data instanceof ArrayBuffer ? [data] : undefined);
@@ -150,7 +179,7 @@ export class PageTransport {
     const sentAt = this.o.now();
     try {
       const res = await this.o.fetch(u.toString());
-      const data = isBinary(res.headers.get('content-type')) ? await res.arrayBuffer() : await res.text();
+      const data = await this.body(res, `${u.pathname}${u.search}`);
       if (this.closed) return;
       if (!res.ok) {
         // The ledger repeats an unanswered request after fetchRetryMs; say why this one failed.
@@ -162,6 +191,45 @@ export class PageTransport {
     } catch (e) {
       if (!this.closed) this.o.onError('catchup_failed', `GET ${u.pathname}${u.search}: ${String(e)}`);
     }
+  }
+
+  /**
+   * A response body as text or (octet-stream) bytes. With `onProgress` and a
+   * streamed body it is read chunk by chunk, each chunk reported as bytes
+   * received of `Content-Length`; the last report has `done` (also on failure).
+   */
+  private async body(res: FetchResponse, path: string): Promise<string | ArrayBuffer> {
+    const binary = isBinary(res.headers.get('content-type'));
+    const report = this.o.onProgress;
+    const header = res.headers.get('content-length');
+    const length = header === null ? NaN : Number(header);
+    const total = Number.isSafeInteger(length) && length >= 0 ? length : null;
+    const small = total !== null && total < (this.o.progressMinBytes ?? DEFAULT_PROGRESS_MIN_BYTES);
+    const reader = report && !small ? res.body?.getReader() : undefined;
+    if (!report || !reader) return binary ? res.arrayBuffer() : res.text();
+    const key = `${path}#${++this.downloads}`;
+    const chunks: Uint8Array[] = [];
+    let received = 0;
+    report({ key, path, received, total, done: false });
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!value) continue;
+        chunks.push(value);
+        received += value.byteLength;
+        report({ key, path, received, total, done: false });
+      }
+    } finally {
+      report({ key, path, received, total, done: true });
+    }
+    const bytes = new Uint8Array(received);
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.byteLength;
+    }
+    return binary ? bytes.buffer : new TextDecoder().decode(bytes);
   }
 
   /** Closes the socket and ignores answers still in flight. */

@@ -57,3 +57,57 @@ export class BucketChart {
     }
   }
 }
+
+/**
+ * A series (PROTOCOL.md, "Series"): the per-bucket sum as a line, min and max
+ * as thin lines; x in the viewer's time zone. Fed from the transferred typed
+ * arrays (series.ts turns empty buckets into gaps).
+ */
+export class SeriesChart {
+  private plot: uPlot | null = null;
+  private unit = '';
+
+  constructor(private readonly host: HTMLElement) {
+    new ResizeObserver(() => this.plot?.setSize(this.size())).observe(host);
+  }
+
+  private size(): { width: number; height: number } {
+    return { width: Math.max(200, this.host.clientWidth), height: Math.max(140, this.host.clientHeight) };
+  }
+
+  show(columns: uPlot.AlignedData, unit: string): void {
+    if (!this.plot || this.unit !== unit) {
+      this.plot?.destroy();
+      this.unit = unit;
+      const u = unitName(unit);
+      this.plot = new uPlot(
+        {
+          ...this.size(),
+          legend: { show: false },
+          cursor: { show: true, drag: { x: false, y: false } },
+          scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
+          axes: [
+            { stroke: '#3b4252', values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) },
+            { stroke: '#3b4252', label: `${u} per bucket`, size: 70, values: (_u, splits) => splits.map((s) => s.toLocaleString()) },
+          ],
+          series: [
+            {},
+            { label: 'sum', stroke: '#1f5fa8', fill: 'rgba(31, 95, 168, 0.15)', width: 2, spanGaps: false, points: { show: false } },
+            { label: 'min', stroke: '#8a96a8', width: 1, dash: [4, 3], spanGaps: false, points: { show: false } },
+            { label: 'max', stroke: '#b35c00', width: 1, dash: [4, 3], spanGaps: false, points: { show: false } },
+          ],
+        },
+        columns,
+        this.host,
+      );
+    } else {
+      this.plot.setData(columns);
+    }
+  }
+
+  clear(): void {
+    this.plot?.destroy();
+    this.plot = null;
+    this.unit = '';
+  }
+}

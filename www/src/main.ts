@@ -15,15 +15,18 @@
 // `creditWindow` and `rendered=off` (below).
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import { BucketChart } from './chart.js';
+import { Credit } from './credit.js';
+import { Progress } from './progress.js';
+import { SeriesPanel } from './series-panel.js';
 import type { DetailState } from './view.js';
 import { zoneName } from './format.js';
 import { MeterTable, VirtualList } from './meters.js';
 import {
-  anomalyCleared, anomalyDetected, badgesExpired, connectionChanged, errorReported, makeStore, noticesReceived,
+  anomalyCleared, anomalyDetected, clockAdvanced, connectionChanged, errorReported, makeStore, noticesReceived,
   statsReceived, totalsReceived, workerFailed, workerReady, type RootState,
 } from './store.js';
 import {
-  renderConnection, renderDetail, renderFeed, renderMeterRow, renderSide, renderStats, renderTotals,
+  renderConnection, renderDetail, renderDetailBadges, renderFeed, renderMeterRow, renderProgress, renderSide, renderStats, renderTotals,
 } from './view.js';
 import './style.css';
 
@@ -34,6 +37,16 @@ const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
 // purpose; `maxOffsetMs` widens the worker's clock check to match.
 const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
+// Detection settings for a short accelerated run (a demo, the incident test):
+// `baselineReadings` (training length; drift and stuck wait for it),
+// `silentAfterMs` (silence in the worker's own time) and `tickMs` (one
+// evaluation per tick: on accelerated time a shorter tick keeps a few readings
+// per evaluation, as the documented rules assume). DETECTION.md gives the
+// defaults and bounds; the worker refuses a value out of range (bad_config).
+const DETECTION: Record<string, number> = {};
+for (const key of ['baselineReadings', 'silentAfterMs', 'tickMs']) {
+  if (params.has(key)) DETECTION[key] = Number(params.get(key));
+}
 // The session's credit window per channel (default: the worker's), and, for
 // the credit test and for seeing what a stalled page does, `rendered=off`:
 // the page renders but never acknowledges, so the stream stops at the window.
@@ -46,16 +59,28 @@ const GROUPS = ['north', 'south', 'east', 'west', 'centre', 'harbour', 'hills', 
 
 const store = makeStore();
 const meters = new MeterTable();
-/** Delivered updates per channel since the last render: the credit the next render returns. */
-const delivered = new Map<string, number>();
+/** Frames delivered per channel since the last render: the credit the next render returns. */
+const credit = new Credit();
+/** Long work in progress (bootstrap, downloads, series computing). */
+const progress = new Progress();
+let progressShown = -1;
+/** When the session last became `ready` (page time), for ending a bootstrap whose channels stay empty. */
+let readySince: number | null = null;
+/** A bootstrap still short of some channel this long after `ready` is over anyway (an empty channel posts nothing). */
+const BOOTSTRAP_GRACE_MS = 15_000;
 let detail: DetailState = { meter: null, body: null, cached: false, window: null, moments: null };
 let mf: MeterflowClient | null = null;
+let series: SeriesPanel | null = null;
 
 /** For the end-to-end test and for debugging: the store and the client. */
 declare global {
-  interface Window { meterflowDashboard?: { store: typeof store; meters: MeterTable; client: () => MeterflowClient | null; renders: number } }
+  interface Window {
+    meterflowDashboard?: {
+      store: typeof store; meters: MeterTable; client: () => MeterflowClient | null; renders: number; open: (meter: string) => void;
+    };
+  }
 }
-const handle = { store, meters, client: () => mf, renders: 0 };
+const handle = { store, meters, client: () => mf, renders: 0, open: (meter: string) => openDetail(meter) };
 window.meterflowDashboard = handle;
 
 document.getElementById('zone')!.textContent = zoneName();
@@ -103,18 +128,21 @@ function frame(): void {
   document.getElementById('meters-empty')!.hidden = meters.size > 0;
   list.update(meters.ids());
   renderDetail(detail, mf?.sessionActive ?? false);
+  renderDetailBadges(detail.meter, s.anomalies);
+  series?.render();
+  if (progress.version !== progressShown) {
+    progressShown = progress.version;
+    renderProgress(progress.items());
+  }
   handle.renders += 1;
-  // Credit: what was delivered before this render has now been shown.
-  // The worker counts credit in deltas, but a `totals`/`meters` message
-  // coalesces several and does not say how many, so the page cannot count
-  // them: counting messages leaks credit until the channel stalls. Every
-  // delta delivered before this render is drawn by it, so the page
-  // acknowledges up to a whole window for each channel that delivered, and
-  // the worker caps that at what it holds (PROTOCOL.md 7: `frames` beyond the
-  // outstanding deltas return nothing more). A page that does not render
-  // still acknowledges nothing.
-  if (ACK_RENDERS) for (const [channel, messages] of delivered) mf?.rendered(channel, Math.max(messages, CREDIT_ACK));
-  delivered.clear();
+  // Credit: every frame delivered before this render has now been drawn.
+  // Each `meters`/`totals` message says how many server deltas it shows
+  // first (`frames`), so the page acknowledges exactly their sum per channel
+  // (credit.ts; a message without `frames`, from an older worker, falls back
+  // to a whole window, which the worker caps at what it holds). A page that
+  // does not render acknowledges nothing.
+  const acks = credit.take(CREDIT_ACK);
+  if (ACK_RENDERS) for (const [channel, frames] of acks) mf?.rendered(channel, frames);
 }
 
 function renderTabs(s: RootState['telemetry']): void {
@@ -143,6 +171,7 @@ function renderTabs(s: RootState['telemetry']): void {
 
 function openDetail(meter: string): void {
   detail = { meter, body: null, cached: false, window: null, moments: null };
+  series?.showMeter(meter, meters.get(meter)?.resource);
   // The window and moments exist for meters the session's rows feed; without
   // a session a listed meter may be unknown to the worker (unknown_meter).
   if (mf?.sessionActive) {
@@ -167,17 +196,23 @@ async function refreshWindow(meter: string): Promise<void> {
 }
 
 store.subscribe(markDirty);
-// Badge expiry and the reconnect countdown move with time, not with events.
+// The reconnect countdown moves with time, not with events (badges expire
+// with the data clock: `clockAdvanced`).
 setInterval(() => {
-  store.dispatch(badgesExpired({ now: Date.now() }));
+  if (progress.bootstrapping && readySince !== null && Date.now() - readySince >= BOOTSTRAP_GRACE_MS) progress.bootstrapDone();
   if (detail.meter && mf?.sessionActive) void refreshWindow(detail.meter);
   markDirty();
 }, 1000);
 
 // ---- the worker ----------------------------------------------------------------
 
-function count(channel: string): void {
-  delivered.set(channel, (delivered.get(channel) ?? 0) + 1);
+/** A channel's update arrived: its frames count for credit, and it is snapshotted (bootstrap). */
+function count(channel: string, frames: number | undefined): void {
+  credit.delivered(channel, frames);
+  if (progress.bootstrapping) {
+    progress.snapshotted(channel);
+    if (!progress.bootstrapping) progress.bootstrapDone();
+  }
 }
 
 async function start(): Promise<void> {
@@ -193,6 +228,7 @@ async function start(): Promise<void> {
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
       ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS }),
+      ...DETECTION,
       ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },
   });
@@ -204,20 +240,35 @@ async function start(): Promise<void> {
   if (!client) return;
   mf = client;
   store.dispatch(workerReady({ version: client.version }));
+  series = new SeriesPanel(GROUPS, () => mf, progress, markDirty);
   client.on('totals', (t) => {
-    count('totals');
+    count('totals', t.frames);
     store.dispatch(totalsReceived({ totals: t, at: Date.now() }));
+    series?.setResources(t.resources);
+  });
+  client.on('series', (m) => series?.onMessage(m));
+  client.on('download', (p) => {
+    progress.download(p);
+    markDirty();
   });
   client.on('anomaly', (a) => store.dispatch(anomalyDetected({ anomaly: a, at: Date.now() })));
   client.on('cleared', (c) => store.dispatch(anomalyCleared(c)));
   client.on('stats', (s) => store.dispatch(statsReceived(s)));
-  client.on('connection', (c) => store.dispatch(connectionChanged(c)));
+  client.on('connection', (c) => {
+    if (c.state === 'ready') readySince ??= Date.now();
+    else readySince = null;
+    store.dispatch(connectionChanged(c));
+  });
   client.on('notices', (n) => {
-    count('notices');
+    count('notices', undefined);
     store.dispatch(noticesReceived(n));
   });
   client.on('meters', (m) => {
-    count(m.channel);
+    count(m.channel, m.frames);
+    // The data clock (badge expiry): the newest reading time among the rows.
+    let newest = -Infinity;
+    for (const r of m.upsert) if (r.ts > newest) newest = r.ts;
+    if (Number.isFinite(newest) && newest > (store.getState().telemetry.clock ?? -Infinity)) store.dispatch(clockAdvanced({ now: newest }));
     const refused = meters.apply(m);
     if (refused > 0) {
       store.dispatch(errorReported({ code: 'meter_list_full', message: `${refused} new meters not listed: the list holds at most ${meters.maxRows.toLocaleString()}`, at: Date.now() }));
@@ -229,12 +280,20 @@ async function start(): Promise<void> {
     markDirty();
   });
   client.on('error', (e) => {
+    // An error carrying an `id` answers that request: its caller (e.g. the
+    // series panel, which shows the reason) has it as a rejection.
+    if (typeof (e as { id?: unknown }).id === 'number') return;
+    if (series?.absorbs(e)) return;
     if (e.code === 'worker_failed') store.dispatch(workerFailed({ reason: e.message }));
     store.dispatch(errorReported({ code: e.code, message: e.message, at: Date.now() }));
   });
   client.on('warning', (w) => store.dispatch(errorReported({ code: `warning ${w.code}`, message: w.message, at: Date.now() })));
   if (STREAM_V2) {
-    client.send({ type: 'session', op: 'start', channels: ['totals', 'notices', ...GROUPS.map((g) => `meters.${g}`)] });
+    const channels = ['totals', 'notices', ...GROUPS.map((g) => `meters.${g}`)];
+    // Bootstrap progress counts the channels that always post a snapshot
+    // (`notices` may be empty and post nothing).
+    progress.bootstrap(channels.filter((c) => c !== 'notices'));
+    client.send({ type: 'session', op: 'start', channels });
   }
 }
 

@@ -5,7 +5,9 @@
 //
 // Bounded: the anomaly feed keeps `FEED_LIMIT` entries, the error list
 // `ERROR_LIMIT`; a meter's badges are dropped `BADGE_TTL_MS` after its last
-// alert once no alert of it is active. Per-meter rows of the `meters` channel
+// alert once no alert of it is active. That time is the data's clock (the
+// readings' `ts`, which an accelerated feed server runs fast), not the page's:
+// `clock` is the newest reading time seen (anomalies and `meters` rows). Per-meter rows of the `meters` channel
 // live outside the store (meters.ts): tens of thousands of rows do not belong
 // in an immutable tree copied on every update.
 import { configureStore, createSlice, type PayloadAction } from '@reduxjs/toolkit';
@@ -25,7 +27,7 @@ import type {
 export const FEED_LIMIT = 200;
 /** Errors kept for display (every one is counted). */
 export const ERROR_LIMIT = 50;
-/** A meter's badges go this long after its last alert, once none is active (page clock). */
+/** A meter's badges go this long after its last alert, once none is active (data clock, ms). */
 export const BADGE_TTL_MS = 300_000;
 /** Notices kept. */
 export const NOTICE_LIMIT = 100;
@@ -37,9 +39,12 @@ export interface AlertState {
   value: number;
   /** Page time of the last anomaly event of this kind. */
   at: number;
+  /** Reading time (data clock) of that event. */
+  ts: number;
 }
 export interface MeterAlerts {
   kinds: Partial<Record<AnomalyKind, AlertState>>;
+  /** Reading time (data clock) of the meter's last anomaly event. */
   lastAlertAt: number;
 }
 export interface FeedItem {
@@ -65,6 +70,8 @@ export interface TelemetryState {
   /** Page time the last totals message arrived. */
   totalsAt: number | null;
   anomalies: Record<string, MeterAlerts>;
+  /** The data clock: the newest reading time seen (ms), null before any. */
+  clock: number | null;
   /** Every anomaly event since start. */
   alertCount: number;
   feed: FeedItem[];
@@ -80,6 +87,7 @@ const initialState: TelemetryState = {
   totals: null,
   totalsAt: null,
   anomalies: {},
+  clock: null,
   alertCount: 0,
   feed: [],
   connection: null,
@@ -92,6 +100,13 @@ const initialState: TelemetryState = {
 /** Orders HLC stamps: by wall time, then counter. */
 function hlcAfter(a: { wallMs: number; counter: number }, b: { wallMs: number; counter: number }): boolean {
   return a.wallMs > b.wallMs || (a.wallMs === b.wallMs && a.counter > b.counter);
+}
+
+function expire(state: TelemetryState, now: number): void {
+  for (const [meter, m] of Object.entries(state.anomalies)) {
+    const active = Object.values(m.kinds).some((k) => k?.active);
+    if (!active && now - m.lastAlertAt >= BADGE_TTL_MS) delete state.anomalies[meter];
+  }
 }
 
 export const telemetry = createSlice({
@@ -114,9 +129,10 @@ export const telemetry = createSlice({
     anomalyDetected(state, a: PayloadAction<{ anomaly: AnomalyMessage; at: number }>) {
       const { anomaly: m, at } = a.payload;
       state.alertCount += 1;
-      const meter = (state.anomalies[m.meter] ??= { kinds: {}, lastAlertAt: at });
-      meter.kinds[m.kind] = { severity: m.severity, active: true, z: m.z, value: m.value, at };
-      meter.lastAlertAt = at;
+      const meter = (state.anomalies[m.meter] ??= { kinds: {}, lastAlertAt: m.ts });
+      meter.kinds[m.kind] = { severity: m.severity, active: true, z: m.z, value: m.value, at, ts: m.ts };
+      meter.lastAlertAt = Math.max(meter.lastAlertAt, m.ts);
+      if (Number.isFinite(m.ts) && (state.clock === null || m.ts > state.clock)) state.clock = m.ts;
       state.feed.unshift({ key: state.alertCount, meter: m.meter, kind: m.kind, severity: m.severity, z: m.z, value: m.value, ts: m.ts, at });
       if (state.feed.length > FEED_LIMIT) state.feed.length = FEED_LIMIT;
     },
@@ -124,12 +140,16 @@ export const telemetry = createSlice({
       const k = state.anomalies[a.payload.meter]?.kinds[a.payload.kind];
       if (k) k.active = false;
     },
-    /** Drops the badges of meters whose last alert is older than `BADGE_TTL_MS` and none active. */
+    /** Drops the badges of meters whose last alert is `BADGE_TTL_MS` older than `now` (data clock) and none active. */
     badgesExpired(state, a: PayloadAction<{ now: number }>) {
-      for (const [meter, m] of Object.entries(state.anomalies)) {
-        const active = Object.values(m.kinds).some((k) => k?.active);
-        if (!active && a.payload.now - m.lastAlertAt >= BADGE_TTL_MS) delete state.anomalies[meter];
-      }
+      expire(state, a.payload.now);
+    },
+    /** The data clock moved to `now` (a newer reading time; an older one is ignored); expires badges by it. */
+    clockAdvanced(state, a: PayloadAction<{ now: number }>) {
+      const now = a.payload.now;
+      if (!Number.isFinite(now) || (state.clock !== null && now <= state.clock)) return;
+      state.clock = now;
+      expire(state, now);
     },
     connectionChanged(state, a: PayloadAction<ConnectionMessage>) {
       state.connection = a.payload;
@@ -150,7 +170,7 @@ export const telemetry = createSlice({
 });
 
 export const {
-  workerReady, workerFailed, totalsReceived, anomalyDetected, anomalyCleared, badgesExpired,
+  workerReady, workerFailed, totalsReceived, anomalyDetected, anomalyCleared, badgesExpired, clockAdvanced,
   connectionChanged, statsReceived, noticesReceived, errorReported,
 } = telemetry.actions;
 

@@ -6,6 +6,7 @@ import {
   formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatTotal, formatValue, unitName,
 } from './format.js';
 import type { MeterAlerts, TelemetryState } from './store.js';
+import type { ProgressItem } from './progress.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -327,4 +328,34 @@ export function renderMeterRow(row: HTMLElement, m: (MeterRow & { channel: strin
   ];
   cells[5]?.append(...badges(alerts));
   row.replaceChildren(...cells);
+}
+
+// ---- progress ------------------------------------------------------------------
+
+/** The progress strip: one item per piece of long work; hidden when there is none. */
+export function renderProgress(items: ProgressItem[]): void {
+  const host = $('progress');
+  host.hidden = items.length === 0;
+  host.replaceChildren(...items.map((p) => {
+    const li = el('li');
+    li.dataset.key = p.key;
+    li.append(el('span', 'label', p.label));
+    const bar = el('progress');
+    if (p.max !== null) {
+      bar.max = Math.max(1, p.max);
+      bar.value = Math.min(p.value, bar.max);
+    }
+    bar.setAttribute('aria-label', `${p.label}: ${p.detail}`);
+    li.append(bar, el('span', 'detail', p.detail));
+    return li;
+  }));
+}
+
+/** The selected meter's badges, above its detail: gone with the store's entry (300 s after its last alert). */
+export function renderDetailBadges(meter: string | null, anomalies: TelemetryState['anomalies']): void {
+  const host = $('detail-badges');
+  const list = meter ? badges(anomalies[meter]) : [];
+  host.hidden = list.length === 0;
+  host.dataset.meter = meter ?? '';
+  host.replaceChildren(...list);
 }

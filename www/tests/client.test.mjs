@@ -197,6 +197,81 @@ test('an unanswered post or query rejects with timeout and frees its slot', asyn
   assert.throws(() => startMeterflow({ worker: fakeWorker(), answerTimeoutMs: 0 }), RangeError);
 });
 
+test('series: resolved by its id only; computing notes report progress and restart the wait; an error with the id rejects', async () => {
+  const { worker, mf } = await started({ answerTimeoutMs: 60 });
+  const notes = [];
+  const events = [];
+  mf.on('series', (m) => events.push(m.state ?? m.sub ?? 'answer'));
+  const a = mf.series({ group: 'north', resource: 'electricity', spanMs: 3_600_000 }, { onComputing: (n) => notes.push(n.retryAfterMs) });
+  const b = mf.series({ meter: 'm-1', resource: 'water' });
+  const [pa, pb] = worker.posted.slice(-2);
+  assert.deepEqual(pa, { type: 'query', query: 'series', group: 'north', resource: 'electricity', spanMs: 3_600_000, id: pa.id });
+  assert.equal(pb.meter, 'm-1');
+  const bTimedOut = assert.rejects(b, (e) => e.code === 'timeout');
+  // Each note restarts the wait: 3 notes 40 ms apart outlast the 60 ms timeout.
+  for (let i = 0; i < 3; i++) {
+    worker.answer({ type: 'series', id: pa.id, state: 'computing', retryAfterMs: 10 });
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  assert.deepEqual(notes, [10, 10, 10]);
+  assert.equal(mf.pending, 1, 'b timed out, a still waits');
+  await bTimedOut;
+  const arrays = { ts: new Float64Array([0, 60_000]), count: new Float64Array([1, 0]), sum: new Float64Array([2, 0]) };
+  // Another id's answer (or a subscription update) settles nothing.
+  worker.answer({ type: 'series', sub: 's-1', resource: 'electricity', ...arrays });
+  worker.answer({ type: 'series', id: pa.id + 100, resource: 'electricity', ...arrays });
+  assert.equal(mf.pending, 1);
+  worker.answer({ type: 'series', id: pa.id, resource: 'electricity', resolution: '1m', stepMs: 60_000, ...arrays, incomplete: false });
+  const got = await a;
+  assert.deepEqual([got.id, got.sum[0], got.resolution], [pa.id, 2, '1m']);
+  assert.deepEqual(events, ['computing', 'computing', 'computing', 's-1', 'answer', 'answer'], 'every series message is also an event');
+  const c = mf.series({ meter: 'nope', resource: 'gas' });
+  worker.answer({ type: 'error', v: 1, id: worker.posted.at(-1).id, code: 'unknown_meter', message: 'no meter nope' });
+  await assert.rejects(c, (e) => e instanceof MeterflowClientError && e.code === 'unknown_meter');
+  // Subscriptions: subscribe, then the returned function unsubscribes.
+  const stop = mf.subscribeSeries('s-2', { group: 'east', resource: 'gas', resolution: '5m' });
+  assert.deepEqual(worker.posted.at(-1), { type: 'series', op: 'subscribe', sub: 's-2', group: 'east', resource: 'gas', resolution: '5m' });
+  stop();
+  assert.deepEqual(worker.posted.at(-1), { type: 'series', op: 'unsubscribe', sub: 's-2' });
+});
+
+test('stats and totals answers resolve by id, not by type: a periodic one in between settles nothing', async () => {
+  const { worker, mf } = await started();
+  const t = mf.query({ query: 'totals' });
+  const id = worker.posted.at(-1).id;
+  worker.answer({ type: 'totals', v: 1, hlc: { wallMs: 1, counter: 0 }, resources: [], frames: 2 });
+  assert.equal(mf.pending, 1, 'an unasked totals (no id) is no answer');
+  worker.answer({ type: 'totals', v: 1, id, hlc: { wallMs: 2, counter: 0 }, resources: [], frames: 0 });
+  assert.equal((await t).hlc.wallMs, 2);
+});
+
+test('the page transport reports download progress from a streamed body: bytes of Content-Length, then done; small bodies are read whole', async () => {
+  const body = new TextEncoder().encode('{"type":"catchup","v":1}');
+  const parts = [body.slice(0, 5), body.slice(5, 12), body.slice(12)];
+  const fetch = async () => ({
+    ok: true, status: 200,
+    headers: { get: (n) => ({ 'content-type': 'application/json', 'content-length': String(body.length) })[n.toLowerCase()] ?? null },
+    text: async () => { throw new Error('read through the stream, not text()'); },
+    arrayBuffer: async () => { throw new Error('read through the stream'); },
+    body: { getReader: () => ({ read: async () => (parts.length ? { done: false, value: parts.shift() } : { done: true }) }) },
+  });
+  const { worker, mf } = await started({ fetch, progressMinBytes: 0 });
+  const seen = [];
+  mf.on('download', (p) => seen.push([p.received, p.total, p.done]));
+  worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seen, [[0, 24, false], [5, 24, false], [12, 24, false], [24, 24, false], [24, 24, true]]);
+  const posted = worker.posted.find((m) => m.type === 'catchup');
+  assert.equal(posted.data, '{"type":"catchup","v":1}', 'the body arrives whole');
+  // Under progressMinBytes (default 256 KiB) the body is read with text(): no progress.
+  const small = await started({ fetch: async () => ({ ...(await fetch()), text: async () => 'whole' }) });
+  const none = [];
+  small.mf.on('download', (p) => none.push(p));
+  small.worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual([none.length, small.worker.posted.find((m) => m.type === 'catchup')?.data], [0, 'whole']);
+});
+
 test('the page transport runs connect, send and close and reports what the socket did', async () => {
   const sockets = fakeSockets();
   const { worker, mf } = await started({ openSocket: sockets.open });

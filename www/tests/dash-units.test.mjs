@@ -11,8 +11,8 @@ if (!existsSync(`${dir}store.js`)) throw new Error('www/build/src is missing: ru
 const store = await import(`${dir}store.js`);
 const { formatTotal, formatDecimal } = await import(`${dir}format.js`);
 
-const anomaly = (meter, kind, severity = 'warning') => ({
-  type: 'anomaly', v: 1, meter, kind, severity, z: 5, value: 1, mean: 0, std: 1, ts: 0, evaluations: 3,
+const anomaly = (meter, kind, severity = 'warning', ts = 0) => ({
+  type: 'anomaly', v: 1, meter, kind, severity, z: 5, value: 1, mean: 0, std: 1, ts, evaluations: 3,
 });
 
 test('every anomaly event is an anomalyDetected action, seen by middleware, counted and fed', () => {
@@ -31,9 +31,10 @@ test('every anomaly event is an anomalyDetected action, seen by middleware, coun
 
 test('badges go 300 s after the meter\'s last alert, and not while an alert is active', () => {
   const s = store.makeStore();
-  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-1', 'spike', 'critical'), at: 1000 }));
-  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'drift'), at: 1000 }));
-  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'stuck'), at: 50_000 }));
+  // `at` is page time, `ts` the reading's (data clock): expiry follows `ts` only.
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-1', 'spike', 'critical', 1000), at: 7e12 }));
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'drift', 'warning', 1000), at: 7e12 }));
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-2', 'stuck', 'warning', 50_000), at: 7e12 }));
   s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-1', kind: 'spike', at: 2000 }));
   s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-2', kind: 'drift', at: 2000 }));
   s.dispatch(store.badgesExpired({ now: 1000 + store.BADGE_TTL_MS - 1 }));
@@ -45,6 +46,20 @@ test('badges go 300 s after the meter\'s last alert, and not while an alert is a
   s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-2', kind: 'stuck', at: 3000 }));
   s.dispatch(store.badgesExpired({ now: 50_000 + store.BADGE_TTL_MS }));
   assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), []);
+});
+
+test('the data clock, not the page clock, dismisses badges: 300 s of reading time after the last alert', () => {
+  const s = store.makeStore();
+  const t0 = 1_764_064_800_000;
+  s.dispatch(store.anomalyDetected({ anomaly: anomaly('m-1', 'spike', 'critical', t0), at: 5 }));
+  s.dispatch(store.anomalyCleared({ type: 'cleared', v: 1, meter: 'm-1', kind: 'spike', at: t0 + 10_000 }));
+  assert.equal(s.getState().telemetry.clock, t0);
+  s.dispatch(store.clockAdvanced({ now: t0 + store.BADGE_TTL_MS - 1 }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), ['m-1'], 'one ms short of 300 s: kept');
+  s.dispatch(store.clockAdvanced({ now: t0 + 1 }));
+  assert.equal(s.getState().telemetry.clock, t0 + store.BADGE_TTL_MS - 1, 'the clock never goes back');
+  s.dispatch(store.clockAdvanced({ now: t0 + store.BADGE_TTL_MS }));
+  assert.deepEqual(Object.keys(s.getState().telemetry.anomalies), [], '300 s of reading time later: gone');
 });
 
 test('crossing totals messages: the newest worker HLC wins', () => {
@@ -101,4 +116,68 @@ test('the connection pill: catch-ups only, live, reconnecting with countdown, re
   assert.deepEqual(connectionText(conn('stopped', { reason: 'unsupported server version' }), ready, now), { state: 'fatal', text: 'stopped: unsupported server version' });
   assert.deepEqual(connectionText(conn('stopped'), ready, now), { state: 'stopped', text: 'stopped' });
   assert.equal(connectionText(conn('ready'), { ...ready, worker: { state: 'failed', version: '', reason: 'boom' } }, now).state, 'fatal');
+});
+
+test('credit: the page acknowledges exactly the frames it rendered, per channel', async () => {
+  const { Credit } = await import(`${dir}credit.js`);
+  const c = new Credit();
+  c.delivered('totals', 3);
+  c.delivered('meters.north', 2);
+  c.delivered('totals', 0);
+  c.delivered('meters.north', 5);
+  c.delivered('meters.south', 0);
+  assert.deepEqual(c.take(256), [['totals', 3], ['meters.north', 7]], 'sums, and nothing for 0');
+  assert.deepEqual(c.take(256), [], 'taken once');
+  // A message without `frames` (an older worker): that channel falls back to a whole window.
+  c.delivered('meters.east', undefined);
+  c.delivered('meters.east', 4);
+  c.delivered('totals', 1);
+  assert.deepEqual(c.take(256), [['meters.east', 256], ['totals', 1]]);
+  c.delivered('totals', -1);
+  c.delivered('notices', 1.5);
+  assert.deepEqual(c.take(8), [['totals', 8], ['notices', 8]], 'a count that is not a whole number is not trusted');
+});
+
+test('series: 1 m buckets up to 2 h and 5 m beyond; empty buckets are gaps, not zeros; the caption says incomplete and the watermark', async () => {
+  const series = await import(`${dir}series.js`);
+  assert.deepEqual(series.SPANS_MS.map(series.resolutionFor), ['1m', '1m', '5m']);
+  assert.equal(series.resolutionFor(7_200_001), '5m');
+  const f = (a) => new Float64Array(a);
+  const s = {
+    type: 'series', v: 1, resource: 'water', resolution: '1m', stepMs: 60_000, from: 0, to: 180_000,
+    ts: f([0, 60_000, 120_000]), count: f([2, 0, 1]), sum: f([5, 0, 1.5]), min: f([2, NaN, 1.5]), max: f([3, NaN, 1.5]), last: f([3, NaN, 1.5]),
+    sourceWatermark: 1_764_064_860_000, incomplete: true, cached: false,
+  };
+  assert.deepEqual(series.chartColumns(s), [[0, 60, 120], [5, null, 1.5], [2, null, 1.5], [3, null, 1.5]]);
+  const c = series.seriesCaption(s);
+  assert.equal(c.incomplete, true);
+  assert.match(c.text, /1 min buckets · 2 of 3 with data · data up to .+ · ◐ incomplete/);
+  assert.match(series.seriesCaption({ ...s, sourceWatermark: null, incomplete: false, resolution: '5m' }).text, /^5 min buckets .* no data yet$/);
+});
+
+test('progress: bootstrap counts channels snapshotted of those subscribed; downloads by bytes of Content-Length; each item goes when done', async () => {
+  const { Progress, MAX_DOWNLOADS_SHOWN } = await import(`${dir}progress.js`);
+  const p = new Progress();
+  assert.deepEqual(p.items(), []);
+  p.bootstrap(['totals', 'meters.north', 'meters.south']);
+  p.snapshotted('meters.north');
+  p.snapshotted('meters.north');
+  p.snapshotted('not-subscribed');
+  assert.deepEqual(p.items().map((i) => [i.key, i.value, i.max, i.detail]), [['bootstrap', 1, 3, '1 of 3 channels snapshotted (3 subscribed)']]);
+  p.download({ key: '/catchup?from=0#1', path: '/catchup?from=0', received: 512 * 1024, total: 2 * 1024 * 1024, done: false });
+  assert.deepEqual(p.items().at(-1).detail, '512 KB of 2 MB');
+  assert.equal(p.items().at(-1).label, 'Catch-up');
+  p.snapshotted('totals');
+  p.snapshotted('meters.south');
+  assert.equal(p.bootstrapping, false);
+  p.download({ key: '/catchup?from=0#1', path: '/catchup?from=0', received: 2 * 1024 * 1024, total: 2 * 1024 * 1024, done: true });
+  assert.deepEqual(p.items(), [], 'gone when done');
+  for (let i = 0; i < MAX_DOWNLOADS_SHOWN + 2; i++) p.download({ key: `k${i}`, path: '/snapshot-v2?channel=x', received: 1, total: null, done: false });
+  const items = p.items();
+  assert.equal(items.length, MAX_DOWNLOADS_SHOWN + 1, 'bounded: the rest are counted in one item');
+  assert.equal(items.at(-1).detail, '2 more');
+  p.seriesComputing({ label: 'group north, water, 6 h', retryAfterMs: 250 });
+  assert.match(p.items().at(-1).detail, /computing, next answer in about 250 ms/);
+  p.seriesComputing(null);
+  assert.equal(p.items().some((i) => i.key === 'series'), false);
 });

@@ -65,7 +65,15 @@ async function openDashboard(query) {
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
   });
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => {
+    // The page reads REST bodies as a stream (download progress). Chromium
+    // then reports a `no-store` response read to EOF as ERR_ABORTED to the
+    // DevTools protocol although the page got every byte (playwright#42742).
+    // A body that really failed is still caught: the page transport reports
+    // it as a `catchup_failed` error, and the error count must stay 0.
+    if (r.failure()?.errorText === 'net::ERR_ABORTED' && /\/(catchup|snapshot-v2|meters\/)/.test(new URL(r.url()).pathname)) return;
+    problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
   await page.addInitScript(() => {
     window.__csp = [];
@@ -74,7 +82,7 @@ async function openDashboard(query) {
   await page.setViewportSize({ width: 1366, height: 768 });
   const response = await page.goto(new URL(query, feed.url).href);
   assert.equal(response.status(), 200);
-  return { page, problems };
+  return { page, problems, headers: response.headers() };
 }
 
 /**
@@ -142,9 +150,18 @@ function assertExact({ dom, truth: t }) {
 // Catch-ups every 1,300 ms, not a multiple of the server's tick, so the page's
 // catch-ups cannot stay phase-locked just before each tick.
 test('the dashboard shows the server\'s exact totals, without console errors or CSP violations', { timeout: 3 * GUARD_MS }, async () => {
-  const { page, problems } = await openDashboard('?stream=off&catchupMs=1300');
-  const csp = await page.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
-  assert.equal(csp, "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'");
+  const { page, problems, headers } = await openDashboard('?stream=off&catchupMs=1300');
+  // The policy is the server's header (src/feed/http.rs), not a <meta> the page could drop.
+  const csp = headers['content-security-policy'] ?? '';
+  for (const d of ["default-src 'self'", "script-src 'self' 'wasm-unsafe-eval'", "style-src 'self'", "connect-src 'self'"]) {
+    assert.ok(csp.split(';').map((x) => x.trim()).includes(d), `CSP header lacks ${d}: '${csp}'`);
+  }
+  assert.equal(await page.locator('meta[http-equiv="Content-Security-Policy"]').count(), 0, 'no <meta> CSP left');
+  assert.deepEqual(
+    [headers['cross-origin-opener-policy'], headers['cross-origin-embedder-policy']],
+    ['same-origin', 'require-corp'],
+  );
+  assert.equal(await page.evaluate(() => window.crossOriginIsolated), true, 'the page is cross-origin isolated');
   await page.waitForSelector('#worker[data-state="ready"]', { timeout: GUARD_MS });
   await page.waitForSelector('#totals td[data-confirmed="true"]', { timeout: GUARD_MS });
   // Past the first server tick, so there are readings to compare.
