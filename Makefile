@@ -110,11 +110,15 @@ bench-smoke:
 	node www/bench/path-run.mjs --smoke --json "$$(mktemp -d)/path-smoke.json" > /dev/null
 
 # Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
-# table, meterflow beside the plain z-score, on the two-day built-in corpus.
+# table, meterflow beside the plain z-score, on the two-day built-in corpus,
+# keeps it in tests/data/eval/full-seed1.{txt,json} and renders the README's
+# detection table from the JSON (scripts/eval-table.mjs).
 # `eval-smoke` runs the 4-hour corpus and fails on a crash or a drop past the
 # margins of tests/data/eval/baseline.json (quality, not time).
 eval:
-	cargo run --release --bin meterflow -- eval --series
+	cargo run --release --bin meterflow -- eval --series \
+		--write-baseline tests/data/eval/full-seed1.json | tee tests/data/eval/full-seed1.txt
+	node scripts/eval-table.mjs
 
 eval-smoke:
 	cargo test --test eval_smoke -- --nocapture

@@ -9,6 +9,8 @@
 //!   (after training) does alert stuck, at the documented reading;
 //! - on AR(1) noise with φ from 0 to 0.99, drift (and every other kind) stays
 //!   under one false alert per meter-day over many seeds;
+//! - every level incident on an AR(1) meter raises drift, however many came
+//!   before it, and its end raises none;
 //! - every `anomaly` carries a score in [0.5, 1], and `query: "meter"`
 //!   returns the meter's current score in [0, 1].
 
@@ -169,6 +171,50 @@ fn ar1_noise_stays_under_one_false_alert_per_meter_day() {
         total as f64 / meter_days <= 1.0,
         "{total} alerts in {meter_days} meter-days; worst {worst:?}"
     );
+}
+
+#[test]
+fn every_level_incident_alerts_drift_and_its_end_does_not() {
+    // Four level shifts (2 to 3 sd, 20 minutes to 2 hours) on one AR(1) meter,
+    // 2 to 3 hours apart, after training: each must raise drift while it lasts
+    // (or within 2 minutes of its end), and no drift may be raised anywhere
+    // else: an incident must not teach the meter that incidents are normal
+    // (later ones still alert), and a level that returns must not alert as the
+    // baseline closes in on it again. 9 meters: φ 0, 0.5, 0.9 × 3 seeds.
+    let mut missed = Vec::new();
+    let mut outside = Vec::new();
+    for phi in [0.0, 0.5, 0.9] {
+        for seed in 0..3u64 {
+            let mut rng = Rng(seed * 13 + 5);
+            let mut incidents = Vec::new();
+            let mut at = TRAINED + 7_200;
+            for _ in 0..4 {
+                let len = rng.range(2_400.0, 14_400.0) as usize;
+                let k = rng.range(2.0, 3.0) * if rng.chance(0.5) { 1.0 } else { -1.0 };
+                incidents.push((at, at + len, k));
+                at += len + rng.range(14_400.0, 21_600.0) as usize;
+            }
+            let mut xs = ar1(phi, at, &mut rng);
+            for &(from, to, k) in &incidents {
+                for x in &mut xs[from..to] {
+                    *x += 2.0 * k;
+                }
+            }
+            let (_, alerts) = drive(&xs);
+            let drifts = of_kind(&alerts, AnomalyKind::Drift);
+            for &(from, to, _) in &incidents {
+                if !drifts.iter().any(|&i| from <= i && i <= to + 240) {
+                    missed.push((phi, seed, from));
+                }
+            }
+            for &i in &drifts {
+                if !incidents.iter().any(|&(from, to, _)| from <= i && i <= to + 240) {
+                    outside.push((phi, seed, i));
+                }
+            }
+        }
+    }
+    assert!(missed.is_empty() && outside.is_empty(), "missed {missed:?}; outside {outside:?}");
 }
 
 #[test]

@@ -188,7 +188,8 @@ fn burst_pipe_is_a_spike_then_a_drift() {
     // error of the window mean √(var/n) = 100·√(p(1−p))/√1200 ≈ √k/12, grows
     // too: d > 5·√k/12 from k = 26, so the 5th breach in a row is +30 (the
     // learned scale, from a meter of sd 0.01, is far smaller). The exact lines
-    // come from the reference; the alert lasts while the baseline catches up.
+    // come from the reference; the baseline is held while the alert is active,
+    // so the alert lasts as long as the new level does (up to 4 hours).
     let mut rng = Rng(3);
     let step = normal(&mut rng, 1_300, 200.0, 0.01);
     let series = with_history(&mut rng, 100.0, 0.01, step);
@@ -252,11 +253,13 @@ fn stuck_at_zero_is_a_spike_a_drift_then_stuck() {
 /// engine: window moments two-pass from the newest 1,200 readings, the slow
 /// baseline and the learned scale as the documented recurrences (running means
 /// until `baselineReadings` = 7,200 readings are learned, then EWMAs with time
-/// constants 7,200 and 28,800), one evaluation per reading. Returns the drift
+/// constants 7,200 and 28,800; both paused by a drift alert), one evaluation
+/// per reading. Returns the drift
 /// lines the engine must produce, relative to `from`, and each evaluation's z.
 fn reference_drift(xs: &[f64], from: usize) -> (Vec<String>, Vec<f64>) {
     let (mut slow, mut dev2, mut learned) = (0.0f64, 0.0f64, 0u32);
     let (mut run, mut calm, mut active, mut critical) = (0u32, 0u32, false, false);
+    let (mut held, mut quiet) = (0u32, u32::MAX);
     let (mut out, mut zs) = (Vec::new(), vec![0.0; xs.len()]);
     for i in 0..xs.len() {
         let w = &xs[(i + 1).saturating_sub(1_200)..=i];
@@ -295,9 +298,21 @@ fn reference_drift(xs: &[f64], from: usize) -> (Vec<String>, Vec<f64>) {
             critical = true;
             out.push(format!("{k:+} anomaly drift critical {run}"));
         }
+        // While a drift alert is active the slow baseline holds (adopting the
+        // window mean once the alert is 4 · 7,200 readings old) and the scale
+        // is not learned, nor for 7,200 readings after the alert.
+        if active {
+            (held, quiet) = (held + 1, 0);
+        } else {
+            (held, quiet) = (0, quiet.saturating_add(1));
+        }
         let seen = f64::from(learned + 1).min(7_200.0);
-        slow += d / seen;
-        if learned > 0 {
+        if !active {
+            slow += d / seen;
+        } else if held >= 4 * 7_200 {
+            slow = mean;
+        }
+        if learned > 0 && !active && quiet >= 7_200 {
             dev2 += ((d * d).min(limit2) - dev2) / f64::from(learned + 1).min(28_800.0);
         }
         learned += 1;

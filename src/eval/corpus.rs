@@ -118,7 +118,10 @@ impl Incident {
 use Base::*;
 use Incident::*;
 
-/// The corpus: 42 series, 15 of them negative controls (no incident).
+/// The corpus: 52 series, 16 of them negative controls (no incident), and
+/// 4 series per incident class with several incidents each in the full corpus
+/// ([`INCIDENTS_FULL`]), so a class's recall is measured on at least 20
+/// windows. The short corpus has one incident per series.
 pub const SERIES: &[(&str, Base, Option<Incident>)] = &[
     ("ar1-0.00", Ar1(0.0), None),
     ("ar1-0.50", Ar1(0.5), None),
@@ -135,34 +138,53 @@ pub const SERIES: &[(&str, Base, Option<Incident>)] = &[
     ("shift", Shift, None),
     ("sensor-drift", SensorDrift, None),
     ("blips", Blips, None),
+    ("ar1-0.95", Ar1(0.95), None),
     ("ar1-0.00-spike", Ar1(0.0), Some(Spike)),
     ("daily-spike", Daily, Some(Spike)),
     ("counts-spike", Quantised(1.0), Some(Spike)),
+    ("ar1-0.90-spike", Ar1(0.9), Some(Spike)),
     ("ar1-0.90-spike-train", Ar1(0.9), Some(SpikeTrain)),
     ("heavy-tail-spike-train", HeavyTail, Some(SpikeTrain)),
     ("square-spike-train", Square, Some(SpikeTrain)),
+    ("weekly-spike-train", Weekly, Some(SpikeTrain)),
     ("daily-burst", Daily, Some(Burst)),
     ("step-0.1-burst", Quantised(0.1), Some(Burst)),
     ("sparse-burst", Sparse, Some(Burst)),
+    ("ar1-0.99-burst", Ar1(0.99), Some(Burst)),
     ("ar1-0.50-leak", Ar1(0.5), Some(Leak)),
     ("sparse-leak", Sparse, Some(Leak)),
     ("counts-leak", Quantised(1.0), Some(Leak)),
+    ("ar1-0.90-leak", Ar1(0.9), Some(Leak)),
     ("ar1-0.50-stuck", Ar1(0.5), Some(StuckValue)),
     ("daily-stuck", Daily, Some(StuckValue)),
     ("step-0.5-stuck", Quantised(0.5), Some(StuckValue)),
+    ("heavy-tail-stuck", HeavyTail, Some(StuckValue)),
     ("weekly-stuck-zero", Weekly, Some(StuckZero)),
     ("heavy-tail-stuck-zero", HeavyTail, Some(StuckZero)),
     ("ar1-0.99-stuck-zero", Ar1(0.99), Some(StuckZero)),
+    ("counts-stuck-zero", Quantised(1.0), Some(StuckZero)),
     ("ar1-0.00-dropout", Ar1(0.0), Some(Dropout)),
     ("square-dropout", Square, Some(Dropout)),
     ("daily-dropout", Daily, Some(Dropout)),
+    ("sparse-dropout", Sparse, Some(Dropout)),
     ("ar1-0.90-drift", Ar1(0.9), Some(Drift)),
     ("weekly-drift", Weekly, Some(Drift)),
     ("shift-drift", Shift, Some(Drift)),
+    ("ar1-0.50-drift", Ar1(0.5), Some(Drift)),
     ("ar1-0.00-variance", Ar1(0.0), Some(Variance)),
     ("step-0.1-variance", Quantised(0.1), Some(Variance)),
     ("daily-variance", Daily, Some(Variance)),
+    ("heavy-tail-variance", HeavyTail, Some(Variance)),
 ];
+
+/// Incidents per incident series in the full corpus: 4 series × 6 = 24
+/// windows per class. Each sits at a random point of its own slot of the
+/// series after the first two hours, so incidents fall at every time of day
+/// and on both days, at least about 3.8 hours apart.
+pub const INCIDENTS_FULL: usize = 6;
+/// Readings before the first incident's slot in the full corpus (2 hours:
+/// the meter's training, `baselineReadings` = 1 hour, and as much again).
+const LEAD_FULL: usize = 2 * 3_600 * 2;
 
 /// Every series of the corpus for `seed`.
 pub fn generate(seed: u64, len: Length) -> Vec<Series> {
@@ -296,43 +318,64 @@ fn series(
     let n = len.readings();
     let start = len.start_ms();
     let sd = scale(base);
-    let at = (rng.range(0.30, 0.55) * n as f64) as usize;
-    let spike_k = rng.range(8.0, 14.0);
-    // The incident's readings [at, end), and what it adds at reading i.
-    let end = at
-        + match incident {
-            None => 0,
-            Some(Spike) => 3,
-            Some(SpikeTrain) => 4 * 40 + 3,
-            Some(Burst) => len.span(30.0),
-            Some(Leak) => len.span(120.0),
-            Some(StuckValue | StuckZero) => 1_200,
-            Some(Dropout) => 600,
-            Some(Drift) => len.span(90.0),
-            Some(Variance) => 1_200,
-        };
     let ramp = len.span(60.0) as f64;
+    // The incidents: readings [at, end) each, with their own size `k` (in sd).
+    let slots = match (incident, len) {
+        (None, _) => Vec::new(),
+        (Some(_), Length::Short) => vec![(0, n)],
+        (Some(_), Length::Full) => {
+            let slot = (n - LEAD_FULL) / INCIDENTS_FULL;
+            (0..INCIDENTS_FULL).map(|j| (LEAD_FULL + j * slot, slot)).collect()
+        }
+    };
+    let mut incidents: Vec<(usize, usize, f64)> = Vec::with_capacity(slots.len());
+    for (from, slot) in slots {
+        let at = match len {
+            Length::Short => (rng.range(0.30, 0.55) * n as f64) as usize,
+            Length::Full => from + (rng.range(0.05, 0.45) * slot as f64) as usize,
+        };
+        let k = match incident {
+            Some(Spike | SpikeTrain) => rng.range(8.0, 14.0),
+            Some(Burst) => rng.range(4.0, 8.0),
+            Some(Leak) => rng.range(1.0, 1.5),
+            Some(Drift) => rng.range(3.0, 5.0),
+            Some(Variance) => rng.range(4.0, 6.0),
+            _ => 0.0,
+        };
+        let end = at
+            + match incident {
+                None => 0,
+                Some(Spike) => 3,
+                Some(SpikeTrain) => 4 * 40 + 3,
+                Some(Burst) => len.span(30.0),
+                Some(Leak) => len.span(120.0),
+                Some(StuckValue | StuckZero) => 1_200,
+                Some(Dropout) => 600,
+                Some(Drift) => len.span(90.0),
+                Some(Variance) => 1_200,
+            };
+        incidents.push((at, end, k));
+    }
     let mut st = BaseState::default();
     let (mut t_ms, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut stuck_at = 0.0;
     for i in 0..n {
         let t = start + i as f64 * CADENCE_MS;
         let mut x = base_value(base, t, rng, &mut st);
-        let inside = incident.is_some() && (at..end).contains(&i);
+        let current = incidents.iter().find(|(at, end, _)| (*at..*end).contains(&i));
         let extra_noise = rng.normal();
-        if inside {
+        if let Some(&(at, _, k)) = current {
             x += match incident {
-                Some(Spike) => spike_k * sd,
-                Some(SpikeTrain) if (i - at) % 40 < 3 => spike_k * sd,
-                Some(Burst) => 6.0 * sd,
-                Some(Leak) => sd,
-                Some(Drift) => 4.0 * sd * ((i - at) as f64 / ramp).min(1.0),
-                Some(Variance) => 24f64.sqrt() * sd * extra_noise,
+                Some(Spike) => k * sd,
+                Some(SpikeTrain) if (i - at) % 40 < 3 => k * sd,
+                Some(Burst | Leak) => k * sd,
+                Some(Drift) => k * sd * ((i - at) as f64 / ramp).min(1.0),
+                Some(Variance) => (k * k - 1.0).sqrt() * sd * extra_noise,
                 _ => 0.0,
             };
         }
         let mut x = quantise(base, x);
-        if inside {
+        if let Some(&(at, _, _)) = current {
             match incident {
                 Some(StuckValue) if i == at => stuck_at = values.last().copied().unwrap_or(x),
                 Some(Dropout) => continue,
@@ -349,11 +392,14 @@ fn series(
     }
     let windows = match incident {
         None => Vec::new(),
-        Some(inc) => vec![Window {
-            start_ms: start + at as f64 * CADENCE_MS,
-            end_ms: start + (end - 1) as f64 * CADENCE_MS + AFTER_MS,
-            class: inc.class().to_string(),
-        }],
+        Some(inc) => incidents
+            .iter()
+            .map(|&(at, end, _)| Window {
+                start_ms: start + at as f64 * CADENCE_MS,
+                end_ms: start + (end - 1) as f64 * CADENCE_MS + AFTER_MS,
+                class: inc.class().to_string(),
+            })
+            .collect(),
     };
     Series { name: name.to_string(), t_ms, values, windows }
 }
@@ -410,6 +456,23 @@ mod tests {
         // Quantised meters are on their step.
         let q = by_name("step-0.5").map(|s| s.values.iter().all(|v| (v * 2.0).fract() == 0.0));
         assert_eq!(q, Some(true));
+    }
+
+    #[test]
+    fn the_full_corpus_measures_each_class_on_at_least_20_windows() {
+        let c = generate(5, Length::Full);
+        let mut per_class = std::collections::BTreeMap::new();
+        for s in &c {
+            for w in &s.windows {
+                *per_class.entry(w.class.clone()).or_insert(0usize) += 1;
+            }
+            // Windows are in time order, apart, and after the meter's training.
+            let lead = s.t_ms.first().map_or(0.0, |t| t + 7_200.0 * CADENCE_MS);
+            assert!(s.windows.first().is_none_or(|w| w.start_ms > lead), "{}", s.name);
+            assert!(s.windows.windows(2).all(|p| p[0].end_ms < p[1].start_ms), "{}", s.name);
+        }
+        assert_eq!(per_class.len(), 9);
+        assert!(per_class.values().all(|&n| n >= 20), "{per_class:?}");
     }
 
     #[test]

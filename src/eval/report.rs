@@ -113,22 +113,48 @@ pub fn aggregate(detector: &str, scores: &[SeriesScore]) -> Figures {
 /// The per-series table of one detector.
 pub fn series_table(detector: &str, scores: &[SeriesScore]) -> String {
     let mut t = format!(
-        "{detector}: per series\n{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}  {}\n",
+        "{detector}: per series\n{:<24} {:<12} {:>7} {:>6} {:>7} {:>11} {:>8}  {}\n",
         "series", "class", "alerts", "in", "out", "delay", "reward", "by kind (in/out)"
     );
     for s in scores {
+        // Several windows: how many were found, their mean delay, total reward.
+        let found: Vec<f64> = s.windows.iter().filter_map(|w| w.delay_readings).collect();
         let (class, delay, reward) = match s.windows.first() {
-            Some(w) => (
+            Some(w) if s.windows.len() == 1 => (
                 w.class.as_str(),
                 w.delay_readings.map_or("missed".to_string(), |d| format!("{d:.0}")),
                 format!("{:.3}", w.reward),
             ),
+            Some(w) => (
+                w.class.as_str(),
+                format!(
+                    "{}/{} {}",
+                    found.len(),
+                    s.windows.len(),
+                    if found.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!("{:.0}", found.iter().sum::<f64>() / found.len() as f64)
+                    }
+                ),
+                format!("{:.3}", s.windows.iter().map(|w| w.reward).sum::<f64>()),
+            ),
             None => ("(none)", "-".to_string(), "-".to_string()),
         };
-        let kinds: Vec<String> = s.by_kind.iter().map(|(k, i, o)| format!("{k} {i}/{o}")).collect();
+        let mut kinds: Vec<String> =
+            s.by_kind.iter().map(|(k, i, o)| format!("{k} {i}/{o}")).collect();
+        if s.windows.len() > 1 {
+            // Each window's delay in time order, `-` for a miss.
+            let each: Vec<String> = s
+                .windows
+                .iter()
+                .map(|w| w.delay_readings.map_or("-".to_string(), |d| format!("{d:.0}")))
+                .collect();
+            kinds.push(format!("delays [{}]", each.join(" ")));
+        }
         let _ = writeln!(
             t,
-            "{:<24} {:<12} {:>7} {:>6} {:>7} {:>9} {:>8}  {}",
+            "{:<24} {:<12} {:>7} {:>6} {:>7} {:>11} {:>8}  {}",
             s.name,
             class,
             s.alerts,

@@ -14,7 +14,7 @@ use super::super::config::Config;
 use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
-use super::learn::Learned;
+use super::learn::{Learned, Teach};
 use super::rules;
 use super::state::{index, Pending, Verdicts, KINDS};
 
@@ -108,8 +108,18 @@ impl Judge<'_> {
                 u2: drift_u2,
             }
         });
+        // Learn, but not from a drift incident (`learn::Teach::drift`).
+        let drift_active = v.is_active(index(AnomalyKind::Drift));
+        if drift_active {
+            v.drift_held = v.drift_held.saturating_add(r.new);
+            v.drift_quiet = 0;
+        } else {
+            v.drift_held = 0;
+            v.drift_quiet = v.drift_quiet.saturating_add(r.new);
+        }
         if warm {
-            l.learn_moments(&mo, fvar, r.new, limit2, cfg);
+            let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg);
+            l.learn_moments(&mo, fvar, r.new, limit2, teach, cfg);
         }
 
         // Stuck: a run of identical readings `stuckFactor` times longer than the

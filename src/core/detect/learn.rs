@@ -66,6 +66,51 @@ impl Default for Learned {
     }
 }
 
+/// How long a drift alert holds the slow baseline where it was, in multiples
+/// of `baselineReadings` (4 hours at 2 Hz with the defaults): until then a
+/// level that returns clears the alert at once, with no tail of the baseline
+/// closing in; past it the level is adopted as the new normal.
+pub(super) const DRIFT_HOLD: f64 = 4.0;
+
+/// What the slow baseline does in an evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Slow {
+    /// No drift alert: it follows the window mean (EWMA).
+    Follow,
+    /// A drift alert younger than [`DRIFT_HOLD`]: it stays put.
+    Hold,
+    /// A drift alert older than that: it jumps to the window mean.
+    Adopt,
+}
+
+/// Which learned statistics an evaluation may teach (see [`Learned::learn_moments`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Teach {
+    pub slow: Slow,
+    /// The drift scale.
+    pub scale: bool,
+}
+
+impl Teach {
+    /// Everything: no incident in view.
+    #[cfg(test)]
+    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true };
+
+    /// What an evaluation teaches with a drift alert active for `held`
+    /// readings (0: none active) and the last one `quiet` readings ago.
+    pub fn drift(active: bool, held: u32, quiet: u32, cfg: &Config) -> Teach {
+        let base = cfg.baseline_readings;
+        let slow = if !active {
+            Slow::Follow
+        } else if f64::from(held) < DRIFT_HOLD * f64::from(base) {
+            Slow::Hold
+        } else {
+            Slow::Adopt
+        };
+        Teach { slow, scale: !active && quiet >= base }
+    }
+}
+
 impl Learned {
     /// Whether the meter has learned for `baselineReadings` readings: before
     /// that, drift and stuck are not judged.
@@ -112,20 +157,37 @@ impl Learned {
     /// Learns from one evaluation of `new` readings: the window's moments `mo`
     /// (floored variance `var`), and the distance `d` of its mean from the slow
     /// baseline as judged (`cap2` the largest d² learned from).
-    pub fn learn_moments(&mut self, mo: &Moments, var: f64, new: u32, cap2: f64, cfg: &Config) {
+    ///
+    /// A drift incident is not learned as normal: with `teach.scale` false (a
+    /// drift alert is active or was within `baselineReadings` readings) the
+    /// drift scale is left as it was, and `teach.slow` holds the slow baseline
+    /// during a drift alert, until the level has lasted long enough to adopt.
+    pub fn learn_moments(
+        &mut self,
+        mo: &Moments,
+        var: f64,
+        new: u32,
+        cap2: f64,
+        teach: Teach,
+        cfg: &Config,
+    ) {
         let memory = f64::from(cfg.baseline_readings);
         let mean = mo.mean();
         let fresh = self.readings == 0;
         let a = self.weight(new, memory);
         let d = mean - self.slow;
-        self.slow += a * d;
+        match teach.slow {
+            Slow::Follow => self.slow += a * d,
+            Slow::Hold => {}
+            Slow::Adopt => self.slow = mean,
+        }
         // The window's fourth central moment, M4/n (no division by the variance).
         let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
         self.var += a * (var - self.var);
         if m4.is_finite() {
             self.m4 += a * (m4 - self.m4);
         }
-        if !fresh {
+        if !fresh && teach.scale {
             let b = self.weight(new, SCALE_MEMORY * memory);
             self.dev2 += b * ((d * d).min(cap2) - self.dev2);
         }
@@ -205,14 +267,14 @@ mod tests {
         let mut l = Learned::default();
         for x in [2.0, 4.0, 6.0] {
             let mo = Moments::recompute(&[x - 1.0, x + 1.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
         }
         // The slow baseline is the running mean of the window means: 2, 3, 4.
         assert!((l.slow - 4.0).abs() < 1e-12, "{}", l.slow);
         assert!((l.var - 1.0).abs() < 1e-12);
         for _ in 0..200 {
             let mo = Moments::recompute(&[99.0, 101.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
         }
         assert!((l.slow - 100.0).abs() < 1e-6, "{}", l.slow);
         assert!(l.trained(&cfg));

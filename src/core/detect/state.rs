@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 164 bytes.
+//! time a meter's whole detection state is 172 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -90,6 +90,12 @@ pub(super) struct Verdicts {
     pub active: u8,
     /// Per kind: the active alert has been raised as critical.
     pub critical: u8,
+    /// Readings evaluated since a drift alert was last active (saturating):
+    /// the drift scale is learned only once this reaches `baselineReadings`.
+    pub drift_quiet: u32,
+    /// Readings evaluated while the active drift alert has been (0 when none):
+    /// the slow baseline is held until `DRIFT_HOLD`·`baselineReadings`.
+    pub drift_held: u32,
     /// The meter's score at its latest evaluation or silence check: the
     /// largest over the kinds (`rules::score`).
     pub score: f32,
@@ -102,6 +108,8 @@ impl Default for Verdicts {
             widen: 1.0,
             drift_run: 0,
             stuck_evals: 0,
+            drift_quiet: u32::MAX,
+            drift_held: 0,
             calm: [0; 4],
             active: 0,
             critical: 0,
@@ -125,7 +133,7 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
-        assert_eq!(std::mem::size_of::<Verdicts>(), 28);
+        assert_eq!(std::mem::size_of::<Verdicts>(), 36);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
