@@ -1,7 +1,8 @@
 //! `RingSlab`: every meter's recent samples in flat `f64` chunks.
 //!
-//! Meters are grouped [`CHUNK_METERS`] to a chunk; meter `m` owns
-//! `chunks[m / CHUNK_METERS][(m % CHUNK_METERS) * window ..][.. window]`;
+//! Meters are grouped `per_chunk` to a chunk (about [`CHUNK_METERS`], see
+//! [`meters_per_chunk`]); meter `m` owns
+//! `chunks[m / per_chunk][(m % per_chunk) * window ..][.. window]`;
 //! `head[m]` is the slot the next sample goes to and `len[m]` how many slots are
 //! filled. Invariants: `len[m] <= window`, `head[m] < window`, and the oldest
 //! sample sits at `(head - len) mod window`.
@@ -14,14 +15,42 @@
 //! most one partly used chunk), not 480 MB. The chunks are re-laid out in place
 //! when the window changes.
 
-/// Meters per chunk: 64 × 1,200 samples is 614 KB, so a partly used last chunk
-/// wastes at most that much.
+/// Meters per chunk before rounding to pages: 64 × 1,200 samples is 614 KB, so
+/// a partly used last chunk wastes at most about that much.
 pub const CHUNK_METERS: usize = 64;
+
+/// WebAssembly's page: linear memory grows in steps of 64 KiB.
+const WASM_PAGE: usize = 65_536;
+
+/// Bytes the allocator adds to a large allocation (dlmalloc serves one by
+/// growing memory: its size plus six words and alignment, well under 64).
+const ALLOC_SLACK: usize = 64;
+
+/// Meters per chunk for rings of `window` samples: [`CHUNK_METERS`], plus as
+/// many more as fit in the rest of the last 64 KiB page the chunk takes anyway.
+///
+/// In wasm a chunk of 64 rings of 1,200 samples (614,400 bytes) made linear
+/// memory grow by 10 pages (655,360 bytes): 640 bytes a meter lost, 6 % of
+/// the ring. 68 rings (652,800 bytes) fill the same 10 pages.
+pub fn meters_per_chunk(window: usize) -> usize {
+    let ring = window.max(1).saturating_mul(8);
+    let pages = CHUNK_METERS
+        .checked_mul(ring)
+        .and_then(|b| b.checked_add(ALLOC_SLACK + WASM_PAGE - 1))
+        .map(|b| b / WASM_PAGE * WASM_PAGE);
+    match pages {
+        Some(p) => ((p - ALLOC_SLACK) / ring).max(CHUNK_METERS),
+        None => CHUNK_METERS,
+    }
+}
 
 /// Per-meter fixed-length rings in chunks of flat allocations.
 #[derive(Clone, Debug)]
 pub struct RingSlab {
     window: usize,
+    /// Meters per chunk, fixed while the slab holds meters (a window change
+    /// re-lays rings out inside their chunks).
+    per_chunk: usize,
     chunks: Vec<Vec<f64>>,
     head: Vec<u32>,
     len: Vec<u32>,
@@ -30,7 +59,9 @@ pub struct RingSlab {
 impl RingSlab {
     /// An empty slab whose rings hold `window` samples each.
     pub fn new(window: usize) -> Self {
-        RingSlab { window: window.max(1), chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
+        let window = window.max(1);
+        let per_chunk = meters_per_chunk(window);
+        RingSlab { window, per_chunk, chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
     }
 
     /// Samples per ring.
@@ -57,14 +88,14 @@ impl RingSlab {
 
     /// Makes room for one more meter without a panic on allocation failure.
     ///
-    /// A new chunk is reserved whole, for `CHUNK_METERS` meters or the fewer
+    /// A new chunk is reserved whole, for `per_chunk` meters or the fewer
     /// that `cap_meters` leaves room for; if that cannot be had, for this one
     /// meter (the chunk then grows meter by meter). The per-meter heads are
     /// reserved for `cap_meters` at once (8 bytes a meter). `false`: out of
     /// memory (or a size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
-        let (c, i) = (m / CHUNK_METERS, m % CHUNK_METERS);
+        let (c, i) = (m / self.per_chunk, m % self.per_chunk);
         let Some(need) = i.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
             return false;
         };
@@ -76,7 +107,7 @@ impl RingSlab {
         }
         let Some(chunk) = self.chunks.get_mut(c) else { return false };
         if need > chunk.capacity() {
-            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(CHUNK_METERS);
+            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(self.per_chunk);
             let whole = planned.checked_mul(self.window).map(|n| n.saturating_sub(chunk.len()));
             let len = chunk.len();
             let reserved = whole.is_some_and(|n| chunk.try_reserve_exact(n).is_ok())
@@ -102,8 +133,8 @@ impl RingSlab {
         if !self.reserve_meter(cap_meters) {
             return None;
         }
-        let chunk = self.chunks.get_mut(m / CHUNK_METERS)?;
-        chunk.resize((m % CHUNK_METERS + 1) * self.window, 0.0);
+        let chunk = self.chunks.get_mut(m / self.per_chunk)?;
+        chunk.resize((m % self.per_chunk + 1) * self.window, 0.0);
         self.head.push(0);
         self.len.push(0);
         Some(m)
@@ -113,8 +144,8 @@ impl RingSlab {
     #[inline]
     fn ring(&self, m: usize) -> Option<&[f64]> {
         let w = self.window;
-        let at = (m % CHUNK_METERS) * w;
-        self.chunks.get(m / CHUNK_METERS)?.get(at..at + w)
+        let at = (m % self.per_chunk) * w;
+        self.chunks.get(m / self.per_chunk)?.get(at..at + w)
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -124,10 +155,10 @@ impl RingSlab {
         let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
             return None;
         };
-        let slot = (m % CHUNK_METERS) * w + h as usize;
+        let slot = (m % self.per_chunk) * w + h as usize;
         let old = self
             .chunks
-            .get_mut(m / CHUNK_METERS)
+            .get_mut(m / self.per_chunk)
             .and_then(|c| c.get_mut(slot))
             .map(|s| std::mem::replace(s, x));
         let next = if h as usize + 1 == w { 0 } else { h + 1 };
@@ -193,7 +224,7 @@ impl RingSlab {
 
     /// Meters in chunk `c`.
     fn in_chunk(&self, c: usize) -> usize {
-        self.meters().saturating_sub(c * CHUNK_METERS).min(CHUNK_METERS)
+        self.meters().saturating_sub(c * self.per_chunk).min(self.per_chunk)
     }
 
     /// Changes the window of every ring, keeping the newest samples, in place.
@@ -204,6 +235,11 @@ impl RingSlab {
         let new_window = new_window.max(1);
         let old = self.window;
         if new_window == old {
+            return Ok(());
+        }
+        if self.chunks.is_empty() {
+            // No rings yet: chunks can be sized for the new window.
+            *self = RingSlab::new(new_window);
             return Ok(());
         }
         let mut scratch: Vec<f64> = Vec::new();
@@ -250,10 +286,10 @@ impl RingSlab {
         let (a, b) = self.newest(m, new_window);
         scratch.extend_from_slice(a);
         scratch.extend_from_slice(b);
-        let base = (m % CHUNK_METERS) * new_window;
+        let base = (m % self.per_chunk) * new_window;
         let l = scratch.len();
         if let Some(dst) =
-            self.chunks.get_mut(m / CHUNK_METERS).and_then(|c| c.get_mut(base..base + l))
+            self.chunks.get_mut(m / self.per_chunk).and_then(|c| c.get_mut(base..base + l))
         {
             dst.copy_from_slice(scratch);
         }
@@ -323,7 +359,7 @@ mod tests {
 
     #[test]
     fn rings_across_chunks_keep_their_samples_through_window_changes() {
-        let meters = 3 * CHUNK_METERS + 5;
+        let meters = 3 * meters_per_chunk(7) + 5;
         let mut r = filled(7, meters, 11);
         let before: Vec<Vec<f64>> = (0..meters).map(|m| r.to_vec(m)).collect();
         assert_eq!(r.set_window(4), Ok(()));
@@ -342,17 +378,37 @@ mod tests {
     fn reservation_follows_the_meters_in_use_not_the_cap() {
         let window = 1200;
         let mut r = RingSlab::new(window);
-        for _ in 0..(2 * CHUNK_METERS + 1) {
+        let per = meters_per_chunk(window);
+        for _ in 0..(2 * per + 1) {
             assert!(r.add_meter(50_000).is_some());
         }
         // Three chunks of samples (the last one reserved whole), and 8 bytes a
         // meter of heads for the cap: not 50,000 rings.
-        let samples = 3 * CHUNK_METERS * window * 8;
+        let samples = 3 * per * window * 8;
         assert!(r.bytes() <= samples + 50_000 * 8 + 1024, "{} bytes", r.bytes());
         // A cap below the chunk size reserves only that many rings.
         let mut r = RingSlab::new(window);
         assert!(r.add_meter(3).is_some());
         assert!(r.bytes() <= 3 * window * 8 + 1024, "{} bytes", r.bytes());
+    }
+
+    #[test]
+    fn a_whole_chunk_fills_its_wasm_pages_to_within_one_ring() {
+        for window in [8, 100, 1000, 1200, 4096, 10_000, 65_536] {
+            let mut r = RingSlab::new(window);
+            assert!(r.add_meter(1_000_000).is_some());
+            let ring = window * 8;
+            let bytes = r.chunks[0].capacity() * 8 + ALLOC_SLACK;
+            let pages = bytes.div_ceil(WASM_PAGE);
+            assert!(pages * WASM_PAGE - bytes < ring, "window {window}: {bytes} bytes in {pages} pages");
+            // Never more pages than 64 rings took, and at least 64 rings.
+            assert_eq!(pages, (CHUNK_METERS * ring + ALLOC_SLACK).div_ceil(WASM_PAGE), "window {window}");
+            assert!(r.chunks[0].capacity() >= CHUNK_METERS * window);
+        }
+        // A window changed before the first meter sizes the chunks for the new window.
+        let mut r = RingSlab::new(8);
+        assert_eq!(r.set_window(1200), Ok(()));
+        assert_eq!(r.per_chunk, meters_per_chunk(1200));
     }
 
     #[test]
