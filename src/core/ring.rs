@@ -1,6 +1,6 @@
 //! `RingSlab`: every meter's recent samples in flat `f64` chunks.
 //!
-//! Meters are grouped `per_chunk` to a chunk (about [`CHUNK_METERS`], see
+//! Meters are grouped `per_chunk` to a chunk (a page's worth, see
 //! [`meters_per_chunk`]); meter `m` owns
 //! `chunks[m / per_chunk][(m % per_chunk) * window ..][.. window]`;
 //! `head[m]` is the slot the next sample goes to and `len[m]` how many slots are
@@ -15,33 +15,25 @@
 //! most one partly used chunk), not 480 MB. The chunks are re-laid out in place
 //! when the window changes.
 
-/// Meters per chunk before rounding to pages: 64 × 1,200 samples is 614 KB, so
-/// a partly used last chunk wastes at most about that much.
-pub const CHUNK_METERS: usize = 64;
-
 /// WebAssembly's page: linear memory grows in steps of 64 KiB.
 const WASM_PAGE: usize = 65_536;
 
-/// Bytes the allocator adds to a large allocation (dlmalloc serves one by
-/// growing memory: its size plus six words and alignment, well under 64).
+/// Bytes the allocator adds to an allocation (dlmalloc: a header word or two and
+/// alignment, well under 64).
 const ALLOC_SLACK: usize = 64;
 
-/// Meters per chunk for rings of `window` samples: [`CHUNK_METERS`], plus as
-/// many more as fit in the rest of the last 64 KiB page the chunk takes anyway.
+/// Meters per chunk for rings of `window` samples: as many rings as fit in one
+/// 64 KiB page with the allocator's header, at least one.
 ///
-/// In wasm a chunk of 64 rings of 1,200 samples (614,400 bytes) made linear
-/// memory grow by 10 pages (655,360 bytes): 640 bytes a meter lost, 6 % of
-/// the ring. 68 rings (652,800 bytes) fill the same 10 pages.
+/// Chunks of 64 rings of 1,200 samples (614,400 bytes) cost 640 bytes a meter
+/// in wasm: dlmalloc served each by growing linear memory 10 pages (655,360
+/// bytes), and the space freed when the per-meter tables (moments, detector,
+/// ledger) doubled lay between those chunks, too small for the next one. Chunks
+/// of at most a page (6 rings of 1,200 samples, 57,600 bytes) come from the
+/// allocator's free space like any other allocation and fill those holes.
 pub fn meters_per_chunk(window: usize) -> usize {
     let ring = window.max(1).saturating_mul(8);
-    let pages = CHUNK_METERS
-        .checked_mul(ring)
-        .and_then(|b| b.checked_add(ALLOC_SLACK + WASM_PAGE - 1))
-        .map(|b| b / WASM_PAGE * WASM_PAGE);
-    match pages {
-        Some(p) => ((p - ALLOC_SLACK) / ring).max(CHUNK_METERS),
-        None => CHUNK_METERS,
-    }
+    ((WASM_PAGE - ALLOC_SLACK) / ring).max(1)
 }
 
 /// Per-meter fixed-length rings in chunks of flat allocations.
@@ -393,17 +385,20 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_chunk_fills_its_wasm_pages_to_within_one_ring() {
-        for window in [8, 100, 1000, 1200, 4096, 10_000, 65_536] {
+    fn a_whole_chunk_is_at_most_a_wasm_page_or_one_ring() {
+        for window in [1, 8, 100, 1000, 1200, 4096, 8184, 10_000, 65_536] {
             let mut r = RingSlab::new(window);
             assert!(r.add_meter(1_000_000).is_some());
             let ring = window * 8;
-            let bytes = r.chunks[0].capacity() * 8 + ALLOC_SLACK;
-            let pages = bytes.div_ceil(WASM_PAGE);
-            assert!(pages * WASM_PAGE - bytes < ring, "window {window}: {bytes} bytes in {pages} pages");
-            // Never more pages than 64 rings took, and at least 64 rings.
-            assert_eq!(pages, (CHUNK_METERS * ring + ALLOC_SLACK).div_ceil(WASM_PAGE), "window {window}");
-            assert!(r.chunks[0].capacity() >= CHUNK_METERS * window);
+            let bytes = r.chunks[0].capacity() * 8;
+            assert_eq!(bytes % ring, 0);
+            if ring + ALLOC_SLACK <= WASM_PAGE {
+                // A page's worth: within one ring of a full page.
+                assert!(bytes + ALLOC_SLACK <= WASM_PAGE, "window {window}: {bytes} bytes");
+                assert!(WASM_PAGE - ALLOC_SLACK - bytes < ring, "window {window}: {bytes} bytes");
+            } else {
+                assert_eq!(bytes, ring, "window {window}: one ring a chunk");
+            }
         }
         // A window changed before the first meter sizes the chunks for the new window.
         let mut r = RingSlab::new(8);
