@@ -1,7 +1,8 @@
 //! `RingSlab`: every meter's recent samples in flat `f64` chunks.
 //!
-//! Meters are grouped [`CHUNK_METERS`] to a chunk; meter `m` owns
-//! `chunks[m / CHUNK_METERS][(m % CHUNK_METERS) * window ..][.. window]`;
+//! Meters are grouped `per_chunk` to a chunk (a page's worth, see
+//! [`meters_per_chunk`]); meter `m` owns
+//! `chunks[m / per_chunk][(m % per_chunk) * window ..][.. window]`;
 //! `head[m]` is the slot the next sample goes to and `len[m]` how many slots are
 //! filled. Invariants: `len[m] <= window`, `head[m] < window`, and the oldest
 //! sample sits at `(head - len) mod window`.
@@ -14,14 +15,34 @@
 //! most one partly used chunk), not 480 MB. The chunks are re-laid out in place
 //! when the window changes.
 
-/// Meters per chunk: 64 × 1,200 samples is 614 KB, so a partly used last chunk
-/// wastes at most that much.
-pub const CHUNK_METERS: usize = 64;
+/// WebAssembly's page: linear memory grows in steps of 64 KiB.
+const WASM_PAGE: usize = 65_536;
+
+/// Bytes the allocator adds to an allocation (dlmalloc: a header word or two and
+/// alignment, well under 64).
+const ALLOC_SLACK: usize = 64;
+
+/// Meters per chunk for rings of `window` samples: as many rings as fit in one
+/// 64 KiB page with the allocator's header, at least one.
+///
+/// Chunks of 64 rings of 1,200 samples (614,400 bytes) cost 640 bytes a meter
+/// in wasm: dlmalloc served each by growing linear memory 10 pages (655,360
+/// bytes), and the space freed when the per-meter tables (moments, detector,
+/// ledger) doubled lay between those chunks, too small for the next one. Chunks
+/// of at most a page (6 rings of 1,200 samples, 57,600 bytes) come from the
+/// allocator's free space like any other allocation and fill those holes.
+pub fn meters_per_chunk(window: usize) -> usize {
+    let ring = window.max(1).saturating_mul(8);
+    ((WASM_PAGE - ALLOC_SLACK) / ring).max(1)
+}
 
 /// Per-meter fixed-length rings in chunks of flat allocations.
 #[derive(Clone, Debug)]
 pub struct RingSlab {
     window: usize,
+    /// Meters per chunk, fixed while the slab holds meters (a window change
+    /// re-lays rings out inside their chunks).
+    per_chunk: usize,
     chunks: Vec<Vec<f64>>,
     head: Vec<u32>,
     len: Vec<u32>,
@@ -30,7 +51,9 @@ pub struct RingSlab {
 impl RingSlab {
     /// An empty slab whose rings hold `window` samples each.
     pub fn new(window: usize) -> Self {
-        RingSlab { window: window.max(1), chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
+        let window = window.max(1);
+        let per_chunk = meters_per_chunk(window);
+        RingSlab { window, per_chunk, chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
     }
 
     /// Samples per ring.
@@ -57,14 +80,14 @@ impl RingSlab {
 
     /// Makes room for one more meter without a panic on allocation failure.
     ///
-    /// A new chunk is reserved whole, for `CHUNK_METERS` meters or the fewer
+    /// A new chunk is reserved whole, for `per_chunk` meters or the fewer
     /// that `cap_meters` leaves room for; if that cannot be had, for this one
     /// meter (the chunk then grows meter by meter). The per-meter heads are
     /// reserved for `cap_meters` at once (8 bytes a meter). `false`: out of
     /// memory (or a size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
-        let (c, i) = (m / CHUNK_METERS, m % CHUNK_METERS);
+        let (c, i) = (m / self.per_chunk, m % self.per_chunk);
         let Some(need) = i.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
             return false;
         };
@@ -76,7 +99,7 @@ impl RingSlab {
         }
         let Some(chunk) = self.chunks.get_mut(c) else { return false };
         if need > chunk.capacity() {
-            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(CHUNK_METERS);
+            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(self.per_chunk);
             let whole = planned.checked_mul(self.window).map(|n| n.saturating_sub(chunk.len()));
             let len = chunk.len();
             let reserved = whole.is_some_and(|n| chunk.try_reserve_exact(n).is_ok())
@@ -102,8 +125,8 @@ impl RingSlab {
         if !self.reserve_meter(cap_meters) {
             return None;
         }
-        let chunk = self.chunks.get_mut(m / CHUNK_METERS)?;
-        chunk.resize((m % CHUNK_METERS + 1) * self.window, 0.0);
+        let chunk = self.chunks.get_mut(m / self.per_chunk)?;
+        chunk.resize((m % self.per_chunk + 1) * self.window, 0.0);
         self.head.push(0);
         self.len.push(0);
         Some(m)
@@ -113,8 +136,8 @@ impl RingSlab {
     #[inline]
     fn ring(&self, m: usize) -> Option<&[f64]> {
         let w = self.window;
-        let at = (m % CHUNK_METERS) * w;
-        self.chunks.get(m / CHUNK_METERS)?.get(at..at + w)
+        let at = (m % self.per_chunk) * w;
+        self.chunks.get(m / self.per_chunk)?.get(at..at + w)
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -124,10 +147,10 @@ impl RingSlab {
         let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
             return None;
         };
-        let slot = (m % CHUNK_METERS) * w + h as usize;
+        let slot = (m % self.per_chunk) * w + h as usize;
         let old = self
             .chunks
-            .get_mut(m / CHUNK_METERS)
+            .get_mut(m / self.per_chunk)
             .and_then(|c| c.get_mut(slot))
             .map(|s| std::mem::replace(s, x));
         let next = if h as usize + 1 == w { 0 } else { h + 1 };
@@ -193,7 +216,7 @@ impl RingSlab {
 
     /// Meters in chunk `c`.
     fn in_chunk(&self, c: usize) -> usize {
-        self.meters().saturating_sub(c * CHUNK_METERS).min(CHUNK_METERS)
+        self.meters().saturating_sub(c * self.per_chunk).min(self.per_chunk)
     }
 
     /// Changes the window of every ring, keeping the newest samples, in place.
@@ -204,6 +227,11 @@ impl RingSlab {
         let new_window = new_window.max(1);
         let old = self.window;
         if new_window == old {
+            return Ok(());
+        }
+        if self.chunks.is_empty() {
+            // No rings yet: chunks can be sized for the new window.
+            *self = RingSlab::new(new_window);
             return Ok(());
         }
         let mut scratch: Vec<f64> = Vec::new();
@@ -250,10 +278,10 @@ impl RingSlab {
         let (a, b) = self.newest(m, new_window);
         scratch.extend_from_slice(a);
         scratch.extend_from_slice(b);
-        let base = (m % CHUNK_METERS) * new_window;
+        let base = (m % self.per_chunk) * new_window;
         let l = scratch.len();
         if let Some(dst) =
-            self.chunks.get_mut(m / CHUNK_METERS).and_then(|c| c.get_mut(base..base + l))
+            self.chunks.get_mut(m / self.per_chunk).and_then(|c| c.get_mut(base..base + l))
         {
             dst.copy_from_slice(scratch);
         }
@@ -323,7 +351,7 @@ mod tests {
 
     #[test]
     fn rings_across_chunks_keep_their_samples_through_window_changes() {
-        let meters = 3 * CHUNK_METERS + 5;
+        let meters = 3 * meters_per_chunk(7) + 5;
         let mut r = filled(7, meters, 11);
         let before: Vec<Vec<f64>> = (0..meters).map(|m| r.to_vec(m)).collect();
         assert_eq!(r.set_window(4), Ok(()));
@@ -342,17 +370,40 @@ mod tests {
     fn reservation_follows_the_meters_in_use_not_the_cap() {
         let window = 1200;
         let mut r = RingSlab::new(window);
-        for _ in 0..(2 * CHUNK_METERS + 1) {
+        let per = meters_per_chunk(window);
+        for _ in 0..(2 * per + 1) {
             assert!(r.add_meter(50_000).is_some());
         }
         // Three chunks of samples (the last one reserved whole), and 8 bytes a
         // meter of heads for the cap: not 50,000 rings.
-        let samples = 3 * CHUNK_METERS * window * 8;
+        let samples = 3 * per * window * 8;
         assert!(r.bytes() <= samples + 50_000 * 8 + 1024, "{} bytes", r.bytes());
         // A cap below the chunk size reserves only that many rings.
         let mut r = RingSlab::new(window);
         assert!(r.add_meter(3).is_some());
         assert!(r.bytes() <= 3 * window * 8 + 1024, "{} bytes", r.bytes());
+    }
+
+    #[test]
+    fn a_whole_chunk_is_at_most_a_wasm_page_or_one_ring() {
+        for window in [1, 8, 100, 1000, 1200, 4096, 8184, 10_000, 65_536] {
+            let mut r = RingSlab::new(window);
+            assert!(r.add_meter(1_000_000).is_some());
+            let ring = window * 8;
+            let bytes = r.chunks[0].capacity() * 8;
+            assert_eq!(bytes % ring, 0);
+            if ring + ALLOC_SLACK <= WASM_PAGE {
+                // A page's worth: within one ring of a full page.
+                assert!(bytes + ALLOC_SLACK <= WASM_PAGE, "window {window}: {bytes} bytes");
+                assert!(WASM_PAGE - ALLOC_SLACK - bytes < ring, "window {window}: {bytes} bytes");
+            } else {
+                assert_eq!(bytes, ring, "window {window}: one ring a chunk");
+            }
+        }
+        // A window changed before the first meter sizes the chunks for the new window.
+        let mut r = RingSlab::new(8);
+        assert_eq!(r.set_window(1200), Ok(()));
+        assert_eq!(r.per_chunk, meters_per_chunk(1200));
     }
 
     #[test]
