@@ -5,6 +5,7 @@
 #                       (METERS=50000 SPEED=60 FAULTS=off)
 #   make bench          native criterion benchmarks
 #   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
+#   make bench-soak     paced live latency and the 60-minute soak in the browser (README lines)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -21,7 +22,7 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo demo-synthetic bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build dash feed-bin e2e bench-smoke eval eval-smoke
+        test-worker build dash feed-bin e2e bench-smoke eval eval-smoke bench-soak
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
@@ -151,3 +152,13 @@ bench-browser: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
 	node www/bench/path-run.mjs
 	node scripts/bench-table.mjs
+
+# Paced live load (frame → page totals latency at 5,000 meters × 2 Hz with a
+# catch-up every 60 s, main-thread long tasks) and the soak (60 simulated
+# minutes, linear memory and the worker's JS memory every simulated minute):
+# benches/results/paced-DATE.json and soak-DATE.json, then the README lines.
+# The 2-minute bound check of the soak runs in `make e2e` (www/tests/soak.test.mjs).
+bench-soak: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	node www/bench/soak-run.mjs
+	node scripts/soak-table.mjs
