@@ -155,10 +155,13 @@ bench-browser: deps
 
 # Paced live load (frame → page totals latency at 5,000 meters × 2 Hz with a
 # catch-up every 60 s, main-thread long tasks) and the soak (60 simulated
-# minutes, linear memory and the worker's JS memory every simulated minute):
-# benches/results/paced-DATE.json and soak-DATE.json, then the README lines.
-# The 2-minute bound check of the soak runs in `make e2e` (www/tests/soak.test.mjs).
+# minutes, linear memory and the worker's JS memory every simulated minute) and
+# the worker pool (same alerts and exact totals with 1, 2, 4 workers; readings/s
+# against workers): benches/results/paced-, soak- and soak-pool-DATE.json, then
+# the README lines. `make e2e` runs the 2-minute soak bound check and a small
+# pool run (www/tests/soak*.test.mjs; the pool needs `make dash`).
 bench-soak: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	@$(STEP) dash-build $(MAKE) --no-print-directory dash
 	node www/bench/soak-run.mjs
 	node scripts/soak-table.mjs

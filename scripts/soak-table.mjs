@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Regenerates the README's paced-latency and soak lines from the newest results
 // in benches/results/ (paced-YYYY-MM-DD.json, paced-YYYY-MM-DD-flushN.json
-// variants of the same day, soak-YYYY-MM-DD.json, written by
+// variants of the same day, soak-YYYY-MM-DD.json, soak-pool-YYYY-MM-DD.json, written by
 // `www/bench/soak-run.mjs`), between the markers
 //   <!-- bench-soak:begin --> … <!-- bench-soak:end -->
 // (kept apart from scripts/bench-table.mjs, which owns the path table).
@@ -26,7 +26,8 @@ const pacedName = newest(/^paced-\d{4}-\d{2}-\d{2}\.json$/);
 const day = pacedName?.slice(6, 16);
 const variants = names.filter((n) => day && n.startsWith(`paced-${day}-flush`) && n.endsWith('.json'));
 const soakName = newest(/^soak-\d{4}-\d{2}-\d{2}\.json$/);
-if (!pacedName && !soakName) throw new Error(`no paced-*.json or soak-*.json in ${RESULTS}: run make bench-soak`);
+const poolName = newest(/^soak-pool-\d{4}-\d{2}-\d{2}\.json$/);
+if (!pacedName && !soakName && !newest(/^soak-pool-/)) throw new Error(`no paced-*.json or soak-*.json in ${RESULTS}: run make bench-soak`);
 
 const num = (x, d = 0) => Number(x).toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
 const ms = (x) => (x === null || x === undefined ? '–' : `${num(x, 1)} ms`);
@@ -76,6 +77,24 @@ if (soak) {
     `| the engine's own estimate (\`stats.engineBytes\`) | ${mib(last.engineBytes)} | ${num(g.engineBytes)} B | |`,
     '',
     `${num(s.readingsPerSec / 1e6, 2)} M live readings/s through \`postMessage\` (one simulated second acknowledged before the next); final totals ${s.totalsExact ? 'exact' : 'NOT exact'}.`,
+  );
+}
+const pool = await load(poolName);
+if (pool) {
+  const p = pool.pool;
+  const mps = (x) => `${num(x / 1e6, 2)} M/s`;
+  if (rows.length) rows.push('');
+  rows.push(
+    `| worker pool (\`www/client/pool.ts\`): ${num(p.readings)} readings over ${num(p.meters)} meters, batches of ${num(p.batch)}, window 300, ${p.cores} cores (${loadOf(pool)}) | binary kind-1 | page time in \`readings\` (split + post) | JSON text | page time in \`readings\` (split + post) |`,
+    '|---|---:|---:|---:|---:|',
+  );
+  for (const r of p.runs) {
+    const t = r.throughput;
+    rows.push(`| ${r.workers} worker${r.workers > 1 ? 's' : ''} | ${mps(t.binary.readingsPerSec)} | ${num(t.binary.pageSplitMs)} ms | ${mps(t.json.readingsPerSec)} | ${num(t.json.pageSplitMs)} ms |`);
+  }
+  rows.push('');
+  rows.push(
+    `With ${p.runs.map((r) => r.workers).join(', ')} workers: ${p.alertEvents} identical alert events (${Object.entries(p.runs[0].alerts.kinds ?? {}).map(([k, c]) => `${c} ${k}`).join(', ')}), merged totals ${p.runs.every((r) => r.totals.exactAfterLastCatchup && r.totals.exactBeforeLastCatchup) ? 'exact' : 'NOT exact'} (${num(p.runs[0].totals.readings)} live readings).`,
   );
 }
 const block = rows.join('\n');

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// Runs the paced live load (www/bench/paced.html) and the soak
-// (www/bench/soak.html) in one headless Chromium against the shipped worker,
-// prints the results as JSON and writes them to benches/results/
-// (paced-DATE.json, soak-DATE.json); `node scripts/soak-table.mjs` turns them
-// into the README's lines.
+// Runs the paced live load (www/bench/paced.html), the soak
+// (www/bench/soak.html) and the worker pool (www/bench/soak-pool.html; needs
+// `make dash` for www/build/client) in one headless Chromium against the
+// shipped worker, prints the results as JSON and writes them to
+// benches/results/ (paced-DATE.json, soak-DATE.json, soak-pool-DATE.json);
+// `node scripts/soak-table.mjs` turns them into the README's lines.
 //
 //   node www/bench/soak-run.mjs                     paced 120 s + soak 60 simulated minutes
-//   --only paced|soak                               one of the two
+//   --only paced|soak|pool                          one of the three
+//   --workers 1,2,4 --pool-smoke                    the pool run (smoke: 5,000 meters, 200,000 readings)
 //   --seconds N --catchup-sec N --flush-ms N        the paced run (defaults 120 / 60 / the worker's 250)
 //   --minutes N --sample-sec N --warmup-min N       the soak (defaults 60 / 60 / 5)
 //   --churn N                                       the soak adds N new meters per simulated minute
@@ -50,6 +52,10 @@ const soak = new URLSearchParams({
   churn: opt('--churn', '0'),
 });
 
+const pool = new URLSearchParams({ workers: opt('--workers', '1,2,4') });
+if (opt('--meters')) pool.set('meters', opt('--meters'));
+if (args.includes('--pool-smoke')) pool.set('smoke', '1');
+
 requirePackage();
 const server = await startServer();
 // harness.mjs's flags, plus eager memory measurement: without it
@@ -92,11 +98,13 @@ try {
   const out = {};
   if (!only || only === 'paced') out.paced = await runPage(`bench/paced.html?${paced}`, 'paced');
   if (!only || only === 'soak') out.soak = await runPage(`bench/soak.html?${soak}`, 'soak');
+  if (!only || only === 'pool') out.pool = await runPage(`bench/soak-pool.html?${pool}`, 'pool');
   console.log(JSON.stringify(out, null, 2));
   const json = opt('--json');
   for (const [key, report] of Object.entries(out)) {
     if (report.failures && !json) continue;
-    const file = json && (only || key === 'soak') ? json : join(results, `${key}-${day}.json`);
+    const name = key === 'pool' ? 'soak-pool' : key;
+    const file = json && (only || key === 'soak') ? json : join(results, `${name}-${day}.json`);
     await mkdir(join(file, '..'), { recursive: true });
     await writeFile(file, JSON.stringify(report, null, 2) + '\n');
     console.error(`written: ${file}`);
