@@ -173,51 +173,59 @@ function intern(id) {
   return m;
 }
 
+// Accumulators of `recompute` (sum, then centred powers 2, 3, 4; 4 lanes each),
+// kept across calls so a rebuild allocates nothing.
+const acc = new Float64Array(16);
+
+/** Adds `ring[base+from .. base+to] − k` to the 4 lanes of acc[0..4], in the order moments.rs does. */
+function sumLanes(base, from, to, k) {
+  const cnt = to - from;
+  const full = cnt - (cnt % 4);
+  for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) acc[j] += ring[base + from + i + j] - k;
+  for (let j = 0; j < cnt % 4; j++) acc[j] += ring[base + from + full + j] - k;
+}
+
+function centredLane(j, x, k, md) {
+  const d = x - k - md;
+  const d2 = d * d;
+  acc[4 + j] += d2;
+  acc[8 + j] += d2 * d;
+  acc[12 + j] += d2 * d2;
+}
+
+function centredLanes(base, from, to, k, md) {
+  const cnt = to - from;
+  const full = cnt - (cnt % 4);
+  for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) centredLane(j, ring[base + from + i + j], k, md);
+  for (let j = 0; j < cnt % 4; j++) centredLane(j, ring[base + from + full + j], k, md);
+}
+
+const laneSum = (at) => acc[at] + acc[at + 1] + (acc[at + 2] + acc[at + 3]);
+
+/** moments.rs `Moments::recompute`: an exact rebuild from the ring, oldest first, as two slices. */
 function recompute(m) {
   const n = len[m];
   const base = m * WINDOW;
   const start = (head[m] - n + WINDOW) % WINDOW;
-  // Oldest first, as two slices, in chunks of 4 accumulators (src/core/moments.rs).
-  const a0 = start, a1 = start + n <= WINDOW ? start + n : WINDOW;
+  const a0 = start;
+  const a1 = start + n <= WINDOW ? start + n : WINDOW;
   const b1 = start + n <= WINDOW ? 0 : start + n - WINDOW;
   const k = n ? ring[base + start] : 0;
-  const s = [0, 0, 0, 0];
-  const sum4 = (from, to) => {
-    const cnt = to - from;
-    const full = cnt - (cnt % 4);
-    for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) s[j] += ring[base + from + i + j] - k;
-    for (let j = 0; j < cnt % 4; j++) s[j] += ring[base + from + full + j] - k;
-  };
-  sum4(a0, a1);
-  sum4(0, b1);
-  const md = (s[0] + s[1] + (s[2] + s[3])) / n;
-  const c2 = [0, 0, 0, 0], c3 = [0, 0, 0, 0], c4 = [0, 0, 0, 0];
-  const cen = (from, to) => {
-    const cnt = to - from;
-    const full = cnt - (cnt % 4);
-    const add = (j, x) => {
-      const d = x - k - md;
-      const d2 = d * d;
-      c2[j] += d2;
-      c3[j] += d2 * d;
-      c4[j] += d2 * d2;
-    };
-    for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) add(j, ring[base + from + i + j]);
-    for (let j = 0; j < cnt % 4; j++) add(j, ring[base + from + full + j]);
-  };
-  cen(a0, a1);
-  cen(0, b1);
-  const sum = (v) => v[0] + v[1] + (v[2] + v[3]);
+  acc.fill(0);
+  sumLanes(base, a0, a1, k);
+  sumLanes(base, 0, b1, k);
+  const md = laneSum(0) / n;
+  centredLanes(base, a0, a1, k, md);
+  centredLanes(base, 0, b1, k, md);
   const o = m * MO;
   mo[o] = n;
   mo[o + 1] = k;
   mo[o + 2] = md;
-  mo[o + 3] = mo[o + 6] = sum(c2);
-  mo[o + 4] = sum(c3);
-  mo[o + 5] = mo[o + 7] = sum(c4);
+  mo[o + 3] = mo[o + 6] = laneSum(4);
+  mo[o + 4] = laneSum(8);
+  mo[o + 5] = mo[o + 7] = laneSum(12);
   mo[o + 8] = 0;
 }
-
 
 /** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
 function add(m, x, ts) {
