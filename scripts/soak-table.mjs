@@ -39,14 +39,14 @@ const paced = [await load(pacedName), ...(await Promise.all(variants.map(load)))
 if (paced.length) {
   const p0 = paced[0].paced;
   rows.push(
-    `| paced live load: ${num(p0.meters)} meters × ${p0.hz} Hz (${num(p0.readingsPerSec)} readings/s) as binary live frames of ${num(p0.perFrame)} every ${num(p0.frameMs)} ms, a catch-up every ${p0.catchupSec} s, ${p0.seconds} s (${loadOf(paced[0])}) | p50 | p90 | p99 | max | target |`,
+    `| paced live load: ${num(p0.meters)} meters × ${p0.hz} Hz (${num(p0.readingsPerSec)} readings/s) as binary live frames of ${num(p0.perFrame)} every ${num(p0.frameMs)} ms, a catch-up every ${p0.catchupSec} s, ${p0.seconds} s | p50 | p90 | p99 | max | target |`,
     '|---|---:|---:|---:|---:|---|',
   );
   for (const r of paced) {
     const p = r.paced;
     const flush = `\`totalsFlushMs\` ${p.totalsFlushMs}${p.totalsFlushMs === 250 ? ' (default)' : ''}`;
     const row = (label, x, target = '') => rows.push(`| ${label} | ${ms(x.p50)} | ${ms(x.p90)} | ${ms(x.p99)} | ${ms(x.max)} | ${target} |`);
-    row(`frame → page \`totals\`, ${flush}`, p.latencyMs, 'p99 ≤ 16 ms');
+    row(`frame → page \`totals\`, ${flush}, ${loadOf(r)}`, p.latencyMs, 'p99 ≤ 16 ms');
     row(`&nbsp;&nbsp;of which post → \`ack\` (queue + worker), ${flush}`, p.postToAckMs);
     row(`&nbsp;&nbsp;of which the worker's handling (\`ack.ms\`), ${flush}`, p.workerHandleMs);
     row(`&nbsp;&nbsp;of which \`ack\` → \`totals\` (waiting for the flush), ${flush}`, p.ackToShownMs);
