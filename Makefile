@@ -5,6 +5,7 @@
 #                       (METERS=50000 SPEED=60 FAULTS=off)
 #   make bench          native criterion benchmarks
 #   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
+#   make bench-soak     paced live latency and the 60-minute soak in the browser (README lines)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -21,7 +22,7 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo demo-synthetic bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build dash feed-bin e2e bench-smoke eval eval-smoke
+        test-worker build dash feed-bin e2e bench-smoke eval eval-smoke bench-soak
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
@@ -156,3 +157,16 @@ bench-browser: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
 	node www/bench/path-run.mjs
 	node scripts/bench-table.mjs
+
+# Paced live load (frame → page totals latency at 5,000 meters × 2 Hz with a
+# catch-up every 60 s, main-thread long tasks) and the soak (60 simulated
+# minutes, linear memory and the worker's JS memory every simulated minute) and
+# the worker pool (same alerts and exact totals with 1, 2, 4 workers; readings/s
+# against workers): benches/results/paced-, soak- and soak-pool-DATE.json, then
+# the README lines. `make e2e` runs the 2-minute soak bound check and a small
+# pool run (www/tests/soak*.test.mjs; the pool needs `make dash`).
+bench-soak: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	@$(STEP) dash-build $(MAKE) --no-print-directory dash
+	node www/bench/soak-run.mjs
+	node scripts/soak-table.mjs

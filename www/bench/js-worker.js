@@ -1,124 +1,242 @@
 // The careful hand-written JavaScript worker the path benchmark races meterflow
-// against (www/bench/path.js). It does the same per-reading work as meterflow's
-// readings path, done well in plain JavaScript:
+// against (www/bench/path.js). It does the same work as meterflow's readings
+// path on the same messages, done well in plain JavaScript (flat typed arrays,
+// no allocation per reading):
 //   - the same page messages: `readings` with `data` a JSON string (`JSON.parse`)
 //     or a binary kind-1 frame (docs/PROTOCOL.md 3.4; keys persist across
 //     frames), an `id` answered with `{type:'ack', id, accepted, refused, ms}`;
 //   - the same checks per reading: a string meter id, finite value within
 //     maxAbsValue, timestamp within [now − maxAgeMs, now + maxFutureMs];
-//   - meters interned in a `Map`, rings in one flat `Float64Array` (window
-//     1,200), moments with the same shifted, stable add/remove updates and the
-//     same exact rebuild every 100 removals as src/core/moments.rs (so window
-//     mean and variance agree with meterflow's to rounding);
-//   - the detector's per-reading bookkeeping (the largest deviation since the
-//     last tick, run of equal values, last timestamp);
-//   - and more than meterflow does on this path: exact hourly totals of every
-//     reading (values carry 3 decimals; sums kept in integer thousandths, exact
-//     below 2^53).
-// `query` `meter` answers `{type:'meter', meter, count, mean, variance}` for
-// the equivalence check.
+//   - meters interned in a `Map` at their first accepted reading, rings in one
+//     flat `Float64Array` (window 1,200), moments with the same shifted, stable
+//     add/remove updates and the same exact rebuilds as src/core/moments.rs (so
+//     window mean and variance agree with meterflow's to rounding);
+//   - the same detection (src/core/detect/, docs/DETECTION.md) with the
+//     default config: per-reading scoring before the reading enters the window,
+//     then an evaluation tick every `tickMs` (500 ms, the worker's timer) over
+//     the meters with new readings (spike votes with the kurtosis-widened
+//     threshold, drift against the learned slow baseline, stuck runs against the
+//     learned plateau, silence on its schedule), posting the same `anomaly` and
+//     `cleared` messages. The port is split as the Rust is: `CFG` (config.rs
+//     defaults), `RULES` (rules.rs), `learn*` (learn.rs), `evaluate`/`settle`/
+//     `raise`/`checkSilence` (evaluate.rs) and `tick`/`observe` (mod.rs), so a
+//     rule change on the Rust side is a small edit of the matching function here.
+// Earlier versions also kept exact hourly totals of every reading here; the
+// `readings` path of meterflow keeps none (totals belong to the ledger's `live`
+// frames), so that was extra work for this arm and is gone.
+//
+// For the equivalence check (bench/js-equivalence.js) the page may drive the
+// engine clock: `{type:'clock', manual:true}` stops the tick timer, `readings`
+// then carry `now` (engine time), and `{type:'tick', now, id?}` runs one
+// evaluation tick (answered by an `ack` after its events). `query` `meter`
+// answers `{type:'meter', meter, count, mean, variance}`; `config` takes
+// `maxMeters` before the first meter.
 
-const WINDOW = 1200;
-const RECOMPUTE_EVERY = 100;
-const MAX_METERS = 5000;
-const MAX_ABS = 1e15;
-const MAX_AGE_MS = 6 * 3_600_000;
-const MAX_FUTURE_MS = 300_000;
-const STD_FLOOR = 1e-6;
-const STD_FLOOR_REL = 1e-6;
+/** src/core/config.rs `Config::default()`, the fields this worker uses. */
+const CFG = {
+  window: 1200,
+  maxMeters: 5000,
+  tickMs: 500,
+  warmup: 60,
+  spikeZ: 4.0,
+  spikeVotesOf: 5,
+  spikeVotesNeeded: 3,
+  driftZ: 5.0,
+  driftConsecutive: 5,
+  stuckRun: 30,
+  stuckFactor: 3.0,
+  baselineReadings: 7200,
+  silentAfterMs: 60_000,
+  clearAfter: 10,
+  criticalFactor: 2.0,
+  stdFloor: 1e-6,
+  stdFloorRel: 1e-6,
+  spikeWidenMax: 2.0,
+  recomputeEvery: 100,
+  maxAbsValue: 1e15,
+  maxAgeMs: 6 * 3_600_000,
+  maxFutureMs: 300_000,
+};
+const WINDOW = CFG.window;
+/** learn.rs SCALE_MEMORY. */
+const SCALE_MEMORY = 4.0;
 const M2_COLLAPSE = 1e-4;
 const M4_COLLAPSE = 1e-6;
+const KINDS = ['spike', 'drift', 'stuck', 'silent'];
+const SPIKE = 0;
+const DRIFT = 1;
+const STUCK = 2;
+const SILENT = 3;
+const U16 = 0xffff;
+const U32 = 0xffffffff;
 
-// Per meter, in flat slabs.
-const ring = new Float64Array(MAX_METERS * WINDOW);
-const head = new Int32Array(MAX_METERS); // next write position
-const len = new Int32Array(MAX_METERS);
+// f64::max / f64::min: a NaN operand yields the other one (Math.max would give NaN).
+const fmax = (a, b) => (a !== a ? b : b !== b ? a : a > b ? a : b);
+const fmin = (a, b) => (a !== a ? b : b !== b ? a : a < b ? a : b);
+const popcount = (v) => {
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+};
+
+/** src/core/detect/rules.rs. */
+const RULES = {
+  flooredVariance(v, mean) {
+    const rel = CFG.stdFloorRel * Math.abs(mean);
+    return fmax(fmax(v, rel * rel), CFG.stdFloor * CFG.stdFloor);
+  },
+  widen(g2) {
+    const z = CFG.spikeZ;
+    const slope = fmax((z * z - 3.0) / 24.0, 0.0);
+    return fmax(fmin(1.0 + slope * fmax(g2, 0.0), CFG.spikeWidenMax), 1.0);
+  },
+  score(u2) {
+    if (u2 !== u2 || u2 <= 0) return 0;
+    if (u2 === Infinity) return 1;
+    return u2 / (1 + u2);
+  },
+  voteMask() {
+    return (U32 >>> Math.min(Math.max(32 - CFG.spikeVotesOf, 0), 31)) >>> 0;
+  },
+  voteSpan(votes) {
+    return 32 - Math.clz32(votes);
+  },
+};
+
+// Per meter, in flat slabs sized at the first meter (`maxMeters`).
+let ring, head, len;
 // Moments: n, shift, centered mean, m2, m3, m4, peak m2, peak m4, removals.
 const MO = 9;
-const mo = new Float64Array(MAX_METERS * MO);
-// Detector bookkeeping: new, peakD, peakVar, peakX, peakTs, peakMean, run, lastX, lastTs.
+let mo;
+// detect/state.rs Pending: new, peakD, peakVar, peakX, peakTs, peakMean, run, lastX, lastTs.
 const PD = 9;
-const pend = new Float64Array(MAX_METERS * PD);
-const dirty = [];
+let pend;
+// detect/state.rs Verdicts.
+let votes, widenF32, driftRun, stuckEvals, calm, active, critical, scoreF32;
+// detect/learn.rs Learned: slow, dev2, var, m4, plateauX, runX | readings, plateauRun, otherRun, runSeen.
+const LF = 6;
+let lf;
+const LU = 4;
+let lu;
+// Engine time of each meter's last evaluation (−∞ before its first).
+let seen;
+// Meters with readings since their last evaluation, in order of first reading.
+let dirty;
+let dirtyLen = 0;
+// detect/mod.rs SilenceSchedule (the basis is fixed: this worker's config never changes).
+let silenceDue = Infinity;
+let silenceChecked = false;
+
+function allocate(maxMeters) {
+  CFG.maxMeters = maxMeters;
+  ring = new Float64Array(maxMeters * WINDOW);
+  head = new Int32Array(maxMeters);
+  len = new Int32Array(maxMeters);
+  mo = new Float64Array(maxMeters * MO);
+  pend = new Float64Array(maxMeters * PD);
+  votes = new Uint32Array(maxMeters);
+  widenF32 = new Float32Array(maxMeters).fill(1);
+  driftRun = new Uint16Array(maxMeters);
+  stuckEvals = new Uint32Array(maxMeters);
+  calm = new Uint16Array(maxMeters * 4);
+  active = new Uint8Array(maxMeters);
+  critical = new Uint8Array(maxMeters);
+  scoreF32 = new Float32Array(maxMeters);
+  lf = new Float64Array(maxMeters * LF);
+  lu = new Uint32Array(maxMeters * LU);
+  seen = new Float64Array(maxMeters).fill(-Infinity);
+  dirty = new Int32Array(maxMeters);
+}
+allocate(CFG.maxMeters);
+
 const ids = new Map();
 const names = [];
 // Stream keys of binary frames → meter index (−1 unbound); pending names.
 let keyTable = new Int32Array(1024).fill(-1);
 const keyNames = new Map();
-// Exact hourly totals: hour → sum in thousandths.
-const hourly = new Map();
-let lastHour = NaN;
-let lastHourSum = 0;
 
 const utf8 = new TextDecoder();
 
 function intern(id) {
   let m = ids.get(id);
   if (m === undefined) {
-    if (names.length >= MAX_METERS) return -1;
+    if (names.length >= CFG.maxMeters) return -1;
     m = names.length;
     names.push(id);
     ids.set(id, m);
+    // Defaults that are not zero (state.rs, learn.rs).
+    pend[m * PD + 2] = 1; // peak_var
+    pend[m * PD + 8] = -Infinity; // last_ts
+    lf[m * LF + 4] = NaN; // plateau_x
+    lf[m * LF + 5] = NaN; // run_x
   }
   return m;
 }
 
+// Accumulators of `recompute` (sum, then centred powers 2, 3, 4; 4 lanes each),
+// kept across calls so a rebuild allocates nothing.
+const acc = new Float64Array(16);
+
+/** Adds `ring[base+from .. base+to] − k` to the 4 lanes of acc[0..4], in the order moments.rs does. */
+function sumLanes(base, from, to, k) {
+  const cnt = to - from;
+  const full = cnt - (cnt % 4);
+  for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) acc[j] += ring[base + from + i + j] - k;
+  for (let j = 0; j < cnt % 4; j++) acc[j] += ring[base + from + full + j] - k;
+}
+
+function centredLane(j, x, k, md) {
+  const d = x - k - md;
+  const d2 = d * d;
+  acc[4 + j] += d2;
+  acc[8 + j] += d2 * d;
+  acc[12 + j] += d2 * d2;
+}
+
+function centredLanes(base, from, to, k, md) {
+  const cnt = to - from;
+  const full = cnt - (cnt % 4);
+  for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) centredLane(j, ring[base + from + i + j], k, md);
+  for (let j = 0; j < cnt % 4; j++) centredLane(j, ring[base + from + full + j], k, md);
+}
+
+const laneSum = (at) => acc[at] + acc[at + 1] + (acc[at + 2] + acc[at + 3]);
+
+/** moments.rs `Moments::recompute`: an exact rebuild from the ring, oldest first, as two slices. */
 function recompute(m) {
   const n = len[m];
   const base = m * WINDOW;
   const start = (head[m] - n + WINDOW) % WINDOW;
-  // Oldest first, as two slices, in chunks of 4 accumulators (src/core/moments.rs).
-  const a0 = start, a1 = start + n <= WINDOW ? start + n : WINDOW;
+  const a0 = start;
+  const a1 = start + n <= WINDOW ? start + n : WINDOW;
   const b1 = start + n <= WINDOW ? 0 : start + n - WINDOW;
   const k = n ? ring[base + start] : 0;
-  const s = [0, 0, 0, 0];
-  const sum4 = (from, to) => {
-    const cnt = to - from;
-    const full = cnt - (cnt % 4);
-    for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) s[j] += ring[base + from + i + j] - k;
-    for (let j = 0; j < cnt % 4; j++) s[j] += ring[base + from + full + j] - k;
-  };
-  sum4(a0, a1);
-  sum4(0, b1);
-  const md = (s[0] + s[1] + (s[2] + s[3])) / n;
-  const c2 = [0, 0, 0, 0], c3 = [0, 0, 0, 0], c4 = [0, 0, 0, 0];
-  const cen = (from, to) => {
-    const cnt = to - from;
-    const full = cnt - (cnt % 4);
-    const add = (j, x) => {
-      const d = x - k - md;
-      const d2 = d * d;
-      c2[j] += d2;
-      c3[j] += d2 * d;
-      c4[j] += d2 * d2;
-    };
-    for (let i = 0; i < full; i += 4) for (let j = 0; j < 4; j++) add(j, ring[base + from + i + j]);
-    for (let j = 0; j < cnt % 4; j++) add(j, ring[base + from + full + j]);
-  };
-  cen(a0, a1);
-  cen(0, b1);
-  const sum = (v) => v[0] + v[1] + (v[2] + v[3]);
+  acc.fill(0);
+  sumLanes(base, a0, a1, k);
+  sumLanes(base, 0, b1, k);
+  const md = laneSum(0) / n;
+  centredLanes(base, a0, a1, k, md);
+  centredLanes(base, 0, b1, k, md);
   const o = m * MO;
   mo[o] = n;
   mo[o + 1] = k;
   mo[o + 2] = md;
-  mo[o + 3] = mo[o + 6] = sum(c2);
-  mo[o + 4] = sum(c3);
-  mo[o + 5] = mo[o + 7] = sum(c4);
+  mo[o + 3] = mo[o + 6] = laneSum(4);
+  mo[o + 4] = laneSum(8);
+  mo[o + 5] = mo[o + 7] = laneSum(12);
   mo[o + 8] = 0;
 }
 
+/** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
 function add(m, x, ts) {
   const o = m * MO;
-  // Detector: score against the window before the reading enters.
   const n0 = mo[o];
   const mean = mo[o + 1] + mo[o + 2];
   const v0 = n0 < 2 || mo[o + 3] <= 0 ? 0 : mo[o + 3] / n0;
-  const rel = STD_FLOOR_REL * Math.abs(mean);
-  const v = Math.max(v0, rel * rel, STD_FLOOR * STD_FLOOR);
+  const v = RULES.flooredVariance(v0, mean);
   const d = x - mean;
   const p = m * PD;
-  if (pend[p] === 0) dirty.push(m);
+  if (pend[p] === 0) dirty[dirtyLen++] = m;
   if (pend[p] === 0 || d * d * pend[p + 2] > pend[p + 1] * pend[p + 1] * v) {
     pend[p + 1] = d;
     pend[p + 2] = v;
@@ -126,8 +244,8 @@ function add(m, x, ts) {
     pend[p + 4] = ts;
     pend[p + 5] = mean;
   }
-  pend[p] += 1;
-  pend[p + 6] = pend[p + 6] > 0 && x === pend[p + 7] ? pend[p + 6] + 1 : 1;
+  pend[p] = Math.min(pend[p] + 1, U32);
+  pend[p + 6] = pend[p + 6] > 0 && x === pend[p + 7] ? Math.min(pend[p + 6] + 1, U32) : 1;
   pend[p + 7] = x;
   if (ts > pend[p + 8]) pend[p + 8] = ts;
 
@@ -185,7 +303,7 @@ function add(m, x, ts) {
   if (mo[o + 5] > mo[o + 7]) mo[o + 7] = mo[o + 5];
   const r = mo[o + 8];
   if (
-    r >= RECOMPUTE_EVERY ||
+    r >= CFG.recomputeEvery ||
     mo[o + 3] < 0 ||
     mo[o + 5] < 0 ||
     (r > 0 && (mo[o + 3] < M2_COLLAPSE * mo[o + 6] || mo[o + 5] < M4_COLLAPSE * mo[o + 7]))
@@ -193,18 +311,258 @@ function add(m, x, ts) {
     recompute(m);
   }
 
-  // Exact hourly totals.
-  const hour = Math.floor(ts / 3_600_000);
-  if (hour !== lastHour) {
-    if (lastHour === lastHour) hourly.set(lastHour, lastHourSum);
-    lastHour = hour;
-    lastHourSum = hourly.get(hour) ?? 0;
-  }
-  lastHourSum += Math.round(x * 1000);
 }
 
+// ---- detect/learn.rs ------------------------------------------------------
+
+function learnWeight(m, n, memory) {
+  const s = fmax(fmin(lu[m * LU] + n, memory), 1.0);
+  return fmin(n / s, 1.0);
+}
+
+function learnMoments(m, o, fvar, n, cap2) {
+  const memory = CFG.baselineReadings;
+  const L = m * LF;
+  const mean = mo[o + 1] + mo[o + 2];
+  const fresh = lu[m * LU] === 0;
+  const a = learnWeight(m, n, memory);
+  const d = mean - lf[L];
+  lf[L] += a * d;
+  const m4 = mo[o] > 0 ? mo[o + 5] / mo[o] : 0;
+  lf[L + 2] += a * (fvar - lf[L + 2]);
+  if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);
+  if (!fresh) {
+    const b = learnWeight(m, n, SCALE_MEMORY * memory);
+    lf[L + 1] += b * (fmin(d * d, cap2) - lf[L + 1]);
+  }
+  lu[m * LU] = Math.min(lu[m * LU] + n, U32);
+}
+
+function learnRun(m, run, x, n, stuckActive) {
+  const L = m * LF;
+  const U = m * LU;
+  if (run <= n && lu[U + 3] > 0 && !stuckActive) {
+    const ended = Math.min(lu[U + 3] + (n - run), U32);
+    const v = lf[L + 5];
+    if (v === lf[L + 4]) lu[U + 1] = Math.max(lu[U + 1], ended);
+    else if (ended > lu[U + 1]) {
+      lu[U + 2] = Math.max(lu[U + 2], lu[U + 1]);
+      lf[L + 4] = v;
+      lu[U + 1] = ended;
+    } else lu[U + 2] = Math.max(lu[U + 2], ended);
+  }
+  lu[U + 3] = run;
+  lf[L + 5] = x;
+}
+
+const trained = (m) => lu[m * LU] >= CFG.baselineReadings;
+const stuckLimit = (m, x) =>
+  fmax(CFG.stuckFactor * (x === lf[m * LF + 4] ? lu[m * LU + 1] : lu[m * LU + 2]), CFG.stuckRun);
+const judgesRun = (m, run) => trained(m) && run <= lu[m * LU] - CFG.baselineReadings;
+const learnedKurtosis = (m) => {
+  const v = lf[m * LF + 2];
+  return v > 0 ? lf[m * LF + 3] / (v * v) - 3.0 : 0.0;
+};
+
+// ---- detect/evaluate.rs ---------------------------------------------------
+
+// The finding of the kind being settled, filled only when an event needs it
+// (the Rust computes it in a closure; one reused record here).
+const F = { z: 0, value: 0, mean: 0, std: 0, ts: 0, evaluations: 0, critical: false, u2: 0 };
+// What `finding(kind)` reads, set by `evaluate` before each `settle`.
+const E = { spikeVar: 0, threshold: 0, votes: 0, spikeU2: 0, d: 0, scale2: 0, slow: 0, mean: 0, driftRun: 0,
+  driftU2: 0, fvar: 0, stuckEvals: 0, limit: 0, stuckU: 0, m: 0 };
+let now = 0;
+
+function finding(kind) {
+  const p = E.m * PD;
+  if (kind === SPIKE) {
+    const std = Math.sqrt(E.spikeVar);
+    const z = pend[p + 1] / std;
+    return setF(z, pend[p + 3], pend[p + 5], std, pend[p + 4], RULES.voteSpan(E.votes),
+      Math.abs(z) >= CFG.criticalFactor * E.threshold, E.spikeU2);
+  }
+  if (kind === DRIFT) {
+    const std = Math.sqrt(E.scale2);
+    const z = E.d / std;
+    return setF(z, E.mean, E.slow, std, pend[p + 8], E.driftRun, Math.abs(z) >= CFG.criticalFactor * CFG.driftZ, E.driftU2);
+  }
+  if (kind === STUCK) {
+    const std = Math.sqrt(E.fvar);
+    return setF((pend[p + 7] - E.mean) / std, pend[p + 7], E.mean, std, pend[p + 8], E.stuckEvals,
+      pend[p + 6] >= CFG.criticalFactor * E.limit, E.stuckU * E.stuckU);
+  }
+  return setF(0, pend[p + 7], 0, 0, pend[p + 8], 0, false, 0);
+}
+
+function setF(z, value, mean, std, ts, evaluations, isCritical, u2) {
+  F.z = z;
+  F.value = value;
+  F.mean = mean;
+  F.std = std;
+  F.ts = ts;
+  F.evaluations = evaluations;
+  F.critical = isCritical;
+  F.u2 = u2;
+  return F;
+}
+
+function evaluate(m) {
+  const o = m * MO;
+  const p = m * PD;
+  const n = mo[o];
+  const warm = n >= CFG.warmup;
+  const mean = mo[o + 1] + mo[o + 2];
+  const m2 = mo[o + 3];
+  const variance = n < 2 || m2 <= 0 ? 0 : m2 / n;
+  const fvar = RULES.flooredVariance(variance, mean);
+  const fresh = pend[p];
+  E.m = m;
+  E.mean = mean;
+  E.fvar = fvar;
+
+  // Spike.
+  const threshold = CFG.spikeZ * widenF32[m];
+  const spikeVar = fmax(pend[p + 2], lf[m * LF + 2]);
+  const spikeU2 = (pend[p + 1] * pend[p + 1]) / (threshold * threshold * spikeVar);
+  let breach = warm && spikeU2 > 1.0;
+  votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
+  if (votes[m] === 0) {
+    const g2 = fmax(variance === 0 ? 0 : (n * mo[o + 5]) / (m2 * m2) - 3.0, learnedKurtosis(m));
+    widenF32[m] = RULES.widen(g2);
+  }
+  E.spikeVar = spikeVar;
+  E.threshold = threshold;
+  E.votes = votes[m];
+  E.spikeU2 = spikeU2;
+  settle(m, SPIKE, breach, breach && popcount(votes[m]) >= CFG.spikeVotesNeeded);
+
+  // Drift.
+  const L = m * LF;
+  const d = mean - lf[L];
+  const scale2 = fmax(lf[L + 1], fvar / fmax(n, 1.0));
+  const limit2 = CFG.driftZ * CFG.driftZ * scale2;
+  const driftU2 = trained(m) ? (d * d) / limit2 : 0;
+  breach = warm && driftU2 > 1.0;
+  driftRun[m] = breach ? Math.min(driftRun[m] + 1, U16) : 0;
+  E.d = d;
+  E.scale2 = scale2;
+  E.slow = lf[L];
+  E.driftRun = driftRun[m];
+  E.driftU2 = driftU2;
+  settle(m, DRIFT, breach, driftRun[m] >= CFG.driftConsecutive);
+  if (warm) learnMoments(m, o, fvar, fresh, limit2);
+
+  // Stuck.
+  const run = pend[p + 6];
+  const lastX = pend[p + 7];
+  const stuckActive = (active[m] & (1 << STUCK)) !== 0;
+  learnRun(m, run, lastX, fresh, stuckActive);
+  stuckEvals[m] = run <= fresh ? 1 : Math.min(stuckEvals[m] + 1, U32);
+  const spread = variance > RULES.flooredVariance(0.0, mean);
+  const limit = stuckLimit(m, lastX);
+  const judged = warm && judgesRun(m, run) && (spread || stuckActive);
+  const stuckU = judged ? run / limit : 0;
+  breach = stuckU >= 1.0;
+  E.stuckEvals = stuckEvals[m];
+  E.limit = limit;
+  E.stuckU = stuckU;
+  settle(m, STUCK, breach, breach);
+
+  const u2 = warm ? fmax(fmax(spikeU2, driftU2), stuckU * stuckU) : 0;
+  scoreF32[m] = RULES.score(u2);
+
+  settle(m, SILENT, false, false);
+}
+
+function settle(m, i, breach, raiseIt) {
+  const c = m * 4 + i;
+  const bit = 1 << i;
+  calm[c] = breach ? 0 : Math.min(calm[c] + 1, U16);
+  if ((active[m] & bit) === 0) {
+    if (raiseIt) raise(m, i, finding(i));
+  } else if (calm[c] >= CFG.clearAfter) {
+    active[m] &= ~bit;
+    critical[m] &= ~bit;
+    self.postMessage({ type: 'cleared', v: 1, meter: names[m], kind: KINDS[i], at: now });
+  } else if (breach && (critical[m] & bit) === 0) {
+    const f = finding(i);
+    if (f.critical) raise(m, i, f);
+  }
+}
+
+function raise(m, i, f) {
+  const bit = 1 << i;
+  active[m] |= bit;
+  let severity;
+  if (f.critical) {
+    critical[m] |= bit;
+    severity = 'critical';
+  } else {
+    critical[m] &= ~bit;
+    severity = 'warning';
+  }
+  self.postMessage({
+    type: 'anomaly', v: 1, meter: names[m], kind: KINDS[i], severity,
+    z: f.z, value: f.value, mean: f.mean, std: f.std, ts: f.ts, evaluations: f.evaluations, score: RULES.score(f.u2),
+  });
+}
+
+function checkSilence(m) {
+  const bit = 1 << SILENT;
+  const s = seen[m];
+  if (s === -Infinity || len[m] < CFG.warmup) return Infinity;
+  const after = CFG.silentAfterMs;
+  const criticalAfter = CFG.criticalFactor * after;
+  const silence = now - s;
+  const isCritical = silence >= criticalAfter;
+  const u = silence / after;
+  if (u > 1.0) scoreF32[m] = fmax(scoreF32[m], Math.fround(RULES.score(u * u)));
+  if (silence > after && ((active[m] & bit) === 0 || (isCritical && (critical[m] & bit) === 0))) {
+    calm[m * 4 + SILENT] = 0;
+    const o = m * MO;
+    const n = mo[o];
+    const mean = mo[o + 1] + mo[o + 2];
+    const variance = n < 2 || mo[o + 3] <= 0 ? 0 : mo[o + 3] / n;
+    const std = Math.sqrt(RULES.flooredVariance(variance, mean));
+    raise(m, SILENT, setF(0, pend[m * PD + 7], mean, std, pend[m * PD + 8], 0, isCritical, u * u));
+  }
+  if ((active[m] & bit) === 0) return s + after;
+  if ((critical[m] & bit) === 0) return s + criticalAfter;
+  return Infinity;
+}
+
+// ---- detect/mod.rs `Detector::tick` ---------------------------------------
+
+function tick(nowMs) {
+  if (!Number.isFinite(nowMs)) return 0;
+  now = nowMs;
+  let evaluated = 0;
+  let due = silenceDue;
+  for (let k = 0; k < dirtyLen; k++) {
+    const m = dirty[k];
+    if (pend[m * PD] === 0) continue;
+    evaluate(m);
+    pend[m * PD] = 0;
+    seen[m] = nowMs;
+    due = fmin(due, nowMs + CFG.silentAfterMs);
+    evaluated++;
+  }
+  dirtyLen = 0;
+  silenceDue = due;
+  if (!silenceChecked || nowMs >= silenceDue) {
+    let next = Infinity;
+    for (let m = 0; m < names.length; m++) next = fmin(next, checkSilence(m));
+    silenceDue = next;
+    silenceChecked = true;
+  }
+  return evaluated;
+}
+
+// ---- the page's messages --------------------------------------------------
+
 function valid(ts, x, now) {
-  return ts >= now - MAX_AGE_MS && ts <= now + MAX_FUTURE_MS && Number.isFinite(x) && Math.abs(x) <= MAX_ABS;
+  return ts >= now - CFG.maxAgeMs && ts <= now + CFG.maxFutureMs && Number.isFinite(x) && Math.abs(x) <= CFG.maxAbsValue;
 }
 
 function json(text, now) {
@@ -294,29 +652,43 @@ function binary(buf, now) {
   return [accepted, refused];
 }
 
+let manual = false;
+let timer = setInterval(() => tick(Date.now()), CFG.tickMs);
+
 self.onmessage = (e) => {
   const msg = e.data;
   if (msg.type === 'readings') {
     const t0 = performance.now();
-    const now = Date.now();
-    const [accepted, refused] = typeof msg.data === 'string' ? json(msg.data, now) : binary(msg.data, now);
+    const at = manual && typeof msg.now === 'number' ? msg.now : Date.now();
+    const [accepted, refused] = typeof msg.data === 'string' ? json(msg.data, at) : binary(msg.data, at);
     if (msg.id !== undefined) {
       self.postMessage({ type: 'ack', v: 1, id: msg.id, accepted, refused, ms: performance.now() - t0 });
     }
+  } else if (msg.type === 'tick' && manual) {
+    const evaluated = tick(msg.now);
+    if (msg.id !== undefined) self.postMessage({ type: 'ack', v: 1, id: msg.id, accepted: evaluated, refused: 0, ms: 0 });
+  } else if (msg.type === 'clock') {
+    manual = msg.manual === true;
+    clearInterval(timer);
+    if (!manual) timer = setInterval(() => tick(Date.now()), CFG.tickMs);
+  } else if (msg.type === 'config') {
+    const max = msg.config?.maxMeters;
+    if (names.length === 0 && Number.isInteger(max) && max > 0) allocate(max);
+    else self.postMessage({ type: 'error', v: 1, code: 'bad_config', message: 'maxMeters only before the first meter' });
   } else if (msg.type === 'query' && msg.query === 'meter') {
     const m = ids.get(msg.meter);
     if (m === undefined) {
-      self.postMessage({ type: 'error', code: 'unknown_meter', message: msg.meter });
+      self.postMessage({ type: 'error', v: 1, code: 'unknown_meter', message: msg.meter });
       return;
     }
     const o = m * MO;
     const n = mo[o];
     const variance = n < 2 || mo[o + 3] <= 0 ? 0 : mo[o + 3] / n;
-    self.postMessage({ type: 'meter', meter: msg.meter, count: n, mean: mo[o + 1] + mo[o + 2], variance });
+    self.postMessage({ type: 'meter', v: 1, meter: msg.meter, count: n, mean: mo[o + 1] + mo[o + 2], variance });
   } else if (msg.type === 'query' && msg.query === 'stats') {
-    let total = lastHourSum;
-    for (const [h, s] of hourly) if (h !== lastHour) total += s;
-    self.postMessage({ type: 'stats', meters: names.length, totalThousandths: total, dirty: dirty.length });
+    let alerts = 0;
+    for (let m = 0; m < names.length; m++) alerts += popcount(active[m]);
+    self.postMessage({ type: 'stats', v: 1, meters: names.length, activeAlerts: alerts, dirty: dirtyLen });
   }
 };
 self.postMessage({ type: 'ready', v: 1, version: 'js' });

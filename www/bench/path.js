@@ -12,6 +12,8 @@
 // and variance are read back from both workers and compared (relative 1e-12).
 // Results are published as `window.benchResult`.
 
+import { checkDetection } from './js-equivalence.js';
+
 const params = new URLSearchParams(location.search);
 const smoke = params.get('smoke') === '1';
 const METERS = Number(params.get('meters') ?? 5000);
@@ -191,6 +193,9 @@ async function main() {
   const jsonBytes = data.json.reduce((s, t) => s + t.length, 0);
   const binaryBytes = data.binary.reduce((s, b) => s + b.byteLength, 0);
   const result = { meters: METERS, readings: batches * BATCH, batch: BATCH, passes: PASSES, window: WINDOW, formats: {} };
+  // The JS worker must post meterflow's alerts on the same readings, or the race is void (throws).
+  document.querySelector('#status').textContent = 'checking that the JS worker alerts as meterflow does…';
+  result.detectionEquivalence = await checkDetection();
   for (const format of ['binary', 'json']) {
     const runs = { meterflow: [], js: [] };
     const ratios = [];

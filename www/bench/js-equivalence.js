@@ -1,0 +1,196 @@
+// The fairness check of the path benchmark (issue 9): the careful JS worker
+// (bench/js-worker.js) must do meterflow's work, so both must post the same
+// alerts on the same readings. Runs before the timed passes; a mismatch voids
+// the comparison (the run fails).
+//
+// The same readings go to meterflow's `MeterflowEngine` (the core the shipped
+// worker runs; here on the page, so the engine clock can be driven) and,
+// through `postMessage`, to a fresh JS worker with its clock driven by the page
+// (`{type:'clock', manual:true}`, `readings` with `now`, `{type:'tick', now}`).
+// Both use the default config. Every 500 ms of engine time, one payload with
+// one reading per reporting meter (binary kind-1 frames and JSON text,
+// alternately), then one evaluation tick. The data is made so that every rule
+// fires and clears: level + noise on every meter, and after the meters are
+// trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
+// (suppressed), drifts, stuck runs, silences long enough to turn critical,
+// heavy-tailed noise. Every `anomaly` and `cleared` message must match in order:
+// meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
+// score to a relative 1e-9.
+import init, { MeterflowEngine } from '../pkg/meterflow.js';
+
+const STEP_MS = 500;
+const TOLERANCE = 1e-9;
+const T0 = 1_764_000_000_000;
+
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Which incident meter `m` carries (by its index modulo 10 within the first half). */
+function scenario(meters, steps) {
+  const trained = 7300;
+  const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
+  return (m, k, level, noise, prev) => {
+    const kind = m < meters / 2 ? m % 10 : -1;
+    const t = k - at(m);
+    switch (kind) {
+      case 0: // a voted spike: 4 evaluations in a row far out
+        return t >= 0 && t < 4 ? level + 60 : level + noise;
+      case 1: // a one-evaluation blip: suppressed by the vote
+        return t === 0 ? level + 60 : level + noise;
+      case 2: // a drift: the level creeps up
+        return level + noise + (t > 0 ? Math.min(t, 600) * 0.02 : 0);
+      case 3: // stuck at the last value for 150 readings
+        return t >= 0 && t < 150 ? prev : level + noise;
+      case 4: // silent for 300 s (critical past 120 s): null = no reading
+        return t >= 0 && t < 600 ? null : level + noise;
+      case 5: // heavy tails (Laplace-like): widens the spike threshold
+        return level + noise * (1 + 3 * (((m * 7919 + k * 104729) % 97) === 0 ? 4 : 0));
+      default:
+        return level + noise;
+    }
+  };
+}
+
+const utf8 = new TextEncoder();
+const pad8 = (n) => (n + 7) & ~7;
+
+/** A kind-1 frame with one shared ts over `keys`; bindings for `bind` ids. */
+function frame(ts, keys, values, bind) {
+  const n = keys.length;
+  const names = bind.map((id) => utf8.encode(id));
+  let at = 16;
+  for (const b of names) at += 6 + b.length;
+  const keysAt = pad8(at);
+  const tsAt = pad8(keysAt + 4 * n);
+  const valuesAt = tsAt + 8;
+  const buf = new ArrayBuffer(valuesAt + 8 * n);
+  const bytes = new Uint8Array(buf);
+  const view = new DataView(buf);
+  bytes.set([0x4d, 0x46, 0x4c, 0x57, 1, 1], 0);
+  view.setUint16(6, 1, true);
+  view.setUint32(8, names.length, true);
+  view.setUint32(12, n, true);
+  at = 16;
+  names.forEach((b, key) => {
+    view.setUint32(at, key, true);
+    view.setUint16(at + 4, b.length, true);
+    bytes.set(b, at + 6);
+    at += 6 + b.length;
+  });
+  new Uint32Array(buf, keysAt, n).set(keys);
+  view.setFloat64(tsAt, ts, true);
+  new Float64Array(buf, valuesAt, n).set(values);
+  return buf;
+}
+
+function same(a, b) {
+  const exact = ['type', 'meter', 'kind', 'severity', 'evaluations', 'ts', 'at'];
+  for (const k of exact) if (!Object.is(a[k], b[k])) return `${k}: ${a[k]} vs ${b[k]}`;
+  if (a.type === 'anomaly') {
+    for (const k of ['z', 'value', 'mean', 'std', 'score']) {
+      const rel = Math.abs(a[k] - b[k]) / Math.max(Math.abs(a[k]), Math.abs(b[k]), 1e-300);
+      if (!(rel <= TOLERANCE) && !Object.is(a[k], b[k])) return `${k}: ${a[k]} vs ${b[k]}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Runs the check; resolves with a summary, rejects (the run is void) when the
+ * alerts differ or some kind never fired.
+ */
+export async function checkDetection({ meters = 200, steps = 9000, seed = 9 } = {}) {
+  await init();
+  const engine = new MeterflowEngine({});
+  const worker = new Worker(new URL('./js-worker.js', import.meta.url), { type: 'module' });
+  const jsEvents = [];
+  const errors = [];
+  let done;
+  const finished = new Promise((r) => (done = r));
+  let ready;
+  const readyP = new Promise((r) => (ready = r));
+  worker.onmessage = (e) => {
+    const m = e.data;
+    if (m.type === 'ready') ready();
+    else if (m.type === 'anomaly' || m.type === 'cleared') jsEvents.push(m);
+    else if (m.type === 'ack' && m.id === -1) done();
+    else if (m.type === 'ack' && m.refused) errors.push(`js worker refused ${m.refused} readings`);
+    else if (m.type === 'error') errors.push(`js worker: ${m.code}: ${m.message}`);
+  };
+  worker.onerror = (e) => errors.push(`js worker: ${e.message}`);
+  await readyP;
+  worker.postMessage({ type: 'clock', manual: true });
+
+  const rand = random(seed);
+  const ids = Array.from({ length: meters }, (_, i) => `eq-${String(i).padStart(5, '0')}`);
+  const levels = Float64Array.from({ length: meters }, (_, m) => 20 + (m % 50) * 3);
+  const prev = new Float64Array(meters);
+  const value = scenario(meters, steps);
+  const mfEvents = [];
+  const keys = new Uint32Array(meters);
+  const values = new Float64Array(meters);
+  for (let k = 0; k < steps; k++) {
+    const now = T0 + k * STEP_MS;
+    const ts = now - 100;
+    let n = 0;
+    for (let m = 0; m < meters; m++) {
+      const noise = (rand() + rand() + rand() - 1.5) * 2;
+      const x = value(m, k, levels[m], noise, prev[m]);
+      if (x === null) continue;
+      const v = Math.round(x * 1000) / 1000;
+      prev[m] = v;
+      keys[n] = m;
+      values[n++] = v;
+    }
+    let data;
+    if (k % 2 === 0) {
+      data = frame(ts, keys.subarray(0, n), values.subarray(0, n), k === 0 ? ids : []);
+    } else {
+      const parts = new Array(n);
+      for (let i = 0; i < n; i++) parts[i] = `{"meter":"${ids[keys[i]]}","ts":${ts},"value":${values[i]}}`;
+      data = `{"type":"readings","readings":[${parts.join(',')}]}`;
+    }
+    for (const out of engine.handle({ type: 'readings', data }, now)) {
+      if (out.type === 'error' || out.type === 'warning') errors.push(`meterflow: ${out.code}: ${out.message}`);
+    }
+    if (typeof data === 'string') worker.postMessage({ type: 'readings', id: k, data, now });
+    else worker.postMessage({ type: 'readings', id: k, data, now }, [data]);
+    for (const out of engine.tick(now + STEP_MS / 2)) {
+      if (out.type === 'anomaly' || out.type === 'cleared') mfEvents.push(out);
+    }
+    worker.postMessage({ type: 'tick', now: now + STEP_MS / 2 });
+    if (errors.length) break;
+  }
+  worker.postMessage({ type: 'tick', now: NaN, id: -1 });
+  await finished;
+  worker.terminate();
+  engine.free();
+  if (errors.length) throw new Error(`equivalence run: ${errors.slice(0, 3).join('; ')}`);
+
+  const byKind = {};
+  for (const e of mfEvents) {
+    const key = `${e.type === 'cleared' ? 'cleared' : e.severity} ${e.kind}`;
+    byKind[key] = (byKind[key] ?? 0) + 1;
+  }
+  const summary = { meters, steps, events: mfEvents.length, jsEvents: jsEvents.length, byKind, tolerance: TOLERANCE };
+  for (let i = 0; i < Math.max(mfEvents.length, jsEvents.length); i++) {
+    const a = mfEvents[i];
+    const b = jsEvents[i];
+    const why = !a || !b ? 'missing event' : same(a, b);
+    if (why) {
+      throw new Error(`alerts differ at event ${i} (${why}): meterflow ${JSON.stringify(a)} js ${JSON.stringify(b)}`);
+    }
+  }
+  for (const kind of ['spike', 'drift', 'stuck', 'silent']) {
+    const raised = Object.entries(byKind).some(([k, c]) => k.endsWith(kind) && !k.startsWith('cleared') && c > 0);
+    if (!raised) throw new Error(`equivalence run: no ${kind} alert was raised, so the check proves nothing for it (${JSON.stringify(byKind)})`);
+  }
+  return summary;
+}
