@@ -348,6 +348,12 @@ async fn the_engines_session_reaches_the_truth_through_the_servers_faults() {
         page.step(&mut fetched, &mut timer).await;
     }
     page.server.set_paused(true);
+    // A wake-up of the writer in progress finishes its ticks first (the page
+    // keeps running meanwhile).
+    let pause_start = tokio::time::Instant::now();
+    while pause_start.elapsed() < Duration::from_millis(200) {
+        page.step(&mut fetched, &mut timer).await;
+    }
     let (status, truth) = http(page.server.addr, "GET", "/truth", "").await;
     assert_eq!(status, 200, "{truth}");
     let truth: Value = serde_json::from_str(&truth).expect("truth json");
