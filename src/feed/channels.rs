@@ -386,6 +386,9 @@ pub struct ChannelLimits {
     pub notice_removals: usize,
 }
 
+/// A full snapshot body and the channel position `(epoch, seq)` it was encoded at.
+type KeptBody = ((u64, u64), Arc<str>);
+
 /// The `meters.<group>` and `notices` read model.
 #[derive(Debug)]
 pub struct ChannelModel {
@@ -414,7 +417,7 @@ pub struct ChannelModel {
     /// valid for the channel position it was encoded at (so the next delta of
     /// that channel invalidates it). Memory: one full snapshot body per
     /// channel (`groups` + 1 at most, about 140 bytes a meter).
-    bodies: Mutex<HashMap<String, ((u64, u64), Arc<str>)>>,
+    bodies: Mutex<HashMap<String, KeptBody>>,
 }
 
 impl ChannelModel {
