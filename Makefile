@@ -6,6 +6,7 @@
 #   make bench          native criterion benchmarks
 #   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
 #   make bench-soak     paced live latency and the 60-minute soak in the browser (README lines)
+#   make bench-stream   the stream figures: snapshot-v2 serve time, delta apply in the worker (README table)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -21,7 +22,7 @@ export CHROMEDRIVER
 # The worker suite waits on real timers; give the runner room on a loaded machine.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
-.PHONY: test demo demo-synthetic bench bench-browser deps fmt clippy clippy-wasm test-native fuzz \
+.PHONY: test demo demo-synthetic bench bench-browser bench-stream deps fmt clippy clippy-wasm test-native fuzz \
         test-worker build dash feed-bin e2e bench-smoke eval eval-smoke bench-soak
 
 # Every step runs even when an earlier one failed (so one CI run shows every
@@ -106,9 +107,11 @@ feed-bin:
 e2e: feed-bin
 	cd www && node --test tests/
 
-bench-smoke:
+bench-smoke: feed-bin
 	node www/bench/run.mjs --smoke
 	node www/bench/path-run.mjs --smoke --json "$$(mktemp -d)/path-smoke.json" > /dev/null
+	node www/bench/stream-feed.mjs --smoke > /dev/null
+	node www/bench/stream-apply.mjs --smoke > /dev/null
 
 # Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
 # table, meterflow beside the plain z-score, on the two-day built-in corpus,
@@ -170,3 +173,15 @@ bench-soak: deps
 	@$(STEP) dash-build $(MAKE) --no-print-directory dash
 	node www/bench/soak-run.mjs
 	node scripts/soak-table.mjs
+
+# Issue 7's stream figures (README "Stream"): snapshot-v2 served by the release
+# feed server over HTTP (www/bench/stream-feed.mjs) and the apply of real
+# 1,000-entity meters deltas in the shipped worker in Chromium
+# (www/bench/stream-apply.mjs); JSON in benches/results/, then the README table
+# regenerated from it (scripts/stream-table.mjs).
+bench-stream: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	@$(STEP) feed-build $(MAKE) --no-print-directory feed-bin
+	node www/bench/stream-feed.mjs
+	node www/bench/stream-apply.mjs
+	node scripts/stream-table.mjs

@@ -716,3 +716,52 @@ async fn a_totals_mini_snapshot_starts_at_the_hour_of_the_frame_after_since_seq(
     assert!(other.get("since_seq").is_none());
     server.shutdown().await.expect("server error");
 }
+
+/// A full `meters.<group>` snapshot is encoded once per channel position: the
+/// second request at the same position is served the kept body (`hit`), byte
+/// for byte what a fresh encode of the model gives; once the channel has moved
+/// on, the kept body is never served again (`miss`, the new `snapshot_seq`).
+/// A `since_seq` mini-snapshot is never kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_snapshots_are_kept_per_channel_position_and_never_served_stale() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let channel = "meters.north";
+    let seq_now = || server.shared().channels().stream(channel).map_or(0, |s| s.seq());
+    while seq_now() < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fresh = || {
+        let c = server.shared().channels();
+        c.snapshot(channel, None).map(|s| s.json(c.names())).unwrap_or_default()
+    };
+    let cache = |h: &[(String, String)]| {
+        h.iter().find(|(k, _)| k == "x-meterflow-snapshot-cache").map(|(_, v)| v.clone())
+    };
+    let path = format!("/snapshot-v2?channel={channel}");
+    let mut last_seq = 0;
+    for _ in 0..2 {
+        server.set_paused(true);
+        // A wake-up of the writer in progress finishes its ticks first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let seq = seq_now();
+        assert!(seq > last_seq, "the channel moved on: {seq} after {last_seq}");
+        let (status, h1, b1) = get(server.addr, &path).await;
+        assert_eq!(status, 200);
+        assert_eq!(cache(&h1).as_deref(), Some("miss"), "a new position is encoded afresh");
+        let (_, h2, b2) = get(server.addr, &path).await;
+        assert_eq!(cache(&h2).as_deref(), Some("hit"));
+        assert_eq!(header(&h2, "x-meterflow-snapshot-seq"), Some(seq));
+        assert_eq!(b1, b2);
+        assert_eq!(String::from_utf8_lossy(&b2), fresh());
+        let body: Value = serde_json::from_slice(&b2).expect("json");
+        assert_eq!(body["snapshot_seq"], seq);
+        let (_, h3, _) = get(server.addr, &format!("{path}&epoch=9&since_seq=1")).await;
+        assert_eq!(cache(&h3).as_deref(), Some("miss"), "a mini-snapshot is not kept");
+        last_seq = seq;
+        server.set_paused(false);
+        while seq_now() <= seq {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    server.shutdown().await.expect("server error");
+}

@@ -6,9 +6,9 @@
 //! entities whose last change is after `N` (plus the removals after `N`): read
 //! from that precomputed state, never recomputed from history.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::model::HOUR_MS;
 use super::sim::{Incident, IncidentKind, Reading, DECIMALS, RESOURCES};
@@ -386,6 +386,9 @@ pub struct ChannelLimits {
     pub notice_removals: usize,
 }
 
+/// A full snapshot body and the channel position `(epoch, seq)` it was encoded at.
+type KeptBody = ((u64, u64), Arc<str>);
+
 /// The `meters.<group>` and `notices` read model.
 #[derive(Debug)]
 pub struct ChannelModel {
@@ -410,6 +413,11 @@ pub struct ChannelModel {
     last_ts: u64,
     incident_posted: Vec<bool>,
     rng: SplitMix64,
+    /// Full snapshot bodies already encoded, one per channel at most, each
+    /// valid for the channel position it was encoded at (so the next delta of
+    /// that channel invalidates it). Memory: one full snapshot body per
+    /// channel (`groups` + 1 at most, about 140 bytes a meter).
+    bodies: Mutex<HashMap<String, KeptBody>>,
 }
 
 impl ChannelModel {
@@ -466,6 +474,31 @@ impl ChannelModel {
             last_ts: start_ms,
             incident_posted: vec![false; incidents.len()],
             rng: SplitMix64::new(seed ^ 0x6e6f_7469_6365_0001),
+            bodies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The full snapshot body of `channel` encoded at its current position, if
+    /// one was kept: `(epoch, snapshot_seq, body)`.
+    pub fn cached_snapshot(&self, channel: &str) -> Option<(u64, u64, Arc<str>)> {
+        let at = (self.epoch, self.stream(channel)?.seq);
+        let bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        bodies.get(channel).filter(|(pos, _)| *pos == at).map(|(_, b)| (at.0, at.1, b.clone()))
+    }
+
+    /// Keeps `body`, the full snapshot of `channel` at `(epoch, seq)`, unless
+    /// the channel has moved on since (a stale body is never kept).
+    pub fn keep_snapshot(&self, channel: &str, epoch: u64, seq: u64, body: Arc<str>) {
+        let Some(stream) = self.stream(channel) else { return };
+        if (self.epoch, stream.seq) != (epoch, seq) {
+            return;
+        }
+        let mut bodies = self.bodies.lock().unwrap_or_else(PoisonError::into_inner);
+        match bodies.get_mut(channel) {
+            Some(kept) => *kept = ((epoch, seq), body),
+            None => {
+                bodies.insert(stream.name.to_string(), ((epoch, seq), body));
+            }
         }
     }
 

@@ -12,7 +12,7 @@ use std::path::{Component, Path};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::Response;
@@ -40,6 +40,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/meters/{id}", get(meter))
         .fallback(get(static_file))
         .with_state(shared)
+}
+
+/// A kept snapshot body, sent without a copy.
+struct SharedBody(Arc<str>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Body>) -> Response {
@@ -267,22 +276,41 @@ async fn snapshot(
         };
     }
     let since = epoch.zip(since);
-    let snap = {
-        let c = shared.channels();
-        c.snapshot(channel, since).map(|s| (s, c.names().clone()))
-    };
-    let Some((snap, names)) = snap else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_channel",
-            "channels: totals, meters.<group> (GET /groups), notices",
-        );
+    // A full snapshot is encoded once per channel position and kept: every
+    // request until the channel's next delta gets the same body.
+    let cached = since.is_none().then(|| shared.channels().cached_snapshot(channel)).flatten();
+    let (snap_epoch, snap_seq, body, was_cached) = match cached {
+        Some((e, n, body)) => (e, n, body, true),
+        None => {
+            let snap = {
+                let c = shared.channels();
+                c.snapshot(channel, since).map(|s| (s, c.names().clone()))
+            };
+            let Some((snap, names)) = snap else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_channel",
+                    "channels: totals, meters.<group> (GET /groups), notices",
+                );
+            };
+            let body: Arc<str> = snap.json(&names).into();
+            if snap.since_seq.is_none() {
+                shared.channels().keep_snapshot(
+                    channel,
+                    snap.epoch,
+                    snap.snapshot_seq,
+                    body.clone(),
+                );
+            }
+            (snap.epoch, snap.snapshot_seq, body, false)
+        }
     };
     shared.catchups_served.fetch_add(1, Ordering::Relaxed);
-    let mut r = respond(StatusCode::OK, "application/json", snap.json(&names));
-    for (name, v) in
-        [("x-meterflow-epoch", snap.epoch), ("x-meterflow-snapshot-seq", snap.snapshot_seq)]
-    {
+    let mut r = respond(StatusCode::OK, "application/json", Bytes::from_owner(SharedBody(body)));
+    if let Ok(v) = (if was_cached { "hit" } else { "miss" }).parse() {
+        r.headers_mut().insert("x-meterflow-snapshot-cache", v);
+    }
+    for (name, v) in [("x-meterflow-epoch", snap_epoch), ("x-meterflow-snapshot-seq", snap_seq)] {
         if let Ok(v) = v.to_string().parse() {
             r.headers_mut().insert(name, v);
         }
