@@ -209,9 +209,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn create(&mut self, cap: usize, epoch: u64) -> String {
+    /// A gateway instance (Redis mode) puts its name in the id: `s-<epoch>-<instance>-<n>`.
+    fn create(&mut self, cap: usize, epoch: u64, instance: Option<&str>) -> String {
         self.next += 1;
-        let id = format!("s-{epoch:x}-{:x}", self.next);
+        let id = match instance {
+            Some(i) => format!("s-{epoch:x}-{i}-{:x}", self.next),
+            None => format!("s-{epoch:x}-{:x}", self.next),
+        };
         if self.ids.len() >= cap {
             self.ids.pop_front();
         }
@@ -250,11 +254,12 @@ pub struct Shared {
     pub origins: Vec<String>,
     /// Catch-up and snapshot bodies served.
     pub catchups_served: AtomicU64,
-    /// One of several gateway instances of one stream (Redis mode): a RESUME
-    /// with any session id of this epoch is taken (every instance applies the
-    /// same ticks in the same order, so the seqs are the same everywhere), and
-    /// a position ahead of this instance's head waits for it.
-    pub fleet: bool,
+    /// The instance name when this is one of several gateway instances of one
+    /// stream (Redis mode): a RESUME with any session id of this epoch is
+    /// taken (every instance applies the same ticks in the same order, so the
+    /// seqs are the same everywhere), and a position ahead of this instance's
+    /// head waits for it.
+    pub fleet: Option<String>,
     /// The code of the error that stopped the feed task (Redis mode), if any.
     feed_error: Mutex<Option<&'static str>>,
 }
@@ -317,11 +322,11 @@ impl Shared {
 
     fn new_session(&self) -> String {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.create(self.cfg.max_sessions, self.cfg.epoch)
+        s.create(self.cfg.max_sessions, self.cfg.epoch, self.fleet.as_deref())
     }
 
     fn session_known(&self, id: &str) -> bool {
-        if self.fleet && id.starts_with(&format!("s-{:x}-", self.cfg.epoch)) {
+        if self.fleet.is_some() && id.starts_with(&format!("s-{:x}-", self.cfg.epoch)) {
             return true;
         }
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).known(id)
@@ -379,7 +384,7 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
     });
     let sim = Simulator::new(cfg.meters, cfg.seed, start_ms);
     let clock = SimClock { real_start: Instant::now(), start_ms: sim.start_ms(), speed: cfg.speed };
-    start_with(cfg, addr, sim, clock, false, |shared, sim| tokio::spawn(write_loop(shared, sim)))
+    start_with(cfg, addr, sim, clock, None, |shared, sim| tokio::spawn(write_loop(shared, sim)))
         .await
 }
 
@@ -390,7 +395,7 @@ pub(crate) async fn start_with(
     addr: SocketAddr,
     sim: Simulator,
     clock: SimClock,
-    fleet: bool,
+    fleet: Option<String>,
     feed: impl FnOnce(Arc<Shared>, Simulator) -> tokio::task::JoinHandle<()>,
 ) -> std::io::Result<Server> {
     cfg.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -521,8 +526,8 @@ mod session_id_tests {
     #[test]
     fn a_restarted_server_never_knows_the_ids_of_the_process_before_it() {
         let (mut before, mut after) = (Sessions::default(), Sessions::default());
-        let old: Vec<String> = (0..5).map(|_| before.create(16, 1_764_064_800)).collect();
-        let new: Vec<String> = (0..5).map(|_| after.create(16, 1_764_064_801)).collect();
+        let old: Vec<String> = (0..5).map(|_| before.create(16, 1_764_064_800, None)).collect();
+        let new: Vec<String> = (0..5).map(|_| after.create(16, 1_764_064_801, None)).collect();
         assert!(old.iter().all(|id| !after.known(id)), "{old:?} vs {new:?}");
         assert!(new.iter().all(|id| after.known(id)));
     }

@@ -699,7 +699,8 @@ pub async fn start_gateway(
         .await?;
     let sim = Simulator::new(meta.meters, meta.seed, meta.start_ms);
     let clock = SimClock::since(meta.unix_start_ms, sim.start_ms(), meta.speed);
-    let server = start_with(cfg, addr, sim, clock, true, move |shared, _sim| {
+    let instance = Some(rc.instance.clone());
+    let server = start_with(cfg, addr, sim, clock, instance, move |shared, _sim| {
         tokio::spawn(async move {
             let instance = rc.instance.clone();
             if let Err(e) = gateway_loop(con, rc, &shared).await {
