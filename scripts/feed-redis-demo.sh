@@ -5,7 +5,7 @@
 # `make demo`'s dashboard built in www/dist) can use either instance; stop one
 # and a page on it resumes on the other. Ctrl-C stops everything it started.
 #
-#   scripts/feed-redis-demo.sh            # METERS, SPEED, PORT_A, PORT_B, REDIS_PORT
+#   scripts/feed-redis-demo.sh            # METERS, SPEED, PORT_A, PORT_B, REDIS_PORT, WWW, FEED_BIN
 #
 # Needs redis-server (scripts/install-deps.sh) and builds meterflow-feed with
 # the `redis` feature (release).
@@ -20,8 +20,12 @@ SPEED=${SPEED:-1}
 WWW=${WWW:-www/dist}
 
 command -v redis-server >/dev/null || { echo "redis-server missing: scripts/install-deps.sh" >&2; exit 1; }
-cargo build --release --features redis --bin meterflow-feed
-bin=target/release/meterflow-feed
+# FEED_BIN: an already built meterflow-feed (with the `redis` feature) instead.
+bin=${FEED_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --features redis --bin meterflow-feed
+  bin=target/release/meterflow-feed
+fi
 url="redis://127.0.0.1:$REDIS_PORT"
 
 pids=()

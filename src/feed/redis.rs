@@ -60,7 +60,7 @@ pub struct RedisConfig {
     /// 1..=64 of `[A-Za-z0-9_.-]` (default `gw-<port>`).
     pub instance: String,
     /// Ticks the stream keeps (`XADD MAXLEN ~`); 16..=10,000,000 (default
-    /// 1,200: 10 minutes at 2 Hz, about 20 bytes × meters each). A gateway
+    /// 1,200: 10 minutes at 2 Hz, about 23 bytes × meters each). A gateway
     /// starts from the stream's first tick, so it must start while seq 1 is
     /// held; one that finds it trimmed refuses to start (`trimmed`).
     pub max_len: u64,
