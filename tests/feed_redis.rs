@@ -15,7 +15,9 @@
 //!   ledger's bucket rule) equal the durable-write consumer's truth in Redis
 //!   exactly, and so do the gateway's read model totals;
 //! - a RESUME with a session id of another epoch is refused cleanly
-//!   (INVALID_SESSION, not resumable: the page re-bootstraps).
+//!   (INVALID_SESSION, not resumable: the page re-bootstraps);
+//! - a RESUME whose `last_seq` is ahead of the instance's head waits for the
+//!   next seq (never resends older ones nor skips).
 #![cfg(not(target_arch = "wasm32"))]
 #![cfg(feature = "redis")]
 
@@ -334,6 +336,24 @@ async fn two_instances_fan_out_every_reading_once_and_fail_over_to_exact_totals(
     ws.send(Message::Text(resume.to_string().into())).await.expect("send");
     let answer = recv(&mut ws).await.expect("an answer");
     assert_eq!(answer, json!({ "op": "INVALID_SESSION", "resumable": false }));
+    drop(ws);
+
+    // A page coming from an instance ahead of B (its last_seq beyond B's head):
+    // B takes the id of the epoch and waits for that seq, it never resends
+    // older ones (nor skips).
+    let ahead = writer.seq() + 40;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/stream", b.addr)).await.expect("ws");
+    recv(&mut ws).await.expect("HELLO");
+    let channels = json!([{ "name": "totals", "epoch": EPOCH, "last_seq": ahead, "credit": 3 }]);
+    let id = format!("s-{EPOCH:x}-a-999");
+    let resume = json!({ "op": "RESUME", "session_id": id, "channels": channels });
+    ws.send(Message::Text(resume.to_string().into())).await.expect("send");
+    assert_eq!(recv(&mut ws).await.expect("an answer"), json!({ "op": "RESUMED" }));
+    for want in ahead + 1..=ahead + 3 {
+        let frame = recv(&mut ws).await.expect("a frame");
+        assert_eq!(frame["seq"], want, "after a RESUME ahead of the instance's head");
+    }
     drop(ws);
 
     wait_for("the kill point", || writer.seq() >= KILL_AT).await;
