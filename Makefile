@@ -46,6 +46,7 @@ fmt:
 clippy:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --features feed --all-targets -- -D warnings
+	cargo clippy --features redis --all-targets -- -D warnings
 
 clippy-wasm:
 	cargo clippy --target wasm32-unknown-unknown --lib --tests -- -D warnings
@@ -57,6 +58,9 @@ test-native:
 	# One test at a time: each starts a server with its own runtime and the
 	# 5,000-meter serve-time test would starve the others on 2 cores.
 	cargo test --features feed --test 'feed_*' -- --test-threads=1
+	# Redis mode: starts its own redis-server on a loopback port (install-deps.sh).
+	cargo test --features redis --lib feed::redis
+	cargo test --features redis --test feed_redis
 
 # A bounded fuzz run of every decoder and the engine behind it (proptest-based:
 # cargo-fuzz needs a nightly toolchain). `cargo test` already runs 2,000 cases

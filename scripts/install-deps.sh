@@ -9,6 +9,8 @@
 #     (the CLI and the library must match, or the generated glue is refused)
 #   - wasm-pack
 #   - Debian's chromium and chromium-driver
+#   - Debian's redis-server (tests/feed_redis.rs starts its own on a loopback
+#     port; the package's system service is not needed and is not started here)
 #   - Node.js and npm (only if missing), then `npm ci` in www/ (playwright-core,
 #     which drives Debian's Chromium and never downloads a browser, binaryen
 #     for wasm-opt: Debian's binaryen 108 cannot read wasm-bindgen 0.2.130's output,
@@ -57,11 +59,12 @@ fi
 # 4. Debian packages: Chromium and its driver; Node.js if missing.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
-  say "chromium, chromium-driver, node, npm: present"
+  say "chromium, chromium-driver, redis-server, node, npm: present"
 else
   say "apt-get installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

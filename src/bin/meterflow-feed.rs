@@ -9,6 +9,12 @@
 //! [--clock-skew-ms MS] [--credit-overrun N]`. Prints the URL it listens on,
 //! then serves until SIGINT or SIGTERM. Faults change at runtime through
 //! `POST /admin/faults` (docs/STREAM.md §7).
+//!
+//! Redis mode (`redis` feature, docs/STREAM.md §8): `--redis URL` (or the
+//! `FEED_REDIS` variable) with `--role writer` (the simulator: XADDs every
+//! tick, persists the durable totals; no HTTP) or `--role gateway` (the
+//! default: one instance serving the stream read from Redis; `--instance
+//! NAME`, default `gw-<port>`); `--redis-prefix P`, `--redis-max-len N`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -20,9 +26,65 @@ const USAGE: &str =
 [--start-ms MS] [--epoch N] [--history-hours N] [--ring N] [--ring-readings N] [--heartbeat-ms N] [--www DIR] \
 [--groups N] [--delta-ring N] [--max-notices N] [--drop-pct P] [--duplicate-pct P] \
 [--reorder-window N] [--disconnect-every-s S] [--rest-delay-ms MS] [--rest-out-of-order BOOL] \
-[--clock-skew-ms MS] [--credit-overrun N]";
+[--clock-skew-ms MS] [--credit-overrun N] \
+[--redis URL] [--role writer|gateway] [--instance NAME] [--redis-prefix P] [--redis-max-len N]";
 
-fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
+/// Embedded (the default) or one process of the Redis mode.
+enum Mode {
+    Embedded,
+    #[cfg(feature = "redis")]
+    Writer(meterflow::feed::redis::RedisConfig),
+    #[cfg(feature = "redis")]
+    Gateway(meterflow::feed::redis::RedisConfig),
+}
+
+/// The Redis flags, read whatever the build; only a `redis` build takes them.
+#[derive(Default)]
+struct RedisFlags {
+    url: Option<String>,
+    role: Option<String>,
+    instance: Option<String>,
+    prefix: Option<String>,
+    max_len: Option<u64>,
+}
+
+#[cfg(feature = "redis")]
+fn mode(f: RedisFlags, port: u16) -> Result<Mode, String> {
+    use meterflow::feed::redis::RedisConfig;
+    let Some(url) = f.url else {
+        return match f.role {
+            Some(_) => Err("--role needs --redis URL (or FEED_REDIS)".into()),
+            None => Ok(Mode::Embedded),
+        };
+    };
+    let d = RedisConfig::default();
+    let rc = RedisConfig {
+        url,
+        instance: f.instance.unwrap_or_else(|| format!("gw-{port}")),
+        prefix: f.prefix.unwrap_or(d.prefix),
+        max_len: f.max_len.unwrap_or(d.max_len),
+        ..d
+    };
+    rc.validate()?;
+    match f.role.as_deref() {
+        Some("writer") => Ok(Mode::Writer(rc)),
+        None | Some("gateway") => Ok(Mode::Gateway(rc)),
+        Some(r) => Err(format!("--role: bad value '{r}' (writer or gateway)")),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+fn mode(f: RedisFlags, _port: u16) -> Result<Mode, String> {
+    let any = f.url.or(f.role).or(f.instance).or(f.prefix).or(f.max_len.map(|n| n.to_string()));
+    match any {
+        Some(_) => Err("this meterflow-feed was built without the `redis` feature \
+(cargo build --features redis); unset FEED_REDIS for the embedded server"
+            .into()),
+        None => Ok(Mode::Embedded),
+    }
+}
+
+fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr, Mode), String> {
     let mut cfg = FeedConfig {
         // A new epoch per process: a restarted server's stream is a new one.
         epoch: std::time::SystemTime::now()
@@ -32,6 +94,10 @@ fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
     };
     let mut host = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut port: u16 = 8090;
+    let mut rf = RedisFlags {
+        url: std::env::var("FEED_REDIS").ok().filter(|v| !v.is_empty()),
+        ..RedisFlags::default()
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
@@ -76,11 +142,17 @@ fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr), String> {
             }
             "--clock-skew-ms" => cfg.faults.clock_skew_ms = value.parse().map_err(|_| bad_f())?,
             "--credit-overrun" => cfg.faults.credit_overrun = value.parse().map_err(bad)?,
+            "--redis" => rf.url = Some(value.clone()),
+            "--role" => rf.role = Some(value.clone()),
+            "--instance" => rf.instance = Some(value.clone()),
+            "--redis-prefix" => rf.prefix = Some(value.clone()),
+            "--redis-max-len" => rf.max_len = Some(value.parse().map_err(bad)?),
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
     }
     cfg.validate()?;
-    Ok((cfg, SocketAddr::new(host, port)))
+    let mode = mode(rf, port)?;
+    Ok((cfg, SocketAddr::new(host, port), mode))
 }
 
 async fn signal() {
@@ -108,7 +180,7 @@ async fn signal() {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cfg, addr) = match parse(&args) {
+    let (cfg, addr, mode) = match parse(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
@@ -123,13 +195,27 @@ fn main() -> ExitCode {
         }
     };
     rt.block_on(async move {
-        let server = match start(cfg.clone(), addr).await {
+        let started = match mode {
+            Mode::Embedded => start(cfg.clone(), addr).await,
+            #[cfg(feature = "redis")]
+            Mode::Writer(rc) => return run_writer(cfg, rc).await,
+            #[cfg(feature = "redis")]
+            Mode::Gateway(rc) => {
+                eprintln!("meterflow-feed: gateway {} on {}", rc.instance, rc.url);
+                meterflow::feed::redis::start_gateway(cfg.clone(), addr, rc)
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("{}: {e}", e.code())))
+            }
+        };
+        let server = match started {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("meterflow-feed: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        // A gateway's meters, seed and epoch are the writer's.
+        let cfg = server.shared().cfg.clone();
         println!("{}", server.url());
         eprintln!(
             "meterflow-feed: {} meters, seed {}, speed {}x, epoch {}; stream at {}/stream",
@@ -139,7 +225,12 @@ fn main() -> ExitCode {
             cfg.epoch,
             server.url().replacen("http", "ws", 1)
         );
-        signal().await;
+        // A gateway whose stream failed its checks stops by itself.
+        let mut stopped = server.shared().shutdown();
+        tokio::select! {
+            () = signal() => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
         eprintln!("meterflow-feed: stopping");
         match server.shutdown().await {
             Ok(()) => ExitCode::SUCCESS,
@@ -149,4 +240,35 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(feature = "redis")]
+async fn run_writer(cfg: FeedConfig, rc: meterflow::feed::redis::RedisConfig) -> ExitCode {
+    let url = rc.url.clone();
+    let writer = match meterflow::feed::redis::start_writer(cfg.clone(), rc).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("meterflow-feed: {}: {e}", e.code());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "meterflow-feed: writer, {} meters, seed {}, speed {}x, epoch {}, to {url}",
+        cfg.meters, cfg.seed, cfg.speed, cfg.epoch
+    );
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            () = signal() => break,
+            _ = tick.tick() => if writer.is_finished() { break },
+        }
+    }
+    eprintln!("meterflow-feed: stopping the writer");
+    match writer.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meterflow-feed: {}: {e}", e.code());
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -14,6 +14,8 @@ pub mod channels;
 pub mod faults;
 pub mod http;
 pub mod model;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sim;
 pub mod ws;
 
@@ -172,6 +174,17 @@ pub struct SimClock {
 }
 
 impl SimClock {
+    /// The clock of a process that started simulated time `start_ms` at Unix
+    /// time `unix_start_ms` (a gateway instance follows its writer's clock).
+    pub fn since(unix_start_ms: u64, start_ms: u64, speed: f64) -> SimClock {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let ago = Duration::from_millis(now.saturating_sub(unix_start_ms));
+        let real_start = Instant::now().checked_sub(ago).unwrap_or_else(Instant::now);
+        SimClock { real_start, start_ms, speed }
+    }
+
     /// Simulated ms now.
     pub fn now_ms(&self) -> u64 {
         self.start_ms + (self.real_start.elapsed().as_secs_f64() * 1e3 * self.speed) as u64
@@ -196,9 +209,13 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    fn create(&mut self, cap: usize, epoch: u64) -> String {
+    /// A gateway instance (Redis mode) puts its name in the id: `s-<epoch>-<instance>-<n>`.
+    fn create(&mut self, cap: usize, epoch: u64, instance: Option<&str>) -> String {
         self.next += 1;
-        let id = format!("s-{epoch:x}-{:x}", self.next);
+        let id = match instance {
+            Some(i) => format!("s-{epoch:x}-{i}-{:x}", self.next),
+            None => format!("s-{epoch:x}-{:x}", self.next),
+        };
         if self.ids.len() >= cap {
             self.ids.pop_front();
         }
@@ -237,6 +254,14 @@ pub struct Shared {
     pub origins: Vec<String>,
     /// Catch-up and snapshot bodies served.
     pub catchups_served: AtomicU64,
+    /// The instance name when this is one of several gateway instances of one
+    /// stream (Redis mode): a RESUME with any session id of this epoch is
+    /// taken (every instance applies the same ticks in the same order, so the
+    /// seqs are the same everywhere), and a position ahead of this instance's
+    /// head waits for it.
+    pub fleet: Option<String>,
+    /// The code of the error that stopped the feed task (Redis mode), if any.
+    feed_error: Mutex<Option<&'static str>>,
 }
 
 impl Shared {
@@ -290,12 +315,20 @@ impl Shared {
         self.shutdown.subscribe()
     }
 
+    /// The code of the error that stopped the feed task (Redis mode), if any.
+    pub fn feed_error(&self) -> Option<&'static str> {
+        *self.feed_error.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn new_session(&self) -> String {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.create(self.cfg.max_sessions, self.cfg.epoch)
+        s.create(self.cfg.max_sessions, self.cfg.epoch, self.fleet.as_deref())
     }
 
     fn session_known(&self, id: &str) -> bool {
+        if self.fleet.is_some() && id.starts_with(&format!("s-{:x}-", self.cfg.epoch)) {
+            return true;
+        }
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).known(id)
     }
 
@@ -344,15 +377,30 @@ impl Server {
 
 /// Binds `addr`, starts the writer and the server.
 pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server> {
-    cfg.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
     let start_ms = cfg.start_ms.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
     });
     let sim = Simulator::new(cfg.meters, cfg.seed, start_ms);
+    let clock = SimClock { real_start: Instant::now(), start_ms: sim.start_ms(), speed: cfg.speed };
+    start_with(cfg, addr, sim, clock, None, |shared, sim| tokio::spawn(write_loop(shared, sim)))
+        .await
+}
+
+/// [`start`] with the simulated clock given and the task that feeds the read
+/// models (the embedded writer, or a Redis Stream consumer).
+pub(crate) async fn start_with(
+    cfg: FeedConfig,
+    addr: SocketAddr,
+    sim: Simulator,
+    clock: SimClock,
+    fleet: Option<String>,
+    feed: impl FnOnce(Arc<Shared>, Simulator) -> tokio::task::JoinHandle<()>,
+) -> std::io::Result<Server> {
+    cfg.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     let model = ReadModel::new(
         cfg.epoch,
         sim.start_ms(),
@@ -382,7 +430,7 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
         origins.push(format!("http://localhost:{}", addr.port()));
     }
     let shared = Arc::new(Shared {
-        clock: SimClock { real_start: Instant::now(), start_ms: sim.start_ms(), speed: cfg.speed },
+        clock,
         meters: sim.meters().to_vec(),
         incidents: sim.incidents().to_vec(),
         model: RwLock::new(model),
@@ -396,9 +444,11 @@ pub async fn start(cfg: FeedConfig, addr: SocketAddr) -> std::io::Result<Server>
         paused: AtomicBool::new(false),
         origins,
         catchups_served: AtomicU64::new(0),
+        fleet,
+        feed_error: Mutex::new(None),
         cfg,
     });
-    let writer = tokio::spawn(write_loop(shared.clone(), sim));
+    let writer = feed(shared.clone(), sim);
     let app = http::router(shared.clone());
     let mut stop = shared.shutdown();
     let serve = tokio::spawn(async move {
@@ -425,18 +475,8 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
             let mut n = 0;
             while sim.next_ts() <= now && n < shared.cfg.max_ticks_per_wake {
                 let ts = sim.step(&mut out);
-                {
-                    let mut c = shared.channels.write().unwrap_or_else(|e| e.into_inner());
-                    c.apply(ts, &out, &shared.incidents);
-                }
-                let readings = std::mem::take(&mut out);
                 let wall = shared.faults().skewed(ts);
-                let seq = {
-                    let mut m = shared.model.write().unwrap_or_else(|e| e.into_inner());
-                    m.apply_at(ts, wall, readings);
-                    m.seq()
-                };
-                shared.head.send_replace(seq);
+                apply_tick(&shared, ts, wall, std::mem::take(&mut out));
                 n += 1;
             }
             if n == shared.cfg.max_ticks_per_wake {
@@ -459,6 +499,26 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
     }
 }
 
+/// Applies one tick to both read models and publishes the head `seq`; returns
+/// the `totals` frame (its `seq` and HLC stamp).
+pub(crate) fn apply_tick(
+    shared: &Shared,
+    ts: u64,
+    wall: u64,
+    readings: Vec<sim::Reading>,
+) -> Arc<model::Frame> {
+    {
+        let mut c = shared.channels.write().unwrap_or_else(|e| e.into_inner());
+        c.apply(ts, &readings, &shared.incidents);
+    }
+    let frame = {
+        let mut m = shared.model.write().unwrap_or_else(|e| e.into_inner());
+        m.apply_at(ts, wall, readings)
+    };
+    shared.head.send_replace(frame.seq);
+    frame
+}
+
 #[cfg(test)]
 mod session_id_tests {
     use super::Sessions;
@@ -466,8 +526,8 @@ mod session_id_tests {
     #[test]
     fn a_restarted_server_never_knows_the_ids_of_the_process_before_it() {
         let (mut before, mut after) = (Sessions::default(), Sessions::default());
-        let old: Vec<String> = (0..5).map(|_| before.create(16, 1_764_064_800)).collect();
-        let new: Vec<String> = (0..5).map(|_| after.create(16, 1_764_064_801)).collect();
+        let old: Vec<String> = (0..5).map(|_| before.create(16, 1_764_064_800, None)).collect();
+        let new: Vec<String> = (0..5).map(|_| after.create(16, 1_764_064_801, None)).collect();
         assert!(old.iter().all(|id| !after.known(id)), "{old:?} vs {new:?}");
         assert!(new.iter().all(|id| after.known(id)));
     }

@@ -284,6 +284,10 @@ impl Conn {
         }
         let (held, head) = self.held(&sub.channel, sub.next.saturating_sub(1), SEND_BATCH);
         let Some(held) = held else {
+            // A gateway instance behind its peers (Redis mode): wait for it.
+            if self.shared.fleet.is_some() && sub.next > head + 1 {
+                return Ok(false);
+            }
             // Behind the ring (or a position from the future): skip to the head.
             if let Some(sub) = self.subs.get_mut(i) {
                 sub.next = head + 1;
@@ -321,7 +325,10 @@ impl Conn {
         let (held, head) = match (epoch, pos) {
             (Some(e), Some(p)) if e == self.shared.cfg.epoch => {
                 let (h, head) = self.held(channel, p, 0);
-                (h.map(|_| p), head)
+                // Redis mode: a position another instance has sent is ahead of
+                // this one's head until it catches up; it is kept, not skipped.
+                let ahead = self.shared.fleet.is_some() && p > head;
+                (h.map(|_| p).or(ahead.then_some(p)), head)
             }
             _ => (None, self.held(channel, 0, 0).1),
         };
