@@ -172,6 +172,34 @@ fn meters_channel_coalesces_caps_and_feeds_each_reading_once() {
     assert_eq!(n(&p), before + 1.0, "a newer live reading enters");
 }
 
+/// Decode → check → apply: a row the store refuses at `maxMeterEntities`
+/// must not reach the anomaly windows either (no meter interned for it, no
+/// reading counted), while the accepted row of the same delta does.
+#[test]
+fn a_row_refused_at_the_entity_cap_does_not_feed_the_windows() {
+    let cfg = Config { max_meter_entities: 1, ..Config::default() };
+    let mut p = Page::new(cfg, T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10,
+        "meters": [row("m-1", t, 1.0, 1, "1.0")]});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    let ingested = p.engine.counters().readings_ingested;
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 11,
+        "patch": {"upsert": [row("m-1", t + 500, 2.0, 2, "3.0"), row("m-2", t + 500, 7.0, 1, "7")],
+                  "remove": []}});
+    let out = p.socket(&d.to_string());
+    assert_eq!(of_type(&out, "error")[0]["code"], "entity_limit", "{out:?}");
+    assert_eq!(p.engine.meter_store().len(), 1);
+    assert_eq!(p.engine.meter_index("m-2"), None, "a refused row interned its meter");
+    assert_eq!(
+        p.engine.counters().readings_ingested,
+        ingested + 1.0,
+        "only the accepted row's reading enters a window"
+    );
+}
+
 #[test]
 fn detail_is_cached_and_the_selected_meter_stays() {
     let cfg = Config { detail_cache_size: 1, ..Config::default() };

@@ -302,6 +302,7 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxGroupsPerMeter" => max_groups_per_meter: uint,
             "groupsRefreshMs" => groups_refresh_ms: float,
             "maxUpdatesPerMessage" => max_updates_per_message: uint,
+            "deltaFlushMs" => delta_flush_ms: float,
         );
     }
     Ok(p)

@@ -227,21 +227,22 @@ impl Engine {
             Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
                 let cap = self.cfg.max_meter_entities as usize;
-                let p = *p;
-                // The readings first (by reference), then the rows move into
-                // the store; the window's own ts rule keeps this idempotent.
-                if self.cfg.detect_live {
-                    self.row_readings(&p.upsert, now_ms);
-                }
+                // The store first: a row it refuses at the cap must not feed
+                // the windows either. The window's own ts rule keeps the
+                // readings idempotent.
                 let refused = self.stream.meters.apply(
                     channel,
-                    p.upsert,
+                    &p.upsert,
                     &p.remove,
                     at,
                     full,
                     cap,
                     &mut self.stream.counters,
                 );
+                if self.cfg.detect_live {
+                    let only_held = refused.as_ref().map(|_| channel);
+                    self.row_readings(&p.upsert, only_held, now_ms);
+                }
                 self.refused(refused, "maxMeterEntities");
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
@@ -270,12 +271,17 @@ impl Engine {
     /// Feeds the rows' latest readings to the anomaly windows. A row's
     /// reading enters a meter's window only if its `ts` is newer than every
     /// reading that entered it from the stream (live `totals` frames or rows),
-    /// so a reading carried by both channels enters once.
-    fn row_readings(&mut self, rows: &[MeterRow], now_ms: f64) {
+    /// so a reading carried by both channels enters once. With `only_held`
+    /// (the store refused some rows of this patch), only rows that channel's
+    /// store holds are fed.
+    fn row_readings(&mut self, rows: &[MeterRow], only_held: Option<&str>, now_ms: f64) {
         let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
         let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for (i, r) in rows.iter().enumerate() {
+            if only_held.is_some_and(|c| !stream.meters.holds(c, &r.meter)) {
+                continue;
+            }
             let m = match intern_meter(meters, windows, detector, &r.meter, cfg.max_meters) {
                 Ok(m) => m as usize,
                 Err(e) => {
