@@ -94,6 +94,54 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert!(of_type(&p.told, "error").is_empty(), "{:?}", of_type(&p.told, "error"));
 }
 
+/// `deltaFlushMs`: a delta (or v1 live frame) makes a one-shot flush due
+/// `deltaFlushMs` after the last one-shot flush (at once if that is past);
+/// later ones coalesce into it; the one-shot flush posts the update and clears
+/// it; a periodic flush clears it too (and does not delay the next one).
+#[test]
+fn a_delta_makes_one_coalescing_flush_due_within_delta_flush_ms() {
+    let cfg = Config { delta_flush_ms: 16.0, ..Config::default() };
+    let mut p = Page::new(cfg, T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10, "meters": []});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    p.handle(Inbound::Flush);
+    assert_eq!(p.engine.flush_due_ms(), None);
+    let nothing = p.handle(Inbound::DeltaFlush);
+    assert!(nothing.is_empty(), "no flush is due: {nothing:?}");
+    let d = |seq: u64| {
+        json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": seq,
+        "patch": {"upsert": [row("m-1", t + seq, 1.0, seq, "1")], "remove": []}})
+    };
+    p.socket(&d(11).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(T0 + 1_000.0), "no one-shot flush yet: at once");
+    p.now += 5.0;
+    p.socket(&d(12).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(T0 + 1_000.0), "coalesced into the first");
+    let out = p.handle(Inbound::DeltaFlush);
+    assert_eq!(of_type(&out, "meters").len(), 1, "{out:?}");
+    assert_eq!(p.engine.flush_due_ms(), None);
+    // Within deltaFlushMs of that flush: the next one waits for the rest of it.
+    p.now += 4.0;
+    p.socket(&d(13).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now + 12.0));
+    p.now += 12.0;
+    p.handle(Inbound::DeltaFlush);
+    // A v1 live frame posted by the page: the same mechanism.
+    let f: Value = serde_json::from_str(&frame(9, 1, t + 100, "m-1", 1, "0.5")).expect("json");
+    p.post(json!({"type": "live", "data": f}));
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now + 16.0));
+    let out = p.handle(Inbound::Flush);
+    assert_eq!(of_type(&out, "totals").len(), 1, "{out:?}");
+    assert_eq!(p.engine.flush_due_ms(), None, "the periodic flush took it");
+    // A delta long after the last flush waits for no timer: due at once.
+    p.now += 1_000.0;
+    p.socket(&d(14).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now));
+}
+
 /// Starts a session on `channels` and answers HELLO/READY; returns the
 /// snapshot fetches (`path` → `requestId`).
 fn ready(p: &mut Page, channels: &[&str]) -> Vec<(String, u64)> {

@@ -141,8 +141,10 @@ pub struct Config {
     /// Entities per `meters`/`notices` message (1..=100,000).
     pub max_updates_per_message: u32,
     /// After a stream delta or a live frame is applied, its `totals`/`meters`
-    /// update is posted within this many ms (one coalescing flush);
-    /// `totalsFlushMs` stays the periodic ceiling (finite, in (0, 10,000]).
+    /// update is posted within this many ms by a one-shot flush: at once if
+    /// the last one-shot flush is this old, else this long after it (at most one
+    /// one-shot flush per interval; a burst coalesces). `totalsFlushMs` stays
+    /// the periodic ceiling. Finite, in (0, 10,000].
     pub delta_flush_ms: f64,
     /// Groups in the meter → group map (1..=4,096).
     pub max_groups: u32,

@@ -159,14 +159,17 @@ impl Engine {
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
-            Inbound::Live(f) => self.live(&f, now_ms),
+            Inbound::Live(f) => {
+                self.live(&f, now_ms);
+                self.flush_soon(now_ms);
+            }
             Inbound::Hello(h) => self.hello(&h, now_ms),
             Inbound::Catchup(c) => self.catchup(&c, now_ms),
             Inbound::Flush => {
-                self.flush(now_ms);
-                self.stream_flush();
+                self.flush_updates(now_ms);
                 self.groups_flush(now_ms);
             }
+            Inbound::DeltaFlush => self.delta_flush(now_ms),
             Inbound::Stream(input) => self.stream_input(input, now_ms),
             Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
             Inbound::Groups(input) => self.groups.on_input(input, now_ms, &self.cfg, &mut self.out),

@@ -48,6 +48,8 @@ export interface MeterflowConfig {
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
+  /** One-shot flush this long after a delta or live frame (default 16; (0, 10000]). */
+  deltaFlushMs?: number;
   /** Meter groups (PROTOCOL.md, `groups`). */
   maxGroups?: number; maxGroupsPerMeter?: number; groupsRefreshMs?: number;
 }

@@ -34,6 +34,13 @@ pub(crate) struct StreamState {
     newest_row_ts: Vec<f64>,
     /// Per meter index: the newest `ts` that entered its window from any stream path.
     newest_ts: Vec<f64>,
+    /// When the one-shot flush after a delta is due (engine ms); `None`: no
+    /// delta or live frame since the last flush.
+    flush_due: Option<f64>,
+    /// When the last one-shot flush ran (the periodic one does not count: it
+    /// runs on its own clock, and counting it would phase-lock every delta
+    /// that follows it to a `deltaFlushMs` wait).
+    last_flush: Option<f64>,
 }
 
 impl StreamState {
@@ -53,6 +60,8 @@ impl StreamState {
             used: false,
             newest_row_ts: Vec::new(),
             newest_ts: Vec::new(),
+            flush_due: None,
+            last_flush: None,
         }
     }
 
@@ -133,6 +142,46 @@ pub(crate) fn core_error(e: SessionError) -> CoreError {
 }
 
 impl Engine {
+    /// When the host should run [`Inbound::DeltaFlush`](crate::core::event::Inbound::DeltaFlush)
+    /// (engine ms), once a stream delivery or live frame changed something
+    /// since the last flush; `None` when nothing waits. The periodic flush
+    /// (`totalsFlushMs`) stays the ceiling.
+    pub fn flush_due_ms(&self) -> Option<f64> {
+        self.stream.flush_due
+    }
+
+    /// Something the page shows changed at `now_ms`: a flush is due within
+    /// `deltaFlushMs`. At once (the host's next turn) if the last one-shot
+    /// flush is at least `deltaFlushMs` old, else `deltaFlushMs` after it: at
+    /// most one one-shot flush per `deltaFlushMs`, so a burst coalesces while
+    /// a lone delta waits for no timer. Later changes join the flush already due.
+    pub(crate) fn flush_soon(&mut self, now_ms: f64) {
+        if self.stream.flush_due.is_none() {
+            let due = match self.stream.last_flush {
+                Some(last) => (last + self.cfg.delta_flush_ms).max(now_ms),
+                None => now_ms,
+            };
+            self.stream.flush_due = Some(due);
+        }
+    }
+
+    /// Posts what changed since the last flush: the ledger's `totals`, then
+    /// the stores' `meters`/`notices`. Whichever timer runs it, no
+    /// one-shot flush is due afterwards.
+    pub(crate) fn flush_updates(&mut self, now_ms: f64) {
+        self.stream.flush_due = None;
+        self.flush(now_ms);
+        self.stream_flush();
+    }
+
+    /// The one-shot flush, if one is due.
+    pub(crate) fn delta_flush(&mut self, now_ms: f64) {
+        if self.stream.flush_due.is_some() {
+            self.stream.last_flush = Some(now_ms);
+            self.flush_updates(now_ms);
+        }
+    }
+
     /// Handles one session input (`Inbound::Stream`).
     pub(crate) fn stream_input(&mut self, input: SessionInput, now_ms: f64) {
         if !matches!(input, SessionInput::Tick) {
@@ -213,6 +262,7 @@ impl Engine {
     }
 
     fn deliver(&mut self, channel: &str, item: Delivery, now_ms: f64) {
+        self.flush_soon(now_ms);
         let (at, full, body) = match item {
             Delivery::Snapshot { epoch, snapshot_seq, since_seq, body } => {
                 ((epoch, snapshot_seq), since_seq.is_none(), body)
