@@ -348,7 +348,11 @@ impl Engine {
     fn answer(&mut self, q: Query, now_ms: f64) {
         let msg = match q {
             Query::Stats => Outbound::Stats(self.stats_at(now_ms)),
-            Query::Totals => Outbound::Totals(self.ledger.totals(now_ms, &self.cfg)),
+            Query::Totals => {
+                let mut t = self.ledger.totals(now_ms, &self.cfg);
+                t.frames = self.stream.take_unshown(stream::TOTALS_CHANNEL);
+                Outbound::Totals(t)
+            }
             Query::Window { meter } => match self.meters.get(&meter) {
                 Some(m) => Outbound::Window { values: self.windows.samples(m as usize), meter },
                 None => unknown_meter(&meter),

@@ -37,6 +37,9 @@ pub(crate) struct StreamState {
     /// When the one-shot flush after a delta is due (engine ms); `None`: no
     /// delta or live frame since the last flush.
     flush_due: Option<f64>,
+    /// Per channel: deltas delivered since the last flush whose effects no
+    /// message has shown yet (at most one entry per subscribed channel).
+    unshown: Vec<(String, u32)>,
     /// When the last one-shot flush ran (the periodic one does not count: it
     /// runs on its own clock, and counting it would phase-lock every delta
     /// that follows it to a `deltaFlushMs` wait).
@@ -62,6 +65,7 @@ impl StreamState {
             newest_ts: Vec::new(),
             flush_due: None,
             last_flush: None,
+            unshown: Vec::new(),
         }
     }
 
@@ -100,6 +104,22 @@ impl StreamState {
             }
         }
         true
+    }
+
+    /// One more delta of `channel` delivered, not shown yet.
+    fn delivered(&mut self, channel: &str) {
+        if let Some((_, n)) = self.unshown.iter_mut().find(|(c, _)| c == channel) {
+            *n = n.saturating_add(1);
+        } else if self.unshown.try_reserve(1).is_ok() {
+            // One entry per subscribed channel (`maxSubscriptions`); without
+            // memory for it the delta stays outstanding until a resubscribe.
+            self.unshown.push((channel.to_string(), 1));
+        }
+    }
+
+    /// Takes the count of `channel`'s delivered deltas not shown yet.
+    pub(crate) fn take_unshown(&mut self, channel: &str) -> u32 {
+        self.unshown.iter_mut().find(|(c, _)| c == channel).map_or(0, |(_, n)| std::mem::take(n))
     }
 
     /// Forgets the per-meter marks (the engine's meters were reset).
@@ -166,12 +186,28 @@ impl Engine {
     }
 
     /// Posts what changed since the last flush: the ledger's `totals`, then
-    /// the stores' `meters`/`notices`. Whichever timer runs it, no
-    /// one-shot flush is due afterwards.
+    /// the stores' `meters`/`notices`, each carrying `frames`, the deltas of
+    /// its channel it shows first. Deltas that changed nothing shown are
+    /// acknowledged here, as if rendered: nothing is left for the page to
+    /// draw. Whichever timer runs it, no one-shot flush is due afterwards.
     pub(crate) fn flush_updates(&mut self, now_ms: f64) {
         self.stream.flush_due = None;
+        let queued = self.out.len();
         self.flush(now_ms);
+        let totals = self.out.iter_mut().skip(queued).rev().find_map(|o| match o {
+            Outbound::Totals(t) => Some(t),
+            _ => None,
+        });
+        if let Some(t) = totals {
+            t.frames = self.stream.take_unshown(TOTALS_CHANNEL);
+        }
         self.stream_flush();
+        let unshown = std::mem::take(&mut self.stream.unshown);
+        for (channel, frames) in unshown {
+            if frames > 0 {
+                self.stream_input(SessionInput::Rendered { channel, frames }, now_ms);
+            }
+        }
     }
 
     /// The one-shot flush, if one is due.
@@ -267,7 +303,10 @@ impl Engine {
             Delivery::Snapshot { epoch, snapshot_seq, since_seq, body } => {
                 ((epoch, snapshot_seq), since_seq.is_none(), body)
             }
-            Delivery::Delta { epoch, seq, body } => ((epoch, seq), false, body),
+            Delivery::Delta { epoch, seq, body } => {
+                self.stream.delivered(channel);
+                ((epoch, seq), false, body)
+            }
         };
         match body {
             Payload::Catchup(c) if channel == TOTALS_CHANNEL => {
@@ -381,6 +420,7 @@ impl Engine {
     }
 
     fn drop_channel(&mut self, channel: &str) {
+        self.stream.take_unshown(channel);
         if channel.starts_with(METERS_PREFIX) {
             self.stream.meters.drop_channel(channel, &mut self.stream.counters);
         } else if channel == NOTICES_CHANNEL {
@@ -423,17 +463,32 @@ impl Engine {
     }
 
     /// Posts what changed in the stores since the last flush, coalesced per
-    /// entity, at most `maxUpdatesPerMessage` entities per message.
+    /// entity, at most `maxUpdatesPerMessage` entities per message; a
+    /// channel's last message carries its `frames`.
     pub(crate) fn stream_flush(&mut self) {
         let max = self.cfg.max_updates_per_message as usize;
-        for (channel, upsert, remove) in self.stream.meters.flush(max) {
+        let mut messages = self.stream.meters.flush(max).into_iter().peekable();
+        while let Some((channel, upsert, remove)) = messages.next() {
             self.stream.counters.update_messages += 1;
-            self.out.push(Outbound::Meters(MetersEvent { channel, upsert, remove }));
+            let last = messages.peek().is_none_or(|(next, _, _)| *next != channel);
+            let frames = if last { self.stream.take_unshown(&channel) } else { 0 };
+            self.out.push(Outbound::Meters(MetersEvent { channel, upsert, remove, frames }));
         }
-        for (upsert, remove) in self.stream.notices.flush(max) {
+        let mut messages = self.stream.notices.flush(max).into_iter().peekable();
+        while let Some((upsert, remove)) = messages.next() {
             self.stream.counters.update_messages += 1;
-            self.out.push(Outbound::Notices(NoticesEvent { upsert, remove }));
+            let frames = if messages.peek().is_none() {
+                self.stream.take_unshown(NOTICES_CHANNEL)
+            } else {
+                0
+            };
+            self.out.push(Outbound::Notices(NoticesEvent { upsert, remove, frames }));
         }
+    }
+
+    /// Delivered deltas of `channel` no message has shown yet, for tests.
+    pub fn unshown_frames(&self, channel: &str) -> u32 {
+        self.stream.unshown.iter().find(|(c, _)| c == channel).map_or(0, |(_, n)| *n)
     }
 
     /// The session's part of `stats`, once the session was used.
