@@ -94,6 +94,97 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert!(of_type(&p.told, "error").is_empty(), "{:?}", of_type(&p.told, "error"));
 }
 
+/// `deltaFlushMs`: a delta (or v1 live frame) makes a one-shot flush due
+/// `deltaFlushMs` after the last one-shot flush (at once if that is past);
+/// later ones coalesce into it; the one-shot flush posts the update and clears
+/// it; a periodic flush clears it too (and does not delay the next one).
+#[test]
+fn a_delta_makes_one_coalescing_flush_due_within_delta_flush_ms() {
+    let cfg = Config { delta_flush_ms: 16.0, ..Config::default() };
+    let mut p = Page::new(cfg, T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10, "meters": []});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    p.handle(Inbound::Flush);
+    assert_eq!(p.engine.flush_due_ms(), None);
+    let nothing = p.handle(Inbound::DeltaFlush);
+    assert!(nothing.is_empty(), "no flush is due: {nothing:?}");
+    let d = |seq: u64| {
+        json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": seq,
+        "patch": {"upsert": [row("m-1", t + seq, 1.0, seq, "1")], "remove": []}})
+    };
+    p.socket(&d(11).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(T0 + 1_000.0), "no one-shot flush yet: at once");
+    p.now += 5.0;
+    p.socket(&d(12).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(T0 + 1_000.0), "coalesced into the first");
+    let out = p.handle(Inbound::DeltaFlush);
+    assert_eq!(of_type(&out, "meters").len(), 1, "{out:?}");
+    assert_eq!(p.engine.flush_due_ms(), None);
+    // Within deltaFlushMs of that flush: the next one waits for the rest of it.
+    p.now += 4.0;
+    p.socket(&d(13).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now + 12.0));
+    p.now += 12.0;
+    p.handle(Inbound::DeltaFlush);
+    // A v1 live frame posted by the page: the same mechanism.
+    let f: Value = serde_json::from_str(&frame(9, 1, t + 100, "m-1", 1, "0.5")).expect("json");
+    p.post(json!({"type": "live", "data": f}));
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now + 16.0));
+    let out = p.handle(Inbound::Flush);
+    assert_eq!(of_type(&out, "totals").len(), 1, "{out:?}");
+    assert_eq!(p.engine.flush_due_ms(), None, "the periodic flush took it");
+    // A delta long after the last flush waits for no timer: due at once.
+    p.now += 1_000.0;
+    p.socket(&d(14).to_string());
+    assert_eq!(p.engine.flush_due_ms(), Some(p.now));
+}
+
+/// `frames`: each update message says how many deltas of its channel it
+/// shows first, so the page can acknowledge exactly what it rendered; a delta
+/// that changes nothing shown is acknowledged by the worker at the flush.
+#[test]
+fn update_messages_carry_the_frames_they_show() {
+    let mut p = Page::new(Config::default(), T0 + 1_000.0);
+    let fetches = ready(&mut p, &["totals", "meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 0,
+        "asOf": {"wallMs": t, "counter": 0}, "from": T0, "to": T0, "buckets": []});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": body.to_string()}));
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10, "meters": []});
+    p.post(json!({"type": "fetched", "requestId": fetches[1].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    p.handle(Inbound::Flush);
+    p.socket(&frame(9, 1, t + 100, "m-1", 1, "0.5"));
+    p.socket(&frame(9, 2, t + 200, "m-1", 2, "0.5"));
+    for seq in 11..14u64 {
+        let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": seq,
+            "patch": {"upsert": [row("m-1", t + seq, 1.0, seq, "1")], "remove": []}});
+        p.socket(&d.to_string());
+    }
+    let out = p.handle(Inbound::DeltaFlush);
+    assert_eq!(of_type(&out, "totals")[0]["frames"], 2, "{out:?}");
+    assert_eq!(of_type(&out, "meters")[0]["frames"], 3, "{out:?}");
+    let held = |p: &Page, c: &str| {
+        p.engine.session().channels().iter().find(|v| v.name == c).map(|v| v.outstanding)
+    };
+    assert_eq!((held(&p, "totals"), held(&p, "meters.north")), (Some(2), Some(3)));
+    p.post(json!({"type": "rendered", "channel": "totals", "frames": 2}));
+    p.post(json!({"type": "rendered", "channel": "meters.north", "frames": 3}));
+    assert_eq!((held(&p, "totals"), held(&p, "meters.north")), (Some(0), Some(0)));
+    // An empty patch shows nothing: no message, and its credit comes back.
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 14,
+        "patch": {"upsert": [], "remove": []}});
+    p.socket(&d.to_string());
+    assert_eq!(held(&p, "meters.north"), Some(1));
+    let out = p.handle(Inbound::DeltaFlush);
+    assert!(of_type(&out, "meters").is_empty(), "{out:?}");
+    assert_eq!(held(&p, "meters.north"), Some(0));
+}
+
 /// Starts a session on `channels` and answers HELLO/READY; returns the
 /// snapshot fetches (`path` → `requestId`).
 fn ready(p: &mut Page, channels: &[&str]) -> Vec<(String, u64)> {
@@ -170,6 +261,34 @@ fn meters_channel_coalesces_caps_and_feeds_each_reading_once() {
     assert_eq!(n(&p), before, "a (meter, ts) carried by both channels enters once");
     p.socket(&frame(9, 2, t + 20, "m-1", 101, "0.5"));
     assert_eq!(n(&p), before + 1.0, "a newer live reading enters");
+}
+
+/// Decode → check → apply: a row the store refuses at `maxMeterEntities`
+/// must not reach the anomaly windows either (no meter interned for it, no
+/// reading counted), while the accepted row of the same delta does.
+#[test]
+fn a_row_refused_at_the_entity_cap_does_not_feed_the_windows() {
+    let cfg = Config { max_meter_entities: 1, ..Config::default() };
+    let mut p = Page::new(cfg, T0 + 1_000.0);
+    let fetches = ready(&mut p, &["meters.north"]);
+    let t = 1_764_064_800_000u64;
+    let snap = json!({"channel": "meters.north", "epoch": 2, "snapshot_seq": 10,
+        "meters": [row("m-1", t, 1.0, 1, "1.0")]});
+    p.post(json!({"type": "fetched", "requestId": fetches[0].1, "ok": true, "status": 200,
+        "data": snap.to_string()}));
+    let ingested = p.engine.counters().readings_ingested;
+    let d = json!({"op": "DELTA", "channel": "meters.north", "epoch": 2, "seq": 11,
+        "patch": {"upsert": [row("m-1", t + 500, 2.0, 2, "3.0"), row("m-2", t + 500, 7.0, 1, "7")],
+                  "remove": []}});
+    let out = p.socket(&d.to_string());
+    assert_eq!(of_type(&out, "error")[0]["code"], "entity_limit", "{out:?}");
+    assert_eq!(p.engine.meter_store().len(), 1);
+    assert_eq!(p.engine.meter_index("m-2"), None, "a refused row interned its meter");
+    assert_eq!(
+        p.engine.counters().readings_ingested,
+        ingested + 1.0,
+        "only the accepted row's reading enters a window"
+    );
 }
 
 #[test]
@@ -271,6 +390,11 @@ struct Sim {
     /// What the page holds from `meters` messages: channel → meter → row.
     page_rows: BTreeMap<String, BTreeMap<String, Value>>,
     render_p: f64,
+    /// Per channel: deltas the page was told of (`frames` on `totals`,
+    /// `meters`, `notices`) and has not rendered yet.
+    unrendered: BTreeMap<String, u64>,
+    /// A broken page: acknowledges one frame more than it rendered.
+    over_ack: bool,
     /// Error codes the engine reported, with counts.
     errors: BTreeMap<String, u64>,
     first_error: BTreeMap<String, String>,
@@ -308,6 +432,8 @@ impl Sim {
             fetches: Vec::new(),
             page_rows: BTreeMap::new(),
             render_p: 1.0,
+            unrendered: BTreeMap::new(),
+            over_ack: false,
             errors: BTreeMap::new(),
             first_error: BTreeMap::new(),
         }
@@ -342,8 +468,17 @@ impl Sim {
                 let rid = v["requestId"].as_u64().unwrap_or(0);
                 self.fetches.push((due, rid, v["path"].as_str().unwrap_or("").to_string()));
             }
-            "meters" => {
-                let ch = v["channel"].as_str().unwrap_or("").to_string();
+            "totals" | "notices" | "meters" => {
+                let ch = match v["type"].as_str() {
+                    Some("meters") => v["channel"].as_str().unwrap_or(""),
+                    other => other.unwrap_or(""),
+                };
+                let frames = v["frames"].as_u64().ok_or(format!("no frames on {v}"))?;
+                *self.unrendered.entry(ch.to_string()).or_default() += frames;
+                if v["type"] != "meters" {
+                    return Ok(());
+                }
+                let ch = ch.to_string();
                 let rows = self.page_rows.entry(ch).or_default();
                 for r in v["upsert"].as_array().cloned().unwrap_or_default() {
                     let m = r["meter"].as_str().unwrap_or("").to_string();
@@ -436,11 +571,12 @@ impl Sim {
                 self.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200, "data": body}))?;
             }
         }
-        for view in self.engine.session().channels() {
-            if view.outstanding > 0 && self.rng.chance(self.render_p) {
-                self.post(
-                    json!({"type": "rendered", "channel": view.name, "frames": view.outstanding}),
-                )?;
+        // The page renders what it was told of and acknowledges exactly that.
+        let told: Vec<(String, u64)> =
+            self.unrendered.iter().filter(|(_, n)| **n > 0).map(|(c, n)| (c.clone(), *n)).collect();
+        for (channel, n) in told {
+            if self.rng.chance(self.render_p) {
+                self.render(&channel, n)?;
             }
         }
         self.handle(Inbound::Tick(HostStats::default()))?;
@@ -450,9 +586,26 @@ impl Sim {
         self.check_bounds()
     }
 
+    /// The page drew `n` frames of `channel` and says so.
+    fn render(&mut self, channel: &str, n: u64) -> Result<(), String> {
+        let acked = if self.over_ack { n + 1 } else { n };
+        self.unrendered.insert(channel.to_string(), 0);
+        self.post(json!({"type": "rendered", "channel": channel, "frames": acked}))
+    }
+
     fn check_bounds(&self) -> Result<(), String> {
         let cfg = self.engine.config();
         for v in self.engine.session().channels() {
+            // Exact credit: every delivered delta awaiting a render is either
+            // not shown yet (in the worker) or shown and not yet rendered.
+            let page = self.unrendered.get(&v.name).copied().unwrap_or(0);
+            let worker = u64::from(self.engine.unshown_frames(&v.name));
+            if u64::from(v.outstanding) != page + worker {
+                return Err(format!(
+                    "credit accounting: {} holds {} deltas awaiting a render, but the page has {page} unrendered and the worker {worker} unshown",
+                    v.name, v.outstanding
+                ));
+            }
             if v.accepted > v.granted {
                 return Err(format!(
                     "{}: {} deltas accepted > {} credit granted",
@@ -556,7 +709,13 @@ impl Sim {
 /// One schedule: faults for `fault_steps`, then a quiet server until the
 /// client has caught up, then exact comparison.
 fn run(seed: u64) -> Result<Sim, String> {
+    run_page(seed, false)
+}
+
+/// [`run`], with a page that acknowledges one frame more than it rendered.
+fn run_page(seed: u64, over_ack: bool) -> Result<Sim, String> {
     let mut sim = Sim::new(seed);
+    sim.over_ack = over_ack;
     let fault_steps = 60 + sim.rng.below(200);
     let f = &mut sim.server.faults;
     let mut r = Rng(seed ^ 0xFA17);
@@ -595,6 +754,18 @@ fn run(seed: u64) -> Result<Sim, String> {
         sim.step(false, false)?;
     }
     sim.compare()?;
+    // The page renders the rest: every credit is back, none twice.
+    let told: Vec<(String, u64)> = sim.unrendered.iter().map(|(c, n)| (c.clone(), *n)).collect();
+    for (channel, n) in told {
+        sim.render(&channel, n)?;
+    }
+    sim.check_bounds()?;
+    let window = sim.engine.config().credit_window;
+    for v in sim.engine.session().channels() {
+        if v.outstanding != 0 || v.credit + v.pending + v.buffered as u32 != window {
+            return Err(format!("credit not whole at quiescence: {v:?} (window {window})"));
+        }
+    }
     for (code, n) in &sim.errors {
         if !EXPECTED_ERRORS.contains(&code.as_str()) {
             return Err(format!("unexpected error {code} ×{n}: {}", sim.first_error[code]));
@@ -637,6 +808,18 @@ fn simulated_schedules_converge_to_the_servers_state() {
     eprintln!(
         "overruns refused {overruns}, resumes {resumes}, gaps {gaps}, epoch changes {epochs}"
     );
+}
+
+/// The credit check above can fail: a page that acknowledges more than it
+/// rendered is caught.
+#[test]
+fn a_page_that_over_acknowledges_is_caught() {
+    let caught = (1..=20u64)
+        .filter(|&seed| {
+            run_page(seed, true).err().is_some_and(|e| e.starts_with("credit accounting"))
+        })
+        .count();
+    assert!(caught > 0, "no schedule caught an over-acknowledging page");
 }
 
 #[test]

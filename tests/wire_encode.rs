@@ -98,6 +98,7 @@ fn totals_send_hlcs_as_parts_and_big_totals_as_strings() {
     let max_safe = (1i64 << 53) - 1;
     check(
         Outbound::Totals(TotalsEvent {
+            frames: 3,
             hlc: Hlc { wall_ms: 1764064860250, counter: 0 },
             node: 1,
             as_of: Some(as_of),
@@ -128,7 +129,7 @@ fn totals_send_hlcs_as_parts_and_big_totals_as_strings() {
             r#"{"hour":1764046800000.0,"total":4567,"asOf":null}]}],"#,
             r#""counters":{"livePending":0,"liveCounted":0,"duplicates":2,"covered":0,"unverifiable":0,"#,
             r#""overflow":0,"late":"18446744073709551615","restApplied":0,"staleRest":0,"refusedRest":0,"refusedClocks":0,"#,
-            r#""clockRegressions":0,"gaps":0,"fetches":0}}"#
+            r#""clockRegressions":0,"gaps":0,"fetches":0},"frames":3}"#
         ),
     );
 }

@@ -499,6 +499,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "maxBufferedDeltas": 512, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
         "helloTimeoutMs": 5000, "streamSeed": 7, "maxMeterEntities": 9000, "maxNotices": 99,
         "detailCacheSize": 16, "detailTtlMs": 10000, "maxUpdatesPerMessage": 500,
+        "deltaFlushMs": 8,
         "maxGroups": 12, "maxGroupsPerMeter": 3, "groupsRefreshMs": 5000,
         "maxSeriesSubscriptions": 5, "maxConcurrentQueries": 3, "seriesChunkMeters": 500,
         "maxSeriesPairs": 900
@@ -569,6 +570,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         detail_cache_size: 16,
         detail_ttl_ms: 10_000.0,
         max_updates_per_message: 500,
+        delta_flush_ms: 8.0,
         max_groups: 12,
         max_groups_per_meter: 3,
         groups_refresh_ms: 5_000.0,

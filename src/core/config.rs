@@ -140,6 +140,12 @@ pub struct Config {
     pub detail_ttl_ms: f64,
     /// Entities per `meters`/`notices` message (1..=100,000).
     pub max_updates_per_message: u32,
+    /// After a stream delta or a live frame is applied, its `totals`/`meters`
+    /// update is posted within this many ms by a one-shot flush: at once if
+    /// the last one-shot flush is this old, else this long after it (at most one
+    /// one-shot flush per interval; a burst coalesces). `totalsFlushMs` stays
+    /// the periodic ceiling. Finite, in (0, 10,000].
+    pub delta_flush_ms: f64,
     /// Groups in the meter → group map (1..=4,096).
     pub max_groups: u32,
     /// Groups one meter may belong to (1..=64).
@@ -269,6 +275,7 @@ impl Default for Config {
             detail_cache_size: 64,
             detail_ttl_ms: 30_000.0,
             max_updates_per_message: 1_000,
+            delta_flush_ms: 16.0,
             max_groups: 256,
             max_groups_per_meter: 8,
             groups_refresh_ms: 30_000.0,
@@ -341,6 +348,7 @@ pub struct ConfigPatch {
     pub detail_cache_size: Option<u32>,
     pub detail_ttl_ms: Option<f64>,
     pub max_updates_per_message: Option<u32>,
+    pub delta_flush_ms: Option<f64>,
     pub max_groups: Option<u32>,
     pub max_groups_per_meter: Option<u32>,
     pub groups_refresh_ms: Option<f64>,
@@ -455,6 +463,7 @@ impl Config {
             detail_cache_size,
             detail_ttl_ms,
             max_updates_per_message,
+            delta_flush_ms,
             max_groups,
             max_groups_per_meter,
             groups_refresh_ms,
@@ -595,6 +604,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.max_updates_per_message) {
             return bad("maxUpdatesPerMessage", "must be in 1..=100000");
+        }
+        if !(pos(self.delta_flush_ms) && self.delta_flush_ms <= 10_000.0) {
+            return bad("deltaFlushMs", "must be finite, > 0 and <= 10000");
         }
         if !(1..=4_096).contains(&self.max_groups) {
             return bad("maxGroups", "must be in 1..=4096");

@@ -46,6 +46,11 @@ pub enum Inbound {
     /// The totals flush timer fired (every `totalsFlushMs`): emit coalesced
     /// totals and the stream stores' coalesced `meters`/`notices` updates.
     Flush,
+    /// The one-shot flush after deltas came due ([`crate::core::Engine::flush_due_ms`]:
+    /// within `deltaFlushMs` of the first delta or live frame since the last
+    /// flush): emit coalesced totals and `meters`/`notices` updates (not the
+    /// groups, which stay on the periodic flush). Nothing if no flush is due.
+    DeltaFlush,
     /// A stream v2 session input (docs/STREAM.md): page commands, socket
     /// events and fetched bodies, decoded at the edge by `crate::wire::stream`.
     Stream(SessionInput),

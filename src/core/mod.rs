@@ -177,15 +177,18 @@ impl Engine {
             Inbound::Reset(scope) => self.reset(scope),
             Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
-            Inbound::Live(f) => self.live(&f, now_ms),
+            Inbound::Live(f) => {
+                self.live(&f, now_ms);
+                self.flush_soon(now_ms);
+            }
             Inbound::Hello(h) => self.hello(&h, now_ms),
             Inbound::Catchup(c) => self.catchup(&c, now_ms),
             Inbound::Flush => {
-                self.flush(now_ms);
-                self.stream_flush();
+                self.flush_updates(now_ms);
                 self.groups_flush(now_ms);
                 self.with_series(now_ms, |book, src, out| book.on_flush(src, out));
             }
+            Inbound::DeltaFlush => self.delta_flush(now_ms),
             Inbound::Stream(input) => self.stream_input(input, now_ms),
             Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
             Inbound::Groups(input) => self.groups.on_input(input, now_ms, &self.cfg, &mut self.out),
@@ -392,7 +395,11 @@ impl Engine {
     fn answer(&mut self, q: Query, now_ms: f64) {
         let msg = match q {
             Query::Stats => Outbound::Stats(self.stats_at(now_ms)),
-            Query::Totals => Outbound::Totals(self.ledger.totals(now_ms, &self.cfg)),
+            Query::Totals => {
+                let mut t = self.ledger.totals(now_ms, &self.cfg);
+                t.frames = self.stream.take_unshown(stream::TOTALS_CHANNEL);
+                Outbound::Totals(t)
+            }
             Query::Series(q) => {
                 self.with_series(now_ms, |book, src, out| book.query(q, None, src, out));
                 return;

@@ -97,6 +97,18 @@ impl Host {
         self.latency.observe(&out, self.clock.now());
         out
     }
+
+    /// The one-shot flush after deltas (`deltaFlushMs`), if one is due.
+    pub(crate) fn delta_flush(&mut self, now_ms: f64) -> Vec<Outbound> {
+        let out = self.engine.handle(Inbound::DeltaFlush, now_ms);
+        self.latency.observe(&out, self.clock.now());
+        out
+    }
+
+    /// When the engine wants its one-shot flush (engine ms), if it does.
+    pub(crate) fn flush_due_ms(&self) -> Option<f64> {
+        self.engine.flush_due_ms()
+    }
 }
 
 /// Size of this module's linear memory in bytes.

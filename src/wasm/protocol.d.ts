@@ -49,6 +49,8 @@ export interface MeterflowConfig {
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
+  /** One-shot flush this long after a delta or live frame (default 16; (0, 10000]). */
+  deltaFlushMs?: number;
   /** Meter groups (PROTOCOL.md, `groups`). */
   maxGroups?: number; maxGroupsPerMeter?: number; groupsRefreshMs?: number;
   /** Series (PROTOCOL.md, `series`). */
@@ -169,6 +171,8 @@ export interface LedgerCounters {
 export interface TotalsMessage {
   type: "totals"; v: 1; id?: number; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
   currentHour: number; resources: ResourceTotals[]; counters: LedgerCounters;
+  /** Deltas of the stream `totals` channel first shown here: acknowledge them with `rendered` (PROTOCOL.md 7). */
+  frames: number;
 }
 export type FetchReason =
   | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
@@ -189,12 +193,13 @@ export interface MeterRow {
   meter: string; resource: string; ts: number; value: number;
   status: "ok" | "stale" | "offline"; count: number; total: string;
 }
-export interface MetersMessage { type: "meters"; v: 1; channel: string; upsert: MeterRow[]; remove: string[]; }
+/** `frames`: deltas of `channel` first shown here; `rendered` acknowledges them (PROTOCOL.md 7). */
+export interface MetersMessage { type: "meters"; v: 1; channel: string; upsert: MeterRow[]; remove: string[]; frames: number; }
 export interface Notice {
   id: string; severity: "info" | "warning" | "critical"; title: string; text: string;
   fromMs: number; toMs: number;
 }
-export interface NoticesMessage { type: "notices"; v: 1; upsert: Notice[]; remove: string[]; }
+export interface NoticesMessage { type: "notices"; v: 1; upsert: Notice[]; remove: string[]; frames: number; }
 /** The feed server's `GET /meters/{id}` body; other servers may add fields. */
 export interface MeterDetail {
   meter: string; resource: string; quantum?: string; noisy?: boolean;

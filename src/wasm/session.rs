@@ -8,7 +8,10 @@
 //! A session posts `{ type: 'ready', v: 1, version }` first, then installs two
 //! `gloo-timers` intervals: the evaluation tick every `tickMs` and the totals
 //! flush every `totalsFlushMs`, re-armed whenever a `config` message changes
-//! either. Engine time is `Date.now()`. Each tick's wall time is measured with
+//! either. Besides them, one one-shot timeout follows the engine's
+//! `flush_due_ms` (a delta or live frame was applied: its update is posted
+//! within `deltaFlushMs`): armed after every engine call for the time the core
+//! names, cleared when no flush is due. Engine time is `Date.now()`. Each tick's wall time is measured with
 //! `performance.now()` and reported with the next tick.
 //!
 //! With config `transport: "worker"` the session also owns a
@@ -33,7 +36,7 @@ use super::types::{ConfigJs, MessagePortLike};
 use crate::core::config::{Config, Transport};
 use crate::core::event::{Outbound, StreamRequest};
 use crate::core::Engine;
-use gloo_timers::callback::Interval;
+use gloo_timers::callback::{Interval, Timeout};
 use js_sys::Array;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -101,6 +104,8 @@ type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
 struct Timers {
     tick: Option<(u32, Interval)>,
     flush: Option<(u32, Interval)>,
+    /// The one-shot flush after deltas, armed for the engine time it names.
+    delta_flush: Option<(f64, Timeout)>,
 }
 
 impl Session {
@@ -144,6 +149,7 @@ impl Session {
         Session::fit_transport(self);
         self.post_all(&outs);
         Session::arm_timers(self);
+        Session::arm_delta_flush(self);
     }
 
     /// Creates, replaces or drops the worker transport as the config says. The
@@ -191,12 +197,53 @@ impl Session {
         self.post_all(&outs);
     }
 
-    fn on_flush(&self) {
+    fn on_flush(self: &Rc<Session>) {
         let outs = match self.host.try_borrow_mut() {
             Ok(mut host) => host.flush(js_sys::Date::now()),
             Err(_) => return,
         };
         self.post_all(&outs);
+        Session::arm_delta_flush(self);
+    }
+
+    fn on_delta_flush(self: &Rc<Session>) {
+        let outs = match self.host.try_borrow_mut() {
+            Ok(mut host) => host.delta_flush(js_sys::Date::now()),
+            Err(_) => return,
+        };
+        self.post_all(&outs);
+        Session::arm_delta_flush(self);
+    }
+
+    /// Runs the one-shot flush now if it is due already, else arms a timeout
+    /// for the time the engine names, or clears it when none is due (a
+    /// periodic flush ran first). Dropping a `Timeout` clears it; one dropped
+    /// while its own callback runs is freed after it.
+    fn arm_delta_flush(this: &Rc<Session>) {
+        let due = match this.host.try_borrow() {
+            Ok(host) => host.flush_due_ms(),
+            Err(_) => return,
+        };
+        let now = js_sys::Date::now();
+        if due.is_some_and(|at| at <= now) {
+            // Due now (no one-shot flush within `deltaFlushMs`): a timer
+            // would only add a trip through the event loop.
+            if let Ok(mut timers) = this.timers.try_borrow_mut() {
+                timers.delta_flush = None;
+            }
+            return this.on_delta_flush();
+        }
+        let Ok(mut timers) = this.timers.try_borrow_mut() else { return };
+        let Some(at) = due else {
+            timers.delta_flush = None;
+            return;
+        };
+        if timers.delta_flush.as_ref().is_some_and(|t| t.0 == at) {
+            return;
+        }
+        let wait = (at - now).clamp(0.0, i32::MAX as f64).round() as u32;
+        let s = Rc::clone(this);
+        timers.delta_flush = Some((at, Timeout::new(wait, move || s.on_delta_flush())));
     }
 
     /// (Re)creates each interval whose period differs from the config's.

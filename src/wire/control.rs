@@ -364,6 +364,7 @@ pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
             "maxConcurrentQueries" => max_concurrent_queries: uint,
             "seriesChunkMeters" => series_chunk_meters: uint,
             "maxSeriesPairs" => max_series_pairs: uint,
+            "deltaFlushMs" => delta_flush_ms: float,
         );
     }
     Ok(p)

@@ -434,6 +434,7 @@ impl Serialize for TotalsOut<'_> {
             current_hour: f64,
             resources: Vec<ResourceOut<'b>>,
             counters: CountersOut,
+            frames: u32,
         }
         let t = self.0;
         Body {
@@ -446,6 +447,7 @@ impl Serialize for TotalsOut<'_> {
             current_hour: t.current_hour_ms,
             resources: t.resources.iter().map(resource_out).collect(),
             counters: counters_out(&t.counters),
+            frames: t.frames,
         }
         .serialize(s)
     }
@@ -559,6 +561,7 @@ impl Serialize for MetersOut<'_> {
             channel: &'b str,
             upsert: Vec<Row<'b>>,
             remove: &'b [String],
+            frames: u32,
         }
         let m = self.0;
         let upsert = m
@@ -574,7 +577,7 @@ impl Serialize for MetersOut<'_> {
                 total: crate::core::decimal::format_units(r.total.mantissa, r.total.scale),
             })
             .collect();
-        Body { v: V, channel: &m.channel, upsert, remove: &m.remove }.serialize(s)
+        Body { v: V, channel: &m.channel, upsert, remove: &m.remove, frames: m.frames }.serialize(s)
     }
 }
 
@@ -599,6 +602,7 @@ impl Serialize for NoticesOut<'_> {
             v: u8,
             upsert: Vec<Row<'b>>,
             remove: &'b [String],
+            frames: u32,
         }
         let n = self.0;
         let upsert = n
@@ -613,7 +617,7 @@ impl Serialize for NoticesOut<'_> {
                 to_ms: r.to_ms,
             })
             .collect();
-        Body { v: V, upsert, remove: &n.remove }.serialize(s)
+        Body { v: V, upsert, remove: &n.remove, frames: n.frames }.serialize(s)
     }
 }
 

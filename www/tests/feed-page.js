@@ -36,17 +36,13 @@ worker.onmessage = (event) => {
 };
 
 /**
- * Grants back the credit of what a dashboard would now have drawn. A `totals`
- * (or `meters`) message shows every delta delivered before it, but does not say
- * how many that was, so the acknowledgement covers the whole window; the
- * session clamps it to what is awaiting a render.
+ * Grants back the credit of what a dashboard would now have drawn: exactly the
+ * `frames` each `totals`, `meters` or `notices` message says it shows first.
  */
-const CREDIT_WINDOW = 256; // the config default, not changed here
 function acknowledge(m) {
-  if (m.type === 'totals') {
-    worker.postMessage({ type: 'rendered', channel: 'totals', frames: CREDIT_WINDOW });
-  } else if (m.type === 'meters') {
-    worker.postMessage({ type: 'rendered', channel: m.channel, frames: CREDIT_WINDOW });
+  const channel = m.type === 'meters' ? m.channel : m.type;
+  if ((m.type === 'totals' || m.type === 'meters' || m.type === 'notices') && m.frames > 0) {
+    worker.postMessage({ type: 'rendered', channel, frames: m.frames });
   }
 }
 

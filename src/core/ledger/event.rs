@@ -181,6 +181,9 @@ pub struct TotalsEvent {
     pub current_hour_ms: f64,
     pub resources: Vec<ResourceTotals>,
     pub counters: LedgerCounters,
+    /// Stream deltas of the `totals` channel first shown by this event (the
+    /// page acknowledges them with `rendered`); set by the engine, 0 here.
+    pub frames: u32,
 }
 
 /// Why the engine asks for a REST catch-up now.

@@ -318,6 +318,7 @@ impl Ledger {
             current_hour_ms: current as f64 * HOUR_MS,
             resources,
             counters: self.counters(),
+            frames: 0,
         }
     }
 

@@ -34,6 +34,16 @@ pub(crate) struct StreamState {
     newest_row_ts: Vec<f64>,
     /// Per meter index: the newest `ts` that entered its window from any stream path.
     newest_ts: Vec<f64>,
+    /// When the one-shot flush after a delta is due (engine ms); `None`: no
+    /// delta or live frame since the last flush.
+    flush_due: Option<f64>,
+    /// Per channel: deltas delivered since the last flush whose effects no
+    /// message has shown yet (at most one entry per subscribed channel).
+    unshown: Vec<(String, u32)>,
+    /// When the last one-shot flush ran (the periodic one does not count: it
+    /// runs on its own clock, and counting it would phase-lock every delta
+    /// that follows it to a `deltaFlushMs` wait).
+    last_flush: Option<f64>,
 }
 
 impl StreamState {
@@ -53,6 +63,9 @@ impl StreamState {
             used: false,
             newest_row_ts: Vec::new(),
             newest_ts: Vec::new(),
+            flush_due: None,
+            last_flush: None,
+            unshown: Vec::new(),
         }
     }
 
@@ -91,6 +104,22 @@ impl StreamState {
             }
         }
         true
+    }
+
+    /// One more delta of `channel` delivered, not shown yet.
+    fn delivered(&mut self, channel: &str) {
+        if let Some((_, n)) = self.unshown.iter_mut().find(|(c, _)| c == channel) {
+            *n = n.saturating_add(1);
+        } else if self.unshown.try_reserve(1).is_ok() {
+            // One entry per subscribed channel (`maxSubscriptions`); without
+            // memory for it the delta stays outstanding until a resubscribe.
+            self.unshown.push((channel.to_string(), 1));
+        }
+    }
+
+    /// Takes the count of `channel`'s delivered deltas not shown yet.
+    pub(crate) fn take_unshown(&mut self, channel: &str) -> u32 {
+        self.unshown.iter_mut().find(|(c, _)| c == channel).map_or(0, |(_, n)| std::mem::take(n))
     }
 
     /// Forgets the per-meter marks (the engine's meters were reset).
@@ -133,6 +162,62 @@ pub(crate) fn core_error(e: SessionError) -> CoreError {
 }
 
 impl Engine {
+    /// When the host should run [`Inbound::DeltaFlush`](crate::core::event::Inbound::DeltaFlush)
+    /// (engine ms), once a stream delivery or live frame changed something
+    /// since the last flush; `None` when nothing waits. The periodic flush
+    /// (`totalsFlushMs`) stays the ceiling.
+    pub fn flush_due_ms(&self) -> Option<f64> {
+        self.stream.flush_due
+    }
+
+    /// Something the page shows changed at `now_ms`: a flush is due within
+    /// `deltaFlushMs`. At once (the host's next turn) if the last one-shot
+    /// flush is at least `deltaFlushMs` old, else `deltaFlushMs` after it: at
+    /// most one one-shot flush per `deltaFlushMs`, so a burst coalesces while
+    /// a lone delta waits for no timer. Later changes join the flush already due.
+    pub(crate) fn flush_soon(&mut self, now_ms: f64) {
+        if self.stream.flush_due.is_none() {
+            let due = match self.stream.last_flush {
+                Some(last) => (last + self.cfg.delta_flush_ms).max(now_ms),
+                None => now_ms,
+            };
+            self.stream.flush_due = Some(due);
+        }
+    }
+
+    /// Posts what changed since the last flush: the ledger's `totals`, then
+    /// the stores' `meters`/`notices`, each carrying `frames`, the deltas of
+    /// its channel it shows first. Deltas that changed nothing shown are
+    /// acknowledged here, as if rendered: nothing is left for the page to
+    /// draw. Whichever timer runs it, no one-shot flush is due afterwards.
+    pub(crate) fn flush_updates(&mut self, now_ms: f64) {
+        self.stream.flush_due = None;
+        let queued = self.out.len();
+        self.flush(now_ms);
+        let totals = self.out.iter_mut().skip(queued).rev().find_map(|o| match o {
+            Outbound::Totals(t) => Some(t),
+            _ => None,
+        });
+        if let Some(t) = totals {
+            t.frames = self.stream.take_unshown(TOTALS_CHANNEL);
+        }
+        self.stream_flush();
+        let unshown = std::mem::take(&mut self.stream.unshown);
+        for (channel, frames) in unshown {
+            if frames > 0 {
+                self.stream_input(SessionInput::Rendered { channel, frames }, now_ms);
+            }
+        }
+    }
+
+    /// The one-shot flush, if one is due.
+    pub(crate) fn delta_flush(&mut self, now_ms: f64) {
+        if self.stream.flush_due.is_some() {
+            self.stream.last_flush = Some(now_ms);
+            self.flush_updates(now_ms);
+        }
+    }
+
     /// Handles one session input (`Inbound::Stream`).
     pub(crate) fn stream_input(&mut self, input: SessionInput, now_ms: f64) {
         if !matches!(input, SessionInput::Tick) {
@@ -213,11 +298,15 @@ impl Engine {
     }
 
     fn deliver(&mut self, channel: &str, item: Delivery, now_ms: f64) {
+        self.flush_soon(now_ms);
         let (at, full, body) = match item {
             Delivery::Snapshot { epoch, snapshot_seq, since_seq, body } => {
                 ((epoch, snapshot_seq), since_seq.is_none(), body)
             }
-            Delivery::Delta { epoch, seq, body } => ((epoch, seq), false, body),
+            Delivery::Delta { epoch, seq, body } => {
+                self.stream.delivered(channel);
+                ((epoch, seq), false, body)
+            }
         };
         match body {
             Payload::Catchup(c) if channel == TOTALS_CHANNEL => {
@@ -227,21 +316,22 @@ impl Engine {
             Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
                 let cap = self.cfg.max_meter_entities as usize;
-                let p = *p;
-                // The readings first (by reference), then the rows move into
-                // the store; the window's own ts rule keeps this idempotent.
-                if self.cfg.detect_live {
-                    self.row_readings(&p.upsert, now_ms);
-                }
+                // The store first: a row it refuses at the cap must not feed
+                // the windows either. The window's own ts rule keeps the
+                // readings idempotent.
                 let refused = self.stream.meters.apply(
                     channel,
-                    p.upsert,
+                    &p.upsert,
                     &p.remove,
                     at,
                     full,
                     cap,
                     &mut self.stream.counters,
                 );
+                if self.cfg.detect_live {
+                    let only_held = refused.as_ref().map(|_| channel);
+                    self.row_readings(&p.upsert, only_held, now_ms);
+                }
                 self.refused(refused, "maxMeterEntities");
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
@@ -270,12 +360,17 @@ impl Engine {
     /// Feeds the rows' latest readings to the anomaly windows. A row's
     /// reading enters a meter's window only if its `ts` is newer than every
     /// reading that entered it from the stream (live `totals` frames or rows),
-    /// so a reading carried by both channels enters once.
-    fn row_readings(&mut self, rows: &[MeterRow], now_ms: f64) {
+    /// so a reading carried by both channels enters once. With `only_held`
+    /// (the store refused some rows of this patch), only rows that channel's
+    /// store holds are fed.
+    fn row_readings(&mut self, rows: &[MeterRow], only_held: Option<&str>, now_ms: f64) {
         let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
         let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for (i, r) in rows.iter().enumerate() {
+            if only_held.is_some_and(|c| !stream.meters.holds(c, &r.meter)) {
+                continue;
+            }
             let m = match intern_meter(meters, windows, detector, &r.meter, cfg.max_meters) {
                 Ok(m) => m as usize,
                 Err(e) => {
@@ -325,6 +420,7 @@ impl Engine {
     }
 
     fn drop_channel(&mut self, channel: &str) {
+        self.stream.take_unshown(channel);
         if channel.starts_with(METERS_PREFIX) {
             self.stream.meters.drop_channel(channel, &mut self.stream.counters);
         } else if channel == NOTICES_CHANNEL {
@@ -367,17 +463,32 @@ impl Engine {
     }
 
     /// Posts what changed in the stores since the last flush, coalesced per
-    /// entity, at most `maxUpdatesPerMessage` entities per message.
+    /// entity, at most `maxUpdatesPerMessage` entities per message; a
+    /// channel's last message carries its `frames`.
     pub(crate) fn stream_flush(&mut self) {
         let max = self.cfg.max_updates_per_message as usize;
-        for (channel, upsert, remove) in self.stream.meters.flush(max) {
+        let mut messages = self.stream.meters.flush(max).into_iter().peekable();
+        while let Some((channel, upsert, remove)) = messages.next() {
             self.stream.counters.update_messages += 1;
-            self.out.push(Outbound::Meters(MetersEvent { channel, upsert, remove }));
+            let last = messages.peek().is_none_or(|(next, _, _)| *next != channel);
+            let frames = if last { self.stream.take_unshown(&channel) } else { 0 };
+            self.out.push(Outbound::Meters(MetersEvent { channel, upsert, remove, frames }));
         }
-        for (upsert, remove) in self.stream.notices.flush(max) {
+        let mut messages = self.stream.notices.flush(max).into_iter().peekable();
+        while let Some((upsert, remove)) = messages.next() {
             self.stream.counters.update_messages += 1;
-            self.out.push(Outbound::Notices(NoticesEvent { upsert, remove }));
+            let frames = if messages.peek().is_none() {
+                self.stream.take_unshown(NOTICES_CHANNEL)
+            } else {
+                0
+            };
+            self.out.push(Outbound::Notices(NoticesEvent { upsert, remove, frames }));
         }
+    }
+
+    /// Delivered deltas of `channel` no message has shown yet, for tests.
+    pub fn unshown_frames(&self, channel: &str) -> u32 {
+        self.stream.unshown.iter().find(|(c, _)| c == channel).map_or(0, |(_, n)| *n)
     }
 
     /// The session's part of `stats`, once the session was used.

@@ -211,6 +211,9 @@ pub struct MetersEvent {
     pub upsert: Vec<MeterRow>,
     /// Meters the page must forget.
     pub remove: Vec<String>,
+    /// Deltas of `channel` whose effects this message shows first (on the
+    /// channel's last message of a flush; 0 on the others).
+    pub frames: u32,
 }
 
 /// `notices` to the page.
@@ -220,6 +223,8 @@ pub struct NoticesEvent {
     pub upsert: Vec<Notice>,
     /// Notices the page must forget.
     pub remove: Vec<String>,
+    /// Deltas of `notices` whose effects this message shows first.
+    pub frames: u32,
 }
 
 /// `detail` to the page: the `/meters/{id}` body.

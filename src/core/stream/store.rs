@@ -191,7 +191,7 @@ impl MeterStore {
     pub fn apply(
         &mut self,
         channel: &str,
-        upsert: Vec<MeterRow>,
+        upsert: &[MeterRow],
         remove: &[String],
         at: (u64, u64),
         full: bool,
@@ -211,7 +211,7 @@ impl MeterStore {
         for row in upsert {
             let new = !table.rows.contains_key(&row.meter);
             let id = row.meter.clone();
-            match table.upsert(id, row, at, cap.saturating_sub(held), counters) {
+            match table.upsert(id, row.clone(), at, cap.saturating_sub(held), counters) {
                 Ok(true) => held += usize::from(new),
                 Ok(false) => {}
                 Err(id) => match &mut refused {
@@ -226,6 +226,11 @@ impl MeterStore {
             table.retain_written_at(at, counters);
         }
         refused
+    }
+
+    /// Whether `channel` holds a row for `meter`.
+    pub fn holds(&self, channel: &str, meter: &str) -> bool {
+        self.channels.iter().any(|(c, t)| c == channel && t.rows.contains_key(meter))
     }
 
     /// Forgets a channel; its rows go to the page as removes at the next flush.
