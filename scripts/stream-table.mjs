@@ -81,7 +81,7 @@ if (latencyCases.length) {
     const flush = c.deltaFlushMs ?? c.config?.deltaFlushMs;
     const setting = [c.meters && `${num(c.meters)} meters`, flush !== undefined && `deltaFlushMs ${flush}`,
       c.totalsFlushMs !== undefined && `totalsFlushMs ${c.totalsFlushMs}`].filter(Boolean).join(', ');
-    const l1 = c.load1Before ?? c.machine?.load1Before ?? latency.doc.machine?.load1Before ?? latency.doc.machine?.loadavg?.[0];
+    const l1 = c.loadavg?.before?.[0] ?? c.load1Before ?? c.machine?.load1Before ?? latency.doc.machine?.load1Before ?? latency.doc.machine?.loadavg?.[0];
     rows.push(`| delta receipt → page update, 5,000 meters × 2 Hz, p95 ≤ 50 ms | ${setting || 'see source'}${l.samples ? `, ${num(l.samples)} samples` : ''} | ${ms(l.p50)} | ${ms(l.p95)} | ${ms(l.p99)} | ${load(l1)} | \`${latency.name}\` |`);
   }
 } else {
