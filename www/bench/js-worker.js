@@ -113,6 +113,8 @@ const PD = 9;
 let pend;
 // detect/state.rs Verdicts.
 let votes, widenF32, driftRun, stuckEvals, calm, active, critical, scoreF32;
+// Verdicts.drift_held / drift_quiet (learn::Teach::drift).
+let driftHeld, driftQuiet;
 // detect/learn.rs Learned: slow, dev2, var, m4, plateauX, runX | readings, plateauRun, otherRun, runSeen.
 const LF = 6;
 let lf;
@@ -138,6 +140,8 @@ function allocate(maxMeters) {
   widenF32 = new Float32Array(maxMeters).fill(1);
   driftRun = new Uint16Array(maxMeters);
   stuckEvals = new Uint32Array(maxMeters);
+  driftHeld = new Uint32Array(maxMeters);
+  driftQuiet = new Uint32Array(maxMeters).fill(U32);
   calm = new Uint16Array(maxMeters * 4);
   active = new Uint8Array(maxMeters);
   critical = new Uint8Array(maxMeters);
@@ -320,18 +324,24 @@ function learnWeight(m, n, memory) {
   return fmin(n / s, 1.0);
 }
 
-function learnMoments(m, o, fvar, n, cap2) {
+// learn.rs DRIFT_HOLD: a drift alert holds the slow baseline for this many
+// `baselineReadings`, then the level is adopted.
+const DRIFT_HOLD = 4.0;
+
+// `slow`: 0 follow, 1 hold, 2 adopt (learn::Slow); `scale`: learn dev2.
+function learnMoments(m, o, fvar, n, cap2, slow, scale) {
   const memory = CFG.baselineReadings;
   const L = m * LF;
   const mean = mo[o + 1] + mo[o + 2];
   const fresh = lu[m * LU] === 0;
   const a = learnWeight(m, n, memory);
   const d = mean - lf[L];
-  lf[L] += a * d;
+  if (slow === 0) lf[L] += a * d;
+  else if (slow === 2) lf[L] = mean;
   const m4 = mo[o] > 0 ? mo[o + 5] / mo[o] : 0;
   lf[L + 2] += a * (fvar - lf[L + 2]);
   if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);
-  if (!fresh) {
+  if (!fresh && scale) {
     const b = learnWeight(m, n, SCALE_MEMORY * memory);
     lf[L + 1] += b * (fmin(d * d, cap2) - lf[L + 1]);
   }
@@ -451,7 +461,20 @@ function evaluate(m) {
   E.driftRun = driftRun[m];
   E.driftU2 = driftU2;
   settle(m, DRIFT, breach, driftRun[m] >= CFG.driftConsecutive);
-  if (warm) learnMoments(m, o, fvar, fresh, limit2);
+  // Learn, but not from a drift incident (learn::Teach::drift).
+  const driftActive = (active[m] & (1 << DRIFT)) !== 0;
+  if (driftActive) {
+    driftHeld[m] = Math.min(driftHeld[m] + fresh, U32);
+    driftQuiet[m] = 0;
+  } else {
+    driftHeld[m] = 0;
+    driftQuiet[m] = Math.min(driftQuiet[m] + fresh, U32);
+  }
+  if (warm) {
+    const base = CFG.baselineReadings;
+    const slow = !driftActive ? 0 : driftHeld[m] < DRIFT_HOLD * base ? 1 : 2;
+    learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base);
+  }
 
   // Stuck.
   const run = pend[p + 6];
