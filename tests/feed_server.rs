@@ -117,6 +117,7 @@ async fn stream(server: &Server, binary: bool) -> Client {
     let real_start = tokio::time::Instant::now();
     let mut next_beat = real_start;
     let mut paused_head = None;
+    let mut silent = 0u32;
     loop {
         if paused_head.is_none() && real_start.elapsed() >= STREAM_FOR {
             server.set_paused(true);
@@ -130,11 +131,24 @@ async fn stream(server: &Server, binary: bool) -> Client {
             ws.send(Message::Text(beat.to_string().into())).await.expect("heartbeat");
             next_beat += Duration::from_millis(300);
         }
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("the stream went silent")
-            .expect("stream ended")
-            .expect("ws error");
+        // Wait in short steps so heartbeats keep going while the stream is
+        // quiet (a loaded machine can hold a frame back for seconds); give up
+        // only after a long silence, saying where each side stood.
+        let msg = match tokio::time::timeout(Duration::from_secs(2), ws.next()).await {
+            Ok(m) => m.expect("stream ended").expect("ws error"),
+            Err(_) => {
+                silent += 1;
+                assert!(
+                    silent < 30,
+                    "the stream went silent for 60 s: client at seq {}, server head {}, paused at {:?}",
+                    c.last_seq,
+                    shared.model().seq(),
+                    paused_head
+                );
+                continue;
+            }
+        };
+        silent = 0;
         let now = shared.clock.now_ms() as f64;
         let arrival = Arrival { sent_at_ms: None, received_at_ms: Some(now) };
         let inbound = match msg {

@@ -111,6 +111,12 @@ impl Engine {
         }
     }
 
+    /// The host's latest measure of its linear memory (bytes), reported by
+    /// `stats` until the next tick or note replaces it.
+    pub fn note_linear_memory(&mut self, bytes: f64) {
+        self.host.linear_memory_bytes = bytes;
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg

@@ -54,6 +54,9 @@ impl Host {
         if delta {
             self.latency.arrived(start);
         }
+        // A `stats` answer reports the linear memory of now, not of the last
+        // tick (a busy worker can go long between ticks).
+        self.engine.note_linear_memory(linear_memory_bytes());
         let mut out = self.engine.handle(input, now_ms);
         let end = self.clock.now();
         if delta {

@@ -94,7 +94,14 @@ async function main() {
 
   const samples = [];
   const sample = async (simSec) => {
-    const stats = await ask('stats');
+    let stats = await ask('stats');
+    // `linearMemoryBytes` is measured on the worker's 500 ms tick: 0 until the
+    // first tick ran (a busy start can delay it past warm-up). Wait for one
+    // rather than take 0 as a baseline.
+    for (let i = 0; i < 5 && !stats.linearMemoryBytes; i++) {
+      await new Promise((r) => setTimeout(r, 600));
+      stats = await ask('stats');
+    }
     const mem = await workerBytes(workerUrl);
     const s = {
       simMinute: simSec / 60,
