@@ -8,14 +8,13 @@
 //   node scripts/bench-table.mjs --print    print the table only
 //   node scripts/bench-table.mjs FILE.json  from that result
 
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeReadmeSection } from './readme-section.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'benches', 'results');
-const BEGIN = '<!-- bench-browser:begin -->';
-const END = '<!-- bench-browser:end -->';
 
 const args = process.argv.slice(2);
 const print = args.includes('--print');
@@ -71,11 +70,6 @@ const table = rows.join('\n');
 if (print) {
   console.log(table);
 } else {
-  const path = join(ROOT, 'README.md');
-  const readme = await readFile(path, 'utf8');
-  const a = readme.indexOf(BEGIN);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${BEGIN} … ${END} section`);
-  await writeFile(path, readme.slice(0, a + BEGIN.length) + '\n' + table + '\n' + readme.slice(b));
+  await writeReadmeSection('bench-browser', table);
   console.log(`README.md: table regenerated from ${file}`);
 }

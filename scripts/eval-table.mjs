@@ -8,13 +8,12 @@
 //   node scripts/eval-table.mjs --print    print the table only
 //   node scripts/eval-table.mjs FILE.json  from that output
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeReadmeSection } from './readme-section.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const BEGIN = '<!-- eval:begin -->';
-const END = '<!-- eval:end -->';
 
 const args = process.argv.slice(2);
 const print = args.includes('--print');
@@ -46,10 +45,5 @@ const table = rows.join('\n');
 if (print) {
   console.log(table);
 } else {
-  const path = join(ROOT, 'README.md');
-  const text = await readFile(path, 'utf8');
-  const a = text.indexOf(BEGIN);
-  const b = text.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${BEGIN} … ${END}`);
-  await writeFile(path, `${text.slice(0, a + BEGIN.length)}\n${table}\n${text.slice(b)}`);
+  await writeReadmeSection('eval', table);
 }

@@ -9,14 +9,13 @@
 //   node scripts/soak-table.mjs            rewrite README.md
 //   node scripts/soak-table.mjs --print    print the lines only
 
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeReadmeSection } from './readme-section.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'benches', 'results');
-const BEGIN = '<!-- bench-soak:begin -->';
-const END = '<!-- bench-soak:end -->';
 const print = process.argv.includes('--print');
 
 const names = (await readdir(RESULTS)).sort();
@@ -101,10 +100,6 @@ const block = rows.join('\n');
 if (print) {
   console.log(block);
 } else {
-  const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
-  const a = readme.indexOf(BEGIN);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${BEGIN} … ${END} markers`);
-  await writeFile(join(ROOT, 'README.md'), `${readme.slice(0, a + BEGIN.length)}\n${block}\n${readme.slice(b)}`);
+  await writeReadmeSection('bench-soak', block);
   console.error('README.md: soak lines regenerated');
 }

@@ -11,14 +11,13 @@
 //   node scripts/stream-table.mjs --print    print the table only
 // `make bench-stream` measures, then runs this.
 
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeReadmeSection } from './readme-section.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULTS = join(ROOT, 'benches', 'results');
-const BEGIN = '<!-- bench-stream:begin -->';
-const END = '<!-- bench-stream:end -->';
 const print = process.argv.includes('--print');
 
 /** The newest file matching `re` (names sort by date), parsed, or null. */
@@ -97,11 +96,6 @@ const table = rows.join('\n');
 if (print) {
   console.log(table);
 } else {
-  const path = join(ROOT, 'README.md');
-  const readme = await readFile(path, 'utf8');
-  const a = readme.indexOf(BEGIN);
-  const b = readme.indexOf(END);
-  if (a < 0 || b < a) throw new Error(`README.md has no ${BEGIN} … ${END} section`);
-  await writeFile(path, readme.slice(0, a + BEGIN.length) + '\n' + table + '\n' + readme.slice(b));
+  await writeReadmeSection('bench-stream', table);
   console.log(`README.md: stream table regenerated from ${[feed?.name, apply?.name, latency?.name].filter(Boolean).join(', ') || 'nothing (not measured)'}`);
 }
