@@ -369,14 +369,7 @@ impl Groups {
                             as_of: None,
                         })
                         .collect();
-                    ResourceTotals {
-                        resource: spec.name.clone(),
-                        unit: spec.unit.clone(),
-                        decimals: spec.decimals,
-                        total: buckets.iter().fold(0i64, |a, b| a.saturating_add(b.total)),
-                        current_hour: buckets.last().map_or(0, |b| b.total),
-                        buckets,
-                    }
+                    ResourceTotals::from_buckets(spec, buckets)
                 })
                 .collect();
             let (meters, recent, active) = per.get(g).copied().unwrap_or_default();

@@ -165,6 +165,24 @@ pub struct ResourceTotals {
     pub buckets: Vec<BucketTotal>,
 }
 
+impl ResourceTotals {
+    /// One resource's totals from its kept buckets (oldest first): `total` and
+    /// `current_hour` are derived from them.
+    pub fn from_buckets(
+        spec: &crate::core::config::ResourceSpec,
+        buckets: Vec<BucketTotal>,
+    ) -> Self {
+        ResourceTotals {
+            resource: spec.name.clone(),
+            unit: spec.unit.clone(),
+            decimals: spec.decimals,
+            total: buckets.iter().fold(0i64, |a, b| a.saturating_add(b.total)),
+            current_hour: buckets.last().map_or(0, |b| b.total),
+            buckets,
+        }
+    }
+}
+
 /// The ledger's state for the page, coalesced to one per flush interval.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TotalsEvent {

@@ -300,14 +300,7 @@ impl Ledger {
                         }
                     })
                     .collect();
-                ResourceTotals {
-                    resource: spec.name.clone(),
-                    unit: spec.unit.clone(),
-                    decimals: spec.decimals,
-                    total: buckets.iter().fold(0i64, |a, b| a.saturating_add(b.total)),
-                    current_hour: buckets.last().map_or(0, |b| b.total),
-                    buckets,
-                }
+                ResourceTotals::from_buckets(spec, buckets)
             })
             .collect();
         TotalsEvent {
