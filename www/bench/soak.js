@@ -94,14 +94,7 @@ async function main() {
 
   const samples = [];
   const sample = async (simSec) => {
-    let stats = await ask('stats');
-    // `linearMemoryBytes` is measured on the worker's 500 ms tick: 0 until the
-    // first tick ran (a busy start can delay it past warm-up). Wait for one
-    // rather than take 0 as a baseline.
-    for (let i = 0; i < 5 && !stats.linearMemoryBytes; i++) {
-      await new Promise((r) => setTimeout(r, 600));
-      stats = await ask('stats');
-    }
+    const stats = await ask('stats');
     const mem = await workerBytes(workerUrl);
     const s = {
       simMinute: simSec / 60,
@@ -140,9 +133,7 @@ async function main() {
     if (errors.length) break;
   }
   const wallMs = performance.now() - t0;
-  // The worker measures its linear memory on its 500 ms tick and `stats` says
-  // what the last tick saw: one more sample once a tick has surely run.
-  await new Promise((r) => setTimeout(r, 1100));
+  // `stats` report the linear memory at the moment of asking.
   await sample(MINUTES * 60);
   const totals = await ask('totals');
   const exact = load.compare(totals);
