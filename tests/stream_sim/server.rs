@@ -384,6 +384,12 @@ impl Server {
             // The worker's meter → group map refresh (docs/LEDGER.md, "Groups").
             return Ok(r#"{"version":1,"groups":{}}"#.to_string());
         }
+        if let Some(from) = path.strip_prefix("/catchup?from=") {
+            // The ledger's own catch-up (what the transports fetch for a
+            // `fetch` without `requestId`): every hour from `from`.
+            let from = from.parse::<f64>().map_err(|_| format!("bad from in {path}"))?;
+            return Ok(self.catchup_body(from as i64 / HOUR * HOUR, None));
+        }
         let q =
             path.strip_prefix("/snapshot-v2?").ok_or_else(|| format!("unexpected fetch {path}"))?;
         let mut channel = "";
@@ -427,24 +433,7 @@ impl Server {
                     .unwrap_or(as_of as i64 / HOUR * HOUR),
                 None => self.start_hour,
             };
-            let to = as_of as i64 / HOUR * HOUR;
-            let mut buckets = Vec::new();
-            for (h, units) in self.hours.range(from..=to) {
-                for (r, u) in units.iter().enumerate() {
-                    if *u != 0 {
-                        buckets.push(
-                            json!({"resource": RESOURCES[r], "hour": h, "total": format_units(*u, 3)}),
-                        );
-                    }
-                }
-            }
-            let mut body = json!({"type": "catchup", "channel": "totals", "epoch": stream.epoch,
-                "snapshot_seq": stream.seq, "asOf": {"wallMs": as_of, "counter": 0},
-                "serverTime": self.now, "from": from, "to": to, "buckets": buckets});
-            if let Some(n) = mini {
-                body["since_seq"] = json!(n);
-            }
-            return Ok(body.to_string());
+            return Ok(self.catchup_body(from, mini));
         }
         let rows = self.rows.get(channel).ok_or_else(|| format!("no rows for {channel}"))?;
         let mut body =
@@ -469,6 +458,38 @@ impl Server {
             }
         }
         Ok(body.to_string())
+    }
+}
+
+impl Server {
+    /// The totals catch-up from hour `from` to the hour of `asOf` (the newest
+    /// frame's stamp), a mini-snapshot `since_seq` if `mini`.
+    pub fn catchup_body(&self, from: i64, mini: Option<u64>) -> String {
+        let stream = &self.streams["totals"];
+        let as_of = match stream.ring.back() {
+            Some((_, Delta::Frame(f))) => f.stamp,
+            _ => self.last_stamp,
+        };
+        let to = as_of as i64 / HOUR * HOUR;
+        // As the real server: a range never starts after the hour of `asOf`.
+        let from = from.min(to);
+        let mut buckets = Vec::new();
+        for (h, units) in self.hours.range(from..=to) {
+            for (r, u) in units.iter().enumerate() {
+                if *u != 0 {
+                    buckets.push(
+                        json!({"resource": RESOURCES[r], "hour": h, "total": format_units(*u, 3)}),
+                    );
+                }
+            }
+        }
+        let mut body = json!({"type": "catchup", "channel": "totals", "epoch": stream.epoch,
+            "snapshot_seq": stream.seq, "asOf": {"wallMs": as_of, "counter": 0},
+            "serverTime": self.now, "from": from, "to": to, "buckets": buckets});
+        if let Some(n) = mini {
+            body["since_seq"] = json!(n);
+        }
+        body.to_string()
     }
 }
 

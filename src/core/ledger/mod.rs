@@ -43,7 +43,7 @@ use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::Outbound;
 use crate::core::groups::MeterHours;
 use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
-use buckets::HourBuckets;
+use buckets::{HourBuckets, HourPlace};
 use cursor::StreamCursor;
 use dedup::ReadingIds;
 use event::TotalsEvent;
@@ -514,7 +514,13 @@ impl Ledger {
                 return;
             }
         };
-        if self.as_of.is_some_and(|a| c.as_of <= a) {
+        // A result at the applied watermark is not stale when it lists kept
+        // hours an earlier, partial result at that watermark did not (a
+        // `totals` mini-snapshot covers only the hours from its first missing
+        // frame): with no reading stamped since, the next result carries the
+        // same `asOf`, and discarding it would leave `incomplete` set for good.
+        let fills = self.as_of == Some(c.as_of) && self.fills(checked.as_ref(), c.as_of);
+        if self.as_of.is_some_and(|a| c.as_of <= a) && !fills {
             // Valid but not newer: its clock sample still counts. (A malformed
             // stale body was refused above and changed nothing, clock included.)
             self.sync = sync;
@@ -543,12 +549,7 @@ impl Ledger {
         self.as_of = Some(c.as_of);
         self.counters.rest_applied += 1;
         self.dirty = true;
-        let Some(current) = self.buckets.current() else { return };
-        let covers_kept = checked.as_ref().is_some_and(|r| {
-            r.from <= current - self.buckets.history()
-                && hour_of(c.as_of.wall_ms as f64).is_some_and(|h| r.to >= h)
-        });
-        if covers_kept {
+        if checked.as_ref().is_some_and(|r| self.covers_kept(r, c.as_of)) {
             if self.need.is_some_and(|n| n <= c.as_of) {
                 self.need = None;
             }
@@ -563,6 +564,29 @@ impl Ledger {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
         }
+    }
+
+    /// Whether a result over `range` at `as_of` reaches back to the oldest
+    /// kept hour and forward to the hour of `as_of`: only such a result can
+    /// clear needs.
+    fn covers_kept(&self, range: &RangeTotals, as_of: Hlc) -> bool {
+        self.buckets.current().is_some_and(|current| {
+            range.from <= current - self.buckets.history()
+                && hour_of(as_of.wall_ms as f64).is_some_and(|h| range.to >= h)
+        })
+    }
+
+    /// Whether a result at the applied watermark `as_of` adds something: a
+    /// kept bucket in its range whose REST part is older, or a need it can
+    /// clear (it covers every kept hour).
+    fn fills(&self, range: Option<&RangeTotals>, as_of: Hlc) -> bool {
+        let Some(range) = range else { return false };
+        let older = range.totals().any(|(r, k, _)| {
+            let hour = range.from + k as i64;
+            self.buckets.place(hour) == HourPlace::Kept
+                && self.buckets.get(r, hour).is_none_or(|b| !b.covers(as_of))
+        });
+        older || (self.need_max().is_some() && self.covers_kept(range, as_of))
     }
 
     /// Checks a whole catch-up body without changing anything. `Ok(None)` for a
