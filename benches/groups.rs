@@ -203,7 +203,7 @@ fn series(c: &mut Criterion) {
             feed.engine.handle(Inbound::Live(feed.frame.clone()), end);
         }
     }
-    let cfg = Config { max_meters: METERS, max_series_pairs: METERS, ..Config::default() };
+    let cfg = Config { max_meters: METERS, max_series_pairs: Some(METERS), ..Config::default() };
     let q = serde_json::json!({"type":"query","query":"series","group":"all","resource":"energy","spanMs":21_600_000});
     let out = feed.engine.handle(decode_message(&q, &cfg), end);
     let stats = feed
