@@ -691,8 +691,7 @@ impl Config {
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
     pub fn worst_case_bytes(&self) -> u128 {
-        self.worst_case_besides_pairs()
-            + u128::from(self.series_pairs()) * SERIES_PAIR_BYTES
+        self.worst_case_besides_pairs() + u128::from(self.series_pairs()) * SERIES_PAIR_BYTES
     }
 
     /// The `(meter, resource)` series the engine holds at most: `maxSeriesPairs`
@@ -705,8 +704,8 @@ impl Config {
             return p;
         }
         let want = u128::from(self.max_meters) * self.resources.len() as u128;
-        let room = ADDRESS_SPACE_BYTES.saturating_sub(self.worst_case_besides_pairs())
-            / SERIES_PAIR_BYTES;
+        let room =
+            ADDRESS_SPACE_BYTES.saturating_sub(self.worst_case_besides_pairs()) / SERIES_PAIR_BYTES;
         want.min(room).min(u128::from(MAX_SERIES_PAIRS)) as u32
     }
 

@@ -7,8 +7,8 @@
 //! is reported (`bad_timestamp`/`bad_value`, counted in `readingsRejected`) and
 //! stays in the totals, which are the server's data.
 
-use super::detect::Detector;
 use super::config::Config;
+use super::detect::Detector;
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::Outbound;
 use super::event::{Catchup, LiveFrame, StreamHello};
