@@ -719,6 +719,10 @@ impl Run {
                 let i = self.rng.below(self.held.len() as u64) as usize;
                 let f = self.held.swap_remove(i);
                 self.deliver(&f);
+                // Some come again later, after catch-ups that cover them.
+                if self.rng.chance(0.3) {
+                    self.held.push(f);
+                }
             }
             6 | 7 => {
                 self.handle(Inbound::Tick(Default::default()));
