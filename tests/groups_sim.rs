@@ -13,6 +13,16 @@
 //! series and some meters' 2-hour 1-minute series, asked for with `query`,
 //! equal the oracle bucket by bucket (the sums exactly).
 //!
+//! REST catch-ups (per resource or per meter, built from every reading the
+//! server stamped up to a sent frame's stamp) arrive in any order: before the
+//! first frame (no `hello`), held and delivered after newer ones, twice, or
+//! stale; some readings come late (hours old, within the kept hours) and a few
+//! beyond them. Catch-ups fill the resource totals only, so the group totals
+//! must still be exactly the delivered readings, and wherever the engine says
+//! complete (hours from `completeFrom`, a series answer without `incomplete`)
+//! they must equal every reading the server sent up to the newest frame
+//! delivered: nothing lost, nothing counted twice, or `incomplete` says so.
+//!
 //! `METERFLOW_GROUPS_SCHEDULES` sets the number of schedules (default 150).
 
 #[path = "common/rng.rs"]
@@ -156,6 +166,17 @@ struct Run {
     counter: u16,
     /// Every reading sent, by frame seq.
     sent: Vec<(u64, Reading)>,
+    /// Each sent frame's HLC stamp `(wallMs, counter)`, by seq.
+    stamps: Vec<(u64, u16)>,
+    /// Whether some readings come beyond the kept hours.
+    late_beyond: bool,
+    /// Catch-up bodies built but not delivered yet.
+    held_catchups: Vec<(f64, String)>,
+    catchups: u64,
+    /// Series answers compared with every reading sent (complete) and with the
+    /// delivered ones only (`incomplete`).
+    series_complete: u64,
+    series_incomplete: u64,
     delivered: HashSet<(usize, u64)>,
     delivered_readings: Vec<Reading>,
     max_delivered_seq: Option<u64>,
@@ -202,6 +223,12 @@ impl Run {
             last_wall: 0,
             counter: 0,
             sent: Vec::new(),
+            stamps: Vec::new(),
+            late_beyond: rng.chance(0.2),
+            held_catchups: Vec::new(),
+            catchups: 0,
+            series_complete: 0,
+            series_incomplete: 0,
             delivered: HashSet::new(),
             delivered_readings: Vec::new(),
             max_delivered_seq: None,
@@ -274,7 +301,15 @@ impl Run {
             let resource = self.rng.below(3) as usize;
             let id = self.next_id[meter];
             self.next_id[meter] += 1;
-            let ts = (self.now - self.rng.range(0.0, 5_000.0)).floor();
+            let late = match self.rng.below(100) {
+                // Late within the kept hours (and within each series' 6 hours).
+                0..=3 => self.rng.range(HOUR, 5.0 * HOUR),
+                // Beyond the kept hours: refused as late, never counted anywhere
+                // (in some schedules only, to keep the others' checks plain).
+                4 if self.late_beyond => self.rng.range(7.5 * HOUR, 9.0 * HOUR),
+                _ => self.rng.range(0.0, 5_000.0),
+            };
+            let ts = (self.now - late).floor();
             let units = self.rng.below(100_000) as i64;
             let hour = ((ts / HOUR).floor() as i64).min(stamp_hour);
             items.push(format!(
@@ -287,6 +322,7 @@ impl Run {
         }
         let seq = self.seq;
         self.seq += 1;
+        self.stamps.push((wall, self.counter));
         let text = format!(
             r#"{{"type":"frame","epoch":1,"seq":{seq},"hlc":{{"wallMs":{wall},"counter":{}}},"readings":[{}]}}"#,
             self.counter,
@@ -352,6 +388,73 @@ impl Run {
         self.handle(input);
     }
 
+    /// A REST catch-up as the server answers it: every reading of the frames
+    /// up to `seq`, bucketed by hour (per resource, or per meter), with that
+    /// frame's stamp as `asOf`, over the kept hours up to `asOf`'s.
+    fn catchup_body(&mut self, seq: u64) -> Option<String> {
+        let &(wall, counter) = self.stamps.get(seq as usize)?;
+        let to = (wall as f64 / HOUR).floor() as i64;
+        let from = to - self.cfg.history_hours as i64;
+        let per_meter = self.rng.chance(0.5);
+        let mut sums: BTreeMap<(usize, usize, i64), i64> = BTreeMap::new();
+        for (s, r) in &self.sent {
+            if *s <= seq && (from..=to).contains(&r.hour) {
+                let m = if per_meter { r.meter } else { usize::MAX };
+                *sums.entry((r.resource, m, r.hour)).or_default() += r.units;
+            }
+        }
+        let buckets: Vec<String> = sums
+            .iter()
+            .map(|(&(r, m, h), &u)| {
+                let meter =
+                    if m == usize::MAX { String::new() } else { format!(r#""meter":"m-{m}","#) };
+                format!(
+                    r#"{{{meter}"resource":"{}","hour":{},"total":"{}.{:03}"}}"#,
+                    RESOURCES[r],
+                    h as f64 * HOUR,
+                    u / 1000,
+                    u % 1000
+                )
+            })
+            .collect();
+        Some(format!(
+            r#"{{"type":"catchup","asOf":{{"wallMs":{wall},"counter":{counter}}},"serverTime":{},"from":{},"to":{},"buckets":[{}]}}"#,
+            self.now,
+            from as f64 * HOUR,
+            to as f64 * HOUR,
+            buckets.join(",")
+        ))
+    }
+
+    /// Delivers a catch-up asked for at `sent_at` (when its body was built,
+    /// its `serverTime`): a held one is a slow round trip.
+    fn deliver_catchup(&mut self, sent_at: f64, text: &str) {
+        let arrival = Arrival { sent_at_ms: Some(sent_at), received_at_ms: Some(self.now) };
+        let input = decode_text(Envelope::Catchup, text, arrival, &self.cfg);
+        assert!(!matches!(input, Inbound::Rejected(_)), "{input:?}");
+        self.handle(input);
+        self.catchups += 1;
+    }
+
+    /// A catch-up up to a recent or an older frame: delivered now (sometimes
+    /// twice), or held for later.
+    fn catchup(&mut self) {
+        if self.seq == 0 {
+            return;
+        }
+        let back = if self.rng.chance(0.7) { self.rng.below(3) } else { self.rng.below(self.seq) };
+        let Some(text) = self.catchup_body(self.seq - 1 - back.min(self.seq - 1)) else { return };
+        let now = self.now;
+        match self.rng.below(6) {
+            0 | 1 => self.held_catchups.push((now, text)),
+            2 => {
+                self.deliver_catchup(now, &text);
+                self.deliver_catchup(now, &text);
+            }
+            _ => self.deliver_catchup(now, &text),
+        }
+    }
+
     fn check(&mut self) {
         let out = self.handle(Inbound::Flush);
         let Some(ev) = out.iter().find_map(|o| match o {
@@ -396,8 +499,20 @@ impl Run {
                     let k = key(g, r, h);
                     let got = totals.get(&k).copied();
                     let want = want_delivered.get(&k).copied().unwrap_or(0);
-                    assert_eq!(got, Some(want), "group {g:?} {name} hour {h}: delivered sum");
-                    if complete_from.is_none_or(|c| h as f64 * HOUR >= c) {
+                    // After a catch-up, a covered reading of a meter not tracked
+                    // yet is left out of the rows (its hour is marked missed): an
+                    // incomplete hour then holds at most the delivered readings.
+                    let complete = complete_from.is_none_or(|c| h as f64 * HOUR >= c);
+                    if complete || self.catchups == 0 {
+                        assert_eq!(got, Some(want), "group {g:?} {name} hour {h}: delivered sum");
+                    } else {
+                        let got = got.unwrap_or(i64::MAX);
+                        assert!(
+                            got <= want,
+                            "group {g:?} {name} hour {h}: {got} > delivered {want}"
+                        );
+                    }
+                    if complete {
                         let all = want_all.get(&k).copied().unwrap_or(0);
                         assert_eq!(
                             want, all,
@@ -465,7 +580,11 @@ impl Run {
             let Some(ev) = answers.iter().find(|a| a["id"].as_f64() == Some(id as f64)) else {
                 panic!("no answer to {text}: {answers:?}");
             };
-            if meter.is_some_and(|m| !self.delivered_readings.iter().any(|x| x.meter == m)) {
+            // A meter whose only readings came covered by a catch-up is not tracked.
+            let untracked = self.catchups > 0 && ev["code"] == "unknown_meter";
+            if untracked
+                || meter.is_some_and(|m| !self.delivered_readings.iter().any(|x| x.meter == m))
+            {
                 assert_eq!(ev["code"], "unknown_meter", "{ev}");
                 continue;
             }
@@ -481,9 +600,24 @@ impl Run {
                 (None, Some(g)) => of.get(&m).is_some_and(|l| l.contains(&g)),
                 _ => false,
             };
-            // Oracle: bucket start -> (count, sum, min, max, last by ts).
+            // Oracle: bucket start -> (count, sum, min, max, last by ts). An
+            // answer that does not say `incomplete` must hold every reading the
+            // server sent up to the newest frame delivered; one that does, the
+            // delivered readings (what it holds is still exact).
+            let complete = ev["incomplete"] == Value::Bool(false);
+            let truth: Vec<Reading> = if complete {
+                self.series_complete += 1;
+                self.sent
+                    .iter()
+                    .filter(|(s, _)| self.max_delivered_seq.is_some_and(|m| *s <= m))
+                    .map(|(_, x)| x.clone())
+                    .collect()
+            } else {
+                self.series_incomplete += 1;
+                self.delivered_readings.clone()
+            };
             let mut want: BTreeMap<i64, OracleBucket> = BTreeMap::new();
-            for x in self.delivered_readings.iter().filter(|x| x.resource == r && member(x.meter)) {
+            for x in truth.iter().filter(|x| x.resource == r && member(x.meter)) {
                 let Some(k) = kept(x, step) else { continue };
                 let v = x.units as f32;
                 let e = want.entry(k).or_insert((
@@ -512,9 +646,23 @@ impl Run {
                 }
                 let (count, sum, min, max, last) =
                     want.get(&k).copied().unwrap_or((0, 0, 0.0, 0.0, (0.0, 0.0)));
-                assert_eq!(col("count", i), Some(count as f64), "{text} bucket {t}: count");
+                // As for the totals: after a catch-up an incomplete answer may
+                // lack covered readings of meters not tracked yet, never more.
+                if !complete && self.catchups > 0 {
+                    let got_count = col("count", i).unwrap_or(f64::NAN);
+                    let got_sum = (col("sum", i).unwrap_or(f64::NAN) * 1000.0).round() as i64;
+                    assert!(got_count <= count as f64 && got_sum <= sum, "{text} bucket {t}");
+                    if got_count < count as f64 {
+                        continue;
+                    }
+                }
+                assert_eq!(
+                    col("count", i),
+                    Some(count as f64),
+                    "{text} bucket {t}: count (complete: {complete})"
+                );
                 let got_sum = (col("sum", i).unwrap_or(f64::NAN) * 1000.0).round() as i64;
-                assert_eq!(got_sum, sum, "{text} bucket {t}: sum");
+                assert_eq!(got_sum, sum, "{text} bucket {t}: sum (complete: {complete})");
                 if count > 0 {
                     self.series_buckets += 1;
                     if t < self.now - 2.0 * HOUR {
@@ -571,12 +719,40 @@ impl Run {
                 let i = self.rng.below(self.held.len() as u64) as usize;
                 let f = self.held.swap_remove(i);
                 self.deliver(&f);
+                // Some come again later, after catch-ups that cover them.
+                if self.rng.chance(0.3) {
+                    self.held.push(f);
+                }
             }
             6 | 7 => {
                 self.handle(Inbound::Tick(Default::default()));
             }
             8 => self.answer(),
+            9 if self.rng.chance(0.3) => self.catchup(),
+            9 if self.rng.chance(0.2) && !self.held_catchups.is_empty() => {
+                let i = self.rng.below(self.held_catchups.len() as u64) as usize;
+                let (at, text) = self.held_catchups.swap_remove(i);
+                self.deliver_catchup(at, &text);
+            }
             _ => self.check(),
+        }
+    }
+
+    /// How the schedule starts: a `hello`, or a catch-up before any frame (no
+    /// `hello`: its `serverTime` sets the clock) covering a first frame that
+    /// comes later or never.
+    fn start(&mut self) {
+        if self.rng.chance(0.5) {
+            self.hello();
+            return;
+        }
+        let f = self.frame();
+        if let Some(t) = self.catchup_body(f.seq) {
+            let now = self.now;
+            self.deliver_catchup(now, &t);
+        }
+        if self.rng.chance(0.5) {
+            self.held.push(f);
         }
     }
 }
@@ -589,9 +765,10 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         .unwrap_or(150);
     let (mut checks, mut applied, mut multi) = (0u64, 0u64, 0u64);
     let (mut buckets, mut old) = (0u64, 0u64);
+    let (mut catchups, mut complete, mut incomplete) = (0u64, 0u64, 0u64);
     for seed in 0..n {
         let mut run = Run::new(0x6A0_0000 + seed);
-        run.hello();
+        run.start();
         for _ in 0..400 {
             run.step();
         }
@@ -599,8 +776,14 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         while let Some(f) = run.held.pop() {
             run.deliver(&f);
         }
+        while let Some((at, t)) = run.held_catchups.pop() {
+            run.deliver_catchup(at, &t);
+        }
         run.check();
         checks += run.checks;
+        catchups += run.catchups;
+        complete += run.series_complete;
+        incomplete += run.series_incomplete;
         buckets += run.series_buckets;
         old += run.series_old_buckets;
         if run.engine_map.is_some() {
@@ -620,5 +803,10 @@ fn group_totals_equal_the_oracle_through_the_wire() {
     assert!(
         buckets > n * 50 && old > n,
         "series: {buckets} buckets compared, {old} older than 2 h"
+    );
+    assert!(catchups > n * 5, "only {catchups} catch-ups");
+    assert!(
+        complete > n * 5 && incomplete > n * 5,
+        "series answers: {complete} complete, {incomplete} incomplete"
     );
 }

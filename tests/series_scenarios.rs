@@ -62,7 +62,8 @@ impl Page {
     }
 
     /// One frame: a reading of `units` thousandths for each meter, at `now - 1 s`.
-    fn frame(&mut self, meters: std::ops::Range<usize>, units: u64) {
+    /// Returns the `series_limit` errors it raised (no other error may come).
+    fn frame(&mut self, meters: std::ops::Range<usize>, units: u64) -> Vec<Value> {
         self.now += 10.0;
         let items: Vec<String> = meters
             .map(|m| {
@@ -84,7 +85,9 @@ impl Page {
         );
         self.seq += 1;
         let out = self.live(&text);
-        assert!(!out.iter().any(|o| o["type"] == "error"), "{out:?}");
+        let errors: Vec<Value> = out.into_iter().filter(|o| o["type"] == "error").collect();
+        assert!(errors.iter().all(|e| e["code"] == "series_limit"), "{errors:?}");
+        errors
     }
 
     fn send(&mut self, msg: Value) -> Vec<Value> {
@@ -263,15 +266,23 @@ fn bad_series_queries_are_named_errors() {
 
 #[test]
 fn pairs_past_max_series_pairs_are_missed_and_say_incomplete() {
-    let cfg = Config { max_series_pairs: 2, ..Config::default() };
+    let cfg = Config { max_series_pairs: Some(2), ..Config::default() };
     let mut p = Page::new(cfg, 4);
-    p.frame(0..4, 1_000);
+    // Each refused pair is named once, however many of its readings follow.
+    let errors = p.frame(0..4, 1_000);
+    let named: Vec<&str> = errors.iter().filter_map(|e| e["message"].as_str()).collect();
+    assert_eq!(named.len(), 2, "{errors:?}");
+    for (e, m) in named.iter().zip(["m-2", "m-3"]) {
+        assert!(e.contains(&format!("meter '{m}' resource 'energy'")), "{e}");
+        assert!(e.contains("maxSeriesPairs (2 pairs held)"), "{e}");
+    }
+    assert_eq!(p.frame(0..4, 1_000), Vec::<Value>::new());
     let st = p.stats();
-    assert_eq!((st["pairs"].clone(), st["missed"].clone()), (json!(2), json!(2)));
+    assert_eq!((st["pairs"].clone(), st["missed"].clone()), (json!(2), json!(4)));
     let ask = |m: &str| json!({"type":"query","query":"series","meter":m,"resource":"energy","spanMs":600_000});
     let out = p.send(ask("m-3"));
     assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (0.0, json!(true)), "{out:?}");
     // The meters that have a series have their reading, and the same minute is missed.
     let out = p.send(ask("m-0"));
-    assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (1.0, json!(true)));
+    assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (2.0, json!(true)));
 }

@@ -577,7 +577,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_series_subscriptions: 5,
         max_concurrent_queries: 3,
         series_chunk_meters: 500,
-        max_series_pairs: 900,
+        max_series_pairs: Some(900),
     };
     assert_eq!(c, expected);
 }

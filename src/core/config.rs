@@ -160,10 +160,13 @@ pub struct Config {
     /// Meters a series sums per chunk; a larger group is computed over ticks
     /// (100..=10,000,000).
     pub series_chunk_meters: u32,
-    /// `(meter, resource)` series held (4,056 B each); past it a reading is
-    /// not in the series, counted in `stats.series.missed`, and the answers
-    /// covering it are `incomplete` (0..=1,000,000).
-    pub max_series_pairs: u32,
+    /// `(meter, resource)` series held (4,056 B each), 0..=1,000,000; `None`
+    /// (the default) holds one per meter and resource (`maxMeters ×
+    /// resources`), fewer if the 4 GiB budget leaves less room (see
+    /// [`Config::series_pairs`]). Past it a reading is not in the series,
+    /// counted in `stats.series.missed`, the answers covering it are
+    /// `incomplete`, and a `series_limit` error names each pair refused.
+    pub max_series_pairs: Option<u32>,
 }
 
 /// Who runs the stream v2 connection.
@@ -282,7 +285,7 @@ impl Default for Config {
             max_series_subscriptions: 8,
             max_concurrent_queries: 2,
             series_chunk_meters: 10_000,
-            max_series_pairs: 2_000,
+            max_series_pairs: None,
         }
     }
 }
@@ -376,6 +379,8 @@ pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 
 /// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes and a 24-byte head.
 pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24;
+/// Most `(meter, resource)` series a config may ask for (`maxSeriesPairs`).
+pub const MAX_SERIES_PAIRS: u32 = 1_000_000;
 /// The series slab grows a block of 64 pairs at a time: at most one block unused.
 pub const SERIES_BLOCK_SLACK_BYTES: u128 = 64 * 168 * 24;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
@@ -469,9 +474,11 @@ impl Config {
             groups_refresh_ms,
             max_series_subscriptions,
             max_concurrent_queries,
-            series_chunk_meters,
-            max_series_pairs
+            series_chunk_meters
         );
+        if let Some(v) = patch.max_series_pairs {
+            c.max_series_pairs = Some(v);
+        }
         c.validate()?;
         Ok(c)
     }
@@ -626,7 +633,7 @@ impl Config {
         if !(100..=10_000_000).contains(&self.series_chunk_meters) {
             return bad("seriesChunkMeters", "must be in 100..=10000000");
         }
-        if self.max_series_pairs > 1_000_000 {
+        if self.max_series_pairs.is_some_and(|p| p > MAX_SERIES_PAIRS) {
             return bad("maxSeriesPairs", "must be in 0..=1000000");
         }
         if self.feed_url.len() > 2_048 {
@@ -680,10 +687,30 @@ impl Config {
     ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
-    /// - series: `maxSeriesPairs × SERIES_PAIR_BYTES` (buckets, head), an
+    /// - series: [`Config::series_pairs`] `× SERIES_PAIR_BYTES` (buckets, head), an
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
     pub fn worst_case_bytes(&self) -> u128 {
+        self.worst_case_besides_pairs() + u128::from(self.series_pairs()) * SERIES_PAIR_BYTES
+    }
+
+    /// The `(meter, resource)` series the engine holds at most: `maxSeriesPairs`
+    /// if set; by default one per meter and resource (`maxMeters ×
+    /// resources`: 15,000 at 5,000 meters and 3 resources, 61 MB), capped to
+    /// what the 4 GiB address space leaves beside every other store at its
+    /// bound (at 50,000 meters and the other defaults, about 2,500 pairs).
+    pub fn series_pairs(&self) -> u32 {
+        if let Some(p) = self.max_series_pairs {
+            return p;
+        }
+        let want = u128::from(self.max_meters) * self.resources.len() as u128;
+        let room =
+            ADDRESS_SPACE_BYTES.saturating_sub(self.worst_case_besides_pairs()) / SERIES_PAIR_BYTES;
+        want.min(room).min(u128::from(MAX_SERIES_PAIRS)) as u32
+    }
+
+    /// [`Config::worst_case_bytes`] without the series pairs' own bytes.
+    fn worst_case_besides_pairs(&self) -> u128 {
         let n = u128::from;
         let meters = n(self.max_meters)
             * (n(self.window) * 8 + n(self.dedup_window) / 8 + METER_FIXED_BYTES);
@@ -700,8 +727,7 @@ impl Config {
         let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
-        let series = n(self.max_series_pairs) * SERIES_PAIR_BYTES
-            + n(self.max_meters) * (self.resources.len() as u128) * 4
+        let series = n(self.max_meters) * (self.resources.len() as u128) * 4
             + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
         meters + tables + channels + held + payload + buckets + groups + series
@@ -792,12 +818,43 @@ mod tests {
             c.reduced_window = 1_024;
         })));
         assert!(refused(&with(|c| c.window = MAX_WINDOW)));
-        // Just under and just over, all else default.
-        let base = with(|c| c.max_meters = 1).worst_case_bytes();
-        let per_meter = with(|c| c.max_meters = 2).worst_case_bytes() - base;
+        // Just under and just over, all else default but a fixed series bound
+        // (by default the series shrink to what the meters leave).
+        let meters = |n: u32| {
+            with(|c| {
+                c.max_meters = n;
+                c.max_series_pairs = Some(2_000);
+            })
+        };
+        let base = meters(1).worst_case_bytes();
+        let per_meter = meters(2).worst_case_bytes() - base;
         let room = ((ADDRESS_SPACE_BYTES - base) / per_meter + 1) as u32;
-        assert!(with(|c| c.max_meters = room).validate().is_ok());
-        assert!(refused(&with(|c| c.max_meters = room + 1)));
+        assert!(meters(room).validate().is_ok());
+        assert!(refused(&meters(room + 1)));
+    }
+
+    #[test]
+    fn series_pairs_default_to_every_meter_and_resource_within_the_budget() {
+        // A 5,000-meter page of 3 resources holds every pair out of the box.
+        let c = Config::default();
+        assert_eq!((c.max_meters, c.resources.len()), (5_000, 3));
+        assert_eq!(c.series_pairs(), 15_000);
+        // At 50,000 meters the other stores leave room for fewer; the pairs
+        // held are counted in the worst case, which still fits.
+        let big = with(|c| c.max_meters = 50_000);
+        let pairs = big.series_pairs();
+        assert!(pairs > 1_000 && pairs < 150_000, "{pairs}");
+        assert!(big.worst_case_bytes() <= ADDRESS_SPACE_BYTES);
+        assert!(ADDRESS_SPACE_BYTES - big.worst_case_bytes() < SERIES_PAIR_BYTES);
+        // An explicit bound is taken as asked, and refused past the budget.
+        assert_eq!(with(|c| c.max_series_pairs = Some(7)).series_pairs(), 7);
+        assert!(refused(&with(|c| {
+            c.max_meters = 50_000;
+            c.max_series_pairs = Some(pairs + 1);
+        })));
+        assert!(refused(&with(|c| c.max_series_pairs = Some(MAX_SERIES_PAIRS + 1))));
+        let p = ConfigPatch { max_series_pairs: Some(900), ..Default::default() };
+        assert_eq!(c.apply(&p).map(|c| c.series_pairs()), Ok(900));
     }
 
     #[test]

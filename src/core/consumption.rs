@@ -7,10 +7,12 @@
 //! is reported (`bad_timestamp`/`bad_value`, counted in `readingsRejected`) and
 //! stays in the totals, which are the server's data.
 
+use super::config::Config;
 use super::detect::Detector;
-use super::error::{CoreError, ErrorSink};
+use super::error::{CoreError, ErrorCode, ErrorSink};
+use super::event::Outbound;
 use super::event::{Catchup, LiveFrame, StreamHello};
-use super::ledger::MeterIds;
+use super::ledger::{Ledger, MeterIds};
 use super::meters::{check_meter_id, MeterTable};
 use super::windows::Windows;
 use super::{add_reading, intern_meter, Engine, ReadingBounds};
@@ -74,6 +76,7 @@ impl Engine {
             }
         }
         sink.finish();
+        report_series_refused(ledger, meters, cfg, out);
         counters.readings_ingested += fed as f64;
         counters.readings_rejected += rejected as f64;
         self.guard_memory();
@@ -89,5 +92,33 @@ impl Engine {
 
     pub(super) fn flush(&mut self, now_ms: f64) {
         self.ledger.on_flush(now_ms, &self.cfg, &mut self.out);
+        report_series_refused(&mut self.ledger, &self.meters, &self.cfg, &mut self.out);
     }
+}
+
+/// One `series_limit` error per `(meter, resource)` pair the series refused
+/// at `maxSeriesPairs` (its readings still count everywhere else).
+fn report_series_refused(
+    ledger: &mut Ledger,
+    meters: &MeterTable,
+    cfg: &Config,
+    out: &mut Vec<Outbound>,
+) {
+    let refused = ledger.meter_hours_mut().take_series_refused();
+    if refused.is_empty() {
+        return;
+    }
+    let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+    for (m, r) in refused {
+        let resource = cfg.resources.get(r).map_or("?", |x| x.name.as_str());
+        sink.push(CoreError::new(
+            ErrorCode::SeriesLimit,
+            format!(
+                "series: meter '{}' resource '{resource}' past maxSeriesPairs ({} pairs held): its readings count in the totals but not in its series, which say incomplete",
+                meters.name(m as usize),
+                cfg.series_pairs()
+            ),
+        ));
+    }
+    sink.finish();
 }

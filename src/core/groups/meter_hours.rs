@@ -19,8 +19,9 @@
 use crate::core::ledger::HOUR_MS;
 use crate::core::series::SeriesSlab;
 
-/// `maxSeriesPairs` until the ledger passes its config's.
-const DEFAULT_SERIES_PAIRS: u32 = 2_000;
+/// `maxSeriesPairs` until the ledger passes its config's (the default config's
+/// 5,000 meters × 3 resources).
+const DEFAULT_SERIES_PAIRS: u32 = 15_000;
 
 /// Rate bins per meter: the readings of the last `BINS × BIN_MS` ms.
 pub const BINS: usize = 6;
@@ -204,6 +205,12 @@ impl MeterHours {
     /// Takes a new `maxSeriesPairs`.
     pub fn set_series_pairs(&mut self, max_pairs: u32) {
         self.series.set_max_pairs(max_pairs);
+    }
+
+    /// The `(meter, resource)` pairs the series refused at `maxSeriesPairs`
+    /// since the last call, each once.
+    pub fn take_series_refused(&mut self) -> Vec<(u32, usize)> {
+        self.series.take_refused()
     }
 
     /// The per-meter series.

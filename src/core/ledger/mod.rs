@@ -108,14 +108,14 @@ impl Ledger {
             engaged: false,
             feed: Vec::new(),
             meter_hours: MeterHours::new(cfg.resources.len(), cfg.history_hours)
-                .with_series_pairs(cfg.max_series_pairs),
+                .with_series_pairs(cfg.series_pairs()),
         }
     }
 
     /// Takes the new configuration. Changing the resources or the kept hours
     /// restarts the totals (a new catch-up fills them); the clock survives.
     pub fn reconfigure(&mut self, cfg: &Config) {
-        self.meter_hours.set_series_pairs(cfg.max_series_pairs);
+        self.meter_hours.set_series_pairs(cfg.series_pairs());
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {
             let (clock, sync, engaged) = (self.clock, self.sync.clone(), self.engaged);

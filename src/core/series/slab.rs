@@ -40,6 +40,9 @@ pub const MINUTE_MS: f64 = 60_000.0;
 /// Ticks (the `last` ordering within a bucket) are 5 ms: a five-minute bucket has 60,000.
 const TICK_MS: f64 = 5.0;
 const NONE: u32 = u32::MAX;
+/// An index entry for a pair refused at `maxSeriesPairs` (reported once, retried
+/// when a reading comes after the bound was raised).
+const REFUSED: u32 = u32::MAX - 1;
 /// Pairs per block of the slab.
 pub const BLOCK_PAIRS: usize = 64;
 const BLOCK: usize = BLOCK_PAIRS * BUCKETS;
@@ -108,8 +111,10 @@ pub struct SeriesSlab {
     resources: usize,
     /// Most pairs held (`maxSeriesPairs`).
     max_pairs: usize,
-    /// `m * resources + r` -> pair number, or `NONE`.
+    /// `m * resources + r` -> pair number, `NONE`, or `REFUSED`.
     index: Vec<u32>,
+    /// Index slots refused at the bound since [`SeriesSlab::take_refused`].
+    refused: Vec<u32>,
     heads: Vec<Head>,
     /// Bucket `b` of pair `p` at `at(p, b)`: minute ring `0..120`, five-minute ring `120..168`.
     buckets: Vec<Bucket>,
@@ -133,6 +138,16 @@ impl SeriesSlab {
     /// Takes a new `maxSeriesPairs` (pairs held stay; new ones stop at the bound).
     pub fn set_max_pairs(&mut self, max_pairs: u32) {
         self.max_pairs = max_pairs as usize;
+    }
+
+    /// The `(meter, resource)` pairs refused at `maxSeriesPairs` since the last
+    /// call, each once, for the `series_limit` error that names them.
+    pub fn take_refused(&mut self) -> Vec<(u32, usize)> {
+        let r = self.resources.max(1);
+        std::mem::take(&mut self.refused)
+            .into_iter()
+            .map(|slot| (slot / r as u32, slot as usize % r))
+            .collect()
     }
 
     /// Pairs with a series.
@@ -179,20 +194,29 @@ impl SeriesSlab {
 
     fn pair(&mut self, m: usize, r: usize, minute: i64) -> Option<usize> {
         let slot = m.checked_mul(self.resources)?.checked_add(r)?;
-        if let Some(&p) = self.index.get(slot) {
-            if p != NONE {
-                return Some(p as usize);
-            }
-        } else {
+        let seen = match self.index.get(slot) {
+            Some(&p) if p < REFUSED => return Some(p as usize),
+            Some(&p) => p == REFUSED,
+            None => false,
+        };
+        if self.index.len() <= slot {
             let more = slot + 1 - self.index.len();
             self.index.try_reserve(more).ok()?;
             self.index.resize(slot + 1, NONE);
         }
         let p = self.heads.len();
         if p >= self.max_pairs {
+            // Named once per pair (the refusal list holds each slot once).
+            let named = u32::try_from(slot).ok().filter(|_| !seen);
+            if let Some(s) = named.filter(|_| self.refused.try_reserve(1).is_ok()) {
+                if let Some(x) = self.index.get_mut(slot) {
+                    *x = REFUSED;
+                }
+                self.refused.push(s);
+            }
             return None;
         }
-        let p32 = u32::try_from(p).ok().filter(|&x| x != NONE)?;
+        let p32 = u32::try_from(p).ok().filter(|&x| x < REFUSED)?;
         self.heads.try_reserve(1).ok()?;
         if self.buckets.len() <= at(p, 0) {
             self.buckets.try_reserve_exact(BLOCK).ok()?;
@@ -297,7 +321,7 @@ impl SeriesSlab {
     /// five-minute period `k` (minutes `5k..5k+5`). `None` if the pair has no
     /// series; an empty bucket if the step is outside what it holds.
     pub fn bucket(&self, m: usize, r: usize, k: i64, five: bool) -> Option<Bucket> {
-        let p = *self.index.get(m * self.resources + r).filter(|&&p| p != NONE)? as usize;
+        let p = *self.index.get(m * self.resources + r).filter(|&&p| p < REFUSED)? as usize;
         let head = self.heads.get(p)?.minute;
         let ring = &self.buckets;
         let minute = |t: i64| -> Option<&Bucket> {
@@ -328,7 +352,7 @@ impl SeriesSlab {
 
     /// Pair `(m, r)`'s change counter and watermark, if it has a series.
     pub fn source(&self, m: usize, r: usize) -> Option<(u64, f64)> {
-        let p = *self.index.get(m * self.resources + r).filter(|&&p| p != NONE)? as usize;
+        let p = *self.index.get(m * self.resources + r).filter(|&&p| p < REFUSED)? as usize;
         self.heads.get(p).map(|h| (h.changed, h.watermark))
     }
 }
