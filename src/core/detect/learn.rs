@@ -9,6 +9,8 @@
 //!   the spike rule's floor, so a window that happens to be flat (a pump that
 //!   has been off for ten minutes) does not make the meter's ordinary jumps
 //!   look infinite;
+//! - the mean square of the window variance's relative excess over that
+//!   long-run variance: the variance rule's own scale;
 //! - the meter's runs of identical readings: the value it rests at longest
 //!   (its plateau), the longest completed run there and the longest completed
 //!   run at any other value: the stuck rule's reference.
@@ -25,7 +27,20 @@ use super::super::moments::Moments;
 /// needs several of them to settle.
 pub(super) const SCALE_MEMORY: f64 = 4.0;
 
-/// One meter's learned normal behaviour (56 bytes).
+/// The variance rule's threshold, in multiples of the root mean square of the
+/// meter's own normal excesses of window variance over long-run variance.
+pub(super) const VARIANCE_Z: f64 = 5.0;
+
+/// The variance rule never breaches below this ratio of window to long-run
+/// variance, however steady the meter was while it learned.
+pub(super) const VARIANCE_RATIO_MIN: f64 = 3.0;
+
+/// The variance rule needs its excess carried by at least this many readings
+/// (`n·(excess m2)² / excess m4`, exact for k equal outliers): one or two
+/// readings of any height (a blip) never make a variance breach.
+pub(super) const VARIANCE_READINGS: f64 = 10.0;
+
+/// One meter's learned normal behaviour (72 bytes).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Learned {
     /// Slow baseline: EWMA of the window mean.
@@ -47,6 +62,12 @@ pub(super) struct Learned {
     /// The run of identical readings as the last evaluation left it, and its value.
     pub run_seen: u32,
     pub run_x: f64,
+    /// EWMA of `q²`, `q` the window variance's relative excess over `var`
+    /// (`variance_excess`), each term capped at the variance rule's limit.
+    pub vscale2: f32,
+    /// Readings evaluated while the variance rule has breached in a row (0
+    /// when it did not): `var` and `m4` are held until `DRIFT_HOLD`·`baselineReadings`.
+    pub var_held: u32,
 }
 
 impl Default for Learned {
@@ -62,6 +83,8 @@ impl Default for Learned {
             other_run: 0,
             run_seen: 0,
             run_x: f64::NAN,
+            vscale2: 0.0,
+            var_held: 0,
         }
     }
 }
@@ -89,12 +112,16 @@ pub(super) struct Teach {
     pub slow: Slow,
     /// The drift scale.
     pub scale: bool,
+    /// The long-run variance and 4th moment, and the variance rule's scale:
+    /// `Follow` when the variance rule did not breach, `Hold` while it does,
+    /// `Adopt` once it has for `DRIFT_HOLD`·`baselineReadings` readings.
+    pub var: Slow,
 }
 
 impl Teach {
     /// Everything: no incident in view.
     #[cfg(test)]
-    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true };
+    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true, var: Slow::Follow };
 
     /// What an evaluation teaches with a drift alert active for `held`
     /// readings (0: none active) and the last one `quiet` readings ago.
@@ -107,7 +134,20 @@ impl Teach {
         } else {
             Slow::Adopt
         };
-        Teach { slow, scale: !active && quiet >= base }
+        Teach { slow, scale: !active && quiet >= base, var: Slow::Follow }
+    }
+
+    /// The same, with the variance rule's verdict: it breached in this
+    /// evaluation (`breach`) and has for `held` readings in a row.
+    pub fn variance(self, breach: bool, held: u32, cfg: &Config) -> Teach {
+        let var = if !breach {
+            Slow::Follow
+        } else if f64::from(held) < DRIFT_HOLD * f64::from(cfg.baseline_readings) {
+            Slow::Hold
+        } else {
+            Slow::Adopt
+        };
+        Teach { var, ..self }
     }
 }
 
@@ -141,6 +181,44 @@ impl Learned {
     #[inline]
     pub fn spike_var(&self, window_var: f64) -> f64 {
         window_var.max(self.var)
+    }
+
+    /// The window variance's relative excess over the meter's long-run window
+    /// variance, `max(0, window_var / var − 1)` (0 before any was learned).
+    #[inline]
+    pub fn variance_excess(&self, window_var: f64) -> f64 {
+        if self.var > 0.0 {
+            (window_var / self.var - 1.0).max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// The variance rule's limit on that excess, squared:
+    /// `max(VARIANCE_Z² · vscale2, (VARIANCE_RATIO_MIN − 1)²)`.
+    #[inline]
+    pub fn variance_limit2(&self) -> f64 {
+        let floor = VARIANCE_RATIO_MIN - 1.0;
+        let tails = ((self.excess_kurtosis() + 2.0) / 2.0).max(1.0);
+        (VARIANCE_Z * VARIANCE_Z * f64::from(self.vscale2)).max(floor * floor * tails)
+    }
+
+    /// The variance rule's evidence, squared, over its limit (breach above 1):
+    /// the excess `q` of the window variance `var` over the long-run one, over
+    /// `variance_limit2`; 0 unless the excess is carried by at least
+    /// `VARIANCE_READINGS` readings.
+    #[inline]
+    pub fn variance_u2(&self, mo: &Moments, var: f64) -> f64 {
+        let q = self.variance_excess(var);
+        if q <= 0.0 {
+            return 0.0;
+        }
+        let em2 = var - self.var;
+        let em4 = if mo.n > 0.0 { mo.m4 / mo.n - self.m4 } else { 0.0 };
+        if em4 > 0.0 && mo.n * em2 * em2 < VARIANCE_READINGS * em4 {
+            return 0.0;
+        }
+        q * q / self.variance_limit2()
     }
 
     /// Excess kurtosis of the meter's long-run readings, from the averaged
@@ -183,9 +261,26 @@ impl Learned {
         }
         // The window's fourth central moment, M4/n (no division by the variance).
         let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
-        self.var += a * (var - self.var);
-        if m4.is_finite() {
-            self.m4 += a * (m4 - self.m4);
+        match teach.var {
+            Slow::Follow => {
+                if !fresh {
+                    let q = self.variance_excess(var);
+                    let b = self.weight(new, SCALE_MEMORY * memory);
+                    let v2 = f64::from(self.vscale2);
+                    self.vscale2 = (v2 + b * ((q * q).min(self.variance_limit2()) - v2)) as f32;
+                }
+                self.var += a * (var - self.var);
+                if m4.is_finite() {
+                    self.m4 += a * (m4 - self.m4);
+                }
+            }
+            Slow::Hold => {}
+            Slow::Adopt => {
+                self.var = var;
+                if m4.is_finite() {
+                    self.m4 = m4;
+                }
+            }
         }
         if !fresh && teach.scale {
             let b = self.weight(new, SCALE_MEMORY * memory);

@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 172 bytes.
+//! time a meter's whole detection state is 180 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -134,7 +134,7 @@ mod tests {
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
         assert_eq!(std::mem::size_of::<Verdicts>(), 36);
-        assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
+        assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 72);
     }
 
     #[test]
