@@ -485,7 +485,7 @@ function evaluate(m) {
   const driftBreach = warm && driftU2 > 1.0;
 
   // Variance (a breach is a spike breach).
-  const varJudged = isTrained && !driftBreach && (active[m] & (1 << DRIFT)) === 0;
+  const varJudged = isTrained && !driftBreach && (active[m] & (1 << DRIFT)) === 0 && driftQuiet[m] >= n;
   const varU2 = varJudged ? varianceU2(m, o, fvar) : 0;
   const varBreach = warm && varU2 > 1.0;
 

@@ -64,9 +64,13 @@ impl Judge<'_> {
         // Variance: the window's variance against the meter's long-run one, in
         // units of the meter's own normal excess, carried by at least
         // `VARIANCE_READINGS` readings (`learn`). Judged once trained and not
-        // while drift breaches or alerts; a breach is a spike breach (an
+        // while drift breaches, alerts or alerted within the window's readings
+        // (a level that returns leaves its step in the window); a breach is a spike breach (an
         // explosion of variance is reported as a spike, see docs/DETECTION.md).
-        let judged = trained && !drift_breach && !v.is_active(index(AnomalyKind::Drift));
+        let judged = trained
+            && !drift_breach
+            && !v.is_active(index(AnomalyKind::Drift))
+            && f64::from(v.drift_quiet) >= mo.n;
         let var_u2 = if judged { l.variance_u2(&mo, fvar) } else { 0.0 };
         let var_breach = warm && var_u2 > 1.0;
 
