@@ -338,7 +338,7 @@ const DRIFT_HOLD = 4.0;
 /** learn.rs `Learned::variance_excess`. */
 function varianceExcess(m, v) {
   const lv = lf[m * LF + 2];
-  return lv > 0 ? fmax(v / lv - 1.0, 0.0) : 0.0;
+  return lv > 0 && v > lv ? fmax(v / lv - 1.0, 0.0) : 0.0;
 }
 
 /** learn.rs `Learned::variance_limit2`. */
@@ -350,8 +350,8 @@ function varianceLimit2(m) {
 
 /** learn.rs `Learned::variance_u2`. */
 function varianceU2(m, o, v) {
+  if (!(v > VARIANCE_RATIO_MIN * lf[m * LF + 2])) return 0;
   const q = varianceExcess(m, v);
-  if (q <= 0) return 0;
   const L = m * LF;
   const n = mo[o];
   const em2 = v - lf[L + 2];
@@ -374,9 +374,10 @@ function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach) {
   if (varTeach === 0) {
     if (!fresh) {
       const q = varianceExcess(m, fvar);
+      const term = q > VARIANCE_RATIO_MIN - 1.0 ? fmin(q * q, varianceLimit2(m)) : q * q;
       const b = learnWeight(m, n, SCALE_MEMORY * memory);
       const v2 = vscale2[m];
-      vscale2[m] = v2 + b * (fmin(q * q, varianceLimit2(m)) - v2);
+      vscale2[m] = v2 + b * (term - v2);
     }
     lf[L + 2] += a * (fvar - lf[L + 2]);
     if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);

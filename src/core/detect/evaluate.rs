@@ -71,7 +71,7 @@ impl Judge<'_> {
             && !drift_breach
             && !v.is_active(index(AnomalyKind::Drift))
             && f64::from(v.drift_quiet) >= mo.n;
-        let var_u2 = if judged { l.variance_u2(&mo, fvar) } else { 0.0 };
+        let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
         let var_breach = warm && var_u2 > 1.0;
 
         // Spike: the largest |z| since the last evaluation, its variance floored
@@ -138,11 +138,11 @@ impl Judge<'_> {
             v.drift_quiet = v.drift_quiet.saturating_add(r.new);
         }
         // Nor the long-run variance from a variance incident.
-        l.var_held = if var_breach { l.var_held.saturating_add(r.new) } else { 0 };
+        v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
-                .variance(var_breach, l.var_held, cfg);
-            l.learn_moments(&mo, fvar, r.new, limit2, teach, cfg);
+                .variance(var_breach, v.var_held, cfg);
+            l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
         }
 
         // Stuck: a run of identical readings `stuckFactor` times longer than the

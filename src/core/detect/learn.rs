@@ -40,7 +40,8 @@ pub(super) const VARIANCE_RATIO_MIN: f64 = 3.0;
 /// readings of any height (a blip) never make a variance breach.
 pub(super) const VARIANCE_READINGS: f64 = 10.0;
 
-/// One meter's learned normal behaviour (72 bytes).
+/// One meter's learned normal behaviour (64 bytes, one cache line; the
+/// variance rule's scale and hold counter live in `state::Verdicts`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Learned {
     /// Slow baseline: EWMA of the window mean.
@@ -62,12 +63,6 @@ pub(super) struct Learned {
     /// The run of identical readings as the last evaluation left it, and its value.
     pub run_seen: u32,
     pub run_x: f64,
-    /// EWMA of `q²`, `q` the window variance's relative excess over `var`
-    /// (`variance_excess`), each term capped at the variance rule's limit.
-    pub vscale2: f32,
-    /// Readings evaluated while the variance rule has breached in a row (0
-    /// when it did not): `var` and `m4` are held until `DRIFT_HOLD`·`baselineReadings`.
-    pub var_held: u32,
 }
 
 impl Default for Learned {
@@ -83,8 +78,6 @@ impl Default for Learned {
             other_run: 0,
             run_seen: 0,
             run_x: f64::NAN,
-            vscale2: 0.0,
-            var_held: 0,
         }
     }
 }
@@ -187,7 +180,8 @@ impl Learned {
     /// variance, `max(0, window_var / var − 1)` (0 before any was learned).
     #[inline]
     pub fn variance_excess(&self, window_var: f64) -> f64 {
-        if self.var > 0.0 {
+        // No division unless there is an excess (most evaluations of a quiet meter).
+        if self.var > 0.0 && window_var > self.var {
             (window_var / self.var - 1.0).max(0.0)
         } else {
             0.0
@@ -195,30 +189,34 @@ impl Learned {
     }
 
     /// The variance rule's limit on that excess, squared:
-    /// `max(VARIANCE_Z² · vscale2, (VARIANCE_RATIO_MIN − 1)²)`.
+    /// `max(VARIANCE_Z² · vscale2, (VARIANCE_RATIO_MIN − 1)² · max(1, (g2 + 2)/2))`,
+    /// `vscale2` the learned mean square of the excess (`Verdicts::vscale2`).
     #[inline]
-    pub fn variance_limit2(&self) -> f64 {
+    pub fn variance_limit2(&self, vscale2: f32) -> f64 {
         let floor = VARIANCE_RATIO_MIN - 1.0;
         let tails = ((self.excess_kurtosis() + 2.0) / 2.0).max(1.0);
-        (VARIANCE_Z * VARIANCE_Z * f64::from(self.vscale2)).max(floor * floor * tails)
+        (VARIANCE_Z * VARIANCE_Z * f64::from(vscale2)).max(floor * floor * tails)
     }
 
     /// The variance rule's evidence, squared, over its limit (breach above 1):
     /// the excess `q` of the window variance `var` over the long-run one, over
-    /// `variance_limit2`; 0 unless the excess is carried by at least
+    /// `variance_limit2`; 0 unless the ratio is above `VARIANCE_RATIO_MIN`
+    /// (the least limit) and the excess is carried by at least
     /// `VARIANCE_READINGS` readings.
     #[inline]
-    pub fn variance_u2(&self, mo: &Moments, var: f64) -> f64 {
-        let q = self.variance_excess(var);
-        if q <= 0.0 {
+    pub fn variance_u2(&self, mo: &Moments, var: f64, vscale2: f32) -> f64 {
+        // The limit is at least (VARIANCE_RATIO_MIN − 1)²: below that ratio the
+        // rule cannot breach, and its evidence is not computed (no division).
+        if var <= VARIANCE_RATIO_MIN * self.var {
             return 0.0;
         }
+        let q = self.variance_excess(var);
         let em2 = var - self.var;
         let em4 = if mo.n > 0.0 { mo.m4 / mo.n - self.m4 } else { 0.0 };
         if em4 > 0.0 && mo.n * em2 * em2 < VARIANCE_READINGS * em4 {
             return 0.0;
         }
-        q * q / self.variance_limit2()
+        q * q / self.variance_limit2(vscale2)
     }
 
     /// Excess kurtosis of the meter's long-run readings, from the averaged
@@ -234,12 +232,16 @@ impl Learned {
 
     /// Learns from one evaluation of `new` readings: the window's moments `mo`
     /// (floored variance `var`), and the distance `d` of its mean from the slow
-    /// baseline as judged (`cap2` the largest d² learned from).
+    /// baseline as judged (`cap2` the largest d² learned from); `vscale2` is
+    /// the variance rule's learned scale (`Verdicts::vscale2`), learned here too.
     ///
     /// A drift incident is not learned as normal: with `teach.scale` false (a
     /// drift alert is active or was within `baselineReadings` readings) the
     /// drift scale is left as it was, and `teach.slow` holds the slow baseline
     /// during a drift alert, until the level has lasted long enough to adopt.
+    // One call per evaluation with what it judged; a struct for the arguments
+    // would only be built to be taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub fn learn_moments(
         &mut self,
         mo: &Moments,
@@ -247,6 +249,7 @@ impl Learned {
         new: u32,
         cap2: f64,
         teach: Teach,
+        vscale2: &mut f32,
         cfg: &Config,
     ) {
         let memory = f64::from(cfg.baseline_readings);
@@ -265,9 +268,14 @@ impl Learned {
             Slow::Follow => {
                 if !fresh {
                     let q = self.variance_excess(var);
+                    // The limit is at least (VARIANCE_RATIO_MIN − 1)²: below that
+                    // the cap cannot bite, and is not computed (a division).
+                    let floor = VARIANCE_RATIO_MIN - 1.0;
+                    let term =
+                        if q > floor { (q * q).min(self.variance_limit2(*vscale2)) } else { q * q };
                     let b = self.weight(new, SCALE_MEMORY * memory);
-                    let v2 = f64::from(self.vscale2);
-                    self.vscale2 = (v2 + b * ((q * q).min(self.variance_limit2()) - v2)) as f32;
+                    let v2 = f64::from(*vscale2);
+                    *vscale2 = (v2 + b * (term - v2)) as f32;
                 }
                 self.var += a * (var - self.var);
                 if m4.is_finite() {
@@ -362,14 +370,14 @@ mod tests {
         let mut l = Learned::default();
         for x in [2.0, 4.0, 6.0] {
             let mo = Moments::recompute(&[x - 1.0, x + 1.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &mut 0.0, &cfg);
         }
         // The slow baseline is the running mean of the window means: 2, 3, 4.
         assert!((l.slow - 4.0).abs() < 1e-12, "{}", l.slow);
         assert!((l.var - 1.0).abs() < 1e-12);
         for _ in 0..200 {
             let mo = Moments::recompute(&[99.0, 101.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &mut 0.0, &cfg);
         }
         assert!((l.slow - 100.0).abs() < 1e-6, "{}", l.slow);
         assert!(l.trained(&cfg));
