@@ -271,3 +271,88 @@ fn scores_are_graded_and_the_meter_query_returns_the_current_one() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Student-t noise with 3 degrees of freedom (infinite kurtosis).
+fn student_t3(rng: &mut Rng) -> f64 {
+    let chi2: f64 = (0..3).map(|_| rng.normal().powi(2)).sum();
+    rng.normal() / (chi2 / 3.0).sqrt()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// A variance explosion (the noise's sd × 4..6 for 10 minutes, level
+    /// unchanged) on a trained AR(1) meter of any φ up to 0.99 raises an alert
+    /// (kind `spike`: the variance rule votes with it) while it lasts or
+    /// within 2 minutes of its end.
+    #[test]
+    fn a_variance_explosion_alerts_at_every_phi(
+        phi in prop_oneof![Just(0.0), Just(0.99), 0.0..0.99f64],
+        factor in 4.0..6.0f64,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng(seed);
+        let onset = TRAINED + 3_600;
+        let end = onset + 1_200;
+        let mut a = 0.0;
+        let xs: Vec<f64> = (0..end + 1_200)
+            .map(|i| {
+                a = phi * a + (1.0 - phi * phi).sqrt() * rng.normal();
+                let sd = if (onset..end).contains(&i) { 2.0 * factor } else { 2.0 };
+                ((50.0 + sd * a) * 1e3).round() / 1e3
+            })
+            .collect();
+        let (_, alerts) = drive(&xs);
+        let inside = alerts.iter().any(|(i, _)| (onset..=end + 240).contains(i));
+        prop_assert!(inside, "phi {phi}, factor {factor}: {alerts:?}");
+    }
+}
+
+#[test]
+fn stationary_heavy_tailed_quantised_and_square_meters_stay_under_one_alert_per_meter_day() {
+    // 12 hours after training per meter, 4 seeds of each: Student-t (3 df),
+    // Laplace, a quantised AR(1) random walk (step 0.5, φ 0.95) and square
+    // waves with a little noise. The variance rule compares the window's
+    // variance with the long-run one; on these its ratio wanders widely,
+    // and must not alert more than once per meter-day in all.
+    let n = TRAINED + 12 * 7_200;
+    let mut total = 0usize;
+    let mut worst = (0usize, "", 0u64);
+    for seed in 0..4u64 {
+        let mut rng = Rng(seed * 31 + 3);
+        let mut a = 0.0;
+        let (on, off) = (rng.range(60.0, 1_000.0) as usize, rng.range(60.0, 1_000.0) as usize);
+        let series: [(&str, Vec<f64>); 4] = [
+            ("student-t", (0..n).map(|_| 30.0 + 1.5 * student_t3(&mut rng)).collect()),
+            ("laplace", (0..n).map(|_| 30.0 + 1.5 * rng.laplace()).collect()),
+            (
+                "quantised",
+                (0..n)
+                    .map(|_| {
+                        a = 0.95 * a + (1.0 - 0.95f64 * 0.95).sqrt() * rng.normal();
+                        ((15.0 + 0.4 * a) / 0.5).round() * 0.5
+                    })
+                    .collect(),
+            ),
+            (
+                "square",
+                square(n, 0.0, 12.0, on, off, seed as usize)
+                    .into_iter()
+                    .map(|x| ((x + 0.05 * rng.normal()) * 1e3).round() / 1e3)
+                    .collect(),
+            ),
+        ];
+        for (name, xs) in series {
+            let (_, alerts) = drive(&xs);
+            if alerts.len() > worst.0 {
+                worst = (alerts.len(), name, seed);
+            }
+            total += alerts.len();
+        }
+    }
+    let meter_days = 16.0 * 0.5;
+    assert!(
+        total as f64 / meter_days <= 1.0,
+        "{total} alerts in {meter_days} meter-days; worst {worst:?}"
+    );
+}

@@ -58,8 +58,11 @@ const CFG = {
   maxFutureMs: 300_000,
 };
 const WINDOW = CFG.window;
-/** learn.rs SCALE_MEMORY. */
+/** learn.rs SCALE_MEMORY, VARIANCE_Z, VARIANCE_RATIO_MIN, VARIANCE_READINGS. */
 const SCALE_MEMORY = 4.0;
+const VARIANCE_Z = 5.0;
+const VARIANCE_RATIO_MIN = 3.0;
+const VARIANCE_READINGS = 10.0;
 const M2_COLLAPSE = 1e-4;
 const M4_COLLAPSE = 1e-6;
 const KINDS = ['spike', 'drift', 'stuck', 'silent'];
@@ -120,6 +123,8 @@ const LF = 6;
 let lf;
 const LU = 4;
 let lu;
+// Learned.vscale2 (an f32, as in the Rust) and Learned.var_held.
+let vscale2, varHeld;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -148,6 +153,8 @@ function allocate(maxMeters) {
   scoreF32 = new Float32Array(maxMeters);
   lf = new Float64Array(maxMeters * LF);
   lu = new Uint32Array(maxMeters * LU);
+  vscale2 = new Float32Array(maxMeters);
+  varHeld = new Uint32Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -328,8 +335,33 @@ function learnWeight(m, n, memory) {
 // `baselineReadings`, then the level is adopted.
 const DRIFT_HOLD = 4.0;
 
-// `slow`: 0 follow, 1 hold, 2 adopt (learn::Slow); `scale`: learn dev2.
-function learnMoments(m, o, fvar, n, cap2, slow, scale) {
+/** learn.rs `Learned::variance_excess`. */
+function varianceExcess(m, v) {
+  const lv = lf[m * LF + 2];
+  return lv > 0 && v > lv ? fmax(v / lv - 1.0, 0.0) : 0.0;
+}
+
+/** learn.rs `Learned::variance_limit2`. */
+function varianceLimit2(m) {
+  const floor = VARIANCE_RATIO_MIN - 1.0;
+  const tails = fmax((learnedKurtosis(m) + 2.0) / 2.0, 1.0);
+  return fmax(VARIANCE_Z * VARIANCE_Z * vscale2[m], floor * floor * tails);
+}
+
+/** learn.rs `Learned::variance_u2`. */
+function varianceU2(m, o, v) {
+  if (!(v > VARIANCE_RATIO_MIN * lf[m * LF + 2])) return 0;
+  const q = varianceExcess(m, v);
+  const L = m * LF;
+  const n = mo[o];
+  const em2 = v - lf[L + 2];
+  const em4 = n > 0 ? mo[o + 5] / n - lf[L + 3] : 0;
+  if (em4 > 0 && n * em2 * em2 < VARIANCE_READINGS * em4) return 0;
+  return (q * q) / varianceLimit2(m);
+}
+
+// `slow`, `varTeach`: 0 follow, 1 hold, 2 adopt (learn::Slow); `scale`: learn dev2.
+function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach) {
   const memory = CFG.baselineReadings;
   const L = m * LF;
   const mean = mo[o + 1] + mo[o + 2];
@@ -339,8 +371,20 @@ function learnMoments(m, o, fvar, n, cap2, slow, scale) {
   if (slow === 0) lf[L] += a * d;
   else if (slow === 2) lf[L] = mean;
   const m4 = mo[o] > 0 ? mo[o + 5] / mo[o] : 0;
-  lf[L + 2] += a * (fvar - lf[L + 2]);
-  if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);
+  if (varTeach === 0) {
+    if (!fresh) {
+      const q = varianceExcess(m, fvar);
+      const term = q > VARIANCE_RATIO_MIN - 1.0 ? fmin(q * q, varianceLimit2(m)) : q * q;
+      const b = learnWeight(m, n, SCALE_MEMORY * memory);
+      const v2 = vscale2[m];
+      vscale2[m] = v2 + b * (term - v2);
+    }
+    lf[L + 2] += a * (fvar - lf[L + 2]);
+    if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);
+  } else if (varTeach === 2) {
+    lf[L + 2] = fvar;
+    if (Number.isFinite(m4)) lf[L + 3] = m4;
+  }
   if (!fresh && scale) {
     const b = learnWeight(m, n, SCALE_MEMORY * memory);
     lf[L + 1] += b * (fmin(d * d, cap2) - lf[L + 1]);
@@ -380,7 +424,7 @@ const learnedKurtosis = (m) => {
 // (the Rust computes it in a closure; one reused record here).
 const F = { z: 0, value: 0, mean: 0, std: 0, ts: 0, evaluations: 0, critical: false, u2: 0 };
 // What `finding(kind)` reads, set by `evaluate` before each `settle`.
-const E = { spikeVar: 0, threshold: 0, votes: 0, spikeU2: 0, d: 0, scale2: 0, slow: 0, mean: 0, driftRun: 0,
+const E = { spikeVar: 0, threshold: 0, votes: 0, spikeU2: 0, varU2: 0, d: 0, scale2: 0, slow: 0, mean: 0, driftRun: 0,
   driftU2: 0, fvar: 0, stuckEvals: 0, limit: 0, stuckU: 0, m: 0 };
 let now = 0;
 
@@ -390,7 +434,8 @@ function finding(kind) {
     const std = Math.sqrt(E.spikeVar);
     const z = pend[p + 1] / std;
     return setF(z, pend[p + 3], pend[p + 5], std, pend[p + 4], RULES.voteSpan(E.votes),
-      Math.abs(z) >= CFG.criticalFactor * E.threshold, E.spikeU2);
+      Math.abs(z) >= CFG.criticalFactor * E.threshold || E.varU2 >= CFG.criticalFactor * CFG.criticalFactor,
+      E.spikeU2);
   }
   if (kind === DRIFT) {
     const std = Math.sqrt(E.scale2);
@@ -431,10 +476,25 @@ function evaluate(m) {
   E.mean = mean;
   E.fvar = fvar;
 
+  // Drift's statistic first (settled after spike).
+  const L = m * LF;
+  const isTrained = trained(m);
+  const d = mean - lf[L];
+  const scale2 = fmax(lf[L + 1], fvar / fmax(n, 1.0));
+  const limit2 = CFG.driftZ * CFG.driftZ * scale2;
+  const driftU2 = isTrained ? (d * d) / limit2 : 0;
+  const driftBreach = warm && driftU2 > 1.0;
+
+  // Variance (a breach is a spike breach).
+  const varJudged = isTrained && !driftBreach && (active[m] & (1 << DRIFT)) === 0 && driftQuiet[m] >= n;
+  const varU2 = varJudged ? varianceU2(m, o, fvar) : 0;
+  const varBreach = warm && varU2 > 1.0;
+
   // Spike.
   const threshold = CFG.spikeZ * widenF32[m];
   const spikeVar = fmax(pend[p + 2], lf[m * LF + 2]);
-  const spikeU2 = (pend[p + 1] * pend[p + 1]) / (threshold * threshold * spikeVar);
+  const peakU2 = (pend[p + 1] * pend[p + 1]) / (threshold * threshold * spikeVar);
+  const spikeU2 = fmax(peakU2, varU2);
   let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
@@ -445,15 +505,11 @@ function evaluate(m) {
   E.threshold = threshold;
   E.votes = votes[m];
   E.spikeU2 = spikeU2;
+  E.varU2 = varU2;
   settle(m, SPIKE, breach, breach && popcount(votes[m]) >= CFG.spikeVotesNeeded);
 
   // Drift.
-  const L = m * LF;
-  const d = mean - lf[L];
-  const scale2 = fmax(lf[L + 1], fvar / fmax(n, 1.0));
-  const limit2 = CFG.driftZ * CFG.driftZ * scale2;
-  const driftU2 = trained(m) ? (d * d) / limit2 : 0;
-  breach = warm && driftU2 > 1.0;
+  breach = driftBreach;
   driftRun[m] = breach ? Math.min(driftRun[m] + 1, U16) : 0;
   E.d = d;
   E.scale2 = scale2;
@@ -470,10 +526,13 @@ function evaluate(m) {
     driftHeld[m] = 0;
     driftQuiet[m] = Math.min(driftQuiet[m] + fresh, U32);
   }
+  // Nor the long-run variance from a variance incident.
+  varHeld[m] = varBreach ? Math.min(varHeld[m] + fresh, U32) : 0;
   if (warm) {
     const base = CFG.baselineReadings;
     const slow = !driftActive ? 0 : driftHeld[m] < DRIFT_HOLD * base ? 1 : 2;
-    learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base);
+    const varTeach = !varBreach ? 0 : varHeld[m] < DRIFT_HOLD * base ? 1 : 2;
+    learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base, varTeach);
   }
 
   // Stuck.

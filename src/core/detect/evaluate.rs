@@ -52,13 +52,36 @@ impl Judge<'_> {
         let fvar = rules::floored_variance(var, mean, cfg);
         let critical_factor = cfg.critical_factor;
 
+        // Drift's statistic first (settled below, after spike): a level shift
+        // also inflates the window variance, and is drift's to report.
+        let trained = l.trained(cfg);
+        let d = mean - l.slow;
+        let scale2 = l.drift_scale2(fvar, mo.n);
+        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
+        let drift_u2 = if trained { d * d / limit2 } else { 0.0 };
+        let drift_breach = warm && drift_u2 > 1.0;
+
+        // Variance: the window's variance against the meter's long-run one, in
+        // units of the meter's own normal excess, carried by at least
+        // `VARIANCE_READINGS` readings (`learn`). Judged once trained and not
+        // while drift breaches, alerts or alerted within the window's readings
+        // (a level that returns leaves its step in the window); a breach is a spike breach (an
+        // explosion of variance is reported as a spike, see docs/DETECTION.md).
+        let judged = trained
+            && !drift_breach
+            && !v.is_active(index(AnomalyKind::Drift))
+            && f64::from(v.drift_quiet) >= mo.n;
+        let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
+        let var_breach = warm && var_u2 > 1.0;
+
         // Spike: the largest |z| since the last evaluation, its variance floored
         // by the meter's long-run window variance, against the threshold in
         // force, then the vote over the last `spike_votes_of` evaluations.
         // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
         let spike_var = l.spike_var(r.peak_var);
-        let spike_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let spike_u2 = peak_u2.max(var_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
@@ -78,18 +101,15 @@ impl Judge<'_> {
                 std,
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
-                critical: z.abs() >= critical_factor * threshold,
+                critical: z.abs() >= critical_factor * threshold
+                    || var_u2 >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });
 
         // Drift: the window mean against the meter's slow baseline, in units of
         // the meter's own learned distance between the two (see `learn`).
-        let d = mean - l.slow;
-        let scale2 = l.drift_scale2(fvar, mo.n);
-        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
-        let drift_u2 = if l.trained(cfg) { d * d / limit2 } else { 0.0 };
-        let breach = warm && drift_u2 > 1.0;
+        let breach = drift_breach;
         v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
         let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
         let run = v.drift_run;
@@ -117,9 +137,12 @@ impl Judge<'_> {
             v.drift_held = 0;
             v.drift_quiet = v.drift_quiet.saturating_add(r.new);
         }
+        // Nor the long-run variance from a variance incident.
+        v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
         if warm {
-            let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg);
-            l.learn_moments(&mo, fvar, r.new, limit2, teach, cfg);
+            let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
+                .variance(var_breach, v.var_held, cfg);
+            l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
         }
 
         // Stuck: a run of identical readings `stuckFactor` times longer than the

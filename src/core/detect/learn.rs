@@ -9,6 +9,8 @@
 //!   the spike rule's floor, so a window that happens to be flat (a pump that
 //!   has been off for ten minutes) does not make the meter's ordinary jumps
 //!   look infinite;
+//! - the mean square of the window variance's relative excess over that
+//!   long-run variance: the variance rule's own scale;
 //! - the meter's runs of identical readings: the value it rests at longest
 //!   (its plateau), the longest completed run there and the longest completed
 //!   run at any other value: the stuck rule's reference.
@@ -25,7 +27,21 @@ use super::super::moments::Moments;
 /// needs several of them to settle.
 pub(super) const SCALE_MEMORY: f64 = 4.0;
 
-/// One meter's learned normal behaviour (56 bytes).
+/// The variance rule's threshold, in multiples of the root mean square of the
+/// meter's own normal excesses of window variance over long-run variance.
+pub(super) const VARIANCE_Z: f64 = 5.0;
+
+/// The variance rule never breaches below this ratio of window to long-run
+/// variance, however steady the meter was while it learned.
+pub(super) const VARIANCE_RATIO_MIN: f64 = 3.0;
+
+/// The variance rule needs its excess carried by at least this many readings
+/// (`n·(excess m2)² / excess m4`, exact for k equal outliers): one or two
+/// readings of any height (a blip) never make a variance breach.
+pub(super) const VARIANCE_READINGS: f64 = 10.0;
+
+/// One meter's learned normal behaviour (64 bytes, one cache line; the
+/// variance rule's scale and hold counter live in `state::Verdicts`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Learned {
     /// Slow baseline: EWMA of the window mean.
@@ -89,12 +105,16 @@ pub(super) struct Teach {
     pub slow: Slow,
     /// The drift scale.
     pub scale: bool,
+    /// The long-run variance and 4th moment, and the variance rule's scale:
+    /// `Follow` when the variance rule did not breach, `Hold` while it does,
+    /// `Adopt` once it has for `DRIFT_HOLD`·`baselineReadings` readings.
+    pub var: Slow,
 }
 
 impl Teach {
     /// Everything: no incident in view.
     #[cfg(test)]
-    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true };
+    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true, var: Slow::Follow };
 
     /// What an evaluation teaches with a drift alert active for `held`
     /// readings (0: none active) and the last one `quiet` readings ago.
@@ -107,7 +127,20 @@ impl Teach {
         } else {
             Slow::Adopt
         };
-        Teach { slow, scale: !active && quiet >= base }
+        Teach { slow, scale: !active && quiet >= base, var: Slow::Follow }
+    }
+
+    /// The same, with the variance rule's verdict: it breached in this
+    /// evaluation (`breach`) and has for `held` readings in a row.
+    pub fn variance(self, breach: bool, held: u32, cfg: &Config) -> Teach {
+        let var = if !breach {
+            Slow::Follow
+        } else if f64::from(held) < DRIFT_HOLD * f64::from(cfg.baseline_readings) {
+            Slow::Hold
+        } else {
+            Slow::Adopt
+        };
+        Teach { var, ..self }
     }
 }
 
@@ -143,6 +176,49 @@ impl Learned {
         window_var.max(self.var)
     }
 
+    /// The window variance's relative excess over the meter's long-run window
+    /// variance, `max(0, window_var / var − 1)` (0 before any was learned).
+    #[inline]
+    pub fn variance_excess(&self, window_var: f64) -> f64 {
+        // No division unless there is an excess (most evaluations of a quiet meter).
+        if self.var > 0.0 && window_var > self.var {
+            (window_var / self.var - 1.0).max(0.0)
+        } else {
+            0.0
+        }
+    }
+
+    /// The variance rule's limit on that excess, squared:
+    /// `max(VARIANCE_Z² · vscale2, (VARIANCE_RATIO_MIN − 1)² · max(1, (g2 + 2)/2))`,
+    /// `vscale2` the learned mean square of the excess (`Verdicts::vscale2`).
+    #[inline]
+    pub fn variance_limit2(&self, vscale2: f32) -> f64 {
+        let floor = VARIANCE_RATIO_MIN - 1.0;
+        let tails = ((self.excess_kurtosis() + 2.0) / 2.0).max(1.0);
+        (VARIANCE_Z * VARIANCE_Z * f64::from(vscale2)).max(floor * floor * tails)
+    }
+
+    /// The variance rule's evidence, squared, over its limit (breach above 1):
+    /// the excess `q` of the window variance `var` over the long-run one, over
+    /// `variance_limit2`; 0 unless the ratio is above `VARIANCE_RATIO_MIN`
+    /// (the least limit) and the excess is carried by at least
+    /// `VARIANCE_READINGS` readings.
+    #[inline]
+    pub fn variance_u2(&self, mo: &Moments, var: f64, vscale2: f32) -> f64 {
+        // The limit is at least (VARIANCE_RATIO_MIN − 1)²: below that ratio the
+        // rule cannot breach, and its evidence is not computed (no division).
+        if var <= VARIANCE_RATIO_MIN * self.var {
+            return 0.0;
+        }
+        let q = self.variance_excess(var);
+        let em2 = var - self.var;
+        let em4 = if mo.n > 0.0 { mo.m4 / mo.n - self.m4 } else { 0.0 };
+        if em4 > 0.0 && mo.n * em2 * em2 < VARIANCE_READINGS * em4 {
+            return 0.0;
+        }
+        q * q / self.variance_limit2(vscale2)
+    }
+
     /// Excess kurtosis of the meter's long-run readings, from the averaged
     /// moments (0 before any spread was seen).
     #[inline]
@@ -156,12 +232,16 @@ impl Learned {
 
     /// Learns from one evaluation of `new` readings: the window's moments `mo`
     /// (floored variance `var`), and the distance `d` of its mean from the slow
-    /// baseline as judged (`cap2` the largest d² learned from).
+    /// baseline as judged (`cap2` the largest d² learned from); `vscale2` is
+    /// the variance rule's learned scale (`Verdicts::vscale2`), learned here too.
     ///
     /// A drift incident is not learned as normal: with `teach.scale` false (a
     /// drift alert is active or was within `baselineReadings` readings) the
     /// drift scale is left as it was, and `teach.slow` holds the slow baseline
     /// during a drift alert, until the level has lasted long enough to adopt.
+    // One call per evaluation with what it judged; a struct for the arguments
+    // would only be built to be taken apart here.
+    #[allow(clippy::too_many_arguments)]
     pub fn learn_moments(
         &mut self,
         mo: &Moments,
@@ -169,6 +249,7 @@ impl Learned {
         new: u32,
         cap2: f64,
         teach: Teach,
+        vscale2: &mut f32,
         cfg: &Config,
     ) {
         let memory = f64::from(cfg.baseline_readings);
@@ -183,9 +264,31 @@ impl Learned {
         }
         // The window's fourth central moment, M4/n (no division by the variance).
         let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
-        self.var += a * (var - self.var);
-        if m4.is_finite() {
-            self.m4 += a * (m4 - self.m4);
+        match teach.var {
+            Slow::Follow => {
+                if !fresh {
+                    let q = self.variance_excess(var);
+                    // The limit is at least (VARIANCE_RATIO_MIN − 1)²: below that
+                    // the cap cannot bite, and is not computed (a division).
+                    let floor = VARIANCE_RATIO_MIN - 1.0;
+                    let term =
+                        if q > floor { (q * q).min(self.variance_limit2(*vscale2)) } else { q * q };
+                    let b = self.weight(new, SCALE_MEMORY * memory);
+                    let v2 = f64::from(*vscale2);
+                    *vscale2 = (v2 + b * (term - v2)) as f32;
+                }
+                self.var += a * (var - self.var);
+                if m4.is_finite() {
+                    self.m4 += a * (m4 - self.m4);
+                }
+            }
+            Slow::Hold => {}
+            Slow::Adopt => {
+                self.var = var;
+                if m4.is_finite() {
+                    self.m4 = m4;
+                }
+            }
         }
         if !fresh && teach.scale {
             let b = self.weight(new, SCALE_MEMORY * memory);
@@ -267,14 +370,14 @@ mod tests {
         let mut l = Learned::default();
         for x in [2.0, 4.0, 6.0] {
             let mo = Moments::recompute(&[x - 1.0, x + 1.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &mut 0.0, &cfg);
         }
         // The slow baseline is the running mean of the window means: 2, 3, 4.
         assert!((l.slow - 4.0).abs() < 1e-12, "{}", l.slow);
         assert!((l.var - 1.0).abs() < 1e-12);
         for _ in 0..200 {
             let mo = Moments::recompute(&[99.0, 101.0], &[]);
-            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &cfg);
+            l.learn_moments(&mo, mo.variance(), 1, f64::INFINITY, Teach::ALL, &mut 0.0, &cfg);
         }
         assert!((l.slow - 100.0).abs() < 1e-6, "{}", l.slow);
         assert!(l.trained(&cfg));

@@ -1,10 +1,10 @@
-//! Anomaly detection: spike, drift, stuck and silent, with vote-based blip
+//! Anomaly detection: spike (with variance), drift, stuck and silent, with vote-based blip
 //! suppression, warm-up, severity and clearing. The rules, with every default,
 //! are written for users in `docs/DETECTION.md`.
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`]; 172 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`]; 180 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!

@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 172 bytes.
+//! time a meter's whole detection state is 180 bytes.
 
 use super::super::event::AnomalyKind;
 
@@ -99,6 +99,14 @@ pub(super) struct Verdicts {
     /// The meter's score at its latest evaluation or silence check: the
     /// largest over the kinds (`rules::score`).
     pub score: f32,
+    /// The variance rule's scale: EWMA of `q²`, `q` the window variance's
+    /// relative excess over the long-run one (`learn::Learned::variance_excess`),
+    /// each term capped at the rule's limit.
+    pub vscale2: f32,
+    /// Readings evaluated while the variance rule has breached in a row (0
+    /// when it did not): the long-run variance is held until
+    /// `DRIFT_HOLD`·`baselineReadings`, then adopted.
+    pub var_held: u32,
 }
 
 impl Default for Verdicts {
@@ -114,6 +122,8 @@ impl Default for Verdicts {
             active: 0,
             critical: 0,
             score: 0.0,
+            vscale2: 0.0,
+            var_held: 0,
         }
     }
 }
@@ -133,7 +143,7 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
-        assert_eq!(std::mem::size_of::<Verdicts>(), 36);
+        assert_eq!(std::mem::size_of::<Verdicts>(), 44);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
