@@ -78,21 +78,18 @@ fn items(s: &mut Scanner<'_>, cfg: &Config) -> Option<ReadingBatch> {
         s.i += 1;
         return Some(b);
     }
-    // A reading takes at least 28 bytes (`{"meter":"m","ts":0,"value":0}`):
-    // reserve for what the payload can hold, never for more than `maxBatch`.
-    let cap = (s.b.len().saturating_sub(s.i) / 28).min(cfg.max_batch as usize);
-    b.keys.try_reserve_exact(cap).ok()?;
-    b.ts.try_reserve_exact(cap).ok()?;
-    b.values.try_reserve_exact(cap).ok()?;
+    let max_batch = cfg.max_batch as usize;
+    let start = s.i;
     let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
-    // Distinct meters: at most the items; room for a typical share up front.
-    keys.try_reserve(cap / 2).ok()?;
-    b.bindings.try_reserve_exact(cap / 2).ok()?;
     loop {
-        if b.keys.len() >= cfg.max_batch as usize {
+        if b.keys.len() >= max_batch {
             return None;
         }
         let (meter, ts, value) = item(s)?;
+        if b.keys.len() == b.keys.capacity() {
+            let (seen, rest) = (s.i.saturating_sub(start), s.b.len().saturating_sub(s.i));
+            reserve(&mut b, &mut keys, seen, rest, max_batch)?;
+        }
         let key = match keys.get(meter) {
             Some(&k) => k,
             None => {
@@ -114,6 +111,40 @@ fn items(s: &mut Scanner<'_>, cfg: &Config) -> Option<ReadingBatch> {
             _ => return None,
         }
     }
+}
+
+/// A reading takes at least this many bytes (`{"meter":"m","ts":0,"value":0}`)
+/// and a separator.
+const MIN_ITEM_BYTES: usize = 30;
+
+/// Room in the columns for the readings still to come, when they are full:
+/// the first time as many as the rest of the payload holds at 7/8 of the
+/// first item's length (the items of a payload are alike; a shorter first
+/// one only reserves more), after that as many as it can hold at all
+/// (`MIN_ITEM_BYTES` each); never past `maxBatch`. A batch of 10,000 items of
+/// 70 bytes so reserves about 10,000, not the 25,000 that the smallest
+/// possible item would, and the columns grow once at most.
+fn reserve<'a>(
+    b: &mut ReadingBatch,
+    keys: &mut FxHashMap<&'a [u8], u32>,
+    item_bytes: usize,
+    rest: usize,
+    max_batch: usize,
+) -> Option<()> {
+    let first = b.keys.is_empty();
+    let per =
+        if first { (item_bytes.saturating_mul(7) / 8).max(MIN_ITEM_BYTES) } else { MIN_ITEM_BYTES };
+    let room = max_batch.saturating_sub(b.keys.len());
+    let more = (rest / per).saturating_add(1).min(room);
+    b.keys.try_reserve_exact(more).ok()?;
+    b.ts.try_reserve_exact(more).ok()?;
+    b.values.try_reserve_exact(more).ok()?;
+    if first {
+        // Distinct meters: at most the items; room for a typical share up front.
+        keys.try_reserve(more / 2).ok()?;
+        b.bindings.try_reserve_exact(more / 2).ok()?;
+    }
+    Some(())
 }
 
 /// One reading object: `meter`, `ts`, `value`, each exactly once.
@@ -330,19 +361,94 @@ mod tests {
     #[test]
     fn edge_cases_are_correctly_rounded() {
         for t in [
-            "0", "-0", "0.0", "1", "-1", "0.1", "0.3", "1e22", "1e23", "-1e-22", "1e-23",
-            "9007199254740991", "9007199254740992", "9007199254740993", "9007199254740995",
-            "-9007199254740993", "18014398509481985", "12345678901234567", "123456789012345678",
-            "1234567890123456789", "12345678901234567890", "0.12345678901234567",
-            "99.999999999999999", "3.1415926535897932", "17.000000000000002",
-            "1.7976931348623157e308", "1.7976931348623159e308", "2.2250738585072011e-308",
-            "2.2250738585072014e-308", "4.9406564584124654e-324", "2.4703282292062327e-324",
-            "2.4703282292062328e-324", "1e-400", "1e400", "0e999999999", "1E+2", "1e-0",
-            "7.2057594037927933e16", "1.00000000000000011102230246251565404236316680908203125",
-            "0.000000000000000000000000000000001", "123.456e-7", "8.589973e9",
+            "0",
+            "-0",
+            "0.0",
+            "1",
+            "-1",
+            "0.1",
+            "0.3",
+            "1e22",
+            "1e23",
+            "-1e-22",
+            "1e-23",
+            "9007199254740991",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740995",
+            "-9007199254740993",
+            "18014398509481985",
+            "12345678901234567",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.12345678901234567",
+            "99.999999999999999",
+            "3.1415926535897932",
+            "17.000000000000002",
+            "1.7976931348623157e308",
+            "1.7976931348623159e308",
+            "2.2250738585072011e-308",
+            "2.2250738585072014e-308",
+            "4.9406564584124654e-324",
+            "2.4703282292062327e-324",
+            "2.4703282292062328e-324",
+            "1e-400",
+            "1e400",
+            "0e999999999",
+            "1E+2",
+            "1e-0",
+            "7.2057594037927933e16",
+            "1.00000000000000011102230246251565404236316680908203125",
+            "0.000000000000000000000000000000001",
+            "123.456e-7",
+            "8.589973e9",
         ] {
             same(t).unwrap();
         }
+    }
+
+    fn payload(items: impl Iterator<Item = String>) -> Vec<u8> {
+        let body: Vec<String> = items.collect();
+        format!(r#"{{"type":"readings","readings":[{}]}}"#, body.join(",")).into_bytes()
+    }
+
+    /// The columns are sized by the items the payload holds (at 7/8 of the
+    /// first one's length), not by the smallest item possible: 10,000 readings
+    /// of ~70 bytes reserve at most 25% more than 10,000 (the bound by the
+    /// 28-byte item reserved 25,000).
+    #[test]
+    fn columns_follow_the_items_not_the_smallest_item() {
+        let cfg = crate::core::config::Config::default();
+        let n = 10_000;
+        let text = payload((0..n).map(|i| {
+            format!(
+                r#"{{"meter":"meter-{:06}","ts":1700000000000,"value":{}}}"#,
+                i % 5_000,
+                100.0 + (i as f64 + 1.0).sin()
+            )
+        }));
+        let b = super::readings(&text, &cfg).unwrap();
+        assert_eq!(b.keys.len(), n);
+        for cap in [b.keys.capacity(), b.ts.capacity(), b.values.capacity()] {
+            assert!((n..=n + n / 4).contains(&cap), "capacity {cap} for {n} readings");
+        }
+    }
+
+    /// A first item longer than the rest: the columns grow (fallibly) and
+    /// every reading is kept.
+    #[test]
+    fn a_long_first_item_still_reads_every_item() {
+        let cfg = crate::core::config::Config::default();
+        let long = "m".repeat(100);
+        let text = payload((0..3_000).map(|i| {
+            let id = if i == 0 { long.clone() } else { format!("{}", i % 7) };
+            format!(r#"{{"meter":"{id}","ts":{i},"value":{i}}}"#)
+        }));
+        let b = super::readings(&text, &cfg).unwrap();
+        assert_eq!(b.keys.len(), 3_000);
+        assert_eq!(b.values.get(2_999), Some(&2_999.0));
+        assert_eq!(b.bindings.len(), 8);
     }
 
     fn digits(min: usize, max: usize) -> impl Strategy<Value = String> {
