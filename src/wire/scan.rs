@@ -334,7 +334,8 @@ impl<'a> Scanner<'a> {
     }
 }
 
-#[cfg(test)]
+// proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::Scanner;
     use proptest::prelude::*;
