@@ -9,11 +9,16 @@
 //!   breaches and opens a spike vote, which freezes the meter's threshold
 //!   until the vote history is clear again.
 //!
+//! - `moments/{replace,remove_add}`: one full-window update of a meter's
+//!   moments per reading, the fixed-n replace against remove then add, over
+//!   5,000 meters' moments in turn (both arms in one run, same data).
+//!
 //! Run: `cargo bench --bench engine` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{HostStats, Inbound, KeyScope, ReadingBatch};
+use meterflow::core::moments::Moments;
 use meterflow::core::Engine;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -130,5 +135,46 @@ fn tick_group(c: &mut Criterion, name: &str, sizes: &[usize], rate: f64) {
     g.finish();
 }
 
-criterion_group!(benches, ingest, tick);
+/// The moments update alone: `replace` against `remove` + `add`.
+fn moments(c: &mut Criterion) {
+    const METERS: usize = 5_000;
+    const WINDOW: usize = 1_200;
+    let mut g = c.benchmark_group("moments");
+    let mut seed = 3u64;
+    let mut noise = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        100.0 + (seed >> 40) as f64 / (1u64 << 24) as f64
+    };
+    // Per meter: its window's samples, oldest replaced next (in step for all meters).
+    let samples: Vec<f64> = (0..METERS * WINDOW).map(|_| noise()).collect();
+    let fresh: Vec<f64> = (0..METERS * 16).map(|_| noise()).collect();
+    let start: Vec<Moments> = samples.chunks(WINDOW).map(|w| Moments::recompute(w, &[])).collect();
+    g.throughput(Throughput::Elements((METERS * 16) as u64));
+    let inv = 1.0 / WINDOW as f64;
+    for arm in ["replace", "remove_add"] {
+        g.bench_function(arm, |b| {
+            let mut mo = start.clone();
+            let mut slot = 0usize;
+            b.iter(|| {
+                for r in 0..16 {
+                    for (m, mo) in mo.iter_mut().enumerate() {
+                        let old = samples[m * WINDOW + slot];
+                        let x = fresh[r * METERS + m];
+                        if arm == "replace" {
+                            mo.replace(old, x, inv);
+                        } else {
+                            mo.remove(old);
+                            mo.add(x);
+                        }
+                    }
+                    slot = (slot + 1) % WINDOW;
+                }
+                black_box(&mo);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ingest, tick, moments);
 criterion_main!(benches);

@@ -70,14 +70,29 @@ struct Tolerance {
 
 /// Feeds `xs` through a `Windows` of `window` and checks every step.
 fn check_series(xs: &[f64], window: usize, tol: &Tolerance) -> Result<(), String> {
+    check_stream(xs.iter().copied(), window, 1, tol)
+}
+
+/// Feeds `xs` through a `Windows` of `window` (every full-window push is a
+/// fixed-n replace) and checks every `stride`-th step against the two-pass
+/// reference.
+fn check_stream(
+    xs: impl Iterator<Item = f64>,
+    window: usize,
+    stride: usize,
+    tol: &Tolerance,
+) -> Result<(), String> {
     let mut w = Windows::new(window, 100);
     w.add_meter(1);
     let mut reference = VecDeque::with_capacity(window + 1);
-    for (i, &x) in xs.iter().enumerate() {
+    for (i, x) in xs.enumerate() {
         w.push(0, x);
         reference.push_back(x);
         if reference.len() > window {
             reference.pop_front();
+        }
+        if i % stride != 0 {
+            continue;
         }
         let got = w.moments(0);
         let (_, m2, m3, m4) = two_pass(&reference);
@@ -158,9 +173,38 @@ fn constant_series_is_exactly_zero_after_noise_leaves() {
     }
 }
 
+/// 10^7 samples of a slow drift (0 to 1e9 + 1e7) under noise of sd 10, window
+/// 1,200, checked every 997 steps: ten million fixed-n replacements, with the
+/// periodic exact rebuild as the only bound on drift.
+#[test]
+fn ten_million_sample_drift() {
+    let mut rng = Rng(0x5EED_0003);
+    let n = 10_000_000usize;
+    let xs = (0..n).map(move |i| 1e9 + 1e7 * (i as f64 / n as f64) + 10.0 * rng.normal());
+    check_stream(xs, 1_200, 997, &ACCEPTANCE).unwrap();
+}
+
+/// Quantised readings (whole kWh on a level of 1e6, steps of 0.1 on 0): many
+/// equal samples replace each other, which must change nothing at all.
+#[test]
+fn quantised_values_stay_within_tolerance() {
+    let mut rng = Rng(0x5EED_0004);
+    let xs: Vec<f64> = (0..400_000)
+        .map(|i| {
+            if i < 200_000 {
+                1e6 + (3.0 * rng.normal()).round()
+            } else {
+                (10.0 * rng.normal()).round() / 10.0
+            }
+        })
+        .collect();
+    check_series(&xs, 1_200, &ACCEPTANCE).unwrap();
+}
+
 #[derive(Debug, Clone)]
 enum Segment {
     Noise { level: f64, sd: f64, len: usize },
+    Quantised { level: f64, sd: f64, step: f64, len: usize },
     Constant { level: f64, len: usize },
     Spike { level: f64, height: f64 },
 }
@@ -173,6 +217,8 @@ fn segment() -> impl Strategy<Value = Segment> {
             sd,
             len
         }),
+        (level.clone(), 1e-3..1e3f64, prop_oneof![Just(1.0), Just(0.1), Just(0.25)], 1..400usize)
+            .prop_map(|(level, sd, step, len)| Segment::Quantised { level, sd, step, len }),
         (level.clone(), 1..400usize).prop_map(|(level, len)| Segment::Constant { level, len }),
         (level, -1e7..1e7f64).prop_map(|(level, height)| Segment::Spike { level, height }),
     ]
@@ -192,6 +238,8 @@ proptest! {
             match *s {
                 Segment::Noise { level, sd, len } =>
                     xs.extend((0..len).map(|_| level + sd * rng.normal())),
+                Segment::Quantised { level, sd, step, len } =>
+                    xs.extend((0..len).map(|_| level + (sd * rng.normal() / step).round() * step)),
                 Segment::Constant { level, len } => xs.extend(std::iter::repeat_n(level, len)),
                 Segment::Spike { level, height } => { xs.push(level + height); xs.push(level); }
             }

@@ -1,7 +1,10 @@
-//! Rolling central moments (mean, M2, M3, M4) with O(1) add **and remove**.
+//! Rolling central moments (mean, M2, M3, M4) with O(1) add, remove and
+//! replace.
 //!
 //! The update formulas are Pébay's (2008) one-pass central-moment updates, and
-//! removal is their exact algebraic inverse. Removal cancels, so error grows with
+//! removal is their exact algebraic inverse. A full window of fixed `n` takes
+//! one [`Moments::replace`] per reading (the oldest sample out, the new one in,
+//! no division). Removal and replacement cancel, so error grows with
 //! each one; [`Moments::needs_recompute`] says when to rebuild exactly from the
 //! ring (every `recompute_every` removals, when M2 falls below 1e-4 of its peak
 //! since the last rebuild, when M4 falls below 1e-6 of its peak — M4 collapses
@@ -71,6 +74,42 @@ impl Moments {
         self.n = n;
         self.peak_m2 = self.peak_m2.max(self.m2);
         self.peak_m4 = self.peak_m4.max(self.m4);
+    }
+
+    /// Replaces sample `old` (in the window) by `x` in a full window of fixed
+    /// `n`, given `inv_n = 1 / n`: one update instead of [`Moments::remove`]
+    /// then [`Moments::add`], and no division.
+    ///
+    /// With `a`, `b` the deviations of `old`, `x` from the current mean,
+    /// `d = x - old`, `δ = d / n` (the mean's step), `A = a - δ`, `B = b - δ`
+    /// (the deviations from the new mean), the sums of powers over the new
+    /// window expand exactly as
+    ///
+    /// - `M2' = M2 + d (A + B + δ)`
+    /// - `M3' = M3 - 3δ M2 + d (A² + AB + B² - δ²)`
+    /// - `M4' = M4 - 4δ M3 + 6δ² M2 + d ((A + B)(A² + B²) + δ³)`
+    ///
+    /// (from `Σ(y - δ)^p` over the old window, `B^p - A^p` factored by
+    /// `B - A = d`, and `nδ = d`). Each change is a multiple of `d`, so
+    /// `x == old` changes nothing, bit for bit (a constant window stays exactly
+    /// constant). It counts as one removal towards the exact rebuild.
+    #[inline]
+    pub fn replace(&mut self, old: f64, x: f64, inv_n: f64) {
+        let d = x - old;
+        let dl = d * inv_n;
+        let a = (old - self.shift) - self.centered_mean;
+        let b = (x - self.shift) - self.centered_mean;
+        let (aa, bb) = (a - dl, b - dl);
+        let (a2, b2) = (aa * aa, bb * bb);
+        let dl2 = dl * dl;
+        let (m2, m3) = (self.m2, self.m3);
+        self.m4 += 6.0 * dl2 * m2 - 4.0 * dl * m3 + d * ((aa + bb) * (a2 + b2) + dl2 * dl);
+        self.m3 += d * (a2 + aa * bb + b2 - dl2) - 3.0 * dl * m2;
+        self.m2 += d * (aa + bb + dl);
+        self.centered_mean += dl;
+        self.peak_m2 = self.peak_m2.max(self.m2);
+        self.peak_m4 = self.peak_m4.max(self.m4);
+        self.removals += 1;
     }
 
     /// Removes sample `x`, which must be in the window. Inverts [`Moments::add`].
@@ -242,6 +281,23 @@ mod tests {
         assert_eq!(m.excess_kurtosis(), 0.0);
         let r = Moments::recompute(&[0.1; 7], &[]);
         assert_eq!((r.m2, r.variance()), (0.0, 0.0));
+    }
+
+    #[test]
+    fn replace_matches_recompute_and_is_exact_for_equal_samples() {
+        let xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0, 5.0];
+        let w = 5;
+        let mut m = Moments::recompute(&xs[..w], &[]);
+        for i in w..xs.len() {
+            m.replace(xs[i - w], xs[i], 1.0 / w as f64);
+            let r = Moments::recompute(&xs[i + 1 - w..=i], &[]);
+            for (a, b) in [(m.mean(), r.mean()), (m.m2, r.m2), (m.m3, r.m3), (m.m4, r.m4)] {
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "step {i}: {a} vs {b}");
+            }
+        }
+        let before = m;
+        m.replace(7.25, 7.25, 0.2);
+        assert_eq!((m.mean(), m.m2, m.m3, m.m4), (before.mean(), before.m2, before.m3, before.m4));
     }
 
     #[test]

@@ -14,12 +14,16 @@ pub struct Windows {
     moments: Vec<Moments>,
     recompute_every: u32,
     recomputes: u64,
+    /// `1 / window`, for the fixed-n update of a full window.
+    inv_window: f64,
 }
 
 impl Windows {
     /// Empty windows of `window` samples; moments rebuilt every `recompute_every` removals.
     pub fn new(window: usize, recompute_every: u32) -> Self {
-        Windows { ring: RingSlab::new(window), moments: Vec::new(), recompute_every, recomputes: 0 }
+        let ring = RingSlab::new(window);
+        let inv_window = 1.0 / ring.window() as f64;
+        Windows { ring, moments: Vec::new(), recompute_every, recomputes: 0, inv_window }
     }
 
     /// Samples per window.
@@ -59,15 +63,21 @@ impl Windows {
         self.moments.get(m).copied().unwrap_or_default()
     }
 
-    /// Appends `x` to meter `m`'s window, evicting the oldest sample when full.
+    /// Appends `x` to meter `m`'s window, evicting the oldest sample when full:
+    /// then one fixed-n [`Moments::replace`], else one [`Moments::add`].
     #[inline]
     pub fn push(&mut self, m: usize, x: f64) {
         let evicted = self.ring.push(m, x);
         let Some(mo) = self.moments.get_mut(m) else { return };
-        if let Some(old) = evicted {
-            mo.remove(old);
+        match evicted {
+            // A full ring holds `window` samples and so do its moments.
+            Some(old) if mo.n == self.ring.window() as f64 => mo.replace(old, x, self.inv_window),
+            Some(old) => {
+                mo.remove(old);
+                mo.add(x);
+            }
+            None => mo.add(x),
         }
-        mo.add(x);
         if mo.needs_recompute(self.recompute_every) {
             let (a, b) = self.ring.slices(m);
             *mo = Moments::recompute(a, b);
@@ -119,6 +129,7 @@ impl Windows {
     /// slab cannot be had.
     pub fn set_window(&mut self, window: usize) -> Result<(), NoMemory> {
         self.ring.set_window(window)?;
+        self.inv_window = 1.0 / self.ring.window() as f64;
         for (m, mo) in self.moments.iter_mut().enumerate() {
             let (a, b) = self.ring.slices(m);
             *mo = Moments::recompute(a, b);

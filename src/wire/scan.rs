@@ -16,8 +16,9 @@
 //! payload it accepts, its batch equals the general decoder's
 //! (`tests/wire_scan.rs` checks that differentially on random valid and hostile
 //! payloads). Numbers are read in the same pass as their grammar is checked,
-//! exactly (Clinger's fast path) when that is possible, else by `serde_json`'s
-//! own number reader, so the values are the same bits as the general decoder's.
+//! exactly (Clinger's fast path) when that is possible, else by the standard
+//! library's `str::parse::<f64>`; both round correctly, so the values are the
+//! same bits as the general decoder's.
 //!
 //! Nothing here panics or indexes unchecked; it allocates what the batch holds
 //! (columns sized by the item count, one `String` per distinct meter, as the
@@ -77,21 +78,18 @@ fn items(s: &mut Scanner<'_>, cfg: &Config) -> Option<ReadingBatch> {
         s.i += 1;
         return Some(b);
     }
-    // A reading takes at least 28 bytes (`{"meter":"m","ts":0,"value":0}`):
-    // reserve for what the payload can hold, never for more than `maxBatch`.
-    let cap = (s.b.len().saturating_sub(s.i) / 28).min(cfg.max_batch as usize);
-    b.keys.try_reserve_exact(cap).ok()?;
-    b.ts.try_reserve_exact(cap).ok()?;
-    b.values.try_reserve_exact(cap).ok()?;
+    let max_batch = cfg.max_batch as usize;
+    let start = s.i;
     let mut keys: FxHashMap<&[u8], u32> = FxHashMap::default();
-    // Distinct meters: at most the items; room for a typical share up front.
-    keys.try_reserve(cap / 2).ok()?;
-    b.bindings.try_reserve_exact(cap / 2).ok()?;
     loop {
-        if b.keys.len() >= cfg.max_batch as usize {
+        if b.keys.len() >= max_batch {
             return None;
         }
         let (meter, ts, value) = item(s)?;
+        if b.keys.len() == b.keys.capacity() {
+            let (seen, rest) = (s.i.saturating_sub(start), s.b.len().saturating_sub(s.i));
+            reserve(&mut b, &mut keys, seen, rest, max_batch)?;
+        }
         let key = match keys.get(meter) {
             Some(&k) => k,
             None => {
@@ -113,6 +111,38 @@ fn items(s: &mut Scanner<'_>, cfg: &Config) -> Option<ReadingBatch> {
             _ => return None,
         }
     }
+}
+
+/// A reading takes at least this many bytes (`{"meter":"m","ts":0,"value":0}`)
+/// and a separator.
+const MIN_ITEM_BYTES: usize = 30;
+
+/// Room in the columns for the readings still to come, when they are full,
+/// never past `maxBatch`: after the first item, as many as the rest of the
+/// payload holds at that item's length (the items of a payload are alike; a
+/// shorter first one only reserves more); after that, at 7/8 of the mean
+/// length so far (`seen` bytes for the items read). A batch of 10,000 items
+/// of 70 bytes so reserves about 10,000, not the 25,000 that the smallest
+/// possible item would.
+fn reserve(
+    b: &mut ReadingBatch,
+    keys: &mut FxHashMap<&[u8], u32>,
+    seen: usize,
+    rest: usize,
+    max_batch: usize,
+) -> Option<()> {
+    let read = b.keys.len();
+    let per = seen.checked_div(read).map_or(seen, |mean| mean * 7 / 8).max(MIN_ITEM_BYTES);
+    let more = (rest / per).saturating_add(1).min(max_batch.saturating_sub(read));
+    b.keys.try_reserve_exact(more).ok()?;
+    b.ts.try_reserve_exact(more).ok()?;
+    b.values.try_reserve_exact(more).ok()?;
+    if read == 0 {
+        // Distinct meters: at most the items; room for a typical share up front.
+        keys.try_reserve(more / 2).ok()?;
+        b.bindings.try_reserve_exact(more / 2).ok()?;
+    }
+    Some(())
 }
 
 /// One reading object: `meter`, `ts`, `value`, each exactly once.
@@ -207,8 +237,8 @@ impl<'a> Scanner<'a> {
     /// digits go into an integer, and when it is at most 2^53 and the decimal
     /// exponent within ±22, one multiplication or division by an exact power
     /// of ten gives the correctly rounded double (Clinger's fast path), as
-    /// `serde_json` (with `float_roundtrip`) gives. Any other number is handed
-    /// to `serde_json`.
+    /// `serde_json` (with `float_roundtrip`) gives. Any other number (17-digit
+    /// values, large exponents) goes to `str::parse::<f64>`, never to serde.
     #[inline]
     fn number(&mut self) -> Option<f64> {
         let start = self.i;
@@ -290,14 +320,177 @@ impl<'a> Scanner<'a> {
                 return Some(if neg { -v } else { v });
             }
         }
-        // The general decoder's own number reader: the same result by
-        // construction, and no second float parser in the `.wasm`.
+        // The slow path: the standard library's parser (Eisel–Lemire with an
+        // exact big-decimal fallback), correctly rounded like the general
+        // decoder's. The JSON grammar checked above is a subset of what it
+        // accepts, so it reads exactly this number.
         let text = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
-        serde_json::from_str::<f64>(text).ok().filter(|x| x.is_finite())
+        text.parse::<f64>().ok().filter(|x| x.is_finite())
     }
 
     #[inline]
     fn digit(&mut self) -> Option<()> {
         self.next().filter(u8::is_ascii_digit).map(|_| ())
+    }
+}
+
+// proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::Scanner;
+    use proptest::prelude::*;
+
+    /// The scanner's number, if it took the whole text.
+    fn scan(text: &str) -> Option<f64> {
+        let mut s = Scanner { b: text.as_bytes(), i: 0 };
+        s.number().filter(|_| s.i == text.len())
+    }
+
+    /// What the scanner must give: the correctly rounded value, finite.
+    fn want(text: &str) -> Option<f64> {
+        text.parse::<f64>().ok().filter(|x| x.is_finite())
+    }
+
+    fn same(text: &str) -> Result<(), TestCaseError> {
+        let (got, want) = (scan(text), want(text));
+        prop_assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "{}", text);
+        Ok(())
+    }
+
+    #[test]
+    fn edge_cases_are_correctly_rounded() {
+        for t in [
+            "0",
+            "-0",
+            "0.0",
+            "1",
+            "-1",
+            "0.1",
+            "0.3",
+            "1e22",
+            "1e23",
+            "-1e-22",
+            "1e-23",
+            "9007199254740991",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740995",
+            "-9007199254740993",
+            "18014398509481985",
+            "12345678901234567",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.12345678901234567",
+            "99.999999999999999",
+            "3.1415926535897932",
+            "17.000000000000002",
+            "1.7976931348623157e308",
+            "1.7976931348623159e308",
+            "2.2250738585072011e-308",
+            "2.2250738585072014e-308",
+            "4.9406564584124654e-324",
+            "2.4703282292062327e-324",
+            "2.4703282292062328e-324",
+            "1e-400",
+            "1e400",
+            "0e999999999",
+            "1E+2",
+            "1e-0",
+            "7.2057594037927933e16",
+            "1.00000000000000011102230246251565404236316680908203125",
+            "0.000000000000000000000000000000001",
+            "123.456e-7",
+            "8.589973e9",
+        ] {
+            same(t).unwrap();
+        }
+    }
+
+    fn payload(items: impl Iterator<Item = String>) -> Vec<u8> {
+        let body: Vec<String> = items.collect();
+        format!(r#"{{"type":"readings","readings":[{}]}}"#, body.join(",")).into_bytes()
+    }
+
+    /// The columns are sized by the items the payload holds (at 7/8 of the
+    /// first one's length), not by the smallest item possible: 10,000 readings
+    /// of ~70 bytes reserve at most 12.5% more than 10,000 (the bound by the
+    /// 28-byte item reserved 25,000).
+    #[test]
+    fn columns_follow_the_items_not_the_smallest_item() {
+        let cfg = crate::core::config::Config::default();
+        let n = 10_000;
+        let text = payload((0..n).map(|i| {
+            format!(
+                r#"{{"meter":"meter-{:06}","ts":1700000000000,"value":{}}}"#,
+                i % 5_000,
+                100.0 + (i as f64 + 1.0).sin()
+            )
+        }));
+        let b = super::readings(&text, &cfg).unwrap();
+        assert_eq!(b.keys.len(), n);
+        for cap in [b.keys.capacity(), b.ts.capacity(), b.values.capacity()] {
+            assert!((n..=n + n / 8).contains(&cap), "capacity {cap} for {n} readings");
+        }
+    }
+
+    /// A first item longer than the rest: the columns grow (fallibly) and
+    /// every reading is kept.
+    #[test]
+    fn a_long_first_item_still_reads_every_item() {
+        let cfg = crate::core::config::Config::default();
+        let long = "m".repeat(100);
+        let text = payload((0..3_000).map(|i| {
+            let id = if i == 0 { long.clone() } else { format!("{}", i % 7) };
+            format!(r#"{{"meter":"{id}","ts":{i},"value":{i}}}"#)
+        }));
+        let b = super::readings(&text, &cfg).unwrap();
+        assert_eq!(b.keys.len(), 3_000);
+        assert_eq!(b.values.get(2_999), Some(&2_999.0));
+        assert_eq!(b.bindings.len(), 8);
+    }
+
+    fn digits(min: usize, max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(0u8..10, min..=max)
+            .prop_map(|d| d.into_iter().map(|c| char::from(b'0' + c)).collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// Random JSON numbers of 1 to 24 significant digits, with and without
+        /// fraction and exponent (up to ±340), read to the same bits as
+        /// `str::parse::<f64>`.
+        #[test]
+        fn random_decimals_match_std_parse(neg in any::<bool>(), lead in 1u8..10,
+                                            int in digits(0, 20), frac in prop::option::of(digits(1, 20)),
+                                            exp in prop::option::of((any::<bool>(), 0i32..340))) {
+            let mut t = String::new();
+            if neg { t.push('-'); }
+            t.push(char::from(b'0' + lead));
+            t.push_str(&int);
+            if let Some(f) = &frac { t.push('.'); t.push_str(f); }
+            if let Some((eneg, e)) = exp { t.push_str(&format!("e{}{e}", if eneg { "-" } else { "+" })); }
+            same(&t)?;
+        }
+
+        /// Doubles printed shortest (17 digits or fewer) and at fixed precisions
+        /// read back to the same bits, subnormals included.
+        #[test]
+        fn printed_doubles_round_trip(bits in any::<u64>(), prec in 0usize..20) {
+            let x = f64::from_bits(bits);
+            prop_assume!(x.is_finite());
+            same(&format!("{x:e}"))?;
+            same(&format!("{x:.prec$e}"))?;
+            prop_assert_eq!(scan(&format!("{x:e}")).map(f64::to_bits), Some(x.to_bits()));
+        }
+
+        /// Values as a meter sends them: a level with 1 to 17 significant digits
+        /// in plain decimal notation.
+        #[test]
+        fn meter_values_match(x in -1e9..1e9f64, prec in 0usize..17) {
+            same(&format!("{x:.prec$}"))?;
+            same(&format!("{x}"))?;
+        }
     }
 }

@@ -58,6 +58,7 @@ const CFG = {
   maxFutureMs: 300_000,
 };
 const WINDOW = CFG.window;
+const INV_WINDOW = 1 / WINDOW;
 /** learn.rs SCALE_MEMORY, VARIANCE_Z, VARIANCE_RATIO_MIN, VARIANCE_READINGS. */
 const SCALE_MEMORY = 4.0;
 const VARIANCE_Z = 5.0;
@@ -268,7 +269,29 @@ function add(m, x, ts) {
   ring[at] = x;
   head[m] = head[m] + 1 === WINDOW ? 0 : head[m] + 1;
 
-  // Moments: remove the evicted sample, then add.
+  // Moments: a full window replaces the evicted sample in one fixed-n update
+  // (moments.rs `Moments::replace`, windows.rs `push`); otherwise remove, then add.
+  if (evicted === evicted && mo[o] === WINDOW) {
+    const d = x - evicted;
+    const dl = d * INV_WINDOW;
+    const cm = mo[o + 2];
+    const aa = evicted - mo[o + 1] - cm - dl;
+    const bb = x - mo[o + 1] - cm - dl;
+    const a2 = aa * aa;
+    const b2 = bb * bb;
+    const dl2 = dl * dl;
+    const m2 = mo[o + 3];
+    const m3 = mo[o + 4];
+    mo[o + 5] += 6 * dl2 * m2 - 4 * dl * m3 + d * ((aa + bb) * (a2 + b2) + dl2 * dl);
+    mo[o + 4] += d * (a2 + aa * bb + b2 - dl2) - 3 * dl * m2;
+    mo[o + 3] += d * (aa + bb + dl);
+    mo[o + 2] = cm + dl;
+    if (mo[o + 3] > mo[o + 6]) mo[o + 6] = mo[o + 3];
+    if (mo[o + 5] > mo[o + 7]) mo[o + 7] = mo[o + 5];
+    mo[o + 8]++;
+    rebuildIfDrifted(m, o);
+    return;
+  }
   if (evicted === evicted) {
     const n = mo[o];
     if (n <= 1) {
@@ -312,6 +335,11 @@ function add(m, x, ts) {
   mo[o] = n;
   if (mo[o + 3] > mo[o + 6]) mo[o + 6] = mo[o + 3];
   if (mo[o + 5] > mo[o + 7]) mo[o + 7] = mo[o + 5];
+  rebuildIfDrifted(m, o);
+}
+
+/** moments.rs `needs_recompute`, then `recompute`. */
+function rebuildIfDrifted(m, o) {
   const r = mo[o + 8];
   if (
     r >= CFG.recomputeEvery ||
@@ -321,7 +349,6 @@ function add(m, x, ts) {
   ) {
     recompute(m);
   }
-
 }
 
 // ---- detect/learn.rs ------------------------------------------------------
