@@ -78,7 +78,7 @@ fuzz:
 # The worker suite (tests/worker.rs) runs in a dedicated worker in Debian's
 # headless Chromium, through chromedriver.
 test-worker:
-	wasm-pack test --headless --chrome -- --test worker
+	wasm-pack test --headless --chrome -- --test worker --test outbound_js
 
 # The release package the page loads: www/pkg/meterflow.js, meterflow_bg.wasm, meterflow.d.ts.
 # wasm-opt comes from npm's binaryen (132): Debian's (108) cannot parse the
