@@ -10,10 +10,10 @@
 
 use crate::core::event::Outbound;
 use crate::wire::out::{emit, Emit};
-use js_sys::{Array, Float64Array, Object, Reflect};
+use js_sys::{Array, Float64Array, Object};
 use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 /// One message ready to post, and the buffer to transfer with it, if any.
 pub(crate) struct Posted {
@@ -39,10 +39,40 @@ thread_local! {
     static KEYS: RefCell<FxHashMap<(usize, usize), JsValue>> = RefCell::default();
 }
 
-fn key(k: &'static str) -> JsValue {
+/// Calls `f` with `k` as a JS string, borrowed from the cache (a clone would
+/// cost two calls into JS).
+fn with_key<R>(k: &'static str, f: impl FnOnce(&JsValue) -> R) -> R {
     KEYS.with(|keys| {
-        keys.borrow_mut().entry((k.as_ptr() as usize, k.len())).or_insert_with(|| k.into()).clone()
+        let mut keys = keys.borrow_mut();
+        f(keys.entry((k.as_ptr() as usize, k.len())).or_insert_with(|| k.into()))
     })
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A plain object or array being built: `o[k] = v` and `a.push(v)`, one
+    /// call into JS each, numbers and strings passed as such (no `JsValue` to
+    /// make and drop, no `Reflect.set` and its try/catch).
+    type Slot;
+    #[wasm_bindgen(method, indexing_setter)]
+    fn set_num(this: &Slot, k: &JsValue, v: f64);
+    #[wasm_bindgen(method, indexing_setter)]
+    fn set_str(this: &Slot, k: &JsValue, v: &str);
+    #[wasm_bindgen(method, indexing_setter)]
+    fn set_val(this: &Slot, k: &JsValue, v: &JsValue);
+    #[wasm_bindgen(method, js_name = push)]
+    fn push_num(this: &Slot, v: f64) -> u32;
+    #[wasm_bindgen(method, js_name = push)]
+    fn push_str(this: &Slot, v: &str) -> u32;
+    #[wasm_bindgen(method, js_name = push)]
+    fn push_val(this: &Slot, v: &JsValue) -> u32;
+}
+
+/// A value to put.
+enum Val<'a> {
+    Num(f64),
+    Str(&'a str),
+    Js(&'a JsValue),
 }
 
 /// Builds one message as JS objects.
@@ -55,47 +85,65 @@ struct Js {
 }
 
 impl Js {
-    fn put(&mut self, k: &'static str, v: &JsValue) {
+    fn put(&mut self, k: &'static str, v: Val<'_>) {
         match self.open.last() {
             Some((list, true)) => {
-                list.unchecked_ref::<Array>().push(v);
+                let list: &Slot = list.unchecked_ref();
+                match v {
+                    Val::Num(x) => list.push_num(x),
+                    Val::Str(x) => list.push_str(x),
+                    Val::Js(x) => list.push_val(x),
+                };
             }
-            // Setting a data property on a plain object cannot throw.
             Some((obj, false)) => {
-                let _ = Reflect::set(obj, &key(k), v);
+                let obj: &Slot = obj.unchecked_ref();
+                with_key(k, |k| match v {
+                    Val::Num(x) => obj.set_num(k, x),
+                    Val::Str(x) => obj.set_str(k, x),
+                    Val::Js(x) => obj.set_val(k, x),
+                });
             }
-            None => self.message = v.clone(),
+            None => {
+                if let Val::Js(x) = v {
+                    self.message = x.clone();
+                }
+            }
         }
     }
 }
 
-use wasm_bindgen::JsCast;
-
 impl Emit for Js {
     fn num(&mut self, k: &'static str, v: f64) {
-        self.put(k, &JsValue::from_f64(v));
+        self.put(k, Val::Num(v));
     }
     fn int(&mut self, k: &'static str, v: i64) {
-        self.put(k, &JsValue::from_f64(v as f64));
+        self.put(k, Val::Num(v as f64));
     }
     fn str(&mut self, k: &'static str, v: &str) {
-        self.put(k, &JsValue::from_str(v));
+        self.put(k, Val::Str(v));
     }
     fn bool(&mut self, k: &'static str, v: bool) {
-        self.put(k, &JsValue::from_bool(v));
+        let v = if v { JsValue::TRUE } else { JsValue::FALSE };
+        self.put(k, Val::Js(&v));
     }
     fn null(&mut self, k: &'static str) {
-        self.put(k, &JsValue::NULL);
+        self.put(k, Val::Js(&JsValue::NULL));
     }
     fn open(&mut self, k: &'static str, list: bool) {
         let v: JsValue = if list { Array::new().into() } else { Object::new().into() };
-        self.put(k, &v);
+        self.put(k, Val::Js(&v));
         self.open.push((v, list));
     }
     fn close(&mut self) {
         self.open.pop();
     }
     fn columns(&mut self, cols: &[(&'static str, &[f64])]) {
+        if let [(k, col)] = cols {
+            // One column: one copy out of wasm memory, its buffer transferred.
+            let values = Float64Array::from(*col);
+            self.transfer = Some(values.buffer().into());
+            return self.put(k, Val::Js(&values));
+        }
         let n: usize = cols.iter().map(|(_, c)| c.len()).sum();
         let all = Float64Array::new_with_length(n as u32);
         let buffer = all.buffer();
@@ -107,7 +155,7 @@ impl Emit for Js {
                 col.len() as u32,
             );
             view.copy_from(col);
-            self.put(k, &view);
+            self.put(k, Val::Js(&view));
             at += col.len();
         }
         self.transfer = Some(buffer.into());
@@ -115,7 +163,7 @@ impl Emit for Js {
     fn json(&mut self, k: &'static str, text: &str) {
         // Checked to be a JSON object at the edge; `null` should it ever not parse.
         let v = js_sys::JSON::parse(text).unwrap_or(JsValue::NULL);
-        self.put(k, &v);
+        self.put(k, Val::Js(&v));
     }
 }
 
@@ -132,9 +180,9 @@ pub(crate) fn internal_error(message: &str) -> JsValue {
 /// A plain object from `(key, value)` pairs.
 pub(crate) fn object(fields: &[(&'static str, JsValue)]) -> JsValue {
     let obj = Object::new();
+    let slot: &Slot = obj.unchecked_ref();
     for (k, v) in fields {
-        // Setting a data property on a fresh plain object cannot throw.
-        let _ = Reflect::set(&obj, &key(k), v);
+        with_key(k, |k| slot.set_val(k, v));
     }
     obj.into()
 }
