@@ -36,7 +36,7 @@ use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, WarningCode};
 use crate::core::event::{HostStats, Inbound, Outbound, StreamRequest, WarningEvent};
 use crate::core::Engine;
-use crate::wire::{self, WireOut};
+use crate::wire;
 
 /// Default for [`ReplayOptions::max_fires_per_line`].
 pub const MAX_FIRES_PER_GAP: u64 = 1_000_000;
@@ -229,14 +229,13 @@ fn interval_ms(ms: f64) -> f64 {
     ms.round().clamp(1.0, f64::from(i32::MAX))
 }
 
-/// One output line: `t`, `line` when an input line caused it, then the message.
+/// The head of one output line: `t`, `line` when an input line caused it;
+/// the message's fields follow (`wire::encode(..).to_json()`).
 #[derive(Serialize)]
-struct OutLine<'a> {
+struct OutLine {
     t: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     line: Option<u64>,
-    #[serde(flatten)]
-    msg: WireOut<'a>,
 }
 
 struct Replayer<W: Write> {
@@ -441,10 +440,14 @@ impl<W: Write> Replayer<W> {
                     continue;
                 }
             }
-            let l = OutLine { t, line, msg: wire::encode(o) };
             self.line_buf.clear();
-            serde_json::to_writer(&mut self.line_buf, &l)
+            serde_json::to_writer(&mut self.line_buf, &OutLine { t, line })
                 .map_err(|e| ReplayError::Write(io::Error::other(e)))?;
+            // `{"t":..}` + `{"type":..}` → `{"t":..,"type":..}`.
+            self.line_buf.pop();
+            self.line_buf.push(b',');
+            self.line_buf
+                .extend_from_slice(wire::encode(o).to_json().get(1..).unwrap_or("}").as_bytes());
             self.line_buf.push(b'\n');
             self.out.write_all(&self.line_buf).map_err(ReplayError::Write)?;
             self.summary.outputs += 1;

@@ -22,6 +22,9 @@ mod transport;
 mod types;
 
 pub use engine::MeterflowEngine;
+/// One outbound message as the worker posts it (tests/outbound_js.rs).
+#[doc(hidden)]
+pub use outbound::posted as outbound_js;
 pub use session::{start_on_port, start_worker, WorkerSession};
 pub use types::{ConfigJs, MessagePortLike, PageMessageJs, WorkerMessages};
 

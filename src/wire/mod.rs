@@ -42,8 +42,6 @@ use crate::core::event::{Inbound, Outbound};
 
 pub use control::{decode_config, decode_message};
 pub use out::WireOut;
-#[cfg(target_arch = "wasm32")]
-pub(crate) use out::{series_columns, SeriesOut};
 pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
 
 /// The protocol version this crate speaks.
@@ -144,7 +142,7 @@ pub fn decode_binary_at(
 }
 
 /// The wire shape of an outbound message (PROTOCOL.md section 4): serialise it
-/// with `serde_json` or `serde-wasm-bindgen`.
+/// with `serde_json` (natively; the wasm build emits JS objects, `src/wasm/outbound.rs`).
 pub fn encode(out: &Outbound) -> WireOut<'_> {
     out::encode(out)
 }

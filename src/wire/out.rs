@@ -1,20 +1,20 @@
 //! Outbound wire shapes (PROTOCOL.md section 4): every message an object with
 //! a `type` tag, `v: 1` and camelCase fields.
 //!
-//! The shapes borrow from the core's `Outbound`, so encoding copies nothing
-//! until a serializer runs. They serialise alike with `serde_json` and
-//! `serde-wasm-bindgen`: no `u64`/`i64` ever crosses as a number beyond
-//! 2^53 − 1 (totals and counters past it become decimal strings; HLCs cross as
-//! `{wallMs, counter}`, both exact).
-
-use serde::{Serialize, Serializer};
+//! One definition, [`emit`], walks a core `Outbound` into an [`Emit`]ter, field
+//! by field in wire order. Two emitters exist: natively [`JsonText`] writes the
+//! compact JSON text serde_json would (so [`WireOut`] serialises with serde
+//! for the CLI, the feed server and the tests); in the wasm build
+//! `src/wasm/outbound.rs` builds the JS objects directly, without serde. No
+//! `u64`/`i64` ever crosses as a number beyond 2^53 − 1 (totals and counters
+//! past it become decimal strings; HLCs cross as `{wallMs, counter}`, both exact).
 
 use crate::core::error::CoreError;
 use crate::core::event::{
-    AnomalyEvent, AnomalyKind, BucketTotal, ClearedEvent, FetchRequest, LedgerCounters,
-    MeterSnapshot, Outbound, ResourceTotals, StatsEvent, TotalsEvent, WarningEvent,
+    AnomalyEvent, BucketTotal, ClearedEvent, FetchRequest, LedgerCounters, MeterSnapshot, Outbound,
+    ResourceTotals, StatsEvent, TotalsEvent,
 };
-use crate::core::event::{ConnectionStatus, DetailEvent, MetersEvent, NoticesEvent, StreamRequest};
+use crate::core::event::{ConnectionStatus, MetersEvent, NoticesEvent, StreamRequest};
 use crate::core::event::{GroupTotals, GroupsEvent, GroupsStats, SeriesEvent, SeriesStats};
 use crate::core::hlc::Hlc;
 use crate::core::series::{SeriesBody, SeriesTarget};
@@ -22,867 +22,468 @@ use crate::core::series::{SeriesBody, SeriesTarget};
 /// Largest integer a JS number carries exactly, 2^53 − 1.
 pub const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
-/// An outbound message in its wire shape. Serialise it; do not inspect it.
-#[derive(Serialize, Debug)]
-#[serde(tag = "type", rename_all = "camelCase")]
-pub enum WireOut<'a> {
-    Anomaly(AnomalyOut<'a>),
-    Cleared(ClearedOut<'a>),
-    Stats(StatsOut<'a>),
-    Error(ErrorOut<'a>),
-    Warning(WarningOut<'a>),
-    Window(WindowOut<'a>),
-    Meter(MeterOut<'a>),
-    Totals(TotalsOut<'a>),
-    Fetch(FetchOut<'a>),
-    Connect(ConnectOut<'a>),
-    Send(SendOut<'a>),
-    Close(CloseOut<'a>),
-    /// A session fetch: `type: "fetch"` with `requestId` and `path` (the
-    /// ledger's own catch-up `fetch` has neither).
-    #[serde(rename = "fetch")]
-    StreamFetch(StreamFetchOut<'a>),
-    Connection(ConnectionOut<'a>),
-    Meters(MetersOut<'a>),
-    Notices(NoticesOut<'a>),
-    Detail(DetailOut<'a>),
-    Ack(AckOut),
-    Groups(GroupsOut<'a>),
-    Series(SeriesOut<'a>),
+/// Where a message's fields go, in wire order. Inside a list the keys are
+/// ignored (`""`). Numbers are `num` (an `f64`: `1.0` in JSON text) or `int`
+/// (an integer: `1`), a distinction JS does not see.
+pub(crate) trait Emit {
+    fn num(&mut self, k: &'static str, v: f64);
+    fn int(&mut self, k: &'static str, v: i64);
+    fn str(&mut self, k: &'static str, v: &str);
+    fn bool(&mut self, k: &'static str, v: bool);
+    fn null(&mut self, k: &'static str);
+    /// Opens an object (`list` false) or an array, the value of `k`.
+    fn open(&mut self, k: &'static str, list: bool);
+    /// Closes the innermost open object or array.
+    fn close(&mut self);
+    /// Number columns (`values` of `window`, the six of `series`): plain
+    /// arrays in JSON (NaN as `null`), `Float64Array` views of one
+    /// transferred buffer in the wasm build.
+    fn columns(&mut self, cols: &[(&'static str, &[f64])]);
+    /// A JSON object text received from the server (`detail`), as a value;
+    /// `null` should it not parse.
+    fn json(&mut self, k: &'static str, text: &str);
 }
 
-/// `v`, first in every body. Bodies are plain structs (never maps, never
-/// flattened) so serde-wasm-bindgen makes plain JS objects of them.
-const V: u8 = super::PROTOCOL_VERSION;
-
-/// The wire shape of `out`.
-pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
-    encode_answer(out, None)
-}
-
-/// The wire shape of `out`, carrying the `id` of the query it answers.
-fn encode_answer(out: &Outbound, id: Option<f64>) -> WireOut<'_> {
-    match out {
-        Outbound::Answer { id, answer } => encode_answer(answer, Some(*id)),
-        Outbound::Anomaly(a) => WireOut::Anomaly(AnomalyOut(a)),
-        Outbound::Cleared(c) => WireOut::Cleared(ClearedOut(c)),
-        Outbound::Stats(s) => WireOut::Stats(StatsOut(s, id)),
-        Outbound::Error(e) => WireOut::Error(ErrorOut(e, id)),
-        Outbound::Warning(w) => WireOut::Warning(WarningOut(w)),
-        Outbound::Window { meter, values } => {
-            WireOut::Window(WindowOut { v: V, id, meter, values })
-        }
-        Outbound::Meter(m) => WireOut::Meter(MeterOut(m, id)),
-        Outbound::Totals(t) => WireOut::Totals(TotalsOut(t, id)),
-        Outbound::Fetch(f) => WireOut::Fetch(FetchOut(f)),
-        Outbound::Stream(StreamRequest::Connect { url }) => {
-            WireOut::Connect(ConnectOut { v: V, url: url.as_deref() })
-        }
-        Outbound::Stream(StreamRequest::Send { text }) => {
-            WireOut::Send(SendOut { v: V, data: text })
-        }
-        Outbound::Stream(StreamRequest::Close { code, reason }) => {
-            WireOut::Close(CloseOut { v: V, code: *code, reason })
-        }
-        Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
-            WireOut::StreamFetch(StreamFetchOut {
-                v: V,
-                request_id: Count(i128::from(*request_id)),
-                path,
-            })
-        }
-        Outbound::Connection(c) => WireOut::Connection(ConnectionOut(c)),
-        Outbound::Meters(m) => WireOut::Meters(MetersOut(m)),
-        Outbound::Notices(n) => WireOut::Notices(NoticesOut(n)),
-        Outbound::Detail(d) => WireOut::Detail(DetailOut(d)),
-        Outbound::Ack(a) => WireOut::Ack(AckOut {
-            v: V,
-            id: a.id,
-            accepted: a.accepted,
-            refused: a.refused,
-            ms: a.ms,
-        }),
-        Outbound::Groups(g) => WireOut::Groups(GroupsOut(g)),
-        Outbound::Series(e) => WireOut::Series(SeriesOut { event: e, id, arrays: true }),
-    }
-}
+/// `v`, first in every body.
+const V: i64 = super::PROTOCOL_VERSION as i64;
 
 /// An integer count: a number up to 2^53 − 1 in magnitude, a decimal string past it.
-#[derive(Debug)]
-pub struct Count(i128);
-
-impl Serialize for Count {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match i64::try_from(self.0) {
-            Ok(x) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&x) => s.serialize_i64(x),
-            _ => s.collect_str(&self.0),
-        }
+fn count<E: Emit>(e: &mut E, k: &'static str, x: u64) {
+    match i64::try_from(x) {
+        Ok(x) if x <= MAX_SAFE_INTEGER => e.int(k, x),
+        _ => e.str(k, &x.to_string()),
     }
 }
 
-/// An HLC as `{wallMs, counter}`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct HlcOut {
-    wall_ms: u64,
-    counter: u32,
-}
-
-fn hlc(h: Hlc) -> HlcOut {
-    HlcOut { wall_ms: h.wall_ms, counter: h.counter }
-}
-
-/// The `anomaly` body.
-#[derive(Debug)]
-pub struct AnomalyOut<'a>(&'a AnomalyEvent);
-
-impl Serialize for AnomalyOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            meter: &'b str,
-            kind: &'static str,
-            severity: &'static str,
-            z: f64,
-            value: f64,
-            mean: f64,
-            std: f64,
-            ts: f64,
-            evaluations: u32,
-            score: f64,
-        }
-        let a = self.0;
-        Body {
-            v: V,
-            meter: &a.meter,
-            kind: a.kind.as_str(),
-            severity: a.severity.as_str(),
-            z: a.z,
-            value: a.value,
-            mean: a.mean,
-            std: a.std,
-            ts: a.ts,
-            evaluations: a.evaluations,
-            score: a.score,
-        }
-        .serialize(s)
+fn opt_num<E: Emit>(e: &mut E, k: &'static str, x: Option<f64>) {
+    match x {
+        Some(x) => e.num(k, x),
+        None => e.null(k),
     }
 }
 
-/// The `cleared` body.
-#[derive(Debug)]
-pub struct ClearedOut<'a>(&'a ClearedEvent);
+/// An HLC as `{wallMs, counter}` (`null` if none).
+fn hlc<E: Emit>(e: &mut E, k: &'static str, h: Option<Hlc>) {
+    let Some(h) = h else { return e.null(k) };
+    e.open(k, false);
+    count(e, "wallMs", h.wall_ms);
+    e.int("counter", i64::from(h.counter));
+    e.close();
+}
 
-impl Serialize for ClearedOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            meter: &'b str,
-            kind: &'static str,
-            at: f64,
-        }
-        Body { v: V, meter: &self.0.meter, kind: self.0.kind.as_str(), at: self.0.at }.serialize(s)
+/// `{type, v}` and `id` when the message answers a query.
+fn head<E: Emit>(e: &mut E, ty: &'static str, id: Option<f64>) {
+    e.str("type", ty);
+    e.int("v", V);
+    if let Some(id) = id {
+        e.num("id", id);
     }
 }
 
-/// The `stats` body.
-#[derive(Debug)]
-pub struct StatsOut<'a>(&'a StatsEvent, Option<f64>);
+/// Writes `out` into `e` as one message. The one definition of the wire shapes.
+pub(crate) fn emit<E: Emit>(out: &Outbound, e: &mut E) {
+    emit_answer(out, None, e)
+}
 
-impl Serialize for StatsOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            meters: u32,
-            window: u32,
-            linear_memory_bytes: f64,
-            engine_bytes: f64,
-            readings_ingested: f64,
-            readings_rejected: f64,
-            evaluations: f64,
-            last_tick_eval_ms: f64,
-            active_alerts: u32,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            stream: Option<StreamStatsOut>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            groups: Option<GroupsStatsOut>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            series: Option<SeriesStatsOut>,
+/// `out`, carrying the `id` of the query it answers.
+fn emit_answer<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
+    if let Outbound::Answer { id, answer } = out {
+        return emit_answer(answer, Some(*id), e);
+    }
+    e.open("", false);
+    match out {
+        Outbound::Answer { .. } => {}
+        Outbound::Anomaly(a) => anomaly(e, a),
+        Outbound::Cleared(c) => cleared(e, c),
+        Outbound::Stats(s) => stats(e, s, id),
+        Outbound::Error(x) => error(e, x, id),
+        Outbound::Warning(w) => {
+            head(e, "warning", None);
+            e.str("code", w.code.as_str());
+            e.str("message", &w.message);
         }
-        let t = self.0;
-        Body {
-            v: V,
-            id: self.1,
-            meters: t.meters,
-            window: t.window,
-            linear_memory_bytes: t.linear_memory_bytes,
-            engine_bytes: t.engine_bytes,
-            readings_ingested: t.readings_ingested,
-            readings_rejected: t.readings_rejected,
-            evaluations: t.evaluations,
-            last_tick_eval_ms: t.last_tick_eval_ms,
-            active_alerts: t.active_alerts,
-            stream: t.stream.map(|s| StreamStatsOut {
-                state: s.state.map_or("disconnected", |x| x.as_str()),
-                gaps: Count(i128::from(s.gaps)),
-                resumes_ok: Count(i128::from(s.resumes_ok)),
-                resumes_failed: Count(i128::from(s.resumes_failed)),
-                credit_exhausted: Count(i128::from(s.credit_exhausted)),
-                credit_overruns: Count(i128::from(s.credit_overruns)),
-                coalesced_updates: Count(i128::from(s.coalesced_updates)),
-                snapshot_fetches: Count(i128::from(s.snapshot_fetches)),
-                evictions: Count(i128::from(s.evictions)),
-                refused_entities: Count(i128::from(s.refused_entities)),
-                detail_cache_hits: Count(i128::from(s.detail_cache_hits)),
-                reconnects: Count(i128::from(s.reconnects)),
-                queue_depth: Count(i128::from(s.queue_depth)),
-                meter_entities: Count(i128::from(s.meter_entities)),
-                notices: Count(i128::from(s.notices)),
-                details_cached: Count(i128::from(s.details_cached)),
-            }),
-            groups: t.groups.as_ref().map(groups_stats_out),
-            series: t.series.as_ref().map(series_stats_out),
+        Outbound::Window { meter, values } => {
+            head(e, "window", id);
+            e.str("meter", meter);
+            e.columns(&[("values", values)]);
         }
-        .serialize(s)
+        Outbound::Meter(m) => meter(e, m, id),
+        Outbound::Totals(t) => totals(e, t, id),
+        Outbound::Fetch(f) => fetch(e, f),
+        Outbound::Stream(StreamRequest::Connect { url }) => {
+            head(e, "connect", None);
+            match url {
+                Some(u) => e.str("url", u),
+                None => e.null("url"),
+            }
+        }
+        Outbound::Stream(StreamRequest::Send { text }) => {
+            head(e, "send", None);
+            e.str("data", text);
+        }
+        Outbound::Stream(StreamRequest::Close { code, reason }) => {
+            head(e, "close", None);
+            e.int("code", i64::from(*code));
+            e.str("reason", reason);
+        }
+        Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
+            // A session fetch: `requestId` and `path` (the ledger's own
+            // catch-up `fetch` has neither).
+            head(e, "fetch", None);
+            count(e, "requestId", *request_id);
+            e.str("path", path);
+        }
+        Outbound::Connection(c) => connection(e, c),
+        Outbound::Meters(m) => meters(e, m),
+        Outbound::Notices(n) => notices(e, n),
+        Outbound::Detail(d) => {
+            head(e, "detail", None);
+            e.str("meter", &d.meter);
+            e.json("detail", &d.body);
+            e.bool("cached", d.cached);
+        }
+        Outbound::Ack(a) => {
+            head(e, "ack", None);
+            e.num("id", a.id);
+            e.num("accepted", a.accepted);
+            e.num("refused", a.refused);
+            e.num("ms", a.ms);
+        }
+        Outbound::Groups(g) => groups(e, g),
+        Outbound::Series(s) => series(e, s, id),
+    }
+    e.close();
+}
+
+fn anomaly<E: Emit>(e: &mut E, a: &AnomalyEvent) {
+    head(e, "anomaly", None);
+    e.str("meter", &a.meter);
+    e.str("kind", a.kind.as_str());
+    e.str("severity", a.severity.as_str());
+    e.num("z", a.z);
+    e.num("value", a.value);
+    e.num("mean", a.mean);
+    e.num("std", a.std);
+    e.num("ts", a.ts);
+    e.int("evaluations", i64::from(a.evaluations));
+    e.num("score", a.score);
+}
+
+fn cleared<E: Emit>(e: &mut E, c: &ClearedEvent) {
+    head(e, "cleared", None);
+    e.str("meter", &c.meter);
+    e.str("kind", c.kind.as_str());
+    e.num("at", c.at);
+}
+
+fn stats<E: Emit>(e: &mut E, t: &StatsEvent, id: Option<f64>) {
+    head(e, "stats", id);
+    e.int("meters", i64::from(t.meters));
+    e.int("window", i64::from(t.window));
+    e.num("linearMemoryBytes", t.linear_memory_bytes);
+    e.num("engineBytes", t.engine_bytes);
+    e.num("readingsIngested", t.readings_ingested);
+    e.num("readingsRejected", t.readings_rejected);
+    e.num("evaluations", t.evaluations);
+    e.num("lastTickEvalMs", t.last_tick_eval_ms);
+    e.int("activeAlerts", i64::from(t.active_alerts));
+    if let Some(s) = &t.stream {
+        e.open("stream", false);
+        e.str("state", s.state.map_or("disconnected", |x| x.as_str()));
+        for (k, x) in [
+            ("gaps", s.gaps),
+            ("resumesOk", s.resumes_ok),
+            ("resumesFailed", s.resumes_failed),
+            ("creditExhausted", s.credit_exhausted),
+            ("creditOverruns", s.credit_overruns),
+            ("coalescedUpdates", s.coalesced_updates),
+            ("snapshotFetches", s.snapshot_fetches),
+            ("evictions", s.evictions),
+            ("refusedEntities", s.refused_entities),
+            ("detailCacheHits", s.detail_cache_hits),
+            ("reconnects", s.reconnects),
+            ("queueDepth", s.queue_depth),
+            ("meterEntities", s.meter_entities),
+            ("notices", s.notices),
+            ("detailsCached", s.details_cached),
+        ] {
+            count(e, k, x);
+        }
+        e.close();
+    }
+    if let Some(g) = &t.groups {
+        groups_stats(e, g);
+    }
+    if let Some(x) = &t.series {
+        series_stats(e, x);
     }
 }
 
 /// The `error` body: `code`, `message`, `position` when the error is about an item.
-#[derive(Debug)]
-pub struct ErrorOut<'a>(&'a CoreError, Option<f64>);
-
-impl Serialize for ErrorOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            code: &'static str,
-            message: &'b str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            position: Option<u32>,
-        }
-        let e = self.0;
-        Body { v: V, id: self.1, code: e.code.as_str(), message: &e.message, position: e.position }
-            .serialize(s)
+fn error<E: Emit>(e: &mut E, x: &CoreError, id: Option<f64>) {
+    head(e, "error", id);
+    e.str("code", x.code.as_str());
+    e.str("message", &x.message);
+    if let Some(p) = x.position {
+        e.int("position", i64::from(p));
     }
 }
 
-/// The `warning` body.
-#[derive(Debug)]
-pub struct WarningOut<'a>(&'a WarningEvent);
+fn meter<E: Emit>(e: &mut E, m: &MeterSnapshot, id: Option<f64>) {
+    head(e, "meter", id);
+    e.str("meter", &m.meter);
+    e.int("count", i64::from(m.count));
+    e.num("mean", m.mean);
+    e.num("variance", m.variance);
+    e.num("skewness", m.skewness);
+    e.num("excessKurtosis", m.excess_kurtosis);
+    e.num("lastTs", m.last_ts);
+    e.open("alerts", true);
+    for k in &m.alerts {
+        e.str("", k.as_str());
+    }
+    e.close();
+    e.num("score", m.score);
+}
 
-impl Serialize for WarningOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            code: &'static str,
-            message: &'b str,
-        }
-        Body { v: V, code: self.0.code.as_str(), message: &self.0.message }.serialize(s)
+fn bucket<E: Emit>(e: &mut E, b: &BucketTotal) {
+    e.open("", false);
+    e.num("hour", b.hour_ms);
+    count_i128(e, "total", i128::from(b.total));
+    hlc(e, "asOf", b.as_of);
+    e.close();
+}
+
+/// A signed count (bucket and resource totals).
+fn count_i128<E: Emit>(e: &mut E, k: &'static str, x: i128) {
+    match i64::try_from(x) {
+        Ok(x) if (-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&x) => e.int(k, x),
+        _ => e.str(k, &x.to_string()),
     }
 }
 
-/// The `window` body: `values` oldest first (the binding sends a `Float64Array`).
-#[derive(Serialize, Debug)]
-pub struct WindowOut<'a> {
-    v: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<f64>,
-    meter: &'a str,
-    values: &'a [f64],
-}
-
-/// The `meter` body.
-#[derive(Debug)]
-pub struct MeterOut<'a>(&'a MeterSnapshot, Option<f64>);
-
-impl Serialize for MeterOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'b> {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            meter: &'b str,
-            count: u32,
-            mean: f64,
-            variance: f64,
-            skewness: f64,
-            excess_kurtosis: f64,
-            last_ts: f64,
-            alerts: Vec<&'static str>,
-            score: f64,
+fn resources<E: Emit>(e: &mut E, rs: &[ResourceTotals]) {
+    e.open("resources", true);
+    for r in rs {
+        e.open("", false);
+        e.str("resource", &r.resource);
+        e.str("unit", &r.unit);
+        e.int("decimals", i64::from(r.decimals));
+        count_i128(e, "total", i128::from(r.total));
+        count_i128(e, "currentHour", i128::from(r.current_hour));
+        e.open("buckets", true);
+        for b in &r.buckets {
+            bucket(e, b);
         }
-        let m = self.0;
-        Body {
-            v: V,
-            id: self.1,
-            meter: &m.meter,
-            count: m.count,
-            mean: m.mean,
-            variance: m.variance,
-            skewness: m.skewness,
-            excess_kurtosis: m.excess_kurtosis,
-            last_ts: m.last_ts,
-            alerts: m.alerts.iter().map(|k: &AnomalyKind| k.as_str()).collect(),
-            score: m.score,
-        }
-        .serialize(s)
+        e.close();
+        e.close();
     }
+    e.close();
 }
 
-/// The `totals` body.
-#[derive(Debug)]
-pub struct TotalsOut<'a>(&'a TotalsEvent, Option<f64>);
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct BucketOut {
-    hour: f64,
-    total: Count,
-    as_of: Option<HlcOut>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResourceOut<'b> {
-    resource: &'b str,
-    unit: &'b str,
-    decimals: u8,
-    total: Count,
-    current_hour: Count,
-    buckets: Vec<BucketOut>,
-}
-
-fn resource_out(r: &ResourceTotals) -> ResourceOut<'_> {
-    let bucket = |b: &BucketTotal| BucketOut {
-        hour: b.hour_ms,
-        total: Count(i128::from(b.total)),
-        as_of: b.as_of.map(hlc),
-    };
-    ResourceOut {
-        resource: &r.resource,
-        unit: &r.unit,
-        decimals: r.decimals,
-        total: Count(i128::from(r.total)),
-        current_hour: Count(i128::from(r.current_hour)),
-        buckets: r.buckets.iter().map(bucket).collect(),
+fn counters<E: Emit>(e: &mut E, c: &LedgerCounters) {
+    e.open("counters", false);
+    for (k, x) in [
+        ("livePending", c.live_pending),
+        ("liveCounted", c.live_counted),
+        ("duplicates", c.duplicates),
+        ("covered", c.covered),
+        ("unverifiable", c.unverifiable),
+        ("overflow", c.overflow),
+        ("late", c.late),
+        ("restApplied", c.rest_applied),
+        ("staleRest", c.stale_rest),
+        ("refusedRest", c.refused_rest),
+        ("refusedClocks", c.refused_clocks),
+        ("clockRegressions", c.clock_regressions),
+        ("gaps", c.gaps),
+        ("fetches", c.fetches),
+    ] {
+        count(e, k, x);
     }
+    e.close();
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CountersOut {
-    live_pending: Count,
-    live_counted: Count,
-    duplicates: Count,
-    covered: Count,
-    unverifiable: Count,
-    overflow: Count,
-    late: Count,
-    rest_applied: Count,
-    stale_rest: Count,
-    refused_rest: Count,
-    refused_clocks: Count,
-    clock_regressions: Count,
-    gaps: Count,
-    fetches: Count,
-}
-
-fn counters_out(c: &LedgerCounters) -> CountersOut {
-    let n = |x: u64| Count(i128::from(x));
-    CountersOut {
-        live_pending: n(c.live_pending),
-        live_counted: n(c.live_counted),
-        duplicates: n(c.duplicates),
-        covered: n(c.covered),
-        unverifiable: n(c.unverifiable),
-        overflow: n(c.overflow),
-        late: n(c.late),
-        rest_applied: n(c.rest_applied),
-        stale_rest: n(c.stale_rest),
-        refused_rest: n(c.refused_rest),
-        refused_clocks: n(c.refused_clocks),
-        clock_regressions: n(c.clock_regressions),
-        gaps: n(c.gaps),
-        fetches: n(c.fetches),
-    }
-}
-
-impl Serialize for TotalsOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'b> {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            hlc: HlcOut,
-            node: u32,
-            as_of: Option<HlcOut>,
-            incomplete: bool,
-            current_hour: f64,
-            resources: Vec<ResourceOut<'b>>,
-            counters: CountersOut,
-            frames: u32,
-        }
-        let t = self.0;
-        Body {
-            v: V,
-            id: self.1,
-            hlc: hlc(t.hlc),
-            node: t.node,
-            as_of: t.as_of.map(hlc),
-            incomplete: t.incomplete,
-            current_hour: t.current_hour_ms,
-            resources: t.resources.iter().map(resource_out).collect(),
-            counters: counters_out(&t.counters),
-            frames: t.frames,
-        }
-        .serialize(s)
-    }
+fn totals<E: Emit>(e: &mut E, t: &TotalsEvent, id: Option<f64>) {
+    head(e, "totals", id);
+    hlc(e, "hlc", Some(t.hlc));
+    e.int("node", i64::from(t.node));
+    hlc(e, "asOf", t.as_of);
+    e.bool("incomplete", t.incomplete);
+    e.num("currentHour", t.current_hour_ms);
+    resources(e, &t.resources);
+    counters(e, &t.counters);
+    e.int("frames", i64::from(t.frames));
 }
 
 /// The `fetch` body: `reason`, `minAsOf` (HLC or `null`), `fromHour`.
-#[derive(Debug)]
-pub struct FetchOut<'a>(&'a FetchRequest);
-
-impl Serialize for FetchOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body {
-            v: u8,
-            reason: &'static str,
-            min_as_of: Option<HlcOut>,
-            from_hour: f64,
-        }
-        let f = self.0;
-        Body {
-            v: V,
-            reason: f.reason.as_str(),
-            min_as_of: f.min_as_of.map(hlc),
-            from_hour: f.from_hour_ms,
-        }
-        .serialize(s)
-    }
-}
-
-/// The `connect` body: `url` (`null`: the configured stream URL).
-#[derive(Serialize, Debug)]
-pub struct ConnectOut<'a> {
-    v: u8,
-    url: Option<&'a str>,
-}
-
-/// The `send` body: `data`, the text to send on the socket.
-#[derive(Serialize, Debug)]
-pub struct SendOut<'a> {
-    v: u8,
-    data: &'a str,
-}
-
-/// The `close` body: `code`, `reason`.
-#[derive(Serialize, Debug)]
-pub struct CloseOut<'a> {
-    v: u8,
-    code: u16,
-    reason: &'a str,
-}
-
-/// The session's `fetch` body: `requestId`, `path` (relative to the feed base URL).
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-pub struct StreamFetchOut<'a> {
-    v: u8,
-    request_id: Count,
-    path: &'a str,
+fn fetch<E: Emit>(e: &mut E, f: &FetchRequest) {
+    head(e, "fetch", None);
+    e.str("reason", f.reason.as_str());
+    hlc(e, "minAsOf", f.min_as_of);
+    e.num("fromHour", f.from_hour_ms);
 }
 
 /// The `connection` body: `state`, `attempt`, `nextRetryAt`, `lastCloseCode`, `reason`.
-#[derive(Debug)]
-pub struct ConnectionOut<'a>(&'a ConnectionStatus);
-
-impl Serialize for ConnectionOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'b> {
-            v: u8,
-            state: &'static str,
-            attempt: u32,
-            next_retry_at: Option<f64>,
-            last_close_code: Option<u16>,
-            reason: &'b str,
-        }
-        let c = self.0;
-        Body {
-            v: V,
-            state: c.state.as_str(),
-            attempt: c.attempt,
-            next_retry_at: c.next_retry_ms,
-            last_close_code: c.last_close_code,
-            reason: &c.reason,
-        }
-        .serialize(s)
+fn connection<E: Emit>(e: &mut E, c: &ConnectionStatus) {
+    head(e, "connection", None);
+    e.str("state", c.state.as_str());
+    e.int("attempt", i64::from(c.attempt));
+    opt_num(e, "nextRetryAt", c.next_retry_ms);
+    match c.last_close_code {
+        Some(x) => e.int("lastCloseCode", i64::from(x)),
+        None => e.null("lastCloseCode"),
     }
+    e.str("reason", &c.reason);
+}
+
+fn removed<E: Emit>(e: &mut E, ids: &[String]) {
+    e.open("remove", true);
+    for id in ids {
+        e.str("", id);
+    }
+    e.close();
 }
 
 /// The `meters` body: `channel`, `upsert` rows, `remove` ids.
-#[derive(Debug)]
-pub struct MetersOut<'a>(&'a MetersEvent);
-
-impl Serialize for MetersOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Row<'b> {
-            meter: &'b str,
-            resource: &'b str,
-            ts: f64,
-            value: f64,
-            status: &'static str,
-            count: Count,
-            /// Exact decimal text.
-            total: String,
-        }
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            channel: &'b str,
-            upsert: Vec<Row<'b>>,
-            remove: &'b [String],
-            frames: u32,
-        }
-        let m = self.0;
-        let upsert = m
-            .upsert
-            .iter()
-            .map(|r| Row {
-                meter: &r.meter,
-                resource: &r.resource,
-                ts: r.ts,
-                value: r.value,
-                status: r.status.as_str(),
-                count: Count(i128::from(r.count)),
-                total: crate::core::decimal::format_units(r.total.mantissa, r.total.scale),
-            })
-            .collect();
-        Body { v: V, channel: &m.channel, upsert, remove: &m.remove, frames: m.frames }.serialize(s)
+fn meters<E: Emit>(e: &mut E, m: &MetersEvent) {
+    head(e, "meters", None);
+    e.str("channel", &m.channel);
+    e.open("upsert", true);
+    for r in &m.upsert {
+        e.open("", false);
+        e.str("meter", &r.meter);
+        e.str("resource", &r.resource);
+        e.num("ts", r.ts);
+        e.num("value", r.value);
+        e.str("status", r.status.as_str());
+        count(e, "count", r.count);
+        // Exact decimal text.
+        e.str("total", &crate::core::decimal::format_units(r.total.mantissa, r.total.scale));
+        e.close();
     }
+    e.close();
+    removed(e, &m.remove);
+    e.int("frames", i64::from(m.frames));
 }
 
 /// The `notices` body: `upsert` notices, `remove` ids.
-#[derive(Debug)]
-pub struct NoticesOut<'a>(&'a NoticesEvent);
-
-impl Serialize for NoticesOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Row<'b> {
-            id: &'b str,
-            severity: &'static str,
-            title: &'b str,
-            text: &'b str,
-            from_ms: f64,
-            to_ms: f64,
-        }
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            upsert: Vec<Row<'b>>,
-            remove: &'b [String],
-            frames: u32,
-        }
-        let n = self.0;
-        let upsert = n
-            .upsert
-            .iter()
-            .map(|r| Row {
-                id: &r.id,
-                severity: r.severity.as_str(),
-                title: &r.title,
-                text: &r.text,
-                from_ms: r.from_ms,
-                to_ms: r.to_ms,
-            })
-            .collect();
-        Body { v: V, upsert, remove: &n.remove, frames: n.frames }.serialize(s)
+fn notices<E: Emit>(e: &mut E, n: &NoticesEvent) {
+    head(e, "notices", None);
+    e.open("upsert", true);
+    for r in &n.upsert {
+        e.open("", false);
+        e.str("id", &r.id);
+        e.str("severity", r.severity.as_str());
+        e.str("title", &r.title);
+        e.str("text", &r.text);
+        e.num("fromMs", r.from_ms);
+        e.num("toMs", r.to_ms);
+        e.close();
     }
-}
-
-/// The `detail` body: `meter`, `detail` (the `/meters/{id}` object), `cached`.
-#[derive(Debug)]
-pub struct DetailOut<'a>(&'a DetailEvent);
-
-impl Serialize for DetailOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Body<'b> {
-            v: u8,
-            meter: &'b str,
-            detail: serde_json::Value,
-            cached: bool,
-        }
-        let d = self.0;
-        // Checked to be a JSON object at the edge; `null` should it ever not parse.
-        let detail = serde_json::from_str(&d.body).unwrap_or(serde_json::Value::Null);
-        Body { v: V, meter: &d.meter, detail, cached: d.cached }.serialize(s)
-    }
-}
-
-/// The `stream` part of `stats` (counts; no timings).
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct StreamStatsOut {
-    state: &'static str,
-    gaps: Count,
-    resumes_ok: Count,
-    resumes_failed: Count,
-    credit_exhausted: Count,
-    credit_overruns: Count,
-    coalesced_updates: Count,
-    snapshot_fetches: Count,
-    evictions: Count,
-    refused_entities: Count,
-    detail_cache_hits: Count,
-    reconnects: Count,
-    queue_depth: Count,
-    meter_entities: Count,
-    notices: Count,
-    details_cached: Count,
-}
-
-/// The `ack` body: `id`, `accepted`, `refused`, `ms`.
-#[derive(Serialize, Debug)]
-pub struct AckOut {
-    v: u8,
-    id: f64,
-    accepted: f64,
-    refused: f64,
-    ms: f64,
+    e.close();
+    removed(e, &n.remove);
+    e.int("frames", i64::from(n.frames));
 }
 
 /// The `groups` part of `stats`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupsStatsOut {
-    version: Option<Count>,
-    groups: u32,
-    meters: u32,
-    memberships: u32,
-    age_ms: Option<f64>,
-    refresh_latency_ms: Option<f64>,
-    consecutive_failures: u32,
-    refreshes: Count,
-    failures: Count,
-    row_bytes_per_meter: u32,
+fn groups_stats<E: Emit>(e: &mut E, g: &GroupsStats) {
+    e.open("groups", false);
+    match g.version {
+        Some(v) => count(e, "version", v),
+        None => e.null("version"),
+    }
+    e.int("groups", i64::from(g.groups));
+    e.int("meters", i64::from(g.meters));
+    e.int("memberships", i64::from(g.memberships));
+    opt_num(e, "ageMs", g.age_ms);
+    opt_num(e, "refreshLatencyMs", g.refresh_latency_ms);
+    e.int("consecutiveFailures", i64::from(g.consecutive_failures));
+    count(e, "refreshes", g.refreshes);
+    count(e, "failures", g.failures);
+    e.int("rowBytesPerMeter", i64::from(g.row_bytes_per_meter));
+    e.close();
 }
 
-fn groups_stats_out(g: &GroupsStats) -> GroupsStatsOut {
-    GroupsStatsOut {
-        version: g.version.map(|v| Count(i128::from(v))),
-        groups: g.groups,
-        meters: g.meters,
-        memberships: g.memberships,
-        age_ms: g.age_ms,
-        refresh_latency_ms: g.refresh_latency_ms,
-        consecutive_failures: g.consecutive_failures,
-        refreshes: Count(i128::from(g.refreshes)),
-        failures: Count(i128::from(g.failures)),
-        row_bytes_per_meter: g.row_bytes_per_meter,
-    }
+fn group<E: Emit>(e: &mut E, k: &'static str, g: &GroupTotals) {
+    e.open(k, false);
+    e.str("group", &g.group);
+    e.int("meters", i64::from(g.meters));
+    resources(e, &g.resources);
+    e.bool("incomplete", g.incomplete);
+    e.num("readingsPerSec", g.readings_per_sec);
+    e.int("activeAlerts", i64::from(g.active_alerts));
+    e.close();
 }
 
 /// The `groups` body: `version`, `currentHour`, `completeFrom`, `groups`, `unassigned`.
-#[derive(Debug)]
-pub struct GroupsOut<'a>(&'a GroupsEvent);
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GroupOut<'b> {
-    group: &'b str,
-    meters: u32,
-    resources: Vec<ResourceOut<'b>>,
-    incomplete: bool,
-    readings_per_sec: f64,
-    active_alerts: u32,
-}
-
-fn group_out(g: &GroupTotals) -> GroupOut<'_> {
-    GroupOut {
-        group: &g.group,
-        meters: g.meters,
-        resources: g.resources.iter().map(resource_out).collect(),
-        incomplete: g.incomplete,
-        readings_per_sec: g.readings_per_sec,
-        active_alerts: g.active_alerts,
+fn groups<E: Emit>(e: &mut E, g: &GroupsEvent) {
+    head(e, "groups", None);
+    match g.version {
+        Some(v) => count(e, "version", v),
+        None => e.null("version"),
     }
-}
-
-impl Serialize for GroupsOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'b> {
-            v: u8,
-            version: Option<Count>,
-            current_hour: f64,
-            complete_from: Option<f64>,
-            groups: Vec<GroupOut<'b>>,
-            unassigned: GroupOut<'b>,
-        }
-        let g = self.0;
-        Body {
-            v: V,
-            version: g.version.map(|v| Count(i128::from(v))),
-            current_hour: g.current_hour_ms,
-            complete_from: g.complete_from_ms,
-            groups: g.groups.iter().map(group_out).collect(),
-            unassigned: group_out(&g.unassigned),
-        }
-        .serialize(s)
+    e.num("currentHour", g.current_hour_ms);
+    opt_num(e, "completeFrom", g.complete_from_ms);
+    e.open("groups", true);
+    for x in &g.groups {
+        group(e, "", x);
     }
+    e.close();
+    group(e, "unassigned", &g.unassigned);
 }
 
 /// `stats.series`.
-#[derive(Serialize, Debug)]
-#[serde(rename_all = "camelCase")]
-struct SeriesStatsOut {
-    cache_hits: Count,
-    recomputes: Count,
-    chunks: Count,
-    queue_depth: u32,
-    subscriptions: u32,
-    pairs: Count,
-    bytes_per_pair: u32,
-    missed: Count,
-}
-
-fn series_stats_out(x: &SeriesStats) -> SeriesStatsOut {
-    SeriesStatsOut {
-        cache_hits: Count(i128::from(x.cache_hits)),
-        recomputes: Count(i128::from(x.recomputes)),
-        chunks: Count(i128::from(x.chunks)),
-        queue_depth: x.queue_depth,
-        subscriptions: x.subscriptions,
-        pairs: Count(i128::from(x.pairs)),
-        bytes_per_pair: x.bytes_per_pair,
-        missed: Count(i128::from(x.missed)),
-    }
+fn series_stats<E: Emit>(e: &mut E, x: &SeriesStats) {
+    e.open("series", false);
+    count(e, "cacheHits", x.cache_hits);
+    count(e, "recomputes", x.recomputes);
+    count(e, "chunks", x.chunks);
+    e.int("queueDepth", i64::from(x.queue_depth));
+    e.int("subscriptions", i64::from(x.subscriptions));
+    count(e, "pairs", x.pairs);
+    e.int("bytesPerPair", i64::from(x.bytes_per_pair));
+    count(e, "missed", x.missed);
+    e.close();
 }
 
 /// The `series` body (PROTOCOL.md 4, `series`): the answer, or
 /// `state: "computing"` with `retryAfterMs`. Sums are in resource units;
-/// `min`/`max`/`last` of an empty bucket are NaN (`null` in JSON). With
-/// `arrays` false the six arrays are left out (the binding adds them as typed
-/// arrays on one transferred buffer).
-#[derive(Debug)]
-pub struct SeriesOut<'a> {
-    pub(crate) event: &'a SeriesEvent,
-    pub(crate) id: Option<f64>,
-    pub(crate) arrays: bool,
-}
-
-impl Serialize for SeriesOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Computing<'b> {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            sub: Option<&'b str>,
-            state: &'static str,
-            retry_after_ms: f64,
-        }
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'b> {
-            v: u8,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            id: Option<f64>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            sub: Option<&'b str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            meter: Option<&'b str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            group: Option<&'b str>,
-            resource: &'b str,
-            resolution: &'static str,
-            step_ms: f64,
-            from: f64,
-            to: f64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            ts: Option<&'b [f64]>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            count: Option<&'b [f64]>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            sum: Option<Vec<f64>>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            min: Option<Vec<f64>>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            max: Option<Vec<f64>>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            last: Option<Vec<f64>>,
-            source_watermark: Option<f64>,
-            incomplete: bool,
-            cached: bool,
-        }
-        let sub = self.event.sub.as_deref();
-        let (d, cached) = match &self.event.body {
-            SeriesBody::Computing { retry_after_ms } => {
-                return Computing {
-                    v: V,
-                    id: self.id,
-                    sub,
-                    state: "computing",
-                    retry_after_ms: *retry_after_ms,
-                }
-                .serialize(s)
-            }
-            SeriesBody::Data { data, cached } => (data, *cached),
-        };
-        let a = self.arrays;
-        let (meter, group) = match &d.target {
-            SeriesTarget::Meter(m) => (Some(m.as_str()), None),
-            SeriesTarget::Group(g) => (None, Some(g.as_str())),
-        };
-        let cols = series_columns(d);
-        Body {
-            v: V,
-            id: self.id,
-            sub,
-            meter,
-            group,
-            resource: &d.resource,
-            resolution: d.resolution.as_str(),
-            step_ms: d.resolution.step_ms(),
-            from: d.from_ms(),
-            to: d.to_ms(),
-            ts: a.then_some(&d.ts[..]),
-            count: a.then_some(&d.count[..]),
-            sum: a.then(|| cols[0].clone()),
-            min: a.then(|| cols[1].clone()),
-            max: a.then(|| cols[2].clone()),
-            last: a.then(|| cols[3].clone()),
-            source_watermark: d.source_watermark,
-            incomplete: d.incomplete,
-            cached,
-        }
-        .serialize(s)
+/// `min`/`max`/`last` of an empty bucket are NaN (`null` in JSON).
+fn series<E: Emit>(e: &mut E, s: &SeriesEvent, id: Option<f64>) {
+    head(e, "series", id);
+    if let Some(sub) = &s.sub {
+        e.str("sub", sub);
     }
+    let (d, cached) = match &s.body {
+        SeriesBody::Computing { retry_after_ms } => {
+            e.str("state", "computing");
+            e.num("retryAfterMs", *retry_after_ms);
+            return;
+        }
+        SeriesBody::Data { data, cached } => (data, *cached),
+    };
+    match &d.target {
+        SeriesTarget::Meter(m) => e.str("meter", m),
+        SeriesTarget::Group(g) => e.str("group", g),
+    }
+    e.str("resource", &d.resource);
+    e.str("resolution", d.resolution.as_str());
+    e.num("stepMs", d.resolution.step_ms());
+    e.num("from", d.from_ms());
+    e.num("to", d.to_ms());
+    let [sum, min, max, last] = series_columns(d);
+    e.columns(&[
+        ("ts", &d.ts),
+        ("count", &d.count),
+        ("sum", &sum),
+        ("min", &min),
+        ("max", &max),
+        ("last", &last),
+    ]);
+    opt_num(e, "sourceWatermark", d.source_watermark);
+    e.bool("incomplete", d.incomplete);
+    e.bool("cached", cached);
 }
 
 /// A series' `sum`, `min`, `max`, `last` in resource units (units / 10^decimals).
@@ -895,4 +496,124 @@ pub(crate) fn series_columns(d: &crate::core::series::SeriesData) -> [Vec<f64>; 
         units(&d.max),
         units(&d.last),
     ]
+}
+
+/// An outbound message in its wire shape: serialise it (natively, with
+/// serde, as the JSON text [`JsonText`] writes); do not inspect it.
+#[derive(Debug)]
+pub struct WireOut<'a>(&'a Outbound);
+
+/// The wire shape of `out`.
+pub(crate) fn encode(out: &Outbound) -> WireOut<'_> {
+    WireOut(out)
+}
+
+pub use text::JsonText;
+
+/// The JSON text of the native users (the CLI's `replay`/`eval`, the tests).
+/// It compiles for wasm too (`replay` does) but the wasm binding never
+/// reaches it, so no serde code of it lands in the `.wasm`.
+mod text {
+    use super::{emit, Emit, WireOut};
+    use serde::{Serialize, Serializer};
+    use std::fmt::Write as _;
+
+    impl WireOut<'_> {
+        /// The message as compact JSON text.
+        pub fn to_json(&self) -> String {
+            let mut w = JsonText::default();
+            emit(self.0, &mut w);
+            w.text
+        }
+    }
+
+    impl Serialize for WireOut<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let raw = serde_json::value::RawValue::from_string(self.to_json())
+                .map_err(serde::ser::Error::custom)?;
+            raw.serialize(s)
+        }
+    }
+
+    /// Compact JSON text, byte for byte what serde_json writes for the same
+    /// fields (floats through serde_json, so `1.0` and NaN as `null`).
+    #[derive(Default)]
+    pub struct JsonText {
+        text: String,
+        /// Per open object or array: whether it is a list, and whether it has an item yet.
+        open: Vec<(bool, bool)>,
+    }
+
+    impl JsonText {
+        fn key(&mut self, k: &str) {
+            if let Some((list, any)) = self.open.last_mut() {
+                if *any {
+                    self.text.push(',');
+                }
+                *any = true;
+                if !*list {
+                    self.quoted(k);
+                    self.text.push(':');
+                }
+            }
+        }
+
+        fn quoted(&mut self, s: &str) {
+            // Writing a str to a String cannot fail.
+            let _ = serde_json::to_string(s).map(|q| self.text.push_str(&q));
+        }
+
+        fn float(&mut self, v: f64) {
+            let _ = serde_json::to_string(&v).map(|q| self.text.push_str(&q));
+        }
+    }
+
+    impl Emit for JsonText {
+        fn num(&mut self, k: &'static str, v: f64) {
+            self.key(k);
+            self.float(v);
+        }
+        fn int(&mut self, k: &'static str, v: i64) {
+            self.key(k);
+            let _ = write!(self.text, "{v}");
+        }
+        fn str(&mut self, k: &'static str, v: &str) {
+            self.key(k);
+            self.quoted(v);
+        }
+        fn bool(&mut self, k: &'static str, v: bool) {
+            self.key(k);
+            self.text.push_str(if v { "true" } else { "false" });
+        }
+        fn null(&mut self, k: &'static str) {
+            self.key(k);
+            self.text.push_str("null");
+        }
+        fn open(&mut self, k: &'static str, list: bool) {
+            self.key(k);
+            self.text.push(if list { '[' } else { '{' });
+            self.open.push((list, false));
+        }
+        fn close(&mut self) {
+            if let Some((list, _)) = self.open.pop() {
+                self.text.push(if list { ']' } else { '}' });
+            }
+        }
+        fn columns(&mut self, cols: &[(&'static str, &[f64])]) {
+            for (k, col) in cols {
+                self.open(k, true);
+                for &x in *col {
+                    self.num("", x);
+                }
+                self.close();
+            }
+        }
+        fn json(&mut self, k: &'static str, text: &str) {
+            self.key(k);
+            // Checked to be a JSON object at the edge; `null` should it ever
+            // not parse. Through `Value`, as before: keys sorted.
+            let v = serde_json::from_str::<serde_json::Value>(text).unwrap_or_default();
+            let _ = serde_json::to_string(&v).map(|q| self.text.push_str(&q));
+        }
+    }
 }
