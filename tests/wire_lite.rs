@@ -217,8 +217,15 @@ proptest! {
     ) {
         let mut text = String::new();
         render(&j, &mut choice.into_iter(), &mut text);
-        prop_assert!(lite::parse(&text).is_ok(), "{text:?}: {:?}", lite::parse(&text).err());
+        let ours = lite::parse(&text);
+        prop_assert!(ours.is_ok(), "{text:?}: {:?}", ours.as_ref().err());
         check(&text)?;
+        // What `write_json` writes reads back as the same value.
+        if let Ok(v) = ours {
+            let mut written = String::new();
+            v.write_json(&mut written);
+            prop_assert_eq!(lite::parse(&written), Ok(v), "{}", written);
+        }
     }
 
     #[test]

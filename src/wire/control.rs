@@ -28,6 +28,19 @@ fn bad_field(why: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadField, why)
 }
 
+/// The stream messages read `lite` values: `msg` as one, until this module
+/// reads them too.
+fn with_lite<T>(
+    msg: &Value,
+    f: impl FnOnce(&super::lite::Object<'_>) -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    let text = msg.to_string();
+    match super::lite::parse(&text) {
+        Ok(super::lite::Value::Object(o)) => f(&o),
+        _ => Err(bad_field("message: must be an object with a string `type`")),
+    }
+}
+
 fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
     let Value::Object(obj) = msg else {
         return Err(bad_field("message: must be an object with a string `type`"));
@@ -65,10 +78,10 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
             }
         }
         "series" => series_message(obj),
-        "session" => super::stream::session_message(obj),
-        "rendered" => super::stream::rendered_message(obj),
-        "socket" => super::stream::socket_message(obj, cfg),
-        "fetched" => super::stream::fetched_message(obj, cfg),
+        "session" => with_lite(msg, super::stream::session_message),
+        "rendered" => with_lite(msg, super::stream::rendered_message),
+        "socket" => with_lite(msg, |o| super::stream::socket_message(o, cfg)),
+        "fetched" => with_lite(msg, |o| super::stream::fetched_message(o, cfg)),
         "reset" => match obj.get("meter") {
             None | Some(Value::Null) => Ok(Inbound::Reset(ResetScope::All)),
             Some(Value::String(m)) => Ok(Inbound::Reset(ResetScope::Meter(m.clone()))),
