@@ -15,6 +15,7 @@
 pub mod core;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod replay;
 pub mod wire;
 

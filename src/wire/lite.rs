@@ -248,6 +248,15 @@ impl Value<'_> {
     }
 }
 
+/// The value as JSON text (see [`Value::write_json`]).
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.write_json(&mut text);
+        f.write_str(&text)
+    }
+}
+
 fn write_str(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
