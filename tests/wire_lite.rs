@@ -306,3 +306,54 @@ fn edges_read_as_serde_json_reads_them() {
         }
     }
 }
+
+/// Page messages of every control kind, for the mutations below.
+const PAGE_MESSAGES: &[&str] = &[
+    r#"{"type":"config","config":{"window":120,"tickMs":250.5,"detectLive":true,"transport":"page","resources":[{"name":"water","unit":"L","decimals":3}]}}"#,
+    r#"{"type":"query","query":"window","meter":"m-1","id":7}"#,
+    r#"{"type":"query","query":"series","group":"north","resource":"water","spanMs":3600000,"resolution":"5m"}"#,
+    r#"{"type":"series","op":"subscribe","sub":"s1","meter":"m-2","resource":"energy"}"#,
+    r#"{"type":"session","op":"start","channels":["totals","meters.north"]}"#,
+    r#"{"type":"rendered","channel":"meters.north","frames":3,"v":1}"#,
+    r#"{"type":"socket","event":"close","code":4000,"reason":"bye"}"#,
+    r#"{"type":"socket","event":"message","data":"{\"op\":\"HEARTBEAT_ACK\",\"sent\":{\"totals\":[1,5],\"meters.a\":[2,7]}}"}"#,
+    r#"{"type":"socket","event":"message","data":"{\"op\":\"DELTA\",\"channel\":\"meters.a\",\"epoch\":1,\"seq\":2,\"patch\":{\"upsert\":[{\"meter\":\"m-1\",\"resource\":\"water\",\"ts\":1700000000000,\"value\":1.5,\"status\":\"ok\",\"count\":4,\"total\":\"12.25\"}],\"remove\":[\"m-9\"]}}"}"#,
+    r#"{"type":"fetched","requestId":3,"ok":false,"status":503,"sentAt":1.5,"receivedAt":2.5}"#,
+    r#"{"type":"reset","meter":"m-\u00e9"}"#,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+
+    /// The binding's path (`JSON.stringify` text → `decode_message_text`) decodes a
+    /// page message, hostile or not, without panicking and as the native path
+    /// (a serde_json value → `decode_message`, which reads serde_json's own
+    /// re-serialisation): the same input for the core, or the same error code.
+    #[test]
+    fn page_messages_decode_from_text_as_from_serde_json_values(
+        which in 0..PAGE_MESSAGES.len(),
+        edits in proptest::collection::vec((0u8..4, any::<prop::sample::Index>(), 0..NOISE.len()), 0..3),
+    ) {
+        let cfg = meterflow::core::config::Config::default();
+        let mut chars: Vec<char> = PAGE_MESSAGES[which].chars().collect();
+        for (op, at, noise) in edits {
+            let at = at.index(chars.len() + 1);
+            match op {
+                0 if at < chars.len() => { chars.remove(at); }
+                1 => chars.insert(at, NOISE[noise]),
+                2 if at < chars.len() => chars[at] = NOISE[noise],
+                _ => chars.truncate(at),
+            }
+        }
+        let text: String = chars.into_iter().collect();
+        let ours = meterflow::wire::decode_message_text(&text, &cfg);
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            let theirs = meterflow::wire::decode_message(&v, &cfg);
+            use meterflow::core::event::Inbound::Rejected;
+            match (&ours, &theirs) {
+                (Rejected(a), Rejected(b)) => prop_assert_eq!(a.code, b.code, "{}: {} / {}", text, a, b),
+                _ => prop_assert_eq!(&ours, &theirs, "{}", text),
+            }
+        }
+    }
+}
