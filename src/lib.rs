@@ -15,7 +15,6 @@
 pub mod core;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod eval;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod replay;
 pub mod wire;
 

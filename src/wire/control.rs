@@ -38,16 +38,15 @@ pub fn decode_value(msg: &Value<'_>, cfg: &Config) -> Inbound {
     }
 }
 
-/// [`decode_value`] of a `serde_json` value (native callers: replay, tests),
+/// [`decode_value`] of a `serde_json` value (native callers: replay, the CLI,
+/// tests; unused by the binding, so not in the `.wasm`),
 /// through its JSON text: numbers are written by serde_json exactly as it holds
 /// them (shortest round-trip `f64`, exact integers).
-#[cfg(not(target_arch = "wasm32"))]
 pub fn decode_message(msg: &serde_json::Value, cfg: &Config) -> Inbound {
     decode_message_text(&msg.to_string(), cfg)
 }
 
 /// [`decode_config_value`] of a `serde_json` value (native callers), through its JSON text.
-#[cfg(not(target_arch = "wasm32"))]
 pub fn decode_config(v: &serde_json::Value) -> Result<ConfigPatch, CoreError> {
     match lite::parse(&v.to_string()) {
         Ok(v) => decode_config_value(&v),

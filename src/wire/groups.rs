@@ -64,7 +64,7 @@ pub fn decode_groups_text(text: &str, cfg: &Config) -> Result<GroupMapBody, Core
     let version = version.ok_or_else(|| bad("missing field `version`".into()))?;
     let version = version
         .as_u64()
-        .filter(|v| *v <= (1 << 53) - 1)
+        .filter(|v| *v < (1 << 53))
         .ok_or_else(|| bad("version: must be a whole number up to 2^53 - 1".into()))?;
     let Some(Value::Object(list)) = groups else {
         return Err(bad("groups: must be an object of group name -> array of meter ids".into()));

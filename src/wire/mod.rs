@@ -42,7 +42,6 @@ use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Outbound};
 
-#[cfg(not(target_arch = "wasm32"))]
 pub use control::{decode_config, decode_message};
 pub use control::{decode_config_value, decode_message_text, decode_value};
 pub use out::WireOut;
