@@ -80,13 +80,10 @@ impl MeterflowEngine {
 
 /// A config object from JS, through the same decoder as a `config` message.
 pub(crate) fn config_from_js(config: &JsValue) -> Result<Config, JsValue> {
-    let value: serde_json::Value = serde_wasm_bindgen::from_value(config.clone()).map_err(|e| {
-        range_error(&CoreError::new(
-            ErrorCode::BadConfig,
-            format!("config is not plain JSON-like data: {e}"),
-        ))
-    })?;
-    let patch = wire::decode_config(&value).map_err(|e| range_error(&e))?;
+    let bad = |why: String| range_error(&CoreError::new(ErrorCode::BadConfig, why));
+    let text = super::inbound::json_text(config).map_err(|why| bad(format!("config {why}")))?;
+    let value = wire::lite::parse(&text).map_err(|e| bad(format!("config: not JSON ({e})")))?;
+    let patch = wire::decode_config_value(&value).map_err(|e| range_error(&e))?;
     Config::default().apply(&patch).map_err(|e| range_error(&e))
 }
 

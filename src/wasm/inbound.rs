@@ -14,7 +14,7 @@
 //!   `wire::decode_fetched`.
 //! - any other `type` (`config`, `query`, `reset`, `session`, `rendered`,
 //!   `socket` open/close, unknown ones): the object is
-//!   converted to a `serde_json::Value` and `wire::decode_message` decides.
+//!   written as JSON text (`JSON.stringify`) and `wire::decode_message_text` decides.
 //!
 //! Every JavaScript type mismatch becomes `Inbound::Rejected` with a code, which
 //! the engine reports as an `error` message. Nothing here panics.
@@ -169,9 +169,22 @@ fn payload<'a>(
 
 /// `config`, `query`, `reset` and unknown types: the whole message as JSON.
 fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
-    let value: serde_json::Value = serde_wasm_bindgen::from_value(msg.clone())
-        .map_err(|e| bad_field(format!("message is not plain JSON-like data: {e}")))?;
-    Ok(wire::decode_message(&value, cfg))
+    let text = json_text(msg).map_err(|why| bad_field(format!("message {why}")))?;
+    Ok(wire::decode_message_text(&text, cfg))
+}
+
+/// A JS value as JSON text (`JSON.stringify`: `undefined` members dropped,
+/// NaN and infinities as `null`), for the wire's JSON reader.
+pub(crate) fn json_text(v: &JsValue) -> Result<String, String> {
+    match js_sys::JSON::stringify(v) {
+        Ok(s) => JsValue::from(s)
+            .as_string()
+            .ok_or_else(|| "is not plain JSON-like data (JSON.stringify gave nothing)".to_string()),
+        Err(e) => Err(format!(
+            "is not plain JSON-like data: {}",
+            e.as_string().unwrap_or_else(|| "JSON.stringify failed".into())
+        )),
+    }
 }
 
 /// `data` as UTF-8 in `scratch`, refusing it before the copy if it cannot fit.

@@ -7,7 +7,8 @@
 //! version 1 can grow.
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+
+use super::lite::{self, Object, Value};
 
 use super::{binary, check_payload_size, json, Arrival, Envelope};
 use crate::core::config::{Config, ConfigPatch, ResourceSpec, Transport};
@@ -15,12 +16,41 @@ use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Query, ResetScope};
 use crate::core::series::{Resolution, SeriesInput, SeriesQuery, SeriesTarget, MAX_SPAN_MS};
 
+/// Decodes one page message given as JSON text (the binding's path: the page's
+/// message as `JSON.stringify` wrote it). Never panics: anything undecodable
+/// becomes `Inbound::Rejected(err)`; text that is not JSON is `malformed_json`.
+pub fn decode_message_text(text: &str, cfg: &Config) -> Inbound {
+    match lite::parse(text) {
+        Ok(v) => decode_value(&v, cfg),
+        Err(e) => Inbound::Rejected(CoreError::new(
+            ErrorCode::MalformedJson,
+            format!("message: not JSON ({e})"),
+        )),
+    }
+}
+
 /// Decodes one page message. Never panics: anything undecodable becomes
 /// `Inbound::Rejected(err)`.
-pub fn decode_message(msg: &Value, cfg: &Config) -> Inbound {
+pub fn decode_value(msg: &Value<'_>, cfg: &Config) -> Inbound {
     match try_decode(msg, cfg) {
         Ok(inbound) => inbound,
         Err(e) => Inbound::Rejected(e),
+    }
+}
+
+/// [`decode_value`] of a `serde_json` value (native callers: replay, the CLI,
+/// tests; unused by the binding, so not in the `.wasm`),
+/// through its JSON text: numbers are written by serde_json exactly as it holds
+/// them (shortest round-trip `f64`, exact integers).
+pub fn decode_message(msg: &serde_json::Value, cfg: &Config) -> Inbound {
+    decode_message_text(&msg.to_string(), cfg)
+}
+
+/// [`decode_config_value`] of a `serde_json` value (native callers), through its JSON text.
+pub fn decode_config(v: &serde_json::Value) -> Result<ConfigPatch, CoreError> {
+    match lite::parse(&v.to_string()) {
+        Ok(v) => decode_config_value(&v),
+        Err(e) => Err(CoreError::new(ErrorCode::BadConfig, format!("config: not JSON ({e})"))),
     }
 }
 
@@ -28,7 +58,7 @@ fn bad_field(why: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadField, why)
 }
 
-fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
+fn try_decode(msg: &Value<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
     let Value::Object(obj) = msg else {
         return Err(bad_field("message: must be an object with a string `type`"));
     };
@@ -41,7 +71,7 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
         }
     }
     let ty = match obj.get("type") {
-        Some(Value::String(s)) => s.as_str(),
+        Some(Value::String(s)) => s.as_ref(),
         Some(_) => return Err(bad_field("type: must be a string")),
         None => return Err(bad_field("type: missing")),
     };
@@ -50,7 +80,7 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
         "live" => payload(Envelope::Live, obj, cfg),
         "catchup" => payload(Envelope::Catchup, obj, cfg),
         "config" => match obj.get("config") {
-            Some(c) => decode_config(c).map(Inbound::Config),
+            Some(c) => decode_config_value(c).map(Inbound::Config),
             None => Err(bad_field("config: missing")),
         },
         "query" => {
@@ -71,7 +101,7 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
         "fetched" => super::stream::fetched_message(obj, cfg),
         "reset" => match obj.get("meter") {
             None | Some(Value::Null) => Ok(Inbound::Reset(ResetScope::All)),
-            Some(Value::String(m)) => Ok(Inbound::Reset(ResetScope::Meter(m.clone()))),
+            Some(Value::String(m)) => Ok(Inbound::Reset(ResetScope::Meter(m.to_string()))),
             Some(_) => Err(bad_field("meter: must be a string")),
         },
         other => Err(CoreError::new(
@@ -82,7 +112,7 @@ fn try_decode(msg: &Value, cfg: &Config) -> Result<Inbound, CoreError> {
 }
 
 /// An optional page time (`sentAt`, `receivedAt`).
-fn time(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, CoreError> {
+fn time(obj: &Object<'_>, field: &str) -> Result<Option<f64>, CoreError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -92,11 +122,7 @@ fn time(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, CoreError>
     }
 }
 
-fn payload(
-    envelope: Envelope,
-    obj: &Map<String, Value>,
-    cfg: &Config,
-) -> Result<Inbound, CoreError> {
+fn payload(envelope: Envelope, obj: &Object<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
     // `id` asks for an `ack`, which answers even a refused payload.
     let id = match obj.get("id") {
         None | Some(Value::Null) => None,
@@ -125,17 +151,18 @@ pub fn acked(id: Option<f64>, input: Inbound) -> Inbound {
 
 fn payload_inner(
     envelope: Envelope,
-    obj: &Map<String, Value>,
+    obj: &Object<'_>,
     arrival: Arrival,
     cfg: &Config,
 ) -> Result<Inbound, CoreError> {
     match (obj.get("data"), obj.get("dataBase64")) {
         (Some(Value::String(text)), _) => Ok(json::decode(envelope, text, arrival, cfg)),
         (Some(inline @ (Value::Object(_) | Value::Array(_))), _) => {
-            // Re-serialised: numbers keep what the JSON value kept (f64 or
-            // integer); send `data` as a string when amounts need more digits.
-            let text = serde_json::to_string(inline)
-                .map_err(|e| bad_field(format!("data: cannot be re-serialised ({e})")))?;
+            // Re-serialised: numbers keep the text they came with (from the
+            // page, what `JSON.stringify` wrote: send `data` as a string when
+            // amounts need more digits than an f64 keeps).
+            let mut text = String::new();
+            inline.write_json(&mut text);
             Ok(json::decode(envelope, &text, arrival, cfg))
         }
         (Some(_), _) => Err(bad_field("data: must be a string of JSON or a JSON object")),
@@ -152,14 +179,14 @@ fn payload_inner(
     }
 }
 
-fn query(obj: &Map<String, Value>) -> Result<Query, CoreError> {
+fn query(obj: &Object<'_>) -> Result<Query, CoreError> {
     let meter = || match obj.get("meter") {
-        Some(Value::String(m)) => Ok(m.clone()),
+        Some(Value::String(m)) => Ok(m.to_string()),
         Some(_) => Err(bad_field("meter: must be a string")),
         None => Err(bad_field("meter: missing (required by this query)")),
     };
     match obj.get("query") {
-        Some(Value::String(q)) => match q.as_str() {
+        Some(Value::String(q)) => match q.as_ref() {
             "stats" => Ok(Query::Stats),
             "totals" => Ok(Query::Totals),
             "window" => Ok(Query::Window { meter: meter()? }),
@@ -173,10 +200,10 @@ fn query(obj: &Map<String, Value>) -> Result<Query, CoreError> {
 }
 
 /// The fields of a `series` query or subscription (PROTOCOL.md 2, `series`).
-fn series_query(obj: &Map<String, Value>) -> Result<SeriesQuery, CoreError> {
+fn series_query(obj: &Object<'_>) -> Result<SeriesQuery, CoreError> {
     let text = |f: &str| match obj.get(f) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s.to_string())),
         Some(_) => Err(bad_field(format!("{f}: must be a string"))),
     };
     let target = match (text("meter")?, text("group")?) {
@@ -203,9 +230,9 @@ fn series_query(obj: &Map<String, Value>) -> Result<SeriesQuery, CoreError> {
 }
 
 /// A `series` message: subscribe or unsubscribe.
-fn series_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+fn series_message(obj: &Object<'_>) -> Result<Inbound, CoreError> {
     let sub = match obj.get("sub") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.to_string(),
         _ => return Err(bad_field("sub: must be a string of 1..=256 bytes")),
     };
     match obj.get("op").and_then(Value::as_str) {
@@ -221,23 +248,23 @@ fn bad_config(field: &str, why: &str) -> CoreError {
     CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}"))
 }
 
-fn uint(field: &str, v: &Value) -> Result<u32, CoreError> {
+fn uint(field: &str, v: &Value<'_>) -> Result<u32, CoreError> {
     let n = match v {
-        Value::Number(n) => super::field::whole_of(n, u64::from(u32::MAX)),
+        Value::Number(n) => super::field::whole_text(n.text(), u64::from(u32::MAX)),
         _ => None,
     };
     n.map(|n| n as u32).ok_or_else(|| bad_config(field, "must be a whole number in 0..=4294967295"))
 }
 
-fn float(field: &str, v: &Value) -> Result<f64, CoreError> {
+fn float(field: &str, v: &Value<'_>) -> Result<f64, CoreError> {
     v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| bad_config(field, "must be a number"))
 }
 
-fn boolean(field: &str, v: &Value) -> Result<bool, CoreError> {
+fn boolean(field: &str, v: &Value<'_>) -> Result<bool, CoreError> {
     v.as_bool().ok_or_else(|| bad_config(field, "must be true or false"))
 }
 
-fn transport(field: &str, v: &Value) -> Result<Transport, CoreError> {
+fn transport(field: &str, v: &Value<'_>) -> Result<Transport, CoreError> {
     match v.as_str() {
         Some("page") => Ok(Transport::Page),
         Some("worker") => Ok(Transport::Worker),
@@ -245,15 +272,15 @@ fn transport(field: &str, v: &Value) -> Result<Transport, CoreError> {
     }
 }
 
-fn text(field: &str, v: &Value) -> Result<String, CoreError> {
+fn text(field: &str, v: &Value<'_>) -> Result<String, CoreError> {
     match v {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(s.to_string()),
         Value::Null => Ok(String::new()),
         _ => Err(bad_config(field, "must be a string")),
     }
 }
 
-fn resources(field: &str, v: &Value) -> Result<Vec<ResourceSpec>, CoreError> {
+fn resources(field: &str, v: &Value<'_>) -> Result<Vec<ResourceSpec>, CoreError> {
     let shape = "must be an array of {name: string, unit: string, decimals: 0..=9}";
     let Value::Array(list) = v else { return Err(bad_config(field, shape)) };
     if list.len() > crate::core::config::MAX_RESOURCES {
@@ -280,13 +307,16 @@ fn resources(field: &str, v: &Value) -> Result<Vec<ResourceSpec>, CoreError> {
 /// Field names are the camelCase names of [`Config`]'s fields. An unknown
 /// field or a value of the wrong type is `bad_config` naming the field; ranges
 /// and relations are checked when the engine applies the patch.
-pub fn decode_config(v: &Value) -> Result<ConfigPatch, CoreError> {
+pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
     let Value::Object(obj) = v else {
         return Err(CoreError::new(ErrorCode::BadConfig, "config: must be an object"));
     };
     let mut p = ConfigPatch::default();
-    for (key, val) in obj {
-        let k = key.as_str();
+    // By name, each once (its last value), so the first error named is that of
+    // the first bad field in name order whatever order the page wrote them in.
+    let mut fields: Vec<_> = obj.entries().collect();
+    fields.sort_unstable_by_key(|(k, _)| *k);
+    for (k, val) in fields {
         macro_rules! set {
             ($($name:literal => $f:ident : $kind:ident),* $(,)?) => {
                 match k {

@@ -130,18 +130,6 @@ pub(crate) fn whole_text(text: &str, max: u64) -> Option<u64> {
     (d.scale == 0 && v <= max).then_some(v)
 }
 
-/// A JSON number (as `serde_json` keeps it: an integer or an `f64`) as a whole
-/// number in `0..=max`, if it is one. Only for `max` up to 2^53, where every
-/// integer is an exact `f64`.
-pub(crate) fn whole_of(n: &serde_json::Number, max: u64) -> Option<u64> {
-    if let Some(u) = n.as_u64() {
-        return (u <= max).then_some(u);
-    }
-    let f = n.as_f64()?;
-    // `max` is at most 2^53 here, so `max as f64` is exact.
-    (f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f <= max as f64).then_some(f as u64)
-}
-
 /// A JSON string, borrowed when it has no escapes.
 pub(crate) fn string<'a>(
     raw: &'a RawValue,

@@ -9,11 +9,7 @@
 //! item by item there, the rest applies). Allocation follows the payload:
 //! every string is one the body spells out.
 
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-
+use super::lite::{self, Value};
 use super::{check_payload_size, Arrival, FetchedBody};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
@@ -51,44 +47,44 @@ pub fn decode_groups_fetched(
 /// Decodes a `/groups` body's text.
 pub fn decode_groups_text(text: &str, cfg: &Config) -> Result<GroupMapBody, CoreError> {
     check_payload_size(text.len(), cfg)?;
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        version: u64,
-        groups: Groups,
+    let bad = |why: String| CoreError::new(ErrorCode::BadField, format!("groups body: {why}"));
+    let doc = lite::parse(text).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(top) = &doc else { return Err(bad("must be an object".into())) };
+    let (mut version, mut groups) = (None, None);
+    for (key, v) in top.iter() {
+        let slot = match key {
+            "version" => &mut version,
+            "groups" => &mut groups,
+            other => return Err(bad(format!("unknown field `{}`", trunc(other)))),
+        };
+        if slot.replace(v).is_some() {
+            return Err(bad(format!("duplicate field `{key}`")));
+        }
     }
-    let b: Body = serde_json::from_str(text)
-        .map_err(|e| CoreError::new(ErrorCode::BadField, format!("groups body: {e}")))?;
-    if b.version > (1 << 53) - 1 {
-        return Err(CoreError::new(ErrorCode::BadField, "groups body: version past 2^53 - 1"));
+    let version = version.ok_or_else(|| bad("missing field `version`".into()))?;
+    let version = version
+        .as_u64()
+        .filter(|v| *v < (1 << 53))
+        .ok_or_else(|| bad("version: must be a whole number up to 2^53 - 1".into()))?;
+    let Some(Value::Object(list)) = groups else {
+        return Err(bad("groups: must be an object of group name -> array of meter ids".into()));
+    };
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (name, members) in list.iter() {
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(bad(format!("group {:?} listed twice", trunc(name))));
+        }
+        let members = members
+            .as_array()
+            .and_then(|m| m.iter().map(|id| id.as_str().map(str::to_string)).collect())
+            .ok_or_else(|| bad(format!("group {:?}: must be an array of strings", trunc(name))))?;
+        out.push((name.to_string(), members));
     }
-    Ok(GroupMapBody { version: b.version, groups: b.groups.0 })
+    Ok(GroupMapBody { version, groups: out })
 }
 
-/// The `groups` object in body order, refusing a name listed twice.
-struct Groups(Vec<(String, Vec<String>)>);
-
-impl<'de> Deserialize<'de> for Groups {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Groups;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of group name -> array of meter ids")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Groups, A::Error> {
-                let mut out: Vec<(String, Vec<String>)> = Vec::new();
-                while let Some((name, members)) = a.next_entry::<String, Vec<String>>()? {
-                    if out.iter().any(|(n, _)| *n == name) {
-                        return Err(de::Error::custom(format!("group {name:?} listed twice")));
-                    }
-                    out.push((name, members));
-                }
-                Ok(Groups(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
+fn trunc(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 #[cfg(test)]
@@ -122,6 +118,9 @@ mod tests {
             r#"{"version":1,"groups":{"a":[1]}}"#,
             r#"{"version":1,"groups":{"a":[],"a":[]}}"#,
             r#"{"version":1,"groups":{},"x":1}"#,
+            r#"{"version":1,"version":1,"groups":{}}"#,
+            r#"{"version":1}"#,
+            r#"{"version":1.0,"groups":{}}"#,
         ] {
             assert!(decode_groups_text(bad, &cfg).is_err(), "{bad}");
         }

@@ -24,7 +24,8 @@
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
 //! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
-//! (shared checks of JSON fields).
+//! (shared checks of JSON fields), [`lite`] (the strict JSON reader the
+//! decoders read with).
 
 pub mod binary;
 pub mod control;
@@ -32,6 +33,7 @@ mod doc;
 mod field;
 pub mod groups;
 pub mod json;
+pub mod lite;
 pub mod out;
 mod scan;
 pub mod stream;
@@ -41,6 +43,7 @@ use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Outbound};
 
 pub use control::{decode_config, decode_message};
+pub use control::{decode_config_value, decode_message_text, decode_value};
 pub use out::WireOut;
 pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
 

@@ -12,9 +12,8 @@
 //!   the session retries instead of waiting forever; a failed fetch becomes
 //!   `FetchFailed`.
 
-use serde_json::{Map, Value};
-
-use super::field::{meter_id_problem, whole_of, MAX_WHOLE};
+use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
+use super::lite::{self, Object, Value};
 use super::{binary, check_payload_size, json, Arrival, Envelope};
 use crate::core::config::Config;
 use crate::core::decimal::Decimal;
@@ -55,21 +54,15 @@ pub fn decode_socket_text(text: &str, arrival: Arrival, cfg: &Config) -> Inbound
     if let Err(e) = check_payload_size(text.len(), cfg) {
         return Inbound::Rejected(e);
     }
-    // Cheap look at the top level: does it carry an `op`?
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        op: Option<std::borrow::Cow<'a, str>>,
-    }
-    match serde_json::from_str::<Head<'_>>(text) {
-        Ok(Head { op: Some(_) }) => match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(obj)) => match server_op(&obj) {
+    // A server op is an object with a string `op`; anything else (or not even
+    // JSON: the v1 decoder says what is wrong) is a v1 payload.
+    match lite::parse(text) {
+        Ok(Value::Object(obj)) if matches!(obj.get("op"), Some(Value::String(_))) => {
+            match server_op(&obj) {
                 Ok(op) => server(op),
                 Err(e) => Inbound::Rejected(e),
-            },
-            _ => Inbound::Rejected(bad("socket message: must be a JSON object")),
-        },
-        // No `op` (or not even JSON: the v1 decoder says what is wrong).
+            }
+        }
         _ => live(json::decode(Envelope::Live, text, arrival, cfg)),
     }
 }
@@ -92,7 +85,7 @@ fn live(inbound: Inbound) -> Inbound {
     }
 }
 
-fn str_field<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a str, CoreError> {
+fn str_field<'a>(obj: &'a Object<'_>, f: &str) -> Result<&'a str, CoreError> {
     match obj.get(f) {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(bad(format!("{f}: must be a string"))),
@@ -100,24 +93,29 @@ fn str_field<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a str, CoreEr
     }
 }
 
-fn whole_field(obj: &Map<String, Value>, f: &str) -> Result<u64, CoreError> {
+/// A JSON number as a whole number in `0..=MAX_WHOLE`, exactly.
+fn whole_of(n: &lite::Number<'_>) -> Option<u64> {
+    whole_text(n.text(), MAX_WHOLE)
+}
+
+fn whole_field(obj: &Object<'_>, f: &str) -> Result<u64, CoreError> {
     match obj.get(f) {
         Some(Value::Number(n)) => {
-            whole_of(n, MAX_WHOLE).ok_or_else(|| bad(format!("{f}: must be a whole number ≤ 2^53")))
+            whole_of(n).ok_or_else(|| bad(format!("{f}: must be a whole number ≤ 2^53")))
         }
         Some(_) => Err(bad(format!("{f}: must be a whole number"))),
         None => Err(bad(format!("{f}: missing"))),
     }
 }
 
-fn num_field(obj: &Map<String, Value>, f: &str) -> Result<f64, CoreError> {
+fn num_field(obj: &Object<'_>, f: &str) -> Result<f64, CoreError> {
     match obj.get(f).and_then(Value::as_f64) {
         Some(x) if x.is_finite() => Ok(x),
         _ => Err(bad(format!("{f}: must be a finite number"))),
     }
 }
 
-fn channel_field(obj: &Map<String, Value>) -> Result<&str, CoreError> {
+fn channel_field<'a>(obj: &'a Object<'_>) -> Result<&'a str, CoreError> {
     let c = str_field(obj, "channel")?;
     if !valid_channel_name(c) {
         return Err(CoreError::new(
@@ -132,7 +130,7 @@ fn trunc(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn server_op(obj: &Map<String, Value>) -> Result<ServerOp, CoreError> {
+fn server_op(obj: &Object<'_>) -> Result<ServerOp, CoreError> {
     let op = str_field(obj, "op")?;
     Ok(match op {
         "HELLO" => ServerOp::Hello {
@@ -140,7 +138,7 @@ fn server_op(obj: &Map<String, Value>) -> Result<ServerOp, CoreError> {
             session_id: str_field(obj, "session_id")?.to_string(),
             server_time_ms: obj.get("server_time_ms").and_then(Value::as_f64).unwrap_or(0.0),
             resume_url: match obj.get("resume_url") {
-                Some(Value::String(u)) => Some(u.clone()),
+                Some(Value::String(u)) => Some(u.to_string()),
                 _ => None,
             },
         },
@@ -154,18 +152,21 @@ fn server_op(obj: &Map<String, Value>) -> Result<ServerOp, CoreError> {
         "HEARTBEAT_ACK" => {
             let mut sent = Vec::new();
             if let Some(Value::Object(m)) = obj.get("sent") {
-                for (channel, pos) in m {
+                // By channel name, each once (its last position), as a map keeps them.
+                let mut positions: Vec<_> = m.entries().collect();
+                positions.sort_unstable_by_key(|(channel, _)| *channel);
+                for (channel, pos) in positions {
                     let pair = pos.as_array().filter(|a| a.len() == 2);
                     let nums = pair.and_then(|a| {
                         let n = |i: usize| match a.get(i) {
-                            Some(Value::Number(n)) => whole_of(n, MAX_WHOLE),
+                            Some(Value::Number(n)) => whole_of(n),
                             _ => None,
                         };
                         Some((n(0)?, n(1)?))
                     });
                     match nums {
                         Some((epoch, seq)) if valid_channel_name(channel) => {
-                            sent.push(ChannelPos { channel: channel.clone(), epoch, seq })
+                            sent.push(ChannelPos { channel: channel.to_string(), epoch, seq })
                         }
                         _ => {
                             return Err(bad(format!(
@@ -206,7 +207,7 @@ fn server_op(obj: &Map<String, Value>) -> Result<ServerOp, CoreError> {
     })
 }
 
-fn list<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a [Value], CoreError> {
+fn list<'a, 'v>(obj: &'a Object<'v>, f: &str) -> Result<&'a [Value<'v>], CoreError> {
     match obj.get(f) {
         None | Some(Value::Null) => Ok(&[]),
         Some(Value::Array(a)) => Ok(a),
@@ -214,18 +215,18 @@ fn list<'a>(obj: &'a Map<String, Value>, f: &str) -> Result<&'a [Value], CoreErr
     }
 }
 
-fn ids(obj: &Map<String, Value>, f: &str) -> Result<Vec<String>, CoreError> {
+fn ids(obj: &Object<'_>, f: &str) -> Result<Vec<String>, CoreError> {
     list(obj, f)?
         .iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::String(s) if meter_id_problem(s).is_none() => Ok(s.clone()),
+            Value::String(s) if meter_id_problem(s).is_none() => Ok(s.to_string()),
             _ => Err(bad(format!("{f}[{i}]: must be an id of 1-256 bytes"))),
         })
         .collect()
 }
 
-fn meter_patch(obj: &Map<String, Value>, rows: &str) -> Result<MeterPatch, CoreError> {
+fn meter_patch(obj: &Object<'_>, rows: &str) -> Result<MeterPatch, CoreError> {
     let upsert = list(obj, rows)?
         .iter()
         .enumerate()
@@ -234,7 +235,7 @@ fn meter_patch(obj: &Map<String, Value>, rows: &str) -> Result<MeterPatch, CoreE
     Ok(MeterPatch { upsert, remove: ids(obj, "remove")? })
 }
 
-fn meter_row(v: &Value) -> Result<MeterRow, CoreError> {
+fn meter_row(v: &Value<'_>) -> Result<MeterRow, CoreError> {
     let Value::Object(o) = v else { return Err(bad("must be an object")) };
     let meter = str_field(o, "meter")?;
     if let Some(why) = meter_id_problem(meter) {
@@ -260,7 +261,7 @@ fn meter_row(v: &Value) -> Result<MeterRow, CoreError> {
 /// Longest notice title and text kept, in characters.
 const MAX_NOTICE_TEXT: usize = 4_096;
 
-fn notice_patch(obj: &Map<String, Value>, rows: &str) -> Result<NoticePatch, CoreError> {
+fn notice_patch(obj: &Object<'_>, rows: &str) -> Result<NoticePatch, CoreError> {
     let upsert = list(obj, rows)?
         .iter()
         .enumerate()
@@ -269,7 +270,7 @@ fn notice_patch(obj: &Map<String, Value>, rows: &str) -> Result<NoticePatch, Cor
     Ok(NoticePatch { upsert, remove: ids(obj, "remove")? })
 }
 
-fn notice(v: &Value) -> Result<Notice, CoreError> {
+fn notice(v: &Value<'_>) -> Result<Notice, CoreError> {
     let Value::Object(o) = v else { return Err(bad("must be an object")) };
     let id = str_field(o, "id")?;
     if meter_id_problem(id).is_some() {
@@ -333,15 +334,20 @@ fn fetched_text(
     arrival: Arrival,
     cfg: &Config,
 ) -> Result<SessionInput, CoreError> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        channel: Option<String>,
-        meter: Option<serde::de::IgnoredAny>,
-    }
-    let head: Head = serde_json::from_str(text)
-        .map_err(|e| bad(format!("fetched body is not a JSON object ({e})")))?;
-    let Some(channel) = head.channel else {
-        if head.meter.is_some() {
+    let doc =
+        lite::parse(text).map_err(|e| bad(format!("fetched body is not a JSON object ({e})")))?;
+    let Value::Object(o) = &doc else {
+        return Err(bad("fetched body is not a JSON object"));
+    };
+    let channel = match o.get("channel") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.to_string()),
+        Some(_) => {
+            return Err(bad("fetched body is not a JSON object (channel: must be a string)"))
+        }
+    };
+    let Some(channel) = channel else {
+        if o.get("meter").is_some_and(|m| *m != Value::Null) {
             return Ok(SessionInput::DetailReply { request_id, body: text.to_string() });
         }
         return Err(bad("fetched body has neither `channel` (a snapshot) nor `meter` (a detail)"));
@@ -350,46 +356,32 @@ fn fetched_text(
         return Err(bad(format!("channel: {:?} is not a valid channel name", trunc(&channel))));
     }
     let (epoch, snapshot_seq, since_seq, body) = if channel == TOTALS_CHANNEL {
-        #[derive(serde::Deserialize)]
-        struct Pos {
-            epoch: Value,
-            snapshot_seq: Value,
-            since_seq: Option<Value>,
-        }
-        let pos: Pos =
-            serde_json::from_str(text).map_err(|e| bad(format!("totals snapshot: {e}")))?;
-        let mut o = Map::new();
-        o.insert("epoch".into(), pos.epoch);
-        o.insert("snapshot_seq".into(), pos.snapshot_seq);
-        if let Some(s) = pos.since_seq {
-            o.insert("since_seq".into(), s);
+        for f in ["epoch", "snapshot_seq"] {
+            if o.get(f).is_none() {
+                return Err(bad(format!("totals snapshot: missing field `{f}`")));
+            }
         }
         let c = match json::decode(Envelope::Catchup, text, arrival, cfg) {
             Inbound::Catchup(c) => c,
             Inbound::Rejected(e) => return Err(e),
             _ => return Err(bad("totals snapshot: not a catch-up body")),
         };
-        let since = since(&o)?;
+        let since = since(o)?;
         (
-            whole_field(&o, "epoch")?,
-            whole_field(&o, "snapshot_seq")?,
+            whole_field(o, "epoch")?,
+            whole_field(o, "snapshot_seq")?,
             since,
             Payload::Catchup(Box::new(c)),
         )
     } else {
-        let Value::Object(o) =
-            serde_json::from_str::<Value>(text).map_err(|e| bad(format!("snapshot: {e}")))?
-        else {
-            return Err(bad("snapshot: must be an object"));
-        };
         let body = if channel.starts_with(METERS_PREFIX) {
-            Payload::Meters(Box::new(meter_patch(&o, "meters")?))
+            Payload::Meters(Box::new(meter_patch(o, "meters")?))
         } else if channel == NOTICES_CHANNEL {
-            Payload::Notices(Box::new(notice_patch(&o, "notices")?))
+            Payload::Notices(Box::new(notice_patch(o, "notices")?))
         } else {
             return Err(bad(format!("snapshot of unknown channel kind '{channel}'")));
         };
-        (whole_field(&o, "epoch")?, whole_field(&o, "snapshot_seq")?, since(&o)?, body)
+        (whole_field(o, "epoch")?, whole_field(o, "snapshot_seq")?, since(o)?, body)
     };
     Ok(SessionInput::Snapshot(SnapshotReply {
         request_id,
@@ -401,7 +393,7 @@ fn fetched_text(
     }))
 }
 
-fn since(o: &Map<String, Value>) -> Result<Option<u64>, CoreError> {
+fn since(o: &Object<'_>) -> Result<Option<u64>, CoreError> {
     match o.get("since_seq") {
         None | Some(Value::Null) => Ok(None),
         Some(_) => whole_field(o, "since_seq").map(Some),
@@ -409,7 +401,7 @@ fn since(o: &Map<String, Value>) -> Result<Option<u64>, CoreError> {
 }
 
 /// The page's `session` message.
-pub(crate) fn session_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+pub(crate) fn session_message(obj: &Object<'_>) -> Result<Inbound, CoreError> {
     let op = str_field(obj, "op")?;
     let input = match op {
         "start" => {
@@ -441,7 +433,7 @@ pub(crate) fn session_message(obj: &Map<String, Value>) -> Result<Inbound, CoreE
 }
 
 /// The page's `rendered` message.
-pub(crate) fn rendered_message(obj: &Map<String, Value>) -> Result<Inbound, CoreError> {
+pub(crate) fn rendered_message(obj: &Object<'_>) -> Result<Inbound, CoreError> {
     let channel = str_field(obj, "channel")?.to_string();
     let frames = whole_field(obj, "frames")?;
     let frames = u32::try_from(frames).map_err(|_| bad("frames: must be ≤ 4294967295"))?;
@@ -450,7 +442,7 @@ pub(crate) fn rendered_message(obj: &Map<String, Value>) -> Result<Inbound, Core
 
 /// The page's `socket` message (a text `data`; the binding passes an
 /// `ArrayBuffer` to [`decode_socket_binary`] itself).
-pub(crate) fn socket_message(obj: &Map<String, Value>, cfg: &Config) -> Result<Inbound, CoreError> {
+pub(crate) fn socket_message(obj: &Object<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
     match str_field(obj, "event")? {
         "open" => Ok(Inbound::Stream(SessionInput::Opened)),
         "close" => {
@@ -475,10 +467,7 @@ pub(crate) fn socket_message(obj: &Map<String, Value>, cfg: &Config) -> Result<I
 
 /// The page's `fetched` message (a text `data`; the binding passes an
 /// `ArrayBuffer` to [`decode_fetched`] itself).
-pub(crate) fn fetched_message(
-    obj: &Map<String, Value>,
-    cfg: &Config,
-) -> Result<Inbound, CoreError> {
+pub(crate) fn fetched_message(obj: &Object<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
     let request_id = whole_field(obj, "requestId")?;
     let time = |f: &str| obj.get(f).and_then(Value::as_f64);
     let arrival = Arrival { sent_at_ms: time("sentAt"), received_at_ms: time("receivedAt") };
@@ -487,7 +476,8 @@ pub(crate) fn fetched_message(
     let body = match (ok, obj.get("data")) {
         (true, Some(Value::String(t))) => FetchedBody::Text(t),
         (true, Some(v @ Value::Object(_))) => {
-            let t = serde_json::to_string(v).map_err(|e| bad(format!("data: {e}")))?;
+            let mut t = String::new();
+            v.write_json(&mut t);
             return Ok(decode_fetched(request_id, FetchedBody::Text(&t), arrival, cfg));
         }
         _ => FetchedBody::Failed { status },

@@ -1,0 +1,669 @@
+//! A small strict JSON reader (RFC 8259) for the inbound decoders, so the wasm
+//! build carries no serde_json parser.
+//!
+//! [`parse`] reads a whole text into a borrowed [`Value`] tree: strings without
+//! escapes are slices of the input, numbers are kept as their text and read on
+//! demand ([`Number::as_f64`] is correctly rounded, [`Number::as_u64`] exact),
+//! objects keep their members in order (a repeated key: [`Object::get`] returns
+//! the last, as serde_json's map does).
+//!
+//! Strict where it matters: no trailing commas, no leading zeros, no `+`, no
+//! bare `.5` or `1.`, no control characters in strings, only the RFC escapes,
+//! no lone surrogates in `\u` escapes, nothing after the value but whitespace.
+//! A number too large for an `f64` (`1e400`) is grammatical; it is refused by
+//! the field reading it ([`Number::as_f64`] gives `None`), so the decoders keep
+//! their own error codes for it (`bad_value`, `bad_timestamp`).
+//!
+//! Bounded: nesting deeper than [`Limits::max_depth`] and documents of more than
+//! [`Limits::max_values`] values are refused before they allocate more, so a
+//! tree never costs more than a constant times the payload's bytes.
+//! Never panics on any input.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Default deepest nesting of arrays and objects (serde_json's recursion limit).
+pub const MAX_DEPTH: usize = 128;
+/// Default most values in one document (every value counts, nested ones too).
+/// A value takes at least 2 bytes of text, so a 16 MiB payload has fewer.
+pub const MAX_VALUES: usize = 8 << 20;
+
+/// The reader's bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting of arrays and objects (bound: 1..=[`MAX_DEPTH`] is what
+    /// the decoders use; the reader recurses once per level).
+    pub max_depth: usize,
+    /// Most values in the document.
+    pub max_values: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_depth: MAX_DEPTH, max_values: MAX_VALUES }
+    }
+}
+
+/// What is wrong with a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The text ends inside a value.
+    Eof,
+    /// A byte that the grammar does not allow here (the description says what was expected).
+    Syntax(&'static str),
+    /// Nesting deeper than `max_depth`.
+    TooDeep,
+    /// More values than `max_values`.
+    TooManyValues,
+}
+
+/// A refused text: what and where (byte offset, 1-based line and column).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// What is wrong.
+    pub kind: ErrorKind,
+    /// Byte offset of the problem in the text.
+    pub offset: usize,
+    /// 1-based line of the problem.
+    pub line: usize,
+    /// 1-based column (in bytes) of the problem.
+    pub column: usize,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ErrorKind::Eof => f.write_str("EOF while parsing a value")?,
+            ErrorKind::Syntax(what) => f.write_str(what)?,
+            ErrorKind::TooDeep => f.write_str("nesting too deep")?,
+            ErrorKind::TooManyValues => f.write_str("too many values")?,
+        }
+        write!(f, " at line {} column {}", self.line, self.column)
+    }
+}
+
+/// A JSON number, as its (grammatical) text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Number<'a>(&'a str);
+
+impl<'a> Number<'a> {
+    /// The number's text as it appears in the document.
+    pub fn text(&self) -> &'a str {
+        self.0
+    }
+
+    /// The nearest `f64` (correctly rounded), if finite.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.0.parse::<f64>().ok().filter(|x| x.is_finite())
+    }
+
+    /// The number as a `u64` if its text is a non-negative integer (no fraction,
+    /// no exponent) that fits, exactly.
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.parse::<u64>().ok()
+    }
+}
+
+/// A JSON object's members in document order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Object<'a>(Vec<(Cow<'a, str>, Value<'a>)>);
+
+impl<'a> Object<'a> {
+    /// The value of `key`; of a repeated key, the last.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The members in document order (repeated keys included).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The members with repeated keys resolved (the last of each kept), in the
+    /// order of their last occurrence.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        let all = &self.0;
+        all.iter()
+            .enumerate()
+            .filter(move |(i, (k, _))| !all.iter().skip(i + 1).any(|(l, _)| l == k))
+            .map(|(_, (k, v))| (k.as_ref(), v))
+    }
+
+    /// Number of members, repeated keys counted each time.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A JSON value borrowed from its text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number, as text.
+    Number(Number<'a>),
+    /// A string, borrowed unless it had escapes.
+    String(Cow<'a, str>),
+    /// An array.
+    Array(Vec<Value<'a>>),
+    /// An object.
+    Object(Object<'a>),
+}
+
+impl<'a> Value<'a> {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as a finite `f64`, if this is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// The number as an exact `u64`, if this is a non-negative integer that fits.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// The boolean, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is an array.
+    pub fn as_array(&self) -> Option<&[Value<'a>]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The object, if this is one.
+    pub fn as_object(&self) -> Option<&Object<'a>> {
+        match self {
+            Value::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// A member of an object (the last of a repeated key); `None` if absent or
+    /// if this is not an object.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.as_object().and_then(|o| o.get(key))
+    }
+}
+
+impl Value<'_> {
+    /// Appends this value as JSON text (numbers as they were written, strings
+    /// escaped as RFC 8259 requires, object members in order).
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(n.text()),
+            Value::String(s) => write_str(s, out),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Object(o) => {
+                out.push('{');
+                for (i, (k, v)) in o.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_str(k, out);
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+}
+
+/// The value as JSON text (see [`Value::write_json`]).
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.write_json(&mut text);
+        f.write_str(&text)
+    }
+}
+
+fn write_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let n = c as usize;
+                out.push_str("\\u00");
+                out.push(char::from(HEX[(n >> 4) & 0xf]));
+                out.push(char::from(HEX[n & 0xf]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Parses `text` as one JSON value with the default [`Limits`].
+pub fn parse(text: &str) -> Result<Value<'_>, Error> {
+    parse_with(text, Limits::default())
+}
+
+/// Parses `text` as one JSON value (any kind) followed only by whitespace.
+pub fn parse_with(text: &str, limits: Limits) -> Result<Value<'_>, Error> {
+    let mut r = Reader { text, bytes: text.as_bytes(), pos: 0, values: 0, limits };
+    let v = r.value(0).map_err(|kind| r.error(kind))?;
+    r.skip_ws();
+    if r.pos < r.bytes.len() {
+        return Err(r.error(ErrorKind::Syntax("trailing characters")));
+    }
+    Ok(v)
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    values: usize,
+    limits: Limits,
+}
+
+type Step<T> = Result<T, ErrorKind>;
+
+impl<'a> Reader<'a> {
+    fn error(&self, kind: ErrorKind) -> Error {
+        let offset = self.pos.min(self.bytes.len());
+        let before = self.bytes.get(..offset).unwrap_or_default();
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        Error { kind, offset, line, column: offset - line_start + 1 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next byte other than whitespace, not consumed.
+    fn next_token(&mut self) -> Step<u8> {
+        self.skip_ws();
+        self.peek().ok_or(ErrorKind::Eof)
+    }
+
+    fn value(&mut self, depth: usize) -> Step<Value<'a>> {
+        self.values += 1;
+        if self.values > self.limits.max_values {
+            return Err(ErrorKind::TooManyValues);
+        }
+        match self.next_token()? {
+            b'{' => self.object(depth + 1),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(Value::String),
+            b'-' | b'0'..=b'9' => self.number().map(Value::Number),
+            b't' => self.literal("true", Value::Bool(true)),
+            b'f' => self.literal("false", Value::Bool(false)),
+            b'n' => self.literal("null", Value::Null),
+            _ => Err(ErrorKind::Syntax("expected value")),
+        }
+    }
+
+    fn literal(&mut self, word: &'static str, v: Value<'a>) -> Step<Value<'a>> {
+        let end = self.pos + word.len();
+        match self.bytes.get(self.pos..end) {
+            Some(b) if b == word.as_bytes() => {
+                self.pos = end;
+                Ok(v)
+            }
+            // A prefix of the word up to the end of the text is a truncated document.
+            _ if word.as_bytes().starts_with(self.bytes.get(self.pos..).unwrap_or_default()) => {
+                self.pos = self.bytes.len();
+                Err(ErrorKind::Eof)
+            }
+            _ => Err(ErrorKind::Syntax("expected ident")),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Step<Number<'a>> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(ErrorKind::Syntax("invalid number (leading zero)"));
+                }
+            }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            None => return Err(ErrorKind::Eof),
+            Some(_) => return Err(ErrorKind::Syntax("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.eof_or("invalid number (no digit after '.')"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.eof_or("invalid number (no digit in the exponent)"));
+            }
+        }
+        Ok(Number(self.text.get(start..self.pos).unwrap_or_default()))
+    }
+
+    fn eof_or(&self, what: &'static str) -> ErrorKind {
+        if self.pos >= self.bytes.len() {
+            ErrorKind::Eof
+        } else {
+            ErrorKind::Syntax(what)
+        }
+    }
+
+    /// A string; `self.pos` is at its opening quote.
+    fn string(&mut self) -> Step<Cow<'a, str>> {
+        self.pos += 1;
+        let start = self.pos;
+        // The fast path: no escapes, borrowed.
+        loop {
+            match self.peek() {
+                None => return Err(ErrorKind::Eof),
+                Some(b'"') => {
+                    let s = self.text.get(start..self.pos).unwrap_or_default();
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(0..=0x1f) => return Err(ErrorKind::Syntax("control character in a string")),
+                Some(_) => self.pos += 1,
+            }
+        }
+        let mut out = String::with_capacity(self.pos - start + 16);
+        out.push_str(self.text.get(start..self.pos).unwrap_or_default());
+        loop {
+            let run = self.pos;
+            while let Some(b) = self.peek() {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            out.push_str(self.text.get(run..self.pos).unwrap_or_default());
+            match self.peek() {
+                None => return Err(ErrorKind::Eof),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape(&mut out)?;
+                }
+                Some(_) => return Err(ErrorKind::Syntax("control character in a string")),
+            }
+        }
+    }
+
+    /// One escape after its backslash.
+    fn escape(&mut self, out: &mut String) -> Step<()> {
+        let Some(c) = self.peek() else { return Err(ErrorKind::Eof) };
+        self.pos += 1;
+        let ch = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                match hi {
+                    0xd800..=0xdbff => {
+                        if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u".as_slice()) {
+                            return Err(self.eof_or("lone leading surrogate in hex escape"));
+                        }
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xdc00..=0xdfff).contains(&lo) {
+                            return Err(ErrorKind::Syntax("lone leading surrogate in hex escape"));
+                        }
+                        let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                        char::from_u32(c).ok_or(ErrorKind::Syntax("invalid unicode code point"))?
+                    }
+                    0xdc00..=0xdfff => {
+                        return Err(ErrorKind::Syntax("lone trailing surrogate in hex escape"))
+                    }
+                    _ => {
+                        char::from_u32(hi).ok_or(ErrorKind::Syntax("invalid unicode code point"))?
+                    }
+                }
+            }
+            _ => return Err(ErrorKind::Syntax("invalid escape")),
+        };
+        out.push(ch);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Step<u32> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let Some(b) = self.peek() else { return Err(ErrorKind::Eof) };
+            let d = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                b'A'..=b'F' => b - b'A' + 10,
+                _ => return Err(ErrorKind::Syntax("invalid escape")),
+            };
+            v = v * 16 + u32::from(d);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    fn enter(&self, depth: usize) -> Step<()> {
+        if depth > self.limits.max_depth {
+            return Err(ErrorKind::TooDeep);
+        }
+        Ok(())
+    }
+
+    /// An array; `self.pos` is at `[`.
+    fn array(&mut self, depth: usize) -> Step<Value<'a>> {
+        self.enter(depth)?;
+        self.pos += 1;
+        let mut items = Vec::new();
+        if self.next_token()? == b']' {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.value(depth)?);
+            match self.next_token()? {
+                b',' => self.pos += 1,
+                b']' => {
+                    self.pos += 1;
+                    return Ok(Value::Array(items));
+                }
+                _ => return Err(ErrorKind::Syntax("expected ',' or ']'")),
+            }
+            if self.next_token()? == b']' {
+                return Err(ErrorKind::Syntax("trailing comma"));
+            }
+        }
+    }
+
+    /// An object; `self.pos` is at `{`.
+    fn object(&mut self, depth: usize) -> Step<Value<'a>> {
+        self.enter(depth)?;
+        self.pos += 1;
+        let mut members = Vec::new();
+        match self.next_token()? {
+            b'}' => {
+                self.pos += 1;
+                return Ok(Value::Object(Object(members)));
+            }
+            b'"' => {}
+            _ => return Err(ErrorKind::Syntax("key must be a string")),
+        }
+        loop {
+            let key = self.string()?;
+            if self.next_token()? != b':' {
+                return Err(ErrorKind::Syntax("expected ':'"));
+            }
+            self.pos += 1;
+            let v = self.value(depth)?;
+            members.push((key, v));
+            match self.next_token()? {
+                b',' => self.pos += 1,
+                b'}' => {
+                    self.pos += 1;
+                    return Ok(Value::Object(Object(members)));
+                }
+                _ => return Err(ErrorKind::Syntax("expected ',' or '}'")),
+            }
+            match self.next_token()? {
+                b'"' => {}
+                b'}' => return Err(ErrorKind::Syntax("trailing comma")),
+                _ => return Err(ErrorKind::Syntax("key must be a string")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(t: &str) -> Value<'_> {
+        match parse(t) {
+            Ok(v) => v,
+            Err(e) => panic!("{t:?} refused: {e}"),
+        }
+    }
+
+    fn refused(t: &str) -> ErrorKind {
+        match parse(t) {
+            Ok(v) => panic!("{t:?} accepted as {v:?}"),
+            Err(e) => e.kind,
+        }
+    }
+
+    #[test]
+    fn reads_values_borrowed() {
+        let v = ok(r#" {"a": [1, -2.5e3, true, null], "b": "x", "a": "last"} "#);
+        assert_eq!(v.get("a").and_then(Value::as_str), Some("last"));
+        assert!(matches!(v.get("b"), Some(Value::String(Cow::Borrowed("x")))));
+        let o = v.as_object().map(|o| o.entries().map(|(k, _)| k).collect::<Vec<_>>());
+        assert_eq!(o, Some(vec!["b", "a"]));
+        assert_eq!(ok("18446744073709551615").as_u64(), Some(u64::MAX));
+        assert_eq!(ok("18446744073709551616").as_u64(), None);
+        assert_eq!(ok("1e400").as_f64(), None);
+        assert_eq!(ok(r#""\ud83d\ude00\n""#).as_str(), Some("😀\n"));
+    }
+
+    #[test]
+    fn refuses_what_rfc_8259_refuses() {
+        for t in [
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.x",
+            ".5",
+            "+1",
+            "1ex",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "\"\\udc00\"",
+            "\"\\ud800\\u0041\"",
+            "\"a\u{1}\"",
+            "nulx",
+            "tru e",
+            "[1 2]",
+            "{1:2}",
+            "NaN",
+            "Infinity",
+            "1 2",
+            "{\"a\" 1}",
+        ] {
+            assert!(matches!(refused(t), ErrorKind::Syntax(_)), "{t}");
+        }
+        for t in ["", "[", "{\"a\":", "\"abc", "[1,", "tr", "-", "1.", "1e+", "\"\\u12"] {
+            let k = refused(t);
+            assert!(k == ErrorKind::Eof || matches!(k, ErrorKind::Syntax(_)), "{t}: {k:?}");
+        }
+    }
+
+    #[test]
+    fn limits_refuse_before_growing() {
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        assert_eq!(refused(&deep), ErrorKind::TooDeep);
+        let ok_deep = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse(&ok_deep).is_ok());
+        let few = Limits { max_depth: 4, max_values: 3 };
+        assert_eq!(parse_with("[1,2]", few).map(|_| ()), Ok(()));
+        assert_eq!(parse_with("[1,2,3]", few).map_err(|e| e.kind), Err(ErrorKind::TooManyValues));
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let e = parse("{\n  \"a\": 01}").err();
+        assert_eq!(e.map(|e| (e.line, e.column)), Some((2, 9)));
+    }
+}
