@@ -15,10 +15,12 @@
 //   (the server injects no stuck-at-zero or leak incident);
 // - a badge of that kind on the page, its severity as a shape and its kind in
 //   words (the meter's detail badges, read from the DOM);
-// then: at most HEALTHY_TOLERANCE of the other 195 meters raised any alert
-// during the run (with 5 minutes of training, coarse water and energy meters
-// that read a few units sometimes repeat a reading longer than they did in
-// training: stuck, or a spike; measured 2 to 8 per run in 6 runs); the worker
+// then: few of the other 195 meters raised any alert during the run: at most
+// HEALTHY_TOLERANCE.fine of the bandwidth meters (hundreds of units a
+// reading; measured 0 in 7 runs) and HEALTHY_TOLERANCE.coarse of the water and
+// energy ones (a few units a reading, fewer at night by their daily shape:
+// with 5 minutes of training they sometimes repeat a reading longer than in
+// training, stuck, or step by a unit, spike; measured 2 to 9); the worker
 // refused no reading and scored about every reading the server produced (the
 // "readings refused" counter read 352,400 against 127,323 in before the page
 // widened `maxFutureMs` with `maxOffsetMs`); the first meter whose badges go loses
@@ -52,8 +54,8 @@ const SPEED = 20;
 const HEAD_START_MS = 30_000;
 const BADGE_TTL_MS = 300_000;
 const METERS = 200;
-/** Healthy meters that may raise some alert during the run (see the header). */
-const HEALTHY_TOLERANCE = 12;
+/** Healthy meters that may raise some alert during the run, fine (bandwidth) and coarse (water, energy): see the header. */
+const HEALTHY_TOLERANCE = { fine: 2, coarse: 20 };
 const TICK_MS = 500;
 /** What each incident kind of the feed simulator should raise first (DETECTION.md, "At 2 Hz with the defaults"). */
 const EXPECT = {
@@ -196,7 +198,9 @@ test('every injected incident raises anomalyDetected of its kind and a badge on 
   const incidentMeters = new Set(incidents.map((i) => i.meter));
   const healthy = [...new Set(detected.filter((a) => !incidentMeters.has(a.meter)).map((a) => a.meter))];
   console.log(`# healthy meters with an alert: ${healthy.length} of ${METERS - incidentMeters.size} (${detected.filter((a) => !incidentMeters.has(a.meter)).map((a) => `${a.meter} ${a.kind}`).join(', ')})`);
-  assert.ok(healthy.length <= HEALTHY_TOLERANCE, `${healthy.length} healthy meters raised an alert (tolerance ${HEALTHY_TOLERANCE})`);
+  const fine = healthy.filter((m) => m.startsWith('b-'));
+  assert.ok(fine.length <= HEALTHY_TOLERANCE.fine, `${fine.length} healthy bandwidth meters raised an alert: ${fine.join(', ')}`);
+  assert.ok(healthy.length - fine.length <= HEALTHY_TOLERANCE.coarse, `${healthy.length - fine.length} healthy water/energy meters raised an alert`);
 
   // Readings: none refused, about every one the server produced scored (the
   // stats come every `statsIntervalMs`; the page shows what they say).
