@@ -853,15 +853,16 @@ mod tests {
 
     #[test]
     fn entity_state_equals_a_recomputation_from_the_generated_readings() -> Result<(), String> {
-        // Long enough to go through the dropout (5th incident, 50–55 min in).
-        let mut sim = Simulator::new(40, 11, 1_764_000_000_000 - 30 * 60_000);
+        // Long enough to go through the dropout (5th incident, 25–30 min in),
+        // which ends 5 minutes after the hour turns (20 min in).
+        let mut sim = Simulator::new(40, 11, 1_764_000_000_000 - 20 * 60_000);
         let incidents = sim.incidents().to_vec();
         let mut m = model(&sim, 4, LIMITS);
         let dropout = incidents.iter().find(|i| i.kind == IncidentKind::Dropout).copied();
         let mut want: BTreeMap<u32, (u64, i64, u64, i64)> = BTreeMap::new();
         let mut out = Vec::new();
         let mut saw_offline = false;
-        for _ in 0..(58 * 120) {
+        for _ in 0..(48 * 120) {
             let ts = sim.step(&mut out);
             for r in &out {
                 let w = want.entry(r.meter).or_default();

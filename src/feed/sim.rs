@@ -12,9 +12,18 @@ pub const TICK_MS: u64 = 500;
 pub const RESOURCES: [(&str, &str); 3] = [("water", "m3"), ("energy", "kWh"), ("bandwidth", "MB")];
 /// Decimals of every resource's resolution (the ledger's default config).
 pub const DECIMALS: u8 = 3;
-/// Simulated time from the start to the first incident, and between incidents.
-pub const INCIDENT_SPACING_MS: u64 = 10 * 60_000;
+/// Simulated time from the start to the first incident, and between incidents:
+/// all five start within 25 minutes, so a run at 20× shows every kind in
+/// about 80 s of real time (the dashboard's incident test).
+pub const INCIDENT_SPACING_MS: u64 = 5 * 60_000;
 const DAY_MS: u64 = 86_400_000;
+/// How long a drift takes to reach its new level (3×). A drift is a change of
+/// level that lasts (DETECTION.md, Drift): at 2 minutes it is caught within
+/// about 2 minutes even by a meter trained for only 5 (`baselineReadings`
+/// 600, the dashboard's incident test). A ramp over the whole 30 minutes was
+/// learned as the meter's normal spread as fast as it grew, and never alerted
+/// at that training length.
+pub const DRIFT_RAMP_MS: u64 = 2 * 60_000;
 
 /// What kind of incident a meter goes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +34,7 @@ pub enum IncidentKind {
     BurstPipe,
     /// The meter repeats its last amount exactly.
     Stuck,
-    /// The amount creeps upward, up to 3× at the end.
+    /// The amount creeps upward to 3× over [`DRIFT_RAMP_MS`], then stays there.
     Drift,
     /// No readings at all.
     Dropout,
@@ -49,6 +58,18 @@ impl IncidentKind {
             IncidentKind::Stuck => "stuck",
             IncidentKind::Drift => "drift",
             IncidentKind::Dropout => "dropout",
+        }
+    }
+
+    /// Whether `spec` shows this incident as the detector is specified to see it.
+    fn fits(self, spec: &MeterSpec) -> bool {
+        match self {
+            IncidentKind::BurstPipe => spec.resource == 0,
+            // Hundreds of units a reading, every unit counted, mild noise.
+            IncidentKind::Spike | IncidentKind::Stuck | IncidentKind::Drift => {
+                spec.resource == 2 && spec.quantum == 1 && spec.noise < 0.5
+            }
+            IncidentKind::Dropout => true,
         }
     }
 
@@ -162,14 +183,18 @@ impl Simulator {
         if meters > 0 {
             for (j, kind) in IncidentKind::ALL.into_iter().enumerate() {
                 let mut meter = (rng.next_u64() % u64::from(meters)) as u32;
-                if kind == IncidentKind::BurstPipe {
-                    // A burst pipe needs a water meter; none among the first tries: any.
-                    for _ in 0..64 {
-                        if specs[meter as usize].resource == 0 {
-                            break;
-                        }
-                        meter = (rng.next_u64() % u64::from(meters)) as u32;
+                // A burst pipe needs a water meter. A spike, a stuck value and a
+                // drift need a meter whose readings vary from one to the next
+                // (DETECTION.md: stuck is a run far longer than the meter's
+                // normal runs; drift and spike are measured in the meter's own
+                // spread): a water or energy meter reads a few units, so its
+                // rounded readings repeat for minutes and a "stuck" one is
+                // normal for it. None among the first tries: any meter.
+                for _ in 0..64 {
+                    if kind.fits(&specs[meter as usize]) {
+                        break;
                     }
+                    meter = (rng.next_u64() % u64::from(meters)) as u32;
                 }
                 let start = start_ms + (j as u64 + 1) * INCIDENT_SPACING_MS;
                 incidents.push(Incident {
@@ -237,7 +262,7 @@ impl Simulator {
                         IncidentKind::Spike => x *= 20.0 + 10.0 * v,
                         IncidentKind::BurstPipe => x += 50.0 * spec.base_units,
                         _ => {
-                            let f = (ts - i.start_ms) as f64 / (i.end_ms - i.start_ms) as f64;
+                            let f = ((ts - i.start_ms) as f64 / DRIFT_RAMP_MS as f64).min(1.0);
                             x *= 1.0 + 2.0 * f;
                         }
                     }
@@ -308,6 +333,9 @@ mod tests {
         assert_eq!(incidents.len(), 5);
         let burst = incidents.iter().find(|i| i.kind == IncidentKind::BurstPipe).copied();
         assert_eq!(burst.map(|b| sim.meters()[b.meter as usize].resource), Some(0));
+        for i in &incidents {
+            assert!(i.kind.fits(&sim.meters()[i.meter as usize]), "{i:?}");
+        }
         let mut out = Vec::new();
         let mut seen: Vec<Vec<Reading>> = vec![Vec::new(); 200];
         let end = incidents.iter().map(|i| i.end_ms).max().unwrap_or(0) + 60_000;
@@ -325,6 +353,13 @@ mod tests {
                 IncidentKind::Stuck => {
                     assert!(inside.len() > 100);
                     assert!(inside.iter().all(|r| r.units == inside[0].units));
+                    // Before it, the meter never repeated a reading: its stuck
+                    // run is what the detector calls stuck (DETECTION.md, Stuck).
+                    let before: Vec<i64> =
+                        rs.iter().filter(|r| r.ts_ms < i.start_ms).map(|r| r.units).collect();
+                    assert!(before.len() > 100);
+                    let repeats = before.windows(2).filter(|w| w[0] == w[1]).count();
+                    assert!(repeats * 20 < before.len(), "{i:?}: {repeats} repeats");
                 }
                 IncidentKind::Spike | IncidentKind::BurstPipe => {
                     let before: Vec<i64> =
@@ -334,7 +369,20 @@ mod tests {
                         inside.iter().map(|r| r.units).sum::<i64>() as f64 / inside.len() as f64;
                     assert!(mean_in > 5.0 * mean_before, "{i:?}: {mean_in} vs {mean_before}");
                 }
-                IncidentKind::Drift => assert!(!inside.is_empty()),
+                IncidentKind::Drift => {
+                    // Its level after the ramp: about 3× the level before.
+                    let before: Vec<i64> =
+                        rs.iter().filter(|r| r.ts_ms < i.start_ms).map(|r| r.units).collect();
+                    let mean_before = before.iter().sum::<i64>() as f64 / before.len() as f64;
+                    let held: Vec<i64> = inside
+                        .iter()
+                        .filter(|r| r.ts_ms >= i.start_ms + DRIFT_RAMP_MS)
+                        .map(|r| r.units)
+                        .collect();
+                    let mean_held = held.iter().sum::<i64>() as f64 / held.len() as f64;
+                    assert!(held.len() > 100);
+                    assert!((2.0..4.0).contains(&(mean_held / mean_before)), "{i:?}");
+                }
             }
         }
     }

@@ -3,7 +3,12 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { ResourceTotals } from '../client/index.js';
-import { formatHour, unitName } from './format.js';
+import { formatClock, unitName, zoneName } from './format.js';
+
+/** uPlot's x scale in the page's zone: ticks fall on that zone's hours and minutes (format.ts). */
+const tzDate = (ts: number): Date => uPlot.tzDate(new Date(ts * 1e3), zoneName());
+/** Time-axis labels, 24-hour, in the page's zone (not the browser locale's format). */
+const timeLabels = (_u: uPlot, splits: number[]): string[] => splits.map((s) => formatClock(s * 1000));
 
 /** A total as a number for drawing only (the tables show exact digits). */
 function approx(total: number | string, decimals: number): number {
@@ -12,6 +17,10 @@ function approx(total: number | string, decimals: number): number {
 
 export class BucketChart {
   private plot: uPlot | null = null;
+  /** The uPlot instance (for the tests: its axes' ticks and labels). */
+  get uplot(): uPlot | null {
+    return this.plot;
+  }
   private unit = '';
   private key = '';
 
@@ -39,9 +48,10 @@ export class BucketChart {
           ...this.size(),
           legend: { show: false },
           cursor: { show: true, drag: { x: false, y: false } },
+          tzDate,
           scales: { x: { time: true, range: (_u, min, max) => [min, max + 3600] }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
           axes: [
-            { stroke: '#3b4252', values: (_u, splits) => splits.map((s) => formatHour(s * 1000).split('–')[0] ?? '') },
+            { stroke: '#3b4252', values: timeLabels },
             { stroke: '#3b4252', label: unit, size: 70, values: (_u, splits) => splits.map((s) => s.toLocaleString()) },
           ],
           series: [
@@ -60,11 +70,15 @@ export class BucketChart {
 
 /**
  * A series (PROTOCOL.md, "Series"): the per-bucket sum as a line, min and max
- * as thin lines; x in the viewer's time zone. Fed from the transferred typed
+ * as thin lines; x in the page's time zone. Fed from the transferred typed
  * arrays (series.ts turns empty buckets into gaps).
  */
 export class SeriesChart {
   private plot: uPlot | null = null;
+  /** The uPlot instance (for the tests: its axes' ticks and labels). */
+  get uplot(): uPlot | null {
+    return this.plot;
+  }
   private unit = '';
 
   constructor(private readonly host: HTMLElement) {
@@ -85,9 +99,10 @@ export class SeriesChart {
           ...this.size(),
           legend: { show: false },
           cursor: { show: true, drag: { x: false, y: false } },
+          tzDate,
           scales: { x: { time: true }, y: { range: (_u, min, max) => [Math.min(0, min), max > 0 ? max * 1.1 : 1] } },
           axes: [
-            { stroke: '#3b4252', values: (_u, splits) => splits.map((s) => new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })) },
+            { stroke: '#3b4252', values: timeLabels },
             { stroke: '#3b4252', label: `${u} per bucket`, size: 70, values: (_u, splits) => splits.map((s) => s.toLocaleString()) },
           ],
           series: [

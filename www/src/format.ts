@@ -1,6 +1,6 @@
 // Formatting for people: exact totals with thousands separators and units,
-// times in the viewer's own zone. Totals are never passed through a float:
-// the worker sends an integer count of 10^-decimals units (a number, or a
+// times in one zone (the viewer's unless `?tz=` names another). Totals are
+// never passed through a float: the worker sends an integer count of 10^-decimals units (a number, or a
 // decimal string past 2^53 - 1), and it is shown digit for digit.
 import type { Total } from '../client/index.js';
 
@@ -47,15 +47,45 @@ export function formatMs(ms: number): string {
   return `${twoDecimals.format(ms)} ms`;
 }
 
-const hourFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
-const dateTimeFmt = new Intl.DateTimeFormat(undefined, {
-  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short',
-});
+// One zone for every time on the page: the header names it (`zone()`), and the
+// tables, the feed, the detail panel and both charts' axes (uPlot `tzDate`,
+// chart.ts) are formatted in it, 24-hour, whatever the browser's locale. It
+// is the viewer's own zone unless the page is opened with `?tz=<IANA name>`
+// (e.g. `?tz=UTC`); an unknown name falls back to the viewer's.
+const viewerZone = (): string => Intl.DateTimeFormat().resolvedOptions().timeZone;
+let currentZone = viewerZone();
+let hourFmt!: Intl.DateTimeFormat;
+let timeFmt!: Intl.DateTimeFormat;
+let dateTimeFmt!: Intl.DateTimeFormat;
 
-/** "14:00–15:00" for the hour starting at `ms`, in the viewer's zone. */
+/** Sets the page's zone (`null`: the viewer's); returns the zone in force. */
+export function setZone(requested: string | null): string {
+  let z = viewerZone();
+  if (requested) {
+    try {
+      new Intl.DateTimeFormat('en-GB', { timeZone: requested });
+      z = requested;
+    } catch {
+      // RangeError: not a zone this browser knows; the viewer's stays.
+    }
+  }
+  currentZone = z;
+  hourFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: z });
+  timeFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZone: z });
+  dateTimeFmt = new Intl.DateTimeFormat(undefined, {
+    month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'short', timeZone: z,
+  });
+  return z;
+}
+setZone(null);
+
+/** "14:00–15:00" for the hour starting at `ms`, in the page's zone. */
 export function formatHour(ms: number): string {
   return `${hourFmt.format(ms)}–${hourFmt.format(ms + 3_600_000)}`;
+}
+/** "14:05" at `ms`, in the page's zone: the charts' time-axis labels. */
+export function formatClock(ms: number): string {
+  return hourFmt.format(ms);
 }
 export function formatTime(ms: number): string {
   return timeFmt.format(ms);
@@ -63,9 +93,9 @@ export function formatTime(ms: number): string {
 export function formatDateTime(ms: number): string {
   return dateTimeFmt.format(ms);
 }
-/** The viewer's zone, shown once so every time on the page is read right. */
+/** The page's zone (IANA name), shown once so every time on the page is read right. */
 export function zoneName(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return currentZone;
 }
 
 /** A decimal string with thousands separators: "12345.125" -> "12,345.125". */

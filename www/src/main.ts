@@ -12,14 +12,16 @@
 // `stream=off` runs without the session, on the ledger's periodic catch-ups
 // only (`catchupMs`, default 5,000); `binary=1` for binary frames and
 // catch-ups; `maxOffsetMs` for a feed server on accelerated time;
-// `creditWindow` and `rendered=off` (below).
+// `creditWindow` and `rendered=off` (below); `tz` (an IANA zone, e.g. UTC)
+// for the zone every time is shown in (default: the viewer's).
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
+import type uPlot from 'uplot';
 import { BucketChart } from './chart.js';
 import { Credit } from './credit.js';
 import { Progress } from './progress.js';
 import { SeriesPanel } from './series-panel.js';
 import type { DetailState } from './view.js';
-import { zoneName } from './format.js';
+import { setZone } from './format.js';
 import { MeterTable, VirtualList } from './meters.js';
 import {
   anomalyCleared, anomalyDetected, clockAdvanced, connectionChanged, errorReported, makeStore, noticesReceived,
@@ -35,8 +37,15 @@ const CATCHUP_MS = Number(params.get('catchupMs') ?? 5000);
 const STREAM_V2 = params.get('stream') !== 'off';
 const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
-// purpose; `maxOffsetMs` widens the worker's clock check to match.
+// purpose; `maxOffsetMs` widens the worker's clock check to match, and the
+// readings that server stamps are then plausible that far ahead too
+// (`maxFutureMs`, default 5 min): without it, once the server's clock is 5
+// minutes ahead every live reading is counted in the totals but kept out of
+// detection as `bad_timestamp` (the "readings refused" counter grew past the
+// readings ingested, and every meter went silent at once).
 const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
+/** The worker's default `maxFutureMs` (PROTOCOL.md, config). */
+const MAX_FUTURE_MS = 300_000;
 // Detection settings for a short accelerated run (a demo, the incident test):
 // `baselineReadings` (training length; drift and stuck wait for it),
 // `silentAfterMs` (silence in the worker's own time) and `tickMs` (one
@@ -77,13 +86,18 @@ declare global {
   interface Window {
     meterflowDashboard?: {
       store: typeof store; meters: MeterTable; client: () => MeterflowClient | null; renders: number; open: (meter: string) => void;
+      charts: () => { buckets: uPlot | null; series: uPlot | null };
     };
   }
 }
-const handle = { store, meters, client: () => mf, renders: 0, open: (meter: string) => openDetail(meter) };
+const handle = {
+  store, meters, client: () => mf, renders: 0, open: (meter: string) => openDetail(meter),
+  charts: () => ({ buckets: chart.uplot, series: series?.chart.uplot ?? null }),
+};
 window.meterflowDashboard = handle;
 
-document.getElementById('zone')!.textContent = zoneName();
+// Every time on the page, charts included, in one zone: the viewer's, or `?tz=` (e.g. UTC).
+document.getElementById('zone')!.textContent = setZone(params.get('tz'));
 
 // ---- render loop: at most once per animation frame ---------------------------
 
@@ -227,7 +241,7 @@ async function start(): Promise<void> {
     // deltas; the ledger still asks for a catch-up itself after a gap.
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
-      ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS }),
+      ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS, maxFutureMs: Math.max(MAX_FUTURE_MS, MAX_OFFSET_MS) }),
       ...DETECTION,
       ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },

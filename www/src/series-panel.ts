@@ -35,7 +35,7 @@ export class SeriesPanel {
   private unsubscribe: (() => void) | null = null;
   /** Until the worker has answered a series once, a refusal without `id` may be the answer to ours. */
   private probing = true;
-  private readonly chart = new SeriesChart($('series-chart'));
+  readonly chart = new SeriesChart($('series-chart'));
   private units = new Map<string, string>();
   private drawn: SeriesData | null = null;
   private drawnState: SeriesState | null = null;

@@ -11,6 +11,7 @@
 // live outside the store (meters.ts): tens of thousands of rows do not belong
 // in an immutable tree copied on every update.
 import { configureStore, createSlice, type PayloadAction } from '@reduxjs/toolkit';
+import { formatCount } from './format.js';
 import type {
   AnomalyKind,
   AnomalyMessage,
@@ -80,7 +81,31 @@ export interface TelemetryState {
   notices: Notice[];
   errors: ErrorItem[];
   errorCount: number;
+  /**
+   * Why readings were refused: the worker's error events per reading-refusal
+   * code (`READING_REFUSALS`), with the latest message. The worker reports at
+   * most `maxErrorsPerBatch` per batch individually (then one
+   * `errors_suppressed`), so these counts are a lower bound of the stats'
+   * `readingsRejected`, which counts every refused reading.
+   */
+  refusals: Record<string, { count: number; message: string }>;
 }
+
+/**
+ * The error codes that mean "a reading was refused" (PROTOCOL.md 6), in
+ * words an operator reads. A reading that arrives twice (in a `totals` frame
+ * and in a `meters.*` row) enters once and is neither refused nor an error.
+ */
+export const READING_REFUSALS: Record<string, string> = {
+  bad_timestamp: 'time outside the plausible window',
+  bad_value: 'not a finite value in range',
+  late_reading: 'too late for its hour',
+  bad_meter_id: 'bad meter id',
+  unknown_meter: 'unknown meter',
+  unknown_key: 'unknown meter key',
+  key_out_of_range: 'meter key out of range',
+  meter_capacity: 'meter table full',
+};
 
 const initialState: TelemetryState = {
   worker: { state: 'starting', version: '', reason: '' },
@@ -95,6 +120,7 @@ const initialState: TelemetryState = {
   notices: [],
   errors: [],
   errorCount: 0,
+  refusals: {},
 };
 
 /** Orders HLC stamps: by wall time, then counter. */
@@ -163,6 +189,12 @@ export const telemetry = createSlice({
     },
     errorReported(state, a: PayloadAction<ErrorItem>) {
       state.errorCount += 1;
+      const { code, message } = a.payload;
+      if (code in READING_REFUSALS) {
+        const r = (state.refusals[code] ??= { count: 0, message });
+        r.count += 1;
+        r.message = message;
+      }
       state.errors.unshift(a.payload);
       if (state.errors.length > ERROR_LIMIT) state.errors.length = ERROR_LIMIT;
     },
@@ -179,3 +211,16 @@ export function makeStore() {
 }
 export type Store = ReturnType<typeof makeStore>;
 export type RootState = ReturnType<Store['getState']>;
+
+/**
+ * Readings the worker refused (invalid or over a limit: kept out of
+ * detection; a live one is still counted in the totals), with the reasons its
+ * error events gave. A reading that came twice is not refused: it is in once.
+ */
+export function refusedText(rejected: number, refusals: TelemetryState['refusals']): string {
+  if (rejected === 0) return '0';
+  const reasons = Object.entries(refusals)
+    .sort((a, b) => b[1].count - a[1].count)
+    .map(([code, r]) => `${READING_REFUSALS[code] ?? code} (${code}, ${formatCount(r.count)} reported)`);
+  return `${formatCount(rejected)}: ${reasons.length > 0 ? reasons.join('; ') : 'reasons not reported'}`;
+}

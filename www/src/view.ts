@@ -5,7 +5,7 @@ import type { AnomalyKind, ConnectionMessage, MeterMessage, MeterRow, TotalsMess
 import {
   formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatTotal, formatValue, unitName,
 } from './format.js';
-import type { MeterAlerts, TelemetryState } from './store.js';
+import { refusedText, type MeterAlerts, type TelemetryState } from './store.js';
 import type { ProgressItem } from './progress.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
@@ -145,6 +145,7 @@ export function renderConnection(s: TelemetryState, now: number): void {
 
 // ---- stats -------------------------------------------------------------------
 
+
 export function renderStats(s: TelemetryState): void {
   const st = s.stats;
   const c = s.totals?.counters;
@@ -153,8 +154,8 @@ export function renderStats(s: TelemetryState): void {
     ['memory', 'wasm memory', st ? formatBytes(st.linearMemoryBytes) : '—'],
     ['engine', 'engine estimate', st ? formatBytes(st.engineBytes) : '—'],
     ['tick', 'last tick', st ? formatMs(st.lastTickEvalMs) : '—'],
-    ['ingested', 'readings in', st ? formatCount(st.readingsIngested) : '—'],
-    ['rejected', 'readings refused', st ? formatCount(st.readingsRejected) : '—'],
+    ['ingested', 'readings scored', st ? formatCount(st.readingsIngested) : '—'],
+    ['rejected', 'readings refused', st ? refusedText(st.readingsRejected, s.refusals) : '—'],
     ['alerts', 'active alerts', st ? formatCount(st.activeAlerts) : '—'],
     ['catchups', 'catch-ups applied', c ? formatCount(c.restApplied) : '—'],
     ['refused', 'catch-ups refused', c ? formatCount(c.refusedRest) : '—'],

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const dir = fileURLToPath(new URL('../build/src/', import.meta.url));
 if (!existsSync(`${dir}store.js`)) throw new Error('www/build/src is missing: run `make dash` first');
 const store = await import(`${dir}store.js`);
-const { formatTotal, formatDecimal } = await import(`${dir}format.js`);
+const { formatTotal, formatDecimal, setZone, zoneName, formatClock, formatTime, formatHour, formatDateTime } = await import(`${dir}format.js`);
 
 const anomaly = (meter, kind, severity = 'warning', ts = 0) => ({
   type: 'anomaly', v: 1, meter, kind, severity, z: 5, value: 1, mean: 0, std: 1, ts, evaluations: 3,
@@ -180,4 +180,45 @@ test('progress: bootstrap counts channels snapshotted of those subscribed; downl
   assert.match(p.items().at(-1).detail, /computing, next answer in about 250 ms/);
   p.seriesComputing(null);
   assert.equal(p.items().some((i) => i.key === 'series'), false);
+});
+
+test('every time on the page is in the zone the header names: ?tz=UTC gives UTC whatever the viewer\'s zone; a bad name keeps the viewer\'s', () => {
+  const viewer = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  try {
+    // 2026-12-03 21:07:09 UTC is 02:37:09 on Dec 4 in Kolkata (+05:30).
+    const t = Date.UTC(2026, 11, 3, 21, 7, 9);
+    assert.equal(setZone('Asia/Kolkata'), 'Asia/Kolkata');
+    assert.equal(zoneName(), 'Asia/Kolkata');
+    assert.equal(formatClock(t), '02:37');
+    assert.equal(formatTime(t), '02:37:09');
+    assert.equal(formatHour(Date.UTC(2026, 11, 3, 21)), '02:30–03:30');
+    assert.equal(setZone('UTC'), 'UTC');
+    assert.equal(formatClock(t), '21:07');
+    assert.equal(formatTime(t), '21:07:09');
+    assert.equal(formatHour(Date.UTC(2026, 11, 3, 21)), '21:00–22:00');
+    assert.match(formatDateTime(t), /21:07:09 UTC$/);
+    assert.equal(setZone('Not/AZone'), viewer);
+    assert.equal(setZone(null), viewer);
+  } finally {
+    setZone(null);
+  }
+});
+
+test('refused readings are counted by reason in words; duplicates and other errors are not refusals', () => {
+  const s = store.makeStore();
+  const report = (code, message) => s.dispatch(store.errorReported({ code, message, at: 0 }));
+  report('bad_timestamp', 'timestamp 5 outside [1, 2] (now 1)');
+  report('bad_timestamp', 'timestamp 6 outside [1, 2] (now 1)');
+  report('bad_value', 'value NaN is not finite');
+  report('errors_suppressed', '100 more errors in this batch not reported individually');
+  report('entity_limit', 'channel meters.north: 3 new entities refused');
+  const t = s.getState().telemetry;
+  assert.deepEqual(Object.keys(t.refusals).sort(), ['bad_timestamp', 'bad_value']);
+  assert.deepEqual(t.refusals.bad_timestamp, { count: 2, message: 'timestamp 6 outside [1, 2] (now 1)' });
+  assert.equal(store.refusedText(0, t.refusals), '0');
+  assert.equal(
+    store.refusedText(352400, t.refusals),
+    '352,400: time outside the plausible window (bad_timestamp, 2 reported); not a finite value in range (bad_value, 1 reported)',
+  );
+  assert.equal(store.refusedText(3, {}), '3: reasons not reported');
 });
