@@ -106,7 +106,7 @@ dash:
 # when www/pkg/meterflow_bg.wasm (`make build`) compressed with gzip -9 is
 # larger than WASM_GZIP_BUDGET bytes, so the module cannot grow unnoticed.
 # Set to the measured size plus a few KB; lower it whenever the module shrinks.
-WASM_GZIP_BUDGET := 272000
+WASM_GZIP_BUDGET := 278000
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
 	echo "www/pkg/meterflow_bg.wasm: $$raw B raw, $$gz B gzip -9 (budget $(WASM_GZIP_BUDGET) B, target 150000 B)"; \
