@@ -46,6 +46,7 @@ test('two simulated minutes at 5,000 meters × 2 Hz: no memory growth after warm
   assert.ok(s.samples.length >= 12, `${s.samples.length} samples`);
   assert.ok(s.samples.at(-1).linearBytes > 0 && s.samples.at(-1).meters === 5000, JSON.stringify(s.samples.at(-1)));
   assert.ok(s.growthAfterWarmup.linearBytes <= s.margins.linearBytes, JSON.stringify(s.growthAfterWarmup));
+  assert.ok(s.growthAfterWarmup.engineBytes <= s.margins.engineBytes, JSON.stringify(s.growthAfterWarmup));
   assert.ok(s.growthAfterWarmup.workerJsBytes === null || s.growthAfterWarmup.workerJsBytes <= s.margins.workerJsBytes);
   assert.deepEqual(s.failures, []);
 });
@@ -53,6 +54,10 @@ test('two simulated minutes at 5,000 meters × 2 Hz: no memory growth after warm
 test('the bound check fails when memory really grows (500 new meters a simulated minute)', async () => {
   const { code, report } = await soak(['--churn', '500']);
   assert.equal(code, 1);
-  assert.ok(report.soak.growthAfterWarmup.linearBytes > report.soak.margins.linearBytes, JSON.stringify(report.soak.growthAfterWarmup));
-  assert.match(report.failures.join('; '), /linear memory grew/);
+  const g = report.soak.growthAfterWarmup;
+  const m = report.soak.margins;
+  // The engine's count always shows the new rings; linear memory shows them
+  // only when the allocator had no headroom left, so either may report.
+  assert.ok(g.engineBytes > m.engineBytes, JSON.stringify(g));
+  assert.match(report.failures.join('; '), /(engine|linear) memory grew/);
 });
