@@ -73,7 +73,7 @@ if (soak) {
     '|---|---:|---:|---:|',
     `| wasm linear memory | ${mib(last.linearBytes)} | ${num(g.linearBytes)} B | ${mib(s.margins.linearBytes)} |`,
     `| worker JS memory (\`measureUserAgentSpecificMemory\`) | ${mib(last.workerJsBytes)} | ${num(g.workerJsBytes)} B | ${mib(s.margins.workerJsBytes)} |`,
-    `| the engine's own estimate (\`stats.engineBytes\`) | ${mib(last.engineBytes)} | ${num(g.engineBytes)} B | |`,
+    `| the engine's own estimate (\`stats.engineBytes\`) | ${mib(last.engineBytes)} | ${num(g.engineBytes)} B | ${s.margins.engineBytes === undefined ? 'none (run before 2026-12-04)' : mib(s.margins.engineBytes)} |`,
     '',
     `${num(s.readingsPerSec / 1e6, 2)} M live readings/s through \`postMessage\` (one simulated second acknowledged before the next); final totals ${s.totalsExact ? 'exact' : 'NOT exact'}.`,
   );
