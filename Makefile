@@ -105,13 +105,24 @@ dash:
 # The .wasm size budget (issue 9's target is 150 KB gzip): `make size` fails
 # when www/pkg/meterflow_bg.wasm (`make build`) compressed with gzip -9 is
 # larger than WASM_GZIP_BUDGET bytes, so the module cannot grow unnoticed.
-# Set to the measured size plus a few KB; lower it whenever the module shrinks.
+# Set to the measured size plus about 1%; lower it whenever the module shrinks.
+# It also fails if any serde code is linked into the module (the decoders read
+# JSON with wire::lite; serde and serde_json are for the native users): the
+# shipped .wasm has no name section after wasm-opt, so the function names are
+# read from cargo's output that wasm-bindgen and wasm-opt start from
+# (WASM_NAMES, built by `make build`, names kept in release).
 WASM_GZIP_BUDGET := 278000
+WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
 	echo "www/pkg/meterflow_bg.wasm: $$raw B raw, $$gz B gzip -9 (budget $(WASM_GZIP_BUDGET) B, target 150000 B)"; \
 	if [ $$gz -gt $(WASM_GZIP_BUDGET) ]; then \
 	  echo "make size: the .wasm is $$gz B gzip, over WASM_GZIP_BUDGET ($(WASM_GZIP_BUDGET) B)"; exit 1; fi
+	@test -f $(WASM_NAMES) || { echo "make size: $(WASM_NAMES) missing (run make build)"; exit 1; }
+	@names=$$(strings -n 8 $(WASM_NAMES) | grep -c 'serde' || true); \
+	echo "$(WASM_NAMES): $$names strings naming serde (must be 0)"; \
+	if [ "$$names" -gt 0 ]; then strings -n 8 $(WASM_NAMES) | grep 'serde' | head -5; \
+	  echo "make size: serde code is linked into the .wasm"; exit 1; fi
 
 feed-bin:
 	cargo build --release --features feed --bin meterflow-feed

@@ -6,7 +6,9 @@
 //!   distinct meters) through the scanner (`json_readings`, from bytes:
 //!   `json_readings_bytes`) and through the general serde decoder alone
 //!   (`json_readings_general`, what every JSON payload took before the
-//!   scanner), JSON live frame (amounts as decimal strings).
+//!   scanner), JSON live frame (amounts as decimal strings); the general
+//!   decoder and the frame also through `wire::serde_oracle` (`*_serde`, the
+//!   serde_json decoder `wire::lite` replaced, issue 9), in the same run.
 //! - `decode_ingest/*`: readings/s for decode + `Engine::handle` of one
 //!   5,000-record payload at 5,000 meters (one reading per meter, keys already
 //!   bound for binary, windows full).
@@ -21,7 +23,7 @@ use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
 use meterflow::wire::binary::{encode_live, encode_readings, TsLayout};
 use meterflow::wire::json::decode_general;
-use meterflow::wire::{decode_binary, decode_bytes, decode_text, Arrival, Envelope};
+use meterflow::wire::{decode_binary, decode_bytes, decode_text, serde_oracle, Arrival, Envelope};
 use std::hint::black_box;
 
 const T0: f64 = 1.7e12;
@@ -139,6 +141,16 @@ fn decode(c: &mut Criterion) {
             black_box(decode_general(Envelope::Readings, black_box(&jr), Arrival::default(), &cfg))
         })
     });
+    g.bench_function("json_readings_general_serde", |b| {
+        b.iter(|| {
+            black_box(serde_oracle::decode_general(
+                Envelope::Readings,
+                black_box(&jr),
+                Arrival::default(),
+                &cfg,
+            ))
+        })
+    });
     g.bench_function("json_readings_bytes", |b| {
         b.iter(|| {
             black_box(decode_bytes(
@@ -151,6 +163,16 @@ fn decode(c: &mut Criterion) {
     });
     g.bench_function("json_frame", |b| {
         b.iter(|| black_box(decode_text(Envelope::Live, black_box(&jf), Arrival::default(), &cfg)))
+    });
+    g.bench_function("json_frame_serde", |b| {
+        b.iter(|| {
+            black_box(serde_oracle::decode_general(
+                Envelope::Live,
+                black_box(&jf),
+                Arrival::default(),
+                &cfg,
+            ))
+        })
     });
     g.finish();
 }

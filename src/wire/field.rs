@@ -1,6 +1,6 @@
 //! Checks of individual JSON fields, shared by the payload decoders.
 //!
-//! Each check takes the field's raw JSON text (`&RawValue`, so numbers can be
+//! Each check takes the field's raw JSON text ([`Raw`], so numbers can be
 //! read exactly) and a [`Loc`] naming where it is, and returns the value or a
 //! `CoreError` whose message names the field and whose position is the item's.
 //! These run on the slow path only where they can: decoders first try a typed
@@ -8,7 +8,8 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
+use super::doc::{self, DocError, Raw};
+use super::lite::{Cursor, Number};
 
 use crate::core::decimal::{
     Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
@@ -59,7 +60,7 @@ impl<'s> Loc<'s> {
 }
 
 /// A short excerpt of raw JSON for messages (never the whole of a large value).
-pub(crate) fn excerpt(raw: &RawValue) -> String {
+pub(crate) fn excerpt(raw: Raw<'_>) -> String {
     let s = raw.get();
     match s.char_indices().nth(40) {
         Some((i, _)) => format!("{}...", &s[..i]),
@@ -67,23 +68,23 @@ pub(crate) fn excerpt(raw: &RawValue) -> String {
     }
 }
 
-fn is_number_text(raw: &RawValue) -> bool {
+fn is_number_text(raw: Raw<'_>) -> bool {
     matches!(raw.get().as_bytes().first(), Some(b'-' | b'0'..=b'9'))
 }
 
 /// A required field.
 pub(crate) fn required<'a>(
-    raw: Option<&'a RawValue>,
+    raw: Option<Raw<'a>>,
     loc: Loc<'_>,
     field: &str,
-) -> Result<&'a RawValue, CoreError> {
+) -> Result<Raw<'a>, CoreError> {
     raw.ok_or_else(|| loc.missing(field))
 }
 
 /// A finite JSON number. Not a number is `bad_field`; beyond the f64 range is
 /// `out_of_range` (the caller's code: `bad_value` or `bad_timestamp`).
 pub(crate) fn number(
-    raw: &RawValue,
+    raw: Raw<'_>,
     loc: Loc<'_>,
     field: &str,
     out_of_range: ErrorCode,
@@ -95,15 +96,15 @@ pub(crate) fn number(
             format_args!("must be a number, got {}", excerpt(raw)),
         ));
     }
-    match serde_json::from_str::<f64>(raw.get()) {
-        Ok(x) if x.is_finite() => Ok(x),
-        _ => Err(loc.err(out_of_range, field, format_args!("{} is out of range", excerpt(raw)))),
+    match Number::from_text(raw.get()).as_f64() {
+        Some(x) => Ok(x),
+        None => Err(loc.err(out_of_range, field, format_args!("{} is out of range", excerpt(raw)))),
     }
 }
 
 /// A whole number in `0..=max`, exactly (a JSON integer beyond 2^53 is not
 /// rounded into range). Not a number is `bad_field`, anything else `bad_value`.
-pub(crate) fn whole(raw: &RawValue, loc: Loc<'_>, field: &str, max: u64) -> Result<u64, CoreError> {
+pub(crate) fn whole(raw: Raw<'_>, loc: Loc<'_>, field: &str, max: u64) -> Result<u64, CoreError> {
     if !is_number_text(raw) {
         return Err(loc.err(
             ErrorCode::BadField,
@@ -132,16 +133,13 @@ pub(crate) fn whole_text(text: &str, max: u64) -> Option<u64> {
 
 /// A JSON string, borrowed when it has no escapes.
 pub(crate) fn string<'a>(
-    raw: &'a RawValue,
+    raw: Raw<'a>,
     loc: Loc<'_>,
     field: &str,
 ) -> Result<Cow<'a, str>, CoreError> {
-    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
-        return Ok(Cow::Borrowed(s));
-    }
-    match serde_json::from_str::<String>(raw.get()) {
-        Ok(s) => Ok(Cow::Owned(s)),
-        Err(_) => Err(loc.err(
+    match string_text(raw) {
+        Some(s) => Ok(s),
+        None => Err(loc.err(
             ErrorCode::BadField,
             field,
             format_args!("must be a string, got {}", excerpt(raw)),
@@ -149,9 +147,17 @@ pub(crate) fn string<'a>(
     }
 }
 
+/// The string `raw` is, if it is one whose `\u` surrogates pair.
+fn string_text(raw: Raw<'_>) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    Cursor::new(raw.get()).read_string().ok()
+}
+
 /// A meter id: a string of 1..=256 bytes.
 pub(crate) fn meter_id<'a>(
-    raw: &'a RawValue,
+    raw: Raw<'a>,
     loc: Loc<'_>,
     field: &str,
 ) -> Result<Cow<'a, str>, CoreError> {
@@ -172,15 +178,7 @@ pub(crate) fn check_meter_id(id: &str, loc: Loc<'_>, field: &str) -> Result<(), 
 /// An HLC given as `{wallMs, counter}`. Not an object of two numbers is
 /// `bad_field`; parts out of range (beyond the double range too) or not whole
 /// are `bad_timestamp`.
-pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreError> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Parts<'a> {
-        #[serde(borrow)]
-        wall_ms: &'a RawValue,
-        #[serde(borrow)]
-        counter: &'a RawValue,
-    }
+pub(crate) fn hlc(raw: Raw<'_>, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreError> {
     let shape = || {
         loc.err(
             ErrorCode::BadField,
@@ -191,12 +189,15 @@ pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, Core
     if !raw.get().starts_with('{') {
         return Err(shape());
     }
-    let parts: Parts<'_> = serde_json::from_str(raw.get()).map_err(|_| shape())?;
-    if !(is_number_text(parts.wall_ms) && is_number_text(parts.counter)) {
+    // Both present (`null` too: it fails the number check), each at most once.
+    let Some([Some(wall_ms), Some(counter)]) = doc::fields(raw, ["wallMs", "counter"]) else {
+        return Err(shape());
+    };
+    if !(is_number_text(wall_ms) && is_number_text(counter)) {
         return Err(shape());
     }
-    let wall_ms = number(parts.wall_ms, loc, field, ErrorCode::BadTimestamp)?;
-    let counter = number(parts.counter, loc, field, ErrorCode::BadTimestamp)?;
+    let wall_ms = number(wall_ms, loc, field, ErrorCode::BadTimestamp)?;
+    let counter = number(counter, loc, field, ErrorCode::BadTimestamp)?;
     Hlc::from_f64(wall_ms, counter).ok_or_else(|| {
         loc.err(
             ErrorCode::BadTimestamp,
@@ -210,13 +211,13 @@ pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, Core
 
 /// An exact decimal given as a JSON number or a decimal string, by the one
 /// amount grammar: not grammatical is `bad_field`, out of range `bad_value`.
-pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decimal, CoreError> {
+pub(crate) fn decimal(raw: Raw<'_>, loc: Loc<'_>, field: &str) -> Result<Decimal, CoreError> {
     let text: Cow<'_, str> = if is_number_text(raw) {
         Cow::Borrowed(raw.get())
     } else {
-        match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
-            Ok(s) => s,
-            Err(_) => {
+        match string_text(raw) {
+            Some(s) => s,
+            None => {
                 return Err(loc.err(
                     ErrorCode::BadField,
                     field,
@@ -248,10 +249,10 @@ pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decim
 }
 
 /// Checks `v`, if present: it must be the number 1.
-pub(crate) fn version(raw: Option<&RawValue>) -> Result<(), CoreError> {
+pub(crate) fn version(raw: Option<Raw<'_>>) -> Result<(), CoreError> {
     match raw {
         None => Ok(()),
-        Some(v) if serde_json::from_str::<f64>(v.get()).is_ok_and(|x| x == 1.0) => Ok(()),
+        Some(v) if is_number_text(v) && Number::from_text(v.get()).as_f64() == Some(1.0) => Ok(()),
         Some(v) => Err(CoreError::new(
             ErrorCode::UnsupportedVersion,
             format!("v: protocol version {} is not supported (this worker speaks 1)", excerpt(v)),
@@ -259,15 +260,14 @@ pub(crate) fn version(raw: Option<&RawValue>) -> Result<(), CoreError> {
     }
 }
 
-/// Maps a `serde_json` error on a whole payload to `malformed_json` (syntax)
-/// or `bad_field` (valid JSON of the wrong shape).
-pub(crate) fn payload_error(e: &serde_json::Error, what: &str) -> CoreError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
+/// Maps a payload without a top level to `malformed_json` (not JSON) or
+/// `bad_field` (JSON, but not an object).
+pub(crate) fn payload_error(e: &DocError, what: &str) -> CoreError {
+    match e {
+        DocError::Syntax(_) => {
             CoreError::new(ErrorCode::MalformedJson, format!("{what}: not JSON ({e})"))
         }
-        Category::Data => CoreError::new(
+        DocError::Shape(_) => CoreError::new(
             ErrorCode::BadField,
             format!("{what}: expected a JSON object with the documented fields ({e})"),
         ),

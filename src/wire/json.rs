@@ -3,18 +3,18 @@
 //!
 //! The top level is parsed once into a `Doc` (`doc.rs`), whose fields stay raw
 //! JSON text and whose item list is split into raw items in the same pass;
-//! each item is then parsed on its own so a bad item costs only itself. Items take a typed fast path (borrowed meter ids,
-//! no per-item allocation); only a failing item is re-read field by field to
-//! say exactly what is wrong. Each distinct meter (or meter and resource) is
-//! bound once per batch.
+//! each item is then read on its own (`doc::fields`, with `wire::lite`'s
+//! cursor: no serde, so none in the `.wasm`) so a bad item costs only itself.
+//! An item whose fields have the expected types takes the short path
+//! (borrowed meter ids, no per-item allocation); any other is checked field by
+//! field to say exactly what is wrong, in the order and with the messages the
+//! serde_json decoder gave (`wire::serde_oracle`, `tests/wire_lite_payloads.rs`).
+//! Each distinct meter (or meter and resource) is bound once per batch.
 
 use std::borrow::Cow;
 
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
-use serde_json::value::RawValue;
-
-use super::doc::{self, Doc, List};
+use super::doc::{self, present, Doc, List, Raw};
 use super::field::{self, Loc, MAX_WHOLE};
 use super::{check_batch_size, check_payload_size, Arrival, Envelope};
 use crate::core::config::{Config, ResourceSpec};
@@ -102,7 +102,7 @@ fn items<'a, 'd>(
     list: &'d List<'a>,
     field: &str,
     cfg: &Config,
-) -> Result<&'d [&'a RawValue], CoreError> {
+) -> Result<&'d [Raw<'a>], CoreError> {
     match list {
         List::Items(items) => Ok(items),
         List::TooMany(n) => {
@@ -114,12 +114,15 @@ fn items<'a, 'd>(
     }
 }
 
-/// Keeps `positions` in step with the records once an item has been skipped
-/// (`skipped`): empty while record `i` is at position `i`.
-/// `raw` if it is a JSON object (serde would also read an array positionally
-/// into a struct, which the protocol does not allow).
-fn object(raw: &RawValue) -> Option<&RawValue> {
-    raw.get().starts_with('{').then_some(raw)
+/// The string `raw` is, if it is one (a typed string field).
+fn typed_string(raw: Option<Raw<'_>>) -> Option<Cow<'_, str>> {
+    let raw = raw?;
+    field::string(raw, Loc::top(), "").ok()
+}
+
+/// The finite number `raw` is, if it is one (a typed number field).
+fn typed_number(raw: Option<Raw<'_>>) -> Option<f64> {
+    field::number(raw?, Loc::top(), "", ErrorCode::BadValue).ok()
 }
 
 /// The error for an item that is not an object of distinct fields.
@@ -127,6 +130,8 @@ fn not_object(loc: Loc<'_>) -> CoreError {
     loc.err(ErrorCode::BadField, "", "must be an object with each field at most once")
 }
 
+/// Keeps `positions` in step with the records once an item has been skipped
+/// (`skipped`): empty while record `i` is at position `i`.
 fn note_position(positions: &mut Vec<u32>, records_before: usize, skipped: bool, pos: usize) {
     if skipped {
         if positions.is_empty() {
@@ -138,22 +143,20 @@ fn note_position(positions: &mut Vec<u32>, records_before: usize, skipped: bool,
 
 // ---- 3.1 readings ----
 
-#[derive(Deserialize)]
+/// A reading whose fields have the expected types.
 struct Reading<'a> {
-    #[serde(borrow)]
     meter: Cow<'a, str>,
     ts: f64,
     value: f64,
 }
 
-#[derive(Deserialize)]
-struct RawReading<'a> {
-    #[serde(borrow, default)]
-    meter: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    ts: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    value: Option<&'a RawValue>,
+/// A reading's `meter`, `ts` and `value` as found (`None`: not an object of
+/// distinct fields).
+type ReadingFields<'a> = Option<[Option<Raw<'a>>; 3]>;
+
+fn typed_reading(fields: ReadingFields<'_>) -> Option<Reading<'_>> {
+    let [meter, ts, value] = fields?;
+    Some(Reading { meter: typed_string(meter)?, ts: typed_number(ts)?, value: typed_number(value)? })
 }
 
 fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
@@ -168,11 +171,12 @@ fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
     };
     let mut keys: FxHashMap<Cow<'_, str>, u32> = FxHashMap::default();
     for (pos, raw) in list.iter().copied().enumerate() {
-        let r = match object(raw).and_then(|r| serde_json::from_str::<Reading<'_>>(r.get()).ok()) {
+        let fields = doc::fields(raw, ["meter", "ts", "value"]);
+        let r = match typed_reading(fields) {
             Some(r) => {
                 field::check_meter_id(&r.meter, Loc::item("readings", pos), "meter").map(|_| r)
             }
-            None => explain_reading(raw, pos),
+            None => explain_reading(fields, pos),
         };
         let r = match r {
             Ok(r) => r,
@@ -199,45 +203,40 @@ fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
 }
 
 /// Why a reading failed the fast parse, as the first bad field's error.
-fn explain_reading(raw: &RawValue, pos: usize) -> Result<Reading<'_>, CoreError> {
+fn explain_reading(fields: ReadingFields<'_>, pos: usize) -> Result<Reading<'_>, CoreError> {
     let loc = Loc::item("readings", pos);
-    let r: RawReading<'_> = object(raw)
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(|| not_object(loc))?;
-    let meter = field::meter_id(field::required(r.meter, loc, "meter")?, loc, "meter")?;
-    let ts = field::number(field::required(r.ts, loc, "ts")?, loc, "ts", ErrorCode::BadTimestamp)?;
+    let [meter, ts, value] = fields.ok_or_else(|| not_object(loc))?.map(present);
+    let meter = field::meter_id(field::required(meter, loc, "meter")?, loc, "meter")?;
+    let ts = field::number(field::required(ts, loc, "ts")?, loc, "ts", ErrorCode::BadTimestamp)?;
     let value =
-        field::number(field::required(r.value, loc, "value")?, loc, "value", ErrorCode::BadValue)?;
+        field::number(field::required(value, loc, "value")?, loc, "value", ErrorCode::BadValue)?;
     Ok(Reading { meter, ts, value })
 }
 
 // ---- 3.2 live frame ----
 
-#[derive(Deserialize)]
+/// A live reading whose fields have the expected types (`id` and `amount`
+/// present, `null` included: their checks say what is wrong with them).
 struct FrameReading<'a> {
-    #[serde(borrow)]
     meter: Cow<'a, str>,
-    #[serde(borrow)]
     resource: Cow<'a, str>,
-    #[serde(borrow)]
-    id: &'a RawValue,
+    id: Raw<'a>,
     ts: f64,
-    #[serde(borrow)]
-    amount: &'a RawValue,
+    amount: Raw<'a>,
 }
 
-#[derive(Deserialize)]
-struct RawFrameReading<'a> {
-    #[serde(borrow, default)]
-    meter: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    ts: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    amount: Option<&'a RawValue>,
+/// A live reading's `meter`, `resource`, `id`, `ts` and `amount` as found.
+type FrameFields<'a> = Option<[Option<Raw<'a>>; 5]>;
+
+fn typed_live(fields: FrameFields<'_>) -> Option<FrameReading<'_>> {
+    let [meter, resource, id, ts, amount] = fields?;
+    Some(FrameReading {
+        meter: typed_string(meter)?,
+        resource: typed_string(resource)?,
+        id: id?,
+        ts: typed_number(ts)?,
+        amount: amount?,
+    })
 }
 
 /// A checked live reading.
@@ -249,7 +248,7 @@ struct LiveReading<'a> {
     amount: Decimal,
 }
 
-fn channel(raw: Option<&RawValue>) -> Result<String, CoreError> {
+fn channel(raw: Option<Raw<'_>>) -> Result<String, CoreError> {
     let Some(raw) = raw else { return Ok(String::new()) };
     let c = field::string(raw, Loc::top(), "channel")?;
     if c.len() > MAX_CHANNEL_BYTES {
@@ -284,11 +283,10 @@ fn frame(doc: &Doc<'_>, cfg: &Config) -> Result<LiveFrame, CoreError> {
     };
     let mut keys: FxHashMap<(Cow<'_, str>, Cow<'_, str>), u32> = FxHashMap::default();
     for (pos, raw) in list.iter().copied().enumerate() {
-        let r = match object(raw)
-            .and_then(|r| serde_json::from_str::<FrameReading<'_>>(r.get()).ok())
-        {
+        let fields = doc::fields(raw, ["meter", "resource", "id", "ts", "amount"]);
+        let r = match typed_live(fields) {
             Some(r) => check_live(r, pos, cfg),
-            None => explain_live(raw, pos, cfg),
+            None => explain_live(fields, pos, cfg),
         };
         let r = match r {
             Ok(r) => r,
@@ -375,28 +373,26 @@ fn check_live<'a>(
 }
 
 fn explain_live<'a>(
-    raw: &'a RawValue,
+    fields: FrameFields<'a>,
     pos: usize,
     cfg: &Config,
 ) -> Result<LiveReading<'a>, CoreError> {
     let loc = Loc::item("readings", pos);
-    let r: RawFrameReading<'_> = object(raw)
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(|| not_object(loc))?;
-    let meter = field::meter_id(field::required(r.meter, loc, "meter")?, loc, "meter")?;
+    let [meter, resource_name, id, ts, amount] = fields.ok_or_else(|| not_object(loc))?.map(present);
+    let meter = field::meter_id(field::required(meter, loc, "meter")?, loc, "meter")?;
     let resource_name =
-        field::string(field::required(r.resource, loc, "resource")?, loc, "resource")?;
+        field::string(field::required(resource_name, loc, "resource")?, loc, "resource")?;
     let spec = resource(&resource_name, cfg, loc)?;
-    let id = field::whole(field::required(r.id, loc, "id")?, loc, "id", MAX_WHOLE)?;
-    let ts = field::number(field::required(r.ts, loc, "ts")?, loc, "ts", ErrorCode::BadTimestamp)?;
-    let amount = field::decimal(field::required(r.amount, loc, "amount")?, loc, "amount")?;
+    let id = field::whole(field::required(id, loc, "id")?, loc, "id", MAX_WHOLE)?;
+    let ts = field::number(field::required(ts, loc, "ts")?, loc, "ts", ErrorCode::BadTimestamp)?;
+    let amount = field::decimal(field::required(amount, loc, "amount")?, loc, "amount")?;
     let amount = check_amount(amount, spec, loc, "amount")?;
     Ok(LiveReading { meter, resource: resource_name, id, ts, amount })
 }
 
 // ---- 3.3 hello ----
 
-fn optional_time(raw: Option<&RawValue>, field: &str) -> Result<Option<f64>, CoreError> {
+fn optional_time(raw: Option<Raw<'_>>, field: &str) -> Result<Option<f64>, CoreError> {
     raw.map(|r| field::number(r, Loc::top(), field, ErrorCode::BadTimestamp)).transpose()
 }
 
@@ -413,27 +409,30 @@ fn hello(doc: &Doc<'_>) -> Result<StreamHello, CoreError> {
 
 // ---- 3.6 catch-up ----
 
-#[derive(Deserialize)]
+/// A bucket whose fields have the expected types (`total` present, `null`
+/// included).
 struct Bucket<'a> {
-    #[serde(borrow, default)]
     meter: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     resource: Cow<'a, str>,
     hour: f64,
-    #[serde(borrow)]
-    total: &'a RawValue,
+    total: Raw<'a>,
 }
 
-#[derive(Deserialize)]
-struct RawBucket<'a> {
-    #[serde(borrow, default)]
-    meter: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    resource: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    hour: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    total: Option<&'a RawValue>,
+/// A bucket's `meter`, `resource`, `hour` and `total` as found.
+type BucketFields<'a> = Option<[Option<Raw<'a>>; 4]>;
+
+fn typed_bucket(fields: BucketFields<'_>) -> Option<Bucket<'_>> {
+    let [meter, resource, hour, total] = fields?;
+    let meter = match present(meter) {
+        None => None,
+        Some(m) => Some(typed_string(Some(m))?),
+    };
+    Some(Bucket {
+        meter,
+        resource: typed_string(resource)?,
+        hour: typed_number(hour)?,
+        total: total?,
+    })
 }
 
 /// An hour start: whole, >= 0, a multiple of 3,600,000 ms.
@@ -452,7 +451,7 @@ fn check_hour(hour: f64, loc: Loc<'_>, field: &str) -> Result<f64, CoreError> {
 fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, CoreError> {
     let top = Loc::top();
     let as_of = field::hlc(field::required(doc.as_of, top, "asOf")?, top, "asOf")?;
-    let hour = |raw: Option<&RawValue>, name: &str| -> Result<Option<f64>, CoreError> {
+    let hour = |raw: Option<Raw<'_>>, name: &str| -> Result<Option<f64>, CoreError> {
         optional_time(raw, name)?.map(|h| check_hour(h, top, name)).transpose()
     };
     let from_hour_ms = hour(doc.from, "from")?;
@@ -479,9 +478,10 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
     };
     for (pos, raw) in list.iter().copied().enumerate() {
         let loc = Loc::item("buckets", pos);
-        let b = match object(raw).and_then(|r| serde_json::from_str::<Bucket<'_>>(r.get()).ok()) {
+        let fields = doc::fields(raw, ["meter", "resource", "hour", "total"]);
+        let b = match typed_bucket(fields) {
             Some(b) => Ok(b),
-            None => explain_bucket(raw, loc),
+            None => explain_bucket(fields, loc),
         };
         let checked = b.and_then(|b| {
             // The grammar first: a malformed bucket refuses the body even when its
@@ -510,14 +510,12 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
     Ok(c)
 }
 
-fn explain_bucket<'a>(raw: &'a RawValue, loc: Loc<'_>) -> Result<Bucket<'a>, CoreError> {
-    let b: RawBucket<'_> = object(raw)
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .ok_or_else(|| not_object(loc))?;
-    let resource = field::string(field::required(b.resource, loc, "resource")?, loc, "resource")?;
+fn explain_bucket<'a>(fields: BucketFields<'a>, loc: Loc<'_>) -> Result<Bucket<'a>, CoreError> {
+    let [meter, resource, hour, total] = fields.ok_or_else(|| not_object(loc))?.map(present);
+    let resource = field::string(field::required(resource, loc, "resource")?, loc, "resource")?;
     let hour =
-        field::number(field::required(b.hour, loc, "hour")?, loc, "hour", ErrorCode::BadTimestamp)?;
-    let total = field::required(b.total, loc, "total")?;
-    let meter = b.meter.map(|m| field::meter_id(m, loc, "meter")).transpose()?;
+        field::number(field::required(hour, loc, "hour")?, loc, "hour", ErrorCode::BadTimestamp)?;
+    let total = field::required(total, loc, "total")?;
+    let meter = meter.map(|m| field::meter_id(m, loc, "meter")).transpose()?;
     Ok(Bucket { meter, resource, hour, total })
 }

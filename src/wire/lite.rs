@@ -87,6 +87,11 @@ impl fmt::Display for Error {
 pub struct Number<'a>(&'a str);
 
 impl<'a> Number<'a> {
+    /// A number from text the JSON number grammar accepted (as [`Cursor`] read it).
+    pub(crate) fn from_text(text: &'a str) -> Self {
+        Number(text)
+    }
+
     /// The number's text as it appears in the document.
     pub fn text(&self) -> &'a str {
         self.0
@@ -295,7 +300,8 @@ pub fn parse_with(text: &str, limits: Limits) -> Result<Value<'_>, Error> {
     Ok(v)
 }
 
-struct Reader<'a> {
+/// The reader's state; the payload decoders pull from it as a [`Cursor`].
+pub(crate) struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
@@ -587,6 +593,224 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Pull reading for the payload decoders (`doc.rs`, `field.rs`): the same
+/// grammar, read member by member instead of into a tree, so a payload's
+/// unknown fields and list items are only skipped ([`Cursor::skip`]), never
+/// built. Skipping is iterative (a heap stack of one byte per open bracket,
+/// so at most the payload's length) and has no depth limit; it checks the
+/// grammar of strings (escapes, control characters) but not the pairing of
+/// `\u` surrogates, which only strings read as values ([`Cursor::read_string`])
+/// must have. This is the language the payload decoders always accepted.
+pub(crate) type Cursor<'a> = Reader<'a>;
+
+impl<'a> Reader<'a> {
+    /// A cursor at the start of `text`.
+    pub(crate) fn new(text: &'a str) -> Self {
+        Reader { text, bytes: text.as_bytes(), pos: 0, values: 0, limits: Limits::default() }
+    }
+
+    /// The error `kind` at the current position.
+    pub(crate) fn fail(&self, kind: ErrorKind) -> Error {
+        self.error(kind)
+    }
+
+    /// The next byte other than whitespace, not consumed.
+    pub(crate) fn token(&mut self) -> Result<u8, ErrorKind> {
+        self.next_token()
+    }
+
+    /// Consumes the byte [`Cursor::token`] returned.
+    pub(crate) fn bump(&mut self) {
+        self.pos += 1;
+    }
+
+    /// A string value (surrogates must pair); the cursor is at its quote.
+    pub(crate) fn read_string(&mut self) -> Result<Cow<'a, str>, ErrorKind> {
+        self.string()
+    }
+
+    /// A number's text; the cursor is at its first byte.
+    pub(crate) fn read_number(&mut self) -> Result<Number<'a>, ErrorKind> {
+        self.number()
+    }
+
+    /// `null`, `true` or `false`; the cursor is at its first byte.
+    pub(crate) fn read_literal(&mut self) -> Result<Value<'a>, ErrorKind> {
+        match self.peek() {
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            _ => self.literal("null", Value::Null),
+        }
+    }
+
+    /// Only whitespace is left.
+    pub(crate) fn finish(&mut self) -> Result<(), ErrorKind> {
+        self.skip_ws();
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(ErrorKind::Syntax("trailing characters")),
+        }
+    }
+
+    /// The next member's key of an object whose `{` is consumed, with its
+    /// `:` consumed too; `None` (and the `}` consumed) at the end. `first`:
+    /// no member has been read yet.
+    pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<Cow<'a, str>>, ErrorKind> {
+        match (self.next_token()?, first) {
+            (b'}', _) => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            (b'"', true) => {}
+            (b',', false) => {
+                self.pos += 1;
+                match self.next_token()? {
+                    b'"' => {}
+                    b'}' => return Err(ErrorKind::Syntax("trailing comma")),
+                    _ => return Err(ErrorKind::Syntax("key must be a string")),
+                }
+            }
+            (_, true) => return Err(ErrorKind::Syntax("key must be a string")),
+            (_, false) => return Err(ErrorKind::Syntax("expected ',' or '}'")),
+        }
+        let key = self.string()?;
+        if self.next_token()? != b':' {
+            return Err(ErrorKind::Syntax("expected ':'"));
+        }
+        self.pos += 1;
+        Ok(Some(key))
+    }
+
+    /// Whether another item follows in an array whose `[` is consumed (the
+    /// `]` consumed at the end). `first`: no item has been read yet.
+    pub(crate) fn next_item(&mut self, first: bool) -> Result<bool, ErrorKind> {
+        match (self.next_token()?, first) {
+            (b']', _) => {
+                self.pos += 1;
+                Ok(false)
+            }
+            (_, true) => Ok(true),
+            (b',', false) => {
+                self.pos += 1;
+                match self.next_token()? {
+                    b']' => Err(ErrorKind::Syntax("trailing comma")),
+                    _ => Ok(true),
+                }
+            }
+            (_, false) => Err(ErrorKind::Syntax("expected ',' or ']'")),
+        }
+    }
+
+    /// Skips one value and returns its text (without surrounding whitespace).
+    pub(crate) fn skip(&mut self) -> Result<&'a str, ErrorKind> {
+        self.skip_ws();
+        let start = self.pos;
+        // The open brackets, innermost last.
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            match self.next_token()? {
+                b'[' => {
+                    self.pos += 1;
+                    if self.next_token()? == b']' {
+                        self.pos += 1;
+                    } else {
+                        open.push(b'[');
+                        continue;
+                    }
+                }
+                b'{' => {
+                    self.pos += 1;
+                    match self.next_token()? {
+                        b'}' => self.pos += 1,
+                        b'"' => {
+                            self.skip_key()?;
+                            open.push(b'{');
+                            continue;
+                        }
+                        _ => return Err(ErrorKind::Syntax("key must be a string")),
+                    }
+                }
+                b'"' => self.skip_string()?,
+                b'-' | b'0'..=b'9' => {
+                    self.number()?;
+                }
+                b't' | b'f' | b'n' => {
+                    self.read_literal()?;
+                }
+                _ => return Err(ErrorKind::Syntax("expected value")),
+            }
+            // After a value: close what ends here, or take a comma.
+            loop {
+                let Some(&inner) = open.last() else {
+                    return Ok(self.text.get(start..self.pos).unwrap_or_default());
+                };
+                match self.next_token()? {
+                    b',' => {
+                        self.pos += 1;
+                        if inner == b'{' {
+                            if self.next_token()? != b'"' {
+                                return Err(ErrorKind::Syntax("key must be a string"));
+                            }
+                            self.skip_key()?;
+                        }
+                        break;
+                    }
+                    b']' if inner == b'[' => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    b'}' if inner == b'{' => {
+                        self.pos += 1;
+                        open.pop();
+                    }
+                    _ => return Err(ErrorKind::Syntax("expected ',' or a closing bracket")),
+                }
+            }
+        }
+    }
+
+    /// Skips a key (at its quote) and the `:` after it.
+    fn skip_key(&mut self) -> Result<(), ErrorKind> {
+        self.skip_string()?;
+        if self.next_token()? != b':' {
+            return Err(ErrorKind::Syntax("expected ':'"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// Skips a string (at its quote): escapes and control characters are
+    /// checked, the pairing of `\u` surrogates is not.
+    fn skip_string(&mut self) -> Result<(), ErrorKind> {
+        self.pos += 1;
+        loop {
+            match self.peek() {
+                None => return Err(ErrorKind::Eof),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        None => return Err(ErrorKind::Eof),
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            self.hex4()?;
+                        }
+                        Some(_) => return Err(ErrorKind::Syntax("invalid escape")),
+                    }
+                }
+                Some(0..=0x1f) => return Err(ErrorKind::Syntax("control character in a string")),
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,6 +883,21 @@ mod tests {
         let few = Limits { max_depth: 4, max_values: 3 };
         assert_eq!(parse_with("[1,2]", few).map(|_| ()), Ok(()));
         assert_eq!(parse_with("[1,2,3]", few).map_err(|e| e.kind), Err(ErrorKind::TooManyValues));
+    }
+
+    #[test]
+    fn cursor_skips_without_a_depth_limit_and_checks_grammar() {
+        let deep = format!("{}1{} ,", "[".repeat(10_000), "]".repeat(10_000));
+        let mut c = Cursor::new(&deep);
+        assert_eq!(c.skip().map(str::len), Ok(20_001));
+        // Skipped strings are checked for grammar, not for surrogate pairs.
+        let mut c = Cursor::new(r#" {"a\ud800": ["\udc00", 1.5e3, null, {}]} x"#);
+        assert_eq!(c.skip(), Ok(r#"{"a\ud800": ["\udc00", 1.5e3, null, {}]}"#));
+        for bad in ["[1,]", "{\"a\":1,}", "[01]", "\"\\x\"", "\"\u{1}\"", "{1:2}", "[1 2]", "[", "\"\\u12"] {
+            assert!(Cursor::new(bad).skip().is_err(), "{bad}");
+        }
+        // A string read as a value must pair its surrogates.
+        assert!(Cursor::new(r#""\ud800""#).read_string().is_err());
     }
 
     #[test]

@@ -24,8 +24,8 @@
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
 //! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
-//! (shared checks of JSON fields), [`lite`] (the strict JSON reader the
-//! decoders read with).
+//! (shared checks of JSON fields), [`lite`] (the strict JSON reader every
+//! inbound decoder reads with: no serde_json parser in the `.wasm`).
 
 pub mod binary;
 pub mod control;
@@ -36,6 +36,9 @@ pub mod json;
 pub mod lite;
 pub mod out;
 mod scan;
+#[cfg(not(target_arch = "wasm32"))]
+#[doc(hidden)]
+pub mod serde_oracle;
 pub mod stream;
 
 use crate::core::config::Config;

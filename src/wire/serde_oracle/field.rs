@@ -1,0 +1,277 @@
+//! (The serde_json decoder's copy, kept as the oracle: see `serde_oracle`.)
+//!
+//! Checks of individual JSON fields, shared by the payload decoders.
+//!
+//! Each check takes the field's raw JSON text (`&RawValue`, so numbers can be
+//! read exactly) and a [`Loc`] naming where it is, and returns the value or a
+//! `CoreError` whose message names the field and whose position is the item's.
+//! These run on the slow path only where they can: decoders first try a typed
+//! fast parse and use these to explain a failure.
+
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
+use crate::core::decimal::{
+    Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
+};
+use crate::core::error::{CoreError, ErrorCode};
+use crate::core::hlc::Hlc;
+use crate::core::meters::meter_id_problem;
+
+/// Largest whole number accepted for epochs, sequence numbers and reading ids (2^53).
+pub(crate) const MAX_WHOLE: u64 = 1 << 53;
+
+/// Where a field is: an item of a list (`readings[3]`) or the payload itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loc<'s> {
+    pub list: &'s str,
+    pub index: Option<usize>,
+}
+
+impl<'s> Loc<'s> {
+    /// The payload's top level.
+    pub fn top() -> Loc<'static> {
+        Loc { list: "", index: None }
+    }
+
+    /// Item `index` of `list`.
+    pub fn item(list: &'s str, index: usize) -> Loc<'s> {
+        Loc { list, index: Some(index) }
+    }
+
+    /// An error about `field` here (`field` may be empty for the item itself).
+    pub fn err(&self, code: ErrorCode, field: &str, why: impl std::fmt::Display) -> CoreError {
+        let path = match (self.index, field.is_empty()) {
+            (Some(i), true) => format!("{}[{i}]", self.list),
+            (Some(i), false) => format!("{}[{i}].{field}", self.list),
+            (None, _) => field.to_string(),
+        };
+        let message = format!("{path}: {why}");
+        match self.index {
+            Some(i) => CoreError::at(code, i, message),
+            None => CoreError::new(code, message),
+        }
+    }
+
+    /// `bad_field` for a missing required field.
+    pub fn missing(&self, field: &str) -> CoreError {
+        self.err(ErrorCode::BadField, field, "missing")
+    }
+}
+
+/// A short excerpt of raw JSON for messages (never the whole of a large value).
+pub(crate) fn excerpt(raw: &RawValue) -> String {
+    let s = raw.get();
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn is_number_text(raw: &RawValue) -> bool {
+    matches!(raw.get().as_bytes().first(), Some(b'-' | b'0'..=b'9'))
+}
+
+/// A required field.
+pub(crate) fn required<'a>(
+    raw: Option<&'a RawValue>,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<&'a RawValue, CoreError> {
+    raw.ok_or_else(|| loc.missing(field))
+}
+
+/// A finite JSON number. Not a number is `bad_field`; beyond the f64 range is
+/// `out_of_range` (the caller's code: `bad_value` or `bad_timestamp`).
+pub(crate) fn number(
+    raw: &RawValue,
+    loc: Loc<'_>,
+    field: &str,
+    out_of_range: ErrorCode,
+) -> Result<f64, CoreError> {
+    if !is_number_text(raw) {
+        return Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a number, got {}", excerpt(raw)),
+        ));
+    }
+    match serde_json::from_str::<f64>(raw.get()) {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(loc.err(out_of_range, field, format_args!("{} is out of range", excerpt(raw)))),
+    }
+}
+
+/// A whole number in `0..=max`, exactly (a JSON integer beyond 2^53 is not
+/// rounded into range). Not a number is `bad_field`, anything else `bad_value`.
+pub(crate) fn whole(raw: &RawValue, loc: Loc<'_>, field: &str, max: u64) -> Result<u64, CoreError> {
+    if !is_number_text(raw) {
+        return Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a whole number, got {}", excerpt(raw)),
+        ));
+    }
+    match whole_text(raw.get(), max) {
+        Some(v) => Ok(v),
+        None => Err(loc.err(
+            ErrorCode::BadValue,
+            field,
+            format_args!("{} is not a whole number in 0..={max}", excerpt(raw)),
+        )),
+    }
+}
+
+/// JSON number text as a whole number in `0..=max`, exactly: read as a decimal
+/// (so `9007199254740992.5` or `9007199254740993` is not rounded to 2^53), whole
+/// if its value is (`1.0`, `1e3`). `max` is at most `i64::MAX`.
+pub(crate) fn whole_text(text: &str, max: u64) -> Option<u64> {
+    let d = Decimal::parse_text(text).ok()?;
+    let v = u64::try_from(d.mantissa).ok()?;
+    (d.scale == 0 && v <= max).then_some(v)
+}
+
+/// A JSON string, borrowed when it has no escapes.
+pub(crate) fn string<'a>(
+    raw: &'a RawValue,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<Cow<'a, str>, CoreError> {
+    if let Ok(s) = serde_json::from_str::<&str>(raw.get()) {
+        return Ok(Cow::Borrowed(s));
+    }
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(s) => Ok(Cow::Owned(s)),
+        Err(_) => Err(loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be a string, got {}", excerpt(raw)),
+        )),
+    }
+}
+
+/// A meter id: a string of 1..=256 bytes.
+pub(crate) fn meter_id<'a>(
+    raw: &'a RawValue,
+    loc: Loc<'_>,
+    field: &str,
+) -> Result<Cow<'a, str>, CoreError> {
+    let s = string(raw, loc, field)?;
+    check_meter_id(&s, loc, field)?;
+    Ok(s)
+}
+
+/// Checks a meter id by the one rule of every path (PROTOCOL.md, "Amounts and
+/// meter ids"): see [`meter_id_problem`].
+pub(crate) fn check_meter_id(id: &str, loc: Loc<'_>, field: &str) -> Result<(), CoreError> {
+    match meter_id_problem(id) {
+        None => Ok(()),
+        Some(why) => Err(loc.err(ErrorCode::BadMeterId, field, why)),
+    }
+}
+
+/// An HLC given as `{wallMs, counter}`. Not an object of two numbers is
+/// `bad_field`; parts out of range (beyond the double range too) or not whole
+/// are `bad_timestamp`.
+pub(crate) fn hlc(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Parts<'a> {
+        #[serde(borrow)]
+        wall_ms: &'a RawValue,
+        #[serde(borrow)]
+        counter: &'a RawValue,
+    }
+    let shape = || {
+        loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!("must be {{wallMs, counter}} numbers, got {}", excerpt(raw)),
+        )
+    };
+    if !raw.get().starts_with('{') {
+        return Err(shape());
+    }
+    let parts: Parts<'_> = serde_json::from_str(raw.get()).map_err(|_| shape())?;
+    if !(is_number_text(parts.wall_ms) && is_number_text(parts.counter)) {
+        return Err(shape());
+    }
+    let wall_ms = number(parts.wall_ms, loc, field, ErrorCode::BadTimestamp)?;
+    let counter = number(parts.counter, loc, field, ErrorCode::BadTimestamp)?;
+    Hlc::from_f64(wall_ms, counter).ok_or_else(|| {
+        loc.err(
+            ErrorCode::BadTimestamp,
+            field,
+            format_args!(
+                "wallMs {wall_ms} and counter {counter} must be whole, wallMs <= 2^47, counter <= 65535"
+            ),
+        )
+    })
+}
+
+/// An exact decimal given as a JSON number or a decimal string, by the one
+/// amount grammar: not grammatical is `bad_field`, out of range `bad_value`.
+pub(crate) fn decimal(raw: &RawValue, loc: Loc<'_>, field: &str) -> Result<Decimal, CoreError> {
+    let text: Cow<'_, str> = if is_number_text(raw) {
+        Cow::Borrowed(raw.get())
+    } else {
+        match serde_json::from_str::<Cow<'_, str>>(raw.get()) {
+            Ok(s) => s,
+            Err(_) => {
+                return Err(loc.err(
+                    ErrorCode::BadField,
+                    field,
+                    format_args!("must be a number or a decimal string, got {}", excerpt(raw)),
+                ))
+            }
+        }
+    };
+    Decimal::parse_text(&text).map_err(|e| match e {
+        ParseError::Syntax => loc.err(
+            ErrorCode::BadField,
+            field,
+            format_args!(
+                "{} is not an amount (-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, at most \
+                 {MAX_AMOUNT_DIGITS} digits and a {MAX_EXPONENT_DIGITS}-digit exponent)",
+                excerpt(raw)
+            ),
+        ),
+        ParseError::Range => loc.err(
+            ErrorCode::BadValue,
+            field,
+            format_args!(
+                "{} is not an exact decimal within range (at most {MAX_SCALE} decimals, \
+                 a mantissa within i64)",
+                excerpt(raw)
+            ),
+        ),
+    })
+}
+
+/// Checks `v`, if present: it must be the number 1.
+pub(crate) fn version(raw: Option<&RawValue>) -> Result<(), CoreError> {
+    match raw {
+        None => Ok(()),
+        Some(v) if serde_json::from_str::<f64>(v.get()).is_ok_and(|x| x == 1.0) => Ok(()),
+        Some(v) => Err(CoreError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("v: protocol version {} is not supported (this worker speaks 1)", excerpt(v)),
+        )),
+    }
+}
+
+/// Maps a `serde_json` error on a whole payload to `malformed_json` (syntax)
+/// or `bad_field` (valid JSON of the wrong shape).
+pub(crate) fn payload_error(e: &serde_json::Error, what: &str) -> CoreError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            CoreError::new(ErrorCode::MalformedJson, format!("{what}: not JSON ({e})"))
+        }
+        Category::Data => CoreError::new(
+            ErrorCode::BadField,
+            format!("{what}: expected a JSON object with the documented fields ({e})"),
+        ),
+    }
+}
