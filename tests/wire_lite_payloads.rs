@@ -282,11 +282,8 @@ fn hlc(r: &mut Rng) -> String {
 }
 
 fn reading(r: &mut Rng) -> String {
-    let fields = [
-        ("meter", meter(r)),
-        ("ts", number(r, "1700000000000")),
-        ("value", number(r, "12.5")),
-    ];
+    let fields =
+        [("meter", meter(r)), ("ts", number(r, "1700000000000")), ("value", number(r, "12.5"))];
     object(r, &fields)
 }
 
@@ -303,11 +300,8 @@ fn live_reading(r: &mut Rng) -> String {
 }
 
 fn bucket(r: &mut Rng) -> String {
-    let mut fields = vec![
-        ("resource", resource(r)),
-        ("hour", number(r, "1699999200000")),
-        ("total", amount(r)),
-    ];
+    let mut fields =
+        vec![("resource", resource(r)), ("hour", number(r, "1699999200000")), ("total", amount(r))];
     if r.chance(70) {
         fields.push(("meter", meter(r)));
     }
@@ -324,9 +318,8 @@ fn list(r: &mut Rng, item: fn(&mut Rng) -> String) -> String {
         3 => format!("[{}]", vec!["1"; 40].join(",")),
         _ => {
             let n = r.below(6);
-            let items: Vec<String> = (0..n)
-                .map(|_| if r.chance(10) { value(r, 0) } else { item(r) })
-                .collect();
+            let items: Vec<String> =
+                (0..n).map(|_| if r.chance(10) { value(r, 0) } else { item(r) }).collect();
             let ws = r.pick(WS);
             format!("[{ws}{}{ws}]", items.join(&format!(",{ws}")))
         }
@@ -417,7 +410,8 @@ fn mutate(r: &mut Rng, text: &str) -> String {
     let bounds: Vec<usize> = (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect();
     let at = bounds[r.below(bounds.len())];
     let next = bounds.iter().copied().find(|&i| i > at).unwrap_or(at);
-    let junk = r.pick(&[",", "]", "}", "\"", "\\", ":", "0", "-", "e", ".", "\u{1}", "{", "[", "n"]);
+    let junk =
+        r.pick(&[",", "]", "}", "\"", "\\", ":", "0", "-", "e", ".", "\u{1}", "{", "[", "n"]);
     match r.below(4) {
         0 => text[..at].to_string(),
         1 => format!("{}{junk}{}", &text[..at], &text[at..]),
@@ -439,7 +433,9 @@ fn parser_worded(i: &Inbound) -> bool {
 
 fn same(got: &Inbound, want: &Inbound) -> bool {
     match (got, want) {
-        (Inbound::Rejected(g), Inbound::Rejected(w)) if parser_worded(got) || parser_worded(want) => {
+        (Inbound::Rejected(g), Inbound::Rejected(w))
+            if parser_worded(got) || parser_worded(want) =>
+        {
             g.code == w.code && g.position == w.position
         }
         _ => got == want,
@@ -519,7 +515,10 @@ fn lite_decoders_equal_the_serde_oracle() {
 fn hostile_payloads_equal_the_serde_oracle() {
     let cfg = Config { max_batch: 3, ..Config::default() };
     let mut tally = Tally::default();
-    let many = format!(r#"{{"readings":[{}]}}"#, vec![r#"{"meter":"m","ts":1,"value":2}"#; 5000].join(","));
+    let many = format!(
+        r#"{{"readings":[{}]}}"#,
+        vec![r#"{"meter":"m","ts":1,"value":2}"#; 5000].join(",")
+    );
     let cases = [
         format!(r#"{{"readings":[],"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000)),
         format!(r#"{{"readings":[],"x":{}1{}"#, "[".repeat(100_000), "]".repeat(99_999)),

@@ -13,7 +13,6 @@
 
 use std::borrow::Cow;
 
-use rustc_hash::FxHashMap;
 use super::doc::{self, present, Doc, List, Raw};
 use super::field::{self, Loc, MAX_WHOLE};
 use super::{check_batch_size, check_payload_size, Arrival, Envelope};
@@ -23,6 +22,7 @@ use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{
     Catchup, CatchupBucket, Inbound, KeyScope, LiveBinding, LiveFrame, ReadingBatch, StreamHello,
 };
+use rustc_hash::FxHashMap;
 
 /// Longest channel name, in bytes (the binary frame carries it in a `u8`).
 pub const MAX_CHANNEL_BYTES: usize = 255;
@@ -156,7 +156,11 @@ type ReadingFields<'a> = Option<[Option<Raw<'a>>; 3]>;
 
 fn typed_reading(fields: ReadingFields<'_>) -> Option<Reading<'_>> {
     let [meter, ts, value] = fields?;
-    Some(Reading { meter: typed_string(meter)?, ts: typed_number(ts)?, value: typed_number(value)? })
+    Some(Reading {
+        meter: typed_string(meter)?,
+        ts: typed_number(ts)?,
+        value: typed_number(value)?,
+    })
 }
 
 fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
@@ -378,7 +382,8 @@ fn explain_live<'a>(
     cfg: &Config,
 ) -> Result<LiveReading<'a>, CoreError> {
     let loc = Loc::item("readings", pos);
-    let [meter, resource_name, id, ts, amount] = fields.ok_or_else(|| not_object(loc))?.map(present);
+    let [meter, resource_name, id, ts, amount] =
+        fields.ok_or_else(|| not_object(loc))?.map(present);
     let meter = field::meter_id(field::required(meter, loc, "meter")?, loc, "meter")?;
     let resource_name =
         field::string(field::required(resource_name, loc, "resource")?, loc, "resource")?;

@@ -893,7 +893,9 @@ mod tests {
         // Skipped strings are checked for grammar, not for surrogate pairs.
         let mut c = Cursor::new(r#" {"a\ud800": ["\udc00", 1.5e3, null, {}]} x"#);
         assert_eq!(c.skip(), Ok(r#"{"a\ud800": ["\udc00", 1.5e3, null, {}]}"#));
-        for bad in ["[1,]", "{\"a\":1,}", "[01]", "\"\\x\"", "\"\u{1}\"", "{1:2}", "[1 2]", "[", "\"\\u12"] {
+        for bad in
+            ["[1,]", "{\"a\":1,}", "[01]", "\"\\x\"", "\"\u{1}\"", "{1:2}", "[1 2]", "[", "\"\\u12"]
+        {
             assert!(Cursor::new(bad).skip().is_err(), "{bad}");
         }
         // A string read as a value must pair its surrogates.

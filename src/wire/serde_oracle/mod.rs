@@ -13,15 +13,15 @@ use serde_json::value::RawValue;
 mod doc;
 mod field;
 
-use crate::wire::{check_batch_size, check_payload_size, Arrival, Envelope};
-use doc::{Doc, List};
-use field::{Loc, MAX_WHOLE};
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::decimal::{Decimal, UnitsError};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{
     Catchup, CatchupBucket, Inbound, KeyScope, LiveBinding, LiveFrame, ReadingBatch, StreamHello,
 };
+use crate::wire::{check_batch_size, check_payload_size, Arrival, Envelope};
+use doc::{Doc, List};
+use field::{Loc, MAX_WHOLE};
 
 /// Longest channel name, in bytes (the binary frame carries it in a `u8`).
 const MAX_CHANNEL_BYTES: usize = 255;
