@@ -375,6 +375,7 @@ impl Sim {
                     epoch,
                     seq: s.next,
                     body: body(epoch, s.next),
+                    wire_bytes: 64,
                 };
                 s.next += 1;
                 if self.r.chance(self.f.dup) && s.credit > 0 {
