@@ -238,10 +238,8 @@ fn stream_engine() -> Engine {
         let input = meterflow::wire::decode_message_text(&msg, &cfg);
         e.handle(input, T0)
     };
-    let out = post(
-        &mut e,
-        r#"{"type":"session","op":"start","channels":["meters.north"]}"#.to_string(),
-    );
+    let out =
+        post(&mut e, r#"{"type":"session","op":"start","channels":["meters.north"]}"#.to_string());
     let rid = out
         .iter()
         .find_map(|o| match o {
@@ -254,10 +252,9 @@ fn stream_engine() -> Engine {
     let hello = r#"{"op":"HELLO","heartbeat_interval_ms":3600000,"session_id":"s","server_time_ms":1.7e12}"#;
     post(&mut e, socket(hello));
     post(&mut e, socket(r#"{"op":"READY","session_id":"s"}"#));
-    let snap = delta_text(0).replace(r#""op":"DELTA","#, "").replace(
-        r#""seq":0,"patch":{"upsert":"#,
-        r#""snapshot_seq":0,"meters":"#,
-    );
+    let snap = delta_text(0)
+        .replace(r#""op":"DELTA","#, "")
+        .replace(r#""seq":0,"patch":{"upsert":"#, r#""snapshot_seq":0,"meters":"#);
     let snap = snap.strip_suffix(r#","remove":[]}}"#).map(|s| format!("{s}}}")).expect("shape");
     let fetched = serde_json::json!({"type": "fetched", "requestId": rid, "ok": true,
         "status": 200, "data": snap});

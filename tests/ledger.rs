@@ -301,7 +301,12 @@ fn pending_limit_is_reported_once_per_episode_and_its_end_counts_the_refused() {
     h.out.clear();
     let mut id = 0;
     let mut next = |n: u64| -> Vec<(&'static str, &'static str, u64, f64, &'static str)> {
-        (0..n).map(|_| { id += 1; ("a", "water", id, NOW, "1") }).collect()
+        (0..n)
+            .map(|_| {
+                id += 1;
+                ("a", "water", id, NOW, "1")
+            })
+            .collect()
     };
     // Frame 0 fills the two pending slots and refuses 2; frames 1..=4 refuse 3 each.
     h.send(frame(1, 0, NOW + 100.0, &next(4)), NOW + 110.0);

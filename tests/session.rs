@@ -38,7 +38,8 @@ impl H {
         all
     }
     fn delta(&mut self, ch: &str, epoch: u64, seq: u64) -> Vec<Out> {
-        let op = ServerOp::Delta { channel: ch.into(), epoch, seq, body: body(seq), wire_bytes: 64 };
+        let op =
+            ServerOp::Delta { channel: ch.into(), epoch, seq, body: body(seq), wire_bytes: 64 };
         self.server(op)
     }
     fn reply(&mut self, id: u64, ch: &str, epoch: u64, seq: u64, since: Option<u64>) -> Vec<Out> {

@@ -169,7 +169,10 @@ impl Sim {
     fn check_bounds(&self) -> Result<(), String> {
         for c in self.engine.session().channels() {
             if c.buffered_bytes > self.cap {
-                return Err(format!("{}: {} bytes buffered > {}", c.name, c.buffered_bytes, self.cap));
+                return Err(format!(
+                    "{}: {} bytes buffered > {}",
+                    c.name, c.buffered_bytes, self.cap
+                ));
             }
             if c.accepted > c.granted {
                 return Err(format!("{}: {} accepted > {} granted", c.name, c.accepted, c.granted));
@@ -190,7 +193,9 @@ impl Sim {
 
     fn answer(&mut self, rid: u64) -> Result<(), String> {
         let body = self.server.snapshot();
-        self.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200, "data": body}))?;
+        self.post(
+            json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200, "data": body}),
+        )?;
         self.pump()
     }
 

@@ -172,7 +172,8 @@ fn a_v1_frame_on_the_socket_is_parsed_once() {
 #[test]
 fn ops_still_decode_as_ops() {
     let cfg = Config::default();
-    let delta = r#"{"op":"DELTA","channel":"notices","epoch":1,"seq":2,"patch":{"upsert":[],"remove":[]}}"#;
+    let delta =
+        r#"{"op":"DELTA","channel":"notices","epoch":1,"seq":2,"patch":{"upsert":[],"remove":[]}}"#;
     match decode_socket_text(delta, Arrival::default(), &cfg) {
         Inbound::Stream(SessionInput::Server(ServerOp::Delta { seq, wire_bytes, .. })) => {
             assert_eq!((seq, wire_bytes), (2, delta.len()))
