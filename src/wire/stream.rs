@@ -322,9 +322,16 @@ fn meter_row(v: &Value<'_>) -> Result<MeterRow, CoreError> {
         Some(Value::String(t)) => Decimal::parse(t),
         _ => None,
     };
+    // At most 64 characters; 64 bytes or fewer are that already (one copy).
+    let resource = str_field(o, "resource")?;
+    let resource = if resource.len() <= 64 {
+        resource.to_string()
+    } else {
+        resource.chars().take(64).collect()
+    };
     Ok(MeterRow {
         meter: meter.to_string(),
-        resource: str_field(o, "resource")?.chars().take(64).collect(),
+        resource,
         ts: num_field(o, "ts")?,
         value: num_field(o, "value")?,
         status: MeterStatus::parse(status)
