@@ -13,6 +13,13 @@
 //!   5,000-record payload at 5,000 meters (one reading per meter, keys already
 //!   bound for binary, windows full).
 //!
+//! - `stream/*`: one `meters.<group>` DELTA of 1,000 rows (the README's
+//!   "1,000-entity delta batch") on a live channel of 1,000 meters:
+//!   `stream_delta_decode_1000` the socket text to `Inbound` alone,
+//!   `stream_delta_apply_1000` decode + `Engine::handle` (session order and
+//!   credit, the meter store, the rows' readings into the anomaly windows), what
+//!   the browser figure (`make bench-stream`, `deltaApplyMs`) times in the worker.
+//!
 //! Run: `cargo bench --bench wire` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -223,5 +230,101 @@ fn decode_ingest(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, decode_ingest);
+const DELTA_ROWS: usize = 1_000;
+
+fn delta_text(seq: u64) -> String {
+    let rows: Vec<String> = (0..DELTA_ROWS)
+        .map(|m| {
+            let v = (seq as usize * 31 + m * 7) % 1_000;
+            format!(
+                r#"{{"meter":"m-{m:05}","resource":"water","ts":{},"value":{v}.25,"status":"ok","count":{seq},"total":"{seq}.{v:03}"}}"#,
+                T0 as u64 + seq * 500
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"op":"DELTA","channel":"meters.north","epoch":1,"seq":{seq},"patch":{{"upsert":[{}],"remove":[]}}}}"#,
+        rows.join(",")
+    )
+}
+
+fn socket(text: &str) -> String {
+    serde_json::json!({"type": "socket", "event": "message", "data": text}).to_string()
+}
+
+/// An engine whose session is live on `meters.north` at seq 0 with 1,000 meters.
+fn stream_engine() -> Engine {
+    let cfg = Config { credit_window: 1_000_000, ..Config::default() };
+    let mut e = Engine::new(cfg.clone()).expect("valid config");
+    let post = |e: &mut Engine, msg: String| {
+        let input = meterflow::wire::decode_message_text(&msg, &cfg);
+        e.handle(input, T0)
+    };
+    let out =
+        post(&mut e, r#"{"type":"session","op":"start","channels":["meters.north"]}"#.to_string());
+    let rid = out
+        .iter()
+        .find_map(|o| match o {
+            meterflow::core::event::Outbound::Stream(
+                meterflow::core::stream::StreamRequest::Fetch { request_id, .. },
+            ) => Some(*request_id),
+            _ => None,
+        })
+        .expect("snapshot fetch");
+    let hello = r#"{"op":"HELLO","heartbeat_interval_ms":3600000,"session_id":"s","server_time_ms":1.7e12}"#;
+    post(&mut e, socket(hello));
+    post(&mut e, socket(r#"{"op":"READY","session_id":"s"}"#));
+    let snap = delta_text(0)
+        .replace(r#""op":"DELTA","#, "")
+        .replace(r#""seq":0,"patch":{"upsert":"#, r#""snapshot_seq":0,"meters":"#);
+    let snap = snap.strip_suffix(r#","remove":[]}}"#).map(|s| format!("{s}}}")).expect("shape");
+    let fetched = serde_json::json!({"type": "fetched", "requestId": rid, "ok": true,
+        "status": 200, "data": snap});
+    let out = post(&mut e, fetched.to_string());
+    assert!(
+        !out.iter().any(|o| matches!(o, meterflow::core::event::Outbound::Error(_))),
+        "{out:?}"
+    );
+    assert_eq!(e.meter_store().len(), DELTA_ROWS);
+    e
+}
+
+fn stream(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream");
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(DELTA_ROWS as u64));
+    let cfg = Config::default();
+    let one = delta_text(1);
+    g.bench_function("stream_delta_decode_1000", |b| {
+        b.iter(|| {
+            black_box(meterflow::wire::decode_socket_text(
+                black_box(&one),
+                Arrival::default(),
+                &cfg,
+            ))
+        })
+    });
+    let mut engine = stream_engine();
+    let cfg = engine.config().clone();
+    let mut seq = 0u64;
+    g.bench_function("stream_delta_apply_1000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                seq += 1;
+                let text = delta_text(seq);
+                let start = std::time::Instant::now();
+                let input = meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg);
+                black_box(engine.handle(input, T0 + seq as f64 * 500.0));
+                total += start.elapsed();
+                // Shown and acknowledged outside the timing, as the page would.
+                engine.handle(meterflow::core::event::Inbound::Flush, T0 + seq as f64 * 500.0);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, decode_ingest, stream);
 criterion_main!(benches);

@@ -396,6 +396,7 @@ impl<W: Write> Replayer<W> {
             self.flush = Some(flush);
             self.summary.skipped_fires = self.summary.skipped_fires.saturating_add(skipped);
             let w = WarningEvent {
+                count: None,
                 code: WarningCode::ReplayGap,
                 message: format!(
                     "{skipped} timer fires due between t {} and t {t} skipped (more than {max}), as a suspended worker would",

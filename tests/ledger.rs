@@ -290,6 +290,56 @@ fn pending_limit_defers_to_the_next_catch_up_and_says_so() {
     assert_eq!((water_now(&t), t.counters.live_pending, t.incomplete), (4_000, 0, false));
 }
 
+/// A `pending_limit` episode is one error, however many frames it refuses,
+/// and its end is one `pending_limit_cleared` warning counting every refused
+/// reading; a later episode is reported afresh.
+#[test]
+fn pending_limit_is_reported_once_per_episode_and_its_end_counts_the_refused() {
+    use meterflow::core::error::WarningCode;
+    let mut h = Harness::new(ConfigPatch { max_pending_readings: Some(2), ..Default::default() });
+    h.send(rest(NOW, &[]), NOW + 1.0);
+    h.out.clear();
+    let mut id = 0;
+    let mut next = |n: u64| -> Vec<(&'static str, &'static str, u64, f64, &'static str)> {
+        (0..n)
+            .map(|_| {
+                id += 1;
+                ("a", "water", id, NOW, "1")
+            })
+            .collect()
+    };
+    // Frame 0 fills the two pending slots and refuses 2; frames 1..=4 refuse 3 each.
+    h.send(frame(1, 0, NOW + 100.0, &next(4)), NOW + 110.0);
+    for seq in 1..=4 {
+        h.send(frame(1, seq, NOW + 100.0 + seq as f64, &next(3)), NOW + 110.0 + seq as f64);
+    }
+    let limits = |h: &Harness| h.errors().iter().filter(|e| e.0 == ErrorCode::PendingLimit).count();
+    let cleared = |h: &Harness| -> Vec<Option<u64>> {
+        h.out
+            .iter()
+            .filter_map(|o| match o {
+                Outbound::Warning(w) if w.code == WarningCode::PendingLimitCleared => Some(w.count),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(limits(&h), 1, "{:?}", h.errors());
+    assert!(cleared(&h).is_empty());
+    assert_eq!(h.totals(NOW + 120.0).counters.overflow, 14);
+    // The catch-up covering them frees the pending slots: the episode ends.
+    h.send(rest(NOW + 105.0, &[(H10, "16")]), NOW + 200.0);
+    assert_eq!(cleared(&h), vec![Some(14)]);
+    let t = h.totals(NOW + 210.0);
+    assert_eq!((water_now(&t), t.counters.live_pending, t.incomplete), (16_000, 0, false));
+    // The next overflow is a new episode: reported again.
+    h.out.clear();
+    h.send(frame(1, 5, NOW + 300.0, &next(3)), NOW + 310.0);
+    assert_eq!(limits(&h), 1);
+    h.send(frame(1, 6, NOW + 301.0, &next(1)), NOW + 311.0);
+    assert_eq!(limits(&h), 1);
+    assert!(cleared(&h).is_empty());
+}
+
 #[test]
 fn bad_items_are_named_and_the_rest_of_the_frame_applies() {
     let mut h = Harness::new(ConfigPatch::default());

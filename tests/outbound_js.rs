@@ -126,7 +126,11 @@ fn corpus() -> Vec<Outbound> {
             score: 0.75,
         }),
         Outbound::Cleared(ClearedEvent { meter: "m".into(), kind: AnomalyKind::Silent, at: 5.0 }),
-        Outbound::Warning(WarningEvent { code: WarningCode::MemoryCeiling, message: "é".into() }),
+        Outbound::Warning(WarningEvent {
+            code: WarningCode::MemoryCeiling,
+            message: "é".into(),
+            count: None,
+        }),
         Outbound::Error(CoreError::at(ErrorCode::BadValue, 4, "readings[4].value")),
         Outbound::Error(CoreError::new(ErrorCode::MalformedJson, "x")),
         answer(7.0, Outbound::Error(CoreError::new(ErrorCode::BadField, "id"))),

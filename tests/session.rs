@@ -38,7 +38,9 @@ impl H {
         all
     }
     fn delta(&mut self, ch: &str, epoch: u64, seq: u64) -> Vec<Out> {
-        self.server(ServerOp::Delta { channel: ch.into(), epoch, seq, body: body(seq) })
+        let op =
+            ServerOp::Delta { channel: ch.into(), epoch, seq, body: body(seq), wire_bytes: 64 };
+        self.server(op)
     }
     fn reply(&mut self, id: u64, ch: &str, epoch: u64, seq: u64, since: Option<u64>) -> Vec<Out> {
         let r = SnapshotReply {
@@ -551,6 +553,70 @@ fn buffers_are_bounded() {
     assert_eq!(fetches(&out).len(), 1);
 }
 
+/// Buffered deltas are bounded by their encoded bytes too: the delta that
+/// would pass `max_buffered_bytes` drops the buffer and re-snapshots the
+/// channel (the in-flight fetch is superseded), with one `buffer_limit`.
+#[test]
+fn buffers_are_bounded_by_bytes() {
+    let mut h = H::new(SessionConfig { max_buffered_bytes: 100_000, credit_window: 100, ..cfg() });
+    h.ready(1000.0);
+    let out = h.at(0.0, In::Subscribe { channel: "notices".into() });
+    let (first, _) = fetches(&out)[0].clone();
+    let big = |h: &mut H, seq: u64| {
+        let op = ServerOp::Delta {
+            channel: "notices".into(),
+            epoch: 1,
+            seq,
+            body: body(seq),
+            wire_bytes: 40_000,
+        };
+        h.server(op)
+    };
+    assert!(errors(&big(&mut h, 1)).is_empty());
+    assert!(errors(&big(&mut h, 2)).is_empty());
+    assert_eq!(h.s.channels()[0].buffered_bytes, 80_000);
+    let out = big(&mut h, 3);
+    assert_eq!(errors(&out), [SessionErrorCode::BufferLimit]);
+    let refetch = fetches(&out);
+    assert_eq!(refetch.len(), 1);
+    assert_ne!(refetch[0].0, first);
+    let v = &h.s.channels()[0];
+    assert_eq!((v.buffered, v.buffered_bytes, v.paused), (0, 0, true));
+    // Credit stays whole: the dropped deltas are freed for the next grant.
+    assert_eq!(v.credit + v.pending + v.outstanding, 100);
+    // The superseded reply is stale; the new one bootstraps the channel.
+    assert!(delivered(&h.reply(first, "notices", 1, 3, None)).is_empty());
+    assert_eq!(delivered(&h.reply(refetch[0].0, "notices", 1, 3, None)).len(), 1);
+    assert!(!h.s.channels()[0].paused);
+}
+
+/// A server overrunning its credit is reported once per episode, not per delta.
+#[test]
+fn credit_overruns_are_reported_once_per_episode() {
+    let mut h = H::new(SessionConfig { credit_window: 2, ..cfg() });
+    h.ready(1000.0);
+    let out = h.at(0.0, In::Subscribe { channel: "totals".into() });
+    let (id, _) = fetches(&out)[0].clone();
+    h.reply(id, "totals", 1, 0, None);
+    h.delta("totals", 1, 1);
+    h.delta("totals", 1, 2);
+    let mut reported = Vec::new();
+    for seq in 3..=10 {
+        reported.extend(errors(&h.delta("totals", 1, seq)));
+    }
+    assert_eq!(reported, [SessionErrorCode::CreditOverrun]);
+    assert_eq!(h.s.counters().credit_overruns, 8);
+    // Renders free credit, the grant goes out, a delta is accepted: the episode
+    // ends, and the next overrun is a new one, reported again.
+    h.at(0.0, In::Rendered { channel: "totals".into(), frames: 2 });
+    h.tick(0.0);
+    assert_eq!(h.s.channels()[0].credit, 2);
+    assert!(errors(&h.delta("totals", 1, 3)).is_empty());
+    assert!(errors(&h.delta("totals", 1, 4)).is_empty());
+    assert_eq!(errors(&h.delta("totals", 1, 5)), [SessionErrorCode::CreditOverrun]);
+    assert!(errors(&h.delta("totals", 1, 6)).is_empty());
+}
+
 #[test]
 fn channels_are_validated_and_bounded() {
     let mut h = H::new(SessionConfig { max_channels: 2, ..cfg() });
@@ -581,6 +647,8 @@ fn config_bounds_are_checked() {
         SessionConfig { max_channels: 0, ..cfg() },
         SessionConfig { credit_window: 0, ..cfg() },
         SessionConfig { max_buffered_deltas: 0, ..cfg() },
+        SessionConfig { max_buffered_bytes: 65_535, ..cfg() },
+        SessionConfig { max_buffered_bytes: (1 << 30) + 1, ..cfg() },
         SessionConfig { backoff_cap_ms: 700_000.0, ..cfg() },
         SessionConfig { backoff_base_ms: 40_000.0, ..cfg() },
         SessionConfig { hello_timeout_ms: f64::NAN, ..cfg() },
@@ -634,6 +702,7 @@ fn arbitrary_inputs_never_panic_and_stay_bounded() {
             max_channels: 1 + r.below(3) as u32,
             max_buffered_deltas: 1 + r.below(4) as u32,
             credit_window: 1 + r.below(4) as u32,
+            max_buffered_bytes: 65_536 + r.below(65_536),
             seed,
             ..SessionConfig::default()
         };
@@ -667,6 +736,7 @@ fn arbitrary_inputs_never_panic_and_stay_bounded() {
                     epoch: num(&mut r),
                     seq: num(&mut r),
                     body: body(0),
+                    wire_bytes: [0, 1, 30_000, 70_000, usize::MAX][pick(&mut r, 5)],
                 }),
                 11 => In::Snapshot(SnapshotReply {
                     request_id: r.below(40),
@@ -687,6 +757,7 @@ fn arbitrary_inputs_never_panic_and_stay_bounded() {
             assert!(views.len() <= c.max_channels as usize);
             for v in views {
                 assert!(v.buffered <= c.max_buffered_deltas.min(c.credit_window) as usize);
+                assert!(v.buffered_bytes <= c.max_buffered_bytes);
                 assert!(v.outstanding <= c.credit_window && v.accepted <= v.granted);
             }
         }

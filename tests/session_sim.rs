@@ -13,7 +13,7 @@ mod rng;
 
 use meterflow::core::session::{
     ClientOp, ConnectionState, Delivery, FetchWhat, Payload, ServerOp, Session, SessionConfig,
-    SessionErrorCode, SessionInput as In, SessionOutput as Out, SnapshotReply,
+    SessionInput as In, SessionOutput as Out, SnapshotReply,
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
@@ -144,11 +144,11 @@ impl Sim {
             In::Server(ServerOp::Delta { channel, .. }) => Some(channel.clone()),
             _ => None,
         };
+        let overruns = self.client.counters().credit_overruns;
         let out = self.client.handle(input, self.now);
         if let Some(ch) = delta {
-            let refused = out
-                .iter()
-                .any(|o| matches!(o, Out::Error(e) if e.code == SessionErrorCode::CreditOverrun));
+            // Refusals are counted each; only an episode's first is reported.
+            let refused = self.client.counters().credit_overruns > overruns;
             if let Some(s) = self.conn.as_mut().and_then(|c| c.streams.get_mut(&ch)) {
                 if !refused {
                     s.accepted += 1;
@@ -375,6 +375,7 @@ impl Sim {
                     epoch,
                     seq: s.next,
                     body: body(epoch, s.next),
+                    wire_bytes: 64,
                 };
                 s.next += 1;
                 if self.r.chance(self.f.dup) && s.credit > 0 {

@@ -91,6 +91,7 @@ impl Run {
             epoch: 1,
             seq,
             body,
+            wire_bytes: 256,
         })));
         // The page renders at once: credit comes back.
         self.handle(stream(SessionInput::Rendered { channel: channel.into(), frames: 1 }));

@@ -40,6 +40,7 @@ fn anomaly_cleared_warning_error() {
         Outbound::Warning(WarningEvent {
             code: meterflow::core::error::WarningCode::MemoryCeiling,
             message: "halved".into(),
+            count: None,
         }),
         r#"{"type":"warning","v":1,"code":"memory_ceiling","message":"halved"}"#,
     );

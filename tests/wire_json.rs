@@ -496,7 +496,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
     all["catchupOnStart"] = json!(true);
     let stream = json!({
         "transport": "worker", "feedUrl": "http://127.0.0.1:8090", "maxSubscriptions": 8,
-        "maxBufferedDeltas": 512, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
+        "maxBufferedDeltas": 512, "maxBufferedBytes": 1048576, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
         "helloTimeoutMs": 5000, "streamSeed": 7, "maxMeterEntities": 9000, "maxNotices": 99,
         "detailCacheSize": 16, "detailTtlMs": 10000, "maxUpdatesPerMessage": 500,
         "deltaFlushMs": 8,
@@ -560,6 +560,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         feed_url: "http://127.0.0.1:8090".into(),
         max_subscriptions: 8,
         max_buffered_deltas: 512,
+        max_buffered_bytes: 1_048_576,
         credit_window: 128,
         backoff_base_ms: 250.0,
         backoff_cap_ms: 20_000.0,

@@ -120,6 +120,10 @@ pub struct Config {
     pub max_subscriptions: u32,
     /// Deltas buffered per channel while it waits for a snapshot (1..=1,000,000).
     pub max_buffered_deltas: u32,
+    /// Encoded bytes of the deltas buffered per channel while it waits for a
+    /// snapshot (65,536..=1 GiB; default 32 MiB); past it the channel drops its
+    /// buffer, reports `buffer_limit` and fetches its snapshot again.
+    pub max_buffered_bytes: u32,
     /// Deltas in flight per channel: granted, buffered or awaiting render (1..=1,000,000).
     pub credit_window: u32,
     /// First reconnect backoff ceiling, ms (1..=`backoffCapMs`).
@@ -268,6 +272,7 @@ impl Default for Config {
             feed_url: String::new(),
             max_subscriptions: 16,
             max_buffered_deltas: 1_024,
+            max_buffered_bytes: 32 << 20,
             credit_window: 256,
             backoff_base_ms: 500.0,
             backoff_cap_ms: 30_000.0,
@@ -341,6 +346,7 @@ pub struct ConfigPatch {
     pub feed_url: Option<String>,
     pub max_subscriptions: Option<u32>,
     pub max_buffered_deltas: Option<u32>,
+    pub max_buffered_bytes: Option<u32>,
     pub credit_window: Option<u32>,
     pub backoff_base_ms: Option<f64>,
     pub backoff_cap_ms: Option<f64>,
@@ -458,6 +464,7 @@ impl Config {
             feed_url,
             max_subscriptions,
             max_buffered_deltas,
+            max_buffered_bytes,
             credit_window,
             backoff_base_ms,
             backoff_cap_ms,
@@ -658,6 +665,7 @@ impl Config {
         SessionConfig {
             max_channels: self.max_subscriptions,
             max_buffered_deltas: self.max_buffered_deltas,
+            max_buffered_bytes: u64::from(self.max_buffered_bytes),
             credit_window: self.credit_window,
             backoff_base_ms: self.backoff_base_ms,
             backoff_cap_ms: self.backoff_cap_ms,

@@ -113,6 +113,9 @@ pub enum WarningCode {
     ReplayGap,
     /// Groups: a `/groups` refresh failed or was malformed; the previous map stays.
     GroupsRefreshFailed,
+    /// Ledger: a `pending_limit` episode ended (pending live readings fell below
+    /// `maxPendingReadings`); `count` says how many readings it refused.
+    PendingLimitCleared,
 }
 
 impl WarningCode {

@@ -320,6 +320,9 @@ pub struct StreamStats {
 pub struct WarningEvent {
     pub code: WarningCode,
     pub message: String,
+    /// How many items the warning is about, where it counts some (e.g. the
+    /// readings refused during a `pending_limit` episode).
+    pub count: Option<u64>,
 }
 
 /// One meter's state, for `Query::Meter`.

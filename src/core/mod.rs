@@ -387,6 +387,7 @@ impl Engine {
             self.cfg.window = to as u32;
         }
         self.out.push(Outbound::Warning(WarningEvent {
+            count: None,
             code: error::WarningCode::MemoryCeiling,
             message: format!(
                 "estimated engine memory {:.1} MB passed the ceiling {:.1} MB: window reduced from {from} to {} samples for all meters; now {:.1} MB",

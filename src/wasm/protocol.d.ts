@@ -21,7 +21,8 @@ export type ErrorCode =
   | "internal";
 
 /** Stable warning codes (PROTOCOL.md section 6); new codes may be added. */
-export type WarningCode = "memory_ceiling" | "replay_gap" | "groups_refresh_failed";
+export type WarningCode =
+  | "memory_ceiling" | "replay_gap" | "groups_refresh_failed" | "pending_limit_cleared";
 
 /** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
@@ -45,7 +46,9 @@ export interface MeterflowConfig {
   /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
    *  the socket and fetches itself, against `feedUrl` (empty: its own origin). */
   transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
-  maxBufferedDeltas?: number; creditWindow?: number; backoffBaseMs?: number;
+  maxBufferedDeltas?: number;
+  /** Encoded bytes buffered per channel while it waits for a snapshot (default 32 MiB; 65536..=1 GiB). */
+  maxBufferedBytes?: number; creditWindow?: number; backoffBaseMs?: number;
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
@@ -146,7 +149,11 @@ export interface StreamStats {
 /** Milliseconds, timed by the worker (`performance.now()`). */
 export interface Timing { p50: number; p95: number; p99: number; max: number; samples: number; }
 export interface ErrorMessage { type: "error"; v: 1; id?: number; code: ErrorCode; message: string; position?: number; }
-export interface WarningMessage { type: "warning"; v: 1; code: WarningCode; message: string; }
+export interface WarningMessage {
+  type: "warning"; v: 1; code: WarningCode; message: string;
+  /** Items the warning counts (`pending_limit_cleared`: live readings refused). */
+  count?: number;
+}
 export interface WindowMessage { type: "window"; v: 1; id?: number; meter: string; values: Float64Array; }
 export interface MeterMessage {
   type: "meter"; v: 1; id?: number; meter: string; count: number; mean: number; variance: number;

@@ -377,6 +377,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
             "feedUrl" => feed_url: text,
             "maxSubscriptions" => max_subscriptions: uint,
             "maxBufferedDeltas" => max_buffered_deltas: uint,
+            "maxBufferedBytes" => max_buffered_bytes: uint,
             "creditWindow" => credit_window: uint,
             "backoffBaseMs" => backoff_base_ms: float,
             "backoffCapMs" => backoff_cap_ms: float,

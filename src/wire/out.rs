@@ -101,6 +101,9 @@ fn emit_answer<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
             head(e, "warning", None);
             e.str("code", w.code.as_str());
             e.str("message", &w.message);
+            if let Some(n) = w.count {
+                count(e, "count", n);
+            }
         }
         Outbound::Window { meter, values } => {
             head(e, "window", id);

@@ -55,31 +55,106 @@ pub fn decode_socket_text(text: &str, arrival: Arrival, cfg: &Config) -> Inbound
         return Inbound::Rejected(e);
     }
     // A server op is an object with a string `op`; anything else (or not even
-    // JSON: the v1 decoder says what is wrong) is a v1 payload.
-    match lite::parse(text) {
-        Ok(Value::Object(obj)) if matches!(obj.get("op"), Some(Value::String(_))) => {
-            match server_op(&obj) {
-                Ok(op) => server(op),
-                Err(e) => Inbound::Rejected(e),
+    // JSON: the v1 decoder says what is wrong) is a v1 payload. A v1 frame is
+    // parsed once, by the v1 decoder: the skim below rules it out as an op
+    // without building a tree.
+    if may_be_server_op(text.as_bytes()) {
+        if let Ok(Value::Object(obj)) = lite::parse(text) {
+            if matches!(obj.get("op"), Some(Value::String(_))) {
+                return match server_op(&obj, text.len()) {
+                    Ok(op) => server(op),
+                    Err(e) => Inbound::Rejected(e),
+                };
             }
         }
-        _ => live(json::decode(Envelope::Live, text, arrival, cfg)),
     }
+    live(json::decode(Envelope::Live, text, arrival, cfg), text.len())
+}
+
+/// False only if `text` cannot be an object with a string `op` at its top
+/// level: it does not start with `{`, or its top level was walked to the end
+/// and no key that may be `op` (spelled so, or with an escape) has a string
+/// value. True is "maybe" (malformed text included): the caller parses. One
+/// pass over the bytes, no allocation.
+#[doc(hidden)]
+pub fn may_be_server_op(text: &[u8]) -> bool {
+    let ws = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let mut i = 0;
+    while text.get(i).copied().is_some_and(ws) {
+        i += 1;
+    }
+    if text.get(i) != Some(&b'{') {
+        return false;
+    }
+    i += 1;
+    let mut depth = 1usize;
+    // At depth 1: the next string is a key (after `{` or `,`).
+    let mut expect_key = true;
+    // The last key may be `op`: its value decides.
+    let mut candidate = false;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'"' => {
+                let start = i + 1;
+                i = start;
+                let mut escaped = false;
+                loop {
+                    match text.get(i) {
+                        None => return true,
+                        Some(b'\\') => {
+                            escaped = true;
+                            i += 2;
+                        }
+                        Some(b'"') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+                if depth == 1 && expect_key {
+                    let key = text.get(start..i).unwrap_or_default();
+                    candidate = escaped || key == b"op";
+                    expect_key = false;
+                }
+            }
+            b':' if depth == 1 && candidate => {
+                let mut j = i + 1;
+                while text.get(j).copied().is_some_and(ws) {
+                    j += 1;
+                }
+                if text.get(j) == Some(&b'"') {
+                    return true;
+                }
+                candidate = false;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return false;
+                }
+            }
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Decodes a binary message from the socket (a v1 kind-2 live frame). Never panics.
 pub fn decode_socket_binary(bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
-    live(binary::decode(Envelope::Live, bytes, arrival, cfg))
+    live(binary::decode(Envelope::Live, bytes, arrival, cfg), bytes.len())
 }
 
-/// A v1 live frame becomes a `DELTA` of its channel; anything else stays.
-fn live(inbound: Inbound) -> Inbound {
+/// A v1 live frame (`wire_bytes` long) becomes a `DELTA` of its channel;
+/// anything else stays.
+fn live(inbound: Inbound, wire_bytes: usize) -> Inbound {
     match inbound {
         Inbound::Live(f) => server(ServerOp::Delta {
             channel: f.channel.clone(),
             epoch: f.epoch,
             seq: f.seq,
             body: Payload::Frame(Box::new(f)),
+            wire_bytes,
         }),
         other => other,
     }
@@ -130,7 +205,8 @@ fn trunc(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn server_op(obj: &Object<'_>) -> Result<ServerOp, CoreError> {
+/// The server op `obj`, from a message of `wire_bytes` bytes.
+fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError> {
     let op = str_field(obj, "op")?;
     Ok(match op {
         "HELLO" => ServerOp::Hello {
@@ -196,7 +272,7 @@ fn server_op(obj: &Object<'_>) -> Result<ServerOp, CoreError> {
                     "DELTA on channel '{channel}': only meters.<group> and notices carry DELTA ops"
                 )));
             };
-            ServerOp::Delta { channel: channel.to_string(), epoch, seq, body }
+            ServerOp::Delta { channel: channel.to_string(), epoch, seq, body, wire_bytes }
         }
         other => {
             return Err(CoreError::new(
@@ -246,9 +322,16 @@ fn meter_row(v: &Value<'_>) -> Result<MeterRow, CoreError> {
         Some(Value::String(t)) => Decimal::parse(t),
         _ => None,
     };
+    // At most 64 characters; 64 bytes or fewer are that already (one copy).
+    let resource = str_field(o, "resource")?;
+    let resource = if resource.len() <= 64 {
+        resource.to_string()
+    } else {
+        resource.chars().take(64).collect()
+    };
     Ok(MeterRow {
         meter: meter.to_string(),
-        resource: str_field(o, "resource")?.chars().take(64).collect(),
+        resource,
         ts: num_field(o, "ts")?,
         value: num_field(o, "value")?,
         status: MeterStatus::parse(status)

@@ -193,6 +193,7 @@ impl Groups {
             s => format!("HTTP {s}: {message}"),
         };
         Outbound::Warning(WarningEvent {
+            count: None,
             code: WarningCode::GroupsRefreshFailed,
             message: format!(
                 "groups refresh failed ({what}); {} failure(s) in a row; the map in force (version {}) stays",

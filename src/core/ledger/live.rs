@@ -79,6 +79,7 @@ impl Ledger {
         self.engaged = true;
         self.sync.bootstrap(f.stamp.wall_ms as f64, now_ms, cfg.max_clock_skew_ms);
         self.roll(now_ms);
+        self.end_pending_episode(cfg, out);
         let accepted = self.receive(f.stamp, "frame", now_ms, cfg, out);
         // The stamp the frame's position and needs are recorded at: a stamp
         // refused for its clock records needs only up to the corrected clock
@@ -231,6 +232,7 @@ impl Ledger {
         // Room for the whole frame's feed up front, so the pushes below never
         // reallocate; without it the readings still count, only not in windows.
         let feed = cfg.detect_live && self.feed.try_reserve(n).is_ok();
+        let mut overflowed = 0u64;
         if cfg.detect_live && !feed {
             sink.push(CoreError::new(
                 ErrorCode::OutOfMemory,
@@ -323,6 +325,7 @@ impl Ledger {
             }
             if held >= max_pending {
                 self.counters.overflow += 1;
+                overflowed += 1;
                 causes.overflow = true;
                 continue;
             }
@@ -383,13 +386,17 @@ impl Ledger {
             }
         }
         if causes.overflow {
-            sink.push(CoreError::new(
-                ErrorCode::PendingLimit,
-                format!(
-                    "maxPendingReadings ({}) reached: live readings wait for the next catch-up",
-                    cfg.max_pending_readings
-                ),
-            ));
+            // Once per episode: the rest of it is counted and reported when it ends.
+            if self.pending_refused == 0 {
+                sink.push(CoreError::new(
+                    ErrorCode::PendingLimit,
+                    format!(
+                        "maxPendingReadings ({}) reached: live readings wait for the next catch-up (reported once; pending_limit_cleared counts them when room returns)",
+                        cfg.max_pending_readings
+                    ),
+                ));
+            }
+            self.pending_refused = self.pending_refused.saturating_add(overflowed);
         }
         sink.finish();
         causes

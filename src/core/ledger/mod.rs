@@ -39,8 +39,8 @@ use rustc_hash::FxHashSet;
 
 use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
-use crate::core::error::{CoreError, ErrorCode, ErrorSink};
-use crate::core::event::Outbound;
+use crate::core::error::{CoreError, ErrorCode, ErrorSink, WarningCode};
+use crate::core::event::{Outbound, WarningEvent};
 use crate::core::groups::MeterHours;
 use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::{HourBuckets, HourPlace};
@@ -73,6 +73,10 @@ pub struct Ledger {
     engaged: bool,
     /// Readings to feed the anomaly windows: `(meter, ts, value)`.
     feed: Vec<(u32, f64, f64)>,
+    /// Live readings refused at `maxPendingReadings` in the current
+    /// `pending_limit` episode (0: none). The episode is reported once, at its
+    /// first refusal, and its end once, with this count.
+    pending_refused: u64,
     /// Per meter, resource and hour: the live readings counted or covered,
     /// each `(meter, id)` once, and the hours some may be missing from (the
     /// groups' totals are sums over these rows; docs/LEDGER.md, "Groups").
@@ -107,6 +111,7 @@ impl Ledger {
             dirty: true,
             engaged: false,
             feed: Vec::new(),
+            pending_refused: 0,
             meter_hours: MeterHours::new(cfg.resources.len(), cfg.history_hours)
                 .with_series_pairs(cfg.series_pairs()),
         }
@@ -245,6 +250,26 @@ impl Ledger {
         }
     }
 
+    /// Ends a `pending_limit` episode once the pending live readings are below
+    /// `maxPendingReadings` again (a catch-up applied, hours rolled off), with a
+    /// `pending_limit_cleared` warning counting the readings it refused.
+    pub(super) fn end_pending_episode(&mut self, cfg: &Config, out: &mut Vec<Outbound>) {
+        if self.pending_refused == 0
+            || self.buckets.pending() >= u64::from(cfg.max_pending_readings)
+        {
+            return;
+        }
+        let n = std::mem::take(&mut self.pending_refused);
+        out.push(Outbound::Warning(WarningEvent {
+            code: WarningCode::PendingLimitCleared,
+            message: format!(
+                "pending live readings are below maxPendingReadings ({}) again; {n} live readings were refused meanwhile and are counted by the catch-ups",
+                cfg.max_pending_readings
+            ),
+            count: Some(n),
+        }));
+    }
+
     /// First hour start (ms) a catch-up should cover.
     fn catchup_start_ms(&self) -> f64 {
         self.buckets.current().map_or(0.0, |c| (c - self.buckets.history()) as f64 * HOUR_MS)
@@ -261,6 +286,7 @@ impl Ledger {
     /// Timer work, on every tick and flush: hour roll-off and catch-up scheduling.
     pub fn on_timer(&mut self, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
         self.roll(now_ms);
+        self.end_pending_episode(cfg, out);
         let (need, from) = (self.need_max(), self.catchup_start_ms());
         let incomplete = self.incomplete();
         if let Some(req) = self.fetch.on_timer(now_ms, self.engaged, incomplete, need, from, cfg) {
@@ -549,6 +575,7 @@ impl Ledger {
         self.as_of = Some(c.as_of);
         self.counters.rest_applied += 1;
         self.dirty = true;
+        self.end_pending_episode(cfg, out);
         if checked.as_ref().is_some_and(|r| self.covers_kept(r, c.as_of)) {
             if self.need.is_some_and(|n| n <= c.as_of) {
                 self.need = None;

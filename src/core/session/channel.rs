@@ -7,6 +7,12 @@
 //! buffer or to `outstanding` (delivered, awaiting render) or straight to
 //! `pending` (dropped); renders and drops move units to `pending`, and grants
 //! move `pending` back to `credit`.
+//!
+//! A buffer is bounded twice: by count (`maxBufferedDeltas`, and the credit
+//! window) and by the encoded bytes of what it holds (`maxBufferedBytes`). A
+//! delta past the byte bound drops the buffer and re-snapshots the channel with
+//! a `buffer_limit` error. Deltas refused beyond the credit are reported once
+//! per episode: the first refusal after the channel last accepted a delta.
 
 use super::{
     ChannelOffer, ChannelPos, Delivery, FetchWhat, Payload, Session, SessionError,
@@ -31,6 +37,8 @@ struct Buffered {
     epoch: u64,
     seq: u64,
     body: Payload,
+    /// Encoded size, counted against `max_buffered_bytes`.
+    wire_bytes: usize,
 }
 
 /// One subscribed channel.
@@ -41,6 +49,11 @@ pub(super) struct Channel {
     pos: Option<(u64, u64)>,
     fetch: Fetch,
     buffer: Vec<Buffered>,
+    /// Sum of `wire_bytes` over `buffer`.
+    buffered_bytes: u64,
+    /// Deltas refused beyond the credit since the last accepted one (0: no
+    /// overrun episode; the first refusal of an episode is reported).
+    overrun_refused: u64,
     credit: u32,
     outstanding: u32,
     pending: u32,
@@ -59,6 +72,8 @@ pub struct ChannelView {
     pub paused: bool,
     /// Deltas buffered.
     pub buffered: usize,
+    /// Encoded bytes of the deltas buffered.
+    pub buffered_bytes: u64,
     /// Credit the server still has on this connection.
     pub credit: u32,
     /// Delivered deltas awaiting a render acknowledgement.
@@ -79,11 +94,12 @@ impl Channel {
         }
     }
 
-    /// Bytes held (estimate); a buffered body counts its struct, not its heap.
+    /// Bytes held (estimate); a buffered body counts its struct and its encoded size.
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of::<Channel>()
             + self.name.len()
             + self.buffer.capacity() * (std::mem::size_of::<Buffered>() + 256)
+            + usize::try_from(self.buffered_bytes).unwrap_or(usize::MAX)
     }
 
     pub(super) fn position(&self) -> Option<ChannelPos> {
@@ -115,6 +131,7 @@ impl Session {
                 position: c.pos,
                 paused: c.fetch != Fetch::Idle,
                 buffered: c.buffer.len(),
+                buffered_bytes: c.buffered_bytes,
                 credit: c.credit,
                 outstanding: c.outstanding,
                 pending: c.pending,
@@ -144,6 +161,7 @@ impl Session {
             c.pending = 0;
             c.granted = u64::from(c.credit);
             c.accepted = 0;
+            c.overrun_refused = 0;
             offers.push(ChannelOffer { name: c.name.clone(), credit: c.credit, position: c.pos });
         }
         offers
@@ -184,6 +202,8 @@ impl Session {
             pos: None,
             fetch: Fetch::Idle,
             buffer: Vec::new(),
+            buffered_bytes: 0,
+            overrun_refused: 0,
             credit,
             outstanding: 0,
             pending: 0,
@@ -263,6 +283,7 @@ impl Session {
         if let Some(c) = self.channels.get_mut(i) {
             c.pending += c.buffer.len() as u32;
             c.buffer.clear();
+            c.buffered_bytes = 0;
         }
         self.fetch(i, None, out);
     }
@@ -299,6 +320,7 @@ impl Session {
         epoch: u64,
         seq: u64,
         body: Payload,
+        wire_bytes: usize,
         out: &mut Vec<SessionOutput>,
     ) {
         let Some(i) = self.find(name) else {
@@ -313,20 +335,30 @@ impl Session {
         let c = &mut self.channels[i];
         if c.credit == 0 {
             self.counters.credit_overruns += 1;
+            c.overrun_refused += 1;
+            if c.overrun_refused > 1 {
+                // The episode was reported at its first refusal; the rest are
+                // counted (`creditOverruns` in `stats`), not repeated.
+                return;
+            }
             return error(
                 out,
                 SessionErrorCode::CreditOverrun,
-                format!("channel '{name}': delta {epoch}/{seq} beyond the granted credit: refused"),
+                format!("channel '{name}': delta {epoch}/{seq} beyond the granted credit: refused (further overruns are counted in stats until the channel accepts a delta again)"),
             );
         }
+        c.overrun_refused = 0;
         c.credit -= 1;
         c.accepted += 1;
         if c.credit == 0 {
             self.counters.credit_exhausted += 1;
         }
+        let d = Buffered { epoch, seq, body, wire_bytes };
         let Some((pe, ps)) = c.live() else {
-            return self.buffer(i, Buffered { epoch, seq, body }, out);
+            self.buffer(i, d, out);
+            return;
         };
+        let Buffered { body, .. } = d;
         if epoch < pe || (epoch == pe && seq <= ps) {
             self.counters.duplicates += 1;
             c.pending += 1;
@@ -345,24 +377,44 @@ impl Session {
                 self.counters.gaps += 1;
                 Some(ps)
             };
-            self.buffer(i, Buffered { epoch, seq, body }, out);
-            self.fetch(i, since, out);
+            if self.buffer(i, Buffered { epoch, seq, body, wire_bytes }, out) {
+                self.fetch(i, since, out);
+            }
         }
     }
 
-    fn buffer(&mut self, i: usize, d: Buffered, out: &mut Vec<SessionOutput>) {
+    /// Buffers `d` on paused channel `i`. Returns false when the byte bound
+    /// re-snapshotted the channel instead (a fetch is then already issued).
+    fn buffer(&mut self, i: usize, d: Buffered, out: &mut Vec<SessionOutput>) -> bool {
         let cap = self.cfg.max_buffered_deltas as usize;
+        let byte_cap = self.cfg.max_buffered_bytes;
         let c = &mut self.channels[i];
+        let bytes = u64::try_from(d.wire_bytes).unwrap_or(u64::MAX);
+        if c.buffered_bytes.saturating_add(bytes) > byte_cap {
+            // Dropping the buffer keeps the bound; what it held is in the
+            // snapshot fetched again now.
+            self.counters.buffer_overflows += 1;
+            let (name, held) = (c.name.clone(), c.buffered_bytes);
+            let msg = format!("channel '{name}': delta {}/{} ({bytes} bytes) would take the buffer past {byte_cap} bytes (maxBufferedBytes; {held} held): buffer dropped, snapshot fetched again", d.epoch, d.seq);
+            error(out, SessionErrorCode::BufferLimit, msg);
+            c.pending += 1;
+            self.rebootstrap(i, out);
+            return false;
+        }
         if c.buffer.len() >= cap || c.buffer.try_reserve(1).is_err() {
             // Dropping the buffer keeps the bound; the drain after the next
             // snapshot sees the hole and fetches again.
             self.counters.buffer_overflows += 1;
             c.pending += c.buffer.len() as u32 + 1;
             c.buffer.clear();
+            c.buffered_bytes = 0;
             let name = c.name.clone();
-            return error(out, SessionErrorCode::BufferLimit, format!("channel '{name}': more than {cap} deltas buffered (maxBufferedDeltas): buffer dropped"));
+            error(out, SessionErrorCode::BufferLimit, format!("channel '{name}': more than {cap} deltas buffered (maxBufferedDeltas): buffer dropped"));
+            return true;
         }
+        c.buffered_bytes += bytes;
         c.buffer.push(d);
+        true
     }
 
     /// A HEARTBEAT_ACK's `sent` positions: a live channel with nothing buffered
@@ -446,6 +498,7 @@ impl Session {
         }
         c.pos = Some((epoch, last));
         let next_epoch = keep.first().map(|d| d.epoch);
+        c.buffered_bytes = keep.iter().map(|d| d.wire_bytes as u64).sum();
         c.buffer = keep;
         match next_epoch {
             None => {}

@@ -10,7 +10,8 @@
 //! - Per channel and connection, deltas accepted ≤ credit granted; the excess is
 //!   refused. Credit + buffered + awaiting render + pending grant = the window.
 //! - Every store is bounded: channels by `max_channels`, each buffer by
-//!   `min(max_buffered_deltas, credit_window)`.
+//!   `min(max_buffered_deltas, credit_window)` deltas and by
+//!   `max_buffered_bytes` encoded bytes.
 //! - No input panics.
 
 mod channel;
@@ -328,8 +329,8 @@ impl Session {
             ServerOp::InvalidSession { resumable } if self.greeted() => {
                 self.invalid_session(resumable, now, out)
             }
-            ServerOp::Delta { channel, epoch, seq, body } if self.greeted() => {
-                self.delta(&channel, epoch, seq, body, out)
+            ServerOp::Delta { channel, epoch, seq, body, wire_bytes } if self.greeted() => {
+                self.delta(&channel, epoch, seq, body, wire_bytes, out)
             }
             other => unexpected(&other, self.state(), out),
         }

@@ -73,6 +73,9 @@ pub enum ServerOp {
         seq: u64,
         /// The delta itself, for the consumer.
         body: Payload,
+        /// Its encoded size: the socket message's bytes, what it counts against
+        /// `maxBufferedBytes` while buffered.
+        wire_bytes: usize,
     },
 }
 
@@ -306,9 +309,11 @@ pub enum SessionErrorCode {
     BadChannel,
     /// A subscription past `maxSubscriptions`.
     ChannelLimit,
-    /// A channel's buffer passed `maxBufferedDeltas`; it was dropped and the channel refetches.
+    /// A channel's buffer passed `maxBufferedDeltas` or `maxBufferedBytes`; it
+    /// was dropped and the channel refetches.
     BufferLimit,
-    /// The server sent a delta beyond the granted credit; it was refused.
+    /// The server sent a delta beyond the granted credit; it was refused. Reported
+    /// once per episode: the first refusal after the channel last accepted a delta.
     CreditOverrun,
     /// A server op that the current state does not allow (or a bad HELLO); ignored.
     UnexpectedOp,
@@ -362,6 +367,13 @@ impl SessionError {
 /// Heartbeat intervals above this (one hour) are refused as a bad HELLO.
 pub const HEARTBEAT_MAX_MS: f64 = 3_600_000.0;
 
+/// Default `maxBufferedBytes`: 32 MiB per channel.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 32 << 20;
+/// Smallest accepted `maxBufferedBytes` (64 KiB).
+pub const MIN_MAX_BUFFERED_BYTES: u64 = 1 << 16;
+/// Largest accepted `maxBufferedBytes` (1 GiB).
+pub const MAX_MAX_BUFFERED_BYTES: u64 = 1 << 30;
+
 /// The session's limits and timings. Every store is bounded by one of these.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionConfig {
@@ -369,6 +381,10 @@ pub struct SessionConfig {
     pub max_channels: u32,
     /// Deltas buffered per channel while it waits for a snapshot (1..=1,000,000; default 1024).
     pub max_buffered_deltas: u32,
+    /// Encoded bytes of the deltas buffered per channel while it waits for a
+    /// snapshot (65,536..=1 GiB; default 32 MiB). Past it the buffer is dropped
+    /// and the channel's full snapshot fetched again.
+    pub max_buffered_bytes: u64,
     /// Deltas in flight per channel: granted, buffered or awaiting render (1..=1,000,000; default 256).
     pub credit_window: u32,
     /// First backoff ceiling in ms (1..=`backoff_cap_ms`; default 500).
@@ -388,6 +404,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_channels: 16,
             max_buffered_deltas: 1024,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             credit_window: 256,
             backoff_base_ms: 500.0,
             backoff_cap_ms: 30_000.0,
@@ -413,6 +430,9 @@ impl SessionConfig {
         }
         if !(1..=1_000_000).contains(&self.max_buffered_deltas) {
             return bad("maxBufferedDeltas", "in 1..=1000000");
+        }
+        if !(MIN_MAX_BUFFERED_BYTES..=MAX_MAX_BUFFERED_BYTES).contains(&self.max_buffered_bytes) {
+            return bad("maxBufferedBytes", "in 65536..=1073741824");
         }
         if !(1..=1_000_000).contains(&self.credit_window) {
             return bad("creditWindow", "in 1..=1000000");
@@ -456,7 +476,7 @@ pub struct SessionCounters {
     pub duplicates: u64,
     /// Epoch changes that re-snapshotted a channel.
     pub epoch_changes: u64,
-    /// Buffers dropped at `maxBufferedDeltas`.
+    /// Buffers dropped at `maxBufferedDeltas` or `maxBufferedBytes`.
     pub buffer_overflows: u64,
     /// Fetch replies that answered a superseded request.
     pub stale_replies: u64,
