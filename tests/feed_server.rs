@@ -347,7 +347,7 @@ async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
         .flatten()
         .filter_map(|i| i["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["spike", "burst_pipe", "stuck", "drift", "dropout"]);
+    assert_eq!(kinds, ["spike", "burst_pipe", "stuck", "drift", "dropout", "leak", "stuck_zero"]);
     server.shutdown().await.expect("server error");
 }
 

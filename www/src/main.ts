@@ -11,12 +11,13 @@
 // (default `page`: the client executes the worker's connect/send/close/fetch);
 // `stream=off` runs without the session, on the ledger's periodic catch-ups
 // only (`catchupMs`, default 5,000); `binary=1` for binary frames and
-// catch-ups; `maxOffsetMs` for a feed server on accelerated time;
+// catch-ups; `speed` (or `maxOffsetMs`) for a feed server on accelerated time;
 // `creditWindow` and `rendered=off` (below); `tz` (an IANA zone, e.g. UTC)
 // for the zone every time is shown in (default: the viewer's).
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import type uPlot from 'uplot';
 import { BucketChart } from './chart.js';
+import { clockAllowance } from './clock-allowance.js';
 import { Credit } from './credit.js';
 import { Progress } from './progress.js';
 import { SeriesPanel } from './series-panel.js';
@@ -28,7 +29,7 @@ import {
   statsReceived, totalsReceived, workerFailed, workerReady, type RootState,
 } from './store.js';
 import {
-  renderConnection, renderDetail, renderDetailBadges, renderFeed, renderMeterRow, renderProgress, renderSide, renderStats, renderTotals,
+  renderClocks, renderConnection, renderDetail, renderDetailBadges, renderFeed, renderMeterRow, renderProgress, renderSide, renderStats, renderTotals,
 } from './view.js';
 import './style.css';
 
@@ -37,15 +38,13 @@ const CATCHUP_MS = Number(params.get('catchupMs') ?? 5000);
 const STREAM_V2 = params.get('stream') !== 'off';
 const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
-// purpose; `maxOffsetMs` widens the worker's clock check to match, and the
-// readings that server stamps are then plausible that far ahead too
-// (`maxFutureMs`, default 5 min): without it, once the server's clock is 5
-// minutes ahead every live reading is counted in the totals but kept out of
-// detection as `bad_timestamp` (the "readings refused" counter grew past the
-// readings ingested, and every meter went silent at once).
-const MAX_OFFSET_MS = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
-/** The worker's default `maxFutureMs` (PROTOCOL.md, config). */
-const MAX_FUTURE_MS = 300_000;
+// purpose; `?speed=` (what `make demo SPEED=60` prints) widens the worker's
+// clock allowances to match for a day of running, `maxOffsetMs` sets the
+// offset explicitly (clock-allowance.ts). Without them, once the server's
+// clock was 5 minutes ahead every live reading was counted in the totals but
+// kept out of detection as `bad_timestamp` (the "readings refused" counter
+// grew past the readings ingested, and every meter went silent at once).
+const CLOCK = clockAllowance(Number(params.get('speed') ?? 1), params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined);
 // Detection settings for a short accelerated run (a demo, the incident test):
 // `baselineReadings` (training length; drift and stuck wait for it),
 // `silentAfterMs` (silence in the worker's own time) and `tickMs` (one
@@ -127,6 +126,7 @@ function frame(): void {
   const s = store.getState().telemetry;
   const now = Date.now();
   if (s !== lastRendered) {
+    if (s.totals !== lastRendered?.totals || s.clock !== lastRendered?.clock) renderClocks(s);
     if (s.totals !== lastRendered?.totals) {
       renderTotals(s);
       renderTabs(s);
@@ -241,7 +241,7 @@ async function start(): Promise<void> {
     // deltas; the ledger still asks for a catch-up itself after a gap.
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
-      ...(MAX_OFFSET_MS === undefined ? {} : { maxOffsetMs: MAX_OFFSET_MS, maxFutureMs: Math.max(MAX_FUTURE_MS, MAX_OFFSET_MS) }),
+      ...CLOCK,
       ...DETECTION,
       ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },

@@ -61,7 +61,8 @@ export type RowRenderer = (el: HTMLElement, id: string, selected: boolean) => vo
 
 /**
  * A keyboard-navigable virtualised list (`role="listbox"`): arrows, Page
- * Up/Down, Home/End move the selection, Enter opens it.
+ * Up/Down, Home/End move the selection (the first key selects the first
+ * meter), Enter opens it.
  */
 export class VirtualList {
   private ids: readonly string[] = [];
@@ -114,7 +115,9 @@ export class VirtualList {
   private key(e: KeyboardEvent): void {
     const page = Math.max(1, Math.floor(this.viewport.clientHeight / ROW_HEIGHT) - 1);
     const moves: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page };
-    if (e.key in moves) this.select((this.selected < 0 ? 0 : this.selected) + (moves[e.key] ?? 0));
+    // With nothing selected yet, the first move selects the first meter (it
+    // used to step from index 0, so the first ArrowDown landed on the second).
+    if (e.key in moves) this.select(this.selected < 0 ? 0 : this.selected + (moves[e.key] ?? 0));
     else if (e.key === 'Home') this.select(0);
     else if (e.key === 'End') this.select(this.ids.length - 1);
     else if (e.key === 'Enter' && this.selectedId()) this.onOpen(this.selectedId() as string);

@@ -48,14 +48,41 @@ function incompleteText(t: TotalsMessage): string {
   return 'Incomplete: some readings the server stamped may be missing (a sequence gap, a new stream epoch, a refused frame or an unverifiable reading). Totals marked ◐ settle when the next catch-up covers them.';
 }
 
+/**
+ * The newest data the page holds (ms): the newest reading time it has seen
+ * (`clock`, from the `meters` rows and anomalies), or the last catch-up's
+ * `asOf` if that is newer (a catch-up counts every reading up to it: without
+ * the stream it is all the page has). Null before either.
+ */
+export function dataTime(s: TelemetryState): number | null {
+  const asOf = s.totals?.asOf?.wallMs ?? null;
+  if (s.clock === null) return asOf;
+  return asOf === null ? s.clock : Math.max(s.clock, asOf);
+}
+
+/**
+ * The header's two clocks, in the page's zone: "Data up to" the newest data
+ * (`dataTime`) and the "last server catch-up" (`asOf`). On the stream the
+ * catch-up is rare (bootstrap, a gap), so its time can be far behind the
+ * readings; showing it as the data's time hid that the page was current.
+ */
+export function renderClocks(s: TelemetryState): void {
+  const data = $('data-time');
+  const d = dataTime(s);
+  data.textContent = d === null ? 'no readings yet' : formatDateTime(d);
+  data.dataset.ms = d === null ? '' : String(d);
+  const asOf = $('as-of');
+  const t = s.totals;
+  if (!t) return;
+  asOf.textContent = t.asOf ? formatDateTime(t.asOf.wallMs) : 'none yet';
+  asOf.dataset.asOf = t.asOf ? `${t.asOf.wallMs}.${t.asOf.counter}` : '';
+}
+
 export function renderTotals(s: TelemetryState): void {
   const t = s.totals;
   const table = $<HTMLTableElement>('totals');
-  const asOf = $('as-of');
   const note = $('incomplete');
   if (!t) return;
-  asOf.textContent = t.asOf ? formatDateTime(t.asOf.wallMs) : 'no catch-up yet';
-  asOf.dataset.asOf = t.asOf ? `${t.asOf.wallMs}.${t.asOf.counter}` : '';
   note.hidden = !t.incomplete;
   note.textContent = t.incomplete ? incompleteText(t) : '';
   table.dataset.incomplete = String(t.incomplete);

@@ -222,3 +222,36 @@ test('refused readings are counted by reason in words; duplicates and other erro
   );
   assert.equal(store.refusedText(3, {}), '3: reasons not reported');
 });
+
+test('an accelerated server widens the worker\'s clock allowances for a day of its drift; 1x changes nothing', async () => {
+  const { clockAllowance, ALLOWANCE_HOURS, DEFAULTS } = await import(`${dir}clock-allowance.js`);
+  const day = ALLOWANCE_HOURS * 3_600_000;
+  assert.deepEqual(clockAllowance(1), {});
+  assert.deepEqual(clockAllowance(Number.NaN), {});
+  // `make demo SPEED=60`: the server gains 59 s a second; after a day of it, 59 days.
+  assert.deepEqual(clockAllowance(60), { maxOffsetMs: 59 * day, maxFutureMs: 59 * day, maxClockSkewMs: 59 * day });
+  // An explicit offset wins; below a day the clock samples' default bound stays.
+  assert.deepEqual(clockAllowance(20, 7_200_000), { maxOffsetMs: 7_200_000, maxFutureMs: 7_200_000 });
+  assert.deepEqual(clockAllowance(1, 100), { maxOffsetMs: 100, maxFutureMs: DEFAULTS.maxFutureMs });
+  // Slower than real time: readings age as they arrive.
+  assert.deepEqual(clockAllowance(0.25), { maxAgeMs: DEFAULTS.maxAgeMs + 0.75 * day, maxClockSkewMs: DEFAULTS.maxClockSkewMs });
+  // Every allowance covers the drift it is for, at any speed up to the server's 10,000x.
+  for (const speed of [1.5, 2, 20, 60, 240, 10_000]) {
+    const a = clockAllowance(speed);
+    const drift = (speed - 1) * day;
+    assert.ok(a.maxOffsetMs >= drift && a.maxFutureMs >= drift && (a.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs) >= drift, `${speed}x`);
+  }
+});
+
+test('the header\'s data time is the newest reading seen, or the catch-up\'s asOf when that is newer', async () => {
+  const { dataTime } = await import(`${dir}view.js`);
+  const s = store.makeStore();
+  assert.equal(dataTime(s.getState().telemetry), null);
+  const totals = (wallMs) => ({ type: 'totals', v: 1, hlc: { wallMs, counter: 0 }, node: 1, asOf: { wallMs, counter: 0 }, incomplete: false, currentHour: 0, resources: [], counters: {} });
+  s.dispatch(store.totalsReceived({ totals: totals(1_000), at: 0 }));
+  assert.equal(dataTime(s.getState().telemetry), 1_000, 'catch-ups only: the data is what the catch-up counted');
+  s.dispatch(store.clockAdvanced({ now: 900_000 }));
+  assert.equal(dataTime(s.getState().telemetry), 900_000, 'the stream: the newest reading, 15 minutes past the catch-up');
+  s.dispatch(store.totalsReceived({ totals: totals(950_000), at: 1 }));
+  assert.equal(dataTime(s.getState().telemetry), 950_000);
+});
