@@ -113,6 +113,11 @@ pub enum WarningCode {
     ReplayGap,
     /// Groups: a `/groups` refresh failed or was malformed; the previous map stays.
     GroupsRefreshFailed,
+    /// Groups: a catch-up listing per-meter hours could not rebuild the rows
+    /// (live readings after its watermark were forgotten past
+    /// `maxRowLogReadings`, or a meter it names could not be tracked); the
+    /// rows stay as they were and the groups stay `incomplete`.
+    RebuildRefused,
 }
 
 impl WarningCode {
