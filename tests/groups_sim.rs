@@ -59,6 +59,8 @@ const NAMES: [&str; 9] =
 type MapBody = Vec<(String, Vec<usize>)>;
 /// `(group, resource, hour) -> total`.
 type Totals = BTreeMap<(String, String, i64), i64>;
+/// `(meter, resource, hour) -> units` a row must hold.
+type RowsWant = HashMap<(usize, usize, i64), i64>;
 /// A series bucket: count, sum, min, max, (tick, amount) of the last.
 type OracleBucket = (u64, i64, f32, f32, (f64, f32));
 
@@ -555,8 +557,8 @@ impl Run {
     /// What meter `m`'s row of `(r, h)` must hold: its truth at the
     /// watermark it was rebuilt at plus its delivered readings after it, or
     /// its delivered readings; and whether it must hold exactly that.
-    fn row_oracle(&self) -> (HashMap<(usize, usize, i64), i64>, HashSet<(usize, i64)>) {
-        let mut want: HashMap<(usize, usize, i64), i64> = HashMap::new();
+    fn row_oracle(&self) -> (RowsWant, HashSet<(usize, i64)>) {
+        let mut want: RowsWant = HashMap::new();
         for (seq, r) in &self.sent {
             if let Some(&(w, _)) = self.rebuilt.get(&(r.resource, r.hour)) {
                 if *seq <= w {
