@@ -22,8 +22,13 @@
 //!   cache, and summed again after one member's new reading. The memory per
 //!   `(meter, resource)` series is printed.
 //!
-//! - `groups_cpu/rows_add/1000` and `groups_cpu/rows_add_series/1000`: the
-//!   same two loops timed by the thread's time on a CPU
+//! - `groups/rows_add_series_log/1000`: the same, plus the row log
+//!   (`RowLog::push` at its default 65,536, full, so every push also drops
+//!   the oldest): what a live reading stamped after the applied watermark
+//!   costs with rebuilds possible (docs/LEDGER.md "Rebuilding rows from a
+//!   catch-up").
+//! - `groups_cpu/rows_add/1000`, `groups_cpu/rows_add_series/1000` and
+//!   `groups_cpu/rows_add_series_log/1000`: the same three loops timed by the thread's time on a CPU
 //!   (`/proc/thread-self/schedstat`, wall time where it is missing) instead
 //!   of wall time, so a shared machine's other processes do not count (their
 //!   cache pollution still does): the figure to read on a loaded machine.
@@ -36,7 +41,7 @@ use criterion::{
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::decimal::Decimal;
 use meterflow::core::event::{Inbound, KeyScope, LiveBinding, LiveFrame, Outbound, StreamRequest};
-use meterflow::core::groups::MeterHours;
+use meterflow::core::groups::{LoggedReading, MeterHours, RowLog};
 use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
 use meterflow::wire::{decode_fetched, decode_message, Arrival, FetchedBody};
@@ -147,6 +152,32 @@ impl Feed {
     }
 }
 
+/// One batch of `PER_FRAME` readings into rows, series and the row log.
+fn rows_series_log(rows: &mut MeterHours, log: &mut RowLog, base: &mut usize, t: &mut f64) {
+    *base = (*base + PER_FRAME) % METERS as usize;
+    *t += 100.0;
+    let hour = (*t / 3_600_000.0).floor() as i64;
+    let stamp = Hlc { wall_ms: *t as u64, counter: 0 }.packed();
+    for k in 0..PER_FRAME {
+        let m = ((*base + k) % METERS as usize) as u32;
+        let units = (k % 900) as i64;
+        let r = m as usize % 3;
+        if black_box(rows.add_reading(m, r, hour, *t, units, *t)) {
+            log.push(LoggedReading { meter: m, resource: r as u8, hour, units, stamp });
+        }
+    }
+}
+
+/// A full row log at the default `maxRowLogReadings`.
+fn full_log() -> RowLog {
+    let mut log = RowLog::new(Config::default().max_row_log_readings);
+    let stamp = 0;
+    for _ in 0..log.cap() {
+        log.push(LoggedReading { meter: 0, resource: 0, hour: 0, units: 1, stamp });
+    }
+    log
+}
+
 fn frame(c: &mut Criterion) {
     let mut g = c.benchmark_group("groups");
     g.sample_size(30);
@@ -193,6 +224,11 @@ fn frame(c: &mut Criterion) {
                 black_box(rows.add_reading(m, m as usize % 3, hour, t, units, t));
             }
         })
+    });
+    let (mut rows, mut log) = (MeterHours::new(3, 6), full_log());
+    let (mut base, mut t) = (0usize, NOW);
+    g.bench_function(BenchmarkId::new("rows_add_series_log", PER_FRAME), |b| {
+        b.iter(|| rows_series_log(&mut rows, &mut log, &mut base, &mut t))
     });
     g.finish();
 }
@@ -332,6 +368,13 @@ fn cpu(c: &mut Criterion) {
                     black_box(rows.add_reading(m, m as usize % 3, hour, t, units, t));
                 }
             })
+        })
+    });
+    let (mut rows, mut log) = (MeterHours::new(3, 6), full_log());
+    let (mut base, mut t) = (0usize, NOW);
+    g.bench_function(BenchmarkId::new("rows_add_series_log", PER_FRAME), |b| {
+        b.iter_custom(|iters| {
+            cpu_time(iters, || rows_series_log(&mut rows, &mut log, &mut base, &mut t))
         })
     });
     g.finish();

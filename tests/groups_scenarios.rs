@@ -1,8 +1,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! Meter groups, one scenario per rule, every message through the wire: the
 //! refresh life cycle (failures counted in a row, the map kept, bounds named,
-//! stats), and live readings a REST watermark already covers, which the
-//! resource totals take from REST but the groups must count live.
+//! stats), live readings a REST watermark already covers, which the
+//! resource totals take from REST but the groups must count live, and rows
+//! rebuilt (or a rebuild refused) from a catch-up listing per-meter hours.
 
 use meterflow::core::config::Config;
 use meterflow::core::event::{GroupsEvent, Inbound, Outbound, Query, StreamRequest};
@@ -240,4 +241,122 @@ fn active_alerts_count_in_each_group_of_their_meter() {
     assert_eq!(alerts("all"), Some(1));
     assert_eq!(ev.unassigned.active_alerts, 0);
     assert_eq!(ev.unassigned.meters, 1, "m-3");
+}
+
+/// A catch-up listing per-meter hours at watermark `wall`, answered at
+/// server time `now`: `(meter, amount)` water items of this hour.
+fn per_meter_catchup(wall: f64, now: f64, items: &[(&str, &str)]) -> String {
+    let hour = (T / 3_600_000.0).floor() * 3_600_000.0;
+    let buckets: Vec<String> = items
+        .iter()
+        .map(|(m, a)| {
+            format!(r#"{{"meter":"{m}","resource":"water","hour":{hour},"total":"{a}"}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"type":"catchup","asOf":{{"wallMs":{wall},"counter":0}},"serverTime":{now},"from":{},"to":{hour},"buckets":[{}]}}"#,
+        hour - 6.0 * 3_600_000.0,
+        buckets.join(",")
+    )
+}
+
+#[test]
+fn a_per_meter_catchup_rebuilds_rows_exactly_or_refuses_and_stays_incomplete() {
+    let cfg = Config { detect_live: false, ..Config::default() };
+    let mut e = started(&cfg);
+    let (id, _) = tick(&mut e, T);
+    let map = r#"{"version":1,"groups":{"north":["m-1"],"south":["m-2","m-3"]}}"#;
+    e.handle(decode_fetched(id.unwrap_or(0), FetchedBody::Text(map), Arrival::default(), &cfg), T);
+    let hello = format!(r#"{{"type":"hello","epoch":1,"nextSeq":0,"serverTime":{T}}}"#);
+    live(&mut e, &cfg, &hello, T);
+    let frame = |seq: u64, wall: f64, meter: &str, id: u64, amount: &str| {
+        format!(
+            r#"{{"type":"frame","epoch":1,"seq":{seq},"hlc":{{"wallMs":{wall},"counter":0}},"readings":[{{"meter":"{meter}","resource":"water","id":{id},"ts":{},"amount":"{amount}"}}]}}"#,
+            wall - 100.0
+        )
+    };
+    let catchup = |e: &mut Engine, text: &str, now: f64| {
+        let arrival = Arrival { sent_at_ms: Some(now - 50.0), received_at_ms: Some(now) };
+        e.handle(decode_text(Envelope::Catchup, text, arrival, &cfg), now)
+    };
+    let water = |g: &meterflow::core::event::GroupTotals| {
+        g.resources.iter().find(|r| r.resource == "water").map(|r| r.current_hour)
+    };
+    let hour = (T / 3_600_000.0).floor() * 3_600_000.0;
+    // Frame 1 (m-2's 2.000) is dropped: a gap; frame 3 comes after the watermark.
+    live(&mut e, &cfg, &frame(0, T + 1_000.0, "m-1", 1, "1.000"), T + 1_000.0);
+    let dropped = frame(1, T + 3_000.0, "m-2", 1, "2.000");
+    live(&mut e, &cfg, &frame(2, T + 5_000.0, "m-1", 2, "0.500"), T + 5_000.0);
+    live(&mut e, &cfg, &frame(3, T + 12_000.0, "m-3", 1, "0.250"), T + 12_000.0);
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 12_100.0)).expect("a groups event");
+    assert!(ev.groups.iter().all(|g| g.incomplete));
+    let south = |ev: &GroupsEvent| ev.groups.iter().find(|g| g.group == "south").and_then(water);
+    assert_eq!(south(&ev), Some(250), "m-2's reading was dropped");
+
+    // Per meter at T + 10 s: m-1 1.500, m-2 2.000, m-4 (never seen live) 7.000;
+    // m-3 not listed (nothing before the watermark). Rows = value + m-3's 0.250.
+    let body = per_meter_catchup(
+        T + 10_000.0,
+        T + 12_500.0,
+        &[("m-1", "1.500"), ("m-2", "2.000"), ("m-4", "7.000")],
+    );
+    let out = catchup(&mut e, &body, T + 12_500.0);
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 12_600.0)).expect("a groups event");
+    let north = |ev: &GroupsEvent| ev.groups.iter().find(|g| g.group == "north").and_then(water);
+    assert_eq!(north(&ev), Some(1_500));
+    assert_eq!(south(&ev), Some(2_250));
+    assert_eq!(water(&ev.unassigned), Some(7_000), "m-4 tracked through the catch-up");
+    assert!(ev.groups.iter().all(|g| !g.incomplete), "{ev:?}");
+    assert!(ev.complete_from_ms.is_some_and(|c| c <= hour - 6.0 * 3_600_000.0));
+    // The dropped frame arrives late, covered by the watermark: not counted twice.
+    live(&mut e, &cfg, &dropped, T + 13_000.0);
+    let out = e.handle(Inbound::Flush, T + 13_100.0);
+    assert!(groups_event(&out).is_none_or(|ev| south(&ev) == Some(2_250)));
+    let stats = |e: &mut Engine, now: f64| {
+        e.handle(Inbound::Query(Query::Stats), now)
+            .iter()
+            .find_map(|o| match o {
+                Outbound::Stats(s) => s.groups.map(|g| (g, s.series.map(|x| x.max_pairs))),
+                _ => None,
+            })
+            .expect("stats carry groups")
+    };
+    let (g, max_pairs) = stats(&mut e, T + 13_200.0);
+    assert_eq!((g.rebuilds, g.rebuilds_refused, g.row_log, g.row_log_cap), (1, 0, 1, 65_536));
+    assert_eq!(max_pairs, Some(15_000));
+
+    // A log of one reading; frame 4 (m-1's 0.100 at T + 15 s) is dropped, and
+    // frames 5 to 7 come after the gap. The log forgets frames 5 and 6, so
+    // a catch-up at T + 20.5 s (before frame 6) cannot rebuild.
+    let patch = serde_json::json!({"type": "config", "config": {"maxRowLogReadings": 1}});
+    e.handle(decode_message(&patch, &cfg), T + 14_000.0);
+    for (seq, wall) in [(5, T + 20_000.0), (6, T + 21_000.0), (7, T + 22_000.0)] {
+        live(&mut e, &cfg, &frame(seq, wall, "m-1", seq, "1.000"), wall);
+    }
+    let body = per_meter_catchup(
+        T + 20_500.0,
+        T + 22_500.0,
+        &[("m-1", "2.600"), ("m-2", "2.000"), ("m-3", "0.250"), ("m-4", "7.000")],
+    );
+    let out = catchup(&mut e, &body, T + 22_500.0);
+    let w = warnings(&out);
+    assert!(w.len() == 1 && w[0].starts_with("rebuild_refused"), "{w:?}");
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 22_600.0)).expect("a groups event");
+    assert!(ev.groups.iter().all(|g| g.incomplete), "frame 4 is missing: {ev:?}");
+    assert_eq!(north(&ev), Some(4_500), "rows as they were: 1.500 + 3 × 1.000");
+    let (g, _) = stats(&mut e, T + 22_700.0);
+    assert_eq!((g.rebuilds, g.rebuilds_refused, g.row_log_cap), (1, 1, 1));
+
+    // A catch-up past every forgotten reading rebuilds, exactly, and completes.
+    let body = per_meter_catchup(
+        T + 22_500.0,
+        T + 23_500.0,
+        &[("m-1", "4.600"), ("m-2", "2.000"), ("m-3", "0.250"), ("m-4", "7.000")],
+    );
+    let out = catchup(&mut e, &body, T + 23_500.0);
+    assert!(warnings(&out).is_empty(), "{:?}", warnings(&out));
+    let ev = groups_event(&e.handle(Inbound::Flush, T + 23_600.0)).expect("a groups event");
+    assert_eq!(north(&ev), Some(4_600), "frame 4 is in the catch-up");
+    assert!(ev.groups.iter().all(|g| !g.incomplete), "{ev:?}");
 }

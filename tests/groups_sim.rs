@@ -17,11 +17,22 @@
 //! server stamped up to a sent frame's stamp) arrive in any order: before the
 //! first frame (no `hello`), held and delivered after newer ones, twice, or
 //! stale; some readings come late (hours old, within the kept hours) and a few
-//! beyond them. Catch-ups fill the resource totals only, so the group totals
-//! must still be exactly the delivered readings, and wherever the engine says
+//! beyond them. Per-resource catch-ups fill the resource totals only, so the
+//! group totals of hours never rebuilt must still be exactly the delivered
+//! readings, and wherever the engine says
 //! complete (hours from `completeFrom`, a series answer without `incomplete`)
 //! they must equal every reading the server sent up to the newest frame
 //! delivered: nothing lost, nothing counted twice, or `incomplete` says so.
+//!
+//! Catch-ups listing per-meter hours rebuild the rows (docs/LEDGER.md,
+//! "Rebuilding rows from a catch-up"): from then on the group totals of a
+//! rebuilt hour must be the truth at its watermark plus the delivered
+//! readings stamped after it, checked group by group right after every
+//! rebuild; a third of the schedules keep a tiny row log so some rebuilds
+//! are refused (`rebuild_refused`, the hours left `incomplete`). At
+//! quiescence a last per-meter catch-up covering every frame sent must
+//! rebuild every kept hour: every group total equals every reading sent,
+//! and no group is `incomplete`.
 //!
 //! `METERFLOW_GROUPS_SCHEDULES` sets the number of schedules (default 150).
 
@@ -48,17 +59,35 @@ const NAMES: [&str; 9] =
 type MapBody = Vec<(String, Vec<usize>)>;
 /// `(group, resource, hour) -> total`.
 type Totals = BTreeMap<(String, String, i64), i64>;
+/// `(meter, resource, hour) -> units` a row must hold.
+type RowsWant = HashMap<(usize, usize, i64), i64>;
 /// A series bucket: count, sum, min, max, (tick, amount) of the last.
 type OracleBucket = (u64, i64, f32, f32, (f64, f32));
 
 #[derive(Clone, Debug)]
 struct Reading {
+    /// The frame it was sent in (stamps increase with it).
+    seq: u64,
+    /// Sent beyond the kept hours: refused as late, never counted.
+    beyond: bool,
     meter: usize,
     resource: usize,
     id: u64,
     hour: i64,
     ts: f64,
     units: i64,
+}
+
+/// A catch-up body and what the oracle needs of it.
+#[derive(Clone)]
+struct CatchupBody {
+    text: String,
+    /// The frame whose stamp is its `asOf`.
+    seq: u64,
+    /// Lists per-meter hours (at least one bucket, each with a meter).
+    per_meter: bool,
+    from: i64,
+    to: i64,
 }
 
 struct Frame {
@@ -171,7 +200,20 @@ struct Run {
     /// Whether some readings come beyond the kept hours.
     late_beyond: bool,
     /// Catch-up bodies built but not delivered yet.
-    held_catchups: Vec<(f64, String)>,
+    held_catchups: Vec<(f64, CatchupBody)>,
+    /// The newest catch-up watermark delivered (as a frame seq).
+    applied_seq: Option<u64>,
+    /// `(resource, hour)` -> the frame seq of the watermark its rows were
+    /// last rebuilt at, and whether no catch-up applied since without
+    /// rebuilding them (a covered reading of a meter not tracked yet could
+    /// then be missing from a row, and its hour says `incomplete`).
+    rebuilt: HashMap<(usize, i64), (u64, bool)>,
+    /// Rebuilds seen, those checked group by group right after, refusals.
+    rebuilds: u64,
+    rebuilds_checked: u64,
+    refusals: u64,
+    /// The newest `groups` event, serialised.
+    last_groups: Option<Value>,
     catchups: u64,
     /// Series answers compared with every reading sent (complete) and with the
     /// delivered ones only (`incomplete`).
@@ -206,6 +248,9 @@ impl Run {
             dedup_window: 65_536,
             // Late frames would only be kept out of the anomaly windows (and say so).
             detect_live: false,
+            // A third of the schedules keep so few live readings for rebuilds
+            // that some rebuilds must be refused.
+            max_row_log_readings: if rng.chance(0.3) { rng.below(40) as u32 } else { 65_536 },
             ..Config::default()
         };
         let mut engine = Engine::new(cfg.clone()).unwrap_or_default();
@@ -226,6 +271,12 @@ impl Run {
             stamps: Vec::new(),
             late_beyond: rng.chance(0.2),
             held_catchups: Vec::new(),
+            applied_seq: None,
+            rebuilt: HashMap::new(),
+            rebuilds: 0,
+            rebuilds_checked: 0,
+            refusals: 0,
+            last_groups: None,
             catchups: 0,
             series_complete: 0,
             series_incomplete: 0,
@@ -274,6 +325,9 @@ impl Run {
                     let want = format!("{} failure(s) in a row", self.consecutive_failures);
                     assert!(w.message.contains(&want), "{} lacks {want}", w.message);
                 }
+                Outbound::Groups(_) => {
+                    self.last_groups = serde_json::to_value(encode(o)).ok();
+                }
                 Outbound::Error(e) => {
                     // Only the map's bounds may complain, and frames held past
                     // their hour's roll-off; frames are otherwise honest.
@@ -318,7 +372,8 @@ impl Run {
                 units / 1000,
                 units % 1000
             ));
-            readings.push(Reading { meter, resource, id, hour, ts, units });
+            let beyond = late >= 7.0 * HOUR;
+            readings.push(Reading { seq: self.seq, beyond, meter, resource, id, hour, ts, units });
         }
         let seq = self.seq;
         self.seq += 1;
@@ -391,11 +446,15 @@ impl Run {
     /// A REST catch-up as the server answers it: every reading of the frames
     /// up to `seq`, bucketed by hour (per resource, or per meter), with that
     /// frame's stamp as `asOf`, over the kept hours up to `asOf`'s.
-    fn catchup_body(&mut self, seq: u64) -> Option<String> {
+    fn catchup_body(&mut self, seq: u64) -> Option<CatchupBody> {
+        let per_meter = self.rng.chance(0.5);
+        self.catchup_body_as(seq, per_meter)
+    }
+
+    fn catchup_body_as(&mut self, seq: u64, per_meter: bool) -> Option<CatchupBody> {
         let &(wall, counter) = self.stamps.get(seq as usize)?;
         let to = (wall as f64 / HOUR).floor() as i64;
         let from = to - self.cfg.history_hours as i64;
-        let per_meter = self.rng.chance(0.5);
         let mut sums: BTreeMap<(usize, usize, i64), i64> = BTreeMap::new();
         for (s, r) in &self.sent {
             if *s <= seq && (from..=to).contains(&r.hour) {
@@ -417,23 +476,104 @@ impl Run {
                 )
             })
             .collect();
-        Some(format!(
+        let text = format!(
             r#"{{"type":"catchup","asOf":{{"wallMs":{wall},"counter":{counter}}},"serverTime":{},"from":{},"to":{},"buckets":[{}]}}"#,
             self.now,
             from as f64 * HOUR,
             to as f64 * HOUR,
             buckets.join(",")
-        ))
+        );
+        Some(CatchupBody { text, seq, per_meter: per_meter && !buckets.is_empty(), from, to })
     }
 
     /// Delivers a catch-up asked for at `sent_at` (when its body was built,
     /// its `serverTime`): a held one is a slow round trip.
-    fn deliver_catchup(&mut self, sent_at: f64, text: &str) {
+    ///
+    /// The oracle of the rows: a catch-up newer than every one delivered
+    /// applies; one listing per-meter hours then rebuilds (or, with a
+    /// `rebuild_refused` warning, leaves) the rows of its kept hours, and
+    /// the groups' totals of a rebuilt `(resource, hour)` must from then on
+    /// be its truth at the watermark plus the delivered readings after it
+    /// (checked at once, group by group).
+    fn deliver_catchup(&mut self, sent_at: f64, body: &CatchupBody) {
         let arrival = Arrival { sent_at_ms: Some(sent_at), received_at_ms: Some(self.now) };
-        let input = decode_text(Envelope::Catchup, text, arrival, &self.cfg);
+        let input = decode_text(Envelope::Catchup, &body.text, arrival, &self.cfg);
         assert!(!matches!(input, Inbound::Rejected(_)), "{input:?}");
-        self.handle(input);
+        let before = self.engine.ledger().rebuilds();
+        let out = self.handle(input);
         self.catchups += 1;
+        let after = self.engine.ledger().rebuilds();
+        let warned = out
+            .iter()
+            .any(|o| matches!(o, Outbound::Warning(w) if w.code.as_str() == "rebuild_refused"));
+        let (rebuilt, refused) = (after.0 - before.0, after.1 - before.1);
+        assert_eq!(refused > 0, warned, "a refused rebuild says so, and only then");
+        assert!(rebuilt + refused <= 1);
+        if refused > 0 {
+            // Refused only when the log really is short (in these schedules).
+            assert!(self.cfg.max_row_log_readings < 65_536, "rebuild refused at the default log");
+            self.refusals += 1;
+        }
+        let newer = self.applied_seq.is_none_or(|a| body.seq > a);
+        if rebuilt + refused > 0 {
+            assert!(body.per_meter, "only a per-meter catch-up rebuilds");
+            assert!(self.applied_seq.is_none_or(|a| body.seq >= a), "a stale catch-up rebuilt");
+        }
+        let first_kept = (self.now / HOUR).floor() as i64 - self.cfg.history_hours as i64;
+        if body.per_meter && newer && body.to > first_kept {
+            assert_eq!(
+                rebuilt + refused,
+                1,
+                "a newer per-meter catch-up neither rebuilt nor refused"
+            );
+        }
+        if newer {
+            self.applied_seq = Some(body.seq);
+        }
+        if rebuilt > 0 {
+            for r in 0..RESOURCES.len() {
+                for h in body.from..=body.to {
+                    self.rebuilt.insert((r, h), (body.seq, true));
+                }
+            }
+            self.rebuilds += 1;
+            if self.engine_map.is_some() {
+                self.check();
+                self.rebuilds_checked += 1;
+            }
+        } else if newer {
+            // Applied without rebuilding: the rows of its hours stay, but a
+            // covered reading of a meter not tracked yet may now miss them.
+            for r in 0..RESOURCES.len() {
+                for h in body.from..=body.to {
+                    if let Some(c) = self.rebuilt.get_mut(&(r, h)) {
+                        c.1 = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What meter `m`'s row of `(r, h)` must hold: its truth at the
+    /// watermark it was rebuilt at plus its delivered readings after it, or
+    /// its delivered readings; and whether it must hold exactly that.
+    fn row_oracle(&self) -> (RowsWant, HashSet<(usize, i64)>) {
+        let mut want: RowsWant = HashMap::new();
+        for (seq, r) in &self.sent {
+            if let Some(&(w, _)) = self.rebuilt.get(&(r.resource, r.hour)) {
+                if *seq <= w {
+                    *want.entry((r.meter, r.resource, r.hour)).or_default() += r.units;
+                }
+            }
+        }
+        for r in &self.delivered_readings {
+            let after = self.rebuilt.get(&(r.resource, r.hour)).is_none_or(|&(w, _)| r.seq > w);
+            if after {
+                *want.entry((r.meter, r.resource, r.hour)).or_default() += r.units;
+            }
+        }
+        let pure = self.rebuilt.iter().filter(|(_, &(_, p))| p).map(|(&k, _)| k).collect();
+        (want, pure)
     }
 
     /// A catch-up up to a recent or an older frame: delivered now (sometimes
@@ -443,24 +583,23 @@ impl Run {
             return;
         }
         let back = if self.rng.chance(0.7) { self.rng.below(3) } else { self.rng.below(self.seq) };
-        let Some(text) = self.catchup_body(self.seq - 1 - back.min(self.seq - 1)) else { return };
+        let Some(body) = self.catchup_body(self.seq - 1 - back.min(self.seq - 1)) else { return };
         let now = self.now;
         match self.rng.below(6) {
-            0 | 1 => self.held_catchups.push((now, text)),
+            0 | 1 => self.held_catchups.push((now, body)),
             2 => {
-                self.deliver_catchup(now, &text);
-                self.deliver_catchup(now, &text);
+                self.deliver_catchup(now, &body);
+                self.deliver_catchup(now, &body);
             }
-            _ => self.deliver_catchup(now, &text),
+            _ => self.deliver_catchup(now, &body),
         }
     }
 
     fn check(&mut self) {
-        let out = self.handle(Inbound::Flush);
-        let Some(ev) = out.iter().find_map(|o| match o {
-            Outbound::Groups(_) => serde_json::to_value(encode(o)).ok(),
-            _ => None,
-        }) else {
+        // The engine posts `groups` when something shown changed: the newest
+        // one is what the page shows.
+        self.handle(Inbound::Flush);
+        let Some(ev) = self.last_groups.clone() else {
             return;
         };
         let Some((version, groups)) = &self.engine_map else {
@@ -471,21 +610,25 @@ impl Run {
         let (current, complete_from, totals) = totals_of(&ev);
         let kept = current - self.cfg.history_hours as i64..=current;
         let key = |g: &str, r: usize, h: i64| (g.to_string(), RESOURCES[r].to_string(), h);
-        let mut want_delivered: Totals = BTreeMap::new();
+        let mut want_rows: Totals = BTreeMap::new();
         let mut want_all: Totals = BTreeMap::new();
+        let (rows, pure) = self.row_oracle();
         let targets = |m: usize| -> Vec<String> {
             match of.get(&m).filter(|l| !l.is_empty()) {
                 Some(l) => l.iter().map(|&g| names[g].clone()).collect(),
                 None => vec![String::new()],
             }
         };
-        for r in &self.delivered_readings {
-            for g in targets(r.meter) {
-                *want_delivered.entry(key(&g, r.resource, r.hour)).or_default() += r.units;
+        for (&(m, r, h), &u) in &rows {
+            for g in targets(m) {
+                *want_rows.entry(key(&g, r, h)).or_default() += u;
             }
         }
+        // Complete means every reading stamped up to the newest frame
+        // delivered, and for a rebuilt hour up to its watermark too.
         for (seq, r) in &self.sent {
-            if self.max_delivered_seq.is_some_and(|m| *seq <= m) {
+            let rebuilt = self.rebuilt.get(&(r.resource, r.hour)).is_some_and(|&(w, _)| *seq <= w);
+            if rebuilt || self.max_delivered_seq.is_some_and(|m| *seq <= m) {
                 for g in targets(r.meter) {
                     *want_all.entry(key(&g, r.resource, r.hour)).or_default() += r.units;
                 }
@@ -498,13 +641,15 @@ impl Run {
                 for h in kept.clone() {
                     let k = key(g, r, h);
                     let got = totals.get(&k).copied();
-                    let want = want_delivered.get(&k).copied().unwrap_or(0);
+                    let want = want_rows.get(&k).copied().unwrap_or(0);
                     // After a catch-up, a covered reading of a meter not tracked
                     // yet is left out of the rows (its hour is marked missed): an
-                    // incomplete hour then holds at most the delivered readings.
+                    // incomplete hour then holds at most the delivered readings
+                    // (after a rebuild: the truth at its watermark and the
+                    // delivered readings after it), unless it was just rebuilt.
                     let complete = complete_from.is_none_or(|c| h as f64 * HOUR >= c);
-                    if complete || self.catchups == 0 {
-                        assert_eq!(got, Some(want), "group {g:?} {name} hour {h}: delivered sum");
+                    if complete || self.catchups == 0 || pure.contains(&(r, h)) {
+                        assert_eq!(got, Some(want), "group {g:?} {name} hour {h}: row oracle");
                     } else {
                         let got = got.unwrap_or(i64::MAX);
                         assert!(
@@ -580,12 +725,13 @@ impl Run {
             let Some(ev) = answers.iter().find(|a| a["id"].as_f64() == Some(id as f64)) else {
                 panic!("no answer to {text}: {answers:?}");
             };
-            // A meter whose only readings came covered by a catch-up is not tracked.
-            let untracked = self.catchups > 0 && ev["code"] == "unknown_meter";
-            if untracked
-                || meter.is_some_and(|m| !self.delivered_readings.iter().any(|x| x.meter == m))
-            {
-                assert_eq!(ev["code"], "unknown_meter", "{ev}");
+            // A meter whose only readings came covered by a catch-up (or
+            // beyond the kept hours) is not tracked, unless a catch-up
+            // listing it rebuilt its rows.
+            if ev["code"] == "unknown_meter" {
+                let counted =
+                    |m: usize| self.delivered_readings.iter().any(|x| x.meter == m && !x.beyond);
+                assert!(self.catchups > 0 || meter.is_some_and(|m| !counted(m)), "{ev}");
                 continue;
             }
             assert_eq!(ev["type"], "series", "{text}: {ev}");
@@ -695,6 +841,50 @@ impl Run {
         }
     }
 
+    /// Quiescence: a last frame, delivered, then a per-meter catch-up at its
+    /// stamp (every frame sent, dropped ones too): it rebuilds every kept
+    /// hour, so every group total is the truth and no group is incomplete.
+    fn quiesce(&mut self) {
+        self.now += 1_000.0;
+        let f = self.frame();
+        self.deliver(&f);
+        let Some(body) = self.catchup_body_as(f.seq, true) else { return };
+        let before = self.rebuilds;
+        let now = self.now;
+        self.deliver_catchup(now, &body);
+        assert_eq!(self.rebuilds, before + 1, "the last catch-up must rebuild");
+        self.check();
+        let Some(ev) = self.last_groups.clone() else { return };
+        let (current, complete_from, totals) = totals_of(&ev);
+        let first_kept = current - self.cfg.history_hours as i64;
+        assert!(complete_from.is_none_or(|c| c <= first_kept as f64 * HOUR), "{complete_from:?}");
+        let (names, of) =
+            effective(&self.engine_map.as_ref().map_or(Vec::new(), |m| m.1.clone()), &self.cfg);
+        let mut truth: Totals = BTreeMap::new();
+        for (_, r) in &self.sent {
+            if r.hour < first_kept {
+                continue;
+            }
+            let gs: Vec<String> = match of.get(&r.meter).filter(|l| !l.is_empty()) {
+                Some(l) => l.iter().map(|&g| names[g].clone()).collect(),
+                None => vec![String::new()],
+            };
+            for g in gs {
+                *truth.entry((g, RESOURCES[r.resource].to_string(), r.hour)).or_default() +=
+                    r.units;
+            }
+        }
+        for (k, got) in &totals {
+            assert_eq!(*got, truth.get(k).copied().unwrap_or(0), "{k:?} at quiescence");
+        }
+        let mut all: Vec<&Value> =
+            ev["groups"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        all.push(&ev["unassigned"]);
+        for g in all {
+            assert_eq!(g["incomplete"].as_bool(), Some(false), "{g}");
+        }
+    }
+
     fn step(&mut self) {
         self.now += match self.rng.below(20) {
             0 => self.rng.range(600_000.0, 2.0 * HOUR),
@@ -731,8 +921,8 @@ impl Run {
             9 if self.rng.chance(0.3) => self.catchup(),
             9 if self.rng.chance(0.2) && !self.held_catchups.is_empty() => {
                 let i = self.rng.below(self.held_catchups.len() as u64) as usize;
-                let (at, text) = self.held_catchups.swap_remove(i);
-                self.deliver_catchup(at, &text);
+                let (at, body) = self.held_catchups.swap_remove(i);
+                self.deliver_catchup(at, &body);
             }
             _ => self.check(),
         }
@@ -747,9 +937,9 @@ impl Run {
             return;
         }
         let f = self.frame();
-        if let Some(t) = self.catchup_body(f.seq) {
+        if let Some(body) = self.catchup_body(f.seq) {
             let now = self.now;
-            self.deliver_catchup(now, &t);
+            self.deliver_catchup(now, &body);
         }
         if self.rng.chance(0.5) {
             self.held.push(f);
@@ -766,6 +956,7 @@ fn group_totals_equal_the_oracle_through_the_wire() {
     let (mut checks, mut applied, mut multi) = (0u64, 0u64, 0u64);
     let (mut buckets, mut old) = (0u64, 0u64);
     let (mut catchups, mut complete, mut incomplete) = (0u64, 0u64, 0u64);
+    let (mut rebuilds, mut rebuilds_checked, mut refusals) = (0u64, 0u64, 0u64);
     for seed in 0..n {
         let mut run = Run::new(0x6A0_0000 + seed);
         run.start();
@@ -776,11 +967,18 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         while let Some(f) = run.held.pop() {
             run.deliver(&f);
         }
-        while let Some((at, t)) = run.held_catchups.pop() {
-            run.deliver_catchup(at, &t);
+        while let Some((at, body)) = run.held_catchups.pop() {
+            run.deliver_catchup(at, &body);
         }
         run.check();
+        // Then one more frame, and a per-meter catch-up covering every frame
+        // sent (dropped ones too): it must rebuild every kept hour, and every
+        // group total must be the truth, complete.
+        run.quiesce();
         checks += run.checks;
+        rebuilds += run.rebuilds;
+        rebuilds_checked += run.rebuilds_checked;
+        refusals += run.refusals;
         catchups += run.catchups;
         complete += run.series_complete;
         incomplete += run.series_incomplete;
@@ -805,6 +1003,13 @@ fn group_totals_equal_the_oracle_through_the_wire() {
         "series: {buckets} buckets compared, {old} older than 2 h"
     );
     assert!(catchups > n * 5, "only {catchups} catch-ups");
+    eprintln!(
+        "{n} schedules: {rebuilds} rebuilds ({rebuilds_checked} checked group by group at once), {refusals} refused"
+    );
+    assert!(
+        rebuilds > n * 2 && rebuilds_checked > n && refusals > n / 20,
+        "rebuilds: {rebuilds}, checked {rebuilds_checked}, refused {refusals}"
+    );
     assert!(
         complete > n * 5 && incomplete > n * 5,
         "series answers: {complete} complete, {incomplete} incomplete"

@@ -502,7 +502,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "deltaFlushMs": 8,
         "maxGroups": 12, "maxGroupsPerMeter": 3, "groupsRefreshMs": 5000,
         "maxSeriesSubscriptions": 5, "maxConcurrentQueries": 3, "seriesChunkMeters": 500,
-        "maxSeriesPairs": 900
+        "maxSeriesPairs": 900, "maxRowLogReadings": 4096
     });
     for (k, v) in stream.as_object().unwrap() {
         all[k] = v.clone();
@@ -579,6 +579,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_concurrent_queries: 3,
         series_chunk_meters: 500,
         max_series_pairs: Some(900),
+        max_row_log_readings: 4096,
     };
     assert_eq!(c, expected);
 }

@@ -171,6 +171,12 @@ pub struct Config {
     /// counted in `stats.series.missed`, the answers covering it are
     /// `incomplete`, and a `series_limit` error names each pair refused.
     pub max_series_pairs: Option<u32>,
+    /// Live readings remembered since the last catch-up's watermark, so a
+    /// catch-up listing per-meter hours can rebuild those rows exactly
+    /// (catch-up value + the readings stamped after its watermark), at
+    /// 0..=4,194,304 (32 B each). Past it the oldest are forgotten, and a
+    /// rebuild that would need one is refused (`rebuild_refused` warning).
+    pub max_row_log_readings: u32,
 }
 
 /// Who runs the stream v2 connection.
@@ -291,6 +297,7 @@ impl Default for Config {
             max_concurrent_queries: 2,
             series_chunk_meters: 10_000,
             max_series_pairs: None,
+            max_row_log_readings: 65_536,
         }
     }
 }
@@ -365,6 +372,7 @@ pub struct ConfigPatch {
     pub max_concurrent_queries: Option<u32>,
     pub series_chunk_meters: Option<u32>,
     pub max_series_pairs: Option<u32>,
+    pub max_row_log_readings: Option<u32>,
 }
 
 macro_rules! patch_fields {
@@ -385,6 +393,12 @@ pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 
 /// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes and a 24-byte head.
 pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24;
+/// Most live readings the row log may keep (`maxRowLogReadings`).
+pub const MAX_ROW_LOG_READINGS: u32 = 4_194_304;
+/// Bytes per row-log entry at worst (a 32-byte entry; the ring's capacity
+/// is at most the next power of two of `maxRowLogReadings`).
+const ROW_LOG_ENTRY_BYTES: u128 = 64;
+
 /// Most `(meter, resource)` series a config may ask for (`maxSeriesPairs`).
 pub const MAX_SERIES_PAIRS: u32 = 1_000_000;
 /// The series slab grows a block of 64 pairs at a time: at most one block unused.
@@ -481,7 +495,8 @@ impl Config {
             groups_refresh_ms,
             max_series_subscriptions,
             max_concurrent_queries,
-            series_chunk_meters
+            series_chunk_meters,
+            max_row_log_readings
         );
         if let Some(v) = patch.max_series_pairs {
             c.max_series_pairs = Some(v);
@@ -643,6 +658,9 @@ impl Config {
         if self.max_series_pairs.is_some_and(|p| p > MAX_SERIES_PAIRS) {
             return bad("maxSeriesPairs", "must be in 0..=1000000");
         }
+        if self.max_row_log_readings > MAX_ROW_LOG_READINGS {
+            return bad("maxRowLogReadings", "must be in 0..=4194304");
+        }
         if self.feed_url.len() > 2_048 {
             return bad("feedUrl", "must be at most 2048 bytes");
         }
@@ -695,6 +713,7 @@ impl Config {
     ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
+    ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`);
     /// - series: [`Config::series_pairs`] `× SERIES_PAIR_BYTES` (buckets, head), an
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
@@ -735,10 +754,11 @@ impl Config {
         let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
+        let row_log = n(self.max_row_log_readings) * ROW_LOG_ENTRY_BYTES;
         let series = n(self.max_meters) * (self.resources.len() as u128) * 4
             + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
-        meters + tables + channels + held + payload + buckets + groups + series
+        meters + tables + channels + held + payload + buckets + groups + row_log + series
     }
 
     /// The largest `maxStreamKeys` this config's other limits leave room for
@@ -868,7 +888,8 @@ mod tests {
     #[test]
     fn every_store_counts_in_the_worst_case() {
         let base = Config::default().worst_case_bytes();
-        let grow: [fn(&mut Config); 7] = [
+        let grow: [fn(&mut Config); 8] = [
+            |c| c.max_row_log_readings += 1,
             |c| c.max_meters += 1,
             |c| c.window += 1,
             |c| c.max_channels += 1,
@@ -880,5 +901,12 @@ mod tests {
         for (i, g) in grow.iter().enumerate() {
             assert!(with(g).worst_case_bytes() > base, "field {i}");
         }
+    }
+
+    #[test]
+    fn the_row_log_bound_is_checked() {
+        assert!(!refused(&with(|c| c.max_row_log_readings = 0)));
+        assert!(!refused(&with(|c| c.max_row_log_readings = MAX_ROW_LOG_READINGS)));
+        assert!(refused(&with(|c| c.max_row_log_readings = MAX_ROW_LOG_READINGS + 1)));
     }
 }

@@ -87,7 +87,9 @@ impl Engine {
     }
 
     pub(super) fn catchup(&mut self, c: &Catchup, now_ms: f64) {
-        self.ledger.on_catchup(c, now_ms, &self.cfg, &mut self.out);
+        let Engine { ledger, meters, windows, detector, cfg, out, .. } = self;
+        let mut ids = EngineMeters { meters, windows, detector, max_meters: cfg.max_meters };
+        ledger.on_catchup(c, now_ms, cfg, &mut ids, out);
     }
 
     pub(super) fn flush(&mut self, now_ms: f64) {

@@ -116,6 +116,11 @@ pub enum WarningCode {
     /// Ledger: a `pending_limit` episode ended (pending live readings fell below
     /// `maxPendingReadings`); `count` says how many readings it refused.
     PendingLimitCleared,
+    /// Groups: a catch-up listing per-meter hours could not rebuild the rows
+    /// (live readings after its watermark were forgotten past
+    /// `maxRowLogReadings`, or a meter it names could not be tracked); the
+    /// rows stay as they were and the groups stay `incomplete`.
+    RebuildRefused,
 }
 
 impl WarningCode {

@@ -22,7 +22,8 @@ export type ErrorCode =
 
 /** Stable warning codes (PROTOCOL.md section 6); new codes may be added. */
 export type WarningCode =
-  | "memory_ceiling" | "replay_gap" | "groups_refresh_failed" | "pending_limit_cleared";
+  | "memory_ceiling" | "replay_gap" | "groups_refresh_failed" | "pending_limit_cleared"
+  | "rebuild_refused";
 
 /** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
@@ -59,6 +60,8 @@ export interface MeterflowConfig {
   /** Series (PROTOCOL.md, `series`). */
   maxSeriesSubscriptions?: number; maxConcurrentQueries?: number; seriesChunkMeters?: number;
   maxSeriesPairs?: number;
+  /** Live readings kept to rebuild per-meter rows from a catch-up (default 65,536; 0..=4,194,304). */
+  maxRowLogReadings?: number;
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */
@@ -132,12 +135,18 @@ export interface StatsMessage {
 export interface SeriesStats {
   cacheHits: Total; recomputes: Total; chunks: Total; queueDepth: number;
   subscriptions: number; pairs: Total; bytesPerPair: number; missed: Total;
+  /** Most `(meter, resource)` pairs held: `maxSeriesPairs` or its default. */
+  maxPairs: Total;
 }
 /** The meter → group map's state in `stats`. */
 export interface GroupsStats {
   version: Total | null; groups: number; meters: number; memberships: number;
   ageMs: number | null; refreshLatencyMs: number | null; consecutiveFailures: number;
   refreshes: Total; failures: Total; rowBytesPerMeter: number;
+  /** Live readings kept for rebuilds (stamped after the applied catch-up), and `maxRowLogReadings`. */
+  rowLog: number; rowLogCap: number;
+  /** Catch-ups that rebuilt per-meter rows, and those refused (`rebuild_refused`). */
+  rebuilds: Total; rebuildsRefused: Total;
 }
 /** Session counters in `stats` (counts only; no timings). */
 export interface StreamStats {

@@ -395,6 +395,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
             "maxConcurrentQueries" => max_concurrent_queries: uint,
             "seriesChunkMeters" => series_chunk_meters: uint,
             "maxSeriesPairs" => max_series_pairs: uint,
+            "maxRowLogReadings" => max_row_log_readings: uint,
             "deltaFlushMs" => delta_flush_ms: float,
         );
     }

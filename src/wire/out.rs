@@ -405,6 +405,10 @@ fn groups_stats<E: Emit>(e: &mut E, g: &GroupsStats) {
     count(e, "refreshes", g.refreshes);
     count(e, "failures", g.failures);
     e.int("rowBytesPerMeter", i64::from(g.row_bytes_per_meter));
+    e.int("rowLog", i64::from(g.row_log));
+    e.int("rowLogCap", i64::from(g.row_log_cap));
+    count(e, "rebuilds", g.rebuilds);
+    count(e, "rebuildsRefused", g.rebuilds_refused);
     e.close();
 }
 
@@ -447,6 +451,7 @@ fn series_stats<E: Emit>(e: &mut E, x: &SeriesStats) {
     count(e, "pairs", x.pairs);
     e.int("bytesPerPair", i64::from(x.bytes_per_pair));
     count(e, "missed", x.missed);
+    count(e, "maxPairs", x.max_pairs);
     e.close();
 }
 

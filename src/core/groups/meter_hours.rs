@@ -11,11 +11,19 @@
 //!   tag is another hour holds nothing: it is zeroed when reused).
 //! - Every hour a reading may have been missed in (a ledger need, the time
 //!   before the worker first saw the stream, a reading that could not be
-//!   recorded here) is at or before `missed_through`: the groups' totals of
-//!   later hours hold every reading the server stamped for them.
+//!   recorded here) is at or before `missed_through`: the series of later
+//!   hours hold every reading the server stamped for them. The rows' own
+//!   mark, `rows_missed_through`, rises with it but a rebuild from a
+//!   catch-up listing per-meter hours lowers it (`rebuilt`): a rebuilt row
+//!   holds the catch-up's value, which the series never see.
+//! - A column rebuilt at watermark `W` (`rebuilt_at`) holds, per meter, the
+//!   catch-up's value at `W` plus the live readings stamped after `W`: a
+//!   reading stamped at or before `W` arriving later goes to the series
+//!   only ([`MeterHours::add_series`]), never twice into the row.
 //! - Memory follows the meters seen: `resources × (historyHours + 2) × 8 +
 //!   BINS × 4` bytes per meter, grown with `try_reserve`.
 
+use crate::core::hlc::Hlc;
 use crate::core::ledger::HOUR_MS;
 use crate::core::series::SeriesSlab;
 
@@ -45,6 +53,10 @@ pub struct MeterHours {
     bin: Option<i64>,
     /// The newest hour the worker may have missed a reading of.
     missed_through: Option<i64>,
+    /// The newest hour the rows may lack a reading of (lowered by a rebuild).
+    rows_missed_through: Option<i64>,
+    /// `r * slots + s` -> the watermark the column was last rebuilt at.
+    rebuilt_at: Vec<Option<Hlc>>,
     /// A meter's row could not be grown: its readings are missed (see `missed_through`).
     refused: u64,
     /// The same readings by minute and five minutes (docs/LEDGER.md "Series").
@@ -61,6 +73,7 @@ impl MeterHours {
             slots,
             tags: vec![None; resources * slots],
             dirty: vec![false; resources * slots],
+            rebuilt_at: vec![None; resources * slots],
             series: SeriesSlab::new(resources, DEFAULT_SERIES_PAIRS),
             ..Default::default()
         }
@@ -90,9 +103,20 @@ impl MeterHours {
         self.missed_through
     }
 
+    /// The newest hour the rows (and so the groups' totals) may lack a reading of.
+    pub fn rows_missed_through(&self) -> Option<i64> {
+        self.rows_missed_through
+    }
+
     /// Records that readings of hours up to `hour` may be missing.
     pub fn miss_through(&mut self, hour: i64) {
         self.missed_through = self.missed_through.max(Some(hour));
+        self.rows_missed_through = self.rows_missed_through.max(Some(hour));
+    }
+
+    /// Rows for meters `0..n`: `false` if the memory cannot be had.
+    pub fn grow_to(&mut self, n: usize) -> bool {
+        n == 0 || self.ensure(n - 1)
     }
 
     fn ensure(&mut self, m: usize) -> bool {
@@ -189,11 +213,79 @@ impl MeterHours {
         if !self.add(m, r, hour, units) {
             return false;
         }
+        self.add_series(m, r, hour, ts_ms, units, stamp_ms);
+        true
+    }
+
+    /// A reading into the series only: one the row already holds through a
+    /// rebuild (stamped at or before the column's `rebuilt_at`). A reading
+    /// the series cannot hold marks its minute missed there (and the hour in
+    /// `missed_through`, which the series answers read; not the rows').
+    #[inline]
+    pub fn add_series(
+        &mut self,
+        m: u32,
+        r: usize,
+        hour: i64,
+        ts_ms: f64,
+        units: i64,
+        stamp_ms: f64,
+    ) {
         let ts = ts_ms.min((hour + 1) as f64 * HOUR_MS - 1.0);
         if !self.series.add(m, r, ts, units, stamp_ms) {
-            self.miss_through(hour);
+            self.miss_series_through(hour);
+        }
+    }
+
+    /// Records that the series (not the rows) may lack readings of hours up to `hour`.
+    pub fn miss_series_through(&mut self, hour: i64) {
+        self.missed_through = self.missed_through.max(Some(hour));
+    }
+
+    /// The watermark column `(r, hour)` was last rebuilt at, if it was.
+    pub fn rebuilt_at(&self, r: usize, hour: i64) -> Option<Hlc> {
+        self.column(r, hour).and_then(|c| self.rebuilt_at.get(c).copied().flatten())
+    }
+
+    /// Starts rebuilding column `(r, hour)` at watermark `w`: every meter's
+    /// units there become 0 (the caller then adds the catch-up's values and
+    /// replays the log). `None` if the slot holds a newer hour or `r` is unknown.
+    pub fn rebuild_column(&mut self, r: usize, hour: i64, w: Hlc) -> Option<usize> {
+        if r >= self.resources {
+            return None;
+        }
+        let col = r * self.slots + hour.rem_euclid(self.slots as i64) as usize;
+        match self.tags.get(col).copied().flatten() {
+            Some(h) if h > hour => return None,
+            _ => self.reset_column(col, hour),
+        }
+        if let Some(x) = self.rebuilt_at.get_mut(col) {
+            *x = Some(w);
+        }
+        Some(col)
+    }
+
+    /// Adds `units` to meter `m`'s row in column `col` (a rebuild's catch-up
+    /// value or replayed reading); `false` if the row cannot be had.
+    pub fn add_at(&mut self, m: u32, col: usize, units: i64) -> bool {
+        let m = m as usize;
+        if col >= self.stride() || !self.ensure(m) {
+            return false;
+        }
+        let stride = self.stride();
+        if let Some(u) = self.units.get_mut(m * stride + col) {
+            *u = u.saturating_add(units);
         }
         true
+    }
+
+    /// A rebuild made every row of hours `from..=to` exact for every resource
+    /// and nothing after its watermark is missed: if the rows' missed mark
+    /// lies in that range, only hours before `from` may still lack readings.
+    pub fn rebuilt(&mut self, from: i64, to: i64) {
+        if let Some(h) = self.rows_missed_through.filter(|&h| h <= to) {
+            self.rows_missed_through = Some(h.min(from - 1));
+        }
     }
 
     /// Bounds the series at `max_pairs` `(meter, resource)` pairs (`maxSeriesPairs`).
@@ -228,6 +320,9 @@ impl MeterHours {
         }
         if let Some(d) = self.dirty.get_mut(col) {
             *d = true;
+        }
+        if let Some(x) = self.rebuilt_at.get_mut(col) {
+            *x = None;
         }
     }
 
@@ -292,6 +387,7 @@ impl MeterHours {
             + self.counts.capacity() * 4
             + self.tags.capacity() * 16
             + self.dirty.capacity()
+            + self.rebuilt_at.capacity() * std::mem::size_of::<Option<Hlc>>()
     }
 
     /// Bytes per meter row: `resources × slots × 8 + BINS × 4`.
@@ -299,9 +395,10 @@ impl MeterHours {
         self.stride() * 8 + BINS * 4
     }
 
-    /// Start (ms) of the first hour after `missed_through`, or `None` if nothing was missed.
+    /// Start (ms) of the first hour after `rows_missed_through`, or `None` if
+    /// no row ever missed a reading.
     pub fn complete_from_ms(&self) -> Option<f64> {
-        self.missed_through.map(|h| (h.saturating_add(1)) as f64 * HOUR_MS)
+        self.rows_missed_through.map(|h| (h.saturating_add(1)) as f64 * HOUR_MS)
     }
 }
 
@@ -326,6 +423,27 @@ mod tests {
         assert!(!mh.add(0, 1, 100, 1));
         assert_eq!(mh.missed_through(), Some(100));
         assert!(!mh.add(0, 9, 108, 1), "unknown resource");
+    }
+
+    #[test]
+    fn a_rebuilt_column_starts_empty_remembers_its_watermark_and_lowers_the_mark() {
+        let w = Hlc { wall_ms: 5, counter: 1 };
+        let mut mh = MeterHours::new(2, 6);
+        assert!(mh.add(0, 1, 100, 5) && mh.add(1, 1, 100, 7));
+        mh.miss_through(100);
+        let col = mh.rebuild_column(1, 100, w).expect("hour 100 is held");
+        assert_eq!((mh.units(0, 1, 100), mh.units(1, 1, 100)), (0, 0));
+        assert!(mh.add_at(2, col, 4), "a meter's row grows");
+        assert_eq!(mh.units(2, 1, 100), 4);
+        assert_eq!(mh.rebuilt_at(1, 100), Some(w));
+        assert_eq!(mh.rebuilt_at(0, 100), None);
+        mh.rebuilt(99, 100);
+        assert_eq!(mh.rows_missed_through(), Some(98));
+        assert_eq!(mh.missed_through(), Some(100), "the series' mark stays");
+        // A newer hour in the slot refuses; reusing the slot forgets the watermark.
+        assert!(mh.add(0, 1, 108, 1));
+        assert_eq!(mh.rebuild_column(1, 100, w), None);
+        assert_eq!(mh.rebuilt_at(1, 108), None);
     }
 
     #[test]

@@ -18,15 +18,18 @@
 //!   [`GROUPS_REQUEST_BASE`] and up, apart from the session's.
 //!
 //! Submodules: `map` (the map and its bounds), `meter_hours` (the per-meter
-//! rows the ledger fills), `refresh` (when to fetch).
+//! rows the ledger fills), `refresh` (when to fetch), `row_log` (the live
+//! readings a catch-up listing per-meter hours replays to rebuild rows).
 
 mod map;
 mod meter_hours;
 mod refresh;
+mod row_log;
 
 pub use map::{group_name_problem, GroupMap, GroupMapBody, MAX_GROUP_NAME_BYTES};
 pub use meter_hours::{MeterHours, BINS, BIN_MS};
 pub use refresh::{Refresh, GROUPS_PATH, GROUPS_REQUEST_BASE};
+pub use row_log::{LoggedReading, RowLog};
 
 use crate::core::config::Config;
 use crate::core::error::{ErrorSink, WarningCode};
@@ -111,6 +114,14 @@ pub struct GroupsStats {
     pub failures: u64,
     /// Bytes of per-meter rows per meter (`resources × (historyHours + 2) × 8 + 24`).
     pub row_bytes_per_meter: u32,
+    /// Live readings in the row log (stamped after the applied watermark).
+    pub row_log: u32,
+    /// `maxRowLogReadings`.
+    pub row_log_cap: u32,
+    /// Catch-ups that rebuilt per-meter rows since start.
+    pub rebuilds: u64,
+    /// Catch-ups listing per-meter hours whose rebuild was refused since start.
+    pub rebuilds_refused: u64,
 }
 
 /// The groups' state.
@@ -223,6 +234,10 @@ impl Groups {
             refreshes: self.refresh.applied(),
             failures: self.refresh.failures(),
             row_bytes_per_meter: ledger.meter_hours().bytes_per_meter() as u32,
+            row_log: ledger.row_log().len() as u32,
+            row_log_cap: ledger.row_log().cap() as u32,
+            rebuilds: ledger.rebuilds().0,
+            rebuilds_refused: ledger.rebuilds().1,
         }
     }
 
@@ -350,7 +365,7 @@ impl Groups {
         let n = self.map.names().len();
         let current = ledger.current_hour().unwrap_or(0);
         let history = ledger.history_hours();
-        let incomplete = rows.missed_through().is_some_and(|h| h >= current - history);
+        let incomplete = rows.rows_missed_through().is_some_and(|h| h >= current - history);
         // Per group: meters, recent readings, active alerts.
         let mut per = vec![(0u32, 0u64, 0u32); n + 1];
         self.sum(rows, meters.len(), cols, alerts, &mut per);

@@ -16,6 +16,7 @@ use super::{hour_of, Ledger};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::{KeyScope, Outbound};
+use crate::core::groups::LoggedReading;
 use crate::core::keys::{KeyTable, PendingNames};
 
 /// A key's value in a ledger key table: meter `m` and resource `r`.
@@ -310,14 +311,24 @@ impl Ledger {
                 self.counters.covered += 1;
                 // In the REST total, which cannot be split by meter: the
                 // per-meter rows count it live, each (meter, id) once.
+                // A row rebuilt at or after this stamp holds it already.
+                let rebuilt = self.meter_hours.rebuilt_at(r, hour).is_some_and(|w| stamp <= w);
                 match packed {
+                    UNBOUND_KEY if rebuilt => self.meter_hours.miss_series_through(hour),
                     UNBOUND_KEY => self.meter_hours.miss_through(hour),
                     _ => match self.ids.check((packed >> 8) as usize, id) {
                         IdCheck::New => {
                             let (m, wall) = ((packed >> 8) as u32, stamp.wall_ms as f64);
-                            self.meter_hours.add_reading(m, r, hour, ts, units, wall);
+                            if rebuilt {
+                                self.meter_hours.add_series(m, r, hour, ts, units, wall);
+                            } else if !self.meter_hours.add_reading(m, r, hour, ts, units, wall) {
+                                self.row_log.forget(stamp);
+                            }
                         }
                         IdCheck::Duplicate => {}
+                        IdCheck::Unverifiable if rebuilt => {
+                            self.meter_hours.miss_series_through(hour)
+                        }
                         IdCheck::Unverifiable => self.meter_hours.miss_through(hour),
                     },
                 }
@@ -376,7 +387,18 @@ impl Ledger {
                 ));
                 continue;
             }
-            self.meter_hours.add_reading(m, r, hour, ts, units, stamp.wall_ms as f64);
+            if !self.meter_hours.add_reading(m, r, hour, ts, units, stamp.wall_ms as f64) {
+                self.row_log.forget(stamp);
+            } else if self.as_of.is_none_or(|a| stamp > a) {
+                let stamp = stamp.packed();
+                self.row_log.push(LoggedReading {
+                    meter: m,
+                    resource: r as u8,
+                    hour,
+                    units,
+                    stamp,
+                });
+            }
             held += 1;
             self.counters.live_counted += 1;
             self.dirty = true;

@@ -31,9 +31,10 @@ mod dedup;
 pub mod event;
 mod fetch;
 mod live;
+mod rebuild;
 
 pub use buckets::{hour_of, HOUR_MS};
-pub use live::MeterIds;
+pub use live::{InternMeter, MeterIds};
 
 use rustc_hash::FxHashSet;
 
@@ -41,7 +42,7 @@ use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink, WarningCode};
 use crate::core::event::{Outbound, WarningEvent};
-use crate::core::groups::MeterHours;
+use crate::core::groups::{MeterHours, RowLog};
 use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::{HourBuckets, HourPlace};
 use cursor::StreamCursor;
@@ -81,6 +82,12 @@ pub struct Ledger {
     /// each `(meter, id)` once, and the hours some may be missing from (the
     /// groups' totals are sums over these rows; docs/LEDGER.md, "Groups").
     meter_hours: MeterHours,
+    /// Live readings the rows took stamped after `as_of`, replayed when a
+    /// catch-up listing per-meter hours rebuilds rows (`rebuild`).
+    row_log: RowLog,
+    /// Catch-ups that rebuilt rows, and those whose rebuild was refused.
+    rebuilds: u64,
+    rebuilds_refused: u64,
 }
 
 /// How an hour of a resource is listed in a catch-up result.
@@ -114,6 +121,9 @@ impl Ledger {
             pending_refused: 0,
             meter_hours: MeterHours::new(cfg.resources.len(), cfg.history_hours)
                 .with_series_pairs(cfg.series_pairs()),
+            row_log: RowLog::new(cfg.max_row_log_readings),
+            rebuilds: 0,
+            rebuilds_refused: 0,
         }
     }
 
@@ -121,6 +131,7 @@ impl Ledger {
     /// restarts the totals (a new catch-up fills them); the clock survives.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.meter_hours.set_series_pairs(cfg.series_pairs());
+        self.row_log.set_cap(cfg.max_row_log_readings);
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {
             let (clock, sync, engaged) = (self.clock, self.sync.clone(), self.engaged);
@@ -130,6 +141,8 @@ impl Ledger {
             if let Some(h) = current.filter(|_| engaged) {
                 self.meter_hours.miss_through(h);
             }
+            // The readings the old rows held are gone: no rebuild before now.
+            self.row_log.forget(clock.last());
         } else if u64::from(cfg.dedup_window) != self.ids.window() {
             // A smaller or larger window forgets the ids seen; anything it can no
             // longer verify is left to the next REST result.
@@ -143,6 +156,7 @@ impl Ledger {
     pub fn restart(&mut self, cfg: &Config) {
         let (clock, sync) = (self.clock, self.sync.clone());
         *self = Ledger { clock, sync, ..Ledger::new(cfg) };
+        self.row_log.forget(clock.last());
     }
 
     /// The corrected clock (server time estimate) at worker time `now_ms`.
@@ -514,7 +528,14 @@ impl Ledger {
     /// future): not the buckets, not `asOf`, not the HLC, and not the clock
     /// estimate (a body whose watermark is refused may carry a faulty
     /// `serverTime` too). The outstanding request is then repeated as unanswered.
-    pub fn on_catchup(&mut self, c: &Catchup, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
+    pub fn on_catchup(
+        &mut self,
+        c: &Catchup,
+        now_ms: f64,
+        cfg: &Config,
+        intern: &mut InternMeter<'_>,
+        out: &mut Vec<Outbound>,
+    ) {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for e in &c.errors {
             sink.push(e.clone());
@@ -584,6 +605,12 @@ impl Ledger {
                 cursor.covered(c.as_of);
             }
         }
+        // Rows listed per meter are rebuilt (once the needs it covers are
+        // cleared); then no rebuild can need a reading at or before `asOf`.
+        if let Some(range) = &checked {
+            self.rebuild_rows(c, (range.from, range.to), intern, out);
+        }
+        self.row_log.applied(c.as_of);
         let still = self.need_max().is_some();
         if let Some(req) =
             self.fetch.answered(now_ms, still, self.need_max(), self.catchup_start_ms())

@@ -77,6 +77,8 @@ pub struct SeriesStats {
     pub bytes_per_pair: u32,
     /// Readings the series could not hold (older than the horizon, a full bucket, memory).
     pub missed: u64,
+    /// Most pairs held (`maxSeriesPairs`, or its default: one per meter and resource).
+    pub max_pairs: u64,
 }
 
 impl SeriesStats {
@@ -153,6 +155,7 @@ impl SeriesBook {
             pairs: slab.pairs() as u64,
             bytes_per_pair: slab.bytes_per_pair() as u32,
             missed: slab.missed(),
+            max_pairs: slab.max_pairs() as u64,
             ..self.stats
         }
     }

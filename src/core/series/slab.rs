@@ -135,6 +135,11 @@ impl SeriesSlab {
         SeriesSlab { resources, max_pairs: max_pairs as usize, ..Default::default() }
     }
 
+    /// Most pairs held (`maxSeriesPairs`, or its default).
+    pub fn max_pairs(&self) -> usize {
+        self.max_pairs
+    }
+
     /// Takes a new `maxSeriesPairs` (pairs held stay; new ones stop at the bound).
     pub fn set_max_pairs(&mut self, max_pairs: u32) {
         self.max_pairs = max_pairs as usize;
