@@ -89,6 +89,7 @@ impl Ledger {
                     "catch-up asOf {}.{}: per-meter rows of hours {lo}..={hi} not rebuilt: {why}; the rows stay as they were and the groups stay incomplete until a later catch-up",
                     w.wall_ms, w.counter
                 ),
+                count: None,
             }));
         };
         if !self.row_log.can_rebuild(w) {
