@@ -83,9 +83,10 @@ test-worker:
 # The release package the page loads: www/pkg/meterflow.js, meterflow_bg.wasm, meterflow.d.ts.
 # wasm-opt comes from npm's binaryen (132): Debian's (108) cannot parse the
 # table.fill that wasm-bindgen 0.2.130 emits, so wasm-pack's own pass is off.
+# --enable-simd: the wasm32 build uses simd128 (.cargo/config.toml).
 WASM_OPT := www/node_modules/.bin/wasm-opt
 WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals
+  --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals --enable-simd
 build:
 	wasm-pack build --release --target web --out-dir www/pkg --mode no-install --no-pack
 	$(WASM_OPT) $(WASM_OPT_FLAGS) www/pkg/meterflow_bg.wasm -o www/pkg/meterflow_bg.wasm

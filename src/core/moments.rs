@@ -53,6 +53,23 @@ const M2_COLLAPSE: f64 = 1e-4;
 const M4_COLLAPSE: f64 = 1e-6;
 
 impl Moments {
+    /// Raises the peaks since the last rebuild to the current M2 and M4.
+    ///
+    /// A comparison, not `f64::max`: every reading is finite (checked before
+    /// it reaches a window), so M2 and M4 are never NaN, and `max`'s NaN rule
+    /// (return the other operand) costs a compare-and-select pair per call in
+    /// wasm, on the per-reading path. For a NaN operand the result is the
+    /// same anyway: the peak is kept.
+    #[inline(always)]
+    fn raise_peaks(&mut self) {
+        if self.m2 > self.peak_m2 {
+            self.peak_m2 = self.m2;
+        }
+        if self.m4 > self.peak_m4 {
+            self.peak_m4 = self.m4;
+        }
+    }
+
     /// Adds sample `x`.
     #[inline]
     pub fn add(&mut self, x: f64) {
@@ -72,8 +89,7 @@ impl Moments {
         self.m3 += term1 * dn * (n - 2.0) - 3.0 * dn * self.m2;
         self.m2 += term1;
         self.n = n;
-        self.peak_m2 = self.peak_m2.max(self.m2);
-        self.peak_m4 = self.peak_m4.max(self.m4);
+        self.raise_peaks();
     }
 
     /// Replaces sample `old` (in the window) by `x` in a full window of fixed
@@ -107,8 +123,7 @@ impl Moments {
         self.m3 += d * (a2 + aa * bb + b2 - dl2) - 3.0 * dl * m2;
         self.m2 += d * (aa + bb + dl);
         self.centered_mean += dl;
-        self.peak_m2 = self.peak_m2.max(self.m2);
-        self.peak_m4 = self.peak_m4.max(self.m4);
+        self.raise_peaks();
         self.removals += 1;
     }
 

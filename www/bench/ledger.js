@@ -42,7 +42,20 @@ function catchupBody(asOfMs, nowMs, entries) {
 }
 
 export function runLedger({ meters, smoke }) {
-  const engine = new MeterflowEngine({ maxMeters: meters, memoryCeilingBytes: 1e12, detectLive: false });
+  // Every meter here has one resource, so it fills one series pair: hold
+  // `meters` of them. By default the engine holds what the 4 GiB worst case
+  // leaves room for (about 2,500 at 50,000 meters, docs/LEDGER.md "Series"),
+  // and the rest of the fleet's readings would be refused with `series_limit`.
+  // The room comes from `maxStreamKeys`: the live frames use keys 0..meters
+  // and the binary catch-up one per (meter, resource), not the default 2^20
+  // per channel.
+  const engine = new MeterflowEngine({
+    maxMeters: meters,
+    memoryCeilingBytes: 1e12,
+    detectLive: false,
+    maxStreamKeys: RESOURCES.length * meters,
+    maxSeriesPairs: meters,
+  });
   const names = Array.from({ length: meters }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
   const bound = new Uint8Array(meters);
   const ids = new Float64Array(meters);

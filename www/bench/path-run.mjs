@@ -71,7 +71,9 @@ try {
     engine: (engine.results ?? []).map((r) => ({
       meters: r.meters,
       window: r.window,
+      baselineReadings: r.baselineReadings,
       tick: r.tick,
+      tickUntrained: r.tickUntrained,
       linearBytesPerMeter: r.memory.linearBytesPerMeter,
       engineBytesPerMeter: r.memory.engineBytesPerMeter,
       directBinaryReadingsPerSec: r.binary.readingsPerSec,

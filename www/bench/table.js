@@ -7,9 +7,11 @@ const f = (x, digits = 0) =>
 export function formatTable(results) {
   const rows = [
     ['meters', (r) => f(r.meters)],
-    ['tick, all meters dirty: median ms', (r) => f(r.tick.medianMs, 3)],
+    ['tick, all meters dirty, trained: median ms', (r) => f(r.tick.medianMs, 3)],
     ['  min / max ms', (r) => `${f(r.tick.minMs, 3)} / ${f(r.tick.maxMs, 3)}`],
     ['  inside wasm (engine), median ms', (r) => f(r.tick.engineMedianMs, 3)],
+    ['tick before training (learned rules skipped): median ms', (r) => f(r.tickUntrained?.medianMs, 3)],
+    ['  training to baselineReadings, s', (r) => f(r.train?.seconds, 1)],
     ['binary ingest, readings/s', (r) => f(r.binary.readingsPerSec)],
     ['  MB/s of frames', (r) => f(r.binary.mbPerSec, 1)],
     ['JSON ingest, readings/s', (r) => f(r.json.readingsPerSec)],
