@@ -281,3 +281,40 @@ fn json_payloads_stay_within_the_bound() {
         check_text(what, *env, text, &cfg);
     }
 }
+
+#[test]
+fn a_meters_delta_decodes_within_the_bound() {
+    // The one-pass DELTA reader reserves its rows from the text left: a large
+    // DELTA, one with `remove` first, and a tiny one all stay within the bound.
+    let cfg = Config::default();
+    let row = |m: usize| {
+        format!(
+            r#"{{"meter":"m-{m:05}","resource":"water","ts":1.7e12,"value":{m}.25,"status":"ok","count":{m},"total":"{m}.5"}}"#
+        )
+    };
+    let rows = |n: usize| (0..n).map(row).collect::<Vec<_>>().join(",");
+    let texts = [
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.north","epoch":1,"seq":2,"patch":{{"upsert":[{}],"remove":[]}}}}"#,
+            rows(1_000)
+        ),
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.north","epoch":1,"seq":2,"patch":{{"remove":["a","b"],"upsert":[{}]}}}}"#,
+            rows(3)
+        ),
+        r#"{"op":"DELTA","channel":"meters.north","epoch":1,"seq":2,"patch":{"upsert":[]}}"#
+            .to_string(),
+    ];
+    for text in &texts {
+        let (decoded, peak) =
+            peak_during(|| meterflow::wire::decode_socket_text(text, Arrival::default(), &cfg));
+        assert!(meterflow::wire::meters_delta(text).is_some(), "the fast path took {text:.80}");
+        let limit = bound(text.len());
+        assert!(
+            peak <= limit,
+            "DELTA: {peak} bytes for a {}-byte text (bound {limit})",
+            text.len()
+        );
+        drop(decoded);
+    }
+}

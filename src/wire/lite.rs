@@ -643,6 +643,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Bytes not yet read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
+
     /// Only whitespace is left.
     pub(crate) fn finish(&mut self) -> Result<(), ErrorKind> {
         self.skip_ws();

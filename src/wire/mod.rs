@@ -29,6 +29,7 @@
 
 pub mod binary;
 pub mod control;
+mod delta;
 mod doc;
 mod field;
 pub mod groups;
@@ -47,7 +48,11 @@ use crate::core::event::{Inbound, Outbound};
 
 pub use control::{decode_config, decode_message};
 pub use control::{decode_config_value, decode_message_text, decode_value};
+#[doc(hidden)]
+pub use delta::meters_delta;
 pub use out::WireOut;
+#[doc(hidden)]
+pub use stream::decode_socket_text_general;
 pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
 
 /// The protocol version this crate speaks.

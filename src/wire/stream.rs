@@ -11,6 +11,8 @@
 //! - A fetched body that cannot be used becomes `SessionInput::BadFetch`, so
 //!   the session retries instead of waiting forever; a failed fetch becomes
 //!   `FetchFailed`.
+//! - A `meters.<group>` DELTA is first tried by the one-pass reader in
+//!   `wire::delta`, which returns the same op or defers to this module.
 
 use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
 use super::lite::{self, Object, Value};
@@ -51,6 +53,21 @@ fn server(op: ServerOp) -> Inbound {
 
 /// Decodes a text message from the socket. Never panics.
 pub fn decode_socket_text(text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
+    if let Err(e) = check_payload_size(text.len(), cfg) {
+        return Inbound::Rejected(e);
+    }
+    // The hot message, a `meters.<group>` DELTA, in one pass without a tree;
+    // whatever that path is unsure of (errors included) is decided below.
+    if let Some(op) = super::delta::meters_delta(text) {
+        return server(op);
+    }
+    decode_socket_text_general(text, arrival, cfg)
+}
+
+/// [`decode_socket_text`] without its DELTA fast path: the general decoder,
+/// kept public (hidden) as the oracle of the differential test. Never panics.
+#[doc(hidden)]
+pub fn decode_socket_text_general(text: &str, arrival: Arrival, cfg: &Config) -> Inbound {
     if let Err(e) = check_payload_size(text.len(), cfg) {
         return Inbound::Rejected(e);
     }
