@@ -49,6 +49,11 @@ pub struct FeedConfig {
     pub epoch: u64,
     /// Hours of exact totals kept; 1..=8,784 (default 168).
     pub history_hours: usize,
+    /// Newest hours of exact totals kept per meter, for catch-ups asked with
+    /// `meters=1` (the worker's row rebuild); 0..=168 (default 8: the
+    /// worker's 7 kept hours at its defaults, plus one for the rollover).
+    /// Memory: 8 bytes × meters × hours (3.2 MB at 50,000 meters).
+    pub meter_history_hours: usize,
     /// Recent `totals` frames kept for resume; 1..=100,000 (default 240).
     pub ring_frames: usize,
     /// Readings those frames may hold in all (fewer frames are kept when
@@ -92,6 +97,7 @@ impl Default for FeedConfig {
             start_ms: None,
             epoch: 1,
             history_hours: 168,
+            meter_history_hours: 8,
             ring_frames: 240,
             ring_readings: 1_200_000,
             heartbeat_interval_ms: 15_000,
@@ -127,6 +133,9 @@ impl FeedConfig {
         }
         if !(1..=8_784).contains(&self.history_hours) {
             return bad("history_hours", "1..=8784");
+        }
+        if self.meter_history_hours > 168 {
+            return bad("meter_history_hours", "0..=168");
         }
         if !(1..=100_000).contains(&self.ring_frames) {
             return bad("ring_frames", "1..=100000");
@@ -409,7 +418,8 @@ pub(crate) async fn start_with(
         cfg.history_hours,
         cfg.ring_frames,
     )
-    .with_ring_readings(cfg.ring_readings);
+    .with_ring_readings(cfg.ring_readings)
+    .with_meter_hours(cfg.meter_history_hours);
     let channels = ChannelModel::new(
         cfg.epoch,
         sim.meters().iter().map(|m| m.id.clone()).collect(),

@@ -1,8 +1,13 @@
 //! The incremental read model (seed §5, Option A): updated by the one writer
 //! after every tick, read by every request. Exact totals per resource and hour,
-//! a bounded ring of recent `totals` frames for resume, the latest reading per
-//! meter. A request copies what it needs under a read lock; nothing is ever
-//! recomputed from history.
+//! exact totals per meter and hour for the newest `meter_hours` hours (one
+//! flat `i64` slab of all meters per hour: a meter measures one resource, so
+//! meters × hours covers meters × hours × resources), a bounded ring of recent
+//! `totals` frames for resume, the latest reading per meter. A request copies
+//! what it needs under a read lock; nothing is ever recomputed from history.
+//!
+//! Invariant: every hour from `meter_from` on that the model holds has a
+//! per-meter slab whose sum per resource equals that hour's resource total.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -137,6 +142,23 @@ pub struct HourTotals {
     pub units: [i64; 3],
 }
 
+/// Per-meter hourly totals copied out of the model for a catch-up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeterHoursView {
+    /// Meter index → id and resource index.
+    pub meter_ids: Arc<Vec<String>>,
+    pub meter_resources: Arc<Vec<usize>>,
+    /// `(hour start, units per meter index)`, oldest first.
+    pub hours: Vec<(u64, Vec<i64>)>,
+}
+
+impl MeterHoursView {
+    /// Non-zero per-meter totals listed.
+    pub fn entries(&self) -> usize {
+        self.hours.iter().map(|(_, u)| u.iter().filter(|&&x| x != 0).count()).sum()
+    }
+}
+
 /// A catch-up (and `totals` snapshot) as of the model's last frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CatchupView {
@@ -147,8 +169,11 @@ pub struct CatchupView {
     pub as_of: Hlc,
     pub from_hour_ms: u64,
     pub to_hour_ms: u64,
-    /// Hours in `from..=to` the model holds; hours not listed total 0.
+    /// Hours in `from..=to` the model holds as resource totals; hours not
+    /// listed here nor in `meters` total 0.
     pub hours: Vec<HourTotals>,
+    /// Hours listed per meter instead (a catch-up asked with `meters`).
+    pub meters: Option<MeterHoursView>,
 }
 
 /// Why a catch-up cannot be served.
@@ -182,6 +207,13 @@ pub struct ReadModel {
     /// Meter id → index, for `/meters/{id}`.
     index: std::collections::HashMap<String, usize>,
     readings: u64,
+    /// Per-meter hourly slabs (`meter_ids.len()` units each), oldest first,
+    /// at most `max_meter_hours`.
+    meter_hours: VecDeque<(u64, Vec<i64>)>,
+    max_meter_hours: usize,
+    /// The first hour whose per-meter slab is whole (older slabs were dropped,
+    /// or an older hour arrived with no room).
+    meter_from: u64,
 }
 
 impl ReadModel {
@@ -217,6 +249,67 @@ impl ReadModel {
             meter_ids: Arc::new(meter_ids),
             meter_resources: Arc::new(meter_resources),
             readings: 0,
+            meter_hours: VecDeque::new(),
+            max_meter_hours: 0,
+            meter_from: 0,
+        }
+    }
+
+    /// Also keeps per-meter totals for the newest `hours` hours (0: none);
+    /// memory: 8 bytes × meters × `hours`.
+    pub fn with_meter_hours(mut self, hours: usize) -> ReadModel {
+        self.max_meter_hours = hours;
+        self
+    }
+
+    /// Per-meter slabs held, oldest first: `(hour start, units per meter index)`.
+    pub fn meter_hours(&self) -> &VecDeque<(u64, Vec<i64>)> {
+        &self.meter_hours
+    }
+
+    /// The first hour listed per meter in a catch-up, if any is.
+    pub fn meter_from(&self) -> Option<u64> {
+        let first = self.meter_hours.iter().find(|(h, _)| *h >= self.meter_from)?;
+        Some(first.0)
+    }
+
+    /// Meter index → id.
+    pub fn meter_ids(&self) -> &Arc<Vec<String>> {
+        &self.meter_ids
+    }
+
+    fn add_meter(&mut self, hour_ms: u64, m: usize, units: i64) {
+        if self.max_meter_hours == 0 || hour_ms < self.meter_from {
+            return;
+        }
+        let i = match self.meter_hours.iter().rposition(|(h, _)| *h <= hour_ms) {
+            Some(i) if self.meter_hours[i].0 == hour_ms => i,
+            found => {
+                let at = found.map_or(0, |i| i + 1);
+                if at == 0 && self.meter_hours.len() >= self.max_meter_hours {
+                    // Older than every slab held and no room: never listed.
+                    self.meter_from = self.meter_from.max(hour_ms + HOUR_MS);
+                    return;
+                }
+                // Drop the oldest slab when full, and reuse it.
+                let (at, mut slab) = match self.meter_hours.len() >= self.max_meter_hours {
+                    true => match self.meter_hours.pop_front() {
+                        Some((h, u)) => {
+                            self.meter_from = self.meter_from.max(h + HOUR_MS);
+                            (at - 1, u)
+                        }
+                        None => (at, Vec::new()),
+                    },
+                    false => (at, Vec::new()),
+                };
+                slab.clear();
+                slab.resize(self.meter_ids.len(), 0);
+                self.meter_hours.insert(at, (hour_ms, slab));
+                at
+            }
+        };
+        if let Some(u) = self.meter_hours.get_mut(i).and_then(|(_, s)| s.get_mut(m)) {
+            *u += units;
         }
     }
 
@@ -251,6 +344,7 @@ impl ReadModel {
             // The ledger's bucket: the hour of ts, or of the stamp if earlier.
             let hour = r.ts_ms.min(stamp.wall_ms) / HOUR_MS * HOUR_MS;
             self.add(hour, resource, r.units);
+            self.add_meter(hour, m, r.units);
             if let Some(s) = self.meters.get_mut(m) {
                 s.last = Some(*r);
                 s.total_units += r.units;
@@ -368,6 +462,32 @@ impl ReadModel {
         Some((i, RESOURCES.get(*self.meter_resources.get(i)?)?.0, *self.meters.get(i)?))
     }
 
+    /// The catch-up for hours from `from_ms`'s hour to the hour of `asOf`,
+    /// with the hours held per meter listed per meter when `per_meter`.
+    pub fn catchup_per_meter(
+        &self,
+        from_ms: u64,
+        per_meter: bool,
+    ) -> Result<CatchupView, CatchupRefusal> {
+        let mut view = self.catchup(from_ms)?;
+        if !per_meter {
+            return Ok(view);
+        }
+        let Some(first) = self.meter_from() else { return Ok(view) };
+        let range = view.from_hour_ms.max(first)..=view.to_hour_ms;
+        let hours: Vec<(u64, Vec<i64>)> =
+            self.meter_hours.iter().filter(|(h, _)| range.contains(h)).cloned().collect();
+        // Every hour in range from `first` on is listed per meter (an hour
+        // with no slab had no reading): none as a resource total too.
+        view.hours.retain(|h| !range.contains(&h.hour_ms));
+        view.meters = Some(MeterHoursView {
+            meter_ids: self.meter_ids.clone(),
+            meter_resources: self.meter_resources.clone(),
+            hours,
+        });
+        Ok(view)
+    }
+
     /// The catch-up for hours from `from_ms`'s hour to the hour of `asOf`.
     pub fn catchup(&self, from_ms: u64) -> Result<CatchupView, CatchupRefusal> {
         let as_of = self.as_of();
@@ -393,6 +513,7 @@ impl ReadModel {
             from_hour_ms: from,
             to_hour_ms: to,
             hours,
+            meters: None,
         })
     }
 }
