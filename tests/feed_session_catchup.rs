@@ -197,6 +197,17 @@ impl Page {
         self.server.shared().clock.now_ms() as f64
     }
 
+    /// A `stats` event now, encoded.
+    fn stats(&mut self) -> Value {
+        self.handle(Inbound::Query(Query::Stats))
+            .into_iter()
+            .find_map(|o| match &o {
+                Outbound::Stats(_) => serde_json::to_value(wire::encode(&o)).ok(),
+                _ => None,
+            })
+            .unwrap_or(Value::Null)
+    }
+
     fn handle(&mut self, inbound: Inbound) -> Vec<Outbound> {
         let now = self.now();
         self.engine.handle(inbound, now)
@@ -472,17 +483,14 @@ async fn a_per_meter_catch_up_rebuilds_every_row_and_group_exactly_after_faults(
         ev["groups"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
     assert!(all.len() >= 4, "every group: {ev}");
     all.push(&ev["unassigned"]);
+    eprintln!(
+        "completeFrom {} currentHour {} truth hours {truth_hours:?} stats.groups {}",
+        ev["completeFrom"], ev["currentHour"], page.stats()["groups"]
+    );
     for g in all {
         assert_eq!(g["incomplete"].as_bool(), Some(false), "{g}");
     }
-    let stats = page
-        .handle(Inbound::Query(Query::Stats))
-        .into_iter()
-        .find_map(|o| match &o {
-            Outbound::Stats(_) => serde_json::to_value(wire::encode(&o)).ok(),
-            _ => None,
-        })
-        .expect("stats");
+    let stats = page.stats();
     let rebuilds = stats["groups"]["rebuilds"].as_u64().unwrap_or(0);
     eprintln!(
         "{} connects, {} fetches, faulty phase {faulty:?}, rebuilds {rebuilds}, refused {}, {:?} real",

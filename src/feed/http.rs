@@ -312,6 +312,13 @@ async fn snapshot(
         let (oldest, mini) = {
             let m = shared.model();
             let oldest = m.hours().front().map_or(m.as_of().wall_ms, |h| h.hour_ms);
+            // Per meter, reach back as far as the model knows every reading
+            // (hours before its start total 0), so the result can cover every
+            // hour a worker keeps and its rebuild can clear `incomplete`.
+            let oldest = match q.get("meters").map(String::as_str) {
+                Some("1") => oldest.min(m.whole_from()),
+                _ => oldest,
+            };
             let mini = match (epoch, since) {
                 (Some(e), Some(n)) if e == m.epoch() => m.hour_after(n).map(|h| (h, n)),
                 _ => None,
@@ -474,6 +481,7 @@ async fn truth(
     let meter_hours: Option<Vec<Value>> = (q.get("meters").map(String::as_str) == Some("1"))
         .then(|| {
             let first = m.meter_from().unwrap_or(u64::MAX);
+            // Only hours whose slab is whole.
             let ids = m.meter_ids();
             m.meter_hours()
                 .iter()

@@ -267,10 +267,21 @@ impl ReadModel {
         &self.meter_hours
     }
 
-    /// The first hour listed per meter in a catch-up, if any is.
+    /// The first hour a catch-up may list per meter (every reading of every
+    /// hour from it on is in a slab held); `None` when none are kept.
     pub fn meter_from(&self) -> Option<u64> {
-        let first = self.meter_hours.iter().find(|(h, _)| *h >= self.meter_from)?;
-        Some(first.0)
+        (self.max_meter_hours > 0).then_some(self.meter_from)
+    }
+
+    /// The oldest hour the model knows every reading of: the oldest held once
+    /// an hour was dropped, else the start of the `max_hours` hours up to
+    /// `asOf` (there was no reading before the first held).
+    pub fn whole_from(&self) -> u64 {
+        let to = self.as_of().wall_ms / HOUR_MS * HOUR_MS;
+        match (self.evicted, self.hours.front()) {
+            (true, Some(h)) => h.hour_ms,
+            _ => to.saturating_sub((self.max_hours as u64 - 1) * HOUR_MS),
+        }
     }
 
     /// Meter index → id.
