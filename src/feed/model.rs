@@ -211,6 +211,9 @@ pub struct ReadModel {
     /// at most `max_meter_hours`.
     meter_hours: VecDeque<(u64, Vec<i64>)>,
     max_meter_hours: usize,
+    /// Most non-zero per-meter totals one catch-up lists (older hours past
+    /// it are listed as resource totals).
+    max_catchup_meter_entries: usize,
     /// The first hour whose per-meter slab is whole (older slabs were dropped,
     /// or an older hour arrived with no room).
     meter_from: u64,
@@ -251,6 +254,7 @@ impl ReadModel {
             readings: 0,
             meter_hours: VecDeque::new(),
             max_meter_hours: 0,
+            max_catchup_meter_entries: usize::MAX,
             meter_from: 0,
         }
     }
@@ -259,6 +263,14 @@ impl ReadModel {
     /// memory: 8 bytes × meters × `hours`.
     pub fn with_meter_hours(mut self, hours: usize) -> ReadModel {
         self.max_meter_hours = hours;
+        self
+    }
+
+    /// A catch-up lists at most `max` non-zero per-meter totals: the newest
+    /// hours that fit are listed per meter, older ones as resource totals
+    /// (still exact; the worker's rows of those hours are then not rebuilt).
+    pub fn with_catchup_meter_entries(mut self, max: usize) -> ReadModel {
+        self.max_catchup_meter_entries = max;
         self
     }
 
@@ -485,7 +497,23 @@ impl ReadModel {
             return Ok(view);
         }
         let Some(first) = self.meter_from() else { return Ok(view) };
-        let range = view.from_hour_ms.max(first)..=view.to_hour_ms;
+        let mut first = view.from_hour_ms.max(first);
+        // The newest hours whose non-zero entries fit the cap.
+        let mut entries = 0usize;
+        for (h, units) in self.meter_hours.iter().rev() {
+            if *h < first || *h > view.to_hour_ms {
+                continue;
+            }
+            entries += units.iter().filter(|&&u| u != 0).count();
+            if entries > self.max_catchup_meter_entries {
+                first = h + HOUR_MS;
+                break;
+            }
+        }
+        if first > view.to_hour_ms {
+            return Ok(view);
+        }
+        let range = first..=view.to_hour_ms;
         let hours: Vec<(u64, Vec<i64>)> =
             self.meter_hours.iter().filter(|(h, _)| range.contains(h)).cloned().collect();
         // Every hour in range from `first` on is listed per meter (an hour
@@ -616,6 +644,67 @@ mod tests {
         assert_eq!(m.catchup(0), Err(CatchupRefusal::TooLong));
         let oldest = m.hours()[0].hour_ms;
         assert!(m.catchup(oldest).is_ok());
+    }
+
+    #[test]
+    fn per_meter_hours_equal_the_generated_readings_and_a_catchup_lists_them_exactly() {
+        // 3 hours per meter over a 5-hour run: older slabs are dropped.
+        let mut sim = Simulator::new(40, 7, 1_764_000_000_000 - 20 * 60_000);
+        let mut m = model(&sim, 48, 16).with_meter_hours(3);
+        let mut want = std::collections::BTreeMap::<(u64, usize), i64>::new();
+        let mut out = Vec::new();
+        // Alternately skewed stamps: some readings bucket at the stamp's hour.
+        for i in 0..(5 * 3_600) {
+            let ts = sim.step(&mut out);
+            let wall = if i % 7 == 0 { ts.saturating_sub(90_000) } else { ts };
+            let stamp = m.clock.last().wall_ms.max(wall);
+            for r in &out {
+                let hour = r.ts_ms.min(stamp) / HOUR_MS * HOUR_MS;
+                *want.entry((hour, r.meter as usize)).or_default() += r.units;
+            }
+            m.apply_at(ts, wall, std::mem::take(&mut out));
+        }
+        let first = m.meter_from().unwrap_or(u64::MAX);
+        assert_eq!(m.meter_hours().len(), 3);
+        assert_eq!(first, m.meter_hours()[0].0, "the slabs held are whole from the oldest on");
+        let mut got = std::collections::BTreeMap::new();
+        for (h, units) in m.meter_hours() {
+            for (i, u) in units.iter().enumerate() {
+                if *u != 0 {
+                    got.insert((*h, i), *u);
+                }
+            }
+        }
+        want.retain(|(h, _), u| *h >= first && *u != 0);
+        assert_eq!(got, want);
+        // Per meter from `first` on, resource totals before it, none twice;
+        // per-meter sums equal the resource totals of the same hours.
+        let c = m.catchup_per_meter(0, true);
+        assert_eq!(c, Err(CatchupRefusal::TooLong));
+        let c = m.catchup_per_meter(m.hours()[0].hour_ms, true).ok();
+        let Some(c) = c else { return assert!(c.is_some()) };
+        let mv = c.meters.clone().unwrap_or_default();
+        assert!(c.hours.iter().all(|h| h.hour_ms < first));
+        assert!(mv.hours.iter().all(|(h, _)| *h >= first));
+        assert_eq!(c.hours.len() + mv.hours.len(), m.hours().len());
+        for (h, units) in &mv.hours {
+            let mut sum = [0i64; 3];
+            for (i, u) in units.iter().enumerate() {
+                sum[mv.meter_resources[i]] += u;
+            }
+            let held = m.hours().iter().find(|x| x.hour_ms == *h).map(|x| x.units);
+            assert_eq!(Some(sum), held, "hour {h}");
+        }
+        assert_eq!(m.catchup_per_meter(first, false).map(|c| c.meters), Ok(None));
+        // Capped to fewer entries than two hours hold: only the newest hour
+        // is listed per meter, the rest as resource totals.
+        let newest = mv.hours.last().map_or(0, |(_, u)| u.iter().filter(|&&x| x != 0).count());
+        let m = m.with_catchup_meter_entries(newest + 1);
+        let c = m.catchup_per_meter(first, true).ok();
+        let Some(c) = c else { return assert!(c.is_some()) };
+        let listed: Vec<u64> = c.meters.iter().flat_map(|v| v.hours.iter().map(|h| h.0)).collect();
+        assert_eq!(listed, mv.hours.last().map(|h| h.0).into_iter().collect::<Vec<_>>());
+        assert_eq!(c.hours.len() + listed.len(), (c.to_hour_ms - first) as usize / HOUR_MS as usize + 1);
     }
 
     #[test]
