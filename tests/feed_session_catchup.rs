@@ -23,6 +23,7 @@ use meterflow::core::config::Config;
 use meterflow::core::decimal::Decimal;
 use meterflow::core::event::{Inbound, Outbound, Query};
 use meterflow::core::Engine;
+use meterflow::feed::sim::RESOURCES;
 use meterflow::feed::{start, FeedConfig, Server};
 use meterflow::wire;
 use serde_json::{json, Value};
@@ -311,7 +312,10 @@ fn group_totals(ev: &Value) -> GroupTotals {
                     _ => i64::MIN,
                 };
                 if u != 0 {
-                    t.insert((name.clone(), res.clone(), b["hour"].as_f64().unwrap_or(0.0) as u64), u);
+                    t.insert(
+                        (name.clone(), res.clone(), b["hour"].as_f64().unwrap_or(0.0) as u64),
+                        u,
+                    );
                 }
             }
         }
@@ -428,6 +432,13 @@ async fn a_per_meter_catch_up_rebuilds_every_row_and_group_exactly_after_faults(
         .collect();
     assert!(truth_hours.len() >= 2, "an hour rollover: {truth_hours:?}");
     // Per-meter truth sums to the resource totals of `/truth`.
+    let resource_of: BTreeMap<&str, &str> = page
+        .server
+        .shared()
+        .meters
+        .iter()
+        .map(|m| (m.id.as_str(), RESOURCES.get(m.resource).map_or("", |x| x.0)))
+        .collect();
     for r in truth["resources"].as_array().expect("resources") {
         for b in r["buckets"].as_array().into_iter().flatten() {
             let hour = b["hour"].as_u64().unwrap_or(0);
@@ -435,7 +446,9 @@ async fn a_per_meter_catch_up_rebuilds_every_row_and_group_exactly_after_faults(
                 let name = r["resource"].as_str().unwrap_or("");
                 let sum: i64 = meter_truth
                     .iter()
-                    .filter(|((id, h), _)| *h == hour && page.server.shared().meters.iter().any(|m| m.id == *id && meterflow::feed::sim::RESOURCES.get(m.resource).map(|x| x.0) == Some(name)))
+                    .filter(|((id, h), _)| {
+                        *h == hour && resource_of.get(id.as_str()) == Some(&name)
+                    })
                     .map(|(_, u)| u)
                     .sum();
                 assert_eq!(sum, units(&b["total"]), "{name} hour {hour}: per-meter truth");
@@ -450,7 +463,7 @@ async fn a_per_meter_catch_up_rebuilds_every_row_and_group_exactly_after_faults(
     let mut rows_compared = 0;
     let mut want_groups: GroupTotals = BTreeMap::new();
     for spec in page.server.shared().meters.iter() {
-        let res = meterflow::feed::sim::RESOURCES.get(spec.resource).map_or("", |x| x.0);
+        let res = RESOURCES.get(spec.resource).map_or("", |x| x.0);
         let r = resources.iter().position(|x| x == res).expect("resource configured");
         for &hour in &truth_hours {
             let want = meter_truth.get(&(spec.id.clone(), hour)).copied().unwrap_or(0);
@@ -485,7 +498,9 @@ async fn a_per_meter_catch_up_rebuilds_every_row_and_group_exactly_after_faults(
     all.push(&ev["unassigned"]);
     eprintln!(
         "completeFrom {} currentHour {} truth hours {truth_hours:?} stats.groups {}",
-        ev["completeFrom"], ev["currentHour"], page.stats()["groups"]
+        ev["completeFrom"],
+        ev["currentHour"],
+        page.stats()["groups"]
     );
     for g in all {
         assert_eq!(g["incomplete"].as_bool(), Some(false), "{g}");

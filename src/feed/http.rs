@@ -478,8 +478,8 @@ async fn truth(
             json!({ "resource": name, "unit": unit, "decimals": DECIMALS, "buckets": buckets })
         })
         .collect();
-    let meter_hours: Option<Vec<Value>> = (q.get("meters").map(String::as_str) == Some("1"))
-        .then(|| {
+    let meter_hours: Option<Vec<Value>> =
+        (q.get("meters").map(String::as_str) == Some("1")).then(|| {
             let first = m.meter_from().unwrap_or(u64::MAX);
             // Only hours whose slab is whole.
             let ids = m.meter_ids();
