@@ -704,7 +704,7 @@ mod tests {
         let Some(c) = c else { return assert!(c.is_some()) };
         let listed: Vec<u64> = c.meters.iter().flat_map(|v| v.hours.iter().map(|h| h.0)).collect();
         assert_eq!(listed, mv.hours.last().map(|h| h.0).into_iter().collect::<Vec<_>>());
-        assert_eq!(c.hours.len() + listed.len(), m.hours().len());
+        assert_eq!(c.hours.len() + listed.len(), mv.hours.len());
     }
 
     #[test]
