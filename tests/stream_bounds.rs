@@ -138,7 +138,8 @@ fn six_hours_at_5000_meters_2hz_keep_every_store_and_the_engine_flat() {
     run.handle(stream(SessionInput::Server(ServerOp::Ready { session_id: "s-1".into() })));
     // Snapshots: everything at seq 0.
     for (rid, path) in std::mem::take(&mut run.fetches) {
-        let channel = path.trim_start_matches("/snapshot-v2?channel=").to_string();
+        let query = path.trim_start_matches("/snapshot-v2?channel=");
+        let channel = query.split('&').next().unwrap_or("").to_string();
         let body = if channel == "totals" {
             Payload::Catchup(Box::new(Catchup {
                 as_of: Hlc { wall_ms: T0, counter: 0 },

@@ -66,7 +66,7 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert_eq!(of_type(&out, "connect").len(), 1, "{out:?}");
     let snap = of_type(&out, "fetch");
     assert_eq!(snap.len(), 1, "{out:?}");
-    assert_eq!(snap[0]["path"], "/snapshot-v2?channel=totals");
+    assert_eq!(snap[0]["path"], "/snapshot-v2?channel=totals&meters=1");
     let rid = snap[0]["requestId"].as_u64().expect("id");
     p.post(json!({"type": "socket", "event": "open"}));
     let out = p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);

@@ -554,7 +554,7 @@ async fn the_page_transport_drives_a_totals_session_to_ready_and_exact_totals() 
         Some(f) => f.clone(),
         None => page.until("a snapshot fetch", asked).await?,
     };
-    ensure_eq!(text(&fetch, "path")?, "/snapshot-v2?channel=totals");
+    ensure_eq!(text(&fetch, "path")?, "/snapshot-v2?channel=totals&meters=1");
 
     let hour_ms = 3_600_000.0;
     let base = if t % hour_ms < 5_000.0 { t - t % hour_ms - 5_000.0 } else { t - 2_000.0 };

@@ -1,7 +1,7 @@
 //! `meterflow-feed`: the feed server (docs/STREAM.md, "Feed server").
 //!
 //! `meterflow-feed [--host 127.0.0.1] [--port 8090] [--meters 5000] [--seed 1]
-//! [--speed 1] [--start-ms MS] [--epoch N] [--history-hours 168] [--ring 240]
+//! [--speed 1] [--start-ms MS] [--epoch N] [--history-hours 168] [--meter-history-hours 8] [--ring 240]
 //! [--ring-readings 1200000]
 //! [--heartbeat-ms 15000] [--www DIR] [--groups 8] [--delta-ring 32]
 //! [--max-notices 64] [--drop-pct P] [--duplicate-pct P] [--reorder-window N]
@@ -23,7 +23,7 @@ use meterflow::feed::{start, FeedConfig};
 
 const USAGE: &str =
     "usage: meterflow-feed [--host IP] [--port N] [--meters N] [--seed N] [--speed X] \
-[--start-ms MS] [--epoch N] [--history-hours N] [--ring N] [--ring-readings N] [--heartbeat-ms N] [--www DIR] \
+[--start-ms MS] [--epoch N] [--history-hours N] [--meter-history-hours N] [--catchup-meter-entries N] [--ring N] [--ring-readings N] [--heartbeat-ms N] [--www DIR] \
 [--groups N] [--delta-ring N] [--max-notices N] [--drop-pct P] [--duplicate-pct P] \
 [--reorder-window N] [--disconnect-every-s S] [--rest-delay-ms MS] [--rest-out-of-order BOOL] \
 [--clock-skew-ms MS] [--credit-overrun N] \
@@ -119,6 +119,8 @@ fn parse(args: &[String]) -> Result<(FeedConfig, SocketAddr, Mode), String> {
             "--start-ms" => cfg.start_ms = Some(value.parse().map_err(bad)?),
             "--epoch" => cfg.epoch = value.parse().map_err(bad)?,
             "--history-hours" => cfg.history_hours = value.parse().map_err(bad)?,
+            "--meter-history-hours" => cfg.meter_history_hours = value.parse().map_err(bad)?,
+            "--catchup-meter-entries" => cfg.catchup_meter_entries = value.parse().map_err(bad)?,
             "--ring" => cfg.ring_frames = value.parse().map_err(bad)?,
             "--ring-readings" => cfg.ring_readings = value.parse().map_err(bad)?,
             "--heartbeat-ms" => cfg.heartbeat_interval_ms = value.parse().map_err(bad)?,

@@ -21,7 +21,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::faults::Command;
-use super::model::{CatchupRefusal, CatchupView, HOUR_MS, TOTALS};
+use super::model::{CatchupRefusal, CatchupView, MeterHoursView, HOUR_MS, TOTALS};
 use super::sim::{DECIMALS, RESOURCES};
 use super::Shared;
 use crate::core::decimal::{format_units, Decimal};
@@ -103,8 +103,34 @@ pub fn catchup_json(c: &CatchupView, server_time_ms: u64) -> String {
             );
         }
     }
+    if let Some(m) = &c.meters {
+        for (hour, units) in &m.hours {
+            for (i, u) in units.iter().enumerate() {
+                if *u == 0 {
+                    continue;
+                }
+                if !first {
+                    s.push(',');
+                }
+                first = false;
+                let (meter, name) = meter_of(m, i);
+                let _ = write!(
+                    s,
+                    r#"{{"meter":"{meter}","resource":"{name}","hour":{hour},"total":"{}"}}"#,
+                    format_units(*u, DECIMALS)
+                );
+            }
+        }
+    }
     s.push_str("]}");
     s
+}
+
+/// Meter `i`'s id and resource name in a per-meter view.
+fn meter_of(m: &MeterHoursView, i: usize) -> (&str, &'static str) {
+    let meter = m.meter_ids.get(i).map_or("", String::as_str);
+    let resource = m.meter_resources.get(i).and_then(|&r| RESOURCES.get(r)).map_or("", |r| r.0);
+    (meter, resource)
 }
 
 /// The catch-up body as binary kind 3 (PROTOCOL.md 3.8).
@@ -120,6 +146,22 @@ pub fn catchup_binary(c: &CatchupView, server_time_ms: u64) -> Result<Vec<u8>, S
                     total: Decimal::new(*units, DECIMALS),
                     position: buckets.len() as u32,
                 });
+            }
+        }
+    }
+    if let Some(m) = &c.meters {
+        for (hour, units) in &m.hours {
+            for (i, u) in units.iter().enumerate() {
+                if *u != 0 {
+                    let (meter, name) = meter_of(m, i);
+                    buckets.push(CatchupBucket {
+                        meter: Some(meter.to_string()),
+                        resource: name.to_string(),
+                        hour_ms: *hour as f64,
+                        total: Decimal::new(*u, DECIMALS),
+                        position: buckets.len() as u32,
+                    });
+                }
             }
         }
     }
@@ -175,7 +217,12 @@ fn serve_catchup_since(
             return error(StatusCode::BAD_REQUEST, "bad_format", "format must be json or binary")
         }
     };
-    let view = shared.model().catchup(from);
+    let per_meter = match q.get("meters").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "bad_meters", "meters must be 0 or 1"),
+    };
+    let view = shared.model().catchup_per_meter(from, per_meter);
     let server_time = shared.server_time_ms();
     let view = match view {
         Ok(mut v) => {
@@ -219,7 +266,8 @@ fn serve_catchup_since(
     r
 }
 
-/// `GET /catchup?from=MS[&format=binary]`.
+/// `GET /catchup?from=MS[&format=binary][&meters=1]` (`meters=1`: the hours
+/// the model holds per meter are listed per meter, PROTOCOL.md 3.6).
 async fn catchup(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
@@ -237,7 +285,7 @@ fn whole<'a>(q: &HashMap<String, String>, key: &'a str) -> Result<Option<u64>, &
     }
 }
 
-/// `GET /snapshot-v2?channel=C[&epoch=E&since_seq=N][&from=MS][&format=binary]`:
+/// `GET /snapshot-v2?channel=C[&epoch=E&since_seq=N][&from=MS][&format=binary][&meters=1]`:
 /// `totals` is the catch-up (without `from`: every hour held; with `since_seq`:
 /// from the hour of the oldest frame after `N`, every hour held if `N` is not);
 /// `meters.<group>` and `notices` are JSON entity snapshots (see channels.rs).
@@ -264,6 +312,13 @@ async fn snapshot(
         let (oldest, mini) = {
             let m = shared.model();
             let oldest = m.hours().front().map_or(m.as_of().wall_ms, |h| h.hour_ms);
+            // Per meter, reach back as far as the model knows every reading
+            // (hours before its start total 0), so the result can cover every
+            // hour a worker keeps and its rebuild can clear `incomplete`.
+            let oldest = match q.get("meters").map(String::as_str) {
+                Some("1") => oldest.min(m.whole_from()),
+                _ => oldest,
+            };
             let mini = match (epoch, since) {
                 (Some(e), Some(n)) if e == m.epoch() => m.hour_after(n).map(|h| (h, n)),
                 _ => None,
@@ -394,8 +449,13 @@ async fn faults_post(
     respond(StatusCode::OK, "application/json", body.to_string())
 }
 
-/// `GET /truth`: exact totals per resource and hour, incidents, the stream's position.
-async fn truth(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /truth[?meters=1]`: exact totals per resource and hour, incidents, the
+/// stream's position; with `meters=1` also `meterHours`, the exact non-zero
+/// per-meter totals of each hour held per meter (`{"hour":H,"meters":{id:total}}`).
+async fn truth(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mut channels = serde_json::Map::new();
     for s in shared.channels().streams() {
         let v = json!({ "epoch": shared.cfg.epoch, "seq": s.seq(), "oldestSeq": s.oldest_seq() });
@@ -418,8 +478,30 @@ async fn truth(State(shared): State<Arc<Shared>>) -> Response {
             json!({ "resource": name, "unit": unit, "decimals": DECIMALS, "buckets": buckets })
         })
         .collect();
+    let meter_hours: Option<Vec<Value>> =
+        (q.get("meters").map(String::as_str) == Some("1")).then(|| {
+            let first = m.meter_from().unwrap_or(u64::MAX);
+            // Only hours whose slab is whole.
+            let ids = m.meter_ids();
+            m.meter_hours()
+                .iter()
+                .filter(|(h, _)| *h >= first)
+                .map(|(h, units)| {
+                    let meters: serde_json::Map<String, Value> = units
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, u)| **u != 0)
+                        .map(|(i, u)| {
+                            let id = ids.get(i).cloned().unwrap_or_default();
+                            (id, Value::String(format_units(*u, DECIMALS)))
+                        })
+                        .collect();
+                    json!({ "hour": h, "meters": meters })
+                })
+                .collect()
+        });
     let as_of = m.as_of();
-    let body = json!({
+    let mut body = json!({
         "asOf": { "wallMs": as_of.wall_ms, "counter": as_of.counter },
         "serverTime": shared.clock.now_ms(),
         "start": shared.clock.start_ms,
@@ -437,6 +519,9 @@ async fn truth(State(shared): State<Arc<Shared>>) -> Response {
         "channels": channels,
     });
     drop(m);
+    if let (Some(v), Some(o)) = (meter_hours, body.as_object_mut()) {
+        o.insert("meterHours".into(), Value::Array(v));
+    }
     respond(StatusCode::OK, "application/json", body.to_string())
 }
 

@@ -49,6 +49,17 @@ pub struct FeedConfig {
     pub epoch: u64,
     /// Hours of exact totals kept; 1..=8,784 (default 168).
     pub history_hours: usize,
+    /// Newest hours of exact totals kept per meter, for catch-ups asked with
+    /// `meters=1` (the worker's row rebuild); 0..=168 (default 8: the
+    /// worker's 7 kept hours at its defaults, plus one for the rollover).
+    /// Memory: 8 bytes × meters × hours (3.2 MB at 50,000 meters).
+    pub meter_history_hours: usize,
+    /// Most non-zero per-meter totals one `meters=1` catch-up lists; the
+    /// newest hours that fit are listed per meter, older ones as resource
+    /// totals; 0..=10,000,000 (default 150,000: about 10.7 MB of JSON, under
+    /// the worker's 16 MiB `maxPayloadBytes`; 5,000 meters × 8 hours fit
+    /// whole, 50,000 meters about 3 hours).
+    pub catchup_meter_entries: usize,
     /// Recent `totals` frames kept for resume; 1..=100,000 (default 240).
     pub ring_frames: usize,
     /// Readings those frames may hold in all (fewer frames are kept when
@@ -92,6 +103,8 @@ impl Default for FeedConfig {
             start_ms: None,
             epoch: 1,
             history_hours: 168,
+            meter_history_hours: 8,
+            catchup_meter_entries: 150_000,
             ring_frames: 240,
             ring_readings: 1_200_000,
             heartbeat_interval_ms: 15_000,
@@ -127,6 +140,12 @@ impl FeedConfig {
         }
         if !(1..=8_784).contains(&self.history_hours) {
             return bad("history_hours", "1..=8784");
+        }
+        if self.meter_history_hours > 168 {
+            return bad("meter_history_hours", "0..=168");
+        }
+        if self.catchup_meter_entries > 10_000_000 {
+            return bad("catchup_meter_entries", "0..=10000000");
         }
         if !(1..=100_000).contains(&self.ring_frames) {
             return bad("ring_frames", "1..=100000");
@@ -409,7 +428,9 @@ pub(crate) async fn start_with(
         cfg.history_hours,
         cfg.ring_frames,
     )
-    .with_ring_readings(cfg.ring_readings);
+    .with_ring_readings(cfg.ring_readings)
+    .with_meter_hours(cfg.meter_history_hours)
+    .with_catchup_meter_entries(cfg.catchup_meter_entries);
     let channels = ChannelModel::new(
         cfg.epoch,
         sim.meters().iter().map(|m| m.id.clone()).collect(),

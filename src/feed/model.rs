@@ -1,8 +1,13 @@
 //! The incremental read model (seed §5, Option A): updated by the one writer
 //! after every tick, read by every request. Exact totals per resource and hour,
-//! a bounded ring of recent `totals` frames for resume, the latest reading per
-//! meter. A request copies what it needs under a read lock; nothing is ever
-//! recomputed from history.
+//! exact totals per meter and hour for the newest `meter_hours` hours (one
+//! flat `i64` slab of all meters per hour: a meter measures one resource, so
+//! meters × hours covers meters × hours × resources), a bounded ring of recent
+//! `totals` frames for resume, the latest reading per meter. A request copies
+//! what it needs under a read lock; nothing is ever recomputed from history.
+//!
+//! Invariant: every hour from `meter_from` on that the model holds has a
+//! per-meter slab whose sum per resource equals that hour's resource total.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -137,6 +142,23 @@ pub struct HourTotals {
     pub units: [i64; 3],
 }
 
+/// Per-meter hourly totals copied out of the model for a catch-up.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MeterHoursView {
+    /// Meter index → id and resource index.
+    pub meter_ids: Arc<Vec<String>>,
+    pub meter_resources: Arc<Vec<usize>>,
+    /// `(hour start, units per meter index)`, oldest first.
+    pub hours: Vec<(u64, Vec<i64>)>,
+}
+
+impl MeterHoursView {
+    /// Non-zero per-meter totals listed.
+    pub fn entries(&self) -> usize {
+        self.hours.iter().map(|(_, u)| u.iter().filter(|&&x| x != 0).count()).sum()
+    }
+}
+
 /// A catch-up (and `totals` snapshot) as of the model's last frame.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CatchupView {
@@ -147,8 +169,11 @@ pub struct CatchupView {
     pub as_of: Hlc,
     pub from_hour_ms: u64,
     pub to_hour_ms: u64,
-    /// Hours in `from..=to` the model holds; hours not listed total 0.
+    /// Hours in `from..=to` the model holds as resource totals; hours not
+    /// listed here nor in `meters` total 0.
     pub hours: Vec<HourTotals>,
+    /// Hours listed per meter instead (a catch-up asked with `meters`).
+    pub meters: Option<MeterHoursView>,
 }
 
 /// Why a catch-up cannot be served.
@@ -182,6 +207,16 @@ pub struct ReadModel {
     /// Meter id → index, for `/meters/{id}`.
     index: std::collections::HashMap<String, usize>,
     readings: u64,
+    /// Per-meter hourly slabs (`meter_ids.len()` units each), oldest first,
+    /// at most `max_meter_hours`.
+    meter_hours: VecDeque<(u64, Vec<i64>)>,
+    max_meter_hours: usize,
+    /// Most non-zero per-meter totals one catch-up lists (older hours past
+    /// it are listed as resource totals).
+    max_catchup_meter_entries: usize,
+    /// The first hour whose per-meter slab is whole (older slabs were dropped,
+    /// or an older hour arrived with no room).
+    meter_from: u64,
 }
 
 impl ReadModel {
@@ -217,6 +252,87 @@ impl ReadModel {
             meter_ids: Arc::new(meter_ids),
             meter_resources: Arc::new(meter_resources),
             readings: 0,
+            meter_hours: VecDeque::new(),
+            max_meter_hours: 0,
+            max_catchup_meter_entries: usize::MAX,
+            meter_from: 0,
+        }
+    }
+
+    /// Also keeps per-meter totals for the newest `hours` hours (0: none);
+    /// memory: 8 bytes × meters × `hours`.
+    pub fn with_meter_hours(mut self, hours: usize) -> ReadModel {
+        self.max_meter_hours = hours;
+        self
+    }
+
+    /// A catch-up lists at most `max` non-zero per-meter totals: the newest
+    /// hours that fit are listed per meter, older ones as resource totals
+    /// (still exact; the worker's rows of those hours are then not rebuilt).
+    pub fn with_catchup_meter_entries(mut self, max: usize) -> ReadModel {
+        self.max_catchup_meter_entries = max;
+        self
+    }
+
+    /// Per-meter slabs held, oldest first: `(hour start, units per meter index)`.
+    pub fn meter_hours(&self) -> &VecDeque<(u64, Vec<i64>)> {
+        &self.meter_hours
+    }
+
+    /// The first hour a catch-up may list per meter (every reading of every
+    /// hour from it on is in a slab held); `None` when none are kept.
+    pub fn meter_from(&self) -> Option<u64> {
+        (self.max_meter_hours > 0).then_some(self.meter_from)
+    }
+
+    /// The oldest hour the model knows every reading of: the oldest held once
+    /// an hour was dropped, else the start of the `max_hours` hours up to
+    /// `asOf` (there was no reading before the first held).
+    pub fn whole_from(&self) -> u64 {
+        let to = self.as_of().wall_ms / HOUR_MS * HOUR_MS;
+        match (self.evicted, self.hours.front()) {
+            (true, Some(h)) => h.hour_ms,
+            _ => to.saturating_sub((self.max_hours as u64 - 1) * HOUR_MS),
+        }
+    }
+
+    /// Meter index → id.
+    pub fn meter_ids(&self) -> &Arc<Vec<String>> {
+        &self.meter_ids
+    }
+
+    fn add_meter(&mut self, hour_ms: u64, m: usize, units: i64) {
+        if self.max_meter_hours == 0 || hour_ms < self.meter_from {
+            return;
+        }
+        let i = match self.meter_hours.iter().rposition(|(h, _)| *h <= hour_ms) {
+            Some(i) if self.meter_hours[i].0 == hour_ms => i,
+            found => {
+                let at = found.map_or(0, |i| i + 1);
+                if at == 0 && self.meter_hours.len() >= self.max_meter_hours {
+                    // Older than every slab held and no room: never listed.
+                    self.meter_from = self.meter_from.max(hour_ms + HOUR_MS);
+                    return;
+                }
+                // Drop the oldest slab when full, and reuse it.
+                let (at, mut slab) = match self.meter_hours.len() >= self.max_meter_hours {
+                    true => match self.meter_hours.pop_front() {
+                        Some((h, u)) => {
+                            self.meter_from = self.meter_from.max(h + HOUR_MS);
+                            (at - 1, u)
+                        }
+                        None => (at, Vec::new()),
+                    },
+                    false => (at, Vec::new()),
+                };
+                slab.clear();
+                slab.resize(self.meter_ids.len(), 0);
+                self.meter_hours.insert(at, (hour_ms, slab));
+                at
+            }
+        };
+        if let Some(u) = self.meter_hours.get_mut(i).and_then(|(_, s)| s.get_mut(m)) {
+            *u += units;
         }
     }
 
@@ -251,6 +367,7 @@ impl ReadModel {
             // The ledger's bucket: the hour of ts, or of the stamp if earlier.
             let hour = r.ts_ms.min(stamp.wall_ms) / HOUR_MS * HOUR_MS;
             self.add(hour, resource, r.units);
+            self.add_meter(hour, m, r.units);
             if let Some(s) = self.meters.get_mut(m) {
                 s.last = Some(*r);
                 s.total_units += r.units;
@@ -368,6 +485,48 @@ impl ReadModel {
         Some((i, RESOURCES.get(*self.meter_resources.get(i)?)?.0, *self.meters.get(i)?))
     }
 
+    /// The catch-up for hours from `from_ms`'s hour to the hour of `asOf`,
+    /// with the hours held per meter listed per meter when `per_meter`.
+    pub fn catchup_per_meter(
+        &self,
+        from_ms: u64,
+        per_meter: bool,
+    ) -> Result<CatchupView, CatchupRefusal> {
+        let mut view = self.catchup(from_ms)?;
+        if !per_meter {
+            return Ok(view);
+        }
+        let Some(first) = self.meter_from() else { return Ok(view) };
+        let mut first = view.from_hour_ms.max(first);
+        // The newest hours whose non-zero entries fit the cap.
+        let mut entries = 0usize;
+        for (h, units) in self.meter_hours.iter().rev() {
+            if *h < first || *h > view.to_hour_ms {
+                continue;
+            }
+            entries += units.iter().filter(|&&u| u != 0).count();
+            if entries > self.max_catchup_meter_entries {
+                first = h + HOUR_MS;
+                break;
+            }
+        }
+        if first > view.to_hour_ms {
+            return Ok(view);
+        }
+        let range = first..=view.to_hour_ms;
+        let hours: Vec<(u64, Vec<i64>)> =
+            self.meter_hours.iter().filter(|(h, _)| range.contains(h)).cloned().collect();
+        // Every hour in range from `first` on is listed per meter (an hour
+        // with no slab had no reading): none as a resource total too.
+        view.hours.retain(|h| !range.contains(&h.hour_ms));
+        view.meters = Some(MeterHoursView {
+            meter_ids: self.meter_ids.clone(),
+            meter_resources: self.meter_resources.clone(),
+            hours,
+        });
+        Ok(view)
+    }
+
     /// The catch-up for hours from `from_ms`'s hour to the hour of `asOf`.
     pub fn catchup(&self, from_ms: u64) -> Result<CatchupView, CatchupRefusal> {
         let as_of = self.as_of();
@@ -393,6 +552,7 @@ impl ReadModel {
             from_hour_ms: from,
             to_hour_ms: to,
             hours,
+            meters: None,
         })
     }
 }
@@ -484,6 +644,67 @@ mod tests {
         assert_eq!(m.catchup(0), Err(CatchupRefusal::TooLong));
         let oldest = m.hours()[0].hour_ms;
         assert!(m.catchup(oldest).is_ok());
+    }
+
+    #[test]
+    fn per_meter_hours_equal_the_generated_readings_and_a_catchup_lists_them_exactly() {
+        // 3 hours per meter over a 5-hour run: older slabs are dropped.
+        let mut sim = Simulator::new(40, 7, 1_764_000_000_000 - 20 * 60_000);
+        let mut m = model(&sim, 48, 16).with_meter_hours(3);
+        let mut want = std::collections::BTreeMap::<(u64, usize), i64>::new();
+        let mut out = Vec::new();
+        // Alternately skewed stamps: some readings bucket at the stamp's hour.
+        for i in 0..(5 * 3_600) {
+            let ts = sim.step(&mut out);
+            let wall = if i % 7 == 0 { ts.saturating_sub(90_000) } else { ts };
+            let stamp = m.clock.last().wall_ms.max(wall);
+            for r in &out {
+                let hour = r.ts_ms.min(stamp) / HOUR_MS * HOUR_MS;
+                *want.entry((hour, r.meter as usize)).or_default() += r.units;
+            }
+            m.apply_at(ts, wall, std::mem::take(&mut out));
+        }
+        let first = m.meter_from().unwrap_or(u64::MAX);
+        assert_eq!(m.meter_hours().len(), 3);
+        assert_eq!(first, m.meter_hours()[0].0, "the slabs held are whole from the oldest on");
+        let mut got = std::collections::BTreeMap::new();
+        for (h, units) in m.meter_hours() {
+            for (i, u) in units.iter().enumerate() {
+                if *u != 0 {
+                    got.insert((*h, i), *u);
+                }
+            }
+        }
+        want.retain(|(h, _), u| *h >= first && *u != 0);
+        assert_eq!(got, want);
+        // Per meter from `first` on, resource totals before it, none twice;
+        // per-meter sums equal the resource totals of the same hours.
+        let c = m.catchup_per_meter(0, true);
+        assert_eq!(c, Err(CatchupRefusal::TooLong));
+        let c = m.catchup_per_meter(m.hours()[0].hour_ms, true).ok();
+        let Some(c) = c else { return assert!(c.is_some()) };
+        let mv = c.meters.clone().unwrap_or_default();
+        assert!(c.hours.iter().all(|h| h.hour_ms < first));
+        assert!(mv.hours.iter().all(|(h, _)| *h >= first));
+        assert_eq!(c.hours.len() + mv.hours.len(), m.hours().len());
+        for (h, units) in &mv.hours {
+            let mut sum = [0i64; 3];
+            for (i, u) in units.iter().enumerate() {
+                sum[mv.meter_resources[i]] += u;
+            }
+            let held = m.hours().iter().find(|x| x.hour_ms == *h).map(|x| x.units);
+            assert_eq!(Some(sum), held, "hour {h}");
+        }
+        assert_eq!(m.catchup_per_meter(first, false).map(|c| c.meters), Ok(None));
+        // Capped to fewer entries than two hours hold: only the newest hour
+        // is listed per meter, the rest as resource totals.
+        let newest = mv.hours.last().map_or(0, |(_, u)| u.iter().filter(|&&x| x != 0).count());
+        let m = m.with_catchup_meter_entries(newest + 1);
+        let c = m.catchup_per_meter(first, true).ok();
+        let Some(c) = c else { return assert!(c.is_some()) };
+        let listed: Vec<u64> = c.meters.iter().flat_map(|v| v.hours.iter().map(|h| h.0)).collect();
+        assert_eq!(listed, mv.hours.last().map(|h| h.0).into_iter().collect::<Vec<_>>());
+        assert_eq!(c.hours.len() + listed.len(), mv.hours.len());
     }
 
     #[test]

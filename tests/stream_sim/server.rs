@@ -399,6 +399,9 @@ impl Server {
                 Some(("channel", c)) => channel = c,
                 Some(("epoch", e)) => epoch = e.parse::<u64>().ok(),
                 Some(("since_seq", s)) => since = s.parse::<u64>().ok(),
+                // Per-meter hours: this server keeps none and answers resource
+                // totals, as the feed server does without per-meter slabs.
+                Some(("meters", "1")) => {}
                 _ => return Err(format!("bad query {path}")),
             }
         }

@@ -88,6 +88,10 @@ pub struct Ledger {
     /// Catch-ups that rebuilt rows, and those whose rebuild was refused.
     rebuilds: u64,
     rebuilds_refused: u64,
+    /// The newest watermark a rebuild made the rows whole up to (every
+    /// resource of its hours, no need after it): a session snapshot applied
+    /// at or before it need not mark its hours missed.
+    rows_rebuilt_through: Option<Hlc>,
 }
 
 /// How an hour of a resource is listed in a catch-up result.
@@ -124,6 +128,7 @@ impl Ledger {
             row_log: RowLog::new(cfg.max_row_log_readings),
             rebuilds: 0,
             rebuilds_refused: 0,
+            rows_rebuilt_through: None,
         }
     }
 
@@ -445,7 +450,18 @@ impl Ledger {
             wall_ms: ((h as f64 + 1.0) * HOUR_MS - 1.0).max(0.0) as u64,
             counter: 0,
         }));
-        self.note_missed(upto);
+        // A per-meter snapshot that rebuilt the rows up to its `asOf` (the
+        // rebuild checked that no need after its watermark remained) already
+        // put those deltas in the rows.
+        let rebuilt = self.rows_rebuilt_through;
+        for stamp in [self.need_max(), upto].into_iter().flatten() {
+            if rebuilt.is_some_and(|w| stamp <= w) {
+                continue;
+            }
+            if let Some(h) = hour_of(stamp.wall_ms as f64) {
+                self.meter_hours.miss_through(h);
+            }
+        }
         if let Some(cursor) = self.cursor(channel, cfg) {
             cursor.sync(epoch, snapshot_seq);
         }

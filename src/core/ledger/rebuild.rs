@@ -176,6 +176,7 @@ impl Ledger {
         let whole = cols.iter().all(Option::is_some);
         if whole && self.need_max().is_none_or(|n| n <= w) {
             self.meter_hours.rebuilt(lo, hi);
+            self.rows_rebuilt_through = self.rows_rebuilt_through.max(Some(w));
         }
     }
 }

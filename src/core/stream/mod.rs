@@ -54,7 +54,7 @@ pub enum StreamRequest {
     Fetch {
         /// Echoed in the answer.
         request_id: u64,
-        /// E.g. `/snapshot-v2?channel=totals`, `/meters/m-17`.
+        /// E.g. `/snapshot-v2?channel=totals&meters=1`, `/meters/m-17`.
         path: String,
     },
 }
@@ -62,11 +62,27 @@ pub enum StreamRequest {
 /// The path of a session fetch, relative to the feed base URL.
 pub fn fetch_path(what: &FetchWhat) -> String {
     match what {
-        FetchWhat::Snapshot { channel } => format!("/snapshot-v2?channel={}", escape(channel)),
-        FetchWhat::MiniSnapshot { channel, epoch, since_seq } => {
-            format!("/snapshot-v2?channel={}&epoch={epoch}&since_seq={since_seq}", escape(channel))
+        FetchWhat::Snapshot { channel } => {
+            format!("/snapshot-v2?channel={}{}", escape(channel), per_meter(channel))
         }
+        FetchWhat::MiniSnapshot { channel, epoch, since_seq } => format!(
+            "/snapshot-v2?channel={}&epoch={epoch}&since_seq={since_seq}{}",
+            escape(channel),
+            per_meter(channel)
+        ),
         FetchWhat::Detail { meter } => format!("/meters/{}", escape(meter)),
+    }
+}
+
+/// A `totals` snapshot asks for the hours the server holds per meter
+/// (`meters=1`): such a catch-up rebuilds the groups' rows exactly
+/// (docs/LEDGER.md, "Rebuilding rows from a catch-up"); a server that keeps
+/// none answers resource totals as before.
+fn per_meter(channel: &str) -> &'static str {
+    if channel == TOTALS_CHANNEL {
+        "&meters=1"
+    } else {
+        ""
     }
 }
 
