@@ -80,8 +80,10 @@ export const DEFAULT_PROGRESS_MIN_BYTES = 256 * 1024;
 
 export type TransportErrorCode = 'catchup_failed' | 'socket_send_failed';
 
-/** WebSocket.OPEN. */
+/** WebSocket.OPEN, CLOSING and CLOSED. */
 const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
 
 /** The stream URL of a feed base URL: `ws(s)://host/stream`. */
 export function streamUrl(feedUrl: string, binary: boolean): string {
@@ -102,12 +104,15 @@ export class PageTransport {
   private socket: SocketLike | null = null;
   private closed = false;
   private downloads = 0;
+  /** The current socket's close was posted to the worker and no connect came since. */
+  private closePosted = false;
 
   constructor(private readonly o: PageTransportOptions) {}
 
   /** `connect`: opens the stream; a socket already open is dropped first (the session asked anew). */
   connect(req: ConnectRequest): void {
     this.detach();
+    this.closePosted = false;
     const url = req.url ?? streamUrl(this.o.feedUrl, this.o.binary);
     let ws: SocketLike;
     try {
@@ -125,16 +130,26 @@ export class PageTransport {
       else this.o.post({ type: 'socket', event: 'message', data: String(data) });
     };
     ws.onclose = (ev) => {
-      if (this.socket === ws) this.socket = null;
+      if (this.socket === ws) {
+        this.socket = null;
+        this.closePosted = true;
+      }
       this.o.post({ type: 'socket', event: 'close', code: ev.code, reason: ev.reason });
     };
     ws.onerror = () => {}; // a close event always follows and carries the code
     this.socket = ws;
   }
 
-  /** `send`: one text message on the open socket; without one the session hears a close. */
+  /**
+   * `send`: one text message on the open socket; without one the session hears a close.
+   * A send that crossed the socket's close is moot, not an error: the socket is
+   * closing (its close event follows) or its close is already on its way to the
+   * worker, which then resumes or re-identifies; a browser drops such a send too.
+   */
   send(req: SendRequest): void {
     const ws = this.socket;
+    if (ws && (ws.readyState === CLOSING || ws.readyState === CLOSED)) return;
+    if (!ws && this.closePosted) return;
     if (!ws || ws.readyState !== OPEN) {
       this.o.onError('socket_send_failed', 'the worker asked to send without an open socket');
       this.o.post({ type: 'socket', event: 'close', code: 1006, reason: 'send without an open socket' });

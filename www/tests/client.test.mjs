@@ -301,12 +301,27 @@ test('the page transport runs connect, send and close and reports what the socke
   assert.deepEqual(ws.closedWith, { code: 1000, reason: 'going' });
   ws.onclose({ code: 1000, reason: 'going' });
   assert.deepEqual(worker.posted.at(-1), { type: 'socket', event: 'close', code: 1000, reason: 'going' });
+  // A send that crossed the close (the worker had not yet heard it) is moot: no error, no second close.
+  const before = worker.posted.length;
+  worker.answer({ type: 'send', v: 1, data: 'late' });
+  assert.deepEqual([errors, worker.posted.length, ws.sent.at(-1)], [['socket_send_failed'], before, 'hi']);
+
+  // A socket that is closing drops the send quietly: its own close event follows.
+  worker.answer({ type: 'connect', v: 1, url: null });
+  const closing = sockets.made.at(-1);
+  closing.readyState = 2;
+  worker.answer({ type: 'send', v: 1, data: 'late' });
+  assert.deepEqual([errors, closing.sent], [['socket_send_failed'], []]);
+  // Before the socket opens a send is still the session's mistake.
+  closing.readyState = 0;
+  worker.answer({ type: 'send', v: 1, data: 'early' });
+  assert.deepEqual(errors, ['socket_send_failed', 'socket_send_failed']);
 
   // A second connect replaces the first socket without a stale close.
   worker.answer({ type: 'connect', v: 1, url: 'ws://127.0.0.1:9/other' });
   worker.answer({ type: 'connect', v: 1, url: 'ws://127.0.0.1:9/third' });
-  assert.deepEqual(sockets.made.map((s) => s.url).slice(1), ['ws://127.0.0.1:9/other', 'ws://127.0.0.1:9/third']);
-  assert.equal(sockets.made[1].onclose, null, 'the replaced socket no longer reports');
+  assert.deepEqual(sockets.made.map((s) => s.url).slice(2), ['ws://127.0.0.1:9/other', 'ws://127.0.0.1:9/third']);
+  assert.equal(sockets.made[2].onclose, null, 'the replaced socket no longer reports');
   assert.equal(streamUrl('https://x.example/base', true), 'wss://x.example/stream?format=binary');
 });
 
