@@ -7,11 +7,14 @@
 //!   refused with an error naming the channel, never stored.
 //! - Patches are idempotent and last-write-wins per (entity, seq): an entity
 //!   remembers the `(epoch, seq)` that last wrote it, and an older write leaves it.
-//! - What changed since the last flush is kept as a set of entity names (so a
-//!   flush sends each entity once, newest state: coalescing); an entity the
-//!   page held and the store drops is sent as an explicit `remove`.
+//! - Each channel's table interns an entity id once to a dense `u32` slot;
+//!   what changed since the last flush is a list of slots with a flag per
+//!   slot (so a flush sends each entity once, newest state: coalescing, and a
+//!   row written again costs one hash lookup, no `String`); an entity the page
+//!   held and the store drops keeps its slot until the flush sends it as an
+//!   explicit `remove`, which frees the slot for the next new entity.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::{MeterRow, Notice};
 
@@ -32,104 +35,266 @@ pub struct StreamCounters {
     pub update_messages: u64,
 }
 
-/// One channel's entities and the names changed since the last flush.
+/// What a table needs of an entity: its id, and an in-place overwrite that
+/// reuses the old value's buffers (an existing row is rewritten without
+/// allocating on the common path).
+trait Entity: Clone {
+    fn id(&self) -> &str;
+    fn overwrite(&mut self, from: &Self);
+    fn into_id(self) -> String;
+}
+
+impl Entity for MeterRow {
+    fn id(&self) -> &str {
+        &self.meter
+    }
+
+    fn overwrite(&mut self, from: &Self) {
+        // Same meter (the slot was found by it): its id stays.
+        self.resource.clone_from(&from.resource);
+        (self.ts, self.value, self.status) = (from.ts, from.value, from.status);
+        (self.count, self.total) = (from.count, from.total);
+    }
+
+    fn into_id(self) -> String {
+        self.meter
+    }
+}
+
+impl Entity for Notice {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn overwrite(&mut self, from: &Self) {
+        self.clone_from(from);
+    }
+
+    fn into_id(self) -> String {
+        self.id
+    }
+}
+
+/// One entity's place in a table: its newest row, the `(epoch, seq)` that
+/// wrote it, whether the store holds it (`false`: removed, its `remove` not
+/// flushed yet), and whether it waits in the table's dirty list.
+#[derive(Clone, Debug)]
+struct Slot<T> {
+    row: T,
+    at: (u64, u64),
+    held: bool,
+    dirty: bool,
+}
+
+/// What an upsert did.
+enum Upsert {
+    /// Written (new, or newer than what the entity held).
+    Written,
+    /// The entity holds a newer write: left as it was.
+    Older,
+    /// A new entity and no room for it (or no memory): not stored.
+    Refused,
+}
+
+/// One channel's entities, each interned once to a dense `u32` slot: after
+/// an id's first sight, a write is one hash lookup and writes in place, and
+/// marking it changed is a flag and a `u32` push, never a `String`.
+///
+/// Invariants: `index` maps exactly the ids of the occupied slots, each to
+/// its own slot; `dirty` lists each slot whose `dirty` flag is set, once;
+/// a slot not held is dirty (its `remove` is owed) and is freed by the flush
+/// that sends it; `held` counts the held slots. `free` lists the empty slots.
 #[derive(Clone, Debug)]
 struct Table<T> {
-    // Fx hashing, as `MeterTable` keys meter ids: a 1,000-row delta hashes
-    // each id three times, and SipHash was a visible share of its apply.
-    rows: FxHashMap<String, (T, (u64, u64))>,
-    dirty: FxHashSet<String>,
+    index: FxHashMap<Box<str>, u32>,
+    slots: Vec<Option<Slot<T>>>,
+    free: Vec<u32>,
+    dirty: Vec<u32>,
+    held: usize,
 }
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
-        Table { rows: FxHashMap::default(), dirty: FxHashSet::default() }
+        Table {
+            index: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            held: 0,
+        }
     }
 }
 
-impl<T: Clone> Table<T> {
-    fn mark(&mut self, id: &str, counters: &mut StreamCounters) {
-        if self.dirty.contains(id) {
+impl<T: Entity> Table<T> {
+    fn slot(&self, id: &str) -> Option<&Slot<T>> {
+        let i = *self.index.get(id)?;
+        self.slots.get(i as usize)?.as_ref()
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.slot(id).is_some_and(|s| s.held)
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten().filter(|s| s.held).map(|s| &s.row)
+    }
+
+    /// Queues slot `i` for the next flush, once (a second change before the
+    /// flush is coalesced into the first).
+    fn mark(&mut self, i: u32, counters: &mut StreamCounters) {
+        let Some(Some(s)) = self.slots.get_mut(i as usize) else { return };
+        if s.dirty {
             counters.coalesced_updates += 1;
         } else {
-            self.dirty.insert(id.to_string());
+            s.dirty = true;
+            // `place` keeps room for every slot in `dirty`: no allocation here.
+            self.dirty.push(i);
         }
     }
 
-    /// Upserts `row` written at `at`; `Err(id)` if it is new and `room` is 0.
+    /// Upserts `row` written at `at`; `room`: whether a new entity may be stored.
     fn upsert(
         &mut self,
-        id: String,
-        row: T,
+        row: &T,
         at: (u64, u64),
-        room: usize,
+        room: bool,
         counters: &mut StreamCounters,
-    ) -> Result<bool, String> {
-        match self.rows.get_mut(&id) {
-            Some((old, written)) => {
-                if *written > at {
-                    return Ok(false);
-                }
-                *old = row;
-                *written = at;
+    ) -> Upsert {
+        let i = match self.index.get(row.id()) {
+            Some(&i) => i,
+            None if !room => {
+                counters.refused_entities += 1;
+                return Upsert::Refused;
             }
-            None => {
-                if room == 0 {
+            None => match self.place(row.clone(), at) {
+                Some(i) => {
+                    self.mark(i, counters);
+                    return Upsert::Written;
+                }
+                None => {
                     counters.refused_entities += 1;
-                    return Err(id);
+                    return Upsert::Refused;
                 }
-                self.rows.insert(id.clone(), (row, at));
-            }
-        }
-        // The name moves into the dirty set unless it is there already.
-        if self.dirty.contains(&id) {
-            counters.coalesced_updates += 1;
-        } else {
-            self.dirty.insert(id);
-        }
-        Ok(true)
-    }
-
-    fn remove(&mut self, id: &str, at: (u64, u64), counters: &mut StreamCounters) {
-        if self.rows.get(id).is_some_and(|(_, w)| *w <= at) {
-            self.rows.remove(id);
-            self.mark(id, counters);
-        }
-    }
-
-    /// Drops every entity not written at `at` (a full snapshot replaced them).
-    fn retain_written_at(&mut self, at: (u64, u64), counters: &mut StreamCounters) {
-        let gone: Vec<String> =
-            self.rows.iter().filter(|(_, (_, w))| *w != at).map(|(k, _)| k.clone()).collect();
-        for id in gone {
-            self.rows.remove(&id);
-            counters.evictions += 1;
-            self.mark(&id, counters);
-        }
-    }
-
-    /// Takes up to `max` changed names: `(rows to upsert, ids to remove)`.
-    fn take(&mut self, max: usize) -> (Vec<T>, Vec<String>) {
-        let names: Vec<String> = if self.dirty.len() <= max {
-            // The usual case: everything changed fits one message; no copies of names.
-            let all: Vec<String> = self.dirty.drain().collect();
-            all
-        } else {
-            self.dirty.iter().take(max).cloned().collect()
+            },
         };
-        let (mut up, mut rm) = (Vec::with_capacity(names.len()), Vec::new());
-        for id in names {
-            self.dirty.remove(&id);
-            match self.rows.get(&id) {
-                Some((row, _)) => up.push(row.clone()),
-                None => rm.push(id),
+        let Some(Some(s)) = self.slots.get_mut(i as usize) else { return Upsert::Refused };
+        if s.held {
+            if s.at > at {
+                return Upsert::Older;
+            }
+        } else if !room {
+            // Removed and not flushed yet: to the store it is a new entity.
+            counters.refused_entities += 1;
+            return Upsert::Refused;
+        } else {
+            s.held = true;
+            self.held += 1;
+        }
+        s.row.overwrite(row);
+        s.at = at;
+        self.mark(i, counters);
+        Upsert::Written
+    }
+
+    /// Interns a new entity into a free or new slot, held; `None` without
+    /// the memory for it (nothing changed then).
+    fn place(&mut self, row: T, at: (u64, u64)) -> Option<u32> {
+        let next = self.slots.len();
+        let reuse = self.free.last().copied();
+        let grow = usize::from(reuse.is_none());
+        // Room first, so nothing below can fail half way: the index entry,
+        // and `dirty`/`free` as long as the slots (each lists a slot once).
+        let want = next + grow;
+        self.index.try_reserve(1).ok()?;
+        self.slots.try_reserve(grow).ok()?;
+        self.dirty.try_reserve(want.saturating_sub(self.dirty.len())).ok()?;
+        self.free.try_reserve(want.saturating_sub(self.free.len())).ok()?;
+        let i = match reuse {
+            Some(i) => {
+                self.free.pop();
+                i
+            }
+            None => u32::try_from(next).ok()?,
+        };
+        self.index.insert(row.id().into(), i);
+        let slot = Some(Slot { row, at, held: true, dirty: false });
+        match self.slots.get_mut(i as usize) {
+            Some(s) => *s = slot,
+            None => self.slots.push(slot),
+        }
+        self.held += 1;
+        Some(i)
+    }
+
+    /// Stops holding slot `i` (its `remove` goes at the next flush).
+    fn unhold(&mut self, i: u32, counters: &mut StreamCounters) {
+        if let Some(Some(s)) = self.slots.get_mut(i as usize) {
+            if s.held {
+                s.held = false;
+                self.held -= 1;
+                self.mark(i, counters);
             }
         }
+    }
+
+    /// Removes `id` unless a newer write than `at` holds it; true if removed.
+    fn remove(&mut self, id: &str, at: (u64, u64), counters: &mut StreamCounters) -> bool {
+        let Some(&i) = self.index.get(id) else { return false };
+        let older = self.slots.get(i as usize).and_then(Option::as_ref).is_some_and(|s| {
+            s.held && s.at <= at
+        });
+        if older {
+            self.unhold(i, counters);
+        }
+        older
+    }
+
+    /// Drops every entity not written at `at` (a full snapshot replaced
+    /// them); with `at` `None`, every entity.
+    fn evict_unless_written_at(&mut self, at: Option<(u64, u64)>, counters: &mut StreamCounters) {
+        for i in 0..self.slots.len() {
+            let gone = self.slots[i].as_ref().is_some_and(|s| s.held && Some(s.at) != at);
+            if gone {
+                counters.evictions += 1;
+                // `i` < `slots.len()` <= u32::MAX + 1 (slots are `u32`-indexed).
+                self.unhold(i as u32, counters);
+            }
+        }
+    }
+
+    /// Takes up to `max` changed entities, oldest change first: `(rows to
+    /// upsert, ids to remove)`. A removed entity's slot is freed here.
+    fn take(&mut self, max: usize) -> (Vec<T>, Vec<String>) {
+        let k = self.dirty.len().min(max);
+        let (mut up, mut rm) = (Vec::with_capacity(k), Vec::new());
+        for n in 0..k {
+            let i = self.dirty[n];
+            let Some(cell) = self.slots.get_mut(i as usize) else { continue };
+            match cell {
+                Some(s) if s.held => {
+                    s.dirty = false;
+                    up.push(s.row.clone());
+                }
+                Some(_) => {
+                    if let Some(s) = cell.take() {
+                        self.index.remove(s.row.id());
+                        // `place` reserved room for every slot in `free`.
+                        self.free.push(i);
+                        rm.push(s.row.into_id());
+                    }
+                }
+                None => {}
+            }
+        }
+        self.dirty.drain(..k);
         (up, rm)
     }
 
-    fn bytes(&self, per_row: usize) -> usize {
-        self.rows.capacity() * (per_row + 48) + self.dirty.capacity() * 48
+    /// Bytes held (estimate): `heap` is an entity's own heap bytes.
+    fn bytes(&self, heap: usize) -> usize {
+        self.slots.capacity() * (std::mem::size_of::<Option<Slot<T>>>() + heap)
+            + self.index.capacity() * 48
+            + (self.dirty.capacity() + self.free.capacity()) * 4
     }
 }
 
@@ -150,10 +315,21 @@ pub struct Refused {
     pub count: u64,
 }
 
+impl Refused {
+    fn add(slot: &mut Option<Refused>, channel: &str, id: &str) {
+        match slot {
+            Some(r) => r.count += 1,
+            None => {
+                *slot = Some(Refused { channel: channel.into(), first: id.into(), count: 1 })
+            }
+        }
+    }
+}
+
 impl MeterStore {
     /// Rows held over all channels.
     pub fn len(&self) -> usize {
-        self.channels.iter().map(|(_, t)| t.rows.len()).sum()
+        self.channels.iter().map(|(_, t)| t.held).sum()
     }
 
     /// True if no row is held.
@@ -163,11 +339,7 @@ impl MeterStore {
 
     /// One channel's rows, for tests.
     pub fn rows(&self, channel: &str) -> Vec<&MeterRow> {
-        self.channels
-            .iter()
-            .filter(|(c, _)| c == channel)
-            .flat_map(|(_, t)| t.rows.values().map(|(r, _)| r))
-            .collect()
+        self.channels.iter().filter(|(c, _)| c == channel).flat_map(|(_, t)| t.rows()).collect()
     }
 
     /// Channels held.
@@ -204,63 +376,31 @@ impl MeterStore {
         let table = self.table(channel);
         let mut refused: Option<Refused> = None;
         for id in remove {
-            let had = table.rows.contains_key(id);
-            table.remove(id, at, counters);
-            if had && !table.rows.contains_key(id) {
+            if table.remove(id, at, counters) {
                 held -= 1;
             }
         }
         for row in upsert {
-            // An existing row is overwritten in place (its id and resource
-            // strings reused): no allocation on the common path.
-            match table.rows.get_mut(row.meter.as_str()) {
-                Some((old, written)) => {
-                    if *written > at {
-                        continue;
-                    }
-                    old.resource.clone_from(&row.resource);
-                    (old.ts, old.value, old.status) = (row.ts, row.value, row.status);
-                    (old.count, old.total) = (row.count, row.total);
-                    *written = at;
-                }
-                None => {
-                    if held >= cap {
-                        counters.refused_entities += 1;
-                        match &mut refused {
-                            Some(r) => r.count += 1,
-                            None => {
-                                let first = row.meter.clone();
-                                refused = Some(Refused { channel: channel.into(), first, count: 1 })
-                            }
-                        }
-                        continue;
-                    }
-                    table.rows.insert(row.meter.clone(), (row.clone(), at));
-                    held += 1;
-                }
+            let before = table.held;
+            if let Upsert::Refused = table.upsert(row, at, held < cap, counters) {
+                Refused::add(&mut refused, channel, &row.meter);
             }
-            table.mark(&row.meter, counters);
+            held = held + table.held - before;
         }
         if full {
-            table.retain_written_at(at, counters);
+            table.evict_unless_written_at(Some(at), counters);
         }
         refused
     }
 
     /// Whether `channel` holds a row for `meter`.
     pub fn holds(&self, channel: &str, meter: &str) -> bool {
-        self.channels.iter().any(|(c, t)| c == channel && t.rows.contains_key(meter))
+        self.channels.iter().any(|(c, t)| c == channel && t.holds(meter))
     }
 
     /// Forgets a channel; its rows go to the page as removes at the next flush.
     pub fn drop_channel(&mut self, channel: &str, counters: &mut StreamCounters) {
-        let t = self.table(channel);
-        let ids: Vec<String> = t.rows.keys().cloned().collect();
-        for id in ids {
-            t.rows.remove(&id);
-            counters.evictions += 1;
-            t.mark(&id, counters);
-        }
+        self.table(channel).evict_unless_written_at(None, counters);
     }
 
     /// Takes pending changes: `(channel, upserts, removes)` messages of at
@@ -274,7 +414,7 @@ impl MeterStore {
             }
         }
         // A channel emptied and flushed is forgotten.
-        self.channels.retain(|(_, t)| !t.rows.is_empty() || !t.dirty.is_empty());
+        self.channels.retain(|(_, t)| t.held > 0 || !t.dirty.is_empty());
         out
     }
 
@@ -285,7 +425,7 @@ impl MeterStore {
 
     /// Bytes held (estimate).
     pub fn bytes(&self) -> usize {
-        self.channels.iter().map(|(c, t)| c.len() + t.bytes(160)).sum()
+        self.channels.iter().map(|(c, t)| c.len() + t.bytes(64)).sum()
     }
 }
 
@@ -298,7 +438,7 @@ pub struct NoticeStore {
 impl NoticeStore {
     /// Notices held.
     pub fn len(&self) -> usize {
-        self.table.rows.len()
+        self.table.held
     }
 
     /// True if none is held.
@@ -308,7 +448,7 @@ impl NoticeStore {
 
     /// Every notice, for tests.
     pub fn notices(&self) -> Vec<&Notice> {
-        self.table.rows.values().map(|(n, _)| n).collect()
+        self.table.rows().collect()
     }
 
     /// Applies a patch; see [`MeterStore::apply`].
@@ -325,32 +465,21 @@ impl NoticeStore {
         for id in remove {
             self.table.remove(id, at, counters);
         }
-        for n in upsert {
-            let id = n.id.clone();
-            let room = cap.saturating_sub(self.table.rows.len());
-            if let Err(id) = self.table.upsert(id, n, at, room, counters) {
-                match &mut refused {
-                    Some(r) => r.count += 1,
-                    None => {
-                        refused = Some(Refused { channel: "notices".into(), first: id, count: 1 })
-                    }
-                }
+        for n in &upsert {
+            let room = self.table.held < cap;
+            if let Upsert::Refused = self.table.upsert(n, at, room, counters) {
+                Refused::add(&mut refused, "notices", &n.id);
             }
         }
         if full {
-            self.table.retain_written_at(at, counters);
+            self.table.evict_unless_written_at(Some(at), counters);
         }
         refused
     }
 
     /// Forgets every notice (unsubscribed).
     pub fn clear(&mut self, counters: &mut StreamCounters) {
-        let ids: Vec<String> = self.table.rows.keys().cloned().collect();
-        for id in ids {
-            self.table.rows.remove(&id);
-            counters.evictions += 1;
-            self.table.mark(&id, counters);
-        }
+        self.table.evict_unless_written_at(None, counters);
     }
 
     /// Takes pending changes in messages of at most `max` entities.
