@@ -18,7 +18,11 @@
 //!   `stream_delta_decode_1000` the socket text to `Inbound` alone,
 //!   `stream_delta_apply_1000` decode + `Engine::handle` (session order and
 //!   credit, the meter store, the rows' readings into the anomaly windows), what
-//!   the browser figure (`make bench-stream`, `deltaApplyMs`) times in the worker.
+//!   the browser figure (`make bench-stream`, `deltaApplyMs`) times in the worker;
+//!   `stream_delta_predecoded_1000` `Engine::handle` alone on the decoded
+//!   `Inbound` (decoded outside the timing: what a free decoder, e.g. a binary
+//!   columnar DELTA, would leave), and `stream_delta_nodetect_1000` likewise
+//!   with `detectLive` off (the session and the store alone, no windows).
 //!
 //! Run: `cargo bench --bench wire` (add `-- --quick` for a short run).
 
@@ -254,7 +258,12 @@ fn socket(text: &str) -> String {
 
 /// An engine whose session is live on `meters.north` at seq 0 with 1,000 meters.
 fn stream_engine() -> Engine {
-    let cfg = Config { credit_window: 1_000_000, ..Config::default() };
+    stream_engine_with(true)
+}
+
+/// [`stream_engine`] with `detectLive` as given.
+fn stream_engine_with(detect_live: bool) -> Engine {
+    let cfg = Config { credit_window: 1_000_000, detect_live, ..Config::default() };
     let mut e = Engine::new(cfg.clone()).expect("valid config");
     let post = |e: &mut Engine, msg: String| {
         let input = meterflow::wire::decode_message_text(&msg, &cfg);
@@ -323,6 +332,29 @@ fn stream(c: &mut Criterion) {
             total
         })
     });
+    for (name, detect) in
+        [("stream_delta_predecoded_1000", true), ("stream_delta_nodetect_1000", false)]
+    {
+        let mut engine = stream_engine_with(detect);
+        let cfg = engine.config().clone();
+        let mut seq = 0u64;
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    seq += 1;
+                    let text = delta_text(seq);
+                    let input =
+                        meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg);
+                    let start = std::time::Instant::now();
+                    black_box(engine.handle(input, T0 + seq as f64 * 500.0));
+                    total += start.elapsed();
+                    engine.handle(meterflow::core::event::Inbound::Flush, T0 + seq as f64 * 500.0);
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -318,3 +318,73 @@ fn a_meters_delta_decodes_within_the_bound() {
         drop(decoded);
     }
 }
+
+/// Runs `f` and returns its result and the bytes it left allocated (what the
+/// result holds, on this thread).
+fn held_after<T>(f: impl FnOnce() -> T) -> (T, isize) {
+    let start = LIVE.with(Cell::get);
+    let out = f();
+    (out, LIVE.with(Cell::get) - start)
+}
+
+#[test]
+fn a_buffered_delta_counts_at_least_what_its_body_holds() {
+    // The session charges a buffered delta `max(encoded, held_bytes)` against
+    // `maxBufferedBytes` (docs/STREAM.md §6), and `Config::worst_case_bytes`
+    // counts `maxBufferedBytes` per channel: so `held_bytes` must be at least
+    // what the decoded body really holds. The densest bodies per byte of text:
+    // a `remove` list of one-letter ids (~10 bytes held per byte of text, far
+    // past the text), the shortest rows, notices, and both decoders.
+    use meterflow::core::event::Inbound;
+    use meterflow::core::session::{ServerOp, SessionInput};
+    let cfg = Config::default();
+    let ids = |n: usize| {
+        (0..n).map(|i| format!("\"{}\"", (b'a' + (i % 26) as u8) as char)).collect::<Vec<_>>()
+    };
+    let row = r#"{"meter":"x","resource":"","ts":0,"value":0,"status":"ok","count":0,"total":"0"}"#;
+    let notice = r#"{"id":"n","severity":"info","title":"","text":"","fromMs":0,"toMs":0}"#;
+    let texts = [
+        // The one-pass reader.
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.n","epoch":1,"seq":2,"patch":{{"remove":[{}]}}}}"#,
+            ids(5_000).join(",")
+        ),
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.n","epoch":1,"seq":2,"patch":{{"upsert":[{}]}}}}"#,
+            vec![row; 2_000].join(",")
+        ),
+        // The general decoder (`op` not first).
+        format!(
+            r#"{{"channel":"meters.n","op":"DELTA","epoch":1,"seq":2,"patch":{{"remove":[{}]}}}}"#,
+            ids(5_000).join(",")
+        ),
+        format!(
+            r#"{{"op":"DELTA","channel":"notices","epoch":1,"seq":2,"patch":{{"upsert":[{}],"remove":[{}]}}}}"#,
+            vec![notice; 500].join(","),
+            ids(2_000).join(",")
+        ),
+    ];
+    let mut checked = 0;
+    for text in &texts {
+        let (decoded, held) =
+            held_after(|| meterflow::wire::decode_socket_text(text, Arrival::default(), &cfg));
+        let Inbound::Stream(SessionInput::Server(ServerOp::Delta { body, wire_bytes, .. })) =
+            &decoded
+        else {
+            panic!("not a delta: {decoded:?} for {text:.120}");
+        };
+        assert_eq!(*wire_bytes, text.len());
+        let counted = body.held_bytes();
+        // The `Inbound` around the body lives on the stack: what the heap
+        // holds is the body's.
+        assert!(
+            usize::try_from(held).unwrap_or(usize::MAX) <= counted,
+            "{text:.80}: holds {held} bytes, counted {counted}"
+        );
+        if counted > text.len() {
+            checked += 1;
+        }
+    }
+    // The remove lists hold more than their text: the case the count exists for.
+    assert!(checked >= 2, "{checked}");
+}

@@ -420,6 +420,10 @@ pub const PENDING_READING_BYTES: u128 = 64;
 pub const BATCH_RECORD_BYTES: u128 = 64;
 /// The payload's bytes as received plus what decoding it may hold at once.
 pub const PAYLOAD_FACTOR: u128 = 8;
+/// A buffered delta's slot in its channel's buffer (epoch, seq, the body's
+/// enum, its counted bytes: 56 B) at up to twice the deltas held while the
+/// buffer doubles, rounded up; its body is counted by `maxBufferedBytes`.
+pub const BUFFERED_SLOT_BYTES: u128 = 128;
 /// Per hourly bucket of a resource.
 pub const BUCKET_BYTES: u128 = 256;
 
@@ -716,7 +720,11 @@ impl Config {
     ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`);
     /// - series: [`Config::series_pairs`] `× SERIES_PAIR_BYTES` (buckets, head), an
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
-    ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
+    ///   buckets × 6 × 8 bytes and as many computations (member list + sums);
+    /// - the session's buffered deltas: `maxSubscriptions × (maxBufferedBytes +
+    ///   maxBufferedDeltas × BUFFERED_SLOT_BYTES)` (a buffered delta counts the
+    ///   larger of its encoded size and the bytes its decoded body holds against
+    ///   `maxBufferedBytes`, so the bytes bound memory; plus its buffer slot).
     pub fn worst_case_bytes(&self) -> u128 {
         self.worst_case_besides_pairs() + u128::from(self.series_pairs()) * SERIES_PAIR_BYTES
     }
@@ -755,10 +763,12 @@ impl Config {
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
         let row_log = n(self.max_row_log_readings) * ROW_LOG_ENTRY_BYTES;
+        let buffered = n(self.max_subscriptions)
+            * (n(self.max_buffered_bytes) + n(self.max_buffered_deltas) * BUFFERED_SLOT_BYTES);
         let series = n(self.max_meters) * (self.resources.len() as u128) * 4
             + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
-        meters + tables + channels + held + payload + buckets + groups + row_log + series
+        meters + tables + channels + held + payload + buckets + groups + row_log + series + buffered
     }
 
     /// The largest `maxStreamKeys` this config's other limits leave room for
@@ -888,7 +898,7 @@ mod tests {
     #[test]
     fn every_store_counts_in_the_worst_case() {
         let base = Config::default().worst_case_bytes();
-        let grow: [fn(&mut Config); 8] = [
+        let grow: [fn(&mut Config); 11] = [
             |c| c.max_row_log_readings += 1,
             |c| c.max_meters += 1,
             |c| c.window += 1,
@@ -897,6 +907,9 @@ mod tests {
             |c| c.max_pending_readings += 1,
             |c| c.max_batch += 1,
             |c| c.max_payload_bytes += 1,
+            |c| c.max_subscriptions += 1,
+            |c| c.max_buffered_bytes += 1,
+            |c| c.max_buffered_deltas += 1,
         ];
         for (i, g) in grow.iter().enumerate() {
             assert!(with(g).worst_case_bytes() > base, "field {i}");

@@ -37,7 +37,9 @@ struct Buffered {
     epoch: u64,
     seq: u64,
     body: Payload,
-    /// Encoded size, counted against `max_buffered_bytes`.
+    /// Counted against `max_buffered_bytes`: its encoded size, raised to
+    /// the bytes its decoded body holds ([`Payload::held_bytes`]) when
+    /// buffered, so the bound holds memory and not only text.
     wire_bytes: usize,
 }
 
@@ -49,7 +51,7 @@ pub(super) struct Channel {
     pos: Option<(u64, u64)>,
     fetch: Fetch,
     buffer: Vec<Buffered>,
-    /// Sum of `wire_bytes` over `buffer`.
+    /// Sum of `wire_bytes` over `buffer` (encoded or held, the larger).
     buffered_bytes: u64,
     /// Deltas refused beyond the credit since the last accepted one (0: no
     /// overrun episode; the first refusal of an episode is reported).
@@ -388,6 +390,8 @@ impl Session {
     fn buffer(&mut self, i: usize, d: Buffered, out: &mut Vec<SessionOutput>) -> bool {
         let cap = self.cfg.max_buffered_deltas as usize;
         let byte_cap = self.cfg.max_buffered_bytes;
+        let mut d = d;
+        d.wire_bytes = d.wire_bytes.max(d.body.held_bytes());
         let c = &mut self.channels[i];
         let bytes = u64::try_from(d.wire_bytes).unwrap_or(u64::MAX);
         if c.buffered_bytes.saturating_add(bytes) > byte_cap {

@@ -28,6 +28,88 @@ pub enum Payload {
     Notices(Box<NoticePatch>),
 }
 
+/// Bytes one heap allocation costs beyond what it asked for (allocator
+/// header and rounding), counted per string or vector a body holds.
+const ALLOC_OVERHEAD: usize = 16;
+
+fn string_bytes(s: &str) -> usize {
+    s.len() + ALLOC_OVERHEAD
+}
+
+fn vec_bytes<T>(_: &[T], capacity: usize) -> usize {
+    capacity * std::mem::size_of::<T>() + ALLOC_OVERHEAD
+}
+
+fn errors_bytes(e: &[crate::core::error::CoreError], capacity: usize) -> usize {
+    vec_bytes(e, capacity) + e.iter().map(|e| string_bytes(&e.message)).sum::<usize>()
+}
+
+impl Payload {
+    /// Bytes this body holds in memory (its box, vectors by capacity, every
+    /// string by length, each allocation plus [`ALLOC_OVERHEAD`]). A buffered
+    /// delta counts the larger of this and its encoded size against
+    /// `maxBufferedBytes`: a `remove` list of one-letter ids holds ~10 bytes
+    /// per byte of text, so the encoded size alone would not bound memory.
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let boxed = size_of::<Payload>() + ALLOC_OVERHEAD;
+        boxed
+            + match self {
+                Payload::Text(t) => t.capacity(),
+                Payload::Binary(b) => b.capacity(),
+                Payload::Frame(f) => {
+                    size_of::<LiveFrame>()
+                        + string_bytes(&f.channel)
+                        + vec_bytes(&f.bindings, f.bindings.capacity())
+                        + f.bindings
+                            .iter()
+                            .map(|b| string_bytes(&b.meter) + string_bytes(&b.resource))
+                            .sum::<usize>()
+                        + vec_bytes(&f.keys, f.keys.capacity())
+                        + vec_bytes(&f.ids, f.ids.capacity())
+                        + vec_bytes(&f.ts, f.ts.capacity())
+                        + vec_bytes(&f.amounts, f.amounts.capacity())
+                        + vec_bytes(&f.positions, f.positions.capacity())
+                        + errors_bytes(&f.errors, f.errors.capacity())
+                }
+                Payload::Catchup(c) => {
+                    size_of::<Catchup>()
+                        + vec_bytes(&c.buckets, c.buckets.capacity())
+                        + c.buckets
+                            .iter()
+                            .map(|b| {
+                                b.meter.as_deref().map_or(0, string_bytes)
+                                    + string_bytes(&b.resource)
+                            })
+                            .sum::<usize>()
+                        + errors_bytes(&c.errors, c.errors.capacity())
+                }
+                Payload::Meters(p) => {
+                    size_of::<MeterPatch>()
+                        + vec_bytes(&p.upsert, p.upsert.capacity())
+                        + p.upsert
+                            .iter()
+                            .map(|r| string_bytes(&r.meter) + string_bytes(&r.resource))
+                            .sum::<usize>()
+                        + vec_bytes(&p.remove, p.remove.capacity())
+                        + p.remove.iter().map(|id| string_bytes(id)).sum::<usize>()
+                }
+                Payload::Notices(p) => {
+                    size_of::<NoticePatch>()
+                        + vec_bytes(&p.upsert, p.upsert.capacity())
+                        + p.upsert
+                            .iter()
+                            .map(|n| {
+                                string_bytes(&n.id) + string_bytes(&n.title) + string_bytes(&n.text)
+                            })
+                            .sum::<usize>()
+                        + vec_bytes(&p.remove, p.remove.capacity())
+                        + p.remove.iter().map(|id| string_bytes(id)).sum::<usize>()
+                }
+            }
+    }
+}
+
 /// A server message on the socket, decoded at the edge.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerOp {
