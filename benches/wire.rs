@@ -358,5 +358,63 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fixed-count mode for alternated old/new comparisons on a loaded machine:
+/// with `METERFLOW_DELTA_FIXED=N`, each stream variant runs `N` deltas and
+/// prints the median (and p10/p90) of the per-delta times; a delta's time
+/// is one measured span, so preemption only lands in the upper percentiles.
+fn fixed(n: usize) {
+    let cfg = Config::default();
+    let pct = |mut v: Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p) as usize]
+    };
+    let report = |name: &str, v: Vec<f64>| {
+        println!(
+            "{name:<14} median {:>8.1} us  p10 {:>8.1}  p90 {:>8.1}  (n={})",
+            pct(v.clone(), 0.5),
+            pct(v.clone(), 0.1),
+            pct(v.clone(), 0.9),
+            v.len()
+        );
+    };
+    let mut decode = Vec::with_capacity(n);
+    for seq in 1..=n as u64 {
+        let text = delta_text(seq);
+        let start = std::time::Instant::now();
+        black_box(meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg));
+        decode.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    report("decode", decode);
+    for (name, detect, predecoded) in
+        [("apply", true, false), ("predecoded", true, true), ("nodetect", false, true)]
+    {
+        let mut engine = stream_engine_with(detect);
+        let ecfg = engine.config().clone();
+        let mut times = Vec::with_capacity(n);
+        for seq in 1..=n as u64 {
+            let text = delta_text(seq);
+            let now = T0 + seq as f64 * 500.0;
+            let (input, start) = if predecoded {
+                let input = meterflow::wire::decode_socket_text(&text, Arrival::default(), &ecfg);
+                (input, std::time::Instant::now())
+            } else {
+                let start = std::time::Instant::now();
+                (meterflow::wire::decode_socket_text(&text, Arrival::default(), &ecfg), start)
+            };
+            black_box(engine.handle(input, now));
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            engine.handle(meterflow::core::event::Inbound::Flush, now);
+        }
+        report(name, times);
+    }
+}
+
 criterion_group!(benches, decode, decode_ingest, stream);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("METERFLOW_DELTA_FIXED").ok().and_then(|v| v.parse().ok()) {
+        return fixed(n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -240,9 +240,11 @@ impl<T: Entity> Table<T> {
     /// Removes `id` unless a newer write than `at` holds it; true if removed.
     fn remove(&mut self, id: &str, at: (u64, u64), counters: &mut StreamCounters) -> bool {
         let Some(&i) = self.index.get(id) else { return false };
-        let older = self.slots.get(i as usize).and_then(Option::as_ref).is_some_and(|s| {
-            s.held && s.at <= at
-        });
+        let older = self
+            .slots
+            .get(i as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| s.held && s.at <= at);
         if older {
             self.unhold(i, counters);
         }
@@ -319,9 +321,7 @@ impl Refused {
     fn add(slot: &mut Option<Refused>, channel: &str, id: &str) {
         match slot {
             Some(r) => r.count += 1,
-            None => {
-                *slot = Some(Refused { channel: channel.into(), first: id.into(), count: 1 })
-            }
+            None => *slot = Some(Refused { channel: channel.into(), first: id.into(), count: 1 }),
         }
     }
 }
