@@ -26,7 +26,7 @@
 //!
 //! Run: `cargo bench --bench wire` (add `-- --quick` for a short run).
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::decimal::Decimal;
 use meterflow::core::event::{KeyScope, LiveBinding, LiveFrame, ReadingBatch};
