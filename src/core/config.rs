@@ -939,7 +939,7 @@ mod tests {
         // Why it is not in `worst_case_bytes` yet: at 50,000 meters the rest
         // leaves less room than the smallest session buffers need.
         let big = with(|c| c.max_meters = 50_000);
-        let room = ADDRESS_SPACE_BYTES - big.worst_case_bytes();
+        let room = ADDRESS_SPACE_BYTES - big.worst_case_besides_pairs();
         let smallest = with(|c| {
             c.max_buffered_bytes = 65_536;
             c.max_buffered_deltas = 1;
