@@ -583,3 +583,217 @@ impl DetailCache {
         self.entries.iter().map(|e| e.0.len() + e.1.len() + 48).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::decimal::Decimal;
+    use crate::core::stream::MeterStatus;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    type Rows = HashMap<String, (MeterRow, (u64, u64))>;
+
+    /// The store as it was when keyed by `String`s, before the slots: the
+    /// oracle. Same rules, written the plain way.
+    #[derive(Default)]
+    struct Model {
+        channels: BTreeMap<String, (Rows, HashSet<String>)>,
+        c: StreamCounters,
+    }
+
+    fn mark(dirty: &mut HashSet<String>, id: &str, c: &mut StreamCounters) {
+        if !dirty.insert(id.to_string()) {
+            c.coalesced_updates += 1;
+        }
+    }
+
+    impl Model {
+        fn len(&self) -> usize {
+            self.channels.values().map(|(r, _)| r.len()).sum()
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn apply(
+            &mut self,
+            ch: &str,
+            upsert: &[MeterRow],
+            remove: &[String],
+            at: (u64, u64),
+            full: bool,
+            cap: usize,
+        ) -> Option<(String, u64)> {
+            let mut held = self.len();
+            let (rows, dirty) = self.channels.entry(ch.to_string()).or_default();
+            let c = &mut self.c;
+            for id in remove {
+                if rows.get(id).is_some_and(|(_, w)| *w <= at) {
+                    rows.remove(id);
+                    held -= 1;
+                    mark(dirty, id, c);
+                }
+            }
+            let mut refused: Option<(String, u64)> = None;
+            for r in upsert {
+                match rows.get_mut(&r.meter) {
+                    Some((old, w)) => {
+                        if *w > at {
+                            continue;
+                        }
+                        *old = r.clone();
+                        *w = at;
+                    }
+                    None => {
+                        if held >= cap {
+                            c.refused_entities += 1;
+                            refused.get_or_insert((r.meter.clone(), 0)).1 += 1;
+                            continue;
+                        }
+                        rows.insert(r.meter.clone(), (r.clone(), at));
+                        held += 1;
+                    }
+                }
+                mark(dirty, &r.meter, c);
+            }
+            if full {
+                let gone: Vec<String> =
+                    rows.iter().filter(|(_, (_, w))| *w != at).map(|(k, _)| k.clone()).collect();
+                for id in gone {
+                    rows.remove(&id);
+                    c.evictions += 1;
+                    mark(dirty, &id, c);
+                }
+            }
+            refused
+        }
+
+        fn drop_channel(&mut self, ch: &str) {
+            let (rows, dirty) = self.channels.entry(ch.to_string()).or_default();
+            for id in rows.keys().cloned().collect::<Vec<_>>() {
+                rows.remove(&id);
+                self.c.evictions += 1;
+                mark(dirty, &id, &mut self.c);
+            }
+        }
+
+        /// Per channel: (rows upserted sorted by meter, ids removed sorted).
+        fn flush(&mut self) -> BTreeMap<String, (Vec<MeterRow>, Vec<String>)> {
+            let mut out = BTreeMap::new();
+            for (name, (rows, dirty)) in &mut self.channels {
+                if dirty.is_empty() {
+                    continue;
+                }
+                let (mut up, mut rm) = (Vec::new(), Vec::new());
+                for id in dirty.drain() {
+                    match rows.get(&id) {
+                        Some((r, _)) => up.push(r.clone()),
+                        None => rm.push(id),
+                    }
+                }
+                up.sort_by(|a, b| a.meter.cmp(&b.meter));
+                rm.sort();
+                out.insert(name.clone(), (up, rm));
+            }
+            self.channels.retain(|_, (r, d)| !r.is_empty() || !d.is_empty());
+            out
+        }
+    }
+
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn row(m: u64, v: u64) -> MeterRow {
+        MeterRow {
+            meter: format!("m{m}"),
+            resource: if v % 2 == 0 { "water".into() } else { "energy-long-name".into() },
+            ts: v as f64,
+            value: v as f64,
+            status: MeterStatus::Ok,
+            count: v,
+            total: Decimal::new(v as i64, 1),
+        }
+    }
+
+    /// The slot store against the `String`-keyed oracle: after every step the
+    /// same rows, counters, refusals and queue; every flush (split into
+    /// messages of `max`) the same upserts and removes per channel.
+    #[test]
+    fn slots_behave_as_the_string_keyed_store() {
+        const CHANNELS: [&str; 2] = ["meters.a", "meters.b"];
+        let mut flushes = 0;
+        for seed in 0..1_500u64 {
+            let mut r = Lcg(seed);
+            let cap = 2 + r.below(9) as usize;
+            let (mut store, mut model) = (MeterStore::default(), Model::default());
+            let mut c = StreamCounters::default();
+            for step in 0..40 {
+                let ch = CHANNELS[r.below(2) as usize];
+                match r.below(20) {
+                    0 => {
+                        store.drop_channel(ch, &mut c);
+                        model.drop_channel(ch);
+                    }
+                    1..=6 => {
+                        let max = 1 + r.below(4) as usize;
+                        let mut got: BTreeMap<String, (Vec<MeterRow>, Vec<String>)> =
+                            BTreeMap::new();
+                        for (name, up, rm) in store.flush(max) {
+                            assert!(up.len() + rm.len() <= max);
+                            let e = got.entry(name).or_default();
+                            e.0.extend(up);
+                            e.1.extend(rm);
+                        }
+                        for (up, rm) in got.values_mut() {
+                            up.sort_by(|a, b| a.meter.cmp(&b.meter));
+                            rm.sort();
+                        }
+                        assert_eq!(got, model.flush(), "seed {seed} step {step}");
+                        flushes += 1;
+                    }
+                    _ => {
+                        let at = (1 + r.below(2), r.below(12));
+                        let ups: Vec<MeterRow> =
+                            (0..r.below(6)).map(|_| row(r.below(14), r.below(1_000))).collect();
+                        let rms: Vec<String> =
+                            (0..r.below(3)).map(|_| format!("m{}", r.below(14))).collect();
+                        let full = r.below(8) == 0;
+                        let a = store.apply(ch, &ups, &rms, at, full, cap, &mut c);
+                        let b = model.apply(ch, &ups, &rms, at, full, cap);
+                        assert_eq!(
+                            a.map(|x| (x.first, x.count)),
+                            b,
+                            "seed {seed} step {step}: refused"
+                        );
+                    }
+                }
+                assert_eq!(c, model.c, "seed {seed} step {step}: counters");
+                assert_eq!(store.len(), model.len(), "seed {seed} step {step}");
+                let queued: usize = model.channels.values().map(|(_, d)| d.len()).sum();
+                assert_eq!(store.queued(), queued, "seed {seed} step {step}");
+                for name in CHANNELS {
+                    let mut mine: Vec<MeterRow> = store.rows(name).into_iter().cloned().collect();
+                    mine.sort_by(|a, b| a.meter.cmp(&b.meter));
+                    let mut want: Vec<MeterRow> = model
+                        .channels
+                        .get(name)
+                        .map(|(rows, _)| rows.values().map(|(r, _)| r.clone()).collect())
+                        .unwrap_or_default();
+                    want.sort_by(|a, b| a.meter.cmp(&b.meter));
+                    assert_eq!(mine, want, "seed {seed} step {step}: rows of {name}");
+                    for m in 0..14 {
+                        let id = format!("m{m}");
+                        let held =
+                            model.channels.get(name).is_some_and(|(r, _)| r.contains_key(&id));
+                        assert_eq!(store.holds(name, &id), held);
+                    }
+                }
+            }
+        }
+        assert!(flushes > 10_000, "{flushes}");
+    }
+}
