@@ -364,6 +364,7 @@ fn json_path(c: &mut Criterion) {
     let ts = T0 - 1_000.0;
     let (text, values) = path_json(&mut seed, ts);
     let bytes = text.into_bytes();
+    assert!(meterflow::wire::scan_readings(&bytes, &cfg).is_some(), "the fast path refused it");
     let keys: Vec<u32> = (0..PATH_READINGS as u32).map(|i| i % N as u32).collect();
     let batch = ReadingBatch {
         scope: KeyScope::Stream,
