@@ -9,6 +9,8 @@
 // `reps` batches per round, rounds alternated, the median over rounds reported:
 //   json_string      the page's string: encodeInto + scan + bindings + apply
 //   json_bytes       the same text as a Uint8Array: memcpy + scan + ... + apply
+//   json_js_encoded  the string, encoded to bytes in JavaScript (`TextEncoder.encode`,
+//                    timed) and handed over as json_bytes is
 //   json_one_meter   every reading naming one meter (same length): the scan and
 //                    the per-reading lookup without 5,000 distinct bindings
 //   json_int_values  values rounded to integers: the scan with shorter numbers
@@ -75,6 +77,7 @@ export function runStages(MeterflowEngine, { reps = 20, rounds = 5, only, onRoun
   const ts = now - 1000;
   const variants = {
     json_string: (v) => jsonText(ts, v),
+    json_js_encoded: (v) => jsonText(ts, v),
     json_flat: (v) => new TextDecoder().decode(utf8.encode(jsonText(ts, v))),
     json_bytes: (v) => utf8.encode(jsonText(ts, v)),
     json_one_meter: (v) => jsonText(ts, v, () => ids[7]),
@@ -91,8 +94,9 @@ export function runStages(MeterflowEngine, { reps = 20, rounds = 5, only, onRoun
     const xs = [];
     for (let r = 0; r < reps; r++) {
       // Bytes are read, not transferred: the same buffer serves again.
-      const msg = { type: 'readings', data: payloads[name][r % 4] };
+      const p = payloads[name][r % 4];
       const t0 = performance.now();
+      const msg = { type: 'readings', data: name === 'json_js_encoded' ? utf8.encode(p) : p };
       const out = engine.handle(msg, now);
       xs.push(performance.now() - t0);
       check(out, name);

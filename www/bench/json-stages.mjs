@@ -4,7 +4,7 @@
 // (bench-json-stages.html), and prints ns per reading per variant with the
 // machine's load. Asserts nothing about speed.
 //
-//   node www/bench/json-stages.mjs [--browser] [--pkg pkg] [--reps 20] [--rounds 5] [--only a,b]
+//   node www/bench/json-stages.mjs [--browser [--eager]] [--pkg pkg] [--reps 20] [--rounds 5] [--only a,b]
 //
 // --pkg names a package directory under www/ (default `pkg`, what `make build`
 // writes), so an older build copied to www/pkg-old can be run alternately.
@@ -28,7 +28,9 @@ const load = [loadavg()[0]];
 let result;
 if (args.includes('--browser')) {
   const server = await startServer();
-  const browser = await launchChromium();
+  // --eager: every wasm function compiled by the optimising tier at start
+  // (no Liftoff), so a stage is never timed while V8 still tiers it up.
+  const browser = await launchChromium(args.includes('--eager') ? ['--js-flags=--no-liftoff --no-wasm-dynamic-tiering'] : []);
   try {
     const page = await browser.context.newPage();
     const q = new URLSearchParams({ pkg, reps, rounds, ...(only ? { only } : {}) });
