@@ -24,6 +24,14 @@
 //!   columnar DELTA, would leave), and `stream_delta_nodetect_1000` likewise
 //!   with `detectLive` off (the session and the store alone, no windows).
 //!
+//! - `json_path/*`: the browser path benchmark's JSON payload
+//!   (`www/bench/path.js`: 10,000 readings over 5,000 meters, one integer
+//!   `ts`, values with 3 decimals), per reading: `scan` (bytes to a batch),
+//!   `apply` (`Engine::handle` of the decoded batch alone, at 5,000 meters with
+//!   full windows), `scan_apply` (both, what the worker does after the copy),
+//!   and `binary_apply` (the same readings as a kind-1 frame, decode + apply)
+//!   for the share of the text.
+//!
 //! Run: `cargo bench --bench wire` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, Criterion, Throughput};
@@ -409,7 +417,82 @@ fn fixed(n: usize) {
     }
 }
 
-criterion_group!(benches, decode, decode_ingest, stream);
+const PATH_READINGS: usize = 10_000;
+
+/// The browser path benchmark's JSON text (`www/bench/path.js` `jsonText`):
+/// reading `i` names meter `i % 5,000`, every reading the same integer `ts`,
+/// values around a per-meter level rounded to thousandths (printed shortest,
+/// as JavaScript prints them).
+fn path_json(seed: &mut u64, ts: f64) -> (String, Vec<f64>) {
+    let values: Vec<f64> = (0..PATH_READINGS)
+        .map(|i| {
+            *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let noise = ((*seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 4.0;
+            let level = 50.0 + ((i % N) % 100) as f64;
+            ((level + noise) * 1000.0).round() / 1000.0
+        })
+        .collect();
+    let items: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!(r#"{{"meter":"{}","ts":{ts},"value":{v}}}"#, meter(i % N)))
+        .collect();
+    (format!(r#"{{"type":"readings","readings":[{}]}}"#, items.join(",")), values)
+}
+
+fn json_path(c: &mut Criterion) {
+    let mut engine = full_engine();
+    let cfg = engine.config().clone();
+    let mut seed = 11u64;
+    let ts = T0 - 1_000.0;
+    let (text, values) = path_json(&mut seed, ts);
+    let bytes = text.into_bytes();
+    assert!(meterflow::wire::scan_readings(&bytes, &cfg).is_some(), "the fast path refused it");
+    let keys: Vec<u32> = (0..PATH_READINGS as u32).map(|i| i % N as u32).collect();
+    let batch = ReadingBatch {
+        scope: KeyScope::Stream,
+        keys,
+        ts: vec![ts; PATH_READINGS],
+        values,
+        ..Default::default()
+    };
+    let binary = encode_readings(&batch, TsLayout::Shared).expect("encodable");
+    let mut g = c.benchmark_group("json_path");
+    g.sample_size(30);
+    g.throughput(Throughput::Elements(PATH_READINGS as u64));
+    g.bench_function("scan", |b| {
+        b.iter(|| {
+            black_box(decode_bytes(Envelope::Readings, black_box(&bytes), Arrival::default(), &cfg))
+        })
+    });
+    let decoded = decode_bytes(Envelope::Readings, &bytes, Arrival::default(), &cfg);
+    assert!(
+        matches!(&decoded, meterflow::core::event::Inbound::Readings(b) if b.keys.len() == PATH_READINGS)
+    );
+    g.bench_function("apply", |b| {
+        b.iter_batched(
+            || decoded.clone(),
+            |input| black_box(engine.handle(input, T0)),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("scan_apply", |b| {
+        b.iter(|| {
+            let input =
+                decode_bytes(Envelope::Readings, black_box(&bytes), Arrival::default(), &cfg);
+            black_box(engine.handle(input, T0))
+        })
+    });
+    g.bench_function("binary_apply", |b| {
+        b.iter(|| {
+            let input = decode_binary(Envelope::Readings, black_box(&binary), &cfg);
+            black_box(engine.handle(input, T0))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, decode_ingest, stream, json_path);
 
 fn main() {
     if let Some(n) = std::env::var("METERFLOW_DELTA_FIXED").ok().and_then(|v| v.parse().ok()) {

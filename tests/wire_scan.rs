@@ -221,6 +221,27 @@ fn the_common_shape_takes_the_fast_path_and_equals_the_oracle() -> Result<(), Te
     Ok(())
 }
 
+/// The path benchmark's payload (`www/bench/path.js` `jsonText`: ids
+/// `meter-000123`, one 13-digit `ts`, values with up to 3 decimals printed
+/// shortest) takes the scanner's path, never the fallback, and its batch
+/// equals the general decoder's.
+#[test]
+fn the_path_benchmark_payload_takes_the_scanner() {
+    let cfg = Config::default();
+    let items: Vec<String> = (0..10_000)
+        .map(|i| {
+            let v = (50_000 + (i * 7_919) % 100_000) as f64 / 1_000.0;
+            format!(r#"{{"meter":"meter-{:06}","ts":1764859999000,"value":{v}}}"#, i % 5_000)
+        })
+        .collect();
+    let text = format!(r#"{{"type":"readings","readings":[{}]}}"#, items.join(","));
+    let scanned = meterflow::wire::scan_readings(text.as_bytes(), &cfg);
+    let Some(batch) = scanned else { panic!("the scanner refused the benchmark's payload") };
+    assert_eq!((batch.keys.len(), batch.bindings.len()), (10_000, 5_000));
+    let oracle = decode_general(Envelope::Readings, &text, Arrival::default(), &cfg);
+    assert!(same(&Inbound::Readings(batch), &oracle));
+}
+
 #[test]
 fn json_bytes_that_are_not_utf8_are_malformed_json() {
     let cfg = cfg();

@@ -135,6 +135,14 @@ pub fn decode_text_bytes(
     }
 }
 
+/// The JSON readings scanner alone (`scan.rs`): the batch when `bytes` has the
+/// common shape, else `None` (and [`decode_bytes`] hands the payload to the
+/// general decoder). For tests and benchmarks that must show a payload takes
+/// the fast path rather than the fallback.
+pub fn scan_readings(bytes: &[u8], cfg: &Config) -> Option<crate::core::event::ReadingBatch> {
+    scan::readings(bytes, cfg)
+}
+
 /// Decodes a binary frame (PROTOCOL.md 3.4/3.5/3.8) carried by `envelope`. Never
 /// panics: anything undecodable becomes `Inbound::Rejected(err)`.
 pub fn decode_binary(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Inbound {

@@ -146,7 +146,39 @@ fn reserve(
 }
 
 /// One reading object: `meter`, `ts`, `value`, each exactly once.
+///
+/// First as the page's `JSON.stringify` and most servers write it
+/// (`{"meter":"…","ts":…,"value":…}`, no whitespace, that order), matching
+/// the field names as fixed byte strings; anything else goes back to the item's
+/// start and is read field by field. The fast form is one spelling of what the
+/// general form accepts, read with the same string and number readers, so
+/// both give the same item or both refuse it.
+#[inline]
 fn item<'a>(s: &mut Scanner<'a>) -> Option<(&'a [u8], f64, f64)> {
+    let start = s.i;
+    if let Some(found) = canonical_item(s) {
+        return Some(found);
+    }
+    s.i = start;
+    any_item(s)
+}
+
+/// `{"meter":"…","ts":…,"value":…}` exactly, then any whitespace.
+#[inline]
+fn canonical_item<'a>(s: &mut Scanner<'a>) -> Option<(&'a [u8], f64, f64)> {
+    s.literal(b"{\"meter\":")?;
+    let meter = s.string()?;
+    s.literal(b",\"ts\":")?;
+    let ts = s.number()?;
+    s.literal(b",\"value\":")?;
+    let value = s.number()?;
+    s.eat(b'}')?;
+    s.ws();
+    Some((meter, ts, value))
+}
+
+/// One reading object in any field order and spacing.
+fn any_item<'a>(s: &mut Scanner<'a>) -> Option<(&'a [u8], f64, f64)> {
     s.eat(b'{')?;
     s.ws();
     let (mut meter, mut ts, mut value) = (None, None, None);
@@ -222,8 +254,7 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.i;
         let rest = self.b.get(start..)?;
-        let len =
-            rest.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c))?;
+        let len = string_end(rest)?;
         if rest.get(len) != Some(&b'"') {
             return None;
         }
@@ -254,6 +285,14 @@ impl<'a> Scanner<'a> {
             c @ b'1'..=b'9' => {
                 mantissa = u64::from(c - b'0');
                 digits = 1;
+                // Eight digits at a time while they fit the 19 kept (a
+                // millisecond timestamp is 13 digits: one step and five).
+                while digits <= 11 {
+                    let Some(eight) = self.eight_digits() else { break };
+                    mantissa = mantissa * 100_000_000 + eight;
+                    digits += 8;
+                    self.i += 8;
+                }
                 while let Some(c @ b'0'..=b'9') = self.peek() {
                     self.i += 1;
                     if digits < 19 {
@@ -328,10 +367,61 @@ impl<'a> Scanner<'a> {
         text.parse::<f64>().ok().filter(|x| x.is_finite())
     }
 
+    /// Eight ASCII digits at the cursor, as their value, if there are eight.
+    #[inline]
+    fn eight_digits(&self) -> Option<u64> {
+        let end = self.i.checked_add(8)?;
+        let x = u64::from_le_bytes(self.b.get(self.i..end)?.try_into().ok()?);
+        // Every byte 0x30..=0x39: high nibble 3, and adding 6 keeps it 3.
+        let digits = x & 0xf0f0_f0f0_f0f0_f0f0 == 0x3030_3030_3030_3030
+            && x.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0
+                == 0x3030_3030_3030_3030;
+        digits.then(|| eight_digits_value(x))
+    }
+
     #[inline]
     fn digit(&mut self) -> Option<()> {
         self.next().filter(u8::is_ascii_digit).map(|_| ())
     }
+}
+
+/// The value of eight ASCII digits read little-endian (the first digit in the
+/// low byte), by three multiplications (the SWAR method of simdjson's
+/// `parse_eight_digits_unrolled`): pairs, then quads, then the eight.
+#[inline]
+fn eight_digits_value(x: u64) -> u64 {
+    const MASK: u64 = 0x0000_00ff_0000_00ff;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let x = x.wrapping_sub(0x3030_3030_3030_3030);
+    let x = x.wrapping_mul(10).wrapping_add(x >> 8);
+    ((x & MASK).wrapping_mul(MUL1).wrapping_add((x >> 16 & MASK).wrapping_mul(MUL2))) >> 32
+}
+
+/// The index of the first byte of `rest` that ends a plain string: `"`, `\`,
+/// a control byte (below 0x20) or one that is not printable ASCII (0x7f and
+/// up), eight bytes at a time (SWAR: each test sets the high bit of a byte it
+/// matches; a borrow can only set bits in bytes after a true match, so the
+/// lowest set bit is exact).
+#[inline]
+fn string_end(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = rest.get(at..at + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().ok()?);
+        let hits = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            | x.wrapping_sub(ONES * 0x20) & !x & HIGH
+            | (x.wrapping_add(ONES) | x) & HIGH;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let tail = rest.get(at..)?;
+    tail.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c)).map(|p| at + p)
 }
 
 // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
@@ -483,6 +573,26 @@ mod tests {
             same(&format!("{x:e}"))?;
             same(&format!("{x:.prec$e}"))?;
             prop_assert_eq!(scan(&format!("{x:e}")).map(f64::to_bits), Some(x.to_bits()));
+        }
+
+        /// The eight-at-a-time string end equals the byte-by-byte one, on any
+        /// bytes (quotes, escapes, control and non-ASCII bytes at any offset).
+        #[test]
+        fn string_end_matches_the_byte_loop(bytes in prop::collection::vec(
+            prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"')], 0..40)) {
+            let naive = bytes.iter().position(|&c| c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c));
+            prop_assert_eq!(super::string_end(&bytes), naive);
+        }
+
+        /// Eight digits read at once equal their decimal value; anything else
+        /// in the eight bytes is not eight digits.
+        #[test]
+        fn eight_digits_match(bytes in prop::collection::vec(
+            prop_oneof![8 => b'0'..=b'9', 1 => any::<u8>()], 8..12)) {
+            let s = Scanner { b: &bytes, i: 0 };
+            let want = bytes[..8].iter().all(u8::is_ascii_digit)
+                .then(|| bytes[..8].iter().fold(0u64, |n, &c| n * 10 + u64::from(c - b'0')));
+            prop_assert_eq!(s.eight_digits(), want);
         }
 
         /// Values as a meter sends them: a level with 1 to 17 significant digits
