@@ -272,6 +272,10 @@ async fn catchup(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    shared.catchup_requests.fetch_add(1, Ordering::Relaxed);
+    if q.get("meters").map(String::as_str) == Some("1") {
+        shared.catchup_requests_per_meter.fetch_add(1, Ordering::Relaxed);
+    }
     rest_delay(&shared).await;
     serve_catchup(&shared, &q, None)
 }
@@ -517,6 +521,10 @@ async fn truth(
             "end": i.end_ms,
         })).collect::<Vec<_>>(),
         "channels": channels,
+        "catchupRequests": {
+            "all": shared.catchup_requests.load(Ordering::Relaxed),
+            "perMeter": shared.catchup_requests_per_meter.load(Ordering::Relaxed),
+        },
     });
     drop(m);
     if let (Some(v), Some(o)) = (meter_hours, body.as_object_mut()) {
