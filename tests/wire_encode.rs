@@ -143,7 +143,7 @@ fn fetch_with_and_without_min_as_of() {
             min_as_of: Some(Hlc { wall_ms: 7, counter: 1 }),
             from_hour_ms: 3600000.0,
         }),
-        r#"{"type":"fetch","v":1,"reason":"pending_limit","minAsOf":{"wallMs":7,"counter":1},"fromHour":3600000.0}"#,
+        r#"{"type":"fetch","v":1,"reason":"pending_limit","minAsOf":{"wallMs":7,"counter":1},"fromHour":3600000.0,"path":"/catchup?from=3600000&meters=1"}"#,
     );
     check(
         Outbound::Fetch(FetchRequest {
@@ -151,6 +151,6 @@ fn fetch_with_and_without_min_as_of() {
             min_as_of: None,
             from_hour_ms: 0.0,
         }),
-        r#"{"type":"fetch","v":1,"reason":"startup","minAsOf":null,"fromHour":0.0}"#,
+        r#"{"type":"fetch","v":1,"reason":"startup","minAsOf":null,"fromHour":0.0,"path":"/catchup?from=0&meters=1"}"#,
     );
 }

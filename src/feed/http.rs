@@ -24,9 +24,8 @@ use super::faults::Command;
 use super::model::{CatchupRefusal, CatchupView, MeterHoursView, HOUR_MS, TOTALS};
 use super::sim::{DECIMALS, RESOURCES};
 use super::Shared;
-use crate::core::decimal::{format_units, Decimal};
-use crate::core::event::{Catchup, CatchupBucket};
-use crate::wire::binary::encode_catchup;
+use crate::core::decimal::format_units;
+use crate::wire::binary::{encode_catchup_columns, CatchupHead};
 
 /// Every route on one port.
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -133,49 +132,65 @@ fn meter_of(m: &MeterHoursView, i: usize) -> (&str, &'static str) {
     (meter, resource)
 }
 
-/// The catch-up body as binary kind 3 (PROTOCOL.md 3.8).
+/// The catch-up body as binary kind 3 (PROTOCOL.md 3.8), written straight
+/// from the view's columns (`encode_catchup_columns`: one allocation, no
+/// per-record one): resource totals first, then the per-meter hours, oldest
+/// hour first and meters in index order; keys in order of first use, so the
+/// bytes are those of the general encoder given the same buckets
+/// (`tests/feed_catchup_binary.rs` holds the two equal).
 pub fn catchup_binary(c: &CatchupView, server_time_ms: u64) -> Result<Vec<u8>, String> {
-    let mut buckets = Vec::with_capacity(c.hours.len() * RESOURCES.len());
+    // Keys: the resources' totals (by first use), then each meter at its
+    // first non-zero hour.
+    let mut resource_key = [u32::MAX; RESOURCES.len()];
+    let mut bindings: Vec<(&str, &str)> = Vec::new();
+    let mut records = 0usize;
     for h in &c.hours {
         for (r, units) in h.units.iter().enumerate() {
             if *units != 0 {
-                buckets.push(CatchupBucket {
-                    meter: None,
-                    resource: RESOURCES.get(r).map_or("", |x| x.0).to_string(),
-                    hour_ms: h.hour_ms as f64,
-                    total: Decimal::new(*units, DECIMALS),
-                    position: buckets.len() as u32,
-                });
-            }
-        }
-    }
-    if let Some(m) = &c.meters {
-        for (hour, units) in &m.hours {
-            for (i, u) in units.iter().enumerate() {
-                if *u != 0 {
-                    let (meter, name) = meter_of(m, i);
-                    buckets.push(CatchupBucket {
-                        meter: Some(meter.to_string()),
-                        resource: name.to_string(),
-                        hour_ms: *hour as f64,
-                        total: Decimal::new(*u, DECIMALS),
-                        position: buckets.len() as u32,
-                    });
+                records += 1;
+                if let Some(k) = resource_key.get_mut(r) {
+                    if *k == u32::MAX {
+                        *k = bindings.len() as u32;
+                        bindings.push(("", RESOURCES.get(r).map_or("", |x| x.0)));
+                    }
                 }
             }
         }
     }
-    let body = Catchup {
+    let mut meter_key: Vec<u32> = Vec::new();
+    if let Some(m) = &c.meters {
+        meter_key = vec![u32::MAX; m.meter_ids.len()];
+        for (_, units) in &m.hours {
+            for ((i, u), k) in units.iter().enumerate().zip(meter_key.iter_mut()) {
+                if *u != 0 {
+                    records += 1;
+                    if *k == u32::MAX {
+                        *k = bindings.len() as u32;
+                        bindings.push(meter_of(m, i));
+                    }
+                }
+            }
+        }
+    }
+    let head = CatchupHead {
         as_of: c.as_of,
+        scale: DECIMALS,
         from_hour_ms: Some(c.from_hour_ms as f64),
         to_hour_ms: Some(c.to_hour_ms as f64),
-        buckets,
         server_time_ms: Some(server_time_ms as f64),
-        sent_at_ms: None,
-        received_at_ms: None,
-        errors: Vec::new(),
     };
-    encode_catchup(&body, DECIMALS).map_err(|e| e.message.to_string())
+    let totals = c.hours.iter().flat_map(|h| {
+        h.units
+            .iter()
+            .zip(resource_key)
+            .filter(|(u, _)| **u != 0)
+            .map(|(u, k)| (k, h.hour_ms as f64, *u))
+    });
+    let per_meter = c.meters.iter().flat_map(|m| m.hours.iter()).flat_map(|(hour, units)| {
+        units.iter().zip(&meter_key).filter(|(u, _)| **u != 0).map(|(u, k)| (*k, *hour as f64, *u))
+    });
+    encode_catchup_columns(&head, &bindings, records, totals.chain(per_meter))
+        .map_err(|e| e.message.to_string())
 }
 
 /// The REST delay fault (fixed, or random so answers come out of order).
@@ -272,6 +287,10 @@ async fn catchup(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    shared.catchup_requests.fetch_add(1, Ordering::Relaxed);
+    if q.get("meters").map(String::as_str) == Some("1") {
+        shared.catchup_requests_per_meter.fetch_add(1, Ordering::Relaxed);
+    }
     rest_delay(&shared).await;
     serve_catchup(&shared, &q, None)
 }
@@ -517,6 +536,10 @@ async fn truth(
             "end": i.end_ms,
         })).collect::<Vec<_>>(),
         "channels": channels,
+        "catchupRequests": {
+            "all": shared.catchup_requests.load(Ordering::Relaxed),
+            "perMeter": shared.catchup_requests_per_meter.load(Ordering::Relaxed),
+        },
     });
     drop(m);
     if let (Some(v), Some(o)) = (meter_hours, body.as_object_mut()) {

@@ -273,6 +273,11 @@ pub struct Shared {
     pub origins: Vec<String>,
     /// Catch-up and snapshot bodies served.
     pub catchups_served: AtomicU64,
+    /// `GET /catchup` requests (the ledger's own catch-ups, not session
+    /// snapshots): all, and those asking `meters=1` (`/truth` reports both,
+    /// so a test can tell which a transport asked).
+    pub catchup_requests: AtomicU64,
+    pub catchup_requests_per_meter: AtomicU64,
     /// The instance name when this is one of several gateway instances of one
     /// stream (Redis mode): a RESUME with any session id of this epoch is
     /// taken (every instance applies the same ticks in the same order, so the
@@ -465,6 +470,8 @@ pub(crate) async fn start_with(
         paused: AtomicBool::new(false),
         origins,
         catchups_served: AtomicU64::new(0),
+        catchup_requests: AtomicU64::new(0),
+        catchup_requests_per_meter: AtomicU64::new(0),
         fleet,
         feed_error: Mutex::new(None),
         cfg,

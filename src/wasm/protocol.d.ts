@@ -192,7 +192,8 @@ export interface TotalsMessage {
 }
 export type FetchReason =
   | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
-export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; }
+/** The ledger's catch-up request: `GET feedUrl + path` (append `&format=binary` for the binary body), post the body back as `catchup`. */
+export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; path: string; }
 /** The answer to a `readings` / `live` / `catchup` message that carried an `id`. */
 export interface AckMessage { type: "ack"; v: 1; id: number; accepted: number; refused: number; ms: number; }
 export interface ConnectMessage { type: "connect"; v: 1; url: string | null; }

@@ -345,7 +345,7 @@ fn transport_request(out: &Outbound) -> Option<TransportRequest> {
         Outbound::Stream(StreamRequest::Fetch { request_id, path }) => {
             TransportRequest::Fetch { request_id: *request_id, path: path.clone() }
         }
-        Outbound::Fetch(f) => TransportRequest::Catchup { from_hour: f.from_hour_ms },
+        Outbound::Fetch(f) => TransportRequest::Catchup { path: f.path() },
         _ => return None,
     })
 }

@@ -52,9 +52,10 @@ pub(crate) enum TransportRequest {
     Close { code: u16, reason: String },
     /// `GET feedUrl + path`, answered as `fetched` with this `request_id`.
     Fetch { request_id: u64, path: String },
-    /// The ledger's catch-up: `GET /catchup?from=<from_hour>&format=binary`,
-    /// answered as `catchup`.
-    Catchup { from_hour: f64 },
+    /// The ledger's catch-up: `GET feedUrl + path + "&format=binary"`, `path`
+    /// as the core builds it for every transport (`FetchRequest::path`:
+    /// `/catchup?from=<fromHour>&meters=1`), answered as `catchup`.
+    Catchup { path: String },
 }
 
 /// The socket and fetches of one worker session.
@@ -144,8 +145,8 @@ impl WorkerTransport {
                 let url = format!("{}{}", self.feed_url, path);
                 self.fetch(url, Answer::Fetched { request_id });
             }
-            TransportRequest::Catchup { from_hour } => {
-                let url = format!("{}/catchup?from={from_hour}&format=binary", self.feed_url);
+            TransportRequest::Catchup { path } => {
+                let url = format!("{}{path}&format=binary", self.feed_url);
                 self.fetch(url, Answer::Catchup);
             }
         }

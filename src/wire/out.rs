@@ -319,12 +319,14 @@ fn totals<E: Emit>(e: &mut E, t: &TotalsEvent, id: Option<f64>) {
     e.int("frames", i64::from(t.frames));
 }
 
-/// The `fetch` body: `reason`, `minAsOf` (HLC or `null`), `fromHour`.
+/// The `fetch` body: `reason`, `minAsOf` (HLC or `null`), `fromHour`, `path`
+/// (what to `GET`, [`FetchRequest::path`]).
 fn fetch<E: Emit>(e: &mut E, f: &FetchRequest) {
     head(e, "fetch", None);
     e.str("reason", f.reason.as_str());
     hlc(e, "minAsOf", f.min_as_of);
     e.num("fromHour", f.from_hour_ms);
+    e.str("path", &f.path());
 }
 
 /// The `connection` body: `state`, `attempt`, `nextRetryAt`, `lastCloseCode`, `reason`.

@@ -154,7 +154,7 @@ async function totals(workers) {
     if (f % 50 === 49) {
       // A catch-up through the worker-0 client's fetch (the pool fans it out) …
       body.current = load.catchup(Date.now());
-      pool.clients[0].dispatch({ type: 'fetch', v: 1, reason: 'scheduled', minAsOf: null, fromHour: 0 });
+      pool.clients[0].dispatch({ type: 'fetch', v: 1, reason: 'scheduled', minAsOf: null, fromHour: 0, path: '/catchup?from=0&meters=1' });
       // … and one the page posts itself.
       await pool.catchup(load.catchup(Date.now()));
       const t = await pool.query({ query: 'totals' });

@@ -2,7 +2,7 @@
 // when `transport: 'page'` the client executes what the worker asks for: the
 // session's `connect` / `send` / `close` / `fetch` (with `requestId`) on one
 // WebSocket and `fetch`, answered with `socket` and `fetched` messages, and the
-// ledger's own catch-up `fetch` (`GET /catchup?from=<fromHour>`), answered
+// ledger's own catch-up `fetch` (`GET` its `path`, `/catchup?from=<fromHour>&meters=1`), answered
 // with a `catchup` message carrying `sentAt` and `receivedAt`.
 //
 // Binary bodies cross as ArrayBuffers and are transferred, never copied.
@@ -186,10 +186,13 @@ export class PageTransport {
     }
   }
 
-  /** The ledger's catch-up `fetch`: GET `/catchup?from=<fromHour>`, answered by `catchup`. */
+  /**
+   * The ledger's catch-up `fetch`: GET `req.path` (built by the worker, the
+   * same the worker's own transport asks: `/catchup?from=<fromHour>&meters=1`),
+   * answered by `catchup`.
+   */
   async catchup(req: FetchMessage): Promise<void> {
-    const u = new URL('/catchup', this.o.feedUrl);
-    u.searchParams.set('from', String(req.fromHour));
+    const u = new URL(req.path, this.o.feedUrl);
     if (this.o.binary) u.searchParams.set('format', 'binary');
     const sentAt = this.o.now();
     try {

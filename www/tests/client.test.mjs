@@ -258,7 +258,7 @@ test('the page transport reports download progress from a streamed body: bytes o
   const { worker, mf } = await started({ fetch, progressMinBytes: 0 });
   const seen = [];
   mf.on('download', (p) => seen.push([p.received, p.total, p.done]));
-  worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
+  worker.answer({ type: 'fetch', v: 1, fromHour: 0, path: '/catchup?from=0&meters=1' });
   await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(seen, [[0, 24, false], [5, 24, false], [12, 24, false], [24, 24, false], [24, 24, true]]);
   const posted = worker.posted.find((m) => m.type === 'catchup');
@@ -267,7 +267,7 @@ test('the page transport reports download progress from a streamed body: bytes o
   const small = await started({ fetch: async () => ({ ...(await fetch()), text: async () => 'whole' }) });
   const none = [];
   small.mf.on('download', (p) => none.push(p));
-  small.worker.answer({ type: 'fetch', v: 1, fromHour: 0 });
+  small.worker.answer({ type: 'fetch', v: 1, fromHour: 0, path: '/catchup?from=0&meters=1' });
   await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual([none.length, small.worker.posted.find((m) => m.type === 'catchup')?.data], [0, 'whole']);
 });
@@ -340,16 +340,17 @@ test('session fetches answer with fetched and the same requestId; ledger fetches
   worker.answer({ type: 'fetch', v: 1, requestId: 7, path: '/meters/m-17' });
   worker.answer({ type: 'fetch', v: 1, requestId: 8, path: '/snapshot-v2?channel=totals&epoch=3&since_seq=17' });
   worker.answer({ type: 'fetch', v: 1, requestId: 9, path: '/nowhere' });
-  worker.answer({ type: 'fetch', v: 1, reason: 'startup', minAsOf: null, fromHour: 3600000 });
-  worker.answer({ type: 'fetch', v: 1, reason: 'gap', minAsOf: null, fromHour: 0 });
+  worker.answer({ type: 'fetch', v: 1, reason: 'startup', minAsOf: null, fromHour: 3600000, path: '/catchup?from=3600000&meters=1' });
+  worker.answer({ type: 'fetch', v: 1, reason: 'gap', minAsOf: null, fromHour: 0, path: '/catchup?from=0&meters=1' });
   await tick();
   await tick();
   assert.deepEqual(fetch.asked, [
     'http://127.0.0.1:8090/meters/m-17',
     'http://127.0.0.1:8090/snapshot-v2?channel=totals&epoch=3&since_seq=17',
     'http://127.0.0.1:8090/nowhere',
-    'http://127.0.0.1:8090/catchup?from=3600000',
-    'http://127.0.0.1:8090/catchup?from=0',
+    // The ledger's catch-ups GET the path the worker built (the one its own transport asks).
+    'http://127.0.0.1:8090/catchup?from=3600000&meters=1',
+    'http://127.0.0.1:8090/catchup?from=0&meters=1',
   ]);
   const byId = (id) => worker.posted.find((m) => m.type === 'fetched' && m.requestId === id);
   assert.deepEqual({ ...byId(7), sentAt: 0, receivedAt: 0 }, {
@@ -364,7 +365,7 @@ test('session fetches answer with fetched and the same requestId; ledger fetches
   assert.equal(catchups[0].data, '{"type":"catchup"}');
   assert.ok(catchups[0].receivedAt > catchups[0].sentAt);
   assert.equal(errors.length, 1);
-  assert.match(errors[0], /^catchup_failed GET \/catchup\?from=0: HTTP 410/);
+  assert.match(errors[0], /^catchup_failed GET \/catchup\?from=0&meters=1: HTTP 410/);
 });
 
 test('with the worker transport the session requests are not the page\'s; credit waits for a session', async () => {
@@ -373,10 +374,10 @@ test('with the worker transport the session requests are not the page\'s; credit
   const { worker, mf } = await started({ transport: 'worker', openSocket: sockets.open, fetch });
   worker.answer({ type: 'connect', v: 1, url: null });
   worker.answer({ type: 'fetch', v: 1, requestId: 1, path: '/meters/m-1' });
-  worker.answer({ type: 'fetch', v: 1, reason: 'startup', minAsOf: null, fromHour: 3600000 });
+  worker.answer({ type: 'fetch', v: 1, reason: 'startup', minAsOf: null, fromHour: 3600000, path: '/catchup?from=3600000&meters=1' });
   await tick();
   assert.equal(sockets.made.length, 0);
-  assert.deepEqual(fetch.asked, ['http://127.0.0.1:8090/catchup?from=3600000'], 'only the ledger catch-up');
+  assert.deepEqual(fetch.asked, ['http://127.0.0.1:8090/catchup?from=3600000&meters=1'], 'only the ledger catch-up');
 
   const before = worker.posted.length;
   assert.equal(mf.rendered('totals', 3), false, 'no session: no credit posted');

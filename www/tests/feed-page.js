@@ -129,9 +129,9 @@ async function fetched(m) {
   worker.postMessage(msg, r.data instanceof ArrayBuffer ? [r.data] : []);
 }
 
-/** The ledger's own catch-up; a failure is left to the ledger's retry. */
+/** The ledger's own catch-up (the path the worker built); a failure is left to the ledger's retry. */
 async function catchup(m) {
-  const r = await get(`/catchup?from=${m.fromHour}&format=binary`);
+  const r = await get(`${m.path}&format=binary`);
   if (!r.ok) return;
   const msg = { type: 'catchup', data: r.data, sentAt: r.sentAt, receivedAt: r.receivedAt };
   worker.postMessage(msg, [r.data]);

@@ -7,7 +7,10 @@
 //
 // For each transport (the worker's own WebSocket + fetch, and the page's), the
 // page starts the worker, starts a session on `totals`, waits for `ready` and
-// live totals, and then compares the worker's totals with `GET /truth` exactly.
+// live totals, and then compares the worker's totals with `GET /truth` exactly;
+// then checks that the ledger's own catch-ups asked the hours per meter
+// (`/truth`'s `catchupRequests`), rebuilt the rows, and that every group's
+// totals equal `/truth?meters=1` summed over `/groups` exactly.
 //
 // Clock: `--speed 1` with the server's default start (the wall clock), so the
 // stamps are real time and the worker's default `maxOffsetMs` holds; at a
@@ -127,6 +130,72 @@ async function matchTruth(page, url = feed.url) {
   throw new Error(`the worker's totals never matched /truth: ${last}`);
 }
 
+/** A meter id's resource (the feed names meters `w-`, `e-`, `b-` + digits). */
+const RESOURCE_OF = { w: 'water', e: 'energy', b: 'bandwidth' };
+
+/**
+ * Every difference between the worker's `groups` message and the truth per
+ * meter (`/truth?meters=1`, `meterHours`) summed over the feed's `/groups` map:
+ * each group's total per resource and hour, exactly, for the hours the worker
+ * keeps and the truth holds per meter.
+ */
+function groupDifferences(msg, t, map) {
+  const diffs = [];
+  const want = new Map(); // `${group}|${resource}|${hour}` → units
+  const groupsOf = new Map();
+  for (const [g, ids] of Object.entries(map.groups)) {
+    for (const id of ids) groupsOf.set(id, [...(groupsOf.get(id) ?? []), g]);
+  }
+  const hours = new Set();
+  for (const { hour, meters } of t.meterHours) {
+    hours.add(hour);
+    for (const [id, total] of Object.entries(meters)) {
+      const resource = RESOURCE_OF[id[0]];
+      for (const g of groupsOf.get(id) ?? ['']) {
+        const k = `${g}|${resource}|${hour}`;
+        want.set(k, (want.get(k) ?? 0n) + units(total, 3));
+      }
+    }
+  }
+  for (const g of [...msg.groups, msg.unassigned]) {
+    if (g.incomplete) diffs.push(`group '${g.group}' incomplete`);
+    for (const r of g.resources) {
+      for (const b of r.buckets) {
+        if (!hours.has(b.hour)) continue;
+        const k = `${g.group}|${r.resource}|${b.hour}`;
+        const w = want.get(k) ?? 0n;
+        want.delete(k);
+        if (BigInt(b.total) !== w) diffs.push(`group '${g.group}' ${r.resource} hour ${b.hour}: worker ${b.total} truth ${w}`);
+      }
+    }
+  }
+  for (const [k, w] of want) if (w !== 0n) diffs.push(`${k}: truth ${w}, the worker has no such bucket`);
+  return diffs;
+}
+
+/**
+ * Waits for a quiet moment at which the worker's next `groups` message equals
+ * the truth per group exactly (every meter's rows right, so every group sum is).
+ */
+async function matchGroups(page) {
+  const map = await (await fetch(`${feed.url}/groups`)).json();
+  const deadline = Date.now() + GUARD_MS;
+  let last = 'no quiet moment';
+  while (Date.now() < deadline) {
+    const before = await (await fetch(`${feed.url}/truth?meters=1`)).json();
+    // The newest `groups` the worker posted (flushed within totalsFlushMs of a frame).
+    const msg = await page.evaluate(() => window.feedTest.latest.groups);
+    const after = await truth();
+    if (msg && before.channels.totals.seq === after.channels.totals.seq && msg.version === map.version) {
+      const diffs = groupDifferences(msg, before, map);
+      if (diffs.length === 0) return { msg, truth: before, map };
+      last = `at seq ${before.channels.totals.seq}: ${diffs.slice(0, 6).join('; ')}`;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the worker's groups never matched /truth?meters=1: ${last}`);
+}
+
 for (const transport of ['worker', 'page']) {
   test(`${transport} transport: the session reaches ready and the totals equal /truth exactly`, { timeout: 4 * GUARD_MS }, async () => {
     const page = await browser.context.newPage();
@@ -143,11 +212,14 @@ for (const transport of ['worker', 'page']) {
     await page.evaluate(
       ({ transport, feedUrl }) => {
         const t = window.feedTest;
-        t.post({ type: 'config', config: { transport, feedUrl } });
+        // Ledger catch-ups every 2 s, so several run through the transport;
+        // totals and groups flushed 50 ms after a frame, well before the next.
+        t.post({ type: 'config', config: { transport, feedUrl, catchupIntervalMs: 2000, totalsFlushMs: 50 } });
         t.post({ type: 'session', op: 'start', channels: ['totals'] });
       },
       { transport, feedUrl: feed.url },
     );
+    const servedBefore = (await truth()).catchupRequests;
     const ready = await guarded(
       page.evaluate(() => window.feedTest.waitForState('ready')),
       'connection ready',
@@ -162,6 +234,34 @@ for (const transport of ['worker', 'page']) {
 
     const { totals, truth: t } = await matchTruth(page);
     assert.ok(t.channels.totals.seq > 0, 'the stream had delivered frames');
+
+    // The ledger's own catch-ups asked the hours per meter (`meters=1`, the
+    // path the worker builds for either transport), and each rebuilt the
+    // per-meter rows: more rebuilds than the session's totals snapshots
+    // (which ask per meter too) could account for. Then every group total
+    // equals the truth per meter summed over the feed's map, exactly.
+    const rebuilt = await guarded(
+      (async () => {
+        for (;;) {
+          const served = (await truth()).catchupRequests;
+          const stats = await page.evaluate(() => {
+            const next = window.feedTest.waitFor('stats', (s) => s.groups !== undefined && s.stream !== undefined);
+            window.feedTest.post({ type: 'query', query: 'stats' });
+            return next;
+          });
+          const asked = served.all - servedBefore.all;
+          if (asked >= 2 && stats.groups.rebuilds > stats.stream.snapshotFetches) return { served, asked, stats };
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      })(),
+      'ledger catch-ups that rebuild the per-meter rows',
+    );
+    const { served, asked, stats: gs } = rebuilt;
+    console.log(`# ${transport} transport: /catchup asked ${asked} (per meter ${served.perMeter - servedBefore.perMeter}); rebuilds ${gs.groups.rebuilds} (refused ${gs.groups.rebuildsRefused}), snapshot fetches ${gs.stream.snapshotFetches}`);
+    assert.equal(served.perMeter - servedBefore.perMeter, asked, 'every /catchup the transport ran asked meters=1');
+    assert.equal(gs.groups.rebuildsRefused, 0, 'no rebuild was refused');
+    const { msg: groupsMsg, truth: gt } = await matchGroups(page);
+    assert.ok(groupsMsg.groups.length > 0 && gt.meterHours.length > 0, 'groups and per-meter truth to compare');
     assert.ok(t.readings > 0, 'the server had readings to total');
     assert.ok(totals.resources.some((r) => BigInt(r.total) !== 0n), 'totals are not all zero');
 

@@ -150,7 +150,8 @@ impl Judge<'_> {
         // variance above the floor (an always-flat meter is not stuck). Once
         // raised it stays while the run lasts, even after the run fills the window.
         let stuck = index(AnomalyKind::Stuck);
-        l.learn_run(r.run, r.last_x, r.new, v.is_active(stuck));
+        l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
+        v.ended_run = 0;
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
         let spread = var > rules::floored_variance(0.0, mean, cfg);
         let limit = l.stuck_limit(r.last_x, cfg);

@@ -299,12 +299,20 @@ impl Learned {
 
     /// Learns the run of identical readings the meter is in: `run` readings at
     /// `x`, of which `new` arrived since the last evaluation. A run that ended
-    /// since then is learned, unless it raised a stuck alert (`stuck_active`).
-    pub fn learn_run(&mut self, run: u32, x: f64, new: u32, stuck_active: bool) {
+    /// since then is learned, unless it raised a stuck alert (`stuck_active`):
+    /// the run in progress at the last evaluation, at its length when it
+    /// ended (`ended`, counted by `observe` at the reading that ended it).
+    /// Runs that began and ended between two evaluations are not learned: a
+    /// burst of readings (a page that stalled, a batch) is many runs, and
+    /// taking its readings before the newest run for one (what this did
+    /// before) taught a meter that never repeats a reading a "normal run" as
+    /// long as the burst, which raised its stuck limit to `stuckFactor`
+    /// times the burst (the dashboard test's stuck alert, 14 to 73 s late
+    /// under load).
+    pub fn learn_run(&mut self, run: u32, x: f64, new: u32, ended: u32, stuck_active: bool) {
         if run <= new && self.run_seen > 0 && !stuck_active {
-            // A new run began in this evaluation: the previous one ended, with
-            // the readings of this evaluation before the new run.
-            let ended = self.run_seen.saturating_add(new - run);
+            // A new run began in this evaluation: the previous one ended.
+            let ended = if ended > 0 { ended } else { self.run_seen };
             let v = self.run_x;
             if v == self.plateau_x {
                 self.plateau_run = self.plateau_run.max(ended);
@@ -346,7 +354,9 @@ mod tests {
         // 0 × 10, 12 × 4, 0 × 12, 5 × 1: one reading per evaluation.
         for (x, n) in [(0.0, 10u32), (12.0, 4), (0.0, 12), (5.0, 1)] {
             for run in 1..=n {
-                l.learn_run(run, x, 1, false);
+                // One reading per evaluation: a run ends at the first of another.
+                let ended = if run == 1 { l.run_seen } else { 0 };
+                l.learn_run(run, x, 1, ended, false);
             }
         }
         assert_eq!((l.plateau_x, l.plateau_run, l.other_run), (0.0, 12, 4));
@@ -354,14 +364,22 @@ mod tests {
         assert_eq!(l.stuck_limit(0.0, &cfg), 36.0);
         assert_eq!(l.stuck_limit(12.0, &cfg), 12.0);
         assert_eq!(l.stuck_limit(7.0, &cfg), 12.0);
-        // Batches: a run that ended inside one is counted with its readings there.
+        // Batches: a run that ended inside one is learned at the length
+        // observe counted (1.0 × 3, then 1.0, 1.0, 2.0, 2.0: 1.0 ended after 5).
         let mut b = Learned::default();
-        b.learn_run(3, 1.0, 3, false);
-        b.learn_run(2, 2.0, 4, false); // 1.0 ended after 3 + 2 readings
+        b.learn_run(3, 1.0, 3, 0, false);
+        b.learn_run(2, 2.0, 4, 5, false);
         assert_eq!((b.plateau_x, b.plateau_run), (1.0, 5));
         // A run that raised a stuck alert is not normal.
-        b.learn_run(1, 3.0, 1, true);
+        b.learn_run(1, 3.0, 1, 2, true);
         assert_eq!((b.plateau_x, b.plateau_run, b.other_run), (1.0, 5, 0));
+        // A burst of 40 different readings after a run of 1 is 40 runs of 1,
+        // not a run of 40 (the old reading of a batch).
+        let mut c = Learned::default();
+        c.learn_run(1, 7.0, 1, 0, false);
+        c.learn_run(1, 47.0, 40, 1, false);
+        assert_eq!((c.plateau_run, c.other_run), (1, 0));
+        assert_eq!(c.stuck_limit(99.0, &cfg), 5.0);
     }
 
     #[test]

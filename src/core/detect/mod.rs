@@ -155,6 +155,15 @@ impl Detector {
             p.peak_ts = ts;
             p.peak_mean = mean;
         }
+        if p.run > p.new && x != p.last_x {
+            // The run in progress at the last evaluation (it began before the
+            // `p.new` readings since) ends here, after exactly `p.run`
+            // readings: recorded for `learn_run`, which cannot tell it from
+            // the readings that followed when an evaluation sees several.
+            if let Some(v) = self.verdicts.get_mut(m) {
+                v.ended_run = p.run;
+            }
+        }
         p.new = p.new.saturating_add(1);
         p.run = if p.run > 0 && x == p.last_x { p.run.saturating_add(1) } else { 1 };
         p.last_x = x;

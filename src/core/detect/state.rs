@@ -83,6 +83,11 @@ pub(super) struct Verdicts {
     /// Evaluations since the one that received the first reading of the
     /// current run of identical readings.
     pub stuck_evals: u32,
+    /// The length of the run of identical readings that was in progress at
+    /// the last evaluation, once a different reading ended it (0 while it
+    /// has not): written by `observe` at that reading, so the next evaluation
+    /// learns the run exactly however many readings it sees at once.
+    pub ended_run: u32,
     /// Per kind: evaluations without a breach since the last one (saturating;
     /// `clear_after` is at most 65,535).
     pub calm: [u16; 4],
@@ -116,6 +121,7 @@ impl Default for Verdicts {
             widen: 1.0,
             drift_run: 0,
             stuck_evals: 0,
+            ended_run: 0,
             drift_quiet: u32::MAX,
             drift_held: 0,
             calm: [0; 4],
@@ -143,7 +149,8 @@ mod tests {
     #[test]
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
-        assert_eq!(std::mem::size_of::<Verdicts>(), 44);
+        // 48: `ended_run` (4 B a meter) made the learned runs exact under bursts.
+        assert_eq!(std::mem::size_of::<Verdicts>(), 48);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 

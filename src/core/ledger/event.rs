@@ -252,3 +252,16 @@ pub struct FetchRequest {
     /// First hour start (ms) the catch-up should cover.
     pub from_hour_ms: f64,
 }
+
+impl FetchRequest {
+    /// The catch-up's path relative to the feed base URL, built here once so
+    /// every transport (the page's, the worker's own) asks the same:
+    /// `/catchup?from=<from_hour_ms>&meters=1`. `meters=1` asks for the hours
+    /// the server holds per meter, which rebuild the per-meter rows and the
+    /// groups exactly (docs/LEDGER.md, "Rebuilding rows from a catch-up"); a
+    /// server that keeps none answers resource totals as before. A transport
+    /// wanting the binary body appends `&format=binary`.
+    pub fn path(&self) -> String {
+        format!("/catchup?from={}&meters=1", self.from_hour_ms)
+    }
+}

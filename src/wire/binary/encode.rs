@@ -2,10 +2,14 @@
 //! feed. They write exactly the layout the decoders read (PROTOCOL.md 3.4/3.5/3.8)
 //! and refuse, with a `CoreError`, what the layout cannot carry.
 
-use super::{FLAG_SHARED_TS, HEADER_BYTES, KIND_CATCHUP, KIND_LIVE, KIND_READINGS, MAGIC, VERSION};
+use super::{
+    CATCHUP_HEADER_BYTES, FLAG_SHARED_TS, HEADER_BYTES, KIND_CATCHUP, KIND_LIVE, KIND_READINGS,
+    MAGIC, VERSION,
+};
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Catchup, LiveFrame, ReadingBatch};
+use crate::core::hlc::Hlc;
 
 /// How a frame carries its timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,7 +173,8 @@ pub fn encode_live(frame: &LiveFrame, scale: u8, layout: TsLayout) -> Result<Vec
 
 /// Encodes a kind-3 frame (a REST catch-up): one binding per distinct
 /// `(meter, resource)` of `c.buckets` (an empty meter name for a resource
-/// total), totals as mantissas of `10^-scale`; absent range or server time as NaN.
+/// total), keys in order of first use, totals as mantissas of `10^-scale`;
+/// absent range or server time as NaN. Written by [`encode_catchup_columns`].
 pub fn encode_catchup(c: &Catchup, scale: u8) -> Result<Vec<u8>, CoreError> {
     if scale > MAX_SCALE {
         return Err(refuse(format!("scale {scale} is above {MAX_SCALE}")));
@@ -185,23 +190,101 @@ pub fn encode_catchup(c: &Catchup, scale: u8) -> Result<Vec<u8>, CoreError> {
         });
         keys.push(key);
     }
-    let mut buf = Vec::with_capacity(HEADER_BYTES + 40 + bindings.len() * 24 + keys.len() * 20);
-    header(&mut buf, KIND_CATCHUP, TsLayout::PerRecord, bindings.len(), keys.len())?;
-    buf.extend_from_slice(&(c.as_of.wall_ms as f64).to_le_bytes());
-    buf.extend_from_slice(&c.as_of.counter.to_le_bytes());
-    buf.extend_from_slice(&[scale, 0, 0, 0]);
-    for x in [c.from_hour_ms, c.to_hour_ms, c.server_time_ms] {
+    let mut mantissas = Vec::with_capacity(c.buckets.len());
+    for (i, b) in c.buckets.iter().enumerate() {
+        mantissas.push(b.total.to_units(scale).map_err(|_| {
+            CoreError::at(
+                ErrorCode::BadValue,
+                i,
+                format!("amount {:?} does not fit scale {scale}", b.total),
+            )
+        })?);
+    }
+    let head = CatchupHead {
+        as_of: c.as_of,
+        scale,
+        from_hour_ms: c.from_hour_ms,
+        to_hour_ms: c.to_hour_ms,
+        server_time_ms: c.server_time_ms,
+    };
+    let records =
+        keys.iter().zip(&c.buckets).zip(&mantissas).map(|((&k, b), &m)| (k, b.hour_ms, m));
+    encode_catchup_columns(&head, &bindings, c.buckets.len(), records)
+}
+
+/// The kind-3 header fields (PROTOCOL.md 3.8) for [`encode_catchup_columns`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CatchupHead {
+    /// The watermark.
+    pub as_of: Hlc,
+    /// Totals are mantissas of `10^-scale`.
+    pub scale: u8,
+    /// Hour range and server time; `None` is written as NaN (absent).
+    pub from_hour_ms: Option<f64>,
+    pub to_hour_ms: Option<f64>,
+    pub server_time_ms: Option<f64>,
+}
+
+/// Writes a kind-3 frame from prepared columns, the one writer of the layout
+/// (PROTOCOL.md 3.8): `bindings[k]` names key `k` (`(meter, resource)`, an
+/// empty meter for a resource total); `records` yields exactly `count`
+/// `(key, hour start ms, total mantissa)`. The frame's size is known before
+/// the first byte, so it is one allocation, and each record's three fields
+/// go straight to their columns: a large catch-up (the feed's per-meter
+/// hours, 150,000 records) costs a pass over its records, no per-record
+/// allocation. Refuses (nothing returned) a mantissa outside `0..=2^53`, a
+/// record count other than `count`, names too long for their length fields.
+pub fn encode_catchup_columns(
+    head: &CatchupHead,
+    bindings: &[(&str, &str)],
+    n_records: usize,
+    records: impl IntoIterator<Item = (u32, f64, i64)>,
+) -> Result<Vec<u8>, CoreError> {
+    if head.scale > MAX_SCALE {
+        return Err(refuse(format!("scale {} is above {MAX_SCALE}", head.scale)));
+    }
+    let names: usize = bindings.iter().map(|(m, r)| 7 + m.len() + r.len()).sum();
+    let keys_at = (HEADER_BYTES + CATCHUP_HEADER_BYTES + names).div_ceil(8) * 8;
+    let hours_at = (keys_at + 4 * n_records).div_ceil(8) * 8;
+    let len = hours_at + 16 * n_records;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).map_err(|_| {
+        CoreError::new(ErrorCode::OutOfMemory, format!("no memory for a {len}-byte catch-up"))
+    })?;
+    header(&mut buf, KIND_CATCHUP, TsLayout::PerRecord, bindings.len(), n_records)?;
+    buf.extend_from_slice(&(head.as_of.wall_ms as f64).to_le_bytes());
+    buf.extend_from_slice(&head.as_of.counter.to_le_bytes());
+    buf.extend_from_slice(&[head.scale, 0, 0, 0]);
+    for x in [head.from_hour_ms, head.to_hour_ms, head.server_time_ms] {
         buf.extend_from_slice(&x.unwrap_or(f64::NAN).to_le_bytes());
     }
     for (key, (meter, resource)) in bindings.iter().enumerate() {
         pair_binding(&mut buf, key as u32, meter, resource)?;
     }
-    keys_column(&mut buf, &keys);
-    for b in &c.buckets {
-        buf.extend_from_slice(&b.hour_ms.to_le_bytes());
+    debug_assert!(buf.len() <= keys_at);
+    buf.resize(len, 0);
+    let columns = buf.get_mut(keys_at..).unwrap_or_default();
+    let (keys, rest) = columns.split_at_mut((hours_at - keys_at).min(columns.len()));
+    let (hours, totals) = rest.split_at_mut((8 * n_records).min(rest.len()));
+    let mut records = records.into_iter();
+    let slots =
+        keys.chunks_exact_mut(4).zip(hours.chunks_exact_mut(8)).zip(totals.chunks_exact_mut(8));
+    let mut written = 0usize;
+    for (((k, h), t), (key, hour_ms, m)) in slots.zip(records.by_ref()) {
+        if !(0..=1i64 << 53).contains(&m) {
+            return Err(CoreError::at(
+                ErrorCode::BadValue,
+                written,
+                format!("total mantissa {m} outside 0..=2^53"),
+            ));
+        }
+        k.copy_from_slice(&key.to_le_bytes());
+        h.copy_from_slice(&hour_ms.to_le_bytes());
+        t.copy_from_slice(&(m as f64).to_le_bytes());
+        written += 1;
     }
-    for (i, b) in c.buckets.iter().enumerate() {
-        buf.extend_from_slice(&mantissa(b.total, scale, i)?.to_le_bytes());
+    if written != n_records || records.next().is_some() {
+        return Err(refuse(format!("catch-up records do not number {n_records}")));
     }
     Ok(buf)
 }

@@ -19,7 +19,9 @@ mod catchup;
 mod encode;
 
 pub use catchup::CATCHUP_HEADER_BYTES;
-pub use encode::{encode_catchup, encode_live, encode_readings, TsLayout};
+pub use encode::{
+    encode_catchup, encode_catchup_columns, encode_live, encode_readings, CatchupHead, TsLayout,
+};
 
 use super::field::{meter_id_problem, MAX_WHOLE};
 use super::{check_payload_size, Arrival, Envelope};
