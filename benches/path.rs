@@ -22,7 +22,9 @@
 //!
 //! Run: `cargo bench --bench path` (add `-- --quick` for a short run).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::detect::Detector;
 use meterflow::core::event::{Inbound, KeyScope, ReadingBatch};
@@ -100,8 +102,8 @@ fn full_engine() -> Engine {
         memory_ceiling_bytes: Some(4e9),
         ..Default::default()
     };
-    let mut engine = Engine::new(Config::default().apply(&patch).expect("a valid patch"))
-        .expect("an engine");
+    let mut engine =
+        Engine::new(Config::default().apply(&patch).expect("a valid patch")).expect("an engine");
     let bind = ReadingBatch {
         scope: KeyScope::Stream,
         bindings: (0..METERS as u32).map(|k| (k, format!("meter-{k:06}"))).collect(),
