@@ -140,6 +140,15 @@ impl RingSlab {
         self.chunks.get(m / self.per_chunk)?.get(at..at + w)
     }
 
+    /// The sample in the slot meter `m`'s next [`RingSlab::push`] writes (0 for
+    /// an unknown meter): a read with no effect, for [`crate::core::windows::Windows::warm`].
+    #[inline]
+    pub fn next_slot(&self, m: usize) -> f64 {
+        let Some(&h) = self.head.get(m) else { return 0.0 };
+        let slot = (m % self.per_chunk) * self.window + h as usize;
+        self.chunks.get(m / self.per_chunk).and_then(|c| c.get(slot)).copied().unwrap_or(0.0)
+    }
+
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
     #[inline]
     pub fn push(&mut self, m: usize, x: f64) -> Option<f64> {

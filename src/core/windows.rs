@@ -63,6 +63,18 @@ impl Windows {
         self.moments.get(m).copied().unwrap_or_default()
     }
 
+    /// Reads the ring slot each of `meters`' next [`Windows::push`] writes, and
+    /// nothing else: it changes no state. Issued for a few readings ahead of
+    /// their pushes, these independent loads overlap their cache misses (each
+    /// ring is 9.6 KB apart from the next, so no hardware prefetcher guesses
+    /// the slot), where the pushes, each behind a chain of dependent
+    /// arithmetic, would take them one after another. The caller passes the
+    /// sum to `std::hint::black_box` so the loads are not optimised away.
+    #[inline]
+    pub fn warm(&self, meters: impl Iterator<Item = usize>) -> f64 {
+        meters.map(|m| self.ring.next_slot(m)).sum()
+    }
+
     /// Appends `x` to meter `m`'s window, evicting the oldest sample when full:
     /// then one fixed-n [`Moments::replace`], else one [`Moments::add`].
     #[inline]
