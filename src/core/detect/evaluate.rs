@@ -13,7 +13,6 @@
 use super::super::config::Config;
 use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
 use super::super::meters::MeterTable;
-use super::super::moments::Moments;
 use super::super::windows::Windows;
 use super::learn::{Learned, Teach};
 use super::rules;
@@ -87,12 +86,8 @@ impl Judge<'_> {
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            v.widen = if light_tails(&mo, l) {
-                1.0
-            } else {
-                let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
-                rules::widen(g2, cfg) as f32
-            };
+            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            v.widen = rules::widen(g2, cfg) as f32;
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
@@ -160,14 +155,7 @@ impl Judge<'_> {
         let spread = var > rules::floored_variance(0.0, mean, cfg);
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
-        // The run over its limit is only needed when it may breach or be the
-        // meter's strongest evidence (its score); a short run is neither.
-        let stronger = spike_u2.max(drift_u2);
-        let stuck_u = if judged && !surely_below(f64::from(r.run), limit, stronger) {
-            f64::from(r.run) / limit
-        } else {
-            0.0
-        };
+        let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
         let breach = stuck_u >= 1.0;
         let evals = v.stuck_evals;
         let std = fvar.sqrt();
@@ -184,7 +172,7 @@ impl Judge<'_> {
 
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
-        let u2 = if warm { stronger.max(stuck_u * stuck_u) } else { 0.0 };
+        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
         v.score = rules::score(u2) as f32;
 
         // Silent: the meter has just reported, so this evaluation is normal.
@@ -272,10 +260,6 @@ impl Judge<'_> {
     }
 
     /// Marks `kind` active for meter `m` at the finding's severity and says so.
-    // Cold: rare next to the evaluations that raise nothing, and kept out of
-    // the per-meter loop so its registers are not spilled for it.
-    #[cold]
-    #[inline(never)]
     fn raise(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind, f: Finding) {
         let bit = 1 << index(kind);
         v.active |= bit;
@@ -299,30 +283,6 @@ impl Judge<'_> {
             score: rules::score(f.u2),
         }));
     }
-}
-
-/// A relative margin far above the rounding of the few operations on either
-/// side of the comparisons below, and far below anything a rule could tell.
-const SURE: f64 = 1e-9;
-
-/// Whether both the window's and the meter's long-run excess kurtosis are
-/// surely not positive, so the spike threshold's widening is exactly 1
-/// (`rules::widen` of a g2 ≤ 0). Decided without a division: g2 ≤ 0 is
-/// `n·M4 / M2² ≤ 3` (window) and `m4 / var² ≤ 3` (learned), tested as products
-/// with a margin; anything near the line (or not finite) takes the exact path.
-#[inline]
-fn light_tails(mo: &Moments, l: &Learned) -> bool {
-    let bound = 3.0 * (1.0 - SURE);
-    mo.n * mo.m4 < bound * (mo.m2 * mo.m2) && l.m4 < bound * (l.var * l.var)
-}
-
-/// Whether `run / limit` is surely below 1 (no stuck breach) and its square
-/// surely below `other` (another rule's evidence, the larger in the score), so
-/// the quotient need not be computed. False when unsure or `other` is NaN.
-#[inline]
-fn surely_below(run: f64, limit: f64, other: f64) -> bool {
-    let sure = limit * (1.0 - SURE);
-    run < sure && run * run < other * (sure * sure)
 }
 
 /// The silent verdict of an evaluation never breaches, so its finding is never

@@ -166,13 +166,7 @@ impl Learned {
     /// window mean of independent readings, `var/n`.
     #[inline]
     pub fn drift_scale2(&self, window_var: f64, n: f64) -> f64 {
-        let n = n.max(1.0);
-        // No division when the learned distance is surely the larger (the
-        // margin dwarfs the rounding of both products; NaN takes the exact path).
-        if self.dev2 * n > window_var * (1.0 + 1e-9) {
-            return self.dev2;
-        }
-        self.dev2.max(window_var / n)
+        self.dev2.max(window_var / n.max(1.0))
     }
 
     /// The variance the spike rule divides by: the window's, or the meter's
