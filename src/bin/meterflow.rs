@@ -28,7 +28,8 @@ use meterflow::wire::decode_config;
 const USAGE: &str = "usage: meterflow replay FILE.ndjson [--config FILE.json] [--only TYPES]
        meterflow eval [CORPUS_DIR] [--detector meterflow|zscore] [--corpus meters|nab-like]
                       [--short] [--seed N]
-                      [--series] [--config FILE.json] [--baseline FILE] [--write-baseline FILE]
+                      [--series] [--only NAMES] [--config FILE.json] [--baseline FILE]
+                      [--write-baseline FILE]
        meterflow eval --generate DIR [--corpus meters|nab-like] [--short] [--seed N]
 
 Replays a recording of worker page messages (one JSON object per line, each
@@ -55,6 +56,7 @@ alerts per meter-day and the windowed score (docs/DETECTION.md, Evaluation).
   --short           the meters corpus at 4 hours per series (the smoke run)
   --seed N          the built-in corpus's seed (default 1)
   --series          also print the per-series tables
+  --only NAMES      only these series (comma-separated names)
   --baseline FILE   exit 1 if the figures fall below FILE by its margins
   --write-baseline FILE   write the figures as a baseline (margins 5 points, 0.10 recall)
   --generate DIR    write the built-in corpus to DIR and stop
@@ -77,6 +79,7 @@ struct EvalArgs {
     family: Option<corpus::Family>,
     seed: Option<u64>,
     series: bool,
+    only: Option<String>,
     config: Option<String>,
     baseline: Option<String>,
     write_baseline: Option<String>,
@@ -126,6 +129,7 @@ fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>
             "--seed" => once(&mut seed, "--seed", args.next())?,
             "--corpus" => once(&mut family, "--corpus", args.next())?,
             "--config" => once(&mut e.config, "--config", args.next())?,
+            "--only" => once(&mut e.only, "--only", args.next())?,
             "--baseline" => once(&mut e.baseline, "--baseline", args.next())?,
             "--write-baseline" => once(&mut e.write_baseline, "--write-baseline", args.next())?,
             "--generate" => once(&mut e.generate, "--generate", args.next())?,
@@ -213,6 +217,18 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
             corpus::Family::Meters => corpus::generate(seed, len),
             corpus::Family::NabLike => meterflow::eval::nab_like::generate(seed),
         },
+    };
+    let corpus = match &a.only {
+        Some(names) => {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            let unknown: Vec<&&str> =
+                names.iter().filter(|n| !corpus.iter().any(|s| s.name == **n)).collect();
+            if !unknown.is_empty() {
+                return Err(format!("--only: no series named {unknown:?}"));
+            }
+            corpus.into_iter().filter(|s| names.contains(&s.name.as_str())).collect()
+        }
+        None => corpus,
     };
     if let Some(dir) = &a.generate {
         files::write_dir(std::path::Path::new(dir), &corpus).map_err(|e| e.to_string())?;
