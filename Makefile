@@ -141,7 +141,8 @@ bench-smoke: feed-bin
 	node www/bench/stream-apply.mjs --smoke > /dev/null
 
 # Detection quality (docs/DETECTION.md, "Evaluation"): `eval` prints the full
-# table, meterflow beside the plain z-score, on the two-day built-in corpus,
+# table, meterflow beside the plain z-score, on the two-day built-in corpus
+# and on the NAB-like family (tests/data/eval/nab-like-seed1.{txt,json}),
 # keeps it in tests/data/eval/full-seed1.{txt,json} and renders the README's
 # detection table from the JSON (scripts/eval-table.mjs).
 # `eval-smoke` runs the 4-hour corpus and fails on a crash or a drop past the
@@ -149,6 +150,8 @@ bench-smoke: feed-bin
 eval:
 	cargo run --release --bin meterflow -- eval --series \
 		--write-baseline tests/data/eval/full-seed1.json | tee tests/data/eval/full-seed1.txt
+	cargo run --release --bin meterflow -- eval --corpus nab-like --series \
+		--write-baseline tests/data/eval/nab-like-seed1.json | tee tests/data/eval/nab-like-seed1.txt
 	node scripts/eval-table.mjs
 
 eval-smoke:

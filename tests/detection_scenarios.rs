@@ -313,7 +313,10 @@ fn reference_drift(xs: &[f64], from: usize) -> (Vec<String>, Vec<f64>) {
             slow = mean;
         }
         if learned > 0 && !active && quiet >= 7_200 {
-            dev2 += ((d * d).min(limit2) - dev2) / f64::from(learned + 1).min(28_800.0);
+            // Each term capped at (3·scale)² = limit2 · 9/25: these readings
+            // are normal, light-tailed (the cap of heavy-tailed meters is limit2).
+            let cap = limit2 * 9.0 / 25.0;
+            dev2 += ((d * d).min(cap) - dev2) / f64::from(learned + 1).min(28_800.0);
         }
         learned += 1;
     }

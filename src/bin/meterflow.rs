@@ -26,9 +26,11 @@ use meterflow::replay::{replay_with, OutType, ReplayError, ReplayOptions};
 use meterflow::wire::decode_config;
 
 const USAGE: &str = "usage: meterflow replay FILE.ndjson [--config FILE.json] [--only TYPES]
-       meterflow eval [CORPUS_DIR] [--detector meterflow|zscore] [--short] [--seed N]
-                      [--series] [--config FILE.json] [--baseline FILE] [--write-baseline FILE]
-       meterflow eval --generate DIR [--short] [--seed N]
+       meterflow eval [CORPUS_DIR] [--detector meterflow|zscore] [--corpus meters|nab-like]
+                      [--short] [--seed N]
+                      [--series] [--only NAMES] [--config FILE.json] [--baseline FILE]
+                      [--write-baseline FILE]
+       meterflow eval --generate DIR [--corpus meters|nab-like] [--short] [--seed N]
 
 Replays a recording of worker page messages (one JSON object per line, each
 with its arrival time \"t\" in ms) through the engine with a simulated clock and
@@ -48,9 +50,13 @@ alerts per meter-day and the windowed score (docs/DETECTION.md, Evaluation).
   CORPUS_DIR        labels.json and one NAME.csv (t_ms,value) per series;
                     without it, the built-in seeded corpus
   --detector D      only this detector (default: meterflow and zscore)
-  --short           the built-in corpus at 4 hours per series (the smoke run)
+  --corpus F        the built-in family: meters (default; two days of 2 Hz
+                    meter data per series) or nab-like (NAB-like shapes at
+                    their native point counts, replayed one per 500 ms)
+  --short           the meters corpus at 4 hours per series (the smoke run)
   --seed N          the built-in corpus's seed (default 1)
   --series          also print the per-series tables
+  --only NAMES      only these series (comma-separated names)
   --baseline FILE   exit 1 if the figures fall below FILE by its margins
   --write-baseline FILE   write the figures as a baseline (margins 5 points, 0.10 recall)
   --generate DIR    write the built-in corpus to DIR and stop
@@ -70,8 +76,10 @@ struct EvalArgs {
     corpus: Option<String>,
     detector: Option<Detector>,
     short: bool,
+    family: Option<corpus::Family>,
     seed: Option<u64>,
     series: bool,
+    only: Option<String>,
     config: Option<String>,
     baseline: Option<String>,
     write_baseline: Option<String>,
@@ -111,7 +119,7 @@ fn once(slot: &mut Option<String>, name: &str, v: Option<String>) -> Result<(), 
 #[cfg(not(target_arch = "wasm32"))]
 fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>, String> {
     let mut e = EvalArgs::default();
-    let (mut detector, mut seed) = (None, None);
+    let (mut detector, mut seed, mut family) = (None, None, None);
     while let Some(a) = args.next() {
         match a.as_str() {
             "-h" | "--help" => return Ok(None),
@@ -119,7 +127,9 @@ fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>
             "--series" => e.series = true,
             "--detector" => once(&mut detector, "--detector", args.next())?,
             "--seed" => once(&mut seed, "--seed", args.next())?,
+            "--corpus" => once(&mut family, "--corpus", args.next())?,
             "--config" => once(&mut e.config, "--config", args.next())?,
+            "--only" => once(&mut e.only, "--only", args.next())?,
             "--baseline" => once(&mut e.baseline, "--baseline", args.next())?,
             "--write-baseline" => once(&mut e.write_baseline, "--write-baseline", args.next())?,
             "--generate" => once(&mut e.generate, "--generate", args.next())?,
@@ -133,12 +143,24 @@ fn parse_eval(mut args: impl Iterator<Item = String>) -> Result<Option<EvalArgs>
             Detector::parse(&d).ok_or(format!("unknown detector '{d}' (meterflow or zscore)"))?,
         );
     }
+    if let Some(f) = family {
+        e.family = Some(
+            corpus::Family::parse(&f)
+                .ok_or(format!("unknown corpus family '{f}' (meters or nab-like)"))?,
+        );
+    }
+    if e.short && e.family == Some(corpus::Family::NabLike) {
+        return Err("--short is for the meters corpus (nab-like is short already)".into());
+    }
     if let Some(s) = seed {
         e.seed = Some(s.parse().map_err(|_| format!("--seed: '{s}' is not a whole number"))?);
     }
-    if e.corpus.is_some() && (e.generate.is_some() || e.short || e.seed.is_some()) {
+    if e.corpus.is_some()
+        && (e.generate.is_some() || e.family.is_some() || e.short || e.seed.is_some())
+    {
         return Err(
-            "--generate, --short and --seed are for the built-in corpus, not CORPUS_DIR".into()
+            "--generate, --corpus, --short and --seed are for the built-in corpus, not CORPUS_DIR"
+                .into(),
         );
     }
     Ok(Some(e))
@@ -191,7 +213,22 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
     let len = if a.short { Length::Short } else { Length::Full };
     let corpus = match &a.corpus {
         Some(dir) => files::read_dir(std::path::Path::new(dir)).map_err(|e| e.to_string())?,
-        None => corpus::generate(seed, len),
+        None => match a.family.unwrap_or(corpus::Family::Meters) {
+            corpus::Family::Meters => corpus::generate(seed, len),
+            corpus::Family::NabLike => meterflow::eval::nab_like::generate(seed),
+        },
+    };
+    let corpus = match &a.only {
+        Some(names) => {
+            let names: Vec<&str> = names.split(',').map(str::trim).collect();
+            let unknown: Vec<&&str> =
+                names.iter().filter(|n| !corpus.iter().any(|s| s.name == **n)).collect();
+            if !unknown.is_empty() {
+                return Err(format!("--only: no series named {unknown:?}"));
+            }
+            corpus.into_iter().filter(|s| names.contains(&s.name.as_str())).collect()
+        }
+        None => corpus,
     };
     if let Some(dir) = &a.generate {
         files::write_dir(std::path::Path::new(dir), &corpus).map_err(|e| e.to_string())?;
@@ -211,7 +248,8 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
         figs.push(f);
     }
     let what = a.corpus.clone().unwrap_or_else(|| {
-        format!("built-in corpus, seed {seed}{}", if a.short { ", short" } else { "" })
+        let family = a.family.unwrap_or(corpus::Family::Meters).as_str();
+        format!("built-in {family} corpus, seed {seed}{}", if a.short { ", short" } else { "" })
     });
     println!(
         "{} series, {} labelled windows ({what})",
@@ -223,6 +261,7 @@ fn run_eval(a: EvalArgs) -> Result<ExitCode, String> {
         let b = report::Baseline {
             seed,
             short: a.short,
+            corpus: a.family.unwrap_or(corpus::Family::Meters).as_str().to_string(),
             score_margin: 5.0,
             recall_margin: 0.10,
             detectors: figs.clone(),

@@ -166,7 +166,7 @@ mod tests {
 
     fn series(values: Vec<f64>) -> Series {
         let t_ms = (0..values.len()).map(|i| START_MS + i as f64 * CADENCE_MS).collect();
-        Series { name: "t".into(), t_ms, values, windows: Vec::new() }
+        Series { name: "t".into(), t_ms, values, windows: Vec::new(), probation_end_ms: None }
     }
 
     /// Alternating 9, 11 (mean 10, sd 1), with the readings in `high` set to `v`.

@@ -49,6 +49,27 @@ impl Length {
     }
 }
 
+/// A corpus family of `meterflow eval --corpus`: the meters generated here,
+/// or the NAB-like shapes of [`super::nab_like`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Meters,
+    NabLike,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Meters => "meters",
+            Family::NabLike => "nab-like",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Family> {
+        [Family::Meters, Family::NabLike].into_iter().find(|f| f.as_str() == s)
+    }
+}
+
 /// What a meter does normally.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Base {
@@ -401,7 +422,7 @@ fn series(
             })
             .collect(),
     };
-    Series { name: name.to_string(), t_ms, values, windows }
+    Series { name: name.to_string(), t_ms, values, windows, probation_end_ms: None }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ struct Labels {
 struct LabelEntry {
     name: String,
     windows: Vec<LabelWindow>,
+    /// Alerts before this time are not scored (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probation_end_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,7 +54,11 @@ pub fn write_dir(dir: &Path, corpus: &[Series]) -> Result<(), EvalError> {
             .iter()
             .map(|w| LabelWindow { start_ms: w.start_ms, end_ms: w.end_ms, class: w.class.clone() })
             .collect();
-        entries.push(LabelEntry { name: s.name.clone(), windows });
+        entries.push(LabelEntry {
+            name: s.name.clone(),
+            windows,
+            probation_end_ms: s.probation_end_ms,
+        });
     }
     let path = dir.join("labels.json");
     let text = serde_json::to_string_pretty(&Labels { series: entries })
@@ -80,7 +87,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Series>, EvalError> {
         let csv_path = dir.join(format!("{}.csv", entry.name));
         let csv = std::fs::read_to_string(&csv_path).map_err(|e| corpus_err(&csv_path, e))?;
         let (t_ms, values) = parse_csv(&csv).map_err(|e| corpus_err(&csv_path, e))?;
-        out.push(Series { name: entry.name, t_ms, values, windows });
+        let probation_end_ms = entry.probation_end_ms.filter(|t| t.is_finite());
+        out.push(Series { name: entry.name, t_ms, values, windows, probation_end_ms });
     }
     Ok(out)
 }

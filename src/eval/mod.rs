@@ -12,6 +12,7 @@
 pub mod arms;
 pub mod corpus;
 pub mod files;
+pub mod nab_like;
 pub mod report;
 mod rng;
 pub mod score;
@@ -33,6 +34,9 @@ pub struct Series {
     pub t_ms: Vec<f64>,
     pub values: Vec<f64>,
     pub windows: Vec<Window>,
+    /// Alerts before this time are not scored (NAB's probationary period,
+    /// the `nab-like` family); `None`: every alert is.
+    pub probation_end_ms: Option<f64>,
 }
 
 /// An alert raise: the engine time it was raised at and its kind.

@@ -223,11 +223,18 @@ pub fn summary_table(figs: &[Figures]) -> String {
 pub struct Baseline {
     pub seed: u64,
     pub short: bool,
+    /// The built-in family (`meters` or `nab-like`; older baselines: `meters`).
+    #[serde(default = "meters")]
+    pub corpus: String,
     /// Largest allowed drop of the score, in points.
     pub score_margin: f64,
     /// Largest allowed drop of any class's recall (0..=1).
     pub recall_margin: f64,
     pub detectors: Vec<Figures>,
+}
+
+fn meters() -> String {
+    "meters".to_string()
 }
 
 /// The regressions of `figs` against `base`: a detector's score more than
@@ -306,6 +313,7 @@ mod tests {
         let base = Baseline {
             seed: 1,
             short: true,
+            corpus: meters(),
             score_margin: 5.0,
             recall_margin: 0.1,
             detectors: vec![good.clone()],

@@ -47,6 +47,7 @@ pub struct SeriesScore {
     pub name: String,
     /// Meter-days the series spans (first to last reading, plus one interval).
     pub days: f64,
+    /// Alert raises scored: all of them but those in the probationary period.
     pub alerts: usize,
     pub inside: usize,
     pub outside: usize,
@@ -87,13 +88,15 @@ pub fn score_series(s: &Series, alerts: &[Alert]) -> SeriesScore {
     let mut out = SeriesScore {
         name: s.name.clone(),
         days,
-        alerts: alerts.len(),
+        alerts: 0,
         inside: 0,
         outside: 0,
         by_kind: Vec::new(),
         windows: Vec::new(),
     };
-    for a in alerts {
+    let scored_from = s.probation_end_ms.unwrap_or(f64::NEG_INFINITY);
+    for a in alerts.iter().filter(|a| a.t_ms >= scored_from) {
+        out.alerts += 1;
         let hit = s.windows.iter().position(|w| w.start_ms <= a.t_ms && a.t_ms <= w.end_ms);
         let slot = match out.by_kind.iter().position(|(k, _, _)| *k == a.kind) {
             Some(i) => i,
@@ -137,7 +140,7 @@ mod tests {
             .iter()
             .map(|&(a, b)| Window { start_ms: a, end_ms: b, class: "spike".into() })
             .collect();
-        Series { name: "s".into(), t_ms, values, windows }
+        Series { name: "s".into(), t_ms, values, windows, probation_end_ms: None }
     }
 
     fn score(s: &Series, alerts: &[f64]) -> f64 {
@@ -176,6 +179,19 @@ mod tests {
             last = sc;
         }
         assert!((reward(0.5) - 0.5 / (1.0 / (1.0 + (-5f64).exp()))).abs() < 1e-12);
+    }
+
+    #[test]
+    fn alerts_in_the_probationary_period_are_not_scored() {
+        let mut s = series(&[(100_000.0, 200_000.0)]);
+        s.probation_end_ms = Some(50_000.0);
+        let at = |t: &[f64]| -> Vec<Alert> {
+            t.iter().map(|&t| Alert { t_ms: t, kind: "spike" }).collect()
+        };
+        let r = score_series(&s, &at(&[10_000.0, 49_999.0, 100_000.0]));
+        assert_eq!((r.alerts, r.inside, r.outside), (1, 1, 0));
+        let r = score_series(&s, &at(&[50_000.0, 100_000.0]));
+        assert_eq!((r.alerts, r.inside, r.outside), (2, 1, 1));
     }
 
     #[test]
