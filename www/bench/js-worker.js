@@ -61,6 +61,10 @@ const WINDOW = CFG.window;
 const INV_WINDOW = 1 / WINDOW;
 /** learn.rs SCALE_MEMORY, VARIANCE_Z, VARIANCE_RATIO_MIN, VARIANCE_READINGS. */
 const SCALE_MEMORY = 4.0;
+// learn.rs DRIFT_LEARN_Z, DRIFT_LEARN_G2: the drift scale learns each term capped
+// at (min(3, driftZ)·scale)² on meters with long-run excess kurtosis below 1.
+const DRIFT_LEARN_Z = 3.0;
+const DRIFT_LEARN_G2 = 1.0;
 const VARIANCE_Z = 5.0;
 const VARIANCE_RATIO_MIN = 3.0;
 const VARIANCE_READINGS = 10.0;
@@ -116,7 +120,7 @@ let mo;
 const PD = 9;
 let pend;
 // detect/state.rs Verdicts.
-let votes, widenF32, driftRun, stuckEvals, calm, active, critical, scoreF32;
+let votes, widenF32, driftRun, stuckEvals, endedRun, calm, active, critical, scoreF32;
 // Verdicts.drift_held / drift_quiet (learn::Teach::drift).
 let driftHeld, driftQuiet;
 // detect/learn.rs Learned: slow, dev2, var, m4, plateauX, runX | readings, plateauRun, otherRun, runSeen.
@@ -146,6 +150,7 @@ function allocate(maxMeters) {
   widenF32 = new Float32Array(maxMeters).fill(1);
   driftRun = new Uint16Array(maxMeters);
   stuckEvals = new Uint32Array(maxMeters);
+  endedRun = new Uint32Array(maxMeters);
   driftHeld = new Uint32Array(maxMeters);
   driftQuiet = new Uint32Array(maxMeters).fill(U32);
   calm = new Uint16Array(maxMeters * 4);
@@ -256,6 +261,8 @@ function add(m, x, ts) {
     pend[p + 4] = ts;
     pend[p + 5] = mean;
   }
+  // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
+  if (pend[p + 6] > pend[p] && x !== pend[p + 7]) endedRun[m] = pend[p + 6];
   pend[p] = Math.min(pend[p] + 1, U32);
   pend[p + 6] = pend[p + 6] > 0 && x === pend[p + 7] ? Math.min(pend[p + 6] + 1, U32) : 1;
   pend[p + 7] = x;
@@ -414,16 +421,20 @@ function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach) {
   }
   if (!fresh && scale) {
     const b = learnWeight(m, n, SCALE_MEMORY * memory);
-    lf[L + 1] += b * (fmin(d * d, cap2) - lf[L + 1]);
+    const dz2 = CFG.driftZ * CFG.driftZ;
+    const k2 = fmin(DRIFT_LEARN_Z * DRIFT_LEARN_Z, dz2);
+    const t = d * d;
+    const term = t * dz2 <= cap2 * k2 ? t : learnedKurtosis(m) < DRIFT_LEARN_G2 ? (cap2 * k2) / dz2 : fmin(t, cap2);
+    lf[L + 1] += b * (term - lf[L + 1]);
   }
   lu[m * LU] = Math.min(lu[m * LU] + n, U32);
 }
 
-function learnRun(m, run, x, n, stuckActive) {
+function learnRun(m, run, x, n, endedAt, stuckActive) {
   const L = m * LF;
   const U = m * LU;
   if (run <= n && lu[U + 3] > 0 && !stuckActive) {
-    const ended = Math.min(lu[U + 3] + (n - run), U32);
+    const ended = endedAt > 0 ? endedAt : lu[U + 3];
     const v = lf[L + 5];
     if (v === lf[L + 4]) lu[U + 1] = Math.max(lu[U + 1], ended);
     else if (ended > lu[U + 1]) {
@@ -566,7 +577,8 @@ function evaluate(m) {
   const run = pend[p + 6];
   const lastX = pend[p + 7];
   const stuckActive = (active[m] & (1 << STUCK)) !== 0;
-  learnRun(m, run, lastX, fresh, stuckActive);
+  learnRun(m, run, lastX, fresh, endedRun[m], stuckActive);
+  endedRun[m] = 0;
   stuckEvals[m] = run <= fresh ? 1 : Math.min(stuckEvals[m] + 1, U32);
   const spread = variance > RULES.flooredVariance(0.0, mean);
   const limit = stuckLimit(m, lastX);
