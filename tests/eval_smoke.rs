@@ -9,6 +9,7 @@ use meterflow::core::config::Config;
 use meterflow::eval::arms::Detector;
 use meterflow::eval::corpus::{generate, Length};
 use meterflow::eval::report::{check_baseline, evaluate, summary_table, Baseline};
+use meterflow::eval::Series;
 
 const BASELINE: &str = include_str!("data/eval/baseline.json");
 
@@ -16,10 +17,23 @@ const BASELINE: &str = include_str!("data/eval/baseline.json");
 fn the_short_corpus_does_not_fall_below_the_baseline() {
     let base: Baseline = serde_json::from_str(BASELINE).expect("baseline.json parses");
     assert!(base.short, "the smoke baseline is of the short corpus");
-    let corpus = generate(base.seed, Length::Short);
+    check_against(&base, &generate(base.seed, Length::Short));
+}
+
+const BASELINE_NAB_LIKE: &str = include_str!("data/eval/baseline-nab-like.json");
+
+#[test]
+fn the_nab_like_corpus_does_not_fall_below_its_baseline() {
+    let base: Baseline = serde_json::from_str(BASELINE_NAB_LIKE).expect("baseline parses");
+    assert_eq!(base.corpus, "nab-like");
+    check_against(&base, &meterflow::eval::nab_like::generate(base.seed));
+}
+
+/// Both detectors over `corpus`, held to `base`.
+fn check_against(base: &Baseline, corpus: &[Series]) {
     let mut figs = Vec::new();
     for d in [Detector::Meterflow, Detector::Zscore] {
-        let (_, f) = evaluate(d, &corpus, &Config::default()).expect("the corpus replays");
+        let (_, f) = evaluate(d, corpus, &Config::default()).expect("the corpus replays");
         figs.push(f);
     }
     println!("{}", summary_table(&figs));
@@ -31,29 +45,6 @@ fn the_short_corpus_does_not_fall_below_the_baseline() {
         figs.iter().find(|f| f.detector == "zscore"),
         "zscore figures moved: corpus changed?"
     );
-    let problems = check_baseline(&base, &figs);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-const BASELINE_NAB_LIKE: &str = include_str!("data/eval/baseline-nab-like.json");
-
-#[test]
-fn the_nab_like_corpus_does_not_fall_below_its_baseline() {
-    let base: Baseline = serde_json::from_str(BASELINE_NAB_LIKE).expect("baseline parses");
-    assert_eq!(base.corpus, "nab-like");
-    let corpus = meterflow::eval::nab_like::generate(base.seed);
-    let mut figs = Vec::new();
-    for d in [Detector::Meterflow, Detector::Zscore] {
-        let (_, f) = evaluate(d, &corpus, &Config::default()).expect("the corpus replays");
-        figs.push(f);
-    }
-    println!("{}", summary_table(&figs));
-    let z = base.detectors.iter().find(|f| f.detector == "zscore");
-    assert_eq!(
-        z,
-        figs.iter().find(|f| f.detector == "zscore"),
-        "zscore figures moved: corpus changed?"
-    );
-    let problems = check_baseline(&base, &figs);
+    let problems = check_baseline(base, &figs);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
