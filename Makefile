@@ -172,7 +172,7 @@ demo: deps
 	@$(STEP) wasm-build $(MAKE) --no-print-directory build
 	@$(STEP) dash-build $(MAKE) --no-print-directory dash
 	@echo "demo: open the URL below (Ctrl-C stops the server)"
-	@$(if $(filter-out 1,$(SPEED)),echo "demo: SPEED=$(SPEED) runs the server's clock $(SPEED)x: open $(if $(filter 0,$(PORT)),the URL below with ?speed=$(SPEED),http://127.0.0.1:$(PORT)/?speed=$(SPEED)) so the worker's clock allowances follow it (README, Demo)",true)
+	@$(if $(filter-out 1,$(SPEED)),echo "demo: SPEED=$(SPEED) runs the server's clock $(SPEED)x; the page reads that from GET /clock and widens the worker's clock allowances to match (README, Demo)",true)
 	target/release/meterflow-feed --port $(PORT) --www www/dist --meters $(METERS) --speed $(SPEED) \
 	  $(if $(filter off,$(FAULTS)),,$(or $(FAULTS_$(FAULTS)),$(error FAULTS must be mild or off, not '$(FAULTS)')))
 

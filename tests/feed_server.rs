@@ -329,6 +329,12 @@ async fn rest_endpoints_answer_and_refuse_what_they_cannot_serve() {
     let group = v["group"].as_str().expect("group");
     assert!(groups["groups"][group].as_array().expect("listed").contains(&json!(id)));
     assert_eq!(get(server.addr, "/meters/nope").await.0, 404);
+    // The simulated clock the page reads to widen its clock allowances.
+    let clock = get_json(server.addr, "/clock").await;
+    assert_eq!(clock["speed"].as_f64(), Some(SPEED));
+    assert_eq!(clock["start"].as_u64(), Some(START_MS));
+    let now = clock["serverTime"].as_u64().expect("serverTime");
+    assert!(now >= START_MS && now <= server.shared().clock.now_ms(), "{now}");
     assert_eq!(get(server.addr, "/catchup").await.0, 400);
     assert_eq!(get(server.addr, "/catchup?from=0").await.0, 400, "more than 366 days");
     assert_eq!(get(server.addr, &format!("/catchup?from={START_MS}&format=xml")).await.0, 400);

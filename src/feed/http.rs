@@ -1,7 +1,7 @@
 //! REST endpoints and their bodies: `/catchup` and `/snapshot-v2` (the ledger's
 //! catch-up, PROTOCOL.md 3.6 JSON or 3.8 binary kind 3, with the `totals`
 //! stream's `epoch` and `snapshot_seq`; the `meters.<group>` and `notices`
-//! snapshots; `since_seq` mini-snapshots), `/groups`, `/truth`, `/meters/{id}`,
+//! snapshots; `since_seq` mini-snapshots), `/groups`, `/clock`, `/truth`, `/meters/{id}`,
 //! `/admin/faults` (loopback peers only), static files. Each copies what it
 //! needs from a read model under one read lock.
 
@@ -35,6 +35,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/snapshot-v2", get(snapshot))
         .route("/truth", get(truth))
         .route("/groups", get(groups))
+        .route("/clock", get(clock))
         .route("/admin/faults", get(faults_get).merge(post(faults_post)))
         .route("/meters/{id}", get(meter))
         .fallback(get(static_file))
@@ -390,6 +391,20 @@ async fn snapshot(
         }
     }
     r
+}
+
+/// `GET /clock`: `{"serverTime":T,"speed":S,"start":T0}`, the simulated clock
+/// the server stamps with. A page opened without `?speed=` reads it to widen
+/// the worker's clock allowances for an accelerated server (PROTOCOL.md 5);
+/// no lock, nothing copied.
+async fn clock(State(shared): State<Arc<Shared>>) -> Response {
+    let body = json!({
+        "serverTime": shared.clock.now_ms(),
+        "speed": shared.cfg.speed,
+        "start": shared.clock.start_ms,
+    })
+    .to_string();
+    respond(StatusCode::OK, "application/json", body)
 }
 
 /// `GET /groups`: `{"version":V,"groups":{"north":["w-00001",…],…}}`.

@@ -8,7 +8,8 @@
 // detection (`bad_timestamp`), and a clock sample past `maxClockSkewMs` (1
 // day) is refused: at SPEED=60 readings were refused after 5 s and every
 // meter went silent. The page widens all four for `ALLOWANCE_HOURS` of real
-// running at the given speed (`?speed=`), or to an explicit `?maxOffsetMs=`.
+// running at the server's speed (its `GET /clock`, or `?speed=`), or to an
+// explicit `?maxOffsetMs=`.
 
 /** Real time an accelerated page keeps within its allowances (hours). */
 export const ALLOWANCE_HOURS = 24;
@@ -45,4 +46,26 @@ export function clockAllowance(speed: number, maxOffsetMs?: number): ClockAllowa
     out.maxClockSkewMs = Math.max(out.maxClockSkewMs ?? DEFAULTS.maxClockSkewMs, behind);
   }
   return out;
+}
+
+/** How long the page waits for `/clock` before starting with the defaults (ms). */
+export const CLOCK_FETCH_MS = 3000;
+
+/**
+ * The speed the feed server at `base` says its clock runs at (`GET /clock`,
+ * `{"serverTime","speed","start"}`), or 1 when it does not say: another
+ * server without the endpoint, a network error, a timeout or a body that is
+ * not a positive finite speed. Starting with the defaults is what a page did
+ * before the endpoint existed, so a failure costs nothing but the allowance.
+ */
+export async function serverSpeed(base: string, fetchImpl: typeof fetch = fetch): Promise<number> {
+  try {
+    const r = await fetchImpl(new URL('/clock', base), { cache: 'no-store', signal: AbortSignal.timeout(CLOCK_FETCH_MS) });
+    if (!r.ok) return 1;
+    const body: unknown = await r.json();
+    const speed = typeof body === 'object' && body !== null ? (body as { speed?: unknown }).speed : undefined;
+    return typeof speed === 'number' && Number.isFinite(speed) && speed > 0 ? speed : 1;
+  } catch {
+    return 1;
+  }
 }

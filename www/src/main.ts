@@ -17,7 +17,7 @@
 import { startMeterflow, type MeterflowClient } from '../client/index.js';
 import type uPlot from 'uplot';
 import { BucketChart } from './chart.js';
-import { clockAllowance } from './clock-allowance.js';
+import { clockAllowance, serverSpeed } from './clock-allowance.js';
 import { Credit } from './credit.js';
 import { Progress } from './progress.js';
 import { SeriesPanel } from './series-panel.js';
@@ -38,13 +38,15 @@ const CATCHUP_MS = Number(params.get('catchupMs') ?? 5000);
 const STREAM_V2 = params.get('stream') !== 'off';
 const TRANSPORT = params.get('transport') === 'worker' ? 'worker' : 'page';
 // A feed server on accelerated time (`--speed`) has a clock that runs fast on
-// purpose; `?speed=` (what `make demo SPEED=60` prints) widens the worker's
-// clock allowances to match for a day of running, `maxOffsetMs` sets the
-// offset explicitly (clock-allowance.ts). Without them, once the server's
-// clock was 5 minutes ahead every live reading was counted in the totals but
-// kept out of detection as `bad_timestamp` (the "readings refused" counter
-// grew past the readings ingested, and every meter went silent at once).
-const CLOCK = clockAllowance(Number(params.get('speed') ?? 1), params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined);
+// purpose; the worker's clock allowances must widen to match for a day of
+// running (clock-allowance.ts). The page asks the server's `/clock` for its
+// speed; `?speed=` (what `make demo SPEED=60` prints) or `?maxOffsetMs=` set
+// them explicitly and win. Without any of them, once the server's clock was
+// 5 minutes ahead every live reading was counted in the totals but kept out
+// of detection as `bad_timestamp` (the "readings refused" counter grew past
+// the readings ingested, and every meter went silent at once).
+const SPEED_PARAM = params.has('speed') ? Number(params.get('speed')) : undefined;
+const OFFSET_PARAM = params.has('maxOffsetMs') ? Number(params.get('maxOffsetMs')) : undefined;
 // Detection settings for a short accelerated run (a demo, the incident test):
 // `baselineReadings` (training length; drift and stuck wait for it),
 // `silentAfterMs` (silence in the worker's own time) and `tickMs` (one
@@ -230,6 +232,8 @@ function count(channel: string, frames: number | undefined): void {
 }
 
 async function start(): Promise<void> {
+  const speed = SPEED_PARAM ?? (OFFSET_PARAM === undefined ? await serverSpeed(location.origin) : 1);
+  const clock = clockAllowance(speed, OFFSET_PARAM);
   const worker = new Worker(new URL('../worker.js', import.meta.url), { type: 'module' });
   worker.onmessageerror = () => store.dispatch(errorReported({ code: 'page', message: 'a worker message could not be read', at: Date.now() }));
   const starting = startMeterflow({
@@ -241,7 +245,7 @@ async function start(): Promise<void> {
     // deltas; the ledger still asks for a catch-up itself after a gap.
     config: {
       ...(STREAM_V2 ? { fetchRetryMs: 2000 } : { catchupOnStart: true, catchupIntervalMs: CATCHUP_MS, fetchRetryMs: Math.min(2000, CATCHUP_MS) }),
-      ...CLOCK,
+      ...clock,
       ...DETECTION,
       ...(CREDIT_WINDOW === undefined ? {} : { creditWindow: CREDIT_WINDOW }),
     },

@@ -243,6 +243,25 @@ test('an accelerated server widens the worker\'s clock allowances for a day of i
   }
 });
 
+test('the page learns the server\'s speed from GET /clock; anything else starts with 1x', async () => {
+  const { serverSpeed } = await import(`${dir}clock-allowance.js`);
+  const asked = [];
+  const answer = (status, body) => async (url) => {
+    asked.push(String(url));
+    return { ok: status === 200, status, json: async () => (typeof body === 'string' ? JSON.parse(body) : body) };
+  };
+  assert.equal(await serverSpeed('http://127.0.0.1:9/', answer(200, { serverTime: 1, speed: 360, start: 0 })), 360);
+  assert.equal(asked[0], 'http://127.0.0.1:9/clock');
+  assert.equal(await serverSpeed('http://127.0.0.1:9', answer(200, { speed: 0.25 })), 0.25);
+  // Another server (no endpoint), a body without a usable speed, a network failure: the defaults.
+  assert.equal(await serverSpeed('http://h', answer(404, {})), 1);
+  for (const speed of [0, -2, 'fast', null, Number.NaN]) assert.equal(await serverSpeed('http://h', answer(200, { speed })), 1, String(speed));
+  assert.equal(await serverSpeed('http://h', answer(200, '[1]')), 1);
+  assert.equal(await serverSpeed('http://h', answer(200, 'null')), 1);
+  assert.equal(await serverSpeed('http://h', async () => { throw new TypeError('network'); }), 1);
+  assert.equal(await serverSpeed('http://h', async () => ({ ok: true, json: async () => { throw new SyntaxError('html'); } })), 1);
+});
+
 test('the header\'s data time is the newest reading seen, or the catch-up\'s asOf when that is newer', async () => {
   const { dataTime } = await import(`${dir}view.js`);
   const s = store.makeStore();
