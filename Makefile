@@ -214,4 +214,5 @@ bench-stream: deps
 	@$(STEP) feed-build $(MAKE) --no-print-directory feed-bin
 	node www/bench/stream-feed.mjs
 	node www/bench/stream-apply.mjs
+	node www/tests/feed-latency.mjs --json benches/results/stream-latency-$$(date -u +%F).json
 	node scripts/stream-table.mjs

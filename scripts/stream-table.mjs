@@ -89,7 +89,7 @@ if (latencyCases.length) {
 
 const machine = feed?.doc.machine ?? apply?.doc.machine;
 rows.push('');
-rows.push(`Reproduce: \`make bench-stream\` (needs \`make build feed-bin\`; runs \`node www/bench/stream-feed.mjs\` and \`node www/bench/stream-apply.mjs\`, then \`node scripts/stream-table.mjs\`).` +
+rows.push(`Reproduce: \`make bench-stream\` (needs \`make build feed-bin\`; runs \`node www/bench/stream-feed.mjs\`, \`node www/bench/stream-apply.mjs\` and \`node www/tests/feed-latency.mjs\` (delivery latency at the defaults), then \`node scripts/stream-table.mjs\`).` +
   (machine ? ` Machine: ${machine.cpus} cores (${machine.model}), shared: read each figure with the load beside it.` : ''));
 const table = rows.join('\n');
 
