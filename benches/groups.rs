@@ -33,6 +33,13 @@
 //!   of wall time, so a shared machine's other processes do not count (their
 //!   cache pollution still does): the figure to read on a loaded machine.
 //!
+//! - `groups_cpu/frames_flushes/5000x3` and `groups_cpu/frames_flushes/no_map`:
+//!   five frames of 1,000 readings through `Engine::handle` and two flushes
+//!   (10,000 readings/s flushed every 250 ms) by thread CPU time, with and
+//!   without the map: their difference per reading is what groups cost a
+//!   reading in all (row change log and flush; the rows and series are
+//!   kept either way, see `rows_add_series`).
+//!
 //! Run: `cargo bench --bench groups` (add `-- --quick` for a short run).
 
 use criterion::{
@@ -377,6 +384,32 @@ fn cpu(c: &mut Criterion) {
             cpu_time(iters, || rows_series_log(&mut rows, &mut log, &mut base, &mut t))
         })
     });
+    g.finish();
+    // Whole engine, 10,000 readings/s flushed every 250 ms: 5 frames of
+    // 1,000 readings and 2 flushes per iteration, with and without the map.
+    let mut g = c.benchmark_group("groups_cpu");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    g.throughput(Throughput::Elements(5 * PER_FRAME as u64));
+    for (name, with_map) in [("5000x3", true), ("no_map", false)] {
+        let mut feed = Feed::new(with_map);
+        g.bench_function(BenchmarkId::new("frames_flushes", name), |b| {
+            b.iter_custom(|iters| {
+                cpu_time(iters, || {
+                    for k in 0..5 {
+                        feed.next_frame();
+                        black_box(
+                            feed.engine.handle(Inbound::Live(feed.frame.clone()), feed.t + 5.0),
+                        );
+                        if k == 2 || k == 4 {
+                            black_box(feed.engine.handle(Inbound::Flush, feed.t + 6.0));
+                        }
+                    }
+                })
+            })
+        });
+    }
     g.finish();
 }
 

@@ -357,7 +357,7 @@ impl Engine {
     /// The flush timer's `groups` event, if a map is in force and it changed.
     fn groups_flush(&mut self, now_ms: f64) {
         let detector = &self.detector;
-        let alerts = |m: usize| detector.alerts(m).len() as u32;
+        let alerts = |m: usize| detector.alert_count(m);
         // Per meter only when some alert is active.
         let alerts = (detector.active_alerts() > 0).then_some(&alerts as &dyn Fn(usize) -> u32);
         self.groups.on_flush(

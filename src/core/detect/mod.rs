@@ -229,6 +229,12 @@ impl Detector {
         self.verdicts.get(m).map_or_else(Vec::new, |v| kinds_in(v.active))
     }
 
+    /// How many alert kinds are active on meter `m` (`alerts(m).len()`
+    /// without building the list).
+    pub fn alert_count(&self, m: usize) -> u32 {
+        self.verdicts.get(m).map_or(0, |v| v.active.count_ones())
+    }
+
     /// Meter `m`'s current anomaly score in [0, 1] (0 for an unknown meter).
     pub fn score(&self, m: usize) -> f64 {
         self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score))

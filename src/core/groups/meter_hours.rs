@@ -36,6 +36,41 @@ pub const BINS: usize = 6;
 /// Width of one rate bin, ms.
 pub const BIN_MS: f64 = 10_000.0;
 
+/// Entries the change log holds before it gives up (the consumer then sums
+/// every column again from the rows, exactly): 16,384 × 24 B = 384 KiB at
+/// most, about 1.6 s of readings at 10,000 readings/s.
+pub const CHANGE_LOG_CAP: usize = 16_384;
+
+/// One change to the rows or the rate bins since the groups last summed,
+/// in order (docs/LEDGER.md "Groups", "Rates and alerts").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowChange {
+    /// Meter `m`'s units in column `col` moved by `units`; a live reading
+    /// (`slot < BINS`) also counted one in rate bin `slot`.
+    Add {
+        /// Meter index.
+        m: u32,
+        /// Column (`r * slots + s`).
+        col: u32,
+        /// Rate bin slot, `BINS` for none (a rebuild's value).
+        slot: u8,
+        /// The exact change of the row.
+        units: i64,
+    },
+    /// Every meter's units in column `col` became 0 (slot reused or rebuilt).
+    Zero {
+        /// Column.
+        col: u32,
+    },
+    /// The rate bins moved from bin `from` to bin `to`, emptying those passed.
+    Advance {
+        /// Bin before.
+        from: i64,
+        /// Bin after.
+        to: i64,
+    },
+}
+
 /// Per meter, per resource and kept hour: live units counted; per meter, readings per bin.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MeterHours {
@@ -61,6 +96,15 @@ pub struct MeterHours {
     refused: u64,
     /// The same readings by minute and five minutes (docs/LEDGER.md "Series").
     series: SeriesSlab,
+    /// Changes since the consumer last took them, while `tracking`.
+    changes: Vec<RowChange>,
+    /// A consumer reads `changes` (the groups, while a map is in force).
+    tracking: bool,
+    /// `changes` is not the whole story since the last take (not tracking,
+    /// or past `change_cap`): the consumer must sum from the rows.
+    changes_lost: bool,
+    /// Entries `changes` may hold ([`CHANGE_LOG_CAP`]).
+    change_cap: usize,
 }
 
 impl MeterHours {
@@ -75,6 +119,8 @@ impl MeterHours {
             dirty: vec![false; resources * slots],
             rebuilt_at: vec![None; resources * slots],
             series: SeriesSlab::new(resources, DEFAULT_SERIES_PAIRS),
+            changes_lost: true,
+            change_cap: CHANGE_LOG_CAP,
             ..Default::default()
         }
     }
@@ -150,6 +196,7 @@ impl MeterHours {
         if b <= old {
             return;
         }
+        self.log(RowChange::Advance { from: old, to: b });
         let passed = (b - old).min(BINS as i64);
         for k in 1..=passed {
             let slot = (old + k).rem_euclid(BINS as i64) as usize;
@@ -182,8 +229,11 @@ impl MeterHours {
             _ => self.reset_column(col, hour),
         }
         let stride = self.stride();
+        let mut moved = 0;
         if let Some(u) = self.units.get_mut(m * stride + col) {
+            let before = *u;
             *u = u.saturating_add(units);
+            moved = *u - before;
         }
         if let Some(d) = self.dirty.get_mut(col) {
             *d = true;
@@ -192,7 +242,52 @@ impl MeterHours {
         if let Some(c) = self.counts.get_mut(m * BINS + bin) {
             *c = c.saturating_add(1);
         }
+        self.log(RowChange::Add { m: m as u32, col: col as u32, slot: bin as u8, units: moved });
         true
+    }
+
+    /// Appends to the change log while a consumer tracks it; past the cap
+    /// (or without memory) the log is dropped and marked lost, so the
+    /// consumer sums from the rows instead: never a wrong sum.
+    #[inline]
+    fn log(&mut self, c: RowChange) {
+        if !self.tracking || self.changes_lost {
+            return;
+        }
+        let n = self.changes.len();
+        if n >= self.change_cap
+            || (n == self.changes.capacity() && self.changes.try_reserve(n.max(256)).is_err())
+        {
+            self.changes = Vec::new();
+            self.changes_lost = true;
+            return;
+        }
+        self.changes.push(c);
+    }
+
+    /// The changes since [`MeterHours::take_changes`], or `None` if the
+    /// log cannot tell them (not tracked, or overflowed): sum from the rows.
+    pub fn changes(&self) -> Option<&[RowChange]> {
+        (!self.changes_lost).then_some(&self.changes[..])
+    }
+
+    /// The consumer has applied the changes (or summed from the rows):
+    /// the log starts empty and is tracked from now on.
+    pub fn take_changes(&mut self) {
+        self.changes.clear();
+        self.changes_lost = false;
+        self.tracking = true;
+    }
+
+    /// Bounds the change log at `cap` entries (tests; [`CHANGE_LOG_CAP`] by default).
+    pub fn set_change_cap(&mut self, cap: usize) {
+        self.change_cap = cap;
+    }
+
+    /// Meter `m`'s readings per rate bin slot (empty past the rows held).
+    #[inline]
+    pub fn counts(&self, m: usize) -> &[u32] {
+        self.counts.get(m * BINS..(m + 1) * BINS).unwrap_or(&[])
     }
 
     /// [`MeterHours::add`], and the reading (at `ts_ms`, in a frame stamped
@@ -273,9 +368,13 @@ impl MeterHours {
             return false;
         }
         let stride = self.stride();
+        let mut moved = 0;
         if let Some(u) = self.units.get_mut(m * stride + col) {
+            let before = *u;
             *u = u.saturating_add(units);
+            moved = *u - before;
         }
+        self.log(RowChange::Add { m: m as u32, col: col as u32, slot: BINS as u8, units: moved });
         true
     }
 
@@ -318,6 +417,7 @@ impl MeterHours {
         if let Some(t) = self.tags.get_mut(col) {
             *t = Some(hour);
         }
+        self.log(RowChange::Zero { col: col as u32 });
         if let Some(d) = self.dirty.get_mut(col) {
             *d = true;
         }
@@ -388,6 +488,7 @@ impl MeterHours {
             + self.tags.capacity() * 16
             + self.dirty.capacity()
             + self.rebuilt_at.capacity() * std::mem::size_of::<Option<Hlc>>()
+            + self.changes.capacity() * std::mem::size_of::<RowChange>()
     }
 
     /// Bytes per meter row: `resources × slots × 8 + BINS × 4`.
