@@ -209,66 +209,67 @@ fn serve_catchup(
     serve_catchup_since(shared, q, default_from, None)
 }
 
+/// A `/catchup` query the server refuses: HTTP status, error code, message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchupQueryError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CatchupQueryError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        CatchupQueryError { status, code, message: message.into() }
+    }
+
+    fn response(&self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
+}
+
 /// A `/catchup` (or `totals` snapshot) query: its parameters checked, the
-/// view taken from `model`, and whether the binary body was asked; or the
-/// error response. The server's handler and the native paging test
+/// view taken from `model`, and whether the binary body was asked; or why it
+/// is refused. The server's handler and the native paging test
 /// (`tests/feed_catchup_pages.rs`) share it.
 pub fn catchup_view(
     model: &ReadModel,
     q: &HashMap<String, String>,
     default_from: Option<u64>,
-) -> Result<(CatchupView, bool), Response> {
+) -> Result<(CatchupView, bool), CatchupQueryError> {
+    let bad = |code, message: &str| CatchupQueryError::new(StatusCode::BAD_REQUEST, code, message);
     let from = match q.get("from").map(|f| f.parse::<u64>()) {
         Some(Ok(f)) => f,
-        Some(Err(_)) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad_from",
-                "from must be a whole number of ms",
-            ))
-        }
+        Some(Err(_)) => return Err(bad("bad_from", "from must be a whole number of ms")),
         None => match default_from {
             Some(f) => f,
-            None => return Err(error(StatusCode::BAD_REQUEST, "bad_from", "from is required")),
+            None => return Err(bad("bad_from", "from is required")),
         },
     };
     let binary = match q.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("binary") => true,
-        Some(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "bad_format",
-                "format must be json or binary",
-            ))
-        }
+        Some(_) => return Err(bad("bad_format", "format must be json or binary")),
     };
     let per_meter = match q.get("meters").map(String::as_str) {
         None | Some("0") => false,
         Some("1") => true,
-        Some(_) => {
-            return Err(error(StatusCode::BAD_REQUEST, "bad_meters", "meters must be 0 or 1"))
-        }
+        Some(_) => return Err(bad("bad_meters", "meters must be 0 or 1")),
     };
     let to = match q.get("to").map(|t| t.parse::<u64>()) {
         None => None,
         Some(Ok(t)) => Some(t),
-        Some(Err(_)) => {
-            return Err(error(StatusCode::BAD_REQUEST, "bad_to", "to must be a whole number of ms"))
-        }
+        Some(Err(_)) => return Err(bad("bad_to", "to must be a whole number of ms")),
     };
     match model.catchup_page(from, per_meter, to) {
         Ok(v) => Ok((v, binary)),
-        Err(CatchupRefusal::Evicted { oldest_hour_ms }) => Err(error(
+        Err(CatchupRefusal::Evicted { oldest_hour_ms }) => Err(CatchupQueryError::new(
             StatusCode::GONE,
             "evicted",
-            &format!("hours before {oldest_hour_ms} are no longer held (historyHours)"),
+            format!("hours before {oldest_hour_ms} are no longer held (historyHours)"),
         )),
-        Err(CatchupRefusal::TooLong) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "range_too_long",
-            "from..asOf spans more than 366 days",
-        )),
+        Err(CatchupRefusal::TooLong) => {
+            Err(bad("range_too_long", "from..asOf spans more than 366 days"))
+        }
     }
 }
 
@@ -283,7 +284,7 @@ fn serve_catchup_since(
             v.since_seq = since_seq;
             (v, binary)
         }
-        Err(r) => return r,
+        Err(e) => return e.response(),
     };
     let server_time = shared.server_time_ms();
     shared.catchups_served.fetch_add(1, Ordering::Relaxed);
