@@ -23,6 +23,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use meterflow::core::config::Config;
+use meterflow::core::decimal::Decimal;
+use meterflow::core::event::{Inbound, Outbound, Query};
 use meterflow::core::Engine;
 use meterflow::feed::{start, FeedConfig, Server};
 use serde_json::{json, Value};
