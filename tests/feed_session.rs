@@ -23,26 +23,14 @@ use meterflow::core::Engine;
 use meterflow::feed::{start, FeedConfig};
 use meterflow::wire;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 const SPEED: f64 = 300.0;
 const START_MS: u64 = 1_764_064_800_000 - 5 * 60_000;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read");
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, String::from_utf8_lossy(&buf[split + 4..]).to_string())
-}
+#[path = "common/feed_page.rs"]
+mod feed_page;
+use feed_page::{http, Ws};
 
 struct Page {
     engine: Engine,
@@ -89,7 +77,7 @@ impl Page {
             }
             // Fetches answered in order, each posted back as a `fetched` message.
             for (rid, path) in std::mem::take(&mut self.fetches) {
-                let (status, body) = get(self.addr, &path).await;
+                let (status, body) = http(self.addr, "GET", &path, "").await;
                 let msg = json!({"type": "fetched", "requestId": rid, "ok": status == 200,
                     "status": status, "data": body});
                 next.extend(self.post(msg));
@@ -226,7 +214,7 @@ async fn the_engines_session_reaches_the_truth_over_a_real_socket() {
     assert!(counters.resumes_ok >= 1, "the session resumed: {counters:?}");
     assert!(page.errors.is_empty(), "{:?}", page.errors);
 
-    let (status, truth) = get(server.addr, "/truth").await;
+    let (status, truth) = http(server.addr, "GET", "/truth", "").await;
     assert_eq!(status, 200);
     let truth: Value = serde_json::from_str(&truth).expect("truth json");
     assert_eq!(Some(truth["channels"]["totals"]["seq"].as_u64().unwrap_or(0)), paused_head);

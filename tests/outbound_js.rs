@@ -170,6 +170,13 @@ fn corpus() -> Vec<Outbound> {
             reason: FetchReason::PendingLimit,
             min_as_of: Some(Hlc { wall_ms: 7, counter: 1 }),
             from_hour_ms: 3_600_000.0,
+            to_hour_ms: None,
+        }),
+        Outbound::Fetch(FetchRequest {
+            reason: FetchReason::Page,
+            min_as_of: None,
+            from_hour_ms: 3_600_000.0,
+            to_hour_ms: Some(7_200_000.0),
         }),
         Outbound::Stream(StreamRequest::Connect { url: None }),
         Outbound::Stream(StreamRequest::Connect { url: Some("ws://127.0.0.1/x".into()) }),

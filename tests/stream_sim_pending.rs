@@ -52,8 +52,8 @@ struct Sim {
     dt: u64,
     /// Session fetches: `(due step, request id, path)`.
     fetches: Vec<(u64, u64, String)>,
-    /// The ledger's catch-up requests: `(due step, from hour ms)`.
-    catchups: Vec<(u64, f64)>,
+    /// The ledger's catch-up requests: `(due step, path)`.
+    catchups: Vec<(u64, String)>,
     /// Chance that the page answers a ledger catch-up request (else it ignores it).
     answer_p: f64,
     unrendered: BTreeMap<String, u64>,
@@ -116,8 +116,8 @@ impl Sim {
                         self.fetches.push((due, rid, path));
                     }
                     None => {
-                        let from = v["fromHour"].as_f64().ok_or(format!("no fromHour: {v}"))?;
-                        self.catchups.push((due, from));
+                        let path = v["path"].as_str().ok_or(format!("no path: {v}"))?;
+                        self.catchups.push((due, path.to_string()));
                     }
                 }
             }
@@ -191,10 +191,10 @@ impl Sim {
         let (due, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.catchups).into_iter().partition(|f| f.0 <= step);
         self.catchups = keep;
-        for (_, from) in due {
+        for (_, path) in due {
             if self.rng.chance(self.answer_p) {
-                // What the transports do: `GET /catchup?from=<fromHour>` → `catchup`.
-                let body = self.server.get(&format!("/catchup?from={from}"))?;
+                // What the transports do: `GET <path>` (`FetchRequest::path`) → `catchup`.
+                let body = self.server.get(&path)?;
                 self.answered += 1;
                 self.post(json!({"type": "catchup", "data": body}))?;
             }

@@ -130,7 +130,7 @@ fn totals_send_hlcs_as_parts_and_big_totals_as_strings() {
             r#"{"hour":1764046800000.0,"total":4567,"asOf":null}]}],"#,
             r#""counters":{"livePending":0,"liveCounted":0,"duplicates":2,"covered":0,"unverifiable":0,"#,
             r#""overflow":0,"late":"18446744073709551615","restApplied":0,"staleRest":0,"refusedRest":0,"refusedClocks":0,"#,
-            r#""clockRegressions":0,"gaps":0,"fetches":0},"frames":3}"#
+            r#""clockRegressions":0,"gaps":0,"fetches":0,"catchupPages":0},"frames":3}"#
         ),
     );
 }
@@ -142,6 +142,7 @@ fn fetch_with_and_without_min_as_of() {
             reason: FetchReason::PendingLimit,
             min_as_of: Some(Hlc { wall_ms: 7, counter: 1 }),
             from_hour_ms: 3600000.0,
+            to_hour_ms: None,
         }),
         r#"{"type":"fetch","v":1,"reason":"pending_limit","minAsOf":{"wallMs":7,"counter":1},"fromHour":3600000.0,"path":"/catchup?from=3600000&meters=1"}"#,
     );
@@ -150,7 +151,17 @@ fn fetch_with_and_without_min_as_of() {
             reason: FetchReason::Startup,
             min_as_of: None,
             from_hour_ms: 0.0,
+            to_hour_ms: None,
         }),
         r#"{"type":"fetch","v":1,"reason":"startup","minAsOf":null,"fromHour":0.0,"path":"/catchup?from=0&meters=1"}"#,
+    );
+    check(
+        Outbound::Fetch(FetchRequest {
+            reason: FetchReason::Page,
+            min_as_of: None,
+            from_hour_ms: 0.0,
+            to_hour_ms: Some(7_200_000.0),
+        }),
+        r#"{"type":"fetch","v":1,"reason":"page","minAsOf":null,"fromHour":0.0,"toHour":7200000.0,"path":"/catchup?from=0&meters=1&to=7200000"}"#,
     );
 }

@@ -494,6 +494,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
     all["catchupOnStart"] = json!(true);
+    all["maxCatchupPages"] = json!(5);
     let stream = json!({
         "transport": "worker", "feedUrl": "http://127.0.0.1:8090", "maxSubscriptions": 8,
         "maxBufferedDeltas": 512, "maxBufferedBytes": 1048576, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
@@ -549,6 +550,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         totals_flush_ms: 500.0,
         catchup_interval_ms: 30_000.0,
         fetch_retry_ms: 2000.0,
+        max_catchup_pages: 5,
         catchup_on_start: true,
         max_pending_readings: 1000,
         dedup_window: 128,

@@ -95,6 +95,11 @@ pub struct Config {
     /// An unanswered `fetch` is repeated after this long (ms), doubling on each
     /// repetition up to `catchup_interval_ms`.
     pub fetch_retry_ms: f64,
+    /// Most follow-up pages (`fetch` reason `page`) asked after one catch-up
+    /// the server cut, before the ledger stops and says so
+    /// (`catchup_pages_limit`); 0 asks none. The kept hours need at most
+    /// `historyHours + 1` (docs/LEDGER.md, "At 50,000 meters").
+    pub max_catchup_pages: u32,
     /// Ask for a catch-up at the first timer even before any live frame, hello
     /// or catch-up was seen (otherwise a page using only anomaly detection is
     /// never asked).
@@ -267,6 +272,7 @@ impl Default for Config {
             totals_flush_ms: 250.0,
             catchup_interval_ms: 60_000.0,
             fetch_retry_ms: 5_000.0,
+            max_catchup_pages: 8,
             catchup_on_start: false,
             max_pending_readings: 2_000_000,
             dedup_window: 1_024,
@@ -342,6 +348,7 @@ pub struct ConfigPatch {
     pub totals_flush_ms: Option<f64>,
     pub catchup_interval_ms: Option<f64>,
     pub fetch_retry_ms: Option<f64>,
+    pub max_catchup_pages: Option<u32>,
     pub catchup_on_start: Option<bool>,
     pub max_pending_readings: Option<u32>,
     pub dedup_window: Option<u32>,
@@ -471,6 +478,7 @@ impl Config {
             totals_flush_ms,
             catchup_interval_ms,
             fetch_retry_ms,
+            max_catchup_pages,
             catchup_on_start,
             max_pending_readings,
             dedup_window,
@@ -613,6 +621,9 @@ impl Config {
         }
         if !(pos(self.catchup_interval_ms) && pos(self.fetch_retry_ms)) {
             return bad("catchupIntervalMs/fetchRetryMs", "must be finite and > 0");
+        }
+        if self.max_catchup_pages > 169 {
+            return bad("maxCatchupPages", "must be in 0..=169");
         }
         if self.max_pending_readings == 0 || self.max_missing_seqs == 0 || self.max_channels == 0 {
             return bad("maxPendingReadings/maxMissingSeqs/maxChannels", "must be >= 1");

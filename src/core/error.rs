@@ -121,6 +121,10 @@ pub enum WarningCode {
     /// `maxRowLogReadings`, or a meter it names could not be tracked); the
     /// rows stay as they were and the groups stay `incomplete`.
     RebuildRefused,
+    /// ledger: a cut per-meter catch-up needed more follow-up pages than
+    /// `maxCatchupPages`; the groups stay `incomplete` until a later catch-up
+    /// (or the missed hour ages out).
+    CatchupPagesLimit,
 }
 
 impl WarningCode {

@@ -21,7 +21,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::faults::Command;
-use super::model::{CatchupRefusal, CatchupView, MeterHoursView, HOUR_MS, TOTALS};
+use super::model::{CatchupRefusal, CatchupView, MeterHoursView, ReadModel, HOUR_MS, TOTALS};
 use super::sim::{DECIMALS, RESOURCES};
 use super::Shared;
 use crate::core::decimal::format_units;
@@ -210,56 +210,84 @@ fn serve_catchup(
     serve_catchup_since(shared, q, default_from, None)
 }
 
+/// A `/catchup` query the server refuses: HTTP status, error code, message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatchupQueryError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl CatchupQueryError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        CatchupQueryError { status, code, message: message.into() }
+    }
+
+    fn response(&self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
+}
+
+/// A `/catchup` (or `totals` snapshot) query: its parameters checked, the
+/// view taken from `model`, and whether the binary body was asked; or why it
+/// is refused. The server's handler and the native paging test
+/// (`tests/feed_catchup_pages.rs`) share it.
+pub fn catchup_view(
+    model: &ReadModel,
+    q: &HashMap<String, String>,
+    default_from: Option<u64>,
+) -> Result<(CatchupView, bool), CatchupQueryError> {
+    let bad = |code, message: &str| CatchupQueryError::new(StatusCode::BAD_REQUEST, code, message);
+    let from = match q.get("from").map(|f| f.parse::<u64>()) {
+        Some(Ok(f)) => f,
+        Some(Err(_)) => return Err(bad("bad_from", "from must be a whole number of ms")),
+        None => match default_from {
+            Some(f) => f,
+            None => return Err(bad("bad_from", "from is required")),
+        },
+    };
+    let binary = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("binary") => true,
+        Some(_) => return Err(bad("bad_format", "format must be json or binary")),
+    };
+    let per_meter = match q.get("meters").map(String::as_str) {
+        None | Some("0") => false,
+        Some("1") => true,
+        Some(_) => return Err(bad("bad_meters", "meters must be 0 or 1")),
+    };
+    let to = match q.get("to").map(|t| t.parse::<u64>()) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(_)) => return Err(bad("bad_to", "to must be a whole number of ms")),
+    };
+    match model.catchup_page(from, per_meter, to) {
+        Ok(v) => Ok((v, binary)),
+        Err(CatchupRefusal::Evicted { oldest_hour_ms }) => Err(CatchupQueryError::new(
+            StatusCode::GONE,
+            "evicted",
+            format!("hours before {oldest_hour_ms} are no longer held (historyHours)"),
+        )),
+        Err(CatchupRefusal::TooLong) => {
+            Err(bad("range_too_long", "from..asOf spans more than 366 days"))
+        }
+    }
+}
+
 fn serve_catchup_since(
     shared: &Shared,
     q: &HashMap<String, String>,
     default_from: Option<u64>,
     since_seq: Option<u64>,
 ) -> Response {
-    let from = match q.get("from").map(|f| f.parse::<u64>()) {
-        Some(Ok(f)) => f,
-        Some(Err(_)) => {
-            return error(StatusCode::BAD_REQUEST, "bad_from", "from must be a whole number of ms")
-        }
-        None => match default_from {
-            Some(f) => f,
-            None => return error(StatusCode::BAD_REQUEST, "bad_from", "from is required"),
-        },
-    };
-    let binary = match q.get("format").map(String::as_str) {
-        None | Some("json") => false,
-        Some("binary") => true,
-        Some(_) => {
-            return error(StatusCode::BAD_REQUEST, "bad_format", "format must be json or binary")
-        }
-    };
-    let per_meter = match q.get("meters").map(String::as_str) {
-        None | Some("0") => false,
-        Some("1") => true,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "bad_meters", "meters must be 0 or 1"),
-    };
-    let view = shared.model().catchup_per_meter(from, per_meter);
-    let server_time = shared.server_time_ms();
-    let view = match view {
-        Ok(mut v) => {
+    let (view, binary) = match catchup_view(&shared.model(), q, default_from) {
+        Ok((mut v, binary)) => {
             v.since_seq = since_seq;
-            v
+            (v, binary)
         }
-        Err(CatchupRefusal::Evicted { oldest_hour_ms }) => {
-            return error(
-                StatusCode::GONE,
-                "evicted",
-                &format!("hours before {oldest_hour_ms} are no longer held (historyHours)"),
-            )
-        }
-        Err(CatchupRefusal::TooLong) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "range_too_long",
-                "from..asOf spans more than 366 days",
-            )
-        }
+        Err(e) => return e.response(),
     };
+    let server_time = shared.server_time_ms();
     shared.catchups_served.fetch_add(1, Ordering::Relaxed);
     let mut r = if binary {
         match catchup_binary(&view, server_time) {
@@ -282,8 +310,9 @@ fn serve_catchup_since(
     r
 }
 
-/// `GET /catchup?from=MS[&format=binary][&meters=1]` (`meters=1`: the hours
-/// the model holds per meter are listed per meter, PROTOCOL.md 3.6).
+/// `GET /catchup?from=MS[&format=binary][&meters=1][&to=MS]` (`meters=1`:
+/// the hours the model holds per meter are listed per meter, PROTOCOL.md
+/// 3.6; `to`: a page, only hours up to `to`'s listed per meter).
 async fn catchup(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,

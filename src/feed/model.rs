@@ -492,16 +492,30 @@ impl ReadModel {
         from_ms: u64,
         per_meter: bool,
     ) -> Result<CatchupView, CatchupRefusal> {
+        self.catchup_page(from_ms, per_meter, None)
+    }
+
+    /// [`catchup_per_meter`](Self::catchup_per_meter) listing per meter only
+    /// hours up to `to_ms`'s hour (a page, `&to=`): the newest of those that
+    /// fit the cap; the hours after it, like the older ones, as resource
+    /// totals. The body still covers `from..=asOf`.
+    pub fn catchup_page(
+        &self,
+        from_ms: u64,
+        per_meter: bool,
+        to_ms: Option<u64>,
+    ) -> Result<CatchupView, CatchupRefusal> {
         let mut view = self.catchup(from_ms)?;
         if !per_meter {
             return Ok(view);
         }
         let Some(first) = self.meter_from() else { return Ok(view) };
         let mut first = view.from_hour_ms.max(first);
+        let top = to_ms.map_or(view.to_hour_ms, |t| (t / HOUR_MS * HOUR_MS).min(view.to_hour_ms));
         // The newest hours whose non-zero entries fit the cap.
         let mut entries = 0usize;
         for (h, units) in self.meter_hours.iter().rev() {
-            if *h < first || *h > view.to_hour_ms {
+            if *h < first || *h > top {
                 continue;
             }
             entries += units.iter().filter(|&&u| u != 0).count();
@@ -510,10 +524,10 @@ impl ReadModel {
                 break;
             }
         }
-        if first > view.to_hour_ms {
+        if first > top {
             return Ok(view);
         }
-        let range = first..=view.to_hour_ms;
+        let range = first..=top;
         let hours: Vec<(u64, Vec<i64>)> =
             self.meter_hours.iter().filter(|(h, _)| range.contains(h)).cloned().collect();
         // Every hour in range from `first` on is listed per meter (an hour

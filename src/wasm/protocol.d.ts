@@ -23,7 +23,7 @@ export type ErrorCode =
 /** Stable warning codes (PROTOCOL.md section 6); new codes may be added. */
 export type WarningCode =
   | "memory_ceiling" | "replay_gap" | "groups_refresh_failed" | "pending_limit_cleared"
-  | "rebuild_refused";
+  | "rebuild_refused" | "catchup_pages_limit";
 
 /** A resource the ledger totals; `resources` in a config patch replaces the whole list. */
 export interface ResourceSpec { name: string; unit: string; decimals: number; }
@@ -41,7 +41,7 @@ export interface MeterflowConfig {
   maxStreamKeys?: number; maxAbsValue?: number; maxAgeMs?: number; maxFutureMs?: number;
   maxErrorsPerBatch?: number; resources?: ResourceSpec[]; historyHours?: number;
   maxOffsetMs?: number; maxClockSkewMs?: number; totalsFlushMs?: number;
-  catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
+  catchupIntervalMs?: number; fetchRetryMs?: number; maxCatchupPages?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
   /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
@@ -182,7 +182,7 @@ export interface LedgerCounters {
   livePending: Total; liveCounted: Total; duplicates: Total; covered: Total;
   unverifiable: Total; overflow: Total; late: Total; restApplied: Total;
   staleRest: Total; refusedRest: Total; refusedClocks: Total; clockRegressions: Total;
-  gaps: Total; fetches: Total;
+  gaps: Total; fetches: Total; catchupPages: Total;
 }
 export interface TotalsMessage {
   type: "totals"; v: 1; id?: number; hlc: Hlc; node: number; asOf: Hlc | null; incomplete: boolean;
@@ -191,9 +191,14 @@ export interface TotalsMessage {
   frames: number;
 }
 export type FetchReason =
-  | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused";
+  | "startup" | "scheduled" | "gap" | "epoch" | "clock" | "pending_limit" | "dedup" | "refused" | "page";
 /** The ledger's catch-up request: `GET feedUrl + path` (append `&format=binary` for the binary body), post the body back as `catchup`. */
-export interface FetchMessage { type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number; path: string; }
+export interface FetchMessage {
+  type: "fetch"; v: 1; reason: FetchReason; minAsOf: Hlc | null; fromHour: number;
+  /** A `page`: the newest hour the server should list per meter (PROTOCOL.md "fetch"). */
+  toHour?: number;
+  path: string;
+}
 /** The answer to a `readings` / `live` / `catchup` message that carried an `id`. */
 export interface AckMessage { type: "ack"; v: 1; id: number; accepted: number; refused: number; ms: number; }
 export interface ConnectMessage { type: "connect"; v: 1; url: string | null; }

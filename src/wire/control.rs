@@ -366,6 +366,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
             "totalsFlushMs" => totals_flush_ms: float,
             "catchupIntervalMs" => catchup_interval_ms: float,
             "fetchRetryMs" => fetch_retry_ms: float,
+            "maxCatchupPages" => max_catchup_pages: uint,
             "catchupOnStart" => catchup_on_start: boolean,
             "maxPendingReadings" => max_pending_readings: uint,
             "dedupWindow" => dedup_window: uint,

@@ -301,6 +301,7 @@ fn counters<E: Emit>(e: &mut E, c: &LedgerCounters) {
         ("clockRegressions", c.clock_regressions),
         ("gaps", c.gaps),
         ("fetches", c.fetches),
+        ("catchupPages", c.catchup_pages),
     ] {
         count(e, k, x);
     }
@@ -326,6 +327,9 @@ fn fetch<E: Emit>(e: &mut E, f: &FetchRequest) {
     e.str("reason", f.reason.as_str());
     hlc(e, "minAsOf", f.min_as_of);
     e.num("fromHour", f.from_hour_ms);
+    if let Some(to) = f.to_hour_ms {
+        e.num("toHour", to);
+    }
     e.str("path", &f.path());
 }
 

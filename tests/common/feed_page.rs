@@ -1,8 +1,9 @@
 //! The page side of the native stream v2 session tests against the real feed
-//! server (`tests/feed_session_faults.rs`, `tests/feed_session_catchup.rs`):
-//! carries out the engine's requests over a real WebSocket and real HTTP,
-//! answers its fetches (delayed and out of order as the server's faults say),
-//! acknowledges renders and keeps what a page would render.
+//! server (`tests/feed_session_faults.rs`, `tests/feed_session_catchup.rs`,
+//! `tests/feed_session_soak.rs`): carries out the engine's requests over a
+//! real WebSocket and real HTTP, answers its fetches (delayed and out of
+//! order as the server's faults say), with `answer_catchups` the ledger's own
+//! catch-ups too, acknowledges renders and keeps what a page would render.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -81,6 +82,12 @@ pub struct Page {
     pub fetched_tx: mpsc::UnboundedSender<Value>,
     pub connects: u32,
     pub fetches: u32,
+    /// Whether the ledger's own catch-up requests (`fetch` without
+    /// `requestId`) are answered, as the transports do (off: only the
+    /// session's fetches are).
+    pub answer_catchups: bool,
+    /// The ledger's own catch-up requests seen, by reason.
+    pub ledger_fetches: BTreeMap<String, u32>,
     pub errors: Vec<String>,
     /// What the page renders: rows per `meters.<group>` channel, notices by id.
     pub rows: BTreeMap<String, BTreeMap<String, Row>>,
@@ -99,6 +106,8 @@ impl Page {
             fetched_tx,
             connects: 0,
             fetches: 0,
+            answer_catchups: false,
+            ledger_fetches: BTreeMap::new(),
             errors: Vec::new(),
             rows: BTreeMap::new(),
             notices: BTreeMap::new(),
@@ -162,6 +171,23 @@ impl Page {
                         }
                         for id in v["remove"].as_array().into_iter().flatten() {
                             self.notices.remove(id.as_str().unwrap_or(""));
+                        }
+                    }
+                    "fetch" => {
+                        // The ledger's own catch-up: `GET <path>` (the one the
+                        // worker built, `FetchRequest::path`) → `catchup`, as
+                        // the transports do (PROTOCOL.md §7).
+                        let why = v["reason"].as_str().unwrap_or("").to_string();
+                        *self.ledger_fetches.entry(why).or_default() += 1;
+                        if self.answer_catchups {
+                            let path = v["path"].as_str().unwrap_or("").to_string();
+                            let (addr, tx) = (self.server.addr, self.fetched_tx.clone());
+                            tokio::spawn(async move {
+                                let (status, body) = http(addr, "GET", &path, "").await;
+                                if status == 200 {
+                                    let _ = tx.send(json!({"type": "catchup", "data": body}));
+                                }
+                            });
                         }
                     }
                     "groups" => self.last_groups = Some(v.clone()),
@@ -260,6 +286,11 @@ impl Page {
             Got::Timer => self.timer(),
         };
         self.run(outs).await;
+    }
+
+    /// Whether the engine's totals say they may lack a reading.
+    pub fn incomplete(&self) -> bool {
+        self.engine.ledger().incomplete()
     }
 
     /// Whether every subscribed channel stands at `heads` (epoch, seq), live and with nothing buffered.

@@ -384,10 +384,16 @@ impl Server {
             // The worker's meter → group map refresh (docs/LEDGER.md, "Groups").
             return Ok(r#"{"version":1,"groups":{}}"#.to_string());
         }
-        if let Some(from) = path.strip_prefix("/catchup?from=") {
+        if let Some(q) = path.strip_prefix("/catchup?") {
             // The ledger's own catch-up (what the transports fetch for a
-            // `fetch` without `requestId`): every hour from `from`.
-            let from = from.parse::<f64>().map_err(|_| format!("bad from in {path}"))?;
+            // `fetch` without `requestId`, `FetchRequest::path`): every hour
+            // from `from`, as resource totals (this server keeps no
+            // per-meter hours, so `meters=1` and `to` change nothing).
+            let from = q
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("from="))
+                .and_then(|f| f.parse::<f64>().ok())
+                .ok_or_else(|| format!("bad from in {path}"))?;
             return Ok(self.catchup_body(from as i64 / HOUR * HOUR, None));
         }
         let q =

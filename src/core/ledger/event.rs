@@ -137,6 +137,8 @@ pub struct LedgerCounters {
     pub gaps: u64,
     /// `fetch` requests emitted.
     pub fetches: u64,
+    /// Of those, follow-up pages of a cut per-meter catch-up (`page`).
+    pub catchup_pages: u64,
 }
 
 /// One hour of one resource in a `totals` event.
@@ -224,6 +226,9 @@ pub enum FetchReason {
     /// Readings of a frame were refused (bad item, unknown meter or resource,
     /// meter capacity): the catch-up carries them.
     Refused,
+    /// The next page of a catch-up the server cut (it listed per meter only
+    /// the newest hours that fit its cap): per-meter hours up to `to_hour_ms`.
+    Page,
 }
 
 impl FetchReason {
@@ -238,6 +243,7 @@ impl FetchReason {
             FetchReason::PendingLimit => "pending_limit",
             FetchReason::Dedup => "dedup",
             FetchReason::Refused => "refused",
+            FetchReason::Page => "page",
         }
     }
 }
@@ -251,17 +257,26 @@ pub struct FetchRequest {
     pub min_as_of: Option<Hlc>,
     /// First hour start (ms) the catch-up should cover.
     pub from_hour_ms: f64,
+    /// A follow-up page (`FetchReason::Page`): the newest hour start (ms)
+    /// the server should list per meter; hours after it come as resource
+    /// totals (docs/LEDGER.md, "At 50,000 meters").
+    pub to_hour_ms: Option<f64>,
 }
 
 impl FetchRequest {
     /// The catch-up's path relative to the feed base URL, built here once so
     /// every transport (the page's, the worker's own) asks the same:
-    /// `/catchup?from=<from_hour_ms>&meters=1`. `meters=1` asks for the hours
+    /// `/catchup?from=<from_hour_ms>&meters=1[&to=<to_hour_ms>]`. `meters=1` asks for the hours
     /// the server holds per meter, which rebuild the per-meter rows and the
     /// groups exactly (docs/LEDGER.md, "Rebuilding rows from a catch-up"); a
     /// server that keeps none answers resource totals as before. A transport
-    /// wanting the binary body appends `&format=binary`.
+    /// wanting the binary body appends `&format=binary`. `to` (a page) asks
+    /// for per-meter hours up to that hour only, the body still covering
+    /// every hour from `from` to its watermark.
     pub fn path(&self) -> String {
-        format!("/catchup?from={}&meters=1", self.from_hour_ms)
+        match self.to_hour_ms {
+            Some(to) => format!("/catchup?from={}&meters=1&to={to}", self.from_hour_ms),
+            None => format!("/catchup?from={}&meters=1", self.from_hour_ms),
+        }
     }
 }

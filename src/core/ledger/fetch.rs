@@ -14,6 +14,12 @@
 //! - Otherwise a `scheduled` catch-up is asked every `catchupIntervalMs` after
 //!   the last request.
 //!
+//! - A `page` (the next page of a per-meter catch-up the server cut) is asked
+//!   at once after the answer that called for it, at most `maxCatchupPages`
+//!   in a row; any other request starts the count again. A repeated page
+//!   keeps its `to` hour; a cause arising meanwhile replaces it by a whole
+//!   catch-up (whose answer may call for pages again).
+//!
 //! So at most one request is outstanding, and the page is never asked faster
 //! than once per answer plus once per `fetchRetryMs`; an unanswered page is
 //! asked at most once per `catchupIntervalMs` in the long run.
@@ -28,6 +34,12 @@ pub struct FetchPolicy {
     outstanding_since: Option<f64>,
     last_request: Option<f64>,
     last_reason: Option<FetchReason>,
+    /// The last request's reason that was not a `page`.
+    last_cause: Option<FetchReason>,
+    /// The last request's `to` hour (ms), repeated with it.
+    last_to: Option<f64>,
+    /// Pages asked since the last request that was not one.
+    pages: u32,
     /// A cause that arose while a request was outstanding.
     again: Option<FetchReason>,
     /// Repetitions since the last new cause or complete answer: the next one
@@ -42,11 +54,17 @@ impl FetchPolicy {
         now_ms: f64,
         need: Option<Hlc>,
         from_hour_ms: f64,
+        to_hour_ms: Option<f64>,
     ) -> FetchRequest {
         self.outstanding_since = Some(now_ms);
         self.last_request = Some(now_ms);
         self.last_reason = Some(reason);
-        FetchRequest { reason, min_as_of: need, from_hour_ms }
+        self.last_to = to_hour_ms;
+        if reason != FetchReason::Page {
+            self.last_cause = Some(reason);
+            self.pages = 0;
+        }
+        FetchRequest { reason, min_as_of: need, from_hour_ms, to_hour_ms }
     }
 
     /// A cause wants a catch-up now.
@@ -62,8 +80,28 @@ impl FetchPolicy {
             None
         } else {
             self.retries = 0;
-            Some(self.request(reason, now_ms, need, from_hour_ms))
+            Some(self.request(reason, now_ms, need, from_hour_ms, None))
         }
+    }
+
+    /// The answer just applied (`answered` asked nothing) rebuilt the rows
+    /// down to an hour above the oldest kept one while an older hour is
+    /// still missed: the next page, per-meter hours up to `to_hour_ms`.
+    /// `Err(pages)` when `maxCatchupPages` pages were already asked in a row.
+    pub fn page(
+        &mut self,
+        now_ms: f64,
+        need: Option<Hlc>,
+        from_hour_ms: f64,
+        to_hour_ms: f64,
+        cfg: &Config,
+    ) -> Result<FetchRequest, u32> {
+        if self.outstanding_since.is_some() || self.pages >= cfg.max_catchup_pages {
+            return Err(self.pages);
+        }
+        self.pages += 1;
+        self.retries = 0;
+        Ok(self.request(FetchReason::Page, now_ms, need, from_hour_ms, Some(to_hour_ms)))
     }
 
     /// The wait before the next repetition: `fetchRetryMs × 2^retries`, at most
@@ -90,7 +128,7 @@ impl FetchPolicy {
                 return None;
             }
             self.retries = 0;
-            return Some(self.request(FetchReason::Startup, now_ms, need, from_hour_ms));
+            return Some(self.request(FetchReason::Startup, now_ms, need, from_hour_ms, None));
         };
         let since = now_ms - last;
         let retry = self.retry_delay(cfg);
@@ -102,12 +140,13 @@ impl FetchPolicy {
             Some(_) => return None,
             None if incomplete && need.is_some() && since >= retry => {
                 self.retries = self.retries.saturating_add(1);
-                self.last_reason.unwrap_or(FetchReason::Gap)
+                self.last_cause.unwrap_or(FetchReason::Gap)
             }
             None if since >= cfg.catchup_interval_ms => FetchReason::Scheduled,
             None => return None,
         };
-        Some(self.request(reason, now_ms, need, from_hour_ms))
+        let to = if reason == FetchReason::Page { self.last_to } else { None };
+        Some(self.request(reason, now_ms, need, from_hour_ms, to))
     }
 
     /// A REST result was applied. Asks again at once if a cause arose meanwhile
@@ -125,7 +164,7 @@ impl FetchPolicy {
         }
         match self.again.take() {
             Some(reason) if still_incomplete => {
-                Some(self.request(reason, now_ms, need, from_hour_ms))
+                Some(self.request(reason, now_ms, need, from_hour_ms, None))
             }
             _ => None,
         }

@@ -582,7 +582,9 @@ impl Ledger {
         // `totals` mini-snapshot covers only the hours from its first missing
         // frame): with no reading stamped since, the next result carries the
         // same `asOf`, and discarding it would leave `incomplete` set for good.
-        let fills = self.as_of == Some(c.as_of) && self.fills(checked.as_ref(), c.as_of);
+        // So is a page listing per meter kept hours not rebuilt at it yet.
+        let fills = self.as_of == Some(c.as_of)
+            && (self.fills(checked.as_ref(), c.as_of) || self.rebuilds_rows_anew(c));
         if self.as_of.is_some_and(|a| c.as_of <= a) && !fills {
             // Valid but not newer: its clock sample still counts. (A malformed
             // stale body was refused above and changed nothing, clock included.)
@@ -623,9 +625,9 @@ impl Ledger {
         }
         // Rows listed per meter are rebuilt (once the needs it covers are
         // cleared); then no rebuild can need a reading at or before `asOf`.
-        if let Some(range) = &checked {
-            self.rebuild_rows(c, (range.from, range.to), intern, out);
-        }
+        let page_to = checked
+            .as_ref()
+            .and_then(|range| self.rebuild_rows(c, (range.from, range.to), intern, out));
         self.row_log.applied(c.as_of);
         let still = self.need_max().is_some();
         if let Some(req) =
@@ -633,7 +635,45 @@ impl Ledger {
         {
             self.counters.fetches += 1;
             out.push(Outbound::Fetch(req));
+        } else if let Some(to) = page_to {
+            self.ask_page(to, now_ms, cfg, out);
         }
+    }
+
+    /// The next page of a per-meter catch-up the server cut: per-meter hours
+    /// up to hour `to` (docs/LEDGER.md, "At 50,000 meters"), or a
+    /// `catchup_pages_limit` warning past `maxCatchupPages`.
+    fn ask_page(&mut self, to: i64, now_ms: f64, cfg: &Config, out: &mut Vec<Outbound>) {
+        let (need, from) = (self.need_max(), self.catchup_start_ms());
+        match self.fetch.page(now_ms, need, from, to as f64 * HOUR_MS, cfg) {
+            Ok(req) => {
+                self.counters.fetches += 1;
+                self.counters.catchup_pages += 1;
+                out.push(Outbound::Fetch(req));
+            }
+            Err(pages) => out.push(Outbound::Warning(WarningEvent {
+                code: WarningCode::CatchupPagesLimit,
+                message: format!(
+                    "the per-meter rows are still missing readings of hours up to {}: {pages} catch-up pages were asked in a row (maxCatchupPages {}); the groups stay incomplete until a later catch-up",
+                    to as f64 * HOUR_MS,
+                    cfg.max_catchup_pages
+                ),
+                count: None,
+            })),
+        }
+    }
+
+    /// Whether catch-up `c` lists per meter a kept hour of a resource whose
+    /// rows were not rebuilt at its watermark or later.
+    fn rebuilds_rows_anew(&self, c: &Catchup) -> bool {
+        c.buckets.iter().any(|b| {
+            let (Some(r), Some(h)) = (self.resource(&b.resource), hour_of(b.hour_ms)) else {
+                return false;
+            };
+            b.meter.is_some()
+                && self.buckets.place(h) == HourPlace::Kept
+                && self.meter_hours.rebuilt_at(r, h).is_none_or(|w| w < c.as_of)
+        })
     }
 
     /// Whether a result over `range` at `as_of` reaches back to the oldest

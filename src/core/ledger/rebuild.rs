@@ -40,21 +40,25 @@ impl Ledger {
 
     /// After catch-up `c` over hours `from..=to` was applied (its buckets and
     /// watermark, before the log is pruned to it): rebuilds the rows of the
-    /// kept hours it lists per meter, or refuses with a warning.
+    /// kept hours it lists per meter, or refuses with a warning. Returns the
+    /// hour the next page should list per meter down from, when the rows
+    /// became exact down to an hour above the oldest kept one while an
+    /// older kept hour is still missed (the server cut the per-meter list).
     pub(super) fn rebuild_rows(
         &mut self,
         c: &Catchup,
         (from, to): (i64, i64),
         intern: &mut InternMeter<'_>,
         out: &mut Vec<Outbound>,
-    ) {
+    ) -> Option<i64> {
         if !c.buckets.iter().any(|b| b.meter.is_some()) {
-            return;
+            return None;
         }
-        let Some(current) = self.buckets.current() else { return };
-        let (lo, hi) = (from.max(current - self.buckets.history()), to.min(current));
+        let current = self.buckets.current()?;
+        let oldest = current - self.buckets.history();
+        let (lo, hi) = (from.max(oldest), to.min(current));
         if lo > hi {
-            return;
+            return None;
         }
         let w = c.as_of;
         let nres = self.resources.len();
@@ -104,7 +108,7 @@ impl Ledger {
                 ),
                 out,
             );
-            return;
+            return None;
         }
         let mut unknown: FxHashSet<&str> = FxHashSet::default();
         for &(m, ..) in &items {
@@ -124,7 +128,7 @@ impl Ledger {
         if let Some(why) = problem {
             self.rebuilds_refused += 1;
             refuse(why, out);
-            return;
+            return None;
         }
         // Apply: track the meters named (a catch-up's per-meter total is the
         // meter's consumption, as accepted as a reading), then the columns.
@@ -135,7 +139,7 @@ impl Ledger {
                 Err(e) => {
                     self.rebuilds_refused += 1;
                     refuse(e.message, out);
-                    return;
+                    return None;
                 }
             }
         }
@@ -143,7 +147,7 @@ impl Ledger {
         if !self.meter_hours.grow_to(rows_needed) {
             self.rebuilds_refused += 1;
             refuse("no memory for the meters' rows".to_string(), out);
-            return;
+            return None;
         }
         let mut cols: Vec<Option<usize>> = vec![None; nres * span];
         for r in 0..nres {
@@ -171,12 +175,25 @@ impl Ledger {
             }
         }
         self.rebuilds += 1;
-        // Every row of `lo..=hi` is exact, and if nothing after `W` was
-        // missed (every need covered) those hours hold every reading.
-        let whole = cols.iter().all(Option::is_some);
-        if whole && self.need_max().is_none_or(|n| n <= w) {
-            self.meter_hours.rebuilt(lo, hi);
+        // The hours whose every resource was rebuilt: the contiguous run
+        // ending at the newest of them. Every row of the run is exact, and
+        // if nothing after `W` was missed (every need covered) those hours
+        // hold every reading. A body listing every hour per meter rebuilds
+        // all of `lo..=hi`; one the server cut (or a page, whose newer hours
+        // come as resource totals) a run above or below others.
+        let rebuilt = |k: usize| (0..nres).all(|r| col(r, k).is_some());
+        let top = (0..span).rev().find(|&k| rebuilt(k))?;
+        let bottom = (0..=top).rev().take_while(|&k| rebuilt(k)).last().unwrap_or(top);
+        let (run_lo, run_hi) = (lo + bottom as i64, lo + top as i64);
+        if self.need_max().is_some_and(|n| n > w) {
+            return None;
+        }
+        self.meter_hours.rebuilt(run_lo, run_hi);
+        if run_lo == lo && run_hi == hi {
             self.rows_rebuilt_through = self.rows_rebuilt_through.max(Some(w));
         }
+        // Rows below the run may still miss readings: the next page lists
+        // per meter the hours down from the newest of them.
+        self.meter_hours.rows_missed_through().filter(|&m| m >= oldest && m < run_lo)
     }
 }
