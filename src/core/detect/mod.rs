@@ -83,12 +83,16 @@ impl SilenceSchedule {
 }
 
 impl Detector {
-    /// Adds state for a new meter.
-    pub fn add_meter(&mut self) {
-        // Grow by an eighth (at least 64) instead of doubling: the estimate in
-        // `bytes` counts capacity, and the per-meter budget is tight.
+    /// Adds state for a new meter; `cap_meters` (the engine's `maxMeters`)
+    /// bounds the room reserved ahead.
+    pub fn add_meter(&mut self, cap_meters: usize) {
+        // Grow by an eighth (at least 64) instead of doubling, and never past
+        // `cap_meters`: the estimate in `bytes` counts capacity, and the
+        // per-meter budget is tight (5,000 meters under `maxMeters: 5000` had
+        // room for 5,378 before the cap, 74 KB of the five tables unused).
         if self.pending.len() == self.pending.capacity() {
-            let extra = (self.pending.len() / 8).max(64);
+            let len = self.pending.len();
+            let extra = (len / 8).max(64).min(cap_meters.saturating_sub(len)).max(1);
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
             self.learned.reserve_exact(extra);
