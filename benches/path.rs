@@ -188,7 +188,7 @@ fn path(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("observe", BATCH), |b| {
         let mut detector = Detector::default();
         for _ in 0..METERS {
-            detector.add_meter();
+            detector.add_meter(METERS);
         }
         b.iter_custom(|iters| {
             cpu_time(iters, || {

@@ -37,6 +37,14 @@ impl Engine {
         // Resolve bindings: to a tracked meter, or to a name waiting for its
         // first accepted reading.
         let mut local_keys = KeyTable::new(UNBOUND);
+        if batch.scope == KeyScope::Batch {
+            // A batch's keys are its bindings' indices: one table of the right
+            // size (a failure here only leaves the table to grow as it binds).
+            let n = batch.bindings.iter().map(|&(k, _)| k as usize + 1).max().unwrap_or(0);
+            if n <= batch.bindings.len().saturating_mul(2) {
+                let _ = local_keys.reserve_dense(n);
+            }
+        }
         let mut local_pending = PendingNames::default();
         let (table, pending) = match batch.scope {
             KeyScope::Batch => (&mut local_keys, &mut local_pending),

@@ -44,6 +44,17 @@ impl<V: Copy + PartialEq> KeyTable<V> {
         KeyTable { dense: Vec::new(), sparse: FxHashMap::default(), entries: 0, unbound }
     }
 
+    /// Room for keys `0..n` in the dense part at once, before any is bound (a
+    /// batch's keys are its bindings' indices), so binding them does not
+    /// double the table step by step. Does nothing once a key is bound.
+    pub fn reserve_dense(&mut self, n: usize) -> Result<(), TryReserveError> {
+        if self.dense.is_empty() && self.sparse.is_empty() {
+            self.dense.try_reserve_exact(n)?;
+            self.dense.resize(n, self.unbound);
+        }
+        Ok(())
+    }
+
     /// The value bound to `key`, or the table's `unbound` value.
     #[inline]
     pub fn get(&self, key: u32) -> V {

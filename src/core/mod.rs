@@ -495,7 +495,7 @@ pub(crate) fn intern_meter(
         ));
     }
     let (m, _) = meters.intern(id, max_meters)?;
-    detector.add_meter();
+    detector.add_meter(max_meters as usize);
     Ok(m)
 }
 

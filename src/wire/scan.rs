@@ -138,9 +138,13 @@ fn reserve(
     b.ts.try_reserve_exact(more).ok()?;
     b.values.try_reserve_exact(more).ok()?;
     if read == 0 {
-        // Distinct meters: at most the items; room for a typical share up front.
-        keys.try_reserve(more / 2).ok()?;
-        b.bindings.try_reserve_exact(more / 2).ok()?;
+        // Distinct meters: at most the items, and a payload of one reading per
+        // meter (the common shape) has as many: room for all of them up front.
+        // Half of that (as before) made the key map rehash and the bindings
+        // double once mid-payload, leaving their first tables behind as holes
+        // (about 93 KB at 5,000 meters in wasm, whole pages of linear memory).
+        keys.try_reserve(more).ok()?;
+        b.bindings.try_reserve_exact(more).ok()?;
     }
     Some(())
 }
@@ -522,6 +526,22 @@ mod tests {
         for cap in [b.keys.capacity(), b.ts.capacity(), b.values.capacity()] {
             assert!((n..=n + n / 8).contains(&cap), "capacity {cap} for {n} readings");
         }
+    }
+
+    /// One reading per meter (the common shape): the bindings are sized for
+    /// every item at the first one, so they never double mid-payload.
+    #[test]
+    fn distinct_meters_get_their_bindings_up_front() {
+        let cfg = crate::core::config::Config::default();
+        let n = 5_000;
+        let text =
+            payload((0..n).map(|i| {
+                format!(r#"{{"meter":"meter-{i:06}","ts":1700000000000,"value":{i}.5}}"#)
+            }));
+        let b = super::readings(&text, &cfg).unwrap();
+        assert_eq!(b.bindings.len(), n);
+        let cap = b.bindings.capacity();
+        assert!((n..=n + n / 8).contains(&cap), "capacity {cap} for {n} meters");
     }
 
     /// A first item longer than the rest: the columns grow (fallibly) and

@@ -82,13 +82,31 @@ impl SilenceSchedule {
     }
 }
 
+/// Meters' room the first meter reserves at once (at most `maxMeters`): 1.5 MB
+/// of detection state, so a large cap with few meters in use costs little.
+const FIRST_ROOM: usize = 8_192;
+
 impl Detector {
-    /// Adds state for a new meter.
-    pub fn add_meter(&mut self) {
-        // Grow by an eighth (at least 64) instead of doubling: the estimate in
-        // `bytes` counts capacity, and the per-meter budget is tight.
+    /// Adds state for a new meter; `cap_meters` (the engine's `maxMeters`)
+    /// bounds the room reserved ahead.
+    pub fn add_meter(&mut self, cap_meters: usize) {
+        // Grow by an eighth (at least 64) instead of doubling, and never past
+        // `cap_meters`: the estimate in `bytes` counts capacity, and the
+        // per-meter budget is tight (5,000 meters under `maxMeters: 5000` had
+        // room for 5,378 before the cap, 74 KB of the five tables unused).
+        // The first meter reserves for the cap at once, up to `FIRST_ROOM`
+        // (each later step leaves the tables it outgrew behind as holes in
+        // wasm's linear memory); if that cannot be had, the eighths follow.
+        if self.pending.capacity() == 0 {
+            let first = cap_meters.clamp(1, FIRST_ROOM);
+            let _room = self.pending.try_reserve_exact(first).is_ok()
+                && self.verdicts.try_reserve_exact(first).is_ok()
+                && self.learned.try_reserve_exact(first).is_ok()
+                && self.seen.try_reserve_exact(first).is_ok();
+        }
         if self.pending.len() == self.pending.capacity() {
-            let extra = (self.pending.len() / 8).max(64);
+            let len = self.pending.len();
+            let extra = (len / 8).max(64).min(cap_meters.saturating_sub(len)).max(1);
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
             self.learned.reserve_exact(extra);

@@ -15,7 +15,7 @@ fn setup(n: usize) -> (Detector, Windows, MeterTable) {
     for m in 0..n {
         assert!(names.intern(&format!("m{m}"), n as u32).is_ok());
         w.add_meter(n);
-        d.add_meter();
+        d.add_meter(n);
     }
     (d, w, names)
 }
@@ -122,8 +122,28 @@ fn silence_is_checked_only_when_due() {
 fn detection_state_stays_well_under_200_bytes_per_meter() {
     let (d, _, _) = setup(5_000);
     let per_meter = d.bytes() as f64 / 5_000.0;
-    // 180 B of records, plus up to an eighth of growth headroom.
-    assert!(per_meter <= 203.0, "{per_meter} bytes per meter");
+    // 188 B of records (native sizes), and no growth headroom past the cap
+    // (`setup` passes its meter count): before the cap, the eighths reached
+    // 5,378 meters' room (202 B a meter).
+    assert!(per_meter <= 190.0, "{per_meter} bytes per meter");
     assert_eq!(d.alerts(0), Vec::new());
     assert_eq!(d.active_alerts(), 0);
+}
+
+#[test]
+fn growth_reserves_no_room_past_the_cap() {
+    for cap in [1usize, 63, 64, 65, 600, 5_000] {
+        let mut d = Detector::default();
+        for m in 0..cap {
+            d.add_meter(cap);
+            assert!(d.pending.capacity() <= cap, "cap {cap}, meter {m}");
+        }
+        for t in [&d.pending.capacity(), &d.verdicts.capacity(), &d.learned.capacity()] {
+            assert_eq!(*t, cap, "cap {cap}");
+        }
+        assert_eq!((d.seen.capacity(), d.dirty.capacity()), (cap, cap));
+        // A cap raised later (a config change) still adds meters, one at a time at worst.
+        d.add_meter(cap);
+        assert_eq!(d.pending.len(), cap + 1);
+    }
 }
