@@ -16,7 +16,8 @@
 //!   identical values and the newest value and timestamp, and puts the meter on
 //!   the dirty list. No division, no square root, no allocation.
 //! - [`Detector::tick`] runs once per evaluation interval: one evaluation per
-//!   dirty meter ([`evaluate`]), then the silence check, which visits meters
+//!   dirty meter, in two passes over chunks of them (the rule statistics,
+//!   [`stats`], then the verdicts and learning, [`evaluate`]), then the silence check, which visits meters
 //!   only when one of them can have become silent (see [`SilenceSchedule`]).
 //!
 //! Invariants: `pending`, `verdicts`, `learned` and `seen` have one entry per meter;
@@ -28,6 +29,7 @@ mod evaluate;
 mod learn;
 mod rules;
 mod state;
+mod stats;
 
 use super::config::Config;
 use super::event::{AnomalyKind, Outbound};
@@ -37,6 +39,7 @@ use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
 use learn::Learned;
 use state::{Pending, Verdicts};
+use stats::{RuleStats, CHUNK};
 
 /// Per-meter detection state in flat arrays.
 #[derive(Clone, Debug, Default)]
@@ -190,24 +193,51 @@ impl Detector {
         let mut judge = Judge { now: now_ms, windows, names, cfg, out };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
-        for &m in &self.dirty {
-            let m = m as usize;
-            let (Some(p), Some(v), Some(l), Some(seen)) = (
-                self.pending.get_mut(m),
-                self.verdicts.get_mut(m),
-                self.learned.get_mut(m),
-                self.seen.get_mut(m),
-            ) else {
-                continue;
-            };
-            if p.new == 0 {
-                continue;
+        // Two passes per chunk of dirty meters (see `stats`): the rule
+        // statistics of the whole chunk, then each meter's verdicts and
+        // learning; then the scores of the meters evaluated (no event, so
+        // their order does not matter), their divisions overlapping.
+        let mut scratch = [RuleStats::default(); CHUNK];
+        let mut scores = [(0u32, 0.0f64); CHUNK];
+        for chunk in self.dirty.chunks(CHUNK) {
+            let mut scored = 0;
+            for (s, &m) in scratch.iter_mut().zip(chunk) {
+                let m = m as usize;
+                let (Some(p), Some(v), Some(l)) =
+                    (self.pending.get(m), self.verdicts.get(m), self.learned.get(m))
+                else {
+                    continue;
+                };
+                *s = RuleStats::of(&windows.moments(m), l, p, v.widen, cfg);
             }
-            judge.evaluate(m, v, l, p);
-            p.new = 0;
-            *seen = now_ms;
-            due = due.min(now_ms + cfg.silent_after_ms);
-            evaluated += 1;
+            for (s, &m) in scratch.iter().zip(chunk) {
+                let m = m as usize;
+                let (Some(p), Some(v), Some(l), Some(seen)) = (
+                    self.pending.get_mut(m),
+                    self.verdicts.get_mut(m),
+                    self.learned.get_mut(m),
+                    self.seen.get_mut(m),
+                ) else {
+                    continue;
+                };
+                if p.new == 0 {
+                    continue;
+                }
+                let u2 = judge.evaluate(m, v, l, p, s);
+                if let Some(slot) = scores.get_mut(scored) {
+                    *slot = (m as u32, u2);
+                    scored += 1;
+                }
+                p.new = 0;
+                *seen = now_ms;
+                due = due.min(now_ms + cfg.silent_after_ms);
+                evaluated += 1;
+            }
+            for &(m, u2) in scores.iter().take(scored) {
+                if let Some(v) = self.verdicts.get_mut(m as usize) {
+                    v.score = rules::score(u2) as f32;
+                }
+            }
         }
         self.dirty.clear();
         self.silence.due = due;

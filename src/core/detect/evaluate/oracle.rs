@@ -1,0 +1,151 @@
+//! The one-pass evaluation as it was before the two passes (`stats`), kept
+//! verbatim as the oracle of the differential test (`detect::tests`): the
+//! two must give the same events, verdicts, learned state and scores, bit
+//! for bit.
+
+use super::super::super::event::AnomalyKind;
+use super::super::learn::{Learned, Teach};
+use super::super::rules;
+use super::super::state::{index, Pending, Verdicts};
+use super::{unreachable_finding, Finding, Judge};
+
+impl Judge<'_> {
+    /// Evaluates meter `m` over the readings summarised in `r`, judging each
+    /// kind against what the meter has learned (`l`), then learning from it.
+    pub fn evaluate_oracle(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
+        let cfg = self.cfg;
+        let mo = self.windows.moments(m);
+        let warm = mo.n >= f64::from(cfg.warmup);
+        let mean = mo.mean();
+        let var = mo.variance();
+        let fvar = rules::floored_variance(var, mean, cfg);
+        let critical_factor = cfg.critical_factor;
+
+        // Drift's statistic first (settled below, after spike): a level shift
+        // also inflates the window variance, and is drift's to report.
+        let trained = l.trained(cfg);
+        let d = mean - l.slow;
+        let scale2 = l.drift_scale2(fvar, mo.n);
+        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
+        let drift_u2 = if trained { d * d / limit2 } else { 0.0 };
+        let drift_breach = warm && drift_u2 > 1.0;
+
+        // Variance: the window's variance against the meter's long-run one, in
+        // units of the meter's own normal excess, carried by at least
+        // `VARIANCE_READINGS` readings (`learn`). Judged once trained and not
+        // while drift breaches, alerts or alerted within the window's readings
+        // (a level that returns leaves its step in the window); a breach is a spike breach (an
+        // explosion of variance is reported as a spike, see docs/DETECTION.md).
+        let judged = trained
+            && !drift_breach
+            && !v.is_active(index(AnomalyKind::Drift))
+            && f64::from(v.drift_quiet) >= mo.n;
+        let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
+        let var_breach = warm && var_u2 > 1.0;
+
+        // Spike: the largest |z| since the last evaluation, its variance floored
+        // by the meter's long-run window variance, against the threshold in
+        // force, then the vote over the last `spike_votes_of` evaluations.
+        // |z| > t is tested as d² > t²·s², without a square root or division.
+        let threshold = cfg.spike_z * f64::from(v.widen);
+        let spike_var = l.spike_var(r.peak_var);
+        let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let spike_u2 = peak_u2.max(var_u2);
+        let breach = warm && spike_u2 > 1.0;
+        v.votes =
+            if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
+        if v.votes == 0 {
+            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            v.widen = rules::widen(g2, cfg) as f32;
+        }
+        let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
+        let votes = v.votes;
+        self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
+            let std = spike_var.sqrt();
+            let z = r.peak_d / std;
+            Finding {
+                z,
+                value: r.peak_x,
+                mean: r.peak_mean,
+                std,
+                ts: r.peak_ts,
+                evaluations: rules::vote_span(votes),
+                critical: z.abs() >= critical_factor * threshold
+                    || var_u2 >= critical_factor * critical_factor,
+                u2: spike_u2,
+            }
+        });
+
+        // Drift: the window mean against the meter's slow baseline, in units of
+        // the meter's own learned distance between the two (see `learn`).
+        let breach = drift_breach;
+        v.drift_run = if breach { v.drift_run.saturating_add(1) } else { 0 };
+        let raise = u32::from(v.drift_run) >= cfg.drift_consecutive;
+        let run = v.drift_run;
+        let slow = l.slow;
+        self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
+            let std = scale2.sqrt();
+            let z = d / std;
+            Finding {
+                z,
+                value: mean,
+                mean: slow,
+                std,
+                ts: r.last_ts,
+                evaluations: u32::from(run),
+                critical: z.abs() >= critical_factor * cfg.drift_z,
+                u2: drift_u2,
+            }
+        });
+        // Learn, but not from a drift incident (`learn::Teach::drift`).
+        let drift_active = v.is_active(index(AnomalyKind::Drift));
+        if drift_active {
+            v.drift_held = v.drift_held.saturating_add(r.new);
+            v.drift_quiet = 0;
+        } else {
+            v.drift_held = 0;
+            v.drift_quiet = v.drift_quiet.saturating_add(r.new);
+        }
+        // Nor the long-run variance from a variance incident.
+        v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
+        if warm {
+            let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
+                .variance(var_breach, v.var_held, cfg);
+            l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
+        }
+
+        // Stuck: a run of identical readings `stuckFactor` times longer than the
+        // meter's own longest at that kind of value, while the window still had
+        // variance above the floor (an always-flat meter is not stuck). Once
+        // raised it stays while the run lasts, even after the run fills the window.
+        let stuck = index(AnomalyKind::Stuck);
+        l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
+        v.ended_run = 0;
+        v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
+        let spread = var > rules::floored_variance(0.0, mean, cfg);
+        let limit = l.stuck_limit(r.last_x, cfg);
+        let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
+        let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
+        let breach = stuck_u >= 1.0;
+        let evals = v.stuck_evals;
+        let std = fvar.sqrt();
+        self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
+            z: (r.last_x - mean) / std,
+            value: r.last_x,
+            mean,
+            std,
+            ts: r.last_ts,
+            evaluations: evals,
+            critical: f64::from(r.run) >= critical_factor * limit,
+            u2: stuck_u * stuck_u,
+        });
+
+        // The meter's score: its strongest evidence in this evaluation (not
+        // during warm-up, when no rule may breach).
+        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        v.score = rules::score(u2) as f32;
+
+        // Silent: the meter has just reported, so this evaluation is normal.
+        self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
+    }
+}
