@@ -49,11 +49,7 @@ impl Judge<'_> {
     /// kind against what the meter has learned (`l`), then learning from it.
     /// `s` is the meter's pass-1 statistics ([`RuleStats::of`] of the same
     /// state, see `stats`): this is pass 2, the verdicts and the learning.
-    /// Returns the meter's strongest evidence, squared, whose score
-    /// (`rules::score`, a division at the end of the evaluation's longest
-    /// chain) the tick writes to `Verdicts::score` in a third pass.
     #[inline]
-    #[must_use]
     pub fn evaluate(
         &mut self,
         m: usize,
@@ -61,7 +57,7 @@ impl Judge<'_> {
         l: &mut Learned,
         r: &Pending,
         s: &RuleStats,
-    ) -> f64 {
+    ) {
         let cfg = self.cfg;
         let warm = s.warm;
         let drift_breach = warm && s.drift_u2 > 1.0;
@@ -143,10 +139,10 @@ impl Judge<'_> {
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
         let u2 = if warm { spike_u2.max(s.drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        v.score = rules::score(u2) as f32;
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
-        u2
     }
 
     /// Checks meter `m`, last evaluated at engine time `seen`, for silence.

@@ -194,13 +194,9 @@ impl Detector {
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         // Two passes per chunk of dirty meters (see `stats`): the rule
-        // statistics of the whole chunk, then each meter's verdicts and
-        // learning; then the scores of the meters evaluated (no event, so
-        // their order does not matter), their divisions overlapping.
+        // statistics of the whole chunk, then each meter's verdicts and learning.
         let mut scratch = [RuleStats::default(); CHUNK];
-        let mut scores = [(0u32, 0.0f64); CHUNK];
         for chunk in self.dirty.chunks(CHUNK) {
-            let mut scored = 0;
             for (s, &m) in scratch.iter_mut().zip(chunk) {
                 let m = m as usize;
                 let (Some(p), Some(v), Some(l)) =
@@ -223,20 +219,11 @@ impl Detector {
                 if p.new == 0 {
                     continue;
                 }
-                let u2 = judge.evaluate(m, v, l, p, s);
-                if let Some(slot) = scores.get_mut(scored) {
-                    *slot = (m as u32, u2);
-                    scored += 1;
-                }
+                judge.evaluate(m, v, l, p, s);
                 p.new = 0;
                 *seen = now_ms;
                 due = due.min(now_ms + cfg.silent_after_ms);
                 evaluated += 1;
-            }
-            for &(m, u2) in scores.iter().take(scored) {
-                if let Some(v) = self.verdicts.get_mut(m as usize) {
-                    v.score = rules::score(u2) as f32;
-                }
             }
         }
         self.dirty.clear();
