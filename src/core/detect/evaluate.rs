@@ -17,10 +17,6 @@ use super::super::windows::Windows;
 use super::learn::{Learned, Teach};
 use super::rules;
 use super::state::{index, Pending, Verdicts, KINDS};
-use super::stats::RuleStats;
-
-#[cfg(test)]
-mod oracle;
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
 pub(super) struct Finding {
@@ -47,20 +43,23 @@ pub(super) struct Judge<'a> {
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`, judging each
     /// kind against what the meter has learned (`l`), then learning from it.
-    /// `s` is the meter's pass-1 statistics ([`RuleStats::of`] of the same
-    /// state, see `stats`): this is pass 2, the verdicts and the learning.
-    #[inline]
-    pub fn evaluate(
-        &mut self,
-        m: usize,
-        v: &mut Verdicts,
-        l: &mut Learned,
-        r: &Pending,
-        s: &RuleStats,
-    ) {
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
         let cfg = self.cfg;
-        let warm = s.warm;
-        let drift_breach = warm && s.drift_u2 > 1.0;
+        let mo = self.windows.moments(m);
+        let warm = mo.n >= f64::from(cfg.warmup);
+        let mean = mo.mean();
+        let var = mo.variance();
+        let fvar = rules::floored_variance(var, mean, cfg);
+        let critical_factor = cfg.critical_factor;
+
+        // Drift's statistic first (settled below, after spike): a level shift
+        // also inflates the window variance, and is drift's to report.
+        let trained = l.trained(cfg);
+        let d = mean - l.slow;
+        let scale2 = l.drift_scale2(fvar, mo.n);
+        let limit2 = cfg.drift_z * cfg.drift_z * scale2;
+        let drift_u2 = if trained { d * d / limit2 } else { 0.0 };
+        let drift_breach = warm && drift_u2 > 1.0;
 
         // Variance: the window's variance against the meter's long-run one, in
         // units of the meter's own normal excess, carried by at least
@@ -68,27 +67,44 @@ impl Judge<'_> {
         // while drift breaches, alerts or alerted within the window's readings
         // (a level that returns leaves its step in the window); a breach is a spike breach (an
         // explosion of variance is reported as a spike, see docs/DETECTION.md).
-        let mo = self.windows.moments(m);
-        let judged = s.trained
+        let judged = trained
             && !drift_breach
             && !v.is_active(index(AnomalyKind::Drift))
             && f64::from(v.drift_quiet) >= mo.n;
-        let var_u2 = if judged { l.variance_u2(&mo, s.fvar, v.vscale2) } else { 0.0 };
+        let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
         let var_breach = warm && var_u2 > 1.0;
 
-        // Spike: the peak's evidence (pass 1) or the variance rule's, then the
-        // vote over the last `spike_votes_of` evaluations.
-        let spike_u2 = s.peak_u2.max(var_u2);
+        // Spike: the largest |z| since the last evaluation, its variance floored
+        // by the meter's long-run window variance, against the threshold in
+        // force, then the vote over the last `spike_votes_of` evaluations.
+        // |z| > t is tested as d² > t²·s², without a square root or division.
+        let threshold = cfg.spike_z * f64::from(v.widen);
+        let spike_var = l.spike_var(r.peak_var);
+        let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
+        let spike_u2 = peak_u2.max(var_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            v.widen = rules::widen(s.g2, cfg) as f32;
+            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            v.widen = rules::widen(g2, cfg) as f32;
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
-            spike_finding(r, s, votes, var_u2, spike_u2, cfg)
+            let std = spike_var.sqrt();
+            let z = r.peak_d / std;
+            Finding {
+                z,
+                value: r.peak_x,
+                mean: r.peak_mean,
+                std,
+                ts: r.peak_ts,
+                evaluations: rules::vote_span(votes),
+                critical: z.abs() >= critical_factor * threshold
+                    || var_u2 >= critical_factor * critical_factor,
+                u2: spike_u2,
+            }
         });
 
         // Drift: the window mean against the meter's slow baseline, in units of
@@ -99,7 +115,18 @@ impl Judge<'_> {
         let run = v.drift_run;
         let slow = l.slow;
         self.settle(m, v, AnomalyKind::Drift, breach, raise, || {
-            drift_finding(r, s, slow, run, cfg)
+            let std = scale2.sqrt();
+            let z = d / std;
+            Finding {
+                z,
+                value: mean,
+                mean: slow,
+                std,
+                ts: r.last_ts,
+                evaluations: u32::from(run),
+                critical: z.abs() >= critical_factor * cfg.drift_z,
+                u2: drift_u2,
+            }
         });
         // Learn, but not from a drift incident (`learn::Teach::drift`).
         let drift_active = v.is_active(index(AnomalyKind::Drift));
@@ -115,7 +142,7 @@ impl Judge<'_> {
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
                 .variance(var_breach, v.var_held, cfg);
-            l.learn_moments(&mo, s.fvar, r.new, s.limit2, teach, &mut v.vscale2, cfg);
+            l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
         }
 
         // Stuck: a run of identical readings `stuckFactor` times longer than the
@@ -126,19 +153,27 @@ impl Judge<'_> {
         l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
         v.ended_run = 0;
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
-        let spread = s.var > rules::floored_variance(0.0, s.mean, cfg);
+        let spread = var > rules::floored_variance(0.0, mean, cfg);
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
         let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
         let breach = stuck_u >= 1.0;
         let evals = v.stuck_evals;
-        self.settle(m, v, AnomalyKind::Stuck, breach, breach, || {
-            stuck_finding(r, s, evals, limit, stuck_u, cfg)
+        let std = fvar.sqrt();
+        self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {
+            z: (r.last_x - mean) / std,
+            value: r.last_x,
+            mean,
+            std,
+            ts: r.last_ts,
+            evaluations: evals,
+            critical: f64::from(r.run) >= critical_factor * limit,
+            u2: stuck_u * stuck_u,
         });
 
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
-        let u2 = if warm { spike_u2.max(s.drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
         v.score = rules::score(u2) as f32;
 
         // Silent: the meter has just reported, so this evaluation is normal.
@@ -210,7 +245,13 @@ impl Judge<'_> {
                 self.raise(m, v, kind, finding());
             }
         } else if u32::from(v.calm[i]) >= self.cfg.clear_after {
-            self.clear(m, v, kind);
+            v.active &= !(1 << i);
+            v.critical &= !(1 << i);
+            self.out.push(Outbound::Cleared(ClearedEvent {
+                meter: self.names.name(m).to_string(),
+                kind,
+                at: self.now,
+            }));
         } else if breach && v.critical & (1 << i) == 0 {
             let f = finding();
             if f.critical {
@@ -219,25 +260,7 @@ impl Judge<'_> {
         }
     }
 
-    /// Marks `kind` inactive for meter `m` and says so. Out of line, as
-    /// [`Judge::raise`]: events are rare, and inlined they would only widen
-    /// every evaluation's frame.
-    #[cold]
-    #[inline(never)]
-    fn clear(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind) {
-        let i = index(kind);
-        v.active &= !(1 << i);
-        v.critical &= !(1 << i);
-        self.out.push(Outbound::Cleared(ClearedEvent {
-            meter: self.names.name(m).to_string(),
-            kind,
-            at: self.now,
-        }));
-    }
-
     /// Marks `kind` active for meter `m` at the finding's severity and says so.
-    #[cold]
-    #[inline(never)]
     fn raise(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind, f: Finding) {
         let bit = 1 << index(kind);
         v.active |= bit;
@@ -260,77 +283,6 @@ impl Judge<'_> {
             evaluations: f.evaluations,
             score: rules::score(f.u2),
         }));
-    }
-}
-
-/// The spike finding: the peak reading (or the variance rule's evidence if
-/// larger) against the threshold in force, over `votes`.
-#[cold]
-#[inline(never)]
-fn spike_finding(
-    r: &Pending,
-    s: &RuleStats,
-    votes: u32,
-    var_u2: f64,
-    spike_u2: f64,
-    cfg: &Config,
-) -> Finding {
-    let std = s.spike_var.sqrt();
-    let z = r.peak_d / std;
-    let critical_factor = cfg.critical_factor;
-    Finding {
-        z,
-        value: r.peak_x,
-        mean: r.peak_mean,
-        std,
-        ts: r.peak_ts,
-        evaluations: rules::vote_span(votes),
-        critical: z.abs() >= critical_factor * s.threshold
-            || var_u2 >= critical_factor * critical_factor,
-        u2: spike_u2,
-    }
-}
-
-/// The drift finding: the window mean against the slow baseline `slow` (as it
-/// was before this evaluation learned), breaching for `run` evaluations.
-#[cold]
-#[inline(never)]
-fn drift_finding(r: &Pending, s: &RuleStats, slow: f64, run: u16, cfg: &Config) -> Finding {
-    let std = s.scale2.sqrt();
-    let z = s.d / std;
-    Finding {
-        z,
-        value: s.mean,
-        mean: slow,
-        std,
-        ts: r.last_ts,
-        evaluations: u32::from(run),
-        critical: z.abs() >= cfg.critical_factor * cfg.drift_z,
-        u2: s.drift_u2,
-    }
-}
-
-/// The stuck finding: the run of `r.run` readings against its `limit`.
-#[cold]
-#[inline(never)]
-fn stuck_finding(
-    r: &Pending,
-    s: &RuleStats,
-    evals: u32,
-    limit: f64,
-    stuck_u: f64,
-    cfg: &Config,
-) -> Finding {
-    let std = s.fvar.sqrt();
-    Finding {
-        z: (r.last_x - s.mean) / std,
-        value: r.last_x,
-        mean: s.mean,
-        std,
-        ts: r.last_ts,
-        evaluations: evals,
-        critical: f64::from(r.run) >= cfg.critical_factor * limit,
-        u2: stuck_u * stuck_u,
     }
 }
 

@@ -16,8 +16,7 @@
 //!   identical values and the newest value and timestamp, and puts the meter on
 //!   the dirty list. No division, no square root, no allocation.
 //! - [`Detector::tick`] runs once per evaluation interval: one evaluation per
-//!   dirty meter, in two passes over chunks of them (the rule statistics,
-//!   [`stats`], then the verdicts and learning, [`evaluate`]), then the silence check, which visits meters
+//!   dirty meter ([`evaluate`]), then the silence check, which visits meters
 //!   only when one of them can have become silent (see [`SilenceSchedule`]).
 //!
 //! Invariants: `pending`, `verdicts`, `learned` and `seen` have one entry per meter;
@@ -29,7 +28,6 @@ mod evaluate;
 mod learn;
 mod rules;
 mod state;
-mod stats;
 
 use super::config::Config;
 use super::event::{AnomalyKind, Outbound};
@@ -39,7 +37,6 @@ use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
 use learn::Learned;
 use state::{Pending, Verdicts};
-use stats::{RuleStats, CHUNK};
 
 /// Per-meter detection state in flat arrays.
 #[derive(Clone, Debug, Default)]
@@ -193,38 +190,24 @@ impl Detector {
         let mut judge = Judge { now: now_ms, windows, names, cfg, out };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
-        // Two passes per chunk of dirty meters (see `stats`): the rule
-        // statistics of the whole chunk, then each meter's verdicts and learning.
-        let mut scratch = [RuleStats::default(); CHUNK];
-        for chunk in self.dirty.chunks(CHUNK) {
-            for (s, &m) in scratch.iter_mut().zip(chunk) {
-                let m = m as usize;
-                let (Some(p), Some(v), Some(l)) =
-                    (self.pending.get(m), self.verdicts.get(m), self.learned.get(m))
-                else {
-                    continue;
-                };
-                *s = RuleStats::of(&windows.moments(m), l, p, v.widen, cfg);
+        for &m in &self.dirty {
+            let m = m as usize;
+            let (Some(p), Some(v), Some(l), Some(seen)) = (
+                self.pending.get_mut(m),
+                self.verdicts.get_mut(m),
+                self.learned.get_mut(m),
+                self.seen.get_mut(m),
+            ) else {
+                continue;
+            };
+            if p.new == 0 {
+                continue;
             }
-            for (s, &m) in scratch.iter().zip(chunk) {
-                let m = m as usize;
-                let (Some(p), Some(v), Some(l), Some(seen)) = (
-                    self.pending.get_mut(m),
-                    self.verdicts.get_mut(m),
-                    self.learned.get_mut(m),
-                    self.seen.get_mut(m),
-                ) else {
-                    continue;
-                };
-                if p.new == 0 {
-                    continue;
-                }
-                judge.evaluate(m, v, l, p, s);
-                p.new = 0;
-                *seen = now_ms;
-                due = due.min(now_ms + cfg.silent_after_ms);
-                evaluated += 1;
-            }
+            judge.evaluate(m, v, l, p);
+            p.new = 0;
+            *seen = now_ms;
+            due = due.min(now_ms + cfg.silent_after_ms);
+            evaluated += 1;
         }
         self.dirty.clear();
         self.silence.due = due;
