@@ -145,18 +145,13 @@ pub struct CoreError {
 }
 
 impl CoreError {
-    /// An error with no item position. Out of line, as every error
-    /// constructor: errors are the cold path, and a copy inlined at each of
-    /// about a hundred call sites only grows the .wasm (docs/SIZE.md).
-    #[cold]
-    #[inline(never)]
+    /// An error with no item position. Left to the inliner: the ingest
+    /// decoders call it (docs/SIZE.md, "Cuts", on forcing it out of line).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         CoreError { code, message: message.into(), position: None }
     }
 
     /// An error about item `position` of a batch.
-    #[cold]
-    #[inline(never)]
     pub fn at(code: ErrorCode, position: usize, message: impl Into<String>) -> Self {
         let position = u32::try_from(position).ok();
         CoreError { code, message: message.into(), position }

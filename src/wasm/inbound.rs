@@ -371,8 +371,6 @@ fn field(msg: &JsValue, name: &str) -> Result<JsValue, CoreError> {
         .map_err(|_| bad_field(format!("message.{name} could not be read")))
 }
 
-#[cold]
-#[inline(never)]
 fn bad_field(message: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadField, message)
 }

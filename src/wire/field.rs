@@ -40,8 +40,6 @@ impl<'s> Loc<'s> {
     }
 
     /// An error about `field` here (`field` may be empty for the item itself).
-    #[cold]
-    #[inline(never)]
     pub fn err(&self, code: ErrorCode, field: &str, why: impl std::fmt::Display) -> CoreError {
         let path = match (self.index, field.is_empty()) {
             (Some(i), true) => format!("{}[{i}]", self.list),

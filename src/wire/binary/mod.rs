@@ -65,8 +65,6 @@ fn truncated(what: &str, at: usize, len: usize) -> CoreError {
     )
 }
 
-#[cold]
-#[inline(never)]
 fn bad_frame(why: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadFrame, why)
 }
