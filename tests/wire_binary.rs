@@ -463,3 +463,31 @@ fn a_binary_catchup_gives_the_totals_of_its_json_twin() {
     assert_eq!(from_binary, from_json);
     assert_eq!((from_binary[0].current_hour, from_binary[0].total), (3_250, 3_750));
 }
+
+/// A kind-3 key bound more than once names what its last binding in the frame
+/// names (PROTOCOL.md 3.8), whatever order the keys come in: bindings key 0 ->
+/// a, key 1 -> b, key 0 -> c give c for key 0 and b for key 1. The writer
+/// binds each key once, so the third binding's key is patched from 2 to 0.
+#[test]
+fn kind3_a_key_bound_twice_names_its_last_binding() {
+    use binary::{encode_catchup_columns, CatchupHead};
+    let h10 = 1_764_064_800_000.0;
+    let head = CatchupHead {
+        as_of: Hlc { wall_ms: 1_764_064_860_000, counter: 1 },
+        scale: 0,
+        from_hour_ms: None,
+        to_hour_ms: None,
+        server_time_ms: None,
+    };
+    let bindings = [("m-a", "water"), ("m-b", "water"), ("m-c", "water")];
+    let records = [(0, h10, 1), (1, h10, 2), (0, h10 - 3_600_000.0, 3)];
+    let mut bytes = encode_catchup_columns(&head, &bindings, records.len(), records).unwrap();
+    let third = binary::HEADER_BYTES + binary::CATCHUP_HEADER_BYTES + 2 * (7 + 3 + 5);
+    assert_eq!(&bytes[third..third + 4], &2u32.to_le_bytes());
+    bytes[third..third + 4].copy_from_slice(&0u32.to_le_bytes());
+    let Inbound::Catchup(c) = decode_binary(Envelope::Catchup, &bytes, &cfg()) else {
+        panic!("not a catch-up")
+    };
+    let meters: Vec<_> = c.buckets.iter().map(|b| b.meter.as_deref()).collect();
+    assert_eq!(meters, [Some("m-c"), Some("m-b"), Some("m-c")]);
+}

@@ -8,6 +8,14 @@ use super::error::{CoreError, ErrorCode};
 use super::keys::WORST_BYTES_PER_KEY;
 use crate::core::session::SessionConfig;
 
+/// The `bad_config` error for `field`. One out-of-line copy, called by every
+/// check in `validate`: a closure was inlined into each of them (docs/SIZE.md).
+#[cold]
+#[inline(never)]
+fn refuse_config(field: &str, why: &str) -> Result<(), CoreError> {
+    Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
+}
+
 /// All tunables of the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -519,9 +527,7 @@ impl Config {
 
     /// Checks every field's range and the relations between fields.
     pub fn validate(&self) -> Result<(), CoreError> {
-        let bad = |field: &str, why: &str| {
-            Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
-        };
+        let bad = refuse_config;
         let pos = |x: f64| x.is_finite() && x > 0.0;
         if self.window < 8 || self.window > MAX_WINDOW {
             return bad("window", "must be in 8..=1048576");
@@ -592,9 +598,7 @@ impl Config {
     }
 
     fn validate_ledger(&self) -> Result<(), CoreError> {
-        let bad = |field: &str, why: &str| {
-            Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
-        };
+        let bad = refuse_config;
         let pos = |x: f64| x.is_finite() && x > 0.0;
         if self.resources.is_empty() || self.resources.len() > MAX_RESOURCES {
             return bad("resources", "must list 1..=32 resources");

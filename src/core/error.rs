@@ -149,7 +149,8 @@ pub struct CoreError {
 }
 
 impl CoreError {
-    /// An error with no item position.
+    /// An error with no item position. Left to the inliner: the ingest
+    /// decoders call it (docs/SIZE.md, "Cuts", on forcing it out of line).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         CoreError { code, message: message.into(), position: None }
     }

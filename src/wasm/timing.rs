@@ -46,11 +46,14 @@ impl SampleRing {
         if self.samples.is_empty() {
             return None;
         }
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
+        // Sorted as `u64` keys in `f64::total_cmp` order: the module's one
+        // `[u64]::sort_unstable` (the kind-3 binding table uses it too) instead
+        // of a merge sort and a float sort of its own (docs/SIZE.md).
+        let mut sorted: Vec<u64> = self.samples.iter().map(|&x| total_order_key(x)).collect();
+        sorted.sort_unstable();
         let at = |q: f64| {
             let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-            sorted.get(i).copied().unwrap_or(f64::NAN)
+            sorted.get(i).map_or(f64::NAN, |&k| from_total_order_key(k))
         };
         Some(Summary {
             p50: at(0.5),
@@ -60,6 +63,22 @@ impl SampleRing {
             samples: sorted.len(),
         })
     }
+}
+
+/// `x`'s bits as a `u64` whose order is `f64::total_cmp`'s: a negative value
+/// (sign bit set) has all its bits flipped, any other gets the sign bit set.
+fn total_order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The inverse of [`total_order_key`].
+fn from_total_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 { key & !(1 << 63) } else { !key })
 }
 
 /// How long stream deltas wait before the page sees them: from the arrival of

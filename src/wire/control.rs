@@ -54,6 +54,8 @@ pub fn decode_config(v: &serde_json::Value) -> Result<ConfigPatch, CoreError> {
     }
 }
 
+#[cold]
+#[inline(never)]
 fn bad_field(why: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadField, why)
 }
@@ -244,10 +246,15 @@ fn series_message(obj: &Object<'_>) -> Result<Inbound, CoreError> {
     }
 }
 
+// The field readers below are out of line: `decode_config_value` calls them
+// from about 70 match arms, each of which inlined its own copy (docs/SIZE.md).
+#[cold]
+#[inline(never)]
 fn bad_config(field: &str, why: &str) -> CoreError {
     CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}"))
 }
 
+#[inline(never)]
 fn uint(field: &str, v: &Value<'_>) -> Result<u32, CoreError> {
     let n = match v {
         Value::Number(n) => super::field::whole_text(n.text(), u64::from(u32::MAX)),
@@ -256,14 +263,17 @@ fn uint(field: &str, v: &Value<'_>) -> Result<u32, CoreError> {
     n.map(|n| n as u32).ok_or_else(|| bad_config(field, "must be a whole number in 0..=4294967295"))
 }
 
+#[inline(never)]
 fn float(field: &str, v: &Value<'_>) -> Result<f64, CoreError> {
     v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| bad_config(field, "must be a number"))
 }
 
+#[inline(never)]
 fn boolean(field: &str, v: &Value<'_>) -> Result<bool, CoreError> {
     v.as_bool().ok_or_else(|| bad_config(field, "must be true or false"))
 }
 
+#[inline(never)]
 fn transport(field: &str, v: &Value<'_>) -> Result<Transport, CoreError> {
     match v.as_str() {
         Some("page") => Ok(Transport::Page),
@@ -272,6 +282,7 @@ fn transport(field: &str, v: &Value<'_>) -> Result<Transport, CoreError> {
     }
 }
 
+#[inline(never)]
 fn text(field: &str, v: &Value<'_>) -> Result<String, CoreError> {
     match v {
         Value::String(s) => Ok(s.to_string()),
@@ -280,6 +291,7 @@ fn text(field: &str, v: &Value<'_>) -> Result<String, CoreError> {
     }
 }
 
+#[inline(never)]
 fn resources(field: &str, v: &Value<'_>) -> Result<Vec<ResourceSpec>, CoreError> {
     let shape = "must be an array of {name: string, unit: string, decimals: 0..=9}";
     let Value::Array(list) = v else { return Err(bad_config(field, shape)) };

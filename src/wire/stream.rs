@@ -394,6 +394,8 @@ fn notice(v: &Value<'_>) -> Result<Notice, CoreError> {
     })
 }
 
+#[cold]
+#[inline(never)]
 fn bad_fetch(request_id: u64, message: impl Into<String>) -> Inbound {
     Inbound::Stream(SessionInput::BadFetch { request_id, message: message.into() })
 }

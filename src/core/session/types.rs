@@ -440,7 +440,10 @@ pub struct SessionError {
 }
 
 impl SessionError {
-    /// An error with `code` and `message`.
+    /// An error with `code` and `message`. Out of line: errors are the cold
+    /// path (docs/SIZE.md).
+    #[cold]
+    #[inline(never)]
     pub fn new(code: SessionErrorCode, message: impl Into<String>) -> SessionError {
         SessionError { code, message: message.into() }
     }
@@ -497,15 +500,20 @@ impl Default for SessionConfig {
     }
 }
 
+/// The `bad_config` session error for `field`, out of line (docs/SIZE.md).
+#[cold]
+#[inline(never)]
+fn refuse_session_config(field: &str, bound: &str) -> Result<(), SessionError> {
+    Err(SessionError::new(
+        SessionErrorCode::BadConfig,
+        format!("session config {field} must be {bound}"),
+    ))
+}
+
 impl SessionConfig {
     /// Checks every field against its documented bound.
     pub fn validate(&self) -> Result<(), SessionError> {
-        let bad = |field: &str, bound: &str| {
-            Err(SessionError::new(
-                SessionErrorCode::BadConfig,
-                format!("session config {field} must be {bound}"),
-            ))
-        };
+        let bad = refuse_session_config;
         let within = |x: f64, lo: f64, hi: f64| x.is_finite() && x >= lo && x <= hi;
         if !(1..=256).contains(&self.max_channels) {
             return bad("maxSubscriptions", "in 1..=256");

@@ -41,6 +41,14 @@ fn hour(x: f64, what: &str) -> Result<Option<f64>, CoreError> {
 /// `(meter, resource)` of a binding; an empty meter is a resource total.
 type Binding = (Option<String>, String);
 
+/// A kind-3 frame's bindings: `order` is `key << 32 | index into bindings`,
+/// sorted.
+#[derive(Clone, Copy)]
+struct Table<'a> {
+    order: &'a [u64],
+    bindings: &'a [Binding],
+}
+
 pub(super) fn decode(
     h: &Header,
     bytes: &[u8],
@@ -92,9 +100,15 @@ pub(super) fn decode(
     // Bindings are local to the frame: key -> (meter, resource), sorted by key
     // so the table holds exactly what the frame carries whatever keys it names
     // (PROTOCOL.md 3.8), and no chosen set of keys can slow the lookups.
-    let mut table: Vec<(u32, Binding)> =
-        Vec::with_capacity(super::bindings_fit(h.bindings, &r, 7)?);
-    for _ in 0..h.bindings {
+    // `order` holds `key << 32 | position in the frame`, all distinct, so an
+    // unstable sort keeps a twice-bound key's bindings in frame order and the
+    // later one wins (found last below). A plain `[u64]` sort is one the module
+    // already has (wasm::timing): the stable sort this replaced linked about
+    // 9 KB of merge-sort code into the .wasm for this cold path (docs/SIZE.md).
+    let fit = super::bindings_fit(h.bindings, &r, 7)?;
+    let (mut bindings, mut order): (Vec<Binding>, Vec<u64>) =
+        (Vec::with_capacity(fit), Vec::with_capacity(fit));
+    for position in 0..h.bindings {
         let (key, meter, resource) = r.pair_binding(true)?;
         if key >= cfg.max_stream_keys {
             return Err(CoreError::new(
@@ -103,10 +117,11 @@ pub(super) fn decode(
             ));
         }
         let meter = (!meter.is_empty()).then(|| meter.to_owned());
-        table.push((key, (meter, resource.to_owned())));
+        bindings.push((meter, resource.to_owned()));
+        order.push(u64::from(key) << 32 | u64::from(position));
     }
-    // Stable: of a key bound twice, the later binding wins (found last below).
-    table.sort_by_key(|&(key, _)| key);
+    order.sort_unstable();
+    let table = Table { order: &order, bindings: &bindings };
     r.pad8("padding after the bindings")?;
     let keys = r.column(h.records, 4, "keys column")?;
     r.pad8("padding after the keys")?;
@@ -126,7 +141,7 @@ pub(super) fn decode(
     };
     let columns = keys.chunks_exact(4).zip(hours.chunks_exact(8)).zip(totals.chunks_exact(8));
     for (i, ((key, hour_ms), total)) in columns.enumerate() {
-        match bucket(i, le_u32(key), le_f64(hour_ms), le_f64(total), scale, &table, cfg) {
+        match bucket(i, le_u32(key), le_f64(hour_ms), le_f64(total), scale, table, cfg) {
             Ok(b) => c.buckets.push(b),
             Err(e) => c.errors.push(e),
         }
@@ -140,12 +155,14 @@ fn bucket(
     hour_ms: f64,
     total: f64,
     scale: u8,
-    table: &[(u32, Binding)],
+    table: Table<'_>,
     cfg: &Config,
 ) -> Result<CatchupBucket, CoreError> {
-    let last = table.partition_point(|&(k, _)| k <= key).checked_sub(1);
-    let found = last.and_then(|i| table.get(i)).filter(|(k, _)| *k == key);
-    let Some((_, (meter, resource))) = found else {
+    let bound = |entry: u64| (entry >> 32) as u32;
+    let last = table.order.partition_point(|&e| bound(e) <= key).checked_sub(1);
+    let found = last.and_then(|i| table.order.get(i)).filter(|&&e| bound(e) == key);
+    let found = found.and_then(|&e| table.bindings.get((e & 0xffff_ffff) as usize));
+    let Some((meter, resource)) = found else {
         return Err(CoreError::at(
             ErrorCode::UnknownKey,
             i,

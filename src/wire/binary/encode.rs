@@ -20,6 +20,8 @@ pub enum TsLayout {
     Shared,
 }
 
+#[cold]
+#[inline(never)]
 fn refuse(why: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::BadField, why)
 }
