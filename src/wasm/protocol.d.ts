@@ -44,6 +44,9 @@ export interface MeterflowConfig {
   catchupIntervalMs?: number; fetchRetryMs?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
+  /** Ask the feed for `meters.<group>` DELTAs as binary kind-4 frames (PROTOCOL.md 3.10;
+   *  `"binary_deltas": true` in IDENTIFY/RESUME). Default false: JSON text DELTAs. */
+  binaryDeltas?: boolean;
   /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
    *  the socket and fetches itself, against `feedUrl` (empty: its own origin). */
   transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
@@ -91,6 +94,8 @@ export type SessionMessage =
   | { type: "session"; v?: 1; op: "subscribe" | "unsubscribe"; channel: string }
   | { type: "session"; v?: 1; op: "detail"; meter: string };
 export interface RenderedMessage { type: "rendered"; v?: 1; channel: string; frames: number; }
+/** A socket message as it arrived: text, or an ArrayBuffer (binary kind 2 on `totals`,
+ *  kind 4 `meters.<group>` DELTAs when `binaryDeltas` asked for them, PROTOCOL.md 3.10). */
 export type SocketMessage =
   | { type: "socket"; v?: 1; event: "open" }
   | { type: "socket"; v?: 1; event: "message"; data: string | ArrayBuffer }
