@@ -799,7 +799,7 @@ impl Config {
     /// resource, notice texts of 4,096 characters, the store's vectors and
     /// index just grown; `store::METER_ENTITY_WORST_BYTES`,
     /// `store::NOTICE_WORST_BYTES`), and `detailCacheSize + 1` detail bodies
-    /// (the selected meter's beyond the cap) of `maxDetailBytes`. 122 MB at
+    /// (the selected meter's beyond the cap) of `maxDetailBytes`. 152 MB at
     /// the defaults.
     pub fn stream_stores_worst_bytes(&self) -> u128 {
         use crate::core::stream::store::{

@@ -55,6 +55,8 @@ export interface MeterflowConfig {
   maxBufferedBytes?: number; creditWindow?: number; backoffBaseMs?: number;
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
+  /** Bytes of one `/meters/{id}` body (default 65536; 1024..=16 MiB): a longer one is refused. */
+  maxDetailBytes?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
   /** One-shot flush this long after a delta or live frame (default 16; (0, 10000]). */
   deltaFlushMs?: number;
