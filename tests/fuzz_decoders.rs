@@ -283,7 +283,7 @@ fn kind4() -> impl Strategy<Value = Vec<u8>> {
                 })
                 .collect();
             let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
-            encode_meters_delta(&channel, epoch, seq, &rows, &remove).unwrap()
+            encode_meters_delta(channel, epoch, seq, &rows, &remove).unwrap()
         })
 }
 

@@ -215,11 +215,11 @@ fn too_long(what: &str) -> CoreError {
 /// what the frame cannot carry or the decoder would refuse: a channel that is
 /// not `meters.<group>`, an epoch/seq/count past 2^53, a meter id past 65,535
 /// bytes, a resource name past 255, more than 65,535 distinct resources.
-pub fn encode_meters_delta<'a>(
+pub fn encode_meters_delta(
     channel: &str,
     epoch: u64,
     seq: u64,
-    rows: &[MeterRowRef<'a>],
+    rows: &[MeterRowRef<'_>],
     remove: &[&str],
 ) -> Result<Vec<u8>, CoreError> {
     if !valid_channel_name(channel) || !channel.starts_with(METERS_PREFIX) {
