@@ -23,6 +23,9 @@
 //!   `Inbound` (decoded outside the timing: what a free decoder, e.g. a binary
 //!   columnar DELTA, would leave), and `stream_delta_nodetect_1000` likewise
 //!   with `detectLive` off (the session and the store alone, no windows).
+//!   `stream_delta_decode_binary_1000` and `stream_delta_apply_binary_1000`:
+//!   the same DELTA as a binary kind-4 frame (PROTOCOL.md 3.10, negotiated by
+//!   `binaryDeltas`), decode alone and decode + `Engine::handle`.
 //!
 //! - `json_path/*`: the browser path benchmark's JSON payload
 //!   (`www/bench/path.js`: 10,000 readings over 5,000 meters, one integer
@@ -40,7 +43,7 @@ use meterflow::core::decimal::Decimal;
 use meterflow::core::event::{KeyScope, LiveBinding, LiveFrame, ReadingBatch};
 use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
-use meterflow::wire::binary::{encode_live, encode_readings, TsLayout};
+use meterflow::wire::binary::{encode_live, encode_meters_delta, encode_readings, TsLayout};
 use meterflow::wire::json::decode_general;
 use meterflow::wire::{decode_binary, decode_bytes, decode_text, serde_oracle, Arrival, Envelope};
 use std::hint::black_box;
@@ -260,6 +263,30 @@ fn delta_text(seq: u64) -> String {
     )
 }
 
+/// [`delta_text`]'s DELTA as a binary kind-4 frame: the same rows, the values
+/// its text reads as.
+fn delta_binary(seq: u64) -> Vec<u8> {
+    use meterflow::core::stream::{MeterRowRef, MeterStatus};
+    let ids: Vec<String> = (0..DELTA_ROWS).map(|m| format!("m-{m:05}")).collect();
+    let rows: Vec<MeterRowRef<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(m, id)| {
+            let v = (seq as usize * 31 + m * 7) % 1_000;
+            MeterRowRef {
+                meter: id,
+                resource: "water",
+                ts: (T0 as u64 + seq * 500) as f64,
+                value: v as f64 + 0.25,
+                status: MeterStatus::Ok,
+                count: seq,
+                total: Decimal::parse(&format!("{seq}.{v:03}")).expect("decimal"),
+            }
+        })
+        .collect();
+    encode_meters_delta("meters.north", 1, seq, &rows, &[]).expect("encodable")
+}
+
 fn socket(text: &str) -> String {
     serde_json::json!({"type": "socket", "event": "message", "data": text}).to_string()
 }
@@ -340,6 +367,33 @@ fn stream(c: &mut Criterion) {
             total
         })
     });
+    let bin = delta_binary(1);
+    g.bench_function("stream_delta_decode_binary_1000", |b| {
+        b.iter(|| {
+            black_box(meterflow::wire::decode_socket_binary(
+                black_box(&bin),
+                Arrival::default(),
+                &cfg,
+            ))
+        })
+    });
+    let mut engine = stream_engine();
+    let mut seq = 0u64;
+    g.bench_function("stream_delta_apply_binary_1000", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                seq += 1;
+                let frame = delta_binary(seq);
+                let start = std::time::Instant::now();
+                let input = meterflow::wire::decode_socket_binary(&frame, Arrival::default(), &cfg);
+                black_box(engine.handle(input, T0 + seq as f64 * 500.0));
+                total += start.elapsed();
+                engine.handle(meterflow::core::event::Inbound::Flush, T0 + seq as f64 * 500.0);
+            }
+            total
+        })
+    });
     for (name, detect) in
         [("stream_delta_predecoded_1000", true), ("stream_delta_nodetect_1000", false)]
     {
@@ -393,6 +447,29 @@ fn fixed(n: usize) {
         decode.push(start.elapsed().as_secs_f64() * 1e6);
     }
     report("decode", decode);
+    let mut decode = Vec::with_capacity(n);
+    for seq in 1..=n as u64 {
+        let frame = delta_binary(seq);
+        let start = std::time::Instant::now();
+        black_box(meterflow::wire::decode_socket_binary(&frame, Arrival::default(), &cfg));
+        decode.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    report("decode_bin", decode);
+    {
+        let mut engine = stream_engine_with(true);
+        let ecfg = engine.config().clone();
+        let mut times = Vec::with_capacity(n);
+        for seq in 1..=n as u64 {
+            let frame = delta_binary(seq);
+            let now = T0 + seq as f64 * 500.0;
+            let start = std::time::Instant::now();
+            let input = meterflow::wire::decode_socket_binary(&frame, Arrival::default(), &ecfg);
+            black_box(engine.handle(input, now));
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            engine.handle(meterflow::core::event::Inbound::Flush, now);
+        }
+        report("apply_bin", times);
+    }
     for (name, detect, predecoded) in
         [("apply", true, false), ("predecoded", true, true), ("nodetect", false, true)]
     {

@@ -44,14 +44,31 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 mod feed_page;
 use feed_page::{admin, http, notice, row, Page, Row};
 
-fn engine_config() -> Config {
+/// `binary_deltas`: ask for `meters.<group>` DELTAs as binary kind-4 frames.
+fn engine_config(binary_deltas: bool) -> Config {
     // At 60× a few ms of real scheduling jitter are seconds of simulated time,
     // and the server's clock is skewed on purpose.
-    Config { max_offset_ms: 120_000.0, hello_timeout_ms: 120_000.0, ..Config::default() }
+    Config {
+        max_offset_ms: 120_000.0,
+        hello_timeout_ms: 120_000.0,
+        binary_deltas,
+        ..Config::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_engines_session_reaches_the_truth_through_the_servers_faults() {
+    reaches_the_truth(false).await;
+}
+
+/// The same with binary kind-4 DELTAs on the `meters.<group>` channels
+/// (negotiated in IDENTIFY/RESUME): the same exact equality at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_delta_client_reaches_the_truth_through_the_servers_faults() {
+    reaches_the_truth(true).await;
+}
+
+async fn reaches_the_truth(binary_deltas: bool) {
     let cfg = FeedConfig {
         meters: 400,
         seed: 23,
@@ -86,7 +103,8 @@ async fn the_engines_session_reaches_the_truth_through_the_servers_faults() {
     .await;
 
     let (fetched_tx, mut fetched) = mpsc::unbounded_channel();
-    let mut page = Page::new(Engine::new(engine_config()).expect("engine"), server, fetched_tx);
+    let mut page =
+        Page::new(Engine::new(engine_config(binary_deltas)).expect("engine"), server, fetched_tx);
     let outs = page.post(json!({"type": "session", "op": "start", "channels": subscribed}));
     page.run(outs).await;
     let mut timer = tokio::time::interval(Duration::from_millis(10));
@@ -151,6 +169,8 @@ async fn the_engines_session_reaches_the_truth_through_the_servers_faults() {
     let counters = page.engine.session().counters();
     assert!(counters.resumes_ok >= 2, "the session resumed: {counters:?}");
     assert!(page.errors.is_empty(), "{:?}", page.errors);
+    // Binary DELTAs came exactly when asked for.
+    assert_eq!(page.binary_messages > 100, binary_deltas, "{} binary", page.binary_messages);
 
     // Totals: exact per resource and hour.
     let totals = page

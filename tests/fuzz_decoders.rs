@@ -21,9 +21,15 @@ use meterflow::core::event::{
     Catchup, CatchupBucket, Inbound, KeyScope, LiveBinding, LiveFrame, Outbound, ReadingBatch,
 };
 use meterflow::core::hlc::Hlc;
+use meterflow::core::session::{Payload, ServerOp, SessionInput};
+use meterflow::core::stream::{MeterRowRef, MeterStatus};
 use meterflow::core::Engine;
-use meterflow::wire::binary::{encode_catchup, encode_live, encode_readings, TsLayout};
-use meterflow::wire::{decode_binary, decode_message, decode_text, encode, Arrival, Envelope};
+use meterflow::wire::binary::{
+    encode_catchup, encode_live, encode_meters_delta, encode_readings, TsLayout,
+};
+use meterflow::wire::{
+    decode_binary, decode_message, decode_socket_binary, decode_text, encode, Arrival, Envelope,
+};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
@@ -113,8 +119,39 @@ fn check(input: Inbound) {
     }
 }
 
+/// A socket binary message (kind 2, or a kind-4 DELTA): a decoded DELTA's
+/// columns are consistent and hold at most a small multiple of its bytes
+/// (allocation follows the payload).
+fn check_socket(bytes: &[u8]) {
+    let input = decode_socket_binary(bytes, Arrival::default(), cfg());
+    if let Inbound::Stream(SessionInput::Server(ServerOp::Delta { body, wire_bytes, .. })) = &input
+    {
+        assert_eq!(*wire_bytes, bytes.len());
+        if let Payload::MeterColumns(c) = body {
+            let n = c.rows();
+            for len in
+                [c.value.len(), c.status.len(), c.count.len(), c.total.len(), c.resource.len()]
+            {
+                assert_eq!(len, n);
+            }
+            assert!(c.ends.len() >= n && c.ends.windows(2).all(|w| w[0] <= w[1]));
+            assert_eq!(c.ends.last().map_or(0, |&e| e as usize), c.ids.len());
+            assert!(c.resource.iter().all(|&r| usize::from(r) < c.resources.len()));
+            assert_eq!(c.upserts().count(), n);
+            let held = body.held_bytes();
+            assert!(
+                held <= 4 * bytes.len() + 1024,
+                "{held} bytes held for {} received",
+                bytes.len()
+            );
+        }
+    }
+    check(input);
+}
+
 /// Every decoder on `bytes`.
 fn decode_all(bytes: &[u8]) {
+    check_socket(bytes);
     for env in ENVELOPES {
         check(decode_binary(env, bytes, cfg()));
         let text = String::from_utf8_lossy(bytes);
@@ -212,6 +249,41 @@ fn kind3() -> impl Strategy<Value = Vec<u8>> {
                 ..Default::default()
             };
             encode_catchup(&c, scale).unwrap()
+        })
+}
+
+fn kind4() -> impl Strategy<Value = Vec<u8>> {
+    let row = (
+        "[a-z0-9-]{1,10}",
+        prop_oneof!["water", "energy", ""],
+        prop_oneof![Just(T0), any::<f64>()],
+        any::<f64>(),
+        0u8..3,
+        0u64..1 << 53,
+        (any::<i64>(), 0u8..=18),
+    );
+    (
+        prop_oneof![Just("meters.north"), Just("meters.a-b_c")],
+        (0u64..1 << 53, 0u64..1 << 53),
+        prop::collection::vec(row, 0..30),
+        prop::collection::vec("[a-z0-9-]{1,10}", 0..10),
+    )
+        .prop_map(|(channel, (epoch, seq), rows, remove)| {
+            let status = [MeterStatus::Ok, MeterStatus::Stale, MeterStatus::Offline];
+            let rows: Vec<MeterRowRef<'_>> = rows
+                .iter()
+                .map(|(m, r, ts, v, s, count, (mant, scale))| MeterRowRef {
+                    meter: m,
+                    resource: r,
+                    ts: *ts,
+                    value: *v,
+                    status: status[usize::from(*s)],
+                    count: *count,
+                    total: Decimal::new(*mant, *scale),
+                })
+                .collect();
+            let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+            encode_meters_delta(channel, epoch, seq, &rows, &remove).unwrap()
         })
 }
 
@@ -400,7 +472,7 @@ proptest! {
     fn random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         decode_all(&bytes);
         // Random bytes behind a valid header reach the frame bodies.
-        for kind in [1u8, 2, 3] {
+        for kind in [1u8, 2, 3, 4] {
             let mut framed = b"MFLW".to_vec();
             framed.extend_from_slice(&[1, kind]);
             framed.extend_from_slice(&bytes);
@@ -410,7 +482,7 @@ proptest! {
 
     #[test]
     fn mutated_binary_frames(
-        frame in prop_oneof![kind1(), kind2(), kind3()],
+        frame in prop_oneof![kind1(), kind2(), kind3(), kind4()],
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
         let env = match frame[5] {
@@ -418,8 +490,18 @@ proptest! {
             2 => Envelope::Live,
             _ => Envelope::Catchup,
         };
-        // The unmutated frame decodes (or is refused only for a limit).
-        match decode_binary(env, &frame, cfg()) {
+        let decoded = if frame[5] == 4 {
+            decode_socket_binary(&frame, Arrival::default(), cfg())
+        } else {
+            decode_binary(env, &frame, cfg())
+        };
+        // The unmutated frame decodes (or is refused only for a limit, or a
+        // kind-4 row's non-finite ts/value, as the JSON path refuses it).
+        match decoded {
+            Inbound::Rejected(e) if frame[5] == 4 => prop_assert!(
+                matches!(e.code.as_str(), "payload_too_large" | "bad_timestamp" | "bad_value"),
+                "a valid frame was refused: {e}"
+            ),
             Inbound::Rejected(e) => prop_assert!(
                 e.code.as_str() == "payload_too_large",
                 "a valid frame was refused: {e}"

@@ -223,7 +223,7 @@ fn a_missed_ack_is_a_zombie_closed_with_4000_then_resumed() {
     let retry = h.s.next_deadline().unwrap();
     assert_eq!(connects(&h.tick(retry)), 1);
     let out = h.server(hello(1000.0));
-    let ClientOp::Resume { session_id, channels } = sends(&out)[0] else { panic!("{out:?}") };
+    let ClientOp::Resume { session_id, channels, .. } = sends(&out)[0] else { panic!("{out:?}") };
     assert_eq!(session_id, "s1");
     assert_eq!(channels[0].position, Some((3, 41)));
     assert_eq!(h.s.state(), ConnectionState::Resuming);
@@ -376,7 +376,7 @@ fn credit_is_counted_refused_past_the_grant_and_replenished_by_renders() {
     h.at(0.0, In::Start);
     live(&mut h, "totals", 1, 0);
     let out = h.server(hello(1000.0));
-    let ClientOp::Identify { channels } = sends(&out)[0] else { panic!() };
+    let ClientOp::Identify { channels, .. } = sends(&out)[0] else { panic!() };
     assert_eq!(channels[0].credit, 4);
     h.server(ServerOp::Ready { session_id: "s".into() });
     for seq in 1..=4 {
@@ -665,8 +665,12 @@ fn client_ops_are_valid_json() {
     use meterflow::core::session::ChannelOffer;
     let offer = ChannelOffer { name: "totals".into(), credit: 5, position: Some((2, 9)) };
     let ops = [
-        ClientOp::Identify { channels: vec![offer.clone()] },
-        ClientOp::Resume { session_id: "s\"\\\n1".into(), channels: vec![offer] },
+        ClientOp::Identify { channels: vec![offer.clone()], binary_deltas: false },
+        ClientOp::Resume {
+            session_id: "s\"\\\n1".into(),
+            channels: vec![offer.clone()],
+            binary_deltas: true,
+        },
         ClientOp::Heartbeat { seqs: vec![ChannelPos { channel: "a".into(), epoch: 1, seq: 2 }] },
         ClientOp::Subscribe { channel: "a".into(), credit: 3 },
         ClientOp::Unsubscribe { channel: "a".into() },
@@ -680,12 +684,21 @@ fn client_ops_are_valid_json() {
         &ClientOp::Resume {
             session_id: "s\"\\\n1".into(),
             channels: vec![ChannelOffer { name: "t".into(), credit: 5, position: Some((2, 9)) }],
+            binary_deltas: false,
         }
         .to_json(),
     )
     .unwrap();
     assert_eq!(v["session_id"], "s\"\\\n1");
     assert_eq!(v["channels"][0]["last_seq"], 9);
+    // The capability is written only when asked: a client that does not ask
+    // sends what it sent before, and gets JSON text DELTAs.
+    assert!(v.get("binary_deltas").is_none());
+    for binary_deltas in [false, true] {
+        let op = ClientOp::Identify { channels: vec![offer.clone()], binary_deltas };
+        let v: serde_json::Value = serde_json::from_str(&op.to_json()).unwrap();
+        assert_eq!(v.get("binary_deltas").and_then(|b| b.as_bool()), binary_deltas.then_some(true));
+    }
 }
 
 /// Arbitrary inputs in any order, with extreme numbers (u64::MAX positions, NaN

@@ -254,7 +254,7 @@ impl Sim {
     fn server_receives(&mut self, op: ClientOp) {
         let Some(mut conn) = self.conn.take() else { return };
         match op {
-            ClientOp::Identify { channels } | ClientOp::Resume { channels, .. } => {
+            ClientOp::Identify { channels, .. } | ClientOp::Resume { channels, .. } => {
                 conn.greeted = true;
                 for c in &channels {
                     let (epoch, next) = self.start(&c.name, c.position);

@@ -398,6 +398,9 @@ struct Sim {
     /// Error codes the engine reported, with counts.
     errors: BTreeMap<String, u64>,
     first_error: BTreeMap<String, String>,
+    /// Every message to the page but `send` and `stats`, in order: what the
+    /// text and the binary DELTA runs of one schedule must agree on.
+    transcript: Vec<Value>,
 }
 
 /// Errors a faulty server may cause; anything else is a failure.
@@ -405,7 +408,8 @@ const EXPECTED_ERRORS: [&str; 4] =
     ["credit_overrun", "buffer_limit", "unexpected_op", "bad_snapshot"];
 
 impl Sim {
-    fn new(seed: u64) -> Sim {
+    /// `binary`: the engine asks for binary kind-4 DELTAs (`binaryDeltas`).
+    fn new(seed: u64, binary: bool) -> Sim {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
         let now = 1_764_064_800_000u64 + rng.below(3_500_000);
         let cfg = Config {
@@ -418,6 +422,7 @@ impl Sim {
             stream_seed: seed as u32,
             max_meter_entities: 100,
             max_updates_per_message: 1 + rng.below(8) as u32,
+            binary_deltas: binary,
             ..Config::default()
         };
         let mut server = Server::new(now);
@@ -436,6 +441,7 @@ impl Sim {
             over_ack: false,
             errors: BTreeMap::new(),
             first_error: BTreeMap::new(),
+            transcript: Vec::new(),
         }
     }
 
@@ -454,6 +460,9 @@ impl Sim {
 
     fn output(&mut self, o: &Outbound) -> Result<(), String> {
         let v = serde_json::to_value(wire::encode(o)).map_err(|e| e.to_string())?;
+        if !matches!(v["type"].as_str(), Some("send" | "stats")) {
+            self.transcript.push(v.clone());
+        }
         match v["type"].as_str().unwrap_or("") {
             "connect" => self.server.connect(),
             "send" => {
@@ -708,13 +717,14 @@ impl Sim {
 
 /// One schedule: faults for `fault_steps`, then a quiet server until the
 /// client has caught up, then exact comparison.
+/// Even seeds ask for binary kind-4 DELTAs, odd ones keep JSON text.
 fn run(seed: u64) -> Result<Sim, String> {
-    run_page(seed, false)
+    run_page(seed, false, seed % 2 == 0)
 }
 
 /// [`run`], with a page that acknowledges one frame more than it rendered.
-fn run_page(seed: u64, over_ack: bool) -> Result<Sim, String> {
-    let mut sim = Sim::new(seed);
+fn run_page(seed: u64, over_ack: bool, binary: bool) -> Result<Sim, String> {
+    let mut sim = Sim::new(seed, binary);
     sim.over_ack = over_ack;
     let fault_steps = 60 + sim.rng.below(200);
     let f = &mut sim.server.faults;
@@ -816,7 +826,9 @@ fn simulated_schedules_converge_to_the_servers_state() {
 fn a_page_that_over_acknowledges_is_caught() {
     let caught = (1..=20u64)
         .filter(|&seed| {
-            run_page(seed, true).err().is_some_and(|e| e.starts_with("credit accounting"))
+            run_page(seed, true, seed % 2 == 0)
+                .err()
+                .is_some_and(|e| e.starts_with("credit accounting"))
         })
         .count();
     assert!(caught > 0, "no schedule caught an over-acknowledging page");
@@ -843,4 +855,39 @@ fn a_reset_keeps_the_session_and_its_stores() {
     let out = p.socket(&d.to_string());
     assert!(of_type(&out, "error").is_empty() && of_type(&out, "fetch").is_empty(), "{out:?}");
     assert_eq!(p.engine.meter_store().len(), 2);
+}
+
+/// The same schedule with JSON text DELTAs and with binary kind-4 DELTAs
+/// gives the page the very same messages (rows, removes, totals, errors,
+/// connection states, in order) and the same stores: the two decoders and
+/// apply paths agree, under faults. `STREAM_SIM_BINARY_SCHEDULES` runs more.
+#[test]
+fn text_and_binary_deltas_give_the_same_page_and_stores() {
+    let schedules: u64 = std::env::var("STREAM_SIM_BINARY_SCHEDULES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let mut binary_deltas = 0u64;
+    for seed in 1..=schedules {
+        let text = run_page(seed, false, false).unwrap_or_else(|e| panic!("seed {seed} text: {e}"));
+        let bin = run_page(seed, false, true).unwrap_or_else(|e| panic!("seed {seed} binary: {e}"));
+        assert_eq!(text.transcript.len(), bin.transcript.len(), "seed {seed}: message counts");
+        for (i, (a, b)) in text.transcript.iter().zip(&bin.transcript).enumerate() {
+            assert_eq!(a, b, "seed {seed}: page message {i} differs");
+        }
+        assert_eq!(text.page_rows, bin.page_rows, "seed {seed}");
+        for c in ["meters.north", "meters.south"] {
+            let rows = |s: &Sim| {
+                let mut v: Vec<_> =
+                    s.engine.meter_store().rows(c).into_iter().cloned().collect::<Vec<_>>();
+                v.sort_by(|x, y| x.meter.cmp(&y.meter));
+                v
+            };
+            assert_eq!(rows(&text), rows(&bin), "seed {seed}: store of {c}");
+        }
+        binary_deltas += bin.server.binary_deltas_sent.get();
+        assert_eq!(text.server.binary_deltas_sent.get(), 0);
+    }
+    // The binary arm did carry binary DELTAs.
+    assert!(binary_deltas > schedules, "{binary_deltas} binary DELTAs in {schedules} schedules");
 }

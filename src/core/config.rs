@@ -124,6 +124,9 @@ pub struct Config {
     pub node_id: u32,
     /// Live readings also feed the meter's anomaly window.
     pub detect_live: bool,
+    /// Ask the server for `meters.<group>` DELTAs as binary kind-4 frames
+    /// (`binary_deltas` in IDENTIFY/RESUME); default false: JSON text.
+    pub binary_deltas: bool,
     /// Who runs the stream v2 socket and fetches: the page or the worker.
     pub transport: Transport,
     /// Feed base URL for the worker transport (`http(s)://host:port`; the
@@ -153,6 +156,9 @@ pub struct Config {
     pub max_notices: u32,
     /// Meter details cached (1..=4,096; the selected meter is kept beyond it).
     pub detail_cache_size: u32,
+    /// Bytes of one `/meters/{id}` body (1,024..=16 MiB; default 65,536): a
+    /// longer one is refused (`bad_fetch`), so the cache is bounded in bytes.
+    pub max_detail_bytes: u32,
     /// A cached detail is fresh this long, ms (> 0).
     pub detail_ttl_ms: f64,
     /// Entities per `meters`/`notices` message (1..=100,000).
@@ -285,9 +291,10 @@ impl Default for Config {
             max_pending_readings: 2_000_000,
             dedup_window: 1_024,
             max_missing_seqs: 4_096,
-            max_channels: 64,
+            max_channels: 48,
             node_id: 1,
             detect_live: true,
+            binary_deltas: false,
             transport: Transport::Page,
             feed_url: String::new(),
             max_subscriptions: 16,
@@ -301,6 +308,7 @@ impl Default for Config {
             max_meter_entities: 100_000,
             max_notices: 1_024,
             detail_cache_size: 64,
+            max_detail_bytes: 65_536,
             detail_ttl_ms: 30_000.0,
             max_updates_per_message: 1_000,
             delta_flush_ms: 16.0,
@@ -364,6 +372,7 @@ pub struct ConfigPatch {
     pub max_channels: Option<u32>,
     pub node_id: Option<u32>,
     pub detect_live: Option<bool>,
+    pub binary_deltas: Option<bool>,
     pub transport: Option<Transport>,
     pub feed_url: Option<String>,
     pub max_subscriptions: Option<u32>,
@@ -377,6 +386,7 @@ pub struct ConfigPatch {
     pub max_meter_entities: Option<u32>,
     pub max_notices: Option<u32>,
     pub detail_cache_size: Option<u32>,
+    pub max_detail_bytes: Option<u32>,
     pub detail_ttl_ms: Option<f64>,
     pub max_updates_per_message: Option<u32>,
     pub delta_flush_ms: Option<f64>,
@@ -494,6 +504,7 @@ impl Config {
             max_channels,
             node_id,
             detect_live,
+            binary_deltas,
             transport,
             feed_url,
             max_subscriptions,
@@ -507,6 +518,7 @@ impl Config {
             max_meter_entities,
             max_notices,
             detail_cache_size,
+            max_detail_bytes,
             detail_ttl_ms,
             max_updates_per_message,
             delta_flush_ms,
@@ -647,6 +659,9 @@ impl Config {
         if !(1..=4_096).contains(&self.detail_cache_size) {
             return bad("detailCacheSize", "must be in 1..=4096");
         }
+        if !(1_024..=16 << 20).contains(&self.max_detail_bytes) {
+            return bad("maxDetailBytes", "must be in 1024..=16777216");
+        }
         if !pos(self.detail_ttl_ms) {
             return bad("detailTtlMs", "must be finite and > 0");
         }
@@ -709,6 +724,7 @@ impl Config {
             hello_timeout_ms: self.hello_timeout_ms,
             fetch_retry_ms: self.fetch_retry_ms.clamp(1.0, 600_000.0),
             seed: u64::from(self.stream_seed),
+            binary_deltas: self.binary_deltas,
         }
     }
 
@@ -737,8 +753,8 @@ impl Config {
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
     ///
-    /// Not counted yet: the session's buffered deltas,
-    /// [`Config::buffered_worst_bytes`] (docs/STREAM.md §6 says why).
+    /// - the session's buffered deltas: [`Config::buffered_worst_bytes`];
+    /// - the stream stores: [`Config::stream_stores_worst_bytes`].
     pub fn worst_case_bytes(&self) -> u128 {
         self.worst_case_besides_pairs() + u128::from(self.series_pairs()) * SERIES_PAIR_BYTES
     }
@@ -780,17 +796,42 @@ impl Config {
         let series = n(self.max_meters) * (self.resources.len() as u128) * 4
             + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);
-        meters + tables + channels + held + payload + buckets + groups + row_log + series
+        meters
+            + tables
+            + channels
+            + held
+            + payload
+            + buckets
+            + groups
+            + row_log
+            + series
+            + self.buffered_worst_bytes()
+            + self.stream_stores_worst_bytes()
+    }
+
+    /// The most bytes the stream stores may hold: `maxMeterEntities` rows,
+    /// `maxNotices` notices, each at its worst (ids of 256 bytes, a 64-character
+    /// resource, notice texts of 4,096 characters, the store's vectors and
+    /// index just grown; `store::METER_ENTITY_WORST_BYTES`,
+    /// `store::NOTICE_WORST_BYTES`), and `detailCacheSize + 1` detail bodies
+    /// (the selected meter's beyond the cap) of `maxDetailBytes`. 152 MB at
+    /// the defaults.
+    pub fn stream_stores_worst_bytes(&self) -> u128 {
+        use crate::core::stream::store::{
+            DETAIL_ENTRY_BYTES, METER_ENTITY_WORST_BYTES, NOTICE_WORST_BYTES,
+        };
+        let n = u128::from;
+        n(self.max_meter_entities) * METER_ENTITY_WORST_BYTES
+            + n(self.max_notices) * NOTICE_WORST_BYTES
+            + (n(self.detail_cache_size) + 1) * (n(self.max_detail_bytes) + DETAIL_ENTRY_BYTES)
     }
 
     /// The most bytes the session's buffered deltas may hold:
     /// `maxSubscriptions × (maxBufferedBytes + maxBufferedDeltas ×
     /// BUFFERED_SLOT_BYTES)` (a buffered delta is charged the larger of its
     /// encoded size and what its decoded body holds, so `maxBufferedBytes`
-    /// bounds memory; plus its slot in the buffer). 537 MB at the defaults.
-    /// Not yet in [`Config::worst_case_bytes`]: at 50,000 meters and the other
-    /// defaults that leaves 5.9 MB, so counting it needs another default to
-    /// give first (docs/STREAM.md §6).
+    /// bounds memory; plus its slot in the buffer). 537 MB at the defaults,
+    /// counted in [`Config::worst_case_bytes`] (docs/STREAM.md §6).
     pub fn buffered_worst_bytes(&self) -> u128 {
         let n = u128::from;
         n(self.max_subscriptions)
@@ -923,8 +964,13 @@ mod tests {
 
     #[test]
     fn every_store_counts_in_the_worst_case() {
-        let base = Config::default().worst_case_bytes();
-        let grow: [fn(&mut Config); 8] = [
+        let grow: [fn(&mut Config); 14] = [
+            |c| c.max_subscriptions += 1,
+            |c| c.max_buffered_bytes += 1,
+            |c| c.max_buffered_deltas += 1,
+            |c| c.max_meter_entities += 1,
+            |c| c.max_notices += 1,
+            |c| c.detail_cache_size += 1,
             |c| c.max_row_log_readings += 1,
             |c| c.max_meters += 1,
             |c| c.window += 1,
@@ -934,8 +980,15 @@ mod tests {
             |c| c.max_batch += 1,
             |c| c.max_payload_bytes += 1,
         ];
+        // With a fixed series bound (by default the series take what the
+        // other stores leave, so the total would stay put).
+        let base = with(|c| c.max_series_pairs = Some(1_000)).worst_case_bytes();
         for (i, g) in grow.iter().enumerate() {
-            assert!(with(g).worst_case_bytes() > base, "field {i}");
+            let c = with(|c| {
+                c.max_series_pairs = Some(1_000);
+                g(c)
+            });
+            assert!(c.worst_case_bytes() > base, "field {i}");
         }
     }
 
@@ -951,15 +1004,33 @@ mod tests {
         for (i, g) in grow.iter().enumerate() {
             assert!(with(g).buffered_worst_bytes() > c.buffered_worst_bytes(), "field {i}");
         }
-        // Why it is not in `worst_case_bytes` yet: at 50,000 meters the rest
-        // leaves less room than the smallest session buffers need.
+        // Counted in the worst case: a 50,000-meter page at the other
+        // defaults still fits, with room left for the series (the margin
+        // docs/STREAM.md §6 gives), and a larger buffer is refused there.
         let big = with(|c| c.max_meters = 50_000);
+        assert!(big.validate().is_ok());
         let room = ADDRESS_SPACE_BYTES - big.worst_case_besides_pairs();
-        let smallest = with(|c| {
-            c.max_buffered_bytes = 65_536;
-            c.max_buffered_deltas = 1;
+        let at64 = with(|c| {
+            c.max_meters = 50_000;
+            c.max_channels = 64;
         });
-        assert!(room < c.buffered_worst_bytes() && room > smallest.buffered_worst_bytes());
+        eprintln!(
+            "50k: buffers {} stores {} room {} pairs {} freed by 48 channels {}; 5k worst {}; \
+             per meter row {} per notice {}",
+            big.buffered_worst_bytes(),
+            big.stream_stores_worst_bytes(),
+            room,
+            big.series_pairs(),
+            at64.worst_case_besides_pairs() - big.worst_case_besides_pairs(),
+            c.worst_case_bytes(),
+            crate::core::stream::store::METER_ENTITY_WORST_BYTES,
+            crate::core::stream::store::NOTICE_WORST_BYTES,
+        );
+        assert!(room > 50_000_000, "{room}");
+        assert!(refused(&with(|c| {
+            c.max_meters = 50_000;
+            c.max_buffered_bytes = 64 << 20;
+        })));
     }
 
     #[test]

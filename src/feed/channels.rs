@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::model::HOUR_MS;
 use super::sim::{Incident, IncidentKind, Reading, DECIMALS, RESOURCES};
+use crate::core::decimal::Decimal;
 use crate::core::session::rng::SplitMix64;
+use crate::core::stream::{MeterRowRef, MeterStatus};
+use crate::wire::binary::encode_meters_delta;
 
 /// The default district groups, in index order (`--groups 8`).
 pub const GROUP_NAMES: [&str; 8] =
@@ -103,12 +106,28 @@ pub struct Delta {
     pub patch: Patch,
     names: Arc<Names>,
     json: OnceLock<Arc<str>>,
+    binary: OnceLock<Option<Arc<[u8]>>>,
 }
 
 impl Delta {
     /// `{"op":"DELTA","channel":…,"epoch":…,"seq":…,"patch":{"upsert":[…],"remove":[…]}}`.
     pub fn json(&self) -> Arc<str> {
         self.json.get_or_init(|| Arc::from(self.encode())).clone()
+    }
+
+    /// A `meters.<group>` delta as a binary kind-4 frame (PROTOCOL.md 3.10),
+    /// for a connection that asked `binary_deltas`: the same op as
+    /// [`Delta::json`], encoded at most once. `None` for `notices` (always
+    /// text) and for a delta the frame cannot carry (then the text goes).
+    pub fn binary(&self) -> Option<Arc<[u8]>> {
+        self.binary.get_or_init(|| self.encode_binary().map(Arc::from)).clone()
+    }
+
+    fn encode_binary(&self) -> Option<Vec<u8>> {
+        let Patch::Meters { upsert, remove } = &self.patch else { return None };
+        let rows: Vec<MeterRowRef<'_>> = upsert.iter().map(|e| self.names.row(e)).collect();
+        let remove: Vec<&str> = remove.iter().map(|&m| self.names.id(m)).collect();
+        encode_meters_delta(&self.channel, self.epoch, self.seq, &rows, &remove).ok()
     }
 
     fn encode(&self) -> String {
@@ -197,6 +216,37 @@ pub struct Names {
 impl Names {
     fn id(&self, m: u32) -> &str {
         self.ids.get(m as usize).map_or("", String::as_str)
+    }
+
+    /// One entity as the core's row, with exactly the values its JSON text
+    /// reads as: `value` is `units / 10^DECIMALS` (one correctly rounded
+    /// division, as parsing the decimal text rounds), `total` the exact
+    /// decimal, normalised as `Decimal::parse` leaves it.
+    pub fn row(&self, e: &Entity) -> MeterRowRef<'_> {
+        let resource = self
+            .resources
+            .get(e.meter as usize)
+            .and_then(|&r| RESOURCES.get(r))
+            .map_or("", |r| r.0);
+        let pow = 10i64.pow(u32::from(DECIMALS));
+        let (mut mantissa, mut scale) = (e.total_units, DECIMALS);
+        while scale > 0 && mantissa % 10 == 0 {
+            mantissa /= 10;
+            scale -= 1;
+        }
+        MeterRowRef {
+            meter: self.id(e.meter),
+            resource,
+            ts: e.ts as f64,
+            value: e.units as f64 / pow as f64,
+            status: match e.status {
+                Status::Ok => MeterStatus::Ok,
+                Status::Stale => MeterStatus::Stale,
+                Status::Offline => MeterStatus::Offline,
+            },
+            count: e.count,
+            total: Decimal::new(mantissa, scale),
+        }
     }
 
     /// One entity as the channel's JSON object (no allocation: snapshots of
@@ -616,6 +666,7 @@ impl ChannelModel {
                 patch: Patch::Meters { upsert, remove: Vec::new() },
                 names: self.names.clone(),
                 json: OnceLock::new(),
+                binary: OnceLock::new(),
             };
             g.stream.push(d, self.limits.delta_ring);
         }
@@ -695,6 +746,7 @@ impl ChannelModel {
             patch: Patch::Notices { upsert, remove },
             names: self.names.clone(),
             json: OnceLock::new(),
+            binary: OnceLock::new(),
         };
         self.notices.push(d, self.limits.delta_ring);
     }

@@ -83,6 +83,8 @@ struct Conn {
     shared: Arc<Shared>,
     socket: WebSocket,
     binary: bool,
+    /// The client asked for `meters.<group>` DELTAs as kind-4 frames.
+    binary_deltas: bool,
     session: String,
     /// The session was invalidated (not resumable): IDENTIFY takes a new id.
     forgotten: bool,
@@ -123,11 +125,16 @@ impl Item {
         }
     }
 
-    fn message(&self, binary: bool) -> Option<Message> {
+    /// The message for a connection: `binary` (kind-2 `totals` frames) and
+    /// `binary_deltas` (kind-4 `meters.<group>` DELTAs) as it asked.
+    fn message(&self, binary: bool, binary_deltas: bool) -> Option<Message> {
         match self {
             Item::Frame(f) if binary => Some(Message::Binary(Bytes::from_owner(f.binary()))),
             Item::Frame(f) => text_message(f.json()),
-            Item::Delta(d) => text_message(d.json()),
+            Item::Delta(d) => match d.binary().filter(|_| binary_deltas) {
+                Some(b) => Some(Message::Binary(Bytes::from_owner(b))),
+                None => text_message(d.json()),
+            },
         }
     }
 }
@@ -144,6 +151,7 @@ async fn run(socket: WebSocket, shared: Arc<Shared>, binary: bool) {
         shared: shared.clone(),
         socket,
         binary,
+        binary_deltas: false,
         session,
         forgotten: false,
         identified: false,
@@ -299,7 +307,7 @@ impl Conn {
         for &k in &plan.sends {
             let Some(item) = held.get(k) else { continue };
             let msg = item
-                .message(self.binary)
+                .message(self.binary, self.binary_deltas)
                 .ok_or(End::Close(close::DECODE_ERROR, "delta encoding failed"))?;
             self.socket.send(msg).await.map_err(|_| End::Gone)?;
         }
@@ -371,6 +379,8 @@ impl Conn {
         if let Some(f) = msg.get("format").and_then(Value::as_str) {
             self.binary = f == "binary";
         }
+        // Negotiated per connection: absent or false keeps JSON text DELTAs.
+        self.binary_deltas = msg.get("binary_deltas").and_then(Value::as_bool).unwrap_or(false);
         Ok(())
     }
 

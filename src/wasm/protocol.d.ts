@@ -44,6 +44,9 @@ export interface MeterflowConfig {
   catchupIntervalMs?: number; fetchRetryMs?: number; maxCatchupPages?: number; catchupOnStart?: boolean; maxPendingReadings?: number;
   dedupWindow?: number; maxMissingSeqs?: number; maxChannels?: number;
   nodeId?: number; detectLive?: boolean;
+  /** Ask the feed for `meters.<group>` DELTAs as binary kind-4 frames (PROTOCOL.md 3.10;
+   *  `"binary_deltas": true` in IDENTIFY/RESUME). Default false: JSON text DELTAs. */
+  binaryDeltas?: boolean;
   /** Stream v2 session (PROTOCOL.md section 7). `transport: "worker"`: the worker runs
    *  the socket and fetches itself, against `feedUrl` (empty: its own origin). */
   transport?: "page" | "worker"; feedUrl?: string; maxSubscriptions?: number;
@@ -52,6 +55,8 @@ export interface MeterflowConfig {
   maxBufferedBytes?: number; creditWindow?: number; backoffBaseMs?: number;
   backoffCapMs?: number; helloTimeoutMs?: number; streamSeed?: number;
   maxMeterEntities?: number; maxNotices?: number; detailCacheSize?: number;
+  /** Bytes of one `/meters/{id}` body (default 65536; 1024..=16 MiB): a longer one is refused. */
+  maxDetailBytes?: number;
   detailTtlMs?: number; maxUpdatesPerMessage?: number;
   /** One-shot flush this long after a delta or live frame (default 16; (0, 10000]). */
   deltaFlushMs?: number;
@@ -91,6 +96,8 @@ export type SessionMessage =
   | { type: "session"; v?: 1; op: "subscribe" | "unsubscribe"; channel: string }
   | { type: "session"; v?: 1; op: "detail"; meter: string };
 export interface RenderedMessage { type: "rendered"; v?: 1; channel: string; frames: number; }
+/** A socket message as it arrived: text, or an ArrayBuffer (binary kind 2 on `totals`,
+ *  kind 4 `meters.<group>` DELTAs when `binaryDeltas` asked for them, PROTOCOL.md 3.10). */
 export type SocketMessage =
   | { type: "socket"; v?: 1; event: "open" }
   | { type: "socket"; v?: 1; event: "message"; data: string | ArrayBuffer }

@@ -157,8 +157,16 @@ pub fn may_be_server_op(text: &[u8]) -> bool {
     true
 }
 
-/// Decodes a binary message from the socket (a v1 kind-2 live frame). Never panics.
+/// Decodes a binary message from the socket: a v1 kind-2 live frame, or a
+/// kind-4 `meters.<group>` DELTA (sent only to a client that asked for
+/// `binary_deltas`). Never panics.
 pub fn decode_socket_binary(bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
+    if binary::is_meters_delta(bytes) {
+        return match binary::decode_meters_delta(bytes, cfg) {
+            Ok(op) => server(op),
+            Err(e) => Inbound::Rejected(e),
+        };
+    }
     live(binary::decode(Envelope::Live, bytes, arrival, cfg), bytes.len())
 }
 
@@ -450,6 +458,13 @@ fn fetched_text(
     };
     let Some(channel) = channel else {
         if o.get("meter").is_some_and(|m| *m != Value::Null) {
+            if text.len() > cfg.max_detail_bytes as usize {
+                return Err(bad(format!(
+                    "detail body of {} bytes is longer than maxDetailBytes ({})",
+                    text.len(),
+                    cfg.max_detail_bytes
+                )));
+            }
             return Ok(SessionInput::DetailReply { request_id, body: text.to_string() });
         }
         return Err(bad("fetched body has neither `channel` (a snapshot) nor `meter` (a detail)"));

@@ -94,6 +94,8 @@ pub struct Page {
     pub notices: BTreeMap<String, String>,
     /// The newest `groups` event, as posted to the page.
     pub last_groups: Option<Value>,
+    /// Binary socket messages handled (kind-4 DELTAs, when asked for).
+    pub binary_messages: u64,
 }
 
 impl Page {
@@ -112,6 +114,7 @@ impl Page {
             rows: BTreeMap::new(),
             notices: BTreeMap::new(),
             last_groups: None,
+            binary_messages: 0,
         }
     }
     /// Carries out the engine's requests and renders its updates.
@@ -278,6 +281,14 @@ impl Page {
             }
             Got::Socket(Some(Ok(Message::Close(f)))) => {
                 self.closed(f.map_or(1006, |f| u16::from(f.code)))
+            }
+            // A binary kind-4 DELTA (the engine asked `binaryDeltas`): what
+            // the binding does with an ArrayBuffer `data`.
+            Got::Socket(Some(Ok(Message::Binary(b)))) => {
+                let cfg = self.engine.config().clone();
+                let inbound = wire::decode_socket_binary(&b, wire::Arrival::default(), &cfg);
+                self.binary_messages += 1;
+                self.handle(inbound)
             }
             Got::Socket(Some(Ok(_))) => Vec::new(),
             // Cut without a close frame (the disconnect fault): the browser says 1006.

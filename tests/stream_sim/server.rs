@@ -1,14 +1,16 @@
 //! The simulated feed server: channels with epochs, seqs and a ring of recent
 //! deltas, a read model (exact hourly totals, meter rows), and one connection
 //! speaking stream v2 with faults. Messages are the real server's formats:
-//! JSON text, and binary kind 2 for some totals frames.
+//! JSON text, binary kind 2 for some totals frames, and binary kind-4
+//! DELTAs on `meters.<group>` for a client that asked `binary_deltas`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use meterflow::core::decimal::{format_units, Decimal};
 use meterflow::core::event::{KeyScope, LiveBinding, LiveFrame};
 use meterflow::core::hlc::Hlc;
-use meterflow::wire::binary::{encode_live, TsLayout};
+use meterflow::core::stream::{MeterRowRef, MeterStatus};
+use meterflow::wire::binary::{encode_live, encode_meters_delta, TsLayout};
 use serde_json::{json, Value};
 
 use super::rng::Rng;
@@ -18,6 +20,19 @@ pub const HOUR: i64 = 3_600_000;
 /// Deltas a channel keeps for resume and mini-snapshots.
 const RING: usize = 40;
 pub const ENTITY_CHANNELS: [&str; 2] = ["meters.north", "meters.south"];
+
+/// A JSON row as the binary encoder reads it: the values its text decodes to.
+fn row_ref(v: &Value) -> MeterRowRef<'_> {
+    MeterRowRef {
+        meter: v["meter"].as_str().unwrap_or(""),
+        resource: v["resource"].as_str().unwrap_or(""),
+        ts: v["ts"].as_f64().unwrap_or(f64::NAN),
+        value: v["value"].as_f64().unwrap_or(f64::NAN),
+        status: MeterStatus::parse(v["status"].as_str().unwrap_or("")).unwrap_or(MeterStatus::Ok),
+        count: v["count"].as_u64().unwrap_or(0),
+        total: v["total"].as_str().and_then(Decimal::parse).unwrap_or_default(),
+    }
+}
 
 /// A message in flight to the client.
 #[derive(Clone, Debug)]
@@ -83,6 +98,8 @@ pub struct Sub {
 
 pub struct Conn {
     pub greeted: bool,
+    /// The client asked for kind-4 binary DELTAs (IDENTIFY/RESUME).
+    pub binary_deltas: bool,
     pub subs: BTreeMap<String, Sub>,
     pub out: VecDeque<Msg>,
 }
@@ -108,6 +125,8 @@ pub struct Server {
     pub conn: Option<Conn>,
     pub session: u64,
     pub faults: Faults,
+    /// Kind-4 DELTAs sent (to a client that asked for them).
+    pub binary_deltas_sent: std::cell::Cell<u64>,
     /// Deltas sent beyond credit (overrun faults).
     pub overruns: u64,
 }
@@ -147,6 +166,7 @@ impl Server {
             conn: None,
             session: 0,
             faults: Faults::default(),
+            binary_deltas_sent: std::cell::Cell::new(0),
             overruns: 0,
         }
     }
@@ -227,7 +247,15 @@ impl Server {
         }
     }
 
-    fn message(&self, epoch: u64, seq: u64, d: &Delta, channel: &str, rng: &mut Rng) -> Msg {
+    fn message(
+        &self,
+        epoch: u64,
+        seq: u64,
+        d: &Delta,
+        channel: &str,
+        binary_deltas: bool,
+        rng: &mut Rng,
+    ) -> Msg {
         match d {
             Delta::Frame(f) => {
                 if rng.chance(self.faults.binary) {
@@ -248,6 +276,17 @@ impl Server {
                         "hlc": {"wallMs": f.stamp, "counter": 0}, "readings": readings})
                     .to_string(),
                 )
+            }
+            Delta::Patch { upsert, remove } if binary_deltas => {
+                let rows: Vec<MeterRowRef<'_>> = upsert.iter().map(|(_, v)| row_ref(v)).collect();
+                let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
+                match encode_meters_delta(channel, epoch, seq, &rows, &remove) {
+                    Ok(b) => {
+                        self.binary_deltas_sent.set(self.binary_deltas_sent.get() + 1);
+                        Msg::Binary(b)
+                    }
+                    Err(e) => panic!("a simulated row the kind-4 frame cannot carry: {e:?}"),
+                }
             }
             Delta::Patch { upsert, remove } => {
                 let rows: Vec<&Value> = upsert.iter().map(|(_, v)| v).collect();
@@ -286,7 +325,7 @@ impl Server {
                         continue;
                     }
                     self.overruns += u64::from(overrun);
-                    let msg = self.message(stream.epoch, seq, d, name, rng);
+                    let msg = self.message(stream.epoch, seq, d, name, conn.binary_deltas, rng);
                     conn.out.push_back(msg.clone());
                     // A delta beyond the grant is not counted against it: the
                     // client refuses it, and both sides keep the same credit.
@@ -309,7 +348,7 @@ impl Server {
             "session_id": format!("s-{}", self.session + 1), "server_time_ms": self.now});
         let mut out = VecDeque::new();
         out.push_back(Msg::Text(hello.to_string()));
-        self.conn = Some(Conn { greeted: false, subs: BTreeMap::new(), out });
+        self.conn = Some(Conn { greeted: false, binary_deltas: false, subs: BTreeMap::new(), out });
     }
 
     fn send(&mut self, v: Value) {
@@ -321,6 +360,7 @@ impl Server {
     fn take_channels(&mut self, msg: &Value, seq_field: &str) {
         let Some(conn) = &mut self.conn else { return };
         conn.subs.clear();
+        conn.binary_deltas = msg["binary_deltas"].as_bool().unwrap_or(false);
         for ch in msg["channels"].as_array().cloned().unwrap_or_default() {
             let name = ch["name"].as_str().unwrap_or("").to_string();
             let Some(stream) = self.streams.get(&name) else { continue };

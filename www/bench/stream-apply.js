@@ -8,14 +8,46 @@
 //     delta as a `socket` message (and `rendered` for it, so credit never runs
 //     out), and read the worker's own `stats.deltaApplyMs` (each delta message's
 //     decode → check → apply, timed inside the worker).
+//  3. the binary arm (`binary=1`, the default): a second socket asks the server
+//     for the same deltas as binary kind-4 frames (`binary_deltas: true`,
+//     PROTOCOL.md 3.10) from the same snapshot seq; each pass replays the text
+//     deltas and then the binary ones (ArrayBuffers, as a socket delivers them)
+//     into fresh workers.
 // Result in window.benchResult.
 
 const params = new URLSearchParams(location.search);
 const channel = params.get('channel') ?? 'meters.north';
 const deltas = Number(params.get('deltas') ?? 300);
 const passes = Number(params.get('passes') ?? 3);
+const binaryArm = params.get('binary') !== '0';
 /** Where the run is, for a runner that times out. */
 const step = (what) => (window.benchStep = what);
+
+/** The binary kind-4 deltas of `channel` after `seq` (a socket that asked `binary_deltas`). */
+function captureBinary(snap) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/stream`);
+    ws.binaryType = 'arraybuffer';
+    const out = [];
+    const guard = setTimeout(() => reject(new Error(`capture binary: ${out.length} deltas after 120 s`)), 120_000);
+    ws.onmessage = (e) => {
+      if (typeof e.data === 'string') {
+        if (JSON.parse(e.data).op === 'HELLO') {
+          ws.send(JSON.stringify({ op: 'IDENTIFY', binary_deltas: true, channels: [{ name: channel,
+            credit: deltas + 16, epoch: snap.epoch, snapshot_seq: snap.snapshot_seq }] }));
+        }
+        return;
+      }
+      out.push(e.data);
+      if (out.length === deltas) {
+        clearTimeout(guard);
+        ws.close(1000);
+        resolve(out);
+      }
+    };
+    ws.onerror = () => reject(new Error('capture binary: WebSocket error'));
+  });
+}
 
 function capture() {
   return new Promise(async (resolve, reject) => {
@@ -24,7 +56,8 @@ function capture() {
     const snapText = await (await fetch(`/snapshot-v2?channel=${channel}`)).text();
     const snap = JSON.parse(snapText);
     const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/stream`);
-    const got = { snapText, groupsText, hello: null, ready: null, deltas: [] };
+    const got = { snapText, groupsText, hello: null, ready: null, deltas: [], binary: null };
+    const binary = binaryArm ? captureBinary(snap) : Promise.resolve(null);
     const guard = setTimeout(() => reject(new Error(`capture: ${got.deltas.length} deltas after 120 s`)), 120_000);
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
@@ -40,7 +73,7 @@ function capture() {
         if (got.deltas.length === deltas) {
           clearTimeout(guard);
           ws.close(1000);
-          resolve(got);
+          binary.then((b) => resolve({ ...got, binary: b }), reject);
         }
       }
     };
@@ -67,7 +100,8 @@ function startWorker() {
   return { worker, next, errors };
 }
 
-async function replay(cap) {
+/** Replays `cap` into a fresh worker; `frames`: the deltas to post (text or ArrayBuffers). */
+async function replay(cap, frames = cap.deltas) {
   const { worker, next, errors } = startWorker();
   step('replay: worker start');
   await next((m) => m?.type === 'ready');
@@ -99,10 +133,10 @@ async function replay(cap) {
   // isolation: 0.1 ms steps), so the page also times the whole batch: first
   // post to the answer of a stats query queued behind the last delta.
   // The answer to the query, not a periodic `stats` posted while the deltas were still queued.
-  const stats = next((m) => m?.type === 'stats' && m.deltaApplyMs?.samples >= cap.deltas.length);
+  const stats = next((m) => m?.type === 'stats' && m.deltaApplyMs?.samples >= frames.length);
   const t0 = performance.now();
-  for (const d of cap.deltas) {
-    worker.postMessage({ type: 'socket', event: 'message', data: d });
+  for (const d of frames) {
+    worker.postMessage({ type: 'socket', event: 'message', data: typeof d === 'string' ? d : d.slice(0) });
     worker.postMessage({ type: 'rendered', channel, frames: 1 });
   }
   worker.postMessage({ type: 'query', query: 'stats' });
@@ -119,7 +153,11 @@ try {
   const sizes = cap.deltas.map((d) => JSON.parse(d).patch.upsert.length);
   const bytes = cap.deltas.map((d) => d.length);
   const runs = [];
-  for (let p = 0; p < passes; p++) runs.push(await replay(cap));
+  const binaryRuns = [];
+  for (let p = 0; p < passes; p++) {
+    runs.push(await replay(cap));
+    if (cap.binary) binaryRuns.push(await replay(cap, cap.binary));
+  }
   window.benchResult = {
     done: true,
     channel,
@@ -128,6 +166,10 @@ try {
     bytesPerDelta: { min: Math.min(...bytes), max: Math.max(...bytes) },
     snapshotBytes: cap.snapText.length,
     runs,
+    binaryRuns,
+    binaryBytesPerDelta: cap.binary
+      ? { min: Math.min(...cap.binary.map((b) => b.byteLength)), max: Math.max(...cap.binary.map((b) => b.byteLength)) }
+      : null,
     userAgent: navigator.userAgent,
     hardwareConcurrency: navigator.hardwareConcurrency,
   };

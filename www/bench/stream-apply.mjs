@@ -6,7 +6,9 @@
 // (www/worker.js + www/pkg) and the feed share one origin; runs
 // www/bench/stream-apply.html in Debian's headless Chromium (it captures real
 // deltas from the server, then replays them into fresh workers) and writes the
-// worker's own `stats.deltaApplyMs` per pass, with the machine's load.
+// worker's own `stats.deltaApplyMs` per pass, with the machine's load; each
+// pass also replays the same deltas as binary kind-4 frames (PROTOCOL.md 3.10,
+// captured from a socket that asked `binary_deltas`; `--no-binary` skips it).
 //
 //   node www/bench/stream-apply.mjs                   1,000 meters, 300 deltas, 3 passes
 //   node www/bench/stream-apply.mjs --smoke           100 meters, 20 deltas, 1 pass, no file unless --json
@@ -31,6 +33,7 @@ const smoke = args.includes('--smoke');
 const meters = Number(opt('--meters', smoke ? 100 : 1_000));
 const deltas = Number(opt('--deltas', smoke ? 20 : 300));
 const passes = Number(opt('--passes', smoke ? 1 : 3));
+const binary = !args.includes('--no-binary');
 const date = new Date().toISOString().slice(0, 10);
 const jsonOut = opt('--json', smoke ? null : join(ROOT, 'benches', 'results', `stream-apply-${date}.json`));
 
@@ -47,14 +50,14 @@ try {
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-  await page.goto(`${feed.url}/bench/stream-apply.html?channel=meters.north&deltas=${deltas}&passes=${passes}`);
+  await page.goto(`${feed.url}/bench/stream-apply.html?channel=meters.north&deltas=${deltas}&passes=${passes}&binary=${binary ? 1 : 0}`);
   await page.waitForFunction(() => window.benchResult?.done, null, { timeout: (smoke ? 60_000 : 5 * 60_000), polling: 250 })
     .catch(async (e) => {
       throw new Error(`${e.message}; the page was at: ${await page.evaluate(() => window.benchStep)}; seen ${await page.evaluate(() => JSON.stringify(window.benchSeen?.slice(0, 14)))}`);
     });
   const r = await page.evaluate(() => window.benchResult);
   if (r.error || problems.length) throw new Error([r.error, ...problems].filter(Boolean).join('; '));
-  const workerErrors = r.runs.flatMap((x) => x.errors);
+  const workerErrors = [...r.runs, ...r.binaryRuns].flatMap((x) => x.errors);
   if (workerErrors.length) {
     failed = true;
     console.error(`worker errors: ${JSON.stringify(workerErrors.slice(0, 3))}`);
@@ -78,9 +81,16 @@ try {
     entitiesPerDelta: r.entitiesPerDelta,
     bytesPerDelta: r.bytesPerDelta,
     passes: r.runs.map((x) => ({ ...x.deltaApplyMs, batchMs: round(x.batchMs), batchMsPerDelta: round(x.batchMsPerDelta), errors: x.errors.length })),
+    binaryBytesPerDelta: r.binaryBytesPerDelta,
+    binaryPasses: r.binaryRuns.map((x) => ({ ...x.deltaApplyMs, batchMs: round(x.batchMs), batchMsPerDelta: round(x.batchMsPerDelta), errors: x.errors.length })),
   };
   for (const [i, p] of doc.passes.entries()) {
     console.log(`pass ${i + 1}: ${p.samples} deltas of ${round(r.entitiesPerDelta.mean)} entities: ` +
+      `p50 ${round(p.p50)} ms, p95 ${round(p.p95)} ms, p99 ${round(p.p99)} ms, max ${round(p.max)} ms; ` +
+      `the batch, page-timed: ${p.batchMsPerDelta} ms a delta`);
+  }
+  for (const [i, p] of doc.binaryPasses.entries()) {
+    console.log(`binary pass ${i + 1}: ${p.samples} kind-4 deltas: ` +
       `p50 ${round(p.p50)} ms, p95 ${round(p.p95)} ms, p99 ${round(p.p99)} ms, max ${round(p.max)} ms; ` +
       `the batch, page-timed: ${p.batchMsPerDelta} ms a delta`);
   }

@@ -361,7 +361,12 @@ impl Session {
         match self.session_id.clone() {
             Some(id) => {
                 let channels = self.offers();
-                out.push(SessionOutput::Send(ClientOp::Resume { session_id: id, channels }));
+                let binary_deltas = self.cfg.binary_deltas;
+                out.push(SessionOutput::Send(ClientOp::Resume {
+                    session_id: id,
+                    channels,
+                    binary_deltas,
+                }));
                 self.phase = Phase::Resuming;
                 self.status("resuming", out);
             }
@@ -375,7 +380,8 @@ impl Session {
 
     fn identify(&mut self, out: &mut Vec<SessionOutput>) {
         let channels = self.offers();
-        out.push(SessionOutput::Send(ClientOp::Identify { channels }));
+        let binary_deltas = self.cfg.binary_deltas;
+        out.push(SessionOutput::Send(ClientOp::Identify { channels, binary_deltas }));
         self.phase = Phase::Identifying;
         self.status("identifying", out);
     }

@@ -35,6 +35,8 @@ pub enum ClientOp {
     Identify {
         /// Subscribed channels.
         channels: Vec<ChannelOffer>,
+        /// Ask for `meters.<group>` DELTAs as binary kind-4 frames.
+        binary_deltas: bool,
     },
     /// Continue a session.
     Resume {
@@ -42,6 +44,8 @@ pub enum ClientOp {
         session_id: String,
         /// Subscribed channels with their last applied position.
         channels: Vec<ChannelOffer>,
+        /// Ask for `meters.<group>` DELTAs as binary kind-4 frames.
+        binary_deltas: bool,
     },
     /// Liveness, with the last applied position per channel.
     Heartbeat {
@@ -86,11 +90,15 @@ impl ClientOp {
         // Writing into a String cannot fail; the results are ignored for that reason.
         let _ = write!(s, "{{\"op\":\"{}\"", self.name());
         match self {
-            ClientOp::Identify { channels } => offers(&mut s, channels, "snapshot_seq"),
-            ClientOp::Resume { session_id, channels } => {
+            ClientOp::Identify { channels, binary_deltas } => {
+                offers(&mut s, channels, "snapshot_seq");
+                capabilities(&mut s, *binary_deltas);
+            }
+            ClientOp::Resume { session_id, channels, binary_deltas } => {
                 s.push_str(",\"session_id\":");
                 string(&mut s, session_id);
                 offers(&mut s, channels, "last_seq");
+                capabilities(&mut s, *binary_deltas);
             }
             ClientOp::Heartbeat { seqs } => {
                 s.push_str(",\"seqs\":{");
@@ -144,6 +152,14 @@ fn offers(s: &mut String, channels: &[ChannelOffer], seq_name: &str) {
         s.push('}');
     }
     s.push(']');
+}
+
+/// The connection's capabilities: written only when asked, so a client that
+/// asks nothing sends what it sent before (and gets JSON text DELTAs).
+fn capabilities(s: &mut String, binary_deltas: bool) {
+    if binary_deltas {
+        s.push_str(",\"binary_deltas\":true");
+    }
 }
 
 /// Appends `v` as a JSON string literal.

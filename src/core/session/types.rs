@@ -6,7 +6,7 @@
 
 use super::op::{ChannelPos, ClientOp};
 use crate::core::ledger::event::{Catchup, LiveFrame};
-use crate::core::stream::{MeterPatch, NoticePatch};
+use crate::core::stream::{MeterColumns, MeterPatch, NoticePatch};
 
 /// A message body the session carries without looking inside: either as it
 /// arrived (`Text`, `Binary`: tests of the session alone) or decoded at the
@@ -24,6 +24,9 @@ pub enum Payload {
     Catchup(Box<Catchup>),
     /// A `meters.<group>` delta or snapshot (a snapshot lists every meter in `upsert`).
     Meters(Box<MeterPatch>),
+    /// A `meters.<group>` delta as a binary DELTA carries it (kind 4): the
+    /// same patch in columns, applied without a `String` per known meter.
+    MeterColumns(Box<MeterColumns>),
     /// A `notices` delta or snapshot.
     Notices(Box<NoticePatch>),
 }
@@ -93,6 +96,12 @@ impl Payload {
                             .sum::<usize>()
                         + vec_bytes(&p.remove, p.remove.capacity())
                         + p.remove.iter().map(|id| string_bytes(id)).sum::<usize>()
+                }
+                Payload::MeterColumns(c) => {
+                    // Nine vectors and one string per resource name.
+                    size_of::<MeterColumns>()
+                        + c.heap_bytes()
+                        + (9 + c.resources.len()) * ALLOC_OVERHEAD
                 }
                 Payload::Notices(p) => {
                     size_of::<NoticePatch>()
@@ -482,6 +491,9 @@ pub struct SessionConfig {
     pub fetch_retry_ms: f64,
     /// Seed of the jitter generator (any value; default 1).
     pub seed: u64,
+    /// Ask for `meters.<group>` DELTAs as binary kind-4 frames
+    /// (`"binary_deltas":true` in IDENTIFY and RESUME; default false).
+    pub binary_deltas: bool,
 }
 
 impl Default for SessionConfig {
@@ -496,6 +508,7 @@ impl Default for SessionConfig {
             hello_timeout_ms: 10_000.0,
             fetch_retry_ms: 1_000.0,
             seed: 1,
+            binary_deltas: false,
         }
     }
 }

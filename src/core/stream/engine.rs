@@ -1,11 +1,11 @@
 //! How the engine drives its session: inputs in, requests and deliveries out.
 
 use super::store::{DetailCache, MeterStore, NoticeStore, Refused, StreamCounters};
-use super::MeterRow;
 use super::{
     fetch_path, DetailEvent, MetersEvent, NoticesEvent, StreamRequest, METERS_PREFIX,
     NOTICES_CHANNEL, TOTALS_CHANNEL,
 };
+use super::{MeterRow, MeterRowRef};
 use crate::core::config::Config;
 use crate::core::error::ErrorSink;
 use crate::core::error::{CoreError, ErrorCode};
@@ -315,24 +315,11 @@ impl Engine {
             }
             Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
-                let cap = self.cfg.max_meter_entities as usize;
-                // The store first: a row it refuses at the cap must not feed
-                // the windows either. The window's own ts rule keeps the
-                // readings idempotent.
-                let refused = self.stream.meters.apply(
-                    channel,
-                    &p.upsert,
-                    &p.remove,
-                    at,
-                    full,
-                    cap,
-                    &mut self.stream.counters,
-                );
-                if self.cfg.detect_live {
-                    let only_held = refused.as_ref().map(|_| channel);
-                    self.row_readings(&p.upsert, only_held, now_ms);
-                }
-                self.refused(refused, "maxMeterEntities");
+                let rows = p.upsert.iter().map(MeterRow::as_ref);
+                self.meter_rows(channel, rows, p.remove.iter().map(String::as_str), at, full, now_ms);
+            }
+            Payload::MeterColumns(c) if channel.starts_with(METERS_PREFIX) => {
+                self.meter_rows(channel, c.upserts(), c.removes(), at, full, now_ms);
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
                 let cap = self.cfg.max_notices as usize;
@@ -357,21 +344,58 @@ impl Engine {
         }
     }
 
+    /// Applies a `meters.<group>` patch (from text or columns alike) written
+    /// at `at`: the store first, so a row it refuses at the cap does not feed
+    /// the windows either (the window's own ts rule keeps the readings
+    /// idempotent).
+    fn meter_rows<'a, R>(
+        &mut self,
+        channel: &str,
+        rows: R,
+        remove: impl IntoIterator<Item = &'a str>,
+        at: (u64, u64),
+        full: bool,
+        now_ms: f64,
+    ) where
+        R: IntoIterator<Item = MeterRowRef<'a>> + Clone,
+    {
+        let cap = self.cfg.max_meter_entities as usize;
+        let refused = self.stream.meters.apply(
+            channel,
+            rows.clone(),
+            remove,
+            at,
+            full,
+            cap,
+            &mut self.stream.counters,
+        );
+        if self.cfg.detect_live {
+            let only_held = refused.as_ref().map(|_| channel);
+            self.row_readings(rows, only_held, now_ms);
+        }
+        self.refused(refused, "maxMeterEntities");
+    }
+
     /// Feeds the rows' latest readings to the anomaly windows. A row's
     /// reading enters a meter's window only if its `ts` is newer than every
     /// reading that entered it from the stream (live `totals` frames or rows),
     /// so a reading carried by both channels enters once. With `only_held`
     /// (the store refused some rows of this patch), only rows that channel's
     /// store holds are fed.
-    fn row_readings(&mut self, rows: &[MeterRow], only_held: Option<&str>, now_ms: f64) {
+    fn row_readings<'a>(
+        &mut self,
+        rows: impl IntoIterator<Item = MeterRowRef<'a>>,
+        only_held: Option<&str>,
+        now_ms: f64,
+    ) {
         let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
         let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
-        for (i, r) in rows.iter().enumerate() {
-            if only_held.is_some_and(|c| !stream.meters.holds(c, &r.meter)) {
+        for (i, r) in rows.into_iter().enumerate() {
+            if only_held.is_some_and(|c| !stream.meters.holds(c, r.meter)) {
                 continue;
             }
-            let m = match intern_meter(meters, windows, detector, &r.meter, cfg.max_meters) {
+            let m = match intern_meter(meters, windows, detector, r.meter, cfg.max_meters) {
                 Ok(m) => m as usize,
                 Err(e) => {
                     sink.push(e);

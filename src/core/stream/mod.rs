@@ -12,9 +12,11 @@
 //!   epoch), its deltas are v1 live frames.
 //! - Bodies arrive decoded by `crate::wire::stream`; nothing here parses text.
 
+pub mod columns;
 pub(crate) mod engine;
 pub mod store;
 
+pub use columns::{MeterColumns, MeterRowRef};
 pub use store::{DetailCache, MeterStore, NoticeStore, StreamCounters};
 
 use crate::core::decimal::Decimal;

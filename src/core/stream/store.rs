@@ -16,7 +16,42 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{MeterRow, Notice};
+use super::{MeterRow, MeterRowRef, Notice};
+
+/// Bytes one index entry may cost a table: the key's box and the slot
+/// (24 bytes), a control byte, at the map's 7/8 load just after it doubled.
+const INDEX_ENTRY_WORST_BYTES: usize = 64;
+/// Heap bytes of a string of at most `n` bytes (allocator overhead included).
+const fn string_worst(n: usize) -> usize {
+    n + 16
+}
+
+/// The most bytes one entity may cost its table: its slot twice (the slot
+/// vector just doubled), the heap strings `heap`, its index entry (which
+/// holds the id again, `id`), and its place in `dirty` and `free` (doubled).
+const fn entity_worst(slot: usize, heap: usize, id: usize) -> u128 {
+    (2 * slot + heap + string_worst(id) + INDEX_ENTRY_WORST_BYTES + 2 * 2 * 4) as u128
+}
+
+/// The most bytes a meter row may cost the store (`Config::worst_case_bytes`):
+/// a 256-byte id (twice) and a 64-character resource (≤ 256 bytes).
+pub const METER_ENTITY_WORST_BYTES: u128 = entity_worst(
+    std::mem::size_of::<Option<Slot<MeterRow>>>(),
+    string_worst(256) + string_worst(256),
+    256,
+);
+
+/// The most bytes a notice may cost the store: a 256-byte id (twice), title
+/// and text of 4,096 characters (≤ 16,384 bytes each).
+pub const NOTICE_WORST_BYTES: u128 = entity_worst(
+    std::mem::size_of::<Option<Slot<Notice>>>(),
+    string_worst(256) + 2 * string_worst(16_384),
+    256,
+);
+
+/// A detail cache entry beside its body: the meter id (≤ 256 bytes) and the
+/// entry itself, doubled for the vector's growth.
+pub const DETAIL_ENTRY_BYTES: u128 = (string_worst(256) + 2 * 64) as u128;
 
 /// Counters for `stats`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,6 +107,50 @@ impl Entity for Notice {
 
     fn into_id(self) -> String {
         self.id
+    }
+}
+
+/// What an upsert reads a row from: the entity itself, or (for meters) a
+/// borrowed [`MeterRowRef`] out of a binary DELTA's columns, which writes an
+/// existing row in place and allocates only for a new entity.
+trait Source<T> {
+    fn source_id(&self) -> &str;
+    fn to_entity(&self) -> T;
+    fn write_into(&self, row: &mut T);
+}
+
+impl<T: Entity> Source<T> for T {
+    fn source_id(&self) -> &str {
+        self.id()
+    }
+
+    fn to_entity(&self) -> T {
+        self.clone()
+    }
+
+    fn write_into(&self, row: &mut T) {
+        row.overwrite(self);
+    }
+}
+
+impl Source<MeterRow> for MeterRowRef<'_> {
+    fn source_id(&self) -> &str {
+        self.meter
+    }
+
+    fn to_entity(&self) -> MeterRow {
+        self.to_row()
+    }
+
+    fn write_into(&self, row: &mut MeterRow) {
+        // Same meter (the slot was found by it): its id stays. The resource
+        // rarely changes; rewriting it reuses the string's buffer.
+        if row.resource != self.resource {
+            row.resource.clear();
+            row.resource.push_str(self.resource);
+        }
+        (row.ts, row.value, row.status) = (self.ts, self.value, self.status);
+        (row.count, row.total) = (self.count, self.total);
     }
 }
 
@@ -153,20 +232,20 @@ impl<T: Entity> Table<T> {
     }
 
     /// Upserts `row` written at `at`; `room`: whether a new entity may be stored.
-    fn upsert(
+    fn upsert<S: Source<T>>(
         &mut self,
-        row: &T,
+        row: &S,
         at: (u64, u64),
         room: bool,
         counters: &mut StreamCounters,
     ) -> Upsert {
-        let i = match self.index.get(row.id()) {
+        let i = match self.index.get(row.source_id()) {
             Some(&i) => i,
             None if !room => {
                 counters.refused_entities += 1;
                 return Upsert::Refused;
             }
-            None => match self.place(row.clone(), at) {
+            None => match self.place(row.to_entity(), at) {
                 Some(i) => {
                     self.mark(i, counters);
                     return Upsert::Written;
@@ -190,7 +269,7 @@ impl<T: Entity> Table<T> {
             s.held = true;
             self.held += 1;
         }
-        s.row.overwrite(row);
+        row.write_into(&mut s.row);
         s.at = at;
         self.mark(i, counters);
         Upsert::Written
@@ -359,14 +438,16 @@ impl MeterStore {
         &mut self.channels[i].1
     }
 
-    /// Applies a patch written at `at = (epoch, seq)`; `full`: a snapshot that
+    /// Applies a patch written at `at = (epoch, seq)` (removes first, then
+    /// upserts, in order; rows borrowed from a [`MeterPatch`](super::MeterPatch)
+    /// or a [`MeterColumns`](super::MeterColumns) alike); `full`: a snapshot that
     /// replaces the channel. Returns what the cap refused, if anything.
     #[allow(clippy::too_many_arguments)]
-    pub fn apply(
+    pub fn apply<'a>(
         &mut self,
         channel: &str,
-        upsert: &[MeterRow],
-        remove: &[String],
+        upsert: impl IntoIterator<Item = MeterRowRef<'a>>,
+        remove: impl IntoIterator<Item = &'a str>,
         at: (u64, u64),
         full: bool,
         cap: usize,
@@ -382,8 +463,8 @@ impl MeterStore {
         }
         for row in upsert {
             let before = table.held;
-            if let Upsert::Refused = table.upsert(row, at, held < cap, counters) {
-                Refused::add(&mut refused, channel, &row.meter);
+            if let Upsert::Refused = table.upsert(&row, at, held < cap, counters) {
+                Refused::add(&mut refused, channel, row.meter);
             }
             held = held + table.held - before;
         }
@@ -762,7 +843,15 @@ mod tests {
                         let rms: Vec<String> =
                             (0..r.below(3)).map(|_| format!("m{}", r.below(14))).collect();
                         let full = r.below(8) == 0;
-                        let a = store.apply(ch, &ups, &rms, at, full, cap, &mut c);
+                        let a = store.apply(
+                            ch,
+                            ups.iter().map(MeterRow::as_ref),
+                            rms.iter().map(String::as_str),
+                            at,
+                            full,
+                            cap,
+                            &mut c,
+                        );
                         let b = model.apply(ch, &ups, &rms, at, full, cap);
                         assert_eq!(
                             a.map(|x| (x.first, x.count)),

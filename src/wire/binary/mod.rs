@@ -17,11 +17,13 @@
 
 mod catchup;
 mod encode;
+mod meters;
 
 pub use catchup::CATCHUP_HEADER_BYTES;
 pub use encode::{
     encode_catchup, encode_catchup_columns, encode_live, encode_readings, CatchupHead, TsLayout,
 };
+pub use meters::{encode_meters_delta, METERS_HEADER_BYTES};
 
 use super::field::{meter_id_problem, MAX_WHOLE};
 use super::{check_payload_size, Arrival, Envelope};
@@ -41,6 +43,8 @@ pub const KIND_READINGS: u8 = 1;
 pub const KIND_LIVE: u8 = 2;
 /// Kind 3: a REST catch-up result.
 pub const KIND_CATCHUP: u8 = 3;
+/// Kind 4: a `meters.<group>` DELTA on the socket (negotiated).
+pub const KIND_METERS_DELTA: u8 = 4;
 /// Flag bit 0: one timestamp for all records.
 pub const FLAG_SHARED_TS: u16 = 1;
 /// Bytes of the common header.
@@ -56,6 +60,25 @@ pub(crate) fn decode(envelope: Envelope, bytes: &[u8], arrival: Arrival, cfg: &C
         _ => live(&h, bytes).map(Inbound::Live),
     });
     decoded.unwrap_or_else(Inbound::Rejected)
+}
+
+/// Whether `bytes` claims to be a kind-4 frame (magic and kind byte); the
+/// socket's binary messages are kind 2 otherwise.
+pub fn is_meters_delta(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC) && bytes.get(5) == Some(&KIND_METERS_DELTA)
+}
+
+/// Decodes a kind-4 frame (a `meters.<group>` DELTA from the socket) into its
+/// op. Never panics; every refusal is a typed error.
+pub fn decode_meters_delta(
+    bytes: &[u8],
+    cfg: &Config,
+) -> Result<crate::core::session::ServerOp, CoreError> {
+    let h = common_header(bytes, cfg)?;
+    if h.kind != KIND_METERS_DELTA {
+        return Err(bad_frame(format!("binary frame: kind {} is not a DELTA (4)", h.kind)));
+    }
+    meters::decode(&h, bytes)
 }
 
 fn truncated(what: &str, at: usize, len: usize) -> CoreError {
@@ -173,23 +196,8 @@ struct Header {
 }
 
 fn header(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Result<Header, CoreError> {
-    check_payload_size(bytes.len(), cfg)?;
-    let mut r = Reader { buf: bytes, pos: 0 };
-    let magic: [u8; 4] = r.array("header")?;
-    let (version, kind, flags) = (r.u8("header")?, r.u8("header")?, r.u16("header")?);
-    let (bindings, records) = (r.u32("header")?, r.u32("header")?);
-    if magic != MAGIC {
-        return Err(bad_frame(format!("binary frame: magic {magic:02x?} is not \"MFLW\"")));
-    }
-    if version != VERSION {
-        return Err(bad_frame(format!("binary frame: version {version} is not 1")));
-    }
-    if !matches!(kind, KIND_READINGS | KIND_LIVE | KIND_CATCHUP) {
-        return Err(bad_frame(format!("binary frame: unknown kind {kind}")));
-    }
-    if flags & !FLAG_SHARED_TS != 0 {
-        return Err(bad_frame(format!("binary frame: unknown flags {flags:#06x}")));
-    }
+    let h = common_header(bytes, cfg)?;
+    let kind = h.kind;
     let fits = matches!(
         (envelope, kind),
         (Envelope::Readings, KIND_READINGS)
@@ -204,6 +212,29 @@ fn header(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Result<Header, Core
                 envelope.as_str()
             ),
         ));
+    }
+    Ok(h)
+}
+
+/// The common header, checked for every kind: size, magic, version, a known
+/// kind and flags, and `records` within `maxBatchSize`.
+fn common_header(bytes: &[u8], cfg: &Config) -> Result<Header, CoreError> {
+    check_payload_size(bytes.len(), cfg)?;
+    let mut r = Reader { buf: bytes, pos: 0 };
+    let magic: [u8; 4] = r.array("header")?;
+    let (version, kind, flags) = (r.u8("header")?, r.u8("header")?, r.u16("header")?);
+    let (bindings, records) = (r.u32("header")?, r.u32("header")?);
+    if magic != MAGIC {
+        return Err(bad_frame(format!("binary frame: magic {magic:02x?} is not \"MFLW\"")));
+    }
+    if version != VERSION {
+        return Err(bad_frame(format!("binary frame: version {version} is not 1")));
+    }
+    if !matches!(kind, KIND_READINGS | KIND_LIVE | KIND_CATCHUP | KIND_METERS_DELTA) {
+        return Err(bad_frame(format!("binary frame: unknown kind {kind}")));
+    }
+    if flags & !FLAG_SHARED_TS != 0 {
+        return Err(bad_frame(format!("binary frame: unknown flags {flags:#06x}")));
     }
     super::check_batch_size("binary frame records", records as usize, cfg)?;
     Ok(Header { kind, shared_ts: flags & FLAG_SHARED_TS != 0, bindings, records })
