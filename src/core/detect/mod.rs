@@ -27,6 +27,7 @@
 mod evaluate;
 mod learn;
 mod rules;
+mod season;
 mod state;
 
 use super::config::Config;

@@ -122,8 +122,8 @@ fn silence_is_checked_only_when_due() {
 fn detection_state_stays_well_under_200_bytes_per_meter() {
     let (d, _, _) = setup(5_000);
     let per_meter = d.bytes() as f64 / 5_000.0;
-    // 180 B of records, plus up to an eighth of growth headroom.
-    assert!(per_meter <= 203.0, "{per_meter} bytes per meter");
+    // 188 B of records (8 B the seasonal rule's), plus up to an eighth of growth headroom.
+    assert!(per_meter <= 212.0, "{per_meter} bytes per meter");
     assert_eq!(d.alerts(0), Vec::new());
     assert_eq!(d.active_alerts(), 0);
 }
