@@ -84,9 +84,8 @@ impl Judge<'_> {
         // Seasonal: the newest readings against one period before (`season`).
         let floor2 = rules::floored_variance(0.0, mean, cfg);
         let ring = self.windows.newest(m, usize::MAX);
-        let full = mo.n >= self.windows.window() as f64;
-        let season_u2 =
-            v.season.evaluate(m, ring, full, r.new, l.readings, threshold, floor2);
+        v.season.rescan(m, ring, self.windows.window(), l.readings, r.new);
+        let season_u2 = v.season.judge(ring, r.new, threshold, floor2);
         let spike_u2 = peak_u2.max(var_u2).max(season_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =

@@ -133,15 +133,15 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
         *slot -= mu;
         c0 += *slot * *slot;
     }
-    if !(c0 > 0.0) || !c0.is_finite() {
+    if c0.is_nan() || c0 <= 0.0 || !c0.is_finite() {
         return 0;
     }
     let c0 = c0 / nb as f64;
     let max_lag = (nb / SEASON_PERIODS).min(u16::MAX as usize / SEASON_BLOCK);
     let acf = |l: usize| -> f64 {
         let mut s = 0.0;
-        for i in 0..nb - l {
-            s += blocks[i] * blocks[i + l];
+        for (x, y) in blocks.iter().take(nb - l).zip(blocks.iter().skip(l)) {
+            s += x * y;
         }
         s / ((nb - l) as f64 * c0)
     };
@@ -200,7 +200,7 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
         let d = at(i) - mean;
         m2 += d * d;
     }
-    if !(least <= 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64) {
+    if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
         return 0;
     }
     u16::try_from(pick).unwrap_or(0)
@@ -263,26 +263,30 @@ impl Season {
         self.learned = self.learned.saturating_add(1);
     }
 
-    /// One evaluation of meter `m` over its newest `new` readings, the window
-    /// given as two slices oldest first (`full`: it holds `window` readings):
-    /// rescans the period when due (`scan_due` over the learned reading count
-    /// going from `readings` to `readings + new`), scores the largest residual
-    /// against threshold `t`, then learns it. Returns the evidence squared
-    /// (breach above 1).
-    pub fn evaluate(
+    /// Rescans meter `m`'s period when due: its window (two slices, oldest
+    /// first) is full (`window` readings) and its learned reading count goes
+    /// from `readings` to `readings + new` across a multiple of `window` at the
+    /// meter's phase ([`scan_due`]).
+    pub fn rescan(
         &mut self,
         m: usize,
         (a, b): (&[f64], &[f64]),
-        full: bool,
-        new: u32,
+        window: usize,
         readings: u32,
-        t: f64,
-        floor2: f64,
-    ) -> f64 {
-        let window = (a.len() + b.len()) as u32;
-        if full && scan_due(m, readings, readings.saturating_add(new), window) {
+        new: u32,
+    ) {
+        let n = a.len() + b.len();
+        let every = u32::try_from(window).unwrap_or(u32::MAX);
+        if n == window && scan_due(m, readings, readings.saturating_add(new), every) {
             self.adopt(detect_period(a, b));
         }
+    }
+
+    /// One evaluation over the newest `new` readings of the window (two
+    /// slices, oldest first): scores the largest residual against threshold
+    /// `t` (`floor2` floors the scale²), then learns it. Returns the evidence
+    /// squared (breach above 1); 0 without a period.
+    pub fn judge(&mut self, (a, b): (&[f64], &[f64]), new: u32, t: f64, floor2: f64) -> f64 {
         if self.period == 0 {
             return 0.0;
         }
@@ -315,7 +319,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|i| {
-                s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let u = ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
                 let f = (i % p) as f64 / p as f64;
                 50.0 + 30.0 * (std::f64::consts::TAU * f).sin() + noise * u
