@@ -365,6 +365,36 @@ mod tests {
         assert_eq!(residual(&x[..150], &[], 0, 100), None);
     }
 
+    /// A meter fed a noisy cycle through a 1,200-reading window, one reading
+    /// per evaluation: the seasonal rule never breaches on the normal cycles
+    /// (their peaks are 15 noise sds high), and breaches within a few readings
+    /// once one cycle's high phase is 1.5 times as high.
+    #[test]
+    fn a_changed_cycle_breaches_and_normal_peaks_do_not() {
+        let (p, window, t) = (96usize, 1_200usize, 4.0);
+        let mut x = wave(6_000, p, 4.0, 11);
+        let at = 4_800;
+        for (i, v) in x.iter_mut().enumerate().skip(at).take(p) {
+            let f = (i % p) as f64 / p as f64;
+            *v += 0.5 * 30.0 * (std::f64::consts::TAU * f).sin().max(0.0);
+        }
+        let mut s = Season::default();
+        let mut first = None;
+        for i in 0..x.len() {
+            let lo = (i + 1).saturating_sub(window);
+            let ring = (&x[lo..=i], &[][..]);
+            s.rescan(3, ring, window, i as u32, 1);
+            let u2 = s.judge(ring, 1, t, 1e-12);
+            if u2 > 1.0 {
+                assert!(i >= at, "normal cycle breached at {i}: u² {u2}, period {}", s.period);
+                first.get_or_insert(i);
+            }
+        }
+        assert_eq!(usize::from(s.period), p);
+        let first = first.unwrap_or(usize::MAX);
+        assert!(first < at + p / 4, "the changed cycle was seen at {first}");
+    }
+
     #[test]
     fn back_reads_across_both_slices() {
         let (a, b) = ([1.0, 2.0, 3.0], [4.0, 5.0]);
