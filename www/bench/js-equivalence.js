@@ -52,6 +52,9 @@ function scenario(meters, steps) {
         return t >= 0 && t < 600 ? null : level + noise;
       case 5: // heavy tails (Laplace-like): widens the spike threshold
         return level + noise * (1 + 3 * (((m * 7919 + k * 104729) % 97) === 0 ? 4 : 0));
+      case 6: // a cycle of 96 readings (the seasonal rule finds it), one cycle 1.6 times as high
+      case 7: // the same cycle, unchanged: no seasonal alert
+        return level + noise + 10 * Math.sin((2 * Math.PI * k) / 96) * (kind === 6 && t >= 0 && t < 96 ? 1.6 : 1);
       default:
         return level + noise;
     }

@@ -68,6 +68,17 @@ const DRIFT_LEARN_G2 = 1.0;
 const VARIANCE_Z = 5.0;
 const VARIANCE_RATIO_MIN = 3.0;
 const VARIANCE_READINGS = 10.0;
+// detect/season.rs.
+const SEASON_BLOCK = 8;
+const SEASON_MIN_PERIOD = 2 * SEASON_BLOCK;
+const SEASON_PERIODS = 3;
+const SEASON_ACF = 0.6;
+const SEASON_DIP = 0.5;
+const SEASON_NEAR_BEST = 0.9;
+const SEASON_EXPLAINED = 0.5;
+const SEASON_WARM = 120;
+const SEASON_MEMORY = 1200.0;
+const SEASON_MAX_READINGS = 16;
 const M2_COLLAPSE = 1e-4;
 const M4_COLLAPSE = 1e-6;
 const KINDS = ['spike', 'drift', 'stuck', 'silent'];
@@ -130,6 +141,8 @@ const LU = 4;
 let lu;
 // Learned.vscale2 (an f32, as in the Rust) and Learned.var_held.
 let vscale2, varHeld;
+// Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
+let seasonScale2, seasonPeriod, seasonLearned;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -161,6 +174,9 @@ function allocate(maxMeters) {
   lu = new Uint32Array(maxMeters * LU);
   vscale2 = new Float32Array(maxMeters);
   varHeld = new Uint32Array(maxMeters);
+  seasonScale2 = new Float32Array(maxMeters);
+  seasonPeriod = new Uint16Array(maxMeters);
+  seasonLearned = new Uint16Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -500,6 +516,144 @@ function setF(z, value, mean, std, ts, evaluations, isCritical, u2) {
   return F;
 }
 
+/** season.rs `back`: meter m's sample k readings before the newest (undefined past the window). */
+function ringBack(m, k) {
+  if (k >= len[m]) return undefined;
+  const slot = (((head[m] - 1 - k) % WINDOW) + WINDOW) % WINDOW;
+  return ring[m * WINDOW + slot];
+}
+
+/** season.rs `scan_due`. */
+function scanDue(m, before, after, every) {
+  if (every === 0) return false;
+  const phase = Number((BigInt(m) * 2654435761n) % BigInt(every));
+  return Math.floor((before + phase) / every) !== Math.floor((after + phase) / every);
+}
+
+const seasonBlocks = new Float64Array(256);
+const seasonR = new Float64Array(90);
+
+/** season.rs `detect_period`, over meter m's window (oldest first). */
+function detectPeriod(m) {
+  const n = len[m];
+  const start = (head[m] - n + WINDOW) % WINDOW;
+  const base = m * WINDOW;
+  const at = (i) => ring[base + ((start + i) % WINDOW)];
+  let nb = Math.floor(n / SEASON_BLOCK);
+  if (Math.floor(nb / SEASON_PERIODS) < SEASON_MIN_PERIOD / SEASON_BLOCK + 1) return 0;
+  const blocks = seasonBlocks;
+  nb = Math.min(nb, blocks.length);
+  const skip = n - nb * SEASON_BLOCK;
+  let sum = 0.0;
+  for (let j = 0; j < nb; j++) {
+    let s = 0.0;
+    for (let i = 0; i < SEASON_BLOCK; i++) s += at(skip + j * SEASON_BLOCK + i);
+    blocks[j] = s / SEASON_BLOCK;
+    sum += blocks[j];
+  }
+  const mu = sum / nb;
+  let c0 = 0.0;
+  for (let j = 0; j < nb; j++) {
+    blocks[j] -= mu;
+    c0 += blocks[j] * blocks[j];
+  }
+  if (!(c0 > 0.0) || !Number.isFinite(c0)) return 0;
+  c0 = c0 / nb;
+  const maxLag = Math.min(Math.floor(nb / SEASON_PERIODS), Math.floor(U16 / SEASON_BLOCK));
+  const acf = (l) => {
+    let s = 0.0;
+    for (let i = 0; i < nb - l; i++) s += blocks[i] * blocks[i + l];
+    return s / ((nb - l) * c0);
+  };
+  const first = SEASON_MIN_PERIOD / SEASON_BLOCK;
+  const r = seasonR;
+  r.fill(0);
+  const top = Math.min(maxLag + 2, r.length - 1, nb - 1);
+  for (let l = first - 1; l <= top; l++) r[l] = acf(l);
+  let low = Infinity;
+  const peaks = [];
+  let best = 0.0;
+  for (let l = first; l < top; l++) {
+    const prev = r[l - 1];
+    const here = r[l];
+    const next = r[l + 1];
+    low = fmin(low, prev);
+    if (l <= maxLag + 1 && here >= SEASON_ACF && here - low >= SEASON_DIP && here >= prev && here >= next && peaks.length < 16) {
+      peaks.push([l, here]);
+      best = fmax(best, here);
+    }
+  }
+  const found = peaks.find((q) => q[1] >= SEASON_NEAR_BEST * best);
+  if (found === undefined) return 0;
+  const centre = found[0] * SEASON_BLOCK;
+  const lo = Math.max(Math.max(centre - SEASON_BLOCK, 0), SEASON_MIN_PERIOD);
+  const hi = Math.min(centre + SEASON_BLOCK, Math.floor(n / SEASON_PERIODS));
+  let pick = 0;
+  let least = Infinity;
+  for (let p = lo; p <= hi; p++) {
+    let s = 0.0;
+    for (let i = p; i < n; i++) {
+      const d = at(i) - at(i - p);
+      s += d * d;
+    }
+    const msd = s / (n - p);
+    if (msd < least) {
+      least = msd;
+      pick = p;
+    }
+  }
+  let total = 0.0;
+  for (let i = 0; i < n; i++) total += at(i);
+  const mean = total / n;
+  let m2 = 0.0;
+  for (let i = 0; i < n; i++) {
+    const d = at(i) - mean;
+    m2 += d * d;
+  }
+  if (!(least <= (2.0 * (1.0 - SEASON_EXPLAINED) * m2) / n)) return 0;
+  return pick <= U16 ? pick : 0;
+}
+
+/** season.rs `Season::adopt`. */
+function seasonAdopt(m, p) {
+  const had = seasonPeriod[m];
+  if (p !== 0 && had !== 0 && Math.abs(p - had) <= SEASON_BLOCK) {
+    seasonPeriod[m] = p;
+  } else if (p !== had) {
+    seasonPeriod[m] = p;
+    seasonScale2[m] = 0;
+    seasonLearned[m] = 0;
+  }
+}
+
+/** season.rs `Season::evaluate`: the seasonal evidence squared, learning the residual. */
+function seasonEvaluate(m, full, fresh, readings, t, floor2) {
+  if (full && scanDue(m, readings, Math.min(readings + fresh, U32), len[m])) seasonAdopt(m, detectPeriod(m));
+  const p = seasonPeriod[m];
+  if (p === 0) return 0;
+  let r2 = 0.0;
+  const k1 = Math.min(fresh, SEASON_MAX_READINGS);
+  for (let k = 0; k < k1; k++) {
+    const x = ringBack(m, k);
+    const a = ringBack(m, k + p);
+    const b = ringBack(m, k + 2 * p);
+    if (x === undefined || a === undefined || b === undefined) continue;
+    const q1 = x - a;
+    const q2 = x - b;
+    const q = Math.abs(q1) <= Math.abs(q2) ? q1 : q2;
+    r2 = fmax(r2, q * q);
+  }
+  const learned = seasonLearned[m];
+  const s2 = seasonScale2[m];
+  const u2 = learned < SEASON_WARM || r2 <= 0.0 ? 0 : r2 / (t * t * fmax(s2, floor2));
+  const term = learned < SEASON_WARM ? r2 : fmin(r2, t * t * s2);
+  const seenN = fmin(learned + 1.0, SEASON_MEMORY);
+  const next = s2 + (term - s2) / seenN;
+  if (Number.isFinite(next)) seasonScale2[m] = next;
+  seasonLearned[m] = Math.min(learned + 1, U16);
+  return u2;
+}
+
 function evaluate(m) {
   const o = m * MO;
   const p = m * PD;
@@ -532,7 +686,10 @@ function evaluate(m) {
   const threshold = CFG.spikeZ * widenF32[m];
   const spikeVar = fmax(pend[p + 2], lf[m * LF + 2]);
   const peakU2 = (pend[p + 1] * pend[p + 1]) / (threshold * threshold * spikeVar);
-  const spikeU2 = fmax(peakU2, varU2);
+  // Seasonal (season.rs), judged like the variance rule: a spike breach.
+  const readings = lu[m * LU];
+  const seasonU2 = seasonEvaluate(m, n >= WINDOW, fresh, readings, threshold, RULES.flooredVariance(0.0, mean));
+  const spikeU2 = fmax(fmax(peakU2, varU2), seasonU2);
   let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
@@ -543,7 +700,7 @@ function evaluate(m) {
   E.threshold = threshold;
   E.votes = votes[m];
   E.spikeU2 = spikeU2;
-  E.varU2 = varU2;
+  E.varU2 = fmax(varU2, seasonU2);
   settle(m, SPIKE, breach, breach && popcount(votes[m]) >= CFG.spikeVotesNeeded);
 
   // Drift.

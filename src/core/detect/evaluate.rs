@@ -81,7 +81,12 @@ impl Judge<'_> {
         let threshold = cfg.spike_z * f64::from(v.widen);
         let spike_var = l.spike_var(r.peak_var);
         let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
-        let spike_u2 = peak_u2.max(var_u2);
+        // Seasonal: the newest readings against one period before (`season`).
+        let floor2 = rules::floored_variance(0.0, mean, cfg);
+        let ring = self.windows.newest(m, usize::MAX);
+        v.season.rescan(m, ring, self.windows.window(), l.readings, r.new);
+        let season_u2 = v.season.judge(ring, r.new, threshold, floor2);
+        let spike_u2 = peak_u2.max(var_u2).max(season_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
@@ -102,7 +107,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold
-                    || var_u2 >= critical_factor * critical_factor,
+                    || var_u2.max(season_u2) >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`]; 180 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 188 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -27,6 +27,7 @@
 mod evaluate;
 mod learn;
 mod rules;
+mod season;
 mod state;
 
 use super::config::Config;

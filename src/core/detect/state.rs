@@ -4,9 +4,10 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 180 bytes.
+//! time a meter's whole detection state is 188 bytes (8 of them the seasonal rule's).
 
 use super::super::event::AnomalyKind;
+use super::season::Season;
 
 /// The kinds in the order an evaluation settles them; `index` maps back.
 pub(super) const KINDS: [AnomalyKind; 4] =
@@ -112,6 +113,8 @@ pub(super) struct Verdicts {
     /// when it did not): the long-run variance is held until
     /// `DRIFT_HOLD`·`baselineReadings`, then adopted.
     pub var_held: u32,
+    /// The seasonal rule's period and residual scale (`season`).
+    pub season: Season,
 }
 
 impl Default for Verdicts {
@@ -130,6 +133,7 @@ impl Default for Verdicts {
             score: 0.0,
             vscale2: 0.0,
             var_held: 0,
+            season: Season::default(),
         }
     }
 }
@@ -150,7 +154,8 @@ mod tests {
     fn records_stay_small() {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
         // 48: `ended_run` (4 B a meter) made the learned runs exact under bursts.
-        assert_eq!(std::mem::size_of::<Verdicts>(), 48);
+        // 56: the seasonal rule's period and residual scale (8 B a meter).
+        assert_eq!(std::mem::size_of::<Verdicts>(), 56);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 

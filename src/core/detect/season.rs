@@ -1,0 +1,418 @@
+//! The seasonal rule: a meter whose window holds at least three periods of a
+//! cycle (a day of 5-minute readings is 288, an hour-of-day cycle 24) is also
+//! judged on its **seasonal residual**, the newest reading minus the reading
+//! one period before (or two periods before, whichever is closer: a spike one
+//! period ago does not echo), in units of the meter's own running scale of
+//! that residual. A daily peak that comes as every day is not a residual; a
+//! day whose peak is higher, flat or missing, a holiday dip, or a level shift
+//! on a seasonal meter is.
+//!
+//! State: 8 bytes a meter ([`Season`]), in `state::Verdicts`. The period is
+//! found from the ring itself by [`detect_period`] (autocorrelation of block
+//! means, then the exact lag by mean squared difference), at most once per
+//! `window` readings, staggered over meters so no tick scans them all; the
+//! residual reads two samples from the ring per reading evaluated. Rules and
+//! defaults: `docs/DETECTION.md`, "Seasonal".
+
+/// Readings per block in the coarse autocorrelation scan.
+pub(super) const SEASON_BLOCK: usize = 8;
+
+/// Least period, in readings (2 blocks).
+pub(super) const SEASON_MIN_PERIOD: usize = 2 * SEASON_BLOCK;
+
+/// The window must hold this many periods for one to be accepted.
+pub(super) const SEASON_PERIODS: usize = 3;
+
+/// Least autocorrelation of the block means at the period's lag.
+pub(super) const SEASON_ACF: f64 = 0.6;
+
+/// The autocorrelation must have fallen at least this far below its value at
+/// the period's lag at some shorter lag (a cycle, not a slow wander).
+pub(super) const SEASON_DIP: f64 = 0.5;
+
+/// Among the qualifying peaks, the shortest whose autocorrelation is at least
+/// this share of the best is the period (not one of its multiples).
+pub(super) const SEASON_NEAR_BEST: f64 = 0.9;
+
+/// The period must carry this share of the window's variance at full
+/// resolution: the mean squared difference `x_t − x_{t−P}` is at most
+/// `2·(1 − SEASON_EXPLAINED)` times the variance (an autocorrelation of at
+/// least this at lag P). Bursts that happen to line up in block means do not.
+pub(super) const SEASON_EXPLAINED: f64 = 0.5;
+
+/// Residual terms the scale learns from before the rule judges.
+pub(super) const SEASON_WARM: u16 = 120;
+
+/// Time constant of the residual scale, in residuals.
+pub(super) const SEASON_MEMORY: f64 = 1_200.0;
+
+/// Readings of one evaluation whose residuals are scored (the newest ones).
+pub(super) const SEASON_MAX_READINGS: u32 = 16;
+
+/// One meter's seasonal state (8 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub(super) struct Season {
+    /// Running mean square of the residual (EWMA once `SEASON_MEMORY` are learned).
+    pub scale2: f32,
+    /// The period in readings (0: none found).
+    pub period: u16,
+    /// Residuals learned since the period was found (saturating).
+    pub learned: u16,
+}
+
+/// Sample `k` readings before the newest (k = 0 is the newest) of a window
+/// given as two slices, oldest first.
+#[inline]
+pub(super) fn back(a: &[f64], b: &[f64], k: usize) -> Option<f64> {
+    if k < b.len() {
+        b.get(b.len() - 1 - k).copied()
+    } else {
+        let k = k - b.len();
+        if k < a.len() {
+            a.get(a.len() - 1 - k).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether the meter's scan is due in an evaluation that takes its learned
+/// reading count from `before` to `after`: once per `every` readings, at a
+/// phase set by the meter index so meters that started together do not all
+/// scan in the same tick.
+#[inline]
+pub(super) fn scan_due(m: usize, before: u32, after: u32, every: u32) -> bool {
+    if every == 0 {
+        return false;
+    }
+    let phase = ((m as u64).wrapping_mul(2_654_435_761) % u64::from(every)) as u32;
+    let e = u64::from(every);
+    (u64::from(before) + u64::from(phase)) / e != (u64::from(after) + u64::from(phase)) / e
+}
+
+/// The period of the samples (oldest first, as two slices), in readings, or 0
+/// when they do not hold [`SEASON_PERIODS`] clear cycles.
+///
+/// Coarse: the autocorrelation of block means ([`SEASON_BLOCK`] readings
+/// each) at every lag up to a third of the blocks; a lag qualifies when it is a
+/// local maximum at least [`SEASON_ACF`] that the autocorrelation fell
+/// [`SEASON_DIP`] below at a shorter lag; the shortest qualifying lag within
+/// [`SEASON_NEAR_BEST`] of the best is kept. Fine: the lag within a block of it
+/// with the least mean squared difference `x_t − x_{t−P}` over the samples.
+/// O(blocks² + block·n) multiply-adds: about 20,000 at window 1,200.
+pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
+    let n = a.len() + b.len();
+    let nb = n / SEASON_BLOCK;
+    let max_lag = nb / SEASON_PERIODS;
+    if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
+        return 0;
+    }
+    let at = |i: usize| -> f64 {
+        if i < a.len() {
+            a.get(i).copied().unwrap_or(0.0)
+        } else {
+            b.get(i - a.len()).copied().unwrap_or(0.0)
+        }
+    };
+    // Block means aligned to the newest sample (at most 256 blocks, the newest).
+    let mut blocks = [0.0f64; 256];
+    let nb = nb.min(blocks.len());
+    let skip = n - nb * SEASON_BLOCK;
+    let mut sum = 0.0;
+    for (j, slot) in blocks.iter_mut().take(nb).enumerate() {
+        let mut s = 0.0;
+        for i in 0..SEASON_BLOCK {
+            s += at(skip + j * SEASON_BLOCK + i);
+        }
+        *slot = s / SEASON_BLOCK as f64;
+        sum += *slot;
+    }
+    let mu = sum / nb as f64;
+    let mut c0 = 0.0;
+    for slot in blocks.iter_mut().take(nb) {
+        *slot -= mu;
+        c0 += *slot * *slot;
+    }
+    if c0.is_nan() || c0 <= 0.0 || !c0.is_finite() {
+        return 0;
+    }
+    let c0 = c0 / nb as f64;
+    let max_lag = (nb / SEASON_PERIODS).min(u16::MAX as usize / SEASON_BLOCK);
+    let acf = |l: usize| -> f64 {
+        let mut s = 0.0;
+        for (x, y) in blocks.iter().take(nb - l).zip(blocks.iter().skip(l)) {
+            s += x * y;
+        }
+        s / ((nb - l) as f64 * c0)
+    };
+    let first = SEASON_MIN_PERIOD / SEASON_BLOCK;
+    // r at lags first-1 ..= max_lag+2, for the local-maximum test (a peak one
+    // block past the longest period still gives that period, as the fine
+    // search is clamped to it).
+    let mut r = [0.0f64; 90];
+    let top = (max_lag + 2).min(r.len() - 1).min(nb - 1);
+    for (l, slot) in r.iter_mut().enumerate().take(top + 1).skip(first - 1) {
+        *slot = acf(l);
+    }
+    let mut low = f64::INFINITY;
+    let mut peaks = [(0usize, 0.0f64); 16];
+    let mut k = 0;
+    let mut best = 0.0f64;
+    for l in first..top {
+        let (prev, here, next) = (r[l - 1], r[l], r[l + 1]);
+        low = low.min(prev);
+        if l <= max_lag + 1
+            && here >= SEASON_ACF
+            && here - low >= SEASON_DIP
+            && here >= prev
+            && here >= next
+            && k < peaks.len()
+        {
+            peaks[k] = (l, here);
+            k += 1;
+            best = best.max(here);
+        }
+    }
+    let Some(&(coarse, _)) = peaks[..k].iter().find(|p| p.1 >= SEASON_NEAR_BEST * best) else {
+        return 0;
+    };
+    // Fine: least mean squared difference within a block of the coarse lag.
+    let centre = coarse * SEASON_BLOCK;
+    let lo = centre.saturating_sub(SEASON_BLOCK).max(SEASON_MIN_PERIOD);
+    let hi = (centre + SEASON_BLOCK).min(n / SEASON_PERIODS);
+    let mut pick = 0usize;
+    let mut least = f64::INFINITY;
+    for p in lo..=hi {
+        let mut s = 0.0;
+        for i in p..n {
+            let d = at(i) - at(i - p);
+            s += d * d;
+        }
+        let msd = s / (n - p) as f64;
+        if msd < least {
+            least = msd;
+            pick = p;
+        }
+    }
+    let mut m2 = 0.0;
+    let mean = (0..n).map(at).sum::<f64>() / n as f64;
+    for i in 0..n {
+        let d = at(i) - mean;
+        m2 += d * d;
+    }
+    if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
+        return 0;
+    }
+    u16::try_from(pick).unwrap_or(0)
+}
+
+/// The seasonal residual of the sample `k` readings before the newest, for
+/// period `p`: against the sample one period before it or two, whichever is
+/// closer (None when the window does not reach two periods back).
+#[inline]
+pub(super) fn residual(a: &[f64], b: &[f64], k: usize, p: usize) -> Option<f64> {
+    let x = back(a, b, k)?;
+    let r1 = x - back(a, b, k + p)?;
+    let r2 = x - back(a, b, k + 2 * p)?;
+    Some(if r1.abs() <= r2.abs() { r1 } else { r2 })
+}
+
+impl Season {
+    /// The largest squared residual among the newest `new` readings (at most
+    /// [`SEASON_MAX_READINGS`]), 0 without a period.
+    #[inline]
+    pub fn peak_r2(&self, a: &[f64], b: &[f64], new: u32) -> f64 {
+        let p = usize::from(self.period);
+        if p == 0 {
+            return 0.0;
+        }
+        let mut top = 0.0f64;
+        for k in 0..new.min(SEASON_MAX_READINGS) as usize {
+            if let Some(r) = residual(a, b, k, p) {
+                top = top.max(r * r);
+            }
+        }
+        top
+    }
+
+    /// The evidence, squared, of residual² `r2` over threshold `t` (the spike
+    /// threshold in force) times the learned scale; 0 until the scale has
+    /// learned from [`SEASON_WARM`] residuals. `floor2` floors the scale².
+    #[inline]
+    pub fn u2(&self, r2: f64, t: f64, floor2: f64) -> f64 {
+        if self.period == 0 || self.learned < SEASON_WARM || r2 <= 0.0 {
+            return 0.0;
+        }
+        r2 / (t * t * f64::from(self.scale2).max(floor2))
+    }
+
+    /// Learns residual² `r2` (capped at the threshold `t`: an incident moves
+    /// the scale at most that much).
+    #[inline]
+    pub fn learn(&mut self, r2: f64, t: f64) {
+        if self.period == 0 {
+            return;
+        }
+        let s2 = f64::from(self.scale2);
+        let term = if self.learned < SEASON_WARM { r2 } else { r2.min(t * t * s2) };
+        let seen = (f64::from(self.learned) + 1.0).min(SEASON_MEMORY);
+        let next = s2 + (term - s2) / seen;
+        if next.is_finite() {
+            self.scale2 = next as f32;
+        }
+        self.learned = self.learned.saturating_add(1);
+    }
+
+    /// Rescans meter `m`'s period when due: its window (two slices, oldest
+    /// first) is full (`window` readings) and its learned reading count goes
+    /// from `readings` to `readings + new` across a multiple of `window` at the
+    /// meter's phase ([`scan_due`]).
+    pub fn rescan(
+        &mut self,
+        m: usize,
+        (a, b): (&[f64], &[f64]),
+        window: usize,
+        readings: u32,
+        new: u32,
+    ) {
+        let n = a.len() + b.len();
+        let every = u32::try_from(window).unwrap_or(u32::MAX);
+        if n == window && scan_due(m, readings, readings.saturating_add(new), every) {
+            self.adopt(detect_period(a, b));
+        }
+    }
+
+    /// One evaluation over the newest `new` readings of the window (two
+    /// slices, oldest first): scores the largest residual against threshold
+    /// `t` (`floor2` floors the scale²), then learns it. Returns the evidence
+    /// squared (breach above 1); 0 without a period.
+    pub fn judge(&mut self, (a, b): (&[f64], &[f64]), new: u32, t: f64, floor2: f64) -> f64 {
+        if self.period == 0 {
+            return 0.0;
+        }
+        let r2 = self.peak_r2(a, b, new);
+        let u2 = self.u2(r2, t, floor2);
+        self.learn(r2, t);
+        u2
+    }
+
+    /// Adopts the period `p` found by a scan (a new period learns its scale
+    /// afresh; 0, no cycle found, drops it).
+    #[inline]
+    pub fn adopt(&mut self, p: u16) {
+        let near = p != 0 && self.period != 0 && p.abs_diff(self.period) <= SEASON_BLOCK as u16;
+        if near {
+            // The same cycle measured again (noise moves the estimate a few
+            // readings): keep what the scale has learned.
+            self.period = p;
+        } else if p != self.period {
+            *self = Season { period: p, ..Season::default() };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wave(n: usize, p: usize, noise: f64, seed: u64) -> Vec<f64> {
+        let mut s = seed;
+        (0..n)
+            .map(|i| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let u = ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+                let f = (i % p) as f64 / p as f64;
+                50.0 + 30.0 * (std::f64::consts::TAU * f).sin() + noise * u
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_the_period_of_a_noisy_cycle_exactly() {
+        for p in [24usize, 48, 100, 288, 400] {
+            let x = wave(1_200, p, 4.0, p as u64);
+            let (a, b) = x.split_at(517);
+            assert_eq!(usize::from(detect_period(a, b)), p, "period {p}");
+        }
+    }
+
+    #[test]
+    fn finds_no_period_in_noise_a_ramp_or_a_flat_window() {
+        let noise = wave(1_200, 1_200_000, 40.0, 7);
+        let noise: Vec<f64> = noise.iter().map(|v| v - 50.0).collect();
+        assert_eq!(detect_period(&noise, &[]), 0);
+        let ramp: Vec<f64> = (0..1_200).map(f64::from).collect();
+        assert_eq!(detect_period(&ramp, &[]), 0);
+        assert_eq!(detect_period(&[5.0; 1_200], &[]), 0);
+        assert_eq!(detect_period(&[], &[]), 0);
+        // Fewer than three periods in the window: none.
+        let long = wave(1_200, 500, 1.0, 3);
+        assert_eq!(detect_period(&long, &[]), 0);
+    }
+
+    #[test]
+    fn residual_ignores_a_spike_one_period_back() {
+        let mut x = wave(600, 100, 0.0, 1);
+        let last = x.len() - 1;
+        x[last - 100] += 1_000.0;
+        let r = residual(&x, &[], 0, 100).unwrap_or(f64::NAN);
+        assert!(r.abs() < 1e-9, "{r}");
+        x[last] += 7.0;
+        let r = residual(&x, &[], 0, 100).unwrap_or(f64::NAN);
+        assert!((r - 7.0).abs() < 1e-9, "{r}");
+        assert_eq!(residual(&x[..150], &[], 0, 100), None);
+    }
+
+    /// A meter fed a noisy cycle through a 1,200-reading window, one reading
+    /// per evaluation: the seasonal rule never breaches on the normal cycles
+    /// (their peaks are 15 noise sds high), and breaches within a few readings
+    /// once one cycle's high phase is 1.5 times as high.
+    #[test]
+    fn a_changed_cycle_breaches_and_normal_peaks_do_not() {
+        let (p, window, t) = (96usize, 1_200usize, 4.0);
+        let mut x = wave(6_000, p, 4.0, 11);
+        let at = 4_800;
+        for (i, v) in x.iter_mut().enumerate().skip(at).take(p) {
+            let f = (i % p) as f64 / p as f64;
+            *v += 0.5 * 30.0 * (std::f64::consts::TAU * f).sin().max(0.0);
+        }
+        let mut s = Season::default();
+        let mut first = None;
+        for i in 0..x.len() {
+            let lo = (i + 1).saturating_sub(window);
+            let ring = (&x[lo..=i], &[][..]);
+            s.rescan(3, ring, window, i as u32, 1);
+            let u2 = s.judge(ring, 1, t, 1e-12);
+            if u2 > 1.0 {
+                assert!(i >= at, "normal cycle breached at {i}: u² {u2}, period {}", s.period);
+                first.get_or_insert(i);
+            }
+        }
+        assert_eq!(usize::from(s.period), p);
+        let first = first.unwrap_or(usize::MAX);
+        assert!(first < at + p / 4, "the changed cycle was seen at {first}");
+    }
+
+    #[test]
+    fn back_reads_across_both_slices() {
+        let (a, b) = ([1.0, 2.0, 3.0], [4.0, 5.0]);
+        assert_eq!(back(&a, &b, 0), Some(5.0));
+        assert_eq!(back(&a, &b, 2), Some(3.0));
+        assert_eq!(back(&a, &b, 4), Some(1.0));
+        assert_eq!(back(&a, &b, 5), None);
+    }
+
+    #[test]
+    fn scans_are_staggered_once_per_interval() {
+        let every = 1_200;
+        for m in 0..50 {
+            let hits = (0..every * 3).filter(|&r| scan_due(m, r, r + 1, every)).count();
+            assert_eq!(hits, 3, "meter {m}");
+        }
+        let at_once = (0..1_000).filter(|&m| scan_due(m, 5_000, 5_001, every)).count();
+        assert!(at_once < 10, "{at_once}");
+        assert!(!scan_due(0, 0, 10, 0));
+    }
+}
