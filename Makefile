@@ -112,10 +112,10 @@ dash:
 # shipped .wasm has no name section after wasm-opt, so the function names are
 # read from cargo's output that wasm-bindgen and wasm-opt start from
 # (WASM_NAMES, built by `make build`, names kept in release).
-# The binary kind-4 DELTA (issue 7) adds about 5 KB (its decoder, the columnar
-# patch, a second instantiation of the row apply); docs/SIZE.md's cuts took
-# about 4 KB off.
-WASM_GZIP_BUDGET := 255000
+# 258000: the merged tree of 2026-12-04 evening measured 255,489 B. The binary
+# kind-4 DELTA (issue 7) added about 5 KB, the seasonal rule, paging and the
+# incremental group sums about 1 KB each; docs/SIZE.md's cuts took about 4 KB off.
+WASM_GZIP_BUDGET := 258000
 WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
