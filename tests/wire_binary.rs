@@ -136,7 +136,9 @@ fn header_errors() {
     check(Readings, &k1[..15], ErrorCode::TruncatedFrame, "header");
     check(Readings, &patched(&k1, 0, b'X'), ErrorCode::BadFrame, "magic");
     check(Readings, &patched(&k1, 4, 2), ErrorCode::BadFrame, "version 2");
-    check(Readings, &patched(&k1, 5, 4), ErrorCode::BadFrame, "kind 4");
+    check(Readings, &patched(&k1, 5, 5), ErrorCode::BadFrame, "kind 5");
+    // Kind 4 is the `meters.<group>` DELTA: known, but not a `readings` payload.
+    check(Readings, &patched(&k1, 5, 4), ErrorCode::UnknownType, "kind 4");
     check(Readings, &patched(&k1, 6, 2), ErrorCode::BadFrame, "flags");
     check(Live, &k1, ErrorCode::UnknownType, "kind 1");
     check(Readings, &k2, ErrorCode::UnknownType, "kind 2");
