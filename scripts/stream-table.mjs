@@ -61,7 +61,8 @@ if (apply) {
   rows.push(`| apply of a ${num(a.entitiesPerDelta.mean)}-entity \`meters.<group>\` delta in the browser worker, ≤ 0.2 ms | worker's \`stats.deltaApplyMs\`, ${a.passes.length} passes × ${num(a.deltas)} real deltas (median of passes); page-timed batch: ${ms(pick('batchMsPerDelta'))} a delta | ${ms(pick('p50'))} | ${ms(pick('p95'))} | ${ms(pick('p99'))} | ${load(a.machine.load1Before)} → ${load(a.machine.load1After)} | \`${apply.name}\` |`);
   if (Array.isArray(a.binaryPasses) && a.binaryPasses.length) {
     const pickB = (k) => median(a.binaryPasses.map((p) => p[k]));
-    const size = a.binaryBytesPerDelta ? `, ${num(a.binaryBytesPerDelta / 1024, 0)} KB a delta` : '';
+    const bytes = a.binaryBytesPerDelta?.max ?? a.binaryBytesPerDelta;
+    const size = Number.isFinite(bytes) ? `, ${num(bytes / 1024, 0)} KB a delta (text: ${num((a.bytesPerDelta?.max ?? a.bytesPerDelta) / 1024, 0)} KB)` : '';
     rows.push(`| the same deltas as binary kind-4 frames (PROTOCOL.md 3.10, \`binaryDeltas\`) | ${a.binaryPasses.length} passes${size}; page-timed batch: ${ms(pickB('batchMsPerDelta'))} a delta | ${ms(pickB('p50'))} | ${ms(pickB('p95'))} | ${ms(pickB('p99'))} | ${load(a.machine.load1Before)} → ${load(a.machine.load1After)} | \`${apply.name}\` |`);
   }
 } else {
