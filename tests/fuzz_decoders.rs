@@ -14,6 +14,9 @@
 
 use std::sync::OnceLock;
 
+#[path = "common/meter_rows.rs"]
+mod meter_rows;
+
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::decimal::Decimal;
 use meterflow::core::error::CoreError;
@@ -22,7 +25,7 @@ use meterflow::core::event::{
 };
 use meterflow::core::hlc::Hlc;
 use meterflow::core::session::{Payload, ServerOp, SessionInput};
-use meterflow::core::stream::{MeterRowRef, MeterStatus};
+use meterflow::core::stream::MeterRowRef;
 use meterflow::core::Engine;
 use meterflow::wire::binary::{
     encode_catchup, encode_live, encode_meters_delta, encode_readings, TsLayout,
@@ -255,10 +258,10 @@ fn kind3() -> impl Strategy<Value = Vec<u8>> {
 fn kind4() -> impl Strategy<Value = Vec<u8>> {
     let row = (
         "[a-z0-9-]{1,10}",
-        prop_oneof!["water", "energy", ""],
+        prop_oneof!["water", "energy", ""].prop_map(String::from),
         prop_oneof![Just(T0), any::<f64>()],
         any::<f64>(),
-        0u8..3,
+        0usize..3,
         0u64..1 << 53,
         (any::<i64>(), 0u8..=18),
     );
@@ -269,19 +272,7 @@ fn kind4() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec("[a-z0-9-]{1,10}", 0..10),
     )
         .prop_map(|(channel, (epoch, seq), rows, remove)| {
-            let status = [MeterStatus::Ok, MeterStatus::Stale, MeterStatus::Offline];
-            let rows: Vec<MeterRowRef<'_>> = rows
-                .iter()
-                .map(|(m, r, ts, v, s, count, (mant, scale))| MeterRowRef {
-                    meter: m,
-                    resource: r,
-                    ts: *ts,
-                    value: *v,
-                    status: status[usize::from(*s)],
-                    count: *count,
-                    total: Decimal::new(*mant, *scale),
-                })
-                .collect();
+            let rows: Vec<MeterRowRef<'_>> = rows.iter().map(meter_rows::row_ref).collect();
             let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
             encode_meters_delta(channel, epoch, seq, &rows, &remove).unwrap()
         })

@@ -8,6 +8,10 @@
 //! is. Engine-level agreement (stores and page messages over faulty
 //! schedules) is `stream_sim`'s `text_and_binary_deltas_give_the_same_page_and_stores`.
 
+#[path = "common/meter_rows.rs"]
+mod meter_rows;
+use meter_rows::{row_ref, RowParts};
+
 use meterflow::core::config::Config;
 use meterflow::core::decimal::{format_units, Decimal};
 use meterflow::core::event::Inbound;
@@ -18,8 +22,6 @@ use meterflow::wire::{decode_socket_binary, decode_socket_text, Arrival};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use serde_json::json;
-
-const STATUS: [MeterStatus; 3] = [MeterStatus::Ok, MeterStatus::Stale, MeterStatus::Offline];
 
 fn cases() -> u32 {
     std::env::var("DELTA_BINARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
@@ -74,8 +76,6 @@ fn number() -> impl Strategy<Value = f64> {
     ]
 }
 
-type RowParts = (String, String, f64, f64, usize, u64, (i64, u8));
-
 fn parts() -> impl Strategy<Value = RowParts> {
     (id(), resource(), number(), number(), 0usize..3, 0u64..=1 << 53, (any::<i64>(), 0u8..=18))
 }
@@ -90,18 +90,7 @@ proptest! {
         rows in prop::collection::vec(parts(), 0..40),
         remove in prop::collection::vec(id(), 0..8),
     ) {
-        let rows: Vec<MeterRowRef<'_>> = rows
-            .iter()
-            .map(|(m, r, ts, v, s, count, (mant, scale))| MeterRowRef {
-                meter: m,
-                resource: r,
-                ts: *ts,
-                value: *v,
-                status: STATUS[*s],
-                count: *count,
-                total: Decimal::new(*mant, *scale),
-            })
-            .collect();
+        let rows: Vec<MeterRowRef<'_>> = rows.iter().map(row_ref).collect();
         let remove: Vec<&str> = remove.iter().map(String::as_str).collect();
         let cfg = Config::default();
         let frame = encode_meters_delta("meters.north", epoch, seq, &rows, &remove).unwrap();
