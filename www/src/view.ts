@@ -188,6 +188,9 @@ export function renderStats(s: TelemetryState): void {
     ['refused', 'catch-ups refused', c ? formatCount(c.refusedRest) : '—'],
     ['gaps', 'sequence gaps', c ? formatCount(c.gaps) : '—'],
     ['fetches', 'catch-ups asked', c ? formatCount(c.fetches) : '—'],
+    // A catch-up longer than one answer arrives in pages (`&to=H`); this
+    // counts the follow-up pages asked, so a long outage's recovery shows.
+    ['pages', 'catch-up pages', c ? formatCount(c.catchupPages) : '—'],
     ['live', 'live readings', c ? formatCount(c.liveCounted) : '—'],
   ];
   // The stream session's counters, once the worker runs one.
