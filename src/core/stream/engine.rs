@@ -72,19 +72,7 @@ impl StreamState {
     /// Makes room in the per-meter ts slabs for meter `m` (of `meters`
     /// tracked); false if memory for them cannot be had.
     fn slot(&mut self, m: usize, meters: usize) -> bool {
-        if self.newest_ts.len() > m {
-            return true;
-        }
-        let n = meters.max(m + 1);
-        let more = n - self.newest_ts.len();
-        if self.newest_ts.try_reserve(more).is_err()
-            || self.newest_row_ts.try_reserve(more).is_err()
-        {
-            return false;
-        }
-        self.newest_ts.resize(n, f64::NAN);
-        self.newest_row_ts.resize(n, f64::NAN);
-        true
+        ts_slot(&mut self.newest_ts, &mut self.newest_row_ts, m, meters)
     }
 
     /// Whether a live reading of meter `m` at `ts` enters its window: not if a
@@ -122,10 +110,12 @@ impl StreamState {
         self.unshown.iter_mut().find(|(c, _)| c == channel).map_or(0, |(_, n)| std::mem::take(n))
     }
 
-    /// Forgets the per-meter marks (the engine's meters were reset).
+    /// Forgets the per-meter marks and the store's links to meter indices
+    /// (the engine's meters were reset).
     pub(crate) fn forget_meters(&mut self) {
         self.newest_ts = Vec::new();
         self.newest_row_ts = Vec::new();
+        self.meters.forget_links();
     }
 
     /// Whether a session input other than a tick was seen.
@@ -142,6 +132,27 @@ impl StreamState {
             + (self.newest_row_ts.capacity() + self.newest_ts.capacity()) * 8
             + self.session.bytes()
     }
+}
+
+/// [`StreamState::slot`] on its two slabs (for a caller that holds other
+/// fields of the state borrowed).
+fn ts_slot(
+    newest_ts: &mut Vec<f64>,
+    newest_row_ts: &mut Vec<f64>,
+    m: usize,
+    meters: usize,
+) -> bool {
+    if newest_ts.len() > m {
+        return true;
+    }
+    let n = meters.max(m + 1);
+    let more = n - newest_ts.len();
+    if newest_ts.try_reserve(more).is_err() || newest_row_ts.try_reserve(more).is_err() {
+        return false;
+    }
+    newest_ts.resize(n, f64::NAN);
+    newest_row_ts.resize(n, f64::NAN);
+    true
 }
 
 /// The engine's error for a session error.
@@ -347,7 +358,10 @@ impl Engine {
     /// Applies a `meters.<group>` patch (from text or columns alike) written
     /// at `at`: the store first, so a row it refuses at the cap does not feed
     /// the windows either (the window's own ts rule keeps the readings
-    /// idempotent).
+    /// idempotent). A delta feeds each row's reading right after its store
+    /// write, reaching the meter's window through the slot's link (one id
+    /// lookup per row, not two); a full snapshot, whose evictions follow its
+    /// upserts, feeds them after.
     fn meter_rows<'a, R>(
         &mut self,
         channel: &str,
@@ -360,6 +374,9 @@ impl Engine {
         R: IntoIterator<Item = MeterRowRef<'a>> + Clone,
     {
         let cap = self.cfg.max_meter_entities as usize;
+        if !full && self.cfg.detect_live {
+            return self.meter_delta(channel, rows, remove, at, now_ms);
+        }
         let refused = self.stream.meters.apply(
             channel,
             rows.clone(),
@@ -373,6 +390,69 @@ impl Engine {
             let only_held = refused.as_ref().map(|_| channel);
             self.row_readings(rows, only_held, now_ms);
         }
+        self.refused(refused, "maxMeterEntities");
+    }
+
+    /// [`meter_rows`](Self::meter_rows) for a delta, with `detectLive`: each
+    /// row the store holds feeds its reading as [`row_readings`](Self::row_readings) would.
+    fn meter_delta<'a>(
+        &mut self,
+        channel: &str,
+        rows: impl IntoIterator<Item = MeterRowRef<'a>>,
+        remove: impl IntoIterator<Item = &'a str>,
+        at: (u64, u64),
+        now_ms: f64,
+    ) {
+        let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
+        let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
+        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        let StreamState {
+            meters: store, counters: stream_counters, newest_ts, newest_row_ts, ..
+        } = stream;
+        let cap = cfg.max_meter_entities as usize;
+        let feed = |i: usize, r: &MeterRowRef<'a>, link: &mut u32| {
+            // The link, when set, is this meter's index (the store sets it
+            // for its own id only, and forgets it when the meters reset).
+            let m = match link.checked_sub(1) {
+                Some(m) => m as usize,
+                None => match intern_meter(meters, windows, detector, r.meter, cfg.max_meters) {
+                    Ok(m) => {
+                        *link = m.checked_add(1).unwrap_or(0);
+                        m as usize
+                    }
+                    Err(e) => {
+                        sink.push(e);
+                        counters.readings_rejected += 1.0;
+                        return;
+                    }
+                },
+            };
+            if !ts_slot(newest_ts, newest_row_ts, m, meters.len()) {
+                sink.push(CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("meter '{}': no memory to track its stream readings", r.meter),
+                ));
+                return;
+            }
+            let newest = newest_ts.get(m).copied().unwrap_or(f64::NAN);
+            if r.ts <= newest {
+                return;
+            }
+            if let Err(e) = bounds.check(r.ts, r.value, i) {
+                sink.push(e);
+                counters.readings_rejected += 1.0;
+                return;
+            }
+            add_reading(windows, detector, m, r.value, r.ts, cfg);
+            counters.readings_ingested += 1.0;
+            if let (Some(a), Some(b)) = (newest_ts.get_mut(m), newest_row_ts.get_mut(m)) {
+                *a = r.ts;
+                *b = r.ts;
+            }
+        };
+        let refused =
+            store.apply_feeding(channel, rows, remove, at, false, cap, stream_counters, feed);
+        sink.finish();
         self.refused(refused, "maxMeterEntities");
     }
 
