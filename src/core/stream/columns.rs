@@ -160,14 +160,13 @@ impl MeterColumns {
     }
 
     /// The index of resource `name` in `resources`, added if new (so the
-    /// names are in first-seen order); `None` past 65,536 names or without
-    /// the memory for a new one.
+    /// names are in first-seen order); `None` past 65,536 names (a name is
+    /// added only for a row that names it: the names follow the payload).
     pub fn resource_index(&mut self, name: &str) -> Option<u16> {
         if let Some(i) = self.resources.iter().position(|r| r == name) {
             return u16::try_from(i).ok();
         }
         let i = u16::try_from(self.resources.len()).ok()?;
-        self.resources.try_reserve(1).ok()?;
         self.resources.push(name.to_owned());
         Some(i)
     }

@@ -459,8 +459,8 @@ impl MeterStore {
         cap: usize,
         counters: &mut StreamCounters,
     ) -> Option<Refused> {
-        let feed = |_: usize, _: &MeterRowRef<'a>, _: &mut u32| {};
-        self.apply_feeding(channel, upsert, remove, at, full, cap, counters, feed)
+        let mut feed = |_: usize, _: &MeterRowRef<'a>, _: &mut u32| {};
+        self.apply_feeding(channel, upsert, remove, at, full, cap, counters, &mut feed)
     }
 
     /// [`apply`](Self::apply), calling `feed(i, row, link)` for each upserted
@@ -472,7 +472,7 @@ impl MeterStore {
     /// refused for the rest of the patch: so the rows fed are those whose
     /// meter the store holds after the patch, full snapshots' evictions aside.)
     #[allow(clippy::too_many_arguments)]
-    pub fn apply_feeding<'a, F>(
+    pub fn apply_feeding<'a>(
         &mut self,
         channel: &str,
         upsert: impl IntoIterator<Item = MeterRowRef<'a>>,
@@ -481,11 +481,9 @@ impl MeterStore {
         full: bool,
         cap: usize,
         counters: &mut StreamCounters,
-        mut feed: F,
-    ) -> Option<Refused>
-    where
-        F: FnMut(usize, &MeterRowRef<'a>, &mut u32),
-    {
+        // `dyn`: one copy of this loop per row source, not one per caller.
+        feed: &mut dyn FnMut(usize, &MeterRowRef<'a>, &mut u32),
+    ) -> Option<Refused> {
         let mut held = self.len();
         let table = self.table(channel);
         let mut refused: Option<Refused> = None;
