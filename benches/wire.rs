@@ -426,6 +426,9 @@ fn stream(c: &mut Criterion) {
 /// is one measured span, so preemption only lands in the upper percentiles.
 fn fixed(n: usize) {
     let cfg = Config::default();
+    // `METERFLOW_DELTA_ONLY=apply_bin`: that variant alone (for a profiler).
+    let only = std::env::var("METERFLOW_DELTA_ONLY").ok();
+    let skip = |name: &str| only.as_deref().is_some_and(|o| o != name);
     let pct = |mut v: Vec<f64>, p: f64| {
         v.sort_by(f64::total_cmp);
         v[((v.len() - 1) as f64 * p) as usize]
@@ -439,23 +442,27 @@ fn fixed(n: usize) {
             v.len()
         );
     };
-    let mut decode = Vec::with_capacity(n);
-    for seq in 1..=n as u64 {
-        let text = delta_text(seq);
-        let start = std::time::Instant::now();
-        black_box(meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg));
-        decode.push(start.elapsed().as_secs_f64() * 1e6);
+    if !skip("decode") {
+        let mut decode = Vec::with_capacity(n);
+        for seq in 1..=n as u64 {
+            let text = delta_text(seq);
+            let start = std::time::Instant::now();
+            black_box(meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg));
+            decode.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        report("decode", decode);
     }
-    report("decode", decode);
-    let mut decode = Vec::with_capacity(n);
-    for seq in 1..=n as u64 {
-        let frame = delta_binary(seq);
-        let start = std::time::Instant::now();
-        black_box(meterflow::wire::decode_socket_binary(&frame, Arrival::default(), &cfg));
-        decode.push(start.elapsed().as_secs_f64() * 1e6);
+    if !skip("decode_bin") {
+        let mut decode = Vec::with_capacity(n);
+        for seq in 1..=n as u64 {
+            let frame = delta_binary(seq);
+            let start = std::time::Instant::now();
+            black_box(meterflow::wire::decode_socket_binary(&frame, Arrival::default(), &cfg));
+            decode.push(start.elapsed().as_secs_f64() * 1e6);
+        }
+        report("decode_bin", decode);
     }
-    report("decode_bin", decode);
-    {
+    if !skip("apply_bin") {
         let mut engine = stream_engine_with(true);
         let ecfg = engine.config().clone();
         let mut times = Vec::with_capacity(n);
@@ -473,6 +480,9 @@ fn fixed(n: usize) {
     for (name, detect, predecoded) in
         [("apply", true, false), ("predecoded", true, true), ("nodetect", false, true)]
     {
+        if skip(name) {
+            continue;
+        }
         let mut engine = stream_engine_with(detect);
         let ecfg = engine.config().clone();
         let mut times = Vec::with_capacity(n);

@@ -19,6 +19,11 @@ pub fn meter_id_problem(id: &str) -> Option<String> {
     if id.is_empty() || id.len() > MAX_METER_ID_BYTES {
         return Some(format!("meter id must be 1..={MAX_METER_ID_BYTES} bytes, got {}", id.len()));
     }
+    // The common case, printable ASCII, without decoding characters: the
+    // only control characters below U+0080 are bytes 0x00..=0x1F and 0x7F.
+    if id.bytes().all(|b| (0x20..0x7F).contains(&b)) {
+        return None;
+    }
     id.char_indices().find(|(_, c)| c.is_control()).map(|(i, c)| {
         format!("meter id must not contain control characters, got U+{:04X} at byte {i}", c as u32)
     })

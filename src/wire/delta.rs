@@ -1,7 +1,10 @@
 //! The fast path for the stream's hottest message: a `meters.<group>` DELTA
 //! (`{"op":"DELTA","channel":…,"epoch":…,"seq":…,"patch":{"upsert":[…],"remove":[…]}}`)
-//! read in one pass with a [`Cursor`] straight into [`MeterRow`]s, without
-//! the tree of generic values the general path ([`super::stream`]) builds.
+//! read in one pass with a [`Cursor`] straight into [`MeterColumns`] (one
+//! string for every id, one name per distinct resource: no `String` per row),
+//! without the tree of generic values the general path ([`super::stream`])
+//! builds; the general path gives the same columns
+//! ([`MeterColumns::from_patch`]).
 //!
 //! Invariant: this path only ever says "yes, and here is the op" for a text
 //! that the general path decodes to the very same op. Anything it is not sure
@@ -16,7 +19,7 @@ use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
 use super::lite::{self, Cursor, Limits, Number, Value};
 use crate::core::decimal::Decimal;
 use crate::core::session::{valid_channel_name, Payload, ServerOp};
-use crate::core::stream::{MeterPatch, MeterRow, MeterStatus, METERS_PREFIX};
+use crate::core::stream::{MeterColumns, MeterRowRef, MeterStatus, METERS_PREFIX};
 use std::borrow::Cow;
 
 /// Depth of the top-level object, of the patch object and of a row object, as
@@ -68,7 +71,7 @@ pub fn meters_delta(text: &str) -> Option<ServerOp> {
         channel: channel?.into_owned(),
         epoch: epoch?,
         seq: seq?,
-        body: Payload::Meters(Box::new(patch?)),
+        body: Payload::MeterColumns(Box::new(patch?)),
         wire_bytes: text.len(),
     })
 }
@@ -144,28 +147,59 @@ fn list<'a, T>(
     Some(out)
 }
 
-fn meter_patch(c: &mut Cursor<'_>) -> Option<MeterPatch> {
+fn meter_patch(c: &mut Cursor<'_>) -> Option<MeterColumns> {
     open(c, b'{')?;
+    let mut cols = MeterColumns::default();
     let (mut upsert, mut remove) = (None, None);
     let mut first = true;
     while let Some(key) = c.next_key(first).ok()? {
         first = false;
         match &*key {
-            "upsert" => set(&mut upsert, list(c, MIN_ROW_BYTES, meter_row)?)?,
+            "upsert" => set(&mut upsert, meter_rows(c, &mut cols)?)?,
             "remove" => set(
                 &mut remove,
                 list(c, NO_HINT, |c| {
                     let id = string(c)?;
-                    meter_id_problem(&id).is_none().then(|| id.into_owned())
+                    meter_id_problem(&id).is_none().then_some(id)
                 })?,
             )?,
             _ => other(c, PATCH)?,
         }
     }
-    Some(MeterPatch { upsert: upsert.unwrap_or_default(), remove: remove.unwrap_or_default() })
+    // Columns hold the upserted rows' ids first, then the removed ones,
+    // whichever came first in the text.
+    for id in remove.iter().flatten() {
+        cols.push_remove(id).then_some(())?;
+    }
+    Some(cols)
 }
 
-fn meter_row(c: &mut Cursor<'_>) -> Option<MeterRow> {
+/// `null` (no rows) or an array of rows whose `[` is next, each appended to
+/// `cols`. No row's text is shorter than [`MIN_ROW_BYTES`], so reserving the
+/// rest of the text over it is room for every row and follows the payload.
+fn meter_rows(c: &mut Cursor<'_>, cols: &mut MeterColumns) -> Option<()> {
+    if c.token().ok()? == b'n' {
+        return matches!(c.read_literal().ok()?, Value::Null).then_some(());
+    }
+    open(c, b'[')?;
+    let n = c.remaining() / MIN_ROW_BYTES;
+    cols.ends.try_reserve(n).ok()?;
+    cols.resource.try_reserve(n).ok()?;
+    cols.ts.try_reserve(n).ok()?;
+    cols.value.try_reserve(n).ok()?;
+    cols.status.try_reserve(n).ok()?;
+    cols.count.try_reserve(n).ok()?;
+    cols.total.try_reserve(n).ok()?;
+    let mut first = true;
+    while c.next_item(first).ok()? {
+        first = false;
+        meter_row(c, cols)?;
+    }
+    Some(())
+}
+
+/// One row object, appended to `cols`.
+fn meter_row(c: &mut Cursor<'_>, cols: &mut MeterColumns) -> Option<()> {
     open(c, b'{')?;
     let (mut meter, mut resource, mut ts, mut value) = (None, None, None, None);
     let (mut status, mut count, mut total) = (None, None, None);
@@ -185,18 +219,20 @@ fn meter_row(c: &mut Cursor<'_>) -> Option<MeterRow> {
     }
     // At most 64 characters, as the general path keeps it.
     let resource = resource?;
-    let resource = if resource.len() <= 64 {
-        resource.into_owned()
+    let resource: Cow<'_, str> = if resource.len() <= 64 {
+        resource
     } else {
-        resource.chars().take(64).collect()
+        Cow::Owned(resource.chars().take(64).collect())
     };
-    Some(MeterRow {
-        meter: meter?.into_owned(),
-        resource,
+    let index = cols.resource_index(&resource)?;
+    let row = MeterRowRef {
+        meter: &meter?,
+        resource: &resource,
         ts: ts?,
         value: value?,
         status: status?,
         count: count?,
         total: total?,
-    })
+    };
+    cols.push_row(row, index).then_some(())
 }

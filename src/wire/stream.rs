@@ -25,8 +25,8 @@ use crate::core::session::{
     valid_channel_name, ChannelPos, Payload, ServerOp, SessionInput, SnapshotReply,
 };
 use crate::core::stream::{
-    MeterPatch, MeterRow, MeterStatus, Notice, NoticePatch, NoticeSeverity, METERS_PREFIX,
-    NOTICES_CHANNEL, TOTALS_CHANNEL,
+    MeterColumns, MeterPatch, MeterRow, MeterStatus, Notice, NoticePatch, NoticeSeverity,
+    METERS_PREFIX, NOTICES_CHANNEL, TOTALS_CHANNEL,
 };
 
 /// A fetched REST answer as the host got it.
@@ -289,7 +289,14 @@ fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError>
                 _ => return Err(bad("patch: must be an object")),
             };
             let body = if channel.starts_with(METERS_PREFIX) {
-                Payload::Meters(Box::new(meter_patch(patch, "upsert")?))
+                // In columns, as the one-pass reader (`super::delta`) and a
+                // binary DELTA give it: one string for the ids, one name per
+                // resource. Only a patch columns cannot hold stays in rows.
+                let p = meter_patch(patch, "upsert")?;
+                match MeterColumns::from_patch(&p) {
+                    Some(c) => Payload::MeterColumns(Box::new(c)),
+                    None => Payload::Meters(Box::new(p)),
+                }
             } else if channel == NOTICES_CHANNEL {
                 Payload::Notices(Box::new(notice_patch(patch, "upsert")?))
             } else {

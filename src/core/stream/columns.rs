@@ -159,6 +159,33 @@ impl MeterColumns {
         true
     }
 
+    /// The index of resource `name` in `resources`, added if new (so the
+    /// names are in first-seen order); `None` past 65,536 names (a name is
+    /// added only for a row that names it: the names follow the payload).
+    pub fn resource_index(&mut self, name: &str) -> Option<u16> {
+        if let Some(i) = self.resources.iter().position(|r| r == name) {
+            return u16::try_from(i).ok();
+        }
+        let i = u16::try_from(self.resources.len()).ok()?;
+        self.resources.push(name.to_owned());
+        Some(i)
+    }
+
+    /// `p` in columns, built row by row as the text DELTA's one-pass reader
+    /// builds it (so both give equal columns); `None` if it cannot be held
+    /// in columns (more than 65,536 resources, ids past 4 GiB).
+    pub fn from_patch(p: &MeterPatch) -> Option<MeterColumns> {
+        let mut c = MeterColumns::default();
+        for r in &p.upsert {
+            let i = c.resource_index(&r.resource)?;
+            c.push_row(r.as_ref(), i).then_some(())?;
+        }
+        for id in &p.remove {
+            c.push_remove(id).then_some(())?;
+        }
+        Some(c)
+    }
+
     /// The same patch with owned rows (tests and the differential oracle).
     pub fn to_patch(&self) -> MeterPatch {
         MeterPatch {

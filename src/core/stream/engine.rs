@@ -5,16 +5,19 @@ use super::{
     fetch_path, DetailEvent, MetersEvent, NoticesEvent, StreamRequest, METERS_PREFIX,
     NOTICES_CHANNEL, TOTALS_CHANNEL,
 };
-use super::{MeterRow, MeterRowRef};
+use super::{MeterColumns, MeterRow, MeterRowRef};
 use crate::core::config::Config;
+use crate::core::detect::Detector;
 use crate::core::error::ErrorSink;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Outbound;
+use crate::core::meters::MeterTable;
 use crate::core::session::{
     Delivery, FetchWhat, Payload, Session, SessionError, SessionErrorCode, SessionInput,
     SessionOutput,
 };
-use crate::core::{add_reading, intern_meter, Engine, ReadingBounds};
+use crate::core::windows::Windows;
+use crate::core::{add_reading, intern_meter, Counters, Engine, ReadingBounds};
 
 /// The engine's session and the stores its channels fill.
 #[derive(Clone, Debug)]
@@ -72,19 +75,7 @@ impl StreamState {
     /// Makes room in the per-meter ts slabs for meter `m` (of `meters`
     /// tracked); false if memory for them cannot be had.
     fn slot(&mut self, m: usize, meters: usize) -> bool {
-        if self.newest_ts.len() > m {
-            return true;
-        }
-        let n = meters.max(m + 1);
-        let more = n - self.newest_ts.len();
-        if self.newest_ts.try_reserve(more).is_err()
-            || self.newest_row_ts.try_reserve(more).is_err()
-        {
-            return false;
-        }
-        self.newest_ts.resize(n, f64::NAN);
-        self.newest_row_ts.resize(n, f64::NAN);
-        true
+        ts_slot(&mut self.newest_ts, &mut self.newest_row_ts, m, meters)
     }
 
     /// Whether a live reading of meter `m` at `ts` enters its window: not if a
@@ -122,10 +113,12 @@ impl StreamState {
         self.unshown.iter_mut().find(|(c, _)| c == channel).map_or(0, |(_, n)| std::mem::take(n))
     }
 
-    /// Forgets the per-meter marks (the engine's meters were reset).
+    /// Forgets the per-meter marks and the store's links to meter indices
+    /// (the engine's meters were reset).
     pub(crate) fn forget_meters(&mut self) {
         self.newest_ts = Vec::new();
         self.newest_row_ts = Vec::new();
+        self.meters.forget_links();
     }
 
     /// Whether a session input other than a tick was seen.
@@ -142,6 +135,95 @@ impl StreamState {
             + (self.newest_row_ts.capacity() + self.newest_ts.capacity()) * 8
             + self.session.bytes()
     }
+}
+
+/// What feeding a row's reading to its meter's window touches: the
+/// engine's meters, windows, detector and counters, the stream's per-meter
+/// marks, the batch's reading bounds and its error sink.
+struct RowFeed<'e> {
+    meters: &'e mut MeterTable,
+    windows: &'e mut Windows,
+    detector: &'e mut Detector,
+    cfg: &'e Config,
+    counters: &'e mut Counters,
+    newest_ts: &'e mut Vec<f64>,
+    newest_row_ts: &'e mut Vec<f64>,
+    bounds: ReadingBounds,
+    sink: ErrorSink<'e>,
+}
+
+impl RowFeed<'_> {
+    /// Row `i`'s reading into its meter's window, if newer than every stream
+    /// reading that entered it. `link`: the store slot's link to the meter's
+    /// index (plus one; 0 unknown), used when set and set when found.
+    fn feed(&mut self, i: usize, r: &MeterRowRef<'_>, link: Option<&mut u32>) {
+        // The link, when set, is this meter's index (the store sets it for
+        // its own id only, and forgets it when the meters reset).
+        let known = link.as_ref().and_then(|l| l.checked_sub(1));
+        let m = match known {
+            Some(m) => m as usize,
+            None => {
+                let (meters, windows, detector) =
+                    (&mut *self.meters, &mut *self.windows, &mut *self.detector);
+                match intern_meter(meters, windows, detector, r.meter, self.cfg.max_meters) {
+                    Ok(m) => {
+                        if let Some(l) = link {
+                            *l = m.checked_add(1).unwrap_or(0);
+                        }
+                        m as usize
+                    }
+                    Err(e) => {
+                        self.sink.push(e);
+                        self.counters.readings_rejected += 1.0;
+                        return;
+                    }
+                }
+            }
+        };
+        if !ts_slot(self.newest_ts, self.newest_row_ts, m, self.meters.len()) {
+            self.sink.push(CoreError::new(
+                ErrorCode::OutOfMemory,
+                format!("meter '{}': no memory to track its stream readings", r.meter),
+            ));
+            return;
+        }
+        let newest = self.newest_ts.get(m).copied().unwrap_or(f64::NAN);
+        if r.ts <= newest {
+            return;
+        }
+        if let Err(e) = self.bounds.check(r.ts, r.value, i) {
+            self.sink.push(e);
+            self.counters.readings_rejected += 1.0;
+            return;
+        }
+        add_reading(self.windows, self.detector, m, r.value, r.ts, self.cfg);
+        self.counters.readings_ingested += 1.0;
+        if let (Some(a), Some(b)) = (self.newest_ts.get_mut(m), self.newest_row_ts.get_mut(m)) {
+            *a = r.ts;
+            *b = r.ts;
+        }
+    }
+}
+
+/// [`StreamState::slot`] on its two slabs (for a caller that holds other
+/// fields of the state borrowed).
+fn ts_slot(
+    newest_ts: &mut Vec<f64>,
+    newest_row_ts: &mut Vec<f64>,
+    m: usize,
+    meters: usize,
+) -> bool {
+    if newest_ts.len() > m {
+        return true;
+    }
+    let n = meters.max(m + 1);
+    let more = n - newest_ts.len();
+    if newest_ts.try_reserve(more).is_err() || newest_row_ts.try_reserve(more).is_err() {
+        return false;
+    }
+    newest_ts.resize(n, f64::NAN);
+    newest_row_ts.resize(n, f64::NAN);
+    true
 }
 
 /// The engine's error for a session error.
@@ -319,7 +401,11 @@ impl Engine {
                 self.meter_rows(channel, rows, p.remove.iter().map(String::as_str), at, full, now_ms);
             }
             Payload::MeterColumns(c) if channel.starts_with(METERS_PREFIX) => {
-                self.meter_rows(channel, c.upserts(), c.removes(), at, full, now_ms);
+                if full {
+                    self.meter_rows(channel, c.upserts(), c.removes(), at, full, now_ms);
+                } else {
+                    self.meter_delta(channel, &c, at, now_ms);
+                }
             }
             Payload::Notices(p) if channel == NOTICES_CHANNEL => {
                 let cap = self.cfg.max_notices as usize;
@@ -347,7 +433,8 @@ impl Engine {
     /// Applies a `meters.<group>` patch (from text or columns alike) written
     /// at `at`: the store first, so a row it refuses at the cap does not feed
     /// the windows either (the window's own ts rule keeps the readings
-    /// idempotent).
+    /// idempotent). A delta in columns (every delta but one too odd for
+    /// them) takes [`meter_delta`](Self::meter_delta) instead.
     fn meter_rows<'a, R>(
         &mut self,
         channel: &str,
@@ -376,6 +463,42 @@ impl Engine {
         self.refused(refused, "maxMeterEntities");
     }
 
+    /// [`meter_rows`](Self::meter_rows) for a delta in columns: with
+    /// `detectLive`, each row the store holds feeds its reading as
+    /// [`row_readings`](Self::row_readings) would, right after its store
+    /// write, reaching the meter's window through the slot's link (one id
+    /// lookup per row, not two). A full snapshot, whose evictions follow its
+    /// upserts, keeps the two passes.
+    fn meter_delta(&mut self, channel: &str, c: &MeterColumns, at: (u64, u64), now_ms: f64) {
+        let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
+        let StreamState {
+            meters: store, counters: stream_counters, newest_ts, newest_row_ts, ..
+        } = stream;
+        let cap = cfg.max_meter_entities as usize;
+        let detect = cfg.detect_live;
+        let mut rf = RowFeed {
+            bounds: ReadingBounds::new(cfg, ledger.corrected(now_ms)),
+            sink: ErrorSink::new(out, cfg.max_errors_per_batch),
+            meters,
+            windows,
+            detector,
+            cfg,
+            counters,
+            newest_ts,
+            newest_row_ts,
+        };
+        let mut feed = |i: usize, r: &MeterRowRef<'_>, link: &mut u32| {
+            if detect {
+                rf.feed(i, r, Some(link));
+            }
+        };
+        let (rows, remove) = (c.upserts(), c.removes());
+        let refused =
+            store.apply_feeding(channel, rows, remove, at, false, cap, stream_counters, &mut feed);
+        rf.sink.finish();
+        self.refused(refused, "maxMeterEntities");
+    }
+
     /// Feeds the rows' latest readings to the anomaly windows. A row's
     /// reading enters a meter's window only if its `ts` is newer than every
     /// reading that entered it from the stream (live `totals` frames or rows),
@@ -389,46 +512,25 @@ impl Engine {
         now_ms: f64,
     ) {
         let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
-        let bounds = ReadingBounds::new(cfg, ledger.corrected(now_ms));
-        let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+        let StreamState { meters: store, newest_ts, newest_row_ts, .. } = stream;
+        let mut rf = RowFeed {
+            bounds: ReadingBounds::new(cfg, ledger.corrected(now_ms)),
+            sink: ErrorSink::new(out, cfg.max_errors_per_batch),
+            meters,
+            windows,
+            detector,
+            cfg,
+            counters,
+            newest_ts,
+            newest_row_ts,
+        };
         for (i, r) in rows.into_iter().enumerate() {
-            if only_held.is_some_and(|c| !stream.meters.holds(c, r.meter)) {
+            if only_held.is_some_and(|c| !store.holds(c, r.meter)) {
                 continue;
             }
-            let m = match intern_meter(meters, windows, detector, r.meter, cfg.max_meters) {
-                Ok(m) => m as usize,
-                Err(e) => {
-                    sink.push(e);
-                    counters.readings_rejected += 1.0;
-                    continue;
-                }
-            };
-            if !stream.slot(m, meters.len()) {
-                sink.push(CoreError::new(
-                    ErrorCode::OutOfMemory,
-                    format!("meter '{}': no memory to track its stream readings", r.meter),
-                ));
-                continue;
-            }
-            let newest = stream.newest_ts.get(m).copied().unwrap_or(f64::NAN);
-            if r.ts <= newest {
-                continue;
-            }
-            if let Err(e) = bounds.check(r.ts, r.value, i) {
-                sink.push(e);
-                counters.readings_rejected += 1.0;
-                continue;
-            }
-            add_reading(windows, detector, m, r.value, r.ts, cfg);
-            counters.readings_ingested += 1.0;
-            if let (Some(a), Some(b)) =
-                (stream.newest_ts.get_mut(m), stream.newest_row_ts.get_mut(m))
-            {
-                *a = r.ts;
-                *b = r.ts;
-            }
+            rf.feed(i, &r, None);
         }
-        sink.finish();
+        rf.sink.finish();
     }
 
     fn refused(&mut self, refused: Option<Refused>, cap: &str) {

@@ -156,21 +156,27 @@ impl Source<MeterRow> for MeterRowRef<'_> {
 
 /// One entity's place in a table: its newest row, the `(epoch, seq)` that
 /// wrote it, whether the store holds it (`false`: removed, its `remove` not
-/// flushed yet), and whether it waits in the table's dirty list.
+/// flushed yet), whether it waits in the table's dirty list, and its `link`.
 #[derive(Clone, Debug)]
 struct Slot<T> {
     row: T,
     at: (u64, u64),
     held: bool,
     dirty: bool,
+    /// For meter rows: the engine's dense index of this meter plus one (0:
+    /// not known yet), so a row's reading reaches its window without a
+    /// second lookup by id. Set only by [`MeterStore::apply_feeding`]'s
+    /// caller, cleared by [`MeterStore::forget_links`] when the engine's
+    /// meter table is reset; a slot placed anew starts at 0.
+    link: u32,
 }
 
 /// What an upsert did.
 enum Upsert {
-    /// Written (new, or newer than what the entity held).
-    Written,
-    /// The entity holds a newer write: left as it was.
-    Older,
+    /// Written (new, or newer than what the entity held), in slot `.0`.
+    Written(u32),
+    /// The entity (slot `.0`) holds a newer write: left as it was.
+    Older(u32),
     /// A new entity and no room for it (or no memory): not stored.
     Refused,
 }
@@ -248,7 +254,7 @@ impl<T: Entity> Table<T> {
             None => match self.place(row.to_entity(), at) {
                 Some(i) => {
                     self.mark(i, counters);
-                    return Upsert::Written;
+                    return Upsert::Written(i);
                 }
                 None => {
                     counters.refused_entities += 1;
@@ -259,7 +265,7 @@ impl<T: Entity> Table<T> {
         let Some(Some(s)) = self.slots.get_mut(i as usize) else { return Upsert::Refused };
         if s.held {
             if s.at > at {
-                return Upsert::Older;
+                return Upsert::Older(i);
             }
         } else if !room {
             // Removed and not flushed yet: to the store it is a new entity.
@@ -272,7 +278,7 @@ impl<T: Entity> Table<T> {
         row.write_into(&mut s.row);
         s.at = at;
         self.mark(i, counters);
-        Upsert::Written
+        Upsert::Written(i)
     }
 
     /// Interns a new entity into a free or new slot, held; `None` without
@@ -296,7 +302,7 @@ impl<T: Entity> Table<T> {
             None => u32::try_from(next).ok()?,
         };
         self.index.insert(row.id().into(), i);
-        let slot = Some(Slot { row, at, held: true, dirty: false });
+        let slot = Some(Slot { row, at, held: true, dirty: false, link: 0 });
         match self.slots.get_mut(i as usize) {
             Some(s) => *s = slot,
             None => self.slots.push(slot),
@@ -453,6 +459,31 @@ impl MeterStore {
         cap: usize,
         counters: &mut StreamCounters,
     ) -> Option<Refused> {
+        let mut feed = |_: usize, _: &MeterRowRef<'a>, _: &mut u32| {};
+        self.apply_feeding(channel, upsert, remove, at, full, cap, counters, &mut feed)
+    }
+
+    /// [`apply`](Self::apply), calling `feed(i, row, link)` for each upserted
+    /// row `i` the store holds once it is applied (written, or older than
+    /// the row held), in order, right after its upsert; `link` is the slot's
+    /// link (the engine's meter index plus one, 0 until `feed` sets it),
+    /// which `feed` may read and set. A refused row is not fed.
+    /// (Upserts never stop holding a meter, and a meter the cap refused stays
+    /// refused for the rest of the patch: so the rows fed are those whose
+    /// meter the store holds after the patch, full snapshots' evictions aside.)
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_feeding<'a>(
+        &mut self,
+        channel: &str,
+        upsert: impl IntoIterator<Item = MeterRowRef<'a>>,
+        remove: impl IntoIterator<Item = &'a str>,
+        at: (u64, u64),
+        full: bool,
+        cap: usize,
+        counters: &mut StreamCounters,
+        // `dyn`: one copy of this loop per row source, not one per caller.
+        feed: &mut dyn FnMut(usize, &MeterRowRef<'a>, &mut u32),
+    ) -> Option<Refused> {
         let mut held = self.len();
         let table = self.table(channel);
         let mut refused: Option<Refused> = None;
@@ -461,10 +492,15 @@ impl MeterStore {
                 held -= 1;
             }
         }
-        for row in upsert {
+        for (n, row) in upsert.into_iter().enumerate() {
             let before = table.held;
-            if let Upsert::Refused = table.upsert(&row, at, held < cap, counters) {
-                Refused::add(&mut refused, channel, row.meter);
+            match table.upsert(&row, at, held < cap, counters) {
+                Upsert::Refused => Refused::add(&mut refused, channel, row.meter),
+                Upsert::Written(i) | Upsert::Older(i) => {
+                    if let Some(Some(s)) = table.slots.get_mut(i as usize) {
+                        feed(n, &row, &mut s.link);
+                    }
+                }
             }
             held = held + table.held - before;
         }
@@ -472,6 +508,15 @@ impl MeterStore {
             table.evict_unless_written_at(Some(at), counters);
         }
         refused
+    }
+
+    /// Forgets every slot's link (the engine's meter table was reset).
+    pub fn forget_links(&mut self) {
+        for (_, t) in &mut self.channels {
+            for s in t.slots.iter_mut().flatten() {
+                s.link = 0;
+            }
+        }
     }
 
     /// Whether `channel` holds a row for `meter`.

@@ -117,6 +117,11 @@ pub(super) fn decode(h: &Header, bytes: &[u8]) -> Result<ServerOp, CoreError> {
     // Every id is at least 3 bytes (length and one byte): the count is bounded
     // by the payload before anything is reserved.
     c.ends.reserve(super::bindings_fit(ids, &r, 3)?);
+    // The ids' bytes: what is left of the frame less 2 bytes of length per
+    // id and the rows' 36 bytes of columns (a bound that follows the
+    // payload), so the string grows once.
+    let fixed = (ids as usize).saturating_mul(2).saturating_add((rows as usize).saturating_mul(36));
+    c.ids.reserve(bytes.len().saturating_sub(r.pos).saturating_sub(fixed));
     for n in 0..ids {
         let len = r.u16("meter ids")?;
         let id = r.take(usize::from(len), "meter ids")?;
