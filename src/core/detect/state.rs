@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 188 bytes (8 of them the seasonal rule's).
+//! time a meter's whole detection state is 192 bytes (12 of them the seasonal rule's).
 
 use super::super::event::AnomalyKind;
 use super::season::Season;
@@ -155,7 +155,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
         // 48: `ended_run` (4 B a meter) made the learned runs exact under bursts.
         // 56: the seasonal rule's period and residual scale (8 B a meter).
-        assert_eq!(std::mem::size_of::<Verdicts>(), 56);
+        // 60: the seasonal scan's due count, cached (4 B a meter).
+        assert_eq!(std::mem::size_of::<Verdicts>(), 60);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
