@@ -184,7 +184,7 @@ impl Judge<'_> {
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
         let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
-        v.score = rules::score(u2) as f32;
+        v.score_u2 = u2;
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
@@ -216,8 +216,9 @@ impl Judge<'_> {
         let silence = self.now - seen;
         let critical = silence >= critical_after;
         let u = silence / after;
-        if u > 1.0 {
-            v.score = v.score.max(rules::score(u * u) as f32);
+        if u > 1.0 && rules::score(u * u) as f32 > v.score() {
+            // The larger score (as an f32, as it is read) wins.
+            v.score_u2 = u * u;
         }
         if silence > after && (!v.is_active(i) || (critical && v.critical & (1 << i) == 0)) {
             v.calm[i] = 0;

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 192 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 196 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -267,7 +267,7 @@ impl Detector {
 
     /// Meter `m`'s current anomaly score in [0, 1] (0 for an unknown meter).
     pub fn score(&self, m: usize) -> f64 {
-        self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score))
+        self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score()))
     }
 
     /// Timestamp of meter `m`'s newest reading (NaN before any).
