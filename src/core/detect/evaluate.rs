@@ -16,6 +16,7 @@ use super::super::meters::MeterTable;
 use super::super::windows::Windows;
 use super::learn::{Learned, Teach};
 use super::rules;
+use super::season::Season;
 use super::state::{index, Pending, Verdicts, KINDS};
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
@@ -82,10 +83,14 @@ impl Judge<'_> {
         let spike_var = l.spike_var(r.peak_var);
         let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
         // Seasonal: the newest readings against one period before (`season`).
-        let floor2 = rules::floored_variance(0.0, mean, cfg);
-        let ring = self.windows.newest(m, usize::MAX);
-        v.season.rescan(m, ring, self.windows.window(), l.readings, r.new);
-        let season_u2 = v.season.judge(ring, r.new, threshold, floor2);
+        // A meter without a period whose scan is not due (most meters) passes
+        // with one comparison; the rest is out of line.
+        let due = v.season.scan_due(m, l.readings, r.new, self.windows.window());
+        let season_u2 = if v.season.period != 0 || due {
+            self.season(m, &mut v.season, due, r.new, threshold, mean)
+        } else {
+            0.0
+        };
         let spike_u2 = peak_u2.max(var_u2).max(season_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
@@ -179,10 +184,22 @@ impl Judge<'_> {
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
         let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
-        v.score = rules::score(u2) as f32;
+        v.score_u2 = u2;
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
+    }
+
+    /// The seasonal rule's evaluation of meter `m` (window mean `mean`) over
+    /// its newest `new` readings against threshold `t`, after a rescan if
+    /// `due`: its evidence squared (`Season::judge`). Out of line: most
+    /// evaluations do not come here, and a scan's frame is large.
+    #[inline(never)]
+    fn season(&self, m: usize, s: &mut Season, due: bool, new: u32, t: f64, mean: f64) -> f64 {
+        let ring = self.windows.newest(m, usize::MAX);
+        s.rescan(ring, self.windows.window(), due);
+        let floor2 = rules::floored_variance(0.0, mean, self.cfg);
+        s.judge(ring, new, t, floor2)
     }
 
     /// Checks meter `m`, last evaluated at engine time `seen`, for silence.
@@ -199,8 +216,9 @@ impl Judge<'_> {
         let silence = self.now - seen;
         let critical = silence >= critical_after;
         let u = silence / after;
-        if u > 1.0 {
-            v.score = v.score.max(rules::score(u * u) as f32);
+        if u > 1.0 && rules::score(u * u) as f32 > v.score() {
+            // The larger score (as an f32, as it is read) wins.
+            v.score_u2 = u * u;
         }
         if silence > after && (!v.is_active(i) || (critical && v.critical & (1 << i) == 0)) {
             v.calm[i] = 0;

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 188 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 196 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -54,6 +54,10 @@ pub struct Detector {
     /// Meters with readings since their last evaluation, in order of first reading.
     dirty: Vec<u32>,
     silence: SilenceSchedule,
+    /// The window the meters' cached seasonal scan counts
+    /// (`season::Season::scan_at`) were computed for: a tick that finds
+    /// another window forgets them first.
+    scan_window: usize,
 }
 
 /// When the silence check must next visit the meters.
@@ -206,6 +210,13 @@ impl Detector {
         if !now_ms.is_finite() {
             return 0;
         }
+        if windows.window() != self.scan_window {
+            // Rare (memory guard, config): every due count was per `window`.
+            for v in &mut self.verdicts {
+                v.season.scan_at = 0;
+            }
+            self.scan_window = windows.window();
+        }
         let mut judge = Judge { now: now_ms, windows, names, cfg, out };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
@@ -256,7 +267,7 @@ impl Detector {
 
     /// Meter `m`'s current anomaly score in [0, 1] (0 for an unknown meter).
     pub fn score(&self, m: usize) -> f64 {
-        self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score))
+        self.verdicts.get(m).map_or(0.0, |v| f64::from(v.score()))
     }
 
     /// Timestamp of meter `m`'s newest reading (NaN before any).

@@ -7,12 +7,17 @@
 //! day whose peak is higher, flat or missing, a holiday dip, or a level shift
 //! on a seasonal meter is.
 //!
-//! State: 8 bytes a meter ([`Season`]), in `state::Verdicts`. The period is
+//! State: 12 bytes a meter ([`Season`]), in `state::Verdicts`. The period is
 //! found from the ring itself by [`detect_period`] (autocorrelation of block
 //! means, then the exact lag by mean squared difference), at most once per
 //! `window` readings, staggered over meters so no tick scans them all; the
 //! residual reads two samples from the ring per reading evaluated. Rules and
 //! defaults: `docs/DETECTION.md`, "Seasonal".
+//!
+//! Cost shape: a meter without a period (most meters) costs an evaluation one
+//! comparison of its learned reading count against [`Season::scan_at`], the
+//! count at which its next scan is due, cached so the due check needs no
+//! division; the ring is read only by a scan or by a meter with a period.
 
 /// Readings per block in the coarse autocorrelation scan.
 pub(super) const SEASON_BLOCK: usize = 8;
@@ -49,7 +54,7 @@ pub(super) const SEASON_MEMORY: f64 = 1_200.0;
 /// Readings of one evaluation whose residuals are scored (the newest ones).
 pub(super) const SEASON_MAX_READINGS: u32 = 16;
 
-/// One meter's seasonal state (8 bytes).
+/// One meter's seasonal state (12 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub(super) struct Season {
     /// Running mean square of the residual (EWMA once `SEASON_MEMORY` are learned).
@@ -58,6 +63,12 @@ pub(super) struct Season {
     pub period: u16,
     /// Residuals learned since the period was found (saturating).
     pub learned: u16,
+    /// A cache of [`next_scan`]: the learned reading count at which the
+    /// meter's next scan is due, valid while the count is below it and the
+    /// window is the one it was computed for (`Detector` zeroes it when the
+    /// window changes); 0 when unknown. Not part of what the rule has
+    /// learned: [`Season::adopt`] keeps it.
+    pub scan_at: u32,
 }
 
 /// Sample `k` readings before the newest (k = 0 is the newest) of a window
@@ -88,6 +99,21 @@ pub(super) fn scan_due(m: usize, before: u32, after: u32, every: u32) -> bool {
     let phase = ((m as u64).wrapping_mul(2_654_435_761) % u64::from(every)) as u32;
     let e = u64::from(every);
     (u64::from(before) + u64::from(phase)) / e != (u64::from(after) + u64::from(phase)) / e
+}
+
+/// The learned reading count at which meter `m`'s next scan is due when it has
+/// learned `readings`, once per `every` readings: the least count `R >
+/// readings` at which [`scan_due`] turns true, so `scan_due(m, readings,
+/// after, every)` is exactly `after >= next_scan(m, readings, every)`.
+/// 0 when there is none below 2³² (or `every` is 0).
+pub(super) fn next_scan(m: usize, readings: u32, every: u32) -> u32 {
+    if every == 0 {
+        return 0;
+    }
+    let e = u64::from(every);
+    let phase = (m as u64).wrapping_mul(2_654_435_761) % e;
+    let next = ((u64::from(readings) + phase) / e + 1) * e - phase;
+    u32::try_from(next).unwrap_or(0)
 }
 
 /// The period of the samples (oldest first, as two slices), in readings, or 0
@@ -138,21 +164,25 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
     }
     let c0 = c0 / nb as f64;
     let max_lag = (nb / SEASON_PERIODS).min(u16::MAX as usize / SEASON_BLOCK);
-    let acf = |l: usize| -> f64 {
-        let mut s = 0.0;
-        for (x, y) in blocks.iter().take(nb - l).zip(blocks.iter().skip(l)) {
-            s += x * y;
-        }
-        s / ((nb - l) as f64 * c0)
-    };
     let first = SEASON_MIN_PERIOD / SEASON_BLOCK;
     // r at lags first-1 ..= max_lag+2, for the local-maximum test (a peak one
     // block past the longest period still gives that period, as the fine
     // search is clamped to it).
     let mut r = [0.0f64; 90];
     let top = (max_lag + 2).min(r.len() - 1).min(nb - 1);
-    for (l, slot) in r.iter_mut().enumerate().take(top + 1).skip(first - 1) {
-        *slot = acf(l);
+    let blocks = &blocks[..nb];
+    let mut l = first - 1;
+    while l <= top {
+        // Up to four lags at once, each its own sum in the one-lag order
+        // (`lag_sums`): the same bits, four addition chains in flight.
+        let k = (top + 1 - l).min(4);
+        let s = lag_sums(blocks, l, k);
+        for (j, sj) in s.iter().take(k).enumerate() {
+            if let Some(slot) = r.get_mut(l + j) {
+                *slot = sj / ((nb - (l + j)) as f64 * c0);
+            }
+        }
+        l += k;
     }
     let mut low = f64::INFINITY;
     let mut peaks = [(0usize, 0.0f64); 16];
@@ -182,17 +212,49 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
     let hi = (centre + SEASON_BLOCK).min(n / SEASON_PERIODS);
     let mut pick = 0usize;
     let mut least = f64::INFINITY;
-    for p in lo..=hi {
-        let mut s = 0.0;
-        for i in p..n {
-            let d = at(i) - at(i - p);
-            s += d * d;
+    let mut p = lo;
+    while p <= hi {
+        // Four lags at once, as for the coarse sums: lag p + j's sum takes its
+        // terms i = p + j .. n in increasing i, as a loop per lag would.
+        let k = (hi + 1 - p).min(4);
+        let mut s = [0.0f64; 4];
+        for i in p..(p + 3).min(n) {
+            for (j, sj) in s.iter_mut().enumerate().take(k) {
+                if i >= p + j {
+                    let d = at(i) - at(i - (p + j));
+                    *sj += d * d;
+                }
+            }
         }
-        let msd = s / (n - p) as f64;
-        if msd < least {
-            least = msd;
-            pick = p;
+        if k == 4 {
+            for i in (p + 3).min(n)..n {
+                let x = at(i);
+                let d0 = x - at(i - p);
+                let d1 = x - at(i - p - 1);
+                let d2 = x - at(i - p - 2);
+                let d3 = x - at(i - p - 3);
+                s[0] += d0 * d0;
+                s[1] += d1 * d1;
+                s[2] += d2 * d2;
+                s[3] += d3 * d3;
+            }
+        } else {
+            for i in (p + 3).min(n)..n {
+                let x = at(i);
+                for (j, sj) in s.iter_mut().enumerate().take(k) {
+                    let d = x - at(i - (p + j));
+                    *sj += d * d;
+                }
+            }
         }
+        for (j, sj) in s.iter().take(k).enumerate() {
+            let msd = sj / (n - (p + j)) as f64;
+            if msd < least {
+                least = msd;
+                pick = p + j;
+            }
+        }
+        p += k;
     }
     let mut m2 = 0.0;
     let mean = (0..n).map(at).sum::<f64>() / n as f64;
@@ -204,6 +266,41 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
         return 0;
     }
     u16::try_from(pick).unwrap_or(0)
+}
+
+/// The lagged products `Σ_{i < n−(l+j)} x_i·x_{i+l+j}` of `x` (n samples) for
+/// the `k` (1..=4) lags `l + j`, `j < k`, each summed in increasing `i`: the
+/// sums a loop per lag gives, bit for bit, with up to four independent
+/// addition chains (a loop per lag waits an addition's latency per term).
+fn lag_sums(x: &[f64], l: usize, k: usize) -> [f64; 4] {
+    let n = x.len();
+    let mut s = [0.0f64; 4];
+    // Terms every lag has: i < n − (l + k − 1).
+    let common = n.saturating_sub(l + k - 1);
+    if k == 4 {
+        let ys = x.get(l..).unwrap_or(&[]).windows(4);
+        for (xi, y) in x.iter().take(common).zip(ys) {
+            if let [y0, y1, y2, y3] = *y {
+                s[0] += xi * y0;
+                s[1] += xi * y1;
+                s[2] += xi * y2;
+                s[3] += xi * y3;
+            }
+        }
+    } else {
+        for (i, xi) in x.iter().enumerate().take(common) {
+            for (j, sj) in s.iter_mut().enumerate().take(k) {
+                *sj += xi * x.get(i + l + j).copied().unwrap_or(0.0);
+            }
+        }
+    }
+    // The longer sums' last terms, still in increasing i.
+    for (j, sj) in s.iter_mut().enumerate().take(k) {
+        for i in common..n.saturating_sub(l + j) {
+            *sj += x.get(i).copied().unwrap_or(0.0) * x.get(i + l + j).copied().unwrap_or(0.0);
+        }
+    }
+    s
 }
 
 /// The seasonal residual of the sample `k` readings before the newest, for
@@ -263,21 +360,28 @@ impl Season {
         self.learned = self.learned.saturating_add(1);
     }
 
-    /// Rescans meter `m`'s period when due: its window (two slices, oldest
-    /// first) is full (`window` readings) and its learned reading count goes
-    /// from `readings` to `readings + new` across a multiple of `window` at the
-    /// meter's phase ([`scan_due`]).
-    pub fn rescan(
-        &mut self,
-        m: usize,
-        (a, b): (&[f64], &[f64]),
-        window: usize,
-        readings: u32,
-        new: u32,
-    ) {
-        let n = a.len() + b.len();
+    /// Whether meter `m`'s scan is due in an evaluation that takes its learned
+    /// reading count from `readings` to `readings + new` (saturating), once
+    /// per `window` readings: exactly [`scan_due`], but from the cached
+    /// [`Season::scan_at`], so that on most evaluations it is one comparison
+    /// (the cache is refilled, with a division, once per `window` readings).
+    #[inline]
+    pub fn scan_due(&mut self, m: usize, readings: u32, new: u32, window: usize) -> bool {
         let every = u32::try_from(window).unwrap_or(u32::MAX);
-        if n == window && scan_due(m, readings, readings.saturating_add(new), every) {
+        if self.scan_at <= readings {
+            self.scan_at = next_scan(m, readings, every);
+            if self.scan_at == 0 {
+                // No due count below 2³²: the exact test, every time.
+                return scan_due(m, readings, readings.saturating_add(new), every);
+            }
+        }
+        readings.saturating_add(new) >= self.scan_at
+    }
+
+    /// Rescans the period when `due` ([`Season::scan_due`]) and the window (two
+    /// slices, oldest first) is full (`window` readings).
+    pub fn rescan(&mut self, (a, b): (&[f64], &[f64]), window: usize, due: bool) {
+        if due && a.len() + b.len() == window {
             self.adopt(detect_period(a, b));
         }
     }
@@ -306,7 +410,7 @@ impl Season {
             // readings): keep what the scale has learned.
             self.period = p;
         } else if p != self.period {
-            *self = Season { period: p, ..Season::default() };
+            *self = Season { period: p, scan_at: self.scan_at, ..Season::default() };
         }
     }
 }
@@ -383,7 +487,8 @@ mod tests {
         for i in 0..x.len() {
             let lo = (i + 1).saturating_sub(window);
             let ring = (&x[lo..=i], &[][..]);
-            s.rescan(3, ring, window, i as u32, 1);
+            let due = s.scan_due(3, i as u32, 1, window);
+            s.rescan(ring, window, due);
             let u2 = s.judge(ring, 1, t, 1e-12);
             if u2 > 1.0 {
                 assert!(i >= at, "normal cycle breached at {i}: u² {u2}, period {}", s.period);
@@ -402,6 +507,199 @@ mod tests {
         assert_eq!(back(&a, &b, 2), Some(3.0));
         assert_eq!(back(&a, &b, 4), Some(1.0));
         assert_eq!(back(&a, &b, 5), None);
+    }
+
+    /// The cached due check against the exact one, over evaluations of 0 to
+    /// 3,000 readings (several intervals at once, none, and a count that
+    /// does not move, as in warm-up), up to the count's saturation.
+    #[test]
+    fn the_cached_due_check_is_the_exact_one() {
+        let mut seed = 5u64;
+        let mut rand = |k: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % k
+        };
+        for m in [0usize, 1, 7, 4_999, 1 << 20] {
+            for every in [8u32, 600, 1_200, 1_048_576] {
+                for start in [0u32, u32::MAX - 10_000] {
+                    let mut s = Season::default();
+                    let mut readings = start;
+                    for _ in 0..4_000 {
+                        let new = match rand(10) {
+                            0 => rand(3_000) as u32,
+                            1 => 0,
+                            _ => 1 + rand(3) as u32,
+                        };
+                        let exact = scan_due(m, readings, readings.saturating_add(new), every);
+                        assert_eq!(s.scan_due(m, readings, new, every as usize), exact);
+                        // Warm-up evaluations do not advance the count.
+                        if rand(20) != 0 {
+                            readings = readings.saturating_add(new);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `detect_period` as it was before its sums ran four lags at once: the
+    /// oracle the faster one must equal.
+    fn detect_period_one_lag_at_a_time(a: &[f64], b: &[f64]) -> u16 {
+        let n = a.len() + b.len();
+        let nb = n / SEASON_BLOCK;
+        let max_lag = nb / SEASON_PERIODS;
+        if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
+            return 0;
+        }
+        let at = |i: usize| -> f64 {
+            if i < a.len() {
+                a.get(i).copied().unwrap_or(0.0)
+            } else {
+                b.get(i - a.len()).copied().unwrap_or(0.0)
+            }
+        };
+        // Block means aligned to the newest sample (at most 256 blocks, the newest).
+        let mut blocks = [0.0f64; 256];
+        let nb = nb.min(blocks.len());
+        let skip = n - nb * SEASON_BLOCK;
+        let mut sum = 0.0;
+        for (j, slot) in blocks.iter_mut().take(nb).enumerate() {
+            let mut s = 0.0;
+            for i in 0..SEASON_BLOCK {
+                s += at(skip + j * SEASON_BLOCK + i);
+            }
+            *slot = s / SEASON_BLOCK as f64;
+            sum += *slot;
+        }
+        let mu = sum / nb as f64;
+        let mut c0 = 0.0;
+        for slot in blocks.iter_mut().take(nb) {
+            *slot -= mu;
+            c0 += *slot * *slot;
+        }
+        if c0.is_nan() || c0 <= 0.0 || !c0.is_finite() {
+            return 0;
+        }
+        let c0 = c0 / nb as f64;
+        let max_lag = (nb / SEASON_PERIODS).min(u16::MAX as usize / SEASON_BLOCK);
+        let acf = |l: usize| -> f64 {
+            let mut s = 0.0;
+            for (x, y) in blocks.iter().take(nb - l).zip(blocks.iter().skip(l)) {
+                s += x * y;
+            }
+            s / ((nb - l) as f64 * c0)
+        };
+        let first = SEASON_MIN_PERIOD / SEASON_BLOCK;
+        // r at lags first-1 ..= max_lag+2, for the local-maximum test (a peak one
+        // block past the longest period still gives that period, as the fine
+        // search is clamped to it).
+        let mut r = [0.0f64; 90];
+        let top = (max_lag + 2).min(r.len() - 1).min(nb - 1);
+        for (l, slot) in r.iter_mut().enumerate().take(top + 1).skip(first - 1) {
+            *slot = acf(l);
+        }
+        let mut low = f64::INFINITY;
+        let mut peaks = [(0usize, 0.0f64); 16];
+        let mut k = 0;
+        let mut best = 0.0f64;
+        for l in first..top {
+            let (prev, here, next) = (r[l - 1], r[l], r[l + 1]);
+            low = low.min(prev);
+            if l <= max_lag + 1
+                && here >= SEASON_ACF
+                && here - low >= SEASON_DIP
+                && here >= prev
+                && here >= next
+                && k < peaks.len()
+            {
+                peaks[k] = (l, here);
+                k += 1;
+                best = best.max(here);
+            }
+        }
+        let Some(&(coarse, _)) = peaks[..k].iter().find(|p| p.1 >= SEASON_NEAR_BEST * best) else {
+            return 0;
+        };
+        // Fine: least mean squared difference within a block of the coarse lag.
+        let centre = coarse * SEASON_BLOCK;
+        let lo = centre.saturating_sub(SEASON_BLOCK).max(SEASON_MIN_PERIOD);
+        let hi = (centre + SEASON_BLOCK).min(n / SEASON_PERIODS);
+        let mut pick = 0usize;
+        let mut least = f64::INFINITY;
+        for p in lo..=hi {
+            let mut s = 0.0;
+            for i in p..n {
+                let d = at(i) - at(i - p);
+                s += d * d;
+            }
+            let msd = s / (n - p) as f64;
+            if msd < least {
+                least = msd;
+                pick = p;
+            }
+        }
+        let mut m2 = 0.0;
+        let mean = (0..n).map(at).sum::<f64>() / n as f64;
+        for i in 0..n {
+            let d = at(i) - mean;
+            m2 += d * d;
+        }
+        if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
+            return 0;
+        }
+        u16::try_from(pick).unwrap_or(0)
+    }
+
+    /// The period found is the one-lag-at-a-time scan's, on cycles of every
+    /// length the window can hold, noise, bursts, steps and windows of every
+    /// split and length.
+    #[test]
+    fn detect_period_is_the_one_lag_at_a_time_scan() {
+        let mut found = 0;
+        let mut seed = 9u64;
+        for case in 0..400u64 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(case);
+            let n = [1_200usize, 600, 333, 2_400, 97][(seed >> 40) as usize % 5];
+            let p = 10 + (seed >> 20) as usize % (n / 2);
+            let noise = [0.0, 1.0, 8.0, 40.0, 200.0][(seed >> 50) as usize % 5];
+            let mut x = wave(n, p, noise, seed);
+            if case % 7 == 0 {
+                // A step in the middle.
+                for v in x.iter_mut().skip(n / 2) {
+                    *v += 25.0;
+                }
+            }
+            if case % 5 == 0 {
+                // Quantised.
+                for v in x.iter_mut() {
+                    *v = v.round();
+                }
+            }
+            let split = (seed >> 8) as usize % (n + 1);
+            let (a, b) = x.split_at(split);
+            let got = detect_period(a, b);
+            assert_eq!(got, detect_period_one_lag_at_a_time(a, b), "case {case}: n {n} p {p}");
+            found += usize::from(got != 0);
+        }
+        assert!(found > 100, "only {found} cases found a period");
+    }
+
+    /// The interleaved sums are the one-lag sums, bit for bit.
+    #[test]
+    fn lag_sums_are_the_sums_of_one_lag_each() {
+        let x = wave(301, 37, 9.0, 4);
+        for l in [1usize, 2, 5, 100, 296, 297, 298, 300] {
+            for k in 1..=4usize {
+                let s = lag_sums(&x, l, k);
+                for (j, sj) in s.iter().enumerate().take(k) {
+                    let mut one = 0.0;
+                    for (a, b) in x.iter().zip(x.iter().skip(l + j)) {
+                        one += a * b;
+                    }
+                    assert_eq!(sj.to_bits(), one.to_bits(), "lag {l}+{j} of {k}");
+                }
+            }
+        }
     }
 
     #[test]

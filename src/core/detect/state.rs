@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 188 bytes (8 of them the seasonal rule's).
+//! time a meter's whole detection state is 196 bytes (12 of them the seasonal rule's).
 
 use super::super::event::AnomalyKind;
 use super::season::Season;
@@ -68,8 +68,10 @@ impl Default for Pending {
     }
 }
 
-/// What evaluations remember about a meter.
+/// What evaluations remember about a meter: one 64-byte cache line (aligned
+/// so an evaluation touches one line, not two; about 1% of the tick natively).
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(align(64))]
 pub(super) struct Verdicts {
     /// Spike vote history: bit 0 is the newest evaluation, a set bit a breach.
     /// Only the low `spike_votes_of` bits are kept.
@@ -102,9 +104,13 @@ pub(super) struct Verdicts {
     /// Readings evaluated while the active drift alert has been (0 when none):
     /// the slow baseline is held until `DRIFT_HOLD`·`baselineReadings`.
     pub drift_held: u32,
-    /// The meter's score at its latest evaluation or silence check: the
-    /// largest over the kinds (`rules::score`).
-    pub score: f32,
+    /// The evidence behind the meter's score at its latest evaluation or
+    /// silence check, squared: the score is `rules::score(score_u2) as f32`
+    /// ([`Verdicts::score`]). Kept as the evidence, not the score, so an
+    /// evaluation does not divide for a score nobody may read before the
+    /// next one: the division is at the end of the evaluation's longest
+    /// dependency chain, which stalled it.
+    pub score_u2: f64,
     /// The variance rule's scale: EWMA of `q²`, `q` the window variance's
     /// relative excess over the long-run one (`learn::Learned::variance_excess`),
     /// each term capped at the rule's limit.
@@ -130,7 +136,7 @@ impl Default for Verdicts {
             calm: [0; 4],
             active: 0,
             critical: 0,
-            score: 0.0,
+            score_u2: 0.0,
             vscale2: 0.0,
             var_held: 0,
             season: Season::default(),
@@ -139,6 +145,12 @@ impl Default for Verdicts {
 }
 
 impl Verdicts {
+    /// The meter's score in [0, 1], as an `f32` (the precision kept).
+    #[inline]
+    pub fn score(&self) -> f32 {
+        super::rules::score(self.score_u2) as f32
+    }
+
     /// Whether an alert of kind `i` is active.
     #[inline]
     pub fn is_active(&self, i: usize) -> bool {
@@ -155,7 +167,9 @@ mod tests {
         assert_eq!(std::mem::size_of::<Pending>(), 64);
         // 48: `ended_run` (4 B a meter) made the learned runs exact under bursts.
         // 56: the seasonal rule's period and residual scale (8 B a meter).
-        assert_eq!(std::mem::size_of::<Verdicts>(), 56);
+        // 60: the seasonal scan's due count, cached (4 B a meter).
+        // 64: the score's evidence (f64) instead of the score (f32).
+        assert_eq!(std::mem::size_of::<Verdicts>(), 64);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
     }
 
