@@ -28,6 +28,7 @@ const ns = (s) => `${num(s.median, 1)} ns (${num(s.min, 1)}–${num(s.max, 1)})`
 const ms = (s) => `${num(s.median, s.median < 1 ? 3 : 2)} ms (${num(s.min, s.min < 1 ? 3 : 2)}–${num(s.max, s.max < 1 ? 3 : 2)})`;
 const load = (l) => (l ? l.map((x) => num(x, 2)).join(' / ') : '?');
 const verdict = (ok) => (ok ? 'met' : 'not met');
+const spread = (s) => s.max - s.min;
 
 const mem = g.memory.map;
 const parts = Object.entries(mem.memory);
@@ -37,11 +38,12 @@ const rows = [
   '|---|---:|---|---|',
   `| per reading, page post → last \`ack\`: no map | ${ns(g.nsPerReading.noMap)} | | |`,
   `| per reading, the same with the map | ${ns(g.nsPerReading.map)} | | |`,
-  `| **added by the map** (same pass, map − no map) | ${ns(g.addedNsPerReading)} | ≤ 30 ns | ${verdict(g.addedNsPerReading.median <= 30)} |`,
+  `| **added by the map** (same pass, map − no map) | ${ns(g.addedNsPerReading)} | ≤ 30 ns | ${spread(g.addedNsPerReading) > 4 * 30 ? 'unresolved: the passes spread more than 4× the target (rerun quietly)' : verdict(g.addedNsPerReading.median <= 30)} |`,
   `| &nbsp;&nbsp;the worker's handler time alone (sum of \`ack.ms\`, flushes excluded), added | ${ns(g.addedHandlerNsPerReading)} | | |`,
   `| series query, group of ${num(g.seriesQueryMs.shape?.members ?? g.meters)}, 6 h at 5 min (${g.seriesQueryMs.shape?.buckets ?? '?'} buckets), post → answer: fresh (\`cached\`) | ${ms(g.seriesQueryMs.fresh)} | ≤ 1 ms | ${verdict(g.seriesQueryMs.fresh.median <= 1)} |`,
   `| &nbsp;&nbsp;recomputed after a new frame | ${ms(g.seriesQueryMs.recomputedAfterFrame)} | ≤ 20 ms | ${verdict(g.seriesQueryMs.recomputedAfterFrame.median <= 20)} |`,
   `| &nbsp;&nbsp;recomputed after a map change | ${ms(g.seriesQueryMs.recomputedAfterMapChange)} | ≤ 20 ms | ${verdict(g.seriesQueryMs.recomputedAfterMapChange.median <= 20)} |`,
+  ...(g.seriesQueryMs.mapApply ? [`| &nbsp;&nbsp;(the map change itself: \`fetched\` with the ${num(g.meters)}-meter \`/groups\` body → a \`stats\` answer posted after it) | ${ms(g.seriesQueryMs.mapApply)} | | |`] : []),
   `| series memory per meter (\`stats.memory.series\` / meters; one resource per meter) | ${num(g.memory.seriesBytesPerMeter, 0)} B | ≤ 4 KB (4,096 B) | ${verdict(g.memory.seriesBytesPerMeter <= 4096)} |`,
   '',
   `| \`stats.memory\` at the end (map arm), ${num(mem.meters)} meters | ${parts.map(([k]) => `\`${k}\``).join(' | ')} | \`engineBytes\` | linear memory |`,

@@ -31,7 +31,8 @@
 //      resource:'energy', spanMs: 6 h, resolution:'5m'}` (5,000 members),
 //      timed from its post to the answer: `recomputed` after a new frame
 //      (a member's bucket moved) and after a map change (a new `/groups`
-//      version, same members, answered to the next refresh), `fresh` (the same query again,
+//      version, same members, answered to the next refresh and applied
+//      before the query is posted: timed apart, to a `stats` answer), `fresh` (the same query again,
 //      answered from the cache: `cached: true`).
 //   5. `stats` at the end: `memory` (per store), meters, linear memory.
 // Arms alternate order between passes (noMap first on even passes).
@@ -42,7 +43,7 @@ import { LiveLoad, HOUR_MS } from './soak-load.js';
 const params = new URLSearchParams(location.search);
 const SMOKE = params.has('smoke');
 const METERS = Number(params.get('meters') ?? (SMOKE ? 500 : 5000));
-const FRAMES = Number(params.get('frames') ?? (SMOKE ? 20 : 300));
+const FRAMES = Number(params.get('frames') ?? (SMOKE ? 20 : 1000));
 const PASSES = Number(params.get('passes') ?? (SMOKE ? 1 : 5));
 const FILL_MINUTES = Number(params.get('fillMinutes') ?? (SMOKE ? 30 : 355));
 const QUERIES = Number(params.get('queries') ?? (SMOKE ? 2 : 7));
@@ -111,16 +112,22 @@ async function runArm(arm) {
 
   const load = new LiveLoad({ meters: METERS, perFrame: PER_FRAME, resource: ENERGY });
   let version = 1;
+  const mapApplyMs = [];
   // The next `/groups` fetch, answered with the map (version `version`) or a failure.
   const answerMap = () =>
     new Promise((resolve) => {
       groupsFetch = (requestId) => {
         groupsFetch = null;
-        if (arm === 'map') {
-          const data = mapBody(load.names, version);
-          worker.postMessage({ type: 'fetched', requestId, ok: true, status: 200, data });
-        }
-        resolve();
+        if (arm !== 'map') return resolve();
+        // `fetched` has no `ack`: a `stats` query posted after it is answered
+        // once the map is applied (decoded, built, swapped).
+        const data = mapBody(load.names, version);
+        const t = performance.now();
+        worker.postMessage({ type: 'fetched', requestId, ok: true, status: 200, data });
+        ask('stats').then(() => {
+          mapApplyMs.push(performance.now() - t);
+          resolve();
+        });
       };
     });
   worker.postMessage({ type: 'config', config: { maxMeters: METERS, deltaFlushMs: 0.001, groupsRefreshMs: arm === 'map' ? REFRESH_MS : 86_400_000 } });
@@ -187,7 +194,7 @@ async function runArm(arm) {
     for (let q = 0; q < Math.min(QUERIES, 2); q++) {
       version += 1;
       await answerMap();
-      // The map is applied by the `fetched` message, before this query.
+      // The map was applied (a `stats` query after its `fetched` answered) before this query.
       await timeQuery('recomputedAfterMapChange', false);
     }
   }
@@ -207,6 +214,7 @@ async function runArm(arm) {
     handlerNsPerReading: (handlerMs * 1e6) / readings,
     fillReadings: fillFrames * PER_FRAME,
     queries,
+    mapApplyMs,
     seriesShape: shape,
     stats: {
       meters: stats.meters,
@@ -256,6 +264,8 @@ async function main() {
       fresh: summary(maps.flatMap((r) => r.queries.fresh)),
       recomputedAfterFrame: summary(maps.flatMap((r) => r.queries.recomputedAfterFrame)),
       recomputedAfterMapChange: summary(maps.flatMap((r) => r.queries.recomputedAfterMapChange)),
+      // The map change itself: the `fetched` post of the 5,000-meter body → a `stats` answer after it.
+      mapApply: summary(maps.flatMap((r) => r.mapApplyMs)),
       shape: lastMap.seriesShape,
     },
     memory: {

@@ -6,7 +6,7 @@
 // `node scripts/groups-table.mjs` turns the newest such file into the
 // README's table.
 //
-//   node www/bench/groups.mjs                    5,000 meters, 300 timed frames of 1,000, 5 passes per arm
+//   node www/bench/groups.mjs                    5,000 meters, 1,000 timed frames of 1,000, 5 passes per arm
 //   node www/bench/groups.mjs --smoke            small and quick: proves it runs (written to a temp file)
 //   --meters N --frames N --passes N --fill-minutes N --queries N
 //   --json FILE                                  write the JSON to FILE instead

@@ -9,8 +9,8 @@
 //! plus 24 bytes of head and 4 bytes of index per resource: 4,060 bytes for a
 //! meter of one resource. A pair's rings exist only once it has a reading.
 //! The slab is time-major within blocks of [`BLOCK_PAIRS`] pairs (bucket `b`
-//! of pair `p` at `(p / 64) × 64 × 168 + b × 64 + p % 64`), allocated a block
-//! at a time: the buckets of the current minute of every pair lie together
+//! of pair `p` at `(p / 64) × 64 × 168 + b × 64 + p % 64`), each block
+//! allocated once when its first pair arrives and never moved: the buckets of the current minute of every pair lie together
 //! (1.5 KB per block, 120 KB at 5,000 pairs), so the reading path stays in
 //! cache where a pair-major layout took a cache miss per reading.
 //!
