@@ -58,7 +58,7 @@ fn at(p: usize, b: usize) -> usize {
 /// time copied the whole slab at every block and left each old copy as a free
 /// hole in the wasm heap, which linear memory never gives back: in the soak,
 /// about 50 MB of linear memory beside a 20 MB slab.) Indexed like a flat
-/// slice: element `i` is `i % BLOCK` of block `i / BLOCK`.
+/// slice: bucket `b` of pair `p` is `at(p, b) % BLOCK` of block `p / 64`.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Blocks(Vec<Box<[Bucket]>>);
 
@@ -67,14 +67,15 @@ impl Blocks {
         self.0.len() * BLOCK
     }
 
+    /// Bucket `b` of pair `p` (`at(p, b)`, found with shifts: 64 pairs a block).
     #[inline]
-    fn get(&self, i: usize) -> Option<&Bucket> {
-        self.0.get(i / BLOCK)?.get(i % BLOCK)
+    fn pair(&self, p: usize, b: usize) -> Option<&Bucket> {
+        self.0.get(p / BLOCK_PAIRS)?.get(b * BLOCK_PAIRS + p % BLOCK_PAIRS)
     }
 
     #[inline]
-    fn get_mut(&mut self, i: usize) -> Option<&mut Bucket> {
-        self.0.get_mut(i / BLOCK)?.get_mut(i % BLOCK)
+    fn pair_mut(&mut self, p: usize, b: usize) -> Option<&mut Bucket> {
+        self.0.get_mut(p / BLOCK_PAIRS)?.get_mut(b * BLOCK_PAIRS + p % BLOCK_PAIRS)
     }
 
     /// One more block of empty buckets; `None` without memory.
@@ -305,7 +306,7 @@ impl SeriesSlab {
         };
         let v = units as f32;
         let one = Bucket { sum: units, min: v, max: v, last: v, count: 1, tick };
-        let ok = self.buckets.get_mut(at(p, slot)).is_some_and(|b| b.merge(&one, tick));
+        let ok = self.buckets.pair_mut(p, slot).is_some_and(|b| b.merge(&one, tick));
         if !ok {
             self.miss(t);
             return false;
@@ -331,17 +332,17 @@ impl SeriesSlab {
             let q = t.div_euclid(5);
             let five = (MINUTES + q.rem_euclid(FIVES)) as usize;
             if t.rem_euclid(5) == 0 {
-                if let Some(b) = ring.get_mut(at(p, five)) {
+                if let Some(b) = ring.pair_mut(p, five) {
                     *b = Bucket::EMPTY;
                 }
             }
             if t <= h0 {
                 let slot = t.rem_euclid(MINUTES) as usize;
-                let Some(mb) = ring.get(at(p, slot)).copied() else { continue };
+                let Some(mb) = ring.pair(p, slot).copied() else { continue };
                 // Ticks of the minute, as 5 ms ticks of its five-minute period.
                 let offset = (t - q * 5) as u16 * (MINUTE_MS / TICK_MS) as u16;
                 let tick = offset.saturating_add(mb.tick);
-                if let Some(b) = ring.get_mut(at(p, five)) {
+                if let Some(b) = ring.pair_mut(p, five) {
                     // Two full minutes cannot pass the bound unless the period
                     // already holds as many: then the minute's readings are missed.
                     if !b.merge(&Bucket { tick, ..mb }, tick) {
@@ -352,7 +353,7 @@ impl SeriesSlab {
             }
         }
         for t in (h0 + 1).max(h1 - MINUTES + 1)..=h1 {
-            if let Some(b) = ring.get_mut(at(p, t.rem_euclid(MINUTES) as usize)) {
+            if let Some(b) = ring.pair_mut(p, t.rem_euclid(MINUTES) as usize) {
                 *b = Bucket::EMPTY;
             }
         }
@@ -370,16 +371,14 @@ impl SeriesSlab {
         let ring = &self.buckets;
         let minute = |t: i64| -> Option<&Bucket> {
             (t <= head && t > head - MINUTES)
-                .then(|| ring.get(at(p, t.rem_euclid(MINUTES) as usize)))?
+                .then(|| ring.pair(p, t.rem_euclid(MINUTES) as usize))?
         };
         if !five {
             return Some(minute(k).copied().unwrap_or(Bucket::EMPTY));
         }
         let newest_five = (head - MINUTES).div_euclid(5);
         let mut b = if k <= newest_five && k > newest_five - FIVES {
-            ring.get(at(p, (MINUTES + k.rem_euclid(FIVES)) as usize))
-                .copied()
-                .unwrap_or(Bucket::EMPTY)
+            ring.pair(p, (MINUTES + k.rem_euclid(FIVES)) as usize).copied().unwrap_or(Bucket::EMPTY)
         } else {
             Bucket::EMPTY
         };
