@@ -7,6 +7,7 @@
 #   make bench-browser  the in-browser path benchmark: meterflow vs a JS worker (README table)
 #   make bench-soak     paced live latency and the 60-minute soak in the browser (README lines)
 #   make bench-stream   the stream figures: snapshot-v2 serve time, delta apply in the worker (README table)
+#   make bench-groups   groups and series in the browser worker: per-reading cost, series query, memory (README table)
 #   make eval           the detection evaluation on the full corpus (docs/DETECTION.md)
 #
 # Every step runs through scripts/step.sh, which prints its time.
@@ -23,7 +24,7 @@ export CHROMEDRIVER
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 
 .PHONY: test demo demo-synthetic bench bench-browser bench-stream deps fmt clippy clippy-wasm test-native fuzz \
-        test-worker build size dash feed-bin e2e bench-smoke eval eval-smoke bench-soak
+        test-worker build size dash feed-bin e2e bench-smoke eval eval-smoke bench-soak bench-groups
 
 # Every step runs even when an earlier one failed (so one CI run shows every
 # failure); `make test` fails at the end if any did.
@@ -219,3 +220,14 @@ bench-stream: deps
 	node www/bench/stream-apply.mjs
 	node www/tests/feed-latency.mjs --json benches/results/stream-latency-$$(date -u +%F).json
 	node scripts/stream-table.mjs
+
+# Issue 10's groups and series figures (README "Groups and series"): live
+# frames through the shipped worker with and without a 3-groups-per-meter
+# map, a 5,000-meter group's 6-hour series query fresh and recomputed, and
+# stats.memory per store (www/bench/groups.mjs; benches/results/groups-DATE.json),
+# then the README table regenerated from it (scripts/groups-table.mjs).
+# Not part of `make test`.
+bench-groups: deps
+	@$(STEP) wasm-build $(MAKE) --no-print-directory build
+	node www/bench/groups.mjs
+	node scripts/groups-table.mjs

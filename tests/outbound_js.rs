@@ -100,6 +100,12 @@ fn corpus() -> Vec<Outbound> {
             ..Default::default()
         }),
         series: Some(SeriesStats { cache_hits: 1, missed: u64::MAX, ..Default::default() }),
+        memory: Box::new(MemoryBytes {
+            windows: 9_000,
+            row_log: BIG,
+            fixed: 1,
+            ..Default::default()
+        }),
     };
     let totals = TotalsEvent {
         frames: 3,

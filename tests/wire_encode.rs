@@ -4,8 +4,8 @@
 use meterflow::core::error::{CoreError, ErrorCode};
 use meterflow::core::event::{
     AnomalyEvent, AnomalyKind, BucketTotal, ClearedEvent, FetchReason, FetchRequest,
-    LedgerCounters, MeterSnapshot, Outbound, ResourceTotals, Severity, StatsEvent, TotalsEvent,
-    WarningEvent,
+    LedgerCounters, MemoryBytes, MeterSnapshot, Outbound, ResourceTotals, Severity, StatsEvent,
+    TotalsEvent, WarningEvent,
 };
 use meterflow::core::hlc::Hlc;
 use meterflow::wire::encode;
@@ -70,8 +70,14 @@ fn stats_window_meter() {
             stream: None,
             groups: None,
             series: None,
+            memory: Box::new(MemoryBytes {
+                windows: 600,
+                rows: 300,
+                fixed: 100,
+                ..Default::default()
+            }),
         }),
-        r#"{"type":"stats","v":1,"meters":2,"window":1200,"linearMemoryBytes":65536.0,"engineBytes":1000.0,"readingsIngested":10.0,"readingsRejected":1.0,"evaluations":4.0,"lastTickEvalMs":0.25,"activeAlerts":1}"#,
+        r#"{"type":"stats","v":1,"meters":2,"window":1200,"linearMemoryBytes":65536.0,"engineBytes":1000.0,"readingsIngested":10.0,"readingsRejected":1.0,"evaluations":4.0,"lastTickEvalMs":0.25,"activeAlerts":1,"memory":{"windows":600,"detector":0,"meterIds":0,"keys":0,"ledger":0,"dedup":0,"rows":300,"changeLog":0,"rowLog":0,"series":0,"seriesCache":0,"groups":0,"stream":0,"fixed":100}}"#,
     );
     check(
         Outbound::Window { meter: "m".into(), values: vec![1.0, 2.5] },

@@ -5,6 +5,7 @@
 //! result as a whole so the engine never runs on an inconsistent configuration.
 
 use super::error::{CoreError, ErrorCode};
+use super::groups::{RowChange, CHANGE_LOG_CAP};
 use super::keys::WORST_BYTES_PER_KEY;
 use crate::core::session::SessionConfig;
 
@@ -748,7 +749,8 @@ impl Config {
     ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
-    ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`);
+    ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`) and the
+    ///   rows' change log (`CHANGE_LOG_CAP` entries of 24 bytes, 384 KiB);
     /// - series: [`Config::series_pairs`] `× SERIES_PAIR_BYTES` (buckets, head), an
     ///   index entry (4 B) per meter and resource, and one block's slack; `maxSeriesSubscriptions` cached answers of at most 120
     ///   buckets × 6 × 8 bytes and as many computations (member list + sums).
@@ -792,7 +794,8 @@ impl Config {
         let groups = n(self.max_meters) * (slots * 8 + 24 + n(self.max_groups_per_meter) * 2 + 8)
             + n(self.max_payload_bytes) * PAYLOAD_FACTOR
             + (n(self.max_groups) + 1) * slots * 8;
-        let row_log = n(self.max_row_log_readings) * ROW_LOG_ENTRY_BYTES;
+        let row_log = n(self.max_row_log_readings) * ROW_LOG_ENTRY_BYTES
+            + CHANGE_LOG_CAP as u128 * std::mem::size_of::<RowChange>() as u128;
         let series = n(self.max_meters) * (self.resources.len() as u128) * 4
             + SERIES_BLOCK_SLACK_BYTES
             + n(self.max_series_subscriptions) * (120 * 48 + n(self.max_meters) * 4 + 120 * 40);

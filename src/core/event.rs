@@ -275,6 +275,71 @@ pub struct StatsEvent {
     pub groups: Option<GroupsStats>,
     /// The series' counters, once a series was asked for.
     pub series: Option<SeriesStats>,
+    /// Bytes held per store; the parts sum to `engine_bytes` (boxed: it
+    /// would make `Stats` the one large `Outbound` variant).
+    pub memory: Box<MemoryBytes>,
+}
+
+/// Bytes held by each of the engine's stores (`stats.memory`, an estimate
+/// from the stores' capacities). Every store the engine keeps is in exactly
+/// one part, so the parts sum to [`StatsEvent::engine_bytes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryBytes {
+    /// The rings and rolling moments (`Windows`).
+    pub windows: u64,
+    /// The detector's per-meter records and dirty list.
+    pub detector: u64,
+    /// The interned meter ids (`MeterTable`).
+    pub meter_ids: u64,
+    /// The engine's kind-1/live key table and the names waiting for a first reading.
+    pub keys: u64,
+    /// The ledger's hourly buckets, stream cursors and window feed.
+    pub ledger: u64,
+    /// The ledger's per-meter reading-id bitmaps (dedup).
+    pub dedup: u64,
+    /// The per-meter hourly rows and rate bins the groups sum.
+    pub rows: u64,
+    /// The rows' change log (at most `CHANGE_LOG_CAP` entries).
+    pub change_log: u64,
+    /// The row log kept for rebuilds (at most `maxRowLogReadings`).
+    pub row_log: u64,
+    /// The series slab (at most `maxSeriesPairs` pairs).
+    pub series: u64,
+    /// The series answers kept and the group sums in progress.
+    pub series_cache: u64,
+    /// The group map in force, its resolved memberships and the group sums.
+    pub groups: u64,
+    /// The stream v2 session, its buffers and the stream stores.
+    pub stream: u64,
+    /// The engine's own fixed-size record.
+    pub fixed: u64,
+}
+
+impl MemoryBytes {
+    /// The parts in wire order, with their `stats.memory` names.
+    pub fn parts(&self) -> [(&'static str, u64); 14] {
+        [
+            ("windows", self.windows),
+            ("detector", self.detector),
+            ("meterIds", self.meter_ids),
+            ("keys", self.keys),
+            ("ledger", self.ledger),
+            ("dedup", self.dedup),
+            ("rows", self.rows),
+            ("changeLog", self.change_log),
+            ("rowLog", self.row_log),
+            ("series", self.series),
+            ("seriesCache", self.series_cache),
+            ("groups", self.groups),
+            ("stream", self.stream),
+            ("fixed", self.fixed),
+        ]
+    }
+
+    /// The sum of the parts.
+    pub fn total(&self) -> u64 {
+        self.parts().iter().map(|(_, b)| b).sum()
+    }
 }
 
 /// The stream v2 session's part of `stats` (counts; delta apply time is not

@@ -31,8 +31,8 @@ use config::Config;
 use detect::Detector;
 use error::{CoreError, ErrorCode};
 use event::{
-    AckEvent, HostStats, Inbound, MeterSnapshot, Outbound, Query, ResetScope, StatsEvent,
-    WarningEvent,
+    AckEvent, HostStats, Inbound, MemoryBytes, MeterSnapshot, Outbound, Query, ResetScope,
+    StatsEvent, WarningEvent,
 };
 use groups::Groups;
 use keys::{KeyTable, PendingNames};
@@ -288,27 +288,41 @@ impl Engine {
         }
     }
 
-    /// Estimated bytes held by the engine's state (rings, moments, detection, ids).
+    /// Estimated bytes held by the engine's state: the sum of [`Engine::memory`].
     pub fn engine_bytes(&self) -> usize {
-        self.windows.bytes()
-            + self.detector.bytes()
-            + self.ledger.bytes()
-            + self.meters.bytes()
-            + self.stream_keys.bytes()
-            + self.stream_pending.bytes()
-            + self.stream.bytes()
-            + self.groups.bytes()
-            + self.series.bytes()
-            + std::mem::size_of::<Engine>()
+        self.memory().total() as usize
+    }
+
+    /// Estimated bytes held by each store (`stats.memory`).
+    pub fn memory(&self) -> MemoryBytes {
+        let rows = self.ledger.meter_hours();
+        let b = |x: usize| x as u64;
+        MemoryBytes {
+            windows: b(self.windows.bytes()),
+            detector: b(self.detector.bytes()),
+            meter_ids: b(self.meters.bytes()),
+            keys: b(self.stream_keys.bytes() + self.stream_pending.bytes()),
+            ledger: b(self.ledger.own_bytes()),
+            dedup: b(self.ledger.dedup_bytes()),
+            rows: b(rows.row_bytes()),
+            change_log: b(rows.change_log_bytes()),
+            row_log: b(self.ledger.row_log().bytes()),
+            series: b(rows.series().bytes()),
+            series_cache: b(self.series.bytes()),
+            groups: b(self.groups.bytes()),
+            stream: b(self.stream.bytes()),
+            fixed: b(std::mem::size_of::<Engine>()),
+        }
     }
 
     /// A `stats` event describing the engine now.
     pub fn stats(&self) -> StatsEvent {
+        let memory = self.memory();
         StatsEvent {
             meters: self.meters.len() as u32,
             window: self.windows.window() as u32,
             linear_memory_bytes: self.host.linear_memory_bytes,
-            engine_bytes: self.engine_bytes() as f64,
+            engine_bytes: memory.total() as f64,
             readings_ingested: self.counters.readings_ingested,
             readings_rejected: self.counters.readings_rejected,
             evaluations: self.counters.evaluations,
@@ -317,6 +331,7 @@ impl Engine {
             stream: self.stream_stats(),
             groups: None,
             series: self.series.stats(self.ledger.meter_hours().series()).used(),
+            memory: Box::new(memory),
         }
     }
 

@@ -138,6 +138,39 @@ export interface StatsMessage {
   groups?: GroupsStats;
   /** Present once a series was asked for or held. */
   series?: SeriesStats;
+  /** Bytes held per store; the parts sum to `engineBytes` (PROTOCOL.md 4, `stats`). */
+  memory: MemoryBreakdown;
+}
+/** The engine's estimate of the bytes each store holds (`stats.memory`). */
+export interface MemoryBreakdown {
+  /** Rings and rolling moments. */
+  windows: Total;
+  /** The detector's per-meter records. */
+  detector: Total;
+  /** Interned meter ids. */
+  meterIds: Total;
+  /** The engine's stream key table and the names waiting for a first reading. */
+  keys: Total;
+  /** Hourly buckets, stream cursors, the window feed. */
+  ledger: Total;
+  /** Per-meter reading-id bitmaps. */
+  dedup: Total;
+  /** Per-meter hourly rows and rate bins (the groups' sums come from them). */
+  rows: Total;
+  /** The rows' change log (at most 16,384 entries of 24 B). */
+  changeLog: Total;
+  /** Live readings kept for rebuilds (at most `maxRowLogReadings`). */
+  rowLog: Total;
+  /** The series slab (at most `maxSeriesPairs` pairs). */
+  series: Total;
+  /** Series answers kept and group sums in progress. */
+  seriesCache: Total;
+  /** The group map in force and the group sums. */
+  groups: Total;
+  /** The stream v2 session, its buffers and stores. */
+  stream: Total;
+  /** The engine's own record. */
+  fixed: Total;
 }
 export interface SeriesStats {
   cacheHits: Total; recomputes: Total; chunks: Total; queueDepth: number;

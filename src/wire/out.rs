@@ -220,6 +220,11 @@ fn stats<E: Emit>(e: &mut E, t: &StatsEvent, id: Option<f64>) {
     if let Some(x) = &t.series {
         series_stats(e, x);
     }
+    e.open("memory", false);
+    for (k, x) in t.memory.parts() {
+        count(e, k, x);
+    }
+    e.close();
 }
 
 /// The `error` body: `code`, `message`, `position` when the error is about an item.

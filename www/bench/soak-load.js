@@ -10,8 +10,12 @@ export const RESOURCES = ['water', 'energy', 'bandwidth'];
 export const HOUR_MS = 3_600_000;
 
 export class LiveLoad {
-  /** @param {{ meters: number, perFrame: number, prefix?: string }} o */
-  constructor({ meters, perFrame, prefix = 'meter' }) {
+  /**
+   * @param {{ meters: number, perFrame: number, prefix?: string, resource?: number }} o
+   *   `resource`: every meter reports `RESOURCES[resource]` (default: meter m reports `RESOURCES[m % 3]`).
+   */
+  constructor({ meters, perFrame, prefix = 'meter', resource }) {
+    this.res = resource === undefined ? (m) => m % 3 : () => resource;
     this.meters = meters;
     this.perFrame = perFrame;
     this.prefix = prefix;
@@ -59,13 +63,13 @@ export class LiveLoad {
       this.cursor = this.cursor + 1 === this.meters ? 0 : this.cursor + 1;
       if (!this.bound[m]) {
         this.bound[m] = 1;
-        bindings.push([m, this.names[m], RESOURCES[m % 3]]);
+        bindings.push([m, this.names[m], RESOURCES[this.res(m)]]);
       }
       keys[i] = m;
       frameIds[i] = ++this.ids[m];
       const amount = ((m * 7 + this.seq) % 900) + 1;
       amounts[i] = amount;
-      sums[m % 3] += amount;
+      sums[this.res(m)] += amount;
     }
     this.readings += n;
     this.lastStamp = stampMs;

@@ -107,6 +107,8 @@ async function main() {
       meters: stats.meters,
       linearBytes: stats.linearMemoryBytes,
       engineBytes: stats.engineBytes,
+      // Per store (PROTOCOL.md 4, `stats.memory`); absent from older workers.
+      engineMemory: stats.memory ?? null,
       workerBytes: mem.bytes,
       workerJsBytes: mem.bytes,
       pageBytes: mem.page,

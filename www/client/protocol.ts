@@ -32,6 +32,7 @@ export type {
   ErrorMessage,
   FetchMessage,
   Hlc,
+  MemoryBreakdown,
   MeterflowConfig,
   MeterMessage,
   PageMessage,

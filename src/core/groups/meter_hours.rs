@@ -480,15 +480,23 @@ impl MeterHours {
         self.dirty.iter_mut().for_each(|d| *d = false);
     }
 
-    /// Bytes held.
+    /// Bytes held: the rows, the series and the change log.
     pub fn bytes(&self) -> usize {
+        self.row_bytes() + self.series.bytes() + self.change_log_bytes()
+    }
+
+    /// Bytes held by the rows themselves (units, rate bins, column tags).
+    pub fn row_bytes(&self) -> usize {
         self.units.capacity() * 8
-            + self.series.bytes()
             + self.counts.capacity() * 4
-            + self.tags.capacity() * 16
+            + self.tags.capacity() * std::mem::size_of::<Option<i64>>()
             + self.dirty.capacity()
             + self.rebuilt_at.capacity() * std::mem::size_of::<Option<Hlc>>()
-            + self.changes.capacity() * std::mem::size_of::<RowChange>()
+    }
+
+    /// Bytes held by the change log (at most [`CHANGE_LOG_CAP`] entries).
+    pub fn change_log_bytes(&self) -> usize {
+        self.changes.capacity() * std::mem::size_of::<RowChange>()
     }
 
     /// Bytes per meter row: `resources × slots × 8 + BINS × 4`.

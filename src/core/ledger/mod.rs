@@ -200,13 +200,24 @@ impl Ledger {
         self.feed.drain(..)
     }
 
-    /// Bytes held by the ledger.
+    /// Bytes held by the ledger: [`Ledger::own_bytes`], the reading-id
+    /// bitmaps, the per-meter rows (with their series and change log) and the
+    /// row log.
     pub fn bytes(&self) -> usize {
+        self.own_bytes() + self.ids.bytes() + self.meter_hours.bytes() + self.row_log.bytes()
+    }
+
+    /// Bytes held by the hourly buckets, the stream cursors and the readings
+    /// waiting to feed the windows (the ledger without its per-meter stores).
+    pub fn own_bytes(&self) -> usize {
         self.buckets.bytes()
-            + self.ids.bytes()
             + self.cursors.iter().map(StreamCursor::bytes).sum::<usize>()
             + self.feed.capacity() * 24
-            + self.meter_hours.bytes()
+    }
+
+    /// Bytes held by the per-meter reading-id bitmaps (dedup).
+    pub fn dedup_bytes(&self) -> usize {
+        self.ids.bytes()
     }
 
     /// The per-meter hourly rows the groups sum (read-only).
