@@ -94,9 +94,7 @@ impl Judge<'_> {
             let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
             v.widen = rules::widen(g2, cfg) as f32;
         }
-        let lone = rules::lone_spike(peak_u2, v.extreme_ago, self.windows.window());
-        v.extreme_ago = if warm { rules::extreme_ago(v.extreme_ago, peak_u2) } else { 0 };
-        let raise = breach && (v.votes.count_ones() >= cfg.spike_votes_needed || lone);
+        let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
         let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
             let std = spike_var.sqrt();

@@ -52,37 +52,6 @@ pub(super) fn score(u2: f64) -> f64 {
     }
 }
 
-/// A reading whose |z| is at least this many times the spike threshold in
-/// force raises a spike alert by itself, without the vote (`docs/DETECTION.md`,
-/// "Spike"). Three, not two: the corpus's one-reading glitches of +10 sd (which
-/// must not alert) sit at 2.5 times the normal threshold of 4.
-pub(super) const SPIKE_ALONE: f64 = 3.0;
-
-/// A reading at least this many times the threshold in force is an
-/// **extreme** (the critical boundary with the default `criticalFactor`).
-pub(super) const SPIKE_EXTREME: f64 = 2.0;
-
-/// Whether a reading with spike evidence `peak_u2` ((z / t)², the window z
-/// only) raises without the vote: it is [`SPIKE_ALONE`] times the threshold,
-/// and the meter showed no extreme ([`SPIKE_EXTREME`]) in its last `quiet`
-/// evaluations' worth of a window (`window` readings): rare large spikes that
-/// are a meter's normal (a spike every few hundred readings) keep it voting.
-#[inline]
-pub(super) fn lone_spike(peak_u2: f64, extreme_ago: u16, window: usize) -> bool {
-    peak_u2 >= SPIKE_ALONE * SPIKE_ALONE && usize::from(extreme_ago) >= window
-}
-
-/// The evaluations since the last extreme, after an evaluation with spike
-/// evidence `peak_u2` (saturating).
-#[inline]
-pub(super) fn extreme_ago(ago: u16, peak_u2: f64) -> u16 {
-    if peak_u2 >= SPIKE_EXTREME * SPIKE_EXTREME {
-        0
-    } else {
-        ago.saturating_add(1)
-    }
-}
-
 /// The low `spike_votes_of` bits: the spike vote history kept.
 #[inline]
 pub(super) fn vote_mask(cfg: &Config) -> u32 {

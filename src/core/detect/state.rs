@@ -115,10 +115,6 @@ pub(super) struct Verdicts {
     pub var_held: u32,
     /// The seasonal rule's period and residual scale (`season`).
     pub season: Season,
-    /// Evaluations since the last one with an extreme reading (|z| at least
-    /// `rules::SPIKE_EXTREME` thresholds; saturating; 0 during warm-up): a
-    /// lone reading raises without the vote only after a window without one.
-    pub extreme_ago: u16,
 }
 
 impl Default for Verdicts {
@@ -138,7 +134,6 @@ impl Default for Verdicts {
             vscale2: 0.0,
             var_held: 0,
             season: Season::default(),
-            extreme_ago: 0,
         }
     }
 }
