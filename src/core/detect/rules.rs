@@ -126,6 +126,25 @@ mod tests {
     }
 
     #[test]
+    fn tails_believe_the_quieter_kurtosis_only_of_a_representative_window() {
+        // A dip's ramp entering the window, or past dips in the long-run
+        // average: one of the two is high, the threshold follows the other.
+        assert_eq!(tails(7.6, -0.1, 26.0, 9.0), -0.1);
+        assert_eq!(tails(-0.8, 8.3, 29.0, 21.0), -0.8);
+        // Heavy tails show in both: the smaller is still heavy.
+        assert_eq!(tails(12.0, 9.0, 3.0, 3.0), 9.0);
+        // A window under half the long-run variance (a tap between bursts,
+        // variance 0), or nothing learned yet: the larger.
+        assert_eq!(tails(0.0, 40.0, 0.0, 2.0), 40.0);
+        assert_eq!(tails(0.0, 40.0, 0.99, 2.0), 40.0);
+        assert_eq!(tails(0.0, 40.0, 1.0, 2.0), 0.0);
+        assert_eq!(tails(5.0, 0.0, 4.0, 0.0), 5.0);
+        // A NaN kurtosis is ignored by either choice.
+        assert_eq!(tails(f64::NAN, 2.0, 1.0, 1.0), 2.0);
+        assert_eq!(tails(f64::NAN, 2.0, 0.0, 1.0), 2.0);
+    }
+
+    #[test]
     fn score_is_graded_monotone_and_bounded() {
         assert_eq!(score(0.0), 0.0);
         assert_eq!(score(1.0), 0.5);
