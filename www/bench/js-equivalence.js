@@ -13,7 +13,7 @@
 // fires and clears: level + noise on every meter, and after the meters are
 // trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
-// heavy-tailed noise. Every `anomaly` and `cleared` message must match in order:
+// heavy-tailed noise, a moderate spike after heavy tails have passed. Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -55,6 +55,9 @@ function scenario(meters, steps) {
       case 6: // a cycle of 96 readings (the seasonal rule finds it), one cycle 1.6 times as high
       case 7: // the same cycle, unchanged: no seasonal alert
         return level + noise + 10 * Math.sin((2 * Math.PI * k) / 96) * (kind === 6 && t >= 0 && t < 96 ? 1.6 : 1);
+      case 8: // heavy tails early (long-run kurtosis high), then normal noise and a voted
+        // spike of 6 sd: the quiet window's kurtosis keeps the threshold at 4 (rules.rs `tails`)
+        return level + noise * (k < 3000 && k % 397 === 0 ? 13 : 1) + (t >= 0 && t < 4 ? 6 : 0);
       default:
         return level + noise;
     }

@@ -109,6 +109,11 @@ const RULES = {
     const slope = fmax((z * z - 3.0) / 24.0, 0.0);
     return fmax(fmin(1.0 + slope * fmax(g2, 0.0), CFG.spikeWidenMax), 1.0);
   },
+  /** rules.rs `tails`: the smaller kurtosis once the window carries TAILS_VAR_SHARE of the long-run variance. */
+  tails(windowG2, longG2, windowVar, longVar) {
+    if (longVar > 0 && windowVar >= 0.5 * longVar) return fmin(windowG2, longG2);
+    return fmax(windowG2, longG2);
+  },
   score(u2) {
     if (u2 !== u2 || u2 <= 0) return 0;
     if (u2 === Infinity) return 1;
@@ -693,7 +698,7 @@ function evaluate(m) {
   let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
-    const g2 = fmax(variance === 0 ? 0 : (n * mo[o + 5]) / (m2 * m2) - 3.0, learnedKurtosis(m));
+    const g2 = RULES.tails(variance === 0 ? 0 : (n * mo[o + 5]) / (m2 * m2) - 3.0, learnedKurtosis(m), variance, lf[m * LF + 2]);
     widenF32[m] = RULES.widen(g2);
   }
   E.spikeVar = spikeVar;

@@ -96,7 +96,7 @@ impl Judge<'_> {
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            let g2 = mo.excess_kurtosis().max(l.excess_kurtosis());
+            let g2 = rules::tails(mo.excess_kurtosis(), l.excess_kurtosis(), var, l.var);
             v.widen = rules::widen(g2, cfg) as f32;
         }
         let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;

@@ -36,6 +36,32 @@ pub(super) fn widen(g2: f64, cfg: &Config) -> f64 {
     (1.0 + slope * g2.max(0.0)).min(cfg.spike_widen_max).max(1.0)
 }
 
+/// The excess kurtosis the spike threshold is widened for, from the window's
+/// (`window_g2`, variance `window_var`) and the meter's long-run one
+/// (`long_g2`, variance `long_var`): the smaller of the two once the window's
+/// variance is at least [`TAILS_VAR_SHARE`] of the long-run one, the larger
+/// otherwise (and before anything was learned).
+///
+/// A meter whose tails are heavy shows it in both. An incident shows in only
+/// one: its first readings (a dip's ramp entering the window) in the window's,
+/// the memory of past incidents in the long-run one; with the larger of the
+/// two either raised the threshold the incident was judged against, and the
+/// NAB-like machine temperature's dips went unseen. A window much quieter than
+/// the meter's normal (a tap between bursts: variance 0) says nothing of its
+/// tails, so the long-run kurtosis is kept there.
+#[inline]
+pub(super) fn tails(window_g2: f64, long_g2: f64, window_var: f64, long_var: f64) -> f64 {
+    if long_var > 0.0 && window_var >= TAILS_VAR_SHARE * long_var {
+        window_g2.min(long_g2)
+    } else {
+        window_g2.max(long_g2)
+    }
+}
+
+/// See [`tails`]: the share of the long-run variance a window needs for its
+/// kurtosis to be believed over the long-run one.
+pub(super) const TAILS_VAR_SHARE: f64 = 0.5;
+
 /// The graded score of evidence `u²`, where `u` is the evidence over the
 /// kind's threshold (|z|/t for spike, |z|/driftZ for drift, run/limit for
 /// stuck, silence/silentAfterMs for silent): `u² / (1 + u²)`. 0 without
@@ -97,6 +123,25 @@ mod tests {
         assert_eq!(widen(f64::NAN, &c), 1.0);
         let low = Config { spike_z: 1.5, ..cfg() };
         assert_eq!(widen(10.0, &low), 1.0, "below sqrt(3) the expansion has no widening term");
+    }
+
+    #[test]
+    fn tails_believe_the_quieter_kurtosis_only_of_a_representative_window() {
+        // A dip's ramp entering the window, or past dips in the long-run
+        // average: one of the two is high, the threshold follows the other.
+        assert_eq!(tails(7.6, -0.1, 26.0, 9.0), -0.1);
+        assert_eq!(tails(-0.8, 8.3, 29.0, 21.0), -0.8);
+        // Heavy tails show in both: the smaller is still heavy.
+        assert_eq!(tails(12.0, 9.0, 3.0, 3.0), 9.0);
+        // A window under half the long-run variance (a tap between bursts,
+        // variance 0), or nothing learned yet: the larger.
+        assert_eq!(tails(0.0, 40.0, 0.0, 2.0), 40.0);
+        assert_eq!(tails(0.0, 40.0, 0.99, 2.0), 40.0);
+        assert_eq!(tails(0.0, 40.0, 1.0, 2.0), 0.0);
+        assert_eq!(tails(5.0, 0.0, 4.0, 0.0), 5.0);
+        // A NaN kurtosis is ignored by either choice.
+        assert_eq!(tails(f64::NAN, 2.0, 1.0, 1.0), 2.0);
+        assert_eq!(tails(f64::NAN, 2.0, 0.0, 1.0), 2.0);
     }
 
     #[test]
