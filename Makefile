@@ -116,7 +116,11 @@ dash:
 # 258000: the merged tree of 2026-12-04 evening measured 255,489 B. The binary
 # kind-4 DELTA (issue 7) added about 5 KB, the seasonal rule, paging and the
 # incremental group sums about 1 KB each; docs/SIZE.md's cuts took about 4 KB off.
-WASM_GZIP_BUDGET := 258000
+# 261000: the merged tree of 2026-12-05 measured 259,521 B (+4,032 B): the
+# single-pass delta apply into columns (+2 KB), the per-store memory breakdown
+# in stats (+1 KB), the tick's out-of-line seasonal judge (+1 KB). Each stayed
+# under 258000 alone; together they did not, and none is worth dropping for it.
+WASM_GZIP_BUDGET := 261000
 WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \

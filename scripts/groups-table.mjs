@@ -44,7 +44,7 @@ const rows = [
   `| &nbsp;&nbsp;recomputed after a new frame | ${ms(g.seriesQueryMs.recomputedAfterFrame)} | ≤ 20 ms | ${verdict(g.seriesQueryMs.recomputedAfterFrame.median <= 20)} |`,
   `| &nbsp;&nbsp;recomputed after a map change | ${ms(g.seriesQueryMs.recomputedAfterMapChange)} | ≤ 20 ms | ${verdict(g.seriesQueryMs.recomputedAfterMapChange.median <= 20)} |`,
   ...(g.seriesQueryMs.mapApply ? [`| &nbsp;&nbsp;(the map change itself: \`fetched\` with the ${num(g.meters)}-meter \`/groups\` body → a \`stats\` answer posted after it) | ${ms(g.seriesQueryMs.mapApply)} | | |`] : []),
-  `| series memory per meter (\`stats.memory.series\` / meters; one resource per meter) | ${num(g.memory.seriesBytesPerMeter, 0)} B | ≤ 4 KB (4,096 B) | ${verdict(g.memory.seriesBytesPerMeter <= 4096)} |`,
+  `| series memory per meter (\`stats.memory.series\` / meters; one resource per meter) | ${num(g.memory.seriesBytesPerMeter, 0)} B | ≤ 4 KB | ${g.memory.seriesBytesPerMeter <= 4000 ? 'met' : g.memory.seriesBytesPerMeter <= 4096 ? 'met only as 4,096 B (not as 4,000 B, the reading of 10.5 KB above)' : 'not met'} |`,
   '',
   `| \`stats.memory\` at the end (map arm), ${num(mem.meters)} meters | ${parts.map(([k]) => `\`${k}\``).join(' | ')} | \`engineBytes\` | linear memory |`,
   `|---|${parts.map(() => '---:').join('|')}|---:|---:|`,

@@ -427,8 +427,9 @@ const ROW_LOG_ENTRY_BYTES: u128 = 64;
 
 /// Most `(meter, resource)` series a config may ask for (`maxSeriesPairs`).
 pub const MAX_SERIES_PAIRS: u32 = 1_000_000;
-/// The series slab grows a block of 64 pairs at a time: at most one block unused.
-pub const SERIES_BLOCK_SLACK_BYTES: u128 = 64 * 168 * 24;
+/// The series slab grows a block of `BLOCK_PAIRS` (8) pairs at a time: at most one block unused.
+/// (`series::slab`'s tests check it against the slab's constants.)
+pub const SERIES_BLOCK_SLACK_BYTES: u128 = 8 * 168 * 24;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
 /// (at most 256 bytes) in the table twice with its map slot, and slack.
 pub const METER_FIXED_BYTES: u128 = 2_048;
