@@ -210,6 +210,9 @@ export function renderStats(s: TelemetryState): void {
   // Delta arrival in the worker -> the message that shows it (worker-timed).
   const lat = st?.deliveryLatencyMs;
   if (lat) items.push(['delivery', 'delta → page p50 / p95', `${formatMs(lat.p50)} / ${formatMs(lat.p95)}`]);
+  // The worker's own handling of a delta message (decode + apply), p50 / p99.
+  const apply = st?.deltaApplyMs;
+  if (apply) items.push(['apply', 'delta apply p50 / p99', `${formatMs(apply.p50)} / ${formatMs(apply.p99)}`]);
   const dl = $('stats');
   dl.replaceChildren(...items.flatMap(([key, label, value]) => {
     const dd = el('dd', undefined, value);
