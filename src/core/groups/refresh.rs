@@ -20,6 +20,9 @@ pub struct Refresh {
     /// `(request id, sent at)` of the fetch outstanding.
     outstanding: Option<(u64, f64)>,
     next_at: Option<f64>,
+    /// When the last fetch was sent: a shorter `groupsRefreshMs` set since
+    /// then applies from it, not after the interval that was current then.
+    last_sent: Option<f64>,
     consecutive_failures: u32,
     failures: u64,
     applied: u64,
@@ -32,12 +35,19 @@ impl Refresh {
     /// A fetch if one is due.
     pub fn on_timer(&mut self, now_ms: f64, active: bool, cfg: &Config) -> Option<Outbound> {
         self.retry_ms = cfg.fetch_retry_ms.min(cfg.groups_refresh_ms);
+        // The schedule follows the interval now configured: never later than
+        // `groupsRefreshMs` after the last fetch (a longer one set since takes
+        // effect after the fetch already scheduled).
+        if let (Some(t), Some(sent)) = (self.next_at, self.last_sent) {
+            self.next_at = Some(t.min(sent + cfg.groups_refresh_ms));
+        }
         if !active || self.outstanding.is_some() || self.next_at.is_some_and(|t| now_ms < t) {
             return None;
         }
         let request_id = GROUPS_REQUEST_BASE + self.next_id;
         self.next_id = (self.next_id + 1) % GROUPS_REQUEST_BASE;
         self.outstanding = Some((request_id, now_ms));
+        self.last_sent = Some(now_ms);
         self.next_at = Some(now_ms + cfg.groups_refresh_ms);
         Some(Outbound::Stream(StreamRequest::Fetch { request_id, path: GROUPS_PATH.to_string() }))
     }
@@ -98,5 +108,54 @@ impl Refresh {
     /// Request to answer of the last applied refresh, ms.
     pub fn latency_ms(&self) -> Option<f64> {
         self.latency_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(refresh_ms: f64) -> Config {
+        Config { groups_refresh_ms: refresh_ms, ..Config::default() }
+    }
+
+    fn fetch(r: &mut Refresh, now: f64, c: &Config) -> Option<u64> {
+        match r.on_timer(now, true, c)? {
+            Outbound::Stream(StreamRequest::Fetch { request_id, .. }) => Some(request_id),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_shorter_interval_applies_from_the_last_fetch() {
+        let (long, short) = (cfg(30_000.0), cfg(5_000.0));
+        let mut r = Refresh::default();
+        let id = fetch(&mut r, 0.0, &long);
+        assert!(id.is_some_and(|id| r.answered(id, 100.0, true)));
+        assert_eq!(fetch(&mut r, 4_999.0, &short), None);
+        let id = fetch(&mut r, 5_000.0, &short);
+        assert!(id.is_some(), "due 5 s after the last fetch once the interval is 5 s");
+        assert!(id.is_some_and(|id| r.answered(id, 5_100.0, true)));
+        // A longer interval set later: the fetch already scheduled stands,
+        // then the new interval.
+        assert_eq!(fetch(&mut r, 9_999.0, &long), None);
+        let id = fetch(&mut r, 10_000.0, &long);
+        assert!(id.is_some_and(|id| r.answered(id, 10_100.0, true)));
+        assert_eq!(fetch(&mut r, 39_999.0, &long), None);
+        assert!(fetch(&mut r, 40_000.0, &long).is_some());
+    }
+
+    #[test]
+    fn the_same_interval_keeps_the_same_schedule() {
+        let c = cfg(30_000.0);
+        let mut r = Refresh::default();
+        for k in 0..4 {
+            let t = k as f64 * 30_000.0;
+            if k > 0 {
+                assert_eq!(fetch(&mut r, t - 1.0, &c), None, "not before {t}");
+            }
+            let id = fetch(&mut r, t, &c);
+            assert!(id.is_some_and(|id| r.answered(id, t + 10.0, true)), "due at {t}");
+        }
     }
 }
