@@ -266,3 +266,42 @@ async fn disconnect_skew_delay_and_bad_admin_requests() {
     assert!(answers.iter().all(|(s, v)| *s == 200 && v["meter"] == id.as_str()));
     server.shutdown().await.expect("server error");
 }
+
+/// `pause` stops simulated time: while it stands still no reading is made and
+/// `serverTime` does not move (so `/truth` can be compared with a page at one
+/// instant); restarted, time goes on from where it stopped, not from where the
+/// raw clock is; `reset` leaves it; a bad value changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_simulated_time_and_restarts_it_where_it_stopped() {
+    let server = start(config(), "127.0.0.1:0".parse().expect("addr")).await.expect("start");
+    let truth = || async { http(server.addr, "GET", "/truth", "").await.1 };
+    let (status, v) = http(server.addr, "POST", "/admin/faults", r#"{"pause":1}"#).await;
+    assert_eq!((status, v["error"].as_str()), (400, Some("bad_fault")));
+    assert_eq!(truth().await["paused"], false);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(faults(&server, json!({ "pause": true })).await["paused"], true);
+    let a = truth().await;
+    // 300 real ms at 300x: 90 simulated seconds stand still.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(faults(&server, json!({ "reset": true })).await["paused"], true);
+    let b = truth().await;
+    assert_eq!(a["paused"], true);
+    assert_eq!(a["serverTime"], b["serverTime"]);
+    assert_eq!(a["readings"], b["readings"]);
+    assert_eq!(a["asOf"], b["asOf"]);
+    let stopped = a["serverTime"].as_u64().expect("serverTime");
+    assert!(stopped > START_MS + 30_000, "{a}");
+    let (status, clock) = http(server.addr, "GET", "/clock", "").await;
+    assert_eq!((status, clock["serverTime"].as_u64()), (200, Some(stopped)));
+
+    assert_eq!(faults(&server, json!({ "pause": false })).await["paused"], false);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = truth().await;
+    let now = c["serverTime"].as_u64().expect("serverTime");
+    // Goes on from where it stopped: 100 real ms is 30 simulated seconds, and
+    // the 90 s it stood still (plus the requests' time) are skipped.
+    assert!(now > stopped && now < stopped + 75_000, "stopped {stopped}, now {now}");
+    assert!(c["readings"].as_u64() > b["readings"].as_u64(), "{c}");
+    server.shutdown().await.expect("server error");
+}

@@ -119,10 +119,10 @@ impl Faults {
                     f.credit_overrun =
                         u32::try_from(whole()?).map_err(|_| "creditOverrun: too large")?
                 }
-                "reset" | "reconnect" | "invalidSession" => {}
+                "reset" | "reconnect" | "invalidSession" | "pause" => {}
                 _ => {
                     return Err(format!(
-                        "unknown field {k} (known: {}, reset, reconnect, invalidSession)",
+                        "unknown field {k} (known: {}, reset, reconnect, invalidSession, pause)",
                         FIELDS.join(", ")
                     ))
                 }

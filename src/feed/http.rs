@@ -428,7 +428,7 @@ async fn snapshot(
 /// no lock, nothing copied.
 async fn clock(State(shared): State<Arc<Shared>>) -> Response {
     let body = json!({
-        "serverTime": shared.clock.now_ms(),
+        "serverTime": shared.now_ms(),
         "speed": shared.cfg.speed,
         "start": shared.clock.start_ms,
     })
@@ -462,7 +462,9 @@ async fn faults_get(
 /// `POST /admin/faults` with a JSON object: the fields given replace the
 /// faults (`reset: true` first clears them); `reconnect: true` sends RECONNECT
 /// on every open connection, `invalidSession: {"resumable": bool}` an
-/// INVALID_SESSION. Answers the faults now and `notified` connections.
+/// INVALID_SESSION, `pause: true` stops simulated time (no reading is made and
+/// the server's clock stands still; `false` restarts it where it stopped).
+/// Answers the faults now, `notified` connections and `paused`.
 async fn faults_post(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -496,6 +498,20 @@ async fn faults_post(
             }
         },
     };
+    let pause = match patch.get("pause") {
+        None => None,
+        Some(_) if shared.fleet.is_some() => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_fault",
+                "pause: not with Redis (the writer process owns the clock)",
+            )
+        }
+        Some(v) => match v.as_bool() {
+            Some(b) => Some(b),
+            None => return error(StatusCode::BAD_REQUEST, "bad_fault", "pause: must be a boolean"),
+        },
+    };
     let faults = match shared.faults().patched(&patch) {
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_fault", &e),
@@ -508,7 +524,20 @@ async fn faults_post(
     if reconnect {
         notified += shared.command(Command::Reconnect);
     }
-    let body = json!({ "faults": faults.to_json(), "notified": notified });
+    if let Some(stop) = pause {
+        // Stopped: answers once the writer has made the ticks up to that
+        // moment (within a second; a writer held by a test may take longer).
+        if shared.set_frozen(stop) {
+            for _ in 0..200 {
+                if shared.settled() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    }
+    let body =
+        json!({ "faults": faults.to_json(), "notified": notified, "paused": shared.frozen() });
     respond(StatusCode::OK, "application/json", body.to_string())
 }
 
@@ -566,7 +595,8 @@ async fn truth(
     let as_of = m.as_of();
     let mut body = json!({
         "asOf": { "wallMs": as_of.wall_ms, "counter": as_of.counter },
-        "serverTime": shared.clock.now_ms(),
+        "serverTime": shared.now_ms(),
+        "paused": shared.frozen(),
         "start": shared.clock.start_ms,
         "speed": shared.cfg.speed,
         "meters": shared.meters.len(),

@@ -216,6 +216,14 @@ impl SimClock {
     }
 }
 
+/// Simulated time stopped by the admin API: where it stopped, and how much of
+/// the raw clock it has stood still in all (subtracted once it runs again).
+#[derive(Clone, Copy, Debug, Default)]
+struct Frozen {
+    at_ms: Option<u64>,
+    lost_ms: u64,
+}
+
 /// Session ids handed out, remembered for RESUME, oldest forgotten first.
 ///
 /// An id names the server's epoch (`s-<epoch>-<n>`, hex): a restarted server
@@ -269,6 +277,10 @@ pub struct Shared {
     sessions: Mutex<Sessions>,
     shutdown: watch::Sender<bool>,
     paused: AtomicBool,
+    /// Simulated time stopped by the admin API (`{"pause": true}`).
+    frozen: Mutex<Frozen>,
+    /// The simulated time of the writer's next tick (published after each wake).
+    next_tick_ms: AtomicU64,
     /// Origins allowed to open `/stream` (the server's own).
     pub origins: Vec<String>,
     /// Catch-up and snapshot bodies served.
@@ -326,7 +338,51 @@ impl Shared {
 
     /// The server clock as clients see it (simulated, with the skew fault).
     pub fn server_time_ms(&self) -> u64 {
-        self.faults().skewed(self.clock.now_ms())
+        self.faults().skewed(self.now_ms())
+    }
+
+    /// Simulated ms now: the clock, less the time it stood still (or the
+    /// moment it stopped, while it stands still).
+    pub fn now_ms(&self) -> u64 {
+        let f = *self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+        f.at_ms.unwrap_or_else(|| self.clock.now_ms().saturating_sub(f.lost_ms))
+    }
+
+    /// Real time until simulated time reaches `sim_ms` (`None` while it stands still).
+    fn real_until(&self, sim_ms: u64) -> Option<Duration> {
+        let f = *self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+        match f.at_ms {
+            Some(_) => None,
+            None => Some(self.clock.real_until(sim_ms.saturating_add(f.lost_ms))),
+        }
+    }
+
+    /// Stops simulated time (`true`: no reading is made and the server's
+    /// clock reads the same until it restarts) or restarts it where it stopped
+    /// (`false`), so a test can compare a page with the truth at one instant.
+    /// Answers whether it stands still now. Not with Redis (the writer process
+    /// owns the clock).
+    pub fn set_frozen(&self, stop: bool) -> bool {
+        let mut f = self.frozen.lock().unwrap_or_else(|e| e.into_inner());
+        let raw = self.clock.now_ms();
+        match (stop, f.at_ms) {
+            (true, None) => f.at_ms = Some(raw.saturating_sub(f.lost_ms)),
+            (false, Some(at)) => *f = Frozen { at_ms: None, lost_ms: raw.saturating_sub(at) },
+            _ => {}
+        }
+        f.at_ms.is_some()
+    }
+
+    /// Once simulated time stands still, whether the writer has made every
+    /// tick up to where it stopped (the truth no longer moves).
+    pub fn settled(&self) -> bool {
+        let at = self.frozen.lock().unwrap_or_else(|e| e.into_inner()).at_ms;
+        at.is_some_and(|at| self.next_tick_ms.load(Ordering::SeqCst) > at)
+    }
+
+    /// Whether simulated time stands still.
+    pub fn frozen(&self) -> bool {
+        self.frozen.lock().unwrap_or_else(|e| e.into_inner()).at_ms.is_some()
     }
 
     /// Waits on the head `seq`.
@@ -468,6 +524,8 @@ pub(crate) async fn start_with(
         sessions: Mutex::new(Sessions::default()),
         shutdown: watch::Sender::new(false),
         paused: AtomicBool::new(false),
+        frozen: Mutex::new(Frozen::default()),
+        next_tick_ms: AtomicU64::new(0),
         origins,
         catchups_served: AtomicU64::new(0),
         catchup_requests: AtomicU64::new(0),
@@ -499,7 +557,7 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
             return;
         }
         if !shared.paused.load(Ordering::SeqCst) {
-            let now = shared.clock.now_ms();
+            let now = shared.now_ms();
             let mut n = 0;
             while sim.next_ts() <= now && n < shared.cfg.max_ticks_per_wake {
                 let ts = sim.step(&mut out);
@@ -507,6 +565,7 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
                 apply_tick(&shared, ts, wall, std::mem::take(&mut out));
                 n += 1;
             }
+            shared.next_tick_ms.store(sim.next_ts(), Ordering::SeqCst);
             if n == shared.cfg.max_ticks_per_wake {
                 tokio::task::yield_now().await;
                 continue;
@@ -516,8 +575,8 @@ async fn write_loop(shared: Arc<Shared>, mut sim: Simulator) {
             Duration::from_millis(5)
         } else {
             shared
-                .clock
                 .real_until(sim.next_ts())
+                .unwrap_or(Duration::from_millis(5))
                 .clamp(Duration::from_millis(1), Duration::from_millis(TICK_MS))
         };
         tokio::select! {

@@ -3,11 +3,12 @@
 // stream v2 session (channels `totals`, `notices`, `meters.<group>`).
 //
 // - With faults on (drops, duplicates, reorders, a disconnect every few
-//   seconds, slow out-of-order REST) over accelerated time across an hour
-//   rollover: once faults stop (`POST /admin/faults {"reset":true}`), every
-//   total on the page (read from the DOM) equals `/truth` exactly; the meter
-//   list fills from `meters.<group>`, the detail panel shows the REST detail,
-//   the window sparkline and the moments.
+//   seconds, slow out-of-order REST) over 2 simulated hours at 60x, across
+//   three hour rollovers: once faults stop (`POST /admin/faults
+//   {"reset":true}`) and simulated time stops (`{"pause":true}`), every
+//   total on the page (read from the DOM), the open hour's included, equals
+//   `/truth` exactly; the meter list fills from `meters.<group>`, the detail
+//   panel shows the REST detail, the window sparkline and the moments.
 // - The feed server killed and restarted mid-run on the same port: the page
 //   shows reconnecting, then goes live again and its totals converge to the
 //   new server's truth exactly.
@@ -185,45 +186,54 @@ async function detailWorks(page) {
   return meter;
 }
 
-test('faults on across an hour rollover: after they stop, every total on the page equals the truth exactly', { timeout: 4 * GUARD_MS }, async () => {
-  // 4x simulated time starting 40 s (simulated) before an hour boundary: the
-  // rollover comes 10 s (real) into the run, under faults.
-  const start = Math.floor(Date.now() / H) * H - 40_000;
+test('faults on across two simulated hours and their rollovers: after they stop, every total on the page equals the truth exactly', { timeout: 4 * GUARD_MS }, async () => {
+  // 60x simulated time starting 40 s (simulated) before an hour boundary:
+  // under faults for 2 h 1 min of simulated time (about 2 min real), across
+  // three rollovers. The page reads the server's speed from `/clock` and widens
+  // its clock allowances to match (www/src/clock-allowance.ts).
+  const SPEED = 60;
+  const start = Math.floor(Date.now() / H) * H - 2 * H - 40_000;
   const feed = await startFeed([
-    '--meters', '1000', '--seed', '7', '--speed', '4', '--start-ms', String(start), '--heartbeat-ms', '2000',
+    '--meters', '300', '--seed', '7', '--speed', String(SPEED), '--start-ms', String(start), '--heartbeat-ms', '2000',
     '--drop-pct', '3', '--duplicate-pct', '3', '--reorder-window', '4', '--disconnect-every-s', '6',
     '--rest-delay-ms', '400', '--rest-out-of-order', 'true',
   ]);
   try {
     const t0 = Date.now();
-    // The server's clock runs 4x: the worker's clock check is widened to match.
-    const { page, problems } = await openDashboard(feed, '?maxOffsetMs=60000');
+    const { page, problems } = await openDashboard(feed, '?catchupMs=5000');
     await page.waitForSelector('#connection[data-state="live"]', { timeout: GUARD_MS });
     const ready = Date.now() - t0;
     await page.waitForSelector('#totals td[data-hour]', { timeout: GUARD_MS });
     const firstTotals = Date.now() - t0;
-    // Under faults until the simulation is 10 s past the hour and the page
-    // has lived through at least one disconnect.
+    // Under faults until the simulation has run 2 h 1 min (20 s past the
+    // third rollover) and the page has lived through at least one disconnect.
     const edge = start + 40_000;
-    for (const deadline = Date.now() + GUARD_MS; ;) {
+    const until = start + 2 * H + 60_000;
+    const guard = Date.now() + GUARD_MS + (2 * H) / SPEED;
+    for (;;) {
       const now = (await truth(feed)).serverTime;
       const states = await page.evaluate(() => window.__states);
-      if (now >= edge + 10_000 && states.includes('disconnected') && states.at(-1) === 'ready') break;
-      assert.ok(Date.now() < deadline, `still waiting for the rollover and a disconnect: server time ${now}, states ${states.slice(-8)}`);
-      await new Promise((r) => setTimeout(r, 200));
+      if (now >= until && states.includes('disconnected') && states.at(-1) === 'ready') break;
+      assert.ok(Date.now() < guard, `still waiting for 2 simulated hours and a disconnect: server time ${now} (until ${until}), states ${states.slice(-8)}`);
+      await new Promise((r) => setTimeout(r, 500));
     }
-    await page.waitForTimeout(2_000); // a little more stream under faults; not a speed assertion
     const counters = await page.evaluate(() => window.meterflowDashboard.store.getState().telemetry.stats);
+    const simulated = (await truth(feed)).serverTime - start;
+    // Faults off, then simulated time stops (`pause`: no reading is made and
+    // the server's clock stands still), so the open hour stops moving too and
+    // the whole page, the current hour included, can equal the truth at once.
     await setFaults(feed, { reset: true });
     const stopped = Date.now();
+    assert.equal((await setFaults(feed, { pause: true })).paused, true);
     const t = await convergesToTruth(page, feed, 'after faults');
     const converged = Date.now() - stopped;
-    // The rollover is in what was compared: the hour before the boundary and the one after it both hold readings.
+    // The rollovers are in what was compared: the hours on both sides of each hold readings.
     const hours = new Set(t.resources[0].buckets.filter((b) => b.total.replace(/[0.]/g, '') !== '').map((b) => b.hour));
-    assert.ok(hours.has(edge - H) && hours.has(edge), `no rollover in the compared truth: ${[...hours]}`);
+    for (const h of [edge - H, edge, edge + H, edge + 2 * H]) assert.ok(hours.has(h), `hour ${new Date(h).toISOString()} not in the compared truth: ${[...hours].map((x) => new Date(x).toISOString())}`);
+    assert.ok(simulated >= 2 * H, `only ${simulated} simulated ms under faults`);
     await detailWorks(page);
     await noProblems(page, problems);
-    console.log(`# faults: ready ${ready} ms, first totals ${firstTotals} ms, converged ${converged} ms after faults stopped; states ${JSON.stringify(await page.evaluate(() => window.__states.length))} connection messages; stream stats ${JSON.stringify(Object.fromEntries(Object.entries(counters?.stream ?? {}).filter(([k]) => /gap|resume|snapshot|credit|overrun|duplicate/i.test(k))))}`);
+    console.log(`# faults: ${(simulated / H).toFixed(2)} simulated hours at ${SPEED}x, ready ${ready} ms, first totals ${firstTotals} ms, converged ${converged} ms after faults stopped; states ${JSON.stringify(await page.evaluate(() => window.__states.length))} connection messages; stream stats ${JSON.stringify(Object.fromEntries(Object.entries(counters?.stream ?? {}).filter(([k]) => /gap|resume|snapshot|credit|overrun|duplicate/i.test(k))))}`);
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.evaluate(() => window.scrollTo(0, 0));
     assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'the page scrolls sideways at 1366x768');
