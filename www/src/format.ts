@@ -38,6 +38,11 @@ export function formatCount(n: number | string): string {
 export function formatValue(n: number): string {
   return twoDecimals.format(n);
 }
+const fixedTwo = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2, minimumFractionDigits: 2 });
+/** A live reading in a column of them: always two decimals, so the column lines up. */
+export function formatReading(n: number): string {
+  return fixedTwo.format(n);
+}
 export function formatBytes(n: number): string {
   if (n >= 1e9) return `${oneDecimal.format(n / 1e9)} GB`;
   if (n >= 1e6) return `${oneDecimal.format(n / 1e6)} MB`;
@@ -99,8 +104,9 @@ export function zoneName(): string {
 }
 
 /** A decimal string with thousands separators: "12345.125" -> "12,345.125". */
-export function formatDecimal(s: string): string {
-  const m = /^(-?)(\d+)(\.\d+)?$/.exec(s.trim());
+export function formatDecimal(s: string, places = 0): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(s.trim());
   if (!m) return s;
-  return `${m[1] ? '−' : ''}${group(m[2] ?? '')}${m[3] ?? ''}`;
+  const frac = (m[3] ?? '').padEnd(places, '0');
+  return `${m[1] ? '−' : ''}${group(m[2] ?? '')}${frac ? `.${frac}` : ''}`;
 }

@@ -113,7 +113,11 @@ const chart = new BucketChart(document.getElementById('chart')!);
 let chartResource = '';
 const list = new VirtualList(
   document.getElementById('meter-list')!,
-  (row, id) => renderMeterRow(row, meters.get(id), store.getState().telemetry.anomalies[id]),
+  (row, id) => {
+    const m = meters.get(id);
+    const t = store.getState().telemetry;
+    renderMeterRow(row, m, t.anomalies[id], t.totals?.resources.find((r) => r.resource === m?.resource)?.decimals);
+  },
   (id) => openDetail(id),
 );
 

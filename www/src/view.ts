@@ -3,7 +3,7 @@
 // inline styles), so the page runs under `default-src 'self'`.
 import type { AnomalyKind, ConnectionMessage, MeterMessage, MeterRow, TotalsMessage } from '../client/index.js';
 import {
-  formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatTotal, formatValue, unitName,
+  formatBytes, formatCount, formatDateTime, formatDecimal, formatHour, formatMs, formatTime, formatReading, formatTotal, formatValue, unitName,
 } from './format.js';
 import { refusedText, type MeterAlerts, type TelemetryState } from './store.js';
 import type { ProgressItem } from './progress.js';
@@ -348,15 +348,18 @@ export function renderDetail(d: DetailState, sessionActive: boolean): void {
   host.replaceChildren(...parts);
 }
 
-/** One meter list row. */
-export function renderMeterRow(row: HTMLElement, m: (MeterRow & { channel: string }) | undefined, alerts: MeterAlerts | undefined): void {
+/**
+ * One meter list row. `decimals`: the resource's, from the totals (a total is
+ * padded to them so the column lines up; it is never rounded).
+ */
+export function renderMeterRow(row: HTMLElement, m: (MeterRow & { channel: string }) | undefined, alerts: MeterAlerts | undefined, decimals = 0): void {
   if (!m) return;
   const unit = unitName(m.resource === 'water' ? 'm3' : m.resource === 'energy' ? 'kWh' : m.resource === 'bandwidth' ? 'MB' : '');
   const cells = [
     el('span', 'meter', m.meter),
     el('span', undefined, m.resource),
-    el('span', 'num', `${formatValue(m.value)} ${unit}`),
-    el('span', 'num', `${formatDecimal(m.total)} ${unit}`),
+    el('span', 'num', `${formatReading(m.value)} ${unit}`),
+    el('span', 'num', `${formatDecimal(m.total, decimals)} ${unit}`),
     el('span', `status ${m.status}`, m.status),
     el('span', 'alerts'),
   ];

@@ -94,6 +94,11 @@ test('totals are shown digit for digit, past 2^53 too', () => {
   assert.equal(formatTotal(Number.MAX_SAFE_INTEGER, 2), '90,071,992,547,409.91');
   assert.equal(formatDecimal('812125.125'), '812,125.125');
   assert.equal(formatDecimal('12'), '12');
+  // Padded to the resource's decimals so a column lines up, never rounded.
+  assert.equal(formatDecimal('89254.03', 3), '89,254.030');
+  assert.equal(formatDecimal('12', 3), '12.000');
+  assert.equal(formatDecimal('17133.60875', 3), '17,133.60875');
+  assert.equal(formatDecimal('-1.5', 3), '−1.500');
 });
 
 test('the connection pill: catch-ups only, live, reconnecting with countdown, resyncing, fatal with reason', async () => {
