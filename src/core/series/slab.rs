@@ -539,86 +539,92 @@ mod tests {
         assert!(s.bytes_per_pair() + 4 < 4000);
     }
 
-    /// The oracle's rule for a bucket: the readings it holds, counted and
-    /// summed exactly (`i128`); `add` refuses what would pass 16 bits of count
-    /// or 48 bits of sum.
-    #[derive(Clone, Copy, Default)]
-    struct Exact {
-        count: u32,
-        sum: i128,
-    }
+    // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+    #[cfg(not(target_arch = "wasm32"))]
+    mod near_the_bound {
+        use super::*;
 
-    impl Exact {
-        fn takes(self, count: u32, sum: i128) -> Option<Exact> {
-            let (count, sum) = (self.count + count, self.sum + sum);
-            (count <= u32::from(MAX_PER_BUCKET) && (-(1i128 << 47)..1i128 << 47).contains(&sum))
-                .then_some(Exact { count, sum })
+        /// The oracle's rule for a bucket: the readings it holds, counted and
+        /// summed exactly (`i128`); `add` refuses what would pass 16 bits of count
+        /// or 48 bits of sum.
+        #[derive(Clone, Copy, Default)]
+        struct Exact {
+            count: u32,
+            sum: i128,
         }
-    }
 
-    fn units_near_the_bound() -> impl proptest::strategy::Strategy<Value = i64> {
-        use proptest::prelude::*;
-        const B: i64 = 1 << 47;
-        prop_oneof![
-            -1_000i64..1_000,
-            B - 2_000..B + 2_000,
-            -B - 2_000..-B + 2_000,
-            B / 2 - 1_000..B / 2 + 1_000,
-            -B / 2 - 1_000..-B / 2 + 1_000,
-            Just(i64::MAX),
-            Just(i64::MIN),
-        ]
-    }
+        impl Exact {
+            fn takes(self, count: u32, sum: i128) -> Option<Exact> {
+                let (count, sum) = (self.count + count, self.sum + sum);
+                (count <= u32::from(MAX_PER_BUCKET) && (-(1i128 << 47)..1i128 << 47).contains(&sum))
+                    .then_some(Exact { count, sum })
+            }
+        }
 
-    proptest::proptest! {
-        /// Sums near the 48-bit bound: every bucket holds exactly the
-        /// readings the oracle says fit, with the exact sum; a reading (or,
-        /// when minutes fold into their five-minute bucket, a minute) that
-        /// would pass the bound is refused, counted in `missed` and marks its
-        /// minute, never wrapped.
-        #[test]
-        fn sums_past_48_bits_are_refused_and_reported_never_wrapped(
-            readings in proptest::collection::vec((0i64..20, 0u32..60_000, units_near_the_bound()), 1..60)
-        ) {
-            let base = (T0 / MINUTE_MS) as i64;
-            let at = |t: i64, ms: u32| (base + t) as f64 * MINUTE_MS + f64::from(ms);
-            let mut s = SeriesSlab::new(1, 4);
-            // The head at minute 20: every reading below lands in the minute ring.
-            assert!(s.add(0, 0, at(20, 0), 0, 1.0));
-            let mut minutes = [Exact::default(); 21];
-            minutes[20] = Exact { count: 1, sum: 0 };
-            let (mut missed, mut through) = (0u64, None);
-            for &(t, ms, units) in &readings {
-                // A reading that alone needs more than 48 bits is refused too.
-                let alone = (-(1i64 << 47)..1i64 << 47).contains(&units);
-                let fits = minutes[t as usize].takes(1, i128::from(units)).filter(|_| alone);
-                proptest::prop_assert_eq!(s.add(0, 0, at(t, ms), units, 2.0), fits.is_some());
-                match fits {
-                    Some(e) => minutes[t as usize] = e,
-                    None => (missed, through) = (missed + 1, through.max(Some(base + t))),
-                }
-            }
-            for (t, e) in minutes.iter().enumerate() {
-                let b = s.bucket(0, 0, base + t as i64, false).unwrap_or(Bucket::EMPTY);
-                proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (e.count, e.sum));
-            }
-            proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
-            // Two hours and a half later the 21 minutes are folded into their
-            // five-minute buckets, a minute at a time, under the same bound.
-            assert!(s.add(0, 0, at(20 + MINUTES + 30, 0), 0, 3.0));
-            for q in 0..5 {
-                let mut five = Exact::default();
-                for t in q * 5..(q * 5 + 5).min(21) {
-                    let m = minutes[t as usize];
-                    match five.takes(m.count, m.sum) {
-                        Some(e) => five = e,
-                        None => (missed, through) = (missed + u64::from(m.count), through.max(Some(base + t))),
+        fn units_near_the_bound() -> impl proptest::strategy::Strategy<Value = i64> {
+            use proptest::prelude::*;
+            const B: i64 = 1 << 47;
+            prop_oneof![
+                -1_000i64..1_000,
+                B - 2_000..B + 2_000,
+                -B - 2_000..-B + 2_000,
+                B / 2 - 1_000..B / 2 + 1_000,
+                -B / 2 - 1_000..-B / 2 + 1_000,
+                Just(i64::MAX),
+                Just(i64::MIN),
+            ]
+        }
+
+        proptest::proptest! {
+            /// Sums near the 48-bit bound: every bucket holds exactly the
+            /// readings the oracle says fit, with the exact sum; a reading (or,
+            /// when minutes fold into their five-minute bucket, a minute) that
+            /// would pass the bound is refused, counted in `missed` and marks its
+            /// minute, never wrapped.
+            #[test]
+            fn sums_past_48_bits_are_refused_and_reported_never_wrapped(
+                readings in proptest::collection::vec((0i64..20, 0u32..60_000, units_near_the_bound()), 1..60)
+            ) {
+                let base = (T0 / MINUTE_MS) as i64;
+                let at = |t: i64, ms: u32| (base + t) as f64 * MINUTE_MS + f64::from(ms);
+                let mut s = SeriesSlab::new(1, 4);
+                // The head at minute 20: every reading below lands in the minute ring.
+                assert!(s.add(0, 0, at(20, 0), 0, 1.0));
+                let mut minutes = [Exact::default(); 21];
+                minutes[20] = Exact { count: 1, sum: 0 };
+                let (mut missed, mut through) = (0u64, None);
+                for &(t, ms, units) in &readings {
+                    // A reading that alone needs more than 48 bits is refused too.
+                    let alone = (-(1i64 << 47)..1i64 << 47).contains(&units);
+                    let fits = minutes[t as usize].takes(1, i128::from(units)).filter(|_| alone);
+                    proptest::prop_assert_eq!(s.add(0, 0, at(t, ms), units, 2.0), fits.is_some());
+                    match fits {
+                        Some(e) => minutes[t as usize] = e,
+                        None => (missed, through) = (missed + 1, through.max(Some(base + t))),
                     }
                 }
-                let b = s.bucket(0, 0, base / 5 + q, true).unwrap_or(Bucket::EMPTY);
-                proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (five.count, five.sum));
+                for (t, e) in minutes.iter().enumerate() {
+                    let b = s.bucket(0, 0, base + t as i64, false).unwrap_or(Bucket::EMPTY);
+                    proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (e.count, e.sum));
+                }
+                proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
+                // Two hours and a half later the 21 minutes are folded into their
+                // five-minute buckets, a minute at a time, under the same bound.
+                assert!(s.add(0, 0, at(20 + MINUTES + 30, 0), 0, 3.0));
+                for q in 0..5 {
+                    let mut five = Exact::default();
+                    for t in q * 5..(q * 5 + 5).min(21) {
+                        let m = minutes[t as usize];
+                        match five.takes(m.count, m.sum) {
+                            Some(e) => five = e,
+                            None => (missed, through) = (missed + u64::from(m.count), through.max(Some(base + t))),
+                        }
+                    }
+                    let b = s.bucket(0, 0, base / 5 + q, true).unwrap_or(Bucket::EMPTY);
+                    proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (five.count, five.sum));
+                }
+                proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
             }
-            proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
         }
     }
 
