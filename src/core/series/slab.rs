@@ -232,6 +232,10 @@ pub struct SeriesSlab {
     resources: usize,
     /// Most pairs held (`maxSeriesPairs`).
     max_pairs: usize,
+    /// Most index slots (`maxMeters × resources`): the index and the heads
+    /// grow by doubling but not past their bounds, so at the bound they hold
+    /// what `Config::worst_case_bytes` charges, not up to twice that.
+    max_slots: usize,
     /// `m * resources + r` -> pair number, `NONE`, or `REFUSED`.
     index: Vec<u32>,
     /// Index slots refused at the bound since [`SeriesSlab::take_refused`].
@@ -253,12 +257,22 @@ fn minute_of(ts_ms: f64) -> Option<i64> {
 impl SeriesSlab {
     /// Series for `resources` resources, at most `max_pairs` `(meter, resource)` pairs.
     pub fn new(resources: usize, max_pairs: u32) -> SeriesSlab {
-        SeriesSlab { resources, max_pairs: max_pairs as usize, ..Default::default() }
+        SeriesSlab {
+            resources,
+            max_pairs: max_pairs as usize,
+            max_slots: usize::MAX,
+            ..Default::default()
+        }
     }
 
     /// Most pairs held (`maxSeriesPairs`, or its default).
     pub fn max_pairs(&self) -> usize {
         self.max_pairs
+    }
+
+    /// Takes a new `maxMeters` (the index's growth stops at `maxMeters × resources` slots).
+    pub fn set_max_meters(&mut self, max_meters: u32) {
+        self.max_slots = (max_meters as usize).saturating_mul(self.resources);
     }
 
     /// Takes a new `maxSeriesPairs` (pairs held stay; new ones stop at the bound).
@@ -326,8 +340,11 @@ impl SeriesSlab {
             None => false,
         };
         if self.index.len() <= slot {
-            let more = slot + 1 - self.index.len();
-            self.index.try_reserve(more).ok()?;
+            let len = self.index.len();
+            if self.index.capacity() <= slot {
+                let room = len.saturating_mul(2).max(slot + 1).min(self.max_slots.max(slot + 1));
+                self.index.try_reserve_exact(room - len).ok()?;
+            }
             self.index.resize(slot + 1, NONE);
         }
         let p = self.heads.len();
@@ -343,7 +360,10 @@ impl SeriesSlab {
             return None;
         }
         let p32 = u32::try_from(p).ok().filter(|&x| x < REFUSED)?;
-        self.heads.try_reserve(1).ok()?;
+        if self.heads.capacity() == p {
+            let room = p.saturating_mul(2).max(p + 1).min(self.max_pairs.max(p + 1));
+            self.heads.try_reserve_exact(room - p).ok()?;
+        }
         if self.buckets.len() <= at(p, 0) {
             self.buckets.grow()?;
         }
