@@ -747,7 +747,7 @@ impl Config {
     /// - the payload being decoded: `maxPayloadBytes × PAYLOAD_FACTOR`;
     /// - buckets: `resources × (historyHours + 2) × BUCKET_BYTES`;
     /// - groups: per meter its hourly rows (`resources × (historyHours + 2) ×
-    ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
+    ///   8 + 24`, grown by doubling but never past `maxMeters` rows) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
     ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`) and the
