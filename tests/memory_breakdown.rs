@@ -250,8 +250,10 @@ fn check_caps(m: &MemoryBytes, cfg: &Config, meters_seen: usize, label: &str) {
             // A ring chunk holds a wasm page of meters: up to one chunk unused.
             max_meters * per_meter + 64 * 1024 + n(cfg.window) * 8 * 8,
         ),
-        // Grown with `try_reserve` (amortised doubling): up to twice the rows.
+        // Grown by doubling: up to twice the rows seen...
         ("rows", m.rows, 2 * max_meters * (slots * 8 + 24) + slots * 64 + 4_096),
+        // ...but never past `maxMeters` rows, what `worst_case_bytes` charges.
+        ("rows at maxMeters", m.rows, n(cfg.max_meters) * (slots * 8 + 24) + slots * 64 + 4_096),
         ("changeLog", m.change_log, (CHANGE_LOG_CAP * std::mem::size_of::<RowChange>()) as u64),
         ("rowLog", m.row_log, u64::from(cfg.max_row_log_readings).next_power_of_two() * 32),
         (
@@ -261,6 +263,15 @@ fn check_caps(m: &MemoryBytes, cfg: &Config, meters_seen: usize, label: &str) {
                 + SERIES_BLOCK_SLACK_BYTES as u64
                 + max_meters * resources * 4
                 + 64 * 24,
+        ),
+        (
+            // The index and heads stop growing at their bounds.
+            "series at its bounds",
+            m.series,
+            u64::from(cfg.series_pairs()) * SERIES_PAIR_BYTES as u64
+                + SERIES_BLOCK_SLACK_BYTES as u64
+                + n(cfg.max_meters) * resources * 4
+                + 64 * 16,
         ),
         (
             "seriesCache",

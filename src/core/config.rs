@@ -184,7 +184,7 @@ pub struct Config {
     /// Meters a series sums per chunk; a larger group is computed over ticks
     /// (100..=10,000,000).
     pub series_chunk_meters: u32,
-    /// `(meter, resource)` series held (4,056 B each), 0..=1,000,000; `None`
+    /// `(meter, resource)` series held (3,720 B each), 0..=1,000,000; `None`
     /// (the default) holds one per meter and resource (`maxMeters ×
     /// resources`), fewer if the 4 GiB budget leaves less room (see
     /// [`Config::series_pairs`]). Past it a reading is not in the series,
@@ -417,8 +417,8 @@ pub const MAX_METERS: u32 = 1 << 24;
 /// The memory a wasm32 instance can address: 4 GiB.
 pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 
-/// Bytes of one `(meter, resource)` series: 168 buckets of 24 bytes and a 24-byte head.
-pub const SERIES_PAIR_BYTES: u128 = 168 * 24 + 24;
+/// Bytes of one `(meter, resource)` series: 168 buckets of 22 bytes and a 24-byte head.
+pub const SERIES_PAIR_BYTES: u128 = 168 * 22 + 24;
 /// Most live readings the row log may keep (`maxRowLogReadings`).
 pub const MAX_ROW_LOG_READINGS: u32 = 4_194_304;
 /// Bytes per row-log entry at worst (a 32-byte entry; the ring's capacity
@@ -429,7 +429,7 @@ const ROW_LOG_ENTRY_BYTES: u128 = 64;
 pub const MAX_SERIES_PAIRS: u32 = 1_000_000;
 /// The series slab grows a block of `BLOCK_PAIRS` (8) pairs at a time: at most one block unused.
 /// (`series::slab`'s tests check it against the slab's constants.)
-pub const SERIES_BLOCK_SLACK_BYTES: u128 = 8 * 168 * 24;
+pub const SERIES_BLOCK_SLACK_BYTES: u128 = 8 * 168 * 22;
 /// Per meter besides its ring and id bitmap: moments, detection state, the id
 /// (at most 256 bytes) in the table twice with its map slot, and slack.
 pub const METER_FIXED_BYTES: u128 = 2_048;
@@ -747,7 +747,7 @@ impl Config {
     /// - the payload being decoded: `maxPayloadBytes × PAYLOAD_FACTOR`;
     /// - buckets: `resources × (historyHours + 2) × BUCKET_BYTES`;
     /// - groups: per meter its hourly rows (`resources × (historyHours + 2) ×
-    ///   8 + 24`) and `maxGroupsPerMeter × 2` resolved memberships; the map
+    ///   8 + 24`, grown by doubling but never past `maxMeters` rows) and `maxGroupsPerMeter × 2` resolved memberships; the map
     ///   held (at most one body's worth: `maxPayloadBytes × PAYLOAD_FACTOR`);
     ///   the sums (`(maxGroups + 1) × resources × (historyHours + 2) × 8`);
     ///   the row log (`maxRowLogReadings × ROW_LOG_ENTRY_BYTES`) and the

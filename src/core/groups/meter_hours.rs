@@ -105,6 +105,11 @@ pub struct MeterHours {
     changes_lost: bool,
     /// Entries `changes` may hold ([`CHANGE_LOG_CAP`]).
     change_cap: usize,
+    /// `maxMeters`: the rows grow by doubling but never past it, so at the
+    /// bound they hold `maxMeters` rows, what `Config::worst_case_bytes`
+    /// charges (amortised doubling left up to twice that: 8,192 rows' room,
+    /// 354 B a meter, at 5,000 meters).
+    max_meters: usize,
 }
 
 impl MeterHours {
@@ -121,8 +126,22 @@ impl MeterHours {
             series: SeriesSlab::new(resources, DEFAULT_SERIES_PAIRS),
             changes_lost: true,
             change_cap: CHANGE_LOG_CAP,
+            max_meters: usize::MAX,
             ..Default::default()
         }
+    }
+
+    /// Bounds the rows' growth at `max_meters` (`maxMeters`; more are
+    /// still held, grown exactly, if asked: the bound is the engine's).
+    pub fn with_max_meters(mut self, max_meters: u32) -> MeterHours {
+        self.set_max_meters(max_meters);
+        self
+    }
+
+    /// Takes a new `maxMeters`.
+    pub fn set_max_meters(&mut self, max_meters: u32) {
+        self.max_meters = max_meters as usize;
+        self.series.set_max_meters(max_meters);
     }
 
     fn stride(&self) -> usize {
@@ -170,11 +189,21 @@ impl MeterHours {
             return true;
         }
         let n = m + 1;
-        let more = (n - self.meters) * self.stride();
-        if self.units.try_reserve(more).is_err()
-            || self.counts.try_reserve(BINS * (n - self.meters)).is_err()
-        {
-            return false;
+        let stride = self.stride();
+        if self.units.capacity() < n * stride || self.counts.capacity() < n * BINS {
+            // Room for twice the rows held, or `n`, but not past `maxMeters`.
+            let room = self.meters.saturating_mul(2).max(n).min(self.max_meters.max(n));
+            if self
+                .units
+                .try_reserve_exact((room * stride).saturating_sub(self.units.len()))
+                .is_err()
+                || self
+                    .counts
+                    .try_reserve_exact((room * BINS).saturating_sub(self.counts.len()))
+                    .is_err()
+            {
+                return false;
+            }
         }
         self.units.resize(n * self.stride(), 0);
         self.counts.resize(n * BINS, 0);

@@ -124,7 +124,8 @@ impl Ledger {
             feed: Vec::new(),
             pending_refused: 0,
             meter_hours: MeterHours::new(cfg.resources.len(), cfg.history_hours)
-                .with_series_pairs(cfg.series_pairs()),
+                .with_series_pairs(cfg.series_pairs())
+                .with_max_meters(cfg.max_meters),
             row_log: RowLog::new(cfg.max_row_log_readings),
             rebuilds: 0,
             rebuilds_refused: 0,
@@ -136,6 +137,7 @@ impl Ledger {
     /// restarts the totals (a new catch-up fills them); the clock survives.
     pub fn reconfigure(&mut self, cfg: &Config) {
         self.meter_hours.set_series_pairs(cfg.series_pairs());
+        self.meter_hours.set_max_meters(cfg.max_meters);
         self.row_log.set_cap(cfg.max_row_log_readings);
         if cfg.resources != self.resources || i64::from(cfg.history_hours) != self.buckets.history()
         {

@@ -113,6 +113,10 @@ pub struct Accumulator {
     max: Vec<f64>,
     last: Vec<f64>,
     watermark: Option<f64>,
+    /// A bucket's sum over the meters passed `i64` (each meter's is within
+    /// 48 bits, so only past 65,536 meters at the extreme): the answer is
+    /// `incomplete`, never wrapped.
+    overflow: bool,
 }
 
 impl Accumulator {
@@ -131,6 +135,7 @@ impl Accumulator {
             max: filled(len, f64::NEG_INFINITY)?,
             last: filled(len, 0.0)?,
             watermark: None,
+            overflow: false,
         })
     }
 
@@ -151,7 +156,10 @@ impl Accumulator {
                 *c += u64::from(b.count);
             }
             if let Some(s) = self.sum.get_mut(i) {
-                *s = s.saturating_add(b.sum);
+                match s.checked_add(b.sum) {
+                    Some(x) => *s = x,
+                    None => (*s, self.overflow) = (s.saturating_add(b.sum), true),
+                }
             }
             if let Some(x) = self.min.get_mut(i) {
                 *x = x.min(f64::from(b.min));
@@ -181,7 +189,7 @@ impl Accumulator {
             count: self.count.iter().map(|&c| c as f64).collect(),
             sum_units: self.sum,
             source_watermark: self.watermark,
-            incomplete,
+            incomplete: incomplete || self.overflow,
         }
     }
 }

@@ -5,13 +5,13 @@
 //! one-minute buckets (the last two hours up to the pair's newest minute) and
 //! a ring of 48 five-minute buckets (the four hours before); a minute leaving
 //! the minute ring is folded into its five-minute bucket, so a five-minute
-//! answer combines both rings exactly. 168 buckets × 24 bytes = 4,032 bytes,
-//! plus 24 bytes of head and 4 bytes of index per resource: 4,060 bytes for a
+//! answer combines both rings exactly. 168 buckets × 22 bytes = 3,696 bytes,
+//! plus 24 bytes of head and 4 bytes of index per resource: 3,724 bytes for a
 //! meter of one resource. A pair's rings exist only once it has a reading.
 //! The slab is time-major within blocks of [`BLOCK_PAIRS`] pairs (bucket `b`
-//! of pair `p` at `(p / 8) × 8 × 168 + b × 8 + p % 8`), each block (32 KB)
+//! of pair `p` at `(p / 8) × 8 × 168 + b × 8 + p % 8`), each block (29.6 KB)
 //! allocated once when its first pair arrives and never moved: the buckets of
-//! the current minute of a block's pairs lie together (192 B per block, 120 KB
+//! the current minute of a block's pairs lie together (176 B per block, 110 KB
 //! at 5,000 pairs), so the reading path stays in cache where a pair-major
 //! layout took a cache miss per reading. Eight pairs a block keep the unused
 //! tail of the last block under 8 pairs (64 left up to 63: 45 B a meter at
@@ -24,7 +24,8 @@
 //!   in units, rounded to f32 (24-bit mantissa); `last` is the amount of the
 //!   reading with the latest timestamp (`tick`), the later arrival on a tie.
 //! - A reading older than the horizon of its pair, or past
-//!   [`MAX_PER_BUCKET`] in its bucket, is not in the series: it is counted in
+//!   [`MAX_PER_BUCKET`] in its bucket, or taking its bucket's sum (or
+//!   needing alone) more than 48 bits (±2^47 units), is not in the series: it is counted in
 //!   `missed` and its minute is at or before `missed_through`, which makes
 //!   every answer covering it `incomplete`.
 //! - Memory follows the pairs seen, grown with `try_reserve`; a pair refused
@@ -63,7 +64,7 @@ fn at(p: usize, b: usize) -> usize {
 /// about 50 MB of linear memory beside a 20 MB slab.) Indexed like a flat
 /// slice: bucket `b` of pair `p` is `at(p, b) % BLOCK` of block `p / 8`.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Blocks(Vec<Box<[Bucket]>>);
+struct Blocks(Vec<Box<[Stored]>>);
 
 impl Blocks {
     fn len(&self) -> usize {
@@ -72,12 +73,12 @@ impl Blocks {
 
     /// Bucket `b` of pair `p` (`at(p, b)`, found with shifts: 8 pairs a block).
     #[inline]
-    fn pair(&self, p: usize, b: usize) -> Option<&Bucket> {
+    fn pair(&self, p: usize, b: usize) -> Option<&Stored> {
         self.0.get(p / BLOCK_PAIRS)?.get(b * BLOCK_PAIRS + p % BLOCK_PAIRS)
     }
 
     #[inline]
-    fn pair_mut(&mut self, p: usize, b: usize) -> Option<&mut Bucket> {
+    fn pair_mut(&mut self, p: usize, b: usize) -> Option<&mut Stored> {
         self.0.get_mut(p / BLOCK_PAIRS)?.get_mut(b * BLOCK_PAIRS + p % BLOCK_PAIRS)
     }
 
@@ -86,18 +87,96 @@ impl Blocks {
         self.0.try_reserve(1).ok()?;
         let mut block = Vec::new();
         block.try_reserve_exact(BLOCK).ok()?;
-        block.resize(BLOCK, Bucket::EMPTY);
+        block.resize(BLOCK, Stored::EMPTY);
         self.0.push(block.into_boxed_slice());
         Some(())
     }
 
     fn bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<Box<[Bucket]>>()
-            + self.len() * std::mem::size_of::<Bucket>()
+        self.0.capacity() * std::mem::size_of::<Box<[Stored]>>()
+            + self.len() * std::mem::size_of::<Stored>()
     }
 }
 
-/// One bucket: 24 bytes.
+/// A bucket as the slab stores it: 22 bytes, 2-byte aligned (`packed(2)`:
+/// its fields are read and written by value, never borrowed). The exact sum
+/// and the count share one word, `sum << 16 | count`, so the sum has 48 bits
+/// (±1.4 × 10^14 units) and one checked add both adds a reading and finds an
+/// overflow of either: a reading that would pass them is refused (missed),
+/// never wrapped. (Sum `i64` beside `count` took 24 bytes a bucket.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, packed(2))]
+struct Stored {
+    /// `sum << 16 | count`.
+    word: i64,
+    min: f32,
+    max: f32,
+    last: f32,
+    /// Time of `last` within the bucket, in 5 ms ticks.
+    tick: u16,
+}
+
+/// The count bits of a stored word.
+const COUNT_BITS: u32 = 16;
+
+impl Stored {
+    const EMPTY: Stored =
+        Stored { word: 0, min: f32::INFINITY, max: f32::NEG_INFINITY, last: 0.0, tick: 0 };
+
+    /// One reading of `units` at `tick`; `None` if `units` needs more than 48 bits.
+    #[inline]
+    fn one(units: i64, tick: u16) -> Option<Stored> {
+        let word = units.checked_mul(1 << COUNT_BITS)? | 1;
+        let v = units as f32;
+        Some(Stored { word, min: v, max: v, last: v, tick })
+    }
+
+    #[inline]
+    fn count(self) -> u16 {
+        self.word as u16
+    }
+
+    /// Folds `o` (its `last` at `tick`) into this bucket. `false` (nothing
+    /// changed) if the count would pass [`MAX_PER_BUCKET`] or the sum 48 bits.
+    #[inline]
+    fn merge(&mut self, o: Stored, tick: u16) -> bool {
+        let (c, oc) = (self.count(), o.count());
+        if oc == 0 {
+            return true;
+        }
+        // With the counts' sum within 16 bits no carry leaves the low bits,
+        // so the word's add overflows exactly when the 48-bit sum does.
+        if c.checked_add(oc).is_none() {
+            return false;
+        }
+        let Some(word) = self.word.checked_add(o.word) else { return false };
+        self.word = word;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        if c == 0 || tick >= self.tick {
+            self.last = o.last;
+            self.tick = tick;
+        }
+        true
+    }
+
+    /// This bucket, read, with `last` at `tick`.
+    #[inline]
+    fn read(self, tick: u32) -> Bucket {
+        Bucket {
+            sum: self.word >> COUNT_BITS,
+            min: self.min,
+            max: self.max,
+            last: self.last,
+            count: u32::from(self.count()),
+            tick,
+        }
+    }
+}
+
+/// One bucket as read: a minute, or a five-minute period (its stored
+/// five-minute bucket and its minutes not folded yet, combined here, wide
+/// enough that combining six stored buckets cannot overflow).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Bucket {
     /// Exact sum of the amounts, integer units.
@@ -109,9 +188,9 @@ pub struct Bucket {
     /// Amount of the latest reading, units.
     pub last: f32,
     /// Readings.
-    pub count: u16,
+    pub count: u32,
     /// Time of `last` within the bucket, in 5 ms ticks.
-    pub tick: u16,
+    pub tick: u32,
 }
 
 impl Bucket {
@@ -119,22 +198,20 @@ impl Bucket {
     pub const EMPTY: Bucket =
         Bucket { sum: 0, min: f32::INFINITY, max: f32::NEG_INFINITY, last: 0.0, count: 0, tick: 0 };
 
-    /// Folds `o` (a later stretch of time when `o_later`) into this bucket.
-    /// `false` (nothing changed) if the count would pass [`MAX_PER_BUCKET`].
-    fn merge(&mut self, o: &Bucket, tick: u16) -> bool {
+    /// Adds `o`, a stretch of time after this one's when their ticks tie.
+    fn absorb(&mut self, o: Bucket) {
         if o.count == 0 {
-            return true;
+            return;
         }
-        let Some(count) = self.count.checked_add(o.count) else { return false };
+        // At most six stored buckets: 6 × 65,535 readings, 6 × 2^47 units.
         self.sum = self.sum.saturating_add(o.sum);
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
-        if self.count == 0 || tick >= self.tick {
+        if self.count == 0 || o.tick >= self.tick {
             self.last = o.last;
-            self.tick = tick;
+            self.tick = o.tick;
         }
-        self.count = count;
-        true
+        self.count = self.count.saturating_add(o.count);
     }
 }
 
@@ -155,6 +232,10 @@ pub struct SeriesSlab {
     resources: usize,
     /// Most pairs held (`maxSeriesPairs`).
     max_pairs: usize,
+    /// Most index slots (`maxMeters × resources`): the index and the heads
+    /// grow by doubling but not past their bounds, so at the bound they hold
+    /// what `Config::worst_case_bytes` charges, not up to twice that.
+    max_slots: usize,
     /// `m * resources + r` -> pair number, `NONE`, or `REFUSED`.
     index: Vec<u32>,
     /// Index slots refused at the bound since [`SeriesSlab::take_refused`].
@@ -176,12 +257,22 @@ fn minute_of(ts_ms: f64) -> Option<i64> {
 impl SeriesSlab {
     /// Series for `resources` resources, at most `max_pairs` `(meter, resource)` pairs.
     pub fn new(resources: usize, max_pairs: u32) -> SeriesSlab {
-        SeriesSlab { resources, max_pairs: max_pairs as usize, ..Default::default() }
+        SeriesSlab {
+            resources,
+            max_pairs: max_pairs as usize,
+            max_slots: usize::MAX,
+            ..Default::default()
+        }
     }
 
     /// Most pairs held (`maxSeriesPairs`, or its default).
     pub fn max_pairs(&self) -> usize {
         self.max_pairs
+    }
+
+    /// Takes a new `maxMeters` (the index's growth stops at `maxMeters × resources` slots).
+    pub fn set_max_meters(&mut self, max_meters: u32) {
+        self.max_slots = (max_meters as usize).saturating_mul(self.resources);
     }
 
     /// Takes a new `maxSeriesPairs` (pairs held stay; new ones stop at the bound).
@@ -233,7 +324,7 @@ impl SeriesSlab {
 
     /// Bytes a pair takes (its buckets and head), and an index entry per resource of a meter.
     pub fn bytes_per_pair(&self) -> usize {
-        BUCKETS * std::mem::size_of::<Bucket>() + std::mem::size_of::<Head>()
+        BUCKETS * std::mem::size_of::<Stored>() + std::mem::size_of::<Head>()
     }
 
     fn miss(&mut self, minute: i64) {
@@ -249,8 +340,11 @@ impl SeriesSlab {
             None => false,
         };
         if self.index.len() <= slot {
-            let more = slot + 1 - self.index.len();
-            self.index.try_reserve(more).ok()?;
+            let len = self.index.len();
+            if self.index.capacity() <= slot {
+                let room = len.saturating_mul(2).max(slot + 1).min(self.max_slots.max(slot + 1));
+                self.index.try_reserve_exact(room - len).ok()?;
+            }
             self.index.resize(slot + 1, NONE);
         }
         let p = self.heads.len();
@@ -266,7 +360,10 @@ impl SeriesSlab {
             return None;
         }
         let p32 = u32::try_from(p).ok().filter(|&x| x < REFUSED)?;
-        self.heads.try_reserve(1).ok()?;
+        if self.heads.capacity() == p {
+            let room = p.saturating_mul(2).max(p + 1).min(self.max_pairs.max(p + 1));
+            self.heads.try_reserve_exact(room - p).ok()?;
+        }
         if self.buckets.len() <= at(p, 0) {
             self.buckets.grow()?;
         }
@@ -307,9 +404,8 @@ impl SeriesSlab {
             let within = ts_ms - (q * 5) as f64 * MINUTE_MS;
             ((MINUTES + q.rem_euclid(FIVES)) as usize, (within / TICK_MS) as u16)
         };
-        let v = units as f32;
-        let one = Bucket { sum: units, min: v, max: v, last: v, count: 1, tick };
-        let ok = self.buckets.pair_mut(p, slot).is_some_and(|b| b.merge(&one, tick));
+        let ok = Stored::one(units, tick)
+            .is_some_and(|one| self.buckets.pair_mut(p, slot).is_some_and(|b| b.merge(one, tick)));
         if !ok {
             self.miss(t);
             return false;
@@ -336,7 +432,7 @@ impl SeriesSlab {
             let five = (MINUTES + q.rem_euclid(FIVES)) as usize;
             if t.rem_euclid(5) == 0 {
                 if let Some(b) = ring.pair_mut(p, five) {
-                    *b = Bucket::EMPTY;
+                    *b = Stored::EMPTY;
                 }
             }
             if t <= h0 {
@@ -348,8 +444,8 @@ impl SeriesSlab {
                 if let Some(b) = ring.pair_mut(p, five) {
                     // Two full minutes cannot pass the bound unless the period
                     // already holds as many: then the minute's readings are missed.
-                    if !b.merge(&Bucket { tick, ..mb }, tick) {
-                        self.missed += u64::from(mb.count);
+                    if !b.merge(mb, tick) {
+                        self.missed += u64::from(mb.count());
                         self.missed_through = self.missed_through.max(Some(t));
                     }
                 }
@@ -357,7 +453,7 @@ impl SeriesSlab {
         }
         for t in (h0 + 1).max(h1 - MINUTES + 1)..=h1 {
             if let Some(b) = ring.pair_mut(p, t.rem_euclid(MINUTES) as usize) {
-                *b = Bucket::EMPTY;
+                *b = Stored::EMPTY;
             }
         }
         if let Some(h) = self.heads.get_mut(p) {
@@ -372,25 +468,22 @@ impl SeriesSlab {
         let p = *self.index.get(m * self.resources + r).filter(|&&p| p < REFUSED)? as usize;
         let head = self.heads.get(p)?.minute;
         let ring = &self.buckets;
-        let minute = |t: i64| -> Option<&Bucket> {
+        let minute = |t: i64| -> Option<Stored> {
             (t <= head && t > head - MINUTES)
-                .then(|| ring.pair(p, t.rem_euclid(MINUTES) as usize))?
+                .then(|| ring.pair(p, t.rem_euclid(MINUTES) as usize).copied())?
         };
         if !five {
-            return Some(minute(k).copied().unwrap_or(Bucket::EMPTY));
+            return Some(minute(k).map_or(Bucket::EMPTY, |b| b.read(u32::from(b.tick))));
         }
         let newest_five = (head - MINUTES).div_euclid(5);
-        let mut b = if k <= newest_five && k > newest_five - FIVES {
-            ring.pair(p, (MINUTES + k.rem_euclid(FIVES)) as usize).copied().unwrap_or(Bucket::EMPTY)
-        } else {
-            Bucket::EMPTY
-        };
-        for i in 0..5 {
-            if let Some(mb) = minute(k * 5 + i) {
-                let tick = (i as u16 * 12_000).saturating_add(mb.tick);
-                // Within the bound: a period's minutes fold into it without passing it,
-                // or else were missed already.
-                b.merge(&Bucket { tick, ..*mb }, tick);
+        let stored = (k <= newest_five && k > newest_five - FIVES)
+            .then(|| ring.pair(p, (MINUTES + k.rem_euclid(FIVES)) as usize).copied())
+            .flatten();
+        let mut b = stored.map_or(Bucket::EMPTY, |b| b.read(u32::from(b.tick)));
+        for i in 0..5u32 {
+            if let Some(mb) = minute(k * 5 + i64::from(i)) {
+                // The minute's ticks as 5 ms ticks of its five-minute period.
+                b.absorb(mb.read(i * 12_000 + u32::from(mb.tick)));
             }
         }
         Some(b)
@@ -462,13 +555,114 @@ mod tests {
         assert!(s.add(0, 0, T0 + 7.0 * 3_600_000.0, 1, 1.0));
         let k = (T0 / MINUTE_MS) as i64;
         assert_eq!(s.bucket(0, 0, k, true).map(|b| b.count), Some(0));
-        assert_eq!(std::mem::size_of::<Bucket>(), 24);
-        assert!(s.bytes_per_pair() + 4 <= 4096);
+        assert_eq!(std::mem::size_of::<Stored>(), 22);
+        assert!(s.bytes_per_pair() + 4 < 4000);
+    }
+
+    // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+    #[cfg(not(target_arch = "wasm32"))]
+    mod near_the_bound {
+        use super::*;
+
+        /// The oracle's rule for a bucket: the readings it holds, counted and
+        /// summed exactly (`i128`); `add` refuses what would pass 16 bits of count
+        /// or 48 bits of sum.
+        #[derive(Clone, Copy, Default)]
+        struct Exact {
+            count: u32,
+            sum: i128,
+        }
+
+        impl Exact {
+            fn takes(self, count: u32, sum: i128) -> Option<Exact> {
+                let (count, sum) = (self.count + count, self.sum + sum);
+                (count <= u32::from(MAX_PER_BUCKET) && (-(1i128 << 47)..1i128 << 47).contains(&sum))
+                    .then_some(Exact { count, sum })
+            }
+        }
+
+        fn units_near_the_bound() -> impl proptest::strategy::Strategy<Value = i64> {
+            use proptest::prelude::*;
+            const B: i64 = 1 << 47;
+            prop_oneof![
+                -1_000i64..1_000,
+                B - 2_000..B + 2_000,
+                -B - 2_000..-B + 2_000,
+                B / 2 - 1_000..B / 2 + 1_000,
+                -B / 2 - 1_000..-B / 2 + 1_000,
+                Just(i64::MAX),
+                Just(i64::MIN),
+            ]
+        }
+
+        proptest::proptest! {
+            /// Sums near the 48-bit bound: every bucket holds exactly the
+            /// readings the oracle says fit, with the exact sum; a reading (or,
+            /// when minutes fold into their five-minute bucket, a minute) that
+            /// would pass the bound is refused, counted in `missed` and marks its
+            /// minute, never wrapped.
+            #[test]
+            fn sums_past_48_bits_are_refused_and_reported_never_wrapped(
+                readings in proptest::collection::vec((0i64..20, 0u32..60_000, units_near_the_bound()), 1..60)
+            ) {
+                let base = (T0 / MINUTE_MS) as i64;
+                let at = |t: i64, ms: u32| (base + t) as f64 * MINUTE_MS + f64::from(ms);
+                let mut s = SeriesSlab::new(1, 4);
+                // The head at minute 20: every reading below lands in the minute ring.
+                assert!(s.add(0, 0, at(20, 0), 0, 1.0));
+                let mut minutes = [Exact::default(); 21];
+                minutes[20] = Exact { count: 1, sum: 0 };
+                let (mut missed, mut through) = (0u64, None);
+                for &(t, ms, units) in &readings {
+                    // A reading that alone needs more than 48 bits is refused too.
+                    let alone = (-(1i64 << 47)..1i64 << 47).contains(&units);
+                    let fits = minutes[t as usize].takes(1, i128::from(units)).filter(|_| alone);
+                    proptest::prop_assert_eq!(s.add(0, 0, at(t, ms), units, 2.0), fits.is_some());
+                    match fits {
+                        Some(e) => minutes[t as usize] = e,
+                        None => (missed, through) = (missed + 1, through.max(Some(base + t))),
+                    }
+                }
+                for (t, e) in minutes.iter().enumerate() {
+                    let b = s.bucket(0, 0, base + t as i64, false).unwrap_or(Bucket::EMPTY);
+                    proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (e.count, e.sum));
+                }
+                proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
+                // Two hours and a half later the 21 minutes are folded into their
+                // five-minute buckets, a minute at a time, under the same bound.
+                assert!(s.add(0, 0, at(20 + MINUTES + 30, 0), 0, 3.0));
+                for q in 0..5 {
+                    let mut five = Exact::default();
+                    for t in q * 5..(q * 5 + 5).min(21) {
+                        let m = minutes[t as usize];
+                        match five.takes(m.count, m.sum) {
+                            Some(e) => five = e,
+                            None => (missed, through) = (missed + u64::from(m.count), through.max(Some(base + t))),
+                        }
+                    }
+                    let b = s.bucket(0, 0, base / 5 + q, true).unwrap_or(Bucket::EMPTY);
+                    proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (five.count, five.sum));
+                }
+                proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
+            }
+        }
+    }
+
+    #[test]
+    fn a_bucket_counts_at_most_max_per_bucket_readings() {
+        let mut s = SeriesSlab::new(1, 4);
+        for i in 0..u32::from(MAX_PER_BUCKET) {
+            assert!(s.add(0, 0, T0 + f64::from(i % 60_000), 1, 1.0));
+        }
+        assert!(!s.add(0, 0, T0 + 5.0, 1, 1.0), "the 65,536th reading is refused");
+        let b = s.bucket(0, 0, (T0 / MINUTE_MS) as i64, false).unwrap_or(Bucket::EMPTY);
+        assert_eq!((b.count, b.sum, s.missed()), (65_535, 65_535, 1));
+        assert_eq!(s.missed_through(), Some((T0 / MINUTE_MS) as i64));
     }
 
     #[test]
     fn the_configs_slack_bound_is_one_block() {
-        let block = (BLOCK_PAIRS * BUCKETS * std::mem::size_of::<Bucket>()) as u128;
+        let block = (BLOCK_PAIRS * BUCKETS * std::mem::size_of::<Stored>()) as u128;
         assert_eq!(crate::core::config::SERIES_BLOCK_SLACK_BYTES, block);
     }
 }
