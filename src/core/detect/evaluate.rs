@@ -99,11 +99,12 @@ impl Judge<'_> {
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
             // Light tails in the kurtoses that count (most meters) widen by
-            // `widen(0.0)`: known without the three divisions, which cost a
-            // fifth of the tick in the browser (docs/DETECTION.md, "Cost").
+            // `widen(0.0)`: known without the three divisions (8% of the
+            // browser's tick, docs/DETECTION.md, "Cost"); exact, see the rules.
             let window_light =
                 var == 0.0 || rules::kurtosis_surely_light(mo.n * mo.m4, mo.m2 * mo.m2);
-            let long_light = !(l.var > 0.0) || rules::kurtosis_surely_light(l.m4, l.var * l.var);
+            let long_light =
+                if l.var > 0.0 { rules::kurtosis_surely_light(l.m4, l.var * l.var) } else { true };
             v.widen = if rules::tails_surely_light(window_light, long_light, var, l.var) {
                 self.light_widen
             } else {
