@@ -2,13 +2,13 @@
 // (bench/worker.js, step 2b), alone, so a CPU profile taken around it holds
 // nothing else.
 //
-// Messages: `{ pkg, meters, baseline }` loads `../<pkg>/meterflow.js`, fills
-// every window (1,200 readings per meter, binary frames) and trains every
-// meter on `baseline` readings, then answers `{ ready: true }`;
-// `{ ticks, trained }` then runs that many rounds of one binary frame (every
-// meter dirty) followed by one `engine.tick`, the tick alone timed, and
-// answers `{ tickMs: [...] }`. `trained: false` skips the training (the
-// bench's `tickUntrained`).
+// Messages: `{ pkg, meters, baseline, trained }` loads
+// `../<pkg>/meterflow.js`, fills every window (1,200 readings per meter,
+// binary frames) and, if `trained`, trains every meter on `baseline` readings
+// (else the ticks are the bench's `tickUntrained`), then answers
+// `{ ready: true }`; `{ ticks }` then runs that many rounds of one binary
+// frame (every meter dirty) followed by one `engine.tick`, the tick alone
+// timed, and answers `{ tickMs: [...] }`.
 import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
 
 const WINDOW = 1200;

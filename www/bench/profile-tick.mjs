@@ -18,6 +18,12 @@
 // cargo's .wasm exactly as `make build` does, with `wasm-opt -g` added, which
 // keeps the name section and changes no code (stripped of its names, the
 // result is byte-identical to www/pkg's module). www/pkg-* is not committed.
+// `--build --no-inline 'PATTERN'` keeps the functions whose names match out
+// of line (wasm-opt inlines every function with one caller, so the whole tick
+// is otherwise one function): with `'*detect::*'` and `#[inline(never)]` on
+// the evaluation's parts, the profile splits the evaluation (this changes the
+// code: read the split, not its total). Times under the profiler run about
+// 1.5× the benchmark's.
 //
 // Not part of `make test`; it reports figures and asserts nothing.
 
@@ -43,7 +49,9 @@ if (args.includes('--build')) {
     cwd: root,
     input: 'print-wasm-opt-flags:\n\t@echo $(WASM_OPT_FLAGS)\n',
   }).toString().trim().split(/\s+/);
-  run(join(WWW, 'node_modules/.bin/wasm-opt'), [...flags, '-g', join(out, 'meterflow_bg.wasm'), '-o', join(out, 'meterflow_bg.wasm')]);
+  const keep = opt('--no-inline');
+  const split = keep ? [`--no-inline=${keep}`] : [];
+  run(join(WWW, 'node_modules/.bin/wasm-opt'), [...split, ...flags, '-g', join(out, 'meterflow_bg.wasm'), '-o', join(out, 'meterflow_bg.wasm')]);
   console.log(`built ${out}`);
   process.exit(0);
 }
