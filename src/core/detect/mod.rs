@@ -217,7 +217,8 @@ impl Detector {
             }
             self.scan_window = windows.window();
         }
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out };
+        let light_widen = rules::widen(0.0, cfg) as f32;
+        let mut judge = Judge { now: now_ms, windows, names, cfg, out, light_widen };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {

@@ -62,6 +62,39 @@ pub(super) fn tails(window_g2: f64, long_g2: f64, window_var: f64, long_var: f64
 /// kurtosis to be believed over the long-run one.
 pub(super) const TAILS_VAR_SHARE: f64 = 0.5;
 
+/// Whether an excess kurtosis `num / den − 3` is surely ≤ 0, decided by a
+/// product instead of the division: `false` means "not sure", not "heavy".
+///
+/// With `den` a normal positive number and `den·3(1 − 1e-9)` finite, `num`
+/// at most that product makes `num/den < 3` exactly, so the rounded quotient
+/// is at most 3 (rounding is monotone and 3 is a double) and the excess is
+/// ≤ 0. Most meters' tails are light (a normal window's kurtosis is about 3,
+/// far from the 1e-9 margin), and the evaluation skips three divisions.
+#[inline]
+pub(super) fn kurtosis_surely_light(num: f64, den: f64) -> bool {
+    let limit = den * (3.0 * (1.0 - 1e-9));
+    den >= f64::MIN_POSITIVE && limit < f64::INFINITY && num <= limit
+}
+
+/// Whether [`tails`] is surely ≤ 0 (or NaN) given which of the two kurtoses
+/// are surely ≤ 0 ([`kurtosis_surely_light`]): then [`widen`] of it is
+/// exactly `widen(0.0)`, whatever the config (`g2.max(0.0)` is ±0 for any
+/// such `g2`, and `1 + slope·±0` the same sum).
+#[inline]
+pub(super) fn tails_surely_light(
+    window_light: bool,
+    long_light: bool,
+    window_var: f64,
+    long_var: f64,
+) -> bool {
+    if long_var > 0.0 && window_var >= TAILS_VAR_SHARE * long_var {
+        // The smaller of the two: one light one is enough.
+        window_light || long_light
+    } else {
+        window_light && long_light
+    }
+}
+
 /// The graded score of evidence `u²`, where `u` is the evidence over the
 /// kind's threshold (|z|/t for spike, |z|/driftZ for drift, run/limit for
 /// stuck, silence/silentAfterMs for silent): `u² / (1 + u²)`. 0 without
@@ -142,6 +175,45 @@ mod tests {
         // A NaN kurtosis is ignored by either choice.
         assert_eq!(tails(f64::NAN, 2.0, 1.0, 1.0), 2.0);
         assert_eq!(tails(f64::NAN, 2.0, 0.0, 1.0), 2.0);
+    }
+
+    /// Oracle: whenever the division-free test says "light", the kurtosis
+    /// the division gives is ≤ 0, and `widen(tails(..))` is `widen(0.0)`
+    /// bit for bit, over random values, values at the margin and extremes.
+    // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn surely_light_tails_widen_exactly_as_the_division_says() {
+        use proptest::prelude::*;
+        let edge = prop_oneof![
+            Just(0.0),
+            Just(f64::MIN_POSITIVE),
+            Just(f64::MIN_POSITIVE / 4.0),
+            Just(f64::MAX),
+            Just(f64::INFINITY),
+            Just(f64::NAN),
+            1e-300..1e300f64,
+            0.0..10.0f64,
+        ];
+        // num/den near 3: the margin's edge, where a wrong proof would show.
+        let near = (1e-3..1e3f64, -1e-6..1e-6f64).prop_map(|(d, e)| (d * 3.0 * (1.0 + e), d));
+        let pair = prop_oneof![(edge.clone(), edge.clone()), near];
+        let cfgs = [Config::default(), Config { spike_z: 1e200, ..Config::default() }];
+        proptest!(ProptestConfig::with_cases(20_000), |(
+            (wn, wd) in pair.clone(), (ln, ld) in pair, wvar in edge.clone(), lvar in edge,
+        )| {
+            let wl = kurtosis_surely_light(wn, wd);
+            if wl {
+                prop_assert!(wn / wd - 3.0 <= 0.0, "{wn} / {wd}");
+            }
+            let ll = kurtosis_surely_light(ln, ld);
+            if tails_surely_light(wl, ll, wvar, lvar) {
+                let g2 = tails(wn / wd - 3.0, ln / ld - 3.0, wvar, lvar);
+                for cfg in &cfgs {
+                    prop_assert_eq!(widen(g2, cfg).to_bits(), widen(0.0, cfg).to_bits(), "g2 {}", g2);
+                }
+            }
+        });
     }
 
     #[test]

@@ -1,0 +1,102 @@
+// The worker `profile-tick.mjs` profiles: the benchmark worker's tick phase
+// (bench/worker.js, step 2b), alone, so a CPU profile taken around it holds
+// nothing else.
+//
+// Messages: `{ pkg, meters, baseline, trained }` loads
+// `../<pkg>/meterflow.js`, fills every window (1,200 readings per meter,
+// binary frames) and, if `trained`, trains every meter on `baseline` readings
+// (else the ticks are the bench's `tickUntrained`), then answers
+// `{ ready: true }`; `{ ticks }` then runs that many rounds of one binary
+// frame (every meter dirty) followed by one `engine.tick`, the tick alone
+// timed, and answers `{ tickMs: [...] }`.
+import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
+
+const WINDOW = 1200;
+const STEP_MS = 500;
+const TRAIN_READINGS_PER_TICK = 10;
+
+let engine;
+let nextFrame;
+let clock;
+
+function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function check(out, what) {
+  for (const m of out) {
+    if (m.type === 'error' || m.type === 'warning') throw new Error(`${what}: ${m.type} ${m.code}: ${m.message}`);
+  }
+  return out;
+}
+
+async function setup({ pkg, meters, baseline, trained }) {
+  const mod = await import(`../${pkg}/meterflow.js`);
+  await mod.default();
+  // The benchmark worker's configuration (bench/worker.js), stats every tick.
+  engine = new mod.MeterflowEngine({ maxMeters: meters, memoryCeilingBytes: 1e12, statsIntervalMs: 1, baselineReadings: baseline });
+  const rand = random(meters);
+  const ids = Array.from({ length: meters }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
+  const encoder = new ReadingFrameEncoder(ids);
+  const level = Float64Array.from(ids, (_, i) => 50 + (i % 100));
+  const values = () => Float64Array.from(level, (l) => l + (rand() + rand() + rand() - 1.5) * 2);
+  const first = encoder.frame(0, values());
+  const frames = Array.from({ length: 8 }, () => encoder.frame(0, values()));
+  const tsAt = sharedTsOffset(frames[0]);
+  const views = frames.map((f) => new DataView(f));
+  let k = 0;
+  nextFrame = (ts) => {
+    const i = k++ % frames.length;
+    views[i].setFloat64(tsAt, ts, true);
+    return frames[i];
+  };
+  const start = Date.now() - WINDOW * STEP_MS;
+  new DataView(first).setFloat64(sharedTsOffset(first), start, true);
+  check(engine.handle({ type: 'readings', data: first }, Date.now()), 'bind');
+  for (let s = 1; s < WINDOW; s++) {
+    check(engine.handle({ type: 'readings', data: nextFrame(start + s * STEP_MS) }, Date.now()), 'fill');
+  }
+  check(engine.tick(Date.now()), 'first tick');
+  clock = Date.now();
+  let learned = WINDOW;
+  while (trained && learned < baseline) {
+    for (let i = 0; i < TRAIN_READINGS_PER_TICK; i++) {
+      clock += STEP_MS;
+      check(engine.handle({ type: 'readings', data: nextFrame(clock) }, clock), 'training frame');
+    }
+    check(engine.tick(clock), 'training tick');
+    learned += TRAIN_READINGS_PER_TICK;
+  }
+}
+
+function ticks(n) {
+  const tickMs = [];
+  for (let r = 0; r < n; r++) {
+    clock += STEP_MS;
+    check(engine.handle({ type: 'readings', data: nextFrame(clock) }, clock), 'tick frame');
+    const t0 = performance.now();
+    const out = engine.tick(clock);
+    tickMs.push(performance.now() - t0);
+    check(out, 'tick');
+  }
+  return tickMs;
+}
+
+self.onmessage = async (e) => {
+  try {
+    if (e.data.ticks === undefined) {
+      await setup(e.data);
+      self.postMessage({ ready: true });
+    } else {
+      self.postMessage({ tickMs: ticks(e.data.ticks) });
+    }
+  } catch (err) {
+    self.postMessage({ error: String(err?.stack ?? err) });
+  }
+};
