@@ -13,8 +13,7 @@
 // fires and clears: level + noise on every meter, and after the meters are
 // trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
-// heavy-tailed noise, a moderate spike after heavy tails have passed, a
-// held shift of 2.5 sd. Every `anomaly` and `cleared` message must match in order:
+// heavy-tailed noise, a moderate spike after heavy tails have passed. Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -59,9 +58,6 @@ function scenario(meters, steps) {
       case 8: // heavy tails early (long-run kurtosis high), then normal noise and a voted
         // spike of 6 sd: the quiet window's kurtosis keeps the threshold at 4 (rules.rs `tails`)
         return level + noise * (k < 3000 && k % 397 === 0 ? 13 : 1) + (t >= 0 && t < 4 ? 6 : 0);
-      case 9: // a shift of 2.5 sd held 60 readings, before training and after: the
-        // short-level rule (level.rs), which no single reading makes a spike
-        return level + noise + ((k >= 1500 && k < 1560) || (t >= 0 && t < 60) ? 2.5 : 0);
       default:
         return level + noise;
     }

@@ -758,10 +758,7 @@ function evaluate(m) {
   const readings = lu[m * LU];
   const seasonU2 = seasonEvaluate(m, n >= WINDOW, fresh, readings, threshold, RULES.flooredVariance(0.0, mean));
   // Short level (level.rs), judged like the variance rule: a spike breach.
-  // Not on a plateau meter (learn.rs `longest_run` ≥ stuckRun).
-  const longestRun = Math.max(lu[m * LU + 1], lu[m * LU + 3]);
-  const levelJudged = warm && driftClear && longestRun < CFG.stuckRun;
-  levelJudge(m, pend[p + 7], fresh, mean, fmax(fvar, lf[L + 2]), lf[L], readings, levelJudged, RULES.flooredVariance(0.0, mean));
+  levelJudge(m, pend[p + 7], fresh, mean, fmax(fvar, lf[L + 2]), lf[L], readings, warm && driftClear, RULES.flooredVariance(0.0, mean));
   const levelU2 = LS.u2;
   const spikeU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), levelU2);
   let breach = warm && spikeU2 > 1.0;
