@@ -79,14 +79,6 @@ const SEASON_EXPLAINED = 0.5;
 const SEASON_WARM = 120;
 const SEASON_MEMORY = 1200.0;
 const SEASON_MAX_READINGS = 16;
-// detect/level.rs.
-const LEVEL_ALPHA = 0.125;
-const LEVEL_CLIP = 3.0;
-const LEVEL_Z = 5.0;
-const LEVEL_LEARN_Z = 3.0;
-const LEVEL_WARM = 120;
-const LEVEL_JUDGE = 600;
-const LEVEL_MEMORY = 1200.0;
 const M2_COLLAPSE = 1e-4;
 const M4_COLLAPSE = 1e-6;
 const KINDS = ['spike', 'drift', 'stuck', 'silent'];
@@ -156,8 +148,6 @@ let lu;
 let vscale2, varHeld;
 // Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
 let seasonScale2, seasonPeriod, seasonLearned;
-// level.rs Level: the short EWMA's distance from the slow baseline, the scale² (f32s).
-let levelDev, levelScale2;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -192,8 +182,6 @@ function allocate(maxMeters) {
   seasonScale2 = new Float32Array(maxMeters);
   seasonPeriod = new Uint16Array(maxMeters);
   seasonLearned = new Uint16Array(maxMeters);
-  levelDev = new Float32Array(maxMeters);
-  levelScale2 = new Float32Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -671,56 +659,6 @@ function seasonEvaluate(m, full, fresh, readings, t, floor2) {
   return u2;
 }
 
-// ---- detect/level.rs ------------------------------------------------------
-
-/** level.rs `keep`: (1 − LEVEL_ALPHA)^min(n, 64) by repeated multiplication. */
-function levelKeep(n) {
-  let k = 1.0;
-  for (let i = 0; i < Math.min(n, 64); i++) k *= 1.0 - LEVEL_ALPHA;
-  return k;
-}
-
-// level.rs `LevelStep` of the current evaluation.
-const LS = { ema: 0, s: 0, u2: 0 };
-
-/** level.rs `Level::judge`. */
-function levelJudge(m, x, n, mean, var2, slow, readings, judged, floor2) {
-  const reach = LEVEL_CLIP * Math.sqrt(var2);
-  const xc = fmin(fmax(x, mean - reach), mean + reach);
-  let ema;
-  if (readings === 0) ema = xc;
-  else {
-    const a = n <= 1 ? LEVEL_ALPHA : 1.0 - levelKeep(n);
-    const prev = slow + levelDev[m];
-    ema = prev + a * (xc - prev);
-  }
-  const sd = ema - mean;
-  const u2 = judged && readings >= LEVEL_JUDGE ? (sd * sd) / (LEVEL_Z * LEVEL_Z * fmax(levelScale2[m], floor2)) : 0.0;
-  if (Number.isFinite(u2) && Number.isFinite(sd)) {
-    LS.ema = ema;
-    LS.s = sd;
-    LS.u2 = u2;
-  } else {
-    LS.ema = mean;
-    LS.s = 0;
-    LS.u2 = 0;
-  }
-}
-
-/** level.rs `Level::learn`. */
-function levelLearn(m, slow, n, readings, teach) {
-  const dev = Math.fround(LS.ema - slow);
-  levelDev[m] = Number.isFinite(dev) ? dev : 0;
-  if (!teach) return;
-  const s2 = levelScale2[m];
-  const t = LS.s * LS.s;
-  const term = readings >= LEVEL_WARM ? fmin(t, LEVEL_LEARN_Z * LEVEL_LEARN_Z * s2) : t;
-  const seen = fmax(fmin(readings + n, LEVEL_MEMORY), 1.0);
-  const b = fmin(n / seen, 1.0);
-  const next = Math.fround(s2 + b * (term - s2));
-  if (Number.isFinite(next)) levelScale2[m] = next;
-}
-
 function evaluate(m) {
   const o = m * MO;
   const p = m * PD;
@@ -745,8 +683,7 @@ function evaluate(m) {
   const driftBreach = warm && driftU2 > 1.0;
 
   // Variance (a breach is a spike breach).
-  const driftClear = !driftBreach && (active[m] & (1 << DRIFT)) === 0 && driftQuiet[m] >= n;
-  const varJudged = isTrained && driftClear;
+  const varJudged = isTrained && !driftBreach && (active[m] & (1 << DRIFT)) === 0 && driftQuiet[m] >= n;
   const varU2 = varJudged ? varianceU2(m, o, fvar) : 0;
   const varBreach = warm && varU2 > 1.0;
 
@@ -757,10 +694,7 @@ function evaluate(m) {
   // Seasonal (season.rs), judged like the variance rule: a spike breach.
   const readings = lu[m * LU];
   const seasonU2 = seasonEvaluate(m, n >= WINDOW, fresh, readings, threshold, RULES.flooredVariance(0.0, mean));
-  // Short level (level.rs), judged like the variance rule: a spike breach.
-  levelJudge(m, pend[p + 7], fresh, mean, fmax(fvar, lf[L + 2]), lf[L], readings, warm && driftClear, RULES.flooredVariance(0.0, mean));
-  const levelU2 = LS.u2;
-  const spikeU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), levelU2);
+  const spikeU2 = fmax(fmax(peakU2, varU2), seasonU2);
   let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
@@ -771,7 +705,7 @@ function evaluate(m) {
   E.threshold = threshold;
   E.votes = votes[m];
   E.spikeU2 = spikeU2;
-  E.varU2 = fmax(fmax(varU2, seasonU2), levelU2);
+  E.varU2 = fmax(varU2, seasonU2);
   settle(m, SPIKE, breach, breach && popcount(votes[m]) >= CFG.spikeVotesNeeded);
 
   // Drift.
@@ -799,9 +733,6 @@ function evaluate(m) {
     const slow = !driftActive ? 0 : driftHeld[m] < DRIFT_HOLD * base ? 1 : 2;
     const varTeach = !varBreach ? 0 : varHeld[m] < DRIFT_HOLD * base ? 1 : 2;
     learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base, varTeach);
-    levelLearn(m, lf[L], fresh, readings, votes[m] === 0);
-  } else {
-    levelLearn(m, lf[L], fresh, 0, false);
   }
 
   // Stuck.

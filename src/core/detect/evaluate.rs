@@ -15,7 +15,6 @@ use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Sev
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
 use super::learn::{Learned, Teach};
-use super::level::Level;
 use super::rules;
 use super::season::Season;
 use super::state::{index, Pending, Verdicts, KINDS};
@@ -45,14 +44,7 @@ pub(super) struct Judge<'a> {
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`, judging each
     /// kind against what the meter has learned (`l`), then learning from it.
-    pub fn evaluate(
-        &mut self,
-        m: usize,
-        v: &mut Verdicts,
-        l: &mut Learned,
-        lv: &mut Level,
-        r: &Pending,
-    ) {
+    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
         let warm = mo.n >= f64::from(cfg.warmup);
@@ -76,10 +68,10 @@ impl Judge<'_> {
         // while drift breaches, alerts or alerted within the window's readings
         // (a level that returns leaves its step in the window); a breach is a spike breach (an
         // explosion of variance is reported as a spike, see docs/DETECTION.md).
-        let drift_clear = !drift_breach
+        let judged = trained
+            && !drift_breach
             && !v.is_active(index(AnomalyKind::Drift))
             && f64::from(v.drift_quiet) >= mo.n;
-        let judged = trained && drift_clear;
         let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
         let var_breach = warm && var_u2 > 1.0;
 
@@ -99,24 +91,7 @@ impl Judge<'_> {
         } else {
             0.0
         };
-        // Short level (`level`): a shift held for tens of readings, judged
-        // early; like variance, not while drift breaches, alerts or alerted
-        // within the window's readings (a step is drift's).
-        let floor2 = rules::floored_variance(0.0, mean, cfg);
-        // Nor on a meter that rests at one value for `stuckRun` readings or
-        // more (a pump, a tap): its jumps between plateaus are its normal.
-        let level_judged = warm && drift_clear && l.longest_run() < cfg.stuck_run;
-        let level = lv.judge(
-            r.last_x,
-            r.new,
-            mean,
-            l.spike_var(fvar),
-            l.slow,
-            l.readings,
-            level_judged,
-            floor2,
-        );
-        let spike_u2 = peak_u2.max(var_u2).max(season_u2).max(level.u2);
+        let spike_u2 = peak_u2.max(var_u2).max(season_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
@@ -137,7 +112,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold
-                    || var_u2.max(season_u2).max(level.u2) >= critical_factor * critical_factor,
+                    || var_u2.max(season_u2) >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });
@@ -177,11 +152,7 @@ impl Judge<'_> {
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
                 .variance(var_breach, v.var_held, cfg);
-            let readings = l.readings;
             l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
-            lv.learn(level, l.slow, r.new, readings, v.votes == 0);
-        } else {
-            lv.learn(level, l.slow, r.new, 0, false);
         }
 
         // Stuck: a run of identical readings `stuckFactor` times longer than the

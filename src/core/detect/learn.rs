@@ -373,13 +373,6 @@ impl Learned {
         (cfg.stuck_factor * f64::from(normal)).max(f64::from(cfg.stuck_run))
     }
 
-    /// The longest run of identical readings the meter has shown: its
-    /// longest completed run, or the run the last evaluation left if longer.
-    #[inline]
-    pub fn longest_run(&self) -> u32 {
-        self.plateau_run.max(self.run_seen)
-    }
-
     /// Whether the current run (`run` readings) may be judged: the meter is
     /// trained and the run began after training ended (a run that was part of
     /// the training is the meter's normal, whatever its length).

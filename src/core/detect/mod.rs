@@ -4,8 +4,8 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`],
-//! [`level`]; 204 bytes a meter), plus a list of *dirty* meters, those with readings since their last
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 196 bytes a
+//! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
 //! Two entry points, with different budgets:
@@ -19,14 +19,13 @@
 //!   dirty meter ([`evaluate`]), then the silence check, which visits meters
 //!   only when one of them can have become silent (see [`SilenceSchedule`]).
 //!
-//! Invariants: `pending`, `verdicts`, `learned`, `levels` and `seen` have one entry per meter;
+//! Invariants: `pending`, `verdicts`, `learned` and `seen` have one entry per meter;
 //! `pending[m].new > 0` exactly when `m` is on `dirty`, once; nothing here
 //! panics or allocates per reading.
 #![forbid(unsafe_code)]
 
 mod evaluate;
 mod learn;
-mod level;
 mod rules;
 mod season;
 mod state;
@@ -38,7 +37,6 @@ use super::moments::Moments;
 use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
 use learn::Learned;
-use level::Level;
 use state::{Pending, Verdicts};
 
 /// Per-meter detection state in flat arrays.
@@ -50,8 +48,6 @@ pub struct Detector {
     verdicts: Vec<Verdicts>,
     /// What each meter has learned about its normal behaviour.
     learned: Vec<Learned>,
-    /// Each meter's short-level rule (`level`).
-    levels: Vec<Level>,
     /// Engine time of each meter's last evaluation (−∞ before its first). A
     /// meter's readings arrived at most one tick before this.
     seen: Vec<f64>,
@@ -111,7 +107,6 @@ impl Detector {
             let _room = self.pending.try_reserve_exact(first).is_ok()
                 && self.verdicts.try_reserve_exact(first).is_ok()
                 && self.learned.try_reserve_exact(first).is_ok()
-                && self.levels.try_reserve_exact(first).is_ok()
                 && self.seen.try_reserve_exact(first).is_ok();
         }
         if self.pending.len() == self.pending.capacity() {
@@ -120,13 +115,11 @@ impl Detector {
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
             self.learned.reserve_exact(extra);
-            self.levels.reserve_exact(extra);
             self.seen.reserve_exact(extra);
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());
         self.learned.push(Learned::default());
-        self.levels.push(Level::default());
         self.seen.push(f64::NEG_INFINITY);
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
@@ -151,9 +144,6 @@ impl Detector {
         }
         if let Some(l) = self.learned.get_mut(m) {
             *l = Learned::default();
-        }
-        if let Some(lv) = self.levels.get_mut(m) {
-            *lv = Level::default();
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
@@ -232,11 +222,10 @@ impl Detector {
         let mut due = self.silence.due;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(l), Some(lv), Some(seen)) = (
+            let (Some(p), Some(v), Some(l), Some(seen)) = (
                 self.pending.get_mut(m),
                 self.verdicts.get_mut(m),
                 self.learned.get_mut(m),
-                self.levels.get_mut(m),
                 self.seen.get_mut(m),
             ) else {
                 continue;
@@ -244,7 +233,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, l, lv, p);
+            judge.evaluate(m, v, l, p);
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
@@ -306,7 +295,6 @@ impl Detector {
         self.pending.capacity() * std::mem::size_of::<Pending>()
             + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
             + self.learned.capacity() * std::mem::size_of::<Learned>()
-            + self.levels.capacity() * std::mem::size_of::<Level>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()

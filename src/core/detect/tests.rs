@@ -119,22 +119,19 @@ fn silence_is_checked_only_when_due() {
 }
 
 #[test]
-fn detection_state_stays_under_216_bytes_per_meter() {
+fn detection_state_stays_under_208_bytes_per_meter() {
     let (d, _, _) = setup(5_000);
     let per_meter = d.bytes() as f64 / 5_000.0;
-    // The records (native sizes; 12 B of them the seasonal rule's, 8 the
-    // short-level rule's), and no
+    // The records (native sizes; 12 B of them the seasonal rule's), and no
     // growth headroom past the cap (`setup` passes its meter count): before
     // the cap, the eighths reached 5,378 meters' room (about 14 B a meter more).
     let records = (std::mem::size_of::<Verdicts>()
         + std::mem::size_of::<Pending>()
         + std::mem::size_of::<Learned>()
-        + std::mem::size_of::<super::level::Level>()
         + std::mem::size_of::<f64>()
         + std::mem::size_of::<u32>()) as f64;
     assert!(per_meter <= records + 1.0, "{per_meter} bytes per meter, records {records}");
-    // 216: the short-level rule's 8 B (`level::Level`; 208 before it).
-    assert!(per_meter <= 216.0, "{per_meter} bytes per meter");
+    assert!(per_meter <= 208.0, "{per_meter} bytes per meter");
     assert_eq!(d.alerts(0), Vec::new());
     assert_eq!(d.active_alerts(), 0);
 }
