@@ -82,9 +82,14 @@ impl Blocks {
         self.0.get_mut(p / BLOCK_PAIRS)?.get_mut(b * BLOCK_PAIRS + p % BLOCK_PAIRS)
     }
 
-    /// One more block of empty buckets; `None` without memory.
-    fn grow(&mut self) -> Option<()> {
-        self.0.try_reserve(1).ok()?;
+    /// One more block of empty buckets; `None` without memory. The list of
+    /// blocks grows by doubling but not past `max_blocks` (`maxSeriesPairs / 8`).
+    fn grow(&mut self, max_blocks: usize) -> Option<()> {
+        let len = self.0.len();
+        if self.0.capacity() == len {
+            let room = len.saturating_mul(2).max(len + 1).min(max_blocks.max(len + 1));
+            self.0.try_reserve_exact(room - len).ok()?;
+        }
         let mut block = Vec::new();
         block.try_reserve_exact(BLOCK).ok()?;
         block.resize(BLOCK, Stored::EMPTY);
@@ -365,7 +370,7 @@ impl SeriesSlab {
             self.heads.try_reserve_exact(room - p).ok()?;
         }
         if self.buckets.len() <= at(p, 0) {
-            self.buckets.grow()?;
+            self.buckets.grow(self.max_pairs.div_ceil(BLOCK_PAIRS))?;
         }
         self.heads.push(Head { minute, changed: 0, watermark: f64::NEG_INFINITY });
         if let Some(x) = self.index.get_mut(slot) {
