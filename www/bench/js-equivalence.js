@@ -17,20 +17,11 @@
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
+import { random } from './random.js';
 
 const STEP_MS = 500;
 const TOLERANCE = 1e-9;
 const T0 = 1_764_000_000_000;
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Which incident meter `m` carries (by its index modulo 10 within the first half). */
 function scenario(meters, steps) {

@@ -22,20 +22,11 @@
 // apply's cache misses, which binary shows); the copy = encode_into.
 
 import { encodeReadingsFrame } from '../frames.js';
+import { random } from './random.js';
 
 const METERS = 5000;
 const BATCH = 10_000;
 const WINDOW = 1200;
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

@@ -13,6 +13,7 @@
 // Results are published as `window.benchResult`.
 
 import { checkDetection } from './js-equivalence.js';
+import { random } from './random.js';
 
 const params = new URLSearchParams(location.search);
 const smoke = params.get('smoke') === '1';
@@ -27,16 +28,6 @@ const ARMS = {
   meterflow: () => new Worker(new URL('../worker.js', import.meta.url), { type: 'module' }),
   js: () => new Worker(new URL('./js-worker.js', import.meta.url), { type: 'module' }),
 };
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ids = Array.from({ length: METERS }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
 const utf8 = new TextEncoder();

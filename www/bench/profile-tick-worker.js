@@ -10,6 +10,7 @@
 // frame (every meter dirty) followed by one `engine.tick`, the tick alone
 // timed, and answers `{ tickMs: [...] }`.
 import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
+import { random } from './random.js';
 
 const WINDOW = 1200;
 const STEP_MS = 500;
@@ -18,16 +19,6 @@ const TRAIN_READINGS_PER_TICK = 10;
 let engine;
 let nextFrame;
 let clock;
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function check(out, what) {
   for (const m of out) {

@@ -18,6 +18,7 @@
 //      from the first post to the last ack, with the page's split time.
 import { MeterflowPool } from '../build/client/pool.js';
 import { LiveLoad } from './soak-load.js';
+import { random } from './random.js';
 
 const params = new URLSearchParams(location.search);
 const smoke = params.get('smoke') === '1';
@@ -29,16 +30,6 @@ const status = (t) => (document.querySelector('#status').textContent = t);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const workerUrl = new URL('../worker.js', import.meta.url);
 const create = () => new Worker(workerUrl, { type: 'module' });
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const utf8 = new TextEncoder();
 const pad8 = (n) => (n + 7) & ~7;

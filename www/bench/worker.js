@@ -19,6 +19,7 @@
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
 import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
 import { runLedger } from './ledger.js';
+import { random } from './random.js';
 
 const WINDOW = 1200;
 const STEP_MS = 500;
@@ -40,16 +41,6 @@ self.onmessage = async (e) => {
     self.postMessage({ error: String(err?.stack ?? err) });
   }
 };
-
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
