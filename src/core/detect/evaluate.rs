@@ -196,7 +196,12 @@ impl Judge<'_> {
 
         // The meter's score: its strongest evidence in this evaluation (not
         // during warm-up, when no rule may breach).
-        let u2 = if warm { spike_u2.max(drift_u2).max(stuck_u * stuck_u) } else { 0.0 };
+        let u2 = if warm {
+            let u2 = rules::max_unbranched(spike_u2, drift_u2);
+            rules::max_unbranched(u2, stuck_u * stuck_u)
+        } else {
+            0.0
+        };
         v.score_u2 = u2;
 
         // Silent: the meter has just reported, so this evaluation is normal.

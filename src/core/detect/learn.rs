@@ -20,6 +20,7 @@
 
 use super::super::config::Config;
 use super::super::moments::Moments;
+use super::rules;
 
 /// The scale of the drift statistic is learned this many times slower than
 /// the slow baseline it is measured against: the distance from the baseline is
@@ -188,23 +189,25 @@ impl Learned {
     /// window mean of independent readings, `var/n`.
     #[inline]
     pub fn drift_scale2(&self, window_var: f64, n: f64) -> f64 {
-        self.dev2.max(window_var / n.max(1.0))
+        rules::max_unbranched(self.dev2, window_var / n.max(1.0))
     }
 
     /// The variance the spike rule divides by: the window's, or the meter's
     /// long-run average window variance if that is larger.
     #[inline]
     pub fn spike_var(&self, window_var: f64) -> f64 {
-        window_var.max(self.var)
+        rules::max_unbranched(window_var, self.var)
     }
 
     /// The window variance's relative excess over the meter's long-run window
     /// variance, `max(0, window_var / var − 1)` (0 before any was learned).
     #[inline]
     pub fn variance_excess(&self, window_var: f64) -> f64 {
-        // No division unless there is an excess (most evaluations of a quiet meter).
-        if self.var > 0.0 && window_var > self.var {
-            (window_var / self.var - 1.0).max(0.0)
+        // Divides even without an excess: whether there is one is a coin toss
+        // per meter (the window's variance is about the long-run one), and a
+        // branch on it was mispredicted half the time (docs/DETECTION.md, "Cost").
+        if self.var > 0.0 {
+            rules::positive_part(window_var / self.var - 1.0)
         } else {
             0.0
         }

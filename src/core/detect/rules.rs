@@ -111,6 +111,37 @@ pub(super) fn score(u2: f64) -> f64 {
     }
 }
 
+/// `a.max(b)`, bit for bit, chosen by an integer comparison of the bits
+/// when both are in `[+0, +∞]` (where bits and values order alike), so the
+/// choice is a `select` of integers that V8 can compile without a branch.
+/// `f64::max` compiles to a float `select` that V8 turns into a branch, and
+/// where the larger of the two is a coin toss per meter (the window's
+/// variance against the long-run one) that branch is mispredicted half the
+/// time. Anything else (a sign bit, a NaN) takes `f64::max` (rare, predicted).
+#[inline]
+pub(super) fn max_unbranched(a: f64, b: f64) -> f64 {
+    let bits = a.to_bits().max(b.to_bits());
+    if bits <= f64::INFINITY.to_bits() {
+        f64::from_bits(bits)
+    } else {
+        a.max(b)
+    }
+}
+
+/// `max(r, 0)` as `variance_excess` needs it (`r.max(0.0)` for `r` not −0,
+/// which a difference `x − 1` never is; +0 for any `r` ≤ 0 or NaN), without a
+/// branch on the sign of `r`: its sign bit, spread over the word by an
+/// arithmetic shift, masks `r` to +0.
+#[inline]
+pub(super) fn positive_part(r: f64) -> f64 {
+    if r.is_nan() {
+        return 0.0;
+    }
+    let bits = r.to_bits();
+    let negative = ((bits as i64) >> 63) as u64;
+    f64::from_bits(bits & !negative)
+}
+
 /// The low `spike_votes_of` bits: the spike vote history kept.
 #[inline]
 pub(super) fn vote_mask(cfg: &Config) -> u32 {
@@ -175,6 +206,42 @@ mod tests {
         // A NaN kurtosis is ignored by either choice.
         assert_eq!(tails(f64::NAN, 2.0, 1.0, 1.0), 2.0);
         assert_eq!(tails(f64::NAN, 2.0, 0.0, 1.0), 2.0);
+    }
+
+    /// Oracle: the branch-free forms are the float operations they replace,
+    /// bit for bit, for any bits (NaNs, ±0, ±∞, subnormals), for values that
+    /// differ by one ulp and for the excess of one variance over another.
+    // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn unbranched_max_and_positive_part_are_the_float_operations() {
+        use proptest::prelude::*;
+        // `learn::Learned::variance_excess` of window variance `w` over `v`,
+        // now and as it was (no division unless `w > v > 0`).
+        let excess = |w: f64, v: f64| if v > 0.0 { positive_part(w / v - 1.0) } else { 0.0 };
+        let excess_divided_only_past =
+            |w: f64, v: f64| if v > 0.0 && w > v { (w / v - 1.0).max(0.0) } else { 0.0 };
+        let special = [0.0, -0.0, 1.0, -1.0, f64::MIN_POSITIVE / 4.0, f64::MAX, f64::INFINITY];
+        let specials = special.iter().chain(&[f64::NEG_INFINITY, f64::NAN, -f64::NAN]);
+        for &a in specials.clone() {
+            for &b in specials.clone() {
+                assert_eq!(max_unbranched(a, b).to_bits(), a.max(b).to_bits(), "{a} {b}");
+                assert_eq!(excess(a, b).to_bits(), excess_divided_only_past(a, b).to_bits());
+            }
+        }
+        let value = prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            proptest::sample::select(special.to_vec()),
+            0.0..10.0f64,
+        ];
+        proptest!(ProptestConfig::with_cases(20_000), |(a in value.clone(), b in value, ulp in any::<bool>())| {
+            let b = if ulp { f64::from_bits(a.to_bits().wrapping_add(1)) } else { b };
+            prop_assert_eq!(max_unbranched(a, b).to_bits(), a.max(b).to_bits(), "{} {}", a, b);
+            prop_assert_eq!(max_unbranched(b, a).to_bits(), b.max(a).to_bits(), "{} {}", b, a);
+            prop_assert_eq!(excess(a, b).to_bits(), excess_divided_only_past(a, b).to_bits());
+        });
+        assert_eq!(positive_part(-0.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(positive_part(-f64::NAN).to_bits(), 0.0f64.to_bits());
     }
 
     /// Oracle: whenever the division-free test says "light", the kurtosis
