@@ -286,3 +286,29 @@ fn pairs_past_max_series_pairs_are_missed_and_say_incomplete() {
     let out = p.send(ask("m-0"));
     assert_eq!((total(&out[0]), out[0]["incomplete"].clone()), (2.0, json!(true)));
 }
+
+#[test]
+fn readings_past_a_buckets_bound_are_named_and_the_series_says_incomplete() {
+    let mut p = Page::new(Config::default(), 2);
+    // 10^14 units (10^11 kWh at 3 decimals) fit a bucket's 48-bit sum alone;
+    // a second one in the same minute would pass ±2^47 and is refused.
+    let big = 100_000_000_000_000;
+    assert_eq!(p.frame(0..2, big), Vec::<Value>::new());
+    let errors = p.frame(0..2, big);
+    assert_eq!(errors.len(), 1, "one error for the frame's refused readings: {errors:?}");
+    let e = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(e.starts_with("series: 2 reading(s) past a bucket's bound"), "{e}");
+    assert!(e.contains("the first of meter 'm-0' resource 'energy'"), "{e}");
+    // Nothing refused since: no error; a reading that fits is taken.
+    assert_eq!(p.frame(0..2, 1_000), Vec::<Value>::new());
+    let st = p.stats();
+    assert_eq!((st["pairs"].clone(), st["missed"].clone()), (json!(2), json!(2)));
+    let out = p.send(
+        json!({"type":"query","query":"series","meter":"m-1","resource":"energy","spanMs":600_000}),
+    );
+    assert_eq!(
+        (total(&out[0]), out[0]["incomplete"].clone()),
+        (1e11 + 1.0, json!(true)),
+        "{out:?}"
+    );
+}

@@ -14,6 +14,7 @@ use super::event::Outbound;
 use super::event::{Catchup, LiveFrame, StreamHello};
 use super::ledger::{Ledger, MeterIds};
 use super::meters::{check_meter_id, MeterTable};
+use super::series::MAX_PER_BUCKET;
 use super::windows::Windows;
 use super::{add_reading, intern_meter, Engine, ReadingBounds};
 
@@ -99,18 +100,34 @@ impl Engine {
 }
 
 /// One `series_limit` error per `(meter, resource)` pair the series refused
-/// at `maxSeriesPairs` (its readings still count everywhere else).
+/// at `maxSeriesPairs`, and one for the readings its buckets refused since the
+/// last report (their readings still count everywhere else).
 fn report_series_refused(
     ledger: &mut Ledger,
     meters: &MeterTable,
     cfg: &Config,
     out: &mut Vec<Outbound>,
 ) {
+    let overflow = ledger.meter_hours_mut().take_series_overflow();
     let refused = ledger.meter_hours_mut().take_series_refused();
-    if refused.is_empty() {
+    if refused.is_empty() && overflow.is_none() {
         return;
     }
     let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
+    if let Some(o) = overflow {
+        let resource = cfg.resources.get(o.resource).map_or("?", |x| x.name.as_str());
+        sink.push(CoreError::new(
+            ErrorCode::SeriesLimit,
+            format!(
+                "series: {} reading(s) past a bucket's bound ({} readings or ±2^47 units a bucket), the first of meter '{}' resource '{resource}' in minute {} (ms {}): they count in the totals but not in the series, whose answers covering them say incomplete",
+                o.readings,
+                MAX_PER_BUCKET,
+                meters.name(o.meter as usize),
+                o.minute,
+                o.minute.saturating_mul(60_000)
+            ),
+        ));
+    }
     for (m, r) in refused {
         let resource = cfg.resources.get(r).map_or("?", |x| x.name.as_str());
         sink.push(CoreError::new(

@@ -25,7 +25,7 @@
 
 use crate::core::hlc::Hlc;
 use crate::core::ledger::HOUR_MS;
-use crate::core::series::SeriesSlab;
+use crate::core::series::{Overflowed, SeriesSlab};
 
 /// `maxSeriesPairs` until the ledger passes its config's (the default config's
 /// 5,000 meters × 3 resources).
@@ -431,6 +431,11 @@ impl MeterHours {
     /// since the last call, each once.
     pub fn take_series_refused(&mut self) -> Vec<(u32, usize)> {
         self.series.take_refused()
+    }
+
+    /// The readings the series refused at a bucket's bound since the last call.
+    pub fn take_series_overflow(&mut self) -> Option<Overflowed> {
+        self.series.take_overflow()
     }
 
     /// The per-meter series.

@@ -22,7 +22,9 @@ mod slab;
 
 pub use answer::{plan, Accumulator, Plan, SeriesData};
 pub use book::{SeriesBook, SeriesSources, SeriesStats};
-pub use slab::{Bucket, SeriesSlab, BUCKETS, FIVES, MAX_PER_BUCKET, MINUTES, MINUTE_MS};
+pub use slab::{
+    Bucket, Overflowed, SeriesSlab, BUCKETS, FIVES, MAX_PER_BUCKET, MINUTES, MINUTE_MS,
+};
 
 /// Longest span a query may ask for, ms: the horizon.
 pub const MAX_SPAN_MS: f64 = 6.0 * 3_600_000.0;

@@ -251,7 +251,35 @@ pub struct SeriesSlab {
     changes: u64,
     missed: u64,
     missed_through: Option<i64>,
+    /// Readings refused at a bucket's bound since [`SeriesSlab::take_overflow`].
+    overflow: Overflow,
     newest_minute: Option<i64>,
+}
+
+/// Readings a bucket refused (past [`MAX_PER_BUCKET`] or ±2^47 units) since
+/// the last report: how many, and the first one's index slot and minute.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow {
+    pub readings: u64,
+    pub first: Option<(u32, i64)>,
+}
+
+impl Overflow {
+    /// `readings` of index slot `slot`, minute `minute`, refused at a bucket's bound.
+    fn add(&mut self, slot: u32, minute: i64, readings: u64) {
+        self.readings = self.readings.saturating_add(readings);
+        self.first = self.first.or(Some((slot, minute)));
+    }
+}
+
+/// Refused readings for the `series_limit` error that names them: how many,
+/// and the first's meter, resource and minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflowed {
+    pub readings: u64,
+    pub meter: u32,
+    pub resource: usize,
+    pub minute: i64,
 }
 
 fn minute_of(ts_ms: f64) -> Option<i64> {
@@ -293,6 +321,20 @@ impl SeriesSlab {
             .into_iter()
             .map(|slot| (slot / r as u32, slot as usize % r))
             .collect()
+    }
+
+    /// The readings refused at a bucket's bound since the last call (`None`
+    /// if none), for the one `series_limit` error a flush raises about them.
+    pub fn take_overflow(&mut self) -> Option<Overflowed> {
+        let o = std::mem::take(&mut self.overflow);
+        let (slot, minute) = o.first?;
+        let r = self.resources.max(1);
+        Some(Overflowed {
+            readings: o.readings,
+            meter: slot / r as u32,
+            resource: slot as usize % r,
+            minute,
+        })
     }
 
     /// Pairs with a series.
@@ -391,9 +433,11 @@ impl SeriesSlab {
             self.miss(t);
             return false;
         };
+        // Only for naming the pair in a report (`pair` found its slot).
+        let named = u32::try_from(m as usize * self.resources + r).unwrap_or(u32::MAX);
         let head = self.heads.get(p).map_or(t, |h| h.minute);
         if t > head {
-            self.advance(p, head, t);
+            self.advance(p, named, head, t);
         }
         let head = head.max(t);
         let (slot, tick) = if t > head - MINUTES {
@@ -413,6 +457,7 @@ impl SeriesSlab {
             .is_some_and(|one| self.buckets.pair_mut(p, slot).is_some_and(|b| b.merge(one, tick)));
         if !ok {
             self.miss(t);
+            self.overflow.add(named, t, 1);
             return false;
         }
         self.changes += 1;
@@ -429,7 +474,8 @@ impl SeriesSlab {
     /// the minute ring fold into their five-minute buckets (a five-minute
     /// bucket starts empty at its period's first minute), and the minute
     /// slots they free start empty.
-    fn advance(&mut self, p: usize, h0: i64, h1: i64) {
+    /// (`named`: the pair's index slot, to name it if a fold is refused.)
+    fn advance(&mut self, p: usize, named: u32, h0: i64, h1: i64) {
         let ring = &mut self.buckets;
         let first = (h0 - MINUTES + 1).max((h1 - MINUTES - 5 * FIVES + 1).div_euclid(5) * 5);
         for t in first..=h1 - MINUTES {
@@ -452,6 +498,7 @@ impl SeriesSlab {
                     if !b.merge(mb, tick) {
                         self.missed += u64::from(mb.count());
                         self.missed_through = self.missed_through.max(Some(t));
+                        self.overflow.add(named, t, u64::from(mb.count()));
                     }
                 }
             }
@@ -617,7 +664,7 @@ mod tests {
                 assert!(s.add(0, 0, at(20, 0), 0, 1.0));
                 let mut minutes = [Exact::default(); 21];
                 minutes[20] = Exact { count: 1, sum: 0 };
-                let (mut missed, mut through) = (0u64, None);
+                let (mut missed, mut through, mut first) = (0u64, None, None);
                 for &(t, ms, units) in &readings {
                     // A reading that alone needs more than 48 bits is refused too.
                     let alone = (-(1i64 << 47)..1i64 << 47).contains(&units);
@@ -625,9 +672,17 @@ mod tests {
                     proptest::prop_assert_eq!(s.add(0, 0, at(t, ms), units, 2.0), fits.is_some());
                     match fits {
                         Some(e) => minutes[t as usize] = e,
-                        None => (missed, through) = (missed + 1, through.max(Some(base + t))),
+                        None => {
+                            (missed, through) = (missed + 1, through.max(Some(base + t)));
+                            first = first.or(Some(base + t));
+                        }
                     }
                 }
+                // Every refusal is reported: how many, and the first's pair and minute.
+                let report = s.take_overflow();
+                proptest::prop_assert_eq!(report.map(|o| (o.readings, o.meter, o.resource, o.minute)), first.map(|f| (missed, 0, 0, f)));
+                proptest::prop_assert_eq!(s.take_overflow(), None);
+                let before_fold = missed;
                 for (t, e) in minutes.iter().enumerate() {
                     let b = s.bucket(0, 0, base + t as i64, false).unwrap_or(Bucket::EMPTY);
                     proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (e.count, e.sum));
@@ -649,6 +704,8 @@ mod tests {
                     proptest::prop_assert_eq!((b.count, i128::from(b.sum)), (five.count, five.sum));
                 }
                 proptest::prop_assert_eq!((s.missed(), s.missed_through()), (missed, through));
+                let folded = s.take_overflow().map_or(0, |o| o.readings);
+                proptest::prop_assert_eq!(folded, missed - before_fold);
             }
         }
     }
@@ -663,6 +720,8 @@ mod tests {
         let b = s.bucket(0, 0, (T0 / MINUTE_MS) as i64, false).unwrap_or(Bucket::EMPTY);
         assert_eq!((b.count, b.sum, s.missed()), (65_535, 65_535, 1));
         assert_eq!(s.missed_through(), Some((T0 / MINUTE_MS) as i64));
+        let report = s.take_overflow().map(|o| (o.readings, o.meter, o.resource, o.minute));
+        assert_eq!(report, Some((1, 0, 0, (T0 / MINUTE_MS) as i64)));
     }
 
     #[test]
