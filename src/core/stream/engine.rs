@@ -470,23 +470,9 @@ impl Engine {
     /// lookup per row, not two). A full snapshot, whose evictions follow its
     /// upserts, keeps the two passes.
     fn meter_delta(&mut self, channel: &str, c: &MeterColumns, at: (u64, u64), now_ms: f64) {
-        let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
-        let StreamState {
-            meters: store, counters: stream_counters, newest_ts, newest_row_ts, ..
-        } = stream;
-        let cap = cfg.max_meter_entities as usize;
-        let detect = cfg.detect_live;
-        let mut rf = RowFeed {
-            bounds: ReadingBounds::new(cfg, ledger.corrected(now_ms)),
-            sink: ErrorSink::new(out, cfg.max_errors_per_batch),
-            meters,
-            windows,
-            detector,
-            cfg,
-            counters,
-            newest_ts,
-            newest_row_ts,
-        };
+        let cap = self.cfg.max_meter_entities as usize;
+        let detect = self.cfg.detect_live;
+        let (mut rf, store, stream_counters) = self.row_feed(now_ms);
         let mut feed = |i: usize, r: &MeterRowRef<'_>, link: &mut u32| {
             if detect {
                 rf.feed(i, r, Some(link));
@@ -511,9 +497,24 @@ impl Engine {
         only_held: Option<&str>,
         now_ms: f64,
     ) {
+        let (mut rf, store, _) = self.row_feed(now_ms);
+        for (i, r) in rows.into_iter().enumerate() {
+            if only_held.is_some_and(|c| !store.holds(c, r.meter)) {
+                continue;
+            }
+            rf.feed(i, &r, None);
+        }
+        rf.sink.finish();
+    }
+
+    /// A [`RowFeed`] for one batch at `now_ms`, with the stream's meter
+    /// store and counters beside it (the store's apply calls the feed).
+    fn row_feed(&mut self, now_ms: f64) -> (RowFeed<'_>, &mut MeterStore, &mut StreamCounters) {
         let Engine { meters, windows, detector, cfg, out, counters, stream, ledger, .. } = self;
-        let StreamState { meters: store, newest_ts, newest_row_ts, .. } = stream;
-        let mut rf = RowFeed {
+        let StreamState {
+            meters: store, counters: stream_counters, newest_ts, newest_row_ts, ..
+        } = stream;
+        let rf = RowFeed {
             bounds: ReadingBounds::new(cfg, ledger.corrected(now_ms)),
             sink: ErrorSink::new(out, cfg.max_errors_per_batch),
             meters,
@@ -524,13 +525,7 @@ impl Engine {
             newest_ts,
             newest_row_ts,
         };
-        for (i, r) in rows.into_iter().enumerate() {
-            if only_held.is_some_and(|c| !store.holds(c, r.meter)) {
-                continue;
-            }
-            rf.feed(i, &r, None);
-        }
-        rf.sink.finish();
+        (rf, store, stream_counters)
     }
 
     fn refused(&mut self, refused: Option<Refused>, cap: &str) {
