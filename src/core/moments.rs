@@ -90,7 +90,9 @@ mod rebuild_pass {
     }
 
     #[cfg(target_arch = "wasm32")]
-    use core::arch::wasm32::{f64x2, f64x2_add, f64x2_extract_lane, f64x2_mul, f64x2_splat, f64x2_sub, v128};
+    use core::arch::wasm32::{
+        f64x2, f64x2_add, f64x2_extract_lane, f64x2_mul, f64x2_splat, f64x2_sub, v128,
+    };
 
     #[cfg(target_arch = "wasm32")]
     fn pair(v: &[f64; 4]) -> (v128, v128) {

@@ -208,11 +208,8 @@ impl RingSlab {
         };
         let (c, i) = self.chunk_of.split(m);
         let slot = i * w + h as usize;
-        let old = self
-            .chunks
-            .get_mut(c)
-            .and_then(|c| c.get_mut(slot))
-            .map(|s| std::mem::replace(s, x));
+        let old =
+            self.chunks.get_mut(c).and_then(|c| c.get_mut(slot)).map(|s| std::mem::replace(s, x));
         let next = if h as usize + 1 == w { 0 } else { h + 1 };
         self.head[m] = next;
         if (l as usize) < w {
