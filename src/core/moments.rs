@@ -113,14 +113,14 @@ mod rebuild_pass {
     pub(super) fn sums(part: &[f64], k: f64, s: &mut [f64; 4]) {
         let kk = f64x2_splat(k);
         let (mut lo, mut hi) = pair(s);
-        let (chunks, rest) = part.as_chunks::<4>();
-        for c in chunks {
-            let (x01, x23) = pair(c);
+        let mut chunks = part.chunks_exact(4);
+        for c in &mut chunks {
+            let (x01, x23) = (f64x2(c[0], c[1]), f64x2(c[2], c[3]));
             lo = f64x2_add(lo, f64x2_sub(x01, kk));
             hi = f64x2_add(hi, f64x2_sub(x23, kk));
         }
         *s = unpair(lo, hi);
-        for (acc, &x) in s.iter_mut().zip(rest) {
+        for (acc, &x) in s.iter_mut().zip(chunks.remainder()) {
             *acc += x - k;
         }
     }
@@ -130,9 +130,9 @@ mod rebuild_pass {
         let [m2, m3, m4] = m;
         let (kk, mm) = (f64x2_splat(k), f64x2_splat(md));
         let ((mut a2, mut b2), (mut a3, mut b3), (mut a4, mut b4)) = (pair(m2), pair(m3), pair(m4));
-        let (chunks, rest) = part.as_chunks::<4>();
-        for c in chunks {
-            let (x01, x23) = pair(c);
+        let mut chunks = part.chunks_exact(4);
+        for c in &mut chunks {
+            let (x01, x23) = (f64x2(c[0], c[1]), f64x2(c[2], c[3]));
             // `x - k - md` is `(x - k) - md`, as in the portable loop.
             let (da, db) = (f64x2_sub(f64x2_sub(x01, kk), mm), f64x2_sub(f64x2_sub(x23, kk), mm));
             let (sa, sb) = (f64x2_mul(da, da), f64x2_mul(db, db));
@@ -144,7 +144,7 @@ mod rebuild_pass {
             b4 = f64x2_add(b4, f64x2_mul(sb, sb));
         }
         (*m2, *m3, *m4) = (unpair(a2, b2), unpair(a3, b3), unpair(a4, b4));
-        for (j, &x) in rest.iter().enumerate() {
+        for (j, &x) in chunks.remainder().iter().enumerate() {
             super::central(&mut m2[j], &mut m3[j], &mut m4[j], x - k - md);
         }
     }
