@@ -36,6 +36,45 @@ pub fn meters_per_chunk(window: usize) -> usize {
     ((WASM_PAGE - ALLOC_SLACK) / ring).max(1)
 }
 
+/// Largest divisor [`ChunkOf`] divides without a division (2^13; a page holds
+/// at most 8,184 rings, of one sample each).
+const FAST_DIVISOR_MAX: u64 = 1 << 13;
+/// Meters [`ChunkOf`] places without a division (2^25; `maxMeters` is at most 2^24).
+const FAST_METERS: usize = 1 << 25;
+
+/// `(m / per_chunk, m % per_chunk)` by a multiplication: every reading's ring
+/// push (and its warm-up read ahead) places its meter, and a division by a
+/// number known only at run time is one `i32.div_u`, tens of cycles.
+///
+/// With `magic = ⌈2^39 / d⌉ = (2^39 + e) / d`, `0 <= e < d`:
+/// `m · magic / 2^39 = m / d + m·e / (d·2^39)`, and the error term is below
+/// `m / 2^39 < 2^-14 < 1 / d` for `m < 2^25`, `d <= 2^13`, while the
+/// fractional part of `m / d` is at most `1 - 1/d`: the floor is exact (and
+/// `m · magic < 2^25 · 2^39` fits in a `u64`). Outside those bounds it divides.
+#[derive(Clone, Copy, Debug)]
+struct ChunkOf {
+    d: usize,
+    magic: u64,
+}
+
+impl ChunkOf {
+    fn new(d: usize) -> ChunkOf {
+        let d = d.max(1);
+        ChunkOf { d, magic: (1u64 << 39).div_ceil(d as u64) }
+    }
+
+    /// `(m / d, m % d)`.
+    #[inline(always)]
+    fn split(self, m: usize) -> (usize, usize) {
+        if m < FAST_METERS && self.d as u64 <= FAST_DIVISOR_MAX {
+            let q = ((m as u64 * self.magic) >> 39) as usize;
+            (q, m - q * self.d)
+        } else {
+            (m / self.d, m % self.d)
+        }
+    }
+}
+
 /// Per-meter fixed-length rings in chunks of flat allocations.
 #[derive(Clone, Debug)]
 pub struct RingSlab {
@@ -43,6 +82,8 @@ pub struct RingSlab {
     /// Meters per chunk, fixed while the slab holds meters (a window change
     /// re-lays rings out inside their chunks).
     per_chunk: usize,
+    /// Divides by `per_chunk` (see [`ChunkOf`]).
+    chunk_of: ChunkOf,
     chunks: Vec<Vec<f64>>,
     head: Vec<u32>,
     len: Vec<u32>,
@@ -53,7 +94,14 @@ impl RingSlab {
     pub fn new(window: usize) -> Self {
         let window = window.max(1);
         let per_chunk = meters_per_chunk(window);
-        RingSlab { window, per_chunk, chunks: Vec::new(), head: Vec::new(), len: Vec::new() }
+        RingSlab {
+            window,
+            per_chunk,
+            chunk_of: ChunkOf::new(per_chunk),
+            chunks: Vec::new(),
+            head: Vec::new(),
+            len: Vec::new(),
+        }
     }
 
     /// Samples per ring.
@@ -136,8 +184,9 @@ impl RingSlab {
     #[inline]
     fn ring(&self, m: usize) -> Option<&[f64]> {
         let w = self.window;
-        let at = (m % self.per_chunk) * w;
-        self.chunks.get(m / self.per_chunk)?.get(at..at + w)
+        let (c, i) = self.chunk_of.split(m);
+        let at = i * w;
+        self.chunks.get(c)?.get(at..at + w)
     }
 
     /// The sample in the slot meter `m`'s next [`RingSlab::push`] writes (0 for
@@ -145,8 +194,9 @@ impl RingSlab {
     #[inline]
     pub fn next_slot(&self, m: usize) -> f64 {
         let Some(&h) = self.head.get(m) else { return 0.0 };
-        let slot = (m % self.per_chunk) * self.window + h as usize;
-        self.chunks.get(m / self.per_chunk).and_then(|c| c.get(slot)).copied().unwrap_or(0.0)
+        let (c, i) = self.chunk_of.split(m);
+        let slot = i * self.window + h as usize;
+        self.chunks.get(c).and_then(|c| c.get(slot)).copied().unwrap_or(0.0)
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -156,12 +206,10 @@ impl RingSlab {
         let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
             return None;
         };
-        let slot = (m % self.per_chunk) * w + h as usize;
-        let old = self
-            .chunks
-            .get_mut(m / self.per_chunk)
-            .and_then(|c| c.get_mut(slot))
-            .map(|s| std::mem::replace(s, x));
+        let (c, i) = self.chunk_of.split(m);
+        let slot = i * w + h as usize;
+        let old =
+            self.chunks.get_mut(c).and_then(|c| c.get_mut(slot)).map(|s| std::mem::replace(s, x));
         let next = if h as usize + 1 == w { 0 } else { h + 1 };
         self.head[m] = next;
         if (l as usize) < w {
@@ -452,5 +500,28 @@ mod tests {
         assert!(!r.reserve_meter(4));
         assert_eq!(r.add_meter(4), None);
         assert_eq!(r.meters(), 0);
+    }
+
+    #[test]
+    fn chunk_of_splits_as_division_does() {
+        // Every divisor a page can give and a few past the fast bound; for
+        // each, the meters around the multiples where a wrong floor would
+        // show (q·d - 1, q·d, q·d + d - 1) for small, large and seeded q, and
+        // the edges of the fast range.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for d in 1..=(FAST_DIVISOR_MAX as usize + 8) {
+            let split = ChunkOf::new(d);
+            let top = FAST_METERS / d;
+            let mut qs = vec![0, 1, 2, top.saturating_sub(1), top, top + 1];
+            for _ in 0..8 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                qs.push((seed >> 33) as usize % (top + 2));
+            }
+            let edges = [FAST_METERS - 1, FAST_METERS, FAST_METERS + 1, usize::MAX];
+            let ms = qs.iter().flat_map(|&q| [q * d, q * d + d - 1, (q * d).saturating_sub(1)]);
+            for m in ms.chain(edges) {
+                assert_eq!(split.split(m), (m / d, m % d), "m {m} d {d}");
+            }
+        }
     }
 }

@@ -8,7 +8,10 @@
 // (else the ticks are the bench's `tickUntrained`), then answers
 // `{ ready: true }`; `{ ticks }` then runs that many rounds of one binary
 // frame (every meter dirty) followed by one `engine.tick`, the tick alone
-// timed, and answers `{ tickMs: [...] }`.
+// timed, and answers `{ tickMs: [...] }`. For `profile-tick.mjs --ingest`, a
+// `{ type: 'readings', id, data }` message (a transferred kind-1 frame from
+// the page) goes to `engine.handle` as www/worker.js would hand it on, and is
+// answered `{ ack: id, ms }` (`ms`: the time inside `engine.handle`).
 import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
 import { random } from './random.js';
 
@@ -81,7 +84,13 @@ function ticks(n) {
 
 self.onmessage = async (e) => {
   try {
-    if (e.data.ticks === undefined) {
+    if (e.data.type === 'readings') {
+      const t0 = performance.now();
+      const out = engine.handle(e.data, Date.now());
+      const ms = performance.now() - t0;
+      check(out, 'ingest frame');
+      self.postMessage({ ack: e.data.id, ms });
+    } else if (e.data.ticks === undefined) {
       await setup(e.data);
       self.postMessage({ ready: true });
     } else {

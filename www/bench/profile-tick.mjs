@@ -25,6 +25,17 @@
 // code: read the split, not its total). Times under the profiler run about
 // 1.5× the benchmark's.
 //
+// `--ingest` profiles an ingest burst instead, through `postMessage` as the
+// path benchmark sends it (www/bench/path.js): the page builds `--readings N`
+// (1,000,000) readings over the meters in kind-1 frames of `--batch N`
+// (10,000; keys `i % meters`, one shared ts), posts them back to back with
+// their buffers transferred, and the worker hands each to `engine.handle`
+// and acks it. It prints the wall time from the first post to the last ack,
+// the time inside `engine.handle`, and the functions under `handle` (the JS
+// glue's imports, such as the copy of the frame into wasm memory, included).
+// The meters are filled but not trained (the per-reading work does not
+// depend on training).
+//
 // Not part of `make test`; it reports figures and asserts nothing.
 
 import { execFileSync } from 'node:child_process';
@@ -58,7 +69,10 @@ if (args.includes('--build')) {
 
 const meters = Number(opt('--meters', '5000'));
 const ticks = Number(opt('--ticks', '300'));
-const trained = !args.includes('--untrained');
+const ingest = args.includes('--ingest');
+const trained = !args.includes('--untrained') && !ingest;
+const readings = Number(opt('--readings', '1000000'));
+const batch = Number(opt('--batch', '10000'));
 const pkg = opt('--pkg', 'pkg-prof');
 const interval = Number(opt('--interval', '50'));
 const top = Number(opt('--top', '30'));
@@ -126,16 +140,62 @@ try {
   await ready;
   const setupSeconds = (Date.now() - setupStart) / 1000;
 
-  // A few ticks unprofiled first, so the wasm code has tiered up.
-  await ask({ ticks: 20 });
-  await inWorker('Profiler.enable');
-  await inWorker('Profiler.setSamplingInterval', { interval });
-  await inWorker('Profiler.start');
-  const { tickMs } = await ask({ ticks });
-  const { profile } = await inWorker('Profiler.stop');
-  if (profileFile) writeFileSync(profileFile, JSON.stringify(profile));
-
-  report(profile, tickMs, setupSeconds);
+  if (ingest) {
+    // The frames, built in the page before the profile starts; a first
+    // quarter of them (copies) posted unprofiled so the code has tiered up.
+    await page.evaluate(
+      async ({ meters, readings, batch }) => {
+        const { encodeReadingsFrame } = await import('/frames.js');
+        let seed = 9;
+        const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+        const ts = Date.now() - 1000;
+        window.ingestFrames = Array.from({ length: Math.ceil(readings / batch) }, (_, f) => {
+          const keys = Uint32Array.from({ length: batch }, (_, i) => (f * batch + i) % meters);
+          const values = Float64Array.from(keys, (k) => Math.round((50 + (k % 100) + (rand() - 0.5) * 4) * 1000) / 1000);
+          return encodeReadingsFrame({ keys, ts, values });
+        });
+        window.postIngest = (frames, firstId) =>
+          new Promise((resolve, reject) => {
+            let left = frames.length;
+            let handleMs = 0;
+            window.profileWorker.onmessage = (e) => {
+              if (e.data.error) return reject(new Error(e.data.error));
+              handleMs += e.data.ms;
+              if (--left === 0) resolve({ wallMs: performance.now() - t0, handleMs });
+            };
+            const t0 = performance.now();
+            frames.forEach((data, i) => window.profileWorker.postMessage({ type: 'readings', id: firstId + i, data }, [data]));
+          });
+      },
+      { meters, readings, batch },
+    );
+    const post = (warm) =>
+      page.evaluate(
+        ([warm]) => {
+          const all = window.ingestFrames;
+          return window.postIngest(warm ? all.slice(0, Math.ceil(all.length / 4)).map((b) => b.slice(0)) : all, warm ? 1 : 1_000_000);
+        },
+        [warm],
+      );
+    await post(true);
+    await inWorker('Profiler.enable');
+    await inWorker('Profiler.setSamplingInterval', { interval });
+    await inWorker('Profiler.start');
+    const burst = await post(false);
+    const { profile } = await inWorker('Profiler.stop');
+    if (profileFile) writeFileSync(profileFile, JSON.stringify(profile));
+    report(profile, { focus: 'handle', units: readings / 1e6, unit: 'M readings', setupSeconds, burst });
+  } else {
+    // A few ticks unprofiled first, so the wasm code has tiered up.
+    await ask({ ticks: 20 });
+    await inWorker('Profiler.enable');
+    await inWorker('Profiler.setSamplingInterval', { interval });
+    await inWorker('Profiler.start');
+    const { tickMs } = await ask({ ticks });
+    const { profile } = await inWorker('Profiler.stop');
+    if (profileFile) writeFileSync(profileFile, JSON.stringify(profile));
+    report(profile, { focus: 'tick', units: ticks, unit: 'tick', setupSeconds, tickMs });
+  }
 } catch (e) {
   console.error(e);
   failed = true;
@@ -151,7 +211,7 @@ function nameOf(frame) {
   return raw.replace(/^\$/, '').replace(/::h[0-9a-f]{16}$/, '');
 }
 
-function report(profile, tickMs, setupSeconds) {
+function report(profile, { focus, units, unit, setupSeconds, tickMs, burst }) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -178,7 +238,7 @@ function report(profile, tickMs, setupSeconds) {
     phases[p] += w;
     const leaf = nameOf(byId.get(id).callFrame);
     if (p === 'other') otherNames.set(leaf, (otherNames.get(leaf) ?? 0) + w);
-    if (p !== 'tick') return;
+    if (p !== focus) return;
     self.set(leaf, (self.get(leaf) ?? 0) + w);
     // Inclusive: every distinct function on the stack, up to the wrapper.
     const seen = new Set();
@@ -189,26 +249,32 @@ function report(profile, tickMs, setupSeconds) {
         seen.add(name);
         inclusive.set(name, (inclusive.get(name) ?? 0) + w);
       }
-      if (isTickWrapper(n)) break;
+      if (isTickWrapper(n) || isHandleWrapper(n)) break;
     }
   });
-  const sorted = [...tickMs].sort((a, b) => a - b);
-  const med = sorted[Math.floor(sorted.length / 2)];
-  const total = phases.tick;
+  const total = phases[focus];
   const pct = (x) => ((100 * x) / total).toFixed(1).padStart(5);
-  const ms = (x) => (x / ticks).toFixed(4);
-  console.log(`tick profile: ${meters} meters, ${trained ? 'trained' : 'untrained'}, ${ticks} ticks, pkg www/${pkg}, sampling ${interval} µs, setup ${setupSeconds.toFixed(1)} s`);
-  console.log(`tick wall time (performance.now around engine.tick): median ${med.toFixed(3)} ms, min ${sorted[0].toFixed(3)}, max ${sorted.at(-1).toFixed(3)}`);
-  console.log(`sampled ms: tick ${phases.tick.toFixed(1)} (${ms(phases.tick)} ms a tick), frame handle ${phases.handle.toFixed(1)}, other ${phases.other.toFixed(1)}`);
+  const ms = (x) => (x / units).toFixed(4);
+  if (focus === 'tick') {
+    const sorted = [...tickMs].sort((a, b) => a - b);
+    const med = sorted[Math.floor(sorted.length / 2)];
+    console.log(`tick profile: ${meters} meters, ${trained ? 'trained' : 'untrained'}, ${units} ticks, pkg www/${pkg}, sampling ${interval} µs, setup ${setupSeconds.toFixed(1)} s`);
+    console.log(`tick wall time (performance.now around engine.tick): median ${med.toFixed(3)} ms, min ${sorted[0].toFixed(3)}, max ${sorted.at(-1).toFixed(3)}`);
+  } else {
+    const rate = (t) => `${(readings / (t / 1000) / 1e6).toFixed(2)} M/s`;
+    console.log(`ingest profile: ${readings} readings over ${meters} meters in frames of ${batch}, pkg www/${pkg}, sampling ${interval} µs, setup ${setupSeconds.toFixed(1)} s`);
+    console.log(`first post → last ack ${burst.wallMs.toFixed(1)} ms (${rate(burst.wallMs)}); inside engine.handle ${burst.handleMs.toFixed(1)} ms (${rate(burst.handleMs)})`);
+  }
+  console.log(`sampled ms: tick ${phases.tick.toFixed(1)}, frame handle ${phases.handle.toFixed(1)}, other ${phases.other.toFixed(1)} (ms a ${unit}: ${ms(total)})`);
   const topOther = [...otherNames].sort((a, b) => b[1] - a[1]).slice(0, 5);
   console.log(`  other: ${topOther.map(([n, w]) => `${n} ${w.toFixed(1)}`).join(', ')}`);
   console.log();
-  console.log(`top ${top} by self time in the tick (% of tick samples, ms a tick):`);
+  console.log(`top ${top} by self time in the ${focus} (% of its samples, ms a ${unit}):`);
   for (const [name, w] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.log(`${pct(w)} %  ${ms(w)}  ${name}`);
   }
   console.log();
-  console.log(`top ${top} by inclusive time in the tick:`);
+  console.log(`top ${top} by inclusive time in the ${focus}:`);
   for (const [name, w] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, top)) {
     console.log(`${pct(w)} %  ${ms(w)}  ${name}`);
   }
