@@ -171,6 +171,7 @@ mod tests {
         // 64: the score's evidence (f64) instead of the score (f32).
         assert_eq!(std::mem::size_of::<Verdicts>(), 64);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
+        assert_eq!(std::mem::size_of::<super::super::excursion::Excursion>(), 64);
     }
 
     #[test]
