@@ -136,8 +136,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold
-                    || var_u2.max(season_u2).max(excursion_u2)
-                        >= critical_factor * critical_factor,
+                    || var_u2.max(season_u2).max(excursion_u2) >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });
