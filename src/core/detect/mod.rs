@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`]; 264 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`]; 260 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -57,12 +57,6 @@ pub struct Detector {
     seen: Vec<f64>,
     /// Meters with readings since their last evaluation, in order of first reading.
     dirty: Vec<u32>,
-    /// Meters whose excursion rule found an excursion since their last
-    /// evaluation, each once (rare): the tick reads only their excursion
-    /// state, not every evaluated meter's (a cache line each).
-    found: Vec<u32>,
-    /// `found` with what each found, sorted by meter (reused by `tick`).
-    found_u2: Vec<(u32, f64)>,
     silence: SilenceSchedule,
     /// The window the meters' cached seasonal scan counts
     /// (`season::Season::scan_at`) were computed for: a tick that finds
@@ -140,9 +134,6 @@ impl Detector {
         if self.dirty.capacity() < want {
             self.dirty.reserve_exact(want - self.dirty.len());
         }
-        if self.found.capacity() < want {
-            self.found.reserve_exact(want - self.found.len());
-        }
     }
 
     /// Forgets meter `m`'s detection state and alerts (no `cleared` is sent: the
@@ -153,7 +144,6 @@ impl Detector {
             // Rare (a reset between a reading and the next tick); keeps the dirty
             // list free of duplicates.
             self.dirty.retain(|&d| d as usize != m);
-            self.found.retain(|&d| d as usize != m);
         }
         *p = Pending::default();
         if let Some(v) = self.verdicts.get_mut(m) {
@@ -208,9 +198,7 @@ impl Detector {
             }
         }
         if let Some(e) = self.excursions.get_mut(m) {
-            if e.observe(x, var, cfg) {
-                self.found.push(m as u32);
-            }
+            e.observe(x, var, cfg);
         }
         p.new = p.new.saturating_add(1);
         p.run = if p.run > 0 && x == p.last_x { p.run.saturating_add(1) } else { 1 };
@@ -246,22 +234,13 @@ impl Detector {
         let mut judge = Judge { now: now_ms, windows, names, cfg, out, light_widen };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
-        // What the excursion rule found, by meter (usually nothing).
-        self.found_u2.clear();
-        for &m in &self.found {
-            if let Some(e) = self.excursions.get_mut(m as usize) {
-                self.found_u2.push((m, e.take()));
-            }
-        }
-        self.found.clear();
-        self.found_u2.sort_unstable_by_key(|&(m, _)| m);
-        let found = &self.found_u2;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(l), Some(seen)) = (
+            let (Some(p), Some(v), Some(l), Some(e), Some(seen)) = (
                 self.pending.get_mut(m),
                 self.verdicts.get_mut(m),
                 self.learned.get_mut(m),
+                self.excursions.get_mut(m),
                 self.seen.get_mut(m),
             ) else {
                 continue;
@@ -269,13 +248,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            let excursion_u2 = if found.is_empty() {
-                0.0
-            } else {
-                let at = found.binary_search_by_key(&(m as u32), |&(f, _)| f).ok();
-                at.and_then(|i| found.get(i)).map_or(0.0, |&(_, u2)| u2)
-            };
-            judge.evaluate(m, v, l, p, excursion_u2);
+            judge.evaluate(m, v, l, p, e.take());
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
@@ -340,8 +313,6 @@ impl Detector {
             + self.excursions.capacity() * std::mem::size_of::<Excursion>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
-            + self.found.capacity() * std::mem::size_of::<u32>()
-            + self.found_u2.capacity() * std::mem::size_of::<(u32, f64)>()
             + std::mem::size_of::<Detector>()
     }
 }
