@@ -148,6 +148,9 @@ let lu;
 let vscale2, varHeld;
 // Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
 let seasonScale2, seasonPeriod, seasonLearned;
+// detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, at.
+const XF = 7;
+let xf, xReadings, xOpen, xUp, xAt;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -182,6 +185,11 @@ function allocate(maxMeters) {
   seasonScale2 = new Float32Array(maxMeters);
   seasonPeriod = new Uint16Array(maxMeters);
   seasonLearned = new Uint16Array(maxMeters);
+  xf = new Float64Array(maxMeters * XF);
+  xReadings = new Uint32Array(maxMeters);
+  xOpen = new Uint8Array(maxMeters);
+  xUp = new Uint8Array(maxMeters);
+  xAt = new Uint8Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -265,6 +273,61 @@ function recompute(m) {
   mo[o + 8] = 0;
 }
 
+// detect/excursion.rs (EXCURSION_Z, EXCURSION_WINDOW_SHARE, EXCURSION_MEMORY).
+const EXCURSION_Z = 5.0;
+const EXCURSION_WINDOW_SHARE = 0.5;
+const EXCURSION_MEMORY = 1200;
+
+function median3(a, b, c) {
+  const lo = a <= b ? a : b;
+  const hi = a <= b ? b : a;
+  return c <= lo ? lo : c >= hi ? hi : c;
+}
+
+/** detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it. */
+function excursionObserve(m, x, v) {
+  const o = m * XF;
+  const readings = xReadings[m];
+  if (readings >= 3) {
+    const share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * v;
+    const scale2 = xf[o + 4] * xf[o + 4];
+    const limit2 = EXCURSION_Z * EXCURSION_Z * (scale2 > share2 ? scale2 : share2);
+    if (xOpen[m] > 0) {
+      const r = x - xf[o + 3];
+      if ((r > 0) === (xUp[m] === 1) && r * r > limit2) {
+        if (xOpen[m] >= CFG.spikeVotesOf) {
+          xOpen[m] = 0;
+        } else {
+          xOpen[m]++;
+          const u2 = (r * r) / limit2;
+          if (u2 < xf[o + 5]) xf[o + 5] = u2;
+        }
+      } else {
+        const returned = 4.0 * r * r <= limit2;
+        if (returned && xOpen[m] >= CFG.spikeVotesNeeded && xf[o + 5] > xf[o + 6]) xf[o + 6] = xf[o + 5];
+        xOpen[m] = 0;
+      }
+    } else {
+      const median = median3(xf[o], xf[o + 1], xf[o + 2]);
+      const r = x - median;
+      if (r * r > limit2) {
+        if (readings >= CFG.warmup) {
+          xOpen[m] = 1;
+          xUp[m] = r > 0 ? 1 : 0;
+          xf[o + 3] = median;
+          xf[o + 5] = (r * r) / limit2;
+        }
+      } else {
+        const seenN = Math.min(readings, EXCURSION_MEMORY);
+        xf[o + 4] += (Math.abs(r) - xf[o + 4]) / seenN;
+      }
+    }
+  }
+  xReadings[m] = Math.min(readings + 1, U32);
+  xf[o + xAt[m]] = x;
+  xAt[m] = xAt[m] >= 2 ? 0 : xAt[m] + 1;
+}
+
 /** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
 function add(m, x, ts) {
   const o = m * MO;
@@ -282,6 +345,7 @@ function add(m, x, ts) {
     pend[p + 4] = ts;
     pend[p + 5] = mean;
   }
+  excursionObserve(m, x, v);
   // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
   if (pend[p + 6] > pend[p] && x !== pend[p + 7]) endedRun[m] = pend[p + 6];
   pend[p] = Math.min(pend[p] + 1, U32);
@@ -694,7 +758,10 @@ function evaluate(m) {
   // Seasonal (season.rs), judged like the variance rule: a spike breach.
   const readings = lu[m * LU];
   const seasonU2 = seasonEvaluate(m, n >= WINDOW, fresh, readings, threshold, RULES.flooredVariance(0.0, mean));
-  const spikeU2 = fmax(fmax(peakU2, varU2), seasonU2);
+  // excursion.rs `Excursion::take`: an excursion found raises without the vote.
+  const excursionU2 = xf[m * XF + 6];
+  xf[m * XF + 6] = 0;
+  const spikeU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), excursionU2);
   let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
@@ -705,8 +772,8 @@ function evaluate(m) {
   E.threshold = threshold;
   E.votes = votes[m];
   E.spikeU2 = spikeU2;
-  E.varU2 = fmax(varU2, seasonU2);
-  settle(m, SPIKE, breach, breach && popcount(votes[m]) >= CFG.spikeVotesNeeded);
+  E.varU2 = fmax(fmax(varU2, seasonU2), excursionU2);
+  settle(m, SPIKE, breach, breach && (popcount(votes[m]) >= CFG.spikeVotesNeeded || excursionU2 > 1.0));
 
   // Drift.
   breach = driftBreach;

@@ -46,7 +46,15 @@ pub(super) struct Judge<'a> {
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`, judging each
     /// kind against what the meter has learned (`l`), then learning from it.
-    pub fn evaluate(&mut self, m: usize, v: &mut Verdicts, l: &mut Learned, r: &Pending) {
+    /// `excursion_u2` is what the excursion rule found since (`excursion`).
+    pub fn evaluate(
+        &mut self,
+        m: usize,
+        v: &mut Verdicts,
+        l: &mut Learned,
+        r: &Pending,
+        excursion_u2: f64,
+    ) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
         let warm = mo.n >= f64::from(cfg.warmup);
@@ -93,7 +101,9 @@ impl Judge<'_> {
         } else {
             0.0
         };
-        let spike_u2 = peak_u2.max(var_u2).max(season_u2);
+        // An excursion found (`excursion`) already spans `spikeVotesNeeded`
+        // readings that returned: it raises without waiting for the vote.
+        let spike_u2 = peak_u2.max(var_u2).max(season_u2).max(excursion_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
@@ -112,7 +122,8 @@ impl Judge<'_> {
                 rules::widen(g2, cfg) as f32
             };
         }
-        let raise = breach && v.votes.count_ones() >= cfg.spike_votes_needed;
+        let raise =
+            breach && (v.votes.count_ones() >= cfg.spike_votes_needed || excursion_u2 > 1.0);
         let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
             let std = spike_var.sqrt();
@@ -125,7 +136,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold
-                    || var_u2.max(season_u2) >= critical_factor * critical_factor,
+                    || var_u2.max(season_u2).max(excursion_u2) >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`]; 196 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`]; 260 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod evaluate;
+mod excursion;
 mod learn;
 mod rules;
 mod season;
@@ -36,6 +37,7 @@ use super::meters::MeterTable;
 use super::moments::Moments;
 use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
+use excursion::Excursion;
 use learn::Learned;
 use state::{Pending, Verdicts};
 
@@ -48,6 +50,8 @@ pub struct Detector {
     verdicts: Vec<Verdicts>,
     /// What each meter has learned about its normal behaviour.
     learned: Vec<Learned>,
+    /// Each meter's excursion rule state, written by `observe`.
+    excursions: Vec<Excursion>,
     /// Engine time of each meter's last evaluation (−∞ before its first). A
     /// meter's readings arrived at most one tick before this.
     seen: Vec<f64>,
@@ -107,6 +111,7 @@ impl Detector {
             let _room = self.pending.try_reserve_exact(first).is_ok()
                 && self.verdicts.try_reserve_exact(first).is_ok()
                 && self.learned.try_reserve_exact(first).is_ok()
+                && self.excursions.try_reserve_exact(first).is_ok()
                 && self.seen.try_reserve_exact(first).is_ok();
         }
         if self.pending.len() == self.pending.capacity() {
@@ -115,11 +120,13 @@ impl Detector {
             self.pending.reserve_exact(extra);
             self.verdicts.reserve_exact(extra);
             self.learned.reserve_exact(extra);
+            self.excursions.reserve_exact(extra);
             self.seen.reserve_exact(extra);
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());
         self.learned.push(Learned::default());
+        self.excursions.push(Excursion::default());
         self.seen.push(f64::NEG_INFINITY);
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
@@ -144,6 +151,9 @@ impl Detector {
         }
         if let Some(l) = self.learned.get_mut(m) {
             *l = Learned::default();
+        }
+        if let Some(e) = self.excursions.get_mut(m) {
+            *e = Excursion::default();
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
@@ -187,6 +197,9 @@ impl Detector {
                 v.ended_run = p.run;
             }
         }
+        if let Some(e) = self.excursions.get_mut(m) {
+            e.observe(x, var, cfg);
+        }
         p.new = p.new.saturating_add(1);
         p.run = if p.run > 0 && x == p.last_x { p.run.saturating_add(1) } else { 1 };
         p.last_x = x;
@@ -223,10 +236,11 @@ impl Detector {
         let mut due = self.silence.due;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(l), Some(seen)) = (
+            let (Some(p), Some(v), Some(l), Some(e), Some(seen)) = (
                 self.pending.get_mut(m),
                 self.verdicts.get_mut(m),
                 self.learned.get_mut(m),
+                self.excursions.get_mut(m),
                 self.seen.get_mut(m),
             ) else {
                 continue;
@@ -234,7 +248,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, l, p);
+            judge.evaluate(m, v, l, p, e.take());
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
@@ -296,6 +310,7 @@ impl Detector {
         self.pending.capacity() * std::mem::size_of::<Pending>()
             + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
             + self.learned.capacity() * std::mem::size_of::<Learned>()
+            + self.excursions.capacity() * std::mem::size_of::<Excursion>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()

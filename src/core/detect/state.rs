@@ -4,7 +4,7 @@
 //! line per meter, so scoring a reading touches one line. [`Verdicts`] is what an
 //! evaluation keeps between ticks (vote history, run counters, alert flags).
 //! Neither holds a pointer; with `learn::Learned` and the last evaluation
-//! time a meter's whole detection state is 196 bytes (12 of them the seasonal rule's).
+//! time a meter's whole detection state is 196 bytes (12 of them the seasonal rule's), and 64 more with `excursion::Excursion`.
 
 use super::super::event::AnomalyKind;
 use super::season::Season;
@@ -171,6 +171,7 @@ mod tests {
         // 64: the score's evidence (f64) instead of the score (f32).
         assert_eq!(std::mem::size_of::<Verdicts>(), 64);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
+        assert_eq!(std::mem::size_of::<super::super::excursion::Excursion>(), 64);
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! The excursion rule: a short run of readings far from the meter's level
+//! just before it, that then returns (docs/DETECTION.md, "Excursion").
+//!
+//! The spike rule scores a reading against the window's mean and spread; on a
+//! bimodal meter (a pump's 0/12 square wave) or a heavy-tailed one that spread
+//! hides a spike of 8 sd during the low phase. This rule scores each reading
+//! against a robust short baseline instead, the median of the three readings
+//! before it, in units of the meter's own typical distance from that median
+//! (an average of |x − median| over the readings that stayed near it), never
+//! below `EXCURSION_WINDOW_SHARE` of the window's standard deviation (so a
+//! plateau's near-zero spread, a tap between bursts, cannot make its noise
+//! look huge). A reading beyond `EXCURSION_Z` of those units opens an
+//! excursion; the level it left is frozen as its base. The excursion is
+//! *found* when, after at least `spikeVotesNeeded` and at most `spikeVotesOf`
+//! readings all beyond the limit on the same side of the base, a reading
+//! comes back. So a one- or two-reading blip never counts (the vote's rule),
+//! and a step or a square wave's edge never does either: its readings stay
+//! away longer than `spikeVotesOf`, and the excursion is dropped.
+//!
+//! All of it runs in `observe`, O(1) per reading and without a division
+//! except on the rare readings beyond the limit; an evaluation only takes
+//! what was found. 64 bytes a meter.
+
+use super::super::config::Config;
+
+/// How far from the short baseline a reading must be to count, in units of
+/// the learned scale.
+pub(super) const EXCURSION_Z: f64 = 5.0;
+/// The scale's floor, as a share of the window's standard deviation.
+pub(super) const EXCURSION_WINDOW_SHARE: f64 = 0.5;
+/// The scale's memory, in readings: a plain mean until then, an EWMA after.
+pub(super) const EXCURSION_MEMORY: u32 = 1_200;
+
+/// One meter's excursion state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C, align(64))]
+pub(super) struct Excursion {
+    /// The three newest readings; `at` is where the next one goes.
+    last: [f64; 3],
+    /// The median of the three readings before the open excursion.
+    base: f64,
+    /// Average |x − median of the three before| over readings that stayed
+    /// within the limit.
+    scale: f64,
+    /// The weakest evidence among the open excursion's readings:
+    /// (|x − base| / limit)².
+    open_u2: f64,
+    /// The strongest evidence of an excursion found since the last
+    /// evaluation (0 when none was).
+    found_u2: f64,
+    /// Readings seen (saturating).
+    readings: u32,
+    /// Readings in the open excursion (0: none open).
+    open: u8,
+    /// The open excursion is above its base.
+    up: bool,
+    /// Slot of `last` the next reading overwrites.
+    at: u8,
+}
+
+impl Default for Excursion {
+    fn default() -> Self {
+        Excursion {
+            last: [0.0; 3],
+            base: 0.0,
+            scale: 0.0,
+            open_u2: 0.0,
+            found_u2: 0.0,
+            readings: 0,
+            open: 0,
+            up: false,
+            at: 0,
+        }
+    }
+}
+
+/// The median of three numbers (finite readings).
+#[inline]
+fn median3(a: f64, b: f64, c: f64) -> f64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    if c <= lo {
+        lo
+    } else if c >= hi {
+        hi
+    } else {
+        c
+    }
+}
+
+impl Excursion {
+    /// Takes reading `x`; `var` is the window's floored variance before it.
+    #[inline]
+    pub fn observe(&mut self, x: f64, var: f64, cfg: &Config) {
+        let readings = self.readings;
+        if readings >= 3 {
+            self.judge(x, var, cfg);
+        }
+        self.readings = readings.saturating_add(1);
+        let at = usize::from(self.at);
+        if let Some(slot) = self.last.get_mut(at) {
+            *slot = x;
+        }
+        self.at = if at >= 2 { 0 } else { self.at + 1 };
+    }
+
+    fn judge(&mut self, x: f64, var: f64, cfg: &Config) {
+        let [a, b, c] = self.last;
+        let share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * var;
+        let scale2 = self.scale * self.scale;
+        let limit2 = EXCURSION_Z * EXCURSION_Z * if scale2 > share2 { scale2 } else { share2 };
+        if self.open > 0 {
+            let r = x - self.base;
+            if (r > 0.0) == self.up && r * r > limit2 {
+                if u32::from(self.open) >= cfg.spike_votes_of {
+                    // Away longer than a spike: a new level, not an excursion.
+                    self.open = 0;
+                } else {
+                    self.open += 1;
+                    let u2 = r * r / limit2;
+                    if u2 < self.open_u2 {
+                        self.open_u2 = u2;
+                    }
+                }
+            } else {
+                // Back within half the limit of the base: a spike that
+                // returned. Anywhere else (between, or far on the other side)
+                // it was not one.
+                let returned = 4.0 * r * r <= limit2;
+                if returned
+                    && u32::from(self.open) >= cfg.spike_votes_needed
+                    && self.open_u2 > self.found_u2
+                {
+                    self.found_u2 = self.open_u2;
+                }
+                self.open = 0;
+            }
+            return;
+        }
+        let median = median3(a, b, c);
+        let r = x - median;
+        if r * r > limit2 {
+            if self.readings >= cfg.warmup {
+                self.open = 1;
+                self.up = r > 0.0;
+                self.base = median;
+                self.open_u2 = r * r / limit2;
+            }
+            return;
+        }
+        let seen = f64::from(self.readings.min(EXCURSION_MEMORY));
+        self.scale += (r.abs() - self.scale) / seen;
+    }
+
+    /// The strongest evidence found since the last call, squared (> 1: an
+    /// excursion was found), and forgets it.
+    #[inline]
+    pub fn take(&mut self) -> f64 {
+        let u2 = self.found_u2;
+        self.found_u2 = 0.0;
+        u2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(xs: &[f64], var: f64) -> Vec<bool> {
+        let cfg = Config::default();
+        let mut e = Excursion::default();
+        xs.iter()
+            .map(|&x| {
+                e.observe(x, var, &cfg);
+                e.take() > 1.0
+            })
+            .collect()
+    }
+
+    /// A noiseless 0/12 square wave with readings `spike` added at `at`.
+    fn square(spike: &[f64], at: usize) -> Vec<f64> {
+        (0..4_000)
+            .map(|i| {
+                let base = if (i / 300) % 3 == 0 { 12.0 } else { 0.0 };
+                base + if i >= at { spike.get(i - at).copied().unwrap_or(0.0) } else { 0.0 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn square_edges_and_blips_are_not_excursions() {
+        let var = 32.0;
+        assert!(!run(&square(&[], 0), var).contains(&true));
+        assert!(!run(&square(&[16.0], 1_000), var).contains(&true));
+        assert!(!run(&square(&[16.0, 16.0], 1_000), var).contains(&true));
+    }
+
+    #[test]
+    fn a_three_to_five_reading_spike_is_found_on_its_return() {
+        for len in 3..=5 {
+            let found = run(&square(&[16.0; 5][..len], 1_000), 32.0);
+            let at: Vec<usize> = (0..found.len()).filter(|&i| found[i]).collect();
+            assert_eq!(at, vec![1_000 + len], "length {len}");
+        }
+        // Six readings away: a level, not a spike.
+        assert!(!run(&square(&[16.0; 6], 1_000), 32.0).contains(&true));
+    }
+
+    #[test]
+    fn median_of_three() {
+        for (a, b, c, m) in [(1.0, 2.0, 3.0, 2.0), (3.0, 1.0, 2.0, 2.0), (2.0, 3.0, 1.0, 2.0)] {
+            assert_eq!(median3(a, b, c), m);
+        }
+    }
+}
