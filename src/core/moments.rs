@@ -28,11 +28,8 @@ pub struct Moments {
     /// Mean of `x - shift`; the mean is `shift + centered_mean` (see [`Moments::mean`]).
     pub centered_mean: f64,
     pub m2: f64,
-    /// Before `m3`: with `n`, `shift`, `centered_mean` and `m2` the first 40
-    /// bytes, what a detection tick reads (not `m3`), so that half the
-    /// meters' records (72 B apart) give a tick one cache line, not two.
-    pub m4: f64,
     pub m3: f64,
+    pub m4: f64,
     /// Largest M2 since the last exact recompute.
     pub peak_m2: f64,
     /// Largest M4 since the last exact recompute.

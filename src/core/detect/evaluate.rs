@@ -61,10 +61,8 @@ impl Judge<'_> {
         let d = mean - l.slow;
         let scale2 = l.drift_scale2(fvar, mo.n);
         let limit2 = cfg.drift_z * cfg.drift_z * scale2;
-        let d2 = d * d;
-        let drift_u2 = if trained { d2 / limit2 } else { 0.0 };
-        // `drift_u2 > 1.0` without waiting for the division (`rules`).
-        let drift_breach = warm && trained && rules::ratio_above_one(d2, limit2);
+        let drift_u2 = if trained { d * d / limit2 } else { 0.0 };
+        let drift_breach = warm && drift_u2 > 1.0;
 
         // Variance: the window's variance against the meter's long-run one, in
         // units of the meter's own normal excess, carried by at least
@@ -85,9 +83,7 @@ impl Judge<'_> {
         // |z| > t is tested as d² > t²·s², without a square root or division.
         let threshold = cfg.spike_z * f64::from(v.widen);
         let spike_var = l.spike_var(r.peak_var);
-        let peak_d2 = r.peak_d * r.peak_d;
-        let peak_limit2 = threshold * threshold * spike_var;
-        let peak_u2 = peak_d2 / peak_limit2;
+        let peak_u2 = r.peak_d * r.peak_d / (threshold * threshold * spike_var);
         // Seasonal: the newest readings against one period before (`season`).
         // A meter without a period whose scan is not due (most meters) passes
         // with one comparison; the rest is out of line.
@@ -98,10 +94,7 @@ impl Judge<'_> {
             0.0
         };
         let spike_u2 = peak_u2.max(var_u2).max(season_u2);
-        // `spike_u2 > 1.0`: the largest passes 1 exactly when one does (`max`
-        // skips a NaN, which passes nothing), the peak's without its division.
-        let breach = warm
-            && (rules::ratio_above_one(peak_d2, peak_limit2) || var_u2 > 1.0 || season_u2 > 1.0);
+        let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
@@ -187,8 +180,7 @@ impl Judge<'_> {
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
         let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };
-        // `stuck_u >= 1.0` without waiting for the division (`rules`).
-        let breach = judged && rules::ratio_at_least_one(f64::from(r.run), limit);
+        let breach = stuck_u >= 1.0;
         let evals = v.stuck_evals;
         let std = fvar.sqrt();
         self.settle(m, v, AnomalyKind::Stuck, breach, breach, || Finding {

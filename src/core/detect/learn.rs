@@ -62,12 +62,9 @@ pub(super) const VARIANCE_RATIO_MIN: f64 = 3.0;
 /// readings of any height (a blip) never make a variance breach.
 pub(super) const VARIANCE_READINGS: f64 = 10.0;
 
-/// One meter's learned normal behaviour (64 bytes, one cache line, aligned
-/// to it like `state::Verdicts`: unaligned, most records straddle two lines
-/// and an evaluation touches both; the variance rule's scale and hold counter
-/// live in `state::Verdicts`).
+/// One meter's learned normal behaviour (64 bytes, one cache line; the
+/// variance rule's scale and hold counter live in `state::Verdicts`).
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(align(64))]
 pub(super) struct Learned {
     /// Slow baseline: EWMA of the window mean.
     pub slow: f64,

@@ -142,30 +142,6 @@ pub(super) fn positive_part(r: f64) -> f64 {
     f64::from_bits(bits & !negative)
 }
 
-/// `p / q > 1.0`, bit for bit, for `p` and `q` whose sign bit is clear
-/// (squares and their products with squares, as every rule's evidence is),
-/// without the division: for such floats `p > q` exactly when the rounded
-/// quotient exceeds 1 (a `p` above `q` is at least its successor, and their
-/// quotient at least `1/(1 − 2⁻⁵³)`, past the midpoint 1 + 2⁻⁵³, so it never
-/// rounds down to 1; zeros, infinities and NaNs agree too). A breach decided
-/// this way does not wait for the division, which was the end of the
-/// evaluation's longest dependency chain (docs/DETECTION.md, "Cost"); the
-/// quotient is still computed, for the score, off that chain.
-#[inline]
-pub(super) fn ratio_above_one(p: f64, q: f64) -> bool {
-    p > q
-}
-
-/// `p / q >= 1.0`, bit for bit, for `p` and `q` whose sign bit is clear and
-/// that are not both 0 or both +∞ (whose quotient is NaN), as `p >= q`
-/// (below `q`, the quotient's distance from 1 is more than the spacing of the
-/// floats under 1, so it never rounds up to 1). The stuck rule's limit is at
-/// least `stuckRun` ≥ 2, finite.
-#[inline]
-pub(super) fn ratio_at_least_one(p: f64, q: f64) -> bool {
-    p >= q
-}
-
 /// The low `spike_votes_of` bits: the spike vote history kept.
 #[inline]
 pub(super) fn vote_mask(cfg: &Config) -> u32 {
@@ -266,47 +242,6 @@ mod tests {
         });
         assert_eq!(positive_part(-0.0).to_bits(), 0.0f64.to_bits());
         assert_eq!(positive_part(-f64::NAN).to_bits(), 0.0f64.to_bits());
-    }
-
-    /// Oracle: the division-free comparisons are the quotient's, over any
-    /// bits with the sign bit clear (zeros, subnormals, infinities, NaNs,
-    /// neighbours one ulp apart).
-    #[cfg(not(target_arch = "wasm32"))]
-    #[test]
-    fn ratios_against_one_are_the_divisions() {
-        use proptest::prelude::*;
-        let clear = |x: f64| f64::from_bits(x.to_bits() & !(1 << 63));
-        let special = [0.0, 1.0, 2.0, f64::MIN_POSITIVE, f64::MIN_POSITIVE / 4.0, f64::MAX];
-        let specials = special.iter().chain(&[f64::INFINITY, f64::NAN, 5e-324, 1.0 - f64::EPSILON]);
-        for &p in specials.clone() {
-            for &q in specials.clone() {
-                assert_eq!(ratio_above_one(p, q), p / q > 1.0, "{p} {q}");
-                if !(p == q && (q == 0.0 || q == f64::INFINITY)) {
-                    assert_eq!(ratio_at_least_one(p, q), p / q >= 1.0, "{p} {q}");
-                }
-            }
-        }
-        let value = prop_oneof![
-            any::<u64>().prop_map(f64::from_bits),
-            proptest::sample::select(special.to_vec()),
-            0.0..10.0f64,
-        ];
-        proptest!(ProptestConfig::with_cases(50_000), |(p in value.clone(), q in value, near in 0u8..3)| {
-            let (p, q) = (clear(p), clear(q));
-            // One ulp either side of q, or q itself, half the time.
-            let p = match near {
-                0 => p,
-                1 => f64::from_bits(q.to_bits().wrapping_add(1)),
-                _ => f64::from_bits(q.to_bits().saturating_sub(1)),
-            };
-            let p = clear(p);
-            prop_assert_eq!(ratio_above_one(p, q), p / q > 1.0, "{} {}", p, q);
-            prop_assert_eq!(ratio_above_one(q, p), q / p > 1.0, "{} {}", q, p);
-            if !(p == q && (q == 0.0 || q == f64::INFINITY)) {
-                prop_assert_eq!(ratio_at_least_one(p, q), p / q >= 1.0, "{} {}", p, q);
-                prop_assert_eq!(ratio_at_least_one(q, p), q / p >= 1.0, "{} {}", q, p);
-            }
-        });
     }
 
     /// Oracle: whenever the division-free test says "light", the kurtosis
