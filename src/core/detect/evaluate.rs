@@ -52,7 +52,11 @@ impl Judge<'_> {
         let warm = mo.n >= f64::from(cfg.warmup);
         let mean = mo.mean();
         let var = mo.variance();
-        let fvar = rules::floored_variance(var, mean, cfg);
+        // The floor alone (the stuck rule's test below), then the floored
+        // variance from it: `floored_variance(var, ..)` bit for bit, with two
+        // `max` (branches in V8's code) instead of four (`rules`).
+        let floor = rules::variance_floor(mean, cfg);
+        let fvar = var.max(floor);
         let critical_factor = cfg.critical_factor;
 
         // Drift's statistic first (settled below, after spike): a level shift
@@ -176,7 +180,7 @@ impl Judge<'_> {
         l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
         v.ended_run = 0;
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
-        let spread = var > rules::floored_variance(0.0, mean, cfg);
+        let spread = var > floor;
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
         let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };

@@ -180,8 +180,16 @@ impl Learned {
     /// `memory` readings are learned, then the EWMA's.
     #[inline]
     fn weight(&self, new: u32, memory: f64) -> f64 {
-        let seen = (f64::from(self.readings) + f64::from(new)).min(memory).max(1.0);
-        (f64::from(new) / seen).min(1.0)
+        // A trained meter (at least `memory` readings, `new` at most that):
+        // `seen` is `memory` and the quotient at most 1, so the three `min` /
+        // `max` (each a pair of float selects, branches in V8's code) are one
+        // test. The sum is exact (two `u32`s).
+        let sum = f64::from(self.readings) + f64::from(new);
+        let new = f64::from(new);
+        if memory >= 1.0 && sum >= memory && new <= memory {
+            return new / memory;
+        }
+        (new / sum.min(memory).max(1.0)).min(1.0)
     }
 
     /// The drift statistic's scale²: the learned mean square distance of the
