@@ -56,7 +56,7 @@ impl Judge<'_> {
         // variance from it: `floored_variance(var, ..)` bit for bit, with two
         // `max` (branches in V8's code) instead of four (`rules`).
         let floor = rules::variance_floor(mean, cfg);
-        let fvar = var.max(floor);
+        let fvar = rules::max_select(var, floor);
         let critical_factor = cfg.critical_factor;
 
         // Drift's statistic first (settled below, after spike): a level shift
@@ -97,7 +97,7 @@ impl Judge<'_> {
         } else {
             0.0
         };
-        let spike_u2 = peak_u2.max(var_u2).max(season_u2);
+        let spike_u2 = rules::max_select(rules::max_select(peak_u2, var_u2), season_u2);
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };

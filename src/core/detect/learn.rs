@@ -197,7 +197,7 @@ impl Learned {
     /// window mean of independent readings, `var/n`.
     #[inline]
     pub fn drift_scale2(&self, window_var: f64, n: f64) -> f64 {
-        rules::max_unbranched(self.dev2, window_var / n.max(1.0))
+        rules::max_unbranched(self.dev2, window_var / rules::max_select(n, 1.0))
     }
 
     /// The variance the spike rule divides by: the window's, or the meter's
@@ -381,7 +381,7 @@ impl Learned {
     /// other), and at least `stuckRun`.
     pub fn stuck_limit(&self, x: f64, cfg: &Config) -> f64 {
         let normal = if x == self.plateau_x { self.plateau_run } else { self.other_run };
-        (cfg.stuck_factor * f64::from(normal)).max(f64::from(cfg.stuck_run))
+        rules::max_select(cfg.stuck_factor * f64::from(normal), f64::from(cfg.stuck_run))
     }
 
     /// Whether the current run (`run` readings) may be judged: the meter is
