@@ -430,6 +430,29 @@ mod tests {
         assert_eq!(c.stuck_limit(99.0, &cfg), 5.0);
     }
 
+    /// The trained meter's weight is the running mean's formula, bit for
+    /// bit, on either side of `memory` and at the edges of `u32`.
+    #[test]
+    fn weight_shortcut_is_the_formula() {
+        let formula = |readings: u32, new: u32, memory: f64| {
+            let seen = (f64::from(readings) + f64::from(new)).min(memory).max(1.0);
+            (f64::from(new) / seen).min(1.0)
+        };
+        let counts =
+            [0, 1, 2, 3, 7, 499, 500, 501, 1_999, 2_000, 2_001, 7_200, u32::MAX - 1, u32::MAX];
+        let memories =
+            [0.0, 0.5, 1.0, 2.0, 500.0, 2_000.0, 7_200.0, 28_800.0, f64::INFINITY, f64::NAN];
+        for &readings in &counts {
+            for &new in &counts {
+                for &memory in &memories {
+                    let l = Learned { readings, ..Learned::default() };
+                    let (got, want) = (l.weight(new, memory), formula(readings, new, memory));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{readings} {new} {memory}");
+                }
+            }
+        }
+    }
+
     /// The drift rule as `evaluate` runs it, on window means `means` (spread
     /// 1 around each): the first evaluation whose |zd| passes `driftZ`.
     fn first_drift(means: impl Iterator<Item = f64>, cfg: &Config) -> Option<usize> {
