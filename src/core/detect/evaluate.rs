@@ -60,7 +60,11 @@ impl Judge<'_> {
         let warm = mo.n >= f64::from(cfg.warmup);
         let mean = mo.mean();
         let var = mo.variance();
-        let fvar = rules::floored_variance(var, mean, cfg);
+        // The floor alone (the stuck rule's test below), then the floored
+        // variance from it: `floored_variance(var, ..)` bit for bit, with two
+        // `max` (branches in V8's code) instead of four (`rules`).
+        let floor = rules::variance_floor(mean, cfg);
+        let fvar = rules::max_select(var, floor);
         let critical_factor = cfg.critical_factor;
 
         // Drift's statistic first (settled below, after spike): a level shift
@@ -103,7 +107,10 @@ impl Judge<'_> {
         };
         // An excursion found (`excursion`) already spans `spikeVotesNeeded`
         // readings that returned: it raises without waiting for the vote.
-        let spike_u2 = peak_u2.max(var_u2).max(season_u2).max(excursion_u2);
+        let spike_u2 = rules::max_select(
+            rules::max_select(rules::max_select(peak_u2, var_u2), season_u2),
+            excursion_u2,
+        );
         let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
@@ -187,7 +194,7 @@ impl Judge<'_> {
         l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
         v.ended_run = 0;
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
-        let spread = var > rules::floored_variance(0.0, mean, cfg);
+        let spread = var > floor;
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
         let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };

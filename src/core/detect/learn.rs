@@ -180,8 +180,16 @@ impl Learned {
     /// `memory` readings are learned, then the EWMA's.
     #[inline]
     fn weight(&self, new: u32, memory: f64) -> f64 {
-        let seen = (f64::from(self.readings) + f64::from(new)).min(memory).max(1.0);
-        (f64::from(new) / seen).min(1.0)
+        // A trained meter (at least `memory` readings, `new` at most that):
+        // `seen` is `memory` and the quotient at most 1, so the three `min` /
+        // `max` (each a pair of float selects, branches in V8's code) are one
+        // test. The sum is exact (two `u32`s).
+        let sum = f64::from(self.readings) + f64::from(new);
+        let new = f64::from(new);
+        if memory >= 1.0 && sum >= memory && new <= memory {
+            return new / memory;
+        }
+        (new / sum.min(memory).max(1.0)).min(1.0)
     }
 
     /// The drift statistic's scale²: the learned mean square distance of the
@@ -189,7 +197,7 @@ impl Learned {
     /// window mean of independent readings, `var/n`.
     #[inline]
     pub fn drift_scale2(&self, window_var: f64, n: f64) -> f64 {
-        rules::max_unbranched(self.dev2, window_var / n.max(1.0))
+        rules::max_unbranched(self.dev2, window_var / rules::max_select(n, 1.0))
     }
 
     /// The variance the spike rule divides by: the window's, or the meter's
@@ -373,7 +381,7 @@ impl Learned {
     /// other), and at least `stuckRun`.
     pub fn stuck_limit(&self, x: f64, cfg: &Config) -> f64 {
         let normal = if x == self.plateau_x { self.plateau_run } else { self.other_run };
-        (cfg.stuck_factor * f64::from(normal)).max(f64::from(cfg.stuck_run))
+        rules::max_select(cfg.stuck_factor * f64::from(normal), f64::from(cfg.stuck_run))
     }
 
     /// Whether the current run (`run` readings) may be judged: the meter is
@@ -420,6 +428,29 @@ mod tests {
         c.learn_run(1, 47.0, 40, 1, false);
         assert_eq!((c.plateau_run, c.other_run), (1, 0));
         assert_eq!(c.stuck_limit(99.0, &cfg), 5.0);
+    }
+
+    /// The trained meter's weight is the running mean's formula, bit for
+    /// bit, on either side of `memory` and at the edges of `u32`.
+    #[test]
+    fn weight_shortcut_is_the_formula() {
+        let formula = |readings: u32, new: u32, memory: f64| {
+            let seen = (f64::from(readings) + f64::from(new)).min(memory).max(1.0);
+            (f64::from(new) / seen).min(1.0)
+        };
+        let counts =
+            [0, 1, 2, 3, 7, 499, 500, 501, 1_999, 2_000, 2_001, 7_200, u32::MAX - 1, u32::MAX];
+        let memories =
+            [0.0, 0.5, 1.0, 2.0, 500.0, 2_000.0, 7_200.0, 28_800.0, f64::INFINITY, f64::NAN];
+        for &readings in &counts {
+            for &new in &counts {
+                for &memory in &memories {
+                    let l = Learned { readings, ..Learned::default() };
+                    let (got, want) = (l.weight(new, memory), formula(readings, new, memory));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{readings} {new} {memory}");
+                }
+            }
+        }
     }
 
     /// The drift rule as `evaluate` runs it, on window means `means` (spread

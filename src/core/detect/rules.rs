@@ -18,6 +18,15 @@ pub(super) fn floored_variance(var: f64, mean: f64, cfg: &Config) -> f64 {
     var.max(rel * rel).max(cfg.std_floor * cfg.std_floor)
 }
 
+/// `floored_variance(0.0, mean, cfg)`, the floor alone, with one `max` (a
+/// branch in V8's code) instead of two; `floored_variance(var, ..)` is
+/// `var.max(variance_floor(..))` for any variance a window gives (never −0).
+#[inline]
+pub(super) fn variance_floor(mean: f64, cfg: &Config) -> f64 {
+    let rel = cfg.std_floor_rel * mean.abs();
+    max_select(rel * rel, cfg.std_floor * cfg.std_floor)
+}
+
 /// The factor the spike threshold is widened by for a window with excess
 /// kurtosis `g2`: `1 + max(0, (z² − 3) / 24) · max(0, g2)`, capped at
 /// `spike_widen_max`, where z is `spike_z`.
@@ -125,6 +134,21 @@ pub(super) fn max_unbranched(a: f64, b: f64) -> f64 {
         f64::from_bits(bits)
     } else {
         a.max(b)
+    }
+}
+
+/// `a.max(b)`, bit for bit, for `a` and `b` not zeros of opposite signs
+/// (no value here is −0) nor both NaN, as one `select` (libm's `fmax` without its
+/// separate NaN `select`, whose choices it keeps): `f64::max` is
+/// two `select`s in wasm (libm's `fmax`: a NaN test, then the comparison),
+/// each a branch in V8's code. For a choice that is not a coin toss
+/// ([`max_unbranched`] is for those).
+#[inline]
+pub(super) fn max_select(a: f64, b: f64) -> f64 {
+    if a < b || a.is_nan() {
+        b
+    } else {
+        a
     }
 }
 
@@ -242,6 +266,56 @@ mod tests {
         });
         assert_eq!(positive_part(-0.0).to_bits(), 0.0f64.to_bits());
         assert_eq!(positive_part(-f64::NAN).to_bits(), 0.0f64.to_bits());
+    }
+
+    /// Oracle: `max_select` is `f64::max` over any bits but a +0/−0 pair or
+    /// two NaNs.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn one_select_max_is_the_float_max() {
+        use proptest::prelude::*;
+        let special = [0.0, 1.0, -1.0, f64::MIN_POSITIVE / 4.0, f64::MAX, f64::INFINITY];
+        let value = prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            proptest::sample::select(special.to_vec()),
+            Just(f64::NEG_INFINITY),
+            Just(f64::NAN),
+            Just(-f64::NAN),
+            -10.0..10.0f64,
+        ];
+        proptest!(ProptestConfig::with_cases(20_000), |(a in value.clone(), b in value, ulp in any::<bool>())| {
+            let b = if ulp { f64::from_bits(a.to_bits().wrapping_add(1)) } else { b };
+            // Neither is −0, nor both NaN (the cases `f64::max` leaves open:
+            // which zero, which payload).
+            let (a, b) = (a + 0.0, b + 0.0);
+            if a.is_nan() && b.is_nan() {
+                return Ok(());
+            }
+            prop_assert_eq!(max_select(a, b).to_bits(), a.max(b).to_bits(), "{} {}", a, b);
+            prop_assert_eq!(max_select(b, a).to_bits(), b.max(a).to_bits(), "{} {}", b, a);
+        });
+    }
+
+    /// Oracle: the floor alone, and the floored variance from it, are
+    /// `floored_variance`'s, bit for bit, over any mean and any variance a
+    /// window gives (+0, positive, +∞; a NaN too).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn the_floor_alone_is_the_floored_variance_of_zero() {
+        use proptest::prelude::*;
+        let value = prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            proptest::sample::select(vec![0.0, -0.0, 1.0, f64::INFINITY, f64::NAN, 1e-300]),
+            -10.0..10.0f64,
+        ];
+        proptest!(ProptestConfig::with_cases(20_000), |(var in value.clone(), mean in value, rel in 0.0..0.1f64, floor in prop_oneof![Just(0.0), 0.0..1.0f64])| {
+            // A window's variance is +0, positive or NaN, never −0 (`Moments::variance`).
+            let var = if var == 0.0 { 0.0 } else { var.abs() };
+            let cfg = Config { std_floor_rel: rel, std_floor: floor, ..Config::default() };
+            let f = variance_floor(mean, &cfg);
+            prop_assert_eq!(f.to_bits(), floored_variance(0.0, mean, &cfg).to_bits());
+            prop_assert_eq!(var.max(f).to_bits(), floored_variance(var, mean, &cfg).to_bits());
+        });
     }
 
     /// Oracle: whenever the division-free test says "light", the kurtosis
