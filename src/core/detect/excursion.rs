@@ -35,7 +35,7 @@ pub(super) const EXCURSION_MEMORY: u32 = 1_200;
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C, align(64))]
 pub(super) struct Excursion {
-    /// The three newest readings; `at` is where the next one goes.
+    /// The three newest readings, oldest first.
     last: [f64; 3],
     /// The median of the three readings before the open excursion.
     base: f64,
@@ -54,8 +54,6 @@ pub(super) struct Excursion {
     open: u8,
     /// The open excursion is above its base.
     up: bool,
-    /// Slot of `last` the next reading overwrites.
-    at: u8,
 }
 
 impl Default for Excursion {
@@ -69,12 +67,27 @@ impl Default for Excursion {
             readings: 0,
             open: 0,
             up: false,
-            at: 0,
         }
     }
 }
 
+/// The median of three numbers (finite readings), without a branch: three
+/// `f64x2` pseudo-minima and maxima (one `minpd`/`maxpd` each in V8), where
+/// the branches below go either way from meter to meter. Only a tie of +0
+/// and −0 can give the other zero, which changes no result (`x − median`
+/// then differs only in its zero's sign, and every use squares it, takes
+/// its absolute value or compares it with 0).
+#[cfg(target_arch = "wasm32")]
+#[inline]
+fn median3(a: f64, b: f64, c: f64) -> f64 {
+    use core::arch::wasm32::{f64x2_extract_lane, f64x2_pmax, f64x2_pmin, f64x2_splat};
+    let (a, b, c) = (f64x2_splat(a), f64x2_splat(b), f64x2_splat(c));
+    let (lo, hi) = (f64x2_pmin(a, b), f64x2_pmax(a, b));
+    f64x2_extract_lane::<0>(f64x2_pmax(lo, f64x2_pmin(hi, c)))
+}
+
 /// The median of three numbers (finite readings).
+#[cfg(not(target_arch = "wasm32"))]
 #[inline]
 fn median3(a: f64, b: f64, c: f64) -> f64 {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
@@ -96,11 +109,10 @@ impl Excursion {
             self.judge(x, var, cfg);
         }
         self.readings = readings.saturating_add(1);
-        let at = usize::from(self.at);
-        if let Some(slot) = self.last.get_mut(at) {
-            *slot = x;
-        }
-        self.at = if at >= 2 { 0 } else { self.at + 1 };
+        // Shifted, not a rotating slot: the slot's wrap was a branch that
+        // goes either way from one meter's reading to the next's.
+        let [_, b, c] = self.last;
+        self.last = [b, c, x];
     }
 
     fn judge(&mut self, x: f64, var: f64, cfg: &Config) {
