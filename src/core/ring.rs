@@ -79,10 +79,9 @@ impl ChunkOf {
 #[derive(Clone, Debug)]
 pub struct RingSlab {
     window: usize,
-    /// Meters per chunk, fixed while the slab holds meters (a window change
-    /// re-lays rings out inside their chunks).
-    per_chunk: usize,
-    /// Divides by `per_chunk` (see [`ChunkOf`]).
+    /// Meters per chunk (`chunk_of.d`), fixed while the slab holds meters (a
+    /// window change re-lays rings out inside their chunks), and the division
+    /// by it (see [`ChunkOf`]).
     chunk_of: ChunkOf,
     chunks: Vec<Vec<f64>>,
     head: Vec<u32>,
@@ -96,7 +95,6 @@ impl RingSlab {
         let per_chunk = meters_per_chunk(window);
         RingSlab {
             window,
-            per_chunk,
             chunk_of: ChunkOf::new(per_chunk),
             chunks: Vec::new(),
             head: Vec::new(),
@@ -135,7 +133,7 @@ impl RingSlab {
     /// memory (or a size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
-        let (c, i) = (m / self.per_chunk, m % self.per_chunk);
+        let (c, i) = (m / self.chunk_of.d, m % self.chunk_of.d);
         let Some(need) = i.checked_add(1).and_then(|n| n.checked_mul(self.window)) else {
             return false;
         };
@@ -147,7 +145,7 @@ impl RingSlab {
         }
         let Some(chunk) = self.chunks.get_mut(c) else { return false };
         if need > chunk.capacity() {
-            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(self.per_chunk);
+            let planned = cap_meters.max(m + 1).saturating_sub(m - i).min(self.chunk_of.d);
             let whole = planned.checked_mul(self.window).map(|n| n.saturating_sub(chunk.len()));
             let len = chunk.len();
             let reserved = whole.is_some_and(|n| chunk.try_reserve_exact(n).is_ok())
@@ -173,8 +171,8 @@ impl RingSlab {
         if !self.reserve_meter(cap_meters) {
             return None;
         }
-        let chunk = self.chunks.get_mut(m / self.per_chunk)?;
-        chunk.resize((m % self.per_chunk + 1) * self.window, 0.0);
+        let chunk = self.chunks.get_mut(m / self.chunk_of.d)?;
+        chunk.resize((m % self.chunk_of.d + 1) * self.window, 0.0);
         self.head.push(0);
         self.len.push(0);
         Some(m)
@@ -273,7 +271,7 @@ impl RingSlab {
 
     /// Meters in chunk `c`.
     fn in_chunk(&self, c: usize) -> usize {
-        self.meters().saturating_sub(c * self.per_chunk).min(self.per_chunk)
+        self.meters().saturating_sub(c * self.chunk_of.d).min(self.chunk_of.d)
     }
 
     /// Changes the window of every ring, keeping the newest samples, in place.
@@ -335,10 +333,10 @@ impl RingSlab {
         let (a, b) = self.newest(m, new_window);
         scratch.extend_from_slice(a);
         scratch.extend_from_slice(b);
-        let base = (m % self.per_chunk) * new_window;
+        let base = (m % self.chunk_of.d) * new_window;
         let l = scratch.len();
         if let Some(dst) =
-            self.chunks.get_mut(m / self.per_chunk).and_then(|c| c.get_mut(base..base + l))
+            self.chunks.get_mut(m / self.chunk_of.d).and_then(|c| c.get_mut(base..base + l))
         {
             dst.copy_from_slice(scratch);
         }
@@ -460,7 +458,7 @@ mod tests {
         // A window changed before the first meter sizes the chunks for the new window.
         let mut r = RingSlab::new(8);
         assert_eq!(r.set_window(1200), Ok(()));
-        assert_eq!(r.per_chunk, meters_per_chunk(1200));
+        assert_eq!(r.chunk_of.d, meters_per_chunk(1200));
     }
 
     #[test]

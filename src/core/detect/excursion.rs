@@ -32,7 +32,7 @@ pub(super) const EXCURSION_WINDOW_SHARE: f64 = 0.5;
 pub(super) const EXCURSION_MEMORY: u32 = 1_200;
 
 /// One meter's excursion state.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C, align(64))]
 pub(super) struct Excursion {
     /// The three newest readings, oldest first.
@@ -54,21 +54,6 @@ pub(super) struct Excursion {
     open: u8,
     /// The open excursion is above its base.
     up: bool,
-}
-
-impl Default for Excursion {
-    fn default() -> Self {
-        Excursion {
-            last: [0.0; 3],
-            base: 0.0,
-            scale: 0.0,
-            open_u2: 0.0,
-            found_u2: 0.0,
-            readings: 0,
-            open: 0,
-            up: false,
-        }
-    }
 }
 
 /// The median of three numbers (finite readings), without a branch: three
