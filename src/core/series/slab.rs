@@ -429,12 +429,19 @@ impl SeriesSlab {
         if r >= self.resources {
             return false;
         }
+        // Only for naming the pair in a report.
+        let named = u32::try_from(m as usize * self.resources + r).unwrap_or(u32::MAX);
+        // A reading that alone passes a bucket's 48-bit sum is refused before
+        // it can take a pair or move the pair's minute window.
+        if Stored::one(units, 0).is_none() {
+            self.miss(t);
+            self.overflow.add(named, t, 1);
+            return false;
+        }
         let Some(p) = self.pair(m as usize, r, t) else {
             self.miss(t);
             return false;
         };
-        // Only for naming the pair in a report (`pair` found its slot).
-        let named = u32::try_from(m as usize * self.resources + r).unwrap_or(u32::MAX);
         let head = self.heads.get(p).map_or(t, |h| h.minute);
         if t > head {
             self.advance(p, named, head, t);
@@ -708,6 +715,23 @@ mod tests {
                 proptest::prop_assert_eq!(folded, missed - before_fold);
             }
         }
+    }
+
+    #[test]
+    fn a_reading_too_large_for_a_bucket_moves_nothing() {
+        let mut s = SeriesSlab::new(1, 4);
+        let k = (T0 / MINUTE_MS) as i64;
+        assert!(s.add(0, 0, T0, 4, 1.0));
+        let (pairs, changes) = (s.pairs(), s.changes());
+        // Far enough ahead that advancing would fold minute k into its five.
+        let ahead = T0 + (MINUTES + 30) as f64 * MINUTE_MS;
+        assert!(!s.add(0, 0, ahead, 1 << 47, 2.0));
+        assert!(!s.add(1, 0, ahead, i64::MIN, 2.0), "no pair is taken for it");
+        assert_eq!((s.pairs(), s.changes(), s.newest_minute()), (pairs, changes, Some(k)));
+        assert_eq!(s.bucket(0, 0, k, false).map(|b| (b.count, b.sum)), Some((1, 4)));
+        let report = s.take_overflow().map(|o| (o.readings, o.meter, o.minute));
+        assert_eq!(report, Some((2, 0, k + MINUTES + 30)));
+        assert_eq!((s.missed(), s.missed_through()), (2, Some(k + MINUTES + 30)));
     }
 
     #[test]
