@@ -96,13 +96,13 @@ fn check_stream(
         }
         let got = w.moments(0);
         let (_, m2, m3, m4) = two_pass(&reference);
-        let want = Moments { n: reference.len() as f64, m2, m3, m4, ..Default::default() };
+        let want = Moments { n: reference.len() as u32, m2, m3, m4, ..Default::default() };
         let rel = |a: f64, b: f64| if b == 0.0 { a.abs() } else { (a - b).abs() / b.abs() };
         let fail = |what: &str, a: f64, b: f64| {
             Err(format!("step {i}: {what} got {a:e} want {b:e} (x = {x})"))
         };
         if got.n != want.n {
-            return fail("n", got.n, want.n);
+            return fail("n", f64::from(got.n), f64::from(want.n));
         }
         if rel(got.m2, m2) > tol.rel_m2 {
             return fail("M2", got.m2, m2);

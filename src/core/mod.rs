@@ -442,7 +442,7 @@ impl Engine {
         let mo = self.windows.moments(m);
         MeterSnapshot {
             meter,
-            count: mo.n as u32,
+            count: mo.n,
             mean: mo.mean(),
             variance: mo.variance(),
             skewness: mo.skewness(),

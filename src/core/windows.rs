@@ -83,7 +83,7 @@ impl Windows {
         let Some(mo) = self.moments.get_mut(m) else { return };
         match evicted {
             // A full ring holds `window` samples and so do its moments.
-            Some(old) if mo.n == self.ring.window() as f64 => mo.replace(old, x, self.inv_window),
+            Some(old) if mo.n as usize == self.ring.window() => mo.replace(old, x, self.inv_window),
             Some(old) => {
                 mo.remove(old);
                 mo.add(x);

@@ -57,7 +57,8 @@ impl Judge<'_> {
     ) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
-        let warm = mo.n >= f64::from(cfg.warmup);
+        let n = f64::from(mo.n);
+        let warm = mo.n >= cfg.warmup;
         let mean = mo.mean();
         let var = mo.variance();
         // The floor alone (the stuck rule's test below), then the floored
@@ -71,7 +72,7 @@ impl Judge<'_> {
         // also inflates the window variance, and is drift's to report.
         let trained = l.trained(cfg);
         let d = mean - l.slow;
-        let scale2 = l.drift_scale2(fvar, mo.n);
+        let scale2 = l.drift_scale2(fvar, n);
         let limit2 = cfg.drift_z * cfg.drift_z * scale2;
         let drift_u2 = if trained { d * d / limit2 } else { 0.0 };
         let drift_breach = warm && drift_u2 > 1.0;
@@ -85,7 +86,7 @@ impl Judge<'_> {
         let judged = trained
             && !drift_breach
             && !v.is_active(index(AnomalyKind::Drift))
-            && f64::from(v.drift_quiet) >= mo.n;
+            && v.drift_quiet >= mo.n;
         let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
         let var_breach = warm && var_u2 > 1.0;
 
@@ -118,8 +119,7 @@ impl Judge<'_> {
             // Light tails in the kurtoses that count (most meters) widen by
             // `widen(0.0)`: known without the three divisions (8% of the
             // browser's tick, docs/DETECTION.md, "Cost"); exact, see the rules.
-            let window_light =
-                var == 0.0 || rules::kurtosis_surely_light(mo.n * mo.m4, mo.m2 * mo.m2);
+            let window_light = var == 0.0 || rules::kurtosis_surely_light(n * mo.m4, mo.m2 * mo.m2);
             let long_light =
                 if l.var > 0.0 { rules::kurtosis_surely_light(l.m4, l.var * l.var) } else { true };
             v.widen = if rules::tails_surely_light(window_light, long_light, var, l.var) {

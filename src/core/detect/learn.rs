@@ -245,8 +245,9 @@ impl Learned {
         }
         let q = self.variance_excess(var);
         let em2 = var - self.var;
-        let em4 = if mo.n > 0.0 { mo.m4 / mo.n - self.m4 } else { 0.0 };
-        if em4 > 0.0 && mo.n * em2 * em2 < VARIANCE_READINGS * em4 {
+        let n = f64::from(mo.n);
+        let em4 = if mo.n > 0 { mo.m4 / n - self.m4 } else { 0.0 };
+        if em4 > 0.0 && n * em2 * em2 < VARIANCE_READINGS * em4 {
             return 0.0;
         }
         q * q / self.variance_limit2(vscale2)
@@ -296,7 +297,7 @@ impl Learned {
             Slow::Adopt => self.slow = mean,
         }
         // The window's fourth central moment, M4/n (no division by the variance).
-        let m4 = if mo.n > 0.0 { mo.m4 / mo.n } else { 0.0 };
+        let m4 = if mo.n > 0 { mo.m4 / f64::from(mo.n) } else { 0.0 };
         match teach.var {
             Slow::Follow => {
                 if !fresh {

@@ -176,7 +176,9 @@ impl Detector {
     pub fn observe(&mut self, m: usize, x: f64, ts: f64, before: &Moments, cfg: &Config) {
         let Some(p) = self.pending.get_mut(m) else { return };
         let mean = before.mean();
-        let var = rules::floored_variance(before.variance(), mean, cfg);
+        // `floored_variance(..)` bit for bit with two `max` (branches in V8's
+        // code) instead of four, as the evaluation does (`rules`' oracle).
+        let var = rules::max_select(before.variance(), rules::variance_floor(mean, cfg));
         let d = x - mean;
         if p.new == 0 {
             self.dirty.push(m as u32);
