@@ -9,6 +9,7 @@
 
 #[path = "common/rng.rs"]
 mod rng;
+use meterflow::core::config::Config;
 use meterflow::core::moments::Moments;
 use meterflow::core::windows::Windows;
 use proptest::prelude::*;
@@ -82,7 +83,8 @@ fn check_stream(
     stride: usize,
     tol: &Tolerance,
 ) -> Result<(), String> {
-    let mut w = Windows::new(window, 100);
+    // The shipped cadence of exact rebuilds.
+    let mut w = Windows::new(window, Config::default().recompute_every);
     w.add_meter(1);
     let mut reference = VecDeque::with_capacity(window + 1);
     for (i, x) in xs.enumerate() {

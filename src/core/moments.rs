@@ -14,6 +14,16 @@
 //! or when an even moment goes negative). A constant series
 //! keeps `mean == x` exactly, so its M2..M4 stay exactly 0.
 //!
+//! `recompute_every` is 1,200 by default (it was 100). Measured against a
+//! two-pass reference at window 1,200, worst relative error of M2 / M4 over
+//! 1e6–2e6 readings, every 7th step (offset 1e9 sd 10 with a 1e7 shift; a
+//! 1e7 drift over 2e6 readings; AR(1) φ 0.99; spikes of 1e6 on sd 1):
+//! every 100: ≤ 3.8e-15 / 3.9e-14; every 1,200: ≤ 6.6e-14 / 6.1e-13; every
+//! 3,600: ≤ 4.6e-13 / 2.8e-11. Rebuilding without a count (only the
+//! collapse guards) fails `ten_million_sample_drift`. A rebuild reads the
+//! whole ring (150 cache lines at 1,200), so at 100 it was about a quarter
+//! of a binary ingest; at 1,200 it is a twelfth of that.
+//!
 //! Samples are taken relative to a per-meter `shift` (the first sample after the
 //! last rebuild): `x - shift` is exact for nearby values (Sterbenz), so a level of
 //! 1e9 with a spread of 1e-3 keeps the precision a two-pass computation has,
@@ -290,8 +300,8 @@ impl Moments {
         let Some(&k) = a.first().or(b.first()) else {
             return Moments::default();
         };
-        // Four independent accumulators per sum: the rebuild runs every 100
-        // removals, so its speed is part of the per-reading cost (see
+        // Four independent accumulators per sum: the rebuild runs every
+        // `recompute_every` removals, so its speed is part of the per-reading cost (see
         // `rebuild_pass`).
         let mut s = [0.0f64; 4];
         for part in [a, b] {

@@ -52,7 +52,7 @@ const CFG = {
   stdFloor: 1e-6,
   stdFloorRel: 1e-6,
   spikeWidenMax: 2.0,
-  recomputeEvery: 100,
+  recomputeEvery: 1200, // the engine's default (src/core/config.rs)
   maxAbsValue: 1e15,
   maxAgeMs: 6 * 3_600_000,
   maxFutureMs: 300_000,
