@@ -230,8 +230,8 @@ impl Detector {
             }
             self.scan_window = windows.window();
         }
-        let light_widen = rules::widen(0.0, cfg) as f32;
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out, light_widen };
+        let widening = rules::Widening::of(cfg);
+        let mut judge = Judge { now: now_ms, windows, names, cfg, out, widening };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
@@ -251,8 +251,12 @@ impl Detector {
             judge.evaluate(m, v, l, p, e.take());
             p.new = 0;
             *seen = now_ms;
-            due = due.min(now_ms + cfg.silent_after_ms);
             evaluated += 1;
+        }
+        if evaluated > 0 {
+            // Once, not per meter (a `fmin`, two float selects in wasm): the
+            // same bound for every meter evaluated, and `min` is idempotent.
+            due = due.min(now_ms + cfg.silent_after_ms);
         }
         self.dirty.clear();
         self.silence.due = due;
