@@ -41,6 +41,9 @@ pub(super) struct Judge<'a> {
     pub out: &'a mut Vec<Outbound>,
     /// The spike widening's constants, once a tick.
     pub widening: rules::Widening,
+    /// The detector's count of active alerts, kept with each bit of
+    /// `Verdicts::active` set or cleared here.
+    pub alerts: &'a mut u32,
 }
 
 impl Judge<'_> {
@@ -298,6 +301,7 @@ impl Judge<'_> {
         } else if u32::from(v.calm[i]) >= self.cfg.clear_after {
             v.active &= !(1 << i);
             v.critical &= !(1 << i);
+            *self.alerts -= 1;
             self.out.push(Outbound::Cleared(ClearedEvent {
                 meter: self.names.name(m).to_string(),
                 kind,
@@ -314,6 +318,7 @@ impl Judge<'_> {
     /// Marks `kind` active for meter `m` at the finding's severity and says so.
     fn raise(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind, f: Finding) {
         let bit = 1 << index(kind);
+        *self.alerts += u32::from(v.active & bit == 0);
         v.active |= bit;
         let severity = if f.critical {
             v.critical |= bit;
