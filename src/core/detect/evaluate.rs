@@ -39,8 +39,11 @@ pub(super) struct Judge<'a> {
     pub names: &'a MeterTable,
     pub cfg: &'a Config,
     pub out: &'a mut Vec<Outbound>,
-    /// `rules::widen(0.0, cfg) as f32`, the widening of light tails, once a tick.
-    pub light_widen: f32,
+    /// The spike widening's constants, once a tick.
+    pub widening: rules::Widening,
+    /// The detector's count of active alerts, kept with each bit of
+    /// `Verdicts::active` set or cleared here.
+    pub alerts: &'a mut u32,
 }
 
 impl Judge<'_> {
@@ -116,18 +119,11 @@ impl Judge<'_> {
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
-            // Light tails in the kurtoses that count (most meters) widen by
-            // `widen(0.0)`: known without the three divisions (8% of the
-            // browser's tick, docs/DETECTION.md, "Cost"); exact, see the rules.
-            let window_light = var == 0.0 || rules::kurtosis_surely_light(n * mo.m4, mo.m2 * mo.m2);
-            let long_light =
-                if l.var > 0.0 { rules::kurtosis_surely_light(l.m4, l.var * l.var) } else { true };
-            v.widen = if rules::tails_surely_light(window_light, long_light, var, l.var) {
-                self.light_widen
-            } else {
-                let g2 = rules::tails(mo.excess_kurtosis(), l.excess_kurtosis(), var, l.var);
-                rules::widen(g2, cfg) as f32
-            };
+            // `widen(tails(..))` without a branch on the kurtoses (whether
+            // they are above 0, which is smaller: coin tosses per meter);
+            // the config's part once a tick (`rules::Widening`).
+            let (window_g2, long_g2) = (mo.excess_kurtosis(), l.excess_kurtosis());
+            v.widen = self.widening.of_tails(window_g2, long_g2, var, l.var) as f32;
         }
         let raise =
             breach && (v.votes.count_ones() >= cfg.spike_votes_needed || excursion_u2 > 1.0);
@@ -306,6 +302,7 @@ impl Judge<'_> {
         } else if u32::from(v.calm[i]) >= self.cfg.clear_after {
             v.active &= !(1 << i);
             v.critical &= !(1 << i);
+            *self.alerts -= 1;
             self.out.push(Outbound::Cleared(ClearedEvent {
                 meter: self.names.name(m).to_string(),
                 kind,
@@ -322,6 +319,7 @@ impl Judge<'_> {
     /// Marks `kind` active for meter `m` at the finding's severity and says so.
     fn raise(&mut self, m: usize, v: &mut Verdicts, kind: AnomalyKind, f: Finding) {
         let bit = 1 << index(kind);
+        *self.alerts += u32::from(v.active & bit == 0);
         v.active |= bit;
         let severity = if f.critical {
             v.critical |= bit;

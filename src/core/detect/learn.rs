@@ -180,16 +180,20 @@ impl Learned {
     /// `memory` readings are learned, then the EWMA's.
     #[inline]
     fn weight(&self, new: u32, memory: f64) -> f64 {
-        // A trained meter (at least `memory` readings, `new` at most that):
-        // `seen` is `memory` and the quotient at most 1, so the three `min` /
-        // `max` (each a pair of float selects, branches in V8's code) are one
-        // test. The sum is exact (two `u32`s).
-        let sum = f64::from(self.readings) + f64::from(new);
+        // For `memory ≥ 1` the clamp's bounds commute,
+        // `max(min(sum, memory), 1) = min(max(sum, 1), memory)`, and with
+        // `new ≤ memory` (and `new ≤ sum`) the quotient is at most 1, so the
+        // last `min` changes nothing: one integer `max` (no branch in V8's
+        // code) and one float select instead of three `min` / `max` (each a
+        // pair of float selects, branches in V8's code). The sum is exact
+        // (two `u32`s), and so is its conversion (below 2^53).
+        let sum = u64::from(self.readings) + u64::from(new);
         let new = f64::from(new);
-        if memory >= 1.0 && sum >= memory && new <= memory {
-            return new / memory;
+        if memory >= 1.0 && new <= memory {
+            let low = sum.max(1) as f64;
+            return new / if low < memory { low } else { memory };
         }
-        (new / sum.min(memory).max(1.0)).min(1.0)
+        (new / (sum as f64).min(memory).max(1.0)).min(1.0)
     }
 
     /// The drift statistic's scale²: the learned mean square distance of the
@@ -290,6 +294,8 @@ impl Learned {
         let mean = mo.mean();
         let fresh = self.readings == 0;
         let a = self.weight(new, memory);
+        // The scales' weight, once for both (`readings` changes only at the end).
+        let b = self.weight(new, SCALE_MEMORY * memory);
         let d = mean - self.slow;
         match teach.slow {
             Slow::Follow => self.slow += a * d,
@@ -307,7 +313,6 @@ impl Learned {
                     let floor = VARIANCE_RATIO_MIN - 1.0;
                     let term =
                         if q > floor { (q * q).min(self.variance_limit2(*vscale2)) } else { q * q };
-                    let b = self.weight(new, SCALE_MEMORY * memory);
                     let v2 = f64::from(*vscale2);
                     *vscale2 = (v2 + b * (term - v2)) as f32;
                 }
@@ -325,12 +330,16 @@ impl Learned {
             }
         }
         if !fresh && teach.scale {
-            let b = self.weight(new, SCALE_MEMORY * memory);
             // min(d², (min(DRIFT_LEARN_Z, driftZ)·scale)²) with scale² = cap2 / driftZ²,
             // compared by cross-multiplication: the division only for a term
             // past the cap (about 1% of a normal meter's evaluations).
             let dz2 = cfg.drift_z * cfg.drift_z;
-            let k2 = (DRIFT_LEARN_Z * DRIFT_LEARN_Z).min(dz2);
+            // `f64::min` in one select (`dz2` is positive and finite, `Config::validate`).
+            let k2 = if dz2 < DRIFT_LEARN_Z * DRIFT_LEARN_Z {
+                dz2
+            } else {
+                DRIFT_LEARN_Z * DRIFT_LEARN_Z
+            };
             let t = d * d;
             let term = if t * dz2 <= cap2 * k2 {
                 t

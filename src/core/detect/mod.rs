@@ -57,6 +57,10 @@ pub struct Detector {
     seen: Vec<f64>,
     /// Meters with readings since their last evaluation, in order of first reading.
     dirty: Vec<u32>,
+    /// Active (meter, kind) alerts: the set bits of every `Verdicts::active`,
+    /// kept as they change (`stats` reads it every tick; counting the bits
+    /// read every meter's `Verdicts` again).
+    alerts: u32,
     silence: SilenceSchedule,
     /// The window the meters' cached seasonal scan counts
     /// (`season::Season::scan_at`) were computed for: a tick that finds
@@ -147,6 +151,7 @@ impl Detector {
         }
         *p = Pending::default();
         if let Some(v) = self.verdicts.get_mut(m) {
+            self.alerts -= v.active.count_ones();
             *v = Verdicts::default();
         }
         if let Some(l) = self.learned.get_mut(m) {
@@ -232,8 +237,9 @@ impl Detector {
             }
             self.scan_window = windows.window();
         }
-        let light_widen = rules::widen(0.0, cfg) as f32;
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out, light_widen };
+        let widening = rules::Widening::of(cfg);
+        let alerts = &mut self.alerts;
+        let mut judge = Judge { now: now_ms, windows, names, cfg, out, widening, alerts };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
@@ -253,8 +259,12 @@ impl Detector {
             judge.evaluate(m, v, l, p, e.take());
             p.new = 0;
             *seen = now_ms;
-            due = due.min(now_ms + cfg.silent_after_ms);
             evaluated += 1;
+        }
+        if evaluated > 0 {
+            // Once, not per meter (a `fmin`, two float selects in wasm): the
+            // same bound for every meter evaluated, and `min` is idempotent.
+            due = due.min(now_ms + cfg.silent_after_ms);
         }
         self.dirty.clear();
         self.silence.due = due;
@@ -297,7 +307,12 @@ impl Detector {
 
     /// Number of (meter, kind) alerts currently active.
     pub fn active_alerts(&self) -> u32 {
-        self.verdicts.iter().map(|v| v.active.count_ones()).sum()
+        debug_assert_eq!(
+            self.alerts,
+            self.verdicts.iter().map(|v| v.active.count_ones()).sum::<u32>(),
+            "the alert count follows every change of an active bit"
+        );
+        self.alerts
     }
 
     /// The window changed (memory guard or config). Nothing needs remapping:
