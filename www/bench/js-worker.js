@@ -151,6 +151,9 @@ let seasonScale2, seasonPeriod, seasonLearned;
 // detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, at.
 const XF = 7;
 let xf, xReadings, xOpen, xUp, xAt;
+// detect/median.rs Median: m2, m4, floorLimit2 | t2, foundU2 (f32) | n, votes.
+const MF = 3;
+let mdf, mdT2, mdFound, mdN, mdVotes;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -190,6 +193,11 @@ function allocate(maxMeters) {
   xOpen = new Uint8Array(maxMeters);
   xUp = new Uint8Array(maxMeters);
   xAt = new Uint8Array(maxMeters);
+  mdf = new Float64Array(maxMeters * MF);
+  mdT2 = new Float32Array(maxMeters).fill(Infinity);
+  mdFound = new Float32Array(maxMeters);
+  mdN = new Uint32Array(maxMeters);
+  mdVotes = new Uint32Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -284,11 +292,16 @@ function median3(a, b, c) {
   return c <= lo ? lo : c >= hi ? hi : c;
 }
 
-/** detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it. */
+/**
+ * detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it.
+ * Returns the median of the three readings before `x`, or NaN before there were three.
+ */
 function excursionObserve(m, x, v) {
   const o = m * XF;
   const readings = xReadings[m];
+  let median = NaN;
   if (readings >= 3) {
+    median = median3(xf[o], xf[o + 1], xf[o + 2]);
     const share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * v;
     const scale2 = xf[o + 4] * xf[o + 4];
     const limit2 = EXCURSION_Z * EXCURSION_Z * (scale2 > share2 ? scale2 : share2);
@@ -308,7 +321,6 @@ function excursionObserve(m, x, v) {
         xOpen[m] = 0;
       }
     } else {
-      const median = median3(xf[o], xf[o + 1], xf[o + 2]);
       const r = x - median;
       if (r * r > limit2) {
         if (readings >= CFG.warmup) {
@@ -326,6 +338,43 @@ function excursionObserve(m, x, v) {
   xReadings[m] = Math.min(readings + 1, U32);
   xf[o + xAt[m]] = x;
   xAt[m] = xAt[m] >= 2 ? 0 : xAt[m] + 1;
+  return median;
+}
+
+// detect/median.rs (MEDIAN_MEMORY).
+const MEDIAN_MEMORY = 1200;
+
+/** detect/median.rs `Median::observe`: `median` of the three readings before, the window's mean and floored variance. */
+function medianObserve(m, median, mean, v, warm) {
+  const o = m * MF;
+  const d = median - mean;
+  const d2 = d * d;
+  const n = Math.min(mdN[m] + 1, U32);
+  mdN[m] = n;
+  const w = n >= MEDIAN_MEMORY ? 1.0 / MEDIAN_MEMORY : 1.0 / n;
+  mdf[o] += (d2 - mdf[o]) * w;
+  mdf[o + 1] += (d2 * d2 - mdf[o + 1]) * w;
+  let limit2 = mdT2[m] * v;
+  if (!(limit2 > mdf[o + 2])) limit2 = mdf[o + 2];
+  if (warm && d2 > limit2) {
+    const u2 = Math.fround(d2 / limit2);
+    if (u2 > mdFound[m]) mdFound[m] = u2;
+  }
+}
+
+/** detect/median.rs `Median::settle`: the vote, then the threshold while it is quiet. Returns the breach. */
+function medianSettle(m, u2, warm) {
+  const o = m * MF;
+  const breach = warm && u2 > 1.0;
+  mdVotes[m] = warm ? (((mdVotes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
+  if (mdVotes[m] === 0) {
+    const m2 = mdf[o];
+    const widen = Math.fround(RULES.widen(m2 > 0 ? mdf[o + 1] / (m2 * m2) - 3.0 : 0.0));
+    const t = Math.fround(Math.fround(CFG.spikeZ) * widen);
+    mdT2[m] = t * t;
+  }
+  mdf[o + 2] = mdT2[m] * lf[m * LF + 2];
+  return breach;
 }
 
 /** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
@@ -345,7 +394,8 @@ function add(m, x, ts) {
     pend[p + 4] = ts;
     pend[p + 5] = mean;
   }
-  excursionObserve(m, x, v);
+  const median = excursionObserve(m, x, v);
+  if (median === median) medianObserve(m, median, mean, v, n0 >= CFG.warmup);
   // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
   if (pend[p + 6] > pend[p] && x !== pend[p + 7]) endedRun[m] = pend[p + 6];
   pend[p] = Math.min(pend[p] + 1, U32);
@@ -761,19 +811,28 @@ function evaluate(m) {
   // excursion.rs `Excursion::take`: an excursion found raises without the vote.
   const excursionU2 = xf[m * XF + 6];
   xf[m * XF + 6] = 0;
-  const spikeU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), excursionU2);
-  let breach = warm && spikeU2 > 1.0;
+  const mainU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), excursionU2);
+  let breach = warm && mainU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
     const g2 = RULES.tails(variance === 0 ? 0 : (n * mo[o + 5]) / (m2 * m2) - 3.0, learnedKurtosis(m), variance, lf[m * LF + 2]);
     widenF32[m] = RULES.widen(g2);
   }
+  // median.rs: the median of three against the window, a spike breach with its own vote.
+  const medianU2 = mdFound[m];
+  mdFound[m] = 0;
+  const medianBreach = medianSettle(m, medianU2, warm);
+  const spikeU2 = fmax(mainU2, medianU2);
+  const raise =
+    (breach && (popcount(votes[m]) >= CFG.spikeVotesNeeded || excursionU2 > 1.0)) ||
+    (medianBreach && popcount(mdVotes[m]) >= CFG.spikeVotesNeeded);
+  breach = breach || medianBreach;
   E.spikeVar = spikeVar;
   E.threshold = threshold;
-  E.votes = votes[m];
+  E.votes = (votes[m] | mdVotes[m]) >>> 0;
   E.spikeU2 = spikeU2;
-  E.varU2 = fmax(fmax(varU2, seasonU2), excursionU2);
-  settle(m, SPIKE, breach, breach && (popcount(votes[m]) >= CFG.spikeVotesNeeded || excursionU2 > 1.0));
+  E.varU2 = fmax(fmax(fmax(varU2, seasonU2), excursionU2), medianU2);
+  settle(m, SPIKE, breach, raise);
 
   // Drift.
   breach = driftBreach;
