@@ -136,10 +136,10 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
     // breached at +3, first breach at +1: 3 evaluations. After it, normal
     // readings score |z| < 4 against an sd of 1.3, but the first of them, +4,
     // is where the excursion rule finds the three readings returned (a
-    // breach, docs/DETECTION.md "Excursion"), and +4 and +5 are where the
-    // median of the three readings before (+1..+3, then +2..+4) is still a
-    // spike reading (a median breach, "Median"), so +6 is the first calm
-    // evaluation and the 10th, +15, clears. Drift: k readings of any height
+    // breach, docs/DETECTION.md "Excursion"), and at +5 the median rule's
+    // vote closes (the medians of the three readings before +3, +4 and +5
+    // are spike readings: "Median"), so +6 is the first calm evaluation and
+    // the 10th, +15, clears. Drift: k readings of any height
     // move the window mean by at most about √k of its own standard error
     // √(var/n) (they inflate var as much), √3 = 1.7, short of 5.
     let mut rng = Rng(1);

@@ -151,9 +151,9 @@ let seasonScale2, seasonPeriod, seasonLearned;
 // detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, at.
 const XF = 7;
 let xf, xReadings, xOpen, xUp, xAt;
-// detect/median.rs Median: m2, m4, floorLimit2 | t2, foundU2 (f32) | n, votes.
-const MF = 3;
-let mdf, mdT2, mdFound, mdN, mdVotes;
+// detect/median.rs Median: m2, m4 | t2 (f32) | n, votes.
+const MF = 2;
+let mdf, mdT2, mdN, mdVotes;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -195,7 +195,6 @@ function allocate(maxMeters) {
   xAt = new Uint8Array(maxMeters);
   mdf = new Float64Array(maxMeters * MF);
   mdT2 = new Float32Array(maxMeters).fill(Infinity);
-  mdFound = new Float32Array(maxMeters);
   mdN = new Uint32Array(maxMeters);
   mdVotes = new Uint32Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
@@ -342,39 +341,34 @@ function excursionObserve(m, x, v) {
 }
 
 // detect/median.rs (MEDIAN_MEMORY).
-const MEDIAN_MEMORY = 1200;
+const MEDIAN_MEMORY = 7200;
 
-/** detect/median.rs `Median::observe`: `median` of the three readings before, the window's mean and floored variance. */
+/**
+ * detect/median.rs `Median::observe`: `median` of the three readings before, the window's mean and
+ * floored variance. Returns the evidence squared when this median closes the rule's vote, else 0.
+ */
 function medianObserve(m, median, mean, v, warm) {
   const o = m * MF;
   const d = median - mean;
   const d2 = d * d;
+  const scale2 = v > mdf[o] ? v : mdf[o];
+  const limit2 = mdT2[m] * scale2;
+  const breach = warm && d2 > limit2;
+  mdVotes[m] = warm ? (((mdVotes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
+  const found = breach && popcount(mdVotes[m]) >= CFG.spikeVotesNeeded ? d2 / limit2 : 0.0;
   const n = Math.min(mdN[m] + 1, U32);
   mdN[m] = n;
   const w = n >= MEDIAN_MEMORY ? 1.0 / MEDIAN_MEMORY : 1.0 / n;
   mdf[o] += (d2 - mdf[o]) * w;
   mdf[o + 1] += (d2 * d2 - mdf[o + 1]) * w;
-  let limit2 = mdT2[m] * v;
-  if (!(limit2 > mdf[o + 2])) limit2 = mdf[o + 2];
-  if (warm && d2 > limit2) {
-    const u2 = Math.fround(d2 / limit2);
-    if (u2 > mdFound[m]) mdFound[m] = u2;
-  }
-}
-
-/** detect/median.rs `Median::settle`: the vote, then the threshold while it is quiet. Returns the breach. */
-function medianSettle(m, u2, warm) {
-  const o = m * MF;
-  const breach = warm && u2 > 1.0;
-  mdVotes[m] = warm ? (((mdVotes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (mdVotes[m] === 0) {
+    // median.rs `threshold2`: f32 arithmetic, as in the Rust.
     const m2 = mdf[o];
-    const widen = Math.fround(RULES.widen(m2 > 0 ? mdf[o + 1] / (m2 * m2) - 3.0 : 0.0));
-    const t = Math.fround(Math.fround(CFG.spikeZ) * widen);
+    const z = Math.fround(CFG.spikeZ);
+    const t = m2 > 0 ? Math.fround(z * Math.fround(RULES.widen(mdf[o + 1] / (m2 * m2) - 3.0))) : z;
     mdT2[m] = t * t;
   }
-  mdf[o + 2] = mdT2[m] * lf[m * LF + 2];
-  return breach;
+  return found;
 }
 
 /** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
@@ -395,7 +389,11 @@ function add(m, x, ts) {
     pend[p + 5] = mean;
   }
   const median = excursionObserve(m, x, v);
-  if (median === median) medianObserve(m, median, mean, v, n0 >= CFG.warmup);
+  if (median === median) {
+    // excursion.rs `Excursion::found`: a median vote closed raises as a found excursion does.
+    const u2 = medianObserve(m, median, mean, v, n0 >= CFG.warmup);
+    if (u2 > xf[m * XF + 6]) xf[m * XF + 6] = u2;
+  }
   // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
   if (pend[p + 6] > pend[p] && x !== pend[p + 7]) endedRun[m] = pend[p + 6];
   pend[p] = Math.min(pend[p] + 1, U32);
@@ -811,28 +809,19 @@ function evaluate(m) {
   // excursion.rs `Excursion::take`: an excursion found raises without the vote.
   const excursionU2 = xf[m * XF + 6];
   xf[m * XF + 6] = 0;
-  const mainU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), excursionU2);
-  let breach = warm && mainU2 > 1.0;
+  const spikeU2 = fmax(fmax(fmax(peakU2, varU2), seasonU2), excursionU2);
+  let breach = warm && spikeU2 > 1.0;
   votes[m] = warm ? (((votes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
   if (votes[m] === 0) {
     const g2 = RULES.tails(variance === 0 ? 0 : (n * mo[o + 5]) / (m2 * m2) - 3.0, learnedKurtosis(m), variance, lf[m * LF + 2]);
     widenF32[m] = RULES.widen(g2);
   }
-  // median.rs: the median of three against the window, a spike breach with its own vote.
-  const medianU2 = mdFound[m];
-  mdFound[m] = 0;
-  const medianBreach = medianSettle(m, medianU2, warm);
-  const spikeU2 = fmax(mainU2, medianU2);
-  const raise =
-    (breach && (popcount(votes[m]) >= CFG.spikeVotesNeeded || excursionU2 > 1.0)) ||
-    (medianBreach && popcount(mdVotes[m]) >= CFG.spikeVotesNeeded);
-  breach = breach || medianBreach;
   E.spikeVar = spikeVar;
   E.threshold = threshold;
-  E.votes = (votes[m] | mdVotes[m]) >>> 0;
+  E.votes = votes[m];
   E.spikeU2 = spikeU2;
-  E.varU2 = fmax(fmax(fmax(varU2, seasonU2), excursionU2), medianU2);
-  settle(m, SPIKE, breach, raise);
+  E.varU2 = fmax(fmax(varU2, seasonU2), excursionU2);
+  settle(m, SPIKE, breach, breach && (popcount(votes[m]) >= CFG.spikeVotesNeeded || excursionU2 > 1.0));
 
   // Drift.
   breach = driftBreach;

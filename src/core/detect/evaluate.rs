@@ -15,7 +15,6 @@ use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Sev
 use super::super::meters::MeterTable;
 use super::super::windows::Windows;
 use super::learn::{Learned, Teach};
-use super::median::Median;
 use super::rules;
 use super::season::Season;
 use super::state::{index, Pending, Verdicts, KINDS};
@@ -47,8 +46,7 @@ pub(super) struct Judge<'a> {
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`, judging each
     /// kind against what the meter has learned (`l`), then learning from it.
-    /// `excursion_u2` is what the excursion rule found since (`excursion`);
-    /// `md` is the median rule's state (`median`).
+    /// `excursion_u2` is what the excursion rule found since (`excursion`).
     pub fn evaluate(
         &mut self,
         m: usize,
@@ -56,7 +54,6 @@ impl Judge<'_> {
         l: &mut Learned,
         r: &Pending,
         excursion_u2: f64,
-        md: &mut Median,
     ) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
@@ -110,11 +107,11 @@ impl Judge<'_> {
         };
         // An excursion found (`excursion`) already spans `spikeVotesNeeded`
         // readings that returned: it raises without waiting for the vote.
-        let main_u2 = rules::max_select(
+        let spike_u2 = rules::max_select(
             rules::max_select(rules::max_select(peak_u2, var_u2), season_u2),
             excursion_u2,
         );
-        let breach = warm && main_u2 > 1.0;
+        let breach = warm && spike_u2 > 1.0;
         v.votes =
             if warm { ((v.votes << 1) | u32::from(breach)) & rules::vote_mask(cfg) } else { 0 };
         if v.votes == 0 {
@@ -132,16 +129,9 @@ impl Judge<'_> {
                 rules::widen(g2, cfg) as f32
             };
         }
-        // The median of three against the window (`median`): a spike breach
-        // with its own vote.
-        let median_u2 = md.take();
-        let median_breach = md.settle(median_u2, warm, l.var, self.light_widen, cfg);
-        let spike_u2 = rules::max_select(main_u2, median_u2);
-        let raise = (breach
-            && (v.votes.count_ones() >= cfg.spike_votes_needed || excursion_u2 > 1.0))
-            || (median_breach && md.votes.count_ones() >= cfg.spike_votes_needed);
-        let breach = breach || median_breach;
-        let votes = v.votes | md.votes;
+        let raise =
+            breach && (v.votes.count_ones() >= cfg.spike_votes_needed || excursion_u2 > 1.0);
+        let votes = v.votes;
         self.settle(m, v, AnomalyKind::Spike, breach, raise, || {
             let std = spike_var.sqrt();
             let z = r.peak_d / std;
@@ -153,8 +143,7 @@ impl Judge<'_> {
                 ts: r.peak_ts,
                 evaluations: rules::vote_span(votes),
                 critical: z.abs() >= critical_factor * threshold
-                    || var_u2.max(season_u2).max(excursion_u2).max(median_u2)
-                        >= critical_factor * critical_factor,
+                    || var_u2.max(season_u2).max(excursion_u2) >= critical_factor * critical_factor,
                 u2: spike_u2,
             }
         });

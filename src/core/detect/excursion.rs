@@ -46,7 +46,7 @@ pub(super) struct Excursion {
     /// (|x − base| / limit)².
     open_u2: f64,
     /// The strongest evidence of an excursion found since the last
-    /// evaluation (0 when none was).
+    /// evaluation, or of a median vote closed (`found`); 0 when none was.
     found_u2: f64,
     /// Readings seen (saturating).
     readings: u32,
@@ -153,6 +153,16 @@ impl Excursion {
         }
         let seen = f64::from(self.readings.min(EXCURSION_MEMORY));
         self.scale += (r.abs() - self.scale) / seen;
+    }
+
+    /// Adds a finding of the median rule (`median`), evidence `u2` (0:
+    /// none): like an excursion found, it raises a spike without the spike
+    /// vote, so the evaluation takes both as one.
+    #[inline]
+    pub fn found(&mut self, u2: f64) {
+        if u2 > self.found_u2 {
+            self.found_u2 = u2;
+        }
     }
 
     /// The strongest evidence found since the last call, squared (> 1: an

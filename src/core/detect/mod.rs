@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`], [`median`]; 300 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`], [`median`]; 292 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -209,7 +209,9 @@ impl Detector {
         }
         if let Some(e) = self.excursions.get_mut(m) {
             if let (Some(median), Some(md)) = (e.observe(x, var, cfg), self.medians.get_mut(m)) {
-                md.observe(median, mean, var, before.n >= f64::from(cfg.warmup));
+                // A median vote that closes is a finding (`median`), raised
+                // as a found excursion is.
+                e.found(md.observe(median, mean, var, before.n >= f64::from(cfg.warmup), cfg));
             }
         }
         p.new = p.new.saturating_add(1);
@@ -248,12 +250,11 @@ impl Detector {
         let mut due = self.silence.due;
         for &m in &self.dirty {
             let m = m as usize;
-            let (Some(p), Some(v), Some(l), Some(e), Some(md), Some(seen)) = (
+            let (Some(p), Some(v), Some(l), Some(e), Some(seen)) = (
                 self.pending.get_mut(m),
                 self.verdicts.get_mut(m),
                 self.learned.get_mut(m),
                 self.excursions.get_mut(m),
-                self.medians.get_mut(m),
                 self.seen.get_mut(m),
             ) else {
                 continue;
@@ -261,7 +262,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, l, p, e.take(), md);
+            judge.evaluate(m, v, l, p, e.take());
             p.new = 0;
             *seen = now_ms;
             due = due.min(now_ms + cfg.silent_after_ms);
