@@ -136,8 +136,10 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
     // breached at +3, first breach at +1: 3 evaluations. After it, normal
     // readings score |z| < 4 against an sd of 1.3, but the first of them, +4,
     // is where the excursion rule finds the three readings returned (a
-    // breach, docs/DETECTION.md "Excursion"), so +5 is the first calm
-    // evaluation and the 10th, +14, clears. Drift: k readings of any height
+    // breach, docs/DETECTION.md "Excursion"), and at +5 the median rule's
+    // vote closes (the medians of the three readings before +3, +4 and +5
+    // are spike readings: "Median"), so +6 is the first calm evaluation and
+    // the 10th, +15, clears. Drift: k readings of any height
     // move the window mean by at most about √k of its own standard error
     // √(var/n) (they inflate var as much), √3 = 1.7, short of 5.
     let mut rng = Rng(1);
@@ -145,7 +147,7 @@ fn spike_of_three_frames_alerts_on_the_third_and_clears() {
     anomaly.extend(normal(&mut rng, 600, 100.0, 1.0));
     let series = with_history(&mut rng, 100.0, 1.0, anomaly);
     let (_, said) = drive(&[("pump-1", &series)], ConfigPatch::default());
-    check(&said, "pump-1", HISTORY, &["+3 anomaly spike critical 3", "+14 cleared spike"]);
+    check(&said, "pump-1", HISTORY, &["+3 anomaly spike critical 3", "+15 cleared spike"]);
     let a = anomalies(&said, AnomalyKind::Spike)[0];
     let x = series[HISTORY + 2].unwrap();
     assert_eq!((a.value, a.ts), (x, T0 + STEP_MS * (HISTORY + 2) as f64));

@@ -13,7 +13,8 @@
 // fires and clears: level + noise on every meter, and after the meters are
 // trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
-// heavy-tailed noise, a moderate spike after heavy tails have passed. Every `anomaly` and `cleared` message must match in order:
+// heavy-tailed noise, a moderate spike after heavy tails have passed, a held
+// level on a meter with rare one-reading bursts (the median rule). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -49,6 +50,9 @@ function scenario(meters, steps) {
       case 8: // heavy tails early (long-run kurtosis high), then normal noise and a voted
         // spike of 6 sd: the quiet window's kurtosis keeps the threshold at 4 (rules.rs `tails`)
         return level + noise * (k < 3000 && k % 397 === 0 ? 13 : 1) + (t >= 0 && t < 4 ? 6 : 0);
+      case 9: // rare one-reading bursts (the readings' threshold widens, the median's does
+        // not: median.rs), then a level held 5 sd up for 60 readings
+        return level + noise * (k % 211 === 0 ? 9 : 1) + (t >= 0 && t < 60 ? 5 : 0);
       default:
         return level + noise;
     }

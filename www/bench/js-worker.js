@@ -151,6 +151,9 @@ let seasonScale2, seasonPeriod, seasonLearned;
 // detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, at.
 const XF = 7;
 let xf, xReadings, xOpen, xUp, xAt;
+// detect/median.rs Median: m2, m4 | t2 (f32) | n, votes.
+const MF = 2;
+let mdf, mdT2, mdN, mdVotes;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -190,6 +193,10 @@ function allocate(maxMeters) {
   xOpen = new Uint8Array(maxMeters);
   xUp = new Uint8Array(maxMeters);
   xAt = new Uint8Array(maxMeters);
+  mdf = new Float64Array(maxMeters * MF);
+  mdT2 = new Float32Array(maxMeters).fill(Infinity);
+  mdN = new Uint32Array(maxMeters);
+  mdVotes = new Uint32Array(maxMeters);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -284,11 +291,16 @@ function median3(a, b, c) {
   return c <= lo ? lo : c >= hi ? hi : c;
 }
 
-/** detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it. */
+/**
+ * detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it.
+ * Returns the median of the three readings before `x`, or NaN before there were three.
+ */
 function excursionObserve(m, x, v) {
   const o = m * XF;
   const readings = xReadings[m];
+  let median = NaN;
   if (readings >= 3) {
+    median = median3(xf[o], xf[o + 1], xf[o + 2]);
     const share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * v;
     const scale2 = xf[o + 4] * xf[o + 4];
     const limit2 = EXCURSION_Z * EXCURSION_Z * (scale2 > share2 ? scale2 : share2);
@@ -308,7 +320,6 @@ function excursionObserve(m, x, v) {
         xOpen[m] = 0;
       }
     } else {
-      const median = median3(xf[o], xf[o + 1], xf[o + 2]);
       const r = x - median;
       if (r * r > limit2) {
         if (readings >= CFG.warmup) {
@@ -326,6 +337,38 @@ function excursionObserve(m, x, v) {
   xReadings[m] = Math.min(readings + 1, U32);
   xf[o + xAt[m]] = x;
   xAt[m] = xAt[m] >= 2 ? 0 : xAt[m] + 1;
+  return median;
+}
+
+// detect/median.rs (MEDIAN_MEMORY).
+const MEDIAN_MEMORY = 7200;
+
+/**
+ * detect/median.rs `Median::observe`: `median` of the three readings before, the window's mean and
+ * floored variance. Returns the evidence squared when this median closes the rule's vote, else 0.
+ */
+function medianObserve(m, median, mean, v, warm) {
+  const o = m * MF;
+  const d = median - mean;
+  const d2 = d * d;
+  const scale2 = v > mdf[o] ? v : mdf[o];
+  const limit2 = mdT2[m] * scale2;
+  const breach = warm && d2 > limit2;
+  mdVotes[m] = warm ? (((mdVotes[m] << 1) | (breach ? 1 : 0)) & RULES.voteMask()) >>> 0 : 0;
+  const found = breach && popcount(mdVotes[m]) >= CFG.spikeVotesNeeded ? d2 / limit2 : 0.0;
+  const n = Math.min(mdN[m] + 1, U32);
+  mdN[m] = n;
+  const w = n >= MEDIAN_MEMORY ? 1.0 / MEDIAN_MEMORY : 1.0 / n;
+  mdf[o] += (d2 - mdf[o]) * w;
+  mdf[o + 1] += (d2 * d2 - mdf[o + 1]) * w;
+  if (mdVotes[m] === 0) {
+    // median.rs `threshold2`: f32 arithmetic, as in the Rust.
+    const m2 = mdf[o];
+    const z = Math.fround(CFG.spikeZ);
+    const t = m2 > 0 ? Math.fround(z * Math.fround(RULES.widen(mdf[o + 1] / (m2 * m2) - 3.0))) : z;
+    mdT2[m] = t * t;
+  }
+  return found;
 }
 
 /** detect/mod.rs `Detector::observe` (before the reading enters), then windows.rs `push`. */
@@ -345,7 +388,12 @@ function add(m, x, ts) {
     pend[p + 4] = ts;
     pend[p + 5] = mean;
   }
-  excursionObserve(m, x, v);
+  const median = excursionObserve(m, x, v);
+  if (median === median) {
+    // excursion.rs `Excursion::found`: a median vote closed raises as a found excursion does.
+    const u2 = medianObserve(m, median, mean, v, n0 >= CFG.warmup);
+    if (u2 > xf[m * XF + 6]) xf[m * XF + 6] = u2;
+  }
   // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
   if (pend[p + 6] > pend[p] && x !== pend[p + 7]) endedRun[m] = pend[p + 6];
   pend[p] = Math.min(pend[p] + 1, U32);

@@ -46,7 +46,7 @@ pub(super) struct Excursion {
     /// (|x − base| / limit)².
     open_u2: f64,
     /// The strongest evidence of an excursion found since the last
-    /// evaluation (0 when none was).
+    /// evaluation, or of a median vote closed (`found`); 0 when none was.
     found_u2: f64,
     /// Readings seen (saturating).
     readings: u32,
@@ -87,21 +87,29 @@ fn median3(a: f64, b: f64, c: f64) -> f64 {
 
 impl Excursion {
     /// Takes reading `x`; `var` is the window's floored variance before it.
+    /// Returns the median of the three readings before `x` (the median
+    /// rule's, `median`), or `None` before there were three.
     #[inline]
-    pub fn observe(&mut self, x: f64, var: f64, cfg: &Config) {
+    pub fn observe(&mut self, x: f64, var: f64, cfg: &Config) -> Option<f64> {
         let readings = self.readings;
-        if readings >= 3 {
-            self.judge(x, var, cfg);
-        }
+        let median = if readings >= 3 {
+            let [a, b, c] = self.last;
+            let median = median3(a, b, c);
+            self.judge(x, median, var, cfg);
+            Some(median)
+        } else {
+            None
+        };
         self.readings = readings.saturating_add(1);
         // Shifted, not a rotating slot: the slot's wrap was a branch that
         // goes either way from one meter's reading to the next's.
         let [_, b, c] = self.last;
         self.last = [b, c, x];
+        median
     }
 
-    fn judge(&mut self, x: f64, var: f64, cfg: &Config) {
-        let [a, b, c] = self.last;
+    /// Judges reading `x` against `median`, that of the three before it.
+    fn judge(&mut self, x: f64, median: f64, var: f64, cfg: &Config) {
         let share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * var;
         let scale2 = self.scale * self.scale;
         let limit2 = EXCURSION_Z * EXCURSION_Z * if scale2 > share2 { scale2 } else { share2 };
@@ -133,7 +141,6 @@ impl Excursion {
             }
             return;
         }
-        let median = median3(a, b, c);
         let r = x - median;
         if r * r > limit2 {
             if self.readings >= cfg.warmup {
@@ -146,6 +153,16 @@ impl Excursion {
         }
         let seen = f64::from(self.readings.min(EXCURSION_MEMORY));
         self.scale += (r.abs() - self.scale) / seen;
+    }
+
+    /// Adds a finding of the median rule (`median`), evidence `u2` (0:
+    /// none): like an excursion found, it raises a spike without the spike
+    /// vote, so the evaluation takes both as one.
+    #[inline]
+    pub fn found(&mut self, u2: f64) {
+        if u2 > self.found_u2 {
+            self.found_u2 = u2;
+        }
     }
 
     /// The strongest evidence found since the last call, squared (> 1: an
@@ -167,7 +184,7 @@ mod tests {
         let mut e = Excursion::default();
         xs.iter()
             .map(|&x| {
-                e.observe(x, var, &cfg);
+                let _ = e.observe(x, var, &cfg);
                 e.take() > 1.0
             })
             .collect()

@@ -4,7 +4,7 @@
 //!
 //! The detector owns no samples: it reads each meter's window and moments from
 //! [`Windows`]. Its own state is a few fixed-size records per meter in flat
-//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`]; 260 bytes a
+//! `Vec`s indexed by the dense meter index ([`state`], [`learn`], [`season`], [`excursion`], [`median`]; 292 bytes a
 //! meter), plus a list of *dirty* meters, those with readings since their last
 //! evaluation.
 //!
@@ -27,6 +27,7 @@
 mod evaluate;
 mod excursion;
 mod learn;
+mod median;
 mod rules;
 mod season;
 mod state;
@@ -39,6 +40,7 @@ use super::windows::Windows;
 use evaluate::{kinds_in, Judge};
 use excursion::Excursion;
 use learn::Learned;
+use median::Median;
 use state::{Pending, Verdicts};
 
 /// Per-meter detection state in flat arrays.
@@ -52,6 +54,8 @@ pub struct Detector {
     learned: Vec<Learned>,
     /// Each meter's excursion rule state, written by `observe`.
     excursions: Vec<Excursion>,
+    /// Each meter's median rule state, written by `observe`.
+    medians: Vec<Median>,
     /// Engine time of each meter's last evaluation (−∞ before its first). A
     /// meter's readings arrived at most one tick before this.
     seen: Vec<f64>,
@@ -116,6 +120,7 @@ impl Detector {
                 && self.verdicts.try_reserve_exact(first).is_ok()
                 && self.learned.try_reserve_exact(first).is_ok()
                 && self.excursions.try_reserve_exact(first).is_ok()
+                && self.medians.try_reserve_exact(first).is_ok()
                 && self.seen.try_reserve_exact(first).is_ok();
         }
         if self.pending.len() == self.pending.capacity() {
@@ -125,12 +130,14 @@ impl Detector {
             self.verdicts.reserve_exact(extra);
             self.learned.reserve_exact(extra);
             self.excursions.reserve_exact(extra);
+            self.medians.reserve_exact(extra);
             self.seen.reserve_exact(extra);
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());
         self.learned.push(Learned::default());
         self.excursions.push(Excursion::default());
+        self.medians.push(Median::default());
         self.seen.push(f64::NEG_INFINITY);
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
@@ -159,6 +166,9 @@ impl Detector {
         }
         if let Some(e) = self.excursions.get_mut(m) {
             *e = Excursion::default();
+        }
+        if let Some(md) = self.medians.get_mut(m) {
+            *md = Median::default();
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
@@ -205,7 +215,11 @@ impl Detector {
             }
         }
         if let Some(e) = self.excursions.get_mut(m) {
-            e.observe(x, var, cfg);
+            if let (Some(median), Some(md)) = (e.observe(x, var, cfg), self.medians.get_mut(m)) {
+                // A median vote that closes is a finding (`median`), raised
+                // as a found excursion is.
+                e.found(md.observe(median, mean, var, before.n >= f64::from(cfg.warmup), cfg));
+            }
         }
         p.new = p.new.saturating_add(1);
         p.run = if p.run > 0 && x == p.last_x { p.run.saturating_add(1) } else { 1 };
@@ -328,6 +342,7 @@ impl Detector {
             + self.verdicts.capacity() * std::mem::size_of::<Verdicts>()
             + self.learned.capacity() * std::mem::size_of::<Learned>()
             + self.excursions.capacity() * std::mem::size_of::<Excursion>()
+            + self.medians.capacity() * std::mem::size_of::<Median>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()

@@ -172,6 +172,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<Verdicts>(), 64);
         assert_eq!(std::mem::size_of::<super::super::learn::Learned>(), 64);
         assert_eq!(std::mem::size_of::<super::super::excursion::Excursion>(), 64);
+        assert_eq!(std::mem::size_of::<super::super::median::Median>(), 32);
     }
 
     #[test]
