@@ -218,7 +218,7 @@ impl Detector {
             if let (Some(median), Some(md)) = (e.observe(x, var, cfg), self.medians.get_mut(m)) {
                 // A median vote that closes is a finding (`median`), raised
                 // as a found excursion is.
-                e.found(md.observe(median, mean, var, before.n >= f64::from(cfg.warmup), cfg));
+                e.found(md.observe(median, mean, var, before.n >= cfg.warmup, cfg));
             }
         }
         p.new = p.new.saturating_add(1);

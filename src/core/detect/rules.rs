@@ -39,8 +39,8 @@ pub(super) fn variance_floor(mean: f64, cfg: &Config) -> f64 {
 /// out of reach.
 ///
 /// The evaluation computes it as [`Widening::of_tails`], which this formula
-/// is the oracle of.
-#[cfg(test)]
+/// is the oracle of; the median rule (`median.rs`) calls it as it is.
+#[inline]
 pub(super) fn widen(g2: f64, cfg: &Config) -> f64 {
     let z = cfg.spike_z;
     let slope = ((z * z - 3.0) / 24.0).max(0.0);
@@ -73,6 +73,20 @@ pub(super) fn tails(window_g2: f64, long_g2: f64, window_var: f64, long_var: f64
 /// See [`tails`]: the share of the long-run variance a window needs for its
 /// kurtosis to be believed over the long-run one.
 pub(super) const TAILS_VAR_SHARE: f64 = 0.5;
+
+/// Whether an excess kurtosis `num / den − 3` is surely ≤ 0, decided by a
+/// product instead of the division: `false` means "not sure", not "heavy".
+///
+/// With `den` a normal positive number and `den·3(1 − 1e-9)` finite, `num`
+/// at most that product makes `num/den < 3` exactly, so the rounded quotient
+/// is at most 3 (rounding is monotone and 3 is a double) and the excess is
+/// ≤ 0, where [`widen`] is exactly 1. The median rule (`median.rs`) skips
+/// its division with it on most readings.
+#[inline]
+pub(super) fn kurtosis_surely_light(num: f64, den: f64) -> bool {
+    let limit = den * (3.0 * (1.0 - 1e-9));
+    den >= f64::MIN_POSITIVE && limit < f64::INFINITY && num <= limit
+}
 
 /// `widen(tails(..), cfg)` with the config's part computed once a tick, and
 /// the per-meter part without a branch on the values (for kurtoses that are
@@ -386,6 +400,38 @@ mod tests {
             let lg = if ulp { f64::from_bits(wg.to_bits().wrapping_add(1)) } else { lg };
             prop_assert_eq!(check(wg, lg, wv, lv), Ok(()));
             prop_assert_eq!(check(lg, wg, wv, lv), Ok(()));
+        });
+    }
+
+    /// Oracle: whenever the division-free test says "light", the kurtosis
+    /// the division gives is ≤ 0 and `widen` of it is `widen(0.0)` bit for
+    /// bit, over random values, values at the margin and extremes.
+    // proptest is a native dev-dependency only (wasm-pack builds the lib tests too).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn surely_light_kurtosis_widens_exactly_as_the_division_says() {
+        use proptest::prelude::*;
+        let edge = prop_oneof![
+            Just(0.0),
+            Just(f64::MIN_POSITIVE),
+            Just(f64::MIN_POSITIVE / 4.0),
+            Just(f64::MAX),
+            Just(f64::INFINITY),
+            Just(f64::NAN),
+            1e-300..1e300f64,
+            0.0..10.0f64,
+        ];
+        // num/den near 3: the margin's edge, where a wrong proof would show.
+        let near = (1e-3..1e3f64, -1e-6..1e-6f64).prop_map(|(d, e)| (d * 3.0 * (1.0 + e), d));
+        let pair = prop_oneof![(edge.clone(), edge), near];
+        let cfgs = [Config::default(), Config { spike_z: 1e200, ..Config::default() }];
+        proptest!(ProptestConfig::with_cases(20_000), |((num, den) in pair)| {
+            if kurtosis_surely_light(num, den) {
+                prop_assert!(num / den - 3.0 <= 0.0, "{num} / {den}");
+                for cfg in &cfgs {
+                    prop_assert_eq!(widen(num / den - 3.0, cfg).to_bits(), widen(0.0, cfg).to_bits());
+                }
+            }
         });
     }
 
