@@ -6,33 +6,16 @@
 //! waits (`PendingNames`) until one of its readings passes the checks, so
 //! readings that are all refused never use up a meter slot.
 //!
-//! A batch is applied in segments of up to [`SEGMENT`] accepted readings, in
-//! two passes each. The first resolves, checks and interns in reading order,
-//! as a single pass would, and puts each accepted reading into its meter's
-//! ring ([`Windows::swap_in`]), keeping what the push displaced: these pushes
-//! do not depend on one another, so their cache misses (each ring is 9.6 KB
-//! from the next) overlap. The second scores each reading against its
-//! window and updates the moments with the evicted sample, in the same
-//! order, the same arithmetic: every result is what one pass gives, bit for
-//! bit. Only an exact rebuild reads the ring; it must see the ring as of its
-//! reading, so the meter's later pushes in the segment are taken back first
-//! and made again after ([`rebuild_as_of`]; `tests/ingest_two_pass.rs`
-//! holds the batch path to one `push` per reading).
-//!
 //! Errors are reported per item with its position, at most
 //! `max_errors_per_batch` events per batch plus one summary, so a hostile or
 //! broken batch cannot flood the page; every refused record is counted in
 //! `readingsRejected`.
 
-use super::config::Config;
-use super::detect::Detector;
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
 use super::keys::{KeyTable, PendingNames};
 use super::meters::check_meter_id;
-use super::ring::Displaced;
-use super::windows::Windows;
-use super::{intern_meter, Engine, ReadingBounds, UNBOUND};
+use super::{add_reading, intern_meter, Engine, ReadingBounds, UNBOUND};
 
 /// Readings whose ring slots are touched together ahead of their pushes: enough
 /// misses in flight to cover a cache miss's latency, few enough that the lines
@@ -41,63 +24,6 @@ use super::{intern_meter, Engine, ReadingBounds, UNBOUND};
 /// alternated pairs at load 4–7) `handle` took 377 → 333 ms for 4 M
 /// readings (faster in 4 of 5 pairs); 64 was no faster than 32.
 const WARM_AHEAD: usize = 32;
-
-/// Accepted readings pushed into their rings before any is scored: a batch's
-/// scratch, on the stack (40 B each) and reused segment after segment, so it
-/// costs no allocation and stays in the first-level cache; long enough that
-/// the pushes' misses overlap, short enough that undoing a meter's later
-/// pushes before a rebuild scans little.
-const SEGMENT: usize = 128;
-
-/// One accepted reading after the first pass: its meter, value and
-/// timestamp, and what its ring push displaced.
-#[derive(Clone, Copy, Debug)]
-struct Swapped {
-    m: u32,
-    x: f64,
-    ts: f64,
-    displaced: Option<Displaced>,
-}
-
-const NO_READING: Swapped = Swapped { m: 0, x: 0.0, ts: 0.0, displaced: None };
-
-/// The second pass over a segment whose readings are all in their rings:
-/// each is scored against its meter's moments as they were before it (as
-/// `add_reading` does), then the moments take it in with the sample it
-/// evicted, in reading order.
-fn settle_segment(windows: &mut Windows, detector: &mut Detector, cfg: &Config, seg: &[Swapped]) {
-    for (j, r) in seg.iter().enumerate() {
-        let m = r.m as usize;
-        let before = windows.moments(m);
-        detector.observe(m, r.x, r.ts, &before, cfg);
-        if windows.settle(m, r.x, r.displaced) {
-            rebuild_as_of(windows, m, seg.get(j + 1..).unwrap_or(&[]));
-        }
-    }
-}
-
-/// Rebuilds meter `m`'s moments from its ring as it was right after the
-/// reading being settled: `later` are the segment's readings after it, whose
-/// pushes of `m` are taken back (newest first), then made again once the
-/// rebuild has read the ring. Rare (every `recomputeEvery` replacements, or
-/// a cancellation trigger), so out of the loop.
-#[inline(never)]
-fn rebuild_as_of(windows: &mut Windows, m: usize, later: &[Swapped]) {
-    let mine = |r: &&Swapped| r.m as usize == m;
-    for r in later.iter().rev().filter(mine) {
-        if let Some(d) = r.displaced {
-            windows.take_back(m, d);
-        }
-    }
-    windows.rebuild(m);
-    for r in later.iter().filter(mine) {
-        let again = windows.swap_in(m, r.x);
-        debug_assert_eq!(
-            again.map(|d| (d.old.to_bits(), d.full)),
-            r.displaced.map(|d| (d.old.to_bits(), d.full))
-        );
-    }
-}
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {
@@ -174,8 +100,6 @@ impl Engine {
         let n = batch.keys.len().min(batch.ts.len()).min(batch.values.len());
         let mut ingested = 0u64;
         let mut rejected = 0u64;
-        let mut seg = [NO_READING; SEGMENT];
-        let mut filled = 0usize;
         for i in 0..n {
             if i % WARM_AHEAD == 0 {
                 // Touch the ring slots of the next readings first (a read only,
@@ -228,18 +152,9 @@ impl Engine {
                     }
                 }
             }
-            let displaced = windows.swap_in(m as usize, x);
-            if let Some(slot) = seg.get_mut(filled) {
-                *slot = Swapped { m, x, ts, displaced };
-                filled += 1;
-            }
-            if filled == SEGMENT {
-                settle_segment(windows, detector, cfg, &seg);
-                filled = 0;
-            }
+            add_reading(windows, detector, m as usize, x, ts, cfg);
             ingested += 1;
         }
-        settle_segment(windows, detector, cfg, seg.get(..filled).unwrap_or(&[]));
         sink.finish();
         self.counters.readings_ingested += ingested as f64;
         self.counters.readings_rejected += rejected as f64;

@@ -200,44 +200,21 @@ impl RingSlab {
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
     #[inline]
     pub fn push(&mut self, m: usize, x: f64) -> Option<f64> {
-        self.swap_in(m, x).and_then(Displaced::evicted)
-    }
-
-    /// Appends `x` to meter `m`'s ring and says what the slot held before
-    /// (`None`, nothing changed, for an unknown meter): all that
-    /// [`RingSlab::take_back`] needs to undo it, and the evicted sample of a
-    /// full ring ([`Displaced::evicted`]).
-    #[inline]
-    pub fn swap_in(&mut self, m: usize, x: f64) -> Option<Displaced> {
         let w = self.window;
-        let (h, l) = (*self.head.get(m)?, *self.len.get(m)?);
+        let (Some(h), Some(l)) = (self.head.get(m).copied(), self.len.get(m).copied()) else {
+            return None;
+        };
         let (c, i) = self.chunk_of.split(m);
         let slot = i * w + h as usize;
-        let old = std::mem::replace(self.chunks.get_mut(c)?.get_mut(slot)?, x);
-        self.head[m] = if h as usize + 1 == w { 0 } else { h + 1 };
-        let full = l as usize == w;
-        if !full {
+        let old =
+            self.chunks.get_mut(c).and_then(|c| c.get_mut(slot)).map(|s| std::mem::replace(s, x));
+        let next = if h as usize + 1 == w { 0 } else { h + 1 };
+        self.head[m] = next;
+        if (l as usize) < w {
             self.len[m] = l + 1;
-        }
-        Some(Displaced { old, full })
-    }
-
-    /// Undoes meter `m`'s newest push, given what it displaced: the slot gets
-    /// its old sample back, the head and the count step back. Pushes are
-    /// undone newest first, so the ring is bit for bit what it was before
-    /// them (an unfilled slot's stale content included).
-    #[inline]
-    pub fn take_back(&mut self, m: usize, d: Displaced) {
-        let w = self.window;
-        let (Some(&h), Some(&l)) = (self.head.get(m), self.len.get(m)) else { return };
-        let h = if h == 0 { w as u32 - 1 } else { h - 1 };
-        let (c, i) = self.chunk_of.split(m);
-        if let Some(s) = self.chunks.get_mut(c).and_then(|c| c.get_mut(i * w + h as usize)) {
-            *s = d.old;
-        }
-        self.head[m] = h;
-        if !d.full {
-            self.len[m] = l.saturating_sub(1);
+            None
+        } else {
+            old
         }
     }
 
@@ -367,25 +344,6 @@ impl RingSlab {
             *len = l as u32;
             *h = if l == new_window { 0 } else { l as u32 };
         }
-    }
-}
-
-/// What one push displaced from a ring: the slot's previous content, and
-/// whether the ring was full (then that content was the oldest sample, now
-/// evicted; otherwise a stale slot outside the window).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Displaced {
-    /// The slot's content before the push.
-    pub old: f64,
-    /// The ring held `window` samples before the push.
-    pub full: bool,
-}
-
-impl Displaced {
-    /// The sample the push evicted, if the ring was full.
-    #[inline]
-    pub fn evicted(self) -> Option<f64> {
-        self.full.then_some(self.old)
     }
 }
 

@@ -5,7 +5,7 @@
 //! triggering an exact rebuild from the ring).
 
 use super::moments::Moments;
-use super::ring::{Displaced, NoMemory, RingSlab};
+use super::ring::{NoMemory, RingSlab};
 
 /// Per-meter rings and moments, in flat per-meter arrays.
 #[derive(Clone, Debug)]
@@ -79,29 +79,9 @@ impl Windows {
     /// then one fixed-n [`Moments::replace`], else one [`Moments::add`].
     #[inline]
     pub fn push(&mut self, m: usize, x: f64) {
-        let displaced = self.ring.swap_in(m, x);
-        if self.settle(m, x, displaced) {
-            self.rebuild(m);
-        }
-    }
-
-    /// The ring half of [`Windows::push`]: `x` into meter `m`'s ring, the
-    /// moments untouched. A batch does this for a run of readings first (the
-    /// ring slots' cache misses overlap, nothing waits on them), then
-    /// [`Windows::settle`] for each in the same order.
-    #[inline]
-    pub fn swap_in(&mut self, m: usize, x: f64) -> Option<Displaced> {
-        self.ring.swap_in(m, x)
-    }
-
-    /// The moments half of [`Windows::push`], given what the ring push of `x`
-    /// displaced: the same update `push` makes. `true` when the moments now
-    /// call for an exact rebuild ([`Windows::rebuild`]), which must see the
-    /// ring as it was right after this push.
-    #[inline]
-    pub fn settle(&mut self, m: usize, x: f64, displaced: Option<Displaced>) -> bool {
-        let Some(mo) = self.moments.get_mut(m) else { return false };
-        match displaced.and_then(Displaced::evicted) {
+        let evicted = self.ring.push(m, x);
+        let Some(mo) = self.moments.get_mut(m) else { return };
+        match evicted {
             // A full ring holds `window` samples and so do its moments.
             Some(old) if mo.n as usize == self.ring.window() => mo.replace(old, x, self.inv_window),
             Some(old) => {
@@ -110,23 +90,11 @@ impl Windows {
             }
             None => mo.add(x),
         }
-        mo.needs_recompute(self.recompute_every)
-    }
-
-    /// Rebuilds meter `m`'s moments exactly from its ring.
-    pub fn rebuild(&mut self, m: usize) {
-        if let Some(mo) = self.moments.get_mut(m) {
+        if mo.needs_recompute(self.recompute_every) {
             let (a, b) = self.ring.slices(m);
             *mo = Moments::recompute(a, b);
             self.recomputes += 1;
         }
-    }
-
-    /// Undoes meter `m`'s newest ring push ([`RingSlab::take_back`]); the
-    /// moments are not touched.
-    #[inline]
-    pub fn take_back(&mut self, m: usize, displaced: Displaced) {
-        self.ring.take_back(m, displaced);
     }
 
     /// Meter `m`'s samples oldest first.

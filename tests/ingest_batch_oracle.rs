@@ -1,17 +1,21 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! A batch is applied in two passes (`src/core/ingest.rs`): every accepted
-//! reading of a segment goes into its ring first, then each is scored and
-//! taken into the moments in order. These tests hold that to one pass: the
-//! same readings given one at a time (a batch of one has no later reading to
-//! run ahead) and, for the windows, `Windows::push` reading by reading.
+//! A batch of readings gives what its readings given one at a time give,
+//! bit for bit: the same readings as batches of one (where nothing can run
+//! ahead of a reading) and, for the windows, `Windows::push` reading by
+//! reading. The batch path reads ring slots ahead of their readings
+//! (`WARM_AHEAD`); any change that does more of a batch's work ahead or out
+//! of order (two passes, a batch sorted by meter: README, "Where the time
+//! goes") must keep this.
 //!
-//! The exact rebuild is the one step of the second pass that reads a ring,
-//! and it must see the ring as of its reading, not with the meter's later
-//! readings of the segment already in it. So the cases put many readings of
-//! few meters in one batch, with small windows, a rebuild every few
-//! replacements, and values (spikes leaving the window, constant runs) that
-//! fire the cancellation triggers too: a rebuild that saw a future ring gives
-//! other moments, bit for bit, and the comparison fails.
+//! The exact rebuild is the one step of a reading's update that reads the
+//! whole ring, and it must see the ring as of its reading, not with the
+//! meter's later readings of the batch already in it. So the cases put many
+//! readings of few meters in one batch, with small windows, a rebuild every
+//! few replacements, and values (spikes leaving the window, constant runs)
+//! that fire the cancellation triggers too: a rebuild that saw a future ring
+//! gives other moments, bit for bit, and the comparison fails (checked
+//! against the two-pass ingest of 2b7d730 with its take-back removed: both
+//! tests fail).
 
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{HostStats, Inbound, KeyScope, Outbound, Query, ReadingBatch};
@@ -85,7 +89,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn a_batch_in_two_passes_is_one_pass_bit_for_bit(
+    fn a_batch_is_its_readings_one_at_a_time_bit_for_bit(
         window in 8u32..40,
         every in 1u32..6,
         meters in 1u32..4,
@@ -125,8 +129,8 @@ proptest! {
 }
 
 /// One meter, one batch of 1,004 readings, a rebuild every fifth
-/// replacement: each rebuild has the rest of its segment's readings to take
-/// back first. The batch ends between two rebuilds, so the moments it leaves
+/// replacement: each rebuild has later readings of the same meter in its
+/// batch. The batch ends between two rebuilds, so the moments it leaves
 /// carry the last rebuild's result forward.
 #[test]
 fn a_rebuild_in_a_long_run_of_one_meter_sees_its_own_ring() {
