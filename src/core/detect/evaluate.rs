@@ -177,7 +177,9 @@ impl Judge<'_> {
         }
         // Nor the long-run variance from a variance incident, nor from a
         // window that still holds a spike incident's readings (`spike_recent`).
-        let recent = spike_recent(v, l, fvar, &mo);
+        // One test in the common case (no spike alert, no flag); the rest out of line.
+        let spike_bits = (1 << index(AnomalyKind::Spike)) | SPIKE_RECENT;
+        let recent = (v.active | v.critical) & spike_bits != 0 && spike_recent(v, l, fvar, &mo);
         v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
@@ -359,6 +361,8 @@ const SPIKE_RECENT: u8 = 1 << 4;
 /// within the caps (`Learned::within_caps`). A failure dip's readings, learned as
 /// the meter's normal spread and tails, widened the threshold 4 → 8 and
 /// doubled the variance z divides by, and the meter's next dip was missed.
+#[cold]
+#[inline(never)]
 fn spike_recent(v: &mut Verdicts, l: &Learned, var: f64, mo: &Moments) -> bool {
     let spike = index(AnomalyKind::Spike);
     if v.is_active(spike) {

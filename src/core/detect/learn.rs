@@ -284,6 +284,20 @@ impl Learned {
         q * q / self.variance_limit2(vscale2)
     }
 
+    /// A window's variance and 4th moment as an evaluation with
+    /// `Teach::var_cap` learns them: at most [`VAR_CAP`] and [`M4_CAP`] times
+    /// the long-run ones (unchanged before any variance was learned). Out of
+    /// line: set only while a spike incident may be in the window.
+    #[cold]
+    #[inline(never)]
+    fn capped(&self, var: f64, m4: f64) -> (f64, f64) {
+        if self.var > 0.0 {
+            (var.min(VAR_CAP * self.var), m4.min(M4_CAP * self.m4))
+        } else {
+            (var, m4)
+        }
+    }
+
     /// Whether a window (moments `mo`, floored variance `var`) is within what
     /// an evaluation with `Teach::var_cap` may learn ([`VAR_CAP`], [`M4_CAP`]
     /// times the long-run variance and 4th moment): it no longer looks like
@@ -352,11 +366,7 @@ impl Learned {
                     let v2 = f64::from(*vscale2);
                     *vscale2 = (v2 + b * (term - v2)) as f32;
                 }
-                let (var, m4) = if teach.var_cap && self.var > 0.0 {
-                    (var.min(VAR_CAP * self.var), m4.min(M4_CAP * self.m4))
-                } else {
-                    (var, m4)
-                };
+                let (var, m4) = if teach.var_cap { self.capped(var, m4) } else { (var, m4) };
                 self.var += a * (var - self.var);
                 if m4.is_finite() {
                     self.m4 += a * (m4 - self.m4);
