@@ -65,9 +65,10 @@ pub(super) const SPIKE_CAP_G2: f64 = 3.0;
 pub(super) const VAR_CAP: f64 = VARIANCE_RATIO_MIN;
 
 /// ...and the long-run 4th moment at most this many times itself, `2·VAR_CAP
-/// − 1`: both capped, the kurtosis `m4/var²` keeps its value (its logarithm
-/// grows as `ln m4 − 2 ln var`); with `VAR_CAP²` it grew 1.02 → 8.8 over one
-/// dip, and the meter's next alert was not capped.
+/// − 1`: with both caps binding, each term grows `ln var` by about `a·2` and
+/// `ln m4` by `a·4` (`a` the learning weight), so the kurtosis `m4/var²`
+/// keeps its value; with `VAR_CAP²` (9) it grows as fast as the variance, and
+/// a meter's next alert may find it past [`SPIKE_CAP_G2`].
 pub(super) const M4_CAP: f64 = 2.0 * VAR_CAP - 1.0;
 
 /// The variance rule's threshold, in multiples of the root mean square of the
