@@ -10,9 +10,11 @@
 //! readings: the dip must raise a spike alert within its first 60 readings.
 //! With the larger of the window's and the long-run kurtosis (the rule before
 //! 2026-12-04) the dip's ramp widened the threshold from 4 to 8 as it entered
-//! the window, and the dip went unseen. (A second dip a few thousand readings
-//! later is still often missed: the long-run variance carries the first one,
-//! see docs/DETECTION.md, "Evaluation: current figures".)
+//! the window, and the dip went unseen. A second dip 5,000 readings later must
+//! be found too: until 2026-12-05 the long-run variance and 4th moment learned
+//! the first dip as normal (its readings stay in the window for 1,200 readings
+//! after its alert clears), which widened the threshold 4 → 8 and doubled the
+//! variance z divides by (docs/DETECTION.md, "Spike incidents are not learned").
 
 #[path = "common/rng.rs"]
 mod rng;
@@ -37,13 +39,17 @@ fn dip(d: f64) -> f64 {
 }
 
 fn temperature(seed: u64) -> Vec<f64> {
+    temperature_with(seed, &DIPS, LEN)
+}
+
+fn temperature_with(seed: u64, dips: &[usize], len: usize) -> Vec<f64> {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut wander = 0.0f64;
-    (0..LEN)
+    (0..len)
         .map(|i| {
             wander = 0.998 * wander + (1.0f64 - 0.998 * 0.998).sqrt() * rng.normal();
             let y = 85.0 + 6.0 * wander + 0.7 * rng.normal();
-            let down: f64 = DIPS.iter().map(|&a| dip(i as f64 - a as f64)).sum();
+            let down: f64 = dips.iter().map(|&a| dip(i as f64 - a as f64)).sum();
             ((y - down) * 1_000.0).round() / 1_000.0
         })
         .collect()
@@ -93,4 +99,29 @@ fn a_wandering_meters_dip_is_found_and_its_wander_is_not() {
     }
     assert!(missed.is_empty(), "dips missed (seed, onset): {missed:?}");
     assert!(outside <= 1, "{outside} spike alerts on the wander in 6 × 8,000 readings");
+}
+
+#[test]
+fn a_second_dip_is_found_as_the_first() {
+    const TWO: [usize; 2] = [5_000, 10_000];
+    let mut missed = Vec::new();
+    let mut outside = 0;
+    for seed in 1..=6u64 {
+        let alerts = spike_alerts(&temperature_with(seed, &TWO, 13_000));
+        for &a in &TWO {
+            if !alerts.iter().any(|&s| s >= a && s < a + 60) {
+                missed.push((seed, a));
+            }
+        }
+        outside +=
+            alerts.iter().filter(|&&s| !TWO.iter().any(|&a| s >= a && s < a + 1_500)).count();
+    }
+    // Measured: every second dip missed (6 of 6) when the first was learned,
+    // one (seed 3) since it is not.
+    assert!(
+        missed.iter().filter(|m| m.1 == TWO[1]).count() <= 1
+            && missed.iter().all(|m| m.1 != TWO[0]),
+        "dips missed (seed, onset): {missed:?}"
+    );
+    assert!(outside <= 1, "{outside} spike alerts on the wander in 6 × 13,000 readings");
 }

@@ -14,7 +14,8 @@
 // trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
 // heavy-tailed noise, a moderate spike after heavy tails have passed, a held
-// level on a meter with rare one-reading bursts (the median rule). Every `anomaly` and `cleared` message must match in order:
+// level on a meter with rare one-reading bursts (the median rule), two dips
+// (a spike incident's readings learned capped: learn.rs `Teach::var_cap`). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -24,12 +25,12 @@ const STEP_MS = 500;
 const TOLERANCE = 1e-9;
 const T0 = 1_764_000_000_000;
 
-/** Which incident meter `m` carries (by its index modulo 10 within the first half). */
+/** Which incident meter `m` carries (by its index modulo 11 within the first half). */
 function scenario(meters, steps) {
   const trained = 7300;
   const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
   return (m, k, level, noise, prev) => {
-    const kind = m < meters / 2 ? m % 10 : -1;
+    const kind = m < meters / 2 ? m % 11 : -1;
     const t = k - at(m);
     switch (kind) {
       case 0: // a voted spike: 4 evaluations in a row far out
@@ -53,6 +54,10 @@ function scenario(meters, steps) {
       case 9: // rare one-reading bursts (the readings' threshold widens, the median's does
         // not: median.rs), then a level held 5 sd up for 60 readings
         return level + noise * (k % 211 === 0 ? 9 : 1) + (t >= 0 && t < 60 ? 5 : 0);
+      case 10: // two dips of 30 sd for 150 readings, 2,000 apart: the first one's readings
+        // are learned capped while in the window (evaluate.rs `spike_recent`), and the
+        // second's alert reports z and std against that long-run variance
+        return level + noise - ((k >= 2000 && k < 2150) || (k >= 4000 && k < 4150) ? 30 : 0);
       default:
         return level + noise;
     }

@@ -68,6 +68,11 @@ const DRIFT_LEARN_G2 = 1.0;
 const VARIANCE_Z = 5.0;
 const VARIANCE_RATIO_MIN = 3.0;
 const VARIANCE_READINGS = 10.0;
+// learn.rs SPIKE_CAP_G2, VAR_CAP, M4_CAP: while a spike incident may be in the
+// window (evaluate.rs spike_recent) the long-run moments learn capped terms.
+const SPIKE_CAP_G2 = 3.0;
+const VAR_CAP = VARIANCE_RATIO_MIN;
+const M4_CAP = 2.0 * VAR_CAP - 1.0;
 // detect/season.rs.
 const SEASON_BLOCK = 8;
 const SEASON_MIN_PERIOD = 2 * SEASON_BLOCK;
@@ -528,7 +533,7 @@ function varianceU2(m, o, v) {
 }
 
 // `slow`, `varTeach`: 0 follow, 1 hold, 2 adopt (learn::Slow); `scale`: learn dev2.
-function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach) {
+function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach, varCap) {
   const memory = CFG.baselineReadings;
   const L = m * LF;
   const mean = mo[o + 1] + mo[o + 2];
@@ -546,8 +551,12 @@ function learnMoments(m, o, fvar, n, cap2, slow, scale, varTeach) {
       const v2 = vscale2[m];
       vscale2[m] = v2 + b * (term - v2);
     }
-    lf[L + 2] += a * (fvar - lf[L + 2]);
-    if (Number.isFinite(m4)) lf[L + 3] += a * (m4 - lf[L + 3]);
+    // learn.rs, Teach::var_cap: capped while a spike incident may be in the window.
+    const capped = varCap && lf[L + 2] > 0;
+    const v = capped ? fmin(fvar, VAR_CAP * lf[L + 2]) : fvar;
+    const m4v = capped ? fmin(m4, M4_CAP * lf[L + 3]) : m4;
+    lf[L + 2] += a * (v - lf[L + 2]);
+    if (Number.isFinite(m4v)) lf[L + 3] += a * (m4v - lf[L + 3]);
   } else if (varTeach === 2) {
     lf[L + 2] = fvar;
     if (Number.isFinite(m4)) lf[L + 3] = m4;
@@ -771,6 +780,22 @@ function seasonEvaluate(m, full, fresh, readings, t, floor2) {
   return u2;
 }
 
+// A spare bit of `critical` (evaluate.rs, SPIKE_RECENT): set when a spike
+// alert is active on a meter with long-run excess kurtosis below SPIKE_CAP_G2,
+// kept until the alert cleared and the window's variance and 4th moment are
+// within the caps (learn.rs within_caps).
+const SPIKE_RECENT = 1 << 4;
+
+function spikeRecent(m, o, fvar) {
+  const L = m * LF;
+  if ((active[m] & (1 << SPIKE)) !== 0) {
+    if ((critical[m] & SPIKE_RECENT) === 0 && learnedKurtosis(m) < SPIKE_CAP_G2) critical[m] |= SPIKE_RECENT;
+  } else if ((critical[m] & SPIKE_RECENT) !== 0 && fvar <= VAR_CAP * lf[L + 2] && mo[o + 5] <= M4_CAP * lf[L + 3] * mo[o]) {
+    critical[m] &= ~SPIKE_RECENT;
+  }
+  return (critical[m] & SPIKE_RECENT) !== 0;
+}
+
 function evaluate(m) {
   const o = m * MO;
   const p = m * PD;
@@ -841,13 +866,15 @@ function evaluate(m) {
     driftHeld[m] = 0;
     driftQuiet[m] = Math.min(driftQuiet[m] + fresh, U32);
   }
-  // Nor the long-run variance from a variance incident.
+  // Nor the long-run variance from a variance incident, nor all of a window
+  // that may still hold a spike incident's readings (evaluate.rs, spike_recent).
+  const recent = spikeRecent(m, o, fvar);
   varHeld[m] = varBreach ? Math.min(varHeld[m] + fresh, U32) : 0;
   if (warm) {
     const base = CFG.baselineReadings;
     const slow = !driftActive ? 0 : driftHeld[m] < DRIFT_HOLD * base ? 1 : 2;
     const varTeach = !varBreach ? 0 : varHeld[m] < DRIFT_HOLD * base ? 1 : 2;
-    learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base, varTeach);
+    learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base, varTeach, recent);
   }
 
   // Stuck.

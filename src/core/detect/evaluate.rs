@@ -13,8 +13,9 @@
 use super::super::config::Config;
 use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Severity};
 use super::super::meters::MeterTable;
+use super::super::moments::Moments;
 use super::super::windows::Windows;
-use super::learn::{Learned, Teach};
+use super::learn::{Learned, Teach, SPIKE_CAP_G2};
 use super::rules;
 use super::season::Season;
 use super::state::{index, Pending, Verdicts, KINDS};
@@ -174,11 +175,15 @@ impl Judge<'_> {
             v.drift_held = 0;
             v.drift_quiet = v.drift_quiet.saturating_add(r.new);
         }
-        // Nor the long-run variance from a variance incident.
+        // Nor the long-run variance from a variance incident, nor from a
+        // window that still holds a spike incident's readings (`spike_recent`).
+        // One test in the common case (no spike alert, no flag); the rest out of line.
+        let spike_bits = (1 << index(AnomalyKind::Spike)) | SPIKE_RECENT;
+        let recent = (v.active | v.critical) & spike_bits != 0 && spike_recent(v, l, fvar, &mo);
         v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
-                .variance(var_breach, v.var_held, cfg);
+                .variance(var_breach, v.var_held, recent, cfg);
             l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
         }
 
@@ -341,6 +346,33 @@ impl Judge<'_> {
             score: rules::score(f.u2),
         }));
     }
+}
+
+/// A spare bit of `Verdicts::critical` (bits 0..4 are the kinds'): the
+/// window may still hold a spike incident's readings.
+const SPIKE_RECENT: u8 = 1 << 4;
+
+/// Whether the window may still hold a spike incident's readings (updates the
+/// flag), so that what the long-run variance and 4th moment learn is capped
+/// (`learn::Teach::var_cap`; docs/DETECTION.md, "Spike incidents are not
+/// learned"): set when a spike alert is active on a meter whose long-run
+/// excess kurtosis is below [`SPIKE_CAP_G2`], kept until the alert has
+/// cleared and the window's (floored) variance `var` and 4th moment are
+/// within the caps (`Learned::within_caps`). A failure dip's readings, learned as
+/// the meter's normal spread and tails, widened the threshold 4 → 8 and
+/// doubled the variance z divides by, and the meter's next dip was missed.
+#[cold]
+#[inline(never)]
+fn spike_recent(v: &mut Verdicts, l: &Learned, var: f64, mo: &Moments) -> bool {
+    let spike = index(AnomalyKind::Spike);
+    if v.is_active(spike) {
+        if v.critical & SPIKE_RECENT == 0 && l.excess_kurtosis() < SPIKE_CAP_G2 {
+            v.critical |= SPIKE_RECENT;
+        }
+    } else if v.critical & SPIKE_RECENT != 0 && l.within_caps(var, mo) {
+        v.critical &= !SPIKE_RECENT;
+    }
+    v.critical & SPIKE_RECENT != 0
 }
 
 /// The silent verdict of an evaluation never breaches, so its finding is never

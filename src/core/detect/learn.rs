@@ -49,6 +49,28 @@ pub(super) const DRIFT_LEARN_Z: f64 = 3.0;
 /// drifts a day after its first incident (measured on the corpus, seeds 1, 3).
 pub(super) const DRIFT_LEARN_G2: f64 = 1.0;
 
+/// A spike alert caps what the long-run variance and 4th moment learn while
+/// its readings may be in the window (`Teach::var_cap`) only on a meter whose
+/// long-run excess kurtosis is below this when it is raised (Laplace's 3). A
+/// tap or a pump (excess kurtosis 38 and more at their alerts on the meters
+/// corpus) alerts on its own bursts and edges, and with the cap learned its
+/// tails too small: `sparse` 6 → 15 false alerts (seed 2). A wandering
+/// temperature's first failure dip is raised at 1.02 (the dip's first
+/// readings are in the moments already).
+pub(super) const SPIKE_CAP_G2: f64 = 3.0;
+
+/// While a spike incident may be in the window, the long-run variance learns
+/// at most this many times itself (the variance rule's least ratio,
+/// [`VARIANCE_RATIO_MIN`])...
+pub(super) const VAR_CAP: f64 = VARIANCE_RATIO_MIN;
+
+/// ...and the long-run 4th moment at most this many times itself, `2·VAR_CAP
+/// − 1`: with both caps binding, each term grows `ln var` by about `a·2` and
+/// `ln m4` by `a·4` (`a` the learning weight), so the kurtosis `m4/var²`
+/// keeps its value; with `VAR_CAP²` (9) it grows as fast as the variance, and
+/// a meter's next alert may find it past [`SPIKE_CAP_G2`].
+pub(super) const M4_CAP: f64 = 2.0 * VAR_CAP - 1.0;
+
 /// The variance rule's threshold, in multiples of the root mean square of the
 /// meter's own normal excesses of window variance over long-run variance.
 pub(super) const VARIANCE_Z: f64 = 5.0;
@@ -132,12 +154,18 @@ pub(super) struct Teach {
     /// `Follow` when the variance rule did not breach, `Hold` while it does,
     /// `Adopt` once it has for `DRIFT_HOLD`·`baselineReadings` readings.
     pub var: Slow,
+    /// The window may still hold a spike incident's readings
+    /// (`evaluate::spike_recent`): with `var` `Follow`, what the long-run
+    /// variance and 4th moment learn is capped at [`VARIANCE_RATIO_MIN`] and
+    /// its square times what they have learned.
+    pub var_cap: bool,
 }
 
 impl Teach {
     /// Everything: no incident in view.
     #[cfg(test)]
-    pub const ALL: Teach = Teach { slow: Slow::Follow, scale: true, var: Slow::Follow };
+    pub const ALL: Teach =
+        Teach { slow: Slow::Follow, scale: true, var: Slow::Follow, var_cap: false };
 
     /// What an evaluation teaches with a drift alert active for `held`
     /// readings (0: none active) and the last one `quiet` readings ago.
@@ -150,12 +178,12 @@ impl Teach {
         } else {
             Slow::Adopt
         };
-        Teach { slow, scale: !active && quiet >= base, var: Slow::Follow }
+        Teach { slow, scale: !active && quiet >= base, var: Slow::Follow, var_cap: false }
     }
 
     /// The same, with the variance rule's verdict: it breached in this
     /// evaluation (`breach`) and has for `held` readings in a row.
-    pub fn variance(self, breach: bool, held: u32, cfg: &Config) -> Teach {
+    pub fn variance(self, breach: bool, held: u32, recent: bool, cfg: &Config) -> Teach {
         let var = if !breach {
             Slow::Follow
         } else if f64::from(held) < DRIFT_HOLD * f64::from(cfg.baseline_readings) {
@@ -163,7 +191,7 @@ impl Teach {
         } else {
             Slow::Adopt
         };
-        Teach { var, ..self }
+        Teach { var, var_cap: recent, ..self }
     }
 }
 
@@ -257,6 +285,29 @@ impl Learned {
         q * q / self.variance_limit2(vscale2)
     }
 
+    /// A window's variance and 4th moment as an evaluation with
+    /// `Teach::var_cap` learns them: at most [`VAR_CAP`] and [`M4_CAP`] times
+    /// the long-run ones (unchanged before any variance was learned). Out of
+    /// line: set only while a spike incident may be in the window.
+    #[cold]
+    #[inline(never)]
+    fn capped(&self, var: f64, m4: f64) -> (f64, f64) {
+        if self.var > 0.0 {
+            (var.min(VAR_CAP * self.var), m4.min(M4_CAP * self.m4))
+        } else {
+            (var, m4)
+        }
+    }
+
+    /// Whether a window (moments `mo`, floored variance `var`) is within what
+    /// an evaluation with `Teach::var_cap` may learn ([`VAR_CAP`], [`M4_CAP`]
+    /// times the long-run variance and 4th moment): it no longer looks like
+    /// an incident. The 4th moment `M4/n` is compared without the division.
+    #[inline]
+    pub fn within_caps(&self, var: f64, mo: &Moments) -> bool {
+        var <= VAR_CAP * self.var && mo.m4 <= M4_CAP * self.m4 * f64::from(mo.n)
+    }
+
     /// Excess kurtosis of the meter's long-run readings, from the averaged
     /// moments (0 before any spread was seen).
     #[inline]
@@ -316,6 +367,7 @@ impl Learned {
                     let v2 = f64::from(*vscale2);
                     *vscale2 = (v2 + b * (term - v2)) as f32;
                 }
+                let (var, m4) = if teach.var_cap { self.capped(var, m4) } else { (var, m4) };
                 self.var += a * (var - self.var);
                 if m4.is_finite() {
                     self.m4 += a * (m4 - self.m4);

@@ -96,7 +96,9 @@ pub(super) struct Verdicts {
     pub calm: [u16; 4],
     /// Per kind (bit [`index`]): an alert is active.
     pub active: u8,
-    /// Per kind: the active alert has been raised as critical.
+    /// Per kind: the active alert has been raised as critical. Bit 4 is
+    /// the spike rule's "incident still in the window" flag
+    /// (`evaluate::spike_recent`), not a kind.
     pub critical: u8,
     /// Readings evaluated since a drift alert was last active (saturating):
     /// the drift scale is learned only once this reaches `baselineReadings`.
