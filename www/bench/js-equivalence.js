@@ -14,7 +14,8 @@
 // trained (`baselineReadings`, 7,200 readings) voted spikes, a single-tick blip
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
 // heavy-tailed noise, a moderate spike after heavy tails have passed, a held
-// level on a meter with rare one-reading bursts (the median rule). Every `anomaly` and `cleared` message must match in order:
+// level on a meter with rare one-reading bursts (the median rule), quantised meters
+// (docs/DETECTION.md, "Quantised meters"). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -29,7 +30,7 @@ function scenario(meters, steps) {
   const trained = 7300;
   const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
   return (m, k, level, noise, prev) => {
-    const kind = m < meters / 2 ? m % 10 : -1;
+    const kind = m < meters / 2 ? m % 10 : m % 10 === 0 ? 10 : -1;
     const t = k - at(m);
     switch (kind) {
       case 0: // a voted spike: 4 evaluations in a row far out
@@ -53,6 +54,9 @@ function scenario(meters, steps) {
       case 9: // rare one-reading bursts (the readings' threshold widens, the median's does
         // not: median.rs), then a level held 5 sd up for 60 readings
         return level + noise * (k % 211 === 0 ? 9 : 1) + (t >= 0 && t < 60 ? 5 : 0);
+      case 10: // quantised to 4 with noise of 0.25: a few values, one-reading hops (excursion.rs
+        // `learn_step`), a window within its rounding (stuck not judged), then 3 readings 4 quanta up
+        return Math.round((level + 1.3 + 0.25 * noise) / 4) * 4 + (t >= 0 && t < 3 ? 16 : 0);
       default:
         return level + noise;
     }
