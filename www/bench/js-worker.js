@@ -198,7 +198,7 @@ function allocate(maxMeters) {
   mdT2 = new Float32Array(maxMeters).fill(Infinity);
   mdN = new Uint32Array(maxMeters);
   mdVotes = new Uint32Array(maxMeters);
-  mdStep = new Float32Array(maxMeters).fill(Infinity);
+  mdStep = new Float32Array(maxMeters).fill(-Infinity);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -293,9 +293,9 @@ function median3(a, b, c) {
   return c <= lo ? lo : c >= hi ? hi : c;
 }
 
-/** excursion.rs `quantum`: the learned step once confirmed (positive, finite), else 0. */
+/** excursion.rs `quantum`: the learned step once confirmed (positive), else 0 (a candidate is negative, none −∞). */
 function quantum(step) {
-  return step > 0 && step < Infinity ? step : 0.0;
+  return step > 0 ? step : 0.0;
 }
 
 /** excursion.rs `learn_step`: a hop of height `d` that came straight back; f32 as in the Rust. */

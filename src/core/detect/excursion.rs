@@ -91,15 +91,11 @@ fn median3(a: f64, b: f64, c: f64) -> f64 {
 }
 
 /// The meter's quantum from its learned `step` (`Median::step`): the step
-/// once confirmed (positive and finite), else 0 (no slack).
+/// once confirmed (positive), else 0 (no slack: a candidate is negative, and
+/// none is −∞). One select, no branch: it is taken on every reading.
 #[inline]
 pub(super) fn quantum(step: f32) -> f64 {
-    let q = f64::from(step);
-    if q > 0.0 && q < f64::INFINITY {
-        q
-    } else {
-        0.0
-    }
+    super::rules::max_select(f64::from(step), 0.0)
 }
 
 /// Learns the least step from `d`, the height of a one-reading hop that
@@ -112,7 +108,7 @@ pub(super) fn quantum(step: f32) -> f64 {
 /// quantised meter shows its quantum again and again, while a lone blip on a
 /// meter that never varied before shows its height once, and must not
 /// become the slack that hides a later spike. A smaller `d` makes a new
-/// candidate. Infinite before any.
+/// candidate. −∞ before any.
 #[inline]
 fn learn_step(step: &mut f32, d: f64) {
     let d = d as f32;
@@ -139,14 +135,20 @@ fn beyond(r: f64, q: f64) -> f64 {
 
 impl Excursion {
     /// Takes reading `x`; `var` is the window's floored variance before it,
-    /// `step` the meter's least step (`Median::step`, learned here, see
-    /// `learn_step`).
+    /// `q` the meter's `quantum` and `step` its least step (`Median::step`,
+    /// learned here, see `learn_step`).
     /// Returns the median of the three readings before `x` (the median
     /// rule's, `median`), or `None` before there were three.
     #[inline]
-    pub fn observe(&mut self, x: f64, var: f64, step: &mut f32, cfg: &Config) -> Option<f64> {
+    pub fn observe(
+        &mut self,
+        x: f64,
+        var: f64,
+        q: f64,
+        step: &mut f32,
+        cfg: &Config,
+    ) -> Option<f64> {
         let readings = self.readings;
-        let q = quantum(*step);
         self.coarse = 4.0 * var < q * q;
         let median = if readings >= 3 {
             let [a, b, c] = self.last;
@@ -265,10 +267,10 @@ mod tests {
     fn run(xs: &[f64], var: f64) -> Vec<bool> {
         let cfg = Config::default();
         let mut e = Excursion::default();
-        let mut step = f32::INFINITY;
+        let mut step = f32::NEG_INFINITY;
         xs.iter()
             .map(|&x| {
-                let _ = e.observe(x, var, &mut step, &cfg);
+                let _ = e.observe(x, var, quantum(step), &mut step, &cfg);
                 e.take() > 1.0
             })
             .collect()
@@ -308,12 +310,12 @@ mod tests {
     fn run_step(xs: &[f64], var: f64) -> (Vec<usize>, f32) {
         let cfg = Config::default();
         let mut e = Excursion::default();
-        let mut step = f32::INFINITY;
+        let mut step = f32::NEG_INFINITY;
         let found = xs
             .iter()
             .enumerate()
             .filter_map(|(i, &x)| {
-                let _ = e.observe(x, var, &mut step, &cfg);
+                let _ = e.observe(x, var, quantum(step), &mut step, &cfg);
                 (e.take() > 1.0).then_some(i)
             })
             .collect();
@@ -346,12 +348,12 @@ mod tests {
         // Without the step, its rounding's three-reading dips are found.
         let cfg = Config::default();
         let mut e = Excursion::default();
-        let mut none = f32::INFINITY;
+        let mut none = f32::NEG_INFINITY;
         let dips = xs
             .iter()
             .filter(|&&x| {
-                let _ = e.observe(x, var, &mut none, &cfg);
-                none = f32::INFINITY;
+                let _ = e.observe(x, var, quantum(none), &mut none, &cfg);
+                none = f32::NEG_INFINITY;
                 e.take() > 1.0
             })
             .count();
@@ -367,7 +369,7 @@ mod tests {
         // A noiseless square wave: its edges never come back at the next
         // reading, so no step, and its spikes are found as before.
         let (_, step) = run_step(&square(&[], 0), 32.0);
-        assert_eq!(step, f32::INFINITY);
+        assert_eq!(step, f32::NEG_INFINITY);
         // A flat meter's one blip is a candidate only: a later spike of the
         // same height is found.
         let mut xs = vec![5.0; 3_000];

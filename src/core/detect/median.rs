@@ -56,14 +56,14 @@ pub(super) struct Median {
     votes: u32,
     /// The excursion rule's learned least step (`excursion::learn_step`):
     /// the least height of a one-reading hop that came straight back, seen
-    /// twice; a candidate seen once kept negated; infinite before any. Kept here, in the 4 bytes this record
+    /// twice; a candidate seen once kept negated; −∞ before any. Kept here, in the 4 bytes this record
     /// had spare, so the excursion record stays one 64-byte line.
     pub step: f32,
 }
 
 impl Default for Median {
     fn default() -> Self {
-        Median { m2: 0.0, m4: 0.0, t2: f32::INFINITY, n: 0, votes: 0, step: f32::INFINITY }
+        Median { m2: 0.0, m4: 0.0, t2: f32::INFINITY, n: 0, votes: 0, step: f32::NEG_INFINITY }
     }
 }
 
@@ -99,13 +99,12 @@ impl Median {
         found
     }
 
-    /// The variance of rounding to the learned least step, `step²/12` (0
-    /// before a step is learned): the least spread a meter quantised to it
+    /// The variance of rounding to the meter's quantum `q`
+    /// (`excursion::quantum`), `q²/12` (0 before a step is learned): the least spread a meter quantised to it
     /// can be said to have, which floors the spike rule's and this rule's
     /// variance (docs/DETECTION.md, "Quantised meters").
     #[inline]
-    pub fn rounding_variance(&self) -> f64 {
-        let q = super::excursion::quantum(self.step);
+    pub fn rounding_variance(q: f64) -> f64 {
         q * q / 12.0
     }
 

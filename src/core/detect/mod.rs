@@ -199,8 +199,8 @@ impl Detector {
         // variance q²/12: a meter that mostly reads one value of a coarse
         // quantum has a window spread below that, and its one-step moves
         // would score as spikes (docs/DETECTION.md, "Quantised meters").
-        let q2 = self.medians.get(m).map_or(0.0, Median::rounding_variance);
-        let spike_var = rules::max_select(var, q2);
+        let q = self.medians.get(m).map_or(0.0, |md| excursion::quantum(md.step));
+        let spike_var = rules::max_select(var, Median::rounding_variance(q));
         if p.new == 0 {
             self.dirty.push(m as u32);
         }
@@ -221,7 +221,7 @@ impl Detector {
             }
         }
         if let (Some(e), Some(md)) = (self.excursions.get_mut(m), self.medians.get_mut(m)) {
-            if let Some(median) = e.observe(x, var, &mut md.step, cfg) {
+            if let Some(median) = e.observe(x, var, q, &mut md.step, cfg) {
                 // A median vote that closes is a finding (`median`), raised
                 // as a found excursion is.
                 e.found(md.observe(median, mean, spike_var, before.n >= cfg.warmup, cfg));
