@@ -15,7 +15,8 @@
 // (suppressed), drifts, stuck runs, silences long enough to turn critical,
 // heavy-tailed noise, a moderate spike after heavy tails have passed, a held
 // level on a meter with rare one-reading bursts (the median rule), two dips
-// (a spike incident's readings learned capped: learn.rs `Teach::var_cap`). Every `anomaly` and `cleared` message must match in order:
+// (a spike incident's readings learned capped: learn.rs `Teach::var_cap`), quantised meters
+// (docs/DETECTION.md, "Quantised meters"). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -30,7 +31,7 @@ function scenario(meters, steps) {
   const trained = 7300;
   const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
   return (m, k, level, noise, prev) => {
-    const kind = m < meters / 2 ? m % 11 : -1;
+    const kind = m < meters / 2 ? m % 11 : m % 10 === 0 ? 11 : -1;
     const t = k - at(m);
     switch (kind) {
       case 0: // a voted spike: 4 evaluations in a row far out
@@ -58,6 +59,9 @@ function scenario(meters, steps) {
         // are learned capped while in the window (evaluate.rs `spike_recent`), and the
         // second's alert reports z and std against that long-run variance
         return level + noise - ((k >= 2000 && k < 2150) || (k >= 4000 && k < 4150) ? 30 : 0);
+      case 11: // quantised to 4 with noise of 0.25: a few values, one-reading hops (excursion.rs
+        // `learn_step`), a window within its rounding (stuck not judged), then 3 readings 4 quanta up
+        return Math.round((level + 1.3 + 0.25 * noise) / 4) * 4 + (t >= 0 && t < 3 ? 16 : 0);
       default:
         return level + noise;
     }

@@ -153,12 +153,12 @@ let lu;
 let vscale2, varHeld;
 // Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
 let seasonScale2, seasonPeriod, seasonLearned;
-// detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, at.
+// detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, coarse, at.
 const XF = 7;
-let xf, xReadings, xOpen, xUp, xAt;
-// detect/median.rs Median: m2, m4 | t2 (f32) | n, votes.
+let xf, xReadings, xOpen, xUp, xCoarse, xAt;
+// detect/median.rs Median: m2, m4 | t2 (f32) | n, votes | step (f32, the excursion rule's learned least step).
 const MF = 2;
-let mdf, mdT2, mdN, mdVotes;
+let mdf, mdT2, mdN, mdVotes, mdStep;
 // Engine time of each meter's last evaluation (−∞ before its first).
 let seen;
 // Meters with readings since their last evaluation, in order of first reading.
@@ -198,10 +198,12 @@ function allocate(maxMeters) {
   xOpen = new Uint8Array(maxMeters);
   xUp = new Uint8Array(maxMeters);
   xAt = new Uint8Array(maxMeters);
+  xCoarse = new Uint8Array(maxMeters);
   mdf = new Float64Array(maxMeters * MF);
   mdT2 = new Float32Array(maxMeters).fill(Infinity);
   mdN = new Uint32Array(maxMeters);
   mdVotes = new Uint32Array(maxMeters);
+  mdStep = new Float32Array(maxMeters).fill(-Infinity);
   seen = new Float64Array(maxMeters).fill(-Infinity);
   dirty = new Int32Array(maxMeters);
 }
@@ -296,6 +298,25 @@ function median3(a, b, c) {
   return c <= lo ? lo : c >= hi ? hi : c;
 }
 
+/** excursion.rs `quantum`: the learned step once confirmed (positive), else 0 (a candidate is negative, none −∞). */
+function quantum(step) {
+  return step > 0 ? step : 0.0;
+}
+
+/** excursion.rs `learn_step`: a hop of height `d` that came straight back; f32 as in the Rust. */
+function learnStep(m, d) {
+  const df = Math.fround(d);
+  const s = mdStep[m];
+  if (df > 0 && df < Math.abs(s)) mdStep[m] = -df;
+  else if (s < 0 && df === -s) mdStep[m] = df;
+}
+
+/** excursion.rs `beyond`: |r| less the quantum `q`, never below 0. */
+function beyond(r, q) {
+  const a = Math.abs(r) - q;
+  return a > 0 ? a : 0.0;
+}
+
 /**
  * detect/excursion.rs `Excursion::observe`: reading `x`, `v` the window's floored variance before it.
  * Returns the median of the three readings before `x`, or NaN before there were three.
@@ -303,6 +324,8 @@ function median3(a, b, c) {
 function excursionObserve(m, x, v) {
   const o = m * XF;
   const readings = xReadings[m];
+  const q = quantum(mdStep[m]);
+  xCoarse[m] = 4.0 * v < q * q ? 1 : 0;
   let median = NaN;
   if (readings >= 3) {
     median = median3(xf[o], xf[o + 1], xf[o + 2]);
@@ -311,33 +334,42 @@ function excursionObserve(m, x, v) {
     const limit2 = EXCURSION_Z * EXCURSION_Z * (scale2 > share2 ? scale2 : share2);
     if (xOpen[m] > 0) {
       const r = x - xf[o + 3];
-      if ((r > 0) === (xUp[m] === 1) && r * r > limit2) {
+      const a = beyond(r, q);
+      if ((r > 0) === (xUp[m] === 1) && a * a > limit2) {
         if (xOpen[m] >= CFG.spikeVotesOf) {
           xOpen[m] = 0;
         } else {
           xOpen[m]++;
-          const u2 = (r * r) / limit2;
+          const u2 = (a * a) / limit2;
           if (u2 < xf[o + 5]) xf[o + 5] = u2;
         }
       } else {
-        const returned = 4.0 * r * r <= limit2;
+        const returned = 4.0 * a * a <= limit2;
         if (returned && xOpen[m] >= CFG.spikeVotesNeeded && xf[o + 5] > xf[o + 6]) xf[o + 6] = xf[o + 5];
         xOpen[m] = 0;
       }
     } else {
       const r = x - median;
-      if (r * r > limit2) {
+      const a = beyond(r, q);
+      if (a * a > limit2) {
         if (readings >= CFG.warmup) {
           xOpen[m] = 1;
           xUp[m] = r > 0 ? 1 : 0;
           xf[o + 3] = median;
-          xf[o + 5] = (r * r) / limit2;
+          xf[o + 5] = (a * a) / limit2;
         }
       } else {
         const seenN = Math.min(readings, EXCURSION_MEMORY);
         xf[o + 4] += (Math.abs(r) - xf[o + 4]) / seenN;
       }
     }
+  }
+  // A one-reading hop that came straight back (b, c, x with x === b !== c): the slot xAt holds the
+  // oldest of the three, so b is at xAt + 1 and c at xAt + 2.
+  if (readings >= 2) {
+    const b = xf[o + (xAt[m] + 1) % 3];
+    const c = xf[o + (xAt[m] + 2) % 3];
+    if (x === b && c !== x) learnStep(m, Math.abs(c - x));
   }
   xReadings[m] = Math.min(readings + 1, U32);
   xf[o + xAt[m]] = x;
@@ -385,10 +417,14 @@ function add(m, x, ts) {
   const v = RULES.flooredVariance(v0, mean);
   const d = x - mean;
   const p = m * PD;
+  // median.rs `rounding_variance`: step²/12 floors the spike's and the median rule's variance.
+  const q = quantum(mdStep[m]);
+  const q2 = (q * q) / 12.0;
+  const spikeV = v > q2 ? v : q2;
   if (pend[p] === 0) dirty[dirtyLen++] = m;
-  if (pend[p] === 0 || d * d * pend[p + 2] > pend[p + 1] * pend[p + 1] * v) {
+  if (pend[p] === 0 || d * d * pend[p + 2] > pend[p + 1] * pend[p + 1] * spikeV) {
     pend[p + 1] = d;
-    pend[p + 2] = v;
+    pend[p + 2] = spikeV;
     pend[p + 3] = x;
     pend[p + 4] = ts;
     pend[p + 5] = mean;
@@ -396,7 +432,7 @@ function add(m, x, ts) {
   const median = excursionObserve(m, x, v);
   if (median === median) {
     // excursion.rs `Excursion::found`: a median vote closed raises as a found excursion does.
-    const u2 = medianObserve(m, median, mean, v, n0 >= CFG.warmup);
+    const u2 = medianObserve(m, median, mean, spikeV, n0 >= CFG.warmup);
     if (u2 > xf[m * XF + 6]) xf[m * XF + 6] = u2;
   }
   // state.rs Verdicts.ended_run: the run in progress at the last evaluation ends here.
@@ -884,7 +920,8 @@ function evaluate(m) {
   learnRun(m, run, lastX, fresh, endedRun[m], stuckActive);
   endedRun[m] = 0;
   stuckEvals[m] = run <= fresh ? 1 : Math.min(stuckEvals[m] + 1, U32);
-  const spread = variance > RULES.flooredVariance(0.0, mean);
+  // evaluate.rs: a window whose spread is within the meter's rounding (`Excursion::coarse`) does not vary.
+  const spread = variance > RULES.flooredVariance(0.0, mean) && xCoarse[m] === 0;
   const limit = stuckLimit(m, lastX);
   const judged = warm && judgesRun(m, run) && (spread || stuckActive);
   const stuckU = judged ? run / limit : 0;

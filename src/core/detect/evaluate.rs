@@ -50,7 +50,9 @@ pub(super) struct Judge<'a> {
 impl Judge<'_> {
     /// Evaluates meter `m` over the readings summarised in `r`, judging each
     /// kind against what the meter has learned (`l`), then learning from it.
-    /// `excursion_u2` is what the excursion rule found since (`excursion`).
+    /// `excursion_u2` is what the excursion rule found since (`excursion`),
+    /// `coarse` whether the window's spread was within the meter's rounding
+    /// (`Excursion::coarse`).
     pub fn evaluate(
         &mut self,
         m: usize,
@@ -58,6 +60,7 @@ impl Judge<'_> {
         l: &mut Learned,
         r: &Pending,
         excursion_u2: f64,
+        coarse: bool,
     ) {
         let cfg = self.cfg;
         let mo = self.windows.moments(m);
@@ -191,11 +194,13 @@ impl Judge<'_> {
         // meter's own longest at that kind of value, while the window still had
         // variance above the floor (an always-flat meter is not stuck). Once
         // raised it stays while the run lasts, even after the run fills the window.
+        // A window whose spread is within the meter's rounding (`coarse`) does
+        // not count as varying: its runs are the rounding's, not the meter's.
         let stuck = index(AnomalyKind::Stuck);
         l.learn_run(r.run, r.last_x, r.new, v.ended_run, v.is_active(stuck));
         v.ended_run = 0;
         v.stuck_evals = if r.run <= r.new { 1 } else { v.stuck_evals.saturating_add(1) };
-        let spread = var > floor;
+        let spread = var > floor && !coarse;
         let limit = l.stuck_limit(r.last_x, cfg);
         let judged = warm && l.judges_run(r.run, cfg) && (spread || v.is_active(stuck));
         let stuck_u = if judged { f64::from(r.run) / limit } else { 0.0 };

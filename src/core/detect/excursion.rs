@@ -54,6 +54,11 @@ pub(super) struct Excursion {
     open: u8,
     /// The open excursion is above its base.
     up: bool,
+    /// The window's spread was within the meter's rounding at its newest
+    /// reading (variance below (quantum/2)², the most two neighbouring
+    /// values can have): set in `observe` for the stuck rule, which the tick
+    /// judges without the `Median` record the quantum is kept in.
+    coarse: bool,
 }
 
 /// The median of three numbers (finite readings), without a branch: three
@@ -85,43 +90,113 @@ fn median3(a: f64, b: f64, c: f64) -> f64 {
     }
 }
 
+/// The meter's quantum from its learned `step` (`Median::step`): the step
+/// once confirmed (positive), else 0 (no slack: a candidate is negative, and
+/// none is −∞). One select, no branch: it is taken on every reading.
+#[inline]
+pub(super) fn quantum(step: f32) -> f64 {
+    super::rules::max_select(f64::from(step), 0.0)
+}
+
+/// Learns the least step from `d`, the height of a one-reading hop that
+/// came straight back (readings b, c, x with x == b ≠ c: how a quantised
+/// meter's rounding tips one reading to the next value; a level's edge, a
+/// square wave's, never comes back at the next reading, and a meter with
+/// continuous values never reads exactly the same value twice in three).
+/// The least such `d` is first a *candidate* (kept negated) and becomes the
+/// step only when a second hop of the same height (as `f32`s) comes: a
+/// quantised meter shows its quantum again and again, while a lone blip on a
+/// meter that never varied before shows its height once, and must not
+/// become the slack that hides a later spike. A smaller `d` makes a new
+/// candidate. −∞ before any.
+#[inline]
+fn learn_step(step: &mut f32, d: f64) {
+    let d = d as f32;
+    let s = *step;
+    // Rare once learned, so the branch predicts well.
+    if d > 0.0 && d < s.abs() {
+        *step = -d;
+    } else if s < 0.0 && d == -s {
+        *step = d;
+    }
+}
+
+/// |r| less the step `q`, never below 0: the distance rounding to `q` cannot
+/// explain.
+#[inline]
+fn beyond(r: f64, q: f64) -> f64 {
+    let a = r.abs() - q;
+    if a > 0.0 {
+        a
+    } else {
+        0.0
+    }
+}
+
 impl Excursion {
-    /// Takes reading `x`; `var` is the window's floored variance before it.
+    /// Takes reading `x`; `var` is the window's floored variance before it,
+    /// `q` the meter's `quantum` and `step` its least step (`Median::step`,
+    /// learned here, see `learn_step`).
     /// Returns the median of the three readings before `x` (the median
     /// rule's, `median`), or `None` before there were three.
     #[inline]
-    pub fn observe(&mut self, x: f64, var: f64, cfg: &Config) -> Option<f64> {
+    pub fn observe(
+        &mut self,
+        x: f64,
+        var: f64,
+        q: f64,
+        step: &mut f32,
+        cfg: &Config,
+    ) -> Option<f64> {
         let readings = self.readings;
+        self.coarse = 4.0 * var < q * q;
         let median = if readings >= 3 {
             let [a, b, c] = self.last;
             let median = median3(a, b, c);
-            self.judge(x, median, var, cfg);
+            self.judge(x, median, var, q, cfg);
             Some(median)
         } else {
             None
         };
+        // A one-reading hop that came straight back (b, c, x with x == b ≠ c):
+        // the rounding's hop on a quantised meter, never a level's edge.
+        let [_, b, c] = self.last;
+        if readings >= 2 && x == b && c != x {
+            learn_step(step, (c - x).abs());
+        }
         self.readings = readings.saturating_add(1);
         // Shifted, not a rotating slot: the slot's wrap was a branch that
         // goes either way from one meter's reading to the next's.
-        let [_, b, c] = self.last;
         self.last = [b, c, x];
         median
     }
 
     /// Judges reading `x` against `median`, that of the three before it.
-    fn judge(&mut self, x: f64, median: f64, var: f64, cfg: &Config) {
+    ///
+    /// Every distance is taken less the meter's `quantum`, the least height
+    /// of a one-reading hop that came straight back, seen twice
+    /// (`learn_step`): on a quantised
+    /// meter that is its quantum, and a reading and a median each rounded to
+    /// it may be a whole quantum apart when the values they were rounded from
+    /// are not apart at all. So a meter that reads a few values of a coarse
+    /// quantum (a bandwidth meter at 4 ± 1 steps of 100 MB) is not found to
+    /// leave its level each time its rounding tips three readings the other
+    /// way (docs/DETECTION.md, "Quantised meters"); a meter with continuous
+    /// values learns none.
+    fn judge(&mut self, x: f64, median: f64, var: f64, q: f64, cfg: &Config) {
         let share2 = EXCURSION_WINDOW_SHARE * EXCURSION_WINDOW_SHARE * var;
         let scale2 = self.scale * self.scale;
         let limit2 = EXCURSION_Z * EXCURSION_Z * if scale2 > share2 { scale2 } else { share2 };
         if self.open > 0 {
             let r = x - self.base;
-            if (r > 0.0) == self.up && r * r > limit2 {
+            let a = beyond(r, q);
+            if (r > 0.0) == self.up && a * a > limit2 {
                 if u32::from(self.open) >= cfg.spike_votes_of {
                     // Away longer than a spike: a new level, not an excursion.
                     self.open = 0;
                 } else {
                     self.open += 1;
-                    let u2 = r * r / limit2;
+                    let u2 = a * a / limit2;
                     if u2 < self.open_u2 {
                         self.open_u2 = u2;
                     }
@@ -130,7 +205,7 @@ impl Excursion {
                 // Back within half the limit of the base: a spike that
                 // returned. Anywhere else (between, or far on the other side)
                 // it was not one.
-                let returned = 4.0 * r * r <= limit2;
+                let returned = 4.0 * a * a <= limit2;
                 if returned
                     && u32::from(self.open) >= cfg.spike_votes_needed
                     && self.open_u2 > self.found_u2
@@ -142,12 +217,13 @@ impl Excursion {
             return;
         }
         let r = x - median;
-        if r * r > limit2 {
+        let a = beyond(r, q);
+        if a * a > limit2 {
             if self.readings >= cfg.warmup {
                 self.open = 1;
                 self.up = r > 0.0;
                 self.base = median;
-                self.open_u2 = r * r / limit2;
+                self.open_u2 = a * a / limit2;
             }
             return;
         }
@@ -163,6 +239,15 @@ impl Excursion {
         if u2 > self.found_u2 {
             self.found_u2 = u2;
         }
+    }
+
+    /// Whether the window's spread was within the meter's rounding at the
+    /// newest reading (`coarse`): its runs of one value are then set by
+    /// where its level sits between two quanta, not by the meter, and the
+    /// stuck rule does not judge them (docs/DETECTION.md, "Quantised meters").
+    #[inline]
+    pub fn coarse(&self) -> bool {
+        self.coarse
     }
 
     /// The strongest evidence found since the last call, squared (> 1: an
@@ -182,9 +267,10 @@ mod tests {
     fn run(xs: &[f64], var: f64) -> Vec<bool> {
         let cfg = Config::default();
         let mut e = Excursion::default();
+        let mut step = f32::NEG_INFINITY;
         xs.iter()
             .map(|&x| {
-                let _ = e.observe(x, var, &cfg);
+                let _ = e.observe(x, var, quantum(step), &mut step, &cfg);
                 e.take() > 1.0
             })
             .collect()
@@ -217,6 +303,81 @@ mod tests {
         }
         // Six readings away: a level, not a spike.
         assert!(!run(&square(&[16.0; 6], 1_000), 32.0).contains(&true));
+    }
+
+    /// `xs` through one record; which readings found an excursion, and the
+    /// learned step at the end.
+    fn run_step(xs: &[f64], var: f64) -> (Vec<usize>, f32) {
+        let cfg = Config::default();
+        let mut e = Excursion::default();
+        let mut step = f32::NEG_INFINITY;
+        let found = xs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &x)| {
+                let _ = e.observe(x, var, quantum(step), &mut step, &cfg);
+                (e.take() > 1.0).then_some(i)
+            })
+            .collect();
+        (found, step)
+    }
+
+    /// A meter quantised to 0.1 reading 0.4, its rounding tipping one
+    /// reading to 0.3 or 0.5 every 13 and 17, and three readings to 0.3
+    /// every 97 (as b-00135 in the feed: window sd 0.035, so one quantum is
+    /// more than the unquantised limit of 5 × 0.0175).
+    fn coarse(i: usize) -> f64 {
+        if i % 97 < 3 {
+            0.3
+        } else if i % 13 == 0 {
+            0.5
+        } else if i % 17 == 0 {
+            0.3
+        } else {
+            0.4
+        }
+    }
+
+    #[test]
+    fn a_quantised_meters_rounding_is_no_excursion_a_spike_of_three_quanta_is() {
+        let var = 0.035 * 0.035;
+        let xs: Vec<f64> = (0..4_000).map(coarse).collect();
+        let (found, step) = run_step(&xs, var);
+        assert_eq!(found, Vec::<usize>::new());
+        assert_eq!(step, 0.1f32);
+        // Without the step, its rounding's three-reading dips are found.
+        let cfg = Config::default();
+        let mut e = Excursion::default();
+        let mut none = f32::NEG_INFINITY;
+        let dips = xs
+            .iter()
+            .filter(|&&x| {
+                let _ = e.observe(x, var, quantum(none), &mut none, &cfg);
+                none = f32::NEG_INFINITY;
+                e.take() > 1.0
+            })
+            .count();
+        assert!(dips > 30, "{dips}");
+        // Three readings three quanta up: still a spike.
+        let mut xs = xs;
+        xs[3_050..3_053].copy_from_slice(&[0.7; 3]);
+        assert_eq!(run_step(&xs, var).0, vec![3_053]);
+    }
+
+    #[test]
+    fn edges_and_a_lone_blip_teach_no_step() {
+        // A noiseless square wave: its edges never come back at the next
+        // reading, so no step, and its spikes are found as before.
+        let (_, step) = run_step(&square(&[], 0), 32.0);
+        assert_eq!(step, f32::NEG_INFINITY);
+        // A flat meter's one blip is a candidate only: a later spike of the
+        // same height is found.
+        let mut xs = vec![5.0; 3_000];
+        xs[1_000] = 9.0;
+        xs[2_000..2_003].copy_from_slice(&[9.0; 3]);
+        let (found, step) = run_step(&xs, 0.25);
+        assert_eq!(found, vec![2_003]);
+        assert_eq!(step, -4.0);
     }
 
     #[test]

@@ -54,18 +54,23 @@ pub(super) struct Median {
     /// The rule's own vote history: bit 0 the newest median, a set bit a
     /// breach; the low `spikeVotesOf` bits are kept.
     votes: u32,
+    /// The excursion rule's learned least step (`excursion::learn_step`):
+    /// the least height of a one-reading hop that came straight back, seen
+    /// twice; a candidate seen once kept negated; −∞ before any. Kept here, in the 4 bytes this record
+    /// had spare, so the excursion record stays one 64-byte line.
+    pub step: f32,
 }
 
 impl Default for Median {
     fn default() -> Self {
-        Median { m2: 0.0, m4: 0.0, t2: f32::INFINITY, n: 0, votes: 0 }
+        Median { m2: 0.0, m4: 0.0, t2: f32::INFINITY, n: 0, votes: 0, step: f32::NEG_INFINITY }
     }
 }
 
 impl Median {
     /// Takes the median `median` of the three readings before the newest,
-    /// against the window (mean `mean`, floored variance `var`) before the
-    /// newest; `warm` when the window holds `warmup` readings (no vote is
+    /// against the window (mean `mean`, floored variance `var`, at least the
+    /// rounding variance) before the newest; `warm` when the window holds `warmup` readings (no vote is
     /// kept before). Returns the evidence squared (> 1) when this median
     /// closes a vote, else 0.
     #[inline]
@@ -92,6 +97,15 @@ impl Median {
             self.t2 = self.threshold2(cfg);
         }
         found
+    }
+
+    /// The variance of rounding to the meter's quantum `q`
+    /// (`excursion::quantum`), `q²/12` (0 before a step is learned): the least spread a meter quantised to it
+    /// can be said to have, which floors the spike rule's and this rule's
+    /// variance (docs/DETECTION.md, "Quantised meters").
+    #[inline]
+    pub fn rounding_variance(q: f64) -> f64 {
+        q * q / 12.0
     }
 
     /// The threshold squared for the median's tails: `spikeZ` when they are

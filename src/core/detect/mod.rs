@@ -195,12 +195,18 @@ impl Detector {
         // code) instead of four, as the evaluation does (`rules`' oracle).
         let var = rules::max_select(before.variance(), rules::variance_floor(mean, cfg));
         let d = x - mean;
+        // A reading rounded to a quantum q carries a rounding error of
+        // variance q²/12: a meter that mostly reads one value of a coarse
+        // quantum has a window spread below that, and its one-step moves
+        // would score as spikes (docs/DETECTION.md, "Quantised meters").
+        let q = self.medians.get(m).map_or(0.0, |md| excursion::quantum(md.step));
+        let spike_var = rules::max_select(var, Median::rounding_variance(q));
         if p.new == 0 {
             self.dirty.push(m as u32);
         }
-        if p.new == 0 || d * d * p.peak_var > p.peak_d * p.peak_d * var {
+        if p.new == 0 || d * d * p.peak_var > p.peak_d * p.peak_d * spike_var {
             p.peak_d = d;
-            p.peak_var = var;
+            p.peak_var = spike_var;
             p.peak_x = x;
             p.peak_ts = ts;
             p.peak_mean = mean;
@@ -214,11 +220,11 @@ impl Detector {
                 v.ended_run = p.run;
             }
         }
-        if let Some(e) = self.excursions.get_mut(m) {
-            if let (Some(median), Some(md)) = (e.observe(x, var, cfg), self.medians.get_mut(m)) {
+        if let (Some(e), Some(md)) = (self.excursions.get_mut(m), self.medians.get_mut(m)) {
+            if let Some(median) = e.observe(x, var, q, &mut md.step, cfg) {
                 // A median vote that closes is a finding (`median`), raised
                 // as a found excursion is.
-                e.found(md.observe(median, mean, var, before.n >= cfg.warmup, cfg));
+                e.found(md.observe(median, mean, spike_var, before.n >= cfg.warmup, cfg));
             }
         }
         p.new = p.new.saturating_add(1);
@@ -270,7 +276,7 @@ impl Detector {
             if p.new == 0 {
                 continue;
             }
-            judge.evaluate(m, v, l, p, e.take());
+            judge.evaluate(m, v, l, p, e.take(), e.coarse());
             p.new = 0;
             *seen = now_ms;
             evaluated += 1;
