@@ -122,15 +122,12 @@ fn learn_step(step: &mut f32, d: f64) {
 }
 
 /// |r| less the step `q`, never below 0: the distance rounding to `q` cannot
-/// explain.
+/// explain. The existing `rules::positive_part`, whose branch-free mask
+/// suits a test that goes either way from one quantised meter's reading to
+/// the next (its +0 for a ≤ 0 is the old `if`'s 0).
 #[inline]
 fn beyond(r: f64, q: f64) -> f64 {
-    let a = r.abs() - q;
-    if a > 0.0 {
-        a
-    } else {
-        0.0
-    }
+    super::rules::positive_part(r.abs() - q)
 }
 
 impl Excursion {
