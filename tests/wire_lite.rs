@@ -168,9 +168,12 @@ fn same(l: &Value<'_>, s: &serde_json::Value) -> Result<(), String> {
             a.iter().zip(b).try_for_each(|(x, y)| same(x, y))
         }
         (Value::Object(a), serde_json::Value::Object(b)) => {
-            let entries: Vec<_> = a.entries().collect();
+            let entries = a.entries_by_key();
             if entries.len() != b.len() {
                 return Err(format!("{} distinct keys vs {}", entries.len(), b.len()));
+            }
+            if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err("entries_by_key is not strictly in key order".into());
             }
             for (k, v) in entries {
                 let w = b.get(k).ok_or_else(|| format!("key {k:?} missing in serde_json"))?;

@@ -326,9 +326,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
     let mut p = ConfigPatch::default();
     // By name, each once (its last value), so the first error named is that of
     // the first bad field in name order whatever order the page wrote them in.
-    let mut fields: Vec<_> = obj.entries().collect();
-    fields.sort_unstable_by_key(|(k, _)| *k);
-    for (k, val) in fields {
+    for (k, val) in obj.entries_by_key() {
         macro_rules! set {
             ($($name:literal => $f:ident : $kind:ident),* $(,)?) => {
                 match k {

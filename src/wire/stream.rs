@@ -254,9 +254,7 @@ fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError>
             let mut sent = Vec::new();
             if let Some(Value::Object(m)) = obj.get("sent") {
                 // By channel name, each once (its last position), as a map keeps them.
-                let mut positions: Vec<_> = m.entries().collect();
-                positions.sort_unstable_by_key(|(channel, _)| *channel);
-                for (channel, pos) in positions {
+                for (channel, pos) in m.entries_by_key() {
                     let pair = pos.as_array().filter(|a| a.len() == 2);
                     let nums = pair.and_then(|a| {
                         let n = |i: usize| match a.get(i) {
