@@ -7,7 +7,9 @@
 //!
 //! - An object of many distinct keys where each key is checked against the
 //!   others: a `HEARTBEAT_ACK`'s `sent` map from the socket, a `config` from
-//!   the page.
+//!   the page, a `/groups` body's group names from the server.
+//! - A `/groups` body of groups past `maxGroups`: each refused group is an
+//!   error, at most `maxErrorsPerBatch` of them formatted.
 //!
 //! The sizes are a few MB: at these sizes the quadratic scans these tests
 //! were written against ran for minutes (hours at 16 MiB; see
@@ -18,7 +20,9 @@
 use meterflow::core::config::Config;
 use meterflow::core::error::ErrorCode;
 use meterflow::core::event::Inbound;
+use meterflow::core::groups::GroupMap;
 use meterflow::core::session::{ServerOp, SessionInput};
+use meterflow::wire::groups::decode_groups_text;
 use meterflow::wire::{decode_message_text, decode_socket_text, Arrival};
 
 /// Distinct keys in each body (a few MB of text).
@@ -90,4 +94,45 @@ fn config_with_many_fields_names_the_first_unknown_one_and_repeats_keep_the_last
         Inbound::Config(p) => assert_eq!(p.window, Some((100 + KEYS - 1) as u32)),
         other => panic!("not a config: {other:?}"),
     }
+}
+
+#[test]
+fn groups_body_with_many_groups_is_read_whole_and_a_repeat_refuses_it() {
+    let groups = |repeat: bool| {
+        let mut s = String::from("{\"version\":1,\"groups\":{");
+        for i in 0..KEYS {
+            s.push_str(&format!("\"{}\":[],", key(i)));
+        }
+        if repeat {
+            s.push_str(&format!("\"{}\":[],", key(KEYS / 2)));
+        }
+        s.pop();
+        s.push_str("}}");
+        s
+    };
+    let cfg = Config::default();
+    let body = decode_groups_text(&groups(false), &cfg).map_err(|e| e.message);
+    let body = body.unwrap_or_else(|e| panic!("refused: {e}"));
+    assert_eq!(body.groups.len(), KEYS);
+    assert!(body.groups.iter().enumerate().all(|(i, (name, m))| *name == key(i) && m.is_empty()));
+
+    match decode_groups_text(&groups(true), &cfg) {
+        Err(e) => assert!(e.message.contains("listed twice"), "{}", e.message),
+        Ok(_) => panic!("a group listed twice was accepted"),
+    }
+
+    // Built: `maxGroups` kept, each refused one checked for a repeat in
+    // constant time, `maxErrorsPerBatch` errors formatted and the rest counted.
+    let (map, errors) = GroupMap::build(&body, &cfg);
+    assert_eq!(map.names().len(), cfg.max_groups as usize);
+    let max = cfg.max_errors_per_batch as usize;
+    assert_eq!(errors.len(), max + 1);
+    assert!(errors[..max].iter().all(|e| e.code == ErrorCode::GroupLimit));
+    let rest = KEYS - cfg.max_groups as usize - max;
+    assert_eq!(errors[max].code, ErrorCode::ErrorsSuppressed);
+    assert!(
+        errors[max].message.starts_with(&format!("{rest} more errors")),
+        "{}",
+        errors[max].message
+    );
 }

@@ -198,15 +198,19 @@ impl<'a> ErrorSink<'a> {
     /// Reports how many errors were not reported individually, if any.
     pub(crate) fn finish(self) {
         if self.suppressed > 0 {
-            self.out.push(Outbound::Error(CoreError::new(
-                ErrorCode::ErrorsSuppressed,
-                format!(
-                    "{} more errors in this batch not reported individually (maxErrorsPerBatch = {})",
-                    self.suppressed, self.max
-                ),
-            )));
+            self.out.push(Outbound::Error(suppressed(self.suppressed, self.max)));
         }
     }
+}
+
+/// The one `errors_suppressed` error: `n` errors past `maxErrorsPerBatch` (`max`).
+pub(crate) fn suppressed(n: u32, max: u32) -> CoreError {
+    CoreError::new(
+        ErrorCode::ErrorsSuppressed,
+        format!(
+            "{n} more errors in this batch not reported individually (maxErrorsPerBatch = {max})"
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! `maxGroupsPerMeter` of them, each membership once; a group or membership
 //! past a bound is refused with an error naming it, the rest applies.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
@@ -49,28 +49,37 @@ pub struct GroupMap {
 
 impl GroupMap {
     /// Builds a map from `body`, refusing what passes the bounds. Returns the
-    /// map and the errors (each naming its group, and meter where it applies).
+    /// map and the errors (each naming its group, and meter where it applies):
+    /// at most `maxErrorsPerBatch`, then one `errors_suppressed` counting the
+    /// rest, which are never formatted (a 16 MiB body may refuse millions).
     pub fn build(body: &GroupMapBody, cfg: &Config) -> (GroupMap, Vec<CoreError>) {
-        let mut errors = Vec::new();
+        let mut errors = Refusals { list: Vec::new(), more: 0, max: cfg.max_errors_per_batch };
         let mut names: Vec<String> = Vec::new();
+        // The names kept, hashed: a body may list millions of groups past
+        // `maxGroups`, each checked for a repeat of a kept one.
+        let mut kept: FxHashSet<&str> = FxHashSet::default();
         let mut lists: FxHashMap<&str, Vec<u16>> = FxHashMap::default();
         for (name, members) in &body.groups {
             if let Some(why) = group_name_problem(name) {
-                errors.push(CoreError::new(
-                    ErrorCode::BadField,
-                    format!("group {:?}: name {why}; group ignored", trunc(name)),
-                ));
+                errors.note(|| {
+                    CoreError::new(
+                        ErrorCode::BadField,
+                        format!("group {:?}: name {why}; group ignored", trunc(name)),
+                    )
+                });
                 continue;
             }
-            if names.iter().any(|n| n == name) {
-                errors.push(CoreError::new(
-                    ErrorCode::BadField,
-                    format!("group '{name}' is listed twice; the second list is ignored"),
-                ));
+            if kept.contains(name.as_str()) {
+                errors.note(|| {
+                    CoreError::new(
+                        ErrorCode::BadField,
+                        format!("group '{name}' is listed twice; the second list is ignored"),
+                    )
+                });
                 continue;
             }
             if names.len() >= cfg.max_groups as usize {
-                errors.push(CoreError::new(
+                errors.note(|| CoreError::new(
                     ErrorCode::GroupLimit,
                     format!(
                         "group '{name}' refused: maxGroups ({}) groups already listed; its {} meter(s) count in no group unless another lists them",
@@ -82,15 +91,18 @@ impl GroupMap {
             }
             let g = names.len() as u16;
             names.push(name.clone());
+            kept.insert(name.as_str());
             for meter in members {
                 if let Some(why) = meter_id_problem(meter) {
-                    errors.push(CoreError::new(
-                        ErrorCode::BadMeterId,
-                        format!(
-                            "group '{name}': meter {:?} {why}; membership ignored",
-                            trunc(meter)
-                        ),
-                    ));
+                    errors.note(|| {
+                        CoreError::new(
+                            ErrorCode::BadMeterId,
+                            format!(
+                                "group '{name}': meter {:?} {why}; membership ignored",
+                                trunc(meter)
+                            ),
+                        )
+                    });
                     continue;
                 }
                 let list = lists.entry(meter.as_str()).or_default();
@@ -98,7 +110,7 @@ impl GroupMap {
                     continue;
                 }
                 if list.len() >= cfg.max_groups_per_meter as usize {
-                    errors.push(CoreError::new(
+                    errors.note(|| CoreError::new(
                         ErrorCode::GroupLimit,
                         format!(
                             "group '{name}': meter '{meter}' refused, already in maxGroupsPerMeter ({}) groups",
@@ -117,7 +129,7 @@ impl GroupMap {
             map.memberships.extend_from_slice(&list);
             map.by_meter.insert(meter.to_string(), (start, list.len() as u16));
         }
-        (map, errors)
+        (map, errors.finish())
     }
 
     /// The version of the body behind this map, `None` before any.
@@ -156,6 +168,31 @@ impl GroupMap {
         self.by_meter.keys().map(|k| k.capacity() + 48).sum::<usize>()
             + self.names.iter().map(|n| n.capacity() + 24).sum::<usize>()
             + self.memberships.capacity() * 2
+    }
+}
+
+/// Errors of one build, capped as an `ErrorSink` caps a batch's.
+struct Refusals {
+    list: Vec<CoreError>,
+    more: u32,
+    max: u32,
+}
+
+impl Refusals {
+    /// Keeps the error `e` makes, or only counts it past the cap.
+    fn note(&mut self, e: impl FnOnce() -> CoreError) {
+        if self.list.len() < self.max as usize {
+            self.list.push(e());
+        } else {
+            self.more = self.more.saturating_add(1);
+        }
+    }
+
+    fn finish(mut self) -> Vec<CoreError> {
+        if self.more > 0 {
+            self.list.push(crate::core::error::suppressed(self.more, self.max));
+        }
+        self.list
     }
 }
 

@@ -36,7 +36,7 @@ pub use refresh::{Refresh, GROUPS_PATH, GROUPS_REQUEST_BASE};
 pub use row_log::{LoggedReading, RowLog};
 
 use crate::core::config::Config;
-use crate::core::error::{ErrorSink, WarningCode};
+use crate::core::error::WarningCode;
 use crate::core::event::{BucketTotal, Outbound, ResourceTotals, WarningEvent};
 use crate::core::ledger::{Ledger, HOUR_MS};
 use crate::core::meters::MeterTable;
@@ -189,12 +189,9 @@ impl Groups {
                 if !self.refresh.answered(request_id, now_ms, true) {
                     return;
                 }
+                // Capped by the build itself (`maxErrorsPerBatch`, then a count).
                 let (map, errors) = GroupMap::build(&body, cfg);
-                let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
-                for e in errors {
-                    sink.push(e);
-                }
-                sink.finish();
+                out.extend(errors.into_iter().map(Outbound::Error));
                 self.map = map;
                 self.applied_at = Some(now_ms);
                 self.resolved_at.clear();
