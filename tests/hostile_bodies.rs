@@ -10,6 +10,8 @@
 //!   the page, a `/groups` body's group names from the server.
 //! - A `/groups` body of groups past `maxGroups`: each refused group is an
 //!   error, at most `maxErrorsPerBatch` of them formatted.
+//! - A text `meters.<group>` DELTA whose rows each name another resource:
+//!   each row's resource was looked up among all the names before it.
 //!
 //! The sizes are a few MB: at these sizes the quadratic scans these tests
 //! were written against ran for minutes (hours at 16 MiB; see
@@ -21,9 +23,12 @@ use meterflow::core::config::Config;
 use meterflow::core::error::ErrorCode;
 use meterflow::core::event::Inbound;
 use meterflow::core::groups::GroupMap;
-use meterflow::core::session::{ServerOp, SessionInput};
+use meterflow::core::session::{Payload, ServerOp, SessionInput};
+use meterflow::core::stream::columns::MAX_TEXT_RESOURCES;
 use meterflow::wire::groups::decode_groups_text;
-use meterflow::wire::{decode_message_text, decode_socket_text, Arrival};
+use meterflow::wire::{
+    decode_message_text, decode_socket_text, decode_socket_text_general, Arrival,
+};
 
 /// Distinct keys in each body (a few MB of text).
 const KEYS: usize = 300_000;
@@ -135,4 +140,46 @@ fn groups_body_with_many_groups_is_read_whole_and_a_repeat_refuses_it() {
         "{}",
         errors[max].message
     );
+}
+
+#[test]
+fn delta_rows_naming_many_resources_are_read_whole_and_alike_on_both_paths() {
+    let cfg = Config::default();
+    let delta = |n: usize| {
+        let rows: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    r#"{{"meter":"m{i}","resource":"r{i:06}","ts":{i},"value":2,"status":"ok","count":3,"total":"4"}}"#
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.north","epoch":1,"seq":2,"patch":{{"upsert":[{}],"remove":[]}}}}"#,
+            rows.join(",")
+        )
+    };
+    for n in [MAX_TEXT_RESOURCES, MAX_TEXT_RESOURCES + 1, KEYS / 3] {
+        let text = delta(n);
+        assert!(text.len() < cfg.max_payload_bytes as usize);
+        let got = decode_socket_text(&text, Arrival::default(), &cfg);
+        assert_eq!(got, decode_socket_text_general(&text, Arrival::default(), &cfg), "{n} rows");
+        let Inbound::Stream(SessionInput::Server(ServerOp::Delta { body, .. })) = got else {
+            panic!("{n} rows: not a DELTA");
+        };
+        let rows: Vec<(String, String, f64)> = match body {
+            Payload::MeterColumns(c) => {
+                assert!(n <= MAX_TEXT_RESOURCES, "{n} resources held in columns");
+                c.upserts().map(|r| (r.meter.to_string(), r.resource.to_string(), r.ts)).collect()
+            }
+            Payload::Meters(p) => {
+                assert!(n > MAX_TEXT_RESOURCES, "{n} resources left in rows");
+                p.upsert.iter().map(|r| (r.meter.clone(), r.resource.clone(), r.ts)).collect()
+            }
+            _ => panic!("{n} rows: not a meters patch"),
+        };
+        assert_eq!(rows.len(), n);
+        for (i, (meter, resource, ts)) in rows.iter().enumerate() {
+            assert_eq!((meter, resource, *ts), (&format!("m{i}"), &format!("r{i:06}"), i as f64));
+        }
+    }
 }

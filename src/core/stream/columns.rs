@@ -14,6 +14,11 @@
 use super::{MeterPatch, MeterRow, MeterStatus};
 use crate::core::decimal::Decimal;
 
+/// Most distinct resource names a text DELTA's patch holds in columns
+/// ([`MeterColumns::resource_index`]); a group's rows name a handful. A
+/// binary DELTA's names come indexed and are not looked up.
+pub const MAX_TEXT_RESOURCES: usize = 64;
+
 /// One meter row, borrowed: what the store and the windows read of a row,
 /// from a [`MeterRow`] or from a column of a [`MeterColumns`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -160,11 +165,19 @@ impl MeterColumns {
     }
 
     /// The index of resource `name` in `resources`, added if new (so the
-    /// names are in first-seen order); `None` past 65,536 names (a name is
-    /// added only for a row that names it: the names follow the payload).
+    /// names are in first-seen order); `None` past [`MAX_TEXT_RESOURCES`]
+    /// names (a name is added only for a row that names it: the names follow
+    /// the payload). The names are scanned, so the bound keeps a row's lookup
+    /// constant: a text DELTA of 200,000 rows each naming another resource
+    /// made 4·10⁹ comparisons before it (docs/PERFORMANCE.md, "Hostile
+    /// bodies"). Such a patch stays in rows ([`MeterPatch`]), which look
+    /// nothing up, so what is accepted is unchanged.
     pub fn resource_index(&mut self, name: &str) -> Option<u16> {
         if let Some(i) = self.resources.iter().position(|r| r == name) {
             return u16::try_from(i).ok();
+        }
+        if self.resources.len() >= MAX_TEXT_RESOURCES {
+            return None;
         }
         let i = u16::try_from(self.resources.len()).ok()?;
         self.resources.push(name.to_owned());
@@ -173,7 +186,7 @@ impl MeterColumns {
 
     /// `p` in columns, built row by row as the text DELTA's one-pass reader
     /// builds it (so both give equal columns); `None` if it cannot be held
-    /// in columns (more than 65,536 resources, ids past 4 GiB).
+    /// in columns (more than [`MAX_TEXT_RESOURCES`] resources, ids past 4 GiB).
     pub fn from_patch(p: &MeterPatch) -> Option<MeterColumns> {
         let mut c = MeterColumns::default();
         for r in &p.upsert {
