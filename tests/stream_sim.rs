@@ -94,6 +94,68 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert!(of_type(&p.told, "error").is_empty(), "{:?}", of_type(&p.told, "error"));
 }
 
+/// A `totals` snapshot the ledger refuses whole (a malformed bucket, or an
+/// `asOf` ahead of every clock) still moves the session on: the deltas up to
+/// its `snapshot_seq` are dropped as covered and never reach the ledger. So
+/// the readings of those frames are in neither part, and the totals must say
+/// `incomplete` (and a catch-up be asked) until a result covers them; then
+/// they are exact.
+#[test]
+fn a_refused_totals_snapshot_leaves_the_totals_incomplete_until_a_catchup_covers_it() {
+    let w = |ms: u64| 1_764_064_800_000u64 + ms;
+    let snapshot = |since: Option<u64>, seq: u64, as_of: u64, total: &str, odd_hour: bool| {
+        let mut buckets = vec![json!({"resource": "water", "hour": T0, "total": total})];
+        if odd_hour {
+            buckets.push(json!({"resource": "water", "hour": T0 + 1.0, "total": "1"}));
+        }
+        json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": seq,
+            "since_seq": since, "asOf": {"wallMs": as_of, "counter": 0},
+            "serverTime": 1_764_064_801_000u64, "from": T0, "to": T0, "buckets": buckets})
+    };
+    let totals = |p: &mut Page| {
+        let out = p.post(json!({"type": "query", "query": "totals"}));
+        let t = of_type(&out, "totals")[0].clone();
+        (t["incomplete"].as_bool(), t["resources"][0]["currentHour"].as_i64())
+    };
+    for (fault, as_of, odd_hour) in [("malformed", w(700), true), ("future", w(86_400_000), false)]
+    {
+        let mut p = Page::new(Config::default(), T0 + 1_000.0);
+        let out = p.post(json!({"type": "session", "op": "start"}));
+        let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
+        p.post(json!({"type": "socket", "event": "open"}));
+        p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
+        p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+        let body = snapshot(None, 4, w(400), "10.000", false);
+        p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+            "data": body.to_string()}));
+        p.socket(&frame(9, 5, w(500), "m-1", 5, "0.250"));
+        assert_eq!(totals(&mut p), (Some(false), Some(10_250)), "{fault}");
+        // Frame 6 is lost; 7 arrives: a mini-snapshot since 5 is asked.
+        let out = p.socket(&frame(9, 7, w(700), "m-1", 7, "0.500"));
+        let mini = of_type(&out, "fetch");
+        assert_eq!(mini.len(), 1, "{fault}: {out:?}");
+        let rid = mini[0]["requestId"].as_u64().expect("id");
+        // The server's answer at seq 7 is refused whole by the ledger.
+        let body = snapshot(Some(5), 7, as_of, "10.875", odd_hour);
+        let out = p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+            "data": body.to_string()}));
+        assert!(!of_type(&out, "error").is_empty(), "{fault}: refused with an error: {out:?}");
+        // Frames 6 and 7 are in neither part: not complete, whatever it shows.
+        let (incomplete, _) = totals(&mut p);
+        assert_eq!(incomplete, Some(true), "{fault}: frames 6-7 lost but totals complete");
+        // The ledger asks for a catch-up; an honest answer makes it exact.
+        p.now += 10_000.0;
+        let out = p.handle(Inbound::Tick(Default::default()));
+        let ask = of_type(&out, "fetch");
+        assert!(ask.iter().any(|f| f["reason"].is_string()), "{fault}: no catch-up asked: {out:?}");
+        let honest = json!({"type": "catchup", "asOf": {"wallMs": w(11_000), "counter": 0},
+            "serverTime": 1_764_064_811_000u64, "from": T0 - 6.0 * 3_600_000.0, "to": T0,
+            "buckets": [{"resource": "water", "hour": T0, "total": "10.875"}]});
+        p.post(json!({"type": "catchup", "data": honest.to_string()}));
+        assert_eq!(totals(&mut p), (Some(false), Some(10_875)), "{fault}");
+    }
+}
+
 /// `deltaFlushMs`: a delta (or v1 live frame) makes a one-shot flush due
 /// `deltaFlushMs` after the last one-shot flush (at once if that is past);
 /// later ones coalesce into it; the one-shot flush posts the update and clears

@@ -453,10 +453,36 @@ impl Ledger {
         self.cursors.get_mut(i)
     }
 
-    /// The session applied `channel`'s snapshot at `(epoch, snapshot_seq)`:
+    /// The session applied `channel`'s snapshot at `(epoch, snapshot_seq)`,
+    /// a catch-up at `as_of` that [`Ledger::on_catchup`] was just given:
     /// the channel's cursor expects `snapshot_seq + 1` in `epoch` next.
-    pub fn sync_stream(&mut self, channel: &str, epoch: u64, snapshot_seq: u64, cfg: &Config) {
+    ///
+    /// The session moves on whether or not the ledger took the catch-up: the
+    /// deltas up to `snapshot_seq` are dropped as covered and never come
+    /// live. If it was refused (the applied watermark does not reach
+    /// `as_of`), their readings are in neither part: a need (`as_of`, or the
+    /// latest stamp the server can have given them by now if that is earlier:
+    /// the refused `asOf` may be from the future) keeps the totals
+    /// `incomplete`, and a catch-up is asked (`gap`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync_stream(
+        &mut self,
+        channel: &str,
+        epoch: u64,
+        snapshot_seq: u64,
+        as_of: Hlc,
+        now_ms: f64,
+        cfg: &Config,
+        out: &mut Vec<Outbound>,
+    ) {
         self.engaged = true;
+        if self.as_of.is_none_or(|a| a < as_of) {
+            let latest = now_ms + self.sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms;
+            // `as` saturates (NaN to 0); the clamp keeps the part valid.
+            let wall = (latest.ceil().max(0.0) as u64).saturating_add(1).min(MAX_WALL_MS);
+            self.add_need(as_of.min(Hlc { wall_ms: wall, counter: 0 }));
+            self.ask(FetchReason::Gap, now_ms, out);
+        }
         // Deltas up to `snapshot_seq` came in the snapshot only, which the
         // per-meter rows cannot split: its hours may lack readings there.
         let upto = self.as_of.or(self.buckets.current().map(|h| Hlc {

@@ -393,7 +393,8 @@ impl Engine {
         match body {
             Payload::Catchup(c) if channel == TOTALS_CHANNEL => {
                 self.catchup(&c, now_ms);
-                self.ledger.sync_stream(channel, at.0, at.1, &self.cfg);
+                let (cfg, out) = (&self.cfg, &mut self.out);
+                self.ledger.sync_stream(channel, at.0, at.1, c.as_of, now_ms, cfg, out);
             }
             Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
