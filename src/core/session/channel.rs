@@ -474,8 +474,8 @@ impl Session {
     }
 
     /// Applies channel `i`'s buffer after a snapshot: drops what the snapshot
-    /// covers, delivers the run that follows it, and keeps the rest behind a new
-    /// fetch if the run stops short.
+    /// covers (each handed out as `Covered`), delivers the run that follows
+    /// it, and keeps the rest behind a new fetch if the run stops short.
     fn drain(&mut self, i: usize, after_full: bool, out: &mut Vec<SessionOutput>) {
         let c = &mut self.channels[i];
         let Some((epoch, mut last)) = c.pos else { return };
@@ -488,6 +488,12 @@ impl Session {
                 keep.push(d);
             } else if d.epoch < epoch || (d.epoch == epoch && d.seq <= last) {
                 c.pending += 1;
+                out.push(SessionOutput::Covered {
+                    channel: c.name.clone(),
+                    epoch: d.epoch,
+                    seq: d.seq,
+                    body: d.body,
+                });
             } else if d.epoch == epoch && d.seq == last.saturating_add(1) {
                 last = d.seq;
                 applied = true;

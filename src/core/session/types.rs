@@ -389,6 +389,22 @@ pub enum SessionOutput {
         /// The snapshot or delta.
         item: Delivery,
     },
+    /// A buffered delta dropped because the snapshot just delivered covers
+    /// it (`seq <= snapshot_seq`, or an older epoch): not part of the
+    /// in-order stream, for a consumer that can check the snapshot's claim
+    /// itself (the ledger decides coverage by stamp, so a `totals` snapshot
+    /// whose watermark does not reach a frame it claims loses no reading).
+    /// Its credit is freed as for any dropped delta; no render is awaited.
+    Covered {
+        /// Channel name.
+        channel: String,
+        /// Epoch of the delta.
+        epoch: u64,
+        /// Sequence number of the delta.
+        seq: u64,
+        /// The delta's body.
+        body: Payload,
+    },
     /// Something went wrong; the session carried on.
     Error(SessionError),
 }

@@ -375,6 +375,20 @@ impl Engine {
             SessionOutput::Deliver { channel, item } => {
                 return self.deliver(&channel, item, now_ms)
             }
+            SessionOutput::Covered { channel, body, .. } => {
+                // A `totals` frame the snapshot claims to cover: the ledger
+                // counts its readings stamped after the applied watermark
+                // (none, if the claim is true) and skips the rest, each
+                // `(meter, id)` once. Other channels' rows are not replayed:
+                // an older row must not overwrite the snapshot's.
+                if let Payload::Frame(f) = body {
+                    if channel == TOTALS_CHANNEL {
+                        self.flush_soon(now_ms);
+                        self.live(&f, now_ms);
+                    }
+                }
+                return;
+            }
         };
         self.out.push(msg);
     }
