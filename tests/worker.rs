@@ -326,6 +326,11 @@ async fn every_type_mismatch_is_an_error_with_a_code_and_the_engine_survives() -
         (js(r#"{"type": "no-such-type"}"#), "unknown_type"),
         (readings_message(&Uint8Array::new_with_length(65).buffer()), "payload_too_large"),
         (readings_message(&"x".repeat(65).into()), "payload_too_large"),
+        // A control message (here a query) is bounded like a payload.
+        (
+            js(&format!(r#"{{"type":"query","query":"meter","meter":"{}"}}"#, "m".repeat(40))),
+            "payload_too_large",
+        ),
         (readings_message(&Uint8Array::from(&b"MFLW"[..]).into()), "truncated_frame"),
         (readings_message(&js_sys::ArrayBuffer::new(0).into()), "truncated_frame"),
         (readings_message(&Uint8Array::new_with_length(0).into()), "truncated_frame"),

@@ -73,7 +73,7 @@ fn decode_payload(
         "catchup" => Envelope::Catchup,
         "socket" => return socket(msg, cfg, scratch),
         "fetched" => return fetched(msg, arrival()?, cfg, scratch),
-        _ => return control(msg, cfg),
+        _ => return page_control(msg, cfg),
     };
     let arrival = arrival()?;
     Ok(match payload(&field(msg, "data")?, &ty, cfg, scratch)? {
@@ -170,6 +170,25 @@ fn payload<'a>(
 /// `config`, `query`, `reset` and unknown types: the whole message as JSON.
 fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
     let text = json_text(msg).map_err(|why| bad_field(format!("message {why}")))?;
+    Ok(wire::decode_message_text(&text, cfg))
+}
+
+/// The page's own control messages (`config`, `query`, `session`, ...) are
+/// bounded like payloads: a huge one is refused before the decoder walks it.
+/// (A failed `fetched` answer is not: it carries the server's error body, and
+/// the session must learn of the failure whatever its size.)
+fn page_control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
+    let text = json_text(msg).map_err(|why| bad_field(format!("message {why}")))?;
+    if text.len() > cfg.max_payload_bytes as usize {
+        return Err(CoreError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "a control message is {} bytes as JSON; maxPayloadBytes is {}",
+                text.len(),
+                cfg.max_payload_bytes
+            ),
+        ));
+    }
     Ok(wire::decode_message_text(&text, cfg))
 }
 
