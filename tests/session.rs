@@ -8,6 +8,7 @@ mod rng;
 use meterflow::core::session::{
     ChannelPos, ClientOp, ConnectionState, Delivery, FetchWhat, Payload, ServerOp, Session,
     SessionConfig, SessionErrorCode, SessionInput as In, SessionOutput as Out, SnapshotReply,
+    MAX_LISTED_REFUSALS,
 };
 
 /// A session, a manual clock and the outputs of the last input.
@@ -639,6 +640,49 @@ fn channels_are_validated_and_bounded() {
     );
     h.at(0.0, In::Unsubscribe { channel: "totals".into() });
     assert!(errors(&h.at(0.0, In::Subscribe { channel: "notices".into() })).is_empty());
+}
+
+#[test]
+fn a_start_with_a_huge_channel_list_lists_few_refusals_and_counts_the_rest() {
+    // A page's `start` list is bounded only by maxPayloadBytes: 200,000 names,
+    // every third a bad name, the rest distinct or repeated, against a limit of 4.
+    let mut h = H::new(SessionConfig { max_channels: 4, ..cfg() });
+    let names: Vec<String> = (0..200_000)
+        .map(|i| match i % 3 {
+            0 => format!("bad name {i}"),
+            1 => format!("ch{}", i % 7),
+            _ => format!("ch{i}"),
+        })
+        .collect();
+    let (bad, valid): (Vec<&String>, Vec<&String>) =
+        names.iter().partition(|n| !meterflow::core::session::valid_channel_name(n));
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&String> =
+        valid.iter().copied().filter(|n| seen.insert(n.as_str())).collect();
+    // Every occurrence of a name outside the first four distinct is refused (a
+    // refused name is not subscribed, so its repeats are refused again).
+    let over = valid.iter().filter(|n| !distinct[..4].contains(n)).count();
+
+    let out = h.at(0.0, In::StartWith { channels: names.clone() });
+    let listed = MAX_LISTED_REFUSALS;
+    let errs = errors(&out);
+    let count = |c| errs.iter().filter(|&&e| e == c).count();
+    // Each code: the first `listed` refusals one by one, then one error counting the rest.
+    assert_eq!(count(SessionErrorCode::BadChannel), listed + 1, "{errs:?}");
+    assert_eq!(count(SessionErrorCode::ChannelLimit), listed + 1, "{errs:?}");
+    assert_eq!(errs.len(), 2 * listed + 2);
+    let texts: Vec<String> = out
+        .iter()
+        .filter_map(|o| if let Out::Error(e) = o { Some(e.message.clone()) } else { None })
+        .collect();
+    let rest_bad = format!("{} more channels with a bad name refused", bad.len() - listed);
+    let rest_over = format!("{} more channels past maxSubscriptions refused", over - listed);
+    assert!(texts.iter().any(|t| t.starts_with(&rest_bad)), "{rest_bad}: {texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with(&rest_over)), "{rest_over}: {texts:?}");
+    // The first four distinct valid names, in the list's order, are subscribed.
+    let subscribed: Vec<String> = h.s.channels().into_iter().map(|c| c.name).collect();
+    let first: Vec<String> = distinct.iter().take(4).map(|n| n.to_string()).collect();
+    assert_eq!(subscribed, first);
 }
 
 #[test]

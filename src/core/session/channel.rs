@@ -118,6 +118,10 @@ impl Channel {
 }
 
 /// Whether `name` is a valid channel name.
+/// Refusals of one kind listed one error each in a `start`'s channel list
+/// ([`Session::subscribe_all`]); the rest are counted in one error.
+pub const MAX_LISTED_REFUSALS: usize = 16;
+
 pub fn valid_channel_name(name: &str) -> bool {
     (1..=MAX_CHANNEL_NAME).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -167,6 +171,49 @@ impl Session {
             offers.push(ChannelOffer { name: c.name.clone(), credit: c.credit, position: c.pos });
         }
         offers
+    }
+
+    /// Subscribes each of a `start`'s channels, in order. The page's list is
+    /// bounded only by `maxPayloadBytes`, so the refusals are listed one error
+    /// each up to [`MAX_LISTED_REFUSALS`] per code, and the rest counted in one
+    /// error per code; a channel already subscribed is skipped.
+    pub(super) fn subscribe_all(&mut self, names: Vec<String>, out: &mut Vec<SessionOutput>) {
+        // [bad names, over the limit]: refusals listed, refusals only counted.
+        let mut listed = [0usize; 2];
+        let mut unlisted = [0usize; 2];
+        for name in names {
+            let refusal = if !valid_channel_name(&name) {
+                Some(0)
+            } else if self.find(&name).is_some() {
+                continue;
+            } else if self.channels.len() >= self.cfg.max_channels as usize {
+                Some(1)
+            } else {
+                None
+            };
+            match refusal {
+                Some(k) if listed[k] >= MAX_LISTED_REFUSALS => unlisted[k] += 1,
+                Some(k) => {
+                    listed[k] += 1;
+                    self.subscribe(name, out);
+                }
+                None => self.subscribe(name, out),
+            }
+        }
+        let codes = [SessionErrorCode::BadChannel, SessionErrorCode::ChannelLimit];
+        for (n, code) in unlisted.into_iter().zip(codes) {
+            if n > 0 {
+                let what = if code == SessionErrorCode::BadChannel {
+                    "with a bad name"
+                } else {
+                    "past maxSubscriptions"
+                };
+                let message = format!(
+                    "{n} more channels {what} refused (only the first {MAX_LISTED_REFUSALS} are listed)"
+                );
+                error(out, code, message);
+            }
+        }
     }
 
     pub(super) fn subscribe(&mut self, name: String, out: &mut Vec<SessionOutput>) {

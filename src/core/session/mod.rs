@@ -24,7 +24,7 @@ pub use types::*;
 
 use crate::core::meters::meter_id_problem;
 use channel::Channel;
-pub use channel::{valid_channel_name, ChannelView, MAX_CHANNEL_NAME};
+pub use channel::{valid_channel_name, ChannelView, MAX_CHANNEL_NAME, MAX_LISTED_REFUSALS};
 use rng::SplitMix64;
 
 /// The close code the client uses when it abandons a connection but keeps the
@@ -132,11 +132,7 @@ impl Session {
         match input {
             SessionInput::Start => self.start(now, out),
             SessionInput::StartWith { channels } => {
-                for c in channels {
-                    if self.channels().iter().all(|v| v.name != c) {
-                        self.subscribe(c, out);
-                    }
-                }
+                self.subscribe_all(channels, out);
                 self.start(now, out)
             }
             SessionInput::Opened => {}
