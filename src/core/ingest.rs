@@ -22,8 +22,13 @@ use super::{add_reading, intern_meter, Engine, ReadingBounds, UNBOUND};
 /// are still in the first-level cache when the pushes reach them. 32 rather
 /// than 16: in the browser (`profile-tick.mjs --ingest`, 5,000 meters, five
 /// alternated pairs at load 4–7) `handle` took 377 → 333 ms for 4 M
-/// readings (faster in 4 of 5 pairs); 64 was no faster than 32.
-const WARM_AHEAD: usize = 32;
+/// readings (faster in 4 of 5 pairs); 64 was then no faster than 32. Since
+/// the slots are read in a loop of their own (`RingSlab::warm`), more of
+/// them are in flight at once: natively (`path_cpu/decode_handle`, three
+/// alternated runs, medians) 550 µs a frame of 10,000 before, 505 with 32
+/// ahead, 500 with 64, 128 no less (docs/PERFORMANCE.md). At most
+/// `ring::WARM_MAX`.
+const WARM_AHEAD: usize = 64;
 
 impl Engine {
     pub(super) fn ingest(&mut self, batch: &ReadingBatch, now_ms: f64) {

@@ -15,6 +15,9 @@
 //! most one partly used chunk), not 480 MB. The chunks are re-laid out in place
 //! when the window changes.
 
+/// The most meters [`RingSlab::warm`] reads ahead at once.
+pub const WARM_MAX: usize = 64;
+
 /// WebAssembly's page: linear memory grows in steps of 64 KiB.
 const WASM_PAGE: usize = 65_536;
 
@@ -188,13 +191,45 @@ impl RingSlab {
     }
 
     /// The sample in the slot meter `m`'s next [`RingSlab::push`] writes (0 for
-    /// an unknown meter): a read with no effect, for [`crate::core::windows::Windows::warm`].
+    /// an unknown meter): a read with no effect.
     #[inline]
     pub fn next_slot(&self, m: usize) -> f64 {
-        let Some(&h) = self.head.get(m) else { return 0.0 };
+        self.next_place(m).map_or(0.0, |(c, slot)| self.sample_at(c, slot))
+    }
+
+    /// Where meter `m`'s next [`RingSlab::push`] writes: (chunk, index in the
+    /// chunk), or `None` for an unknown meter. Reads only the meter's head.
+    #[inline(always)]
+    fn next_place(&self, m: usize) -> Option<(usize, usize)> {
+        let &h = self.head.get(m)?;
         let (c, i) = self.chunk_of.split(m);
-        let slot = i * self.window + h as usize;
+        Some((c, i * self.window + h as usize))
+    }
+
+    #[inline(always)]
+    fn sample_at(&self, c: usize, slot: usize) -> f64 {
         self.chunks.get(c).and_then(|c| c.get(slot)).copied().unwrap_or(0.0)
+    }
+
+    /// Reads the slots the next pushes of `meters` (at most [`WARM_MAX`]; an
+    /// unknown meter is skipped) write, and nothing else, and returns their
+    /// sum, for [`crate::core::windows::Windows::warm`].
+    ///
+    /// In two loops: first every slot's place (the meters' heads, which are
+    /// in cache), then the slots themselves, in a loop of a few instructions
+    /// a slot. The slot loads are the misses; in one loop each came behind
+    /// its own place's arithmetic and branches, so the reorder buffer held
+    /// fewer of them at once (natively, perf put 74 % of the ingest loop's
+    /// own samples on that one load).
+    #[inline]
+    pub fn warm(&self, meters: impl Iterator<Item = usize>) -> f64 {
+        let mut places = [(0usize, 0usize); WARM_MAX];
+        let mut k = 0;
+        for (place, m) in places.iter_mut().zip(meters.filter_map(|m| self.next_place(m))) {
+            *place = m;
+            k += 1;
+        }
+        places.get(..k).unwrap_or(&[]).iter().map(|&(c, slot)| self.sample_at(c, slot)).sum()
     }
 
     /// Appends `x` to meter `m`'s ring and returns the sample it evicted, if full.
@@ -459,6 +494,29 @@ mod tests {
         let mut r = RingSlab::new(8);
         assert_eq!(r.set_window(1200), Ok(()));
         assert_eq!(r.chunk_of.d, meters_per_chunk(1200));
+    }
+
+    #[test]
+    fn warm_reads_the_slots_the_next_pushes_write() {
+        // 20 meters across 4 chunks, some full and wrapped, some not.
+        let r = filled(7, 20, 9);
+        let mut r2 = filled(7, 3, 2);
+        r2.push(1, 0.5);
+        for (slab, meters) in [(&r, 20), (&r2, 3)] {
+            let all: Vec<usize> = (0..meters).chain([meters, usize::MAX, 0]).collect();
+            let want: f64 = all.iter().map(|&m| slab.next_slot(m)).sum();
+            assert_eq!(slab.warm(all.iter().copied()), want);
+            // Every slot a push will overwrite is the one `next_slot` reads.
+            for m in 0..meters {
+                let mut s = slab.clone();
+                let slot = s.next_slot(m);
+                let evicted = s.push(m, -1.0);
+                assert!(evicted.is_none_or(|e| e == slot), "meter {m}");
+            }
+        }
+        // At most `WARM_MAX` meters are read.
+        let many = std::iter::repeat_n(3, WARM_MAX + 5);
+        assert_eq!(r.warm(many), r.next_slot(3) * WARM_MAX as f64);
     }
 
     #[test]

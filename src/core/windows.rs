@@ -68,11 +68,12 @@ impl Windows {
     /// their pushes, these independent loads overlap their cache misses (each
     /// ring is 9.6 KB apart from the next, so no hardware prefetcher guesses
     /// the slot), where the pushes, each behind a chain of dependent
-    /// arithmetic, would take them one after another. The caller passes the
-    /// sum to `std::hint::black_box` so the loads are not optimised away.
+    /// arithmetic, would take them one after another ([`RingSlab::warm`]: at
+    /// most `ring::WARM_MAX` meters). The caller passes the sum to
+    /// `std::hint::black_box` so the loads are not optimised away.
     #[inline]
     pub fn warm(&self, meters: impl Iterator<Item = usize>) -> f64 {
-        meters.map(|m| self.ring.next_slot(m)).sum()
+        self.ring.warm(meters)
     }
 
     /// Appends `x` to meter `m`'s window, evicting the oldest sample when full:
