@@ -781,6 +781,7 @@ function detectPeriod(m) {
 
 /** season.rs `longer_cycle`: the multiple of period p (a week of days) to judge against, or p. */
 function longerCycle(at, n, p) {
+  if (p > 0 && 2 * p > Math.floor(n / SEASON_PERIODS)) return beyondReach(at, n, p);
   const msd = [];
   let least = Infinity;
   for (let k = 2; k < 32 && p > 0 && k * p <= Math.floor(n / SEASON_PERIODS); k++) {
@@ -791,6 +792,26 @@ function longerCycle(at, n, p) {
   if (!Number.isFinite(least) || !(least <= SEASON_LONGER * base)) return p;
   for (let k = 2; k < msd.length; k++) if (msd[k] * SEASON_NEAR_BEST <= least) return k * p;
   return p;
+}
+
+/** season.rs `beyond_reach`: a period with no multiple in reach may be several of a shorter cycle. */
+function beyondReach(at, n, p) {
+  const top = Math.floor(n / SEASON_PERIODS);
+  let pick = p;
+  let least = Infinity;
+  for (let j = 2; j <= 7; j++) {
+    const d = Math.floor(p / j);
+    if (p % j !== 0 || d < SEASON_MIN_PERIOD) continue;
+    const base = trimmedMsd(at, n, p, d);
+    for (let q = p + d; q <= top; q += d) {
+      const m = trimmedMsd(at, n, q, d);
+      if (m <= SEASON_LONGER * base && m < least) {
+        pick = q;
+        least = m;
+      }
+    }
+  }
+  return pick;
 }
 
 const seasonTop = new Float64Array(SEASON_TRIM);

@@ -281,7 +281,7 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
 }
 
 /// The cycle to judge a meter of period `p` against: among the multiples
-/// `k·p` (k ≥ 2) that the `n` samples (`at(i)`, oldest first) hold
+/// `k·p` (2 ≤ k ≤ 31) that the `n` samples (`at(i)`, oldest first) hold
 /// [`SEASON_PERIODS`] times, the shortest whose [`trimmed_msd`] is within
 /// [`SEASON_NEAR_BEST`] of the least (a week, not two), if that is at most
 /// [`SEASON_LONGER`] of `p`'s; otherwise `p`. A week of days: when weekend
@@ -292,6 +292,9 @@ pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
 /// share, so `p` stays. At most `n/(3p)` lags of `n` differences each, only
 /// for a meter with a period, once per scan.
 fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
+    if p > 0 && 2 * p > n / SEASON_PERIODS {
+        return beyond_reach(at, n, p);
+    }
     let mut msd = [f64::INFINITY; 32];
     let mut least = f64::INFINITY;
     for (k, slot) in msd.iter_mut().enumerate().skip(2) {
@@ -310,6 +313,36 @@ fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
     }
     let k = msd.iter().position(|&m| m * SEASON_NEAR_BEST <= least).unwrap_or(1);
     k * p
+}
+
+/// [`longer_cycle`] for a period `p` with no multiple the window holds three
+/// times: `p` may itself be several of a shorter cycle (the scan's coarse
+/// step picked 6 days, 288 readings, on the NAB-like `taxi-demand` when its
+/// one-day autocorrelation fell under 90% of the week's, and the meter then
+/// lost its week). The lags `q > p` that are multiples of `d = p/j` (j in
+/// 2..=7, `d` a whole number of at least [`SEASON_MIN_PERIOD`]) are tried,
+/// each by its [`trimmed_msd`] in blocks of `d` against `p`'s; the least at
+/// most [`SEASON_LONGER`] of it wins, otherwise `p`. A few lags: at window
+/// 1,200 only periods of 201–400 readings come here.
+fn beyond_reach(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
+    let top = n / SEASON_PERIODS;
+    let (mut pick, mut least) = (p, f64::INFINITY);
+    for j in 2..=7 {
+        let d = p / j;
+        if p % j != 0 || d < SEASON_MIN_PERIOD {
+            continue;
+        }
+        let base = trimmed_msd(at, n, p, d);
+        let mut q = p + d;
+        while q <= top {
+            let m = trimmed_msd(at, n, q, d);
+            if m <= SEASON_LONGER * base && m < least {
+                (pick, least) = (q, m);
+            }
+            q += d;
+        }
+    }
+    pick
 }
 
 /// The mean squared difference `x_t − x_{t−q}` over whole blocks of `p`
@@ -615,6 +648,15 @@ mod tests {
         let x = week(1_200, 48, None, 1.0, 1);
         let (a, b) = x.split_at(300);
         assert_eq!(detect_period(a, b), 336);
+        // The scan found 6 days (no multiple in reach): the week, from the day.
+        for seed in 1..=4u64 {
+            let x = week(1_200, 48, Some(9 * 48), 0.5, seed);
+            let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
+            assert_eq!(longer_cycle(at, x.len(), 288), 336, "seed {seed}");
+        }
+        let x = wave(1_200, 288, 4.0, 5);
+        let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
+        assert_eq!(longer_cycle(at, x.len(), 288), 288);
         // Weekends like weekdays: the day.
         for p in [24usize, 48] {
             let x = wave(1_200, p, 8.0, p as u64);
