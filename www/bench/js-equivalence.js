@@ -16,7 +16,8 @@
 // heavy-tailed noise, a moderate spike after heavy tails have passed, a held
 // level on a meter with rare one-reading bursts (the median rule), two dips
 // (a spike incident's readings learned capped: learn.rs `Teach::var_cap`), quantised meters
-// (docs/DETECTION.md, "Quantised meters"). Every `anomaly` and `cleared` message must match in order:
+// (docs/DETECTION.md, "Quantised meters"), a week of short cycles judged against the week
+// (season.rs `longer_cycle`). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -47,8 +48,13 @@ function scenario(meters, steps) {
       case 5: // heavy tails (Laplace-like): widens the spike threshold
         return level + noise * (1 + 3 * (((m * 7919 + k * 104729) % 97) === 0 ? 4 : 0));
       case 6: // a cycle of 96 readings (the seasonal rule finds it), one cycle 1.6 times as high
-      case 7: // the same cycle, unchanged: no seasonal alert
-        return level + noise + 10 * Math.sin((2 * Math.PI * k) / 96) * (kind === 6 && t >= 0 && t < 96 ? 1.6 : 1);
+        return level + noise + 10 * Math.sin((2 * Math.PI * k) / 96) * (t >= 0 && t < 96 ? 1.6 : 1);
+      case 7: { // a week of 7 cycles of 24, days 5 and 6 flatter (judged against the week:
+        // season.rs `longer_cycle`), one day from t at half its height
+        const d = 0.5 - 0.5 * Math.cos((2 * Math.PI * k) / 24);
+        const shape = Math.floor(k / 24) % 7 >= 5 ? 0.55 + 0.35 * d : 0.2 + 0.8 * d;
+        return level + noise + 40 * shape * (t >= 0 && t < 24 ? 0.5 : 1);
+      }
       case 8: // heavy tails early (long-run kurtosis high), then normal noise and a voted
         // spike of 6 sd: the quiet window's kurtosis keeps the threshold at 4 (rules.rs `tails`)
         return level + noise * (k < 3000 && k % 397 === 0 ? 13 : 1) + (t >= 0 && t < 4 ? 6 : 0);

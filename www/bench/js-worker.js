@@ -81,6 +81,8 @@ const SEASON_ACF = 0.6;
 const SEASON_DIP = 0.5;
 const SEASON_NEAR_BEST = 0.9;
 const SEASON_EXPLAINED = 0.5;
+const SEASON_LONGER = 0.5;
+const SEASON_TRIM = 4;
 const SEASON_WARM = 120;
 const SEASON_MEMORY = 1200.0;
 const SEASON_MAX_READINGS = 16;
@@ -773,7 +775,73 @@ function detectPeriod(m) {
     m2 += d * d;
   }
   if (!(least <= (2.0 * (1.0 - SEASON_EXPLAINED) * m2) / n)) return 0;
+  pick = longerCycle(at, n, pick);
   return pick <= U16 ? pick : 0;
+}
+
+/** season.rs `longer_cycle`: the multiple of period p (a week of days) to judge against, or p. */
+function longerCycle(at, n, p) {
+  if (p > 0 && 2 * p > Math.floor(n / SEASON_PERIODS)) return beyondReach(at, n, p);
+  const msd = [];
+  let least = Infinity;
+  for (let k = 2; k < 32 && p > 0 && k * p <= Math.floor(n / SEASON_PERIODS); k++) {
+    msd[k] = trimmedMsd(at, n, k * p, p);
+    least = fmin(least, msd[k]);
+  }
+  const base = trimmedMsd(at, n, p, p);
+  if (!Number.isFinite(least) || !(least <= SEASON_LONGER * base)) return p;
+  for (let k = 2; k < msd.length; k++) if (msd[k] * SEASON_NEAR_BEST <= least) return k * p;
+  return p;
+}
+
+/** season.rs `beyond_reach`: a period with no multiple in reach may be several of a shorter cycle. */
+function beyondReach(at, n, p) {
+  const top = Math.floor(n / SEASON_PERIODS);
+  let pick = p;
+  let least = Infinity;
+  for (let j = 2; j <= 7; j++) {
+    const d = Math.floor(p / j);
+    if (p % j !== 0 || d < SEASON_MIN_PERIOD) continue;
+    const base = trimmedMsd(at, n, p, d);
+    for (let q = p + d; q <= top; q += d) {
+      const m = trimmedMsd(at, n, q, d);
+      if (m <= SEASON_LONGER * base && m < least) {
+        pick = q;
+        least = m;
+      }
+    }
+  }
+  return pick;
+}
+
+const seasonTop = new Float64Array(SEASON_TRIM);
+
+/** season.rs `trimmed_msd`: the mean squared lag-q difference over whole p-blocks, less the SEASON_TRIM largest. */
+function trimmedMsd(at, n, q, p) {
+  const blocks = Math.floor(Math.max(n - q, 0) / Math.max(p, 1));
+  if (blocks <= SEASON_TRIM) return Infinity;
+  let total = 0.0;
+  const top = seasonTop;
+  top.fill(0);
+  for (let j = 0; j < blocks; j++) {
+    let s = 0.0;
+    for (let i = q + j * p; i < q + (j + 1) * p; i++) {
+      const d = at(i) - at(i - q);
+      s += d * d;
+    }
+    total += s;
+    let v = s;
+    for (let t = 0; t < SEASON_TRIM; t++) {
+      if (v > top[t]) {
+        const w = top[t];
+        top[t] = v;
+        v = w;
+      }
+    }
+  }
+  let trimmed = 0.0;
+  for (let t = 0; t < SEASON_TRIM; t++) trimmed += top[t];
+  return (total - trimmed) / ((blocks - SEASON_TRIM) * p);
 }
 
 /** season.rs `Season::adopt`. */
