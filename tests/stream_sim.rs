@@ -129,6 +129,41 @@ fn a_snapshot_claiming_frames_its_watermark_does_not_cover_loses_no_reading() {
     assert_eq!(t[0]["resources"][0]["currentHour"], 11_875, "{t:?}");
 }
 
+/// The same lie, but the frames between `asOf` and `snapshot_seq` arrive
+/// after the snapshot (the server had not sent them yet): the session counts
+/// them as duplicates of what the snapshot covers, and the ledger, which
+/// decides coverage by stamp, must still count the readings stamped after
+/// `asOf`, each once.
+#[test]
+fn frames_a_lying_snapshot_claims_that_arrive_after_it_lose_no_reading() {
+    let w = |ms: u64| 1_764_064_800_000u64 + ms;
+    let mut p = Page::new(Config::default(), T0 + 1_000.0);
+    let out = p.post(json!({"type": "session", "op": "start"}));
+    let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
+    p.post(json!({"type": "socket", "event": "open"}));
+    p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
+    p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+    p.socket(&frame(9, 5, w(500), "m-1", 5, "0.250"));
+    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 7,
+        "asOf": {"wallMs": w(500), "counter": 0}, "serverTime": 1_764_064_801_000u64,
+        "from": T0, "to": T0,
+        "buckets": [{"resource": "water", "hour": T0, "total": "10.250"}]});
+    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+        "data": body.to_string()}));
+    // Frames 6 and 7 arrive after the snapshot that claims them.
+    p.socket(&frame(9, 6, w(600), "m-1", 6, "0.125"));
+    p.socket(&frame(9, 7, w(700), "m-2", 1, "0.500"));
+    p.socket(&frame(9, 8, w(800), "m-1", 8, "1.000"));
+    // Frame 5 again (covered by the watermark) and 6 again: none twice.
+    p.socket(&frame(9, 5, w(500), "m-1", 5, "0.250"));
+    p.socket(&frame(9, 6, w(600), "m-1", 6, "0.125"));
+    let out = p.post(json!({"type": "query", "query": "totals"}));
+    let t = of_type(&out, "totals");
+    assert_eq!(t[0]["incomplete"], false, "{t:?}");
+    // 10.250 at asOf, + frames 6, 7 (stamped after it) + 8.
+    assert_eq!(t[0]["resources"][0]["currentHour"], 11_875, "{t:?}");
+}
+
 /// A `totals` snapshot the ledger refuses whole (a malformed bucket, or an
 /// `asOf` ahead of every clock) still moves the session on: the deltas up to
 /// its `snapshot_seq` are dropped as covered and never reach the ledger. So
