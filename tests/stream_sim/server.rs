@@ -3,6 +3,9 @@
 //! speaking stream v2 with faults. Messages are the real server's formats:
 //! JSON text, binary kind 2 for some totals frames, and binary kind-4
 //! DELTAs on `meters.<group>` for a client that asked `binary_deltas`.
+// `stream_sim` and `stream_sim_pending` use different parts (the snapshot
+// faults are `stream_sim`'s).
+#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -33,6 +36,9 @@ fn row_ref(v: &Value) -> MeterRowRef<'_> {
         total: v["total"].as_str().and_then(Decimal::parse).unwrap_or_default(),
     }
 }
+
+/// A committed totals frame: its stamp and `(hour, resource, units)` per reading.
+pub type LoggedFrame = (u64, Vec<(i64, usize, i64)>);
 
 /// A message in flight to the client.
 #[derive(Clone, Debug)]
@@ -111,6 +117,24 @@ pub struct Faults {
     pub overrun: f64,
     pub resume_fail: f64,
     pub binary: f64,
+    /// A totals snapshot whose `snapshot_seq` is the head but whose `asOf`
+    /// and buckets stop one to three frames earlier.
+    pub seq_ahead: f64,
+    /// A totals snapshot with a bucket off the hour (the ledger refuses it).
+    pub malformed: f64,
+    /// A totals snapshot whose `asOf` is a day in the future (refused).
+    pub future: f64,
+    /// A snapshot reply delivered twice (same `requestId`).
+    pub dup_reply: f64,
+    /// A snapshot request answered with an older body of the same channel.
+    pub stale_reply: f64,
+    /// Frames already covered by a snapshot sent again after it.
+    pub replay: f64,
+    /// A HELLO, READY or RESUMED pushed at a random point of the connection.
+    pub odd_op: f64,
+    /// A totals snapshot that omits one frame its `asOf` covers, or counts
+    /// one twice: a lie no client can see (`lying_snapshots_...` only).
+    pub lie: f64,
 }
 
 pub struct Server {
@@ -129,6 +153,12 @@ pub struct Server {
     pub binary_deltas_sent: std::cell::Cell<u64>,
     /// Deltas sent beyond credit (overrun faults).
     pub overruns: u64,
+    /// Every totals frame ever committed, in order (stamps strictly grow),
+    /// across epochs: its stamp and `(hour, resource, units)` per reading.
+    pub log: Vec<LoggedFrame>,
+    /// `cum[k]`: the hourly totals of the first `k` frames of `log` (non-zero
+    /// entries only); `cum[log.len()]` equals `hours`.
+    pub cum: Vec<BTreeMap<(i64, usize), i64>>,
 }
 
 fn meter_of(channel: &str, i: u64) -> String {
@@ -168,6 +198,8 @@ impl Server {
             faults: Faults::default(),
             binary_deltas_sent: std::cell::Cell::new(0),
             overruns: 0,
+            log: Vec::new(),
+            cum: vec![BTreeMap::new()],
         }
     }
 
@@ -189,6 +221,17 @@ impl Server {
             readings.push((meter.clone(), r, *id, ts, units));
             touched.push((c, meter, ts, r, units));
         }
+        let mut cum = self.cum.last().cloned().unwrap_or_default();
+        let mut parts = Vec::new();
+        for (_, r, _, ts, u) in &readings {
+            let hour = *ts as i64 / HOUR * HOUR;
+            parts.push((hour, *r, *u));
+            if *u != 0 {
+                *cum.entry((hour, *r)).or_insert(0) += u;
+            }
+        }
+        self.log.push((self.now, parts));
+        self.cum.push(cum);
         if let Some(s) = self.streams.get_mut("totals") {
             let seq = s.seq + 1;
             s.push(Delta::Frame(Frame { seq, stamp: self.now, readings }));
@@ -434,7 +477,21 @@ impl Server {
                 .find_map(|kv| kv.strip_prefix("from="))
                 .and_then(|f| f.parse::<f64>().ok())
                 .ok_or_else(|| format!("bad from in {path}"))?;
-            return Ok(self.catchup_body(from as i64 / HOUR * HOUR, None));
+            // Its watermark is the server's clock, as the real server's
+            // (its HLC's last stamp, which heartbeats and hellos move too):
+            // every reading stamped by now is in it.
+            let to = self.now as i64 / HOUR * HOUR;
+            let from = (from as i64 / HOUR * HOUR).min(to);
+            let buckets = self
+                .hours
+                .range(from..=to)
+                .flat_map(|(h, units)| {
+                    units.iter().enumerate().filter(|(_, u)| **u != 0).map(move |(r, u)| {
+                        json!({"resource": RESOURCES[r], "hour": h, "total": format_units(*u, 3)})
+                    })
+                })
+                .collect();
+            return Ok(self.body_at(from, None, self.now, to, buckets));
         }
         let q =
             path.strip_prefix("/snapshot-v2?").ok_or_else(|| format!("unexpected fetch {path}"))?;
@@ -532,6 +589,18 @@ impl Server {
                 }
             }
         }
+        self.body_at(from, mini, as_of, to, buckets)
+    }
+
+    fn body_at(
+        &self,
+        from: i64,
+        mini: Option<u64>,
+        as_of: u64,
+        to: i64,
+        buckets: Vec<Value>,
+    ) -> String {
+        let stream = &self.streams["totals"];
         let mut body = json!({"type": "catchup", "channel": "totals", "epoch": stream.epoch,
             "snapshot_seq": stream.seq, "asOf": {"wallMs": as_of, "counter": 0},
             "serverTime": self.now, "from": from, "to": to, "buckets": buckets});
@@ -539,6 +608,78 @@ impl Server {
             body["since_seq"] = json!(n);
         }
         body.to_string()
+    }
+}
+
+impl Server {
+    /// A faulty answer to a totals snapshot request (`honest` is the real
+    /// one), or `None` when no fault was drawn. `lies` allows the faults no
+    /// client can detect (a total that disagrees with the frames).
+    pub fn faulty_totals(&self, honest: &str, rng: &mut Rng, lies: bool) -> Option<String> {
+        let v: Value = serde_json::from_str(honest).ok()?;
+        let from = v["from"].as_i64()?;
+        let mini = v["since_seq"].as_u64();
+        let frames = self.log.len();
+        let buckets_of = |m: &BTreeMap<(i64, usize), i64>, from: i64, to: i64| -> Vec<Value> {
+            m.iter()
+                .filter(|((h, _), u)| *h >= from && *h <= to && **u != 0)
+                .map(|((h, r), u)| {
+                    json!({"resource": RESOURCES[*r], "hour": h, "total": format_units(*u, 3)})
+                })
+                .collect()
+        };
+        if rng.chance(self.faults.seq_ahead) && frames > 3 {
+            // `snapshot_seq` the head, `asOf` and totals 1-3 frames before it.
+            let k = frames - 1 - rng.below(3) as usize;
+            let as_of = self.log[k - 1].0;
+            let to = as_of as i64 / HOUR * HOUR;
+            let from = from.min(to);
+            return Some(self.body_at(from, mini, as_of, to, buckets_of(&self.cum[k], from, to)));
+        }
+        if rng.chance(self.faults.malformed) {
+            let mut v = v;
+            let hour = v["to"].as_i64()? + 1;
+            v["buckets"]
+                .as_array_mut()?
+                .push(json!({"resource": "water", "hour": hour, "total": "1"}));
+            return Some(v.to_string());
+        }
+        if rng.chance(self.faults.future) {
+            let mut v = v;
+            v["asOf"]["wallMs"] = json!(v["asOf"]["wallMs"].as_u64()? + 86_400_000);
+            return Some(v.to_string());
+        }
+        if lies && rng.chance(self.faults.lie) && frames > 0 {
+            // One frame the watermark covers omitted, or counted twice.
+            let (_, parts) = &self.log[rng.below(frames as u64) as usize];
+            let sign = if rng.chance(0.5) { -1 } else { 1 };
+            let mut m = self
+                .hours
+                .iter()
+                .flat_map(|(h, u)| (0..3).map(move |r| ((*h, r), u[r])))
+                .collect::<BTreeMap<_, _>>();
+            for (h, r, u) in parts {
+                *m.entry((*h, *r)).or_insert(0) += sign * u;
+            }
+            let to = v["to"].as_i64()?;
+            let mut v = v;
+            v["buckets"] = json!(buckets_of(&m, from, to));
+            return Some(v.to_string());
+        }
+        None
+    }
+
+    /// Frames of the current totals epoch at or before `seq` (the ring's),
+    /// as messages: what a server replays after a resync.
+    pub fn replay_totals(&self, upto: u64, rng: &mut Rng) -> Vec<Msg> {
+        let s = &self.streams["totals"];
+        let mut out = Vec::new();
+        for (q, d) in &s.ring {
+            if *q <= upto && rng.chance(0.3) {
+                out.push(self.message(s.epoch, *q, d, "totals", false, rng));
+            }
+        }
+        out
     }
 }
 

@@ -409,8 +409,12 @@ impl Session {
         };
         let Buffered { body, .. } = d;
         if epoch < pe || (epoch == pe && seq <= ps) {
+            // A repeat, or a frame a snapshot claimed before it arrived:
+            // handed out as covered, so the ledger can count what the
+            // snapshot's watermark does not reach (each reading once).
             self.counters.duplicates += 1;
             c.pending += 1;
+            out.push(SessionOutput::Covered { channel: c.name.clone(), epoch, seq, body });
         } else if epoch == pe && seq == ps.saturating_add(1) {
             c.pos = Some((epoch, seq));
             c.outstanding += 1;

@@ -389,8 +389,10 @@ pub enum SessionOutput {
         /// The snapshot or delta.
         item: Delivery,
     },
-    /// A buffered delta dropped because the snapshot just delivered covers
-    /// it (`seq <= snapshot_seq`, or an older epoch): not part of the
+    /// A delta dropped because the channel's position already covers it
+    /// (`seq <= snapshot_seq` of the snapshot just delivered, or of the
+    /// position reached since, or an older epoch; buffered before the
+    /// snapshot or arriving after it): not part of the
     /// in-order stream, for a consumer that can check the snapshot's claim
     /// itself (the ledger decides coverage by stamp, so a `totals` snapshot
     /// whose watermark does not reach a frame it claims loses no reading).
