@@ -126,6 +126,29 @@ fn totals_channel_end_to_end_through_the_wire() {
     assert!(of_type(&p.told, "error").is_empty(), "{:?}", of_type(&p.told, "error"));
 }
 
+/// A page whose session has started and is READY on epoch 9; the id of the
+/// `totals` snapshot fetch it asked for.
+fn ready_page() -> (Page, u64) {
+    let mut p = Page::new(Config::default(), T0 + 1_000.0);
+    let out = p.post(json!({"type": "session", "op": "start"}));
+    let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
+    p.post(json!({"type": "socket", "event": "open"}));
+    p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
+    p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+    (p, rid)
+}
+
+/// The lying snapshot: `snapshot_seq` 7, but its watermark is frame 5's stamp
+/// (`as_of`) and its total holds frame 5's reading only.
+fn post_lying_snapshot(p: &mut Page, rid: u64, as_of: u64) {
+    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 7,
+        "asOf": {"wallMs": as_of, "counter": 0}, "serverTime": 1_764_064_801_000u64,
+        "from": T0, "to": T0,
+        "buckets": [{"resource": "water", "hour": T0, "total": "10.250"}]});
+    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+        "data": body.to_string()}));
+}
+
 /// A `totals` snapshot whose `snapshot_seq` claims frames its `asOf` does
 /// not cover (a server lying about its watermark, or a snapshot that
 /// disagrees with the deltas): the session drops the buffered frames up to
@@ -134,24 +157,12 @@ fn totals_channel_end_to_end_through_the_wire() {
 #[test]
 fn a_snapshot_claiming_frames_its_watermark_does_not_cover_loses_no_reading() {
     let w = |ms: u64| 1_764_064_800_000u64 + ms;
-    let mut p = Page::new(Config::default(), T0 + 1_000.0);
-    let out = p.post(json!({"type": "session", "op": "start"}));
-    let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
-    p.post(json!({"type": "socket", "event": "open"}));
-    p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
-    p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+    let (mut p, rid) = ready_page();
     // Frames 5-7 arrive while the snapshot is on its way: buffered.
     p.socket(&frame(9, 5, w(500), "m-1", 5, "0.250"));
     p.socket(&frame(9, 6, w(600), "m-1", 6, "0.125"));
     p.socket(&frame(9, 7, w(700), "m-2", 1, "0.500"));
-    // The snapshot says seq 7, but its watermark is frame 5's stamp and its
-    // total holds frame 5's reading only.
-    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 7,
-        "asOf": {"wallMs": w(500), "counter": 0}, "serverTime": 1_764_064_801_000u64,
-        "from": T0, "to": T0,
-        "buckets": [{"resource": "water", "hour": T0, "total": "10.250"}]});
-    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
-        "data": body.to_string()}));
+    post_lying_snapshot(&mut p, rid, w(500));
     p.socket(&frame(9, 8, w(800), "m-1", 8, "1.000"));
     // A frame the server repeats counts once.
     p.socket(&frame(9, 6, w(600), "m-1", 6, "0.125"));
@@ -169,19 +180,9 @@ fn a_snapshot_claiming_frames_its_watermark_does_not_cover_loses_no_reading() {
 #[test]
 fn frames_a_lying_snapshot_claims_that_arrive_after_it_lose_no_reading() {
     let w = |ms: u64| 1_764_064_800_000u64 + ms;
-    let mut p = Page::new(Config::default(), T0 + 1_000.0);
-    let out = p.post(json!({"type": "session", "op": "start"}));
-    let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
-    p.post(json!({"type": "socket", "event": "open"}));
-    p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
-    p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+    let (mut p, rid) = ready_page();
     p.socket(&frame(9, 5, w(500), "m-1", 5, "0.250"));
-    let body = json!({"type": "catchup", "channel": "totals", "epoch": 9, "snapshot_seq": 7,
-        "asOf": {"wallMs": w(500), "counter": 0}, "serverTime": 1_764_064_801_000u64,
-        "from": T0, "to": T0,
-        "buckets": [{"resource": "water", "hour": T0, "total": "10.250"}]});
-    p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
-        "data": body.to_string()}));
+    post_lying_snapshot(&mut p, rid, w(500));
     // Frames 6 and 7 arrive after the snapshot that claims them.
     p.socket(&frame(9, 6, w(600), "m-1", 6, "0.125"));
     p.socket(&frame(9, 7, w(700), "m-2", 1, "0.500"));
@@ -221,12 +222,7 @@ fn a_refused_totals_snapshot_leaves_the_totals_incomplete_until_a_catchup_covers
     };
     for (fault, as_of, odd_hour) in [("malformed", w(700), true), ("future", w(86_400_000), false)]
     {
-        let mut p = Page::new(Config::default(), T0 + 1_000.0);
-        let out = p.post(json!({"type": "session", "op": "start"}));
-        let rid = of_type(&out, "fetch")[0]["requestId"].as_u64().expect("id");
-        p.post(json!({"type": "socket", "event": "open"}));
-        p.socket(r#"{"op":"HELLO","heartbeat_interval_ms":15000,"session_id":"s-1","server_time_ms":1764064801000}"#);
-        p.socket(r#"{"op":"READY","session_id":"s-1"}"#);
+        let (mut p, rid) = ready_page();
         let body = snapshot(None, 4, w(400), "10.000", false);
         p.post(json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
             "data": body.to_string()}));

@@ -528,14 +528,27 @@ impl Season {
 mod tests {
     use super::*;
 
+    /// One reading `i` of `x` through the rule, as the tick does: a scan when
+    /// due (as meter 3, once a window), then the judge; the reading's u².
+    fn step(s: &mut Season, x: &[f64], i: usize, window: usize, t: f64) -> f64 {
+        let lo = (i + 1).saturating_sub(window);
+        let ring = (&x[lo..=i], &[][..]);
+        let due = s.scan_due(3, i as u32, 1, window);
+        s.rescan(ring, window, due);
+        s.judge(ring, 1, t, 1e-12)
+    }
+
+    /// A uniform draw in [-0.5, 0.5) from a 64-bit LCG.
+    fn uniform(s: &mut u64) -> f64 {
+        *s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((*s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+    }
+
     fn wave(n: usize, p: usize, noise: f64, seed: u64) -> Vec<f64> {
         let mut s = seed;
         (0..n)
             .map(|i| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let u = ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+                let u = uniform(&mut s);
                 let f = (i % p) as f64 / p as f64;
                 50.0 + 30.0 * (std::f64::consts::TAU * f).sin() + noise * u
             })
@@ -594,11 +607,7 @@ mod tests {
         let mut s = Season::default();
         let mut first = None;
         for i in 0..x.len() {
-            let lo = (i + 1).saturating_sub(window);
-            let ring = (&x[lo..=i], &[][..]);
-            let due = s.scan_due(3, i as u32, 1, window);
-            s.rescan(ring, window, due);
-            let u2 = s.judge(ring, 1, t, 1e-12);
+            let u2 = step(&mut s, &x, i, window, t);
             if u2 > 1.0 {
                 assert!(i >= at, "normal cycle breached at {i}: u² {u2}, period {}", s.period);
                 first.get_or_insert(i);
@@ -616,10 +625,7 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|i| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let u = ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5;
+                let u = uniform(&mut s);
                 let f = (i % p) as f64 / p as f64;
                 let d = 0.5 - 0.5 * (std::f64::consts::TAU * (f - 0.2)).cos();
                 let weekend = (i / p) % 7 >= 5;
@@ -683,11 +689,7 @@ mod tests {
             let mut first = None;
             let mut votes = 0u32;
             for i in 0..x.len() {
-                let lo = (i + 1).saturating_sub(window);
-                let ring = (&x[lo..=i], &[][..]);
-                let due = s.scan_due(3, i as u32, 1, window);
-                s.rescan(ring, window, due);
-                let u2 = s.judge(ring, 1, t, 1e-12);
+                let u2 = step(&mut s, &x, i, window, t);
                 // The spike vote the rule's breaches go to: 3 of the last 5.
                 votes = ((votes << 1) | u32::from(u2 > 1.0)) & 0b1_1111;
                 if u2 > 1.0 && votes.count_ones() >= 3 {
