@@ -734,6 +734,14 @@ fn the_engine_class_handles_ticks_flushes_and_bad_times() -> TestResult {
     ensure_eq!(out.length(), 1);
     ensure_eq!(text(&out.get(0), "code")?, "bad_field");
 
+    // Called directly (no structured clone), a control message may carry a
+    // toJSON that makes JSON.stringify return `undefined`: an error, no throw.
+    let no_json = js(r#"{"type":"query","query":"stats"}"#);
+    Reflect::set(&no_json, &"toJSON".into(), &Function::new_no_args("return undefined"))?;
+    let out = calls(engine.handle(no_json.unchecked_ref(), now()));
+    ensure_eq!(out.length(), 1, "{}", show(&out));
+    ensure_eq!(text(&out.get(0), "code")?, "bad_field");
+
     let memory = engine.linear_memory_bytes();
     ensure!(memory > 0.0 && memory % 65_536.0 == 0.0, "linearMemoryBytes {memory}");
     Ok(())

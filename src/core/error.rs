@@ -195,6 +195,16 @@ impl<'a> ErrorSink<'a> {
         }
     }
 
+    /// Like [`ErrorSink::push`], but the error is only made (its text
+    /// formatted) if it will be reported: a body may refuse millions.
+    pub(crate) fn push_with(&mut self, make: impl FnOnce() -> CoreError) {
+        if self.sent < self.max {
+            self.push(make());
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
     /// Reports how many errors were not reported individually, if any.
     pub(crate) fn finish(self) {
         if self.suppressed > 0 {
@@ -204,7 +214,7 @@ impl<'a> ErrorSink<'a> {
 }
 
 /// The one `errors_suppressed` error: `n` errors past `maxErrorsPerBatch` (`max`).
-pub(crate) fn suppressed(n: u32, max: u32) -> CoreError {
+fn suppressed(n: u32, max: u32) -> CoreError {
     CoreError::new(
         ErrorCode::ErrorsSuppressed,
         format!(

@@ -191,8 +191,9 @@ impl RingSlab {
     }
 
     /// The sample in the slot meter `m`'s next [`RingSlab::push`] writes (0 for
-    /// an unknown meter): a read with no effect.
-    #[inline]
+    /// an unknown meter): a read with no effect; the oracle of
+    /// [`RingSlab::warm`]'s test.
+    #[cfg(test)]
     pub fn next_slot(&self, m: usize) -> f64 {
         self.next_place(m).map_or(0.0, |(c, slot)| self.sample_at(c, slot))
     }

@@ -174,20 +174,27 @@ fn control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
 }
 
 /// The page's own control messages (`config`, `query`, `session`, ...) are
-/// bounded like payloads: a huge one is refused before the decoder walks it.
-/// (A failed `fetched` answer is not: it carries the server's error body, and
-/// the session must learn of the failure whatever its size.)
+/// bounded like payloads: a huge one is refused before it is copied into wasm
+/// memory (which never shrinks) and before the decoder walks it. (A failed
+/// `fetched` answer is not: it carries the server's error body, and the
+/// session must learn of the failure whatever its size.)
 fn page_control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
-    let text = json_text(msg).map_err(|why| bad_field(format!("message {why}")))?;
-    if text.len() > cfg.max_payload_bytes as usize {
-        return Err(CoreError::new(
+    let js = json_string(msg).map_err(|why| bad_field(format!("message {why}")))?;
+    let max = cfg.max_payload_bytes as usize;
+    let too_large = |len: usize| {
+        CoreError::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "a control message is {} bytes as JSON; maxPayloadBytes is {}",
-                text.len(),
-                cfg.max_payload_bytes
-            ),
-        ));
+            format!("a control message is {len} bytes as JSON; maxPayloadBytes is {max}"),
+        )
+    };
+    // UTF-8 never takes fewer bytes than UTF-16 code units (see `text`).
+    let units = js.length() as usize;
+    if units > max {
+        return Err(too_large(units));
+    }
+    let text = rust_string(js).map_err(|why| bad_field(format!("message {why}")))?;
+    if text.len() > max {
+        return Err(too_large(text.len()));
     }
     Ok(wire::decode_message_text(&text, cfg))
 }
@@ -195,16 +202,32 @@ fn page_control(msg: &JsValue, cfg: &Config) -> Result<Inbound, CoreError> {
 /// A JS value as JSON text (`JSON.stringify`: `undefined` members dropped,
 /// NaN and infinities as `null`), for the wire's JSON reader.
 pub(crate) fn json_text(v: &JsValue) -> Result<String, String> {
-    match js_sys::JSON::stringify(v) {
-        Ok(s) => JsValue::from(s)
-            .as_string()
-            .ok_or_else(|| "is not plain JSON-like data (JSON.stringify gave nothing)".to_string()),
-        Err(e) => Err(format!(
+    json_string(v).and_then(rust_string)
+}
+
+/// The text `JSON.stringify` gave, copied into wasm memory.
+fn rust_string(s: JsString) -> Result<String, String> {
+    JsValue::from(s).as_string().ok_or_else(|| GAVE_NOTHING.to_string())
+}
+
+/// `JSON.stringify(v)`, still a JS string (nothing copied into wasm memory).
+/// `undefined` (a `toJSON` may return it) is refused here, so that the
+/// string's `length` can be read.
+fn json_string(v: &JsValue) -> Result<JsString, String> {
+    let s = js_sys::JSON::stringify(v).map_err(|e| {
+        format!(
             "is not plain JSON-like data: {}",
             e.as_string().unwrap_or_else(|| "JSON.stringify failed".into())
-        )),
+        )
+    })?;
+    if s.is_string() {
+        Ok(s)
+    } else {
+        Err(GAVE_NOTHING.to_string())
     }
 }
+
+const GAVE_NOTHING: &str = "is not plain JSON-like data (JSON.stringify gave nothing)";
 
 /// `data` as UTF-8 in `scratch`, refusing it before the copy if it cannot fit.
 ///

@@ -9,7 +9,8 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::core::config::Config;
-use crate::core::error::{CoreError, ErrorCode};
+use crate::core::error::{CoreError, ErrorCode, ErrorSink};
+use crate::core::event::Outbound;
 use crate::core::meters::meter_id_problem;
 
 /// A decoded `GET /groups` body: `{"version":V,"groups":{"north":["m-1",…],…}}`,
@@ -53,7 +54,8 @@ impl GroupMap {
     /// at most `maxErrorsPerBatch`, then one `errors_suppressed` counting the
     /// rest, which are never formatted (a 16 MiB body may refuse millions).
     pub fn build(body: &GroupMapBody, cfg: &Config) -> (GroupMap, Vec<CoreError>) {
-        let mut errors = Refusals { list: Vec::new(), more: 0, max: cfg.max_errors_per_batch };
+        let mut refused = Vec::new();
+        let mut errors = ErrorSink::new(&mut refused, cfg.max_errors_per_batch);
         let mut names: Vec<String> = Vec::new();
         // The names kept, hashed: a body may list millions of groups past
         // `maxGroups`, each checked for a repeat of a kept one.
@@ -61,7 +63,7 @@ impl GroupMap {
         let mut lists: FxHashMap<&str, Vec<u16>> = FxHashMap::default();
         for (name, members) in &body.groups {
             if let Some(why) = group_name_problem(name) {
-                errors.note(|| {
+                errors.push_with(|| {
                     CoreError::new(
                         ErrorCode::BadField,
                         format!("group {:?}: name {why}; group ignored", trunc(name)),
@@ -70,7 +72,7 @@ impl GroupMap {
                 continue;
             }
             if kept.contains(name.as_str()) {
-                errors.note(|| {
+                errors.push_with(|| {
                     CoreError::new(
                         ErrorCode::BadField,
                         format!("group '{name}' is listed twice; the second list is ignored"),
@@ -79,7 +81,7 @@ impl GroupMap {
                 continue;
             }
             if names.len() >= cfg.max_groups as usize {
-                errors.note(|| CoreError::new(
+                errors.push_with(|| CoreError::new(
                     ErrorCode::GroupLimit,
                     format!(
                         "group '{name}' refused: maxGroups ({}) groups already listed; its {} meter(s) count in no group unless another lists them",
@@ -94,7 +96,7 @@ impl GroupMap {
             kept.insert(name.as_str());
             for meter in members {
                 if let Some(why) = meter_id_problem(meter) {
-                    errors.note(|| {
+                    errors.push_with(|| {
                         CoreError::new(
                             ErrorCode::BadMeterId,
                             format!(
@@ -110,7 +112,7 @@ impl GroupMap {
                     continue;
                 }
                 if list.len() >= cfg.max_groups_per_meter as usize {
-                    errors.note(|| CoreError::new(
+                    errors.push_with(|| CoreError::new(
                         ErrorCode::GroupLimit,
                         format!(
                             "group '{name}': meter '{meter}' refused, already in maxGroupsPerMeter ({}) groups",
@@ -129,7 +131,12 @@ impl GroupMap {
             map.memberships.extend_from_slice(&list);
             map.by_meter.insert(meter.to_string(), (start, list.len() as u16));
         }
-        (map, errors.finish())
+        errors.finish();
+        let errors = refused
+            .into_iter()
+            .filter_map(|o| if let Outbound::Error(e) = o { Some(e) } else { None })
+            .collect();
+        (map, errors)
     }
 
     /// The version of the body behind this map, `None` before any.
@@ -168,31 +175,6 @@ impl GroupMap {
         self.by_meter.keys().map(|k| k.capacity() + 48).sum::<usize>()
             + self.names.iter().map(|n| n.capacity() + 24).sum::<usize>()
             + self.memberships.capacity() * 2
-    }
-}
-
-/// Errors of one build, capped as an `ErrorSink` caps a batch's.
-struct Refusals {
-    list: Vec<CoreError>,
-    more: u32,
-    max: u32,
-}
-
-impl Refusals {
-    /// Keeps the error `e` makes, or only counts it past the cap.
-    fn note(&mut self, e: impl FnOnce() -> CoreError) {
-        if self.list.len() < self.max as usize {
-            self.list.push(e());
-        } else {
-            self.more = self.more.saturating_add(1);
-        }
-    }
-
-    fn finish(mut self) -> Vec<CoreError> {
-        if self.more > 0 {
-            self.list.push(crate::core::error::suppressed(self.more, self.max));
-        }
-        self.list
     }
 }
 

@@ -477,7 +477,7 @@ impl Ledger {
     ) {
         self.engaged = true;
         if self.as_of.is_none_or(|a| a < as_of) {
-            let latest = now_ms + self.sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms;
+            let latest = clock_limit(&self.sync, now_ms, cfg);
             // `as` saturates (NaN to 0); the clamp keeps the part valid.
             let wall = (latest.ceil().max(0.0) as u64).saturating_add(1).min(MAX_WALL_MS);
             self.add_need(as_of.min(Hlc { wall_ms: wall, counter: 0 }));

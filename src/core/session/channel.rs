@@ -117,11 +117,11 @@ impl Channel {
     }
 }
 
-/// Whether `name` is a valid channel name.
 /// Refusals of one kind listed one error each in a `start`'s channel list
 /// ([`Session::subscribe_all`]); the rest are counted in one error.
 pub const MAX_LISTED_REFUSALS: usize = 16;
 
+/// Whether `name` is a valid channel name.
 pub fn valid_channel_name(name: &str) -> bool {
     (1..=MAX_CHANNEL_NAME).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -200,14 +200,12 @@ impl Session {
                 None => self.subscribe(name, out),
             }
         }
-        let codes = [SessionErrorCode::BadChannel, SessionErrorCode::ChannelLimit];
-        for (n, code) in unlisted.into_iter().zip(codes) {
+        let kinds = [
+            (SessionErrorCode::BadChannel, "with a bad name"),
+            (SessionErrorCode::ChannelLimit, "past maxSubscriptions"),
+        ];
+        for (n, (code, what)) in unlisted.into_iter().zip(kinds) {
             if n > 0 {
-                let what = if code == SessionErrorCode::BadChannel {
-                    "with a bad name"
-                } else {
-                    "past maxSubscriptions"
-                };
                 let message = format!(
                     "{n} more channels {what} refused (only the first {MAX_LISTED_REFUSALS} are listed)"
                 );
