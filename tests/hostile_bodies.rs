@@ -12,12 +12,17 @@
 //!   error, at most `maxErrorsPerBatch` of them formatted.
 //! - A text `meters.<group>` DELTA whose rows each name another resource:
 //!   each row's resource was looked up among all the names before it.
+//! - A `HEARTBEAT_ACK` of many positions against many subscribed channels:
+//!   each position was looked up among every subscribed channel
+//!   (`Session::tail_gaps`).
 //!
 //! The sizes are a few MB: at these sizes the quadratic scans these tests
 //! were written against ran for minutes (hours at 16 MiB; see
 //! docs/PERFORMANCE.md, "Hostile bodies"), while a linear decoder takes
 //! milliseconds. Nothing here is timed: a regression shows as a test that
 //! does not finish.
+
+use std::collections::BTreeMap;
 
 use meterflow::core::config::Config;
 use meterflow::core::error::ErrorCode;
@@ -182,4 +187,118 @@ fn delta_rows_naming_many_resources_are_read_whole_and_alike_on_both_paths() {
             assert_eq!((meter, resource, *ts), (&format!("m{i}"), &format!("r{i:06}"), i as f64));
         }
     }
+}
+
+/// A `HEARTBEAT_ACK` listing many channels, against a session of
+/// `maxSubscriptions` (256) live channels: each listed position was looked up
+/// among every subscribed channel by name (entries x channels; at 16 MiB of
+/// short names, about 800,000 x 256 string comparisons). The answer is
+/// checked: every subscribed channel the server says it sent past is fetched
+/// (from its position on a gap, whole on a new epoch), no other is, and the
+/// unknown names change nothing.
+#[test]
+fn heartbeat_ack_listing_many_channels_against_many_subscriptions_fetches_exactly_the_lost_tails() {
+    use meterflow::core::Engine;
+    use meterflow::wire;
+    use serde_json::{json, Value};
+
+    const SUBS: usize = 256;
+    // The buffers held at this many channels fit wasm32 only if each is smaller.
+    let cfg =
+        Config { max_subscriptions: SUBS as u32, max_buffered_bytes: 1 << 20, ..Config::default() };
+    let mut engine = Engine::new(cfg.clone()).expect("config");
+    let now = 1_764_064_800_000.0;
+    // Names of one length, so comparing two is not settled by their lengths.
+    let name = |i: usize| format!("meters.{i:04}");
+    let decoy = |i: usize| format!("meters{i:05}");
+    assert_eq!(name(0).len(), decoy(0).len());
+
+    let post = |engine: &mut Engine, msg: Value| -> Vec<Value> {
+        let inbound = wire::decode_message(&msg, engine.config());
+        let outs = engine.handle(inbound, now);
+        outs.iter().map(|o| serde_json::to_value(wire::encode(o)).expect("json")).collect()
+    };
+    let socket = |engine: &mut Engine, op: Value| {
+        post(engine, json!({"type": "socket", "event": "message", "data": op.to_string()}))
+    };
+    let channels: Vec<String> = (0..SUBS).map(name).collect();
+    // The channel a snapshot fetch names.
+    let channel_of = |v: &Value| -> Option<String> {
+        let path = v["path"].as_str()?;
+        let rest = path.strip_prefix("/snapshot-v2?channel=")?;
+        Some(rest.split('&').next()?.to_string())
+    };
+    let mut outs =
+        post(&mut engine, json!({"type": "session", "op": "start", "channels": channels}));
+    outs.extend(post(&mut engine, json!({"type": "socket", "event": "open"})));
+    let hello = json!({"op": "HELLO", "heartbeat_interval_ms": 60_000, "session_id": "s-1",
+        "server_time_ms": now});
+    outs.extend(socket(&mut engine, hello));
+    outs.extend(socket(&mut engine, json!({"op": "READY", "session_id": "s-1"})));
+    // Every channel bootstraps: its snapshot at (1, 5) makes it live.
+    let mut answered = 0;
+    while let Some(v) = outs.pop() {
+        if v["type"] != "fetch" {
+            continue;
+        }
+        let Some(ch) = channel_of(&v) else { continue };
+        let body = json!({"channel": &ch, "epoch": 1, "snapshot_seq": 5, "meters": []});
+        let rid = v["requestId"].clone();
+        outs.extend(post(
+            &mut engine,
+            json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+                "data": body.to_string()}),
+        ));
+        answered += 1;
+    }
+    assert_eq!(answered, SUBS, "every channel fetched its snapshot once");
+    assert!(engine.session().channels().iter().all(|c| c.position == Some((1, 5)) && !c.paused));
+
+    // The ACK: decoys up to the payload bound, the subscribed channels among
+    // them. Channel i % 3 == 0 is behind (seq 9), 1 is at a new epoch, 2 is
+    // level.
+    let mut sent = String::from("{");
+    let mut want = BTreeMap::new();
+    let mut i = 0;
+    let budget = cfg.max_payload_bytes as usize - 4096;
+    while sent.len() + 32 < budget {
+        sent.push_str(&format!("\"{}\":[1,9],", decoy(i)));
+        if i % 3_000 == 0 && i / 3_000 < SUBS {
+            let k = i / 3_000;
+            let (e, s, fetch) = match k % 3 {
+                0 => (1, 9, Some("since_seq=5")),
+                1 => (2, 1, Some("")),
+                _ => (1, 5, None),
+            };
+            sent.push_str(&format!("\"{}\":[{e},{s}],", name(k)));
+            if let Some(f) = fetch {
+                want.insert(name(k), f);
+            }
+        }
+        i += 1;
+    }
+    assert!(i / 3_000 >= SUBS, "every channel listed: {i} decoys");
+    sent.pop();
+    sent.push('}');
+    let text = format!("{{\"op\":\"HEARTBEAT_ACK\",\"sent\":{sent}}}");
+    assert!(text.len() <= cfg.max_payload_bytes as usize);
+    let inbound = wire::decode_socket_text(&text, Arrival::default(), &cfg);
+    let outs: Vec<Value> = engine
+        .handle(inbound, now)
+        .iter()
+        .map(|o| serde_json::to_value(wire::encode(o)).expect("json"))
+        .collect();
+    let mut got = BTreeMap::new();
+    for v in &outs {
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] != "fetch" {
+            continue;
+        }
+        let path = v["path"].as_str().unwrap_or("");
+        let ch = channel_of(v).filter(|c| channels.contains(c));
+        let ch = ch.unwrap_or_else(|| panic!("fetch of no subscribed channel: {path}"));
+        let since = if path.contains("since_seq=5") { "since_seq=5" } else { "" };
+        assert!(got.insert(ch.clone(), since).is_none(), "{ch} fetched twice");
+    }
+    assert_eq!(got, want);
 }
