@@ -5,7 +5,7 @@
 //! text decoded by `decode_socket_text` and the frame decoded by
 //! `decode_socket_binary` give the same op: channel, epoch, seq and the very
 //! same rows and removes. A frame is refused whole on a bad row, as the text
-//! is. Engine-level agreement (stores and page messages over faulty
+//! is, with the same code. Engine-level agreement (stores and page messages over faulty
 //! schedules) is `stream_sim`'s `text_and_binary_deltas_give_the_same_page_and_stores`.
 
 #[path = "common/meter_rows.rs"]
@@ -98,8 +98,8 @@ proptest! {
         let from_binary = op(decode_socket_binary(&frame, Arrival::default(), &cfg));
         match (&from_text, &from_binary) {
             (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
-            // Both refuse (a bad meter id, say); the codes may differ in kind.
-            (Err(_), Err(_)) => {}
+            // Both refuse (a bad meter id, say), with the same code.
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
             _ => prop_assert!(false, "text {:?} vs binary {:?}", from_text, from_binary),
         }
     }
@@ -174,4 +174,90 @@ fn the_documented_example_is_what_the_encoder_writes() {
     let (_, _, _, patch) =
         op(decode_socket_binary(&frame, Arrival::default(), &Config::default())).unwrap();
     assert_eq!(patch.upsert, vec![row.to_row()]);
+}
+
+/// A row value out of range is refused with the same code whichever form the
+/// DELTA took (PROTOCOL.md 3.10: "as for a JSON DELTA"): a total finer than 18
+/// decimals, a count past 2^53, a non-finite `value` or `ts`, an unknown
+/// status, a bad meter id. Each case is one row, written as text and as a
+/// kind-4 frame whose column is patched to the same value.
+#[test]
+fn a_bad_row_is_refused_with_the_same_code_on_both_paths() {
+    let cfg = Config::default();
+    let good = MeterRowRef {
+        meter: "m-1",
+        resource: "water",
+        ts: 1_764_064_800_000.0,
+        value: 12.5,
+        status: MeterStatus::Ok,
+        count: 3,
+        total: Decimal::new(125, 1),
+    };
+    // One row: the columns start at `start`, each 8 bytes but the last three.
+    let frame = encode_meters_delta("meters.north", 2, 14, &[good], &[]).unwrap();
+    let start = frame.len() - 40;
+    let (ts, value, count, total, scale, status) =
+        (start, start + 8, start + 16, start + 24, start + 34, start + 35);
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut f = frame.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        f
+    };
+    let text = |field: &str, raw: &str| {
+        let row = format!(
+            r#"{{"meter":"m-1","resource":"water","ts":1764064800000,"value":12.5,"status":"ok","count":3,"total":"12.5"}}"#
+        );
+        let want = match field {
+            "total" => r#""total":"12.5""#.to_string(),
+            "status" => r#""status":"ok""#.to_string(),
+            "meter" => r#""meter":"m-1""#.to_string(),
+            "ts" => r#""ts":1764064800000"#.to_string(),
+            "value" => r#""value":12.5"#.to_string(),
+            _ => r#""count":3"#.to_string(),
+        };
+        let row = row.replace(&want, &format!("\"{field}\":{raw}"));
+        format!(
+            r#"{{"op":"DELTA","channel":"meters.north","epoch":2,"seq":14,"patch":{{"upsert":[{row}],"remove":[]}}}}"#
+        )
+    };
+    let mut one = [0u8; 8];
+    one[0] = 1;
+    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        // 1e-19: mantissa 1 at scale 19.
+        (
+            "total",
+            r#""1e-19""#.into(),
+            patched(scale, &[19])
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| if (total..total + 8).contains(&i) { one[i - total] } else { b })
+                .collect(),
+            "bad_value",
+        ),
+        (
+            "count",
+            "18014398509481984".into(),
+            patched(count, &(2f64.powi(54)).to_le_bytes()),
+            "bad_value",
+        ),
+        ("value", "1e999".into(), patched(value, &f64::INFINITY.to_le_bytes()), "bad_value"),
+        ("ts", "1e999".into(), patched(ts, &f64::INFINITY.to_le_bytes()), "bad_timestamp"),
+        ("status", r#""gone""#.into(), patched(status, &[3]), "bad_value"),
+    ];
+    for (field, raw, bytes, code) in cases {
+        let from_text = op(decode_socket_text(&text(field, &raw), Arrival::default(), &cfg));
+        let from_binary = op(decode_socket_binary(&bytes, Arrival::default(), &cfg));
+        assert_eq!(from_binary, Err(code.to_string()), "{field} {raw}: binary");
+        assert_eq!(from_text, Err(code.to_string()), "{field} {raw}: text");
+    }
+    // A meter id of control characters: `bad_meter_id` both ways.
+    let bad_id = MeterRowRef { meter: "m\u{1}", ..good };
+    let bytes = encode_meters_delta("meters.north", 2, 14, &[bad_id], &[]).unwrap();
+    let from_text =
+        op(decode_socket_text(&text("meter", r#""m\u0001""#), Arrival::default(), &cfg));
+    assert_eq!(
+        op(decode_socket_binary(&bytes, Arrival::default(), &cfg)),
+        Err("bad_meter_id".into())
+    );
+    assert_eq!(from_text, Err("bad_meter_id".into()));
 }

@@ -18,7 +18,7 @@ use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
 use super::lite::{self, Object, Value};
 use super::{binary, check_payload_size, json, Arrival, Envelope};
 use crate::core::config::Config;
-use crate::core::decimal::Decimal;
+use crate::core::decimal::{Decimal, ParseError};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
 use crate::core::session::{
@@ -336,21 +336,34 @@ fn meter_patch(obj: &Object<'_>, rows: &str) -> Result<MeterPatch, CoreError> {
     let upsert = list(obj, rows)?
         .iter()
         .enumerate()
-        .map(|(i, v)| meter_row(v).map_err(|e| bad(format!("{rows}[{i}].{}", e.message))))
+        .map(|(i, v)| {
+            meter_row(v).map_err(|e| CoreError::new(e.code, format!("{rows}[{i}].{}", e.message)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(MeterPatch { upsert, remove: ids(obj, "remove")? })
 }
 
+/// One row of a `meters.<group>` patch. A value out of range is refused with
+/// the code a kind-4 frame's row gets for it (PROTOCOL.md 3.10): `bad_meter_id`,
+/// `bad_timestamp` for a non-finite `ts`, `bad_value` for a non-finite `value`,
+/// a `count` past 2^53, an unknown `status` or a `total` beyond 18 decimals or
+/// `i64`; a missing field or one of the wrong type stays `bad_field`.
 fn meter_row(v: &Value<'_>) -> Result<MeterRow, CoreError> {
     let Value::Object(o) = v else { return Err(bad("must be an object")) };
     let meter = str_field(o, "meter")?;
     if let Some(why) = meter_id_problem(meter) {
-        return Err(bad(format!("meter: {why}")));
+        return Err(CoreError::new(ErrorCode::BadMeterId, format!("meter: {why}")));
     }
     let status = str_field(o, "status")?;
     let total = match o.get("total") {
-        Some(Value::String(t)) => Decimal::parse(t),
-        _ => None,
+        Some(Value::String(t)) => Decimal::parse_text(t).map_err(|e| match e {
+            ParseError::Syntax => bad("total: must be an exact decimal string"),
+            ParseError::Range => CoreError::new(
+                ErrorCode::BadValue,
+                "total: not an exact decimal within range (at most 18 decimals, a mantissa within i64)",
+            ),
+        })?,
+        _ => return Err(bad("total: must be an exact decimal string")),
     };
     // At most 64 characters; 64 bytes or fewer are that already (one copy).
     let resource = str_field(o, "resource")?;
@@ -362,13 +375,30 @@ fn meter_row(v: &Value<'_>) -> Result<MeterRow, CoreError> {
     Ok(MeterRow {
         meter: meter.to_string(),
         resource,
-        ts: num_field(o, "ts")?,
-        value: num_field(o, "value")?,
-        status: MeterStatus::parse(status)
-            .ok_or_else(|| bad("status: must be ok, stale or offline"))?,
-        count: whole_field(o, "count")?,
-        total: total.ok_or_else(|| bad("total: must be an exact decimal string"))?,
+        ts: row_number(o, "ts", ErrorCode::BadTimestamp)?,
+        value: row_number(o, "value", ErrorCode::BadValue)?,
+        status: MeterStatus::parse(status).ok_or_else(|| {
+            CoreError::new(ErrorCode::BadValue, "status: must be ok, stale or offline")
+        })?,
+        count: match o.get("count") {
+            Some(Value::Number(n)) => whole_of(n).ok_or_else(|| {
+                CoreError::new(ErrorCode::BadValue, "count: must be a whole number ≤ 2^53")
+            })?,
+            _ => return Err(bad("count: must be a whole number")),
+        },
+        total,
     })
+}
+
+/// A row's finite number `f`: `code` if it is a number beyond the `f64` range.
+fn row_number(o: &Object<'_>, f: &str, code: ErrorCode) -> Result<f64, CoreError> {
+    match o.get(f) {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| CoreError::new(code, format!("{f}: must be a finite number"))),
+        _ => Err(bad(format!("{f}: must be a finite number"))),
+    }
 }
 
 /// Longest notice title and text kept, in characters.
