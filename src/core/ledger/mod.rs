@@ -69,6 +69,10 @@ pub struct Ledger {
     fetch: FetchPolicy,
     /// Something shown changed since the last `totals`.
     dirty: bool,
+    /// The stream session holds the `totals` channel back (a snapshot is
+    /// being fetched, deltas may wait in its buffer): frames the worker
+    /// received or knows were sent are not in the totals yet.
+    stream_held: bool,
     /// A live frame, hello or catch-up was seen: the page uses the ledger, so
     /// catch-ups may be asked for.
     engaged: bool,
@@ -120,6 +124,7 @@ impl Ledger {
             counters: LedgerCounters::default(),
             fetch: FetchPolicy::default(),
             dirty: true,
+            stream_held: false,
             engaged: false,
             feed: Vec::new(),
             pending_refused: 0,
@@ -268,6 +273,16 @@ impl Ledger {
         self.as_of.is_none() || self.need_max().is_some()
     }
 
+    /// Whether the stream session holds the `totals` channel back: the
+    /// totals then say `incomplete` (but ask for no REST catch-up: the
+    /// session's own snapshot fetch is what ends the hold).
+    pub fn set_stream_held(&mut self, held: bool) {
+        if held != self.stream_held {
+            self.stream_held = held;
+            self.dirty = true;
+        }
+    }
+
     fn add_need(&mut self, stamp: Hlc) {
         self.need = self.need.max(Some(stamp));
     }
@@ -365,7 +380,7 @@ impl Ledger {
             hlc,
             node: cfg.node_id,
             as_of: self.as_of,
-            incomplete: self.incomplete(),
+            incomplete: self.incomplete() || self.stream_held,
             current_hour_ms: current as f64 * HOUR_MS,
             resources,
             counters: self.counters(),

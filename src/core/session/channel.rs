@@ -149,6 +149,15 @@ impl Session {
             .collect()
     }
 
+    /// Whether channel `name` is held back: a snapshot fetch is in flight or
+    /// waiting to be retried, or deltas wait in its buffer. A channel not
+    /// subscribed is not held.
+    pub fn held(&self, name: &str) -> bool {
+        self.find(name)
+            .and_then(|i| self.channels.get(i))
+            .is_some_and(|c| c.fetch != Fetch::Idle || !c.buffer.is_empty())
+    }
+
     /// Deltas buffered over all channels.
     pub fn queue_depth(&self) -> usize {
         self.channels.iter().map(|c| c.buffer.len()).sum()

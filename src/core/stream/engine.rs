@@ -349,6 +349,11 @@ impl Engine {
             self.session_output(o, now_ms);
         }
         self.stream.scratch = outs;
+        // While the session holds `totals` back (after a gap, a new epoch, a
+        // dropped buffer, or before its first snapshot), frames it received
+        // or knows were sent are not in the ledger: the totals must not say
+        // complete (tests/ledger_adversary.rs).
+        self.ledger.set_stream_held(self.stream.session.held(TOTALS_CHANNEL));
     }
 
     /// Runs the session's timers (with the engine's tick).
