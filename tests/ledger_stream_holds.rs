@@ -111,3 +111,29 @@ fn totals_are_incomplete_while_the_session_holds_a_gap() {
     p.answer(2, H + 615_000, H, json!([{"resource": "water", "hour": H, "total": "1"}]));
     assert_eq!(p.totals(H), (false, 3_000), "frame 2 in the snapshot, frame 3 live");
 }
+/// A partial REST result newer than the session's next snapshot leaves an
+/// older hour's REST part behind. The snapshot, stale by its `asOf`, is
+/// discarded, but the session still treats the frames up to its
+/// `snapshot_seq` as covered: frame 2's reading (an hour-old `ts`) was then
+/// in neither part while the totals said complete.
+#[test]
+fn a_stale_snapshot_over_a_partial_result_leaves_the_totals_incomplete() {
+    let mut p = Page::new(H + 600_000);
+    p.ready();
+    p.answer(1, H + 500_000, H - 6 * HOUR, json!([]));
+    // A REST result at a newer watermark, listing only the current hour.
+    let rest = json!({"type": "catchup", "asOf": {"wallMs": H + 640_000, "counter": 0},
+        "serverTime": H + 650_000, "from": H, "to": H,
+        "buckets": [{"resource": "water", "hour": H, "total": "1"}]});
+    p.now = H + 650_000;
+    p.post(json!({"type": "catchup", "data": rest.to_string(), "receivedAt": p.now}));
+    assert_eq!(p.totals(H - HOUR), (false, 0));
+    // Frame 3 shows frame 2 missing; frame 2 (stamp H + 520 s) carried a
+    // reading of the hour before.
+    p.frame(3, H + 630_000, 5, H + 629_000, "1");
+    let earlier = json!([{"resource": "water", "hour": H - HOUR, "total": "4"},
+        {"resource": "water", "hour": H, "total": "1"}]);
+    p.answer(3, H + 630_000, H - HOUR, earlier);
+    let (incomplete, total) = p.totals(H - HOUR);
+    assert!(incomplete || total == 4_000, "hour H-1 shows {total} and says complete");
+}

@@ -273,6 +273,22 @@ impl Ledger {
         self.as_of.is_none() || self.need_max().is_some()
     }
 
+    /// Whether every kept hour from `from_ms` (the oldest kept if `None`) to
+    /// the hour of `as_of` has a REST part at `as_of` or newer. A partial
+    /// result leaves older hours' parts behind: a snapshot at an older
+    /// `asOf` than the applied one, discarded as stale, may then be the only
+    /// carrier of the frames the session dropped as covered.
+    fn rest_reaches(&self, as_of: Hlc, from_ms: Option<f64>) -> bool {
+        let Some(current) = self.buckets.current() else { return false };
+        let oldest = current - self.buckets.history();
+        let first = from_ms.and_then(hour_of).map_or(oldest, |h| h.max(oldest));
+        let last = hour_of(as_of.wall_ms as f64).map_or(current, |h| h.min(current));
+        (first..=last).all(|h| {
+            (0..self.resources.len())
+                .all(|r| self.buckets.get(r, h).and_then(|b| b.as_of).is_some_and(|a| a >= as_of))
+        })
+    }
+
     /// Whether the stream session holds the `totals` channel back: the
     /// totals then say `incomplete` (but ask for no REST catch-up: the
     /// session's own snapshot fetch is what ends the hold).
@@ -478,7 +494,9 @@ impl Ledger {
     /// `as_of`), their readings are in neither part: a need (`as_of`, or the
     /// latest stamp the server can have given them by now if that is earlier:
     /// the refused `asOf` may be from the future) keeps the totals
-    /// `incomplete`, and a catch-up is asked (`gap`).
+    /// `incomplete`, and a catch-up is asked (`gap`). So too if it was
+    /// discarded as stale while a kept hour it lists (from `from_ms`) has an
+    /// older REST part: a newer but partial result left that hour behind.
     #[allow(clippy::too_many_arguments)]
     pub fn sync_stream(
         &mut self,
@@ -486,12 +504,13 @@ impl Ledger {
         epoch: u64,
         snapshot_seq: u64,
         as_of: Hlc,
+        from_ms: Option<f64>,
         now_ms: f64,
         cfg: &Config,
         out: &mut Vec<Outbound>,
     ) {
         self.engaged = true;
-        if self.as_of.is_none_or(|a| a < as_of) {
+        if self.as_of.is_none_or(|a| a < as_of) || !self.rest_reaches(as_of, from_ms) {
             let latest = clock_limit(&self.sync, now_ms, cfg);
             // `as` saturates (NaN to 0); the clamp keeps the part valid.
             let wall = (latest.ceil().max(0.0) as u64).saturating_add(1).min(MAX_WALL_MS);

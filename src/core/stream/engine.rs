@@ -413,7 +413,10 @@ impl Engine {
             Payload::Catchup(c) if channel == TOTALS_CHANNEL => {
                 self.catchup(&c, now_ms);
                 let (cfg, out) = (&self.cfg, &mut self.out);
-                self.ledger.sync_stream(channel, at.0, at.1, c.as_of, now_ms, cfg, out);
+                // The hours it lists start at `from`, or its oldest bucket.
+                let listed = c.buckets.iter().map(|b| b.hour_ms).reduce(f64::min);
+                let from = c.from_hour_ms.or(listed);
+                self.ledger.sync_stream(channel, at.0, at.1, c.as_of, from, now_ms, cfg, out);
             }
             Payload::Frame(f) if channel == TOTALS_CHANNEL => self.live(&f, now_ms),
             Payload::Meters(p) if channel.starts_with(METERS_PREFIX) => {
