@@ -17,6 +17,14 @@
 //! beyond it) and may step back; the server's HLC leads its physical clock by
 //! up to `maxOffsetMs`, or in some schedules by more.
 //!
+//! In about a third of the schedules (those with frames) the frames go to the
+//! stream v2 session's `totals` channel on the socket instead (JSON text or
+//! binary kind 2), and the adversary plays the server's side of the session:
+//! it opens the socket and greets, answers IDENTIFY and heartbeats, and
+//! answers each snapshot request with an honest snapshot (the newest frame's
+//! watermark, or a lagging one) 1–3 times at its own delays, a lost reply
+//! as a failed fetch. Frames sent while the socket is closed are lost.
+//!
 //! Everything goes through the page's path: JSON page messages (`live`,
 //! `catchup`, `query`) through `wire::decode_message`, binary kind 2/3 through
 //! `wire::decode_binary_at`, then `Engine::handle`, and every output through
@@ -58,7 +66,9 @@ use meterflow::core::event::{
 use meterflow::core::hlc::Hlc;
 use meterflow::core::Engine;
 use meterflow::wire::binary::{encode_catchup, encode_live, TsLayout};
-use meterflow::wire::{decode_binary_at, decode_message, encode, Arrival, Envelope};
+use meterflow::wire::{
+    decode_binary_at, decode_message, decode_socket_binary, encode, Arrival, Envelope,
+};
 use serde_json::{json, Value};
 
 const HOUR: u64 = 3_600_000;
@@ -176,6 +186,9 @@ struct Scenario {
     /// The server's time when production stopped.
     end: u64,
     binary_p: f64,
+    /// Frames go to the stream v2 session's `totals` channel on the socket,
+    /// and the session's snapshot requests are answered by the adversary.
+    v2: bool,
 }
 
 impl Scenario {
@@ -203,6 +216,7 @@ impl Scenario {
             step_back: None,
             end: start,
             binary_p: [0.0, 0.5, 1.0][g.below(3) as usize],
+            v2: false,
         };
         // Production: epochs of frames, spaced from a second to 40 minutes, over
         // up to 9 hours, so results and frames straddle hours and the horizon.
@@ -344,7 +358,22 @@ impl Scenario {
             let at = start + g.below(t - start + 1);
             s.step_back = Some((at, g.span(500, 5_000)));
         }
+        // Drawn last, so the v1 schedules' draws do not move.
+        s.v2 = g.chance(0.35) && s.msgs.iter().any(|m| matches!(m, Msg::Frame { .. }));
         s
+    }
+
+    /// The frames made by server time `at`: `(epoch, seq, stamp)`.
+    fn frames_by(&self, at: u64) -> Vec<(u64, u64, Hlc)> {
+        self.msgs
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Frame { epoch, seq, stamp, .. } if stamp.wall_ms <= at => {
+                    Some((*epoch, *seq, *stamp))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn skew_believable(&self) -> bool {
@@ -363,6 +392,14 @@ struct Worker<'a> {
     checks: u64,
     complete_checks: u64,
     errors: BTreeMap<String, u64>,
+    /// Session snapshot requests not yet seen by the adversary: `(id, path)`.
+    asks: Vec<(u64, String)>,
+    /// Socket messages the session sent, not yet answered.
+    sends: Vec<String>,
+    /// Connections the session asked for, not yet opened.
+    connects: u32,
+    /// The v2 socket is open: what the server sends on a closed one is lost.
+    open: bool,
 }
 
 impl<'a> Worker<'a> {
@@ -376,6 +413,10 @@ impl<'a> Worker<'a> {
             checks: 0,
             complete_checks: 0,
             errors: BTreeMap::new(),
+            asks: Vec::new(),
+            sends: Vec::new(),
+            connects: 0,
+            open: false,
         }
     }
 
@@ -396,6 +437,17 @@ impl<'a> Worker<'a> {
             .map(|o| serde_json::to_value(encode(o)).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         for v in &outs {
+            match v["type"].as_str().unwrap_or("") {
+                "fetch" => {
+                    if let Some(rid) = v["requestId"].as_u64() {
+                        self.asks.push((rid, v["path"].as_str().unwrap_or("").to_string()));
+                    }
+                }
+                "send" => self.sends.push(v["data"].as_str().unwrap_or("").to_string()),
+                "connect" => self.connects += 1,
+                "close" => self.open = false,
+                _ => {}
+            }
             if v["type"] == "error" {
                 let code = v["code"].as_str().unwrap_or("").to_string();
                 let window = code == "bad_timestamp"
@@ -420,6 +472,8 @@ impl<'a> Worker<'a> {
     fn deliver(&mut self, m: &Msg, at: u64, fresh: bool) -> Result<(), String> {
         let now = self.now(at);
         match m {
+            // A v2 session's HELLO carries no stamp; the socket's frames speak.
+            Msg::Hello { .. } if self.s.v2 => {}
             Msg::Hello { epoch, next_seq, stamp, server_time } => {
                 let mut h = json!({"type": "hello", "channel": "", "epoch": epoch,
                     "hlc": {"wallMs": stamp.wall_ms, "counter": stamp.counter},
@@ -428,6 +482,23 @@ impl<'a> Worker<'a> {
                     h["nextSeq"] = json!(n);
                 }
                 self.post(json!({"type": "live", "data": h.to_string(), "receivedAt": now}), now)?;
+                self.seen = self.seen.max(Some(*stamp));
+            }
+            Msg::Frame { .. } if self.s.v2 && !self.open => {}
+            Msg::Frame { epoch, seq, stamp, readings } if self.s.v2 => {
+                let rs: Vec<&Reading> = readings.iter().map(|&i| &self.s.readings[i]).collect();
+                let mut f = live_frame(*epoch, *seq, *stamp, &rs);
+                f.channel = "totals".into();
+                if self.g.chance(self.s.binary_p) {
+                    let bytes = encode_live(&f, DECIMALS, TsLayout::PerRecord)
+                        .map_err(|e| format!("encode_live: {e:?}"))?;
+                    let input =
+                        decode_socket_binary(&bytes, Arrival::default(), self.engine.config());
+                    self.handle(input, now)?;
+                } else {
+                    let f = frame_json(&f, &rs).to_string();
+                    self.post(json!({"type": "socket", "event": "message", "data": f}), now)?;
+                }
                 self.seen = self.seen.max(Some(*stamp));
             }
             Msg::Frame { epoch, seq, stamp, readings } => {
@@ -444,13 +515,7 @@ impl<'a> Worker<'a> {
                         decode_binary_at(Envelope::Live, &bytes, arrival, self.engine.config());
                     self.handle(input, now)?;
                 } else {
-                    let rows: Vec<Value> = rs
-                        .iter()
-                        .map(|r| json!({"meter": format!("m-{}", r.meter), "resource": RESOURCES[r.resource],
-                            "id": r.id, "ts": r.ts, "amount": units_text(r.units)}))
-                        .collect();
-                    let f = json!({"type": "frame", "channel": "", "epoch": epoch, "seq": seq,
-                        "hlc": {"wallMs": stamp.wall_ms, "counter": stamp.counter}, "readings": rows});
+                    let f = frame_json(&live_frame(*epoch, *seq, *stamp, &rs), &rs);
                     self.post(
                         json!({"type": "live", "data": f.to_string(), "receivedAt": now}),
                         now,
@@ -602,6 +667,19 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// A live frame as JSON text (PROTOCOL.md 3.2).
+fn frame_json(f: &LiveFrame, rs: &[&Reading]) -> Value {
+    let rows: Vec<Value> = rs
+        .iter()
+        .map(|r| {
+            json!({"meter": format!("m-{}", r.meter), "resource": RESOURCES[r.resource],
+                "id": r.id, "ts": r.ts, "amount": units_text(r.units)})
+        })
+        .collect();
+    json!({"type": "frame", "channel": f.channel, "epoch": f.epoch, "seq": f.seq,
+        "hlc": {"wallMs": f.stamp.wall_ms, "counter": f.stamp.counter}, "readings": rows})
+}
+
 fn units_text(u: i64) -> String {
     meterflow::core::decimal::format_units(u, DECIMALS)
 }
@@ -647,30 +725,256 @@ struct Tally {
     errors: BTreeMap<String, u64>,
 }
 
+/// What the adversary delivers next.
+#[derive(Clone, Debug)]
+enum Ev {
+    Msg(usize),
+    /// A server op on the v2 socket.
+    Socket(String),
+    /// The v2 socket opens and the server greets.
+    Open,
+    /// A snapshot request reaches the server.
+    Ask(u64, String),
+    /// Its reply reaches the page.
+    Fetched(u64, String),
+}
+
+/// The adversary's queue: `(server time, order) -> event`.
+type Queue = BTreeMap<(u64, u64), Ev>;
+
+fn push(q: &mut Queue, at: u64, ev: Ev) {
+    let n = q.len() as u64 + (at & 0xFFFF);
+    let mut k = (at, n);
+    while q.contains_key(&k) {
+        k.1 += 1;
+    }
+    q.insert(k, ev);
+}
+
+/// A honest `totals` snapshot body answering `path` at server time `at`, or
+/// `None` if the server has no frame to snapshot yet.
+fn snapshot_body(w: &Worker<'_>, path: &str, at: u64, g: &mut Mix) -> Option<String> {
+    let param = |k: &str| {
+        path.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let (epoch, since) = (param("epoch"), param("since_seq"));
+    let frames = w.s.frames_by(at);
+    let newest_epoch = frames.iter().map(|f| f.0).max()?;
+    let epoch = epoch.unwrap_or(newest_epoch);
+    let pick: Vec<&(u64, u64, Hlc)> =
+        frames.iter().filter(|f| f.0 == epoch && since.is_none_or(|n| f.1 >= n)).collect();
+    // The newest frame, or (one in four) an older one: a lagging snapshot.
+    let &&(_, seq, as_of) =
+        if g.chance(0.25) { pick.get(g.below(pick.len() as u64) as usize)? } else { pick.last()? };
+    let to = as_of.wall_ms / HOUR * HOUR;
+    let from = (at / HOUR * HOUR).saturating_sub(6 * HOUR).min(to);
+    let c = w.catchup(as_of, as_of, from, to, false, at, at as f64);
+    let buckets: Vec<Value> = c
+        .buckets
+        .iter()
+        .map(|b| {
+            json!({"resource": b.resource, "hour": b.hour_ms,
+                "total": b.total.to_units(DECIMALS).map(units_text).unwrap_or_default()})
+        })
+        .collect();
+    let mut body = json!({"type": "catchup", "channel": "totals", "epoch": epoch,
+        "snapshot_seq": seq, "asOf": {"wallMs": as_of.wall_ms, "counter": as_of.counter},
+        "serverTime": at, "from": from, "to": to, "buckets": buckets});
+    if let Some(n) = since {
+        body["since_seq"] = json!(n);
+    }
+    Some(body.to_string())
+}
+
+/// The adversary reacts to what the worker asked for at server time `at`.
+fn react(w: &mut Worker<'_>, q: &mut Queue, at: u64, g: &mut Mix) {
+    for _ in 0..std::mem::take(&mut w.connects) {
+        push(q, at + 1 + g.below(50), Ev::Open);
+    }
+    for text in std::mem::take(&mut w.sends) {
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let reply = match v["op"].as_str().unwrap_or("") {
+            "IDENTIFY" => json!({"op": "READY", "session_id": "s-1"}),
+            "RESUME" => json!({"op": "RESUMED"}),
+            "HEARTBEAT" => {
+                let frames = w.s.frames_by(at);
+                let newest = frames.iter().map(|f| (f.0, f.1)).max();
+                match newest {
+                    Some((e, n)) => json!({"op": "HEARTBEAT_ACK", "sent": {"totals": [e, n]}}),
+                    None => json!({"op": "HEARTBEAT_ACK", "sent": {}}),
+                }
+            }
+            _ => continue,
+        };
+        push(q, at + 1 + g.below(20), Ev::Socket(reply.to_string()));
+    }
+    for (rid, path) in std::mem::take(&mut w.asks) {
+        if path.starts_with("/snapshot-v2?channel=totals") {
+            push(q, at + g.below(300), Ev::Ask(rid, path));
+        }
+    }
+}
+
+/// A v2 session catches up: its requests answered at once, once, with the
+/// server's timers running, until it holds nothing back.
+fn settle(
+    w: &mut Worker<'_>,
+    q: &mut Queue,
+    g: &mut Mix,
+    at: &mut u64,
+    trace: bool,
+) -> Result<(), String> {
+    for _ in 0..60 {
+        react(w, q, *at, g);
+        if q.is_empty() && !w.engine.session().held("totals") {
+            break;
+        }
+        while let Some((_, ev)) = q.pop_first() {
+            let now = w.now(*at);
+            if trace {
+                eprintln!("settle at {}: {ev:?}", *at);
+            }
+            match ev {
+                Ev::Socket(text) if w.open => {
+                    w.post(json!({"type": "socket", "event": "message", "data": text}), now)?
+                }
+                Ev::Socket(_) => Vec::new(),
+                Ev::Open => {
+                    w.open = true;
+                    w.post(json!({"type": "socket", "event": "open"}), now)?;
+                    let hello = json!({"op": "HELLO", "heartbeat_interval_ms": 600_000,
+                        "session_id": "s-1", "server_time_ms": *at});
+                    w.post(
+                        json!({"type": "socket", "event": "message", "data": hello.to_string()}),
+                        now,
+                    )?
+                }
+                Ev::Ask(rid, path) => match snapshot_body(w, &path, *at, g) {
+                    Some(body) => w.post(
+                        json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+                            "data": body, "receivedAt": now}),
+                        now,
+                    )?,
+                    None => Vec::new(),
+                },
+                Ev::Msg(_) | Ev::Fetched(..) => Vec::new(),
+            };
+            react(w, q, *at, g);
+        }
+        *at += 2_000;
+        let now = w.now(*at);
+        w.handle(Inbound::Tick(HostStats::default()), now)?;
+    }
+    Ok(())
+}
+
 fn run(seed: u64, late_lies: bool) -> Result<Tally, String> {
     let s = Scenario::new(seed, late_lies);
     let fresh = fresh_server_time_for_stale_replies();
     let mut w = Worker::new(&s);
+    let mut g = Mix(seed ^ 0x0A5E_55A6_E000_0000);
+    let mut q = Queue::new();
     for d in &s.deliveries {
-        let m = &s.msgs[d.msg];
-        // A reply delivered long after it was made is stale: its serverTime
-        // is what the switch decides.
-        let stale = matches!(m, Msg::Rest { made, .. } if d.at > made + 2_000);
-        if std::env::var("ADV_SIM_TRACE").is_ok() {
-            eprintln!("at {} (worker {}): {m:?}", d.at, w.now(d.at));
+        push(&mut q, d.at, Ev::Msg(d.msg));
+    }
+    let trace = std::env::var("ADV_SIM_TRACE").is_ok();
+    let mut processed = 0u64;
+    if s.v2 {
+        let at = s.deliveries.first().map_or(s.end, |d| d.at).saturating_sub(1_000);
+        let now = w.now(at);
+        w.post(json!({"type": "session", "op": "start", "channels": ["totals"]}), now)?;
+        react(&mut w, &mut q, at, &mut g);
+    }
+    while let Some(((at, _), ev)) = q.pop_first() {
+        if trace {
+            eprintln!("at {at} (worker {}): {ev:?}", w.now(at));
         }
-        w.deliver(m, d.at, fresh && stale)?;
-        w.check(w.now(d.at))?;
+        let now = w.now(at);
+        match &ev {
+            Ev::Msg(i) => {
+                let m = &s.msgs[*i];
+                // A reply delivered long after it was made is stale: its
+                // serverTime is what the switch decides.
+                let stale = matches!(m, Msg::Rest { made, .. } if at > made + 2_000);
+                w.deliver(m, at, fresh && stale)?;
+            }
+            Ev::Socket(text) => {
+                if w.open {
+                    w.post(json!({"type": "socket", "event": "message", "data": text}), now)?;
+                }
+            }
+            Ev::Open => {
+                w.open = true;
+                w.post(json!({"type": "socket", "event": "open"}), now)?;
+                let hello = json!({"op": "HELLO", "heartbeat_interval_ms": 600_000,
+                    "session_id": "s-1", "server_time_ms": at});
+                w.post(
+                    json!({"type": "socket", "event": "message", "data": hello.to_string()}),
+                    now,
+                )?;
+            }
+            Ev::Ask(rid, path) => match snapshot_body(&w, path, at, &mut g) {
+                // Answered 0-3 times, each copy at its own delay.
+                Some(body) => {
+                    // A page's fetch always settles: a lost reply is a failure (503).
+                    let mut copies = 1;
+                    let body = if g.chance(0.1) { String::new() } else { body };
+                    while g.chance(0.2) && copies < 3 {
+                        copies += 1;
+                    }
+                    for _ in 0..copies {
+                        let delay =
+                            if g.chance(0.8) { g.below(2_000) } else { g.span(2_000, 900_000) };
+                        push(&mut q, at + delay, Ev::Fetched(*rid, body.clone()));
+                    }
+                }
+                // Nothing to snapshot yet: asked again once the first frame is made.
+                None => {
+                    let first = s.frames_by(u64::MAX).iter().map(|f| f.2.wall_ms).min();
+                    if let Some(t) = first {
+                        push(&mut q, t.max(at) + 1, ev.clone());
+                    }
+                }
+            },
+            Ev::Fetched(rid, body) if body.is_empty() => {
+                w.post(
+                    json!({"type": "fetched", "requestId": rid, "ok": false, "status": 503,
+                    "receivedAt": now}),
+                    now,
+                )?;
+            }
+            Ev::Fetched(rid, body) => {
+                w.post(
+                    json!({"type": "fetched", "requestId": rid, "ok": true, "status": 200,
+                    "data": body, "receivedAt": now}),
+                    now,
+                )?;
+            }
+        }
+        react(&mut w, &mut q, at, &mut g);
+        w.check(now)?;
+        react(&mut w, &mut q, at, &mut g);
+        processed += 1;
+        if q.len() > 100_000 || processed > 200_000 {
+            return Err(format!(
+                "{processed} events, {} queued: the exchange does not settle",
+                q.len()
+            ));
+        }
     }
     // Quiescence: every frame once more, in order, then an honest result at
     // the newest stamp over every kept hour, away from an hour boundary.
     let last = s.deliveries.last().map_or(s.end, |d| d.at).max(s.end) + 60_000;
     let mut at = last;
-    if at % HOUR > HOUR - 20_000 || at % HOUR < 20_000 {
-        at += 40_000;
-    }
+    settle(&mut w, &mut q, &mut g, &mut at, trace)?;
     for m in s.msgs.iter().filter(|m| matches!(m, Msg::Frame { .. })) {
         w.deliver(m, at, false)?;
+    }
+    settle(&mut w, &mut q, &mut g, &mut at, trace)?;
+    if at % HOUR > HOUR - 20_000 || at % HOUR < 20_000 {
+        at += 40_000;
     }
     let newest = s.readings.iter().map(|r| r.stamp).max().unwrap_or_default();
     let server_hlc = Hlc { wall_ms: at.max(newest.wall_ms), counter: 0 }.max(newest);
@@ -690,8 +994,8 @@ fn run(seed: u64, late_lies: bool) -> Result<Tally, String> {
     if s.skew_believable() {
         if !complete {
             return Err(format!(
-                "quiescent but incomplete (skew {} ms, every frame and a full result at {server_hlc:?} delivered)",
-                s.skew
+                "quiescent but incomplete (skew {} ms, every frame and a full result at {server_hlc:?} delivered; session {:?}; {:?})",
+                s.skew, w.engine.session().channels(), w.engine.session().state()
             ));
         }
         tally.quiesced = 1;
