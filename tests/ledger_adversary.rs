@@ -826,7 +826,7 @@ fn settle(
     at: &mut u64,
     trace: bool,
 ) -> Result<(), String> {
-    for _ in 0..60 {
+    for _ in 0..200 {
         react(w, q, *at, g);
         if q.is_empty() && !w.engine.session().held("totals") {
             break;
@@ -887,7 +887,9 @@ fn run(seed: u64, late_lies: bool) -> Result<Tally, String> {
         w.post(json!({"type": "session", "op": "start", "channels": ["totals"]}), now)?;
         react(&mut w, &mut q, at, &mut g);
     }
+    let mut last_at = 0;
     while let Some(((at, _), ev)) = q.pop_first() {
+        last_at = at;
         if trace {
             eprintln!("at {at} (worker {}): {ev:?}", w.now(at));
         }
@@ -966,7 +968,7 @@ fn run(seed: u64, late_lies: bool) -> Result<Tally, String> {
     }
     // Quiescence: every frame once more, in order, then an honest result at
     // the newest stamp over every kept hour, away from an hour boundary.
-    let last = s.deliveries.last().map_or(s.end, |d| d.at).max(s.end) + 60_000;
+    let last = last_at.max(s.end) + 60_000;
     let mut at = last;
     settle(&mut w, &mut q, &mut g, &mut at, trace)?;
     for m in s.msgs.iter().filter(|m| matches!(m, Msg::Frame { .. })) {
