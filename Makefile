@@ -137,6 +137,11 @@ size:
 	if [ $$gz -gt $(WASM_GZIP_BUDGET) ]; then \
 	  echo "make size: the .wasm is $$gz B gzip, over WASM_GZIP_BUDGET ($(WASM_GZIP_BUDGET) B)"; exit 1; fi
 	@test -f $(WASM_NAMES) || { echo "make size: $(WASM_NAMES) missing (run make build)"; exit 1; }
+	@floats=$$(strings -n 8 $(WASM_NAMES) | grep -c 'flt2dec' || true); \
+	echo "$(WASM_NAMES): $$floats strings naming flt2dec (must be 0)"; \
+	if [ "$$floats" -gt 0 ]; then \
+	  echo "make size: core's float formatter is linked into the .wasm: an f64 is formatted with {} or {:.N}"; \
+	  echo "  somewhere the module reaches; write it with core::f64text::Shortest or Fixed (docs/SIZE.md)"; exit 1; fi
 	@names=$$(strings -n 8 $(WASM_NAMES) | grep -c 'serde' || true); \
 	echo "$(WASM_NAMES): $$names strings naming serde (must be 0)"; \
 	if [ "$$names" -gt 0 ]; then strings -n 8 $(WASM_NAMES) | grep 'serde' | head -5; \
