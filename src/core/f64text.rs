@@ -5,18 +5,19 @@
 //!
 //! [`Shortest`] writes what `{}` writes and [`Fixed`] what `{:.N}` writes, for
 //! every `f64` (NaN, infinities and signed zeros included; no width or fill).
-//! The value's exact decimal expansion comes from a small base-10^9 bignum
-//! (every finite `f64` is `m * 2^e`, so its expansion is finite), is rounded
-//! half to even as core does, and `Shortest` takes the fewest significant
-//! digits that read back (`str::parse`, already linked for JSON) to the same
-//! `f64`. Where two candidates of that length read back, core picks the one
-//! nearer the value, the upper one on a tie; the rounded expansion is that
-//! one (property tests against `format!` check random bit patterns and
-//! everyday values).
+//! Every finite `f64` is `m * 2^e`, so its decimal expansion is finite.
+//! `Shortest` takes the first 19 significant digits exactly (`leading`: a
+//! small binary bignum) and the fewest of them that, rounded, read back
+//! (`str::parse`, already linked for JSON) to the same `f64`; where two
+//! candidates of that length read back, core picks the one nearer the value,
+//! the upper one on a tie, which is the rounded one. `Fixed` rounds the whole
+//! expansion (`expansion`: base 10^9) half to even at `N` decimals, as core
+//! does. Property tests compare both with `format!` on random bit patterns
+//! and everyday values.
 //!
-//! For error paths: the work and the allocation are bounded by the expansion
-//! (at most 767 significant digits, about 40 limbs times 83 steps for the
-//! smallest subnormal).
+//! For error paths, and slower than core (native: about 0.15 µs for `0.1`,
+//! 0.8 µs for a fractional ms clock, 11 µs near `f64::MAX`; docs/SIZE.md):
+//! a text built per refused item belongs under the error cap.
 
 use std::fmt;
 
@@ -46,16 +47,38 @@ impl fmt::Display for Shortest {
         if a < 9_007_199_254_740_992.0 && a.trunc() == a {
             return write!(f, "{}", a as u64);
         }
-        let (digits, point) = expansion(a);
-        let mut text = String::new();
-        for n in 1..=17 {
-            let (d, p) = round_at(&digits, point, n as isize, false);
-            text.clear();
-            plain(&mut text, &d, p);
-            if text.parse::<f64>() == Ok(a) {
+        // The first 19 significant digits and whether any nonzero digit
+        // follows: enough to round exactly at every length up to 17.
+        let (lead, point) = leading(a);
+        let mut best = (lead / 100, point); // 17 digits, never used: 17 always reads back
+        let mut probe = String::new();
+        for n in 1..=17u32 {
+            let div = 10u64.pow(19 - n);
+            let (mut q, r) = (lead / div, lead % div);
+            // Core's shortest mode breaks a tie between two candidates upwards.
+            let half = div / 2;
+            // What follows the cut is r plus less than one unit (the digits
+            // past the 19th): at or above half exactly when r >= half.
+            if r >= half {
+                q += 1;
+            }
+            let mut p = point;
+            if q == 10u64.pow(n) {
+                q /= 10;
+                p += 1;
+            }
+            probe.clear();
+            // q * 10^(p - n), read back in exponent form: short whatever the magnitude.
+            let _ = fmt::write(&mut probe, format_args!("{q}e{}", p - n as isize));
+            best = (q, p);
+            if probe.parse::<f64>() == Ok(a) {
                 break;
             }
         }
+        let (q, p) = best;
+        let d: Vec<u8> = q.to_string().bytes().map(|b| b - b'0').collect();
+        let mut text = String::new();
+        plain(&mut text, &d, p);
         f.write_str(&text)
     }
 }
@@ -132,6 +155,140 @@ fn plain(out: &mut String, d: &[u8], point: isize) {
             out.push(digit(d, i));
         }
     }
+}
+
+/// The first 19 significant digits of a finite `a > 0` as an integer in
+/// `10^18..10^19` and the point (`a = 0.digits... * 10^point`), exactly
+/// (truncated, not rounded): `a * 10^s` for the `s` that puts 19
+/// digits before the decimal point, in a small binary bignum (`m * 5^s`
+/// shifted, or `m * 2^e` divided by `5^-s`), a few dozen limb operations
+/// even for the smallest subnormal.
+fn leading(a: f64) -> (u64, isize) {
+    let bits = a.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1 << 52) - 1);
+    let (m, e) = if exp == 0 { (frac, -1074) } else { (frac | (1 << 52), exp - 1075) };
+    // log10(a) within one: a = m * 2^e with m of `len` bits.
+    let len = 64 - m.leading_zeros() as i32;
+    let mut p10 = (f64::from(e + len - 1) * std::f64::consts::LOG10_2).floor() as i32;
+    loop {
+        let s = 18 - p10;
+        let (v, _) = scaled(m, e, s);
+        if v < 1_000_000_000_000_000_000 {
+            p10 -= 1;
+        } else if v >= 10_000_000_000_000_000_000 {
+            p10 += 1;
+        } else {
+            // v has 19 digits: a = 0.v * 10^(19 - s).
+            return (v as u64, (19 - s) as isize);
+        }
+    }
+}
+
+/// `floor(m * 2^e * 10^s)` (saturated at `u128::MAX`) and whether a fraction was cut.
+fn scaled(m: u64, e: i32, s: i32) -> (u128, bool) {
+    let mut n: Vec<u32> = vec![m as u32, (m >> 32) as u32];
+    let mut sticky = false;
+    let mut shift = e; // the power of two still to apply
+    if s >= 0 {
+        // m * 5^s * 2^(e + s)
+        mul_pow5(&mut n, s as u32);
+        shift += s;
+    } else {
+        // m * 2^(e - t) / 5^t, t = -s: apply the left shift first so the
+        // division keeps every digit.
+        let t = (-s) as u32;
+        shift -= t as i32;
+        if shift > 0 {
+            shl(&mut n, shift as u32);
+            shift = 0;
+        }
+        for _ in 0..t / 13 {
+            // A constant divisor: the compiler divides by multiplying.
+            sticky |= div_small(&mut n, 1_220_703_125);
+        }
+        if t % 13 > 0 {
+            sticky |= div_small(&mut n, 5u64.pow(t % 13));
+        }
+    }
+    if shift > 0 {
+        shl(&mut n, shift as u32);
+    } else if shift < 0 {
+        sticky |= shr(&mut n, (-shift) as u32);
+    }
+    while n.last() == Some(&0) {
+        n.pop();
+    }
+    if n.len() > 4 {
+        return (u128::MAX, sticky);
+    }
+    let v = n.iter().rev().fold(0u128, |acc, &l| (acc << 32) | u128::from(l));
+    (v, sticky)
+}
+
+/// Divides `n` by `d` (below 2^32) in place; whether a remainder was left.
+#[inline(always)]
+fn div_small(n: &mut [u32], d: u64) -> bool {
+    let mut rem = 0u64;
+    for limb in n.iter_mut().rev() {
+        let cur = (rem << 32) | u64::from(*limb);
+        *limb = (cur / d) as u32;
+        rem = cur % d;
+    }
+    rem != 0
+}
+
+fn mul_pow5(n: &mut Vec<u32>, mut k: u32) {
+    while k > 0 {
+        let step = k.min(13);
+        let by = u64::from(5u32.pow(step));
+        let mut carry = 0u64;
+        for limb in n.iter_mut() {
+            let v = u64::from(*limb) * by + carry;
+            *limb = v as u32;
+            carry = v >> 32;
+        }
+        if carry > 0 {
+            n.push(carry as u32);
+        }
+        k -= step;
+    }
+}
+
+fn shl(n: &mut Vec<u32>, bits: u32) {
+    let (words, rest) = ((bits / 32) as usize, bits % 32);
+    if rest > 0 {
+        let mut carry = 0u32;
+        for limb in n.iter_mut() {
+            let v = (*limb << rest) | carry;
+            carry = *limb >> (32 - rest);
+            *limb = v;
+        }
+        if carry > 0 {
+            n.push(carry);
+        }
+    }
+    n.splice(0..0, std::iter::repeat_n(0, words));
+}
+
+/// Shifts right by `bits`; whether a one was shifted out.
+fn shr(n: &mut Vec<u32>, bits: u32) -> bool {
+    let (words, rest) = ((bits / 32) as usize, bits % 32);
+    if words >= n.len() {
+        let lost = n.iter().any(|&l| l != 0);
+        n.clear();
+        return lost;
+    }
+    let mut lost = n[..words].iter().any(|&l| l != 0);
+    n.drain(..words);
+    if rest > 0 {
+        lost |= n.first().is_some_and(|&l| l & ((1 << rest) - 1) != 0);
+        for i in 0..n.len() {
+            let hi = n.get(i + 1).copied().unwrap_or(0);
+            n[i] = (n[i] >> rest) | (hi << (32 - rest));
+        }
+    }
+    lost
 }
 
 /// The exact decimal expansion of a finite `a > 0`: digits (most significant
