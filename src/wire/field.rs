@@ -15,6 +15,7 @@ use crate::core::decimal::{
     Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
 };
 use crate::core::error::{CoreError, ErrorCode};
+use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 pub(crate) use crate::core::meters::meter_id_problem;
 
@@ -203,7 +204,9 @@ pub(crate) fn hlc(raw: Raw<'_>, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreEr
             ErrorCode::BadTimestamp,
             field,
             format_args!(
-                "wallMs {wall_ms} and counter {counter} must be whole, wallMs <= 2^47, counter <= 65535"
+                "wallMs {} and counter {} must be whole, wallMs <= 2^47, counter <= 65535",
+                Shortest(wall_ms),
+                Shortest(counter)
             ),
         )
     })

@@ -16,6 +16,7 @@ use super::{hour_of, Ledger};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::{KeyScope, Outbound};
+use crate::core::f64text::Shortest;
 use crate::core::groups::LoggedReading;
 use crate::core::keys::{KeyTable, PendingNames};
 
@@ -262,7 +263,7 @@ impl Ledger {
                 sink.push(CoreError::at(
                     ErrorCode::BadTimestamp,
                     pos,
-                    format!("timestamp {ts} is not finite"),
+                    format!("timestamp {} is not finite", Shortest(ts)),
                 ));
                 continue;
             };
@@ -282,7 +283,10 @@ impl Ledger {
                     sink.push(CoreError::at(
                         ErrorCode::BadTimestamp,
                         pos,
-                        format!("timestamp {ts} is more than an hour past the current hour"),
+                        format!(
+                            "timestamp {} is more than an hour past the current hour",
+                            Shortest(ts)
+                        ),
                     ));
                     continue;
                 }

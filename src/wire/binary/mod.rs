@@ -31,6 +31,7 @@ use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, KeyScope, LiveBinding, LiveFrame, ReadingBatch};
+use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 
 /// The four bytes every frame starts with, `"MFLW"`.
@@ -318,7 +319,7 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
     let bad_value = |what: &str, x: f64| {
         CoreError::new(
             ErrorCode::BadValue,
-            format!("binary frame: {what} {x} is not a whole number in 0..=2^53"),
+            format!("binary frame: {what} {} is not a whole number in 0..=2^53", Shortest(x)),
         )
     };
     let epoch = whole(epoch).ok_or_else(|| bad_value("epoch", epoch))?;
@@ -326,7 +327,10 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
     let stamp = Hlc::from_f64(wall_ms, f64::from(counter)).ok_or_else(|| {
         CoreError::new(
             ErrorCode::BadTimestamp,
-            format!("binary frame: stamp wallMs {wall_ms} counter {counter} out of range"),
+            format!(
+                "binary frame: stamp wallMs {} counter {counter} out of range",
+                Shortest(wall_ms)
+            ),
         )
     })?;
     if scale > MAX_SCALE {
@@ -414,14 +418,20 @@ fn drop_bad_records(f: &mut LiveFrame, ids: &[u8], amounts: &[u8]) {
         let err = if whole(id).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!("record {i}: id {id} is not a whole number in 0..=2^53"),
+                format!("record {i}: id {} is not a whole number in 0..=2^53", Shortest(id)),
             ))
         } else if !ts.is_finite() {
-            Some((ErrorCode::BadTimestamp, format!("record {i}: ts {ts} is not finite")))
+            Some((
+                ErrorCode::BadTimestamp,
+                format!("record {i}: ts {} is not finite", Shortest(ts)),
+            ))
         } else if whole(amount).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!("record {i}: amount mantissa {amount} is not a whole number in 0..=2^53"),
+                format!(
+                    "record {i}: amount mantissa {} is not a whole number in 0..=2^53",
+                    Shortest(amount)
+                ),
             ))
         } else {
             None
