@@ -709,7 +709,7 @@ impl Config {
                 ErrorCode::BadConfig,
                 format!(
                     "config: the engine's state could reach {:.2} GB at these limits (maxMeters × window, maxStreamKeys × (maxChannels + 1), maxPendingReadings, ...), past the 4 GiB a wasm32 address space holds",
-                    super::f64text::Fixed(worst as f64 / 1e9, 2)
+                    worst as f64 / 1e9
                 ),
             ));
         }

@@ -14,7 +14,6 @@ pub mod decimal;
 pub mod detect;
 pub mod error;
 pub mod event;
-pub mod f64text;
 pub mod groups;
 pub mod hlc;
 mod ingest;
@@ -35,7 +34,6 @@ use event::{
     AckEvent, HostStats, Inbound, MemoryBytes, MeterSnapshot, Outbound, Query, ResetScope,
     StatsEvent, WarningEvent,
 };
-use f64text::{Fixed, Shortest};
 use groups::Groups;
 use keys::{KeyTable, PendingNames};
 use ledger::Ledger;
@@ -408,10 +406,10 @@ impl Engine {
             code: error::WarningCode::MemoryCeiling,
             message: format!(
                 "estimated engine memory {:.1} MB passed the ceiling {:.1} MB: window reduced from {from} to {} samples for all meters; now {:.1} MB",
-                Fixed(bytes / 1e6, 1),
-                Fixed(self.cfg.memory_ceiling_bytes / 1e6, 1),
+                bytes / 1e6,
+                self.cfg.memory_ceiling_bytes / 1e6,
                 self.windows.window(),
-                Fixed(self.engine_bytes() as f64 / 1e6, 1)
+                self.engine_bytes() as f64 / 1e6
             ),
         }));
     }
@@ -547,11 +545,8 @@ impl ReadingBounds {
                 ErrorCode::BadTimestamp,
                 pos,
                 format!(
-                    "timestamp {} outside [{}, {}] (now {})",
-                    Shortest(ts),
-                    Shortest(self.oldest),
-                    Shortest(self.newest),
-                    Shortest(self.now_ms)
+                    "timestamp {ts} outside [{}, {}] (now {})",
+                    self.oldest, self.newest, self.now_ms
                 ),
             ));
         }
@@ -559,7 +554,7 @@ impl ReadingBounds {
             return Err(CoreError::at(
                 ErrorCode::BadValue,
                 pos,
-                format!("value {} is not finite or beyond maxAbsValue", Shortest(x)),
+                format!("value {x} is not finite or beyond maxAbsValue"),
             ));
         }
         Ok(())

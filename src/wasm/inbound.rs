@@ -22,7 +22,6 @@
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
-use crate::core::f64text::Shortest;
 use crate::wire::{self, Arrival, Envelope, FetchedBody};
 use js_sys::{ArrayBuffer, JsString, Reflect, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -362,11 +361,7 @@ fn bytes_of(data: &JsValue, ty: &str) -> Result<Option<Uint8Array>, CoreError> {
     if !(whole(offset) && whole(length) && end <= f64::from(buffer.byte_length())) {
         return Err(CoreError::new(
             ErrorCode::BadFrame,
-            format!(
-                "{ty}.data: a view of bytes {}..{} lies outside its buffer",
-                Shortest(offset),
-                Shortest(end)
-            ),
+            format!("{ty}.data: a view of bytes {offset}..{end} lies outside its buffer"),
         ));
     }
     Ok(Some(Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32)))

@@ -15,7 +15,6 @@ use crate::core::decimal::{
     Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
 };
 use crate::core::error::{CoreError, ErrorCode};
-use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 pub(crate) use crate::core::meters::meter_id_problem;
 
@@ -204,9 +203,7 @@ pub(crate) fn hlc(raw: Raw<'_>, loc: Loc<'_>, field: &str) -> Result<Hlc, CoreEr
             ErrorCode::BadTimestamp,
             field,
             format_args!(
-                "wallMs {} and counter {} must be whole, wallMs <= 2^47, counter <= 65535",
-                Shortest(wall_ms),
-                Shortest(counter)
+                "wallMs {wall_ms} and counter {counter} must be whole, wallMs <= 2^47, counter <= 65535"
             ),
         )
     })

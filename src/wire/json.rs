@@ -22,7 +22,6 @@ use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{
     Catchup, CatchupBucket, Inbound, KeyScope, LiveBinding, LiveFrame, ReadingBatch, StreamHello,
 };
-use crate::core::f64text::Shortest;
 use rustc_hash::FxHashMap;
 
 /// Longest channel name, in bytes (the binary frame carries it in a `u8`).
@@ -449,7 +448,7 @@ fn check_hour(hour: f64, loc: Loc<'_>, field: &str) -> Result<f64, CoreError> {
         Err(loc.err(
             ErrorCode::BadTimestamp,
             field,
-            format_args!("{} is not an hour start (a multiple of 3600000 ms)", Shortest(hour)),
+            format_args!("{hour} is not an hour start (a multiple of 3600000 ms)"),
         ))
     }
 }
@@ -467,7 +466,7 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
             return Err(top.err(
                 ErrorCode::BadTimestamp,
                 "from",
-                format_args!("{} is after to {}", Shortest(f), Shortest(t)),
+                format_args!("{f} is after to {t}"),
             ));
         }
     }

@@ -5,7 +5,6 @@
 use crate::core::decimal::Decimal;
 use crate::core::error::CoreError;
 use crate::core::event::KeyScope;
-use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 
 /// A frame of live readings from the WebSocket, stamped by the server.
@@ -276,12 +275,8 @@ impl FetchRequest {
     /// every hour from `from` to its watermark.
     pub fn path(&self) -> String {
         match self.to_hour_ms {
-            Some(to) => format!(
-                "/catchup?from={}&meters=1&to={}",
-                Shortest(self.from_hour_ms),
-                Shortest(to)
-            ),
-            None => format!("/catchup?from={}&meters=1", Shortest(self.from_hour_ms)),
+            Some(to) => format!("/catchup?from={}&meters=1&to={to}", self.from_hour_ms),
+            None => format!("/catchup?from={}&meters=1", self.from_hour_ms),
         }
     }
 }

@@ -16,7 +16,6 @@ use super::{hour_of, Ledger};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode, ErrorSink};
 use crate::core::event::{KeyScope, Outbound};
-use crate::core::f64text::Shortest;
 use crate::core::groups::LoggedReading;
 use crate::core::keys::{KeyTable, PendingNames};
 
@@ -263,7 +262,7 @@ impl Ledger {
                 sink.push(CoreError::at(
                     ErrorCode::BadTimestamp,
                     pos,
-                    format!("timestamp {} is not finite", Shortest(ts)),
+                    format!("timestamp {ts} is not finite"),
                 ));
                 continue;
             };
@@ -283,10 +282,7 @@ impl Ledger {
                     sink.push(CoreError::at(
                         ErrorCode::BadTimestamp,
                         pos,
-                        format!(
-                            "timestamp {} is more than an hour past the current hour",
-                            Shortest(ts)
-                        ),
+                        format!("timestamp {ts} is more than an hour past the current hour"),
                     ));
                     continue;
                 }

@@ -42,7 +42,6 @@ use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink, WarningCode};
 use crate::core::event::{Outbound, WarningEvent};
-use crate::core::f64text::{Fixed, Shortest};
 use crate::core::groups::{MeterHours, RowLog};
 use crate::core::hlc::{Hlc, HybridClock, MAX_WALL_MS};
 use buckets::{HourBuckets, HourPlace};
@@ -729,7 +728,7 @@ impl Ledger {
                 code: WarningCode::CatchupPagesLimit,
                 message: format!(
                     "the per-meter rows are still missing readings of hours up to {}: {pages} catch-up pages were asked in a row (maxCatchupPages {}); the groups stay incomplete until a later catch-up",
-                    Shortest(to as f64 * HOUR_MS),
+                    to as f64 * HOUR_MS,
                     cfg.max_catchup_pages
                 ),
                 count: None,
@@ -838,7 +837,7 @@ impl Ledger {
                 sink.push(CoreError::at(
                     ErrorCode::BadField,
                     pos,
-                    format!("bucket hour {} is outside the result's range", Shortest(b.hour_ms)),
+                    format!("bucket hour {} is outside the result's range", b.hour_ms),
                 ));
                 continue;
             };
@@ -870,7 +869,7 @@ impl Ledger {
                 sink.push(CoreError::at(
                     ErrorCode::BadValue,
                     pos,
-                    format!("{} hour {}: total {why}", b.resource, Shortest(b.hour_ms)),
+                    format!("{} hour {}: total {why}", b.resource, b.hour_ms),
                 ));
             }
         }
@@ -916,15 +915,13 @@ fn clock_refusal(
     Some(CoreError::new(
         ErrorCode::ClockAhead,
         format!(
-            "{what} stamp {}.{} is {} ms ahead of the corrected clock {} (worker clock {}, offset {} ± {} ms), beyond maxOffsetMs {} plus the offset's error bound",
+            "{what} stamp {}.{} is {:.0} ms ahead of the corrected clock {corrected:.0} (worker clock {now_ms}, offset {:.0} ± {:.0} ms), beyond maxOffsetMs {} plus the offset's error bound",
             stamp.wall_ms,
             stamp.counter,
-            Fixed(wall - corrected, 0),
-            Fixed(corrected, 0),
-            Shortest(now_ms),
-            Fixed(est.offset_ms(), 0),
-            Fixed(est.error_ms(), 0),
-            Shortest(cfg.max_offset_ms)
+            wall - corrected,
+            est.offset_ms(),
+            est.error_ms(),
+            cfg.max_offset_ms
         ),
     ))
 }
@@ -944,11 +941,8 @@ fn sync_sample(
         out.push(Outbound::Error(CoreError::new(
             ErrorCode::ClockAhead,
             format!(
-                "server time {} is {} ms from the worker clock {}, beyond maxClockSkewMs {}: clock sample ignored",
-                Shortest(server_ms),
-                Fixed(r.offset_ms, 0),
-                Shortest(received_ms),
-                Shortest(r.max_skew_ms)
+                "server time {server_ms} is {:.0} ms from the worker clock {received_ms}, beyond maxClockSkewMs {}: clock sample ignored",
+                r.offset_ms, r.max_skew_ms
             ),
         )));
     }
@@ -960,7 +954,7 @@ fn sync_sample(
 /// watermark would advance).
 fn catchup_range(c: &Catchup) -> Result<Option<(i64, i64)>, String> {
     let bound = |given: Option<f64>, what: &str| match given {
-        Some(ms) => hour_of(ms).map(Some).ok_or(format!("'{what}' {} is not a time", Shortest(ms))),
+        Some(ms) => hour_of(ms).map(Some).ok_or(format!("'{what}' {ms} is not a time")),
         None => Ok(None),
     };
     let hours = || c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));

@@ -5,7 +5,6 @@
 use super::{Resolution, SeriesQuery, SeriesSlab, SeriesTarget, MAX_SPAN_MS, MINUTE_SPAN_MS};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
-use crate::core::f64text::Shortest;
 
 /// A checked query: which resource and which buckets.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +35,7 @@ pub fn plan(q: &SeriesQuery, newest_ms: f64, cfg: &Config) -> Result<Plan, CoreE
     };
     let span = q.span_ms.unwrap_or(MINUTE_SPAN_MS);
     if !(span.is_finite() && span > 0.0 && span <= MAX_SPAN_MS) {
-        return Err(bad(format!("spanMs: must be in (0, {}] (6 h)", Shortest(MAX_SPAN_MS))));
+        return Err(bad(format!("spanMs: must be in (0, {MAX_SPAN_MS}] (6 h)")));
     }
     let resolution = q.resolution.unwrap_or(if span <= MINUTE_SPAN_MS {
         Resolution::Minute
@@ -44,10 +43,7 @@ pub fn plan(q: &SeriesQuery, newest_ms: f64, cfg: &Config) -> Result<Plan, CoreE
         Resolution::FiveMinutes
     });
     if resolution == Resolution::Minute && span > MINUTE_SPAN_MS {
-        return Err(bad(format!(
-            "resolution: 1m covers at most {} ms (2 h)",
-            Shortest(MINUTE_SPAN_MS)
-        )));
+        return Err(bad(format!("resolution: 1m covers at most {MINUTE_SPAN_MS} ms (2 h)")));
     }
     let step = resolution.step_ms();
     let len = (span / step).ceil().max(1.0) as usize;

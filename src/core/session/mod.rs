@@ -22,7 +22,6 @@ pub mod types;
 pub use op::{ChannelOffer, ChannelPos, ClientOp};
 pub use types::*;
 
-use crate::core::f64text::Shortest;
 use crate::core::meters::meter_id_problem;
 use channel::Channel;
 pub use channel::{valid_channel_name, ChannelView, MAX_CHANNEL_NAME, MAX_LISTED_REFUSALS};
@@ -347,11 +346,7 @@ impl Session {
         if !(1.0..=HEARTBEAT_MAX_MS).contains(&interval) {
             out.push(SessionOutput::Error(SessionError::new(
                 SessionErrorCode::UnexpectedOp,
-                format!(
-                    "HELLO heartbeat_interval_ms {} is not in 1..={}",
-                    Shortest(interval),
-                    Shortest(HEARTBEAT_MAX_MS)
-                ),
+                format!("HELLO heartbeat_interval_ms {interval} is not in 1..={HEARTBEAT_MAX_MS}"),
             )));
             return self.reconnect(Some(CLOSE_RESUMABLE), "bad HELLO", now, out);
         }

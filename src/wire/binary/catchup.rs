@@ -17,7 +17,6 @@ use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Catchup, CatchupBucket};
-use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 use crate::core::ledger::HOUR_MS;
 use crate::wire::Arrival;
@@ -34,10 +33,7 @@ fn hour(x: f64, what: &str) -> Result<Option<f64>, CoreError> {
         Some(_) if x % HOUR_MS == 0.0 => Ok(Some(x)),
         _ => Err(CoreError::new(
             ErrorCode::BadTimestamp,
-            format!(
-                "binary catch-up: {what} {} is not an hour start (a multiple of 3600000 ms)",
-                Shortest(x)
-            ),
+            format!("binary catch-up: {what} {x} is not an hour start (a multiple of 3600000 ms)"),
         )),
     }
 }
@@ -70,10 +66,7 @@ pub(super) fn decode(
     let as_of = Hlc::from_f64(wall_ms, f64::from(counter)).ok_or_else(|| {
         CoreError::new(
             ErrorCode::BadTimestamp,
-            format!(
-                "binary catch-up: asOf wallMs {} counter {counter} out of range",
-                Shortest(wall_ms)
-            ),
+            format!("binary catch-up: asOf wallMs {wall_ms} counter {counter} out of range"),
         )
     })?;
     if scale > MAX_SCALE {
@@ -89,7 +82,7 @@ pub(super) fn decode(
         if f > t {
             return Err(CoreError::new(
                 ErrorCode::BadTimestamp,
-                format!("binary catch-up: from {} is after to {}", Shortest(f), Shortest(t)),
+                format!("binary catch-up: from {f} is after to {t}"),
             ));
         }
     }
@@ -100,7 +93,7 @@ pub(super) fn decode(
     } else {
         return Err(CoreError::new(
             ErrorCode::BadTimestamp,
-            format!("binary catch-up: serverTime {} is not finite", Shortest(server_time)),
+            format!("binary catch-up: serverTime {server_time} is not finite"),
         ));
     };
 
@@ -180,17 +173,14 @@ fn bucket(
         CoreError::at(
             ErrorCode::BadTimestamp,
             i,
-            format!("bucket {i}: hour {} is not an hour start", Shortest(hour_ms)),
+            format!("bucket {i}: hour {hour_ms} is not an hour start"),
         )
     })?;
     let mantissa = whole(total).ok_or_else(|| {
         CoreError::at(
             ErrorCode::BadValue,
             i,
-            format!(
-                "bucket {i}: total mantissa {} is not a whole number in 0..=2^53",
-                Shortest(total)
-            ),
+            format!("bucket {i}: total mantissa {total} is not a whole number in 0..=2^53"),
         )
     })?;
     let total = Decimal::new(mantissa as i64, scale);

@@ -18,7 +18,6 @@ use super::{bad_frame, le_f64, whole, Header, Reader, HEADER_BYTES, KIND_METERS_
 use super::{truncated, VERSION};
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
-use crate::core::f64text::Shortest;
 use crate::core::session::{valid_channel_name, Payload, ServerOp};
 use crate::core::stream::{MeterColumns, MeterRowRef, MeterStatus, METERS_PREFIX};
 use crate::wire::field::{meter_id_problem, MAX_WHOLE};
@@ -69,13 +68,10 @@ pub(super) fn decode(h: &Header, bytes: &[u8]) -> Result<ServerOp, CoreError> {
     let (resources, channel_len, reserved) = (r.u16(what)?, r.u8(what)?, r.u8(what)?);
     let reserved2 = r.u32(what)?;
     let epoch = whole(epoch).ok_or_else(|| {
-        bad_value(format!(
-            "binary DELTA: epoch {} is not a whole number in 0..=2^53",
-            Shortest(epoch)
-        ))
+        bad_value(format!("binary DELTA: epoch {epoch} is not a whole number in 0..=2^53"))
     })?;
     let seq = whole(seq).ok_or_else(|| {
-        bad_value(format!("binary DELTA: seq {} is not a whole number in 0..=2^53", Shortest(seq)))
+        bad_value(format!("binary DELTA: seq {seq} is not a whole number in 0..=2^53"))
     })?;
     if reserved != 0 || reserved2 != 0 {
         return Err(bad_frame("binary DELTA: reserved kind-4 header bytes are not zero"));
@@ -172,23 +168,14 @@ pub(super) fn decode(h: &Header, bytes: &[u8]) -> Result<ServerOp, CoreError> {
         let (t, v) =
             (c.ts.get(i).copied().unwrap_or(f64::NAN), c.value.get(i).copied().unwrap_or(f64::NAN));
         if !t.is_finite() {
-            return Err(row_err(
-                ErrorCode::BadTimestamp,
-                format!("ts {} is not finite", Shortest(t)),
-            ));
+            return Err(row_err(ErrorCode::BadTimestamp, format!("ts {t} is not finite")));
         }
         if !v.is_finite() {
-            return Err(row_err(
-                ErrorCode::BadValue,
-                format!("value {} is not finite", Shortest(v)),
-            ));
+            return Err(row_err(ErrorCode::BadValue, format!("value {v} is not finite")));
         }
         let count = le_f64(count);
         let count = whole(count).ok_or_else(|| {
-            row_err(
-                ErrorCode::BadValue,
-                format!("count {} is not a whole number in 0..=2^53", Shortest(count)),
-            )
+            row_err(ErrorCode::BadValue, format!("count {count} is not a whole number in 0..=2^53"))
         })?;
         if scale > MAX_SCALE {
             return Err(row_err(

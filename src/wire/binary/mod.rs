@@ -31,7 +31,6 @@ use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, KeyScope, LiveBinding, LiveFrame, ReadingBatch};
-use crate::core::f64text::Shortest;
 use crate::core::hlc::Hlc;
 
 /// The four bytes every frame starts with, `"MFLW"`.
@@ -319,7 +318,7 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
     let bad_value = |what: &str, x: f64| {
         CoreError::new(
             ErrorCode::BadValue,
-            format!("binary frame: {what} {} is not a whole number in 0..=2^53", Shortest(x)),
+            format!("binary frame: {what} {x} is not a whole number in 0..=2^53"),
         )
     };
     let epoch = whole(epoch).ok_or_else(|| bad_value("epoch", epoch))?;
@@ -327,10 +326,7 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
     let stamp = Hlc::from_f64(wall_ms, f64::from(counter)).ok_or_else(|| {
         CoreError::new(
             ErrorCode::BadTimestamp,
-            format!(
-                "binary frame: stamp wallMs {} counter {counter} out of range",
-                Shortest(wall_ms)
-            ),
+            format!("binary frame: stamp wallMs {wall_ms} counter {counter} out of range"),
         )
     })?;
     if scale > MAX_SCALE {
@@ -418,20 +414,14 @@ fn drop_bad_records(f: &mut LiveFrame, ids: &[u8], amounts: &[u8]) {
         let err = if whole(id).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!("record {i}: id {} is not a whole number in 0..=2^53", Shortest(id)),
+                format!("record {i}: id {id} is not a whole number in 0..=2^53"),
             ))
         } else if !ts.is_finite() {
-            Some((
-                ErrorCode::BadTimestamp,
-                format!("record {i}: ts {} is not finite", Shortest(ts)),
-            ))
+            Some((ErrorCode::BadTimestamp, format!("record {i}: ts {ts} is not finite")))
         } else if whole(amount).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!(
-                    "record {i}: amount mantissa {} is not a whole number in 0..=2^53",
-                    Shortest(amount)
-                ),
+                format!("record {i}: amount mantissa {amount} is not a whole number in 0..=2^53"),
             ))
         } else {
             None
