@@ -62,15 +62,18 @@ impl Engine {
                     add_reading(windows, detector, m as usize, x, ts, cfg);
                     fed += 1;
                 }
-                Err(e) => {
-                    sink.push(CoreError {
-                        position: None,
-                        message: format!(
-                            "live reading of meter '{}' counted in the totals but kept out of its window: {}",
-                            meters.name(m as usize),
-                            e.message
-                        ),
-                        ..e
+                Err(refused) => {
+                    sink.push_with(|| {
+                        let e = refused.error();
+                        CoreError {
+                            position: None,
+                            message: format!(
+                                "live reading of meter '{}' counted in the totals but kept out of its window: {}",
+                                meters.name(m as usize),
+                                e.message
+                            ),
+                            ..e
+                        }
                     });
                     rejected += 1;
                 }
@@ -116,7 +119,7 @@ fn report_series_refused(
     let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
     if let Some(o) = overflow {
         let resource = cfg.resources.get(o.resource).map_or("?", |x| x.name.as_str());
-        sink.push(CoreError::new(
+        sink.push_with(|| CoreError::new(
             ErrorCode::SeriesLimit,
             format!(
                 "series: {} reading(s) past a bucket's bound ({} readings or ±2^47 units a bucket), the first of meter '{}' resource '{resource}' in minute {} (ms {}): they count in the totals but not in the series, whose answers covering them say incomplete",
@@ -130,7 +133,7 @@ fn report_series_refused(
     }
     for (m, r) in refused {
         let resource = cfg.resources.get(r).map_or("?", |x| x.name.as_str());
-        sink.push(CoreError::new(
+        sink.push_with(|| CoreError::new(
             ErrorCode::SeriesLimit,
             format!(
                 "series: meter '{}' resource '{resource}' past maxSeriesPairs ({} pairs held): its readings count in the totals but not in its series, which say incomplete",

@@ -63,10 +63,12 @@ impl Engine {
         for (key, id) in &batch.bindings {
             // Check the key first: a refused binding must not use up a meter slot.
             if batch.scope == KeyScope::Stream && *key >= cfg.max_stream_keys {
-                sink.push(CoreError::new(
-                    ErrorCode::KeyOutOfRange,
-                    format!("stream key {key} >= maxStreamKeys {}", cfg.max_stream_keys),
-                ));
+                sink.push_with(|| {
+                    CoreError::new(
+                        ErrorCode::KeyOutOfRange,
+                        format!("stream key {key} >= maxStreamKeys {}", cfg.max_stream_keys),
+                    )
+                });
                 continue;
             }
             pending.remove(*key);
@@ -95,10 +97,12 @@ impl Engine {
             };
             if table.bind(*key, m, cfg.max_stream_keys).is_err() {
                 pending.remove(*key);
-                sink.push(CoreError::new(
-                    ErrorCode::OutOfMemory,
-                    format!("no memory to bind key {key} to meter '{id}'"),
-                ));
+                sink.push_with(|| {
+                    CoreError::new(
+                        ErrorCode::OutOfMemory,
+                        format!("no memory to bind key {key} to meter '{id}'"),
+                    )
+                });
             }
         }
 
@@ -118,16 +122,18 @@ impl Engine {
             let mut m = table.get(key);
             if m == UNBOUND && pending.get(key).is_none() {
                 rejected += 1;
-                sink.push(CoreError::at(
-                    ErrorCode::UnknownKey,
-                    pos,
-                    format!("record names key {key}, which is bound to no accepted meter"),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::UnknownKey,
+                        pos,
+                        format!("record names key {key}, which is bound to no accepted meter"),
+                    )
+                });
                 continue;
             }
             if let Err(e) = bounds.check(ts, x, pos) {
                 rejected += 1;
-                sink.push(e);
+                sink.push_with(|| e.error());
                 continue;
             }
             if m == UNBOUND {
@@ -143,11 +149,13 @@ impl Engine {
                         // Without room in the table this reading still applies; the
                         // key's later readings are refused as unknown.
                         if table.bind(key, m, cfg.max_stream_keys).is_err() {
-                            sink.push(CoreError::at(
-                                ErrorCode::OutOfMemory,
-                                pos,
-                                format!("no memory to bind key {key}"),
-                            ));
+                            sink.push_with(|| {
+                                CoreError::at(
+                                    ErrorCode::OutOfMemory,
+                                    pos,
+                                    format!("no memory to bind key {key}"),
+                                )
+                            });
                         }
                     }
                     Err(e) => {

@@ -537,27 +537,47 @@ impl ReadingBounds {
     }
 
     /// `Ok` if reading `x` at `ts` (item `pos`) may enter a window, else the
-    /// `bad_timestamp` or `bad_value` error to report.
+    /// refusal, whose `bad_timestamp` or `bad_value` error text is only made
+    /// ([`OutOfBounds::error`]) if it will be reported: a body may refuse
+    /// millions of readings past `maxErrorsPerBatch`.
     #[inline]
-    pub(crate) fn check(&self, ts: f64, x: f64, pos: usize) -> Result<(), CoreError> {
-        if !(ts >= self.oldest && ts <= self.newest) {
-            return Err(CoreError::at(
+    pub(crate) fn check(&self, ts: f64, x: f64, pos: usize) -> Result<(), OutOfBounds> {
+        if ts >= self.oldest && ts <= self.newest && x.is_finite() && x.abs() <= self.max_abs {
+            Ok(())
+        } else {
+            Err(OutOfBounds { bounds: *self, ts, x, pos })
+        }
+    }
+}
+
+/// A reading [`ReadingBounds::check`] refused; [`OutOfBounds::error`] makes
+/// its error.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutOfBounds {
+    bounds: ReadingBounds,
+    ts: f64,
+    x: f64,
+    pos: usize,
+}
+
+impl OutOfBounds {
+    /// The `bad_timestamp` (checked first) or `bad_value` error.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn error(&self) -> CoreError {
+        let (b, ts, x) = (&self.bounds, self.ts, self.x);
+        if !(ts >= b.oldest && ts <= b.newest) {
+            return CoreError::at(
                 ErrorCode::BadTimestamp,
-                pos,
-                format!(
-                    "timestamp {ts} outside [{}, {}] (now {})",
-                    self.oldest, self.newest, self.now_ms
-                ),
-            ));
+                self.pos,
+                format!("timestamp {ts} outside [{}, {}] (now {})", b.oldest, b.newest, b.now_ms),
+            );
         }
-        if !(x.is_finite() && x.abs() <= self.max_abs) {
-            return Err(CoreError::at(
-                ErrorCode::BadValue,
-                pos,
-                format!("value {x} is not finite or beyond maxAbsValue"),
-            ));
-        }
-        Ok(())
+        CoreError::at(
+            ErrorCode::BadValue,
+            self.pos,
+            format!("value {x} is not finite or beyond maxAbsValue"),
+        )
     }
 }
 

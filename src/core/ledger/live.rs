@@ -174,19 +174,26 @@ impl Ledger {
         for (b, resource) in f.bindings.iter().zip(resources) {
             // Check key and resource first: a refused binding must not use up a meter slot.
             if b.key >= cfg.max_stream_keys {
-                sink.push(CoreError::new(
-                    ErrorCode::KeyOutOfRange,
-                    format!("key {} >= maxStreamKeys {}", b.key, cfg.max_stream_keys),
-                ));
+                sink.push_with(|| {
+                    CoreError::new(
+                        ErrorCode::KeyOutOfRange,
+                        format!("key {} >= maxStreamKeys {}", b.key, cfg.max_stream_keys),
+                    )
+                });
                 continue;
             }
             pending.remove(b.key);
             let packed = match resource {
                 None => {
-                    sink.push(CoreError::new(
-                        ErrorCode::UnknownResource,
-                        format!("meter '{}': resource '{}' is not configured", b.meter, b.resource),
-                    ));
+                    sink.push_with(|| {
+                        CoreError::new(
+                            ErrorCode::UnknownResource,
+                            format!(
+                                "meter '{}': resource '{}' is not configured",
+                                b.meter, b.resource
+                            ),
+                        )
+                    });
                     UNBOUND_KEY
                 }
                 Some(r) => match intern.find(&b.meter) {
@@ -215,10 +222,12 @@ impl Ledger {
             };
             if table.bind(b.key, packed, cfg.max_stream_keys).is_err() {
                 pending.remove(b.key);
-                sink.push(CoreError::new(
-                    ErrorCode::OutOfMemory,
-                    format!("no memory to bind key {}", b.key),
-                ));
+                sink.push_with(|| {
+                    CoreError::new(
+                        ErrorCode::OutOfMemory,
+                        format!("no memory to bind key {}", b.key),
+                    )
+                });
             }
         }
         if !accepted {
@@ -235,7 +244,7 @@ impl Ledger {
         let feed = cfg.detect_live && self.feed.try_reserve(n).is_ok();
         let mut overflowed = 0u64;
         if cfg.detect_live && !feed {
-            sink.push(CoreError::new(
+            sink.push_with(|| CoreError::new(
                 ErrorCode::OutOfMemory,
                 format!("no memory to feed this frame's {n} readings to the anomaly windows; they still count in the totals"),
             ));
@@ -246,11 +255,13 @@ impl Ledger {
             let mut packed = table.get(key);
             if packed == UNBOUND_KEY && pending.get(key).is_none() {
                 causes.refused = true;
-                sink.push(CoreError::at(
-                    ErrorCode::UnknownKey,
-                    pos,
-                    format!("record names key {key}, which is bound to no accepted meter"),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::UnknownKey,
+                        pos,
+                        format!("record names key {key}, which is bound to no accepted meter"),
+                    )
+                });
                 continue;
             }
             let r = match pending.get(key) {
@@ -259,18 +270,20 @@ impl Ledger {
             };
             let Some(hour) = hour_of(ts).map(|h| h.min(stamp_hour)) else {
                 causes.refused = true;
-                sink.push(CoreError::at(
-                    ErrorCode::BadTimestamp,
-                    pos,
-                    format!("timestamp {ts} is not finite"),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::BadTimestamp,
+                        pos,
+                        format!("timestamp {ts} is not finite"),
+                    )
+                });
                 continue;
             };
             match self.buckets.place(hour) {
                 HourPlace::Kept => {}
                 HourPlace::Late => {
                     self.counters.late += 1;
-                    sink.push(CoreError::at(
+                    sink.push_with(|| CoreError::at(
                         ErrorCode::LateReading,
                         pos,
                         format!("reading {id} of key {key} is for hour {hour}, which has rolled off; counted as late"),
@@ -279,11 +292,13 @@ impl Ledger {
                 }
                 HourPlace::Future => {
                     causes.refused = true;
-                    sink.push(CoreError::at(
-                        ErrorCode::BadTimestamp,
-                        pos,
-                        format!("timestamp {ts} is more than an hour past the current hour"),
-                    ));
+                    sink.push_with(|| {
+                        CoreError::at(
+                            ErrorCode::BadTimestamp,
+                            pos,
+                            format!("timestamp {ts} is more than an hour past the current hour"),
+                        )
+                    });
                     continue;
                 }
             }
@@ -292,7 +307,7 @@ impl Ledger {
                 Ok(u) if u >= 0 => u,
                 _ => {
                     causes.refused = true;
-                    sink.push(CoreError::at(
+                    sink.push_with(|| CoreError::at(
                         ErrorCode::BadValue,
                         pos,
                         format!(
@@ -351,11 +366,13 @@ impl Ledger {
                     Ok(m) => {
                         packed = pack(m, r);
                         if table.bind(key, packed, cfg.max_stream_keys).is_err() {
-                            sink.push(CoreError::at(
-                                ErrorCode::OutOfMemory,
-                                pos,
-                                format!("no memory to bind key {key}"),
-                            ));
+                            sink.push_with(|| {
+                                CoreError::at(
+                                    ErrorCode::OutOfMemory,
+                                    pos,
+                                    format!("no memory to bind key {key}"),
+                                )
+                            });
                         }
                     }
                     Err(e) => {
@@ -380,11 +397,9 @@ impl Ledger {
             }
             if bucket.add_live(stamp, units, 1).is_err() {
                 causes.refused = true;
-                sink.push(CoreError::at(
-                    ErrorCode::BadValue,
-                    pos,
-                    "amount overflows the bucket total",
-                ));
+                sink.push_with(|| {
+                    CoreError::at(ErrorCode::BadValue, pos, "amount overflows the bucket total")
+                });
                 continue;
             }
             if !self.meter_hours.add_reading(m, r, hour, ts, units, stamp.wall_ms as f64) {
@@ -410,7 +425,7 @@ impl Ledger {
         if causes.overflow {
             // Once per episode: the rest of it is counted and reported when it ends.
             if self.pending_refused == 0 {
-                sink.push(CoreError::new(
+                sink.push_with(|| CoreError::new(
                     ErrorCode::PendingLimit,
                     format!(
                         "maxPendingReadings ({}) reached: live readings wait for the next catch-up (reported once; pending_limit_cleared counts them when room returns)",

@@ -825,20 +825,24 @@ impl Ledger {
             let pos = b.position as usize;
             let Some(r) = self.resource(&b.resource) else {
                 // Not a resource this dashboard totals (the decoder drops these first).
-                sink.push(CoreError::at(
-                    ErrorCode::UnknownResource,
-                    pos,
-                    format!("resource '{}' is not configured; bucket ignored", b.resource),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::UnknownResource,
+                        pos,
+                        format!("resource '{}' is not configured; bucket ignored", b.resource),
+                    )
+                });
                 continue;
             };
             let Some(h) = hour_of(b.hour_ms).filter(|h| (from..=to).contains(h)) else {
                 bad += 1;
-                sink.push(CoreError::at(
-                    ErrorCode::BadField,
-                    pos,
-                    format!("bucket hour {} is outside the result's range", b.hour_ms),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::BadField,
+                        pos,
+                        format!("bucket hour {} is outside the result's range", b.hour_ms),
+                    )
+                });
                 continue;
             };
             let i = r * span + (h - from) as usize;
@@ -866,11 +870,13 @@ impl Ledger {
             };
             if let Some(why) = problem {
                 bad += 1;
-                sink.push(CoreError::at(
-                    ErrorCode::BadValue,
-                    pos,
-                    format!("{} hour {}: total {why}", b.resource, b.hour_ms),
-                ));
+                sink.push_with(|| {
+                    CoreError::at(
+                        ErrorCode::BadValue,
+                        pos,
+                        format!("{} hour {}: total {why}", b.resource, b.hour_ms),
+                    )
+                });
             }
         }
         sink.finish();

@@ -181,10 +181,12 @@ impl RowFeed<'_> {
             }
         };
         if !ts_slot(self.newest_ts, self.newest_row_ts, m, self.meters.len()) {
-            self.sink.push(CoreError::new(
-                ErrorCode::OutOfMemory,
-                format!("meter '{}': no memory to track its stream readings", r.meter),
-            ));
+            self.sink.push_with(|| {
+                CoreError::new(
+                    ErrorCode::OutOfMemory,
+                    format!("meter '{}': no memory to track its stream readings", r.meter),
+                )
+            });
             return;
         }
         let newest = self.newest_ts.get(m).copied().unwrap_or(f64::NAN);
@@ -192,7 +194,7 @@ impl RowFeed<'_> {
             return;
         }
         if let Err(e) = self.bounds.check(r.ts, r.value, i) {
-            self.sink.push(e);
+            self.sink.push_with(|| e.error());
             self.counters.readings_rejected += 1.0;
             return;
         }
