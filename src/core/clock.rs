@@ -29,6 +29,18 @@
 //!   older samples and the one-way bound are dropped. (The cost: a `serverTime`
 //!   as wrong as its body's `asOf` would be believed; `serverTime` is the
 //!   server's physical clock, which this design trusts, unlike its HLC.)
+//! - **Old `serverTime`s**: a result answered from an old copy carries the
+//!   `serverTime` of when the copy was made, and its sample says the server is
+//!   behind by the copy's age. Marzullo cannot see it: such a sample may merely
+//!   touch the honest ones, and the region they share is then a sliver below
+//!   the truth that every later honest sample also contains. The one-way bound
+//!   can: accepted stamps prove `offset >= L`, and an honest `serverTime`
+//!   trails its server's stamps by at most `maxOffsetMs`. A sample with
+//!   `hi + maxOffsetMs < L` is old or the first sign of the worker's clock set
+//!   forward; it is set aside (the *suspect*) and changes nothing. A second
+//!   one, made from a later `serverTime` and overlapping it, confirms a step
+//!   (both become the samples; the old ones and the bound go); a sample the
+//!   bound does not contradict clears it.
 //! - **One-way bounds**: a server stamp `S` (a live frame's, a hello's, a REST
 //!   `asOf`) that arrives at worker time `A` was made before it arrived, so the
 //!   offset is at least `S - A` (network delay ≥ 0). The largest such bound,
@@ -108,6 +120,25 @@ pub struct ClockSync {
     provisional: Option<Sample>,
     /// The largest one-way lower bound (`lo` only), aged like a sample.
     lower: Option<Sample>,
+    /// The last sample the proven lower bound contradicted, set aside: a
+    /// stale `serverTime`, or the first sign of the worker's clock set forward.
+    suspect: Option<Suspect>,
+}
+
+/// A sample set aside, with the server time it was made from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Suspect {
+    sample: Sample,
+    server_ms: f64,
+}
+
+/// What a sync sample is checked against.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleLimits {
+    /// The largest |offset| believed (`maxClockSkewMs`); beyond it a sample is refused.
+    pub max_skew_ms: f64,
+    /// How far an honest server's stamps may lead its physical clock (`maxOffsetMs`).
+    pub max_lead_ms: f64,
 }
 
 /// A refused sync sample.
@@ -154,14 +185,18 @@ impl ClockSync {
     }
 
     /// Adds a sync sample: the server said `server_ms`; the worker sent the request
-    /// at `sent_ms` (if known) and got the answer at `received_ms`.
+    /// at `sent_ms` (if known) and got the answer at `received_ms`. `max_lead_ms`
+    /// is how far an honest server's stamps may lead its `serverTime`
+    /// (`maxOffsetMs`): a sample below the proven lower bound by more than that
+    /// is set aside until a second one confirms it (see the module doc).
     pub fn sample(
         &mut self,
         server_ms: f64,
         sent_ms: Option<f64>,
         received_ms: f64,
-        max_skew_ms: f64,
+        limits: SampleLimits,
     ) -> Result<(), SkewRefusal> {
+        let SampleLimits { max_skew_ms, max_lead_ms } = limits;
         let (mid, uncertainty) = match sent_ms {
             Some(s) if s.is_finite() && s <= received_ms => {
                 ((s + received_ms) / 2.0, (received_ms - s) / 2.0)
@@ -179,12 +214,45 @@ impl ClockSync {
         let s =
             Sample { lo: offset_ms - uncertainty, hi: offset_ms + uncertainty, at_ms: received_ms };
         let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
-        if marzullo(kept, received_ms).is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
+        let region = marzullo(kept, received_ms);
+        // The lower bound the estimate stands on (`estimate` uses it only when
+        // it is consistent with the samples).
+        let proven = match (region, self.lower) {
+            (Some((_, hi)), Some(l)) => Some(l.aged(received_ms).0).filter(|l| *l <= hi),
+            _ => None,
+        };
+        if proven.is_some_and(|l| s.hi + max_lead_ms < l) {
+            // Accepted stamps prove the server's clock read more than this
+            // sample says: its `serverTime` is old (a copy answered late), or
+            // the worker's clock was set forward. Only a second such sample,
+            // read from the server's clock later and agreeing, tells a step.
+            let confirmed = self.suspect.filter(|p| {
+                let (lo, hi) = p.sample.aged(received_ms);
+                server_ms > p.server_ms && s.lo <= hi && lo <= s.hi
+            });
+            self.suspect = Some(Suspect { sample: s, server_ms });
+            if let Some(p) = confirmed {
+                self.taken = 0;
+                self.lower = None;
+                self.suspect = None;
+                self.push(p.sample);
+                self.push(s);
+            }
+            return Ok(());
+        }
+        self.suspect = None;
+        if region.is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
             // Disjoint from everything consistent so far: a clock stepped (see
             // the module doc). The older samples and bounds no longer apply.
             self.taken = 0;
             self.lower = None;
         }
+        self.push(s);
+        Ok(())
+    }
+
+    /// Keeps `s` in the next slot; any sample replaces the provisional interval.
+    fn push(&mut self, s: Sample) {
         if let Some(slot) = self.samples.get_mut(self.taken % SAMPLES) {
             *slot = s;
         }
@@ -192,7 +260,6 @@ impl ClockSync {
         // rotation going, and `taken >= SAMPLES` stays true.
         self.taken = self.taken.checked_add(1).unwrap_or(SAMPLES);
         self.provisional = None;
-        Ok(())
     }
 
     /// A server stamp (`stamp_ms`) arriving at worker time `arrival_ms`, with
@@ -268,6 +335,7 @@ mod tests {
     use super::*;
 
     const SKEW: f64 = 86_400_000.0;
+    const LIM: SampleLimits = SampleLimits { max_skew_ms: SKEW, max_lead_ms: 500.0 };
 
     fn est(c: &ClockSync, now: f64) -> (f64, f64) {
         // No estimate reads as NaN, which every assertion below refuses.
@@ -278,13 +346,13 @@ mod tests {
     fn intersects_consistent_samples_and_never_widens() {
         let mut c = ClockSync::default();
         // Server 120 s ahead. A slow request (400 ms round trip) then a fast one (20 ms).
-        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, SKEW).is_ok());
+        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, LIM).is_ok());
         assert_eq!(est(&c, 1_000_400.0), (120_000.0, 200.0));
-        assert!(c.sample(1_120_410.0 + 3.0, Some(1_000_400.0), 1_000_420.0, SKEW).is_ok());
+        assert!(c.sample(1_120_410.0 + 3.0, Some(1_000_400.0), 1_000_420.0, LIM).is_ok());
         let (o, e) = est(&c, 1_000_420.0);
         assert!((o - 120_003.0).abs() < 0.01 && (e - 10.0).abs() < 0.01, "{o} {e}");
         // A later slow sample that agrees loosely does not widen the estimate.
-        assert!(c.sample(1_121_000.0, Some(1_000_500.0), 1_001_500.0, SKEW).is_ok());
+        assert!(c.sample(1_121_000.0, Some(1_000_500.0), 1_001_500.0, LIM).is_ok());
         let (o2, e2) = est(&c, 1_001_500.0);
         assert!((o2 - 120_003.0).abs() < 0.2 && e2 <= 10.2, "{o2} {e2}");
     }
@@ -294,14 +362,14 @@ mod tests {
         let mut c = ClockSync::default();
         for k in 0..3 {
             let t = 1_000_000.0 + 10_000.0 * f64::from(k);
-            assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, SKEW).is_ok());
+            assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, LIM).is_ok());
         }
         // A wide sample that agrees: the estimate stays narrow.
-        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, SKEW).is_ok());
+        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, LIM).is_ok());
         let (o, e) = est(&c, 1_032_000.0);
         assert!((o - 5_000.0).abs() < 20.0 && e < 20.0, "{o} {e}");
         // The worker clock steps back 2.4 s: the next sample is disjoint and wins.
-        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, SKEW).is_ok());
+        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, LIM).is_ok());
         let (o, e) = est(&c, 1_040_020.0);
         assert!((o - 7_400.0).abs() < 11.0 && e <= 10.0, "{o} {e}");
         assert!(c.synced());
@@ -310,7 +378,7 @@ mod tests {
     #[test]
     fn samples_age_by_the_drift_rate() {
         let mut c = ClockSync::default();
-        assert!(c.sample(1_010.0, Some(990.0), 1_010.0, SKEW).is_ok()); // 10 +- 10
+        assert!(c.sample(1_010.0, Some(990.0), 1_010.0, LIM).is_ok()); // 10 +- 10
         let hour = 3_600_000.0;
         let (_, e) = est(&c, 1_010.0 + hour);
         assert!((e - (10.0 + MAX_DRIFT * hour)).abs() < 1e-6, "{e}");
@@ -319,12 +387,12 @@ mod tests {
     #[test]
     fn refuses_absurd_skew_and_keeps_the_estimate() {
         let mut c = ClockSync::default();
-        assert!(c.sample(5_000.0, None, 1_000.0, SKEW).is_ok());
+        assert!(c.sample(5_000.0, None, 1_000.0, LIM).is_ok());
         let before = c.clone();
-        assert!(c.sample(1e15, None, 1_000.0, SKEW).is_err());
-        assert!(c.sample(f64::NAN, None, 1_000.0, SKEW).is_err());
-        assert!(c.sample(5_000.0, None, f64::INFINITY, SKEW).is_err());
-        assert!(c.sample(5_000.0, Some(f64::NEG_INFINITY), 1_000.0, SKEW).is_ok());
+        assert!(c.sample(1e15, None, 1_000.0, LIM).is_err());
+        assert!(c.sample(f64::NAN, None, 1_000.0, LIM).is_err());
+        assert!(c.sample(5_000.0, None, f64::INFINITY, LIM).is_err());
+        assert!(c.sample(5_000.0, Some(f64::NEG_INFINITY), 1_000.0, LIM).is_ok());
         assert_eq!(c.estimate(1_000.0), before.estimate(1_000.0));
     }
 
@@ -337,7 +405,7 @@ mod tests {
         c.bootstrap(999_000.0, 1_000.0, SKEW);
         assert_eq!(c.estimate(1_000.0).map(|e| e.hi), Some(61_000.0));
         // A sync sample replaces the provisional interval: 1000 +- 100.
-        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, SKEW).is_ok());
+        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, LIM).is_ok());
         assert_eq!(c.estimate(1_100.0), Some(Estimate { lo: 900.0, hi: 1_100.0 }));
         // A one-way bound inside the interval raises lo.
         c.bound(2_150.0, 1_100.0);
@@ -352,6 +420,62 @@ mod tests {
         assert_eq!(c.estimate(1_100.0).map(|e| e.lo), Some(1_050.0));
     }
 
+    /// Clocks identical; two untimed samples and a one-way bound at 0 (a
+    /// stamp that arrived at once): the estimate is [0, 1000].
+    fn bounded() -> ClockSync {
+        let mut c = ClockSync::default();
+        assert!(c.sample(100_000.0, None, 100_000.0, LIM).is_ok());
+        assert!(c.sample(100_100.0, None, 100_100.0, LIM).is_ok());
+        c.bound(100_100.0, 100_100.0);
+        assert_eq!(est(&c, 100_100.0), (500.0, 500.0));
+        c
+    }
+
+    #[test]
+    fn an_old_server_time_below_the_bound_is_set_aside() {
+        // A copy made at 100_100 answered 1_800 ms later: -1800 +- 1000
+        // overlaps the samples (Marzullo alone would narrow the estimate to
+        // [-1000, -800], refusing every honest stamp) but not the bound.
+        let mut c = bounded();
+        let before = c.estimate(101_900.0);
+        assert!(c.sample(100_100.0, None, 101_900.0, LIM).is_ok());
+        assert_eq!(c.estimate(101_900.0), before);
+        // Delivered again, it is the same reading of the server's clock: no step.
+        assert!(c.sample(100_100.0, None, 101_950.0, LIM).is_ok());
+        assert_eq!(c.estimate(101_950.0), bounded().estimate(101_950.0));
+        // An honest sample, however wide, is taken as usual and clears it.
+        assert!(c.sample(102_000.0, Some(99_000.0), 102_000.0, LIM).is_ok());
+        let (o, e) = est(&c, 102_000.0);
+        assert!(o > 0.0 && (o - e) >= -1.0, "{o} {e}");
+        // A sample within `max_lead_ms` of the bound is taken: an honest
+        // server's stamps may lead its clock by that much.
+        let mut c = bounded();
+        assert!(c.sample(100_100.0, None, 101_500.0, LIM).is_ok());
+        assert!(c.estimate(101_500.0).is_some_and(|e| e.hi <= -400.0 + 1e-6));
+    }
+
+    #[test]
+    fn a_worker_clock_set_forward_is_followed_on_the_second_agreeing_sample() {
+        // The worker's clock jumps 60 s ahead at 200_000: the offset is -60 s.
+        let mut c = bounded();
+        let jump = 60_000.0;
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, LIM).is_ok());
+        let (o, _) = est(&c, 200_000.0 + jump);
+        assert!(o > 0.0, "one sample is not yet a step: {o}");
+        assert!(c.sample(200_500.0, None, 200_500.0 + jump, LIM).is_ok());
+        let (o, e) = est(&c, 200_500.0 + jump);
+        assert!((o + jump).abs() <= e && e <= 1_000.0, "{o} {e}");
+        // Two samples that disagree with each other are not a step.
+        let mut c = bounded();
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, LIM).is_ok());
+        assert!(c.sample(200_500.0, None, 200_500.0 + 2.0 * jump, LIM).is_ok());
+        assert!(est(&c, 200_500.0 + 2.0 * jump).0 > 0.0);
+        // The later of the two still counts: a third agreeing with it steps.
+        assert!(c.sample(201_000.0, None, 201_000.0 + 2.0 * jump, LIM).is_ok());
+        let (o, e) = est(&c, 201_000.0 + 2.0 * jump);
+        assert!((o + 2.0 * jump).abs() <= e, "{o} {e}");
+    }
+
     #[test]
     fn survives_extreme_inputs() {
         let mut c = ClockSync::default();
@@ -359,11 +483,11 @@ mod tests {
         c.bound(f64::NAN, 0.0);
         assert_eq!(c.estimate(0.0), None);
         for x in [0.0, 1e300, -1e300, f64::MAX, f64::MIN_POSITIVE] {
-            let _ = c.sample(x, Some(-x), x, SKEW);
+            let _ = c.sample(x, Some(-x), x, LIM);
             let _ = c.corrected(x);
         }
         for _ in 0..(3 * SAMPLES) {
-            assert!(c.sample(1_000.0, None, 0.0, SKEW).is_ok());
+            assert!(c.sample(1_000.0, None, 0.0, LIM).is_ok());
         }
         assert_eq!(est(&c, 0.0), (1_000.0, 1_000.0));
     }

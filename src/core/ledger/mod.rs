@@ -38,7 +38,7 @@ pub use live::{InternMeter, MeterIds};
 
 use rustc_hash::FxHashSet;
 
-use crate::core::clock::ClockSync;
+use crate::core::clock::{ClockSync, SampleLimits};
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink, WarningCode};
 use crate::core::event::{Outbound, WarningEvent};
@@ -902,7 +902,9 @@ fn sync_sample(
     cfg: &Config,
     out: &mut Vec<Outbound>,
 ) {
-    if let Err(r) = sync.sample(server_ms, sent_ms, received_ms, cfg.max_clock_skew_ms) {
+    let limits =
+        SampleLimits { max_skew_ms: cfg.max_clock_skew_ms, max_lead_ms: cfg.max_offset_ms };
+    if let Err(r) = sync.sample(server_ms, sent_ms, received_ms, limits) {
         counters.refused_clocks += 1;
         out.push(Outbound::Error(CoreError::new(
             ErrorCode::ClockAhead,
