@@ -34,13 +34,15 @@
 //!   behind by the copy's age. Marzullo cannot see it: such a sample may merely
 //!   touch the honest ones, and the region they share is then a sliver below
 //!   the truth that every later honest sample also contains. The one-way bound
-//!   can: accepted stamps prove `offset >= L`, and an honest `serverTime`
-//!   trails its server's stamps by at most `maxOffsetMs`. A sample with
-//!   `hi + maxOffsetMs < L` is old or the first sign of the worker's clock set
-//!   forward; it is set aside (the *suspect*) and changes nothing. A second
-//!   one, made from a later `serverTime` and overlapping it, confirms a step
-//!   (both become the samples; the old ones and the bound go); a sample the
-//!   bound does not contradict clears it.
+//!   can: accepted stamps prove `offset >= L`, and an honest sample contains
+//!   the offset. A sample with `hi < L` is old or the first sign of the
+//!   worker's clock set forward; it is set aside (the *suspect*) and changes
+//!   nothing. A second one, made from a later `serverTime` and overlapping it,
+//!   confirms a step (both become the samples; the old ones and the bound
+//!   go); a sample the bound does not contradict, or an accepted stamp above
+//!   the suspect's `hi`, clears it. (A server whose stamps lead its clock may
+//!   see a precise honest sample set aside; it costs one sample, the next
+//!   confirms it.)
 //! - **One-way bounds**: a server stamp `S` (a live frame's, a hello's, a REST
 //!   `asOf`) that arrives at worker time `A` was made before it arrived, so the
 //!   offset is at least `S - A` (network delay ≥ 0). The largest such bound,
@@ -132,15 +134,6 @@ struct Suspect {
     server_ms: f64,
 }
 
-/// What a sync sample is checked against.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SampleLimits {
-    /// The largest |offset| believed (`maxClockSkewMs`); beyond it a sample is refused.
-    pub max_skew_ms: f64,
-    /// How far an honest server's stamps may lead its physical clock (`maxOffsetMs`).
-    pub max_lead_ms: f64,
-}
-
 /// A refused sync sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SkewRefusal {
@@ -169,6 +162,21 @@ impl ClockSync {
             .unwrap_or(Estimate { lo: -UNTIMED_UNCERTAINTY_MS, hi: UNTIMED_UNCERTAINTY_MS })
     }
 
+    /// The upper bound of the offset that decides refusals at `now_ms`: the
+    /// estimate's `hi`, or the newest sample's if that is higher. An honest
+    /// newest sample contains the offset, so whatever older samples did to the
+    /// estimate (two old copies taken for a step, see the module doc), honest
+    /// stamps are accepted again from the next honest sample on. Sync samples
+    /// alone still set it: stamps cannot raise it.
+    pub fn limit_hi(&self, now_ms: f64) -> f64 {
+        let est = self.estimate_or_prior(now_ms).hi;
+        let newest = match self.taken {
+            0 => None,
+            n => self.samples.get((n - 1) % SAMPLES),
+        };
+        newest.map_or(est, |s| est.max(s.aged(now_ms).1))
+    }
+
     /// The corrected clock at worker time `local_ms`.
     pub fn corrected(&self, local_ms: f64) -> f64 {
         local_ms + self.offset_ms(local_ms)
@@ -185,18 +193,16 @@ impl ClockSync {
     }
 
     /// Adds a sync sample: the server said `server_ms`; the worker sent the request
-    /// at `sent_ms` (if known) and got the answer at `received_ms`. `max_lead_ms`
-    /// is how far an honest server's stamps may lead its `serverTime`
-    /// (`maxOffsetMs`): a sample below the proven lower bound by more than that
-    /// is set aside until a second one confirms it (see the module doc).
+    /// at `sent_ms` (if known) and got the answer at `received_ms`. A sample
+    /// wholly below the one-way bound is set aside until a second one confirms
+    /// it (see the module doc).
     pub fn sample(
         &mut self,
         server_ms: f64,
         sent_ms: Option<f64>,
         received_ms: f64,
-        limits: SampleLimits,
+        max_skew_ms: f64,
     ) -> Result<(), SkewRefusal> {
-        let SampleLimits { max_skew_ms, max_lead_ms } = limits;
         let (mid, uncertainty) = match sent_ms {
             Some(s) if s.is_finite() && s <= received_ms => {
                 ((s + received_ms) / 2.0, (received_ms - s) / 2.0)
@@ -215,13 +221,11 @@ impl ClockSync {
             Sample { lo: offset_ms - uncertainty, hi: offset_ms + uncertainty, at_ms: received_ms };
         let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
         let region = marzullo(kept, received_ms);
-        // The lower bound the estimate stands on (`estimate` uses it only when
-        // it is consistent with the samples).
-        let proven = match (region, self.lower) {
-            (Some((_, hi)), Some(l)) => Some(l.aged(received_ms).0).filter(|l| *l <= hi),
-            _ => None,
-        };
-        if proven.is_some_and(|l| s.hi + max_lead_ms < l) {
+        // What accepted stamps prove, once synced. Not only where `estimate`
+        // uses it (`<= hi`): a sample just inside the samples may already
+        // have pulled `hi` below it.
+        let proven = region.and(self.lower).map(|l| l.aged(received_ms).0);
+        if proven.is_some_and(|l| s.hi < l) {
             // Accepted stamps prove the server's clock read more than this
             // sample says: its `serverTime` is old (a copy answered late), or
             // the worker's clock was set forward. Only a second such sample,
@@ -286,6 +290,11 @@ impl ClockSync {
         if !(l.is_finite() && arrival_ms.is_finite()) {
             return;
         }
+        // A stamp the suspect cannot explain refutes it: the server's clock
+        // read at least `l`, so that sample's `serverTime` was old.
+        if self.suspect.is_some_and(|p| l > p.sample.aged(arrival_ms).1) {
+            self.suspect = None;
+        }
         let Some(est) = self.estimate(arrival_ms) else { return };
         if l > est.hi {
             return;
@@ -335,7 +344,6 @@ mod tests {
     use super::*;
 
     const SKEW: f64 = 86_400_000.0;
-    const LIM: SampleLimits = SampleLimits { max_skew_ms: SKEW, max_lead_ms: 500.0 };
 
     fn est(c: &ClockSync, now: f64) -> (f64, f64) {
         // No estimate reads as NaN, which every assertion below refuses.
@@ -346,13 +354,13 @@ mod tests {
     fn intersects_consistent_samples_and_never_widens() {
         let mut c = ClockSync::default();
         // Server 120 s ahead. A slow request (400 ms round trip) then a fast one (20 ms).
-        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, LIM).is_ok());
+        assert!(c.sample(1_120_200.0, Some(1_000_000.0), 1_000_400.0, SKEW).is_ok());
         assert_eq!(est(&c, 1_000_400.0), (120_000.0, 200.0));
-        assert!(c.sample(1_120_410.0 + 3.0, Some(1_000_400.0), 1_000_420.0, LIM).is_ok());
+        assert!(c.sample(1_120_410.0 + 3.0, Some(1_000_400.0), 1_000_420.0, SKEW).is_ok());
         let (o, e) = est(&c, 1_000_420.0);
         assert!((o - 120_003.0).abs() < 0.01 && (e - 10.0).abs() < 0.01, "{o} {e}");
         // A later slow sample that agrees loosely does not widen the estimate.
-        assert!(c.sample(1_121_000.0, Some(1_000_500.0), 1_001_500.0, LIM).is_ok());
+        assert!(c.sample(1_121_000.0, Some(1_000_500.0), 1_001_500.0, SKEW).is_ok());
         let (o2, e2) = est(&c, 1_001_500.0);
         assert!((o2 - 120_003.0).abs() < 0.2 && e2 <= 10.2, "{o2} {e2}");
     }
@@ -362,14 +370,14 @@ mod tests {
         let mut c = ClockSync::default();
         for k in 0..3 {
             let t = 1_000_000.0 + 10_000.0 * f64::from(k);
-            assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, LIM).is_ok());
+            assert!(c.sample(t + 5_000.0 + 10.0, Some(t), t + 20.0, SKEW).is_ok());
         }
         // A wide sample that agrees: the estimate stays narrow.
-        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, LIM).is_ok());
+        assert!(c.sample(1_036_000.0, Some(1_030_000.0), 1_032_000.0, SKEW).is_ok());
         let (o, e) = est(&c, 1_032_000.0);
         assert!((o - 5_000.0).abs() < 20.0 && e < 20.0, "{o} {e}");
         // The worker clock steps back 2.4 s: the next sample is disjoint and wins.
-        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, LIM).is_ok());
+        assert!(c.sample(1_045_010.0 + 2_400.0, Some(1_040_000.0), 1_040_020.0, SKEW).is_ok());
         let (o, e) = est(&c, 1_040_020.0);
         assert!((o - 7_400.0).abs() < 11.0 && e <= 10.0, "{o} {e}");
         assert!(c.synced());
@@ -378,7 +386,7 @@ mod tests {
     #[test]
     fn samples_age_by_the_drift_rate() {
         let mut c = ClockSync::default();
-        assert!(c.sample(1_010.0, Some(990.0), 1_010.0, LIM).is_ok()); // 10 +- 10
+        assert!(c.sample(1_010.0, Some(990.0), 1_010.0, SKEW).is_ok()); // 10 +- 10
         let hour = 3_600_000.0;
         let (_, e) = est(&c, 1_010.0 + hour);
         assert!((e - (10.0 + MAX_DRIFT * hour)).abs() < 1e-6, "{e}");
@@ -387,12 +395,12 @@ mod tests {
     #[test]
     fn refuses_absurd_skew_and_keeps_the_estimate() {
         let mut c = ClockSync::default();
-        assert!(c.sample(5_000.0, None, 1_000.0, LIM).is_ok());
+        assert!(c.sample(5_000.0, None, 1_000.0, SKEW).is_ok());
         let before = c.clone();
-        assert!(c.sample(1e15, None, 1_000.0, LIM).is_err());
-        assert!(c.sample(f64::NAN, None, 1_000.0, LIM).is_err());
-        assert!(c.sample(5_000.0, None, f64::INFINITY, LIM).is_err());
-        assert!(c.sample(5_000.0, Some(f64::NEG_INFINITY), 1_000.0, LIM).is_ok());
+        assert!(c.sample(1e15, None, 1_000.0, SKEW).is_err());
+        assert!(c.sample(f64::NAN, None, 1_000.0, SKEW).is_err());
+        assert!(c.sample(5_000.0, None, f64::INFINITY, SKEW).is_err());
+        assert!(c.sample(5_000.0, Some(f64::NEG_INFINITY), 1_000.0, SKEW).is_ok());
         assert_eq!(c.estimate(1_000.0), before.estimate(1_000.0));
     }
 
@@ -405,7 +413,7 @@ mod tests {
         c.bootstrap(999_000.0, 1_000.0, SKEW);
         assert_eq!(c.estimate(1_000.0).map(|e| e.hi), Some(61_000.0));
         // A sync sample replaces the provisional interval: 1000 +- 100.
-        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, LIM).is_ok());
+        assert!(c.sample(2_000.0, Some(900.0), 1_100.0, SKEW).is_ok());
         assert_eq!(c.estimate(1_100.0), Some(Estimate { lo: 900.0, hi: 1_100.0 }));
         // A one-way bound inside the interval raises lo.
         c.bound(2_150.0, 1_100.0);
@@ -424,8 +432,8 @@ mod tests {
     /// stamp that arrived at once): the estimate is [0, 1000].
     fn bounded() -> ClockSync {
         let mut c = ClockSync::default();
-        assert!(c.sample(100_000.0, None, 100_000.0, LIM).is_ok());
-        assert!(c.sample(100_100.0, None, 100_100.0, LIM).is_ok());
+        assert!(c.sample(100_000.0, None, 100_000.0, SKEW).is_ok());
+        assert!(c.sample(100_100.0, None, 100_100.0, SKEW).is_ok());
         c.bound(100_100.0, 100_100.0);
         assert_eq!(est(&c, 100_100.0), (500.0, 500.0));
         c
@@ -438,20 +446,42 @@ mod tests {
         // [-1000, -800], refusing every honest stamp) but not the bound.
         let mut c = bounded();
         let before = c.estimate(101_900.0);
-        assert!(c.sample(100_100.0, None, 101_900.0, LIM).is_ok());
+        assert!(c.sample(100_100.0, None, 101_900.0, SKEW).is_ok());
         assert_eq!(c.estimate(101_900.0), before);
         // Delivered again, it is the same reading of the server's clock: no step.
-        assert!(c.sample(100_100.0, None, 101_950.0, LIM).is_ok());
+        assert!(c.sample(100_100.0, None, 101_950.0, SKEW).is_ok());
         assert_eq!(c.estimate(101_950.0), bounded().estimate(101_950.0));
         // An honest sample, however wide, is taken as usual and clears it.
-        assert!(c.sample(102_000.0, Some(99_000.0), 102_000.0, LIM).is_ok());
+        assert!(c.sample(102_000.0, Some(99_000.0), 102_000.0, SKEW).is_ok());
         let (o, e) = est(&c, 102_000.0);
         assert!(o > 0.0 && (o - e) >= -1.0, "{o} {e}");
-        // A sample within `max_lead_ms` of the bound is taken: an honest
-        // server's stamps may lead its clock by that much.
+        // Seed 27044 of tests/stream_sim.rs: a copy 1.45 s old reaches
+        // within 500 ms of the bound; once taken it pulled `hi` below the
+        // bound, which `estimate` then ignored, and a copy 1.7 s old was
+        // taken too. Both are set aside: a stamp between them (a live frame
+        // that arrived at once) shows the first was old, so the second does
+        // not confirm it.
         let mut c = bounded();
-        assert!(c.sample(100_100.0, None, 101_500.0, LIM).is_ok());
-        assert!(c.estimate(101_500.0).is_some_and(|e| e.hi <= -400.0 + 1e-6));
+        assert!(c.sample(100_100.0, None, 101_550.0, SKEW).is_ok());
+        c.bound(101_600.0, 101_600.0);
+        assert!(c.sample(100_110.0, None, 101_810.0, SKEW).is_ok());
+        let (o, e) = est(&c, 101_810.0);
+        assert!(o - e >= -1.0, "{o} {e}");
+    }
+
+    #[test]
+    fn two_old_copies_taken_for_a_step_refuse_nothing_after_an_honest_sample() {
+        // Seed 37284 of tests/stream_sim.rs: copies 1.9 s and 1.75 s old,
+        // nothing between them, agree and are taken for a forward step.
+        let mut c = bounded();
+        assert!(c.sample(100_100.0, None, 102_000.0, SKEW).is_ok());
+        assert!(c.sample(102_000.0, None, 103_750.0, SKEW).is_ok());
+        assert!(c.limit_hi(103_750.0) <= -750.0);
+        // An honest untimed sample only overlaps them: the estimate stays
+        // near them, but refusals follow the newest sample again.
+        assert!(c.sample(103_800.0, None, 103_800.0, SKEW).is_ok());
+        assert!(est(&c, 103_800.0).0 < -800.0);
+        assert!(c.limit_hi(103_800.0) >= 1_000.0);
     }
 
     #[test]
@@ -459,19 +489,19 @@ mod tests {
         // The worker's clock jumps 60 s ahead at 200_000: the offset is -60 s.
         let mut c = bounded();
         let jump = 60_000.0;
-        assert!(c.sample(200_000.0, None, 200_000.0 + jump, LIM).is_ok());
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, SKEW).is_ok());
         let (o, _) = est(&c, 200_000.0 + jump);
         assert!(o > 0.0, "one sample is not yet a step: {o}");
-        assert!(c.sample(200_500.0, None, 200_500.0 + jump, LIM).is_ok());
+        assert!(c.sample(200_500.0, None, 200_500.0 + jump, SKEW).is_ok());
         let (o, e) = est(&c, 200_500.0 + jump);
         assert!((o + jump).abs() <= e && e <= 1_000.0, "{o} {e}");
         // Two samples that disagree with each other are not a step.
         let mut c = bounded();
-        assert!(c.sample(200_000.0, None, 200_000.0 + jump, LIM).is_ok());
-        assert!(c.sample(200_500.0, None, 200_500.0 + 2.0 * jump, LIM).is_ok());
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, SKEW).is_ok());
+        assert!(c.sample(200_500.0, None, 200_500.0 + 2.0 * jump, SKEW).is_ok());
         assert!(est(&c, 200_500.0 + 2.0 * jump).0 > 0.0);
         // The later of the two still counts: a third agreeing with it steps.
-        assert!(c.sample(201_000.0, None, 201_000.0 + 2.0 * jump, LIM).is_ok());
+        assert!(c.sample(201_000.0, None, 201_000.0 + 2.0 * jump, SKEW).is_ok());
         let (o, e) = est(&c, 201_000.0 + 2.0 * jump);
         assert!((o + 2.0 * jump).abs() <= e, "{o} {e}");
     }
@@ -483,11 +513,11 @@ mod tests {
         c.bound(f64::NAN, 0.0);
         assert_eq!(c.estimate(0.0), None);
         for x in [0.0, 1e300, -1e300, f64::MAX, f64::MIN_POSITIVE] {
-            let _ = c.sample(x, Some(-x), x, LIM);
+            let _ = c.sample(x, Some(-x), x, SKEW);
             let _ = c.corrected(x);
         }
         for _ in 0..(3 * SAMPLES) {
-            assert!(c.sample(1_000.0, None, 0.0, LIM).is_ok());
+            assert!(c.sample(1_000.0, None, 0.0, SKEW).is_ok());
         }
         assert_eq!(est(&c, 0.0), (1_000.0, 1_000.0));
     }

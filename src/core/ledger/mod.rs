@@ -38,7 +38,7 @@ pub use live::{InternMeter, MeterIds};
 
 use rustc_hash::FxHashSet;
 
-use crate::core::clock::{ClockSync, SampleLimits};
+use crate::core::clock::ClockSync;
 use crate::core::config::{Config, ResourceSpec};
 use crate::core::error::{CoreError, ErrorCode, ErrorSink, WarningCode};
 use crate::core::event::{Outbound, WarningEvent};
@@ -857,7 +857,7 @@ impl Ledger {
 /// lead an honest server's HLC may have over its physical clock. Before any
 /// clock information, the worker's own clock ± `UNTIMED_UNCERTAINTY_MS`.
 fn clock_limit(sync: &ClockSync, now_ms: f64, cfg: &Config) -> f64 {
-    now_ms + sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms
+    now_ms + sync.limit_hi(now_ms) + cfg.max_offset_ms
 }
 
 /// The `clock_ahead` error for a remote stamp beyond [`clock_limit`], if it is.
@@ -902,9 +902,7 @@ fn sync_sample(
     cfg: &Config,
     out: &mut Vec<Outbound>,
 ) {
-    let limits =
-        SampleLimits { max_skew_ms: cfg.max_clock_skew_ms, max_lead_ms: cfg.max_offset_ms };
-    if let Err(r) = sync.sample(server_ms, sent_ms, received_ms, limits) {
+    if let Err(r) = sync.sample(server_ms, sent_ms, received_ms, cfg.max_clock_skew_ms) {
         counters.refused_clocks += 1;
         out.push(Outbound::Error(CoreError::new(
             ErrorCode::ClockAhead,
