@@ -24,8 +24,8 @@
 //! - a totals snapshot with a bucket off the hour (`malformed`, 0.2) or an
 //!   `asOf` a day ahead (`future`, 0.2): the ledger refuses it whole;
 //! - a snapshot reply delivered twice (`dup_reply`, 0.3), or an older body of
-//!   the same channel answered (`stale_reply`, 0.2; its `serverTime` is
-//!   fresh unless `STREAM_SIM_STALE_CLOCK` is set, see docs/LEDGER.md);
+//!   the same channel answered (`stale_reply`, 0.2; its `serverTime` as old
+//!   as its body, see docs/LEDGER.md, "Clocks");
 //! - totals frames the snapshot covers sent again after it (`replay`, 0.3);
 //! - a HELLO, READY or RESUMED at a random point of the connection
 //!   (`odd_op`, 0.02 per step).
@@ -796,19 +796,10 @@ impl Sim {
                 }
                 if self.rng.chance(self.server.faults.stale_reply) {
                     if let Some(old) = self.last_body.get(&channel) {
+                        // An old snapshot answered now, its `serverTime`
+                        // as old as its body: a clock sample the proven
+                        // lower bound sets aside (docs/LEDGER.md, "Clocks").
                         body = old.clone();
-                        // An old snapshot answered now: its `serverTime` says
-                        // now, unless `STREAM_SIM_STALE_CLOCK` keeps the old
-                        // one (an open finding: an old `serverTime` poisons
-                        // the clock estimate for good, docs/LEDGER.md).
-                        if std::env::var_os("STREAM_SIM_STALE_CLOCK").is_none() {
-                            if let Ok(mut v) = serde_json::from_str::<Value>(&body) {
-                                if v.get("serverTime").is_some() {
-                                    v["serverTime"] = json!(self.now);
-                                    body = v.to_string();
-                                }
-                            }
-                        }
                     }
                 }
             }

@@ -29,6 +29,20 @@
 //!   older samples and the one-way bound are dropped. (The cost: a `serverTime`
 //!   as wrong as its body's `asOf` would be believed; `serverTime` is the
 //!   server's physical clock, which this design trusts, unlike its HLC.)
+//! - **Old `serverTime`s**: a result answered from an old copy carries the
+//!   `serverTime` of when the copy was made, and its sample says the server is
+//!   behind by the copy's age. Marzullo cannot see it: such a sample may merely
+//!   touch the honest ones, and the region they share is then a sliver below
+//!   the truth that every later honest sample also contains. The one-way bound
+//!   can: accepted stamps prove `offset >= L`, and an honest sample contains
+//!   the offset. A sample with `hi < L` is old or the first sign of the
+//!   worker's clock set forward; it is set aside (the *suspect*) and changes
+//!   nothing. A second one, made from a later `serverTime` and overlapping it,
+//!   confirms a step (both become the samples; the old ones and the bound
+//!   go); a sample the bound does not contradict, or an accepted stamp above
+//!   the suspect's `hi`, clears it. (A server whose stamps lead its clock may
+//!   see a precise honest sample set aside; it costs one sample, the next
+//!   confirms it.)
 //! - **One-way bounds**: a server stamp `S` (a live frame's, a hello's, a REST
 //!   `asOf`) that arrives at worker time `A` was made before it arrived, so the
 //!   offset is at least `S - A` (network delay ≥ 0). The largest such bound,
@@ -108,6 +122,16 @@ pub struct ClockSync {
     provisional: Option<Sample>,
     /// The largest one-way lower bound (`lo` only), aged like a sample.
     lower: Option<Sample>,
+    /// The last sample the proven lower bound contradicted, set aside: a
+    /// stale `serverTime`, or the first sign of the worker's clock set forward.
+    suspect: Option<Suspect>,
+}
+
+/// A sample set aside, with the server time it was made from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Suspect {
+    sample: Sample,
+    server_ms: f64,
 }
 
 /// A refused sync sample.
@@ -138,6 +162,21 @@ impl ClockSync {
             .unwrap_or(Estimate { lo: -UNTIMED_UNCERTAINTY_MS, hi: UNTIMED_UNCERTAINTY_MS })
     }
 
+    /// The upper bound of the offset that decides refusals at `now_ms`: the
+    /// estimate's `hi`, or the newest sample's if that is higher. An honest
+    /// newest sample contains the offset, so whatever older samples did to the
+    /// estimate (two old copies taken for a step, see the module doc), honest
+    /// stamps are accepted again from the next honest sample on. Sync samples
+    /// alone still set it: stamps cannot raise it.
+    pub fn limit_hi(&self, now_ms: f64) -> f64 {
+        let est = self.estimate_or_prior(now_ms).hi;
+        let newest = match self.taken {
+            0 => None,
+            n => self.samples.get((n - 1) % SAMPLES),
+        };
+        newest.map_or(est, |s| est.max(s.aged(now_ms).1))
+    }
+
     /// The corrected clock at worker time `local_ms`.
     pub fn corrected(&self, local_ms: f64) -> f64 {
         local_ms + self.offset_ms(local_ms)
@@ -154,7 +193,9 @@ impl ClockSync {
     }
 
     /// Adds a sync sample: the server said `server_ms`; the worker sent the request
-    /// at `sent_ms` (if known) and got the answer at `received_ms`.
+    /// at `sent_ms` (if known) and got the answer at `received_ms`. A sample
+    /// wholly below the one-way bound is set aside until a second one confirms
+    /// it (see the module doc).
     pub fn sample(
         &mut self,
         server_ms: f64,
@@ -179,12 +220,43 @@ impl ClockSync {
         let s =
             Sample { lo: offset_ms - uncertainty, hi: offset_ms + uncertainty, at_ms: received_ms };
         let kept = self.samples.get(..self.taken.min(SAMPLES)).unwrap_or(&[]);
-        if marzullo(kept, received_ms).is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
+        let region = marzullo(kept, received_ms);
+        // What accepted stamps prove, once synced. Not only where `estimate`
+        // uses it (`<= hi`): a sample just inside the samples may already
+        // have pulled `hi` below it.
+        let proven = region.and(self.lower).map(|l| l.aged(received_ms).0);
+        if proven.is_some_and(|l| s.hi < l) {
+            // Accepted stamps prove the server's clock read more than this
+            // sample says: its `serverTime` is old (a copy answered late), or
+            // the worker's clock was set forward. Only a second such sample,
+            // read from the server's clock later and agreeing, tells a step.
+            let confirmed = self.suspect.filter(|p| {
+                let (lo, hi) = p.sample.aged(received_ms);
+                server_ms > p.server_ms && s.lo <= hi && lo <= s.hi
+            });
+            self.suspect = Some(Suspect { sample: s, server_ms });
+            if let Some(p) = confirmed {
+                self.taken = 0;
+                self.lower = None;
+                self.suspect = None;
+                self.push(p.sample);
+                self.push(s);
+            }
+            return Ok(());
+        }
+        self.suspect = None;
+        if region.is_some_and(|(lo, hi)| s.hi < lo || s.lo > hi) {
             // Disjoint from everything consistent so far: a clock stepped (see
             // the module doc). The older samples and bounds no longer apply.
             self.taken = 0;
             self.lower = None;
         }
+        self.push(s);
+        Ok(())
+    }
+
+    /// Keeps `s` in the next slot; any sample replaces the provisional interval.
+    fn push(&mut self, s: Sample) {
         if let Some(slot) = self.samples.get_mut(self.taken % SAMPLES) {
             *slot = s;
         }
@@ -192,7 +264,6 @@ impl ClockSync {
         // rotation going, and `taken >= SAMPLES` stays true.
         self.taken = self.taken.checked_add(1).unwrap_or(SAMPLES);
         self.provisional = None;
-        Ok(())
     }
 
     /// A server stamp (`stamp_ms`) arriving at worker time `arrival_ms`, with
@@ -218,6 +289,11 @@ impl ClockSync {
         let l = stamp_ms - arrival_ms;
         if !(l.is_finite() && arrival_ms.is_finite()) {
             return;
+        }
+        // A stamp the suspect cannot explain refutes it: the server's clock
+        // read at least `l`, so that sample's `serverTime` was old.
+        if self.suspect.is_some_and(|p| l > p.sample.aged(arrival_ms).1) {
+            self.suspect = None;
         }
         let Some(est) = self.estimate(arrival_ms) else { return };
         if l > est.hi {
@@ -350,6 +426,84 @@ mod tests {
         // An older, lower bound does not replace a higher one.
         c.bound(2_000.0, 1_100.0);
         assert_eq!(c.estimate(1_100.0).map(|e| e.lo), Some(1_050.0));
+    }
+
+    /// Clocks identical; two untimed samples and a one-way bound at 0 (a
+    /// stamp that arrived at once): the estimate is [0, 1000].
+    fn bounded() -> ClockSync {
+        let mut c = ClockSync::default();
+        assert!(c.sample(100_000.0, None, 100_000.0, SKEW).is_ok());
+        assert!(c.sample(100_100.0, None, 100_100.0, SKEW).is_ok());
+        c.bound(100_100.0, 100_100.0);
+        assert_eq!(est(&c, 100_100.0), (500.0, 500.0));
+        c
+    }
+
+    #[test]
+    fn an_old_server_time_below_the_bound_is_set_aside() {
+        // A copy made at 100_100 answered 1_800 ms later: -1800 +- 1000
+        // overlaps the samples (Marzullo alone would narrow the estimate to
+        // [-1000, -800], refusing every honest stamp) but not the bound.
+        let mut c = bounded();
+        let before = c.estimate(101_900.0);
+        assert!(c.sample(100_100.0, None, 101_900.0, SKEW).is_ok());
+        assert_eq!(c.estimate(101_900.0), before);
+        // Delivered again, it is the same reading of the server's clock: no step.
+        assert!(c.sample(100_100.0, None, 101_950.0, SKEW).is_ok());
+        assert_eq!(c.estimate(101_950.0), bounded().estimate(101_950.0));
+        // An honest sample, however wide, is taken as usual and clears it.
+        assert!(c.sample(102_000.0, Some(99_000.0), 102_000.0, SKEW).is_ok());
+        let (o, e) = est(&c, 102_000.0);
+        assert!(o > 0.0 && (o - e) >= -1.0, "{o} {e}");
+        // Seed 27044 of tests/stream_sim.rs: a copy 1.45 s old reaches
+        // within 500 ms of the bound; once taken it pulled `hi` below the
+        // bound, which `estimate` then ignored, and a copy 1.7 s old was
+        // taken too. Both are set aside: a stamp between them (a live frame
+        // that arrived at once) shows the first was old, so the second does
+        // not confirm it.
+        let mut c = bounded();
+        assert!(c.sample(100_100.0, None, 101_550.0, SKEW).is_ok());
+        c.bound(101_600.0, 101_600.0);
+        assert!(c.sample(100_110.0, None, 101_810.0, SKEW).is_ok());
+        let (o, e) = est(&c, 101_810.0);
+        assert!(o - e >= -1.0, "{o} {e}");
+    }
+
+    #[test]
+    fn two_old_copies_taken_for_a_step_refuse_nothing_after_an_honest_sample() {
+        // Seed 37284 of tests/stream_sim.rs: copies 1.9 s and 1.75 s old,
+        // nothing between them, agree and are taken for a forward step.
+        let mut c = bounded();
+        assert!(c.sample(100_100.0, None, 102_000.0, SKEW).is_ok());
+        assert!(c.sample(102_000.0, None, 103_750.0, SKEW).is_ok());
+        assert!(c.limit_hi(103_750.0) <= -750.0);
+        // An honest untimed sample only overlaps them: the estimate stays
+        // near them, but refusals follow the newest sample again.
+        assert!(c.sample(103_800.0, None, 103_800.0, SKEW).is_ok());
+        assert!(est(&c, 103_800.0).0 < -800.0);
+        assert!(c.limit_hi(103_800.0) >= 1_000.0);
+    }
+
+    #[test]
+    fn a_worker_clock_set_forward_is_followed_on_the_second_agreeing_sample() {
+        // The worker's clock jumps 60 s ahead at 200_000: the offset is -60 s.
+        let mut c = bounded();
+        let jump = 60_000.0;
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, SKEW).is_ok());
+        let (o, _) = est(&c, 200_000.0 + jump);
+        assert!(o > 0.0, "one sample is not yet a step: {o}");
+        assert!(c.sample(200_500.0, None, 200_500.0 + jump, SKEW).is_ok());
+        let (o, e) = est(&c, 200_500.0 + jump);
+        assert!((o + jump).abs() <= e && e <= 1_000.0, "{o} {e}");
+        // Two samples that disagree with each other are not a step.
+        let mut c = bounded();
+        assert!(c.sample(200_000.0, None, 200_000.0 + jump, SKEW).is_ok());
+        assert!(c.sample(200_500.0, None, 200_500.0 + 2.0 * jump, SKEW).is_ok());
+        assert!(est(&c, 200_500.0 + 2.0 * jump).0 > 0.0);
+        // The later of the two still counts: a third agreeing with it steps.
+        assert!(c.sample(201_000.0, None, 201_000.0 + 2.0 * jump, SKEW).is_ok());
+        let (o, e) = est(&c, 201_000.0 + 2.0 * jump);
+        assert!((o + 2.0 * jump).abs() <= e, "{o} {e}");
     }
 
     #[test]

@@ -897,7 +897,7 @@ impl Ledger {
 /// lead an honest server's HLC may have over its physical clock. Before any
 /// clock information, the worker's own clock ± `UNTIMED_UNCERTAINTY_MS`.
 fn clock_limit(sync: &ClockSync, now_ms: f64, cfg: &Config) -> f64 {
-    now_ms + sync.estimate_or_prior(now_ms).hi + cfg.max_offset_ms
+    now_ms + sync.limit_hi(now_ms) + cfg.max_offset_ms
 }
 
 /// The `clock_ahead` error for a remote stamp beyond [`clock_limit`], if it is.
