@@ -720,9 +720,11 @@ function detectPeriod(m) {
   for (let j = 0; j < nb; j++) blocks[j] -= mu;
   let pick;
   let least;
-  const coarse = coarseLag(blocks, nb);
+  const [coarse, r1] = coarseLag(blocks, nb);
   if (coarse >= 0) {
     [pick, least] = fineLag(at, n, coarse);
+  } else if (r1 < SEASON_ACF) {
+    return 0;
   } else {
     // season.rs: no cycle in the block means, so their first differences
     // (a wander hides a weak cycle), then the fine step on x_t − x_{t−B}.
@@ -734,7 +736,7 @@ function detectPeriod(m) {
     }
     const dmu = dsum / (nb - 1);
     for (let j = 0; j < nb - 1; j++) diffs[j] -= dmu;
-    const dc = coarseLag(diffs, nb - 1);
+    const [dc] = coarseLag(diffs, nb - 1);
     if (dc < 0) return 0;
     const diff = (i) => at(i + SEASON_BLOCK) - at(i);
     const nd = n - SEASON_BLOCK;
@@ -772,15 +774,15 @@ function detectPeriod(m) {
 
 const seasonDiffs = new Float64Array(256);
 
-/** season.rs `coarse_lag`: over centred block means, the coarse lag in blocks, or −1. */
+/** season.rs `coarse_lag`: over centred block means, [the coarse lag in blocks or −1, the autocorrelation at one block]. */
 function coarseLag(blocks, nb) {
   let c0 = 0.0;
   for (let j = 0; j < nb; j++) c0 += blocks[j] * blocks[j];
-  if (!(c0 > 0.0) || !Number.isFinite(c0)) return -1;
+  if (!(c0 > 0.0) || !Number.isFinite(c0)) return [-1, 0.0];
   c0 = c0 / nb;
   const maxLag = Math.min(Math.floor(nb / SEASON_PERIODS), Math.floor(U16 / SEASON_BLOCK));
   const first = SEASON_MIN_PERIOD / SEASON_BLOCK;
-  if (maxLag < first + 1) return -1;
+  if (maxLag < first + 1) return [-1, 0.0];
   const acf = (l) => {
     let s = 0.0;
     for (let i = 0; i < nb - l; i++) s += blocks[i] * blocks[i + l];
@@ -804,7 +806,7 @@ function coarseLag(blocks, nb) {
     }
   }
   const found = peaks.find((q) => q[1] >= SEASON_NEAR_BEST * best);
-  return found === undefined ? -1 : found[0];
+  return [found === undefined ? -1 : found[0], r[1]];
 }
 
 /** season.rs `fine_lag`: the least-msd lag within a block of the coarse one. */

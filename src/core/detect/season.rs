@@ -11,8 +11,8 @@
 //! found from the ring itself by [`detect_period`] (autocorrelation of block
 //! means, then the exact lag by mean squared difference, then a multiple of
 //! it when the multiple explains the day-to-day differences, a week of days:
-//! [`longer_cycle`]; when the block means show no cycle, the same on their
-//! first differences, where a slow wander no longer hides a weak one, kept
+//! [`longer_cycle`]; when the block means show no cycle but wander, the same
+//! on their first differences, where the wander no longer hides a weak one, kept
 //! only if it repeats in each third of the window: [`repeats_throughout`]),
 //! at most once per
 //! `window` readings, staggered over meters so no tick scans them all; the
@@ -191,9 +191,13 @@ fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
     // samples' differences `x_t − x_{t−B}` (B a block), whose spread no
     // longer grows with the lag, so the wander does not pull the pick
     // short of the cycle (`wandering_cycle`).
-    let (pick, least) = if let Some(coarse) = coarse_lag(&blocks[..nb]) {
+    let (found, r1) = coarse_lag(&blocks[..nb]);
+    let (pick, least) = if let Some(coarse) = found {
         fine_lag(at, n, coarse)
-    } else if !wander {
+    } else if !wander || r1 < SEASON_ACF {
+        // Block means that do not wander (their autocorrelation at one block
+        // under `SEASON_ACF`) would have shown a cycle themselves: their
+        // differences are not scanned (most meters: noise about a level).
         return 0;
     } else {
         let mut diffs = [0.0f64; 256];
@@ -207,7 +211,7 @@ fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
         for slot in diffs.iter_mut().take(nb - 1) {
             *slot -= dmu;
         }
-        let Some(coarse) = coarse_lag(&diffs[..nb - 1]) else {
+        let Some(coarse) = coarse_lag(&diffs[..nb - 1]).0 else {
             return 0;
         };
         let diff = |i: usize| at(i + SEASON_BLOCK) - at(i);
@@ -343,21 +347,22 @@ fn fine_lag_in(at: impl Fn(usize) -> f64 + Copy, n: usize, lo: usize, hi: usize)
 /// blocks) of the shortest local maximum of the autocorrelation that is at
 /// least [`SEASON_ACF`], that the autocorrelation fell [`SEASON_DIP`] below at
 /// a shorter lag, and within [`SEASON_NEAR_BEST`] of the best such; None when
-/// there is none (or the blocks are flat).
-fn coarse_lag(blocks: &[f64]) -> Option<usize> {
+/// there is none (or the blocks are flat). With it, the autocorrelation at
+/// one block (0 for flat blocks).
+fn coarse_lag(blocks: &[f64]) -> (Option<usize>, f64) {
     let nb = blocks.len();
     let mut c0 = 0.0;
     for x in blocks {
         c0 += x * x;
     }
     if c0.is_nan() || c0 <= 0.0 || !c0.is_finite() {
-        return None;
+        return (None, 0.0);
     }
     let c0 = c0 / nb as f64;
     let max_lag = (nb / SEASON_PERIODS).min(u16::MAX as usize / SEASON_BLOCK);
     let first = SEASON_MIN_PERIOD / SEASON_BLOCK;
     if max_lag < first + 1 {
-        return None;
+        return (None, 0.0);
     }
     // r at lags first-1 ..= max_lag+2, for the local-maximum test (a peak one
     // block past the longest period still gives that period, as the fine
@@ -396,7 +401,7 @@ fn coarse_lag(blocks: &[f64]) -> Option<usize> {
             best = best.max(here);
         }
     }
-    peaks[..k].iter().find(|p| p.1 >= SEASON_NEAR_BEST * best).map(|p| p.0)
+    (peaks[..k].iter().find(|p| p.1 >= SEASON_NEAR_BEST * best).map(|p| p.0), r[1])
 }
 
 /// The cycle to judge a meter of period `p` against: among the multiples
