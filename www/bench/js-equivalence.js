@@ -17,7 +17,8 @@
 // level on a meter with rare one-reading bursts (the median rule), two dips
 // (a spike incident's readings learned capped: learn.rs `Teach::var_cap`), quantised meters
 // (docs/DETECTION.md, "Quantised meters"), a week of short cycles judged against the week
-// (season.rs `longer_cycle`). Every `anomaly` and `cleared` message must match in order:
+// (season.rs `longer_cycle`), a weak cycle under a wander (season.rs, the block means'
+// differences) with a drop. Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -32,7 +33,7 @@ function scenario(meters, steps) {
   const trained = 7300;
   const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
   return (m, k, level, noise, prev) => {
-    const kind = m < meters / 2 ? m % 11 : m % 10 === 0 ? 11 : -1;
+    const kind = m < meters / 2 ? m % 11 : m % 10 === 0 ? 11 : m % 10 === 5 ? 12 : -1;
     const t = k - at(m);
     switch (kind) {
       case 0: // a voted spike: 4 evaluations in a row far out
@@ -68,6 +69,12 @@ function scenario(meters, steps) {
       case 11: // quantised to 4 with noise of 0.25: a few values, one-reading hops (excursion.rs
         // `learn_step`), a window within its rounding (stuck not judged), then 3 readings 4 quanta up
         return Math.round((level + 1.3 + 0.25 * noise) / 4) * 4 + (t >= 0 && t < 3 ? 16 : 0);
+      case 12: { // a weak cycle of 24 (±1) on a slow wander (±5): the block means show no
+        // cycle, their differences do (season.rs `repeats_throughout`); then a drop of 7 for 30
+        const wander = 3 * Math.sin((2 * Math.PI * k) / 977 + m) + 2 * Math.sin((2 * Math.PI * k) / 1531 + 2 * m);
+        const day = -Math.cos((2 * Math.PI * k) / 24);
+        return level + wander + day + 0.2 * noise - (t >= 0 && t < 30 ? 7 : 0);
+      }
       default:
         return level + noise;
     }

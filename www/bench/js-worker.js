@@ -83,6 +83,7 @@ const SEASON_NEAR_BEST = 0.9;
 const SEASON_EXPLAINED = 0.5;
 const SEASON_LONGER = 0.5;
 const SEASON_TRIM = 4;
+const SEASON_THIRDS_RHO = 0.25;
 const SEASON_WARM = 120;
 const SEASON_MEMORY = 1200.0;
 const SEASON_MAX_READINGS = 16;
@@ -716,20 +717,77 @@ function detectPeriod(m) {
     sum += blocks[j];
   }
   const mu = sum / nb;
-  let c0 = 0.0;
-  for (let j = 0; j < nb; j++) {
-    blocks[j] -= mu;
-    c0 += blocks[j] * blocks[j];
+  for (let j = 0; j < nb; j++) blocks[j] -= mu;
+  let pick;
+  let least;
+  const [coarse, r1] = coarseLag(blocks, nb);
+  if (coarse >= 0) {
+    [pick, least] = fineLag(at, n, coarse);
+  } else if (r1 < SEASON_ACF) {
+    return 0;
+  } else {
+    // season.rs: no cycle in the block means, so their first differences
+    // (a wander hides a weak cycle), then the fine step on x_t − x_{t−B}.
+    const diffs = seasonDiffs;
+    let dsum = 0.0;
+    for (let j = 0; j < nb - 1; j++) {
+      diffs[j] = blocks[j + 1] - blocks[j];
+      dsum += diffs[j];
+    }
+    const dmu = dsum / (nb - 1);
+    for (let j = 0; j < nb - 1; j++) diffs[j] -= dmu;
+    const [dc] = coarseLag(diffs, nb - 1);
+    if (dc < 0) return 0;
+    const diff = (i) => at(i + SEASON_BLOCK) - at(i);
+    const nd = n - SEASON_BLOCK;
+    let msd;
+    [pick, msd] = fineLag(diff, nd, dc);
+    for (let d = 8; d >= 2; d--) {
+      const q = Math.floor((pick + Math.floor(d / 2)) / d);
+      if (q < SEASON_MIN_PERIOD) continue;
+      const [short, mq] = fineLagIn(diff, nd, Math.max(q - 2, 0), q + 2);
+      if (mq * SEASON_NEAR_BEST * SEASON_NEAR_BEST * SEASON_NEAR_BEST <= msd) {
+        pick = short;
+        break;
+      }
+    }
+    if (pick === 0 || !repeatsThroughout(diff, nd, pick)) return 0;
+    let s = 0.0;
+    for (let i = pick; i < n; i++) {
+      const d = at(i) - at(i - pick);
+      s += d * d;
+    }
+    least = s / (n - pick);
   }
-  if (!(c0 > 0.0) || !Number.isFinite(c0)) return 0;
+  let total = 0.0;
+  for (let i = 0; i < n; i++) total += at(i);
+  const mean = total / n;
+  let m2 = 0.0;
+  for (let i = 0; i < n; i++) {
+    const d = at(i) - mean;
+    m2 += d * d;
+  }
+  if (!(least <= (2.0 * (1.0 - SEASON_EXPLAINED) * m2) / n)) return 0;
+  pick = longerCycle(at, n, pick);
+  return pick <= U16 ? pick : 0;
+}
+
+const seasonDiffs = new Float64Array(256);
+
+/** season.rs `coarse_lag`: over centred block means, [the coarse lag in blocks or −1, the autocorrelation at one block]. */
+function coarseLag(blocks, nb) {
+  let c0 = 0.0;
+  for (let j = 0; j < nb; j++) c0 += blocks[j] * blocks[j];
+  if (!(c0 > 0.0) || !Number.isFinite(c0)) return [-1, 0.0];
   c0 = c0 / nb;
   const maxLag = Math.min(Math.floor(nb / SEASON_PERIODS), Math.floor(U16 / SEASON_BLOCK));
+  const first = SEASON_MIN_PERIOD / SEASON_BLOCK;
+  if (maxLag < first + 1) return [-1, 0.0];
   const acf = (l) => {
     let s = 0.0;
     for (let i = 0; i < nb - l; i++) s += blocks[i] * blocks[i + l];
     return s / ((nb - l) * c0);
   };
-  const first = SEASON_MIN_PERIOD / SEASON_BLOCK;
   const r = seasonR;
   r.fill(0);
   const top = Math.min(maxLag + 2, r.length - 1, nb - 1);
@@ -748,10 +806,19 @@ function detectPeriod(m) {
     }
   }
   const found = peaks.find((q) => q[1] >= SEASON_NEAR_BEST * best);
-  if (found === undefined) return 0;
-  const centre = found[0] * SEASON_BLOCK;
+  return [found === undefined ? -1 : found[0], r[1]];
+}
+
+/** season.rs `fine_lag`: the least-msd lag within a block of the coarse one. */
+function fineLag(at, n, coarse) {
+  const centre = coarse * SEASON_BLOCK;
   const lo = Math.max(Math.max(centre - SEASON_BLOCK, 0), SEASON_MIN_PERIOD);
-  const hi = Math.min(centre + SEASON_BLOCK, Math.floor(n / SEASON_PERIODS));
+  return fineLagIn(at, n, lo, centre + SEASON_BLOCK);
+}
+
+/** season.rs `fine_lag_in`: [lag, msd] of the least mean squared lag difference in lo..=hi. */
+function fineLagIn(at, n, lo, hi) {
+  hi = Math.min(hi, Math.floor(n / SEASON_PERIODS));
   let pick = 0;
   let least = Infinity;
   for (let p = lo; p <= hi; p++) {
@@ -766,17 +833,27 @@ function detectPeriod(m) {
       pick = p;
     }
   }
-  let total = 0.0;
-  for (let i = 0; i < n; i++) total += at(i);
-  const mean = total / n;
-  let m2 = 0.0;
-  for (let i = 0; i < n; i++) {
-    const d = at(i) - mean;
-    m2 += d * d;
+  return [pick, least];
+}
+
+/** season.rs `repeats_throughout`: the differences repeat at lag p in each third. */
+function repeatsThroughout(y, n, p) {
+  const span = Math.floor(Math.max(n - p, 0) / 3);
+  if (span < p) return false;
+  for (let part = 0; part < 3; part++) {
+    const lo = p + part * span;
+    let both = 0.0;
+    let sd = 0.0;
+    for (let i = lo; i < lo + span; i++) {
+      const v = y(i);
+      const w = y(i - p);
+      const d = v - w;
+      both += v * v + w * w;
+      sd += d * d;
+    }
+    if (!(both > 0.0 && sd <= (1.0 - SEASON_THIRDS_RHO) * both)) return false;
   }
-  if (!(least <= (2.0 * (1.0 - SEASON_EXPLAINED) * m2) / n)) return 0;
-  pick = longerCycle(at, n, pick);
-  return pick <= U16 ? pick : 0;
+  return true;
 }
 
 /** season.rs `longer_cycle`: the multiple of period p (a week of days) to judge against, or p. */
