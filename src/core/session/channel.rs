@@ -149,13 +149,17 @@ impl Session {
             .collect()
     }
 
-    /// Whether channel `name` is held back: a snapshot fetch is in flight or
-    /// waiting to be retried, or deltas wait in its buffer. A channel not
-    /// subscribed is not held.
+    /// Whether channel `name` is held back: deltas wait in its buffer, or a
+    /// snapshot fetch is in flight or waiting to be retried after the
+    /// channel had a position (a gap, a new epoch, a dropped buffer). Before
+    /// its first snapshot with nothing buffered, the channel has received
+    /// nothing and knows of nothing sent, so it holds nothing back (the
+    /// ledger's own needs say what is missing). A channel not subscribed is
+    /// not held.
     pub fn held(&self, name: &str) -> bool {
         self.find(name)
             .and_then(|i| self.channels.get(i))
-            .is_some_and(|c| c.fetch != Fetch::Idle || !c.buffer.is_empty())
+            .is_some_and(|c| !c.buffer.is_empty() || (c.fetch != Fetch::Idle && c.pos.is_some()))
     }
 
     /// Deltas buffered over all channels.
