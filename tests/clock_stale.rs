@@ -78,6 +78,22 @@ impl Page {
         self.post_at(at, msg)
     }
 
+    /// A greeted page that took five live frames at server times
+    /// `NOW + 400 ..= NOW + 800` without error: the page, the frames' stamps
+    /// and the last frame's time.
+    fn five_clean_frames() -> (Page, Vec<f64>, f64) {
+        let mut p = Page::greeted();
+        let mut stamps = Vec::new();
+        let mut t = NOW + 300.0;
+        for _ in 0..5 {
+            t += 100.0;
+            let out = p.frame(t);
+            p.expect_clean(&out);
+            stamps.push(t - 10.0);
+        }
+        (p, stamps, t)
+    }
+
     /// A live frame stamped 10 ms before it arrives at server time `at`, with
     /// one reading of 1 water in hour 10.
     fn frame(&mut self, at: f64) -> Vec<Value> {
@@ -133,15 +149,7 @@ fn an_old_server_time_never_refuses_the_next_honest_result() {
             [(None, false), (Some(20.0), false), (Some(3_000.0), false), (Some(3_000.0), true)]
         {
             let case = format!("age {age} rtt {rtt:?} early {early}");
-            let mut p = Page::greeted();
-            let mut stamps = Vec::new();
-            let mut t = NOW + 300.0;
-            for _ in 0..5 {
-                t += 100.0;
-                let out = p.frame(t);
-                p.expect_clean(&out);
-                stamps.push(t - 10.0);
-            }
+            let (mut p, mut stamps, mut t) = Page::five_clean_frames();
             // The old copy: the greeting result again, `age` ms after it was made.
             t = t.max(NOW + 150.0 + age - 100.0) + 100.0;
             let _ = p.catchup(NOW + 150.0 + age, NOW + 100.0, NOW + 150.0, None, 1_000);
@@ -187,19 +195,11 @@ fn an_old_server_time_never_refuses_the_next_honest_result() {
 /// than once: the honest result after it is accepted.
 #[test]
 fn an_old_copy_delivered_twice_is_not_two_samples() {
-    let mut p = Page::greeted();
-    let mut stamps = Vec::new();
-    let mut t = NOW + 300.0;
-    for _ in 0..5 {
-        t += 100.0;
-        let out = p.frame(t);
-        p.expect_clean(&out);
-        stamps.push(t - 10.0);
-    }
+    let (mut p, mut stamps, _) = Page::five_clean_frames();
     for at in [NOW + 1_950.0, NOW + 1_960.0] {
         let _ = p.catchup(at, NOW + 100.0, NOW + 150.0, None, 1_000);
     }
-    t = NOW + 2_000.0;
+    let t = NOW + 2_000.0;
     let out = p.catchup(t, t - 20.0, t - 10.0, None, rest_total(&stamps, t - 20.0));
     assert_eq!(clock_ahead(&out), 0, "{out:?}");
     let out = p.frame(t + 100.0);
@@ -215,16 +215,8 @@ fn an_old_copy_delivered_twice_is_not_two_samples() {
 /// offset estimate (server minus worker) at the end, checking on the way
 /// that the totals end complete and exact.
 fn run_jump(jump: f64) -> f64 {
-    let mut p = Page::greeted();
-    let mut stamps = Vec::new();
-    let mut t = NOW + 300.0;
-    for _ in 0..5 {
-        t += 100.0;
-        let out = p.frame(t);
-        p.expect_clean(&out);
-        stamps.push(t - 10.0);
-    }
-    t = NOW + 1_000.0;
+    let (mut p, mut stamps, _) = Page::five_clean_frames();
+    let mut t = NOW + 1_000.0;
     p.skew = jump;
     for k in 0..4 {
         for _ in 0..5 {

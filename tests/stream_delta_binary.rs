@@ -160,20 +160,25 @@ fn the_documented_example_is_what_the_encoder_writes() {
         .flat_map(|l| l.split("   ").next().unwrap_or("").split_whitespace().skip(1))
         .map(|h| u8::from_str_radix(h, 16).expect("hex"))
         .collect();
-    let row = MeterRowRef {
+    let row = water_row();
+    let frame = encode_meters_delta("meters.n", 2, 14, &[row], &["m-9"]).unwrap();
+    assert_eq!(frame, want);
+    let (_, _, _, patch) =
+        op(decode_socket_binary(&frame, Arrival::default(), &Config::default())).unwrap();
+    assert_eq!(patch.upsert, vec![row.to_row()]);
+}
+
+/// Meter `m-1`'s water row: 12.5 at a count of 3, status ok.
+fn water_row() -> MeterRowRef<'static> {
+    MeterRowRef {
         meter: "m-1",
         resource: "water",
         ts: 1_764_064_800_000.0,
         value: 12.5,
         status: MeterStatus::Ok,
         count: 3,
-        total: Decimal::parse("12.5").unwrap(),
-    };
-    let frame = encode_meters_delta("meters.n", 2, 14, &[row], &["m-9"]).unwrap();
-    assert_eq!(frame, want);
-    let (_, _, _, patch) =
-        op(decode_socket_binary(&frame, Arrival::default(), &Config::default())).unwrap();
-    assert_eq!(patch.upsert, vec![row.to_row()]);
+        total: Decimal::new(125, 1),
+    }
 }
 
 /// A row value out of range is refused with the same code whichever form the
@@ -184,15 +189,7 @@ fn the_documented_example_is_what_the_encoder_writes() {
 #[test]
 fn a_bad_row_is_refused_with_the_same_code_on_both_paths() {
     let cfg = Config::default();
-    let good = MeterRowRef {
-        meter: "m-1",
-        resource: "water",
-        ts: 1_764_064_800_000.0,
-        value: 12.5,
-        status: MeterStatus::Ok,
-        count: 3,
-        total: Decimal::new(125, 1),
-    };
+    let good = water_row();
     // One row: the columns start at `start`, each 8 bytes but the last three.
     let frame = encode_meters_delta("meters.north", 2, 14, &[good], &[]).unwrap();
     let start = frame.len() - 40;
