@@ -22,6 +22,16 @@ STEP := scripts/step.sh
 export CHROMEDRIVER
 # The worker suite waits on real timers; give the runner room on a loaded machine.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 300
+# Property tests draw from a seed fixed per commit (the first 15 hex digits of
+# its hash), so a property that fails in CI fails again, with the same cases,
+# in `make test` on the same commit; each new commit explores new cases. Set
+# PROPTEST_RNG_SEED to choose one (proptest prints it on failure either way).
+ifeq ($(origin PROPTEST_RNG_SEED),undefined)
+PROPTEST_RNG_SEED := $(shell h=$$(git rev-parse --short=15 HEAD 2>/dev/null) && printf '%d' "0x$$h")
+endif
+ifneq ($(PROPTEST_RNG_SEED),)
+export PROPTEST_RNG_SEED
+endif
 
 .PHONY: test demo demo-synthetic bench bench-browser bench-stream deps fmt clippy clippy-wasm test-native fuzz \
         test-worker build size dash feed-bin e2e bench-smoke eval eval-smoke bench-soak bench-groups
