@@ -142,7 +142,8 @@ pub(super) fn decode(
     let columns = keys.chunks_exact(4).zip(hours.chunks_exact(8)).zip(totals.chunks_exact(8));
     for (i, ((key, hour_ms), total)) in columns.enumerate() {
         let shown = c.errors.len();
-        match bucket(i, le_u32(key), le_f64(hour_ms), le_f64(total), scale, table, cfg, shown) {
+        let record = (le_u32(key), le_f64(hour_ms), le_f64(total));
+        match bucket(i, record, scale, table, cfg, shown) {
             Ok(b) => c.buckets.push(b),
             Err(e) => c.errors.push(e),
         }
@@ -150,11 +151,10 @@ pub(super) fn decode(
     Ok(c)
 }
 
+/// Bucket `i`: its `(key, hour, total mantissa)` as the frame has them.
 fn bucket(
     i: usize,
-    key: u32,
-    hour_ms: f64,
-    total: f64,
+    (key, hour_ms, total): (u32, f64, f64),
     scale: u8,
     table: Table<'_>,
     cfg: &Config,
