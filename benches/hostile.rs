@@ -325,6 +325,11 @@ fn cases() -> Vec<Case> {
     });
     c.refused = (0..c.records).filter(|i| i % 6_000 >= METERS).count();
     v.push(c);
+    let mut c = json_readings("json readings, every meter new (capacity)", false, |i| {
+        format!(r#"{{"meter":"n{i:07}","ts":{},"value":1}}"#, T0 as u64)
+    });
+    c.refused = c.records - METERS;
+    v.push(c);
     v.push(kind1("kind 1, valid", true, 1.5, T0, false));
     v.push(kind1("kind 1, value f64::MAX", true, f64::MAX, T0, true));
     v.push(kind1("kind 1, ts f64::MAX", true, 1.0, f64::MAX, true));

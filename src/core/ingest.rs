@@ -39,7 +39,7 @@ impl Engine {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         self.counters.readings_rejected += batch.errors.len() as f64;
         for e in &batch.errors {
-            sink.push_with(|| e.clone());
+            sink.push(e.clone());
         }
 
         // Resolve bindings: to a tracked meter, or to a name waiting for its
