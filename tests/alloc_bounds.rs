@@ -388,3 +388,119 @@ fn a_buffered_delta_counts_at_least_what_its_body_holds() {
     // The remove lists hold more than their text: the case the count exists for.
     assert!(checked >= 2, "{checked}");
 }
+
+/// The error events `engine` answers `bytes` with (decoded as the page's
+/// message would be), and the count of its `errors_suppressed` summary.
+fn refusals(env: Envelope, bytes: &[u8]) -> (Vec<meterflow::core::error::CoreError>, Option<u64>) {
+    use meterflow::core::error::ErrorCode;
+    use meterflow::core::event::Outbound;
+    let mut engine = meterflow::core::Engine::new(Config::default()).unwrap();
+    let cfg = engine.config().clone();
+    let input = meterflow::wire::decode_bytes(env, bytes, Arrival::default(), &cfg);
+    let mut shown = Vec::new();
+    let mut suppressed = None;
+    for o in engine.handle(input, H10) {
+        match o {
+            Outbound::Error(e) if e.code == ErrorCode::ErrorsSuppressed => {
+                suppressed = e.message.split(' ').next().and_then(|n| n.parse().ok());
+            }
+            Outbound::Error(e) => shown.push(e),
+            _ => {}
+        }
+    }
+    (shown, suppressed)
+}
+
+/// A body whose every record is refused, each with a value whose text is long
+/// (`f64::MAX` prints 309 digits): the decoder formats a refusal's text only
+/// while the body has fewer than `maxErrorsPerBatch` errors, since the engine
+/// reports the decoder's errors first and no more than that many. Before, a
+/// 16 MiB kind-3 body of such hours held 825,548 texts of about 350 bytes
+/// (290 MB) and took 0.56 s natively (docs/PERFORMANCE.md, "Hostile
+/// payloads"). The answer is unchanged: the events shown are those of the
+/// body's first `maxErrorsPerBatch` records alone, then one summary counting
+/// the rest.
+#[test]
+fn refused_records_cost_no_text_past_max_errors_per_batch() {
+    let cfg = Config::default();
+    let max = cfg.max_errors_per_batch as usize;
+    let live = |n: usize, col: usize, bad: f64| {
+        let f = LiveFrame {
+            epoch: 1,
+            scope: KeyScope::Stream,
+            stamp: Hlc { wall_ms: H10 as u64, counter: 0 },
+            bindings: vec![LiveBinding { key: 0, meter: "m".into(), resource: "water".into() }],
+            keys: vec![0; n],
+            ids: (0..n as u64).collect(),
+            ts: vec![H10; n],
+            amounts: vec![Decimal::new(1, 0); n],
+            ..Default::default()
+        };
+        let mut bytes = encode_live(&f, 0, TsLayout::PerRecord).unwrap();
+        let at = bytes.len() - 8 * n * (3 - col);
+        for c in bytes[at..at + 8 * n].chunks_exact_mut(8) {
+            c.copy_from_slice(&bad.to_le_bytes());
+        }
+        bytes
+    };
+    let catchup_of = |n: usize, col: usize, bad: f64| {
+        let buckets = (0..n as u32).map(|i| bucket(Some("m"), "water", i)).collect();
+        let mut bytes = encode_catchup(&catchup(buckets), 3).unwrap();
+        let at = bytes.len() - 8 * n * (2 - col);
+        for c in bytes[at..at + 8 * n].chunks_exact_mut(8) {
+            c.copy_from_slice(&bad.to_le_bytes());
+        }
+        bytes
+    };
+    let json = |n: usize, head: &str, item: &str| {
+        let items = vec![item; n].join(",");
+        format!(r#"{{{head}[{items}]}}"#).into_bytes()
+    };
+    let frame = r#""type":"frame","epoch":1,"seq":1,"hlc":{"wallMs":1,"counter":0},"readings":"#;
+    type Build<'a> = &'a dyn Fn(usize) -> Vec<u8>;
+    let cases: [(&str, Envelope, Build<'_>); 8] = [
+        ("json readings, values strings", Envelope::Readings, &|n| {
+            json(n, r#""type":"readings","readings":"#, r#"{"meter":"m","ts":1,"value":"x"}"#)
+        }),
+        ("json frame, ids 1e300", Envelope::Live, &|n| {
+            json(n, frame, r#"{"meter":"m","resource":"water","id":1e300,"ts":1,"amount":"1"}"#)
+        }),
+        ("json catchup, hours 1e300", Envelope::Catchup, &|n| {
+            let head = r#""type":"catchup","asOf":{"wallMs":1,"counter":0},"buckets":"#;
+            json(n, head, r#"{"meter":"m","resource":"water","hour":1e300,"total":"1"}"#)
+        }),
+        ("kind 2, ids f64::MAX", Envelope::Live, &|n| live(n, 0, f64::MAX)),
+        ("kind 2, ts -inf", Envelope::Live, &|n| live(n, 1, f64::NEG_INFINITY)),
+        ("kind 2, amounts -f64::MAX", Envelope::Live, &|n| live(n, 2, -f64::MAX)),
+        ("kind 3, hours f64::MAX", Envelope::Catchup, &|n| catchup_of(n, 0, f64::MAX)),
+        ("kind 3, totals f64::MAX", Envelope::Catchup, &|n| catchup_of(n, 1, f64::MAX)),
+    ];
+    let n = 100_000;
+    for (what, env, build) in cases {
+        let bytes = build(n);
+        let (decoded, peak) =
+            peak_during(|| meterflow::wire::decode_bytes(env, &bytes, Arrival::default(), &cfg));
+        let errors = match &decoded {
+            meterflow::core::event::Inbound::Readings(b) => b.errors.len(),
+            meterflow::core::event::Inbound::Live(f) => f.errors.len(),
+            meterflow::core::event::Inbound::Catchup(c) => c.errors.len(),
+            other => panic!("{what}: {other:?}"),
+        };
+        assert_eq!(errors, n, "{what}: every record refused");
+        let limit = 8 * bytes.len() + SLACK;
+        assert!(
+            peak <= limit,
+            "{what}: {peak} bytes for a {}-byte frame (bound {limit})",
+            bytes.len()
+        );
+        drop(decoded);
+
+        let (shown, suppressed) = refusals(env, &bytes);
+        let (first, none) = refusals(env, &build(max));
+        assert_eq!(none, None, "{what}: {max} records, no summary");
+        assert!(first.len() >= max, "{what}: {} errors for {max} records", first.len());
+        assert_eq!(shown[..max], first[..max], "{what}: the texts shown");
+        assert!(shown[..max].iter().all(|e| !e.message.is_empty()), "{what}");
+        assert_eq!(suppressed, Some((n - max) as u64), "{what}: the summary's count");
+    }
+}

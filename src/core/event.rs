@@ -108,6 +108,8 @@ pub struct ReadingBatch {
     /// Empty means record `i` is at position `i`.
     pub positions: Vec<u32>,
     /// Items the decoder refused; reported as `error` events, the rest still applies.
+    /// Those past the first `maxErrorsPerBatch` carry their code and position
+    /// but no text: the engine reports these first and no more of them.
     pub errors: Vec<CoreError>,
 }
 

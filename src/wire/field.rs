@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use super::doc::{self, DocError, Raw};
 use super::lite::{Cursor, Number};
 
+use crate::core::config::Config;
 use crate::core::decimal::{
     Decimal, ParseError, MAX_AMOUNT_DIGITS, MAX_EXPONENT_DIGITS, MAX_SCALE,
 };
@@ -22,25 +23,33 @@ pub(crate) use crate::core::meters::meter_id_problem;
 pub(crate) const MAX_WHOLE: u64 = 1 << 53;
 
 /// Where a field is: an item of a list (`readings[3]`) or the payload itself.
+/// A quiet `Loc` makes its errors without their text: an item past the
+/// body's `maxErrorsPerBatch`-th error, whose text would never be shown
+/// (`wire::record_text`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Loc<'s> {
     pub list: &'s str,
     pub index: Option<usize>,
+    pub quiet: bool,
 }
 
 impl<'s> Loc<'s> {
     /// The payload's top level.
     pub fn top() -> Loc<'static> {
-        Loc { list: "", index: None }
+        Loc { list: "", index: None, quiet: false }
     }
 
-    /// Item `index` of `list`.
-    pub fn item(list: &'s str, index: usize) -> Loc<'s> {
-        Loc { list, index: Some(index) }
+    /// Item `index` of `list`, quiet once the body's decoder has made
+    /// `shown` errors and that reaches `maxErrorsPerBatch`.
+    pub fn record(list: &'s str, index: usize, shown: usize, cfg: &Config) -> Loc<'s> {
+        Loc { list, index: Some(index), quiet: shown >= cfg.max_errors_per_batch as usize }
     }
 
     /// An error about `field` here (`field` may be empty for the item itself).
     pub fn err(&self, code: ErrorCode, field: &str, why: impl std::fmt::Display) -> CoreError {
+        if self.quiet {
+            return CoreError { code, message: String::new(), position: self.position() };
+        }
         let path = match (self.index, field.is_empty()) {
             (Some(i), true) => format!("{}[{i}]", self.list),
             (Some(i), false) => format!("{}[{i}].{field}", self.list),
@@ -51,6 +60,10 @@ impl<'s> Loc<'s> {
             Some(i) => CoreError::at(code, i, message),
             None => CoreError::new(code, message),
         }
+    }
+
+    fn position(&self) -> Option<u32> {
+        self.index.and_then(|i| u32::try_from(i).ok())
     }
 
     /// `bad_field` for a missing required field.

@@ -176,11 +176,10 @@ fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
     let mut keys: FxHashMap<Cow<'_, str>, u32> = FxHashMap::default();
     for (pos, raw) in list.iter().copied().enumerate() {
         let fields = doc::fields(raw, ["meter", "ts", "value"]);
+        let loc = Loc::record("readings", pos, b.errors.len(), cfg);
         let r = match typed_reading(fields) {
-            Some(r) => {
-                field::check_meter_id(&r.meter, Loc::item("readings", pos), "meter").map(|_| r)
-            }
-            None => explain_reading(fields, pos),
+            Some(r) => field::check_meter_id(&r.meter, loc, "meter").map(|_| r),
+            None => explain_reading(fields, loc),
         };
         let r = match r {
             Ok(r) => r,
@@ -207,8 +206,7 @@ fn readings(doc: &Doc<'_>, cfg: &Config) -> Result<ReadingBatch, CoreError> {
 }
 
 /// Why a reading failed the fast parse, as the first bad field's error.
-fn explain_reading(fields: ReadingFields<'_>, pos: usize) -> Result<Reading<'_>, CoreError> {
-    let loc = Loc::item("readings", pos);
+fn explain_reading<'a>(fields: ReadingFields<'a>, loc: Loc<'_>) -> Result<Reading<'a>, CoreError> {
     let [meter, ts, value] = fields.ok_or_else(|| not_object(loc))?.map(present);
     let meter = field::meter_id(field::required(meter, loc, "meter")?, loc, "meter")?;
     let ts = field::number(field::required(ts, loc, "ts")?, loc, "ts", ErrorCode::BadTimestamp)?;
@@ -288,9 +286,10 @@ fn frame(doc: &Doc<'_>, cfg: &Config) -> Result<LiveFrame, CoreError> {
     let mut keys: FxHashMap<(Cow<'_, str>, Cow<'_, str>), u32> = FxHashMap::default();
     for (pos, raw) in list.iter().copied().enumerate() {
         let fields = doc::fields(raw, ["meter", "resource", "id", "ts", "amount"]);
+        let loc = Loc::record("readings", pos, f.errors.len(), cfg);
         let r = match typed_live(fields) {
-            Some(r) => check_live(r, pos, cfg),
-            None => explain_live(fields, pos, cfg),
+            Some(r) => check_live(r, loc, cfg),
+            None => explain_live(fields, loc, cfg),
         };
         let r = match r {
             Ok(r) => r,
@@ -365,10 +364,9 @@ fn check_amount(
 
 fn check_live<'a>(
     r: FrameReading<'a>,
-    pos: usize,
+    loc: Loc<'_>,
     cfg: &Config,
 ) -> Result<LiveReading<'a>, CoreError> {
-    let loc = Loc::item("readings", pos);
     field::check_meter_id(&r.meter, loc, "meter")?;
     let spec = resource(&r.resource, cfg, loc)?;
     let id = field::whole(r.id, loc, "id", MAX_WHOLE)?;
@@ -378,10 +376,9 @@ fn check_live<'a>(
 
 fn explain_live<'a>(
     fields: FrameFields<'a>,
-    pos: usize,
+    loc: Loc<'_>,
     cfg: &Config,
 ) -> Result<LiveReading<'a>, CoreError> {
-    let loc = Loc::item("readings", pos);
     let [meter, resource_name, id, ts, amount] =
         fields.ok_or_else(|| not_object(loc))?.map(present);
     let meter = field::meter_id(field::required(meter, loc, "meter")?, loc, "meter")?;
@@ -482,7 +479,7 @@ fn catchup(doc: &Doc<'_>, arrival: Arrival, cfg: &Config) -> Result<Catchup, Cor
         errors: Vec::new(),
     };
     for (pos, raw) in list.iter().copied().enumerate() {
-        let loc = Loc::item("buckets", pos);
+        let loc = Loc::record("buckets", pos, c.errors.len(), cfg);
         let fields = doc::fields(raw, ["meter", "resource", "hour", "total"]);
         let b = match typed_bucket(fields) {
             Some(b) => Ok(b),

@@ -39,6 +39,8 @@ pub struct LiveFrame {
     /// Per record: its position in the payload; empty means record `i` is at `i`.
     pub positions: Vec<u32>,
     /// Items the decoder refused; reported, the rest of the frame still applies.
+    /// Those past the first `maxErrorsPerBatch` carry their code and position
+    /// but no text: the engine reports these first and no more of them.
     pub errors: Vec<CoreError>,
 }
 
@@ -85,6 +87,8 @@ pub struct Catchup {
     /// Page clock when the response arrived.
     pub received_at_ms: Option<f64>,
     /// Items the decoder refused (a bad bucket); reported, the rest applies.
+    /// Those past the first `maxErrorsPerBatch` carry their code and position
+    /// but no text: the engine reports these first and no more of them.
     pub errors: Vec<CoreError>,
 }
 

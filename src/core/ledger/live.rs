@@ -153,7 +153,7 @@ impl Ledger {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         let mut causes = Causes { refused: !f.errors.is_empty(), ..Default::default() };
         for e in &f.errors {
-            sink.push(e.clone());
+            sink.push_with(|| e.clone());
         }
         // Bind keys: this frame's table (JSON, or a straggler) or the epoch's (binary).
         let persistent = match f.scope {

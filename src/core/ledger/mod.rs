@@ -627,7 +627,7 @@ impl Ledger {
     ) {
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         for e in &c.errors {
-            sink.push(e.clone());
+            sink.push_with(|| e.clone());
         }
         sink.finish();
         // The body's clock sample, on a copy until the body is accepted.

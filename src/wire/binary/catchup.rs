@@ -19,7 +19,7 @@ use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Catchup, CatchupBucket};
 use crate::core::hlc::Hlc;
 use crate::core::ledger::HOUR_MS;
-use crate::wire::Arrival;
+use crate::wire::{record_text, Arrival};
 
 /// Bytes of the kind-3 header after the common header.
 pub const CATCHUP_HEADER_BYTES: usize = 40;
@@ -141,7 +141,9 @@ pub(super) fn decode(
     };
     let columns = keys.chunks_exact(4).zip(hours.chunks_exact(8)).zip(totals.chunks_exact(8));
     for (i, ((key, hour_ms), total)) in columns.enumerate() {
-        match bucket(i, le_u32(key), le_f64(hour_ms), le_f64(total), scale, table, cfg) {
+        let shown = c.errors.len();
+        let record = (le_u32(key), le_f64(hour_ms), le_f64(total));
+        match bucket(i, record, scale, table, cfg, shown) {
             Ok(b) => c.buckets.push(b),
             Err(e) => c.errors.push(e),
         }
@@ -149,15 +151,17 @@ pub(super) fn decode(
     Ok(c)
 }
 
+/// Bucket `i`: its `(key, hour, total mantissa)` as the frame has them.
 fn bucket(
     i: usize,
-    key: u32,
-    hour_ms: f64,
-    total: f64,
+    (key, hour_ms, total): (u32, f64, f64),
     scale: u8,
     table: Table<'_>,
     cfg: &Config,
+    shown: usize,
 ) -> Result<CatchupBucket, CoreError> {
+    // Each refusal's text is made only under the cap (`wire::record_text`).
+    let text = |make: &dyn Fn() -> String| record_text(shown, cfg, make);
     let bound = |entry: u64| (entry >> 32) as u32;
     let last = table.order.partition_point(|&e| bound(e) <= key).checked_sub(1);
     let found = last.and_then(|i| table.order.get(i)).filter(|&&e| bound(e) == key);
@@ -166,21 +170,28 @@ fn bucket(
         return Err(CoreError::at(
             ErrorCode::UnknownKey,
             i,
-            format!("bucket {i}: key {key} is bound to no meter and resource in this frame"),
+            text(&|| {
+                format!("bucket {i}: key {key} is bound to no meter and resource in this frame")
+            }),
         ));
     };
-    let hour_ms = hour(hour_ms, "hour").ok().flatten().ok_or_else(|| {
+    // `hour`'s test without its error (made and dropped here, it cost a text
+    // per refused bucket).
+    let is_hour = |x: f64| whole(x).is_some() && x % HOUR_MS == 0.0;
+    let hour_ms = Some(hour_ms).filter(|&x| is_hour(x)).ok_or_else(|| {
         CoreError::at(
             ErrorCode::BadTimestamp,
             i,
-            format!("bucket {i}: hour {hour_ms} is not an hour start"),
+            text(&|| format!("bucket {i}: hour {hour_ms} is not an hour start")),
         )
     })?;
     let mantissa = whole(total).ok_or_else(|| {
         CoreError::at(
             ErrorCode::BadValue,
             i,
-            format!("bucket {i}: total mantissa {total} is not a whole number in 0..=2^53"),
+            text(&|| {
+                format!("bucket {i}: total mantissa {total} is not a whole number in 0..=2^53")
+            }),
         )
     })?;
     let total = Decimal::new(mantissa as i64, scale);
@@ -190,17 +201,19 @@ fn bucket(
         return Err(CoreError::at(
             ErrorCode::UnknownResource,
             i,
-            format!("bucket {i}: '{resource}' is not a configured resource"),
+            text(&|| format!("bucket {i}: '{resource}' is not a configured resource")),
         ));
     };
     if total.to_units(spec.decimals).is_err() {
         return Err(CoreError::at(
             ErrorCode::BadValue,
             i,
-            format!(
-                "bucket {i}: total is finer than the resolution of '{}' ({} decimals)",
-                spec.name, spec.decimals
-            ),
+            text(&|| {
+                format!(
+                    "bucket {i}: total is finer than the resolution of '{}' ({} decimals)",
+                    spec.name, spec.decimals
+                )
+            }),
         ));
     }
     Ok(CatchupBucket {

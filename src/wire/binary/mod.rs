@@ -26,7 +26,7 @@ pub use encode::{
 pub use meters::{encode_meters_delta, METERS_HEADER_BYTES};
 
 use super::field::{meter_id_problem, MAX_WHOLE};
-use super::{check_payload_size, Arrival, Envelope};
+use super::{check_payload_size, record_text, Arrival, Envelope};
 use crate::core::config::Config;
 use crate::core::decimal::{Decimal, MAX_SCALE};
 use crate::core::error::{CoreError, ErrorCode};
@@ -57,7 +57,7 @@ pub(crate) fn decode(envelope: Envelope, bytes: &[u8], arrival: Arrival, cfg: &C
     let decoded = header(envelope, bytes, cfg).and_then(|h| match h.kind {
         KIND_READINGS => readings(&h, bytes).map(Inbound::Readings),
         KIND_CATCHUP => catchup::decode(&h, bytes, arrival, cfg).map(Inbound::Catchup),
-        _ => live(&h, bytes).map(Inbound::Live),
+        _ => live(&h, bytes, cfg).map(Inbound::Live),
     });
     decoded.unwrap_or_else(Inbound::Rejected)
 }
@@ -308,7 +308,7 @@ fn whole(x: f64) -> Option<u64> {
     (u as f64 == x && u <= MAX_WHOLE).then_some(u)
 }
 
-fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
+fn live(h: &Header, bytes: &[u8], cfg: &Config) -> Result<LiveFrame, CoreError> {
     let mut r = Reader { buf: bytes, pos: HEADER_BYTES };
     let (epoch, seq) = (r.f64("kind-2 header")?, r.f64("kind-2 header")?);
     let (wall_ms, counter) = (r.f64("kind-2 header")?, r.u32("kind-2 header")?);
@@ -394,14 +394,15 @@ fn live(h: &Header, bytes: &[u8]) -> Result<LiveFrame, CoreError> {
         })
         .collect();
     if !ok {
-        drop_bad_records(&mut f, ids, amounts);
+        drop_bad_records(&mut f, ids, amounts, cfg);
     }
     Ok(f)
 }
 
 /// Removes the records whose id, timestamp or amount is invalid, reporting
-/// each with its position, and records the positions of the rest.
-fn drop_bad_records(f: &mut LiveFrame, ids: &[u8], amounts: &[u8]) {
+/// each with its position (the text only under the cap, `wire::record_text`),
+/// and records the positions of the rest.
+fn drop_bad_records(f: &mut LiveFrame, ids: &[u8], amounts: &[u8], cfg: &Config) {
     // All four columns have one entry per record by construction; the minimum
     // keeps every swap below in bounds regardless.
     let n = f.keys.len().min(f.ids.len()).min(f.ts.len()).min(f.amounts.len());
@@ -411,17 +412,27 @@ fn drop_bad_records(f: &mut LiveFrame, ids: &[u8], amounts: &[u8]) {
     let raw_amounts = amounts.chunks_exact(8).map(le_f64);
     for (i, (id, amount)) in raw_ids.zip(raw_amounts).enumerate().take(n) {
         let ts = f.ts.get(i).copied().unwrap_or(f64::NAN);
+        let shown = f.errors.len();
         let err = if whole(id).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!("record {i}: id {id} is not a whole number in 0..=2^53"),
+                record_text(shown, cfg, || {
+                    format!("record {i}: id {id} is not a whole number in 0..=2^53")
+                }),
             ))
         } else if !ts.is_finite() {
-            Some((ErrorCode::BadTimestamp, format!("record {i}: ts {ts} is not finite")))
+            Some((
+                ErrorCode::BadTimestamp,
+                record_text(shown, cfg, || format!("record {i}: ts {ts} is not finite")),
+            ))
         } else if whole(amount).is_none() {
             Some((
                 ErrorCode::BadValue,
-                format!("record {i}: amount mantissa {amount} is not a whole number in 0..=2^53"),
+                record_text(shown, cfg, || {
+                    format!(
+                        "record {i}: amount mantissa {amount} is not a whole number in 0..=2^53"
+                    )
+                }),
             ))
         } else {
             None
