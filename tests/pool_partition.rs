@@ -16,8 +16,9 @@
 use std::collections::BTreeMap;
 
 use meterflow::core::config::{fnv1a32, Config, ConfigPatch, Partition};
-use meterflow::core::event::{Inbound, Outbound};
+use meterflow::core::event::{Inbound, KeyScope, Outbound, ReadingBatch};
 use meterflow::core::Engine;
+use meterflow::wire::binary::{encode_readings, TsLayout};
 use meterflow::wire::{self, Arrival, Envelope};
 use proptest::prelude::*;
 
@@ -228,4 +229,52 @@ fn partition_is_validated() {
         matches!(&out[..], [Outbound::Error(err)] if err.message.starts_with("config.partition"))
     );
     assert_eq!(e.config().partition, Partition::WHOLE);
+}
+
+/// A binary kind-1 frame handed whole to every worker (what the pool does
+/// with a frame it cannot split): a binding whose key is past
+/// `maxStreamKeys` is reported once, by its meter's owner, and the
+/// readings of keys nothing bound once, by partition 0, as one engine does.
+#[test]
+fn a_whole_binary_frame_is_reported_once_over_the_partitions() {
+    let ids: Vec<String> = (0..12).map(meter).collect();
+    let mut batch = ReadingBatch { scope: KeyScope::Stream, ..Default::default() };
+    for (k, id) in ids.iter().enumerate() {
+        // Every third binding past maxStreamKeys (64 below).
+        let key = if k % 3 == 0 { 1_000 + k as u32 } else { k as u32 };
+        batch.bindings.push((key, id.clone()));
+        batch.keys.push(key);
+        batch.ts.push(T0 - 1_000.0);
+        batch.values.push(k as f64);
+    }
+    let bytes = encode_readings(&batch, TsLayout::PerRecord).expect("encodes");
+    let limit = |p| {
+        let patch = ConfigPatch {
+            max_stream_keys: Some(64),
+            partition: Some(p),
+            max_errors_per_batch: Some(1_000),
+            ..Default::default()
+        };
+        Engine::new(Config::default().apply(&patch).expect("a valid config")).expect("an engine")
+    };
+    let run = |e: &mut Engine| {
+        let cfg = e.config().clone();
+        let input = wire::decode_bytes(Envelope::Readings, &bytes, Arrival::default(), &cfg);
+        let input = wire::for_partition(Envelope::Readings, input, &cfg);
+        let mut errors: Vec<(String, Option<u32>, String)> = Vec::new();
+        for out in e.handle(input, T0) {
+            if let Outbound::Error(err) = out {
+                errors.push((err.code.as_str().to_string(), err.position, err.message));
+            }
+        }
+        errors
+    };
+    let mut whole = limit(Partition::WHOLE);
+    let mut expected = run(&mut whole);
+    assert_eq!(expected.len(), 8, "4 bindings past the key bound, their 4 readings unknown");
+    let mut got: Vec<_> =
+        (0..2).flat_map(|index| run(&mut limit(Partition { index, of: 2 }))).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
 }

@@ -74,8 +74,20 @@ impl Engine {
         let max_meters = cfg.max_meters;
         let persistent = batch.scope == KeyScope::Stream;
         for (key, id) in &batch.bindings {
+            let in_range = batch.scope == KeyScope::Batch || *key < cfg.max_stream_keys;
+            if !partition.owns(id) {
+                // Another worker's meter: its readings are skipped, and its
+                // owner checks the id and the key. A key out of range or a
+                // failure to bind leaves the key unbound, whose readings only
+                // partition 0 reports.
+                pending.remove(*key);
+                if in_range {
+                    let _ = table.bind(*key, FOREIGN, cfg.max_stream_keys);
+                }
+                continue;
+            }
             // Check the key first: a refused binding must not use up a meter slot.
-            if batch.scope == KeyScope::Stream && *key >= cfg.max_stream_keys {
+            if !in_range {
                 sink.push_with(|| {
                     CoreError::new(
                         ErrorCode::KeyOutOfRange,
@@ -85,13 +97,6 @@ impl Engine {
                 continue;
             }
             pending.remove(*key);
-            if !partition.owns(id) {
-                // Another worker's meter: its readings are skipped, and its
-                // owner checks the id. A failure to bind leaves the key unbound,
-                // whose readings only partition 0 reports.
-                let _ = table.bind(*key, FOREIGN, cfg.max_stream_keys);
-                continue;
-            }
             // A batch's own table is bounded by the batch; its names are checked
             // against maxMeters when their first reading is accepted. A stream's
             // persistent table keeps at most as many waiting names as there is room.
