@@ -3,7 +3,7 @@
 //! messages and config patches. Every error code reachable from JSON input,
 //! its position, and that valid items of the same batch still apply.
 
-use meterflow::core::config::{Config, ConfigPatch, ResourceSpec};
+use meterflow::core::config::{Config, ConfigPatch, Partition, ResourceSpec};
 use meterflow::core::decimal::Decimal;
 use meterflow::core::error::{CoreError, ErrorCode};
 use meterflow::core::event::{
@@ -495,6 +495,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
     });
     all["catchupOnStart"] = json!(true);
     all["maxCatchupPages"] = json!(5);
+    all["partition"] = json!({"index": 1, "of": 3});
     let stream = json!({
         "transport": "worker", "feedUrl": "http://127.0.0.1:8090", "maxSubscriptions": 8,
         "maxBufferedDeltas": 512, "maxBufferedBytes": 1048576, "creditWindow": 128, "backoffBaseMs": 250, "backoffCapMs": 20000,
@@ -544,6 +545,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         max_age_ms: 3_600_000.0,
         max_future_ms: 60_000.0,
         max_errors_per_batch: 20,
+        partition: Partition { index: 1, of: 3 },
         resources: vec![ResourceSpec::new("gas", "m3", 2)],
         history_hours: 12,
         max_offset_ms: 1000.0,

@@ -17,6 +17,46 @@ fn refuse_config(field: &str, why: &str) -> Result<(), CoreError> {
     Err(CoreError::new(ErrorCode::BadConfig, format!("config.{field}: {why}")))
 }
 
+/// Most partitions a pool may cut the meters into (`partition.of`), as many as
+/// the pool's workers (`MAX_POOL_WORKERS` in `www/client/pool.ts`).
+pub const MAX_PARTITIONS: u32 = 64;
+
+/// One engine's share of a pool's meters (`config.partition`, `{ index, of }`):
+/// a meter belongs to partition `fnv1a32(id's UTF-8 bytes) % of`, the hash the
+/// pool's page side (`shardOf` in `www/client/pool.ts`) partitions by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// This engine's partition, `0..of`. Partition 0 also reports what belongs
+    /// to no meter: payloads refused as a whole, items the decoder refused,
+    /// unknown keys.
+    pub index: u32,
+    /// Partitions in the pool, `1..=MAX_PARTITIONS`.
+    pub of: u32,
+}
+
+impl Partition {
+    /// The default: one partition owning every meter.
+    pub const WHOLE: Partition = Partition { index: 0, of: 1 };
+
+    /// Whether this partition owns meter `id`.
+    #[inline]
+    pub fn owns(self, id: &str) -> bool {
+        self.of <= 1 || fnv1a32(id.as_bytes()) % self.of == self.index
+    }
+
+    /// Whether this partition reports what belongs to no meter (partition 0).
+    #[inline]
+    pub fn reports_payload(self) -> bool {
+        self.index == 0
+    }
+}
+
+/// FNV-1a, 32 bits, over `bytes`: the pool's partition hash.
+#[inline]
+pub fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
 /// All tunables of the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -90,6 +130,10 @@ pub struct Config {
     pub max_future_ms: f64,
     /// Most `error` events one batch produces; the rest are summed up in one more.
     pub max_errors_per_batch: u32,
+    /// The share of the meters this engine owns in a pool of workers
+    /// (`www/client/pool.ts`): readings of other meters are skipped before
+    /// interning. Default: the only partition of one, every meter.
+    pub partition: Partition,
 
     // ---- Consumption ledger (live stream + REST catch-up) ----
     /// The resources the ledger totals, each with its unit and resolution.
@@ -279,6 +323,7 @@ impl Default for Config {
             max_age_ms: 6.0 * 3_600_000.0,
             max_future_ms: 300_000.0,
             max_errors_per_batch: 100,
+            partition: Partition::WHOLE,
             resources: vec![
                 ResourceSpec::new("water", "m3", 3),
                 ResourceSpec::new("energy", "kWh", 3),
@@ -361,6 +406,7 @@ pub struct ConfigPatch {
     pub max_age_ms: Option<f64>,
     pub max_future_ms: Option<f64>,
     pub max_errors_per_batch: Option<u32>,
+    pub partition: Option<Partition>,
     pub resources: Option<Vec<ResourceSpec>>,
     pub history_hours: Option<u32>,
     pub max_offset_ms: Option<f64>,
@@ -494,6 +540,7 @@ impl Config {
             max_age_ms,
             max_future_ms,
             max_errors_per_batch,
+            partition,
             resources,
             history_hours,
             max_offset_ms,
@@ -546,6 +593,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), CoreError> {
         let bad = refuse_config;
         let pos = |x: f64| x.is_finite() && x > 0.0;
+        if self.partition.of == 0
+            || self.partition.of > MAX_PARTITIONS
+            || self.partition.index >= self.partition.of
+        {
+            return bad("partition", "must be {index, of} with of in 1..=64 and index in 0..of");
+        }
         if self.window < 8 || self.window > MAX_WINDOW {
             return bad("window", "must be in 8..=1048576");
         }

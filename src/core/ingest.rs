@@ -10,12 +10,21 @@
 //! `max_errors_per_batch` events per batch plus one summary, so a hostile or
 //! broken batch cannot flood the page; every refused record is counted in
 //! `readingsRejected`.
+//!
+//! In a pool (`config.partition` of more than one), every worker may be handed
+//! the whole payload: a binding whose meter id hashes to another partition
+//! binds its key to `FOREIGN` (no id check, no interning, no pending name), and
+//! that key's readings are skipped before any check: neither accepted nor
+//! refused, no error, no meter. What belongs to no meter (the items the
+//! decoder refused, which it knows by position only, and readings of a key
+//! nothing bound) is reported by partition 0 alone, so each is reported and
+//! counted once in the pool.
 
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
 use super::keys::{KeyTable, PendingNames};
 use super::meters::check_meter_id;
-use super::{add_reading, intern_meter, Engine, ReadingBounds, UNBOUND};
+use super::{add_reading, intern_meter, Engine, ReadingBounds, FOREIGN, UNBOUND};
 
 /// Readings whose ring slots are touched together ahead of their pushes: enough
 /// misses in flight to cover a cache miss's latency, few enough that the lines
@@ -37,9 +46,13 @@ impl Engine {
         let bounds = ReadingBounds::new(&self.cfg, self.ledger.corrected(now_ms));
         let Engine { cfg, meters, windows, detector, stream_keys, stream_pending, out, .. } = self;
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
-        self.counters.readings_rejected += batch.errors.len() as f64;
-        for e in &batch.errors {
-            sink.push(e.clone());
+        let partition = cfg.partition;
+        let reports_payload = partition.reports_payload();
+        if reports_payload {
+            self.counters.readings_rejected += batch.errors.len() as f64;
+            for e in &batch.errors {
+                sink.push(e.clone());
+            }
         }
 
         // Resolve bindings: to a tracked meter, or to a name waiting for its
@@ -61,8 +74,20 @@ impl Engine {
         let max_meters = cfg.max_meters;
         let persistent = batch.scope == KeyScope::Stream;
         for (key, id) in &batch.bindings {
+            let in_range = batch.scope == KeyScope::Batch || *key < cfg.max_stream_keys;
+            if !partition.owns(id) {
+                // Another worker's meter: its readings are skipped, and its
+                // owner checks the id and the key. A key out of range or a
+                // failure to bind leaves the key unbound, whose readings only
+                // partition 0 reports.
+                pending.remove(*key);
+                if in_range {
+                    let _ = table.bind(*key, FOREIGN, cfg.max_stream_keys);
+                }
+                continue;
+            }
             // Check the key first: a refused binding must not use up a meter slot.
-            if batch.scope == KeyScope::Stream && *key >= cfg.max_stream_keys {
+            if !in_range {
                 sink.push_with(|| {
                     CoreError::new(
                         ErrorCode::KeyOutOfRange,
@@ -114,13 +139,19 @@ impl Engine {
                 // Touch the ring slots of the next readings first (a read only,
                 // see `Windows::warm`): their cache misses overlap.
                 let ahead = batch.keys.get(i..n.min(i + WARM_AHEAD)).unwrap_or(&[]);
-                let m = ahead.iter().map(|&k| table.get(k)).filter(|&m| m != UNBOUND);
+                let m = ahead.iter().map(|&k| table.get(k)).filter(|&m| m < FOREIGN);
                 std::hint::black_box(windows.warm(m.map(|m| m as usize)));
             }
             let (key, ts, x) = (batch.keys[i], batch.ts[i], batch.values[i]);
             let pos = batch.positions.get(i).map_or(i, |&p| p as usize);
             let mut m = table.get(key);
+            if m == FOREIGN {
+                continue;
+            }
             if m == UNBOUND && pending.get(key).is_none() {
+                if !reports_payload {
+                    continue;
+                }
                 rejected += 1;
                 sink.push_with(|| {
                     CoreError::at(

@@ -77,6 +77,9 @@ pub struct Engine {
 
 /// Marks a stream key no frame has bound.
 pub(crate) const UNBOUND: u32 = u32::MAX;
+/// Marks a key bound to a meter another partition owns (`config.partition`):
+/// its readings are skipped. Above every meter index (`MAX_METERS` is 2^24).
+pub(crate) const FOREIGN: u32 = u32::MAX - 1;
 
 impl Default for Engine {
     fn default() -> Self {
@@ -230,6 +233,20 @@ impl Engine {
     }
 
     fn reconfigure(&mut self, cfg: Config) {
+        if cfg.partition != self.cfg.partition
+            && (!self.meters.is_empty() || self.stream_keys.entries() > 0)
+        {
+            // Meters tracked (or keys bound) under the old partition may belong
+            // to another worker under the new one.
+            self.out.push(Outbound::Error(CoreError::new(
+                ErrorCode::BadConfig,
+                format!(
+                    "config.partition: {} meters are tracked already; reset first",
+                    self.meters.len()
+                ),
+            )));
+            return;
+        }
         if (cfg.max_meters as usize) < self.meters.len() {
             self.out.push(Outbound::Error(CoreError::new(
                 ErrorCode::BadConfig,

@@ -31,14 +31,13 @@ use wasm_bindgen::{JsCast, JsValue};
 /// `ack`, even when its payload is refused.
 pub(crate) fn decode(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Inbound {
     let input = decode_payload(msg, cfg, scratch).unwrap_or_else(Inbound::Rejected);
-    let is_payload = msg.is_object()
-        && matches!(
-            field(msg, "type").ok().and_then(|t| t.as_string()).as_deref(),
-            Some("readings" | "live" | "catchup")
-        );
-    if !is_payload {
-        return input;
-    }
+    let ty =
+        if msg.is_object() { field(msg, "type").ok().and_then(|t| t.as_string()) } else { None };
+    let input = match ty.as_deref() {
+        Some("readings") => wire::for_partition(Envelope::Readings, input, cfg),
+        Some("live" | "catchup") => input,
+        _ => return input,
+    };
     match field(msg, "id") {
         Ok(id) if id.is_undefined() || id.is_null() => input,
         Ok(id) => match wire::control::ack_id(id.as_f64()) {

@@ -67,6 +67,9 @@ export interface MeterflowConfig {
   maxSeriesPairs?: number;
   /** Live readings kept to rebuild per-meter rows from a catch-up (default 65,536; 0..=4,194,304). */
   maxRowLogReadings?: number;
+  /** This worker's share of a pool's meters (PROTOCOL.md 5; default `{ index: 0, of: 1 }`, every
+   *  meter): readings of meters whose FNV-1a id hash modulo `of` is not `index` are skipped. */
+  partition?: { index: number; of: number };
 }
 
 /** A binary payload: transfer it (`postMessage(msg, [buf])`). */

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use super::lite::{self, Object, Value};
 
 use super::{binary, check_payload_size, json, Arrival, Envelope};
-use crate::core::config::{Config, ConfigPatch, ResourceSpec, Transport};
+use crate::core::config::{Config, ConfigPatch, Partition, ResourceSpec, Transport};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::{Inbound, Query, ResetScope};
 use crate::core::series::{Resolution, SeriesInput, SeriesQuery, SeriesTarget, MAX_SPAN_MS};
@@ -273,6 +273,20 @@ fn boolean(field: &str, v: &Value<'_>) -> Result<bool, CoreError> {
     v.as_bool().ok_or_else(|| bad_config(field, "must be true or false"))
 }
 
+/// `{"index": i, "of": n}`, both whole numbers (ranges checked by `Config::validate`).
+#[inline(never)]
+fn partition(field: &str, v: &Value<'_>) -> Result<Partition, CoreError> {
+    let shape = "must be an object {index, of} of whole numbers";
+    let Value::Object(obj) = v else { return Err(bad_config(field, shape)) };
+    if obj.len() != 2 {
+        return Err(bad_config(field, shape));
+    }
+    match (obj.get("index"), obj.get("of")) {
+        (Some(i), Some(n)) => Ok(Partition { index: uint(field, i)?, of: uint(field, n)? }),
+        _ => Err(bad_config(field, shape)),
+    }
+}
+
 #[inline(never)]
 fn transport(field: &str, v: &Value<'_>) -> Result<Transport, CoreError> {
     match v.as_str() {
@@ -369,6 +383,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
             "maxAgeMs" => max_age_ms: float,
             "maxFutureMs" => max_future_ms: float,
             "maxErrorsPerBatch" => max_errors_per_batch: uint,
+            "partition" => partition: partition,
             "resources" => resources: resources,
             "historyHours" => history_hours: uint,
             "maxOffsetMs" => max_offset_ms: float,

@@ -143,6 +143,22 @@ pub fn scan_readings(bytes: &[u8], cfg: &Config) -> Option<crate::core::event::R
     scan::readings(bytes, cfg)
 }
 
+/// A decoded payload as this worker's partition of a pool sees it
+/// (`config.partition`): every worker of a pool is handed the same `readings`
+/// payload, so one refused as a whole is reported by partition 0 alone; the
+/// others take it as an empty batch (no error, an `ack` of nothing). Anything
+/// else passes unchanged. The binding calls it on every page payload.
+pub fn for_partition(envelope: Envelope, input: Inbound, cfg: &Config) -> Inbound {
+    match input {
+        Inbound::Rejected(_)
+            if envelope == Envelope::Readings && !cfg.partition.reports_payload() =>
+        {
+            Inbound::Readings(crate::core::event::ReadingBatch::default())
+        }
+        other => other,
+    }
+}
+
 /// Decodes a binary frame (PROTOCOL.md 3.4/3.5/3.8) carried by `envelope`. Never
 /// panics: anything undecodable becomes `Inbound::Rejected(err)`.
 pub fn decode_binary(envelope: Envelope, bytes: &[u8], cfg: &Config) -> Inbound {

@@ -13,10 +13,19 @@
 //      client (the `fetch` seam answers from the page's oracle) and fanned out,
 //      and the merged totals must equal the oracle exactly, before and after
 //      the last catch-up;
+//   2b. the partition (each worker's `config.partition`; JSON reaches every
+//      worker whole and each applies its own meters'): 48 meters owned by
+//      every worker between them, JSON text, JSON bytes and binary kind-1
+//      batches with duplicates, items the decoder refuses, readings the
+//      engine refuses, an unbound key and a payload refused as a whole, all
+//      against the page's oracle: the summed acks, each error once (code,
+//      position), each worker's meters and readings exactly the ones it owns,
+//      and every meter's window, asked of its owner, the oracle's (a worker
+//      asked for a meter it does not own must not know it);
 //   3. readings/s against workers: `readings` readings over `meters` meters
 //      (window 300, filled first) in batches of 10,000, binary and JSON, timed
 //      from the first post to the last ack, with the page's split time.
-import { MeterflowPool } from '../build/client/pool.js';
+import { MeterflowPool, shardOf } from '../build/client/pool.js';
 import { LiveLoad } from './soak-load.js';
 import { random } from './random.js';
 
@@ -26,6 +35,8 @@ const WORKERS = (params.get('workers') ?? '1,2,4').split(',').map(Number);
 const METERS = Number(params.get('meters') ?? (smoke ? 5000 : 20000));
 const READINGS = Number(params.get('readings') ?? (smoke ? 200_000 : 2_000_000));
 const BATCH = 10_000;
+// `phases=throughput` runs the readings/s part alone (for A/B runs of builds).
+const PHASES = new Set((params.get('phases') ?? 'alerts,totals,partition,throughput').split(','));
 const status = (t) => (document.querySelector('#status').textContent = t);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const workerUrl = new URL('../worker.js', import.meta.url);
@@ -171,6 +182,122 @@ async function totals(workers) {
   };
 }
 
+async function partition(workers) {
+  const pool = await MeterflowPool.start({
+    workers, createWorker: create, config: { window: 300, reducedWindow: 150, maxErrorsPerBatch: 10_000 }, answerTimeoutMs: 600_000,
+  });
+  const heard = [];
+  pool.on('error', (m, w) => heard.push({ w, code: m.code, position: m.position ?? null }));
+  pool.on('warning', (m, w) => heard.push({ w, code: `warning ${m.code}`, position: null }));
+  const ids = Array.from({ length: 48 }, (_, m) => `part-${m}`);
+  const owners = ids.map((id) => shardOf(id, workers));
+  const problems = [];
+  for (let w = 0; w < workers; w++) if (!owners.includes(w)) problems.push(`no meter hashes to worker ${w}`);
+  const rand = random(11);
+  const pick = () => Math.floor(rand() * ids.length);
+  const oracle = new Map(); // meter → accepted values, in order
+  const expected = []; // `${batch} ${code} ${position}` per error
+  let accepted = 0;
+  let refused = 0;
+  let got = { accepted: 0, refused: 0 };
+  const ts0 = Date.now() - 60_000;
+  const keep = (m, x) => {
+    oracle.set(ids[m], [...(oracle.get(ids[m]) ?? []), x]);
+    accepted++;
+  };
+  const refuse = (b, code, position) => {
+    expected.push(`${b} ${code} ${position}`);
+    refused++;
+  };
+  // Batch kinds (b % 5): JSON text the page splits, JSON text it sends whole
+  // (an item the decoder refuses), the same as bytes, JSON bytes the page
+  // splits, a binary frame. Where the page split the payload, errors'
+  // positions are the parts' (only their codes are compared).
+  const split = (b) => b % 5 === 0 || b % 5 === 3 || b % 5 === 4;
+  for (let b = 0; b < 10; b++) {
+    const ts = ts0 + b * 1000;
+    const from = heard.length;
+    let data;
+    if (b % 5 === 4) {
+      // Binary kind 1: keys are the meters' indices, bound in the first frame; key 999 is bound to nothing.
+      const n = 40;
+      const keys = new Uint32Array(n);
+      const values = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const m = pick();
+        keys[i] = i === 7 ? 999 : m;
+        values[i] = i === 13 ? 1e300 : Math.round(rand() * 8000) / 8;
+        if (i === 7) refuse(b, 'unknown_key', '?');
+        else if (i === 13) refuse(b, 'bad_value', '?');
+        else keep(m, values[i]);
+      }
+      data = readingFrame(ts, keys, values, b === 4 ? ids.map((id, m) => [m, id]) : []);
+    } else {
+      const items = [];
+      for (let i = 0; i < 40; i++) {
+        const m = i % 10 === 9 ? items[i - 1].m : pick(); // duplicates: the same meter again
+        const x = Math.round(rand() * 8000) / 8;
+        if (i === 5 && !split(b)) {
+          items.push({ m, text: `{"meter":"${ids[m]}","ts":${ts},"value":"x"}` });
+          refuse(b, 'bad_field', i);
+        } else if (i === 11) {
+          items.push({ m, text: `{"meter":"${ids[m]}","ts":${ts},"value":1e300}` });
+          refuse(b, 'bad_value', split(b) ? '?' : i);
+        } else {
+          items.push({ m, text: `{"meter":"${ids[m]}","ts":${ts},"value":${x}}` });
+          keep(m, x);
+        }
+      }
+      const text = `{"type":"readings","readings":[${items.map((i) => i.text).join(',')}]}`;
+      data = b % 5 >= 2 ? new TextEncoder().encode(text).buffer : text;
+    }
+    const a = await pool.readings(data);
+    got = { accepted: got.accepted + a.accepted, refused: got.refused + a.refused };
+    for (const e of heard.slice(from)) {
+      e.batch = b;
+      if (split(b)) e.position = '?';
+    }
+  }
+  // A payload refused as a whole: reported once (by worker 0), applied nowhere.
+  const from = heard.length;
+  const a = await pool.readings(`{"type":"readings","readings":[{"meter":"${ids[0]}","ts":${ts0},"value":1}`);
+  got = { accepted: got.accepted + a.accepted, refused: got.refused + a.refused };
+  for (const e of heard.slice(from)) e.batch = 'whole';
+  refuse('whole', 'malformed_json', null);
+  if (got.accepted !== accepted || got.refused !== refused) {
+    problems.push(`acks: accepted ${got.accepted} refused ${got.refused}, expected ${accepted} / ${refused}`);
+  }
+  const said = heard.map((e) => `${e.batch} ${e.code} ${e.position}`).sort();
+  if (JSON.stringify(said) !== JSON.stringify([...expected].sort())) {
+    problems.push(`errors: ${said.length} heard, ${expected.length} expected; first heard ${said.slice(0, 4)}; expected ${[...expected].sort().slice(0, 4)}`);
+  }
+  if (heard.some((e) => e.w !== 0 && e.position === null)) problems.push('a payload error from a worker other than 0');
+  const stats = await pool.stats();
+  let checked = 0;
+  for (let w = 0; w < workers; w++) {
+    const mine = ids.filter((id, m) => owners[m] === w && oracle.has(id));
+    const readings = mine.reduce((s, id) => s + oracle.get(id).length, 0);
+    if (stats[w].meters !== mine.length || stats[w].readingsIngested !== readings) {
+      problems.push(`worker ${w}: ${stats[w].meters} meters / ${stats[w].readingsIngested} readings, owns ${mine.length} / ${readings}`);
+    }
+  }
+  for (const [m, id] of ids.entries()) {
+    if (!oracle.has(id)) continue;
+    const win = await pool.query({ query: 'window', meter: id }).catch((e) => ({ values: [`${e.code}`] }));
+    if (JSON.stringify(Array.from(win.values)) !== JSON.stringify(oracle.get(id))) {
+      problems.push(`${id}: window ${Array.from(win.values).slice(0, 5)}… is not the oracle's ${oracle.get(id).slice(0, 5)}…`);
+    }
+    for (let w = 0; w < workers; w++) {
+      if (w === owners[m]) continue;
+      const other = await pool.clients[w].query({ query: 'meter', meter: id }).then(() => 'known', (e) => e.code);
+      if (other !== 'unknown_meter') problems.push(`worker ${w} answers for ${id}, which worker ${owners[m]} owns: ${other}`);
+    }
+    checked++;
+  }
+  pool.close();
+  return { meters: checked, accepted, refused, errors: expected.length, problems };
+}
+
 async function throughput(workers) {
   const { pool, errors } = await start(workers, { maxMeters: METERS, window: 300, reducedWindow: 150 });
   const ids = Array.from({ length: METERS }, (_, m) => `tp-${String(m).padStart(6, '0')}`);
@@ -213,12 +340,14 @@ async function main() {
   const runs = [];
   for (const w of WORKERS) {
     status(`${w} workers: alerts…`);
-    const a = await alerts(w);
+    const a = PHASES.has('alerts') ? await alerts(w) : { events: [], missing: [] };
     status(`${w} workers: totals…`);
-    const t = await totals(w);
+    const t = PHASES.has('totals') ? await totals(w) : { exactBeforeLastCatchup: true, exactAfterLastCatchup: true, checks: [], mismatches: [] };
+    status(`${w} workers: partition…`);
+    const q = PHASES.has('partition') ? await partition(w) : { problems: [] };
     status(`${w} workers: readings/s…`);
-    const p = await throughput(w);
-    runs.push({ workers: w, alerts: a, totals: t, throughput: p });
+    const p = PHASES.has('throughput') ? await throughput(w) : null;
+    runs.push({ workers: w, alerts: a, totals: t, partition: q, throughput: p });
   }
   const failures = [];
   const ref = JSON.stringify(runs[0].alerts.events);
@@ -228,6 +357,7 @@ async function main() {
       const i = r.alerts.events.findIndex((e, j) => JSON.stringify(e) !== JSON.stringify(runs[0].alerts.events[j]));
       failures.push(`${r.workers} workers: alerts differ from ${runs[0].workers} worker(s) at ${i}: ${JSON.stringify(r.alerts.events[i])} vs ${JSON.stringify(runs[0].alerts.events[i])}`);
     }
+    for (const p of r.partition.problems) failures.push(`${r.workers} workers: partition: ${p}`);
     if (!r.totals.exactBeforeLastCatchup || !r.totals.exactAfterLastCatchup || r.totals.checks.some((c) => !c.exact)) {
       failures.push(`${r.workers} workers: totals not exact: ${r.totals.mismatches.join('; ')}`);
     }

@@ -9,6 +9,8 @@
 //   node www/bench/soak-run.mjs                     paced 120 s + soak 60 simulated minutes
 //   --only paced|soak|pool                          one of the three
 //   --workers 1,2,4 --pool-smoke                    the pool run (smoke: 5,000 meters, 200,000 readings)
+//   --pool-phases throughput                        only these of alerts,totals,partition,throughput
+//                                                   (A/B runs of two builds' readings/s)
 //   --seconds N --catchup-sec N --flush-ms N        the paced run (defaults 120 / 60 / the worker's 250)
 //   --minutes N --sample-sec N --warmup-min N       the soak (defaults 60 / 60 / 5)
 //   --churn N                                       the soak adds N new meters per simulated minute
@@ -55,6 +57,7 @@ const soak = new URLSearchParams({
 const pool = new URLSearchParams({ workers: opt('--workers', '1,2,4') });
 if (opt('--meters')) pool.set('meters', opt('--meters'));
 if (args.includes('--pool-smoke')) pool.set('smoke', '1');
+if (opt('--pool-phases')) pool.set('phases', opt('--pool-phases'));
 
 requirePackage();
 const server = await startServer();

@@ -1,10 +1,23 @@
 // Past one worker (issue 9): a pool of N meterflow workers behind one client
 // API. Meters are partitioned by a stable hash of their id (FNV-1a over the
-// id's UTF-8 bytes, modulo N), and the page splits every payload so that each
-// worker receives only its partition's readings:
-//   - `readings`: binary kind-1 frames are split by key (the pool keeps the
-//     key → meter bindings, which persist across frames), JSON text is parsed
-//     and re-serialised per worker;
+// id's UTF-8 bytes, modulo N); worker i is started with `config.partition`
+// `{ index: i, of: N }`, so its engine owns exactly the meters the page routes
+// to it and skips any other meter's readings before interning them.
+//   - `readings`, JSON (text, or its UTF-8 bytes) in the spelling
+//     `JSON.stringify` writes: split on the page without building objects
+//     (`splitReadingsText`: one pass over the bytes, each id hashed as it is
+//     read, each item copied as it is into its owner's part; the parts are
+//     transferred). Any other JSON (whitespace, escapes, other fields, a bad
+//     item, a payload refused as a whole) goes whole to every worker, each of
+//     which applies only its own meters' readings; what belongs to no meter is
+//     reported by worker 0 alone. Either way the summed acks and the errors
+//     are one worker's (only a refused reading's `position` is its place in
+//     its worker's part when the page split the payload). It used to be
+//     `JSON.parse` and one `JSON.stringify` per worker on the main thread
+//     (docs/PERFORMANCE.md, "The pool's JSON readings");
+//   - `readings`, binary kind-1 frames: split by key on the page (the pool
+//     keeps the key → meter bindings, which persist across frames); a frame
+//     the pool cannot read goes to worker 0, which refuses it;
 //   - `live`: binary kind-2 frames are split by key too, and every worker gets a
 //     frame for every `seq` (possibly without readings), so no worker sees a gap;
 //   - `catchup` (JSON): per-meter entries go to their meter's worker; the
@@ -66,7 +79,8 @@ export class MeterflowPool {
   private readonly latest: (TotalsMessage | undefined)[];
   private readonly totalsHandlers = new Set<(t: TotalsMessage) => void>();
 
-  private constructor(readonly clients: MeterflowClient[], private readonly passThrough: Set<string>) {
+  private constructor(readonly clients: MeterflowClient[], private readonly passThrough: Set<string>,
+    private readonly limits: { maxPayloadBytes: number; maxBatch: number }) {
     this.latest = clients.map(() => undefined);
     clients.forEach((c, i) =>
       c.on('totals', (t) => {
@@ -92,7 +106,10 @@ export class MeterflowPool {
       const inner = o.createWorker();
       inners.push(inner);
       const proxy = poolWorker(inner, i, passThrough, (body) => fan?.(body) ?? body, (msg) => clients[0]?.dispatch(msg));
-      return startMeterflow({ ...o, worker: proxy });
+      // One worker keeps the default partition (every meter), so a pool of one
+      // talks to a worker exactly as the plain client does.
+      const config = o.workers > 1 ? { ...o.config, partition: { index: i, of: o.workers } } : o.config;
+      return startMeterflow({ ...o, config, worker: proxy });
     });
     try {
       clients.push(...(await Promise.all(starting)));
@@ -100,7 +117,10 @@ export class MeterflowPool {
       for (const w of inners) w.terminate?.();
       throw e;
     }
-    const pool = new MeterflowPool(clients, passThrough);
+    const pool = new MeterflowPool(clients, passThrough, {
+      maxPayloadBytes: o.config?.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+      maxBatch: o.config?.maxBatch ?? DEFAULT_MAX_BATCH,
+    });
     fan = (body) => pool.fanCatchup(body);
     return pool;
   }
@@ -133,11 +153,34 @@ export class MeterflowPool {
     return () => offs.forEach((off) => off());
   }
 
-  /** A `readings` payload (JSON text or a binary kind-1 frame), split by owner. */
+  /**
+   * A `readings` payload: JSON (text, or its UTF-8 bytes) split by owner when
+   * the page can (`splitReadingsText`), else whole to every worker, each
+   * applying its own meters'; a binary kind-1 frame split by owner.
+   */
   readings(data: string | ArrayBuffer): Promise<PoolAck> {
     if (this.clients.length === 1) return this.acks([[0, data]], 'readings');
-    if (typeof data === 'string') return this.acks(this.splitJsonReadings(data), 'readings');
-    return this.acks(this.splitReadingFrame(data), 'readings');
+    if (typeof data === 'string') {
+      const parts = data.length <= this.limits.maxPayloadBytes ? splitReadingsText(data, this.clients.length, this.limits.maxBatch) : null;
+      // Text the splitter does not take goes whole to every worker (each
+      // decodes it and applies its own meters'; worker 0 reports what belongs
+      // to no meter).
+      return this.acks(parts ?? this.clients.map((_, w) => [w, data]), 'readings');
+    }
+    const parts = isReadingFrame(data)
+      ? this.splitReadingFrame(data)
+      : data.byteLength <= this.limits.maxPayloadBytes
+        ? splitReadingsBytes(new Uint8Array(data), data.byteLength, this.clients.length, this.limits.maxBatch)
+        : null;
+    // A frame the page cannot split goes whole to every worker: each applies
+    // what it owns of it (if a worker can read it) and worker 0 reports it.
+    return parts ? this.acks(parts, 'readings') : this.toEvery(data);
+  }
+
+  /** The same `readings` bytes to every worker: copies to all but the last, which gets `buf` transferred. */
+  private toEvery(buf: ArrayBuffer): Promise<PoolAck> {
+    const last = this.clients.length - 1;
+    return this.acks(this.clients.map((_, w) => [w, w === last ? buf : buf.slice(0)]), 'readings');
   }
 
   /** A `live` payload: a binary kind-2 frame, split by owner (every worker gets every `seq`). */
@@ -214,27 +257,8 @@ export class MeterflowPool {
     return mine;
   }
 
-  private splitJsonReadings(text: string): [number, string][] {
-    let doc: { readings?: unknown[] } | null = null;
-    try {
-      doc = JSON.parse(text) as { readings?: unknown[] };
-    } catch {
-      return [[0, text]]; // worker 0 reports it
-    }
-    if (!doc || !Array.isArray(doc.readings)) return [[0, text]];
-    const per: unknown[][] = this.clients.map(() => []);
-    for (const r of doc.readings) {
-      const meter = (r as { meter?: unknown } | null)?.meter;
-      per[typeof meter === 'string' ? this.owner(meter) : 0]?.push(r);
-    }
-    const out: [number, string][] = [];
-    per.forEach((items, w) => items.length && out.push([w, JSON.stringify({ ...doc, readings: items })]));
-    return out.length ? out : [[0, text]];
-  }
-
-  private splitReadingFrame(buf: ArrayBuffer): [number, ArrayBuffer][] {
+  private splitReadingFrame(buf: ArrayBuffer): [number, ArrayBuffer][] | null {
     const v = new DataView(buf);
-    if (buf.byteLength < 16 || v.getUint32(0, true) !== MAGIC || v.getUint8(5) !== 1) return [[0, buf]];
     const shared = (v.getUint16(6, true) & 1) === 1;
     const b = v.getUint32(8, true);
     const n = v.getUint32(12, true);
@@ -242,7 +266,7 @@ export class MeterflowPool {
     const bindings: [number, Uint8Array][][] = this.clients.map(() => []);
     let at = 16;
     for (let i = 0; i < b; i++) {
-      if (at + 6 > buf.byteLength) return [[0, buf]];
+      if (at + 6 > buf.byteLength) return null;
       const key = v.getUint32(at, true);
       const len = v.getUint16(at + 4, true);
       const name = bytes.subarray(at + 6, at + 6 + len);
@@ -254,7 +278,7 @@ export class MeterflowPool {
     const keysAt = pad8(at);
     const tsAt = pad8(keysAt + 4 * n);
     const valuesAt = tsAt + 8 * (shared ? 1 : n);
-    if (valuesAt + 8 * n !== buf.byteLength) return [[0, buf]];
+    if (valuesAt + 8 * n !== buf.byteLength) return null;
     const keys = new Uint32Array(buf, keysAt, n);
     const ts = new Float64Array(buf, tsAt, shared ? 1 : n);
     const values = new Float64Array(buf, valuesAt, n);
@@ -293,7 +317,7 @@ export class MeterflowPool {
       }
       out.push([w, o]);
     });
-    return out.length ? out : [[0, buf]];
+    return out.length ? out : null;
   }
 
   private splitLiveFrame(buf: ArrayBuffer): [number, ArrayBuffer][] {
@@ -417,6 +441,156 @@ export class MeterflowPool {
     }
     return per.map((buckets, w) => [w, JSON.stringify({ ...doc, buckets })]);
   }
+}
+
+/** The workers' `maxPayloadBytes` and `maxBatch` defaults (README, "Defaults"). */
+const DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;
+const DEFAULT_MAX_BATCH = 1_000_000;
+const READINGS_HEAD = '{"type":"readings","readings":[';
+const HEAD = utf8.encode(READINGS_HEAD);
+const ITEM = utf8.encode('{"meter":"');
+const TS = utf8.encode(',"ts":');
+const VALUE = utf8.encode(',"value":');
+
+/** The page's scratch for a readings text's UTF-8 bytes, reused (it grows to the largest text split). */
+let scratch = new Uint8Array(0);
+/** Per item of the text being split: its owner, start and end (grown as needed). */
+let owners = new Uint8Array(0);
+let bounds = new Uint32Array(0);
+
+/**
+ * JSON readings text split by owner without building objects: the text is
+ * encoded once into a reused buffer (`encodeInto`), read in one pass over its
+ * bytes, each item's id hashed (FNV-1a, as `shardOf`) as it is read, and the
+ * items copied as they are into one payload of bytes per worker (transferred,
+ * not cloned), workers without items left out. It takes only the spelling
+ * `JSON.stringify` writes for `{type: 'readings', readings: [{meter, ts,
+ * value}, …]}`: ids of printable ASCII without `"` or `\`, `ts` and `value`
+ * JSON numbers, no whitespace, at most `maxBatch` items. Each part is then
+ * valid JSON whose items a worker decodes as it would in the whole payload,
+ * so the pool applies and refuses exactly what one worker would; only the
+ * `position` of a refused reading is its place in its worker's part. Anything
+ * else returns `null` (the caller sends the text whole to every worker).
+ */
+export function splitReadingsText(text: string, workers: number, maxBatch: number): [number, ArrayBuffer][] | null {
+  if (!text.startsWith(READINGS_HEAD)) return null;
+  if (scratch.length < text.length) scratch = new Uint8Array(Math.max(text.length, scratch.length * 2));
+  // Only ASCII is taken, whose UTF-8 is one byte a character: fewer read means another character.
+  if (utf8.encodeInto(text, scratch).read !== text.length) return null;
+  return splitReadingsBytes(scratch, text.length, workers, maxBatch);
+}
+
+/** [`splitReadingsText`] on the UTF-8 bytes `b[..len]` (JSON readings posted as bytes). */
+export function splitReadingsBytes(b: Uint8Array, len: number, workers: number, maxBatch: number): [number, ArrayBuffer][] | null {
+  if (len > b.length || !startsWith(b, 0, HEAD)) return null;
+  const sizes = new Uint32Array(workers);
+  let i = HEAD.length;
+  let n = 0;
+  if (b[i] !== 93) {
+    for (;;) {
+      if (n >= maxBatch || !startsWith(b, i, ITEM)) return null;
+      if (n >= owners.length) {
+        const o = new Uint8Array(Math.max(1024, n * 2));
+        o.set(owners);
+        owners = o;
+        const x = new Uint32Array(2 * o.length);
+        x.set(bounds);
+        bounds = x;
+      }
+      const start = i;
+      i += ITEM.length;
+      let h = 0x811c9dc5;
+      let c = b[i] ?? 0;
+      if (c === 34) return null; // an empty id: left to the whole payload's decoders
+      while (c !== 34) {
+        if (c < 0x20 || c > 0x7e || c === 92 || i >= len) return null;
+        h = Math.imul(h ^ c, 0x01000193);
+        c = b[++i] ?? 0;
+      }
+      if (!startsWith(b, i + 1, TS)) return null;
+      i = jsonNumber(b, i + 1 + TS.length, len);
+      if (i < 0 || !startsWith(b, i, VALUE)) return null;
+      i = jsonNumber(b, i + VALUE.length, len);
+      if (i < 0 || b[i] !== 125) return null;
+      i++;
+      const w = (h >>> 0) % workers;
+      owners[n] = w;
+      bounds[2 * n] = start;
+      bounds[2 * n + 1] = i;
+      sizes[w] = (sizes[w] ?? 0) + (i - start) + 1;
+      n++;
+      if (b[i] !== 44) break;
+      i++;
+    }
+  }
+  if (i + 2 !== len || b[i] !== 93 || b[i + 1] !== 125) return null;
+  if (n === 0) return [[0, b.slice(0, len).buffer]];
+  const outs: (Uint8Array | null)[] = [];
+  const at = new Uint32Array(workers);
+  for (let w = 0; w < workers; w++) {
+    const size = sizes[w] ?? 0;
+    if (!size) {
+      outs.push(null);
+      continue;
+    }
+    // The head, the items with a comma after each, the last comma's place taken by `]}`.
+    const o = new Uint8Array(HEAD.length + size + 1);
+    o.set(HEAD);
+    at[w] = HEAD.length;
+    outs.push(o);
+  }
+  for (let k = 0; k < n; k++) {
+    const w = owners[k] ?? 0;
+    const o = outs[w];
+    if (!o) continue;
+    const start = bounds[2 * k] ?? 0;
+    const end = bounds[2 * k + 1] ?? 0;
+    const p = at[w] ?? 0;
+    o.set(b.subarray(start, end), p);
+    o[p + end - start] = 44;
+    at[w] = p + end - start + 1;
+  }
+  const parts: [number, ArrayBuffer][] = [];
+  outs.forEach((o, w) => {
+    if (!o) return;
+    o[o.length - 2] = 93;
+    o[o.length - 1] = 125;
+    parts.push([w, o.buffer as ArrayBuffer]);
+  });
+  return parts;
+}
+
+function startsWith(b: Uint8Array, i: number, s: Uint8Array): boolean {
+  for (let k = 0; k < s.length; k++) if (b[i + k] !== s[k]) return false;
+  return true;
+}
+
+const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 48 && c <= 57;
+
+/** The end of the JSON number (RFC 8259 grammar) at `i` in `b[..len]`, or −1. */
+function jsonNumber(b: Uint8Array, i: number, len: number): number {
+  if (b[i] === 45) i++;
+  const first = b[i];
+  if (first === 48) i++;
+  else if (first !== undefined && first >= 49 && first <= 57) while (i < len && isDigit(b[i])) i++;
+  else return -1;
+  if (b[i] === 46) {
+    if (!isDigit(b[++i])) return -1;
+    while (i < len && isDigit(b[i])) i++;
+  }
+  const e = b[i];
+  if (e === 101 || e === 69) {
+    const s = b[++i];
+    if (s === 43 || s === 45) i++;
+    if (!isDigit(b[i])) return -1;
+    while (i < len && isDigit(b[i])) i++;
+  }
+  return i >= len ? -1 : i;
+}
+
+/** Whether `buf` is a binary kind-1 frame (magic `MFLW`, kind 1): else JSON bytes, or bytes every worker refuses. */
+function isReadingFrame(buf: ArrayBuffer): boolean {
+  return buf.byteLength >= 16 && new DataView(buf).getUint32(0, true) === MAGIC && new DataView(buf).getUint8(5) === 1;
 }
 
 /** Records `key → worker` in a table grown as keys arrive (allocation follows the bindings). */

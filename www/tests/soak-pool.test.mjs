@@ -8,6 +8,13 @@
 //   - exact merged totals against the page's oracle, before and after a
 //     catch-up, with catch-ups both fetched through worker 0's client and
 //     posted by the page (fanned out: the per-resource REST part once);
+//   - the partition: JSON (text and bytes) handed whole to every worker and
+//     binary frames split by the page, with readings of meters owned by each
+//     worker, duplicates, refused items and readings, an unbound key and a
+//     payload refused as a whole: the summed acks and each error exactly once
+//     against the page's oracle, each worker holding exactly its own meters
+//     and readings (a worker that applied another's reading, or a reading
+//     dropped or counted twice, fails it), every window the oracle's;
 //   - every reading of the throughput run accepted.
 // No timing is asserted (readings/s is reported, not checked).
 //
@@ -45,6 +52,8 @@ test('1, 2 and 4 workers: the same alerts and exact merged totals', async () => 
       assert.equal(r.totals.exactBeforeLastCatchup, true);
       assert.equal(r.totals.exactAfterLastCatchup, true);
       assert.equal(r.totals.livePendingAfter, 0);
+      assert.deepEqual(r.partition.problems, []);
+      assert.ok(r.partition.meters >= 40 && r.partition.accepted > 300 && r.partition.errors === 17, JSON.stringify(r.partition));
       assert.ok(r.totals.checks.length > 0 && r.totals.checks.every((c) => c.exact), JSON.stringify(r.totals.checks));
     }
   } finally {
