@@ -21,6 +21,7 @@ pub mod keys;
 pub mod ledger;
 pub mod meters;
 pub mod moments;
+pub mod order;
 pub mod ring;
 pub mod series;
 pub mod session;
