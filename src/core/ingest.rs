@@ -107,7 +107,7 @@ impl Engine {
                 None => {
                     let waiting = check_meter_id(id)
                         .and_then(|()| meters.check_room(id, max_meters))
-                        .and_then(|()| match pending.insert(*key, id, (), cap, persistent) {
+                        .and_then(|()| match pending.insert(*key, id, 0, cap, persistent) {
                             true => Ok(()),
                             false => Err(CoreError::new(
                                 ErrorCode::MeterCapacity,
@@ -170,7 +170,7 @@ impl Engine {
             if m == UNBOUND {
                 // The meter's first accepted reading: intern it now.
                 let interned = match pending.get(key) {
-                    Some((id, ())) => intern_meter(meters, windows, detector, id, max_meters),
+                    Some((id, _)) => intern_meter(meters, windows, detector, id, max_meters),
                     None => continue,
                 };
                 pending.remove(key);

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod ledger;
 pub mod meters;
 pub mod moments;
+pub mod order;
 pub mod ring;
 pub mod series;
 pub mod session;
@@ -62,7 +63,9 @@ pub struct Engine {
     /// the meter waits in `stream_pending`).
     stream_keys: KeyTable<u32>,
     /// Stream keys bound to meters not interned yet (no reading accepted so far).
-    stream_pending: PendingNames<()>,
+    /// The tag is unused (always 0): `u8` as the ledger's, so the `.wasm` has
+    /// one copy of the map's code, not two (docs/SIZE.md).
+    stream_pending: PendingNames<u8>,
     counters: Counters,
     host: HostStats,
     next_stats_ms: Option<f64>,

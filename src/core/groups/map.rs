@@ -43,8 +43,11 @@ pub fn group_name_problem(name: &str) -> Option<&'static str> {
 pub struct GroupMap {
     version: Option<u64>,
     names: Vec<String>,
-    /// Meter id → `(start, len)` in `memberships`.
-    by_meter: FxHashMap<String, (u32, u16)>,
+    /// Meter id → its `(start, len)` in `memberships`, as a position in
+    /// `spans`: `Box<str>` to `u32` is the stream store's map type too, so the
+    /// `.wasm` has one copy of its code (docs/SIZE.md).
+    by_meter: FxHashMap<Box<str>, u32>,
+    spans: Vec<(u32, u16)>,
     memberships: Vec<u16>,
 }
 
@@ -126,10 +129,12 @@ impl GroupMap {
         }
         let mut map = GroupMap { version: Some(body.version), names, ..Default::default() };
         map.by_meter.reserve(lists.len());
+        map.spans.reserve(lists.len());
         for (meter, list) in lists {
             let start = map.memberships.len() as u32;
             map.memberships.extend_from_slice(&list);
-            map.by_meter.insert(meter.to_string(), (start, list.len() as u16));
+            map.by_meter.insert(meter.into(), map.spans.len() as u32);
+            map.spans.push((start, list.len() as u16));
         }
         errors.finish();
         let errors = refused
@@ -161,7 +166,7 @@ impl GroupMap {
 
     /// The groups of meter `id` (empty: unassigned).
     pub fn groups_of(&self, id: &str) -> &[u16] {
-        match self.by_meter.get(id) {
+        match self.by_meter.get(id).and_then(|&i| self.spans.get(i as usize)) {
             Some(&(start, len)) => {
                 let s = start as usize;
                 self.memberships.get(s..s + len as usize).unwrap_or(&[])
@@ -172,7 +177,8 @@ impl GroupMap {
 
     /// Bytes held (estimate: ids, names, slots and memberships).
     pub fn bytes(&self) -> usize {
-        self.by_meter.keys().map(|k| k.capacity() + 48).sum::<usize>()
+        self.by_meter.keys().map(|k| k.len() + 48).sum::<usize>()
+            + self.spans.capacity() * 8
             + self.names.iter().map(|n| n.capacity() + 24).sum::<usize>()
             + self.memberships.capacity() * 2
     }

@@ -16,6 +16,8 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::core::order::sort_indices;
+
 use super::{
     ChannelOffer, ChannelPos, Delivery, FetchWhat, Payload, Session, SessionError,
     SessionErrorCode, SessionOutput, SnapshotReply,
@@ -552,11 +554,16 @@ impl Session {
     fn drain(&mut self, i: usize, after_full: bool, out: &mut Vec<SessionOutput>) {
         let c = &mut self.channels[i];
         let Some((epoch, mut last)) = c.pos else { return };
-        let mut buf = std::mem::take(&mut c.buffer);
-        buf.sort_unstable_by_key(|d| (d.epoch, d.seq));
+        let buf = std::mem::take(&mut c.buffer);
+        // In (epoch, seq) order, through the module's one cold sort of
+        // positions (core::order: std's sort of `Buffered` was 2.6 KB gzip).
+        let mut order: Vec<usize> = (0..buf.len()).collect();
+        let key = |x: usize| buf.get(x).map(|d| (d.epoch, d.seq));
+        sort_indices(&mut order, &mut |a, b| key(a).cmp(&key(b)));
+        let mut slots: Vec<Option<Buffered>> = buf.into_iter().map(Some).collect();
         let mut applied = false;
         let mut keep = Vec::new();
-        for d in buf {
+        for d in order.iter().filter_map(|&x| slots.get_mut(x).and_then(Option::take)) {
             if !keep.is_empty() {
                 keep.push(d);
             } else if d.epoch < epoch || (d.epoch == epoch && d.seq <= last) {
