@@ -278,8 +278,46 @@ fn student_t3(rng: &mut Rng) -> f64 {
     rng.normal() / (chi2 / 3.0).sqrt()
 }
 
+/// AR(1) noise of sd 2 about 50 (coefficient `phi`, seeded by `seed`) with
+/// the sd × `factor` for 1,200 readings from `onset`, 1,200 readings after
+/// it, rounded to 0.001.
+fn variance_explosion(phi: f64, factor: f64, seed: u64, onset: usize) -> Vec<f64> {
+    let mut rng = Rng(seed);
+    let end = onset + 1_200;
+    let mut a = 0.0;
+    (0..end + 1_200)
+        .map(|i| {
+            a = phi * a + (1.0 - phi * phi).sqrt() * rng.normal();
+            let sd = if (onset..end).contains(&i) { 2.0 * factor } else { 2.0 };
+            ((50.0 + sd * a) * 1e3).round() / 1e3
+        })
+        .collect()
+}
+
+/// The case `a_variance_explosion_alerts_at_every_phi` once failed on (φ
+/// 0.99, sd × 4, seed 14754109832867180636; about 6 in 800 seeds failed at
+/// φ 0.99 and × 4). The wander kept the explosion's window variance at 21
+/// (a third of 64), 5.9 times the long-run variance learned at its onset
+/// (3.6), but while it built up, under the breach, the meter learned it:
+/// the long-run variance rose to 5.4 and the limit² from 11 to 25, and the
+/// rule never breached. Held from half the limit on
+/// (`VARIANCE_HOLD_U2`), it breaches as the window fills.
+#[test]
+fn a_variance_explosion_that_builds_up_is_not_learned_before_it_breaches() {
+    let onset = TRAINED + 3_600;
+    let xs = variance_explosion(0.99, 4.0, 14_754_109_832_867_180_636, onset);
+    let (_, alerts) = drive(&xs);
+    let inside = alerts.iter().any(|(i, _)| (onset..=onset + 1_200 + 240).contains(i));
+    assert!(inside, "{alerts:?}");
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    // `PROPTEST_CASES` runs more (the variance explosion's rare failure was
+    // found at about 1 case in 500).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
 
     /// A variance explosion (the noise's sd × 4..6 for 10 minutes, level
     /// unchanged) on a trained AR(1) meter of any φ up to 0.99 raises an alert
@@ -291,17 +329,9 @@ proptest! {
         factor in 4.0..6.0f64,
         seed in any::<u64>(),
     ) {
-        let mut rng = Rng(seed);
         let onset = TRAINED + 3_600;
         let end = onset + 1_200;
-        let mut a = 0.0;
-        let xs: Vec<f64> = (0..end + 1_200)
-            .map(|i| {
-                a = phi * a + (1.0 - phi * phi).sqrt() * rng.normal();
-                let sd = if (onset..end).contains(&i) { 2.0 * factor } else { 2.0 };
-                ((50.0 + sd * a) * 1e3).round() / 1e3
-            })
-            .collect();
+        let xs = variance_explosion(phi, factor, seed, onset);
         let (_, alerts) = drive(&xs);
         let inside = alerts.iter().any(|(i, _)| (onset..=end + 240).contains(i));
         prop_assert!(inside, "phi {phi}, factor {factor}: {alerts:?}");

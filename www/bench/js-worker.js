@@ -67,6 +67,8 @@ const DRIFT_LEARN_Z = 3.0;
 const DRIFT_LEARN_G2 = 1.0;
 const VARIANCE_Z = 5.0;
 const VARIANCE_RATIO_MIN = 3.0;
+/** learn.rs VARIANCE_HOLD_U2: learning holds from this u² on, not only at a breach. */
+const VARIANCE_HOLD_U2 = 0.25;
 const VARIANCE_READINGS = 10.0;
 // learn.rs SPIKE_CAP_G2, VAR_CAP, M4_CAP: while a spike incident may be in the
 // window (evaluate.rs spike_recent) the long-run moments learn capped terms.
@@ -1003,7 +1005,6 @@ function evaluate(m) {
   // Variance (a breach is a spike breach).
   const varJudged = isTrained && !driftBreach && (active[m] & (1 << DRIFT)) === 0 && driftQuiet[m] >= n;
   const varU2 = varJudged ? varianceU2(m, o, fvar) : 0;
-  const varBreach = warm && varU2 > 1.0;
 
   // Spike.
   const threshold = CFG.spikeZ * widenF32[m];
@@ -1050,11 +1051,12 @@ function evaluate(m) {
   // Nor the long-run variance from a variance incident, nor all of a window
   // that may still hold a spike incident's readings (evaluate.rs, spike_recent).
   const recent = spikeRecent(m, o, fvar);
-  varHeld[m] = varBreach ? Math.min(varHeld[m] + fresh, U32) : 0;
+  const varHold = warm && (varU2 > 1.0 || (varU2 > VARIANCE_HOLD_U2 && !recent && learnedKurtosis(m) < SPIKE_CAP_G2));
+  varHeld[m] = varHold ? Math.min(varHeld[m] + fresh, U32) : 0;
   if (warm) {
     const base = CFG.baselineReadings;
     const slow = !driftActive ? 0 : driftHeld[m] < DRIFT_HOLD * base ? 1 : 2;
-    const varTeach = !varBreach ? 0 : varHeld[m] < DRIFT_HOLD * base ? 1 : 2;
+    const varTeach = !varHold ? 0 : varHeld[m] < DRIFT_HOLD * base ? 1 : 2;
     learnMoments(m, o, fvar, fresh, limit2, slow, !driftActive && driftQuiet[m] >= base, varTeach, recent);
   }
 

@@ -15,7 +15,7 @@ use super::super::event::{AnomalyEvent, AnomalyKind, ClearedEvent, Outbound, Sev
 use super::super::meters::MeterTable;
 use super::super::moments::Moments;
 use super::super::windows::Windows;
-use super::learn::{Learned, Teach, SPIKE_CAP_G2};
+use super::learn::{Learned, Teach, SPIKE_CAP_G2, VARIANCE_HOLD_U2};
 use super::rules;
 use super::season::Season;
 use super::state::{index, Pending, Verdicts, KINDS};
@@ -95,7 +95,6 @@ impl Judge<'_> {
             && !v.is_active(index(AnomalyKind::Drift))
             && v.drift_quiet >= mo.n;
         let var_u2 = if judged { l.variance_u2(&mo, fvar, v.vscale2) } else { 0.0 };
-        let var_breach = warm && var_u2 > 1.0;
 
         // Spike: the largest |z| since the last evaluation, its variance floored
         // by the meter's long-run window variance, against the threshold in
@@ -183,10 +182,19 @@ impl Judge<'_> {
         // One test in the common case (no spike alert, no flag); the rest out of line.
         let spike_bits = (1 << index(AnomalyKind::Spike)) | SPIKE_RECENT;
         let recent = (v.active | v.critical) & spike_bits != 0 && spike_recent(v, l, fvar, &mo);
-        v.var_held = if var_breach { v.var_held.saturating_add(r.new) } else { 0 };
+        // The variance rule's learning holds while it breaches, and from
+        // half its limit on (`learn::VARIANCE_HOLD_U2`) on a light-tailed
+        // meter with no spike incident in view: an explosion's build-up is
+        // not learned. A window that holds a spike incident learns capped
+        // terms instead; a heavy-tailed meter (a tap's bursts) learns its
+        // wide swings of window variance as before.
+        let var_hold = warm
+            && (var_u2 > 1.0
+                || (var_u2 > VARIANCE_HOLD_U2 && !recent && l.excess_kurtosis() < SPIKE_CAP_G2));
+        v.var_held = if var_hold { v.var_held.saturating_add(r.new) } else { 0 };
         if warm {
             let teach = Teach::drift(drift_active, v.drift_held, v.drift_quiet, cfg)
-                .variance(var_breach, v.var_held, recent, cfg);
+                .variance(var_hold, v.var_held, recent, cfg);
             l.learn_moments(&mo, fvar, r.new, limit2, teach, &mut v.vscale2, cfg);
         }
 

@@ -615,11 +615,7 @@ impl Season {
     /// slices, oldest first) is full (`window` readings).
     pub fn rescan(&mut self, (a, b): (&[f64], &[f64]), window: usize, due: bool) {
         if due && a.len() + b.len() == window {
-            let p = detect_period(a, b);
-            if std::env::var_os("MF_DIAG").is_some() {
-                eprintln!("scan p={p} old={} scale2={}", self.period, self.scale2);
-            }
-            self.adopt(p);
+            self.adopt(detect_period(a, b));
         }
     }
 
