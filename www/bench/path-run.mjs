@@ -39,7 +39,7 @@ const jsonFile = opt('--json') ?? join(WWW, '..', 'benches', 'results', `browser
 requirePackage();
 const wasm = await readFile(join(WWW, 'pkg', 'meterflow_bg.wasm'));
 const server = await startServer();
-const browser = await launchChromium();
+let browser = await launchChromium();
 let failed = false;
 
 async function runPage(url) {
@@ -61,6 +61,13 @@ async function runPage(url) {
 try {
   const loadBefore = loadavg();
   const path = await runPage(`${server.url}bench-path.html?${pageParams.join('&')}`);
+  // The engine page in a browser of its own: after the path arms
+  // workers (4 M readings each pass) the same browser's 50,000-meter tick
+  // read 2.3-3.4 ms where a fresh one reads 2.0-2.2 on the same build
+  // (docs/PERFORMANCE.md, 2026-12-05 night); a dashboard's worker does not
+  // start after forty others.
+  await browser.close();
+  browser = await launchChromium();
   const engine = await runPage(`${server.url}bench.html?sizes=${sizes}${smoke ? '&smoke=1' : ''}`);
   const report = {
     date: new Date().toISOString(),
