@@ -9,22 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { random as rng } from '../bench/random.js';
 
 const built = fileURLToPath(new URL('../build/client/pool.js', import.meta.url));
 if (!existsSync(built)) throw new Error('www/build/client is missing: run `make dash` first');
 const { splitReadingsText, shardOf } = await import(built);
-
-/** A small seeded generator (mulberry32). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const text = (items) => JSON.stringify({ type: 'readings', readings: items });
 const decode = (buf) => JSON.parse(new TextDecoder().decode(buf));
