@@ -251,18 +251,8 @@ fn kind2(name: &'static str, col: usize, bad: f64) -> Case {
         amounts: vec![Decimal::new(1, 3); n],
         ..Default::default()
     };
-    let mut bytes = encode_live(&f, 3, TsLayout::PerRecord).expect("encodable");
-    let at = bytes.len() - 8 * n * (3 - col);
-    for c in bytes[at..at + 8 * n].chunks_exact_mut(8) {
-        c.copy_from_slice(&bad.to_le_bytes());
-    }
-    Case {
-        name,
-        records: n,
-        refused: n,
-        state: State::Fresh,
-        msg: Message::Payload(Envelope::Live, bytes),
-    }
+    let bytes = encode_live(&f, 3, TsLayout::PerRecord).expect("encodable");
+    every_record_refused(name, Envelope::Live, bytes, n, 3 - col, bad)
 }
 
 /// A kind-3 catch-up of valid buckets, then the totals (or hours) overwritten.
@@ -281,8 +271,21 @@ fn kind3(name: &'static str, hours: bool, bad: f64) -> Case {
             .collect(),
         ..Default::default()
     };
-    let mut bytes = encode_catchup(&c, 3).expect("encodable");
-    let at = bytes.len() - 8 * n * if hours { 2 } else { 1 };
+    let bytes = encode_catchup(&c, 3).expect("encodable");
+    every_record_refused(name, Envelope::Catchup, bytes, n, if hours { 2 } else { 1 }, bad)
+}
+
+/// A binary body of `n` records whose `from_end`-th last column of `f64`s
+/// (`n` of them) is overwritten with `bad`: every record refused.
+fn every_record_refused(
+    name: &'static str,
+    envelope: Envelope,
+    mut bytes: Vec<u8>,
+    n: usize,
+    from_end: usize,
+    bad: f64,
+) -> Case {
+    let at = bytes.len() - 8 * n * from_end;
     for c in bytes[at..at + 8 * n].chunks_exact_mut(8) {
         c.copy_from_slice(&bad.to_le_bytes());
     }
@@ -291,7 +294,7 @@ fn kind3(name: &'static str, hours: bool, bad: f64) -> Case {
         records: n,
         refused: n,
         state: State::Fresh,
-        msg: Message::Payload(Envelope::Catchup, bytes),
+        msg: Message::Payload(envelope, bytes),
     }
 }
 
