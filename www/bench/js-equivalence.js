@@ -18,7 +18,7 @@
 // (a spike incident's readings learned capped: learn.rs `Teach::var_cap`), quantised meters
 // (docs/DETECTION.md, "Quantised meters"), a week of short cycles judged against the week
 // (season.rs `longer_cycle`), a weak cycle under a wander (season.rs, the block means'
-// differences) with a drop. Every `anomaly` and `cleared` message must match in order:
+// differences) with a drop, one-reading blips coming densely (excursion.rs, the blip density). Every `anomaly` and `cleared` message must match in order:
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
@@ -33,7 +33,7 @@ function scenario(meters, steps) {
   const trained = 7300;
   const at = (m) => trained + ((m * 37) % Math.max(1, steps - trained - 900));
   return (m, k, level, noise, prev) => {
-    const kind = m < meters / 2 ? m % 11 : m % 10 === 0 ? 11 : m % 10 === 5 ? 12 : -1;
+    const kind = m < meters / 2 ? m % 11 : m % 10 === 0 ? 11 : m % 10 === 5 ? 12 : m % 10 === 3 ? 13 : -1;
     const t = k - at(m);
     switch (kind) {
       case 0: // a voted spike: 4 evaluations in a row far out
@@ -75,6 +75,9 @@ function scenario(meters, steps) {
         const day = -Math.cos((2 * Math.PI * k) / 24);
         return level + wander + day + 0.2 * noise - (t >= 0 && t < 30 ? 7 : 0);
       }
+      case 13: // one-reading blips every 8 readings for 120 readings: each alone is
+        // suppressed by the vote, densely they are found (excursion.rs, the blip density)
+        return level + noise + (t >= 0 && t < 120 && t % 8 === 0 ? 60 : 0);
       default:
         return level + noise;
     }

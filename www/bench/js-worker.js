@@ -158,9 +158,9 @@ let lu;
 let vscale2, varHeld;
 // Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
 let seasonScale2, seasonPeriod, seasonLearned;
-// detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, coarse, at.
+// detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, coarse, blips, at.
 const XF = 7;
-let xf, xReadings, xOpen, xUp, xCoarse, xAt;
+let xf, xReadings, xOpen, xUp, xCoarse, xBlips, xAt;
 // detect/median.rs Median: m2, m4 | t2 (f32) | n, votes | step (f32, the excursion rule's learned least step).
 const MF = 2;
 let mdf, mdT2, mdN, mdVotes, mdStep;
@@ -204,6 +204,7 @@ function allocate(maxMeters) {
   xUp = new Uint8Array(maxMeters);
   xAt = new Uint8Array(maxMeters);
   xCoarse = new Uint8Array(maxMeters);
+  xBlips = new Uint8Array(maxMeters);
   mdf = new Float64Array(maxMeters * MF);
   mdT2 = new Float32Array(maxMeters).fill(Infinity);
   mdN = new Uint32Array(maxMeters);
@@ -296,6 +297,10 @@ function recompute(m) {
 const EXCURSION_Z = 5.0;
 const EXCURSION_WINDOW_SHARE = 0.5;
 const EXCURSION_MEMORY = 1200;
+// detect/excursion.rs (BLIP_WEIGHT, BLIP_U2, BLIP_DENSE): the blip density's leaky count.
+const BLIP_WEIGHT = 16;
+const BLIP_U2 = 4.0;
+const BLIP_DENSE = 64;
 
 function median3(a, b, c) {
   const lo = a <= b ? a : b;
@@ -331,6 +336,7 @@ function excursionObserve(m, x, v) {
   const readings = xReadings[m];
   const q = quantum(mdStep[m]);
   xCoarse[m] = 4.0 * v < q * q ? 1 : 0;
+  if (xBlips[m] > 0) xBlips[m]--;
   let median = NaN;
   if (readings >= 3) {
     median = median3(xf[o], xf[o + 1], xf[o + 2]);
@@ -350,7 +356,15 @@ function excursionObserve(m, x, v) {
         }
       } else {
         const returned = 4.0 * a * a <= limit2;
-        if (returned && xOpen[m] >= CFG.spikeVotesNeeded && xf[o + 5] > xf[o + 6]) xf[o + 6] = xf[o + 5];
+        if (returned && xOpen[m] < CFG.spikeVotesNeeded) {
+          // A blip: alone it never counts; coming densely it does, if it was at least twice the limit away.
+          if (xf[o + 5] >= BLIP_U2) {
+            xBlips[m] = Math.min(255, xBlips[m] + BLIP_WEIGHT);
+            if (xBlips[m] >= BLIP_DENSE && xf[o + 5] > xf[o + 6]) xf[o + 6] = xf[o + 5];
+          }
+        } else if (returned && xf[o + 5] > xf[o + 6]) {
+          xf[o + 6] = xf[o + 5];
+        }
         xOpen[m] = 0;
       }
     } else {

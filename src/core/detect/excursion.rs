@@ -15,7 +15,9 @@
 //! readings all beyond the limit on the same side of the base, a reading
 //! comes back. So a one- or two-reading blip never counts (the vote's rule),
 //! and a step or a square wave's edge never does either: its readings stay
-//! away longer than `spikeVotesOf`, and the excursion is dropped.
+//! away longer than `spikeVotesOf`, and the excursion is dropped. Blips that
+//! come densely (faster than one per `BLIP_WEIGHT` readings, sustained) are
+//! found too: the record's spare byte keeps their leaky count.
 //!
 //! All of it runs in `observe`, O(1) per reading and without a division
 //! except on the rare readings beyond the limit; an evaluation only takes
@@ -30,6 +32,20 @@ pub(super) const EXCURSION_Z: f64 = 5.0;
 pub(super) const EXCURSION_WINDOW_SHARE: f64 = 0.5;
 /// The scale's memory, in readings: a plain mean until then, an EWMA after.
 pub(super) const EXCURSION_MEMORY: u32 = 1_200;
+
+/// What one blip (an excursion of fewer than `spikeVotesNeeded` readings that
+/// returned) adds to a meter's blip density; every reading takes 1 away.
+pub(super) const BLIP_WEIGHT: u8 = 16;
+/// The least evidence (weakest (|x − base| / limit)² of its readings) of a
+/// blip that counts toward the density: twice the limit. A meter whose
+/// normal readings include dense blips has them in its window's spread,
+/// which then floors the limit (`EXCURSION_WINDOW_SHARE`) at over half
+/// their height (blips of height h once per 16 readings: sd ≥ h/4, limit
+/// ≥ 0.625·h), so they do not count.
+pub(super) const BLIP_U2: f64 = 4.0;
+/// The blip density at which a blip is found as a spike without the vote:
+/// blips coming faster than one per `BLIP_WEIGHT` readings, sustained.
+pub(super) const BLIP_DENSE: u8 = 64;
 
 /// One meter's excursion state.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -59,6 +75,9 @@ pub(super) struct Excursion {
     /// values can have): set in `observe` for the stuck rule, which the tick
     /// judges without the `Median` record the quantum is kept in.
     coarse: bool,
+    /// Blip density: a leaky count of blips, `BLIP_WEIGHT` per blip, less 1
+    /// per reading (saturating both ways).
+    blips: u8,
 }
 
 /// The median of three numbers (finite readings), without a branch: three
@@ -147,6 +166,7 @@ impl Excursion {
     ) -> Option<f64> {
         let readings = self.readings;
         self.coarse = 4.0 * var < q * q;
+        self.blips = self.blips.saturating_sub(1);
         let median = if readings >= 3 {
             let [a, b, c] = self.last;
             let median = median3(a, b, c);
@@ -203,10 +223,16 @@ impl Excursion {
                 // returned. Anywhere else (between, or far on the other side)
                 // it was not one.
                 let returned = 4.0 * a * a <= limit2;
-                if returned
-                    && u32::from(self.open) >= cfg.spike_votes_needed
-                    && self.open_u2 > self.found_u2
-                {
+                if returned && u32::from(self.open) < cfg.spike_votes_needed {
+                    // A blip: alone it never counts; coming densely it does,
+                    // if it was at least twice the limit away.
+                    if self.open_u2 >= BLIP_U2 {
+                        self.blips = self.blips.saturating_add(BLIP_WEIGHT);
+                        if self.blips >= BLIP_DENSE && self.open_u2 > self.found_u2 {
+                            self.found_u2 = self.open_u2;
+                        }
+                    }
+                } else if returned && self.open_u2 > self.found_u2 {
                     self.found_u2 = self.open_u2;
                 }
                 self.open = 0;
@@ -300,6 +326,36 @@ mod tests {
         }
         // Six readings away: a level, not a spike.
         assert!(!run(&square(&[16.0; 6], 1_000), 32.0).contains(&true));
+    }
+
+    /// A level of 20 with a small deterministic wobble, and a one-reading
+    /// blip of +40 at every multiple of `every` from `from` to `to`.
+    fn blips(every: usize, from: usize, to: usize) -> Vec<f64> {
+        (0..4_000)
+            .map(|i| {
+                let wobble = [0.3, -0.2, 0.1, -0.4, 0.2][i % 5];
+                let blip = i >= from && i < to && (i - from) % every == 0;
+                20.0 + wobble + if blip { 40.0 } else { 0.0 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dense_blips_are_found_and_sparse_ones_never() {
+        let var = 1.0;
+        // One blip every 8 readings for 150: found within that stretch.
+        let found = run(&blips(8, 1_000, 1_150), var);
+        let at: Vec<usize> = (0..found.len()).filter(|&i| found[i]).collect();
+        assert!(!at.is_empty() && at.iter().all(|&i| (1_000..1_150).contains(&i)), "{at:?}");
+        // Every 16 readings or fewer, however long: never (the density drains
+        // as fast as such blips fill it), nor a lone blip.
+        for every in [16, 17, 40, 300] {
+            assert!(!run(&blips(every, 100, 4_000), var).contains(&true), "every {every}");
+        }
+        // A meter whose normal is a blip every 8 readings: its window's
+        // spread (variance 40² · 1/8 · 7/8 = 175) sets the limit, so its
+        // blips are within twice it and never count.
+        assert!(!run(&blips(8, 100, 4_000), 175.0).contains(&true));
     }
 
     /// `xs` through one record; which readings found an excursion, and the
