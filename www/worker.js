@@ -8,6 +8,12 @@
 // (`pkg/meterflow.js`) is still being loaded: a static import would load the
 // glue first and only then start the fetch. If streaming compilation is not
 // possible (a server without `application/wasm`), the glue loads it itself.
+//
+// The module comes in two parts (scripts/split-wasm.mjs, docs/SIZE.md): the
+// warm part above, all a worker needs to start and ingest, and a cold part
+// (stream v2, groups, series, catch-ups, error texts) fetched and compiled in
+// the background once the worker is ready. A cold function needed before
+// that loads it synchronously.
 
 const compiled = WebAssembly.compileStreaming(fetch(new URL('./pkg/meterflow_bg.wasm', import.meta.url)))
   .catch(() => undefined);
@@ -15,8 +21,9 @@ const compiled = WebAssembly.compileStreaming(fetch(new URL('./pkg/meterflow_bg.
 const early = [];
 self.onmessage = (event) => early.push(event);
 
-const { default: init, startWorker } = await import('./pkg/meterflow.js');
+const { default: init, startWorker, loadCold } = await import('./pkg/meterflow.js');
 const module = await compiled;
 await init(module ? { module_or_path: module } : undefined);
 startWorker();
 for (const event of early) self.onmessage(event);
+loadCold().catch((e) => console.error('meterflow: the cold part did not load in the background:', e));
