@@ -93,13 +93,20 @@ test-worker:
 
 # The release package the page loads: www/pkg/meterflow.js, meterflow_bg.wasm,
 # meterflow_bg_cold.wasm, meterflow.d.ts. wasm-pack's own wasm-opt pass is off
-# (Cargo.toml): wasm-opt -O3 comes from npm's binaryen (132), since Debian's
-# (108) cannot parse the table.fill that wasm-bindgen 0.2.130 emits; the
-# flags are in scripts/split-wasm.mjs (--enable-simd: the wasm32 build uses
-# simd128, .cargo/config.toml).
+# (Cargo.toml): wasm-opt comes from npm's binaryen (132), since Debian's (108)
+# cannot parse the table.fill that wasm-bindgen 0.2.130 emits.
+# --enable-simd: the wasm32 build uses simd128 (.cargo/config.toml).
+# scripts/split-wasm.mjs optimises with these flags (names kept) and splits the
+# module in two (docs/SIZE.md, "The split"): meterflow_bg.wasm, what a worker
+# needs to start and ingest, and meterflow_bg_cold.wasm (stream v2, groups,
+# series, catch-ups, error texts), which the glue loads in the background once
+# the worker is ready. Its wasm-split is Debian's binaryen 108 (npm's 132 does
+# not ship it); the script works around that version's two known faults.
+WASM_OPT_FLAGS := -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+  --enable-reference-types --enable-multivalue --enable-sign-ext --enable-mutable-globals --enable-simd
 build:
 	wasm-pack build --release --target web --out-dir www/pkg --mode no-install --no-pack
-	node scripts/split-wasm.mjs www/pkg
+	WASM_OPT_FLAGS="$(WASM_OPT_FLAGS)" node scripts/split-wasm.mjs www/pkg
 
 # The page-side client and the dashboard (www/client, www/src): strict
 # TypeScript type-check, the client emitted to www/build/client (the unit

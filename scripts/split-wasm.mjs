@@ -6,12 +6,13 @@
 // worker is ready (`loadCold`), or synchronously the first time the warm part
 // calls a cold function before that (docs/SIZE.md, "The split").
 //
-//   node scripts/split-wasm.mjs [PKG_DIR]      (default www/pkg; `make build`)
+//   WASM_OPT_FLAGS=... node scripts/split-wasm.mjs [PKG_DIR]   (default www/pkg; run by `make build`)
 //
 // Input: PKG_DIR/meterflow_bg.wasm as wasm-bindgen wrote it (name section kept).
 // Steps, each a binaryen tool (npm's 132 for wasm-opt/wasm-dis/wasm-as, Debian's
 // 108 for wasm-split, the only one that ships it):
-//   1. wasm-opt -O3 -g: the optimised module, function names kept;
+//   1. wasm-opt with the Makefile's WASM_OPT_FLAGS (-O3) and -g: the
+//      optimised module, function names kept;
 //   2. wasm-dis / wasm-as: the one `table.fill` wasm-bindgen emits (a fill of
 //      one slot) as a `table.set`, since binaryen 108 cannot read `table.fill`;
 //   3. wasm-split --split-funcs: every function whose name matches COLD below;
@@ -32,10 +33,10 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PKG = resolve(process.argv[2] ?? join(ROOT, 'www/pkg'));
 const BIN = join(ROOT, 'www/node_modules/.bin');
 const WASM_SPLIT = process.env.WASM_SPLIT ?? '/usr/bin/wasm-split';
-const FEATURES = [
-  '--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-reference-types',
-  '--enable-multivalue', '--enable-sign-ext', '--enable-mutable-globals', '--enable-simd',
-];
+// The Makefile's flags (`make build` passes them): `-O3` and the features.
+const OPT_FLAGS = (process.env.WASM_OPT_FLAGS ?? '').split(/\s+/).filter(Boolean);
+const FEATURES = OPT_FLAGS.filter((f) => f.startsWith('--enable-'));
+const LEVEL = OPT_FLAGS.filter((f) => !f.startsWith('--enable-'));
 const GLUE_MARK = '/* meterflow split */';
 
 // Functions moved to the cold part, by the module path in their names. What
@@ -95,6 +96,7 @@ function main() {
   const input = join(PKG, 'meterflow_bg.wasm');
   const glue = join(PKG, 'meterflow.js');
   if (!existsSync(input) || !existsSync(glue)) fail(`${PKG} has no meterflow_bg.wasm / meterflow.js (run wasm-pack first)`);
+  if (FEATURES.length === 0 || LEVEL.length === 0) fail('WASM_OPT_FLAGS is not set: run it through `make build`');
   if (!existsSync(WASM_SPLIT)) fail(`${WASM_SPLIT} missing: Debian's binaryen package (scripts/install-deps.sh)`);
   const glueText = readFileSync(glue, 'utf8');
   if (glueText.includes(GLUE_MARK)) fail(`${glue} is split already: rebuild with wasm-pack first`);
@@ -103,7 +105,7 @@ function main() {
   try {
     // 1. optimise, names kept
     const opt = join(tmp, 'opt.wasm');
-    run(join(BIN, 'wasm-opt'), ['--no-inline', `--pass-arg=no-inline@${NO_INLINE}`, '-O3', '-g', ...FEATURES, input, '-o', opt]);
+    run(join(BIN, 'wasm-opt'), ['--no-inline', `--pass-arg=no-inline@${NO_INLINE}`, ...LEVEL, '-g', ...FEATURES, input, '-o', opt]);
 
     // 2. table.fill of one slot -> table.set
     const optWat = join(tmp, 'opt.wat');
