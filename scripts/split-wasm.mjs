@@ -39,34 +39,42 @@ const FEATURES = OPT_FLAGS.filter((f) => f.startsWith('--enable-'));
 const LEVEL = OPT_FLAGS.filter((f) => !f.startsWith('--enable-'));
 const GLUE_MARK = '/* meterflow split */';
 
-// Functions moved to the cold part, by the module path in their names. What
-// stays warm: start-up (config, the engine's construction, `startWorker`),
-// readings ingest (JSON, binary frames), the tick and detection, outbound
-// events, the allocator. Everything here runs only after the worker has
-// been ready for a while (stream v2, groups, series, catch-ups, queries,
-// control messages other than config) or on errors (texts, float formatting).
+// Functions moved to the cold part, by a module path in their names (their
+// own, or a generic argument's or closure's: most of a subsystem's code is
+// instantiated generics, e.g. `hashbrown::…<meterflow::core::series::…>`).
+// What stays warm: start-up (`startWorker` and the worker loop, the engine's
+// construction, `config`), readings ingest (JSON, binary kind 1), detection,
+// the events posted meanwhile (alerts, stats, errors, warnings, acks), the
+// allocator. Cold: stream v2, groups, series, catch-ups and live frames,
+// queries and their answers, other control messages, the tick's timers past
+// detection (`Engine::cold_tick`), float formatting for error texts.
 const COLD = [
   /meterflow::core::session::/,
   /meterflow::core::stream::/,
   /meterflow::wire::stream::/,
   /meterflow::wire::delta::/,
-  /meterflow::wasm::session::/,
   /meterflow::wasm::transport::/,
   /meterflow::core::groups::/,
   /meterflow::groups::/,
   /meterflow::wire::groups::/,
   /meterflow::core::series::/,
   /meterflow::core::ledger::Ledger::on_catchup::/,
-  /meterflow::wire::control::decode_message_text::/,
   /meterflow::wire::json::general::/,
   /^<f64 as core\[[0-9a-f]+\]::fmt::Display>::fmt$/,
-  /core::num::flt2dec::/,
-  /meterflow::wire::out::emit_answer::/,
+  /^core(\[[0-9a-f]+\])?::num::flt2dec::/,
+  /^<char>::escape_debug_ext$/,
+  /^<u128>::_fmt$/,
   /meterflow::core::consumption::<impl meterflow::core::Engine>::(live|hello|catchup)::/,
   /::cold_[a-z_]+::h[0-9a-f]+$/,
-  /meterflow::core::Engine::(answer|memory|stats|reset)::/,
+  /meterflow::core::Engine::(answer|reset)::/,
   /meterflow::wire::control::series_query::/,
   /meterflow::wire::out::resources::/,
+  /meterflow::wire::control::payload::/,
+  /meterflow::core::ledger::Ledger::(totals|receive|need_max)::/,
+  /meterflow::core::consumption::report_series_refused::/,
+  /meterflow::core::clock::marzullo::/,
+  /meterflow::wire::field::hlc::/,
+  /meterflow::wire::binary::Reader::pair_binding::/,
 ];
 
 // The Rust functions named `cold_*` hand a warm function's rare cases over to
@@ -74,6 +82,15 @@ const COLD = [
 // are `#[inline(never)]` for LLVM, and wasm-opt must not inline them either
 // (it inlines any function with a single caller, whatever its size).
 const NO_INLINE = '*::cold_*';
+
+// Functions of the modules above that start-up or ingest call: they stay warm
+// (www/tests/split.test.mjs checks that an engine is made, configured and fed
+// readings without loading the cold part).
+const WARM = [
+  // The engine's construction replaces a default series slab.
+  /^core::ptr::drop_in_place<meterflow::core::series::slab::SeriesSlab>/,
+  /meterflow::core::session::types::SessionConfig::validate::/,
+];
 
 function fail(message) {
   console.error(`split-wasm: ${message}`);
@@ -127,13 +144,13 @@ function main() {
     const names = [...wat.matchAll(/^ \(func \$("(?:[^"\\]|\\.)*"|\S+)/gm)].map((m) =>
       m[1].startsWith('"') ? m[1].slice(1, -1).replace(/\\"/g, '"') : m[1]);
     if (names.length < 100) fail(`only ${names.length} named functions: is the name section missing?`);
-    const cold = names.filter((n) => COLD.some((re) => re.test(n)));
+    const cold = names.filter((n) => COLD.some((re) => re.test(n)) && !WARM.some((re) => re.test(n)));
     if (cold.length === 0) fail('no function matches the cold list');
     const list = join(tmp, 'cold.txt');
     writeFileSync(list, cold.map(escapeName).join('\n') + '\n');
     const warmOut = join(tmp, 'warm.wasm');
     const coldOut = join(tmp, 'cold.wasm');
-    run(WASM_SPLIT, [...FEATURES, fixed, '--split-funcs', `@${list}`, '-o1', warmOut, '-o2', coldOut]);
+    run(WASM_SPLIT, [...FEATURES, fixed, '--split-funcs', `@${list}`, '-o1', warmOut, '-o2', coldOut, '--symbolmap']);
 
     // 4. the externref table's export
     const warmWat = join(tmp, 'warm.wat');
@@ -157,7 +174,10 @@ function main() {
     writeFileSync(glue, patchGlue(glueText));
     console.log(`split-wasm: ${names.length} functions, ${cold.length} cold, ${placeholders} placeholders, ${fills} table.fill rewritten`);
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    // SPLIT_KEEP=1 keeps the steps' files (the named module, the cold list,
+    // each part's `.symbols` map from function index to name) and says where.
+    if (process.env.SPLIT_KEEP) console.log(`split-wasm: steps kept in ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
   }
 }
 
@@ -171,7 +191,7 @@ function patchGlue(text) {
   }
   return text
     .replace(importsAnchor, '        "./meterflow_bg.js": import0,\n        "placeholder": __mf_placeholders,\n    };')
-    .replace(exportAnchor, `${readFileSync(join(ROOT, 'www/cold-loader.js'), 'utf8')}\n${GLUE_MARK}\nexport { initSync, __wbg_init as default, loadCold };`);
+    .replace(exportAnchor, `${readFileSync(join(ROOT, 'www/cold-loader.js'), 'utf8')}\n${GLUE_MARK}\nexport { initSync, __wbg_init as default, loadCold, coldLoaded };`);
 }
 
 main();

@@ -44,11 +44,17 @@ const __mf_placeholders = new Proxy({}, {
     get(_target, name) {
         const slot = Number(name);
         return function (...args) {
+            if (globalThis.__meterflowColdTrace) console.trace(`meterflow: cold slot ${slot} called before the cold part was loaded`);
             __mf_instantiateCold();
             return wasm.table.get(slot)(...args);
         };
     },
 });
+
+/** Whether the cold part is instantiated (loaded ahead or on first need). */
+function coldLoaded() {
+    return __mf_coldInstance !== null;
+}
 
 /**
  * Loads the cold part (meterflow_bg_cold.wasm) ahead of need. `source` is a

@@ -91,6 +91,42 @@ test('in Node, the cold part read on first need answers as the one loaded ahead'
   assert.ok(lazy.some((m) => m.type === 'error' && m.code === 'unknown_type'), 'no error for the unknown type');
 });
 
+test('start-up and ingest need only the warm part: an engine made, configured and fed JSON and binary readings in Node never loads the cold part', () => {
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { encodeReadingsFrame } from ${JSON.stringify(new URL('../frames.js', import.meta.url).href)};
+    const pkg = new URL(${JSON.stringify(PKG.href)});
+    const glue = await import(new URL('meterflow.js', pkg).href);
+    glue.initSync({ module: readFileSync(new URL('meterflow_bg.wasm', pkg)) });
+    const steps = [];
+    const engine = new glue.MeterflowEngine({ maxMeters: 1000 });
+    steps.push(['new', glue.coldLoaded(), []]);
+    let out = engine.handle({ type: 'config', config: { window: 600 } }, ${T0});
+    steps.push(['config', glue.coldLoaded(), out]);
+    out = engine.handle(${JSON.stringify(MESSAGES[0])}, ${T0 + 60_000});
+    steps.push(['json readings', glue.coldLoaded(), out]);
+    const keys = Array.from({ length: 50 }, (_, k) => k);
+    for (let b = 0; b < 20; b++) {
+      const frame = encodeReadingsFrame({
+        bindings: b === 0 ? keys.map((k) => [k, 'b-' + k]) : [],
+        keys, ts: ${T0} + 500 * b, values: keys.map((k) => 10 + ((k + b) % 5)),
+      });
+      out = engine.handle({ type: 'readings', data: frame, id: 100 + b }, ${T0 + 60_000});
+    }
+    steps.push(['binary readings', glue.coldLoaded(), out]);
+    process.stdout.write(JSON.stringify(steps));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const steps = JSON.parse(r.stdout);
+  for (const [what, loaded, out] of steps) {
+    assert.equal(loaded, false, `${what} loaded the cold part`);
+    assert.ok(out.every((m) => m.type !== 'error'), `${what}: ${JSON.stringify(out)}`);
+  }
+  assert.deepEqual(steps[2][2].map((m) => [m.type, m.accepted]), [['ack', 60]]);
+  assert.deepEqual(steps[3][2].map((m) => [m.type, m.accepted]), [['ack', 50]]);
+});
+
 let server;
 let browser;
 before(async () => {
