@@ -9,6 +9,8 @@
 #     (the CLI and the library must match, or the generated glue is refused)
 #   - wasm-pack
 #   - Debian's chromium and chromium-driver
+#   - Debian's binaryen, for wasm-split only (`make build`: scripts/split-wasm.mjs;
+#     npm's binaryen does not ship it)
 #   - Debian's redis-server (tests/feed_redis.rs starts its own on a loopback
 #     port; the package's system service is not needed and is not started here)
 #   - Node.js and npm (only if missing), then `npm ci` in www/ (playwright-core,
@@ -61,10 +63,11 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+[ -x /usr/bin/wasm-split ] || missing+=(binaryen)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then
-  say "chromium, chromium-driver, redis-server, node, npm: present"
+  say "chromium, chromium-driver, redis-server, binaryen, node, npm: present"
 else
   say "apt-get installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -171,6 +171,23 @@ impl Engine {
                 self.ingest(&batch, now_ms);
                 self.guard_memory();
             }
+            Inbound::Tick(host) => self.tick(host, now_ms),
+            Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
+            other => self.cold_input(other, now_ms),
+        }
+    }
+
+    /// Every input but config, readings (acknowledged or not) and the tick:
+    /// kept out of line so that the module's warm part (what a worker needs to
+    /// start and ingest) carries no inlined copy of the rest
+    /// (scripts/split-wasm.mjs, docs/SIZE.md, "The split").
+    #[inline(never)]
+    fn cold_input(&mut self, input: Inbound, now_ms: f64) {
+        match input {
+            Inbound::Config(_)
+            | Inbound::Readings(_)
+            | Inbound::Tick(_)
+            | Inbound::Acked { .. } => self.handle_into(input, now_ms),
             Inbound::Query(q) => self.answer(q, now_ms),
             Inbound::Asked { id, query: Ok(Query::Series(q)) } => {
                 self.with_series(now_ms, |book, src, out| book.query(q, Some(id), src, out));
@@ -187,7 +204,6 @@ impl Engine {
                 }
             }
             Inbound::Reset(scope) => self.reset(scope),
-            Inbound::Tick(host) => self.tick(host, now_ms),
             Inbound::Rejected(e) => self.out.push(Outbound::Error(e)),
             Inbound::Live(f) => {
                 self.live(&f, now_ms);
@@ -202,7 +218,6 @@ impl Engine {
             }
             Inbound::DeltaFlush => self.delta_flush(now_ms),
             Inbound::Stream(input) => self.stream_input(input, now_ms),
-            Inbound::Acked { id, input } => self.acked(id, *input, now_ms),
             Inbound::Groups(input) => self.groups.on_input(input, now_ms, &self.cfg, &mut self.out),
             Inbound::Series(input) => {
                 self.with_series(now_ms, |book, src, out| book.input(input, src, out));
@@ -294,6 +309,13 @@ impl Engine {
         let evaluated =
             self.detector.tick(now_ms, &self.windows, &self.meters, &self.cfg, &mut self.out);
         self.counters.evaluations += f64::from(evaluated);
+        self.cold_tick(now_ms);
+    }
+
+    /// The tick's timers past detection (ledger, stream, groups, series,
+    /// memory guard, stats), out of line like [`Engine::cold_input`].
+    #[inline(never)]
+    fn cold_tick(&mut self, now_ms: f64) {
         self.ledger.on_timer(now_ms, &self.cfg, &mut self.out);
         self.stream_tick(now_ms);
         self.groups.on_expired(now_ms, &self.cfg, &mut self.out);

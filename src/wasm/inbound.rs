@@ -70,8 +70,8 @@ fn decode_payload(
         "readings" => Envelope::Readings,
         "live" => Envelope::Live,
         "catchup" => Envelope::Catchup,
-        "socket" => return socket(msg, cfg, scratch),
-        "fetched" => return fetched(msg, arrival()?, cfg, scratch),
+        "socket" => return cold_socket(msg, cfg, scratch),
+        "fetched" => return cold_fetched(msg, arrival()?, cfg, scratch),
         _ => return page_control(msg, cfg),
     };
     let arrival = arrival()?;
@@ -82,8 +82,10 @@ fn decode_payload(
 }
 
 /// `socket`: a `message` event's data goes to the socket decoders; `open` and
-/// `close` are control messages.
-fn socket(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Result<Inbound, CoreError> {
+/// `close` are control messages. Out of line, in the module's cold part
+/// (scripts/split-wasm.mjs), as is `cold_fetched`.
+#[inline(never)]
+fn cold_socket(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Result<Inbound, CoreError> {
     if field(msg, "event")?.as_string().as_deref() != Some("message") {
         return control(msg, cfg);
     }
@@ -98,7 +100,8 @@ fn socket(msg: &JsValue, cfg: &Config, scratch: &mut Vec<u8>) -> Result<Inbound,
 /// answer whose `data` is a string or bytes is read here (the bytes copied once);
 /// anything else (a failure, a missing or odd `requestId` or `data`) goes whole
 /// to `wire::decode_message`, which holds the rules for it.
-fn fetched(
+#[inline(never)]
+fn cold_fetched(
     msg: &JsValue,
     arrival: Arrival,
     cfg: &Config,

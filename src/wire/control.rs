@@ -78,13 +78,23 @@ fn try_decode(msg: &Value<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
         None => return Err(bad_field("type: missing")),
     };
     match ty {
-        "readings" => payload(Envelope::Readings, obj, cfg),
-        "live" => payload(Envelope::Live, obj, cfg),
-        "catchup" => payload(Envelope::Catchup, obj, cfg),
         "config" => match obj.get("config") {
             Some(c) => decode_config_value(c).map(Inbound::Config),
             None => Err(bad_field("config: missing")),
         },
+        _ => cold_message(ty, obj, cfg),
+    }
+}
+
+/// Every message type but `config`: out of line, in the module's cold part
+/// (scripts/split-wasm.mjs, docs/SIZE.md "The split"), since a worker needs
+/// only `config` to start.
+#[inline(never)]
+fn cold_message(ty: &str, obj: &Object<'_>, cfg: &Config) -> Result<Inbound, CoreError> {
+    match ty {
+        "readings" => payload(Envelope::Readings, obj, cfg),
+        "live" => payload(Envelope::Live, obj, cfg),
+        "catchup" => payload(Envelope::Catchup, obj, cfg),
         "query" => {
             let q = query(obj);
             match obj.get("id") {

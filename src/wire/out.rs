@@ -85,14 +85,16 @@ pub(crate) fn emit<E: Emit>(out: &Outbound, e: &mut E) {
     emit_answer(out, None, e)
 }
 
-/// `out`, carrying the `id` of the query it answers.
+/// `out`, carrying the `id` of the query it answers. What a worker posts while
+/// it ingests and ticks (alerts, stats, errors, warnings, acks) is written
+/// here; the rest by `cold_emit`, out of line so that it sits in the module's
+/// cold part (scripts/split-wasm.mjs, docs/SIZE.md "The split").
 fn emit_answer<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
     if let Outbound::Answer { id, answer } = out {
         return emit_answer(answer, Some(*id), e);
     }
     e.open("", false);
     match out {
-        Outbound::Answer { .. } => {}
         Outbound::Anomaly(a) => anomaly(e, a),
         Outbound::Cleared(c) => cleared(e, c),
         Outbound::Stats(s) => stats(e, s, id),
@@ -105,6 +107,30 @@ fn emit_answer<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
                 count(e, "count", n);
             }
         }
+        Outbound::Ack(a) => {
+            head(e, "ack", None);
+            e.num("id", a.id);
+            e.num("accepted", a.accepted);
+            e.num("refused", a.refused);
+            e.num("ms", a.ms);
+        }
+        other => cold_emit(other, id, e),
+    }
+    e.close();
+}
+
+/// The outputs [`emit_answer`] leaves to the cold part, between its `open`
+/// and `close`.
+#[inline(never)]
+fn cold_emit<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
+    match out {
+        Outbound::Answer { .. }
+        | Outbound::Anomaly(_)
+        | Outbound::Cleared(_)
+        | Outbound::Stats(_)
+        | Outbound::Error(_)
+        | Outbound::Warning(_)
+        | Outbound::Ack(_) => {}
         Outbound::Window { meter, values } => {
             head(e, "window", id);
             e.str("meter", meter);
@@ -145,17 +171,9 @@ fn emit_answer<E: Emit>(out: &Outbound, id: Option<f64>, e: &mut E) {
             e.json("detail", &d.body);
             e.bool("cached", d.cached);
         }
-        Outbound::Ack(a) => {
-            head(e, "ack", None);
-            e.num("id", a.id);
-            e.num("accepted", a.accepted);
-            e.num("refused", a.refused);
-            e.num("ms", a.ms);
-        }
         Outbound::Groups(g) => groups(e, g),
         Outbound::Series(s) => series(e, s, id),
     }
-    e.close();
 }
 
 fn anomaly<E: Emit>(e: &mut E, a: &AnomalyEvent) {

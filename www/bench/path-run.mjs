@@ -38,6 +38,8 @@ const jsonFile = opt('--json') ?? join(WWW, '..', 'benches', 'results', `browser
 
 requirePackage();
 const wasm = await readFile(join(WWW, 'pkg', 'meterflow_bg.wasm'));
+// The module's cold part (scripts/split-wasm.mjs), loaded after `ready`.
+const cold = await readFile(join(WWW, 'pkg', 'meterflow_bg_cold.wasm'));
 const server = await startServer();
 let browser = await launchChromium();
 let failed = false;
@@ -73,7 +75,12 @@ try {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
     env: path.env,
-    wasm: { rawBytes: wasm.length, gzipBytes: gzipSync(wasm, { level: 9 }).length },
+    wasm: {
+      rawBytes: wasm.length,
+      gzipBytes: gzipSync(wasm, { level: 9 }).length,
+      coldRawBytes: cold.length,
+      coldGzipBytes: gzipSync(cold, { level: 9 }).length,
+    },
     path: path.path,
     engine: (engine.results ?? []).map((r) => ({
       meters: r.meters,

@@ -56,10 +56,24 @@ pub const LIVE_HEADER_BYTES: usize = 32;
 pub(crate) fn decode(envelope: Envelope, bytes: &[u8], arrival: Arrival, cfg: &Config) -> Inbound {
     let decoded = header(envelope, bytes, cfg).and_then(|h| match h.kind {
         KIND_READINGS => readings(&h, bytes).map(Inbound::Readings),
-        KIND_CATCHUP => catchup::decode(&h, bytes, arrival, cfg).map(Inbound::Catchup),
-        _ => live(&h, bytes, cfg).map(Inbound::Live),
+        _ => cold_frame(&h, bytes, arrival, cfg),
     });
     decoded.unwrap_or_else(Inbound::Rejected)
+}
+
+/// Catch-up (kind 3) and live (kind 2) frames: out of line, in the module's
+/// cold part (scripts/split-wasm.mjs, docs/SIZE.md, "The split").
+#[inline(never)]
+fn cold_frame(
+    h: &Header,
+    bytes: &[u8],
+    arrival: Arrival,
+    cfg: &Config,
+) -> Result<Inbound, CoreError> {
+    match h.kind {
+        KIND_CATCHUP => catchup::decode(h, bytes, arrival, cfg).map(Inbound::Catchup),
+        _ => live(h, bytes, cfg).map(Inbound::Live),
+    }
 }
 
 /// Whether `bytes` claims to be a kind-4 frame (magic and kind byte); the
