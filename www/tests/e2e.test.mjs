@@ -14,24 +14,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { SyntheticFeed } from '../synthetic.js';
-import { launchChromium, requirePackage, startServer } from './harness.mjs';
+import { serveAndLaunch } from './harness.mjs';
 
 const GUARD_MS = Number(process.env.E2E_GUARD_MS ?? 150_000);
 
-let server;
-let browser;
-before(async () => {
-  requirePackage();
-  server = await startServer();
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  server?.stop();
-});
+const ctx = serveAndLaunch({ before, after });
 
 test('the demo page streams 5,000 meters and shows the injected anomalies', { timeout: 4 * GUARD_MS }, async () => {
-  const page = await browser.context.newPage();
+  const page = await ctx.browser.context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
@@ -40,7 +30,7 @@ test('the demo page streams 5,000 meters and shows the injected anomalies', { ti
   page.on('worker', (w) => w.on('close', () => problems.push('the worker closed')));
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
 
-  const response = await page.goto(new URL('synthetic.html', server.url).href);
+  const response = await page.goto(new URL('synthetic.html', ctx.server.url).href);
   assert.equal(response.status(), 200);
   assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'COOP/COEP headers missing');
 

@@ -31,6 +31,25 @@ export function requirePackage() {
 }
 
 /**
+ * Starts www/serve.mjs and Chromium before a test file's tests (node:test's
+ * `before`/`after`, passed in) and stops them after; the returned object has
+ * `server` and `browser` once the tests run.
+ */
+export function serveAndLaunch({ before, after }) {
+  const ctx = { server: undefined, browser: undefined };
+  before(async () => {
+    requirePackage();
+    ctx.server = await startServer();
+    ctx.browser = await launchChromium();
+  });
+  after(async () => {
+    await ctx.browser?.close();
+    ctx.server?.stop();
+  });
+  return ctx;
+}
+
+/**
  * Starts `node www/serve.mjs 0` and resolves once it prints its URL.
  * @returns {Promise<{ url: string, stop: () => void }>}
  */

@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { launchChromium, requirePackage, startServer } from './harness.mjs';
+import { requirePackage, serveAndLaunch } from './harness.mjs';
 
 const PKG = new URL('../pkg/', import.meta.url);
 // Recent enough for the worker, whose clock is the real one.
@@ -127,17 +127,7 @@ test('start-up and ingest need only the warm part: an engine made, configured an
   assert.deepEqual(steps[3][2].map((m) => [m.type, m.accepted]), [['ack', 50]]);
 });
 
-let server;
-let browser;
-before(async () => {
-  requirePackage();
-  server = await startServer();
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  server?.stop();
-});
+const ctx = serveAndLaunch({ before, after });
 
 // In a worker: messages posted before `ready` are replayed before the
 // background load starts (www/worker.js), so the first cold call loads the
@@ -172,12 +162,12 @@ async function workerRun(page, early) {
 }
 
 test('in a worker, the cold part fetched synchronously before the background load answers as the one loaded in the background', async () => {
-  const page = await browser.context.newPage();
+  const page = await ctx.browser.context.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   // A page of the server's origin for the worker: its 404 page will do (that
   // 404, and the favicon's, are not problems).
-  const origin = new URL('split-test-origin', server.url).href;
+  const origin = new URL('split-test-origin', ctx.server.url).href;
   page.on('console', (m) => {
     const url = m.location()?.url ?? '';
     if (m.type() === 'error' && url !== origin && !url.endsWith('/favicon.ico')) {
