@@ -172,6 +172,8 @@ function main() {
     run(join(BIN, 'wasm-opt'), [...FEATURES, '--strip-debug', coldOut, '-o', join(PKG, 'meterflow_bg_cold.wasm')]);
 
     writeFileSync(glue, patchGlue(glueText));
+    const types = join(PKG, 'meterflow.d.ts');
+    if (existsSync(types)) writeFileSync(types, readFileSync(types, 'utf8') + TYPES);
     console.log(`split-wasm: ${names.length} functions, ${cold.length} cold, ${placeholders} placeholders, ${fills} table.fill rewritten`);
   } finally {
     // SPLIT_KEEP=1 keeps the steps' files (the named module, the cold list,
@@ -180,6 +182,16 @@ function main() {
     else rmSync(tmp, { recursive: true, force: true });
   }
 }
+
+// The declarations of what the loader adds to the glue (meterflow.d.ts).
+const TYPES = `
+/** The warm part alone (wasm-bindgen's init): the default export loads both parts. */
+export function initWarm(module_or_path?: { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>): Promise<InitOutput>;
+/** Loads the module's cold part (a compiled module, its bytes, or a URL; default: beside the glue). */
+export function loadCold(source?: WebAssembly.Module | BufferSource | URL | string): Promise<void>;
+/** Whether the cold part is instantiated. */
+export function coldLoaded(): boolean;
+`;
 
 // The glue: a `placeholder` import namespace whose functions load the cold
 // part and call through the table, and `loadCold`, exported beside `default`.
@@ -191,7 +203,7 @@ function patchGlue(text) {
   }
   return text
     .replace(importsAnchor, '        "./meterflow_bg.js": import0,\n        "placeholder": __mf_placeholders,\n    };')
-    .replace(exportAnchor, `${readFileSync(join(ROOT, 'www/cold-loader.js'), 'utf8')}\n${GLUE_MARK}\nexport { initSync, __wbg_init as default, loadCold, coldLoaded };`);
+    .replace(exportAnchor, `${readFileSync(join(ROOT, 'www/cold-loader.js'), 'utf8')}\n${GLUE_MARK}\nexport { initSync, __mf_initAll as default, __wbg_init as initWarm, loadCold, coldLoaded };`);
 }
 
 main();

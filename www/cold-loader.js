@@ -7,17 +7,25 @@
 // through the table. After that the warm part calls them through the table
 // directly: no placeholder runs again.
 //
-// `loadCold()` fetches and compiles the cold part in the background
-// (www/worker.js calls it once the worker has posted `ready`), so it is
-// usually instantiated before it is needed. A cold function called before
-// that loads the cold part synchronously (a synchronous request in a worker,
-// `fs` in Node): slower, never wrong.
+// The default export `init()` loads both parts. `initWarm()` loads the warm
+// part alone and `loadCold()` the cold one (www/worker.js: the worker posts
+// `ready` as soon as the warm part is running and instantiates the cold part
+// when its compile, started beside the warm one, ends). A cold function
+// called before `loadCold()` has finished loads the cold part synchronously
+// (a synchronous request in a worker, `fs` in Node; a page's main thread
+// cannot, and is told to load it first): slower, never wrong.
 
 let __mf_coldUrl = new URL('meterflow_bg_cold.wasm', import.meta.url);
 let __mf_coldModule = null;
 let __mf_coldInstance = null;
 
 function __mf_coldBytesSync() {
+    if (typeof document !== 'undefined') {
+        // A document cannot make a synchronous request for bytes, nor compile
+        // a module this size synchronously: the default `init()` loads both
+        // parts; `initWarm()` / `initSync()` users call `loadCold()` first.
+        throw new Error('meterflow: the cold part is needed but not loaded; on a page, use the default init() or await loadCold() first');
+    }
     if (typeof XMLHttpRequest === 'function') {
         const xhr = new XMLHttpRequest();
         xhr.open('GET', __mf_coldUrl, false);
@@ -51,6 +59,17 @@ const __mf_placeholders = new Proxy({}, {
     },
 });
 
+/**
+ * The default initialisation: the warm part (as wasm-bindgen's `init`), then
+ * the cold part, so that nothing is loaded later. `initWarm` is wasm-bindgen's
+ * `init` alone (www/worker.js, which loads the cold part after `ready`).
+ */
+async function __mf_initAll(module_or_path) {
+    const exports = await __wbg_init(module_or_path);
+    await loadCold();
+    return exports;
+}
+
 /** Whether the cold part is instantiated (loaded ahead or on first need). */
 function coldLoaded() {
     return __mf_coldInstance !== null;
@@ -70,6 +89,13 @@ async function loadCold(source) {
         __mf_coldModule = await WebAssembly.compile(source);
     } else if (__mf_coldModule === null) {
         if (source !== undefined) __mf_coldUrl = new URL(source, __mf_coldUrl);
+        const fs = globalThis.process?.getBuiltinModule?.('node:fs');
+        if (fs && __mf_coldUrl.protocol === 'file:') {
+            // Node's fetch does not read files.
+            __mf_coldModule = await WebAssembly.compile(await fs.promises.readFile(__mf_coldUrl));
+            if (wasm !== undefined) __mf_instantiateCold();
+            return;
+        }
         const response = fetch(__mf_coldUrl);
         const compiled = await WebAssembly.compileStreaming(response).catch(async () => {
             const r = await fetch(__mf_coldUrl);

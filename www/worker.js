@@ -26,9 +26,9 @@ const coldCompiled = WebAssembly.compileStreaming(fetch(new URL('./pkg/meterflow
 const early = [];
 self.onmessage = (event) => early.push(event);
 
-const { default: init, startWorker, loadCold } = await import('./pkg/meterflow.js');
+const { initWarm, startWorker, loadCold } = await import('./pkg/meterflow.js');
 const module = await compiled;
-await init(module ? { module_or_path: module } : undefined);
+await initWarm(module ? { module_or_path: module } : undefined);
 coldCompiled
   .then((cold) => loadCold(cold))
   .catch((e) => console.error('meterflow: the cold part did not load in the background:', e));

@@ -57,6 +57,21 @@ test('the package has a warm and a cold part, wired through placeholders and the
   assert.ok(exported.has('table:table') && exported.has('__wbindgen_externrefs:table'));
 });
 
+test('the default init loads both parts; initWarm the warm part alone', () => {
+  const script = (init) => `
+    import { readFileSync } from 'node:fs';
+    const pkg = new URL(${JSON.stringify(PKG.href)});
+    const glue = await import(new URL('meterflow.js', pkg).href);
+    await glue.${init}({ module_or_path: readFileSync(new URL('meterflow_bg.wasm', pkg)) });
+    process.stdout.write(String(glue.coldLoaded()));
+  `;
+  for (const [init, loaded] of [['default', 'true'], ['initWarm', 'false']]) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script(init)], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, loaded, `${init}: cold part loaded ${r.stdout}`);
+  }
+});
+
 // Node: one process loads the cold part ahead (`loadCold` with its bytes), the
 // other lets the first cold call read it synchronously.
 function nodeRun(ahead) {
