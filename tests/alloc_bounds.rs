@@ -612,3 +612,24 @@ fn names_past_max_meters_cost_no_text_past_max_errors_per_batch() {
         assert!(calls <= limit, "{what}: {calls} allocations for {n} names (bound {limit})");
     }
 }
+
+/// A `/groups` body of groups past `maxGroups`: the decoder copies what the
+/// build keeps or names in an error shown (`maxGroups` groups, then
+/// `maxErrorsPerBatch`), and counts the rest without a copy each. Before, a
+/// 16 MiB body of 1.2 million empty groups made a `String` per group and
+/// took 0.35 s (docs/PERFORMANCE.md, "Hostile payloads"). That the answer
+/// is unchanged: `tests/hostile_bodies.rs`, `groups_past_the_cap`.
+#[test]
+fn groups_past_max_groups_are_counted_not_copied() {
+    let cfg = Config::default();
+    let n = 100_000;
+    let items: Vec<String> = (0..n).map(|i| format!(r#""g{i:07}":[]"#)).collect();
+    let text = format!(r#"{{"version":1,"groups":{{{}}}}}"#, items.join(","));
+    let (body, calls) = calls_during(|| meterflow::wire::groups::decode_groups_text(&text, &cfg));
+    let body = body.map_err(|e| e.message).unwrap();
+    let copied = (cfg.max_groups + cfg.max_errors_per_batch) as usize;
+    assert_eq!((body.groups.len(), body.uncopied), (copied, n - copied));
+    // The tree and the name set grow by doubling: a few dozen allocations.
+    let limit = copied + 200;
+    assert!(calls <= limit, "{calls} allocations for {n} groups (bound {limit})");
+}
