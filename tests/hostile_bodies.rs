@@ -408,3 +408,72 @@ mod groups_past_the_cap {
         }
     }
 }
+
+mod heartbeat_ack_in_any_order {
+    //! A `HEARTBEAT_ACK`'s `sent` map in any order, with repeats and bad
+    //! entries, decodes as a map keeps it: by channel name, the last position
+    //! of each, and a body with a bad entry refused naming the first one in
+    //! name order. The decoder reads the positions in document order and
+    //! sorts the names by an 8-byte prefix first; names here share prefixes
+    //! of every length up to past 8 bytes.
+    use super::*;
+    use meterflow::core::session::ChannelPos;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn channel(stem: u8, n: u8) -> String {
+        match stem {
+            0 => format!("c{n}"),
+            1 => format!("meters.north.{n}"),
+            2 => format!("meters.n{n}"),
+            3 => format!("bad name {n}"),
+            _ => format!("meters.nort{}", "h".repeat(usize::from(n % 4))),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn sent_is_read_as_a_map_keeps_it(
+            entries in proptest::collection::vec(
+                ((0u8..5, 0u8..6), 0u8..8, 0u64..4, 0u64..100), 0..40),
+        ) {
+            let mut oracle: BTreeMap<String, Option<(u64, u64)>> = BTreeMap::new();
+            let mut items = Vec::new();
+            for ((stem, n), shape, epoch, seq) in entries {
+                let name = channel(stem, n);
+                // Mostly a valid `[epoch, seq]`; sometimes not.
+                let (text, pos) = match shape {
+                    0 => (format!("[{epoch}]"), None),
+                    1 => (format!("[{epoch},-1]"), None),
+                    2 => (format!("\"{epoch}\""), None),
+                    _ => (format!("[{epoch},{seq}]"), Some((epoch, seq))),
+                };
+                items.push(format!("{}:{text}", serde_json::Value::from(name.as_str())));
+                oracle.insert(name, pos);
+            }
+            let text = format!(r#"{{"op":"HEARTBEAT_ACK","sent":{{{}}}}}"#, items.join(","));
+            let first_bad = oracle.iter().find(|(name, pos)| {
+                pos.is_none() || name.starts_with("bad")
+            });
+            let got = decode_socket_text(&text, Arrival::default(), &Config::default());
+            match (first_bad, got) {
+                (None, Inbound::Stream(SessionInput::Server(ServerOp::HeartbeatAck { sent }))) => {
+                    let want: Vec<ChannelPos> = oracle
+                        .iter()
+                        .filter_map(|(c, p)| p.map(|(epoch, seq)| ChannelPos { channel: c.clone(), epoch, seq }))
+                        .collect();
+                    prop_assert_eq!(sent, want);
+                }
+                (Some((name, _)), Inbound::Rejected(e)) => {
+                    prop_assert_eq!(e.code, ErrorCode::BadField);
+                    prop_assert!(
+                        e.message.contains(&format!("sent.{name}:")),
+                        "{} does not name {name}", e.message
+                    );
+                }
+                (want, got) => prop_assert!(false, "{want:?}: {got:?}"),
+            }
+        }
+    }
+}
