@@ -22,6 +22,8 @@
 //! milliseconds. Nothing here is timed: a regression shows as a test that
 //! does not finish.
 
+#[path = "common/cases.rs"]
+mod cases;
 use std::collections::BTreeMap;
 
 use meterflow::core::config::Config;
@@ -352,7 +354,7 @@ mod groups_past_the_cap {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases::cases_or(256), ..ProptestConfig::default() })]
         #[test]
         fn the_engine_answers_as_the_whole_body_built(
             spec in proptest::collection::vec(
@@ -384,7 +386,7 @@ mod groups_past_the_cap {
             prop_assert_eq!(GroupMap::build(&decoded, &cfg), (map, errors.clone()));
 
             // Through the engine: the tick's `/groups` fetch answered.
-            let mut e = Engine::new(cfg.clone()).map_err(|e| e.message);
+            let e = Engine::new(cfg.clone()).map_err(|e| e.message);
             prop_assert!(e.is_ok(), "{e:?}");
             let mut e = e.unwrap_or_default();
             let start = serde_json::json!({"type": "session", "v": 1, "op": "start"});
@@ -432,7 +434,7 @@ mod heartbeat_ack_in_any_order {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases::cases_or(256), ..ProptestConfig::default() })]
         #[test]
         fn sent_is_read_as_a_map_keeps_it(
             entries in proptest::collection::vec(
