@@ -44,10 +44,16 @@ struct Counting;
 thread_local! {
     static LIVE: Cell<isize> = const { Cell::new(0) };
     static PEAK: Cell<isize> = const { Cell::new(0) };
+    /// Allocations made (`alloc` and `realloc` calls), for bounds on work
+    /// whose memory is freed at once (a text made and dropped).
+    static CALLS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note(delta: isize) {
     // `try_with`: the thread's counters may already be gone while it exits.
+    if delta > 0 {
+        let _ = CALLS.try_with(|c| c.set(c.get() + 1));
+    }
     let _ = LIVE.try_with(|live| {
         let now = live.get() + delta;
         live.set(now);
@@ -503,4 +509,127 @@ fn refused_records_cost_no_text_past_max_errors_per_batch() {
         assert!(shown[..max].iter().all(|e| !e.message.is_empty()), "{what}");
         assert_eq!(suppressed, Some((n - max) as u64), "{what}: the summary's count");
     }
+}
+
+/// Runs `f` and returns its result and how many allocations it made (on this thread).
+fn calls_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = CALLS.with(Cell::get);
+    let out = f();
+    (out, CALLS.with(Cell::get) - start)
+}
+
+/// Handles `bytes` (decoded first, as the page's message would be) in a fresh
+/// engine of `cfg` that has handled `before` first: the error events shown,
+/// the `errors_suppressed` summary's count, `readingsRejected`, and the
+/// allocations `Engine::handle` made for `bytes`.
+fn handled(
+    before: &[u8],
+    bytes: &[u8],
+    cfg: &Config,
+) -> (Vec<meterflow::core::error::CoreError>, Option<u64>, f64, usize) {
+    use meterflow::core::error::ErrorCode;
+    use meterflow::core::event::Outbound;
+    let mut engine = meterflow::core::Engine::new(cfg.clone()).unwrap();
+    let decode = |b| meterflow::wire::decode_bytes(Envelope::Readings, b, Arrival::default(), cfg);
+    let out = engine.handle(decode(before), H10);
+    assert!(!out.iter().any(|o| matches!(o, Outbound::Error(_))), "{out:?}");
+    let rejected = engine.counters().readings_rejected;
+    let input = decode(bytes);
+    let (out, calls) = calls_during(|| engine.handle(input, H10));
+    let mut shown = Vec::new();
+    let mut suppressed = None;
+    for o in out {
+        match o {
+            Outbound::Error(e) if e.code == ErrorCode::ErrorsSuppressed => {
+                suppressed = e.message.split(' ').next().and_then(|n| n.parse().ok());
+            }
+            Outbound::Error(e) => shown.push(e),
+            _ => {}
+        }
+    }
+    (shown, suppressed, engine.counters().readings_rejected - rejected, calls)
+}
+
+/// Names past `maxMeters` are refused with a `meter_capacity` error whose
+/// text holds the name: made only for the errors reported (at most
+/// `maxErrorsPerBatch`), not for each of the 335,461 names a 16 MiB JSON body
+/// can carry (docs/PERFORMANCE.md, "Hostile payloads": 4.6× the best case,
+/// a text made and dropped per name). Two paths: a JSON body's names wait
+/// until their first reading and are refused in the reading loop, once the
+/// body's first names have filled the table; a kind-1 frame's stream bindings
+/// are refused when bound, once an earlier frame has filled it. The answer
+/// is unchanged: the first `maxErrorsPerBatch` errors are those of the body's
+/// first names alone, then one summary counting the rest.
+#[test]
+fn names_past_max_meters_cost_no_text_past_max_errors_per_batch() {
+    use meterflow::core::error::ErrorCode;
+    use meterflow::core::event::ReadingBatch;
+    use meterflow::wire::binary::encode_readings;
+    let room = 10;
+    let cfg = Config { max_meters: room, ..Config::default() };
+    let (room, max) = (room as usize, cfg.max_errors_per_batch as usize);
+    let json = |names: std::ops::Range<usize>| {
+        let items: Vec<String> = names
+            .map(|i| format!(r#"{{"meter":"n{i:07}","ts":{},"value":1}}"#, H10 as u64))
+            .collect();
+        format!(r#"{{"type":"readings","readings":[{}]}}"#, items.join(",")).into_bytes()
+    };
+    // A frame binding stream key `k` to `n{k}`, with a reading of each key
+    // only if `read` (a frame of bindings alone refuses nothing but names).
+    let kind1 = |names: std::ops::Range<usize>, read: bool| {
+        let keys: Vec<u32> = if read { names.clone().map(|k| k as u32).collect() } else { vec![] };
+        let b = ReadingBatch {
+            bindings: names.map(|k| (k as u32, format!("n{k:07}"))).collect(),
+            ts: vec![H10; keys.len()],
+            values: vec![1.0; keys.len()],
+            keys,
+            ..Default::default()
+        };
+        encode_readings(&b, TsLayout::PerRecord).unwrap()
+    };
+    let n = 20_000;
+    // Per case: the body before (empty, or filling the table with names
+    // `0..room`), the body naming `0..n` (or `room..n`) after it, the readings it refuses, and the allocations
+    // `handle` may make per name: a JSON name waits (one boxed copy, its
+    // table's growth), a stream binding past the room is refused before it
+    // waits. Before, each also made its text.
+    type Build<'a> = &'a dyn Fn(usize) -> Vec<u8>;
+    let cases: [(&str, Vec<u8>, Build<'_>, usize, f64); 2] = [
+        ("json readings", json(0..0), &|n| json(0..n), n - room, 1.25),
+        ("kind 1 bindings", kind1(0..room, true), &|n| kind1(room..n, false), 0, 0.0),
+    ];
+    for (what, before, build, refused, per_name) in cases {
+        let (shown, suppressed, rejected, calls) = handled(&before, &build(n), &cfg);
+        let (first, none, ..) = handled(&before, &build(room + max), &cfg);
+        assert_eq!(none, None, "{what}: {max} refusals, no summary");
+        assert_eq!(first.len(), max, "{what}");
+        assert_eq!(shown[..max], first[..], "{what}: the texts shown");
+        assert!(shown.iter().all(|e| e.code == ErrorCode::MeterCapacity), "{what}: {:?}", shown[0]);
+        assert!(shown[0].message.contains("'n0000010'"), "{what}: {}", shown[0].message);
+        assert_eq!(suppressed, Some((n - room - max) as u64), "{what}: the summary's count");
+        assert_eq!(rejected as usize, refused, "{what}: readingsRejected");
+        let limit = (per_name * n as f64) as usize + 2_000;
+        assert!(calls <= limit, "{what}: {calls} allocations for {n} names (bound {limit})");
+    }
+}
+
+/// A `/groups` body of groups past `maxGroups`: the decoder copies what the
+/// build keeps or names in an error shown (`maxGroups` groups, then
+/// `maxErrorsPerBatch`), and counts the rest without a copy each. Before, a
+/// 16 MiB body of 1.2 million empty groups made a `String` per group and
+/// took 0.35 s (docs/PERFORMANCE.md, "Hostile payloads"). That the answer
+/// is unchanged: `tests/hostile_bodies.rs`, `groups_past_the_cap`.
+#[test]
+fn groups_past_max_groups_are_counted_not_copied() {
+    let cfg = Config::default();
+    let n = 100_000;
+    let items: Vec<String> = (0..n).map(|i| format!(r#""g{i:07}":[]"#)).collect();
+    let text = format!(r#"{{"version":1,"groups":{{{}}}}}"#, items.join(","));
+    let (body, calls) = calls_during(|| meterflow::wire::groups::decode_groups_text(&text, &cfg));
+    let body = body.map_err(|e| e.message).unwrap();
+    let copied = (cfg.max_groups + cfg.max_errors_per_batch) as usize;
+    assert_eq!((body.groups.len(), body.uncopied), (copied, n - copied));
+    // The tree and the name set grow by doubling: a few dozen allocations.
+    let limit = copied + 200;
+    assert!(calls <= limit, "{calls} allocations for {n} groups (bound {limit})");
 }

@@ -14,6 +14,8 @@
 //! - every `anomaly` carries a score in [0.5, 1], and `query: "meter"`
 //!   returns the meter's current score in [0, 1].
 
+#[path = "common/cases.rs"]
+mod cases;
 #[path = "common/rng.rs"]
 mod rng;
 use meterflow::core::config::Config;
@@ -67,7 +69,7 @@ fn square(n: usize, lo: f64, hi: f64, on: usize, off: usize, phase: usize) -> Ve
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases::cases_or(24), ..ProptestConfig::default() })]
 
     /// A pump's duty cycle is its normal: whatever its levels and durations
     /// (each up to the 1,200-reading window), three hours of it never alert stuck.
@@ -315,7 +317,7 @@ proptest! {
     // `PROPTEST_CASES` runs more (the variance explosion's rare failure was
     // found at about 1 case in 500).
     #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16),
+        cases: cases::cases_or(16),
         ..ProptestConfig::default()
     })]
 

@@ -9,6 +9,8 @@
 //!   every anomaly's score is in [0.5, 1] (a raise is at or past a threshold);
 //! - a tick evaluates exactly the meters that received readings since the last.
 
+#[path = "common/cases.rs"]
+mod cases;
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{
     AnomalyKind, HostStats, Inbound, KeyScope, Outbound, ReadingBatch, Severity,
@@ -104,7 +106,7 @@ fn apply(stream: &mut [Step], regimes: &[(Regime, usize)], seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases::cases_or(128), ..ProptestConfig::default() })]
 
     #[test]
     fn no_alert_during_warm_up(stream in steps(400), warmup in 2u32..80) {

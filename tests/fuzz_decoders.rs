@@ -12,6 +12,8 @@
 //! Cases per target: `METERFLOW_FUZZ_CASES` (default 2,000). A long run:
 //! `METERFLOW_FUZZ_CASES=200000 cargo test --release --test fuzz_decoders`.
 
+#[path = "common/cases.rs"]
+mod cases;
 use std::sync::OnceLock;
 
 #[path = "common/meter_rows.rs"]
@@ -40,7 +42,7 @@ const T0: f64 = 1764064800000.0;
 const ENVELOPES: [Envelope; 3] = [Envelope::Readings, Envelope::Live, Envelope::Catchup];
 
 fn cases() -> u32 {
-    std::env::var("METERFLOW_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000)
+    cases::cases_from("METERFLOW_FUZZ_CASES", 2_000)
 }
 
 fn proptest_config() -> ProptestConfig {

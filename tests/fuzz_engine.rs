@@ -39,6 +39,8 @@
 //! messages). `make fuzz` runs a bounded number; a long run:
 //! `METERFLOW_FUZZ_CASES=100000 cargo test --release --test fuzz_engine`.
 
+#[path = "common/cases.rs"]
+mod cases;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -129,7 +131,7 @@ const REFUSED_CATCHUP_LEAVES_NO_TRACE: bool = true;
 const LIVE_READINGS_CHECKED: bool = true;
 
 fn cases() -> u32 {
-    std::env::var("METERFLOW_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(300)
+    cases::cases_from("METERFLOW_FUZZ_CASES", 300)
 }
 
 /// Small limits so that limits are hit and engines stay cheap.

@@ -5,6 +5,8 @@
 //! 200,000 events within one millisecond stay monotone (the counter carries into
 //! the next millisecond instead of wrapping).
 
+#[path = "common/cases.rs"]
+mod cases;
 use meterflow::core::hlc::{Hlc, HybridClock, MAX_COUNTER};
 use proptest::prelude::*;
 
@@ -29,7 +31,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases::cases_or(512)))]
 
     /// Whatever the physical clock does (stalls, steps back, jumps) and whatever
     /// arrives, each accepted event's timestamp exceeds every earlier one and the

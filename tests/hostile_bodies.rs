@@ -22,6 +22,8 @@
 //! milliseconds. Nothing here is timed: a regression shows as a test that
 //! does not finish.
 
+#[path = "common/cases.rs"]
+mod cases;
 use std::collections::BTreeMap;
 
 use meterflow::core::config::Config;
@@ -123,7 +125,10 @@ fn groups_body_with_many_groups_is_read_whole_and_a_repeat_refuses_it() {
     let cfg = Config::default();
     let body = decode_groups_text(&groups(false), &cfg).map_err(|e| e.message);
     let body = body.unwrap_or_else(|e| panic!("refused: {e}"));
-    assert_eq!(body.groups.len(), KEYS);
+    // Read whole, copied up to what the build can keep or show: `maxGroups`
+    // groups, then `maxErrorsPerBatch` refused ones; the rest counted.
+    let copied = (cfg.max_groups + cfg.max_errors_per_batch) as usize;
+    assert_eq!((body.groups.len(), body.uncopied), (copied, KEYS - copied));
     assert!(body.groups.iter().enumerate().all(|(i, (name, m))| *name == key(i) && m.is_empty()));
 
     match decode_groups_text(&groups(true), &cfg) {
@@ -301,4 +306,176 @@ fn heartbeat_ack_listing_many_channels_against_many_subscriptions_fetches_exactl
         assert!(got.insert(ch.clone(), since).is_none(), "{ch} fetched twice");
     }
     assert_eq!(got, want);
+}
+
+mod groups_past_the_cap {
+    //! A `/groups` body through the engine (a tick's fetch answered) gives the
+    //! errors and the map a build of the whole body gives, though the decoder
+    //! copies no group past the `maxGroups`-th valid one and the
+    //! `maxErrorsPerBatch` after it (`GroupMapBody::uncopied`).
+    use super::*;
+    use meterflow::core::event::{Outbound, StreamRequest};
+    use meterflow::core::groups::GroupMapBody;
+    use meterflow::core::Engine;
+    use meterflow::wire::{decode_fetched, decode_message, FetchedBody};
+    use proptest::prelude::*;
+
+    const T: f64 = 1_764_064_800_000.0;
+
+    /// A group's name: valid, with a character a name may not hold, or too
+    /// long; unique by `i` (a repeat refuses the whole body, tested above).
+    fn name(i: usize, kind: u8) -> String {
+        match kind {
+            0 => format!("g{i}"),
+            1 => format!("bad name {i}"),
+            _ => format!("{}{i}", "x".repeat(64)),
+        }
+    }
+
+    /// A member: one of eight meters, or a bad id.
+    fn member(m: u8) -> String {
+        match m {
+            0..=7 => format!("m{m}"),
+            8 => String::new(),
+            _ => "m\u{1}".into(),
+        }
+    }
+
+    fn text(groups: &[(String, Vec<String>)]) -> String {
+        let items: Vec<String> = groups
+            .iter()
+            .map(|(g, ms)| {
+                let ms: Vec<String> =
+                    ms.iter().map(|m| serde_json::Value::from(m.as_str()).to_string()).collect();
+                format!("{}:[{}]", serde_json::Value::from(g.as_str()), ms.join(","))
+            })
+            .collect();
+        format!(r#"{{"version":3,"groups":{{{}}}}}"#, items.join(","))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases::cases_or(256), ..ProptestConfig::default() })]
+        #[test]
+        fn the_engine_answers_as_the_whole_body_built(
+            spec in proptest::collection::vec(
+                (0u8..3, proptest::collection::vec(0u8..10, 0..4)), 0..40),
+            max_groups in 1u32..6,
+            max_errors in 1u32..6,
+            per_meter in 1u32..3,
+        ) {
+            let cfg = Config {
+                max_groups,
+                max_errors_per_batch: max_errors,
+                max_groups_per_meter: per_meter,
+                ..Config::default()
+            };
+            let whole: Vec<(String, Vec<String>)> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, ms))| (name(i, *kind), ms.iter().map(|&m| member(m)).collect()))
+                .collect();
+            let body = text(&whole);
+            let oracle = GroupMapBody { version: 3, groups: whole.clone(), uncopied: 0 };
+            let (map, errors) = GroupMap::build(&oracle, &cfg);
+
+            let decoded = decode_groups_text(&body, &cfg).map_err(|e| e.message);
+            prop_assert!(decoded.is_ok(), "{decoded:?}");
+            let decoded = decoded.unwrap_or_default();
+            prop_assert_eq!(decoded.groups.len() + decoded.uncopied, whole.len());
+            prop_assert_eq!(&decoded.groups[..], &whole[..decoded.groups.len()]);
+            prop_assert_eq!(GroupMap::build(&decoded, &cfg), (map, errors.clone()));
+
+            // Through the engine: the tick's `/groups` fetch answered.
+            let e = Engine::new(cfg.clone()).map_err(|e| e.message);
+            prop_assert!(e.is_ok(), "{e:?}");
+            let mut e = e.unwrap_or_default();
+            let start = serde_json::json!({"type": "session", "v": 1, "op": "start"});
+            e.handle(decode_message(&start, &cfg), T);
+            let out = e.handle(Inbound::Tick(Default::default()), T);
+            let id = out.iter().find_map(|o| match o {
+                Outbound::Stream(StreamRequest::Fetch { request_id, path }) if path == "/groups" => {
+                    Some(*request_id)
+                }
+                _ => None,
+            });
+            prop_assert!(id.is_some(), "no /groups fetch: {out:?}");
+            let input =
+                decode_fetched(id.unwrap_or(0), FetchedBody::Text(&body), Arrival::default(), &cfg);
+            let shown: Vec<_> = e
+                .handle(input, T + 40.0)
+                .into_iter()
+                .filter_map(|o| if let Outbound::Error(e) = o { Some(e) } else { None })
+                .collect();
+            prop_assert_eq!(shown, errors);
+        }
+    }
+}
+
+mod heartbeat_ack_in_any_order {
+    //! A `HEARTBEAT_ACK`'s `sent` map in any order, with repeats and bad
+    //! entries, decodes as a map keeps it: by channel name, the last position
+    //! of each, and a body with a bad entry refused naming the first one in
+    //! name order. The decoder reads the positions in document order and
+    //! sorts the names by an 8-byte prefix first; names here share prefixes
+    //! of every length up to past 8 bytes.
+    use super::*;
+    use meterflow::core::session::ChannelPos;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn channel(stem: u8, n: u8) -> String {
+        match stem {
+            0 => format!("c{n}"),
+            1 => format!("meters.north.{n}"),
+            2 => format!("meters.n{n}"),
+            3 => format!("bad name {n}"),
+            _ => format!("meters.nort{}", "h".repeat(usize::from(n % 4))),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: cases::cases_or(256), ..ProptestConfig::default() })]
+        #[test]
+        fn sent_is_read_as_a_map_keeps_it(
+            entries in proptest::collection::vec(
+                ((0u8..5, 0u8..6), 0u8..8, 0u64..4, 0u64..100), 0..40),
+        ) {
+            let mut oracle: BTreeMap<String, Option<(u64, u64)>> = BTreeMap::new();
+            let mut items = Vec::new();
+            for ((stem, n), shape, epoch, seq) in entries {
+                let name = channel(stem, n);
+                // Mostly a valid `[epoch, seq]`; sometimes not.
+                let (text, pos) = match shape {
+                    0 => (format!("[{epoch}]"), None),
+                    1 => (format!("[{epoch},-1]"), None),
+                    2 => (format!("\"{epoch}\""), None),
+                    _ => (format!("[{epoch},{seq}]"), Some((epoch, seq))),
+                };
+                items.push(format!("{}:{text}", serde_json::Value::from(name.as_str())));
+                oracle.insert(name, pos);
+            }
+            let text = format!(r#"{{"op":"HEARTBEAT_ACK","sent":{{{}}}}}"#, items.join(","));
+            let first_bad = oracle.iter().find(|(name, pos)| {
+                pos.is_none() || name.starts_with("bad")
+            });
+            let got = decode_socket_text(&text, Arrival::default(), &Config::default());
+            match (first_bad, got) {
+                (None, Inbound::Stream(SessionInput::Server(ServerOp::HeartbeatAck { sent }))) => {
+                    let want: Vec<ChannelPos> = oracle
+                        .iter()
+                        .filter_map(|(c, p)| p.map(|(epoch, seq)| ChannelPos { channel: c.clone(), epoch, seq }))
+                        .collect();
+                    prop_assert_eq!(sent, want);
+                }
+                (Some((name, _)), Inbound::Rejected(e)) => {
+                    prop_assert_eq!(e.code, ErrorCode::BadField);
+                    prop_assert!(
+                        e.message.contains(&format!("sent.{name}:")),
+                        "{} does not name {name}", e.message
+                    );
+                }
+                (want, got) => prop_assert!(false, "{want:?}: {got:?}"),
+            }
+        }
+    }
 }

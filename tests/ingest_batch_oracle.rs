@@ -17,6 +17,8 @@
 //! against the two-pass ingest of 2b7d730 with its take-back removed: both
 //! tests fail).
 
+#[path = "common/cases.rs"]
+mod cases;
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{HostStats, Inbound, KeyScope, Outbound, Query, ReadingBatch};
 use meterflow::core::windows::Windows;
@@ -86,7 +88,7 @@ fn value() -> impl Strategy<Value = f64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases::cases_or(256)))]
 
     #[test]
     fn a_batch_is_its_readings_one_at_a_time_bit_for_bit(

@@ -7,6 +7,8 @@
 //! absolute of an exact two-pass computation over the same window. Property tests
 //! then vary window, offset, scale, shifts and constant runs.
 
+#[path = "common/cases.rs"]
+mod cases;
 #[path = "common/rng.rs"]
 mod rng;
 use meterflow::core::config::Config;
@@ -227,7 +229,7 @@ fn segment() -> impl Strategy<Value = Segment> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(cases::cases_or(64)))]
 
     /// Any mix of noisy, constant and spiky segments stays within tolerance of the
     /// two-pass reference at every step, for any window.

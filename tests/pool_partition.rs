@@ -13,6 +13,8 @@
 //!   and the errors (code, position, text) are one whole engine's, each
 //!   exactly once: nothing dropped, nothing counted twice.
 
+#[path = "common/cases.rs"]
+mod cases;
 use std::collections::BTreeMap;
 
 use meterflow::core::config::{fnv1a32, Config, ConfigPatch, Partition};
@@ -123,7 +125,7 @@ fn samples(e: &Engine, id: &str) -> Option<Vec<f64>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases::cases_or(256)))]
 
     #[test]
     fn partitions_together_are_one_engine(

@@ -8,6 +8,8 @@
 //!
 //! `METERFLOW_SESSION_SCHEDULES` sets the number of schedules (default 5,000).
 
+#[path = "common/cases.rs"]
+mod cases;
 #[path = "common/rng.rs"]
 mod rng;
 
@@ -530,7 +532,7 @@ impl Sim {
 }
 
 fn schedules() -> u32 {
-    std::env::var("METERFLOW_SESSION_SCHEDULES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000)
+    cases::cases_from("METERFLOW_SESSION_SCHEDULES", 5_000)
 }
 
 proptest! {

@@ -8,6 +8,8 @@
 //! is, with the same code. Engine-level agreement (stores and page messages over faulty
 //! schedules) is `stream_sim`'s `text_and_binary_deltas_give_the_same_page_and_stores`.
 
+#[path = "common/cases.rs"]
+mod cases;
 #[path = "common/meter_rows.rs"]
 mod meter_rows;
 use meter_rows::{row_ref, RowParts};
@@ -24,7 +26,7 @@ use proptest::test_runner::Config as ProptestConfig;
 use serde_json::json;
 
 fn cases() -> u32 {
-    std::env::var("DELTA_BINARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000)
+    cases::cases_from("DELTA_BINARY_CASES", 1_000)
 }
 
 /// `(channel, epoch, seq, patch)` of a decoded socket message.

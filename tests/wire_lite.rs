@@ -12,6 +12,8 @@
 //! while serde_json's `Value` refuses the whole text; such texts count as
 //! accepted by both when serde_json's only complaint is the range.
 
+#[path = "common/cases.rs"]
+mod cases;
 use meterflow::wire::lite::{self, Value};
 use proptest::prelude::*;
 
@@ -211,7 +213,7 @@ const NOISE: &[char] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases::cases_or(4_000), ..ProptestConfig::default() })]
 
     #[test]
     fn valid_documents_read_as_serde_json_reads_them(
@@ -326,7 +328,7 @@ const PAGE_MESSAGES: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 3_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases::cases_or(3_000), ..ProptestConfig::default() })]
 
     /// The binding's path (`JSON.stringify` text → `decode_message_text`) decodes a
     /// page message, hostile or not, without panicking and as the native path

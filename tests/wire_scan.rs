@@ -7,6 +7,8 @@
 //!
 //! Cases: `METERFLOW_FUZZ_CASES` (default 2,000) per property.
 
+#[path = "common/cases.rs"]
+mod cases;
 use meterflow::core::config::{Config, ConfigPatch};
 use meterflow::core::event::{Inbound, ReadingBatch};
 use meterflow::wire::json::decode_general;
@@ -15,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
 fn cases() -> u32 {
-    std::env::var("METERFLOW_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000)
+    cases::cases_from("METERFLOW_FUZZ_CASES", 2_000)
 }
 
 fn proptest_config() -> ProptestConfig {

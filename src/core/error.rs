@@ -205,6 +205,12 @@ impl<'a> ErrorSink<'a> {
         }
     }
 
+    /// Counts `n` errors that are not reported individually (a decoder that
+    /// knows they fall past the cap and never made them).
+    pub(crate) fn suppress(&mut self, n: usize) {
+        self.suppressed = self.suppressed.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
     /// Reports how many errors were not reported individually, if any.
     pub(crate) fn finish(self) {
         if self.suppressed > 0 {

@@ -23,7 +23,7 @@
 use super::error::{CoreError, ErrorCode, ErrorSink};
 use super::event::{KeyScope, ReadingBatch};
 use super::keys::{KeyTable, PendingNames};
-use super::meters::check_meter_id;
+use super::meters::{check_meter_id, MeterTable};
 use super::{add_reading, intern_meter, Engine, ReadingBounds, FOREIGN, UNBOUND};
 
 /// Readings whose ring slots are touched together ahead of their pushes: enough
@@ -105,17 +105,21 @@ impl Engine {
             let m = match meters.get(id) {
                 Some(m) => m,
                 None => {
-                    let waiting = check_meter_id(id)
-                        .and_then(|()| meters.check_room(id, max_meters))
-                        .and_then(|()| match pending.insert(*key, id, 0, cap, persistent) {
-                            true => Ok(()),
-                            false => Err(CoreError::new(
-                                ErrorCode::MeterCapacity,
-                                format!("meter '{id}' refused: {} meters tracked and {} new ones named before it reach maxMeters {max_meters}", meters.len(), room),
-                            )),
-                        });
-                    if let Err(e) = waiting {
+                    // A refusal's text (the id in it) is made only if it is
+                    // reported: a payload may name 300,000 new meters past
+                    // maxMeters (docs/PERFORMANCE.md, "Hostile payloads").
+                    if let Err(e) = check_meter_id(id) {
                         sink.push(e);
+                    } else if meters.is_full(max_meters) {
+                        sink.push_with(|| MeterTable::full_error(id, max_meters));
+                    } else if !pending.insert(*key, id, 0, cap, persistent) {
+                        let tracked = meters.len();
+                        sink.push_with(|| {
+                            CoreError::new(
+                                ErrorCode::MeterCapacity,
+                                format!("meter '{id}' refused: {tracked} meters tracked and {room} new ones named before it reach maxMeters {max_meters}"),
+                            )
+                        });
                     }
                     UNBOUND
                 }
@@ -170,6 +174,18 @@ impl Engine {
             if m == UNBOUND {
                 // The meter's first accepted reading: intern it now.
                 let interned = match pending.get(key) {
+                    // A full table refuses the name (each pending name passed
+                    // `check_meter_id`), its text made only if reported.
+                    Some((id, _)) if meters.is_full(max_meters) && meters.get(id).is_none() => {
+                        rejected += 1;
+                        let position = u32::try_from(pos).ok();
+                        sink.push_with(|| CoreError {
+                            position,
+                            ..MeterTable::full_error(id, max_meters)
+                        });
+                        pending.remove(key);
+                        continue;
+                    }
                     Some((id, _)) => intern_meter(meters, windows, detector, id, max_meters),
                     None => continue,
                 };

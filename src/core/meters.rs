@@ -174,13 +174,25 @@ impl MeterTable {
 
     /// `Ok` if a new meter `id` would fit under `max_meters`.
     pub fn check_room(&self, id: &str, max_meters: u32) -> Result<(), CoreError> {
-        if self.len() >= max_meters as usize {
-            return Err(CoreError::new(
-                ErrorCode::MeterCapacity,
-                format!("meter '{id}' refused: {max_meters} meters already tracked (maxMeters)"),
-            ));
+        if self.is_full(max_meters) {
+            return Err(Self::full_error(id, max_meters));
         }
         Ok(())
+    }
+
+    /// Whether `max_meters` meters are tracked, so that a new id is refused.
+    pub fn is_full(&self, max_meters: u32) -> bool {
+        self.len() >= max_meters as usize
+    }
+
+    /// The `meter_capacity` error refusing `id` in a full table: apart from
+    /// [`MeterTable::check_room`] so that a caller refusing many names can
+    /// format the text only for those it reports.
+    pub fn full_error(id: &str, max_meters: u32) -> CoreError {
+        CoreError::new(
+            ErrorCode::MeterCapacity,
+            format!("meter '{id}' refused: {max_meters} meters already tracked (maxMeters)"),
+        )
     }
 
     /// Heap bytes reserved: the ids' text, their ends and the slots.

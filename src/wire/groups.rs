@@ -8,6 +8,16 @@
 //! and meter ids are checked when the map is built (bad ones are refused
 //! item by item there, the rest applies). Allocation follows the payload:
 //! every string is one the body spells out.
+//!
+//! Groups the build can only refuse are not copied: past the `maxGroups`-th
+//! group with a valid name, each group is refused once (a bad name or
+//! `maxGroups`; a repeat refuses the whole body here), so the decoder copies
+//! the next `maxErrorsPerBatch` of them (their errors are shown) and counts
+//! the rest (`GroupMapBody::uncopied`, summed into `errors_suppressed`). A
+//! body of 1.2 million empty groups took 0.35 s with a copy of each
+//! (docs/PERFORMANCE.md, "Hostile payloads"). The body must be decoded with
+//! the configuration it is built with (as every payload is: the worker
+//! decodes a message with the engine's configuration just before handling it).
 
 use rustc_hash::FxHashSet;
 
@@ -16,7 +26,7 @@ use super::{check_payload_size, Arrival, FetchedBody};
 use crate::core::config::Config;
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
-use crate::core::groups::{GroupMapBody, GroupsInput, GROUPS_REQUEST_BASE};
+use crate::core::groups::{group_name_problem, GroupMapBody, GroupsInput, GROUPS_REQUEST_BASE};
 
 /// Whether `request_id` is a `/groups` fetch's (not the session's).
 pub fn is_groups_request(request_id: u64) -> bool {
@@ -73,19 +83,37 @@ pub fn decode_groups_text(text: &str, cfg: &Config) -> Result<GroupMapBody, Core
     };
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     // Names seen, hashed: the body is the server's, and a scan of the groups
-    // before each one took hours on a 16 MiB body of distinct names.
+    // before each one took hours on a 16 MiB body of distinct names. Sized
+    // once: each name is at least 5 bytes of the body (`"":[]`).
     let mut seen: FxHashSet<&str> = FxHashSet::default();
+    if seen.try_reserve(list.len()).is_err() {
+        return Err(CoreError::new(ErrorCode::OutOfMemory, "groups body: no memory for its names"));
+    }
+    // Groups with a valid name copied (the build keeps them up to `maxGroups`),
+    // then groups copied past them (each refused once by the build).
+    let (mut valid, mut past) = (0usize, 0usize);
+    let mut uncopied = 0;
     for (name, members) in list.iter() {
         if !seen.insert(name) {
             return Err(bad(format!("group {:?} listed twice", trunc(name))));
         }
         let members = members
             .as_array()
-            .and_then(|m| m.iter().map(|id| id.as_str().map(str::to_string)).collect())
+            .filter(|m| m.iter().all(|id| id.as_str().is_some()))
             .ok_or_else(|| bad(format!("group {:?}: must be an array of strings", trunc(name))))?;
+        if valid >= cfg.max_groups as usize {
+            if past >= cfg.max_errors_per_batch as usize {
+                uncopied += 1;
+                continue;
+            }
+            past += 1;
+        } else if group_name_problem(name).is_none() {
+            valid += 1;
+        }
+        let members = members.iter().filter_map(|id| id.as_str().map(str::to_string)).collect();
         out.push((name.to_string(), members));
     }
-    Ok(GroupMapBody { version, groups: out })
+    Ok(GroupMapBody { version, groups: out, uncopied })
 }
 
 fn trunc(s: &str) -> String {
@@ -109,7 +137,8 @@ mod tests {
                 groups: vec![
                     ("b".into(), vec!["m-1".into()]),
                     ("a".into(), vec!["m-1".into(), "m-2".into()])
-                ]
+                ],
+                uncopied: 0,
             })
         );
         for bad in [

@@ -560,13 +560,19 @@ mod tests {
         assert_eq!(b.bindings.len(), 8);
     }
 
+    /// `PROPTEST_CASES` if set, else `default`: the rule of the test crates'
+    /// `tests/common/cases.rs` (which a unit test cannot include).
+    fn cases_or(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    }
+
     fn digits(min: usize, max: usize) -> impl Strategy<Value = String> {
         prop::collection::vec(0u8..10, min..=max)
             .prop_map(|d| d.into_iter().map(|c| char::from(b'0' + c)).collect())
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #![proptest_config(ProptestConfig::with_cases(cases_or(20_000)))]
 
         /// Random JSON numbers of 1 to 24 significant digits, with and without
         /// fraction and exponent (up to ±340), read to the same bits as

@@ -253,17 +253,22 @@ fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError>
         "HEARTBEAT_ACK" => {
             let mut sent = Vec::new();
             if let Some(Value::Object(m)) = obj.get("sent") {
-                // By channel name, each once (its last position), as a map keeps them.
-                for (channel, pos) in m.entries_by_key() {
-                    let pair = pos.as_array().filter(|a| a.len() == 2);
-                    let nums = pair.and_then(|a| {
+                // Each position read in document order (the tree in place),
+                // then by channel name, each once (its last position), as a
+                // map keeps them.
+                let nums: Vec<Option<(u64, u64)>> = m
+                    .iter()
+                    .map(|(_, pos)| {
+                        let a = pos.as_array().filter(|a| a.len() == 2)?;
                         let n = |i: usize| match a.get(i) {
                             Some(Value::Number(n)) => whole_of(n),
                             _ => None,
                         };
                         Some((n(0)?, n(1)?))
-                    });
-                    match nums {
+                    })
+                    .collect();
+                for (channel, i) in m.positions_by_key() {
+                    match nums.get(i).copied().flatten() {
                         Some((epoch, seq)) if valid_channel_name(channel) => {
                             sent.push(ChannelPos { channel: channel.to_string(), epoch, seq })
                         }

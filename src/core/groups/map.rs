@@ -21,6 +21,13 @@ pub struct GroupMapBody {
     pub version: u64,
     /// `(group, member meter ids)`.
     pub groups: Vec<(String, Vec<String>)>,
+    /// Groups the body lists after `groups` that the decoder counted without
+    /// copying: each one the build would refuse with one error past
+    /// `maxErrorsPerBatch` (the decoder keeps every group up to the
+    /// `maxGroups`-th with a valid name, then `maxErrorsPerBatch` more, each
+    /// of which is refused once; see `wire::groups`). Counted in the
+    /// `errors_suppressed` summary.
+    pub uncopied: usize,
 }
 
 /// Longest group name, bytes.
@@ -127,6 +134,7 @@ impl GroupMap {
                 list.push(g);
             }
         }
+        errors.suppress(body.uncopied);
         let mut map = GroupMap { version: Some(body.version), names, ..Default::default() };
         map.by_meter.reserve(lists.len());
         map.spans.reserve(lists.len());
@@ -203,6 +211,7 @@ mod tests {
                 .iter()
                 .map(|(g, ms)| (g.to_string(), ms.iter().map(|m| m.to_string()).collect()))
                 .collect(),
+            uncopied: 0,
         }
     }
 

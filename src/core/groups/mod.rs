@@ -561,6 +561,7 @@ mod tests {
                     (format!("g{g}"), members)
                 })
                 .collect(),
+            uncopied: 0,
         };
         let (map, errors) = GroupMap::build(&body, cfg);
         assert!(errors.is_empty(), "{errors:?}");
