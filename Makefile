@@ -158,8 +158,11 @@ dash:
 # scripts/split-wasm.mjs (docs/SIZE.md, "The split"), measured 144,431 B warm
 # and 122,932 B cold. WASM_GZIP_BUDGET is the warm part's from here on: what a
 # worker fetches and compiles before `ready`.
+# 125500 (cold): the hostile fixes merged (HEARTBEAT_ACK's positions in
+# document order, /groups past the cap counted, +1 KB unsplit) measured
+# 144,808 B warm and 123,619 B cold.
 WASM_GZIP_BUDGET := 147000
-WASM_COLD_GZIP_BUDGET := 124000
+WASM_COLD_GZIP_BUDGET := 125500
 WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
