@@ -131,18 +131,10 @@ impl<'a> Object<'a> {
     /// scan of the later members per member (what this replaced) took hours
     /// on a 16 MiB object of distinct keys (`tests/hostile_bodies.rs`).
     pub fn entries_by_key(&self) -> Vec<(&str, &Value<'a>)> {
-        let order = self.sorted_keys();
-        let mut out = Vec::with_capacity(order.len());
-        let mut rest = order.iter().peekable();
-        while let Some(&(_, k, i)) = rest.next() {
-            if rest.peek().is_some_and(|&&(_, next, _)| next == k) {
-                continue;
-            }
-            if let Some((_, v)) = self.0.get(i) {
-                out.push((k, v));
-            }
-        }
-        out
+        self.positions_by_key()
+            .into_iter()
+            .filter_map(|(k, i)| self.0.get(i).map(|(_, v)| (k, v)))
+            .collect()
     }
 
     /// As [`Object::entries_by_key`], the keys with the position of each
