@@ -41,6 +41,7 @@ impl MeterIds for EngineMeters<'_> {
 
     fn intern(&mut self, id: &str) -> Result<u32, CoreError> {
         intern_meter(self.meters, self.windows, self.detector, id, self.max_meters)
+            .map_err(|r| r.error(id, self.max_meters))
     }
 }
 

@@ -173,20 +173,14 @@ impl Engine {
             }
             if m == UNBOUND {
                 // The meter's first accepted reading: intern it now.
+                // A refusal's text (a full table's names one per reading) is
+                // made only if it is reported.
                 let interned = match pending.get(key) {
-                    // A full table refuses the name (each pending name passed
-                    // `check_meter_id`), its text made only if reported.
-                    Some((id, _)) if meters.is_full(max_meters) && meters.get(id).is_none() => {
-                        rejected += 1;
-                        let position = u32::try_from(pos).ok();
-                        sink.push_with(|| CoreError {
-                            position,
-                            ..MeterTable::full_error(id, max_meters)
-                        });
-                        pending.remove(key);
-                        continue;
-                    }
-                    Some((id, _)) => intern_meter(meters, windows, detector, id, max_meters),
+                    Some((id, _)) => intern_meter(meters, windows, detector, id, max_meters)
+                        .map_err(|r| {
+                            let position = u32::try_from(pos).ok();
+                            sink.push_with(|| CoreError { position, ..r.error(id, max_meters) });
+                        }),
                     None => continue,
                 };
                 pending.remove(key);
@@ -205,9 +199,8 @@ impl Engine {
                             });
                         }
                     }
-                    Err(e) => {
+                    Err(()) => {
                         rejected += 1;
-                        sink.push(CoreError { position: u32::try_from(pos).ok(), ..e });
                         continue;
                     }
                 }

@@ -524,6 +524,30 @@ impl Engine {
     }
 }
 
+/// Why [`intern_meter`] refused an id. A full table, the refusal a payload can
+/// repeat for every new name it carries, is a marker whose text
+/// ([`MeterTable::full_error`]) the caller makes only if it reports it.
+pub(crate) enum InternRefused {
+    Full,
+    Error(CoreError),
+}
+
+impl InternRefused {
+    /// The error refusing `id`.
+    pub(crate) fn error(self, id: &str, max_meters: u32) -> CoreError {
+        match self {
+            InternRefused::Full => MeterTable::full_error(id, max_meters),
+            InternRefused::Error(e) => e,
+        }
+    }
+}
+
+impl From<CoreError> for InternRefused {
+    fn from(e: CoreError) -> Self {
+        InternRefused::Error(e)
+    }
+}
+
 /// The dense index of meter `id`, interning it (with its ring, moments and
 /// detection state) if it is new. The ring is added before the id is interned,
 /// so a refusal leaves no meter without a ring.
@@ -533,23 +557,25 @@ pub(crate) fn intern_meter(
     detector: &mut Detector,
     id: &str,
     max_meters: u32,
-) -> Result<u32, CoreError> {
+) -> Result<u32, InternRefused> {
     if let Some(m) = meters.get(id) {
         return Ok(m);
     }
     meters::check_meter_id(id)?;
-    meters.check_room(id, max_meters)?;
+    if meters.is_full(max_meters) {
+        return Err(InternRefused::Full);
+    }
     // Window first, then the id: a refusal leaves no meter without a window. A
     // window added for an id that then failed is used by the next new meter.
     if windows.meters() == meters.len() && windows.add_meter(max_meters as usize).is_none() {
-        return Err(CoreError::new(
+        return Err(InternRefused::Error(CoreError::new(
             ErrorCode::OutOfMemory,
             format!(
                 "meter '{id}' refused: no memory for its {}-sample window ({} meters tracked)",
                 windows.window(),
                 meters.len()
             ),
-        ));
+        )));
     }
     let (m, _) = meters.intern(id, max_meters)?;
     detector.add_meter(max_meters as usize);

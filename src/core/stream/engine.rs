@@ -172,8 +172,9 @@ impl RowFeed<'_> {
                         }
                         m as usize
                     }
-                    Err(e) => {
-                        self.sink.push(e);
+                    Err(refused) => {
+                        let max_meters = self.cfg.max_meters;
+                        self.sink.push_with(|| refused.error(r.meter, max_meters));
                         self.counters.readings_rejected += 1.0;
                         return;
                     }
