@@ -17,7 +17,7 @@ use super::super::moments::Moments;
 use super::super::windows::Windows;
 use super::learn::{Learned, Teach, SPIKE_CAP_G2, VARIANCE_HOLD_U2};
 use super::rules;
-use super::season::Season;
+use super::season::{ScanScratch, Season};
 use super::state::{index, Pending, Verdicts, KINDS};
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
@@ -45,6 +45,8 @@ pub(super) struct Judge<'a> {
     /// The detector's count of active alerts, kept with each bit of
     /// `Verdicts::active` set or cleared here.
     pub alerts: &'a mut u32,
+    /// The seasonal scan's buffers, reused by every scan.
+    pub scan: &'a mut ScanScratch,
 }
 
 impl Judge<'_> {
@@ -245,9 +247,9 @@ impl Judge<'_> {
     /// `due`: its evidence squared (`Season::judge`). Out of line: most
     /// evaluations do not come here, and a scan's frame is large.
     #[inline(never)]
-    fn season(&self, m: usize, s: &mut Season, due: bool, new: u32, t: f64, mean: f64) -> f64 {
+    fn season(&mut self, m: usize, s: &mut Season, due: bool, new: u32, t: f64, mean: f64) -> f64 {
         let ring = self.windows.newest(m, usize::MAX);
-        s.rescan(ring, self.windows.window(), due);
+        s.rescan(ring, self.windows.window(), due, self.scan);
         let floor2 = rules::floored_variance(0.0, mean, self.cfg);
         s.judge(ring, new, t, floor2)
     }

@@ -30,6 +30,8 @@ mod learn;
 mod median;
 mod rules;
 mod season;
+#[cfg(test)]
+mod season_oracle;
 mod state;
 
 use super::config::Config;
@@ -41,6 +43,7 @@ use evaluate::{kinds_in, Judge};
 use excursion::Excursion;
 use learn::Learned;
 use median::Median;
+use season::ScanScratch;
 use state::{Pending, Verdicts};
 
 /// Per-meter detection state in flat arrays.
@@ -70,6 +73,9 @@ pub struct Detector {
     /// (`season::Season::scan_at`) were computed for: a tick that finds
     /// another window forgets them first.
     scan_window: usize,
+    /// The seasonal scan's buffers (two windows of samples at most), kept
+    /// so that scans do not allocate.
+    scan: ScanScratch,
 }
 
 /// When the silence check must next visit the meters.
@@ -259,7 +265,8 @@ impl Detector {
         }
         let widening = rules::Widening::of(cfg);
         let alerts = &mut self.alerts;
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out, widening, alerts };
+        let scan = &mut self.scan;
+        let mut judge = Judge { now: now_ms, windows, names, cfg, out, widening, alerts, scan };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
@@ -351,6 +358,7 @@ impl Detector {
             + self.medians.capacity() * std::mem::size_of::<Median>()
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
+            + self.scan.bytes()
             + std::mem::size_of::<Detector>()
     }
 }

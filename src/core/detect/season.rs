@@ -146,35 +146,69 @@ pub(super) fn next_scan(m: usize, readings: u32, every: u32) -> u32 {
 /// [`SEASON_NEAR_BEST`] of the best is kept. Fine: the lag within a block of it
 /// with the least mean squared difference `x_t − x_{t−P}` over the samples.
 /// O(blocks² + block·n) multiply-adds: about 20,000 at window 1,200.
+#[cfg(test)]
 pub(super) fn detect_period(a: &[f64], b: &[f64]) -> u16 {
-    scan(a, b, true)
+    ScanScratch::default().period(a, b).unwrap_or(0)
 }
 
-/// [`detect_period`], with the scan of the block means' differences when
-/// `wander` (without it, the scan as it was before it: the oracle test's).
-fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
-    let n = a.len() + b.len();
+/// The scan's buffers, kept by the detector across scans: the window as one
+/// slice (the ring gives it as two once it has wrapped) and a wandering
+/// meter's differences. The scan reads every sample many times (about 20
+/// reads each at window 1,200); through a two-slice accessor each read was a
+/// branch and two bounds checks, and a burst's tick, with most meters due,
+/// spent ~100 ms at 5,000 meters in wasm (docs/PERFORMANCE.md, "The
+/// seasonal scan on one slice").
+#[derive(Clone, Debug, Default)]
+pub(super) struct ScanScratch {
+    window: Vec<f64>,
+    diffs: Vec<f64>,
+}
+
+impl ScanScratch {
+    /// [`detect_period`] of the window `a` then `b`; None when the buffers
+    /// cannot be had (the caller keeps the period it has).
+    pub fn period(&mut self, a: &[f64], b: &[f64]) -> Option<u16> {
+        let x = if b.is_empty() {
+            a
+        } else if a.is_empty() {
+            b
+        } else {
+            self.window.clear();
+            self.window.try_reserve(a.len() + b.len()).ok()?;
+            self.window.extend_from_slice(a);
+            self.window.extend_from_slice(b);
+            &self.window
+        };
+        scan(x, true, &mut self.diffs)
+    }
+
+    /// Bytes the buffers hold.
+    pub fn bytes(&self) -> usize {
+        (self.window.capacity() + self.diffs.capacity()) * std::mem::size_of::<f64>()
+    }
+}
+
+/// [`detect_period`] on the samples `x`, with the scan of the block means'
+/// differences when `wander` (without it, the scan as it was before it: the
+/// oracle test's); `diffs` holds the samples' differences for that step.
+/// None when `diffs` cannot be had.
+fn scan(x: &[f64], wander: bool, diffs: &mut Vec<f64>) -> Option<u16> {
+    let n = x.len();
     let nb = n / SEASON_BLOCK;
     let max_lag = nb / SEASON_PERIODS;
     if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
-        return 0;
+        return Some(0);
     }
-    let at = |i: usize| -> f64 {
-        if i < a.len() {
-            a.get(i).copied().unwrap_or(0.0)
-        } else {
-            b.get(i - a.len()).copied().unwrap_or(0.0)
-        }
-    };
     // Block means aligned to the newest sample (at most 256 blocks, the newest).
     let mut blocks = [0.0f64; 256];
     let nb = nb.min(blocks.len());
     let skip = n - nb * SEASON_BLOCK;
     let mut sum = 0.0;
-    for (j, slot) in blocks.iter_mut().take(nb).enumerate() {
+    let chunks = x.get(skip..).unwrap_or(&[]).chunks_exact(SEASON_BLOCK);
+    for (slot, chunk) in blocks.iter_mut().take(nb).zip(chunks) {
         let mut s = 0.0;
-        for i in 0..SEASON_BLOCK {
-            s += at(skip + j * SEASON_BLOCK + i);
+        for v in chunk {
+            s += v;
         }
         *slot = s / SEASON_BLOCK as f64;
         sum += *slot;
@@ -193,29 +227,31 @@ fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
     // short of the cycle (`wandering_cycle`).
     let (found, r1) = coarse_lag(&blocks[..nb]);
     let (pick, least) = if let Some(coarse) = found {
-        fine_lag(at, n, coarse)
+        fine_lag(x, coarse)
     } else if !wander || r1 < SEASON_ACF {
         // Block means that do not wander (their autocorrelation at one block
         // under `SEASON_ACF`) would have shown a cycle themselves: their
         // differences are not scanned (most meters: noise about a level).
-        return 0;
+        return Some(0);
     } else {
-        let mut diffs = [0.0f64; 256];
+        let mut steps = [0.0f64; 256];
         let mut dsum = 0.0;
-        for (j, slot) in diffs.iter_mut().take(nb - 1).enumerate() {
-            *slot =
-                blocks.get(j + 1).copied().unwrap_or(0.0) - blocks.get(j).copied().unwrap_or(0.0);
+        for (slot, pair) in steps.iter_mut().zip(blocks[..nb].windows(2)) {
+            *slot = pair[1] - pair[0];
             dsum += *slot;
         }
         let dmu = dsum / (nb - 1) as f64;
-        for slot in diffs.iter_mut().take(nb - 1) {
+        for slot in steps.iter_mut().take(nb - 1) {
             *slot -= dmu;
         }
-        let Some(coarse) = coarse_lag(&diffs[..nb - 1]).0 else {
-            return 0;
+        let Some(coarse) = coarse_lag(&steps[..nb - 1]).0 else {
+            return Some(0);
         };
-        let diff = |i: usize| at(i + SEASON_BLOCK) - at(i);
-        let (mut pick, msd) = fine_lag(diff, n - SEASON_BLOCK, coarse);
+        // The samples' differences one block apart, `x_{i+B} − x_i`.
+        diffs.clear();
+        diffs.try_reserve(n - SEASON_BLOCK).ok()?;
+        diffs.extend(x.iter().skip(SEASON_BLOCK).zip(x).map(|(later, v)| later - v));
+        let (mut pick, msd) = fine_lag(diffs, coarse);
         // The coarse lag may be a multiple of the cycle (its differences'
         // autocorrelation peaks at every multiple alike): the shortest
         // whole part of it whose differences repeat as well is the cycle.
@@ -225,35 +261,35 @@ fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
                 continue;
             }
             let (lo, hi) = (q.saturating_sub(2), q + 2);
-            let (short, m) = fine_lag_in(diff, n - SEASON_BLOCK, lo, hi);
+            let (short, m) = fine_lag_in(diffs, lo, hi);
             if m * SEASON_NEAR_BEST * SEASON_NEAR_BEST * SEASON_NEAR_BEST <= msd {
                 pick = short;
                 break;
             }
         }
-        if pick == 0 || !repeats_throughout(diff, n - SEASON_BLOCK, pick) {
-            return 0;
+        if pick == 0 || !repeats_throughout(diffs, pick) {
+            return Some(0);
         }
         let mut s = 0.0;
-        for i in pick..n {
-            let d = at(i) - at(i - pick);
+        for (v, w) in x.iter().skip(pick).zip(x) {
+            let d = v - w;
             s += d * d;
         }
         (pick, s / (n - pick) as f64)
     };
     let mut m2 = 0.0;
-    let mean = (0..n).map(at).sum::<f64>() / n as f64;
-    for i in 0..n {
-        let d = at(i) - mean;
+    let mean = x.iter().sum::<f64>() / n as f64;
+    for v in x {
+        let d = v - mean;
         m2 += d * d;
     }
     if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
-        return 0;
+        return Some(0);
     }
-    u16::try_from(longer_cycle(at, n, pick)).unwrap_or(0)
+    Some(u16::try_from(longer_cycle(x, pick)).unwrap_or(0))
 }
 
-/// Whether the `n` samples `y(i)` (a wandering meter's differences) repeat
+/// Whether the samples `y` (a wandering meter's differences) repeat
 /// at lag `p` in each third of the window: in every third, their
 /// correlation with themselves `p` back, `1 − Σ(y_t − y_{t−p})² / (Σy_t² +
 /// Σy_{t−p}²)`, is at least [`SEASON_THIRDS_RHO`] (the differences of a
@@ -262,16 +298,17 @@ fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
 /// whose differences are otherwise its edges) is periodic in one third
 /// only. Both terms count an event the lag does not repeat, wherever it
 /// falls, so one near a third's edge weighs as one inside it.
-fn repeats_throughout(y: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> bool {
-    let span = n.saturating_sub(p) / 3;
+fn repeats_throughout(y: &[f64], p: usize) -> bool {
+    let span = y.len().saturating_sub(p) / 3;
     if span < p {
         return false;
     }
     (0..3).all(|part| {
         let lo = p + part * span;
+        let here = y.get(lo..lo + span).unwrap_or(&[]);
+        let back = y.get(lo - p..lo - p + span).unwrap_or(&[]);
         let (mut both, mut sd) = (0.0, 0.0);
-        for i in lo..lo + span {
-            let (v, w) = (y(i), y(i - p));
+        for (&v, &w) in here.iter().zip(back) {
             let d = v - w;
             both += v * v + w * w;
             sd += d * d;
@@ -281,56 +318,28 @@ fn repeats_throughout(y: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> bo
 }
 
 /// The fine step of [`detect_period`]: the lag within a block of `coarse`
-/// blocks with the least mean squared difference `x_t − x_{t−P}` over the `n`
-/// samples `at(i)`, and that mean square.
-fn fine_lag(at: impl Fn(usize) -> f64 + Copy, n: usize, coarse: usize) -> (usize, f64) {
+/// blocks with the least mean squared difference `x_t − x_{t−P}` over the
+/// samples `x`, and that mean square.
+fn fine_lag(x: &[f64], coarse: usize) -> (usize, f64) {
     let centre = coarse * SEASON_BLOCK;
     let lo = centre.saturating_sub(SEASON_BLOCK).max(SEASON_MIN_PERIOD);
-    fine_lag_in(at, n, lo, centre + SEASON_BLOCK)
+    fine_lag_in(x, lo, centre + SEASON_BLOCK)
 }
 
-/// The lag in `lo..=hi` (`hi` at most a third of `n`) with the least mean
-/// squared difference `x_t − x_{t−P}` over the `n` samples `at(i)`, and that
+/// The lag in `lo..=hi` (`hi` at most a third of the samples) with the least
+/// mean squared difference `x_t − x_{t−P}` over the samples `x`, and that
 /// mean square.
-fn fine_lag_in(at: impl Fn(usize) -> f64 + Copy, n: usize, lo: usize, hi: usize) -> (usize, f64) {
+fn fine_lag_in(x: &[f64], lo: usize, hi: usize) -> (usize, f64) {
+    let n = x.len();
     let hi = hi.min(n / SEASON_PERIODS);
     let mut pick = 0usize;
     let mut least = f64::INFINITY;
     let mut p = lo;
     while p <= hi {
-        // Four lags at once, as for the coarse sums: lag p + j's sum takes its
-        // terms i = p + j .. n in increasing i, as a loop per lag would.
+        // Four lags at once: lag p + j's sum takes its terms i = p + j .. n
+        // in increasing i, as a loop per lag would.
         let k = (hi + 1 - p).min(4);
-        let mut s = [0.0f64; 4];
-        for i in p..(p + 3).min(n) {
-            for (j, sj) in s.iter_mut().enumerate().take(k) {
-                if i >= p + j {
-                    let d = at(i) - at(i - (p + j));
-                    *sj += d * d;
-                }
-            }
-        }
-        if k == 4 {
-            for i in (p + 3).min(n)..n {
-                let x = at(i);
-                let d0 = x - at(i - p);
-                let d1 = x - at(i - p - 1);
-                let d2 = x - at(i - p - 2);
-                let d3 = x - at(i - p - 3);
-                s[0] += d0 * d0;
-                s[1] += d1 * d1;
-                s[2] += d2 * d2;
-                s[3] += d3 * d3;
-            }
-        } else {
-            for i in (p + 3).min(n)..n {
-                let x = at(i);
-                for (j, sj) in s.iter_mut().enumerate().take(k) {
-                    let d = x - at(i - (p + j));
-                    *sj += d * d;
-                }
-            }
-        }
+        let s = if k == 4 { four_lag_sums(x, p) } else { lag_msd_sums(x, p, k) };
         for (j, sj) in s.iter().take(k).enumerate() {
             let msd = sj / (n - (p + j)) as f64;
             if msd < least {
@@ -343,13 +352,58 @@ fn fine_lag_in(at: impl Fn(usize) -> f64 + Copy, n: usize, lo: usize, hi: usize)
     (pick, least)
 }
 
+/// `Σ_{i ≥ p+j} (x_i − x_{i−p−j})²` for the `k` (< 4) lags `p + j`, each
+/// summed in increasing `i`.
+fn lag_msd_sums(x: &[f64], p: usize, k: usize) -> [f64; 4] {
+    let mut s = [0.0f64; 4];
+    for (j, sj) in s.iter_mut().enumerate().take(k) {
+        let lag = p + j;
+        for (v, w) in x.iter().skip(lag).zip(x) {
+            let d = v - w;
+            *sj += d * d;
+        }
+    }
+    s
+}
+
+/// `Σ_{i ≥ p+j} (x_i − x_{i−p−j})²` for the four lags `p .. p + 4`, each
+/// summed in increasing `i` (the first three terms of the longer lags
+/// first, then every lag's term at each `i` from `p + 3`): the sums of
+/// [`lag_msd_sums`], bit for bit, four addition chains in flight.
+fn four_lag_sums(x: &[f64], p: usize) -> [f64; 4] {
+    let n = x.len();
+    let mut s = [0.0f64; 4];
+    // i in p .. p + 3: only the lags that reach back that far.
+    for i in p..(p + 3).min(n) {
+        for (j, sj) in s.iter_mut().enumerate() {
+            if let (true, Some(v), Some(w)) = (i >= p + j, x.get(i), x.get(i.wrapping_sub(p + j))) {
+                let d = v - w;
+                *sj += d * d;
+            }
+        }
+    }
+    // i from p + 3: the window `[x_{i−p−3}, …, x_{i−p}]` beside x_i.
+    let ahead = x.iter().skip(p + 3);
+    let behind = x.get(..n.saturating_sub(p)).unwrap_or(&[]).windows(4);
+    for (&v, w) in ahead.zip(behind) {
+        if let [w3, w2, w1, w0] = *w {
+            let (d0, d1, d2, d3) = (v - w0, v - w1, v - w2, v - w3);
+            s[0] += d0 * d0;
+            s[1] += d1 * d1;
+            s[2] += d2 * d2;
+            s[3] += d3 * d3;
+        }
+    }
+    s
+}
+
 /// The coarse step of [`detect_period`]: over centred block means, the lag (in
 /// blocks) of the shortest local maximum of the autocorrelation that is at
 /// least [`SEASON_ACF`], that the autocorrelation fell [`SEASON_DIP`] below at
 /// a shorter lag, and within [`SEASON_NEAR_BEST`] of the best such; None when
 /// there is none (or the blocks are flat). With it, the autocorrelation at
 /// one block (0 for flat blocks).
-fn coarse_lag(blocks: &[f64]) -> (Option<usize>, f64) {
+pub(super) fn coarse_lag(blocks: &[f64]) -> (Option<usize>, f64) {
     let nb = blocks.len();
     let mut c0 = 0.0;
     for x in blocks {
@@ -405,7 +459,7 @@ fn coarse_lag(blocks: &[f64]) -> (Option<usize>, f64) {
 }
 
 /// The cycle to judge a meter of period `p` against: among the multiples
-/// `k·p` (2 ≤ k ≤ 31) that the `n` samples (`at(i)`, oldest first) hold
+/// `k·p` (2 ≤ k ≤ 31) that the samples `x` (oldest first) hold
 /// [`SEASON_PERIODS`] times, the shortest whose [`trimmed_msd`] is within
 /// [`SEASON_NEAR_BEST`] of the least (a week, not two), if that is at most
 /// [`SEASON_LONGER`] of `p`'s; otherwise `p`. A week of days: when weekend
@@ -415,9 +469,10 @@ fn coarse_lag(blocks: &[f64]) -> (Option<usize>, f64) {
 /// wander, whose differences grow with the lag) no multiple comes near that
 /// share, so `p` stays. At most `n/(3p)` lags of `n` differences each, only
 /// for a meter with a period, once per scan.
-fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
+fn longer_cycle(x: &[f64], p: usize) -> usize {
+    let n = x.len();
     if p > 0 && 2 * p > n / SEASON_PERIODS {
-        return beyond_reach(at, n, p);
+        return beyond_reach(x, p);
     }
     let mut msd = [f64::INFINITY; 32];
     let mut least = f64::INFINITY;
@@ -426,10 +481,10 @@ fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
         if p == 0 || q > n / SEASON_PERIODS {
             break;
         }
-        *slot = trimmed_msd(at, n, q, p);
+        *slot = trimmed_msd(x, q, p);
         least = least.min(*slot);
     }
-    let base = trimmed_msd(at, n, p, p);
+    let base = trimmed_msd(x, p, p);
     // NaN-safe: a NaN share (sums past f64's range) keeps `p`.
     let longer = least.is_finite() && least <= SEASON_LONGER * base;
     if !longer {
@@ -448,18 +503,18 @@ fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
 /// each by its [`trimmed_msd`] in blocks of `d` against `p`'s; the least at
 /// most [`SEASON_LONGER`] of it wins, otherwise `p`. A few lags: at window
 /// 1,200 only periods of 201–400 readings come here.
-fn beyond_reach(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
-    let top = n / SEASON_PERIODS;
+fn beyond_reach(x: &[f64], p: usize) -> usize {
+    let top = x.len() / SEASON_PERIODS;
     let (mut pick, mut least) = (p, f64::INFINITY);
     for j in 2..=7 {
         let d = p / j;
         if p % j != 0 || d < SEASON_MIN_PERIOD {
             continue;
         }
-        let base = trimmed_msd(at, n, p, d);
+        let base = trimmed_msd(x, p, d);
         let mut q = p + d;
         while q <= top {
-            let m = trimmed_msd(at, n, q, d);
+            let m = trimmed_msd(x, q, d);
             if m <= SEASON_LONGER * base && m < least {
                 (pick, least) = (q, m);
             }
@@ -476,25 +531,60 @@ fn beyond_reach(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
 /// much as a weekly pattern does (a holiday in the window took the weekly
 /// lag's share on the NAB-like `taxi-demand` from 0.13–0.21 to 0.4–0.8).
 /// `f64::INFINITY` when no more than `SEASON_TRIM` blocks fit.
-fn trimmed_msd(at: impl Fn(usize) -> f64, n: usize, q: usize, p: usize) -> f64 {
-    let blocks = n.saturating_sub(q) / p.max(1);
+///
+/// Each block's sum runs in increasing `t`; four blocks are summed side by
+/// side (four addition chains in flight), then taken in block order.
+fn trimmed_msd(x: &[f64], q: usize, p: usize) -> f64 {
+    let blocks = x.len().saturating_sub(q) / p.max(1);
     if blocks <= SEASON_TRIM {
         return f64::INFINITY;
     }
+    if p == 0 {
+        // Empty blocks (never asked for: a period is at least
+        // `SEASON_MIN_PERIOD`): 0 / 0, as the sums over them give.
+        return f64::NAN;
+    }
+    let span = blocks * p;
+    let later = x.get(q..q + span).unwrap_or(&[]).chunks_exact(p);
+    let earlier = x.get(..span).unwrap_or(&[]).chunks_exact(p);
+    let mut pairs = later.zip(earlier);
     let mut total = 0.0;
     let mut top = [0.0f64; SEASON_TRIM];
-    for j in 0..blocks {
-        let mut s = 0.0;
-        for i in (q + j * p)..(q + (j + 1) * p) {
-            let d = at(i) - at(i - q);
-            s += d * d;
-        }
+    let mut take = |s: f64| {
         total += s;
         // Keep the largest block sums, largest first.
         let mut v = s;
         for t in top.iter_mut() {
             if v > *t {
                 std::mem::swap(&mut v, t);
+            }
+        }
+    };
+    loop {
+        match (pairs.next(), pairs.next(), pairs.next(), pairs.next()) {
+            (Some(a), Some(b), Some(c), Some(d)) => {
+                let mut s = [0.0f64; 4];
+                let terms = a.0.iter().zip(a.1).zip(b.0.iter().zip(b.1));
+                let terms = terms.zip(c.0.iter().zip(c.1).zip(d.0.iter().zip(d.1)));
+                for (((ha, la), (hb, lb)), ((hc, lc), (hd, ld))) in terms {
+                    let (da, db, dc, dd) = (ha - la, hb - lb, hc - lc, hd - ld);
+                    s[0] += da * da;
+                    s[1] += db * db;
+                    s[2] += dc * dc;
+                    s[3] += dd * dd;
+                }
+                s.into_iter().for_each(&mut take);
+            }
+            (a, b, c, _) => {
+                for (later, earlier) in [a, b, c].into_iter().flatten() {
+                    let mut s = 0.0;
+                    for (h, l) in later.iter().zip(earlier) {
+                        let d = h - l;
+                        s += d * d;
+                    }
+                    take(s);
+                }
+                break;
             }
         }
     }
@@ -613,9 +703,19 @@ impl Season {
 
     /// Rescans the period when `due` ([`Season::scan_due`]) and the window (two
     /// slices, oldest first) is full (`window` readings).
-    pub fn rescan(&mut self, (a, b): (&[f64], &[f64]), window: usize, due: bool) {
+    /// `scratch` holds the scan's buffers; without memory for them the
+    /// period is kept as it is.
+    pub fn rescan(
+        &mut self,
+        (a, b): (&[f64], &[f64]),
+        window: usize,
+        due: bool,
+        scratch: &mut ScanScratch,
+    ) {
         if due && a.len() + b.len() == window {
-            self.adopt(detect_period(a, b));
+            if let Some(p) = scratch.period(a, b) {
+                self.adopt(p);
+            }
         }
     }
 
@@ -650,7 +750,14 @@ impl Season {
 
 #[cfg(test)]
 mod tests {
+    use super::super::season_oracle;
     use super::*;
+
+    /// The scan without its wander step, on the window `a` then `b`.
+    fn plain(a: &[f64], b: &[f64]) -> u16 {
+        let x = [a, b].concat();
+        scan(&x, false, &mut Vec::new()).unwrap_or(0)
+    }
 
     /// One reading `i` of `x` through the rule, as the tick does: a scan when
     /// due (as meter 3, once a window), then the judge; the reading's u².
@@ -658,7 +765,7 @@ mod tests {
         let lo = (i + 1).saturating_sub(window);
         let ring = (&x[lo..=i], &[][..]);
         let due = s.scan_due(3, i as u32, 1, window);
-        s.rescan(ring, window, due);
+        s.rescan(ring, window, due, &mut ScanScratch::default());
         s.judge(ring, 1, t, 1e-12)
     }
 
@@ -782,7 +889,7 @@ mod tests {
         for seed in 1..=8u64 {
             let x = weather(1_200, 24, 1.0, 0.995, (0, 0.0), seed);
             let (a, b) = x.split_at(700);
-            assert_eq!(scan(a, b, false), 0, "seed {seed}: the plain scan");
+            assert_eq!(plain(a, b), 0, "seed {seed}: the plain scan");
             let p = detect_period(a, b);
             assert!(p.abs_diff(24) <= 1, "seed {seed}: {p}");
         }
@@ -808,7 +915,7 @@ mod tests {
                     .collect();
                 // The block means' own scan may see the train alone (a
                 // window with no edge); the differences' scan adds nothing.
-                let plain = scan(&x, &[], false);
+                let plain = plain(&x, &[]);
                 assert_eq!(detect_period(&x, &[]), plain, "start {start}, train at {train}");
             }
         }
@@ -877,13 +984,11 @@ mod tests {
     fn a_week_of_days_is_judged_against_the_week() {
         for (p, seed) in [(48usize, 1u64), (48, 2), (40, 3), (24, 4), (16, 5)] {
             let x = week(1_200, p, None, 1.0, seed);
-            let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
-            let q = longer_cycle(at, x.len(), p);
+            let q = longer_cycle(&x, p);
             assert!(q > p && q % (7 * p) == 0, "period {p}, seed {seed}: {q}");
             // With a holiday in the window (and its echo a week later).
             let x = week(1_200, p, Some(9 * p), 0.5, seed);
-            let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
-            let q = longer_cycle(at, x.len(), p);
+            let q = longer_cycle(&x, p);
             assert!(q > p && q % (7 * p) == 0, "period {p}, seed {seed}, holiday: {q}");
         }
         let x = week(1_200, 48, None, 1.0, 1);
@@ -892,18 +997,15 @@ mod tests {
         // The scan found 6 days (no multiple in reach): the week, from the day.
         for seed in 1..=4u64 {
             let x = week(1_200, 48, Some(9 * 48), 0.5, seed);
-            let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
-            assert_eq!(longer_cycle(at, x.len(), 288), 336, "seed {seed}");
+            assert_eq!(longer_cycle(&x, 288), 336, "seed {seed}");
         }
         let x = wave(1_200, 288, 4.0, 5);
-        let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
-        assert_eq!(longer_cycle(at, x.len(), 288), 288);
+        assert_eq!(longer_cycle(&x, 288), 288);
         // Weekends like weekdays: the day.
         for p in [24usize, 48] {
             let x = wave(1_200, p, 8.0, p as u64);
             assert_eq!(usize::from(detect_period(&x, &[])), p, "period {p}");
-            let at = |i: usize| x.get(i).copied().unwrap_or(0.0);
-            assert_eq!(longer_cycle(at, x.len(), p), p, "period {p}");
+            assert_eq!(longer_cycle(&x, p), p, "period {p}");
         }
     }
 
@@ -1085,7 +1187,7 @@ mod tests {
         if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
             return 0;
         }
-        u16::try_from(longer_cycle(at, n, pick)).unwrap_or(0)
+        u16::try_from(season_oracle::longer_cycle(at, n, pick)).unwrap_or(0)
     }
 
     /// The period found is the one-lag-at-a-time scan's, on cycles of every
@@ -1116,14 +1218,62 @@ mod tests {
             let split = (seed >> 8) as usize % (n + 1);
             let (a, b) = x.split_at(split);
             assert_eq!(
-                scan(a, b, false),
+                plain(a, b),
                 detect_period_one_lag_at_a_time(a, b),
                 "case {case}: n {n} p {p}"
             );
-            let got = scan(a, b, false);
+            let got = plain(a, b);
             found += usize::from(got != 0);
         }
         assert!(found > 100, "only {found} cases found a period");
+    }
+
+    /// The scan on one slice finds the period the two-slice scan it replaced
+    /// found (`season_oracle`), bit for bit in every sum: cycles of every
+    /// length (with a step, quantised), wandering cycles, weeks with
+    /// holidays, spike trains on a square wave and noise, over every split
+    /// of the window and lengths from 97 to 2,400, through the scan's own
+    /// buffers reused from case to case as the detector reuses them.
+    #[test]
+    fn the_one_slice_scan_is_the_two_slice_scan() {
+        let mut scratch = ScanScratch::default();
+        let (mut found, mut wandering) = (0, 0);
+        let mut seed = 17u64;
+        for case in 0..600u64 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(case);
+            let n = [1_200usize, 600, 333, 2_400, 97, 1_201][(seed >> 40) as usize % 6];
+            let p = 16 + (seed >> 20) as usize % (n / 2).max(1);
+            let mut x = match case % 5 {
+                0 | 1 => wave(n, p, [0.0, 1.0, 8.0, 40.0][(seed >> 50) as usize % 4], seed),
+                2 => weather(n, 16 + p % 48, 1.0, 0.995, (n / 3, 6.0 * (case % 2) as f64), seed),
+                3 => week(n, 16 + p % 40, Some(n / 2), 0.5, seed),
+                _ => (0..n)
+                    .map(|i| {
+                        let square = if (i + case as usize) % 2_400 < 720 { 12.0 } else { 0.0 };
+                        square + if i % 40 < 3 && i < n / 3 { 50.0 } else { uniform(&mut seed) }
+                    })
+                    .collect(),
+            };
+            if case % 7 == 0 {
+                for v in x.iter_mut().skip(n / 2) {
+                    *v += 25.0;
+                }
+            }
+            if case % 11 == 0 {
+                for v in x.iter_mut() {
+                    *v = v.round();
+                }
+            }
+            let split = (seed >> 8) as usize % (n + 1);
+            let (a, b) = x.split_at(split);
+            let want = season_oracle::scan(a, b, true);
+            assert_eq!(scratch.period(a, b), Some(want), "case {case}: n {n} p {p} split {split}");
+            assert_eq!(plain(a, b), season_oracle::scan(a, b, false), "case {case}: plain");
+            found += usize::from(want != 0);
+            wandering += usize::from(want != 0 && season_oracle::scan(a, b, false) == 0);
+        }
+        assert!(found > 200, "only {found} cases found a period");
+        assert!(wandering > 10, "only {wandering} periods came from the wander step");
     }
 
     /// The interleaved sums are the one-lag sums, bit for bit.
