@@ -494,6 +494,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         "detectLive": false, "stdFloor": 0.001, "stdFloorRel": 0.0001, "spikeWidenMax": 3
     });
     all["catchupOnStart"] = json!(true);
+    all["maxScansPerTick"] = json!(64);
     all["maxCatchupPages"] = json!(5);
     all["partition"] = json!({"index": 1, "of": 3});
     let stream = json!({
@@ -538,6 +539,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         std_floor_rel: 0.0001,
         spike_widen_max: 3.0,
         recompute_every: 50,
+        max_scans_per_tick: 64,
         max_payload_bytes: 1_000_000,
         max_batch: 10_000,
         max_stream_keys: 4096,

@@ -114,6 +114,13 @@ pub struct Config {
     /// near 1e-13 relative, see `moments.rs`; the collapse guards rebuild
     /// sooner whenever cancellation threatens).
     pub recompute_every: u32,
+    /// Most seasonal scans one evaluation tick runs (default 1,024: about
+    /// 12 ms in wasm at window 1,200). A meter whose scan falls due past it
+    /// owes the scan and runs it at its next evaluation with room, so a
+    /// tick after a burst (most meters due at once) stays bounded; at 2 Hz
+    /// about one meter in 2,400 is due per tick (docs/DETECTION.md,
+    /// "Seasonal").
+    pub max_scans_per_tick: u32,
     /// Largest accepted payload (JSON text or binary frame), in bytes.
     pub max_payload_bytes: u32,
     /// Most readings in one batch.
@@ -316,6 +323,7 @@ impl Default for Config {
             std_floor_rel: 1e-6,
             spike_widen_max: 2.0,
             recompute_every: 1_200,
+            max_scans_per_tick: 1_024,
             max_payload_bytes: 16 << 20,
             max_batch: 1_000_000,
             max_stream_keys: 1 << 20,
@@ -399,6 +407,7 @@ pub struct ConfigPatch {
     pub std_floor_rel: Option<f64>,
     pub spike_widen_max: Option<f64>,
     pub recompute_every: Option<u32>,
+    pub max_scans_per_tick: Option<u32>,
     pub max_payload_bytes: Option<u32>,
     pub max_batch: Option<u32>,
     pub max_stream_keys: Option<u32>,
@@ -533,6 +542,7 @@ impl Config {
             std_floor_rel,
             spike_widen_max,
             recompute_every,
+            max_scans_per_tick,
             max_payload_bytes,
             max_batch,
             max_stream_keys,
@@ -651,6 +661,9 @@ impl Config {
         }
         if self.drift_consecutive == 0 || self.clear_after == 0 || self.recompute_every == 0 {
             return bad("driftConsecutive/clearAfter/recomputeEvery", "must be >= 1");
+        }
+        if self.max_scans_per_tick == 0 {
+            return bad("maxScansPerTick", "must be >= 1");
         }
         if !(pos(self.silent_after_ms) && pos(self.max_abs_value)) {
             return bad("silentAfterMs/maxAbsValue", "must be finite and > 0");
@@ -947,6 +960,16 @@ mod tests {
 
     fn refused(c: &Config) -> bool {
         matches!(c.validate(), Err(e) if e.code == ErrorCode::BadConfig)
+    }
+
+    #[test]
+    fn max_scans_per_tick_must_allow_a_scan() {
+        assert!(refused(&with(|c| c.max_scans_per_tick = 0)));
+        assert!(with(|c| c.max_scans_per_tick = 1).validate().is_ok());
+        let e = Config::default()
+            .apply(&ConfigPatch { max_scans_per_tick: Some(0), ..Default::default() })
+            .unwrap_err();
+        assert!(e.message.contains("maxScansPerTick"), "{}", e.message);
     }
 
     #[test]

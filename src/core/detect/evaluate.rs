@@ -19,6 +19,7 @@ use super::learn::{Learned, Teach, SPIKE_CAP_G2, VARIANCE_HOLD_U2};
 use super::rules;
 use super::season::{ScanScratch, Season};
 use super::state::{index, Pending, Verdicts, KINDS};
+use std::collections::VecDeque;
 
 /// What an anomaly event reports about the reading (or statistic) behind it.
 pub(super) struct Finding {
@@ -47,6 +48,10 @@ pub(super) struct Judge<'a> {
     pub alerts: &'a mut u32,
     /// The seasonal scan's buffers, reused by every scan.
     pub scan: &'a mut ScanScratch,
+    /// Seasonal scans this tick may still run (`maxScansPerTick`).
+    pub scans_left: u32,
+    /// The meters that owe a scan, oldest first (`Detector::owed`).
+    pub owed: &'a mut VecDeque<u32>,
 }
 
 impl Judge<'_> {
@@ -249,7 +254,26 @@ impl Judge<'_> {
     #[inline(never)]
     fn season(&mut self, m: usize, s: &mut Season, due: bool, new: u32, t: f64, mean: f64) -> f64 {
         let ring = self.windows.newest(m, usize::MAX);
-        s.rescan(ring, self.windows.window(), due, self.scan);
+        let window = self.windows.window();
+        // A full window's due scan past this tick's budget is owed, not
+        // lost (`Season::owe`): the tick after a burst stays bounded. The
+        // tick ran the scans owed before (`Detector::tick`) first, so a
+        // meter still owing here has its turn in the queue already.
+        let full = ring.0.len() + ring.1.len() == window;
+        let mut scan = due && (!full || self.scans_left > 0);
+        if due && full && !scan && !s.owes() {
+            if self.owed.try_reserve(1).is_ok() {
+                s.owe();
+                self.owed.push_back(m as u32);
+            } else {
+                // No room to queue it: the scan runs now, past the budget.
+                scan = true;
+            }
+        }
+        if due && full && scan {
+            self.scans_left = self.scans_left.saturating_sub(1);
+        }
+        s.rescan(ring, window, scan, self.scan);
         let floor2 = rules::floored_variance(0.0, mean, self.cfg);
         s.judge(ring, new, t, floor2)
     }

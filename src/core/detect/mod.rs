@@ -45,6 +45,7 @@ use learn::Learned;
 use median::Median;
 use season::ScanScratch;
 use state::{Pending, Verdicts};
+use std::collections::VecDeque;
 
 /// Per-meter detection state in flat arrays.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +77,11 @@ pub struct Detector {
     /// The seasonal scan's buffers (two windows of samples at most), kept
     /// so that scans do not allocate.
     scan: ScanScratch,
+    /// Meters that owe a seasonal scan (`season::Season::owe`), oldest
+    /// first, each once: a tick's scans go to them first, so under a
+    /// sustained excess of due scans the meters take turns. Empty but after
+    /// a burst; it keeps the room a burst took (at most one entry a meter).
+    owed: VecDeque<u32>,
 }
 
 /// When the silence check must next visit the meters.
@@ -165,6 +171,10 @@ impl Detector {
         *p = Pending::default();
         if let Some(v) = self.verdicts.get_mut(m) {
             self.alerts -= v.active.count_ones();
+            if v.season.owes() {
+                // Rare (a reset while a burst's scans are owed).
+                self.owed.retain(|&o| o as usize != m);
+            }
             *v = Verdicts::default();
         }
         if let Some(l) = self.learned.get_mut(m) {
@@ -261,12 +271,36 @@ impl Detector {
             for v in &mut self.verdicts {
                 v.season.scan_at = 0;
             }
+            self.owed.clear();
             self.scan_window = windows.window();
         }
         let widening = rules::Widening::of(cfg);
         let alerts = &mut self.alerts;
+        // The scans owed since earlier ticks first, oldest first.
+        let mut scans_left = cfg.max_scans_per_tick;
+        while scans_left > 0 {
+            let Some(m) = self.owed.pop_front() else { break };
+            let Some(v) = self.verdicts.get_mut(m as usize) else { continue };
+            if v.season.owes() {
+                let ring = windows.newest(m as usize, usize::MAX);
+                v.season.rescan(ring, windows.window(), true, &mut self.scan);
+                scans_left -= 1;
+            }
+        }
         let scan = &mut self.scan;
-        let mut judge = Judge { now: now_ms, windows, names, cfg, out, widening, alerts, scan };
+        let owed = &mut self.owed;
+        let mut judge = Judge {
+            now: now_ms,
+            windows,
+            names,
+            cfg,
+            out,
+            widening,
+            alerts,
+            scan,
+            scans_left,
+            owed,
+        };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
         for &m in &self.dirty {
@@ -359,6 +393,7 @@ impl Detector {
             + self.seen.capacity() * std::mem::size_of::<f64>()
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + self.scan.bytes()
+            + self.owed.capacity() * std::mem::size_of::<u32>()
             + std::mem::size_of::<Detector>()
     }
 }

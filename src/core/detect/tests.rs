@@ -162,3 +162,76 @@ fn growth_reserves_no_room_past_the_cap() {
         assert_eq!(d.pending.len(), cap + 1);
     }
 }
+
+/// A burst that makes every meter's seasonal scan due at once runs at most
+/// `maxScansPerTick` scans in its tick; the rest are owed and run at the
+/// meters' next evaluations, a budget a tick, owed scans before newly due
+/// ones, until every meter has found a period, as an unbounded tick makes
+/// them all at once.
+#[test]
+fn a_burst_owes_the_scans_past_max_scans_per_tick() {
+    let periods_found = |budget: u32, ticks: usize, bursts: bool| -> Vec<usize> {
+        let cfg = Config { max_scans_per_tick: budget, ..Config::default() };
+        let (meters, window) = (40, 240);
+        let mut d = Detector::default();
+        let mut w = Windows::new(window, 100);
+        let mut names = MeterTable::default();
+        for m in 0..meters {
+            assert!(names.intern(&format!("m{m}"), meters as u32).is_ok());
+            w.add_meter(meters);
+            d.add_meter(meters);
+        }
+        // A triangle wave of 24 readings per meter, levels apart.
+        let value = |m: usize, k: usize| 10.0 * m as f64 + (12.0 - (k % 24) as f64).abs();
+        let mut out = Vec::new();
+        let mut found = Vec::new();
+        let mut k = 0;
+        for t in 0..ticks {
+            let burst = if t == 0 || bursts { window } else { 1 };
+            for _ in 0..burst {
+                for m in 0..meters {
+                    crate::core::add_reading(&mut w, &mut d, m, value(m, k), 1e12 + k as f64, &cfg);
+                }
+                k += 1;
+            }
+            d.tick(1e12 + k as f64, &w, &names, &cfg, &mut out);
+            found.push(d.verdicts.iter().filter(|v| v.season.period != 0).count());
+        }
+        found
+    };
+    assert_eq!(periods_found(1_024, 3, false), vec![40, 40, 40], "an unbounded tick scans all");
+    assert_eq!(periods_found(5, 10, false), vec![5, 10, 15, 20, 25, 30, 35, 40, 40, 40]);
+    assert_eq!(periods_found(16, 4, false), vec![16, 32, 40, 40]);
+    // A window's readings every tick: every meter is due at every tick, more
+    // than the budget, for ever. Owed scans go first, so the meters take
+    // turns instead of the first five in order rescanning each tick.
+    assert_eq!(periods_found(5, 10, true), vec![5, 10, 15, 20, 25, 30, 35, 40, 40, 40]);
+}
+
+/// A reset meter leaves the owed queue with its state; the others stay owed.
+#[test]
+fn a_reset_meter_owes_no_scan() {
+    let cfg = Config { max_scans_per_tick: 5, ..Config::default() };
+    let (meters, window) = (12, 240);
+    let mut d = Detector::default();
+    let mut w = Windows::new(window, 100);
+    let mut names = MeterTable::default();
+    for m in 0..meters {
+        assert!(names.intern(&format!("m{m}"), meters as u32).is_ok());
+        w.add_meter(meters);
+        d.add_meter(meters);
+    }
+    for k in 0..window {
+        for m in 0..meters {
+            let x = 10.0 * m as f64 + (12.0 - (k % 24) as f64).abs();
+            crate::core::add_reading(&mut w, &mut d, m, x, 1e12 + k as f64, &cfg);
+        }
+    }
+    d.tick(1e12 + 1e3, &w, &names, &cfg, &mut Vec::new());
+    assert_eq!(d.owed.len(), 7);
+    assert!(d.verdicts[9].season.owes());
+    d.reset_meter(9);
+    assert_eq!(d.owed.len(), 6);
+    assert!(!d.verdicts[9].season.owes());
+    assert!(d.owed.iter().all(|&m| d.verdicts[m as usize].season.owes()));
+}
