@@ -30,7 +30,7 @@
 // then carry `now` (engine time), and `{type:'tick', now, id?}` runs one
 // evaluation tick (answered by an `ack` after its events). `query` `meter`
 // answers `{type:'meter', meter, count, mean, variance}`; `config` takes
-// `maxMeters` before the first meter.
+// `maxMeters` before the first meter, and `maxScansPerTick`.
 
 /** src/core/config.rs `Config::default()`, the fields this worker uses. */
 const CFG = {
@@ -53,6 +53,7 @@ const CFG = {
   stdFloorRel: 1e-6,
   spikeWidenMax: 2.0,
   recomputeEvery: 1200, // the engine's default (src/core/config.rs)
+  maxScansPerTick: 1024,
   maxAbsValue: 1e15,
   maxAgeMs: 6 * 3_600_000,
   maxFutureMs: 300_000,
@@ -158,6 +159,12 @@ let lu;
 let vscale2, varHeld;
 // Verdicts.season (season.rs Season): scale2 (f32), period, learned (u16).
 let seasonScale2, seasonPeriod, seasonLearned;
+// season.rs `Season::owe` / `Detector::owed`: meters owing a scan, each once,
+// oldest first (`owedQueue` from `owedHead`), and the scans a tick has left.
+let seasonOwes;
+let owedQueue = [];
+let owedHead = 0;
+let scansLeft = 0;
 // detect/excursion.rs Excursion: last[3], base, scale, openU2, foundU2 | readings | open, up, coarse, blips, at.
 const XF = 7;
 let xf, xReadings, xOpen, xUp, xCoarse, xBlips, xAt;
@@ -198,6 +205,7 @@ function allocate(maxMeters) {
   seasonScale2 = new Float32Array(maxMeters);
   seasonPeriod = new Uint16Array(maxMeters);
   seasonLearned = new Uint16Array(maxMeters);
+  seasonOwes = new Uint8Array(maxMeters);
   xf = new Float64Array(maxMeters * XF);
   xReadings = new Uint32Array(maxMeters);
   xOpen = new Uint8Array(maxMeters);
@@ -951,7 +959,18 @@ function seasonAdopt(m, p) {
 
 /** season.rs `Season::evaluate`: the seasonal evidence squared, learning the residual. */
 function seasonEvaluate(m, full, fresh, readings, t, floor2) {
-  if (full && scanDue(m, readings, Math.min(readings + fresh, U32), len[m])) seasonAdopt(m, detectPeriod(m));
+  // evaluate.rs `Judge::season`: a due scan past the tick's budget is owed.
+  const due = seasonOwes[m] === 1 || (full && scanDue(m, readings, Math.min(readings + fresh, U32), len[m]));
+  const scan = due && (!full || scansLeft > 0);
+  if (due && full && !scan && seasonOwes[m] === 0) {
+    seasonOwes[m] = 1;
+    owedQueue.push(m);
+  }
+  if (due && full && scan) scansLeft--;
+  if (scan) {
+    seasonOwes[m] = 0;
+    if (full) seasonAdopt(m, detectPeriod(m));
+  }
   const p = seasonPeriod[m];
   if (p === 0) return 0;
   let r2 = 0.0;
@@ -1160,6 +1179,20 @@ function checkSilence(m) {
 function tick(nowMs) {
   if (!Number.isFinite(nowMs)) return 0;
   now = nowMs;
+  // mod.rs `Detector::tick`: the scans owed since earlier ticks first.
+  scansLeft = CFG.maxScansPerTick;
+  while (scansLeft > 0 && owedHead < owedQueue.length) {
+    const m = owedQueue[owedHead++];
+    if (seasonOwes[m] === 1) {
+      seasonOwes[m] = 0;
+      if (len[m] === WINDOW) seasonAdopt(m, detectPeriod(m));
+      scansLeft--;
+    }
+  }
+  if (owedHead === owedQueue.length) {
+    owedQueue = [];
+    owedHead = 0;
+  }
   let evaluated = 0;
   let due = silenceDue;
   for (let k = 0; k < dirtyLen; k++) {
@@ -1296,6 +1329,9 @@ self.onmessage = (e) => {
     if (!manual) timer = setInterval(() => tick(Date.now()), CFG.tickMs);
   } else if (msg.type === 'config') {
     const max = msg.config?.maxMeters;
+    const scans = msg.config?.maxScansPerTick;
+    if (Number.isInteger(scans) && scans > 0) CFG.maxScansPerTick = scans;
+    if (max === undefined) return;
     if (names.length === 0 && Number.isInteger(max) && max > 0) allocate(max);
     else self.postMessage({ type: 'error', v: 1, code: 'bad_config', message: 'maxMeters only before the first meter' });
   } else if (msg.type === 'query' && msg.query === 'meter') {
