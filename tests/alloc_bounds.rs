@@ -633,3 +633,24 @@ fn groups_past_max_groups_are_counted_not_copied() {
     let limit = copied + 200;
     assert!(calls <= limit, "{calls} allocations for {n} groups (bound {limit})");
 }
+
+/// A `HEARTBEAT_ACK` of many channels: its `sent` map is read in one pass
+/// (`wire::ack`) into a compact list, one `String` per channel for the op it
+/// decodes to and a few growing vectors. Before, the general decoder's tree
+/// held an array per entry besides (0.24–0.33 s for 767,463 channels,
+/// docs/PERFORMANCE.md, "Hostile payloads"). The op is the general
+/// decoder's.
+#[test]
+fn a_heartbeat_ack_of_many_channels_allocates_a_name_each() {
+    let cfg = Config::default();
+    let n = 100_000;
+    // Shuffled, so the map's order is not the text's.
+    let items: Vec<String> =
+        (0..n).map(|i| (i * 7_919) % n).map(|c| format!(r#""c{c:07}":[1,{c}]"#)).collect();
+    let text = format!(r#"{{"op":"HEARTBEAT_ACK","sent":{{{}}}}}"#, items.join(","));
+    let decode = || meterflow::wire::decode_socket_text(&text, Arrival::default(), &cfg);
+    let (op, calls) = calls_during(decode);
+    assert_eq!(op, meterflow::wire::decode_socket_text_general(&text, Arrival::default(), &cfg));
+    let limit = n + 200;
+    assert!(calls <= limit, "{calls} allocations for {n} channels (bound {limit})");
+}
