@@ -32,12 +32,12 @@ fn name(i: u8) -> String {
     format!("meter-{i}")
 }
 
-/// What the rule says: (accepted, refused, errors as (code, position), meters in order).
-fn model(
-    tracked: &[String],
-    b: &ReadingBatch,
-    max_meters: usize,
-) -> (u64, u64, Vec<(ErrorCode, Option<u32>)>, Vec<String>) {
+/// Readings accepted, refused, the error events as (code, position), and the
+/// meters tracked in their order.
+type Answer = (u64, u64, Vec<(ErrorCode, Option<u32>)>, Vec<String>);
+
+/// What the rule says.
+fn model(tracked: &[String], b: &ReadingBatch, max_meters: usize) -> Answer {
     #[derive(Clone)]
     enum Key {
         Meter,

@@ -23,7 +23,8 @@
 //! Modules: [`json`] (readings, live frame, hello, catch-up text payloads),
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
-//! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
+//! wire shapes), `doc` (the one-pass top level of a JSON payload), `ack` (the
+//! one-pass reader of a `HEARTBEAT_ACK`'s `sent` map), `field`
 //! (shared checks of JSON fields), [`lite`] (the strict JSON reader every
 //! inbound decoder reads with: no serde_json parser in the `.wasm`).
 
