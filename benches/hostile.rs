@@ -298,6 +298,19 @@ fn every_record_refused(
     }
 }
 
+/// `0..n` in a fixed shuffled order (xorshift64), the same each run.
+fn shuffled(n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for j in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(j, (x % (j as u64 + 1)) as usize);
+    }
+    order
+}
+
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
     // The best case: valid JSON readings.
@@ -400,15 +413,7 @@ fn cases() -> Vec<Case> {
         });
         // The same channels out of order: the decoder sorts them by name
         // (`lite::Object::entries_by_key`), which costs more unsorted.
-        let mut order: Vec<usize> = (0..n).collect();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for j in (1..n).rev() {
-            // xorshift64: a fixed shuffle, the same each run.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(j, (x % (j as u64 + 1)) as usize);
-        }
+        let order = shuffled(n);
         let (text, n) = fill(r#"{"op":"HEARTBEAT_ACK","sent":{{}}}"#, |i| {
             let c = order.get(i).copied().unwrap_or(i);
             format!(r#""c{c:07}":[1,{c}]"#)
@@ -454,6 +459,20 @@ fn cases() -> Vec<Case> {
         let (text, n) = fill(r#"{"version":1,"groups":{{}}}"#, |i| format!(r#""g{i:07}":[]"#));
         v.push(Case {
             name: "groups (fetched), empty groups",
+            records: n,
+            refused: UNCHECKED,
+            state: State::Fresh,
+            msg: Message::Groups(text),
+        });
+        // The same names out of order: the decoder finds a repeated name by
+        // sorting them (`lite::first_repeat`), which costs more unsorted.
+        let order = shuffled(n);
+        let (text, n) = fill(r#"{"version":1,"groups":{{}}}"#, |i| {
+            let g = order.get(i).copied().unwrap_or(i);
+            format!(r#""g{g:07}":[]"#)
+        });
+        v.push(Case {
+            name: "groups (fetched), empty groups shuffled",
             records: n,
             refused: UNCHECKED,
             state: State::Fresh,

@@ -18,6 +18,10 @@ pub mod eval;
 pub mod replay;
 pub mod wire;
 
+/// Unit tests' property case counts (`PROPTEST_CASES`); the properties run natively.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod test_cases;
+
 /// The native feed server (`feed` feature; `meterflow-feed`).
 #[cfg(all(feature = "feed", not(target_arch = "wasm32")))]
 pub mod feed;

@@ -58,22 +58,25 @@ impl Engine {
         // Resolve bindings: to a tracked meter, or to a name waiting for its
         // first accepted reading.
         let mut local_keys = KeyTable::new(UNBOUND);
+        let mut local_waiting = KeyTable::new(NOT_WAITING);
         if batch.scope == KeyScope::Batch {
             // A batch's keys are its bindings' indices: one table of the right
             // size (a failure here only leaves the table to grow as it binds).
             let n = batch.bindings.iter().map(|&(k, _)| k as usize + 1).max().unwrap_or(0);
             if n <= batch.bindings.len().saturating_mul(2) {
                 let _ = local_keys.reserve_dense(n);
+                let _ = local_waiting.reserve_dense(n);
             }
         }
-        let mut local_pending = PendingNames::default();
-        let (table, pending) = match batch.scope {
-            KeyScope::Batch => (&mut local_keys, &mut local_pending),
-            KeyScope::Stream => (stream_keys, stream_pending),
+        let (table, mut pending) = match batch.scope {
+            KeyScope::Batch => (
+                &mut local_keys,
+                Waiting::Batch { at: &mut local_waiting, bindings: &batch.bindings },
+            ),
+            KeyScope::Stream => (stream_keys, Waiting::Stream(stream_pending)),
         };
         let max_meters = cfg.max_meters;
-        let persistent = batch.scope == KeyScope::Stream;
-        for (key, id) in &batch.bindings {
+        for (binding, (key, id)) in batch.bindings.iter().enumerate() {
             let in_range = batch.scope == KeyScope::Batch || *key < cfg.max_stream_keys;
             if !partition.owns(id) {
                 // Another worker's meter: its readings are skipped, and its
@@ -101,7 +104,7 @@ impl Engine {
             // against maxMeters when their first reading is accepted. A stream's
             // persistent table keeps at most as many waiting names as there is room.
             let room = (max_meters as usize).saturating_sub(meters.len());
-            let cap = if persistent { room } else { usize::MAX };
+            let cap = if batch.scope == KeyScope::Stream { room } else { usize::MAX };
             let m = match meters.get(id) {
                 Some(m) => m,
                 None => {
@@ -112,7 +115,7 @@ impl Engine {
                         sink.push(e);
                     } else if meters.is_full(max_meters) {
                         sink.push_with(|| MeterTable::full_error(id, max_meters));
-                    } else if !pending.insert(*key, id, 0, cap, persistent) {
+                    } else if !pending.insert(*key, id, binding, cap, cfg.max_stream_keys) {
                         let tracked = meters.len();
                         sink.push_with(|| {
                             CoreError::new(
@@ -176,11 +179,12 @@ impl Engine {
                 // A refusal's text (a full table's names one per reading) is
                 // made only if it is reported.
                 let interned = match pending.get(key) {
-                    Some((id, _)) => intern_meter(meters, windows, detector, id, max_meters)
-                        .map_err(|r| {
+                    Some(id) => {
+                        intern_meter(meters, windows, detector, id, max_meters).map_err(|r| {
                             let position = u32::try_from(pos).ok();
                             sink.push_with(|| CoreError { position, ..r.error(id, max_meters) });
-                        }),
+                        })
+                    }
                     None => continue,
                 };
                 pending.remove(key);
@@ -211,5 +215,56 @@ impl Engine {
         sink.finish();
         self.counters.readings_ingested += ingested as f64;
         self.counters.readings_rejected += rejected as f64;
+    }
+}
+
+/// A batch key that waits for no name.
+const NOT_WAITING: u32 = u32::MAX;
+
+/// Keys bound to a meter not interned yet, waiting for its first accepted
+/// reading. A stream's wait in the engine's `PendingNames` (they outlive the
+/// batch, capped by the room left, the oldest evicted). A batch's names are
+/// the batch's own: each waiting key holds the index of its binding, with no
+/// copy of the name and no hashing, in a table as dense as the batch's keys.
+/// A body naming 335,461 new meters spent most of `handle` in the copies and
+/// the hash map's probes (docs/PERFORMANCE.md, "Hostile payloads").
+enum Waiting<'a> {
+    Stream(&'a mut PendingNames<u8>),
+    Batch { at: &'a mut KeyTable<u32>, bindings: &'a [(u32, String)] },
+}
+
+impl Waiting<'_> {
+    fn get(&self, key: u32) -> Option<&str> {
+        match self {
+            Waiting::Stream(p) => p.get(key).map(|(id, _)| id),
+            Waiting::Batch { at, bindings } => match at.get(key) {
+                NOT_WAITING => None,
+                i => bindings.get(i as usize).map(|(_, id)| id.as_str()),
+            },
+        }
+    }
+
+    fn remove(&mut self, key: u32) {
+        match self {
+            Waiting::Stream(p) => p.remove(key),
+            // Unbinding a key that is not bound stores nothing.
+            Waiting::Batch { at, .. } => {
+                let _ = at.bind(key, NOT_WAITING, u32::MAX);
+            }
+        }
+    }
+
+    /// Makes `key` wait on `id`, its batch's binding number `binding`: a
+    /// stream's at most `cap` names, the oldest evicted; a batch's all of
+    /// them (its names are refused past `maxMeters` as their readings
+    /// come). `false` if the name cannot wait (no room, no memory).
+    fn insert(&mut self, key: u32, id: &str, binding: usize, cap: usize, max_keys: u32) -> bool {
+        match self {
+            Waiting::Stream(p) => p.insert(key, id, 0, cap, true),
+            Waiting::Batch { at, .. } => u32::try_from(binding)
+                .ok()
+                .filter(|&b| b != NOT_WAITING)
+                .is_some_and(|b| at.bind(key, b, max_keys).is_ok()),
+        }
     }
 }

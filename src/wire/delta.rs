@@ -15,7 +15,7 @@
 //! every error stay those of the general path by construction;
 //! `tests/stream_delta_diff.rs` checks it on generated and mutated texts.
 
-use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
+use super::field::{meter_id_problem, whole_json};
 use super::lite::{self, Cursor, Limits, Number, Value};
 use crate::core::decimal::Decimal;
 use crate::core::session::{valid_channel_name, Payload, ServerOp};
@@ -102,13 +102,7 @@ fn number<'a>(c: &mut Cursor<'a>) -> Option<Number<'a>> {
 }
 
 fn whole(c: &mut Cursor<'_>) -> Option<u64> {
-    let text = number(c)?.text();
-    // Up to 15 plain digits (JSON has no leading zeros) is below 2^53 and
-    // reads as `whole_text` reads it, without building a decimal.
-    if text.len() <= 15 && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().ok();
-    }
-    whole_text(text, MAX_WHOLE)
+    whole_json(number(c)?.text())
 }
 
 fn finite(c: &mut Cursor<'_>) -> Option<f64> {

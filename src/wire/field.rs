@@ -135,6 +135,16 @@ pub(crate) fn whole(raw: Raw<'_>, loc: Loc<'_>, field: &str, max: u64) -> Result
     }
 }
 
+/// JSON number text as a whole number in `0..=2^53` ([`whole_text`] with
+/// [`MAX_WHOLE`]); up to 15 plain digits (JSON has no leading zeros) is below
+/// 2^53 and is read without building a decimal.
+pub(crate) fn whole_json(text: &str) -> Option<u64> {
+    if text.len() <= 15 && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    whole_text(text, MAX_WHOLE)
+}
+
 /// JSON number text as a whole number in `0..=max`, exactly: read as a decimal
 /// (so `9007199254740992.5` or `9007199254740993` is not rounded to 2^53), whole
 /// if its value is (`1.0`, `1e3`). `max` is at most `i64::MAX`.

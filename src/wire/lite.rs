@@ -144,36 +144,14 @@ impl<'a> Object<'a> {
     /// tree's values cost more than the sort (docs/PERFORMANCE.md, "Hostile
     /// payloads").
     pub fn positions_by_key(&self) -> Vec<(&str, usize)> {
-        let order = self.sorted_keys();
-        let mut out = Vec::with_capacity(order.len());
-        let mut rest = order.iter().peekable();
-        while let Some(&(_, k, i)) = rest.next() {
-            if rest.peek().is_some_and(|&&(_, next, _)| next == k) {
-                continue;
-            }
-            out.push((k, i));
-        }
-        out
+        last_of_each_by_key(self.0.iter().map(|(k, _)| k.as_ref()))
     }
 
-    /// Every member's key and position, sorted by key, then position.
-    fn sorted_keys(&self) -> Vec<(u64, &str, usize)> {
-        // (prefix, key, position): distinct triples, so an unstable sort puts
-        // a repeated key's members in document order and the last one last.
-        // The key's first 8 bytes, big-endian and zero-padded, order as the
-        // key does wherever they differ, and are compared without reading
-        // the key's text from a random place of the payload (shuffled keys:
-        // 704 -> 651 ms for the sort alone, docs/PERFORMANCE.md).
-        let prefix = |k: &str| {
-            let mut b = [0u8; 8];
-            let n = k.len().min(8);
-            b[..n].copy_from_slice(&k.as_bytes()[..n]);
-            u64::from_be_bytes(b)
-        };
-        let mut order: Vec<(u64, &str, usize)> =
-            self.0.iter().enumerate().map(|(i, (k, _))| (prefix(k), k.as_ref(), i)).collect();
-        order.sort_unstable();
-        order
+    /// An object of these members, in this (document) order: for a reader
+    /// that reads some members its own way and the rest as values
+    /// (`wire::ack`).
+    pub(crate) fn from_members(members: Vec<(Cow<'a, str>, Value<'a>)>) -> Self {
+        Object(members)
     }
 
     /// Number of members, repeated keys counted each time.
@@ -185,6 +163,39 @@ impl<'a> Object<'a> {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// Of `keys` (an object's members' keys in document order), each distinct
+/// key with the position of its last member, sorted by key: the map a JSON
+/// object is, as [`Object::get`] reads it. One sort, `O(n log n)`.
+pub(crate) fn last_of_each_by_key<'k>(
+    keys: impl Iterator<Item = &'k str>,
+) -> Vec<(&'k str, usize)> {
+    // (prefix, key, position): distinct triples, so an unstable sort puts
+    // a repeated key's members in document order and the last one last.
+    // The key's first 8 bytes, big-endian and zero-padded, order as the
+    // key does wherever they differ, and are compared without reading
+    // the key's text from a random place of the payload (shuffled keys:
+    // 704 -> 651 ms for the sort alone, docs/PERFORMANCE.md).
+    let prefix = |k: &str| {
+        let mut b = [0u8; 8];
+        let n = k.len().min(8);
+        b[..n].copy_from_slice(&k.as_bytes()[..n]);
+        u64::from_be_bytes(b)
+    };
+    let mut order: Vec<(u64, &str, usize)> =
+        keys.enumerate().map(|(i, k)| (prefix(k), k, i)).collect();
+    order.sort_unstable();
+    let mut out = Vec::with_capacity(order.len());
+    let mut rest = order.iter().peekable();
+    while let Some(&(p, k, i)) = rest.next() {
+        // The prefixes first: the texts are read only for keys that share one.
+        if rest.peek().is_some_and(|&&(q, next, _)| q == p && next == k) {
+            continue;
+        }
+        out.push((k, i));
+    }
+    out
 }
 
 /// A JSON value borrowed from its text.
@@ -683,6 +694,24 @@ impl<'a> Reader<'a> {
             Some(b'f') => self.literal("false", Value::Bool(false)),
             _ => self.literal("null", Value::Null),
         }
+    }
+
+    /// Counts one more value against [`Limits::max_values`], as the tree
+    /// reader does at the start of each value: a reader that reads some
+    /// values its own way counts them so, and refuses what [`parse`] refuses.
+    pub(crate) fn count_value(&mut self) -> Result<(), ErrorKind> {
+        self.values += 1;
+        if self.values > self.limits.max_values {
+            return Err(ErrorKind::TooManyValues);
+        }
+        Ok(())
+    }
+
+    /// One value of any kind, into a tree, exactly as [`parse`] reads a
+    /// value inside a container at nesting `depth` (counted, depth-limited,
+    /// surrogates paired).
+    pub(crate) fn read_value(&mut self, depth: usize) -> Result<Value<'a>, ErrorKind> {
+        self.value(depth)
     }
 
     /// Bytes not yet read.

@@ -23,10 +23,12 @@
 //! Modules: [`json`] (readings, live frame, hello, catch-up text payloads),
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
-//! wire shapes), `doc` (the one-pass top level of a JSON payload), `field`
+//! wire shapes), `doc` (the one-pass top level of a JSON payload), `ack` (the
+//! one-pass reader of a `HEARTBEAT_ACK`'s `sent` map), `field`
 //! (shared checks of JSON fields), [`lite`] (the strict JSON reader every
 //! inbound decoder reads with: no serde_json parser in the `.wasm`).
 
+mod ack;
 pub mod binary;
 pub mod control;
 mod delta;
@@ -51,9 +53,9 @@ pub use control::{decode_config_value, decode_message_text, decode_value};
 #[doc(hidden)]
 pub use delta::meters_delta;
 pub use out::WireOut;
-#[doc(hidden)]
-pub use stream::decode_socket_text_general;
 pub use stream::{decode_fetched, decode_socket_binary, decode_socket_text, FetchedBody};
+#[doc(hidden)]
+pub use stream::{decode_socket_text_general, decode_socket_text_sent};
 
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u8 = 1;

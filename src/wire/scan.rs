@@ -560,11 +560,7 @@ mod tests {
         assert_eq!(b.bindings.len(), 8);
     }
 
-    /// `PROPTEST_CASES` if set, else `default`: the rule of the test crates'
-    /// `tests/common/cases.rs` (which a unit test cannot include).
-    fn cases_or(default: u32) -> u32 {
-        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-    }
+    use crate::test_cases::cases_or;
 
     fn digits(min: usize, max: usize) -> impl Strategy<Value = String> {
         prop::collection::vec(0u8..10, min..=max)

@@ -14,16 +14,17 @@
 //! - A `meters.<group>` DELTA is first tried by the one-pass reader in
 //!   `wire::delta`, which returns the same op or defers to this module.
 
-use super::field::{meter_id_problem, whole_text, MAX_WHOLE};
+use std::borrow::Cow;
+
+use super::ack::{self, SentEntry};
+use super::field::{meter_id_problem, whole_json};
 use super::lite::{self, Object, Value};
 use super::{binary, check_payload_size, json, Arrival, Envelope};
 use crate::core::config::Config;
 use crate::core::decimal::{Decimal, ParseError};
 use crate::core::error::{CoreError, ErrorCode};
 use crate::core::event::Inbound;
-use crate::core::session::{
-    valid_channel_name, ChannelPos, Payload, ServerOp, SessionInput, SnapshotReply,
-};
+use crate::core::session::{valid_channel_name, Payload, ServerOp, SessionInput, SnapshotReply};
 use crate::core::stream::{
     MeterColumns, MeterPatch, MeterRow, MeterStatus, Notice, NoticePatch, NoticeSeverity,
     METERS_PREFIX, NOTICES_CHANNEL, TOTALS_CHANNEL,
@@ -61,7 +62,41 @@ pub fn decode_socket_text(text: &str, arrival: Arrival, cfg: &Config) -> Inbound
     if let Some(op) = super::delta::meters_delta(text) {
         return server(op);
     }
+    // A `HEARTBEAT_ACK` (any text with a `sent` object) in one pass, its
+    // `sent` map without a tree; it decides only what the general path
+    // would (`wire::ack`).
+    if let Some(inbound) = decode_socket_text_sent(text, arrival, cfg) {
+        return inbound;
+    }
     decode_socket_text_general(text, arrival, cfg)
+}
+
+/// What the one-pass reader of `wire::ack` decides `text` is, or `None` where
+/// it leaves the text to [`decode_socket_text_general`], which it equals
+/// wherever it decides. Public (hidden) for the differential test only.
+/// Never panics.
+#[doc(hidden)]
+pub fn decode_socket_text_sent(text: &str, arrival: Arrival, cfg: &Config) -> Option<Inbound> {
+    let v1 = || live(json::decode(Envelope::Live, text, arrival, cfg), text.len());
+    Some(match ack::read(text) {
+        ack::Read::Defer => return None,
+        // The general path's tree would fail too: the text goes to the v1 decoder.
+        ack::Read::NotJson => v1(),
+        ack::Read::Object { members, sent } => match members.get("op") {
+            Some(Value::String(op)) => {
+                let op = if op == "HEARTBEAT_ACK" {
+                    heartbeat_ack(&sent)
+                } else {
+                    server_op(&members, text.len())
+                };
+                match op {
+                    Ok(op) => server(op),
+                    Err(e) => Inbound::Rejected(e),
+                }
+            }
+            _ => v1(),
+        },
+    })
 }
 
 /// [`decode_socket_text`] without its DELTA fast path: the general decoder,
@@ -195,7 +230,7 @@ fn str_field<'a>(obj: &'a Object<'_>, f: &str) -> Result<&'a str, CoreError> {
 
 /// A JSON number as a whole number in `0..=MAX_WHOLE`, exactly.
 fn whole_of(n: &lite::Number<'_>) -> Option<u64> {
-    whole_text(n.text(), MAX_WHOLE)
+    whole_json(n.text())
 }
 
 fn whole_field(obj: &Object<'_>, f: &str) -> Result<u64, CoreError> {
@@ -230,6 +265,27 @@ fn trunc(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
+/// A `sent` entry's value in the tree: `(epoch, seq)` if it is an array of
+/// exactly two whole numbers.
+fn tree_position(pos: &Value<'_>) -> Option<(u64, u64)> {
+    let a = pos.as_array().filter(|a| a.len() == 2)?;
+    let n = |i: usize| match a.get(i) {
+        Some(Value::Number(n)) => whole_of(n),
+        _ => None,
+    };
+    Some((n(0)?, n(1)?))
+}
+
+/// The `HEARTBEAT_ACK` of a `sent` map's entries (document order).
+fn heartbeat_ack(entries: &[SentEntry<'_>]) -> Result<ServerOp, CoreError> {
+    match ack::by_channel(entries) {
+        Ok(sent) => Ok(ServerOp::HeartbeatAck { sent }),
+        Err(channel) => {
+            Err(bad(format!("sent.{}: must be [epoch, seq] of a valid channel", trunc(channel))))
+        }
+    }
+}
+
 /// The server op `obj`, from a message of `wire_bytes` bytes.
 fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError> {
     let op = str_field(obj, "op")?;
@@ -251,37 +307,16 @@ fn server_op(obj: &Object<'_>, wire_bytes: usize) -> Result<ServerOp, CoreError>
             resumable: obj.get("resumable").and_then(Value::as_bool).unwrap_or(false),
         },
         "HEARTBEAT_ACK" => {
-            let mut sent = Vec::new();
-            if let Some(Value::Object(m)) = obj.get("sent") {
-                // Each position read in document order (the tree in place),
-                // then by channel name, each once (its last position), as a
-                // map keeps them.
-                let nums: Vec<Option<(u64, u64)>> = m
-                    .iter()
-                    .map(|(_, pos)| {
-                        let a = pos.as_array().filter(|a| a.len() == 2)?;
-                        let n = |i: usize| match a.get(i) {
-                            Some(Value::Number(n)) => whole_of(n),
-                            _ => None,
-                        };
-                        Some((n(0)?, n(1)?))
-                    })
-                    .collect();
-                for (channel, i) in m.positions_by_key() {
-                    match nums.get(i).copied().flatten() {
-                        Some((epoch, seq)) if valid_channel_name(channel) => {
-                            sent.push(ChannelPos { channel: channel.to_string(), epoch, seq })
-                        }
-                        _ => {
-                            return Err(bad(format!(
-                                "sent.{}: must be [epoch, seq] of a valid channel",
-                                trunc(channel)
-                            )))
-                        }
-                    }
+            // Each position read in document order (the tree in place), then
+            // by channel name, each once (its last position), as a map keeps
+            // them (`ack::by_channel`, which the one-pass reader shares).
+            let entries: Vec<SentEntry<'_>> = match obj.get("sent") {
+                Some(Value::Object(m)) => {
+                    m.iter().map(|(k, pos)| (Cow::Borrowed(k), tree_position(pos))).collect()
                 }
-            }
-            ServerOp::HeartbeatAck { sent }
+                _ => Vec::new(),
+            };
+            heartbeat_ack(&entries)?
         }
         "DELTA" => {
             let channel = channel_field(obj)?;

@@ -296,7 +296,7 @@ mod tests {
             proptest::sample::select(special.to_vec()),
             0.0..10.0f64,
         ];
-        proptest!(ProptestConfig::with_cases(20_000), |(a in value.clone(), b in value, ulp in any::<bool>())| {
+        proptest!(ProptestConfig::with_cases(crate::test_cases::cases_or(20_000)), |(a in value.clone(), b in value, ulp in any::<bool>())| {
             let b = if ulp { f64::from_bits(a.to_bits().wrapping_add(1)) } else { b };
             prop_assert_eq!(max_unbranched(a, b).to_bits(), a.max(b).to_bits(), "{} {}", a, b);
             prop_assert_eq!(max_unbranched(b, a).to_bits(), b.max(a).to_bits(), "{} {}", b, a);
@@ -321,7 +321,7 @@ mod tests {
             Just(-f64::NAN),
             -10.0..10.0f64,
         ];
-        proptest!(ProptestConfig::with_cases(20_000), |(a in value.clone(), b in value, ulp in any::<bool>())| {
+        proptest!(ProptestConfig::with_cases(crate::test_cases::cases_or(20_000)), |(a in value.clone(), b in value, ulp in any::<bool>())| {
             let b = if ulp { f64::from_bits(a.to_bits().wrapping_add(1)) } else { b };
             // Neither is −0, nor both NaN (the cases `f64::max` leaves open:
             // which zero, which payload).
@@ -346,7 +346,7 @@ mod tests {
             proptest::sample::select(vec![0.0, -0.0, 1.0, f64::INFINITY, f64::NAN, 1e-300]),
             -10.0..10.0f64,
         ];
-        proptest!(ProptestConfig::with_cases(20_000), |(var in value.clone(), mean in value, rel in 0.0..0.1f64, floor in prop_oneof![Just(0.0), 0.0..1.0f64])| {
+        proptest!(ProptestConfig::with_cases(crate::test_cases::cases_or(20_000)), |(var in value.clone(), mean in value, rel in 0.0..0.1f64, floor in prop_oneof![Just(0.0), 0.0..1.0f64])| {
             // A window's variance is +0, positive or NaN, never −0 (`Moments::variance`).
             let var = if var == 0.0 { 0.0 } else { var.abs() };
             let cfg = Config { std_floor_rel: rel, std_floor: floor, ..Config::default() };
@@ -394,7 +394,7 @@ mod tests {
             -5.0..5.0f64,
             -1e-300..1e-300f64,
         ];
-        proptest!(ProptestConfig::with_cases(20_000), |(
+        proptest!(ProptestConfig::with_cases(crate::test_cases::cases_or(20_000)), |(
             wg in value.clone(), lg in value.clone(), wv in value.clone(), lv in value, ulp in any::<bool>(),
         )| {
             let lg = if ulp { f64::from_bits(wg.to_bits().wrapping_add(1)) } else { lg };
@@ -425,7 +425,7 @@ mod tests {
         let near = (1e-3..1e3f64, -1e-6..1e-6f64).prop_map(|(d, e)| (d * 3.0 * (1.0 + e), d));
         let pair = prop_oneof![(edge.clone(), edge), near];
         let cfgs = [Config::default(), Config { spike_z: 1e200, ..Config::default() }];
-        proptest!(ProptestConfig::with_cases(20_000), |((num, den) in pair)| {
+        proptest!(ProptestConfig::with_cases(crate::test_cases::cases_or(20_000)), |((num, den) in pair)| {
             if kurtosis_surely_light(num, den) {
                 prop_assert!(num / den - 3.0 <= 0.0, "{num} / {den}");
                 for cfg in &cfgs {
