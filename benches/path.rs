@@ -17,6 +17,13 @@
 //!   `Engine::handle`: what the worker does per message, less the copy out of
 //!   JavaScript and the ack.
 //!
+//! - `join_cpu/first_frame/N`: the first frame of a fresh engine
+//!   (`maxMeters: 50000`): one kind-1 frame binding `N` meters (ids
+//!   `meter-000000`…) with one reading each, through `wire::decode_binary`
+//!   and `Engine::handle`: what a meter's first reading costs (interning, its
+//!   ring, moments and detector slots, the first touch of their memory). The
+//!   engine is made and dropped outside the timing.
+//!
 //! The per-stage benches run each stage on its own state of the same shape, so
 //! they do not add up exactly to `decode_handle` (caches are shared there).
 //!
@@ -214,5 +221,58 @@ fn path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, path);
+/// A kind-1 frame binding `n` meters (stream keys 0..n) with one reading each.
+fn join_frame(n: usize) -> Vec<u8> {
+    let mut seed = 5u64;
+    let mut values = vec![0.0; n];
+    fill(&mut values, &mut seed);
+    let b = ReadingBatch {
+        scope: KeyScope::Stream,
+        bindings: (0..n as u32).map(|k| (k, format!("meter-{k:06}"))).collect(),
+        keys: (0..n as u32).collect(),
+        ts: vec![T0; n],
+        values,
+        ..Default::default()
+    };
+    encode_readings(&b, TsLayout::Shared).expect("a valid batch")
+}
+
+/// A fresh engine as the browser's `maxMeters: 50000` one.
+fn empty_engine() -> Engine {
+    let patch = ConfigPatch {
+        max_meters: Some(50_000),
+        memory_ceiling_bytes: Some(4e9),
+        ..Default::default()
+    };
+    Engine::new(Config::default().apply(&patch).expect("a valid patch")).expect("an engine")
+}
+
+fn join(c: &mut Criterion) {
+    let mut g = c.benchmark_group("join_cpu");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    for n in [5_000usize, 50_000] {
+        let frame = join_frame(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("first_frame", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut engine = empty_engine();
+                    let cfg = engine.config().clone();
+                    total += cpu_time(1, || {
+                        let input = decode_binary(Envelope::Readings, &frame, &cfg);
+                        black_box(engine.handle(input, T0));
+                    });
+                    assert_eq!(engine.stats().meters as usize, n);
+                    drop(engine);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, path, join);
 criterion_main!(benches);

@@ -129,8 +129,8 @@ impl MeterTable {
             self.grow_slots(m + 1).ok_or_else(no_memory)?;
         }
         if self.ends.len() == self.ends.capacity() {
-            // Doubling, but never past `max_meters` (the other per-meter tables
-            // are reserved for it, see `RingSlab::reserve_meter`).
+            // Doubling, but never past `max_meters` (as the other per-meter
+            // tables, see `ring::room_ahead`).
             let more = m.max(16).min((max_meters as usize).saturating_sub(m)).max(1);
             self.ends.try_reserve_exact(more).map_err(|_| no_memory())?;
         }

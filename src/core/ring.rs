@@ -39,6 +39,23 @@ pub fn meters_per_chunk(window: usize) -> usize {
     ((WASM_PAGE - ALLOC_SLACK) / ring).max(1)
 }
 
+/// Meters' room a per-meter table reserves at its first meter (at most
+/// `maxMeters`), as the detector's.
+const FIRST_ROOM: usize = 8_192;
+
+/// How many more meters' room a full per-meter table of `len` meters (the
+/// rings' heads, the windows' moments) reserves under a cap of `cap_meters`:
+/// at the first meter the cap, up to [`FIRST_ROOM`]; then as many again as it
+/// holds (at least 64), never past the cap (at least 1: a cap lowered below
+/// the meters in use still adds them one by one). The heads and moments were
+/// reserved for the cap at once: with `maxMeters: 50000` and 5,000 meters in
+/// use, 3.2 MB of the 3.6 MB unused (docs/PERFORMANCE.md, "A meter's first
+/// reading").
+pub fn room_ahead(len: usize, cap_meters: usize) -> usize {
+    let want = if len == 0 { cap_meters.min(FIRST_ROOM) } else { len.max(64) };
+    want.min(cap_meters.saturating_sub(len)).max(1)
+}
+
 /// Largest divisor [`ChunkOf`] divides without a division (2^13; a page holds
 /// at most 8,184 rings, of one sample each).
 const FAST_DIVISOR_MAX: u64 = 1 << 13;
@@ -131,9 +148,9 @@ impl RingSlab {
     ///
     /// A new chunk is reserved whole, for `per_chunk` meters or the fewer
     /// that `cap_meters` leaves room for; if that cannot be had, for this one
-    /// meter (the chunk then grows meter by meter). The per-meter heads are
-    /// reserved for `cap_meters` at once (8 bytes a meter). `false`: out of
-    /// memory (or a size past the address space).
+    /// meter (the chunk then grows meter by meter). The per-meter heads
+    /// grow by [`room_ahead`] (8 bytes a meter). `false`: out of memory (or a
+    /// size past the address space).
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
         let m = self.head.len();
         let (c, i) = (m / self.chunk_of.d, m % self.chunk_of.d);
@@ -157,10 +174,9 @@ impl RingSlab {
                 return false;
             }
         }
-        let rest = |v: usize| cap_meters.max(m + 1).saturating_sub(v);
         let heads = |v: &mut Vec<u32>| {
             v.capacity() > v.len()
-                || v.try_reserve_exact(rest(v.len())).is_ok()
+                || v.try_reserve_exact(room_ahead(v.len(), cap_meters)).is_ok()
                 || v.try_reserve_exact(1).is_ok()
         };
         heads(&mut self.head) && heads(&mut self.len)
@@ -473,6 +489,28 @@ mod tests {
         let mut r = RingSlab::new(window);
         assert!(r.add_meter(3).is_some());
         assert!(r.bytes() <= 3 * window * 8 + 1024, "{} bytes", r.bytes());
+    }
+
+    #[test]
+    fn heads_grow_with_the_meters_not_to_the_cap() {
+        // maxMeters 50,000 with 5,000 meters: the heads hold 8,192 meters'
+        // room, not 50,000; past it they double, and end at the cap.
+        let mut r = RingSlab::new(8);
+        let mut rooms = vec![];
+        for m in 0..50_000 {
+            assert_eq!(r.add_meter(50_000), Some(m));
+            if rooms.last() != Some(&r.head.capacity()) {
+                rooms.push(r.head.capacity());
+            }
+            assert_eq!(r.len.capacity(), r.head.capacity());
+        }
+        assert_eq!(rooms, vec![8_192, 16_384, 32_768, 50_000]);
+        // A cap below the first room reserves the cap; a cap lowered below
+        // the meters in use still adds them, one by one.
+        assert_eq!(room_ahead(0, 5_000), 5_000);
+        assert_eq!(room_ahead(5_000, 5_000), 1);
+        assert_eq!(room_ahead(10, 20), 10);
+        assert_eq!(room_ahead(100, 1_000), 100);
     }
 
     #[test]

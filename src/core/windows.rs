@@ -5,7 +5,7 @@
 //! triggering an exact rebuild from the ring).
 
 use super::moments::Moments;
-use super::ring::{NoMemory, RingSlab};
+use super::ring::{room_ahead, NoMemory, RingSlab};
 
 /// Per-meter rings and moments, in flat per-meter arrays.
 #[derive(Clone, Debug)]
@@ -36,13 +36,13 @@ impl Windows {
         self.moments.len()
     }
 
-    /// Makes room for one more meter (reserving for `cap_meters` at once, see
+    /// Makes room for one more meter (the moments grow by [`room_ahead`], see
     /// [`RingSlab::reserve_meter`]); `false` if memory ran out.
     pub fn reserve_meter(&mut self, cap_meters: usize) -> bool {
-        let rest = cap_meters.max(self.moments.len() + 1) - self.moments.len();
+        let more = room_ahead(self.moments.len(), cap_meters);
         self.ring.reserve_meter(cap_meters)
             && (self.moments.capacity() > self.moments.len()
-                || self.moments.try_reserve_exact(rest).is_ok()
+                || self.moments.try_reserve_exact(more).is_ok()
                 || self.moments.try_reserve_exact(1).is_ok())
     }
 

@@ -12,7 +12,13 @@
 // `{ type: 'readings', id, data }` message (a transferred kind-1 frame from
 // the page) goes to `engine.handle` as www/worker.js would hand it on, and is
 // answered `{ ack: id, ms }` (`ms`: the time inside `engine.handle`).
-import { ReadingFrameEncoder, sharedTsOffset } from '../frames.js';
+// For `profile-tick.mjs --join`, `{ join: n, maxMeters, repeat, pkg }` makes
+// `repeat` fresh engines in turn, each given one kind-1 frame that binds `n`
+// meters with 2·n records (keys `i % n`, one shared ts), the frame's
+// `engine.handle` timed, the engine freed before the next: the first join
+// takes fresh linear memory, the later ones reuse what the freed engines
+// left (memory already touched), answered `{ joinMs: [...] }`.
+import { ReadingFrameEncoder, encodeReadingsFrame, sharedTsOffset } from '../frames.js';
 import { random } from './random.js';
 
 const WINDOW = 1200;
@@ -82,9 +88,30 @@ function ticks(n) {
   return tickMs;
 }
 
+async function joins({ join: n, maxMeters, repeat, pkg }) {
+  const mod = await import(`../${pkg}/meterflow.js`);
+  await mod.default();
+  const bindings = Array.from({ length: n }, (_, k) => [k, `meter-${String(k).padStart(6, '0')}`]);
+  const keys = Uint32Array.from({ length: 2 * n }, (_, i) => i % n);
+  const values = Float64Array.from(keys, (k) => 50 + (k % 100));
+  const joinMs = [];
+  for (let r = 0; r < repeat; r++) {
+    const fresh = new mod.MeterflowEngine({ maxMeters, memoryCeilingBytes: 1e12 });
+    const data = encodeReadingsFrame({ bindings, keys, ts: Date.now() - 1000, values });
+    const t0 = performance.now();
+    const out = fresh.handle({ type: 'readings', data }, Date.now());
+    joinMs.push(performance.now() - t0);
+    check(out, 'join frame');
+    fresh.free();
+  }
+  return joinMs;
+}
+
 self.onmessage = async (e) => {
   try {
-    if (e.data.type === 'readings') {
+    if (e.data.join !== undefined) {
+      self.postMessage({ joinMs: await joins(e.data) });
+    } else if (e.data.type === 'readings') {
       const t0 = performance.now();
       const out = engine.handle(e.data, Date.now());
       const ms = performance.now() - t0;

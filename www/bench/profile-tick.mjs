@@ -36,6 +36,15 @@
 // The meters are filled but not trained (the per-reading work does not
 // depend on training).
 //
+// `--join` profiles the first frame of a join instead (www/bench/join.mjs
+// times it in the shipped worker): after 20 joins of 200 meters unprofiled
+// (so the code has tiered up), one fresh engine (`--max-meters N`, 50,000)
+// gets one kind-1 frame binding `--meters` meters with two records each, in
+// linear memory no engine has touched yet; then `--repeat N` (3) more fresh
+// engines do the same, each in the memory the freed one before it left
+// (already touched). Both are profiled and reported apart: the difference is
+// what first touching the memory costs.
+//
 // Not part of `make test`; it reports figures and asserts nothing.
 
 import { execFileSync } from 'node:child_process';
@@ -70,6 +79,9 @@ if (args.includes('--build')) {
 const meters = Number(opt('--meters', '5000'));
 const ticks = Number(opt('--ticks', '300'));
 const ingest = args.includes('--ingest');
+const joinMode = args.includes('--join');
+const maxMeters = Number(opt('--max-meters', '50000'));
+const repeat = Number(opt('--repeat', '3'));
 const trained = !args.includes('--untrained') && !ingest;
 const readings = Number(opt('--readings', '1000000'));
 const batch = Number(opt('--batch', '10000'));
@@ -135,12 +147,24 @@ try {
       msg,
     );
   const setupStart = Date.now();
-  const ready = ask({ pkg, meters, baseline: 7200, trained });
+  const ready = joinMode ? ask({ join: 200, maxMeters, repeat: 20, pkg }) : ask({ pkg, meters, baseline: 7200, trained });
   await attached;
   await ready;
   const setupSeconds = (Date.now() - setupStart) / 1000;
 
-  if (ingest) {
+  if (joinMode) {
+    for (const [what, times] of [['fresh memory', 1], ['reused memory', repeat]]) {
+      await inWorker('Profiler.enable');
+      await inWorker('Profiler.setSamplingInterval', { interval });
+      await inWorker('Profiler.start');
+      const { joinMs } = await ask({ join: meters, maxMeters, repeat: times, pkg });
+      const { profile } = await inWorker('Profiler.stop');
+      if (profileFile) writeFileSync(profileFile.replace(/(\.cpuprofile)?$/, `-${times === 1 ? 'fresh' : 'reused'}$1`), JSON.stringify(profile));
+      console.log(`join of ${meters} meters (maxMeters ${maxMeters}), ${what}: engine.handle ${joinMs.map((x) => x.toFixed(1)).join(', ')} ms`);
+      report(profile, { focus: 'handle', units: times, unit: 'join', setupSeconds, join: true });
+      console.log();
+    }
+  } else if (ingest) {
     // The frames, built in the page before the profile starts; a first
     // quarter of them (copies) posted unprofiled so the code has tiered up.
     await page.evaluate(
@@ -211,7 +235,7 @@ function nameOf(frame) {
   return raw.replace(/^\$/, '').replace(/::h[0-9a-f]{16}$/, '');
 }
 
-function report(profile, { focus, units, unit, setupSeconds, tickMs, burst }) {
+function report(profile, { focus, units, unit, setupSeconds, tickMs, burst, join }) {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -260,7 +284,7 @@ function report(profile, { focus, units, unit, setupSeconds, tickMs, burst }) {
     const med = sorted[Math.floor(sorted.length / 2)];
     console.log(`tick profile: ${meters} meters, ${trained ? 'trained' : 'untrained'}, ${units} ticks, pkg www/${pkg}, sampling ${interval} µs, setup ${setupSeconds.toFixed(1)} s`);
     console.log(`tick wall time (performance.now around engine.tick): median ${med.toFixed(3)} ms, min ${sorted[0].toFixed(3)}, max ${sorted.at(-1).toFixed(3)}`);
-  } else {
+  } else if (!join) {
     const rate = (t) => `${(readings / (t / 1000) / 1e6).toFixed(2)} M/s`;
     console.log(`ingest profile: ${readings} readings over ${meters} meters in frames of ${batch}, pkg www/${pkg}, sampling ${interval} µs, setup ${setupSeconds.toFixed(1)} s`);
     console.log(`first post → last ack ${burst.wallMs.toFixed(1)} ms (${rate(burst.wallMs)}); inside engine.handle ${burst.handleMs.toFixed(1)} ms (${rate(burst.handleMs)})`);

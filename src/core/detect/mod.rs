@@ -116,34 +116,48 @@ impl SilenceSchedule {
 const FIRST_ROOM: usize = 8_192;
 
 impl Detector {
+    /// Reserves room for `extra` more meters in each per-meter table; `false`
+    /// if some could not be had (those that could keep their room).
+    fn try_reserve(&mut self, extra: usize) -> bool {
+        self.pending.try_reserve_exact(extra).is_ok()
+            && self.verdicts.try_reserve_exact(extra).is_ok()
+            && self.learned.try_reserve_exact(extra).is_ok()
+            && self.excursions.try_reserve_exact(extra).is_ok()
+            && self.medians.try_reserve_exact(extra).is_ok()
+            && self.seen.try_reserve_exact(extra).is_ok()
+    }
+
     /// Adds state for a new meter; `cap_meters` (the engine's `maxMeters`)
     /// bounds the room reserved ahead.
     pub fn add_meter(&mut self, cap_meters: usize) {
-        // Grow by an eighth (at least 64) instead of doubling, and never past
-        // `cap_meters`: the estimate in `bytes` counts capacity, and the
-        // per-meter budget is tight (5,000 meters under `maxMeters: 5000` had
-        // room for 5,378 before the cap, 74 KB of the five tables unused).
-        // The first meter reserves for the cap at once, up to `FIRST_ROOM`
-        // (each later step leaves the tables it outgrew behind as holes in
-        // wasm's linear memory); if that cannot be had, the eighths follow.
+        // The first meter reserves for the cap at once, up to `FIRST_ROOM`, so
+        // 5,000 meters under `maxMeters: 5000` have exactly their room (the
+        // estimate in `bytes` counts capacity, and the per-meter budget is
+        // tight). Past it the tables double (at least 64), never past
+        // `cap_meters`. They grew by an eighth: a join of 50,000 meters then
+        // moved them 16 times, copying 366,000 meters' state (110 MB, seven
+        // times their final size, each copy into memory not yet touched):
+        // 5–14 % of that join natively (docs/PERFORMANCE.md, "A meter's
+        // first reading"); doubling moves them 3 times (57,000 meters'
+        // state). If a doubling
+        // cannot be had, the eighths follow; each step leaves the tables it
+        // outgrew behind as holes in wasm's linear memory, which the rings'
+        // page-sized chunks fill.
         if self.pending.capacity() == 0 {
-            let first = cap_meters.clamp(1, FIRST_ROOM);
-            let _room = self.pending.try_reserve_exact(first).is_ok()
-                && self.verdicts.try_reserve_exact(first).is_ok()
-                && self.learned.try_reserve_exact(first).is_ok()
-                && self.excursions.try_reserve_exact(first).is_ok()
-                && self.medians.try_reserve_exact(first).is_ok()
-                && self.seen.try_reserve_exact(first).is_ok();
+            let _room = self.try_reserve(cap_meters.clamp(1, FIRST_ROOM));
         }
         if self.pending.len() == self.pending.capacity() {
             let len = self.pending.len();
-            let extra = (len / 8).max(64).min(cap_meters.saturating_sub(len)).max(1);
-            self.pending.reserve_exact(extra);
-            self.verdicts.reserve_exact(extra);
-            self.learned.reserve_exact(extra);
-            self.excursions.reserve_exact(extra);
-            self.medians.reserve_exact(extra);
-            self.seen.reserve_exact(extra);
+            let step = |s: usize| s.max(64).min(cap_meters.saturating_sub(len)).max(1);
+            if !self.try_reserve(step(len)) {
+                let extra = step(len / 8);
+                self.pending.reserve_exact(extra);
+                self.verdicts.reserve_exact(extra);
+                self.learned.reserve_exact(extra);
+                self.excursions.reserve_exact(extra);
+                self.medians.reserve_exact(extra);
+                self.seen.reserve_exact(extra);
+            }
         }
         self.pending.push(Pending::default());
         self.verdicts.push(Verdicts::default());

@@ -139,6 +139,26 @@ fn detection_state_stays_under_304_bytes_per_meter() {
     assert_eq!(d.active_alerts(), 0);
 }
 
+/// Past the first room the tables double: a join of 50,000 meters moves them
+/// three times (8,192 → 16,384 → 32,768 → 50,000), where growth by eighths
+/// moved them 16 times; and the room never passes twice the meters or the cap.
+#[test]
+fn growth_past_the_first_room_doubles_up_to_the_cap() {
+    let cap = 50_000;
+    let mut d = Detector::default();
+    let mut capacities = vec![];
+    for m in 0..cap {
+        d.add_meter(cap);
+        let c = d.pending.capacity();
+        if capacities.last() != Some(&c) {
+            capacities.push(c);
+        }
+        assert!(c <= cap && c <= 2 * (m + 1).max(FIRST_ROOM), "meter {m}: room {c}");
+        assert_eq!(d.seen.capacity(), c, "meter {m}");
+    }
+    assert_eq!(capacities, vec![FIRST_ROOM, 2 * FIRST_ROOM, 4 * FIRST_ROOM, cap]);
+}
+
 #[test]
 fn growth_reserves_no_room_past_the_cap() {
     for cap in [1usize, 63, 64, 65, 600, 5_000] {
