@@ -46,12 +46,22 @@ pub(super) struct Judge<'a> {
     /// The detector's count of active alerts, kept with each bit of
     /// `Verdicts::active` set or cleared here.
     pub alerts: &'a mut u32,
+    /// The tick's seasonal scans.
+    pub scans: Scans<'a>,
+}
+
+/// A tick's seasonal scans: the buffers, the budget left and the meters
+/// that owe one. Apart from `Judge`, so that the seasonal evaluation, out of
+/// line, borrows this and not the whole judge.
+pub(super) struct Scans<'a> {
     /// The seasonal scan's buffers, reused by every scan.
-    pub scan: &'a mut ScanScratch,
+    pub scratch: &'a mut ScanScratch,
     /// Seasonal scans this tick may still run (`maxScansPerTick`).
-    pub scans_left: u32,
+    pub left: u32,
     /// The meters that owe a scan, oldest first (`Detector::owed`).
     pub owed: &'a mut VecDeque<u32>,
+    /// One bit a meter: whether it is in `owed`.
+    pub owed_bits: &'a mut Vec<u64>,
 }
 
 impl Judge<'_> {
@@ -115,7 +125,16 @@ impl Judge<'_> {
         // with one comparison; the rest is out of line.
         let due = v.season.scan_due(m, l.readings, r.new, self.windows.window());
         let season_u2 = if v.season.period != 0 || due {
-            self.season(m, &mut v.season, due, r.new, threshold, mean)
+            season(
+                self.windows,
+                self.cfg,
+                &mut self.scans,
+                m,
+                &mut v.season,
+                (due, r.new),
+                threshold,
+                mean,
+            )
         } else {
             0.0
         };
@@ -245,37 +264,6 @@ impl Judge<'_> {
 
         // Silent: the meter has just reported, so this evaluation is normal.
         self.settle(m, v, AnomalyKind::Silent, false, false, || unreachable_finding(r));
-    }
-
-    /// The seasonal rule's evaluation of meter `m` (window mean `mean`) over
-    /// its newest `new` readings against threshold `t`, after a rescan if
-    /// `due`: its evidence squared (`Season::judge`). Out of line: most
-    /// evaluations do not come here, and a scan's frame is large.
-    #[inline(never)]
-    fn season(&mut self, m: usize, s: &mut Season, due: bool, new: u32, t: f64, mean: f64) -> f64 {
-        let ring = self.windows.newest(m, usize::MAX);
-        let window = self.windows.window();
-        // A full window's due scan past this tick's budget is owed, not
-        // lost (`Season::owe`): the tick after a burst stays bounded. The
-        // tick ran the scans owed before (`Detector::tick`) first, so a
-        // meter still owing here has its turn in the queue already.
-        let full = ring.0.len() + ring.1.len() == window;
-        let mut scan = due && (!full || self.scans_left > 0);
-        if due && full && !scan && !s.owes() {
-            if self.owed.try_reserve(1).is_ok() {
-                s.owe();
-                self.owed.push_back(m as u32);
-            } else {
-                // No room to queue it: the scan runs now, past the budget.
-                scan = true;
-            }
-        }
-        if due && full && scan {
-            self.scans_left = self.scans_left.saturating_sub(1);
-        }
-        s.rescan(ring, window, scan, self.scan);
-        let floor2 = rules::floored_variance(0.0, mean, self.cfg);
-        s.judge(ring, new, t, floor2)
     }
 
     /// Checks meter `m`, last evaluated at engine time `seen`, for silence.
@@ -432,4 +420,45 @@ fn unreachable_finding(r: &Pending) -> Finding {
 /// Kinds whose bit is set in `mask`, in [`KINDS`] order.
 pub(super) fn kinds_in(mask: u8) -> Vec<AnomalyKind> {
     KINDS.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, k)| *k).collect()
+}
+
+/// The seasonal rule's evaluation of meter `m` (window mean `mean`) over its
+/// newest `new` readings against threshold `t`, after a rescan if `due`: its
+/// evidence squared (`Season::judge`). Out of line: most evaluations do not
+/// come here, and a scan's frame is large.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn season(
+    windows: &Windows,
+    cfg: &Config,
+    scans: &mut Scans,
+    m: usize,
+    s: &mut Season,
+    (due, new): (bool, u32),
+    t: f64,
+    mean: f64,
+) -> f64 {
+    let ring = windows.newest(m, usize::MAX);
+    let window = windows.window();
+    // A full window's due scan past this tick's budget is owed, not lost:
+    // the tick after a burst stays bounded. The tick ran the scans owed
+    // before (`Detector::tick`) first, so a meter still owing here has its
+    // turn in the queue already.
+    let full = ring.0.len() + ring.1.len() == window;
+    let mut scan = due && (!full || scans.left > 0);
+    if due && full && !scan && !super::owes(scans.owed_bits, m) {
+        if scans.owed.try_reserve(1).is_ok() {
+            super::set_owes(scans.owed_bits, m, true);
+            scans.owed.push_back(m as u32);
+        } else {
+            // No room to queue it: the scan runs now, past the budget.
+            scan = true;
+        }
+    }
+    if due && full && scan {
+        scans.left = scans.left.saturating_sub(1);
+    }
+    s.rescan(ring, window, scan, scans.scratch);
+    let floor2 = rules::floored_variance(0.0, mean, cfg);
+    s.judge(ring, new, t, floor2)
 }

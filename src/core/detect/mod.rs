@@ -39,7 +39,7 @@ use super::event::{AnomalyKind, Outbound};
 use super::meters::MeterTable;
 use super::moments::Moments;
 use super::windows::Windows;
-use evaluate::{kinds_in, Judge};
+use evaluate::{kinds_in, Judge, Scans};
 use excursion::Excursion;
 use learn::Learned;
 use median::Median;
@@ -77,11 +77,27 @@ pub struct Detector {
     /// The seasonal scan's buffers (two windows of samples at most), kept
     /// so that scans do not allocate.
     scan: ScanScratch,
-    /// Meters that owe a seasonal scan (`season::Season::owe`), oldest
+    /// Meters that owe a seasonal scan (due past `maxScansPerTick`), oldest
     /// first, each once: a tick's scans go to them first, so under a
     /// sustained excess of due scans the meters take turns. Empty but after
     /// a burst; it keeps the room a burst took (at most one entry a meter).
     owed: VecDeque<u32>,
+    /// One bit a meter: whether it is in `owed`. Read only where a scan is
+    /// due past the budget, and by the tick's payment of owed scans.
+    owed_bits: Vec<u64>,
+}
+
+/// Whether meter `m`'s bit is set in `bits`.
+fn owes(bits: &[u64], m: usize) -> bool {
+    bits.get(m / 64).is_some_and(|w| w >> (m % 64) & 1 == 1)
+}
+
+/// Sets or clears meter `m`'s bit in `bits` (a meter past them: nothing).
+fn set_owes(bits: &mut [u64], m: usize, on: bool) {
+    if let Some(w) = bits.get_mut(m / 64) {
+        let bit = 1u64 << (m % 64);
+        *w = if on { *w | bit } else { *w & !bit };
+    }
 }
 
 /// When the silence check must next visit the meters.
@@ -165,6 +181,9 @@ impl Detector {
         self.excursions.push(Excursion::default());
         self.medians.push(Median::default());
         self.seen.push(f64::NEG_INFINITY);
+        if self.owed_bits.len() * 64 < self.pending.len() {
+            self.owed_bits.push(0);
+        }
         // The dirty list never holds a meter twice, so this capacity means
         // `observe` never reallocates.
         let want = self.pending.capacity();
@@ -185,10 +204,6 @@ impl Detector {
         *p = Pending::default();
         if let Some(v) = self.verdicts.get_mut(m) {
             self.alerts -= v.active.count_ones();
-            if v.season.owes() {
-                // Rare (a reset while a burst's scans are owed).
-                self.owed.retain(|&o| o as usize != m);
-            }
             *v = Verdicts::default();
         }
         if let Some(l) = self.learned.get_mut(m) {
@@ -202,6 +217,11 @@ impl Detector {
         }
         if let Some(s) = self.seen.get_mut(m) {
             *s = f64::NEG_INFINITY;
+        }
+        if owes(&self.owed_bits, m) {
+            // Rare (a reset while a burst's scans are owed).
+            set_owes(&mut self.owed_bits, m, false);
+            self.owed.retain(|&o| o as usize != m);
         }
     }
 
@@ -286,23 +306,19 @@ impl Detector {
                 v.season.scan_at = 0;
             }
             self.owed.clear();
+            self.owed_bits.iter_mut().for_each(|w| *w = 0);
             self.scan_window = windows.window();
         }
         let widening = rules::Widening::of(cfg);
-        let alerts = &mut self.alerts;
         // The scans owed since earlier ticks first, oldest first.
         let mut scans_left = cfg.max_scans_per_tick;
-        while scans_left > 0 {
-            let Some(m) = self.owed.pop_front() else { break };
-            let Some(v) = self.verdicts.get_mut(m as usize) else { continue };
-            if v.season.owes() {
-                let ring = windows.newest(m as usize, usize::MAX);
-                v.season.rescan(ring, windows.window(), true, &mut self.scan);
-                scans_left -= 1;
-            }
+        if !self.owed.is_empty() {
+            scans_left = self.pay_owed_scans(windows, scans_left);
         }
+        let alerts = &mut self.alerts;
         let scan = &mut self.scan;
         let owed = &mut self.owed;
+        let owed_bits = &mut self.owed_bits;
         let mut judge = Judge {
             now: now_ms,
             windows,
@@ -311,9 +327,7 @@ impl Detector {
             out,
             widening,
             alerts,
-            scan,
-            scans_left,
-            owed,
+            scans: Scans { scratch: scan, left: scans_left, owed, owed_bits },
         };
         let mut evaluated = 0u32;
         let mut due = self.silence.due;
@@ -354,6 +368,32 @@ impl Detector {
             self.silence = SilenceSchedule { due: next, basis };
         }
         evaluated
+    }
+
+    /// Runs up to `budget` of the scans owed since earlier ticks, oldest
+    /// first; returns the budget left. Out of line: the queue is empty but
+    /// after a burst, and the tick's loop is the hot path.
+    #[inline(never)]
+    fn pay_owed_scans(&mut self, windows: &Windows, budget: u32) -> u32 {
+        let mut left = budget;
+        while left > 0 {
+            let Some(m) = self.owed.pop_front() else { break };
+            let m = m as usize;
+            let Some(v) = self.verdicts.get_mut(m) else { continue };
+            if owes(&self.owed_bits, m) {
+                set_owes(&mut self.owed_bits, m, false);
+                let ring = windows.newest(m, usize::MAX);
+                v.season.rescan(ring, windows.window(), true, &mut self.scan);
+                left -= 1;
+            }
+        }
+        left
+    }
+
+    /// Whether meter `m` owes a seasonal scan (the tests').
+    #[cfg(test)]
+    fn owes_scan(&self, m: usize) -> bool {
+        owes(&self.owed_bits, m)
     }
 
     /// Kinds meter `m` is currently alerting on.
@@ -408,6 +448,7 @@ impl Detector {
             + self.dirty.capacity() * std::mem::size_of::<u32>()
             + self.scan.bytes()
             + self.owed.capacity() * std::mem::size_of::<u32>()
+            + self.owed_bits.capacity() * std::mem::size_of::<u64>()
             + std::mem::size_of::<Detector>()
     }
 }

@@ -74,9 +74,6 @@ pub(super) const SEASON_MEMORY: f64 = 1_200.0;
 /// Readings of one evaluation whose residuals are scored (the newest ones).
 pub(super) const SEASON_MAX_READINGS: u32 = 16;
 
-/// [`Season::scan_at`] of a meter that owes a scan ([`Season::owe`]).
-const OWED: u32 = u32::MAX;
-
 /// One meter's seasonal state (12 bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub(super) struct Season {
@@ -89,8 +86,8 @@ pub(super) struct Season {
     /// A cache of [`next_scan`]: the learned reading count at which the
     /// meter's next scan is due, valid while the count is below it and the
     /// window is the one it was computed for (`Detector` zeroes it when the
-    /// window changes); 0 when unknown; [`OWED`] while the meter owes a
-    /// scan. Not part of what the rule has learned: [`Season::adopt`] keeps it.
+    /// window changes); 0 when unknown. Not part of what the rule has
+    /// learned: [`Season::adopt`] keeps it.
     pub scan_at: u32,
 }
 
@@ -691,17 +688,11 @@ impl Season {
     /// per `window` readings: exactly [`scan_due`], but from the cached
     /// [`Season::scan_at`], so that on most evaluations it is one comparison
     /// (the cache is refilled, with a division, once per `window` readings).
-    /// A meter that owes a scan (`Season::owe`) is due at every evaluation
-    /// until it runs.
     #[inline]
     pub fn scan_due(&mut self, m: usize, readings: u32, new: u32, window: usize) -> bool {
-        if self.scan_at == OWED {
-            return true;
-        }
         let every = u32::try_from(window).unwrap_or(u32::MAX);
         if self.scan_at <= readings {
-            // A due count of 2³² − 1 would read as owed: the exact test then.
-            self.scan_at = Some(next_scan(m, readings, every)).filter(|&n| n != OWED).unwrap_or(0);
+            self.scan_at = next_scan(m, readings, every);
             if self.scan_at == 0 {
                 // No due count below 2³²: the exact test, every time.
                 return scan_due(m, readings, readings.saturating_add(new), every);
@@ -721,31 +712,11 @@ impl Season {
         due: bool,
         scratch: &mut ScanScratch,
     ) {
-        if !due {
-            return;
-        }
-        if self.scan_at == OWED {
-            // Paid now; the next due count is found from the learned count.
-            self.scan_at = 0;
-        }
-        if a.len() + b.len() == window {
+        if due && a.len() + b.len() == window {
             if let Some(p) = scratch.period(a, b) {
                 self.adopt(p);
             }
         }
-    }
-
-    /// The scan fell due in a tick that had run `maxScansPerTick` already:
-    /// the meter owes it, and runs it at its next evaluation with room.
-    #[inline]
-    pub fn owe(&mut self) {
-        self.scan_at = OWED;
-    }
-
-    /// Whether the meter owes a scan.
-    #[inline]
-    pub fn owes(&self) -> bool {
-        self.scan_at == OWED
     }
 
     /// One evaluation over the newest `new` readings of the window (two

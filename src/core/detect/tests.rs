@@ -249,9 +249,9 @@ fn a_reset_meter_owes_no_scan() {
     }
     d.tick(1e12 + 1e3, &w, &names, &cfg, &mut Vec::new());
     assert_eq!(d.owed.len(), 7);
-    assert!(d.verdicts[9].season.owes());
+    assert!(d.owes_scan(9));
     d.reset_meter(9);
     assert_eq!(d.owed.len(), 6);
-    assert!(!d.verdicts[9].season.owes());
-    assert!(d.owed.iter().all(|&m| d.verdicts[m as usize].season.owes()));
+    assert!(!d.owes_scan(9));
+    assert!(d.owed.iter().all(|&m| d.owes_scan(m as usize)));
 }
