@@ -161,8 +161,11 @@ dash:
 # 125500 (cold): the hostile fixes merged (HEARTBEAT_ACK's positions in
 # document order, /groups past the cap counted, +1 KB unsplit) measured
 # 144,808 B warm and 123,619 B cold.
+# 127500 (cold): 2026-12-06 morning, the one-pass HEARTBEAT_ACK reader
+# (wire::ack, stream v2: cold) and the seasonal scan's budget measured
+# 145,297 B warm and 126,305 B cold (docs/SIZE.md).
 WASM_GZIP_BUDGET := 147000
-WASM_COLD_GZIP_BUDGET := 125500
+WASM_COLD_GZIP_BUDGET := 127500
 WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
