@@ -495,6 +495,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
     });
     all["catchupOnStart"] = json!(true);
     all["maxScansPerTick"] = json!(64);
+    all["maxHeldAcks"] = json!(8);
     all["maxCatchupPages"] = json!(5);
     all["partition"] = json!({"index": 1, "of": 3});
     let stream = json!({
@@ -540,6 +541,7 @@ fn every_config_field_is_reachable_by_its_camel_case_name() {
         spike_widen_max: 3.0,
         recompute_every: 50,
         max_scans_per_tick: 64,
+        max_held_acks: 8,
         max_payload_bytes: 1_000_000,
         max_batch: 10_000,
         max_stream_keys: 4096,

@@ -370,6 +370,46 @@ async fn a_config_message_rearms_the_tick_timer_and_ticks_report_host_stats() ->
     page.saw_no_error()
 }
 
+/// Acks are held while more messages wait (`maxHeldAcks`, src/wasm/held_acks.rs):
+/// whatever the bound, every payload posted back to back gets exactly one ack,
+/// in the order posted, and a query posted after them is answered after all
+/// of them (anything else the worker posts releases the held acks first).
+#[wasm_bindgen_test]
+async fn back_to_back_payloads_get_every_ack_in_order_before_a_later_answer() -> TestResult {
+    for config in [None, Some(r#"{"maxHeldAcks":0}"#), Some(r#"{"maxHeldAcks":3}"#)] {
+        let mut page = Page::start(config)?;
+        page.next_of("ready").await?;
+        let posted = 20u32;
+        for id in 1..=posted {
+            let msg = json_readings(&format!("m{}", id % 4), &[1.0, 2.0, f64::from(id)]);
+            Reflect::set(&msg, &"id".into(), &id.into())?;
+            page.post(&msg)?;
+        }
+        // A payload refused as a whole is acked too, in its place.
+        let bad = readings_message(&"not json".into());
+        Reflect::set(&bad, &"id".into(), &(posted + 1).into())?;
+        page.post(&bad)?;
+        page.post(&js(r#"{"type":"query","query":"window","meter":"m1"}"#))?;
+        for id in 1..=posted + 1 {
+            let ack = page
+                .until("an ack or the answer", |m| matches!(type_of(m).as_str(), "ack" | "window"));
+            let ack = ack.await?;
+            ensure_eq!(text(&ack, "type")?, "ack", "{config:?}: {} before ack {id}", show(&ack));
+            ensure_eq!(num(&ack, "id")?, f64::from(id), "{config:?}");
+            let (accepted, refused) = if id > posted { (0.0, 1.0) } else { (3.0, 0.0) };
+            ensure_eq!(num(&ack, "accepted")?, accepted, "{config:?}: ack {id}");
+            ensure_eq!(num(&ack, "refused")?, refused, "{config:?}: ack {id}");
+        }
+        let answer = page.next_reply().await?;
+        ensure_eq!(text(&answer, "type")?, "window", "{config:?}: {}", show(&answer));
+        ensure_eq!(get(&answer, "values").unchecked_into::<Float64Array>().length(), 15);
+        // Refused payloads answer with an `error` too; nothing else may.
+        let errors = page.seen.iter().filter(|m| type_of(m) == "error").count();
+        ensure_eq!(errors, 1, "{config:?}: {}", page.seen_types());
+    }
+    Ok(())
+}
+
 #[wasm_bindgen_test]
 async fn a_spike_through_the_worker_loop_raises_an_anomaly() -> TestResult {
     // Every tick reports stats, so `evaluations` shows when a tick saw a reading.

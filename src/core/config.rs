@@ -121,6 +121,12 @@ pub struct Config {
     /// about one meter in 2,400 is due per tick (docs/DETECTION.md,
     /// "Seasonal").
     pub max_scans_per_tick: u32,
+    /// Most `ack`s the worker holds while more page messages wait (default 64;
+    /// 0 posts each at once). A worker's `postMessage` that wakes a sleeping
+    /// page costs it ~0.1 ms on a VM; acks held until the messages already
+    /// queued have run go out together, in order, before anything else the
+    /// worker posts (docs/PROTOCOL.md section 4, "ack").
+    pub max_held_acks: u32,
     /// Largest accepted payload (JSON text or binary frame), in bytes.
     pub max_payload_bytes: u32,
     /// Most readings in one batch.
@@ -324,6 +330,7 @@ impl Default for Config {
             spike_widen_max: 2.0,
             recompute_every: 1_200,
             max_scans_per_tick: 1_024,
+            max_held_acks: 64,
             max_payload_bytes: 16 << 20,
             max_batch: 1_000_000,
             max_stream_keys: 1 << 20,
@@ -408,6 +415,7 @@ pub struct ConfigPatch {
     pub spike_widen_max: Option<f64>,
     pub recompute_every: Option<u32>,
     pub max_scans_per_tick: Option<u32>,
+    pub max_held_acks: Option<u32>,
     pub max_payload_bytes: Option<u32>,
     pub max_batch: Option<u32>,
     pub max_stream_keys: Option<u32>,
@@ -478,6 +486,8 @@ pub const ADDRESS_SPACE_BYTES: u128 = 1 << 32;
 /// Bytes of one `(meter, resource)` series: 168 buckets of 22 bytes and a 24-byte head.
 pub const SERIES_PAIR_BYTES: u128 = 168 * 22 + 24;
 /// Most live readings the row log may keep (`maxRowLogReadings`).
+/// Largest `maxHeldAcks`.
+pub const MAX_HELD_ACKS: u32 = 1 << 16;
 pub const MAX_ROW_LOG_READINGS: u32 = 4_194_304;
 /// Bytes per row-log entry at worst (a 32-byte entry; the ring's capacity
 /// is at most the next power of two of `maxRowLogReadings`).
@@ -543,6 +553,7 @@ impl Config {
             spike_widen_max,
             recompute_every,
             max_scans_per_tick,
+            max_held_acks,
             max_payload_bytes,
             max_batch,
             max_stream_keys,
@@ -664,6 +675,9 @@ impl Config {
         }
         if self.max_scans_per_tick == 0 {
             return bad("maxScansPerTick", "must be >= 1");
+        }
+        if self.max_held_acks > MAX_HELD_ACKS {
+            return bad("maxHeldAcks", "must be at most 65536");
         }
         if !(pos(self.silent_after_ms) && pos(self.max_abs_value)) {
             return bad("silentAfterMs/maxAbsValue", "must be finite and > 0");
@@ -970,6 +984,16 @@ mod tests {
             .apply(&ConfigPatch { max_scans_per_tick: Some(0), ..Default::default() })
             .unwrap_err();
         assert!(e.message.contains("maxScansPerTick"), "{}", e.message);
+    }
+
+    #[test]
+    fn max_held_acks_is_bounded_and_zero_posts_at_once() {
+        assert!(with(|c| c.max_held_acks = 0).validate().is_ok());
+        assert!(with(|c| c.max_held_acks = MAX_HELD_ACKS).validate().is_ok());
+        let e = Config::default()
+            .apply(&ConfigPatch { max_held_acks: Some(MAX_HELD_ACKS + 1), ..Default::default() })
+            .unwrap_err();
+        assert!(e.message.contains("maxHeldAcks"), "{}", e.message);
     }
 
     #[test]

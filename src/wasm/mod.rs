@@ -13,6 +13,7 @@
 //! while the engine handles an input and posted only after it returns.
 
 mod engine;
+mod held_acks;
 mod host;
 mod inbound;
 mod outbound;

@@ -37,7 +37,7 @@ export interface MeterflowConfig {
   stuckFactor?: number; baselineReadings?: number;
   silentAfterMs?: number; clearAfter?: number; criticalFactor?: number;
   stdFloor?: number; stdFloorRel?: number; spikeWidenMax?: number;
-  recomputeEvery?: number; maxScansPerTick?: number; maxPayloadBytes?: number; maxBatch?: number;
+  recomputeEvery?: number; maxScansPerTick?: number; maxHeldAcks?: number; maxPayloadBytes?: number; maxBatch?: number;
   maxStreamKeys?: number; maxAbsValue?: number; maxAgeMs?: number; maxFutureMs?: number;
   maxErrorsPerBatch?: number; resources?: ResourceSpec[]; historyHours?: number;
   maxOffsetMs?: number; maxClockSkewMs?: number; totalsFlushMs?: number;

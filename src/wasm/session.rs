@@ -12,7 +12,9 @@
 //! `flush_due_ms` (a delta or live frame was applied: its update is posted
 //! within `deltaFlushMs`): armed after every engine call for the time the core
 //! names, cleared when no flush is due. Engine time is `Date.now()`. Each tick's wall time is measured with
-//! `performance.now()` and reported with the next tick.
+//! `performance.now()` and reported with the next tick. `ack`s are held while
+//! more page messages wait and posted together, in order, before anything else
+//! ([`super::held_acks`]).
 //!
 //! With config `transport: "worker"` the session also owns a
 //! [`WorkerTransport`]: the engine's stream requests (`connect`, `send`,
@@ -29,6 +31,7 @@
 //! so even an unexpected re-entrant call cannot panic.
 
 use super::engine::config_from_js;
+use super::held_acks::{HeldAcks, Hold, WakeHandler};
 use super::host::Host;
 use super::outbound::{internal_error, object, to_js, Posted};
 use super::transport::{Deliver, TransportRequest, WorkerTransport};
@@ -96,6 +99,8 @@ struct Session {
     on_message: RefCell<Option<MessageHandler>>,
     /// The worker-owned transport, while the config asks for one.
     transport: RefCell<Option<WorkerTransport>>,
+    /// Acks held while more page messages wait (`held_acks`).
+    acks: HeldAcks,
 }
 
 type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
@@ -111,12 +116,22 @@ struct Timers {
 impl Session {
     fn start(port: MessagePortLike, cfg: Config) -> Result<Rc<Session>, JsValue> {
         let engine = Engine::new(cfg).map_err(|e| super::engine::range_error(&e))?;
-        let session = Rc::new(Session {
-            port,
-            host: RefCell::new(Host::new(engine)),
-            timers: RefCell::new(Timers::default()),
-            on_message: RefCell::new(None),
-            transport: RefCell::new(None),
+        let session = Rc::new_cyclic(|weak: &std::rc::Weak<Session>| {
+            let weak = weak.clone();
+            let wake = WakeHandler::new(move |_: MessageEvent| {
+                if let Some(session) = weak.upgrade() {
+                    session.acks.woken();
+                    session.post_held_acks();
+                }
+            });
+            Session {
+                port,
+                host: RefCell::new(Host::new(engine)),
+                timers: RefCell::new(Timers::default()),
+                on_message: RefCell::new(None),
+                transport: RefCell::new(None),
+                acks: HeldAcks::new(wake),
+            }
         });
         let s = Rc::clone(&session);
         let on_message = MessageHandler::new(move |ev: MessageEvent| {
@@ -266,6 +281,8 @@ impl Session {
     }
 
     fn stop(&self) {
+        self.post_held_acks();
+        self.acks.close();
         self.port.set_onmessage(None);
         // Dropping the transport closes its socket.
         let transport = self.transport.try_borrow_mut().map(|mut t| t.take());
@@ -289,10 +306,36 @@ impl Session {
                 }
             }
             let posted = to_js(out);
+            if matches!(out, Outbound::Ack(_)) {
+                self.post_ack(posted);
+                continue;
+            }
             if matches!(out, Outbound::Stats(_)) {
                 self.add_timings(&posted.message);
             }
+            self.post_held_acks();
             self.post(&posted);
+        }
+    }
+
+    /// Holds an `ack` until the messages queued before it have run, or posts
+    /// it now (`held_acks`).
+    fn post_ack(&self, ack: Posted) {
+        let max = self.host.try_borrow().map_or(0, |host| host.config().max_held_acks);
+        match self.acks.hold(ack, max) {
+            Hold::Held => {}
+            Hold::PostHeld => self.post_held_acks(),
+            Hold::PostNow(ack) => {
+                self.post_held_acks();
+                self.post(&ack);
+            }
+        }
+    }
+
+    /// Posts the held acks, oldest first.
+    fn post_held_acks(&self) {
+        for ack in self.acks.take() {
+            self.post(&ack);
         }
     }
 

@@ -387,6 +387,7 @@ pub fn decode_config_value(v: &Value<'_>) -> Result<ConfigPatch, CoreError> {
             "spikeWidenMax" => spike_widen_max: float,
             "recomputeEvery" => recompute_every: uint,
             "maxScansPerTick" => max_scans_per_tick: uint,
+            "maxHeldAcks" => max_held_acks: uint,
             "maxPayloadBytes" => max_payload_bytes: uint,
             "maxBatch" => max_batch: uint,
             "maxStreamKeys" => max_stream_keys: uint,

@@ -30,7 +30,7 @@
 // then carry `now` (engine time), and `{type:'tick', now, id?}` runs one
 // evaluation tick (answered by an `ack` after its events). `query` `meter`
 // answers `{type:'meter', meter, count, mean, variance}`; `config` takes
-// `maxMeters` before the first meter, and `maxScansPerTick`.
+// `maxMeters` before the first meter, `maxScansPerTick` and `maxHeldAcks`.
 
 /** src/core/config.rs `Config::default()`, the fields this worker uses. */
 const CFG = {
@@ -54,6 +54,7 @@ const CFG = {
   spikeWidenMax: 2.0,
   recomputeEvery: 1200, // the engine's default (src/core/config.rs)
   maxScansPerTick: 1024,
+  maxHeldAcks: 64,
   maxAbsValue: 1e15,
   maxAgeMs: 6 * 3_600_000,
   maxFutureMs: 300_000,
@@ -1126,7 +1127,7 @@ function settle(m, i, breach, raiseIt) {
   } else if (calm[c] >= CFG.clearAfter) {
     active[m] &= ~bit;
     critical[m] &= ~bit;
-    self.postMessage({ type: 'cleared', v: 1, meter: names[m], kind: KINDS[i], at: now });
+    post({ type: 'cleared', v: 1, meter: names[m], kind: KINDS[i], at: now });
   } else if (breach && (critical[m] & bit) === 0) {
     const f = finding(i);
     if (f.critical) raise(m, i, f);
@@ -1144,7 +1145,7 @@ function raise(m, i, f) {
     critical[m] &= ~bit;
     severity = 'warning';
   }
-  self.postMessage({
+  post({
     type: 'anomaly', v: 1, meter: names[m], kind: KINDS[i], severity,
     z: f.z, value: f.value, mean: f.mean, std: f.std, ts: f.ts, evaluations: f.evaluations, score: RULES.score(f.u2),
   });
@@ -1308,6 +1309,35 @@ function binary(buf, now) {
   return [accepted, refused];
 }
 
+// Acks held while more page messages wait, as meterflow's worker holds them
+// (src/wasm/held_acks.rs): one wake-up through a private MessageChannel runs
+// after the messages already queued; the held acks go out together, in
+// order, then, or once `maxHeldAcks` are held, or before any other message.
+const heldAcks = [];
+let wakeScheduled = false;
+const wake = new MessageChannel();
+wake.port1.onmessage = () => {
+  wakeScheduled = false;
+  postHeldAcks();
+};
+function postHeldAcks() {
+  for (let i = 0; i < heldAcks.length; i++) self.postMessage(heldAcks[i]);
+  heldAcks.length = 0;
+}
+function post(msg) {
+  if (heldAcks.length) postHeldAcks();
+  self.postMessage(msg);
+}
+function postAck(ack) {
+  if (CFG.maxHeldAcks === 0) return post(ack);
+  if (!wakeScheduled) {
+    wakeScheduled = true;
+    wake.port2.postMessage(0);
+  }
+  heldAcks.push(ack);
+  if (heldAcks.length >= CFG.maxHeldAcks) postHeldAcks();
+}
+
 let manual = false;
 let timer = setInterval(() => tick(Date.now()), CFG.tickMs);
 
@@ -1318,11 +1348,11 @@ self.onmessage = (e) => {
     const at = manual && typeof msg.now === 'number' ? msg.now : Date.now();
     const [accepted, refused] = typeof msg.data === 'string' ? json(msg.data, at) : binary(msg.data, at);
     if (msg.id !== undefined) {
-      self.postMessage({ type: 'ack', v: 1, id: msg.id, accepted, refused, ms: performance.now() - t0 });
+      postAck({ type: 'ack', v: 1, id: msg.id, accepted, refused, ms: performance.now() - t0 });
     }
   } else if (msg.type === 'tick' && manual) {
     const evaluated = tick(msg.now);
-    if (msg.id !== undefined) self.postMessage({ type: 'ack', v: 1, id: msg.id, accepted: evaluated, refused: 0, ms: 0 });
+    if (msg.id !== undefined) postAck({ type: 'ack', v: 1, id: msg.id, accepted: evaluated, refused: 0, ms: 0 });
   } else if (msg.type === 'clock') {
     manual = msg.manual === true;
     clearInterval(timer);
@@ -1331,23 +1361,25 @@ self.onmessage = (e) => {
     const max = msg.config?.maxMeters;
     const scans = msg.config?.maxScansPerTick;
     if (Number.isInteger(scans) && scans > 0) CFG.maxScansPerTick = scans;
+    const held = msg.config?.maxHeldAcks;
+    if (Number.isInteger(held) && held >= 0) CFG.maxHeldAcks = held;
     if (max === undefined) return;
     if (names.length === 0 && Number.isInteger(max) && max > 0) allocate(max);
-    else self.postMessage({ type: 'error', v: 1, code: 'bad_config', message: 'maxMeters only before the first meter' });
+    else post({ type: 'error', v: 1, code: 'bad_config', message: 'maxMeters only before the first meter' });
   } else if (msg.type === 'query' && msg.query === 'meter') {
     const m = ids.get(msg.meter);
     if (m === undefined) {
-      self.postMessage({ type: 'error', v: 1, code: 'unknown_meter', message: msg.meter });
+      post({ type: 'error', v: 1, code: 'unknown_meter', message: msg.meter });
       return;
     }
     const o = m * MO;
     const n = mo[o];
     const variance = n < 2 || mo[o + 3] <= 0 ? 0 : mo[o + 3] / n;
-    self.postMessage({ type: 'meter', v: 1, meter: msg.meter, count: n, mean: mo[o + 1] + mo[o + 2], variance });
+    post({ type: 'meter', v: 1, meter: msg.meter, count: n, mean: mo[o + 1] + mo[o + 2], variance });
   } else if (msg.type === 'query' && msg.query === 'stats') {
     let alerts = 0;
     for (let m = 0; m < names.length; m++) alerts += popcount(active[m]);
-    self.postMessage({ type: 'stats', v: 1, meters: names.length, activeAlerts: alerts, dirty: dirtyLen });
+    post({ type: 'stats', v: 1, meters: names.length, activeAlerts: alerts, dirty: dirtyLen });
   }
 };
 self.postMessage({ type: 'ready', v: 1, version: 'js' });
