@@ -10,6 +10,7 @@
 //   node www/bench/path-run.mjs --smoke           small and quick: proves it runs
 //   node www/bench/path-run.mjs --json FILE       write the JSON to FILE instead
 //   --meters N --readings N --batch N --passes N  the path workload (defaults 5,000 / 4 M / 10,000 / 5)
+//   --held-acks N                                 `maxHeldAcks` for both arms (0: every ack at once)
 //   --sizes 5000,50000                            the engine page's sizes
 //
 // Needs www/pkg (`make build`). Asserts nothing about speed; exits non-zero only
@@ -27,10 +28,10 @@ const opt = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const smoke = args.includes('--smoke');
-// Page parameters passed through (meters, readings, batch, passes).
-const pageParams = ['meters', 'readings', 'batch', 'passes']
+// Page parameters passed through (meters, readings, batch, passes, heldAcks).
+const pageParams = ['meters', 'readings', 'batch', 'passes', 'held-acks']
   .filter((k) => opt(`--${k}`))
-  .map((k) => `${k}=${opt(`--${k}`)}`);
+  .map((k) => `${k.replace(/-(.)/g, (_, c) => c.toUpperCase())}=${opt(`--${k}`)}`);
 if (smoke) pageParams.push('smoke=1');
 const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,50000');
 const day = new Date().toISOString().slice(0, 10);

@@ -23,6 +23,8 @@ const BATCH = Number(params.get('batch') ?? 10_000);
 const PASSES = Number(params.get('passes') ?? (smoke ? 1 : 5));
 const WINDOW = 1200;
 const TOLERANCE = 1e-12;
+// `maxHeldAcks` for both arms when given (each worker's default, 64, otherwise).
+const HELD_ACKS = params.has('heldAcks') ? Number(params.get('heldAcks')) : undefined;
 
 const ARMS = {
   meterflow: () => new Worker(new URL('../worker.js', import.meta.url), { type: 'module' }),
@@ -148,6 +150,7 @@ function compare(a, b) {
 async function runArm(arm, format, data) {
   const w = start(arm);
   const readyMs = await w.readyP;
+  if (HELD_ACKS !== undefined) w.worker.postMessage({ type: 'config', config: { maxHeldAcks: HELD_ACKS } });
   // Fill every window (untimed), binary, copies of the templates.
   const fill = data.fill.map((b) => b.slice(0));
   const filled = await post(w, fill, 1);
@@ -183,7 +186,7 @@ async function main() {
   };
   const jsonBytes = data.json.reduce((s, t) => s + t.length, 0);
   const binaryBytes = data.binary.reduce((s, b) => s + b.byteLength, 0);
-  const result = { meters: METERS, readings: batches * BATCH, batch: BATCH, passes: PASSES, window: WINDOW, formats: {} };
+  const result = { meters: METERS, readings: batches * BATCH, batch: BATCH, passes: PASSES, window: WINDOW, heldAcks: HELD_ACKS ?? 'default', formats: {} };
   // The JS worker must post meterflow's alerts on the same readings, or the race is void (throws).
   document.querySelector('#status').textContent = 'checking that the JS worker alerts as meterflow does…';
   result.detectionEquivalence = await checkDetection();
