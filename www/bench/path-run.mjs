@@ -11,6 +11,7 @@
 //   node www/bench/path-run.mjs --json FILE       write the JSON to FILE instead
 //   --meters N --readings N --batch N --passes N  the path workload (defaults 5,000 / 4 M / 10,000 / 5)
 //   --held-acks N                                 `maxHeldAcks` for both arms (0: every ack at once)
+//   --large-meters N                              the path workload again over N meters (50,000; 0: not)
 //   --sizes 5000,50000                            the engine page's sizes
 //
 // Needs www/pkg (`make build`). Asserts nothing about speed; exits non-zero only
@@ -34,6 +35,10 @@ const pageParams = ['meters', 'readings', 'batch', 'passes', 'held-acks']
   .map((k) => `${k.replace(/-(.)/g, (_, c) => c.toUpperCase())}=${opt(`--${k}`)}`);
 if (smoke) pageParams.push('smoke=1');
 const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,50000');
+// The same path workload over many meters, in a browser of its own: each
+// arm's rings are then ~500 MB, so every push misses the caches and the TLB.
+const largeMeters = Number(opt('--large-meters') ?? (smoke ? 0 : 50_000));
+const largeParams = [...pageParams.filter((p) => !p.startsWith('meters=')), `meters=${largeMeters}`, 'detection=0'];
 const day = new Date().toISOString().slice(0, 10);
 const jsonFile = opt('--json') ?? join(WWW, '..', 'benches', 'results', `browser-${smoke ? 'smoke-' : ''}${day}.json`);
 
@@ -64,6 +69,12 @@ async function runPage(url) {
 try {
   const loadBefore = loadavg();
   const path = await runPage(`${server.url}bench-path.html?${pageParams.join('&')}`);
+  let large;
+  if (largeMeters > 0) {
+    await browser.close();
+    browser = await launchChromium();
+    large = await runPage(`${server.url}bench-path.html?${largeParams.join('&')}`);
+  }
   // The engine page in a browser of its own: after the path arms
   // workers (4 M readings each pass) the same browser's 50,000-meter tick
   // read 2.3-3.4 ms where a fresh one reads 2.0-2.2 on the same build
@@ -83,6 +94,7 @@ try {
       coldGzipBytes: gzipSync(cold, { level: 9 }).length,
     },
     path: path.path,
+    ...(large ? { pathLarge: large.path } : {}),
     engine: (engine.results ?? []).map((r) => ({
       meters: r.meters,
       window: r.window,
