@@ -7,6 +7,8 @@
 // apply). A `stats` query after the last frame gives the linear memory.
 // Results go to `window.benchResult` (www/bench/join.mjs prints them).
 
+import { encodeReadingsFrame } from '../frames.js';
+
 const params = new URLSearchParams(location.search);
 const METERS = Number(params.get('meters') ?? 5000);
 const MAX_METERS = Number(params.get('maxMeters') ?? 50_000);
@@ -15,37 +17,14 @@ const NEXT = 3;
 const RECORDS = 2 * METERS;
 
 const ids = Array.from({ length: METERS }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
-const utf8 = new TextEncoder();
-const pad8 = (n) => (n + 7) & ~7;
+const bindings = ids.map((id, key) => [key, id]);
+const keys = Uint32Array.from({ length: RECORDS }, (_, i) => i % METERS);
 
 /** A kind-1 frame: RECORDS records over keys `i % METERS`, one shared ts, bindings if `bind`. */
 function frame(ts, seed, bind) {
-  const names = bind ? ids.map((id) => utf8.encode(id)) : [];
-  let at = 16;
-  for (const b of names) at += 6 + b.length;
-  const keysAt = pad8(at);
-  const tsAt = pad8(keysAt + 4 * RECORDS);
-  const valuesAt = tsAt + 8;
-  const buf = new ArrayBuffer(valuesAt + 8 * RECORDS);
-  const bytes = new Uint8Array(buf);
-  const view = new DataView(buf);
-  bytes.set([0x4d, 0x46, 0x4c, 0x57, 1, 1], 0);
-  view.setUint16(6, 1, true);
-  view.setUint32(8, names.length, true);
-  view.setUint32(12, RECORDS, true);
-  at = 16;
-  names.forEach((b, key) => {
-    view.setUint32(at, key, true);
-    view.setUint16(at + 4, b.length, true);
-    bytes.set(b, at + 6);
-    at += 6 + b.length;
-  });
-  const keys = new Uint32Array(buf, keysAt, RECORDS);
-  for (let i = 0; i < RECORDS; i++) keys[i] = i % METERS;
-  view.setFloat64(tsAt, ts, true);
-  const values = new Float64Array(buf, valuesAt, RECORDS);
+  const values = new Float64Array(RECORDS);
   for (let i = 0; i < RECORDS; i++) values[i] = 50 + ((i % METERS) % 100) + ((i * 7919 + seed) % 1000) / 1000;
-  return buf;
+  return encodeReadingsFrame({ bindings: bind ? bindings : [], keys, ts, values });
 }
 
 async function pass() {

@@ -14,6 +14,7 @@
 
 import os from 'node:os';
 import { launchChromium, requirePackage, startServer } from '../tests/harness.mjs';
+import { benchPageResult } from './bench-page.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -31,14 +32,8 @@ const browser = await launchChromium();
 let failed = false;
 try {
   const load1Before = os.loadavg()[0];
-  const page = await browser.context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-  await page.goto(`${server.url}bench/join.html?meters=${meters}&maxMeters=${maxMeters}&passes=${passes}`);
-  await page.waitForFunction(() => window.benchResult?.done, null, { timeout: 10 * 60_000, polling: 250 });
-  const r = await page.evaluate(() => window.benchResult);
-  if (r.error || problems.length) throw new Error([r.error, ...problems].filter(Boolean).join('; '));
+  const url = `${server.url}bench/join.html?meters=${meters}&maxMeters=${maxMeters}&passes=${passes}`;
+  const r = await benchPageResult(browser, url, { timeoutMs: 10 * 60_000 });
   const round = (x) => Math.round(x * 1000) / 1000;
   const s = (m) => `median ${round(m.median)} (min ${round(m.min)}, max ${round(m.max)}) [${m.all.map(round).join(' ')}]`;
   console.log(JSON.stringify({ label, meters, maxMeters, passes, load1Before: round(load1Before), load1After: round(os.loadavg()[0]),

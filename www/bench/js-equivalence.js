@@ -22,6 +22,7 @@
 // meter, kind, severity, evaluations, ts, at exactly; z, value, mean, std and
 // score to a relative 1e-9.
 import init, { MeterflowEngine } from '../pkg/meterflow.js';
+import { encodeReadingsFrame } from '../frames.js';
 import { random } from './random.js';
 
 const STEP_MS = 500;
@@ -82,38 +83,6 @@ function scenario(meters, steps) {
         return level + noise;
     }
   };
-}
-
-const utf8 = new TextEncoder();
-const pad8 = (n) => (n + 7) & ~7;
-
-/** A kind-1 frame with one shared ts over `keys`; bindings for `bind` ids. */
-function frame(ts, keys, values, bind) {
-  const n = keys.length;
-  const names = bind.map((id) => utf8.encode(id));
-  let at = 16;
-  for (const b of names) at += 6 + b.length;
-  const keysAt = pad8(at);
-  const tsAt = pad8(keysAt + 4 * n);
-  const valuesAt = tsAt + 8;
-  const buf = new ArrayBuffer(valuesAt + 8 * n);
-  const bytes = new Uint8Array(buf);
-  const view = new DataView(buf);
-  bytes.set([0x4d, 0x46, 0x4c, 0x57, 1, 1], 0);
-  view.setUint16(6, 1, true);
-  view.setUint32(8, names.length, true);
-  view.setUint32(12, n, true);
-  at = 16;
-  names.forEach((b, key) => {
-    view.setUint32(at, key, true);
-    view.setUint16(at + 4, b.length, true);
-    bytes.set(b, at + 6);
-    at += 6 + b.length;
-  });
-  new Uint32Array(buf, keysAt, n).set(keys);
-  view.setFloat64(tsAt, ts, true);
-  new Float64Array(buf, valuesAt, n).set(values);
-  return buf;
 }
 
 function same(a, b) {
@@ -177,7 +146,8 @@ export async function checkDetection({ meters = 200, steps = 9000, seed = 9 } = 
     }
     let data;
     if (k % 2 === 0) {
-      data = frame(ts, keys.subarray(0, n), values.subarray(0, n), k === 0 ? ids : []);
+      const bindings = k === 0 ? ids.map((id, key) => [key, id]) : [];
+      data = encodeReadingsFrame({ bindings, keys: keys.subarray(0, n), ts, values: values.subarray(0, n) });
     } else {
       const parts = new Array(n);
       for (let i = 0; i < n; i++) parts[i] = `{"meter":"${ids[keys[i]]}","ts":${ts},"value":${values[i]}}`;

@@ -12,6 +12,7 @@
 // and variance are read back from both workers and compared (relative 1e-12).
 // Results are published as `window.benchResult`.
 
+import { encodeReadingsFrame } from '../frames.js';
 import { checkDetection } from './js-equivalence.js';
 import { random } from './random.js';
 
@@ -35,8 +36,6 @@ const ARMS = {
 };
 
 const ids = Array.from({ length: METERS }, (_, i) => `meter-${String(i).padStart(6, '0')}`);
-const utf8 = new TextEncoder();
-const pad8 = (n) => (n + 7) & ~7;
 
 /** Values with 3 decimals (exact thousandths), around a per-meter level. */
 function batchValues(rand, n) {
@@ -53,32 +52,9 @@ function batchValues(rand, n) {
  * ts, bindings if `bind`.
  */
 function frame(ts, values, bind, first = 0) {
-  const n = values.length;
-  const names = bind ? ids.map((id) => utf8.encode(id)) : [];
-  let at = 16;
-  for (const b of names) at += 6 + b.length;
-  const keysAt = pad8(at);
-  const tsAt = pad8(keysAt + 4 * n);
-  const valuesAt = tsAt + 8;
-  const buf = new ArrayBuffer(valuesAt + 8 * n);
-  const bytes = new Uint8Array(buf);
-  const view = new DataView(buf);
-  bytes.set([0x4d, 0x46, 0x4c, 0x57, 1, 1], 0);
-  view.setUint16(6, 1, true);
-  view.setUint32(8, names.length, true);
-  view.setUint32(12, n, true);
-  at = 16;
-  names.forEach((b, key) => {
-    view.setUint32(at, key, true);
-    view.setUint16(at + 4, b.length, true);
-    bytes.set(b, at + 6);
-    at += 6 + b.length;
-  });
-  const keys = new Uint32Array(buf, keysAt, n);
-  for (let i = 0; i < n; i++) keys[i] = (first + i) % METERS;
-  view.setFloat64(tsAt, ts, true);
-  new Float64Array(buf, valuesAt, n).set(values);
-  return buf;
+  const keys = new Uint32Array(values.length);
+  for (let i = 0; i < keys.length; i++) keys[i] = (first + i) % METERS;
+  return encodeReadingsFrame({ bindings: bind ? ids.map((id, key) => [key, id]) : [], keys, ts, values });
 }
 
 function jsonText(ts, values, first = 0) {

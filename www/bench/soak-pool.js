@@ -26,6 +26,7 @@
 //      (window 300, filled first) in batches of 10,000, binary and JSON, timed
 //      from the first post to the last ack, with the page's split time.
 import { MeterflowPool, shardOf } from '../build/client/pool.js';
+import { encodeReadingsFrame } from '../frames.js';
 import { LiveLoad } from './soak-load.js';
 import { random } from './random.js';
 
@@ -42,35 +43,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const workerUrl = new URL('../worker.js', import.meta.url);
 const create = () => new Worker(workerUrl, { type: 'module' });
 
-const utf8 = new TextEncoder();
-const pad8 = (n) => (n + 7) & ~7;
-/** A kind-1 frame: records `keys` with `values`, one shared ts, bindings `[key, id]`. */
-function readingFrame(ts, keys, values, bindings) {
-  const n = keys.length;
-  const names = bindings.map(([k, id]) => [k, utf8.encode(id)]);
-  let at = 16;
-  for (const [, b] of names) at += 6 + b.length;
-  const keysAt = pad8(at);
-  const tsAt = pad8(keysAt + 4 * n);
-  const buf = new ArrayBuffer(tsAt + 8 + 8 * n);
-  const bytes = new Uint8Array(buf);
-  const view = new DataView(buf);
-  bytes.set([0x4d, 0x46, 0x4c, 0x57, 1, 1], 0);
-  view.setUint16(6, 1, true);
-  view.setUint32(8, names.length, true);
-  view.setUint32(12, n, true);
-  at = 16;
-  for (const [k, b] of names) {
-    view.setUint32(at, k, true);
-    view.setUint16(at + 4, b.length, true);
-    bytes.set(b, at + 6);
-    at += 6 + b.length;
-  }
-  new Uint32Array(buf, keysAt, n).set(keys);
-  view.setFloat64(tsAt, ts, true);
-  new Float64Array(buf, tsAt + 8, n).set(values);
-  return buf;
-}
 const jsonReadings = (ids, ts, keys, values) =>
   `{"type":"readings","readings":[${Array.from(keys, (k, i) => `{"meter":"${ids[k]}","ts":${ts},"value":${values[i]}}`).join(',')}]}`;
 
@@ -110,7 +82,7 @@ async function alerts(workers) {
       values[m] = prev[m];
     }
     const ts = t0 + k * 1000;
-    const data = k % 2 ? jsonReadings(ids, ts, keys, values) : readingFrame(ts, keys, values, k === 0 ? ids.map((id, i) => [i, id]) : []);
+    const data = k % 2 ? jsonReadings(ids, ts, keys, values) : encodeReadingsFrame({ bindings: k === 0 ? ids.map((id, i) => [i, id]) : [], keys, ts, values });
     const ack = await pool.readings(data);
     if (ack.accepted !== METERS_A) errors.push(`step ${k}: accepted ${ack.accepted}`);
     // Wait for a tick after these readings in every worker that got some.
@@ -231,7 +203,7 @@ async function partition(workers) {
         else if (i === 13) refuse(b, 'bad_value', '?');
         else keep(m, values[i]);
       }
-      data = readingFrame(ts, keys, values, b === 4 ? ids.map((id, m) => [m, id]) : []);
+      data = encodeReadingsFrame({ bindings: b === 4 ? ids.map((id, m) => [m, id]) : [], keys, ts, values });
     } else {
       const items = [];
       for (let i = 0; i < 40; i++) {
@@ -308,14 +280,14 @@ async function throughput(workers) {
   // Fill every window (300 each), binary, binding every meter in the first frame.
   const fills = Math.ceil((METERS * 300) / BATCH);
   const fillAcks = [];
-  for (let b = 0; b < fills; b++) fillAcks.push(pool.readings(readingFrame(ts - 60_000, keysOf(b), values(), b === 0 ? ids.map((id, i) => [i, id]) : [])));
+  for (let b = 0; b < fills; b++) fillAcks.push(pool.readings(encodeReadingsFrame({ bindings: b === 0 ? ids.map((id, i) => [i, id]) : [], keys: keysOf(b), ts: ts - 60_000, values: values() })));
   await Promise.all(fillAcks);
   const batches = Math.ceil(READINGS / BATCH);
   const out = {};
   for (const format of ['binary', 'json']) {
     const payloads = Array.from({ length: batches }, (_, b) => {
       const k = keysOf(b);
-      return format === 'binary' ? readingFrame(ts, k, values(), []) : jsonReadings(ids, ts, k, values());
+      return format === 'binary' ? encodeReadingsFrame({ keys: k, ts, values: values() }) : jsonReadings(ids, ts, k, values());
     });
     let splitMs = 0;
     const t0 = performance.now();

@@ -22,6 +22,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { launchChromium, requirePackage, WWW } from '../tests/harness.mjs';
+import { benchPageResult } from './bench-page.mjs';
 import { ROOT, startFeed, round } from './stream-common.mjs';
 
 const args = process.argv.slice(2);
@@ -46,17 +47,12 @@ const browser = await launchChromium();
 let failed = false;
 try {
   const load1Before = os.loadavg()[0];
-  const page = await browser.context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console error: ${m.text()}`));
-  await page.goto(`${feed.url}/bench/stream-apply.html?channel=meters.north&deltas=${deltas}&passes=${passes}&binary=${binary ? 1 : 0}`);
-  await page.waitForFunction(() => window.benchResult?.done, null, { timeout: (smoke ? 60_000 : 5 * 60_000), polling: 250 })
-    .catch(async (e) => {
-      throw new Error(`${e.message}; the page was at: ${await page.evaluate(() => window.benchStep)}; seen ${await page.evaluate(() => JSON.stringify(window.benchSeen?.slice(0, 14)))}`);
-    });
-  const r = await page.evaluate(() => window.benchResult);
-  if (r.error || problems.length) throw new Error([r.error, ...problems].filter(Boolean).join('; '));
+  const url = `${feed.url}/bench/stream-apply.html?channel=meters.north&deltas=${deltas}&passes=${passes}&binary=${binary ? 1 : 0}`;
+  const r = await benchPageResult(browser, url, {
+    timeoutMs: smoke ? 60_000 : 5 * 60_000,
+    onTimeout: async (page) =>
+      `the page was at: ${await page.evaluate(() => window.benchStep)}; seen ${await page.evaluate(() => JSON.stringify(window.benchSeen?.slice(0, 14)))}`,
+  });
   const workerErrors = [...r.runs, ...r.binaryRuns].flatMap((x) => x.errors);
   if (workerErrors.length) {
     failed = true;

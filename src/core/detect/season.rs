@@ -1082,40 +1082,20 @@ mod tests {
         }
     }
 
-    /// `detect_period` as it was before its sums ran four lags at once: the
-    /// oracle the faster one must equal.
+    /// `detect_period` as it was before its sums ran four lags at once (and
+    /// before the wander step): the oracle the faster one must equal. Its
+    /// coarse and fine sums run here, one lag at a time; the two-slice
+    /// reads, the block means and the test of the lag picked are
+    /// `season_oracle`'s, shared with the two-slice scan.
     fn detect_period_one_lag_at_a_time(a: &[f64], b: &[f64]) -> u16 {
         let n = a.len() + b.len();
-        let nb = n / SEASON_BLOCK;
-        let max_lag = nb / SEASON_PERIODS;
-        if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
+        let at = season_oracle::samples(a, b);
+        let Some((blocks, nb)) = season_oracle::centred_block_means(at, n) else {
             return 0;
-        }
-        let at = |i: usize| -> f64 {
-            if i < a.len() {
-                a.get(i).copied().unwrap_or(0.0)
-            } else {
-                b.get(i - a.len()).copied().unwrap_or(0.0)
-            }
         };
-        // Block means aligned to the newest sample (at most 256 blocks, the newest).
-        let mut blocks = [0.0f64; 256];
-        let nb = nb.min(blocks.len());
-        let skip = n - nb * SEASON_BLOCK;
-        let mut sum = 0.0;
-        for (j, slot) in blocks.iter_mut().take(nb).enumerate() {
-            let mut s = 0.0;
-            for i in 0..SEASON_BLOCK {
-                s += at(skip + j * SEASON_BLOCK + i);
-            }
-            *slot = s / SEASON_BLOCK as f64;
-            sum += *slot;
-        }
-        let mu = sum / nb as f64;
         let mut c0 = 0.0;
-        for slot in blocks.iter_mut().take(nb) {
-            *slot -= mu;
-            c0 += *slot * *slot;
+        for x in blocks.iter().take(nb) {
+            c0 += x * x;
         }
         if c0.is_nan() || c0 <= 0.0 || !c0.is_finite() {
             return 0;
@@ -1161,9 +1141,8 @@ mod tests {
             return 0;
         };
         // Fine: least mean squared difference within a block of the coarse lag.
-        let centre = coarse * SEASON_BLOCK;
-        let lo = centre.saturating_sub(SEASON_BLOCK).max(SEASON_MIN_PERIOD);
-        let hi = (centre + SEASON_BLOCK).min(n / SEASON_PERIODS);
+        let (lo, hi) = season_oracle::fine_range(coarse);
+        let hi = hi.min(n / SEASON_PERIODS);
         let mut pick = 0usize;
         let mut least = f64::INFINITY;
         for p in lo..=hi {
@@ -1178,16 +1157,7 @@ mod tests {
                 pick = p;
             }
         }
-        let mut m2 = 0.0;
-        let mean = (0..n).map(at).sum::<f64>() / n as f64;
-        for i in 0..n {
-            let d = at(i) - mean;
-            m2 += d * d;
-        }
-        if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
-            return 0;
-        }
-        u16::try_from(season_oracle::longer_cycle(at, n, pick)).unwrap_or(0)
+        season_oracle::accepted(at, n, pick, least)
     }
 
     /// The period found is the one-lag-at-a-time scan's, on cycles of every

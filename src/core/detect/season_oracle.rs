@@ -1,7 +1,16 @@
-//! The seasonal scan as it was before it ran on one contiguous slice: the
-//! oracle the faster scan (`season::scan`) must equal bit for bit. Every
-//! sample is read through `at(i)` over the ring's two slices, one sum at a
-//! time per block, exactly as the shipped code did up to 07b1360.
+//! The seasonal scan as it was before each of its speed-ups: the oracles
+//! the shipped scan (`season::scan`) must equal bit for bit. Every sample
+//! is read through [`samples`] over the ring's two slices, one sum at a
+//! time per block, as the shipped code did up to 07b1360.
+//! - [`scan`] is the two-slice scan (with its wander step, or without), the
+//!   oracle of `the_one_slice_scan_is_the_two_slice_scan`;
+//! - the older scan whose sums ran one lag at a time (no wander step),
+//!   `detect_period_one_lag_at_a_time` in `season`'s tests, the oracle of
+//!   `detect_period_is_the_one_lag_at_a_time_scan`, takes its reads, block
+//!   means ([`centred_block_means`]), fine lags ([`fine_range`]) and test of
+//!   the lag picked ([`accepted`], with [`longer_cycle`]) from here. Its
+//!   coarse and fine sums stay in the test, one lag at a time: they are what
+//!   it checks the four-lag sums against.
 #![cfg(test)]
 
 use super::season::{
@@ -9,23 +18,31 @@ use super::season::{
     SEASON_NEAR_BEST, SEASON_PERIODS, SEASON_THIRDS_RHO, SEASON_TRIM,
 };
 
-/// `season::detect_period` (with `wander`) as it was, on the ring's two
-/// slices; without `wander`, the scan as it was before that step.
-pub(super) fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
-    let n = a.len() + b.len();
-    let nb = n / SEASON_BLOCK;
-    let max_lag = nb / SEASON_PERIODS;
-    if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
-        return 0;
-    }
-    let at = |i: usize| -> f64 {
+/// Sample `i` (oldest first) of the window given as the slices `a` then
+/// `b`, as the two-slice scans read it.
+pub(super) fn samples<'a>(a: &'a [f64], b: &'a [f64]) -> impl Fn(usize) -> f64 + Copy + 'a {
+    move |i: usize| -> f64 {
         if i < a.len() {
             a.get(i).copied().unwrap_or(0.0)
         } else {
             b.get(i - a.len()).copied().unwrap_or(0.0)
         }
-    };
-    // Block means aligned to the newest sample (at most 256 blocks, the newest).
+    }
+}
+
+/// The block means of the `n` samples `at(i)`, aligned to the newest sample
+/// (at most 256 blocks, the newest), less their mean, and how many there
+/// are; None when the window cannot hold [`SEASON_PERIODS`] periods of the
+/// least length (no period).
+pub(super) fn centred_block_means(
+    at: impl Fn(usize) -> f64,
+    n: usize,
+) -> Option<([f64; 256], usize)> {
+    let nb = n / SEASON_BLOCK;
+    let max_lag = nb / SEASON_PERIODS;
+    if max_lag < SEASON_MIN_PERIOD / SEASON_BLOCK + 1 {
+        return None;
+    }
     let mut blocks = [0.0f64; 256];
     let nb = nb.min(blocks.len());
     let skip = n - nb * SEASON_BLOCK;
@@ -42,6 +59,33 @@ pub(super) fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
     for slot in blocks.iter_mut().take(nb) {
         *slot -= mu;
     }
+    Some((blocks, nb))
+}
+
+/// The period the scan reports for the lag `pick` whose mean squared
+/// difference is `least`: 0 unless the lag carries [`SEASON_EXPLAINED`] of
+/// the `n` samples' variance, else its [`longer_cycle`] (0 past u16).
+pub(super) fn accepted(at: impl Fn(usize) -> f64 + Copy, n: usize, pick: usize, least: f64) -> u16 {
+    let mut m2 = 0.0;
+    let mean = (0..n).map(at).sum::<f64>() / n as f64;
+    for i in 0..n {
+        let d = at(i) - mean;
+        m2 += d * d;
+    }
+    if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
+        return 0;
+    }
+    u16::try_from(longer_cycle(at, n, pick)).unwrap_or(0)
+}
+
+/// `season::detect_period` (with `wander`) as it was, on the ring's two
+/// slices; without `wander`, the scan as it was before that step.
+pub(super) fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
+    let n = a.len() + b.len();
+    let at = samples(a, b);
+    let Some((blocks, nb)) = centred_block_means(at, n) else {
+        return 0;
+    };
     // Coarse, then fine: the lag within a block of the coarse one with the
     // least mean squared difference over the samples. No cycle in the block
     // means: the same on their first differences, where a slow wander (a
@@ -100,16 +144,7 @@ pub(super) fn scan(a: &[f64], b: &[f64], wander: bool) -> u16 {
         }
         (pick, s / (n - pick) as f64)
     };
-    let mut m2 = 0.0;
-    let mean = (0..n).map(at).sum::<f64>() / n as f64;
-    for i in 0..n {
-        let d = at(i) - mean;
-        m2 += d * d;
-    }
-    if least.is_nan() || least > 2.0 * (1.0 - SEASON_EXPLAINED) * m2 / n as f64 {
-        return 0;
-    }
-    u16::try_from(longer_cycle(at, n, pick)).unwrap_or(0)
+    accepted(at, n, pick, least)
 }
 
 /// Whether the `n` samples `y(i)` (a wandering meter's differences) repeat
@@ -143,9 +178,17 @@ fn repeats_throughout(y: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> bo
 /// blocks with the least mean squared difference `x_t − x_{t−P}` over the `n`
 /// samples `at(i)`, and that mean square.
 fn fine_lag(at: impl Fn(usize) -> f64 + Copy, n: usize, coarse: usize) -> (usize, f64) {
+    let (lo, hi) = fine_range(coarse);
+    fine_lag_in(at, n, lo, hi)
+}
+
+/// The lags the fine step tries for `coarse` blocks: within a block of it,
+/// at least [`SEASON_MIN_PERIOD`] (the caller clamps the top to a third of
+/// the window).
+pub(super) fn fine_range(coarse: usize) -> (usize, usize) {
     let centre = coarse * SEASON_BLOCK;
     let lo = centre.saturating_sub(SEASON_BLOCK).max(SEASON_MIN_PERIOD);
-    fine_lag_in(at, n, lo, centre + SEASON_BLOCK)
+    (lo, centre + SEASON_BLOCK)
 }
 
 /// The lag in `lo..=hi` (`hi` at most a third of `n`) with the least mean
@@ -203,7 +246,7 @@ fn fine_lag_in(at: impl Fn(usize) -> f64 + Copy, n: usize, lo: usize, hi: usize)
 }
 
 /// `season::longer_cycle` as it was, through `at(i)`.
-pub(super) fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
+fn longer_cycle(at: impl Fn(usize) -> f64 + Copy, n: usize, p: usize) -> usize {
     if p > 0 && 2 * p > n / SEASON_PERIODS {
         return beyond_reach(at, n, p);
     }

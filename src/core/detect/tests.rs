@@ -9,8 +9,13 @@ fn moments(xs: &[f64]) -> Moments {
 
 /// `n` meters named m0.. with empty windows of 64.
 fn setup(n: usize) -> (Detector, Windows, MeterTable) {
+    setup_windows(n, 64)
+}
+
+/// `n` meters named m0.. with empty windows of `window`.
+fn setup_windows(n: usize, window: usize) -> (Detector, Windows, MeterTable) {
     let mut d = Detector::default();
-    let mut w = Windows::new(64, 100);
+    let mut w = Windows::new(window, 100);
     let mut names = MeterTable::default();
     for m in 0..n {
         assert!(names.intern(&format!("m{m}"), n as u32).is_ok());
@@ -183,6 +188,16 @@ fn growth_reserves_no_room_past_the_cap() {
     }
 }
 
+/// Reading `k` (at ts 10¹² + k) of each of the first `meters` meters: a
+/// triangle wave of 24 readings, meter `m` at level 10·m, a cycle every
+/// meter's seasonal scan finds once its window is full.
+fn add_triangles(w: &mut Windows, d: &mut Detector, meters: usize, k: usize, cfg: &Config) {
+    for m in 0..meters {
+        let x = 10.0 * m as f64 + (12.0 - (k % 24) as f64).abs();
+        crate::core::add_reading(w, d, m, x, 1e12 + k as f64, cfg);
+    }
+}
+
 /// A burst that makes every meter's seasonal scan due at once runs at most
 /// `maxScansPerTick` scans in its tick; the rest are owed and run at the
 /// meters' next evaluations, a budget a tick, owed scans before newly due
@@ -193,25 +208,14 @@ fn a_burst_owes_the_scans_past_max_scans_per_tick() {
     let periods_found = |budget: u32, ticks: usize, bursts: bool| -> Vec<usize> {
         let cfg = Config { max_scans_per_tick: budget, ..Config::default() };
         let (meters, window) = (40, 240);
-        let mut d = Detector::default();
-        let mut w = Windows::new(window, 100);
-        let mut names = MeterTable::default();
-        for m in 0..meters {
-            assert!(names.intern(&format!("m{m}"), meters as u32).is_ok());
-            w.add_meter(meters);
-            d.add_meter(meters);
-        }
-        // A triangle wave of 24 readings per meter, levels apart.
-        let value = |m: usize, k: usize| 10.0 * m as f64 + (12.0 - (k % 24) as f64).abs();
+        let (mut d, mut w, names) = setup_windows(meters, window);
         let mut out = Vec::new();
         let mut found = Vec::new();
         let mut k = 0;
         for t in 0..ticks {
             let burst = if t == 0 || bursts { window } else { 1 };
             for _ in 0..burst {
-                for m in 0..meters {
-                    crate::core::add_reading(&mut w, &mut d, m, value(m, k), 1e12 + k as f64, &cfg);
-                }
+                add_triangles(&mut w, &mut d, meters, k, &cfg);
                 k += 1;
             }
             d.tick(1e12 + k as f64, &w, &names, &cfg, &mut out);
@@ -233,19 +237,9 @@ fn a_burst_owes_the_scans_past_max_scans_per_tick() {
 fn a_reset_meter_owes_no_scan() {
     let cfg = Config { max_scans_per_tick: 5, ..Config::default() };
     let (meters, window) = (12, 240);
-    let mut d = Detector::default();
-    let mut w = Windows::new(window, 100);
-    let mut names = MeterTable::default();
-    for m in 0..meters {
-        assert!(names.intern(&format!("m{m}"), meters as u32).is_ok());
-        w.add_meter(meters);
-        d.add_meter(meters);
-    }
+    let (mut d, mut w, names) = setup_windows(meters, window);
     for k in 0..window {
-        for m in 0..meters {
-            let x = 10.0 * m as f64 + (12.0 - (k % 24) as f64).abs();
-            crate::core::add_reading(&mut w, &mut d, m, x, 1e12 + k as f64, &cfg);
-        }
+        add_triangles(&mut w, &mut d, meters, k, &cfg);
     }
     d.tick(1e12 + 1e3, &w, &names, &cfg, &mut Vec::new());
     assert_eq!(d.owed.len(), 7);
