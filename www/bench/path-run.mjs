@@ -6,13 +6,13 @@
 // JSON and writes it to benches/results/ (the README table is generated from
 // there by scripts/bench-table.mjs).
 //
-//   node www/bench/path-run.mjs                   4 M readings × 5 passes, ticks at 5,000 / 50,000
+//   node www/bench/path-run.mjs                   4 M readings × 5 passes, ticks at 5,000 / 20,000 / 50,000
 //   node www/bench/path-run.mjs --smoke           small and quick: proves it runs
 //   node www/bench/path-run.mjs --json FILE       write the JSON to FILE instead
 //   --meters N --readings N --batch N --passes N  the path workload (defaults 5,000 / 4 M / 10,000 / 5)
 //   --held-acks N                                 `maxHeldAcks` for both arms (0: every ack at once)
 //   --large-meters N                              the path workload again over N meters (50,000; 0: not)
-//   --sizes 5000,50000                            the engine page's sizes
+//   --sizes 5000,20000,50000                      the engine page's sizes
 //
 // Needs www/pkg (`make build`). Asserts nothing about speed; exits non-zero only
 // if a run failed (or the arms' window moments disagree).
@@ -34,7 +34,7 @@ const pageParams = ['meters', 'readings', 'batch', 'passes', 'held-acks']
   .filter((k) => opt(`--${k}`))
   .map((k) => `${k.replace(/-(.)/g, (_, c) => c.toUpperCase())}=${opt(`--${k}`)}`);
 if (smoke) pageParams.push('smoke=1');
-const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,50000');
+const sizes = opt('--sizes') ?? (smoke ? '5000' : '5000,20000,50000');
 // The same path workload over many meters, in a browser of its own: each
 // arm's rings are then ~500 MB, so every push misses the caches and the TLB.
 const largeMeters = Number(opt('--large-meters') ?? (smoke ? 0 : 50_000));
