@@ -464,8 +464,8 @@ fn cases() -> Vec<Case> {
             state: State::Fresh,
             msg: Message::Groups(text),
         });
-        // The same names out of order: the decoder finds a repeated name by
-        // sorting them (`lite::first_repeat`), which costs more unsorted.
+        // The same names out of order: a sort of the names (tried for the
+        // repeat check) costs more unsorted; `wire::repeat` should not.
         let order = shuffled(n);
         let (text, n) = fill(r#"{"version":1,"groups":{{}}}"#, |i| {
             let g = order.get(i).copied().unwrap_or(i);
