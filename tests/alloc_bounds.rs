@@ -666,3 +666,43 @@ fn a_heartbeat_ack_of_many_channels_allocates_a_name_each() {
     let limit = n + 200;
     assert!(calls <= limit, "{calls} allocations for {n} channels (bound {limit})");
 }
+
+/// A catch-up that lists each meter many times for one hour: every repeat is
+/// a refused bucket (and the body is refused whole), but a refusal's text is
+/// made only under `maxErrorsPerBatch`. Before, `Ledger::check_catchup` made
+/// a text per refused bucket and dropped most of them: 15 % of the check of
+/// the hostile bench's 825,548-bucket catch-up (docs/PERFORMANCE.md,
+/// "Hostile payloads"). Through the page's path: the frame's bytes, the
+/// wire decoder, `Engine::handle`.
+#[test]
+fn a_catchup_listing_meters_twice_makes_texts_only_under_the_cap() {
+    use meterflow::core::error::ErrorCode;
+    use meterflow::core::event::Outbound;
+    let cfg = Config::default();
+    let n = 20_000u32;
+    let meters: Vec<String> = (0..100).map(|m| format!("m{m}")).collect();
+    let buckets = (0..n).map(|i| bucket(Some(&meters[(i % 100) as usize]), "water", i)).collect();
+    let bytes = encode_catchup(&catchup(buckets), 3).unwrap();
+    let mut engine = meterflow::core::Engine::new(cfg.clone()).unwrap();
+    let input = meterflow::wire::decode_bytes(Envelope::Catchup, &bytes, Arrival::default(), &cfg);
+    let (out, calls) = calls_during(|| engine.handle(input, H10));
+    let errors: Vec<_> = out
+        .iter()
+        .filter_map(|o| if let Outbound::Error(e) = o { Some(e) } else { None })
+        .collect();
+    let max = cfg.max_errors_per_batch as usize;
+    let twice: Vec<_> = errors.iter().filter(|e| e.message.contains("twice")).collect();
+    assert_eq!(twice.len(), max, "{errors:?}");
+    // The first repeat is bucket 100 (meter m0 again); the text as before.
+    assert_eq!(
+        (twice[0].code, twice[0].position, twice[0].message.as_str()),
+        (ErrorCode::BadValue, Some(100), "water hour 1764064800000: total lists meter 'm0' twice")
+    );
+    let summary = errors.iter().find(|e| e.code == ErrorCode::ErrorsSuppressed);
+    let suppressed: Option<usize> =
+        summary.and_then(|e| e.message.split(' ').next()).and_then(|n| n.parse().ok());
+    assert_eq!(suppressed, Some(n as usize - 100 - max));
+    assert!(errors.iter().any(|e| e.message.contains("refused whole")), "{errors:?}");
+    let limit = 2_000;
+    assert!(calls <= limit, "{calls} allocations for {n} refused buckets (bound {limit})");
+}

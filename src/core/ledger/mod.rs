@@ -847,15 +847,20 @@ impl Ledger {
             };
             let i = r * span + (h - from) as usize;
             let decimals = self.resources.get(r).map_or(0, |s| s.decimals);
+            // What is wrong, as a text made only under the cap (`push_with`):
+            // a body may list a million bad buckets (docs/PERFORMANCE.md,
+            // "Hostile payloads": a text each was 15 % of such a body's check).
             let problem = match (b.total.to_units(decimals), listed.get(i).copied(), &b.meter) {
-                (Ok(u), _, _) if u < 0 => Some("is negative".to_string()),
-                (Err(_), _, _) => Some("is too large or finer than the resolution".to_string()),
-                (Ok(_), Some(Listed::Total), None) => Some("is listed twice".to_string()),
+                (Ok(u), _, _) if u < 0 => Some(BucketProblem::Total("is negative")),
+                (Err(_), _, _) => {
+                    Some(BucketProblem::Total("is too large or finer than the resolution"))
+                }
+                (Ok(_), Some(Listed::Total), None) => Some(BucketProblem::Total("is listed twice")),
                 (Ok(_), Some(Listed::PerMeter), None) | (Ok(_), Some(Listed::Total), Some(_)) => {
-                    Some("mixes a resource total with per-meter totals".to_string())
+                    Some(BucketProblem::Total("mixes a resource total with per-meter totals"))
                 }
                 (Ok(_), _, Some(m)) if !meters.insert((m.as_str(), i)) => {
-                    Some(format!("lists meter '{m}' twice"))
+                    Some(BucketProblem::MeterTwice(m))
                 }
                 (Ok(u), _, m) => {
                     let kind = if m.is_some() { Listed::PerMeter } else { Listed::Total };
@@ -863,7 +868,7 @@ impl Ledger {
                         *l = kind;
                     }
                     match totals.totals.get_mut(i).map(|t| t.checked_add(u).map(|s| *t = s)) {
-                        Some(None) => Some("overflows when summed".to_string()),
+                        Some(None) => Some(BucketProblem::Total("overflows when summed")),
                         _ => None,
                     }
                 }
@@ -871,11 +876,14 @@ impl Ledger {
             if let Some(why) = problem {
                 bad += 1;
                 sink.push_with(|| {
-                    CoreError::at(
-                        ErrorCode::BadValue,
-                        pos,
-                        format!("{} hour {}: total {why}", b.resource, b.hour_ms),
-                    )
+                    let (r, h) = (&b.resource, b.hour_ms);
+                    let message = match why {
+                        BucketProblem::MeterTwice(m) => {
+                            format!("{r} hour {h}: total lists meter '{m}' twice")
+                        }
+                        BucketProblem::Total(why) => format!("{r} hour {h}: total {why}"),
+                    };
+                    CoreError::at(ErrorCode::BadValue, pos, message)
                 });
             }
         }
@@ -971,6 +979,15 @@ fn catchup_range(c: &Catchup) -> Result<Option<(i64, i64)>, String> {
         (None, None) if c.buckets.is_empty() => Ok(None),
         (f, t) => Err(format!("range {f:?}..={t:?} is empty or inverted")),
     }
+}
+
+/// Why a catch-up bucket is refused, kept until its text is made (only under
+/// `maxErrorsPerBatch`).
+enum BucketProblem<'a> {
+    /// Its total: what is wrong with it.
+    Total(&'static str),
+    /// A meter listed twice for one (resource, hour).
+    MeterTwice(&'a str),
 }
 
 /// A checked catch-up's totals per (resource, hour) of its range; hours with no
