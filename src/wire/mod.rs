@@ -24,8 +24,7 @@
 //! [`control`] (whole page messages: config, query, reset, and the envelopes),
 //! [`binary`] (frame v1 decoding and the Rust-side encoders), [`out`] (outbound
 //! wire shapes), `doc` (the one-pass top level of a JSON payload), `ack` (the
-//! one-pass reader of a `HEARTBEAT_ACK`'s `sent` map), `repeat` (the first
-//! repeated name of a long list, for [`groups`]), `field`
+//! one-pass reader of a `HEARTBEAT_ACK`'s `sent` map), `field`
 //! (shared checks of JSON fields), [`lite`] (the strict JSON reader every
 //! inbound decoder reads with: no serde_json parser in the `.wasm`).
 
@@ -39,7 +38,6 @@ pub mod groups;
 pub mod json;
 pub mod lite;
 pub mod out;
-mod repeat;
 mod scan;
 #[cfg(not(target_arch = "wasm32"))]
 #[doc(hidden)]

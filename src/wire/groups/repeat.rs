@@ -24,6 +24,8 @@ use std::hash::Hasher;
 
 use rustc_hash::FxHasher;
 
+use crate::core::order::sort_indices;
+
 /// Keys a bucket holds, about: 4 KiB of them, sorted in the L1 cache.
 const BUCKET: usize = 512;
 /// Most buckets (as bits): 4,096 places written at a time while spreading.
@@ -166,11 +168,20 @@ impl NameKeys {
                 named.push((name, index));
             }
         }
-        named.sort_unstable();
-        Ok(named
+        // By (name, index) with the cold paths' heapsort (`core::order`): a
+        // run is rare and short unless names were made to collide, and a
+        // sort of its own type would be another 2.5 KB gzip of `.wasm`.
+        let mut order: Vec<usize> = Vec::new();
+        order.try_reserve_exact(named.len())?;
+        order.extend(0..named.len());
+        sort_indices(&mut order, &mut |a, b| named.get(a).cmp(&named.get(b)));
+        Ok(order
             .windows(2)
             .filter_map(|w| match w {
-                [(a, _), (b, later)] if a == b => Some(*later),
+                [a, b] => match (named.get(*a), named.get(*b)) {
+                    (Some((x, _)), Some((y, later))) if x == y => Some(*later),
+                    _ => None,
+                },
                 _ => None,
             })
             .min())
