@@ -465,7 +465,7 @@ fn cases() -> Vec<Case> {
             msg: Message::Groups(text),
         });
         // The same names out of order: a sort of the names (tried for the
-        // repeat check) costs more unsorted; `wire::repeat` should not.
+        // repeat check) costs more unsorted; `wire::groups::repeat` should not.
         let order = shuffled(n);
         let (text, n) = fill(r#"{"version":1,"groups":{{}}}"#, |i| {
             let g = order.get(i).copied().unwrap_or(i);

@@ -1,7 +1,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! Differential test of the one-pass `/groups` reader
 //! (`wire::groups::decode_groups_text`: no tree, repeats found by
-//! `wire::repeat`) against the general decoder it replaced
+//! `wire::groups::repeat`) against the general decoder it replaced
 //! (`decode_groups_text_general`, a `lite` tree and a hash set of names): on
 //! generated bodies (names repeated, escaped into a repeat, bad or too long;
 //! members of every shape, nesting at the depth limit; `version` and
