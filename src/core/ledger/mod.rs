@@ -819,6 +819,11 @@ impl Ledger {
         let mut listed = vec![Listed::No; nres * span];
         // Per-meter entries: each (meter, slot) at most once.
         let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
+        // Sized once for every bucket (each is 20 bytes or more of the
+        // payload): grown by doubling, its rehashes were a quarter of the
+        // check of 825,548 per-meter buckets (docs/PERFORMANCE.md, "Hostile
+        // payloads"). Without the memory it grows as it goes, as before.
+        let _ = meters.try_reserve(c.buckets.len());
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         let mut bad = 0usize;
         for b in &c.buckets {
