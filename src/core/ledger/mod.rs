@@ -819,11 +819,15 @@ impl Ledger {
         let mut listed = vec![Listed::No; nres * span];
         // Per-meter entries: each (meter, slot) at most once.
         let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
-        // Sized once for every bucket (each is 20 bytes or more of the
-        // payload): grown by doubling, its rehashes were a quarter of the
-        // check of 825,548 per-meter buckets (docs/PERFORMANCE.md, "Hostile
-        // payloads"). Without the memory it grows as it goes, as before.
-        let _ = meters.try_reserve(c.buckets.len());
+        // Sized once, for as many pairs as the buckets (each 20 bytes or more
+        // of the payload) or as `maxMeters` meters in every slot, the fewer:
+        // grown by doubling, its rehashes were a quarter of the check of
+        // 825,548 distinct pairs, and sized for every bucket, a body listing
+        // 20,000 pairs many times probed a table too large for the cache
+        // (docs/PERFORMANCE.md, "Hostile payloads"). A body naming more
+        // meters grows it as it goes, as does a failed reservation.
+        let pairs = (cfg.max_meters as usize).saturating_mul(nres).saturating_mul(span);
+        let _ = meters.try_reserve(c.buckets.len().min(pairs));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         let mut bad = 0usize;
         for b in &c.buckets {
