@@ -255,8 +255,11 @@ fn kind2(name: &'static str, col: usize, bad: f64) -> Case {
     every_record_refused(name, Envelope::Live, bytes, n, 3 - col, bad)
 }
 
-/// A kind-3 catch-up of valid buckets, then the totals (or hours) overwritten.
-fn kind3(name: &'static str, hours: bool, bad: f64) -> Case {
+/// A kind-3 catch-up of `n` well-formed buckets over `METERS` meters and
+/// `hours` hours back from `T0`'s: with 4 hours, each (meter, hour) is listed
+/// about 41 times and every repeat is refused ("lists meter twice"); with
+/// 166, each once, and the body applies.
+fn catchup_bytes(hours: usize) -> (Vec<u8>, usize) {
     let n = fit(20);
     let c = Catchup {
         as_of: Hlc { wall_ms: T0 as u64, counter: 0 },
@@ -264,14 +267,24 @@ fn kind3(name: &'static str, hours: bool, bad: f64) -> Case {
             .map(|i| CatchupBucket {
                 meter: Some(format!("meter-{:06}", i % METERS)),
                 resource: "water".into(),
-                hour_ms: (T0 / 3.6e6).floor() * 3.6e6 - 3.6e6 * (i / METERS % 4) as f64,
+                hour_ms: (T0 / 3.6e6).floor() * 3.6e6 - 3.6e6 * (i / METERS % hours) as f64,
                 total: Decimal::new(1, 3),
                 position: i as u32,
             })
             .collect(),
         ..Default::default()
     };
-    let bytes = encode_catchup(&c, 3).expect("encodable");
+    (encode_catchup(&c, 3).expect("encodable"), n)
+}
+
+/// Hours enough that the largest kind-3 frame lists each (meter, hour) once.
+fn n_hours_for_distinct() -> usize {
+    fit(20).div_ceil(METERS)
+}
+
+/// A kind-3 catch-up of 4 hours, then the totals (or hours) overwritten.
+fn kind3(name: &'static str, hours: bool, bad: f64) -> Case {
+    let (bytes, n) = catchup_bytes(4);
     every_record_refused(name, Envelope::Catchup, bytes, n, if hours { 2 } else { 1 }, bad)
 }
 
@@ -354,8 +367,20 @@ fn cases() -> Vec<Case> {
     v.push(kind2("kind 2, ts NaN", 1, f64::NAN));
     v.push(kind2("kind 2, amount f64::MAX", 2, f64::MAX));
     v.push(kind2("kind 2, amount -f64::MIN_POSITIVE", 2, -f64::MIN_POSITIVE));
+    // Well-formed, but each (meter, hour) listed about 41 times: refused (the
+    // name is the table's since 2026-12-05; it measures the check).
     v.push(kind3("kind 3, valid", false, 1.0));
     v.last_mut().expect("case").refused = UNCHECKED;
+    {
+        let (bytes, n) = catchup_bytes(n_hours_for_distinct());
+        v.push(Case {
+            name: "kind 3, valid, each (meter, hour) once",
+            records: n,
+            refused: 0,
+            state: State::Fresh,
+            msg: Message::Payload(Envelope::Catchup, bytes),
+        });
+    }
     v.push(kind3("kind 3, total f64::MAX", false, f64::MAX));
     v.push(kind3("kind 3, hour f64::MAX", true, f64::MAX));
     {
@@ -464,8 +489,8 @@ fn cases() -> Vec<Case> {
             state: State::Fresh,
             msg: Message::Groups(text),
         });
-        // The same names out of order: the decoder finds a repeated name by
-        // sorting them (`lite::first_repeat`), which costs more unsorted.
+        // The same names out of order: a sort of the names (tried for the
+        // repeat check) costs more unsorted; `wire::groups::repeat` should not.
         let order = shuffled(n);
         let (text, n) = fill(r#"{"version":1,"groups":{{}}}"#, |i| {
             let g = order.get(i).copied().unwrap_or(i);

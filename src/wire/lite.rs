@@ -732,6 +732,16 @@ impl<'a> Reader<'a> {
     /// `:` consumed too; `None` (and the `}` consumed) at the end. `first`:
     /// no member has been read yet.
     pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<Cow<'a, str>>, ErrorKind> {
+        Ok(self.next_key_at(first)?.map(|(_, key)| key))
+    }
+
+    /// As [`Cursor::next_key`], with the byte offset of the key's opening
+    /// quote, where [`Cursor::at`] reads it again: a reader that keeps many
+    /// keys need keep only where they are (`wire::groups`).
+    pub(crate) fn next_key_at(
+        &mut self,
+        first: bool,
+    ) -> Result<Option<(usize, Cow<'a, str>)>, ErrorKind> {
         match (self.next_token()?, first) {
             (b'}', _) => {
                 self.pos += 1;
@@ -749,12 +759,27 @@ impl<'a> Reader<'a> {
             (_, true) => return Err(ErrorKind::Syntax("key must be a string")),
             (_, false) => return Err(ErrorKind::Syntax("expected ',' or '}'")),
         }
+        let at = self.pos;
         let key = self.string()?;
         if self.next_token()? != b':' {
             return Err(ErrorKind::Syntax("expected ':'"));
         }
         self.pos += 1;
-        Ok(Some(key))
+        Ok(Some((at, key)))
+    }
+
+    /// A cursor at byte `offset` of `text` (past its end: at the end).
+    pub(crate) fn at(text: &'a str, offset: usize) -> Self {
+        Reader { pos: offset.min(text.len()), ..Reader::new(text) }
+    }
+
+    /// The next byte other than whitespace, without moving: a reader that
+    /// counts a value before it looks at it, as [`parse`] does, so that a
+    /// refusal past [`Limits::max_values`] is reported where [`parse`]
+    /// reports it (before the whitespace).
+    pub(crate) fn peek_token(&self) -> Option<u8> {
+        let rest = self.bytes.get(self.pos..)?;
+        rest.iter().copied().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
     }
 
     /// Whether another item follows in an array whose `[` is consumed (the

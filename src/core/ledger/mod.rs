@@ -819,6 +819,15 @@ impl Ledger {
         let mut listed = vec![Listed::No; nres * span];
         // Per-meter entries: each (meter, slot) at most once.
         let mut meters: FxHashSet<(&str, usize)> = FxHashSet::default();
+        // Sized once, for as many pairs as the buckets (each 20 bytes or more
+        // of the payload) or as `maxMeters` meters in every slot, the fewer:
+        // grown by doubling, its rehashes were a quarter of the check of
+        // 825,548 distinct pairs, and sized for every bucket, a body listing
+        // 20,000 pairs many times probed a table too large for the cache
+        // (docs/PERFORMANCE.md, "Hostile payloads"). A body naming more
+        // meters grows it as it goes, as does a failed reservation.
+        let pairs = (cfg.max_meters as usize).saturating_mul(nres).saturating_mul(span);
+        let _ = meters.try_reserve(c.buckets.len().min(pairs));
         let mut sink = ErrorSink::new(out, cfg.max_errors_per_batch);
         let mut bad = 0usize;
         for b in &c.buckets {
@@ -847,15 +856,20 @@ impl Ledger {
             };
             let i = r * span + (h - from) as usize;
             let decimals = self.resources.get(r).map_or(0, |s| s.decimals);
+            // What is wrong, as a text made only under the cap (`push_with`):
+            // a body may list a million bad buckets (docs/PERFORMANCE.md,
+            // "Hostile payloads": a text each was 15 % of such a body's check).
             let problem = match (b.total.to_units(decimals), listed.get(i).copied(), &b.meter) {
-                (Ok(u), _, _) if u < 0 => Some("is negative".to_string()),
-                (Err(_), _, _) => Some("is too large or finer than the resolution".to_string()),
-                (Ok(_), Some(Listed::Total), None) => Some("is listed twice".to_string()),
+                (Ok(u), _, _) if u < 0 => Some(BucketProblem::Total("is negative")),
+                (Err(_), _, _) => {
+                    Some(BucketProblem::Total("is too large or finer than the resolution"))
+                }
+                (Ok(_), Some(Listed::Total), None) => Some(BucketProblem::Total("is listed twice")),
                 (Ok(_), Some(Listed::PerMeter), None) | (Ok(_), Some(Listed::Total), Some(_)) => {
-                    Some("mixes a resource total with per-meter totals".to_string())
+                    Some(BucketProblem::Total("mixes a resource total with per-meter totals"))
                 }
                 (Ok(_), _, Some(m)) if !meters.insert((m.as_str(), i)) => {
-                    Some(format!("lists meter '{m}' twice"))
+                    Some(BucketProblem::MeterTwice(m))
                 }
                 (Ok(u), _, m) => {
                     let kind = if m.is_some() { Listed::PerMeter } else { Listed::Total };
@@ -863,7 +877,7 @@ impl Ledger {
                         *l = kind;
                     }
                     match totals.totals.get_mut(i).map(|t| t.checked_add(u).map(|s| *t = s)) {
-                        Some(None) => Some("overflows when summed".to_string()),
+                        Some(None) => Some(BucketProblem::Total("overflows when summed")),
                         _ => None,
                     }
                 }
@@ -871,11 +885,14 @@ impl Ledger {
             if let Some(why) = problem {
                 bad += 1;
                 sink.push_with(|| {
-                    CoreError::at(
-                        ErrorCode::BadValue,
-                        pos,
-                        format!("{} hour {}: total {why}", b.resource, b.hour_ms),
-                    )
+                    let (r, h) = (&b.resource, b.hour_ms);
+                    let message = match why {
+                        BucketProblem::MeterTwice(m) => {
+                            format!("{r} hour {h}: total lists meter '{m}' twice")
+                        }
+                        BucketProblem::Total(why) => format!("{r} hour {h}: total {why}"),
+                    };
+                    CoreError::at(ErrorCode::BadValue, pos, message)
                 });
             }
         }
@@ -963,14 +980,32 @@ fn catchup_range(c: &Catchup) -> Result<Option<(i64, i64)>, String> {
         Some(ms) => hour_of(ms).map(Some).ok_or(format!("'{what}' {ms} is not a time")),
         None => Ok(None),
     };
-    let hours = || c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));
-    let from = bound(c.from_hour_ms, "from")?.or_else(|| hours().min());
-    let to = bound(c.to_hour_ms, "to")?.or_else(|| hours().max());
+    let (from, to) = (bound(c.from_hour_ms, "from")?, bound(c.to_hour_ms, "to")?);
+    // The buckets' earliest and latest hours, in one pass over them (a
+    // catch-up may list a million: a pass each read 66 MB twice).
+    let (earliest, latest) = if from.is_none() || to.is_none() {
+        let hours = c.buckets.iter().filter_map(|b| hour_of(b.hour_ms));
+        hours.fold((None, None), |(lo, hi): (Option<i64>, Option<i64>), h| {
+            (Some(lo.map_or(h, |lo| lo.min(h))), Some(hi.map_or(h, |hi| hi.max(h))))
+        })
+    } else {
+        (None, None)
+    };
+    let (from, to) = (from.or(earliest), to.or(latest));
     match (from, to) {
         (Some(f), Some(t)) if f <= t => Ok(Some((f, t))),
         (None, None) if c.buckets.is_empty() => Ok(None),
         (f, t) => Err(format!("range {f:?}..={t:?} is empty or inverted")),
     }
+}
+
+/// Why a catch-up bucket is refused, kept until its text is made (only under
+/// `maxErrorsPerBatch`).
+enum BucketProblem<'a> {
+    /// Its total: what is wrong with it.
+    Total(&'static str),
+    /// A meter listed twice for one (resource, hour).
+    MeterTwice(&'a str),
 }
 
 /// A checked catch-up's totals per (resource, hour) of its range; hours with no
