@@ -164,8 +164,11 @@ dash:
 # 127500 (cold): 2026-12-06 morning, the one-pass HEARTBEAT_ACK reader
 # (wire::ack, stream v2: cold) and the seasonal scan's budget measured
 # 145,297 B warm and 126,305 B cold (docs/SIZE.md).
+# 130500 (cold): 2026-12-06 morning, the one-pass /groups reader (a hostile
+# /groups body 150 -> 60 ms; the general decoder stays as its test oracle
+# only) and held acks measured 146,779 B warm and 129,181 B cold.
 WASM_GZIP_BUDGET := 147000
-WASM_COLD_GZIP_BUDGET := 127500
+WASM_COLD_GZIP_BUDGET := 130500
 WASM_NAMES := target/wasm32-unknown-unknown/release/meterflow.wasm
 size:
 	@raw=$$(wc -c < www/pkg/meterflow_bg.wasm); gz=$$(gzip -9 -c www/pkg/meterflow_bg.wasm | wc -c); \
