@@ -19,6 +19,8 @@
 mod cases;
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/text_gen.rs"]
+mod text_gen;
 
 use meterflow::core::config::Config;
 use meterflow::core::event::{Inbound, Outbound, Query, StreamRequest};
@@ -27,34 +29,9 @@ use meterflow::core::Engine;
 use meterflow::wire::groups::{decode_groups_text, decode_groups_text_general};
 use meterflow::wire::{decode_fetched, decode_message, Arrival, FetchedBody};
 use rng::Rng;
+use text_gen::{mutate, Gen};
 
 const T: f64 = 1_764_064_800_000.0;
-
-struct Gen {
-    r: Rng,
-    /// Odd choices eight times rarer, so that many bodies are valid.
-    calm: bool,
-}
-
-impl Gen {
-    fn below(&mut self, n: usize) -> usize {
-        self.r.below(n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-    /// True once in `n`.
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(if self.calm { n * 8 } else { n }) == 0
-    }
-    fn ws(&mut self) -> &'static str {
-        if self.one_in(8) {
-            self.pick(&[" ", "\n", " \t ", "\r\n"])
-        } else {
-            ""
-        }
-    }
-}
 
 fn deep(n: usize) -> String {
     format!("{}{}", "[".repeat(n), "]".repeat(n))
@@ -117,14 +94,7 @@ fn members(g: &mut Gen) -> String {
 }
 
 fn groups(g: &mut Gen) -> String {
-    if g.one_in(30) {
-        return g.pick(&["null", "[]", "1", "\"groups\"", "[[\"m1\"]]"]).into();
-    }
-    let n = if g.one_in(6) { 0 } else { g.below(14) };
-    let entries: Vec<String> = (0..n)
-        .map(|_| format!("{}{}{}:{}{}", g.ws(), name(g), g.ws(), g.ws(), members(g)))
-        .collect();
-    format!("{{{}}}", entries.join(","))
+    g.object_of(&["null", "[]", "1", "\"groups\"", "[[\"m1\"]]"], 14, name, members)
 }
 
 fn version(g: &mut Gen) -> String {
@@ -180,42 +150,6 @@ fn text(g: &mut Gen) -> String {
         t = g.pick(&["[]", "1", "\"groups\"", "", " "]).into();
     }
     t
-}
-
-/// One to three edits at char boundaries: delete, insert, duplicate, truncate.
-fn mutate(g: &mut Gen, text: &str) -> String {
-    let mut cs: Vec<char> = text.chars().collect();
-    for _ in 0..1 + g.below(3) {
-        if cs.is_empty() {
-            break;
-        }
-        let i = g.below(cs.len());
-        match g.below(5) {
-            0 => {
-                let end = (i + 1 + g.below(4)).min(cs.len());
-                cs.drain(i..end);
-            }
-            1 => {
-                let alphabet: Vec<char> = "{}[]\",:0123456789.-eE\\u nul tr".chars().collect();
-                cs.insert(i, alphabet[g.below(alphabet.len())]);
-            }
-            2 => {
-                let end = (i + 1 + g.below(30)).min(cs.len());
-                let dup: Vec<char> = cs[i..end].to_vec();
-                let at = g.below(cs.len());
-                cs.splice(at..at, dup);
-            }
-            3 => cs.truncate(i),
-            _ => {
-                if cs[i].is_ascii_digit() {
-                    cs[i] = char::from(b'0' + g.below(10) as u8);
-                } else {
-                    cs.insert(i, ' ');
-                }
-            }
-        }
-    }
-    cs.into_iter().collect()
 }
 
 type Answer = Result<GroupMapBody, (&'static str, String)>;

@@ -13,6 +13,8 @@
 mod cases;
 #[path = "common/rng.rs"]
 mod rng;
+#[path = "common/text_gen.rs"]
+mod text_gen;
 
 use meterflow::core::config::Config;
 use meterflow::core::event::Inbound;
@@ -21,32 +23,7 @@ use meterflow::wire::{
     decode_socket_text, decode_socket_text_general, decode_socket_text_sent, Arrival,
 };
 use rng::Rng;
-
-struct Gen {
-    r: Rng,
-    /// Odd choices eight times rarer, so that many texts are valid acks.
-    calm: bool,
-}
-
-impl Gen {
-    fn below(&mut self, n: usize) -> usize {
-        self.r.below(n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-    /// True once in `n`.
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(if self.calm { n * 8 } else { n }) == 0
-    }
-    fn ws(&mut self) -> &'static str {
-        if self.one_in(8) {
-            self.pick(&[" ", "\n", " \t ", "\r\n"])
-        } else {
-            ""
-        }
-    }
-}
+use text_gen::{mutate, Gen};
 
 fn deep(n: usize) -> String {
     format!("{}{}", "[".repeat(n), "]".repeat(n))
@@ -128,14 +105,7 @@ fn position(g: &mut Gen) -> String {
 }
 
 fn sent(g: &mut Gen) -> String {
-    if g.one_in(30) {
-        return g.pick(&["null", "[]", "1", "\"sent\"", "[[1,2]]"]).into();
-    }
-    let n = if g.one_in(6) { 0 } else { g.below(12) };
-    let entries: Vec<String> = (0..n)
-        .map(|_| format!("{}{}{}:{}{}", g.ws(), channel(g), g.ws(), g.ws(), position(g)))
-        .collect();
-    format!("{{{}}}", entries.join(","))
+    g.object_of(&["null", "[]", "1", "\"sent\"", "[[1,2]]"], 12, channel, position)
 }
 
 fn text(g: &mut Gen) -> String {
@@ -181,42 +151,6 @@ fn text(g: &mut Gen) -> String {
         t.push_str(g.pick(&["x", "{}", " ", ","]));
     }
     t
-}
-
-/// One to three edits at char boundaries: delete, insert, duplicate, truncate.
-fn mutate(g: &mut Gen, text: &str) -> String {
-    let mut cs: Vec<char> = text.chars().collect();
-    for _ in 0..1 + g.below(3) {
-        if cs.is_empty() {
-            break;
-        }
-        let i = g.below(cs.len());
-        match g.below(5) {
-            0 => {
-                let end = (i + 1 + g.below(4)).min(cs.len());
-                cs.drain(i..end);
-            }
-            1 => {
-                let alphabet: Vec<char> = "{}[]\",:0123456789.-eE\\u nul tr".chars().collect();
-                cs.insert(i, alphabet[g.below(alphabet.len())]);
-            }
-            2 => {
-                let end = (i + 1 + g.below(30)).min(cs.len());
-                let dup: Vec<char> = cs[i..end].to_vec();
-                let at = g.below(cs.len());
-                cs.splice(at..at, dup);
-            }
-            3 => cs.truncate(i),
-            _ => {
-                if cs[i].is_ascii_digit() {
-                    cs[i] = char::from(b'0' + g.below(10) as u8);
-                } else {
-                    cs.insert(i, ' ');
-                }
-            }
-        }
-    }
-    cs.into_iter().collect()
 }
 
 #[test]
